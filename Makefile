@@ -1,0 +1,49 @@
+# rdns-scorer: `make run` serves on the defaults, `make test` sets up and runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Debian packages the tests run for real: command -> package.
+TEST_PACKAGES := unbound:unbound rspamd:rspamd luacheck:lua-check
+
+.PHONY: run test lint venv test-venv debian-packages bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.run-installed
+
+venv: $(VENV)/.run-installed
+test-venv: $(VENV)/.test-installed
+
+run: venv
+	$(BIN)/rdns-scorer serve
+
+debian-packages:
+	@missing=""; for pair in $(TEST_PACKAGES); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+lint: test-venv debian-packages
+	$(BIN)/ruff check scorer tests bench
+	$(BIN)/ruff format --check scorer tests bench
+	$(BIN)/mypy scorer
+	luacheck --no-color -q lua
+
+test: lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Pure check functions: resolved facts in, ``Hit``s out. No DNS, no scores."""

@@ -1,0 +1,20 @@
+"""Adapter from the generic-name classifier's verdict to a hit (PTR and HELO share it)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from scorer.checks.hit import Hit
+from scorer.generic import classify
+from scorer.text import option
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def generic_hit(symbol: str, ip: IPAddress, name: str, confirmed: bool, role: str) -> Hit | None:
+    """A hit scaled by the classifier's confidence, or None if ``name`` is not generic."""
+    verdict = classify(ip, name, confirmed)
+    if not verdict.generic:
+        return None
+    evidence = (f"{role}={option(name)}", *(option(e) for e in verdict.describe()))
+    return Hit(symbol, evidence, verdict.confidence)

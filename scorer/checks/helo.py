@@ -1,0 +1,157 @@
+"""HELO/EHLO checks (RFC 5321 sections 2.3.5, 4.1.1.1, 4.1.3).
+
+``parse_helo`` classifies the greeting's syntax (pure, no DNS) so the lookup
+stage knows whether there is a name to resolve; ``check_helo`` turns the
+syntax plus the resolved addresses into hits.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass
+
+from scorer.checks.generic import generic_hit
+from scorer.checks.hit import Hit
+from scorer.dns.outcomes import Answer, Lookup, NotFound, TempFail, describe
+from scorer.names import hostname_problem, non_public_suffix, to_ascii
+from scorer.text import has_unsafe, option
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# RFC 6761 section 6.3 reserves .localhost; the rest are the names distributions
+# put in /etc/hosts for loopback, which misconfigured MTAs greet with.
+_LOCALHOST_NAMES = frozenset(
+    {"localhost", "localhost.localdomain", "localhost4", "localhost6", "ip6-localhost",
+     "ip6-loopback", "localhost4.localdomain4", "localhost6.localdomain6"}
+)  # fmt: skip
+
+
+class HeloKind(enum.StrEnum):
+    LITERAL = "literal"  # [192.0.2.1] or [IPv6:2001:db8::1] (RFC 5321 section 4.1.3)
+    BARE_IP = "bare-ip"
+    LOCALHOST = "localhost"
+    NOT_FQDN = "not-fqdn"
+    INVALID = "invalid"
+    NAME = "name"  # a syntactically valid FQDN under a public suffix: worth resolving
+
+
+@dataclass(frozen=True, slots=True)
+class HeloName:
+    raw: str
+    kind: HeloKind
+    ascii: str = ""  # the A-label form, for NAME/LOCALHOST/NOT_FQDN
+    address: IPAddress | None = None  # for LITERAL/BARE_IP
+    problem: str = ""  # why INVALID/NOT_FQDN
+
+
+def _literal(raw: str, inner: str) -> HeloName:
+    text = inner[5:] if inner[:5].lower() == "ipv6:" else inner
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return HeloName(raw, HeloKind.INVALID, problem="malformed address literal")
+    if (address.version == 6) != (inner[:5].lower() == "ipv6:"):
+        # RFC 5321 section 4.1.3: IPv6 literals carry the "IPv6:" tag, IPv4 ones don't.
+        return HeloName(raw, HeloKind.INVALID, problem="address literal with wrong IPv6: tag")
+    return HeloName(raw, HeloKind.LITERAL, address=address)
+
+
+def parse_helo(raw: str) -> HeloName:
+    """Classify a HELO/EHLO argument by syntax alone."""
+    text = raw.strip(" ")
+    if has_unsafe(text) or " " in text:
+        return HeloName(raw, HeloKind.INVALID, problem="control, format or space characters")
+    if text.startswith("[") and text.endswith("]"):
+        return _literal(raw, text[1:-1])
+    try:
+        return HeloName(raw, HeloKind.BARE_IP, address=ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    name = to_ascii(text)
+    if name is None:
+        return HeloName(raw, HeloKind.INVALID, problem="not a valid IDNA name")
+    problem = hostname_problem(name)
+    if problem is not None:
+        return HeloName(raw, HeloKind.INVALID, ascii=name, problem=problem)
+    if name in _LOCALHOST_NAMES or name.endswith(".localhost") or name.startswith("localhost."):
+        return HeloName(raw, HeloKind.LOCALHOST, ascii=name)
+    suffix = non_public_suffix(name)
+    if suffix is not None:
+        return HeloName(raw, HeloKind.NOT_FQDN, ascii=name, problem=suffix)
+    return HeloName(raw, HeloKind.NAME, ascii=name)
+
+
+@dataclass(frozen=True, slots=True)
+class HeloFacts:
+    helo: HeloName
+    a: Lookup[IPAddress] | None = None  # resolved only for HeloKind.NAME
+    aaaa: Lookup[IPAddress] | None = None
+
+
+def _addresses(facts: HeloFacts) -> list[IPAddress]:
+    return [
+        address
+        for outcome in (facts.a, facts.aaaa)
+        if isinstance(outcome, Answer)
+        for address in outcome.records
+    ]
+
+
+def _forged_local(
+    helo: HeloName, local_names: frozenset[str], local_ips: frozenset[IPAddress]
+) -> Hit | None:
+    if helo.ascii and helo.ascii in local_names:
+        return Hit("RL_HELO_FORGED_LOCAL", (f"helo={option(helo.ascii)} is our own name",))
+    if helo.address is not None and helo.address in local_ips:
+        return Hit("RL_HELO_FORGED_LOCAL", (f"helo={option(helo.raw)} is our own address",))
+    return None
+
+
+def _syntax_hit(helo: HeloName, ip: IPAddress) -> Hit | None:
+    evidence = f"helo={option(helo.raw)}"
+    match helo.kind:
+        case HeloKind.INVALID:
+            return Hit("RL_HELO_INVALID", (evidence, helo.problem))
+        case HeloKind.LOCALHOST:
+            return Hit("RL_HELO_LOCALHOST", (evidence,))
+        case HeloKind.NOT_FQDN:
+            return Hit("RL_HELO_NOT_FQDN", (evidence, helo.problem))
+        case HeloKind.BARE_IP:
+            return Hit("RL_HELO_BARE_IP", (evidence, "address without [brackets]"))
+        case HeloKind.LITERAL if helo.address != ip:
+            return Hit("RL_HELO_LITERAL_MISMATCH", (evidence, f"client is {ip}"))
+    return None
+
+
+def _resolution_hit(facts: HeloFacts) -> Hit | None:
+    """NO_ADDRESS only when both A and AAAA are definitely absent; any failure is TEMPFAIL."""
+    outcomes = [o for o in (facts.a, facts.aaaa) if o is not None]
+    if not outcomes or any(isinstance(o, Answer) for o in outcomes):
+        return None
+    evidence = f"helo={option(facts.helo.ascii)}"
+    failures = [o for o in outcomes if isinstance(o, TempFail)]
+    if failures:
+        return Hit("RL_HELO_TEMPFAIL", (evidence, *(f"A/AAAA: {describe(o)}" for o in failures)))
+    kinds = sorted({describe(o) for o in outcomes if isinstance(o, NotFound)})
+    return Hit("RL_HELO_NO_ADDRESS", (evidence, f"A/AAAA: {'/'.join(kinds)}"))
+
+
+def check_helo(
+    facts: HeloFacts,
+    ip: IPAddress,
+    local_names: frozenset[str],
+    local_ips: frozenset[IPAddress],
+) -> list[Hit]:
+    """All HELO hits for one greeting; a forgery of our identity outranks the rest."""
+    forged = _forged_local(facts.helo, local_names, local_ips)
+    if forged is not None:
+        return [forged]
+    syntax = _syntax_hit(facts.helo, ip)
+    if syntax is not None:
+        return [syntax]
+    hits = [_resolution_hit(facts)]
+    if facts.helo.kind is HeloKind.NAME:
+        confirmed = ip in _addresses(facts)
+        hits.append(generic_hit("RL_HELO_GENERIC", ip, facts.helo.ascii, confirmed, "helo"))
+    return [h for h in hits if h is not None]

@@ -1,0 +1,164 @@
+"""MAIL FROM (envelope sender) checks.
+
+The null sender ``<>`` skips everything: bounces must flow (RFC 5321 section
+4.5.5). A domain receives mail if it has MX records, or else an A/AAAA record
+(the implicit MX of RFC 5321 section 5.1); a lone ``0 .`` MX is RFC 7505's
+declaration that it takes no mail.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field
+
+import email_validator
+
+from scorer.checks.hit import Hit
+from scorer.dns.outcomes import Answer, Lookup, MxRecord, NotFound, NotFoundKind, TempFail, describe
+from scorer.names import non_public_suffix, to_ascii
+from scorer.text import has_unsafe, option
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class SenderKind(enum.StrEnum):
+    NULL = "null"
+    BAD_SYNTAX = "bad-syntax"
+    SPECIAL_USE = "special-use"
+    LITERAL = "literal"  # user@[192.0.2.1]: valid syntax, nothing to resolve
+    DOMAIN = "domain"  # a public domain: worth resolving
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    raw: str
+    kind: SenderKind
+    domain: str = ""  # A-label form
+    problem: str = ""
+
+
+def parse_sender(raw: str) -> Sender:
+    """Classify an envelope sender by syntax alone (email-validator, IDNA, PSL)."""
+    address = raw.strip()
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1]
+    if not address:
+        return Sender(raw, SenderKind.NULL)
+    if has_unsafe(address):
+        return Sender(raw, SenderKind.BAD_SYNTAX, problem="control or format characters")
+    _local, at, domain_part = address.rpartition("@")
+    domain = to_ascii(domain_part) if at else None
+    if domain and not domain.startswith("["):
+        special = non_public_suffix(domain)
+        if special is not None:
+            return Sender(raw, SenderKind.SPECIAL_USE, domain=domain, problem=special)
+    try:
+        valid = email_validator.validate_email(
+            address,
+            check_deliverability=False,  # DNS is the lookup stage's job, under our deadline
+            allow_smtputf8=True,  # RFC 6531
+            allow_quoted_local=True,  # RFC 5321 section 4.1.2 Quoted-string
+            allow_domain_literal=True,  # RFC 5321 section 4.1.3
+        )
+    except email_validator.EmailNotValidError as error:
+        return Sender(raw, SenderKind.BAD_SYNTAX, problem=str(error))
+    if getattr(valid, "domain_address", None) is not None:  # set only for [literal]s
+        return Sender(raw, SenderKind.LITERAL, domain=valid.domain)
+    return Sender(raw, SenderKind.DOMAIN, domain=valid.ascii_domain.lower())
+
+
+@dataclass(frozen=True, slots=True)
+class AddressFacts:
+    a: Lookup[IPAddress]
+    aaaa: Lookup[IPAddress]
+
+    @property
+    def addresses(self) -> list[IPAddress]:
+        return [
+            address
+            for outcome in (self.a, self.aaaa)
+            if isinstance(outcome, Answer)
+            for address in outcome.records
+        ]
+
+    @property
+    def failed(self) -> bool:
+        return isinstance(self.a, TempFail) or isinstance(self.aaaa, TempFail)
+
+
+@dataclass(frozen=True, slots=True)
+class MailFromFacts:
+    sender: Sender
+    mx: Lookup[MxRecord] | None = None
+    implicit_mx: AddressFacts | None = None  # resolved only when there is no MX
+    targets: dict[str, AddressFacts] = field(default_factory=dict)  # at most max_mx_hosts
+
+
+def mail_hosts(mx: Answer[MxRecord], limit: int) -> list[str]:
+    """The MX targets to resolve, by preference, bounded so a hostile zone can't fan us out."""
+    records = sorted(mx.records, key=lambda r: (r.preference, r.exchange))
+    return [r.exchange for r in records if not r.is_null][:limit]
+
+
+def is_null_mx(mx: Answer[MxRecord]) -> bool:
+    """RFC 7505 section 3: a single MX of preference 0 with the root as exchange."""
+    return len(mx.records) == 1 and mx.records[0].is_null
+
+
+def _bogus_reason(target: str, facts: AddressFacts | None) -> str | None:
+    """Why an MX target cannot receive mail, or None if it can (or we can't tell)."""
+    try:
+        ipaddress.ip_address(target.strip("[]"))
+        return "IP literal as MX"
+    except ValueError:
+        pass
+    if facts is None or facts.failed:
+        return None
+    addresses = facts.addresses
+    if not addresses:
+        return "does not resolve"
+    if not any(a.is_global for a in addresses):
+        return "only non-public addresses " + ", ".join(str(a) for a in addresses[:4])
+    return None
+
+
+def _check_mx(domain: str, mx: Answer[MxRecord], targets: dict[str, AddressFacts]) -> Hit | None:
+    if is_null_mx(mx):
+        return Hit("RL_MAILFROM_NULL_MX", (f"domain={domain}", "MX 0 . (RFC 7505)"))
+    reasons = {name: _bogus_reason(name, facts) for name, facts in targets.items()}
+    if not reasons or any(r is None and not targets[n].failed for n, r in reasons.items()):
+        return None  # at least one usable mail host (or none to judge)
+    if all(reasons.values()):
+        evidence = [option(f"MX {name}: {reason}") for name, reason in reasons.items()]
+        return Hit("RL_MAILFROM_BOGUS_MX", (f"domain={domain}", *evidence))
+    return Hit("RL_MAILFROM_TEMPFAIL", (f"domain={domain}", "MX targets did not resolve"))
+
+
+def _check_implicit(domain: str, implicit: AddressFacts | None) -> Hit | None:
+    if implicit is None or implicit.addresses:
+        return None
+    if implicit.failed:
+        return Hit("RL_MAILFROM_TEMPFAIL", (f"domain={domain}", "A/AAAA failed"))
+    return Hit("RL_MAILFROM_NO_MAIL_HOST", (f"domain={domain}", "no MX, no A/AAAA"))
+
+
+def check_mail_from(facts: MailFromFacts) -> list[Hit]:
+    sender = facts.sender
+    evidence = f"from={option(sender.raw)}"
+    match sender.kind:
+        case SenderKind.BAD_SYNTAX:
+            return [Hit("RL_MAILFROM_BAD_SYNTAX", (evidence, option(sender.problem)))]
+        case SenderKind.SPECIAL_USE:
+            return [Hit("RL_MAILFROM_SPECIAL_USE", (evidence, f"domain under {sender.problem}"))]
+        case SenderKind.NULL | SenderKind.LITERAL:
+            return []
+    domain = option(sender.domain)
+    mx = facts.mx
+    if isinstance(mx, TempFail):
+        return [Hit("RL_MAILFROM_TEMPFAIL", (f"domain={domain}", f"MX: {describe(mx)}"))]
+    if isinstance(mx, NotFound) and mx.kind is NotFoundKind.NXDOMAIN:
+        return [Hit("RL_MAILFROM_NXDOMAIN", (f"domain={domain}", "nxdomain"))]
+    hit = _check_mx(domain, mx, facts.targets) if isinstance(mx, Answer) else None
+    hit = hit or _check_implicit(domain, facts.implicit_mx)
+    return [hit] if hit else []

@@ -1,0 +1,64 @@
+"""PTR checks: does the client have a PTR, is it forward-confirmed, is it generic?
+
+Forward-confirmed reverse DNS is RFC 8601's ``iprev`` (section 3 of RFC 8601,
+after RFC 5451): some PTR name of the IP must have an A (IPv4) or AAAA (IPv6)
+record equal to that IP. A DNS failure anywhere in the chain is reported as
+``RL_PTR_TEMPFAIL`` and never scored as missing or unverified.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from scorer.checks.generic import generic_hit
+from scorer.checks.hit import Hit
+from scorer.dns.outcomes import Answer, Lookup, TempFail, describe
+from scorer.text import option
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class PtrFacts:
+    ip: IPAddress
+    ptr: Lookup[str]
+    # PTR name -> its A (IPv4 client) or AAAA (IPv6 client) lookup, for at most
+    # max_ptr_names names, in the order the PTR answer listed them.
+    forward: dict[str, Lookup[IPAddress]] = field(default_factory=dict)
+    unchecked_names: int = 0  # PTR names beyond the bound, not resolved
+
+
+def _forward_evidence(name: str, outcome: Lookup[IPAddress]) -> str:
+    arrow = "->" if isinstance(outcome, Answer) else ":"
+    return option(f"{name} {arrow} {describe(outcome)}")
+
+
+def check_ptr(facts: PtrFacts) -> list[Hit]:
+    ip = facts.ip
+    if isinstance(facts.ptr, TempFail):
+        return [
+            Hit("RL_PTR_TEMPFAIL", (f"PTR {ip}: {describe(facts.ptr)}", option(facts.ptr.detail)))
+        ]
+    if not isinstance(facts.ptr, Answer):
+        return [Hit("RL_PTR_MISSING", (f"no PTR for {ip}", f"PTR: {describe(facts.ptr)}"))]
+    confirmed = [
+        name
+        for name, outcome in facts.forward.items()
+        if isinstance(outcome, Answer) and ip in outcome.records
+    ]
+    if confirmed:
+        generic = generic_hit("RL_PTR_GENERIC", ip, confirmed[0], True, "ptr")
+        return [generic] if generic else []
+    evidence = [_forward_evidence(name, outcome) for name, outcome in facts.forward.items()]
+    if facts.unchecked_names:
+        evidence.append(f"{facts.unchecked_names} more PTR names not checked")
+    hits: list[Hit | None] = []
+    if any(isinstance(o, TempFail) for o in facts.forward.values()):
+        hits.append(Hit("RL_PTR_TEMPFAIL", (f"PTR {ip} not confirmed", *evidence)))
+    else:
+        hits.append(Hit("RL_PTR_UNVERIFIED", (f"PTR {ip} not confirmed", *evidence)))
+    first = next(iter(facts.forward), None)
+    if first is not None:
+        hits.append(generic_hit("RL_PTR_GENERIC", ip, first, False, "ptr"))
+    return [h for h in hits if h is not None]

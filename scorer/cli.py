@@ -1,0 +1,157 @@
+"""The ``rdns-scorer`` command line: serve, check, generic, config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from scorer import __version__
+from scorer.config import Config, ConfigError, load_config, parse_listen, with_overrides
+from scorer.dns.outcomes import Answer
+from scorer.generic.cli import run_generic
+from scorer.pipeline import Pipeline
+from scorer.protocol import RequestError, parse_request
+from scorer.report import render_report
+from scorer.symbols import SYMBOLS, markdown_table
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="TOML config file (default: built-in)")
+    parser.add_argument(
+        "--nameserver",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="resolver to query; repeat for several (default: config, then /etc/resolv.conf)",
+    )
+
+
+def _config(args: argparse.Namespace, listen: str | None = None) -> Config:
+    return with_overrides(load_config(args.config), listen=listen, nameservers=args.nameserver)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = _config(args, listen=args.listen)
+    host, port = parse_listen(config.server.listen)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    from scorer.app import create_app  # imported late: `check` needs no server code
+
+    web.run_app(create_app(config), host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _config(args)
+    data = {"ip": args.ip, "helo": args.helo, "mail_from": args.mail_from, "hostname": None}
+    try:
+        request = parse_request({k: v for k, v in data.items() if v is not None})
+    except RequestError as error:
+        print(f"rdns-scorer check: {error.field}: {error.message}", file=sys.stderr)
+        return 2
+    facts, reply = asyncio.run(Pipeline(config).check_with_facts(request))
+    if args.json:
+        print(json.dumps(reply.to_dict(), separators=(",", ":")))
+        return 0
+    ptr = facts.ptr.ptr if facts is not None else None
+    ptr_name = ptr.records[0] if isinstance(ptr, Answer) else None
+    sys.stdout.write(render_report(request, reply, ptr_name))
+    return 0
+
+
+def _generic(args: argparse.Namespace) -> int:
+    if (args.ip is None) != (args.hostname is None):
+        print("rdns-scorer generic: give both IP and HOSTNAME, or neither", file=sys.stderr)
+        return 2
+    return run_generic(args.ip, args.hostname, args.confirmed, sys.stdin, sys.stdout)
+
+
+def _symbols(args: argparse.Namespace) -> int:
+    if args.format == "markdown":
+        sys.stdout.write(markdown_table())
+    else:
+        rows = [
+            {
+                "name": s.name,
+                "family": str(s.family),
+                "weight": s.weight,
+                "description": s.description,
+            }
+            for s in SYMBOLS.values()
+        ]
+        print(json.dumps(rows, indent=2))
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    load_config(args.file, environ={})
+    print(f"{args.file}: OK")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rdns-scorer",
+        description="Score SMTP clients by reverse DNS, HELO and MAIL FROM, for rspamd "
+        "and SpamAssassin.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    _add_config_options(serve)
+    serve.add_argument(
+        "--listen", metavar="HOST:PORT", help="address to bind (default 127.0.0.1:11340)"
+    )
+    serve.set_defaults(func=_serve)
+
+    check = commands.add_parser("check", help="check one client without a server")
+    check.add_argument("--ip", required=True, help="client IP address")
+    check.add_argument("--helo", help="HELO/EHLO name")
+    check.add_argument(
+        "--from", dest="mail_from", metavar="ADDR", help="envelope sender; '' for <>"
+    )
+    check.add_argument("--json", action="store_true", help="print the /v1/check reply body")
+    _add_config_options(check)
+    check.set_defaults(func=_check)
+
+    generic = commands.add_parser(
+        "generic",
+        help="classify a hostname as generic or not",
+        description="With IP and HOSTNAME, print the verdict. With neither, read "
+        "IP<TAB>HOSTNAME lines on stdin and print 'generic|legit<TAB>confidence<TAB>evidence'.",
+    )
+    generic.add_argument("ip", nargs="?", help="client IP address")
+    generic.add_argument("hostname", nargs="?", help="its PTR or HELO name")
+    generic.add_argument("--confirmed", action="store_true", help="the name is forward-confirmed")
+    generic.set_defaults(func=_generic)
+
+    symbols = commands.add_parser("symbols", help="print the symbol table")
+    symbols.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    symbols.set_defaults(func=_symbols)
+
+    config = commands.add_parser("config", help="work with config files")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_check = config_commands.add_parser("check", help="validate a config file")
+    config_check.add_argument("file", metavar="FILE")
+    config_check.set_defaults(func=_config_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except ConfigError as error:
+        print(f"rdns-scorer: config error: {error}", file=sys.stderr)
+        return 2
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""Configuration: one TOML file, every key with an embedded default, env overrides.
+
+The schema is the dataclasses below; ``load_config`` validates a file against
+them and reports unknown keys, wrong types and bad values with the key's path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from scorer.dns.layer import Nameserver, parse_nameserver
+from scorer.symbols import default_weights
+
+DEFAULT_PORT = 11340
+ENV_LISTEN = "RDNS_SCORER_LISTEN"
+ENV_NAMESERVERS = "RDNS_SCORER_NAMESERVERS"
+
+# Clients the checks make no sense for: loopback, RFC 1918, link-local, CGNAT
+# (RFC 6598), ULA (RFC 4193) and IPv6 link-local. Mail from these comes from
+# inside the site or through a proxy that hides the real client.
+DEFAULT_SKIP_NETWORKS = [
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+    "100.64.0.0/10",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+]
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased for the admin, naming the key."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str = f"127.0.0.1:{DEFAULT_PORT}"
+    max_body_bytes: int = 16384
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    nameservers: list[str] = field(default_factory=list)  # empty: /etc/resolv.conf
+    timeout: float = 0.5
+    request_deadline: float = 0.8
+    cache_max_entries: int = 100_000
+    cache_min_ttl: float = 5.0
+    cache_max_ttl: float = 3600.0
+    negative_ttl: int = 300
+    max_ptr_names: int = 10
+    max_mx_hosts: int = 10
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    skip_networks: list[str] = field(default_factory=lambda: list(DEFAULT_SKIP_NETWORKS))
+    local_names: list[str] = field(default_factory=list)
+    local_ips: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    weights: dict[str, float] = field(default_factory=default_weights)
+
+    @property
+    def nameservers(self) -> list[Nameserver]:
+        return [parse_nameserver(n) for n in self.dns.nameservers]
+
+    @property
+    def skip_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(n, strict=False) for n in self.policy.skip_networks]
+
+    @property
+    def local_ips(self) -> frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        return frozenset(ipaddress.ip_address(a) for a in self.policy.local_ips)
+
+    @property
+    def local_names(self) -> frozenset[str]:
+        return frozenset(n.lower().rstrip(".") for n in self.policy.local_names)
+
+
+SECTIONS: dict[str, type] = {"server": ServerConfig, "dns": DnsConfig, "policy": PolicyConfig}
+
+
+def _type_name(expected: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true/false"}.get(
+        expected, "a list of strings"
+    )
+
+
+def _check_value(path: str, expected: Any, value: Any) -> Any:
+    """Return ``value`` coerced to the schema type, or raise ConfigError naming ``path``."""
+    if expected is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if expected is str and isinstance(value, str):
+        return value
+    if expected == list[str] and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ConfigError(f"{path}: expected {_type_name(expected)}, got {value!r}")
+
+
+def _section(name: str, cls: type, values: Any) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"[{name}]: expected a table")
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"[{name}] {key}: unknown key (known: {', '.join(sorted(known))})")
+        kwargs[key] = _check_value(f"[{name}] {key}", hints[key], value)
+    return cls(**kwargs)
+
+
+def _weights(values: Any) -> dict[str, float]:
+    if not isinstance(values, Mapping):
+        raise ConfigError("[weights]: expected a table of SYMBOL = number")
+    weights = default_weights()
+    for key, value in values.items():
+        if key not in weights:
+            raise ConfigError(f"[weights] {key}: unknown symbol (see docs/symbols.md)")
+        weights[key] = _check_value(f"[weights] {key}", float, value)
+    return weights
+
+
+def _validate(config: Config) -> None:
+    """Semantic checks beyond types, so a bad value fails at load time, not per message."""
+    checks = [
+        ("[dns] nameservers", lambda: config.nameservers),
+        ("[policy] skip_networks", lambda: config.skip_networks),
+        ("[policy] local_ips", lambda: config.local_ips),
+        ("[server] listen", lambda: parse_listen(config.server.listen)),
+    ]
+    for path, check in checks:
+        try:
+            check()
+        except ValueError as error:
+            raise ConfigError(f"{path}: {error}") from None
+    positive = {
+        "[dns] timeout": config.dns.timeout,
+        "[dns] request_deadline": config.dns.request_deadline,
+        "[server] max_body_bytes": config.server.max_body_bytes,
+        "[dns] max_ptr_names": config.dns.max_ptr_names,
+        "[dns] max_mx_hosts": config.dns.max_mx_hosts,
+    }
+    for path, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{path}: must be greater than 0, got {value}")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` into (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def config_from_mapping(data: Mapping[str, Any]) -> Config:
+    kwargs: dict[str, Any] = {}
+    for name, values in data.items():
+        if name == "weights":
+            kwargs["weights"] = _weights(values)
+        elif name in SECTIONS:
+            kwargs[name] = _section(name, SECTIONS[name], values)
+        else:
+            raise ConfigError(
+                f"[{name}]: unknown section (known: {', '.join([*SECTIONS, 'weights'])})"
+            )
+    config = Config(**kwargs)
+    _validate(config)
+    return config
+
+
+def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ) -> Config:
+    """Read ``path`` (or nothing: all defaults), then apply environment overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except OSError as error:
+            raise ConfigError(f"{path}: {error.strerror}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: invalid TOML: {error}") from None
+    config = config_from_mapping(data)
+    return with_overrides(
+        config,
+        listen=environ.get(ENV_LISTEN) or None,
+        nameservers=[n for n in environ.get(ENV_NAMESERVERS, "").split(",") if n.strip()] or None,
+    )
+
+
+def with_overrides(
+    config: Config, listen: str | None = None, nameservers: list[str] | None = None
+) -> Config:
+    """Apply command-line or environment overrides, validated like the file."""
+    if listen is not None:
+        config = dataclasses.replace(
+            config, server=dataclasses.replace(config.server, listen=listen)
+        )
+    if nameservers is not None:
+        config = dataclasses.replace(
+            config, dns=dataclasses.replace(config.dns, nameservers=list(nameservers))
+        )
+    _validate(config)
+    return config

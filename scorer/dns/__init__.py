@@ -1,0 +1,1 @@
+"""The one DNS layer: outcomes, cache and the resolver wrapper."""

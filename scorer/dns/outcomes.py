@@ -1,0 +1,67 @@
+"""The three outcomes every lookup ends in. Checks only ever see these, never exceptions."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class NotFoundKind(enum.StrEnum):
+    NXDOMAIN = "nxdomain"  # the name does not exist (RFC 8020: nor anything below it)
+    NODATA = "nodata"  # the name exists but has no record of this type
+
+
+class FailureKind(enum.StrEnum):
+    TIMEOUT = "timeout"
+    SERVFAIL = "servfail"
+    REFUSED = "refused"
+    NETWORK = "network"
+    MALFORMED = "malformed"  # an answer we could not parse
+    DEADLINE = "deadline"  # the request's deadline passed first
+
+
+@dataclass(frozen=True, slots=True)
+class MxRecord:
+    preference: int
+    exchange: str  # lower case, no final dot; "" for the root (RFC 7505 null MX)
+
+    @property
+    def is_null(self) -> bool:
+        return self.exchange == ""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer(Generic[T]):
+    """The name has records of the asked type."""
+
+    records: tuple[T, ...]
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    """NXDOMAIN or NODATA: a definite, authoritative "no"."""
+
+    kind: NotFoundKind
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class TempFail:
+    """We could not learn the answer; never evidence against the sender."""
+
+    kind: FailureKind
+    detail: str = ""
+
+
+Lookup = Answer[T] | NotFound | TempFail
+
+
+def describe(outcome: Answer[Any] | NotFound | TempFail) -> str:
+    """A short evidence string for an outcome, e.g. ``nxdomain`` or ``timeout``."""
+    if isinstance(outcome, Answer):
+        return ", ".join(str(r) for r in outcome.records)
+    return str(outcome.kind)

@@ -1,0 +1,373 @@
+"""Finders for the client's own address spelled out inside a hostname.
+
+Every finder works on the "address region" of a name (see
+:attr:`scorer.generic.hostparts.HostParts.address_region`) and on textual forms of the
+client address computed once per call. Nothing here guesses at other addresses: a name that
+spells out a *different* address than the client's produces no match, which is what keeps
+mail servers such as ``relay-192-0-2-10.example.net`` (seen from another IP) legit.
+
+Matching is done with plain substring tests and one linear ``\\d+`` scan, so there is no
+regex backtracking to worry about whatever the input.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from scorer.generic.verdict import GenericEvidence
+
+_DIGIT_RUN_RE = re.compile(r"[0-9]+")
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+#: Unpadded concatenations shorter than this are too ambiguous to count (``1234`` could be
+#: 1.2.3.4, or just a counter); 7 digits means at least three octets have two digits.
+_MIN_CONCAT_DIGITS = 7
+#: A decimal integer below 2**24 would be an address in 0.0.0.0/8, never a mail client.
+_MIN_INTEGER_ADDRESS = 1 << 24
+#: Every IPv6 form looked for has at least this many hex digits (``2001-db8-0-0`` prefix).
+_MIN_IPV6_HEX_DIGITS = 8
+
+
+class Strength(enum.Enum):
+    """How much of the address an encoding pins down; the classifier maps it to confidence."""
+
+    FULL = "full"  # the whole address, unambiguously (dotted, hex, integer, padded, IPv6)
+    WEAK_FULL = "weak-full"  # whole address, ambiguous form (unpadded concat, EUI-64 tail)
+    PARTIAL_STRONG = "partial-strong"  # three octets, or an IPv6 /64 prefix
+    PARTIAL_WEAK = "partial-weak"  # the last two octets
+
+    @property
+    def is_full(self) -> bool:
+        """True when the encoding identifies the whole address."""
+        return self in (Strength.FULL, Strength.WEAK_FULL)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodingMatch:
+    """One place where (part of) the client address was found in the name."""
+
+    evidence: GenericEvidence
+    strength: Strength
+
+
+def find_encodings(ip: IPv4Address | IPv6Address, region: str) -> list[EncodingMatch]:
+    """Return every encoding of ``ip`` found in ``region`` (lower-case), strongest first."""
+    if isinstance(ip, IPv4Address):
+        matches = _find_ipv4(ip, region, kind_prefix="ipv4")
+    else:
+        matches = _find_ipv6(ip, region)
+    matches.sort(key=lambda m: _STRENGTH_ORDER[m.strength])
+    return matches
+
+
+_STRENGTH_ORDER = {strength: rank for rank, strength in enumerate(Strength)}
+
+
+# --------------------------------------------------------------------------- IPv4
+
+#: Characters that may separate the octets of one dotted-style address group.
+_SEPARATORS = frozenset("-._")
+
+
+class _DigitRuns:
+    """All maximal digit runs of a region, scanned once per call.
+
+    ``octets[i]`` is the run's value when it can be an octet (1-3 digits, <= 255), else -1.
+    ``group[i]`` numbers runs joined only by separators (``73-12-34-56`` is one group,
+    ``host25-171-dynamic.52-79`` is two), so a partial match can tell whether it is part
+    of a complete dotted address (a different one than the client's).
+    """
+
+    __slots__ = ("group", "octets", "region", "spans", "texts")
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+        self.texts: list[str] = []
+        self.spans: list[tuple[int, int]] = []
+        self.octets: list[int] = []
+        self.group: list[int] = []
+        group = 0
+        previous_end = -1
+        for match in _DIGIT_RUN_RE.finditer(region):
+            text = match.group()
+            start, end = match.span()
+            if previous_end >= 0 and not _is_separator_gap(region, previous_end, start):
+                group += 1
+            previous_end = end
+            self.texts.append(text)
+            self.spans.append((start, end))
+            value = int(text) if len(text) <= 3 else 256
+            self.octets.append(value if value <= 255 else -1)
+            self.group.append(group)
+
+    def window_text(self, first: int, count: int) -> str:
+        """The region text spanning ``count`` runs starting at run ``first``."""
+        return self.region[self.spans[first][0] : self.spans[first + count - 1][1]]
+
+    def find_window(self, wanted: list[int]) -> int:
+        """Index of the first run where ``wanted`` octets appear consecutively, or -1."""
+        values = self.octets
+        size = len(wanted)
+        first_value = wanted[0]
+        for first in range(len(values) - size + 1):
+            if values[first] == first_value and values[first : first + size] == wanted:
+                return first
+        return -1
+
+    def in_full_address_group(self, first: int, count: int) -> bool:
+        """True if runs ``first..first+count-1`` sit in a separator-joined group of >= 4
+        octet-valued runs, i.e. inside what reads as a complete dotted address."""
+        group = self.group[first]
+        members = sum(
+            1
+            for index, value in enumerate(self.octets)
+            if self.group[index] == group and value >= 0
+        )
+        return members >= 4 and self.group[first + count - 1] == group
+
+
+def _is_separator_gap(region: str, start: int, end: int) -> bool:
+    """True if ``region[start:end]`` is non-empty and made of separators only."""
+    return start < end and all(char in _SEPARATORS for char in region[start:end])
+
+
+#: Orders in which the four octets (a, b, c, d) are written in real schemes:
+#: in order (Comcast ``c-73-12-34-56``), reversed (GCP ``56.34.12.35.bc``, SFR ``.rev.``)
+#: and last-octet-first (Telefonica ``37.red-88-12-34``, OVH ``ip51.ip-149-202-82``).
+_FULL_ORDERS: tuple[tuple[str, tuple[int, ...], str], ...] = (
+    ("dotted", (0, 1, 2, 3), "in order"),
+    ("dotted-reversed", (3, 2, 1, 0), "reversed"),
+    ("dotted-rotated", (3, 0, 1, 2), "last octet first"),
+)
+
+#: Partial windows: which octet indexes, a description, and how strong the match is.
+_PARTIAL_ORDERS: tuple[tuple[tuple[int, ...], str, Strength], ...] = (
+    ((1, 2, 3), "last three octets", Strength.PARTIAL_STRONG),
+    ((3, 2, 1), "last three octets reversed", Strength.PARTIAL_STRONG),
+    ((0, 1, 2), "first three octets (the /24)", Strength.PARTIAL_STRONG),
+    ((2, 3), "last two octets", Strength.PARTIAL_WEAK),
+    ((3, 2), "last two octets reversed", Strength.PARTIAL_WEAK),
+)
+
+
+def _find_ipv4(ip: IPv4Address, region: str, kind_prefix: str) -> list[EncodingMatch]:
+    """Find ``ip`` in ``region``; ``kind_prefix`` distinguishes IPv4 embedded in IPv6."""
+    value = int(ip)
+    octets = ((value >> 24) & 255, (value >> 16) & 255, (value >> 8) & 255, value & 255)
+    runs = _DigitRuns(region)
+    full = _find_ipv4_strings(ip, value, octets, region, runs, kind_prefix)
+    if set(octets).issubset(runs.octets):  # cheap gate before scanning windows
+        full.extend(_find_octet_windows(ip, octets, runs, kind_prefix))
+    if full:
+        return full
+    # Partial windows are only worth reporting when nothing identifies the whole address.
+    return _find_partial_windows(ip, octets, runs)
+
+
+def _find_octet_windows(
+    ip: IPv4Address, octets: tuple[int, ...], runs: _DigitRuns, kind_prefix: str
+) -> list[EncodingMatch]:
+    """Four consecutive digit runs equal to the octets in one of :data:`_FULL_ORDERS`.
+
+    Comparing integer values makes zero padding (``100-012-035-033``) and any separator
+    (``-``, ``.``, ``_``, or letters as in ``37.red-88-12-34``) work without extra patterns.
+    """
+    matches = []
+    for kind, order, how in _FULL_ORDERS:
+        first = runs.find_window([octets[i] for i in order])
+        if first >= 0:
+            detail = f"{runs.window_text(first, 4)} = {ip} {how}"
+            evidence = GenericEvidence(f"{kind_prefix}-{kind}", detail)
+            matches.append(EncodingMatch(evidence, Strength.FULL))
+    return matches
+
+
+def _find_partial_windows(
+    ip: IPv4Address, octets: tuple[int, ...], runs: _DigitRuns
+) -> list[EncodingMatch]:
+    """Two or three consecutive digit runs equal to part of the address.
+
+    A window inside a complete dotted address is skipped: ``relay-203-0-113-25`` seen from
+    203.0.113.26 names a neighbour, not the client.
+    """
+    matches = []
+    for order, how, strength in _PARTIAL_ORDERS:
+        size = len(order)
+        first = runs.find_window([octets[i] for i in order])
+        if first >= 0 and not runs.in_full_address_group(first, size):
+            detail = f"{runs.window_text(first, size)} = {how} of {ip}"
+            matches.append(EncodingMatch(GenericEvidence("partial-octets", detail), strength))
+    return matches
+
+
+def _find_ipv4_strings(
+    ip: IPv4Address,
+    value: int,
+    octets: tuple[int, ...],
+    region: str,
+    runs: _DigitRuns,
+    kind_prefix: str,
+) -> list[EncodingMatch]:
+    """Hex, decimal-integer and concatenated-digit forms of the address."""
+    matches = []
+    hex_form = "%08x" % value
+    if hex_form in region:
+        # Deutsche Telekom p5B0C3434, Virtua c911f022, Sky 5e0c3434.bb, 0x5b0c3434.
+        detail = f"{hex_form} = {ip} in hex"
+        matches.append(EncodingMatch(GenericEvidence(f"{kind_prefix}-hex", detail), Strength.FULL))
+    long_runs = [text for text in runs.texts if len(text) >= _MIN_CONCAT_DIGITS]
+    if not long_runs:
+        return matches
+    a, b, c, d = octets
+    padded = ("%03d%03d%03d%03d" % (a, b, c, d), "%03d%03d%03d%03d" % (d, c, b, a))
+    concat = ("%d%d%d%d" % (a, b, c, d), "%d%d%d%d" % (d, c, b, a))
+    integer = (str(value), "%010d" % value) if value >= _MIN_INTEGER_ADDRESS else ()
+    for text in long_runs:
+        if text in integer:
+            # Bell Canada bas1-montreal42-1279467834.dsl.bell.ca
+            kind, how, strength = "int", "as a decimal integer", Strength.FULL
+        elif padded[0] in text or padded[1] in text:
+            # SoftBank softbank126012034056.bbtec.net, KDDI KD106154012034.
+            how = "zero-padded" if padded[0] in text else "zero-padded, reversed"
+            kind, strength = "padded", Strength.FULL
+        elif text in concat:
+            how = "concatenated" if text == concat[0] else "concatenated, reversed"
+            kind, strength = "concat", Strength.WEAK_FULL
+        else:
+            continue
+        detail = f"{text} = {ip} {how}"
+        matches.append(EncodingMatch(GenericEvidence(f"{kind_prefix}-{kind}", detail), strength))
+    return matches
+
+
+# --------------------------------------------------------------------------- IPv6
+
+
+def _contains_delimited(haystack: str, needle: str) -> bool:
+    """True if ``needle`` occurs in ``haystack`` not glued to further hex digits.
+
+    Without the check ``2001-db8-1-2`` would match inside ``2001-db8-1-20`` and a compressed
+    form ending in ``--5`` inside ``--50``.
+    """
+    start = haystack.find(needle)
+    while start != -1:
+        end = start + len(needle)
+        before_ok = start == 0 or haystack[start - 1] not in _HEX_DIGITS
+        after_ok = end == len(haystack) or haystack[end] not in _HEX_DIGITS
+        if before_ok and after_ok:
+            return True
+        start = haystack.find(needle, start + 1)
+    return False
+
+
+def _compress(groups: list[str]) -> str:
+    """RFC 5952 text form from unpadded groups: the longest run (>= 2) of zero groups
+    becomes ``::``. Done by hand because ``IPv6Address.compressed`` costs ~10 us."""
+    best_start, best_len, start = -1, 0, -1
+    for index, group in enumerate([*groups, "end"]):
+        if group == "0":
+            start = index if start < 0 else start
+            continue
+        if start >= 0 and index - start > best_len:
+            best_start, best_len = start, index - start
+        start = -1
+    if best_len < 2:
+        return ":".join(groups)
+    head = ":".join(groups[:best_start])
+    tail = ":".join(groups[best_start + best_len :])
+    return f"{head}::{tail}"
+
+
+def _ipv6_full_forms(nibbles: str, groups: list[str]) -> dict[str, str]:
+    """Textual forms of the whole address mapped to their evidence kind.
+
+    ``nibbles`` is the 32-hex-digit address, ``groups`` its eight unpadded groups.
+    """
+    padded = [nibbles[i : i + 4] for i in range(0, 32, 4)]
+    return {
+        _compress(groups).replace(":", "-"): "ipv6-groups",  # 2001-db8-1-2--5
+        "-".join(padded): "ipv6-groups",  # 2001-0db8-0001-...
+        "-".join(groups): "ipv6-groups",  # 2001-db8-1-2-0-0-0-5
+        nibbles: "ipv6-hex",  # 20010db8000100020000000000000005
+        ".".join(nibbles): "ipv6-nibbles",  # 2.0.0.1.0.d.b.8...
+        ".".join(reversed(nibbles)): "ipv6-nibbles",  # ip6.arpa order
+    }
+
+
+def _ipv6_prefix_forms(nibbles: str, groups: list[str]) -> list[str]:
+    """Forms of the /64 prefix, the part an ISP assigns per customer line."""
+    return ["-".join(groups[:4]), "-".join(nibbles[i : i + 4] for i in range(0, 16, 4))]
+
+
+def _eui64_forms(nibbles: str) -> list[str]:
+    """Forms of an EUI-64 interface id (``xxxx:xxff:fexx:xxxx``) and the MAC behind it."""
+    iid = nibbles[16:]
+    if iid[6:10] != "fffe":
+        return []
+    groups = [iid[i : i + 4] for i in range(0, 16, 4)]
+    mac = "%02x" % (int(iid[:2], 16) ^ 0x02) + iid[2:6] + iid[10:]
+    return [
+        iid,
+        "-".join(groups),
+        "-".join(group.lstrip("0") or "0" for group in groups),
+        mac,
+        "-".join(mac[i : i + 2] for i in range(0, 12, 2)),
+    ]
+
+
+def embedded_ipv4(ip: IPv6Address) -> IPv4Address | None:
+    """The IPv4 address an IPv6 address carries, if it visibly carries one.
+
+    Covers IPv4-mapped (``::ffff:a.b.c.d``), 6to4 (``2002:AABB:CCDD::``), Teredo, and
+    addresses whose interface id is ``::a.b.c.d`` (upper 32 bits of the IID zero), which is
+    how dual-stack operators commonly number hosts.
+    """
+    value = int(ip)
+    if value >> 32 == 0xFFFF:
+        return IPv4Address(value & 0xFFFFFFFF)
+    if value >> 112 == 0x2002:
+        return IPv4Address((value >> 80) & 0xFFFFFFFF)
+    if value >> 96 == 0x20010000:  # Teredo: client address is stored inverted
+        return IPv4Address(~value & 0xFFFFFFFF)
+    low32 = value & 0xFFFFFFFF
+    if (value >> 32) & 0xFFFFFFFF == 0 and low32 >= _MIN_INTEGER_ADDRESS:
+        return IPv4Address(low32)
+    return None
+
+
+def _first_delimited(region: str, forms: Iterable[str]) -> str | None:
+    """The first of ``forms`` that :func:`_contains_delimited` finds in ``region``."""
+    return next((form for form in forms if _contains_delimited(region, form)), None)
+
+
+def _find_ipv6(ip: IPv6Address, region: str) -> list[EncodingMatch]:
+    """Find full, EUI-64, embedded-IPv4 and /64-prefix encodings of ``ip``."""
+    carried = embedded_ipv4(ip)
+    matches = []
+    if carried is not None:
+        found = _find_ipv4(carried, region, kind_prefix="ipv6-embedded-ipv4")
+        matches.extend(match for match in found if match.strength.is_full)
+    if sum(char in _HEX_DIGITS for char in region) < _MIN_IPV6_HEX_DIGITS:
+        return matches  # too few hex digits for any IPv6 form: skip building them
+    nibbles = "%032x" % int(ip)
+    groups = [nibbles[i : i + 4].lstrip("0") or "0" for i in range(0, 32, 4)]
+    full_forms = _ipv6_full_forms(nibbles, groups)
+    form = _first_delimited(region, full_forms)  # forms overlap, so one match is enough
+    if form is not None:
+        evidence = GenericEvidence(full_forms[form], f"{form} = {ip}")
+        matches.append(EncodingMatch(evidence, Strength.FULL))
+    form = _first_delimited(region, _eui64_forms(nibbles))
+    if form is not None:
+        evidence = GenericEvidence("ipv6-eui64", f"{form} = EUI-64 interface id of {ip}")
+        matches.append(EncodingMatch(evidence, Strength.WEAK_FULL))
+    if matches:
+        return matches
+    form = _first_delimited(region, _ipv6_prefix_forms(nibbles, groups))
+    if form is None:
+        return []
+    evidence = GenericEvidence("ipv6-prefix", f"{form} = /64 prefix of {ip}")
+    return [EncodingMatch(evidence, Strength.PARTIAL_STRONG)]

@@ -1,0 +1,118 @@
+"""Hostname normalisation, Public Suffix List split and tokenising.
+
+The classifier only looks for address encodings and keywords in the part of a name that the
+owner of the domain chose per host; the registered domain (``comcast.net``) and the public
+suffix (``com.br``) say nothing about the individual host. This module finds those parts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+from publicsuffixlist import PublicSuffixList
+
+#: RFC 1035 limits; anything longer cannot be a real PTR target.
+_MAX_NAME_LENGTH = 253
+_MAX_LABEL_LENGTH = 63
+
+#: Characters accepted in a label. Underscore is not a hostname character, but it does occur
+#: in real PTR data and is harmless here, so it is tolerated rather than rejected.
+_LABEL_RE = re.compile(r"[a-z0-9_-]+")
+
+#: Label tokens: runs of letters or runs of digits. Splitting on the digit/letter boundary
+#: turns ``dyn123`` into ``dyn``, ``123`` and ``adsl2`` into ``adsl``, ``2`` so keywords are
+#: matched as whole tokens rather than as substrings (``cable`` must not fire on
+#: ``cablelabs``, and ``res`` must not fire on ``resort``).
+_TOKEN_RE = re.compile(r"[a-z]+|[0-9]+")
+
+
+@cache
+def _psl() -> PublicSuffixList:
+    """Return the process-wide Public Suffix List, built once on first use.
+
+    Building the list takes ~100 ms, so it is cached. Only the ICANN section is used: the
+    private section lists hosting domains such as ``compute-1.amazonaws.com`` and
+    ``members.linode.com`` as public suffixes, which would make the whole customer-assigned
+    name (``ec2-3-4-5-6``) part of the "suffix" and hide exactly what we look for.
+    The bundled list is used; nothing is fetched from the network.
+    """
+    return PublicSuffixList(only_icann=True)
+
+
+@dataclass(frozen=True, slots=True)
+class HostParts:
+    """A normalised hostname split around its registered domain.
+
+    For ``c-73-12-34-56.hsd1.ca.comcast.net``: ``host`` is ``c-73-12-34-56.hsd1.ca``,
+    ``registered`` is ``comcast.net`` and ``registrable_label`` is ``comcast``.
+    ``host`` is empty when the name is the registered domain itself (or a bare suffix).
+    """
+
+    name: str
+    host: str
+    registered: str
+    registrable_label: str
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The labels of the host part, left to right (empty for a bare domain)."""
+        return tuple(self.host.split(".")) if self.host else ()
+
+    @property
+    def address_region(self) -> str:
+        """Text searched for encodings of the client address.
+
+        This is the host part plus the registrable label. The registrable label is included
+        because some providers register one domain per range and put octets in it, e.g.
+        OVH's ``ip51.ip-149-202-82.eu`` (the ``.eu`` registration is ``ip-149-202-82``).
+        A legit domain spelling out the exact client address there is not a realistic case.
+        The public suffix is never included.
+        """
+        if not self.host:
+            return self.registrable_label
+        return f"{self.host}.{self.registrable_label}" if self.registrable_label else self.host
+
+
+def normalize_hostname(hostname: object) -> str | None:
+    """Return ``hostname`` lower-cased without its trailing dot, or None if it is unusable.
+
+    Unusable means: not a string, empty, not ASCII, too long, an empty label, a label with
+    characters outside ``[a-z0-9_-]``, or an all-numeric top-level label (an IP literal such
+    as ``192.0.2.1`` is not a hostname).
+    """
+    if not isinstance(hostname, str):
+        return None
+    name = hostname.strip().lower()
+    if name.endswith("."):
+        name = name[:-1]
+    if not name or len(name) > _MAX_NAME_LENGTH or not name.isascii():
+        return None
+    labels = name.split(".")
+    for label in labels:
+        if len(label) > _MAX_LABEL_LENGTH or not _LABEL_RE.fullmatch(label):
+            return None
+    if labels[-1].isdigit():
+        return None
+    return name
+
+
+def split_host(name: str) -> HostParts:
+    """Split a normalised name (see :func:`normalize_hostname`) with the Public Suffix List."""
+    registered = _psl().privatesuffix(name)
+    if registered is None:
+        # The name is itself a public suffix (or a single label): nothing host-specific.
+        return HostParts(name=name, host="", registered=name, registrable_label="")
+    host = name[: -len(registered) - 1] if len(name) > len(registered) else ""
+    return HostParts(
+        name=name,
+        host=host,
+        registered=registered,
+        registrable_label=registered.split(".", 1)[0],
+    )
+
+
+def label_tokens(label: str) -> list[str]:
+    """Split one label into letter-run and digit-run tokens (``dsl-01x`` -> dsl, 01, x)."""
+    return _TOKEN_RE.findall(label)

@@ -1,0 +1,67 @@
+"""Keywords and name shape that mark provider-assigned (generic) host parts.
+
+Keywords are matched as whole tokens of the host part's labels (see
+:func:`scorer.generic.hostparts.label_tokens`), never as substrings and never in the
+registered domain: ``mail.dynamic-solutions.com`` and ``mx.cablelabs.com`` stay legit.
+A keyword on its own is weak evidence (``dsl.example.net`` may be a real server); the
+classifier only combines it with an address encoding or a digit-heavy shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from scorer.generic.hostparts import label_tokens
+from scorer.generic.verdict import GenericEvidence
+
+#: Tokens that access and hosting providers put in names they assign to whole ranges.
+#: Sources: rspamd hfilter's dynamic-name patterns, SpamAssassin's RDNS_DYNAMIC/HELO_DYNAMIC
+#: rules, and the naming schemes of the providers listed in tests/data/generic_ptr.tsv.
+KEYWORDS: frozenset[str] = frozenset(
+    {
+        # dynamic assignment
+        "dyn", "dynamic", "dynamicip", "dynip", "dhcp", "pool", "pools", "dip",
+        # access technologies
+        "dsl", "adsl", "vdsl", "xdsl", "sdsl", "hdsl", "dslb", "cable", "modemcable",
+        "ppp", "pppoe", "pppoa", "dial", "dialup", "dialin", "ftth", "fttx", "fttb", "fttc",
+        "fttp", "broadband", "broad", "hsd", "fios", "bb",
+        # subscriber / customer equipment
+        "cpe", "cpc", "client", "clients", "customer", "customers", "cust", "subscriber",
+        "user", "users", "res", "resid", "residential", "retail", "abo",
+        # static customer addresses: "static-ip", "ip-static", "static.1.2.3.4.clients"
+        "static", "staticip", "ipstatic",
+    }
+)  # fmt: skip
+
+#: Digit-heavy shape thresholds. Per-address names carry octets, line ids or counters
+#: (``cpc123456-live18-2-0-cust123``); named servers rarely carry more than a short index
+#: (``mx2``, ``smtp10``, ``mail-sor-f41``). Six digits or four separate digit runs in the
+#: host part is where the two populations in the corpus separate.
+SHAPE_MIN_DIGITS = 6
+SHAPE_MIN_DIGIT_RUNS = 4
+
+
+def find_keywords(labels: Sequence[str]) -> list[GenericEvidence]:
+    """Return one evidence item per distinct keyword found in the host-part ``labels``."""
+    found: dict[str, GenericEvidence] = {}
+    for label in labels:
+        for token in label_tokens(label):
+            if token in KEYWORDS and token not in found:
+                detail = f"keyword '{token}' in label '{label}'"
+                found[token] = GenericEvidence("keyword", detail)
+    return list(found.values())
+
+
+def digit_shape(labels: Sequence[str]) -> GenericEvidence | None:
+    """Return shape evidence if the host part is digit-heavy, else None."""
+    digits = 0
+    runs = 0
+    for label in labels:
+        for token in label_tokens(label):
+            if token.isdigit():
+                digits += len(token)
+                runs += 1
+    if digits >= SHAPE_MIN_DIGITS or runs >= SHAPE_MIN_DIGIT_RUNS:
+        detail = f"host part has {digits} digits in {runs} runs"
+        return GenericEvidence("shape", detail)
+    return None

@@ -1,0 +1,111 @@
+"""The lookup stage: ask the DNS layer for every fact the checks need, concurrently.
+
+The PTR chain, the HELO name and the MAIL FROM domain are resolved side by side
+under one request deadline. Fan-out is bounded (PTR names, MX hosts) so a
+hostile zone cannot make one message cost unbounded work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from dataclasses import dataclass
+
+import dns.rdatatype
+
+from scorer.checks.helo import HeloFacts, HeloKind, parse_helo
+from scorer.checks.mailfrom import (
+    AddressFacts,
+    MailFromFacts,
+    SenderKind,
+    is_null_mx,
+    mail_hosts,
+    parse_sender,
+)
+from scorer.checks.ptr import PtrFacts
+from scorer.dns.layer import DnsLayer
+from scorer.dns.outcomes import Answer, NotFound, NotFoundKind
+from scorer.protocol import CheckRequest
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_ptr_names: int
+    max_mx_hosts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    ptr: PtrFacts
+    helo: HeloFacts | None
+    mail_from: MailFromFacts | None
+
+
+def _forward_type(ip: IPAddress) -> dns.rdatatype.RdataType:
+    return dns.rdatatype.A if ip.version == 4 else dns.rdatatype.AAAA
+
+
+async def _ptr_facts(
+    dns_layer: DnsLayer, ip: IPAddress, limits: Limits, deadline: float
+) -> PtrFacts:
+    ptr = await dns_layer.ptr(ip, deadline)
+    if not isinstance(ptr, Answer):
+        return PtrFacts(ip, ptr)
+    names = list(dict.fromkeys(ptr.records))  # a zone may repeat a name; check it once
+    checked = names[: limits.max_ptr_names]
+    rdtype = _forward_type(ip)
+    outcomes = await asyncio.gather(*(dns_layer.addresses(n, rdtype, deadline) for n in checked))
+    return PtrFacts(ip, ptr, dict(zip(checked, outcomes, strict=True)), len(names) - len(checked))
+
+
+async def _address_facts(dns_layer: DnsLayer, name: str, deadline: float) -> AddressFacts:
+    a, aaaa = await asyncio.gather(
+        dns_layer.addresses(name, dns.rdatatype.A, deadline),
+        dns_layer.addresses(name, dns.rdatatype.AAAA, deadline),
+    )
+    return AddressFacts(a, aaaa)
+
+
+async def _helo_facts(dns_layer: DnsLayer, helo: str, deadline: float) -> HeloFacts:
+    name = parse_helo(helo)
+    if name.kind is not HeloKind.NAME:
+        return HeloFacts(name)
+    addresses = await _address_facts(dns_layer, name.ascii, deadline)
+    return HeloFacts(name, addresses.a, addresses.aaaa)
+
+
+async def _mail_from_facts(
+    dns_layer: DnsLayer, mail_from: str, limits: Limits, deadline: float
+) -> MailFromFacts:
+    sender = parse_sender(mail_from)
+    if sender.kind is not SenderKind.DOMAIN:
+        return MailFromFacts(sender)
+    mx = await dns_layer.mx(sender.domain, deadline)
+    if isinstance(mx, NotFound) and mx.kind is NotFoundKind.NODATA:
+        # RFC 5321 section 5.1: no MX means the domain itself is the mail host.
+        implicit = await _address_facts(dns_layer, sender.domain, deadline)
+        return MailFromFacts(sender, mx, implicit_mx=implicit)
+    if not isinstance(mx, Answer) or is_null_mx(mx):
+        return MailFromFacts(sender, mx)
+    hosts = mail_hosts(mx, limits.max_mx_hosts)
+    resolved = await asyncio.gather(*(_address_facts(dns_layer, h, deadline) for h in hosts))
+    return MailFromFacts(sender, mx, targets=dict(zip(hosts, resolved, strict=True)))
+
+
+async def _none() -> None:
+    return None
+
+
+async def gather_facts(
+    request: CheckRequest, dns_layer: DnsLayer, limits: Limits, deadline: float
+) -> Facts:
+    ptr, helo, mail_from = await asyncio.gather(
+        _ptr_facts(dns_layer, request.ip, limits, deadline),
+        _helo_facts(dns_layer, request.helo, deadline) if request.helo else _none(),
+        _mail_from_facts(dns_layer, request.mail_from, limits, deadline)
+        if request.mail_from is not None
+        else _none(),
+    )
+    return Facts(ptr, helo, mail_from)

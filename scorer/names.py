@@ -1,0 +1,100 @@
+"""Hostname syntax and the public/non-public split, shared by the HELO and MAIL FROM checks.
+
+Rules cite: RFC 1035 section 2.3.4 (63-octet labels, 255-octet names),
+RFC 1123 section 2.1 (labels may start with a digit), RFC 5321 section 4.1.2
+(``Domain = sub-domain *("." sub-domain)``, LDH only), RFC 6761 / RFC 2606 /
+RFC 8375 / ICANN's ``.internal`` for names that are never public.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import idna
+from publicsuffixlist import PublicSuffixList
+
+MAX_NAME_OCTETS = 253  # 255 on the wire minus the length octet and the root
+MAX_LABEL_OCTETS = 63
+
+# Special-use and private-use names that can never identify a public host
+# (RFC 6761 section 6, RFC 2606 sections 2-3, RFC 8375, RFC 9476 .alt, ICANN
+# .internal), plus suffixes that routers and OS installers invent and that are
+# not in the Public Suffix List.
+NON_PUBLIC_SUFFIXES = frozenset(
+    {
+        "invalid",
+        "test",
+        "example",
+        "example.com",
+        "example.net",
+        "example.org",
+        "localhost",
+        "local",
+        "onion",
+        "alt",
+        "arpa",
+        "home.arpa",
+        "internal",
+        "lan",
+        "localdomain",
+        "corp",
+        "home",
+        "intranet",
+        "private",
+    }
+)
+
+_LDH_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+
+@functools.cache
+def public_suffix_list() -> PublicSuffixList:
+    """The bundled Public Suffix List, built once (building it takes ~100 ms)."""
+    return PublicSuffixList()
+
+
+def to_ascii(name: str) -> str | None:
+    """Lower-case A-label form of ``name`` without a final dot, or None if IDNA rejects it."""
+    name = name[:-1] if name.endswith(".") else name  # the root label is implied
+    if name.isascii():
+        return name.lower()
+    try:
+        return idna.encode(name, uts46=True).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+
+
+def hostname_problem(ascii_name: str) -> str | None:
+    """Why ``ascii_name`` cannot be a hostname, or None if it can (RFC 1035/1123/5321)."""
+    if not ascii_name:
+        return "empty name"
+    if len(ascii_name) > MAX_NAME_OCTETS:
+        return f"name is {len(ascii_name)} octets, more than {MAX_NAME_OCTETS}"
+    for label in ascii_name.split("."):
+        if not label:
+            return "empty label"
+        if len(label) > MAX_LABEL_OCTETS:
+            return f"label of {len(label)} octets, more than {MAX_LABEL_OCTETS}"
+        if not _LDH_LABEL.match(label):
+            return f"label {label[:40]!r} is not letters, digits and inner hyphens"
+    return None
+
+
+def non_public_suffix(ascii_name: str) -> str | None:
+    """The special-use or unknown suffix ``ascii_name`` sits under, or None if it is public.
+
+    A single label is non-public by definition (no TLD). Otherwise a name is
+    public only if the Public Suffix List knows its suffix and it is not one of
+    the special-use names above.
+    """
+    labels = ascii_name.split(".")
+    if len(labels) < 2:
+        return "single label"
+    for depth in (1, 2, 3):
+        suffix = ".".join(labels[-depth:])
+        if suffix in NON_PUBLIC_SUFFIXES:
+            return f".{suffix}"
+    if public_suffix_list().publicsuffix(ascii_name, accept_unknown=False) is None:
+        return f".{labels[-1]} (not a public suffix)"
+    return None

@@ -1,0 +1,145 @@
+"""The wire protocol of ``POST /v1/check``: request decoding/validation, reply encoding.
+
+Requests are msgpack or JSON maps. Only a body that cannot be parsed, a field of
+the wrong type, or a missing/invalid ``ip`` is a client error. Garbage *inside*
+HELO or MAIL FROM is evidence for the checks, not a reason to refuse: a 4xx
+there would let a spammer switch our checks off, because the plugins fail open.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from scorer.text import option
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MSGPACK_TYPES = frozenset(
+    {"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"}
+)
+JSON_TYPES = frozenset({"application/json"})
+STRING_FIELDS = ("helo", "mail_from", "hostname", "queue_id", "user")
+
+
+class RequestError(ValueError):
+    """A request the service cannot act on; becomes a 400 naming the field."""
+
+    def __init__(self, message: str, field: str = "body") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRequest:
+    ip: IPAddress
+    helo: str | None = None
+    mail_from: str | None = None  # "" is the null sender <>
+    hostname: str | None = None  # None when the MTA had no name ("unknown", "[1.2.3.4]")
+    queue_id: str | None = None
+    user: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolResult:
+    name: str
+    score: float
+    options: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReply:
+    symbols: tuple[SymbolResult, ...]
+    score: float
+    elapsed_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        # Floats only, never nil or bin: rspamd 3.4's libucl garbles negative
+        # fixints and crashes on bin (see docs/rspamd.md).
+        return {
+            "symbols": [
+                {"name": s.name, "score": float(s.score), "options": list(s.options)}
+                for s in self.symbols
+            ],
+            "score": float(self.score),
+            "elapsed_ms": float(self.elapsed_ms),
+        }
+
+
+def _decode_text(value: object) -> object:
+    """msgpack strings arrive raw: invalid UTF-8 must not fail the whole request."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    return value
+
+
+def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
+    """Parse a request body into a map; raise RequestError if that is impossible."""
+    if content_type in MSGPACK_TYPES:
+        try:
+            data = msgpack.unpackb(body, raw=True, strict_map_key=False, use_list=True)
+        except Exception as error:  # msgpack raises many unrelated types for bad input
+            raise RequestError(f"body is not valid msgpack: {type(error).__name__}") from None
+        if isinstance(data, dict):
+            data = {_decode_text(k): _decode_text(v) for k, v in data.items()}
+    else:
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as error:
+            raise RequestError(f"body is not valid JSON: {option(str(error), 80)}") from None
+    if not isinstance(data, dict):
+        raise RequestError("body must be a map/object")
+    return data
+
+
+def _optional_text(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RequestError(f"{name} must be a string", name)
+    return value
+
+
+def _mta_hostname(value: str | None) -> str | None:
+    """Postfix/Sendmail say ``unknown`` or ``[1.2.3.4]`` when the client has no name."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or value.lower() == "unknown" or value.startswith("["):
+        return None
+    return value
+
+
+def parse_request(data: dict[str, Any]) -> CheckRequest:
+    raw_ip = data.get("ip")
+    if raw_ip is None:
+        raise RequestError("ip is required", "ip")
+    if not isinstance(raw_ip, str):
+        raise RequestError("ip must be a string", "ip")
+    try:
+        ip = ipaddress.ip_address(raw_ip.strip().strip("[]"))
+    except ValueError:
+        raise RequestError(
+            f"ip is not an IPv4 or IPv6 address: {option(raw_ip, 64)}", "ip"
+        ) from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:192.0.2.1 is an IPv4 client on a dual-stack socket
+    fields = {name: _optional_text(data, name) for name in STRING_FIELDS}
+    fields["hostname"] = _mta_hostname(fields["hostname"])
+    return CheckRequest(ip=ip, **fields)
+
+
+def encode_reply(payload: dict[str, Any], want_msgpack: bool) -> tuple[bytes, str]:
+    if want_msgpack:
+        return msgpack.packb(payload, use_bin_type=True), "application/msgpack"
+    return json.dumps(payload, separators=(",", ":")).encode(), "application/json"
+
+
+def wants_msgpack(accept: str) -> bool:
+    return any(t.split(";")[0].strip() in MSGPACK_TYPES for t in accept.split(","))

@@ -1,0 +1,46 @@
+"""The human-readable report of ``rdns-scorer check``: symbols, evidence, and fix hints."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from scorer.protocol import CheckReply, CheckRequest
+from scorer.symbols import SYMBOLS
+
+
+class _HintFields(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return f"<{key}>"
+
+
+def hint_fields(request: CheckRequest, ptr_name: str | None) -> Mapping[str, str]:
+    mail_from = request.mail_from or ""
+    return _HintFields(
+        ip=str(request.ip),
+        helo=request.helo or "",
+        mail_from=mail_from,
+        domain=mail_from.rpartition("@")[2].rstrip(">"),
+        ptr=ptr_name or "its PTR name",
+    )
+
+
+def render_report(request: CheckRequest, reply: CheckReply, ptr_name: str | None) -> str:
+    fields = hint_fields(request, ptr_name)
+    lines = [
+        f"client {request.ip}  helo={request.helo or '-'}  "
+        f"from={'<>' if request.mail_from == '' else request.mail_from or '-'}",
+        f"total score {reply.score:+.2f}  ({reply.elapsed_ms:.1f} ms)",
+    ]
+    if not reply.symbols:
+        lines.append("no symbols: reverse DNS, HELO and MAIL FROM look fine")
+    for result in reply.symbols:
+        symbol = SYMBOLS.get(result.name)
+        lines.append("")
+        lines.append(f"{result.name:<28} {result.score:+.2f}")
+        if symbol is not None:
+            lines.append(f"  what:     {symbol.description}")
+        for evidence in result.options:
+            lines.append(f"  evidence: {evidence}")
+        if symbol is not None:
+            lines.append(f"  fix:      {symbol.hint.format_map(fields)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,268 @@
+"""The single table of symbols: name, family, default weight, description, reason and fix hint.
+
+Everything else derives from this table: the default weights in the config, the
+``docs/symbols.md`` table (checked by a test), the rspamd plugin's symbol list
+(checked by a test) and the hints in ``rdns-scorer check``'s report.
+
+Default weights follow the postmaster article that motivates the project: a
+missing PTR is strong evidence, an unverified PTR moderate, HELO problems are
+gentle ("keep a close eye on the logs"), invalid MAIL FROM domains are scored
+fairly hard, and a DNS failure is never scored at all (weight 0).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from types import MappingProxyType
+
+
+class Family(enum.StrEnum):
+    """Which check family a symbol belongs to; also the metrics label."""
+
+    PTR = "ptr"
+    HELO = "helo"
+    MAILFROM = "mailfrom"
+    POLICY = "policy"
+    PLUGIN = "plugin"  # inserted by the rspamd/SpamAssassin plugins, never by the service
+
+
+@dataclass(frozen=True, slots=True)
+class Symbol:
+    name: str
+    family: Family
+    weight: float
+    description: str
+    reason: str  # why the default weight is what it is
+    hint: str  # how the *sender* fixes it; str.format fields: ip, helo, domain, ptr
+
+
+_TABLE: tuple[Symbol, ...] = (
+    Symbol(
+        "RL_PTR_MISSING",
+        Family.PTR,
+        5.0,
+        "The client IP has no PTR record.",
+        "Strong: the article recommends refusing mail from IPs without PTR, as Google, "
+        "Microsoft and Yahoo do; hijacked PCs almost never have one.",
+        "ask the owner of {ip} (ISP or hosting provider) for a PTR record naming your mail "
+        "server, and make that name resolve back to {ip}",
+    ),
+    Symbol(
+        "RL_PTR_UNVERIFIED",
+        Family.PTR,
+        3.0,
+        "PTR names exist, but none resolves back to the client IP (FCrDNS / iprev fails).",
+        "Moderate: a PTR anyone can write is weak evidence until the forward zone agrees "
+        "(RFC 8601 iprev); misconfigured but genuine servers exist.",
+        "make the PTR name of {ip} ({ptr}) have an A/AAAA record pointing back to {ip}",
+    ),
+    Symbol(
+        "RL_PTR_GENERIC",
+        Family.PTR,
+        2.5,
+        "The PTR name is an ISP-assigned generic name that encodes the client IP "
+        "(score is weight x confidence).",
+        "Moderate, scaled by confidence: generic names mark dynamic or unmanaged hosts, "
+        "but some small genuine servers still sit behind them.",
+        "ask the owner of {ip} to replace the generic PTR {ptr} with a name of your own "
+        "mail server that resolves back to {ip}",
+    ),
+    Symbol(
+        "RL_PTR_TEMPFAIL",
+        Family.PTR,
+        0.0,
+        "The PTR or its forward confirmation could not be checked (DNS timeout/SERVFAIL).",
+        "Zero: a DNS failure says nothing about the sender and must never look like a missing PTR.",
+        "check that the reverse zone of {ip} is served by reachable, working nameservers",
+    ),
+    Symbol(
+        "RL_SKIPPED_LOCAL",
+        Family.POLICY,
+        0.0,
+        "The client is in a skipped (local/private) network; no checks were run.",
+        "Zero: informational. Many of these mean a proxy or NAT hides real client IPs.",
+        "nothing to fix for the sender; if this is unexpected, your MTA passes an "
+        "internal address instead of the real client's",
+    ),
+    Symbol(
+        "RL_HELO_LOCALHOST",
+        Family.HELO,
+        1.0,
+        "HELO/EHLO claims to be localhost.",
+        "Gentle: common on badly set-up genuine servers, but never correct for mail from "
+        "another host (RFC 5321 section 4.1.1.1).",
+        "configure the mail server at {ip} to greet with its fully-qualified name, e.g. "
+        "the PTR name of {ip}",
+    ),
+    Symbol(
+        "RL_HELO_NOT_FQDN",
+        Family.HELO,
+        0.5,
+        "HELO/EHLO is a single label or under a non-public suffix (.local, .lan, ...).",
+        "Gentle: RFC 5321 section 4.1.1.1 requires a FQDN, yet many genuine servers "
+        "send 'Mail-Server' (the article's advice: watch, don't refuse).",
+        "configure the mail server at {ip} to greet with a fully-qualified public name "
+        "instead of '{helo}'",
+    ),
+    Symbol(
+        "RL_HELO_BARE_IP",
+        Family.HELO,
+        1.0,
+        "HELO/EHLO is an IP address without brackets, which is not valid syntax.",
+        "Gentle to moderate: RFC 5321 section 4.1.3 requires address literals in "
+        "brackets; bots often send bare IPs.",
+        "greet with a hostname, or with the address literal [{ip}]",
+    ),
+    Symbol(
+        "RL_HELO_LITERAL_MISMATCH",
+        Family.HELO,
+        1.5,
+        "HELO/EHLO is an address literal that is not the client's own address.",
+        "Moderate: a literal naming another address is a false identity, not a configuration slip.",
+        "greet with [{ip}] (the address the connection comes from) or with a hostname",
+    ),
+    Symbol(
+        "RL_HELO_INVALID",
+        Family.HELO,
+        1.5,
+        "HELO/EHLO has characters or label lengths no hostname can have.",
+        "Moderate: control characters, spaces or 64+ character labels come from broken "
+        "or hostile software (RFC 1035 section 2.3.4, RFC 5321 section 4.1.2).",
+        "configure the mail server at {ip} to greet with a valid hostname",
+    ),
+    Symbol(
+        "RL_HELO_NO_ADDRESS",
+        Family.HELO,
+        0.5,
+        "HELO/EHLO is a FQDN with no A or AAAA record.",
+        "Gentle: RFC 5321 section 2.3.5 only asks for a resolvable name; many genuine "
+        "servers greet with internal names that have no public record.",
+        "publish an A/AAAA record for '{helo}' or greet with a name that has one",
+    ),
+    Symbol(
+        "RL_HELO_FORGED_LOCAL",
+        Family.HELO,
+        3.0,
+        "The client greets with one of our own names or addresses.",
+        "Strong: a remote client claiming to be the receiving server is a forgery.",
+        "greet with your own server's name, not the receiver's",
+    ),
+    Symbol(
+        "RL_HELO_GENERIC",
+        Family.HELO,
+        0.5,
+        "HELO/EHLO is a generic ISP-style name for the client IP (weight x confidence).",
+        "Gentle: usually a dynamic host greeting with its own generic PTR.",
+        "greet with the name of your mail server instead of the ISP-assigned '{helo}'",
+    ),
+    Symbol(
+        "RL_HELO_TEMPFAIL",
+        Family.HELO,
+        0.0,
+        "The HELO name could not be resolved because of a DNS failure.",
+        "Zero: a DNS failure is never evidence against the sender.",
+        "check that the nameservers for '{helo}' answer",
+    ),
+    Symbol(
+        "RL_MAILFROM_BAD_SYNTAX",
+        Family.MAILFROM,
+        3.0,
+        "The envelope sender (MAIL FROM) is not a valid address.",
+        "Fairly hard: the article recommends being strict with MAIL FROM; no genuine "
+        "sender needs an unparsable address.",
+        "send with a valid envelope sender address instead of '{mail_from}'",
+    ),
+    Symbol(
+        "RL_MAILFROM_SPECIAL_USE",
+        Family.MAILFROM,
+        4.0,
+        "The MAIL FROM domain is special-use or not under a public suffix "
+        "(.invalid, .test, .example, .local, single label, ...).",
+        "Hard: such domains can never receive replies or bounces (RFC 6761, RFC 2606).",
+        "send with an envelope sender under a real, registered domain instead of '{domain}'",
+    ),
+    Symbol(
+        "RL_MAILFROM_NXDOMAIN",
+        Family.MAILFROM,
+        4.0,
+        "The MAIL FROM domain does not exist.",
+        "Hard: the article's strongest MAIL FROM signal; bounces to it are impossible.",
+        "use an envelope sender domain that exists in DNS (not '{domain}')",
+    ),
+    Symbol(
+        "RL_MAILFROM_NO_MAIL_HOST",
+        Family.MAILFROM,
+        3.0,
+        "The MAIL FROM domain exists but has neither MX nor A/AAAA (RFC 5321 section 5.1).",
+        "Fairly hard: with no MX and no implicit MX, no reply can be delivered.",
+        "publish an MX record (or at least an A record) for '{domain}'",
+    ),
+    Symbol(
+        "RL_MAILFROM_NULL_MX",
+        Family.MAILFROM,
+        3.0,
+        "The MAIL FROM domain publishes a null MX (RFC 7505): it accepts no mail.",
+        "Fairly hard: RFC 7505 section 4.2 says a domain that takes no mail should not "
+        "be used as a sender; bounces cannot reach it.",
+        "remove the null MX from '{domain}' or send from a domain that receives mail",
+    ),
+    Symbol(
+        "RL_MAILFROM_BOGUS_MX",
+        Family.MAILFROM,
+        2.5,
+        "Every MX target of the MAIL FROM domain is an IP literal, unresolvable, or "
+        "resolves only to loopback/private/reserved addresses.",
+        "Moderate to hard: replies cannot be delivered, a common mark of throwaway domains.",
+        "point the MX records of '{domain}' at hostnames with public A/AAAA records",
+    ),
+    Symbol(
+        "RL_MAILFROM_TEMPFAIL",
+        Family.MAILFROM,
+        0.0,
+        "The MAIL FROM domain could not be checked because of a DNS failure.",
+        "Zero: a DNS failure is never evidence against the sender.",
+        "check that the nameservers for '{domain}' answer",
+    ),
+    Symbol(
+        "RL_SCORER_FAIL",
+        Family.PLUGIN,
+        0.0,
+        "The plugin could not get an answer from the scorer service (fail-open).",
+        "Zero: our failure must never cost a message anything.",
+        "nothing for the sender; check the scorer service and its logs",
+    ),
+    Symbol(
+        "RL_SCORER_UNKNOWN",
+        Family.PLUGIN,
+        0.0,
+        "The service returned a symbol the plugin does not know (version skew).",
+        "Zero: unknown names are reported, never scored, until the plugin is updated.",
+        "nothing for the sender; update the plugin to match the service",
+    ),
+)
+
+SYMBOLS: MappingProxyType[str, Symbol] = MappingProxyType({s.name: s for s in _TABLE})
+"""All symbols by name, in table order."""
+
+
+def service_symbols() -> list[Symbol]:
+    """Symbols the service itself can return (not the plugin-side ones)."""
+    return [s for s in SYMBOLS.values() if s.family is not Family.PLUGIN]
+
+
+def default_weights() -> dict[str, float]:
+    return {s.name: s.weight for s in SYMBOLS.values() if s.family is not Family.PLUGIN}
+
+
+def markdown_table() -> str:
+    """The symbol table as Markdown; docs/symbols.md embeds exactly this (a test checks)."""
+    rows = [
+        "| Symbol | Family | Default weight | Meaning | Why this weight |",
+        "|---|---|---:|---|---|",
+    ]
+    rows += [
+        f"| `{s.name}` | {s.family} | {s.weight:g} | {s.description} | {s.reason} |"
+        for s in SYMBOLS.values()
+    ]
+    return "\n".join(rows) + "\n"

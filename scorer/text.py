@@ -1,0 +1,42 @@
+"""Making untrusted text safe to show: in symbol options, reports and log lines."""
+
+from __future__ import annotations
+
+import unicodedata
+
+OPTION_MAX_CHARS = 160
+
+
+def _escape_char(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def _unsafe(char: str) -> bool:
+    # Cc: control characters (CR/LF forge log lines, ESC drives terminals);
+    # Cf: format characters (bidi overrides reorder what the admin reads);
+    # Cs: lone surrogates, which cannot be encoded at all; Zl/Zp: line breaks.
+    return char == "\\" or unicodedata.category(char) in {"Cc", "Cf", "Cs", "Zl", "Zp"}
+
+
+def escape(text: str) -> str:
+    """Escape control, format and surrogate characters (and backslash) as ``\\xNN``."""
+    if text.isascii() and text.isprintable() and "\\" not in text:
+        return text  # the common case, kept cheap
+    return "".join(_escape_char(c) if _unsafe(c) else c for c in text)
+
+
+def option(text: str, limit: int = OPTION_MAX_CHARS) -> str:
+    """An escaped, length-capped evidence string for a symbol's options."""
+    safe = escape(text)
+    if len(safe) > limit:
+        return safe[: limit - 3] + "..."
+    return safe
+
+
+def has_unsafe(text: str) -> bool:
+    return any(_unsafe(c) for c in text if c != "\\")

@@ -1,0 +1,55 @@
+"""Shared fixtures: one real unbound with the test world, and the service under test."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from scorer.app import create_app
+from scorer.config import Config, config_from_mapping
+from scorer.pipeline import Pipeline
+from tests.support.fakedns import FaultyDns, dead_port
+from tests.support.unbound import Unbound
+from tests.world import build_zones
+
+
+@pytest.fixture(scope="session")
+def servfail_dns() -> Iterator[FaultyDns]:
+    server = FaultyDns("servfail").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def unbound(servfail_dns: FaultyDns) -> Iterator[Unbound]:
+    server = Unbound(build_zones(dead_port(), servfail_dns.port)).start()
+    yield server
+    server.stop()
+
+
+def make_config(nameserver: str, **sections: dict[str, Any]) -> Config:
+    data: dict[str, dict[str, Any]] = {"dns": {"nameservers": [nameserver]}}
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return config_from_mapping(data)
+
+
+@pytest.fixture
+def unbound_config(unbound: Unbound) -> Config:
+    return make_config(unbound.nameserver)
+
+
+@pytest.fixture
+def pipeline(unbound_config: Config) -> Pipeline:
+    return Pipeline(unbound_config)
+
+
+ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+async def client(aiohttp_client: ClientFactory, unbound_config: Config) -> TestClient[Any, Any]:
+    return await aiohttp_client(create_app(unbound_config))

@@ -1,0 +1,68 @@
+"""A tiny DNS responder for faults the real unbound cannot produce on demand."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import dns.flags
+import dns.message
+import dns.rcode
+
+from tests.support.ports import free_port
+
+
+class FaultyDns:
+    """Answers every UDP query according to ``mode``:
+
+    ``servfail``/``refused``: that rcode; ``silent``: never answers;
+    ``garbage``: bytes that are not a DNS message; ``truncated``: TC bit, no answer.
+    """
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.port = free_port()
+        self.queries = 0
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind(("127.0.0.1", self.port))
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def nameserver(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> FaultyDns:
+        self._thread.start()
+        return self
+
+    def _reply(self, data: bytes) -> bytes | None:
+        if self.mode == "silent":
+            return None
+        if self.mode == "garbage":
+            return data[:2] + b"\x81\x80\xff\xff\xff"
+        query = dns.message.from_wire(data)
+        response = dns.message.make_response(query)
+        if self.mode == "truncated":
+            response.flags |= dns.flags.TC
+        else:
+            response.set_rcode(dns.rcode.from_text(self.mode.upper()))
+        return response.to_wire()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, peer = self._sock.recvfrom(4096)
+            except OSError:
+                return  # closed
+            self.queries += 1
+            reply = self._reply(data)
+            if reply is not None:
+                self._sock.sendto(reply, peer)
+
+    def stop(self) -> None:
+        self._sock.close()
+
+
+def dead_port() -> int:
+    """A loopback port where nothing answers: queries to it time out."""
+    return free_port()

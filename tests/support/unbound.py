@@ -1,0 +1,119 @@
+"""A real unbound on loopback serving only zones the tests write; nothing leaves the machine."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rdatatype
+import dns.reversename
+
+from tests.support.ports import free_port
+
+
+@dataclass
+class Zones:
+    """Records for unbound's ``local-data`` and zones delegated to other (faulty) servers."""
+
+    records: list[str] = field(default_factory=list)
+    stubs: dict[str, int] = field(default_factory=dict)  # zone -> loopback port of its server
+
+    def add(self, name: str, rdtype: str, value: str, ttl: int = 300) -> None:
+        self.records.append(f"{name.rstrip('.')}. {ttl} IN {rdtype} {value}")
+
+    def ptr(self, ip: str, *names: str) -> None:
+        reverse = dns.reversename.from_address(ip).to_text()
+        for name in names:
+            self.add(reverse, "PTR", name.rstrip(".") + ".")
+
+    def address(self, name: str, *ips: str) -> None:
+        for ip in ips:
+            self.add(name, "AAAA" if ":" in ip else "A", ip)
+
+    def mx(self, name: str, preference: int, exchange: str) -> None:
+        self.add(name, "MX", f"{preference} {exchange.rstrip('.')}.")
+
+    def stub(self, zone: str, port: int) -> None:
+        self.stubs[zone.rstrip(".") + "."] = port
+
+    def config(self, port: int) -> str:
+        lines = [
+            "server:",
+            "  interface: 127.0.0.1",
+            f"  port: {port}",
+            "  do-daemonize: no",
+            '  username: ""',
+            '  chroot: ""',
+            '  pidfile: ""',
+            '  directory: "."',
+            "  use-syslog: no",
+            "  verbosity: 0",
+            '  module-config: "iterator"',
+            "  access-control: 127.0.0.0/8 allow",
+            "  do-not-query-localhost: no",
+            "  num-threads: 1",
+            # Test zones are edited between runs; nothing may be served from a cache.
+            "  msg-cache-size: 1m",
+            "  infra-host-ttl: 1",
+            "  outgoing-num-tcp: 0",
+            # Everything not listed below is NXDOMAIN at once; nothing goes to the internet.
+            '  local-zone: "." static',
+        ]
+        # RFC 6303 default zones (documentation and private reverse ranges)
+        # would shadow our records; ours replace them.
+        lines += [f'  local-zone: "{zone}" transparent' for zone in self.stubs]
+        # Single quotes outside, so TXT values can carry their double quotes.
+        lines += [f"  local-data: '{record}'" for record in self.records]
+        for zone, stub_port in self.stubs.items():
+            lines += ["stub-zone:", f'  name: "{zone}"', f"  stub-addr: 127.0.0.1@{stub_port}"]
+        return "\n".join(lines) + "\n"
+
+
+class Unbound:
+    def __init__(self, zones: Zones) -> None:
+        self.zones = zones
+        self.port = free_port()
+        self._dir = Path(tempfile.mkdtemp(prefix="rdns-unbound-"))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def nameserver(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> Unbound:
+        conf = self._dir / "unbound.conf"
+        conf.write_text(self.zones.config(self.port))
+        checked = subprocess.run(["unbound-checkconf", str(conf)], capture_output=True, text=True)
+        if checked.returncode != 0:
+            raise RuntimeError(f"unbound-checkconf: {checked.stdout}{checked.stderr}")
+        log = open(self._dir / "unbound.log", "wb")  # noqa: SIM115 - lives as long as unbound
+        self._process = subprocess.Popen(
+            ["unbound", "-d", "-c", str(conf)], cwd=self._dir, stdout=log, stderr=log
+        )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self, timeout: float = 10.0) -> None:
+        query = dns.message.make_query("ready.invalid.", dns.rdatatype.A)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError((self._dir / "unbound.log").read_text())
+            try:
+                dns.query.udp(query, "127.0.0.1", timeout=0.2, port=self.port)
+                return
+            except (dns.exception.Timeout, OSError):
+                time.sleep(0.05)
+        raise TimeoutError("unbound did not answer")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+        shutil.rmtree(self._dir, ignore_errors=True)

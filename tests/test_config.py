@@ -1,0 +1,112 @@
+"""Config loading, validation messages, environment overrides and `config check`."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from scorer.config import (
+    DEFAULT_PORT,
+    SECTIONS,
+    ConfigError,
+    config_from_mapping,
+    load_config,
+)
+from scorer.symbols import SYMBOLS
+
+
+def test_no_file_means_all_defaults() -> None:
+    config = load_config(None, environ={})
+    assert config.server.listen == f"127.0.0.1:{DEFAULT_PORT}"
+    assert config.dns.nameservers == []
+    assert config.weights["RL_PTR_MISSING"] == SYMBOLS["RL_PTR_MISSING"].weight
+
+
+def test_file_values_and_weights(tmp_path: Path) -> None:
+    path = tmp_path / "scorer.toml"
+    path.write_text(
+        '[dns]\nnameservers = ["127.0.0.1:5353", "[::1]:53"]\ntimeout = 1\n'
+        "[weights]\nRL_PTR_MISSING = 7\nRL_HELO_NOT_FQDN = -0.5\n"
+    )
+    config = load_config(path, environ={})
+    assert [str(n) for n in config.nameservers] == ["127.0.0.1:5353", "[::1]:53"]
+    assert config.dns.timeout == 1.0
+    assert config.weights["RL_PTR_MISSING"] == 7.0
+    assert config.weights["RL_HELO_NOT_FQDN"] == -0.5
+    assert config.weights["RL_PTR_UNVERIFIED"] == SYMBOLS["RL_PTR_UNVERIFIED"].weight
+
+
+def test_environment_overrides_listen_and_nameservers() -> None:
+    environ = {"RDNS_SCORER_LISTEN": "127.0.0.1:9999", "RDNS_SCORER_NAMESERVERS": "10.0.0.1,::1"}
+    config = load_config(None, environ=environ)
+    assert config.server.listen == "127.0.0.1:9999"
+    assert [str(n) for n in config.nameservers] == ["10.0.0.1:53", "[::1]:53"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"dns": {"timeoutt": 1}}, "[dns] timeoutt: unknown key"),
+        ({"dnss": {}}, "[dnss]: unknown section"),
+        ({"dns": {"timeout": "fast"}}, "[dns] timeout: expected a number"),
+        ({"dns": {"timeout": True}}, "[dns] timeout: expected a number"),
+        ({"dns": {"timeout": 0}}, "[dns] timeout: must be greater than 0"),
+        ({"dns": {"nameservers": "1.1.1.1"}}, "[dns] nameservers: expected a list of strings"),
+        ({"dns": {"nameservers": ["dns.google"]}}, "[dns] nameservers: bad nameserver"),
+        ({"dns": {"max_ptr_names": 2.5}}, "[dns] max_ptr_names: expected an integer"),
+        ({"weights": {"RL_PTR_MISSING": "high"}}, "[weights] RL_PTR_MISSING: expected a number"),
+        ({"weights": {"RL_NOPE": 1}}, "[weights] RL_NOPE: unknown symbol"),
+        ({"policy": {"skip_networks": ["10.0.0.0/33"]}}, "[policy] skip_networks:"),
+        ({"server": {"listen": "localhost"}}, "[server] listen: expected HOST:PORT"),
+    ],
+)
+def test_validation_messages_name_the_key(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        config_from_mapping(data)
+    assert message in str(error.value)
+
+
+def _config_check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scorer", "config", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_config_check_cli(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text("[weights]\nRL_PTR_GENERIC = 1.5\n")
+    result = _config_check(good)
+    assert result.returncode == 0 and "OK" in result.stdout
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[weights]\nRL_PTR_GENERIC = 'x'\n")
+    result = _config_check(bad)
+    assert result.returncode == 2
+    assert "[weights] RL_PTR_GENERIC: expected a number" in result.stderr
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[weights\n")
+    result = _config_check(broken)
+    assert result.returncode == 2 and "invalid TOML" in result.stderr
+
+    result = _config_check(tmp_path / "missing.toml")
+    assert result.returncode == 2 and "missing.toml" in result.stderr
+
+
+def test_configuration_doc_lists_every_key_and_its_example_loads() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    for section, schema in SECTIONS.items():
+        for key in dataclasses.fields(schema):
+            assert f"`{key.name}`" in text, f"[{section}] {key.name} is not documented"
+    example = re.search(r"```toml\n(.*?)```", text, re.S)
+    assert example is not None, "docs/configuration.md has no TOML example"
+    config_from_mapping(tomllib.loads(example.group(1)))

@@ -1,0 +1,150 @@
+"""The DNS layer: three outcomes, caching with TTLs and bounds, coalescing, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+
+import dns.name
+import dns.rdatatype
+import pytest
+
+from scorer.dns.cache import TtlCache
+from scorer.dns.layer import DnsLayer, Outcome, parse_nameserver
+from scorer.dns.outcomes import Answer, FailureKind, NotFound, NotFoundKind, TempFail
+from tests import world
+from tests.support.fakedns import FaultyDns, dead_port
+from tests.support.unbound import Unbound
+
+
+def _layer(nameserver: str, timeout: float = 0.5, cache_entries: int = 1000) -> DnsLayer:
+    cache: TtlCache[Outcome] = TtlCache(cache_entries, 0.0, 3600.0)
+    return DnsLayer([parse_nameserver(nameserver)], timeout, cache)
+
+
+def _deadline(seconds: float = 2.0) -> float:
+    return asyncio.get_running_loop().time() + seconds
+
+
+async def test_answer_nxdomain_and_nodata(unbound: Unbound) -> None:
+    layer = _layer(unbound.nameserver)
+    answer = await layer.ptr(ipaddress.ip_address(world.CONFIRMED_IP), _deadline())
+    assert answer == Answer((world.CONFIRMED_NAME,), 300)
+    missing = await layer.ptr(ipaddress.ip_address(world.MISSING_PTR_IP), _deadline())
+    assert isinstance(missing, NotFound) and missing.kind is NotFoundKind.NXDOMAIN
+    nodata = await layer.mx(world.IMPLICIT_MX_DOMAIN, _deadline())
+    assert isinstance(nodata, NotFound) and nodata.kind is NotFoundKind.NODATA
+
+
+@pytest.mark.parametrize(
+    ("mode", "kind"),
+    [
+        ("servfail", FailureKind.SERVFAIL),
+        ("refused", FailureKind.REFUSED),
+        ("silent", FailureKind.TIMEOUT),
+        ("garbage", FailureKind.TIMEOUT),
+    ],
+)
+async def test_faults_become_tempfail(mode: str, kind: FailureKind) -> None:
+    server = FaultyDns(mode).start()
+    try:
+        outcome = await _layer(server.nameserver, timeout=0.3).mx("example.net", _deadline())
+    finally:
+        server.stop()
+    assert isinstance(outcome, TempFail)
+    assert outcome.kind is kind
+
+
+async def test_nothing_listening_is_tempfail() -> None:
+    outcome = await _layer(f"127.0.0.1:{dead_port()}", timeout=0.3).mx("x.net", _deadline())
+    assert isinstance(outcome, TempFail)
+
+
+async def test_outcomes_are_cached_but_failures_are_not(unbound: Unbound) -> None:
+    layer = _layer(unbound.nameserver, timeout=0.2)
+    await layer.mx(world.GOOD_DOMAIN, _deadline())
+    await layer.mx(world.NXDOMAIN_DOMAIN, _deadline())
+    await layer.mx(world.TIMEOUT_DOMAIN, _deadline())
+    assert len(layer.cache) == 2
+    hits_before = layer.cache.hits
+    await layer.mx(world.NXDOMAIN_DOMAIN, _deadline())
+    assert layer.cache.hits == hits_before + 1
+
+
+async def test_negative_ttl_comes_from_the_soa(unbound: Unbound) -> None:
+    outcome = await _layer(unbound.nameserver).mx(world.NXDOMAIN_DOMAIN, _deadline())
+    assert isinstance(outcome, NotFound)
+    assert 0 < outcome.ttl <= 3600  # unbound's static zone SOA, not our 300 s fallback
+
+
+async def test_concurrent_identical_lookups_share_one_query(unbound: Unbound) -> None:
+    layer = _layer(unbound.nameserver)
+    queries = 0
+    real_query = layer.query
+
+    async def counting(qname: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> Outcome:
+        nonlocal queries
+        queries += 1
+        return await real_query(qname, rdtype)
+
+    layer.query = counting  # type: ignore[method-assign]
+    results = await asyncio.gather(*(layer.mx(world.GOOD_DOMAIN, _deadline()) for _ in range(20)))
+    assert queries == 1
+    assert len(set(results)) == 1
+
+
+async def test_deadline_bounds_a_lookup_without_cancelling_it_for_others() -> None:
+    server = FaultyDns("silent").start()
+    try:
+        layer = _layer(server.nameserver, timeout=1.0)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        short = layer.mx("slow.net", loop.time() + 0.1)
+        long = layer.mx("slow.net", loop.time() + 3.0)
+        first, second = await asyncio.gather(short, long)
+        assert isinstance(first, TempFail) and first.kind is FailureKind.DEADLINE
+        assert isinstance(second, TempFail) and second.kind is FailureKind.TIMEOUT
+        assert loop.time() - started < 2.0
+    finally:
+        server.stop()
+
+
+async def test_expired_deadline_makes_no_query(unbound: Unbound) -> None:
+    layer = _layer(unbound.nameserver)
+    outcome = await layer.mx(world.GOOD_DOMAIN, asyncio.get_running_loop().time() - 1)
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.DEADLINE
+
+
+def test_cache_respects_ttl_bounds_and_size() -> None:
+    now = [0.0]
+    cache: TtlCache[str] = TtlCache(2, min_ttl=5, max_ttl=60, clock=lambda: now[0])
+    cache.put("a", "A", ttl=0)  # raised to the 5 s floor
+    cache.put("b", "B", ttl=10)
+    now[0] = 4.9
+    assert cache.get("a") == "A"
+    now[0] = 5.1
+    assert cache.get("a") is None
+    cache.put("c", "C", ttl=30)
+    cache.put("d", "D", ttl=30)  # evicts "b", the least recently used
+    assert len(cache) == 2
+    assert cache.get("b") is None and cache.get("d") == "D"
+    cache.put("e", "E", ttl=1000)  # cut to the 60 s ceiling
+    now[0] = 5.1 + 59.9
+    assert cache.get("e") == "E"
+    now[0] = 5.1 + 60.1
+    assert cache.get("e") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("127.0.0.1", "127.0.0.1:53"), ("127.0.0.1:5353", "127.0.0.1:5353"),
+     ("::1", "[::1]:53"), ("[::1]:5353", "[::1]:5353")],
+)  # fmt: skip
+def test_parse_nameserver(text: str, expected: str) -> None:
+    assert str(parse_nameserver(text)) == expected
+
+
+@pytest.mark.parametrize("text", ["dns.google", "1.2.3.4:0", "1.2.3.4:x", "[::1", "[::1]x"])
+def test_parse_nameserver_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_nameserver(text)

@@ -1,0 +1,115 @@
+"""HELO/EHLO family: syntax classes (pure) and resolution against the real unbound."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from scorer.checks.helo import HeloKind, parse_helo
+from scorer.config import Config
+from scorer.pipeline import Pipeline
+from tests import world
+from tests.helpers import symbols_for
+
+
+@pytest.mark.parametrize(
+    ("helo", "kind"),
+    [
+        ("mx1.good-sender.net", HeloKind.NAME),
+        ("MX1.Good-Sender.NET.", HeloKind.NAME),
+        ("mail.bücher-versand.de", HeloKind.NAME),
+        ("localhost", HeloKind.LOCALHOST),
+        ("localhost.localdomain", HeloKind.LOCALHOST),
+        ("LOCALHOST", HeloKind.LOCALHOST),
+        ("Mail-Server", HeloKind.NOT_FQDN),
+        ("DESKTOP-2459326", HeloKind.NOT_FQDN),
+        ("server.local", HeloKind.NOT_FQDN),
+        ("nas.lan", HeloKind.NOT_FQDN),
+        ("box.home.arpa", HeloKind.NOT_FQDN),
+        ("mx.corp.internal", HeloKind.NOT_FQDN),
+        ("192.0.2.1", HeloKind.BARE_IP),
+        ("2001:db8::1", HeloKind.BARE_IP),
+        ("[192.0.2.1]", HeloKind.LITERAL),
+        ("[IPv6:2001:db8::1]", HeloKind.LITERAL),
+        ("[2001:db8::1]", HeloKind.INVALID),
+        ("[IPv6:192.0.2.1]", HeloKind.INVALID),
+        ("[not-an-ip]", HeloKind.INVALID),
+        ("mail_server.example.net", HeloKind.INVALID),
+        ("-mx.example.net", HeloKind.INVALID),
+        ("mx..example.net", HeloKind.INVALID),
+        ("a" * 64 + ".example.net", HeloKind.INVALID),
+        (".".join(["abcdefghi"] * 26) + ".net", HeloKind.INVALID),
+        ("mx.example.net\r\nX-Injected: yes", HeloKind.INVALID),
+        ("mx\x1b[31m.example.net", HeloKind.INVALID),
+        ("mx.example\u202e.net", HeloKind.INVALID),
+        ("two words", HeloKind.INVALID),
+    ],
+)
+def test_helo_syntax_classes(helo: str, kind: HeloKind) -> None:
+    assert parse_helo(helo).kind is kind
+
+
+async def test_resolving_helo_scores_nothing(pipeline: Pipeline) -> None:
+    assert await symbols_for(pipeline, world.CONFIRMED_IP, helo=world.CONFIRMED_NAME) == {}
+
+
+@pytest.mark.parametrize(
+    ("helo", "symbol"),
+    [
+        ("localhost", "RL_HELO_LOCALHOST"),
+        ("Mail-Server", "RL_HELO_NOT_FQDN"),
+        ("exchange.corp.local", "RL_HELO_NOT_FQDN"),
+        ("203.0.113.10", "RL_HELO_BARE_IP"),
+        ("[198.51.100.1]", "RL_HELO_LITERAL_MISMATCH"),
+        ("[IPv6:2001:db8::99]", "RL_HELO_LITERAL_MISMATCH"),
+        ("bad_name.example.net", "RL_HELO_INVALID"),
+        (world.HELO_NO_ADDRESS, "RL_HELO_NO_ADDRESS"),
+        (world.HELO_TIMEOUT, "RL_HELO_TEMPFAIL"),
+        (world.HELO_SERVFAIL, "RL_HELO_TEMPFAIL"),
+    ],
+)
+async def test_helo_symbols(pipeline: Pipeline, helo: str, symbol: str) -> None:
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
+    assert set(symbols) == {symbol}
+    assert symbols[symbol].options, "every hit carries evidence"
+
+
+async def test_literal_of_the_client_itself_is_valid(pipeline: Pipeline) -> None:
+    assert await symbols_for(pipeline, world.CONFIRMED_IP, helo=f"[{world.CONFIRMED_IP}]") == {}
+    ipv6 = f"[IPv6:{world.CONFIRMED_IP6}]"
+    assert await symbols_for(pipeline, world.CONFIRMED_IP6, helo=ipv6) == {}
+
+
+async def test_missing_or_empty_helo_gives_no_helo_symbols(pipeline: Pipeline) -> None:
+    assert await symbols_for(pipeline, world.CONFIRMED_IP) == {}
+    assert await symbols_for(pipeline, world.CONFIRMED_IP, helo="") == {}
+
+
+async def test_helo_tempfail_weighs_nothing(pipeline: Pipeline) -> None:
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=world.HELO_TIMEOUT)
+    assert symbols["RL_HELO_TEMPFAIL"].score == 0.0
+
+
+async def test_control_characters_are_escaped_in_evidence(pipeline: Pipeline) -> None:
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo="evil\r\nX-Spam: no\x1b[0m")
+    options = " ".join(symbols["RL_HELO_INVALID"].options)
+    assert "\r" not in options and "\n" not in options and "\x1b" not in options
+    assert "\\x0d\\x0a" in options
+
+
+async def test_forged_local_name_and_address(unbound_config: Config) -> None:
+    policy = dataclasses.replace(
+        unbound_config.policy, local_names=["MX.Our-Site.org"], local_ips=["198.51.100.25"]
+    )
+    pipeline = Pipeline(dataclasses.replace(unbound_config, policy=policy))
+    for helo in ("mx.our-site.org", "[198.51.100.25]", "198.51.100.25"):
+        symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
+        assert set(symbols) == {"RL_HELO_FORGED_LOCAL"}, helo
+
+
+async def test_generic_helo_for_the_client_ip(pipeline: Pipeline) -> None:
+    symbols = await symbols_for(pipeline, world.GENERIC_IP, helo=world.GENERIC_NAME)
+    hit = symbols["RL_HELO_GENERIC"]
+    assert 0 < hit.score <= 0.5
+    assert any(world.GENERIC_NAME in o for o in hit.options)

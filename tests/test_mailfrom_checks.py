@@ -1,0 +1,99 @@
+"""MAIL FROM family: syntax classes (pure) and DNS facts against the real unbound."""
+
+from __future__ import annotations
+
+import pytest
+
+from scorer.checks.mailfrom import SenderKind, parse_sender
+from scorer.pipeline import Pipeline
+from tests import world
+from tests.helpers import symbols_for
+
+
+@pytest.mark.parametrize(
+    ("sender", "kind"),
+    [
+        ("", SenderKind.NULL),
+        ("<>", SenderKind.NULL),
+        ("user@good-sender.net", SenderKind.DOMAIN),
+        ("<user@good-sender.net>", SenderKind.DOMAIN),
+        ("user@bücher-versand.de", SenderKind.DOMAIN),
+        ("jörg@bücher-versand.de", SenderKind.DOMAIN),
+        ('"odd local"@good-sender.net', SenderKind.DOMAIN),
+        ("user@[192.0.2.1]", SenderKind.LITERAL),
+        ("no-at-sign", SenderKind.BAD_SYNTAX),
+        ("user@@good-sender.net", SenderKind.BAD_SYNTAX),
+        ("user@good_sender.net", SenderKind.BAD_SYNTAX),
+        ("user@-bad.net", SenderKind.BAD_SYNTAX),
+        ("us\ner@good-sender.net", SenderKind.BAD_SYNTAX),
+        ("user@host.invalid", SenderKind.SPECIAL_USE),
+        ("user@host.test", SenderKind.SPECIAL_USE),
+        ("user@example.com", SenderKind.SPECIAL_USE),
+        ("user@mail.example", SenderKind.SPECIAL_USE),
+        ("user@localhost", SenderKind.SPECIAL_USE),
+        ("user@server.local", SenderKind.SPECIAL_USE),
+        ("user@intranet", SenderKind.SPECIAL_USE),
+        ("user@box.lan", SenderKind.SPECIAL_USE),
+    ],
+)
+def test_sender_syntax_classes(sender: str, kind: SenderKind) -> None:
+    assert parse_sender(sender).kind is kind
+
+
+def test_idn_domain_is_converted_with_idna() -> None:
+    assert parse_sender(f"user@{world.IDN_DOMAIN}").domain == world.IDN_DOMAIN_ASCII
+
+
+@pytest.mark.parametrize(
+    ("mail_from", "symbol"),
+    [
+        ("not an address", "RL_MAILFROM_BAD_SYNTAX"),
+        ("user@host.invalid", "RL_MAILFROM_SPECIAL_USE"),
+        (f"user@{world.NXDOMAIN_DOMAIN}", "RL_MAILFROM_NXDOMAIN"),
+        (f"user@{world.NO_MAIL_HOST_DOMAIN}", "RL_MAILFROM_NO_MAIL_HOST"),
+        (f"user@{world.NULL_MX_DOMAIN}", "RL_MAILFROM_NULL_MX"),
+        (f"user@{world.BOGUS_MX_DOMAIN}", "RL_MAILFROM_BOGUS_MX"),
+        (f"user@{world.TIMEOUT_DOMAIN}", "RL_MAILFROM_TEMPFAIL"),
+        (f"user@{world.SERVFAIL_DOMAIN}", "RL_MAILFROM_TEMPFAIL"),
+    ],
+)
+async def test_mail_from_symbols(pipeline: Pipeline, mail_from: str, symbol: str) -> None:
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=mail_from)
+    assert set(symbols) == {symbol}
+    assert symbols[symbol].options, "every hit carries evidence"
+
+
+@pytest.mark.parametrize(
+    "mail_from",
+    [
+        f"user@{world.GOOD_DOMAIN}",
+        f"user@{world.IMPLICIT_MX_DOMAIN}",
+        f"user@{world.IDN_DOMAIN}",
+        f"jörg@{world.IDN_DOMAIN}",
+        "",
+        "user@[203.0.113.10]",
+    ],
+)
+async def test_good_senders_score_nothing(pipeline: Pipeline, mail_from: str) -> None:
+    assert await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=mail_from) == {}
+
+
+async def test_null_sender_makes_no_lookups(pipeline: Pipeline) -> None:
+    await symbols_for(pipeline, world.CONFIRMED_IP, mail_from="")
+    queried = {key[0].to_text() for key in pipeline.dns.cache._entries}
+    assert queried == {"10.113.0.203.in-addr.arpa.", f"{world.CONFIRMED_NAME}."}
+
+
+async def test_bogus_mx_evidence_names_each_target(pipeline: Pipeline) -> None:
+    symbols = await symbols_for(
+        pipeline, world.CONFIRMED_IP, mail_from=f"a@{world.BOGUS_MX_DOMAIN}"
+    )
+    options = symbols["RL_MAILFROM_BOGUS_MX"].options
+    assert any("internal.bogus-mx.org: only non-public addresses 10.0.0.5" in o for o in options)
+    assert any("gone.bogus-mx.org: does not resolve" in o for o in options)
+    assert any("loop.bogus-mx.org: only non-public" in o for o in options)
+
+
+async def test_tempfail_weighs_nothing(pipeline: Pipeline) -> None:
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=f"a@{world.TIMEOUT_DOMAIN}")
+    assert symbols["RL_MAILFROM_TEMPFAIL"].score == 0.0

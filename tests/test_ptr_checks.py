@@ -1,0 +1,92 @@
+"""PTR family against the real unbound: missing, unverified, confirmed, tempfail, skipped."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from scorer.config import Config
+from scorer.pipeline import Pipeline
+from scorer.symbols import SYMBOLS
+from tests import world
+from tests.helpers import symbols_for
+
+
+async def test_confirmed_ptr_scores_nothing(pipeline: Pipeline) -> None:
+    assert await symbols_for(pipeline, world.CONFIRMED_IP) == {}
+
+
+async def test_missing_ptr_is_scored_strongly_with_evidence(pipeline: Pipeline) -> None:
+    symbols = await symbols_for(pipeline, world.MISSING_PTR_IP)
+    assert set(symbols) == {"RL_PTR_MISSING"}
+    hit = symbols["RL_PTR_MISSING"]
+    assert hit.score == SYMBOLS["RL_PTR_MISSING"].weight
+    assert any("nxdomain" in o for o in hit.options)
+    assert any(world.MISSING_PTR_IP in o for o in hit.options)
+
+
+async def test_unverified_ptr_names_the_name_and_where_it_points(pipeline: Pipeline) -> None:
+    symbols = await symbols_for(pipeline, world.UNVERIFIED_IP)
+    assert set(symbols) == {"RL_PTR_UNVERIFIED"}
+    assert f"{world.UNVERIFIED_NAME} -> 198.51.100.99" in symbols["RL_PTR_UNVERIFIED"].options
+
+
+async def test_one_confirming_name_among_several_is_enough(pipeline: Pipeline) -> None:
+    assert await symbols_for(pipeline, world.MULTI_PTR_IP) == {}
+
+
+async def test_ptr_names_checked_are_bounded(unbound_config: Config) -> None:
+    config = dataclasses.replace(
+        unbound_config, dns=dataclasses.replace(unbound_config.dns, max_ptr_names=4)
+    )
+    symbols = await symbols_for(Pipeline(config), world.MANY_PTR_IP)
+    options = symbols["RL_PTR_UNVERIFIED"].options
+    assert sum(".many-ptr.net" in o for o in options) == 4
+    assert "11 more PTR names not checked" in options
+
+
+async def test_ipv6_client_confirmed_via_aaaa(pipeline: Pipeline) -> None:
+    assert await symbols_for(pipeline, world.CONFIRMED_IP6) == {}
+
+
+async def test_ipv6_client_without_ptr(pipeline: Pipeline) -> None:
+    symbols = await symbols_for(pipeline, world.MISSING_PTR_IP6)
+    assert set(symbols) == {"RL_PTR_MISSING"}
+
+
+async def test_ipv4_mapped_ipv6_client_is_checked_as_ipv4(pipeline: Pipeline) -> None:
+    assert await symbols_for(pipeline, "::ffff:" + world.CONFIRMED_IP) == {}
+
+
+async def test_ptr_timeout_is_tempfail_never_missing(pipeline: Pipeline) -> None:
+    symbols = await symbols_for(pipeline, world.PTR_TIMEOUT_IP)
+    assert set(symbols) == {"RL_PTR_TEMPFAIL"}
+    assert symbols["RL_PTR_TEMPFAIL"].score == 0.0
+    assert any("timeout" in o for o in symbols["RL_PTR_TEMPFAIL"].options)
+
+
+async def test_ptr_servfail_is_tempfail(pipeline: Pipeline) -> None:
+    symbols = await symbols_for(pipeline, world.PTR_SERVFAIL_IP)
+    assert set(symbols) == {"RL_PTR_TEMPFAIL"}
+    assert any("servfail" in o for o in symbols["RL_PTR_TEMPFAIL"].options)
+
+
+async def test_forward_failure_is_tempfail_not_unverified(pipeline: Pipeline) -> None:
+    symbols = await symbols_for(pipeline, world.FORWARD_TEMPFAIL_IP)
+    assert set(symbols) == {"RL_PTR_TEMPFAIL"}
+
+
+async def test_local_clients_are_skipped_without_lookups(pipeline: Pipeline) -> None:
+    for ip in ("127.0.0.1", "10.1.2.3", "192.168.1.1", "100.64.0.1", "fd00::1", "fe80::1"):
+        symbols = await symbols_for(pipeline, ip)
+        assert set(symbols) == {"RL_SKIPPED_LOCAL"}, ip
+        assert symbols["RL_SKIPPED_LOCAL"].score == 0.0
+    assert len(pipeline.dns.cache) == 0
+
+
+async def test_skip_networks_are_configurable(unbound_config: Config) -> None:
+    config = dataclasses.replace(
+        unbound_config, policy=dataclasses.replace(unbound_config.policy, skip_networks=[])
+    )
+    symbols = await symbols_for(Pipeline(config), "10.1.2.3")
+    assert "RL_SKIPPED_LOCAL" not in symbols
+    assert "RL_PTR_MISSING" in symbols

@@ -1,0 +1,212 @@
+"""The HTTP service: wire formats, error statuses, health endpoints, CLI agreement."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import msgpack
+import pytest
+from aiohttp.test_utils import TestClient
+
+from scorer.app import create_app
+from scorer.config import config_from_mapping
+from tests import world
+from tests.support.unbound import Unbound
+
+MSGPACK = {"Content-Type": "application/msgpack"}
+Client = TestClient[Any, Any]
+
+
+async def test_json_request_json_reply(client: Client) -> None:
+    response = await client.post("/v1/check", json={"ip": world.MISSING_PTR_IP, "extra": 1})
+    assert response.status == 200
+    assert response.content_type == "application/json"
+    body = await response.json()
+    assert set(body) == {"symbols", "score", "elapsed_ms"}
+    assert [s["name"] for s in body["symbols"]] == ["RL_PTR_MISSING"]
+    assert isinstance(body["score"], float) and body["score"] > 0
+    assert all(isinstance(o, str) for o in body["symbols"][0]["options"])
+
+
+async def test_msgpack_request_msgpack_reply_uses_floats_only(client: Client) -> None:
+    request = msgpack.packb({"ip": world.CONFIRMED_IP, "helo": "[IPv6:2001:db8::99]"})
+    response = await client.post(
+        "/v1/check", data=request, headers={**MSGPACK, "Accept": "application/msgpack"}
+    )
+    assert response.status == 200
+    assert response.content_type == "application/msgpack"
+    body = msgpack.unpackb(await response.read())
+
+    def walk(value: object) -> None:
+        # rspamd 3.4's libucl garbles negative ints and crashes on bin; nil is truthy there.
+        assert value is not None and not isinstance(value, bytes | bool)
+        assert not isinstance(value, int), f"integer {value} in a msgpack reply"
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        if isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(body)
+    assert body["symbols"][0]["name"] == "RL_HELO_LITERAL_MISMATCH"
+
+
+async def test_invalid_utf8_in_msgpack_strings_is_evidence_not_an_error(client: Client) -> None:
+    request = msgpack.packb(
+        {b"ip": world.CONFIRMED_IP.encode(), b"helo": b"mx\xff\xfe.example.net"}
+    )
+    response = await client.post("/v1/check", data=request, headers=MSGPACK)
+    assert response.status == 200
+    body = await response.json()
+    assert [s["name"] for s in body["symbols"]] == ["RL_HELO_INVALID"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"{not json", "body"),
+        (b"[1, 2]", "body"),
+        (b"{}", "ip"),
+        (b'{"ip": 17}', "ip"),
+        (b'{"ip": "300.1.1.1"}', "ip"),
+        (b'{"ip": "192.0.2.1", "helo": ["x"]}', "helo"),
+        (b'{"ip": "192.0.2.1", "mail_from": 5}', "mail_from"),
+    ],
+)
+async def test_bad_json_bodies_are_400_naming_the_field(
+    client: Client, body: bytes, field: str
+) -> None:
+    response = await client.post(
+        "/v1/check", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status == 400
+    reply = await response.json()
+    assert reply["field"] == field
+    assert reply["error"]
+
+
+async def test_bad_msgpack_is_400(client: Client) -> None:
+    for body in (b"\xc1", b"\x92\x01", msgpack.packb(["ip"]), b"\x81\xa2ip"):
+        response = await client.post("/v1/check", data=body, headers=MSGPACK)
+        assert response.status == 400, body
+
+
+async def test_body_over_the_limit_is_413(client: Client) -> None:
+    body = json.dumps({"ip": world.CONFIRMED_IP, "helo": "x" * 20000}).encode()
+    response = await client.post(
+        "/v1/check", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status == 413
+    assert (await response.json())["field"] == "body"
+
+
+async def test_chunked_body_over_the_limit_is_413(client: Client) -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(40):
+            yield b" " * 1024
+
+    response = await client.post(
+        "/v1/check", data=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status == 413
+
+
+async def test_other_content_types_are_415(client: Client) -> None:
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", ""):
+        response = await client.post(
+            "/v1/check", data=b'{"ip": "192.0.2.1"}', headers={"Content-Type": content_type}
+        )
+        assert response.status == 415, content_type
+
+
+async def test_healthz_and_readyz(client: Client) -> None:
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/readyz")).status == 200
+
+
+async def test_readyz_fails_when_the_resolver_does_not_answer(aiohttp_client: Any) -> None:
+    from tests.support.fakedns import dead_port
+
+    config = config_from_mapping(
+        {"dns": {"nameservers": [f"127.0.0.1:{dead_port()}"], "timeout": 0.2}}
+    )
+    client = await aiohttp_client(create_app(config))
+    assert (await client.get("/readyz")).status == 503
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_request_deadline_fires_and_reply_is_sent(
+    aiohttp_client: Any, unbound: Unbound
+) -> None:
+    config = config_from_mapping(
+        {"dns": {"nameservers": [unbound.nameserver], "timeout": 2.0, "request_deadline": 0.3}}
+    )
+    client = await aiohttp_client(create_app(config))
+    response = await client.post(
+        "/v1/check", json={"ip": world.PTR_TIMEOUT_IP, "mail_from": f"a@{world.TIMEOUT_DOMAIN}"}
+    )
+    body = await response.json()
+    assert response.status == 200
+    assert body["elapsed_ms"] < 1000
+    names = {s["name"]: s for s in body["symbols"]}
+    assert set(names) == {"RL_PTR_TEMPFAIL", "RL_MAILFROM_TEMPFAIL"}
+    assert any("deadline" in o for o in names["RL_PTR_TEMPFAIL"]["options"])
+    assert body["score"] == 0.0
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scorer", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"ip": world.MISSING_PTR_IP, "helo": "localhost", "mail_from": f"a@{world.NULL_MX_DOMAIN}"},
+        {"ip": world.UNVERIFIED_IP, "helo": world.HELO_NO_ADDRESS},
+        {"ip": world.CONFIRMED_IP6, "mail_from": ""},
+    ],
+)
+async def test_check_json_agrees_with_the_service(
+    client: Client, unbound: Unbound, fields: dict[str, str]
+) -> None:
+    args = ["check", "--json", "--nameserver", unbound.nameserver, "--ip", fields["ip"]]
+    if "helo" in fields:
+        args += ["--helo", fields["helo"]]
+    if "mail_from" in fields:
+        args += ["--from", fields["mail_from"]]
+    result = _cli(*args)
+    assert result.returncode == 0, result.stderr
+    from_cli = json.loads(result.stdout)
+    from_http = await (await client.post("/v1/check", json=fields)).json()
+    assert from_cli.keys() == from_http.keys()
+    assert from_cli["symbols"] == from_http["symbols"]
+    assert from_cli["score"] == from_http["score"]
+
+
+def test_check_report_explains_and_hints(unbound: Unbound) -> None:
+    result = _cli("check", "--nameserver", unbound.nameserver, "--ip", world.MISSING_PTR_IP)
+    assert result.returncode == 0, result.stderr
+    assert "RL_PTR_MISSING" in result.stdout
+    assert "evidence: no PTR for 203.0.113.11" in result.stdout
+    assert f"fix:      ask the owner of {world.MISSING_PTR_IP}" in result.stdout
+
+
+def test_check_rejects_a_bad_ip() -> None:
+    result = _cli("check", "--ip", "not-an-ip")
+    assert result.returncode == 2
+    assert "ip" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["serve"], ["check"], ["generic"], ["config"], ["config", "check"]]
+)
+def test_help_at_every_level(args: list[str]) -> None:
+    result = _cli(*args, "--help")
+    assert result.returncode == 0
+    assert "usage: rdns-scorer" in result.stdout

@@ -1,0 +1,33 @@
+"""The symbol table is the single source of truth; docs and plugins must agree with it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from scorer.symbols import SYMBOLS, Family, default_weights, markdown_table
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_docs_table_is_generated_from_the_symbol_table() -> None:
+    text = (ROOT / "docs" / "symbols.md").read_text()
+    match = re.search(r"<!-- symbols:begin -->\n(.*?)<!-- symbols:end -->", text, re.S)
+    assert match is not None
+    assert match.group(1) == markdown_table(), "run: rdns-scorer symbols > table in docs/symbols.md"
+
+
+def test_every_symbol_is_well_formed() -> None:
+    for name, symbol in SYMBOLS.items():
+        assert re.fullmatch(r"RL_[A-Z0-9_]+", name)
+        assert symbol.description and symbol.reason and symbol.hint
+        if name.endswith("_TEMPFAIL") or symbol.family is Family.PLUGIN:
+            assert symbol.weight == 0.0, f"{name}: failures must never be scored"
+
+
+def test_article_ordering_of_default_weights() -> None:
+    weights = default_weights()
+    assert weights["RL_PTR_MISSING"] > weights["RL_PTR_UNVERIFIED"] > 0
+    assert max(w for n, w in weights.items() if n.startswith("RL_HELO_") and "FORGED" not in n) < (
+        min(w for n, w in weights.items() if n.startswith("RL_MAILFROM_") and w > 0)
+    )
