@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 
@@ -46,8 +47,20 @@ def _log_request(request: CheckRequest, reply: CheckReply) -> None:
     )
 
 
+def _authorized(request: web.Request, token: str) -> bool:
+    if not token:
+        return True
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    # Constant-time comparison: the time taken must not reveal how much matched.
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        presented.strip().encode(), token.encode()
+    )
+
+
 async def check(request: web.Request) -> web.Response:
     want_msgpack = wants_msgpack(request.headers.get("Accept", ""))
+    if not _authorized(request, request.app[PIPELINE_KEY].config.server.token):
+        return _error(401, "missing or wrong bearer token", "Authorization", want_msgpack)
     content_type = request.content_type
     if content_type not in MSGPACK_TYPES | JSON_TYPES:
         return _error(

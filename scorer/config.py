@@ -46,6 +46,7 @@ class ConfigError(ValueError):
 class ServerConfig:
     listen: str = f"127.0.0.1:{DEFAULT_PORT}"
     max_body_bytes: int = 16384
+    token: str = ""  # shared secret; when set, clients must send "Authorization: Bearer <token>"
 
 
 @dataclass(frozen=True)

@@ -210,3 +210,18 @@ def test_help_at_every_level(args: list[str]) -> None:
     result = _cli(*args, "--help")
     assert result.returncode == 0
     assert "usage: rdns-scorer" in result.stdout
+
+
+async def test_bearer_token_is_required_when_configured(
+    aiohttp_client: Any, unbound: Unbound
+) -> None:
+    config = config_from_mapping(
+        {"dns": {"nameservers": [unbound.nameserver]}, "server": {"token": "s3cret"}}
+    )
+    client = await aiohttp_client(create_app(config))
+    body = {"ip": world.CONFIRMED_IP}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
+        response = await client.post("/v1/check", json=body, headers=headers)
+        assert response.status == 401, headers
+    response = await client.post("/v1/check", json=body, headers={"Authorization": "Bearer s3cret"})
+    assert response.status == 200
