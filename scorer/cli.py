@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     generic.add_argument("--confirmed", action="store_true", help="the name is forward-confirmed")
     generic.set_defaults(func=_generic)
 
+    # Integrations register their own subcommands here (one line each).
+
     symbols = commands.add_parser("symbols", help="print the symbol table")
     symbols.add_argument("--format", choices=["markdown", "json"], default="markdown")
     symbols.set_defaults(func=_symbols)

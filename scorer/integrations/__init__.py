@@ -1,0 +1,1 @@
+"""Installers and config generators for the mail filters we plug into."""

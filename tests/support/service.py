@@ -1,0 +1,66 @@
+"""The real scorer service as a separate process, for tests that drive it through rspamd/SA."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.support.ports import free_port, wait_for_port
+
+
+class ScorerProcess:
+    """``python -m scorer serve`` on a free loopback port, resolving via ``nameserver``.
+
+    ``config_toml`` is written to a temp file and passed with ``--config``.
+    """
+
+    def __init__(self, nameserver: str, config_toml: str = "") -> None:
+        self.port = free_port()
+        self.nameserver = nameserver
+        self._dir = Path(tempfile.mkdtemp(prefix="rdns-scorer-"))
+        self.config_path = self._dir / "scorer.toml"
+        self.config_path.write_text(config_toml)
+        self.log_path = self._dir / "scorer.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> ScorerProcess:
+        log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
+        self._process = subprocess.Popen(
+            [
+                sys.executable, "-m", "scorer", "serve",
+                "--config", str(self.config_path),
+                "--listen", self.address,
+                "--nameserver", self.nameserver,
+            ],
+            stdout=log,
+            stderr=log,
+        )  # fmt: skip
+        try:
+            wait_for_port(self.port)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(self.log_path.read_text()) from None
+        return self
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
