@@ -1,14 +1,20 @@
-"""The aiohttp service: ``POST /v1/check``, ``GET /healthz``, ``GET /readyz``."""
+"""The aiohttp service: ``POST /v1/check``, ``POST /v1/reload``, health, readiness, metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from scorer.config import Config
+from scorer.config import Config, ConfigError
+from scorer.metrics import Metrics
 from scorer.pipeline import Pipeline
 from scorer.protocol import (
     JSON_TYPES,
@@ -21,30 +27,58 @@ from scorer.protocol import (
     parse_request,
     wants_msgpack,
 )
-from scorer.text import option
+from scorer.requestlog import log_check
 
 log = logging.getLogger("rdns_scorer")
 
-PIPELINE_KEY = web.AppKey("pipeline", Pipeline)
+ConfigLoader = Callable[[], Config]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Service:
+    """What the handlers share: the current pipeline (swapped on reload), metrics, limits."""
+
+    def __init__(self, config: Config, loader: ConfigLoader | None = None) -> None:
+        self.metrics = Metrics()
+        self.pipeline = self._build(config, previous=None)
+        self._loader = loader
+        self.in_flight = 0
+
+    @property
+    def config(self) -> Config:
+        return self.pipeline.config
+
+    def _build(self, config: Config, previous: Pipeline | None) -> Pipeline:
+        # Keep the DNS layer (and its warm cache) when the DNS settings did not change.
+        keep = previous is not None and previous.config.dns == config.dns
+        pipeline = Pipeline(config, previous.dns if keep and previous else None)
+        if not keep:
+            pipeline.dns.observer = self.metrics.observe_dns
+            self.metrics.watch_dns(pipeline.dns)
+        return pipeline
+
+    def reload(self) -> str:
+        """Load the config again; on any error keep serving the old one and raise."""
+        if self._loader is None:
+            raise ConfigError("no config source to reload from")
+        try:
+            config = self._loader()
+        except ConfigError:
+            self.metrics.reloads.labels("failure").inc()
+            raise
+        # Requests already running hold the old pipeline and finish with it.
+        self.pipeline = self._build(config, previous=self.pipeline)
+        self.metrics.reloads.labels("success").inc()
+        return "reloaded"
+
+
+SERVICE_KEY = web.AppKey("service", Service)
 
 
 def _error(status: int, message: str, field: str, want_msgpack: bool) -> web.Response:
     # "field" is always a string (never null) so msgpack replies stay nil-free.
     body, content_type = encode_reply({"error": message, "field": field}, want_msgpack)
     return web.Response(status=status, body=body, content_type=content_type)
-
-
-def _log_request(request: CheckRequest, reply: CheckReply) -> None:
-    log.info(
-        "check ip=%s helo=%s from=%s queue_id=%s score=%.2f symbols=%s elapsed_ms=%.1f",
-        request.ip,
-        option(request.helo or "", 80),
-        option(request.mail_from if request.mail_from is not None else "-", 80),
-        option(request.queue_id or "-", 40),
-        reply.score,
-        ",".join(s.name for s in reply.symbols) or "-",
-        reply.elapsed_ms,
-    )
 
 
 def _authorized(request: web.Request, token: str) -> bool:
@@ -57,31 +91,70 @@ def _authorized(request: web.Request, token: str) -> bool:
     )
 
 
-async def check(request: web.Request) -> web.Response:
-    want_msgpack = wants_msgpack(request.headers.get("Accept", ""))
-    if not _authorized(request, request.app[PIPELINE_KEY].config.server.token):
-        return _error(401, "missing or wrong bearer token", "Authorization", want_msgpack)
+async def _read_check_request(request: web.Request, limit: int) -> CheckRequest:
     content_type = request.content_type
     if content_type not in MSGPACK_TYPES | JSON_TYPES:
-        return _error(
-            415, "Content-Type must be application/msgpack or application/json", "body",
-            want_msgpack,
-        )  # fmt: skip
-    limit = request.app[PIPELINE_KEY].config.server.max_body_bytes
+        raise _Reject(415, "Content-Type must be application/msgpack or application/json")
     if (request.content_length or 0) > limit:
-        return _error(413, f"body larger than {limit} bytes", "body", want_msgpack)
+        raise _Reject(413, f"body larger than {limit} bytes")
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return _error(413, f"body larger than {limit} bytes", "body", want_msgpack)
+        raise _Reject(413, f"body larger than {limit} bytes") from None
     try:
-        check_request = parse_request(decode_body(body, content_type))
+        return parse_request(decode_body(body, content_type))
     except RequestError as error:
-        return _error(400, error.message, error.field, want_msgpack)
-    reply = await request.app[PIPELINE_KEY].check(check_request)
-    _log_request(check_request, reply)
-    payload, reply_type = encode_reply(reply.to_dict(), want_msgpack)
-    return web.Response(body=payload, content_type=reply_type)
+        raise _Reject(400, error.message, error.field) from None
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, message: str, field: str = "body") -> None:
+        self.status, self.message, self.field = status, message, field
+
+
+async def check(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_KEY]
+    pipeline = service.pipeline  # one config for the whole request, even across a reload
+    config = pipeline.config
+    want_msgpack = wants_msgpack(request.headers.get("Accept", ""))
+    if not _authorized(request, config.server.token):
+        return _error(401, "missing or wrong bearer token", "Authorization", want_msgpack)
+    if service.in_flight >= config.server.max_in_flight:
+        # Shed load at once: the plugin fails open, which beats making rspamd wait.
+        service.metrics.overloaded.inc()
+        response = _error(503, "overloaded, retry later", "body", want_msgpack)
+        response.headers["Retry-After"] = "1"
+        return response
+    service.in_flight += 1
+    service.metrics.in_flight.inc()
+    try:
+        try:
+            check_request = await _read_check_request(request, config.server.max_body_bytes)
+        except _Reject as reject:
+            return _error(reject.status, reject.message, reject.field, want_msgpack)
+        started = time.perf_counter()
+        reply: CheckReply = await pipeline.check(check_request)
+        service.metrics.observe_check(check_request, reply, time.perf_counter() - started)
+        log_check(check_request, reply)
+        payload, reply_type = encode_reply(reply.to_dict(), want_msgpack)
+        return web.Response(body=payload, content_type=reply_type)
+    finally:
+        service.in_flight -= 1
+        service.metrics.in_flight.dec()
+
+
+async def reload_config(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_KEY]
+    if not service.config.server.token or not _authorized(request, service.config.server.token):
+        # Reloading is an admin action: never open, even when checks need no token.
+        return _error(401, "reload needs the bearer token ([server] token)", "Authorization", False)
+    try:
+        status = service.reload()
+    except ConfigError as error:
+        log.error("config reload failed, keeping the old config: %s", error)
+        return web.json_response({"error": str(error), "field": "config"}, status=422)
+    log.info("config reloaded")
+    return web.json_response({"status": status})
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -89,7 +162,7 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready = await request.app[PIPELINE_KEY].dns.ready()
+    ready = await request.app[SERVICE_KEY].pipeline.dns.ready()
     return web.Response(
         status=200 if ready else 503,
         text=json.dumps({"status": "ready" if ready else "resolver not answering"}),
@@ -97,11 +170,49 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-def create_app(config: Config, pipeline: Pipeline | None = None) -> web.Application:
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[SERVICE_KEY].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = request.match_info.route.resource
+    endpoint = route.canonical if route is not None else "other"
+    try:
+        response = await handler(request)
+    except web.HTTPException as error:
+        status = error.status
+        raise
+    else:
+        status = response.status
+        return response
+    finally:
+        request.app[SERVICE_KEY].metrics.requests.labels(endpoint, str(status)).inc()
+
+
+async def _reload_on_sighup(app: web.Application) -> None:
+    def handle() -> None:
+        try:
+            app[SERVICE_KEY].reload()
+            log.info("config reloaded on SIGHUP")
+        except ConfigError as error:
+            log.error("config reload on SIGHUP failed, keeping the old config: %s", error)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handle)
+
+
+def create_app(config: Config, loader: ConfigLoader | None = None) -> web.Application:
     # client_max_size makes aiohttp itself refuse bigger bodies, even chunked ones.
-    app = web.Application(client_max_size=config.server.max_body_bytes)
-    app[PIPELINE_KEY] = pipeline or Pipeline(config)
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes, middlewares=[count_requests]
+    )
+    app[SERVICE_KEY] = Service(config, loader)
     app.router.add_post("/v1/check", check)
+    app.router.add_post("/v1/reload", reload_config)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    if loader is not None:
+        app.on_startup.append(_reload_on_sighup)
     return app

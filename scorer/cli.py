@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +17,8 @@ from scorer.generic.cli import run_generic
 from scorer.pipeline import Pipeline
 from scorer.protocol import RequestError, parse_request
 from scorer.report import render_report
+from scorer.requestlog import configure_logging
+from scorer.security import public_bind_refusal
 from scorer.symbols import SYMBOLS, markdown_table
 
 
@@ -36,13 +37,19 @@ def _config(args: argparse.Namespace, listen: str | None = None) -> Config:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    config = _config(args, listen=args.listen)
+    def loader() -> Config:
+        return _config(args, listen=args.listen)
+
+    config = loader()
     host, port = parse_listen(config.server.listen)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    refusal = public_bind_refusal(host, config.server)
+    if refusal is not None:
+        print(f"rdns-scorer serve: {refusal}", file=sys.stderr)
+        return 2
+    configure_logging(config.server.log_format, config.server.log_requests)
     from scorer.app import create_app  # imported late: `check` needs no server code
 
-    web.run_app(create_app(config), host=host, port=port, print=None, access_log=None)
+    web.run_app(create_app(config, loader), host=host, port=port, print=None, access_log=None)
     return 0
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from scorer.allowlist import Allowlist
 from scorer.dns.layer import Nameserver, parse_nameserver
 from scorer.symbols import default_weights
 
@@ -47,6 +48,10 @@ class ServerConfig:
     listen: str = f"127.0.0.1:{DEFAULT_PORT}"
     max_body_bytes: int = 16384
     token: str = ""  # shared secret; when set, clients must send "Authorization: Bearer <token>"
+    allow_public_without_token: bool = False
+    max_in_flight: int = 256
+    log_requests: bool = True
+    log_format: str = "text"
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,17 @@ class PolicyConfig:
     skip_networks: list[str] = field(default_factory=lambda: list(DEFAULT_SKIP_NETWORKS))
     local_names: list[str] = field(default_factory=list)
     local_ips: list[str] = field(default_factory=list)
+    shadow: bool = False
+    shadow_symbols: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AllowlistConfig:
+    ips: list[str] = field(default_factory=list)
+    ptr_suffixes: list[str] = field(default_factory=list)
+    helo_names: list[str] = field(default_factory=list)
+    mail_from_domains: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -74,6 +90,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    allowlist: AllowlistConfig = field(default_factory=AllowlistConfig)
     weights: dict[str, float] = field(default_factory=default_weights)
 
     @property
@@ -84,16 +101,40 @@ class Config:
     def skip_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(n, strict=False) for n in self.policy.skip_networks]
 
+    def build_allowlist(self) -> Allowlist:
+        """Entries from the config and the list files; AllowlistError names the bad one."""
+        allowlist = Allowlist()
+        sources = {
+            "ip": self.allowlist.ips,
+            "ptr": self.allowlist.ptr_suffixes,
+            "helo": self.allowlist.helo_names,
+            "from": self.allowlist.mail_from_domains,
+        }
+        for kind, values in sources.items():
+            for value in values:
+                allowlist.add(kind, value)
+        for path in self.allowlist.files:
+            allowlist.add_file(path)
+        return allowlist
+
     @property
     def local_ips(self) -> frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         return frozenset(ipaddress.ip_address(a) for a in self.policy.local_ips)
+
+    def is_shadowed(self, symbol: str) -> bool:
+        return self.policy.shadow or symbol in self.policy.shadow_symbols
 
     @property
     def local_names(self) -> frozenset[str]:
         return frozenset(n.lower().rstrip(".") for n in self.policy.local_names)
 
 
-SECTIONS: dict[str, type] = {"server": ServerConfig, "dns": DnsConfig, "policy": PolicyConfig}
+SECTIONS: dict[str, type] = {
+    "server": ServerConfig,
+    "dns": DnsConfig,
+    "policy": PolicyConfig,
+    "allowlist": AllowlistConfig,
+}
 
 
 def _type_name(expected: Any) -> str:
@@ -107,6 +148,8 @@ def _check_value(path: str, expected: Any, value: Any) -> Any:
     if expected is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if expected is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if expected is bool and isinstance(value, bool):
         return value
     if expected is str and isinstance(value, str):
         return value
@@ -146,6 +189,7 @@ def _validate(config: Config) -> None:
         ("[policy] skip_networks", lambda: config.skip_networks),
         ("[policy] local_ips", lambda: config.local_ips),
         ("[server] listen", lambda: parse_listen(config.server.listen)),
+        ("[allowlist]", config.build_allowlist),
     ]
     for path, check in checks:
         try:
@@ -158,10 +202,18 @@ def _validate(config: Config) -> None:
         "[server] max_body_bytes": config.server.max_body_bytes,
         "[dns] max_ptr_names": config.dns.max_ptr_names,
         "[dns] max_mx_hosts": config.dns.max_mx_hosts,
+        "[server] max_in_flight": config.server.max_in_flight,
     }
     for path, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{path}: must be greater than 0, got {value}")
+    if config.server.log_format not in ("text", "json"):
+        raise ConfigError(
+            f"[server] log_format: must be 'text' or 'json', got {config.server.log_format!r}"
+        )
+    unknown = sorted(set(config.policy.shadow_symbols) - set(config.weights))
+    if unknown:
+        raise ConfigError(f"[policy] shadow_symbols: unknown symbols {', '.join(unknown)}")
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -8,6 +8,7 @@ Both the HTTP service and ``rdns-scorer check`` run exactly this.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 from scorer.checks.helo import check_helo
@@ -39,20 +40,33 @@ class Pipeline:
         self._skip_networks = config.skip_networks
         self._local_names = config.local_names
         self._local_ips = config.local_ips
+        self._allowlist = config.build_allowlist()
         self._limits = Limits(config.dns.max_ptr_names, config.dns.max_mx_hosts)
 
     async def evaluate(self, request: CheckRequest) -> tuple[Facts | None, list[Hit]]:
-        """The facts looked up (None when policy skipped the client) and the hits."""
+        """The facts looked up (None when policy decided without DNS) and the hits."""
         skipped = skip_hit(request.ip, self._skip_networks)
         if skipped is not None:
             return None, [skipped]
+        allowed_ip = self._allowlist.match_ip(request.ip)
+        if allowed_ip is not None:
+            return None, [Hit("RL_ALLOWLISTED", (allowed_ip,))]
+        allowed_from = self._allowlist.match_from(request.mail_from)
+        if allowed_from is not None:
+            request = dataclasses.replace(request, mail_from=None)  # no lookups for it
         deadline = asyncio.get_running_loop().time() + self.config.dns.request_deadline
         facts = await gather_facts(request, self.dns, self._limits, deadline)
-        hits = check_ptr(facts.ptr)
-        if facts.helo is not None:
+        confirmed = facts.ptr.confirmed_names()
+        allowed_ptr = self._allowlist.match_ptr(confirmed)
+        allowed_helo = allowed_ptr or self._allowlist.match_helo(request.helo, confirmed)
+        hits = [] if allowed_ptr else check_ptr(facts.ptr)
+        if facts.helo is not None and not allowed_helo:
             hits += check_helo(facts.helo, request.ip, self._local_names, self._local_ips)
         if facts.mail_from is not None:
             hits += check_mail_from(facts.mail_from)
+        allowed = tuple(dict.fromkeys(e for e in (allowed_ptr, allowed_helo, allowed_from) if e))
+        if allowed:
+            hits.append(Hit("RL_ALLOWLISTED", allowed))
         return facts, hits
 
     async def check(self, request: CheckRequest) -> CheckReply:
@@ -61,7 +75,7 @@ class Pipeline:
     async def check_with_facts(self, request: CheckRequest) -> tuple[Facts | None, CheckReply]:
         started = time.perf_counter()
         facts, hits = await self.evaluate(request)
-        symbols = score_hits(hits, self.config.weights)
-        total = round(sum(s.score for s in symbols), 4)
+        scored = score_hits(hits, self.config.weights, self.config.is_shadowed)
+        total = round(sum(s.score for s in scored.symbols), 4)
         elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
-        return facts, CheckReply(symbols, total, elapsed_ms)
+        return facts, CheckReply(scored.symbols, total, elapsed_ms, scored.shadowed)

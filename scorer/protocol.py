@@ -57,6 +57,7 @@ class CheckReply:
     symbols: tuple[SymbolResult, ...]
     score: float
     elapsed_ms: float
+    shadowed: tuple[tuple[str, float], ...] = ()  # for metrics only, never sent
 
     def to_dict(self) -> dict[str, Any]:
         # Floats only, never nil or bin: rspamd 3.4's libucl garbles negative

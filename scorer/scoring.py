@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from scorer.checks.hit import Hit
 from scorer.protocol import SymbolResult
 
 
-def score_hits(hits: Iterable[Hit], weights: Mapping[str, float]) -> tuple[SymbolResult, ...]:
+@dataclass(frozen=True, slots=True)
+class Scored:
+    symbols: tuple[SymbolResult, ...]
+    # Shadowed symbols and the score each would have added: kept out of the
+    # reply's total, reported in metrics so admins can watch before enforcing.
+    shadowed: tuple[tuple[str, float], ...]
+
+
+def score_hits(
+    hits: Iterable[Hit], weights: Mapping[str, float], is_shadowed: Callable[[str], bool]
+) -> Scored:
     """One result per symbol (rspamd adds up repeated names), score = weight x confidence."""
-    results: dict[str, SymbolResult] = {}
+    best: dict[str, tuple[float, Hit]] = {}
     for hit in hits:
         score = round(weights.get(hit.symbol, 0.0) * hit.confidence, 4)
-        previous = results.get(hit.symbol)
-        if previous is None or abs(score) > abs(previous.score):
-            results[hit.symbol] = SymbolResult(hit.symbol, score, hit.options)
-    return tuple(results.values())
+        previous = best.get(hit.symbol)
+        if previous is None or abs(score) > abs(previous[0]):
+            best[hit.symbol] = (score, hit)
+    symbols: list[SymbolResult] = []
+    shadowed: list[tuple[str, float]] = []
+    for name, (score, hit) in best.items():
+        if score and is_shadowed(name):
+            shadowed.append((name, score))
+            symbols.append(
+                SymbolResult(name, 0.0, (*hit.options, f"shadow: would score {score:+g}"))
+            )
+        else:
+            symbols.append(SymbolResult(name, score, hit.options))
+    return Scored(tuple(symbols), tuple(shadowed))

@@ -86,6 +86,15 @@ _TABLE: tuple[Symbol, ...] = (
         "internal address instead of the real client's",
     ),
     Symbol(
+        "RL_ALLOWLISTED",
+        Family.POLICY,
+        0.0,
+        "An allowlist entry matched; the checks it covers were not scored.",
+        "Zero by default: the entry already exempts the sender; set it negative to "
+        "also vouch for them in the total score.",
+        "nothing to fix while the entry stays; remove it once the sender has fixed their DNS",
+    ),
+    Symbol(
         "RL_HELO_LOCALHOST",
         Family.HELO,
         1.0,

@@ -28,6 +28,14 @@ class PtrFacts:
     forward: dict[str, Lookup[IPAddress]] = field(default_factory=dict)
     unchecked_names: int = 0  # PTR names beyond the bound, not resolved
 
+    def confirmed_names(self) -> list[str]:
+        """PTR names whose forward lookup includes the client IP (RFC 8601 iprev pass)."""
+        return [
+            name
+            for name, outcome in self.forward.items()
+            if isinstance(outcome, Answer) and self.ip in outcome.records
+        ]
+
 
 def _forward_evidence(name: str, outcome: Lookup[IPAddress]) -> str:
     arrow = "->" if isinstance(outcome, Answer) else ":"
@@ -42,11 +50,7 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
         ]
     if not isinstance(facts.ptr, Answer):
         return [Hit("RL_PTR_MISSING", (f"no PTR for {ip}", f"PTR: {describe(facts.ptr)}"))]
-    confirmed = [
-        name
-        for name, outcome in facts.forward.items()
-        if isinstance(outcome, Answer) and ip in outcome.records
-    ]
+    confirmed = facts.confirmed_names()
     if confirmed:
         generic = generic_hit("RL_PTR_GENERIC", ip, confirmed[0], True, "ptr")
         return [generic] if generic else []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -38,6 +39,21 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 T = TypeVar("T")
 
 Outcome = Answer[Any] | NotFound | TempFail
+QueryObserver = Callable[[str, str, float], None]  # (rdtype, result, seconds)
+
+_RESULT_NAMES = {
+    FailureKind.TIMEOUT: "timeout",
+    FailureKind.SERVFAIL: "servfail",
+}
+
+
+def result_name(outcome: Outcome) -> str:
+    """answer / nxdomain / nodata / timeout / servfail / other, for metrics and logs."""
+    if isinstance(outcome, Answer):
+        return "answer"
+    if isinstance(outcome, NotFound):
+        return str(outcome.kind)
+    return _RESULT_NAMES.get(outcome.kind, "other")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +132,7 @@ class DnsLayer:
         timeout: float,
         cache: TtlCache[Outcome],
         negative_ttl: int = 300,
+        observer: QueryObserver | None = None,
     ) -> None:
         if nameservers:
             resolver = dns.asyncresolver.Resolver(configure=False)
@@ -132,6 +149,7 @@ class DnsLayer:
         self.cache = cache
         self._negative_ttl = negative_ttl
         self._inflight: dict[Hashable, asyncio.Task[Outcome]] = {}
+        self.observer = observer
 
     async def ptr(self, ip: IPAddress, deadline: float) -> Lookup[str]:
         return await self.lookup(dns.reversename.from_address(str(ip)), dns.rdatatype.PTR, deadline)
@@ -185,7 +203,16 @@ class DnsLayer:
         return outcome
 
     async def query(self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> Outcome:
-        """Ask the resolver, bypassing the cache, and classify the result."""
+        """Ask the resolver, bypassing the cache; report the result to the observer."""
+        started = time.perf_counter()
+        outcome = await self._classified_query(qname, rdtype)
+        if self.observer is not None:
+            self.observer(rdtype.name, result_name(outcome), time.perf_counter() - started)
+        return outcome
+
+    async def _classified_query(
+        self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType
+    ) -> Outcome:
         try:
             answer = await self._resolver.resolve(
                 qname, rdtype, raise_on_no_answer=False, search=False

@@ -1,0 +1,107 @@
+"""Allowlists: senders an admin vouches for while their admins fix their DNS.
+
+Entries come from ``[allowlist]`` in the config and from list files, one entry
+per line as ``KIND VALUE`` (``ip``, ``ptr``, ``helo``, ``from``), ``#`` for
+comments. Name-based entries are only honoured when DNS backs them up, so a
+spammer cannot buy an exemption by writing a PTR or a HELO:
+
+- ``ip``: an address or network; covers every check, no lookups are made.
+- ``ptr``: a PTR name suffix; covers the PTR and HELO checks, only when a PTR
+  name under it is forward-confirmed for the client.
+- ``helo``: a HELO name; covers the HELO checks, only when the HELO equals a
+  forward-confirmed PTR name of the client.
+- ``from``: a MAIL FROM domain (and its subdomains); covers the MAIL FROM checks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+KINDS = ("ip", "ptr", "helo", "from")
+
+
+class AllowlistError(ValueError):
+    pass
+
+
+def _name(value: str) -> str:
+    return value.strip().lower().strip(".")
+
+
+def _under(name: str, suffixes: Iterable[str]) -> str | None:
+    for suffix in suffixes:
+        if name == suffix or name.endswith("." + suffix):
+            return suffix
+    return None
+
+
+@dataclass
+class Allowlist:
+    networks: list[IPNetwork] = field(default_factory=list)
+    ptr_suffixes: list[str] = field(default_factory=list)
+    helo_names: set[str] = field(default_factory=set)
+    from_domains: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, value: str) -> None:
+        if kind == "ip":
+            try:
+                self.networks.append(ipaddress.ip_network(value.strip(), strict=False))
+            except ValueError:
+                raise AllowlistError(f"not an IP address or network: {value!r}") from None
+        elif kind == "ptr":
+            self.ptr_suffixes.append(_name(value))
+        elif kind == "helo":
+            self.helo_names.add(_name(value))
+        elif kind == "from":
+            self.from_domains.append(_name(value).rpartition("@")[2])
+        else:
+            raise AllowlistError(f"unknown kind {kind!r} (use one of {', '.join(KINDS)})")
+
+    def add_file(self, path: str) -> None:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeError) as error:
+            raise AllowlistError(f"{path}: {error}") from None
+        for number, line in enumerate(lines, 1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            kind, _, value = text.partition(" ")
+            if not value.strip():
+                raise AllowlistError(f"{path}:{number}: expected 'KIND VALUE', got {text!r}")
+            try:
+                self.add(kind.lower(), value)
+            except AllowlistError as error:
+                raise AllowlistError(f"{path}:{number}: {error}") from None
+
+    def match_ip(self, ip: IPAddress) -> str | None:
+        for network in self.networks:
+            if ip.version == network.version and ip in network:
+                return f"ip {network}"
+        return None
+
+    def match_ptr(self, confirmed_names: Iterable[str]) -> str | None:
+        for name in confirmed_names:
+            suffix = _under(name, self.ptr_suffixes)
+            if suffix is not None:
+                return f"ptr {suffix} ({name} is forward-confirmed)"
+        return None
+
+    def match_helo(self, helo: str | None, confirmed_names: Iterable[str]) -> str | None:
+        name = _name(helo or "")
+        if name in self.helo_names and name in confirmed_names:
+            return f"helo {name} (= forward-confirmed PTR)"
+        return None
+
+    def match_from(self, mail_from: str | None) -> str | None:
+        if not mail_from:
+            return None
+        domain = _name(mail_from.strip("<>").rpartition("@")[2])
+        suffix = _under(domain, self.from_domains) if domain else None
+        return f"from {suffix}" if suffix is not None else None

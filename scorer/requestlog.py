@@ -1,0 +1,68 @@
+"""One structured log line per check, as ``key=value`` text or JSON.
+
+Every value that came from the client is escaped (scorer.text), so a HELO with
+CR/LF or ANSI escapes cannot forge log lines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from scorer.protocol import CheckReply, CheckRequest
+from scorer.text import option
+
+log = logging.getLogger("rdns_scorer.requests")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        fields.update(getattr(record, "fields", None) or {"message": record.getMessage()})
+        return json.dumps(fields, ensure_ascii=True)
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", None)
+        if fields is None:
+            return super().format(record)
+        pairs = " ".join(
+            f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in fields.items()
+        )
+        return f"{self.formatTime(record)} {record.levelname} {pairs}"
+
+
+def configure_logging(log_format: str, requests: bool) -> None:
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    log.setLevel(logging.INFO if requests else logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def log_check(request: CheckRequest, reply: CheckReply) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return  # the hot path pays nothing when request logging is off
+    fields = {
+        "event": "check",
+        "ip": str(request.ip),
+        "helo": option(request.helo or "", 100),
+        "from": "<>" if request.mail_from == "" else option(request.mail_from or "", 100),
+        "queue_id": option(request.queue_id or "", 40),
+        "user": option(request.user or "", 60),
+        "score": reply.score,
+        "symbols": ",".join(s.name for s in reply.symbols),
+        "elapsed_ms": reply.elapsed_ms,
+    }
+    log.info("check", extra={"fields": fields})

@@ -1,0 +1,53 @@
+"""/metrics: every family named in issue 6, with values that follow the traffic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests import world
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_metrics_follow_traffic(client: Any) -> None:
+    await client.post("/v1/check", json={"ip": world.MISSING_PTR_IP, "helo": "localhost"})
+    await client.post("/v1/check", json={"ip": world.PTR_SERVFAIL_IP, "mail_from": ""})
+    await client.post("/v1/check", json={"ip": "10.0.0.1"})
+    await client.post("/v1/check", json={"ip": world.MISSING_PTR_IP})  # cached now
+    await client.post("/v1/check", data=b"nope", headers={"Content-Type": "text/plain"})
+    response = await client.get("/metrics")
+    assert response.status == 200
+    samples = _samples(await response.text())
+
+    def value(name: str, **labels: str) -> float:
+        return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    assert value("rdns_scorer_requests_total", endpoint="/v1/check", status="200") == 4
+    assert value("rdns_scorer_requests_total", endpoint="/v1/check", status="415") == 1
+    assert value("rdns_scorer_request_duration_seconds_count") == 4
+    assert value("rdns_scorer_symbols_total", symbol="RL_PTR_MISSING") == 2
+    assert value("rdns_scorer_symbols_total", symbol="RL_HELO_LOCALHOST") == 1
+    assert value("rdns_scorer_score_count") == 4
+    assert value("rdns_scorer_check_outcomes_total", family="ptr", outcome="fail") == 2
+    assert value("rdns_scorer_check_outcomes_total", family="ptr", outcome="tempfail") == 1
+    assert value("rdns_scorer_check_outcomes_total", family="ptr", outcome="skipped") == 1
+    assert value("rdns_scorer_check_outcomes_total", family="helo", outcome="fail") == 1
+    assert value("rdns_scorer_check_outcomes_total", family="mailfrom", outcome="skipped") == 4
+    assert value("rdns_scorer_dns_queries_total", rdtype="PTR", result="nxdomain") == 1
+    assert value("rdns_scorer_dns_queries_total", rdtype="PTR", result="servfail") == 1
+    assert value("rdns_scorer_dns_query_duration_seconds_count", rdtype="PTR") == 2
+    assert value("rdns_scorer_dns_cache_hits_total") >= 1
+    assert value("rdns_scorer_dns_cache_misses_total") >= 2
+    assert value("rdns_scorer_dns_cache_entries") >= 1
+    assert value("rdns_scorer_skipped_local_clients_total") == 1
+    assert ("rdns_scorer_requests_in_flight", ()) in samples
+    assert value("rdns_scorer_config_reloads_total", result="failure") == 0
+    assert any(name == "rdns_scorer_build_info" for name, _ in samples)

@@ -1,0 +1,240 @@
+"""Policy: allowlists (with their DNS gates), shadow mode, reload, overload, public bind."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scorer.allowlist import Allowlist, AllowlistError
+from scorer.app import SERVICE_KEY, create_app
+from scorer.config import ConfigError, config_from_mapping, load_config
+from scorer.pipeline import Pipeline
+from scorer.protocol import parse_request
+from tests import world
+from tests.conftest import make_config
+from tests.helpers import symbols_for
+from tests.support.fakedns import FaultyDns
+from tests.support.ports import free_port, wait_for_port
+from tests.support.service import ScorerProcess
+from tests.support.unbound import Unbound
+
+
+def _pipeline(unbound: Unbound, **allowlist: list[str]) -> Pipeline:
+    return Pipeline(make_config(unbound.nameserver, allowlist=allowlist))
+
+
+async def test_ip_allowlist_skips_every_check_and_lookup(unbound: Unbound) -> None:
+    pipeline = _pipeline(unbound, ips=["203.0.113.0/28"])
+    symbols = await symbols_for(
+        pipeline, world.MISSING_PTR_IP, helo="localhost", mail_from="a@host.invalid"
+    )
+    assert set(symbols) == {"RL_ALLOWLISTED"}
+    assert symbols["RL_ALLOWLISTED"].options == ("ip 203.0.113.0/28",)
+    assert len(pipeline.dns.cache) == 0
+
+
+async def test_ptr_suffix_needs_forward_confirmation(unbound: Unbound) -> None:
+    confirmed = _pipeline(unbound, ptr_suffixes=["some-isp.net"])
+    symbols = await symbols_for(confirmed, world.GENERIC_IP, helo="localhost")
+    assert set(symbols) == {"RL_ALLOWLISTED"}, "PTR and HELO checks are covered"
+    assert "dyn.some-isp.net is forward-confirmed" in symbols["RL_ALLOWLISTED"].options[0]
+
+    unconfirmed = _pipeline(unbound, ptr_suffixes=["unverified-sender.net"])
+    symbols = await symbols_for(unconfirmed, world.UNVERIFIED_IP)
+    assert set(symbols) == {"RL_PTR_UNVERIFIED"}, "a PTR anyone can write buys nothing"
+
+
+async def test_helo_entry_needs_helo_equal_to_confirmed_ptr(unbound: Unbound) -> None:
+    pipeline = _pipeline(unbound, helo_names=[world.GENERIC_NAME, "localhost"])
+    symbols = await symbols_for(pipeline, world.GENERIC_IP, helo=world.GENERIC_NAME)
+    assert "RL_HELO_GENERIC" not in symbols
+    assert "RL_PTR_GENERIC" in symbols, "a HELO entry does not cover the PTR checks"
+    assert "RL_ALLOWLISTED" in symbols
+
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo="localhost")
+    assert set(symbols) == {"RL_HELO_LOCALHOST"}
+
+
+async def test_mail_from_domain_entry_covers_subdomains(unbound: Unbound) -> None:
+    pipeline = _pipeline(unbound, mail_from_domains=[world.NULL_MX_DOMAIN])
+    symbols = await symbols_for(
+        pipeline, world.MISSING_PTR_IP, mail_from=f"bounce@lists.{world.NULL_MX_DOMAIN}"
+    )
+    assert set(symbols) == {"RL_PTR_MISSING", "RL_ALLOWLISTED"}
+    assert symbols["RL_ALLOWLISTED"].options == (f"from {world.NULL_MX_DOMAIN}",)
+
+
+async def test_allowlist_weight_is_configurable(unbound: Unbound) -> None:
+    config = make_config(
+        unbound.nameserver, allowlist={"ips": [world.CONFIRMED_IP]}, weights={"RL_ALLOWLISTED": -2}
+    )
+    symbols = await symbols_for(Pipeline(config), world.CONFIRMED_IP)
+    assert symbols["RL_ALLOWLISTED"].score == -2.0
+
+
+def test_allowlist_files(tmp_path: Path) -> None:
+    good = tmp_path / "allow.txt"
+    good.write_text(
+        "# partners\nip 192.0.2.0/24\nptr .Mail.Partner.net.  # trailing\nfrom x.org\n\n"
+    )
+    allowlist = Allowlist()
+    allowlist.add_file(str(good))
+    assert allowlist.match_ptr(["out1.mail.partner.net"]) is not None
+    assert allowlist.match_from("a@x.org") == "from x.org"
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text("ip 192.0.2.0/24\nip not-a-network\n")
+    with pytest.raises(AllowlistError, match=r"bad\.txt:2: not an IP"):
+        Allowlist().add_file(str(bad))
+    with pytest.raises(ConfigError, match=r"\[allowlist\].*bad\.txt:2"):
+        config_from_mapping({"allowlist": {"files": [str(bad)]}})
+    bad.write_text("host example.org\n")
+    with pytest.raises(ConfigError, match="unknown kind 'host'"):
+        config_from_mapping({"allowlist": {"files": [str(bad)]}})
+
+
+async def test_shadow_mode_returns_evidence_at_zero_and_counts_it(
+    aiohttp_client: Any, unbound: Unbound
+) -> None:
+    config = make_config(unbound.nameserver, policy={"shadow_symbols": ["RL_PTR_MISSING"]})
+    client = await aiohttp_client(create_app(config))
+    body = await (
+        await client.post("/v1/check", json={"ip": world.MISSING_PTR_IP, "helo": "localhost"})
+    ).json()
+    symbols = {s["name"]: s for s in body["symbols"]}
+    assert symbols["RL_PTR_MISSING"]["score"] == 0.0
+    assert "shadow: would score +5" in symbols["RL_PTR_MISSING"]["options"]
+    assert symbols["RL_HELO_LOCALHOST"]["score"] == 1.0, "only the listed symbol is shadowed"
+    assert body["score"] == 1.0
+    metrics = await (await client.get("/metrics")).text()
+    assert 'rdns_scorer_shadow_symbols_total{symbol="RL_PTR_MISSING"} 1.0' in metrics
+    assert 'rdns_scorer_shadow_score{symbol="RL_PTR_MISSING"} 5.0' in metrics
+
+
+async def test_global_shadow_mode(unbound: Unbound) -> None:
+    pipeline = Pipeline(make_config(unbound.nameserver, policy={"shadow": True}))
+    reply = await pipeline.check(parse_request({"ip": world.MISSING_PTR_IP}))
+    assert reply.score == 0.0 and reply.shadowed == (("RL_PTR_MISSING", 5.0),)
+
+
+async def test_reload_endpoint_swaps_config_and_rejects_bad_ones(
+    aiohttp_client: Any, unbound: Unbound, tmp_path: Path
+) -> None:
+    path = tmp_path / "scorer.toml"
+    base = f'[server]\ntoken = "t0k"\n[dns]\nnameservers = ["{unbound.nameserver}"]\n'
+    path.write_text(base)
+    app = create_app(load_config(path, environ={}), lambda: load_config(path, environ={}))
+    client = await aiohttp_client(app)
+    auth = {"Authorization": "Bearer t0k"}
+    request = {"ip": world.MISSING_PTR_IP}
+
+    assert (await client.post("/v1/reload")).status == 401
+    path.write_text(base + "[weights]\nRL_PTR_MISSING = 9\n")
+    assert (await client.post("/v1/reload", headers=auth)).status == 200
+    body = await (await client.post("/v1/check", json=request, headers=auth)).json()
+    assert body["score"] == 9.0
+
+    path.write_text(base + "[weights]\nRL_PTR_MISSING = 'lots'\n")
+    response = await client.post("/v1/reload", headers=auth)
+    assert response.status == 422
+    assert "RL_PTR_MISSING" in (await response.json())["error"]
+    body = await (await client.post("/v1/check", json=request, headers=auth)).json()
+    assert body["score"] == 9.0, "the old config keeps serving"
+    metrics = await (await client.get("/metrics")).text()
+    assert 'rdns_scorer_config_reloads_total{result="failure"} 1.0' in metrics
+    assert 'rdns_scorer_config_reloads_total{result="success"} 1.0' in metrics
+
+
+def test_sighup_reloads_a_running_service(unbound: Unbound) -> None:
+    import json
+    import urllib.request
+
+    service = ScorerProcess(unbound.nameserver).start()
+    try:
+
+        def score() -> float:
+            request = urllib.request.Request(
+                service.url + "/v1/check",
+                data=json.dumps({"ip": world.MISSING_PTR_IP}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return float(json.load(response)["score"])
+
+        assert score() == 5.0
+        service.config_path.write_text("[weights]\nRL_PTR_MISSING = 7.5\n")
+        assert service._process is not None
+        service._process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while score() != 7.5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert score() == 7.5
+        service.config_path.write_text("[weights\n")
+        service._process.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert score() == 7.5
+        assert "reload on SIGHUP failed" in service.log()
+    finally:
+        service.stop()
+
+
+async def test_overload_answers_503_at_once(aiohttp_client: Any) -> None:
+    silent = FaultyDns("silent").start()
+    try:
+        config = config_from_mapping(
+            {
+                "dns": {"nameservers": [silent.nameserver], "timeout": 2, "request_deadline": 2},
+                "server": {"max_in_flight": 2},
+            }
+        )
+        client = await aiohttp_client(create_app(config))
+        slow = [
+            asyncio.ensure_future(client.post("/v1/check", json={"ip": f"198.51.100.{i}"}))
+            for i in (1, 2)
+        ]
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        response = await client.post("/v1/check", json={"ip": "198.51.100.3"})
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        assert time.monotonic() - started < 0.5
+        assert all(r.status == 200 for r in await asyncio.gather(*slow))
+        assert client.app is not None and client.app[SERVICE_KEY].in_flight == 0
+    finally:
+        silent.stop()
+
+
+def _serve(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "scorer", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_public_bind_without_token_is_refused(tmp_path: Path) -> None:
+    process = _serve("--listen", f"0.0.0.0:{free_port()}")
+    _out, err = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert "refusing to listen on 0.0.0.0" in err and "token" in err
+
+
+def test_public_bind_with_token_or_explicit_opt_out_starts(tmp_path: Path) -> None:
+    for config in ('[server]\ntoken = "x"\n', "[server]\nallow_public_without_token = true\n"):
+        path = tmp_path / "c.toml"
+        path.write_text(config)
+        port = free_port()
+        process = _serve("--config", str(path), "--listen", f"0.0.0.0:{port}")
+        try:
+            wait_for_port(port)
+        finally:
+            process.terminate()
+            process.communicate(timeout=10)
