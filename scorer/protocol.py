@@ -24,6 +24,10 @@ MSGPACK_TYPES = frozenset(
 )
 JSON_TYPES = frozenset({"application/json"})
 STRING_FIELDS = ("helo", "mail_from", "hostname", "queue_id", "user")
+# Longer values are cut before any check sees them: no valid HELO (255) or
+# address (RFC 5321 section 4.5.3.1: 256) is anywhere near this, so a cut
+# value is still judged invalid, but IDNA and regexes never chew on 16 KiB.
+MAX_FIELD_CHARS = 1024
 
 
 class RequestError(ValueError):
@@ -104,7 +108,7 @@ def _optional_text(data: dict[str, Any], name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise RequestError(f"{name} must be a string", name)
-    return value
+    return value[:MAX_FIELD_CHARS]
 
 
 def _mta_hostname(value: str | None) -> str | None:

@@ -27,13 +27,19 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(fields, ensure_ascii=True)
 
 
+def _quote(value: str) -> str:
+    # Values are already escaped by scorer.text (no control characters, no raw
+    # backslashes), so quoting only has to protect the double quote.
+    return '"' + value.replace('"', "\\x22") + '"'
+
+
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None)
         if fields is None:
             return super().format(record)
         pairs = " ".join(
-            f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in fields.items()
+            f"{k}={_quote(v) if isinstance(v, str) else v}" for k, v in fields.items()
         )
         return f"{self.formatTime(record)} {record.levelname} {pairs}"
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
-
 OPTION_MAX_CHARS = 160
 
 
@@ -17,10 +15,11 @@ def _escape_char(char: str) -> str:
 
 
 def _unsafe(char: str) -> bool:
-    # Cc: control characters (CR/LF forge log lines, ESC drives terminals);
-    # Cf: format characters (bidi overrides reorder what the admin reads);
-    # Cs: lone surrogates, which cannot be encoded at all; Zl/Zp: line breaks.
-    return char == "\\" or unicodedata.category(char) in {"Cc", "Cf", "Cs", "Zl", "Zp"}
+    # Not printable covers Cc (CR/LF forge log lines, ESC drives terminals), Cf
+    # (bidi overrides reorder what the admin reads), Cs (lone surrogates cannot
+    # even be encoded), Co/Cn (private and unassigned), Zl/Zp and odd spaces.
+    # The backslash is escaped too, so an escape in the output is always ours.
+    return char == "\\" or not char.isprintable()
 
 
 def escape(text: str) -> str:
@@ -39,4 +38,5 @@ def option(text: str, limit: int = OPTION_MAX_CHARS) -> str:
 
 
 def has_unsafe(text: str) -> bool:
-    return any(_unsafe(c) for c in text if c != "\\")
+    """Characters no hostname or address may carry (the backslash is judged elsewhere)."""
+    return not text.isprintable()

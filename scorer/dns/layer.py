@@ -229,6 +229,10 @@ class DnsLayer:
         except (dns.exception.DNSException, OSError, ValueError, UnicodeError) as error:
             return TempFail(FailureKind.MALFORMED, f"{type(error).__name__}: {error}"[:200])
         if answer.rrset is None:
+            if any(r.rdtype != dns.rdatatype.CNAME for r in answer.response.answer):
+                # Records, but not for what we asked: a broken or spoofed answer is a
+                # failure, never a "does not exist" that would be scored.
+                return TempFail(FailureKind.MALFORMED, "answer does not match the question")
             ttl = _negative_ttl(answer.response, self._negative_ttl)
             return NotFound(NotFoundKind.NODATA, ttl)
         parse = _PARSERS[rdtype]

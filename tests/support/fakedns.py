@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rrset
 
 from tests.support.ports import free_port
 
@@ -16,11 +18,14 @@ class FaultyDns:
     """Answers every UDP query according to ``mode``:
 
     ``servfail``/``refused``: that rcode; ``silent``: never answers;
-    ``garbage``: bytes that are not a DNS message; ``truncated``: TC bit, no answer.
+    ``garbage``: bytes that are not a DNS message; ``truncated``: TC bit, no answer
+    (and no TCP listener to retry on); ``slow``: a valid NXDOMAIN after ``delay``
+    seconds; ``mismatch``: an answer whose records are of another type and name.
     """
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, delay: float = 2.0) -> None:
         self.mode = mode
+        self.delay = delay
         self.port = free_port()
         self.queries = 0
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -44,6 +49,13 @@ class FaultyDns:
         response = dns.message.make_response(query)
         if self.mode == "truncated":
             response.flags |= dns.flags.TC
+        elif self.mode == "slow":
+            time.sleep(self.delay)
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        elif self.mode == "mismatch":
+            response.answer.append(
+                dns.rrset.from_text("other.example.", 60, "IN", "TXT", '"not what you asked"')
+            )
         else:
             response.set_rcode(dns.rcode.from_text(self.mode.upper()))
         return response.to_wire()
@@ -57,7 +69,10 @@ class FaultyDns:
             self.queries += 1
             reply = self._reply(data)
             if reply is not None:
-                self._sock.sendto(reply, peer)
+                try:
+                    self._sock.sendto(reply, peer)
+                except OSError:
+                    return  # closed while we were slow
 
     def stop(self) -> None:
         self._sock.close()

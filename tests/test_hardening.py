@@ -1,0 +1,177 @@
+"""Hostile input and broken DNS: always a clear answer, never a 5xx, never a stuck reply."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scorer.config import config_from_mapping
+from scorer.pipeline import Pipeline
+from tests import world
+from tests.helpers import symbols_for
+from tests.support.fakedns import FaultyDns
+from tests.support.service import ScorerProcess
+from tests.support.unbound import Unbound
+
+CONTENT_TYPES = ["application/msgpack", "application/json", "text/plain", ""]
+
+
+@pytest.fixture(scope="module")
+def service(unbound: Unbound) -> Iterator[ScorerProcess]:
+    process = ScorerProcess(unbound.nameserver, "[server]\nlog_requests = false\n").start()
+    yield process
+    process.stop()
+
+
+class _Connection:
+    """One keep-alive connection, reopened if the server closed it."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def post(self, body: bytes, content_type: str) -> tuple[int, bytes]:
+        headers = {"Content-Type": content_type} if content_type else {}
+        for attempt in (1, 2):
+            try:
+                self.conn.request("POST", "/v1/check", body=body, headers=headers)
+                response = self.conn.getresponse()
+                return response.status, response.read()
+            except (http.client.HTTPException, ConnectionError):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary(),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(st.text(max_size=10) | st.binary(max_size=10), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+hostile_text = st.text(
+    alphabet=st.characters(codec=None, exclude_categories=()), max_size=300
+) | st.sampled_from(["\r\nX-Forged: 1", "\x1b[31mred", "a\u202eb", "x" * 5000, "\x00", ""])
+fields = st.fixed_dictionaries(
+    {"ip": st.sampled_from([world.MISSING_PTR_IP, world.CONFIRMED_IP6, "10.1.1.1"])},
+    optional={
+        "helo": hostile_text | values,
+        "mail_from": hostile_text | values,
+        "hostname": hostile_text,
+        "queue_id": hostile_text,
+        "user": hostile_text | st.binary(),
+    },
+)
+
+
+def _encode(value: Any, content_type: str) -> bytes:
+    if content_type == "application/json":
+        try:
+            return json.dumps(value).encode("utf-8", errors="surrogatepass")
+        except (TypeError, ValueError):
+            return b"\xff" + repr(value).encode("utf-8", errors="replace")
+    try:
+        return msgpack.packb(value, use_bin_type=True, unicode_errors="surrogatepass")
+    except (OverflowError, TypeError, ValueError):  # ints beyond 64 bits
+        return b"\xc1" + repr(value).encode("utf-8", errors="replace")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    body=st.binary(max_size=3000)
+    | st.builds(_encode, values | fields, st.sampled_from(CONTENT_TYPES[:2])),
+    content_type=st.sampled_from(CONTENT_TYPES),
+)
+def test_fuzzed_bodies_never_get_a_5xx(
+    service: ScorerProcess, body: bytes, content_type: str
+) -> None:
+    status, reply = _Connection(service.port).post(body, content_type)
+    assert status < 500, reply
+    if status == 200:
+        decoded = json.loads(reply)
+        for symbol in decoded["symbols"]:
+            for option in symbol["options"]:
+                assert option.isprintable() and len(option) <= 160
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(request=fields)
+def test_garbage_inside_fields_is_evidence_not_an_error(
+    service: ScorerProcess, request: dict[str, Any]
+) -> None:
+    body = _encode(request, "application/msgpack")
+    status, reply = _Connection(service.port).post(body, "application/msgpack")
+    wrong_type = any(
+        not isinstance(request.get(k), str | bytes | type(None))
+        for k in ("helo", "mail_from", "hostname", "queue_id", "user")
+    )
+    expected = 413 if len(body) > 16384 else 400 if wrong_type else 200
+    assert status == expected, reply
+
+
+def test_deep_nesting_and_huge_fields(service: ScorerProcess) -> None:
+    connection = _Connection(service.port)
+    deep_json = b"[" * 100_000 + b"]" * 100_000
+    assert connection.post(deep_json, "application/json")[0] in (400, 413)
+    deep_msgpack = b"\x91" * 10_000 + b"\xc0"
+    assert connection.post(deep_msgpack, "application/msgpack")[0] == 400
+    huge = msgpack.packb({"ip": world.MISSING_PTR_IP, "helo": "a" * 15_000})
+    status, reply = connection.post(huge, "application/msgpack")
+    assert status == 200
+    assert "RL_HELO_INVALID" in [s["name"] for s in json.loads(reply)["symbols"]]
+    # After all that, the service still answers normal requests.
+    status, reply = connection.post(
+        json.dumps({"ip": world.MISSING_PTR_IP}).encode(), "application/json"
+    )
+    assert status == 200 and b"RL_PTR_MISSING" in reply
+
+
+@pytest.mark.parametrize(
+    "mode", ["silent", "servfail", "refused", "truncated", "garbage", "slow", "mismatch"]
+)
+async def test_dns_faults_give_zero_weight_tempfails_inside_the_deadline(mode: str) -> None:
+    server = FaultyDns(mode, delay=1.5).start()
+    try:
+        config = config_from_mapping(
+            {"dns": {"nameservers": [server.nameserver], "timeout": 0.4, "request_deadline": 0.6}}
+        )
+        started = time.monotonic()
+        symbols = await symbols_for(
+            Pipeline(config),
+            "198.51.100.20",
+            helo="mx.faulty-dns.net",
+            mail_from="user@faulty-dns.net",
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+    assert elapsed < 0.6 + 0.3
+    assert set(symbols) == {"RL_PTR_TEMPFAIL", "RL_HELO_TEMPFAIL", "RL_MAILFROM_TEMPFAIL"}, mode
+    assert all(s.score == 0.0 for s in symbols.values())
+
+
+def test_log_lines_cannot_be_forged(unbound: Unbound) -> None:
+    process = ScorerProcess(unbound.nameserver).start()
+    try:
+        body = json.dumps(
+            {"ip": world.MISSING_PTR_IP, "helo": "x\r\n2026-01-01 INFO check ip=1.2.3.4 score=0"}
+        ).encode()
+        assert _Connection(process.port).post(body, "application/json")[0] == 200
+        time.sleep(0.2)
+        check_lines = [line for line in process.log().splitlines() if "check" in line]
+    finally:
+        process.stop()
+    assert len(check_lines) == 1, check_lines
+    assert "\\x0d\\x0a" in check_lines[0]
