@@ -20,7 +20,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv6Address
 
 from scorer.generic.encodings import EncodingMatch, Strength, find_encodings
-from scorer.generic.hostparts import normalize_hostname, split_host
+from scorer.generic.hostparts import normalize_hostname, split_host, tokenise_labels
 from scorer.generic.keywords import digit_shape, find_keywords
 from scorer.generic.providers import PROVIDERS_VERSION, find_provider
 from scorer.generic.verdict import GenericEvidence, GenericVerdict, not_generic
@@ -58,10 +58,10 @@ def classify(ip: IPv4Address | IPv6Address, hostname: str, confirmed: bool) -> G
     a legit verdict with an ``invalid`` evidence item.
     """
     if not isinstance(ip, (IPv4Address, IPv6Address)):
-        return not_generic(GenericEvidence("invalid", f"not an IP address: {ip!r}"))
+        return not_generic(GenericEvidence("invalid", f"not an IP address: {ip!r:.80}"))
     name = normalize_hostname(hostname)
     if name is None:
-        return not_generic(GenericEvidence("invalid", f"not a usable hostname: {hostname!r}"))
+        return not_generic(GenericEvidence("invalid", f"not a usable hostname: {hostname!r:.80}"))
 
     provider = find_provider(name)
     if provider is not None and confirmed:
@@ -73,8 +73,11 @@ def classify(ip: IPv4Address | IPv6Address, hostname: str, confirmed: bool) -> G
 
     parts = split_host(name)
     encodings = find_encodings(ip, parts.address_region)
-    keywords = find_keywords(parts.labels)
-    shape = digit_shape(parts.labels)
+    tokenised = tokenise_labels(parts.labels)
+    keywords = find_keywords(tokenised)
+    shape = digit_shape(tokenised)
+    if shape is not None and not keywords:
+        shape = _shape_besides_partial(parts.host, encodings, shape)
     confidence = _confidence(encodings, keywords, shape)
 
     evidence = [match.evidence for match in encodings] + keywords
@@ -84,6 +87,22 @@ def classify(ip: IPv4Address | IPv6Address, hostname: str, confirmed: bool) -> G
         detail = f"{provider.suffix} ({provider.operator}) not exempt: name not forward-confirmed"
         evidence.append(GenericEvidence("provider-unconfirmed", detail))
     return GenericVerdict(generic=confidence > 0.0, confidence=confidence, evidence=tuple(evidence))
+
+
+def _shape_besides_partial(
+    host: str, encodings: list[EncodingMatch], shape: GenericEvidence
+) -> GenericEvidence | None:
+    """The digit shape of ``host`` once the text of partial matches is taken out.
+
+    Without a keyword, "three octets + digit-heavy" must mean digits *besides* the octets:
+    otherwise ``2a02-8108-1234-5600.mail`` or ``mail-51-75-12`` would support themselves.
+    """
+    partial = [match.matched for match in encodings if not match.strength.is_full]
+    if not partial:
+        return shape
+    for text in partial:
+        host = host.replace(text, ".")
+    return digit_shape(tokenise_labels(host.split(".")))
 
 
 def _keyword_bonus(keywords: list[GenericEvidence]) -> float:

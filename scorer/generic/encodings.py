@@ -46,67 +46,53 @@ class Strength(enum.Enum):
         return self in (Strength.FULL, Strength.WEAK_FULL)
 
 
+_STRENGTH_ORDER = {strength: rank for rank, strength in enumerate(Strength)}
+
+
 @dataclass(frozen=True, slots=True)
 class EncodingMatch:
     """One place where (part of) the client address was found in the name."""
 
     evidence: GenericEvidence
     strength: Strength
+    matched: str  # the text of the name that encodes the address (or part of it)
 
 
 def find_encodings(ip: IPv4Address | IPv6Address, region: str) -> list[EncodingMatch]:
     """Return every encoding of ``ip`` found in ``region`` (lower-case), strongest first."""
     if isinstance(ip, IPv4Address):
-        matches = _find_ipv4(ip, region, kind_prefix="ipv4")
+        matches = _find_ipv4(int(ip), region, kind_prefix="ipv4")
     else:
         matches = _find_ipv6(ip, region)
     matches.sort(key=lambda m: _STRENGTH_ORDER[m.strength])
     return matches
 
 
-_STRENGTH_ORDER = {strength: rank for rank, strength in enumerate(Strength)}
-
-
 # --------------------------------------------------------------------------- IPv4
 
 #: Characters that may separate the octets of one dotted-style address group.
-_SEPARATORS = frozenset("-._")
+_SEPARATORS = "-._"
 
 
 class _DigitRuns:
     """All maximal digit runs of a region, scanned once per call.
 
     ``octets[i]`` is the run's value when it can be an octet (1-3 digits, <= 255), else -1.
-    ``group[i]`` numbers runs joined only by separators (``73-12-34-56`` is one group,
-    ``host25-171-dynamic.52-79`` is two), so a partial match can tell whether it is part
-    of a complete dotted address (a different one than the client's).
+    Positions and separator groups are only needed to describe or vet a match, so they are
+    computed on demand rather than for every name.
     """
 
-    __slots__ = ("group", "octets", "region", "spans", "texts")
+    __slots__ = ("_layout", "octets", "region", "texts")
 
     def __init__(self, region: str) -> None:
         self.region = region
-        self.texts: list[str] = []
-        self.spans: list[tuple[int, int]] = []
-        self.octets: list[int] = []
-        self.group: list[int] = []
-        group = 0
-        previous_end = -1
-        for match in _DIGIT_RUN_RE.finditer(region):
-            text = match.group()
-            start, end = match.span()
-            if previous_end >= 0 and not _is_separator_gap(region, previous_end, start):
-                group += 1
-            previous_end = end
-            self.texts.append(text)
-            self.spans.append((start, end))
-            value = int(text) if len(text) <= 3 else 256
-            self.octets.append(value if value <= 255 else -1)
-            self.group.append(group)
-
-    def window_text(self, first: int, count: int) -> str:
-        """The region text spanning ``count`` runs starting at run ``first``."""
-        return self.region[self.spans[first][0] : self.spans[first + count - 1][1]]
+        self.texts: list[str] = _DIGIT_RUN_RE.findall(region)
+        # For equal-length digit strings, string order is numeric order: no int() needed.
+        self.octets: list[int] = [
+            int(text) if len(text) < 3 or (len(text) == 3 and text <= "255") else -1
+            for text in self.texts
+        ]
+        self._layout: list[tuple[int, int]] | None = None
 
     def find_window(self, wanted: list[int]) -> int:
         """Index of the first run where ``wanted`` octets appear consecutively, or -1."""
@@ -118,21 +104,38 @@ class _DigitRuns:
                 return first
         return -1
 
+    def _spans(self) -> list[tuple[int, int]]:
+        """Each run's (start, end) in the region, computed on first use."""
+        if self._layout is None:
+            self._layout = [match.span() for match in _DIGIT_RUN_RE.finditer(self.region)]
+        return self._layout
+
+    def window_text(self, first: int, count: int) -> str:
+        """The region text spanning ``count`` runs starting at run ``first``."""
+        spans = self._spans()
+        return self.region[spans[first][0] : spans[first + count - 1][1]]
+
     def in_full_address_group(self, first: int, count: int) -> bool:
-        """True if runs ``first..first+count-1`` sit in a separator-joined group of >= 4
-        octet-valued runs, i.e. inside what reads as a complete dotted address."""
-        group = self.group[first]
-        members = sum(
-            1
-            for index, value in enumerate(self.octets)
-            if self.group[index] == group and value >= 0
-        )
-        return members >= 4 and self.group[first + count - 1] == group
+        """True if runs ``first..first+count-1`` sit in a group of >= 4 octet-valued runs
+        joined only by separators, i.e. inside what reads as a complete dotted address.
 
+        ``73-12-34-56`` is one group; ``host25-171-dynamic.52-79`` is two.
+        """
+        spans = self._spans()
+        last = first + count - 1
 
-def _is_separator_gap(region: str, start: int, end: int) -> bool:
-    """True if ``region[start:end]`` is non-empty and made of separators only."""
-    return start < end and all(char in _SEPARATORS for char in region[start:end])
+        def joined(index: int) -> bool:  # run ``index`` is joined to run ``index + 1``
+            gap = self.region[spans[index][1] : spans[index + 1][0]]
+            return bool(gap) and not gap.strip(_SEPARATORS)
+
+        if not all(joined(index) for index in range(first, last)):
+            return False
+        start, end = first, last
+        while start > 0 and joined(start - 1):
+            start -= 1
+        while end + 1 < len(spans) and joined(end):
+            end += 1
+        return sum(1 for value in self.octets[start : end + 1] if value >= 0) >= 4
 
 
 #: Orders in which the four octets (a, b, c, d) are written in real schemes:
@@ -154,10 +157,14 @@ _PARTIAL_ORDERS: tuple[tuple[tuple[int, ...], str, Strength], ...] = (
 )
 
 
-def _find_ipv4(ip: IPv4Address, region: str, kind_prefix: str) -> list[EncodingMatch]:
-    """Find ``ip`` in ``region``; ``kind_prefix`` distinguishes IPv4 embedded in IPv6."""
-    value = int(ip)
+def _find_ipv4(value: int, region: str, kind_prefix: str) -> list[EncodingMatch]:
+    """Find the IPv4 address ``value`` (as an integer) in ``region``.
+
+    ``kind_prefix`` distinguishes IPv4 embedded in IPv6. Works on the integer rather than an
+    ``IPv4Address`` because the ipaddress properties cost microseconds each.
+    """
     octets = ((value >> 24) & 255, (value >> 16) & 255, (value >> 8) & 255, value & 255)
+    ip = "{}.{}.{}.{}".format(*octets)
     runs = _DigitRuns(region)
     full = _find_ipv4_strings(ip, value, octets, region, runs, kind_prefix)
     if set(octets).issubset(runs.octets):  # cheap gate before scanning windows
@@ -169,43 +176,46 @@ def _find_ipv4(ip: IPv4Address, region: str, kind_prefix: str) -> list[EncodingM
 
 
 def _find_octet_windows(
-    ip: IPv4Address, octets: tuple[int, ...], runs: _DigitRuns, kind_prefix: str
+    ip: str, octets: tuple[int, ...], runs: _DigitRuns, kind_prefix: str
 ) -> list[EncodingMatch]:
     """Four consecutive digit runs equal to the octets in one of :data:`_FULL_ORDERS`.
 
     Comparing integer values makes zero padding (``100-012-035-033``) and any separator
     (``-``, ``.``, ``_``, or letters as in ``37.red-88-12-34``) work without extra patterns.
     """
-    matches = []
+    matches: list[EncodingMatch] = []
     for kind, order, how in _FULL_ORDERS:
         first = runs.find_window([octets[i] for i in order])
         if first >= 0:
-            detail = f"{runs.window_text(first, 4)} = {ip} {how}"
-            evidence = GenericEvidence(f"{kind_prefix}-{kind}", detail)
-            matches.append(EncodingMatch(evidence, Strength.FULL))
+            text = runs.window_text(first, 4)
+            evidence = GenericEvidence(f"{kind_prefix}-{kind}", f"{text} = {ip} {how}")
+            matches.append(EncodingMatch(evidence, Strength.FULL, text))
     return matches
 
 
 def _find_partial_windows(
-    ip: IPv4Address, octets: tuple[int, ...], runs: _DigitRuns
+    ip: str, octets: tuple[int, ...], runs: _DigitRuns
 ) -> list[EncodingMatch]:
     """Two or three consecutive digit runs equal to part of the address.
 
     A window inside a complete dotted address is skipped: ``relay-203-0-113-25`` seen from
     203.0.113.26 names a neighbour, not the client.
     """
-    matches = []
+    matches: list[EncodingMatch] = []
+    if octets[2] not in runs.octets:  # every partial window contains the third octet
+        return matches
     for order, how, strength in _PARTIAL_ORDERS:
         size = len(order)
         first = runs.find_window([octets[i] for i in order])
         if first >= 0 and not runs.in_full_address_group(first, size):
-            detail = f"{runs.window_text(first, size)} = {how} of {ip}"
-            matches.append(EncodingMatch(GenericEvidence("partial-octets", detail), strength))
+            text = runs.window_text(first, size)
+            evidence = GenericEvidence("partial-octets", f"{text} = {how} of {ip}")
+            matches.append(EncodingMatch(evidence, strength, text))
     return matches
 
 
 def _find_ipv4_strings(
-    ip: IPv4Address,
+    ip: str,
     value: int,
     octets: tuple[int, ...],
     region: str,
@@ -213,19 +223,20 @@ def _find_ipv4_strings(
     kind_prefix: str,
 ) -> list[EncodingMatch]:
     """Hex, decimal-integer and concatenated-digit forms of the address."""
-    matches = []
-    hex_form = "%08x" % value
+    matches: list[EncodingMatch] = []
+    hex_form = f"{value:08x}"
     if hex_form in region:
         # Deutsche Telekom p5B0C3434, Virtua c911f022, Sky 5e0c3434.bb, 0x5b0c3434.
         detail = f"{hex_form} = {ip} in hex"
-        matches.append(EncodingMatch(GenericEvidence(f"{kind_prefix}-hex", detail), Strength.FULL))
+        evidence = GenericEvidence(f"{kind_prefix}-hex", detail)
+        matches.append(EncodingMatch(evidence, Strength.FULL, hex_form))
     long_runs = [text for text in runs.texts if len(text) >= _MIN_CONCAT_DIGITS]
     if not long_runs:
         return matches
     a, b, c, d = octets
-    padded = ("%03d%03d%03d%03d" % (a, b, c, d), "%03d%03d%03d%03d" % (d, c, b, a))
-    concat = ("%d%d%d%d" % (a, b, c, d), "%d%d%d%d" % (d, c, b, a))
-    integer = (str(value), "%010d" % value) if value >= _MIN_INTEGER_ADDRESS else ()
+    padded = (f"{a:03d}{b:03d}{c:03d}{d:03d}", f"{d:03d}{c:03d}{b:03d}{a:03d}")
+    concat = (f"{a}{b}{c}{d}", f"{d}{c}{b}{a}")
+    integer = (str(value), f"{value:010d}") if value >= _MIN_INTEGER_ADDRESS else ()
     for text in long_runs:
         if text in integer:
             # Bell Canada bas1-montreal42-1279467834.dsl.bell.ca
@@ -240,24 +251,29 @@ def _find_ipv4_strings(
         else:
             continue
         detail = f"{text} = {ip} {how}"
-        matches.append(EncodingMatch(GenericEvidence(f"{kind_prefix}-{kind}", detail), strength))
+        evidence = GenericEvidence(f"{kind_prefix}-{kind}", detail)
+        matches.append(EncodingMatch(evidence, strength, text))
     return matches
 
 
 # --------------------------------------------------------------------------- IPv6
 
 
-def _contains_delimited(haystack: str, needle: str) -> bool:
+def _contains_delimited(haystack: str, needle: str, label_end: bool = False) -> bool:
     """True if ``needle`` occurs in ``haystack`` not glued to further hex digits.
 
     Without the check ``2001-db8-1-2`` would match inside ``2001-db8-1-20`` and a compressed
-    form ending in ``--5`` inside ``--50``.
+    form ending in ``--5`` inside ``--50``. With ``label_end`` the occurrence must also end
+    its label, so a /64 prefix inside a longer (different) full address does not count.
     """
     start = haystack.find(needle)
     while start != -1:
         end = start + len(needle)
         before_ok = start == 0 or haystack[start - 1] not in _HEX_DIGITS
-        after_ok = end == len(haystack) or haystack[end] not in _HEX_DIGITS
+        if label_end:
+            after_ok = end == len(haystack) or haystack[end] == "."
+        else:
+            after_ok = end == len(haystack) or haystack[end] not in _HEX_DIGITS
         if before_ok and after_ok:
             return True
         start = haystack.find(needle, start + 1)
@@ -282,14 +298,15 @@ def _compress(groups: list[str]) -> str:
     return f"{head}::{tail}"
 
 
-def _ipv6_full_forms(nibbles: str, groups: list[str]) -> dict[str, str]:
+def _ipv6_full_forms(nibbles: str, groups: list[str], text: str) -> dict[str, str]:
     """Textual forms of the whole address mapped to their evidence kind.
 
-    ``nibbles`` is the 32-hex-digit address, ``groups`` its eight unpadded groups.
+    ``nibbles`` is the 32-hex-digit address, ``groups`` its eight unpadded groups and
+    ``text`` its compressed form.
     """
     padded = [nibbles[i : i + 4] for i in range(0, 32, 4)]
     return {
-        _compress(groups).replace(":", "-"): "ipv6-groups",  # 2001-db8-1-2--5
+        text.replace(":", "-"): "ipv6-groups",  # 2001-db8-1-2--5
         "-".join(padded): "ipv6-groups",  # 2001-0db8-0001-...
         "-".join(groups): "ipv6-groups",  # 2001-db8-1-2-0-0-0-5
         nibbles: "ipv6-hex",  # 20010db8000100020000000000000005
@@ -309,7 +326,7 @@ def _eui64_forms(nibbles: str) -> list[str]:
     if iid[6:10] != "fffe":
         return []
     groups = [iid[i : i + 4] for i in range(0, 16, 4)]
-    mac = "%02x" % (int(iid[:2], 16) ^ 0x02) + iid[2:6] + iid[10:]
+    mac = f"{int(iid[:2], 16) ^ 0x02:02x}" + iid[2:6] + iid[10:]
     return [
         iid,
         "-".join(groups),
@@ -326,48 +343,55 @@ def embedded_ipv4(ip: IPv6Address) -> IPv4Address | None:
     addresses whose interface id is ``::a.b.c.d`` (upper 32 bits of the IID zero), which is
     how dual-stack operators commonly number hosts.
     """
-    value = int(ip)
+    carried = _embedded_ipv4_value(int(ip))
+    return None if carried is None else IPv4Address(carried)
+
+
+def _embedded_ipv4_value(value: int) -> int | None:
+    """:func:`embedded_ipv4` on integers."""
     if value >> 32 == 0xFFFF:
-        return IPv4Address(value & 0xFFFFFFFF)
+        return value & 0xFFFFFFFF
     if value >> 112 == 0x2002:
-        return IPv4Address((value >> 80) & 0xFFFFFFFF)
+        return (value >> 80) & 0xFFFFFFFF
     if value >> 96 == 0x20010000:  # Teredo: client address is stored inverted
-        return IPv4Address(~value & 0xFFFFFFFF)
+        return ~value & 0xFFFFFFFF
     low32 = value & 0xFFFFFFFF
     if (value >> 32) & 0xFFFFFFFF == 0 and low32 >= _MIN_INTEGER_ADDRESS:
-        return IPv4Address(low32)
+        return low32
     return None
 
 
-def _first_delimited(region: str, forms: Iterable[str]) -> str | None:
+def _first_delimited(region: str, forms: Iterable[str], label_end: bool = False) -> str | None:
     """The first of ``forms`` that :func:`_contains_delimited` finds in ``region``."""
-    return next((form for form in forms if _contains_delimited(region, form)), None)
+    return next((form for form in forms if _contains_delimited(region, form, label_end)), None)
 
 
 def _find_ipv6(ip: IPv6Address, region: str) -> list[EncodingMatch]:
     """Find full, EUI-64, embedded-IPv4 and /64-prefix encodings of ``ip``."""
-    carried = embedded_ipv4(ip)
-    matches = []
+    value = int(ip)
+    carried = _embedded_ipv4_value(value)
+    matches: list[EncodingMatch] = []
     if carried is not None:
         found = _find_ipv4(carried, region, kind_prefix="ipv6-embedded-ipv4")
         matches.extend(match for match in found if match.strength.is_full)
     if sum(char in _HEX_DIGITS for char in region) < _MIN_IPV6_HEX_DIGITS:
         return matches  # too few hex digits for any IPv6 form: skip building them
-    nibbles = "%032x" % int(ip)
+    nibbles = f"{value:032x}"
     groups = [nibbles[i : i + 4].lstrip("0") or "0" for i in range(0, 32, 4)]
-    full_forms = _ipv6_full_forms(nibbles, groups)
+    text = _compress(groups)  # same as str(ip), without its cost
+    full_forms = _ipv6_full_forms(nibbles, groups, text)
     form = _first_delimited(region, full_forms)  # forms overlap, so one match is enough
     if form is not None:
-        evidence = GenericEvidence(full_forms[form], f"{form} = {ip}")
-        matches.append(EncodingMatch(evidence, Strength.FULL))
+        evidence = GenericEvidence(full_forms[form], f"{form} = {text}")
+        matches.append(EncodingMatch(evidence, Strength.FULL, form))
     form = _first_delimited(region, _eui64_forms(nibbles))
     if form is not None:
-        evidence = GenericEvidence("ipv6-eui64", f"{form} = EUI-64 interface id of {ip}")
-        matches.append(EncodingMatch(evidence, Strength.WEAK_FULL))
+        evidence = GenericEvidence("ipv6-eui64", f"{form} = EUI-64 interface id of {text}")
+        matches.append(EncodingMatch(evidence, Strength.WEAK_FULL, form))
     if matches:
         return matches
-    form = _first_delimited(region, _ipv6_prefix_forms(nibbles, groups))
+    form = _first_delimited(region, _ipv6_prefix_forms(nibbles, groups), label_end=True)
     if form is None:
         return []
-    evidence = GenericEvidence("ipv6-prefix", f"{form} = /64 prefix of {ip}")
-    return [EncodingMatch(evidence, Strength.PARTIAL_STRONG)]
+    evidence = GenericEvidence("ipv6-prefix", f"{form} = /64 prefix of {text}")
+    return [EncodingMatch(evidence, Strength.PARTIAL_STRONG, form)]

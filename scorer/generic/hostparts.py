@@ -8,18 +8,25 @@ suffix (``com.br``) say nothing about the individual host. This module finds tho
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from publicsuffixlist import PublicSuffixList
 
 #: RFC 1035 limits; anything longer cannot be a real PTR target.
 _MAX_NAME_LENGTH = 253
-_MAX_LABEL_LENGTH = 63
 
-#: Characters accepted in a label. Underscore is not a hostname character, but it does occur
-#: in real PTR data and is harmless here, so it is tolerated rather than rejected.
-_LABEL_RE = re.compile(r"[a-z0-9_-]+")
+#: A whole name: 1-63 character labels separated by single dots. Underscore is not a hostname
+#: character, but it does occur in real PTR data and is harmless here, so it is tolerated.
+#: Labels cannot contain dots, so the repetition cannot backtrack catastrophically.
+_NAME_RE = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
+
+#: Public suffixes are looked up on the last few labels only, cached: clients share a small
+#: set of ISP domains, and the lookup is the most expensive step of a classification. No
+#: ICANN rule is deeper than four labels, so five labels always contain the suffix and the
+#: label that makes the registered domain.
+_SUFFIX_LOOKUP_LABELS = 5
 
 #: Label tokens: runs of letters or runs of digits. Splitting on the digit/letter boundary
 #: turns ``dyn123`` into ``dyn``, ``123`` and ``adsl2`` into ``adsl``, ``2`` so keywords are
@@ -89,22 +96,28 @@ def normalize_hostname(hostname: object) -> str | None:
         name = name[:-1]
     if not name or len(name) > _MAX_NAME_LENGTH or not name.isascii():
         return None
-    labels = name.split(".")
-    for label in labels:
-        if len(label) > _MAX_LABEL_LENGTH or not _LABEL_RE.fullmatch(label):
-            return None
-    if labels[-1].isdigit():
+    if not _NAME_RE.fullmatch(name) or name.rsplit(".", 1)[-1].isdigit():
         return None
     return name
 
 
+@lru_cache(maxsize=4096)
+def _public_suffix(tail: str) -> str | None:
+    """Public suffix of ``tail`` (the last few labels of a name), cached."""
+    suffix: str | None = _psl().publicsuffix(tail)
+    return suffix
+
+
 def split_host(name: str) -> HostParts:
     """Split a normalised name (see :func:`normalize_hostname`) with the Public Suffix List."""
-    registered = _psl().privatesuffix(name)
-    if registered is None:
+    labels = name.split(".")
+    suffix = _public_suffix(".".join(labels[-_SUFFIX_LOOKUP_LABELS:]))
+    suffix_labels = suffix.count(".") + 1 if suffix else len(labels)
+    if suffix_labels >= len(labels):
         # The name is itself a public suffix (or a single label): nothing host-specific.
         return HostParts(name=name, host="", registered=name, registrable_label="")
-    host = name[: -len(registered) - 1] if len(name) > len(registered) else ""
+    registered = ".".join(labels[-suffix_labels - 1 :])
+    host = ".".join(labels[: -suffix_labels - 1])
     return HostParts(
         name=name,
         host=host,
@@ -113,6 +126,6 @@ def split_host(name: str) -> HostParts:
     )
 
 
-def label_tokens(label: str) -> list[str]:
-    """Split one label into letter-run and digit-run tokens (``dsl-01x`` -> dsl, 01, x)."""
-    return _TOKEN_RE.findall(label)
+def tokenise_labels(labels: Iterable[str]) -> list[tuple[str, list[str]]]:
+    """Pair each label with its letter-run and digit-run tokens (``dsl-01x`` -> dsl, 01, x)."""
+    return [(label, _TOKEN_RE.findall(label)) for label in labels]

@@ -1,7 +1,7 @@
 """Keywords and name shape that mark provider-assigned (generic) host parts.
 
 Keywords are matched as whole tokens of the host part's labels (see
-:func:`scorer.generic.hostparts.label_tokens`), never as substrings and never in the
+:func:`scorer.generic.hostparts.tokenise_labels`), never as substrings and never in the
 registered domain: ``mail.dynamic-solutions.com`` and ``mx.cablelabs.com`` stay legit.
 A keyword on its own is weak evidence (``dsl.example.net`` may be a real server); the
 classifier only combines it with an address encoding or a digit-heavy shape.
@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from scorer.generic.hostparts import label_tokens
 from scorer.generic.verdict import GenericEvidence
+
+#: A host-part label with its tokens, as produced by
+#: :func:`scorer.generic.hostparts.tokenise_labels` (tokenised once per classification).
+TokenisedLabel = tuple[str, list[str]]
 
 #: Tokens that access and hosting providers put in names they assign to whole ranges.
 #: Sources: rspamd hfilter's dynamic-name patterns, SpamAssassin's RDNS_DYNAMIC/HELO_DYNAMIC
@@ -41,27 +44,27 @@ SHAPE_MIN_DIGITS = 6
 SHAPE_MIN_DIGIT_RUNS = 4
 
 
-def find_keywords(labels: Sequence[str]) -> list[GenericEvidence]:
+def find_keywords(labels: Sequence[TokenisedLabel]) -> list[GenericEvidence]:
     """Return one evidence item per distinct keyword found in the host-part ``labels``."""
     found: dict[str, GenericEvidence] = {}
-    for label in labels:
-        for token in label_tokens(label):
+    for label, tokens in labels:
+        for token in tokens:
             if token in KEYWORDS and token not in found:
                 detail = f"keyword '{token}' in label '{label}'"
                 found[token] = GenericEvidence("keyword", detail)
     return list(found.values())
 
 
-def digit_shape(labels: Sequence[str]) -> GenericEvidence | None:
+def digit_shape(labels: Sequence[TokenisedLabel]) -> GenericEvidence | None:
     """Return shape evidence if the host part is digit-heavy, else None."""
     digits = 0
     runs = 0
-    for label in labels:
-        for token in label_tokens(label):
+    for _label, tokens in labels:
+        for token in tokens:
             if token.isdigit():
                 digits += len(token)
                 runs += 1
     if digits >= SHAPE_MIN_DIGITS or runs >= SHAPE_MIN_DIGIT_RUNS:
-        detail = f"host part has {digits} digits in {runs} runs"
+        detail = f"digit-heavy host part: {digits} digits, {runs} digit groups"
         return GenericEvidence("shape", detail)
     return None

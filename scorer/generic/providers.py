@@ -87,11 +87,13 @@ PROVIDERS: tuple[Provider, ...] = (
 )
 
 _BY_SUFFIX: dict[str, Provider] = {provider.suffix: provider for provider in PROVIDERS}
+_MAX_SUFFIX_LABELS = max(provider.suffix.count(".") + 1 for provider in PROVIDERS)
 
 
 def find_provider(name: str) -> Provider | None:
     """Return the provider whose suffix ``name`` (normalised, lower-case) is or ends with."""
-    labels = name.split(".")
+    # Only the last few labels can match; looking at just those keeps long names cheap.
+    labels = name.rsplit(".", _MAX_SUFFIX_LABELS)[-_MAX_SUFFIX_LABELS:]
     for start in range(len(labels) - 1):  # a one-label suffix would be a TLD: never listed
         provider = _BY_SUFFIX.get(".".join(labels[start:]))
         if provider is not None:

@@ -1,0 +1,409 @@
+"""Tests for the generic-PTR classifier (scorer.generic). Pure: no DNS, no network."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from scorer.generic import PROVIDERS_VERSION, GenericEvidence, GenericVerdict, classify
+from scorer.generic.classifier import (
+    FULL_ENCODING_CONFIDENCE,
+    KEYWORD_WITH_SHAPE_CONFIDENCE,
+    PARTIAL_WITH_KEYWORD_CONFIDENCE,
+)
+from scorer.generic.cli import run_generic
+from scorer.generic.encodings import _compress, embedded_ipv4
+from scorer.generic.hostparts import normalize_hostname, split_host
+from scorer.generic.providers import PROVIDERS, find_provider
+from scorer.generic.verdict import MAX_DESCRIPTION_LENGTH
+
+CORPUS = Path(__file__).parent / "data" / "generic_ptr.tsv"
+
+
+def verdict(ip: str, hostname: str, confirmed: bool = False) -> GenericVerdict:
+    return classify(ipaddress.ip_address(ip), hostname, confirmed)
+
+
+def kinds(result: GenericVerdict) -> set[str]:
+    return {item.kind for item in result.evidence}
+
+
+# --------------------------------------------------------------------------- IPv4 encodings
+
+
+@pytest.mark.parametrize(
+    ("ip", "hostname", "kind"),
+    [
+        ("73.12.34.56", "c-73-12-34-56.hsd1.ca.comcast.net", "ipv4-dotted"),
+        ("100.12.35.33", "33-35-12-100.example-isp.net", "ipv4-dotted-reversed"),
+        ("100.12.35.33", "100-012-035-033.example-isp.net", "ipv4-dotted"),
+        ("100.12.35.33", "ip100.12.35.33.example-isp.net", "ipv4-dotted"),
+        ("100.12.35.33", "h100_12_35_33.example-isp.net", "ipv4-dotted"),
+        ("35.12.34.56", "56.34.12.35.bc.googleusercontent.com", "ipv4-dotted-reversed"),
+        ("88.12.34.37", "37.red-88-12-34.dynamicip.rima-tde.net", "ipv4-dotted-rotated"),
+        (
+            "79.52.171.25",
+            "host25-171-dynamic.52-79-r.retail.telecomitalia.it",
+            "ipv4-dotted-reversed",
+        ),
+        ("149.202.82.51", "ip51.ip-149-202-82.eu", "ipv4-dotted-rotated"),
+        ("33.35.12.100", "host033035012100.example-isp.net", "ipv4-padded"),
+        ("100.12.35.33", "host033035012100.example-isp.net", "ipv4-padded"),
+        ("126.12.34.56", "softbank126012034056.bbtec.net", "ipv4-padded"),
+        ("91.12.52.52", "p5B0C3434.dip0.t-ipconnect.de", "ipv4-hex"),
+        ("91.12.52.52", "0x5b0c3434.example-isp.net", "ipv4-hex"),
+        ("91.12.52.52", "host-0X5B0C3434.example-isp.net.", "ipv4-hex"),
+        ("91.12.52.52", "1527526452.dyn.example-isp.net", "ipv4-int"),
+        ("76.12.34.56", "bas1-montreal42-1275863608.dsl.bell.ca", "ipv4-int"),
+        ("190.44.123.45", "dynamic-ip-1904412345.cable.net.co", "ipv4-concat"),
+    ],
+)
+def test_full_ipv4_encodings(ip: str, hostname: str, kind: str) -> None:
+    result = verdict(ip, hostname)
+    assert result.generic, result
+    assert kind in kinds(result), result.describe()
+    assert 0.8 <= result.confidence <= 1.0
+
+
+def test_full_encoding_confidence_and_keyword_bonus() -> None:
+    plain = verdict("100.12.35.33", "33-35-12-100.example-isp.net")
+    one = verdict("100.12.35.33", "33-35-12-100.dyn.example-isp.net")
+    two = verdict("100.12.35.33", "33-35-12-100.dyn.pool.example-isp.net")
+    assert plain.confidence == FULL_ENCODING_CONFIDENCE
+    assert plain.confidence < one.confidence < two.confidence == 1.0
+
+
+def test_encoding_outside_host_part_or_other_ip_is_ignored() -> None:
+    # The same digits but the client is a different address.
+    assert not verdict("198.51.100.7", "mail-192-0-2-10.example.com").generic
+    assert not verdict("91.12.52.53", "p5B0C3434.mail.example.com").generic
+    # Nothing in the public suffix counts ("1" etc. in a TLD-like suffix is not host data).
+    assert not verdict("192.0.2.1", "mail.example.com").generic
+
+
+# --------------------------------------------------------------------------- partial matches
+
+
+def test_partial_octets_need_support() -> None:
+    alone = verdict("54.240.27.12", "a27-12.smtp-out.amazonses.com")  # unconfirmed, no keyword
+    assert not alone.generic
+    assert "partial-octets" in kinds(alone)
+    with_keyword = verdict("198.51.85.33", "dyn-85-33.example-isp.net")
+    assert with_keyword.generic
+    assert 0.5 <= with_keyword.confidence <= 0.7
+    assert with_keyword.confidence >= PARTIAL_WITH_KEYWORD_CONFIDENCE
+    three = verdict("198.51.85.33", "adsl-51-85-33.example-isp.net")
+    assert with_keyword.confidence < three.confidence <= 0.7
+
+
+def test_three_octets_with_digit_shape() -> None:
+    result = verdict("51.75.12.9", "ns3181234.ip-51-75-12.eu")
+    assert result.generic
+    assert result.confidence == pytest.approx(0.5)
+
+
+def test_partial_inside_a_different_full_address_is_not_a_match() -> None:
+    result = verdict("203.0.113.26", "relay-203-0-113-25.corp.example.net")
+    assert "partial-octets" not in kinds(result)
+    assert not result.generic
+
+
+# --------------------------------------------------------------------------- IPv6
+
+
+@pytest.mark.parametrize(
+    ("ip", "hostname", "kind"),
+    [
+        ("2001:db8:1:2::5", "2001-db8-1-2--5.static.example-isp.net", "ipv6-groups"),
+        (
+            "2001:db8:1:2::5",
+            "2001-0db8-0001-0002-0000-0000-0000-0005.isp.example.net",
+            "ipv6-groups",
+        ),
+        ("2001:db8:1:2::5", "2001-db8-1-2-0-0-0-5.isp.example.net", "ipv6-groups"),
+        (
+            "2003:c8:e70e:1400:a8b1:c2ff:fed3:e4f5",
+            "p200300c8e70e1400a8b1c2fffed3e4f5.dip0.t-ipconnect.de",
+            "ipv6-hex",
+        ),
+        (
+            "2001:db8::567:89ab",
+            "b.a.9.8.7.6.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.dhcp6.isp.example.net",
+            "ipv6-nibbles",
+        ),
+        (
+            "2001:db8:aa:1:21a:2bff:fe3c:4d5e",
+            "cpe-021a-2bff-fe3c-4d5e.isp.example.net",
+            "ipv6-eui64",
+        ),
+        ("2001:db8:aa:1:21a:2bff:fe3c:4d5e", "cpe-001a2b3c4d5e.isp.example.net", "ipv6-eui64"),
+        ("2002:c633:6414::1", "198-51-100-20.6to4.isp.example.net", "ipv6-embedded-ipv4-dotted"),
+        ("::ffff:198.51.100.20", "198-51-100-20.isp.example.net", "ipv6-embedded-ipv4-dotted"),
+        ("2001:db8:10::c633:6407", "198-51-100-7.v6.isp.example.net", "ipv6-embedded-ipv4-dotted"),
+    ],
+)
+def test_ipv6_encodings(ip: str, hostname: str, kind: str) -> None:
+    result = verdict(ip, hostname)
+    assert result.generic, result
+    assert kind in kinds(result), result.describe()
+
+
+def test_ipv6_delimiting_and_prefix() -> None:
+    # ...::5 must not match ...::50
+    assert not verdict("2001:db8:1:2::5", "2001-db8-1-2--50.mail.example.com").generic
+    prefix = verdict("2a02:8108:1234:5600::1", "2a02-8108-1234-5600.dynamic.pool.isp.example.net")
+    assert prefix.generic
+    assert "ipv6-prefix" in kinds(prefix)
+    assert 0.6 <= prefix.confidence <= 0.7
+    assert not verdict("2a02:8108:1234:5600::1", "2a02-8108-1234-5600.mail.example.net").generic
+    # a different address in the same /64 is not a prefix match
+    neighbour = verdict("2001:db8:1:2::5", "2001-db8-1-2--50.dyn.example.net")
+    assert "ipv6-prefix" not in kinds(neighbour)
+
+
+def test_compress_matches_ipaddress() -> None:
+    rng = random.Random(7)
+    for _ in range(2000):
+        # many zero groups, so that runs of zeros of every length are exercised
+        groups = [rng.choice([0, 0, 0, rng.randrange(0x10000)]) for _ in range(8)]
+        ip = ipaddress.IPv6Address(":".join(f"{g:x}" for g in groups))
+        nibbles = f"{int(ip):032x}"
+        unpadded = [nibbles[i : i + 4].lstrip("0") or "0" for i in range(0, 32, 4)]
+        assert _compress(unpadded) == ip.compressed
+
+
+def test_embedded_ipv4() -> None:
+    assert embedded_ipv4(ipaddress.IPv6Address("2002:c000:0201::1")) == ipaddress.IPv4Address(
+        "192.0.2.1"
+    )
+    assert embedded_ipv4(ipaddress.IPv6Address("2001:db8::1:5")) is None
+
+
+# --------------------------------------------------------------------------- keywords / shape
+
+
+def test_keyword_alone_is_not_generic() -> None:
+    for name in ["dsl.example.net", "pool.mail.example.org", "dynamic-mail01.example.net"]:
+        result = verdict("192.0.2.1", name)
+        assert not result.generic, name
+        assert "keyword" in kinds(result)
+
+
+def test_keyword_with_digit_shape() -> None:
+    name = "cpc123456-live18-2-0-cust123.17-2.cable.virginm.net"
+    result = verdict("82.23.1.2", name)
+    assert result.generic
+    assert result.confidence <= 0.5
+    assert result.confidence >= KEYWORD_WITH_SHAPE_CONFIDENCE
+
+
+def test_keywords_are_tokens_of_the_host_part() -> None:
+    assert not verdict("192.0.2.1", "mx-123456.cablelabs.com").generic  # registered domain
+    assert not verdict("192.0.2.1", "cablelabs123456.example.com").generic  # not a token
+    assert verdict("192.0.2.1", "dyn123456.example.com").generic  # digit/letter split
+
+
+def test_unrelated_digits_are_legit() -> None:
+    for name in ["mx2.example.com", "smtp10.provider.net", "mail-sor-f41.google.com"]:
+        assert not verdict("192.0.2.41", name).generic, name
+
+
+# --------------------------------------------------------------------------- provider gate
+
+
+def test_provider_exemption_requires_forward_confirmation() -> None:
+    name = "69-171-232-143.mail-mail.facebook.com"
+    confirmed = verdict("69.171.232.143", name, confirmed=True)
+    assert not confirmed.generic
+    assert confirmed.confidence == 0.0
+    assert kinds(confirmed) == {"provider"}
+    assert PROVIDERS_VERSION in confirmed.evidence[0].detail
+    unconfirmed = verdict("69.171.232.143", name, confirmed=False)
+    assert unconfirmed.generic
+    assert "provider-unconfirmed" in kinds(unconfirmed)
+
+
+def test_provider_suffix_matching_is_label_aligned() -> None:
+    assert find_provider("mail-sor-f41.google.com") is not None
+    assert find_provider("google.com") is not None
+    assert find_provider("notgoogle.com") is None
+    assert find_provider("google.com.evil.example") is None
+    assert find_provider("x.protection.outlook.com") is None  # only the outbound subtree
+    # Customer space owned by a big provider is never exempt.
+    result = verdict("35.12.34.56", "56.34.12.35.bc.googleusercontent.com", confirmed=True)
+    assert result.generic
+
+
+def test_provider_list_is_well_formed() -> None:
+    assert re.fullmatch(r"\d{4}\.\d{1,2}\.\d+", PROVIDERS_VERSION)
+    suffixes = [provider.suffix for provider in PROVIDERS]
+    assert len(suffixes) == len(set(suffixes))
+    for provider in PROVIDERS:
+        assert provider.suffix == normalize_hostname(provider.suffix)
+        assert "." in provider.suffix
+        assert provider.operator and provider.source
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+GARBAGE: list[object] = [
+    "",
+    ".",
+    "..",
+    "...",
+    "-",
+    "a..b",
+    " ",
+    "\t\n",
+    "192.0.2.1",
+    "1.2.3.4.",
+    "localhost",
+    "com",
+    "co.uk",
+    "*.example.com",
+    "exa mple.com",
+    "ünïcödé.example",
+    "a" * 64 + ".example.com",
+    ("a" * 63 + ".") * 5,
+    "x" * 10000,
+    "1" * 300,
+    "0x" + "f" * 500,
+    "-".join(["1"] * 2000),
+    "\x00\x01.example",
+    None,
+    b"c-1-2-3-4.example.net",
+    12345,
+]
+
+
+@pytest.mark.parametrize("hostname", GARBAGE)
+def test_garbage_never_raises(hostname: object) -> None:
+    for ip in ("192.0.2.1", "2001:db8::1"):
+        result = classify(ipaddress.ip_address(ip), hostname, confirmed=True)  # type: ignore[arg-type]
+        assert isinstance(result, GenericVerdict)
+        assert not result.generic
+        assert result.confidence == 0.0
+
+
+def test_invalid_ip_never_raises() -> None:
+    result = classify("192.0.2.1", "c-192-0-2-1.example.net", False)  # type: ignore[arg-type]
+    assert not result.generic
+
+
+def test_random_names_never_raise() -> None:
+    rng = random.Random(1)
+    alphabet = "abcdef0123456789.-_xyzp"
+    for _ in range(3000):
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 80)))
+        ip = ipaddress.ip_address(
+            rng.getrandbits(32) if rng.random() < 0.5 else rng.getrandbits(128)
+        )
+        result = classify(ip, name, rng.random() < 0.5)
+        assert 0.0 <= result.confidence <= 1.0
+        assert result.generic == (result.confidence > 0.0)
+        assert all(len(line) <= MAX_DESCRIPTION_LENGTH for line in result.describe())
+
+
+def test_describe_is_short() -> None:
+    long_label = "dyn-" + "-".join(["12"] * 20)
+    result = verdict("192.0.2.1", f"{long_label}.{'a' * 60}.example.net")
+    result = GenericVerdict(
+        result.generic, result.confidence, (GenericEvidence("keyword", "x" * 500),)
+    )
+    assert all(len(line) <= MAX_DESCRIPTION_LENGTH for line in result.describe())
+
+
+def test_split_host_uses_icann_section_only() -> None:
+    parts = split_host("ec2-3-4-5-6.compute-1.amazonaws.com")
+    assert parts.registered == "amazonaws.com"
+    assert parts.host == "ec2-3-4-5-6.compute-1"
+    assert split_host("co.uk").host == ""
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+def load_corpus() -> list[tuple[str, str, bool, bool, str]]:
+    rows = []
+    for line in CORPUS.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        ip, hostname, label, confirmed, note = line.split("\t")
+        assert label in ("generic", "legit"), line
+        assert confirmed in ("0", "1"), line
+        assert note, line
+        rows.append((ip, hostname, label == "generic", confirmed == "1", note))
+    return rows
+
+
+def test_corpus_shape() -> None:
+    rows = load_corpus()
+    assert len(rows) >= 320
+    generic = sum(1 for row in rows if row[2])
+    assert 0.4 <= generic / len(rows) <= 0.6
+    assert len({(row[0], row[1], row[3]) for row in rows}) == len(rows), "duplicate rows"
+
+
+def test_corpus_precision_and_recall() -> None:
+    tp = fp = fn = 0
+    misses = []
+    for ip, hostname, generic, confirmed, note in load_corpus():
+        result = verdict(ip, hostname, confirmed)
+        if result.generic and generic:
+            tp += 1
+        elif result.generic:
+            fp += 1
+            misses.append(f"FP {ip} {hostname} {result.describe()} ({note})")
+        elif generic:
+            fn += 1
+            misses.append(f"FN {ip} {hostname} {result.describe()} ({note})")
+    precision = tp / (tp + fp)
+    recall = tp / (tp + fn)
+    report = f"precision={precision:.3f} recall={recall:.3f}\n" + "\n".join(misses)
+    assert precision >= 0.98, report
+    assert recall >= 0.90, report
+
+
+# --------------------------------------------------------------------------- CLI helper
+
+
+def test_run_generic_stdin_mode() -> None:
+    stdin = io.StringIO(
+        "100.12.35.33\t33-35-12-100.example-isp.net\n"
+        "192.0.2.25\tmail.example.org\n"
+        "\n"
+        "# comment\n"
+        "not-an-ip\tmail.example.org\n"
+        "192.0.2.25\n"
+        "192.0.2.25\tbad name!\n"
+        "69.171.232.143\t69-171-232-143.mail-mail.facebook.com\n"
+    )
+    stdout = io.StringIO()
+    assert run_generic(None, None, False, stdin, stdout) == 0
+    lines = stdout.getvalue().splitlines()
+    assert len(lines) == 6
+    assert lines[0].startswith("generic\t0.85\tipv4-dotted-reversed: 33-35-12-100")
+    assert lines[1] == "legit\t0.00\t"
+    for line in lines[2:5]:
+        assert line.startswith("error\t0.00\t")
+        assert line.count("\t") == 2
+    label, confidence, evidence = lines[5].split("\t")
+    assert label == "generic"
+    assert float(confidence) >= 0.85
+    assert "; " in evidence
+
+
+def test_run_generic_single_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    stdout = io.StringIO()
+    code = run_generic("91.12.52.52", "p5B0C3434.dip0.t-ipconnect.de", True, io.StringIO(), stdout)
+    assert code == 0
+    text = stdout.getvalue()
+    assert "generic" in text and "ipv4-hex" in text and "0.95" in text
+    assert run_generic("999.1.1.1", "x.example", False, io.StringIO(), io.StringIO()) == 2
+    assert "invalid IP" in capsys.readouterr().err
