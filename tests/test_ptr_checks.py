@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from scorer.config import Config
 from scorer.pipeline import Pipeline
@@ -90,3 +91,18 @@ async def test_skip_networks_are_configurable(unbound_config: Config) -> None:
     symbols = await symbols_for(Pipeline(config), "10.1.2.3")
     assert "RL_SKIPPED_LOCAL" not in symbols
     assert "RL_PTR_MISSING" in symbols
+
+
+async def test_generic_ptr_is_scored_by_confidence_with_evidence(client: Any) -> None:
+    body = await (await client.post("/v1/check", json={"ip": world.GENERIC_IP})).json()
+    symbols = {s["name"]: s for s in body["symbols"]}
+    assert set(symbols) == {"RL_PTR_GENERIC"}
+    hit = symbols["RL_PTR_GENERIC"]
+    assert 0 < hit["score"] <= SYMBOLS["RL_PTR_GENERIC"].weight
+    assert f"ptr={world.GENERIC_NAME}" in hit["options"]
+    assert any("203.0.113.14" in o for o in hit["options"][1:])
+
+
+async def test_confirmed_big_provider_name_is_not_generic(client: Any) -> None:
+    body = await (await client.post("/v1/check", json={"ip": world.PROVIDER_IP})).json()
+    assert body["symbols"] == []
