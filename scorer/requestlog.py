@@ -38,9 +38,7 @@ class _TextFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if fields is None:
             return super().format(record)
-        pairs = " ".join(
-            f"{k}={_quote(v) if isinstance(v, str) else v}" for k, v in fields.items()
-        )
+        pairs = " ".join(f"{k}={_quote(v) if isinstance(v, str) else v}" for k, v in fields.items())
         return f"{self.formatTime(record)} {record.levelname} {pairs}"
 
 

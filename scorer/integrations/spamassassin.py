@@ -1,0 +1,182 @@
+"""SpamAssassin integration: ``rdns-scorer spamassassin install`` and ``... describe``.
+
+The plugin (``RdnsScorer.pm``) and its config (``rdns_scorer.cf``, optional
+``rdns_scorer_overlap.cf``) live in the repository's ``spamassassin/`` directory;
+``install`` copies them into SpamAssassin's site config dir. The ``describe`` lines
+in ``rdns_scorer.cf`` are generated from ``scorer/symbols.py`` by ``describe`` (a
+test checks that the shipped file carries exactly that block).
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from scorer.symbols import SYMBOLS
+
+PLUGIN = "RdnsScorer.pm"
+CONFIG = "rdns_scorer.cf"
+OVERLAP = "rdns_scorer_overlap.cf"
+DEFAULT_SITECONFIGPATH = Path("/etc/spamassassin")
+DESCRIBE_BEGIN = "# BEGIN rdns-scorer describe"
+DESCRIBE_END = "# END rdns-scorer describe"
+
+
+def source_dir() -> Path:
+    """Where the shipped plugin files are: ``spamassassin/`` at the repository root."""
+    return Path(__file__).resolve().parents[2] / "spamassassin"
+
+
+def describe_lines() -> str:
+    """SpamAssassin ``describe`` lines for every symbol, from the single symbol table."""
+    # '#' starts a comment in SpamAssassin config files unless escaped.
+    return "".join(
+        f"describe {s.name} {s.description.replace('#', chr(92) + '#')}\n" for s in SYMBOLS.values()
+    )
+
+
+def describe_block(config_text: str) -> str:
+    """The text between the describe markers of a shipped ``rdns_scorer.cf``."""
+    start = config_text.index(DESCRIBE_BEGIN + "\n") + len(DESCRIBE_BEGIN) + 1
+    return config_text[start : config_text.index(DESCRIBE_END, start)]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    path: Path
+    action: str  # "installed", "updated", "unchanged", "kept"
+    note: str = ""
+
+
+def _install_file(source: Path, target: Path, *, preserve_edits: bool) -> Step:
+    if not target.exists():
+        shutil.copyfile(source, target)
+        target.chmod(0o644)
+        return Step(target, "installed")
+    if filecmp.cmp(source, target, shallow=False):
+        return Step(target, "unchanged")
+    if preserve_edits:
+        # The admin edited the config (e.g. the URL): keep it, offer ours beside it,
+        # the way dpkg leaves a .dpkg-dist. SpamAssassin reads only *.cf and *.pre.
+        dist = target.with_name(target.name + ".dist")
+        if not (dist.exists() and filecmp.cmp(source, dist, shallow=False)):
+            shutil.copyfile(source, dist)
+            dist.chmod(0o644)
+        return Step(target, "kept", f"locally modified; the shipped version is in {dist}")
+    shutil.copyfile(source, target)
+    target.chmod(0o644)
+    return Step(target, "updated")
+
+
+def install(
+    siteconfigpath: Path, source: Path, *, overlap: bool = False, force: bool = False
+) -> list[Step]:
+    """Copy the plugin and its config(s) into ``siteconfigpath``; safe to run again.
+
+    The plugin is always brought up to date; a config file the admin changed is kept
+    (the shipped one goes beside it as ``.dist``) unless ``force``.
+    """
+    names = [PLUGIN, CONFIG] + ([OVERLAP] if overlap else [])
+    missing = [name for name in names if not (source / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{source}: missing {', '.join(missing)}")
+    siteconfigpath.mkdir(parents=True, exist_ok=True)
+    return [
+        _install_file(
+            source / name, siteconfigpath / name, preserve_edits=name != PLUGIN and not force
+        )
+        for name in names
+    ]
+
+
+def lint(siteconfigpath: Path, spamassassin: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [spamassassin, "--lint", "--siteconfigpath", str(siteconfigpath)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _install_command(args: argparse.Namespace) -> int:
+    siteconfigpath = Path(args.siteconfigpath)
+    source = Path(args.source) if args.source else source_dir()
+    try:
+        steps = install(siteconfigpath, source, overlap=args.overlap, force=args.force)
+    except OSError as error:
+        print(f"rdns-scorer spamassassin install: {error}", file=sys.stderr)
+        return 1
+    for step in steps:
+        print(f"{step.action:<9} {step.path}" + (f"  ({step.note})" if step.note else ""))
+    spamassassin = None if args.no_lint else shutil.which("spamassassin")
+    if spamassassin is None:
+        if not args.no_lint:
+            print("spamassassin not found: skipped 'spamassassin --lint'")
+        return 0
+    result = lint(siteconfigpath, spamassassin)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout + result.stderr)
+        print(f"spamassassin --lint --siteconfigpath {siteconfigpath}: FAILED", file=sys.stderr)
+        return 1
+    print(f"spamassassin --lint --siteconfigpath {siteconfigpath}: OK")
+    print("restart spamd (or amavis) to load the plugin")
+    return 0
+
+
+def _describe_command(_args: argparse.Namespace) -> int:
+    sys.stdout.write(describe_lines())
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register ``rdns-scorer spamassassin ...`` with the main parser's subcommands."""
+    spamassassin = commands.add_parser(
+        "spamassassin",
+        help="install the SpamAssassin plugin",
+        description="Install the SpamAssassin plugin (RdnsScorer.pm, rdns_scorer.cf) "
+        f"shipped in {source_dir()}.",
+    )
+    actions = spamassassin.add_subparsers(dest="spamassassin_command", required=True)
+
+    install_parser = actions.add_parser(
+        "install",
+        help="copy the plugin and its config into the site config dir, then lint",
+        description="Copy RdnsScorer.pm and rdns_scorer.cf (and with --overlap "
+        "rdns_scorer_overlap.cf) into SpamAssassin's site config dir, then run "
+        "'spamassassin --lint' when it is installed. Safe to run again: a config "
+        "file you edited is kept and the shipped one is written beside it as .dist.",
+    )
+    install_parser.add_argument(
+        "--siteconfigpath",
+        metavar="DIR",
+        default=os.fspath(DEFAULT_SITECONFIGPATH),
+        help=f"SpamAssassin site config dir (default {DEFAULT_SITECONFIGPATH})",
+    )
+    install_parser.add_argument(
+        "--overlap",
+        action="store_true",
+        help=f"also install {OVERLAP}: stock rules on the same evidence apply only "
+        "when the service did not answer",
+    )
+    install_parser.add_argument(
+        "--force", action="store_true", help="overwrite config files you changed"
+    )
+    install_parser.add_argument(
+        "--source", metavar="DIR", help=f"where the plugin files are (default {source_dir()})"
+    )
+    install_parser.add_argument(
+        "--no-lint", action="store_true", help="do not run 'spamassassin --lint'"
+    )
+    install_parser.set_defaults(func=_install_command)
+
+    describe = actions.add_parser(
+        "describe", help="print the 'describe' lines for rdns_scorer.cf from the symbol table"
+    )
+    describe.set_defaults(func=_describe_command)

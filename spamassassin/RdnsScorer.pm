@@ -1,0 +1,458 @@
+# rdns-scorer plugin for SpamAssassin 4.0: asks the rdns-scorer service about the
+# connecting client (first untrusted relay) and turns its RL_* symbols into rule hits.
+#
+# Loaded by rdns_scorer.cf; see docs/spamassassin.md in the rdns-scorer repository.
+#
+# Guarantees:
+# - one request per message, with a hard overall deadline (rdns_scorer_timeout) across
+#   connect, send and receive and across every configured URL;
+# - fail-open: any failure gives no RL_* hit but RL_SCORER_FAIL (score ~0) with the reason;
+# - only names matching ^RL_[A-Z0-9_]+$ (and not the plugin's own RL_SCORER_*) can hit,
+#   with scores clamped to +-20, so the service can never trigger another rule;
+# - an admin's own "score RL_X n" line wins over the service's score; 0 disables RL_X;
+# - under -L (local tests only) no request is made (the rules carry "tflags net").
+
+package Mail::SpamAssassin::Plugin::RdnsScorer;
+
+use strict;
+use warnings;
+use Errno qw(EINPROGRESS EWOULDBLOCK EAGAIN EINTR EISCONN);
+use IO::Socket::IP;
+use JSON::PP ();
+use Scalar::Util qw(looks_like_number);
+use Time::HiRes ();
+
+use Mail::SpamAssassin::Plugin;
+use Mail::SpamAssassin::Logger;
+
+our @ISA     = qw(Mail::SpamAssassin::Plugin);
+our $VERSION = '0.1.0';
+
+use constant DEFAULT_URL  => 'http://127.0.0.1:11340/v1/check';
+use constant SCORE_LIMIT  => 20;       # service scores are clamped to +-SCORE_LIMIT
+use constant MIN_SCORE    => 0.001;    # got_hit ignores 0: zero-weight hits use this
+use constant MAX_REPLY    => 262144;   # bytes; a longer reply is a failure
+use constant MAX_SYMBOLS  => 64;
+use constant MAX_OPTIONS  => 16;
+use constant MAX_OPTION   => 300;      # characters per option in the report
+use constant NAME_RE      => qr/^(RL_[A-Z0-9_]{1,60})$/;
+
+sub new {
+  my ($class, $mailsa) = @_;
+  my $self = $class->SUPER::new($mailsa);
+  bless($self, $class);
+  $self->register_eval_rule('check_rl_scorer', $Mail::SpamAssassin::Conf::TYPE_HEAD_EVALS);
+  $self->register_eval_rule('check_rl_scorer_ok', $Mail::SpamAssassin::Conf::TYPE_HEAD_EVALS);
+  $self->set_config($mailsa->{conf});
+  return $self;
+}
+
+# --------------------------------------------------------------------------------------
+# Configuration
+
+sub set_config {
+  my ($self, $conf) = @_;
+  my @cmds;
+
+  # rdns_scorer_url URL [URL ...]: each line replaces the list; tried in order.
+  push(@cmds, {
+    setting  => 'rdns_scorer_url',
+    is_admin => 1,
+    default  => [DEFAULT_URL],
+    type     => $Mail::SpamAssassin::Conf::CONF_TYPE_STRINGLIST,
+    code     => sub {
+      my ($conf, $key, $value, $line) = @_;
+      return $Mail::SpamAssassin::Conf::MISSING_REQUIRED_VALUE
+        if !defined $value || $value !~ /\S/;
+      my @urls;
+      foreach my $url (split(/\s+/, $value)) {
+        next if $url eq '';
+        return $Mail::SpamAssassin::Conf::INVALID_VALUE if !_parse_url($url);
+        push(@urls, $url);
+      }
+      $conf->{rdns_scorer_url} = \@urls;
+      return;
+    },
+  });
+
+  # rdns_scorer_timeout SECONDS: hard overall deadline for the whole call (default 1).
+  push(@cmds, {
+    setting  => 'rdns_scorer_timeout',
+    is_admin => 1,
+    default  => 1,
+    type     => $Mail::SpamAssassin::Conf::CONF_TYPE_NUMERIC,
+    code     => sub {
+      my ($conf, $key, $value, $line) = @_;
+      return $Mail::SpamAssassin::Conf::MISSING_REQUIRED_VALUE
+        if !defined $value || $value eq '';
+      return $Mail::SpamAssassin::Conf::INVALID_VALUE
+        if $value !~ /^(\d+(?:\.\d+)?|\.\d+)$/ || $1 <= 0 || $1 > 60;
+      $conf->{rdns_scorer_timeout} = $1 + 0;
+      return;
+    },
+  });
+
+  # rdns_scorer_token TOKEN: sent as "Authorization: Bearer TOKEN" (default: none).
+  push(@cmds, {
+    setting  => 'rdns_scorer_token',
+    is_admin => 1,
+    default  => '',
+    type     => $Mail::SpamAssassin::Conf::CONF_TYPE_STRING,
+    code     => sub {
+      my ($conf, $key, $value, $line) = @_;
+      $value = '' if !defined $value;
+      return $Mail::SpamAssassin::Conf::INVALID_VALUE if $value !~ /^([\x21-\x7e]*)$/;
+      $conf->{rdns_scorer_token} = $1;
+      return;
+    },
+  });
+
+  $conf->{parser}->register_commands(\@cmds);
+}
+
+# "http://host[:port][/path]"; host may be [v6]. Returns (host, port, path) or ().
+sub _parse_url {
+  my ($url) = @_;
+  return if $url !~ m{^http://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?(/[\x21-\x7e]*)?$};
+  my ($host, $port, $path) = ($1, $2 // 80, $3 // '/');
+  return if $port < 1 || $port > 65535;
+  $host =~ s/^\[(.*)\]$/$1/;
+  return ($host, $port + 0, $path);
+}
+
+# Explicit admin scores are snapshotted when parsing ends: got_hit() writes dynamic scores
+# into the shared config, so later messages could not otherwise tell an admin's
+# "score RL_X n" from a score the service gave an earlier message.
+sub finish_parsing_end {
+  my ($self, $opts) = @_;
+  _snapshot_scores($opts->{conf});
+  return;
+}
+
+sub user_conf_parsing_end {
+  my ($self, $opts) = @_;
+  _snapshot_scores($opts->{conf});
+  return;
+}
+
+sub _snapshot_scores {
+  my ($conf) = @_;
+  my %explicit;
+  foreach my $set (0 .. 3) {
+    my $scores = $conf->{scoreset}->[$set] or next;
+    foreach my $name (keys %$scores) {
+      next if index($name, 'RL_') != 0;
+      $explicit{$name}->[$set] = $scores->{$name};
+    }
+  }
+  $conf->{rdns_scorer_explicit} = \%explicit;
+}
+
+# --------------------------------------------------------------------------------------
+# Eval rules
+
+# Driver rule: hits every returned symbol (or RL_SCORER_FAIL); never hits itself.
+sub check_rl_scorer {
+  my ($self, $pms) = @_;
+  my $result = $self->_result($pms);
+  return 0 if $result->{done}++;
+  if (defined $result->{error}) {
+    $self->_hit($pms, 'RL_SCORER_FAIL', MIN_SCORE, ["scorer: $result->{error}"]);
+    return 0;
+  }
+  foreach my $symbol (@{$result->{symbols} || []}) {
+    $self->_hit($pms, $symbol->{name}, $symbol->{score}, $symbol->{options});
+  }
+  if (@{$result->{rejected} || []}) {
+    $self->_hit($pms, 'RL_SCORER_UNKNOWN', MIN_SCORE,
+      ['rejected: ' . join(', ', @{$result->{rejected}})]);
+  }
+  return 0;
+}
+
+# True when the service answered for this message; for metas such as the stock-rule
+# overrides in rdns_scorer_overlap.cf (rule __RL_SCORER_OK).
+sub check_rl_scorer_ok {
+  my ($self, $pms) = @_;
+  my $result = $self->_result($pms);
+  return (defined $result->{symbols} && !defined $result->{error} && !$result->{skipped})
+    ? 1 : 0;
+}
+
+sub _hit {
+  my ($self, $pms, $name, $service_score, $options) = @_;
+  my $conf = $pms->{conf};
+  my $score;
+  my $explicit = ($conf->{rdns_scorer_explicit} || {})->{$name};
+  if (defined $explicit) {
+    my $set = $conf->get_score_set() || 0;
+    $score = $explicit->[$set] // $explicit->[0];
+  }
+  if (defined $score) {
+    return if !$score;    # the admin's "score RL_X 0" disables it
+  } else {
+    $score = $service_score;
+    $score = SCORE_LIMIT  if $score > SCORE_LIMIT;
+    $score = -SCORE_LIMIT if $score < -SCORE_LIMIT;
+    $score = MIN_SCORE    if abs($score) < MIN_SCORE;
+  }
+  foreach my $option (@{$options || []}) {
+    $pms->test_log($option, $name);
+  }
+  $pms->got_hit($name, '', ruletype => 'eval', score => $score);
+  return;
+}
+
+# The service's answer for this message, asked once and cached on $pms.
+sub _result {
+  my ($self, $pms) = @_;
+  return $pms->{rdns_scorer_result} if $pms->{rdns_scorer_result};
+  my $result = eval { $self->_ask($pms) };
+  if (!$result) {
+    my $error = $@ || 'unknown error';
+    $error =~ s/\s+at \S+ line \d+.*//s;
+    $error =~ s/\s+\z//;
+    $result = { error => _clean($error, 200) };
+  }
+  if (defined $result->{error}) {
+    info("rdns_scorer: fail-open: $result->{error}");
+  }
+  return $pms->{rdns_scorer_result} = $result;
+}
+
+# --------------------------------------------------------------------------------------
+# Request
+
+sub _ask {
+  my ($self, $pms) = @_;
+  my $conf   = $pms->{conf};
+  my $client = _client($pms);
+  if (!$client) {
+    dbg("rdns_scorer: no untrusted relay (all trusted or no Received): nothing to ask");
+    return { symbols => [], skipped => 1 };
+  }
+  my %request = (ip => $client->{ip});
+  $request{helo}     = $client->{helo}     if defined $client->{helo};
+  $request{hostname} = $client->{hostname} if defined $client->{hostname};
+  $request{queue_id} = $client->{queue_id} if defined $client->{queue_id};
+  my $from = $pms->get('EnvelopeFrom:addr', undef);
+  $request{mail_from} = _text($from) if defined $from && $from ne '';
+  my $user = $pms->{main}->{username};
+  $request{user} = _text($user) if defined $user && $user ne '';
+  my $body = JSON::PP->new->utf8->canonical->encode(\%request);
+  dbg("rdns_scorer: request $body");
+
+  my $timeout  = $conf->{rdns_scorer_timeout} || 1;
+  my $deadline = Time::HiRes::time() + $timeout;
+  if ($pms->{master_deadline} && $pms->{master_deadline} < $deadline) {
+    $deadline = $pms->{master_deadline};
+  }
+  my @urls = @{$conf->{rdns_scorer_url} || [DEFAULT_URL]};
+  my @errors;
+  foreach my $url (@urls) {
+    my $remaining = $deadline - Time::HiRes::time();
+    if ($remaining <= 0) {
+      push(@errors, "$url: not tried, deadline of ${timeout}s passed");
+      last;
+    }
+    my ($status, $reply) = eval {
+      _post($url, $body, $conf->{rdns_scorer_token}, $deadline);
+    };
+    if (!defined $status) {
+      my $error = $@ || 'unknown error';
+      $error =~ s/\s+at \S+ line \d+.*//s;
+      $error =~ s/\s+\z//;
+      push(@errors, "$url: " . _clean($error, 120));
+      next;
+    }
+    if ($status != 200) {
+      push(@errors, "$url: HTTP $status");
+      next;
+    }
+    my $result = _parse_reply($reply);
+    if (defined $result->{error}) {
+      push(@errors, "$url: $result->{error}");
+      next;
+    }
+    return $result;
+  }
+  return { error => join('; ', @errors) };
+}
+
+# The connecting client: the first untrusted relay, as trusted_networks/internal_networks
+# decide (authenticated hops are trusted already).
+sub _client {
+  my ($pms) = @_;
+  my $relay = ($pms->{relays_untrusted} || [])->[0];
+  return if !$relay || !$relay->{ip};
+  my %client = (ip => _text($relay->{ip}));
+  my $helo = $relay->{helo};
+  if (defined $helo && $helo ne '') {
+    # SA stores an address-literal HELO "[1.2.3.4]" as "!1.2.3.4!".
+    $helo = "[$1]" if $helo =~ /^!(.*)!$/;
+    $client{helo} = _text($helo);
+  }
+  my $rdns = $relay->{rdns};
+  $client{hostname} = _text($rdns) if defined $rdns && $rdns ne '' && !$relay->{no_reverse_dns};
+  $client{queue_id} = _text($relay->{id}) if defined $relay->{id} && $relay->{id} ne '';
+  return \%client;
+}
+
+# Header text as characters: UTF-8 if it decodes, else bytes as Latin-1.
+sub _text {
+  my ($value) = @_;
+  my $copy = "$value";
+  utf8::decode($copy) if !utf8::is_utf8($copy);
+  return $copy;
+}
+
+# Printable, length-capped text for logs and the report.
+sub _clean {
+  my ($text, $limit) = @_;
+  $text = '' if !defined $text;
+  $text =~ s/([\x00-\x1f\x7f])/sprintf('\\x%02x', ord($1))/ge;
+  $text =~ s/([\x{80}-\x{9f}\x{200e}\x{200f}\x{202a}-\x{202e}\x{2066}-\x{2069}])/sprintf('\\u%04x', ord($1))/ge;
+  $text = substr($text, 0, $limit) . '...' if length($text) > $limit;
+  return $text;
+}
+
+# Validates the reply; returns { symbols => [...], rejected => [...] } or { error => ... }.
+sub _parse_reply {
+  my ($reply) = @_;
+  my $data = eval { JSON::PP->new->utf8->decode($reply) };
+  return { error => 'bad JSON' } if !defined $data;
+  return { error => 'bad reply: not an object with a symbols list' }
+    if ref($data) ne 'HASH' || ref($data->{symbols}) ne 'ARRAY';
+  my (@symbols, @rejected, %seen);
+  foreach my $symbol (@{$data->{symbols}}) {
+    if (@symbols + @rejected >= MAX_SYMBOLS) {
+      push(@rejected, 'too many symbols');
+      last;
+    }
+    my $name = ref($symbol) eq 'HASH' ? $symbol->{name} : undef;
+    my $score = ref($symbol) eq 'HASH' ? $symbol->{score} : undef;
+    if (!defined $name || ref($name) || $name !~ NAME_RE || index($name, 'RL_SCORER_') == 0
+        || $seen{$name}++) {
+      push(@rejected, defined $name && !ref($name) ? _clean($name, 64) : '(no name)');
+      next;
+    }
+    $name = $1 if $name =~ NAME_RE;    # untaint: the name is known to be safe now
+    if (!defined $score || ref($score) || !looks_like_number($score) || $score != $score) {
+      push(@rejected, "$name (bad score)");
+      next;
+    }
+    my @options;
+    my $raw = $symbol->{options};
+    foreach my $option (ref($raw) eq 'ARRAY' ? @$raw : ()) {
+      last if @options >= MAX_OPTIONS;
+      next if !defined $option || ref($option);
+      push(@options, _clean($option, MAX_OPTION));
+    }
+    push(@symbols, { name => $name, score => $score + 0, options => \@options });
+  }
+  return { symbols => \@symbols, rejected => \@rejected };
+}
+
+# --------------------------------------------------------------------------------------
+# HTTP: one POST, non-blocking, never past $deadline (select on every step, no alarm()).
+
+sub _post {
+  my ($url, $body, $token, $deadline) = @_;
+  my ($host, $port, $path) = _parse_url($url) or die "bad URL\n";
+  my $socket = IO::Socket::IP->new(
+    PeerHost => $host,
+    PeerPort => $port,
+    Proto    => 'tcp',
+    Blocking => 0,
+  ) or die "connect: " . ($@ || $!) . "\n";
+  while (!$socket->connect) {
+    last if $! == EISCONN;
+    die "connect: $!\n" if $! != EINPROGRESS && $! != EWOULDBLOCK && $! != EAGAIN && $! != EINTR;
+    _wait($socket, 'w', $deadline, 'connect');
+  }
+  my $host_header = $host =~ /:/ ? "[$host]" : $host;
+  my $request = "POST $path HTTP/1.0\r\n"
+    . "Host: $host_header:$port\r\n"
+    . "Content-Type: application/json\r\n"
+    . "Accept: application/json\r\n"
+    . "User-Agent: rdns-scorer-spamassassin/$VERSION\r\n"
+    . (defined $token && $token ne '' ? "Authorization: Bearer $token\r\n" : '')
+    . "Content-Length: " . length($body) . "\r\n"
+    . "Connection: close\r\n\r\n"
+    . $body;
+  while (length $request) {
+    _wait($socket, 'w', $deadline, 'send');
+    my $sent = syswrite($socket, $request);
+    if (!defined $sent) {
+      next if $! == EINTR || $! == EAGAIN || $! == EWOULDBLOCK;
+      die "send: $!\n";
+    }
+    substr($request, 0, $sent, '');
+  }
+  my $reply = '';
+  while (1) {
+    last if _complete(\$reply);
+    _wait($socket, 'r', $deadline, 'reply');
+    my $read = sysread($socket, $reply, 16384, length $reply);
+    if (!defined $read) {
+      next if $! == EINTR || $! == EAGAIN || $! == EWOULDBLOCK;
+      die "receive: $!\n";
+    }
+    last if $read == 0;
+    die "reply larger than " . MAX_REPLY . " bytes\n" if length($reply) > MAX_REPLY;
+  }
+  close($socket);
+  return _decode_http($reply);
+}
+
+sub _wait {
+  my ($socket, $mode, $deadline, $what) = @_;
+  while (1) {
+    my $remaining = $deadline - Time::HiRes::time();
+    die "timeout ($what)\n" if $remaining <= 0;
+    my $vec = '';
+    vec($vec, fileno($socket), 1) = 1;
+    my $ready = $mode eq 'r'
+      ? select(my $r = $vec, undef, undef, $remaining)
+      : select(undef, my $w = $vec, my $e = $vec, $remaining);
+    return if $ready > 0;
+    die "select: $!\n" if $ready < 0 && $! != EINTR;
+  }
+}
+
+# True once the reply holds the headers and the whole Content-Length body.
+sub _complete {
+  my ($reply) = @_;
+  my $end = index($$reply, "\r\n\r\n");
+  return 0 if $end < 0;
+  my $head = substr($$reply, 0, $end);
+  return 0 if $head !~ /^Content-Length:[ \t]*(\d+)[ \t]*\r?$/mi;
+  return length($$reply) - $end - 4 >= $1;
+}
+
+sub _decode_http {
+  my ($reply) = @_;
+  my $end = index($reply, "\r\n\r\n");
+  die "truncated reply\n" if $end < 0;
+  my $head = substr($reply, 0, $end);
+  my $body = substr($reply, $end + 4);
+  die "not HTTP\n" if $head !~ m{^HTTP/1\.[01] (\d{3})};
+  my $status = $1 + 0;
+  if ($head =~ /^Transfer-Encoding:[ \t]*chunked/mi) {
+    my $decoded = '';
+    while ($body =~ s/^([0-9A-Fa-f]+)[^\r\n]*\r\n//) {
+      my $size = hex($1);
+      last if $size == 0;
+      die "truncated chunk\n" if length($body) < $size + 2;
+      $decoded .= substr($body, 0, $size);
+      substr($body, 0, $size + 2, '');
+    }
+    $body = $decoded;
+  } elsif ($head =~ /^Content-Length:[ \t]*(\d+)[ \t]*\r?$/mi) {
+    die "truncated body\n" if length($body) < $1;
+    $body = substr($body, 0, $1);
+  }
+  return ($status, $body);
+}
+
+1;

@@ -1,0 +1,132 @@
+"""Small misbehaving HTTP servers in a thread, standing in for the scorer service.
+
+Each server accepts on a free loopback port and, per connection, reads one request
+(headers and Content-Length body), records it, then behaves as ``mode`` says:
+
+- ``reply``: answers ``status`` with ``body`` (JSON), then closes;
+- ``hang``: reads the request and never answers (until stopped);
+- ``trickle``: sends a valid-looking reply one byte every ``interval`` seconds;
+- ``garbage``: answers bytes that are not HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Received:
+    request_line: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class FakeHttp:
+    mode: str = "reply"
+    status: int = 200
+    body: bytes = b'{"symbols":[],"score":0,"elapsed_ms":0}'
+    interval: float = 0.2
+    requests: list[Received] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.port: int = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/check"
+
+    def reply_json(self, data: Any, status: int = 200) -> FakeHttp:
+        self.mode, self.status, self.body = "reply", status, json.dumps(data).encode()
+        return self
+
+    def start(self) -> FakeHttp:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        self._thread.join(timeout=5)
+
+    def _serve(self) -> None:
+        self._listener.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                self._read_request(conn)
+                if self.mode == "hang":
+                    self._stop.wait()
+                elif self.mode == "trickle":
+                    reply = self._reply_bytes(b'{"symbols":[{"name":"RL_PTR_MISSING","score":5}]}')
+                    for byte in reply:
+                        if self._stop.wait(self.interval):
+                            return
+                        conn.sendall(bytes([byte]))
+                elif self.mode == "garbage":
+                    conn.sendall(b"\x00\xffNOT HTTP AT ALL\r\n\r\n{{{")
+                else:
+                    conn.sendall(self._reply_bytes(self.body))
+            except OSError:
+                return
+
+    def _reply_bytes(self, body: bytes) -> bytes:
+        head = (
+            f"HTTP/1.1 {self.status} X\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        return head.encode() + body
+
+    def _read_request(self, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(body) < length:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            body += chunk
+        self.requests.append(Received(lines[0], headers, body))
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    time.sleep(0)
+    return port

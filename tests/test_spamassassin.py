@@ -1,0 +1,479 @@
+"""The SpamAssassin plugin, for real: Debian's spamassassin/spamd, the scorer as a process.
+
+Two spamd instances run for the whole module: one in front of the real scorer (with
+a bearer token, two admin score overrides and the overlap file), one in front of a
+fake service whose behaviour each test sets (fallback URL first, 0.5 s timeout).
+``spamassassin -t`` covers what needs a per-run config (-L, trusted_networks, a
+dead service).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scorer.integrations.spamassassin import (
+    CONFIG,
+    OVERLAP,
+    PLUGIN,
+    describe_block,
+    describe_lines,
+    source_dir,
+)
+from scorer.symbols import SYMBOLS
+from tests.support.sa_fakehttp import FakeHttp, closed_port
+from tests.support.service import ScorerProcess
+from tests.support.spamassassin import (
+    STOCK_SITE_CONFIG,
+    Scan,
+    Spamd,
+    lint,
+    message,
+    run_spamassassin,
+    site_config,
+    spamassassin_missing,
+    stock_definitions,
+)
+from tests.support.unbound import Unbound
+from tests.world import (
+    CONFIRMED_IP,
+    CONFIRMED_NAME,
+    GENERIC_IP,
+    GENERIC_NAME,
+    GOOD_DOMAIN,
+    MISSING_PTR_IP,
+    MISSING_PTR_IP6,
+    NULL_MX_DOMAIN,
+    NXDOMAIN_DOMAIN,
+    UNVERIFIED_IP,
+    UNVERIFIED_NAME,
+)
+
+TOKEN = "sa-test-token"
+FAKE_TOKEN = "fake-token"
+TIMEOUT = 0.5  # rdns_scorer_timeout of the spamd in front of the fake service
+# A scan through spamd takes ~0.2 s here; fail-open must add at most the timeout.
+FAIL_OPEN_LIMIT = TIMEOUT + 1.5
+GOOD_FROM = f"billing@{GOOD_DOMAIN}"
+
+pytestmark = pytest.mark.skipif(
+    spamassassin_missing() is not None, reason=str(spamassassin_missing())
+)
+
+
+# ------------------------------------------------------------------------------------
+# Fixtures: started once per module (SpamAssassin start-up is the slow part)
+
+
+@pytest.fixture(scope="module")
+def scorer(unbound: Unbound) -> Iterator[ScorerProcess]:
+    process = ScorerProcess(unbound.nameserver, f'[server]\ntoken = "{TOKEN}"\n').start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def real_dir(scorer: ScorerProcess) -> Path:
+    return site_config(
+        f"rdns_scorer_url {scorer.url}/v1/check\n"
+        f"rdns_scorer_token {TOKEN}\n"
+        "score RL_HELO_LOCALHOST 0\n"
+        "score RL_MAILFROM_NULL_MX 1.25\n",
+        overlap=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def real_spamd(real_dir: Path) -> Iterator[Spamd]:
+    spamd = Spamd(real_dir).start()
+    yield spamd
+    spamd.stop()
+
+
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[FakeHttp]:
+    server = FakeHttp().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def fake_spamd(fake_server: FakeHttp) -> Iterator[Spamd]:
+    # The first URL is refused: every scan also exercises the fallback to the next URL.
+    directory = site_config(
+        f"rdns_scorer_url http://127.0.0.1:{closed_port()}/v1/check {fake_server.url}\n"
+        f"rdns_scorer_timeout {TIMEOUT}\n"
+        f"rdns_scorer_token {FAKE_TOKEN}\n"
+    )
+    # spamd reads a virtual user's preferences with "score" lines only, never settings.
+    user_prefs = {
+        "alice": "score RL_PTR_MISSING 1.5\nscore RL_X 0\n"
+        f"rdns_scorer_url http://127.0.0.1:{closed_port()}/v1/check\nrdns_scorer_token evil\n"
+    }
+    spamd = Spamd(directory, user_prefs if os.geteuid() == 0 else None).start()
+    yield spamd
+    spamd.stop()
+
+
+@pytest.fixture
+def fake(fake_server: FakeHttp) -> Iterator[FakeHttp]:
+    fake_server.reply_json({"symbols": [], "score": 0, "elapsed_ms": 0})
+    fake_server.requests.clear()
+    yield fake_server
+    fake_server.reply_json({"symbols": [], "score": 0, "elapsed_ms": 0})
+    fake_server.requests.clear()
+
+
+def service_reply(scorer: ScorerProcess, request: dict[str, Any]) -> dict[str, Any]:
+    http = urllib.request.Request(
+        f"{scorer.url}/v1/check",
+        data=json.dumps(request).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+    )
+    with urllib.request.urlopen(http, timeout=10) as reply:
+        body: dict[str, Any] = json.load(reply)
+    return body
+
+
+def as_sa_score(score: float) -> float:
+    """What the plugin gives SpamAssassin for a service score (0 weights become 0.001)."""
+    return 0.001 if abs(score) < 0.001 else max(-20.0, min(20.0, score))
+
+
+def assert_matches_service(scan: Scan, reply: dict[str, Any], overrides: dict[str, float]) -> None:
+    expected = {}
+    for symbol in reply["symbols"]:
+        name = symbol["name"]
+        score = overrides.get(name, as_sa_score(symbol["score"]))
+        if score:
+            expected[name] = score
+    assert scan.rl == pytest.approx(expected), scan.output
+    for symbol in reply["symbols"]:
+        if symbol["name"] in expected:
+            section = scan.section(symbol["name"])
+            assert SYMBOLS[symbol["name"]].description.split()[0] in section
+            for option in symbol["options"]:
+                assert re.sub(r"\s+", " ", option) in section, (option, section)
+
+
+# ------------------------------------------------------------------------------------
+# Through spamd/spamc, against the real service
+
+OVERRIDES = {"RL_HELO_LOCALHOST": 0.0, "RL_MAILFROM_NULL_MX": 1.25}
+
+FAMILY_CASES = {
+    # name: (ip, helo, rdns the MTA verified, mail_from, symbols the service must return)
+    "ptr-missing": (MISSING_PTR_IP, "[203.0.113.11]", None, GOOD_FROM, {"RL_PTR_MISSING"}),
+    "ptr-unverified": (UNVERIFIED_IP, UNVERIFIED_NAME, None, GOOD_FROM, {"RL_PTR_UNVERIFIED"}),
+    "ptr-generic": (GENERIC_IP, GENERIC_NAME, GENERIC_NAME, GOOD_FROM, {"RL_PTR_GENERIC"}),
+    "ptr-missing-ipv6": (MISSING_PTR_IP6, "mail6.no-ptr.net", None, GOOD_FROM, {"RL_PTR_MISSING"}),
+    "helo-not-fqdn": (CONFIRMED_IP, "Mail-Server", CONFIRMED_NAME, GOOD_FROM, {"RL_HELO_NOT_FQDN"}),
+    "helo-bare-ip": (CONFIRMED_IP, CONFIRMED_IP, CONFIRMED_NAME, GOOD_FROM, {"RL_HELO_BARE_IP"}),
+    "helo-literal-mismatch": (
+        CONFIRMED_IP, "[198.51.100.1]", CONFIRMED_NAME, GOOD_FROM, {"RL_HELO_LITERAL_MISMATCH"},
+    ),
+    "mailfrom-nxdomain": (
+        CONFIRMED_IP, CONFIRMED_NAME, CONFIRMED_NAME, f"x@{NXDOMAIN_DOMAIN}",
+        {"RL_MAILFROM_NXDOMAIN"},
+    ),
+    "clean": (CONFIRMED_IP, CONFIRMED_NAME, CONFIRMED_NAME, GOOD_FROM, set()),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", FAMILY_CASES)
+def test_spamd_scores_as_the_service_does(
+    case: str, real_spamd: Spamd, scorer: ScorerProcess
+) -> None:
+    ip, helo, rdns, mail_from, must = FAMILY_CASES[case]
+    scan = real_spamd.scan(message(ip, helo, rdns, mail_from))
+    request = {"ip": ip, "helo": helo, "mail_from": mail_from}
+    if rdns:
+        request["hostname"] = rdns
+    reply = service_reply(scorer, request)
+    assert {s["name"] for s in reply["symbols"]} >= must
+    assert_matches_service(scan, reply, OVERRIDES)
+    assert "RL_SCORER_FAIL" not in scan.scores
+
+
+def test_admin_score_lines_win(real_spamd: Spamd, scorer: ScorerProcess) -> None:
+    raw = message(CONFIRMED_IP, "localhost", CONFIRMED_NAME, f"billing@{NULL_MX_DOMAIN}")
+    reply = service_reply(
+        scorer,
+        {"ip": CONFIRMED_IP, "helo": "localhost", "mail_from": f"billing@{NULL_MX_DOMAIN}"},
+    )
+    returned = {s["name"]: s["score"] for s in reply["symbols"]}
+    assert returned["RL_HELO_LOCALHOST"] > 0 and returned["RL_MAILFROM_NULL_MX"] == 3.0
+    for _ in range(2):  # the second scan runs after got_hit() wrote dynamic scores
+        scan = real_spamd.scan(raw)
+        assert "RL_HELO_LOCALHOST" not in scan.scores  # "score RL_HELO_LOCALHOST 0"
+        assert scan.rl["RL_MAILFROM_NULL_MX"] == 1.25  # "score RL_MAILFROM_NULL_MX 1.25"
+        assert "MX 0 ." in scan.section("RL_MAILFROM_NULL_MX")
+
+
+def test_overlap_switches_stock_rules_off_while_the_service_answers(
+    real_spamd: Spamd, real_dir: Path
+) -> None:
+    raw = message(MISSING_PTR_IP, "Mail-Server", None, GOOD_FROM)
+    scan = real_spamd.scan(raw)
+    assert {"RL_PTR_MISSING", "RL_HELO_NOT_FQDN"} <= set(scan.rl)
+    assert not {"RDNS_NONE", "HELO_NO_DOMAIN", "FSL_HELO_NON_FQDN_1"} & set(scan.scores)
+    # Without the service (-L makes no request) the stock rules are the fallback again.
+    local = run_spamassassin(real_dir, raw, "-L")
+    assert not local.rl
+    assert {"RDNS_NONE", "HELO_NO_DOMAIN"} <= set(local.scores)
+
+
+def test_spamassassin_t_against_the_service(real_dir: Path, scorer: ScorerProcess) -> None:
+    ip, helo, rdns, mail_from, _ = FAMILY_CASES["ptr-generic"]
+    scan = run_spamassassin(real_dir, message(ip, helo, rdns, mail_from))
+    reply = service_reply(scorer, {"ip": ip, "helo": helo, "mail_from": mail_from})
+    assert_matches_service(scan, reply, OVERRIDES)
+    assert "RL_PTR_GENERIC" in scan.rl
+
+
+def test_wrong_token_fails_open(scorer: ScorerProcess) -> None:
+    directory = site_config(f"rdns_scorer_url {scorer.url}/v1/check\nrdns_scorer_token wrong\n")
+    scan = run_spamassassin(directory, message(MISSING_PTR_IP, "x.good-sender.net"))
+    assert scan.rl == {"RL_SCORER_FAIL": 0.001}
+    assert "HTTP 401" in scan.section("RL_SCORER_FAIL")
+
+
+# ------------------------------------------------------------------------------------
+# Through spamd/spamc, against a fake service
+
+
+def test_request_fields_and_token(fake_spamd: Spamd, fake: FakeHttp) -> None:
+    raw = message(GENERIC_IP, "[203.0.113.14]", GENERIC_NAME, f"a@{GOOD_DOMAIN}")
+    fake_spamd.scan(raw)
+    assert len(fake.requests) == 1  # one POST per message
+    request = fake.requests[0]
+    assert request.request_line == "POST /v1/check HTTP/1.0"
+    assert request.headers["authorization"] == f"Bearer {FAKE_TOKEN}"
+    assert request.headers["content-type"] == "application/json"
+    body = request.json()
+    assert body["ip"] == GENERIC_IP
+    assert body["helo"] == "[203.0.113.14]"  # SA's "!203.0.113.14!" mapped back
+    assert body["hostname"] == GENERIC_NAME
+    assert body["mail_from"] == f"a@{GOOD_DOMAIN}"
+    assert body["queue_id"] == "4VbTq12xYz"
+    assert set(body) <= {"ip", "helo", "hostname", "mail_from", "queue_id", "user"}
+
+
+def test_no_rdns_and_no_sender_are_left_out(fake_spamd: Spamd, fake: FakeHttp) -> None:
+    fake_spamd.scan(message(MISSING_PTR_IP, "Mail-Server"))
+    body = fake.requests[0].json()
+    assert body["ip"] == MISSING_PTR_IP and body["helo"] == "Mail-Server"
+    assert "hostname" not in body and "mail_from" not in body
+
+
+def test_service_scores_are_per_message(fake_spamd: Spamd, fake: FakeHttp) -> None:
+    # got_hit() copies a dynamic score into the shared config: it must not stick.
+    raw = message(GENERIC_IP, GENERIC_NAME, GENERIC_NAME, GOOD_FROM)
+    for score, shown in ((2.0, 2.0), (1.5, 1.5), (0.0, 0.001), (-3.0, -3.0)):
+        fake.reply_json({"symbols": [{"name": "RL_PTR_GENERIC", "score": score, "options": []}]})
+        assert fake_spamd.scan(raw).rl == {"RL_PTR_GENERIC": shown}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="spamd needs root for virtual users")
+def test_user_prefs_override_scores_but_not_settings(fake_spamd: Spamd, fake: FakeHttp) -> None:
+    fake.reply_json(
+        {"symbols": [{"name": n, "score": 5, "options": []} for n in ("RL_PTR_MISSING", "RL_X")]}
+    )
+    raw = message(MISSING_PTR_IP, "Mail-Server")
+    for _ in range(2):
+        assert fake_spamd.scan(raw, user="alice").rl == {"RL_PTR_MISSING": 1.5}
+        # spamd restores the system config after a user's message: others get the service's.
+        assert fake_spamd.scan(raw, user="bob").rl == {"RL_PTR_MISSING": 5, "RL_X": 5}
+    # alice's rdns_scorer_url/token lines were refused: the admin's URL and token served her.
+    assert len(fake.requests) == 4
+    assert {r.headers["authorization"] for r in fake.requests} == {f"Bearer {FAKE_TOKEN}"}
+
+
+def test_hostile_reply_cannot_fire_other_rules(fake_spamd: Spamd, fake: FakeHttp) -> None:
+    names = [
+        "USER_IN_WELCOMELIST", "ALL_TRUSTED", "__RL_SCORER_OK", "RL_SCORER_FAIL",
+        "RL_SCORER_CHECK", "rl_ptr_missing", "RL_X\nX-Injected: yes", "RL_PTR-MISSING",
+    ]  # fmt: skip
+    symbols: list[Any] = [{"name": n, "score": -100, "options": []} for n in names]
+    symbols += [
+        {"name": "RL_PTR_MISSING", "score": 1e9, "options": ["evil\r\nX-Injected: yes"]},
+        {"name": "RL_HELO_GENERIC", "score": "5", "options": ["domain=bücher-versand.de ✓"]},
+        {"name": "RL_HELO_INVALID", "score": -1e9, "options": ["x" * 5000]},
+        {"name": "RL_PTR_MISSING", "score": 1, "options": []},  # duplicate
+        "not an object",
+    ]
+    fake.reply_json({"symbols": symbols, "score": 0})
+    scan = fake_spamd.scan(message(CONFIRMED_IP, CONFIRMED_NAME, CONFIRMED_NAME, GOOD_FROM))
+    assert scan.rl == {
+        "RL_PTR_MISSING": 20.0,  # clamped
+        "RL_HELO_GENERIC": 5.0,  # a numeric string is a number
+        "RL_HELO_INVALID": -20.0,  # clamped
+        "RL_SCORER_UNKNOWN": 0.001,  # lists what was refused
+    }
+    assert not {"USER_IN_WELCOMELIST", "ALL_TRUSTED"} & set(scan.scores)
+    assert not re.search(r"^X-Injected", scan.output, re.M)
+    refused = scan.section("RL_SCORER_UNKNOWN")
+    assert "USER_IN_WELCOMELIST" in refused and "rl_ptr_missing" in refused
+    assert len(scan.section("RL_HELO_INVALID")) < 1000
+    # Non-ASCII evidence reaches the header, MIME-encoded by SpamAssassin.
+    assert "=?UTF-8?" in scan.section("RL_HELO_GENERIC")
+
+
+FAILURES: dict[str, tuple[dict[str, Any], str]] = {
+    # name: (how the fake misbehaves, words the reason must contain)
+    "hung": ({"mode": "hang"}, "timeout"),
+    "trickling": ({"mode": "trickle", "interval": 0.05}, "timeout"),
+    "garbage": ({"mode": "garbage"}, "not HTTP"),
+    "http-500": ({"mode": "reply", "status": 500, "body": b'{"error":"x"}'}, "HTTP 500"),
+    "bad-json": ({"mode": "reply", "body": b'{"symbols": [ {"name": '}, "bad JSON"),
+    "not-an-object": ({"mode": "reply", "body": b"[1, 2, 3]"}, "bad reply"),
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_fail_open(failure: str, fake_spamd: Spamd, fake: FakeHttp) -> None:
+    behaviour, reason = FAILURES[failure]
+    for key, value in behaviour.items():
+        setattr(fake, key, value)
+    scan = fake_spamd.scan(message(MISSING_PTR_IP, "Mail-Server", None, GOOD_FROM))
+    assert scan.rl == {"RL_SCORER_FAIL": 0.001}
+    section = scan.section("RL_SCORER_FAIL")
+    assert reason in section and "Connection refused" in section  # both URLs tried
+    assert scan.elapsed < FAIL_OPEN_LIMIT, scan.elapsed
+    assert "X-Spam-Status:" in scan.output  # the scan went on
+
+
+# ------------------------------------------------------------------------------------
+# spamassassin -t with a per-run config
+
+
+def test_service_down(fake: FakeHttp) -> None:
+    directory = site_config(f"rdns_scorer_url http://127.0.0.1:{closed_port()}/v1/check\n")
+    scan = run_spamassassin(directory, message(MISSING_PTR_IP, "Mail-Server", None, GOOD_FROM))
+    assert scan.rl == {"RL_SCORER_FAIL": 0.001}
+    assert "connect" in scan.section("RL_SCORER_FAIL")
+    assert "X-Spam-Status:" in scan.output
+
+
+def test_local_tests_only_makes_no_request(fake_server: FakeHttp, fake: FakeHttp) -> None:
+    fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
+    directory = site_config(f"rdns_scorer_url {fake.url}\n")
+    scan = run_spamassassin(directory, message(MISSING_PTR_IP, "Mail-Server"), "-L")
+    assert fake.requests == []
+    assert not scan.rl
+
+
+TWO_HOPS = message(
+    MISSING_PTR_IP,
+    "Mail-Server",
+    None,
+    GOOD_FROM,
+    hops=(
+        "Received: from mx1.example.org (mx1.example.org [192.0.2.25])\n"
+        "\tby filter.example.org (Postfix) with ESMTP id 4VbTq99Filt\n"
+        "\tfor <user@example.org>; Mon, 06 May 2024 10:00:01 +0000\n",
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    ("networks", "client", "helo"),
+    [
+        ("", "192.0.2.25", "mx1.example.org"),  # our own MX is taken for the client
+        ("trusted_networks 192.0.2.25\ninternal_networks 192.0.2.25\n", MISSING_PTR_IP, None),
+    ],
+    ids=["untrusted-mx", "trusted-mx"],
+)
+def test_trusted_networks_select_the_client(
+    networks: str, client: str, helo: str | None, fake: FakeHttp
+) -> None:
+    directory = site_config(f"rdns_scorer_url {fake.url}\n{networks}")
+    run_spamassassin(directory, TWO_HOPS)
+    assert len(fake.requests) == 1
+    body = fake.requests[0].json()
+    assert body["ip"] == client
+    assert body["helo"] == (helo or "Mail-Server")
+
+
+# ------------------------------------------------------------------------------------
+# Config files and installer
+
+
+def test_describe_lines_come_from_the_symbol_table() -> None:
+    shipped = (source_dir() / CONFIG).read_text()
+    assert describe_block(shipped) == describe_lines()
+    assert set(re.findall(r"^describe (RL_\w+) ", describe_lines(), re.M)) == set(SYMBOLS)
+
+
+def test_overlap_copies_match_the_installed_stock_rules() -> None:
+    stock = stock_definitions()
+    text = (source_dir() / OVERLAP).read_text()
+    metas = dict(re.findall(r"^meta\s+([A-Z0-9_]+)\s+(.*?)\s*$", text, re.M))
+    copies = dict(re.findall(r"^header\s+__RL_STOCK_([A-Z0-9_]+)\s+(.*?)\s*$", text, re.M))
+    assert {"RDNS_NONE", "RDNS_DYNAMIC", "HELO_LOCALHOST"} <= set(metas)
+    for name, expression in metas.items():
+        kind, body = stock[name]
+        if kind == "meta":
+            collapsed = re.sub(r"\s+", " ", body)
+            assert expression == f"({collapsed}) && !__RL_SCORER_OK", name
+        else:
+            assert copies[name] == body, name
+            assert expression == f"__RL_STOCK_{name} && !__RL_SCORER_OK", name
+
+
+def test_lint_is_clean_next_to_the_stock_rules() -> None:
+    directory = site_config(overlap=True)
+    result = lint(directory)
+    assert result.returncode == 0, result.stderr
+    assert "warn" not in result.stderr, result.stderr
+
+
+def test_shipped_config_sets_the_default_url() -> None:
+    text = (source_dir() / CONFIG).read_text()
+    assert re.search(r"^rdns_scorer_url http://127\.0\.0\.1:11340/v1/check$", text, re.M)
+    assert re.search(
+        r"^loadplugin Mail::SpamAssassin::Plugin::RdnsScorer RdnsScorer\.pm$", text, re.M
+    )
+
+
+def test_install_command_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scorer.cli import main
+
+    target = tmp_path / "spamassassin"
+    target.mkdir()
+    for pre in STOCK_SITE_CONFIG.glob("*.pre"):
+        (target / pre.name).write_bytes(pre.read_bytes())
+    argv = ["spamassassin", "install", "--siteconfigpath", str(target), "--overlap"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert first.count("installed") == 3 and "--lint" in first and "OK" in first
+    assert main(argv) == 0
+    second = capsys.readouterr().out
+    assert second.count("unchanged") == 3
+    for name in (PLUGIN, CONFIG, OVERLAP):
+        assert (target / name).read_bytes() == (source_dir() / name).read_bytes()
+    # An admin's edit survives a reinstall; the shipped file goes beside it.
+    edited = (target / CONFIG).read_text().replace("127.0.0.1:11340", "127.0.0.1:11341")
+    (target / CONFIG).write_text(edited)
+    assert main([*argv, "--no-lint"]) == 0
+    third = capsys.readouterr().out
+    assert "kept" in third and (target / CONFIG).read_text() == edited
+    assert (target / (CONFIG + ".dist")).read_bytes() == (source_dir() / CONFIG).read_bytes()
+    assert main([*argv, "--no-lint", "--force"]) == 0
+    assert (target / CONFIG).read_bytes() == (source_dir() / CONFIG).read_bytes()
+
+
+def test_spamd_logged_no_perl_warnings(real_spamd: Spamd, fake_spamd: Spamd) -> None:
+    # Runs last: by now both spamd instances scanned every message above (taint mode on).
+    for spamd in (real_spamd, fake_spamd):
+        log = spamd.log()
+        assert not re.search(
+            r"uninitialized|Insecure|Wide character|RdnsScorer\.pm line|rules: ", log
+        ), log
