@@ -113,3 +113,13 @@ async def test_generic_helo_for_the_client_ip(pipeline: Pipeline) -> None:
     hit = symbols["RL_HELO_GENERIC"]
     assert 0 < hit.score <= 0.5
     assert any(world.GENERIC_NAME in o for o in hit.options)
+
+
+async def test_long_values_keep_options_within_the_cap(pipeline: Pipeline) -> None:
+    """Regression: the "helo=" prefix was added after the 160-character cap."""
+    symbols = await symbols_for(
+        pipeline, world.CONFIRMED_IP, helo="a" * 300, mail_from="b" * 200 + "@x.invalid"
+    )
+    assert {"RL_HELO_INVALID", "RL_MAILFROM_SPECIAL_USE"} <= set(symbols)
+    for symbol in symbols.values():
+        assert all(len(o) <= 160 and o.isprintable() for o in symbol.options), symbol

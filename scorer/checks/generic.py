@@ -16,5 +16,5 @@ def generic_hit(symbol: str, ip: IPAddress, name: str, confirmed: bool, role: st
     verdict = classify(ip, name, confirmed)
     if not verdict.generic:
         return None
-    evidence = (f"{role}={option(name)}", *(option(e) for e in verdict.describe()))
+    evidence = (option(f"{role}={name}"), *(option(e) for e in verdict.describe()))
     return Hit(symbol, evidence, verdict.confidence)

@@ -102,21 +102,21 @@ def _forged_local(
     helo: HeloName, local_names: frozenset[str], local_ips: frozenset[IPAddress]
 ) -> Hit | None:
     if helo.ascii and helo.ascii in local_names:
-        return Hit("RL_HELO_FORGED_LOCAL", (f"helo={option(helo.ascii)} is our own name",))
+        return Hit("RL_HELO_FORGED_LOCAL", (option(f"helo={helo.ascii} is our own name"),))
     if helo.address is not None and helo.address in local_ips:
-        return Hit("RL_HELO_FORGED_LOCAL", (f"helo={option(helo.raw)} is our own address",))
+        return Hit("RL_HELO_FORGED_LOCAL", (option(f"helo={helo.raw} is our own address"),))
     return None
 
 
 def _syntax_hit(helo: HeloName, ip: IPAddress) -> Hit | None:
-    evidence = f"helo={option(helo.raw)}"
+    evidence = option(f"helo={helo.raw}")
     match helo.kind:
         case HeloKind.INVALID:
-            return Hit("RL_HELO_INVALID", (evidence, helo.problem))
+            return Hit("RL_HELO_INVALID", (evidence, option(helo.problem)))
         case HeloKind.LOCALHOST:
             return Hit("RL_HELO_LOCALHOST", (evidence,))
         case HeloKind.NOT_FQDN:
-            return Hit("RL_HELO_NOT_FQDN", (evidence, helo.problem))
+            return Hit("RL_HELO_NOT_FQDN", (evidence, option(helo.problem)))
         case HeloKind.BARE_IP:
             return Hit("RL_HELO_BARE_IP", (evidence, "address without [brackets]"))
         case HeloKind.LITERAL if helo.address != ip:
@@ -129,7 +129,7 @@ def _resolution_hit(facts: HeloFacts) -> Hit | None:
     outcomes = [o for o in (facts.a, facts.aaaa) if o is not None]
     if not outcomes or any(isinstance(o, Answer) for o in outcomes):
         return None
-    evidence = f"helo={option(facts.helo.ascii)}"
+    evidence = option(f"helo={facts.helo.ascii}")
     failures = [o for o in outcomes if isinstance(o, TempFail)]
     if failures:
         return Hit("RL_HELO_TEMPFAIL", (evidence, *(f"A/AAAA: {describe(o)}" for o in failures)))

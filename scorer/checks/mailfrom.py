@@ -123,42 +123,44 @@ def _bogus_reason(target: str, facts: AddressFacts | None) -> str | None:
     return None
 
 
-def _check_mx(domain: str, mx: Answer[MxRecord], targets: dict[str, AddressFacts]) -> Hit | None:
+def _check_mx(subject: str, mx: Answer[MxRecord], targets: dict[str, AddressFacts]) -> Hit | None:
     if is_null_mx(mx):
-        return Hit("RL_MAILFROM_NULL_MX", (f"domain={domain}", "MX 0 . (RFC 7505)"))
+        return Hit("RL_MAILFROM_NULL_MX", (subject, "MX 0 . (RFC 7505)"))
     reasons = {name: _bogus_reason(name, facts) for name, facts in targets.items()}
     if not reasons or any(r is None and not targets[n].failed for n, r in reasons.items()):
         return None  # at least one usable mail host (or none to judge)
     if all(reasons.values()):
         evidence = [option(f"MX {name}: {reason}") for name, reason in reasons.items()]
-        return Hit("RL_MAILFROM_BOGUS_MX", (f"domain={domain}", *evidence))
-    return Hit("RL_MAILFROM_TEMPFAIL", (f"domain={domain}", "MX targets did not resolve"))
+        return Hit("RL_MAILFROM_BOGUS_MX", (subject, *evidence))
+    return Hit("RL_MAILFROM_TEMPFAIL", (subject, "MX targets did not resolve"))
 
 
-def _check_implicit(domain: str, implicit: AddressFacts | None) -> Hit | None:
+def _check_implicit(subject: str, implicit: AddressFacts | None) -> Hit | None:
     if implicit is None or implicit.addresses:
         return None
     if implicit.failed:
-        return Hit("RL_MAILFROM_TEMPFAIL", (f"domain={domain}", "A/AAAA failed"))
-    return Hit("RL_MAILFROM_NO_MAIL_HOST", (f"domain={domain}", "no MX, no A/AAAA"))
+        return Hit("RL_MAILFROM_TEMPFAIL", (subject, "A/AAAA failed"))
+    return Hit("RL_MAILFROM_NO_MAIL_HOST", (subject, "no MX, no A/AAAA"))
 
 
 def check_mail_from(facts: MailFromFacts) -> list[Hit]:
     sender = facts.sender
-    evidence = f"from={option(sender.raw)}"
+    evidence = option(f"from={sender.raw}")
     match sender.kind:
         case SenderKind.BAD_SYNTAX:
             return [Hit("RL_MAILFROM_BAD_SYNTAX", (evidence, option(sender.problem)))]
         case SenderKind.SPECIAL_USE:
-            return [Hit("RL_MAILFROM_SPECIAL_USE", (evidence, f"domain under {sender.problem}"))]
+            return [
+                Hit("RL_MAILFROM_SPECIAL_USE", (evidence, option(f"domain under {sender.problem}")))
+            ]
         case SenderKind.NULL | SenderKind.LITERAL:
             return []
-    domain = option(sender.domain)
+    subject = option(f"domain={sender.domain}")  # the evidence every hit leads with
     mx = facts.mx
     if isinstance(mx, TempFail):
-        return [Hit("RL_MAILFROM_TEMPFAIL", (f"domain={domain}", f"MX: {describe(mx)}"))]
+        return [Hit("RL_MAILFROM_TEMPFAIL", (subject, f"MX: {describe(mx)}"))]
     if isinstance(mx, NotFound) and mx.kind is NotFoundKind.NXDOMAIN:
-        return [Hit("RL_MAILFROM_NXDOMAIN", (f"domain={domain}", "nxdomain"))]
-    hit = _check_mx(domain, mx, facts.targets) if isinstance(mx, Answer) else None
-    hit = hit or _check_implicit(domain, facts.implicit_mx)
+        return [Hit("RL_MAILFROM_NXDOMAIN", (subject, "nxdomain"))]
+    hit = _check_mx(subject, mx, facts.targets) if isinstance(mx, Answer) else None
+    hit = hit or _check_implicit(subject, facts.implicit_mx)
     return [hit] if hit else []
