@@ -14,6 +14,7 @@ from scorer import __version__
 from scorer.config import Config, ConfigError, load_config, parse_listen, with_overrides
 from scorer.dns.outcomes import Answer
 from scorer.generic.cli import run_generic
+from scorer.integrations import rspamd as rspamd_integration
 from scorer.integrations import spamassassin
 from scorer.pipeline import Pipeline
 from scorer.protocol import RequestError, parse_request
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     generic.set_defaults(func=_generic)
 
     # Integrations register their own subcommands here (one line each).
+    rspamd_integration.add_commands(commands)
     spamassassin.add_commands(commands)
 
     symbols = commands.add_parser("symbols", help="print the symbol table")

@@ -1,0 +1,340 @@
+--[[
+rdns_scorer: rspamd module for the rdns-scorer service.
+
+For every scanned message it sends the SMTP client's IP, HELO, MAIL FROM and
+MTA-resolved hostname to the service (POST <path>, msgpack) and inserts the
+symbols the service returns. Each symbol is registered at weight 1.0 and the
+service's score is passed as the multiplier, so the service's weights decide
+and an admin can still rescale or zero any symbol (or cap the group with
+max_score) in rspamd's own config.
+
+The module fails open: when the service cannot answer in time, or answers
+something unusable, the scan goes on and RL_SCORER_FAIL (weight 0) records
+why.
+
+Installation: copy this file to /etc/rspamd/plugins.d/ and add a top-level
+`rdns_scorer { ... }` section to /etc/rspamd/rspamd.conf.local (see
+rdns_scorer.conf), or run `rdns-scorer rspamd install`. Docs: docs/rspamd.md.
+]] --
+
+local N = 'rdns_scorer'
+
+local EXAMPLE = [[
+rdns_scorer {
+  # One or more rdns-scorer services (host:port); round robin with failover.
+  servers = "127.0.0.1:11340";
+  # servers = ["10.0.0.5:11340", "10.0.0.6:11340"];
+  # Request path on the service.
+  path = "/v1/check";
+  # A scan never waits longer than this for the service.
+  timeout = 1s;
+  # Also check clients from local networks / authenticated users.
+  check_local = false;
+  check_authed = false;
+  # Shared secret: the service's [server] token, sent as "Authorization: Bearer <token>".
+  # token = "change-me";
+  # Group of all rdns_scorer symbols (cap it with group "rdns_scorer" { max_score = ...; }).
+  group = "rdns_scorer";
+}
+]]
+
+if confighelp then
+  rspamd_config:add_example(nil, N,
+    'Score SMTP clients by reverse DNS, HELO and MAIL FROM via the rdns-scorer service',
+    EXAMPLE)
+  return
+end
+
+local rspamd_http = require "rspamd_http"
+local rspamd_logger = require "rspamd_logger"
+local rspamd_upstream_list = require "rspamd_upstream_list"
+local rspamd_util = require "rspamd_util"
+local lua_util = require "lua_util"
+local ucl = require "ucl"
+
+local DEFAULT_PORT = 11340
+local CHECK_SYMBOL = 'RDNS_SCORER_CHECK' -- the callback; never inserted itself
+local FAIL_SYMBOL = 'RL_SCORER_FAIL'
+local UNKNOWN_SYMBOL = 'RL_SCORER_UNKNOWN'
+
+-- Every symbol the service or this plugin can produce: a copy of SYMBOLS in
+-- the service's scorer/symbols.py, rendered by
+-- scorer.integrations.rspamd.lua_symbols_block(). tests/test_rspamd_install.py
+-- fails when the two differ; do not edit by hand.
+-- luacheck: push ignore 631
+-- symbols:begin
+local SYMBOLS = {
+  { "RL_PTR_MISSING", "ptr", "The client IP has no PTR record." },
+  { "RL_PTR_UNVERIFIED", "ptr", "PTR names exist, but none resolves back to the client IP (FCrDNS / iprev fails)." },
+  { "RL_PTR_GENERIC", "ptr", "The PTR name is an ISP-assigned generic name that encodes the client IP (score is weight x confidence)." },
+  { "RL_PTR_TEMPFAIL", "ptr", "The PTR or its forward confirmation could not be checked (DNS timeout/SERVFAIL)." },
+  { "RL_SKIPPED_LOCAL", "policy", "The client is in a skipped (local/private) network; no checks were run." },
+  { "RL_ALLOWLISTED", "policy", "An allowlist entry matched; the checks it covers were not scored." },
+  { "RL_HELO_LOCALHOST", "helo", "HELO/EHLO claims to be localhost." },
+  { "RL_HELO_NOT_FQDN", "helo", "HELO/EHLO is a single label or under a non-public suffix (.local, .lan, ...)." },
+  { "RL_HELO_BARE_IP", "helo", "HELO/EHLO is an IP address without brackets, which is not valid syntax." },
+  { "RL_HELO_LITERAL_MISMATCH", "helo", "HELO/EHLO is an address literal that is not the client's own address." },
+  { "RL_HELO_INVALID", "helo", "HELO/EHLO has characters or label lengths no hostname can have." },
+  { "RL_HELO_NO_ADDRESS", "helo", "HELO/EHLO is a FQDN with no A or AAAA record." },
+  { "RL_HELO_FORGED_LOCAL", "helo", "The client greets with one of our own names or addresses." },
+  { "RL_HELO_GENERIC", "helo", "HELO/EHLO is a generic ISP-style name for the client IP (weight x confidence)." },
+  { "RL_HELO_TEMPFAIL", "helo", "The HELO name could not be resolved because of a DNS failure." },
+  { "RL_MAILFROM_BAD_SYNTAX", "mailfrom", "The envelope sender (MAIL FROM) is not a valid address." },
+  { "RL_MAILFROM_SPECIAL_USE", "mailfrom", "The MAIL FROM domain is special-use or not under a public suffix (.invalid, .test, .example, .local, single label, ...)." },
+  { "RL_MAILFROM_NXDOMAIN", "mailfrom", "The MAIL FROM domain does not exist." },
+  { "RL_MAILFROM_NO_MAIL_HOST", "mailfrom", "The MAIL FROM domain exists but has neither MX nor A/AAAA (RFC 5321 section 5.1)." },
+  { "RL_MAILFROM_NULL_MX", "mailfrom", "The MAIL FROM domain publishes a null MX (RFC 7505): it accepts no mail." },
+  { "RL_MAILFROM_BOGUS_MX", "mailfrom", "Every MX target of the MAIL FROM domain is an IP literal, unresolvable, or resolves only to loopback/private/reserved addresses." },
+  { "RL_MAILFROM_TEMPFAIL", "mailfrom", "The MAIL FROM domain could not be checked because of a DNS failure." },
+  { "RL_SCORER_FAIL", "plugin", "The plugin could not get an answer from the scorer service (fail-open)." },
+  { "RL_SCORER_UNKNOWN", "plugin", "The service returned a symbol the plugin does not know (version skew)." },
+}
+-- symbols:end
+-- luacheck: pop
+
+local settings = {
+  servers = '127.0.0.1:' .. DEFAULT_PORT,
+  path = '/v1/check',
+  timeout = 1.0,
+  check_local = false,
+  check_authed = false,
+  token = '',
+  group = N,
+}
+
+-- Names the service may return (every family but "plugin").
+local service_symbols = {}
+for _, entry in ipairs(SYMBOLS) do
+  if entry[2] ~= 'plugin' then
+    service_symbols[entry[1]] = true
+  end
+end
+
+local upstreams -- rspamd_upstream_list
+local n_upstreams = 1
+local skip_conf -- {check_local, check_authed} for lua_util.is_skip_local_or_authed
+
+-- What the service is told about the SMTP session. Only strings: rspamd 3.4's
+-- msgpack encoder garbles negative integers, and nil would become ucl.null.
+local function build_request(task, ip)
+  local req = { ip = ip:to_string() }
+  local helo = task:get_helo()
+  if type(helo) == 'string' then
+    req.helo = helo
+  end
+  local from = task:get_from('smtp')
+  if type(from) == 'table' and type(from[1]) == 'table' then
+    local addr = from[1]
+    if addr.flags and addr.flags.empty then
+      req.mail_from = '' -- the null sender <>
+    elseif type(addr.addr) == 'string' and addr.addr ~= '' then
+      req.mail_from = addr.addr
+    elseif type(addr.raw) == 'string' then
+      req.mail_from = addr.raw -- unparsable: the service scores the syntax
+    end
+  end
+  local hostname = task:get_hostname()
+  if type(hostname) == 'string' then
+    req.hostname = hostname
+  end
+  local queue_id = task:get_queue_id()
+  if type(queue_id) == 'string' then
+    req.queue_id = queue_id
+  end
+  local user = task:get_user()
+  if type(user) == 'string' then
+    req.user = user
+  end
+  return req
+end
+
+-- The fail-open path: record why, score nothing, let the scan go on.
+local function fail_open(task, reason, server)
+  rspamd_logger.infox(task, '%s: failing open (server %s): %s', N, server, reason)
+  task:insert_result(FAIL_SYMBOL, 1.0, reason, 'server=' .. server)
+end
+
+-- Inserts the service's symbols; returns an error string for an unusable reply.
+-- The whole reply is checked before anything is inserted: all or nothing.
+local function apply_reply(task, body)
+  if not body or #body == 0 then
+    return 'empty reply body'
+  end
+  local parser = ucl.parser()
+  local ok, err = parser:parse_text(body)
+  if not ok then
+    return 'unparsable reply: ' .. tostring(err)
+  end
+  local reply = parser:get_object()
+  if type(reply) ~= 'table' or type(reply.symbols) ~= 'table' then
+    return 'reply has no symbols list'
+  end
+  local known, unknown, seen = {}, {}, {}
+  for _, sym in ipairs(reply.symbols) do
+    if type(sym) ~= 'table' or type(sym.name) ~= 'string' or type(sym.score) ~= 'number'
+        or sym.score ~= sym.score then
+      return 'malformed symbol in reply'
+    end
+    local name = sym.name
+    if seen[name] then
+      -- Inserted twice, a symbol would count twice; the service never does this.
+      lua_util.debugm(N, task, 'ignored a second %s in the reply', name)
+    elseif service_symbols[name] then
+      local options = {}
+      if type(sym.options) == 'table' then
+        for _, opt in ipairs(sym.options) do
+          options[#options + 1] = tostring(opt)
+        end
+      end
+      known[#known + 1] = { name, sym.score, options }
+    else
+      unknown[#unknown + 1] = name
+    end
+    seen[name] = true
+  end
+  for _, hit in ipairs(known) do
+    task:insert_result(hit[1], hit[2], hit[3])
+  end
+  if #unknown > 0 then
+    task:insert_result(UNKNOWN_SYMBOL, 1.0, unknown)
+  end
+  return nil
+end
+
+local function rdns_scorer_check(task)
+  if lua_util.is_skip_local_or_authed(task, skip_conf) then
+    lua_util.debugm(N, task, 'skipped: local client or authenticated user')
+    return
+  end
+  local ip = task:get_from_ip()
+  if not (ip and ip:is_valid()) then
+    lua_util.debugm(N, task, 'skipped: no client IP')
+    return
+  end
+
+  local body = ucl.to_format(build_request(task, ip), 'msgpack')
+  local headers = { ['Content-Type'] = 'application/msgpack', Accept = 'application/json' }
+  if settings.token ~= '' then
+    headers['Authorization'] = 'Bearer ' .. settings.token
+  end
+  local deadline = rspamd_util.get_ticks() + settings.timeout
+  local attempts = 0
+
+  local function send()
+    attempts = attempts + 1
+    local upstream = upstreams:get_upstream_round_robin()
+    local server = upstream:get_addr():to_string(true)
+
+    local function on_reply(err, code, reply_body)
+      local reason
+      if err then
+        reason = tostring(err)
+      elseif code ~= 200 then
+        reason = string.format('HTTP %s', code)
+      end
+      if reason then
+        upstream:fail()
+        local left = deadline - rspamd_util.get_ticks()
+        -- Another instance may answer, but only within the same budget and never
+        -- after a timeout (the budget is gone) or a 4xx (every instance says the same).
+        local retry = attempts < n_upstreams and left > 0.05 and
+            not reason:find('timeout', 1, true) and not (code and code >= 400 and code < 500)
+        if retry then
+          lua_util.debugm(N, task, 'retrying after %s from %s', reason, server)
+          send()
+        else
+          fail_open(task, reason, server)
+        end
+        return
+      end
+      upstream:ok()
+      -- Even a bug of ours while reading the reply must not cost the message anything.
+      local done, bad = pcall(apply_reply, task, reply_body)
+      if not done then
+        fail_open(task, 'error reading reply: ' .. tostring(bad), server)
+      elseif bad then
+        fail_open(task, bad, server)
+      end
+    end
+
+    local sent = rspamd_http.request({
+      task = task,
+      url = string.format('http://%s%s', server, settings.path),
+      body = body,
+      headers = headers,
+      timeout = math.max(deadline - rspamd_util.get_ticks(), 0.01),
+      keepalive = true,
+      callback = on_reply,
+    })
+    if not sent then
+      fail_open(task, 'cannot send request', server)
+    end
+  end
+
+  send()
+end
+
+-- The registered callback: a bug of ours fails open like an unreachable service.
+local function rdns_scorer_callback(task)
+  local done, err = pcall(rdns_scorer_check, task)
+  if not done then
+    fail_open(task, 'plugin error: ' .. tostring(err), '-')
+  end
+end
+
+-- Configuration
+local opts = rspamd_config:get_all_opt(N)
+if not opts then
+  return -- no rdns_scorer section: rspamd disables the module anyway
+end
+settings = lua_util.override_defaults(settings, opts)
+
+if type(settings.timeout) == 'string' then
+  settings.timeout = lua_util.parse_time_interval(settings.timeout)
+end
+if type(settings.timeout) ~= 'number' or settings.timeout <= 0 then
+  rspamd_logger.errx(rspamd_config, '%s: timeout must be a positive time, got %s', N,
+      opts.timeout)
+  lua_util.disable_module(N, 'config')
+  return
+end
+if type(settings.token) ~= 'string' then
+  settings.token = tostring(settings.token)
+end
+
+upstreams = rspamd_upstream_list.create(rspamd_config, settings.servers, DEFAULT_PORT)
+if not upstreams then
+  rspamd_logger.errx(rspamd_config, '%s: cannot parse servers %s', N, settings.servers)
+  lua_util.disable_module(N, 'config')
+  return
+end
+n_upstreams = #upstreams:all_upstreams()
+
+skip_conf = lua_util.config_check_local_or_authed(rspamd_config, N,
+    settings.check_local, settings.check_authed)
+
+-- All symbols are registered here, in one place.
+local check_id = rspamd_config:register_symbol({
+  name = CHECK_SYMBOL,
+  type = 'callback',
+  callback = rdns_scorer_callback,
+  flags = 'empty,nostat',
+  group = settings.group,
+  augmentations = { string.format('timeout=%f', settings.timeout) },
+})
+for _, entry in ipairs(SYMBOLS) do
+  local name, family, description = entry[1], entry[2], entry[3]
+  rspamd_config:register_symbol({
+    name = name,
+    type = 'virtual',
+    parent = check_id,
+    flags = 'nostat',
+    group = settings.group,
+    -- Service symbols: weight 1.0 x the service's score. Plugin symbols score nothing.
+    score = family == 'plugin' and 0.0 or 1.0,
+    description = description,
+  })
+end
+
+rspamd_logger.infox(rspamd_config, '%s: enabled; %s server(s), timeout %s s, check_local=%s, ' ..
+    'check_authed=%s', N, n_upstreams, settings.timeout, skip_conf[1], skip_conf[2])

@@ -1,0 +1,335 @@
+"""rspamd integration: ``rdns-scorer rspamd config|install|symbols``.
+
+The plugin itself is ``lua/rdns_scorer.lua`` (with ``lua/rdns_scorer.conf`` as a commented
+example). Those files are the source of truth; :func:`plugin_dir` finds them
+
+1. next to this module (``scorer/integrations/lua/``, if a packager copies them there),
+2. in the source checkout this package runs from (``<repo>/lua``, editable installs), or
+3. under ``<sys.prefix>/share/rdns-scorer/lua`` (``pip install`` puts them there through
+   setuptools ``data-files``, see pyproject.toml).
+
+The Lua module keeps a literal copy of the symbol table (it is a single file dropped into
+``plugins.d/``, so it cannot import anything of ours). :func:`lua_symbols_block` renders
+that copy from :data:`scorer.symbols.SYMBOLS`; a test fails when the two differ and
+``rdns-scorer rspamd symbols --write lua/rdns_scorer.lua`` updates it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scorer.config import Config, load_config, parse_listen, with_overrides
+from scorer.symbols import SYMBOLS
+
+MODULE = "rdns_scorer"
+PLUGIN_FILE = f"{MODULE}.lua"
+EXAMPLE_FILE = f"{MODULE}.conf"
+MARK_BEGIN = "# >>> rdns-scorer: managed by `rdns-scorer rspamd install`; edits inside are lost"
+MARK_END = "# <<< rdns-scorer"
+SYMBOLS_BEGIN = "-- symbols:begin"
+SYMBOLS_END = "-- symbols:end"
+DEFAULT_CONFDIR = Path("/etc/rspamd")
+DEFAULT_TIMEOUT = 1.0  # the plugin's default; never below the service's own deadline
+
+
+def plugin_dir() -> Path:
+    """The directory holding ``rdns_scorer.lua``; FileNotFoundError names where it looked."""
+    here = Path(__file__).resolve().parent
+    candidates = [
+        here / "lua",
+        here.parents[1] / "lua",
+        Path(sys.prefix) / "share" / "rdns-scorer" / "lua",
+    ]
+    for candidate in candidates:
+        if (candidate / PLUGIN_FILE).is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"{PLUGIN_FILE} not found in any of: {', '.join(str(c) for c in candidates)}"
+    )
+
+
+# -- the symbol table copy inside the Lua module ------------------------------------------
+
+
+def _lua_string(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def lua_symbols_block() -> str:
+    """The Lua ``SYMBOLS`` table, exactly as it sits between the markers in the plugin."""
+    lines = [SYMBOLS_BEGIN, "local SYMBOLS = {"]
+    for symbol in SYMBOLS.values():
+        fields = ", ".join(
+            _lua_string(value) for value in (symbol.name, str(symbol.family), symbol.description)
+        )
+        lines.append(f"  {{ {fields} }},")
+    lines += ["}", SYMBOLS_END]
+    return "\n".join(lines) + "\n"
+
+
+def embedded_symbols_block(lua_source: str) -> str:
+    """The block between the symbol markers in a plugin's source (markers included)."""
+    start = lua_source.index(SYMBOLS_BEGIN)
+    end = lua_source.index(SYMBOLS_END, start) + len(SYMBOLS_END)
+    return lua_source[start:end] + "\n"
+
+
+def sync_symbols(path: Path) -> bool:
+    """Rewrite the symbol block in the plugin at ``path``; True if it changed."""
+    source = path.read_text()
+    current = embedded_symbols_block(source)
+    wanted = lua_symbols_block()
+    if current == wanted:
+        return False
+    path.write_text(source.replace(current, wanted, 1))
+    return True
+
+
+# -- the module section --------------------------------------------------------------------
+
+
+def _ucl_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def server_address(config: Config) -> str:
+    """Where rspamd reaches the service: its listen address, loopback for a wildcard bind."""
+    host, port = parse_listen(config.server.listen)
+    if host in ("0.0.0.0", "*"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def module_section(config: Config) -> str:
+    """The top-level ``rdns_scorer { ... }`` section for a service running with ``config``."""
+    # The service answers within its request deadline; give the network a little on top.
+    timeout = max(DEFAULT_TIMEOUT, round(config.dns.request_deadline + 0.2, 3))
+    lines = [
+        f"{MODULE} {{",
+        f"  servers = {_ucl_string(server_address(config))};",
+        '  path = "/v1/check";',
+        f"  timeout = {timeout:g}s;",
+        "  check_local = false;",
+        "  check_authed = false;",
+    ]
+    if config.server.token:
+        lines.append(f"  token = {_ucl_string(config.server.token)};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+# -- install -------------------------------------------------------------------------------
+
+
+@dataclass
+class InstallReport:
+    lines: list[str] = field(default_factory=list)
+    ok: bool = True
+
+    def say(self, line: str) -> None:
+        self.lines.append(line)
+
+
+def _backup(path: Path, stamp: str) -> Path:
+    """Copy ``path`` to ``path.rdns-scorer-<stamp>.bak`` (never ending in .lua: plugins.d
+    loads every *.lua file)."""
+    backup = path.with_name(f"{path.name}.rdns-scorer-{stamp}.bak")
+    n = 1
+    while backup.exists():
+        backup = path.with_name(f"{path.name}.rdns-scorer-{stamp}-{n}.bak")
+        n += 1
+    shutil.copy2(path, backup)
+    return backup
+
+
+def _write_if_changed(
+    path: Path, content: str, stamp: str, report: InstallReport, new_mode: int = 0o644
+) -> None:
+    """Write ``content`` unless it is already there; an existing file keeps its mode."""
+    if path.exists():
+        if path.read_text() == content:
+            report.say(f"unchanged: {path}")
+            return
+        backup = _backup(path, stamp)
+        mode = path.stat().st_mode & 0o7777
+        path.write_text(content)
+        path.chmod(mode)
+        report.say(f"updated:   {path} (backup: {backup})")
+    else:
+        path.write_text(content)
+        path.chmod(new_mode)
+        report.say(f"created:   {path}")
+
+
+def with_managed_block(text: str, section: str) -> str:
+    """``text`` with our section between the markers: replaced if present, else appended."""
+    block = f"{MARK_BEGIN}\n{section}{MARK_END}\n"
+    start = text.find(MARK_BEGIN)
+    if start != -1:
+        end = text.find(MARK_END, start)
+        if end == -1:
+            raise ValueError(f"found {MARK_BEGIN!r} without {MARK_END!r}; fix the file by hand")
+        end += len(MARK_END)
+        if text[end : end + 1] == "\n":
+            end += 1
+        return text[:start] + block + text[end:]
+    if text and not text.endswith("\n"):
+        text += "\n"
+    return text + ("\n" if text else "") + block
+
+
+def configtest(confdir: Path, rspamadm: str | None) -> tuple[bool | None, str]:
+    """``rspamadm configtest`` on ``confdir``; (None, why) when it cannot run."""
+    if rspamadm is None:
+        return None, "rspamadm not found; run `rspamadm configtest` yourself"
+    main_conf = confdir / "rspamd.conf"
+    if not main_conf.is_file():
+        return None, f"{main_conf} does not exist; configtest skipped"
+    # CONFDIR/LOCAL_CONFDIR are compiled-in paths; point them at confdir so a copy of the
+    # config (or a non-default location) is tested with our files, not /etc/rspamd's.
+    command = [
+        rspamadm,
+        f"--var=CONFDIR={confdir}",
+        f"--var=LOCAL_CONFDIR={confdir}",
+        "configtest",
+        "-c",
+        str(main_conf),
+    ]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return False, f"configtest could not run: {error}"
+    output = (done.stdout + done.stderr).strip()
+    return done.returncode == 0, output
+
+
+def install(
+    confdir: Path,
+    section: str,
+    rspamadm: str | None = None,
+    source_dir: Path | None = None,
+) -> InstallReport:
+    """Copy the plugin into ``confdir/plugins.d`` and put ``section`` into
+    ``confdir/rspamd.conf.local`` between marker comments. Idempotent; every file it
+    changes is first copied to a timestamped backup."""
+    report = InstallReport()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    source = (source_dir or plugin_dir()) / PLUGIN_FILE
+    plugins = confdir / "plugins.d"
+    plugins.mkdir(parents=True, exist_ok=True)
+    _write_if_changed(plugins / PLUGIN_FILE, source.read_text(), stamp, report)
+
+    local = confdir / "rspamd.conf.local"
+    current = local.read_text() if local.exists() else ""
+    try:
+        wanted = with_managed_block(current, section)
+    except ValueError as error:
+        report.say(f"error:     {local}: {error}")
+        report.ok = False
+        return report
+    secret = "\n  token = " in section
+    # A file holding the token is not for every local user (rspamd reads it as root).
+    _write_if_changed(local, wanted, stamp, report, new_mode=0o640 if secret else 0o644)
+    if secret and local.stat().st_mode & 0o004:
+        report.say(f"warning:   {local} is world-readable and holds the token: chmod o-r it")
+
+    passed, output = configtest(confdir, rspamadm)
+    if passed is None:
+        report.say(f"note:      {output}")
+    else:
+        report.say(f"configtest: {'OK' if passed else 'FAILED'}")
+        if output:
+            report.lines += [f"  {line}" for line in output.splitlines()]
+        report.ok = passed
+    if report.ok:
+        report.say("reload rspamd to activate: systemctl reload rspamd")
+    else:
+        report.say("do not reload rspamd: fix the error, or restore the backups named above")
+    return report
+
+
+# -- command line --------------------------------------------------------------------------
+
+
+def _service_config(args: argparse.Namespace) -> Config:
+    return with_overrides(load_config(args.config), listen=args.listen)
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    sys.stdout.write(module_section(_service_config(args)))
+    return 0
+
+
+def _cmd_install(args: argparse.Namespace) -> int:
+    confdir = Path(args.confdir)
+    if not confdir.is_dir():
+        print(f"rdns-scorer rspamd install: {confdir} is not a directory", file=sys.stderr)
+        return 2
+    try:
+        source_dir = plugin_dir()
+    except FileNotFoundError as error:
+        print(f"rdns-scorer rspamd install: {error}", file=sys.stderr)
+        return 2
+    rspamadm = None if args.no_configtest else shutil.which("rspamadm")
+    report = install(confdir, module_section(_service_config(args)), rspamadm, source_dir)
+    print("\n".join(report.lines))
+    return 0 if report.ok else 1
+
+
+def _cmd_symbols(args: argparse.Namespace) -> int:
+    if args.write:
+        changed = sync_symbols(Path(args.write))
+        print(f"{args.write}: {'updated' if changed else 'already up to date'}")
+    else:
+        sys.stdout.write(lua_symbols_block())
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register ``rdns-scorer rspamd ...``."""
+    rspamd = commands.add_parser("rspamd", help="set up the rspamd plugin")
+    actions = rspamd.add_subparsers(dest="rspamd_command", required=True, metavar="ACTION")
+
+    def service_options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--config", metavar="FILE", help="the service's TOML config")
+        parser.add_argument(
+            "--listen", metavar="HOST:PORT", help="the service's address (default: config)"
+        )
+
+    config = actions.add_parser(
+        "config",
+        help="print the rdns_scorer { } section for the current service settings",
+    )
+    service_options(config)
+    config.set_defaults(func=_cmd_config)
+
+    install_cmd = actions.add_parser(
+        "install",
+        help="install the plugin into an rspamd config dir",
+        description="Copy rdns_scorer.lua into CONFDIR/plugins.d/, add the module section to "
+        "CONFDIR/rspamd.conf.local between marker comments (idempotent; changed files are "
+        "backed up first) and run `rspamadm configtest`.",
+    )
+    install_cmd.add_argument(
+        "--confdir", default=str(DEFAULT_CONFDIR), help="rspamd config dir (default /etc/rspamd)"
+    )
+    install_cmd.add_argument(
+        "--no-configtest", action="store_true", help="do not run rspamadm configtest"
+    )
+    service_options(install_cmd)
+    install_cmd.set_defaults(func=_cmd_install)
+
+    symbols = actions.add_parser(
+        "symbols", help="print the Lua symbol table the plugin embeds (for maintainers)"
+    )
+    symbols.add_argument("--write", metavar="LUA_FILE", help="update the table in this file")
+    symbols.set_defaults(func=_cmd_symbols)

@@ -1,0 +1,188 @@
+"""A tiny HTTP/1.1 server on plain sockets, for faults a real service cannot produce on demand.
+
+One thread per connection, keep-alive honoured (rspamd's client reuses connections),
+and the behaviour switchable at run time through ``mode``:
+
+- ``json``: 200 with ``reply`` (a JSON-able object) as the body;
+- ``status``: ``status`` code with a small JSON error body;
+- ``garbage``: 200 with a body that is not JSON;
+- ``hang``: read the request, never answer (the connection stays open until the peer leaves);
+- ``close``: read the request and close the connection without a word.
+
+Every request is recorded (method, path, lower-cased headers, body).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.support.ports import free_port
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class FakeHttp:
+    mode: str = "json"
+    status: int = 500
+    reply: Any = field(default_factory=lambda: {"symbols": [], "score": 0.0, "elapsed_ms": 0.1})
+    port: int = field(default_factory=free_port)
+    requests: list[Recorded] = field(default_factory=list)
+    connections: int = 0
+
+    def __post_init__(self) -> None:
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", self.port))
+        self._listener.listen(64)
+        self._clients: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> FakeHttp:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._listener.close()
+        with self._lock:
+            for client in self._clients:
+                with contextlib.suppress(OSError):
+                    client.shutdown(socket.SHUT_RDWR)
+                client.close()
+
+    def set(self, mode: str, **values: Any) -> None:
+        self.mode = mode
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                self._clients.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        buffer = b""
+        with client:
+            while True:
+                request, buffer = _read_request(client, buffer)
+                if request is None:
+                    return
+                self.requests.append(request)
+                response = self._response(request)
+                if response is None:
+                    return  # "hang" waits for the peer to leave; "close" leaves now
+                try:
+                    client.sendall(response)
+                except OSError:
+                    return
+
+    def _response(self, request: Recorded) -> bytes | None:
+        mode = self.mode
+        if mode == "hang":
+            self._stopped.wait()
+            return None
+        if mode == "close":
+            return None
+        if mode == "json":
+            return _http(200, json.dumps(self.reply).encode())
+        if mode == "garbage":
+            return _http(200, b"<html>this is not json", "text/html")
+        if mode == "status":
+            return _http(self.status, json.dumps({"error": "fake", "field": "-"}).encode())
+        raise ValueError(f"unknown mode {mode!r}")
+
+
+def _http(status: int, body: bytes, content_type: str = "application/json") -> bytes:
+    head = (
+        f"HTTP/1.1 {status} Fake\r\n"
+        f"Content-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: keep-alive\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def _read_request(client: socket.socket, buffer: bytes) -> tuple[Recorded | None, bytes]:
+    while b"\r\n\r\n" not in buffer:
+        try:
+            chunk = client.recv(65536)
+        except OSError:
+            return None, b""
+        if not chunk:
+            return None, b""
+        buffer += chunk
+    head, _, rest = buffer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _version = lines[0].split(" ", 2)
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(rest) < length:
+        try:
+            chunk = client.recv(65536)
+        except OSError:
+            return None, b""
+        if not chunk:
+            return None, b""
+        rest += chunk
+    return Recorded(method, path, headers, rest[:length]), rest[length:]
+
+
+class HungSocket:
+    """Accepts connections and never reads or answers: the service is hung."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", self.port))
+        self._listener.listen(64)
+        self._held: list[socket.socket] = []
+        self.accepted = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> HungSocket:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self._held.append(client)  # kept open, never read
+
+    def stop(self) -> None:
+        self._listener.close()
+        for client in self._held:
+            client.close()

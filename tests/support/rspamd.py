@@ -1,0 +1,240 @@
+"""A real rspamd 3.4 on loopback, from a minimal self-contained config that loads our plugin.
+
+See /work/shared/reference/rspamd-3.4.md: all C modules off, only ``lua/rdns_scorer.lua``
+loaded from a private plugins dir, DNS pointed at the tests' unbound, a tiny TLD list
+(instead of compiling the real one for ~10 s) and a shared hyperscan cache dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.support.ports import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN = REPO / "lua" / "rdns_scorer.lua"
+RSPAMD_USER = "_rspamd"
+
+
+def rspamd_available() -> bool:
+    return shutil.which("rspamd") is not None
+
+
+@dataclass
+class ScanResult:
+    """The parts of rspamd's /checkv2 reply the tests look at."""
+
+    raw: dict[str, Any]
+    elapsed: float
+
+    @property
+    def symbols(self) -> dict[str, dict[str, Any]]:
+        return dict(self.raw.get("symbols", {}))
+
+    def ours(self) -> dict[str, dict[str, Any]]:
+        """Only our symbols (RL_*)."""
+        return {k: v for k, v in self.symbols.items() if k.startswith("RL_")}
+
+    def score(self, name: str) -> float:
+        return float(self.symbols[name]["score"])
+
+    def options(self, name: str) -> list[str]:
+        return list(self.symbols[name].get("options", []))
+
+    @property
+    def total(self) -> float:
+        return float(self.raw["score"])
+
+
+class Rspamd:
+    """``rspamd -f`` with one normal worker; ``module_conf`` is the body of ``rdns_scorer {}``.
+
+    ``extra_conf`` is appended at top level (groups, symbol weights, ...).
+    ``cache_dir`` is shared between instances so hyperscan compiles once per session.
+    """
+
+    def __init__(
+        self,
+        nameserver: str,
+        module_conf: str,
+        cache_dir: Path,
+        extra_conf: str = "",
+        plugin: Path = PLUGIN,
+    ) -> None:
+        self.nameserver = nameserver
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="rdns-rspamd-"))
+        self.cache_dir = cache_dir
+        self.module_conf = module_conf
+        self.extra_conf = extra_conf
+        self.plugin = plugin
+        self.log_path = self.dir / "rspamd.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _write_config(self) -> Path:
+        for sub in ("db", "run", "plugins"):
+            (self.dir / sub).mkdir(exist_ok=True)
+        shutil.copy(self.plugin, self.dir / "plugins" / "rdns_scorer.lua")
+        (self.dir / "tld.dat").write_text("com\nnet\norg\nde\n")
+        host, port = self.nameserver.rsplit(":", 1)
+        d = self.dir
+        conf = f"""
+options {{
+  pidfile = "{d}/run/rspamd.pid";
+  filters = "";
+  explicit_modules = [];
+  url_tld = "{d}/tld.dat";
+  cache_file = "{d}/db/symbols.cache";
+  hs_cache_dir = "{self.cache_dir}";
+  stats_file = "{d}/db/stats.ucl";
+  dynamic_conf = "{d}/db/dynamic.conf";
+  history_file = "{d}/db/history.zst";
+  control_socket = "{d}/run/control.sock mode=0600";
+  local_addrs = ["127.0.0.0/8", "10.0.0.0/8", "192.168.0.0/16", "::1"];
+  dns {{
+    nameserver = ["{host}:{port}"];
+    timeout = 1s;
+    retransmits = 2;
+  }}
+}}
+logging {{
+  type = "console";
+  level = "info";
+  debug_modules = ["rdns_scorer"];
+}}
+worker "normal" {{
+  bind_socket = "127.0.0.1:{self.port}";
+  count = 1;
+  task_timeout = 8s;
+}}
+actions {{
+  reject = 15;
+  add_header = 6;
+  greylist = 4;
+}}
+modules {{
+  path = "{d}/plugins/";
+}}
+rdns_scorer {{
+{self.module_conf}
+}}
+{self.extra_conf}
+"""
+        path = d / "rspamd.conf"
+        path.write_text(conf)
+        return path
+
+    def configtest(self) -> subprocess.CompletedProcess[str]:
+        conf = self._write_config()
+        return subprocess.run(
+            ["rspamadm", "configtest", "-c", str(conf)], capture_output=True, text=True
+        )
+
+    def start(self, timeout: float = 30.0) -> Rspamd:
+        conf = self._write_config()
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            for path in (self.dir, self.dir / "db", self.dir / "run", self.cache_dir):
+                shutil.chown(path, RSPAMD_USER, RSPAMD_USER)
+            command = ["rspamd", "-f", "-u", RSPAMD_USER, "-g", RSPAMD_USER, "-c", str(conf)]
+        else:
+            command = ["rspamd", "-f", "-c", str(conf)]
+        log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as rspamd
+        self._process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"rspamd exited:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as reply:
+                    if reply.read().strip() == b"pong":
+                        return self
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"rspamd did not answer /ping in {timeout}s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._process.pid, signal.SIGKILL)
+                self._process.wait()
+        self._process = None
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def lua_errors(self) -> list[str]:
+        """Log lines where Lua code failed at run time or a module failed to load."""
+        markers = (
+            "callback call failed",
+            "lua_metric_symbol_callback: call to",
+            "call to lua function failed",
+            "attempt to ",
+            "stack traceback",
+            "bad argument",
+            "cannot init lua module",
+            "cannot load lua",
+        )
+        return [line for line in self.log().splitlines() if any(m in line for m in markers)]
+
+    def scan(
+        self,
+        ip: str,
+        helo: str | None = None,
+        mail_from: str | None = None,
+        hostname: str | None = None,
+        user: str | None = None,
+        queue_id: str | None = None,
+        timeout: float = 10.0,
+    ) -> ScanResult:
+        """POST a small message to /checkv2 with the SMTP session in headers."""
+        headers = {"IP": ip}
+        for name, value in (
+            ("Helo", helo),
+            ("From", mail_from),
+            ("Hostname", hostname),
+            ("User", user),
+            ("Queue-Id", queue_id),
+        ):
+            if value is not None:
+                headers[name] = value
+        message = (
+            b"From: Sender <sender@good-sender.net>\r\n"
+            b"To: rcpt@example.com\r\n"
+            b"Subject: rdns-scorer test\r\n"
+            b"Message-ID: <test@good-sender.net>\r\n"
+            b"Date: Thu, 30 Nov 2023 12:00:00 +0000\r\n"
+            b"\r\n"
+            b"Hello.\r\n"
+        )
+        request = urllib.request.Request(
+            f"{self.url}/checkv2", data=message, headers=headers, method="POST"
+        )
+        started = time.monotonic()
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            raw = json.loads(reply.read())
+        return ScanResult(raw, time.monotonic() - started)

@@ -1,0 +1,446 @@
+"""The rspamd plugin end to end: a real rspamd 3.4 loads lua/rdns_scorer.lua and scans
+messages through /checkv2, against the real scorer (resolving via the tests' unbound)
+or against fakes for every way the service can fail.
+
+Each rspamd instance starts once per module; they share one hyperscan cache dir.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from tests.support.fakehttp import FakeHttp, HungSocket
+from tests.support.ports import free_port
+from tests.support.rspamd import Rspamd, ScanResult, rspamd_available
+from tests.support.service import ScorerProcess
+from tests.support.unbound import Unbound
+from tests.world import (
+    BOGUS_MX_DOMAIN,
+    CONFIRMED_IP,
+    CONFIRMED_IP6,
+    CONFIRMED_NAME,
+    CONFIRMED_NAME6,
+    GENERIC_IP,
+    GENERIC_NAME,
+    GOOD_DOMAIN,
+    HELO_NO_ADDRESS,
+    HELO_SERVFAIL,
+    MISSING_PTR_IP,
+    MISSING_PTR_IP6,
+    NO_MAIL_HOST_DOMAIN,
+    NULL_MX_DOMAIN,
+    NXDOMAIN_DOMAIN,
+    PTR_SERVFAIL_IP,
+    SERVFAIL_DOMAIN,
+    UNVERIFIED_IP,
+)
+
+# No skip: a missing rspamd must fail loudly (`make test` installs it).
+assert rspamd_available(), "rspamd is not installed (`make test` installs it)"
+
+TOKEN = "rspamd-test-token"
+PLUGIN_TIMEOUT = 1.0  # the plugin's default, which the hung-service tests rely on
+MARGIN = 0.5  # scheduling slack on top of the timeout for a scan's wall time
+
+# The scorer's [weights]: a negative weight must arrive in rspamd intact.
+SCORER_CONFIG = f"""
+[server]
+token = "{TOKEN}"
+
+[weights]
+RL_HELO_NOT_FQDN = -1.5
+"""
+
+# What an admin does in rspamd's own config: rescale, zero, cap the group.
+RSPAMD_WEIGHTS = {"RL_HELO_LOCALHOST": 2.0, "RL_HELO_BARE_IP": 0.0}
+GROUP_MAX_SCORE = 7.0
+ADMIN_CONF = f"""
+group "rdns_scorer" {{
+  max_score = {GROUP_MAX_SCORE};
+  symbols {{
+    "RL_HELO_LOCALHOST" {{ weight = {RSPAMD_WEIGHTS["RL_HELO_LOCALHOST"]}; }}
+    "RL_HELO_BARE_IP" {{ weight = {RSPAMD_WEIGHTS["RL_HELO_BARE_IP"]}; }}
+  }}
+}}
+"""
+
+GOOD_FROM = f"sender@{GOOD_DOMAIN}"
+
+
+@pytest.fixture(scope="session")
+def hs_cache() -> Iterator[Path]:
+    # Under /tmp, not pytest's 0700 basetemp: rspamd's workers run as _rspamd.
+    path = Path(tempfile.mkdtemp(prefix="rdns-rspamd-hs-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _started(rspamd: Rspamd) -> Iterator[Rspamd]:
+    rspamd.start()
+    # The first task of a fresh worker pays for lazy set-up; keep that out of timings.
+    rspamd.scan("10.0.0.1")
+    try:
+        yield rspamd
+    finally:
+        rspamd.stop()
+    errors = rspamd.lua_errors()
+    rspamd.cleanup()
+    assert not errors, "\n".join(errors)
+
+
+@pytest.fixture(scope="module")
+def scorer(unbound: Unbound) -> Iterator[ScorerProcess]:
+    process = ScorerProcess(unbound.nameserver, SCORER_CONFIG).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def rspamd(unbound: Unbound, scorer: ScorerProcess, hs_cache: Path) -> Iterator[Rspamd]:
+    conf = f'servers = "{scorer.address}";\ntoken = "{TOKEN}";'
+    yield from _started(Rspamd(unbound.nameserver, conf, hs_cache, ADMIN_CONF))
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeHttp]:
+    server = FakeHttp().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_json(fake: FakeHttp) -> Iterator[FakeHttp]:
+    """The fake, reset to answering an empty JSON reply after each test."""
+    fake.set("json", reply={"symbols": [], "score": 0.0, "elapsed_ms": 0.1})
+    yield fake
+    fake.set("json", reply={"symbols": [], "score": 0.0, "elapsed_ms": 0.1})
+
+
+@pytest.fixture(scope="module")
+def rspamd_fake(unbound: Unbound, fake: FakeHttp, hs_cache: Path) -> Iterator[Rspamd]:
+    conf = f'servers = "{fake.address}";\ntoken = "fake-token";'
+    yield from _started(Rspamd(unbound.nameserver, conf, hs_cache))
+
+
+@pytest.fixture(scope="module")
+def hung() -> Iterator[HungSocket]:
+    server = HungSocket().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def rspamd_hung(unbound: Unbound, hung: HungSocket, hs_cache: Path) -> Iterator[Rspamd]:
+    # No timeout set: the default (1 s) is under test.
+    yield from _started(Rspamd(unbound.nameserver, f'servers = "{hung.address}";', hs_cache))
+
+
+@pytest.fixture(scope="module")
+def rspamd_down(unbound: Unbound, hs_cache: Path) -> Iterator[Rspamd]:
+    conf = f'servers = "127.0.0.1:{free_port()}";'  # nothing listens there
+    yield from _started(Rspamd(unbound.nameserver, conf, hs_cache))
+
+
+def service_reply(scorer: ScorerProcess, **fields: str) -> dict[str, float]:
+    """What the service itself says for these fields: name -> score."""
+    request = urllib.request.Request(
+        f"{scorer.url}/v1/check",
+        data=json.dumps(fields).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as reply:
+        body = json.loads(reply.read())
+    return {s["name"]: float(s["score"]) for s in body["symbols"]}
+
+
+def scores(result: ScanResult) -> dict[str, float]:
+    return {name: result.score(name) for name in result.ours()}
+
+
+# -- the real service: every family, through rspamd -------------------------------------
+
+
+def case(
+    case_id: str,
+    *expected: str,
+    ip: str = CONFIRMED_IP,
+    helo: str = CONFIRMED_NAME,
+    mail_from: str = GOOD_FROM,
+) -> Any:
+    """A client that is clean except for what the case changes; ``expected``: the symbols."""
+    return pytest.param(ip, helo, mail_from, set(expected), id=case_id)
+
+
+CASES = [
+    case("clean"),
+    case("clean-ipv6", ip=CONFIRMED_IP6, helo=CONFIRMED_NAME6),
+    case("ptr-missing", "RL_PTR_MISSING", ip=MISSING_PTR_IP),
+    case("ptr-missing-ipv6", "RL_PTR_MISSING", ip=MISSING_PTR_IP6, helo=CONFIRMED_NAME6),
+    case("ptr-unverified", "RL_PTR_UNVERIFIED", ip=UNVERIFIED_IP),
+    case("ptr-generic", "RL_PTR_GENERIC", ip=GENERIC_IP),
+    case("ptr-tempfail", "RL_PTR_TEMPFAIL", ip=PTR_SERVFAIL_IP),
+    case("helo-localhost", "RL_HELO_LOCALHOST", helo="localhost"),
+    case("helo-bare-ip", "RL_HELO_BARE_IP", helo=CONFIRMED_IP),
+    case("helo-literal", "RL_HELO_LITERAL_MISMATCH", helo="[198.51.100.1]"),
+    case("helo-not-fqdn", "RL_HELO_NOT_FQDN", helo="Mail-Server"),
+    case("helo-no-address", "RL_HELO_NO_ADDRESS", helo=HELO_NO_ADDRESS),
+    case("helo-generic", "RL_HELO_GENERIC", helo=GENERIC_NAME),
+    case("helo-tempfail", "RL_HELO_TEMPFAIL", helo=HELO_SERVFAIL),
+    case("from-nxdomain", "RL_MAILFROM_NXDOMAIN", mail_from=f"a@{NXDOMAIN_DOMAIN}"),
+    case("from-null-mx", "RL_MAILFROM_NULL_MX", mail_from=f"a@{NULL_MX_DOMAIN}"),
+    case("from-no-mail-host", "RL_MAILFROM_NO_MAIL_HOST", mail_from=f"a@{NO_MAIL_HOST_DOMAIN}"),
+    case("from-bogus-mx", "RL_MAILFROM_BOGUS_MX", mail_from=f"a@{BOGUS_MX_DOMAIN}"),
+    case("from-special-use", "RL_MAILFROM_SPECIAL_USE", mail_from="a@mail.invalid"),
+    case("from-tempfail", "RL_MAILFROM_TEMPFAIL", mail_from=f"a@{SERVFAIL_DOMAIN}"),
+    case("null-sender", mail_from="<>"),
+    # 5 - 1.5 + 3 stays under the group's max_score (see test_group_max_score_caps_the_total).
+    case("all-families", "RL_PTR_MISSING", "RL_HELO_NOT_FQDN", "RL_MAILFROM_NULL_MX",
+         ip=MISSING_PTR_IP, helo="Mail-Server", mail_from=f"a@{NULL_MX_DOMAIN}"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("ip", "helo", "mail_from", "expected"), CASES)
+def test_service_symbols_arrive_in_rspamd(
+    rspamd: Rspamd, scorer: ScorerProcess, ip: str, helo: str, mail_from: str, expected: set[str]
+) -> None:
+    result = rspamd.scan(ip, helo=helo, mail_from=mail_from, hostname="unknown")
+
+    assert set(result.ours()) == expected, rspamd.log()[-3000:]
+    # The service's own score, times the rspamd-side weight (1.0 unless the admin set one).
+    wire_from = "" if mail_from == "<>" else mail_from
+    direct = service_reply(scorer, ip=ip, helo=helo, mail_from=wire_from, hostname="unknown")
+    assert set(direct) == expected
+    assert scores(result) == {
+        name: pytest.approx(score * RSPAMD_WEIGHTS.get(name, 1.0)) for name, score in direct.items()
+    }
+    for name in expected:
+        assert result.symbols[name]["options"], f"{name} carries its evidence"
+    assert result.total == pytest.approx(sum(scores(result).values()))
+
+
+def test_negative_weight_arrives_intact(rspamd: Rspamd) -> None:
+    result = rspamd.scan(CONFIRMED_IP, helo="Mail-Server", mail_from=GOOD_FROM)
+    assert result.score("RL_HELO_NOT_FQDN") == pytest.approx(-1.5)
+    assert result.total == pytest.approx(-1.5)
+
+
+def test_service_score_is_the_multiplier_at_weight_one(rspamd: Rspamd) -> None:
+    result = rspamd.scan(MISSING_PTR_IP, helo=CONFIRMED_NAME, mail_from=GOOD_FROM)
+    assert result.symbols["RL_PTR_MISSING"]["metric_score"] == pytest.approx(1.0)
+    assert result.score("RL_PTR_MISSING") == pytest.approx(5.0)
+
+
+def test_admin_rescales_and_zeroes_symbols(rspamd: Rspamd) -> None:
+    assert rspamd.scan(CONFIRMED_IP, helo="localhost").score("RL_HELO_LOCALHOST") == 2.0
+    bare = rspamd.scan(CONFIRMED_IP, helo=CONFIRMED_IP)
+    assert bare.score("RL_HELO_BARE_IP") == 0.0
+    assert bare.total == 0.0
+
+
+def test_group_max_score_caps_the_total(rspamd: Rspamd) -> None:
+    # 5 (no PTR) + 4 (MAIL FROM domain does not exist) = 9, capped at the group's 7.
+    result = rspamd.scan(MISSING_PTR_IP, helo=CONFIRMED_NAME, mail_from=f"a@{NXDOMAIN_DOMAIN}")
+    assert set(result.ours()) == {"RL_PTR_MISSING", "RL_MAILFROM_NXDOMAIN"}
+    assert result.total == pytest.approx(GROUP_MAX_SCORE)
+
+
+def test_token_sent_and_accepted(rspamd: Rspamd) -> None:
+    # The scorer requires the token (401 otherwise, which would be RL_SCORER_FAIL).
+    result = rspamd.scan(MISSING_PTR_IP, helo=CONFIRMED_NAME, mail_from=GOOD_FROM)
+    assert "RL_SCORER_FAIL" not in result.symbols
+    assert set(result.ours()) == {"RL_PTR_MISSING"}
+
+
+@pytest.mark.parametrize(
+    ("ip", "user"),
+    [("10.20.30.40", None), ("127.0.0.1", None), (MISSING_PTR_IP, "alice@example.org")],
+    ids=["private-client", "loopback-client", "authenticated-user"],
+)
+def test_local_and_authenticated_are_not_checked(rspamd: Rspamd, ip: str, user: str | None) -> None:
+    # Had the plugin asked, the service would have answered RL_SKIPPED_LOCAL / RL_PTR_MISSING.
+    result = rspamd.scan(ip, helo="localhost", mail_from=f"a@{NXDOMAIN_DOMAIN}", user=user)
+    assert result.ours() == {}
+
+
+# -- what goes over the wire (a recording fake) ------------------------------------------
+
+
+def test_request_is_msgpack_with_string_fields(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
+    before = len(fake_json.requests)
+    rspamd_fake.scan(
+        GENERIC_IP,
+        helo="Mail.Example.NET",
+        mail_from="Some.One@good-sender.net",
+        hostname="host.example.net",
+        queue_id="4Qx1yZ2abc",
+    )
+    assert len(fake_json.requests) == before + 1
+    request = fake_json.requests[-1]
+    assert (request.method, request.path) == ("POST", "/v1/check")
+    assert request.headers["content-type"] == "application/msgpack"
+    assert request.headers["authorization"] == "Bearer fake-token"
+    assert request.headers.get("connection", "").lower() == "keep-alive"
+    body = msgpack.unpackb(request.body)
+    assert body == {
+        "ip": GENERIC_IP,
+        "helo": "Mail.Example.NET",
+        "mail_from": "Some.One@good-sender.net",
+        "hostname": "host.example.net",
+        "queue_id": "4Qx1yZ2abc",
+    }
+    assert all(isinstance(value, str) for value in body.values())
+
+
+def test_null_sender_is_sent_as_empty_string(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
+    rspamd_fake.scan(GENERIC_IP, helo=CONFIRMED_NAME, mail_from="<>")
+    assert msgpack.unpackb(fake_json.requests[-1].body)["mail_from"] == ""
+
+
+def test_ipv6_client_is_sent_plain(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
+    rspamd_fake.scan(CONFIRMED_IP6)
+    assert msgpack.unpackb(fake_json.requests[-1].body) == {"ip": CONFIRMED_IP6}
+
+
+def test_connections_are_kept_alive(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
+    connections, requests = fake_json.connections, len(fake_json.requests)
+    for _ in range(5):
+        rspamd_fake.scan(GENERIC_IP)
+    assert len(fake_json.requests) == requests + 5
+    assert fake_json.connections - connections <= 1
+
+
+@pytest.mark.parametrize(
+    ("ip", "user"),
+    [("10.20.30.40", None), ("192.168.1.20", None), (GENERIC_IP, "alice")],
+    ids=["private-client", "lan-client", "authenticated-user"],
+)
+def test_no_call_for_local_or_authenticated(
+    rspamd_fake: Rspamd, fake_json: FakeHttp, ip: str, user: str | None
+) -> None:
+    before = len(fake_json.requests)
+    result = rspamd_fake.scan(ip, helo="x", user=user)
+    assert len(fake_json.requests) == before
+    assert result.ours() == {}
+
+
+def test_unknown_symbol_goes_to_rl_scorer_unknown(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
+    fake_json.reply = {
+        "symbols": [
+            {"name": "RL_PTR_MISSING", "score": 5.0, "options": ["no PTR"]},
+            {"name": "RL_FROM_THE_FUTURE", "score": 2.0, "options": []},
+        ],
+        "score": 7.0,
+        "elapsed_ms": 1.0,
+    }
+    result = rspamd_fake.scan(GENERIC_IP)
+    assert scores(result) == {"RL_PTR_MISSING": 5.0, "RL_SCORER_UNKNOWN": 0.0}
+    assert result.options("RL_SCORER_UNKNOWN") == ["RL_FROM_THE_FUTURE"]
+    assert result.options("RL_PTR_MISSING") == ["no PTR"]
+
+
+def test_duplicate_symbol_counts_once(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
+    symbol = {"name": "RL_HELO_LOCALHOST", "score": 1.0, "options": ["helo=localhost"]}
+    fake_json.reply = {"symbols": [symbol, symbol], "score": 2.0, "elapsed_ms": 1.0}
+    assert scores(rspamd_fake.scan(GENERIC_IP)) == {"RL_HELO_LOCALHOST": 1.0}
+
+
+# -- fail-open ---------------------------------------------------------------------------
+
+FAULTS = [
+    pytest.param("status", {"status": 500}, "HTTP 500", id="http-500"),
+    pytest.param("status", {"status": 503}, "HTTP 503", id="http-503-overloaded"),
+    pytest.param("status", {"status": 401}, "HTTP 401", id="http-401-wrong-token"),
+    pytest.param("garbage", {}, "unparsable reply", id="garbage-body"),
+    pytest.param("json", {"reply": {"symbols": "no"}}, "no symbols list", id="symbols-not-a-list"),
+    pytest.param("json", {"reply": [1, 2]}, "no symbols list", id="array-body"),
+    pytest.param(
+        "json", {"reply": {"symbols": [{"name": "RL_PTR_MISSING"}]}}, "malformed symbol",
+        id="symbol-without-score",
+    ),
+    pytest.param("close", {}, "IO read error", id="closed-without-reply"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("mode", "values", "reason"), FAULTS)
+def test_service_faults_fail_open(
+    rspamd_fake: Rspamd, fake_json: FakeHttp, mode: str, values: dict[str, Any], reason: str
+) -> None:
+    fake_json.set(mode, **values)
+    result = rspamd_fake.scan(GENERIC_IP, helo="localhost", mail_from=GOOD_FROM)
+    assert scores(result) == {"RL_SCORER_FAIL": 0.0}
+    assert any(reason in option for option in result.options("RL_SCORER_FAIL")), result.options(
+        "RL_SCORER_FAIL"
+    )
+    assert result.total == 0.0
+    assert result.elapsed < PLUGIN_TIMEOUT
+
+
+def test_service_down_fails_open(rspamd_down: Rspamd) -> None:
+    result = rspamd_down.scan(MISSING_PTR_IP, helo="localhost")
+    assert scores(result) == {"RL_SCORER_FAIL": 0.0}
+    assert any("Connection refused" in o for o in result.options("RL_SCORER_FAIL"))
+    assert result.elapsed < PLUGIN_TIMEOUT
+
+
+def test_hung_service_costs_at_most_the_timeout(rspamd_hung: Rspamd, hung: HungSocket) -> None:
+    result = rspamd_hung.scan(MISSING_PTR_IP, helo="localhost")
+    assert scores(result) == {"RL_SCORER_FAIL": 0.0}
+    assert any("timeout" in o for o in result.options("RL_SCORER_FAIL"))
+    assert PLUGIN_TIMEOUT * 0.9 <= result.elapsed < PLUGIN_TIMEOUT + MARGIN
+    assert hung.accepted >= 1
+
+
+def test_hung_service_parallel_scans_all_finish(rspamd_hung: Rspamd) -> None:
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: rspamd_hung.scan(MISSING_PTR_IP), range(8)))
+    assert time.monotonic() - started < PLUGIN_TIMEOUT + MARGIN
+    assert all("RL_SCORER_FAIL" in r.symbols for r in results)
+
+
+# -- several service instances -----------------------------------------------------------
+
+
+def _requests_for(scorer: ScorerProcess, ip: str) -> int:
+    return sum(1 for line in scorer.log().splitlines() if ip in line)
+
+
+def test_failover_to_the_surviving_upstream(unbound: Unbound, hs_cache: Path) -> None:
+    first = ScorerProcess(unbound.nameserver).start()
+    second = ScorerProcess(unbound.nameserver).start()
+    rspamd = Rspamd(
+        unbound.nameserver, f'servers = ["{first.address}", "{second.address}"];', hs_cache
+    )
+    try:
+        rspamd.start()
+        for _ in range(4):
+            assert set(rspamd.scan(MISSING_PTR_IP).ours()) == {"RL_PTR_MISSING"}
+        # Round robin: both instances answered.
+        assert _requests_for(first, MISSING_PTR_IP) >= 1
+        assert _requests_for(second, MISSING_PTR_IP) >= 1
+
+        second.stop()
+        for _ in range(8):
+            result = rspamd.scan(MISSING_PTR_IP)
+            assert set(result.ours()) == {"RL_PTR_MISSING"}, result.ours()
+            assert result.elapsed < PLUGIN_TIMEOUT
+
+        first.stop()
+        result = rspamd.scan(MISSING_PTR_IP)
+        assert scores(result) == {"RL_SCORER_FAIL": 0.0}
+    finally:
+        rspamd.stop()
+        rspamd.cleanup()
+        first.stop()
+        second.stop()

@@ -1,0 +1,296 @@
+"""The rspamd integration's Python side: the plugin's symbol table, `rdns-scorer rspamd config`
+and `rdns-scorer rspamd install` (against a copy of the stock Debian /etc/rspamd)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from scorer.cli import main
+from scorer.config import config_from_mapping
+from scorer.integrations import rspamd as integration
+from scorer.symbols import SYMBOLS, Family
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN = REPO / "lua" / "rdns_scorer.lua"
+EXAMPLE = REPO / "lua" / "rdns_scorer.conf"
+STOCK_CONFDIR = Path("/etc/rspamd")
+
+
+# -- the plugin's copy of the symbol table ---------------------------------------------
+
+
+def test_plugin_symbol_table_equals_scorer_symbols() -> None:
+    embedded = integration.embedded_symbols_block(PLUGIN.read_text())
+    assert embedded == integration.lua_symbols_block(), (
+        "lua/rdns_scorer.lua's SYMBOLS differ from scorer/symbols.py; run "
+        "`rdns-scorer rspamd symbols --write lua/rdns_scorer.lua`"
+    )
+
+
+def test_plugin_symbol_names_parse_back() -> None:
+    # Independent of the renderer: read the names and families straight out of the Lua.
+    block = integration.embedded_symbols_block(PLUGIN.read_text())
+    rows = re.findall(r'^  \{ "([A-Z0-9_]+)", "([a-z]+)", ', block, re.MULTILINE)
+    assert rows == [(s.name, str(s.family)) for s in SYMBOLS.values()]
+    plugin_side = {name for name, family in rows if family == Family.PLUGIN}
+    assert plugin_side == {"RL_SCORER_FAIL", "RL_SCORER_UNKNOWN"}
+
+
+def test_lua_strings_are_escaped() -> None:
+    assert integration._lua_string('say "hi" \\ bye') == '"say \\"hi\\" \\\\ bye"'
+
+
+def test_sync_symbols_rewrites_only_the_block(tmp_path: Path) -> None:
+    stale = PLUGIN.read_text().replace('"RL_PTR_MISSING", "ptr"', '"RL_PTR_GONE", "ptr"')
+    target = tmp_path / "rdns_scorer.lua"
+    target.write_text(stale)
+    assert integration.sync_symbols(target) is True
+    assert target.read_text() == PLUGIN.read_text()
+    assert integration.sync_symbols(target) is False
+
+
+def test_luacheck_is_clean() -> None:
+    if shutil.which("luacheck") is None:
+        pytest.fail("luacheck is not installed (`make test` installs it)")
+    done = subprocess.run(
+        ["luacheck", "--no-color", "-q", "lua"], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- locating the plugin ---------------------------------------------------------------
+
+
+def test_plugin_dir_finds_the_checkout() -> None:
+    found = integration.plugin_dir()
+    assert (found / "rdns_scorer.lua").read_text() == PLUGIN.read_text()
+    assert (found / "rdns_scorer.conf").is_file()
+
+
+# -- rdns-scorer rspamd config ---------------------------------------------------------
+
+
+def test_section_defaults() -> None:
+    section = integration.module_section(config_from_mapping({}))
+    assert section == (
+        "rdns_scorer {\n"
+        '  servers = "127.0.0.1:11340";\n'
+        '  path = "/v1/check";\n'
+        "  timeout = 1s;\n"
+        "  check_local = false;\n"
+        "  check_authed = false;\n"
+        "}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("listen", "servers"),
+    [
+        ("127.0.0.1:11999", "127.0.0.1:11999"),
+        ("0.0.0.0:11340", "127.0.0.1:11340"),
+        ("[::]:11340", "[::1]:11340"),
+        ("[2001:db8::5]:2525", "[2001:db8::5]:2525"),
+        ("10.0.0.5:11340", "10.0.0.5:11340"),
+    ],
+)
+def test_section_servers_follow_listen(listen: str, servers: str) -> None:
+    section = integration.module_section(config_from_mapping({"server": {"listen": listen}}))
+    assert f'servers = "{servers}";' in section
+
+
+def test_section_carries_token_escaped() -> None:
+    config = config_from_mapping({"server": {"token": 's3"cr\\et'}})
+    assert 'token = "s3\\"cr\\\\et";' in integration.module_section(config)
+
+
+def test_section_timeout_stays_above_service_deadline() -> None:
+    config = config_from_mapping({"dns": {"request_deadline": 1.5}})
+    assert "timeout = 1.7s;" in integration.module_section(config)
+
+
+def test_cli_config_prints_the_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "scorer.toml"
+    conf.write_text('[server]\nlisten = "127.0.0.1:12000"\ntoken = "abc"\n')
+    assert main(["rspamd", "config", "--config", str(conf)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("rdns_scorer {\n")
+    assert 'servers = "127.0.0.1:12000";' in out
+    assert 'token = "abc";' in out
+
+
+# -- rdns-scorer rspamd install --------------------------------------------------------
+
+
+def _backups(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.rdns-scorer-*.bak"))
+
+
+def test_managed_block_is_replaced_not_duplicated() -> None:
+    first = integration.with_managed_block("# mine\nfoo { bar = 1; }\n", "A\n")
+    second = integration.with_managed_block(first, "B\n")
+    assert second.count(integration.MARK_BEGIN) == 1
+    assert "A\n" not in second and "B\n" in second
+    assert second.startswith("# mine\nfoo { bar = 1; }\n")
+
+
+def test_managed_block_without_end_marker_is_refused() -> None:
+    with pytest.raises(ValueError):
+        integration.with_managed_block(f"{integration.MARK_BEGIN}\nrdns_scorer {{}}\n", "B\n")
+
+
+def test_install_into_empty_dir_is_idempotent(tmp_path: Path) -> None:
+    section = integration.module_section(config_from_mapping({}))
+    report = integration.install(tmp_path, section, rspamadm=None)
+    assert report.ok
+    plugin = tmp_path / "plugins.d" / "rdns_scorer.lua"
+    assert plugin.read_text() == PLUGIN.read_text()
+    local = (tmp_path / "rspamd.conf.local").read_text()
+    assert section in local
+    assert any("rspamadm not found" in line for line in report.lines)
+
+    again = integration.install(tmp_path, section, rspamadm=None)
+    assert [line for line in again.lines if line.startswith("unchanged")] == [
+        f"unchanged: {plugin}",
+        f"unchanged: {tmp_path / 'rspamd.conf.local'}",
+    ]
+    assert _backups(tmp_path) == [] and _backups(tmp_path / "plugins.d") == []
+
+
+def test_install_keeps_a_new_token_file_private(tmp_path: Path) -> None:
+    section = integration.module_section(config_from_mapping({"server": {"token": "t"}}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    assert (tmp_path / "rspamd.conf.local").stat().st_mode & 0o777 == 0o640
+
+
+def test_install_warns_about_a_world_readable_token(tmp_path: Path) -> None:
+    local = tmp_path / "rspamd.conf.local"
+    local.write_text("# mine\n")
+    local.chmod(0o644)
+    section = integration.module_section(config_from_mapping({"server": {"token": "t"}}))
+    report = integration.install(tmp_path, section, rspamadm=None)
+    assert any(line.startswith("warning:") and "chmod o-r" in line for line in report.lines)
+
+
+def test_install_keeps_user_config_and_backs_up(tmp_path: Path) -> None:
+    local = tmp_path / "rspamd.conf.local"
+    local.write_text("# my own settings\nsomething { x = 1; }\n")
+    local.chmod(0o640)
+    (tmp_path / "plugins.d").mkdir()
+    (tmp_path / "plugins.d" / "rdns_scorer.lua").write_text("-- an old version\n")
+
+    section = integration.module_section(config_from_mapping({"server": {"token": "t1"}}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    text = local.read_text()
+    assert text.startswith("# my own settings\nsomething { x = 1; }\n")
+    assert 'token = "t1";' in text
+    assert local.stat().st_mode & 0o777 == 0o640  # a token must not become world-readable
+    [local_backup] = _backups(tmp_path)
+    assert local_backup.read_text() == "# my own settings\nsomething { x = 1; }\n"
+    [plugin_backup] = _backups(tmp_path / "plugins.d")
+    assert plugin_backup.read_text() == "-- an old version\n"
+    assert not plugin_backup.name.endswith(".lua")  # plugins.d loads every *.lua
+
+    # A new token replaces the managed block in place.
+    section = integration.module_section(config_from_mapping({"server": {"token": "t2"}}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    text = local.read_text()
+    assert 'token = "t2";' in text and "t1" not in text
+    assert text.count("rdns_scorer {") == 1
+    assert len(_backups(tmp_path)) == 2
+
+
+@pytest.fixture
+def stock_confdir(tmp_path: Path) -> Path:
+    if not (STOCK_CONFDIR / "rspamd.conf").is_file() or shutil.which("rspamadm") is None:
+        pytest.fail("no stock rspamd config here (`make test` installs rspamd)")
+    confdir = tmp_path / "rspamd"
+    shutil.copytree(STOCK_CONFDIR, confdir, symlinks=True)
+    return confdir
+
+
+def test_install_into_stock_debian_config(
+    stock_confdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["rspamd", "install", "--confdir", str(stock_confdir)])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "configtest: OK" in out
+    assert (stock_confdir / "plugins.d" / "rdns_scorer.lua").is_file()
+
+    # rspamd itself sees the module enabled with our section.
+    dump = subprocess.run(
+        [
+            "rspamadm",
+            f"--var=CONFDIR={stock_confdir}",
+            f"--var=LOCAL_CONFDIR={stock_confdir}",
+            "configdump",
+            "-c",
+            str(stock_confdir / "rspamd.conf"),
+            "-m",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    enabled = next(line for line in dump.stdout.splitlines() if line.startswith("Modules enabled"))
+    assert "rdns_scorer" in enabled
+
+    # Twice is the same as once.
+    assert main(["rspamd", "install", "--confdir", str(stock_confdir)]) == 0
+    assert "unchanged" in capsys.readouterr().out
+    assert _backups(stock_confdir) == []
+
+
+def test_install_reports_a_broken_config(
+    stock_confdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (stock_confdir / "rspamd.conf.local").write_text("this is { not ucl\n")
+    status = main(["rspamd", "install", "--confdir", str(stock_confdir)])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "configtest: FAILED" in out
+    assert "do not reload rspamd" in out
+
+
+def test_install_refuses_missing_confdir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["rspamd", "install", "--confdir", str(tmp_path / "nope")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_overlap_config_from_the_docs(stock_confdir: Path) -> None:
+    """docs/rspamd.md: zeroing RDNS_NONE and HFILTER_HOSTNAME_UNKNOWN via local.d works."""
+    local_d = stock_confdir / "local.d"
+    local_d.mkdir(exist_ok=True)
+    (local_d / "headers_group.conf").write_text('symbols {\n  "RDNS_NONE" { weight = 0.0; }\n}\n')
+    (local_d / "hfilter_group.conf").write_text(
+        'symbols {\n  "HFILTER_HOSTNAME_UNKNOWN" { weight = 0.0; }\n}\n'
+    )
+    dump = subprocess.run(
+        [
+            "rspamadm",
+            f"--var=CONFDIR={stock_confdir}",
+            f"--var=LOCAL_CONFDIR={stock_confdir}",
+            "configdump",
+            "-c",
+            str(stock_confdir / "rspamd.conf"),
+            "group",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout
+    for symbol in ("RDNS_NONE", "HFILTER_HOSTNAME_UNKNOWN"):
+        block = dump[dump.index(f"{symbol} {{") :]
+        block = block[: block.index("}")]
+        assert "weight = 0;" in block, block
+
+
+def test_example_conf_names_every_setting() -> None:
+    example = EXAMPLE.read_text()
+    for key in ("servers", "path", "timeout", "check_local", "check_authed", "token", "group"):
+        assert re.search(rf"^\s*#?\s*{key} = ", example, re.MULTILINE), key
