@@ -175,3 +175,21 @@ def test_log_lines_cannot_be_forged(unbound: Unbound) -> None:
         process.stop()
     assert len(check_lines) == 1, check_lines
     assert "\\x0d\\x0a" in check_lines[0]
+
+
+def test_json_log_lines_are_one_object_each(unbound: Unbound) -> None:
+    process = ScorerProcess(unbound.nameserver, '[server]\nlog_format = "json"\n').start()
+    try:
+        body = json.dumps(
+            {"ip": world.MISSING_PTR_IP, "helo": 'x"\n{"forged": true}', "queue_id": "Q1"}
+        ).encode()
+        assert _Connection(process.port).post(body, "application/json")[0] == 200
+        time.sleep(0.2)
+        lines = [json.loads(line) for line in process.log().splitlines() if line.strip()]
+    finally:
+        process.stop()
+    checks = [line for line in lines if line.get("event") == "check"]
+    assert len(checks) == 1 and not any("forged" in line for line in lines)
+    assert checks[0]["queue_id"] == "Q1"
+    assert checks[0]["symbols"] == "RL_PTR_MISSING,RL_HELO_INVALID"
+    assert "\\x0a" in checks[0]["helo"]
