@@ -35,10 +35,10 @@ class _CacheCollector(Collector):
     """Cache hits, misses and size, read from the DNS layer when Prometheus scrapes."""
 
     def __init__(self, dns_layer: DnsLayer) -> None:
-        self._dns = dns_layer
+        self.dns = dns_layer
 
     def collect(self) -> Iterator[Metric]:
-        cache = self._dns.cache
+        cache = self.dns.cache
         yield CounterMetricFamily(
             "rdns_scorer_dns_cache_hits", "Lookups answered from the cache.", value=cache.hits
         )
@@ -53,6 +53,7 @@ class _CacheCollector(Collector):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._cache_collector: _CacheCollector | None = None
         r = self.registry
         self.requests = Counter(
             "rdns_scorer_requests", "HTTP requests by endpoint and status.",
@@ -116,7 +117,16 @@ class Metrics:
             self.reloads.labels(result)  # so both series exist before the first reload
 
     def watch_dns(self, dns_layer: DnsLayer) -> None:
-        self.registry.register(_CacheCollector(dns_layer))
+        """Report ``dns_layer``'s cache from now on (a reload with new DNS settings swaps it).
+
+        One collector, repointed: registering a second one would expose every cache series
+        twice (the stale layer's first) and keep the old layer alive.
+        """
+        if self._cache_collector is None:
+            self._cache_collector = _CacheCollector(dns_layer)
+            self.registry.register(self._cache_collector)
+        else:
+            self._cache_collector.dns = dns_layer
 
     def observe_dns(self, rdtype: str, result: str, seconds: float) -> None:
         self.dns_queries.labels(rdtype, result).inc()

@@ -1,0 +1,531 @@
+"""The monitoring stack (issue 6): every dashboard query and alert rule, run by a real Prometheus.
+
+A real Prometheus (scrape and rule evaluation every second) scrapes three targets of the
+"rdns-scorer" job: a scorer resolving through the test unbound, a scorer whose resolver is
+dead (the broken-resolver case users hit most), and a port where nothing listens (a scorer
+that is down). A short synthetic load makes every signal happen: DNS timeouts and SERVFAILs,
+local clients, bad requests, a wrong token, overload 503s, a failed config reload, a
+shadowed symbol. Then every PromQL expression in the Grafana dashboard and in alerts.yml
+must evaluate without error and return data, and every alert must be pending or firing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import itertools
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client import generate_latest
+
+from scorer.app import Service
+from scorer.config import config_from_mapping, load_config, parse_listen
+from scorer.security import public_bind_refusal
+from tests import world
+from tests.support.fakedns import FaultyDns, dead_port
+from tests.support.ports import free_port
+from tests.support.prometheus import (
+    Prometheus,
+    PromQLError,
+    iter_panels,
+    panel_queries,
+    prometheus_available,
+    promtool,
+    substitute,
+    template_values,
+)
+from tests.support.service import ScorerProcess
+from tests.support.unbound import Unbound
+from tests.world import build_zones
+
+REPO = Path(__file__).resolve().parents[1]
+DOCKER = REPO / "docker"
+DASHBOARD = DOCKER / "grafana" / "dashboards" / "rdns-scorer.json"
+PROMETHEUS_YML = DOCKER / "prometheus" / "prometheus.yml"
+ALERTS_YML = DOCKER / "prometheus" / "alerts.yml"
+DOCS = REPO / "docs" / "monitoring.md"
+UNIT = REPO / "contrib" / "rdns-scorer.service"
+JOB = "rdns-scorer"
+TOKEN = "monitoring-test-token"
+
+# No skips: missing tools must fail loudly (`make test` installs them).
+assert prometheus_available(), "prometheus/promtool not installed (`make test` installs them)"
+
+SCORER_TOML = f"""
+[server]
+token = "{TOKEN}"
+max_in_flight = 4
+log_requests = false
+
+[policy]
+shadow_symbols = ["RL_HELO_NOT_FQDN"]
+"""
+
+
+def alert_names() -> list[str]:
+    return re.findall(r"^\s*-\s*alert:\s*(\w+)", ALERTS_YML.read_text(), re.MULTILINE)
+
+
+def load_dashboard() -> dict[str, Any]:
+    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return dashboard
+
+
+# --- the live stack -------------------------------------------------------------------------
+
+# One round of traffic to the healthy scorer. Slow ones (DNS timeouts) take ~0.6 s.
+CHECKS: list[dict[str, str]] = [
+    # Local clients (skip_networks), as behind a proxy or NAT: about a third of the checks.
+    {"ip": "10.1.2.3", "helo": "mail.example.net"},
+    {"ip": "192.168.7.7"},
+    {"ip": "172.16.0.9", "mail_from": "someone@example.net"},
+    {"ip": "127.0.0.1"},
+    {"ip": "100.64.1.1"},
+    {"ip": "169.254.1.1"},
+    {"ip": "fd00::25"},
+    {
+        "ip": world.CONFIRMED_IP,
+        "helo": world.CONFIRMED_NAME,
+        "mail_from": f"news@{world.GOOD_DOMAIN}",
+    },
+    {"ip": world.GENERIC_IP, "helo": "Mail-Server", "mail_from": f"x@{world.NULL_MX_DOMAIN}"},
+    {"ip": world.MISSING_PTR_IP, "helo": "localhost", "mail_from": f"y@{world.NXDOMAIN_DOMAIN}"},
+    {"ip": world.UNVERIFIED_IP, "helo": world.HELO_SERVFAIL},
+    {"ip": world.PTR_SERVFAIL_IP, "mail_from": f"z@{world.SERVFAIL_DOMAIN}"},
+    {
+        "ip": world.PTR_TIMEOUT_IP,
+        "helo": world.HELO_TIMEOUT,
+        "mail_from": f"a@{world.TIMEOUT_DOMAIN}",
+    },
+    {"ip": world.FORWARD_TEMPFAIL_IP, "helo": world.CONFIRMED_NAME},
+]
+FRESH_PER_ROUND = 5  # checks with names seen nowhere before: NXDOMAIN, never from the cache
+FRESH = itertools.count()
+# To the scorer whose resolver is dead: every lookup fails.
+BROKEN_CHECKS: list[dict[str, str]] = [
+    {"ip": world.CONFIRMED_IP, "helo": world.CONFIRMED_NAME, "mail_from": "a@good-sender.net"},
+    {"ip": world.GENERIC_IP, "helo": "mx.example.org", "mail_from": "b@example.org"},
+    {"ip": world.MISSING_PTR_IP, "helo": "mail.example.com", "mail_from": "c@example.com"},
+]
+OVERLOAD_BURST = 8  # concurrent slow checks against max_in_flight = 4
+ROUNDS = 3
+
+
+@dataclass
+class Stack:
+    prometheus: Prometheus
+    healthy: ScorerProcess
+    broken: ScorerProcess
+    down_target: str
+
+
+async def _post(session: aiohttp.ClientSession, url: str, **kwargs: Any) -> int:
+    async with session.post(url, **kwargs) as response:
+        await response.read()
+        return response.status
+
+
+async def drive_load(
+    healthy: ScorerProcess, broken: ScorerProcess, rounds: int, reload: bool = False
+) -> list[int]:
+    """The synthetic load; returns the /v1/check statuses seen, for a sanity check."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    # Checks to the healthy scorer stay below its max_in_flight: only the burst is shed.
+    gate = asyncio.Semaphore(3)
+    statuses: list[int] = []
+
+    async with aiohttp.ClientSession(headers=auth) as session:
+
+        async def check(url: str, body: dict[str, str]) -> None:
+            async with gate if url == healthy.url else contextlib.nullcontext():
+                statuses.append(await _post(session, f"{url}/v1/check", json=body))
+
+        async def bad_requests() -> None:
+            url = f"{healthy.url}/v1/check"
+            for kwargs in (
+                {"data": b"nope", "headers": {"Content-Type": "text/plain"}},  # 415
+                {"data": b"{not json", "headers": {"Content-Type": "application/json"}},  # 400
+                {"json": {"ip": "300.1.1.1"}},  # 400
+                # 401: a plugin with the wrong token
+                {"json": {"ip": world.CONFIRMED_IP}, "headers": {"Authorization": "Bearer x"}},
+            ):
+                statuses.append(await _post(session, url, **kwargs))
+            for path in ("/healthz", "/readyz"):
+                async with session.get(f"{healthy.url}{path}") as response:
+                    await response.read()
+
+        async def reloads() -> None:
+            good = healthy.config_path.read_text()
+            healthy.config_path.write_text(good + "\n[policy\n")  # invalid TOML
+            assert await _post(session, f"{healthy.url}/v1/reload") == 422
+            healthy.config_path.write_text(good)
+            assert await _post(session, f"{healthy.url}/v1/reload") == 200
+
+        for number in range(rounds):
+            # Cached answers stop costing queries after the first round; fresh names keep
+            # the resolver answering, as real traffic does.
+            fresh = [
+                {"ip": f"203.0.113.{100 + serial}", "mail_from": f"u@n{serial}.net"}
+                for serial in (next(FRESH) for _ in range(FRESH_PER_ROUND))
+            ]
+            await asyncio.gather(
+                *(check(healthy.url, body) for body in CHECKS + fresh),
+                *(check(broken.url, body) for body in BROKEN_CHECKS),
+                bad_requests(),
+                *([reloads()] if reload and number == 0 else []),
+            )
+            burst = [
+                _post(session, f"{healthy.url}/v1/check", json={"ip": world.PTR_TIMEOUT_IP})
+                for _ in range(OVERLOAD_BURST)
+            ]
+            statuses += await asyncio.gather(*burst)
+    return statuses
+
+
+def prometheus_config(targets: list[str]) -> str:
+    # JSON is YAML: no YAML library needed. Same job name and rule file as the shipped config.
+    return json.dumps(
+        {
+            "global": {
+                "scrape_interval": "1s",
+                "scrape_timeout": "1s",
+                "evaluation_interval": "1s",
+            },
+            "rule_files": ["alerts.yml"],
+            "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": targets}]}],
+        }
+    )
+
+
+def all_queries(prometheus: Prometheus) -> list[tuple[str, str]]:
+    """(where, expr) for every dashboard target and every alert rule Prometheus loaded."""
+    dashboard = load_dashboard()
+    variables = template_values(dashboard)
+    queries = [
+        (f"panel {q.panel!r} {q.ref_id}", substitute(q.expr, variables))
+        for q in panel_queries(dashboard)
+    ]
+    queries += [(f"alert {rule['name']}", rule["query"]) for rule in prometheus.rules()]
+    return queries
+
+
+def empty_queries(prometheus: Prometheus) -> list[str]:
+    """Which queries fail or return nothing (an error counts: the caller reports it)."""
+    missing = []
+    for where, expr in all_queries(prometheus):
+        try:
+            if not prometheus.query(expr):
+                missing.append(f"{where}: no data\n    {expr}")
+        except PromQLError as error:
+            missing.append(f"{where}: {error}\n    {expr}")
+    return missing
+
+
+def inactive_alerts(prometheus: Prometheus) -> set[str]:
+    active = {a["labels"]["alertname"] for a in prometheus.alerts()}
+    return set(alert_names()) - active
+
+
+@pytest.fixture(scope="module")
+def own_unbound(servfail_dns: FaultyDns) -> Iterator[Unbound]:
+    """The test world on an unbound of our own, not the session's: after this load's many
+    timeouts unbound answers SERVFAIL at once for the dead zones for a few seconds, which
+    would change what later tests see from the shared one."""
+    server = Unbound(build_zones(dead_port(), servfail_dns.port)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(own_unbound: Unbound) -> Iterator[Stack]:
+    healthy = ScorerProcess(own_unbound.nameserver, SCORER_TOML)
+    broken = ScorerProcess(f"127.0.0.1:{dead_port()}", SCORER_TOML)
+    down_target = f"127.0.0.1:{free_port()}"
+    prometheus = Prometheus(
+        prometheus_config([healthy.address, broken.address, down_target]),
+        {"alerts.yml": ALERTS_YML.read_text()},
+    )
+    try:
+        # Prometheus first: its scrape manager takes ~5 s to apply the targets anyway.
+        prometheus.start()
+        healthy.start()
+        broken.start()
+        # A warm-up round creates the labelled series, and a first scrape records them:
+        # rate() and increase() ignore what a series counted before its first sample.
+        asyncio.run(drive_load(healthy, broken, rounds=1))
+        assert prometheus.wait_until(
+            lambda: len(prometheus.query(f'up{{job="{JOB}"}}')) == 3, timeout=10
+        ), prometheus.log()
+        statuses = asyncio.run(drive_load(healthy, broken, rounds=ROUNDS, reload=True))
+        assert {200, 400, 401, 415, 503} <= set(statuses), sorted(set(statuses))
+        # Two more scrapes catch the final counters; the evaluation loop then sees them too.
+        prometheus.wait_until(
+            lambda: not empty_queries(prometheus) and not inactive_alerts(prometheus),
+            timeout=20,
+            interval=0.5,
+        )
+        yield Stack(prometheus, healthy, broken, down_target)
+    finally:
+        prometheus.stop()
+        healthy.stop()
+        broken.stop()
+
+
+def test_every_dashboard_and_alert_query_returns_data(stack: Stack) -> None:
+    queries = all_queries(stack.prometheus)
+    assert len([w for w, _ in queries if w.startswith("alert ")]) == len(alert_names())
+    problems = empty_queries(stack.prometheus)
+    assert not problems, "\n".join(problems)
+
+
+def test_prometheus_loads_and_fires_every_alert(stack: Stack) -> None:
+    rules = stack.prometheus.rules()
+    assert sorted(r["name"] for r in rules) == sorted(alert_names())
+    unhealthy = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+    assert not unhealthy
+    assert not inactive_alerts(stack.prometheus)
+    by_name: dict[str, set[str]] = {}
+    for alert in stack.prometheus.alerts():
+        by_name.setdefault(alert["labels"]["alertname"], set()).add(alert["labels"]["instance"])
+    # Each alert blames the instance that has the problem.
+    assert by_name["RdnsScorerDown"] == {stack.down_target}
+    assert by_name["RdnsScorerResolverBroken"] == {stack.broken.address}
+    assert stack.healthy.address in by_name["RdnsScorerSkippedLocalHigh"]
+    assert by_name["RdnsScorerOverloaded"] == {stack.healthy.address}
+    assert by_name["RdnsScorerConfigReloadFailed"] == {stack.healthy.address}
+
+
+def test_every_exported_metric_family_is_on_the_dashboard(stack: Stack) -> None:
+    names = set(stack.prometheus.api("label/__name__/values"))
+    exported = {n for n in names if n.startswith("rdns_scorer_") and not n.endswith("_created")}
+    assert "rdns_scorer_requests_total" in exported
+
+    def family(name: str) -> str:
+        stem = re.sub(r"_(bucket|sum|count)$", "", name)
+        return stem if f"{stem}_bucket" in exported else name
+
+    used = set(re.findall(r"rdns_scorer_\w+", DASHBOARD.read_text()))
+    families = {family(n) for n in exported}
+    unused = {f for f in families if not any(family(n) == f for n in used & exported)}
+    assert not unused, f"metric families not on the dashboard: {sorted(unused)}"
+    unknown = {n for n in re.findall(r"rdns_scorer_\w+", DASHBOARD.read_text())} - exported
+    unknown |= set(re.findall(r"rdns_scorer_\w+", ALERTS_YML.read_text())) - exported
+    assert not unknown, f"queries name metrics the service does not export: {sorted(unknown)}"
+
+
+def test_dashboard_variables_find_the_instances(stack: Stack) -> None:
+    # Grafana's label_values(rdns_scorer_build_info{job=~"$job"}, instance) is this call.
+    instances = stack.prometheus.api(
+        "label/instance/values", **{"match[]": f'rdns_scorer_build_info{{job=~"{JOB}"}}'}
+    )
+    assert set(instances) == {stack.healthy.address, stack.broken.address}
+    jobs = stack.prometheus.api("label/job/values", **{"match[]": "rdns_scorer_build_info"})
+    assert jobs == [JOB]
+
+
+def test_reload_with_new_dns_settings_keeps_one_set_of_cache_series() -> None:
+    configs = iter([config_from_mapping({"dns": {"nameservers": ["127.0.0.1:5353"]}})])
+    service = Service(config_from_mapping({}), loader=lambda: next(configs))
+    service.reload()  # new [dns]: a new DNS layer and cache
+    text = generate_latest(service.metrics.registry).decode()
+    samples = [line.split(" ")[0] for line in text.splitlines() if not line.startswith("#")]
+    duplicates = {name for name in samples if samples.count(name) > 1}
+    assert not duplicates, "Prometheus cannot ingest a series exposed twice"
+    service.pipeline.dns.cache.misses += 3
+    assert (
+        "rdns_scorer_dns_cache_misses_total 3.0"
+        in generate_latest(service.metrics.registry).decode()
+    )
+
+
+# --- static checks ----------------------------------------------------------------------------
+
+
+def test_promtool_accepts_the_shipped_config_and_rules(tmp_path: Path) -> None:
+    # Checked in a copy of the directory: rule_files must resolve relative to the config.
+    for source in (PROMETHEUS_YML, ALERTS_YML):
+        shutil.copy(source, tmp_path / source.name)
+    checked = promtool("check", "config", str(tmp_path / "prometheus.yml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "1 rule files found" in checked.stdout
+    checked = promtool("check", "rules", str(ALERTS_YML))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"{len(alert_names())} rules found" in checked.stdout
+    assert re.search(rf"job_name:\s*{JOB}\s*$", PROMETHEUS_YML.read_text(), re.MULTILINE)
+
+
+def test_every_alert_has_a_runbook_section() -> None:
+    docs = DOCS.read_text()
+    text = ALERTS_YML.read_text()
+    names = alert_names()
+    assert len(names) >= 7 and len(set(names)) == len(names)
+    for name in names:
+        assert re.search(rf"^### {name}$", docs, re.MULTILINE), f"no runbook for {name}"
+        assert f"docs/monitoring.md#{name.lower()}" in text
+    assert text.count("severity:") == len(names)
+
+
+def test_dashboard_json_is_well_formed() -> None:
+    dashboard = load_dashboard()
+    assert dashboard["uid"] == "rdns-scorer"
+    panels = list(iter_panels(dashboard))
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    cells: set[tuple[int, int]] = set()
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, f"panel {panel['title']!r} overlaps another"
+                cells.add((x, y))
+        if panel["type"] == "row":
+            continue
+        assert panel.get("title") and panel.get("description"), panel
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert panel["targets"], panel["title"]
+        refs = [target["refId"] for target in panel["targets"]]
+        assert len(refs) == len(set(refs)), panel["title"]
+    variables = template_values(dashboard)
+    assert set(variables) == {"datasource", "job", "instance"}
+    for query in panel_queries(dashboard):
+        expanded = substitute(query.expr, variables)  # raises on an unknown variable
+        assert "$" not in expanded, expanded
+    titles = " ".join(panel["title"].lower() for panel in panels)
+    for topic in ("requests", "latency", "symbol", "score", "dns", "cache", "outcomes",
+                  "in flight", "reloads"):  # fmt: skip
+        assert topic in titles, f"no panel about {topic}"
+
+
+def docker_ignored(path: str) -> bool:
+    """Whether docker/Dockerfile.dockerignore keeps ``path`` out of the build context.
+
+    Enough of the .dockerignore rules for this file: the last matching pattern wins,
+    ``!`` re-includes, a pattern matches a path or anything below it.
+    """
+    ignored = False
+    for line in (DOCKER / "Dockerfile.dockerignore").read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negated = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if pattern.startswith("**/"):
+            hit = any(fnmatch.fnmatch(part, pattern[3:]) for part in parts)
+        else:
+            hit = any(fnmatch.fnmatch(prefix, pattern) for prefix in prefixes)
+        if hit:
+            ignored = not negated
+    return ignored
+
+
+def _compose() -> str:
+    return (DOCKER / "compose.yaml").read_text()
+
+
+def test_docker_files_refer_to_files_that_exist() -> None:
+    compose = _compose()
+    context = re.search(r"^\s+context:\s*(\S+)", compose, re.MULTILINE)
+    dockerfile = re.search(r"^\s+dockerfile:\s*(\S+)", compose, re.MULTILINE)
+    assert context and dockerfile
+    root = (DOCKER / context.group(1)).resolve()
+    assert root == REPO
+    assert (root / dockerfile.group(1)) == DOCKER / "Dockerfile"
+
+    mounts = re.findall(r"^\s+-\s+\"?(\.\.?/[^:\"]+):(/[^:\"]+)", compose, re.MULTILINE)
+    assert len(mounts) >= 8
+    for source, target in mounts:
+        path = (DOCKER / source).resolve()
+        assert path.exists(), f"compose.yaml mounts missing {source}"
+        assert path.is_dir() == target.endswith(("datasources", "dashboards")), (source, target)
+    sources = {source for source, _ in mounts}
+    assert "../lua/rdns_scorer.lua" in sources
+    assert "./rspamd/rspamd.conf.local" in sources
+    assert "./unbound/unbound.conf" in sources
+
+    dockerfile_text = (DOCKER / "Dockerfile").read_text()
+    copies = re.findall(r"^COPY\s+(?!--from)(.+)$", dockerfile_text, re.MULTILINE)
+    copied = [source for line in copies for source in line.split()[:-1]]
+    assert "." in copied and "docker/scorer/image-default.toml" in copied
+    for source in copied:
+        assert (REPO / source).exists(), f"Dockerfile copies missing {source}"
+        assert source == "." or not docker_ignored(source), f"{source} is in .dockerignore"
+    # The build stage copies the filtered tree: what pyproject.toml builds from must be in it.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    needed = [project["project"]["readme"], "pyproject.toml", "scorer/__init__.py"]
+    for files in project["tool"]["setuptools"].get("data-files", {}).values():
+        needed += files
+    for path in needed:
+        assert (REPO / path).exists(), path
+        assert not docker_ignored(path), f"the image build needs {path}, .dockerignore drops it"
+    for dropped in (".venv/bin/python", "tests/world.py", ".git/HEAD"):
+        assert docker_ignored(dropped), dropped
+    assert re.search(r"^USER\s+(?!root|0\b)", dockerfile_text, re.MULTILINE)
+    assert re.search(r"^HEALTHCHECK .*\n.*/healthz", dockerfile_text, re.MULTILINE)
+
+
+def test_grafana_provisioning_matches_the_compose_mounts() -> None:
+    compose = _compose()
+    provider = (DOCKER / "grafana/provisioning/dashboards/rdns-scorer.yml").read_text()
+    path = re.search(r"path:\s*(\S+)", provider)
+    assert path and f"./grafana/dashboards:{path.group(1)}:ro" in compose
+    datasource = (DOCKER / "grafana/provisioning/datasources/prometheus.yml").read_text()
+    assert "type: prometheus" in datasource and "url: http://prometheus:9090" in datasource
+    assert "./prometheus/alerts.yml:/etc/prometheus/alerts.yml" in compose
+    rspamd = (DOCKER / "rspamd/rspamd.conf.local").read_text()
+    assert re.search(r'rdns_scorer\s*\{[^}]*servers\s*=\s*"scorer:11340";', rspamd)
+    assert re.search(r"^  scorer:$", compose, re.MULTILINE)
+
+
+def test_container_configs_handle_the_public_bind() -> None:
+    # The image listens on 0.0.0.0: its baked-in default must refuse to start without a
+    # token, and the compose stack's config (port not published) must start.
+    listen = re.search(r"RDNS_SCORER_LISTEN=(\S+)", (DOCKER / "Dockerfile").read_text())
+    assert listen
+    host, port = parse_listen(listen.group(1))
+    assert (host, port) == ("0.0.0.0", 11340)
+    image_default = load_config(DOCKER / "scorer" / "image-default.toml", environ={})
+    assert public_bind_refusal(host, image_default.server) is not None
+    stack_config = load_config(DOCKER / "scorer" / "scorer.toml", environ={})
+    assert public_bind_refusal(host, stack_config.server) is None
+    assert "11340:11340" not in _compose(), "the tokenless scorer must not be published"
+
+
+def test_unbound_config_is_valid() -> None:
+    checked = subprocess.run(
+        ["unbound-checkconf", str(DOCKER / "unbound" / "unbound.conf")],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    text = UNIT.read_text()
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in text
+    for option in ("DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes"):
+        assert option in text
+    # verify wants ExecStart's binary to exist: point it at this checkout's entry point.
+    installed = str(Path(sys.executable).parent / "rdns-scorer")
+    unit = tmp_path / UNIT.name
+    unit.write_text(text.replace("/opt/rdns-scorer/bin/rdns-scorer", installed))
+    checked = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr
+    # Unknown keys and unparsable values are only warnings: none may appear.
+    assert UNIT.name not in checked.stderr, checked.stderr
