@@ -19,9 +19,26 @@ import json
 import socket
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
-from tests.support.ports import free_port
+from tests.support.ports import free_port, tcp_listener
+
+
+class _Listening:
+    """An accept loop in a daemon thread; subclasses define ``port`` and ``_accept``."""
+
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> Self:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        raise NotImplementedError
 
 
 @dataclass
@@ -33,7 +50,7 @@ class Recorded:
 
 
 @dataclass
-class FakeHttp:
+class FakeHttp(_Listening):
     mode: str = "json"
     status: int = 500
     reply: Any = field(default_factory=lambda: {"symbols": [], "score": 0.0, "elapsed_ms": 0.1})
@@ -42,21 +59,10 @@ class FakeHttp:
     connections: int = 0
 
     def __post_init__(self) -> None:
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", self.port))
-        self._listener.listen(64)
+        self._listener = tcp_listener(self.port)
         self._clients: list[socket.socket] = []
         self._lock = threading.Lock()
         self._stopped = threading.Event()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> FakeHttp:
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
 
     def stop(self) -> None:
         self._stopped.set()
@@ -153,25 +159,14 @@ def _read_request(client: socket.socket, buffer: bytes) -> tuple[Recorded | None
     return Recorded(method, path, headers, rest[:length]), rest[length:]
 
 
-class HungSocket:
+class HungSocket(_Listening):
     """Accepts connections and never reads or answers: the service is hung."""
 
     def __init__(self) -> None:
         self.port = free_port()
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", self.port))
-        self._listener.listen(64)
+        self._listener = tcp_listener(self.port)
         self._held: list[socket.socket] = []
         self.accepted = 0
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> HungSocket:
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
 
     def _accept(self) -> None:
         while True:

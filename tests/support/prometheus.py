@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.ports import free_port
+from tests.support.processes import stop_process
 
 # What Grafana puts in place of its built-in interval variables when it sends a query.
 GRAFANA_BUILTINS = {
@@ -90,13 +91,7 @@ class Prometheus:
         raise TimeoutError(f"prometheus not ready after {timeout}s:\n{self.log()}")
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop_process(self._process)
         self._process = None
         shutil.rmtree(self._dir, ignore_errors=True)
 

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from tests.support.ports import free_port, wait_for_port
+from tests.support.processes import stop_process
 
 
 class ScorerProcess:
@@ -53,13 +54,7 @@ class ScorerProcess:
         return self
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop_process(self._process)
         self._process = None
 
     def log(self) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from scorer.integrations.spamassassin import install, source_dir
 from tests.support.ports import free_port, wait_for_port
+from tests.support.processes import stop_process
 
 STOCK_SITE_CONFIG = Path("/etc/spamassassin")
 STOCK_RULES = Path("/usr/share/spamassassin")
@@ -264,13 +265,7 @@ class Spamd:
         return Scan(result.stdout.decode(errors="replace"), elapsed)
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop_process(self._process, timeout=15)
         self._process = None
 
     def log(self) -> str:

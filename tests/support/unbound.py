@@ -15,6 +15,7 @@ import dns.rdatatype
 import dns.reversename
 
 from tests.support.ports import free_port
+from tests.support.processes import stop_process
 
 
 @dataclass
@@ -113,7 +114,5 @@ class Unbound:
         raise TimeoutError("unbound did not answer")
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
+        stop_process(self._process)
         shutil.rmtree(self._dir, ignore_errors=True)
