@@ -204,6 +204,16 @@ def test_install_keeps_user_config_and_backs_up(tmp_path: Path) -> None:
     assert len(_backups(tmp_path)) == 2
 
 
+def _configdump(confdir: Path, *args: str) -> str:
+    """rspamd's own view of the config in ``confdir`` (not /etc/rspamd's)."""
+    return subprocess.run(
+        ["rspamadm", f"--var=CONFDIR={confdir}", f"--var=LOCAL_CONFDIR={confdir}",
+         "configdump", "-c", str(confdir / "rspamd.conf"), *args],
+        capture_output=True,
+        text=True,
+    ).stdout  # fmt: skip
+
+
 @pytest.fixture
 def stock_confdir(tmp_path: Path) -> Path:
     if not (STOCK_CONFDIR / "rspamd.conf").is_file() or shutil.which("rspamadm") is None:
@@ -223,20 +233,8 @@ def test_install_into_stock_debian_config(
     assert (stock_confdir / "plugins.d" / "rdns_scorer.lua").is_file()
 
     # rspamd itself sees the module enabled with our section.
-    dump = subprocess.run(
-        [
-            "rspamadm",
-            f"--var=CONFDIR={stock_confdir}",
-            f"--var=LOCAL_CONFDIR={stock_confdir}",
-            "configdump",
-            "-c",
-            str(stock_confdir / "rspamd.conf"),
-            "-m",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    enabled = next(line for line in dump.stdout.splitlines() if line.startswith("Modules enabled"))
+    dump = _configdump(stock_confdir, "-m")
+    enabled = next(line for line in dump.splitlines() if line.startswith("Modules enabled"))
     assert "rdns_scorer" in enabled
 
     # Twice is the same as once.
@@ -271,19 +269,7 @@ def test_overlap_config_from_the_docs(stock_confdir: Path) -> None:
     (local_d / "hfilter_group.conf").write_text(
         'symbols {\n  "HFILTER_HOSTNAME_UNKNOWN" { weight = 0.0; }\n}\n'
     )
-    dump = subprocess.run(
-        [
-            "rspamadm",
-            f"--var=CONFDIR={stock_confdir}",
-            f"--var=LOCAL_CONFDIR={stock_confdir}",
-            "configdump",
-            "-c",
-            str(stock_confdir / "rspamd.conf"),
-            "group",
-        ],
-        capture_output=True,
-        text=True,
-    ).stdout
+    dump = _configdump(stock_confdir, "group")
     for symbol in ("RDNS_NONE", "HFILTER_HOSTNAME_UNKNOWN"):
         block = dump[dump.index(f"{symbol} {{") :]
         block = block[: block.index("}")]
