@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the tests run for real: command -> package.
-TEST_PACKAGES := unbound:unbound rspamd:rspamd luacheck:lua-check spamassassin:spamassassin spamc:spamc spamd:spamd prometheus:prometheus systemd-analyze:systemd
+TEST_PACKAGES := unbound:unbound rspamd:rspamd luacheck:lua-check spamassassin:spamassassin spamc:spamc spamd:spamd prometheus:prometheus wrk:wrk systemd-analyze:systemd
 
 .PHONY: run test lint venv test-venv debian-packages bench clean
 
@@ -44,6 +44,10 @@ lint: test-venv debian-packages
 
 test: lint
 	$(BIN)/pytest -q
+
+# Throughput and latency (issue 7): unbound + wrk, prints JSON. Not a test; see docs/performance.md.
+bench: test-venv debian-packages
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -38,11 +38,18 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Service:
     """What the handlers share: the current pipeline (swapped on reload), metrics, limits."""
 
-    def __init__(self, config: Config, loader: ConfigLoader | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        loader: ConfigLoader | None = None,
+        peer_reload: Callable[[], None] | None = None,
+    ) -> None:
         self.metrics = Metrics()
         self.pipeline = self._build(config, previous=None)
         self._loader = loader
         self.in_flight = 0
+        # With several workers: after a reload through the API, reload the others too.
+        self.peer_reload = peer_reload
 
     @property
     def config(self) -> Config:
@@ -154,6 +161,8 @@ async def reload_config(request: web.Request) -> web.Response:
         log.error("config reload failed, keeping the old config: %s", error)
         return web.json_response({"error": str(error), "field": "config"}, status=422)
     log.info("config reloaded")
+    if service.peer_reload is not None:
+        service.peer_reload()
     return web.json_response({"status": status})
 
 
@@ -202,12 +211,16 @@ async def _reload_on_sighup(app: web.Application) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handle)
 
 
-def create_app(config: Config, loader: ConfigLoader | None = None) -> web.Application:
+def create_app(
+    config: Config,
+    loader: ConfigLoader | None = None,
+    peer_reload: Callable[[], None] | None = None,
+) -> web.Application:
     # client_max_size makes aiohttp itself refuse bigger bodies, even chunked ones.
     app = web.Application(
         client_max_size=config.server.max_body_bytes, middlewares=[count_requests]
     )
-    app[SERVICE_KEY] = Service(config, loader)
+    app[SERVICE_KEY] = Service(config, loader, peer_reload)
     app.router.add_post("/v1/check", check)
     app.router.add_post("/v1/reload", reload_config)
     app.router.add_get("/healthz", healthz)

@@ -8,8 +8,6 @@ import json
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from scorer import __version__
 from scorer.config import Config, ConfigError, load_config, parse_listen, with_overrides
 from scorer.dns.outcomes import Answer
@@ -38,6 +36,12 @@ def _config(args: argparse.Namespace, listen: str | None = None) -> Config:
     return with_overrides(load_config(args.config), listen=listen, nameservers=args.nameserver)
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def _serve(args: argparse.Namespace) -> int:
     def loader() -> Config:
         return _config(args, listen=args.listen)
@@ -49,10 +53,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"rdns-scorer serve: {refusal}", file=sys.stderr)
         return 2
     configure_logging(config.server.log_format, config.server.log_requests)
-    from scorer.app import create_app  # imported late: `check` needs no server code
+    from scorer.workers import serve  # imported late: `check` needs no server code
 
-    web.run_app(create_app(config, loader), host=host, port=port, print=None, access_log=None)
-    return 0
+    workers = args.workers if args.workers is not None else config.server.workers
+    return serve(config, loader, host, port, workers)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -116,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(serve)
     serve.add_argument(
         "--listen", metavar="HOST:PORT", help="address to bind (default 127.0.0.1:11340)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="processes sharing the port via SO_REUSEPORT (default: [server] workers, 1)",
     )
     serve.set_defaults(func=_serve)
 

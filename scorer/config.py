@@ -52,6 +52,8 @@ class ServerConfig:
     max_in_flight: int = 256
     log_requests: bool = True
     log_format: str = "text"
+    workers: int = 1  # processes sharing the port (SO_REUSEPORT); see docs/performance.md
+    event_loop: str = "auto"  # "auto" (uvloop when installed), "uvloop" or "asyncio"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,10 @@ class DnsConfig:
     negative_ttl: int = 300
     max_ptr_names: int = 10
     max_mx_hosts: int = 10
+    # Whole replies, keyed on (ip, helo, mail_from), until the first DNS outcome
+    # behind them expires; replies with a DNS failure are never kept.
+    reply_cache_max_entries: int = 20_000
+    reply_cache_max_ttl: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -203,10 +209,23 @@ def _validate(config: Config) -> None:
         "[dns] max_ptr_names": config.dns.max_ptr_names,
         "[dns] max_mx_hosts": config.dns.max_mx_hosts,
         "[server] max_in_flight": config.server.max_in_flight,
+        "[server] workers": config.server.workers,
     }
     for path, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{path}: must be greater than 0, got {value}")
+    non_negative = {
+        "[dns] reply_cache_max_entries": config.dns.reply_cache_max_entries,
+        "[dns] reply_cache_max_ttl": config.dns.reply_cache_max_ttl,
+    }
+    for path, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{path}: must be 0 or more, got {value}")
+    if config.server.event_loop not in ("auto", "uvloop", "asyncio"):
+        raise ConfigError(
+            "[server] event_loop: must be 'auto', 'uvloop' or 'asyncio', "
+            f"got {config.server.event_loop!r}"
+        )
     if config.server.log_format not in ("text", "json"):
         raise ConfigError(
             f"[server] log_format: must be 'text' or 'json', got {config.server.log_format!r}"

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import time
+from collections.abc import Callable
 
 from scorer.checks.helo import check_helo
 from scorer.checks.hit import Hit
@@ -23,20 +25,41 @@ from scorer.policy import skip_hit
 from scorer.protocol import CheckReply, CheckRequest
 from scorer.scoring import score_hits
 
+Clock = Callable[[], float]
+# Every request field evaluate() reads, and nothing else (not queue_id or user):
+# two requests with the same key get the same reply.
+ReplyKey = tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, str | None, str | None]
 
-def build_dns_layer(config: Config) -> DnsLayer:
+
+def build_dns_layer(config: Config, clock: Clock = time.monotonic) -> DnsLayer:
     cache: TtlCache[Outcome] = TtlCache(
-        config.dns.cache_max_entries, config.dns.cache_min_ttl, config.dns.cache_max_ttl
+        config.dns.cache_max_entries, config.dns.cache_min_ttl, config.dns.cache_max_ttl, clock
     )
     return DnsLayer(config.nameservers, config.dns.timeout, cache, config.dns.negative_ttl)
 
 
 class Pipeline:
-    """Config resolved once into the forms the stages need, plus the shared DNS layer."""
+    """Config resolved once into the forms the stages need, plus the shared DNS layer.
 
-    def __init__(self, config: Config, dns_layer: DnsLayer | None = None) -> None:
+    ``replies`` caches whole replies: a message from a sender seen moments ago
+    is answered without re-running the lookups and checks. An entry lives until
+    the earliest expiry of the DNS outcomes behind it (so never longer than the
+    DNS cache would keep them), at most ``[dns] reply_cache_max_ttl``; replies
+    built on a DNS failure are not kept. A new Pipeline (every reload) starts empty.
+    """
+
+    def __init__(
+        self, config: Config, dns_layer: DnsLayer | None = None, clock: Clock = time.monotonic
+    ) -> None:
         self.config = config
-        self.dns = dns_layer or build_dns_layer(config)
+        self.dns = dns_layer or build_dns_layer(config, clock)
+        # Never more replies than DNS outcomes: cache_max_entries stays the one
+        # knob that bounds memory.
+        reply_entries = min(config.dns.reply_cache_max_entries, config.dns.cache_max_entries)
+        self.replies: TtlCache[CheckReply] = TtlCache(
+            reply_entries, 0.0, config.dns.reply_cache_max_ttl, clock
+        )
+        self._clock = clock
         self._skip_networks = config.skip_networks
         self._local_names = config.local_names
         self._local_ips = config.local_ips
@@ -56,6 +79,9 @@ class Pipeline:
             request = dataclasses.replace(request, mail_from=None)  # no lookups for it
         deadline = asyncio.get_running_loop().time() + self.config.dns.request_deadline
         facts = await gather_facts(request, self.dns, self._limits, deadline)
+        return facts, self._hits(request, facts, allowed_from)
+
+    def _hits(self, request: CheckRequest, facts: Facts, allowed_from: str | None) -> list[Hit]:
         confirmed = facts.ptr.confirmed_names()
         allowed_ptr = self._allowlist.match_ptr(confirmed)
         allowed_helo = allowed_ptr or self._allowlist.match_helo(request.helo, confirmed)
@@ -67,13 +93,30 @@ class Pipeline:
         allowed = tuple(dict.fromkeys(e for e in (allowed_ptr, allowed_helo, allowed_from) if e))
         if allowed:
             hits.append(Hit("RL_ALLOWLISTED", allowed))
-        return facts, hits
+        return hits
 
     async def check(self, request: CheckRequest) -> CheckReply:
-        return (await self.check_with_facts(request))[1]
+        """The reply for ``request``, from the reply cache when it is still good."""
+        started = time.perf_counter()
+        key: ReplyKey = (request.ip, request.helo, request.mail_from)
+        cached = self.replies.get(key)
+        if cached is not None:
+            elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+            return CheckReply(cached.symbols, cached.score, elapsed_ms, cached.shadowed)
+        with self.dns.tracking() as tracker:
+            _facts, reply = await self._check(request, started)
+        ttl = tracker.expires - self._clock()
+        if ttl > 0:
+            self.replies.put(key, reply, ttl)
+        return reply
 
     async def check_with_facts(self, request: CheckRequest) -> tuple[Facts | None, CheckReply]:
-        started = time.perf_counter()
+        """The reply and the facts behind it (no reply cache: the facts are wanted)."""
+        return await self._check(request, time.perf_counter())
+
+    async def _check(
+        self, request: CheckRequest, started: float
+    ) -> tuple[Facts | None, CheckReply]:
         facts, hits = await self.evaluate(request)
         scored = score_hits(hits, self.config.weights, self.config.is_shadowed)
         total = round(sum(s.score for s in scored.symbols), 4)

@@ -25,7 +25,7 @@ class TtlCache(Generic[V]):
         max_ttl: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._entries: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
+        self._items: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
         self._max_entries = max_entries
         self._min_ttl = min_ttl
         self._max_ttl = max_ttl
@@ -34,30 +34,53 @@ class TtlCache(Generic[V]):
         self.misses = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._items)
 
     def get(self, key: Hashable) -> V | None:
-        entry = self._entries.get(key)
+        entry = self._items.get(key)
         if entry is None:
             self.misses += 1
             return None
         expires, value = entry
         if expires <= self._clock():
-            del self._entries[key]
+            del self._items[key]
             self.misses += 1
             return None
-        self._entries.move_to_end(key)
+        self._items.move_to_end(key)
         self.hits += 1
         return value
 
-    def put(self, key: Hashable, value: V, ttl: float) -> None:
+    def get_entry(self, key: Hashable) -> tuple[float, V] | None:
+        """``(expires, value)`` like ``get``, for callers that need the expiry too."""
+        entry = self._items.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        if entry[0] <= self._clock():
+            del self._items[key]
+            self.misses += 1
+            return None
+        self._items.move_to_end(key)
+        self.hits += 1
+        return entry
+
+    def put(self, key: Hashable, value: V, ttl: float) -> float:
+        """Cache ``value``; return when it expires (now, when the cache is disabled)."""
+        now = self._clock()
         if self._max_entries <= 0:
-            return
-        ttl = min(max(ttl, self._min_ttl), self._max_ttl)
-        self._entries[key] = (self._clock() + ttl, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+            return now
+        expires = now + min(max(ttl, self._min_ttl), self._max_ttl)
+        self._items[key] = (expires, value)
+        self._items.move_to_end(key)
+        while len(self._items) > self._max_entries:
+            self._items.popitem(last=False)
+        return expires
 
     def clear(self) -> None:
-        self._entries.clear()
+        self._items.clear()
+
+
+def question_key(name: str, rdtype: int) -> str:
+    """The cache key of a question: one short string (a tuple of a name and a type
+    would cost ~100 bytes more per entry; see docs/performance.md)."""
+    return f"{name}|{rdtype}"

@@ -3,41 +3,38 @@
 Checks never call DNS; the pipeline asks this layer for facts and hands the
 outcomes (``Answer``/``NotFound``/``TempFail``) to pure check functions. The
 layer knows nothing about scores.
+
+Queries go out over ``scorer.dns.transport`` (persistent UDP sockets, TCP on
+truncation) and are decoded by ``scorer.dns.wire``; dnspython is only used for
+reading /etc/resolv.conf and for the odd name that needs IDNA or escapes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import ipaddress
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-import dns.asyncresolver
-import dns.exception
-import dns.message
-import dns.name
-import dns.nameserver
-import dns.rcode
 import dns.rdatatype
-import dns.resolver
-import dns.reversename
 
-from scorer.dns.cache import TtlCache
+from scorer.dns.cache import TtlCache, question_key
 from scorer.dns.outcomes import (
     Answer,
     FailureKind,
     Lookup,
     MxRecord,
     NotFound,
-    NotFoundKind,
     TempFail,
 )
+from scorer.dns.transport import UdpTransport
+from scorer.dns.wire import NameError_, encode_name, reverse_name
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-T = TypeVar("T")
-
 Outcome = Answer[Any] | NotFound | TempFail
 QueryObserver = Callable[[str, str, float], None]  # (rdtype, result, seconds)
 
@@ -87,44 +84,34 @@ def parse_nameserver(text: str) -> Nameserver:
     return Nameserver(host, int(port))
 
 
-def _text(name: dns.name.Name) -> str:
-    text: str = name.to_text(omit_final_dot=True).lower()
-    return "" if text == "." else text
+class ExpiryTracker:
+    """The earliest expiry of the outcomes one request used (see ``DnsLayer.track``)."""
+
+    __slots__ = ("expires",)
+
+    def __init__(self) -> None:
+        self.expires = float("inf")
 
 
-_PARSERS: dict[dns.rdatatype.RdataType, Callable[[Any], object]] = {
-    dns.rdatatype.PTR: lambda rr: _text(rr.target),
-    dns.rdatatype.A: lambda rr: ipaddress.IPv4Address(rr.address),
-    dns.rdatatype.AAAA: lambda rr: ipaddress.IPv6Address(rr.address),
-    dns.rdatatype.MX: lambda rr: MxRecord(int(rr.preference), _text(rr.exchange)),
-}
+_tracker: contextvars.ContextVar[ExpiryTracker | None] = contextvars.ContextVar(
+    "rdns_scorer_expiry_tracker", default=None
+)
 
 
-def _negative_ttl(response: dns.message.Message | None, fallback: int) -> int:
-    """TTL of a negative answer: the SOA's TTL capped by its MINIMUM (RFC 2308 section 5)."""
-    if response is not None:
-        for rrset in response.authority:
-            if rrset.rdtype == dns.rdatatype.SOA:
-                return int(min(rrset.ttl, rrset[0].minimum))
-    return fallback
+def system_nameservers() -> list[Nameserver]:
+    """The nameservers of /etc/resolv.conf (port 53), or the loopback resolver."""
+    import dns.resolver
 
-
-def _failure_from(error: dns.resolver.NoNameservers) -> TempFail:
-    """Map "every server failed" to SERVFAIL/REFUSED/network, from the per-server errors."""
-    errors = error.kwargs.get("errors", [])
-    for _server, _tcp, _port, _err, response in errors:
-        if isinstance(response, dns.message.Message):
-            rcode = response.rcode()
-            if rcode == dns.rcode.REFUSED:
-                return TempFail(FailureKind.REFUSED, "REFUSED")
-            if rcode == dns.rcode.SERVFAIL:
-                return TempFail(FailureKind.SERVFAIL, "SERVFAIL")
-    detail = "; ".join(str(err) for _s, _t, _p, err, _r in errors)[:200]
-    return TempFail(FailureKind.NETWORK, detail or "no nameserver answered")
+    try:
+        resolver = dns.resolver.Resolver()
+    except (dns.resolver.NoResolverConfiguration, OSError):
+        return [Nameserver("127.0.0.1")]
+    servers = [parse_nameserver(str(n)) for n in resolver.nameservers]
+    return servers or [Nameserver("127.0.0.1")]
 
 
 class DnsLayer:
-    """Typed lookups over dnspython's async resolver."""
+    """Typed, cached, coalesced lookups over the UDP transport."""
 
     def __init__(
         self,
@@ -134,116 +121,127 @@ class DnsLayer:
         negative_ttl: int = 300,
         observer: QueryObserver | None = None,
     ) -> None:
-        if nameservers:
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            resolver.nameservers = [
-                dns.nameserver.Do53Nameserver(n.host, n.port) for n in nameservers
-            ]
-        else:
-            resolver = dns.asyncresolver.Resolver()  # the system's /etc/resolv.conf
-        resolver.timeout = timeout
-        resolver.lifetime = timeout
-        resolver.cache = None  # we cache ourselves, with bounds and negative entries
-        self._resolver = resolver
+        self.nameservers = list(nameservers) or system_nameservers()
+        self._transport = UdpTransport(self.nameservers, timeout, negative_ttl)
         self._timeout = timeout
         self.cache = cache
         self._negative_ttl = negative_ttl
-        self._inflight: dict[Hashable, asyncio.Task[Outcome]] = {}
+        self._inflight: dict[Hashable, asyncio.Future[tuple[Outcome, float]]] = {}
+        self._negatives: dict[NotFound, NotFound] = {}
         self.observer = observer
 
+    @staticmethod
+    @contextlib.contextmanager
+    def tracking() -> Iterator[ExpiryTracker]:
+        """Record when the outcomes looked up inside the block (by this task and the
+        tasks it starts) expire: a reply built from them is good until
+        ``tracker.expires``. Failures count as expiring at once."""
+        tracker = ExpiryTracker()
+        token = _tracker.set(tracker)
+        try:
+            yield tracker
+        finally:
+            _tracker.reset(token)
+
     async def ptr(self, ip: IPAddress, deadline: float) -> Lookup[str]:
-        return await self.lookup(dns.reversename.from_address(str(ip)), dns.rdatatype.PTR, deadline)
+        return await self.lookup(reverse_name(ip), dns.rdatatype.PTR, deadline)
 
     async def addresses(
         self, name: str, rdtype: dns.rdatatype.RdataType, deadline: float
     ) -> Lookup[IPAddress]:
-        return await self.lookup_text(name, rdtype, deadline)
+        return await self.lookup(name, rdtype, deadline)
 
     async def mx(self, name: str, deadline: float) -> Lookup[MxRecord]:
-        return await self.lookup_text(name, dns.rdatatype.MX, deadline)
+        return await self.lookup(name, dns.rdatatype.MX, deadline)
 
-    async def lookup_text(
-        self, name: str, rdtype: dns.rdatatype.RdataType, deadline: float
-    ) -> Outcome:
-        try:
-            qname = dns.name.from_text(name)
-        except (dns.exception.DNSException, UnicodeError, ValueError) as error:
-            return TempFail(FailureKind.MALFORMED, f"bad query name: {error}")
-        return await self.lookup(qname, rdtype, deadline)
-
-    async def lookup(
-        self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, deadline: float
-    ) -> Outcome:
+    async def lookup(self, name: str, rdtype: dns.rdatatype.RdataType, deadline: float) -> Outcome:
         """One cached, coalesced lookup that never raises and never outlives ``deadline``."""
-        key = (qname, rdtype)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
-            return TempFail(FailureKind.DEADLINE, "request deadline passed")
-        task = self._inflight.get(key)
-        if task is None:
-            # Concurrent requests for the same name share one query.
-            task = asyncio.ensure_future(self._resolve_and_cache(key, qname, rdtype))
-            self._inflight[key] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
-        try:
-            # shield: one request's deadline must not cancel a query others wait on.
-            return await asyncio.wait_for(asyncio.shield(task), remaining)
-        except TimeoutError:
-            return TempFail(FailureKind.DEADLINE, "request deadline passed")
-
-    async def _resolve_and_cache(
-        self, key: Hashable, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType
-    ) -> Outcome:
-        outcome = await self.query(qname, rdtype)
-        if not isinstance(outcome, TempFail):  # failures are retried on the next message
-            self.cache.put(key, outcome, outcome.ttl)
+        key = question_key(name.lower().rstrip("."), rdtype)
+        tracker = _tracker.get()
+        entry = self.cache.get_entry(key)
+        if entry is not None:
+            if tracker is not None and entry[0] < tracker.expires:
+                tracker.expires = entry[0]
+            return entry[1]
+        loop = asyncio.get_running_loop()
+        if deadline <= loop.time():
+            outcome: Outcome = TempFail(FailureKind.DEADLINE, "request deadline passed")
+            expires = 0.0
+        else:
+            shared = self._inflight.get(key)
+            if shared is None:
+                # Concurrent requests for the same name share one query.
+                shared = asyncio.ensure_future(
+                    self._resolve_and_cache(key, name.lower().rstrip("."), rdtype)
+                )
+                self._inflight[key] = shared
+                shared.add_done_callback(lambda _f: self._inflight.pop(key, None))
+            if shared.done() and not shared.cancelled():
+                outcome, expires = shared.result()
+            else:
+                outcome, expires = await self._wait(shared, deadline, loop)
+        if tracker is not None and expires < tracker.expires:
+            tracker.expires = expires
         return outcome
 
-    async def query(self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> Outcome:
+    @staticmethod
+    async def _wait(
+        shared: asyncio.Future[tuple[Outcome, float]],
+        deadline: float,
+        loop: asyncio.AbstractEventLoop,
+    ) -> tuple[Outcome, float]:
+        """Wait for a shared query until ``deadline``, without cancelling it for the others.
+
+        (What ``wait_for(shield(...))`` does, with one future and one timer instead of
+        three futures and a task: this runs for every lookup not in the cache.)
+        """
+        waiter: asyncio.Future[tuple[Outcome, float]] = loop.create_future()
+
+        def done(_f: object = None) -> None:
+            if not waiter.done():
+                if shared.done() and not shared.cancelled():
+                    waiter.set_result(shared.result())
+                else:
+                    failure = TempFail(FailureKind.DEADLINE, "request deadline passed")
+                    waiter.set_result((failure, 0.0))
+
+        shared.add_done_callback(done)
+        timer = loop.call_at(deadline, done)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            shared.remove_done_callback(done)
+
+    async def _resolve_and_cache(
+        self, key: str, name: str, rdtype: dns.rdatatype.RdataType
+    ) -> tuple[Outcome, float]:
+        try:
+            outcome = await self.query(name, rdtype)
+        except Exception as error:  # a bug or an OS surprise must not become a 5xx
+            outcome = TempFail(FailureKind.NETWORK, f"{type(error).__name__}: {error}"[:200])
+        if isinstance(outcome, TempFail):  # failures are retried on the next message
+            return outcome, 0.0
+        if isinstance(outcome, NotFound):  # equal negative outcomes share one object
+            if len(self._negatives) > 4096:
+                self._negatives.clear()
+            outcome = self._negatives.setdefault(outcome, outcome)
+        return outcome, self.cache.put(key, outcome, outcome.ttl)
+
+    async def query(self, name: str, rdtype: dns.rdatatype.RdataType) -> Outcome:
         """Ask the resolver, bypassing the cache; report the result to the observer."""
         started = time.perf_counter()
-        outcome = await self._classified_query(qname, rdtype)
+        try:
+            wire = encode_name(name)
+        except NameError_ as error:
+            outcome: Outcome = TempFail(FailureKind.MALFORMED, f"bad query name: {error}")
+        else:
+            outcome = await self._transport.query(wire, int(rdtype))
         if self.observer is not None:
             self.observer(rdtype.name, result_name(outcome), time.perf_counter() - started)
         return outcome
 
-    async def _classified_query(
-        self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType
-    ) -> Outcome:
-        try:
-            answer = await self._resolver.resolve(
-                qname, rdtype, raise_on_no_answer=False, search=False
-            )
-        except dns.resolver.NXDOMAIN as error:
-            response = error.response(qname) if qname in error.qnames() else None
-            return NotFound(NotFoundKind.NXDOMAIN, _negative_ttl(response, self._negative_ttl))
-        except dns.resolver.NoNameservers as error:
-            return _failure_from(error)
-        except dns.exception.Timeout:
-            return TempFail(FailureKind.TIMEOUT, f"no answer within {self._timeout:g}s")
-        except dns.resolver.YXDOMAIN:
-            return TempFail(FailureKind.MALFORMED, "YXDOMAIN")
-        except (dns.exception.DNSException, OSError, ValueError, UnicodeError) as error:
-            return TempFail(FailureKind.MALFORMED, f"{type(error).__name__}: {error}"[:200])
-        if answer.rrset is None:
-            if any(r.rdtype != dns.rdatatype.CNAME for r in answer.response.answer):
-                # Records, but not for what we asked: a broken or spoofed answer is a
-                # failure, never a "does not exist" that would be scored.
-                return TempFail(FailureKind.MALFORMED, "answer does not match the question")
-            ttl = _negative_ttl(answer.response, self._negative_ttl)
-            return NotFound(NotFoundKind.NODATA, ttl)
-        parse = _PARSERS[rdtype]
-        try:
-            records = tuple(parse(rr) for rr in answer.rrset)
-        except (ValueError, AttributeError) as error:
-            return TempFail(FailureKind.MALFORMED, f"unparsable {rdtype.name}: {error}"[:200])
-        return Answer(records, int(answer.rrset.ttl))
-
     async def ready(self) -> bool:
         """Does the resolver answer at all? Any definite outcome counts, failures don't."""
-        probe = dns.reversename.from_address("127.0.0.1")
-        outcome = await self.query(probe, dns.rdatatype.PTR)
+        outcome = await self.query("1.0.0.127.in-addr.arpa", dns.rdatatype.PTR)
         return not isinstance(outcome, TempFail)

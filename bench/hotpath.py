@@ -1,0 +1,161 @@
+"""In-process costs of the per-request steps, and memory per cache entry (tracemalloc).
+
+Used by bench/run.py; run alone with ``python bench/hotpath.py NAMESERVER``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import logging
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import dns.rdatatype  # noqa: E402
+import msgpack  # noqa: E402
+
+from bench import zones  # noqa: E402
+from scorer.config import config_from_mapping  # noqa: E402
+from scorer.metrics import Metrics  # noqa: E402
+from scorer.pipeline import Pipeline  # noqa: E402
+from scorer.protocol import decode_body, encode_reply, parse_request  # noqa: E402
+from scorer.requestlog import configure_logging, log_check  # noqa: E402
+
+
+def _body(i: int) -> bytes:
+    return msgpack.packb(
+        {
+            "ip": zones.client_ip(i),
+            "helo": zones.ptr_name(i) or "localhost",
+            "mail_from": f"bounce@s{i % zones.DOMAINS}.bench-mail.org",
+            "queue_id": f"Q{i:08d}",
+            "user": "",
+        }
+    )
+
+
+def _per_call_us(fn: Callable[[], object], number: int = 20_000, rounds: int = 5) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, time.perf_counter() - started)
+    return round(best / number * 1e6, 2)
+
+
+async def _async_per_call_us(fn: Callable[[], Any], number: int = 20_000, rounds: int = 5) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(number):
+            await fn()
+        best = min(best, time.perf_counter() - started)
+    return round(best / number * 1e6, 2)
+
+
+async def _costs(nameserver: str) -> dict[str, float]:
+    body = _body(5)
+    config = config_from_mapping({"dns": {"nameservers": [nameserver]}})
+    no_reply_cache = config_from_mapping(
+        {"dns": {"nameservers": [nameserver], "reply_cache_max_entries": 0}}
+    )
+    pipeline, uncached = Pipeline(config), Pipeline(no_reply_cache)
+    request = parse_request(decode_body(body, "application/msgpack"))
+    reply = await pipeline.check(request)
+    await uncached.check(request)
+    metrics = Metrics()
+    costs = {
+        "decode_and_validate": _per_call_us(
+            lambda: parse_request(decode_body(body, "application/msgpack"))
+        ),
+        "check_reply_cache_hit": await _async_per_call_us(lambda: pipeline.check(request)),
+        "check_dns_cache_hit_no_reply_cache": await _async_per_call_us(
+            lambda: uncached.check(request), number=5_000
+        ),
+        "metrics_observe_check": _per_call_us(lambda: metrics.observe_check(request, reply, 0.001)),
+        "encode_reply_json": _per_call_us(lambda: encode_reply(reply.to_dict(), False)),
+    }
+    configure_logging("text", requests=False)
+    costs["log_check_off"] = _per_call_us(lambda: log_check(request, reply))
+    configure_logging("text", requests=True)
+    with open("/dev/null", "w") as sink:
+        logging.getLogger().handlers[0] = logging.StreamHandler(sink)
+        logging.getLogger().handlers[0].setFormatter(logging.Formatter("%(message)s"))
+        from scorer import requestlog
+
+        logging.getLogger().handlers[0].setFormatter(requestlog._TextFormatter())
+        costs["log_check_on"] = _per_call_us(lambda: log_check(request, reply), number=5_000)
+    configure_logging("text", requests=False)
+    return costs
+
+
+def _traced() -> int:
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0]
+
+
+async def _memory(nameserver: str, n: int = 3_000) -> dict[str, Any]:
+    config = config_from_mapping({"dns": {"nameservers": [nameserver]}})
+    requests = [parse_request(decode_body(_body(i), "application/msgpack")) for i in range(n)]
+    tracemalloc.start()
+    pipeline = Pipeline(config)
+    await pipeline.check(requests[0])  # sockets, lazy imports
+    pipeline.dns.cache.clear()
+    pipeline.replies.clear()
+    before = _traced()
+    for start in range(0, n, 100):
+        await asyncio.gather(*(pipeline.check(r) for r in requests[start : start + 100]))
+    with_both = _traced()
+    replies = len(pipeline.replies)
+    pipeline.replies.clear()
+    dns_only = _traced()
+    dns_entries = len(pipeline.dns.cache)
+    # Positive answers only (A records of PTR names), the biggest kind of entry.
+    pipeline.dns.cache.clear()
+    empty = _traced()
+    deadline = asyncio.get_running_loop().time() + 60
+    names = [zones.ptr_name(i) for i in range(n) if zones.ptr_name(i)]
+    for start in range(0, len(names), 100):
+        await asyncio.gather(
+            *(
+                pipeline.dns.lookup(str(x), dns.rdatatype.A, deadline)
+                for x in names[start : start + 100]
+            )
+        )
+    answers = len(pipeline.dns.cache)
+    answers_bytes = _traced() - empty
+    tracemalloc.stop()
+    return {
+        "dns_cache_entries": dns_entries,
+        "dns_cache_bytes_per_entry": round((dns_only - before) / dns_entries),
+        "dns_cache_bytes_per_positive_answer": round(answers_bytes / answers),
+        "reply_cache_entries": replies,
+        "reply_cache_bytes_per_entry": round((with_both - dns_only) / max(replies, 1)),
+    }
+
+
+def measure(nameserver: str) -> dict[str, Any]:
+    try:
+        import uvloop
+
+        new_loop: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    except ImportError:
+        new_loop = asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        costs = runner.run(_costs(nameserver))
+        memory = runner.run(_memory(nameserver))
+    return {"per_call_us": costs, "memory": memory}
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(sys.argv[1]), indent=2))

@@ -1,0 +1,254 @@
+"""Queries over persistent UDP sockets on the event loop, TCP when a reply is truncated.
+
+dnspython's async resolver opens, binds and registers a new socket for every
+query; at the rates a busy mail site needs that setup costs more than the DNS
+work itself. This transport keeps a few connected, non-blocking UDP sockets
+per nameserver (kernel-chosen random source ports), registered once with the
+loop, and matches replies by random query id *and* the echoed question. A
+reply that does not match (late, spoofed, garbage) is dropped and the query
+keeps waiting, as dnspython does.
+
+Retries: a query goes to the first nameserver; if no reply arrives within
+``timeout / attempts`` it is sent again to the next one (or the same one when
+there is only one), until ``timeout`` has passed. SERVFAIL and REFUSED move on
+to the next nameserver at once; when every nameserver has failed the last
+failure is the outcome. A truncated reply is asked again over TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import struct
+import weakref
+from array import array
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from scorer.dns.outcomes import FailureKind, TempFail
+from scorer.dns.wire import (
+    Outcome,
+    Verdict,
+    classify,
+    failure_for_rcode,
+    make_query,
+    question,
+)
+
+if TYPE_CHECKING:
+    from scorer.dns.layer import Nameserver
+
+SOCKETS_PER_SERVER = 4
+_LENGTH = struct.Struct("!H")
+
+
+class _Socket:
+    """One connected UDP socket and the queries waiting on it, by id."""
+
+    __slots__ = ("pending", "server", "sock")
+
+    def __init__(self, sock: socket.socket, server: int) -> None:
+        self.sock = sock
+        self.server = server
+        self.pending: dict[int, _Pending] = {}
+
+
+class _Pending:
+    __slots__ = ("attempts", "failure", "future", "question", "rdtype", "registrations", "timer")
+
+    def __init__(self, future: asyncio.Future[Outcome], question: bytes, rdtype: int) -> None:
+        self.future = future
+        self.question = question
+        self.rdtype = rdtype
+        self.attempts = 0
+        self.registrations: list[tuple[_Socket, int]] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.failure: TempFail | None = None  # the last definite failure (SERVFAIL...)
+
+
+def _random_ids() -> Iterator[int]:
+    while True:
+        yield from array("H", os.urandom(8192))
+
+
+def _on_readable(transport_ref: weakref.ref[UdpTransport], sock: _Socket) -> None:
+    transport = transport_ref()
+    if transport is None:
+        return
+    transport._readable(sock)
+
+
+class UdpTransport:
+    """Send one question, get one outcome (or a TempFail); never raises."""
+
+    def __init__(self, nameservers: Sequence[Nameserver], timeout: float, negative_ttl: int):
+        self._servers = list(nameservers)
+        self._timeout = timeout
+        self._negative_ttl = negative_ttl
+        # At least one retransmission: a lost datagram must not cost a whole timeout.
+        self._attempts = max(2, len(self._servers))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sockets: list[list[_Socket]] = []
+        self._next_socket = 0
+        self._ids = _random_ids()
+        self._tcp_tasks: set[asyncio.Task[None]] = set()
+
+    def __del__(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        for sockets in self._sockets:
+            for s in sockets:
+                if self._loop is not None and not self._loop.is_closed():
+                    with contextlib.suppress(ValueError, RuntimeError, OSError):
+                        self._loop.remove_reader(s.sock.fileno())
+                s.sock.close()
+        self._sockets = []
+        self._loop = None
+
+    def _open(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._close()
+        self._loop = loop
+        me = weakref.ref(self)
+        for index, server in enumerate(self._servers):
+            family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+            sockets = []
+            for _ in range(SOCKETS_PER_SERVER):
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                sock.setblocking(False)
+                sock.connect((server.host, server.port))  # replies from elsewhere are dropped
+                entry = _Socket(sock, index)
+                loop.add_reader(sock.fileno(), _on_readable, me, entry)
+                sockets.append(entry)
+            self._sockets.append(sockets)
+
+    async def query(self, name_wire: bytes, rdtype: int) -> Outcome:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._open(loop)
+        if not self._servers:
+            return TempFail(FailureKind.NETWORK, "no nameserver configured")
+        pending = _Pending(loop.create_future(), question(name_wire, rdtype), rdtype)
+        self._attempt(pending)
+        try:
+            return await pending.future
+        finally:
+            self._forget(pending)
+
+    def _forget(self, pending: _Pending) -> None:
+        if pending.timer is not None:
+            pending.timer.cancel()
+        for sock, query_id in pending.registrations:
+            if sock.pending.get(query_id) is pending:
+                del sock.pending[query_id]
+        pending.registrations.clear()
+
+    def _finish(self, pending: _Pending, outcome: Outcome) -> None:
+        if not pending.future.done():
+            pending.future.set_result(outcome)
+        self._forget(pending)
+
+    def _attempt(self, pending: _Pending) -> None:
+        """Send (again), to the next nameserver in turn, and arm the retry timer."""
+        assert self._loop is not None
+        attempt = pending.attempts
+        pending.attempts += 1
+        sockets = self._sockets[attempt % len(self._servers)]
+        self._next_socket += 1
+        sock = sockets[self._next_socket % len(sockets)]
+        query_id = next(self._ids)
+        while query_id in sock.pending:
+            query_id = next(self._ids)
+        sock.pending[query_id] = pending
+        pending.registrations.append((sock, query_id))
+        if pending.timer is not None:
+            pending.timer.cancel()
+        last = pending.attempts >= self._attempts
+        delay = self._timeout / self._attempts
+        pending.timer = self._loop.call_later(
+            delay, self._timed_out if last else self._attempt, pending
+        )
+        try:
+            sock.sock.send(make_query(query_id, pending.question))
+        except OSError as error:
+            self._network_error(pending, error)
+
+    def _timed_out(self, pending: _Pending) -> None:
+        timeout = TempFail(FailureKind.TIMEOUT, f"no answer within {self._timeout:g}s")
+        self._finish(pending, pending.failure or timeout)
+
+    def _network_error(self, pending: _Pending, error: OSError) -> None:
+        pending.failure = TempFail(FailureKind.NETWORK, f"{type(error).__name__}: {error}"[:200])
+        self._next_or_fail(pending)
+
+    def _next_or_fail(self, pending: _Pending) -> None:
+        """After a definite failure: the next nameserver if one is left untried, else done."""
+        assert pending.failure is not None
+        if pending.attempts < len(self._servers):
+            self._attempt(pending)
+        else:
+            self._finish(pending, pending.failure)
+
+    def _readable(self, sock: _Socket) -> None:
+        receive = sock.sock.recv
+        while True:
+            try:
+                data = receive(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                # ICMP unreachable on the connected socket: the server is not there.
+                stranded = list(sock.pending.values())
+                sock.pending.clear()
+                for waiting in stranded:
+                    self._network_error(waiting, error)
+                continue
+            if len(data) < 12:
+                continue
+            query_id = (data[0] << 8) | data[1]
+            pending = sock.pending.get(query_id)
+            if pending is None or pending.future.done():
+                continue
+            verdict = classify(data, query_id, pending.question, pending.rdtype, self._negative_ttl)
+            if verdict is Verdict.NOT_OURS:
+                continue
+            if verdict is Verdict.TRUNCATED:
+                self._forget(pending)
+                server = self._servers[sock.server]
+                task = asyncio.ensure_future(self._over_tcp(pending, server))
+                self._tcp_tasks.add(task)
+                task.add_done_callback(self._tcp_tasks.discard)
+            elif verdict is Verdict.TRY_NEXT:
+                del sock.pending[query_id]
+                pending.failure = failure_for_rcode(data)
+                self._next_or_fail(pending)
+            else:
+                self._finish(pending, verdict)
+
+    async def _over_tcp(self, pending: _Pending, server: Nameserver) -> None:
+        query_id = next(self._ids)
+        outcome: Outcome
+        try:
+            async with asyncio.timeout(self._timeout):
+                reader, writer = await asyncio.open_connection(server.host, server.port)
+                try:
+                    query = make_query(query_id, pending.question)
+                    writer.write(_LENGTH.pack(len(query)) + query)
+                    (length,) = _LENGTH.unpack(await reader.readexactly(2))
+                    data = await reader.readexactly(length)
+                finally:
+                    writer.close()
+            verdict = classify(data, query_id, pending.question, pending.rdtype, self._negative_ttl)
+            if verdict is Verdict.TRY_NEXT:
+                outcome = failure_for_rcode(data)
+            elif isinstance(verdict, Verdict):
+                outcome = TempFail(FailureKind.MALFORMED, f"TCP reply: {verdict.value}")
+            else:
+                outcome = verdict
+        except TimeoutError:
+            outcome = TempFail(FailureKind.TIMEOUT, f"no TCP answer within {self._timeout:g}s")
+        except (OSError, asyncio.IncompleteReadError, struct.error) as error:
+            outcome = TempFail(FailureKind.NETWORK, f"TCP: {type(error).__name__}: {error}"[:200])
+        self._finish(pending, outcome)

@@ -1,0 +1,185 @@
+"""Running the service: one process, or N worker processes sharing the port.
+
+With ``workers > 1`` the parent forks N workers, each binding ``listen`` with
+``SO_REUSEPORT`` so the kernel spreads connections over them. The parent only
+supervises: it restarts a worker that dies, passes ``SIGHUP`` (reload) and
+``SIGTERM``/``SIGINT`` (shutdown) on to every worker, and when one worker was
+reloaded through ``POST /v1/reload`` (it sends the parent ``SIGUSR1``) reloads
+the others. Each worker has its own caches and its own ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+
+from aiohttp import web
+
+from scorer.config import Config, ConfigError
+
+log = logging.getLogger("rdns_scorer")
+
+ConfigLoader = Callable[[], Config]
+SUPERVISED = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1}
+# A worker that dies sooner than this after starting counts as failing to start;
+# after MAX_QUICK_DEATHS of those in a row the parent gives up instead of looping.
+QUICK_DEATH_SECONDS = 2.0
+MAX_QUICK_DEATHS = 5
+STOP_GRACE_SECONDS = 10.0
+
+
+def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
+    """uvloop (``"uvloop"``, or ``"auto"`` when it is installed) or asyncio's own loop."""
+    if choice in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise ConfigError("[server] event_loop: uvloop is not installed") from None
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def run_worker(
+    config: Config,
+    loader: ConfigLoader,
+    host: str,
+    port: int,
+    reuse_port: bool = False,
+    peer_reload: Callable[[], None] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT, in this process."""
+    from scorer.app import create_app  # imported late: `check` needs no server code
+
+    loop = new_event_loop(config.server.event_loop)
+    app = create_app(config, loader, peer_reload=peer_reload)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        print=None,
+        access_log=None,
+        reuse_port=reuse_port or None,
+        loop=loop,
+    )
+
+
+def _ask_parent_to_reload_peers() -> None:
+    with contextlib.suppress(OSError):
+        os.kill(os.getppid(), signal.SIGUSR1)
+
+
+class Supervisor:
+    """The parent of ``workers`` worker processes (see the module docstring)."""
+
+    def __init__(
+        self, config: Config, loader: ConfigLoader, host: str, port: int, workers: int
+    ) -> None:
+        self._config = config
+        self._loader = loader
+        self._host, self._port = host, port
+        self._workers = workers
+        self._children: dict[int, float] = {}  # pid -> start time
+        self._stopping = False
+        self._quick_deaths = 0
+
+    def _spawn(self) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISED)
+                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1):
+                    signal.signal(signum, signal.SIG_DFL)
+                # A reload forwarded while we start must not kill us; the app takes
+                # SIGHUP over once it runs, and we read the config fresh below.
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                try:
+                    config = self._loader()
+                except ConfigError as error:
+                    log.error("worker: config reload failed, using the last good one: %s", error)
+                    config = self._config
+                run_worker(
+                    config,
+                    self._loader,
+                    self._host,
+                    self._port,
+                    reuse_port=True,
+                    peer_reload=_ask_parent_to_reload_peers,
+                )
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+        self._children[pid] = time.monotonic()
+
+    def _signal_all(self, signum: int, skip: int = 0) -> None:
+        for pid in list(self._children):
+            if pid != skip:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signum)
+
+    def _reap(self) -> None:
+        while self._children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self._children.clear()
+                return
+            if pid == 0:
+                return
+            started = self._children.pop(pid, None)
+            if started is None or self._stopping:
+                continue
+            log.error("worker %d exited (status %d); starting a new one", pid, status)
+            if time.monotonic() - started < QUICK_DEATH_SECONDS:
+                self._quick_deaths += 1
+                time.sleep(min(self._quick_deaths, 5) * 0.2)
+            else:
+                self._quick_deaths = 0
+            if self._quick_deaths >= MAX_QUICK_DEATHS:
+                log.error("workers keep dying at start; giving up")
+                self._stopping = True
+                self._signal_all(signal.SIGTERM)
+                return
+            self._spawn()
+
+    def run(self) -> int:
+        signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISED)
+        for _ in range(self._workers):
+            self._spawn()
+        stop_deadline = 0.0
+        while self._children:
+            info = signal.sigtimedwait(SUPERVISED, 0.5)
+            if info is not None:
+                signum = info.si_signo
+                if signum == signal.SIGHUP:
+                    self._signal_all(signal.SIGHUP)
+                elif signum == signal.SIGUSR1 and info.si_pid in self._children:
+                    self._signal_all(signal.SIGHUP, skip=info.si_pid)
+                elif signum in (signal.SIGTERM, signal.SIGINT) and not self._stopping:
+                    self._stopping = True
+                    stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
+                    self._signal_all(signal.SIGTERM)
+            self._reap()
+            if self._stopping and stop_deadline and time.monotonic() > stop_deadline:
+                self._signal_all(signal.SIGKILL)
+                stop_deadline = 0.0
+        return 1 if self._quick_deaths >= MAX_QUICK_DEATHS else 0
+
+
+def serve(config: Config, loader: ConfigLoader, host: str, port: int, workers: int) -> int:
+    if workers <= 1:
+        run_worker(config, loader, host, port)
+        return 0
+    return Supervisor(config, loader, host, port, workers).run()

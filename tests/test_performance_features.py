@@ -1,0 +1,216 @@
+"""Issue 7 features: the reply cache, and `serve --workers N`."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from scorer.app import Service
+from scorer.config import Config, config_from_mapping
+from scorer.pipeline import Pipeline
+from scorer.protocol import parse_request
+from tests import world
+from tests.support.ports import free_port, wait_for_port
+from tests.support.unbound import Unbound
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _config(unbound: Unbound, **dns: object) -> Config:
+    return config_from_mapping({"dns": {"nameservers": [unbound.nameserver], **dns}})
+
+
+def _request(ip: str = world.CONFIRMED_IP, **fields: str) -> object:
+    return parse_request({"ip": ip, "helo": world.CONFIRMED_NAME, **fields})
+
+
+async def test_reply_cache_is_keyed_on_ip_helo_and_mail_from_only(unbound: Unbound) -> None:
+    pipeline = Pipeline(_config(unbound))
+    first = await pipeline.check(_request(mail_from=f"a@{world.GOOD_DOMAIN}", queue_id="Q1"))
+    assert len(pipeline.replies) == 1 and pipeline.replies.hits == 0
+    queries = pipeline.dns.cache.misses
+    # Another message from the same sender: same reply, no DNS at all.
+    again = await pipeline.check(
+        _request(mail_from=f"a@{world.GOOD_DOMAIN}", queue_id="Q2", user="bob")
+    )
+    assert pipeline.replies.hits == 1
+    assert pipeline.dns.cache.misses == queries
+    assert (again.symbols, again.score) == (first.symbols, first.score)
+    # A different HELO or MAIL FROM is a different key.
+    await pipeline.check(_request(mail_from=f"b@{world.GOOD_DOMAIN}"))
+    await pipeline.check(_request(helo="localhost", mail_from=f"a@{world.GOOD_DOMAIN}"))
+    assert pipeline.replies.hits == 1 and len(pipeline.replies) == 3
+
+
+async def test_reply_cache_expires_with_the_dns_outcomes_behind_it(unbound: Unbound) -> None:
+    clock = Clock()
+    pipeline = Pipeline(_config(unbound, reply_cache_max_ttl=3600), clock=clock)
+    await pipeline.check(_request())
+    clock.now += 299  # the world's records have TTL 300
+    await pipeline.check(_request())
+    assert pipeline.replies.hits == 1
+    clock.now += 2
+    await pipeline.check(_request())
+    assert pipeline.replies.hits == 1  # expired with the DNS answers, asked again
+
+
+async def test_reply_cache_lifetime_is_capped(unbound: Unbound) -> None:
+    clock = Clock()
+    pipeline = Pipeline(_config(unbound, reply_cache_max_ttl=10), clock=clock)
+    await pipeline.check(_request())
+    clock.now += 11
+    await pipeline.check(_request())
+    assert pipeline.replies.hits == 0
+
+
+async def test_replies_built_on_dns_failures_are_not_cached(unbound: Unbound) -> None:
+    pipeline = Pipeline(_config(unbound))
+    reply = await pipeline.check(parse_request({"ip": world.PTR_SERVFAIL_IP}))
+    assert [s.name for s in reply.symbols] == ["RL_PTR_TEMPFAIL"]
+    assert len(pipeline.replies) == 0
+
+
+async def test_reply_cache_can_be_disabled(unbound: Unbound) -> None:
+    pipeline = Pipeline(_config(unbound, reply_cache_max_entries=0))
+    await pipeline.check(_request())
+    await pipeline.check(_request())
+    assert len(pipeline.replies) == 0 and pipeline.replies.hits == 0
+
+
+async def test_reload_starts_with_an_empty_reply_cache(unbound: Unbound) -> None:
+    config = _config(unbound)
+    service = Service(config, loader=lambda: config)
+    await service.pipeline.check(_request())
+    assert len(service.pipeline.replies) == 1
+    old_dns = service.pipeline.dns
+    service.reload()
+    assert len(service.pipeline.replies) == 0
+    assert service.pipeline.dns is old_dns  # same DNS settings: the DNS cache stays warm
+
+
+# --- serve --workers N ------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def _get(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    """A fresh connection per request, so the kernel may pick any worker."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Content-Type": "application/json"} if body else {}
+        connection.request(method, path, body=body or None, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def workers(unbound: Unbound) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    directory = Path(tempfile.mkdtemp(prefix="rdns-workers-"))
+    config = directory / "scorer.toml"
+    config.write_text("[server]\nlog_requests = false\n[weights]\nRL_PTR_MISSING = 5.0\n")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "scorer", "serve", "--workers", "2",
+            "--config", str(config), "--listen", f"127.0.0.1:{port}",
+            "--nameserver", unbound.nameserver,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(directory / "log", "wb"),  # noqa: SIM115 - closed with the process
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        deadline = time.monotonic() + 10
+        while len(_children(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # both workers bound
+        yield process, port, config
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _checks_served(metrics_text: str) -> float:
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == "rdns_scorer_requests_total" and sample.labels == {
+                "endpoint": "/v1/check",
+                "status": "200",
+            }:
+                return sample.value
+    return 0.0
+
+
+def _score(port: int) -> float:
+    body = json.dumps({"ip": world.MISSING_PTR_IP}).encode()
+    status, reply = _get(port, "POST", "/v1/check", body)
+    assert status == 200, reply
+    return float(json.loads(reply)["score"])
+
+
+def test_workers_all_answer(workers: tuple[subprocess.Popen[bytes], int, Path]) -> None:
+    process, port, _config_path = workers
+    pids = _children(process.pid)
+    assert len(pids) == 2 and all(Path(f"/proc/{p}").exists() for p in pids)
+    for _ in range(40):
+        assert _score(port) == 5.0
+    # /metrics is per worker: the counts seen across scrapes are the workers' shares.
+    seen = {_checks_served(_get(port, "GET", "/metrics")[1].decode()) for _ in range(40)}
+    assert len(seen) == 2, seen
+    assert sum(seen) == 40
+
+
+def test_workers_reload_on_sighup_and_come_back(
+    workers: tuple[subprocess.Popen[bytes], int, Path],
+) -> None:
+    process, port, config_path = workers
+    config_path.write_text("[server]\nlog_requests = false\n[weights]\nRL_PTR_MISSING = 1.25\n")
+    process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if all(_score(port) == 1.25 for _ in range(20)):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("not every worker reloaded")
+    # A worker that dies is replaced, with the current config.
+    victim = _children(process.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        children = _children(process.pid)
+        if len(children) == 2 and victim not in children:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the dead worker was not replaced")
+    time.sleep(0.5)
+    assert all(_score(port) == 1.25 for _ in range(20))
