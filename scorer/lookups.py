@@ -7,7 +7,6 @@ hostile zone cannot make one message cost unbounded work.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ from scorer.checks.mailfrom import (
 from scorer.checks.ptr import PtrFacts
 from scorer.dns.layer import DnsLayer
 from scorer.dns.outcomes import Answer, NotFound, NotFoundKind
+from scorer.eager import eager_gather
 from scorer.protocol import CheckRequest
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -56,12 +56,12 @@ async def _ptr_facts(
     names = list(dict.fromkeys(ptr.records))  # a zone may repeat a name; check it once
     checked = names[: limits.max_ptr_names]
     rdtype = _forward_type(ip)
-    outcomes = await asyncio.gather(*(dns_layer.addresses(n, rdtype, deadline) for n in checked))
+    outcomes = await eager_gather(*(dns_layer.addresses(n, rdtype, deadline) for n in checked))
     return PtrFacts(ip, ptr, dict(zip(checked, outcomes, strict=True)), len(names) - len(checked))
 
 
 async def _address_facts(dns_layer: DnsLayer, name: str, deadline: float) -> AddressFacts:
-    a, aaaa = await asyncio.gather(
+    a, aaaa = await eager_gather(
         dns_layer.addresses(name, dns.rdatatype.A, deadline),
         dns_layer.addresses(name, dns.rdatatype.AAAA, deadline),
     )
@@ -90,7 +90,7 @@ async def _mail_from_facts(
     if not isinstance(mx, Answer) or is_null_mx(mx):
         return MailFromFacts(sender, mx)
     hosts = mail_hosts(mx, limits.max_mx_hosts)
-    resolved = await asyncio.gather(*(_address_facts(dns_layer, h, deadline) for h in hosts))
+    resolved = await eager_gather(*(_address_facts(dns_layer, h, deadline) for h in hosts))
     return MailFromFacts(sender, mx, targets=dict(zip(hosts, resolved, strict=True)))
 
 
@@ -101,7 +101,7 @@ async def _none() -> None:
 async def gather_facts(
     request: CheckRequest, dns_layer: DnsLayer, limits: Limits, deadline: float
 ) -> Facts:
-    ptr, helo, mail_from = await asyncio.gather(
+    ptr, helo, mail_from = await eager_gather(
         _ptr_facts(dns_layer, request.ip, limits, deadline),
         _helo_facts(dns_layer, request.helo, deadline) if request.helo else _none(),
         _mail_from_facts(dns_layer, request.mail_from, limits, deadline)

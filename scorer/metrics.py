@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -29,6 +29,7 @@ DNS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 SCORE_BUCKETS = (-5.0, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0)
 
 CHECKED_FAMILIES = (Family.PTR, Family.HELO, Family.MAILFROM)
+CHECK_OUTCOMES = ("pass", "fail", "tempfail", "skipped")
 
 
 class _CacheCollector(Collector):
@@ -105,6 +106,12 @@ class Metrics:
         self.reloads = Counter(
             "rdns_scorer_config_reloads", "Config reloads by result.", ["result"], registry=r
         )
+        self.last_reload_ok = Gauge(
+            "rdns_scorer_config_last_reload_successful",
+            "1 if the latest config reload succeeded (or none was tried), 0 if it was rejected.",
+            registry=r,
+        )
+        self.last_reload_ok.set(1)
         self.overloaded = Counter(
             "rdns_scorer_overload_rejections",
             "Requests answered 503 because too many were in flight.",
@@ -115,6 +122,15 @@ class Metrics:
         )
         for result in ("success", "failure"):
             self.reloads.labels(result)  # so both series exist before the first reload
+        # Every symbol and outcome series exists from the start (a dashboard shows 0,
+        # not "no data"), and the hot path skips the label lookup.
+        self._symbol_children = {name: self.symbols.labels(name) for name in SYMBOLS}
+        self._check_children = {
+            (family, outcome): self.checks.labels(str(family), outcome)
+            for family in CHECKED_FAMILIES
+            for outcome in CHECK_OUTCOMES
+        }
+        self._request_children: dict[tuple[str, int], Any] = {}
 
     def watch_dns(self, dns_layer: DnsLayer) -> None:
         """Report ``dns_layer``'s cache from now on (a reload with new DNS settings swaps it).
@@ -132,7 +148,20 @@ class Metrics:
         self.dns_queries.labels(rdtype, result).inc()
         self.dns_latency.labels(rdtype).observe(seconds)
 
+    def record_reload(self, success: bool) -> None:
+        self.reloads.labels("success" if success else "failure").inc()
+        self.last_reload_ok.set(1 if success else 0)
+
+    def count_request(self, endpoint: str, status: int) -> None:
+        child = self._request_children.get((endpoint, status))
+        if child is None:
+            child = self._request_children[(endpoint, status)] = self.requests.labels(
+                endpoint, str(status)
+            )
+        child.inc()
+
     def observe_check(self, request: CheckRequest, reply: CheckReply, seconds: float) -> None:
+        # Runs once per message: label children are bound once, up front.
         self.latency.observe(seconds)
         self.scores.observe(reply.score)
         for name, would_be in reply.shadowed:
@@ -140,7 +169,7 @@ class Metrics:
             self.shadow_score.labels(name).inc(would_be)
         outcomes: dict[Family, str] = {}
         for symbol in reply.symbols:
-            self.symbols.labels(symbol.name).inc()
+            self._symbol_children[symbol.name].inc()
             family = SYMBOLS[symbol.name].family
             if symbol.name == "RL_SKIPPED_LOCAL":
                 self.skipped_local.inc()
@@ -149,11 +178,7 @@ class Metrics:
                 outcomes.setdefault(family, "tempfail")
             elif family in CHECKED_FAMILIES:
                 outcomes[family] = "fail"
-        asked = {
-            Family.PTR: True,
-            Family.HELO: bool(request.helo),
-            Family.MAILFROM: bool(request.mail_from),  # the null sender is not checked
-        }
-        for family in CHECKED_FAMILIES:
-            outcome = outcomes.get(family, "pass" if asked[family] else "skipped")
-            self.checks.labels(str(family), outcome).inc()
+        asked = (True, bool(request.helo), bool(request.mail_from))  # <> is not checked
+        for family, was_asked in zip(CHECKED_FAMILIES, asked, strict=True):
+            outcome = outcomes.get(family, "pass" if was_asked else "skipped")
+            self._check_children[family, outcome].inc()

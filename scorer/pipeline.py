@@ -101,12 +101,12 @@ class Pipeline:
         key: ReplyKey = (request.ip, request.helo, request.mail_from)
         cached = self.replies.get(key)
         if cached is not None:
-            elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
-            return CheckReply(cached.symbols, cached.score, elapsed_ms, cached.shadowed)
+            return cached.with_elapsed(round((time.perf_counter() - started) * 1000, 3))
         with self.dns.tracking() as tracker:
             _facts, reply = await self._check(request, started)
         ttl = tracker.expires - self._clock()
         if ttl > 0:
+            reply = reply.with_elapsed(reply.elapsed_ms)  # renders the JSON once, for reuse
             self.replies.put(key, reply, ttl)
         return reply
 

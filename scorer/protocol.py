@@ -8,6 +8,7 @@ there would let a spammer switch our checks off, because the plugins fail open.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 from dataclasses import dataclass
@@ -62,6 +63,22 @@ class CheckReply:
     score: float
     elapsed_ms: float
     shadowed: tuple[tuple[str, float], ...] = ()  # for metrics only, never sent
+    # The JSON body up to "elapsed_ms", rendered once per distinct reply: a reply
+    # served again from the reply cache only formats its new elapsed time.
+    json_head: bytes = b""
+
+    def with_elapsed(self, elapsed_ms: float) -> CheckReply:
+        return dataclasses.replace(self, elapsed_ms=elapsed_ms, json_head=self.rendered_head())
+
+    def rendered_head(self) -> bytes:
+        if self.json_head:
+            return self.json_head
+        body = self.to_dict()
+        del body["elapsed_ms"]
+        return json.dumps(body, separators=(",", ":")).encode()[:-1] + b',"elapsed_ms":'
+
+    def to_json(self) -> bytes:
+        return self.rendered_head() + repr(float(self.elapsed_ms)).encode() + b"}"
 
     def to_dict(self) -> dict[str, Any]:
         # Floats only, never nil or bin: rspamd 3.4's libucl garbles negative
@@ -76,22 +93,24 @@ class CheckReply:
         }
 
 
-def _decode_text(value: object) -> object:
-    """msgpack strings arrive raw: invalid UTF-8 must not fail the whole request."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
-    return value
+def _lenient_text(value: object) -> object:
+    """A msgpack bin where a str belongs is read as text, like a str with bad UTF-8."""
+    return value.decode("utf-8", errors="surrogateescape") if isinstance(value, bytes) else value
 
 
 def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
     """Parse a request body into a map; raise RequestError if that is impossible."""
     if content_type in MSGPACK_TYPES:
         try:
-            data = msgpack.unpackb(body, raw=True, strict_map_key=False, use_list=True)
+            # Invalid UTF-8 inside a string must not fail the whole request: it is
+            # evidence (a HELO full of \xff): surrogateescape keeps the bytes, and
+            # scorer.text shows them as \xNN again.
+            data = msgpack.unpackb(body, unicode_errors="surrogateescape", strict_map_key=False)
         except Exception as error:  # msgpack raises many unrelated types for bad input
             raise RequestError(f"body is not valid msgpack: {type(error).__name__}") from None
-        if isinstance(data, dict):
-            data = {_decode_text(k): _decode_text(v) for k, v in data.items()}
+        if isinstance(data, dict) and not all(type(key) is str for key in data):
+            # Keys sent as msgpack bin: read them as text too (rare, so not on the fast path).
+            data = {_lenient_text(key): value for key, value in data.items()}
     else:
         try:
             data = json.loads(body)
@@ -103,7 +122,7 @@ def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
 
 
 def _optional_text(data: dict[str, Any], name: str) -> str | None:
-    value = data.get(name)
+    value = _lenient_text(data.get(name))
     if value is None:
         return None
     if not isinstance(value, str):
@@ -122,7 +141,7 @@ def _mta_hostname(value: str | None) -> str | None:
 
 
 def parse_request(data: dict[str, Any]) -> CheckRequest:
-    raw_ip = data.get("ip")
+    raw_ip = _lenient_text(data.get("ip"))
     if raw_ip is None:
         raise RequestError("ip is required", "ip")
     if not isinstance(raw_ip, str):
@@ -138,6 +157,12 @@ def parse_request(data: dict[str, Any]) -> CheckRequest:
     fields = {name: _optional_text(data, name) for name in STRING_FIELDS}
     fields["hostname"] = _mta_hostname(fields["hostname"])
     return CheckRequest(ip=ip, **fields)
+
+
+def encode_check_reply(reply: CheckReply, want_msgpack: bool) -> tuple[bytes, str]:
+    if want_msgpack:
+        return encode_reply(reply.to_dict(), want_msgpack)
+    return reply.to_json(), "application/json"
 
 
 def encode_reply(payload: dict[str, Any], want_msgpack: bool) -> tuple[bytes, str]:

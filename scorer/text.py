@@ -7,6 +7,8 @@ OPTION_MAX_CHARS = 160
 
 def _escape_char(char: str) -> str:
     code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape): show the byte
+        return f"\\x{code - 0xDC00:02x}"
     if code < 0x100:
         return f"\\x{code:02x}"
     if code < 0x10000:

@@ -167,11 +167,13 @@ async def drive_load(
                     await response.read()
 
         async def reloads() -> None:
+            # A good reload, then a rejected one: the failure alert fires (the latest
+            # reload failed) and the old config keeps serving.
             good = healthy.config_path.read_text()
+            assert await _post(session, f"{healthy.url}/v1/reload") == 200
             healthy.config_path.write_text(good + "\n[policy\n")  # invalid TOML
             assert await _post(session, f"{healthy.url}/v1/reload") == 422
             healthy.config_path.write_text(good)
-            assert await _post(session, f"{healthy.url}/v1/reload") == 200
 
         for number in range(rounds):
             # Cached answers stop costing queries after the first round; fresh names keep

@@ -238,3 +238,30 @@ def test_public_bind_with_token_or_explicit_opt_out_starts(tmp_path: Path) -> No
         finally:
             process.terminate()
             process.communicate(timeout=10)
+
+
+async def test_last_reload_gauge_follows_the_latest_reload(
+    aiohttp_client: Any, unbound: Unbound, tmp_path: Path
+) -> None:
+    path = tmp_path / "scorer.toml"
+    good = f'[server]\ntoken = "t"\n[dns]\nnameservers = ["{unbound.nameserver}"]\n'
+    path.write_text(good)
+    app = create_app(load_config(path, environ={}), lambda: load_config(path, environ={}))
+    client = await aiohttp_client(app)
+    auth = {"Authorization": "Bearer t"}
+
+    async def gauge() -> str:
+        text = await (await client.get("/metrics")).text()
+        return next(
+            line.split()[-1]
+            for line in text.splitlines()
+            if line.startswith("rdns_scorer_config_last_reload_successful ")
+        )
+
+    assert await gauge() == "1.0"
+    path.write_text(good + "[weights\n")
+    assert (await client.post("/v1/reload", headers=auth)).status == 422
+    assert await gauge() == "0.0"
+    path.write_text(good)
+    assert (await client.post("/v1/reload", headers=auth)).status == 200
+    assert await gauge() == "1.0"

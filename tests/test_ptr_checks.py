@@ -62,7 +62,9 @@ async def test_ptr_timeout_is_tempfail_never_missing(pipeline: Pipeline) -> None
     symbols = await symbols_for(pipeline, world.PTR_TIMEOUT_IP)
     assert set(symbols) == {"RL_PTR_TEMPFAIL"}
     assert symbols["RL_PTR_TEMPFAIL"].score == 0.0
-    assert any("timeout" in o for o in symbols["RL_PTR_TEMPFAIL"].options)
+    # unbound reports its dead upstream as a timeout, or (once it has marked the server
+    # down after earlier tests) as SERVFAIL at once: a failure either way, never "missing".
+    assert any("timeout" in o or "servfail" in o for o in symbols["RL_PTR_TEMPFAIL"].options)
 
 
 async def test_ptr_servfail_is_tempfail(pipeline: Pipeline) -> None:

@@ -8,6 +8,7 @@ syntax plus the resolved addresses into hits.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -57,6 +58,9 @@ def _literal(raw: str, inner: str) -> HeloName:
     return HeloName(raw, HeloKind.LITERAL, address=address)
 
 
+@functools.lru_cache(
+    maxsize=8192
+)  # IDNA and the PSL are slow next to a dict lookup; greetings repeat
 def parse_helo(raw: str) -> HeloName:
     """Classify a HELO/EHLO argument by syntax alone."""
     text = raw.strip(" ")

@@ -9,6 +9,7 @@ declaration that it takes no mail.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -38,6 +39,7 @@ class Sender:
     problem: str = ""
 
 
+@functools.lru_cache(maxsize=8192)  # email-validator costs ~100 us; senders repeat
 def parse_sender(raw: str) -> Sender:
     """Classify an envelope sender by syntax alone (email-validator, IDNA, PSL)."""
     address = raw.strip()

@@ -17,6 +17,7 @@ none of them decides on its own. See docs/generic-ptr.md.
 
 from __future__ import annotations
 
+import functools
 from ipaddress import IPv4Address, IPv6Address
 
 from scorer.generic.encodings import EncodingMatch, Strength, find_encodings
@@ -50,6 +51,7 @@ STRONG_PARTIAL_WITH_SHAPE_CONFIDENCE = 0.5
 KEYWORD_WITH_SHAPE_CONFIDENCE = 0.45
 
 
+@functools.lru_cache(maxsize=8192)  # pure and frozen in, frozen out; the same clients come back
 def classify(ip: IPv4Address | IPv6Address, hostname: str, confirmed: bool) -> GenericVerdict:
     """Classify ``hostname`` as the PTR name of ``ip``.
 

@@ -1,0 +1,80 @@
+"""``eager_gather``: ``asyncio.gather`` that creates no task for work that never waits.
+
+Most lookups of a busy site are answered from the cache, so the coroutines that
+gather them finish without ever suspending. ``asyncio.gather`` would still wrap
+each in a Task (several per message, a large share of a cached check's CPU).
+This runs every coroutine eagerly up to its first suspension, as Python 3.12's
+``asyncio.eager_task_factory`` does, and makes a task only of those that
+actually wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Generator
+from typing import Any, TypeVar, overload
+
+T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
+
+
+class _Resume:
+    """Awaitable that carries on a coroutine which already yielded ``pending``."""
+
+    __slots__ = ("_coro", "_pending")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
+        self._coro = coro
+        self._pending = pending
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, pending = self._coro, self._pending
+        while True:
+            try:
+                value = yield pending  # the Task waits on what the coroutine waited on
+            except BaseException as error:  # cancellation included: hand it on
+                try:
+                    pending = coro.throw(error)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    pending = coro.send(value)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _resumed(coro: Coroutine[Any, Any, T], pending: Any) -> T:
+    result: T = await _Resume(coro, pending)
+    return result
+
+
+@overload
+async def eager_gather(a: Coroutine[Any, Any, A], b: Coroutine[Any, Any, B], /) -> tuple[A, B]: ...
+@overload
+async def eager_gather(
+    a: Coroutine[Any, Any, A], b: Coroutine[Any, Any, B], c: Coroutine[Any, Any, C], /
+) -> tuple[A, B, C]: ...
+@overload
+async def eager_gather(*coros: Coroutine[Any, Any, T]) -> tuple[T, ...]: ...
+async def eager_gather(*coros: Coroutine[Any, Any, Any]) -> tuple[Any, ...]:
+    """Results of ``coros`` in order; only the ones that suspend become tasks."""
+    results: list[Any] = [None] * len(coros)
+    waiting: dict[int, asyncio.Future[Any]] = {}
+    for index, coro in enumerate(coros):
+        try:
+            pending = coro.send(None)
+        except StopIteration as stop:
+            results[index] = stop.value
+        except BaseException:
+            for rest in coros[index + 1 :]:
+                rest.close()  # never started: close, so nothing warns "never awaited"
+            raise
+        else:
+            waiting[index] = asyncio.ensure_future(_resumed(coro, pending))
+    if waiting:
+        for index, value in zip(waiting, await asyncio.gather(*waiting.values()), strict=True):
+            results[index] = value
+    return tuple(results)

@@ -1,0 +1,92 @@
+"""eager_gather: asyncio.gather's results, without tasks for work that never waits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from scorer.eager import eager_gather
+
+
+async def _now(value: int) -> int:
+    return value
+
+
+async def _later(value: int, delay: float = 0.01) -> int:
+    await asyncio.sleep(delay)
+    return value
+
+
+async def test_coroutines_that_never_wait_make_no_tasks() -> None:
+    created = 0
+    loop = asyncio.get_running_loop()
+    factory = loop.get_task_factory()
+
+    def counting(loop: asyncio.AbstractEventLoop, coro, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal created
+        created += 1
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(counting)
+    try:
+        assert await eager_gather(_now(1), _now(2), _now(3)) == (1, 2, 3)
+        assert created == 0
+        assert await eager_gather(_now(1), _later(2), _now(3), _later(4)) == (1, 2, 3, 4)
+        assert created == 2, "one task per coroutine that waited, and only those"
+    finally:
+        loop.set_task_factory(factory)
+
+
+async def test_waiting_coroutines_run_concurrently() -> None:
+    started = asyncio.get_running_loop().time()
+    assert await eager_gather(*(_later(i, 0.2) for i in range(5))) == (0, 1, 2, 3, 4)
+    assert asyncio.get_running_loop().time() - started < 0.6
+
+
+async def test_errors_propagate_and_unstarted_coroutines_are_closed() -> None:
+    async def boom() -> int:
+        raise ValueError("boom")
+
+    async def late_boom() -> int:
+        await asyncio.sleep(0)
+        raise KeyError("late")
+
+    never = _now(9)
+    with pytest.raises(ValueError, match="boom"):
+        await eager_gather(boom(), never)
+    assert never.cr_frame is None, "closed, not left to warn 'never awaited'"
+    with pytest.raises(KeyError):
+        await eager_gather(_now(1), late_boom())
+
+
+async def test_cancellation_reaches_the_waiting_coroutine() -> None:
+    cancelled = asyncio.Event()
+
+    async def waits_forever() -> int:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return 0
+
+    outer = asyncio.ensure_future(eager_gather(_now(1), waits_forever()))
+    await asyncio.sleep(0.01)
+    outer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    await asyncio.wait_for(cancelled.wait(), 1)
+
+
+async def test_context_variables_set_by_the_caller_are_seen_after_waiting() -> None:
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+    async def read_after_wait() -> str:
+        await asyncio.sleep(0)
+        return var.get()
+
+    var.set("caller")
+    assert await eager_gather(read_after_wait(), _now(0)) == ("caller", 0)
