@@ -22,6 +22,7 @@ from scorer.symbols import default_weights
 DEFAULT_PORT = 11340
 ENV_LISTEN = "RDNS_SCORER_LISTEN"
 ENV_NAMESERVERS = "RDNS_SCORER_NAMESERVERS"
+ENV_TOKEN = "RDNS_SCORER_TOKEN"
 
 # Clients the checks make no sense for: loopback, RFC 1918, link-local, CGNAT
 # (RFC 6598), ULA (RFC 4193) and IPv6 link-local. Mail from these comes from
@@ -48,6 +49,7 @@ class ServerConfig:
     listen: str = f"127.0.0.1:{DEFAULT_PORT}"
     max_body_bytes: int = 16384
     token: str = ""  # shared secret; when set, clients must send "Authorization: Bearer <token>"
+    token_file: str = ""  # or read it from a file (Docker/systemd secrets)
     allow_public_without_token: bool = False
     max_in_flight: int = 256
     log_requests: bool = True
@@ -270,12 +272,27 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ
             raise ConfigError(f"{path}: {error.strerror}") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path}: invalid TOML: {error}") from None
-    config = config_from_mapping(data)
+    config = _with_secret(config_from_mapping(data), environ.get(ENV_TOKEN))
     return with_overrides(
         config,
         listen=environ.get(ENV_LISTEN) or None,
         nameservers=[n for n in environ.get(ENV_NAMESERVERS, "").split(",") if n.strip()] or None,
     )
+
+
+def _with_secret(config: Config, env_token: str | None) -> Config:
+    """The token from the environment, else from ``token_file``, else from the file itself."""
+    token = env_token
+    if not token and config.server.token_file:
+        try:
+            token = Path(config.server.token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeError) as error:
+            raise ConfigError(f"[server] token_file: {error}") from None
+        if not token:
+            raise ConfigError(f"[server] token_file: {config.server.token_file} is empty")
+    if not token:
+        return config
+    return dataclasses.replace(config, server=dataclasses.replace(config.server, token=token))
 
 
 def with_overrides(

@@ -110,3 +110,18 @@ def test_configuration_doc_lists_every_key_and_its_example_loads() -> None:
     example = re.search(r"```toml\n(.*?)```", text, re.S)
     assert example is not None, "docs/configuration.md has no TOML example"
     config_from_mapping(tomllib.loads(example.group(1)))
+
+
+def test_token_from_environment_file_or_config(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("from-file\n")
+    path = tmp_path / "scorer.toml"
+    path.write_text(f'[server]\ntoken = "from-config"\ntoken_file = "{secret}"\n')
+    assert load_config(path, environ={}).server.token == "from-file"
+    environ = {"RDNS_SCORER_TOKEN": "from-env"}
+    assert load_config(path, environ=environ).server.token == "from-env"
+    path.write_text('[server]\ntoken = "from-config"\n')
+    assert load_config(path, environ={}).server.token == "from-config"
+    path.write_text(f'[server]\ntoken_file = "{tmp_path / "missing"}"\n')
+    with pytest.raises(ConfigError, match=r"\[server\] token_file"):
+        load_config(path, environ={})
