@@ -172,10 +172,10 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready = await request.app[SERVICE_KEY].pipeline.dns.ready()
+    reason = await request.app[SERVICE_KEY].pipeline.dns.unready_reason()
     return web.Response(
-        status=200 if ready else 503,
-        text=json.dumps({"status": "ready" if ready else "resolver not answering"}),
+        status=200 if reason is None else 503,
+        text=json.dumps({"status": "ready" if reason is None else reason}),
         content_type="application/json",
     )
 

@@ -10,7 +10,7 @@ import dns.rdatatype
 import pytest
 
 from scorer.dns.cache import TtlCache
-from scorer.dns.layer import DnsLayer, Outcome, parse_nameserver
+from scorer.dns.layer import DnsLayer, Outcome, QueryHealth, parse_nameserver
 from scorer.dns.outcomes import Answer, FailureKind, NotFound, NotFoundKind, TempFail
 from tests import world
 from tests.support.fakedns import FaultyDns, dead_port
@@ -148,3 +148,44 @@ def test_parse_nameserver(text: str, expected: str) -> None:
 def test_parse_nameserver_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_nameserver(text)
+
+
+def test_query_health_windows() -> None:
+    now = [0.0]
+    health = QueryHealth(clock=lambda: now[0])
+    for _ in range(19):
+        health.record(failed=True)
+    assert health.failure_share() is None, "too few queries to judge"
+    health.record(failed=False)
+    assert health.failure_share() == 0.95
+    now[0] = 31.0  # a new window: the last one still counts
+    for _ in range(20):
+        health.record(failed=False)
+    assert health.failure_share() == 19 / 40
+    now[0] = 100.0  # both windows stale
+    assert health.failure_share() is None
+
+
+async def test_not_ready_when_recent_queries_mostly_fail(unbound: Unbound) -> None:
+    """The resolver answers its probe, but nothing real resolves: a broken upstream."""
+    layer = _layer(unbound.nameserver, timeout=0.2)
+    assert await layer.unready_reason() is None
+    deadline = _deadline()
+    await asyncio.gather(*(layer.mx(f"d{i}.{world.SERVFAIL_DOMAIN}", deadline) for i in range(25)))
+    reason = await layer.unready_reason()
+    assert reason is not None and "of recent DNS queries failed" in reason
+
+
+def test_any_parse_surprise_is_a_malformed_tempfail_not_a_crash() -> None:
+    """Regression: a KeyError while parsing escaped classify() and killed the read callback."""
+    import dns.message
+
+    from scorer.dns import wire
+
+    query = dns.message.make_query("example.net.", "TXT")
+    response = dns.message.make_response(query)
+    response.answer.append(dns.rrset.from_text("example.net.", 60, "IN", "TXT", '"x"'))
+    data = response.to_wire()
+    question = data[12 : 12 + len(wire.encode_name("example.net")) + 4]
+    outcome = wire.classify(data, query.id, question, 16, 300)  # TXT: no parser for it
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED

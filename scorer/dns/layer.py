@@ -84,6 +84,43 @@ def parse_nameserver(text: str) -> Nameserver:
     return Nameserver(host, int(port))
 
 
+UNREADY_FAILURE_SHARE = 0.9  # /readyz fails when this share of recent queries failed
+HEALTH_WINDOW_SECONDS = 30.0
+HEALTH_MIN_QUERIES = 20  # fewer recent queries than this say nothing either way
+
+
+class QueryHealth:
+    """Failures among recent queries, over the current and the previous 30 s window."""
+
+    __slots__ = ("_clock", "_current", "_previous", "_window_start")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._window_start = clock()
+        self._current = [0, 0]  # queries, failures
+        self._previous = [0, 0]
+
+    def _roll(self) -> None:
+        now = self._clock()
+        if now - self._window_start >= HEALTH_WINDOW_SECONDS:
+            stale = now - self._window_start >= 2 * HEALTH_WINDOW_SECONDS
+            self._previous = [0, 0] if stale else self._current
+            self._current = [0, 0]
+            self._window_start = now
+
+    def record(self, failed: bool) -> None:
+        self._roll()
+        self._current[0] += 1
+        self._current[1] += failed
+
+    def failure_share(self) -> float | None:
+        self._roll()
+        queries = self._current[0] + self._previous[0]
+        if queries < HEALTH_MIN_QUERIES:
+            return None
+        return (self._current[1] + self._previous[1]) / queries
+
+
 class ExpiryTracker:
     """The earliest expiry of the outcomes one request used (see ``DnsLayer.track``)."""
 
@@ -129,6 +166,7 @@ class DnsLayer:
         self._inflight: dict[Hashable, asyncio.Future[tuple[Outcome, float]]] = {}
         self._negatives: dict[NotFound, NotFound] = {}
         self.observer = observer
+        self.health = QueryHealth()
 
     @staticmethod
     @contextlib.contextmanager
@@ -237,11 +275,23 @@ class DnsLayer:
             outcome: Outcome = TempFail(FailureKind.MALFORMED, f"bad query name: {error}")
         else:
             outcome = await self._transport.query(wire, int(rdtype))
+        self.health.record(isinstance(outcome, TempFail))
         if self.observer is not None:
             self.observer(rdtype.name, result_name(outcome), time.perf_counter() - started)
         return outcome
 
-    async def ready(self) -> bool:
-        """Does the resolver answer at all? Any definite outcome counts, failures don't."""
-        outcome = await self.query("1.0.0.127.in-addr.arpa", dns.rdatatype.PTR)
-        return not isinstance(outcome, TempFail)
+    async def unready_reason(self) -> str | None:
+        """Why the resolver cannot serve checks now, or None when it can.
+
+        Two signs, because a local caching resolver can answer a probe from its own
+        data while it reaches nothing upstream (the broken-container-resolver case):
+        the root's SOA must resolve (a recursive resolver has to ask the internet, or
+        its own root zone), and recent real queries must not be almost all failures.
+        """
+        outcome = await self.query(".", dns.rdatatype.SOA)
+        if isinstance(outcome, TempFail):
+            return f"resolver does not answer: {outcome.kind}"
+        share = self.health.failure_share()
+        if share is not None and share >= UNREADY_FAILURE_SHARE:
+            return f"{share:.0%} of recent DNS queries failed"
+        return None

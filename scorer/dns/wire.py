@@ -224,13 +224,20 @@ def _parse_mx(data: bytes, offset: int, rdlength: int) -> object:
     return MxRecord(preference, name_text(labels))
 
 
+def _parse_soa(data: bytes, offset: int, rdlength: int) -> object:
+    """The primary nameserver's name: all /readyz needs from the root's SOA."""
+    labels, _ = _read_name(data, offset)
+    return name_text(labels)
+
+
 _PARSERS: dict[int, Callable[[bytes, int, int], object]] = {
     TYPE_PTR: _parse_ptr,
     TYPE_A: _parse_a,
     TYPE_AAAA: _parse_aaaa,
     TYPE_MX: _parse_mx,
+    TYPE_SOA: _parse_soa,
 }
-TYPE_NAMES = {TYPE_PTR: "PTR", TYPE_A: "A", TYPE_AAAA: "AAAA", TYPE_MX: "MX"}
+TYPE_NAMES = {TYPE_PTR: "PTR", TYPE_A: "A", TYPE_AAAA: "AAAA", TYPE_MX: "MX", TYPE_SOA: "SOA"}
 
 
 def _lower_labels(labels: list[bytes]) -> tuple[bytes, ...]:
@@ -282,8 +289,8 @@ def classify(
                 offset += 10 + _RR_FIXED.unpack_from(data, offset)[3]
             ttl = _negative_ttl(data, offset, nscount, negative_ttl)
             return NotFound(NotFoundKind.NXDOMAIN, ttl)
-    except (_Malformed, struct.error, ValueError, IndexError) as error:
-        return TempFail(FailureKind.MALFORMED, f"unparsable response: {error}"[:200])
+    except Exception as error:  # any surprise in a hostile packet is a failure, never a crash
+        return TempFail(FailureKind.MALFORMED, f"unparsable response: {error!r}"[:200])
     if rcode in (RCODE_SERVFAIL, RCODE_REFUSED):
         return Verdict.TRY_NEXT
     if rcode == RCODE_YXDOMAIN:
