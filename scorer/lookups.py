@@ -48,16 +48,18 @@ def _forward_type(ip: IPAddress) -> dns.rdatatype.RdataType:
 
 
 async def _ptr_facts(
-    dns_layer: DnsLayer, ip: IPAddress, limits: Limits, deadline: float
+    dns_layer: DnsLayer, request: CheckRequest, limits: Limits, deadline: float
 ) -> PtrFacts:
+    ip, mta_hostname = request.ip, request.hostname
     ptr = await dns_layer.ptr(ip, deadline)
     if not isinstance(ptr, Answer):
-        return PtrFacts(ip, ptr)
+        return PtrFacts(ip, ptr, mta_hostname=mta_hostname)
     names = list(dict.fromkeys(ptr.records))  # a zone may repeat a name; check it once
     checked = names[: limits.max_ptr_names]
     rdtype = _forward_type(ip)
     outcomes = await eager_gather(*(dns_layer.addresses(n, rdtype, deadline) for n in checked))
-    return PtrFacts(ip, ptr, dict(zip(checked, outcomes, strict=True)), len(names) - len(checked))
+    forward = dict(zip(checked, outcomes, strict=True))
+    return PtrFacts(ip, ptr, forward, len(names) - len(checked), mta_hostname)
 
 
 async def _address_facts(dns_layer: DnsLayer, name: str, deadline: float) -> AddressFacts:
@@ -102,7 +104,7 @@ async def gather_facts(
     request: CheckRequest, dns_layer: DnsLayer, limits: Limits, deadline: float
 ) -> Facts:
     ptr, helo, mail_from = await eager_gather(
-        _ptr_facts(dns_layer, request.ip, limits, deadline),
+        _ptr_facts(dns_layer, request, limits, deadline),
         _helo_facts(dns_layer, request.helo, deadline) if request.helo else _none(),
         _mail_from_facts(dns_layer, request.mail_from, limits, deadline)
         if request.mail_from is not None

@@ -28,7 +28,7 @@ from scorer.scoring import score_hits
 Clock = Callable[[], float]
 # Every request field evaluate() reads, and nothing else (not queue_id or user):
 # two requests with the same key get the same reply.
-ReplyKey = tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, str | None, str | None]
+ReplyKey = tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, str | None, str | None, str | None]
 
 
 def build_dns_layer(config: Config, clock: Clock = time.monotonic) -> DnsLayer:
@@ -98,7 +98,7 @@ class Pipeline:
     async def check(self, request: CheckRequest) -> CheckReply:
         """The reply for ``request``, from the reply cache when it is still good."""
         started = time.perf_counter()
-        key: ReplyKey = (request.ip, request.helo, request.mail_from)
+        key: ReplyKey = (request.ip, request.helo, request.mail_from, request.hostname)
         cached = self.replies.get(key)
         if cached is not None:
             return cached.with_elapsed(round((time.perf_counter() - started) * 1000, 3))

@@ -108,3 +108,11 @@ async def test_generic_ptr_is_scored_by_confidence_with_evidence(client: Any) ->
 async def test_confirmed_big_provider_name_is_not_generic(client: Any) -> None:
     body = await (await client.post("/v1/check", json={"ip": world.PROVIDER_IP})).json()
     assert body["symbols"] == []
+
+
+async def test_the_mta_hostname_is_shown_beside_our_evidence(pipeline: Pipeline) -> None:
+    symbols = await symbols_for(pipeline, world.UNVERIFIED_IP, hostname=world.UNVERIFIED_NAME)
+    assert f"MTA hostname: {world.UNVERIFIED_NAME}" in symbols["RL_PTR_UNVERIFIED"].options
+    for no_name in ("unknown", "[203.0.113.12]", ""):
+        symbols = await symbols_for(pipeline, world.UNVERIFIED_IP, hostname=no_name)
+        assert not any("MTA hostname" in o for o in symbols["RL_PTR_UNVERIFIED"].options)

@@ -27,6 +27,9 @@ class PtrFacts:
     # max_ptr_names names, in the order the PTR answer listed them.
     forward: dict[str, Lookup[IPAddress]] = field(default_factory=dict)
     unchecked_names: int = 0  # PTR names beyond the bound, not resolved
+    # What the MTA resolved for the client (its own FCrDNS view, e.g. Postfix's
+    # client_name): shown beside our evidence so an admin sees any disagreement.
+    mta_hostname: str | None = None
 
     def confirmed_names(self) -> list[str]:
         """PTR names whose forward lookup includes the client IP (RFC 8601 iprev pass)."""
@@ -44,12 +47,12 @@ def _forward_evidence(name: str, outcome: Lookup[IPAddress]) -> str:
 
 def check_ptr(facts: PtrFacts) -> list[Hit]:
     ip = facts.ip
+    mta = (option(f"MTA hostname: {facts.mta_hostname}"),) if facts.mta_hostname else ()
     if isinstance(facts.ptr, TempFail):
-        return [
-            Hit("RL_PTR_TEMPFAIL", (f"PTR {ip}: {describe(facts.ptr)}", option(facts.ptr.detail)))
-        ]
+        detail = option(facts.ptr.detail)
+        return [Hit("RL_PTR_TEMPFAIL", (f"PTR {ip}: {describe(facts.ptr)}", detail, *mta))]
     if not isinstance(facts.ptr, Answer):
-        return [Hit("RL_PTR_MISSING", (f"no PTR for {ip}", f"PTR: {describe(facts.ptr)}"))]
+        return [Hit("RL_PTR_MISSING", (f"no PTR for {ip}", f"PTR: {describe(facts.ptr)}", *mta))]
     confirmed = facts.confirmed_names()
     if confirmed:
         generic = generic_hit("RL_PTR_GENERIC", ip, confirmed[0], True, "ptr")
@@ -57,6 +60,7 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
     evidence = [_forward_evidence(name, outcome) for name, outcome in facts.forward.items()]
     if facts.unchecked_names:
         evidence.append(f"{facts.unchecked_names} more PTR names not checked")
+    evidence.extend(mta)
     hits: list[Hit | None] = []
     if any(isinstance(o, TempFail) for o in facts.forward.values()):
         hits.append(Hit("RL_PTR_TEMPFAIL", (f"PTR {ip} not confirmed", *evidence)))
