@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -56,6 +57,12 @@ def _serve(args: argparse.Namespace) -> int:
     from scorer.workers import serve  # imported late: `check` needs no server code
 
     workers = args.workers if args.workers is not None else config.server.workers
+    resolvers = ", ".join(config.dns.nameservers) or "from /etc/resolv.conf"
+    logging.getLogger("rdns_scorer").info(
+        "rdns-scorer %s listening on %s:%d (%d worker%s), resolvers: %s, token: %s",
+        __version__, host, port, workers, "" if workers == 1 else "s", resolvers,
+        "required" if config.server.token else "none",
+    )  # fmt: skip
     return serve(config, loader, host, port, workers)
 
 

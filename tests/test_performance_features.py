@@ -182,10 +182,13 @@ def test_workers_all_answer(workers: tuple[subprocess.Popen[bytes], int, Path]) 
     assert len(pids) == 2 and all(Path(f"/proc/{p}").exists() for p in pids)
     for _ in range(40):
         assert _score(port) == 5.0
-    # /metrics is per worker: the counts seen across scrapes are the workers' shares.
+    # 40 fresh connections reach both workers (all on one: a chance of 2**-39).
+    served_by = {json.loads(_get(port, "GET", "/healthz")[1])["pid"] for _ in range(40)}
+    assert served_by == set(pids)
+    # /metrics is per worker: a scrape shows one worker's share of the 40 checks.
+    # (Regression: this asserted two *distinct* counts, which failed at 20 + 20.)
     seen = {_checks_served(_get(port, "GET", "/metrics")[1].decode()) for _ in range(40)}
-    assert len(seen) == 2, seen
-    assert sum(seen) == 40
+    assert all(0 < count < 40 for count in seen), seen
 
 
 def test_workers_reload_on_sighup_and_come_back(
