@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from scorer.checks.mailfrom import SenderKind, parse_sender
+from scorer.config import Config
 from scorer.pipeline import Pipeline
 from tests import world
 from tests.helpers import symbols_for
@@ -96,3 +99,15 @@ async def test_bogus_mx_evidence_names_each_target(pipeline: Pipeline) -> None:
 async def test_tempfail_weighs_nothing(pipeline: Pipeline) -> None:
     symbols = await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=f"a@{world.TIMEOUT_DOMAIN}")
     assert symbols["RL_MAILFROM_TEMPFAIL"].score == 0.0
+
+
+async def test_mx_targets_resolved_are_bounded(unbound_config: Config) -> None:
+    config = dataclasses.replace(
+        unbound_config, dns=dataclasses.replace(unbound_config.dns, max_mx_hosts=4)
+    )
+    pipeline = Pipeline(config)
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=f"a@{world.MANY_MX_DOMAIN}")
+    targets = [o for o in symbols["RL_MAILFROM_BOGUS_MX"].options if o.startswith("MX ")]
+    assert targets == [f"MX mx{i}.{world.MANY_MX_DOMAIN}: does not resolve" for i in range(4)]
+    # PTR + its A, the MX, and A + AAAA for each of the 4 hosts, lowest preference first.
+    assert len(pipeline.dns.cache) == 2 + 1 + 2 * 4

@@ -44,6 +44,7 @@ NULL_MX_DOMAIN = "null-mx.org"
 BOGUS_MX_DOMAIN = "bogus-mx.org"
 IDN_DOMAIN = "bücher-versand.de"
 IDN_DOMAIN_ASCII = "xn--bcher-versand-wob.de"
+MANY_MX_DOMAIN = "many-mx.org"  # 15 MX hosts, none of which resolves
 TIMEOUT_DOMAIN = "dead-zone.net"
 SERVFAIL_DOMAIN = "servfail-zone.net"
 
@@ -79,6 +80,8 @@ def build_zones(dead_port: int, servfail_port: int) -> Zones:
     zones.address("internal.bogus-mx.org", "10.0.0.5")
     zones.address("loop.bogus-mx.org", "127.0.0.1", "::1")
     zones.mx(IDN_DOMAIN_ASCII, 10, GOOD_MX)
+    for i in range(15):
+        zones.mx(MANY_MX_DOMAIN, i, f"mx{i}.{MANY_MX_DOMAIN}")
 
     zones.stub(TIMEOUT_DOMAIN, dead_port)
     zones.stub("100.51.198.in-addr.arpa", dead_port)
