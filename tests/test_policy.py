@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,15 +125,29 @@ async def test_global_shadow_mode(unbound: Unbound) -> None:
     assert reply.score == 0.0 and reply.shadowed == (("RL_PTR_MISSING", 5.0),)
 
 
-async def test_reload_endpoint_swaps_config_and_rejects_bad_ones(
-    aiohttp_client: Any, unbound: Unbound, tmp_path: Path
-) -> None:
+@dataclass
+class Reloadable:
+    """A service whose config file the test rewrites before asking it to reload."""
+
+    client: Any
+    path: Path
+    base: str
+    auth: dict[str, str]
+
+
+@pytest.fixture
+async def reloadable(aiohttp_client: Any, unbound: Unbound, tmp_path: Path) -> Reloadable:
     path = tmp_path / "scorer.toml"
     base = f'[server]\ntoken = "t0k"\n[dns]\nnameservers = ["{unbound.nameserver}"]\n'
     path.write_text(base)
     app = create_app(load_config(path, environ={}), lambda: load_config(path, environ={}))
-    client = await aiohttp_client(app)
-    auth = {"Authorization": "Bearer t0k"}
+    return Reloadable(await aiohttp_client(app), path, base, {"Authorization": "Bearer t0k"})
+
+
+async def test_reload_endpoint_swaps_config_and_rejects_bad_ones(reloadable: Reloadable) -> None:
+    client, path, base, auth = (
+        reloadable.client, reloadable.path, reloadable.base, reloadable.auth
+    )  # fmt: skip
     request = {"ip": world.MISSING_PTR_IP}
 
     assert (await client.post("/v1/reload")).status == 401
@@ -241,15 +256,10 @@ def test_public_bind_with_token_or_explicit_opt_out_starts(tmp_path: Path) -> No
             process.communicate(timeout=10)
 
 
-async def test_last_reload_gauge_follows_the_latest_reload(
-    aiohttp_client: Any, unbound: Unbound, tmp_path: Path
-) -> None:
-    path = tmp_path / "scorer.toml"
-    good = f'[server]\ntoken = "t"\n[dns]\nnameservers = ["{unbound.nameserver}"]\n'
-    path.write_text(good)
-    app = create_app(load_config(path, environ={}), lambda: load_config(path, environ={}))
-    client = await aiohttp_client(app)
-    auth = {"Authorization": "Bearer t"}
+async def test_last_reload_gauge_follows_the_latest_reload(reloadable: Reloadable) -> None:
+    client, path, good, auth = (
+        reloadable.client, reloadable.path, reloadable.base, reloadable.auth
+    )  # fmt: skip
 
     async def gauge() -> str:
         text = await (await client.get("/metrics")).text()

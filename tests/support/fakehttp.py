@@ -131,12 +131,17 @@ def _http(status: int, body: bytes, content_type: str = "application/json") -> b
     return head.encode() + body
 
 
+def _recv(client: socket.socket) -> bytes:
+    """The next bytes from ``client``; b"" when it closed or failed."""
+    try:
+        return client.recv(65536)
+    except OSError:
+        return b""
+
+
 def _read_request(client: socket.socket, buffer: bytes) -> tuple[Recorded | None, bytes]:
     while b"\r\n\r\n" not in buffer:
-        try:
-            chunk = client.recv(65536)
-        except OSError:
-            return None, b""
+        chunk = _recv(client)
         if not chunk:
             return None, b""
         buffer += chunk
@@ -149,10 +154,7 @@ def _read_request(client: socket.socket, buffer: bytes) -> tuple[Recorded | None
         headers[name.strip().lower()] = value.strip()
     length = int(headers.get("content-length", "0"))
     while len(rest) < length:
-        try:
-            chunk = client.recv(65536)
-        except OSError:
-            return None, b""
+        chunk = _recv(client)
         if not chunk:
             return None, b""
         rest += chunk

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 
 
 def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
@@ -20,3 +24,26 @@ def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0)
         else:
             process.kill()
         process.wait()
+
+
+def wait_for_http(
+    process: subprocess.Popen[bytes],
+    url: str,
+    ready: Callable[[bytes], bool],
+    timeout: float,
+    log: Callable[[], str],
+) -> None:
+    """Poll ``url`` until ``ready(body)``; fail at once if ``process`` exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited:\n{log()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200 and ready(response.read()):
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.05)
+    stop_process(process)
+    raise TimeoutError(f"{url} not ready after {timeout}s:\n{log()}")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.ports import free_port
-from tests.support.processes import stop_process
+from tests.support.processes import stop_process, wait_for_http
 
 # What Grafana puts in place of its built-in interval variables when it sends a query.
 GRAFANA_BUILTINS = {
@@ -76,19 +76,8 @@ class Prometheus:
             stdout=log,
             stderr=log,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"prometheus exited:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"prometheus not ready after {timeout}s:\n{self.log()}")
+        wait_for_http(self._process, f"{self.url}/-/ready", lambda _body: True, timeout, self.log)
+        return self
 
     def stop(self) -> None:
         stop_process(self._process)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.ports import free_port
-from tests.support.processes import stop_process
+from tests.support.processes import stop_process, wait_for_http
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "lua" / "rdns_scorer.lua"
@@ -158,18 +158,9 @@ rdns_scorer {{
         self._process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"rspamd exited:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as reply:
-                    if reply.read().strip() == b"pong":
-                        return self
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"rspamd did not answer /ping in {timeout}s:\n{self.log()}")
+        ping = f"{self.url}/ping"
+        wait_for_http(self._process, ping, lambda body: body.strip() == b"pong", timeout, self.log)
+        return self
 
     def stop(self) -> None:
         stop_process(self._process)
