@@ -8,6 +8,7 @@ hostile zone cannot make one message cost unbounded work.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dns.rdatatype
@@ -17,13 +18,14 @@ from scorer.checks.mailfrom import (
     AddressFacts,
     MailFromFacts,
     SenderKind,
+    has_global_address,
     is_null_mx,
     mail_hosts,
     parse_sender,
 )
 from scorer.checks.ptr import PtrFacts
 from scorer.dns.layer import DnsLayer
-from scorer.dns.outcomes import Answer, NotFound, NotFoundKind
+from scorer.dns.outcomes import Answer, Lookup, NotFound, NotFoundKind
 from scorer.eager import eager_gather
 from scorer.protocol import CheckRequest
 
@@ -62,19 +64,42 @@ async def _ptr_facts(
     return PtrFacts(ip, ptr, forward, len(names) - len(checked), mta_hostname)
 
 
-async def _address_facts(dns_layer: DnsLayer, name: str, deadline: float) -> AddressFacts:
-    a, aaaa = await eager_gather(
-        dns_layer.addresses(name, dns.rdatatype.A, deadline),
-        dns_layer.addresses(name, dns.rdatatype.AAAA, deadline),
-    )
-    return AddressFacts(a, aaaa)
+def _any_address(outcome: Answer[IPAddress]) -> bool:
+    return bool(outcome.records)
 
 
-async def _helo_facts(dns_layer: DnsLayer, helo: str, deadline: float) -> HeloFacts:
+def _other_family(rdtype: dns.rdatatype.RdataType) -> dns.rdatatype.RdataType:
+    return dns.rdatatype.AAAA if rdtype == dns.rdatatype.A else dns.rdatatype.A
+
+
+async def _address_facts(
+    dns_layer: DnsLayer,
+    name: str,
+    deadline: float,
+    first: dns.rdatatype.RdataType = dns.rdatatype.A,
+    enough: Callable[[Answer[IPAddress]], bool] = _any_address,
+) -> AddressFacts:
+    """A/AAAA of ``name``, asking the second family only when the first is not ``enough``.
+
+    Every check needs just one usable address (a HELO that resolves, an MX host
+    with a public address), so the common case costs one query instead of two;
+    the rare name without one pays a second round trip.
+    """
+    outcome = await dns_layer.addresses(name, first, deadline)
+    other: Lookup[IPAddress] | None = None
+    if not (isinstance(outcome, Answer) and enough(outcome)):
+        other = await dns_layer.addresses(name, _other_family(first), deadline)
+    if first == dns.rdatatype.A:
+        return AddressFacts(outcome, other)
+    return AddressFacts(other, outcome)
+
+
+async def _helo_facts(dns_layer: DnsLayer, helo: str, ip: IPAddress, deadline: float) -> HeloFacts:
     name = parse_helo(helo)
     if name.kind is not HeloKind.NAME:
         return HeloFacts(name)
-    addresses = await _address_facts(dns_layer, name.ascii, deadline)
+    # The client's own family first: that is the answer the generic check needs too.
+    addresses = await _address_facts(dns_layer, name.ascii, deadline, first=_forward_type(ip))
     return HeloFacts(name, addresses.a, addresses.aaaa)
 
 
@@ -92,7 +117,9 @@ async def _mail_from_facts(
     if not isinstance(mx, Answer) or is_null_mx(mx):
         return MailFromFacts(sender, mx)
     hosts = mail_hosts(mx, limits.max_mx_hosts)
-    resolved = await eager_gather(*(_address_facts(dns_layer, h, deadline) for h in hosts))
+    resolved = await eager_gather(
+        *(_address_facts(dns_layer, h, deadline, enough=has_global_address) for h in hosts)
+    )
     return MailFromFacts(sender, mx, targets=dict(zip(hosts, resolved, strict=True)))
 
 
@@ -105,7 +132,7 @@ async def gather_facts(
 ) -> Facts:
     ptr, helo, mail_from = await eager_gather(
         _ptr_facts(dns_layer, request, limits, deadline),
-        _helo_facts(dns_layer, request.helo, deadline) if request.helo else _none(),
+        _helo_facts(dns_layer, request.helo, request.ip, deadline) if request.helo else _none(),
         _mail_from_facts(dns_layer, request.mail_from, limits, deadline)
         if request.mail_from is not None
         else _none(),

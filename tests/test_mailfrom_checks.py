@@ -111,3 +111,23 @@ async def test_mx_targets_resolved_are_bounded(unbound_config: Config) -> None:
     assert targets == [f"MX mx{i}.{world.MANY_MX_DOMAIN}: does not resolve" for i in range(4)]
     # PTR + its A, the MX, and A + AAAA for each of the 4 hosts, lowest preference first.
     assert len(pipeline.dns.cache) == 2 + 1 + 2 * 4
+
+
+async def test_second_address_family_is_asked_only_when_needed(pipeline: Pipeline) -> None:
+    """One usable address is all any check needs: the other family is not queried."""
+    asked: list[str] = []
+    pipeline.dns.observer = lambda rdtype, _result, _seconds: asked.append(rdtype)
+    await symbols_for(
+        pipeline, world.CONFIRMED_IP, helo=world.CONFIRMED_NAME, mail_from=f"a@{world.GOOD_DOMAIN}"
+    )
+    assert sorted(asked) == ["A", "A", "MX", "PTR"], "HELO and MX host answered by A alone"
+    asked.clear()
+    symbols = await symbols_for(
+        pipeline,
+        world.CONFIRMED_IP,
+        helo=world.HELO_NO_ADDRESS,
+        mail_from=f"a@{world.BOGUS_MX_DOMAIN}",
+    )
+    assert {"RL_HELO_NO_ADDRESS", "RL_MAILFROM_BOGUS_MX"} <= set(symbols)
+    # No usable A: the HELO and every MX host (private, missing, loopback) get an AAAA query.
+    assert asked.count("AAAA") == 4

@@ -72,8 +72,9 @@ def parse_sender(raw: str) -> Sender:
 
 @dataclass(frozen=True, slots=True)
 class AddressFacts:
-    a: Lookup[IPAddress]
-    aaaa: Lookup[IPAddress]
+    # None: not asked, because the other family already gave what the checks need.
+    a: Lookup[IPAddress] | None
+    aaaa: Lookup[IPAddress] | None
 
     @property
     def addresses(self) -> list[IPAddress]:
@@ -106,6 +107,11 @@ def mail_hosts(mx: Answer[MxRecord], limit: int) -> list[str]:
 def is_null_mx(mx: Answer[MxRecord]) -> bool:
     """RFC 7505 section 3: a single MX of preference 0 with the root as exchange."""
     return len(mx.records) == 1 and mx.records[0].is_null
+
+
+def has_global_address(outcome: Answer[IPAddress]) -> bool:
+    """An MX host is usable only at a public address (not loopback/private/reserved)."""
+    return any(address.is_global for address in outcome.records)
 
 
 def _bogus_reason(target: str, facts: AddressFacts | None) -> str | None:
