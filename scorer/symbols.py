@@ -255,11 +255,6 @@ SYMBOLS: MappingProxyType[str, Symbol] = MappingProxyType({s.name: s for s in _T
 """All symbols by name, in table order."""
 
 
-def service_symbols() -> list[Symbol]:
-    """Symbols the service itself can return (not the plugin-side ones)."""
-    return [s for s in SYMBOLS.values() if s.family is not Family.PLUGIN]
-
-
 def default_weights() -> dict[str, float]:
     return {s.name: s.weight for s in SYMBOLS.values() if s.family is not Family.PLUGIN}
 

@@ -37,7 +37,6 @@ TYPE_OPT = 41
 CLASS_IN = 1
 
 RCODE_NOERROR = 0
-RCODE_FORMERR = 1
 RCODE_SERVFAIL = 2
 RCODE_NXDOMAIN = 3
 RCODE_REFUSED = 5
@@ -237,7 +236,6 @@ _PARSERS: dict[int, Callable[[bytes, int, int], object]] = {
     TYPE_MX: _parse_mx,
     TYPE_SOA: _parse_soa,
 }
-TYPE_NAMES = {TYPE_PTR: "PTR", TYPE_A: "A", TYPE_AAAA: "AAAA", TYPE_MX: "MX", TYPE_SOA: "SOA"}
 
 
 def _lower_labels(labels: list[bytes]) -> tuple[bytes, ...]:

@@ -29,7 +29,6 @@ from scorer.symbols import SYMBOLS
 
 MODULE = "rdns_scorer"
 PLUGIN_FILE = f"{MODULE}.lua"
-EXAMPLE_FILE = f"{MODULE}.conf"
 MARK_BEGIN = "# >>> rdns-scorer: managed by `rdns-scorer rspamd install`; edits inside are lost"
 MARK_END = "# <<< rdns-scorer"
 SYMBOLS_BEGIN = "-- symbols:begin"
