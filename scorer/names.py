@@ -50,8 +50,15 @@ _LDH_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 
 @functools.cache
 def public_suffix_list() -> PublicSuffixList:
-    """The bundled Public Suffix List, built once (building it takes ~100 ms)."""
-    return PublicSuffixList()
+    """The bundled Public Suffix List (ICANN section only), built once for the process.
+
+    Building it takes ~100 ms. Only the ICANN section: whether a name is under a
+    public suffix at all is decided by the TLDs it lists, and the generic-name
+    classifier needs the registered domain of ``ec2-3-4-5-6.compute-1.amazonaws.com``
+    to be ``amazonaws.com`` (the private section would make ``compute-1.amazonaws.com``
+    a suffix and hide the customer-assigned part). Nothing is fetched from the network.
+    """
+    return PublicSuffixList(only_icann=True)
 
 
 def to_ascii(name: str) -> str | None:

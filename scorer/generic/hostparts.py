@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 
-from publicsuffixlist import PublicSuffixList
+from scorer.names import public_suffix_list
 
 #: RFC 1035 limits; anything longer cannot be a real PTR target.
 _MAX_NAME_LENGTH = 253
@@ -33,19 +33,6 @@ _SUFFIX_LOOKUP_LABELS = 5
 #: matched as whole tokens rather than as substrings (``cable`` must not fire on
 #: ``cablelabs``, and ``res`` must not fire on ``resort``).
 _TOKEN_RE = re.compile(r"[a-z]+|[0-9]+")
-
-
-@cache
-def _psl() -> PublicSuffixList:
-    """Return the process-wide Public Suffix List, built once on first use.
-
-    Building the list takes ~100 ms, so it is cached. Only the ICANN section is used: the
-    private section lists hosting domains such as ``compute-1.amazonaws.com`` and
-    ``members.linode.com`` as public suffixes, which would make the whole customer-assigned
-    name (``ec2-3-4-5-6``) part of the "suffix" and hide exactly what we look for.
-    The bundled list is used; nothing is fetched from the network.
-    """
-    return PublicSuffixList(only_icann=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +91,7 @@ def normalize_hostname(hostname: object) -> str | None:
 @lru_cache(maxsize=4096)
 def _public_suffix(tail: str) -> str | None:
     """Public suffix of ``tail`` (the last few labels of a name), cached."""
-    suffix: str | None = _psl().publicsuffix(tail)
+    suffix: str | None = public_suffix_list().publicsuffix(tail)
     return suffix
 
 
