@@ -37,21 +37,11 @@ class TtlCache(Generic[V]):
         return len(self._items)
 
     def get(self, key: Hashable) -> V | None:
-        entry = self._items.get(key)
-        if entry is None:
-            self.misses += 1
-            return None
-        expires, value = entry
-        if expires <= self._clock():
-            del self._items[key]
-            self.misses += 1
-            return None
-        self._items.move_to_end(key)
-        self.hits += 1
-        return value
+        entry = self.get_entry(key)
+        return None if entry is None else entry[1]
 
     def get_entry(self, key: Hashable) -> tuple[float, V] | None:
-        """``(expires, value)`` like ``get``, for callers that need the expiry too."""
+        """``(expires, value)`` of a live entry, for callers that need the expiry too."""
         entry = self._items.get(key)
         if entry is None:
             self.misses += 1
