@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
 import os
 import signal
-import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -18,9 +18,7 @@ from scorer.config import Config, ConfigError
 from scorer.metrics import Metrics
 from scorer.pipeline import Pipeline
 from scorer.protocol import (
-    JSON_TYPES,
-    MSGPACK_TYPES,
-    CheckReply,
+    ACCEPTED_TYPES,
     CheckRequest,
     RequestError,
     decode_body,
@@ -68,18 +66,20 @@ class Service:
             self.metrics.watch_dns(pipeline.dns)
         return pipeline
 
-    def reload(self) -> str:
-        """Load the config again; on any error keep serving the old one and raise."""
-        if self._loader is None:
-            raise ConfigError("no config source to reload from")
+    def reload(self, source: str) -> str:
+        """Load the config again; on any error keep serving the old one, log and raise."""
         try:
+            if self._loader is None:
+                raise ConfigError("no config source to reload from")
             config = self._loader()
-        except ConfigError:
+        except ConfigError as error:
             self.metrics.record_reload(success=False)
+            log.error("config reload on %s failed, keeping the old config: %s", source, error)
             raise
         # Requests already running hold the old pipeline and finish with it.
         self.pipeline = self._build(config, previous=self.pipeline)
         self.metrics.record_reload(success=True)
+        log.info("config reloaded on %s", source)
         return "reloaded"
 
 
@@ -104,23 +104,18 @@ def _authorized(request: web.Request, token: str) -> bool:
 
 async def _read_check_request(request: web.Request, limit: int) -> CheckRequest:
     content_type = request.content_type
-    if content_type not in MSGPACK_TYPES | JSON_TYPES:
-        raise _Reject(415, "Content-Type must be application/msgpack or application/json")
+    if content_type not in ACCEPTED_TYPES:
+        raise RequestError(
+            "Content-Type must be application/msgpack or application/json", status=415
+        )
+    too_large = RequestError(f"body larger than {limit} bytes", status=413)
     if (request.content_length or 0) > limit:
-        raise _Reject(413, f"body larger than {limit} bytes")
+        raise too_large
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise _Reject(413, f"body larger than {limit} bytes") from None
-    try:
-        return parse_request(decode_body(body, content_type))
-    except RequestError as error:
-        raise _Reject(400, error.message, error.field) from None
-
-
-class _Reject(Exception):
-    def __init__(self, status: int, message: str, field: str = "body") -> None:
-        self.status, self.message, self.field = status, message, field
+        raise too_large from None
+    return parse_request(decode_body(body, content_type))
 
 
 async def check(request: web.Request) -> web.Response:
@@ -140,11 +135,10 @@ async def check(request: web.Request) -> web.Response:
     try:
         try:
             check_request = await _read_check_request(request, config.server.max_body_bytes)
-        except _Reject as reject:
-            return _error(reject.status, reject.message, reject.field, want_msgpack)
-        started = time.perf_counter()
-        reply: CheckReply = await pipeline.check(check_request)
-        service.metrics.observe_check(check_request, reply, time.perf_counter() - started)
+        except RequestError as error:
+            return _error(error.status, error.message, error.field, want_msgpack)
+        reply = await pipeline.check(check_request)
+        service.metrics.observe_check(check_request, reply, reply.elapsed_ms / 1000)
         log_check(check_request, reply)
         payload, reply_type = encode_check_reply(reply, want_msgpack)
         return web.Response(body=payload, content_type=reply_type)
@@ -158,11 +152,9 @@ async def reload_config(request: web.Request) -> web.Response:
         # Reloading is an admin action: never open, even when checks need no token.
         return _error(401, "reload needs the bearer token ([server] token)", "Authorization", False)
     try:
-        status = service.reload()
+        status = service.reload("POST /v1/reload")
     except ConfigError as error:
-        log.error("config reload failed, keeping the old config: %s", error)
         return web.json_response({"error": str(error), "field": "config"}, status=422)
-    log.info("config reloaded")
     if service.peer_reload is not None:
         service.peer_reload()
     return web.json_response({"status": status})
@@ -211,11 +203,8 @@ def counted(endpoint: str, handler: Handler) -> Handler:
 
 async def _reload_on_sighup(app: web.Application) -> None:
     def handle() -> None:
-        try:
-            app[SERVICE_KEY].reload()
-            log.info("config reloaded on SIGHUP")
-        except ConfigError as error:
-            log.error("config reload on SIGHUP failed, keeping the old config: %s", error)
+        with contextlib.suppress(ConfigError):  # logged and counted by reload()
+            app[SERVICE_KEY].reload("SIGHUP")
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handle)
 

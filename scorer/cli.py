@@ -76,7 +76,7 @@ def _check(args: argparse.Namespace) -> int:
         return 2
     facts, reply = asyncio.run(Pipeline(config).check_with_facts(request))
     if args.json:
-        print(json.dumps(reply.to_dict(), separators=(",", ":")))
+        print(reply.to_json().decode())  # the very bytes /v1/check sends
         return 0
     ptr = facts.ptr.ptr if facts is not None else None
     ptr_name = ptr.records[0] if isinstance(ptr, Answer) else None

@@ -24,6 +24,7 @@ MSGPACK_TYPES = frozenset(
     {"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"}
 )
 JSON_TYPES = frozenset({"application/json"})
+ACCEPTED_TYPES = MSGPACK_TYPES | JSON_TYPES
 STRING_FIELDS = ("helo", "mail_from", "hostname", "queue_id", "user")
 # Longer values are cut before any check sees them: no valid HELO (255) or
 # address (RFC 5321 section 4.5.3.1: 256) is anywhere near this, so a cut
@@ -32,12 +33,13 @@ MAX_FIELD_CHARS = 1024
 
 
 class RequestError(ValueError):
-    """A request the service cannot act on; becomes a 400 naming the field."""
+    """A request the service cannot act on; becomes ``status`` (400 by default) naming the field."""
 
-    def __init__(self, message: str, field: str = "body") -> None:
+    def __init__(self, message: str, field: str = "body", status: int = 400) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)

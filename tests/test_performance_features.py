@@ -100,7 +100,7 @@ async def test_reload_starts_with_an_empty_reply_cache(unbound: Unbound) -> None
     await service.pipeline.check(_request())
     assert len(service.pipeline.replies) == 1
     old_dns = service.pipeline.dns
-    service.reload()
+    service.reload("test")
     assert len(service.pipeline.replies) == 0
     assert service.pipeline.dns is old_dns  # same DNS settings: the DNS cache stays warm
 
