@@ -100,6 +100,9 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     allowlist: AllowlistConfig = field(default_factory=AllowlistConfig)
     weights: dict[str, float] = field(default_factory=default_weights)
+    # The [allowlist] entries and list files, read once when the config is loaded:
+    # what was validated is what serves (a list file edited in between cannot slip in).
+    allowlist_entries: Allowlist = field(default_factory=Allowlist, compare=False, repr=False)
 
     @property
     def nameservers(self) -> list[Nameserver]:
@@ -109,7 +112,7 @@ class Config:
     def skip_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(n, strict=False) for n in self.policy.skip_networks]
 
-    def build_allowlist(self) -> Allowlist:
+    def read_allowlist(self) -> Allowlist:
         """Entries from the config and the list files; AllowlistError names the bad one."""
         allowlist = Allowlist()
         sources = {
@@ -197,7 +200,6 @@ def _validate(config: Config) -> None:
         ("[policy] skip_networks", lambda: config.skip_networks),
         ("[policy] local_ips", lambda: config.local_ips),
         ("[server] listen", lambda: parse_listen(config.server.listen)),
-        ("[allowlist]", config.build_allowlist),
     ]
     for path, check in checks:
         try:
@@ -257,6 +259,10 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
                 f"[{name}]: unknown section (known: {', '.join([*SECTIONS, 'weights'])})"
             )
     config = Config(**kwargs)
+    try:
+        config = dataclasses.replace(config, allowlist_entries=config.read_allowlist())
+    except ValueError as error:
+        raise ConfigError(f"[allowlist]: {error}") from None
     _validate(config)
     return config
 

@@ -63,7 +63,7 @@ class Pipeline:
         self._skip_networks = config.skip_networks
         self._local_names = config.local_names
         self._local_ips = config.local_ips
-        self._allowlist = config.build_allowlist()
+        self._allowlist = config.allowlist_entries
         self._limits = Limits(config.dns.max_ptr_names, config.dns.max_mx_hosts)
 
     async def evaluate(self, request: CheckRequest) -> tuple[Facts | None, list[Hit]]:
