@@ -11,6 +11,8 @@ spammer cannot buy an exemption by writing a PTR or a HELO:
 - ``helo``: a HELO name; covers the HELO checks, only when the HELO equals a
   forward-confirmed PTR name of the client.
 - ``from``: a MAIL FROM domain (and its subdomains); covers the MAIL FROM checks.
+  Written in Unicode or A-label form: both sides are compared as lower-case
+  A-labels, the form the MAIL FROM checks resolve.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from scorer.checks.mailfrom import SenderKind, parse_sender
+from scorer.names import to_ascii
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -32,6 +37,27 @@ class AllowlistError(ValueError):
 
 def _name(value: str) -> str:
     return value.strip().lower().strip(".")
+
+
+def _domain(value: str) -> str | None:
+    """Lower-case A-label form of a domain (``user@`` and outer dots dropped), None if not IDNA."""
+    return to_ascii(_name(value).rpartition("@")[2])
+
+
+def _sender_domain(mail_from: str) -> str | None:
+    """The domain of an envelope sender, in the A-label form the MAIL FROM checks resolve."""
+    sender = parse_sender(mail_from)
+    if sender.kind in (SenderKind.DOMAIN, SenderKind.SPECIAL_USE):
+        return sender.domain
+    if sender.kind is SenderKind.BAD_SYNTAX:
+        # An entry vouches for a domain, and the syntax check is one of the checks it
+        # covers: a partner whose mailer writes ``a..b@x.org`` or ``a@x.org.`` stays
+        # covered, as long as the part after the last "@" is a name IDNA accepts.
+        address = mail_from.strip()
+        if address.startswith("<") and address.endswith(">"):
+            address = address[1:-1]
+        return _domain(address) if "@" in address else None
+    return None  # the null sender has no domain; an address literal is no name
 
 
 def _under(name: str, suffixes: Iterable[str]) -> str | None:
@@ -54,12 +80,18 @@ class Allowlist:
                 self.networks.append(ipaddress.ip_network(value.strip(), strict=False))
             except ValueError:
                 raise AllowlistError(f"not an IP address or network: {value!r}") from None
-        elif kind == "ptr":
-            self.ptr_suffixes.append(_name(value))
-        elif kind == "helo":
-            self.helo_names.add(_name(value))
-        elif kind == "from":
-            self.from_domains.append(_name(value).rpartition("@")[2])
+        elif kind in ("ptr", "helo", "from"):
+            # DNS answers and the checks carry A-labels: an entry written in Unicode
+            # must be compared in that form, or it never matches.
+            domain = _domain(value) if kind == "from" else to_ascii(_name(value))
+            if domain is None:
+                raise AllowlistError(f"not a domain name IDNA accepts: {value!r}")
+            if kind == "ptr":
+                self.ptr_suffixes.append(domain)
+            elif kind == "helo":
+                self.helo_names.add(domain)
+            else:
+                self.from_domains.append(domain)
         else:
             raise AllowlistError(f"unknown kind {kind!r} (use one of {', '.join(KINDS)})")
 
@@ -100,8 +132,8 @@ class Allowlist:
         return None
 
     def match_from(self, mail_from: str | None) -> str | None:
-        if not mail_from:
+        if not mail_from or not self.from_domains:
             return None
-        domain = _name(mail_from.strip("<>").rpartition("@")[2])
+        domain = _sender_domain(mail_from)
         suffix = _under(domain, self.from_domains) if domain else None
         return f"from {suffix}" if suffix is not None else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from scorer.checks.mailfrom import parse_sender
 from scorer.protocol import CheckReply, CheckRequest
 from scorer.symbols import SYMBOLS
 
@@ -19,7 +20,9 @@ def hint_fields(request: CheckRequest, ptr_name: str | None) -> Mapping[str, str
         ip=str(request.ip),
         helo=request.helo or "",
         mail_from=mail_from,
-        domain=mail_from.rpartition("@")[2].rstrip(">"),
+        # The name the MAIL FROM checks resolved (lower-case A-label), so the hint
+        # names what to fix in DNS; "" when there is none (null sender, bad syntax).
+        domain=parse_sender(mail_from).domain,
         ptr=ptr_name or "its PTR name",
     )
 

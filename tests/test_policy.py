@@ -101,6 +101,84 @@ def test_allowlist_files(tmp_path: Path) -> None:
         config_from_mapping({"allowlist": {"files": [str(bad)]}})
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [world.IDN_DOMAIN, world.IDN_DOMAIN_ASCII, "BÜCHER-Versand.DE.", "@Bücher-versand.de"],
+)
+@pytest.mark.parametrize(
+    "mail_from",
+    [
+        f"a@{world.IDN_DOMAIN}",
+        f"a@{world.IDN_DOMAIN_ASCII}",
+        f"A@{world.IDN_DOMAIN_ASCII.upper()}",
+        f"<jörg@{world.IDN_DOMAIN.upper()}>",
+        f" <a@lists.{world.IDN_DOMAIN}> ",
+        f"a@{world.IDN_DOMAIN}.",  # bad syntax, but the domain is still the vouched one
+        f"a..b@{world.IDN_DOMAIN_ASCII}",
+    ],
+)
+def test_mail_from_entry_matches_unicode_and_a_label_senders(entry: str, mail_from: str) -> None:
+    allowlist = Allowlist()
+    allowlist.add("from", entry)
+    assert allowlist.from_domains == [world.IDN_DOMAIN_ASCII], "stored as lower-case A-label"
+    assert allowlist.match_from(mail_from) == f"from {world.IDN_DOMAIN_ASCII}"
+
+
+@pytest.mark.parametrize(
+    "mail_from",
+    [
+        None,
+        "",
+        "<>",
+        f"a@not{world.IDN_DOMAIN}",
+        f"a@{world.IDN_DOMAIN_ASCII}.evil.example.net",
+        f"a@{world.IDN_DOMAIN}@",
+        "a@[192.0.2.1]",
+    ],
+)
+def test_mail_from_entry_does_not_match_other_senders(mail_from: str | None) -> None:
+    allowlist = Allowlist()
+    allowlist.add("from", world.IDN_DOMAIN)
+    assert allowlist.match_from(mail_from) is None
+
+
+async def test_idn_mail_from_entry_covers_sender_in_the_other_form(unbound: Unbound) -> None:
+    for entry, sender in [
+        (world.IDN_DOMAIN, world.IDN_DOMAIN_ASCII),
+        (world.IDN_DOMAIN_ASCII, world.IDN_DOMAIN),
+    ]:
+        pipeline = _pipeline(unbound, mail_from_domains=[entry])
+        symbols = await symbols_for(pipeline, world.MISSING_PTR_IP, mail_from=f"a@{sender}")
+        assert set(symbols) == {"RL_PTR_MISSING", "RL_ALLOWLISTED"}
+        assert symbols["RL_ALLOWLISTED"].options == (f"from {world.IDN_DOMAIN_ASCII}",)
+
+
+def test_mail_from_entry_idna_rejects_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(AllowlistError, match="not a domain name IDNA accepts"):
+        Allowlist().add("from", "bü cher.de")
+    with pytest.raises(ConfigError, match=r"\[allowlist\].*IDNA.*'☃\.de'"):
+        config_from_mapping({"allowlist": {"mail_from_domains": ["☃.de"]}})
+    bad = tmp_path / "bad.txt"
+    bad.write_text(f"from {world.IDN_DOMAIN}\nfrom bü_cher.de\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad\.txt:2: not a domain name IDNA accepts"):
+        config_from_mapping({"allowlist": {"files": [str(bad)]}})
+
+
+def test_ptr_and_helo_entries_in_unicode_match_a_label_dns_names() -> None:
+    # PTR answers and forward-confirmed names are A-labels; an entry written in
+    # Unicode used to be kept as written and could never match.
+    allowlist = Allowlist()
+    allowlist.add("ptr", "Mail.Bücher.DE.")
+    allowlist.add("helo", "mx1.bücher.de")
+    confirmed = ["mx1.mail.xn--bcher-kva.de"]
+    assert allowlist.match_ptr(confirmed) == (
+        "ptr mail.xn--bcher-kva.de (mx1.mail.xn--bcher-kva.de is forward-confirmed)"
+    )
+    assert allowlist.match_helo("MX1.xn--bcher-kva.de", ["mx1.xn--bcher-kva.de"]) is not None
+    with pytest.raises(AllowlistError, match="not a domain name IDNA accepts"):
+        allowlist.add("ptr", "☃.example")
+
+
 async def test_shadow_mode_returns_evidence_at_zero_and_counts_it(
     aiohttp_client: Any, unbound: Unbound
 ) -> None:

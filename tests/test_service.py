@@ -13,6 +13,9 @@ from aiohttp.test_utils import TestClient
 
 from scorer.app import create_app
 from scorer.config import config_from_mapping
+from scorer.protocol import CheckReply, SymbolResult, parse_request
+from scorer.report import render_report
+from scorer.symbols import SYMBOLS
 from tests import world
 from tests.support.fakedns import FaultyDns
 from tests.support.unbound import Unbound
@@ -216,6 +219,26 @@ def test_check_report_explains_and_hints(unbound: Unbound) -> None:
     assert "RL_PTR_MISSING" in result.stdout
     assert "evidence: no PTR for 203.0.113.11" in result.stdout
     assert f"fix:      ask the owner of {world.MISSING_PTR_IP}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "mail_from",
+    [
+        f"<jörg@{world.IDN_DOMAIN.upper()}>",
+        f"a@{world.IDN_DOMAIN_ASCII}",
+        f"A@{world.IDN_DOMAIN_ASCII.upper()}",
+    ],
+)
+def test_check_report_hints_name_the_a_label_domain(mail_from: str) -> None:
+    request = parse_request({"ip": world.MISSING_PTR_IP, "mail_from": mail_from})
+    symbol = SYMBOLS["RL_MAILFROM_NO_MAIL_HOST"]
+    reply = CheckReply(
+        (SymbolResult(symbol.name, symbol.weight, (f"domain={world.IDN_DOMAIN_ASCII}",)),),
+        symbol.weight,
+        1.0,
+    )
+    report = render_report(request, reply, None)
+    assert f"fix:      {symbol.hint.format(domain=world.IDN_DOMAIN_ASCII)}" in report
 
 
 def test_check_rejects_a_bad_ip() -> None:
