@@ -179,7 +179,7 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def counted(endpoint: str, handler: Handler) -> Handler:
+def counted(endpoint: str, handler: Handler, metrics: Metrics) -> Handler:
     """``handler``, counting its replies by status in ``rdns_scorer_requests_total``.
 
     A wrapper per route rather than an aiohttp middleware: middlewares cost a
@@ -196,7 +196,7 @@ def counted(endpoint: str, handler: Handler) -> Handler:
             status = error.status
             raise
         finally:
-            request.app[SERVICE_KEY].metrics.count_request(endpoint, status)
+            metrics.count_request(endpoint, status)
 
     return wrapper
 
@@ -216,7 +216,7 @@ def create_app(
 ) -> web.Application:
     # client_max_size makes aiohttp itself refuse bigger bodies, even chunked ones.
     app = web.Application(client_max_size=config.server.max_body_bytes)
-    app[SERVICE_KEY] = Service(config, loader, peer_reload)
+    service = app[SERVICE_KEY] = Service(config, loader, peer_reload)
     routes: list[tuple[str, str, Handler]] = [
         ("POST", "/v1/check", check),
         ("POST", "/v1/reload", reload_config),
@@ -225,7 +225,7 @@ def create_app(
         ("GET", "/metrics", metrics),
     ]
     for method, path, handler in routes:
-        app.router.add_route(method, path, counted(path, handler))
+        app.router.add_route(method, path, counted(path, handler, service.metrics))
     if loader is not None:
         app.on_startup.append(_reload_on_sighup)
     return app

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from scorer import __version__
+from scorer.loopmetrics import LoopCounter, LoopHistogram, Series
 from scorer.protocol import CheckReply, CheckRequest
 from scorer.symbols import SYMBOLS, Family
 
@@ -56,53 +57,53 @@ class Metrics:
         self.registry = CollectorRegistry()
         self._cache_collector: _CacheCollector | None = None
         r = self.registry
-        self.requests = Counter(
+        # Updated per request or per DNS query: loop-local, lock-free (scorer.loopmetrics).
+        self.requests = LoopCounter(
             "rdns_scorer_requests", "HTTP requests by endpoint and status.",
             ["endpoint", "status"], registry=r,
         )  # fmt: skip
-        self.latency = Histogram(
+        self.latency = LoopHistogram(
             "rdns_scorer_request_duration_seconds", "Time to answer /v1/check.",
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.symbols = Counter(
+            LATENCY_BUCKETS, registry=r,
+        ).labels()  # fmt: skip
+        self.symbols = LoopCounter(
             "rdns_scorer_symbols", "Symbols returned, by name.", ["symbol"], registry=r
         )
-        self.shadow_symbols = Counter(
+        self.shadow_symbols = LoopCounter(
             "rdns_scorer_shadow_symbols",
             "Symbols returned at weight 0 because of shadow mode, by name.",
             ["symbol"], registry=r,
         )  # fmt: skip
         # A gauge, not a counter: a negative weight makes the running sum go down.
-        self.shadow_score = Gauge(
+        self.shadow_score = LoopCounter(
             "rdns_scorer_shadow_score",
             "Running sum of the score shadowed symbols would have added, by name.",
-            ["symbol"], registry=r,
+            ["symbol"], registry=r, kind="gauge",
         )  # fmt: skip
-        self.scores = Histogram(
-            "rdns_scorer_score", "Total score per checked message.",
-            buckets=SCORE_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.checks = Counter(
+        self.scores = LoopHistogram(
+            "rdns_scorer_score", "Total score per checked message.", SCORE_BUCKETS, registry=r
+        ).labels()
+        self.checks = LoopCounter(
             "rdns_scorer_check_outcomes", "Check results by family and outcome.",
             ["family", "outcome"], registry=r,
         )  # fmt: skip
-        self.dns_queries = Counter(
+        self.dns_queries = LoopCounter(
             "rdns_scorer_dns_queries", "DNS queries sent, by record type and result.",
             ["rdtype", "result"], registry=r,
         )  # fmt: skip
-        self.dns_latency = Histogram(
+        self.dns_latency = LoopHistogram(
             "rdns_scorer_dns_query_duration_seconds", "Time for one DNS query.",
-            ["rdtype"], buckets=DNS_BUCKETS, registry=r,
+            DNS_BUCKETS, ["rdtype"], registry=r,
         )  # fmt: skip
         self.in_flight = Gauge(
             "rdns_scorer_requests_in_flight", "Checks being answered now.", registry=r
         )
-        self.skipped_local = Counter(
+        self.skipped_local = LoopCounter(
             "rdns_scorer_skipped_local_clients",
             "Clients not checked because they are in skip_networks. Many of these mean "
             "a proxy or NAT hides the real client addresses.",
             registry=r,
-        )
+        ).labels()
         self.reloads = Counter(
             "rdns_scorer_config_reloads", "Config reloads by result.", ["result"], registry=r
         )
@@ -112,11 +113,11 @@ class Metrics:
             registry=r,
         )
         self.last_reload_ok.set(1)
-        self.overloaded = Counter(
+        self.overloaded = LoopCounter(
             "rdns_scorer_overload_rejections",
             "Requests answered 503 because too many were in flight.",
             registry=r,
-        )
+        ).labels()
         Info("rdns_scorer_build", "Version of the running service.", registry=r).info(
             {"version": __version__, "python": platform.python_version()}
         )
@@ -130,7 +131,7 @@ class Metrics:
             for family in CHECKED_FAMILIES
             for outcome in CHECK_OUTCOMES
         }
-        self._request_children: dict[tuple[str, int], Any] = {}
+        self._request_children: dict[tuple[str, int], Series] = {}
 
     def watch_dns(self, dns_layer: DnsLayer) -> None:
         """Report ``dns_layer``'s cache from now on (a reload with new DNS settings swaps it).

@@ -8,7 +8,7 @@ there would let a spammer switch our checks off, because the plugins fail open.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import ipaddress
 import json
 from dataclasses import dataclass
@@ -70,7 +70,9 @@ class CheckReply:
     json_head: bytes = b""
 
     def with_elapsed(self, elapsed_ms: float) -> CheckReply:
-        return dataclasses.replace(self, elapsed_ms=elapsed_ms, json_head=self.rendered_head())
+        # Positional, not dataclasses.replace: this runs on every reply-cache hit.
+        head = self.rendered_head()
+        return CheckReply(self.symbols, self.score, elapsed_ms, self.shadowed, head)
 
     def rendered_head(self) -> bytes:
         if self.json_head:
@@ -124,7 +126,10 @@ def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
 
 
 def _optional_text(data: dict[str, Any], name: str) -> str | None:
-    value = _lenient_text(data.get(name))
+    value = data.get(name)
+    if type(value) is str:  # the common case first: one type test
+        return value[:MAX_FIELD_CHARS]
+    value = _lenient_text(value)
     if value is None:
         return None
     if not isinstance(value, str):
@@ -142,6 +147,15 @@ def _mta_hostname(value: str | None) -> str | None:
     return value
 
 
+@functools.lru_cache(maxsize=16384)  # ~5 us of ipaddress work per call; relays repeat
+def parse_ip(text: str) -> IPAddress:
+    """The client address in ``text`` (brackets and spaces allowed); ValueError if none."""
+    ip = ipaddress.ip_address(text.strip().strip("[]"))
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped  # ::ffff:192.0.2.1 is an IPv4 client on a dual-stack socket
+    return ip
+
+
 def parse_request(data: dict[str, Any]) -> CheckRequest:
     raw_ip = _lenient_text(data.get("ip"))
     if raw_ip is None:
@@ -149,16 +163,13 @@ def parse_request(data: dict[str, Any]) -> CheckRequest:
     if not isinstance(raw_ip, str):
         raise RequestError("ip must be a string", "ip")
     try:
-        ip = ipaddress.ip_address(raw_ip.strip().strip("[]"))
+        ip = parse_ip(raw_ip)
     except ValueError:
         raise RequestError(
             f"ip is not an IPv4 or IPv6 address: {option(raw_ip, 64)}", "ip"
         ) from None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:192.0.2.1 is an IPv4 client on a dual-stack socket
-    fields = {name: _optional_text(data, name) for name in STRING_FIELDS}
-    fields["hostname"] = _mta_hostname(fields["hostname"])
-    return CheckRequest(ip=ip, **fields)
+    helo, mail_from, hostname, queue_id, user = [_optional_text(data, n) for n in STRING_FIELDS]
+    return CheckRequest(ip, helo, mail_from, _mta_hostname(hostname), queue_id, user)
 
 
 def encode_check_reply(reply: CheckReply, want_msgpack: bool) -> tuple[bytes, str]:
@@ -173,5 +184,6 @@ def encode_reply(payload: dict[str, Any], want_msgpack: bool) -> tuple[bytes, st
     return json.dumps(payload, separators=(",", ":")).encode(), "application/json"
 
 
+@functools.lru_cache(maxsize=64)  # a handful of distinct Accept headers in practice
 def wants_msgpack(accept: str) -> bool:
     return any(t.split(";")[0].strip() in MSGPACK_TYPES for t in accept.split(","))

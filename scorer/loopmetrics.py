@@ -1,0 +1,159 @@
+"""Counters and histograms for code that runs on one event-loop thread.
+
+prometheus_client's Counter and Histogram take a lock on every update. That is
+right for threaded servers and pure overhead in an asyncio worker, where the
+updates and the scrape (``/metrics``, served by the same loop) never overlap:
+on a cached check the locked updates cost more than the check itself
+(docs/performance.md). These keep plain floats per label set and hand
+prometheus_client ordinary metric families when it scrapes, so the exposition
+format, names and ``_total``/``_bucket``/``_sum``/``_count`` suffixes are
+exactly those of the library's own types.
+
+Not thread-safe, by design: update them from the loop's thread only.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterator, Sequence
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
+
+Labels = tuple[str, ...]
+
+
+class Series:
+    """One label set of a counter or gauge."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class HistogramSeries:
+    """One label set of a histogram: a count per bucket (not cumulative) and the sum."""
+
+    __slots__ = ("_bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        # bisect_left: a value equal to a bound belongs to that bucket (le = "<=").
+        self.counts[bisect.bisect_left(self._bounds, value)] += 1
+        self.total += value
+
+
+class _Family(Collector):
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        registry.register(self)
+
+    def _check_labels(self, labels: Labels) -> None:
+        if len(labels) != len(self.labelnames):
+            raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {labels}")
+
+
+class LoopCounter(_Family):
+    """A counter (``kind="counter"``) or a gauge that only moves by ``inc``."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        *,
+        registry: CollectorRegistry,
+        kind: str = "counter",
+    ) -> None:
+        self._series: dict[Labels, Series] = {}
+        self._kind = kind
+        super().__init__(name, documentation, labelnames, registry)
+        if not self.labelnames:
+            self.labels()  # exported as 0 from the start, like prometheus_client's own
+
+    def labels(self, *labels: str) -> Series:
+        """The series for ``labels``, created (at 0) on first use; bind it once, then ``inc``."""
+        series = self._series.get(labels)
+        if series is None:
+            self._check_labels(labels)
+            series = self._series[labels] = Series()
+        return series
+
+    def inc(self, amount: float = 1.0) -> None:
+        """For a family without labels."""
+        self.labels().inc(amount)
+
+    def collect(self) -> Iterator[Metric]:
+        family: CounterMetricFamily | GaugeMetricFamily
+        if self._kind == "counter":
+            family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        else:
+            family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, series in self._series.items():
+            family.add_metric(list(labels), series.value)
+        yield family
+
+
+class LoopHistogram(_Family):
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        buckets: Sequence[float],
+        labelnames: Sequence[str] = (),
+        *,
+        registry: CollectorRegistry,
+    ) -> None:
+        self._bounds = tuple(sorted(float(b) for b in buckets if not math.isinf(b)))
+        self._series: dict[Labels, HistogramSeries] = {}
+        super().__init__(name, documentation, labelnames, registry)
+        if not self.labelnames:
+            self.labels()
+
+    def labels(self, *labels: str) -> HistogramSeries:
+        series = self._series.get(labels)
+        if series is None:
+            self._check_labels(labels)
+            series = self._series[labels] = HistogramSeries(self._bounds)
+        return series
+
+    def observe(self, value: float) -> None:
+        """For a histogram without labels."""
+        self.labels().observe(value)
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        les = [floatToGoString(bound) for bound in self._bounds] + ["+Inf"]
+        for labels, series in self._series.items():
+            cumulative, buckets = 0, []
+            for le, count in zip(les, series.counts, strict=True):
+                cumulative += count
+                buckets.append((le, float(cumulative)))
+            family.add_metric(list(labels), buckets, series.total)
+            if self._bounds and self._bounds[0] < 0:
+                # add_metric drops _sum and _count when a bucket is negative (OpenMetrics
+                # has no sum then); the library's own Histogram still exports _count.
+                names = dict(zip(self.labelnames, labels, strict=True))
+                family.samples.append(Sample(f"{self.name}_count", names, float(cumulative)))
+        yield family
