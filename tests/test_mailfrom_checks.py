@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from scorer.checks.mailfrom import SenderKind, parse_sender
+from scorer.checks.mailfrom import SenderKind, parse_sender, plain_sender_domain, validated_sender
 from scorer.config import Config
 from scorer.pipeline import Pipeline
 from tests import world
@@ -41,6 +43,67 @@ from tests.helpers import symbols_for
 )
 def test_sender_syntax_classes(sender: str, kind: SenderKind) -> None:
     assert parse_sender(sender).kind is kind
+
+
+# Mostly well-formed addresses with edge cases mixed in: hyphens and "--", digit
+# TLDs, atext specials, empty atoms/labels, 63/64-octet labels, case, non-ASCII.
+_ATOMS = st.one_of(
+    st.from_regex(r"[a-zA-Z0-9+_-]{1,5}", fullmatch=True),
+    st.text("aZ09!#'+/=?^_`{|}~-ü\" ", min_size=0, max_size=6),
+)
+_LABELS = st.one_of(
+    st.from_regex(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,6}[a-zA-Z])?", fullmatch=True),
+    st.text("aZ09-", min_size=0, max_size=8),
+    st.sampled_from(["xn--bcher-kva", "ab--cd", "x" * 63, "y" * 64, "local", "arpa", "ü", "1"]),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    atoms=st.lists(_ATOMS, min_size=1, max_size=3),
+    labels=st.lists(_LABELS, min_size=1, max_size=5),
+)
+def test_plain_sender_fast_path_agrees_with_email_validator(
+    atoms: list[str], labels: list[str]
+) -> None:
+    address = ".".join(atoms) + "@" + ".".join(labels)
+    plain = plain_sender_domain(address)
+    if plain is not None:  # the fast path decided: email-validator must say the same
+        validated = validated_sender(address, address)
+        assert (validated.kind, validated.domain) == (SenderKind.DOMAIN, plain)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "bounce@s1.bench-mail.org",
+        "A.B+tag@Mail.Example-Shop.COM",
+        "x@a.b.c.d.e.f.g.museum",
+        f"{'l' * 64}@x.org",
+        f"u@{'d' * 63}.{'e' * 63}.{'f' * 63}.{'g' * 56}.org",  # 254 octets
+    ],
+)
+def test_plain_senders_take_the_fast_path_and_agree(address: str) -> None:
+    plain = plain_sender_domain(address)
+    assert plain is not None, "an everyday address should not need email-validator"
+    assert validated_sender(address, address).domain == plain
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        f"{'l' * 65}@x.org",  # valid in email-validator's non-strict mode: it decides
+        "u@xn--bcher-kva.de",  # an A-label must pass IDNA
+        "u@ab--cd.org",  # RFC 5890 R-LDH label
+        "u@x.123",  # a TLD never ends in a digit
+        "u@x.arpa",
+        '"q"@x.org',
+        "jörg@x.org",
+        f"u@{'d' * 64}.org",
+    ],
+)
+def test_unusual_senders_go_to_email_validator(address: str) -> None:
+    assert plain_sender_domain(address) is None
 
 
 def test_idn_domain_is_converted_with_idna() -> None:

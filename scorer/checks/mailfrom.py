@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 import ipaddress
+import re
 from dataclasses import dataclass, field
 
 import email_validator
@@ -39,7 +40,44 @@ class Sender:
     problem: str = ""
 
 
-@functools.lru_cache(maxsize=8192)  # email-validator costs ~100 us; senders repeat
+# The everyday sender, recognised without email-validator (~100 us a call, most of
+# a never-seen sender's cost): an RFC 5321 section 4.1.2 Dot-string local part of
+# RFC 5322 section 3.2.3 atext, "@", and two or more RFC 1123 section 2.1 LDH labels,
+# the last ending in a letter (every TLD does). Anything else, including every
+# "--" label (A-labels need IDNA checks), quoting and non-ASCII, takes the full path.
+# tests/test_mailfrom_checks.py checks this agrees with email-validator.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_TLD = r"(?:[A-Za-z0-9][A-Za-z0-9-]{0,61})?[A-Za-z]"
+_PLAIN_ADDRESS = re.compile(rf"(?:{_ATOM}(?:\.{_ATOM})*)@((?:{_LABEL}\.)+{_TLD})\Z")
+_MAX_PLAIN_LOCAL = 64  # RFC 5321 section 4.5.3.1.1
+_MAX_ADDRESS = 254  # RFC 5321 section 4.5.3.1.3 (256 with the angle brackets)
+_MAX_DOMAIN = 253  # RFC 1035 section 2.3.4, without the root's dot
+
+
+def plain_sender_domain(address: str) -> str | None:
+    """The lower-case domain of a plain ASCII ``local@domain`` address, or None when
+    ``address`` needs email-validator to decide (or is invalid)."""
+    if len(address) > _MAX_ADDRESS:
+        return None
+    match = _PLAIN_ADDRESS.match(address)
+    if match is None:
+        return None
+    domain = match.group(1).lower()
+    if (
+        len(address) - len(domain) - 1 > _MAX_PLAIN_LOCAL
+        or len(domain) > _MAX_DOMAIN
+        or "--" in domain
+        or any(
+            domain == special or domain.endswith("." + special)
+            for special in email_validator.SPECIAL_USE_DOMAIN_NAMES
+        )
+    ):
+        return None
+    return domain
+
+
+@functools.lru_cache(maxsize=8192)  # senders repeat
 def parse_sender(raw: str) -> Sender:
     """Classify an envelope sender by syntax alone (email-validator, IDNA, PSL)."""
     address = raw.strip()
@@ -55,6 +93,14 @@ def parse_sender(raw: str) -> Sender:
         special = non_public_suffix(domain)
         if special is not None:
             return Sender(raw, SenderKind.SPECIAL_USE, domain=domain, problem=special)
+    plain = plain_sender_domain(address)
+    if plain is not None:
+        return Sender(raw, SenderKind.DOMAIN, domain=plain)
+    return validated_sender(raw, address)
+
+
+def validated_sender(raw: str, address: str) -> Sender:
+    """``address`` judged by email-validator: any syntax RFC 5321/6531 allow."""
     try:
         valid = email_validator.validate_email(
             address,
