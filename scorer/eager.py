@@ -60,21 +60,33 @@ async def eager_gather(
 @overload
 async def eager_gather(*coros: Coroutine[Any, Any, T]) -> tuple[T, ...]: ...
 async def eager_gather(*coros: Coroutine[Any, Any, Any]) -> tuple[Any, ...]:
-    """Results of ``coros`` in order; only the ones that suspend become tasks."""
+    """Results of ``coros`` in order; only the ones that suspend become tasks, and the
+    last of those runs on in the calling task (a lone DNS miss needs no task at all)."""
     results: list[Any] = [None] * len(coros)
-    waiting: dict[int, asyncio.Future[Any]] = {}
+    suspended: list[tuple[int, Coroutine[Any, Any, Any], Any]] = []
     for index, coro in enumerate(coros):
         try:
             pending = coro.send(None)
         except StopIteration as stop:
             results[index] = stop.value
         except BaseException:
+            for _, started, _ in suspended:
+                started.close()
             for rest in coros[index + 1 :]:
                 rest.close()  # never started: close, so nothing warns "never awaited"
             raise
         else:
-            waiting[index] = asyncio.ensure_future(_resumed(coro, pending))
-    if waiting:
-        for index, value in zip(waiting, await asyncio.gather(*waiting.values()), strict=True):
-            results[index] = value
+            suspended.append((index, coro, pending))
+    if not suspended:
+        return tuple(results)
+    *others, (last_index, last, last_pending) = suspended
+    tasks = [(i, asyncio.ensure_future(_resumed(c, p))) for i, c, p in others]
+    try:
+        results[last_index] = await _Resume(last, last_pending)
+        for index, task in tasks:
+            results[index] = await task
+    except BaseException:
+        for _, task in tasks:
+            task.cancel()  # as asyncio.gather does when it is cancelled
+        raise
     return tuple(results)

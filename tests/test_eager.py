@@ -32,8 +32,10 @@ async def test_coroutines_that_never_wait_make_no_tasks() -> None:
     try:
         assert await eager_gather(_now(1), _now(2), _now(3)) == (1, 2, 3)
         assert created == 0
+        assert await eager_gather(_now(1), _later(2), _now(3)) == (1, 2, 3)
+        assert created == 0, "a lone waiting coroutine runs on in the caller's task"
         assert await eager_gather(_now(1), _later(2), _now(3), _later(4)) == (1, 2, 3, 4)
-        assert created == 2, "one task per coroutine that waited, and only those"
+        assert created == 1, "a task per waiting coroutine but the last, and only those"
     finally:
         loop.set_task_factory(factory)
 
@@ -77,6 +79,27 @@ async def test_cancellation_reaches_the_waiting_coroutine() -> None:
     with pytest.raises(asyncio.CancelledError):
         await outer
     await asyncio.wait_for(cancelled.wait(), 1)
+
+
+async def test_cancellation_reaches_every_waiting_coroutine() -> None:
+    # The first waits in a task of its own, the last in the caller's task: both go.
+    cancelled: list[int] = []
+
+    async def waits_forever(number: int) -> int:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(number)
+            raise
+        return 0
+
+    outer = asyncio.ensure_future(eager_gather(waits_forever(1), _now(2), waits_forever(3)))
+    await asyncio.sleep(0.01)
+    outer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    await asyncio.sleep(0.01)
+    assert sorted(cancelled) == [1, 3]
 
 
 async def test_context_variables_set_by_the_caller_are_seen_after_waiting() -> None:

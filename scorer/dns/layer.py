@@ -194,7 +194,8 @@ class DnsLayer:
 
     async def lookup(self, name: str, rdtype: dns.rdatatype.RdataType, deadline: float) -> Outcome:
         """One cached, coalesced lookup that never raises and never outlives ``deadline``."""
-        key = question_key(name.lower().rstrip("."), rdtype)
+        name = name.lower().rstrip(".")
+        key = question_key(name, rdtype)
         tracker = _tracker.get()
         entry = self.cache.get_entry(key)
         if entry is not None:
@@ -202,22 +203,21 @@ class DnsLayer:
                 tracker.expires = entry[0]
             return entry[1]
         loop = asyncio.get_running_loop()
-        if deadline <= loop.time():
+        now = loop.time()
+        if deadline <= now:
             outcome: Outcome = TempFail(FailureKind.DEADLINE, "request deadline passed")
             expires = 0.0
         else:
             shared = self._inflight.get(key)
-            if shared is None:
-                # Concurrent requests for the same name share one query.
-                shared = asyncio.ensure_future(
-                    self._resolve_and_cache(key, name.lower().rstrip("."), rdtype)
-                )
-                self._inflight[key] = shared
-                shared.add_done_callback(lambda _f: self._inflight.pop(key, None))
-            if shared.done() and not shared.cancelled():
+            if shared is None:  # else a concurrent request asked already: share its query
+                shared = self._start(key, name, rdtype)
+            if shared.done():
                 outcome, expires = shared.result()
             else:
-                outcome, expires = await self._wait(shared, deadline, loop)
+                # A query ends by itself within the timeout: a deadline beyond that
+                # needs no timer of its own.
+                timed = deadline < now + self._timeout
+                outcome, expires = await self._wait(shared, deadline if timed else None, loop)
         if tracker is not None and expires < tracker.expires:
             tracker.expires = expires
         return outcome
@@ -225,13 +225,13 @@ class DnsLayer:
     @staticmethod
     async def _wait(
         shared: asyncio.Future[tuple[Outcome, float]],
-        deadline: float,
+        deadline: float | None,
         loop: asyncio.AbstractEventLoop,
     ) -> tuple[Outcome, float]:
-        """Wait for a shared query until ``deadline``, without cancelling it for the others.
+        """Wait for a shared query (until ``deadline``), without cancelling it for the others.
 
-        (What ``wait_for(shield(...))`` does, with one future and one timer instead of
-        three futures and a task: this runs for every lookup not in the cache.)
+        (What ``wait_for(shield(...))`` does, with one future and at most one timer
+        instead of three futures and a task: this runs for every lookup not in the cache.)
         """
         waiter: asyncio.Future[tuple[Outcome, float]] = loop.create_future()
 
@@ -244,27 +244,62 @@ class DnsLayer:
                     waiter.set_result((failure, 0.0))
 
         shared.add_done_callback(done)
-        timer = loop.call_at(deadline, done)
+        timer = loop.call_at(deadline, done) if deadline is not None else None
         try:
             return await waiter
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
             shared.remove_done_callback(done)
 
-    async def _resolve_and_cache(
+    def _start(
         self, key: str, name: str, rdtype: dns.rdatatype.RdataType
-    ) -> tuple[Outcome, float]:
+    ) -> asyncio.Future[tuple[Outcome, float]]:
+        """Send the query for ``key``; the future it returns gets (outcome, expiry).
+
+        Callbacks, not a task per query: the transport calls ``_settle``, which
+        caches the outcome and wakes every lookup waiting on it.
+        """
+        shared: asyncio.Future[tuple[Outcome, float]] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = shared
+        started = time.perf_counter()
+
+        def settle(outcome: Outcome) -> None:
+            self._settle(key, shared, rdtype, started, outcome)
+
         try:
-            outcome = await self.query(name, rdtype)
+            self._transport.send(encode_name(name), int(rdtype), settle)
+        except NameError_ as error:
+            settle(TempFail(FailureKind.MALFORMED, f"bad query name: {error}"))
         except Exception as error:  # a bug or an OS surprise must not become a 5xx
-            outcome = TempFail(FailureKind.NETWORK, f"{type(error).__name__}: {error}"[:200])
-        if isinstance(outcome, TempFail):  # failures are retried on the next message
-            return outcome, 0.0
+            settle(TempFail(FailureKind.NETWORK, f"{type(error).__name__}: {error}"[:200]))
+        return shared
+
+    def _settle(
+        self,
+        key: str,
+        shared: asyncio.Future[tuple[Outcome, float]],
+        rdtype: dns.rdatatype.RdataType,
+        started: float,
+        outcome: Outcome,
+    ) -> None:
+        self._report(rdtype, outcome, started)
+        expires = 0.0  # failures are retried on the next message
         if isinstance(outcome, NotFound):  # equal negative outcomes share one object
             if len(self._negatives) > 4096:
                 self._negatives.clear()
             outcome = self._negatives.setdefault(outcome, outcome)
-        return outcome, self.cache.put(key, outcome, outcome.ttl)
+        if not isinstance(outcome, TempFail):
+            expires = self.cache.put(key, outcome, outcome.ttl)
+        if self._inflight.get(key) is shared:
+            del self._inflight[key]
+        if not shared.done():
+            shared.set_result((outcome, expires))
+
+    def _report(self, rdtype: dns.rdatatype.RdataType, outcome: Outcome, started: float) -> None:
+        self.health.record(isinstance(outcome, TempFail))
+        if self.observer is not None:
+            self.observer(rdtype.name, result_name(outcome), time.perf_counter() - started)
 
     async def query(self, name: str, rdtype: dns.rdatatype.RdataType) -> Outcome:
         """Ask the resolver, bypassing the cache; report the result to the observer."""
@@ -275,9 +310,7 @@ class DnsLayer:
             outcome: Outcome = TempFail(FailureKind.MALFORMED, f"bad query name: {error}")
         else:
             outcome = await self._transport.query(wire, int(rdtype))
-        self.health.record(isinstance(outcome, TempFail))
-        if self.observer is not None:
-            self.observer(rdtype.name, result_name(outcome), time.perf_counter() - started)
+        self._report(rdtype, outcome, started)
         return outcome
 
     async def unready_reason(self) -> str | None:

@@ -24,7 +24,7 @@ import socket
 import struct
 import weakref
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from scorer.dns.outcomes import FailureKind, TempFail
@@ -55,13 +55,25 @@ class _Socket:
         self.pending: dict[int, _Pending] = {}
 
 
-class _Pending:
-    __slots__ = ("attempts", "failure", "future", "question", "rdtype", "registrations", "timer")
+OutcomeCallback = Callable[[Outcome], None]
 
-    def __init__(self, future: asyncio.Future[Outcome], question: bytes, rdtype: int) -> None:
-        self.future = future
+
+class _Pending:
+    """One query in flight: its question, where it was sent, and whom to tell."""
+
+    __slots__ = (
+        "attempts", "done", "expires", "failure", "on_done", "question", "rdtype",
+        "registrations", "timer",
+    )  # fmt: skip
+
+    def __init__(
+        self, on_done: OutcomeCallback, question: bytes, rdtype: int, expires: float
+    ) -> None:
+        self.on_done = on_done
+        self.done = False
         self.question = question
         self.rdtype = rdtype
+        self.expires = expires  # loop time by which the query ends, TCP fallback included
         self.attempts = 0
         self.registrations: list[tuple[_Socket, int]] = []
         self.timer: asyncio.TimerHandle | None = None
@@ -124,18 +136,35 @@ class UdpTransport:
                 sockets.append(entry)
             self._sockets.append(sockets)
 
-    async def query(self, name_wire: bytes, rdtype: int) -> Outcome:
+    def send(self, name_wire: bytes, rdtype: int, on_done: OutcomeCallback) -> _Pending | None:
+        """Start a query; ``on_done(outcome)`` runs once, within ``timeout`` (maybe before
+        this returns, when sending fails at once). No task, no future: the cache layer
+        settles its own waiters from the callback. Call on the event loop."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._open(loop)
         if not self._servers:
-            return TempFail(FailureKind.NETWORK, "no nameserver configured")
-        pending = _Pending(loop.create_future(), question(name_wire, rdtype), rdtype)
+            on_done(TempFail(FailureKind.NETWORK, "no nameserver configured"))
+            return None
+        expires = loop.time() + self._timeout
+        pending = _Pending(on_done, question(name_wire, rdtype), rdtype, expires)
         self._attempt(pending)
+        return pending
+
+    async def query(self, name_wire: bytes, rdtype: int) -> Outcome:
+        """``send`` for a caller that awaits the outcome (the readiness probe, benchmarks)."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+        def settle(outcome: Outcome) -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        pending = self.send(name_wire, rdtype, settle)
         try:
-            return await pending.future
+            return await future
         finally:
-            self._forget(pending)
+            if pending is not None:
+                self._forget(pending)  # cancelled: stop listening for the reply
 
     def _forget(self, pending: _Pending) -> None:
         if pending.timer is not None:
@@ -146,9 +175,10 @@ class UdpTransport:
         pending.registrations.clear()
 
     def _finish(self, pending: _Pending, outcome: Outcome) -> None:
-        if not pending.future.done():
-            pending.future.set_result(outcome)
         self._forget(pending)
+        if not pending.done:
+            pending.done = True
+            pending.on_done(outcome)
 
     def _attempt(self, pending: _Pending) -> None:
         """Send (again), to the next nameserver in turn, and arm the retry timer."""
@@ -165,11 +195,11 @@ class UdpTransport:
         pending.registrations.append((sock, query_id))
         if pending.timer is not None:
             pending.timer.cancel()
-        last = pending.attempts >= self._attempts
-        delay = self._timeout / self._attempts
-        pending.timer = self._loop.call_later(
-            delay, self._timed_out if last else self._attempt, pending
-        )
+        if pending.attempts >= self._attempts:
+            pending.timer = self._loop.call_at(pending.expires, self._timed_out, pending)
+        else:
+            delay = self._timeout / self._attempts
+            pending.timer = self._loop.call_later(delay, self._attempt, pending)
         try:
             sock.sock.send(make_query(query_id, pending.question))
         except OSError as error:
@@ -209,7 +239,7 @@ class UdpTransport:
                 continue
             query_id = (data[0] << 8) | data[1]
             pending = sock.pending.get(query_id)
-            if pending is None or pending.future.done():
+            if pending is None or pending.done:
                 continue
             verdict = classify(data, query_id, pending.question, pending.rdtype, self._negative_ttl)
             if verdict is Verdict.NOT_OURS:
@@ -231,7 +261,8 @@ class UdpTransport:
         query_id = next(self._ids)
         outcome: Outcome
         try:
-            async with asyncio.timeout(self._timeout):
+            # The query's own budget, not a new one: a lookup never outlasts ``timeout``.
+            async with asyncio.timeout_at(pending.expires):
                 reader, writer = await asyncio.open_connection(server.host, server.port)
                 try:
                     query = make_query(query_id, pending.question)

@@ -19,7 +19,8 @@ class FaultyDns:
 
     ``servfail``/``refused``: that rcode; ``silent``: never answers;
     ``garbage``: bytes that are not a DNS message; ``truncated``: TC bit, no answer
-    (and no TCP listener to retry on); ``slow``: a valid NXDOMAIN after ``delay``
+    (and no TCP listener to retry on); ``late-truncated``: the same after ``delay``
+    seconds; ``slow``: a valid NXDOMAIN after ``delay``
     seconds; ``mismatch``: an answer whose records are of another type and name.
     """
 
@@ -47,7 +48,9 @@ class FaultyDns:
             return data[:2] + b"\x81\x80\xff\xff\xff"
         query = dns.message.from_wire(data)
         response = dns.message.make_response(query)
-        if self.mode == "truncated":
+        if self.mode in ("truncated", "late-truncated"):
+            if self.mode == "late-truncated":
+                time.sleep(self.delay)
             response.flags |= dns.flags.TC
         elif self.mode == "slow":
             time.sleep(self.delay)
