@@ -103,7 +103,9 @@ def _authorized(request: web.Request, token: str) -> bool:
 
 
 async def _read_check_request(request: web.Request, limit: int) -> CheckRequest:
-    content_type = request.content_type
+    content_type = request.headers.get("Content-Type", "")
+    if content_type not in ACCEPTED_TYPES:  # parameters, odd case: let aiohttp parse it
+        content_type = request.content_type
     if content_type not in ACCEPTED_TYPES:
         raise RequestError(
             "Content-Type must be application/msgpack or application/json", status=415

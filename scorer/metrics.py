@@ -31,6 +31,7 @@ SCORE_BUCKETS = (-5.0, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 
 
 CHECKED_FAMILIES = (Family.PTR, Family.HELO, Family.MAILFROM)
 CHECK_OUTCOMES = ("pass", "fail", "tempfail", "skipped")
+MOVED_MEMO_ENTRIES = 4096  # distinct replies remembered by observe_check
 
 
 class _CacheCollector(Collector):
@@ -132,6 +133,7 @@ class Metrics:
             for outcome in CHECK_OUTCOMES
         }
         self._request_children: dict[tuple[str, int], Series] = {}
+        self._moved_by_reply: dict[tuple[int, bool, bool], tuple[object, tuple[Series, ...]]] = {}
 
     def watch_dns(self, dns_layer: DnsLayer) -> None:
         """Report ``dns_layer``'s cache from now on (a reload with new DNS settings swaps it).
@@ -162,18 +164,32 @@ class Metrics:
         child.inc()
 
     def observe_check(self, request: CheckRequest, reply: CheckReply, seconds: float) -> None:
-        # Runs once per message: label children are bound once, up front.
+        # Runs once per message. A reply served from the reply cache shares its symbols
+        # tuple with the first one, so the series it moves are worked out once per
+        # distinct reply (the memo holds the tuple, so its id cannot be reused meanwhile).
         self.latency.observe(seconds)
         self.scores.observe(reply.score)
         for name, would_be in reply.shadowed:
             self.shadow_symbols.labels(name).inc()
             self.shadow_score.labels(name).inc(would_be)
+        key = (id(reply.symbols), bool(request.helo), bool(request.mail_from))
+        memo = self._moved_by_reply.get(key)
+        if memo is None or memo[0] is not reply.symbols:
+            if len(self._moved_by_reply) >= MOVED_MEMO_ENTRIES:
+                self._moved_by_reply.clear()
+            memo = self._moved_by_reply[key] = (reply.symbols, self._moved(request, reply))
+        for series in memo[1]:
+            series.inc()
+
+    def _moved(self, request: CheckRequest, reply: CheckReply) -> tuple[Series, ...]:
+        """The counters one check with this reply increments: symbols and outcomes."""
+        moved = []
         outcomes: dict[Family, str] = {}
         for symbol in reply.symbols:
-            self._symbol_children[symbol.name].inc()
+            moved.append(self._symbol_children[symbol.name])
             family = SYMBOLS[symbol.name].family
             if symbol.name == "RL_SKIPPED_LOCAL":
-                self.skipped_local.inc()
+                moved.append(self.skipped_local)
                 outcomes = dict.fromkeys(CHECKED_FAMILIES, "skipped")
             elif symbol.name.endswith("_TEMPFAIL"):
                 outcomes.setdefault(family, "tempfail")
@@ -182,4 +198,5 @@ class Metrics:
         asked = (True, bool(request.helo), bool(request.mail_from))  # <> is not checked
         for family, was_asked in zip(CHECKED_FAMILIES, asked, strict=True):
             outcome = outcomes.get(family, "pass" if was_asked else "skipped")
-            self._check_children[family, outcome].inc()
+            moved.append(self._check_children[family, outcome])
+        return tuple(moved)

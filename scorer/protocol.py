@@ -112,7 +112,7 @@ def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
             data = msgpack.unpackb(body, unicode_errors="surrogateescape", strict_map_key=False)
         except Exception as error:  # msgpack raises many unrelated types for bad input
             raise RequestError(f"body is not valid msgpack: {type(error).__name__}") from None
-        if isinstance(data, dict) and not all(type(key) is str for key in data):
+        if isinstance(data, dict) and not set(map(type, data)) <= {str}:
             # Keys sent as msgpack bin: read them as text too (rare, so not on the fast path).
             data = {_lenient_text(key): value for key, value in data.items()}
     else:

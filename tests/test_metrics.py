@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from scorer.metrics import Metrics
+from scorer.protocol import CheckReply, SymbolResult, parse_request
 from tests import world
 
 
@@ -51,3 +54,23 @@ async def test_metrics_follow_traffic(client: Any) -> None:
     assert ("rdns_scorer_requests_in_flight", ()) in samples
     assert value("rdns_scorer_config_reloads_total", result="failure") == 0
     assert any(name == "rdns_scorer_build_info" for name, _ in samples)
+
+
+def test_outcome_counts_per_check_even_when_replies_share_their_symbols() -> None:
+    # observe_check remembers which series a reply moves, keyed by its symbols tuple;
+    # the same tuple with and without a HELO must still count different outcomes.
+    metrics = Metrics()
+    symbols = (SymbolResult("RL_PTR_MISSING", 5.0, ("no PTR",)),)
+    with_helo = parse_request({"ip": "192.0.2.1", "helo": "mx.example.net"})
+    without = parse_request({"ip": "192.0.2.1"})
+    for request in (with_helo, with_helo, without):
+        metrics.observe_check(request, CheckReply(symbols, 5.0, 0.1), 0.0001)
+    samples = _samples(generate_latest(metrics.registry).decode())
+
+    def value(name: str, **labels: str) -> float:
+        return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    assert value("rdns_scorer_symbols_total", symbol="RL_PTR_MISSING") == 3
+    assert value("rdns_scorer_check_outcomes_total", family="ptr", outcome="fail") == 3
+    assert value("rdns_scorer_check_outcomes_total", family="helo", outcome="pass") == 2
+    assert value("rdns_scorer_check_outcomes_total", family="helo", outcome="skipped") == 1
