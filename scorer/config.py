@@ -219,12 +219,21 @@ def _validate(config: Config) -> None:
         if value <= 0:
             raise ConfigError(f"{path}: must be greater than 0, got {value}")
     non_negative = {
+        "[dns] cache_max_entries": config.dns.cache_max_entries,
+        "[dns] cache_min_ttl": config.dns.cache_min_ttl,
+        "[dns] cache_max_ttl": config.dns.cache_max_ttl,
+        "[dns] negative_ttl": config.dns.negative_ttl,
         "[dns] reply_cache_max_entries": config.dns.reply_cache_max_entries,
         "[dns] reply_cache_max_ttl": config.dns.reply_cache_max_ttl,
     }
     for path, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{path}: must be 0 or more, got {value}")
+    if config.dns.cache_min_ttl > config.dns.cache_max_ttl:
+        raise ConfigError(
+            f"[dns] cache_min_ttl: {config.dns.cache_min_ttl:g} is above "
+            f"cache_max_ttl ({config.dns.cache_max_ttl:g})"
+        )
     if config.server.event_loop not in ("auto", "uvloop", "asyncio"):
         raise ConfigError(
             "[server] event_loop: must be 'auto', 'uvloop' or 'asyncio', "

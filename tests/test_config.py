@@ -57,6 +57,11 @@ def test_environment_overrides_listen_and_nameservers() -> None:
         ({"dns": {"timeout": "fast"}}, "[dns] timeout: expected a number"),
         ({"dns": {"timeout": True}}, "[dns] timeout: expected a number"),
         ({"dns": {"timeout": 0}}, "[dns] timeout: must be greater than 0"),
+        # Negative sizes and TTLs used to load and silently switch the cache off.
+        ({"dns": {"cache_max_entries": -1}}, "[dns] cache_max_entries: must be 0 or more"),
+        ({"dns": {"cache_min_ttl": -5}}, "[dns] cache_min_ttl: must be 0 or more"),
+        ({"dns": {"negative_ttl": -1}}, "[dns] negative_ttl: must be 0 or more"),
+        ({"dns": {"cache_min_ttl": 60, "cache_max_ttl": 30}}, "cache_min_ttl: 60 is above"),
         ({"dns": {"nameservers": "1.1.1.1"}}, "[dns] nameservers: expected a list of strings"),
         ({"dns": {"nameservers": ["dns.google"]}}, "[dns] nameservers: bad nameserver"),
         ({"dns": {"max_ptr_names": 2.5}}, "[dns] max_ptr_names: expected an integer"),
