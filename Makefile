@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the tests run for real: command -> package.
 TEST_PACKAGES := unbound:unbound rspamd:rspamd luacheck:lua-check spamassassin:spamassassin spamc:spamc spamd:spamd prometheus:prometheus wrk:wrk systemd-analyze:systemd
+# `make bench` also counts instructions with callgrind (bench/instructions.py).
+BENCH_PACKAGES := valgrind:valgrind
+PACKAGES := $(TEST_PACKAGES)  # `make bench` passes more on its command line
 
 .PHONY: run test lint venv test-venv debian-packages bench clean
 
@@ -27,7 +30,7 @@ run: venv
 	$(BIN)/rdns-scorer serve
 
 debian-packages:
-	@missing=""; for pair in $(TEST_PACKAGES); do \
+	@missing=""; for pair in $(PACKAGES); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -46,7 +49,8 @@ test: lint
 	$(BIN)/pytest -q
 
 # Throughput and latency (issue 7): unbound + wrk, prints JSON. Not a test; see docs/performance.md.
-bench: test-venv debian-packages
+bench: test-venv
+	$(MAKE) --no-print-directory debian-packages PACKAGES="$(TEST_PACKAGES) $(BENCH_PACKAGES)"
 	$(BIN)/python bench/run.py
 
 clean:

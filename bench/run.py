@@ -8,8 +8,9 @@ unbound share core 0, so the load generator is off the server's core.
 
 Scenarios: the bare aiohttp ceiling (bench/ceiling.py), warm, warm with request
 logging, warm at half the maximum load (latency), cold, mixed, and 1 vs 2
-workers. Then the transport micro-benchmark (bench/transport.py) and in-process
-per-step costs and cache memory (bench/hotpath.py). Ceiling and warm run
+workers. Then the transport micro-benchmark (bench/transport.py), instructions
+per check counted by callgrind (bench/instructions.py: the steady figure on a
+noisy box), and in-process per-step costs and cache memory (bench/hotpath.py). Ceiling and warm run
 alternately ``--repeat`` times and the best of each is kept: this box is shared,
 and a slower round measures the neighbours, not the code.
 """
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import hotpath, zones  # noqa: E402
+from bench import hotpath, instructions, zones  # noqa: E402
 from tests.support.ports import free_port, wait_for_port  # noqa: E402
 
 LUA = ROOT / "bench" / "post.lua"
@@ -288,6 +289,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 check=True,
             )
             result["transport_queries"] = json.loads(transport.stdout)
+            result["instructions"] = instructions.measure(ns)
         os.sched_setaffinity(0, {int(SERVER_CPU)})
         result["in_process"] = hotpath.measure(ns)
     finally:
@@ -309,7 +311,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each measured run")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario (best kept)")
-    parser.add_argument("--quick", action="store_true", help="skip the transport comparison")
+    parser.add_argument(
+        "--quick", action="store_true", help="skip the transport comparison and callgrind counts"
+    )
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2:
         sys.exit("bench/run.py needs 2 cores: one for the server, one for wrk and unbound")

@@ -49,7 +49,9 @@ def _ours(nameserver: str) -> Query:
     layer = DnsLayer([parse_nameserver(nameserver)], 2.0, cache)
 
     async def query(name: str) -> bool:
-        outcome = await layer.query(name, dns.rdatatype.PTR)
+        # The path a check takes on a cache miss (the cache is off: every name is new).
+        deadline = asyncio.get_running_loop().time() + 10.0
+        outcome = await layer.lookup(name, dns.rdatatype.PTR, deadline)
         return isinstance(outcome, Answer | NotFound)
 
     return query

@@ -19,7 +19,6 @@ from scorer.metrics import Metrics
 from scorer.pipeline import Pipeline
 from scorer.protocol import (
     ACCEPTED_TYPES,
-    CheckRequest,
     RequestError,
     decode_body,
     encode_check_reply,
@@ -66,6 +65,19 @@ class Service:
             self.metrics.watch_dns(pipeline.dns)
         return pipeline
 
+    async def answer(
+        self, pipeline: Pipeline, body: bytes, content_type: str, want_msgpack: bool
+    ) -> tuple[bytes, str]:
+        """A /v1/check body in, the reply body and its media type out: everything but HTTP.
+
+        Raises RequestError for a body that cannot be read as a check request.
+        """
+        request = parse_request(decode_body(body, content_type))
+        reply = await pipeline.check(request)
+        self.metrics.observe_check(request, reply, reply.elapsed_ms / 1000)
+        log_check(request, reply)
+        return encode_check_reply(reply, want_msgpack)
+
     def reload(self, source: str) -> str:
         """Load the config again; on any error keep serving the old one, log and raise."""
         try:
@@ -102,7 +114,8 @@ def _authorized(request: web.Request, token: str) -> bool:
     )
 
 
-async def _read_check_request(request: web.Request, limit: int) -> CheckRequest:
+async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str]:
+    """The body of a /v1/check request and its media type, or a RequestError (415, 413)."""
     content_type = request.headers.get("Content-Type", "")
     if content_type not in ACCEPTED_TYPES:  # parameters, odd case: let aiohttp parse it
         content_type = request.content_type
@@ -114,10 +127,9 @@ async def _read_check_request(request: web.Request, limit: int) -> CheckRequest:
     if (request.content_length or 0) > limit:
         raise too_large
     try:
-        body = await request.read()
+        return await request.read(), content_type
     except web.HTTPRequestEntityTooLarge:
         raise too_large from None
-    return parse_request(decode_body(body, content_type))
 
 
 async def check(request: web.Request) -> web.Response:
@@ -136,13 +148,10 @@ async def check(request: web.Request) -> web.Response:
     service.in_flight += 1
     try:
         try:
-            check_request = await _read_check_request(request, config.server.max_body_bytes)
+            body, content_type = await _read_check_body(request, config.server.max_body_bytes)
+            payload, reply_type = await service.answer(pipeline, body, content_type, want_msgpack)
         except RequestError as error:
             return _error(error.status, error.message, error.field, want_msgpack)
-        reply = await pipeline.check(check_request)
-        service.metrics.observe_check(check_request, reply, reply.elapsed_ms / 1000)
-        log_check(check_request, reply)
-        payload, reply_type = encode_check_reply(reply, want_msgpack)
         return web.Response(body=payload, content_type=reply_type)
     finally:
         service.in_flight -= 1

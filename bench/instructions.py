@@ -1,0 +1,143 @@
+"""Instructions per check, counted by callgrind: figures that do not move with the neighbours.
+
+    python bench/instructions.py [--nameserver HOST:PORT]
+
+Requests/s and CPU µs on this shared 2-core box drift by tens of percent from one
+run to the next. ``valgrind --tool=callgrind`` counts the instructions the process
+executes instead: the same code and input give the same count whatever else the
+machine is doing, so a change to the hot path shows up as a difference of a few
+percent that timing could never resolve. Each figure is the difference between
+two runs with different numbers of checks, divided by the difference, which
+cancels start-up (imports, the Public Suffix List, config).
+
+Scenarios, in process through ``Service.answer`` (a msgpack body in, the reply body
+out: parsing, the pipeline, metrics, encoding; everything /v1/check does but HTTP),
+on uvloop as served:
+
+- ``cold``: every check a new client and a new sender domain, as in bench/post.lua;
+- ``warm``: reply-cache hits over 64 senders;
+- ``dns_lookup``: one lookup that misses the cache (the cache is off), start to finish.
+
+User space only: the kernel's share of a syscall (a datagram sent to unbound,
+the HTTP socket) is not counted, and neither is aiohttp, which the ceiling in
+bench/run.py measures. Prints one JSON object; bench/run.py includes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import zones  # noqa: E402
+
+SCENARIOS = {"cold": (100, 400), "warm": (2_000, 12_000), "dns_lookup": (200, 1_000)}
+BATCH = 64  # concurrent checks, like the connections wrk keeps busy
+HOT = 64
+
+
+def _body(i: int, domain: str) -> bytes:
+    import msgpack
+
+    fields = {
+        "ip": zones.client_ip(i),
+        "helo": zones.ptr_name(i) or "localhost",
+        "mail_from": f"bounce@{domain}",
+        "queue_id": f"Q{i:08d}",
+        "user": "",
+    }
+    return bytes(msgpack.packb(fields))
+
+
+async def _run(scenario: str, count: int, nameserver: str) -> None:
+    import dns.rdatatype
+    import dns.reversename
+
+    from scorer.app import Service
+    from scorer.config import config_from_mapping
+
+    dns_settings: dict[str, Any] = {"nameservers": [nameserver]}
+    if scenario == "dns_lookup":
+        dns_settings["cache_max_entries"] = 0  # every lookup a miss
+    service = Service(config_from_mapping({"dns": dns_settings}))
+    pipeline = service.pipeline
+
+    async def answer(body: bytes) -> tuple[bytes, str]:
+        return await service.answer(pipeline, body, "application/msgpack", False)
+
+    await answer(_body(0, "warm-up.example"))  # sockets, lazy imports
+    if scenario == "dns_lookup":
+        loop = asyncio.get_running_loop()
+        names = [dns.reversename.from_address(zones.client_ip(i)).to_text() for i in range(count)]
+        for start in range(0, count, BATCH):
+            deadline = loop.time() + 10.0
+            await asyncio.gather(
+                *(
+                    pipeline.dns.lookup(name, dns.rdatatype.PTR, deadline)
+                    for name in names[start : start + BATCH]
+                )
+            )
+        return
+    if scenario == "cold":
+        bodies = [_body(1_000 + i, f"d{i}.cold-senders.net") for i in range(count)]
+    else:
+        hot = [_body(i, f"s{i}.bench-mail.org") for i in range(HOT)]
+        await asyncio.gather(*(answer(body) for body in hot))
+        bodies = [hot[i % HOT] for i in range(count)]
+    for start in range(0, count, BATCH):
+        await asyncio.gather(*(answer(body) for body in bodies[start : start + BATCH]))
+
+
+def _instructions(scenario: str, count: int, nameserver: str) -> int:
+    command = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        sys.executable, __file__, "--child", scenario, str(count), "--nameserver", nameserver,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    if found is None:
+        raise RuntimeError(f"callgrind printed no total:\n{result.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def measure(nameserver: str) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    for scenario, (small, large) in SCENARIOS.items():
+        difference = _instructions(scenario, large, nameserver) - _instructions(
+            scenario, small, nameserver
+        )
+        figures[f"{scenario}_instructions_per_call"] = round(difference / (large - small))
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nameserver", help="the bench unbound (started here when absent)")
+    parser.add_argument("--child", nargs=2, metavar=("SCENARIO", "COUNT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        import uvloop
+
+        uvloop.run(_run(args.child[0], int(args.child[1]), args.nameserver))
+        return
+    if args.nameserver:
+        print(json.dumps(measure(args.nameserver), indent=2))
+        return
+    unbound = zones.start()
+    try:
+        print(json.dumps(measure(unbound.nameserver), indent=2))
+    finally:
+        unbound.stop()
+
+
+if __name__ == "__main__":
+    main()
