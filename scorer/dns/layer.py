@@ -12,11 +12,10 @@ reading /etc/resolv.conf and for the odd name that needs IDNA or escapes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import ipaddress
 import time
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,12 +121,25 @@ class QueryHealth:
 
 
 class ExpiryTracker:
-    """The earliest expiry of the outcomes one request used (see ``DnsLayer.track``)."""
+    """The earliest expiry of the outcomes one request used (see ``DnsLayer.tracking``).
 
-    __slots__ = ("expires",)
+    Its own context manager (a class, not ``contextlib.contextmanager``: this runs
+    for every check that misses the reply cache).
+    """
+
+    __slots__ = ("_token", "expires")
 
     def __init__(self) -> None:
         self.expires = float("inf")
+        self._token: contextvars.Token[ExpiryTracker | None] | None = None
+
+    def __enter__(self) -> ExpiryTracker:
+        self._token = _tracker.set(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._token is not None:
+            _tracker.reset(self._token)
 
 
 _tracker: contextvars.ContextVar[ExpiryTracker | None] = contextvars.ContextVar(
@@ -169,17 +181,11 @@ class DnsLayer:
         self.health = QueryHealth()
 
     @staticmethod
-    @contextlib.contextmanager
-    def tracking() -> Iterator[ExpiryTracker]:
-        """Record when the outcomes looked up inside the block (by this task and the
-        tasks it starts) expire: a reply built from them is good until
+    def tracking() -> ExpiryTracker:
+        """Record when the outcomes looked up inside the ``with`` block (by this task and
+        the tasks it starts) expire: a reply built from them is good until
         ``tracker.expires``. Failures count as expiring at once."""
-        tracker = ExpiryTracker()
-        token = _tracker.set(tracker)
-        try:
-            yield tracker
-        finally:
-            _tracker.reset(token)
+        return ExpiryTracker()
 
     async def ptr(self, ip: IPAddress, deadline: float) -> Lookup[str]:
         return await self.lookup(reverse_name(ip), dns.rdatatype.PTR, deadline)
