@@ -99,9 +99,9 @@ class Pipeline:
         """The reply for ``request``, from the reply cache when it is still good."""
         started = time.perf_counter()
         key: ReplyKey = (request.ip, request.helo, request.mail_from, request.hostname)
-        cached = self.replies.get(key)
+        cached = self.replies.get_entry(key)
         if cached is not None:
-            return cached.with_elapsed(round((time.perf_counter() - started) * 1000, 3))
+            return cached[1].with_elapsed(round((time.perf_counter() - started) * 1000, 3))
         with self.dns.tracking() as tracker:
             _facts, reply = await self._check(request, started)
         ttl = tracker.expires - self._clock()

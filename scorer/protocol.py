@@ -71,7 +71,7 @@ class CheckReply:
 
     def with_elapsed(self, elapsed_ms: float) -> CheckReply:
         # Positional, not dataclasses.replace: this runs on every reply-cache hit.
-        head = self.rendered_head()
+        head = self.json_head or self.rendered_head()
         return CheckReply(self.symbols, self.score, elapsed_ms, self.shadowed, head)
 
     def rendered_head(self) -> bytes:
@@ -82,7 +82,8 @@ class CheckReply:
         return json.dumps(body, separators=(",", ":")).encode()[:-1] + b',"elapsed_ms":'
 
     def to_json(self) -> bytes:
-        return self.rendered_head() + repr(float(self.elapsed_ms)).encode() + b"}"
+        head = self.json_head or self.rendered_head()
+        return head + repr(float(self.elapsed_ms)).encode() + b"}"
 
     def to_dict(self) -> dict[str, Any]:
         # Floats only, never nil or bin: rspamd 3.4's libucl garbles negative
@@ -126,10 +127,7 @@ def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
 
 
 def _optional_text(data: dict[str, Any], name: str) -> str | None:
-    value = data.get(name)
-    if type(value) is str:  # the common case first: one type test
-        return value[:MAX_FIELD_CHARS]
-    value = _lenient_text(value)
+    value = _lenient_text(data.get(name))
     if value is None:
         return None
     if not isinstance(value, str):
@@ -168,7 +166,16 @@ def parse_request(data: dict[str, Any]) -> CheckRequest:
         raise RequestError(
             f"ip is not an IPv4 or IPv6 address: {option(raw_ip, 64)}", "ip"
         ) from None
-    helo, mail_from, hostname, queue_id, user = [_optional_text(data, n) for n in STRING_FIELDS]
+    texts: list[str | None] = []
+    for name in STRING_FIELDS:
+        value = data.get(name)
+        if type(value) is str:  # the common cases inline: this runs for every message
+            texts.append(value[:MAX_FIELD_CHARS])
+        elif value is None:
+            texts.append(None)
+        else:
+            texts.append(_optional_text(data, name))  # bin, or the wrong type
+    helo, mail_from, hostname, queue_id, user = texts
     return CheckRequest(ip, helo, mail_from, _mta_hostname(hostname), queue_id, user)
 
 
