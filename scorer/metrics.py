@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from scorer import __version__
-from scorer.loopmetrics import LoopCounter, LoopHistogram, Series
+from scorer.loopmetrics import HistogramSeries, LoopCounter, LoopHistogram, Series
 from scorer.protocol import CheckReply, CheckRequest
 from scorer.symbols import SYMBOLS, Family
 
@@ -133,6 +133,7 @@ class Metrics:
             for outcome in CHECK_OUTCOMES
         }
         self._request_children: dict[tuple[str, int], Series] = {}
+        self._dns_children: dict[tuple[str, str], tuple[Series, HistogramSeries]] = {}
         self._moved_by_reply: dict[tuple[int, bool, bool], tuple[object, tuple[Series, ...]]] = {}
 
     def watch_dns(self, dns_layer: DnsLayer) -> None:
@@ -148,8 +149,15 @@ class Metrics:
             self._cache_collector.dns = dns_layer
 
     def observe_dns(self, rdtype: str, result: str, seconds: float) -> None:
-        self.dns_queries.labels(rdtype, result).inc()
-        self.dns_latency.labels(rdtype).observe(seconds)
+        # Once per DNS query: the two series are looked up once per (type, result).
+        series = self._dns_children.get((rdtype, result))
+        if series is None:
+            series = self._dns_children[rdtype, result] = (
+                self.dns_queries.labels(rdtype, result),
+                self.dns_latency.labels(rdtype),
+            )
+        series[0].value += 1
+        series[1].observe(seconds)
 
     def record_reload(self, success: bool) -> None:
         self.reloads.labels("success" if success else "failure").inc()
