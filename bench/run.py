@@ -9,10 +9,12 @@ unbound share core 0, so the load generator is off the server's core.
 Scenarios: the bare aiohttp ceiling (bench/ceiling.py), warm, warm with request
 logging, warm at half the maximum load (latency), cold, mixed, and 1 vs 2
 workers. Then the transport micro-benchmark (bench/transport.py), instructions
-per check counted by callgrind (bench/instructions.py: the steady figure on a
-noisy box), and in-process per-step costs and cache memory (bench/hotpath.py). Ceiling and warm run
-alternately ``--repeat`` times and the best of each is kept: this box is shared,
-and a slower round measures the neighbours, not the code.
+counted by callgrind (the steady figures on a noisy box): per check in process
+(bench/instructions.py) and per warm HTTP request of the ceiling and of the
+service, and in-process per-step costs and cache memory (bench/hotpath.py).
+``--quick`` skips the transport comparison and callgrind (most of the time taken).
+Ceiling and warm run alternately ``--repeat`` times and the best of each is kept:
+this box is shared, and a slower round measures the neighbours, not the code.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ import contextlib
 import json
 import os
 import platform
+import re
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,11 +104,20 @@ class Server:
             self.process.wait()
 
 
-def _start(command: list[str], port: int, workers: int, cpus: str, log: Path) -> Server:
+def _start(
+    command: list[str],
+    port: int,
+    workers: int,
+    cpus: str,
+    log: Path,
+    launcher: Sequence[str] = (),
+) -> Server:
     with open(log, "ab") as out:
-        process = subprocess.Popen(["taskset", "-c", cpus, *command], stdout=out, stderr=out)
+        process = subprocess.Popen(
+            ["taskset", "-c", cpus, *launcher, *command], stdout=out, stderr=out
+        )
     try:
-        wait_for_port(port, timeout=20)
+        wait_for_port(port, timeout=180 if launcher else 20)  # valgrind starts slowly
     except TimeoutError:
         process.kill()
         raise RuntimeError(log.read_text()[-2000:]) from None
@@ -116,7 +130,12 @@ def _start(command: list[str], port: int, workers: int, cpus: str, log: Path) ->
 
 
 def start_service(
-    nameserver: str, workdir: Path, cpus: str = SERVER_CPU, workers: int = 1, **server: Any
+    nameserver: str,
+    workdir: Path,
+    cpus: str = SERVER_CPU,
+    workers: int = 1,
+    launcher: Sequence[str] = (),
+    **server: Any,
 ) -> Server:
     port = free_port()
     settings = {"log_requests": False, "max_in_flight": 1024, **server}
@@ -127,13 +146,38 @@ def start_service(
         sys.executable, "-m", "scorer", "serve", "--config", str(config),
         "--listen", f"127.0.0.1:{port}", "--nameserver", nameserver, "--workers", str(workers),
     ]  # fmt: skip
-    return _start(command, port, workers, cpus, workdir / "service.log")
+    return _start(command, port, workers, cpus, workdir / f"service-{port}.log", launcher)
 
 
-def start_ceiling(workdir: Path) -> Server:
+def start_ceiling(workdir: Path, launcher: Sequence[str] = ()) -> Server:
     port = free_port()
     command = [sys.executable, str(ROOT / "bench" / "ceiling.py"), str(port), "uvloop"]
-    return _start(command, port, 1, SERVER_CPU, workdir / "ceiling.log")
+    return _start(command, port, 1, SERVER_CPU, workdir / f"ceiling-{port}.log", launcher)
+
+
+CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
+
+
+def instructions_per_request(start: Callable[[Sequence[str]], Server], log_dir: Path) -> int:
+    """User-space instructions per warm HTTP request of a server run under callgrind.
+
+    Two runs of different lengths; the difference cancels start-up and the first,
+    uncached pass over the senders (the same in both runs).
+    """
+    points = []
+    for seconds in (6, 18):
+        server = start(CALLGRIND)
+        try:
+            warming = wrk(server, "warm", 15, connections=4)
+            measured = wrk(server, "warm", seconds, connections=4)
+        finally:
+            server.process.send_signal(signal.SIGINT)
+            server.process.wait(timeout=120)
+        log = next(log_dir.glob(f"*-{server.port}.log")).read_text()
+        total = int(re.findall(r"Collected : (\d+)", log)[-1])
+        points.append((warming["requests"] + measured["requests"], total))
+    (short_requests, short_total), (long_requests, long_total) = points
+    return round((long_total - short_total) / (long_requests - short_requests))
 
 
 def wrk(
@@ -295,6 +339,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             result["transport_queries"] = json.loads(transport.stdout)
             result["instructions"] = instructions.measure(ns)
+            ceiling_count = instructions_per_request(
+                lambda launcher: start_ceiling(workdir, launcher), workdir
+            )
+            service_count = instructions_per_request(
+                lambda launcher: start_service(ns, workdir, launcher=launcher), workdir
+            )
+            result["instructions"]["http_warm_per_request"] = {
+                "ceiling": ceiling_count,
+                "service": service_count,
+                "ratio_to_ceiling": round(ceiling_count / service_count, 3),
+            }
         os.sched_setaffinity(0, {int(SERVER_CPU)})
         result["in_process"] = hotpath.measure(ns)
     finally:
