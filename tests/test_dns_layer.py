@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 
+import dns.name
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from scorer.dns import wire
 from scorer.dns.cache import TtlCache
 from scorer.dns.layer import DnsLayer, Outcome, QueryHealth, parse_nameserver
 from scorer.dns.outcomes import Answer, FailureKind, NotFound, NotFoundKind, TempFail
@@ -189,8 +193,6 @@ def test_any_parse_surprise_is_a_malformed_tempfail_not_a_crash() -> None:
     """Regression: a KeyError while parsing escaped classify() and killed the read callback."""
     import dns.message
 
-    from scorer.dns import wire
-
     query = dns.message.make_query("example.net.", "TXT")
     response = dns.message.make_response(query)
     response.answer.append(dns.rrset.from_text("example.net.", 60, "IN", "TXT", '"x"'))
@@ -198,3 +200,21 @@ def test_any_parse_surprise_is_a_malformed_tempfail_not_a_crash() -> None:
     question = data[12 : 12 + len(wire.encode_name("example.net")) + 4]
     outcome = wire.classify(data, query.id, question, 16, 300)  # TXT: no parser for it
     assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.from_regex(rb"[a-zA-Z0-9_*-]{1,12}", fullmatch=True),
+            st.binary(min_size=1, max_size=12),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_answer_names_read_as_dnspython_presents_them(labels: list[bytes]) -> None:
+    # name_text has a fast path for plain labels and an escaping path for the rest
+    # (a PTR may carry any bytes): both must give dnspython's presentation form.
+    expected = dns.name.Name([*labels, b""]).to_text(omit_final_dot=True).lower()
+    assert wire.name_text(labels) == expected

@@ -92,6 +92,8 @@ def _label_text(label: bytes) -> str:
 
 def name_text(labels: list[bytes]) -> str:
     """Lower-case presentation form without the final dot; ``""`` for the root."""
+    if _PLAIN.issuperset(b"".join(labels)):  # the usual name: nothing to escape
+        return b".".join(labels).decode("ascii").lower()
     return ".".join(_label_text(label) for label in labels).lower()
 
 
