@@ -58,9 +58,13 @@ def run_worker(
 ) -> None:
     """Serve until SIGTERM/SIGINT, in this process."""
     from scorer.app import create_app  # imported late: `check` needs no server code
+    from scorer.gctuning import keep_full_collections_short
+    from scorer.names import public_suffix_list
 
     loop = new_event_loop(config.server.event_loop)
     app = create_app(config, loader, peer_reload=peer_reload)
+    public_suffix_list()  # built now (~0.1 s), not on the first message
+    keep_full_collections_short()
     web.run_app(
         app,
         host=host,

@@ -1,0 +1,70 @@
+"""Full garbage collections walk only what is new, and freezing leaks no cycles.
+
+Run in a child process: the collector's state is global, and pytest's own
+process must not be frozen.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from tests.support.unbound import Unbound
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, gc, json, sys
+
+    from scorer.config import config_from_mapping
+    from scorer.gctuning import keep_full_collections_short
+    from scorer.pipeline import Pipeline
+    from scorer.protocol import parse_request
+
+    def request(i):
+        # Names the test unbound answers NXDOMAIN at once: every outcome is cached.
+        return parse_request({
+            "ip": f"81.2.{i // 256}.{i % 256}",
+            "helo": f"h{i}.example-nx.net",
+            "mail_from": f"user@d{i}.example-nx.net",
+        })
+
+    async def main():
+        pipeline = Pipeline(config_from_mapping({"dns": {"nameservers": [sys.argv[1]]}}))
+        await pipeline.check(request(0))  # lazy imports, the Public Suffix List
+        keep_full_collections_short()
+        full = []
+        gc.callbacks.append(
+            lambda phase, info: full.append(1)
+            if phase == "stop" and info["generation"] == 2 else None
+        )
+        for start in range(1, 4001, 200):
+            await asyncio.gather(*(pipeline.check(request(i)) for i in range(start, start + 200)))
+        walked, frozen = len(gc.get_objects()), gc.get_freeze_count()
+        gc.unfreeze()
+        print(json.dumps({
+            "full_collections": len(full), "walked": walked, "frozen": frozen,
+            "cache_entries": len(pipeline.dns.cache), "leaked_cycles": gc.collect(),
+        }))
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_full_collections_walk_only_new_objects_and_leak_no_cycles(unbound: Unbound) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, unbound.nameserver],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    figures = json.loads(result.stdout)
+    assert figures["cache_entries"] >= 8000, figures  # the caches really grew
+    assert figures["full_collections"] >= 1, figures  # so the hook had work to do
+    # Most of the heap is frozen: a full collection walks a small part of it.
+    assert figures["frozen"] > 3 * figures["walked"], figures
+    # Nothing frozen turned into cyclic garbage that only unfreezing could free.
+    assert figures["leaked_cycles"] == 0, figures
