@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from scorer.protocol import CheckReply, CheckRequest
@@ -16,7 +17,25 @@ from scorer.text import option
 log = logging.getLogger("rdns_scorer.requests")
 
 
-class _JsonFormatter(logging.Formatter):
+class _SecondCachedTime(logging.Formatter):
+    """``formatTime`` with the date part rendered once per second, not once per line."""
+
+    _second = -1
+    _rendered = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:
+            self._rendered = time.strftime(self.default_time_format, self.converter(second))
+            self._second = second
+        if self.default_msec_format is None:
+            return self._rendered
+        return self.default_msec_format % (self._rendered, record.msecs)
+
+
+class _JsonFormatter(_SecondCachedTime):
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, Any] = {
             "time": self.formatTime(record),
@@ -33,7 +52,7 @@ def _quote(value: str) -> str:
     return '"' + value.replace('"', "\\x22") + '"'
 
 
-class _TextFormatter(logging.Formatter):
+class _TextFormatter(_SecondCachedTime):
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None)
         if fields is None:
@@ -43,6 +62,12 @@ class _TextFormatter(logging.Formatter):
 
 
 def configure_logging(log_format: str, requests: bool) -> None:
+    # Neither format shows the thread, process or source line, so don't collect them
+    # for every record (the knobs the logging HOWTO's "Optimization" section names).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # no stack walk per record to find the caller
     handler = logging.StreamHandler()
     if log_format == "json":
         handler.setFormatter(_JsonFormatter())
