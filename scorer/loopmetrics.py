@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -60,21 +61,37 @@ class HistogramSeries:
         self.total += value
 
 
-class _Family(Collector):
+S = TypeVar("S", "Series", "HistogramSeries")
+
+
+class _Family(Collector, Generic[S]):
+    """The label sets of one family, each a series made by ``_new_series``."""
+
     def __init__(
         self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
     ) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
+        self._series: dict[Labels, S] = {}
         registry.register(self)
+        if not self.labelnames:
+            self.labels()  # exported as 0 from the start, like prometheus_client's own
 
-    def _check_labels(self, labels: Labels) -> None:
-        if len(labels) != len(self.labelnames):
-            raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {labels}")
+    def _new_series(self) -> S:
+        raise NotImplementedError
+
+    def labels(self, *labels: str) -> S:
+        """The series for ``labels``, created (at 0) on first use; bind it once, then update it."""
+        series = self._series.get(labels)
+        if series is None:
+            if len(labels) != len(self.labelnames):
+                raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {labels}")
+            series = self._series[labels] = self._new_series()
+        return series
 
 
-class LoopCounter(_Family):
+class LoopCounter(_Family[Series]):
     """A counter (``kind="counter"``) or a gauge that only moves by ``inc``."""
 
     def __init__(
@@ -86,23 +103,11 @@ class LoopCounter(_Family):
         registry: CollectorRegistry,
         kind: str = "counter",
     ) -> None:
-        self._series: dict[Labels, Series] = {}
         self._kind = kind
         super().__init__(name, documentation, labelnames, registry)
-        if not self.labelnames:
-            self.labels()  # exported as 0 from the start, like prometheus_client's own
 
-    def labels(self, *labels: str) -> Series:
-        """The series for ``labels``, created (at 0) on first use; bind it once, then ``inc``."""
-        series = self._series.get(labels)
-        if series is None:
-            self._check_labels(labels)
-            series = self._series[labels] = Series()
-        return series
-
-    def inc(self, amount: float = 1.0) -> None:
-        """For a family without labels."""
-        self.labels().inc(amount)
+    def _new_series(self) -> Series:
+        return Series()
 
     def collect(self) -> Iterator[Metric]:
         family: CounterMetricFamily | GaugeMetricFamily
@@ -115,7 +120,7 @@ class LoopCounter(_Family):
         yield family
 
 
-class LoopHistogram(_Family):
+class LoopHistogram(_Family[HistogramSeries]):
     def __init__(
         self,
         name: str,
@@ -126,21 +131,10 @@ class LoopHistogram(_Family):
         registry: CollectorRegistry,
     ) -> None:
         self._bounds = tuple(sorted(float(b) for b in buckets if not math.isinf(b)))
-        self._series: dict[Labels, HistogramSeries] = {}
         super().__init__(name, documentation, labelnames, registry)
-        if not self.labelnames:
-            self.labels()
 
-    def labels(self, *labels: str) -> HistogramSeries:
-        series = self._series.get(labels)
-        if series is None:
-            self._check_labels(labels)
-            series = self._series[labels] = HistogramSeries(self._bounds)
-        return series
-
-    def observe(self, value: float) -> None:
-        """For a histogram without labels."""
-        self.labels().observe(value)
+    def _new_series(self) -> HistogramSeries:
+        return HistogramSeries(self._bounds)
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)

@@ -37,7 +37,7 @@ def test_histogram_matches_the_library_including_bucket_edges_and_negative_bound
             loop.labels(kind).observe(value)
             library.labels(kind).observe(value)
         plain_library.observe(2.0)
-        plain.observe(2.0)
+        plain.labels().observe(2.0)
         assert _samples(ours) == _samples(theirs)
 
 
