@@ -36,12 +36,8 @@ class TtlCache(Generic[V]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, key: Hashable) -> V | None:
-        entry = self.get_entry(key)
-        return None if entry is None else entry[1]
-
     def get_entry(self, key: Hashable) -> tuple[float, V] | None:
-        """``(expires, value)`` of a live entry, for callers that need the expiry too."""
+        """``(expires, value)`` of a live entry (refreshed as most recently used), or None."""
         entry = self._items.get(key)
         if entry is None:
             self.misses += 1
