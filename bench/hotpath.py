@@ -21,7 +21,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import dns.rdatatype  # noqa: E402
-import msgpack  # noqa: E402
 
 from bench import zones  # noqa: E402
 from scorer.config import config_from_mapping  # noqa: E402
@@ -32,15 +31,7 @@ from scorer.requestlog import configure_logging, log_check  # noqa: E402
 
 
 def _body(i: int) -> bytes:
-    return msgpack.packb(
-        {
-            "ip": zones.client_ip(i),
-            "helo": zones.ptr_name(i) or "localhost",
-            "mail_from": f"bounce@s{i % zones.DOMAINS}.bench-mail.org",
-            "queue_id": f"Q{i:08d}",
-            "user": "",
-        }
-    )
+    return zones.request_body(i, f"s{i % zones.DOMAINS}.bench-mail.org")
 
 
 def _per_call_us(fn: Callable[[], object], number: int = 20_000, rounds: int = 5) -> float:

@@ -46,19 +46,6 @@ BATCH = 64  # concurrent checks, like the connections wrk keeps busy
 HOT = 64
 
 
-def _body(i: int, domain: str) -> bytes:
-    import msgpack
-
-    fields = {
-        "ip": zones.client_ip(i),
-        "helo": zones.ptr_name(i) or "localhost",
-        "mail_from": f"bounce@{domain}",
-        "queue_id": f"Q{i:08d}",
-        "user": "",
-    }
-    return bytes(msgpack.packb(fields))
-
-
 async def _run(scenario: str, count: int, nameserver: str) -> None:
     import dns.rdatatype
     import dns.reversename
@@ -75,7 +62,7 @@ async def _run(scenario: str, count: int, nameserver: str) -> None:
     async def answer(body: bytes) -> tuple[bytes, str]:
         return await service.answer(pipeline, body, "application/msgpack", False)
 
-    await answer(_body(0, "warm-up.example"))  # sockets, lazy imports
+    await answer(zones.request_body(0, "warm-up.example"))  # sockets, lazy imports
     if scenario == "dns_lookup":
         loop = asyncio.get_running_loop()
         names = [dns.reversename.from_address(zones.client_ip(i)).to_text() for i in range(count)]
@@ -89,9 +76,9 @@ async def _run(scenario: str, count: int, nameserver: str) -> None:
             )
         return
     if scenario == "cold":
-        bodies = [_body(1_000 + i, f"d{i}.cold-senders.net") for i in range(count)]
+        bodies = [zones.request_body(1_000 + i, f"d{i}.cold-senders.net") for i in range(count)]
     else:
-        hot = [_body(i, f"s{i}.bench-mail.org") for i in range(HOT)]
+        hot = [zones.request_body(i, f"s{i}.bench-mail.org") for i in range(HOT)]
         await asyncio.gather(*(answer(body) for body in hot))
         bodies = [hot[i % HOT] for i in range(count)]
     for start in range(0, count, BATCH):

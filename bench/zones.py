@@ -39,6 +39,21 @@ def ptr_name(i: int) -> str | None:
     return f"mta{i}.bench-senders.net"
 
 
+def request_body(i: int, domain: str) -> bytes:
+    """A msgpack /v1/check body for client ``i``, with 5 fields as the plugin sends them
+    (bench/post.lua builds the same ones)."""
+    import msgpack
+
+    fields = {
+        "ip": client_ip(i),
+        "helo": ptr_name(i) or "localhost",
+        "mail_from": f"bounce@{domain}",
+        "queue_id": f"Q{i:08d}",
+        "user": "",
+    }
+    return bytes(msgpack.packb(fields))
+
+
 def mx_host(j: int) -> str:
     return f"mx{j % MX_HOSTS}.bench-hosting.net"
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scorer.checks.mailfrom import SenderKind, parse_sender
+from scorer.checks.mailfrom import SenderKind, envelope_address, parse_sender
 from scorer.names import to_ascii
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -53,9 +53,7 @@ def _sender_domain(mail_from: str) -> str | None:
         # An entry vouches for a domain, and the syntax check is one of the checks it
         # covers: a partner whose mailer writes ``a..b@x.org`` or ``a@x.org.`` stays
         # covered, as long as the part after the last "@" is a name IDNA accepts.
-        address = mail_from.strip()
-        if address.startswith("<") and address.endswith(">"):
-            address = address[1:-1]
+        address = envelope_address(mail_from)
         return _domain(address) if "@" in address else None
     return None  # the null sender has no domain; an address literal is no name
 

@@ -77,12 +77,18 @@ def plain_sender_domain(address: str) -> str | None:
     return domain
 
 
+def envelope_address(raw: str) -> str:
+    """The address of a MAIL FROM argument: trimmed, without its angle brackets."""
+    address = raw.strip()
+    if address.startswith("<") and address.endswith(">"):
+        return address[1:-1]
+    return address
+
+
 @functools.lru_cache(maxsize=8192)  # senders repeat
 def parse_sender(raw: str) -> Sender:
     """Classify an envelope sender by syntax alone (email-validator, IDNA, PSL)."""
-    address = raw.strip()
-    if address.startswith("<") and address.endswith(">"):
-        address = address[1:-1]
+    address = envelope_address(raw)
     if not address:
         return Sender(raw, SenderKind.NULL)
     if has_unsafe(address):
