@@ -124,14 +124,13 @@ class Metrics:
         )
         for result in ("success", "failure"):
             self.reloads.labels(result)  # so both series exist before the first reload
-        # Every symbol and outcome series exists from the start (a dashboard shows 0,
-        # not "no data"), and the hot path skips the label lookup.
-        self._symbol_children = {name: self.symbols.labels(name) for name in SYMBOLS}
-        self._check_children = {
-            (family, outcome): self.checks.labels(str(family), outcome)
-            for family in CHECKED_FAMILIES
-            for outcome in CHECK_OUTCOMES
-        }
+        # Every symbol and outcome series exists from the start: a dashboard shows 0,
+        # not "no data". (The hot path needs no lookup: see observe_check.)
+        for name in SYMBOLS:
+            self.symbols.labels(name)
+        for family in CHECKED_FAMILIES:
+            for outcome in CHECK_OUTCOMES:
+                self.checks.labels(str(family), outcome)
         self._request_children: dict[tuple[str, int], Series] = {}
         self._dns_children: dict[tuple[str, str], tuple[Series, HistogramSeries]] = {}
         self._moved_by_reply: dict[tuple[int, bool, bool], tuple[object, tuple[Series, ...]]] = {}
@@ -194,7 +193,7 @@ class Metrics:
         moved = []
         outcomes: dict[Family, str] = {}
         for symbol in reply.symbols:
-            moved.append(self._symbol_children[symbol.name])
+            moved.append(self.symbols.labels(symbol.name))
             family = SYMBOLS[symbol.name].family
             if symbol.name == "RL_SKIPPED_LOCAL":
                 moved.append(self.skipped_local)
@@ -206,5 +205,5 @@ class Metrics:
         asked = (True, bool(request.helo), bool(request.mail_from))  # <> is not checked
         for family, was_asked in zip(CHECKED_FAMILIES, asked, strict=True):
             outcome = outcomes.get(family, "pass" if was_asked else "skipped")
-            moved.append(self._check_children[family, outcome])
+            moved.append(self.checks.labels(str(family), outcome))
         return tuple(moved)
