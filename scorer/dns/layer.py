@@ -263,33 +263,37 @@ class DnsLayer:
     ) -> asyncio.Future[tuple[Outcome, float]]:
         """Send the query for ``key``; the future it returns gets (outcome, expiry).
 
-        Callbacks, not a task per query: the transport calls ``_settle``, which
-        caches the outcome and wakes every lookup waiting on it.
+        Callbacks, not a task per query: the transport's callback caches the outcome
+        (``_settle``) and wakes every lookup waiting on it.
         """
         shared: asyncio.Future[tuple[Outcome, float]] = asyncio.get_running_loop().create_future()
         self._inflight[key] = shared
-        started = time.perf_counter()
-
-        def settle(outcome: Outcome) -> None:
-            self._settle(key, shared, rdtype, started, outcome)
-
-        try:
-            self._transport.send(encode_name(name), int(rdtype), settle)
-        except NameError_ as error:
-            settle(TempFail(FailureKind.MALFORMED, f"bad query name: {error}"))
-        except Exception as error:  # a bug or an OS surprise must not become a 5xx
-            settle(TempFail(FailureKind.NETWORK, f"{type(error).__name__}: {error}"[:200]))
+        self._send(name, rdtype, lambda outcome: self._settle(key, shared, outcome))
         return shared
 
-    def _settle(
-        self,
-        key: str,
-        shared: asyncio.Future[tuple[Outcome, float]],
-        rdtype: dns.rdatatype.RdataType,
-        started: float,
-        outcome: Outcome,
+    def _send(
+        self, name: str, rdtype: dns.rdatatype.RdataType, on_done: Callable[[Outcome], None]
     ) -> None:
-        self._report(rdtype, outcome, started)
+        """Ask the resolver; ``on_done`` gets the outcome once, after it is reported to the
+        health window and the observer. Never raises: failures are outcomes too."""
+        started = time.perf_counter()
+
+        def report(outcome: Outcome) -> None:
+            self.health.record(isinstance(outcome, TempFail))
+            if self.observer is not None:
+                self.observer(rdtype.name, result_name(outcome), time.perf_counter() - started)
+            on_done(outcome)
+
+        try:
+            self._transport.send(encode_name(name), int(rdtype), report)
+        except NameError_ as error:
+            report(TempFail(FailureKind.MALFORMED, f"bad query name: {error}"))
+        except Exception as error:  # a bug or an OS surprise must not become a 5xx
+            report(TempFail(FailureKind.NETWORK, f"{type(error).__name__}: {error}"[:200]))
+
+    def _settle(
+        self, key: str, shared: asyncio.Future[tuple[Outcome, float]], outcome: Outcome
+    ) -> None:
         expires = 0.0  # failures are retried on the next message
         if isinstance(outcome, NotFound):  # equal negative outcomes share one object
             if len(self._negatives) > 4096:
@@ -302,22 +306,16 @@ class DnsLayer:
         if not shared.done():
             shared.set_result((outcome, expires))
 
-    def _report(self, rdtype: dns.rdatatype.RdataType, outcome: Outcome, started: float) -> None:
-        self.health.record(isinstance(outcome, TempFail))
-        if self.observer is not None:
-            self.observer(rdtype.name, result_name(outcome), time.perf_counter() - started)
-
     async def query(self, name: str, rdtype: dns.rdatatype.RdataType) -> Outcome:
         """Ask the resolver, bypassing the cache; report the result to the observer."""
-        started = time.perf_counter()
-        try:
-            wire = encode_name(name)
-        except NameError_ as error:
-            outcome: Outcome = TempFail(FailureKind.MALFORMED, f"bad query name: {error}")
-        else:
-            outcome = await self._transport.query(wire, int(rdtype))
-        self._report(rdtype, outcome, started)
-        return outcome
+        answered: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+        def settle(outcome: Outcome) -> None:
+            if not answered.done():  # a caller that gave up cancelled it
+                answered.set_result(outcome)
+
+        self._send(name, rdtype, settle)
+        return await answered
 
     async def unready_reason(self) -> str | None:
         """Why the resolver cannot serve checks now, or None when it can.

@@ -93,7 +93,7 @@ def _on_readable(transport_ref: weakref.ref[UdpTransport], sock: _Socket) -> Non
 
 
 class UdpTransport:
-    """Send one question, get one outcome (or a TempFail); never raises."""
+    """Send one question, get one outcome (or a TempFail) by callback."""
 
     def __init__(self, nameservers: Sequence[Nameserver], timeout: float, negative_ttl: int):
         self._servers = list(nameservers)
@@ -136,35 +136,19 @@ class UdpTransport:
                 sockets.append(entry)
             self._sockets.append(sockets)
 
-    def send(self, name_wire: bytes, rdtype: int, on_done: OutcomeCallback) -> _Pending | None:
+    def send(self, name_wire: bytes, rdtype: int, on_done: OutcomeCallback) -> None:
         """Start a query; ``on_done(outcome)`` runs once, within ``timeout`` (maybe before
         this returns, when sending fails at once). No task, no future: the cache layer
-        settles its own waiters from the callback. Call on the event loop."""
+        settles its own waiters from the callback. Call on the event loop; only opening
+        the sockets can raise (OSError), which the layer turns into a TempFail."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._open(loop)
         if not self._servers:
             on_done(TempFail(FailureKind.NETWORK, "no nameserver configured"))
-            return None
+            return
         expires = loop.time() + self._timeout
-        pending = _Pending(on_done, question(name_wire, rdtype), rdtype, expires)
-        self._attempt(pending)
-        return pending
-
-    async def query(self, name_wire: bytes, rdtype: int) -> Outcome:
-        """``send`` for a caller that awaits the outcome (the readiness probe, benchmarks)."""
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-
-        def settle(outcome: Outcome) -> None:
-            if not future.done():
-                future.set_result(outcome)
-
-        pending = self.send(name_wire, rdtype, settle)
-        try:
-            return await future
-        finally:
-            if pending is not None:
-                self._forget(pending)  # cancelled: stop listening for the reply
+        self._attempt(_Pending(on_done, question(name_wire, rdtype), rdtype, expires))
 
     def _forget(self, pending: _Pending) -> None:
         if pending.timer is not None:
