@@ -3,14 +3,41 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scorer.checks.helo import HeloKind, parse_helo
 from scorer.config import Config
+from scorer.names import address_in
 from scorer.pipeline import Pipeline
 from tests import world
 from tests.helpers import symbols_for
+
+
+def _ip_address_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["192.0.2.1", "2001:db8::1", "::ffff:192.0.2.1", "fe80::1%eth0", "fe80::1%2", "deadbeef.cafe",
+     "mx1.good-sender.net", "1.2.3", "", "::", "1.2.3.4 ", "DEAD:BEEF::"],
+)  # fmt: skip
+def test_address_in_is_ipaddress_without_the_exceptions(text: str) -> None:
+    assert address_in(text) == _ip_address_or_none(text)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="0123456789abcdefABCDEFxyz.:%-[] ", max_size=45))
+def test_address_in_agrees_with_ipaddress(text: str) -> None:
+    # The character pre-check may only ever say "no" where ipaddress says no too.
+    assert address_in(text) == _ip_address_or_none(text)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from scorer.checks.generic import generic_hit
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import Answer, Lookup, NotFound, TempFail, describe
-from scorer.names import hostname_problem, non_public_suffix, to_ascii
+from scorer.names import address_in, hostname_problem, non_public_suffix, to_ascii
 from scorer.text import has_unsafe, option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -47,10 +47,8 @@ class HeloName:
 
 
 def _literal(raw: str, inner: str) -> HeloName:
-    text = inner[5:] if inner[:5].lower() == "ipv6:" else inner
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
+    address = address_in(inner[5:] if inner[:5].lower() == "ipv6:" else inner)
+    if address is None:
         return HeloName(raw, HeloKind.INVALID, problem="malformed address literal")
     if (address.version == 6) != (inner[:5].lower() == "ipv6:"):
         # RFC 5321 section 4.1.3: IPv6 literals carry the "IPv6:" tag, IPv4 ones don't.
@@ -68,10 +66,9 @@ def parse_helo(raw: str) -> HeloName:
         return HeloName(raw, HeloKind.INVALID, problem="control, format or space characters")
     if text.startswith("[") and text.endswith("]"):
         return _literal(raw, text[1:-1])
-    try:
-        return HeloName(raw, HeloKind.BARE_IP, address=ipaddress.ip_address(text))
-    except ValueError:
-        pass
+    address = address_in(text)
+    if address is not None:
+        return HeloName(raw, HeloKind.BARE_IP, address=address)
     name = to_ascii(text)
     if name is None:
         return HeloName(raw, HeloKind.INVALID, problem="not a valid IDNA name")

@@ -18,7 +18,7 @@ import email_validator
 
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import Answer, Lookup, MxRecord, NotFound, NotFoundKind, TempFail, describe
-from scorer.names import non_public_suffix, to_ascii
+from scorer.names import address_in, non_public_suffix, to_ascii
 from scorer.text import has_unsafe, option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -168,11 +168,8 @@ def has_global_address(outcome: Answer[IPAddress]) -> bool:
 
 def _bogus_reason(target: str, facts: AddressFacts | None) -> str | None:
     """Why an MX target cannot receive mail, or None if it can (or we can't tell)."""
-    try:
-        ipaddress.ip_address(target.strip("[]"))
+    if address_in(target.strip("[]")) is not None:
         return "IP literal as MX"
-    except ValueError:
-        pass
     if facts is None or facts.failed:
         return None
     addresses = facts.addresses
