@@ -19,7 +19,7 @@ from scorer.pipeline import Pipeline
 from scorer.protocol import RequestError, parse_request
 from scorer.report import render_report
 from scorer.requestlog import configure_logging
-from scorer.security import public_bind_refusal
+from scorer.security import public_bind_refusal, refuse_public_without_token
 from scorer.symbols import SYMBOLS, markdown_table
 
 
@@ -44,15 +44,19 @@ def _positive_int(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    def loader() -> Config:
-        return _config(args, listen=args.listen)
-
-    config = loader()
+    config = _config(args, listen=args.listen)
     host, port = parse_listen(config.server.listen)
     refusal = public_bind_refusal(host, config.server)
     if refusal is not None:
         print(f"rdns-scorer serve: {refusal}", file=sys.stderr)
         return 2
+
+    def loader() -> Config:
+        # A reload that drops the token must not open the socket already bound.
+        reloaded = _config(args, listen=args.listen)
+        refuse_public_without_token(reloaded, bound_host=host)
+        return reloaded
+
     configure_logging(config.server.log_format, config.server.log_requests)
     from scorer.workers import serve  # imported late: `check` needs no server code
 
@@ -109,7 +113,8 @@ def _symbols(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    load_config(args.file, environ={})
+    # With the environment, like `serve`: the token or listen address may come from it.
+    refuse_public_without_token(load_config(args.file))
     print(f"{args.file}: OK")
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from scorer.config import ServerConfig
+from scorer.config import Config, ConfigError, ServerConfig, parse_listen
 
 
 def is_loopback(host: str) -> bool:
@@ -25,3 +25,19 @@ def public_bind_refusal(host: str, server: ServerConfig) -> str | None:
         "[server] token (and the same token in the rspamd/SpamAssassin plugin), or set "
         "[server] allow_public_without_token = true if a firewall protects the port"
     )
+
+
+def refuse_public_without_token(config: Config, bound_host: str | None = None) -> None:
+    """Raise ConfigError if ``config`` would leave a non-loopback listener open.
+
+    ``bound_host`` is the address the running service holds: ``listen`` only
+    changes on restart, so a reload must keep that socket protected as well as
+    the one the new config names.
+    """
+    hosts = [parse_listen(config.server.listen)[0]]
+    if bound_host is not None:
+        hosts.append(bound_host)
+    for host in hosts:
+        refusal = public_bind_refusal(host, config.server)
+        if refusal is not None:
+            raise ConfigError(refusal)

@@ -334,6 +334,60 @@ def test_public_bind_with_token_or_explicit_opt_out_starts(tmp_path: Path) -> No
             process.communicate(timeout=10)
 
 
+def _status_without_token(port: int) -> int:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/check",
+        data=b'{"ip": "192.0.2.1"}',
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.parametrize("listen_flag", [True, False])
+def test_reload_cannot_drop_the_token_of_a_public_listener(
+    tmp_path: Path, listen_flag: bool
+) -> None:
+    # Regression: a SIGHUP with the token removed was accepted and the socket on
+    # 0.0.0.0 answered anyone. Also when the new file names a loopback listen:
+    # listen only changes on restart, the bound socket is still public.
+    port = free_port()
+    path = tmp_path / "c.toml"
+    public = f'listen = "0.0.0.0:{port}"\n'
+    path.write_text('[server]\ntoken = "s3cret"\n' + ("" if listen_flag else public))
+    args = ("--listen", f"0.0.0.0:{port}") if listen_flag else ()
+    process = _serve("--config", str(path), "--nameserver", "127.0.0.1:9", *args)
+    try:
+        wait_for_port(port)
+        assert _status_without_token(port) == 401
+        path.write_text("[server]\n" + ("" if listen_flag else f'listen = "127.0.0.1:{port}"\n'))
+        process.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert _status_without_token(port) == 401
+    finally:
+        process.terminate()
+        _out, err = process.communicate(timeout=10)
+    assert "reload on SIGHUP failed" in err and "refusing to listen on 0.0.0.0" in err
+
+
+def test_config_check_refuses_what_serve_refuses(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[server]\nlisten = "0.0.0.0:11340"\n')
+    command = [sys.executable, "-m", "scorer", "config", "check", str(path)]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "refusing to listen on 0.0.0.0" in refused.stderr
+    # The token may come from the environment, as it does for `serve`.
+    environ = {"PATH": "/usr/bin:/bin", "RDNS_SCORER_TOKEN": "s3cret"}
+    accepted = subprocess.run(command, capture_output=True, text=True, timeout=60, env=environ)
+    assert accepted.returncode == 0, accepted.stderr
+
+
 async def test_last_reload_gauge_follows_the_latest_reload(reloadable: Reloadable) -> None:
     client, path, good, auth = (
         reloadable.client, reloadable.path, reloadable.base, reloadable.auth
