@@ -26,7 +26,8 @@ from scorer.protocol import (
     parse_request,
     wants_msgpack,
 )
-from scorer.requestlog import log_check
+from scorer.requestlog import configure_logging, log_check
+from scorer.workers import take_deferred_hangup
 
 log = logging.getLogger("rdns_scorer")
 
@@ -89,7 +90,11 @@ class Service:
             log.error("config reload on %s failed, keeping the old config: %s", source, error)
             raise
         # Requests already running hold the old pipeline and finish with it.
+        before = self.pipeline.config.server
         self.pipeline = self._build(config, previous=self.pipeline)
+        logging_settings = (config.server.log_format, config.server.log_requests)
+        if logging_settings != (before.log_format, before.log_requests):
+            configure_logging(*logging_settings)
         self.metrics.record_reload(success=True)
         log.info("config reloaded on %s", source)
         return "reloaded"
@@ -218,6 +223,8 @@ async def _reload_on_sighup(app: web.Application) -> None:
             app[SERVICE_KEY].reload("SIGHUP")
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handle)
+    if take_deferred_hangup():  # asked for while we were starting
+        handle()
 
 
 def create_app(

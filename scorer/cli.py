@@ -44,6 +44,9 @@ def _positive_int(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from scorer.workers import defer_hangups, serve  # late: `check` needs no server code
+
+    defer_hangups()  # before the config is read: a reload asked now is not lost
     config = _config(args, listen=args.listen)
     host, port = parse_listen(config.server.listen)
     refusal = public_bind_refusal(host, config.server)
@@ -58,8 +61,6 @@ def _serve(args: argparse.Namespace) -> int:
         return reloaded
 
     configure_logging(config.server.log_format, config.server.log_requests)
-    from scorer.workers import serve  # imported late: `check` needs no server code
-
     workers = args.workers if args.workers is not None else config.server.workers
     resolvers = ", ".join(config.dns.nameservers) or "from /etc/resolv.conf"
     logging.getLogger("rdns_scorer").info(

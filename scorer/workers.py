@@ -35,6 +35,32 @@ MAX_QUICK_DEATHS = 5
 STOP_GRACE_SECONDS = 10.0
 
 
+_hangup_pending = False
+
+
+def defer_hangups() -> None:
+    """Until the app takes SIGHUP over, remember a reload request instead of dying of it.
+
+    SIGHUP's default action ends the process, and systemd counts that as a clean
+    exit (``Restart=on-failure`` leaves it down): a ``systemctl reload`` in the
+    second a start takes would leave mail unscored. The app runs the reload it
+    missed once its own handler is in place (``take_deferred_hangup``).
+    """
+
+    def remember(_signum: int, _frame: object) -> None:
+        global _hangup_pending
+        _hangup_pending = True
+
+    signal.signal(signal.SIGHUP, remember)
+
+
+def take_deferred_hangup() -> bool:
+    """Whether a SIGHUP came before the app handled the signal (and forget it)."""
+    global _hangup_pending
+    pending, _hangup_pending = _hangup_pending, False
+    return pending
+
+
 def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
     """uvloop (``"uvloop"``, or ``"auto"`` when it is installed) or asyncio's own loop."""
     if choice in ("auto", "uvloop"):
@@ -103,9 +129,8 @@ class Supervisor:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISED)
                 for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1):
                     signal.signal(signum, signal.SIG_DFL)
-                # A reload forwarded while we start must not kill us; the app takes
-                # SIGHUP over once it runs, and we read the config fresh below.
-                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                # A reload forwarded while we start must not kill us (nor get lost).
+                defer_hangups()
                 try:
                     config = self._loader()
                 except ConfigError as error:

@@ -334,6 +334,66 @@ def test_public_bind_with_token_or_explicit_opt_out_starts(tmp_path: Path) -> No
             process.communicate(timeout=10)
 
 
+def _score(url: str) -> float:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        url + "/v1/check",
+        data=json.dumps({"ip": world.MISSING_PTR_IP}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return float(json.load(response)["score"])
+
+
+def test_sighup_while_starting_is_a_reload_not_a_kill(unbound: Unbound, tmp_path: Path) -> None:
+    # Regression: SIGHUP's default action killed a service still starting (before the
+    # app took the signal over), and systemd does not restart a clean SIGHUP death.
+    port = free_port()
+    path = tmp_path / "c.toml"
+    path.write_text("")
+    process = _serve(
+        "--config", str(path), "--listen", f"127.0.0.1:{port}", "--nameserver", unbound.nameserver
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # logged after the config is read, before the app runs
+            if "listening on" in line:
+                break
+        path.write_text("[weights]\nRL_PTR_MISSING = 7.5\n")
+        process.send_signal(signal.SIGHUP)
+        wait_for_port(port)
+        deadline = time.monotonic() + 5
+        while _score(f"http://127.0.0.1:{port}") != 7.5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _score(f"http://127.0.0.1:{port}") == 7.5
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        _out, err = process.communicate(timeout=10)
+    assert "config reloaded on SIGHUP" in err
+
+
+def test_reload_applies_the_logging_settings(unbound: Unbound) -> None:
+    # Regression: log_requests and log_format were only read at start.
+    service = ScorerProcess(unbound.nameserver, "[server]\nlog_requests = false\n").start()
+    try:
+        _score(service.url)
+        assert 'event="check"' not in service.log()
+        service.config_path.write_text('[server]\nlog_requests = true\nlog_format = "json"\n')
+        assert service._process is not None
+        service._process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while "config reloaded on SIGHUP" not in service.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _score(service.url)
+        time.sleep(0.2)
+        assert '"event": "check"' in service.log() or '"event":"check"' in service.log()
+    finally:
+        service.stop()
+
+
 def _status_without_token(port: int) -> int:
     import urllib.error
     import urllib.request
