@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -193,6 +194,12 @@ def _weights(values: Any) -> dict[str, float]:
     return weights
 
 
+# RFC 6750 section 2.1 b64token: what "Authorization: Bearer" may carry. It also keeps
+# the token clear of every quoting rule of the configs it is copied into (rspamd's UCL
+# expands "$VAR" even inside quotes; SpamAssassin's .cf; HTTP header folding).
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
 def _validate(config: Config) -> None:
     """Semantic checks beyond types, so a bad value fails at load time, not per message."""
     checks = [
@@ -206,6 +213,12 @@ def _validate(config: Config) -> None:
             check()
         except ValueError as error:
             raise ConfigError(f"{path}: {error}") from None
+    if config.server.token and not BEARER_TOKEN.fullmatch(config.server.token):
+        # Never echo the secret itself.
+        raise ConfigError(
+            "[server] token: only letters, digits and -._~+/ (then = padding) may be used "
+            "(RFC 6750 section 2.1); e.g. `openssl rand -hex 32`"
+        )
     positive = {
         "[dns] timeout": config.dns.timeout,
         "[dns] request_deadline": config.dns.request_deadline,

@@ -117,6 +117,19 @@ def test_configuration_doc_lists_every_key_and_its_example_loads() -> None:
     config_from_mapping(tomllib.loads(example.group(1)))
 
 
+@pytest.mark.parametrize(
+    "token", ["pa$$w0rd", "${CONFDIR}", 's3"cr', "back\\slash", "two words", "pässword", "=x"]
+)
+def test_token_outside_rfc6750_is_a_config_error(token: str) -> None:
+    # rspamd's UCL would expand "$VAR" in the copy `rspamd install` writes (a 401 for
+    # every scan), and HTTP cannot carry some of these at all.
+    with pytest.raises(ConfigError) as error:
+        config_from_mapping({"server": {"token": token}})
+    assert "[server] token" in str(error.value) and token not in str(error.value)
+    with pytest.raises(ConfigError):
+        load_config(None, environ={"RDNS_SCORER_TOKEN": token})
+
+
 def test_token_from_environment_file_or_config(tmp_path: Path) -> None:
     secret = tmp_path / "token"
     secret.write_text("from-file\n")

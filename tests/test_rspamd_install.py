@@ -3,6 +3,7 @@ and `rdns-scorer rspamd install` (against a copy of the stock Debian /etc/rspamd
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -103,9 +104,9 @@ def test_section_servers_follow_listen(listen: str, servers: str) -> None:
     assert f'servers = "{servers}";' in section
 
 
-def test_section_carries_token_escaped() -> None:
-    config = config_from_mapping({"server": {"token": 's3"cr\\et'}})
-    assert 'token = "s3\\"cr\\\\et";' in integration.module_section(config)
+def test_section_carries_the_token() -> None:
+    config = config_from_mapping({"server": {"token": "a+B/9-._~=="}})
+    assert 'token = "a+B/9-._~==";' in integration.module_section(config)
 
 
 def test_section_timeout_stays_above_service_deadline() -> None:
@@ -161,10 +162,50 @@ def test_install_into_empty_dir_is_idempotent(tmp_path: Path) -> None:
     assert _backups(tmp_path) == [] and _backups(tmp_path / "plugins.d") == []
 
 
+def _rspamd_account() -> integration.RspamdAccount:
+    account = integration.rspamd_account()
+    assert account is not None, "no _rspamd account (`make test` installs rspamd)"
+    return account
+
+
 def test_install_keeps_a_new_token_file_private(tmp_path: Path) -> None:
     section = integration.module_section(config_from_mapping({"server": {"token": "t"}}))
     assert integration.install(tmp_path, section, rspamadm=None).ok
-    assert (tmp_path / "rspamd.conf.local").stat().st_mode & 0o777 == 0o640
+    local = (tmp_path / "rspamd.conf.local").stat()
+    assert local.st_mode & 0o777 == 0o640
+    # ... and readable by rspamd, which runs as _rspamd on Debian (regression: root:root).
+    assert local.st_gid == _rspamd_account().gid
+
+
+def test_install_lets_rspamd_read_what_it_needs(tmp_path: Path) -> None:
+    # Regression: a token file root:root 0600 (or plugins.d made 0750 under umask 027)
+    # made rspamd refuse its whole config, while a root configtest said OK.
+    local = tmp_path / "rspamd.conf.local"
+    local.write_text("# mine\n")
+    local.chmod(0o600)
+    old_umask = os.umask(0o027)
+    try:
+        section = integration.module_section(config_from_mapping({"server": {"token": "t"}}))
+        report = integration.install(tmp_path, section, rspamadm=None)
+    finally:
+        os.umask(old_umask)
+    assert report.ok, report.lines
+    account = _rspamd_account()
+    assert local.stat().st_gid == account.gid and local.stat().st_mode & 0o777 == 0o640
+    assert any(line.startswith(f"permissions: {local}") for line in report.lines)
+    assert (tmp_path / "plugins.d").stat().st_mode & 0o777 == 0o755
+    for path in (tmp_path / "plugins.d", tmp_path / "plugins.d" / "rdns_scorer.lua", local):
+        assert integration._readable_by(path, account), path
+
+
+def test_every_valid_token_reaches_rspamd_unchanged(stock_confdir: Path) -> None:
+    # Regression: a token with "$" reached the plugin changed (UCL expands "$VAR" even
+    # in quotes), so every scan got a 401. Such tokens are config errors now
+    # (test_config.py); every character a valid one may hold survives UCL.
+    token = "AZaz09-._~+/=="
+    section = integration.module_section(config_from_mapping({"server": {"token": token}}))
+    assert integration.install(stock_confdir, section, rspamadm=None).ok
+    assert f'token = "{token}";' in _configdump(stock_confdir, "rdns_scorer")
 
 
 def test_install_warns_about_a_world_readable_token(tmp_path: Path) -> None:

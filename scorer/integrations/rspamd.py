@@ -17,6 +17,10 @@ that copy from :data:`scorer.symbols.SYMBOLS`; a test fails when the two differ 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import grp
+import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -35,6 +39,9 @@ SYMBOLS_BEGIN = "-- symbols:begin"
 SYMBOLS_END = "-- symbols:end"
 DEFAULT_CONFDIR = Path("/etc/rspamd")
 DEFAULT_TIMEOUT = 1.0  # the plugin's default; never below the service's own deadline
+# The accounts the Debian (``_rspamd``) and upstream (``rspamd``) packages run rspamd as:
+# the whole daemon, so it must be able to read every file install writes.
+RSPAMD_ACCOUNTS = ("_rspamd", "rspamd")
 
 
 def plugin_dir() -> Path:
@@ -95,6 +102,8 @@ def sync_symbols(path: Path) -> bool:
 
 
 def _ucl_string(text: str) -> str:
+    # No "$" ever gets here (UCL would expand "$VAR" even inside quotes, and "$$" only
+    # sometimes): the token is RFC 6750 syntax (scorer.config.BEARER_TOKEN).
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -186,6 +195,62 @@ def with_managed_block(text: str, section: str) -> str:
     return text + ("\n" if text else "") + block
 
 
+@dataclass(frozen=True)
+class RspamdAccount:
+    user: str
+    uid: int
+    group: str  # its primary group, which install gives read access to
+    gid: int
+    gids: frozenset[int]  # every group it is in
+
+
+def rspamd_account() -> RspamdAccount | None:
+    """The account rspamd runs as on this host, if one of the packaged ones exists."""
+    for user in RSPAMD_ACCOUNTS:
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            continue
+        group = grp.getgrgid(entry.pw_gid).gr_name
+        gids = frozenset(os.getgrouplist(user, entry.pw_gid))
+        return RspamdAccount(user, entry.pw_uid, group, entry.pw_gid, gids)
+    return None
+
+
+def _readable_by(path: Path, account: RspamdAccount) -> bool:
+    """Whether ``account`` may read ``path`` (a directory: list and enter it) by its mode."""
+    info = path.stat()
+    wanted = 0o5 if path.is_dir() else 0o4
+    if info.st_uid == account.uid:
+        shift = 6
+    elif info.st_gid in account.gids:
+        shift = 3
+    else:
+        shift = 0
+    return (info.st_mode >> shift) & wanted == wanted
+
+
+def _let_rspamd_read(path: Path, account: RspamdAccount | None, report: InstallReport) -> None:
+    """Give rspamd's group read access to ``path`` when its mode keeps rspamd out.
+
+    rspamd refuses its whole config when one included file cannot be opened, and
+    our configtest runs as root, so it would not notice.
+    """
+    if account is None or _readable_by(path, account):
+        return
+    group_bits = 0o050 if path.is_dir() else 0o040
+    try:
+        os.chown(path, -1, account.gid)
+        path.chmod((path.stat().st_mode & 0o7777) | group_bits)
+    except OSError as error:
+        report.say(f"error:     rspamd runs as {account.user} and cannot read {path}: {error}")
+        report.ok = False
+        return
+    report.say(
+        f"permissions: {path} now group {account.group}, so rspamd ({account.user}) can read it"
+    )
+
+
 def configtest(confdir: Path, rspamadm: str | None) -> tuple[bool | None, str]:
     """``rspamadm configtest`` on ``confdir``; (None, why) when it cannot run."""
     if rspamadm is None:
@@ -221,10 +286,13 @@ def install(
     ``confdir/rspamd.conf.local`` between marker comments. Idempotent; every file it
     changes is first copied to a timestamped backup."""
     report = InstallReport()
+    account = rspamd_account()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     source = (source_dir or plugin_dir()) / PLUGIN_FILE
     plugins = confdir / "plugins.d"
-    plugins.mkdir(parents=True, exist_ok=True)
+    if not plugins.exists():
+        plugins.mkdir(parents=True)
+        plugins.chmod(0o755)  # not the umask's choice: rspamd must list it
     _write_if_changed(plugins / PLUGIN_FILE, source.read_text(), stamp, report)
 
     local = confdir / "rspamd.conf.local"
@@ -236,8 +304,15 @@ def install(
         report.ok = False
         return report
     secret = "\n  token = " in section
-    # A file holding the token is not for every local user (rspamd reads it as root).
+    # A file holding the token is not for every local user: rspamd reads it through
+    # its group (below).
+    created = not local.exists()
     _write_if_changed(local, wanted, stamp, report, new_mode=0o640 if secret else 0o644)
+    if secret and created and account is not None:
+        with contextlib.suppress(OSError):  # not root: the mode check below still runs
+            os.chown(local, -1, account.gid)
+    for path in (plugins, plugins / PLUGIN_FILE, local):
+        _let_rspamd_read(path, account, report)
     if secret and local.stat().st_mode & 0o004:
         report.say(f"warning:   {local} is world-readable and holds the token: chmod o-r it")
 
