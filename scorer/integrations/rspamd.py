@@ -1,12 +1,8 @@
 """rspamd integration: ``rdns-scorer rspamd config|install|symbols``.
 
 The plugin itself is ``lua/rdns_scorer.lua`` (with ``lua/rdns_scorer.conf`` as a commented
-example). Those files are the source of truth; :func:`plugin_dir` finds them
-
-1. next to this module (``scorer/integrations/lua/``, if a packager copies them there),
-2. in the source checkout this package runs from (``<repo>/lua``, editable installs), or
-3. under ``<sys.prefix>/share/rdns-scorer/lua`` (``pip install`` puts them there through
-   setuptools ``data-files``, see pyproject.toml).
+example). Those files are the source of truth; :func:`plugin_dir` finds them in the checkout
+or where ``pip install`` put them (:func:`scorer.integrations.shipped_dir`).
 
 The Lua module keeps a literal copy of the symbol table (it is a single file dropped into
 ``plugins.d/``, so it cannot import anything of ours). :func:`lua_symbols_block` renders
@@ -29,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scorer.config import Config, load_config, parse_listen, with_overrides
+from scorer.integrations import shipped_dir
 from scorer.symbols import SYMBOLS
 
 MODULE = "rdns_scorer"
@@ -46,18 +43,7 @@ RSPAMD_ACCOUNTS = ("_rspamd", "rspamd")
 
 def plugin_dir() -> Path:
     """The directory holding ``rdns_scorer.lua``; FileNotFoundError names where it looked."""
-    here = Path(__file__).resolve().parent
-    candidates = [
-        here / "lua",
-        here.parents[1] / "lua",
-        Path(sys.prefix) / "share" / "rdns-scorer" / "lua",
-    ]
-    for candidate in candidates:
-        if (candidate / PLUGIN_FILE).is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"{PLUGIN_FILE} not found in any of: {', '.join(str(c) for c in candidates)}"
-    )
+    return shipped_dir("lua", PLUGIN_FILE)
 
 
 # -- the symbol table copy inside the Lua module ------------------------------------------

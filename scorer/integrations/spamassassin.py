@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from scorer.integrations import shipped_dir
 from scorer.symbols import SYMBOLS
 
 PLUGIN = "RdnsScorer.pm"
@@ -29,8 +30,9 @@ DESCRIBE_END = "# END rdns-scorer describe"
 
 
 def source_dir() -> Path:
-    """Where the shipped plugin files are: ``spamassassin/`` at the repository root."""
-    return Path(__file__).resolve().parents[2] / "spamassassin"
+    """Where the shipped plugin files are: ``spamassassin/`` in the checkout, or where
+    ``pip install`` put them. FileNotFoundError names where it looked."""
+    return shipped_dir("spamassassin", PLUGIN)
 
 
 def describe_lines() -> str:
@@ -107,8 +109,8 @@ def lint(siteconfigpath: Path, spamassassin: str) -> subprocess.CompletedProcess
 
 def _install_command(args: argparse.Namespace) -> int:
     siteconfigpath = Path(args.siteconfigpath)
-    source = Path(args.source) if args.source else source_dir()
     try:
+        source = Path(args.source) if args.source else source_dir()
         steps = install(siteconfigpath, source, overlap=args.overlap, force=args.force)
     except OSError as error:
         print(f"rdns-scorer spamassassin install: {error}", file=sys.stderr)
@@ -141,7 +143,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "spamassassin",
         help="install the SpamAssassin plugin",
         description="Install the SpamAssassin plugin (RdnsScorer.pm, rdns_scorer.cf) "
-        f"shipped in {source_dir()}.",
+        "shipped with rdns-scorer.",
     )
     actions = spamassassin.add_subparsers(dest="spamassassin_command", required=True)
 
@@ -169,7 +171,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--force", action="store_true", help="overwrite config files you changed"
     )
     install_parser.add_argument(
-        "--source", metavar="DIR", help=f"where the plugin files are (default {source_dir()})"
+        "--source", metavar="DIR", help="where the plugin files are (default: the ones shipped with rdns-scorer)"
     )
     install_parser.add_argument(
         "--no-lint", action="store_true", help="do not run 'spamassassin --lint'"

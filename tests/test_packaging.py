@@ -1,0 +1,85 @@
+"""What a non-editable install ships, and where the integrations look for it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import scorer.integrations as integrations
+from scorer.integrations import rspamd, spamassassin
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = {
+    "lua": ["rdns_scorer.lua", "rdns_scorer.conf"],
+    "spamassassin": ["RdnsScorer.pm", "rdns_scorer.cf", "rdns_scorer_overlap.cf"],
+}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # From a copy of what the build reads: pip builds in the source tree (build/, egg-info).
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md", "scorer", "lua", "spamassassin"):
+        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy
+        copy(REPO / name, source / name)
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", str(out), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )  # fmt: skip
+    [built] = out.glob("rdns_scorer-*.whl")
+    return built
+
+
+def test_wheel_ships_both_plugins_as_data_files(wheel: Path) -> None:
+    # Regression: spamassassin/ was not in the wheel, so `spamassassin install` failed
+    # for every pip, pipx or Docker install.
+    names = zipfile.ZipFile(wheel).namelist()
+    for subdir, files in SHIPPED.items():
+        for name in files:
+            assert any(n.endswith(f".data/data/share/rdns-scorer/{subdir}/{name}") for n in names)
+
+
+def test_integrations_find_an_installed_copy(
+    wheel: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Laid out as pip installs the wheel's data (<scheme data>/share/rdns-scorer/...),
+    # and no checkout to fall back on.
+    data = tmp_path / "prefix"
+    with zipfile.ZipFile(wheel) as archive:
+        for member in archive.namelist():
+            if ".data/data/" in member:
+                target = data / member.split(".data/data/", 1)[1]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.read(member))
+    monkeypatch.setattr(integrations, "CHECKOUT", tmp_path / "no-checkout")
+    monkeypatch.setattr(integrations, "install_roots", lambda: [data / "share" / "rdns-scorer"])
+    assert rspamd.plugin_dir() == data / "share" / "rdns-scorer" / "lua"
+    assert spamassassin.source_dir() == data / "share" / "rdns-scorer" / "spamassassin"
+
+
+def test_install_roots_cover_debian_system_and_user_installs() -> None:
+    # Regression: only sys.prefix was searched; Debian's system pip installs data
+    # under /usr/local (the scheme's data path) and `pip --user` under the user base.
+    roots = integrations.install_roots()
+    assert Path(sysconfig.get_path("data")) / "share" / "rdns-scorer" in roots
+    assert Path(sys.prefix) / "share" / "rdns-scorer" in roots
+
+
+def test_missing_files_name_every_place_searched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(integrations, "CHECKOUT", tmp_path)
+    with pytest.raises(FileNotFoundError) as error:
+        integrations.shipped_dir("spamassassin", "RdnsScorer.pm", roots=[tmp_path / "r"])
+    assert str(tmp_path / "spamassassin") in str(error.value)
+    assert str(tmp_path / "r" / "spamassassin") in str(error.value)
