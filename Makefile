@@ -11,9 +11,22 @@ PACKAGES := $(TEST_PACKAGES)  # `make bench` passes more on its command line
 
 .PHONY: run test lint venv test-venv debian-packages bench clean
 
+# Debian ships venv's ensurepip in python3-venv, which a stock install lacks: install
+# it as root, or say what to do. A venv that failed half-way is removed, so the next
+# `make` starts over instead of failing on a .venv without pip.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	@if ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian package: python3-venv"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends python3-venv; \
+	  else \
+	    echo "$(PYTHON) cannot create a venv: install python3-venv (sudo apt-get install python3-venv)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
+	$(BIN)/pip install -q --upgrade pip || { rm -rf $(VENV); exit 1; }
 
 $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .

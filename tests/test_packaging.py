@@ -83,3 +83,36 @@ def test_missing_files_name_every_place_searched(
         integrations.shipped_dir("spamassassin", "RdnsScorer.pm", roots=[tmp_path / "r"])
     assert str(tmp_path / "spamassassin") in str(error.value)
     assert str(tmp_path / "r" / "spamassassin") in str(error.value)
+
+
+def test_make_removes_a_venv_that_failed_half_way(tmp_path: Path) -> None:
+    # Regression: Debian's python3 without python3-venv leaves .venv/bin/python behind
+    # when `-m venv` fails, and every later `make run` failed on the missing pip.
+    fake_python = tmp_path / "python"
+    fake_python.write_text(
+        "#!/bin/bash\n"
+        'if [ "$1" = -m ] && [ "$2" = venv ]; then\n'
+        f'  {sys.executable} -m venv --without-pip "$3"; echo "ensurepip is not available" >&2\n'
+        "  exit 1\n"
+        "fi\n"
+        f'exec {sys.executable} "$@"\n'
+    )
+    fake_python.chmod(0o755)
+    venv = tmp_path / "venv"
+    for _ in range(2):  # the second run must fail the same way, not on a stale venv
+        done = subprocess.run(
+            [
+                "make",
+                "-C",
+                str(REPO),
+                f"{venv}/bin/python",
+                f"VENV={venv}",
+                f"PYTHON={fake_python}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode != 0
+        assert "ensurepip is not available" in done.stderr
+        assert not venv.exists()
