@@ -368,6 +368,68 @@ def test_promtool_accepts_the_shipped_config_and_rules(tmp_path: Path) -> None:
     assert re.search(rf"job_name:\s*{JOB}\s*$", PROMETHEUS_YML.read_text(), re.MULTILINE)
 
 
+_RULE_TESTS = """
+rule_files: [alerts.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # A quiet night: ~3 checks per 5 minutes, one in four answered 500, one 401, one 503.
+      - series: 'rdns_scorer_requests_total{instance="a",endpoint="/v1/check",status="200"}'
+        values: '0 0 1 1 2 2 3 3 4 4 5 5 6 6 7 7 8 8 9 9 10 10 11 11'
+      - series: 'rdns_scorer_requests_total{instance="a",endpoint="/v1/check",status="500"}'
+        values: '0 0 0 0 1 1 1 1 2 2 2 2 3 3 3 3 4 4 4 4 5 5 5 5'
+      - series: 'rdns_scorer_requests_total{instance="a",endpoint="/v1/check",status="401"}'
+        values: '0 0 0 0 1 1 1 1 2 2 2 2 3 3 3 3 4 4 4 4 5 5 5 5'
+      - series: 'rdns_scorer_overload_rejections_total{instance="a"}'
+        values: '0 0 0 0 1 1 1 1 2 2 2 2 3 3 3 3 4 4 4 4 5 5 5 5'
+    alert_rule_test:
+      - {eval_time: 20m, alertname: RdnsScorerServerErrorsHigh, exp_alerts: []}
+      - {eval_time: 20m, alertname: RdnsScorerClientErrorsHigh, exp_alerts: []}
+      - {eval_time: 20m, alertname: RdnsScorerOverloaded, exp_alerts: []}
+  - interval: 1m
+    input_series:
+      # Busy: 600 checks a minute, 5 % answered 500 - the guard must not hide that.
+      - series: 'rdns_scorer_requests_total{instance="b",endpoint="/v1/check",status="200"}'
+        values: '0+570x20'
+      - series: 'rdns_scorer_requests_total{instance="b",endpoint="/v1/check",status="500"}'
+        values: '0+30x20'
+    promql_expr_test:
+      - eval_time: 15m
+        expr: ALERTS{alertname="RdnsScorerServerErrorsHigh", alertstate="firing"}
+        exp_samples:
+          - labels: 'ALERTS{alertname="RdnsScorerServerErrorsHigh", alertstate="firing",
+              instance="b", severity="critical"}'
+            value: 1
+  - interval: 1m
+    input_series:
+      # One rejected reload at minute 1, a good one at minute 40.
+      - series: 'rdns_scorer_config_last_reload_successful{instance="c"}'
+        values: '1 0x38 1x10'
+    promql_expr_test:
+      - eval_time: 25m
+        expr: ALERTS{alertname="RdnsScorerConfigReloadFailed", alertstate="firing"}
+        exp_samples:
+          - labels: 'ALERTS{alertname="RdnsScorerConfigReloadFailed", alertstate="firing",
+              instance="c", severity="warning"}'
+            value: 1
+    alert_rule_test:
+      - {eval_time: 45m, alertname: RdnsScorerConfigReloadFailed, exp_alerts: []}
+"""
+
+
+def test_alerts_stay_quiet_on_little_traffic_and_reload_failure_stays_until_fixed(
+    tmp_path: Path,
+) -> None:
+    # Regression: three ratio alerts lacked the traffic guard the runbook promises (one
+    # 500 in four checks on a quiet night paged), and a failed reload stopped alerting
+    # after 15 minutes while the old config still ran.
+    shutil.copy(ALERTS_YML, tmp_path / "alerts.yml")
+    (tmp_path / "tests.yml").write_text(_RULE_TESTS)
+    tested = promtool("test", "rules", str(tmp_path / "tests.yml"))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
 def test_every_alert_has_a_runbook_section() -> None:
     docs = DOCS.read_text()
     text = ALERTS_YML.read_text()

@@ -171,7 +171,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--force", action="store_true", help="overwrite config files you changed"
     )
     install_parser.add_argument(
-        "--source", metavar="DIR", help="where the plugin files are (default: the ones shipped with rdns-scorer)"
+        "--source",
+        metavar="DIR",
+        help="where the plugin files are (default: the ones shipped with rdns-scorer)",
     )
     install_parser.add_argument(
         "--no-lint", action="store_true", help="do not run 'spamassassin --lint'"
