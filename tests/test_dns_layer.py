@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 
 import dns.name
+import dns.rdatatype
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -223,3 +224,27 @@ def test_answer_names_read_as_dnspython_presents_them(labels: list[bytes]) -> No
     # (a PTR may carry any bytes): both must give dnspython's presentation form.
     expected = dns.name.Name([*labels, b""]).to_text(omit_final_dot=True).lower()
     assert wire.name_text(labels) == expected
+
+
+@pytest.mark.parametrize("first", ["silent", "broadcast"])
+async def test_a_socket_that_cannot_be_opened_fails_queries_fast(first: str) -> None:
+    # Regression: _open() failing half-way (here connect() to the broadcast address:
+    # EACCES; in real life an IPv6 resolver on a host without IPv6) left the transport
+    # with sockets for some servers only: the retry timer raised IndexError, the query
+    # never finished and every later lookup of the name waited on it for good.
+    silent = FaultyDns("silent").start()
+    try:
+        servers = [silent.nameserver, "255.255.255.255"]
+        if first == "broadcast":
+            servers.reverse()
+        layer = DnsLayer(
+            [parse_nameserver(s) for s in servers], 0.3, TtlCache(100, 0, 3600, clock=lambda: 0)
+        )
+        for attempt in range(3):  # each query tries to open the sockets again
+            outcome = await asyncio.wait_for(
+                layer.lookup("host.example", dns.rdatatype.A, _deadline(5.0)), 2.0
+            )
+            assert isinstance(outcome, TempFail), attempt
+            assert outcome.kind is FailureKind.NETWORK
+    finally:
+        silent.stop()

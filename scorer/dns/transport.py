@@ -121,20 +121,29 @@ class UdpTransport:
         self._loop = None
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Open every socket, or none: a failure (an IPv6 resolver on a host without
+        IPv6, no network yet at boot) raises OSError, and the next query tries again."""
         self._close()
-        self._loop = loop
         me = weakref.ref(self)
-        for index, server in enumerate(self._servers):
-            family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
-            sockets = []
-            for _ in range(SOCKETS_PER_SERVER):
-                sock = socket.socket(family, socket.SOCK_DGRAM)
-                sock.setblocking(False)
-                sock.connect((server.host, server.port))  # replies from elsewhere are dropped
-                entry = _Socket(sock, index)
-                loop.add_reader(sock.fileno(), _on_readable, me, entry)
-                sockets.append(entry)
-            self._sockets.append(sockets)
+        opened: list[list[_Socket]] = []
+        try:
+            for index, server in enumerate(self._servers):
+                family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+                sockets: list[_Socket] = []
+                opened.append(sockets)
+                for _ in range(SOCKETS_PER_SERVER):
+                    sock = socket.socket(family, socket.SOCK_DGRAM)
+                    sockets.append(_Socket(sock, index))
+                    sock.setblocking(False)
+                    sock.connect((server.host, server.port))  # replies from elsewhere: dropped
+                    loop.add_reader(sock.fileno(), _on_readable, me, sockets[-1])
+        except BaseException:
+            for entry in (entry for sockets in opened for entry in sockets):
+                with contextlib.suppress(ValueError, RuntimeError, OSError):
+                    loop.remove_reader(entry.sock.fileno())
+                entry.sock.close()
+            raise
+        self._loop, self._sockets = loop, opened
 
     def send(self, name_wire: bytes, rdtype: int, on_done: OutcomeCallback) -> None:
         """Start a query; ``on_done(outcome)`` runs once, within ``timeout`` (maybe before
@@ -165,7 +174,18 @@ class UdpTransport:
             pending.on_done(outcome)
 
     def _attempt(self, pending: _Pending) -> None:
-        """Send (again), to the next nameserver in turn, and arm the retry timer."""
+        """Send (again), to the next nameserver in turn, and arm the retry timer.
+
+        Never raises: it also runs from a timer, where an exception would leave the
+        query (and every lookup sharing it) waiting for good.
+        """
+        try:
+            self._send_attempt(pending)
+        except Exception as error:
+            failure = TempFail(FailureKind.NETWORK, f"{type(error).__name__}: {error}"[:200])
+            self._finish(pending, failure)
+
+    def _send_attempt(self, pending: _Pending) -> None:
         assert self._loop is not None
         attempt = pending.attempts
         pending.attempts += 1
