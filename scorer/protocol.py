@@ -144,12 +144,24 @@ def _mta_hostname(value: str | None) -> str | None:
     return value
 
 
+# The longest address text there is (45 characters, RFC 4291 section 2.2 with an
+# embedded IPv4 address) with brackets, spaces and a short zone around it. Longer
+# values are refused before parse_ip's cache sees them: it keys on the raw text.
+MAX_IP_CHARS = 64
+
+
 @functools.lru_cache(maxsize=16384)  # ~5 us of ipaddress work per call; relays repeat
 def parse_ip(text: str) -> IPAddress:
     """The client address in ``text`` (brackets and spaces allowed); ValueError if none."""
     ip = ipaddress.ip_address(text.strip().strip("[]"))
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped  # ::ffff:192.0.2.1 is an IPv4 client on a dual-stack socket
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped  # ::ffff:192.0.2.1 is an IPv4 client on a dual-stack socket
+        if ip.scope_id is not None:
+            # A zone ("fe80::1%eth0", RFC 4007 section 11) names an interface of the
+            # MTA's host, not the client: drop it, so it never reaches an option, a
+            # log line or the reply-cache key as client-supplied text.
+            return ipaddress.IPv6Address(int(ip))
     return ip
 
 
@@ -160,6 +172,8 @@ def parse_request(data: dict[str, Any]) -> CheckRequest:
     if not isinstance(raw_ip, str):
         raise RequestError("ip must be a string", "ip")
     try:
+        if len(raw_ip) > MAX_IP_CHARS:
+            raise ValueError("too long")
         ip = parse_ip(raw_ip)
     except ValueError:
         raise RequestError(

@@ -65,7 +65,16 @@ hostile_text = st.text(
     alphabet=st.characters(codec=None, exclude_categories=()), max_size=300
 ) | st.sampled_from(["\r\nX-Forged: 1", "\x1b[31mred", "a\u202eb", "x" * 5000, "\x00", ""])
 fields = st.fixed_dictionaries(
-    {"ip": st.sampled_from([world.MISSING_PTR_IP, world.CONFIRMED_IP6, "10.1.1.1"])},
+    {
+        "ip": st.sampled_from(
+            [
+                world.MISSING_PTR_IP,
+                world.CONFIRMED_IP6,
+                "10.1.1.1",
+                f"{world.MISSING_PTR_IP6}%\x1b\r\n",
+            ]
+        )
+    },
     optional={
         "helo": hostile_text | values,
         "mail_from": hostile_text | values,
@@ -119,6 +128,35 @@ def test_garbage_inside_fields_is_evidence_not_an_error(
     )
     expected = 413 if len(body) > 16384 else 400 if wrong_type else 200
     assert status == expected, reply
+
+
+@pytest.mark.parametrize("zone", ["eth0", "\x1b[31m\r\nX-Forged: 1", "\udcff", "z" * 40])
+@pytest.mark.parametrize("accept", ["application/json", "application/msgpack"])
+def test_an_ipv6_zone_is_dropped_not_echoed(service: ScorerProcess, zone: str, accept: str) -> None:
+    # Regression: "2001:db8::26%<anything>" was accepted with its zone, which reached
+    # options and log lines raw (a lone surrogate made msgpack replies a 500), and
+    # the reply cache, keyed on the address without it, served those options to
+    # genuine requests for the same address.
+    body = msgpack.packb({"ip": f"{world.MISSING_PTR_IP6}%{zone}"}, unicode_errors="surrogatepass")
+    for request in (body, msgpack.packb({"ip": world.MISSING_PTR_IP6})):
+        connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
+        headers = {"Content-Type": "application/msgpack", "Accept": accept}
+        connection.request("POST", "/v1/check", body=request, headers=headers)
+        response = connection.getresponse()
+        assert response.status == 200
+        raw = response.read()
+        reply = msgpack.unpackb(raw) if accept == "application/msgpack" else json.loads(raw)
+        options = [o for s in reply["symbols"] for o in s["options"]]
+        assert any(world.MISSING_PTR_IP6 in o for o in options)
+        assert not any("%" in o for o in options), options
+
+
+def test_an_overlong_ip_is_refused_before_parsing(service: ScorerProcess) -> None:
+    # Regression: parse_ip's cache keyed on the raw text: padded variants of one
+    # address (up to max_body_bytes each) grew memory by hundreds of MB.
+    body = json.dumps({"ip": " " * 5000 + world.MISSING_PTR_IP}).encode()
+    status, reply = _Connection(service.port).post(body, "application/json")
+    assert status == 400 and json.loads(reply)["field"] == "ip"
 
 
 def test_deep_nesting_and_huge_fields(service: ScorerProcess) -> None:
