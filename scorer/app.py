@@ -101,6 +101,9 @@ class Service:
 
 
 SERVICE_KEY = web.AppKey("service", Service)
+# The plugins send a few hundred bytes with the headers and give up after ~1 s: a body
+# still missing after this is a stalled or hostile client.
+BODY_TIMEOUT_SECONDS = 2.0
 
 
 def _error(status: int, message: str, field: str, want_msgpack: bool) -> web.Response:
@@ -114,13 +117,15 @@ def _authorized(request: web.Request, token: str) -> bool:
         return True
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     # Constant-time comparison: the time taken must not reveal how much matched.
+    # surrogateescape: aiohttp keeps a header's invalid UTF-8 bytes as surrogates.
     return scheme.lower() == "bearer" and hmac.compare_digest(
-        presented.strip().encode(), token.encode()
+        presented.strip().encode("utf-8", "surrogateescape"), token.encode()
     )
 
 
 async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str]:
-    """The body of a /v1/check request and its media type, or a RequestError (415, 413)."""
+    """The body of a /v1/check request and its media type, or a RequestError (415, 413,
+    408 when it does not arrive within BODY_TIMEOUT_SECONDS)."""
     content_type = request.headers.get("Content-Type", "")
     if content_type not in ACCEPTED_TYPES:  # parameters, odd case: let aiohttp parse it
         content_type = request.content_type
@@ -132,9 +137,14 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
     if (request.content_length or 0) > limit:
         raise too_large
     try:
-        return await request.read(), content_type
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            return await request.read(), content_type
     except web.HTTPRequestEntityTooLarge:
         raise too_large from None
+    except TimeoutError:
+        raise RequestError(
+            f"body not received within {BODY_TIMEOUT_SECONDS:g} s", status=408
+        ) from None
 
 
 async def check(request: web.Request) -> web.Response:
@@ -144,6 +154,12 @@ async def check(request: web.Request) -> web.Response:
     want_msgpack = wants_msgpack(request.headers.get("Accept", ""))
     if not _authorized(request, config.server.token):
         return _error(401, "missing or wrong bearer token", "Authorization", want_msgpack)
+    try:
+        # Read before taking a slot: a client that sends headers and stalls the body
+        # must not hold one of max_in_flight (the checks of everyone else would get 503).
+        body, content_type = await _read_check_body(request, config.server.max_body_bytes)
+    except RequestError as error:
+        return _error(error.status, error.message, error.field, want_msgpack)
     if service.in_flight >= config.server.max_in_flight:
         # Shed load at once: the plugin fails open, which beats making rspamd wait.
         service.metrics.overloaded.inc()
@@ -152,14 +168,12 @@ async def check(request: web.Request) -> web.Response:
         return response
     service.in_flight += 1
     try:
-        try:
-            body, content_type = await _read_check_body(request, config.server.max_body_bytes)
-            payload, reply_type = await service.answer(pipeline, body, content_type, want_msgpack)
-        except RequestError as error:
-            return _error(error.status, error.message, error.field, want_msgpack)
-        return web.Response(body=payload, content_type=reply_type)
+        payload, reply_type = await service.answer(pipeline, body, content_type, want_msgpack)
+    except RequestError as error:
+        return _error(error.status, error.message, error.field, want_msgpack)
     finally:
         service.in_flight -= 1
+    return web.Response(body=payload, content_type=reply_type)
 
 
 async def reload_config(request: web.Request) -> web.Response:

@@ -305,6 +305,49 @@ async def test_overload_answers_503_at_once(aiohttp_client: Any) -> None:
         silent.stop()
 
 
+async def _raw_request(port: int, head: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head)
+    await writer.drain()
+    return reader, writer
+
+
+async def test_stalled_bodies_take_no_check_slot_and_time_out(aiohttp_client: Any) -> None:
+    # Regression: a client that sent the headers and stalled the body held one of
+    # max_in_flight for good: two of them and every real check got 503.
+    config = config_from_mapping({"server": {"max_in_flight": 2}})
+    client = await aiohttp_client(create_app(config))
+    head = (
+        b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n{"
+    )
+    stalled = [await _raw_request(client.port, head) for _ in range(3)]
+    await asyncio.sleep(0.2)
+    response = await client.post("/v1/check", json={"ip": "10.1.1.1"})  # skipped: no DNS
+    assert response.status == 200
+    started = time.monotonic()
+    for reader, writer in stalled:
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+        assert b" 408 " in status_line
+        writer.close()
+    assert time.monotonic() - started < 3
+
+
+async def test_undecodable_authorization_header_is_a_401(aiohttp_client: Any) -> None:
+    # Regression: invalid UTF-8 in Authorization raised UnicodeEncodeError: a 500.
+    config = config_from_mapping({"server": {"token": "s3cret"}})
+    client = await aiohttp_client(create_app(config))
+    for path in (b"/v1/check", b"/v1/reload"):
+        reader, writer = await _raw_request(
+            client.port,
+            b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer \xff\xfe\r\nContent-Length: 2\r\n\r\n{}",
+        )
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        assert b" 401 " in status_line, status_line
+
+
 def _serve(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "scorer", "serve", *args],
