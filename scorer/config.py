@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -155,10 +156,20 @@ def _type_name(expected: Any) -> str:
     )
 
 
+# No setting means anything beyond this; bigger numbers are typos (or hostile) and would
+# overflow the float arithmetic of timers and TTLs.
+MAX_NUMBER = 2**53
+
+
 def _check_value(path: str, expected: Any, value: Any) -> Any:
     """Return ``value`` coerced to the schema type, or raise ConfigError naming ``path``."""
-    if expected is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+    if expected in (int, float) and isinstance(value, int | float) and not isinstance(value, bool):
+        # nan and inf are TOML floats too: nan breaks the loop's timer order, inf weights
+        # make replies that are not JSON.
+        if abs(value) > MAX_NUMBER or not math.isfinite(value):  # abs first: 10**400 is an int
+            raise ConfigError(f"{path}: expected a finite number of at most 2^53, got {value!r}")
+        if expected is float:
+            return float(value)
     if expected is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if expected is bool and isinstance(value, bool):
@@ -231,6 +242,15 @@ def _validate(config: Config) -> None:
     for path, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{path}: must be greater than 0, got {value}")
+    # Sanity ceilings: beyond these a value is a typo that would hang checks or fork-bomb.
+    at_most = {
+        "[dns] timeout": (config.dns.timeout, 60),
+        "[dns] request_deadline": (config.dns.request_deadline, 60),
+        "[server] workers": (config.server.workers, 256),
+    }
+    for path, (value, ceiling) in at_most.items():
+        if value > ceiling:
+            raise ConfigError(f"{path}: must be at most {ceiling}, got {value:g}")
     non_negative = {
         "[dns] cache_max_entries": config.dns.cache_max_entries,
         "[dns] cache_min_ttl": config.dns.cache_min_ttl,
@@ -298,7 +318,7 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ
                 data = tomllib.load(handle)
         except OSError as error:
             raise ConfigError(f"{path}: {error.strerror}") from None
-        except tomllib.TOMLDecodeError as error:
+        except ValueError as error:  # bad TOML, bytes that are not UTF-8, a 5,000-digit int
             raise ConfigError(f"{path}: invalid TOML: {error}") from None
     config = _with_secret(config_from_mapping(data), environ.get(ENV_TOKEN))
     return with_overrides(

@@ -69,6 +69,16 @@ def test_environment_overrides_listen_and_nameservers() -> None:
         ({"weights": {"RL_NOPE": 1}}, "[weights] RL_NOPE: unknown symbol"),
         ({"policy": {"skip_networks": ["10.0.0.0/33"]}}, "[policy] skip_networks:"),
         ({"server": {"listen": "localhost"}}, "[server] listen: expected HOST:PORT"),
+        # nan broke the loop's timer order (hung checks), inf/1e308 weights made replies
+        # that are not JSON, a 400-digit integer raised OverflowError: a traceback.
+        ({"dns": {"timeout": float("nan")}}, "[dns] timeout: expected a finite number"),
+        ({"dns": {"cache_max_ttl": float("inf")}}, "[dns] cache_max_ttl: expected a finite"),
+        ({"weights": {"RL_PTR_MISSING": float("-inf")}}, "RL_PTR_MISSING: expected a finite"),
+        ({"weights": {"RL_PTR_MISSING": 1e308}}, "RL_PTR_MISSING: expected a finite"),
+        ({"dns": {"timeout": 10**400}}, "[dns] timeout: expected a finite number"),
+        ({"dns": {"cache_max_entries": 10**400}}, "cache_max_entries: expected a finite"),
+        ({"dns": {"timeout": 3600}}, "[dns] timeout: must be at most 60"),
+        ({"server": {"workers": 100000}}, "[server] workers: must be at most 256"),
     ],
 )
 def test_validation_messages_name_the_key(data: dict[str, object], message: str) -> None:
@@ -128,6 +138,19 @@ def test_token_outside_rfc6750_is_a_config_error(token: str) -> None:
     assert "[server] token" in str(error.value) and token not in str(error.value)
     with pytest.raises(ConfigError):
         load_config(None, environ={"RDNS_SCORER_TOKEN": token})
+
+
+@pytest.mark.parametrize(
+    "content", [b"[weights]\nRL_PTR_MISSING = 1.0 # \xff\xfe\n", b"[dns]\ntimeout = " + b"9" * 5000]
+)
+def test_unreadable_toml_is_a_config_error_not_a_traceback(tmp_path: Path, content: bytes) -> None:
+    # Regression: bytes that are not UTF-8 (UnicodeDecodeError) and a 5,000-digit integer
+    # (ValueError) escaped as tracebacks; on reload, /v1/reload answered 500.
+    path = tmp_path / "c.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as error:
+        load_config(path, environ={})
+    assert "invalid TOML" in str(error.value)
 
 
 def test_token_from_environment_file_or_config(tmp_path: Path) -> None:
