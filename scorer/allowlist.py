@@ -24,6 +24,7 @@ from pathlib import Path
 
 from scorer.checks.mailfrom import SenderKind, envelope_address, parse_sender
 from scorer.names import to_ascii
+from scorer.text import option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -120,7 +121,8 @@ class Allowlist:
         for name in confirmed_names:
             suffix = _under(name, self.ptr_suffixes)
             if suffix is not None:
-                return f"ptr {suffix} ({name} is forward-confirmed)"
+                # The name comes from DNS: escaped and capped like any other evidence.
+                return f"ptr {suffix} ({option(name, 100)} is forward-confirmed)"
         return None
 
     def match_helo(self, helo: str | None, confirmed_names: Iterable[str]) -> str | None:

@@ -31,6 +31,13 @@ from tests.helpers import symbols_for
         ("user@good_sender.net", SenderKind.BAD_SYNTAX),
         ("user@-bad.net", SenderKind.BAD_SYNTAX),
         ("us\ner@good-sender.net", SenderKind.BAD_SYNTAX),
+        (" <user@good-sender.net> ", SenderKind.DOMAIN),
+        # Regression: str.strip() took these off the ends, so the first was clean and
+        # the others passed as the null sender <>.
+        ("user@good-sender.net\r\n", SenderKind.BAD_SYNTAX),
+        ("\r\n", SenderKind.BAD_SYNTAX),
+        ("\x1c", SenderKind.BAD_SYNTAX),
+        ("\u2028", SenderKind.BAD_SYNTAX),
         ("user@host.invalid", SenderKind.SPECIAL_USE),
         ("user@host.test", SenderKind.SPECIAL_USE),
         ("user@example.com", SenderKind.SPECIAL_USE),

@@ -179,6 +179,17 @@ def test_ptr_and_helo_entries_in_unicode_match_a_label_dns_names() -> None:
         allowlist.add("ptr", "☃.example")
 
 
+def test_ptr_entry_evidence_is_escaped_and_capped() -> None:
+    # Regression: the confirmed name (from DNS) went into the option raw: a 970-character
+    # option full of backslashes from a hostile reverse zone.
+    allowlist = Allowlist()
+    allowlist.add("ptr", "partner.net")
+    hostile = "\\" * 200 + "x" * 700 + ".partner.net"
+    evidence = allowlist.match_ptr([hostile])
+    assert evidence is not None and len(evidence) <= 160
+    assert "\\" not in evidence.replace("\\x5c", "")  # every backslash is escaped
+
+
 async def test_shadow_mode_returns_evidence_at_zero_and_counts_it(
     aiohttp_client: Any, unbound: Unbound
 ) -> None:

@@ -78,8 +78,12 @@ def plain_sender_domain(address: str) -> str | None:
 
 
 def envelope_address(raw: str) -> str:
-    """The address of a MAIL FROM argument: trimmed, without its angle brackets."""
-    address = raw.strip()
+    """The address of a MAIL FROM argument: without surrounding spaces and its angle brackets.
+
+    Only spaces, as for HELO: str.strip() would also take CR/LF, \x1c or U+2028 off
+    the ends, so "user@x.com\r\n" would pass as clean and "\r\n" as the null sender.
+    """
+    address = raw.strip(" ")
     if address.startswith("<") and address.endswith(">"):
         return address[1:-1]
     return address
