@@ -31,12 +31,21 @@ def escape(text: str) -> str:
     return "".join(_escape_char(c) if _unsafe(c) else c for c in text)
 
 
+# How long an escape is, by the letter after its backslash ("" = cut right after it).
+_ESCAPE_LENGTH = {"x": 4, "u": 6, "U": 10, "": 10}
+
+
 def option(text: str, limit: int = OPTION_MAX_CHARS) -> str:
     """An escaped, length-capped evidence string for a symbol's options."""
     safe = escape(text)
-    if len(safe) > limit:
-        return safe[: limit - 3] + "..."
-    return safe
+    if len(safe) <= limit:
+        return safe
+    cut = safe[: limit - 3]
+    # Never cut an escape in two: every backslash in ``safe`` starts one.
+    start = cut.rfind("\\", max(0, len(cut) - 9))
+    if start != -1 and start + _ESCAPE_LENGTH[cut[start + 1 : start + 2]] > len(cut):
+        cut = cut[:start]
+    return cut + "..."
 
 
 def has_unsafe(text: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from scorer.config import config_from_mapping
 from scorer.pipeline import Pipeline
+from scorer.text import option
 from tests import world
 from tests.helpers import symbols_for
 from tests.support.fakedns import FaultyDns
@@ -231,3 +233,18 @@ def test_json_log_lines_are_one_object_each(unbound: Unbound) -> None:
     assert checks[0]["queue_id"] == "Q1"
     assert checks[0]["symbols"] == "RL_PTR_MISSING,RL_HELO_INVALID"
     assert "\\x0a" in checks[0]["helo"]
+
+
+_COMPLETE_ESCAPE = re.compile(r"\\(x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.text(alphabet=st.characters(codec=None, exclude_categories=())),
+    limit=st.integers(8, 60),
+)
+def test_options_are_capped_without_cutting_an_escape(text: str, limit: int) -> None:
+    # Regression: capping cut "\x5c" to "\" at the end of an option.
+    shown = option(text, limit)
+    assert len(shown) <= limit and shown.isprintable()
+    assert "\\" not in _COMPLETE_ESCAPE.sub("", shown)
