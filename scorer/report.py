@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from scorer.checks.mailfrom import parse_sender
 from scorer.protocol import CheckReply, CheckRequest
 from scorer.symbols import SYMBOLS
+from scorer.text import escape
 
 
 class _HintFields(dict[str, str]):
@@ -16,22 +17,23 @@ class _HintFields(dict[str, str]):
 
 def hint_fields(request: CheckRequest, ptr_name: str | None) -> Mapping[str, str]:
     mail_from = request.mail_from or ""
+    # Escaped like options: a HELO can carry terminal escape sequences.
     return _HintFields(
         ip=str(request.ip),
-        helo=request.helo or "",
-        mail_from=mail_from,
+        helo=escape(request.helo or ""),
+        mail_from=escape(mail_from),
         # The name the MAIL FROM checks resolved (lower-case A-label), so the hint
         # names what to fix in DNS; "" when there is none (null sender, bad syntax).
-        domain=parse_sender(mail_from).domain,
-        ptr=ptr_name or "its PTR name",
+        domain=escape(parse_sender(mail_from).domain),
+        ptr=escape(ptr_name) if ptr_name else "its PTR name",
     )
 
 
 def render_report(request: CheckRequest, reply: CheckReply, ptr_name: str | None) -> str:
     fields = hint_fields(request, ptr_name)
+    mail_from = "<>" if request.mail_from == "" else fields["mail_from"] or "-"
     lines = [
-        f"client {request.ip}  helo={request.helo or '-'}  "
-        f"from={'<>' if request.mail_from == '' else request.mail_from or '-'}",
+        f"client {request.ip}  helo={fields['helo'] or '-'}  from={mail_from}",
         f"total score {reply.score:+.2f}  ({reply.elapsed_ms:.1f} ms)",
     ]
     if not reply.symbols:

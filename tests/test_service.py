@@ -241,6 +241,17 @@ def test_check_report_hints_name_the_a_label_domain(mail_from: str) -> None:
     assert f"fix:      {symbol.hint.format(domain=world.IDN_DOMAIN_ASCII)}" in report
 
 
+def test_check_report_escapes_what_the_client_sent() -> None:
+    # Regression: `rdns-scorer check` printed --helo/--from raw: terminal escapes ran.
+    hostile = "\x1b]0;owned\x07\x1b[31mred\r\nforged"
+    request = parse_request({"ip": world.MISSING_PTR_IP, "helo": hostile, "mail_from": hostile})
+    symbol = SYMBOLS["RL_HELO_INVALID"]
+    reply = CheckReply((SymbolResult(symbol.name, symbol.weight, ("x",)),), symbol.weight, 1.0)
+    report = render_report(request, reply, "ptr\x1b.example")
+    assert all(line.isprintable() for line in report.splitlines()), report
+    assert "\\x1b]0;owned" in report
+
+
 def test_check_rejects_a_bad_ip() -> None:
     result = _cli("check", "--ip", "not-an-ip")
     assert result.returncode == 2
