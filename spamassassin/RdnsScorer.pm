@@ -174,6 +174,10 @@ sub check_rl_scorer {
 # overrides in rdns_scorer_overlap.cf (rule __RL_SCORER_OK).
 sub check_rl_scorer_ok {
   my ($self, $pms) = @_;
+  # "score RL_SCORER_CHECK 0" switches the plugin off: then this rule must neither
+  # ask the service (a down service would still delay every message) nor report an
+  # answer (the overlap metas would switch stock rules off for nothing).
+  return 0 unless $pms->{conf}->{scores}->{RL_SCORER_CHECK};
   my $result = $self->_result($pms);
   return (defined $result->{symbols} && !defined $result->{error} && !$result->{skipped})
     ? 1 : 0;

@@ -227,6 +227,11 @@ def test_overlap_switches_stock_rules_off_while_the_service_answers(
     local = run_spamassassin(real_dir, raw, "-L")
     assert not local.rl
     assert {"RDNS_NONE", "HELO_NO_DOMAIN"} <= set(local.scores)
+    # Regression: HELO_LH_HOME (.home/.lan) was not in the overlap file: paid twice.
+    home = message(MISSING_PTR_IP, "nas.lan", None, GOOD_FROM)
+    assert "RL_HELO_NOT_FQDN" in real_spamd.scan(home).rl
+    assert "HELO_LH_HOME" not in real_spamd.scan(home).scores
+    assert "HELO_LH_HOME" in run_spamassassin(real_dir, home, "-L").scores
 
 
 def test_spamassassin_t_against_the_service(real_dir: Path, scorer: ScorerProcess) -> None:
@@ -359,6 +364,22 @@ def test_service_down(fake: FakeHttp) -> None:
     assert scan.rl == {"RL_SCORER_FAIL": 0.001}
     assert "connect" in scan.section("RL_SCORER_FAIL")
     assert "X-Spam-Status:" in scan.output
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_score_zero_on_the_driver_switches_the_plugin_off(fake: FakeHttp, overlap: bool) -> None:
+    # Regression: __RL_SCORER_OK still asked the service, so a switched-off plugin made
+    # one request per message (waiting on a down service) and, with the overlap file,
+    # switched the stock rules off while no RL_* symbol scored.
+    fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
+    directory = site_config(
+        f"rdns_scorer_url {fake.url}\nscore RL_SCORER_CHECK 0\n", overlap=overlap
+    )
+    scan = run_spamassassin(directory, message(MISSING_PTR_IP, "localhost"))
+    assert fake.requests == []
+    assert not scan.rl
+    if overlap:  # the stock rules score the evidence again
+        assert "HELO_LOCALHOST" in scan.scores, scan.scores
 
 
 def test_local_tests_only_makes_no_request(fake_server: FakeHttp, fake: FakeHttp) -> None:
