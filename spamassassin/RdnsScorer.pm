@@ -291,13 +291,18 @@ sub _client {
   return if !$relay || !$relay->{ip};
   my %client = (ip => _text($relay->{ip}));
   my $helo = $relay->{helo};
+  my $rdns = $relay->{rdns};
+  my $has_rdns = defined $rdns && $rdns ne '' && !$relay->{no_reverse_dns};
+  # A client that sent no HELO at all gets "unknown" in its place from Postfix
+  # (smtpd's Received header, when there is no client name either): not the client's
+  # own words, so leave it out rather than score it RL_HELO_NOT_FQDN.
+  $helo = undef if defined $helo && lc($helo) eq 'unknown' && !$has_rdns;
   if (defined $helo && $helo ne '') {
     # SA stores an address-literal HELO "[1.2.3.4]" as "!1.2.3.4!".
     $helo = "[$1]" if $helo =~ /^!(.*)!$/;
     $client{helo} = _text($helo);
   }
-  my $rdns = $relay->{rdns};
-  $client{hostname} = _text($rdns) if defined $rdns && $rdns ne '' && !$relay->{no_reverse_dns};
+  $client{hostname} = _text($rdns) if $has_rdns;
   $client{queue_id} = _text($relay->{id}) if defined $relay->{id} && $relay->{id} ne '';
   return \%client;
 }

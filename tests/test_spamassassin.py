@@ -277,6 +277,15 @@ def test_no_rdns_and_no_sender_are_left_out(fake_spamd: Spamd, fake: FakeHttp) -
     assert "hostname" not in body and "mail_from" not in body
 
 
+def test_postfix_unknown_in_place_of_a_missing_helo_is_left_out(
+    fake_spamd: Spamd, fake: FakeHttp
+) -> None:
+    # Regression: Postfix writes "unknown" where a client sent no HELO (and has no
+    # name); the plugin sent it as the HELO, which scored RL_HELO_NOT_FQDN.
+    fake_spamd.scan(message(MISSING_PTR_IP, "unknown"))
+    assert "helo" not in fake.requests[0].json()
+
+
 def test_service_scores_are_per_message(fake_spamd: Spamd, fake: FakeHttp) -> None:
     # got_hit() copies a dynamic score into the shared config: it must not stick.
     raw = message(GENERIC_IP, GENERIC_NAME, GENERIC_NAME, GOOD_FROM)
