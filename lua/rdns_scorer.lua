@@ -87,7 +87,7 @@ local SYMBOLS = {
   { "RL_MAILFROM_BOGUS_MX", "mailfrom", "Every MX target of the MAIL FROM domain is an IP literal, unresolvable, or resolves only to loopback/private/reserved addresses." },
   { "RL_MAILFROM_TEMPFAIL", "mailfrom", "The MAIL FROM domain could not be checked because of a DNS failure." },
   { "RL_SCORER_FAIL", "plugin", "The plugin could not get an answer from the scorer service (fail-open)." },
-  { "RL_SCORER_UNKNOWN", "plugin", "The service returned a symbol the plugin does not know (version skew)." },
+  { "RL_SCORER_UNKNOWN", "plugin", "The service returned a symbol the plugin cannot score: in rspamd one it does not know (version skew), in SpamAssassin a malformed or reserved name." },
 }
 -- symbols:end
 -- luacheck: pop

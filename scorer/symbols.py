@@ -245,8 +245,10 @@ _TABLE: tuple[Symbol, ...] = (
         "RL_SCORER_UNKNOWN",
         Family.PLUGIN,
         0.0,
-        "The service returned a symbol the plugin does not know (version skew).",
-        "Zero: unknown names are reported, never scored, until the plugin is updated.",
+        "The service returned a symbol the plugin cannot score: in rspamd one it does not "
+        "know (version skew), in SpamAssassin a malformed or reserved name.",
+        "Zero: such names are reported as evidence, never scored. (SpamAssassin scores a "
+        "well-formed new RL_* name at the service's weight; rspamd cannot.)",
         "nothing for the sender; update the plugin to match the service",
     ),
 )
