@@ -110,8 +110,13 @@ for _, entry in ipairs(SYMBOLS) do
   end
 end
 
-local upstreams -- rspamd_upstream_list
+local upstreams -- rspamd_upstream_list, nil until `servers` resolves
 local n_upstreams = 1
+-- rspamd resolves the server names when it builds the list: a name that does not
+-- resolve yet (the scorer container not up when rspamd starts) is tried again this
+-- often, and meanwhile every scan fails open with RL_SCORER_FAIL saying why.
+local RESOLVE_RETRY_SECONDS = 30
+local resolve_retry_at = 0
 local skip_conf -- {check_local, check_authed} for lua_util.is_skip_local_or_authed
 
 -- What the service is told about the SMTP session. Only strings: rspamd 3.4's
@@ -201,6 +206,24 @@ local function apply_reply(task, body)
   return nil
 end
 
+-- The upstream list, built now if the start-up attempt failed (and the last try is
+-- RESOLVE_RETRY_SECONDS old); nil while the server names still do not resolve.
+local function current_upstreams()
+  if upstreams or rspamd_util.get_time() < resolve_retry_at then
+    return upstreams
+  end
+  resolve_retry_at = rspamd_util.get_time() + RESOLVE_RETRY_SECONDS
+  upstreams = rspamd_upstream_list.create(rspamd_config, settings.servers, DEFAULT_PORT)
+  if upstreams then
+    n_upstreams = #upstreams:all_upstreams()
+    rspamd_logger.infox(rspamd_config, '%s: servers %s resolve now', N, settings.servers)
+  else
+    rspamd_logger.errx(rspamd_config, '%s: cannot parse or resolve servers %s; next try in %s s',
+        N, settings.servers, RESOLVE_RETRY_SECONDS)
+  end
+  return upstreams
+end
+
 local function rdns_scorer_check(task)
   if lua_util.is_skip_local_or_authed(task, skip_conf) then
     lua_util.debugm(N, task, 'skipped: local client or authenticated user')
@@ -209,6 +232,12 @@ local function rdns_scorer_check(task)
   local ip = task:get_from_ip()
   if not (ip and ip:is_valid()) then
     lua_util.debugm(N, task, 'skipped: no client IP')
+    return
+  end
+
+  local servers = current_upstreams()
+  if not servers then
+    fail_open(task, 'servers do not parse or resolve: ' .. settings.servers, '-')
     return
   end
 
@@ -222,7 +251,7 @@ local function rdns_scorer_check(task)
 
   local function send()
     attempts = attempts + 1
-    local upstream = upstreams:get_upstream_round_robin()
+    local upstream = servers:get_upstream_round_robin()
     local server = upstream:get_addr():to_string(true)
 
     local function on_reply(err, code, reply_body)
@@ -302,13 +331,9 @@ if type(settings.token) ~= 'string' then
   settings.token = tostring(settings.token)
 end
 
-upstreams = rspamd_upstream_list.create(rspamd_config, settings.servers, DEFAULT_PORT)
-if not upstreams then
-  rspamd_logger.errx(rspamd_config, '%s: cannot parse servers %s', N, settings.servers)
-  lua_util.disable_module(N, 'config')
-  return
-end
-n_upstreams = #upstreams:all_upstreams()
+-- Not fatal when it fails: the module stays, scans fail open visibly, and the list
+-- is built again later (current_upstreams).
+current_upstreams()
 
 skip_conf = lua_util.config_check_local_or_authed(rspamd_config, N,
     settings.check_local, settings.check_authed)

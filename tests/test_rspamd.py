@@ -393,6 +393,23 @@ def test_service_down_fails_open(rspamd_down: Rspamd) -> None:
     assert result.elapsed < PLUGIN_TIMEOUT
 
 
+def test_servers_that_do_not_resolve_fail_open_visibly(unbound: Unbound, hs_cache: Path) -> None:
+    # Regression: a `servers` name that did not resolve when rspamd loaded its config
+    # (the scorer container not up yet) disabled the module: no request, no symbol,
+    # not even RL_SCORER_FAIL, until the next reload. (An unparsable address stands
+    # in for the unresolvable name: hermetic, no DNS query leaves the box.)
+    rspamd = Rspamd(unbound.nameserver, 'servers = "[::1";', hs_cache)
+    try:
+        rspamd.start()
+        result = rspamd.scan(MISSING_PTR_IP, helo="localhost")
+        assert scores(result) == {"RL_SCORER_FAIL": 0.0}
+        assert any("servers do not parse or resolve" in o for o in result.options("RL_SCORER_FAIL"))
+        assert not rspamd.lua_errors()
+    finally:
+        rspamd.stop()
+        rspamd.cleanup()
+
+
 def test_hung_service_costs_at_most_the_timeout(rspamd_hung: Rspamd, hung: HungSocket) -> None:
     result = rspamd_hung.scan(MISSING_PTR_IP, helo="localhost")
     assert scores(result) == {"RL_SCORER_FAIL": 0.0}
