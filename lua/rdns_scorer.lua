@@ -137,6 +137,14 @@ local function build_request(task, ip)
     elseif type(addr.raw) == 'string' then
       req.mail_from = addr.raw -- unparsable: the service scores the syntax
     end
+  else
+    -- rspamd drops an envelope sender its own parser rejects ("root", "a@b@c"):
+    -- send what the MTA passed over HTTP (rspamc, Exim), so the service can score
+    -- the syntax. A milter never gets that far (docs/rspamd.md).
+    local raw = task:get_request_header('From')
+    if raw then
+      req.mail_from = tostring(raw)
+    end
   end
   local hostname = task:get_hostname()
   if type(hostname) == 'string' then

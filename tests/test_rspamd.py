@@ -302,6 +302,16 @@ def test_request_is_msgpack_with_string_fields(rspamd_fake: Rspamd, fake_json: F
     assert all(isinstance(value, str) for value in body.values())
 
 
+@pytest.mark.parametrize("sender", ["root", "a@b@c.com", "not an address"])
+def test_unparsable_sender_is_sent_raw(
+    rspamd_fake: Rspamd, fake_json: FakeHttp, sender: str
+) -> None:
+    # Regression: rspamd dropped senders its parser rejects, so the service never saw
+    # them and RL_MAILFROM_BAD_SYNTAX could not fire.
+    rspamd_fake.scan(MISSING_PTR_IP, mail_from=sender)
+    assert msgpack.unpackb(fake_json.requests[-1].body)["mail_from"] == sender
+
+
 def test_null_sender_is_sent_as_empty_string(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
     rspamd_fake.scan(GENERIC_IP, helo=CONFIRMED_NAME, mail_from="<>")
     assert msgpack.unpackb(fake_json.requests[-1].body)["mail_from"] == ""

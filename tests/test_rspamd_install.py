@@ -77,14 +77,14 @@ def test_plugin_dir_finds_the_checkout() -> None:
 
 
 def test_section_defaults() -> None:
+    # No check_local/check_authed (regression): in the module section they made rspamd
+    # ignore the admin's `options { check_authed = true; }`.
     section = integration.module_section(config_from_mapping({}))
     assert section == (
         "rdns_scorer {\n"
         '  servers = "127.0.0.1:11340";\n'
         '  path = "/v1/check";\n'
         "  timeout = 1s;\n"
-        "  check_local = false;\n"
-        "  check_authed = false;\n"
         "}\n"
     )
 

@@ -112,8 +112,8 @@ def module_section(config: Config) -> str:
         f"  servers = {_ucl_string(server_address(config))};",
         '  path = "/v1/check";',
         f"  timeout = {timeout:g}s;",
-        "  check_local = false;",
-        "  check_authed = false;",
+        # No check_local/check_authed: the plugin's defaults are false, and a key in the
+        # module section would make rspamd ignore the admin's `options` ones.
     ]
     if config.server.token:
         lines.append(f"  token = {_ucl_string(config.server.token)};")
