@@ -44,7 +44,7 @@ def _positive_int(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from scorer.workers import defer_hangups, serve  # late: `check` needs no server code
+    from scorer.workers import defer_hangups, listen_failure, serve  # late: `check` needs none
 
     defer_hangups()  # before the config is read: a reload asked now is not lost
     config = _config(args, listen=args.listen)
@@ -68,7 +68,14 @@ def _serve(args: argparse.Namespace) -> int:
         __version__, host, port, workers, "" if workers == 1 else "s", resolvers,
         "required" if config.server.token else "none",
     )  # fmt: skip
-    return serve(config, loader, host, port, workers)
+    try:
+        return serve(config, loader, host, port, workers)
+    except OSError as error:
+        failure = listen_failure(error, host, port)
+        if failure is None:
+            raise
+        print(f"rdns-scorer serve: {failure}", file=sys.stderr)
+        return 2
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -59,6 +60,16 @@ def take_deferred_hangup() -> bool:
     global _hangup_pending
     pending, _hangup_pending = _hangup_pending, False
     return pending
+
+
+def listen_failure(error: OSError, host: str, port: int) -> str | None:
+    """One line saying why ``host:port`` cannot be bound, or None for another OSError."""
+    if error.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+        return None
+    return (
+        f"cannot listen on {host}:{port}: {os.strerror(error.errno)}; choose another address with "
+        "--listen, RDNS_SCORER_LISTEN or [server] listen"
+    )
 
 
 def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
@@ -145,6 +156,12 @@ class Supervisor:
                     peer_reload=_ask_parent_to_reload_peers,
                 )
                 code = 0
+            except OSError as error:
+                failure = listen_failure(error, self._host, self._port)
+                if failure is None:
+                    traceback.print_exc()
+                else:
+                    log.error("worker: %s", failure)
             except BaseException:
                 traceback.print_exc()
             finally:

@@ -22,7 +22,7 @@ from tests import world
 from tests.conftest import make_config
 from tests.helpers import symbols_for
 from tests.support.fakedns import FaultyDns
-from tests.support.ports import free_port, wait_for_port
+from tests.support.ports import free_port, tcp_listener, wait_for_port
 from tests.support.service import ScorerProcess
 from tests.support.unbound import Unbound
 
@@ -366,6 +366,21 @@ def _serve(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_one_clear_line_not_a_traceback(workers: str) -> None:
+    # Regression: the log said "listening on ..." and then a 20-line traceback.
+    listener = tcp_listener()
+    port = listener.getsockname()[1]
+    try:
+        process = _serve("--listen", f"127.0.0.1:{port}", "--workers", workers)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        listener.close()
+    assert process.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in err
+    assert "Traceback" not in err
 
 
 def test_public_bind_without_token_is_refused(tmp_path: Path) -> None:

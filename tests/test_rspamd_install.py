@@ -81,11 +81,7 @@ def test_section_defaults() -> None:
     # ignore the admin's `options { check_authed = true; }`.
     section = integration.module_section(config_from_mapping({}))
     assert section == (
-        "rdns_scorer {\n"
-        '  servers = "127.0.0.1:11340";\n'
-        '  path = "/v1/check";\n'
-        "  timeout = 1s;\n"
-        "}\n"
+        'rdns_scorer {\n  servers = "127.0.0.1:11340";\n  path = "/v1/check";\n  timeout = 1s;\n}\n'
     )
 
 
@@ -293,6 +289,19 @@ def test_install_reports_a_broken_config(
     assert status == 1
     assert "configtest: FAILED" in out
     assert "do not reload rspamd" in out
+
+
+def test_install_without_write_access_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: as a normal user the README's command ended in a traceback.
+    def denied(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(tmp_path / "plugins.d"))
+
+    monkeypatch.setattr(integration, "install", denied)
+    assert main(["rspamd", "install", "--confdir", str(tmp_path), "--no-configtest"]) == 1
+    err = capsys.readouterr().err
+    assert "Permission denied" in err and "run it as root" in err
 
 
 def test_install_refuses_missing_confdir(

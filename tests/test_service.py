@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -13,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from scorer.app import create_app
 from scorer.config import config_from_mapping
+from scorer.pipeline import Pipeline
 from scorer.protocol import CheckReply, SymbolResult, parse_request
 from scorer.report import render_report
 from scorer.symbols import SYMBOLS
@@ -280,3 +283,17 @@ async def test_bearer_token_is_required_when_configured(
         assert response.status == 401, headers
     response = await client.post("/v1/check", json=body, headers={"Authorization": "Bearer s3cret"})
     assert response.status == 200
+
+
+async def test_readme_example_reply_is_what_the_service_answers(unbound: Unbound) -> None:
+    # The README showed a reply the request could never get (one symbol of three).
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    sent = re.search(r"-d '(\{.*?\})'", readme)
+    shown_text = re.search(r"the reply is:\n\n```json\n(.*?)\n```", readme)
+    assert sent is not None and shown_text is not None
+    shown = json.loads(shown_text.group(1))
+    config = config_from_mapping({"dns": {"nameservers": [unbound.nameserver]}})
+    reply = await Pipeline(config).check(parse_request(json.loads(sent.group(1))))
+    actual = json.loads(reply.to_json())
+    del shown["elapsed_ms"], actual["elapsed_ms"]
+    assert actual == shown

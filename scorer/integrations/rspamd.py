@@ -340,7 +340,11 @@ def _cmd_install(args: argparse.Namespace) -> int:
         print(f"rdns-scorer rspamd install: {error}", file=sys.stderr)
         return 2
     rspamadm = None if args.no_configtest else shutil.which("rspamadm")
-    report = install(confdir, module_section(_service_config(args)), rspamadm, source_dir)
+    try:
+        report = install(confdir, module_section(_service_config(args)), rspamadm, source_dir)
+    except OSError as error:  # typically not root: /etc/rspamd is root's
+        print(f"rdns-scorer rspamd install: {error} (run it as root)", file=sys.stderr)
+        return 1
     print("\n".join(report.lines))
     return 0 if report.ok else 1
 
