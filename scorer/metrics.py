@@ -126,8 +126,11 @@ class Metrics:
             self.reloads.labels(result)  # so both series exist before the first reload
         # Every symbol and outcome series exists from the start: a dashboard shows 0,
         # not "no data". (The hot path needs no lookup: see observe_check.)
-        for name in SYMBOLS:
-            self.symbols.labels(name)
+        for name, symbol in SYMBOLS.items():
+            # Not the plugins' own symbols (RL_SCORER_*): the service never returns
+            # them, and a series stuck at 0 would read as "no fail-open events".
+            if symbol.family is not Family.PLUGIN:
+                self.symbols.labels(name)
         for family in CHECKED_FAMILIES:
             for outcome in CHECK_OUTCOMES:
                 self.checks.labels(str(family), outcome)

@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scorer.metrics import Metrics
 from scorer.protocol import CheckReply, SymbolResult, parse_request
+from scorer.symbols import SYMBOLS, Family
 from tests import world
 
 
@@ -74,3 +75,14 @@ def test_outcome_counts_per_check_even_when_replies_share_their_symbols() -> Non
     assert value("rdns_scorer_check_outcomes_total", family="ptr", outcome="fail") == 3
     assert value("rdns_scorer_check_outcomes_total", family="helo", outcome="pass") == 2
     assert value("rdns_scorer_check_outcomes_total", family="helo", outcome="skipped") == 1
+
+
+def test_every_service_symbol_series_exists_and_no_plugin_one() -> None:
+    # Service symbols start at 0 so dashboards show 0, not "no data". The plugins' own
+    # RL_SCORER_* never come from the service: a series stuck at 0 read as "no
+    # fail-open events" (regression).
+    samples = _samples(generate_latest(Metrics().registry).decode())
+    exported = {
+        dict(labels)["symbol"] for name, labels in samples if name == "rdns_scorer_symbols_total"
+    }
+    assert exported == {s.name for s in SYMBOLS.values() if s.family is not Family.PLUGIN}
