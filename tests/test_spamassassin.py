@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from scorer.integrations.spamassassin import (
     PLUGIN,
     describe_block,
     describe_lines,
+    install,
     source_dir,
 )
 from scorer.symbols import SYMBOLS
@@ -497,6 +499,26 @@ def test_install_command_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFix
     assert (target / (CONFIG + ".dist")).read_bytes() == (source_dir() / CONFIG).read_bytes()
     assert main([*argv, "--no-lint", "--force"]) == 0
     assert (target / CONFIG).read_bytes() == (source_dir() / CONFIG).read_bytes()
+
+
+def test_an_unedited_config_follows_upgrades(tmp_path: Path) -> None:
+    # Regression: install compared only with the new shipped file, so an untouched
+    # copy of the previous release counted as "locally modified" and was kept for good.
+    release = tmp_path / "release"
+    shutil.copytree(source_dir(), release)
+    target = tmp_path / "site"
+    install(target, release)
+    upgraded = (release / CONFIG).read_text() + "# a line the next release adds\n"
+    (release / CONFIG).write_text(upgraded)
+    steps = {step.path.name: step.action for step in install(target, release)}
+    assert steps[CONFIG] == "updated" and (target / CONFIG).read_text() == upgraded
+    # An admin's edit still wins over the release after that.
+    (target / CONFIG).write_text(upgraded.replace("11340", "11341"))
+    (release / CONFIG).write_text(upgraded + "# and another\n")
+    steps = {step.path.name: step.action for step in install(target, release)}
+    assert steps[CONFIG] == "kept" and "11341" in (target / CONFIG).read_text()
+    records = [p.name for p in target.iterdir() if p.name.endswith(".rdns-scorer-shipped")]
+    assert records and all(name.startswith(".") for name in records)  # never read as config
 
 
 def test_spamd_logged_no_perl_warnings(real_spamd: Spamd, fake_spamd: Spamd) -> None:

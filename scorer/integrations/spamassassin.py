@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import hashlib
 import os
 import shutil
 import subprocess
@@ -56,14 +57,34 @@ class Step:
     note: str = ""
 
 
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _shipped_record(target: Path) -> Path:
+    """Where install notes the digest of the version it last wrote to ``target`` (a
+    dotfile: SpamAssassin reads only *.cf and *.pre)."""
+    return target.with_name(f".{target.name}.rdns-scorer-shipped")
+
+
 def _install_file(source: Path, target: Path, *, preserve_edits: bool) -> Step:
+    step = _copy_unless_edited(source, target, preserve_edits=preserve_edits)
+    if preserve_edits and step.action != "kept":
+        # What the target holds now is ours: an upgrade may replace it (dpkg's rule).
+        _shipped_record(target).write_text(_digest(source) + "\n")
+    return step
+
+
+def _copy_unless_edited(source: Path, target: Path, *, preserve_edits: bool) -> Step:
     if not target.exists():
         shutil.copyfile(source, target)
         target.chmod(0o644)
         return Step(target, "installed")
     if filecmp.cmp(source, target, shallow=False):
         return Step(target, "unchanged")
-    if preserve_edits:
+    record = _shipped_record(target)
+    unedited = record.exists() and record.read_text().strip() == _digest(target)
+    if preserve_edits and not unedited:
         # The admin edited the config (e.g. the URL): keep it, offer ours beside it,
         # the way dpkg leaves a .dpkg-dist. SpamAssassin reads only *.cf and *.pre.
         dist = target.with_name(target.name + ".dist")
