@@ -133,18 +133,24 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
         raise RequestError(
             "Content-Type must be application/msgpack or application/json", status=415
         )
-    too_large = RequestError(f"body larger than {limit} bytes", status=413)
+    too_large = f"body larger than {limit} bytes"
     if (request.content_length or 0) > limit:
-        raise too_large
+        raise RequestError(too_large, status=413)
     try:
-        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
-            return await request.read(), content_type
+        return await _body(request), content_type
     except web.HTTPRequestEntityTooLarge:
-        raise too_large from None
+        raise RequestError(too_large, status=413) from None
     except TimeoutError:
         raise RequestError(
             f"body not received within {BODY_TIMEOUT_SECONDS:g} s", status=408
         ) from None
+
+
+async def _body(request: web.Request) -> bytes:
+    if request.content.is_eof():  # the usual case: it came with the headers; no timer needed
+        return await request.read()
+    async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+        return await request.read()
 
 
 async def check(request: web.Request) -> web.Response:
