@@ -214,20 +214,29 @@ local function apply_reply(task, body)
   return nil
 end
 
+-- `servers` as written (a string or a list), for messages.
+local function servers_text()
+  if type(settings.servers) == 'table' then
+    return table.concat(settings.servers, ', ')
+  end
+  return tostring(settings.servers)
+end
+
 -- The upstream list, built now if the start-up attempt failed (and the last try is
--- RESOLVE_RETRY_SECONDS old); nil while the server names still do not resolve.
+-- RESOLVE_RETRY_SECONDS old); nil while no server name parses and resolves. (rspamd
+-- resolves them with a blocking lookup: hence once per interval, not per scan.)
 local function current_upstreams()
   if upstreams or rspamd_util.get_time() < resolve_retry_at then
     return upstreams
   end
   resolve_retry_at = rspamd_util.get_time() + RESOLVE_RETRY_SECONDS
-  upstreams = rspamd_upstream_list.create(rspamd_config, settings.servers, DEFAULT_PORT)
-  if upstreams then
-    n_upstreams = #upstreams:all_upstreams()
-    rspamd_logger.infox(rspamd_config, '%s: servers %s resolve now', N, settings.servers)
+  -- A list form always gives a list back, empty when nothing in it resolved.
+  local list = rspamd_upstream_list.create(rspamd_config, settings.servers, DEFAULT_PORT)
+  if list and #list:all_upstreams() > 0 then
+    upstreams, n_upstreams = list, #list:all_upstreams()
   else
     rspamd_logger.errx(rspamd_config, '%s: cannot parse or resolve servers %s; next try in %s s',
-        N, settings.servers, RESOLVE_RETRY_SECONDS)
+        N, servers_text(), RESOLVE_RETRY_SECONDS)
   end
   return upstreams
 end
@@ -245,7 +254,7 @@ local function rdns_scorer_check(task)
 
   local servers = current_upstreams()
   if not servers then
-    fail_open(task, 'servers do not parse or resolve: ' .. settings.servers, '-')
+    fail_open(task, 'servers do not parse or resolve: ' .. servers_text(), '-')
     return
   end
 

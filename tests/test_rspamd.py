@@ -403,12 +403,15 @@ def test_service_down_fails_open(rspamd_down: Rspamd) -> None:
     assert result.elapsed < PLUGIN_TIMEOUT
 
 
-def test_servers_that_do_not_resolve_fail_open_visibly(unbound: Unbound, hs_cache: Path) -> None:
+@pytest.mark.parametrize("servers", ['"[::1"', '["[::1", "[::2"]'])
+def test_servers_that_do_not_resolve_fail_open_visibly(
+    unbound: Unbound, hs_cache: Path, servers: str
+) -> None:
     # Regression: a `servers` name that did not resolve when rspamd loaded its config
     # (the scorer container not up yet) disabled the module: no request, no symbol,
     # not even RL_SCORER_FAIL, until the next reload. (An unparsable address stands
     # in for the unresolvable name: hermetic, no DNS query leaves the box.)
-    rspamd = Rspamd(unbound.nameserver, 'servers = "[::1";', hs_cache)
+    rspamd = Rspamd(unbound.nameserver, f"servers = {servers};", hs_cache)
     try:
         rspamd.start()
         result = rspamd.scan(MISSING_PTR_IP, helo="localhost")
