@@ -10,7 +10,14 @@ import sys
 from collections.abc import Sequence
 
 from scorer import __version__
-from scorer.config import Config, ConfigError, load_config, parse_listen, with_overrides
+from scorer.config import (
+    MAX_WORKERS,
+    Config,
+    ConfigError,
+    load_config,
+    parse_listen,
+    with_overrides,
+)
 from scorer.dns.outcomes import Answer
 from scorer.generic.cli import run_generic
 from scorer.integrations import rspamd as rspamd_integration
@@ -37,9 +44,9 @@ def _config(args: argparse.Namespace, listen: str | None = None) -> Config:
     return with_overrides(load_config(args.config), listen=listen, nameservers=args.nameserver)
 
 
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+def _worker_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_WORKERS}, got {text!r}")
     return int(text)
 
 
@@ -143,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--workers",
-        type=_positive_int,
+        type=_worker_count,
         metavar="N",
         help="processes sharing the port via SO_REUSEPORT (default: [server] workers, 1)",
     )

@@ -159,6 +159,7 @@ def _type_name(expected: Any) -> str:
 # No setting means anything beyond this; bigger numbers are typos (or hostile) and would
 # overflow the float arithmetic of timers and TTLs.
 MAX_NUMBER = 2**53
+MAX_WORKERS = 256  # [server] workers and serve --workers; more is a typo, not a box
 
 
 def _check_value(path: str, expected: Any, value: Any) -> Any:
@@ -246,7 +247,7 @@ def _validate(config: Config) -> None:
     at_most = {
         "[dns] timeout": (config.dns.timeout, 60),
         "[dns] request_deadline": (config.dns.request_deadline, 60),
-        "[server] workers": (config.server.workers, 256),
+        "[server] workers": (config.server.workers, MAX_WORKERS),
     }
     for path, (value, ceiling) in at_most.items():
         if value > ceiling:

@@ -52,6 +52,9 @@ def defer_hangups() -> None:
         global _hangup_pending
         _hangup_pending = True
 
+    global _hangup_pending
+    # A fresh start: a worker forked from a parent that saw one must not inherit it.
+    _hangup_pending = False
     signal.signal(signal.SIGHUP, remember)
 
 

@@ -444,6 +444,36 @@ def test_sighup_while_starting_is_a_reload_not_a_kill(unbound: Unbound, tmp_path
     assert "config reloaded on SIGHUP" in err
 
 
+def test_a_hangup_before_the_app_handles_it_is_remembered_once() -> None:
+    # Deterministic half of the test above: defer_hangups() turns SIGHUP's default
+    # action (ending the process) into a note the app reads once; a fresh
+    # defer_hangups() (a forked worker) starts without its parent's note.
+    from scorer.workers import defer_hangups, take_deferred_hangup
+
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        defer_hangups()
+        assert take_deferred_hangup() is False
+        signal.raise_signal(signal.SIGHUP)
+        assert take_deferred_hangup() is True
+        assert take_deferred_hangup() is False
+        signal.raise_signal(signal.SIGHUP)
+        defer_hangups()
+        assert take_deferred_hangup() is False
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_workers_flag_has_the_config_ceiling() -> None:
+    # Regression: [server] workers was capped at 256 but --workers 100000 forked away.
+    for value in ("0", "257", "100000"):
+        result = subprocess.run(
+            [sys.executable, "-m", "scorer", "serve", "--workers", value],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 2 and "expected 1 to 256" in result.stderr
+
+
 def test_reload_applies_the_logging_settings(unbound: Unbound) -> None:
     # Regression: log_requests and log_format were only read at start.
     service = ScorerProcess(unbound.nameserver, "[server]\nlog_requests = false\n").start()

@@ -517,6 +517,11 @@ def test_an_unedited_config_follows_upgrades(tmp_path: Path) -> None:
     (release / CONFIG).write_text(upgraded + "# and another\n")
     steps = {step.path.name: step.action for step in install(target, release)}
     assert steps[CONFIG] == "kept" and "11341" in (target / CONFIG).read_text()
+    # --force makes the file ours again: the release after that replaces it.
+    install(target, release, force=True)
+    (release / CONFIG).write_text(upgraded + "# and a third\n")
+    steps = {step.path.name: step.action for step in install(target, release)}
+    assert steps[CONFIG] == "updated", "a forced copy nobody edited counted as edited"
     records = [p.name for p in target.iterdir() if p.name.endswith(".rdns-scorer-shipped")]
     assert records and all(name.startswith(".") for name in records)  # never read as config
 

@@ -13,7 +13,6 @@ that copy from :data:`scorer.symbols.SYMBOLS`; a test fails when the two differ 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import grp
 import os
 import pwd
@@ -292,11 +291,7 @@ def install(
     secret = "\n  token = " in section
     # A file holding the token is not for every local user: rspamd reads it through
     # its group (below).
-    created = not local.exists()
     _write_if_changed(local, wanted, stamp, report, new_mode=0o640 if secret else 0o644)
-    if secret and created and account is not None:
-        with contextlib.suppress(OSError):  # not root: the mode check below still runs
-            os.chown(local, -1, account.gid)
     for path in (plugins, plugins / PLUGIN_FILE, local):
         _let_rspamd_read(path, account, report)
     if secret and local.stat().st_mode & 0o004:
@@ -342,8 +337,9 @@ def _cmd_install(args: argparse.Namespace) -> int:
     rspamadm = None if args.no_configtest else shutil.which("rspamadm")
     try:
         report = install(confdir, module_section(_service_config(args)), rspamadm, source_dir)
-    except OSError as error:  # typically not root: /etc/rspamd is root's
-        print(f"rdns-scorer rspamd install: {error} (run it as root)", file=sys.stderr)
+    except OSError as error:
+        hint = " (run it as root)" if isinstance(error, PermissionError) else ""
+        print(f"rdns-scorer rspamd install: {error}{hint}", file=sys.stderr)
         return 1
     print("\n".join(report.lines))
     return 0 if report.ok else 1

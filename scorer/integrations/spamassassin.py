@@ -67,10 +67,11 @@ def _shipped_record(target: Path) -> Path:
     return target.with_name(f".{target.name}.rdns-scorer-shipped")
 
 
-def _install_file(source: Path, target: Path, *, preserve_edits: bool) -> Step:
-    step = _copy_unless_edited(source, target, preserve_edits=preserve_edits)
-    if preserve_edits and step.action != "kept":
-        # What the target holds now is ours: an upgrade may replace it (dpkg's rule).
+def _install_file(source: Path, target: Path, *, config: bool, force: bool) -> Step:
+    step = _copy_unless_edited(source, target, preserve_edits=config and not force)
+    if config and step.action != "kept":
+        # What the target holds now is ours (--force too): an upgrade may replace it
+        # (dpkg's conffile rule).
         _shipped_record(target).write_text(_digest(source) + "\n")
     return step
 
@@ -111,9 +112,7 @@ def install(
         raise FileNotFoundError(f"{source}: missing {', '.join(missing)}")
     siteconfigpath.mkdir(parents=True, exist_ok=True)
     return [
-        _install_file(
-            source / name, siteconfigpath / name, preserve_edits=name != PLUGIN and not force
-        )
+        _install_file(source / name, siteconfigpath / name, config=name != PLUGIN, force=force)
         for name in names
     ]
 
