@@ -6,7 +6,8 @@
 --       cold:  every request a new client IP and a new sender domain
 --       mixed: 80% a repeat sender from a pool of HOT, 20% new as in cold
 --       pool:  walk the HOT pool once in order (warms the cache for mixed)
--- DELAY_MS  per-connection pause between requests (paces the load), 0 = flat out
+-- DELAY_MS  mean per-connection pause between requests (paces the load), 0 = flat out;
+--           each pause is random in [0, 2 x DELAY_MS], so connections do not fall into step
 -- SALT  makes cold sender domains differ between runs; T  wrk's thread count
 -- Client/name numbering matches bench/zones.py. done() prints one JSON line.
 
@@ -69,7 +70,9 @@ function init(args)
   threads = tonumber(args[5] or threads)
   thread_id = tonumber(wrk.thread:get("id")) or 0
   if pause > 0 then
-    delay = function() return pause end -- wrk looks for delay() after init()
+    -- Random, not fixed: with a fixed pause the connections stay in phase and arrive
+    -- as one burst each period, which measures queueing in the burst, not the service.
+    delay = function() return math.random(0, 2 * pause) end -- wrk looks for delay() after init()
   end
   math.randomseed(1000 + thread_id)
   if mode == "warm" then
