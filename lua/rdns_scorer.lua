@@ -110,13 +110,12 @@ for _, entry in ipairs(SYMBOLS) do
   end
 end
 
-local upstreams -- rspamd_upstream_list, nil until `servers` resolves
+-- rspamd resolves the server names when it loads the config, with a blocking lookup.
+-- Nil when nothing in `servers` parsed and resolved then (the scorer container not up
+-- when rspamd started): every scan fails open saying so until rspamd reloads. No
+-- retry at scan time: a slow resolver would stall the worker, and mail with it.
+local upstreams
 local n_upstreams = 1
--- rspamd resolves the server names when it builds the list: a name that does not
--- resolve yet (the scorer container not up when rspamd starts) is tried again this
--- often, and meanwhile every scan fails open with RL_SCORER_FAIL saying why.
-local RESOLVE_RETRY_SECONDS = 30
-local resolve_retry_at = 0
 local skip_conf -- {check_local, check_authed} for lua_util.is_skip_local_or_authed
 
 -- What the service is told about the SMTP session. Only strings: rspamd 3.4's
@@ -222,23 +221,16 @@ local function servers_text()
   return tostring(settings.servers)
 end
 
--- The upstream list, built now if the start-up attempt failed (and the last try is
--- RESOLVE_RETRY_SECONDS old); nil while no server name parses and resolves. (rspamd
--- resolves them with a blocking lookup: hence once per interval, not per scan.)
-local function current_upstreams()
-  if upstreams or rspamd_util.get_time() < resolve_retry_at then
-    return upstreams
-  end
-  resolve_retry_at = rspamd_util.get_time() + RESOLVE_RETRY_SECONDS
-  -- A list form always gives a list back, empty when nothing in it resolved.
+-- The upstream list for `servers`, or nil (logged) when nothing in it parses and
+-- resolves. A list form always gives a list back, empty in that case.
+local function build_upstreams()
   local list = rspamd_upstream_list.create(rspamd_config, settings.servers, DEFAULT_PORT)
   if list and #list:all_upstreams() > 0 then
-    upstreams, n_upstreams = list, #list:all_upstreams()
-  else
-    rspamd_logger.errx(rspamd_config, '%s: cannot parse or resolve servers %s; next try in %s s',
-        N, servers_text(), RESOLVE_RETRY_SECONDS)
+    return list
   end
-  return upstreams
+  rspamd_logger.errx(rspamd_config, '%s: cannot parse or resolve servers %s; every scan ' ..
+      'fails open (RL_SCORER_FAIL) until rspamd reloads', N, servers_text())
+  return nil
 end
 
 local function rdns_scorer_check(task)
@@ -252,9 +244,9 @@ local function rdns_scorer_check(task)
     return
   end
 
-  local servers = current_upstreams()
-  if not servers then
-    fail_open(task, 'servers do not parse or resolve: ' .. servers_text(), '-')
+  if not upstreams then
+    fail_open(task, 'servers did not parse or resolve when rspamd loaded its config: ' ..
+        servers_text(), '-')
     return
   end
 
@@ -268,7 +260,7 @@ local function rdns_scorer_check(task)
 
   local function send()
     attempts = attempts + 1
-    local upstream = servers:get_upstream_round_robin()
+    local upstream = upstreams:get_upstream_round_robin()
     local server = upstream:get_addr():to_string(true)
 
     local function on_reply(err, code, reply_body)
@@ -348,9 +340,11 @@ if type(settings.token) ~= 'string' then
   settings.token = tostring(settings.token)
 end
 
--- Not fatal when it fails: the module stays, scans fail open visibly, and the list
--- is built again later (current_upstreams).
-current_upstreams()
+-- Not fatal when it fails: the module stays and every scan fails open visibly.
+upstreams = build_upstreams()
+if upstreams then
+  n_upstreams = #upstreams:all_upstreams()
+end
 
 skip_conf = lua_util.config_check_local_or_authed(rspamd_config, N,
     settings.check_local, settings.check_authed)
