@@ -24,6 +24,7 @@ from pathlib import Path
 
 from scorer.checks.mailfrom import SenderKind, envelope_address, parse_sender
 from scorer.names import to_ascii
+from scorer.policy import containing_network
 from scorer.text import option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -112,10 +113,8 @@ class Allowlist:
                 raise AllowlistError(f"{path}:{number}: {error}") from None
 
     def match_ip(self, ip: IPAddress) -> str | None:
-        for network in self.networks:
-            if ip.version == network.version and ip in network:
-                return f"ip {network}"
-        return None
+        network = containing_network(ip, self.networks)
+        return None if network is None else f"ip {network}"
 
     def match_ptr(self, confirmed_names: Iterable[str]) -> str | None:
         for name in confirmed_names:
