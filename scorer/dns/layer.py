@@ -29,6 +29,7 @@ from scorer.dns.outcomes import (
     MxRecord,
     NotFound,
     TempFail,
+    network_failure,
 )
 from scorer.dns.transport import UdpTransport
 from scorer.dns.wire import NameError_, encode_name, reverse_name
@@ -289,7 +290,7 @@ class DnsLayer:
         except NameError_ as error:
             report(TempFail(FailureKind.MALFORMED, f"bad query name: {error}"))
         except Exception as error:  # a bug or an OS surprise must not become a 5xx
-            report(TempFail(FailureKind.NETWORK, f"{type(error).__name__}: {error}"[:200]))
+            report(network_failure(error))
 
     def _settle(
         self, key: str, shared: asyncio.Future[tuple[Outcome, float]], outcome: Outcome

@@ -57,6 +57,12 @@ class TempFail:
     detail: str = ""
 
 
+def network_failure(error: BaseException, context: str = "") -> TempFail:
+    """A NETWORK TempFail naming ``error`` (an OS error, or a bug that must not become a
+    5xx), its text capped so a long message never bloats evidence or logs."""
+    return TempFail(FailureKind.NETWORK, f"{context}{type(error).__name__}: {error}"[:200])
+
+
 Lookup = Answer[T] | NotFound | TempFail
 
 

@@ -27,7 +27,7 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from scorer.dns.outcomes import FailureKind, TempFail
+from scorer.dns.outcomes import FailureKind, TempFail, network_failure
 from scorer.dns.wire import (
     Outcome,
     Verdict,
@@ -92,6 +92,15 @@ def _on_readable(transport_ref: weakref.ref[UdpTransport], sock: _Socket) -> Non
     transport._readable(sock)
 
 
+def _release(loop: asyncio.AbstractEventLoop | None, sockets: list[list[_Socket]]) -> None:
+    """Unregister and close ``sockets`` (from ``loop``, unless it is gone already)."""
+    for entry in (entry for per_server in sockets for entry in per_server):
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(ValueError, RuntimeError, OSError):
+                loop.remove_reader(entry.sock.fileno())
+        entry.sock.close()
+
+
 class UdpTransport:
     """Send one question, get one outcome (or a TempFail) by callback."""
 
@@ -111,12 +120,7 @@ class UdpTransport:
         self._close()
 
     def _close(self) -> None:
-        for sockets in self._sockets:
-            for s in sockets:
-                if self._loop is not None and not self._loop.is_closed():
-                    with contextlib.suppress(ValueError, RuntimeError, OSError):
-                        self._loop.remove_reader(s.sock.fileno())
-                s.sock.close()
+        _release(self._loop, self._sockets)
         self._sockets = []
         self._loop = None
 
@@ -138,10 +142,7 @@ class UdpTransport:
                     sock.connect((server.host, server.port))  # replies from elsewhere: dropped
                     loop.add_reader(sock.fileno(), _on_readable, me, sockets[-1])
         except BaseException:
-            for entry in (entry for sockets in opened for entry in sockets):
-                with contextlib.suppress(ValueError, RuntimeError, OSError):
-                    loop.remove_reader(entry.sock.fileno())
-                entry.sock.close()
+            _release(loop, opened)
             raise
         self._loop, self._sockets = loop, opened
 
@@ -182,8 +183,7 @@ class UdpTransport:
         try:
             self._send_attempt(pending)
         except Exception as error:
-            failure = TempFail(FailureKind.NETWORK, f"{type(error).__name__}: {error}"[:200])
-            self._finish(pending, failure)
+            self._finish(pending, network_failure(error))
 
     def _send_attempt(self, pending: _Pending) -> None:
         assert self._loop is not None
@@ -214,7 +214,7 @@ class UdpTransport:
         self._finish(pending, pending.failure or timeout)
 
     def _network_error(self, pending: _Pending, error: OSError) -> None:
-        pending.failure = TempFail(FailureKind.NETWORK, f"{type(error).__name__}: {error}"[:200])
+        pending.failure = network_failure(error)
         self._next_or_fail(pending)
 
     def _next_or_fail(self, pending: _Pending) -> None:
@@ -285,5 +285,5 @@ class UdpTransport:
         except TimeoutError:
             outcome = TempFail(FailureKind.TIMEOUT, f"no TCP answer within {self._timeout:g}s")
         except (OSError, asyncio.IncompleteReadError, struct.error) as error:
-            outcome = TempFail(FailureKind.NETWORK, f"TCP: {type(error).__name__}: {error}"[:200])
+            outcome = network_failure(error, "TCP: ")
         self._finish(pending, outcome)
