@@ -26,7 +26,7 @@ from scorer.pipeline import Pipeline
 from scorer.protocol import RequestError, parse_request
 from scorer.report import render_report
 from scorer.requestlog import configure_logging
-from scorer.security import public_bind_refusal, refuse_public_without_token
+from scorer.security import refuse_public_without_token
 from scorer.symbols import SYMBOLS, markdown_table
 
 
@@ -56,8 +56,9 @@ def _serve(args: argparse.Namespace) -> int:
     defer_hangups()  # before the config is read: a reload asked now is not lost
     config = _config(args, listen=args.listen)
     host, port = parse_listen(config.server.listen)
-    refusal = public_bind_refusal(host, config.server)
-    if refusal is not None:
+    try:
+        refuse_public_without_token(config)  # the same rule as for reloads and config check
+    except ConfigError as refusal:
         print(f"rdns-scorer serve: {refusal}", file=sys.stderr)
         return 2
 

@@ -74,8 +74,7 @@ class CheckReply(NamedTuple):
         return CheckReply(self.symbols, self.score, elapsed_ms, self.shadowed, head)
 
     def rendered_head(self) -> bytes:
-        if self.json_head:
-            return self.json_head
+        """Render the JSON head (callers use ``json_head`` when it is already there)."""
         body = self.to_dict()
         del body["elapsed_ms"]
         return json.dumps(body, separators=(",", ":")).encode()[:-1] + b',"elapsed_ms":'
