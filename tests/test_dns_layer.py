@@ -208,6 +208,39 @@ def test_any_parse_surprise_is_a_malformed_tempfail_not_a_crash() -> None:
     assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED
 
 
+def _classify_answer(qname: str, rdtype: str, records: list[tuple[str, str, str]]) -> object:
+    """wire.classify() of a NOERROR response to ``qname``/``rdtype`` holding ``records``."""
+    import dns.message
+
+    query = dns.message.make_query(qname, rdtype)
+    response = dns.message.make_response(query)
+    for owner, kind, value in records:
+        response.answer.append(dns.rrset.from_text(owner, 60, "IN", kind, value))
+    data = response.to_wire()
+    question = data[12 : 12 + len(wire.encode_name(qname)) + 4]
+    return wire.classify(data, query.id, question, dns.rdatatype.from_text(rdtype), 300)
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [("a.example.", "CNAME", "a.example.")],
+        [("a.example.", "CNAME", "b.example."), ("b.example.", "CNAME", "A.example.")],
+    ],
+)
+def test_a_cname_loop_is_a_failure_not_nodata(records: list[tuple[str, str, str]]) -> None:
+    """Regression: a chain back to a name it passed counted as NODATA, cached and scored."""
+    outcome = _classify_answer("a.example.", "A", records)
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED
+    assert "CNAME loop" in outcome.detail
+
+
+def test_a_cname_chain_to_data_is_an_answer() -> None:
+    records = [("a.example.", "CNAME", "b.example."), ("b.example.", "A", "192.0.2.7")]
+    outcome = _classify_answer("a.example.", "A", records)
+    assert outcome == Answer((ipaddress.IPv4Address("192.0.2.7"),), 60)
+
+
 @settings(max_examples=500, deadline=None)
 @given(
     st.lists(
@@ -224,6 +257,18 @@ def test_answer_names_read_as_dnspython_presents_them(labels: list[bytes]) -> No
     # (a PTR may carry any bytes): both must give dnspython's presentation form.
     expected = dns.name.Name([*labels, b""]).to_text(omit_final_dot=True).lower()
     assert wire.name_text(labels) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=6), min_size=1, max_size=4))
+def test_only_the_root_dot_is_taken_off_a_name(labels: list[bytes]) -> None:
+    # Labels may end in "." or "\\" (escaped in the text form): only an unescaped
+    # final dot is the root's.
+    text = wire.name_text(labels)
+    assert wire.relative_name(text + ".") == text
+    assert wire.relative_name(text) == text
+    labels_back = dns.name.from_text(wire.relative_name(text + ".")).labels[:-1]
+    assert labels_back == tuple(label.lower() for label in labels)
 
 
 @pytest.mark.parametrize("first", ["silent", "broadcast"])

@@ -35,6 +35,12 @@ async def test_one_confirming_name_among_several_is_enough(pipeline: Pipeline) -
     assert await symbols_for(pipeline, world.MULTI_PTR_IP) == {}
 
 
+async def test_a_ptr_name_ending_in_an_escaped_dot_is_confirmed(pipeline: Pipeline) -> None:
+    """Regression: the escaped dot was stripped as if it were the root's, the name
+    became unparsable and the client got RL_PTR_TEMPFAIL instead of a verdict."""
+    assert await symbols_for(pipeline, world.ESCAPED_DOT_IP) == {}
+
+
 async def test_ptr_names_checked_are_bounded(unbound_config: Config) -> None:
     config = dataclasses.replace(
         unbound_config, dns=dataclasses.replace(unbound_config.dns, max_ptr_names=4)

@@ -22,6 +22,10 @@ FORWARD_TEMPFAIL_IP = "203.0.113.15"
 PROVIDER_IP = "203.0.113.16"
 PROVIDER_NAME = "a16-113.smtp-out.amazonses.com"
 MANY_PTR_IP = "203.0.113.17"
+# A PTR name whose last label ends in an escaped dot (the labels "mail" and "odd."):
+# any bytes are allowed in a label (RFC 2181 section 11).
+ESCAPED_DOT_IP = "203.0.113.18"
+ESCAPED_DOT_NAME = "mail.odd\\."
 CONFIRMED_IP6 = "2001:db8::25"
 CONFIRMED_NAME6 = "mail6.good-sender.net"
 MISSING_PTR_IP6 = "2001:db8::26"
@@ -65,6 +69,9 @@ def build_zones(dead_port: int, servfail_port: int) -> Zones:
     zones.address(PROVIDER_NAME, PROVIDER_IP)
     zones.ptr(MANY_PTR_IP, *(f"n{i}.many-ptr.net" for i in range(15)))
     zones.ptr(CONFIRMED_IP6, CONFIRMED_NAME6)
+    # Written out: Zones.add would take the escaped dot for the root's.
+    zones.records.append(f"18.113.0.203.in-addr.arpa. 300 IN PTR {ESCAPED_DOT_NAME}.")
+    zones.records.append(f"{ESCAPED_DOT_NAME}. 300 IN A {ESCAPED_DOT_IP}")
     zones.address(CONFIRMED_NAME6, CONFIRMED_IP6)
 
     zones.address(HELO_NO_ADDRESS.replace("noaddr", "other"), "203.0.113.200")

@@ -32,7 +32,7 @@ from scorer.dns.outcomes import (
     network_failure,
 )
 from scorer.dns.transport import UdpTransport
-from scorer.dns.wire import NameError_, encode_name, reverse_name
+from scorer.dns.wire import NameError_, encode_name, relative_name, reverse_name
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Outcome = Answer[Any] | NotFound | TempFail
@@ -201,7 +201,7 @@ class DnsLayer:
 
     async def lookup(self, name: str, rdtype: dns.rdatatype.RdataType, deadline: float) -> Outcome:
         """One cached, coalesced lookup that never raises and never outlives ``deadline``."""
-        name = name.lower().rstrip(".")
+        name = relative_name(name.lower())
         key = question_key(name, rdtype)
         tracker = _tracker.get()
         entry = self.cache.get_entry(key)

@@ -129,6 +129,15 @@ def encode_name(name: str) -> bytes:
     return wire
 
 
+def relative_name(name: str) -> str:
+    """``name`` without its final (root) dot. An escaped dot (``\\.``, RFC 1035
+    section 5.1) belongs to the last label and stays: ``mail.odd\\.`` is the
+    labels ``mail`` and ``odd.``."""
+    if name.endswith(".") and (len(name) - 1 - len(name[:-1].rstrip("\\"))) % 2 == 0:
+        return name[:-1]
+    return name
+
+
 def question(name_wire: bytes, rdtype: int) -> bytes:
     return name_wire + struct.pack("!HH", rdtype, CLASS_IN)
 
@@ -318,9 +327,11 @@ def _answer(
     parse = _PARSERS[rdtype]
     owner: tuple[bytes, ...] | None = None  # None: still the query name (fast path)
     qname: tuple[bytes, ...] | None = None  # the query name's labels, read when needed
+    chain: list[tuple[bytes, ...]] | None = None  # the names a CNAME chain went through
     records: list[object] = []
     ttl = 0x7FFFFFFF
     other = False
+    looped = False
     for _ in range(ancount):
         if data[offset : offset + 2] == b"\xc0\x0c":  # the usual pointer to the question
             offset += 2
@@ -347,7 +358,11 @@ def _answer(
                 ttl = min(ttl, rr_ttl)
             elif rr_type == TYPE_CNAME:
                 target, _ = _read_name(data, offset)
+                qname = qname or _lower_labels(_read_name(data, 12)[0])
+                chain = chain or [qname]
                 owner = _lower_labels(target)  # follow the chain, in order
+                looped = looped or owner in chain
+                chain.append(owner)
                 ttl = min(ttl, rr_ttl)
             else:
                 other = True
@@ -356,6 +371,11 @@ def _answer(
         offset += rdlength
     if records:
         return Answer(tuple(records), int(ttl))
+    if looped:
+        # A chain that comes back to a name it passed has no end to hold data. RFC 1034
+        # section 3.6.2: "CNAME loops [are] signalled as an error" (resolvers answer
+        # SERVFAIL), so a failure, not a NODATA that would be cached and scored.
+        return TempFail(FailureKind.MALFORMED, "CNAME loop")
     if other:
         # Records, but not for what we asked: a broken or spoofed answer is a
         # failure, never a "does not exist" that would be scored.
