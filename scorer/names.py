@@ -46,7 +46,10 @@ NON_PUBLIC_SUFFIXES = frozenset(
     }
 )
 
-_LDH_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+# Letters, digits and inner hyphens (RFC 1123 section 2.1), plus the underscore
+# anywhere, as Postfix's valid_hostname() allows: Windows hosts named "mail_1"
+# greet with it. That is sloppy, not hostile, and the name still has to resolve.
+_HOST_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
 
 
 @functools.cache
@@ -84,8 +87,8 @@ def hostname_problem(ascii_name: str) -> str | None:
             return "empty label"
         if len(label) > MAX_LABEL_OCTETS:
             return f"label of {len(label)} octets, more than {MAX_LABEL_OCTETS}"
-        if not _LDH_LABEL.match(label):
-            return f"label {label[:40]!r} is not letters, digits and inner hyphens"
+        if not _HOST_LABEL.match(label):
+            return f"label {label[:40]!r} is not letters, digits, inner hyphens, underscores"
     return None
 
 

@@ -72,7 +72,8 @@ _TABLE: tuple[Symbol, ...] = (
         "RL_PTR_TEMPFAIL",
         Family.PTR,
         0.0,
-        "The PTR or its forward confirmation could not be checked (DNS timeout/SERVFAIL).",
+        "The PTR or its forward confirmation could not be checked "
+        "(DNS timeout/SERVFAIL, or more PTR names than max_ptr_names).",
         "Zero: a DNS failure says nothing about the sender and must never look like a missing PTR.",
         "check that the reverse zone of {ip} is served by reachable, working nameservers",
     ),

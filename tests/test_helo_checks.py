@@ -62,7 +62,11 @@ def test_address_in_agrees_with_ipaddress(text: str) -> None:
         ("[2001:db8::1]", HeloKind.INVALID),
         ("[IPv6:192.0.2.1]", HeloKind.INVALID),
         ("[not-an-ip]", HeloKind.INVALID),
-        ("mail_server.example.net", HeloKind.INVALID),
+        ("mail_server.good-sender.net", HeloKind.NAME),  # tolerated, as by Postfix
+        ("_mail.good-sender.net", HeloKind.NAME),
+        ("mail_1", HeloKind.NOT_FQDN),
+        ("mail-.example.net", HeloKind.INVALID),
+        ("[IPv6:::ffff:192.0.2.1]", HeloKind.LITERAL),
         ("-mx.example.net", HeloKind.INVALID),
         ("mx..example.net", HeloKind.INVALID),
         ("a" * 64 + ".example.net", HeloKind.INVALID),
@@ -90,7 +94,8 @@ async def test_resolving_helo_scores_nothing(pipeline: Pipeline) -> None:
         ("203.0.113.10", "RL_HELO_BARE_IP"),
         ("[198.51.100.1]", "RL_HELO_LITERAL_MISMATCH"),
         ("[IPv6:2001:db8::99]", "RL_HELO_LITERAL_MISMATCH"),
-        ("bad_name.example.net", "RL_HELO_INVALID"),
+        ("bad/name.example.net", "RL_HELO_INVALID"),
+        ("no_address.good-sender.net", "RL_HELO_NO_ADDRESS"),
         (world.HELO_NO_ADDRESS, "RL_HELO_NO_ADDRESS"),
         (world.HELO_TIMEOUT, "RL_HELO_TEMPFAIL"),
         (world.HELO_SERVFAIL, "RL_HELO_TEMPFAIL"),
@@ -106,6 +111,12 @@ async def test_literal_of_the_client_itself_is_valid(pipeline: Pipeline) -> None
     assert await symbols_for(pipeline, world.CONFIRMED_IP, helo=f"[{world.CONFIRMED_IP}]") == {}
     ipv6 = f"[IPv6:{world.CONFIRMED_IP6}]"
     assert await symbols_for(pipeline, world.CONFIRMED_IP6, helo=ipv6) == {}
+
+
+async def test_an_ipv4_mapped_literal_of_the_client_is_valid(pipeline: Pipeline) -> None:
+    """Regression: [IPv6:::ffff:a.b.c.d] from the IPv4 client a.b.c.d was a mismatch."""
+    helo = f"[IPv6:::ffff:{world.CONFIRMED_IP}]"
+    assert await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo) == {}
 
 
 async def test_missing_or_empty_helo_gives_no_helo_symbols(pipeline: Pipeline) -> None:
@@ -133,6 +144,18 @@ async def test_forged_local_name_and_address(unbound_config: Config) -> None:
     for helo in ("mx.our-site.org", "[198.51.100.25]", "198.51.100.25"):
         symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
         assert set(symbols) == {"RL_HELO_FORGED_LOCAL"}, helo
+
+
+async def test_our_own_address_greeting_with_our_name_is_not_forged(
+    unbound_config: Config,
+) -> None:
+    """Regression: a peer relaying over one of our public addresses (local_ips) and
+    greeting with our name scored RL_HELO_FORGED_LOCAL."""
+    policy = dataclasses.replace(
+        unbound_config.policy, local_names=[world.CONFIRMED_NAME], local_ips=[world.CONFIRMED_IP]
+    )
+    pipeline = Pipeline(dataclasses.replace(unbound_config, policy=policy))
+    assert await symbols_for(pipeline, world.CONFIRMED_IP, helo=world.CONFIRMED_NAME) == {}
 
 
 async def test_generic_helo_for_the_client_ip(pipeline: Pipeline) -> None:

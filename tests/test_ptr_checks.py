@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from typing import Any
 
+import pytest
+
+from scorer.checks.ptr import IPAddress, PtrFacts, check_ptr
 from scorer.config import Config
+from scorer.dns.outcomes import Answer, FailureKind, Lookup, NotFound, NotFoundKind, TempFail
+from scorer.generic import classify
 from scorer.pipeline import Pipeline
 from scorer.symbols import SYMBOLS
 from tests import world
@@ -46,9 +52,10 @@ async def test_ptr_names_checked_are_bounded(unbound_config: Config) -> None:
         unbound_config, dns=dataclasses.replace(unbound_config.dns, max_ptr_names=4)
     )
     symbols = await symbols_for(Pipeline(config), world.MANY_PTR_IP)
-    options = symbols["RL_PTR_UNVERIFIED"].options
+    # Not UNVERIFIED: one of the 11 names not looked up might have confirmed.
+    options = symbols["RL_PTR_TEMPFAIL"].options
     assert sum(".many-ptr.net" in o for o in options) == 4
-    assert "11 more PTR names not checked" in options
+    assert "11 more PTR names not checked (max_ptr_names)" in options
 
 
 async def test_ipv6_client_confirmed_via_aaaa(pipeline: Pipeline) -> None:
@@ -122,3 +129,53 @@ async def test_the_mta_hostname_is_shown_beside_our_evidence(pipeline: Pipeline)
     for no_name in ("unknown", "[203.0.113.12]", ""):
         symbols = await symbols_for(pipeline, world.UNVERIFIED_IP, hostname=no_name)
         assert not any("MTA hostname" in o for o in symbols["RL_PTR_UNVERIFIED"].options)
+
+
+CLIENT = ipaddress.IPv4Address("81.2.70.71")
+GENERIC = "81-2-70-71.dyn.some-isp.net"
+CUSTOM = "mail.two-names.net"
+CONFIRMS = Answer((CLIENT,), 300)
+ELSEWHERE = Answer((ipaddress.IPv4Address("81.2.70.99"),), 300)
+TIMEOUT = TempFail(FailureKind.TIMEOUT, "no answer")
+
+
+def _ptr_facts(forward: dict[str, Lookup[IPAddress]], unchecked: int = 0) -> PtrFacts:
+    return PtrFacts(CLIENT, Answer(tuple(forward), 300), forward, unchecked_names=unchecked)
+
+
+@pytest.mark.parametrize("names", [[GENERIC, CUSTOM], [CUSTOM, GENERIC]])
+def test_generic_verdict_does_not_depend_on_the_order_of_ptr_names(names: list[str]) -> None:
+    """Regression: only the first confirmed name was classified, and a PTR answer's
+    order is random: a relay with a custom name beside a generic one scored half the time."""
+    assert check_ptr(_ptr_facts(dict.fromkeys(names, CONFIRMS))) == []
+    unconfirmed = check_ptr(_ptr_facts(dict.fromkeys(names, ELSEWHERE)))
+    assert [hit.symbol for hit in unconfirmed] == ["RL_PTR_UNVERIFIED"]
+
+
+def test_all_generic_names_score_at_the_lowest_confidence() -> None:
+    other = "host-71.70.2.81.pool.some-isp.net"
+    hits = check_ptr(_ptr_facts({GENERIC: CONFIRMS, other: CONFIRMS}))
+    assert [hit.symbol for hit in hits] == ["RL_PTR_GENERIC"]
+    alone = [check_ptr(_ptr_facts({name: CONFIRMS}))[0].confidence for name in (GENERIC, other)]
+    assert hits[0].confidence == min(alone)
+
+
+def test_a_forward_failure_never_adds_a_generic_penalty() -> None:
+    """Regression: the real name's forward lookup timed out, the generic one's said
+    NXDOMAIN, and the generic name alone earned RL_PTR_GENERIC."""
+    gone = NotFound(NotFoundKind.NXDOMAIN, 300)
+    hits = check_ptr(_ptr_facts({GENERIC: gone, CUSTOM: TIMEOUT}))
+    assert [hit.symbol for hit in hits] == ["RL_PTR_TEMPFAIL"]
+
+
+def test_a_big_senders_name_whose_forward_lookup_failed_keeps_its_exemption() -> None:
+    name = "out-71.70.2.81.mail.qq.com"
+    assert classify(CLIENT, name, False).generic  # the exemption needs confirmation ...
+    hits = check_ptr(_ptr_facts({name: TIMEOUT}))
+    assert [hit.symbol for hit in hits] == ["RL_PTR_TEMPFAIL"]  # ... or a failed check
+
+
+def test_names_beyond_max_ptr_names_make_the_verdict_unknown_not_unverified() -> None:
+    hits = check_ptr(_ptr_facts({CUSTOM: ELSEWHERE}, unchecked=2))
+    assert [hit.symbol for hit in hits] == ["RL_PTR_TEMPFAIL"]
+    assert "2 more PTR names not checked (max_ptr_names)" in hits[0].options

@@ -53,6 +53,10 @@ def _literal(raw: str, inner: str) -> HeloName:
     if (address.version == 6) != (inner[:5].lower() == "ipv6:"):
         # RFC 5321 section 4.1.3: IPv6 literals carry the "IPv6:" tag, IPv4 ones don't.
         return HeloName(raw, HeloKind.INVALID, problem="address literal with wrong IPv6: tag")
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        # [IPv6:::ffff:192.0.2.1] is the IPv4 client of a dual-stack socket, as which
+        # the request's ip is read too (protocol.parse_ip).
+        address = address.ipv4_mapped
     return HeloName(raw, HeloKind.LITERAL, address=address)
 
 
@@ -145,7 +149,9 @@ def check_helo(
     local_ips: frozenset[IPAddress],
 ) -> list[Hit]:
     """All HELO hits for one greeting; a forgery of our identity outranks the rest."""
-    forged = _forged_local(facts.helo, local_names, local_ips)
+    # A client at one of our own addresses is us (a web app, a peer relaying over the
+    # public address): greeting with our name is then the truth, not a forgery.
+    forged = None if ip in local_ips else _forged_local(facts.helo, local_names, local_ips)
     if forged is not None:
         return [forged]
     syntax = _syntax_hit(facts.helo, ip)

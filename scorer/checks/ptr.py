@@ -45,6 +45,24 @@ def _forward_evidence(name: str, outcome: Lookup[IPAddress]) -> str:
     return option(f"{name} {arrow} {describe(outcome)}")
 
 
+def _generic(ip: IPAddress, names: dict[str, bool]) -> Hit | None:
+    """RL_PTR_GENERIC when every one of ``names`` (name -> treat as confirmed) is generic,
+    at the lowest confidence among them; else None.
+
+    All of them, not the first: a PTR answer's order is random, and a relay with a
+    custom name beside its provider's generic one must get the same verdict on every
+    message.
+    """
+    lowest: Hit | None = None
+    for name, confirmed in names.items():
+        hit = generic_hit("RL_PTR_GENERIC", ip, name, confirmed, "ptr")
+        if hit is None:
+            return None
+        if lowest is None or hit.confidence < lowest.confidence:
+            lowest = hit
+    return lowest
+
+
 def check_ptr(facts: PtrFacts) -> list[Hit]:
     ip = facts.ip
     mta = (option(f"MTA hostname: {facts.mta_hostname}"),) if facts.mta_hostname else ()
@@ -55,18 +73,19 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
         return [Hit("RL_PTR_MISSING", (f"no PTR for {ip}", f"PTR: {describe(facts.ptr)}", *mta))]
     confirmed = facts.confirmed_names()
     if confirmed:
-        generic = generic_hit("RL_PTR_GENERIC", ip, confirmed[0], True, "ptr")
+        generic = _generic(ip, dict.fromkeys(confirmed, True))
         return [generic] if generic else []
     evidence = [_forward_evidence(name, outcome) for name, outcome in facts.forward.items()]
     if facts.unchecked_names:
-        evidence.append(f"{facts.unchecked_names} more PTR names not checked")
+        evidence.append(f"{facts.unchecked_names} more PTR names not checked (max_ptr_names)")
     evidence.extend(mta)
-    hits: list[Hit | None] = []
-    if any(isinstance(o, TempFail) for o in facts.forward.values()):
-        hits.append(Hit("RL_PTR_TEMPFAIL", (f"PTR {ip} not confirmed", *evidence)))
-    else:
-        hits.append(Hit("RL_PTR_UNVERIFIED", (f"PTR {ip} not confirmed", *evidence)))
-    first = next(iter(facts.forward), None)
-    if first is not None:
-        hits.append(generic_hit("RL_PTR_GENERIC", ip, first, False, "ptr"))
+    failed = {name: isinstance(o, TempFail) for name, o in facts.forward.items()}
+    # Unknown is not unverified: a name whose forward lookup failed, or one beyond
+    # max_ptr_names, might have confirmed.
+    unknown = facts.unchecked_names > 0 or any(failed.values())
+    symbol = "RL_PTR_TEMPFAIL" if unknown else "RL_PTR_UNVERIFIED"
+    # A name whose forward lookup failed gets the benefit of the doubt (judged as if
+    # confirmed, so a big sender's exemption still applies): a DNS failure must not
+    # turn into a generic-name penalty.
+    hits = [Hit(symbol, (f"PTR {ip} not confirmed", *evidence)), _generic(ip, failed)]
     return [h for h in hits if h is not None]
