@@ -112,7 +112,9 @@ async def _mail_from_facts(
     mx = await dns_layer.mx(sender.domain, deadline)
     if isinstance(mx, NotFound) and mx.kind is NotFoundKind.NODATA:
         # RFC 5321 section 5.1: no MX means the domain itself is the mail host.
-        implicit = await _address_facts(dns_layer, sender.domain, deadline)
+        implicit = await _address_facts(
+            dns_layer, sender.domain, deadline, enough=has_global_address
+        )
         return MailFromFacts(sender, mx, implicit_mx=implicit)
     if not isinstance(mx, Answer) or is_null_mx(mx):
         return MailFromFacts(sender, mx)

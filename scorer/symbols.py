@@ -221,8 +221,8 @@ _TABLE: tuple[Symbol, ...] = (
         "RL_MAILFROM_BOGUS_MX",
         Family.MAILFROM,
         2.5,
-        "Every MX target of the MAIL FROM domain is an IP literal, unresolvable, or "
-        "resolves only to loopback/private/reserved addresses.",
+        "Every MX target of the MAIL FROM domain (without MX: the domain itself) is an IP "
+        "literal, unresolvable, or resolves only to loopback/private/reserved addresses.",
         "Moderate to hard: replies cannot be delivered, a common mark of throwaway domains.",
         "point the MX records of '{domain}' at hostnames with public A/AAAA records",
     ),

@@ -46,10 +46,29 @@ from tests.helpers import symbols_for
         ("user@server.local", SenderKind.SPECIAL_USE),
         ("user@intranet", SenderKind.SPECIAL_USE),
         ("user@box.lan", SenderKind.SPECIAL_USE),
+        ("<@:user@good-sender.net>", SenderKind.BAD_SYNTAX),  # an empty route domain
+        ("@relay.net user@good-sender.net", SenderKind.BAD_SYNTAX),  # no colon: no route
+        ("<@re\r\nlay.net:user@good-sender.net>", SenderKind.BAD_SYNTAX),  # not hidden in a route
     ],
 )
 def test_sender_syntax_classes(sender: str, kind: SenderKind) -> None:
     assert parse_sender(sender).kind is kind
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "<@relay.good.net:user@good-sender.net>",
+        "<@a.example.net,@b.example.org:user@good-sender.net>",
+        "<@[192.0.2.1],@[IPv6:2001:db8::1]:user@good-sender.net>",
+    ],
+)
+def test_a_source_route_is_ignored(sender: str) -> None:
+    """Regression: RFC 5321 appendix C says servers MUST accept source routes (and may
+    ignore them), but they scored RL_MAILFROM_BAD_SYNTAX."""
+    parsed = parse_sender(sender)
+    assert (parsed.kind, parsed.domain) == (SenderKind.DOMAIN, "good-sender.net")
+    assert parsed.raw == sender  # the evidence shows what was sent
 
 
 # Mostly well-formed addresses with edge cases mixed in: hyphens and "--", digit
@@ -141,6 +160,7 @@ async def test_mail_from_symbols(pipeline: Pipeline, mail_from: str, symbol: str
     [
         f"user@{world.GOOD_DOMAIN}",
         f"user@{world.IMPLICIT_MX_DOMAIN}",
+        f"user@{world.IMPLICIT_DUAL_DOMAIN}",  # the AAAA is asked when the A is private
         f"user@{world.IDN_DOMAIN}",
         f"jörg@{world.IDN_DOMAIN}",
         "",
@@ -164,6 +184,16 @@ async def test_bogus_mx_evidence_names_each_target(pipeline: Pipeline) -> None:
     assert any("internal.bogus-mx.org: only non-public addresses 10.0.0.5" in o for o in options)
     assert any("gone.bogus-mx.org: does not resolve" in o for o in options)
     assert any("loop.bogus-mx.org: only non-public" in o for o in options)
+
+
+async def test_an_implicit_mx_at_a_non_public_address_is_bogus(pipeline: Pipeline) -> None:
+    """Regression: with no MX the domain's own A is its mail host (RFC 5321 section 5.1),
+    but 127.0.0.1 there passed, where the same address behind an MX was BOGUS_MX."""
+    mail_from = f"a@{world.IMPLICIT_PRIVATE_DOMAIN}"
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=mail_from)
+    assert set(symbols) == {"RL_MAILFROM_BOGUS_MX"}
+    options = symbols["RL_MAILFROM_BOGUS_MX"].options
+    assert "implicit MX: only non-public addresses 127.0.0.1" in options
 
 
 async def test_tempfail_weighs_nothing(pipeline: Pipeline) -> None:

@@ -42,6 +42,8 @@ GOOD_DOMAIN = "good-sender.net"
 GOOD_MX = "mx.good-sender.net"
 GOOD_MX_IP = "81.2.69.160"
 IMPLICIT_MX_DOMAIN = "implicit-mx.org"
+IMPLICIT_PRIVATE_DOMAIN = "implicit-private.org"  # no MX, A 127.0.0.1 only
+IMPLICIT_DUAL_DOMAIN = "implicit-dual.org"  # no MX, a private A and a public AAAA
 NXDOMAIN_DOMAIN = "no-such-domain.net"
 NO_MAIL_HOST_DOMAIN = "no-mail-host.org"
 NULL_MX_DOMAIN = "null-mx.org"
@@ -79,6 +81,8 @@ def build_zones(dead_port: int, servfail_port: int) -> Zones:
     zones.mx(GOOD_DOMAIN, 10, GOOD_MX)
     zones.address(GOOD_MX, GOOD_MX_IP)
     zones.address(IMPLICIT_MX_DOMAIN, "81.2.69.161")
+    zones.address(IMPLICIT_PRIVATE_DOMAIN, "127.0.0.1")
+    zones.address(IMPLICIT_DUAL_DOMAIN, "10.1.2.3", "2a00:1450:4001:82a::2005")
     zones.add(NO_MAIL_HOST_DOMAIN, "TXT", '"v=spf1 -all"')
     zones.add(NULL_MX_DOMAIN, "MX", "0 .")
     zones.mx(BOGUS_MX_DOMAIN, 10, "internal.bogus-mx.org")

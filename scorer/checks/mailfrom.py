@@ -77,15 +77,30 @@ def plain_sender_domain(address: str) -> str | None:
     return domain
 
 
+# RFC 5321 section 4.1.2: Path = "<" [ A-d-l ":" ] Mailbox ">", where the source
+# route A-d-l is At-domain *( "," At-domain ) and At-domain = "@" Domain: an ASCII
+# name or an address literal of printable dcontent (section 4.1.3). Anything else
+# (control characters included) is left in place, for the syntax check to refuse.
+_AT_DOMAIN = r"@(?:\[[!-Z^-~]*\]|[A-Za-z0-9._-]+)"
+_SOURCE_ROUTE = re.compile(rf"{_AT_DOMAIN}(?:,{_AT_DOMAIN})*:")
+
+
 def envelope_address(raw: str) -> str:
-    """The address of a MAIL FROM argument: without surrounding spaces and its angle brackets.
+    """The mailbox of a MAIL FROM argument: without surrounding spaces, its angle
+    brackets and a source route.
 
     Only spaces, as for HELO: str.strip() would also take CR/LF, \x1c or U+2028 off
     the ends, so "user@x.com\r\n" would pass as clean and "\r\n" as the null sender.
+    A source route (``<@relay.example:user@example.org>``) is obsolete, but servers
+    "MUST continue to accept" it and may ignore it (RFC 5321 appendix C): we do.
     """
     address = raw.strip(" ")
     if address.startswith("<") and address.endswith(">"):
-        return address[1:-1]
+        address = address[1:-1]
+    if address.startswith("@"):
+        route = _SOURCE_ROUTE.match(address)
+        if route is not None:
+            return address[route.end() :]
     return address
 
 
@@ -196,9 +211,14 @@ def _check_mx(subject: str, mx: Answer[MxRecord], targets: dict[str, AddressFact
     return Hit("RL_MAILFROM_TEMPFAIL", (subject, "MX targets did not resolve"))
 
 
-def _check_implicit(subject: str, implicit: AddressFacts | None) -> Hit | None:
-    if implicit is None or implicit.addresses:
+def _check_implicit(subject: str, domain: str, implicit: AddressFacts | None) -> Hit | None:
+    if implicit is None:
         return None
+    if implicit.addresses:
+        # RFC 5321 section 5.1: the domain's own address is then its mail host, judged
+        # like any MX target (10.0.0.5 or 127.0.0.1 cannot receive a reply).
+        reason = _bogus_reason(domain, implicit)
+        return Hit("RL_MAILFROM_BOGUS_MX", (subject, f"implicit MX: {reason}")) if reason else None
     if implicit.failed:
         return Hit("RL_MAILFROM_TEMPFAIL", (subject, "A/AAAA failed"))
     return Hit("RL_MAILFROM_NO_MAIL_HOST", (subject, "no MX, no A/AAAA"))
@@ -223,5 +243,5 @@ def check_mail_from(facts: MailFromFacts) -> list[Hit]:
     if isinstance(mx, NotFound) and mx.kind is NotFoundKind.NXDOMAIN:
         return [Hit("RL_MAILFROM_NXDOMAIN", (subject, "nxdomain"))]
     hit = _check_mx(subject, mx, facts.targets) if isinstance(mx, Answer) else None
-    hit = hit or _check_implicit(subject, facts.implicit_mx)
+    hit = hit or _check_implicit(subject, sender.domain, facts.implicit_mx)
     return [hit] if hit else []
