@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scorer.checks.mailfrom import SenderKind, envelope_address, parse_sender
-from scorer.names import to_ascii
+from scorer.names import hostname_problem, to_ascii
 from scorer.policy import containing_network
 from scorer.text import option
 
@@ -81,11 +81,7 @@ class Allowlist:
             except ValueError:
                 raise AllowlistError(f"not an IP address or network: {value!r}") from None
         elif kind in ("ptr", "helo", "from"):
-            # DNS answers and the checks carry A-labels: an entry written in Unicode
-            # must be compared in that form, or it never matches.
-            domain = _domain(value) if kind == "from" else to_ascii(_name(value))
-            if domain is None:
-                raise AllowlistError(f"not a domain name IDNA accepts: {value!r}")
+            domain = self._entry_name(kind, value)
             if kind == "ptr":
                 self.ptr_suffixes.append(domain)
             elif kind == "helo":
@@ -94,6 +90,30 @@ class Allowlist:
                 self.from_domains.append(domain)
         else:
             raise AllowlistError(f"unknown kind {kind!r} (use one of {', '.join(KINDS)})")
+
+    @staticmethod
+    def _entry_name(kind: str, value: str) -> str:
+        """The A-label form of a name entry, or an AllowlistError saying what to write."""
+        if value.strip().startswith("*"):
+            # Wildcards would load and never match: say what does.
+            if kind == "helo":
+                raise AllowlistError(
+                    f"no wildcards in helo entries ({value!r}): they name one HELO exactly; "
+                    "a ptr entry covers a whole domain"
+                )
+            raise AllowlistError(
+                f"no wildcards ({value!r}): a {kind} entry covers the name and every "
+                f"name under it, so write {value.strip().lstrip('*.')!r}"
+            )
+        # DNS answers and the checks carry A-labels: an entry written in Unicode
+        # must be compared in that form, or it never matches.
+        domain = _domain(value) if kind == "from" else to_ascii(_name(value))
+        if domain is None:
+            raise AllowlistError(f"not a domain name IDNA accepts: {value!r}")
+        problem = hostname_problem(domain)
+        if problem is not None:
+            raise AllowlistError(f"not a domain name: {value!r} ({problem})")
+        return domain
 
     def add_file(self, path: str) -> None:
         try:

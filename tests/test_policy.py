@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import subprocess
 import sys
@@ -162,6 +163,28 @@ def test_mail_from_entry_idna_rejects_is_a_config_error(tmp_path: Path) -> None:
     bad.write_text(f"from {world.IDN_DOMAIN}\nfrom bü_cher.de\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"bad\.txt:2: not a domain name IDNA accepts"):
         config_from_mapping({"allowlist": {"files": [str(bad)]}})
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "message"),
+    [
+        (
+            "ptr",
+            "*.partner.net",
+            "a ptr entry covers the name and every name under it, so write 'partner.net'",
+        ),
+        ("from", "*.partner.net", "so write 'partner.net'"),
+        ("helo", "*.partner.net", "no wildcards in helo entries"),
+        ("ptr", "partner net", "not a domain name: 'partner net'"),
+        ("from", "user@part/ner.net", "not a domain name"),
+    ],
+)
+def test_name_entries_that_could_never_match_are_refused(
+    kind: str, value: str, message: str
+) -> None:
+    """Regression: "*.partner.net" loaded without a word and never matched anything."""
+    with pytest.raises(AllowlistError, match=re.escape(message)):
+        Allowlist().add(kind, value)
 
 
 def test_ptr_and_helo_entries_in_unicode_match_a_label_dns_names() -> None:
