@@ -125,3 +125,17 @@ def address_in(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
         return ipaddress.ip_address(text)
     except ValueError:
         return None
+
+
+# RFC 5321 section 4.1.3: IPv4-address-literal = Snum 3("." Snum), Snum = 1*3DIGIT
+# "representing a decimal integer value in the range 0 through 255": "010" is 10.
+# Python's ipaddress refuses leading zeros (they once meant octal), Postfix does not.
+_DOTTED_QUAD = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\Z")
+
+
+def ipv4_literal(text: str) -> ipaddress.IPv4Address | None:
+    """The address of the IPv4 part of an SMTP address literal (no brackets), or None."""
+    octets = _DOTTED_QUAD.match(text)
+    if octets is None or any(int(octet) > 255 for octet in octets.groups()):
+        return None
+    return ipaddress.IPv4Address(".".join(str(int(octet)) for octet in octets.groups()))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from scorer.checks.helo import HeloKind, parse_helo
 from scorer.config import Config
-from scorer.names import address_in
+from scorer.names import address_in, ipv4_literal
 from scorer.pipeline import Pipeline
 from tests import world
 from tests.helpers import symbols_for
@@ -38,6 +38,22 @@ def test_address_in_is_ipaddress_without_the_exceptions(text: str) -> None:
 def test_address_in_agrees_with_ipaddress(text: str) -> None:
     # The character pre-check may only ever say "no" where ipaddress says no too.
     assert address_in(text) == _ip_address_or_none(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 255), st.integers(0, 2)), min_size=4, max_size=4))
+def test_ipv4_literal_reads_snum_as_decimal(octets: list[tuple[int, int]]) -> None:
+    # RFC 5321 section 4.1.3: Snum = 1*3DIGIT, a decimal value: "010" is 10, never octal.
+    text = ".".join(str(value).zfill(min(3, len(str(value)) + pad)) for value, pad in octets)
+    expected = ipaddress.IPv4Address(".".join(str(value) for value, _ in octets))
+    assert ipv4_literal(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["192.0.2.256", "0192.0.2.1", "1.2.3", "1.2.3.4.5", "1.2.3.4 ", "\u0661.2.3.4"]
+)
+def test_ipv4_literal_refuses_what_is_no_snum(text: str) -> None:
+    assert ipv4_literal(text) is None
 
 
 @pytest.mark.parametrize(
@@ -67,6 +83,7 @@ def test_address_in_agrees_with_ipaddress(text: str) -> None:
         ("mail_1", HeloKind.NOT_FQDN),
         ("mail-.example.net", HeloKind.INVALID),
         ("[IPv6:::ffff:192.0.2.1]", HeloKind.LITERAL),
+        ("[192.0.2.010]", HeloKind.LITERAL),  # Regression: was INVALID
         ("-mx.example.net", HeloKind.INVALID),
         ("mx..example.net", HeloKind.INVALID),
         ("a" * 64 + ".example.net", HeloKind.INVALID),

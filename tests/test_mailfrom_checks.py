@@ -46,6 +46,9 @@ from tests.helpers import symbols_for
         ("user@server.local", SenderKind.SPECIAL_USE),
         ("user@intranet", SenderKind.SPECIAL_USE),
         ("user@box.lan", SenderKind.SPECIAL_USE),
+        ("user@[192.0.2.010]", SenderKind.LITERAL),  # Regression: was BAD_SYNTAX
+        ("user@[192.0.2.256]", SenderKind.BAD_SYNTAX),
+        ("user@[0192.0.2.1]", SenderKind.BAD_SYNTAX),
         ("<@:user@good-sender.net>", SenderKind.BAD_SYNTAX),  # an empty route domain
         ("@relay.net user@good-sender.net", SenderKind.BAD_SYNTAX),  # no colon: no route
         ("<@re\r\nlay.net:user@good-sender.net>", SenderKind.BAD_SYNTAX),  # not hidden in a route

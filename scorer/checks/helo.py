@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from scorer.checks.generic import generic_hit
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import Answer, Lookup, NotFound, TempFail, describe
-from scorer.names import address_in, hostname_problem, non_public_suffix, to_ascii
+from scorer.names import (
+    address_in,
+    hostname_problem,
+    ipv4_literal,
+    non_public_suffix,
+    to_ascii,
+)
 from scorer.text import has_unsafe, option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -47,10 +53,11 @@ class HeloName:
 
 
 def _literal(raw: str, inner: str) -> HeloName:
-    address = address_in(inner[5:] if inner[:5].lower() == "ipv6:" else inner)
+    tagged = inner[:5].lower() == "ipv6:"
+    address = address_in(inner[5:]) if tagged else ipv4_literal(inner) or address_in(inner)
     if address is None:
         return HeloName(raw, HeloKind.INVALID, problem="malformed address literal")
-    if (address.version == 6) != (inner[:5].lower() == "ipv6:"):
+    if (address.version == 6) != tagged:
         # RFC 5321 section 4.1.3: IPv6 literals carry the "IPv6:" tag, IPv4 ones don't.
         return HeloName(raw, HeloKind.INVALID, problem="address literal with wrong IPv6: tag")
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:

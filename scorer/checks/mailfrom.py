@@ -18,7 +18,7 @@ import email_validator
 
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import Answer, Lookup, MxRecord, NotFound, NotFoundKind, TempFail, describe
-from scorer.names import address_in, non_public_suffix, to_ascii
+from scorer.names import address_in, ipv4_literal, non_public_suffix, to_ascii
 from scorer.text import has_unsafe, option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -112,7 +112,12 @@ def parse_sender(raw: str) -> Sender:
         return Sender(raw, SenderKind.NULL)
     if has_unsafe(address):
         return Sender(raw, SenderKind.BAD_SYNTAX, problem="control or format characters")
-    _local, at, domain_part = address.rpartition("@")
+    local, at, domain_part = address.rpartition("@")
+    literal = ipv4_literal(domain_part[1:-1]) if domain_part.startswith("[") else None
+    if literal is not None:
+        # email-validator reads the octets as ipaddress does, refusing "010": hand
+        # it the literal as RFC 5321 means it (see names.ipv4_literal).
+        address = f"{local}@[{literal}]"
     domain = to_ascii(domain_part) if at else None
     if domain and not domain.startswith("["):
         special = non_public_suffix(domain)
