@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import struct
 
 import dns.name
 import dns.rdatatype
@@ -208,17 +209,144 @@ def test_any_parse_surprise_is_a_malformed_tempfail_not_a_crash() -> None:
     assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED
 
 
-def _classify_answer(qname: str, rdtype: str, records: list[tuple[str, str, str]]) -> object:
-    """wire.classify() of a NOERROR response to ``qname``/``rdtype`` holding ``records``."""
-    import dns.message
+Records = list[tuple[str, str, str]]
 
-    query = dns.message.make_query(qname, rdtype)
+
+def _response(
+    qname: str, rdtype: str, records: Records, authority: Records = (), rcode: str = "NOERROR"
+) -> tuple[bytes, int]:
+    """The wire form of a response to ``qname``/``rdtype`` (with EDNS, as ours are asked),
+    and the query id."""
+    import dns.message
+    import dns.rcode
+
+    query = dns.message.make_query(qname, rdtype, use_edns=0)
     response = dns.message.make_response(query)
-    for owner, kind, value in records:
-        response.answer.append(dns.rrset.from_text(owner, 60, "IN", kind, value))
-    data = response.to_wire()
+    for section, rows in ((response.answer, records), (response.authority, authority)):
+        for owner, kind, value in rows:
+            section.append(dns.rrset.from_text(owner, 60, "IN", kind, value))
+    response.set_rcode(dns.rcode.from_text(rcode))
+    return response.to_wire(), query.id
+
+
+def _classify(data: bytes, query_id: int, qname: str, rdtype: str) -> object:
     question = data[12 : 12 + len(wire.encode_name(qname)) + 4]
-    return wire.classify(data, query.id, question, dns.rdatatype.from_text(rdtype), 300)
+    return wire.classify(data, query_id, question, dns.rdatatype.from_text(rdtype), 300)
+
+
+def _classify_answer(
+    qname: str, rdtype: str, records: Records, authority: Records = (), rcode: str = "NOERROR"
+) -> object:
+    """wire.classify() of a response to ``qname``/``rdtype`` holding ``records``."""
+    data, query_id = _response(qname, rdtype, records, authority, rcode)
+    return _classify(data, query_id, qname, rdtype)
+
+
+SOA = ("example.", "SOA", "ns.example. host.example. 1 3600 600 86400 120")
+
+
+def test_a_referral_is_not_nodata() -> None:
+    """Regression: a server that does not recurse answered with NS records and no SOA;
+    that was read as NODATA, cached and scored (RL_PTR_MISSING, a lost MX)."""
+    referral = _classify_answer("a.example.", "PTR", [], [("example.", "NS", "ns.example.")])
+    assert isinstance(referral, wire.TryNext)
+    assert referral.failure.kind is FailureKind.REFUSED and "referral" in referral.failure.detail
+    # NODATA proper: an SOA (with or without NS), or nothing at all (RFC 2308 section 2.2).
+    with_soa = [SOA, ("example.", "NS", "ns.example.")]
+    assert _classify_answer("a.example.", "PTR", [], with_soa) == NotFound(NotFoundKind.NODATA, 60)
+    assert _classify_answer("a.example.", "PTR", []) == NotFound(NotFoundKind.NODATA, 300)
+
+
+@pytest.mark.parametrize("rcode", ["FORMERR", "NOTIMP", "SERVFAIL", "REFUSED"])
+def test_server_errors_try_the_next_nameserver(rcode: str) -> None:
+    outcome = _classify_answer("a.example.", "A", [], rcode=rcode)
+    assert isinstance(outcome, wire.TryNext) and rcode in outcome.failure.detail
+
+
+def test_an_extended_rcode_is_not_an_answer() -> None:
+    """Regression: BADVERS (16: NOERROR in the header, 1 in the OPT record) was NODATA."""
+    import dns.message
+    import dns.rcode
+
+    query = dns.message.make_query("a.example.", "A", use_edns=0)
+    response = dns.message.make_response(query)
+    response.set_rcode(dns.rcode.BADVERS)
+    outcome = _classify(response.to_wire(), query.id, "a.example.", "A")
+    assert isinstance(outcome, wire.TryNext) and outcome.failure.detail == "extended rcode 16"
+
+
+def test_ttls_with_the_top_bit_set_are_zero() -> None:
+    """Regression: RFC 2181 section 8 reads them as 0; they were cached for the maximum."""
+    data, query_id = _response("a.example.", "A", [("a.example.", "A", "192.0.2.1")])
+    top_bit = data.replace(b"\x00\x00\x00\x3c", b"\x80\x00\x00\x00")  # TTL 60 -> 2^31
+    assert _classify(top_bit, query_id, "a.example.", "A") == Answer(
+        (ipaddress.IPv4Address("192.0.2.1"),), 0
+    )
+    data, query_id = _response("a.example.", "A", [], [SOA], rcode="NXDOMAIN")
+    huge = data.replace(b"\x00\x00\x00\x3c", b"\xff\xff\xff\xff")  # the SOA's own TTL
+    assert _classify(huge, query_id, "a.example.", "A") == NotFound(NotFoundKind.NXDOMAIN, 0)
+
+
+def _ptr_answer(rdata: bytes, extra: bytes = b"", arcount: int = 0) -> tuple[bytes, int]:
+    header = struct.pack("!HHHHHH", 7, 0x8180, 1, 1, 0, arcount)
+    question = wire.encode_name("1.2.0.192.in-addr.arpa") + struct.pack("!HH", 12, 1)
+    record = b"\xc0\x0c" + struct.pack("!HHIH", 12, 1, 60, len(rdata)) + rdata
+    return header + question + record + extra, 7
+
+
+@pytest.mark.parametrize(
+    ("rdata", "extra", "arcount"),
+    [
+        (b"", b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0), 1),  # RDLENGTH 0, then the OPT
+        (wire.encode_name("mail.example") + b"junk", b"", 0),  # RDATA longer than the name
+    ],
+)
+def test_a_name_must_fill_its_record_exactly(rdata: bytes, extra: bytes, arcount: int) -> None:
+    """Regression: a PTR of RDLENGTH 0 read the next record's bytes as its name (the
+    root, scored RL_PTR_UNVERIFIED); RDATA after the name was ignored."""
+    data, query_id = _ptr_answer(rdata, extra, arcount)
+    outcome = _classify(data, query_id, "1.2.0.192.in-addr.arpa", "PTR")
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED
+    good, query_id = _ptr_answer(wire.encode_name("mail.example"))
+    assert _classify(good, query_id, "1.2.0.192.in-addr.arpa", "PTR") == Answer(
+        ("mail.example",), 60
+    )
+
+
+def test_a_name_of_256_octets_on_the_wire_is_malformed() -> None:
+    longest = ".".join(["a" * 63] * 3 + ["a" * 61])  # 253 characters: 255 octets on the wire
+    too_long = longest + "a"
+    for name, ok in ((longest, True), (too_long, False)):
+        rdata = (
+            b"".join(bytes((len(label),)) + label.encode() for label in name.split(".")) + b"\x00"
+        )
+        data, query_id = _ptr_answer(rdata)
+        outcome = _classify(data, query_id, "1.2.0.192.in-addr.arpa", "PTR")
+        assert isinstance(outcome, Answer) is ok, name
+
+
+def test_a_chain_is_followed_in_any_order_and_a_dname_beside_it_is_fine() -> None:
+    # Regression: a CNAME listed after its target's records made the answer MALFORMED;
+    # a DNAME with its synthesised CNAME and NODATA at the end was MALFORMED too.
+    records = [("b.example.", "A", "192.0.2.7"), ("a.example.", "CNAME", "b.example.")]
+    assert _classify_answer("a.example.", "A", records) == Answer(
+        (ipaddress.IPv4Address("192.0.2.7"),), 60
+    )
+    dname = [("example.", "DNAME", "other.test."), ("a.example.", "CNAME", "a.other.test.")]
+    assert _classify_answer("a.example.", "A", dname, [SOA]) == NotFound(NotFoundKind.NODATA, 60)
+    lone_dname = _classify_answer("a.example.", "A", dname[:1], [SOA])
+    assert isinstance(lone_dname, TempFail) and lone_dname.kind is FailureKind.MALFORMED
+
+
+def test_a_long_cname_chain_is_malformed() -> None:
+    links = wire.MAX_CNAME_LINKS + 2
+    records = [(f"n{i}.example.", "CNAME", f"n{i + 1}.example.") for i in range(links)]
+    records.append((f"n{links}.example.", "A", "192.0.2.7"))
+    outcome = _classify_answer("n0.example.", "A", records)
+    assert isinstance(outcome, TempFail) and "CNAME chain" in outcome.detail
+    short = records[-wire.MAX_CNAME_LINKS :]
+    first = short[0][0]
+    assert isinstance(_classify_answer(first, "A", short), Answer)
 
 
 @pytest.mark.parametrize(
@@ -285,7 +413,7 @@ async def test_a_socket_that_cannot_be_opened_fails_queries_fast(first: str) -> 
         layer = DnsLayer(
             [parse_nameserver(s) for s in servers], 0.3, TtlCache(100, 0, 3600, clock=lambda: 0)
         )
-        for attempt in range(3):  # each query tries to open the sockets again
+        for attempt in range(3):
             outcome = await asyncio.wait_for(
                 layer.lookup("host.example", dns.rdatatype.A, _deadline(5.0)), 2.0
             )
@@ -293,3 +421,87 @@ async def test_a_socket_that_cannot_be_opened_fails_queries_fast(first: str) -> 
             assert outcome.kind is FailureKind.NETWORK
     finally:
         silent.stop()
+
+
+@pytest.mark.parametrize("mode", ["referral", "formerr", "notimp", "servfail", "refused"])
+async def test_a_failing_first_nameserver_hands_over_to_the_next(
+    unbound: Unbound, mode: str
+) -> None:
+    server = FaultyDns(mode).start()
+    try:
+        layer = DnsLayer(
+            [parse_nameserver(server.nameserver), parse_nameserver(unbound.nameserver)],
+            0.5,
+            TtlCache(100, 0, 3600),
+        )
+        outcome = await layer.lookup(world.CONFIRMED_NAME, dns.rdatatype.A, _deadline())
+        assert outcome == Answer((ipaddress.IPv4Address(world.CONFIRMED_IP),), 300)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("first", [True, False])
+async def test_a_nameserver_we_cannot_open_a_socket_to_is_skipped(
+    unbound: Unbound, first: bool
+) -> None:
+    """Regression: one nameserver whose sockets failed to open (an IPv6 resolver on a
+    host without IPv6; here the broadcast address, EACCES) failed every lookup, the
+    working one beside it included, and /readyz with them."""
+    servers = [parse_nameserver("255.255.255.255"), parse_nameserver(unbound.nameserver)]
+    if not first:
+        servers.reverse()
+    layer = DnsLayer(servers, 0.5, TtlCache(100, 0, 3600))
+    for name in (world.CONFIRMED_NAME, world.GOOD_MX):
+        outcome = await layer.lookup(name, dns.rdatatype.A, _deadline())
+        assert isinstance(outcome, Answer), outcome
+    assert await layer.unready_reason() is None
+
+
+async def test_a_later_nameservers_failure_does_not_cut_an_answer_still_coming() -> None:
+    """Regression: the first nameserver was slow (0.7 s), the retry went to a dead port
+    at 0.5 s, and its ICMP error ended the lookup there: the answer on its way was lost."""
+    slow = FaultyDns("slow", delay=0.7).start()
+    try:
+        servers = [slow.nameserver, f"127.0.0.1:{dead_port()}"]
+        layer = DnsLayer([parse_nameserver(s) for s in servers], 1.0, TtlCache(100, 0, 3600))
+        outcome = await layer.lookup("a.example", dns.rdatatype.A, _deadline())
+        assert isinstance(outcome, NotFound) and outcome.kind is NotFoundKind.NXDOMAIN
+    finally:
+        slow.stop()
+
+
+async def test_a_nameserver_that_failed_to_open_is_tried_again_later(
+    unbound: Unbound, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No network yet at boot: once it is there, the nameserver serves again."""
+    import socket
+    import types
+
+    from scorer.dns import transport
+
+    network = {"up": False}
+
+    class Socket(socket.socket):
+        def connect(self, address: object) -> None:
+            if not network["up"]:
+                raise OSError(101, "Network is unreachable")
+            super().connect(address)  # type: ignore[arg-type]
+
+    fake = types.SimpleNamespace(
+        socket=Socket,
+        AF_INET=socket.AF_INET,
+        AF_INET6=socket.AF_INET6,
+        SOCK_DGRAM=socket.SOCK_DGRAM,
+    )
+    monkeypatch.setattr(transport, "socket", fake)
+    monkeypatch.setattr(transport, "REOPEN_SECONDS", 0.2)
+    layer = _layer(unbound.nameserver)
+    down = await layer.lookup(world.CONFIRMED_NAME, dns.rdatatype.A, _deadline())
+    assert isinstance(down, TempFail) and "Network is unreachable" in down.detail
+    network["up"] = True
+    still_down = await layer.lookup(world.CONFIRMED_NAME, dns.rdatatype.A, _deadline())
+    assert isinstance(still_down, TempFail), "not reopened on every query"
+    await asyncio.sleep(0.25)
+    assert isinstance(
+        await layer.lookup(world.CONFIRMED_NAME, dns.rdatatype.A, _deadline()), Answer
+    )

@@ -10,9 +10,11 @@ keeps waiting, as dnspython does.
 
 Retries: a query goes to the first nameserver; if no reply arrives within
 ``timeout / attempts`` it is sent again to the next one (or the same one when
-there is only one), until ``timeout`` has passed. SERVFAIL and REFUSED move on
-to the next nameserver at once; when every nameserver has failed the last
-failure is the outcome. A truncated reply is asked again over TCP.
+there is only one), until ``timeout`` has passed. A definite failure (SERVFAIL,
+REFUSED, a referral, ICMP unreachable, a nameserver we cannot open a socket to)
+moves on to the next nameserver at once (RFC 1034 section 5.3.3); when every
+nameserver has been tried and none can still answer, the last failure is the
+outcome. A truncated reply is asked again over TCP.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from typing import TYPE_CHECKING
 from scorer.dns.outcomes import FailureKind, TempFail, network_failure
 from scorer.dns.wire import (
     Outcome,
+    TryNext,
     Verdict,
     classify,
-    failure_for_rcode,
     make_query,
     question,
 )
@@ -41,6 +43,9 @@ if TYPE_CHECKING:
     from scorer.dns.layer import Nameserver
 
 SOCKETS_PER_SERVER = 4
+# A nameserver whose sockets could not be opened (an IPv6 resolver on a host without
+# IPv6, no network yet at boot) is tried again after this long, not on every query.
+REOPEN_SECONDS = 5.0
 _LENGTH = struct.Struct("!H")
 
 
@@ -111,7 +116,9 @@ class UdpTransport:
         # At least one retransmission: a lost datagram must not cost a whole timeout.
         self._attempts = max(2, len(self._servers))
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._sockets: list[list[_Socket]] = []
+        self._sockets: list[list[_Socket]] = []  # per nameserver; [] when it failed to open
+        self._open_failures: list[TempFail | None] = []
+        self._reopen_at: float | None = None  # when to try the failed ones again
         self._next_socket = 0
         self._ids = _random_ids()
         self._tcp_tasks: set[asyncio.Task[None]] = set()
@@ -125,34 +132,44 @@ class UdpTransport:
         self._loop = None
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Open every socket, or none: a failure (an IPv6 resolver on a host without
-        IPv6, no network yet at boot) raises OSError, and the next query tries again."""
-        self._close()
+        """Open the sockets of every nameserver that has none yet, each on its own: one
+        that fails keeps its failure for its turns, and the others serve (RFC 1034
+        section 5.3.3: a server that cannot be reached is skipped, not fatal)."""
+        if loop is not self._loop:
+            self._close()
+            self._loop = loop
+            self._sockets = [[] for _ in self._servers]
+            self._open_failures = [None] * len(self._servers)
+        self._reopen_at = None
         me = weakref.ref(self)
-        opened: list[list[_Socket]] = []
-        try:
-            for index, server in enumerate(self._servers):
-                family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
-                sockets: list[_Socket] = []
-                opened.append(sockets)
+        for index, server in enumerate(self._servers):
+            if self._sockets[index]:
+                continue
+            family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+            sockets: list[_Socket] = []
+            try:
                 for _ in range(SOCKETS_PER_SERVER):
                     sock = socket.socket(family, socket.SOCK_DGRAM)
                     sockets.append(_Socket(sock, index))
                     sock.setblocking(False)
                     sock.connect((server.host, server.port))  # replies from elsewhere: dropped
                     loop.add_reader(sock.fileno(), _on_readable, me, sockets[-1])
-        except BaseException:
-            _release(loop, opened)
-            raise
-        self._loop, self._sockets = loop, opened
+            except OSError as error:
+                _release(loop, [sockets])
+                self._open_failures[index] = network_failure(error, f"{server.host}: ")
+                self._reopen_at = loop.time() + REOPEN_SECONDS
+            else:
+                self._sockets[index] = sockets
+                self._open_failures[index] = None
 
     def send(self, name_wire: bytes, rdtype: int, on_done: OutcomeCallback) -> None:
         """Start a query; ``on_done(outcome)`` runs once, within ``timeout`` (maybe before
         this returns, when sending fails at once). No task, no future: the cache layer
-        settles its own waiters from the callback. Call on the event loop; only opening
-        the sockets can raise (OSError), which the layer turns into a TempFail."""
+        settles its own waiters from the callback. Call on the event loop."""
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:
+        if loop is not self._loop or (
+            self._reopen_at is not None and loop.time() >= self._reopen_at
+        ):
             self._open(loop)
         if not self._servers:
             on_done(TempFail(FailureKind.NETWORK, "no nameserver configured"))
@@ -189,14 +206,6 @@ class UdpTransport:
         assert self._loop is not None
         attempt = pending.attempts
         pending.attempts += 1
-        sockets = self._sockets[attempt % len(self._servers)]
-        self._next_socket += 1
-        sock = sockets[self._next_socket % len(sockets)]
-        query_id = next(self._ids)
-        while query_id in sock.pending:
-            query_id = next(self._ids)
-        sock.pending[query_id] = pending
-        pending.registrations.append((sock, query_id))
         if pending.timer is not None:
             pending.timer.cancel()
         if pending.attempts >= self._attempts:
@@ -204,6 +213,19 @@ class UdpTransport:
         else:
             delay = self._timeout / self._attempts
             pending.timer = self._loop.call_later(delay, self._attempt, pending)
+        server = attempt % len(self._servers)
+        sockets = self._sockets[server]
+        if not sockets:  # its sockets could not be opened: a failure, on to the next
+            pending.failure = self._open_failures[server]
+            self._next_or_fail(pending)
+            return
+        self._next_socket += 1
+        sock = sockets[self._next_socket % len(sockets)]
+        query_id = next(self._ids)
+        while query_id in sock.pending:
+            query_id = next(self._ids)
+        sock.pending[query_id] = pending
+        pending.registrations.append((sock, query_id))
         try:
             sock.sock.send(make_query(query_id, pending.question))
         except OSError as error:
@@ -218,11 +240,13 @@ class UdpTransport:
         self._next_or_fail(pending)
 
     def _next_or_fail(self, pending: _Pending) -> None:
-        """After a definite failure: the next nameserver if one is left untried, else done."""
+        """After a definite failure: the next nameserver if one is left untried; else
+        done, unless an earlier one may still answer (the query's timer then ends it,
+        with this failure if none does)."""
         assert pending.failure is not None
         if pending.attempts < len(self._servers):
             self._attempt(pending)
-        else:
+        elif not any(sock.pending.get(qid) is pending for sock, qid in pending.registrations):
             self._finish(pending, pending.failure)
 
     def _readable(self, sock: _Socket) -> None:
@@ -254,9 +278,9 @@ class UdpTransport:
                 task = asyncio.ensure_future(self._over_tcp(pending, server))
                 self._tcp_tasks.add(task)
                 task.add_done_callback(self._tcp_tasks.discard)
-            elif verdict is Verdict.TRY_NEXT:
+            elif isinstance(verdict, TryNext):
                 del sock.pending[query_id]
-                pending.failure = failure_for_rcode(data)
+                pending.failure = verdict.failure
                 self._next_or_fail(pending)
             else:
                 self._finish(pending, verdict)
@@ -276,8 +300,8 @@ class UdpTransport:
                 finally:
                     writer.close()
             verdict = classify(data, query_id, pending.question, pending.rdtype, self._negative_ttl)
-            if verdict is Verdict.TRY_NEXT:
-                outcome = failure_for_rcode(data)
+            if isinstance(verdict, TryNext):
+                outcome = verdict.failure
             elif isinstance(verdict, Verdict):
                 outcome = TempFail(FailureKind.MALFORMED, f"TCP reply: {verdict.value}")
             else:

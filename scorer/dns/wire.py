@@ -17,6 +17,7 @@ import enum
 import ipaddress
 import struct
 from collections.abc import Callable
+from typing import NamedTuple
 
 from scorer.dns.outcomes import (
     Answer,
@@ -28,17 +29,21 @@ from scorer.dns.outcomes import (
 )
 
 TYPE_A = 1
+TYPE_NS = 2
 TYPE_CNAME = 5
 TYPE_SOA = 6
 TYPE_PTR = 12
 TYPE_MX = 15
 TYPE_AAAA = 28
+TYPE_DNAME = 39
 TYPE_OPT = 41
 CLASS_IN = 1
 
 RCODE_NOERROR = 0
+RCODE_FORMERR = 1
 RCODE_SERVFAIL = 2
 RCODE_NXDOMAIN = 3
+RCODE_NOTIMP = 4
 RCODE_REFUSED = 5
 RCODE_YXDOMAIN = 6
 
@@ -63,7 +68,6 @@ class Verdict(enum.Enum):
 
     NOT_OURS = "not ours"  # wrong id/question or unparsable: keep waiting for the real one
     TRUNCATED = "truncated"  # TC bit: ask again over TCP
-    TRY_NEXT = "try next"  # SERVFAIL/REFUSED: another nameserver may do better
 
 
 class NameError_(ValueError):
@@ -165,7 +169,7 @@ def _read_name(data: bytes, offset: int) -> tuple[list[bytes], int]:
     end = -1
     jumps = 0
     size = len(data)
-    total = 0
+    total = 1  # the root's zero octet: 255 octets on the wire at most (RFC 1035 2.3.4)
     while True:
         if offset >= size:
             raise _Malformed("name runs past the message")
@@ -209,9 +213,17 @@ def _skip_name(data: bytes, offset: int) -> int:
         offset += 1 + length
 
 
+def _name_rdata(data: bytes, offset: int, rdlength: int) -> list[bytes]:
+    """The labels of a record whose RDATA is exactly one name (RFC 1035 section 3.2.1:
+    RDATA is RDLENGTH octets, no more and no less)."""
+    labels, end = _read_name(data, offset)
+    if end != offset + rdlength:
+        raise _Malformed("name does not fill its record")
+    return labels
+
+
 def _parse_ptr(data: bytes, offset: int, rdlength: int) -> object:
-    labels, _ = _read_name(data, offset)
-    return name_text(labels)
+    return name_text(_name_rdata(data, offset, rdlength))
 
 
 def _parse_a(data: bytes, offset: int, rdlength: int) -> object:
@@ -230,13 +242,14 @@ def _parse_mx(data: bytes, offset: int, rdlength: int) -> object:
     if rdlength < 3:
         raise _Malformed("short MX record")
     (preference,) = _U16.unpack_from(data, offset)
-    labels, _ = _read_name(data, offset + 2)
-    return MxRecord(preference, name_text(labels))
+    return MxRecord(preference, name_text(_name_rdata(data, offset + 2, rdlength - 2)))
 
 
 def _parse_soa(data: bytes, offset: int, rdlength: int) -> object:
     """The primary nameserver's name: all /readyz needs from the root's SOA."""
-    labels, _ = _read_name(data, offset)
+    labels, end = _read_name(data, offset)
+    if end > offset + rdlength:
+        raise _Malformed("SOA name runs past its record")
     return name_text(labels)
 
 
@@ -249,33 +262,94 @@ _PARSERS: dict[int, Callable[[bytes, int, int], object]] = {
 }
 
 
+def _ttl(value: int) -> int:
+    """RFC 2181 section 8: a TTL with the most significant bit set is read as zero."""
+    return value if value < 0x80000000 else 0
+
+
 def _lower_labels(labels: list[bytes]) -> tuple[bytes, ...]:
     return tuple(label.lower() for label in labels)
 
 
-def _negative_ttl(data: bytes, offset: int, count: int, fallback: int) -> int:
-    """TTL of a negative answer: the SOA's TTL capped by its MINIMUM (RFC 2308 section 5)."""
-    for _ in range(count):
+class TryNext(NamedTuple):
+    """This nameserver failed (SERVFAIL, REFUSED, a referral...): another may do better;
+    ``failure`` is the outcome when none does."""
+
+    failure: TempFail
+
+
+class _Tail(NamedTuple):
+    """What a negative answer needs from the sections after the answer."""
+
+    soa_ttl: int | None  # RFC 2308 section 5: the SOA's TTL capped by its MINIMUM
+    has_ns: bool
+    extended_rcode: int  # the upper 8 bits of the RCODE, from the OPT record (RFC 6891)
+
+
+def _tail(data: bytes, offset: int, nscount: int, arcount: int) -> _Tail:
+    soa_ttl: int | None = None
+    has_ns = False
+    extended = 0
+    for index in range(nscount + arcount):
         offset = _skip_name(data, offset)
         rdtype, _rdclass, ttl, rdlength = _RR_FIXED.unpack_from(data, offset)
         offset += 10
-        if rdtype == TYPE_SOA:
-            rdata_end = offset + rdlength
-            if rdlength < 22 or rdata_end > len(data):
-                raise _Malformed("short SOA record")
-            (minimum,) = _U32.unpack_from(data, rdata_end - 4)
-            return min(ttl, minimum)
-        offset += rdlength
-    return fallback
+        rdata_end = offset + rdlength
+        if rdata_end > len(data):
+            raise _Malformed("record runs past the message")
+        if index < nscount:
+            if rdtype == TYPE_SOA and soa_ttl is None:
+                if rdlength < 22:
+                    raise _Malformed("short SOA record")
+                (minimum,) = _U32.unpack_from(data, rdata_end - 4)
+                soa_ttl = min(_ttl(ttl), _ttl(minimum))
+            has_ns = has_ns or rdtype == TYPE_NS
+        elif rdtype == TYPE_OPT:
+            extended = ttl >> 24
+        offset = rdata_end
+    return _Tail(soa_ttl, has_ns, extended)
+
+
+def _negative(
+    kind: NotFoundKind, data: bytes, offset: int, counts: tuple[int, int], fallback_ttl: int
+) -> NotFound | TryNext:
+    tail = _tail(data, offset, *counts)
+    if tail.extended_rcode:
+        # RFC 6891 section 6.1.3: the real RCODE is not NOERROR or NXDOMAIN (BADVERS...).
+        low = RCODE_NXDOMAIN if kind is NotFoundKind.NXDOMAIN else RCODE_NOERROR
+        rcode = tail.extended_rcode << 4 | low
+        return TryNext(TempFail(FailureKind.MALFORMED, f"extended rcode {rcode}"))
+    if kind is NotFoundKind.NODATA and tail.soa_ttl is None and tail.has_ns:
+        # RFC 2308 section 2.2: NS records and no SOA make a referral, not NODATA: this
+        # server does not recurse for us (an authoritative or lame one).
+        return TryNext(TempFail(FailureKind.REFUSED, "referral: the nameserver does not recurse"))
+    return NotFound(kind, fallback_ttl if tail.soa_ttl is None else tail.soa_ttl)
+
+
+def _skip_records(data: bytes, offset: int, count: int) -> int:
+    for _ in range(count):
+        offset = _skip_name(data, offset)
+        offset += 10 + _RR_FIXED.unpack_from(data, offset)[3]
+    return offset
+
+
+# RFC 1035 section 4.1.1; SERVFAIL, REFUSED, FORMERR, NOTIMP and the rest: this server
+# could not or would not answer, another may (RFC 1034 section 5.3.3).
+_RCODE_FAILURES = {
+    RCODE_SERVFAIL: TempFail(FailureKind.SERVFAIL, "SERVFAIL"),
+    RCODE_REFUSED: TempFail(FailureKind.REFUSED, "REFUSED"),
+    RCODE_FORMERR: TempFail(FailureKind.MALFORMED, "FORMERR"),
+    RCODE_NOTIMP: TempFail(FailureKind.MALFORMED, "NOTIMP"),
+}
 
 
 def classify(
     data: bytes, query_id: int, question_wire: bytes, rdtype: int, negative_ttl: int
-) -> Outcome | Verdict:
+) -> Outcome | Verdict | TryNext:
     """The outcome of one response to our query, or why it is not one yet."""
     if len(data) < 12:
         return Verdict.NOT_OURS
-    rid, flags, qdcount, ancount, nscount, _arcount = _HEADER.unpack_from(data)
+    rid, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
     qlen = len(question_wire)
     if (
         rid != query_id
@@ -290,94 +364,95 @@ def classify(
     rcode = flags & 0x000F
     try:
         if rcode == RCODE_NOERROR:
-            return _answer(data, 12 + qlen, ancount, nscount, question_wire, rdtype, negative_ttl)
+            return _answer(data, 12 + qlen, ancount, (nscount, arcount), rdtype, negative_ttl)
         if rcode == RCODE_NXDOMAIN:
-            offset = 12 + qlen
-            for _ in range(ancount):  # a CNAME chain that ends in a missing name
-                offset = _skip_name(data, offset)
-                offset += 10 + _RR_FIXED.unpack_from(data, offset)[3]
-            ttl = _negative_ttl(data, offset, nscount, negative_ttl)
-            return NotFound(NotFoundKind.NXDOMAIN, ttl)
+            # The answer may hold a CNAME chain that ends in the missing name.
+            offset = _skip_records(data, 12 + qlen, ancount)
+            return _negative(NotFoundKind.NXDOMAIN, data, offset, (nscount, arcount), negative_ttl)
     except Exception as error:  # any surprise in a hostile packet is a failure, never a crash
         return TempFail(FailureKind.MALFORMED, f"unparsable response: {error!r}"[:200])
-    if rcode in (RCODE_SERVFAIL, RCODE_REFUSED):
-        return Verdict.TRY_NEXT
-    if rcode == RCODE_YXDOMAIN:
+    if rcode == RCODE_YXDOMAIN:  # RFC 6672 section 2.2: a DNAME made the name too long
         return TempFail(FailureKind.MALFORMED, "YXDOMAIN")
-    return TempFail(FailureKind.MALFORMED, f"rcode {rcode}")
+    return TryNext(_RCODE_FAILURES.get(rcode) or TempFail(FailureKind.MALFORMED, f"rcode {rcode}"))
 
 
-def failure_for_rcode(data: bytes) -> TempFail:
-    """SERVFAIL or REFUSED from the last nameserver asked."""
-    rcode = _HEADER.unpack_from(data)[1] & 0x000F
-    if rcode == RCODE_REFUSED:
-        return TempFail(FailureKind.REFUSED, "REFUSED")
-    return TempFail(FailureKind.SERVFAIL, "SERVFAIL")
+# Resolvers give up on longer chains (BIND after 16 links); so do we, before a
+# hostile 64 KiB reply of thousands of links costs the loop any time.
+MAX_CNAME_LINKS = 16
+
+# One answer record: its owner (None: a pointer to the question's name, the usual
+# case), type (-1 when not class IN), TTL, and where its RDATA is.
+_Record = tuple[tuple[bytes, ...] | None, int, int, int, int]
 
 
 def _answer(
     data: bytes,
     offset: int,
     ancount: int,
-    nscount: int,
-    question_wire: bytes,
+    counts: tuple[int, int],
     rdtype: int,
     negative_ttl: int,
-) -> Outcome:
+) -> Outcome | TryNext:
     parse = _PARSERS[rdtype]
-    owner: tuple[bytes, ...] | None = None  # None: still the query name (fast path)
-    qname: tuple[bytes, ...] | None = None  # the query name's labels, read when needed
-    chain: list[tuple[bytes, ...]] | None = None  # the names a CNAME chain went through
-    records: list[object] = []
-    ttl = 0x7FFFFFFF
-    other = False
-    looped = False
+    records: list[_Record] = []
     for _ in range(ancount):
-        if data[offset : offset + 2] == b"\xc0\x0c":  # the usual pointer to the question
+        owner: tuple[bytes, ...] | None = None
+        if data[offset : offset + 2] == b"\xc0\x0c":
             offset += 2
-            if owner is None:
-                is_owner = True
-            else:
-                qname = qname or _lower_labels(_read_name(data, 12)[0])
-                is_owner = owner == qname
         else:
             labels, offset = _read_name(data, offset)
-            lowered = _lower_labels(labels)
-            if owner is None:
-                qname = qname or _lower_labels(_read_name(data, 12)[0])
-                is_owner = lowered == qname
-            else:
-                is_owner = lowered == owner
+            owner = _lower_labels(labels)
         rr_type, rr_class, rr_ttl, rdlength = _RR_FIXED.unpack_from(data, offset)
         offset += 10
         if offset + rdlength > len(data):
             raise _Malformed("record runs past the message")
-        if is_owner and rr_class == CLASS_IN:
-            if rr_type == rdtype:
-                records.append(parse(data, offset, rdlength))
-                ttl = min(ttl, rr_ttl)
-            elif rr_type == TYPE_CNAME:
-                target, _ = _read_name(data, offset)
-                qname = qname or _lower_labels(_read_name(data, 12)[0])
-                chain = chain or [qname]
-                owner = _lower_labels(target)  # follow the chain, in order
-                looped = looped or owner in chain
-                chain.append(owner)
-                ttl = min(ttl, rr_ttl)
-            else:
-                other = True
-        else:
-            other = True
+        records.append((owner, rr_type if rr_class == CLASS_IN else -1, rr_ttl, offset, rdlength))
         offset += rdlength
-    if records:
-        return Answer(tuple(records), int(ttl))
-    if looped:
-        # A chain that comes back to a name it passed has no end to hold data. RFC 1034
-        # section 3.6.2: "CNAME loops [are] signalled as an error" (resolvers answer
-        # SERVFAIL), so a failure, not a NODATA that would be cached and scored.
-        return TempFail(FailureKind.MALFORMED, "CNAME loop")
-    if other:
-        # Records, but not for what we asked: a broken or spoofed answer is a
-        # failure, never a "does not exist" that would be scored.
-        return TempFail(FailureKind.MALFORMED, "answer does not match the question")
-    return NotFound(NotFoundKind.NODATA, _negative_ttl(data, offset, nscount, negative_ttl))
+    if records and all(r[0] is None and r[1] == rdtype for r in records):  # the usual answer
+        values = tuple(parse(data, start, length) for _, _, _, start, length in records)
+        return Answer(values, _ttl(min(r[2] for r in records)))
+    return _follow_chain(data, records, rdtype, parse) or _negative(
+        NotFoundKind.NODATA, data, offset, counts, negative_ttl
+    )
+
+
+def _follow_chain(
+    data: bytes, records: list[_Record], rdtype: int, parse: Callable[[bytes, int, int], object]
+) -> Answer[object] | TempFail | None:
+    """The records of the asked type at the end of the CNAME chain from the question's
+    name, in whatever order the answer lists them; a failure for a chain that loops or
+    for records that answer something else; None when the chain ends without data."""
+    qname = _lower_labels(_read_name(data, 12)[0])
+    owned = [(qname if r[0] is None else r[0], *r[1:]) for r in records]
+    name, chain, ttl = qname, {qname}, 0x7FFFFFFF
+    while True:
+        here = [r for r in owned if r[0] == name]
+        found = [r for r in here if r[1] == rdtype]
+        if found:
+            values = tuple(parse(data, start, length) for _, _, _, start, length in found)
+            return Answer(values, min(ttl, *(_ttl(r[2]) for r in found)))
+        aliases = [r for r in here if r[1] == TYPE_CNAME]
+        if not aliases:
+            break
+        if len(aliases) > 1:
+            raise _Malformed("several CNAMEs for one name")
+        _, _, alias_ttl, start, length = aliases[0]
+        name = _lower_labels(_name_rdata(data, start, length))
+        ttl = min(ttl, _ttl(alias_ttl))
+        if name in chain:
+            # RFC 1034 section 3.6.2: "CNAME loops [are] signalled as an error"
+            # (resolvers answer SERVFAIL): a failure, not a NODATA to cache and score.
+            return TempFail(FailureKind.MALFORMED, "CNAME loop")
+        if len(chain) > MAX_CNAME_LINKS:
+            return TempFail(FailureKind.MALFORMED, f"CNAME chain of over {MAX_CNAME_LINKS} links")
+        chain.add(name)
+    # A DNAME comes with the CNAME it synthesised (RFC 6672 section 3.4): one without
+    # is as unexplained as any record off the chain.
+    followed = len(chain) > 1
+    for owner, rr_type, *_ in owned:
+        on_chain = rr_type == TYPE_CNAME and owner in chain
+        if not (on_chain or (rr_type == TYPE_DNAME and followed)):
+            # Records, but not for what we asked: a broken or spoofed answer is a
+            # failure, never a "does not exist" that would be scored.
+            return TempFail(FailureKind.MALFORMED, "answer does not match the question")
+    return None

@@ -21,7 +21,9 @@ class FaultyDns:
     ``garbage``: bytes that are not a DNS message; ``truncated``: TC bit, no answer
     (and no TCP listener to retry on); ``late-truncated``: the same after ``delay``
     seconds; ``slow``: a valid NXDOMAIN after ``delay``
-    seconds; ``mismatch``: an answer whose records are of another type and name.
+    seconds; ``mismatch``: an answer whose records are of another type and name;
+    ``referral``: no answer, NS records in authority and no SOA (a server that does
+    not recurse); any other mode names the rcode to answer (``formerr``, ``notimp``).
     """
 
     def __init__(self, mode: str, delay: float = 2.0) -> None:
@@ -58,6 +60,10 @@ class FaultyDns:
         elif self.mode == "mismatch":
             response.answer.append(
                 dns.rrset.from_text("other.example.", 60, "IN", "TXT", '"not what you asked"')
+            )
+        elif self.mode == "referral":
+            response.authority.append(
+                dns.rrset.from_text("example.", 60, "IN", "NS", "ns.example.")
             )
         else:
             response.set_rcode(dns.rcode.from_text(self.mode.upper()))
