@@ -1,5 +1,5 @@
 import sys
 
-from scorer.cli import main
+from scorer.launch import main
 
 sys.exit(main())

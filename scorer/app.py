@@ -15,6 +15,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from scorer.config import Config, ConfigError
+from scorer.hangup import take_deferred_hangup
 from scorer.metrics import Metrics
 from scorer.pipeline import Pipeline
 from scorer.protocol import (
@@ -27,7 +28,6 @@ from scorer.protocol import (
     wants_msgpack,
 )
 from scorer.requestlog import configure_logging, log_check
-from scorer.workers import take_deferred_hangup
 
 log = logging.getLogger("rdns_scorer")
 

@@ -20,6 +20,7 @@ from scorer.config import (
 )
 from scorer.dns.outcomes import Answer
 from scorer.generic.cli import run_generic
+from scorer.hangup import defer_hangups
 from scorer.integrations import rspamd as rspamd_integration
 from scorer.integrations import spamassassin
 from scorer.pipeline import Pipeline
@@ -51,9 +52,9 @@ def _worker_count(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from scorer.workers import defer_hangups, listen_failure, serve  # late: `check` needs none
+    from scorer.workers import listen_failure, serve  # late: `check` needs none
 
-    defer_hangups()  # before the config is read: a reload asked now is not lost
+    defer_hangups()  # scorer.launch did already; main() may also be called directly
     config = _config(args, listen=args.listen)
     host, port = parse_listen(config.server.listen)
     try:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from scorer.config import Config, ConfigError
+from scorer.hangup import defer_hangups, take_deferred_hangup
 
 log = logging.getLogger("rdns_scorer")
 
@@ -34,35 +35,6 @@ SUPERVISED = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, sign
 QUICK_DEATH_SECONDS = 2.0
 MAX_QUICK_DEATHS = 5
 STOP_GRACE_SECONDS = 10.0
-
-
-_hangup_pending = False
-
-
-def defer_hangups() -> None:
-    """Until the app takes SIGHUP over, remember a reload request instead of dying of it.
-
-    SIGHUP's default action ends the process, and systemd counts that as a clean
-    exit (``Restart=on-failure`` leaves it down): a ``systemctl reload`` in the
-    second a start takes would leave mail unscored. The app runs the reload it
-    missed once its own handler is in place (``take_deferred_hangup``).
-    """
-
-    def remember(_signum: int, _frame: object) -> None:
-        global _hangup_pending
-        _hangup_pending = True
-
-    global _hangup_pending
-    # A fresh start: a worker forked from a parent that saw one must not inherit it.
-    _hangup_pending = False
-    signal.signal(signal.SIGHUP, remember)
-
-
-def take_deferred_hangup() -> bool:
-    """Whether a SIGHUP came before the app handled the signal (and forget it)."""
-    global _hangup_pending
-    pending, _hangup_pending = _hangup_pending, False
-    return pending
 
 
 def listen_failure(error: OSError, host: str, port: int) -> str | None:
@@ -143,8 +115,10 @@ class Supervisor:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISED)
                 for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1):
                     signal.signal(signum, signal.SIG_DFL)
-                # A reload forwarded while we start must not kill us (nor get lost).
+                # A reload forwarded while we start must not kill us (nor get lost);
+                # one the parent noted before forking is not ours: we read the config now.
                 defer_hangups()
+                take_deferred_hangup()
                 try:
                     config = self._loader()
                 except ConfigError as error:
