@@ -5,7 +5,8 @@ With ``workers > 1`` the parent forks N workers, each binding ``listen`` with
 supervises: it restarts a worker that dies, passes ``SIGHUP`` (reload) and
 ``SIGTERM``/``SIGINT`` (shutdown) on to every worker, and when one worker was
 reloaded through ``POST /v1/reload`` (it sends the parent ``SIGUSR1``) reloads
-the others. Each worker has its own caches and its own ``/metrics``.
+the others. It keeps the last config that loaded, for the workers it starts to
+fall back on. Each worker has its own caches and its own ``/metrics``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from aiohttp import web
 
 from scorer.config import Config, ConfigError
 from scorer.hangup import defer_hangups, take_deferred_hangup
+from scorer.requestlog import configure_logging
 
 log = logging.getLogger("rdns_scorer")
 
@@ -67,14 +69,18 @@ def run_worker(
     port: int,
     reuse_port: bool = False,
     peer_reload: Callable[[], None] | None = None,
+    stale_config: bool = False,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, in this process."""
-    from scorer.app import create_app  # imported late: `check` needs no server code
+    """Serve until SIGTERM/SIGINT, in this process. ``stale_config``: the config file
+    failed to load and ``config`` is the last good one (reported as a failed reload)."""
+    from scorer.app import SERVICE_KEY, create_app  # late: `check` needs no server code
     from scorer.gctuning import keep_full_collections_short
     from scorer.names import public_suffix_list
 
     loop = new_event_loop(config.server.event_loop)
     app = create_app(config, loader, peer_reload=peer_reload)
+    if stale_config:
+        app[SERVICE_KEY].metrics.record_reload(success=False)
     public_suffix_list()  # built now (~0.1 s), not on the first message
     keep_full_collections_short()
     web.run_app(
@@ -119,11 +125,13 @@ class Supervisor:
                 # one the parent noted before forking is not ours: we read the config now.
                 defer_hangups()
                 take_deferred_hangup()
+                stale = False
                 try:
                     config = self._loader()
                 except ConfigError as error:
                     log.error("worker: config reload failed, using the last good one: %s", error)
-                    config = self._config
+                    config, stale = self._config, True
+                configure_logging(config.server.log_format, config.server.log_requests)
                 run_worker(
                     config,
                     self._loader,
@@ -131,6 +139,7 @@ class Supervisor:
                     self._port,
                     reuse_port=True,
                     peer_reload=_ask_parent_to_reload_peers,
+                    stale_config=stale,
                 )
                 code = 0
             except OSError as error:
@@ -145,6 +154,12 @@ class Supervisor:
                 sys.stderr.flush()
                 os._exit(code)
         self._children[pid] = time.monotonic()
+
+    def _reload(self) -> None:
+        """Keep the last good config for the workers started from now on (one that
+        replaces a dead worker falls back to it when the file no longer loads)."""
+        with contextlib.suppress(ConfigError):  # the workers log and count the failure
+            self._config = self._loader()
 
     def _signal_all(self, signum: int, skip: int = 0) -> None:
         for pid in list(self._children):
@@ -187,8 +202,10 @@ class Supervisor:
             if info is not None:
                 signum = info.si_signo
                 if signum == signal.SIGHUP:
+                    self._reload()
                     self._signal_all(signal.SIGHUP)
                 elif signum == signal.SIGUSR1 and info.si_pid in self._children:
+                    self._reload()
                     self._signal_all(signal.SIGHUP, skip=info.si_pid)
                 elif signum in (signal.SIGTERM, signal.SIGINT) and not self._stopping:
                     self._stopping = True

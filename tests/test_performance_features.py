@@ -158,6 +158,14 @@ def workers(unbound: Unbound) -> Iterator[tuple[subprocess.Popen[bytes], int, Pa
             process.wait()
 
 
+def _metric(metrics_text: str, name: str) -> float | None:
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    return None
+
+
 def _checks_served(metrics_text: str) -> float:
     for family in text_string_to_metric_families(metrics_text):
         for sample in family.samples:
@@ -204,7 +212,10 @@ def test_workers_reload_on_sighup_and_come_back(
         time.sleep(0.1)
     else:
         pytest.fail("not every worker reloaded")
-    # A worker that dies is replaced, with the current config.
+    # A worker that dies is replaced, with the last config that loaded: here the file
+    # is broken by then. (Regression: the replacement went back to the config the
+    # service had started with, 5.0, and said nothing in its metrics.)
+    config_path.write_text("[weights]\nRL_NO_SUCH_SYMBOL = 1\n")
     victim = _children(process.pid)[0]
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 10
@@ -217,3 +228,9 @@ def test_workers_reload_on_sighup_and_come_back(
         pytest.fail("the dead worker was not replaced")
     time.sleep(0.5)
     assert all(_score(port) == 1.25 for _ in range(20))
+    for _ in range(40):  # fresh connections: the replacement answers some
+        _status, text = _get(port, "GET", "/metrics")
+        if _metric(text.decode(), "rdns_scorer_config_last_reload_successful") == 0.0:
+            break
+    else:
+        pytest.fail("the replacement did not report the config it could not load")
