@@ -73,7 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else config.server.workers
     resolvers = ", ".join(config.dns.nameservers) or "from /etc/resolv.conf"
     logging.getLogger("rdns_scorer").info(
-        "rdns-scorer %s listening on %s:%d (%d worker%s), resolvers: %s, token: %s",
+        "rdns-scorer %s starting on %s:%d (%d worker%s), resolvers: %s, token: %s",
         __version__, host, port, workers, "" if workers == 1 else "s", resolvers,
         "required" if config.server.token else "none",
     )  # fmt: skip

@@ -17,6 +17,7 @@ import errno
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -37,6 +38,7 @@ SUPERVISED = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, sign
 QUICK_DEATH_SECONDS = 2.0
 MAX_QUICK_DEATHS = 5
 STOP_GRACE_SECONDS = 10.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def listen_failure(error: OSError, host: str, port: int) -> str | None:
@@ -60,6 +62,45 @@ def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
         else:
             return uvloop.new_event_loop()
     return asyncio.new_event_loop()
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise OSError (EADDRINUSE) when something listens on ``host:port`` already.
+
+    Workers bind with SO_REUSEPORT, which lets any process of the same user join a
+    port: a second ``serve --workers N`` (or the orphaned workers of a killed one)
+    would silently share it. A bind without SO_REUSEPORT fails while any listener
+    is there, so one is tried, and closed, before the workers start.
+    """
+    for family, kind, proto, _name, address in socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            probe.bind(address)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel for SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG), so a
+    killed supervisor leaves no workers serving unsupervised on the port."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the request was in place
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def exit_description(status: int) -> str:
+    """``waitpid``'s raw status in words: "exit code 1", "killed by SIGKILL"."""
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 def run_worker(
@@ -87,7 +128,8 @@ def run_worker(
         app,
         host=host,
         port=port,
-        print=None,
+        # Called once the socket is bound: "listening" is then true.
+        print=lambda _banner: log.info("listening on %s:%d (pid %d)", host, port, os.getpid()),
         access_log=None,
         reuse_port=reuse_port or None,
         loop=loop,
@@ -114,6 +156,7 @@ class Supervisor:
         self._quick_deaths = 0
 
     def _spawn(self) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
@@ -121,6 +164,7 @@ class Supervisor:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISED)
                 for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1):
                     signal.signal(signum, signal.SIG_DFL)
+                _die_with_parent(parent)
                 # A reload forwarded while we start must not kill us (nor get lost);
                 # one the parent noted before forking is not ours: we read the config now.
                 defer_hangups()
@@ -179,7 +223,7 @@ class Supervisor:
             started = self._children.pop(pid, None)
             if started is None or self._stopping:
                 continue
-            log.error("worker %d exited (status %d); starting a new one", pid, status)
+            log.error("worker %d exited (%s); starting a new one", pid, exit_description(status))
             if time.monotonic() - started < QUICK_DEATH_SECONDS:
                 self._quick_deaths += 1
                 time.sleep(min(self._quick_deaths, 5) * 0.2)
@@ -193,6 +237,7 @@ class Supervisor:
             self._spawn()
 
     def run(self) -> int:
+        ensure_port_free(self._host, self._port)
         signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISED)
         for _ in range(self._workers):
             self._spawn()

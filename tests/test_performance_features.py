@@ -22,6 +22,7 @@ from scorer.pipeline import Pipeline
 from scorer.protocol import parse_request
 from tests import world
 from tests.support.ports import free_port, wait_for_port
+from tests.support.processes import children
 from tests.support.unbound import Unbound
 
 
@@ -108,13 +109,6 @@ async def test_reload_starts_with_an_empty_reply_cache(unbound: Unbound) -> None
 # --- serve --workers N ------------------------------------------------------------
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        found += [int(p) for p in (task / "children").read_text().split()]
-    return found
-
-
 def _get(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
     """A fresh connection per request, so the kernel may pick any worker."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -145,7 +139,7 @@ def workers(unbound: Unbound) -> Iterator[tuple[subprocess.Popen[bytes], int, Pa
     try:
         wait_for_port(port)
         deadline = time.monotonic() + 10
-        while len(_children(process.pid)) < 2 and time.monotonic() < deadline:
+        while len(children(process.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)  # both workers bound
         yield process, port, config
@@ -186,7 +180,7 @@ def _score(port: int) -> float:
 
 def test_workers_all_answer(workers: tuple[subprocess.Popen[bytes], int, Path]) -> None:
     process, port, _config_path = workers
-    pids = _children(process.pid)
+    pids = children(process.pid)
     assert len(pids) == 2 and all(Path(f"/proc/{p}").exists() for p in pids)
     for _ in range(40):
         assert _score(port) == 5.0
@@ -216,12 +210,12 @@ def test_workers_reload_on_sighup_and_come_back(
     # is broken by then. (Regression: the replacement went back to the config the
     # service had started with, 5.0, and said nothing in its metrics.)
     config_path.write_text("[weights]\nRL_NO_SUCH_SYMBOL = 1\n")
-    victim = _children(process.pid)[0]
+    victim = children(process.pid)[0]
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        children = _children(process.pid)
-        if len(children) == 2 and victim not in children:
+        alive = children(process.pid)
+        if len(alive) == 2 and victim not in alive:
             break
         time.sleep(0.05)
     else:

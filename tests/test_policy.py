@@ -24,6 +24,7 @@ from tests.conftest import make_config
 from tests.helpers import symbols_for
 from tests.support.fakedns import FaultyDns
 from tests.support.ports import free_port, tcp_listener, wait_for_port
+from tests.support.processes import children
 from tests.support.service import ScorerProcess
 from tests.support.unbound import Unbound
 
@@ -404,6 +405,48 @@ def test_a_port_in_use_is_one_clear_line_not_a_traceback(workers: str) -> None:
     assert process.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in err
     assert "Traceback" not in err
+    assert "listening on" not in err  # only said once the socket is bound
+
+
+def test_a_second_instance_with_workers_does_not_join_the_port(unbound: Unbound) -> None:
+    """Regression: workers bind with SO_REUSEPORT, so a second `serve --workers 2` on the
+    same port started without a word and shared the traffic (four pids answering)."""
+    port = free_port()
+    listen = ("--listen", f"127.0.0.1:{port}", "--nameserver", unbound.nameserver)
+    first = _serve(*listen, "--workers", "2")
+    try:
+        wait_for_port(port)
+        second = _serve(*listen, "--workers", "2")
+        _out, err = second.communicate(timeout=60)
+        assert second.returncode == 2
+        assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in err
+    finally:
+        first.terminate()
+        _out, err = first.communicate(timeout=30)
+    assert err.count(f"listening on 127.0.0.1:{port}") == 2  # one line per worker
+
+
+def test_workers_do_not_outlive_a_killed_parent(unbound: Unbound) -> None:
+    """Regression: after a SIGKILL of the parent its workers served on, unsupervised."""
+    port = free_port()
+    parent = _serve(
+        "--listen", f"127.0.0.1:{port}", "--workers", "2", "--nameserver", unbound.nameserver
+    )
+    try:
+        wait_for_port(port)
+        deadline = time.monotonic() + 10
+        while len(workers := children(parent.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers) == 2
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    finally:
+        parent.kill()
+        parent.communicate(timeout=10)
 
 
 def test_public_bind_without_token_is_refused(tmp_path: Path) -> None:
@@ -451,7 +494,7 @@ def test_sighup_while_starting_is_a_reload_not_a_kill(unbound: Unbound, tmp_path
     try:
         assert process.stderr is not None
         for line in process.stderr:  # logged after the config is read, before the app runs
-            if "listening on" in line:
+            if "starting on" in line:
                 break
         path.write_text("[weights]\nRL_PTR_MISSING = 7.5\n")
         process.send_signal(signal.SIGHUP)

@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 
 def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
@@ -47,3 +48,11 @@ def wait_for_http(
         time.sleep(0.05)
     stop_process(process)
     raise TimeoutError(f"{url} not ready after {timeout}s:\n{log()}")
+
+
+def children(pid: int) -> list[int]:
+    """The pids of ``pid``'s child processes (from /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
