@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,6 +28,7 @@ from scorer.protocol import (
     wants_msgpack,
 )
 from scorer.requestlog import configure_logging, log_check
+from scorer.workermetrics import SNAPSHOT_SECONDS, WorkerMetrics
 
 log = logging.getLogger("rdns_scorer")
 
@@ -43,8 +44,11 @@ class Service:
         config: Config,
         loader: ConfigLoader | None = None,
         peer_reload: Callable[[], None] | None = None,
+        shared_metrics: WorkerMetrics | None = None,
     ) -> None:
         self.metrics = Metrics()
+        # With several workers: /metrics shows them all (scorer.workermetrics).
+        self.shared_metrics = shared_metrics
         self.pipeline = self._build(config, previous=None)
         self._loader = loader
         self.in_flight = 0
@@ -191,8 +195,11 @@ async def reload_config(request: web.Request) -> web.Response:
         status = service.reload("POST /v1/reload")
     except ConfigError as error:
         return web.json_response({"error": str(error), "field": "config"}, status=422)
-    if service.peer_reload is not None:
-        service.peer_reload()
+    finally:
+        # The other workers too, even when it failed: each then reports the rejected
+        # config in its own metrics, not just the one that happened to get the request.
+        if service.peer_reload is not None:
+            service.peer_reload()
     return web.json_response({"status": status})
 
 
@@ -211,8 +218,37 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[SERVICE_KEY].metrics.registry)
+    service = request.app[SERVICE_KEY]
+    registry = service.metrics.registry
+    if service.shared_metrics is None:
+        body = generate_latest(registry)
+    else:
+        body = service.shared_metrics.render(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _share_metrics(app: web.Application) -> AsyncIterator[None]:
+    """Keep this worker's metrics snapshot fresh for the others' scrapes."""
+    service = app[SERVICE_KEY]
+    shared = service.shared_metrics
+    assert shared is not None
+    loop = asyncio.get_running_loop()
+    timer: asyncio.TimerHandle | None = None
+
+    def snapshot() -> None:
+        nonlocal timer
+        try:
+            shared.snapshot(service.metrics.registry)
+        except OSError as error:  # a full /dev/shm must not stop the checks
+            log.error("cannot write the metrics snapshot: %s", error)
+        timer = loop.call_later(SNAPSHOT_SECONDS, snapshot)
+
+    snapshot()
+    yield
+    if timer is not None:
+        timer.cancel()
+    with contextlib.suppress(OSError):
+        shared.snapshot(service.metrics.registry)  # what this worker counted last
 
 
 def counted(endpoint: str, handler: Handler, metrics: Metrics) -> Handler:
@@ -251,10 +287,13 @@ def create_app(
     config: Config,
     loader: ConfigLoader | None = None,
     peer_reload: Callable[[], None] | None = None,
+    shared_metrics: WorkerMetrics | None = None,
 ) -> web.Application:
     # client_max_size makes aiohttp itself refuse bigger bodies, even chunked ones.
     app = web.Application(client_max_size=config.server.max_body_bytes)
-    service = app[SERVICE_KEY] = Service(config, loader, peer_reload)
+    service = app[SERVICE_KEY] = Service(config, loader, peer_reload, shared_metrics)
+    if shared_metrics is not None:
+        app.cleanup_ctx.append(_share_metrics)
     routes: list[tuple[str, str, Handler]] = [
         ("POST", "/v1/check", check),
         ("POST", "/v1/reload", reload_config),

@@ -6,7 +6,8 @@ supervises: it restarts a worker that dies, passes ``SIGHUP`` (reload) and
 ``SIGTERM``/``SIGINT`` (shutdown) on to every worker, and when one worker was
 reloaded through ``POST /v1/reload`` (it sends the parent ``SIGUSR1``) reloads
 the others. It keeps the last config that loaded, for the workers it starts to
-fall back on. Each worker has its own caches and its own ``/metrics``.
+fall back on. Each worker has its own caches; ``/metrics`` shows all workers
+together (scorer.workermetrics).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 
 from scorer.config import Config, ConfigError
 from scorer.hangup import defer_hangups, take_deferred_hangup
 from scorer.requestlog import configure_logging
+from scorer.workermetrics import WorkerMetrics, make_directory, remove_directory, retire
 
 log = logging.getLogger("rdns_scorer")
 
@@ -111,6 +114,7 @@ def run_worker(
     reuse_port: bool = False,
     peer_reload: Callable[[], None] | None = None,
     stale_config: bool = False,
+    metrics_directory: Path | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, in this process. ``stale_config``: the config file
     failed to load and ``config`` is the last good one (reported as a failed reload)."""
@@ -119,7 +123,8 @@ def run_worker(
     from scorer.names import public_suffix_list
 
     loop = new_event_loop(config.server.event_loop)
-    app = create_app(config, loader, peer_reload=peer_reload)
+    shared = WorkerMetrics(metrics_directory) if metrics_directory is not None else None
+    app = create_app(config, loader, peer_reload=peer_reload, shared_metrics=shared)
     if stale_config:
         app[SERVICE_KEY].metrics.record_reload(success=False)
     public_suffix_list()  # built now (~0.1 s), not on the first message
@@ -154,6 +159,7 @@ class Supervisor:
         self._children: dict[int, float] = {}  # pid -> start time
         self._stopping = False
         self._quick_deaths = 0
+        self._metrics_directory: Path | None = None
 
     def _spawn(self) -> None:
         parent = os.getpid()
@@ -184,6 +190,7 @@ class Supervisor:
                     reuse_port=True,
                     peer_reload=_ask_parent_to_reload_peers,
                     stale_config=stale,
+                    metrics_directory=self._metrics_directory,
                 )
                 code = 0
             except OSError as error:
@@ -221,6 +228,8 @@ class Supervisor:
             if pid == 0:
                 return
             started = self._children.pop(pid, None)
+            if self._metrics_directory is not None:
+                retire(self._metrics_directory, pid)
             if started is None or self._stopping:
                 continue
             log.error("worker %d exited (%s); starting a new one", pid, exit_description(status))
@@ -238,6 +247,17 @@ class Supervisor:
 
     def run(self) -> int:
         ensure_port_free(self._host, self._port)
+        self._metrics_directory = make_directory()
+        if self._metrics_directory is None:
+            log.error("no directory for the workers' metrics: each /metrics shows one worker")
+        try:
+            return self._supervise()
+        finally:
+            if self._metrics_directory is not None:
+                with contextlib.suppress(OSError):
+                    remove_directory(self._metrics_directory)
+
+    def _supervise(self) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISED)
         for _ in range(self._workers):
             self._spawn()

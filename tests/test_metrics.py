@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import generate_latest
@@ -10,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scorer.metrics import Metrics
 from scorer.protocol import CheckReply, SymbolResult, parse_request
 from scorer.symbols import SYMBOLS, Family
+from scorer.workermetrics import WorkerMetrics, retire
 from tests import world
 
 
@@ -86,3 +88,34 @@ def test_every_service_symbol_series_exists_and_no_plugin_one() -> None:
         dict(labels)["symbol"] for name, labels in samples if name == "rdns_scorer_symbols_total"
     }
     assert exported == {s.name for s in SYMBOLS.values() if s.family is not Family.PLUGIN}
+
+
+def test_workers_metrics_add_up_and_a_dead_workers_gauges_drop_out(tmp_path: Path) -> None:
+    first, second, dead = Metrics(), Metrics(), Metrics()
+    for index, metrics in enumerate((first, second, dead), 1):
+        for _ in range(index):
+            metrics.count_request("/v1/check", 200)
+            metrics.latency.observe(0.002)
+        metrics.in_flight.set(index)
+    second.record_reload(success=False)
+    WorkerMetrics(tmp_path, pid=3).snapshot(dead.registry)
+    retire(tmp_path, 3)
+    WorkerMetrics(tmp_path, pid=2).snapshot(second.registry)
+    merged = _samples(WorkerMetrics(tmp_path, pid=1).render(first.registry).decode())
+    check = (("endpoint", "/v1/check"), ("status", "200"))
+    assert merged["rdns_scorer_requests_total", check] == 1 + 2 + 3  # the dead one's too
+    assert merged["rdns_scorer_request_duration_seconds_count", ()] == 6
+    assert merged["rdns_scorer_request_duration_seconds_bucket", (("le", "0.0025"),)] == 6
+    assert merged["rdns_scorer_requests_in_flight", ()] == 1 + 2  # live workers only
+    assert merged["rdns_scorer_config_last_reload_successful", ()] == 0  # the lowest
+    assert merged["rdns_scorer_config_reloads_total", (("result", "failure"),)] == 1
+    build = [key for key in merged if key[0] == "rdns_scorer_build_info"]
+    assert len(build) == 1 and merged[build[0]] == 1.0  # the same on every worker: once
+    # The merged exposition has the single worker's families, no more, no fewer.
+    alone = {name for name, _labels in _samples(generate_latest(first.registry).decode())}
+    assert {name for name, _labels in merged} == alone
+
+
+def test_a_worker_that_died_before_its_first_snapshot_is_no_error(tmp_path: Path) -> None:
+    retire(tmp_path, 12345)
+    assert list(tmp_path.iterdir()) == []

@@ -20,6 +20,7 @@ from scorer.app import Service
 from scorer.config import Config, config_from_mapping
 from scorer.pipeline import Pipeline
 from scorer.protocol import parse_request
+from scorer.workermetrics import SNAPSHOT_SECONDS
 from tests import world
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import children
@@ -187,10 +188,24 @@ def test_workers_all_answer(workers: tuple[subprocess.Popen[bytes], int, Path]) 
     # 40 fresh connections reach both workers (all on one: a chance of 2**-39).
     served_by = {json.loads(_get(port, "GET", "/healthz")[1])["pid"] for _ in range(40)}
     assert served_by == set(pids)
-    # /metrics is per worker: a scrape shows one worker's share of the 40 checks.
-    # (Regression: this asserted two *distinct* counts, which failed at 20 + 20.)
-    seen = {_checks_served(_get(port, "GET", "/metrics")[1].decode()) for _ in range(40)}
-    assert all(0 < count < 40 for count in seen), seen
+    # /metrics shows every worker, whichever answers: the totals only ever grow (a
+    # drop would read as a counter reset), and once the snapshots are written (every
+    # second) every scrape has all 40. (Regression: each scrape showed the share of
+    # the worker it reached, and Prometheus, which keeps its connection, saw 1/N.)
+    seen = [_checks_served(_get(port, "GET", "/metrics")[1].decode()) for _ in range(40)]
+    assert seen == sorted(seen) and seen[-1] <= 40, seen
+    time.sleep(SNAPSHOT_SECONDS + 0.3)
+    seen = [_checks_served(_get(port, "GET", "/metrics")[1].decode()) for _ in range(20)]
+    assert seen == [40.0] * 20
+    # A worker that dies keeps its counts in the totals.
+    os.kill(pids[0], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pids[0] in children(process.pid) or len(children(process.pid)) < 2:
+        assert time.monotonic() < deadline, "the dead worker was not replaced"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    seen = [_checks_served(_get(port, "GET", "/metrics")[1].decode()) for _ in range(20)]
+    assert seen == [40.0] * 20
 
 
 def test_workers_reload_on_sighup_and_come_back(

@@ -246,6 +246,7 @@ class Reloadable:
     path: Path
     base: str
     auth: dict[str, str]
+    peers: list[str]  # one entry per time the other workers were asked to reload
 
 
 @pytest.fixture
@@ -253,8 +254,14 @@ async def reloadable(aiohttp_client: Any, unbound: Unbound, tmp_path: Path) -> R
     path = tmp_path / "scorer.toml"
     base = f'[server]\ntoken = "t0k"\n[dns]\nnameservers = ["{unbound.nameserver}"]\n'
     path.write_text(base)
-    app = create_app(load_config(path, environ={}), lambda: load_config(path, environ={}))
-    return Reloadable(await aiohttp_client(app), path, base, {"Authorization": "Bearer t0k"})
+    peers: list[str] = []
+    app = create_app(
+        load_config(path, environ={}),
+        lambda: load_config(path, environ={}),
+        peer_reload=lambda: peers.append("asked"),
+    )
+    client = await aiohttp_client(app)
+    return Reloadable(client, path, base, {"Authorization": "Bearer t0k"}, peers)
 
 
 async def test_reload_endpoint_swaps_config_and_rejects_bad_ones(reloadable: Reloadable) -> None:
@@ -266,6 +273,7 @@ async def test_reload_endpoint_swaps_config_and_rejects_bad_ones(reloadable: Rel
     assert (await client.post("/v1/reload")).status == 401
     path.write_text(base + "[weights]\nRL_PTR_MISSING = 9\n")
     assert (await client.post("/v1/reload", headers=auth)).status == 200
+    assert reloadable.peers == ["asked"]
     body = await (await client.post("/v1/check", json=request, headers=auth)).json()
     assert body["score"] == 9.0
 
@@ -273,6 +281,9 @@ async def test_reload_endpoint_swaps_config_and_rejects_bad_ones(reloadable: Rel
     response = await client.post("/v1/reload", headers=auth)
     assert response.status == 422
     assert "RL_PTR_MISSING" in (await response.json())["error"]
+    # Regression: the other workers were not told, so only this one reported the
+    # rejected config (and a scrape of another showed all well).
+    assert reloadable.peers == ["asked", "asked"]
     body = await (await client.post("/v1/check", json=request, headers=auth)).json()
     assert body["score"] == 9.0, "the old config keeps serving"
     metrics = await (await client.get("/metrics")).text()
