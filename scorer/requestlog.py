@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from scorer.protocol import CheckReply, CheckRequest
@@ -43,6 +45,12 @@ class _JsonFormatter(_SecondCachedTime):
             "logger": record.name,
         }
         fields.update(getattr(record, "fields", None) or {"message": record.getMessage()})
+        # The traceback too (log.exception, aiohttp's "Error handling request"): the
+        # runbooks send admins to it, and a JSON log must not lose it.
+        if record.exc_info:
+            fields["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            fields["stack"] = self.formatStack(record.stack_info)
         return json.dumps(fields, ensure_ascii=True)
 
 
@@ -61,6 +69,30 @@ class _TextFormatter(_SecondCachedTime):
         return f"{self.formatTime(record)} {record.levelname} {pairs}"
 
 
+# sd-daemon(3): a line that starts with "<N>" is stored at syslog priority N.
+_JOURNAL_PRIORITIES = {
+    logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7
+}  # fmt: skip
+
+
+class _JournalHandler(logging.StreamHandler):
+    """Lines prefixed with their priority, for journald: ``journalctl -p err`` then
+    finds our errors (plain stderr lines are all stored as "info")."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{_JOURNAL_PRIORITIES.get(record.levelno, 6)}>{super().format(record)}"
+
+
+def stderr_is_journal(environ: Mapping[str, str], fd: int = 2) -> bool:
+    """Whether ``fd`` is the journal stream systemd named in ``JOURNAL_STREAM``
+    ("device:inode", systemd.exec(5)); not when stderr was redirected elsewhere."""
+    try:
+        stat = os.fstat(fd)
+    except OSError:
+        return False
+    return environ.get("JOURNAL_STREAM") == f"{stat.st_dev}:{stat.st_ino}"
+
+
 def configure_logging(log_format: str, requests: bool) -> None:
     # Neither format shows the thread, process or source line, so don't collect them
     # for every record (the knobs the logging HOWTO's "Optimization" section names).
@@ -68,7 +100,7 @@ def configure_logging(log_format: str, requests: bool) -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     logging._srcfile = None  # no stack walk per record to find the caller
-    handler = logging.StreamHandler()
+    handler = _JournalHandler() if stderr_is_journal(os.environ) else logging.StreamHandler()
     if log_format == "json":
         handler.setFormatter(_JsonFormatter())
     else:

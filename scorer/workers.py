@@ -21,7 +21,6 @@ import signal
 import socket
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -196,11 +195,12 @@ class Supervisor:
             except OSError as error:
                 failure = listen_failure(error, self._host, self._port)
                 if failure is None:
-                    traceback.print_exc()
+                    log.exception("worker %d failed", os.getpid())
                 else:
                     log.error("worker: %s", failure)
             except BaseException:
-                traceback.print_exc()
+                # Through logging, so a JSON log keeps the traceback in one line.
+                log.exception("worker %d failed", os.getpid())
             finally:
                 sys.stderr.flush()
                 os._exit(code)
