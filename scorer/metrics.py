@@ -75,11 +75,18 @@ class Metrics:
             "Symbols returned at weight 0 because of shadow mode, by name.",
             ["symbol"], registry=r,
         )  # fmt: skip
-        # A gauge, not a counter: a negative weight makes the running sum go down.
-        self.shadow_score = LoopCounter(
-            "rdns_scorer_shadow_score",
-            "Running sum of the score shadowed symbols would have added, by name.",
-            ["symbol"], registry=r, kind="gauge",
+        # Two counters, not one running-sum gauge: a negative weight would make that
+        # go down, and a gauge starts again at 0 on a restart, which delta() over a
+        # dashboard's range then reads as a score that went away.
+        self.shadow_raised = LoopCounter(
+            "rdns_scorer_shadow_score_raised",
+            "Score shadowed symbols would have added (their positive weights), by name.",
+            ["symbol"], registry=r,
+        )  # fmt: skip
+        self.shadow_lowered = LoopCounter(
+            "rdns_scorer_shadow_score_lowered",
+            "Score shadowed symbols would have taken off (their negative weights), by name.",
+            ["symbol"], registry=r,
         )  # fmt: skip
         self.scores = LoopHistogram(
             "rdns_scorer_score", "Total score per checked message.", SCORE_BUCKETS, registry=r
@@ -131,6 +138,9 @@ class Metrics:
             # them, and a series stuck at 0 would read as "no fail-open events".
             if symbol.family is not Family.PLUGIN:
                 self.symbols.labels(name)
+                # Both, so the dashboard's raised - lowered matches for every symbol.
+                self.shadow_raised.labels(name)
+                self.shadow_lowered.labels(name)
         for family in CHECKED_FAMILIES:
             for outcome in CHECK_OUTCOMES:
                 self.checks.labels(str(family), outcome)
@@ -181,7 +191,10 @@ class Metrics:
         self.scores.observe(reply.score)
         for name, would_be in reply.shadowed:
             self.shadow_symbols.labels(name).inc()
-            self.shadow_score.labels(name).inc(would_be)
+            if would_be >= 0:
+                self.shadow_raised.labels(name).inc(would_be)
+            else:
+                self.shadow_lowered.labels(name).inc(-would_be)
         key = (id(reply.symbols), bool(request.helo), bool(request.mail_from))
         memo = self._moved_by_reply.get(key)
         if memo is None or memo[0] is not reply.symbols:

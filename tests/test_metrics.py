@@ -119,3 +119,27 @@ def test_workers_metrics_add_up_and_a_dead_workers_gauges_drop_out(tmp_path: Pat
 def test_a_worker_that_died_before_its_first_snapshot_is_no_error(tmp_path: Path) -> None:
     retire(tmp_path, 12345)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_shadowed_scores_are_counters_that_only_grow() -> None:
+    """Regression: one running-sum gauge went down for negative weights and back to 0 on
+    a restart, and the dashboard's delta() then showed score taken away."""
+    metrics = Metrics()
+    request = parse_request({"ip": world.MISSING_PTR_IP})
+    shadowed = (("RL_PTR_MISSING", 5.0), ("RL_ALLOWLISTED", -2.0))
+    reply = CheckReply((), 0.0, 0.1, shadowed)
+    metrics.observe_check(request, reply, 0.001)
+    metrics.observe_check(request, reply, 0.001)
+    samples = _samples(generate_latest(metrics.registry).decode())
+    raised = samples["rdns_scorer_shadow_score_raised_total", (("symbol", "RL_PTR_MISSING"),)]
+    lowered = samples["rdns_scorer_shadow_score_lowered_total", (("symbol", "RL_ALLOWLISTED"),)]
+    assert (raised, lowered) == (10.0, 4.0)
+    kinds = {
+        f.name: f.type
+        for f in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+    }
+    assert (
+        kinds["rdns_scorer_shadow_score_raised"]
+        == kinds["rdns_scorer_shadow_score_lowered"]
+        == "counter"
+    )

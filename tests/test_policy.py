@@ -229,7 +229,7 @@ async def test_shadow_mode_returns_evidence_at_zero_and_counts_it(
     assert body["score"] == 1.0
     metrics = await (await client.get("/metrics")).text()
     assert 'rdns_scorer_shadow_symbols_total{symbol="RL_PTR_MISSING"} 1.0' in metrics
-    assert 'rdns_scorer_shadow_score{symbol="RL_PTR_MISSING"} 5.0' in metrics
+    assert 'rdns_scorer_shadow_score_raised_total{symbol="RL_PTR_MISSING"} 5.0' in metrics
 
 
 async def test_global_shadow_mode(unbound: Unbound) -> None:
