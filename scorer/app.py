@@ -228,7 +228,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def _share_metrics(app: web.Application) -> AsyncIterator[None]:
-    """Keep this worker's metrics snapshot fresh for the others' scrapes."""
+    """Keep this worker's metrics snapshot fresh for the others' scrapes (and, by
+    writing it, tell the parent's watchdog that this event loop still runs)."""
     service = app[SERVICE_KEY]
     shared = service.shared_metrics
     assert shared is not None
@@ -241,6 +242,8 @@ async def _share_metrics(app: web.Application) -> AsyncIterator[None]:
             shared.snapshot(service.metrics.registry)
         except OSError as error:  # a full /dev/shm must not stop the checks
             log.error("cannot write the metrics snapshot: %s", error)
+            with contextlib.suppress(OSError):
+                os.utime(shared.path)  # still the heartbeat: this loop is alive
         timer = loop.call_later(SNAPSHOT_SECONDS, snapshot)
 
     snapshot()

@@ -57,6 +57,9 @@ class ServerConfig:
     log_requests: bool = True
     log_format: str = "text"
     workers: int = 1  # processes sharing the port (SO_REUSEPORT); see docs/performance.md
+    # With workers > 1: a worker whose event loop sends no heartbeat for this long is
+    # killed and replaced (0: never).
+    watchdog_seconds: float = 30.0
     event_loop: str = "auto"  # "auto" (uvloop when installed), "uvloop" or "asyncio"
 
 
@@ -160,6 +163,7 @@ def _type_name(expected: Any) -> str:
 # overflow the float arithmetic of timers and TTLs.
 MAX_NUMBER = 2**53
 MAX_WORKERS = 256  # [server] workers and serve --workers; more is a typo, not a box
+MIN_WATCHDOG_SECONDS = 3.0  # a few missed heartbeats (one a second), not one late timer
 
 
 def _check_value(path: str, expected: Any, value: Any) -> Any:
@@ -248,11 +252,13 @@ def _validate(config: Config) -> None:
         "[dns] timeout": (config.dns.timeout, 60),
         "[dns] request_deadline": (config.dns.request_deadline, 60),
         "[server] workers": (config.server.workers, MAX_WORKERS),
+        "[server] watchdog_seconds": (config.server.watchdog_seconds, 3600),
     }
     for path, (value, ceiling) in at_most.items():
         if value > ceiling:
             raise ConfigError(f"{path}: must be at most {ceiling}, got {value:g}")
     non_negative = {
+        "[server] watchdog_seconds": config.server.watchdog_seconds,
         "[dns] cache_max_entries": config.dns.cache_max_entries,
         "[dns] cache_min_ttl": config.dns.cache_min_ttl,
         "[dns] cache_max_ttl": config.dns.cache_max_ttl,
@@ -263,6 +269,11 @@ def _validate(config: Config) -> None:
     for path, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{path}: must be 0 or more, got {value}")
+    if 0 < config.server.watchdog_seconds < MIN_WATCHDOG_SECONDS:
+        raise ConfigError(
+            f"[server] watchdog_seconds: 0 (off) or at least {MIN_WATCHDOG_SECONDS:g} "
+            f"(workers beat once a second), got {config.server.watchdog_seconds:g}"
+        )
     if config.dns.cache_min_ttl > config.dns.cache_max_ttl:
         raise ConfigError(
             f"[dns] cache_min_ttl: {config.dns.cache_min_ttl:g} is above "

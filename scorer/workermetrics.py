@@ -87,6 +87,12 @@ class WorkerMetrics:
         self.directory = directory
         self._path = directory / f"{pid or os.getpid()}.json"
 
+    @property
+    def path(self) -> Path:
+        """This worker's snapshot, rewritten every second: its mtime is the heartbeat
+        the parent's watchdog reads."""
+        return self._path
+
     def snapshot(self, registry: CollectorRegistry) -> None:
         """Write this worker's samples (atomically: a reader sees the old or the new)."""
         temporary = self._path.with_suffix(".tmp")

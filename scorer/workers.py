@@ -6,8 +6,9 @@ supervises: it restarts a worker that dies, passes ``SIGHUP`` (reload) and
 ``SIGTERM``/``SIGINT`` (shutdown) on to every worker, and when one worker was
 reloaded through ``POST /v1/reload`` (it sends the parent ``SIGUSR1``) reloads
 the others. It keeps the last config that loaded, for the workers it starts to
-fall back on. Each worker has its own caches; ``/metrics`` shows all workers
-together (scorer.workermetrics).
+fall back on, and kills a worker whose event loop stopped (``_watch``). Each
+worker has its own caches; ``/metrics`` shows all workers together
+(scorer.workermetrics).
 """
 
 from __future__ import annotations
@@ -159,6 +160,8 @@ class Supervisor:
         self._stopping = False
         self._quick_deaths = 0
         self._metrics_directory: Path | None = None
+        # pid -> (the snapshot's last mtime seen, monotonic time it was first seen)
+        self._heartbeats: dict[int, tuple[float, float]] = {}
 
     def _spawn(self) -> None:
         parent = os.getpid()
@@ -205,6 +208,31 @@ class Supervisor:
                 sys.stderr.flush()
                 os._exit(code)
         self._children[pid] = time.monotonic()
+        self._heartbeats[pid] = (0.0, self._children[pid])
+
+    def _watch(self) -> None:
+        """Kill a worker whose event loop stopped beating (its metrics snapshot, rewritten
+        every second, did not change for ``watchdog_seconds``): a stuck worker would
+        hold every message sent to it until the plugin's timeout. The reaper replaces it."""
+        limit = self._config.server.watchdog_seconds
+        if not limit or self._metrics_directory is None or self._stopping:
+            return
+        now = time.monotonic()
+        for pid, (seen, since) in list(self._heartbeats.items()):
+            try:
+                beat = (self._metrics_directory / f"{pid}.json").stat().st_mtime
+            except FileNotFoundError:
+                beat = seen  # not started yet: its start time counts
+            if beat != seen:
+                self._heartbeats[pid] = (beat, now)
+            elif now - since > limit:
+                log.error(
+                    "worker %d sent no heartbeat for %g s (its event loop is stuck): killing it",
+                    pid, limit,
+                )  # fmt: skip
+                self._heartbeats.pop(pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def _reload(self) -> None:
         """Keep the last good config for the workers started from now on (one that
@@ -228,6 +256,7 @@ class Supervisor:
             if pid == 0:
                 return
             started = self._children.pop(pid, None)
+            self._heartbeats.pop(pid, None)
             if self._metrics_directory is not None:
                 retire(self._metrics_directory, pid)
             if started is None or self._stopping:
@@ -277,6 +306,7 @@ class Supervisor:
                     stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
                     self._signal_all(signal.SIGTERM)
             self._reap()
+            self._watch()
             if self._stopping and stop_deadline and time.monotonic() > stop_deadline:
                 self._signal_all(signal.SIGKILL)
                 stop_deadline = 0.0

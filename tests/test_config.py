@@ -79,6 +79,8 @@ def test_environment_overrides_listen_and_nameservers() -> None:
         ({"dns": {"cache_max_entries": 10**400}}, "cache_max_entries: expected a finite"),
         ({"dns": {"timeout": 3600}}, "[dns] timeout: must be at most 60"),
         ({"server": {"workers": 100000}}, "[server] workers: must be at most 256"),
+        ({"server": {"watchdog_seconds": 1}}, "[server] watchdog_seconds: 0 (off) or at least 3"),
+        ({"server": {"watchdog_seconds": -1}}, "[server] watchdog_seconds: must be 0 or more"),
     ],
 )
 def test_validation_messages_name_the_key(data: dict[str, object], message: str) -> None:

@@ -243,3 +243,38 @@ def test_workers_reload_on_sighup_and_come_back(
             break
     else:
         pytest.fail("the replacement did not report the config it could not load")
+
+
+def test_a_stuck_worker_is_killed_and_replaced(unbound: Unbound, tmp_path: Path) -> None:
+    """Regression: a worker whose event loop stopped (here SIGSTOP) was never noticed:
+    every message the kernel handed it waited out the plugin's timeout."""
+    config = tmp_path / "scorer.toml"
+    config.write_text("[server]\nlog_requests = false\nwatchdog_seconds = 3\n")
+    port = free_port()
+    log = tmp_path / "log"
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "scorer", "serve", "--workers", "2", "--config", str(config),
+            "--listen", f"127.0.0.1:{port}", "--nameserver", unbound.nameserver,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "wb"),  # noqa: SIM115 - closed with the process
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        deadline = time.monotonic() + 10
+        while len(children(process.pid)) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(4)  # longer than the watchdog: healthy workers are left alone
+        stuck, healthy = children(process.pid)
+        os.kill(stuck, signal.SIGSTOP)
+        deadline = time.monotonic() + 15
+        while stuck in children(process.pid) or len(children(process.pid)) < 2:
+            assert time.monotonic() < deadline, "the stuck worker was not replaced"
+            time.sleep(0.1)
+        assert healthy in children(process.pid)
+        assert f"worker {stuck} sent no heartbeat for 3 s" in log.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
