@@ -521,9 +521,34 @@ def test_sighup_while_starting_is_a_reload_not_a_kill(unbound: Unbound, tmp_path
     assert "config reloaded on SIGHUP" in err
 
 
-def test_sighup_right_after_exec_is_a_reload_not_a_kill(unbound: Unbound, tmp_path: Path) -> None:
+def test_serve_defers_sighup_before_importing_the_command_line() -> None:
     # Regression: the deferral was installed only after the command line's imports
     # (~0.5 s), so a `systemctl reload` right after a start still killed the service.
+    spy = """
+import importlib.abc, signal, sys
+sys.argv = ["rdns-scorer", "serve"]
+import scorer.launch
+assert "aiohttp" not in sys.modules and "scorer.cli" not in sys.modules, "launch is heavy"
+
+class Spy(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "scorer.cli":
+            print("deferred:", signal.getsignal(signal.SIGHUP) is not signal.SIG_DFL)
+            raise SystemExit(0)
+
+sys.meta_path.insert(0, Spy())
+scorer.launch.main()
+"""
+    result = subprocess.run([sys.executable, "-c", spy], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "deferred: True", result.stderr
+
+
+def _catches_sighup(pid: int) -> bool:
+    caught = Path(f"/proc/{pid}/status").read_text().split("SigCgt:")[1].split()[0]
+    return bool(int(caught, 16) & (1 << (signal.SIGHUP - 1)))
+
+
+def test_sighup_right_after_exec_is_a_reload_not_a_kill(unbound: Unbound, tmp_path: Path) -> None:
     port = free_port()
     path = tmp_path / "c.toml"
     path.write_text("[weights]\nRL_PTR_MISSING = 7.5\n")
@@ -531,7 +556,10 @@ def test_sighup_right_after_exec_is_a_reload_not_a_kill(unbound: Unbound, tmp_pa
         "--config", str(path), "--listen", f"127.0.0.1:{port}", "--nameserver", unbound.nameserver
     )  # fmt: skip
     try:
-        time.sleep(0.1)  # the interpreter is up, the imports are not done
+        deadline = time.monotonic() + 10
+        while not _catches_sighup(process.pid):  # the first thing scorer.launch does
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
         process.send_signal(signal.SIGHUP)
         wait_for_port(port)
         assert _score(f"http://127.0.0.1:{port}") == 7.5
