@@ -98,6 +98,27 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def notify_systemd(state: str) -> None:
+    """Tell systemd ``state`` (``READY=1``) when it runs us as a ``Type=notify`` unit
+    (sd_notify(3): one datagram to $NOTIFY_SOCKET; "@" names an abstract socket).
+    Without the variable, or when the socket is gone, nothing happens."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.connect(address)
+        sock.sendall(state.encode())
+
+
+def _listening(host: str, port: int) -> None:
+    """The socket is bound: say so, in the log and to systemd (the unit is started
+    only now, so a ``systemctl reload`` cannot reach a process still starting)."""
+    log.info("listening on %s:%d (pid %d)", host, port, os.getpid())
+    notify_systemd("READY=1")
+
+
 def exit_description(status: int) -> str:
     """``waitpid``'s raw status in words: "exit code 1", "killed by SIGKILL"."""
     code = os.waitstatus_to_exitcode(status)
@@ -133,8 +154,7 @@ def run_worker(
         app,
         host=host,
         port=port,
-        # Called once the socket is bound: "listening" is then true.
-        print=lambda _banner: log.info("listening on %s:%d (pid %d)", host, port, os.getpid()),
+        print=lambda _banner: _listening(host, port),  # called once the socket is bound
         access_log=None,
         reuse_port=reuse_port or None,
         loop=loop,

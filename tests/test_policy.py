@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -458,6 +460,32 @@ def test_workers_do_not_outlive_a_killed_parent(unbound: Unbound) -> None:
     finally:
         parent.kill()
         parent.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_systemd_is_told_ready_once_the_port_listens(
+    unbound: Unbound, tmp_path: Path, workers: str
+) -> None:
+    # The unit is Type=notify: systemd counts the service as started on READY=1 only,
+    # so a reload right after a start waits instead of killing a starting process.
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(30)
+    port = free_port()
+    environment = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scorer", "serve", "--listen", f"127.0.0.1:{port}",
+         "--workers", workers, "--nameserver", unbound.nameserver],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment,
+    )  # fmt: skip
+    try:
+        assert notify.recv(4096) == b"READY=1"
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # listening already when systemd hears it
+    finally:
+        notify.close()
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def test_public_bind_without_token_is_refused(tmp_path: Path) -> None:
