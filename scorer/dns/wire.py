@@ -395,6 +395,12 @@ def _answer(
 ) -> Outcome | TryNext:
     parse = _PARSERS[rdtype]
     records: list[_Record] = []
+    # The usual answer, parsed on the way: every record at the question's name (a
+    # pointer to it) and of the asked type. Anything else takes _follow_chain.
+    values: list[object] = []
+    ttl = 0x7FFFFFFF
+    usual = True
+    size = len(data)
     for _ in range(ancount):
         owner: tuple[bytes, ...] | None = None
         if data[offset : offset + 2] == b"\xc0\x0c":
@@ -404,13 +410,19 @@ def _answer(
             owner = _lower_labels(labels)
         rr_type, rr_class, rr_ttl, rdlength = _RR_FIXED.unpack_from(data, offset)
         offset += 10
-        if offset + rdlength > len(data):
+        if offset + rdlength > size:
             raise _Malformed("record runs past the message")
-        records.append((owner, rr_type if rr_class == CLASS_IN else -1, rr_ttl, offset, rdlength))
+        if rr_class != CLASS_IN:
+            rr_type = -1
+        if usual and owner is None and rr_type == rdtype:
+            values.append(parse(data, offset, rdlength))
+            ttl = min(ttl, rr_ttl)
+        else:
+            usual = False
+        records.append((owner, rr_type, rr_ttl, offset, rdlength))
         offset += rdlength
-    if records and all(r[0] is None and r[1] == rdtype for r in records):  # the usual answer
-        values = tuple(parse(data, start, length) for _, _, _, start, length in records)
-        return Answer(values, _ttl(min(r[2] for r in records)))
+    if usual and values:
+        return Answer(tuple(values), _ttl(ttl))
     return _follow_chain(data, records, rdtype, parse) or _negative(
         NotFoundKind.NODATA, data, offset, counts, negative_ttl
     )
