@@ -416,13 +416,13 @@ def _answer(
             rr_type = -1
         if usual and owner is None and rr_type == rdtype:
             values.append(parse(data, offset, rdlength))
-            ttl = min(ttl, rr_ttl)
+            ttl = min(ttl, _ttl(rr_ttl))
         else:
             usual = False
         records.append((owner, rr_type, rr_ttl, offset, rdlength))
         offset += rdlength
     if usual and values:
-        return Answer(tuple(values), _ttl(ttl))
+        return Answer(tuple(values), ttl)
     return _follow_chain(data, records, rdtype, parse) or _negative(
         NotFoundKind.NODATA, data, offset, counts, negative_ttl
     )
