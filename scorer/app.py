@@ -228,8 +228,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def _share_metrics(app: web.Application) -> AsyncIterator[None]:
-    """Keep this worker's metrics snapshot fresh for the others' scrapes (and, by
-    writing it, tell the parent's watchdog that this event loop still runs)."""
+    """Keep this worker's metrics snapshot fresh for the others' scrapes."""
     service = app[SERVICE_KEY]
     shared = service.shared_metrics
     assert shared is not None
@@ -238,20 +237,14 @@ async def _share_metrics(app: web.Application) -> AsyncIterator[None]:
 
     def snapshot() -> None:
         nonlocal timer
-        try:
-            shared.snapshot(service.metrics.registry)
-        except OSError as error:  # a full /dev/shm must not stop the checks
-            log.error("cannot write the metrics snapshot: %s", error)
-            with contextlib.suppress(OSError):
-                os.utime(shared.path)  # still the heartbeat: this loop is alive
+        shared.snapshot(service.metrics.registry)
         timer = loop.call_later(SNAPSHOT_SECONDS, snapshot)
 
     snapshot()
     yield
     if timer is not None:
         timer.cancel()
-    with contextlib.suppress(OSError):
-        shared.snapshot(service.metrics.registry)  # what this worker counted last
+    shared.snapshot(service.metrics.registry)  # what this worker counted last
 
 
 def counted(endpoint: str, handler: Handler, metrics: Metrics) -> Handler:

@@ -39,14 +39,28 @@ class _CacheCollector(Collector):
 
     def __init__(self, dns_layer: DnsLayer) -> None:
         self.dns = dns_layer
+        # What the layers replaced by reloads counted: the counters must not restart
+        # (with several workers, one restarting would show as a reset of the sum).
+        self.earlier_hits = 0
+        self.earlier_misses = 0
+
+    def repoint(self, dns_layer: DnsLayer) -> None:
+        if dns_layer is not self.dns:
+            self.earlier_hits += self.dns.cache.hits
+            self.earlier_misses += self.dns.cache.misses
+            self.dns = dns_layer
 
     def collect(self) -> Iterator[Metric]:
         cache = self.dns.cache
         yield CounterMetricFamily(
-            "rdns_scorer_dns_cache_hits", "Lookups answered from the cache.", value=cache.hits
+            "rdns_scorer_dns_cache_hits",
+            "Lookups answered from the cache.",
+            value=self.earlier_hits + cache.hits,
         )
         yield CounterMetricFamily(
-            "rdns_scorer_dns_cache_misses", "Lookups not in the cache.", value=cache.misses
+            "rdns_scorer_dns_cache_misses",
+            "Lookups not in the cache.",
+            value=self.earlier_misses + cache.misses,
         )
         yield GaugeMetricFamily(
             "rdns_scorer_dns_cache_entries", "Outcomes in the cache now.", value=len(cache)
@@ -158,7 +172,7 @@ class Metrics:
             self._cache_collector = _CacheCollector(dns_layer)
             self.registry.register(self._cache_collector)
         else:
-            self._cache_collector.dns = dns_layer
+            self._cache_collector.repoint(dns_layer)
 
     def observe_dns(self, rdtype: str, result: str, seconds: float) -> None:
         # Once per DNS query: the two series are looked up once per (type, result).

@@ -4,15 +4,17 @@ With ``serve --workers N`` a scrape through the shared port reaches one worker,
 and Prometheus keeps its connection (and so that worker) for good: it would see
 1/N of the traffic and none of the other workers' failures. So every worker
 keeps a snapshot of its samples in a directory the parent made (``snapshot``),
-every second and before it answers a scrape, and the worker that answers sums
-them all (``render``).
+every second, and the worker that answers a scrape adds its own live samples to
+the others' snapshots (``render``).
 
 Why the totals never go backwards, which Prometheus would read as a counter
-reset: a worker's own file only ever grows, the answering worker writes its own
-before reading the others', and each file read is at least as new as the one the
-previous scrape read. A worker that dies leaves its last snapshot; the parent
-renames it ``dead-PID`` in one step (``retire``) and from then on its counters
-and histograms still count, its gauges (in flight, cache entries) no longer do.
+reset: a worker's counters only grow, the answering worker shows its live values
+and writes them for the next scrape before it answers, and each snapshot read is
+at least as new as the one the previous scrape read. A worker that dies leaves
+its last snapshot; the parent folds it into ``dead.json`` (``retire``), where its
+counters and histograms still count and its gauges (in flight, cache entries) no
+longer do. ``dead.json`` names the snapshots it absorbed, so a scrape that still
+finds one beside it does not count it twice.
 
 Merging, per sample: counters and histograms add up; gauges add up over live
 workers, except ``rdns_scorer_config_last_reload_successful`` (the lowest: one
@@ -22,11 +24,12 @@ info labels are the same everywhere and shown once.
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import os
+import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +37,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+log = logging.getLogger("rdns_scorer")
+
 SNAPSHOT_SECONDS = 1.0
-DEAD_PREFIX = "dead-"
+DEAD = "dead.json"
 LOWEST = frozenset({"rdns_scorer_config_last_reload_successful"})
 # Where to keep the snapshots: shared memory when there is some (a read-only
 # container still has a writable /dev/shm), else the temporary directory.
@@ -62,10 +67,38 @@ def remove_directory(directory: Path) -> None:
     directory.rmdir()
 
 
-def retire(directory: Path, pid: int) -> None:
-    """A worker died: keep its counters and histograms, drop its gauges (one rename)."""
-    with contextlib.suppress(FileNotFoundError):  # it died before its first snapshot
-        os.rename(directory / f"{pid}.json", directory / f"{DEAD_PREFIX}{pid}.json")
+def _snapshot_path(directory: Path, name: str) -> Path:
+    return directory / f"worker-{name}.json"
+
+
+def snapshot_name() -> str:
+    """A name for one worker's snapshot, never reused (a pid can be)."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def retire(directory: Path, name: str) -> None:
+    """A worker died: fold its last snapshot into ``dead.json`` (counters and
+    histograms; its gauges are gone with it), then remove the snapshot."""
+    source = _snapshot_path(directory, name)
+    try:
+        snapshot = json.loads(source.read_text())
+    except FileNotFoundError:
+        return  # it died before its first snapshot
+    dead_path = directory / DEAD
+    try:
+        dead = json.loads(dead_path.read_text())
+    except FileNotFoundError:
+        dead = {"absorbed": [], "families": []}
+    merged = list(_merge([(dead["families"], False), (snapshot, False)]))
+    absorbed = [*dead["absorbed"], name]  # a few dozen bytes per worker that ever died
+    _write_atomically(dead_path, {"absorbed": absorbed, "families": merged})
+    source.unlink()
+
+
+def _write_atomically(path: Path, data: object) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data))
+    os.replace(temporary, path)  # a reader sees the old file or the new one
 
 
 def _snapshot_of(registry: CollectorRegistry) -> Snapshot:
@@ -83,44 +116,54 @@ def _snapshot_of(registry: CollectorRegistry) -> Snapshot:
 class WorkerMetrics:
     """This worker's part in the shared ``/metrics`` (see the module docstring)."""
 
-    def __init__(self, directory: Path, pid: int | None = None) -> None:
+    def __init__(self, directory: Path, name: str) -> None:
         self.directory = directory
-        self._path = directory / f"{pid or os.getpid()}.json"
+        self._path = _snapshot_path(directory, name)
 
-    @property
-    def path(self) -> Path:
-        """This worker's snapshot, rewritten every second: its mtime is the heartbeat
-        the parent's watchdog reads."""
-        return self._path
-
-    def snapshot(self, registry: CollectorRegistry) -> None:
-        """Write this worker's samples (atomically: a reader sees the old or the new)."""
-        temporary = self._path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(_snapshot_of(registry)))
-        os.replace(temporary, self._path)
+    def snapshot(self, registry: CollectorRegistry) -> Snapshot:
+        """This worker's samples, also written for the others' scrapes (if it can be)."""
+        samples = _snapshot_of(registry)
+        try:
+            _write_atomically(self._path, samples)
+        except OSError as error:  # a full /dev/shm must not cost a check or a scrape
+            log.error("cannot write the metrics snapshot %s: %s", self._path, error)
+        return samples
 
     def render(self, registry: CollectorRegistry) -> bytes:
-        """The exposition of every worker's samples together, this one's up to date."""
-        self.snapshot(registry)
+        """The exposition of every worker's samples together, this one's live."""
+        own = self.snapshot(registry)
         merged = CollectorRegistry(auto_describe=False)
-        merged.register(_Merged(_read_all(self.directory)))
+        merged.register(_Merged([(own, True), *_read_others(self.directory, self._path)]))
         return generate_latest(merged)
 
 
-def _read_all(directory: Path) -> list[tuple[Snapshot, bool]]:
-    """Every snapshot and whether its worker is alive. A file renamed while we list
-    (a worker retired) means listing again, so it is counted exactly once."""
+def _read_others(directory: Path, own: Path) -> list[tuple[Snapshot, bool]]:
+    """The other workers' snapshots and whether each is alive. A file that goes away
+    while we read (a worker retired) means reading again, so it counts exactly once."""
     for _ in range(5):
-        snapshots: list[tuple[Snapshot, bool]] = []
         try:
-            for path in sorted(directory.glob("*.json")):
-                snapshots.append(
-                    (json.loads(path.read_text()), not path.name.startswith(DEAD_PREFIX))
-                )
+            return _read_once(directory, own)
         except FileNotFoundError:
             continue
-        return snapshots
     raise RuntimeError(f"{directory}: snapshots kept moving")
+
+
+def _read_once(directory: Path, own: Path) -> list[tuple[Snapshot, bool]]:
+    # The live snapshots first, dead.json last: retire() writes dead.json before it
+    # removes the snapshot it absorbed, so whatever this finds is counted once.
+    live = {
+        path.stem.removeprefix("worker-"): json.loads(path.read_text())
+        for path in directory.glob("worker-*.json")
+        if path != own
+    }
+    try:
+        dead = json.loads((directory / DEAD).read_text())
+    except FileNotFoundError:
+        return [(snapshot, True) for snapshot in live.values()]
+    absorbed = set(dead["absorbed"])
+    return [(dead["families"], False)] + [
+        (snapshot, True) for name, snapshot in live.items() if name not in absorbed
+    ]
 
 
 class _Merged(Collector):
@@ -128,24 +171,34 @@ class _Merged(Collector):
         self._snapshots = snapshots
 
     def collect(self) -> Iterator[Metric]:
-        families: dict[str, Metric] = {}
-        values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
-        for snapshot, alive in self._snapshots:
-            for family in snapshot:
-                name, kind = family["name"], family["type"]
-                if kind == "gauge" and not alive:
-                    continue
-                if name not in families:
-                    families[name] = Metric(name, family["help"], kind)
-                    values[name] = {}
-                merged = values[name]
-                for sample_name, labels, value in family["samples"]:
-                    key = (sample_name, tuple(sorted(labels.items())))
-                    merged[key] = _combine(kind, sample_name, merged.get(key), value)
-        for name, metric in families.items():
-            for (sample_name, labels), value in values[name].items():
-                metric.add_sample(sample_name, dict(labels), value)
+        for family in _merge(self._snapshots):
+            metric = Metric(family["name"], family["help"], family["type"])
+            for sample_name, labels, value in family["samples"]:
+                metric.add_sample(sample_name, labels, value)
             yield metric
+
+
+def _merge(snapshots: Iterable[tuple[Snapshot, bool]]) -> Iterator[dict[str, Any]]:
+    """The families of ``snapshots`` (each with whether its worker is alive) added up."""
+    families: dict[str, dict[str, Any]] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for snapshot, alive in snapshots:
+        for family in snapshot:
+            name, kind = family["name"], family["type"]
+            if kind in ("gauge", "info") and not alive:
+                continue
+            if name not in families:
+                families[name] = {"name": name, "type": kind, "help": family["help"]}
+                values[name] = {}
+            merged = values[name]
+            for sample_name, labels, value in family["samples"]:
+                key = (sample_name, tuple(sorted(labels.items())))
+                merged[key] = _combine(kind, sample_name, merged.get(key), value)
+    for name, family in families.items():
+        samples = [
+            [sample, dict(labels), value] for (sample, labels), value in values[name].items()
+        ]
+        yield {**family, "samples": samples}
 
 
 def _combine(kind: str, sample_name: str, before: float | None, value: float) -> float:

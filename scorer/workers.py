@@ -22,7 +22,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -30,7 +30,13 @@ from aiohttp import web
 from scorer.config import Config, ConfigError
 from scorer.hangup import defer_hangups, take_deferred_hangup
 from scorer.requestlog import configure_logging
-from scorer.workermetrics import WorkerMetrics, make_directory, remove_directory, retire
+from scorer.workermetrics import (
+    WorkerMetrics,
+    make_directory,
+    remove_directory,
+    retire,
+    snapshot_name,
+)
 
 log = logging.getLogger("rdns_scorer")
 
@@ -42,6 +48,7 @@ QUICK_DEATH_SECONDS = 2.0
 MAX_QUICK_DEATHS = 5
 STOP_GRACE_SECONDS = 10.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+HEARTBEAT_SECONDS = 1.0  # how often a worker tells the parent's watchdog it runs
 
 
 def listen_failure(error: OSError, host: str, port: int) -> str | None:
@@ -135,7 +142,8 @@ def run_worker(
     reuse_port: bool = False,
     peer_reload: Callable[[], None] | None = None,
     stale_config: bool = False,
-    metrics_directory: Path | None = None,
+    shared_metrics: WorkerMetrics | None = None,
+    heartbeat_fd: int | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, in this process. ``stale_config``: the config file
     failed to load and ``config`` is the last good one (reported as a failed reload)."""
@@ -144,8 +152,9 @@ def run_worker(
     from scorer.names import public_suffix_list
 
     loop = new_event_loop(config.server.event_loop)
-    shared = WorkerMetrics(metrics_directory) if metrics_directory is not None else None
-    app = create_app(config, loader, peer_reload=peer_reload, shared_metrics=shared)
+    app = create_app(config, loader, peer_reload=peer_reload, shared_metrics=shared_metrics)
+    if heartbeat_fd is not None:
+        app.on_startup.append(_beat_on(heartbeat_fd))
     if stale_config:
         app[SERVICE_KEY].metrics.record_reload(success=False)
     public_suffix_list()  # built now (~0.1 s), not on the first message
@@ -159,6 +168,23 @@ def run_worker(
         reuse_port=reuse_port or None,
         loop=loop,
     )
+
+
+def _beat_on(fd: int) -> Callable[[web.Application], Awaitable[None]]:
+    """An on_startup hook: write a byte to the parent's watchdog pipe every second
+    from this event loop, for as long as the loop runs."""
+
+    async def start(_app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+
+        def beat() -> None:
+            with contextlib.suppress(OSError):  # a full pipe: the parent lags, not us
+                os.write(fd, b".")
+            loop.call_later(HEARTBEAT_SECONDS, beat)
+
+        beat()
+
+    return start
 
 
 def _ask_parent_to_reload_peers() -> None:
@@ -180,15 +206,21 @@ class Supervisor:
         self._stopping = False
         self._quick_deaths = 0
         self._metrics_directory: Path | None = None
-        # pid -> (the snapshot's last mtime seen, monotonic time it was first seen)
-        self._heartbeats: dict[int, tuple[float, float]] = {}
+        self._snapshot_names: dict[int, str] = {}  # pid -> its metrics snapshot
+        # pid -> (the read end of its heartbeat pipe, monotonic time of its last beat)
+        self._heartbeats: dict[int, tuple[int, float]] = {}
 
     def _spawn(self) -> None:
         parent = os.getpid()
+        name = snapshot_name()
+        beat_read, beat_write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
+                for fd in [beat_read, *(fd for fd, _last in self._heartbeats.values())]:
+                    os.close(fd)  # the parent's ends
+                os.set_blocking(beat_write, False)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISED)
                 for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1):
                     signal.signal(signum, signal.SIG_DFL)
@@ -212,7 +244,12 @@ class Supervisor:
                     reuse_port=True,
                     peer_reload=_ask_parent_to_reload_peers,
                     stale_config=stale,
-                    metrics_directory=self._metrics_directory,
+                    shared_metrics=(
+                        WorkerMetrics(self._metrics_directory, name)
+                        if self._metrics_directory is not None
+                        else None
+                    ),
+                    heartbeat_fd=beat_write,
                 )
                 code = 0
             except OSError as error:
@@ -227,30 +264,31 @@ class Supervisor:
             finally:
                 sys.stderr.flush()
                 os._exit(code)
+        os.close(beat_write)
+        os.set_blocking(beat_read, False)
         self._children[pid] = time.monotonic()
-        self._heartbeats[pid] = (0.0, self._children[pid])
+        self._snapshot_names[pid] = name
+        self._heartbeats[pid] = (beat_read, self._children[pid])
 
     def _watch(self) -> None:
-        """Kill a worker whose event loop stopped beating (its metrics snapshot, rewritten
-        every second, did not change for ``watchdog_seconds``): a stuck worker would
-        hold every message sent to it until the plugin's timeout. The reaper replaces it."""
+        """Kill a worker whose event loop stopped beating (no byte on its heartbeat pipe
+        for ``watchdog_seconds``; it writes one a second): a stuck worker would hold
+        every message sent to it until the plugin's timeout. The reaper replaces it."""
         limit = self._config.server.watchdog_seconds
-        if not limit or self._metrics_directory is None or self._stopping:
-            return
         now = time.monotonic()
-        for pid, (seen, since) in list(self._heartbeats.items()):
+        for pid, (fd, last) in list(self._heartbeats.items()):
             try:
-                beat = (self._metrics_directory / f"{pid}.json").stat().st_mtime
-            except FileNotFoundError:
-                beat = seen  # not started yet: its start time counts
-            if beat != seen:
-                self._heartbeats[pid] = (beat, now)
-            elif now - since > limit:
+                beats = os.read(fd, 4096)
+            except BlockingIOError:
+                beats = None
+            if beats:
+                self._heartbeats[pid] = (fd, now)
+            elif beats is None and limit and not self._stopping and now - last > limit:
                 log.error(
                     "worker %d sent no heartbeat for %g s (its event loop is stuck): killing it",
                     pid, limit,
                 )  # fmt: skip
-                self._heartbeats.pop(pid)
+                self._heartbeats[pid] = (fd, float("inf"))  # killed once
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
@@ -276,9 +314,12 @@ class Supervisor:
             if pid == 0:
                 return
             started = self._children.pop(pid, None)
-            self._heartbeats.pop(pid, None)
-            if self._metrics_directory is not None:
-                retire(self._metrics_directory, pid)
+            beat = self._heartbeats.pop(pid, None)
+            if beat is not None:
+                os.close(beat[0])
+            name = self._snapshot_names.pop(pid, None)
+            if self._metrics_directory is not None and name is not None:
+                retire(self._metrics_directory, name)
             if started is None or self._stopping:
                 continue
             log.error("worker %d exited (%s); starting a new one", pid, exit_description(status))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import struct
+import time
 
 import dns.name
 import dns.rdatatype
@@ -418,9 +419,39 @@ async def test_a_socket_that_cannot_be_opened_fails_queries_fast(first: str) -> 
                 layer.lookup("host.example", dns.rdatatype.A, _deadline(5.0)), 2.0
             )
             assert isinstance(outcome, TempFail), attempt
-            assert outcome.kind is FailureKind.NETWORK
+            # The broadcast server is left out of the turns: the silent one is asked
+            # twice (a retransmission) and times out.
+            assert outcome.kind is FailureKind.TIMEOUT
+        assert silent.queries == 3 * 2
     finally:
         silent.stop()
+
+
+async def test_a_send_that_fails_ends_the_query_at_once(unbound: Unbound) -> None:
+    """Regression (review): a send() that raised left the query registered, so it
+    waited out the whole timeout for a reply that could not come, as a TIMEOUT."""
+    layer = DnsLayer([parse_nameserver(unbound.nameserver)], 2.0, TtlCache(100, 0, 3600))
+    assert isinstance(
+        await layer.lookup(world.CONFIRMED_NAME, dns.rdatatype.A, _deadline()), Answer
+    )
+
+    class Unreachable:
+        def __init__(self, sock: object) -> None:
+            self._sock = sock
+
+        def send(self, _data: bytes) -> int:
+            raise OSError(101, "Network is unreachable")
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._sock, name)
+
+    for sockets in layer._transport._sockets:
+        for entry in sockets:
+            entry.sock = Unreachable(entry.sock)  # type: ignore[assignment]
+    started = time.monotonic()
+    outcome = await layer.lookup(world.GOOD_MX, dns.rdatatype.A, _deadline(5.0))
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.NETWORK
+    assert time.monotonic() - started < 0.5
 
 
 @pytest.mark.parametrize("mode", ["referral", "formerr", "notimp", "servfail", "refused"])

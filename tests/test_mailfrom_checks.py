@@ -49,6 +49,10 @@ from tests.helpers import symbols_for
         ("user@[192.0.2.010]", SenderKind.LITERAL),  # Regression: was BAD_SYNTAX
         ("user@[192.0.2.256]", SenderKind.BAD_SYNTAX),
         ("user@[0192.0.2.1]", SenderKind.BAD_SYNTAX),
+        # Regressions (review): a literal without "]" lost its last digit and passed;
+        # a source route with no mailbox after it passed as the null sender.
+        ("<u@[10.0.0.19>", SenderKind.BAD_SYNTAX),
+        ("<@relay.example.com:>", SenderKind.BAD_SYNTAX),
         ("<@:user@good-sender.net>", SenderKind.BAD_SYNTAX),  # an empty route domain
         ("@relay.net user@good-sender.net", SenderKind.BAD_SYNTAX),  # no colon: no route
         ("<@re\r\nlay.net:user@good-sender.net>", SenderKind.BAD_SYNTAX),  # not hidden in a route

@@ -98,10 +98,10 @@ def test_workers_metrics_add_up_and_a_dead_workers_gauges_drop_out(tmp_path: Pat
             metrics.latency.observe(0.002)
         metrics.in_flight.set(index)
     second.record_reload(success=False)
-    WorkerMetrics(tmp_path, pid=3).snapshot(dead.registry)
-    retire(tmp_path, 3)
-    WorkerMetrics(tmp_path, pid=2).snapshot(second.registry)
-    merged = _samples(WorkerMetrics(tmp_path, pid=1).render(first.registry).decode())
+    WorkerMetrics(tmp_path, "dead").snapshot(dead.registry)
+    retire(tmp_path, "dead")
+    WorkerMetrics(tmp_path, "second").snapshot(second.registry)
+    merged = _samples(WorkerMetrics(tmp_path, "first").render(first.registry).decode())
     check = (("endpoint", "/v1/check"), ("status", "200"))
     assert merged["rdns_scorer_requests_total", check] == 1 + 2 + 3  # the dead one's too
     assert merged["rdns_scorer_request_duration_seconds_count", ()] == 6
@@ -117,8 +117,43 @@ def test_workers_metrics_add_up_and_a_dead_workers_gauges_drop_out(tmp_path: Pat
 
 
 def test_a_worker_that_died_before_its_first_snapshot_is_no_error(tmp_path: Path) -> None:
-    retire(tmp_path, 12345)
+    retire(tmp_path, "never-wrote")
     assert list(tmp_path.iterdir()) == []
+
+
+def _checks_in(rendered: bytes) -> float:
+    check = (("endpoint", "/v1/check"), ("status", "200"))
+    return _samples(rendered.decode())["rdns_scorer_requests_total", check]
+
+
+def test_dead_workers_count_once_whatever_a_scrape_meets(tmp_path: Path) -> None:
+    """Regression (review): dead snapshots were renamed per pid, so a reused pid wiped an
+    earlier one's counts, and every scrape parsed every dead worker's file again."""
+    scraper = Metrics()
+    for index in range(3):  # three workers die, one after the other, with 1, 2, 3 checks
+        metrics = Metrics()
+        for _ in range(index + 1):
+            metrics.count_request("/v1/check", 200)
+        WorkerMetrics(tmp_path, f"w{index}").snapshot(metrics.registry)
+        retire(tmp_path, f"w{index}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dead.json"]  # folded into one
+    assert _checks_in(WorkerMetrics(tmp_path, "scraper").render(scraper.registry)) == 6
+    # The moment inside retire() between writing dead.json and removing the snapshot
+    # it absorbed: a scrape then finds both, and counts the worker once.
+    late = Metrics()
+    late.count_request("/v1/check", 200)
+    WorkerMetrics(tmp_path, "late").snapshot(late.registry)
+    kept = (tmp_path / "worker-late.json").read_text()
+    retire(tmp_path, "late")
+    (tmp_path / "worker-late.json").write_text(kept)
+    assert _checks_in(WorkerMetrics(tmp_path, "scraper").render(scraper.registry)) == 7
+
+
+def test_a_snapshot_that_cannot_be_written_costs_no_scrape(tmp_path: Path) -> None:
+    metrics = Metrics()
+    metrics.count_request("/v1/check", 200)
+    shared = WorkerMetrics(tmp_path / "gone", "w")  # writes fail: no such directory
+    assert _checks_in(shared.render(metrics.registry)) == 1
 
 
 def test_shadowed_scores_are_counters_that_only_grow() -> None:
@@ -143,3 +178,21 @@ def test_shadowed_scores_are_counters_that_only_grow() -> None:
         == kinds["rdns_scorer_shadow_score_lowered"]
         == "counter"
     )
+
+
+def test_dns_cache_counters_carry_over_a_reload_that_replaces_the_layer() -> None:
+    """Regression (review): a reload with new [dns] settings builds a new layer whose
+    counters start at 0, and the exported hits/misses went backwards (a reset)."""
+    from scorer.config import config_from_mapping
+    from scorer.pipeline import build_dns_layer
+
+    metrics = Metrics()
+    first = build_dns_layer(config_from_mapping({"dns": {"nameservers": ["127.0.0.1"]}}))
+    first.cache.hits, first.cache.misses = 7, 3
+    metrics.watch_dns(first)
+    second = build_dns_layer(config_from_mapping({"dns": {"nameservers": ["127.0.0.2"]}}))
+    second.cache.hits = 1
+    metrics.watch_dns(second)
+    samples = _samples(generate_latest(metrics.registry).decode())
+    assert samples["rdns_scorer_dns_cache_hits_total", ()] == 8
+    assert samples["rdns_scorer_dns_cache_misses_total", ()] == 3

@@ -175,6 +175,18 @@ def test_a_big_senders_name_whose_forward_lookup_failed_keeps_its_exemption() ->
     assert [hit.symbol for hit in hits] == ["RL_PTR_TEMPFAIL"]  # ... or a failed check
 
 
+@pytest.mark.parametrize("unknown", ["failed", "unchecked"])
+def test_a_confirmed_generic_name_beside_an_unknown_one_is_not_scored(unknown: str) -> None:
+    """Regression (review): with one generic name confirmed, a custom name whose forward
+    lookup failed (or that max_ptr_names left unchecked) was ignored: RL_PTR_GENERIC."""
+    if unknown == "failed":
+        facts = _ptr_facts({GENERIC: CONFIRMS, CUSTOM: TIMEOUT})
+    else:
+        facts = _ptr_facts({GENERIC: CONFIRMS}, unchecked=1)
+    assert check_ptr(facts) == []
+    assert [h.symbol for h in check_ptr(_ptr_facts({GENERIC: CONFIRMS}))] == ["RL_PTR_GENERIC"]
+
+
 def test_names_beyond_max_ptr_names_make_the_verdict_unknown_not_unverified() -> None:
     hits = check_ptr(_ptr_facts({CUSTOM: ELSEWHERE}, unchecked=2))
     assert [hit.symbol for hit in hits] == ["RL_PTR_TEMPFAIL"]

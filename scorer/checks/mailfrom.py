@@ -18,7 +18,7 @@ import email_validator
 
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import Answer, Lookup, MxRecord, NotFound, NotFoundKind, TempFail, describe
-from scorer.names import address_in, ipv4_literal, non_public_suffix, to_ascii
+from scorer.names import address_in, hostname_problem, ipv4_literal, non_public_suffix, to_ascii
 from scorer.text import has_unsafe, option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -99,7 +99,7 @@ def envelope_address(raw: str) -> str:
         address = address[1:-1]
     if address.startswith("@"):
         route = _SOURCE_ROUTE.match(address)
-        if route is not None:
+        if route is not None and route.end() < len(address):  # a route alone is no sender
             return address[route.end() :]
     return address
 
@@ -113,13 +113,14 @@ def parse_sender(raw: str) -> Sender:
     if has_unsafe(address):
         return Sender(raw, SenderKind.BAD_SYNTAX, problem="control or format characters")
     local, at, domain_part = address.rpartition("@")
-    literal = ipv4_literal(domain_part[1:-1]) if domain_part.startswith("[") else None
+    bracketed = domain_part.startswith("[") and domain_part.endswith("]")
+    literal = ipv4_literal(domain_part[1:-1]) if bracketed else None
     if literal is not None:
         # email-validator reads the octets as ipaddress does, refusing "010": hand
         # it the literal as RFC 5321 means it (see names.ipv4_literal).
         address = f"{local}@[{literal}]"
     domain = to_ascii(domain_part) if at else None
-    if domain and not domain.startswith("["):
+    if domain and not domain.startswith("[") and hostname_problem(domain) is None:
         special = non_public_suffix(domain)
         if special is not None:
             return Sender(raw, SenderKind.SPECIAL_USE, domain=domain, problem=special)

@@ -63,6 +63,22 @@ def _generic(ip: IPAddress, names: dict[str, bool]) -> Hit | None:
     return lowest
 
 
+def _judged_names(facts: PtrFacts, confirmed: list[str]) -> dict[str, bool] | None:
+    """The names RL_PTR_GENERIC judges (name -> judge as confirmed), None for no verdict.
+
+    The confirmed names when one confirms, else every name looked up. A name whose
+    forward lookup failed might have confirmed: it is judged as if it had (so a big
+    sender's exemption still applies). Names beyond max_ptr_names could be anything:
+    no verdict. So neither a DNS failure nor the bound turns into a generic penalty.
+    """
+    if facts.unchecked_names:
+        return None
+    failed = [name for name, outcome in facts.forward.items() if isinstance(outcome, TempFail)]
+    if confirmed:
+        return dict.fromkeys([*confirmed, *failed], True)
+    return {name: name in failed for name in facts.forward}
+
+
 def check_ptr(facts: PtrFacts) -> list[Hit]:
     ip = facts.ip
     mta = (option(f"MTA hostname: {facts.mta_hostname}"),) if facts.mta_hostname else ()
@@ -72,20 +88,15 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
     if not isinstance(facts.ptr, Answer):
         return [Hit("RL_PTR_MISSING", (f"no PTR for {ip}", f"PTR: {describe(facts.ptr)}", *mta))]
     confirmed = facts.confirmed_names()
+    judged = _judged_names(facts, confirmed)
+    generic = _generic(ip, judged) if judged else None
     if confirmed:
-        generic = _generic(ip, dict.fromkeys(confirmed, True))
         return [generic] if generic else []
     evidence = [_forward_evidence(name, outcome) for name, outcome in facts.forward.items()]
     if facts.unchecked_names:
         evidence.append(f"{facts.unchecked_names} more PTR names not checked (max_ptr_names)")
     evidence.extend(mta)
-    failed = {name: isinstance(o, TempFail) for name, o in facts.forward.items()}
-    # Unknown is not unverified: a name whose forward lookup failed, or one beyond
-    # max_ptr_names, might have confirmed.
-    unknown = facts.unchecked_names > 0 or any(failed.values())
-    symbol = "RL_PTR_TEMPFAIL" if unknown else "RL_PTR_UNVERIFIED"
-    # A name whose forward lookup failed gets the benefit of the doubt (judged as if
-    # confirmed, so a big sender's exemption still applies): a DNS failure must not
-    # turn into a generic-name penalty.
-    hits = [Hit(symbol, (f"PTR {ip} not confirmed", *evidence)), _generic(ip, failed)]
-    return [h for h in hits if h is not None]
+    # Unknown is not unverified: a failed or unchecked name might have confirmed.
+    failed = any(isinstance(outcome, TempFail) for outcome in facts.forward.values())
+    symbol = "RL_PTR_TEMPFAIL" if failed or facts.unchecked_names else "RL_PTR_UNVERIFIED"
+    return [h for h in (Hit(symbol, (f"PTR {ip} not confirmed", *evidence)), generic) if h]

@@ -113,11 +113,12 @@ class UdpTransport:
         self._servers = list(nameservers)
         self._timeout = timeout
         self._negative_ttl = negative_ttl
-        # At least one retransmission: a lost datagram must not cost a whole timeout.
-        self._attempts = max(2, len(self._servers))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sockets: list[list[_Socket]] = []  # per nameserver; [] when it failed to open
         self._open_failures: list[TempFail | None] = []
+        self._usable: list[int] = []  # the nameservers with sockets, in order
+        # At least one retransmission: a lost datagram must not cost a whole timeout.
+        self._attempts = 2
         self._reopen_at: float | None = None  # when to try the failed ones again
         self._next_socket = 0
         self._ids = _random_ids()
@@ -161,6 +162,10 @@ class UdpTransport:
             else:
                 self._sockets[index] = sockets
                 self._open_failures[index] = None
+        # A nameserver we cannot open a socket to is left out of the turns (tried
+        # again at the next reopen), so the others keep their retransmissions.
+        self._usable = [index for index, sockets in enumerate(self._sockets) if sockets]
+        self._attempts = max(2, len(self._usable))
 
     def send(self, name_wire: bytes, rdtype: int, on_done: OutcomeCallback) -> None:
         """Start a query; ``on_done(outcome)`` runs once, within ``timeout`` (maybe before
@@ -171,8 +176,9 @@ class UdpTransport:
             self._reopen_at is not None and loop.time() >= self._reopen_at
         ):
             self._open(loop)
-        if not self._servers:
-            on_done(TempFail(FailureKind.NETWORK, "no nameserver configured"))
+        if not self._usable:
+            failure = next((f for f in self._open_failures if f is not None), None)
+            on_done(failure or TempFail(FailureKind.NETWORK, "no nameserver configured"))
             return
         expires = loop.time() + self._timeout
         self._attempt(_Pending(on_done, question(name_wire, rdtype), rdtype, expires))
@@ -213,12 +219,7 @@ class UdpTransport:
         else:
             delay = self._timeout / self._attempts
             pending.timer = self._loop.call_later(delay, self._attempt, pending)
-        server = attempt % len(self._servers)
-        sockets = self._sockets[server]
-        if not sockets:  # its sockets could not be opened: a failure, on to the next
-            pending.failure = self._open_failures[server]
-            self._next_or_fail(pending)
-            return
+        sockets = self._sockets[self._usable[attempt % len(self._usable)]]
         self._next_socket += 1
         sock = sockets[self._next_socket % len(sockets)]
         query_id = next(self._ids)
@@ -229,6 +230,10 @@ class UdpTransport:
         try:
             sock.sock.send(make_query(query_id, pending.question))
         except OSError as error:
+            # Not sent, so nothing can answer it: the next nameserver, or done now
+            # (not when the timer ends a wait for a reply that cannot come).
+            del sock.pending[query_id]
+            pending.registrations.pop()
             self._network_error(pending, error)
 
     def _timed_out(self, pending: _Pending) -> None:
@@ -244,7 +249,7 @@ class UdpTransport:
         done, unless an earlier one may still answer (the query's timer then ends it,
         with this failure if none does)."""
         assert pending.failure is not None
-        if pending.attempts < len(self._servers):
+        if pending.attempts < len(self._usable):
             self._attempt(pending)
         elif not any(sock.pending.get(qid) is pending for sock, qid in pending.registrations):
             self._finish(pending, pending.failure)
