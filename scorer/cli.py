@@ -26,7 +26,7 @@ from scorer.integrations import spamassassin
 from scorer.pipeline import Pipeline
 from scorer.protocol import RequestError, parse_request
 from scorer.report import render_report
-from scorer.requestlog import configure_logging
+from scorer.requestlog import configure_logging, print_error
 from scorer.security import refuse_public_without_token
 from scorer.symbols import SYMBOLS, markdown_table
 
@@ -60,7 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         refuse_public_without_token(config)  # the same rule as for reloads and config check
     except ConfigError as refusal:
-        print(f"rdns-scorer serve: {refusal}", file=sys.stderr)
+        print_error(f"rdns-scorer serve: {refusal}")
         return 2
 
     def loader() -> Config:
@@ -83,7 +83,7 @@ def _serve(args: argparse.Namespace) -> int:
         failure = listen_failure(error, host, port)
         if failure is None:
             raise
-        print(f"rdns-scorer serve: {failure}", file=sys.stderr)
+        print_error(f"rdns-scorer serve: {failure}")
         return 2
 
 
@@ -93,7 +93,7 @@ def _check(args: argparse.Namespace) -> int:
     try:
         request = parse_request({k: v for k, v in data.items() if v is not None})
     except RequestError as error:
-        print(f"rdns-scorer check: {error.field}: {error.message}", file=sys.stderr)
+        print_error(f"rdns-scorer check: {error.field}: {error.message}")
         return 2
     facts, reply = asyncio.run(Pipeline(config).check_with_facts(request))
     if args.json:
@@ -107,7 +107,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _generic(args: argparse.Namespace) -> int:
     if (args.ip is None) != (args.hostname is None):
-        print("rdns-scorer generic: give both IP and HOSTNAME, or neither", file=sys.stderr)
+        print_error("rdns-scorer generic: give both IP and HOSTNAME, or neither")
         return 2
     return run_generic(args.ip, args.hostname, args.confirmed, sys.stdin, sys.stdout)
 
@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
     except ConfigError as error:
-        print(f"rdns-scorer: config error: {error}", file=sys.stderr)
+        print_error(f"rdns-scorer: config error: {error}")
         return 2
     return result
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -75,12 +76,22 @@ _JOURNAL_PRIORITIES = {
 }  # fmt: skip
 
 
+def _with_priority(priority: int, text: str) -> str:
+    # journald splits on newlines: every line of a traceback needs the prefix too.
+    return "\n".join(f"<{priority}>{line}" for line in text.split("\n"))
+
+
 class _JournalHandler(logging.StreamHandler):
     """Lines prefixed with their priority, for journald: ``journalctl -p err`` then
     finds our errors (plain stderr lines are all stored as "info")."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"<{_JOURNAL_PRIORITIES.get(record.levelno, 6)}>{super().format(record)}"
+        return _with_priority(_JOURNAL_PRIORITIES.get(record.levelno, 6), super().format(record))
+
+
+def print_error(text: str) -> None:
+    """An error line of the command line on stderr (an error for journald too)."""
+    print(_with_priority(3, text) if stderr_is_journal(os.environ) else text, file=sys.stderr)
 
 
 def stderr_is_journal(environ: Mapping[str, str], fd: int = 2) -> bool:

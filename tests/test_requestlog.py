@@ -8,7 +8,15 @@ import os
 import sys
 from pathlib import Path
 
-from scorer.requestlog import _JournalHandler, _JsonFormatter, _TextFormatter, stderr_is_journal
+import pytest
+
+from scorer.requestlog import (
+    _JournalHandler,
+    _JsonFormatter,
+    _TextFormatter,
+    print_error,
+    stderr_is_journal,
+)
 
 
 def _record(created: float) -> logging.LogRecord:
@@ -57,3 +65,27 @@ def test_under_systemd_lines_carry_their_priority(tmp_path: Path) -> None:
     assert _JournalHandler().format(record) == "<3>reload failed"
     record.levelno = logging.INFO
     assert _JournalHandler().format(record) == "<6>reload failed"
+
+
+def test_under_systemd_every_line_of_an_error_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Regression (review): a traceback's lines after the first, and the command line's
+    own errors (config error, port in use), reached journald as "info"."""
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, "x", 1, "failed", None, sys.exc_info())
+    handler = _JournalHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    lines = handler.format(record).split("\n")
+    assert len(lines) > 3 and all(line.startswith("<3>") for line in lines)
+    stat = os.fstat(2)
+    monkeypatch.setenv("JOURNAL_STREAM", f"{stat.st_dev}:{stat.st_ino}")
+    print_error("rdns-scorer: config error: [weights] X: unknown")
+    monkeypatch.delenv("JOURNAL_STREAM")
+    print_error("rdns-scorer: plain")
+    assert (
+        capfd.readouterr().err
+        == "<3>rdns-scorer: config error: [weights] X: unknown\nrdns-scorer: plain\n"
+    )
