@@ -23,6 +23,7 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -192,6 +193,16 @@ def _ask_parent_to_reload_peers() -> None:
         os.kill(os.getppid(), signal.SIGUSR1)
 
 
+@dataclass(slots=True)
+class _Worker:
+    """What the parent keeps of one worker process."""
+
+    started: float  # monotonic
+    snapshot: str  # the name of its metrics snapshot (scorer.workermetrics)
+    beat_fd: int  # the read end of its heartbeat pipe
+    last_beat: float  # monotonic time of its last heartbeat (inf once it was killed)
+
+
 class Supervisor:
     """The parent of ``workers`` worker processes (see the module docstring)."""
 
@@ -202,13 +213,10 @@ class Supervisor:
         self._loader = loader
         self._host, self._port = host, port
         self._workers = workers
-        self._children: dict[int, float] = {}  # pid -> start time
+        self._children: dict[int, _Worker] = {}  # by pid
         self._stopping = False
         self._quick_deaths = 0
         self._metrics_directory: Path | None = None
-        self._snapshot_names: dict[int, str] = {}  # pid -> its metrics snapshot
-        # pid -> (the read end of its heartbeat pipe, monotonic time of its last beat)
-        self._heartbeats: dict[int, tuple[int, float]] = {}
 
     def _spawn(self) -> None:
         parent = os.getpid()
@@ -218,7 +226,7 @@ class Supervisor:
         if pid == 0:  # the worker
             code = 1
             try:
-                for fd in [beat_read, *(fd for fd, _last in self._heartbeats.values())]:
+                for fd in [beat_read, *(w.beat_fd for w in self._children.values())]:
                     os.close(fd)  # the parent's ends
                 os.set_blocking(beat_write, False)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISED)
@@ -266,9 +274,8 @@ class Supervisor:
                 os._exit(code)
         os.close(beat_write)
         os.set_blocking(beat_read, False)
-        self._children[pid] = time.monotonic()
-        self._snapshot_names[pid] = name
-        self._heartbeats[pid] = (beat_read, self._children[pid])
+        now = time.monotonic()
+        self._children[pid] = _Worker(started=now, snapshot=name, beat_fd=beat_read, last_beat=now)
 
     def _watch(self) -> None:
         """Kill a worker whose event loop stopped beating (no byte on its heartbeat pipe
@@ -276,21 +283,27 @@ class Supervisor:
         every message sent to it until the plugin's timeout. The reaper replaces it."""
         limit = self._config.server.watchdog_seconds
         now = time.monotonic()
-        for pid, (fd, last) in list(self._heartbeats.items()):
+        for pid, worker in self._children.items():
             try:
-                beats = os.read(fd, 4096)
+                beats = os.read(worker.beat_fd, 4096)
             except BlockingIOError:
                 beats = None
             if beats:
-                self._heartbeats[pid] = (fd, now)
-            elif beats is None and limit and not self._stopping and now - last > limit:
+                worker.last_beat = now
+            elif beats is None and limit and not self._stopping and now - worker.last_beat > limit:
                 log.error(
                     "worker %d sent no heartbeat for %g s (its event loop is stuck): killing it",
                     pid, limit,
                 )  # fmt: skip
-                self._heartbeats[pid] = (fd, float("inf"))  # killed once
+                worker.last_beat = float("inf")  # killed once
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+    def _release(self, worker: _Worker) -> None:
+        """What a dead worker leaves: its heartbeat pipe, its metrics snapshot."""
+        os.close(worker.beat_fd)
+        if self._metrics_directory is not None:
+            retire(self._metrics_directory, worker.snapshot)
 
     def _reload(self) -> None:
         """Keep the last good config for the workers started from now on (one that
@@ -309,21 +322,20 @@ class Supervisor:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
+                for worker in self._children.values():
+                    self._release(worker)
                 self._children.clear()
                 return
             if pid == 0:
                 return
-            started = self._children.pop(pid, None)
-            beat = self._heartbeats.pop(pid, None)
-            if beat is not None:
-                os.close(beat[0])
-            name = self._snapshot_names.pop(pid, None)
-            if self._metrics_directory is not None and name is not None:
-                retire(self._metrics_directory, name)
-            if started is None or self._stopping:
+            dead = self._children.pop(pid, None)
+            if dead is None:
+                continue
+            self._release(dead)
+            if self._stopping:
                 continue
             log.error("worker %d exited (%s); starting a new one", pid, exit_description(status))
-            if time.monotonic() - started < QUICK_DEATH_SECONDS:
+            if time.monotonic() - dead.started < QUICK_DEATH_SECONDS:
                 self._quick_deaths += 1
                 time.sleep(min(self._quick_deaths, 5) * 0.2)
             else:
