@@ -63,17 +63,19 @@ def _generic(ip: IPAddress, names: dict[str, bool]) -> Hit | None:
     return lowest
 
 
-def _judged_names(facts: PtrFacts, confirmed: list[str]) -> dict[str, bool] | None:
+def _judged_names(
+    facts: PtrFacts, confirmed: list[str], failed: list[str]
+) -> dict[str, bool] | None:
     """The names RL_PTR_GENERIC judges (name -> judge as confirmed), None for no verdict.
 
     The confirmed names when one confirms, else every name looked up. A name whose
-    forward lookup failed might have confirmed: it is judged as if it had (so a big
-    sender's exemption still applies). Names beyond max_ptr_names could be anything:
-    no verdict. So neither a DNS failure nor the bound turns into a generic penalty.
+    forward lookup failed (``failed``) might have confirmed: it is judged as if it
+    had (so a big sender's exemption still applies). Names beyond max_ptr_names could
+    be anything: no verdict. So neither a DNS failure nor the bound turns into a
+    generic penalty.
     """
     if facts.unchecked_names:
         return None
-    failed = [name for name, outcome in facts.forward.items() if isinstance(outcome, TempFail)]
     if confirmed:
         return dict.fromkeys([*confirmed, *failed], True)
     return {name: name in failed for name in facts.forward}
@@ -88,7 +90,8 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
     if not isinstance(facts.ptr, Answer):
         return [Hit("RL_PTR_MISSING", (f"no PTR for {ip}", f"PTR: {describe(facts.ptr)}", *mta))]
     confirmed = facts.confirmed_names()
-    judged = _judged_names(facts, confirmed)
+    failed = [name for name, outcome in facts.forward.items() if isinstance(outcome, TempFail)]
+    judged = _judged_names(facts, confirmed, failed)
     generic = _generic(ip, judged) if judged else None
     if confirmed:
         return [generic] if generic else []
@@ -97,6 +100,5 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
         evidence.append(f"{facts.unchecked_names} more PTR names not checked (max_ptr_names)")
     evidence.extend(mta)
     # Unknown is not unverified: a failed or unchecked name might have confirmed.
-    failed = any(isinstance(outcome, TempFail) for outcome in facts.forward.values())
     symbol = "RL_PTR_TEMPFAIL" if failed or facts.unchecked_names else "RL_PTR_UNVERIFIED"
     return [h for h in (Hit(symbol, (f"PTR {ip} not confirmed", *evidence)), generic) if h]
