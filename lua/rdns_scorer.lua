@@ -56,6 +56,15 @@ local DEFAULT_PORT = 11340
 local CHECK_SYMBOL = 'RDNS_SCORER_CHECK' -- the callback; never inserted itself
 local FAIL_SYMBOL = 'RL_SCORER_FAIL'
 local UNKNOWN_SYMBOL = 'RL_SCORER_UNKNOWN'
+-- The service cuts every text field to this many characters before any check
+-- (MAX_FIELD_CHARS in scorer/protocol.py; a test keeps the two equal). Cutting
+-- here too keeps a 20 KB HELO from making the body too large: the 413 would
+-- switch every check off for that message.
+local MAX_FIELD_OCTETS = 1024
+-- The reply is JSON, read by libucl, which by default also runs UCL macros:
+-- .include or .load in a reply would pull any file rspamd can read into the
+-- symbols' options (the scan result, history, logs).
+local UCL_PARSER_DISABLE_MACRO = 32
 
 -- Every symbol the service or this plugin can produce: a copy of SYMBOLS in
 -- the service's scorer/symbols.py, rendered by
@@ -122,19 +131,24 @@ local skip_conf -- {check_local, check_authed} for lua_util.is_skip_local_or_aut
 -- msgpack encoder garbles negative integers, and nil would become ucl.null.
 local function build_request(task, ip)
   local req = { ip = ip:to_string() }
-  local helo = task:get_helo()
-  if type(helo) == 'string' then
-    req.helo = helo
+  local function put(field, value)
+    if type(value) == 'string' then
+      req[field] = value:sub(1, MAX_FIELD_OCTETS)
+    end
   end
+  put('helo', task:get_helo())
   local from = task:get_from('smtp')
   if type(from) == 'table' and type(from[1]) == 'table' then
     local addr = from[1]
     if addr.flags and addr.flags.empty then
       req.mail_from = '' -- the null sender <>
-    elseif type(addr.addr) == 'string' and addr.addr ~= '' then
-      req.mail_from = addr.addr
-    elseif type(addr.raw) == 'string' then
-      req.mail_from = addr.raw -- unparsable: the service scores the syntax
+    elseif type(addr.raw) == 'string' and addr.raw ~= '' then
+      -- As the MTA passed it: addr.addr drops the quotes of a quoted local part
+      -- ("john doe"@example.org would arrive as invalid syntax). The service
+      -- takes off the angle brackets itself.
+      put('mail_from', addr.raw)
+    else
+      put('mail_from', addr.addr)
     end
   else
     -- rspamd drops an envelope sender its own parser rejects ("root", "a@b@c"):
@@ -142,21 +156,12 @@ local function build_request(task, ip)
     -- the syntax. A milter never gets that far (docs/rspamd.md).
     local raw = task:get_request_header('From')
     if raw then
-      req.mail_from = tostring(raw)
+      put('mail_from', tostring(raw))
     end
   end
-  local hostname = task:get_hostname()
-  if type(hostname) == 'string' then
-    req.hostname = hostname
-  end
-  local queue_id = task:get_queue_id()
-  if type(queue_id) == 'string' then
-    req.queue_id = queue_id
-  end
-  local user = task:get_user()
-  if type(user) == 'string' then
-    req.user = user
-  end
+  put('hostname', task:get_hostname())
+  put('queue_id', task:get_queue_id())
+  put('user', task:get_user())
   return req
 end
 
@@ -172,7 +177,7 @@ local function apply_reply(task, body)
   if not body or #body == 0 then
     return 'empty reply body'
   end
-  local parser = ucl.parser()
+  local parser = ucl.parser(UCL_PARSER_DISABLE_MACRO)
   local ok, err = parser:parse_text(body)
   if not ok then
     return 'unparsable reply: ' .. tostring(err)

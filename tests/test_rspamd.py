@@ -8,6 +8,7 @@ Each rspamd instance starts once per module; they share one hyperscan cache dir.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -20,6 +21,7 @@ from typing import Any
 import msgpack
 import pytest
 
+from scorer.protocol import MAX_FIELD_CHARS
 from tests.support.fakehttp import FakeHttp, HungSocket
 from tests.support.ports import free_port
 from tests.support.rspamd import Rspamd, ScanResult, rspamd_available
@@ -322,6 +324,39 @@ def test_ipv6_client_is_sent_plain(rspamd_fake: Rspamd, fake_json: FakeHttp) -> 
     assert msgpack.unpackb(fake_json.requests[-1].body) == {"ip": CONFIRMED_IP6}
 
 
+@pytest.mark.parametrize("sender", ['"john doe"@good-sender.net', '"a@b"@good-sender.net'])
+def test_quoted_local_part_keeps_its_quotes(
+    rspamd_fake: Rspamd, fake_json: FakeHttp, sender: str
+) -> None:
+    # Regression: the plugin sent rspamd's unquoted form (john doe@good-sender.net),
+    # which the service rightly scored RL_MAILFROM_BAD_SYNTAX.
+    rspamd_fake.scan(GENERIC_IP, mail_from=sender)
+    assert msgpack.unpackb(fake_json.requests[-1].body)["mail_from"] == sender
+
+
+def test_quoted_local_part_is_not_bad_syntax(rspamd: Rspamd) -> None:
+    result = rspamd.scan(CONFIRMED_IP, helo=CONFIRMED_NAME, mail_from=f'"john doe"@{GOOD_DOMAIN}')
+    assert "RL_MAILFROM_BAD_SYNTAX" not in result.ours(), result.ours()
+
+
+def test_huge_fields_are_cut_to_what_the_service_reads(
+    rspamd_fake: Rspamd, fake_json: FakeHttp
+) -> None:
+    rspamd_fake.scan(GENERIC_IP, helo="h" * 17_000, mail_from="m" * 17_000, queue_id="q" * 3_000)
+    sent = msgpack.unpackb(fake_json.requests[-1].body)
+    assert {
+        field: len(sent[field]) for field in ("helo", "mail_from", "queue_id")
+    } == dict.fromkeys(("helo", "mail_from", "queue_id"), MAX_FIELD_CHARS)
+
+
+def test_huge_helo_is_scored_not_refused(rspamd: Rspamd) -> None:
+    # Regression: a 17 KB HELO made the body larger than max_body_bytes; the 413
+    # failed open and switched off every check, RL_PTR_MISSING included.
+    result = rspamd.scan(MISSING_PTR_IP, helo="a" * 17_000)
+    assert {"RL_PTR_MISSING", "RL_HELO_INVALID"} <= set(result.ours()), result.ours()
+    assert "RL_SCORER_FAIL" not in result.ours()
+
+
 def test_connections_are_kept_alive(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
     connections, requests = fake_json.connections, len(fake_json.requests)
     for _ in range(5):
@@ -357,6 +392,22 @@ def test_unknown_symbol_goes_to_rl_scorer_unknown(rspamd_fake: Rspamd, fake_json
     assert scores(result) == {"RL_PTR_MISSING": 5.0, "RL_SCORER_UNKNOWN": 0.0}
     assert result.options("RL_SCORER_UNKNOWN") == ["RL_FROM_THE_FUTURE"]
     assert result.options("RL_PTR_MISSING") == ["no PTR"]
+
+
+def test_reply_cannot_include_files(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
+    # Regression: the reply was parsed as full UCL, whose macros read any file rspamd
+    # can read into the scan result. A reply is JSON: the macro is not run.
+    with tempfile.TemporaryDirectory() as readable:  # by rspamd's own account, too
+        os.chmod(readable, 0o755)
+        secret = Path(readable) / "secret.conf"
+        secret.write_text(
+            'symbols [ { name = "RL_PTR_MISSING"; score = 1.0; options = ["SECRET"] } ]'
+        )
+        secret.chmod(0o644)
+        fake_json.set("raw", body=f'.include "{secret}"'.encode())
+        result = rspamd_fake.scan(GENERIC_IP)
+    assert scores(result) == {"RL_SCORER_FAIL": 0.0}
+    assert "SECRET" not in json.dumps(result.raw)
 
 
 def test_duplicate_symbol_counts_once(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:

@@ -14,6 +14,7 @@ import pytest
 from scorer.cli import main
 from scorer.config import config_from_mapping
 from scorer.integrations import rspamd as integration
+from scorer.protocol import MAX_FIELD_CHARS
 from scorer.symbols import SYMBOLS, Family
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +41,12 @@ def test_plugin_symbol_names_parse_back() -> None:
     assert rows == [(s.name, str(s.family)) for s in SYMBOLS.values()]
     plugin_side = {name for name, family in rows if family == Family.PLUGIN}
     assert plugin_side == {"RL_SCORER_FAIL", "RL_SCORER_UNKNOWN"}
+
+
+def test_plugin_cuts_fields_where_the_service_does() -> None:
+    found = re.search(r"^local MAX_FIELD_OCTETS = (\d+)$", PLUGIN.read_text(), re.MULTILINE)
+    assert found is not None
+    assert int(found.group(1)) == MAX_FIELD_CHARS
 
 
 def test_lua_strings_are_escaped() -> None:

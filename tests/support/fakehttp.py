@@ -4,6 +4,7 @@ One thread per connection, keep-alive honoured (rspamd's client reuses connectio
 and the behaviour switchable at run time through ``mode``:
 
 - ``json``: 200 with ``reply`` (a JSON-able object) as the body;
+- ``raw``: 200 with ``body`` (bytes) as it is, labelled application/json;
 - ``status``: ``status`` code with a small JSON error body;
 - ``garbage``: 200 with a body that is not JSON;
 - ``hang``: read the request, never answer (the connection stays open until the peer leaves);
@@ -54,6 +55,7 @@ class FakeHttp(_Listening):
     mode: str = "json"
     status: int = 500
     reply: Any = field(default_factory=lambda: {"symbols": [], "score": 0.0, "elapsed_ms": 0.1})
+    body: bytes = b""
     port: int = field(default_factory=free_port)
     requests: list[Recorded] = field(default_factory=list)
     connections: int = 0
@@ -114,6 +116,8 @@ class FakeHttp(_Listening):
             return None
         if mode == "json":
             return _http(200, json.dumps(self.reply).encode())
+        if mode == "raw":
+            return _http(200, self.body)
         if mode == "garbage":
             return _http(200, b"<html>this is not json", "text/html")
         if mode == "status":
