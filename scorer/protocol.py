@@ -57,6 +57,10 @@ class SymbolResult(NamedTuple):
     name: str
     score: float
     options: tuple[str, ...]
+    # A shadowed symbol (score 0): what it would have scored. Sent, so a client
+    # whose admin set a score of its own (SpamAssassin's "score RL_X n") still
+    # knows not to apply it; 0.0 (not sent) for every other symbol.
+    shadow_score: float = 0.0
 
 
 class CheckReply(NamedTuple):
@@ -89,6 +93,7 @@ class CheckReply(NamedTuple):
         return {
             "symbols": [
                 {"name": s.name, "score": float(s.score), "options": list(s.options)}
+                | ({"shadow_score": float(s.shadow_score)} if s.shadow_score else {})
                 for s in self.symbols
             ],
             "score": float(self.score),

@@ -33,7 +33,7 @@ def score_hits(
         if score and is_shadowed(name):
             shadowed.append((name, score))
             symbols.append(
-                SymbolResult(name, 0.0, (*hit.options, f"shadow: would score {score:+g}"))
+                SymbolResult(name, 0.0, (*hit.options, f"shadow: would score {score:+g}"), score)
             )
         else:
             symbols.append(SymbolResult(name, score, hit.options))

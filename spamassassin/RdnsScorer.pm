@@ -161,7 +161,8 @@ sub check_rl_scorer {
     return 0;
   }
   foreach my $symbol (@{$result->{symbols} || []}) {
-    $self->_hit($pms, $symbol->{name}, $symbol->{score}, $symbol->{options});
+    $self->_hit($pms, $symbol->{name}, $symbol->{score}, $symbol->{options},
+      $symbol->{shadowed});
   }
   if (@{$result->{rejected} || []}) {
     $self->_hit($pms, 'RL_SCORER_UNKNOWN', MIN_SCORE,
@@ -184,7 +185,7 @@ sub check_rl_scorer_ok {
 }
 
 sub _hit {
-  my ($self, $pms, $name, $service_score, $options) = @_;
+  my ($self, $pms, $name, $service_score, $options, $shadowed) = @_;
   my $conf = $pms->{conf};
   my $score;
   my $explicit = ($conf->{rdns_scorer_explicit} || {})->{$name};
@@ -194,6 +195,9 @@ sub _hit {
   }
   if (defined $score) {
     return if !$score;    # the admin's "score RL_X 0" disables it
+    # Shadow mode on the service: shown with its evidence, never scored, whatever
+    # the admin's own score for it (the report's "shadow:" option says what it would be).
+    $score = MIN_SCORE if $shadowed;
   } else {
     $score = $service_score;
     $score = SCORE_LIMIT  if $score > SCORE_LIMIT;
@@ -357,7 +361,10 @@ sub _parse_reply {
       next if !defined $option || ref($option);
       push(@options, _clean($option, MAX_OPTION));
     }
-    push(@symbols, { name => $name, score => $score + 0, options => \@options });
+    my $shadow = $symbol->{shadow_score};
+    my $shadowed = defined $shadow && !ref($shadow) && looks_like_number($shadow) && $shadow != 0;
+    push(@symbols,
+      { name => $name, score => $score + 0, options => \@options, shadowed => $shadowed ? 1 : 0 });
   }
   return { symbols => \@symbols, rejected => \@rejected };
 }

@@ -228,7 +228,9 @@ async def test_shadow_mode_returns_evidence_at_zero_and_counts_it(
     symbols = {s["name"]: s for s in body["symbols"]}
     assert symbols["RL_PTR_MISSING"]["score"] == 0.0
     assert "shadow: would score +5" in symbols["RL_PTR_MISSING"]["options"]
+    assert symbols["RL_PTR_MISSING"]["shadow_score"] == 5.0
     assert symbols["RL_HELO_LOCALHOST"]["score"] == 1.0, "only the listed symbol is shadowed"
+    assert "shadow_score" not in symbols["RL_HELO_LOCALHOST"]
     assert body["score"] == 1.0
     metrics = await (await client.get("/metrics")).text()
     assert 'rdns_scorer_shadow_symbols_total{symbol="RL_PTR_MISSING"} 1.0' in metrics

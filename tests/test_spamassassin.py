@@ -311,6 +311,20 @@ def test_user_prefs_override_scores_but_not_settings(fake_spamd: Spamd, fake: Fa
     assert {r.headers["authorization"] for r in fake.requests} == {f"Bearer {FAKE_TOKEN}"}
 
 
+def test_admin_score_line_does_not_score_a_shadowed_symbol(
+    fake_spamd: Spamd, fake: FakeHttp
+) -> None:
+    # Regression: with the service in shadow mode, alice's "score RL_PTR_MISSING 1.5"
+    # still scored 1.5 (the report said "shadow: would score +5" beside it).
+    assert os.geteuid() == 0, "spamd needs root for virtual users (CI runs as root)"
+    options = ["no PTR for 203.0.113.11", "shadow: would score +5"]
+    shadowed = {"name": "RL_PTR_MISSING", "score": 0.0, "options": options, "shadow_score": 5.0}
+    fake.reply_json({"symbols": [shadowed]})
+    scan = fake_spamd.scan(message(MISSING_PTR_IP, "Mail-Server"), user="alice")
+    assert scan.rl == {"RL_PTR_MISSING": 0.001}
+    assert "shadow: would score +5" in scan.section("RL_PTR_MISSING")
+
+
 def test_hostile_reply_cannot_fire_other_rules(fake_spamd: Spamd, fake: FakeHttp) -> None:
     names = [
         "USER_IN_WELCOMELIST", "ALL_TRUSTED", "__RL_SCORER_OK", "RL_SCORER_FAIL",
