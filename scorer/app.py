@@ -12,6 +12,8 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from scorer.config import Config, ConfigError
@@ -28,6 +30,7 @@ from scorer.protocol import (
     wants_msgpack,
 )
 from scorer.requestlog import configure_logging, log_check
+from scorer.text import option
 from scorer.workermetrics import SNAPSHOT_SECONDS, WorkerMetrics
 
 log = logging.getLogger("rdns_scorer")
@@ -108,6 +111,9 @@ SERVICE_KEY = web.AppKey("service", Service)
 # The plugins send a few hundred bytes with the headers and give up after ~1 s: a body
 # still missing after this is a stalled or hostile client.
 BODY_TIMEOUT_SECONDS = 2.0
+# The status counted for a request whose client closed the connection before its
+# body arrived (nginx's convention; never sent).
+CLIENT_CLOSED_REQUEST = 499
 
 
 def _error(status: int, message: str, field: str, want_msgpack: bool) -> web.Response:
@@ -141,13 +147,23 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
     if (request.content_length or 0) > limit:
         raise RequestError(too_large, status=413)
     try:
-        return await _body(request), content_type
+        body = await _body(request)
     except web.HTTPRequestEntityTooLarge:
         raise RequestError(too_large, status=413) from None
     except TimeoutError:
         raise RequestError(
             f"body not received within {BODY_TIMEOUT_SECONDS:g} s", status=408
         ) from None
+    except RequestPayloadError as error:  # Content-Encoding it is not, broken chunking
+        cause = error.__cause__
+        why = cause.message if isinstance(cause, HttpProcessingError) else str(error)
+        raise RequestError(f"body could not be read: {option(why, 100)}") from None
+    if len(body) > limit:
+        # aiohttp's own cap (client_max_size) is the limit the service started
+        # with; a reload may have lowered it since, and a chunked body has no
+        # Content-Length to compare first.
+        raise RequestError(too_large, status=413)
+    return body, content_type
 
 
 async def _body(request: web.Request) -> bytes:
@@ -170,6 +186,10 @@ async def check(request: web.Request) -> web.Response:
         body, content_type = await _read_check_body(request, config.server.max_body_bytes)
     except RequestError as error:
         return _error(error.status, error.message, error.field, want_msgpack)
+    except ConnectionResetError:
+        # The client left before its body arrived: nobody to answer, and not our
+        # fault (a 500 would page the admin). Counted under nginx's 499.
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
     if service.in_flight >= config.server.max_in_flight:
         # Shed load at once: the plugin fails open, which beats making rspamd wait.
         service.metrics.overloaded.inc()

@@ -121,7 +121,9 @@ def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
             data = {_lenient_text(key): value for key, value in data.items()}
     else:
         try:
-            data = json.loads(body)
+            # As for msgpack: invalid UTF-8 inside a HELO is evidence, not a bad
+            # body. RFC 8259 section 8.1: JSON between systems is UTF-8.
+            data = json.loads(body.decode("utf-8", errors="surrogateescape"))
         except (ValueError, RecursionError) as error:
             raise RequestError(f"body is not valid JSON: {option(str(error), 80)}") from None
     if not isinstance(data, dict):

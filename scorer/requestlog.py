@@ -14,6 +14,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
+
 from scorer.protocol import CheckReply, CheckRequest
 from scorer.text import option
 
@@ -104,6 +107,27 @@ def stderr_is_journal(environ: Mapping[str, str], fd: int = 2) -> bool:
     return environ.get("JOURNAL_STREAM") == f"{stat.st_dev}:{stat.st_ino}"
 
 
+class _ClientFaultsAsInfo(logging.Filter):
+    """aiohttp logs a client's malformed HTTP (a bad request line, a Content-Encoding
+    that does not decode, broken chunking) as an ERROR with a traceback. The fault
+    is the client's: one INFO line, so ERRORs stay ours and a port scanner cannot
+    flood them. A body that failed to decode is logged once more when aiohttp
+    drains it after our handler answered (400, counted): that copy is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, RequestPayloadError):
+            if record.msg == "Unhandled exception":
+                return False
+            error = error.__cause__
+        if isinstance(error, HttpProcessingError) and 400 <= error.code < 500:
+            reason = option(error.message, 100)
+            record.msg, record.args = f"{record.getMessage()}: {error.code} {reason}", None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def configure_logging(log_format: str, requests: bool) -> None:
     # Neither format shows the thread, process or source line, so don't collect them
     # for every record (the knobs the logging HOWTO's "Optimization" section names).
@@ -121,6 +145,9 @@ def configure_logging(log_format: str, requests: bool) -> None:
     root.setLevel(logging.INFO)
     log.setLevel(logging.INFO if requests else logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _ClientFaultsAsInfo) for f in server.filters):
+        server.addFilter(_ClientFaultsAsInfo())
 
 
 def log_check(request: CheckRequest, reply: CheckReply) -> None:

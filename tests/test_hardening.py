@@ -5,7 +5,9 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -115,6 +117,55 @@ def test_fuzzed_bodies_never_get_a_5xx(
         for symbol in decoded["symbols"]:
             for option in symbol["options"]:
                 assert option.isprintable() and len(option) <= 160
+
+
+def _raw_exchange(port: int, request: bytes, wait_reply: bool = True) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(request)
+        return connection.recv(4096) if wait_reply else b""
+
+
+def _requests_by_status(service: ScorerProcess) -> dict[str, float]:
+    with urllib.request.urlopen(f"{service.url}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    found = re.findall(
+        r'rdns_scorer_requests_total\{endpoint="/v1/check",status="(\d+)"\} (\S+)', text
+    )
+    return {status: float(count) for status, count in found}
+
+
+def test_client_faults_in_http_are_4xx_and_not_logged_as_errors(service: ScorerProcess) -> None:
+    # Regression: a gzip body that does not decode got a 500 (the alert's "a bug"),
+    # a client leaving mid-body was counted as a 500, and each logged ERROR tracebacks.
+    before = _requests_by_status(service)
+    log_start = len(service.log())
+    head = b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    body = json.dumps({"ip": world.MISSING_PTR_IP}).encode()
+    gzip = head + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    reply = _raw_exchange(service.port, gzip)
+    assert reply.startswith(b"HTTP/1.1 400 "), reply
+    error = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+    assert error["field"] == "body" and "content-encoding" in error["error"]
+    brotli = head + b"Content-Encoding: br\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    assert b" 400 " in _raw_exchange(service.port, brotli).split(b"\r\n")[0]
+    _raw_exchange(service.port, head + b"Content-Length: 100\r\n\r\n{", wait_reply=False)
+    time.sleep(0.5)
+    after = _requests_by_status(service)
+    assert after.get("500", 0) == before.get("500", 0)
+    assert after.get("400", 0) == before.get("400", 0) + 1
+    assert after.get("499", 0) == before.get("499", 0) + 1
+    log = service.log()[log_start:]
+    assert " ERROR " not in log and "Traceback" not in log, log
+    assert "400 Can not decode content-encoding: brotli" in log
+
+
+def test_invalid_utf8_inside_a_json_field_is_evidence(service: ScorerProcess) -> None:
+    # Regression: the msgpack path kept such bytes as evidence, JSON refused the body.
+    body = b'{"ip": "%s", "helo": "mail\xff\xfe.example.org"}' % world.MISSING_PTR_IP.encode()
+    status, reply = _Connection(service.port).post(body, "application/json")
+    assert status == 200, reply
+    symbols = {s["name"]: s["options"] for s in json.loads(reply)["symbols"]}
+    assert any("\\xff\\xfe" in option for option in symbols["RL_HELO_INVALID"]), symbols
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))

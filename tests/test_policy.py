@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -10,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,24 @@ async def reloadable(aiohttp_client: Any, unbound: Unbound, tmp_path: Path) -> R
     )
     client = await aiohttp_client(app)
     return Reloadable(client, path, base, {"Authorization": "Bearer t0k"}, peers)
+
+
+async def test_a_lowered_body_limit_holds_for_chunked_bodies(reloadable: Reloadable) -> None:
+    # Regression: aiohttp's own cap stays at the start-up limit; after a reload to a
+    # lower one, only bodies with a Content-Length were held to it.
+    reloadable.path.write_text(
+        reloadable.base.replace("[server]\n", "[server]\nmax_body_bytes = 1024\n")
+    )
+    assert (await reloadable.client.post("/v1/reload", headers=reloadable.auth)).status == 200
+    body = json.dumps({"ip": world.MISSING_PTR_IP, "helo": "x" * 3000}).encode()
+
+    async def chunked() -> AsyncIterator[bytes]:
+        yield body
+
+    headers = {**reloadable.auth, "Content-Type": "application/json"}
+    for data in (body, chunked()):
+        response = await reloadable.client.post("/v1/check", data=data, headers=headers)
+        assert response.status == 413, await response.text()
 
 
 async def test_reload_endpoint_swaps_config_and_rejects_bad_ones(reloadable: Reloadable) -> None:
