@@ -145,7 +145,8 @@ class Allowlist:
         return None
 
     def match_helo(self, helo: str | None, confirmed_names: Iterable[str]) -> str | None:
-        name = _name(helo or "")
+        # Entries and PTR names are A-labels: a HELO in Unicode is compared as one.
+        name = to_ascii(_name(helo or ""))
         if name in self.helo_names and name in confirmed_names:
             return f"helo {name} (= forward-confirmed PTR)"
         return None

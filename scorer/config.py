@@ -19,6 +19,8 @@ from typing import Any, get_type_hints
 
 from scorer.allowlist import Allowlist
 from scorer.dns.layer import Nameserver, parse_nameserver
+from scorer.names import hostname_problem, to_ascii
+from scorer.protocol import parse_ip
 from scorer.symbols import default_weights
 
 DEFAULT_PORT = 11340
@@ -135,14 +137,28 @@ class Config:
 
     @property
     def local_ips(self) -> frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-        return frozenset(ipaddress.ip_address(a) for a in self.policy.local_ips)
+        # As the client is read (scorer.protocol.parse_ip): ::ffff:192.0.2.1 would
+        # otherwise never equal the IPv4 client it stands for.
+        return frozenset(parse_ip(a) for a in self.policy.local_ips)
 
     def is_shadowed(self, symbol: str) -> bool:
         return self.policy.shadow or symbol in self.policy.shadow_symbols
 
     @property
     def local_names(self) -> frozenset[str]:
-        return frozenset(n.lower().rstrip(".") for n in self.policy.local_names)
+        return frozenset(_host_name(n) for n in self.policy.local_names)
+
+
+def _host_name(value: str) -> str:
+    """The A-label form a HELO is compared in (scorer.checks.helo); ValueError if
+    ``value`` is no hostname, which would never match one."""
+    name = to_ascii(value.strip())
+    if name is None:
+        raise ValueError(f"{value!r} is not valid IDNA")
+    problem = hostname_problem(name)
+    if problem is not None:
+        raise ValueError(f"{value!r} is not a hostname: {problem}")
+    return name
 
 
 SECTIONS: dict[str, type] = {
@@ -222,6 +238,7 @@ def _validate(config: Config) -> None:
         ("[dns] nameservers", lambda: config.nameservers),
         ("[policy] skip_networks", lambda: config.skip_networks),
         ("[policy] local_ips", lambda: config.local_ips),
+        ("[policy] local_names", lambda: config.local_names),
         ("[server] listen", lambda: parse_listen(config.server.listen)),
     ]
     for path, check in checks:

@@ -68,6 +68,9 @@ def test_environment_overrides_listen_and_nameservers() -> None:
         ({"weights": {"RL_PTR_MISSING": "high"}}, "[weights] RL_PTR_MISSING: expected a number"),
         ({"weights": {"RL_NOPE": 1}}, "[weights] RL_NOPE: unknown symbol"),
         ({"policy": {"skip_networks": ["10.0.0.0/33"]}}, "[policy] skip_networks:"),
+        ({"policy": {"local_names": ["mx example org"]}}, "[policy] local_names: 'mx example"),
+        ({"policy": {"local_names": ["mx.example.org,"]}}, "[policy] local_names:"),
+        ({"policy": {"local_names": [""]}}, "[policy] local_names: '' is not a hostname"),
         ({"server": {"listen": "localhost"}}, "[server] listen: expected HOST:PORT"),
         # nan broke the loop's timer order (hung checks), inf/1e308 weights made replies
         # that are not JSON, a 400-digit integer raised OverflowError: a traceback.

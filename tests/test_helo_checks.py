@@ -163,6 +163,18 @@ async def test_forged_local_name_and_address(unbound_config: Config) -> None:
         assert set(symbols) == {"RL_HELO_FORGED_LOCAL"}, helo
 
 
+async def test_forged_local_name_in_either_idna_form(unbound_config: Config) -> None:
+    # Regression: local_names were compared as written, the HELO as A-labels, so
+    # a name with non-ASCII characters never matched, whichever way it was sent.
+    policy = dataclasses.replace(
+        unbound_config.policy, local_names=["MX.Bücher.de."], local_ips=["::ffff:198.51.100.25"]
+    )
+    pipeline = Pipeline(dataclasses.replace(unbound_config, policy=policy))
+    for helo in ("mx.bücher.de", "MX.xn--bcher-kva.de", "[198.51.100.25]"):
+        symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
+        assert set(symbols) == {"RL_HELO_FORGED_LOCAL"}, helo
+
+
 async def test_our_own_address_greeting_with_our_name_is_not_forged(
     unbound_config: Config,
 ) -> None:

@@ -203,6 +203,8 @@ def test_ptr_and_helo_entries_in_unicode_match_a_label_dns_names() -> None:
         "ptr mail.xn--bcher-kva.de (mx1.mail.xn--bcher-kva.de is forward-confirmed)"
     )
     assert allowlist.match_helo("MX1.xn--bcher-kva.de", ["mx1.xn--bcher-kva.de"]) is not None
+    # Regression: the same HELO sent in Unicode was compared as written.
+    assert allowlist.match_helo("MX1.Bücher.de", ["mx1.xn--bcher-kva.de"]) is not None
     with pytest.raises(AllowlistError, match="not a domain name IDNA accepts"):
         allowlist.add("ptr", "☃.example")
 
