@@ -88,7 +88,9 @@ def hostname_problem(ascii_name: str) -> str | None:
         if len(label) > MAX_LABEL_OCTETS:
             return f"label of {len(label)} octets, more than {MAX_LABEL_OCTETS}"
         if not _HOST_LABEL.match(label):
-            return f"label {label[:40]!r} is not letters, digits, inner hyphens, underscores"
+            # Quoted by hand, not with !r: the text becomes evidence, which
+            # scorer.text escapes once (repr would double every backslash).
+            return f"label '{label[:40]}' is not letters, digits, inner hyphens, underscores"
     return None
 
 

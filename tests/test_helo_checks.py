@@ -84,6 +84,7 @@ def test_ipv4_literal_refuses_what_is_no_snum(text: str) -> None:
         ("mail-.example.net", HeloKind.INVALID),
         ("[IPv6:::ffff:192.0.2.1]", HeloKind.LITERAL),
         ("[192.0.2.010]", HeloKind.LITERAL),  # Regression: was INVALID
+        ("192.0.2.010", HeloKind.BARE_IP),  # Regression: was NOT_FQDN, at half the weight
         ("-mx.example.net", HeloKind.INVALID),
         ("mx..example.net", HeloKind.INVALID),
         ("a" * 64 + ".example.net", HeloKind.INVALID),
@@ -151,6 +152,14 @@ async def test_control_characters_are_escaped_in_evidence(pipeline: Pipeline) ->
     options = " ".join(symbols["RL_HELO_INVALID"].options)
     assert "\r" not in options and "\n" not in options and "\x1b" not in options
     assert "\\x0d\\x0a" in options
+
+
+async def test_a_backslash_in_evidence_is_escaped_once(pipeline: Pipeline) -> None:
+    # Regression: the label was quoted with repr() before scorer.text escaped it
+    # again, so one backslash showed as \x5c\x5c.
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo="mail.example.net\\")
+    options = " ".join(symbols["RL_HELO_INVALID"].options)
+    assert "label 'net\\x5c'" in options, options
 
 
 async def test_forged_local_name_and_address(unbound_config: Config) -> None:

@@ -77,7 +77,9 @@ def parse_helo(raw: str) -> HeloName:
         return HeloName(raw, HeloKind.INVALID, problem="control, format or space characters")
     if text.startswith("[") and text.endswith("]"):
         return _literal(raw, text[1:-1])
-    address = address_in(text)
+    # ipv4_literal: leading zeros (203.0.113.010) still spell an address, as they
+    # do inside brackets; read as a name they would only be NOT_FQDN.
+    address = address_in(text) or ipv4_literal(text)
     if address is not None:
         return HeloName(raw, HeloKind.BARE_IP, address=address)
     name = to_ascii(text)
