@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scorer.checks.mailfrom import SenderKind, envelope_address, parse_sender
-from scorer.names import hostname_problem, to_ascii
-from scorer.policy import containing_network
+from scorer.names import hostname_problem, is_public_suffix, to_ascii
+from scorer.policy import containing_network, parse_network
 from scorer.text import option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -77,9 +77,9 @@ class Allowlist:
     def add(self, kind: str, value: str) -> None:
         if kind == "ip":
             try:
-                self.networks.append(ipaddress.ip_network(value.strip(), strict=False))
-            except ValueError:
-                raise AllowlistError(f"not an IP address or network: {value!r}") from None
+                self.networks.append(parse_network(value))
+            except ValueError as error:
+                raise AllowlistError(str(error)) from None
         elif kind in ("ptr", "helo", "from"):
             domain = self._entry_name(kind, value)
             if kind == "ptr":
@@ -113,18 +113,24 @@ class Allowlist:
         problem = hostname_problem(domain)
         if problem is not None:
             raise AllowlistError(f"not a domain name: {value!r} ({problem})")
+        if kind != "helo" and is_public_suffix(domain):
+            # "from com" would exempt every .com sender: surely not what was meant.
+            raise AllowlistError(
+                f"{value!r} is a public suffix: a {kind} entry covers every name under it"
+            )
         return domain
 
     def add_file(self, path: str) -> None:
         try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
+            # utf-8-sig: an editor's byte order mark is not part of the first entry.
+            lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeError) as error:
             raise AllowlistError(f"{path}: {error}") from None
         for number, line in enumerate(lines, 1):
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue
-            kind, _, value = text.partition(" ")
+            kind, _, value = text.replace("\t", " ").partition(" ")
             if not value.strip():
                 raise AllowlistError(f"{path}:{number}: expected 'KIND VALUE', got {text!r}")
             try:

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from scorer.allowlist import Allowlist
+from scorer.allowlist import Allowlist, AllowlistError
 from scorer.dns.layer import Nameserver, parse_nameserver
 from scorer.names import hostname_problem, to_ascii
+from scorer.policy import parse_network
 from scorer.protocol import parse_ip
 from scorer.symbols import default_weights
 
@@ -117,22 +118,25 @@ class Config:
 
     @property
     def skip_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        return [ipaddress.ip_network(n, strict=False) for n in self.policy.skip_networks]
+        return [parse_network(n) for n in self.policy.skip_networks]
 
     def read_allowlist(self) -> Allowlist:
         """Entries from the config and the list files; AllowlistError names the bad one."""
         allowlist = Allowlist()
         sources = {
-            "ip": self.allowlist.ips,
-            "ptr": self.allowlist.ptr_suffixes,
-            "helo": self.allowlist.helo_names,
-            "from": self.allowlist.mail_from_domains,
+            "ips": ("ip", self.allowlist.ips),
+            "ptr_suffixes": ("ptr", self.allowlist.ptr_suffixes),
+            "helo_names": ("helo", self.allowlist.helo_names),
+            "mail_from_domains": ("from", self.allowlist.mail_from_domains),
         }
-        for kind, values in sources.items():
+        for key, (kind, values) in sources.items():
             for value in values:
-                allowlist.add(kind, value)
+                try:
+                    allowlist.add(kind, value)
+                except AllowlistError as error:
+                    raise AllowlistError(f"{key}: {error}") from None
         for path in self.allowlist.files:
-            allowlist.add_file(path)
+            allowlist.add_file(path)  # its errors name the file and line
         return allowlist
 
     @property
@@ -333,7 +337,7 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
     try:
         config = dataclasses.replace(config, allowlist_entries=config.read_allowlist())
     except ValueError as error:
-        raise ConfigError(f"[allowlist]: {error}") from None
+        raise ConfigError(f"[allowlist] {error}") from None
     _validate(config)
     return config
 

@@ -94,6 +94,11 @@ def hostname_problem(ascii_name: str) -> str | None:
     return None
 
 
+def is_public_suffix(ascii_name: str) -> bool:
+    """Whether ``ascii_name`` is itself a public suffix (``com``, ``co.uk``)."""
+    return bool(public_suffix_list().is_public(ascii_name, accept_unknown=False))
+
+
 def non_public_suffix(ascii_name: str) -> str | None:
     """The special-use or unknown suffix ``ascii_name`` sits under, or None if it is public.
 

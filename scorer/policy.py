@@ -11,6 +11,33 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def parse_network(text: str) -> IPNetwork:
+    """An address or network as configured; ValueError saying what is wrong.
+
+    Host bits are refused rather than silently dropped: ``198.51.100.7/16`` is
+    as likely a typo for ``/32`` as a way to write ``198.51.0.0/16``. An
+    IPv4-mapped IPv6 network is its IPv4 network, as clients are read
+    (scorer.protocol.parse_ip), or it could never match.
+    """
+    text = text.strip()
+    try:
+        network = ipaddress.ip_network(text)
+    except ValueError:
+        loose = ipaddress.ip_network(text, strict=False)  # raises for no network at all
+        raise ValueError(
+            f"{text!r} has host bits set: write '{loose}' for the network "
+            f"or '{text.partition('/')[0]}' for the one address"
+        ) from None
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        assert mapped is not None  # inside ::ffff:0:0/96
+        return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
+
+
 def containing_network(ip: IPAddress, networks: Iterable[IPNetwork]) -> IPNetwork | None:
     """The first of ``networks`` that holds ``ip`` (one of the other family never does)."""
     for network in networks:

@@ -68,6 +68,7 @@ def test_environment_overrides_listen_and_nameservers() -> None:
         ({"weights": {"RL_PTR_MISSING": "high"}}, "[weights] RL_PTR_MISSING: expected a number"),
         ({"weights": {"RL_NOPE": 1}}, "[weights] RL_NOPE: unknown symbol"),
         ({"policy": {"skip_networks": ["10.0.0.0/33"]}}, "[policy] skip_networks:"),
+        ({"policy": {"skip_networks": ["10.1.1.1/8"]}}, "write '10.0.0.0/8' for the network"),
         ({"policy": {"local_names": ["mx example org"]}}, "[policy] local_names: 'mx example"),
         ({"policy": {"local_names": ["mx.example.org,"]}}, "[policy] local_names:"),
         ({"policy": {"local_names": [""]}}, "[policy] local_names: '' is not a hostname"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import re
@@ -98,13 +99,37 @@ def test_allowlist_files(tmp_path: Path) -> None:
 
     bad = tmp_path / "bad.txt"
     bad.write_text("ip 192.0.2.0/24\nip not-a-network\n")
-    with pytest.raises(AllowlistError, match=r"bad\.txt:2: not an IP"):
+    with pytest.raises(AllowlistError, match=r"bad\.txt:2: 'not-a-network' does not appear"):
         Allowlist().add_file(str(bad))
     with pytest.raises(ConfigError, match=r"\[allowlist\].*bad\.txt:2"):
         config_from_mapping({"allowlist": {"files": [str(bad)]}})
     bad.write_text("host example.org\n")
     with pytest.raises(ConfigError, match="unknown kind 'host'"):
         config_from_mapping({"allowlist": {"files": [str(bad)]}})
+
+
+def test_allowlist_files_take_a_tab_and_a_byte_order_mark(tmp_path: Path) -> None:
+    # Regression: both were refused ("unknown kind '\ufeffip'", "expected 'KIND VALUE'").
+    edited = tmp_path / "allow.txt"
+    edited.write_bytes("ip\t192.0.2.0/24\nfrom\t\tx.org\n".encode("utf-8-sig"))
+    allowlist = Allowlist()
+    allowlist.add_file(str(edited))
+    assert allowlist.match_from("a@x.org") == "from x.org"
+    assert allowlist.match_ip(ipaddress.ip_address("192.0.2.9")) == "ip 192.0.2.0/24"
+
+
+def test_allowlist_errors_name_the_key() -> None:
+    with pytest.raises(
+        ConfigError, match=re.escape("[allowlist] mail_from_domains: not a domain name: 'bad name'")
+    ):
+        config_from_mapping({"allowlist": {"mail_from_domains": ["ok.org", "bad name"]}})
+
+
+def test_ipv4_mapped_entries_match_ipv4_clients() -> None:
+    # Regression: clients are read as IPv4 (::ffff:a.b.c.d), entries were kept as IPv6.
+    allowlist = Allowlist()
+    allowlist.add("ip", "::ffff:192.0.2.0/120")
+    assert allowlist.match_ip(ipaddress.ip_address("192.0.2.9")) == "ip 192.0.2.0/24"
 
 
 @pytest.mark.parametrize(
@@ -182,6 +207,11 @@ def test_mail_from_entry_idna_rejects_is_a_config_error(tmp_path: Path) -> None:
         ("helo", "*.partner.net", "no wildcards in helo entries"),
         ("ptr", "partner net", "not a domain name: 'partner net'"),
         ("from", "user@part/ner.net", "not a domain name"),
+        # Regression: these loaded and exempted every sender under the suffix.
+        ("from", "com", "'com' is a public suffix: a from entry covers every name under it"),
+        ("ptr", "CO.UK.", "'CO.UK.' is a public suffix"),
+        # Regression: host bits were dropped without a word (a typo for /32?).
+        ("ip", "198.51.100.7/16", "write '198.51.0.0/16' for the network or '198.51.100.7'"),
     ],
 )
 def test_name_entries_that_could_never_match_are_refused(
