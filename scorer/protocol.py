@@ -212,4 +212,5 @@ def encode_reply(payload: dict[str, Any], want_msgpack: bool) -> tuple[bytes, st
 
 @functools.lru_cache(maxsize=64)  # a handful of distinct Accept headers in practice
 def wants_msgpack(accept: str) -> bool:
-    return any(t.split(";")[0].strip() in MSGPACK_TYPES for t in accept.split(","))
+    # Media types are case-insensitive (RFC 9110 section 8.3.1).
+    return any(t.split(";")[0].strip().lower() in MSGPACK_TYPES for t in accept.split(","))

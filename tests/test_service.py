@@ -38,6 +38,15 @@ async def test_json_request_json_reply(client: Client) -> None:
     assert all(isinstance(o, str) for o in body["symbols"][0]["options"])
 
 
+@pytest.mark.parametrize("accept", ["Application/MsgPack", "text/html, application/x-msgpack"])
+async def test_accept_is_read_case_insensitively(client: Client, accept: str) -> None:
+    # Regression: "Application/MsgPack" got a JSON reply.
+    response = await client.post(
+        "/v1/check", json={"ip": world.MISSING_PTR_IP}, headers={"Accept": accept}
+    )
+    assert response.content_type == "application/msgpack"
+
+
 async def test_msgpack_request_msgpack_reply_uses_floats_only(client: Client) -> None:
     request = msgpack.packb({"ip": world.CONFIRMED_IP, "helo": "[IPv6:2001:db8::99]"})
     response = await client.post(
