@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 from scorer import __version__
@@ -91,17 +92,19 @@ def _check(args: argparse.Namespace) -> int:
     config = _config(args)
     data = {"ip": args.ip, "helo": args.helo, "mail_from": args.mail_from, "hostname": None}
     try:
-        request = parse_request({k: v for k, v in data.items() if v is not None})
+        request = parse_request({k: v for k, v in data.items() if v is not None}).request
     except RequestError as error:
         print_error(f"rdns-scorer check: {error.field}: {error.message}")
         return 2
+    started = time.perf_counter()
     facts, reply = asyncio.run(Pipeline(config).check_with_facts(request))
+    elapsed_ms = (time.perf_counter() - started) * 1000
     if args.json:
-        print(reply.to_json().decode())  # the very bytes /v1/check sends
+        print(reply.to_json(elapsed_ms).decode())  # the very bytes /v1/check sends
         return 0
     ptr = facts.ptr.ptr if facts is not None else None
     ptr_name = ptr.records[0] if isinstance(ptr, Answer) else None
-    sys.stdout.write(render_report(request, reply, ptr_name))
+    sys.stdout.write(render_report(request, reply, elapsed_ms, ptr_name))
     return 0
 
 

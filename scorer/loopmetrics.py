@@ -48,17 +48,21 @@ class Series:
 class HistogramSeries:
     """One label set of a histogram: a count per bucket (not cumulative) and the sum."""
 
-    __slots__ = ("_bounds", "counts", "total")
+    __slots__ = ("bounds", "counts", "total")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
-        self._bounds = bounds
+        self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
         self.total = 0.0
 
     def observe(self, value: float) -> None:
-        # bisect_left: a value equal to a bound belongs to that bucket (le = "<=").
-        self.counts[bisect.bisect_left(self._bounds, value)] += 1
+        self.counts[self.bucket(value)] += 1
         self.total += value
+
+    def bucket(self, value: float) -> int:
+        """The index in ``counts`` of the bucket ``value`` belongs to."""
+        # bisect_left: a value equal to a bound belongs to that bucket (le = "<=").
+        return bisect.bisect_left(self.bounds, value)
 
 
 S = TypeVar("S", "Series", "HistogramSeries")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -65,6 +65,28 @@ class _CacheCollector(Collector):
         yield GaugeMetricFamily(
             "rdns_scorer_dns_cache_entries", "Outcomes in the cache now.", value=len(cache)
         )
+
+
+class RequestSeries(dict[int, Series]):
+    """One endpoint's request counters by status, each made on its first use."""
+
+    def __init__(self, family: LoopCounter, endpoint: str) -> None:
+        super().__init__()
+        self._family = family
+        self._endpoint = endpoint
+
+    def __missing__(self, status: int) -> Series:
+        series = self[status] = self._family.labels(self._endpoint, str(status))
+        return series
+
+
+class _Moved(NamedTuple):
+    """What one distinct reply moves: its symbols (held, so their id stays theirs),
+    the counters it increments, and the bucket of its score."""
+
+    symbols: object
+    counters: tuple[Series, ...]
+    score_bucket: int
 
 
 class Metrics:
@@ -158,9 +180,9 @@ class Metrics:
         for family in CHECKED_FAMILIES:
             for outcome in CHECK_OUTCOMES:
                 self.checks.labels(str(family), outcome)
-        self._request_children: dict[tuple[str, int], Series] = {}
+        self._requests_by_endpoint: dict[str, RequestSeries] = {}
         self._dns_children: dict[tuple[str, str], tuple[Series, HistogramSeries]] = {}
-        self._moved_by_reply: dict[tuple[int, bool, bool], tuple[object, tuple[Series, ...]]] = {}
+        self._moved_by_reply: dict[tuple[int, bool, bool], _Moved] = {}
 
     def watch_dns(self, dns_layer: DnsLayer) -> None:
         """Report ``dns_layer``'s cache from now on (a reload with new DNS settings swaps it).
@@ -189,34 +211,49 @@ class Metrics:
         self.reloads.labels("success" if success else "failure").inc()
         self.last_reload_ok.set(1 if success else 0)
 
+    def request_series(self, endpoint: str) -> RequestSeries:
+        """``endpoint``'s series of ``rdns_scorer_requests_total``, by status code."""
+        series = self._requests_by_endpoint.get(endpoint)
+        if series is None:
+            series = self._requests_by_endpoint[endpoint] = RequestSeries(self.requests, endpoint)
+        return series
+
     def count_request(self, endpoint: str, status: int) -> None:
-        child = self._request_children.get((endpoint, status))
-        if child is None:
-            child = self._request_children[(endpoint, status)] = self.requests.labels(
-                endpoint, str(status)
-            )
-        child.value += 1
+        self.request_series(endpoint)[status].value += 1
 
     def observe_check(self, request: CheckRequest, reply: CheckReply, seconds: float) -> None:
         # Runs once per message. A reply served from the reply cache shares its symbols
         # tuple with the first one, so the series it moves are worked out once per
         # distinct reply (the memo holds the tuple, so its id cannot be reused meanwhile).
-        self.latency.observe(seconds)
-        self.scores.observe(reply.score)
-        for name, would_be in reply.shadowed:
+        # HistogramSeries.observe() and Series.inc() are inlined here: a call costs as
+        # much as the update.
+        latency = self.latency
+        latency.counts[latency.bucket(seconds)] += 1
+        latency.total += seconds
+        if reply.shadowed:
+            self._observe_shadowed(reply.shadowed)
+        key = (id(reply.symbols), not request.helo, not request.mail_from)
+        memo = self._moved_by_reply.get(key)
+        if memo is None or memo[0] is not reply.symbols:
+            if len(self._moved_by_reply) >= MOVED_MEMO_ENTRIES:
+                self._moved_by_reply.clear()
+            # The score is the symbols' sum: its bucket is the reply's too.
+            memo = self._moved_by_reply[key] = _Moved(
+                reply.symbols, self._moved(request, reply), self.scores.bucket(reply.score)
+            )
+        for series in memo.counters:
+            series.value += 1
+        scores = self.scores
+        scores.counts[memo.score_bucket] += 1
+        scores.total += reply.score
+
+    def _observe_shadowed(self, shadowed: tuple[tuple[str, float], ...]) -> None:
+        for name, would_be in shadowed:
             self.shadow_symbols.labels(name).inc()
             if would_be >= 0:
                 self.shadow_raised.labels(name).inc(would_be)
             else:
                 self.shadow_lowered.labels(name).inc(-would_be)
-        key = (id(reply.symbols), bool(request.helo), bool(request.mail_from))
-        memo = self._moved_by_reply.get(key)
-        if memo is None or memo[0] is not reply.symbols:
-            if len(self._moved_by_reply) >= MOVED_MEMO_ENTRIES:
-                self._moved_by_reply.clear()
-            memo = self._moved_by_reply[key] = (reply.symbols, self._moved(request, reply))
-        for series in memo[1]:
-            series.value += 1  # Series.inc() inlined: a call per series costs as much again
 
     def _moved(self, request: CheckRequest, reply: CheckReply) -> tuple[Series, ...]:
         """The counters one check with this reply increments: symbols and outcomes."""

@@ -20,15 +20,10 @@ from scorer.dns.cache import TtlCache
 from scorer.dns.layer import DnsLayer, Outcome
 from scorer.lookups import Facts, Limits, gather_facts
 from scorer.policy import skip_hit
-from scorer.protocol import CheckReply, CheckRequest
+from scorer.protocol import CheckReply, CheckRequest, ReplyKey, reply_key
 from scorer.scoring import score_hits
 
 Clock = Callable[[], float]
-# Every request field evaluate() reads, and nothing else (not queue_id or user):
-# two requests with the same key get the same reply. The address in its packed
-# form (4 or 16 bytes, so the families never collide): hashing an ipaddress
-# object runs Python code, twice per reply-cache hit.
-ReplyKey = tuple[bytes, str | None, str | None, str | None]
 
 
 def build_dns_layer(config: Config, clock: Clock = time.monotonic) -> DnsLayer:
@@ -95,30 +90,31 @@ class Pipeline:
             hits.append(Hit("RL_ALLOWLISTED", allowed))
         return hits
 
+    def cached(self, key: ReplyKey) -> CheckReply | None:
+        """The cached reply for a request with this key (``reply_key``), if still good.
+
+        Not a coroutine: a reply-cache hit, the common case, awaits nothing.
+        """
+        entry = self.replies.get_entry(key)
+        return None if entry is None else entry[1]
+
     async def check(self, request: CheckRequest) -> CheckReply:
         """The reply for ``request``, from the reply cache when it is still good."""
-        started = time.perf_counter()
-        key: ReplyKey = (request.ip.packed, request.helo, request.mail_from, request.hostname)
-        cached = self.replies.get_entry(key)
+        key = reply_key(request)
+        cached = self.cached(key)
         if cached is not None:
-            return cached[1].with_elapsed(round((time.perf_counter() - started) * 1000, 3))
+            return cached
         with self.dns.tracking() as tracker:
-            _facts, reply = await self._check(request, started)
+            _facts, reply = await self.check_with_facts(request)
         ttl = tracker.expires - self._clock()
         if ttl > 0:
-            reply = reply.with_elapsed(reply.elapsed_ms)  # renders the JSON once, for reuse
+            reply = reply.rendered()  # its JSON is rendered once, for every reuse
             self.replies.put(key, reply, ttl)
         return reply
 
     async def check_with_facts(self, request: CheckRequest) -> tuple[Facts | None, CheckReply]:
         """The reply and the facts behind it (no reply cache: the facts are wanted)."""
-        return await self._check(request, time.perf_counter())
-
-    async def _check(
-        self, request: CheckRequest, started: float
-    ) -> tuple[Facts | None, CheckReply]:
         facts, hits = await self.evaluate(request)
         scored = score_hits(hits, self.config.weights, self.config.is_shadowed)
         total = round(sum(s.score for s in scored.symbols), 4)
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
-        return facts, CheckReply(scored.symbols, total, elapsed_ms, scored.shadowed)
+        return facts, CheckReply(scored.symbols, total, scored.shadowed)

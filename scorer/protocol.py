@@ -24,7 +24,9 @@ MSGPACK_TYPES = frozenset(
 )
 JSON_TYPES = frozenset({"application/json"})
 ACCEPTED_TYPES = MSGPACK_TYPES | JSON_TYPES
-STRING_FIELDS = ("helo", "mail_from", "hostname", "queue_id", "user")
+CHECKED_FIELDS = ("ip", "helo", "mail_from", "hostname")
+LABEL_FIELDS = ("queue_id", "user")
+KNOWN_FIELDS = frozenset(CHECKED_FIELDS + LABEL_FIELDS)
 # Longer values are cut before any check sees them: no valid HELO (255) or
 # address (RFC 5321 section 4.5.3.1: 256) is anywhere near this, so a cut
 # value is still judged invalid, but IDNA and regexes never chew on 16 KiB.
@@ -45,12 +47,34 @@ class RequestError(ValueError):
 # is built for every message, and a frozen dataclass's __init__ costs three times
 # as much (object.__setattr__ per field). Both are just as immutable.
 class CheckRequest(NamedTuple):
+    """What the checks read: the reply depends on these fields and on nothing else."""
+
     ip: IPAddress
     helo: str | None = None
     mail_from: str | None = None  # "" is the null sender <>
     hostname: str | None = None  # None when the MTA had no name ("unknown", "[1.2.3.4]")
-    queue_id: str | None = None
-    user: str | None = None
+
+
+# The reply-cache key: every field of a CheckRequest, the address in its packed
+# form (4 or 16 bytes, so the families never collide): hashing an ipaddress
+# object runs Python code.
+ReplyKey = tuple[bytes, str | None, str | None, str | None]
+
+
+def reply_key(request: CheckRequest) -> ReplyKey:
+    return (request.ip.packed, request.helo, request.mail_from, request.hostname)
+
+
+class ParsedRequest(NamedTuple):
+    """A validated request with its reply-cache key, worked out once per distinct fields."""
+
+    request: CheckRequest
+    reply_key: ReplyKey
+
+
+# What the MTA says to tell messages apart in our log (queue ID, SMTP AUTH user);
+# never checked, and no part of the reply.
+Labels = tuple[str | None, str | None]
 
 
 class SymbolResult(NamedTuple):
@@ -64,30 +88,34 @@ class SymbolResult(NamedTuple):
 
 
 class CheckReply(NamedTuple):
+    """The verdict on a request. The time it took is the caller's to add when encoding:
+    a reply served again from the reply cache is the very same object."""
+
     symbols: tuple[SymbolResult, ...]
     score: float
-    elapsed_ms: float
     shadowed: tuple[tuple[str, float], ...] = ()  # for metrics only, never sent
-    # The JSON body up to "elapsed_ms", rendered once per distinct reply: a reply
-    # served again from the reply cache only formats its new elapsed time.
+    # The JSON body up to "elapsed_ms", rendered once per cached reply: serving it
+    # again only formats the elapsed time.
     json_head: bytes = b""
 
-    def with_elapsed(self, elapsed_ms: float) -> CheckReply:
-        # Positional, not _replace(): this runs on every reply-cache hit.
-        head = self.json_head or self.rendered_head()
-        return CheckReply(self.symbols, self.score, elapsed_ms, self.shadowed, head)
+    def rendered(self) -> CheckReply:
+        """This reply with its JSON head rendered, to be served many times."""
+        # Positional, not _replace(), which costs as much again.
+        head = self.json_head or self._render_head()
+        return CheckReply(self.symbols, self.score, self.shadowed, head)
 
-    def rendered_head(self) -> bytes:
-        """Render the JSON head (callers use ``json_head`` when it is already there)."""
-        body = self.to_dict()
-        del body["elapsed_ms"]
-        return json.dumps(body, separators=(",", ":")).encode()[:-1] + b',"elapsed_ms":'
+    def _render_head(self) -> bytes:
+        body = json.dumps(self._payload(), separators=(",", ":")).encode()
+        return body[:-1] + b',"elapsed_ms":'
 
-    def to_json(self) -> bytes:
-        head = self.json_head or self.rendered_head()
-        return head + repr(float(self.elapsed_ms)).encode() + b"}"
+    def to_json(self, elapsed_ms: float) -> bytes:
+        # Three decimals, as to_dict rounds: microseconds are noise at this scale.
+        return (self.json_head or self._render_head()) + b"%.3f}" % elapsed_ms
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, elapsed_ms: float) -> dict[str, Any]:
+        return self._payload() | {"elapsed_ms": round(float(elapsed_ms), 3)}
+
+    def _payload(self) -> dict[str, Any]:
         # Floats only, never nil or bin: rspamd 3.4's libucl garbles negative
         # fixints and crashes on bin (see docs/rspamd.md).
         return {
@@ -97,7 +125,6 @@ class CheckReply(NamedTuple):
                 for s in self.symbols
             ],
             "score": float(self.score),
-            "elapsed_ms": float(self.elapsed_ms),
         }
 
 
@@ -116,8 +143,9 @@ def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
             data = msgpack.unpackb(body, unicode_errors="surrogateescape", strict_map_key=False)
         except Exception as error:  # msgpack raises many unrelated types for bad input
             raise RequestError(f"body is not valid msgpack: {type(error).__name__}") from None
-        if isinstance(data, dict) and not set(map(type, data)) <= {str}:
-            # Keys sent as msgpack bin: read them as text too (rare, so not on the fast path).
+        if isinstance(data, dict) and not KNOWN_FIELDS.issuperset(data):
+            # Keys sent as msgpack bin: read them as text too. (A field we do not know
+            # also lands here, harmlessly; one C call keeps the usual body off this path.)
             data = {_lenient_text(key): value for key, value in data.items()}
     else:
         try:
@@ -131,8 +159,8 @@ def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
     return data
 
 
-def _optional_text(data: dict[str, Any], name: str) -> str | None:
-    value = _lenient_text(data.get(name))
+def _optional_text(raw: object, name: str) -> str | None:
+    value = _lenient_text(raw)
     if value is None:
         return None
     if not isinstance(value, str):
@@ -171,8 +199,36 @@ def parse_ip(text: str) -> IPAddress:
     return ip
 
 
-def parse_request(data: dict[str, Any]) -> CheckRequest:
-    raw_ip = _lenient_text(data.get("ip"))
+def parse_request(data: dict[str, Any]) -> ParsedRequest:
+    """The checked fields of a request map, validated; RequestError names a bad one.
+
+    Memoised: relays and senders come back, and the same four fields always
+    validate to the same request (and so to the same reply-cache key).
+    """
+    get = data.get
+    fields = (get("ip"), get("helo"), get("mail_from"), get("hostname"))
+    try:
+        parsed = _parsed.get(fields)
+    except TypeError:  # a list or map where text belongs: unhashable, and refused below
+        parsed = None
+    if parsed is None:
+        parsed = _validate(*fields)
+        if all(value is None or len(value) <= MAX_MEMO_CHARS for value in fields):
+            if len(_parsed) >= MEMO_ENTRIES:
+                _parsed.clear()
+            _parsed[fields] = parsed
+    return parsed
+
+
+# The memo's bounds: entries, and the longest field kept (no valid HELO, host name
+# or address is longer; odder requests are validated every time), ~1.5 MB at most.
+MEMO_ENTRIES = 4096
+MAX_MEMO_CHARS = 256
+_parsed: dict[tuple[object, ...], ParsedRequest] = {}
+
+
+def _validate(ip: object, helo: object, mail_from: object, hostname: object) -> ParsedRequest:
+    raw_ip = _lenient_text(ip)
     if raw_ip is None:
         raise RequestError("ip is required", "ip")
     if not isinstance(raw_ip, str):
@@ -180,28 +236,34 @@ def parse_request(data: dict[str, Any]) -> CheckRequest:
     try:
         if len(raw_ip) > MAX_IP_CHARS:
             raise ValueError("too long")
-        ip = parse_ip(raw_ip)
+        address = parse_ip(raw_ip)
     except ValueError:
         raise RequestError(
             f"ip is not an IPv4 or IPv6 address: {option(raw_ip, 64)}", "ip"
         ) from None
-    texts: list[str | None] = []
-    for name in STRING_FIELDS:
-        value = data.get(name)
-        if type(value) is str:  # the common cases inline: this runs for every message
-            texts.append(value[:MAX_FIELD_CHARS])
-        elif value is None:
-            texts.append(None)
-        else:
-            texts.append(_optional_text(data, name))  # bin, or the wrong type
-    helo, mail_from, hostname, queue_id, user = texts
-    return CheckRequest(ip, helo, mail_from, _mta_hostname(hostname), queue_id, user)
+    request = CheckRequest(
+        address,
+        _optional_text(helo, "helo"),
+        _optional_text(mail_from, "mail_from"),
+        _mta_hostname(_optional_text(hostname, "hostname")),
+    )
+    return ParsedRequest(request, reply_key(request))
 
 
-def encode_check_reply(reply: CheckReply, want_msgpack: bool) -> tuple[bytes, str]:
+def parse_labels(data: dict[str, Any]) -> Labels:
+    """``queue_id`` and ``user``, for the log; RequestError when one is not text."""
+    queue_id, user = data.get("queue_id"), data.get("user")
+    if (type(queue_id) is str or queue_id is None) and (type(user) is str or user is None):
+        return queue_id and queue_id[:MAX_FIELD_CHARS], user and user[:MAX_FIELD_CHARS]
+    return _optional_text(queue_id, "queue_id"), _optional_text(user, "user")
+
+
+def encode_check_reply(
+    reply: CheckReply, elapsed_ms: float, want_msgpack: bool
+) -> tuple[bytes, str]:
     if want_msgpack:
-        return encode_reply(reply.to_dict(), want_msgpack)
-    return reply.to_json(), "application/json"
+        return encode_reply(reply.to_dict(elapsed_ms), want_msgpack)
+    return reply.to_json(elapsed_ms), "application/json"
 
 
 def encode_reply(payload: dict[str, Any], want_msgpack: bool) -> tuple[bytes, str]:

@@ -29,12 +29,14 @@ def hint_fields(request: CheckRequest, ptr_name: str | None) -> Mapping[str, str
     )
 
 
-def render_report(request: CheckRequest, reply: CheckReply, ptr_name: str | None) -> str:
+def render_report(
+    request: CheckRequest, reply: CheckReply, elapsed_ms: float, ptr_name: str | None
+) -> str:
     fields = hint_fields(request, ptr_name)
     mail_from = "<>" if request.mail_from == "" else fields["mail_from"] or "-"
     lines = [
         f"client {request.ip}  helo={fields['helo'] or '-'}  from={mail_from}",
-        f"total score {reply.score:+.2f}  ({reply.elapsed_ms:.1f} ms)",
+        f"total score {reply.score:+.2f}  ({elapsed_ms:.1f} ms)",
     ]
     if not reply.symbols:
         lines.append("no symbols: reverse DNS, HELO and MAIL FROM look fine")

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from scorer.protocol import CheckReply, CheckRequest
+from scorer.protocol import CheckReply, CheckRequest, Labels
 from scorer.text import option
 
 log = logging.getLogger("rdns_scorer.requests")
@@ -150,18 +150,19 @@ def configure_logging(log_format: str, requests: bool) -> None:
         server.addFilter(_ClientFaultsAsInfo())
 
 
-def log_check(request: CheckRequest, reply: CheckReply) -> None:
+def log_check(request: CheckRequest, labels: Labels, reply: CheckReply, elapsed_ms: float) -> None:
     if not log.isEnabledFor(logging.INFO):
         return  # the hot path pays nothing when request logging is off
+    queue_id, user = labels
     fields = {
         "event": "check",
         "ip": str(request.ip),
         "helo": option(request.helo or "", 100),
         "from": "<>" if request.mail_from == "" else option(request.mail_from or "", 100),
-        "queue_id": option(request.queue_id or "", 40),
-        "user": option(request.user or "", 60),
+        "queue_id": option(queue_id or "", 40),
+        "user": option(user or "", 60),
         "score": reply.score,
         "symbols": ",".join(s.name for s in reply.symbols),
-        "elapsed_ms": reply.elapsed_ms,
+        "elapsed_ms": round(elapsed_ms, 3),
     }
     log.info("check", extra={"fields": fields})

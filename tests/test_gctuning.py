@@ -28,7 +28,7 @@ CHILD = textwrap.dedent(
             "ip": f"81.2.{i // 256}.{i % 256}",
             "helo": f"h{i}.example-nx.net",
             "mail_from": f"user@d{i}.example-nx.net",
-        })
+        }).request
 
     async def main():
         pipeline = Pipeline(config_from_mapping({"dns": {"nameservers": [sys.argv[1]]}}))

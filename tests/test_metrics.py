@@ -64,10 +64,10 @@ def test_outcome_counts_per_check_even_when_replies_share_their_symbols() -> Non
     # the same tuple with and without a HELO must still count different outcomes.
     metrics = Metrics()
     symbols = (SymbolResult("RL_PTR_MISSING", 5.0, ("no PTR",)),)
-    with_helo = parse_request({"ip": "192.0.2.1", "helo": "mx.example.net"})
-    without = parse_request({"ip": "192.0.2.1"})
+    with_helo = parse_request({"ip": "192.0.2.1", "helo": "mx.example.net"}).request
+    without = parse_request({"ip": "192.0.2.1"}).request
     for request in (with_helo, with_helo, without):
-        metrics.observe_check(request, CheckReply(symbols, 5.0, 0.1), 0.0001)
+        metrics.observe_check(request, CheckReply(symbols, 5.0), 0.0001)
     samples = _samples(generate_latest(metrics.registry).decode())
 
     def value(name: str, **labels: str) -> float:
@@ -160,9 +160,9 @@ def test_shadowed_scores_are_counters_that_only_grow() -> None:
     """Regression: one running-sum gauge went down for negative weights and back to 0 on
     a restart, and the dashboard's delta() then showed score taken away."""
     metrics = Metrics()
-    request = parse_request({"ip": world.MISSING_PTR_IP})
+    request = parse_request({"ip": world.MISSING_PTR_IP}).request
     shadowed = (("RL_PTR_MISSING", 5.0), ("RL_ALLOWLISTED", -2.0))
-    reply = CheckReply((), 0.0, 0.1, shadowed)
+    reply = CheckReply((), 0.0, shadowed)
     metrics.observe_check(request, reply, 0.001)
     metrics.observe_check(request, reply, 0.001)
     samples = _samples(generate_latest(metrics.registry).decode())

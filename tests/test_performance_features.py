@@ -1,4 +1,4 @@
-"""Issue 7 features: the reply cache, and `serve --workers N`."""
+"""Issue 7 features: the reply cache, memoised validation, and `serve --workers N`."""
 
 from __future__ import annotations
 
@@ -13,13 +13,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgpack
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from scorer import protocol
 from scorer.app import Service
 from scorer.config import Config, config_from_mapping
 from scorer.pipeline import Pipeline
-from scorer.protocol import parse_request
+from scorer.protocol import RequestError, decode_body, parse_labels, parse_request
 from scorer.workermetrics import SNAPSHOT_SECONDS
 from tests import world
 from tests.support.ports import free_port, wait_for_port
@@ -40,7 +44,7 @@ def _config(unbound: Unbound, **dns: object) -> Config:
 
 
 def _request(ip: str = world.CONFIRMED_IP, **fields: str) -> object:
-    return parse_request({"ip": ip, "helo": world.CONFIRMED_NAME, **fields})
+    return parse_request({"ip": ip, "helo": world.CONFIRMED_NAME, **fields}).request
 
 
 async def test_reply_cache_is_keyed_on_ip_helo_and_mail_from_only(unbound: Unbound) -> None:
@@ -84,7 +88,7 @@ async def test_reply_cache_lifetime_is_capped(unbound: Unbound) -> None:
 
 async def test_replies_built_on_dns_failures_are_not_cached(unbound: Unbound) -> None:
     pipeline = Pipeline(_config(unbound))
-    reply = await pipeline.check(parse_request({"ip": world.PTR_SERVFAIL_IP}))
+    reply = await pipeline.check(parse_request({"ip": world.PTR_SERVFAIL_IP}).request)
     assert [s.name for s in reply.symbols] == ["RL_PTR_TEMPFAIL"]
     assert len(pipeline.replies) == 0
 
@@ -105,6 +109,89 @@ async def test_reload_starts_with_an_empty_reply_cache(unbound: Unbound) -> None
     service.reload("test")
     assert len(service.pipeline.replies) == 0
     assert service.pipeline.dns is old_dns  # same DNS settings: the DNS cache stays warm
+
+
+# --- memoised validation -------------------------------------------------------
+
+
+def test_validation_is_memoised_on_the_checked_fields_only() -> None:
+    first = parse_request({"ip": "192.0.2.7", "helo": "mx.example.net", "queue_id": "Q1"})
+    again = parse_request({"ip": "192.0.2.7", "helo": "mx.example.net", "user": "bob"})
+    assert again is first  # the labels are not part of it
+    assert first.reply_key == protocol.reply_key(first.request)
+    other = parse_request({"ip": "192.0.2.7", "helo": "mx2.example.net"})
+    assert other.request.helo == "mx2.example.net" and other.reply_key != first.reply_key
+
+
+def test_the_memo_is_bounded_and_skips_long_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(protocol, "MEMO_ENTRIES", 10)
+    for i in range(25):
+        parse_request({"ip": "192.0.2.7", "helo": f"h{i}.example.net"})
+        assert len(protocol._parsed) <= 10
+    long_helo = "h" * (protocol.MAX_MEMO_CHARS + 1)
+    first = parse_request({"ip": "192.0.2.7", "helo": long_helo})
+    assert parse_request({"ip": "192.0.2.7", "helo": long_helo}) is not first
+    assert first.request.helo == long_helo
+
+
+def test_memoised_validation_still_refuses_what_it_refused() -> None:
+    parse_request({"ip": "192.0.2.7", "helo": "mx.example.net"})
+    bad = [
+        ({"ip": "192.0.2.7", "helo": ["mx.example.net"]}, "helo"),  # unhashable
+        ({"ip": "192.0.2.7", "helo": "mx.example.net", "mail_from": 7}, "mail_from"),
+        ({"ip": "192.0.2.777", "helo": "mx.example.net"}, "ip"),
+        ({"helo": "mx.example.net"}, "ip"),
+    ]
+    for data, field in bad * 2:  # the second time too: failures are never memoised
+        with pytest.raises(RequestError) as raised:
+            parse_request(data)
+        assert raised.value.field == field
+
+
+def test_labels_are_validated_and_cut() -> None:
+    assert parse_labels({"queue_id": "Q1"}) == ("Q1", None)
+    assert parse_labels({"user": b"b\xffob"}) == (None, "b\udcffob")  # msgpack bin is text
+    assert parse_labels({"queue_id": "q" * 5000})[0] == "q" * protocol.MAX_FIELD_CHARS
+    with pytest.raises(RequestError) as raised:
+        parse_labels({"queue_id": 12})
+    assert raised.value.field == "queue_id"
+
+
+def test_bin_keys_are_read_beside_unknown_ones() -> None:
+    # The usual body skips the key normalisation; one with an unknown text key and
+    # bin keys must still have its bin keys read as text.
+    body = msgpack.packb({"extra": 1, b"ip": "192.0.2.7", b"helo": b"mx.example.net"})
+    parsed = parse_request(decode_body(body, "application/msgpack"))
+    assert parsed.request.helo == "mx.example.net"
+
+
+checked_text = st.none() | st.text(max_size=300) | st.binary(max_size=300) | st.integers()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    ip=st.sampled_from(
+        ["192.0.2.7", "[2001:db8::7]", "::ffff:192.0.2.7", "nope", None, b"10.0.0.1"]
+    ),
+    helo=checked_text,
+    mail_from=checked_text,
+    hostname=checked_text,
+)
+def test_memoised_validation_agrees_with_validating_afresh(
+    ip: object, helo: object, mail_from: object, hostname: object
+) -> None:
+    fields = (ip, helo, mail_from, hostname)
+    data = dict(zip(protocol.CHECKED_FIELDS, fields, strict=True))
+    try:
+        fresh = protocol._validate(*fields)
+    except RequestError as error:
+        for _ in range(2):
+            with pytest.raises(RequestError) as raised:
+                parse_request(data)
+            assert (raised.value.field, raised.value.message) == (error.field, error.message)
+        return
+    assert parse_request(data) == fresh
+    assert parse_request(data) == fresh  # from the memo when short enough
 
 
 # --- serve --workers N ------------------------------------------------------------

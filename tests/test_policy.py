@@ -272,7 +272,7 @@ async def test_shadow_mode_returns_evidence_at_zero_and_counts_it(
 
 async def test_global_shadow_mode(unbound: Unbound) -> None:
     pipeline = Pipeline(make_config(unbound.nameserver, policy={"shadow": True}))
-    reply = await pipeline.check(parse_request({"ip": world.MISSING_PTR_IP}))
+    reply = await pipeline.check(parse_request({"ip": world.MISSING_PTR_IP}).request)
     assert reply.score == 0.0 and reply.shadowed == (("RL_PTR_MISSING", 5.0),)
 
 

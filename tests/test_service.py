@@ -242,24 +242,25 @@ def test_check_report_explains_and_hints(unbound: Unbound) -> None:
     ],
 )
 def test_check_report_hints_name_the_a_label_domain(mail_from: str) -> None:
-    request = parse_request({"ip": world.MISSING_PTR_IP, "mail_from": mail_from})
+    request = parse_request({"ip": world.MISSING_PTR_IP, "mail_from": mail_from}).request
     symbol = SYMBOLS["RL_MAILFROM_NO_MAIL_HOST"]
     reply = CheckReply(
         (SymbolResult(symbol.name, symbol.weight, (f"domain={world.IDN_DOMAIN_ASCII}",)),),
         symbol.weight,
-        1.0,
     )
-    report = render_report(request, reply, None)
+    report = render_report(request, reply, 1.0, None)
     assert f"fix:      {symbol.hint.format(domain=world.IDN_DOMAIN_ASCII)}" in report
 
 
 def test_check_report_escapes_what_the_client_sent() -> None:
     # Regression: `rdns-scorer check` printed --helo/--from raw: terminal escapes ran.
     hostile = "\x1b]0;owned\x07\x1b[31mred\r\nforged"
-    request = parse_request({"ip": world.MISSING_PTR_IP, "helo": hostile, "mail_from": hostile})
+    request = parse_request(
+        {"ip": world.MISSING_PTR_IP, "helo": hostile, "mail_from": hostile}
+    ).request
     symbol = SYMBOLS["RL_HELO_INVALID"]
-    reply = CheckReply((SymbolResult(symbol.name, symbol.weight, ("x",)),), symbol.weight, 1.0)
-    report = render_report(request, reply, "ptr\x1b.example")
+    reply = CheckReply((SymbolResult(symbol.name, symbol.weight, ("x",)),), symbol.weight)
+    report = render_report(request, reply, 1.0, "ptr\x1b.example")
     assert all(line.isprintable() for line in report.splitlines()), report
     assert "\\x1b]0;owned" in report
 
@@ -302,7 +303,7 @@ async def test_readme_example_reply_is_what_the_service_answers(unbound: Unbound
     assert sent is not None and shown_text is not None
     shown = json.loads(shown_text.group(1))
     config = config_from_mapping({"dns": {"nameservers": [unbound.nameserver]}})
-    reply = await Pipeline(config).check(parse_request(json.loads(sent.group(1))))
-    actual = json.loads(reply.to_json())
+    reply = await Pipeline(config).check(parse_request(json.loads(sent.group(1))).request)
+    actual = json.loads(reply.to_json(1.0))
     del shown["elapsed_ms"], actual["elapsed_ms"]
     assert actual == shown
