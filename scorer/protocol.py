@@ -274,5 +274,43 @@ def encode_reply(payload: dict[str, Any], want_msgpack: bool) -> tuple[bytes, st
 
 @functools.lru_cache(maxsize=64)  # a handful of distinct Accept headers in practice
 def wants_msgpack(accept: str) -> bool:
-    # Media types are case-insensitive (RFC 9110 section 8.3.1).
-    return any(t.split(";")[0].strip().lower() in MSGPACK_TYPES for t in accept.split(","))
+    """Whether ``accept`` asks for msgpack rather than JSON, our default.
+
+    RFC 9110 section 12.5.1: msgpack when a msgpack type is named with a weight
+    above 0 and at least JSON's (a tie goes to msgpack: naming it is asking for
+    it); JSON's weight is that of its most specific range (``application/json``,
+    then ``application/*``, then ``*/*``). Media types are case-insensitive
+    (section 8.3.1).
+    """
+    msgpack_weight = 0.0
+    json_weights: dict[str, float] = {}
+    for media_range in accept.split(","):
+        name, *parameters = (part.strip() for part in media_range.split(";"))
+        name = name.lower()
+        weight = _weight(parameters)
+        if name in MSGPACK_TYPES:
+            msgpack_weight = max(msgpack_weight, weight)
+        elif name in ("application/json", "application/*", "*/*"):
+            json_weights[name] = weight
+    json_weight = next(
+        (
+            json_weights[n]
+            for n in ("application/json", "application/*", "*/*")
+            if n in json_weights
+        ),
+        1.0,
+    )
+    return msgpack_weight > 0 and msgpack_weight >= json_weight
+
+
+def _weight(parameters: list[str]) -> float:
+    """The ``q`` of a media range: 1 when absent or not a qvalue (0 to 1)."""
+    for parameter in parameters:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "q":
+            try:
+                weight = float(value.strip())
+            except ValueError:
+                return 1.0
+            return weight if 0.0 <= weight <= 1.0 else 1.0
+    return 1.0

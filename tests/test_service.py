@@ -47,6 +47,29 @@ async def test_accept_is_read_case_insensitively(client: Client, accept: str) ->
     assert response.content_type == "application/msgpack"
 
 
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        ("application/msgpack;q=0, application/json", "application/json"),
+        ("application/msgpack; q=0", "application/json"),
+        ("application/msgpack;q=0.5, application/json", "application/json"),
+        ("application/json;q=0.5, application/msgpack;q=0.9", "application/msgpack"),
+        ("application/msgpack, application/json", "application/msgpack"),
+        ("application/msgpack;q=0.5, */*;q=0.1", "application/msgpack"),
+        ("application/msgpack;q=0.5, application/*;q=0.1, */*", "application/msgpack"),
+        ("application/msgpack;q=nonsense", "application/msgpack"),
+        ("*/*", "application/json"),
+    ],
+)
+async def test_accept_weights_are_honoured(client: Client, accept: str, expected: str) -> None:
+    # Regression: "application/msgpack;q=0" (not acceptable, RFC 9110 section 12.4.2)
+    # got msgpack, as did a msgpack the client weighted below JSON.
+    response = await client.post(
+        "/v1/check", json={"ip": world.MISSING_PTR_IP}, headers={"Accept": accept}
+    )
+    assert response.content_type == expected
+
+
 async def test_msgpack_request_msgpack_reply_uses_floats_only(client: Client) -> None:
     request = msgpack.packb({"ip": world.CONFIRMED_IP, "helo": "[IPv6:2001:db8::99]"})
     response = await client.post(
