@@ -221,7 +221,9 @@ def parse_request(data: dict[str, Any]) -> ParsedRequest:
 
 
 # The memo's bounds: entries, and the longest field kept (no valid HELO, host name
-# or address is longer; odder requests are validated every time), ~1.5 MB at most.
+# or address is longer; odder requests are validated every time). Measured with
+# tracemalloc: ~0.8 KB an entry for ordinary names, ~2.2 KB at worst (every field
+# 256 octets sent as msgpack bin), so ~3 MB, and ~9 MB at worst, when full.
 MEMO_ENTRIES = 4096
 MAX_MEMO_CHARS = 256
 _parsed: dict[tuple[object, ...], ParsedRequest] = {}
