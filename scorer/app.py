@@ -88,7 +88,7 @@ class Service:
         data = decode_body(body, content_type)
         request, key = parse_request(data)
         labels = parse_labels(data)
-        reply = pipeline.cached(key) or await pipeline.check(request)
+        reply = pipeline.cached(key) or await pipeline.check_and_cache(request, key)
         seconds = time.perf_counter() - started
         self.metrics.observe_check(request, reply, seconds)
         elapsed_ms = seconds * 1000

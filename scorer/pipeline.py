@@ -101,9 +101,11 @@ class Pipeline:
     async def check(self, request: CheckRequest) -> CheckReply:
         """The reply for ``request``, from the reply cache when it is still good."""
         key = reply_key(request)
-        cached = self.cached(key)
-        if cached is not None:
-            return cached
+        return self.cached(key) or await self.check_and_cache(request, key)
+
+    async def check_and_cache(self, request: CheckRequest, key: ReplyKey) -> CheckReply:
+        """Check ``request`` (its reply-cache key is ``key``) and cache the reply while
+        the DNS outcomes behind it last. For a caller that found nothing in ``cached``."""
         with self.dns.tracking() as tracker:
             _facts, reply = await self.check_with_facts(request)
         ttl = tracker.expires - self._clock()

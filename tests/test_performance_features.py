@@ -111,6 +111,17 @@ async def test_reload_starts_with_an_empty_reply_cache(unbound: Unbound) -> None
     assert service.pipeline.dns is old_dns  # same DNS settings: the DNS cache stays warm
 
 
+async def test_a_reply_cache_miss_is_looked_up_once(unbound: Unbound) -> None:
+    # Regression: Service.answer looked a miss up, then Pipeline.check looked again
+    # (two misses counted, the key worked out twice).
+    service = Service(_config(unbound))
+    body = json.dumps({"ip": world.CONFIRMED_IP, "helo": world.CONFIRMED_NAME}).encode()
+    await service.answer(service.pipeline, body, "application/json", False)
+    assert (service.pipeline.replies.misses, len(service.pipeline.replies)) == (1, 1)
+    await service.answer(service.pipeline, body, "application/json", False)
+    assert (service.pipeline.replies.misses, service.pipeline.replies.hits) == (1, 1)
+
+
 # --- memoised validation -------------------------------------------------------
 
 

@@ -58,7 +58,12 @@ async def test_accept_is_read_case_insensitively(client: Client, accept: str) ->
         ("application/msgpack;q=0.5, */*;q=0.1", "application/msgpack"),
         ("application/msgpack;q=0.5, application/*;q=0.1, */*", "application/msgpack"),
         ("application/msgpack;q=nonsense", "application/msgpack"),
+        ("application/msgpack;q=1e-3, application/json;q=0.5", "application/msgpack"),
+        ("application/msgpack;q=0.5", "application/msgpack"),  # JSON not named: weight 0
+        ("application/x-msgpack;q=0.9, text/plain", "application/msgpack"),
+        ("application/json;q=0, application/json, application/msgpack;q=0.5", "application/json"),
         ("*/*", "application/json"),
+        ("text/plain", "application/json"),
     ],
 )
 async def test_accept_weights_are_honoured(client: Client, accept: str, expected: str) -> None:
