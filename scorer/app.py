@@ -82,7 +82,8 @@ class Service:
         """A /v1/check body in, the reply body and its media type out: everything but HTTP.
 
         Raises RequestError for a body that cannot be read as a check request.
-        The reply's ``elapsed_ms`` is the time from here to the reply (not HTTP).
+        The reply's ``elapsed_ms`` is the time from here to the verdict (decoding,
+        validation and the check; not metrics, logging, encoding or HTTP).
         """
         started = time.perf_counter()
         data = decode_body(body, content_type)

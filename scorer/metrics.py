@@ -218,29 +218,24 @@ class Metrics:
             series = self._requests_by_endpoint[endpoint] = RequestSeries(self.requests, endpoint)
         return series
 
-    def count_request(self, endpoint: str, status: int) -> None:
-        self.request_series(endpoint)[status].value += 1
-
     def observe_check(self, request: CheckRequest, reply: CheckReply, seconds: float) -> None:
         # Runs once per message. A reply served from the reply cache shares its symbols
         # tuple with the first one, so the series it moves are worked out once per
         # distinct reply (the memo holds the tuple, so its id cannot be reused meanwhile).
-        # HistogramSeries.observe() and Series.inc() are inlined here: a call costs as
-        # much as the update.
-        latency = self.latency
-        latency.counts[latency.bucket(seconds)] += 1
-        latency.total += seconds
+        self.latency.observe(seconds)
         if reply.shadowed:
             self._observe_shadowed(reply.shadowed)
         key = (id(reply.symbols), not request.helo, not request.mail_from)
         memo = self._moved_by_reply.get(key)
-        if memo is None or memo[0] is not reply.symbols:
+        if memo is None or memo.symbols is not reply.symbols:
             if len(self._moved_by_reply) >= MOVED_MEMO_ENTRIES:
                 self._moved_by_reply.clear()
             # The score is the symbols' sum: its bucket is the reply's too.
             memo = self._moved_by_reply[key] = _Moved(
                 reply.symbols, self._moved(request, reply), self.scores.bucket(reply.score)
             )
+        # Series.inc() and HistogramSeries.observe() inlined: a call costs as much as
+        # the update, and the score's bucket is already known.
         for series in memo.counters:
             series.value += 1
         scores = self.scores

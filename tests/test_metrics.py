@@ -94,7 +94,7 @@ def test_workers_metrics_add_up_and_a_dead_workers_gauges_drop_out(tmp_path: Pat
     first, second, dead = Metrics(), Metrics(), Metrics()
     for index, metrics in enumerate((first, second, dead), 1):
         for _ in range(index):
-            metrics.count_request("/v1/check", 200)
+            metrics.request_series("/v1/check")[200].inc()
             metrics.latency.observe(0.002)
         metrics.in_flight.set(index)
     second.record_reload(success=False)
@@ -133,7 +133,7 @@ def test_dead_workers_count_once_whatever_a_scrape_meets(tmp_path: Path) -> None
     for index in range(3):  # three workers die, one after the other, with 1, 2, 3 checks
         metrics = Metrics()
         for _ in range(index + 1):
-            metrics.count_request("/v1/check", 200)
+            metrics.request_series("/v1/check")[200].inc()
         WorkerMetrics(tmp_path, f"w{index}").snapshot(metrics.registry)
         retire(tmp_path, f"w{index}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dead.json"]  # folded into one
@@ -141,7 +141,7 @@ def test_dead_workers_count_once_whatever_a_scrape_meets(tmp_path: Path) -> None
     # The moment inside retire() between writing dead.json and removing the snapshot
     # it absorbed: a scrape then finds both, and counts the worker once.
     late = Metrics()
-    late.count_request("/v1/check", 200)
+    late.request_series("/v1/check")[200].inc()
     WorkerMetrics(tmp_path, "late").snapshot(late.registry)
     kept = (tmp_path / "worker-late.json").read_text()
     retire(tmp_path, "late")
@@ -151,7 +151,7 @@ def test_dead_workers_count_once_whatever_a_scrape_meets(tmp_path: Path) -> None
 
 def test_a_snapshot_that_cannot_be_written_costs_no_scrape(tmp_path: Path) -> None:
     metrics = Metrics()
-    metrics.count_request("/v1/check", 200)
+    metrics.request_series("/v1/check")[200].inc()
     shared = WorkerMetrics(tmp_path / "gone", "w")  # writes fail: no such directory
     assert _checks_in(shared.render(metrics.registry)) == 1
 
