@@ -22,7 +22,6 @@ from typing import Generic, TypeVar
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
-    GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
@@ -72,7 +71,12 @@ class _Family(Collector, Generic[S]):
     """The label sets of one family, each a series made by ``_new_series``."""
 
     def __init__(
-        self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        *,
+        registry: CollectorRegistry,
     ) -> None:
         self.name = name
         self.documentation = documentation
@@ -96,29 +100,13 @@ class _Family(Collector, Generic[S]):
 
 
 class LoopCounter(_Family[Series]):
-    """A counter (``kind="counter"``) or a gauge that only moves by ``inc``."""
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str] = (),
-        *,
-        registry: CollectorRegistry,
-        kind: str = "counter",
-    ) -> None:
-        self._kind = kind
-        super().__init__(name, documentation, labelnames, registry)
+    """A counter."""
 
     def _new_series(self) -> Series:
         return Series()
 
     def collect(self) -> Iterator[Metric]:
-        family: CounterMetricFamily | GaugeMetricFamily
-        if self._kind == "counter":
-            family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        else:
-            family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
         for labels, series in self._series.items():
             family.add_metric(list(labels), series.value)
         yield family
@@ -135,7 +123,7 @@ class LoopHistogram(_Family[HistogramSeries]):
         registry: CollectorRegistry,
     ) -> None:
         self._bounds = tuple(sorted(float(b) for b in buckets if not math.isinf(b)))
-        super().__init__(name, documentation, labelnames, registry)
+        super().__init__(name, documentation, labelnames, registry=registry)
 
     def _new_series(self) -> HistogramSeries:
         return HistogramSeries(self._bounds)
