@@ -33,7 +33,7 @@ Labels = tuple[str, ...]
 
 
 class Series:
-    """One label set of a counter or gauge."""
+    """One label set of a counter."""
 
     __slots__ = ("value",)
 
