@@ -85,6 +85,12 @@ async def _costs(nameserver: str) -> dict[str, float]:
         # As served: a cached reply keeps its rendered JSON up to elapsed_ms.
         "encode_reply_json": _per_call_us(lambda: encode_check_reply(reply, 0.004, False)),
     }
+    # Option building for a new reply (a reply-cache hit reuses it all): two symbols
+    # with three options each (a generic PTR and HELO) weighted, totalled and rendered.
+    # The options' text itself is written by the checks, in the figure above.
+    flagged = parse_request(decode_body(_body(1), "application/msgpack")).request
+    _facts, hits = await uncached.evaluate(flagged)
+    costs["score_and_render_new_reply"] = _per_call_us(lambda: uncached.reply_for(hits).rendered())
     configure_logging("text", requests=False)
     costs["log_check_off"] = _per_call_us(lambda: log_check(request, labels, reply, 0.004))
     configure_logging("text", requests=True)

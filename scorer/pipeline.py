@@ -117,6 +117,10 @@ class Pipeline:
     async def check_with_facts(self, request: CheckRequest) -> tuple[Facts | None, CheckReply]:
         """The reply and the facts behind it (no reply cache: the facts are wanted)."""
         facts, hits = await self.evaluate(request)
+        return facts, self.reply_for(hits)
+
+    def reply_for(self, hits: list[Hit]) -> CheckReply:
+        """The reply for ``hits``: their symbols weighted by the config, and the total."""
         scored = score_hits(hits, self.config.weights, self.config.is_shadowed)
         total = round(sum(s.score for s in scored.symbols), 4)
-        return facts, CheckReply(scored.symbols, total, scored.shadowed)
+        return CheckReply(scored.symbols, total, scored.shadowed)

@@ -28,6 +28,9 @@ ACCEPTED_TYPES = MSGPACK_TYPES | JSON_TYPES
 CHECKED_FIELDS = ("ip", "helo", "mail_from", "hostname")
 LABEL_FIELDS = ("queue_id", "user")
 KNOWN_FIELDS = frozenset(CHECKED_FIELDS + LABEL_FIELDS)
+# Compact JSON. One encoder for every reply: json.dumps with separators builds a new
+# one per call (~4 us of a new reply's ~12).
+_JSON = json.JSONEncoder(separators=(",", ":"))
 # Longer values are cut before any check sees them: no valid HELO (255) or
 # address (RFC 5321 section 4.5.3.1: 256) is anywhere near this, so a cut
 # value is still judged invalid, but IDNA and regexes never chew on 16 KiB.
@@ -106,7 +109,7 @@ class CheckReply(NamedTuple):
         return CheckReply(self.symbols, self.score, self.shadowed, head)
 
     def _render_head(self) -> bytes:
-        body = json.dumps(self._payload(), separators=(",", ":")).encode()
+        body = _JSON.encode(self._payload()).encode()
         return body[:-1] + b',"elapsed_ms":'
 
     def to_json(self, elapsed_ms: float) -> bytes:
@@ -272,7 +275,7 @@ def encode_check_reply(
 def encode_reply(payload: dict[str, Any], want_msgpack: bool) -> tuple[bytes, str]:
     if want_msgpack:
         return msgpack.packb(payload, use_bin_type=True), "application/msgpack"
-    return json.dumps(payload, separators=(",", ":")).encode(), "application/json"
+    return _JSON.encode(payload).encode(), "application/json"
 
 
 @functools.lru_cache(maxsize=64)  # a handful of distinct Accept headers in practice
