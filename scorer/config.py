@@ -22,7 +22,7 @@ from scorer.dns.layer import Nameserver, parse_nameserver
 from scorer.names import hostname_problem, to_ascii
 from scorer.policy import parse_network
 from scorer.protocol import parse_ip
-from scorer.symbols import default_weights
+from scorer.symbols import SYMBOLS, default_weights
 
 DEFAULT_PORT = 11340
 ENV_LISTEN = "RDNS_SCORER_LISTEN"
@@ -219,13 +219,20 @@ def _section(name: str, cls: type, values: Any) -> Any:
     return cls(**kwargs)
 
 
+def _not_weighable(name: str) -> str:
+    """Why the service has no weight for ``name``."""
+    if name in SYMBOLS:  # the plugin family: added by the plugins, never by the service
+        return "added by the rspamd/SpamAssassin plugin itself: set its score there"
+    return "unknown symbol (see docs/symbols.md)"
+
+
 def _weights(values: Any) -> dict[str, float]:
     if not isinstance(values, Mapping):
         raise ConfigError("[weights]: expected a table of SYMBOL = number")
     weights = default_weights()
     for key, value in values.items():
         if key not in weights:
-            raise ConfigError(f"[weights] {key}: unknown symbol (see docs/symbols.md)")
+            raise ConfigError(f"[weights] {key}: {_not_weighable(key)}")
         weights[key] = _check_value(f"[weights] {key}", float, value)
     return weights
 
@@ -311,7 +318,8 @@ def _validate(config: Config) -> None:
         )
     unknown = sorted(set(config.policy.shadow_symbols) - set(config.weights))
     if unknown:
-        raise ConfigError(f"[policy] shadow_symbols: unknown symbols {', '.join(unknown)}")
+        reasons = "; ".join(f"{name}: {_not_weighable(name)}" for name in unknown)
+        raise ConfigError(f"[policy] shadow_symbols: {reasons}")
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -67,6 +67,12 @@ def test_environment_overrides_listen_and_nameservers() -> None:
         ({"dns": {"max_ptr_names": 2.5}}, "[dns] max_ptr_names: expected an integer"),
         ({"weights": {"RL_PTR_MISSING": "high"}}, "[weights] RL_PTR_MISSING: expected a number"),
         ({"weights": {"RL_NOPE": 1}}, "[weights] RL_NOPE: unknown symbol"),
+        # The plugins' own symbols were refused as "unknown" though docs/symbols.md lists them.
+        ({"weights": {"RL_SCORER_FAIL": 1}}, "RL_SCORER_FAIL: added by the rspamd/SpamAssassin"),
+        (
+            {"policy": {"shadow_symbols": ["RL_NOPE", "RL_SCORER_UNKNOWN"]}},
+            "RL_NOPE: unknown symbol (see docs/symbols.md); RL_SCORER_UNKNOWN: added by",
+        ),
         ({"policy": {"skip_networks": ["10.0.0.0/33"]}}, "[policy] skip_networks:"),
         ({"policy": {"skip_networks": ["10.1.1.1/8"]}}, "write '10.0.0.0/8' for the network"),
         ({"policy": {"local_names": ["mx example org"]}}, "[policy] local_names: 'mx example"),
