@@ -337,3 +337,14 @@ def test_example_conf_names_every_setting() -> None:
     example = EXAMPLE.read_text()
     for key in ("servers", "path", "timeout", "check_local", "check_authed", "token", "group"):
         assert re.search(rf"^\s*#?\s*{key} = ", example, re.MULTILINE), key
+
+
+def test_no_configtest_says_it_was_skipped_not_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: --no-configtest printed "rspamadm not found" with rspamadm installed.
+    monkeypatch.setattr(integration, "rspamd_account", lambda: None)
+    assert main(["rspamd", "install", "--confdir", str(tmp_path), "--no-configtest"]) == 0
+    out = capsys.readouterr().out
+    assert "configtest skipped (--no-configtest)" in out
+    assert "not found" not in out

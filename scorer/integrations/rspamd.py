@@ -266,10 +266,13 @@ def install(
     section: str,
     rspamadm: str | None = None,
     source_dir: Path | None = None,
+    run_configtest: bool = True,
 ) -> InstallReport:
     """Copy the plugin into ``confdir/plugins.d`` and put ``section`` into
     ``confdir/rspamd.conf.local`` between marker comments. Idempotent; every file it
-    changes is first copied to a timestamped backup."""
+    changes is first copied to a timestamped backup. Then ``rspamadm configtest``
+    (``rspamadm`` is its path, None when not installed), unless ``run_configtest``
+    is false."""
     report = InstallReport()
     account = rspamd_account()
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -297,7 +300,10 @@ def install(
     if secret and local.stat().st_mode & 0o004:
         report.say(f"warning:   {local} is world-readable and holds the token: chmod o-r it")
 
-    passed, output = configtest(confdir, rspamadm)
+    if run_configtest:
+        passed, output = configtest(confdir, rspamadm)
+    else:
+        passed, output = None, "configtest skipped (--no-configtest); run `rspamadm configtest`"
     if passed is None:
         report.say(f"note:      {output}")
     else:
@@ -334,9 +340,11 @@ def _cmd_install(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         print(f"rdns-scorer rspamd install: {error}", file=sys.stderr)
         return 2
-    rspamadm = None if args.no_configtest else shutil.which("rspamadm")
     try:
-        report = install(confdir, module_section(_service_config(args)), rspamadm, source_dir)
+        section = module_section(_service_config(args))
+        report = install(
+            confdir, section, shutil.which("rspamadm"), source_dir, not args.no_configtest
+        )
     except OSError as error:
         hint = " (run it as root)" if isinstance(error, PermissionError) else ""
         print(f"rdns-scorer rspamd install: {error}{hint}", file=sys.stderr)
