@@ -28,9 +28,10 @@ rdns_scorer {
   path = "/v1/check";
   # A scan never waits longer than this for the service.
   timeout = 1s;
-  # Also check clients from local networks / authenticated users.
-  check_local = false;
-  check_authed = false;
+  # Also check clients from local networks / authenticated users (default false).
+  # Setting either here makes rspamd ignore both in the global options section.
+  # check_local = true;
+  # check_authed = true;
   # Shared secret: the service's [server] token, sent as "Authorization: Bearer <token>".
   # token = "change-me";
   # Group of all rdns_scorer symbols (cap it with group "rdns_scorer" { max_score = ...; }).
@@ -200,7 +201,11 @@ local function apply_reply(task, body)
       local options = {}
       if type(sym.options) == 'table' then
         for _, opt in ipairs(sym.options) do
-          options[#options + 1] = tostring(opt)
+          -- Text only: tostring() raises on a nested object from ucl, and one odd
+          -- option must not cost the message the reply's other symbols.
+          if type(opt) == 'string' or type(opt) == 'number' then
+            options[#options + 1] = tostring(opt)
+          end
         end
       end
       known[#known + 1] = { name, sym.score, options }
@@ -238,6 +243,29 @@ local function build_upstreams()
   return nil
 end
 
+-- The server and address for a scan's next attempt, never one the scan already
+-- tried (`tried`: address -> true): round robin first, which leaves out servers
+-- rspamd has marked down, then any server. Concurrent scans share the round robin,
+-- so a retry asking it once could land on the instance that just failed. An
+-- address, not a server: a name with an IPv4 and an IPv6 address is two chances.
+-- Nil when every address was tried.
+local function next_target(tried)
+  for _ = 1, n_upstreams do
+    local upstream = upstreams:get_upstream_round_robin()
+    local server = upstream and upstream:get_addr():to_string(true)
+    if server and not tried[server] then
+      return upstream, server
+    end
+  end
+  for _, upstream in ipairs(upstreams:all_upstreams()) do
+    local server = upstream:get_addr():to_string(true)
+    if not tried[server] then
+      return upstream, server
+    end
+  end
+  return nil, nil
+end
+
 local function rdns_scorer_check(task)
   if lua_util.is_skip_local_or_authed(task, skip_conf) then
     lua_util.debugm(N, task, 'skipped: local client or authenticated user')
@@ -261,33 +289,44 @@ local function rdns_scorer_check(task)
     headers['Authorization'] = 'Bearer ' .. settings.token
   end
   local deadline = rspamd_util.get_ticks() + settings.timeout
-  local attempts = 0
+  local tried = {}
+  local send
 
-  local function send()
-    attempts = attempts + 1
-    local upstream = upstreams:get_upstream_round_robin()
-    local server = upstream:get_addr():to_string(true)
+  -- After a failed attempt: the next address, or fail open with `reason`.
+  local function retry_or_fail(reason, server, client_error)
+    local left = deadline - rspamd_util.get_ticks()
+    -- Another address may answer, but only within the same budget and never after
+    -- a timeout (the budget is gone) or a 4xx (every instance says the same).
+    if left > 0.05 and not reason:find('timeout', 1, true) and not client_error then
+      local upstream, next_server = next_target(tried)
+      if upstream then
+        lua_util.debugm(N, task, 'retrying %s after %s from %s', next_server, reason, server)
+        local done, err = pcall(send, upstream, next_server)
+        if not done then
+          fail_open(task, 'plugin error: ' .. tostring(err), next_server)
+        end
+        return
+      end
+    end
+    fail_open(task, reason, server)
+  end
+
+  send = function(upstream, server)
+    tried[server] = true
 
     local function on_reply(err, code, reply_body)
-      local reason
       if err then
-        reason = tostring(err)
+        -- This address: rspamd's next get_addr() then prefers the server's others.
+        upstream:fail(true, tostring(err))
+        retry_or_fail(tostring(err), server, false)
+        return
       elseif code ~= 200 then
-        reason = string.format('HTTP %s', code)
-      end
-      if reason then
-        upstream:fail()
-        local left = deadline - rspamd_util.get_ticks()
-        -- Another instance may answer, but only within the same budget and never
-        -- after a timeout (the budget is gone) or a 4xx (every instance says the same).
-        local retry = attempts < n_upstreams and left > 0.05 and
-            not reason:find('timeout', 1, true) and not (code and code >= 400 and code < 500)
-        if retry then
-          lua_util.debugm(N, task, 'retrying after %s from %s', reason, server)
-          send()
-        else
-          fail_open(task, reason, server)
+        local reason = string.format('HTTP %s', code)
+        local client_error = code >= 400 and code < 500
+        if not client_error then -- a 4xx is the request's or the token's fault
+          upstream:fail(false, reason)
         end
+        retry_or_fail(reason, server, client_error)
         return
       end
       upstream:ok()
@@ -314,7 +353,12 @@ local function rdns_scorer_check(task)
     end
   end
 
-  send()
+  local upstream, server = next_target(tried)
+  if not upstream then
+    fail_open(task, 'no server to ask in ' .. servers_text(), '-')
+    return
+  end
+  send(upstream, server)
 end
 
 -- The registered callback: a bug of ours fails open like an unreachable service.
@@ -343,6 +387,14 @@ if type(settings.timeout) ~= 'number' or settings.timeout <= 0 then
 end
 if type(settings.token) ~= 'string' then
   settings.token = tostring(settings.token)
+end
+-- "v1/check" would make every request fail ("cannot send request"), unnoticed:
+-- RL_SCORER_FAIL weighs nothing.
+settings.path = tostring(settings.path)
+if settings.path:sub(1, 1) ~= '/' then
+  rspamd_logger.warnx(rspamd_config, '%s: path %s does not start with "/"; using /%s', N,
+      settings.path, settings.path)
+  settings.path = '/' .. settings.path
 end
 
 -- Not fatal when it fails: the module stays and every scan fails open visibly.

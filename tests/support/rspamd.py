@@ -62,6 +62,8 @@ class Rspamd:
 
     ``extra_conf`` is appended at top level (groups, symbol weights, ...).
     ``cache_dir`` is shared between instances so hyperscan compiles once per session.
+    ``hosts`` replaces /etc/hosts for this rspamd alone (a private mount namespace;
+    needs root): how it resolves the names in ``servers``, without touching the host.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class Rspamd:
         cache_dir: Path,
         extra_conf: str = "",
         plugin: Path = PLUGIN,
+        hosts: str | None = None,
     ) -> None:
         self.nameserver = nameserver
         self.port = free_port()
@@ -79,6 +82,7 @@ class Rspamd:
         self.module_conf = module_conf
         self.extra_conf = extra_conf
         self.plugin = plugin
+        self.hosts = hosts
         self.log_path = self.dir / "rspamd.log"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -154,6 +158,12 @@ rdns_scorer {{
             command = ["rspamd", "-f", "-u", RSPAMD_USER, "-g", RSPAMD_USER, "-c", str(conf)]
         else:
             command = ["rspamd", "-f", "-c", str(conf)]
+        if self.hosts is not None:
+            hosts = self.dir / "hosts"
+            hosts.write_text(self.hosts)
+            hosts.chmod(0o644)
+            bind = 'mount --bind "$0" /etc/hosts && exec "$@"'
+            command = ["unshare", "--mount", "sh", "-c", bind, str(hosts), *command]
         log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as rspamd
         self._process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
