@@ -339,6 +339,20 @@ def test_example_conf_names_every_setting() -> None:
         assert re.search(rf"^\s*#?\s*{key} = ", example, re.MULTILINE), key
 
 
+@pytest.mark.parametrize(
+    "example",
+    [
+        pytest.param(EXAMPLE.read_text(), id="rdns_scorer.conf"),
+        pytest.param(PLUGIN.read_text().split("local EXAMPLE = [[")[1].split("]]")[0], id="help"),
+    ],
+)
+def test_examples_leave_check_local_and_authed_to_options(example: str) -> None:
+    # Regression: both examples set them in the module section, where either key makes
+    # rspamd ignore the admin's `options { check_authed = true; }`.
+    settings = [line for line in example.splitlines() if not line.strip().startswith("#")]
+    assert not [line for line in settings if re.search(r"check_(local|authed)\s*=", line)]
+
+
 def test_no_configtest_says_it_was_skipped_not_missing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
