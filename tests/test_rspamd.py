@@ -7,6 +7,7 @@ Each rspamd instance starts once per module; they share one hyperscan cache dir.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -548,8 +549,20 @@ def _scan_all(rspamd: Rspamd, count: int, concurrency: int) -> list[ScanResult]:
         return list(pool.map(lambda _: rspamd.scan(MISSING_PTR_IP), range(count)))
 
 
-def _fail_reasons(results: list[ScanResult]) -> list[list[str]]:
-    return [r.options("RL_SCORER_FAIL") for r in results if "RL_SCORER_FAIL" in r.symbols]
+def _assert_all_checked(results: list[ScanResult]) -> None:
+    failed = [r.options("RL_SCORER_FAIL") for r in results if "RL_SCORER_FAIL" in r.symbols]
+    assert not failed
+    assert all("RL_PTR_MISSING" in r.symbols for r in results)
+
+
+@contextlib.contextmanager
+def _running(rspamd: Rspamd) -> Iterator[Rspamd]:
+    """An rspamd for one test: started, then stopped and removed."""
+    try:
+        yield rspamd.start()
+    finally:
+        rspamd.stop()
+        rspamd.cleanup()
 
 
 def test_a_retry_never_asks_an_address_the_scan_tried(
@@ -560,15 +573,8 @@ def test_a_retry_never_asks_an_address_the_scan_tried(
     # instances down, ~30 % of messages went unchecked.
     down = f"127.0.0.1:{free_port()}"  # nothing listens there
     conf = f'servers = ["{down}", "{scorer.address}"];\ntoken = "{TOKEN}";'
-    rspamd = Rspamd(unbound.nameserver, conf, hs_cache)
-    try:
-        rspamd.start()
-        results = _scan_all(rspamd, 64, 16)
-        assert not _fail_reasons(results)
-        assert all("RL_PTR_MISSING" in r.symbols for r in results)
-    finally:
-        rspamd.stop()
-        rspamd.cleanup()
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+        _assert_all_checked(_scan_all(rspamd, 64, 16))
 
 
 def test_both_addresses_of_a_server_name_are_tried(
@@ -581,15 +587,9 @@ def test_both_addresses_of_a_server_name_are_tried(
     port = scorer.address.rsplit(":", 1)[1]
     hosts = "127.0.0.1 localhost\n::1 scorer-dual\n127.0.0.1 scorer-dual\n"
     conf = f'servers = "scorer-dual:{port}";\ntoken = "{TOKEN}";'
-    rspamd = Rspamd(unbound.nameserver, conf, hs_cache, hosts=hosts)
-    try:
-        rspamd.start()
-        results = [rspamd.scan(MISSING_PTR_IP) for _ in range(8)] + _scan_all(rspamd, 16, 4)
-        assert not _fail_reasons(results)
-        assert all("RL_PTR_MISSING" in r.symbols for r in results)
-    finally:
-        rspamd.stop()
-        rspamd.cleanup()
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache, hosts=hosts)) as rspamd:
+        _assert_all_checked([rspamd.scan(MISSING_PTR_IP) for _ in range(8)])
+        _assert_all_checked(_scan_all(rspamd, 16, 4))
 
 
 def test_path_without_leading_slash_is_fixed(
@@ -598,11 +598,6 @@ def test_path_without_leading_slash_is_fixed(
     # Regression: `path = "v1/check"` loaded fine and every scan failed open with
     # "cannot send request", unnoticed (RL_SCORER_FAIL weighs nothing).
     conf = f'servers = "{scorer.address}";\ntoken = "{TOKEN}";\npath = "v1/check";'
-    rspamd = Rspamd(unbound.nameserver, conf, hs_cache)
-    try:
-        rspamd.start()
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
         assert set(rspamd.scan(MISSING_PTR_IP).ours()) == {"RL_PTR_MISSING"}
         assert 'path v1/check does not start with "/"' in rspamd.log()
-    finally:
-        rspamd.stop()
-        rspamd.cleanup()
