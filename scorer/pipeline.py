@@ -19,6 +19,7 @@ from scorer.config import Config
 from scorer.dns.cache import TtlCache
 from scorer.dns.layer import DnsLayer, Outcome
 from scorer.lookups import Facts, Limits, gather_facts
+from scorer.memo import memo_sized
 from scorer.policy import skip_hit
 from scorer.protocol import CheckReply, CheckRequest, ReplyKey, reply_key
 from scorer.scoring import score_hits
@@ -109,7 +110,9 @@ class Pipeline:
         with self.dns.tracking() as tracker:
             _facts, reply = await self.check_with_facts(request)
         ttl = tracker.expires - self._clock()
-        if ttl > 0:
+        # A key of 1,024-character fields would hold ~12 KB: such requests (never a
+        # valid HELO, sender or host name) are checked afresh each time instead.
+        if ttl > 0 and memo_sized(key[1:]):
             reply = reply.rendered()  # its JSON is rendered once, for every reuse
             self.replies.put(key, reply, ttl)
         return reply

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
+from scorer.memo import memo_sized
 from scorer.text import option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -217,19 +218,18 @@ def parse_request(data: dict[str, Any]) -> ParsedRequest:
         parsed = None
     if parsed is None:
         parsed = _validate(*fields)
-        if all(value is None or len(value) <= MAX_MEMO_CHARS for value in fields):
+        if memo_sized(fields):
             if len(_parsed) >= MEMO_ENTRIES:
                 _parsed.clear()
             _parsed[fields] = parsed
     return parsed
 
 
-# The memo's bounds: entries, and the longest field kept (no valid HELO, host name
-# or address is longer; odder requests are validated every time). Measured with
-# tracemalloc: ~0.8 KB an entry for ordinary names, ~4.7 KB at worst (every field
-# 256 four-byte characters), so ~3 MB, and ~20 MB at worst, when full.
+# The memo's bounds: entries, and the longest field kept (scorer.memo: no valid
+# HELO, host name or address is longer; odder requests are validated every time).
+# Measured with tracemalloc: ~0.8 KB an entry for ordinary names, ~4.7 KB at worst
+# (every field 256 four-byte characters), so ~3 MB, and ~20 MB at worst, when full.
 MEMO_ENTRIES = 4096
-MAX_MEMO_CHARS = 256
 _parsed: dict[tuple[object, ...], ParsedRequest] = {}
 
 

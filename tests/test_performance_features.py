@@ -21,7 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scorer import protocol
 from scorer.app import Service
+from scorer.checks.helo import parse_helo
+from scorer.checks.mailfrom import parse_sender
 from scorer.config import Config, config_from_mapping
+from scorer.memo import MAX_MEMO_CHARS
 from scorer.pipeline import Pipeline
 from scorer.protocol import RequestError, decode_body, parse_labels, parse_request
 from scorer.workermetrics import SNAPSHOT_SECONDS
@@ -93,6 +96,25 @@ async def test_replies_built_on_dns_failures_are_not_cached(unbound: Unbound) ->
     assert len(pipeline.replies) == 0
 
 
+async def test_replies_to_overlong_fields_are_not_kept(unbound: Unbound) -> None:
+    # Regression: the reply cache (and the HELO and sender memos) kept keys of
+    # 1,024-character fields, ~12 KB each in four-byte characters: 20,000 such
+    # requests took the service from 77 to 317 MB. No valid name is that long.
+    long_helo = "\N{GRINNING FACE}" * (MAX_MEMO_CHARS + 1)
+    long_from = "a@" + "\N{GRINNING FACE}" * MAX_MEMO_CHARS + ".example"
+    pipeline = Pipeline(_config(unbound))
+    for _ in range(2):
+        await pipeline.check(_request(helo=long_helo))
+        await pipeline.check(_request(mail_from=long_from))
+    assert len(pipeline.replies) == 0 and pipeline.replies.hits == 0
+    assert parse_helo(long_helo) is not parse_helo(long_helo)  # worked out each time
+    assert parse_sender(long_from) is not parse_sender(long_from)
+    short = _request(mail_from=f"a@{world.GOOD_DOMAIN}")
+    await pipeline.check(short)
+    assert len(pipeline.replies) == 1  # the bound is on length, not on caching at all
+    assert parse_helo(world.CONFIRMED_NAME) is parse_helo(world.CONFIRMED_NAME)
+
+
 async def test_reply_cache_can_be_disabled(unbound: Unbound) -> None:
     pipeline = Pipeline(_config(unbound, reply_cache_max_entries=0))
     await pipeline.check(_request())
@@ -139,7 +161,7 @@ def test_the_memo_is_bounded_and_skips_long_fields(monkeypatch: pytest.MonkeyPat
     for i in range(25):
         parse_request({"ip": "192.0.2.7", "helo": f"h{i}.example.net"})
         assert len(protocol._parsed) <= 10
-    long_helo = "h" * (protocol.MAX_MEMO_CHARS + 1)
+    long_helo = "h" * (MAX_MEMO_CHARS + 1)
     first = parse_request({"ip": "192.0.2.7", "helo": long_helo})
     assert parse_request({"ip": "192.0.2.7", "helo": long_helo}) is not first
     assert first.request.helo == long_helo

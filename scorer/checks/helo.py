@@ -8,13 +8,13 @@ syntax plus the resolved addresses into hits.
 from __future__ import annotations
 
 import enum
-import functools
 import ipaddress
 from dataclasses import dataclass
 
 from scorer.checks.generic import generic_hit
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import Answer, Lookup, NotFound, TempFail, describe
+from scorer.memo import memoise_short_text
 from scorer.names import (
     address_in,
     hostname_problem,
@@ -67,9 +67,7 @@ def _literal(raw: str, inner: str) -> HeloName:
     return HeloName(raw, HeloKind.LITERAL, address=address)
 
 
-@functools.lru_cache(
-    maxsize=8192
-)  # IDNA and the PSL are slow next to a dict lookup; greetings repeat
+@memoise_short_text(maxsize=8192)  # IDNA and the PSL are slow next to a dict lookup
 def parse_helo(raw: str) -> HeloName:
     """Classify a HELO/EHLO argument by syntax alone."""
     text = raw.strip(" ")

@@ -9,7 +9,6 @@ declaration that it takes no mail.
 from __future__ import annotations
 
 import enum
-import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import email_validator
 
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import Answer, Lookup, MxRecord, NotFound, NotFoundKind, TempFail, describe
+from scorer.memo import memoise_short_text
 from scorer.names import address_in, hostname_problem, ipv4_literal, non_public_suffix, to_ascii
 from scorer.text import has_unsafe, option
 
@@ -104,7 +104,7 @@ def envelope_address(raw: str) -> str:
     return address
 
 
-@functools.lru_cache(maxsize=8192)  # senders repeat
+@memoise_short_text(maxsize=8192)  # senders repeat
 def parse_sender(raw: str) -> Sender:
     """Classify an envelope sender by syntax alone (email-validator, IDNA, PSL)."""
     address = envelope_address(raw)

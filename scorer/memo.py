@@ -1,0 +1,49 @@
+"""Memos keyed on client text, bounded in memory as well as in entries.
+
+A memo entry holds its key, and a client may send up to 1,024 characters per field
+(four bytes each when they are not ASCII): 8,192 entries of such keys, in each of
+several memos and the reply cache, would be hundreds of megabytes. No valid HELO,
+host name or address is longer than ``MAX_MEMO_CHARS``, so longer text is worked
+out every time and never remembered: only odd or hostile requests pay for that.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
+
+MAX_MEMO_CHARS = 256
+
+T = TypeVar("T")
+
+
+def memo_sized(texts: Iterable[str | bytes | None]) -> bool:
+    """Whether every one of ``texts`` is short enough to be part of a memo's key."""
+    return all(text is None or len(text) <= MAX_MEMO_CHARS for text in texts)
+
+
+class ShortTextMemo(Generic[T]):
+    """``functools.lru_cache`` for a pure function of one string, leaving long strings out."""
+
+    def __init__(self, function: Callable[[str], T], maxsize: int) -> None:
+        self._function = function
+        self._cached = functools.lru_cache(maxsize=maxsize)(function)
+        functools.update_wrapper(self, function)
+
+    def __call__(self, text: str) -> T:
+        if len(text) > MAX_MEMO_CHARS:
+            return self._function(text)
+        return self._cached(text)
+
+    def cache_clear(self) -> None:
+        self._cached.cache_clear()
+
+
+def memoise_short_text(maxsize: int) -> Callable[[Callable[[str], T]], ShortTextMemo[T]]:
+    """Decorator form of ``ShortTextMemo``."""
+
+    def decorate(function: Callable[[str], T]) -> ShortTextMemo[T]:
+        return ShortTextMemo(function, maxsize)
+
+    return decorate
