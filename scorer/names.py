@@ -124,6 +124,20 @@ def non_public_suffix(ascii_name: str) -> str | None:
 _NOT_ADDRESS_CHARACTER = re.compile(r"[^0-9A-Fa-f.:%]")
 
 
+def unscoped(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``address`` without its IPv6 zone, if any ("fe80::1%eth0", RFC 4007 section 11).
+
+    A zone names an interface on the host of whoever wrote it, never part of who a
+    client is; and ipaddress counts it in equality: ``2001:db8::25%x`` is not
+    ``2001:db8::25``, so a zone would slip past every comparison with our addresses.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        return ipaddress.IPv6Address(int(address))
+    return address
+
+
 def address_in(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The IPv4 or IPv6 address ``text`` spells, or None when it spells none."""
     if "%" not in text and _NOT_ADDRESS_CHARACTER.search(text):

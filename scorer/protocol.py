@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from scorer.memo import memo_sized
+from scorer.names import unscoped
 from scorer.text import option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -193,15 +194,11 @@ MAX_IP_CHARS = 64
 def parse_ip(text: str) -> IPAddress:
     """The client address in ``text`` (brackets and spaces allowed); ValueError if none."""
     ip = ipaddress.ip_address(text.strip().strip("[]"))
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return ip.ipv4_mapped  # ::ffff:192.0.2.1 is an IPv4 client on a dual-stack socket
-        if ip.scope_id is not None:
-            # A zone ("fe80::1%eth0", RFC 4007 section 11) names an interface of the
-            # MTA's host, not the client: drop it, so it never reaches an option, a
-            # log line or the reply-cache key as client-supplied text.
-            return ipaddress.IPv6Address(int(ip))
-    return ip
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped  # ::ffff:192.0.2.1 is an IPv4 client on a dual-stack socket
+    # A zone names an interface of the MTA's host, not the client: dropped, so it
+    # never reaches an option, a log line or the reply-cache key as client text.
+    return unscoped(ip)
 
 
 def parse_request(data: dict[str, Any]) -> ParsedRequest:

@@ -184,6 +184,24 @@ async def test_forged_local_name_in_either_idna_form(unbound_config: Config) -> 
         assert set(symbols) == {"RL_HELO_FORGED_LOCAL"}, helo
 
 
+async def test_an_ipv6_zone_does_not_hide_our_address_or_the_clients(
+    unbound_config: Config,
+) -> None:
+    # Regression: ipaddress counts a zone in equality, so "2001:db8::25%x" slipped
+    # past local_ips (RL_HELO_LITERAL_MISMATCH or RL_HELO_BARE_IP instead of
+    # RL_HELO_FORGED_LOCAL), and the client's own literal with a zone read as a
+    # mismatch. RFC 5321 literals have no zone: that is invalid, not a mismatch.
+    policy = dataclasses.replace(unbound_config.policy, local_ips=["2001:db8::99"])
+    pipeline = Pipeline(dataclasses.replace(unbound_config, policy=policy))
+    for helo in ("[IPv6:2001:db8::99%x]", "2001:db8::99%eth0"):
+        symbols = await symbols_for(pipeline, world.CONFIRMED_IP6, helo=helo)
+        assert set(symbols) == {"RL_HELO_FORGED_LOCAL"}, helo
+    own = f"[IPv6:{world.CONFIRMED_IP6}%0]"
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP6, helo=own)
+    assert set(symbols) == {"RL_HELO_INVALID"}
+    assert "address literal with a %zone" in symbols["RL_HELO_INVALID"].options
+
+
 async def test_our_own_address_greeting_with_our_name_is_not_forged(
     unbound_config: Config,
 ) -> None:

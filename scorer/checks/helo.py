@@ -21,6 +21,7 @@ from scorer.names import (
     ipv4_literal,
     non_public_suffix,
     to_ascii,
+    unscoped,
 )
 from scorer.text import has_unsafe, option
 
@@ -57,6 +58,12 @@ def _literal(raw: str, inner: str) -> HeloName:
     address = address_in(inner[5:]) if tagged else ipv4_literal(inner) or address_in(inner)
     if address is None:
         return HeloName(raw, HeloKind.INVALID, problem="malformed address literal")
+    if address != unscoped(address):
+        # RFC 5321 section 4.1.3 literals have no zone. The address is kept, unscoped,
+        # so a greeting with one of our own addresses is still a forgery.
+        return HeloName(
+            raw, HeloKind.INVALID, address=unscoped(address), problem="address literal with a %zone"
+        )
     if (address.version == 6) != tagged:
         # RFC 5321 section 4.1.3: IPv6 literals carry the "IPv6:" tag, IPv4 ones don't.
         return HeloName(raw, HeloKind.INVALID, problem="address literal with wrong IPv6: tag")
@@ -79,7 +86,7 @@ def parse_helo(raw: str) -> HeloName:
     # do inside brackets; read as a name they would only be NOT_FQDN.
     address = address_in(text) or ipv4_literal(text)
     if address is not None:
-        return HeloName(raw, HeloKind.BARE_IP, address=address)
+        return HeloName(raw, HeloKind.BARE_IP, address=unscoped(address))
     name = to_ascii(text)
     if name is None:
         return HeloName(raw, HeloKind.INVALID, problem="not a valid IDNA name")
