@@ -188,6 +188,7 @@ def _mta_hostname(value: str | None) -> str | None:
 # embedded IPv4 address) with brackets, spaces and a short zone around it. Longer
 # values are refused before parse_ip's cache sees them: it keys on the raw text.
 MAX_IP_CHARS = 64
+_IPV4_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 @functools.lru_cache(maxsize=16384)  # ~5 us of ipaddress work per call; relays repeat
@@ -244,6 +245,10 @@ def _validate(ip: object, helo: object, mail_from: object, hostname: object) -> 
         raise RequestError(
             f"ip is not an IPv4 or IPv6 address: {option(raw_ip, 64)}", "ip"
         ) from None
+    if address.is_unspecified or address.is_multicast or address == _IPV4_BROADCAST:
+        # No TCP connection comes from these: an integration that sends one has no
+        # client address to give (scoring it would be RL_PTR_MISSING, a false 5).
+        raise RequestError(f"ip {address} is not a unicast address: no SMTP client", "ip")
     request = CheckRequest(
         address,
         _optional_text(helo, "helo"),

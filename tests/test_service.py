@@ -133,6 +133,12 @@ async def test_msgpack_bin_keys_and_values_are_read_as_text(client: Client) -> N
         (b"{}", "ip"),
         (b'{"ip": 17}', "ip"),
         (b'{"ip": "300.1.1.1"}', "ip"),
+        # Regression: no client connects from these; they scored RL_PTR_MISSING (5).
+        (b'{"ip": "0.0.0.0"}', "ip"),
+        (b'{"ip": "::"}', "ip"),
+        (b'{"ip": "255.255.255.255"}', "ip"),
+        (b'{"ip": "224.0.0.1"}', "ip"),
+        (b'{"ip": "ff02::1"}', "ip"),
         (b'{"ip": "192.0.2.1", "helo": ["x"]}', "helo"),
         (b'{"ip": "192.0.2.1", "mail_from": 5}', "mail_from"),
     ],
