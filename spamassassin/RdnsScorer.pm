@@ -120,32 +120,29 @@ sub _parse_url {
   return ($host, $port + 0, $path);
 }
 
-# Explicit admin scores are snapshotted when parsing ends: got_hit() writes dynamic scores
-# into the shared config, so later messages could not otherwise tell an admin's
-# "score RL_X n" from a score the service gave an earlier message.
-sub finish_parsing_end {
+# got_hit() copies a hit's score into the shared config "for proper reporting" (the
+# report reads it after the check). Left there, the next message could not tell it
+# from an admin's or a user's "score RL_X n", however those were loaded (a prefs file,
+# SQL or LDAP through parse_scores_only, which runs no parsing-end hook). So each
+# message starts by putting back what the previous one replaced, unless something
+# (spamd restoring the config after a user's message) has replaced it since.
+sub check_start {
   my ($self, $opts) = @_;
-  _snapshot_scores($opts->{conf});
-  return;
-}
-
-sub user_conf_parsing_end {
-  my ($self, $opts) = @_;
-  _snapshot_scores($opts->{conf});
-  return;
-}
-
-sub _snapshot_scores {
-  my ($conf) = @_;
-  my %explicit;
-  foreach my $set (0 .. 3) {
-    my $scores = $conf->{scoreset}->[$set] or next;
-    foreach my $name (keys %$scores) {
-      next if index($name, 'RL_') != 0;
-      $explicit{$name}->[$set] = $scores->{$name};
+  my $conf = $opts->{permsgstatus}->{conf};
+  my $written = delete $self->{rdns_scorer_written} || {};
+  foreach my $name (keys %$written) {
+    my ($before, $score) = @{$written->{$name}};
+    foreach my $set (0 .. 3) {
+      my $scores = $conf->{scoreset}->[$set] or next;
+      next if !defined $scores->{$name} || $scores->{$name} != $score;
+      if (defined $before->[$set]) {
+        $scores->{$name} = $before->[$set];
+      } else {
+        delete $scores->{$name};
+      }
     }
   }
-  $conf->{rdns_scorer_explicit} = \%explicit;
+  return;
 }
 
 # --------------------------------------------------------------------------------------
@@ -180,19 +177,18 @@ sub check_rl_scorer_ok {
   # answer (the overlap metas would switch stock rules off for nothing).
   return 0 unless $pms->{conf}->{scores}->{RL_SCORER_CHECK};
   my $result = $self->_result($pms);
-  return (defined $result->{symbols} && !defined $result->{error} && !$result->{skipped})
-    ? 1 : 0;
+  return 0 if !defined $result->{symbols} || defined $result->{error} || $result->{skipped};
+  # A shadowed symbol scores nothing: the stock rules it stands for must stay on
+  # (shadow mode is for watching, and must not lower a message's score).
+  return (grep { $_->{shadowed} } @{$result->{symbols}}) ? 0 : 1;
 }
 
 sub _hit {
   my ($self, $pms, $name, $service_score, $options, $shadowed) = @_;
   my $conf = $pms->{conf};
-  my $score;
-  my $explicit = ($conf->{rdns_scorer_explicit} || {})->{$name};
-  if (defined $explicit) {
-    my $set = $conf->get_score_set() || 0;
-    $score = $explicit->[$set] // $explicit->[0];
-  }
+  # No RL_* rule has a score in the shipped config: one here is the admin's or the
+  # user's (check_start took the previous message's dynamic scores out).
+  my $score = $conf->{scores}->{$name};
   if (defined $score) {
     return if !$score;    # the admin's "score RL_X 0" disables it
     # Shadow mode on the service: shown with its evidence, never scored, whatever
@@ -207,6 +203,8 @@ sub _hit {
   foreach my $option (@{$options || []}) {
     $pms->test_log($option, $name);
   }
+  $self->{rdns_scorer_written}->{$name} //=
+    [[map { ($conf->{scoreset}->[$_] || {})->{$name} } 0 .. 3], $score];
   $pms->got_hit($name, '', ruletype => 'eval', score => $score);
   return;
 }
@@ -257,14 +255,19 @@ sub _ask {
   }
   my @urls = @{$conf->{rdns_scorer_url} || [DEFAULT_URL]};
   my @errors;
-  foreach my $url (@urls) {
+  foreach my $index (0 .. $#urls) {
+    my $url       = $urls[$index];
     my $remaining = $deadline - Time::HiRes::time();
     if ($remaining <= 0) {
       push(@errors, "$url: not tried, deadline of ${timeout}s passed");
       last;
     }
+    # A host that is down never completes the connect: it gets only its share of the
+    # time left, so the next URL still gets a chance. A service that accepted has the
+    # rest of the deadline to answer (a timeout after that is not retried).
+    my $connect_by = Time::HiRes::time() + $remaining / (@urls - $index);
     my ($status, $reply) = eval {
-      _post($url, $body, $conf->{rdns_scorer_token}, $deadline);
+      _post($url, $body, $conf->{rdns_scorer_token}, $deadline, $connect_by);
     };
     if (!defined $status) {
       my $error = $@ || 'unknown error';
@@ -373,7 +376,7 @@ sub _parse_reply {
 # HTTP: one POST, non-blocking, never past $deadline (select on every step, no alarm()).
 
 sub _post {
-  my ($url, $body, $token, $deadline) = @_;
+  my ($url, $body, $token, $deadline, $connect_by) = @_;
   my ($host, $port, $path) = _parse_url($url) or die "bad URL\n";
   my $socket = IO::Socket::IP->new(
     PeerHost => $host,
@@ -384,7 +387,7 @@ sub _post {
   while (!$socket->connect) {
     last if $! == EISCONN;
     die "connect: $!\n" if $! != EINPROGRESS && $! != EWOULDBLOCK && $! != EAGAIN && $! != EINTR;
-    _wait($socket, 'w', $deadline, 'connect');
+    _wait($socket, 'w', $connect_by, 'connect');
   }
   my $host_header = $host =~ /:/ ? "[$host]" : $host;
   my $request = "POST $path HTTP/1.0\r\n"

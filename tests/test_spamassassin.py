@@ -13,6 +13,8 @@ import json
 import os
 import re
 import shutil
+import socket
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -389,6 +391,94 @@ def test_service_down(fake: FakeHttp) -> None:
     assert scan.rl == {"RL_SCORER_FAIL": 0.001}
     assert "connect" in scan.section("RL_SCORER_FAIL")
     assert "X-Spam-Status:" in scan.output
+
+
+def test_a_host_that_never_accepts_leaves_time_for_the_next_url(fake: FakeHttp) -> None:
+    # Regression: every URL shared one deadline and the first spent all of it, so with
+    # the first host down (SYNs dropped, not refused) the next was never tried.
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        queued = [socket.socket() for _ in range(8)]  # fill the backlog: SYNs now dropped
+        for sock in queued:
+            sock.setblocking(False)
+            sock.connect_ex(full.getsockname())
+        port = full.getsockname()[1]
+        fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
+        directory = site_config(
+            f"rdns_scorer_url http://127.0.0.1:{port}/v1/check {fake.url}\nrdns_scorer_timeout 1\n"
+        )
+        scan = run_spamassassin(directory, message(MISSING_PTR_IP, "Mail-Server"))
+        for sock in queued:
+            sock.close()
+    assert scan.rl == {"RL_PTR_MISSING": 5}
+
+
+def test_overlap_keeps_the_stock_rules_while_the_service_shadows(fake: FakeHttp) -> None:
+    # Regression: __RL_SCORER_OK was true whenever the service answered, so in shadow
+    # mode the overlap file switched RDNS_NONE and the HELO rules off while the RL_*
+    # symbols scored 0.001: watching before enforcing lowered the score (3.9 -> 1.6).
+    shadowed = [
+        {"name": n, "score": 0.0, "options": ["shadow: would score +5"], "shadow_score": 5.0}
+        for n in ("RL_PTR_MISSING", "RL_HELO_NOT_FQDN")
+    ]
+    fake.reply_json({"symbols": shadowed})
+    directory = site_config(f"rdns_scorer_url {fake.url}\n", overlap=True)
+    scan = run_spamassassin(directory, message(MISSING_PTR_IP, "Mail-Server", None, GOOD_FROM))
+    assert scan.rl == {"RL_PTR_MISSING": 0.001, "RL_HELO_NOT_FQDN": 0.001}
+    assert {"RDNS_NONE", "HELO_NO_DOMAIN"} <= set(scan.scores), scan.scores
+
+
+# What Mail::SpamAssassin::Conf::SQL and ::LDAP do with a user's preferences: score
+# lines through parse_scores_only, which runs no parsing-end hook (spamd -q, --ldap-config).
+SCORES_ONLY_USER = r"""
+use strict; use warnings;
+use Mail::SpamAssassin;
+my ($site, $file) = @ARGV;
+my $sa = Mail::SpamAssassin->new({ site_rules_filename => $site,
+  userprefs_filename => '/dev/null', dont_copy_prefs => 1 });
+$sa->init(1);
+$sa->{conf}->{main} = $sa;
+$sa->{conf}->parse_scores_only("score RL_PTR_MISSING 0
+score RL_HELO_NOT_FQDN 2.5
+");
+delete $sa->{conf}->{main};
+$sa->signal_user_changed({ username => 'alice' });
+open(my $fh, '<', $file) or die "$file: $!";
+my $raw = do { local $/; <$fh> };
+foreach (1 .. 2) {
+  my $msg = $sa->parse($raw);
+  my $status = $sa->check($msg);
+  print $status->get_names_of_tests_hit_with_scores, "
+";
+  $status->finish;
+  $msg->finish;
+}
+"""
+
+
+def test_scores_from_sql_or_ldap_preferences_win(fake: FakeHttp, tmp_path: Path) -> None:
+    # Regression: admin and user scores were snapshotted in the parsing-end hooks,
+    # which SQL and LDAP preferences never run: alice's lines were ignored there.
+    fake.reply_json(
+        {
+            "symbols": [
+                {"name": "RL_PTR_MISSING", "score": 5, "options": []},
+                {"name": "RL_HELO_NOT_FQDN", "score": 0.5, "options": []},
+            ]
+        }
+    )
+    directory = site_config(f"rdns_scorer_url {fake.url}\n")
+    raw = tmp_path / "message.eml"
+    raw.write_bytes(message(MISSING_PTR_IP, "Mail-Server"))
+    result = subprocess.run(
+        ["perl", "-e", SCORES_ONLY_USER, str(directory), str(raw)],
+        capture_output=True, text=True, timeout=120, check=True,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    for hits in result.stdout.split():  # the second message too: no score left behind
+        rl = dict(hit.split("=") for hit in hits.split(",") if hit.startswith("RL_"))
+        assert rl == {"RL_HELO_NOT_FQDN": "2.5"}, result.stdout
 
 
 @pytest.mark.parametrize("overlap", [False, True])
