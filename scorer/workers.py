@@ -154,6 +154,7 @@ def run_worker(
 
     loop = new_event_loop(config.server.event_loop)
     app = create_app(config, loader, peer_reload=peer_reload, shared_metrics=shared_metrics)
+    app.on_startup.append(_stop_on_first_signal)
     if heartbeat_fd is not None:
         app.on_startup.append(_beat_on(heartbeat_fd))
     if stale_config:
@@ -168,7 +169,28 @@ def run_worker(
         access_log=None,
         reuse_port=reuse_port or None,
         loop=loop,
+        handle_signals=False,  # _stop_on_first_signal
     )
+
+
+async def _stop_on_first_signal(_app: web.Application) -> None:
+    """An on_startup hook: SIGTERM or SIGINT starts aiohttp's graceful stop, once.
+
+    aiohttp's own handlers raise GracefulExit on every one, and a second one during
+    the graceful stop aborts it, dropping the checks in flight: systemd signals the
+    parent and every worker (and the parent forwards its own), Ctrl-C reaches the
+    whole process group. Later ones are ignored; the parent's SIGKILL after
+    STOP_GRACE_SECONDS remains the hard stop.
+    """
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lambda: None)
+        raise web.GracefulExit()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop)
 
 
 def _beat_on(fd: int) -> Callable[[web.Application], Awaitable[None]]:

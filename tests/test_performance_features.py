@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import msgpack
@@ -29,6 +30,7 @@ from scorer.pipeline import Pipeline
 from scorer.protocol import RequestError, decode_body, parse_labels, parse_request
 from scorer.workermetrics import SNAPSHOT_SECONDS
 from tests import world
+from tests.support.fakedns import FaultyDns
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import children
 from tests.support.unbound import Unbound
@@ -398,3 +400,50 @@ def test_a_stuck_worker_is_killed_and_replaced(unbound: Unbound, tmp_path: Path)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
+
+
+def test_checks_in_flight_survive_a_stop_signal_to_every_process(tmp_path: Path) -> None:
+    """Regression: a worker's second SIGTERM (systemd signals the parent and every
+    worker, and the parent forwards its own) aborted aiohttp's graceful stop: every
+    check in flight went unanswered, with a page of tracebacks per worker."""
+    silent = FaultyDns("silent").start()  # every check waits out [dns] timeout
+    config = tmp_path / "scorer.toml"
+    config.write_text(
+        "[server]\nlog_requests = false\n"
+        f'[dns]\nnameservers = ["{silent.nameserver}"]\ntimeout = 1.5\nrequest_deadline = 2.0\n'
+    )
+    port = free_port()
+    log = tmp_path / "log"
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "scorer", "serve", "--workers", "2", "--config", str(config),
+            "--listen", f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "wb"),  # noqa: SIM115 - closed with the process
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        deadline = time.monotonic() + 10
+        while len(children(process.pid)) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)  # both workers bound
+        bodies = [json.dumps({"ip": f"198.51.100.{i}"}).encode() for i in range(1, 9)]
+        with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+            replies = [pool.submit(_get, port, "POST", "/v1/check", body) for body in bodies]
+            time.sleep(0.5)  # all in flight, waiting on DNS
+            workers = children(process.pid)
+            process.send_signal(signal.SIGTERM)  # systemd's order: the main process first
+            time.sleep(0.01)
+            for worker in workers:
+                os.kill(worker, signal.SIGTERM)
+            statuses = [reply.result()[0] for reply in replies]
+        assert statuses == [200] * len(bodies)
+        assert process.wait(timeout=20) == 0
+        assert "Traceback" not in log.read_text() and "failed" not in log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        silent.stop()
