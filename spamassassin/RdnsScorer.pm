@@ -111,10 +111,12 @@ sub set_config {
 }
 
 # "http://host[:port][/path]"; host may be [v6]. Returns (host, port, path) or ().
+# Without a path, the service's check path: "http://127.0.0.1:11340" would otherwise
+# ask "/" and get a 404 for every message.
 sub _parse_url {
   my ($url) = @_;
   return if $url !~ m{^http://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?(/[\x21-\x7e]*)?$};
-  my ($host, $port, $path) = ($1, $2 // 80, $3 // '/');
+  my ($host, $port, $path) = ($1, $2 // 80, $3 // '/v1/check');
   return if $port < 1 || $port > 65535;
   $host =~ s/^\[(.*)\]$/$1/;
   return ($host, $port + 0, $path);

@@ -414,6 +414,16 @@ def test_a_host_that_never_accepts_leaves_time_for_the_next_url(fake: FakeHttp) 
     assert scan.rl == {"RL_PTR_MISSING": 5}
 
 
+def test_a_url_without_a_path_asks_the_check_path(fake: FakeHttp) -> None:
+    # Regression: "http://127.0.0.1:11340" passed lint and POSTed to "/": a 404 for
+    # every message, mail unscored.
+    fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
+    bare = fake.url.removesuffix("/v1/check")
+    scan = run_spamassassin(site_config(f"rdns_scorer_url {bare}\n"), message(MISSING_PTR_IP, "x"))
+    assert scan.rl == {"RL_PTR_MISSING": 5}
+    assert fake.requests[-1].request_line.startswith("POST /v1/check ")
+
+
 def test_overlap_keeps_the_stock_rules_while_the_service_shadows(fake: FakeHttp) -> None:
     # Regression: __RL_SCORER_OK was true whenever the service answered, so in shadow
     # mode the overlap file switched RDNS_NONE and the HELO rules off while the RL_*
