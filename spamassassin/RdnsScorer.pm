@@ -217,6 +217,7 @@ sub _result {
   return $pms->{rdns_scorer_result} if $pms->{rdns_scorer_result};
   my $result = eval { $self->_ask($pms) };
   if (!$result) {
+    _rethrow_timeout($@);
     my $error = $@ || 'unknown error';
     $error =~ s/\s+at \S+ line \d+.*//s;
     $error =~ s/\s+\z//;
@@ -226,6 +227,16 @@ sub _result {
     info("rdns_scorer: fail-open: $result->{error}");
   }
   return $pms->{rdns_scorer_result} = $result;
+}
+
+# SpamAssassin's own time limit (Mail::SpamAssassin::Timeout) ends a check by dying
+# with "__alarm__ignore__(id)" from its alarm handler: an eval of ours must let that
+# through, as SpamAssassin's DNS code does, not turn it into a fail-open (or, inside
+# the URL loop, into a try of the next URL).
+sub _rethrow_timeout {
+  my ($error) = @_;
+  die $error if defined $error && $error =~ /__alarm__ignore__\(.*\)/s;
+  return;
 }
 
 # --------------------------------------------------------------------------------------
@@ -272,6 +283,7 @@ sub _ask {
       _post($url, $body, $conf->{rdns_scorer_token}, $deadline, $connect_by);
     };
     if (!defined $status) {
+      _rethrow_timeout($@);
       my $error = $@ || 'unknown error';
       $error =~ s/\s+at \S+ line \d+.*//s;
       $error =~ s/\s+\z//;

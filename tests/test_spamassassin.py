@@ -491,6 +491,37 @@ def test_scores_from_sql_or_ldap_preferences_win(fake: FakeHttp, tmp_path: Path)
         assert rl == {"RL_HELO_NOT_FQDN": "2.5"}, result.stdout
 
 
+# SpamAssassin's time limit firing while the plugin waits on a URL (its alarm handler
+# dies with "__alarm__ignore__(id)"): the plugin's _post made to die the same way.
+TIME_LIMIT_FIRES = r"""
+use strict; use warnings;
+require "$ARGV[0]/RdnsScorer.pm";
+package Stub; sub get { return undef }
+package main;
+no warnings 'redefine';
+*Mail::SpamAssassin::Plugin::RdnsScorer::_post = sub { die "__alarm__ignore__(7)\n" };
+my $plugin = bless {}, 'Mail::SpamAssassin::Plugin::RdnsScorer';
+my $pms = bless {
+  relays_untrusted => [{ ip => '192.0.2.1', helo => 'mx.example.net' }],
+  main => {},
+  conf => { rdns_scorer_url => ['http://127.0.0.1:9/v1/check', 'http://127.0.0.1:10/v1/check'],
+            rdns_scorer_timeout => 1 },
+}, 'Stub';
+my $result = eval { $plugin->_result($pms) };
+print $@ ? "died: $@" : "returned: " . ($result->{error} // 'no error') . "\n";
+"""
+
+
+def test_spamassassins_time_limit_is_not_swallowed() -> None:
+    # Regression: the plugin's evals caught SpamAssassin's own time-limit die, turned it
+    # into a fail-open and even went on to the next URL past the time limit.
+    result = subprocess.run(
+        ["perl", "-e", TIME_LIMIT_FIRES, str(source_dir())],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert result.stdout == "died: __alarm__ignore__(7)\n", result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("overlap", [False, True])
 def test_score_zero_on_the_driver_switches_the_plugin_off(fake: FakeHttp, overlap: bool) -> None:
     # Regression: __RL_SCORER_OK still asked the service, so a switched-off plugin made
