@@ -244,26 +244,37 @@ def _get(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, byt
         connection.close()
 
 
+def _start_workers(config: Path, port: int, log: Path, *options: str) -> subprocess.Popen[bytes]:
+    """`serve --workers 2` on ``port``, once both workers run (killed if they do not)."""
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "scorer", "serve", "--workers", "2", "--config", str(config),
+            "--listen", f"127.0.0.1:{port}", *options,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "wb"),  # noqa: SIM115 - closed with the process
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        deadline = time.monotonic() + 10
+        while len(children(process.pid)) < 2:
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.05)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return process
+
+
 @pytest.fixture
 def workers(unbound: Unbound) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
     directory = Path(tempfile.mkdtemp(prefix="rdns-workers-"))
     config = directory / "scorer.toml"
     config.write_text("[server]\nlog_requests = false\n[weights]\nRL_PTR_MISSING = 5.0\n")
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "scorer", "serve", "--workers", "2",
-            "--config", str(config), "--listen", f"127.0.0.1:{port}",
-            "--nameserver", unbound.nameserver,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(directory / "log", "wb"),  # noqa: SIM115 - closed with the process
-    )  # fmt: skip
+    process = _start_workers(config, port, directory / "log", "--nameserver", unbound.nameserver)
     try:
-        wait_for_port(port)
-        deadline = time.monotonic() + 10
-        while len(children(process.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
         time.sleep(0.5)  # both workers bound
         yield process, port, config
     finally:
@@ -374,20 +385,8 @@ def test_a_stuck_worker_is_killed_and_replaced(unbound: Unbound, tmp_path: Path)
     config.write_text("[server]\nlog_requests = false\nwatchdog_seconds = 3\n")
     port = free_port()
     log = tmp_path / "log"
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "scorer", "serve", "--workers", "2", "--config", str(config),
-            "--listen", f"127.0.0.1:{port}", "--nameserver", unbound.nameserver,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(log, "wb"),  # noqa: SIM115 - closed with the process
-    )  # fmt: skip
+    process = _start_workers(config, port, log, "--nameserver", unbound.nameserver)
     try:
-        wait_for_port(port)
-        deadline = time.monotonic() + 10
-        while len(children(process.pid)) < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
         time.sleep(4)  # longer than the watchdog: healthy workers are left alone
         stuck, healthy = children(process.pid)
         os.kill(stuck, signal.SIGSTOP)
@@ -414,20 +413,8 @@ def test_checks_in_flight_survive_a_stop_signal_to_every_process(tmp_path: Path)
     )
     port = free_port()
     log = tmp_path / "log"
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "scorer", "serve", "--workers", "2", "--config", str(config),
-            "--listen", f"127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(log, "wb"),  # noqa: SIM115 - closed with the process
-    )  # fmt: skip
+    process = _start_workers(config, port, log)
     try:
-        wait_for_port(port)
-        deadline = time.monotonic() + 10
-        while len(children(process.pid)) < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
         time.sleep(0.5)  # both workers bound
         bodies = [json.dumps({"ip": f"198.51.100.{i}"}).encode() for i in range(1, 9)]
         with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
