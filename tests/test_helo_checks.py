@@ -85,6 +85,7 @@ def test_ipv4_literal_refuses_what_is_no_snum(text: str) -> None:
         ("[IPv6:::ffff:192.0.2.1]", HeloKind.LITERAL),
         ("[192.0.2.010]", HeloKind.LITERAL),  # Regression: was INVALID
         ("192.0.2.010", HeloKind.BARE_IP),  # Regression: was NOT_FQDN, at half the weight
+        ("192.0.2.1.", HeloKind.BARE_IP),  # Regression (review): was NOT_FQDN too
         ("-mx.example.net", HeloKind.INVALID),
         ("mx..example.net", HeloKind.INVALID),
         ("a" * 64 + ".example.net", HeloKind.INVALID),

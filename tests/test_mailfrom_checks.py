@@ -171,11 +171,26 @@ async def test_mail_from_symbols(pipeline: Pipeline, mail_from: str, symbol: str
         f"user@{world.IDN_DOMAIN}",
         f"jörg@{world.IDN_DOMAIN}",
         "",
-        "user@[203.0.113.10]",
+        "user@[81.2.69.160]",
+        "user@[IPv6:2a00:1450:4001::1]",
     ],
 )
 async def test_good_senders_score_nothing(pipeline: Pipeline, mail_from: str) -> None:
     assert await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=mail_from) == {}
+
+
+@pytest.mark.parametrize(
+    "mail_from",
+    ["root@[127.0.0.1]", "u@[10.1.2.3]", "u@[IPv6:::1]", "u@[IPv6:::ffff:192.168.1.5]"],
+)
+async def test_an_address_literal_that_is_not_public_is_bogus(
+    pipeline: Pipeline, mail_from: str
+) -> None:
+    # Regression: a literal sender domain was never judged, though a reply goes to that
+    # address and the same address behind an MX is RL_MAILFROM_BOGUS_MX (review).
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=mail_from)
+    assert set(symbols) == {"RL_MAILFROM_BOGUS_MX"}
+    assert any("non-public address" in o for o in symbols["RL_MAILFROM_BOGUS_MX"].options)
 
 
 async def test_null_sender_makes_no_lookups(pipeline: Pipeline) -> None:

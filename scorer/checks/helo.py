@@ -83,8 +83,10 @@ def parse_helo(raw: str) -> HeloName:
     if text.startswith("[") and text.endswith("]"):
         return _literal(raw, text[1:-1])
     # ipv4_literal: leading zeros (203.0.113.010) still spell an address, as they
-    # do inside brackets; read as a name they would only be NOT_FQDN.
-    address = address_in(text) or ipv4_literal(text)
+    # do inside brackets; read as a name they would only be NOT_FQDN. So does one with
+    # a final dot (192.0.2.1.): that dot only roots a name.
+    bare = text[:-1] if text.endswith(".") else text
+    address = address_in(bare) or ipv4_literal(bare)
     if address is not None:
         return HeloName(raw, HeloKind.BARE_IP, address=unscoped(address))
     name = to_ascii(text)

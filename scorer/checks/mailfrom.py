@@ -230,6 +230,20 @@ def _check_implicit(subject: str, domain: str, implicit: AddressFacts | None) ->
     return Hit("RL_MAILFROM_NO_MAIL_HOST", (subject, "no MX, no A/AAAA"))
 
 
+def _literal_hit(subject: str, literal: str) -> Hit | None:
+    """RFC 5321 section 4.1.3: a reply to user@[address] goes to that address itself, so
+    one that is not public (loopback, private, reserved) cannot receive it, as the
+    same address behind an MX could not (``_bogus_reason``)."""
+    text = literal[1:-1]
+    text = text[5:] if text[:5].lower() == "ipv6:" else text
+    address = address_in(text) or ipv4_literal(text)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address is None or address.is_global:
+        return None
+    return Hit("RL_MAILFROM_BOGUS_MX", (subject, f"address literal: non-public address {address}"))
+
+
 def check_mail_from(facts: MailFromFacts) -> list[Hit]:
     sender = facts.sender
     evidence = option(f"from={sender.raw}")
@@ -240,8 +254,11 @@ def check_mail_from(facts: MailFromFacts) -> list[Hit]:
             return [
                 Hit("RL_MAILFROM_SPECIAL_USE", (evidence, option(f"domain under {sender.problem}")))
             ]
-        case SenderKind.NULL | SenderKind.LITERAL:
+        case SenderKind.NULL:
             return []
+        case SenderKind.LITERAL:
+            literal = _literal_hit(option(f"domain={sender.domain}"), sender.domain)
+            return [literal] if literal else []
     subject = option(f"domain={sender.domain}")  # the evidence every hit leads with
     mx = facts.mx
     if isinstance(mx, TempFail):
