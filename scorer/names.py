@@ -124,6 +124,16 @@ def non_public_suffix(ascii_name: str) -> str | None:
 _NOT_ADDRESS_CHARACTER = re.compile(r"[^0-9A-Fa-f.:%]")
 
 
+def unmapped(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``address``, or the IPv4 address it maps (``::ffff:192.0.2.1``, RFC 4291 section
+    2.5.5.2): how a dual-stack socket shows an IPv4 peer, and how clients are compared."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
 def unscoped(
     address: ipaddress.IPv4Address | ipaddress.IPv6Address,
 ) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from scorer.memo import memo_sized
-from scorer.names import unscoped
+from scorer.names import unmapped, unscoped
 from scorer.text import option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -195,11 +195,10 @@ _IPV4_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 def parse_ip(text: str) -> IPAddress:
     """The client address in ``text`` (brackets and spaces allowed); ValueError if none."""
     ip = ipaddress.ip_address(text.strip().strip("[]"))
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped  # ::ffff:192.0.2.1 is an IPv4 client on a dual-stack socket
-    # A zone names an interface of the MTA's host, not the client: dropped, so it
-    # never reaches an option, a log line or the reply-cache key as client text.
-    return unscoped(ip)
+    # ::ffff:192.0.2.1 is an IPv4 client on a dual-stack socket. A zone names an
+    # interface of the MTA's host, not the client: dropped, so it never reaches an
+    # option, a log line or the reply-cache key as client text.
+    return unscoped(unmapped(ip))
 
 
 def parse_request(data: dict[str, Any]) -> ParsedRequest:

@@ -21,6 +21,7 @@ from scorer.names import (
     ipv4_literal,
     non_public_suffix,
     to_ascii,
+    unmapped,
     unscoped,
 )
 from scorer.text import has_unsafe, option
@@ -58,20 +59,19 @@ def _literal(raw: str, inner: str) -> HeloName:
     address = address_in(inner[5:]) if tagged else ipv4_literal(inner) or address_in(inner)
     if address is None:
         return HeloName(raw, HeloKind.INVALID, problem="malformed address literal")
-    if address != unscoped(address):
+    plain = unscoped(address)
+    if plain != address:
         # RFC 5321 section 4.1.3 literals have no zone. The address is kept, unscoped,
         # so a greeting with one of our own addresses is still a forgery.
         return HeloName(
-            raw, HeloKind.INVALID, address=unscoped(address), problem="address literal with a %zone"
+            raw, HeloKind.INVALID, address=plain, problem="address literal with a %zone"
         )
     if (address.version == 6) != tagged:
         # RFC 5321 section 4.1.3: IPv6 literals carry the "IPv6:" tag, IPv4 ones don't.
         return HeloName(raw, HeloKind.INVALID, problem="address literal with wrong IPv6: tag")
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        # [IPv6:::ffff:192.0.2.1] is the IPv4 client of a dual-stack socket, as which
-        # the request's ip is read too (protocol.parse_ip).
-        address = address.ipv4_mapped
-    return HeloName(raw, HeloKind.LITERAL, address=address)
+    # [IPv6:::ffff:192.0.2.1] is the IPv4 client of a dual-stack socket, as which the
+    # request's ip is read too (protocol.parse_ip).
+    return HeloName(raw, HeloKind.LITERAL, address=unmapped(address))
 
 
 @memoise_short_text(maxsize=8192)  # IDNA and the PSL are slow next to a dict lookup

@@ -18,7 +18,14 @@ import email_validator
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import Answer, Lookup, MxRecord, NotFound, NotFoundKind, TempFail, describe
 from scorer.memo import memoise_short_text
-from scorer.names import address_in, hostname_problem, ipv4_literal, non_public_suffix, to_ascii
+from scorer.names import (
+    address_in,
+    hostname_problem,
+    ipv4_literal,
+    non_public_suffix,
+    to_ascii,
+    unmapped,
+)
 from scorer.text import has_unsafe, option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -38,6 +45,7 @@ class Sender:
     kind: SenderKind
     domain: str = ""  # A-label form
     problem: str = ""
+    address: IPAddress | None = None  # for LITERAL, as email-validator read it
 
 
 # The everyday sender, recognised without email-validator (~100 us a call, most of
@@ -142,8 +150,9 @@ def validated_sender(raw: str, address: str) -> Sender:
         )
     except email_validator.EmailNotValidError as error:
         return Sender(raw, SenderKind.BAD_SYNTAX, problem=str(error))
-    if getattr(valid, "domain_address", None) is not None:  # set only for [literal]s
-        return Sender(raw, SenderKind.LITERAL, domain=valid.domain)
+    literal: IPAddress | None = getattr(valid, "domain_address", None)  # only for [literal]s
+    if literal is not None:
+        return Sender(raw, SenderKind.LITERAL, domain=valid.domain, address=literal)
     return Sender(raw, SenderKind.DOMAIN, domain=valid.ascii_domain.lower())
 
 
@@ -230,16 +239,14 @@ def _check_implicit(subject: str, domain: str, implicit: AddressFacts | None) ->
     return Hit("RL_MAILFROM_NO_MAIL_HOST", (subject, "no MX, no A/AAAA"))
 
 
-def _literal_hit(subject: str, literal: str) -> Hit | None:
+def _literal_hit(subject: str, literal: IPAddress | None) -> Hit | None:
     """RFC 5321 section 4.1.3: a reply to user@[address] goes to that address itself, so
     one that is not public (loopback, private, reserved) cannot receive it, as the
     same address behind an MX could not (``_bogus_reason``)."""
-    text = literal[1:-1]
-    text = text[5:] if text[:5].lower() == "ipv6:" else text
-    address = address_in(text) or ipv4_literal(text)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address is None or address.is_global:
+    if literal is None:
+        return None
+    address = unmapped(literal)
+    if address.is_global:
         return None
     return Hit("RL_MAILFROM_BOGUS_MX", (subject, f"address literal: non-public address {address}"))
 
@@ -257,7 +264,7 @@ def check_mail_from(facts: MailFromFacts) -> list[Hit]:
         case SenderKind.NULL:
             return []
         case SenderKind.LITERAL:
-            literal = _literal_hit(option(f"domain={sender.domain}"), sender.domain)
+            literal = _literal_hit(option(f"domain={sender.domain}"), sender.address)
             return [literal] if literal else []
     subject = option(f"domain={sender.domain}")  # the evidence every hit leads with
     mx = facts.mx
