@@ -8,8 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scorer.checks.mailfrom import SenderKind, parse_sender, plain_sender_domain, validated_sender
+from scorer.checks.mailfrom import (
+    MailFromFacts,
+    SenderKind,
+    check_mail_from,
+    parse_sender,
+    plain_sender_domain,
+    validated_sender,
+)
 from scorer.config import Config
+from scorer.dns.outcomes import Answer, MxRecord
 from scorer.pipeline import Pipeline
 from tests import world
 from tests.helpers import symbols_for
@@ -191,6 +199,17 @@ async def test_an_address_literal_that_is_not_public_is_bogus(
     symbols = await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=mail_from)
     assert set(symbols) == {"RL_MAILFROM_BOGUS_MX"}
     assert any("non-public address" in o for o in symbols["RL_MAILFROM_BOGUS_MX"].options)
+
+
+@pytest.mark.parametrize("preference", [0, 10])
+def test_null_mx_evidence_quotes_the_record(preference: int) -> None:
+    # Regression: "MX 10 ." was reported as "MX 0 ." (a record the domain never published).
+    facts = MailFromFacts(
+        parse_sender("u@no-mail-here.net"), mx=Answer((MxRecord(preference, ""),), 300)
+    )
+    (hit,) = check_mail_from(facts)
+    assert hit.symbol == "RL_MAILFROM_NULL_MX"
+    assert f"MX {preference} . (RFC 7505)" in hit.options
 
 
 async def test_null_sender_makes_no_lookups(pipeline: Pipeline) -> None:

@@ -216,7 +216,9 @@ def _bogus_reason(target: str, facts: AddressFacts | None) -> str | None:
 
 def _check_mx(subject: str, mx: Answer[MxRecord], targets: dict[str, AddressFacts]) -> Hit | None:
     if is_null_mx(mx):
-        return Hit("RL_MAILFROM_NULL_MX", (subject, "MX 0 . (RFC 7505)"))
+        # The record as published: "MX 10 ." is no null MX to the letter of RFC 7505
+        # section 3 (preference 0), but names no host either, and says why.
+        return Hit("RL_MAILFROM_NULL_MX", (subject, f"MX {mx.records[0].preference} . (RFC 7505)"))
     reasons = {name: _bogus_reason(name, facts) for name, facts in targets.items()}
     if not reasons or any(r is None and not targets[n].failed for n, r in reasons.items()):
         return None  # at least one usable mail host (or none to judge)
