@@ -6,6 +6,9 @@
 --       cold:  every request a new client IP and a new sender domain
 --       mixed: 80% a repeat sender from a pool of HOT, 20% new as in cold
 --       pool:  walk the HOT pool once in order (warms the cache for mixed)
+--       replay: as cold, but the same HOT new senders over and over, in the same order
+--               (run after a pass that cached their DNS answers: cold checks without
+--               DNS misses, when the reply cache is off)
 -- DELAY_MS  mean per-connection pause between requests (paces the load), 0 = flat out;
 --           each pause is random in [0, 2 x DELAY_MS], so connections do not fall into step
 -- SALT  makes cold sender domains differ between runs; T  wrk's thread count
@@ -50,9 +53,10 @@ local function known(i) return body(i, "s" .. (i % DOMAINS) .. ".bench-mail.org"
 
 local fresh = 0
 local function new_sender()
-  -- unique across threads; wraps only after CLIENTS - HOT requests
+  -- unique across threads; wraps only after CLIENTS - HOT requests (replay: after HOT)
   local i = hot + (thread_id + fresh * threads) % (CLIENTS - hot)
   fresh = fresh + 1
+  if mode == "replay" then fresh = fresh % hot end
   return body(i, "d" .. salt .. "x" .. (thread_id + fresh * threads) .. ".cold-senders.net")
 end
 

@@ -7,7 +7,8 @@ fresh server process. The server runs on core 1; wrk (bench/post.lua) and
 unbound share core 0, so the load generator is off the server's core.
 
 Scenarios: the bare aiohttp ceiling (bench/ceiling.py), warm, warm with request
-logging, warm and the ceiling at half the maximum load (latency), cold, mixed, 1 vs 2
+logging, warm and the ceiling at half the maximum load (latency), cold, cold without
+DNS misses (the same new senders replayed, the reply cache off), mixed, 1 vs 2
 workers. Then the transport micro-benchmark (bench/transport.py), instructions
 counted by callgrind (the steady figures on a noisy box): per check in process
 (bench/instructions.py) and per warm HTTP request of the ceiling and of the
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
 import re
@@ -48,6 +50,7 @@ GENERATOR_CPU = "0"
 SERVER_CPU = "1"
 HOT = 64
 POOL = 2_000
+REPLAY = 20_000
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -135,11 +138,13 @@ def start_service(
     cpus: str = SERVER_CPU,
     workers: int = 1,
     launcher: Sequence[str] = (),
+    dns: dict[str, Any] | None = None,
     **server: Any,
 ) -> Server:
     port = free_port()
     settings = {"log_requests": False, "max_in_flight": 1024, **server}
     toml = "[server]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
+    toml += "[dns]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in (dns or {}).items())
     config = workdir / f"scorer-{port}.toml"
     config.write_text(toml)
     command = [
@@ -189,6 +194,7 @@ def wrk(
     hot: int = HOT,
     threads: int = 1,
     cpus: str = GENERATOR_CPU,
+    salt: str | None = None,
 ) -> dict[str, Any]:
     """One wrk run; the result with the server's CPU use and RSS over it."""
     pids = server.pids
@@ -197,7 +203,7 @@ def wrk(
         "taskset", "-c", cpus, "wrk", f"-t{threads}", f"-c{connections}",
         f"-d{max(1, round(seconds))}s", "--timeout", "5s", "-s", str(LUA),
         f"http://127.0.0.1:{server.port}/v1/check",
-        "--", mode, str(hot), str(delay_ms), secrets.token_hex(3), str(threads),
+        "--", mode, str(hot), str(delay_ms), salt or secrets.token_hex(3), str(threads),
     ]  # fmt: skip
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     elapsed = time.monotonic() - started
@@ -308,6 +314,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["cold"] = wrk(server, "cold", seconds, connections=64)
         finally:
             server.stop()
+
+        # 4b. cold without DNS misses: what no DNS transport can take away. The same
+        #     REPLAY new senders twice, the reply cache off: the first pass caches their
+        #     DNS answers, the second measures. REPLAY is above the parsing memos' sizes
+        #     (at most 16,384, least recently used first), so a cycle over it misses them all.
+        server = start_service(ns, workdir, dns={"reply_cache_max_entries": 0})
+        salt = secrets.token_hex(3)
+        try:
+            filling = math.ceil(REPLAY * 1.3 / max(result["cold"]["requests_per_s"], 1))
+            wrk(server, "replay", filling, connections=64, hot=REPLAY, salt=salt)
+            floor = wrk(server, "replay", seconds, connections=64, hot=REPLAY, salt=salt)
+        finally:
+            server.stop()
+        floor["ratio_to_ceiling"] = round(floor["requests_per_s"] / ceiling["requests_per_s"], 3)
+        result["cold_dns_cached"] = floor
 
         # 5. mixed: 80% repeat senders from a warmed pool of 2,000
         server = start_service(ns, workdir)
