@@ -118,11 +118,13 @@ async def _mail_from_facts(
         return MailFromFacts(sender, mx, implicit_mx=implicit)
     if not isinstance(mx, Answer) or is_null_mx(mx):
         return MailFromFacts(sender, mx)
-    hosts = mail_hosts(mx, limits.max_mx_hosts)
+    hosts = mail_hosts(mx)
+    checked = hosts[: limits.max_mx_hosts]
     resolved = await eager_gather(
-        *(_address_facts(dns_layer, h, deadline, enough=has_global_address) for h in hosts)
+        *(_address_facts(dns_layer, h, deadline, enough=has_global_address) for h in checked)
     )
-    return MailFromFacts(sender, mx, targets=dict(zip(hosts, resolved, strict=True)))
+    targets = dict(zip(checked, resolved, strict=True))
+    return MailFromFacts(sender, mx, targets=targets, unchecked_hosts=len(hosts) - len(checked))
 
 
 async def _none() -> None:

@@ -231,7 +231,8 @@ _TABLE: tuple[Symbol, ...] = (
         "RL_MAILFROM_TEMPFAIL",
         Family.MAILFROM,
         0.0,
-        "The MAIL FROM domain could not be checked because of a DNS failure.",
+        "The MAIL FROM domain could not be checked because of a DNS failure "
+        "(or every MX target looked up is unusable but more than max_mx_hosts exist).",
         "Zero: a DNS failure is never evidence against the sender.",
         "check that the nameservers for '{domain}' answer",
     ),

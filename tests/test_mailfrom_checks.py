@@ -248,10 +248,27 @@ async def test_mx_targets_resolved_are_bounded(unbound_config: Config) -> None:
     )
     pipeline = Pipeline(config)
     symbols = await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=f"a@{world.MANY_MX_DOMAIN}")
-    targets = [o for o in symbols["RL_MAILFROM_BOGUS_MX"].options if o.startswith("MX ")]
+    # Regression: the 4 hosts looked up were all bogus, so the domain was BOGUS_MX, though
+    # one of the 11 never looked up might take the bounce; a PTR name beyond
+    # max_ptr_names is likewise no verdict (RL_PTR_TEMPFAIL).
+    assert set(symbols) == {"RL_MAILFROM_TEMPFAIL"}
+    options = symbols["RL_MAILFROM_TEMPFAIL"].options
+    targets = [o for o in options if o.startswith("MX ")]
     assert targets == [f"MX mx{i}.{world.MANY_MX_DOMAIN}: does not resolve" for i in range(4)]
+    assert "11 more MX targets not checked (max_mx_hosts)" in options
     # PTR + its A, the MX, and A + AAAA for each of the 4 hosts, lowest preference first.
     assert len(pipeline.dns.cache) == 2 + 1 + 2 * 4
+
+
+async def test_mx_targets_all_checked_and_bogus_are_bogus(unbound_config: Config) -> None:
+    config = dataclasses.replace(
+        unbound_config, dns=dataclasses.replace(unbound_config.dns, max_mx_hosts=15)
+    )
+    symbols = await symbols_for(
+        Pipeline(config), world.CONFIRMED_IP, mail_from=f"a@{world.MANY_MX_DOMAIN}"
+    )
+    assert set(symbols) == {"RL_MAILFROM_BOGUS_MX"}
+    assert len([o for o in symbols["RL_MAILFROM_BOGUS_MX"].options if o.startswith("MX ")]) == 15
 
 
 async def test_second_address_family_is_asked_only_when_needed(pipeline: Pipeline) -> None:

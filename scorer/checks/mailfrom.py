@@ -182,12 +182,14 @@ class MailFromFacts:
     mx: Lookup[MxRecord] | None = None
     implicit_mx: AddressFacts | None = None  # resolved only when there is no MX
     targets: dict[str, AddressFacts] = field(default_factory=dict)  # at most max_mx_hosts
+    unchecked_hosts: int = 0  # MX targets beyond max_mx_hosts, never looked up
 
 
-def mail_hosts(mx: Answer[MxRecord], limit: int) -> list[str]:
-    """The MX targets to resolve, by preference, bounded so a hostile zone can't fan us out."""
+def mail_hosts(mx: Answer[MxRecord]) -> list[str]:
+    """The MX targets, by preference (the order RFC 5321 section 5.1 tries them in), once
+    each; the caller bounds how many it resolves, so a hostile zone can't fan us out."""
     records = sorted(mx.records, key=lambda r: (r.preference, r.exchange))
-    return [r.exchange for r in records if not r.is_null][:limit]
+    return list(dict.fromkeys(r.exchange for r in records if not r.is_null))
 
 
 def is_null_mx(mx: Answer[MxRecord]) -> bool:
@@ -214,7 +216,9 @@ def _bogus_reason(target: str, facts: AddressFacts | None) -> str | None:
     return None
 
 
-def _check_mx(subject: str, mx: Answer[MxRecord], targets: dict[str, AddressFacts]) -> Hit | None:
+def _check_mx(
+    subject: str, mx: Answer[MxRecord], targets: dict[str, AddressFacts], unchecked: int
+) -> Hit | None:
     if is_null_mx(mx):
         # The record as published: "MX 10 ." is no null MX to the letter of RFC 7505
         # section 3 (preference 0), but names no host either, and says why.
@@ -222,8 +226,13 @@ def _check_mx(subject: str, mx: Answer[MxRecord], targets: dict[str, AddressFact
     reasons = {name: _bogus_reason(name, facts) for name, facts in targets.items()}
     if not reasons or any(r is None and not targets[n].failed for n, r in reasons.items()):
         return None  # at least one usable mail host (or none to judge)
+    evidence = [option(f"MX {name}: {reason}") for name, reason in reasons.items() if reason]
+    if unchecked:
+        # A host never looked up may take the bounce (it is tried next): unknown is not
+        # bogus, as a PTR name beyond max_ptr_names is not unconfirmed (checks.ptr).
+        more = f"{unchecked} more MX targets not checked (max_mx_hosts)"
+        return Hit("RL_MAILFROM_TEMPFAIL", (subject, *evidence, more))
     if all(reasons.values()):
-        evidence = [option(f"MX {name}: {reason}") for name, reason in reasons.items()]
         return Hit("RL_MAILFROM_BOGUS_MX", (subject, *evidence))
     return Hit("RL_MAILFROM_TEMPFAIL", (subject, "MX targets did not resolve"))
 
@@ -274,6 +283,10 @@ def check_mail_from(facts: MailFromFacts) -> list[Hit]:
         return [Hit("RL_MAILFROM_TEMPFAIL", (subject, f"MX: {describe(mx)}"))]
     if isinstance(mx, NotFound) and mx.kind is NotFoundKind.NXDOMAIN:
         return [Hit("RL_MAILFROM_NXDOMAIN", (subject, "nxdomain"))]
-    hit = _check_mx(subject, mx, facts.targets) if isinstance(mx, Answer) else None
+    hit = (
+        _check_mx(subject, mx, facts.targets, facts.unchecked_hosts)
+        if isinstance(mx, Answer)
+        else None
+    )
     hit = hit or _check_implicit(subject, sender.domain, facts.implicit_mx)
     return [hit] if hit else []
