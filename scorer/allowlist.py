@@ -7,7 +7,8 @@ spammer cannot buy an exemption by writing a PTR or a HELO:
 
 - ``ip``: an address or network; covers every check, no lookups are made.
 - ``ptr``: a PTR name suffix; covers the PTR and HELO checks, only when a PTR
-  name under it is forward-confirmed for the client.
+  name under it is forward-confirmed for the client. Never a domain with public
+  suffixes under it, where a provider's customers get such names.
 - ``helo``: a HELO name; covers the HELO checks, only when the HELO equals a
   forward-confirmed PTR name of the client.
 - ``from``: a MAIL FROM domain (and its subdomains); covers the MAIL FROM checks.
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scorer.checks.mailfrom import SenderKind, envelope_address, parse_sender
-from scorer.names import hostname_problem, is_public_suffix, to_ascii
+from scorer.names import hostname_problem, is_public_suffix, public_suffix_below, to_ascii
 from scorer.policy import containing_network, parse_network
 from scorer.text import option
 
@@ -117,6 +118,15 @@ class Allowlist:
             # "from com" would exempt every .com sender: surely not what was meant.
             raise AllowlistError(
                 f"{value!r} is a public suffix: a {kind} entry covers every name under it"
+            )
+        below = public_suffix_below(domain) if kind == "ptr" else None
+        if below is not None:
+            # "ptr amazonaws.com" would exempt every EC2 instance: its default PTR
+            # (ec2-...compute-1.amazonaws.com) is forward-confirmed for whoever rents it.
+            raise AllowlistError(
+                f"{value!r} has public suffixes under it ({below}), where the provider's "
+                "customers get names: a ptr entry would cover them all; name the "
+                "sender's own hosts or a narrower domain"
             )
         return domain
 

@@ -196,6 +196,31 @@ def test_mail_from_entry_idna_rejects_is_a_config_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("kind", "value"),
+    [("ptr", "mail.linode.com"), ("ptr", "amazonses.com"), ("from", "amazonaws.com")],
+)
+def test_entries_beside_or_above_customer_names_are_kept(kind: str, value: str) -> None:
+    # A provider's own hosts, and sender domains (the MAIL FROM checks are not
+    # exempted by a PTR anyone can get), stay allowed.
+    allowlist = Allowlist()
+    allowlist.add(kind, value)
+    assert value in (*allowlist.ptr_suffixes, *allowlist.from_domains)
+
+
+def test_public_suffixes_below_are_rules_under_the_name() -> None:
+    from scorer.names import _public_suffixes_below, is_public_suffix
+
+    below = _public_suffixes_below()
+    assert below["amazonaws.com"] == "s3.amazonaws.com"
+    assert below["ovh.net"] == "*.hosting.ovh.net"
+    assert "google.com" not in below
+    for name, rule in below.items():
+        assert rule.endswith("." + name), (name, rule)
+    # Private-section rules are there too, though the service's list is ICANN only.
+    assert not is_public_suffix("members.linode.com")
+
+
+@pytest.mark.parametrize(
     ("kind", "value", "message"),
     [
         (
@@ -210,6 +235,10 @@ def test_mail_from_entry_idna_rejects_is_a_config_error(tmp_path: Path) -> None:
         # Regression: these loaded and exempted every sender under the suffix.
         ("from", "com", "'com' is a public suffix: a from entry covers every name under it"),
         ("ptr", "CO.UK.", "'CO.UK.' is a public suffix"),
+        # Regression: this loaded and exempted every EC2 instance (its default PTR,
+        # ec2-...compute-1.amazonaws.com, is forward-confirmed for whoever rents it).
+        ("ptr", "amazonaws.com", "'amazonaws.com' has public suffixes under it (s3.amazonaws"),
+        ("ptr", "Linode.com", "(members.linode.com), where the provider's customers get names"),
         # Regression: host bits were dropped without a word (a typo for /32?).
         ("ip", "198.51.100.7/16", "write '198.51.0.0/16' for the network or '198.51.100.7'"),
     ],
