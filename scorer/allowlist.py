@@ -26,12 +26,26 @@ from pathlib import Path
 from scorer.checks.mailfrom import SenderKind, envelope_address, parse_sender
 from scorer.names import hostname_problem, is_public_suffix, public_suffix_below, to_ascii
 from scorer.policy import containing_network, parse_network
+from scorer.symbols import Family
 from scorer.text import option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 KINDS = ("ip", "ptr", "helo", "from")
+# The check families each kind of entry exempts (the docstring above, as data).
+COVERS: dict[str, tuple[Family, ...]] = {
+    "ip": (Family.PTR, Family.HELO, Family.MAILFROM),
+    "ptr": (Family.PTR, Family.HELO),
+    "helo": (Family.HELO,),
+    "from": (Family.MAILFROM,),
+}
+
+
+def covered_families(match: str) -> tuple[Family, ...]:
+    """The families a match exempts: ``match`` is what ``Allowlist.match_*`` returned
+    (an RL_ALLOWLISTED option), which starts with its kind ("ptr mail.x.org (...)")."""
+    return COVERS.get(match.partition(" ")[0], ())
 
 
 class AllowlistError(ValueError):

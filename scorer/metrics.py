@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from scorer import __version__
+from scorer.allowlist import covered_families
 from scorer.loopmetrics import HistogramSeries, LoopCounter, LoopHistogram, Series
 from scorer.protocol import CheckReply, CheckRequest
 from scorer.symbols import SYMBOLS, Family
@@ -254,17 +255,22 @@ class Metrics:
         """The counters one check with this reply increments: symbols and outcomes."""
         moved = []
         outcomes: dict[Family, str] = {}
+        exempted: set[Family] = set()  # families an allowlist entry took out of scoring
         for symbol in reply.symbols:
             moved.append(self.symbols.labels(symbol.name))
             family = SYMBOLS[symbol.name].family
             if symbol.name == "RL_SKIPPED_LOCAL":
                 moved.append(self.skipped_local)
                 outcomes = dict.fromkeys(CHECKED_FAMILIES, "skipped")
+            elif symbol.name == "RL_ALLOWLISTED":
+                exempted.update(*(covered_families(entry) for entry in symbol.options))
             elif symbol.name.endswith("_TEMPFAIL"):
                 outcomes.setdefault(family, "tempfail")
             elif family in CHECKED_FAMILIES:
                 outcomes[family] = "fail"
-        asked = (True, bool(request.helo), bool(request.mail_from))  # <> is not checked
+        outcomes.update(dict.fromkeys(exempted, "skipped"))
+        # Validation turns every spelling of the null sender <> into "": not checked.
+        asked = (True, bool(request.helo), bool(request.mail_from))
         for family, was_asked in zip(CHECKED_FAMILIES, asked, strict=True):
             outcome = outcomes.get(family, "pass" if was_asked else "skipped")
             moved.append(self.checks.labels(str(family), outcome))

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
+from scorer.checks.mailfrom import envelope_address
 from scorer.memo import memo_sized
 from scorer.names import unmapped, unscoped
 from scorer.text import option
@@ -251,10 +252,18 @@ def _validate(ip: object, helo: object, mail_from: object, hostname: object) -> 
     request = CheckRequest(
         address,
         _optional_text(helo, "helo"),
-        _optional_text(mail_from, "mail_from"),
+        _null_sender_as_empty(_optional_text(mail_from, "mail_from")),
         _mta_hostname(_optional_text(hostname, "hostname")),
     )
     return ParsedRequest(request, reply_key(request))
+
+
+def _null_sender_as_empty(mail_from: str | None) -> str | None:
+    """The null sender in any spelling ("<>", " <> ") as "", the plugins' own: one
+    reply-cache entry, and it counts as not checked (RFC 5321 section 4.5.5)."""
+    if mail_from and not envelope_address(mail_from):
+        return ""
+    return mail_from
 
 
 def parse_labels(data: dict[str, Any]) -> Labels:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from scorer.allowlist import COVERS, Allowlist, covered_families
 from scorer.metrics import Metrics
 from scorer.protocol import CheckReply, SymbolResult, parse_request
 from scorer.symbols import SYMBOLS, Family
@@ -77,6 +79,67 @@ def test_outcome_counts_per_check_even_when_replies_share_their_symbols() -> Non
     assert value("rdns_scorer_check_outcomes_total", family="ptr", outcome="fail") == 3
     assert value("rdns_scorer_check_outcomes_total", family="helo", outcome="pass") == 2
     assert value("rdns_scorer_check_outcomes_total", family="helo", outcome="skipped") == 1
+
+
+def _outcomes(metrics: Metrics) -> dict[tuple[str, str], float]:
+    samples = _samples(generate_latest(metrics.registry).decode())
+    return {
+        (labels["family"], labels["outcome"]): count
+        for (name, pairs), count in samples.items()
+        if name == "rdns_scorer_check_outcomes_total" and count
+        for labels in [dict(pairs)]
+    }
+
+
+def test_allowlisted_families_count_as_skipped_not_passed() -> None:
+    # Regression: an allowlisted client ("no lookups, no checks") counted as a pass in
+    # every family, inflating the performed checks the tempfail share divides by.
+    metrics = Metrics()
+    request = parse_request(
+        {"ip": "192.0.2.1", "helo": "mx.example.net", "mail_from": "a@partner.net"}
+    ).request
+    by_ip = SymbolResult("RL_ALLOWLISTED", 0.0, ("ip 192.0.2.0/24",))
+    metrics.observe_check(request, CheckReply((by_ip,), 0.0), 0.001)
+    assert _outcomes(metrics) == {
+        ("ptr", "skipped"): 1,
+        ("helo", "skipped"): 1,
+        ("mailfrom", "skipped"): 1,
+    }
+    metrics = Metrics()
+    missing = SymbolResult("RL_PTR_MISSING", 5.0, ("no PTR",))
+    by_from = SymbolResult("RL_ALLOWLISTED", 0.0, ("from partner.net",))
+    metrics.observe_check(request, CheckReply((missing, by_from), 5.0), 0.001)
+    assert _outcomes(metrics) == {
+        ("ptr", "fail"): 1,
+        ("helo", "pass"): 1,
+        ("mailfrom", "skipped"): 1,
+    }
+
+
+def test_allowlist_matches_name_the_families_they_cover() -> None:
+    allowlist = Allowlist()
+    for kind, value in (("ip", "192.0.2.0/24"), ("ptr", "partner.net"), ("helo", "mx.partner.net")):
+        allowlist.add(kind, value)
+    allowlist.add("from", "partner.net")
+    matches = {
+        "ip": allowlist.match_ip(ipaddress.ip_address("192.0.2.1")),
+        "ptr": allowlist.match_ptr(["mx.partner.net"]),
+        "helo": allowlist.match_helo("mx.partner.net", ["mx.partner.net"]),
+        "from": allowlist.match_from("a@partner.net"),
+    }
+    for kind, match in matches.items():
+        assert match is not None
+        assert covered_families(match) == COVERS[kind]
+
+
+def test_the_null_sender_in_any_spelling_is_not_a_checked_sender() -> None:
+    # Regression: a literal "<>" counted as a mailfrom pass; "" as skipped.
+    metrics = Metrics()
+    for mail_from in ("", "<>", " <> "):
+        request = parse_request({"ip": "192.0.2.1", "mail_from": mail_from}).request
+        assert request.mail_from == ""
+        metrics.observe_check(request, CheckReply((), 0.0), 0.001)
+    assert _outcomes(metrics)[("mailfrom", "skipped")] == 3
 
 
 def test_every_service_symbol_series_exists_and_no_plugin_one() -> None:
