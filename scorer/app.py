@@ -124,6 +124,8 @@ BODY_TIMEOUT_SECONDS = 2.0
 # The status counted for a request whose client closed the connection before its
 # body arrived (nginx's convention; never sent).
 CLIENT_CLOSED_REQUEST = 499
+# Every status /v1/check answers with (500: a bug; aiohttp's own 500 counts too).
+CHECK_STATUSES = (200, 400, 401, 408, 413, 415, CLIENT_CLOSED_REQUEST, 500, 503)
 
 
 def _error(status: int, message: str, field: str, want_msgpack: bool) -> web.Response:
@@ -271,16 +273,20 @@ async def _share_metrics(app: web.Application) -> AsyncIterator[None]:
     shared.snapshot(service.metrics.registry)  # what this worker counted last
 
 
-def counted(endpoint: str, handler: ServiceHandler, service: Service) -> Handler:
+def counted(
+    endpoint: str, handler: ServiceHandler, service: Service, statuses: tuple[int, ...] = ()
+) -> Handler:
     """``handler`` as an aiohttp handler: given the service, its replies counted by
     status in ``rdns_scorer_requests_total``.
 
     A wrapper per route rather than an aiohttp middleware, and the service bound
     here rather than looked up in the app per request: both cost a measurable
-    share of a cached check (docs/performance.md).
+    share of a cached check (docs/performance.md). The series of ``statuses`` are
+    exported from the start, at 0: a share of errors on a healthy server is 0, not
+    "no data".
     """
 
-    by_status = service.metrics.request_series(endpoint)
+    by_status = service.metrics.request_series(endpoint, statuses)
 
     async def wrapper(request: web.Request) -> web.StreamResponse:
         status = 500
@@ -326,7 +332,8 @@ def create_app(
         ("GET", "/metrics", metrics),
     ]
     for method, path, handler in routes:
-        app.router.add_route(method, path, counted(path, handler, service))
+        statuses = CHECK_STATUSES if handler is check else ()
+        app.router.add_route(method, path, counted(path, handler, service, statuses))
     if loader is not None:
         app.on_startup.append(_reload_on_sighup)
     return app

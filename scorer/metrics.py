@@ -8,8 +8,8 @@ lookups; cache statistics are read at scrape time instead of counted per hit.
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -17,12 +17,10 @@ from prometheus_client.registry import Collector
 
 from scorer import __version__
 from scorer.allowlist import covered_families
+from scorer.dns.layer import QUERY_TYPES, RESULT_NAMES, DnsLayer
 from scorer.loopmetrics import HistogramSeries, LoopCounter, LoopHistogram, Series
 from scorer.protocol import CheckReply, CheckRequest
 from scorer.symbols import SYMBOLS, Family
-
-if TYPE_CHECKING:
-    from scorer.dns.layer import DnsLayer
 
 # Latency buckets: the plugin's timeout is 1 s and a warm check takes well under
 # a millisecond, so resolution matters most between 0.5 ms and 1 s.
@@ -181,6 +179,10 @@ class Metrics:
         for family in CHECKED_FAMILIES:
             for outcome in CHECK_OUTCOMES:
                 self.checks.labels(str(family), outcome)
+        # And the failures the share panels divide (a healthy server showed "No data").
+        for rdtype in QUERY_TYPES:
+            for result in RESULT_NAMES:
+                self.dns_queries.labels(rdtype, result)
         self._requests_by_endpoint: dict[str, RequestSeries] = {}
         self._dns_children: dict[tuple[str, str], tuple[Series, HistogramSeries]] = {}
         self._moved_by_reply: dict[tuple[int, bool, bool], _Moved] = {}
@@ -212,11 +214,14 @@ class Metrics:
         self.reloads.labels("success" if success else "failure").inc()
         self.last_reload_ok.set(1 if success else 0)
 
-    def request_series(self, endpoint: str) -> RequestSeries:
-        """``endpoint``'s series of ``rdns_scorer_requests_total``, by status code."""
+    def request_series(self, endpoint: str, statuses: Iterable[int] = ()) -> RequestSeries:
+        """``endpoint``'s series of ``rdns_scorer_requests_total``, by status code; those
+        of ``statuses`` exist from now on, at 0 (the rest on first use)."""
         series = self._requests_by_endpoint.get(endpoint)
         if series is None:
             series = self._requests_by_endpoint[endpoint] = RequestSeries(self.requests, endpoint)
+        for status in statuses:
+            series[status]
         return series
 
     def observe_check(self, request: CheckRequest, reply: CheckReply, seconds: float) -> None:

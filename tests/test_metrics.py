@@ -61,6 +61,21 @@ async def test_metrics_follow_traffic(client: Any) -> None:
     assert any(name == "rdns_scorer_build_info" for name, _ in samples)
 
 
+async def test_the_series_error_shares_divide_exist_on_a_healthy_server(client: Any) -> None:
+    # Regression: "DNS tempfail share", "Error share" and their alerts showed "No data"
+    # on a healthy server, as no failure series existed before the first failure.
+    assert (await client.post("/v1/check", json={"ip": world.CONFIRMED_IP})).status == 200
+    samples = _samples(await (await client.get("/metrics")).text())
+    for rdtype in ("PTR", "A", "AAAA", "MX", "SOA"):
+        for result in ("timeout", "servfail", "other"):
+            labels = (("rdtype", rdtype), ("result", result))
+            assert samples[("rdns_scorer_dns_queries_total", labels)] == 0
+    for status in ("400", "401", "408", "413", "415", "499", "500", "503"):
+        labels = (("endpoint", "/v1/check"), ("status", status))
+        assert samples[("rdns_scorer_requests_total", labels)] == 0
+    assert samples[("rdns_scorer_requests_total", (("endpoint", "/v1/check"), ("status", "200")))]
+
+
 def test_outcome_counts_per_check_even_when_replies_share_their_symbols() -> None:
     # observe_check remembers which series a reply moves, keyed by its symbols tuple;
     # the same tuple with and without a HELO must still count different outcomes.

@@ -28,6 +28,7 @@ from scorer.dns.outcomes import (
     Lookup,
     MxRecord,
     NotFound,
+    NotFoundKind,
     TempFail,
     network_failure,
 )
@@ -42,6 +43,11 @@ _RESULT_NAMES = {
     FailureKind.TIMEOUT: "timeout",
     FailureKind.SERVFAIL: "servfail",
 }
+
+
+# Every value result_name gives, and the record types the service asks (SOA: /readyz).
+RESULT_NAMES = ("answer", *(str(kind) for kind in NotFoundKind), "timeout", "servfail", "other")
+QUERY_TYPES = ("PTR", "A", "AAAA", "MX", "SOA")
 
 
 def result_name(outcome: Outcome) -> str:
