@@ -19,7 +19,7 @@ from typing import Any, get_type_hints
 
 from scorer.allowlist import Allowlist, AllowlistError
 from scorer.dns.layer import Nameserver, parse_nameserver
-from scorer.names import hostname_problem, to_ascii
+from scorer.names import address_in, hostname_problem, to_ascii
 from scorer.policy import parse_network
 from scorer.protocol import parse_ip
 from scorer.symbols import SYMBOLS, default_weights
@@ -327,7 +327,12 @@ def parse_listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    host = host.strip("[]") or "127.0.0.1"
+    problem = None if address_in(host) is not None else hostname_problem(host.lower())
+    if problem is not None:
+        # "mail..example" would pass this far and end serve in an IDNA traceback.
+        raise ValueError(f"{host!r} is neither an address nor a host name ({problem})")
+    return host, int(port)
 
 
 def config_from_mapping(data: Mapping[str, Any]) -> Config:

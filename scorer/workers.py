@@ -54,10 +54,14 @@ HEARTBEAT_SECONDS = 1.0  # how often a worker tells the parent's watchdog it run
 
 def listen_failure(error: OSError, host: str, port: int) -> str | None:
     """One line saying why ``host:port`` cannot be bound, or None for another OSError."""
-    if error.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+    if isinstance(error, socket.gaierror):  # a host name that does not resolve (now)
+        why = error.strerror or str(error)
+    elif error.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+        why = os.strerror(error.errno)
+    else:
         return None
     return (
-        f"cannot listen on {host}:{port}: {os.strerror(error.errno)}; choose another address with "
+        f"cannot listen on {host}:{port}: {why}; choose another address with "
         "--listen, RDNS_SCORER_LISTEN or [server] listen"
     )
 

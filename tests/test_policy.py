@@ -504,6 +504,28 @@ def test_a_port_in_use_is_one_clear_line_not_a_traceback(workers: str) -> None:
     assert "listening on" not in err  # only said once the socket is bound
 
 
+def test_a_listen_host_name_that_does_not_resolve_is_one_clear_line() -> None:
+    # Regression: serve ended in a socket.gaierror traceback (after `config check` had
+    # passed the same name). Resolving a real name here would leave the test's DNS.
+    from scorer.workers import listen_failure
+
+    error = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert listen_failure(error, "mail.example.invalid", 11397) == (
+        "cannot listen on mail.example.invalid:11397: Name or service not known; choose "
+        "another address with --listen, RDNS_SCORER_LISTEN or [server] listen"
+    )
+
+
+@pytest.mark.parametrize("listen", ["a..b:11397", "mail example:25", "x.-y:25"])
+def test_a_listen_host_that_is_no_name_is_a_config_error(listen: str) -> None:
+    # Regression: "a..b" passed and serve died in an IDNA UnicodeError traceback.
+    process = _serve("--listen", listen)
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert "[server] listen: " in err and "is neither an address nor a host name" in err
+    assert "Traceback" not in err
+
+
 def test_a_second_instance_with_workers_does_not_join_the_port(unbound: Unbound) -> None:
     """Regression: workers bind with SO_REUSEPORT, so a second `serve --workers 2` on the
     same port started without a word and shared the traffic (four pids answering)."""
