@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scorer.checks.mailfrom import SenderKind, envelope_address, parse_sender
-from scorer.names import hostname_problem, is_public_suffix, public_suffix_below, to_ascii
+from scorer.names import (
+    address_in,
+    hostname_problem,
+    is_public_suffix,
+    public_suffix_below,
+    to_ascii,
+)
 from scorer.policy import containing_network, parse_network
 from scorer.symbols import Family
 from scorer.text import option
@@ -125,6 +131,10 @@ class Allowlist:
         domain = _domain(value) if kind == "from" else to_ascii(_name(value))
         if domain is None:
             raise AllowlistError(f"not a domain name IDNA accepts: {value!r}")
+        if kind != "from" and address_in(domain) is not None:
+            # Dotted digits pass as a name, but no PTR name or HELO name compared here
+            # is an address (RFC 1123 section 2.1): the entry would never match.
+            raise AllowlistError(f"{value!r} is an address: use an ip entry")
         problem = hostname_problem(domain)
         if problem is not None:
             raise AllowlistError(f"not a domain name: {value!r} ({problem})")

@@ -159,6 +159,9 @@ def _host_name(value: str) -> str:
     name = to_ascii(value.strip())
     if name is None:
         raise ValueError(f"{value!r} is not valid IDNA")
+    if address_in(name) is not None:
+        # A HELO that is an address is judged as one (RL_HELO_BARE_IP): never as a name.
+        raise ValueError(f"{value!r} is an address, not a hostname: list it in local_ips")
     problem = hostname_problem(name)
     if problem is not None:
         raise ValueError(f"{value!r} is not a hostname: {problem}")

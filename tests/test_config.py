@@ -78,6 +78,12 @@ def test_environment_overrides_listen_and_nameservers() -> None:
         ({"policy": {"local_names": ["mx example org"]}}, "[policy] local_names: 'mx example"),
         ({"policy": {"local_names": ["mx.example.org,"]}}, "[policy] local_names:"),
         ({"policy": {"local_names": [""]}}, "[policy] local_names: '' is not a hostname"),
+        # Regression: accepted, though a HELO that is an address is never compared as a
+        # name (RL_HELO_BARE_IP, never FORGED_LOCAL): it belongs in local_ips.
+        (
+            {"policy": {"local_names": ["192.0.2.1"]}},
+            "[policy] local_names: '192.0.2.1' is an address, not a hostname: list it in local_ips",
+        ),
         ({"server": {"listen": "localhost"}}, "[server] listen: expected HOST:PORT"),
         # nan broke the loop's timer order (hung checks), inf/1e308 weights made replies
         # that are not JSON, a 400-digit integer raised OverflowError: a traceback.

@@ -239,6 +239,9 @@ def test_public_suffixes_below_are_rules_under_the_name() -> None:
         # ec2-...compute-1.amazonaws.com, is forward-confirmed for whoever rents it).
         ("ptr", "amazonaws.com", "'amazonaws.com' has public suffixes under it (s3.amazonaws"),
         ("ptr", "Linode.com", "(members.linode.com), where the provider's customers get names"),
+        # Regression: dotted digits passed as names, and no PTR or HELO name is one.
+        ("ptr", "192.0.2.1", "'192.0.2.1' is an address: use an ip entry"),
+        ("helo", "192.0.2.1.", "is an address: use an ip entry"),
         # Regression: host bits were dropped without a word (a typo for /32?).
         ("ip", "198.51.100.7/16", "write '198.51.0.0/16' for the network or '198.51.100.7'"),
     ],
