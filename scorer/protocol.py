@@ -149,7 +149,7 @@ def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
             # scorer.text shows them as \xNN again.
             data = msgpack.unpackb(body, unicode_errors="surrogateescape", strict_map_key=False)
         except Exception as error:  # msgpack raises many unrelated types for bad input
-            raise RequestError(f"body is not valid msgpack: {type(error).__name__}") from None
+            raise RequestError(f"body is not valid msgpack: {_msgpack_problem(error)}") from None
         if isinstance(data, dict) and not KNOWN_FIELDS.issuperset(data):
             # Keys sent as msgpack bin: read them as text too. (A field we do not know
             # also lands here, harmlessly; one C call keeps the usual body off this path.)
@@ -164,6 +164,19 @@ def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RequestError("body must be a map/object")
     return data
+
+
+def _msgpack_problem(error: Exception) -> str:
+    """What was wrong with a body msgpack refused, in words (some errors carry none)."""
+    if isinstance(error, msgpack.StackError):
+        return "nested too deep"
+    if isinstance(error, msgpack.FormatError):
+        return "a byte that starts no msgpack value"
+    if isinstance(error, TypeError):  # unhashable: a list or map where a key belongs
+        return "a map key that is a list or map"
+    if isinstance(error, msgpack.ExtraData):
+        return "data after the first value"
+    return option(str(error), 80) or type(error).__name__  # "incomplete input", lengths
 
 
 def _optional_text(raw: object, name: str) -> str | None:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from scorer.config import config_from_mapping
 from scorer.pipeline import Pipeline
+from scorer.protocol import RequestError, decode_body
 from scorer.text import option
 from tests import world
 from tests.helpers import symbols_for
@@ -202,6 +203,24 @@ def test_an_ipv6_zone_is_dropped_not_echoed(service: ScorerProcess, zone: str, a
         options = [o for s in reply["symbols"] for o in s["options"]]
         assert any(world.MISSING_PTR_IP6 in o for o in options)
         assert not any("%" in o for o in options), options
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"\x81\xa2ip", "Unpack failed: incomplete input"),
+        (b"\x91" * 2000 + b"\xc0", "nested too deep"),
+        (b"\x81\x91\x01\x02", "a map key that is a list or map"),
+        (b"\xc1", "a byte that starts no msgpack value"),
+        (b"\x80\x01", "data after the first value"),
+    ],
+)
+def test_a_bad_msgpack_body_is_told_what_is_wrong(body: bytes, problem: str) -> None:
+    # Regression: the error named an exception class ("StackError"), or said nothing
+    # ("FormatError", "TypeError").
+    with pytest.raises(RequestError) as raised:
+        decode_body(body, "application/msgpack")
+    assert raised.value.message == f"body is not valid msgpack: {problem}"
 
 
 def test_an_overlong_ip_is_refused_before_parsing(service: ScorerProcess) -> None:
