@@ -193,7 +193,12 @@ async def check(service: Service, request: web.Request) -> web.Response:
         # must not hold one of max_in_flight (the checks of everyone else would get 503).
         body, content_type = await _read_check_body(request, config.server.max_body_bytes)
     except RequestError as error:
-        return _error(error.status, error.message, error.field, want_msgpack)
+        response = _error(error.status, error.message, error.field, want_msgpack)
+        if error.status in (408, 413):
+            # The body's unread rest would be read as the next request ("400 Invalid
+            # method"): this connection is done.
+            response.force_close()
+        return response
     except ConnectionResetError:
         # The client left before its body arrived: nobody to answer, and not our
         # fault (a 500 would page the admin). Counted under nginx's 499.
@@ -212,6 +217,30 @@ async def check(service: Service, request: web.Request) -> web.Response:
     finally:
         service.in_flight -= 1
     return web.Response(body=payload, content_type=reply_type)
+
+
+def expect_check_body(service: Service) -> Callable[[web.Request], Awaitable[web.Response | None]]:
+    """/v1/check's answer to ``Expect: 100-continue`` (RFC 9110 section 10.1.1): a 413
+    before the client sends a body we would refuse (curl asks so for big bodies), else
+    "100 Continue", as aiohttp's default does."""
+    by_status = service.metrics.request_series("/v1/check")
+
+    async def expect(request: web.Request) -> web.Response | None:
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            raise web.HTTPExpectationFailed(text=f"unknown Expect: {request.headers['Expect']}")
+        limit = service.pipeline.config.server.max_body_bytes
+        if (request.content_length or 0) > limit:
+            want_msgpack = wants_msgpack(request.headers.get("Accept", ""))
+            response = _error(413, f"body larger than {limit} bytes", "body", want_msgpack)
+            response.force_close()  # the client may send the body anyway
+            by_status[413].value += 1  # answered here: the route's wrapper never runs
+            return response
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the response proper has not started
+        return None
+
+    return expect
 
 
 async def reload_config(service: Service, request: web.Request) -> web.Response:
@@ -333,7 +362,12 @@ def create_app(
     ]
     for method, path, handler in routes:
         statuses = CHECK_STATUSES if handler is check else ()
-        app.router.add_route(method, path, counted(path, handler, service, statuses))
+        app.router.add_route(
+            method,
+            path,
+            counted(path, handler, service, statuses),
+            expect_handler=expect_check_body(service) if handler is check else None,
+        )
     if loader is not None:
         app.on_startup.append(_reload_on_sighup)
     return app

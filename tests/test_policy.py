@@ -467,6 +467,66 @@ async def test_stalled_bodies_take_no_check_slot_and_time_out(aiohttp_client: An
     assert time.monotonic() - started < 3
 
 
+async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes, bytes]:
+    """One HTTP/1.1 response: status line, headers, body (by Content-Length)."""
+    status = await asyncio.wait_for(reader.readline(), 5)
+    headers = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = re.search(rb"Content-Length: (\d+)", headers)
+    body = await reader.readexactly(int(length.group(1))) if length else b""
+    return status, headers, body
+
+
+async def test_a_408_closes_the_connection(aiohttp_client: Any) -> None:
+    # Regression: the connection stayed open after a 408, so the stalled body's late
+    # rest and whatever followed were read as the next request ("400 Invalid method").
+    client = await aiohttp_client(create_app(config_from_mapping({})))
+    head = (
+        b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 20\r\n\r\n{"
+    )
+    reader, writer = await _raw_request(client.port, head)
+    status, headers, _body = await _read_response(reader)
+    assert status.startswith(b"HTTP/1.1 408 ")
+    assert b"Connection: close" in headers
+    writer.write(b'"ip": "10.1.1.1"}  GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
+    assert await asyncio.wait_for(reader.read(), 5) == b"", "nothing more is answered"
+    writer.close()
+
+
+async def test_expect_100_continue_with_a_body_too_large_is_a_413_first(
+    aiohttp_client: Any,
+) -> None:
+    # Regression: "100 Continue" came first, inviting the client to send 10 MB.
+    config = config_from_mapping({"server": {"max_body_bytes": 4096}})
+    client = await aiohttp_client(create_app(config))
+    head = (
+        b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nContent-Length: 10000000\r\n\r\n"
+    )
+    reader, writer = await _raw_request(client.port, head)
+    status, headers, body = await _read_response(reader)
+    writer.close()
+    assert status.startswith(b"HTTP/1.1 413 "), status
+    assert b"Connection: close" in headers
+    assert json.loads(body)["error"] == "body larger than 4096 bytes"
+    # A body within the limit still gets "100 Continue", then its answer.
+    body = json.dumps({"ip": "10.1.1.1"}).encode()
+    reader, writer = await _raw_request(
+        client.port,
+        b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body),
+    )
+    assert await asyncio.wait_for(reader.readline(), 5) == b"HTTP/1.1 100 Continue\r\n"
+    assert await reader.readline() == b"\r\n"
+    writer.write(body)
+    status, _headers, _body = await _read_response(reader)
+    assert status.startswith(b"HTTP/1.1 200 "), status
+    writer.close()
+    assert client.app is not None
+    series = client.app[SERVICE_KEY].metrics.request_series("/v1/check")
+    assert series[413].value == 1 and series[200].value == 1
+
+
 async def test_undecodable_authorization_header_is_a_401(aiohttp_client: Any) -> None:
     # Regression: invalid UTF-8 in Authorization raised UnicodeEncodeError: a 500.
     config = config_from_mapping({"server": {"token": "s3cret"}})
