@@ -76,7 +76,7 @@ local UCL_PARSER_DISABLE_MACRO = 32
 local SYMBOLS = {
   { "RL_PTR_MISSING", "ptr", "The client IP has no PTR record." },
   { "RL_PTR_UNVERIFIED", "ptr", "PTR names exist, but none resolves back to the client IP (FCrDNS / iprev fails)." },
-  { "RL_PTR_GENERIC", "ptr", "The PTR name is an ISP-assigned generic name that encodes the client IP (score is weight x confidence)." },
+  { "RL_PTR_GENERIC", "ptr", "The PTR name is an ISP-assigned generic name: it encodes the client IP, or carries access keywords in a digit-heavy name (score is weight x confidence)." },
   { "RL_PTR_TEMPFAIL", "ptr", "The PTR or its forward confirmation could not be checked (DNS timeout/SERVFAIL, or more PTR names than max_ptr_names)." },
   { "RL_SKIPPED_LOCAL", "policy", "The client is in a skipped (local/private) network; no checks were run." },
   { "RL_ALLOWLISTED", "policy", "An allowlist entry matched; the checks it covers were not scored." },

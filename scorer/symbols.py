@@ -61,8 +61,8 @@ _TABLE: tuple[Symbol, ...] = (
         "RL_PTR_GENERIC",
         Family.PTR,
         2.5,
-        "The PTR name is an ISP-assigned generic name that encodes the client IP "
-        "(score is weight x confidence).",
+        "The PTR name is an ISP-assigned generic name: it encodes the client IP, or "
+        "carries access keywords in a digit-heavy name (score is weight x confidence).",
         "Moderate, scaled by confidence: generic names mark dynamic or unmanaged hosts, "
         "but some small genuine servers still sit behind them.",
         "ask the owner of {ip} to replace the generic PTR {ptr} with a name of your own "

@@ -101,6 +101,34 @@ def test_partial_octets_need_support() -> None:
     assert with_keyword.confidence < three.confidence <= 0.7
 
 
+@pytest.mark.parametrize(
+    ("ip", "hostname"),
+    [
+        # Regressions (review): relay names of small operators scored 0.45-0.8.
+        # Weak keywords (static, users, customers) supported two octets or a shape:
+        ("192.0.2.25", "mx-2-25.users.example.org"),
+        ("1.179.112.17", "mail-112-17.static.example-esp.com"),
+        ("185.41.28.100", "m28-100.customers.example-esp.net"),
+        ("198.51.100.7", "smtp-7f3a9c2e.static.example.net"),
+        # "Octets" with letters between them ("113.pool5" read as the last two):
+        ("203.0.113.5", "mail113.pool5.example-esp.com"),
+        # An unpadded concatenation (here a date) decided without a keyword:
+        ("20.240.1.15", "mail20240115.example.com"),
+    ],
+)
+def test_weak_signals_do_not_make_a_relay_name_generic(ip: str, hostname: str) -> None:
+    result = verdict(ip, hostname)
+    assert not result.generic, result.describe()
+
+
+def test_weak_keywords_still_add_to_a_whole_address() -> None:
+    # static + clients next to the full address: the typical hosting default name.
+    result = verdict("88.198.1.2", "static.88-198-1-2.clients.your-server.de")
+    assert result.generic and result.confidence == 1.0
+    concat = verdict("190.44.123.45", "dynamic-ip-1904412345.cable.net.co")
+    assert concat.generic and "ipv4-concat" in kinds(concat)
+
+
 def test_three_octets_with_digit_shape() -> None:
     result = verdict("51.75.12.9", "ns3181234.ip-51-75-12.eu")
     assert result.generic

@@ -4,11 +4,15 @@ Decision, in order:
 
 1. Unusable hostname -> legit (nothing to judge; never raises).
 2. Forward-confirmed name under a known large-sender suffix -> legit ("provider").
-3. The client address spelled out in full (any encoding) -> generic, 0.85 (+ keywords).
-4. Part of the address (two or three octets, or the IPv6 /64) together with a keyword
-   -> generic, 0.6-0.7; three octets with a digit-heavy shape and no keyword -> 0.5.
-5. A keyword together with a digit-heavy shape -> generic, 0.45-0.5.
+3. The client address spelled out in full (any encoding) -> generic, 0.85 (+ keywords);
+   in an ambiguous form (unpadded concatenation, EUI-64) only with a keyword, 0.8 (+).
+4. Part of the address (two or three octets joined by separators, or the IPv6 /64)
+   together with a strong keyword -> generic, 0.6-0.7; three octets with a digit-heavy
+   shape and no keyword -> 0.5.
+5. A strong keyword together with a digit-heavy shape -> generic, 0.45-0.5.
 6. Anything else -> legit.
+
+Weak keywords (``static``, ``users``...: keywords.WEAK_KEYWORDS) count only in step 3.
 
 A keyword alone, a digit-heavy name alone, or two matching octets alone are all common in
 legit server names (``dsl.example.net``, ``mail-db5eur01on2100``, ``a27-12.smtp-out``), so
@@ -31,7 +35,8 @@ from scorer.generic.verdict import GenericEvidence, GenericVerdict, not_generic
 #: after their address (``smtp-192-0-2-10``); those are legit but indistinguishable here.
 FULL_ENCODING_CONFIDENCE = 0.85
 #: Whole address in an ambiguous form (unpadded digit concatenation, EUI-64 interface id,
-#: which identifies the device rather than the address).
+#: which identifies the device rather than the address), with a keyword: without one,
+#: ``mail20240115`` from 20.240.1.15 is a date as likely as an address.
 WEAK_FULL_ENCODING_CONFIDENCE = 0.8
 #: A keyword next to a full encoding removes most of the remaining doubt ...
 KEYWORD_BONUS = 0.1
@@ -76,14 +81,17 @@ def classify(ip: IPv4Address | IPv6Address, hostname: str, confirmed: bool) -> G
     parts = split_host(name)
     encodings = find_encodings(ip, parts.address_region)
     tokenised = tokenise_labels(parts.labels)
-    keywords = find_keywords(tokenised)
+    found = find_keywords(tokenised)
+    # Weak keywords count only next to the whole address (keywords.WEAK_KEYWORDS).
+    full = any(match.strength.is_full for match in encodings)
+    keywords = found.found if full else found.strong
     shape = digit_shape(tokenised)
     if shape is not None and not keywords:
         shape = _shape_besides_partial(parts.host, encodings, shape)
     confidence = _confidence(encodings, keywords, shape)
 
     evidence = [match.evidence for match in encodings] + keywords
-    if shape is not None and not any(match.strength.is_full for match in encodings):
+    if shape is not None and not full:
         evidence.append(shape)  # with a full encoding the digits are just the address
     if provider is not None:
         detail = f"{provider.suffix} ({provider.operator}) not exempt: name not forward-confirmed"
@@ -123,7 +131,7 @@ def _confidence(
     strengths = {match.strength for match in encodings}
     if Strength.FULL in strengths:
         score = FULL_ENCODING_CONFIDENCE + _keyword_bonus(keywords)
-    elif Strength.WEAK_FULL in strengths:
+    elif Strength.WEAK_FULL in strengths and keywords:
         score = WEAK_FULL_ENCODING_CONFIDENCE + _keyword_bonus(keywords)
     elif strengths and keywords:
         score = PARTIAL_WITH_KEYWORD_CONFIDENCE

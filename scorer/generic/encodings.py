@@ -115,6 +115,15 @@ class _DigitRuns:
         spans = self._spans()
         return self.region[spans[first][0] : spans[first + count - 1][1]]
 
+    def joined_by_separators(self, first: int, count: int) -> bool:
+        """True if runs ``first..first+count-1`` are joined only by separators:
+        ``85-33`` is a pair of octets, ``113.pool5`` a number and a pool's index."""
+        spans = self._spans()
+        return all(
+            not self.region[spans[index][1] : spans[index + 1][0]].strip(_SEPARATORS)
+            for index in range(first, first + count - 1)
+        )
+
     def in_full_address_group(self, first: int, count: int) -> bool:
         """True if runs ``first..first+count-1`` sit in a group of >= 4 octet-valued runs
         joined only by separators, i.e. inside what reads as a complete dotted address.
@@ -196,10 +205,13 @@ def _find_octet_windows(
 def _find_partial_windows(
     ip: str, octets: tuple[int, ...], runs: _DigitRuns
 ) -> list[EncodingMatch]:
-    """Two or three consecutive digit runs equal to part of the address.
+    """Two or three consecutive digit runs equal to part of the address, joined by
+    separators alone.
 
-    A window inside a complete dotted address is skipped: ``relay-203-0-113-25`` seen from
-    203.0.113.26 names a neighbour, not the client.
+    Unlike a whole address (``37.red-88-12-34``: four octets in order are no accident),
+    two or three numbers with letters between them are: ``mail113.pool5`` from
+    203.0.113.5 is a host and a pool index. A window inside a complete dotted address is
+    skipped too: ``relay-203-0-113-25`` seen from 203.0.113.26 names a neighbour.
     """
     matches: list[EncodingMatch] = []
     if octets[2] not in runs.octets:  # every partial window contains the third octet
@@ -207,7 +219,11 @@ def _find_partial_windows(
     for order, how, strength in _PARTIAL_ORDERS:
         size = len(order)
         first = runs.find_window([octets[i] for i in order])
-        if first >= 0 and not runs.in_full_address_group(first, size):
+        if (
+            first >= 0
+            and runs.joined_by_separators(first, size)
+            and not runs.in_full_address_group(first, size)
+        ):
             text = runs.window_text(first, size)
             evidence = GenericEvidence("partial-octets", f"{text} = {how} of {ip}")
             matches.append(EncodingMatch(evidence, strength, text))

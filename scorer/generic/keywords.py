@@ -10,6 +10,7 @@ classifier only combines it with an address encoding or a digit-heavy shape.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from scorer.generic.verdict import GenericEvidence
 
@@ -36,6 +37,25 @@ KEYWORDS: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 
+#: Keywords that also name static or business lines, or are everyday words in server
+#: names (``mx-2-25.users.example.org``, ``smtp-7f3a9c2e.static.example.net``): they add
+#: to the whole address spelled out, but support neither part of it nor a digit-heavy
+#: shape. (No row of tests/data/generic_ptr.tsv needs them to.)
+WEAK_KEYWORDS: frozenset[str] = frozenset(
+    {
+        "static", "staticip", "ipstatic", "client", "clients", "customer", "customers",
+        "cust", "subscriber", "user", "users", "res", "resid", "retail", "bb", "broad",
+    }
+)  # fmt: skip
+
+
+class Keywords(NamedTuple):
+    """The keywords of a host part: all of them, and those not in WEAK_KEYWORDS."""
+
+    found: list[GenericEvidence]
+    strong: list[GenericEvidence]
+
+
 #: Digit-heavy shape thresholds. Per-address names carry octets, line ids or counters
 #: (``cpc123456-live18-2-0-cust123``); named servers rarely carry more than a short index
 #: (``mx2``, ``smtp10``, ``mail-sor-f41``). Six digits or four separate digit runs in the
@@ -44,15 +64,16 @@ SHAPE_MIN_DIGITS = 6
 SHAPE_MIN_DIGIT_RUNS = 4
 
 
-def find_keywords(labels: Sequence[TokenisedLabel]) -> list[GenericEvidence]:
-    """Return one evidence item per distinct keyword found in the host-part ``labels``."""
+def find_keywords(labels: Sequence[TokenisedLabel]) -> Keywords:
+    """One evidence item per distinct keyword found in the host-part ``labels``."""
     found: dict[str, GenericEvidence] = {}
     for label, tokens in labels:
         for token in tokens:
             if token in KEYWORDS and token not in found:
                 detail = f"keyword '{token}' in label '{label}'"
                 found[token] = GenericEvidence("keyword", detail)
-    return list(found.values())
+    strong = [evidence for token, evidence in found.items() if token not in WEAK_KEYWORDS]
+    return Keywords(list(found.values()), strong)
 
 
 def digit_shape(labels: Sequence[TokenisedLabel]) -> GenericEvidence | None:
