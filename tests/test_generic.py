@@ -154,6 +154,14 @@ def test_partial_inside_a_different_full_address_is_not_a_match() -> None:
             "ipv6-groups",
         ),
         ("2001:db8:1:2::5", "2001-db8-1-2-0-0-0-5.isp.example.net", "ipv6-groups"),
+        # Regressions (review): groups joined by dots, and the /64 as 16 nibbles, missed.
+        (
+            "2a02:8108:1240:5a00:4971:db06:bacf:6edd",
+            "2a02.8108.1240.5a00.4971.db06.bacf.6edd.dyn.isp.example.net",
+            "ipv6-groups",
+        ),
+        ("2001:db8:1:2::5", "2001.db8.1.2.0.0.0.5.static.isp.example.net", "ipv6-groups"),
+        ("2003:c8:e70e:1400::5", "p200300c8e70e1400.dip0.t-ipconnect.de", "ipv6-prefix"),
         (
             "2003:c8:e70e:1400:a8b1:c2ff:fed3:e4f5",
             "p200300c8e70e1400a8b1c2fffed3e4f5.dip0.t-ipconnect.de",

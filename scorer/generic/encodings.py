@@ -325,6 +325,8 @@ def _ipv6_full_forms(nibbles: str, groups: list[str], text: str) -> dict[str, st
         text.replace(":", "-"): "ipv6-groups",  # 2001-db8-1-2--5
         "-".join(padded): "ipv6-groups",  # 2001-0db8-0001-...
         "-".join(groups): "ipv6-groups",  # 2001-db8-1-2-0-0-0-5
+        ".".join(padded): "ipv6-groups",  # 2a02.8108.1240.5a00.4971.db06.bacf.6edd
+        ".".join(groups): "ipv6-groups",  # 2001.db8.1.2.0.0.0.5
         nibbles: "ipv6-hex",  # 20010db8000100020000000000000005
         ".".join(nibbles): "ipv6-nibbles",  # 2.0.0.1.0.d.b.8...
         ".".join(reversed(nibbles)): "ipv6-nibbles",  # ip6.arpa order
@@ -333,7 +335,11 @@ def _ipv6_full_forms(nibbles: str, groups: list[str], text: str) -> dict[str, st
 
 def _ipv6_prefix_forms(nibbles: str, groups: list[str]) -> list[str]:
     """Forms of the /64 prefix, the part an ISP assigns per customer line."""
-    return ["-".join(groups[:4]), "-".join(nibbles[i : i + 4] for i in range(0, 16, 4))]
+    return [
+        "-".join(groups[:4]),
+        "-".join(nibbles[i : i + 4] for i in range(0, 16, 4)),
+        nibbles[:16],  # Deutsche Telekom p200300c8e70e1400.dip0.t-ipconnect.de
+    ]
 
 
 def _eui64_forms(nibbles: str) -> list[str]:
