@@ -240,6 +240,12 @@ def _weights(values: Any) -> dict[str, float]:
     return weights
 
 
+# A check body is a few hundred bytes (fields of up to ~300 characters); a limit below
+# 1 KiB refuses real ones. A resolver on loopback answers in well under a millisecond,
+# but a recursive miss takes tens of ms: a DNS time below 50 ms fails them all.
+MIN_BODY_BYTES = 1024
+MIN_DNS_SECONDS = 0.05
+
 # RFC 6750 section 2.1 b64token: what "Authorization: Bearer" may carry. It also keeps
 # the token clear of every quoting rule of the configs it is copied into (rspamd's UCL
 # expands "$VAR" even inside quotes; SpamAssassin's .cf; HTTP header folding).
@@ -266,18 +272,20 @@ def _validate(config: Config) -> None:
             "[server] token: only letters, digits and -._~+/ (then = padding) may be used "
             "(RFC 6750 section 2.1); e.g. `openssl rand -hex 32`"
         )
-    positive = {
-        "[dns] timeout": config.dns.timeout,
-        "[dns] request_deadline": config.dns.request_deadline,
-        "[server] max_body_bytes": config.server.max_body_bytes,
-        "[dns] max_ptr_names": config.dns.max_ptr_names,
-        "[dns] max_mx_hosts": config.dns.max_mx_hosts,
-        "[server] max_in_flight": config.server.max_in_flight,
-        "[server] workers": config.server.workers,
+    # Floors: below these the service runs but is useless (every check a 413, or every
+    # lookup a 0-weight tempfail), which nothing would report.
+    at_least = {
+        "[dns] timeout": (config.dns.timeout, MIN_DNS_SECONDS),
+        "[dns] request_deadline": (config.dns.request_deadline, MIN_DNS_SECONDS),
+        "[server] max_body_bytes": (config.server.max_body_bytes, MIN_BODY_BYTES),
+        "[dns] max_ptr_names": (config.dns.max_ptr_names, 1),
+        "[dns] max_mx_hosts": (config.dns.max_mx_hosts, 1),
+        "[server] max_in_flight": (config.server.max_in_flight, 1),
+        "[server] workers": (config.server.workers, 1),
     }
-    for path, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{path}: must be greater than 0, got {value}")
+    for path, (value, floor) in at_least.items():
+        if value < floor:
+            raise ConfigError(f"{path}: must be at least {floor:g}, got {value:g}")
     # Sanity ceilings: beyond these a value is a typo that would hang checks or fork-bomb.
     at_most = {
         "[dns] timeout": (config.dns.timeout, 60),

@@ -56,7 +56,12 @@ def test_environment_overrides_listen_and_nameservers() -> None:
         ({"dnss": {}}, "[dnss]: unknown section"),
         ({"dns": {"timeout": "fast"}}, "[dns] timeout: expected a number"),
         ({"dns": {"timeout": True}}, "[dns] timeout: expected a number"),
-        ({"dns": {"timeout": 0}}, "[dns] timeout: must be greater than 0"),
+        ({"dns": {"timeout": 0}}, "[dns] timeout: must be at least 0.05, got 0"),
+        # Regressions (review): accepted, then every check was a 413, or every lookup a
+        # 0-weight tempfail, and nothing said so.
+        ({"server": {"max_body_bytes": 16}}, "[server] max_body_bytes: must be at least 1024"),
+        ({"dns": {"request_deadline": 0.0001}}, "[dns] request_deadline: must be at least 0.05"),
+        ({"server": {"workers": 0}}, "[server] workers: must be at least 1, got 0"),
         # Negative sizes and TTLs used to load and silently switch the cache off.
         ({"dns": {"cache_max_entries": -1}}, "[dns] cache_max_entries: must be 0 or more"),
         ({"dns": {"cache_min_ttl": -5}}, "[dns] cache_min_ttl: must be 0 or more"),
