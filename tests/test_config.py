@@ -69,6 +69,13 @@ def test_environment_overrides_listen_and_nameservers() -> None:
         ({"dns": {"cache_min_ttl": 60, "cache_max_ttl": 30}}, "cache_min_ttl: 60 is above"),
         ({"dns": {"nameservers": "1.1.1.1"}}, "[dns] nameservers: expected a list of strings"),
         ({"dns": {"nameservers": ["dns.google"]}}, "[dns] nameservers: bad nameserver"),
+        # Regression (review): accepted, and every lookup timed out, scoring 0.
+        (
+            {"dns": {"nameservers": ["224.0.0.251:5353"]}},
+            "[dns] nameservers: bad nameserver '224.0.0.251:5353': 224.0.0.251 is not a unicast",
+        ),
+        ({"dns": {"nameservers": ["255.255.255.255"]}}, "is not a unicast address"),
+        ({"dns": {"nameservers": ["[ff02::fb]:5353"]}}, "ff02::fb is not a unicast address"),
         ({"dns": {"max_ptr_names": 2.5}}, "[dns] max_ptr_names: expected an integer"),
         ({"weights": {"RL_PTR_MISSING": "high"}}, "[weights] RL_PTR_MISSING: expected a number"),
         ({"weights": {"RL_NOPE": 1}}, "[weights] RL_NOPE: unknown symbol"),

@@ -69,6 +69,9 @@ class Nameserver:
         return f"{host}:{self.port}"
 
 
+_IPV4_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
 def parse_nameserver(text: str) -> Nameserver:
     """Parse ``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or a bare IPv6 address."""
     text = text.strip()
@@ -82,9 +85,13 @@ def parse_nameserver(text: str) -> Nameserver:
     else:
         host, port = text, "53"
     try:
-        ipaddress.ip_address(host)
+        address = ipaddress.ip_address(host)
     except ValueError:
         raise ValueError(f"bad nameserver {text!r}: {host!r} is not an IP address") from None
+    if address.is_multicast or address == _IPV4_BROADCAST:
+        # No recursive resolver answers from one (224.0.0.251 is mDNS): every lookup
+        # would time out and score 0.
+        raise ValueError(f"bad nameserver {text!r}: {host} is not a unicast address")
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"bad nameserver {text!r}: port must be 1-65535")
     return Nameserver(host, int(port))
