@@ -252,6 +252,16 @@ MIN_DNS_SECONDS = 0.05
 BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
+def _check_token(token: str, where: str) -> None:
+    """ConfigError naming ``where`` the token came from, if it is no bearer token."""
+    if token and not BEARER_TOKEN.fullmatch(token):
+        # Never echo the secret itself.
+        raise ConfigError(
+            f"{where}: only letters, digits and -._~+/ (then = padding) may be used "
+            "(RFC 6750 section 2.1); e.g. `openssl rand -hex 32`"
+        )
+
+
 def _validate(config: Config) -> None:
     """Semantic checks beyond types, so a bad value fails at load time, not per message."""
     checks = [
@@ -266,12 +276,7 @@ def _validate(config: Config) -> None:
             check()
         except ValueError as error:
             raise ConfigError(f"{path}: {error}") from None
-    if config.server.token and not BEARER_TOKEN.fullmatch(config.server.token):
-        # Never echo the secret itself.
-        raise ConfigError(
-            "[server] token: only letters, digits and -._~+/ (then = padding) may be used "
-            "(RFC 6750 section 2.1); e.g. `openssl rand -hex 32`"
-        )
+    _check_token(config.server.token, "[server] token")
     # Floors: below these the service runs but is useless (every check a 413, or every
     # lookup a 0-weight tempfail), which nothing would report.
     at_least = {
@@ -382,13 +387,15 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ
         config,
         listen=environ.get(ENV_LISTEN) or None,
         nameservers=[n for n in environ.get(ENV_NAMESERVERS, "").split(",") if n.strip()] or None,
+        names=(ENV_LISTEN, ENV_NAMESERVERS),
     )
 
 
 def _with_secret(config: Config, env_token: str | None) -> Config:
     """The token from the environment, else from ``token_file``, else from the file itself."""
-    token = env_token
+    token, where = env_token, ENV_TOKEN
     if not token and config.server.token_file:
+        where = f"[server] token_file ({config.server.token_file})"
         try:
             token = Path(config.server.token_file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeError) as error:
@@ -397,13 +404,28 @@ def _with_secret(config: Config, env_token: str | None) -> Config:
             raise ConfigError(f"[server] token_file: {config.server.token_file} is empty")
     if not token:
         return config
+    _check_token(token, where)  # named where it came from: no "token" key was written
     return dataclasses.replace(config, server=dataclasses.replace(config.server, token=token))
 
 
 def with_overrides(
-    config: Config, listen: str | None = None, nameservers: list[str] | None = None
+    config: Config,
+    listen: str | None = None,
+    nameservers: list[str] | None = None,
+    names: tuple[str, str] = ("--listen", "--nameserver"),
 ) -> Config:
-    """Apply command-line or environment overrides, validated like the file."""
+    """Apply command-line (or, with ``names`` of the variables, environment) overrides,
+    validated like the file; an error names the flag or variable, not a key."""
+    try:
+        if listen is not None:
+            parse_listen(listen)
+    except ValueError as error:
+        raise ConfigError(f"{names[0]}: {error}") from None
+    try:
+        for nameserver in nameservers or ():
+            parse_nameserver(nameserver)
+    except ValueError as error:
+        raise ConfigError(f"{names[1]}: {error}") from None
     if listen is not None:
         config = dataclasses.replace(
             config, server=dataclasses.replace(config.server, listen=listen)

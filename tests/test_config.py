@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from scorer.config import (
     ConfigError,
     config_from_mapping,
     load_config,
+    with_overrides,
 )
 from scorer.symbols import SYMBOLS
 
@@ -166,8 +168,38 @@ def test_token_outside_rfc6750_is_a_config_error(token: str) -> None:
     with pytest.raises(ConfigError) as error:
         config_from_mapping({"server": {"token": token}})
     assert "[server] token" in str(error.value) and token not in str(error.value)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError) as error:
         load_config(None, environ={"RDNS_SCORER_TOKEN": token})
+    # Regression (review): named "[server] token", a key nobody had written.
+    assert str(error.value).startswith("RDNS_SCORER_TOKEN: ") and token not in str(error.value)
+
+
+def test_an_invalid_token_in_token_file_names_the_file(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("two words\n")
+    path = tmp_path / "c.toml"
+    path.write_text(f'[server]\ntoken_file = "{secret}"\n')
+    with pytest.raises(ConfigError) as error:
+        load_config(path, environ={})
+    assert str(error.value).startswith(f"[server] token_file ({secret}): only letters")
+
+
+@pytest.mark.parametrize(
+    ("environ", "flags", "message"),
+    [
+        ({"RDNS_SCORER_LISTEN": "bogus"}, {}, "RDNS_SCORER_LISTEN: expected HOST:PORT"),
+        ({"RDNS_SCORER_NAMESERVERS": "foo"}, {}, "RDNS_SCORER_NAMESERVERS: bad nameserver 'foo'"),
+        ({}, {"listen": "a..b:25"}, "--listen: 'a..b' is neither an address nor a host name"),
+        ({}, {"nameservers": ["foo"]}, "--nameserver: bad nameserver 'foo'"),
+    ],
+)
+def test_an_invalid_override_names_the_variable_or_flag(
+    environ: dict[str, str], flags: dict[str, Any], message: str
+) -> None:
+    # Regression (review): "[server] listen: ..." for RDNS_SCORER_LISTEN=bogus.
+    with pytest.raises(ConfigError) as error:
+        with_overrides(load_config(None, environ=environ), **flags)
+    assert str(error.value).startswith(message), str(error.value)
 
 
 @pytest.mark.parametrize(

@@ -585,7 +585,7 @@ def test_a_listen_host_that_is_no_name_is_a_config_error(listen: str) -> None:
     process = _serve("--listen", listen)
     _out, err = process.communicate(timeout=60)
     assert process.returncode == 2
-    assert "[server] listen: " in err and "is neither an address nor a host name" in err
+    assert "--listen: " in err and "is neither an address nor a host name" in err
     assert "Traceback" not in err
 
 
