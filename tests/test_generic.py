@@ -421,7 +421,8 @@ def test_run_generic_stdin_mode() -> None:
         "69.171.232.143\t69-171-232-143.mail-mail.facebook.com\n"
     )
     stdout = io.StringIO()
-    assert run_generic(None, None, False, stdin, stdout) == 0
+    # Regression (review): exit 0 despite three malformed lines: scripts could not tell.
+    assert run_generic(None, None, False, stdin, stdout) == 1
     lines = stdout.getvalue().splitlines()
     assert len(lines) == 6
     assert lines[0].startswith("generic\t0.85\tipv4-dotted-reversed: 33-35-12-100")
@@ -433,6 +434,11 @@ def test_run_generic_stdin_mode() -> None:
     assert label == "generic"
     assert float(confidence) >= 0.85
     assert "; " in evidence
+
+
+def test_run_generic_stdin_mode_without_bad_lines_exits_0() -> None:
+    stdin = io.StringIO("192.0.2.25\tmail.example.org\n# comment\n")
+    assert run_generic(None, None, False, stdin, io.StringIO()) == 0
 
 
 def test_run_generic_single_mode(capsys: pytest.CaptureFixture[str]) -> None:

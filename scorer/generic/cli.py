@@ -21,6 +21,9 @@ from scorer.generic.verdict import GenericVerdict
 
 #: Exit status for usage errors (argparse uses the same).
 EXIT_USAGE = 2
+#: Exit status of a batch with malformed lines: scripts can tell (grep's "trouble" is 2).
+EXIT_BAD_LINES = 1
+ERROR_LABEL = "error\t"
 
 
 def run_generic(
@@ -30,11 +33,11 @@ def run_generic(
 
     ``confirmed`` states that the names are forward-confirmed (applies to every batch line).
     Returns the process exit status: 0 on success, 2 on an invalid single-mode argument
-    (the message goes to standard error).
+    (the message goes to standard error), 1 when a batch had malformed lines (each still
+    gets its ``error`` line, and the others their verdicts).
     """
     if ip is None and hostname is None:
-        _run_batch(stdin, stdout, confirmed)
-        return 0
+        return EXIT_BAD_LINES if _run_batch(stdin, stdout, confirmed) else 0
     if ip is None or hostname is None:
         print("error: give both an IP address and a hostname, or neither", file=sys.stderr)
         return EXIT_USAGE
@@ -66,13 +69,18 @@ def _print_report(
         stdout.write(f"  - {line}\n")
 
 
-def _run_batch(stdin: TextIO, stdout: TextIO, confirmed: bool) -> None:
-    """Classify ``IP<TAB>HOSTNAME`` lines; blank lines and ``#`` comments are skipped."""
+def _run_batch(stdin: TextIO, stdout: TextIO, confirmed: bool) -> int:
+    """Classify ``IP<TAB>HOSTNAME`` lines (blank lines and ``#`` comments are skipped);
+    the number of malformed ones."""
+    malformed = 0
     for raw in stdin:
         line = raw.rstrip("\r\n")
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        stdout.write(_batch_line(line, confirmed) + "\n")
+        output = _batch_line(line, confirmed)
+        malformed += output.startswith(ERROR_LABEL)
+        stdout.write(output + "\n")
+    return malformed
 
 
 def _batch_line(line: str, confirmed: bool) -> str:
@@ -95,4 +103,4 @@ def _batch_line(line: str, confirmed: bool) -> str:
 def _error(reason: str) -> str:
     """An ``error`` output line; tabs and newlines in the reason would break the format."""
     clean = reason.replace("\t", " ").replace("\n", " ")
-    return f"error\t0.00\t{clean}"
+    return f"{ERROR_LABEL}0.00\t{clean}"
