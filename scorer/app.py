@@ -118,6 +118,9 @@ class Service:
 
 
 SERVICE_KEY = web.AppKey("service", Service)
+# The content codings aiohttp decodes whatever is installed (br and zstd need libraries;
+# aiohttp itself answers them with a plain-text 400 when those are missing).
+DECODED_ENCODINGS = ("identity", "gzip", "deflate")
 # The plugins send a few hundred bytes with the headers and give up after ~1 s: a body
 # still missing after this is a stalled or hostile client.
 BODY_TIMEOUT_SECONDS = 2.0
@@ -153,6 +156,16 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
     if content_type not in ACCEPTED_TYPES:
         raise RequestError(
             "Content-Type must be application/msgpack or application/json", status=415
+        )
+    encoding = request.headers.get("Content-Encoding")
+    if encoding is not None and encoding.strip().lower() not in DECODED_ENCODINGS:
+        # aiohttp passes a coding it does not know through as it came ("foo", "gzip,
+        # br"): we would read compressed bytes as the body (RFC 9110 section 8.4.1).
+        raise RequestError(
+            f"Content-Encoding {option(encoding, 40)} is not supported "
+            f"(use {', '.join(DECODED_ENCODINGS)})",
+            "Content-Encoding",
+            status=415,
         )
     too_large = f"body larger than {limit} bytes"
     if (request.content_length or 0) > limit:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import ipaddress
 import json
 import os
@@ -474,6 +475,26 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes, by
     length = re.search(rb"Content-Length: (\d+)", headers)
     body = await reader.readexactly(int(length.group(1))) if length else b""
     return status, headers, body
+
+
+@pytest.mark.parametrize("encoding", ["foo", "gzip, br", "compress"])
+async def test_a_content_coding_that_is_not_decoded_is_a_415(
+    aiohttp_client: Any, encoding: str
+) -> None:
+    # Regression (review): aiohttp passed unknown codings through, so the body was read as
+    # it came and answered 200 (compressed bytes would have been read as JSON).
+    client = await aiohttp_client(create_app(config_from_mapping({})))
+    response = await client.post(
+        "/v1/check", json={"ip": "10.1.1.1"}, headers={"Content-Encoding": encoding}
+    )
+    assert response.status == 415
+    reply = await response.json()
+    assert reply["field"] == "Content-Encoding"
+    assert reply["error"].startswith(f"Content-Encoding {encoding} is not supported")
+    for fine in ("identity", "GZIP"):
+        gzipped = gzip.compress(b'{"ip": "10.1.1.1"}') if fine == "GZIP" else b'{"ip": "10.1.1.1"}'
+        headers = {"Content-Encoding": fine, "Content-Type": "application/json"}
+        assert (await client.post("/v1/check", data=gzipped, headers=headers)).status == 200
 
 
 async def test_a_408_closes_the_connection(aiohttp_client: Any) -> None:
