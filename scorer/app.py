@@ -272,6 +272,23 @@ async def reload_config(service: Service, request: web.Request) -> web.Response:
     return web.json_response({"status": status})
 
 
+def unrouted(methods: dict[str, str]) -> ServiceHandler:
+    """The answer to a request no route takes: 405 (with Allow) for a known path asked
+    with another method, else 404; JSON, like every other error."""
+
+    async def handler(_service: Service, request: web.Request) -> web.Response:
+        want_msgpack = wants_msgpack(request.headers.get("Accept", ""))
+        allowed = methods.get(request.path)
+        if allowed is None:
+            paths = ", ".join(methods)
+            return _error(404, f"no such endpoint (there are {paths})", "path", want_msgpack)
+        response = _error(405, f"{request.path} takes {allowed}", "method", want_msgpack)
+        response.headers["Allow"] = allowed
+        return response
+
+    return handler
+
+
 async def healthz(_service: Service, _request: web.Request) -> web.Response:
     # The pid tells which worker answered when several share the port.
     return web.json_response({"status": "ok", "pid": os.getpid()})
@@ -381,6 +398,10 @@ def create_app(
             counted(path, handler, service, statuses),
             expect_handler=expect_check_body(service) if handler is check else None,
         )
+    # Last, so it only gets what no route above took: a plugin posting to a wrong URL
+    # shows on the dashboard (endpoint "other") and gets the usual JSON error.
+    methods = {path: method for method, path, _handler in routes}
+    app.router.add_route("*", "/{path:.*}", counted("other", unrouted(methods), service))
     if loader is not None:
         app.on_startup.append(_reload_on_sighup)
     return app

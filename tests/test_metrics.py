@@ -76,6 +76,21 @@ async def test_the_series_error_shares_divide_exist_on_a_healthy_server(client: 
     assert samples[("rdns_scorer_requests_total", (("endpoint", "/v1/check"), ("status", "200")))]
 
 
+async def test_a_wrong_path_or_method_is_a_counted_json_error(client: Any) -> None:
+    # Regression (review): plain-text 404/405 that no metric counted, so a plugin
+    # posting to a wrong URL left the dashboard showing nothing at all.
+    response = await client.post("/check", json={"ip": world.CONFIRMED_IP})
+    assert response.status == 404
+    assert (await response.json())["field"] == "path"
+    response = await client.get("/v1/check")
+    assert response.status == 405
+    assert response.headers["Allow"] == "POST"
+    assert await response.json() == {"error": "/v1/check takes POST", "field": "method"}
+    samples = _samples(await (await client.get("/metrics")).text())
+    assert samples[("rdns_scorer_requests_total", (("endpoint", "other"), ("status", "404")))] == 1
+    assert samples[("rdns_scorer_requests_total", (("endpoint", "other"), ("status", "405")))] == 1
+
+
 def test_outcome_counts_per_check_even_when_replies_share_their_symbols() -> None:
     # observe_check remembers which series a reply moves, keyed by its symbols tuple;
     # the same tuple with and without a HELO must still count different outcomes.
