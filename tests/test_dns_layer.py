@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from scorer.dns import wire
 from scorer.dns.cache import TtlCache
-from scorer.dns.layer import DnsLayer, Outcome, QueryHealth, parse_nameserver
+from scorer.dns.layer import DnsLayer, Nameserver, Outcome, QueryHealth, parse_nameserver
 from scorer.dns.outcomes import Answer, FailureKind, NotFound, NotFoundKind, TempFail
 from tests import world
 from tests.support.fakedns import FaultyDns, dead_port
@@ -400,6 +400,14 @@ def test_only_the_root_dot_is_taken_off_a_name(labels: list[bytes]) -> None:
     assert labels_back == tuple(label.lower() for label in labels)
 
 
+def _nameserver(text: str) -> Nameserver:
+    """A nameserver as the transport takes it, the broadcast address included: config
+    refuses that one (parse_nameserver), but it is how a test gets a socket whose
+    connect() fails (EACCES), as an IPv6 resolver's does on a host without IPv6."""
+    host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "53")
+    return Nameserver(host, int(port))
+
+
 @pytest.mark.parametrize("first", ["silent", "broadcast"])
 async def test_a_socket_that_cannot_be_opened_fails_queries_fast(first: str) -> None:
     # Regression: _open() failing half-way (here connect() to the broadcast address:
@@ -412,7 +420,7 @@ async def test_a_socket_that_cannot_be_opened_fails_queries_fast(first: str) -> 
         if first == "broadcast":
             servers.reverse()
         layer = DnsLayer(
-            [parse_nameserver(s) for s in servers], 0.3, TtlCache(100, 0, 3600, clock=lambda: 0)
+            [_nameserver(s) for s in servers], 0.3, TtlCache(100, 0, 3600, clock=lambda: 0)
         )
         for attempt in range(3):
             outcome = await asyncio.wait_for(
@@ -478,7 +486,7 @@ async def test_a_nameserver_we_cannot_open_a_socket_to_is_skipped(
     """Regression: one nameserver whose sockets failed to open (an IPv6 resolver on a
     host without IPv6; here the broadcast address, EACCES) failed every lookup, the
     working one beside it included, and /readyz with them."""
-    servers = [parse_nameserver("255.255.255.255"), parse_nameserver(unbound.nameserver)]
+    servers = [_nameserver("255.255.255.255"), parse_nameserver(unbound.nameserver)]
     if not first:
         servers.reverse()
     layer = DnsLayer(servers, 0.5, TtlCache(100, 0, 3600))
