@@ -314,6 +314,59 @@ def test_a_name_must_fill_its_record_exactly(rdata: bytes, extra: bytes, arcount
     )
 
 
+@pytest.mark.parametrize(
+    ("records", "expected"),
+    [
+        # Regressions (review): the answer section of an NXDOMAIN was skipped unread, so
+        # one that contradicts it was scored as "does not exist".
+        ([("a.example.", "A", "192.0.2.1")], "NXDOMAIN with an answer"),
+        ([("other.example.", "A", "192.0.2.1")], "answer does not match the question"),
+        ([("a.example.", "CNAME", "a.example.")], "CNAME loop"),
+        # RFC 6604: the chain that led to the missing name is fine.
+        ([("a.example.", "CNAME", "gone.example.")], None),
+    ],
+)
+def test_an_nxdomain_answer_section_must_be_the_chain_to_it(
+    records: Records, expected: str | None
+) -> None:
+    outcome = _classify_answer("a.example.", "A", records, [SOA], rcode="NXDOMAIN")
+    if expected is None:
+        assert outcome == NotFound(NotFoundKind.NXDOMAIN, 60)
+    else:
+        assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED
+        assert outcome.detail == expected
+
+
+def test_a_response_of_another_opcode_is_not_ours() -> None:
+    # Regression (review): a NOTIFY (opcode 4) with rcode NXDOMAIN was cached and scored.
+    data, query_id = _response("a.example.", "A", [], [SOA], rcode="NXDOMAIN")
+    notify = data[:2] + bytes((data[2] | 0x20,)) + data[3:]  # opcode bits 11-14 = 4
+    assert _classify(data, query_id, "a.example.", "A") == NotFound(NotFoundKind.NXDOMAIN, 60)
+    assert _classify(notify, query_id, "a.example.", "A") is wire.Verdict.NOT_OURS
+
+
+def test_records_the_counts_do_not_cover_make_a_negative_malformed() -> None:
+    # Regression (review): ANCOUNT 0 with an answer record after the question was read
+    # as NODATA (RL_PTR_MISSING, cached 300 s).
+    data, query_id = _response("a.example.", "A", [("a.example.", "A", "192.0.2.1")])
+    header = bytearray(data)
+    header[6:8] = b"\x00\x00"  # ANCOUNT 0
+    header[10:12] = b"\x00\x00"  # ARCOUNT 0: the OPT is in the hidden tail too
+    outcome = _classify(bytes(header), query_id, "a.example.", "A")
+    assert isinstance(outcome, TempFail) and outcome.detail.endswith("data after the last record')")
+
+
+def test_an_answer_of_too_many_records_is_malformed_not_cached_whole() -> None:
+    # Regression (review): 4,000 records whose owners point at a 250-octet name took
+    # ~0.15 s of the loop to read, and ~350 KB of cache once read.
+    rows = [("a.example.", "A", f"192.0.2.{i}") for i in range(1, wire.MAX_ANSWER_RECORDS + 2)]
+    outcome = _classify_answer("a.example.", "A", rows)
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED
+    assert "65 answer records" in outcome.detail
+    fine = _classify_answer("a.example.", "A", rows[: wire.MAX_ANSWER_RECORDS])
+    assert isinstance(fine, Answer) and len(fine.records) == wire.MAX_ANSWER_RECORDS
+
+
 def test_a_name_of_256_octets_on_the_wire_is_malformed() -> None:
     longest = ".".join(["a" * 63] * 3 + ["a" * 61])  # 253 characters: 255 octets on the wire
     too_long = longest + "a"
