@@ -244,6 +244,7 @@ def _weights(values: Any) -> dict[str, float]:
 # 1 KiB refuses real ones. A resolver on loopback answers in well under a millisecond,
 # but a recursive miss takes tens of ms: a DNS time below 50 ms fails them all.
 MIN_BODY_BYTES = 1024
+MAX_REQUEST_DEADLINE = 8.0
 MIN_DNS_SECONDS = 0.05
 
 # RFC 6750 section 2.1 b64token: what "Authorization: Bearer" may carry. It also keeps
@@ -294,13 +295,15 @@ def _validate(config: Config) -> None:
     # Sanity ceilings: beyond these a value is a typo that would hang checks or fork-bomb.
     at_most = {
         "[dns] timeout": (config.dns.timeout, 60),
-        "[dns] request_deadline": (config.dns.request_deadline, 60),
+        # Stopping waits STOP_GRACE_SECONDS (10) for the checks in flight, and the
+        # systemd unit 15 s: a longer deadline would cut checks off at every stop.
+        "[dns] request_deadline": (config.dns.request_deadline, MAX_REQUEST_DEADLINE),
         "[server] workers": (config.server.workers, MAX_WORKERS),
         "[server] watchdog_seconds": (config.server.watchdog_seconds, 3600),
     }
     for path, (value, ceiling) in at_most.items():
         if value > ceiling:
-            raise ConfigError(f"{path}: must be at most {ceiling}, got {value:g}")
+            raise ConfigError(f"{path}: must be at most {ceiling:g}, got {value:g}")
     non_negative = {
         "[server] watchdog_seconds": config.server.watchdog_seconds,
         "[dns] cache_max_entries": config.dns.cache_max_entries,

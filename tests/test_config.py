@@ -108,6 +108,9 @@ def test_environment_overrides_listen_and_nameservers() -> None:
         ({"dns": {"timeout": 10**400}}, "[dns] timeout: expected a finite number"),
         ({"dns": {"cache_max_entries": 10**400}}, "cache_max_entries: expected a finite"),
         ({"dns": {"timeout": 3600}}, "[dns] timeout: must be at most 60"),
+        # Regression (review): up to 60 s was accepted, but a stop waits 10 s for the
+        # checks in flight (the systemd unit 15 s): longer ones were cut off.
+        ({"dns": {"request_deadline": 9}}, "[dns] request_deadline: must be at most 8, got 9"),
         ({"server": {"workers": 100000}}, "[server] workers: must be at most 256"),
         ({"server": {"watchdog_seconds": 1}}, "[server] watchdog_seconds: 0 (off) or at least 3"),
         ({"server": {"watchdog_seconds": -1}}, "[server] watchdog_seconds: must be 0 or more"),

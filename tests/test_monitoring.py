@@ -580,7 +580,15 @@ def test_unbound_config_is_valid() -> None:
 
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
     text = UNIT.read_text()
-    assert "ExecReload=/bin/kill -HUP $MAINPID" in text
+    # Regressions (review): a bad config restarted the unit every 2 s for good (an
+    # ExecStartPre failure is no main-process exit status for RestartPreventExitStatus),
+    # and `systemctl reload` said nothing of a rejected config (kill always succeeds).
+    assert "ExecStartPre=" not in text and "\nRestartPreventExitStatus=2\n" in text
+    reloads = re.findall(r"^ExecReload=(.*)$", text, re.M)
+    assert reloads == [
+        "/opt/rdns-scorer/bin/rdns-scorer config check /etc/rdns-scorer/scorer.toml",
+        "/bin/kill -HUP $MAINPID",
+    ]
     for option in ("DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes"):
         assert option in text
     # verify wants ExecStart's binary to exist: point it at this checkout's entry point.

@@ -572,6 +572,17 @@ def _serve(*args: str) -> subprocess.Popen[str]:
     )
 
 
+def test_serve_on_an_invalid_config_exits_2(tmp_path: Path) -> None:
+    # The systemd unit's RestartPreventExitStatus=2 relies on it: a config error must
+    # not be retried every RestartSec.
+    config = tmp_path / "scorer.toml"
+    config.write_text("[weights]\nRL_BOGUS = 1.0\n")
+    process = _serve("--config", str(config), "--listen", f"127.0.0.1:{free_port()}")
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert "config error: [weights] RL_BOGUS" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_port_in_use_is_one_clear_line_not_a_traceback(workers: str) -> None:
     # Regression: the log said "listening on ..." and then a 20-line traceback.
