@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -49,16 +50,56 @@ SHARED_MEMORY = Path("/dev/shm")
 Snapshot = list[dict[str, Any]]
 
 
+PREFIX = "rdns-scorer-metrics-"
+# A directory whose snapshots are older than this is no live service's: its workers
+# rewrite theirs every SNAPSHOT_SECONDS.
+STALE_SECONDS = 120.0
+
+
 def make_directory() -> Path | None:
-    """A new private directory for the workers' snapshots, or None when none can be made."""
+    """A new private directory for the workers' snapshots, or None when none can be made.
+
+    Named after this process, so that a later start can remove what a service killed
+    with SIGKILL (outside systemd, which cleans up after it) left in shared memory.
+    """
     for parent in (SHARED_MEMORY, None):
         if parent is not None and not os.access(parent, os.W_OK):
             continue
         try:
-            return Path(tempfile.mkdtemp(prefix="rdns-scorer-metrics-", dir=parent))
+            directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=parent))
         except OSError:
             continue
+        remove_stale_directories(directory.parent)
+        return directory
     return None
+
+
+def remove_stale_directories(parent: Path, now: float | None = None) -> None:
+    """Remove the snapshot directories in ``parent`` of services that are gone: their
+    process does not exist and nothing in them changed for STALE_SECONDS (a pid seen
+    from another container's namespace proves nothing, a fresh snapshot does)."""
+    now = time.time() if now is None else now
+    for directory in parent.glob(f"{PREFIX}*"):
+        owner = directory.name[len(PREFIX) :].partition("-")[0]
+        try:
+            if owner.isdigit() and _alive(int(owner)):  # (no pid: an older version's)
+                continue
+            paths = [directory, *directory.iterdir()]
+            if max(path.stat().st_mtime for path in paths) > now - STALE_SECONDS:
+                continue
+            remove_directory(directory)
+        except OSError:  # another user's, or removed meanwhile: not ours to clean
+            continue
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def remove_directory(directory: Path) -> None:
