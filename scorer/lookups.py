@@ -56,7 +56,8 @@ async def _ptr_facts(
     ptr = await dns_layer.ptr(ip, deadline)
     if not isinstance(ptr, Answer):
         return PtrFacts(ip, ptr, mta_hostname=mta_hostname)
-    names = list(dict.fromkeys(ptr.records))  # a zone may repeat a name; check it once
+    # A zone may repeat a name: checked once. The root ("PTR .") is no name to resolve.
+    names = [name for name in dict.fromkeys(ptr.records) if name]
     checked = names[: limits.max_ptr_names]
     rdtype = _forward_type(ip)
     outcomes = await eager_gather(*(dns_layer.addresses(n, rdtype, deadline) for n in checked))

@@ -58,6 +58,17 @@ async def test_ptr_names_checked_are_bounded(unbound_config: Config) -> None:
     assert "11 more PTR names not checked (max_ptr_names)" in options
 
 
+async def test_a_ptr_to_the_root_is_a_missing_name(pipeline: Pipeline) -> None:
+    # Regression (review): "PTR ." was resolved forward (an A query for the root) and
+    # scored RL_PTR_UNVERIFIED with an empty name as evidence (" : nxdomain").
+    asked: list[str] = []
+    pipeline.dns.observer = lambda rdtype, _result, _seconds: asked.append(rdtype)
+    symbols = await symbols_for(pipeline, world.ROOT_PTR_IP)
+    assert set(symbols) == {"RL_PTR_MISSING"}
+    assert "PTR: . (the root)" in symbols["RL_PTR_MISSING"].options
+    assert asked == ["PTR"], "no forward lookup of the root"
+
+
 async def test_ipv6_client_confirmed_via_aaaa(pipeline: Pipeline) -> None:
     assert await symbols_for(pipeline, world.CONFIRMED_IP6) == {}
 

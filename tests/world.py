@@ -26,6 +26,7 @@ MANY_PTR_IP = "203.0.113.17"
 # any bytes are allowed in a label (RFC 2181 section 11).
 ESCAPED_DOT_IP = "203.0.113.18"
 ESCAPED_DOT_NAME = "mail.odd\\."
+ROOT_PTR_IP = "203.0.113.19"  # "PTR .": the root, no host name
 CONFIRMED_IP6 = "2001:db8::25"
 CONFIRMED_NAME6 = "mail6.good-sender.net"
 MISSING_PTR_IP6 = "2001:db8::26"
@@ -74,6 +75,7 @@ def build_zones(dead_port: int, servfail_port: int) -> Zones:
     # Written out: Zones.add would take the escaped dot for the root's.
     zones.records.append(f"18.113.0.203.in-addr.arpa. 300 IN PTR {ESCAPED_DOT_NAME}.")
     zones.records.append(f"{ESCAPED_DOT_NAME}. 300 IN A {ESCAPED_DOT_IP}")
+    zones.records.append("19.113.0.203.in-addr.arpa. 300 IN PTR .")
     zones.address(CONFIRMED_NAME6, CONFIRMED_IP6)
 
     zones.address(HELO_NO_ADDRESS.replace("noaddr", "other"), "203.0.113.200")

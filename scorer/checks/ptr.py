@@ -89,6 +89,9 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
         return [Hit("RL_PTR_TEMPFAIL", (f"PTR {ip}: {describe(facts.ptr)}", detail, *mta))]
     if not isinstance(facts.ptr, Answer):
         return [Hit("RL_PTR_MISSING", (f"no PTR for {ip}", f"PTR: {describe(facts.ptr)}", *mta))]
+    if not any(facts.ptr.records):
+        # "PTR ." names the root, no host: the owner's way of saying there is none.
+        return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", "PTR: . (the root)", *mta))]
     confirmed = facts.confirmed_names()
     failed = [name for name, outcome in facts.forward.items() if isinstance(outcome, TempFail)]
     judged = _judged_names(facts, confirmed, failed)
