@@ -334,8 +334,18 @@ class Supervisor:
     def _reload(self) -> None:
         """Keep the last good config for the workers started from now on (one that
         replaces a dead worker falls back to it when the file no longer loads)."""
-        with contextlib.suppress(ConfigError):  # the workers log and count the failure
-            self._config = self._loader()
+        try:
+            config = self._loader()
+        except ConfigError:  # the workers log and count the failure
+            return
+        before, self._config = self._config.server, config
+        if (config.server.log_format, config.server.log_requests) != (
+            before.log_format,
+            before.log_requests,
+        ):
+            # This process logs too (a worker that died, one restarted): in the format
+            # the workers now use, not the one it started with.
+            configure_logging(config.server.log_format, config.server.log_requests)
 
     def _signal_all(self, signum: int, skip: int = 0) -> None:
         for pid in list(self._children):

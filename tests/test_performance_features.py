@@ -402,6 +402,29 @@ def test_a_stuck_worker_is_killed_and_replaced(unbound: Unbound, tmp_path: Path)
         process.wait(timeout=20)
 
 
+def test_the_parent_logs_in_the_format_a_reload_sets(tmp_path: Path) -> None:
+    # Regression: after a reload to log_format = "json" the workers logged JSON but the
+    # parent (a dead worker, its replacement) went on in text, one stream, two formats.
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\nlog_requests = false\nlog_format = "text"\n')
+    log = tmp_path / "log"
+    process = _start_workers(config, free_port(), log)
+    try:
+        config.write_text('[server]\nlog_requests = false\nlog_format = "json"\n')
+        process.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        os.kill(children(process.pid)[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while "starting a new one" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        line = next(x for x in log.read_text().splitlines() if "starting a new one" in x)
+        assert json.loads(line)["message"].startswith("worker ")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+
+
 def test_checks_in_flight_survive_a_stop_signal_to_every_process(tmp_path: Path) -> None:
     """Regression: a worker's second SIGTERM (systemd signals the parent and every
     worker, and the parent forwards its own) aborted aiohttp's graceful stop: every
