@@ -180,7 +180,9 @@ _TABLE: tuple[Symbol, ...] = (
         3.0,
         "The envelope sender (MAIL FROM) is not a valid address.",
         "Fairly hard: the article recommends being strict with MAIL FROM; no genuine "
-        "sender needs an unparsable address.",
+        "sender needs an unparsable address. What Postfix accepts and real mail carries "
+        "is spared: dots anywhere in the local part, an underscore or 'ab--' label or a "
+        "final dot in the domain (which is still resolved and judged).",
         "send with a valid envelope sender address instead of '{mail_from}'",
     ),
     Symbol(

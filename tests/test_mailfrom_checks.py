@@ -36,7 +36,18 @@ from tests.helpers import symbols_for
         ("user@[192.0.2.1]", SenderKind.LITERAL),
         ("no-at-sign", SenderKind.BAD_SYNTAX),
         ("user@@good-sender.net", SenderKind.BAD_SYNTAX),
-        ("user@good_sender.net", SenderKind.BAD_SYNTAX),
+        # Regressions (review): sloppy but real, and accepted by Postfix, so resolved
+        # and judged like any domain, not RL_MAILFROM_BAD_SYNTAX (3): an underscore (as
+        # the HELO check tolerates), dots anywhere in the local part (Japanese carriers'
+        # taro..x@), an "ab--" label IDNA reserves, a final dot.
+        ("user@good_sender.net", SenderKind.DOMAIN),
+        ("taro..x@docomo.ne.jp", SenderKind.DOMAIN),
+        ("taro.@docomo.ne.jp", SenderKind.DOMAIN),
+        (".taro@docomo.ne.jp", SenderKind.DOMAIN),
+        ("user@mx--1.good-sender.net", SenderKind.DOMAIN),
+        ("user@good-sender.net.", SenderKind.DOMAIN),
+        ("user@81.2.69.50", SenderKind.BAD_SYNTAX),  # was SPECIAL_USE ("under .50")
+        ("< >", SenderKind.BAD_SYNTAX),
         ("user@-bad.net", SenderKind.BAD_SYNTAX),
         ("us\ner@good-sender.net", SenderKind.BAD_SYNTAX),
         (" <user@good-sender.net> ", SenderKind.DOMAIN),
@@ -145,6 +156,17 @@ def test_plain_senders_take_the_fast_path_and_agree(address: str) -> None:
 )
 def test_unusual_senders_go_to_email_validator(address: str) -> None:
     assert plain_sender_domain(address) is None
+
+
+def test_tolerated_senders_keep_their_domain_and_a_bare_address_says_so() -> None:
+    assert parse_sender("user@Good-Sender.NET.").domain == "good-sender.net"
+    assert parse_sender("taro..x@docomo.ne.jp").domain == "docomo.ne.jp"
+    assert "a bare address, not a domain" in parse_sender("u@81.2.69.50").problem
+
+
+async def test_a_sloppy_local_part_costs_nothing_at_a_good_domain(pipeline: Pipeline) -> None:
+    mail_from = f"taro..x@{world.GOOD_DOMAIN}."
+    assert await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=mail_from) == {}
 
 
 def test_idn_domain_is_converted_with_idna() -> None:

@@ -85,6 +85,25 @@ def plain_sender_domain(address: str) -> str | None:
     return domain
 
 
+# Local parts RFC 5321 refuses but real mail carries and Postfix accepts: dots
+# anywhere (Japanese carriers issued taro..x@ and taro.@ addresses for years).
+_LENIENT_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]+\Z")
+
+
+def _tolerated_domain(address: str) -> str | None:
+    """The domain of an address email-validator refused for what is sloppy rather than
+    hostile, or None: such a local part, or a domain the HELO check tolerates too
+    (an underscore, an "ab--" label IDNA reserves, a final dot). The domain is still
+    resolved and judged; only the syntax penalty (RL_MAILFROM_BAD_SYNTAX) is spared."""
+    local, at, domain_part = address.rpartition("@")
+    if not at or len(address) > _MAX_ADDRESS or not _LENIENT_LOCAL.match(local):
+        return None
+    domain = to_ascii(domain_part)
+    if domain is None or hostname_problem(domain) is not None:
+        return None
+    return None if non_public_suffix(domain) is not None else domain
+
+
 # RFC 5321 section 4.1.2: Path = "<" [ A-d-l ":" ] Mailbox ">", where the source
 # route A-d-l is At-domain *( "," At-domain ) and At-domain = "@" Domain: an ASCII
 # name or an address literal of printable dcontent (section 4.1.3). Anything else
@@ -129,6 +148,9 @@ def parse_sender(raw: str) -> Sender:
         address = f"{local}@[{literal}]"
     domain = to_ascii(domain_part) if at else None
     if domain and not domain.startswith("[") and hostname_problem(domain) is None:
+        if address_in(domain) is not None:  # RFC 5321 section 4.1.3: literals are bracketed
+            problem = f"a bare address, not a domain (a literal is written [{domain}])"
+            return Sender(raw, SenderKind.BAD_SYNTAX, problem=problem)
         special = non_public_suffix(domain)
         if special is not None:
             return Sender(raw, SenderKind.SPECIAL_USE, domain=domain, problem=special)
@@ -149,6 +171,9 @@ def validated_sender(raw: str, address: str) -> Sender:
             allow_domain_literal=True,  # RFC 5321 section 4.1.3
         )
     except email_validator.EmailNotValidError as error:
+        tolerated = _tolerated_domain(address)
+        if tolerated is not None:
+            return Sender(raw, SenderKind.DOMAIN, domain=tolerated)
         return Sender(raw, SenderKind.BAD_SYNTAX, problem=str(error))
     literal: IPAddress | None = getattr(valid, "domain_address", None)  # only for [literal]s
     if literal is not None:
