@@ -27,6 +27,7 @@ from scorer.checks.ptr import PtrFacts
 from scorer.dns.layer import DnsLayer
 from scorer.dns.outcomes import Answer, Lookup, NotFound, NotFoundKind
 from scorer.eager import eager_gather
+from scorer.names import is_internal
 from scorer.protocol import CheckRequest
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -100,7 +101,15 @@ async def _helo_facts(dns_layer: DnsLayer, helo: str, ip: IPAddress, deadline: f
     if name.kind is not HeloKind.NAME:
         return HeloFacts(name)
     # The client's own family first: that is the answer the generic check needs too.
-    addresses = await _address_facts(dns_layer, name.ascii, deadline, first=_forward_type(ip))
+    # The other only when that one has no public address, nor the client's own
+    # (RL_HELO_NO_ADDRESS judges the name by all its addresses then).
+    addresses = await _address_facts(
+        dns_layer,
+        name.ascii,
+        deadline,
+        first=_forward_type(ip),
+        enough=lambda answer: ip in answer.records or not all(map(is_internal, answer.records)),
+    )
     return HeloFacts(name, addresses.a, addresses.aaaa)
 
 

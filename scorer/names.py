@@ -128,6 +128,26 @@ def _public_suffixes_below() -> dict[str, str]:
     return below
 
 
+# Where internal hosts live: RFC 1918 and RFC 6598 (CGNAT) space, IPv6 unique-local
+# addresses (RFC 4193). With loopback, link-local and unspecified, the addresses that
+# mark a name as internal. (Not is_private: it also holds the documentation ranges.)
+_INTERNAL_NETWORKS = tuple(
+    ipaddress.ip_network(network)
+    for network in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+
+
+def is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``address`` can only be an internal host's (loopback, link-local, private)."""
+    address = unmapped(address)
+    return (
+        address.is_loopback
+        or address.is_link_local
+        or address.is_unspecified
+        or any(address in network for network in _INTERNAL_NETWORKS)
+    )
+
+
 def public_suffix_below(ascii_name: str) -> str | None:
     """A public suffix strictly under ``ascii_name`` (a rule of the list), or None."""
     return _public_suffixes_below().get(ascii_name)

@@ -145,7 +145,8 @@ _TABLE: tuple[Symbol, ...] = (
         "RL_HELO_NO_ADDRESS",
         Family.HELO,
         0.5,
-        "HELO/EHLO is a FQDN with no A or AAAA record.",
+        "HELO/EHLO is a FQDN with no A or AAAA record, or only internal ones "
+        "(loopback, RFC 1918, CGNAT, ULA) that are not the client's.",
         "Gentle: RFC 5321 section 2.3.5 only asks for a resolvable name; many genuine "
         "servers greet with internal names that have no public record.",
         "publish an A/AAAA record for '{helo}' or greet with a name that has one",

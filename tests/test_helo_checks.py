@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scorer.checks.helo import HeloKind, parse_helo
+from scorer.checks.helo import HeloFacts, HeloKind, check_helo, parse_helo
 from scorer.config import Config
+from scorer.dns.outcomes import Answer
 from scorer.names import address_in, ipv4_literal
 from scorer.pipeline import Pipeline
 from tests import world
@@ -230,3 +231,28 @@ async def test_long_values_keep_options_within_the_cap(pipeline: Pipeline) -> No
     assert {"RL_HELO_INVALID", "RL_MAILFROM_SPECIAL_USE"} <= set(symbols)
     for symbol in symbols.values():
         assert all(len(o) <= 160 and o.isprintable() for o in symbol.options), symbol
+
+
+@pytest.mark.parametrize(
+    ("helo", "shown"),
+    [("internal.bogus-mx.org", "10.0.0.5"), ("loop.bogus-mx.org", "127.0.0.1, ::1")],
+)
+async def test_a_helo_resolving_only_to_non_public_addresses_has_no_address(
+    pipeline: Pipeline, helo: str, shown: str
+) -> None:
+    # Regression (review): it scored nothing, though the same addresses behind an MX are
+    # RL_MAILFROM_BOGUS_MX: no client connects from them.
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
+    assert set(symbols) == {"RL_HELO_NO_ADDRESS"}
+    assert f"only internal addresses {shown}" in symbols["RL_HELO_NO_ADDRESS"].options
+
+
+def test_a_helo_at_the_clients_own_private_address_is_fine() -> None:
+    # An internal relay that is not in skip_networks greets with its own name.
+    client = ipaddress.ip_address("10.0.0.5")
+    answer = Answer((client,), 300)
+    facts = HeloFacts(parse_helo("relay.partner-corp.net"), a=answer)
+    assert check_helo(facts, client, frozenset(), frozenset()) == []
+    other = ipaddress.ip_address("10.0.0.6")
+    (hit,) = check_helo(facts, other, frozenset(), frozenset())
+    assert hit.symbol == "RL_HELO_NO_ADDRESS"

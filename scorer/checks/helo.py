@@ -19,6 +19,7 @@ from scorer.names import (
     address_in,
     hostname_problem,
     ipv4_literal,
+    is_internal,
     non_public_suffix,
     to_ascii,
     unmapped,
@@ -145,12 +146,23 @@ def _syntax_hit(helo: HeloName, ip: IPAddress) -> Hit | None:
     return None
 
 
-def _resolution_hit(facts: HeloFacts) -> Hit | None:
-    """NO_ADDRESS only when both A and AAAA are definitely absent; any failure is TEMPFAIL."""
+def _resolution_hit(facts: HeloFacts, ip: IPAddress) -> Hit | None:
+    """NO_ADDRESS when both A and AAAA are definitely absent, or when the name resolves
+    only to internal addresses (loopback, link-local, RFC 1918, CGNAT, ULA: an MX host
+    there is RL_MAILFROM_BOGUS_MX) other than the client's own; any failure leaves the
+    question open (TEMPFAIL, or nothing beside an answer)."""
     outcomes = [o for o in (facts.a, facts.aaaa) if o is not None]
-    if not outcomes or any(isinstance(o, Answer) for o in outcomes):
-        return None
     evidence = option(f"helo={facts.helo.ascii}")
+    if any(isinstance(o, Answer) for o in outcomes):
+        addresses = _addresses(facts)
+        if any(isinstance(o, TempFail) for o in outcomes) or ip in addresses:
+            return None
+        if all(is_internal(address) for address in addresses):
+            shown = ", ".join(str(address) for address in addresses[:4])
+            return Hit("RL_HELO_NO_ADDRESS", (evidence, f"only internal addresses {shown}"))
+        return None
+    if not outcomes:
+        return None
     failures = [o for o in outcomes if isinstance(o, TempFail)]
     if failures:
         return Hit("RL_HELO_TEMPFAIL", (evidence, *(f"A/AAAA: {describe(o)}" for o in failures)))
@@ -173,7 +185,7 @@ def check_helo(
     syntax = _syntax_hit(facts.helo, ip)
     if syntax is not None:
         return [syntax]
-    hits = [_resolution_hit(facts)]
+    hits = [_resolution_hit(facts, ip)]
     if facts.helo.kind is HeloKind.NAME:
         confirmed = ip in _addresses(facts)
         hits.append(generic_hit("RL_HELO_GENERIC", ip, facts.helo.ascii, confirmed, "helo"))
