@@ -256,3 +256,13 @@ def test_a_helo_at_the_clients_own_private_address_is_fine() -> None:
     other = ipaddress.ip_address("10.0.0.6")
     (hit,) = check_helo(facts, other, frozenset(), frozenset())
     assert hit.symbol == "RL_HELO_NO_ADDRESS"
+
+
+async def test_an_internal_literal_says_the_sender_may_be_behind_nat(pipeline: Pipeline) -> None:
+    # Regression (review): "[192.168.1.10]" from a public client read only "client is
+    # ...", pointing admins at forgery where a NAT'd MTA names its inside address.
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo="[192.168.1.10]")
+    options = symbols["RL_HELO_LITERAL_MISMATCH"].options
+    assert f"client is {world.CONFIRMED_IP} (the literal is internal: NAT?)" in options
+    public = await symbols_for(pipeline, world.CONFIRMED_IP, helo="[81.2.69.160]")
+    assert f"client is {world.CONFIRMED_IP}" in public["RL_HELO_LITERAL_MISMATCH"].options

@@ -142,7 +142,11 @@ def _syntax_hit(helo: HeloName, ip: IPAddress) -> Hit | None:
         case HeloKind.BARE_IP:
             return Hit("RL_HELO_BARE_IP", (evidence, "address without [brackets]"))
         case HeloKind.LITERAL if helo.address != ip:
-            return Hit("RL_HELO_LITERAL_MISMATCH", (evidence, f"client is {ip}"))
+            # An internal literal is a host behind NAT naming its inside address: the fix
+            # is the MTA's config, not a sign of someone else's identity.
+            behind = helo.address is not None and is_internal(helo.address)
+            why = f"client is {ip}" + (" (the literal is internal: NAT?)" if behind else "")
+            return Hit("RL_HELO_LITERAL_MISMATCH", (evidence, why))
     return None
 
 
