@@ -266,3 +266,13 @@ async def test_an_internal_literal_says_the_sender_may_be_behind_nat(pipeline: P
     assert f"client is {world.CONFIRMED_IP} (the literal is internal: NAT?)" in options
     public = await symbols_for(pipeline, world.CONFIRMED_IP, helo="[81.2.69.160]")
     assert f"client is {world.CONFIRMED_IP}" in public["RL_HELO_LITERAL_MISMATCH"].options
+
+
+async def test_a_bare_ip_of_another_host_says_so(pipeline: Pipeline) -> None:
+    # Regression (review): "8.8.8.8" from another client read like the client's own
+    # address without brackets; the bracketed form says the address is not the client's.
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo="8.8.8.8")
+    options = symbols["RL_HELO_BARE_IP"].options
+    assert f"address without [brackets]; not the client's ({world.CONFIRMED_IP})" in options
+    own = await symbols_for(pipeline, world.CONFIRMED_IP, helo=world.CONFIRMED_IP)
+    assert "address without [brackets]" in own["RL_HELO_BARE_IP"].options

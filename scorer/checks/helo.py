@@ -140,7 +140,10 @@ def _syntax_hit(helo: HeloName, ip: IPAddress) -> Hit | None:
         case HeloKind.NOT_FQDN:
             return Hit("RL_HELO_NOT_FQDN", (evidence, option(helo.problem)))
         case HeloKind.BARE_IP:
-            return Hit("RL_HELO_BARE_IP", (evidence, "address without [brackets]"))
+            # Said when the address is another host's too: the bracketed form would be
+            # RL_HELO_LITERAL_MISMATCH, and an admin should see both problems.
+            other = f"; not the client's ({ip})" if helo.address != ip else ""
+            return Hit("RL_HELO_BARE_IP", (evidence, f"address without [brackets]{other}"))
         case HeloKind.LITERAL if helo.address != ip:
             # An internal literal is a host behind NAT naming its inside address: the fix
             # is the MTA's config, not a sign of someone else's identity.
