@@ -147,6 +147,11 @@ def _authorized(request: web.Request, token: str) -> bool:
     )
 
 
+def body_too_large(limit: int) -> str:
+    """The 413's message, whether the size showed in the headers, the body or Expect."""
+    return f"body larger than {limit} bytes"
+
+
 async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str]:
     """The body of a /v1/check request and its media type, or a RequestError (415, 413,
     408 when it does not arrive within BODY_TIMEOUT_SECONDS)."""
@@ -167,7 +172,7 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
             "Content-Encoding",
             status=415,
         )
-    too_large = f"body larger than {limit} bytes"
+    too_large = body_too_large(limit)
     if (request.content_length or 0) > limit:
         raise RequestError(too_large, status=413)
     try:
@@ -244,7 +249,7 @@ def expect_check_body(service: Service) -> Callable[[web.Request], Awaitable[web
         limit = service.pipeline.config.server.max_body_bytes
         if (request.content_length or 0) > limit:
             want_msgpack = wants_msgpack(request.headers.get("Accept", ""))
-            response = _error(413, f"body larger than {limit} bytes", "body", want_msgpack)
+            response = _error(413, body_too_large(limit), "body", want_msgpack)
             response.force_close()  # the client may send the body anyway
             by_status[413].value += 1  # answered here: the route's wrapper never runs
             return response

@@ -137,6 +137,15 @@ _INTERNAL_NETWORKS = tuple(
 )
 
 
+_IPV4_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
+def is_multicast_or_broadcast(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``address`` names a group, never one host: no TCP client connects from
+    it, and no resolver answers from it."""
+    return address.is_multicast or address == _IPV4_BROADCAST
+
+
 def is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Whether ``address`` can only be an internal host's (loopback, link-local, private)."""
     address = unmapped(address)

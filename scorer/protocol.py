@@ -18,7 +18,7 @@ import msgpack
 
 from scorer.checks.mailfrom import envelope_address
 from scorer.memo import memo_sized
-from scorer.names import unmapped, unscoped
+from scorer.names import is_multicast_or_broadcast, unmapped, unscoped
 from scorer.text import option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -202,7 +202,6 @@ def _mta_hostname(value: str | None) -> str | None:
 # embedded IPv4 address) with brackets, spaces and a short zone around it. Longer
 # values are refused before parse_ip's cache sees them: it keys on the raw text.
 MAX_IP_CHARS = 64
-_IPV4_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 @functools.lru_cache(maxsize=16384)  # ~5 us of ipaddress work per call; relays repeat
@@ -258,7 +257,7 @@ def _validate(ip: object, helo: object, mail_from: object, hostname: object) -> 
         raise RequestError(
             f"ip is not an IPv4 or IPv6 address: {option(raw_ip, 64)}", "ip"
         ) from None
-    if address.is_unspecified or address.is_multicast or address == _IPV4_BROADCAST:
+    if address.is_unspecified or is_multicast_or_broadcast(address):
         # No TCP connection comes from these: an integration that sends one has no
         # client address to give (scoring it would be RL_PTR_MISSING, a false 5).
         raise RequestError(f"ip {address} is not a unicast address: no SMTP client", "ip")

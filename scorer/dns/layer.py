@@ -34,6 +34,7 @@ from scorer.dns.outcomes import (
 )
 from scorer.dns.transport import UdpTransport
 from scorer.dns.wire import NameError_, encode_name, relative_name, reverse_name
+from scorer.names import is_multicast_or_broadcast
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Outcome = Answer[Any] | NotFound | TempFail
@@ -69,9 +70,6 @@ class Nameserver:
         return f"{host}:{self.port}"
 
 
-_IPV4_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
-
-
 def parse_nameserver(text: str) -> Nameserver:
     """Parse ``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or a bare IPv6 address."""
     text = text.strip()
@@ -88,7 +86,7 @@ def parse_nameserver(text: str) -> Nameserver:
         address = ipaddress.ip_address(host)
     except ValueError:
         raise ValueError(f"bad nameserver {text!r}: {host!r} is not an IP address") from None
-    if address.is_multicast or address == _IPV4_BROADCAST:
+    if is_multicast_or_broadcast(address):
         # No recursive resolver answers from one (224.0.0.251 is mDNS): every lookup
         # would time out and score 0.
         raise ValueError(f"bad nameserver {text!r}: {host} is not a unicast address")

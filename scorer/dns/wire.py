@@ -361,10 +361,12 @@ def classify(
         return Verdict.TRUNCATED
     rcode = flags & 0x000F
     try:
+        counts = (nscount, arcount)
         if rcode == RCODE_NOERROR:
-            return _answer(data, 12 + qlen, ancount, (nscount, arcount), rdtype, negative_ttl)
+            return _answer(data, 12 + qlen, ancount, counts, rdtype, negative_ttl)
         if rcode == RCODE_NXDOMAIN:
-            return _nxdomain(data, 12 + qlen, ancount, (nscount, arcount), rdtype, negative_ttl)
+            nxdomain = NotFoundKind.NXDOMAIN
+            return _answer(data, 12 + qlen, ancount, counts, rdtype, negative_ttl, nxdomain)
     except Exception as error:  # any surprise in a hostile packet is a failure, never a crash
         return TempFail(FailureKind.MALFORMED, f"unparsable response: {error!r}"[:200])
     if rcode == RCODE_YXDOMAIN:  # RFC 6672 section 2.2: a DNAME made the name too long
@@ -405,36 +407,22 @@ def _answer(
     counts: tuple[int, int],
     rdtype: int,
     negative_ttl: int,
+    kind: NotFoundKind = NotFoundKind.NODATA,
 ) -> Outcome | TryNext:
+    """The outcome of a NOERROR response (NODATA when it has no answer), or, with
+    ``kind`` NXDOMAIN, of an NXDOMAIN, whose answer section may only hold the CNAME chain
+    that led to the missing name (RFC 6604 section 3): the asked records, or records
+    off the chain, contradict it, and a contradicted "does not exist" must not be
+    scored."""
     parse = _PARSERS[rdtype]
     read = _read_answer(data, offset, ancount, rdtype, parse)
-    if read.usual and read.values:
+    nxdomain = kind is NotFoundKind.NXDOMAIN
+    if read.usual and read.values and not nxdomain:
         return Answer(tuple(read.values), read.ttl)
-    return _follow_chain(data, read.records, rdtype, parse) or _negative(
-        NotFoundKind.NODATA, data, read.end, counts, negative_ttl
-    )
-
-
-def _nxdomain(
-    data: bytes,
-    offset: int,
-    ancount: int,
-    counts: tuple[int, int],
-    rdtype: int,
-    negative_ttl: int,
-) -> Outcome | TryNext:
-    """NXDOMAIN, whose answer section may only hold the CNAME chain that led to the
-    missing name (RFC 6604 section 3): the asked records, or records off the chain,
-    contradict it, and a contradicted "does not exist" must not be scored."""
-    parse = _PARSERS[rdtype]
-    read = _read_answer(data, offset, ancount, rdtype, parse)
-    if read.records:
-        chained = _follow_chain(data, read.records, rdtype, parse)
-        if isinstance(chained, Answer):
-            return TempFail(FailureKind.MALFORMED, "NXDOMAIN with an answer")
-        if chained is not None:
-            return chained
-    return _negative(NotFoundKind.NXDOMAIN, data, read.end, counts, negative_ttl)
+    chained = _follow_chain(data, read.records, rdtype, parse)
+    if nxdomain and isinstance(chained, Answer):
+        return TempFail(FailureKind.MALFORMED, "NXDOMAIN with an answer")
+    return chained or _negative(kind, data, read.end, counts, negative_ttl)
 
 
 def _read_answer(
