@@ -19,23 +19,25 @@ rdns_scorer.conf), or run `rdns-scorer rspamd install`. Docs: docs/rspamd.md.
 
 local N = 'rdns_scorer'
 
+-- One comment line right above each key: UCL gives confighelp the comment
+-- before a key as its description (a commented-out key would take it).
 local EXAMPLE = [[
 rdns_scorer {
-  # One or more rdns-scorer services (host:port); round robin with failover.
+  # rdns-scorer services, "host:port" or a list; round robin with failover
   servers = "127.0.0.1:11340";
-  # servers = ["10.0.0.5:11340", "10.0.0.6:11340"];
-  # Request path on the service.
+  # Request path on the service
   path = "/v1/check";
-  # A scan never waits longer than this for the service.
+  # A scan never waits longer than this for the service (below task_timeout)
   timeout = 1s;
-  # Also check clients from local networks / authenticated users (default false).
-  # Setting either here makes rspamd ignore both in the global options section.
+  # The service's [server] token, sent as "Authorization: Bearer <token>"; empty: none
+  token = "";
+  # Group of all rdns_scorer symbols (cap it with group "rdns_scorer" { max_score })
+  group = "rdns_scorer";
+
+  # Local networks and authenticated users are skipped; setting either one here
+  # makes rspamd ignore both in the options section:
   # check_local = true;
   # check_authed = true;
-  # Shared secret: the service's [server] token, sent as "Authorization: Bearer <token>".
-  # token = "change-me";
-  # Group of all rdns_scorer symbols (cap it with group "rdns_scorer" { max_score = ...; }).
-  group = "rdns_scorer";
 }
 ]]
 
@@ -376,14 +378,53 @@ if not opts then
 end
 settings = lua_util.override_defaults(settings, opts)
 
-if type(settings.timeout) == 'string' then
-  settings.timeout = lua_util.parse_time_interval(settings.timeout)
+-- A quoted value ("500ms", "false") reaches the plugin as a string. Read it as UCL
+-- reads the same value unquoted: "500ms" is 0.5 s (lua_util.parse_time_interval
+-- reads 500 minutes) and "false" is false (every string is true in Lua).
+local function as_unquoted(value)
+  if type(value) ~= 'string' or not value:match('^%s*[%w%.]+%s*$') then
+    return value
+  end
+  local parser = ucl.parser()
+  if not parser:parse_string('value = ' .. value .. ';') then
+    return value
+  end
+  local parsed = parser:get_object().value
+  if parsed == nil then
+    return value
+  end
+  return parsed
 end
-if type(settings.timeout) ~= 'number' or settings.timeout <= 0 then
-  rspamd_logger.errx(rspamd_config, '%s: timeout must be a positive time, got %s', N,
-      opts.timeout)
+
+local function config_error(fmt, ...)
+  rspamd_logger.errx(rspamd_config, '%s: ' .. fmt, N, ...)
   lua_util.disable_module(N, 'config')
+end
+
+settings.timeout = as_unquoted(settings.timeout)
+if type(settings.timeout) ~= 'number' or settings.timeout <= 0 then
+  config_error('timeout must be a positive time, got %s', opts.timeout)
   return
+end
+-- At or above rspamd's task_timeout, a hung service would time out the whole scan
+-- (every other module's checks cut short): keep the plugin's wait below it.
+local task_timeout = as_unquoted((rspamd_config:get_all_opt('options') or {}).task_timeout)
+if type(task_timeout) ~= 'number' or task_timeout <= 0 then
+  task_timeout = 8.0 -- rspamd's default
+end
+if settings.timeout >= task_timeout then
+  local fallback = math.min(1.0, task_timeout / 2)
+  rspamd_logger.errx(rspamd_config,
+      '%s: timeout %s s is not below task_timeout (%s s): a hung service would time out ' ..
+      'the whole scan; using %s s', N, settings.timeout, task_timeout, fallback)
+  settings.timeout = fallback
+end
+for _, key in ipairs({ 'check_local', 'check_authed' }) do
+  settings[key] = as_unquoted(settings[key])
+  if type(settings[key]) ~= 'boolean' then
+    config_error('%s must be true or false, got %s', key, opts[key])
+    return
+  end
 end
 if type(settings.token) ~= 'string' then
   settings.token = tostring(settings.token)

@@ -507,6 +507,71 @@ def test_hung_service_parallel_scans_all_finish(rspamd_hung: Rspamd) -> None:
     assert all("RL_SCORER_FAIL" in r.symbols for r in results)
 
 
+# -- options an admin quotes: UCL hands them to the plugin as strings ---------------------
+
+
+@pytest.fixture(scope="module")
+def rspamd_quoted(unbound: Unbound, hung: HungSocket, hs_cache: Path) -> Iterator[Rspamd]:
+    conf = (
+        f'servers = "{hung.address}";\ntimeout = "500ms";\n'
+        'check_local = "false";\ncheck_authed = "no";'
+    )
+    yield from _started(Rspamd(unbound.nameserver, conf, hs_cache))
+
+
+def test_a_quoted_timeout_means_what_it_says(rspamd_quoted: Rspamd) -> None:
+    # Regression: "500ms" went through lua_util.parse_time_interval, which reads 500
+    # minutes: a hung service held every scan until rspamd's task_timeout (8 s).
+    result = rspamd_quoted.scan(MISSING_PTR_IP, helo="localhost")
+    assert scores(result) == {"RL_SCORER_FAIL": 0.0}
+    assert 0.45 <= result.elapsed < 0.5 + MARGIN
+
+
+@pytest.mark.parametrize(
+    ("ip", "user"), [("10.20.30.40", None), (GENERIC_IP, "alice")], ids=["local", "authed"]
+)
+def test_a_quoted_false_still_skips(
+    rspamd_quoted: Rspamd, hung: HungSocket, ip: str, user: str | None
+) -> None:
+    # Regression: check_local = "false" (a string: true in Lua) checked local clients and
+    # authenticated users while rspamd's log said "check_local=false".
+    before = hung.accepted
+    result = rspamd_quoted.scan(ip, helo="x", user=user)
+    assert result.ours() == {}
+    assert hung.accepted == before
+
+
+def test_a_timeout_beyond_the_task_timeout_is_refused(
+    unbound: Unbound, hung: HungSocket, hs_cache: Path
+) -> None:
+    # Regression: nothing bounded the timeout: "timeout = 30s" let a hung service hold
+    # every scan until rspamd's task_timeout cut all modules short.
+    rspamd = Rspamd(unbound.nameserver, f'servers = "{hung.address}";\ntimeout = 30s;', hs_cache)
+    try:
+        rspamd.start()
+        result = rspamd.scan(MISSING_PTR_IP, helo="localhost")
+        assert scores(result) == {"RL_SCORER_FAIL": 0.0}
+        assert result.elapsed < PLUGIN_TIMEOUT + MARGIN
+        assert "timeout 30 s is not below task_timeout (8 s)" in rspamd.log()
+    finally:
+        rspamd.stop()
+        rspamd.cleanup()
+
+
+def test_a_check_local_that_is_no_boolean_disables_the_module(
+    unbound: Unbound, hung: HungSocket, hs_cache: Path
+) -> None:
+    conf = f'servers = "{hung.address}";\ncheck_local = "sometimes";'
+    rspamd = Rspamd(unbound.nameserver, conf, hs_cache)
+    try:
+        rspamd.start()
+        assert rspamd.scan(MISSING_PTR_IP, helo="localhost").ours() == {}
+        assert "check_local must be true or false, got sometimes" in rspamd.log()
+    finally:
+        rspamd.stop()
+        rspamd.cleanup()
+
+
 # -- several service instances -----------------------------------------------------------
 
 

@@ -3,6 +3,7 @@ and `rdns-scorer rspamd install` (against a copy of the stock Debian /etc/rspamd
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -351,6 +352,24 @@ def test_examples_leave_check_local_and_authed_to_options(example: str) -> None:
     # rspamd ignore the admin's `options { check_authed = true; }`.
     settings = [line for line in example.splitlines() if not line.strip().startswith("#")]
     assert not [line for line in settings if re.search(r"check_(local|authed)\s*=", line)]
+
+
+def test_confighelp_describes_each_key_by_its_own_comment(tmp_path: Path) -> None:
+    # Regression: commented-out keys took the comments: confighelp described `path` as
+    # a servers list and `group` as check_local/check_authed, and left `token` out.
+    shutil.copy(PLUGIN, tmp_path / PLUGIN.name)
+    command = ["rspamadm", "confighelp", "-j", "-P", str(tmp_path), "rdns_scorer"]
+    shown = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    lines = shown["rdns_scorer"]["example"].splitlines()
+    keys = {
+        line.split("=")[0].strip(): lines[n - 1].strip()
+        for n, line in enumerate(lines)
+        if re.match(r"^\s+\w+ = ", line)
+    }
+    assert set(keys) == {"servers", "path", "timeout", "token", "group"}
+    for key, comment in keys.items():
+        assert comment.startswith("# "), key
+        assert shown["rdns_scorer"][key]["data"] == comment, key
 
 
 def test_no_configtest_says_it_was_skipped_not_missing(
