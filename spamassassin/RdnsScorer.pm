@@ -170,19 +170,27 @@ sub check_rl_scorer {
   return 0;
 }
 
-# True when the service answered for this message; for metas such as the stock-rule
-# overrides in rdns_scorer_overlap.cf (rule __RL_SCORER_OK).
+# True when the service answered for this message with a verdict; for metas such as
+# the stock-rule overrides in rdns_scorer_overlap.cf (rules __RL_SCORER_OK and, with
+# the argument 'ptr', __RL_SCORER_PTR_OK).
 sub check_rl_scorer_ok {
-  my ($self, $pms) = @_;
+  my ($self, $pms, $family) = @_;
   # "score RL_SCORER_CHECK 0" switches the plugin off: then this rule must neither
   # ask the service (a down service would still delay every message) nor report an
   # answer (the overlap metas would switch stock rules off for nothing).
   return 0 unless $pms->{conf}->{scores}->{RL_SCORER_CHECK};
   my $result = $self->_result($pms);
   return 0 if !defined $result->{symbols} || defined $result->{error} || $result->{skipped};
+  my %returned = map { ($_->{name} => $_) } @{$result->{symbols}};
   # A shadowed symbol scores nothing: the stock rules it stands for must stay on
   # (shadow mode is for watching, and must not lower a message's score).
-  return (grep { $_->{shadowed} } @{$result->{symbols}}) ? 0 : 1;
+  return 0 if grep { $_->{shadowed} } values %returned;
+  # The service ran no checks (its local_networks): no verdict to stand in for them.
+  return 0 if $returned{RL_SKIPPED_LOCAL};
+  # A PTR lookup that failed (a dead resolver, a lame reverse zone) is no verdict on
+  # the PTR either: the stock rDNS rules stay the fallback, as with the service down.
+  return 0 if defined $family && $family eq 'ptr' && $returned{RL_PTR_TEMPFAIL};
+  return 1;
 }
 
 sub _hit {

@@ -66,6 +66,8 @@ TIMEOUT = 0.5  # rdns_scorer_timeout of the spamd in front of the fake service
 # A scan through spamd takes ~0.2 s here; fail-open must add at most the timeout.
 FAIL_OPEN_LIMIT = TIMEOUT + 1.5
 GOOD_FROM = f"billing@{GOOD_DOMAIN}"
+# Stock rules on the PTR: rdns_scorer_overlap.cf keeps them for want of a PTR verdict.
+PTR_STOCK_RULES = {"RDNS_NONE", "RDNS_DYNAMIC", "RDNS_LOCALHOST", "KHOP_HELO_FCRDNS"}
 
 # No skip: a missing SpamAssassin must fail loudly (`make test` installs it).
 assert spamassassin_missing() is None, spamassassin_missing()
@@ -439,6 +441,33 @@ def test_overlap_keeps_the_stock_rules_while_the_service_shadows(fake: FakeHttp)
     assert {"RDNS_NONE", "HELO_NO_DOMAIN"} <= set(scan.scores), scan.scores
 
 
+@pytest.mark.parametrize(
+    ("returned", "stock"),
+    [
+        pytest.param(
+            [("RL_PTR_TEMPFAIL", 0.0), ("RL_HELO_NOT_FQDN", 0.5)],
+            {"RDNS_NONE"},
+            id="ptr-tempfail",
+        ),
+        pytest.param([("RL_SKIPPED_LOCAL", 0.0)], {"RDNS_NONE", "HELO_NO_DOMAIN"}, id="skipped"),
+    ],
+)
+def test_overlap_keeps_the_stock_rules_without_a_verdict(
+    fake: FakeHttp, returned: list[tuple[str, float]], stock: set[str]
+) -> None:
+    # Regression: __RL_SCORER_OK was true for any answer, so a service whose resolver
+    # was down (or a client with a lame reverse zone: RL_PTR_TEMPFAIL, 0) switched
+    # RDNS_NONE off and nothing scored the missing PTR; a client the service skipped
+    # as local lost every stock rule.
+    fake.reply_json({"symbols": [{"name": n, "score": w, "options": []} for n, w in returned]})
+    directory = site_config(f"rdns_scorer_url {fake.url}\n", overlap=True)
+    scan = run_spamassassin(directory, message(MISSING_PTR_IP, "Mail-Server", None, GOOD_FROM))
+    assert stock <= set(scan.scores), scan.scores
+    # The HELO's form was judged: its stock rules stay off while the service scores it.
+    if "RL_HELO_NOT_FQDN" in dict(returned):
+        assert "HELO_NO_DOMAIN" not in scan.scores
+
+
 # What Mail::SpamAssassin::Conf::SQL and ::LDAP do with a user's preferences: score
 # lines through parse_scores_only, which runs no parsing-end hook (spamd -q, --ldap-config).
 SCORES_ONLY_USER = r"""
@@ -596,12 +625,14 @@ def test_overlap_copies_match_the_installed_stock_rules() -> None:
     assert {"RDNS_NONE", "RDNS_DYNAMIC", "HELO_LOCALHOST"} <= set(metas)
     for name, expression in metas.items():
         kind, body = stock[name]
+        # The rules on the PTR need the service's PTR verdict, not just an answer.
+        ok = "__RL_SCORER_PTR_OK" if name in PTR_STOCK_RULES else "__RL_SCORER_OK"
         if kind == "meta":
             collapsed = re.sub(r"\s+", " ", body)
-            assert expression == f"({collapsed}) && !__RL_SCORER_OK", name
+            assert expression == f"({collapsed}) && !{ok}", name
         else:
             assert copies[name] == body, name
-            assert expression == f"__RL_STOCK_{name} && !__RL_SCORER_OK", name
+            assert expression == f"__RL_STOCK_{name} && !{ok}", name
 
 
 def test_lint_is_clean_next_to_the_stock_rules() -> None:
