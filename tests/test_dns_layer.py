@@ -597,3 +597,35 @@ async def test_a_nameserver_that_failed_to_open_is_tried_again_later(
     assert isinstance(
         await layer.lookup(world.CONFIRMED_NAME, dns.rdatatype.A, _deadline()), Answer
     )
+
+
+async def test_a_silent_first_nameserver_is_asked_last_for_a_while(
+    unbound: Unbound, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression (review): a hung first resolver (takes packets, answers none) cost
+    every query timeout / attempts before the retry reached the working one, so a
+    check's lookups, one after another, ran into the request deadline."""
+    from scorer.dns import transport
+
+    monkeypatch.setattr(transport, "DEMOTE_SECONDS", 0.5, raising=False)
+    silent = FaultyDns("silent").start()
+    try:
+        servers = [silent.nameserver, unbound.nameserver]
+        layer = DnsLayer([parse_nameserver(s) for s in servers], 1.0, TtlCache(100, 0, 3600))
+
+        async def timed(name: str) -> float:
+            started = time.monotonic()
+            outcome = await layer.lookup(name, dns.rdatatype.A, _deadline())
+            assert not isinstance(outcome, TempFail), outcome
+            return time.monotonic() - started
+
+        assert await timed(world.CONFIRMED_NAME) >= 0.45  # the retry after 1.0 / 2 s
+        asked = silent.queries
+        assert await timed(world.GOOD_MX) < 0.3  # the working one first now
+        assert silent.queries == asked
+        assert "did not answer within 0.5s" in caplog.text
+        await asyncio.sleep(0.6)  # the demotion is over: in its turn again
+        assert await timed(world.CONFIRMED_NAME6) >= 0.45
+        assert silent.queries == asked + 1
+    finally:
+        silent.stop()

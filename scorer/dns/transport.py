@@ -10,7 +10,11 @@ keeps waiting, as dnspython does.
 
 Retries: a query goes to the first nameserver; if no reply arrives within
 ``timeout / attempts`` it is sent again to the next one (or the same one when
-there is only one), until ``timeout`` has passed. A definite failure (SERVFAIL,
+there is only one), until ``timeout`` has passed. A nameserver that stayed silent
+while a later one answered is asked last for ``DEMOTE_SECONDS``: a hung first
+resolver (it takes packets, answers none) would otherwise add ``timeout /
+attempts`` to every query, and a check whose lookups follow each other pays that
+at each step. A definite failure (SERVFAIL,
 REFUSED, a referral, ICMP unreachable, a nameserver we cannot open a socket to)
 moves on to the next nameserver at once (RFC 1034 section 5.3.3); when every
 nameserver has been tried and none can still answer, the last failure is the
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import struct
@@ -46,7 +51,10 @@ SOCKETS_PER_SERVER = 4
 # A nameserver whose sockets could not be opened (an IPv6 resolver on a host without
 # IPv6, no network yet at boot) is tried again after this long, not on every query.
 REOPEN_SECONDS = 5.0
+# A nameserver that did not answer while the next one did is asked last for this long.
+DEMOTE_SECONDS = 5.0
 _LENGTH = struct.Struct("!H")
+log = logging.getLogger(__name__)
 
 
 class _Socket:
@@ -117,6 +125,9 @@ class UdpTransport:
         self._sockets: list[list[_Socket]] = []  # per nameserver; [] when it failed to open
         self._open_failures: list[TempFail | None] = []
         self._usable: list[int] = []  # the nameservers with sockets, in order
+        self._order: list[int] = []  # the same, those demoted for silence last
+        self._demoted_until: dict[int, float] = {}
+        self._promote_at: float | None = None  # when the next demotion ends
         # At least one retransmission: a lost datagram must not cost a whole timeout.
         self._attempts = 2
         self._reopen_at: float | None = None  # when to try the failed ones again
@@ -166,6 +177,37 @@ class UdpTransport:
         # again at the next reopen), so the others keep their retransmissions.
         self._usable = [index for index, sockets in enumerate(self._sockets) if sockets]
         self._attempts = max(2, len(self._usable))
+        self._reorder(loop.time())
+
+    def _reorder(self, now: float) -> None:
+        """Usable nameservers in their configured order, those still demoted last."""
+        demoted = self._demoted_until
+        for index in [i for i, until in demoted.items() if until <= now]:
+            del demoted[index]
+        self._order = [i for i in self._usable if i not in demoted] + [
+            i for i in self._usable if i in demoted
+        ]
+        self._promote_at = min(demoted.values(), default=None)
+
+    def _demote_silent(self, pending: _Pending, answered: tuple[_Socket, int]) -> None:
+        """Demote each nameserver asked before the one that answered and still silent."""
+        assert self._loop is not None
+        responder = answered[0].server
+        for sock, query_id in pending.registrations:
+            if (sock, query_id) == answered:
+                return
+            index = sock.server
+            if index != responder and sock.pending.get(query_id) is pending:
+                if index not in self._demoted_until and self._order[0] == index:
+                    silent, other = self._servers[index], self._servers[responder]
+                    log.warning(
+                        "nameserver %s:%d did not answer within %gs while %s:%d did: "
+                        "asking it last for %gs",
+                        silent.host, silent.port, self._timeout / self._attempts,
+                        other.host, other.port, DEMOTE_SECONDS,
+                    )  # fmt: skip
+                self._demoted_until[index] = self._loop.time() + DEMOTE_SECONDS
+                self._reorder(self._loop.time())
 
     def send(self, name_wire: bytes, rdtype: int, on_done: OutcomeCallback) -> None:
         """Start a query; ``on_done(outcome)`` runs once, within ``timeout`` (maybe before
@@ -176,6 +218,8 @@ class UdpTransport:
             self._reopen_at is not None and loop.time() >= self._reopen_at
         ):
             self._open(loop)
+        elif self._promote_at is not None and loop.time() >= self._promote_at:
+            self._reorder(loop.time())
         if not self._usable:
             failure = next((f for f in self._open_failures if f is not None), None)
             on_done(failure or TempFail(FailureKind.NETWORK, "no nameserver configured"))
@@ -219,7 +263,7 @@ class UdpTransport:
         else:
             delay = self._timeout / self._attempts
             pending.timer = self._loop.call_later(delay, self._attempt, pending)
-        sockets = self._sockets[self._usable[attempt % len(self._usable)]]
+        sockets = self._sockets[self._order[attempt % len(self._order)]]
         self._next_socket += 1
         sock = sockets[self._next_socket % len(sockets)]
         query_id = next(self._ids)
@@ -288,6 +332,8 @@ class UdpTransport:
                 pending.failure = verdict.failure
                 self._next_or_fail(pending)
             else:
+                if pending.attempts > 1:  # asked more than one nameserver, maybe
+                    self._demote_silent(pending, (sock, query_id))
                 self._finish(pending, verdict)
 
     async def _over_tcp(self, pending: _Pending, server: Nameserver) -> None:
