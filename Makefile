@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the tests run for real: command -> package.
-TEST_PACKAGES := unbound:unbound rspamd:rspamd luacheck:lua-check spamassassin:spamassassin spamc:spamc spamd:spamd prometheus:prometheus wrk:wrk systemd-analyze:systemd
+TEST_PACKAGES := ss:iproute2 unbound:unbound rspamd:rspamd luacheck:lua-check spamassassin:spamassassin spamc:spamc spamd:spamd prometheus:prometheus wrk:wrk systemd-analyze:systemd
 # `make bench` also counts instructions with callgrind (bench/instructions.py).
 BENCH_PACKAGES := valgrind:valgrind
 PACKAGES := $(TEST_PACKAGES)  # `make bench` passes more on its command line

@@ -139,6 +139,14 @@ def exit_description(status: int) -> str:
     return f"exit code {code}"
 
 
+# Connections the kernel queues while the loop is busy. aiohttp's default, 128, let a
+# burst of new connections (the plugins open one per message) overflow the queue under
+# load: the kernel drops the handshake's last packet and the client tries again after
+# 1 s, then 3 s, past the plugin's timeout, instead of getting the 503 of max_in_flight
+# at once. The kernel caps it at net.core.somaxconn (4096 on current kernels).
+LISTEN_BACKLOG = 4096
+
+
 def run_worker(
     config: Config,
     loader: ConfigLoader,
@@ -172,6 +180,7 @@ def run_worker(
         print=lambda _banner: _listening(host, port),  # called once the socket is bound
         access_log=None,
         reuse_port=reuse_port or None,
+        backlog=LISTEN_BACKLOG,
         loop=loop,
         handle_signals=False,  # _stop_on_first_signal
     )

@@ -6,9 +6,11 @@ import http.client
 import json
 import re
 import socket
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -318,3 +320,16 @@ def test_options_are_capped_without_cutting_an_escape(text: str, limit: int) -> 
     shown = option(text, limit)
     assert len(shown) <= limit and shown.isprintable()
     assert "\\" not in _COMPLETE_ESCAPE.sub("", shown)
+
+
+def test_the_listen_queue_holds_a_burst_of_new_connections(service: ScorerProcess) -> None:
+    # Regression (review): aiohttp's default backlog of 128 overflowed under a burst of
+    # new connections while the loop was busy: clients retried the handshake after 1 s,
+    # 3 s, past the plugin's timeout, instead of getting max_in_flight's 503 at once.
+    # `ss` shows a listening socket's backlog as its Send-Q.
+    listing = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{service.port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert listing[0] == "LISTEN", listing
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert int(listing[2]) == min(4096, somaxconn) > 128
