@@ -187,6 +187,36 @@ def test_query_health_windows() -> None:
     assert health.failure_share() is None
 
 
+def test_query_health_counts_the_lookups_the_cache_answered() -> None:
+    now, hits = [0.0], [500]
+    health = QueryHealth(cache_hits=lambda: hits[0], clock=lambda: now[0])
+    for _ in range(25):
+        health.record(failed=True)
+    hits[0] += 75
+    assert health.failure_share() == 25 / 100
+    now[0] = 31.0  # the hits of the last window still count, those before it never did
+    hits[0] += 100
+    assert health.failure_share() == 25 / 200
+    now[0] = 100.0
+    assert health.failure_share() is None
+
+
+async def test_ready_while_only_a_dead_zone_fails_and_the_rest_is_cached(unbound: Unbound) -> None:
+    """Regression (review): answers are cached and failures are asked again, so a few
+    messages from a sender whose zone is dead made nearly every query sent a
+    failure: /readyz said the resolver was broken while every other lookup succeeded."""
+    layer = _layer(unbound.nameserver, timeout=0.2)
+    deadline = _deadline()
+    good = [world.CONFIRMED_NAME, world.GOOD_MX, world.UNVERIFIED_NAME]
+    for name in good:
+        await layer.lookup(name, dns.rdatatype.A, deadline)
+    for _ in range(40):  # each message: its dead zone again, the rest from the cache
+        await layer.lookup(world.SERVFAIL_DOMAIN, dns.rdatatype.MX, deadline)
+        for name in good:
+            await layer.lookup(name, dns.rdatatype.A, deadline)
+    assert await layer.unready_reason() is None
+
+
 async def test_not_ready_when_recent_queries_mostly_fail(unbound: Unbound) -> None:
     """The resolver answers its probe, but nothing real resolves: a broken upstream."""
     layer = _layer(unbound.nameserver, timeout=0.2)
@@ -194,7 +224,7 @@ async def test_not_ready_when_recent_queries_mostly_fail(unbound: Unbound) -> No
     deadline = _deadline()
     await asyncio.gather(*(layer.mx(f"d{i}.{world.SERVFAIL_DOMAIN}", deadline) for i in range(25)))
     reason = await layer.unready_reason()
-    assert reason is not None and "of recent DNS queries failed" in reason
+    assert reason is not None and "of recent DNS lookups failed" in reason
 
 
 def test_any_parse_surprise_is_a_malformed_tempfail_not_a_crash() -> None:
