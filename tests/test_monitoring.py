@@ -340,7 +340,7 @@ def test_dashboard_variables_find_the_instances(stack: Stack) -> None:
 def test_reload_with_new_dns_settings_keeps_one_set_of_cache_series() -> None:
     configs = iter([config_from_mapping({"dns": {"nameservers": ["127.0.0.1:5353"]}})])
     service = Service(config_from_mapping({}), loader=lambda: next(configs))
-    service.reload("test")  # new [dns]: a new DNS layer and cache
+    asyncio.run(service.reload("test"))  # new [dns]: a new DNS layer and cache
     text = generate_latest(service.metrics.registry).decode()
     samples = [line.split(" ")[0] for line in text.splitlines() if not line.startswith("#")]
     duplicates = {name for name in samples if samples.count(name) > 1}
