@@ -102,6 +102,16 @@ def _started(rspamd: Rspamd) -> Iterator[Rspamd]:
     assert not errors, "\n".join(errors)
 
 
+@contextlib.contextmanager
+def _running(rspamd: Rspamd) -> Iterator[Rspamd]:
+    """An rspamd for one test: started, then stopped and removed."""
+    try:
+        yield rspamd.start()
+    finally:
+        rspamd.stop()
+        rspamd.cleanup()
+
+
 @pytest.fixture(scope="module")
 def scorer(unbound: Unbound) -> Iterator[ScorerProcess]:
     process = ScorerProcess(unbound.nameserver, SCORER_CONFIG).start()
@@ -477,18 +487,13 @@ def test_servers_that_do_not_resolve_fail_open_visibly(
     # (the scorer container not up yet) disabled the module: no request, no symbol,
     # not even RL_SCORER_FAIL, until the next reload. Now every scan says so. (An
     # unparsable address stands in for the unresolvable name: no DNS query leaves the box.)
-    rspamd = Rspamd(unbound.nameserver, f"servers = {servers};", hs_cache)
-    try:
-        rspamd.start()
+    with _running(Rspamd(unbound.nameserver, f"servers = {servers};", hs_cache)) as rspamd:
         result = rspamd.scan(MISSING_PTR_IP, helo="localhost")
         assert scores(result) == {"RL_SCORER_FAIL": 0.0}
         assert any(
             "servers did not parse or resolve" in o for o in result.options("RL_SCORER_FAIL")
         )
         assert not rspamd.lua_errors()
-    finally:
-        rspamd.stop()
-        rspamd.cleanup()
 
 
 def test_hung_service_costs_at_most_the_timeout(rspamd_hung: Rspamd, hung: HungSocket) -> None:
@@ -546,30 +551,21 @@ def test_a_timeout_beyond_the_task_timeout_is_refused(
 ) -> None:
     # Regression: nothing bounded the timeout: "timeout = 30s" let a hung service hold
     # every scan until rspamd's task_timeout cut all modules short.
-    rspamd = Rspamd(unbound.nameserver, f'servers = "{hung.address}";\ntimeout = 30s;', hs_cache)
-    try:
-        rspamd.start()
+    conf = f'servers = "{hung.address}";\ntimeout = 30s;'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
         result = rspamd.scan(MISSING_PTR_IP, helo="localhost")
         assert scores(result) == {"RL_SCORER_FAIL": 0.0}
         assert result.elapsed < PLUGIN_TIMEOUT + MARGIN
         assert "timeout 30 s is not below task_timeout (8 s)" in rspamd.log()
-    finally:
-        rspamd.stop()
-        rspamd.cleanup()
 
 
 def test_a_check_local_that_is_no_boolean_disables_the_module(
     unbound: Unbound, hung: HungSocket, hs_cache: Path
 ) -> None:
     conf = f'servers = "{hung.address}";\ncheck_local = "sometimes";'
-    rspamd = Rspamd(unbound.nameserver, conf, hs_cache)
-    try:
-        rspamd.start()
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
         assert rspamd.scan(MISSING_PTR_IP, helo="localhost").ours() == {}
         assert "check_local must be true or false, got sometimes" in rspamd.log()
-    finally:
-        rspamd.stop()
-        rspamd.cleanup()
 
 
 # -- several service instances -----------------------------------------------------------
@@ -618,16 +614,6 @@ def _assert_all_checked(results: list[ScanResult]) -> None:
     failed = [r.options("RL_SCORER_FAIL") for r in results if "RL_SCORER_FAIL" in r.symbols]
     assert not failed
     assert all("RL_PTR_MISSING" in r.symbols for r in results)
-
-
-@contextlib.contextmanager
-def _running(rspamd: Rspamd) -> Iterator[Rspamd]:
-    """An rspamd for one test: started, then stopped and removed."""
-    try:
-        yield rspamd.start()
-    finally:
-        rspamd.stop()
-        rspamd.cleanup()
 
 
 def test_a_retry_never_asks_an_address_the_scan_tried(
