@@ -10,6 +10,8 @@
 # - only names matching ^RL_[A-Z0-9_]+$ (and not the plugin's own RL_SCORER_*) can hit,
 #   with scores clamped to +-20, so the service can never trigger another rule;
 # - an admin's own "score RL_X n" line wins over the service's score; 0 disables RL_X;
+# - a URL that timed out is not asked again for rdns_scorer_holddown seconds (in this
+#   process), so a hung or unreachable service delays one message, not every one;
 # - under -L (local tests only) no request is made (the rules carry "tflags net").
 
 package Mail::SpamAssassin::Plugin::RdnsScorer;
@@ -88,6 +90,24 @@ sub set_config {
       return $Mail::SpamAssassin::Conf::INVALID_VALUE
         if $value !~ /^(\d+(?:\.\d+)?|\.\d+)$/ || $1 <= 0 || $1 > 60;
       $conf->{rdns_scorer_timeout} = $1 + 0;
+      return;
+    },
+  });
+
+  # rdns_scorer_holddown SECONDS: a URL that timed out is not asked again for this
+  # long (default 10; 0: always ask).
+  push(@cmds, {
+    setting  => 'rdns_scorer_holddown',
+    is_admin => 1,
+    default  => 10,
+    type     => $Mail::SpamAssassin::Conf::CONF_TYPE_NUMERIC,
+    code     => sub {
+      my ($conf, $key, $value, $line) = @_;
+      return $Mail::SpamAssassin::Conf::MISSING_REQUIRED_VALUE
+        if !defined $value || $value eq '';
+      return $Mail::SpamAssassin::Conf::INVALID_VALUE
+        if $value !~ /^(\d+(?:\.\d+)?|\.\d+)$/ || $1 > 3600;
+      $conf->{rdns_scorer_holddown} = $1 + 0;
       return;
     },
   });
@@ -274,8 +294,22 @@ sub _ask {
   if ($pms->{master_deadline} && $pms->{master_deadline} < $deadline) {
     $deadline = $pms->{master_deadline};
   }
-  my @urls = @{$conf->{rdns_scorer_url} || [DEFAULT_URL]};
-  my @errors;
+  # A URL that timed out lately is skipped: a hung service (or a host that drops the
+  # connection attempts) would otherwise cost every message the whole timeout. Per
+  # process: each spamd child finds out for itself, once per hold-down.
+  my $held = $self->{rdns_scorer_held} ||= {};
+  my $now  = Time::HiRes::time();
+  my (@urls, @errors);
+  foreach my $url (@{$conf->{rdns_scorer_url} || [DEFAULT_URL]}) {
+    my $until = $held->{$url};
+    if (defined $until && $until > $now) {
+      push(@errors, sprintf('%s: not asked, it timed out %.0fs ago (rdns_scorer_holddown)',
+        $url, $conf->{rdns_scorer_holddown} - ($until - $now)));
+      next;
+    }
+    delete $held->{$url};
+    push(@urls, $url);
+  }
   foreach my $index (0 .. $#urls) {
     my $url       = $urls[$index];
     my $remaining = $deadline - Time::HiRes::time();
@@ -296,6 +330,10 @@ sub _ask {
       $error =~ s/\s+at \S+ line \d+.*//s;
       $error =~ s/\s+\z//;
       push(@errors, "$url: " . _clean($error, 120));
+      if ($error =~ /^timeout \(/ && $conf->{rdns_scorer_holddown}) {
+        $held->{$url} = Time::HiRes::time() + $conf->{rdns_scorer_holddown};
+        info("rdns_scorer: $url timed out: not asked for $conf->{rdns_scorer_holddown}s");
+      }
       next;
     }
     if ($status != 200) {

@@ -32,6 +32,7 @@ from scorer.integrations.spamassassin import (
     source_dir,
 )
 from scorer.symbols import SYMBOLS
+from tests.support.fakehttp import HungSocket
 from tests.support.sa_fakehttp import FakeHttp, closed_port
 from tests.support.service import ScorerProcess
 from tests.support.spamassassin import (
@@ -116,6 +117,8 @@ def fake_spamd(fake_server: FakeHttp) -> Iterator[Spamd]:
         f"rdns_scorer_url http://127.0.0.1:{closed_port()}/v1/check {fake_server.url}\n"
         f"rdns_scorer_timeout {TIMEOUT}\n"
         f"rdns_scorer_token {FAKE_TOKEN}\n"
+        # Each failure mode on its own: a hung fake must not hold the next test's down.
+        "rdns_scorer_holddown 0\n"
     )
     # spamd reads a virtual user's preferences with "score" lines only, never settings.
     user_prefs = {
@@ -518,6 +521,60 @@ def test_scores_from_sql_or_ldap_preferences_win(fake: FakeHttp, tmp_path: Path)
     for hits in result.stdout.split():  # the second message too: no score left behind
         rl = dict(hit.split("=") for hit in hits.split(",") if hit.startswith("RL_"))
         assert rl == {"RL_HELO_NOT_FQDN": "2.5"}, result.stdout
+
+
+# One process checking the same message three times, as a spamd child does: prints the
+# seconds each check took and its RL_SCORER_FAIL evidence.
+THREE_CHECKS = r"""
+use strict; use warnings;
+use Mail::SpamAssassin; use Time::HiRes ();
+my ($site, $file, $pause) = @ARGV;
+my $sa = Mail::SpamAssassin->new({ site_rules_filename => $site,
+  userprefs_filename => '/dev/null', dont_copy_prefs => 1 });
+$sa->init(1);
+open(my $fh, '<', $file) or die "$file: $!";
+my $raw = do { local $/; <$fh> };
+foreach my $n (1 .. 3) {
+  Time::HiRes::sleep($pause) if $n == 3;
+  my $started = Time::HiRes::time();
+  my $msg = $sa->parse($raw);
+  my $status = $sa->check($msg);
+  my $report = $status->get_report();
+  $report =~ s/\s+/ /g;
+  $report =~ s/\] \[/ /g;  # SpamAssassin wraps long evidence into [bracketed] pieces
+  printf("%.3f %s\n", Time::HiRes::time() - $started, $report =~ /(\[scorer: [^\]]*\])/);
+  $status->finish;
+  $msg->finish;
+}
+"""
+
+
+def test_a_hung_service_delays_one_message_per_hold_down(tmp_path: Path) -> None:
+    # Regression: with the service hung (or its host dropping connection attempts),
+    # every message waited the whole rdns_scorer_timeout.
+    hung = HungSocket().start()
+    try:
+        directory = site_config(
+            f"rdns_scorer_url http://{hung.address}/v1/check\n"
+            "rdns_scorer_timeout 0.5\nrdns_scorer_holddown 1.5\n"
+        )
+        raw = tmp_path / "message.eml"
+        raw.write_bytes(message(MISSING_PTR_IP, "Mail-Server"))
+        result = subprocess.run(
+            ["perl", "-e", THREE_CHECKS, str(directory), str(raw), "1.6"],
+            capture_output=True, text=True, timeout=120, check=True,
+            env={**os.environ, "HOME": str(tmp_path)},
+        )  # fmt: skip
+    finally:
+        hung.stop()
+    checks = [line.split(" ", 1) for line in result.stdout.splitlines()]
+    assert len(checks) == 3, result.stdout + result.stderr
+    (first, first_why), (second, second_why), (_, third_why) = checks
+    assert "timeout (reply)" in first_why and float(first) >= 0.5
+    assert "not asked, it timed out 0s ago" in second_why, second_why
+    assert float(second) < float(first) - 0.3
+    assert "timeout (reply)" in third_why, "asked again once the hold-down is over"
+    assert hung.accepted == 2
 
 
 # SpamAssassin's time limit firing while the plugin waits on a URL (its alarm handler
