@@ -33,6 +33,8 @@ rdns_scorer {
   token = "";
   # Group of all rdns_scorer symbols (cap it with group "rdns_scorer" { max_score })
   group = "rdns_scorer";
+  # A server that timed out is left alone this long by each worker (0: always ask)
+  holddown = 10s;
 
   # Local networks and authenticated users are skipped; setting either one here
   # makes rspamd ignore both in the options section:
@@ -112,7 +114,14 @@ local settings = {
   check_authed = false,
   token = '',
   group = N,
+  holddown = 10.0,
 }
+
+-- Addresses whose request timed out, and until when (rspamd_util.get_ticks()) this
+-- worker leaves them alone. rspamd's upstream list keeps asking a lone server it has
+-- marked down, so without this a hung service (or a host dropping connection attempts)
+-- cost every message the whole timeout.
+local held = {}
 
 -- Names the service may return (every family but "plugin").
 local service_symbols = {}
@@ -290,8 +299,19 @@ local function rdns_scorer_check(task)
   if settings.token ~= '' then
     headers['Authorization'] = 'Bearer ' .. settings.token
   end
-  local deadline = rspamd_util.get_ticks() + settings.timeout
-  local tried = {}
+  local now = rspamd_util.get_ticks()
+  local deadline = now + settings.timeout
+  local tried = {} -- address -> true; held ones too, so no attempt goes there
+  local held_back
+  for server, held_until in pairs(held) do
+    if held_until > now then
+      tried[server] = true
+      held_back = string.format('not asked: %s timed out %.0f s ago (holddown)', server,
+          settings.holddown - (held_until - now))
+    else
+      held[server] = nil
+    end
+  end
   local send
 
   -- After a failed attempt: the next address, or fail open with `reason`.
@@ -320,6 +340,11 @@ local function rdns_scorer_check(task)
       if err then
         -- This address: rspamd's next get_addr() then prefers the server's others.
         upstream:fail(true, tostring(err))
+        if settings.holddown > 0 and tostring(err):find('timeout', 1, true) then
+          held[server] = rspamd_util.get_ticks() + settings.holddown
+          rspamd_logger.infox(task, '%s: %s timed out: not asked for %s s', N, server,
+              settings.holddown)
+        end
         retry_or_fail(tostring(err), server, false)
         return
       elseif code ~= 200 then
@@ -357,7 +382,7 @@ local function rdns_scorer_check(task)
 
   local upstream, server = next_target(tried)
   if not upstream then
-    fail_open(task, 'no server to ask in ' .. servers_text(), '-')
+    fail_open(task, held_back or ('no server to ask in ' .. servers_text()), '-')
     return
   end
   send(upstream, server)
@@ -418,6 +443,11 @@ if settings.timeout >= task_timeout then
       '%s: timeout %s s is not below task_timeout (%s s): a hung service would time out ' ..
       'the whole scan; using %s s', N, settings.timeout, task_timeout, fallback)
   settings.timeout = fallback
+end
+settings.holddown = as_unquoted(settings.holddown)
+if type(settings.holddown) ~= 'number' or settings.holddown < 0 then
+  config_error('holddown must be a time of 0 or more, got %s', opts.holddown)
+  return
 end
 for _, key in ipairs({ 'check_local', 'check_authed' }) do
   settings[key] = as_unquoted(settings[key])

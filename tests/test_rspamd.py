@@ -568,6 +568,27 @@ def test_a_check_local_that_is_no_boolean_disables_the_module(
         assert "check_local must be true or false, got sometimes" in rspamd.log()
 
 
+def test_a_hung_service_is_left_alone_for_the_holddown(
+    unbound: Unbound, hung: HungSocket, hs_cache: Path
+) -> None:
+    # Regression: rspamd's upstream list keeps asking a lone server it marked down, so a
+    # hung service cost every message the whole timeout.
+    conf = f'servers = "{hung.address}";\ntimeout = 0.5s;\nholddown = 1.5s;'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+        asked = hung.accepted
+        first = rspamd.scan(MISSING_PTR_IP, helo="localhost")
+        assert first.elapsed >= 0.45 and hung.accepted == asked + 1
+        assert any("timeout" in o for o in first.options("RL_SCORER_FAIL"))
+        second = rspamd.scan(MISSING_PTR_IP, helo="localhost")
+        assert second.elapsed < 0.3 and hung.accepted == asked + 1
+        assert any("timed out 0 s ago (holddown)" in o for o in second.options("RL_SCORER_FAIL")), (
+            second.options("RL_SCORER_FAIL")
+        )
+        time.sleep(1.6)  # the hold-down is over: asked again
+        third = rspamd.scan(MISSING_PTR_IP, helo="localhost")
+        assert third.elapsed >= 0.45 and hung.accepted == asked + 2
+
+
 # -- several service instances -----------------------------------------------------------
 
 

@@ -336,7 +336,17 @@ def test_overlap_config_from_the_docs(stock_confdir: Path) -> None:
 
 def test_example_conf_names_every_setting() -> None:
     example = EXAMPLE.read_text()
-    for key in ("servers", "path", "timeout", "check_local", "check_authed", "token", "group"):
+    keys = (
+        "servers",
+        "path",
+        "timeout",
+        "check_local",
+        "check_authed",
+        "token",
+        "group",
+        "holddown",
+    )
+    for key in keys:
         assert re.search(rf"^\s*#?\s*{key} = ", example, re.MULTILINE), key
 
 
@@ -366,7 +376,7 @@ def test_confighelp_describes_each_key_by_its_own_comment(tmp_path: Path) -> Non
         for n, line in enumerate(lines)
         if re.match(r"^\s+\w+ = ", line)
     }
-    assert set(keys) == {"servers", "path", "timeout", "token", "group"}
+    assert set(keys) == {"servers", "path", "timeout", "token", "group", "holddown"}
     for key, comment in keys.items():
         assert comment.startswith("# "), key
         assert shown["rdns_scorer"][key]["data"] == comment, key
