@@ -361,7 +361,8 @@ def test_an_nxdomain_answer_section_must_be_the_chain_to_it(
 ) -> None:
     outcome = _classify_answer("a.example.", "A", records, [SOA], rcode="NXDOMAIN")
     if expected is None:
-        assert outcome == NotFound(NotFoundKind.NXDOMAIN, 60)
+        assert isinstance(outcome, NotFound) and outcome.kind is NotFoundKind.NXDOMAIN
+        assert outcome.ttl == 60
     else:
         assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED
         assert outcome.detail == expected
@@ -417,7 +418,9 @@ def test_a_chain_is_followed_in_any_order_and_a_dname_beside_it_is_fine() -> Non
         (ipaddress.IPv4Address("192.0.2.7"),), 60
     )
     dname = [("example.", "DNAME", "other.test."), ("a.example.", "CNAME", "a.other.test.")]
-    assert _classify_answer("a.example.", "A", dname, [SOA]) == NotFound(NotFoundKind.NODATA, 60)
+    assert _classify_answer("a.example.", "A", dname, [SOA]) == NotFound(
+        NotFoundKind.NODATA, 60, "a.other.test"
+    )
     lone_dname = _classify_answer("a.example.", "A", dname[:1], [SOA])
     assert isinstance(lone_dname, TempFail) and lone_dname.kind is FailureKind.MALFORMED
 
@@ -659,3 +662,28 @@ async def test_a_silent_first_nameserver_is_asked_last_for_a_while(
         assert silent.queries == asked + 1
     finally:
         silent.stop()
+
+
+@pytest.mark.parametrize("rcode", ["NXDOMAIN", "NOERROR"])
+def test_a_no_at_the_end_of_a_cname_lasts_no_longer_than_the_cname(rcode: str) -> None:
+    """Regression (review): a "no" at the end of a CNAME chain (an RFC 2317 reverse
+    CNAME whose target is gone) was cached for the target zone's negative TTL, so after
+    the ISP re-pointed the CNAME RL_PTR_MISSING kept firing for up to an hour; and the
+    evidence named the asked name, not the missing target (RFC 2308 section 2.1)."""
+    import dns.message
+    import dns.rcode
+    import dns.rrset
+
+    from scorer.dns.outcomes import describe
+
+    qname = "62.113.0.203.in-addr.arpa."
+    query = dns.message.make_query(qname, "PTR", use_edns=0)
+    response = dns.message.make_response(query)
+    response.answer.append(dns.rrset.from_text(qname, 5, "IN", "CNAME", "62.Rev.example.net."))
+    soa = "ns.example.net. host.example.net. 1 7200 900 1209600 3600"
+    response.authority.append(dns.rrset.from_text("example.net.", 3600, "IN", "SOA", soa))
+    response.set_rcode(dns.rcode.from_text(rcode))
+    outcome = _classify(response.to_wire(), query.id, qname.rstrip("."), "PTR")
+    kind = NotFoundKind.NXDOMAIN if rcode == "NXDOMAIN" else NotFoundKind.NODATA
+    assert outcome == NotFound(kind, 5, "62.rev.example.net")
+    assert describe(outcome) == f"{kind} at 62.rev.example.net (CNAME target)"

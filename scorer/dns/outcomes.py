@@ -47,6 +47,10 @@ class NotFound:
 
     kind: NotFoundKind
     ttl: int
+    # The name the "no" is about when a CNAME chain led there (RFC 2308 section 2.1:
+    # the last name of the chain), e.g. the target of an RFC 2317 reverse CNAME; None
+    # for the asked name itself.
+    alias_target: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,4 +74,6 @@ def describe(outcome: Answer[Any] | NotFound | TempFail) -> str:
     """A short evidence string for an outcome, e.g. ``nxdomain`` or ``timeout``."""
     if isinstance(outcome, Answer):
         return ", ".join(str(r) for r in outcome.records)
+    if isinstance(outcome, NotFound) and outcome.alias_target is not None:
+        return f"{outcome.kind} at {outcome.alias_target} (CNAME target)"
     return str(outcome.kind)

@@ -316,7 +316,12 @@ def _tail(data: bytes, offset: int, nscount: int, arcount: int) -> _Tail:
 
 
 def _negative(
-    kind: NotFoundKind, data: bytes, offset: int, counts: tuple[int, int], fallback_ttl: int
+    kind: NotFoundKind,
+    data: bytes,
+    offset: int,
+    counts: tuple[int, int],
+    fallback_ttl: int,
+    chain: _ChainEnd | None = None,
 ) -> NotFound | TryNext:
     tail = _tail(data, offset, *counts)
     if tail.extended_rcode:
@@ -328,7 +333,12 @@ def _negative(
         # RFC 2308 section 2.2: NS records and no SOA make a referral, not NODATA: this
         # server does not recurse for us (an authoritative or lame one).
         return TryNext(TempFail(FailureKind.REFUSED, "referral: the nameserver does not recurse"))
-    return NotFound(kind, fallback_ttl if tail.soa_ttl is None else tail.soa_ttl)
+    ttl = fallback_ttl if tail.soa_ttl is None else tail.soa_ttl
+    if chain is None:
+        return NotFound(kind, ttl)
+    # The "no" is about the chain's last name, and holds only while every link does
+    # (RFC 2308 section 2.1): a re-pointed CNAME must not stay "missing" for the SOA's TTL.
+    return NotFound(kind, min(ttl, chain.ttl), name_text(list(chain.name)))
 
 
 # RFC 1035 section 4.1.1; SERVFAIL, REFUSED, FORMERR, NOTIMP and the rest: this server
@@ -422,7 +432,9 @@ def _answer(
     chained = _follow_chain(data, read.records, rdtype, parse)
     if nxdomain and isinstance(chained, Answer):
         return TempFail(FailureKind.MALFORMED, "NXDOMAIN with an answer")
-    return chained or _negative(kind, data, read.end, counts, negative_ttl)
+    if chained is None or isinstance(chained, _ChainEnd):
+        return _negative(kind, data, read.end, counts, negative_ttl, chained)
+    return chained
 
 
 def _read_answer(
@@ -460,12 +472,20 @@ def _read_answer(
     return _Records(records, values, ttl, usual, offset)
 
 
+class _ChainEnd(NamedTuple):
+    """Where a CNAME chain without data ends: its last name, and the TTL of its links."""
+
+    name: tuple[bytes, ...]
+    ttl: int
+
+
 def _follow_chain(
     data: bytes, records: list[_Record], rdtype: int, parse: Callable[[bytes, int, int], object]
-) -> Answer[object] | TempFail | None:
+) -> Answer[object] | TempFail | _ChainEnd | None:
     """The records of the asked type at the end of the CNAME chain from the question's
     name, in whatever order the answer lists them; a failure for a chain that loops or
-    for records that answer something else; None when the chain ends without data."""
+    for records that answer something else; where the chain ends when it has links
+    but no data; None when there is no chain and no data."""
     qname = _lower_labels(_read_name(data, 12)[0])
     owned = [(qname if r[0] is None else r[0], *r[1:]) for r in records]
     name, chain, ttl = qname, {qname}, 0x7FFFFFFF
@@ -499,4 +519,4 @@ def _follow_chain(
             # Records, but not for what we asked: a broken or spoofed answer is a
             # failure, never a "does not exist" that would be scored.
             return TempFail(FailureKind.MALFORMED, "answer does not match the question")
-    return None
+    return _ChainEnd(name, ttl) if followed else None
