@@ -19,7 +19,6 @@ from scorer.config import (
     parse_listen,
     with_overrides,
 )
-from scorer.dns.outcomes import Answer
 from scorer.generic.cli import run_generic
 from scorer.hangup import defer_hangups
 from scorer.integrations import rspamd as rspamd_integration
@@ -102,9 +101,8 @@ def _check(args: argparse.Namespace) -> int:
     if args.json:
         print(reply.to_json(elapsed_ms).decode())  # the very bytes /v1/check sends
         return 0
-    ptr = facts.ptr.ptr if facts is not None else None
-    ptr_name = ptr.records[0] if isinstance(ptr, Answer) else None
-    sys.stdout.write(render_report(request, reply, elapsed_ms, ptr_name))
+    ptr_names = ", ".join(facts.ptr.names_judged()) if facts is not None else ""
+    sys.stdout.write(render_report(request, reply, elapsed_ms, ptr_names or None))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from scorer.checks.mailfrom import parse_sender
+from scorer.checks.ptr import address_record
 from scorer.protocol import CheckReply, CheckRequest
 from scorer.symbols import SYMBOLS
 from scorer.text import escape
@@ -26,6 +27,8 @@ def hint_fields(request: CheckRequest, ptr_name: str | None) -> Mapping[str, str
         # names what to fix in DNS; "" when there is none (null sender, bad syntax).
         domain=escape(parse_sender(mail_from).domain),
         ptr=escape(ptr_name) if ptr_name else "its PTR name",
+        # The record that confirms a PTR name for this client: A, or AAAA for IPv6.
+        address_record=address_record(request.ip),
     )
 
 

@@ -34,7 +34,8 @@ class Symbol:
     weight: float
     description: str
     reason: str  # why the default weight is what it is
-    hint: str  # how the *sender* fixes it; str.format fields: ip, helo, domain, ptr
+    # How the *sender* fixes it; str.format fields: ip, helo, domain, ptr, address_record.
+    hint: str
 
 
 _TABLE: tuple[Symbol, ...] = (
@@ -55,7 +56,7 @@ _TABLE: tuple[Symbol, ...] = (
         "PTR names exist, but none resolves back to the client IP (FCrDNS / iprev fails).",
         "Moderate: a PTR anyone can write is weak evidence until the forward zone agrees "
         "(RFC 8601 iprev); misconfigured but genuine servers exist.",
-        "make the PTR name of {ip} ({ptr}) have an A/AAAA record pointing back to {ip}",
+        "make the PTR name of {ip} ({ptr}) have an {address_record} record pointing back to {ip}",
     ),
     Symbol(
         "RL_PTR_GENERIC",
@@ -75,7 +76,9 @@ _TABLE: tuple[Symbol, ...] = (
         "The PTR or its forward confirmation could not be checked "
         "(DNS timeout/SERVFAIL, or more PTR names than max_ptr_names).",
         "Zero: a DNS failure says nothing about the sender and must never look like a missing PTR.",
-        "check that the reverse zone of {ip} is served by reachable, working nameservers",
+        "the evidence names the lookup that failed: make that zone (the reverse zone of "
+        "{ip}, or the zone of its PTR name {ptr}) answer from reachable, working "
+        "nameservers; with more PTR names than max_ptr_names, publish fewer",
     ),
     Symbol(
         "RL_SKIPPED_LOCAL",

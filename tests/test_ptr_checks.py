@@ -202,3 +202,35 @@ def test_names_beyond_max_ptr_names_make_the_verdict_unknown_not_unverified() ->
     hits = check_ptr(_ptr_facts({CUSTOM: ELSEWHERE}, unchecked=2))
     assert [hit.symbol for hit in hits] == ["RL_PTR_TEMPFAIL"]
     assert "2 more PTR names not checked (max_ptr_names)" in hits[0].options
+
+
+def test_forward_evidence_names_the_record_asked_and_why_it_failed() -> None:
+    """Regression (review): "mail.example : nodata" for a name that has an AAAA record
+    (only A confirms an IPv4 client), and a forward failure without its reason."""
+    nodata = NotFound(NotFoundKind.NODATA, 300)
+    loop = TempFail(FailureKind.MALFORMED, "CNAME loop")
+    unverified = check_ptr(_ptr_facts({CUSTOM: nodata}))[0]
+    assert f"{CUSTOM} A: nodata" in unverified.options
+    tempfail = check_ptr(_ptr_facts({CUSTOM: loop}))[0]
+    assert f"{CUSTOM} A: malformed: CNAME loop" in tempfail.options
+    client6 = ipaddress.IPv6Address("2001:db8::71")
+    facts6 = PtrFacts(client6, Answer((CUSTOM,), 300), {CUSTOM: nodata})
+    assert f"{CUSTOM} AAAA: nodata" in check_ptr(facts6)[0].options
+
+
+def test_the_mta_hostname_is_shown_beside_a_generic_verdict_too() -> None:
+    """Regression (review): README promises it beside our PTR evidence; GENERIC lacked it."""
+    facts = dataclasses.replace(_ptr_facts({GENERIC: CONFIRMS}), mta_hostname="mx.other.net")
+    (hit,) = check_ptr(facts)
+    assert hit.symbol == "RL_PTR_GENERIC" and "MTA hostname: mx.other.net" in hit.options
+
+
+@pytest.mark.parametrize("order", [[GENERIC, CUSTOM], [CUSTOM, GENERIC]])
+def test_the_hint_names_the_ptr_names_judged_whatever_their_order(order: list[str]) -> None:
+    """Regression (review): `rdns-scorer check` named the first PTR name of the answer,
+    which the resolver rotates: "replace the generic PTR mail40..." named the custom one."""
+    forward = {GENERIC: CONFIRMS, CUSTOM: ELSEWHERE}
+    facts = PtrFacts(CLIENT, Answer(tuple(order), 300), {n: forward[n] for n in order})
+    assert facts.names_judged() == [GENERIC]
+    unconfirmed = PtrFacts(CLIENT, Answer(tuple(order), 300), dict.fromkeys(order, ELSEWHERE))
+    assert unconfirmed.names_judged() == sorted(order)

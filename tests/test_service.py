@@ -286,6 +286,16 @@ def test_check_report_hints_name_the_a_label_domain(mail_from: str) -> None:
     assert f"fix:      {symbol.hint.format(domain=world.IDN_DOMAIN_ASCII)}" in report
 
 
+@pytest.mark.parametrize(("ip", "record"), [("203.0.113.12", "A"), ("2001:db8::12", "AAAA")])
+def test_check_report_hints_name_the_record_that_confirms(ip: str, record: str) -> None:
+    # Regression (review): "have an A/AAAA record" for a name that had the other one.
+    request = parse_request({"ip": ip}).request
+    symbol = SYMBOLS["RL_PTR_UNVERIFIED"]
+    reply = CheckReply((SymbolResult(symbol.name, symbol.weight, ("x",)),), symbol.weight)
+    report = render_report(request, reply, 1.0, "mail.example.net")
+    assert f"(mail.example.net) have an {record} record pointing back to {ip}" in report
+
+
 def test_check_report_escapes_what_the_client_sent() -> None:
     # Regression: `rdns-scorer check` printed --helo/--from raw: terminal escapes ran.
     hostile = "\x1b]0;owned\x07\x1b[31mred\r\nforged"

@@ -39,10 +39,24 @@ class PtrFacts:
             if isinstance(outcome, Answer) and self.ip in outcome.records
         ]
 
+    def names_judged(self) -> list[str]:
+        """The PTR names a verdict is about: those that confirm, else every one looked
+        up; sorted, since a PTR answer's order is the resolver's whim."""
+        return sorted(self.confirmed_names() or self.forward)
 
-def _forward_evidence(name: str, outcome: Lookup[IPAddress]) -> str:
-    arrow = "->" if isinstance(outcome, Answer) else ":"
-    return option(f"{name} {arrow} {describe(outcome)}")
+
+def address_record(ip: IPAddress) -> str:
+    """The record type that confirms a PTR name for ``ip`` (RFC 8601 section 3)."""
+    return "A" if ip.version == 4 else "AAAA"
+
+
+def _forward_evidence(ip: IPAddress, name: str, outcome: Lookup[IPAddress]) -> str:
+    """``name -> addresses``, or which record of the name was asked and why it is not
+    there (``mail.example.net A: nodata``: it may well have the other family's)."""
+    if isinstance(outcome, Answer):
+        return option(f"{name} -> {describe(outcome)}")
+    detail = f": {outcome.detail}" if isinstance(outcome, TempFail) and outcome.detail else ""
+    return option(f"{name} {address_record(ip)}: {describe(outcome)}{detail}")
 
 
 def _generic(ip: IPAddress, names: dict[str, bool]) -> Hit | None:
@@ -96,9 +110,11 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
     failed = [name for name, outcome in facts.forward.items() if isinstance(outcome, TempFail)]
     judged = _judged_names(facts, confirmed, failed)
     generic = _generic(ip, judged) if judged else None
+    if generic is not None and mta:
+        generic = Hit(generic.symbol, (*generic.options, *mta), generic.confidence)
     if confirmed:
         return [generic] if generic else []
-    evidence = [_forward_evidence(name, outcome) for name, outcome in facts.forward.items()]
+    evidence = [_forward_evidence(ip, name, o) for name, o in facts.forward.items()]
     if facts.unchecked_names:
         evidence.append(f"{facts.unchecked_names} more PTR names not checked (max_ptr_names)")
     evidence.extend(mta)
