@@ -187,13 +187,23 @@ def non_public_suffix(ascii_name: str) -> str | None:
 _NOT_ADDRESS_CHARACTER = re.compile(r"[^0-9A-Fa-f.:%]")
 
 
+# RFC 6052 section 2.1: the well-known prefix of IPv4-embedded addresses. A client in it
+# is an IPv4 host that reached an IPv6-only MX through a translator (SIIT-DC, RFC 7755);
+# its PTR and its HELO literal are the IPv4 host's, not the translator's.
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 def unmapped(
     address: ipaddress.IPv4Address | ipaddress.IPv6Address,
 ) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """``address``, or the IPv4 address it maps (``::ffff:192.0.2.1``, RFC 4291 section
-    2.5.5.2): how a dual-stack socket shows an IPv4 peer, and how clients are compared."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+    """``address``, or the IPv4 address it carries: IPv4-mapped (``::ffff:192.0.2.1``,
+    RFC 4291 section 2.5.5.2), how a dual-stack socket shows an IPv4 peer, or in the
+    NAT64 well-known prefix (``64:ff9b::c000:201``); how clients are read and compared."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address in _NAT64_WELL_KNOWN:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address
 
 

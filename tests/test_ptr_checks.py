@@ -82,6 +82,14 @@ async def test_ipv4_mapped_ipv6_client_is_checked_as_ipv4(pipeline: Pipeline) ->
     assert await symbols_for(pipeline, "::ffff:" + world.CONFIRMED_IP) == {}
 
 
+async def test_a_nat64_client_is_checked_as_the_ipv4_host_it_carries(pipeline: Pipeline) -> None:
+    """Regression (review): an IPv4 client reaching an IPv6-only MX through a translator
+    (64:ff9b::/96, RFC 6052) scored RL_PTR_MISSING for the translated address."""
+    assert await symbols_for(pipeline, "64:ff9b::" + world.CONFIRMED_IP) == {}
+    missing = await symbols_for(pipeline, "64:ff9b::" + world.MISSING_PTR_IP)
+    assert f"no PTR for {world.MISSING_PTR_IP}" in missing["RL_PTR_MISSING"].options
+
+
 async def test_ptr_timeout_is_tempfail_never_missing(pipeline: Pipeline) -> None:
     symbols = await symbols_for(pipeline, world.PTR_TIMEOUT_IP)
     assert set(symbols) == {"RL_PTR_TEMPFAIL"}
