@@ -78,7 +78,7 @@ local UCL_PARSER_DISABLE_MACRO = 32
 -- luacheck: push ignore 631
 -- symbols:begin
 local SYMBOLS = {
-  { "RL_PTR_MISSING", "ptr", "The client IP has no PTR record (or only one naming the root, '.')." },
+  { "RL_PTR_MISSING", "ptr", "The client IP has no PTR record (or only ones naming the root, '.', or an IP address)." },
   { "RL_PTR_UNVERIFIED", "ptr", "PTR names exist, but none resolves back to the client IP (FCrDNS / iprev fails)." },
   { "RL_PTR_GENERIC", "ptr", "The PTR name is an ISP-assigned generic name: it encodes the client IP, or carries access keywords in a digit-heavy name (score is weight x confidence)." },
   { "RL_PTR_TEMPFAIL", "ptr", "The PTR or its forward confirmation could not be checked (DNS timeout/SERVFAIL, or more PTR names than max_ptr_names)." },

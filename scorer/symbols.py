@@ -43,7 +43,7 @@ _TABLE: tuple[Symbol, ...] = (
         "RL_PTR_MISSING",
         Family.PTR,
         5.0,
-        "The client IP has no PTR record (or only one naming the root, '.').",
+        "The client IP has no PTR record (or only ones naming the root, '.', or an IP address).",
         "Strong: the article recommends refusing mail from IPs without PTR, as Google, "
         "Microsoft and Yahoo do; hijacked PCs almost never have one.",
         "ask the owner of {ip} (ISP or hosting provider) for a PTR record naming your mail "

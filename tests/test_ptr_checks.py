@@ -242,3 +242,15 @@ def test_the_hint_names_the_ptr_names_judged_whatever_their_order(order: list[st
     assert facts.names_judged() == [GENERIC]
     unconfirmed = PtrFacts(CLIENT, Answer(tuple(order), 300), dict.fromkeys(order, ELSEWHERE))
     assert unconfirmed.names_judged() == sorted(order)
+
+
+def test_a_ptr_naming_an_address_is_no_host_name() -> None:
+    """Regression (review): "PTR 81.2.70.71." scored RL_PTR_UNVERIFIED after asking for
+    the A record of a name that cannot exist: RFC 1123 section 2.1 says a host name never
+    has the dotted-decimal form, and Postfix reads it as no name, like "PTR ."."""
+    literal = str(CLIENT)
+    (hit,) = check_ptr(_ptr_facts({literal: NotFound(NotFoundKind.NXDOMAIN, 300)}))
+    assert hit.symbol == "RL_PTR_MISSING"
+    assert f"PTR: {literal} (an address, not a host name)" in hit.options
+    beside_a_name = check_ptr(_ptr_facts({literal: ELSEWHERE, CUSTOM: CONFIRMS}))
+    assert beside_a_name == []

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from scorer.checks.generic import generic_hit
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import Answer, Lookup, TempFail, describe
+from scorer.names import address_in
 from scorer.text import option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -106,6 +107,12 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
     if not any(facts.ptr.records):
         # "PTR ." names the root, no host: the owner's way of saying there is none.
         return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", "PTR: . (the root)", *mta))]
+    if all(address_in(name) is not None for name in facts.ptr.records if name):
+        # RFC 1123 section 2.1: a host name never has the dotted-decimal form (its top
+        # label is alphabetic). "PTR 192.0.2.7." names no host, as Postfix reads it too.
+        spelled = option(", ".join(name for name in facts.ptr.records if name))
+        no_host = f"PTR: {spelled} (an address, not a host name)"
+        return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", no_host, *mta))]
     confirmed = facts.confirmed_names()
     failed = [name for name, outcome in facts.forward.items() if isinstance(outcome, TempFail)]
     judged = _judged_names(facts, confirmed, failed)
