@@ -687,3 +687,25 @@ def test_a_no_at_the_end_of_a_cname_lasts_no_longer_than_the_cname(rcode: str) -
     kind = NotFoundKind.NXDOMAIN if rcode == "NXDOMAIN" else NotFoundKind.NODATA
     assert outcome == NotFound(kind, 5, "62.rev.example.net")
     assert describe(outcome) == f"{kind} at 62.rev.example.net (CNAME target)"
+
+
+async def test_queries_in_flight_when_a_nameserver_is_demoted_still_reach_the_next(
+    unbound: Unbound,
+) -> None:
+    """Regression (review): a retry took the nameserver at its attempt's place in the
+    order, so queries sent to the silent one before it was demoted (the order now
+    [working, silent]) were retried to the silent one again and timed out."""
+    silent = FaultyDns("silent").start()
+    try:
+        servers = [silent.nameserver, unbound.nameserver]
+        layer = DnsLayer([parse_nameserver(s) for s in servers], 0.5, TtlCache(100, 0, 3600))
+
+        async def later(delay: float, name: str) -> Outcome:
+            await asyncio.sleep(delay)
+            return await layer.lookup(name, dns.rdatatype.A, _deadline())
+
+        names = [world.CONFIRMED_NAME, world.GOOD_MX, world.UNVERIFIED_NAME, world.GENERIC_NAME]
+        outcomes = await asyncio.gather(*(later(0.05 * i, n) for i, n in enumerate(names)))
+        assert not [o for o in outcomes if isinstance(o, TempFail)], outcomes
+    finally:
+        silent.stop()

@@ -75,7 +75,7 @@ class _Pending:
     """One query in flight: its question, where it was sent, and whom to tell."""
 
     __slots__ = (
-        "attempts", "done", "expires", "failure", "on_done", "question", "rdtype",
+        "asked", "attempts", "done", "expires", "failure", "on_done", "question", "rdtype",
         "registrations", "timer",
     )  # fmt: skip
 
@@ -88,6 +88,7 @@ class _Pending:
         self.rdtype = rdtype
         self.expires = expires  # loop time by which the query ends, TCP fallback included
         self.attempts = 0
+        self.asked: set[int] = set()  # the nameservers sent this query so far
         self.registrations: list[tuple[_Socket, int]] = []
         self.timer: asyncio.TimerHandle | None = None
         self.failure: TempFail | None = None  # the last definite failure (SERVFAIL...)
@@ -263,7 +264,15 @@ class UdpTransport:
         else:
             delay = self._timeout / self._attempts
             pending.timer = self._loop.call_later(delay, self._attempt, pending)
-        sockets = self._sockets[self._order[attempt % len(self._order)]]
+        order = self._order
+        server = order[0]
+        if pending.asked:
+            # The first nameserver in the current order not asked yet: the order may
+            # have changed since the last attempt (a demotion), and a retry must not
+            # go back to the silent one while the working one is never asked.
+            server = next((i for i in order if i not in pending.asked), order[attempt % len(order)])
+        pending.asked.add(server)
+        sockets = self._sockets[server]
         self._next_socket += 1
         sock = sockets[self._next_socket % len(sockets)]
         query_id = next(self._ids)
