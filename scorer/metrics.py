@@ -134,6 +134,13 @@ class Metrics:
             "rdns_scorer_dns_queries", "DNS queries sent, by record type and result.",
             ["rdtype", "result"], registry=r,
         )  # fmt: skip
+        self.dns_repeated_failures = LoopCounter(
+            "rdns_scorer_dns_repeated_failures",
+            "Failed DNS queries whose question had failed already and was not answered "
+            "since (a dead zone asked again for each message): /readyz and the "
+            "resolver alert leave them out.",
+            registry=r,
+        ).labels()
         self.dns_latency = LoopHistogram(
             "rdns_scorer_dns_query_duration_seconds", "Time for one DNS query.",
             DNS_BUCKETS, ["rdtype"], registry=r,
@@ -199,7 +206,7 @@ class Metrics:
         else:
             self._cache_collector.repoint(dns_layer)
 
-    def observe_dns(self, rdtype: str, result: str, seconds: float) -> None:
+    def observe_dns(self, rdtype: str, result: str, seconds: float, repeated: bool) -> None:
         # Once per DNS query: the two series are looked up once per (type, result).
         series = self._dns_children.get((rdtype, result))
         if series is None:
@@ -209,6 +216,8 @@ class Metrics:
             )
         series[0].value += 1
         series[1].observe(seconds)
+        if repeated:
+            self.dns_repeated_failures.value += 1
 
     def record_reload(self, success: bool) -> None:
         self.reloads.labels("success" if success else "failure").inc()

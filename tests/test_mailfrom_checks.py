@@ -296,7 +296,7 @@ async def test_mx_targets_all_checked_and_bogus_are_bogus(unbound_config: Config
 async def test_second_address_family_is_asked_only_when_needed(pipeline: Pipeline) -> None:
     """One usable address is all any check needs: the other family is not queried."""
     asked: list[str] = []
-    pipeline.dns.observer = lambda rdtype, _result, _seconds: asked.append(rdtype)
+    pipeline.dns.observer = lambda rdtype, *_: asked.append(rdtype)
     await symbols_for(
         pipeline, world.CONFIRMED_IP, helo=world.CONFIRMED_NAME, mail_from=f"a@{world.GOOD_DOMAIN}"
     )

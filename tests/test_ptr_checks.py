@@ -62,7 +62,7 @@ async def test_a_ptr_to_the_root_is_a_missing_name(pipeline: Pipeline) -> None:
     # Regression (review): "PTR ." was resolved forward (an A query for the root) and
     # scored RL_PTR_UNVERIFIED with an empty name as evidence (" : nxdomain").
     asked: list[str] = []
-    pipeline.dns.observer = lambda rdtype, _result, _seconds: asked.append(rdtype)
+    pipeline.dns.observer = lambda rdtype, *_: asked.append(rdtype)
     symbols = await symbols_for(pipeline, world.ROOT_PTR_IP)
     assert set(symbols) == {"RL_PTR_MISSING"}
     assert "PTR: . (the root)" in symbols["RL_PTR_MISSING"].options

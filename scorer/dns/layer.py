@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import ipaddress
+import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ from scorer.names import is_multicast_or_broadcast
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Outcome = Answer[Any] | NotFound | TempFail
-QueryObserver = Callable[[str, str, float], None]  # (rdtype, result, seconds)
+# (rdtype, result, seconds, whether a failure repeats the question's last one)
+QueryObserver = Callable[[str, str, float, bool], None]
+log = logging.getLogger(__name__)
 
 _RESULT_NAMES = {
     FailureKind.TIMEOUT: "timeout",
@@ -95,65 +98,53 @@ def parse_nameserver(text: str) -> Nameserver:
     return Nameserver(host, int(port))
 
 
-UNREADY_FAILURE_SHARE = 0.9  # /readyz fails when this share of recent lookups failed
+UNREADY_FAILURE_SHARE = 0.9  # /readyz fails when this share of recent queries failed
 HEALTH_WINDOW_SECONDS = 30.0
-HEALTH_MIN_LOOKUPS = 20  # fewer recent lookups than this say nothing either way
+HEALTH_MIN_QUERIES = 20  # fewer recent queries than this say nothing either way
+# A question whose query failed is remembered this long (or until it is answered), at
+# most this many: its next failures are repeats, left out of the health share.
+FAILING_MEMORY_SECONDS = 3600.0
+FAILING_MEMORY_ENTRIES = 4096
 
 
 class QueryHealth:
-    """Failures among recent lookups, over the current and the previous 30 s window.
+    """Failures among recent queries, over the current and the previous 30 s window.
 
-    A lookup is a query sent or an outcome the cache answered with. Queries alone
-    misjudge a working resolver: answers are cached and failures are not, so every
-    message from a sender whose reverse zone is dead asks again and fails again,
-    while the other senders' answers come from the cache. A few such senders made
-    96 % of the queries sent failures, and /readyz said the resolver was broken,
-    while nearly every lookup succeeded.
+    The layer leaves out the repeats of a failing question (``DnsLayer._repeats``):
+    answers are cached and failures are not, so every message from a sender whose zone
+    is dead asks again and fails again, while the other senders' answers come from the
+    caches. A few such senders made 92-96 % of the queries sent failures, and /readyz
+    said the resolver was broken, while nearly every check was judged. A broken
+    resolver fails question after new question.
     """
 
-    __slots__ = (
-        "_cache_hits",
-        "_clock",
-        "_current",
-        "_hits_at_start",
-        "_previous",
-        "_window_start",
-    )
+    __slots__ = ("_clock", "_current", "_previous", "_window_start")
 
-    def __init__(
-        self, cache_hits: Callable[[], int] = lambda: 0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._cache_hits = cache_hits  # the cache's running count of hits
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._window_start = clock()
-        self._hits_at_start = cache_hits()
-        self._current = [0, 0]  # queries, failures (the cache's hits are added when read)
-        self._previous = [0, 0]  # lookups, failures
+        self._current = [0, 0]  # queries, failures
+        self._previous = [0, 0]
 
     def _roll(self) -> None:
         now = self._clock()
         if now - self._window_start >= HEALTH_WINDOW_SECONDS:
-            hits = self._cache_hits()
             stale = now - self._window_start >= 2 * HEALTH_WINDOW_SECONDS
-            queries, failures = self._current
-            self._previous = [0, 0] if stale else [queries + hits - self._hits_at_start, failures]
+            self._previous = [0, 0] if stale else self._current
             self._current = [0, 0]
-            self._hits_at_start = hits
             self._window_start = now
 
     def record(self, failed: bool) -> None:
-        """One query sent, and whether it failed."""
         self._roll()
         self._current[0] += 1
         self._current[1] += failed
 
     def failure_share(self) -> float | None:
         self._roll()
-        hits = self._cache_hits() - self._hits_at_start
-        lookups = self._current[0] + hits + self._previous[0]
-        if lookups < HEALTH_MIN_LOOKUPS:
+        queries = self._current[0] + self._previous[0]
+        if queries < HEALTH_MIN_QUERIES:
             return None
-        return (self._current[1] + self._previous[1]) / lookups
+        return (self._current[1] + self._previous[1]) / queries
 
 
 class ExpiryTracker:
@@ -214,7 +205,8 @@ class DnsLayer:
         self._inflight: dict[Hashable, asyncio.Future[tuple[Outcome, float]]] = {}
         self._negatives: dict[NotFound, NotFound] = {}
         self.observer = observer
-        self.health = QueryHealth(lambda: self.cache.hits)
+        self.health = QueryHealth()
+        self._failing: dict[str, float] = {}  # question key -> remembered until
 
     @staticmethod
     def tracking() -> ExpiryTracker:
@@ -315,9 +307,16 @@ class DnsLayer:
         started = time.perf_counter()
 
         def report(outcome: Outcome) -> None:
-            self.health.record(isinstance(outcome, TempFail))
+            failed = isinstance(outcome, TempFail)
+            repeated = self._repeats(name, rdtype, failed)
+            if not repeated:
+                self.health.record(failed)
             if self.observer is not None:
-                self.observer(rdtype.name, result_name(outcome), time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                try:
+                    self.observer(rdtype.name, result_name(outcome), seconds, repeated)
+                except Exception:  # a bug in metrics must not leave the lookups waiting
+                    log.exception("DNS query observer failed")
             on_done(outcome)
 
         try:
@@ -326,6 +325,21 @@ class DnsLayer:
             report(TempFail(FailureKind.MALFORMED, f"bad query name: {error}"))
         except Exception as error:  # a bug or an OS surprise must not become a 5xx
             report(network_failure(error))
+
+    def _repeats(self, name: str, rdtype: dns.rdatatype.RdataType, failed: bool) -> bool:
+        """Whether a failed query repeats the failure of the question's last query."""
+        failing = self._failing
+        if not failed:
+            if failing:  # answered now: a later failure is news again
+                failing.pop(question_key(name, rdtype), None)
+            return False
+        key = question_key(name, rdtype)
+        now = time.monotonic()
+        repeated = failing.get(key, 0.0) > now
+        if not repeated and len(failing) >= FAILING_MEMORY_ENTRIES:
+            failing.clear()
+        failing[key] = now + FAILING_MEMORY_SECONDS
+        return repeated
 
     def _settle(
         self, key: str, shared: asyncio.Future[tuple[Outcome, float]], outcome: Outcome
@@ -366,5 +380,5 @@ class DnsLayer:
             return f"resolver does not answer: {outcome.kind}"
         share = self.health.failure_share()
         if share is not None and share >= UNREADY_FAILURE_SHARE:
-            return f"{share:.0%} of recent DNS lookups failed"
+            return f"{share:.0%} of recent DNS queries failed"
         return None
