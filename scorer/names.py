@@ -190,7 +190,7 @@ _NOT_ADDRESS_CHARACTER = re.compile(r"[^0-9A-Fa-f.:%]")
 # RFC 6052 section 2.1: the well-known prefix of IPv4-embedded addresses. A client in it
 # is an IPv4 host that reached an IPv6-only MX through a translator (SIIT-DC, RFC 7755);
 # its PTR and its HELO literal are the IPv4 host's, not the translator's.
-_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 def unmapped(
@@ -202,7 +202,7 @@ def unmapped(
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
-        if address in _NAT64_WELL_KNOWN:
+        if address in NAT64_WELL_KNOWN:
             return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address
 

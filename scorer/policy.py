@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 
 from scorer.checks.hit import Hit
+from scorer.names import NAT64_WELL_KNOWN, unmapped
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -19,8 +20,9 @@ def parse_network(text: str) -> IPNetwork:
 
     Host bits are refused rather than silently dropped: ``198.51.100.7/16`` is
     as likely a typo for ``/32`` as a way to write ``198.51.0.0/16``. An
-    IPv4-mapped IPv6 network is its IPv4 network, as clients are read
-    (scorer.protocol.parse_ip), or it could never match.
+    IPv4-mapped IPv6 network (or one in the NAT64 well-known prefix, 64:ff9b::/96)
+    is its IPv4 network, as clients are read (scorer.protocol.parse_ip), or it could
+    never match.
     """
     text = text.strip()
     try:
@@ -31,10 +33,10 @@ def parse_network(text: str) -> IPNetwork:
             f"{text!r} has host bits set: write '{loose}' for the network "
             f"or '{text.partition('/')[0]}' for the one address"
         ) from None
-    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
-        mapped = network.network_address.ipv4_mapped
-        assert mapped is not None  # inside ::ffff:0:0/96
-        return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    if isinstance(network, ipaddress.IPv6Network) and any(
+        network.subnet_of(embedding) for embedding in (_IPV4_MAPPED, NAT64_WELL_KNOWN)
+    ):
+        return ipaddress.IPv4Network((unmapped(network.network_address), network.prefixlen - 96))
     return network
 
 

@@ -133,6 +133,16 @@ def test_ipv4_mapped_entries_match_ipv4_clients() -> None:
     assert allowlist.match_ip(ipaddress.ip_address("192.0.2.9")) == "ip 192.0.2.0/24"
 
 
+def test_nat64_entries_match_the_ipv4_clients_they_carry() -> None:
+    # Regression (review): clients in 64:ff9b::/96 are read as IPv4; a skip_networks or
+    # allowlist entry in that prefix stayed IPv6 and could never match again.
+    allowlist = Allowlist()
+    allowlist.add("ip", "64:ff9b::c000:200/120")
+    assert allowlist.match_ip(ipaddress.ip_address("192.0.2.9")) == "ip 192.0.2.0/24"
+    config = config_from_mapping({"policy": {"skip_networks": ["64:ff9b::/96"]}})
+    assert config.skip_networks == [ipaddress.ip_network("0.0.0.0/0")]
+
+
 @pytest.mark.parametrize(
     "entry",
     [world.IDN_DOMAIN, world.IDN_DOMAIN_ASCII, "BÜCHER-Versand.DE.", "@Bücher-versand.de"],
