@@ -474,8 +474,14 @@ if upstreams then
   n_upstreams = #upstreams:all_upstreams()
 end
 
-skip_conf = lua_util.config_check_local_or_authed(rspamd_config, N,
-    settings.check_local, settings.check_authed)
+-- As lua_util.config_check_local_or_authed (and hfilter): either key in this section
+-- decides both; else the options section does. Not the helper alone when the section
+-- has them: it skips a quoted value ("false") and would take options' instead.
+if opts.check_local ~= nil or opts.check_authed ~= nil then
+  skip_conf = { settings.check_local, settings.check_authed }
+else
+  skip_conf = lua_util.config_check_local_or_authed(rspamd_config, N, false, false)
+end
 
 -- All symbols are registered here, in one place.
 local check_id = rspamd_config:register_symbol({

@@ -546,6 +546,21 @@ def test_a_quoted_false_still_skips(
     assert hung.accepted == before
 
 
+def test_a_quoted_false_in_the_section_wins_over_options(
+    unbound: Unbound, fake: FakeHttp, hs_cache: Path
+) -> None:
+    # Regression (review): lua_util's helper skips a quoted value and took the options
+    # section's check_local = true instead: local clients were checked, against the
+    # rule that the module section decides both when it sets either.
+    conf = f'servers = "{fake.address}";\ncheck_local = "false";'
+    rspamd = Rspamd(unbound.nameserver, conf, hs_cache, options_conf="check_local = true;")
+    with _running(rspamd):
+        before = len(fake.requests)
+        assert rspamd.scan("10.20.30.40", helo="x").ours() == {}
+        assert len(fake.requests) == before
+        assert "check_local=false" in rspamd.log()
+
+
 def test_a_timeout_beyond_the_task_timeout_is_refused(
     unbound: Unbound, hung: HungSocket, hs_cache: Path
 ) -> None:

@@ -74,6 +74,7 @@ class Rspamd:
         extra_conf: str = "",
         plugin: Path = PLUGIN,
         hosts: str | None = None,
+        options_conf: str = "",
     ) -> None:
         self.nameserver = nameserver
         self.port = free_port()
@@ -81,6 +82,7 @@ class Rspamd:
         self.cache_dir = cache_dir
         self.module_conf = module_conf
         self.extra_conf = extra_conf
+        self.options_conf = options_conf  # more lines for the options section
         self.plugin = plugin
         self.hosts = hosts
         self.log_path = self.dir / "rspamd.log"
@@ -110,6 +112,7 @@ options {{
   history_file = "{d}/db/history.zst";
   control_socket = "{d}/run/control.sock mode=0600";
   local_addrs = ["127.0.0.0/8", "10.0.0.0/8", "192.168.0.0/16", "::1"];
+  {self.options_conf}
   dns {{
     nameserver = ["{host}:{port}"];
     timeout = 1s;
