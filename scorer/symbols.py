@@ -76,9 +76,9 @@ _TABLE: tuple[Symbol, ...] = (
         "The PTR or its forward confirmation could not be checked "
         "(DNS timeout/SERVFAIL, or more PTR names than max_ptr_names).",
         "Zero: a DNS failure says nothing about the sender and must never look like a missing PTR.",
-        "the evidence names the lookup that failed: make that zone (the reverse zone of "
-        "{ip}, or the zone of its PTR name {ptr}) answer from reachable, working "
-        "nameservers; with more PTR names than max_ptr_names, publish fewer",
+        "make the zone of the failed lookup the evidence names (the reverse zone of {ip}, "
+        "or a PTR name's own zone) answer from reachable, working nameservers; with more "
+        "PTR names than max_ptr_names, publish fewer",
     ),
     Symbol(
         "RL_SKIPPED_LOCAL",

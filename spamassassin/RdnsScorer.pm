@@ -205,7 +205,8 @@ sub check_rl_scorer_ok {
   # A shadowed symbol scores nothing: the stock rules it stands for must stay on
   # (shadow mode is for watching, and must not lower a message's score).
   return 0 if grep { $_->{shadowed} } values %returned;
-  # The service ran no checks (its local_networks): no verdict to stand in for them.
+  # The service ran no checks (the client is in its [policy] skip_networks): no
+  # verdict to stand in for the stock rules.
   return 0 if $returned{RL_SKIPPED_LOCAL};
   # A PTR lookup that failed (a dead resolver, a lame reverse zone) is no verdict on
   # the PTR either: the stock rDNS rules stay the fallback, as with the service down.

@@ -296,6 +296,17 @@ def test_check_report_hints_name_the_record_that_confirms(ip: str, record: str) 
     assert f"(mail.example.net) have an {record} record pointing back to {ip}" in report
 
 
+def test_check_report_hints_read_whole_without_a_ptr_name() -> None:
+    # Regression (review): with no PTR name (the PTR lookup itself failed) the
+    # RL_PTR_TEMPFAIL hint read "...or the zone of its PTR name its PTR name)".
+    request = parse_request({"ip": "198.51.100.7"}).request
+    symbol = SYMBOLS["RL_PTR_TEMPFAIL"]
+    reply = CheckReply((SymbolResult(symbol.name, 0.0, ("x",)),), 0.0)
+    report = render_report(request, reply, 1.0, None)
+    hint = next(line for line in report.splitlines() if line.startswith("  fix:"))
+    assert "its PTR name" not in hint and "198.51.100.7" in hint, hint
+
+
 def test_check_report_escapes_what_the_client_sent() -> None:
     # Regression: `rdns-scorer check` printed --helo/--from raw: terminal escapes ran.
     hostile = "\x1b]0;owned\x07\x1b[31mred\r\nforged"
