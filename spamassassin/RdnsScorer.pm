@@ -78,39 +78,11 @@ sub set_config {
   });
 
   # rdns_scorer_timeout SECONDS: hard overall deadline for the whole call (default 1).
-  push(@cmds, {
-    setting  => 'rdns_scorer_timeout',
-    is_admin => 1,
-    default  => 1,
-    type     => $Mail::SpamAssassin::Conf::CONF_TYPE_NUMERIC,
-    code     => sub {
-      my ($conf, $key, $value, $line) = @_;
-      return $Mail::SpamAssassin::Conf::MISSING_REQUIRED_VALUE
-        if !defined $value || $value eq '';
-      return $Mail::SpamAssassin::Conf::INVALID_VALUE
-        if $value !~ /^(\d+(?:\.\d+)?|\.\d+)$/ || $1 <= 0 || $1 > 60;
-      $conf->{rdns_scorer_timeout} = $1 + 0;
-      return;
-    },
-  });
+  push(@cmds, _seconds_command('rdns_scorer_timeout', 1, 1, 60));
 
   # rdns_scorer_holddown SECONDS: a URL that timed out is not asked again for this
   # long (default 10; 0: always ask).
-  push(@cmds, {
-    setting  => 'rdns_scorer_holddown',
-    is_admin => 1,
-    default  => 10,
-    type     => $Mail::SpamAssassin::Conf::CONF_TYPE_NUMERIC,
-    code     => sub {
-      my ($conf, $key, $value, $line) = @_;
-      return $Mail::SpamAssassin::Conf::MISSING_REQUIRED_VALUE
-        if !defined $value || $value eq '';
-      return $Mail::SpamAssassin::Conf::INVALID_VALUE
-        if $value !~ /^(\d+(?:\.\d+)?|\.\d+)$/ || $1 > 3600;
-      $conf->{rdns_scorer_holddown} = $1 + 0;
-      return;
-    },
-  });
+  push(@cmds, _seconds_command('rdns_scorer_holddown', 10, 0, 3600));
 
   # rdns_scorer_token TOKEN: sent as "Authorization: Bearer TOKEN" (default: none).
   push(@cmds, {
@@ -128,6 +100,27 @@ sub set_config {
   });
 
   $conf->{parser}->register_commands(\@cmds);
+}
+
+# An admin setting of seconds: a plain decimal number, above 0 when $positive (else 0
+# too), at most $ceiling.
+sub _seconds_command {
+  my ($setting, $default, $positive, $ceiling) = @_;
+  return {
+    setting  => $setting,
+    is_admin => 1,
+    default  => $default,
+    type     => $Mail::SpamAssassin::Conf::CONF_TYPE_NUMERIC,
+    code     => sub {
+      my ($conf, $key, $value, $line) = @_;
+      return $Mail::SpamAssassin::Conf::MISSING_REQUIRED_VALUE
+        if !defined $value || $value eq '';
+      return $Mail::SpamAssassin::Conf::INVALID_VALUE
+        if $value !~ /^(\d+(?:\.\d+)?|\.\d+)$/ || ($positive && $1 <= 0) || $1 > $ceiling;
+      $conf->{$setting} = $1 + 0;
+      return;
+    },
+  };
 }
 
 # "http://host[:port][/path]"; host may be [v6]. Returns (host, port, path) or ().
