@@ -699,6 +699,21 @@ def test_lint_is_clean_next_to_the_stock_rules() -> None:
     assert "warn" not in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize(
+    ("line", "valid"),
+    [
+        ("rdns_scorer_timeout 0", False),
+        ("rdns_scorer_timeout 2.5", True),
+        ("rdns_scorer_holddown 0", True),
+        ("rdns_scorer_holddown 4000", False),
+    ],
+)
+def test_settings_in_seconds_are_checked_by_lint(line: str, valid: bool) -> None:
+    result = lint(site_config(line + "\n"))
+    assert (result.returncode == 0) is valid, result.stderr
+    assert ("invalid" in result.stderr) is not valid
+
+
 def test_shipped_config_sets_the_default_url() -> None:
     text = (source_dir() / CONFIG).read_text()
     assert re.search(r"^rdns_scorer_url http://127\.0\.0\.1:11340/v1/check$", text, re.M)
