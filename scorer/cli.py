@@ -1,4 +1,4 @@
-"""The ``rdns-scorer`` command line: serve, check, generic, config."""
+"""The ``rdns-scorer`` command line: serve, health, check, generic, config."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 
 from scorer import __version__
@@ -87,6 +88,25 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
 
 
+# A wildcard bind accepts on every address of its family: ask its loopback.
+_LOOPBACK_FOR = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def _health(args: argparse.Namespace) -> int:
+    """GET /healthz where ``serve`` with the same config and flags listens: 0 if it
+    answers 200 (a container healthcheck, a monitoring probe)."""
+    host, port = parse_listen(_config(args, listen=args.listen).server.listen)
+    host = _LOOPBACK_FOR.get(host, host)
+    url = f"http://[{host}]:{port}/healthz" if ":" in host else f"http://{host}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as reply:
+            reply.read()
+    except (OSError, ValueError) as error:  # refused, timeout, HTTP error (a URLError)
+        print_error(f"rdns-scorer health: {url}: {error}")
+        return 1
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     config = _config(args)
     data = {"ip": args.ip, "helo": args.helo, "mail_from": args.mail_from, "hostname": None}
@@ -158,6 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes sharing the port via SO_REUSEPORT (default: [server] workers, 1)",
     )
     serve.set_defaults(func=_serve)
+
+    health = commands.add_parser(
+        "health",
+        help="probe a running service's /healthz (exit 0 if it answers)",
+        description="GET /healthz at the address `serve` with the same --config, --listen "
+        "and RDNS_SCORER_* variables listens on (a wildcard address: its loopback).",
+    )
+    health.add_argument("--config", metavar="FILE", help="TOML config file (default: built-in)")
+    health.add_argument("--listen", metavar="HOST:PORT", help="the service's address")
+    health.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
+    health.set_defaults(func=_health, nameserver=None)
 
     check = commands.add_parser("check", help="check one client without a server")
     check.add_argument("--ip", required=True, help="client IP address")

@@ -584,7 +584,11 @@ def test_docker_files_refer_to_files_that_exist() -> None:
     for dropped in (".venv/bin/python", "tests/world.py", ".git/HEAD"):
         assert docker_ignored(dropped), dropped
     assert re.search(r"^USER\s+(?!root|0\b)", dockerfile_text, re.MULTILINE)
-    assert re.search(r"^HEALTHCHECK .*\n.*/healthz", dockerfile_text, re.MULTILINE)
+    # The healthcheck reads the same config file the service is started with.
+    served = re.search(r'^CMD \["serve", "--config", "([^"]+)"\]', dockerfile_text, re.MULTILINE)
+    assert served is not None
+    health = f'CMD ["rdns-scorer", "health", "--config", "{served.group(1)}"]'
+    assert re.search(rf"^HEALTHCHECK .*\n\s*{re.escape(health)}", dockerfile_text, re.MULTILINE)
 
 
 def test_grafana_provisioning_matches_the_compose_mounts() -> None:

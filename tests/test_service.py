@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from scorer.report import render_report
 from scorer.symbols import SYMBOLS
 from tests import world
 from tests.support.fakedns import FaultyDns
+from tests.support.service import ScorerProcess
 from tests.support.unbound import Unbound
 
 MSGPACK = {"Content-Type": "application/msgpack"}
@@ -232,6 +234,28 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "scorer", *args], capture_output=True, text=True, timeout=60
     )
+
+
+def test_health_probes_where_serve_listens(unbound: Unbound) -> None:
+    # Regression: the image's healthcheck asked 127.0.0.1 at RDNS_SCORER_LISTEN's port
+    # whatever the host, and never read the config file: a service on [::] only (or on
+    # a port set in scorer.toml) was reported unhealthy and restarted in a loop.
+    service = ScorerProcess(unbound.nameserver).start()
+    try:
+        wildcard = {**os.environ, "RDNS_SCORER_LISTEN": f"0.0.0.0:{service.port}"}
+        probe = subprocess.run(
+            [sys.executable, "-m", "scorer", "health"], capture_output=True, text=True,
+            timeout=30, env=wildcard,
+        )  # fmt: skip
+        assert probe.returncode == 0, probe.stderr
+        config = service.config_path.parent / "listen.toml"
+        config.write_text(f'[server]\nlisten = "127.0.0.1:{service.port}"\n')
+        assert _cli("health", "--config", str(config)).returncode == 0
+    finally:
+        service.stop()
+    down = _cli("health", "--listen", f"127.0.0.1:{service.port}", "--timeout", "1")
+    assert down.returncode == 1
+    assert f"rdns-scorer health: http://127.0.0.1:{service.port}/healthz" in down.stderr
 
 
 @pytest.mark.parametrize(
