@@ -207,6 +207,25 @@ async def test_readyz_fails_when_the_resolver_does_not_answer(aiohttp_client: An
     assert (await client.get("/healthz")).status == 200
 
 
+@pytest.mark.parametrize("mode", ["nxdomain", "noerror"])
+async def test_readyz_fails_when_the_resolver_says_the_root_has_no_soa(
+    aiohttp_client: Any, mode: str
+) -> None:
+    # Regression (review): an NXDOMAIN or NODATA for the root's SOA passed: a resolver
+    # serving only its own data (or rewriting answers) was "ready" while every client
+    # got RL_PTR_MISSING.
+    server = FaultyDns(mode).start()
+    try:
+        client = await aiohttp_client(
+            create_app(config_from_mapping({"dns": {"nameservers": [server.nameserver]}}))
+        )
+        reply = await client.get("/readyz")
+        assert reply.status == 503
+        assert "the root has no SOA" in (await reply.json())["status"]
+    finally:
+        server.stop()
+
+
 async def test_request_deadline_fires_and_reply_is_sent(aiohttp_client: Any) -> None:
     # A resolver that never answers, a per-query timeout longer than the deadline:
     # only the request deadline can end these lookups.

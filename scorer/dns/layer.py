@@ -31,6 +31,7 @@ from scorer.dns.outcomes import (
     NotFound,
     NotFoundKind,
     TempFail,
+    describe,
     network_failure,
 )
 from scorer.dns.transport import UdpTransport
@@ -378,6 +379,10 @@ class DnsLayer:
         outcome = await self.query(".", dns.rdatatype.SOA)
         if isinstance(outcome, TempFail):
             return f"resolver does not answer: {outcome.kind}"
+        if not isinstance(outcome, Answer):
+            # The root always has an SOA: a resolver that says otherwise serves only its
+            # own data or rewrites answers, and every client would look like it has no PTR.
+            return f"resolver says the root has no SOA ({describe(outcome)})"
         share = self.health.failure_share()
         if share is not None and share >= UNREADY_FAILURE_SHARE:
             return f"{share:.0%} of recent DNS queries failed"

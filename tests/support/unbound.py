@@ -65,6 +65,9 @@ class Zones:
             "  outgoing-num-tcp: 0",
             # Everything not listed below is NXDOMAIN at once; nothing goes to the internet.
             '  local-zone: "." static',
+            # The root's SOA, as any working resolver has it (/readyz asks for it).
+            "  local-data: '. 86400 IN SOA a.root-servers.net. nstld.verisign-grs.com. "
+            "1 1800 900 604800 86400'",
         ]
         # RFC 6303 default zones (documentation and private reverse ranges)
         # would shadow our records; ours replace them.
