@@ -17,6 +17,7 @@ from scorer.config import (
     Config,
     ConfigError,
     load_config,
+    local_address,
     parse_listen,
     with_overrides,
 )
@@ -88,16 +89,10 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
 
 
-# A wildcard bind accepts on every address of its family: ask its loopback.
-_LOOPBACK_FOR = {"0.0.0.0": "127.0.0.1", "::": "::1"}
-
-
 def _health(args: argparse.Namespace) -> int:
     """GET /healthz where ``serve`` with the same config and flags listens: 0 if it
     answers 200 (a container healthcheck, a monitoring probe)."""
-    host, port = parse_listen(_config(args, listen=args.listen).server.listen)
-    host = _LOOPBACK_FOR.get(host, host)
-    url = f"http://[{host}]:{port}/healthz" if ":" in host else f"http://{host}:{port}/healthz"
+    url = f"http://{local_address(_config(args, listen=args.listen).server.listen)}/healthz"
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as reply:
             reply.read()

@@ -354,6 +354,14 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def local_address(listen: str) -> str:
+    """Where a client on this host reaches a service listening on ``listen``:
+    ``HOST:PORT`` (``[V6]:PORT``), the loopback of a wildcard bind's family."""
+    host, port = parse_listen(listen)
+    host = {"0.0.0.0": "127.0.0.1", "*": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def config_from_mapping(data: Mapping[str, Any]) -> Config:
     kwargs: dict[str, Any] = {}
     for name, values in data.items():

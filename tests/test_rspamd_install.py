@@ -118,6 +118,14 @@ def test_section_timeout_stays_above_service_deadline() -> None:
     assert "timeout = 1.7s;" in integration.module_section(config)
 
 
+def test_section_timeout_stays_below_rspamds_task_timeout() -> None:
+    # Regression (review): request_deadline 8 wrote "timeout = 8.2s;", which the plugin
+    # refuses (at or above task_timeout) and replaces by 1 s: slow checks failed open.
+    section = integration.module_section(config_from_mapping({"dns": {"request_deadline": 8}}))
+    assert "timeout = 7.5s;" in section
+    assert "request_deadline 8 s leaves no room below rspamd's task_timeout" in section
+
+
 def test_cli_config_prints_the_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     conf = tmp_path / "scorer.toml"
     conf.write_text('[server]\nlisten = "127.0.0.1:12000"\ntoken = "abc"\n')

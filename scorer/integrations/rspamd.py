@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scorer.config import Config, load_config, parse_listen, with_overrides
+from scorer.config import Config, load_config, local_address, with_overrides
 from scorer.integrations import shipped_dir
 from scorer.symbols import SYMBOLS
 
@@ -35,6 +35,8 @@ SYMBOLS_BEGIN = "-- symbols:begin"
 SYMBOLS_END = "-- symbols:end"
 DEFAULT_CONFDIR = Path("/etc/rspamd")
 DEFAULT_TIMEOUT = 1.0  # the plugin's default; never below the service's own deadline
+TASK_TIMEOUT = 8.0  # rspamd's default task_timeout: the whole scan's
+MAX_TIMEOUT = 7.5  # below it, with room for the rest of the scan
 # The accounts the Debian (``_rspamd``) and upstream (``rspamd``) packages run rspamd as:
 # the whole daemon, so it must be able to read every file install writes.
 RSPAMD_ACCOUNTS = ("_rspamd", "rspamd")
@@ -92,28 +94,26 @@ def _ucl_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def server_address(config: Config) -> str:
-    """Where rspamd reaches the service: its listen address, loopback for a wildcard bind."""
-    host, port = parse_listen(config.server.listen)
-    if host in ("0.0.0.0", "*"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def module_section(config: Config) -> str:
     """The top-level ``rdns_scorer { ... }`` section for a service running with ``config``."""
-    # The service answers within its request deadline; give the network a little on top.
-    timeout = max(DEFAULT_TIMEOUT, round(config.dns.request_deadline + 0.2, 3))
+    # The service answers within its request deadline; give the network a little on top,
+    # but stay below rspamd's task_timeout, at or above which the plugin uses 1 s.
+    wanted = max(DEFAULT_TIMEOUT, round(config.dns.request_deadline + 0.2, 3))
+    timeout = min(wanted, MAX_TIMEOUT)
     lines = [
         f"{MODULE} {{",
-        f"  servers = {_ucl_string(server_address(config))};",
+        f"  servers = {_ucl_string(local_address(config.server.listen))};",
         '  path = "/v1/check";',
         f"  timeout = {timeout:g}s;",
         # No check_local/check_authed: the plugin's defaults are false, and a key in the
         # module section would make rspamd ignore the admin's `options` ones.
     ]
+    if timeout < wanted:
+        lines.append(
+            f"  # [dns] request_deadline {config.dns.request_deadline:g} s leaves no room below "
+            f"rspamd's task_timeout ({TASK_TIMEOUT:g} s by default): checks slower than "
+            f"{timeout:g} s fail open. Lower request_deadline."
+        )
     if config.server.token:
         lines.append(f"  token = {_ucl_string(config.server.token)};")
     lines.append("}")
