@@ -33,8 +33,12 @@ from scorer.security import refuse_public_without_token
 from scorer.symbols import SYMBOLS, markdown_table
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
+def _add_config_file_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML config file (default: built-in)")
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    _add_config_file_option(parser)
     parser.add_argument(
         "--nameserver",
         action="append",
@@ -180,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="GET /healthz at the address `serve` with the same --config, --listen "
         "and RDNS_SCORER_* variables listens on (a wildcard address: its loopback).",
     )
-    health.add_argument("--config", metavar="FILE", help="TOML config file (default: built-in)")
+    _add_config_file_option(health)
     health.add_argument("--listen", metavar="HOST:PORT", help="the service's address")
     health.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
     health.set_defaults(func=_health, nameserver=None)
