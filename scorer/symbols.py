@@ -152,7 +152,8 @@ _TABLE: tuple[Symbol, ...] = (
         "(loopback, RFC 1918, CGNAT, ULA) that are not the client's.",
         "Gentle: RFC 5321 section 2.3.5 only asks for a resolvable name; many genuine "
         "servers greet with internal names that have no public record.",
-        "publish an A/AAAA record for '{helo}' or greet with a name that has one",
+        "give '{helo}' a public A/AAAA record (an internal address does not count), or "
+        "greet with a name that has one",
     ),
     Symbol(
         "RL_HELO_FORGED_LOCAL",
@@ -176,7 +177,8 @@ _TABLE: tuple[Symbol, ...] = (
         0.0,
         "The HELO name could not be resolved because of a DNS failure.",
         "Zero: a DNS failure is never evidence against the sender.",
-        "check that the nameservers for '{helo}' answer",
+        "make the zone of '{helo}' (or of the CNAME target the evidence names) answer "
+        "from reachable, working nameservers",
     ),
     Symbol(
         "RL_MAILFROM_BAD_SYNTAX",
@@ -204,7 +206,8 @@ _TABLE: tuple[Symbol, ...] = (
         4.0,
         "The MAIL FROM domain does not exist.",
         "Hard: the article's strongest MAIL FROM signal; bounces to it are impossible.",
-        "use an envelope sender domain that exists in DNS (not '{domain}')",
+        "use an envelope sender domain that exists in DNS (not '{domain}'), or point its "
+        "CNAME at a name that does",
     ),
     Symbol(
         "RL_MAILFROM_NO_MAIL_HOST",
@@ -231,7 +234,8 @@ _TABLE: tuple[Symbol, ...] = (
         "Every MX target of the MAIL FROM domain (without MX: the domain itself) is an IP "
         "literal, unresolvable, or resolves only to loopback/private/reserved addresses.",
         "Moderate to hard: replies cannot be delivered, a common mark of throwaway domains.",
-        "point the MX records of '{domain}' at hostnames with public A/AAAA records",
+        "give '{domain}' mail hosts at public addresses: MX records naming hosts with "
+        "public A/AAAA records (without MX, the domain's own A/AAAA is its mail host)",
     ),
     Symbol(
         "RL_MAILFROM_TEMPFAIL",
@@ -240,7 +244,8 @@ _TABLE: tuple[Symbol, ...] = (
         "The MAIL FROM domain could not be checked because of a DNS failure "
         "(or every MX target looked up is unusable but more than max_mx_hosts exist).",
         "Zero: a DNS failure is never evidence against the sender.",
-        "check that the nameservers for '{domain}' answer",
+        "make the zones the evidence names answer from reachable, working nameservers "
+        "('{domain}', or an MX host's); with more MX hosts than max_mx_hosts, publish fewer",
     ),
     Symbol(
         "RL_SCORER_FAIL",

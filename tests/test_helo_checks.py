@@ -276,3 +276,17 @@ async def test_a_bare_ip_of_another_host_says_so(pipeline: Pipeline) -> None:
     assert f"address without [brackets]; not the client's ({world.CONFIRMED_IP})" in options
     own = await symbols_for(pipeline, world.CONFIRMED_IP, helo=world.CONFIRMED_IP)
     assert "address without [brackets]" in own["RL_HELO_BARE_IP"].options
+
+
+def test_helo_tempfail_says_which_record_failed_and_why() -> None:
+    # Regression (review): "A/AAAA: servfail" twice, and never the failure's detail.
+    from scorer.dns.outcomes import FailureKind, TempFail
+
+    facts = HeloFacts(
+        parse_helo("mx.dead-zone.net"),
+        a=TempFail(FailureKind.SERVFAIL, "SERVFAIL"),
+        aaaa=TempFail(FailureKind.MALFORMED, "CNAME loop"),
+    )
+    (hit,) = check_helo(facts, ipaddress.IPv4Address("81.2.69.160"), frozenset(), frozenset())
+    assert hit.symbol == "RL_HELO_TEMPFAIL"
+    assert hit.options[1:] == ("A: servfail", "AAAA: malformed: CNAME loop")

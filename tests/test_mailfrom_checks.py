@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scorer.checks.mailfrom import (
+    AddressFacts,
     MailFromFacts,
     SenderKind,
     check_mail_from,
@@ -17,7 +19,7 @@ from scorer.checks.mailfrom import (
     validated_sender,
 )
 from scorer.config import Config
-from scorer.dns.outcomes import Answer, MxRecord
+from scorer.dns.outcomes import Answer, FailureKind, MxRecord, NotFound, NotFoundKind, TempFail
 from scorer.pipeline import Pipeline
 from tests import world
 from tests.helpers import symbols_for
@@ -311,3 +313,53 @@ async def test_second_address_family_is_asked_only_when_needed(pipeline: Pipelin
     assert {"RL_HELO_NO_ADDRESS", "RL_MAILFROM_BOGUS_MX"} <= set(symbols)
     # No usable A: the HELO and every MX host (private, missing, loopback) get an AAAA query.
     assert asked.count("AAAA") == 4
+
+
+SENDER = "u@evidence-test.net"
+PUBLIC = ipaddress.IPv4Address("81.2.69.160")
+INTERNAL = ipaddress.IPv4Address("10.0.0.5")
+SERVFAIL = TempFail(FailureKind.SERVFAIL, "SERVFAIL")
+LOOP = TempFail(FailureKind.MALFORMED, "CNAME loop")
+NODATA = NotFound(NotFoundKind.NODATA, 300)
+
+
+def test_every_mx_naming_the_root_is_a_null_mx() -> None:
+    # Regression (review): "MX 0 ." beside "MX 10 ." scored nothing at all.
+    records = (MxRecord(0, ""), MxRecord(10, ""))
+    (hit,) = check_mail_from(MailFromFacts(parse_sender(SENDER), mx=Answer(records, 300)))
+    assert hit.symbol == "RL_MAILFROM_NULL_MX" and "MX 0 ., MX 10 . (RFC 7505)" in hit.options
+
+
+def test_mx_tempfail_names_each_target_and_what_failed() -> None:
+    # Regression (review): "MX targets did not resolve", whatever the targets and reasons.
+    mx = Answer((MxRecord(10, "gone.evidence-test.net"), MxRecord(20, "mx.dead-zone.net")), 300)
+    targets = {
+        "gone.evidence-test.net": AddressFacts(NODATA, NODATA),
+        "mx.dead-zone.net": AddressFacts(SERVFAIL, LOOP),
+    }
+    (hit,) = check_mail_from(MailFromFacts(parse_sender(SENDER), mx=mx, targets=targets))
+    assert hit.symbol == "RL_MAILFROM_TEMPFAIL"
+    assert "MX gone.evidence-test.net: does not resolve" in hit.options
+    assert "MX mx.dead-zone.net A: servfail" in hit.options
+    assert "MX mx.dead-zone.net AAAA: malformed: CNAME loop" in hit.options
+
+
+def test_an_implicit_mx_that_may_be_public_is_unknown_not_nothing() -> None:
+    # Regression (review): no MX, an internal A, a failed AAAA: no symbol at all.
+    implicit = AddressFacts(Answer((INTERNAL,), 300), SERVFAIL)
+    facts = MailFromFacts(parse_sender(SENDER), mx=NODATA, implicit_mx=implicit)
+    (hit,) = check_mail_from(facts)
+    assert hit.symbol == "RL_MAILFROM_TEMPFAIL"
+    assert hit.options[1:] == ("no MX (nodata)", "AAAA: servfail")
+    public = MailFromFacts(
+        parse_sender(SENDER), mx=NODATA, implicit_mx=AddressFacts(Answer((PUBLIC,), 300), SERVFAIL)
+    )
+    assert check_mail_from(public) == []
+
+
+def test_a_sender_domain_missing_through_a_cname_names_the_target() -> None:
+    # Regression (review): "nxdomain" for a domain that exists as a CNAME to a gone name.
+    gone = NotFound(NotFoundKind.NXDOMAIN, 300, "gone.target-zone.org")
+    (hit,) = check_mail_from(MailFromFacts(parse_sender(SENDER), mx=gone))
+    assert hit.symbol == "RL_MAILFROM_NXDOMAIN"
+    assert "MX: nxdomain at gone.target-zone.org (CNAME target)" in hit.options

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from scorer.checks.generic import generic_hit
 from scorer.checks.hit import Hit
-from scorer.dns.outcomes import Answer, Lookup, NotFound, TempFail, describe
+from scorer.dns.outcomes import Answer, Lookup, NotFound, TempFail, describe, failed_lookups
 from scorer.memo import memoise_short_text
 from scorer.names import (
     address_in,
@@ -170,9 +170,9 @@ def _resolution_hit(facts: HeloFacts, ip: IPAddress) -> Hit | None:
         return None
     if not outcomes:
         return None
-    failures = [o for o in outcomes if isinstance(o, TempFail)]
+    failures = failed_lookups({"A": facts.a, "AAAA": facts.aaaa})
     if failures:
-        return Hit("RL_HELO_TEMPFAIL", (evidence, *(f"A/AAAA: {describe(o)}" for o in failures)))
+        return Hit("RL_HELO_TEMPFAIL", (evidence, *map(option, failures)))
     kinds = sorted({describe(o) for o in outcomes if isinstance(o, NotFound)})
     return Hit("RL_HELO_NO_ADDRESS", (evidence, f"A/AAAA: {'/'.join(kinds)}"))
 

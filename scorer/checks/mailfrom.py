@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 import email_validator
 
 from scorer.checks.hit import Hit
-from scorer.dns.outcomes import Answer, Lookup, MxRecord, NotFound, NotFoundKind, TempFail, describe
+from scorer.dns.outcomes import (
+    Answer,
+    Lookup,
+    MxRecord,
+    NotFound,
+    NotFoundKind,
+    TempFail,
+    describe,
+    failed_lookups,
+)
 from scorer.memo import memoise_short_text
 from scorer.names import (
     address_in,
@@ -200,6 +209,10 @@ class AddressFacts:
     def failed(self) -> bool:
         return isinstance(self.a, TempFail) or isinstance(self.aaaa, TempFail)
 
+    def failures(self) -> list[str]:
+        """``A: timeout: ...``-style evidence for each failed lookup."""
+        return failed_lookups({"A": self.a, "AAAA": self.aaaa})
+
 
 @dataclass(frozen=True, slots=True)
 class MailFromFacts:
@@ -218,8 +231,9 @@ def mail_hosts(mx: Answer[MxRecord]) -> list[str]:
 
 
 def is_null_mx(mx: Answer[MxRecord]) -> bool:
-    """RFC 7505 section 3: a single MX of preference 0 with the root as exchange."""
-    return len(mx.records) == 1 and mx.records[0].is_null
+    """RFC 7505 section 3: a single MX of preference 0 with the root as exchange. Or
+    several that all name the root: no host to deliver to either."""
+    return all(record.is_null for record in mx.records)
 
 
 def has_global_address(outcome: Answer[IPAddress]) -> bool:
@@ -245,13 +259,21 @@ def _check_mx(
     subject: str, mx: Answer[MxRecord], targets: dict[str, AddressFacts], unchecked: int
 ) -> Hit | None:
     if is_null_mx(mx):
-        # The record as published: "MX 10 ." is no null MX to the letter of RFC 7505
+        # The records as published: "MX 10 ." is no null MX to the letter of RFC 7505
         # section 3 (preference 0), but names no host either, and says why.
-        return Hit("RL_MAILFROM_NULL_MX", (subject, f"MX {mx.records[0].preference} . (RFC 7505)"))
+        published = ", ".join(sorted(f"MX {r.preference} ." for r in mx.records))
+        return Hit("RL_MAILFROM_NULL_MX", (subject, f"{published} (RFC 7505)"))
     reasons = {name: _bogus_reason(name, facts) for name, facts in targets.items()}
     if not reasons or any(r is None and not targets[n].failed for n, r in reasons.items()):
         return None  # at least one usable mail host (or none to judge)
     evidence = [option(f"MX {name}: {reason}") for name, reason in reasons.items() if reason]
+    # Hosts whose lookups failed might have been usable: named, with what failed.
+    evidence += [
+        option(f"MX {name} {failure}")
+        for name, facts in targets.items()
+        if reasons[name] is None
+        for failure in facts.failures()
+    ]
     if unchecked:
         # A host never looked up may take the bounce (it is tried next): unknown is not
         # bogus, as a PTR name beyond max_ptr_names is not unconfirmed (checks.ptr).
@@ -259,20 +281,29 @@ def _check_mx(
         return Hit("RL_MAILFROM_TEMPFAIL", (subject, *evidence, more))
     if all(reasons.values()):
         return Hit("RL_MAILFROM_BOGUS_MX", (subject, *evidence))
-    return Hit("RL_MAILFROM_TEMPFAIL", (subject, "MX targets did not resolve"))
+    return Hit("RL_MAILFROM_TEMPFAIL", (subject, *evidence))
 
 
-def _check_implicit(subject: str, domain: str, implicit: AddressFacts | None) -> Hit | None:
+def _check_implicit(
+    subject: str, domain: str, mx: Lookup[MxRecord] | None, implicit: AddressFacts | None
+) -> Hit | None:
     if implicit is None:
         return None
-    if implicit.addresses:
+    no_mx = f"no MX ({describe(mx)})" if mx is not None else "no MX"
+    addresses = implicit.addresses
+    if addresses:
         # RFC 5321 section 5.1: the domain's own address is then its mail host, judged
         # like any MX target (10.0.0.5 or 127.0.0.1 cannot receive a reply).
         reason = _bogus_reason(domain, implicit)
-        return Hit("RL_MAILFROM_BOGUS_MX", (subject, f"implicit MX: {reason}")) if reason else None
+        if reason:
+            return Hit("RL_MAILFROM_BOGUS_MX", (subject, no_mx, f"implicit MX: {reason}"))
+        if any(address.is_global for address in addresses):
+            return None
+        # Only internal addresses so far, and the other family's lookup failed: it might
+        # have been public. Unknown, and said so rather than nothing.
     if implicit.failed:
-        return Hit("RL_MAILFROM_TEMPFAIL", (subject, "A/AAAA failed"))
-    return Hit("RL_MAILFROM_NO_MAIL_HOST", (subject, "no MX, no A/AAAA"))
+        return Hit("RL_MAILFROM_TEMPFAIL", (subject, no_mx, *map(option, implicit.failures())))
+    return Hit("RL_MAILFROM_NO_MAIL_HOST", (subject, no_mx, "no A/AAAA"))
 
 
 def _literal_hit(subject: str, literal: IPAddress | None) -> Hit | None:
@@ -307,11 +338,11 @@ def check_mail_from(facts: MailFromFacts) -> list[Hit]:
     if isinstance(mx, TempFail):
         return [Hit("RL_MAILFROM_TEMPFAIL", (subject, f"MX: {describe(mx)}"))]
     if isinstance(mx, NotFound) and mx.kind is NotFoundKind.NXDOMAIN:
-        return [Hit("RL_MAILFROM_NXDOMAIN", (subject, "nxdomain"))]
+        return [Hit("RL_MAILFROM_NXDOMAIN", (subject, option(f"MX: {describe(mx)}")))]
     hit = (
         _check_mx(subject, mx, facts.targets, facts.unchecked_hosts)
         if isinstance(mx, Answer)
         else None
     )
-    hit = hit or _check_implicit(subject, sender.domain, facts.implicit_mx)
+    hit = hit or _check_implicit(subject, sender.domain, mx, facts.implicit_mx)
     return [hit] if hit else []

@@ -56,8 +56,7 @@ def _forward_evidence(ip: IPAddress, name: str, outcome: Lookup[IPAddress]) -> s
     there (``mail.example.net A: nodata``: it may well have the other family's)."""
     if isinstance(outcome, Answer):
         return option(f"{name} -> {describe(outcome)}")
-    detail = f": {outcome.detail}" if isinstance(outcome, TempFail) and outcome.detail else ""
-    return option(f"{name} {address_record(ip)}: {describe(outcome)}{detail}")
+    return option(f"{name} {address_record(ip)}: {describe(outcome)}")
 
 
 def _generic(ip: IPAddress, names: dict[str, bool]) -> Hit | None:
@@ -100,8 +99,7 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
     ip = facts.ip
     mta = (option(f"MTA hostname: {facts.mta_hostname}"),) if facts.mta_hostname else ()
     if isinstance(facts.ptr, TempFail):
-        detail = option(facts.ptr.detail)
-        return [Hit("RL_PTR_TEMPFAIL", (f"PTR {ip}: {describe(facts.ptr)}", detail, *mta))]
+        return [Hit("RL_PTR_TEMPFAIL", (option(f"PTR {ip}: {describe(facts.ptr)}"), *mta))]
     if not isinstance(facts.ptr, Answer):
         return [Hit("RL_PTR_MISSING", (f"no PTR for {ip}", f"PTR: {describe(facts.ptr)}", *mta))]
     if not any(facts.ptr.records):

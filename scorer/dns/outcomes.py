@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -70,10 +71,20 @@ def network_failure(error: BaseException, context: str = "") -> TempFail:
 Lookup = Answer[T] | NotFound | TempFail
 
 
+def failed_lookups(outcomes: Mapping[str, Answer[Any] | NotFound | TempFail | None]) -> list[str]:
+    """``A: servfail``-style evidence for each failed lookup, by its record type."""
+    return [f"{rdtype}: {describe(o)}" for rdtype, o in outcomes.items() if isinstance(o, TempFail)]
+
+
 def describe(outcome: Answer[Any] | NotFound | TempFail) -> str:
-    """A short evidence string for an outcome, e.g. ``nxdomain`` or ``timeout``."""
+    """A short evidence string for an outcome, e.g. ``nxdomain``, ``timeout: no answer
+    within 0.5s`` or ``malformed: CNAME loop`` (a failure's detail says why)."""
     if isinstance(outcome, Answer):
         return ", ".join(str(r) for r in outcome.records)
-    if isinstance(outcome, NotFound) and outcome.alias_target is not None:
-        return f"{outcome.kind} at {outcome.alias_target} (CNAME target)"
+    if isinstance(outcome, NotFound):
+        if outcome.alias_target is not None:
+            return f"{outcome.kind} at {outcome.alias_target} (CNAME target)"
+        return str(outcome.kind)
+    if outcome.detail and outcome.detail.lower() != outcome.kind:
+        return f"{outcome.kind}: {outcome.detail}"
     return str(outcome.kind)
