@@ -223,8 +223,8 @@ _TABLE: tuple[Symbol, ...] = (
         3.0,
         "The MAIL FROM domain publishes a null MX (RFC 7505): it accepts no mail.",
         "Fairly hard: RFC 7505 section 4.2 says a domain that takes no mail should not "
-        "be used as a sender; bounces cannot reach it. A lone MX naming the root at "
-        "another preference (MX 10 .) counts too; the evidence quotes the record.",
+        "be used as a sender; bounces cannot reach it. MX records that all name the root "
+        "at other preferences (MX 10 .) count too; the evidence quotes them.",
         "remove the null MX from '{domain}' or send from a domain that receives mail",
     ),
     Symbol(
