@@ -36,7 +36,11 @@ def parse_network(text: str) -> IPNetwork:
     if isinstance(network, ipaddress.IPv6Network) and any(
         network.subnet_of(embedding) for embedding in (_IPV4_MAPPED, NAT64_WELL_KNOWN)
     ):
-        return ipaddress.IPv4Network((unmapped(network.network_address), network.prefixlen - 96))
+        network = ipaddress.IPv4Network((unmapped(network.network_address), network.prefixlen - 96))
+    if network.prefixlen == 0:
+        # Every client of the family: every check switched off. Refused, as a public
+        # suffix in a ptr entry is (a NAT64 or IPv4-mapped /96 reads as 0.0.0.0/0).
+        raise ValueError(f"{text!r} covers every IPv{network.version} address ({network})")
     return network
 
 

@@ -139,8 +139,18 @@ def test_nat64_entries_match_the_ipv4_clients_they_carry() -> None:
     allowlist = Allowlist()
     allowlist.add("ip", "64:ff9b::c000:200/120")
     assert allowlist.match_ip(ipaddress.ip_address("192.0.2.9")) == "ip 192.0.2.0/24"
-    config = config_from_mapping({"policy": {"skip_networks": ["64:ff9b::/96"]}})
-    assert config.skip_networks == [ipaddress.ip_network("0.0.0.0/0")]
+    config = config_from_mapping({"policy": {"skip_networks": ["64:ff9b::c633:6400/120"]}})
+    assert config.skip_networks == [ipaddress.ip_network("198.51.100.0/24")]
+
+
+@pytest.mark.parametrize("entry", ["0.0.0.0/0", "::/0", "64:ff9b::/96", "::ffff:0:0/96"])
+def test_a_network_of_every_address_is_refused(entry: str) -> None:
+    # Regression (review): the whole NAT64 or IPv4-mapped prefix reads as 0.0.0.0/0 and
+    # switched every IPv4 check off without a word (as 0.0.0.0/0 itself did).
+    with pytest.raises(ConfigError, match="covers every IPv"):
+        config_from_mapping({"allowlist": {"ips": [entry]}}).read_allowlist()
+    with pytest.raises(ConfigError, match="covers every IPv"):
+        config_from_mapping({"policy": {"skip_networks": [entry]}})
 
 
 @pytest.mark.parametrize(
