@@ -339,6 +339,15 @@ def _validate(config: Config) -> None:
     if unknown:
         reasons = "; ".join(f"{name}: {_not_weighable(name)}" for name in unknown)
         raise ConfigError(f"[policy] shadow_symbols: {reasons}")
+    # Shadow mode shows what a symbol would score; at weight 0 it would show nothing,
+    # and the symbol would go out as an ordinary 0-score one, which a SpamAssassin
+    # admin's own "score RL_X n" then turns into a real score.
+    unweighted = sorted(n for n in config.policy.shadow_symbols if config.weights[n] == 0)
+    if unweighted:
+        raise ConfigError(
+            f"[policy] shadow_symbols: {', '.join(unweighted)} weighs 0 in [weights]: "
+            "shadow mode shows what a symbol would score; give it the weight to watch"
+        )
 
 
 def parse_listen(text: str) -> tuple[str, int]:

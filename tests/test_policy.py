@@ -944,3 +944,14 @@ async def test_last_reload_gauge_follows_the_latest_reload(reloadable: Reloadabl
     path.write_text(good)
     assert (await client.post("/v1/reload", headers=auth)).status == 200
     assert await gauge() == "1.0"
+
+
+def test_a_shadowed_symbol_must_have_a_weight_to_watch() -> None:
+    # Regression (review): with weight 0 a symbol in shadow_symbols went out as an
+    # ordinary 0-score symbol (no "shadow:" option): SpamAssassin then applied the
+    # admin's own "score RL_X 1.5" to it. The docs' example did exactly that.
+    with pytest.raises(ConfigError, match="RL_HELO_NOT_FQDN weighs 0"):
+        config_from_mapping(
+            {"policy": {"shadow_symbols": ["RL_HELO_NOT_FQDN"]}, "weights": {"RL_HELO_NOT_FQDN": 0}}
+        )
+    config_from_mapping({"policy": {"shadow_symbols": ["RL_HELO_NOT_FQDN"]}})
