@@ -245,6 +245,7 @@ class Supervisor:
         self, config: Config, loader: ConfigLoader, host: str, port: int, workers: int
     ) -> None:
         self._config = config
+        self._reload_failed = False  # the latest reload was rejected: _config is older
         self._loader = loader
         self._host, self._port = host, port
         self._workers = workers
@@ -269,15 +270,13 @@ class Supervisor:
                     signal.signal(signum, signal.SIG_DFL)
                 _die_with_parent(parent)
                 # A reload forwarded while we start must not kill us (nor get lost);
-                # one the parent noted before forking is not ours: we read the config now.
+                # one the parent noted before forking is not ours: its config is ours.
                 defer_hangups()
                 take_deferred_hangup()
-                stale = False
-                try:
-                    config = self._loader()
-                except ConfigError as error:
-                    log.error("worker: config reload failed, using the last good one: %s", error)
-                    config, stale = self._config, True
+                # The config the others serve: the last one that loaded (not the file
+                # as it is now, edited but never reloaded), and whether a reload failed
+                # since, so this worker's metrics say so as theirs do.
+                config, stale = self._config, self._reload_failed
                 configure_logging(config.server.log_format, config.server.log_requests)
                 run_worker(
                     config,
@@ -346,7 +345,9 @@ class Supervisor:
         try:
             config = self._loader()
         except ConfigError:  # the workers log and count the failure
+            self._reload_failed = True
             return
+        self._reload_failed = False
         before, self._config = self._config.server, config
         if (config.server.log_format, config.server.log_requests) != (
             before.log_format,

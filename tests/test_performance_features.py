@@ -385,10 +385,29 @@ def test_workers_reload_on_sighup_and_come_back(
         time.sleep(0.1)
     else:
         pytest.fail("not every worker reloaded")
-    # A worker that dies is replaced, with the last config that loaded: here the file
-    # is broken by then. (Regression: the replacement went back to the config the
-    # service had started with, 5.0, and said nothing in its metrics.)
+    # A worker that dies is replaced with the config the others serve: the last one that
+    # loaded, not the file as edited since (Regression (review): an allowlist edited but
+    # never reloaded reached the replacement only: half the checks saw it).
+    config_path.write_text("[server]\nlog_requests = false\n[weights]\nRL_PTR_MISSING = 2.5\n")
+    _replace_a_worker(process)
+    assert all(_score(port) == 1.25 for _ in range(20))
+    # ... and when a reload was rejected since, the replacement says so in its metrics,
+    # as the others do. (Regression: it went back to the config the service had started
+    # with, 5.0, and said nothing.)
     config_path.write_text("[weights]\nRL_NO_SUCH_SYMBOL = 1\n")
+    process.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    _replace_a_worker(process)
+    assert all(_score(port) == 1.25 for _ in range(20))
+    for _ in range(40):  # fresh connections: each scrape reaches one of the workers
+        texts = [_get(port, "GET", "/metrics")[1].decode() for _ in range(10)]
+        if all(_metric(t, "rdns_scorer_config_last_reload_successful") == 0.0 for t in texts):
+            break
+    else:
+        pytest.fail("a worker did not report the rejected reload")
+
+
+def _replace_a_worker(process: subprocess.Popen[bytes]) -> None:
     victim = children(process.pid)[0]
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 10
@@ -400,13 +419,6 @@ def test_workers_reload_on_sighup_and_come_back(
     else:
         pytest.fail("the dead worker was not replaced")
     time.sleep(0.5)
-    assert all(_score(port) == 1.25 for _ in range(20))
-    for _ in range(40):  # fresh connections: the replacement answers some
-        _status, text = _get(port, "GET", "/metrics")
-        if _metric(text.decode(), "rdns_scorer_config_last_reload_successful") == 0.0:
-            break
-    else:
-        pytest.fail("the replacement did not report the config it could not load")
 
 
 def test_a_stuck_worker_is_killed_and_replaced(unbound: Unbound, tmp_path: Path) -> None:
