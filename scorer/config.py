@@ -402,6 +402,7 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ
             raise ConfigError(f"{path}: {error.strerror}") from None
         except ValueError as error:  # bad TOML, bytes that are not UTF-8, a 5,000-digit int
             raise ConfigError(f"{path}: invalid TOML: {error}") from None
+        _anchor_paths(data, Path(path).parent)
     config = _with_secret(config_from_mapping(data), environ.get(ENV_TOKEN))
     return with_overrides(
         config,
@@ -409,6 +410,24 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ
         nameservers=[n for n in environ.get(ENV_NAMESERVERS, "").split(",") if n.strip()] or None,
         names=(ENV_LISTEN, ENV_NAMESERVERS),
     )
+
+
+def _anchor_paths(data: dict[str, Any], base: Path) -> None:
+    """Relative file names in the config are relative to the config file, not to the
+    working directory: systemd starts the service in /, where "allow.txt" that passed
+    a `config check` run in /etc/rdns-scorer is not found."""
+    allowlist, server = data.get("allowlist"), data.get("server")
+    if isinstance(allowlist, dict) and isinstance(allowlist.get("files"), list):
+        allowlist["files"] = [
+            str(base / name)
+            if isinstance(name, str) and name and not Path(name).is_absolute()
+            else name
+            for name in allowlist["files"]
+        ]
+    if isinstance(server, dict):
+        token_file = server.get("token_file")
+        if isinstance(token_file, str) and token_file and not Path(token_file).is_absolute():
+            server["token_file"] = str(base / token_file)
 
 
 def _with_secret(config: Config, env_token: str | None) -> Config:

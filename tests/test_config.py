@@ -231,3 +231,18 @@ def test_token_from_environment_file_or_config(tmp_path: Path) -> None:
     path.write_text(f'[server]\ntoken_file = "{tmp_path / "missing"}"\n')
     with pytest.raises(ConfigError, match=r"\[server\] token_file"):
         load_config(path, environ={})
+
+
+def test_relative_file_names_are_relative_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review): relative to the working directory: `config check` passed in
+    # /etc/rdns-scorer and the service, started by systemd in /, could not find them.
+    (tmp_path / "allow.txt").write_text("from partner.example.net\n")
+    (tmp_path / "token").write_text("a-token-of-at-least-sixteen-chars\n")
+    path = tmp_path / "scorer.toml"
+    path.write_text('[allowlist]\nfiles = ["allow.txt"]\n[server]\ntoken_file = "token"\n')
+    monkeypatch.chdir("/")
+    config = load_config(path, environ={})
+    assert config.read_allowlist().match_from("a@partner.example.net") is not None
+    assert config.server.token == "a-token-of-at-least-sixteen-chars"
