@@ -166,11 +166,19 @@ class Allowlist:
 
     def add_file(self, path: str) -> None:
         try:
-            # utf-8-sig: an editor's byte order mark is not part of the first entry.
-            lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
-        except (OSError, UnicodeError) as error:
+            data = Path(path).read_bytes()
+        except OSError as error:
             raise AllowlistError(f"{path}: {error}") from None
-        for number, line in enumerate(lines, 1):
+        # An editor's byte order mark is not part of the first entry.
+        data = data.removeprefix(b"\xef\xbb\xbf")
+        for number, raw in enumerate(data.splitlines(), 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:  # named by line, as any other bad entry
+                raise AllowlistError(
+                    f"{path}:{number}: not UTF-8 (byte {raw[error.start]:#04x} at column "
+                    f"{error.start + 1})"
+                ) from None
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue

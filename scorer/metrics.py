@@ -180,7 +180,9 @@ class Metrics:
             # them, and a series stuck at 0 would read as "no fail-open events".
             if symbol.family is not Family.PLUGIN:
                 self.symbols.labels(name)
-                # Both, so the dashboard's raised - lowered matches for every symbol.
+                # All three, so the dashboard's rates see a symbol's first shadowed hit
+                # and raised - lowered matches for every symbol.
+                self.shadow_symbols.labels(name)
                 self.shadow_raised.labels(name)
                 self.shadow_lowered.labels(name)
         for family in CHECKED_FAMILIES:

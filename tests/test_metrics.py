@@ -333,3 +333,14 @@ def test_the_snapshot_directory_is_named_after_its_service(tmp_path: Path) -> No
         assert directory.name.startswith(f"{PREFIX}{os.getpid()}-")
     finally:
         remove_directory(directory)
+
+
+def test_every_shadow_series_exists_from_the_start() -> None:
+    # Regression (review): rdns_scorer_shadow_symbols_total{symbol} appeared with the
+    # first shadowed hit, so the dashboard's rate() missed it (the raised and lowered
+    # series were created at 0).
+    samples = _samples(generate_latest(Metrics().registry).decode())
+    for name, symbol in SYMBOLS.items():
+        if symbol.family is not Family.PLUGIN:
+            for family in ("symbols", "score_raised", "score_lowered"):
+                assert samples[f"rdns_scorer_shadow_{family}_total", (("symbol", name),)] == 0

@@ -987,3 +987,12 @@ def test_allowlist_lookups_do_not_grow_with_the_list() -> None:
     assert large.match_ip(ipaddress.ip_address("2001:db8::25")) == "ip 2001:db8::/32"
     assert large.match_ptr(["out.mail.partner7.example.net"]) is not None
     assert large.match_ptr(["xmail.partner7.example.net"]) is None
+
+
+def test_a_byte_that_is_not_utf8_is_named_by_line(tmp_path: Path) -> None:
+    # Regression (review): "'utf-8' codec can't decode byte 0xfc in position 46": no
+    # line, although every other bad entry names file:line.
+    path = tmp_path / "allow.txt"
+    path.write_bytes(b"\xef\xbb\xbffrom ok.example.net\n# fine\nfrom m\xfcnchen.example\n")
+    with pytest.raises(AllowlistError, match=r"allow.txt:3: not UTF-8 \(byte 0xfc at column 7\)"):
+        Allowlist().add_file(str(path))
