@@ -6,16 +6,20 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
+import tomllib
 import urllib.request
 from collections.abc import Sequence
 
 from scorer import __version__
 from scorer.config import (
+    ENV_LISTEN,
     MAX_WORKERS,
     Config,
     ConfigError,
+    ServerConfig,
     load_config,
     local_address,
     parse_listen,
@@ -95,15 +99,35 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _health(args: argparse.Namespace) -> int:
     """GET /healthz where ``serve`` with the same config and flags listens: 0 if it
-    answers 200 (a container healthcheck, a monitoring probe)."""
-    url = f"http://{local_address(_config(args, listen=args.listen).server.listen)}/healthz"
+    answers 200 (a container healthcheck, a monitoring probe), else 1.
+
+    Only the listen address is read (flag, then RDNS_SCORER_LISTEN, then ``[server]
+    listen``): an edited config or allowlist that would not load yet is no reason to
+    call a service that serves its last good one unhealthy (and have it restarted).
+    """
+    where = "rdns-scorer health"
     try:
-        with urllib.request.urlopen(url, timeout=args.timeout) as reply:
+        listen = args.listen or os.environ.get(ENV_LISTEN) or _listen_in(args.config)
+        url = f"http://{local_address(listen or ServerConfig().listen)}/healthz"
+        where = f"{where}: {url}"
+        # Straight to the loopback: an http_proxy in the environment must not carry it.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url, timeout=args.timeout) as reply:
             reply.read()
-    except (OSError, ValueError) as error:  # refused, timeout, HTTP error (a URLError)
-        print_error(f"rdns-scorer health: {url}: {error}")
+    except (OSError, ValueError) as error:  # refused, timeout, HTTP error, bad TOML
+        print_error(f"{where}: {error}")
         return 1
     return 0
+
+
+def _listen_in(path: str | None) -> str | None:
+    """``[server] listen`` of the TOML file at ``path``, if it sets one."""
+    if path is None:
+        return None
+    with open(path, "rb") as handle:
+        server = tomllib.load(handle).get("server")
+    listen = server.get("listen") if isinstance(server, dict) else None
+    return listen if isinstance(listen, str) else None
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -187,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_file_option(health)
     health.add_argument("--listen", metavar="HOST:PORT", help="the service's address")
     health.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
-    health.set_defaults(func=_health, nameserver=None)
+    health.set_defaults(func=_health)
 
     check = commands.add_parser("check", help="check one client without a server")
     check.add_argument("--ip", required=True, help="client IP address")

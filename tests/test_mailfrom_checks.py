@@ -21,6 +21,7 @@ from scorer.checks.mailfrom import (
 from scorer.config import Config
 from scorer.dns.outcomes import Answer, FailureKind, MxRecord, NotFound, NotFoundKind, TempFail
 from scorer.pipeline import Pipeline
+from scorer.text import OPTION_MAX_CHARS
 from tests import world
 from tests.helpers import symbols_for
 
@@ -363,3 +364,17 @@ def test_a_sender_domain_missing_through_a_cname_names_the_target() -> None:
     (hit,) = check_mail_from(MailFromFacts(parse_sender(SENDER), mx=gone))
     assert hit.symbol == "RL_MAILFROM_NXDOMAIN"
     assert "MX: nxdomain at gone.target-zone.org (CNAME target)" in hit.options
+
+
+def test_a_cname_target_in_evidence_is_escaped_and_capped() -> None:
+    # Regression (review): the CNAME target a "no" names comes from DNS: it went into
+    # the options raw (a backslash no escape of ours, 227 characters past the 160 cap).
+    target = 'x\\"y\\,z.' + "a" * 60 + "." + "b" * 60 + "." + "c" * 60 + ".net"
+    facts = MailFromFacts(
+        parse_sender(SENDER),
+        mx=NotFound(NotFoundKind.NODATA, 300, target),
+        implicit_mx=AddressFacts(NODATA, NODATA),
+    )
+    (hit,) = check_mail_from(facts)
+    assert all(len(o) <= OPTION_MAX_CHARS for o in hit.options), hit.options
+    assert '\\"' not in hit.options[1] and "\\x5c" in hit.options[1]

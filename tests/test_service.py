@@ -270,6 +270,25 @@ def test_health_probes_where_serve_listens(unbound: Unbound) -> None:
         config = service.config_path.parent / "listen.toml"
         config.write_text(f'[server]\nlisten = "127.0.0.1:{service.port}"\n')
         assert _cli("health", "--config", str(config)).returncode == 0
+        # Regression (review): health loaded the whole config, so an allowlist edited
+        # but not reloaded (the service serving its last good one) made it exit 2 and
+        # the container be restarted into a service that would not start.
+        (config.parent / "allow.txt").write_text("ip 192.0.2.0/33\n")
+        config.write_text(
+            f'[server]\nlisten = "127.0.0.1:{service.port}"\n[allowlist]\nfiles = ["allow.txt"]\n'
+        )
+        assert _cli("health", "--config", str(config)).returncode == 0
+        # ... and an http_proxy in the environment does not carry the loopback probe.
+        proxied = {
+            **wildcard,
+            "http_proxy": "http://127.0.0.1:9",
+            "HTTP_PROXY": "http://127.0.0.1:9",
+        }
+        probe = subprocess.run(
+            [sys.executable, "-m", "scorer", "health"], capture_output=True, text=True,
+            timeout=30, env=proxied,
+        )  # fmt: skip
+        assert probe.returncode == 0, probe.stderr
     finally:
         service.stop()
     down = _cli("health", "--listen", f"127.0.0.1:{service.port}", "--timeout", "1")

@@ -174,7 +174,7 @@ def _resolution_hit(facts: HeloFacts, ip: IPAddress) -> Hit | None:
     if failures:
         return Hit("RL_HELO_TEMPFAIL", (evidence, *map(option, failures)))
     kinds = sorted({describe(o) for o in outcomes if isinstance(o, NotFound)})
-    return Hit("RL_HELO_NO_ADDRESS", (evidence, f"A/AAAA: {'/'.join(kinds)}"))
+    return Hit("RL_HELO_NO_ADDRESS", (evidence, option(f"A/AAAA: {'/'.join(kinds)}")))
 
 
 def check_helo(

@@ -289,7 +289,8 @@ def _check_implicit(
 ) -> Hit | None:
     if implicit is None:
         return None
-    no_mx = f"no MX ({describe(mx)})" if mx is not None else "no MX"
+    # The CNAME target a "no" can name comes from DNS: escaped and capped like any evidence.
+    no_mx = option(f"no MX ({describe(mx)})") if mx is not None else "no MX"
     addresses = implicit.addresses
     if addresses:
         # RFC 5321 section 5.1: the domain's own address is then its mail host, judged
@@ -336,7 +337,7 @@ def check_mail_from(facts: MailFromFacts) -> list[Hit]:
     subject = option(f"domain={sender.domain}")  # the evidence every hit leads with
     mx = facts.mx
     if isinstance(mx, TempFail):
-        return [Hit("RL_MAILFROM_TEMPFAIL", (subject, f"MX: {describe(mx)}"))]
+        return [Hit("RL_MAILFROM_TEMPFAIL", (subject, option(f"MX: {describe(mx)}")))]
     if isinstance(mx, NotFound) and mx.kind is NotFoundKind.NXDOMAIN:
         return [Hit("RL_MAILFROM_NXDOMAIN", (subject, option(f"MX: {describe(mx)}")))]
     hit = (

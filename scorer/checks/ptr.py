@@ -101,7 +101,9 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
     if isinstance(facts.ptr, TempFail):
         return [Hit("RL_PTR_TEMPFAIL", (option(f"PTR {ip}: {describe(facts.ptr)}"), *mta))]
     if not isinstance(facts.ptr, Answer):
-        return [Hit("RL_PTR_MISSING", (f"no PTR for {ip}", f"PTR: {describe(facts.ptr)}", *mta))]
+        return [
+            Hit("RL_PTR_MISSING", (f"no PTR for {ip}", option(f"PTR: {describe(facts.ptr)}"), *mta))
+        ]
     if not any(facts.ptr.records):
         # "PTR ." names the root, no host: the owner's way of saying there is none.
         return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", "PTR: . (the root)", *mta))]
