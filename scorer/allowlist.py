@@ -36,7 +36,6 @@ from scorer.symbols import Family
 from scorer.text import option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 KINDS = ("ip", "ptr", "helo", "from")
 # The check families each kind of entry exempts (the docstring above, as data).
@@ -94,12 +93,11 @@ def _under(name: str, suffixes: set[str]) -> str | None:
 
 @dataclass
 class Allowlist:
-    networks: list[IPNetwork] = field(default_factory=list)
     ptr_suffixes: set[str] = field(default_factory=set)
     helo_names: set[str] = field(default_factory=set)
     from_domains: set[str] = field(default_factory=set)
-    # The networks by (IP version, prefix length): their network addresses as integers.
-    # A client is masked once per length in use, not compared with every entry.
+    # The ip entries by (IP version, prefix length): their network addresses as
+    # integers. A client is masked once per length in use, not compared with each entry.
     _by_prefix: dict[tuple[int, int], set[int]] = field(default_factory=dict, repr=False)
 
     def add(self, kind: str, value: str) -> None:
@@ -108,7 +106,6 @@ class Allowlist:
                 network = parse_network(value)
             except ValueError as error:
                 raise AllowlistError(str(error)) from None
-            self.networks.append(network)
             key = (network.version, network.prefixlen)
             self._by_prefix.setdefault(key, set()).add(int(network.network_address))
         elif kind in ("ptr", "helo", "from"):

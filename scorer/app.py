@@ -117,9 +117,8 @@ class Service:
             # Requests already running hold the old pipeline and finish with it.
             before = self.pipeline.config.server
             self.pipeline = self._build(config, previous=self.pipeline)
-            logging_settings = (config.server.log_format, config.server.log_requests)
-            if logging_settings != (before.log_format, before.log_requests):
-                configure_logging(*logging_settings)
+            if config.server.logging_settings != before.logging_settings:
+                configure_logging(*config.server.logging_settings)
             self.metrics.record_reload(success=True)
         log.info("config reloaded on %s", source)
         return "reloaded"

@@ -79,7 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
         refuse_public_without_token(reloaded, bound_host=host)
         return reloaded
 
-    configure_logging(config.server.log_format, config.server.log_requests)
+    configure_logging(*config.server.logging_settings)
     workers = args.workers if args.workers is not None else config.server.workers
     resolvers = ", ".join(config.dns.nameservers) or "from /etc/resolv.conf"
     logging.getLogger("rdns_scorer").info(

@@ -65,6 +65,11 @@ class ServerConfig:
     watchdog_seconds: float = 30.0
     event_loop: str = "auto"  # "auto" (uvloop when installed), "uvloop" or "asyncio"
 
+    @property
+    def logging_settings(self) -> tuple[str, bool]:
+        """What ``configure_logging`` takes: a reload that changes it reconfigures."""
+        return self.log_format, self.log_requests
+
 
 @dataclass(frozen=True)
 class DnsConfig:

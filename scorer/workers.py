@@ -277,7 +277,7 @@ class Supervisor:
                 # as it is now, edited but never reloaded), and whether a reload failed
                 # since, so this worker's metrics say so as theirs do.
                 config, stale = self._config, self._reload_failed
-                configure_logging(config.server.log_format, config.server.log_requests)
+                configure_logging(*config.server.logging_settings)
                 run_worker(
                     config,
                     self._loader,
@@ -341,7 +341,7 @@ class Supervisor:
 
     def _reload(self) -> None:
         """Keep the last good config for the workers started from now on (one that
-        replaces a dead worker falls back to it when the file no longer loads)."""
+        replaces a dead worker starts with it), and whether this reload was rejected."""
         try:
             config = self._loader()
         except ConfigError:  # the workers log and count the failure
@@ -349,13 +349,10 @@ class Supervisor:
             return
         self._reload_failed = False
         before, self._config = self._config.server, config
-        if (config.server.log_format, config.server.log_requests) != (
-            before.log_format,
-            before.log_requests,
-        ):
+        if config.server.logging_settings != before.logging_settings:
             # This process logs too (a worker that died, one restarted): in the format
             # the workers now use, not the one it started with.
-            configure_logging(config.server.log_format, config.server.log_requests)
+            configure_logging(*config.server.logging_settings)
 
     def _signal_all(self, signum: int, skip: int = 0) -> None:
         for pid in list(self._children):

@@ -104,15 +104,14 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
         return [
             Hit("RL_PTR_MISSING", (f"no PTR for {ip}", option(f"PTR: {describe(facts.ptr)}"), *mta))
         ]
-    if not any(facts.ptr.records):
-        # "PTR ." names the root, no host: the owner's way of saying there is none.
-        return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", "PTR: . (the root)", *mta))]
-    if all(address_in(name) is not None for name in facts.ptr.records if name):
-        # RFC 1123 section 2.1: a host name never has the dotted-decimal form (its top
-        # label is alphabetic). "PTR 192.0.2.7." names no host, as Postfix reads it too.
-        spelled = option(", ".join(name for name in facts.ptr.records if name))
-        no_host = f"PTR: {spelled} (an address, not a host name)"
-        return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", no_host, *mta))]
+    named = [name for name in facts.ptr.records if name]
+    if all(address_in(name) is not None for name in named):
+        # No host named: "PTR ." names the root (the owner's way of saying there is
+        # none), and "PTR 192.0.2.7." an address, never a host name (RFC 1123 section
+        # 2.1: the top label is alphabetic), as Postfix reads it too.
+        spelled = f"{option(', '.join(named))} (an address, not a host name)"
+        shown = spelled if named else ". (the root)"
+        return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", f"PTR: {shown}", *mta))]
     confirmed = facts.confirmed_names()
     failed = [name for name, outcome in facts.forward.items() if isinstance(outcome, TempFail)]
     judged = _judged_names(facts, confirmed, failed)
