@@ -426,10 +426,21 @@ local function config_error(fmt, ...)
   lua_util.disable_module(N, 'config')
 end
 
-settings.timeout = as_unquoted(settings.timeout)
-if type(settings.timeout) ~= 'number' or settings.timeout <= 0 then
-  config_error('timeout must be a positive time, got %s', opts.timeout)
-  return
+-- The settings read as UCL reads them unquoted, and what each must be: anything else
+-- is a config error that disables the module.
+local CHECKED = {
+  { 'timeout', 'a positive time', function(v) return type(v) == 'number' and v > 0 end },
+  { 'holddown', 'a time of 0 or more', function(v) return type(v) == 'number' and v >= 0 end },
+  { 'check_local', 'true or false', function(v) return type(v) == 'boolean' end },
+  { 'check_authed', 'true or false', function(v) return type(v) == 'boolean' end },
+}
+for _, entry in ipairs(CHECKED) do
+  local key, expected, valid = entry[1], entry[2], entry[3]
+  settings[key] = as_unquoted(settings[key])
+  if not valid(settings[key]) then
+    config_error('%s must be %s, got %s', key, expected, opts[key])
+    return
+  end
 end
 -- At or above rspamd's task_timeout, a hung service would time out the whole scan
 -- (every other module's checks cut short): keep the plugin's wait below it.
@@ -443,18 +454,6 @@ if settings.timeout >= task_timeout then
       '%s: timeout %s s is not below task_timeout (%s s): a hung service would time out ' ..
       'the whole scan; using %s s', N, settings.timeout, task_timeout, fallback)
   settings.timeout = fallback
-end
-settings.holddown = as_unquoted(settings.holddown)
-if type(settings.holddown) ~= 'number' or settings.holddown < 0 then
-  config_error('holddown must be a time of 0 or more, got %s', opts.holddown)
-  return
-end
-for _, key in ipairs({ 'check_local', 'check_authed' }) do
-  settings[key] = as_unquoted(settings[key])
-  if type(settings[key]) ~= 'boolean' then
-    config_error('%s must be true or false, got %s', key, opts[key])
-    return
-  end
 end
 if type(settings.token) ~= 'string' then
   settings.token = tostring(settings.token)
