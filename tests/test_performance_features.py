@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -299,8 +298,10 @@ def _start_workers(config: Path, port: int, log: Path, *options: str) -> subproc
 
 
 @pytest.fixture
-def workers(unbound: Unbound) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
-    directory = Path(tempfile.mkdtemp(prefix="rdns-workers-"))
+def workers(
+    unbound: Unbound, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    directory = tmp_path
     config = directory / "scorer.toml"
     config.write_text("[server]\nlog_requests = false\n[weights]\nRL_PTR_MISSING = 5.0\n")
     port = free_port()

@@ -291,6 +291,8 @@ def test_health_probes_where_serve_listens(unbound: Unbound) -> None:
         assert probe.returncode == 0, probe.stderr
     finally:
         service.stop()
+    # Regression: a stopped ScorerProcess left its directory behind (~200 per test run).
+    assert not service.config_path.parent.exists()
     down = _cli("health", "--listen", f"127.0.0.1:{service.port}", "--timeout", "1")
     assert down.returncode == 1
     assert f"rdns-scorer health: http://127.0.0.1:{service.port}/healthz" in down.stderr

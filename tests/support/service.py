@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,13 +50,16 @@ class ScorerProcess:
         try:
             wait_for_port(self.port)
         except TimeoutError:
+            log = self.log()
             self.stop()
-            raise RuntimeError(self.log_path.read_text()) from None
+            raise RuntimeError(log) from None
         return self
 
     def stop(self) -> None:
+        """Stop the service and remove its directory (config and log): read the log first."""
         stop_process(self._process)
         self._process = None
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
