@@ -53,6 +53,7 @@ class Service:
         shared_metrics: WorkerMetrics | None = None,
     ) -> None:
         self.metrics = Metrics()
+        self.started_body_limit = config.server.max_body_bytes
         # With several workers: /metrics shows them all (scorer.workermetrics).
         self.shared_metrics = shared_metrics
         self.pipeline = self._build(config, previous=None)
@@ -67,6 +68,13 @@ class Service:
     @property
     def config(self) -> Config:
         return self.pipeline.config
+
+    @property
+    def body_limit(self) -> int:
+        """The largest check body accepted now: ``max_body_bytes``, but never above the
+        one the service started with, which aiohttp enforces (``client_max_size``) and
+        a reload cannot raise."""
+        return min(self.pipeline.config.server.max_body_bytes, self.started_body_limit)
 
     def _build(self, config: Config, previous: Pipeline | None) -> Pipeline:
         # Keep the DNS layer (and its warm cache) when the DNS settings did not change.
@@ -119,6 +127,12 @@ class Service:
             self.pipeline = self._build(config, previous=self.pipeline)
             if config.server.logging_settings != before.logging_settings:
                 configure_logging(*config.server.logging_settings)
+            if config.server.max_body_bytes > self.started_body_limit:
+                log.warning(
+                    "[server] max_body_bytes %d applies after a restart; %d until then",
+                    config.server.max_body_bytes,
+                    self.started_body_limit,
+                )
             self.metrics.record_reload(success=True)
         log.info("config reloaded on %s", source)
         return "reloaded"
@@ -135,7 +149,7 @@ BODY_TIMEOUT_SECONDS = 2.0
 # body arrived (nginx's convention; never sent).
 CLIENT_CLOSED_REQUEST = 499
 # Every status /v1/check answers with (500: a bug; aiohttp's own 500 counts too).
-CHECK_STATUSES = (200, 400, 401, 408, 413, 415, CLIENT_CLOSED_REQUEST, 500, 503)
+CHECK_STATUSES = (200, 400, 401, 408, 413, 415, 417, CLIENT_CLOSED_REQUEST, 500, 503)
 
 
 def _error(status: int, message: str, field: str, want_msgpack: bool) -> web.Response:
@@ -150,7 +164,7 @@ def _authorized(request: web.Request, token: str) -> bool:
     # Constant-time comparison: the time taken must not reveal how much matched.
     # surrogateescape: aiohttp keeps a header's invalid UTF-8 bytes as surrogates.
     return scheme.lower() == "bearer" and hmac.compare_digest(
-        presented.strip().encode("utf-8", "surrogateescape"), token.encode()
+        presented.strip(" \t").encode("utf-8", "surrogateescape"), token.encode()
     )
 
 
@@ -169,8 +183,9 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
         raise RequestError(
             "Content-Type must be application/msgpack or application/json", status=415
         )
-    encoding = request.headers.get("Content-Encoding")
-    if encoding is not None and encoding.strip().lower() not in DECODED_ENCODINGS:
+    # An empty Content-Encoding is an empty list of codings: the body as it is.
+    encoding = request.headers.get("Content-Encoding", "").strip(" \t") or "identity"
+    if encoding.lower() not in DECODED_ENCODINGS:
         # aiohttp passes a coding it does not know through as it came ("foo", "gzip,
         # br"): we would read compressed bytes as the body (RFC 9110 section 8.4.1).
         raise RequestError(
@@ -199,9 +214,8 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
         why = cause.message if isinstance(cause, HttpProcessingError) else str(error)
         raise RequestError(f"body could not be read: {option(why, 100)}") from None
     if len(body) > limit:
-        # aiohttp's own cap (client_max_size) is the limit the service started
-        # with; a reload may have lowered it since, and a chunked body has no
-        # Content-Length to compare first.
+        # A reload may have lowered the limit below aiohttp's own cap, and a chunked
+        # body has no Content-Length to compare first.
         raise RequestError(too_large, status=413)
     return body, content_type
 
@@ -216,7 +230,7 @@ async def check(service: Service, request: web.Request) -> web.Response:
     try:
         # Read before taking a slot: a client that sends headers and stalls the body
         # must not hold one of max_in_flight (the checks of everyone else would get 503).
-        body, content_type = await _read_check_body(request, config.server.max_body_bytes)
+        body, content_type = await _read_check_body(request, service.body_limit)
     except RequestError as error:
         response = _error(error.status, error.message, error.field, want_msgpack)
         if error.status in (408, 413):
@@ -244,21 +258,29 @@ async def check(service: Service, request: web.Request) -> web.Response:
     return web.Response(body=payload, content_type=reply_type)
 
 
-def expect_check_body(service: Service) -> Callable[[web.Request], Awaitable[web.Response | None]]:
-    """/v1/check's answer to ``Expect: 100-continue`` (RFC 9110 section 10.1.1): a 413
-    before the client sends a body we would refuse (curl asks so for big bodies), else
-    "100 Continue", as aiohttp's default does."""
-    by_status = service.metrics.request_series("/v1/check")
+def expect_continue(
+    service: Service, endpoint: str, limits_body: bool = False
+) -> Callable[[web.Request], Awaitable[web.Response | None]]:
+    """A route's answer to ``Expect`` (RFC 9110 section 10.1.1): "100 Continue" as
+    aiohttp's default does, except a JSON 417 for any other expectation (aiohttp's own
+    echoed the header in plain text, and a header that is not UTF-8 made it a 500 with
+    a traceback), and, where ``limits_body`` (/v1/check), a 413 before the client sends
+    a body we would refuse (curl asks so for big bodies). Both are counted here: the
+    route's wrapper never runs for them."""
+    by_status = service.metrics.request_series(endpoint)
 
     async def expect(request: web.Request) -> web.Response | None:
-        if request.headers.get("Expect", "").lower() != "100-continue":
-            raise web.HTTPExpectationFailed(text=f"unknown Expect: {request.headers['Expect']}")
-        limit = service.pipeline.config.server.max_body_bytes
-        if (request.content_length or 0) > limit:
-            want_msgpack = wants_msgpack(request.headers.get("Accept", ""))
-            response = _error(413, body_too_large(limit), "body", want_msgpack)
+        expectation = request.headers.get("Expect", "")
+        want_msgpack = wants_msgpack(request.headers.get("Accept", ""))
+        response = None
+        if expectation.lower() != "100-continue":
+            message = f"unsupported Expect: {option(expectation, 40)} (only 100-continue)"
+            response = _error(417, message, "Expect", want_msgpack)
+        elif limits_body and (request.content_length or 0) > service.body_limit:
+            response = _error(413, body_too_large(service.body_limit), "body", want_msgpack)
+        if response is not None:
             response.force_close()  # the client may send the body anyway
-            by_status[413].value += 1  # answered here: the route's wrapper never runs
+            by_status[response.status].value += 1
             return response
         if request.version >= (1, 1):
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -415,12 +437,17 @@ def create_app(
             method,
             path,
             counted(path, handler, service, statuses),
-            expect_handler=expect_check_body(service) if handler is check else None,
+            expect_handler=expect_continue(service, path, limits_body=handler is check),
         )
     # Last, so it only gets what no route above took: a plugin posting to a wrong URL
     # shows on the dashboard (endpoint "other") and gets the usual JSON error.
     methods = {path: method for method, path, _handler in routes}
-    app.router.add_route("*", "/{path:.*}", counted("other", unrouted(methods), service))
+    app.router.add_route(
+        "*",
+        "/{path:.*}",
+        counted("other", unrouted(methods), service),
+        expect_handler=expect_continue(service, "other"),
+    )
     if loader is not None:
         app.on_startup.append(_reload_on_sighup)
     return app

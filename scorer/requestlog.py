@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -107,6 +108,16 @@ def stderr_is_journal(environ: Mapping[str, str], fd: int = 2) -> bool:
     return environ.get("JOURNAL_STREAM") == f"{stat.st_dev}:{stat.st_ino}"
 
 
+# aiohttp's parser errors quote the bytes they stopped at, after a newline or as a
+# bytes literal: a header line, which may be "Authorization: Bearer <token>".
+_QUOTED_INPUT = re.compile(r"""\n|\bb['"]""")
+
+
+def _without_quoted_input(message: str) -> str:
+    """What went wrong, without the request bytes aiohttp quotes after it."""
+    return _QUOTED_INPUT.split(message, maxsplit=1)[0].rstrip(" :") or "malformed request"
+
+
 class _ClientFaultsAsInfo(logging.Filter):
     """aiohttp logs a client's malformed HTTP (a bad request line, a Content-Encoding
     that does not decode, broken chunking) as an ERROR with a traceback. The fault
@@ -121,7 +132,7 @@ class _ClientFaultsAsInfo(logging.Filter):
                 return False
             error = error.__cause__
         if isinstance(error, HttpProcessingError) and 400 <= error.code < 500:
-            reason = option(error.message, 100)
+            reason = option(_without_quoted_input(error.message), 100)
             record.msg, record.args = f"{record.getMessage()}: {error.code} {reason}", None
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.exc_info = record.exc_text = None

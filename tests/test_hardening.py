@@ -162,6 +162,60 @@ def test_client_faults_in_http_are_4xx_and_not_logged_as_errors(service: ScorerP
     assert "400 Can not decode content-encoding: brotli" in log
 
 
+def _requests_for(service: ScorerProcess, endpoint: str, status: str) -> float:
+    with urllib.request.urlopen(f"{service.url}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    series = f'rdns_scorer_requests_total{{endpoint="{endpoint}",status="{status}"}} '
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(series))
+
+
+@pytest.mark.parametrize(
+    ("path", "endpoint"), [("/v1/check", "/v1/check"), ("/healthz", "/healthz"), ("/x", "other")]
+)
+def test_an_unknown_expect_is_a_counted_json_417(
+    service: ScorerProcess, path: str, endpoint: str
+) -> None:
+    # Regression: aiohttp's own answer echoed the header in plain text, a header that
+    # is not UTF-8 made it a 500 with an ERROR traceback, and neither was counted.
+    before = _requests_for(service, endpoint, "417")
+    log_start = len(service.log())
+    method = b"GET" if path == "/healthz" else b"POST"
+    request = method + b" " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+    request += b"Content-Type: application/json\r\nExpect: \xff\xfe<b>\r\nContent-Length: 2\r\n\r\n"
+    reply = _raw_exchange(service.port, request)
+    assert reply.startswith(b"HTTP/1.1 417 "), reply
+    error = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+    assert error["field"] == "Expect" and "<b>" in error["error"]
+    assert "\\x" in error["error"], "the bytes that are not text are escaped"
+    time.sleep(0.2)
+    assert _requests_for(service, endpoint, "417") == before + 1
+    log = service.log()[log_start:]
+    assert " ERROR " not in log and "Traceback" not in log, log
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"Authorization: Bearer s3cret-token\x01",
+        b"Authorization: Bearer s3cret-token" + b"x" * 9000,
+    ],
+)
+def test_a_malformed_header_is_logged_without_its_value(
+    service: ScorerProcess, header: bytes
+) -> None:
+    # Regression: the INFO line for a request aiohttp cannot parse carried its error
+    # message, which quotes the offending header line: a bearer token with a stray
+    # control character (or in an overlong header) went into the log.
+    log_start = len(service.log())
+    request = b"POST /v1/check HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n\r\n"
+    reply = _raw_exchange(service.port, request)
+    assert b" 400 " in reply.split(b"\r\n")[0] or b" 431 " in reply.split(b"\r\n")[0], reply
+    time.sleep(0.2)
+    log = service.log()[log_start:]
+    assert "Error handling request" in log and " 400 " in log, log
+    assert "s3cret" not in log, log
+
+
 def test_invalid_utf8_inside_a_json_field_is_evidence(service: ScorerProcess) -> None:
     # Regression: the msgpack path kept such bytes as evidence, JSON refused the body.
     body = b'{"ip": "%s", "helo": "mail\xff\xfe.example.org"}' % world.MISSING_PTR_IP.encode()

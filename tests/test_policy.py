@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import ipaddress
 import json
+import logging
 import os
 import re
 import signal
@@ -373,6 +374,33 @@ async def test_a_lowered_body_limit_holds_for_chunked_bodies(reloadable: Reloada
         assert response.status == 413, await response.text()
 
 
+async def test_a_raised_body_limit_waits_for_a_restart_and_says_so(
+    reloadable: Reloadable, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression (review): aiohttp kept the start-up cap (16384) while the 413 named the
+    # reloaded limit, and Expect answered "100 Continue" to bodies aiohttp then refused.
+    reloadable.path.write_text(
+        reloadable.base.replace("[server]\n", "[server]\nmax_body_bytes = 32768\n")
+    )
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        assert (await reloadable.client.post("/v1/reload", headers=reloadable.auth)).status == 200
+    assert "max_body_bytes 32768 applies after a restart; 16384 until then" in caplog.text
+    body = json.dumps({"ip": world.MISSING_PTR_IP, "helo": "x" * 20000}).encode()
+    headers = {**reloadable.auth, "Content-Type": "application/json"}
+    response = await reloadable.client.post("/v1/check", data=body, headers=headers)
+    assert response.status == 413
+    assert (await response.json())["error"] == "body larger than 16384 bytes"
+    reader, writer = await _raw_request(
+        reloadable.client.port,
+        b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body),
+    )
+    status, _headers, reply = await _read_response(reader)
+    writer.close()
+    assert status.startswith(b"HTTP/1.1 413 "), status
+    assert json.loads(reply)["error"] == "body larger than 16384 bytes"
+
+
 async def test_reload_endpoint_swaps_config_and_rejects_bad_ones(reloadable: Reloadable) -> None:
     client, path, base, auth = (
         reloadable.client, reloadable.path, reloadable.base, reloadable.auth
@@ -511,7 +539,8 @@ async def test_a_content_coding_that_is_not_decoded_is_a_415(
     reply = await response.json()
     assert reply["field"] == "Content-Encoding"
     assert reply["error"].startswith(f"Content-Encoding {encoding} is not supported")
-    for fine in ("identity", "GZIP"):
+    # An empty Content-Encoding is an empty list of codings (regression: it was a 415).
+    for fine in ("identity", "GZIP", "", " "):
         gzipped = gzip.compress(b'{"ip": "10.1.1.1"}') if fine == "GZIP" else b'{"ip": "10.1.1.1"}'
         headers = {"Content-Encoding": fine, "Content-Type": "application/json"}
         assert (await client.post("/v1/check", data=gzipped, headers=headers)).status == 200
@@ -572,15 +601,22 @@ async def test_undecodable_authorization_header_is_a_401(aiohttp_client: Any) ->
     # Regression: invalid UTF-8 in Authorization raised UnicodeEncodeError: a 500.
     config = config_from_mapping({"server": {"token": "s3cret"}})
     client = await aiohttp_client(create_app(config))
-    for path in (b"/v1/check", b"/v1/reload"):
+    # Regression (review): the token was compared after str.strip(), so a trailing
+    # no-break space (UTF-8 C2 A0) or any other Unicode space passed.
+    for path, presented in [
+        (b"/v1/check", b"\xff\xfe"),
+        (b"/v1/reload", b"\xff\xfe"),
+        (b"/v1/check", b"s3cret\xc2\xa0"),
+        (b"/v1/check", b"\xe2\x80\x83s3cret"),
+    ]:
         reader, writer = await _raw_request(
             client.port,
             b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Authorization: Bearer \xff\xfe\r\nContent-Length: 2\r\n\r\n{}",
+            b"Authorization: Bearer " + presented + b"\r\nContent-Length: 2\r\n\r\n{}",
         )
         status_line = await asyncio.wait_for(reader.readline(), 5)
         writer.close()
-        assert b" 401 " in status_line, status_line
+        assert b" 401 " in status_line, (presented, status_line)
 
 
 def _serve(*args: str) -> subprocess.Popen[str]:
