@@ -9,8 +9,9 @@ the others' snapshots (``render``).
 
 Why the totals never go backwards, which Prometheus would read as a counter
 reset: a worker's counters only grow, the answering worker shows its live values
-and writes them for the next scrape before it answers, and each snapshot read is
-at least as new as the one the previous scrape read. A worker that dies leaves
+and writes them for the next scrape before it answers (if it cannot, it shows
+what it wrote last, as the others do), and each snapshot read is at least as new
+as the one the previous scrape read. A worker that dies leaves
 its last snapshot; the parent folds it into ``dead.json`` (``retire``), where its
 counters and histograms still count and its gauges (in flight, cache entries) no
 longer do. ``dead.json`` names the snapshots it absorbed, so a scrape that still
@@ -119,20 +120,29 @@ def snapshot_name() -> str:
 
 def retire(directory: Path, name: str) -> None:
     """A worker died: fold its last snapshot into ``dead.json`` (counters and
-    histograms; its gauges are gone with it), then remove the snapshot."""
+    histograms; its gauges are gone with it), then remove the snapshot.
+
+    Never raises: the supervisor calls this, and its exit would take every worker
+    down. When ``dead.json`` cannot be written (a full /dev/shm), the snapshot stays
+    where it is and still counts, as a live worker's: its gauges linger, but no
+    count is lost.
+    """
     source = _snapshot_path(directory, name)
     try:
         snapshot = json.loads(source.read_text())
+        dead_path = directory / DEAD
+        try:
+            dead = json.loads(dead_path.read_text())
+        except FileNotFoundError:
+            dead = {"absorbed": [], "families": []}
+        merged = list(_merge([(dead["families"], False), (snapshot, False)]))
+        absorbed = [*dead["absorbed"], name]  # a few dozen bytes per worker that ever died
+        _write_atomically(dead_path, {"absorbed": absorbed, "families": merged})
     except FileNotFoundError:
         return  # it died before its first snapshot
-    dead_path = directory / DEAD
-    try:
-        dead = json.loads(dead_path.read_text())
-    except FileNotFoundError:
-        dead = {"absorbed": [], "families": []}
-    merged = list(_merge([(dead["families"], False), (snapshot, False)]))
-    absorbed = [*dead["absorbed"], name]  # a few dozen bytes per worker that ever died
-    _write_atomically(dead_path, {"absorbed": absorbed, "families": merged})
+    except OSError as error:
+        log.error("cannot fold the metrics of a dead worker into %s: %s", directory, error)
+        return
     source.unlink()
 
 
@@ -160,18 +170,30 @@ class WorkerMetrics:
     def __init__(self, directory: Path, name: str) -> None:
         self.directory = directory
         self._path = _snapshot_path(directory, name)
+        self._written: Snapshot = []  # what the other workers read as this one's
+        self._failing = False
 
     def snapshot(self, registry: CollectorRegistry) -> Snapshot:
-        """This worker's samples, also written for the others' scrapes (if it can be)."""
+        """This worker's samples as the other workers see them: written for their
+        scrapes now, or, when that fails (a full /dev/shm), the last written. Showing
+        live values the file does not have would make the totals jump back on the
+        next scrape another worker answers: a counter reset to Prometheus."""
         samples = _snapshot_of(registry)
         try:
             _write_atomically(self._path, samples)
-        except OSError as error:  # a full /dev/shm must not cost a check or a scrape
-            log.error("cannot write the metrics snapshot %s: %s", self._path, error)
+        except OSError as error:  # must not cost a check or a scrape
+            if not self._failing:
+                log.error("cannot write the metrics snapshot %s: %s", self._path, error)
+                self._failing = True
+            return self._written
+        if self._failing:
+            log.warning("the metrics snapshot %s is written again", self._path)
+            self._failing = False
+        self._written = samples
         return samples
 
     def render(self, registry: CollectorRegistry) -> bytes:
-        """The exposition of every worker's samples together, this one's live."""
+        """The exposition of every worker's samples together, this one's as written."""
         own = self.snapshot(registry)
         merged = CollectorRegistry(auto_describe=False)
         merged.register(_Merged([(own, True), *_read_others(self.directory, self._path)]))

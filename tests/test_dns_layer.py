@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scorer.dns import layer as layer_module
 from scorer.dns import wire
 from scorer.dns.cache import TtlCache
 from scorer.dns.layer import DnsLayer, Nameserver, Outcome, QueryHealth, parse_nameserver
@@ -209,6 +210,23 @@ async def test_ready_while_only_a_dead_zone_fails_again_and_again(unbound: Unbou
     assert not layer._repeats(world.SERVFAIL_DOMAIN, dns.rdatatype.MX, True)
     assert not layer._repeats(world.SERVFAIL_DOMAIN, dns.rdatatype.MX, False)
     assert not layer._repeats(world.SERVFAIL_DOMAIN, dns.rdatatype.MX, True)
+
+
+def test_a_question_that_keeps_failing_counts_once_an_hour(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression (review): each repeat pushed the hour on, so a question failing every
+    # few minutes was a repeat for ever, and a resolver that broke while the same
+    # senders came back never showed in /readyz or RdnsScorerResolverBroken.
+    now = [1000.0]
+    monkeypatch.setattr(layer_module.time, "monotonic", lambda: now[0])
+    layer = _layer("127.0.0.1:9", timeout=0.2)
+    news = []
+    for minute in range(0, 150, 5):  # it fails every 5 minutes for two and a half hours
+        now[0] = 1000.0 + minute * 60
+        if not layer._repeats(world.SERVFAIL_DOMAIN, dns.rdatatype.MX, True):
+            news.append(minute)
+    assert news == [0, 60, 120]
 
 
 def test_any_parse_surprise_is_a_malformed_tempfail_not_a_crash() -> None:

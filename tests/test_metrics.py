@@ -256,10 +256,29 @@ def test_dead_workers_count_once_whatever_a_scrape_meets(tmp_path: Path) -> None
 
 
 def test_a_snapshot_that_cannot_be_written_costs_no_scrape(tmp_path: Path) -> None:
-    metrics = Metrics()
+    metrics, other = Metrics(), Metrics()
     metrics.request_series("/v1/check")[200].inc()
-    shared = WorkerMetrics(tmp_path / "gone", "w")  # writes fail: no such directory
+    shared = WorkerMetrics(tmp_path, "w")
     assert _checks_in(shared.render(metrics.registry)) == 1
+    (tmp_path / "worker-w.tmp").mkdir()  # from now on its writes fail, as on a full /dev/shm
+    metrics.request_series("/v1/check")[200].inc()
+    # Regression (review): the answering worker showed its live count (2) while the
+    # others read its file (1): totals went back and forth between scrapes, each a
+    # counter reset to Prometheus. Every scrape now shows what the file has.
+    assert _checks_in(shared.render(metrics.registry)) == 1
+    assert _checks_in(WorkerMetrics(tmp_path, "other").render(other.registry)) == 1
+
+
+def test_a_dead_worker_that_cannot_be_folded_still_counts(tmp_path: Path) -> None:
+    # Regression (review): retire() raised when dead.json could not be written (a full
+    # /dev/shm), and the supervisor, which calls it, exited with every worker.
+    dead, scraper = Metrics(), Metrics()
+    dead.request_series("/v1/check")[200].inc()
+    WorkerMetrics(tmp_path, "dead").snapshot(dead.registry)
+    (tmp_path / "dead.tmp").mkdir()
+    retire(tmp_path, "dead")
+    assert (tmp_path / "worker-dead.json").exists()
+    assert _checks_in(WorkerMetrics(tmp_path, "scraper").render(scraper.registry)) == 1
 
 
 def test_shadowed_scores_are_counters_that_only_grow() -> None:

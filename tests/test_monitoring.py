@@ -392,8 +392,18 @@ tests:
         values: '0 0 0 0 1 1 1 1 2 2 2 2 3 3 3 3 4 4 4 4 5 5 5 5'
       - series: 'rdns_scorer_overload_rejections_total{instance="a"}'
         values: '0 0 0 0 1 1 1 1 2 2 2 2 3 3 3 3 4 4 4 4 5 5 5 5'
+      # ... and one check every 4 minutes, each slow (a cold lookup of 0.6 s).
+      - series: 'rdns_scorer_request_duration_seconds_bucket{instance="a",le="0.5"}'
+        values: '0x23'
+      - series: 'rdns_scorer_request_duration_seconds_bucket{instance="a",le="1"}'
+        values: '0 0 0 0 1 1 1 1 2 2 2 2 3 3 3 3 4 4 4 4 5 5 5 5'
+      - series: 'rdns_scorer_request_duration_seconds_bucket{instance="a",le="+Inf"}'
+        values: '0 0 0 0 1 1 1 1 2 2 2 2 3 3 3 3 4 4 4 4 5 5 5 5'
+      - series: 'rdns_scorer_request_duration_seconds_count{instance="a"}'
+        values: '0 0 0 0 1 1 1 1 2 2 2 2 3 3 3 3 4 4 4 4 5 5 5 5'
     alert_rule_test:
       - {eval_time: 20m, alertname: RdnsScorerServerErrorsHigh, exp_alerts: []}
+      - {eval_time: 20m, alertname: RdnsScorerLatencyHigh, exp_alerts: []}
       - {eval_time: 20m, alertname: RdnsScorerClientErrorsHigh, exp_alerts: []}
       - {eval_time: 20m, alertname: RdnsScorerOverloaded, exp_alerts: []}
   - interval: 1m
@@ -465,8 +475,9 @@ def test_alerts_stay_quiet_on_little_traffic_and_reload_failure_stays_until_fixe
     tmp_path: Path,
 ) -> None:
     # Regression: three ratio alerts lacked the traffic guard the runbook promises (one
-    # 500 in four checks on a quiet night paged), and a failed reload stopped alerting
-    # after 15 minutes while the old config still ran. Regression (review): the two DNS
+    # 500 in four checks on a quiet night paged; the latency alert too, found in a
+    # review), and a failed reload stopped alerting after 15 minutes while the old
+    # config still ran. Regression (review): the two DNS
     # alerts divided by queries sent, so one sender with a dead zone (asked again for
     # every message, while the rest came from the cache) paged "resolver broken".
     shutil.copy(ALERTS_YML, tmp_path / "alerts.yml")

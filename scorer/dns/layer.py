@@ -336,11 +336,15 @@ class DnsLayer:
             return False
         key = question_key(name, rdtype)
         now = time.monotonic()
-        repeated = failing.get(key, 0.0) > now
-        if not repeated and len(failing) >= FAILING_MEMORY_ENTRIES:
+        if failing.get(key, 0.0) > now:
+            return True
+        # Remembered for an hour from this failure, not from the latest: a question
+        # that keeps failing counts once an hour, so a resolver that broke while the
+        # same senders came back still shows within the hour (in /readyz and alerts).
+        if len(failing) >= FAILING_MEMORY_ENTRIES:
             failing.clear()
         failing[key] = now + FAILING_MEMORY_SECONDS
-        return repeated
+        return False
 
     def _settle(
         self, key: str, shared: asyncio.Future[tuple[Outcome, float]], outcome: Outcome
