@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -47,12 +48,23 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         "--nameserver",
         action="append",
         metavar="HOST[:PORT]",
-        help="resolver to query; repeat for several (default: config, then /etc/resolv.conf)",
+        help="resolver to query; repeat for several (default: RDNS_SCORER_NAMESERVERS, "
+        "then [dns] nameservers, then /etc/resolv.conf)",
     )
 
 
 def _config(args: argparse.Namespace, listen: str | None = None) -> Config:
     return with_overrides(load_config(args.config), listen=listen, nameservers=args.nameserver)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= 3600:  # nan too
+        raise argparse.ArgumentTypeError(f"expected seconds above 0 (up to 3600), got {text!r}")
+    return seconds
 
 
 def _worker_count(text: str) -> int:
@@ -192,7 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP service")
     _add_config_options(serve)
     serve.add_argument(
-        "--listen", metavar="HOST:PORT", help="address to bind (default 127.0.0.1:11340)"
+        "--listen",
+        metavar="HOST:PORT",
+        help="address to bind (default: RDNS_SCORER_LISTEN, then [server] listen, "
+        "then 127.0.0.1:11340)",
     )
     serve.add_argument(
         "--workers",
@@ -210,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_file_option(health)
     health.add_argument("--listen", metavar="HOST:PORT", help="the service's address")
-    health.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
+    health.add_argument(
+        "--timeout", type=_positive_seconds, default=2.0, help="seconds (default 2)"
+    )
     health.set_defaults(func=_health)
 
     check = commands.add_parser("check", help="check one client without a server")
@@ -250,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a shell reports for a command killed by SIGPIPE (128 + 13).
+BROKEN_PIPE_STATUS = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -257,6 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print_error(f"rdns-scorer: config error: {error}")
         return 2
+    except BrokenPipeError:
+        # `rdns-scorer symbols --format json | head`: the reader left, which is no
+        # error of ours. Point stdout at /dev/null so the flush at exit cannot raise
+        # again (the recipe of Python's signal module documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE_STATUS
     return result
 
 

@@ -7,6 +7,7 @@ them and reports unknown keys, wrong types and bad values with the key's path.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import ipaddress
 import math
 import os
@@ -262,8 +263,10 @@ def _check_token(token: str, where: str) -> None:
     """ConfigError naming ``where`` the token came from, if it is no bearer token."""
     if token and not BEARER_TOKEN.fullmatch(token):
         # Never echo the secret itself.
+        padded = BEARER_TOKEN.fullmatch(token.strip()) is not None
         raise ConfigError(
-            f"{where}: only letters, digits and -._~+/ (then = padding) may be used "
+            f"{where}: {'spaces or a line break around it; ' if padded else ''}"
+            "only letters, digits and -._~+/ (then = padding) may be used "
             "(RFC 6750 section 2.1); e.g. `openssl rand -hex 32`"
         )
 
@@ -336,6 +339,9 @@ def _validate(config: Config) -> None:
             "[server] event_loop: must be 'auto', 'uvloop' or 'asyncio', "
             f"got {config.server.event_loop!r}"
         )
+    # Here, not only when serve makes its loop: `config check` must refuse it too.
+    if config.server.event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ConfigError("[server] event_loop: uvloop is not installed (use 'auto')")
     if config.server.log_format not in ("text", "json"):
         raise ConfigError(
             f"[server] log_format: must be 'text' or 'json', got {config.server.log_format!r}"
@@ -401,8 +407,9 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            with open(path, "rb") as handle:
-                data = tomllib.load(handle)
+            # utf-8-sig: Notepad and other editors start a UTF-8 file with a BOM, which
+            # TOML does not allow ("Invalid statement" at line 1, column 1).
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
         except OSError as error:
             raise ConfigError(f"{path}: {error.strerror}") from None
         except ValueError as error:  # bad TOML, bytes that are not UTF-8, a 5,000-digit int

@@ -218,6 +218,34 @@ def test_unreadable_toml_is_a_config_error_not_a_traceback(tmp_path: Path, conte
     assert "invalid TOML" in str(error.value)
 
 
+def test_a_utf8_byte_order_mark_is_read_past(tmp_path: Path) -> None:
+    # Regression (review): a file saved by Notepad, BOM first, was "invalid TOML ...
+    # (at line 1, column 1)"; allowlist files already read past one.
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"\xef\xbb\xbf[weights]\nRL_PTR_MISSING = 6.5\n")
+    assert load_config(path, environ={}).weights["RL_PTR_MISSING"] == 6.5
+
+
+def test_a_token_with_a_line_break_around_it_says_so() -> None:
+    # Regression (review): only "letters, digits and -._~+/ may be used", which a token
+    # pasted with its newline (`RDNS_SCORER_TOKEN=$(cat file)` keeps none, a .env may) does.
+    with pytest.raises(ConfigError) as error:
+        load_config(None, environ={"RDNS_SCORER_TOKEN": "s3cret\n"})
+    assert str(error.value).startswith("RDNS_SCORER_TOKEN: spaces or a line break around it")
+    assert "s3cret" not in str(error.value)
+
+
+def test_event_loop_uvloop_without_uvloop_is_refused_by_config_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression (review): `config check` passed it, then serve exited 2 (and systemd's
+    # RestartPreventExitStatus=2 kept it down).
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"\[server\] event_loop: uvloop is not installed"):
+        config_from_mapping({"server": {"event_loop": "uvloop"}})
+    assert config_from_mapping({"server": {"event_loop": "auto"}}).server.event_loop == "auto"
+
+
 def test_token_from_environment_file_or_config(tmp_path: Path) -> None:
     secret = tmp_path / "token"
     secret.write_text("from-file\n")

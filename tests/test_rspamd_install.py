@@ -63,6 +63,17 @@ def test_sync_symbols_rewrites_only_the_block(tmp_path: Path) -> None:
     assert integration.sync_symbols(target) is False
 
 
+def test_sync_symbols_names_what_is_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): a missing file or one without the markers was a traceback.
+    missing, unmarked = tmp_path / "missing.lua", tmp_path / "unmarked.lua"
+    unmarked.write_text("-- no table here\n")
+    for path, why in ((missing, "No such file"), (unmarked, "no symbol table between")):
+        assert main(["rspamd", "symbols", "--write", str(path)]) == 1
+        assert why in capsys.readouterr().err
+
+
 def test_luacheck_is_clean() -> None:
     if shutil.which("luacheck") is None:
         pytest.fail("luacheck is not installed (`make test` installs it)")
@@ -220,6 +231,29 @@ def test_every_valid_token_reaches_rspamd_unchanged(stock_confdir: Path) -> None
     assert f'token = "{token}";' in _configdump(stock_confdir, "rdns_scorer")
 
 
+def test_install_keeps_bytes_that_are_not_utf8(tmp_path: Path) -> None:
+    # Regression (review): a Latin-1 comment in rspamd.conf.local (rspamd accepts it)
+    # ended the install in a UnicodeDecodeError traceback, after the plugin was copied.
+    local = tmp_path / "rspamd.conf.local"
+    mine = b"# Konfiguration f\xfcr M\xfcller\n"
+    local.write_bytes(mine)
+    section = integration.module_section(config_from_mapping({}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    assert local.read_bytes().startswith(mine)
+    assert b"rdns_scorer {" in local.read_bytes()
+    assert integration.install(tmp_path, section, rspamadm=None).ok  # and again: unchanged
+    assert len(_backups(tmp_path)) == 1
+
+
+def test_a_refused_install_writes_nothing(tmp_path: Path) -> None:
+    # Regression (review): the plugin was copied before rspamd.conf.local was read.
+    (tmp_path / "rspamd.conf.local").write_text(f"{integration.MARK_BEGIN}\nhalf a block\n")
+    section = integration.module_section(config_from_mapping({}))
+    report = integration.install(tmp_path, section, rspamadm=None)
+    assert not report.ok
+    assert not (tmp_path / "plugins.d").exists()
+
+
 def test_install_warns_about_a_world_readable_token(tmp_path: Path) -> None:
     local = tmp_path / "rspamd.conf.local"
     local.write_text("# mine\n")
@@ -277,7 +311,7 @@ def stock_confdir(tmp_path: Path) -> Path:
 
 
 def test_install_into_stock_debian_config(
-    stock_confdir: Path, capsys: pytest.CaptureFixture[str]
+    stock_confdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     status = main(["rspamd", "install", "--confdir", str(stock_confdir)])
     out = capsys.readouterr().out
@@ -290,9 +324,13 @@ def test_install_into_stock_debian_config(
     enabled = next(line for line in dump.splitlines() if line.startswith("Modules enabled"))
     assert "rdns_scorer" in enabled
 
-    # Twice is the same as once.
-    assert main(["rspamd", "install", "--confdir", str(stock_confdir)]) == 0
-    assert "unchanged" in capsys.readouterr().out
+    # Twice is the same as once, and a relative --confdir the same as an absolute one
+    # (regression: configtest then printed a dozen "invalid map fetching protocol").
+    monkeypatch.chdir(stock_confdir.parent)
+    assert main(["rspamd", "install", "--confdir", stock_confdir.name]) == 0
+    out = capsys.readouterr().out
+    assert "unchanged" in out and "configtest: OK" in out
+    assert "invalid map" not in out, out
     assert _backups(stock_confdir) == []
 
 

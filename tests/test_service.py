@@ -399,6 +399,30 @@ def test_help_at_every_level(args: list[str]) -> None:
     assert "usage: rdns-scorer" in result.stdout
 
 
+def test_a_reader_that_leaves_early_is_no_traceback() -> None:
+    # Regression (review): `rdns-scorer symbols --format json | head` ended in a
+    # BrokenPipeError traceback.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scorer", "symbols", "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before it writes a byte
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141, error
+    assert "Traceback" not in error
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "soon"])
+def test_health_timeout_must_be_positive_seconds(timeout: str) -> None:
+    # Regression (review): 0 failed with "Operation now in progress", -1 with "Timeout
+    # value out of range", nan waited for ever.
+    result = _cli("health", "--listen", "127.0.0.1:9", "--timeout", timeout)
+    assert result.returncode == 2
+    assert "--timeout: expected seconds above 0" in result.stderr
+
+
 async def test_bearer_token_is_required_when_configured(
     aiohttp_client: Any, unbound: Unbound
 ) -> None:

@@ -749,6 +749,31 @@ def test_install_command_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFix
     assert (target / CONFIG).read_bytes() == (source_dir() / CONFIG).read_bytes()
 
 
+def test_install_command_refuses_a_missing_dir_and_warns_about_a_shared_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scorer.cli import main
+
+    # Regression (review): a misspelt --siteconfigpath was created, installed into and
+    # linted, which failed with "no loaded plugin implements 'check_main'".
+    missing = tmp_path / "spamasassin"
+    assert main(["spamassassin", "install", "--siteconfigpath", str(missing)]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert not missing.exists()
+    # Regression (review): a token in a world-readable .cf went without a word.
+    target = tmp_path / "site"
+    target.mkdir()
+    local = target / "rdns_scorer_local.cf"
+    local.write_text("rdns_scorer_token s3cret\n")
+    local.chmod(0o644)
+    argv = ["spamassassin", "install", "--siteconfigpath", str(target), "--no-lint"]
+    assert main(argv) == 0
+    assert f"warning:  {local} is world-readable" in capsys.readouterr().out
+    local.chmod(0o640)
+    assert main(argv) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
 def test_an_unedited_config_follows_upgrades(tmp_path: Path) -> None:
     # Regression: install compared only with the new shipped file, so an untouched
     # copy of the previous release counted as "locally modified" and was kept for good.

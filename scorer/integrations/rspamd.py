@@ -69,9 +69,11 @@ def lua_symbols_block() -> str:
 
 def embedded_symbols_block(lua_source: str) -> str:
     """The block between the symbol markers in a plugin's source (markers included)."""
-    start = lua_source.index(SYMBOLS_BEGIN)
-    end = lua_source.index(SYMBOLS_END, start) + len(SYMBOLS_END)
-    return lua_source[start:end] + "\n"
+    start = lua_source.find(SYMBOLS_BEGIN)
+    end = lua_source.find(SYMBOLS_END, start)
+    if start == -1 or end == -1:
+        raise ValueError(f"no symbol table between {SYMBOLS_BEGIN!r} and {SYMBOLS_END!r}")
+    return lua_source[start : end + len(SYMBOLS_END)] + "\n"
 
 
 def sync_symbols(path: Path) -> bool:
@@ -149,18 +151,24 @@ def _write_if_changed(
 ) -> None:
     """Write ``content`` unless it is already there; an existing file keeps its mode."""
     if path.exists():
-        if path.read_text() == content:
+        if _read_kept(path) == content:
             report.say(f"unchanged: {path}")
             return
         backup = _backup(path, stamp)
         mode = path.stat().st_mode & 0o7777
-        path.write_text(content)
+        path.write_text(content, encoding="utf-8", errors="surrogateescape")
         path.chmod(mode)
         report.say(f"updated:   {path} (backup: {backup})")
     else:
-        path.write_text(content)
+        path.write_text(content, encoding="utf-8", errors="surrogateescape")
         path.chmod(new_mode)
         report.say(f"created:   {path}")
+
+
+def _read_kept(path: Path) -> str:
+    """An admin's file as text whose bytes are all written back as they were: rspamd
+    does not require UTF-8, and a Latin-1 comment must survive our edit."""
+    return path.read_text(encoding="utf-8", errors="surrogateescape")
 
 
 def with_managed_block(text: str, section: str) -> str:
@@ -278,19 +286,19 @@ def install(
     stamp = time.strftime("%Y%m%d-%H%M%S")
     source = (source_dir or plugin_dir()) / PLUGIN_FILE
     plugins = confdir / "plugins.d"
-    if not plugins.exists():
-        plugins.mkdir(parents=True)
-        plugins.chmod(0o755)  # not the umask's choice: rspamd must list it
-    _write_if_changed(plugins / PLUGIN_FILE, source.read_text(), stamp, report)
-
     local = confdir / "rspamd.conf.local"
-    current = local.read_text() if local.exists() else ""
-    try:
+    current = _read_kept(local) if local.exists() else ""
+    try:  # before anything is written: an error leaves no half-done install
         wanted = with_managed_block(current, section)
     except ValueError as error:
         report.say(f"error:     {local}: {error}")
         report.ok = False
         return report
+    if not plugins.exists():
+        plugins.mkdir(parents=True)
+        plugins.chmod(0o755)  # not the umask's choice: rspamd must list it
+    _write_if_changed(plugins / PLUGIN_FILE, source.read_text(), stamp, report)
+
     secret = "\n  token = " in section
     # A file holding the token is not for every local user: rspamd reads it through
     # its group (below).
@@ -331,7 +339,8 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
-    confdir = Path(args.confdir)
+    # Absolute: configtest's --var=CONFDIR must not depend on rspamadm's own directory.
+    confdir = Path(args.confdir).resolve()
     if not confdir.is_dir():
         print(f"rdns-scorer rspamd install: {confdir} is not a directory", file=sys.stderr)
         return 2
@@ -355,7 +364,11 @@ def _cmd_install(args: argparse.Namespace) -> int:
 
 def _cmd_symbols(args: argparse.Namespace) -> int:
     if args.write:
-        changed = sync_symbols(Path(args.write))
+        try:
+            changed = sync_symbols(Path(args.write))
+        except (OSError, ValueError) as error:  # no such file; no symbol block in it
+            print(f"rdns-scorer rspamd symbols: {args.write}: {error}", file=sys.stderr)
+            return 1
         print(f"{args.write}: {'updated' if changed else 'already up to date'}")
     else:
         sys.stdout.write(lua_symbols_block())

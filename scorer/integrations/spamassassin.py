@@ -127,8 +127,31 @@ def lint(siteconfigpath: Path, spamassassin: str) -> subprocess.CompletedProcess
     )
 
 
+def world_readable_token_files(siteconfigpath: Path) -> list[Path]:
+    """The ``*.cf`` files in ``siteconfigpath`` that set ``rdns_scorer_token`` and that
+    every local user can read (the token also authorises ``POST /v1/reload``)."""
+    found = []
+    for path in sorted(siteconfigpath.glob("*.cf")):
+        try:
+            if not path.stat().st_mode & 0o004:
+                continue
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        if any(line.split(None, 1)[:1] == ["rdns_scorer_token"] for line in lines):
+            found.append(path)
+    return found
+
+
 def _install_command(args: argparse.Namespace) -> int:
     siteconfigpath = Path(args.siteconfigpath)
+    if not siteconfigpath.is_dir():  # a typo must not become a new directory we lint
+        print(
+            f"rdns-scorer spamassassin install: {siteconfigpath} is not a directory "
+            f"(SpamAssassin's site config dir, usually {DEFAULT_SITECONFIGPATH})",
+            file=sys.stderr,
+        )
+        return 2
     try:
         source = Path(args.source) if args.source else source_dir()
         steps = install(siteconfigpath, source, overlap=args.overlap, force=args.force)
@@ -137,6 +160,8 @@ def _install_command(args: argparse.Namespace) -> int:
         return 1
     for step in steps:
         print(f"{step.action:<9} {step.path}" + (f"  ({step.note})" if step.note else ""))
+    for path in world_readable_token_files(siteconfigpath):
+        print(f"warning:  {path} is world-readable and holds rdns_scorer_token: chmod o-r it")
     spamassassin = None if args.no_lint else shutil.which("spamassassin")
     if spamassassin is None:
         if not args.no_lint:
@@ -165,7 +190,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         description="Install the SpamAssassin plugin (RdnsScorer.pm, rdns_scorer.cf) "
         "shipped with rdns-scorer.",
     )
-    actions = spamassassin.add_subparsers(dest="spamassassin_command", required=True)
+    actions = spamassassin.add_subparsers(
+        dest="spamassassin_command", required=True, metavar="ACTION"
+    )
 
     install_parser = actions.add_parser(
         "install",
