@@ -566,16 +566,28 @@ def test_docker_files_refer_to_files_that_exist() -> None:
     assert root == REPO
     assert (root / dockerfile.group(1)) == DOCKER / "Dockerfile"
 
-    mounts = re.findall(r"^\s+-\s+\"?(\.\.?/[^:\"]+):(/[^:\"]+)", compose, re.MULTILINE)
-    assert len(mounts) >= 8
-    for source, target in mounts:
-        path = (DOCKER / source).resolve()
-        assert path.exists(), f"compose.yaml mounts missing {source}"
-        assert path.is_dir() == target.endswith(("datasources", "dashboards")), (source, target)
-    sources = {source for source, _ in mounts}
-    assert "../lua/rdns_scorer.lua" in sources
-    assert "./rspamd/rspamd.conf.local" in sources
-    assert "./unbound/unbound.conf" in sources
+    mounts = dict(re.findall(r"^\s+-\s+\"?(\.\.?/[^:\"]+):(/[^:\"]+)", compose, re.MULTILINE))
+    assert len(mounts) >= 7
+    for source in mounts:
+        assert (DOCKER / source).resolve().exists(), f"compose.yaml mounts missing {source}"
+    assert mounts["../lua/rdns_scorer.lua"] == "/etc/rspamd/plugins.d/rdns_scorer.lua"
+    assert mounts["./rspamd/rspamd.conf.local"] == "/etc/rspamd/rspamd.conf.local"
+    assert mounts["./unbound/unbound.conf"] == "/etc/unbound/unbound.conf"
+    # Regression (review): configs reloaded in place (SIGHUP, Prometheus' /-/reload)
+    # were single-file mounts, which keep the old file after an editor saves a new one.
+    assert mounts["./scorer"] == "/etc/rdns-scorer"
+    assert mounts["./prometheus"] == "/etc/prometheus"
+    # Regression (review): rspamd could start before the scorer's name resolved.
+    assert re.search(r"depends_on:\n\s+scorer:\n\s+condition: service_healthy", compose)
+    served = re.search(
+        r'^CMD \["serve", "--config", "([^"]+)"\]',
+        (DOCKER / "Dockerfile").read_text(),
+        re.MULTILINE,
+    )
+    assert served and served.group(1) == "/etc/rdns-scorer/scorer.toml"
+    assert (DOCKER / "scorer" / "scorer.toml").is_file()
+    for name in ("prometheus.yml", "alerts.yml"):
+        assert (DOCKER / "prometheus" / name).is_file()
 
     dockerfile_text = (DOCKER / "Dockerfile").read_text()
     copies = re.findall(r"^COPY\s+(?!--from)(.+)$", dockerfile_text, re.MULTILINE)
@@ -609,7 +621,10 @@ def test_grafana_provisioning_matches_the_compose_mounts() -> None:
     assert path and f"./grafana/dashboards:{path.group(1)}:ro" in compose
     datasource = (DOCKER / "grafana/provisioning/datasources/prometheus.yml").read_text()
     assert "type: prometheus" in datasource and "url: http://prometheus:9090" in datasource
-    assert "./prometheus/alerts.yml:/etc/prometheus/alerts.yml" in compose
+    assert "./prometheus:/etc/prometheus:ro" in compose
+    assert "--config.file=/etc/prometheus/prometheus.yml" in compose
+    prometheus = (DOCKER / "prometheus/prometheus.yml").read_text()
+    assert re.search(r"rule_files:\s*\n\s*-\s*\"?alerts\.yml", prometheus), "beside it"
     rspamd = (DOCKER / "rspamd/rspamd.conf.local").read_text()
     assert re.search(r'rdns_scorer\s*\{[^}]*servers\s*=\s*"scorer:11340";', rspamd)
     assert re.search(r"^  scorer:$", compose, re.MULTILINE)
