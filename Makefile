@@ -5,8 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the tests run for real: command -> package.
 TEST_PACKAGES := ss:iproute2 unbound:unbound rspamd:rspamd luacheck:lua-check spamassassin:spamassassin spamc:spamc spamd:spamd prometheus:prometheus wrk:wrk systemd-analyze:systemd
-# `make bench` also counts instructions with callgrind (bench/instructions.py).
-BENCH_PACKAGES := valgrind:valgrind
+# What `make bench` runs: unbound, wrk, and valgrind to count instructions with callgrind
+# (bench/instructions.py). `make bench BENCH_ARGS=--quick` skips the slow parts.
+BENCH_PACKAGES := unbound:unbound wrk:wrk valgrind:valgrind
+BENCH_ARGS ?=
 PACKAGES := $(TEST_PACKAGES)  # `make bench` passes more on its command line
 
 .PHONY: run test lint venv test-venv debian-packages bench clean
@@ -36,6 +38,10 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.run-installed
 
+$(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[bench]'
+	touch $@ $(VENV)/.run-installed
+
 venv: $(VENV)/.run-installed
 test-venv: $(VENV)/.test-installed
 
@@ -62,9 +68,9 @@ test: lint
 	$(BIN)/pytest -q
 
 # Throughput and latency (issue 7): unbound + wrk, prints JSON. Not a test; see docs/performance.md.
-bench: test-venv
-	$(MAKE) --no-print-directory debian-packages PACKAGES="$(TEST_PACKAGES) $(BENCH_PACKAGES)"
-	$(BIN)/python bench/run.py
+bench: $(VENV)/.bench-installed
+	$(MAKE) --no-print-directory debian-packages PACKAGES="$(BENCH_PACKAGES)"
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

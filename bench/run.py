@@ -27,12 +27,14 @@ import math
 import os
 import platform
 import re
+import resource
 import secrets
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,16 +76,45 @@ def _cpu_seconds(pids: list[int]) -> tuple[float, float]:
     return user / TICK, kernel / TICK
 
 
-def _rss_mib(pids: list[int]) -> float:
+def _memory_mib(pids: list[int], field: str = "VmRSS") -> float:
+    """``field`` of /proc/PID/status (VmRSS now, VmHWM the peak), summed over ``pids``."""
     total = 0
     for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     total += int(line.split()[1])
         except OSError:
             continue
     return round(total / 1024, 1)
+
+
+# What the service did for the requests of a run, from its own /metrics: proof that a
+# scenario is what it says (cold misses the cache, nothing is a shortcut via a DNS failure).
+_COUNTED = re.compile(
+    r'^rdns_scorer_(dns_queries_total\{rdtype="\w+",result="(\w+)"\}'
+    r"|dns_cache_hits_total|dns_cache_misses_total"
+    r'|check_outcomes_total\{family="\w+",outcome="tempfail"\}) (\S+)$',
+    re.MULTILINE,
+)
+
+
+def _service_counts(server: Server) -> dict[str, float]:
+    """The service's DNS and tempfail counters (summed over workers), {} for the ceiling."""
+    if not server.is_service:
+        return {}
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    counts: dict[str, float] = {}
+    for name, result, value in _COUNTED.findall(text):
+        if name.startswith("dns_queries_total"):
+            key = "dns_failures" if result in ("timeout", "servfail", "other") else "dns_answers"
+        elif name.startswith("check_outcomes_total"):
+            key = "tempfail_families"
+        else:
+            key = name.removesuffix("_total")
+        counts[key] = counts.get(key, 0.0) + float(value)
+    return counts
 
 
 @dataclass
@@ -91,6 +122,7 @@ class Server:
     process: subprocess.Popen[bytes]
     port: int
     workers: int
+    is_service: bool = True  # False: the bare ceiling (no /metrics)
 
     @property
     def pids(self) -> list[int]:
@@ -116,8 +148,8 @@ def _start(
     launcher: Sequence[str] = (),
 ) -> Server:
     with open(log, "ab") as out:
-        process = subprocess.Popen(
-            ["taskset", "-c", cpus, *launcher, *command], stdout=out, stderr=out
+        process = subprocess.Popen(  # cwd: `-m scorer` is this tree's, whatever the venv
+            ["taskset", "-c", cpus, *launcher, *command], stdout=out, stderr=out, cwd=ROOT
         )
     try:
         wait_for_port(port, timeout=180 if launcher else 20)  # valgrind starts slowly
@@ -157,7 +189,9 @@ def start_service(
 def start_ceiling(workdir: Path, launcher: Sequence[str] = ()) -> Server:
     port = free_port()
     command = [sys.executable, str(ROOT / "bench" / "ceiling.py"), str(port), "uvloop"]
-    return _start(command, port, 1, SERVER_CPU, workdir / f"ceiling-{port}.log", launcher)
+    server = _start(command, port, 1, SERVER_CPU, workdir / f"ceiling-{port}.log", launcher)
+    server.is_service = False
+    return server
 
 
 CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
@@ -196,8 +230,11 @@ def wrk(
     cpus: str = GENERATOR_CPU,
     salt: str | None = None,
 ) -> dict[str, Any]:
-    """One wrk run; the result with the server's CPU use and RSS over it."""
+    """One wrk run; the result with the server's CPU use and RSS over it, wrk's own CPU
+    use, and what the service's counters say about the run's DNS."""
     pids = server.pids
+    counted_before = _service_counts(server)
+    generator_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     (user_before, kernel_before), started = _cpu_seconds(pids), time.monotonic()
     command = [
         "taskset", "-c", cpus, "wrk", f"-t{threads}", f"-c{connections}",
@@ -210,9 +247,18 @@ def wrk(
     user, kernel = _cpu_seconds(pids)
     user, kernel = user - user_before, kernel - kernel_before
     cpu = user + kernel
+    generator = resource.getrusage(resource.RUSAGE_CHILDREN)
+    generator_cpu = (generator.ru_utime + generator.ru_stime) - (
+        generator_before.ru_utime + generator_before.ru_stime
+    )
     raw = json.loads(next(line for line in output.splitlines() if line.startswith("{")))
     duration = raw["duration_us"] / 1e6
     requests = raw["requests"]
+    counted = _service_counts(server)
+    per_request = {
+        f"{key}_per_request": round((value - counted_before.get(key, 0.0)) / max(requests, 1), 3)
+        for key, value in sorted(counted.items())
+    }
     return {
         "requests_per_s": round(requests / duration),
         "p50_ms": raw["p50_us"] / 1000,
@@ -223,8 +269,13 @@ def wrk(
         "server_cpu_us_per_request": round(cpu / max(requests, 1) * 1e6, 1),
         # Syscalls (sockets, epoll) are a large share on this VM; see docs/performance.md.
         "server_cpu_kernel_percent": round(kernel / cpu * 100, 1) if cpu else 0.0,
-        "server_rss_mib": _rss_mib(pids),
+        "server_rss_mib": _memory_mib(pids),
+        "server_peak_rss_mib": _memory_mib(pids, "VmHWM"),
+        # wrk shares its core(s) with unbound (and, unpinned, with the workers): what it
+        # takes is what the server could not have.
+        "generator_cpu_percent": round(generator_cpu / elapsed * 100, 1),
         "connections": connections,
+        **per_request,
     }
 
 
@@ -305,6 +356,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 server.stop()
             half["target_requests_per_s"] = round(target)
+            # Connections x pause sets the pace, but each request also takes its own
+            # time: the rate reached is a little below the target, and this says how much.
+            half["fraction_of_best_warm"] = round(
+                half["requests_per_s"] / warm["requests_per_s"], 3
+            )
             result[name] = half
 
         # 4. cold: every request a new client and a new sender domain
@@ -333,7 +389,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # 5. mixed: 80% repeat senders from a warmed pool of 2,000
         server = start_service(ns, workdir)
         try:
-            wrk(server, "pool", 3, connections=16, hot=POOL)
+            # Long enough to walk the pool once at the cold rate, whatever the box.
+            pooling = max(3, math.ceil(POOL * 1.3 / max(result["cold"]["requests_per_s"], 1)))
+            wrk(server, "pool", pooling, connections=16, hot=POOL)
             result["mixed"] = wrk(server, "mixed", seconds, connections=64, hot=POOL)
         finally:
             server.stop()
@@ -350,8 +408,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 server.stop()
             scaling[f"workers_{workers}"] = _best(runs)
-        scaling["ratio"] = round(
-            scaling["workers_2"]["requests_per_s"] / scaling["workers_1"]["requests_per_s"], 3
+        one, two = scaling["workers_1"], scaling["workers_2"]
+        scaling["ratio"] = round(two["requests_per_s"] / one["requests_per_s"], 3)
+        # wrk takes a share of the same two cores (generator_cpu_percent): the rate two
+        # workers would reach with both cores to themselves, from their CPU per request
+        # (one worker cannot use more than one core whatever wrk leaves).
+        scaling["ratio_if_servers_had_both_cores"] = round(
+            2 * one["server_cpu_us_per_request"] / two["server_cpu_us_per_request"], 3
         )
         result["workers"] = scaling
 
