@@ -344,20 +344,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         #    the ceiling paced the same way: the tail this box gives a bare endpoint
         target = warm["requests_per_s"] / 2
         delay_ms = 10
-        connections = max(1, round(target * delay_ms / 1000))
         for name, start in (
             ("warm_half_load", lambda: start_service(ns, workdir)),
             ("ceiling_half_load", lambda: start_ceiling(workdir)),
         ):
             server = start()
             try:
-                wrk(server, "warm", 1)
+                # Connections x pause sets the pace, but each request takes its own time
+                # too: a first run at that count (which also warms) calibrates it.
+                connections = max(1, round(target * delay_ms / 1000))
+                probe = wrk(server, "warm", 2, connections=connections, delay_ms=delay_ms)
+                connections = max(1, round(connections * target / max(probe["requests_per_s"], 1)))
                 half = wrk(server, "warm", seconds, connections=connections, delay_ms=delay_ms)
             finally:
                 server.stop()
             half["target_requests_per_s"] = round(target)
-            # Connections x pause sets the pace, but each request also takes its own
-            # time: the rate reached is a little below the target, and this says how much.
             half["fraction_of_best_warm"] = round(
                 half["requests_per_s"] / warm["requests_per_s"], 3
             )
