@@ -61,6 +61,11 @@ def kinds(result: GenericVerdict) -> set[str]:
         ("91.12.52.52", "1527526452.dyn.example-isp.net", "ipv4-int"),
         ("76.12.34.56", "bas1-montreal42-1275863608.dsl.bell.ca", "ipv4-int"),
         ("190.44.123.45", "dynamic-ip-1904412345.cable.net.co", "ipv4-concat"),
+        # Regression (review): IBM Cloud's reversed hex form was not recognised.
+        ("169.61.105.93", "5d.69.3da9.ip4.static.sl-reverse.com", "ipv4-hex-reversed"),
+        ("169.62.189.10", "a.bd.3ea9.ip4.static.sl-reverse.com", "ipv4-hex-reversed"),
+        # An all-digit hex form counts with a keyword, standing alone.
+        ("18.52.86.120", "12345678.dyn.example-isp.net", "ipv4-hex"),
     ],
 )
 def test_full_ipv4_encodings(ip: str, hostname: str, kind: str) -> None:
@@ -114,6 +119,10 @@ def test_partial_octets_need_support() -> None:
         ("203.0.113.5", "mail113.pool5.example-esp.com"),
         # An unpadded concatenation (here a date) decided without a keyword:
         ("20.240.1.15", "mail20240115.example.com"),
+        # Regression (review): a hex form of eight decimal digits was a full encoding
+        # (0.85), inside a longer number too; it is as ambiguous as a concatenation.
+        ("32.36.1.21", "bounce20240115.example.com"),
+        ("18.52.86.120", "smtp.12345678.example-host.com"),
     ],
 )
 def test_weak_signals_do_not_make_a_relay_name_generic(ip: str, hostname: str) -> None:

@@ -240,16 +240,31 @@ def _find_ipv4_strings(
 ) -> list[EncodingMatch]:
     """Hex, decimal-integer and concatenated-digit forms of the address."""
     matches: list[EncodingMatch] = []
+    a, b, c, d = octets
     hex_form = f"{value:08x}"
-    if hex_form in region:
+    if hex_form.isdigit():
+        # Eight decimal digits read as a number first (a date, an id: "bounce20240115"
+        # from 32.36.1.21), as an unpadded concatenation does: ambiguous, and only when
+        # it stands alone.
+        if _contains_delimited(region, hex_form):
+            detail = f"{hex_form} = {ip} in hex"
+            evidence = GenericEvidence(f"{kind_prefix}-hex", detail)
+            matches.append(EncodingMatch(evidence, Strength.WEAK_FULL, hex_form))
+    elif hex_form in region:
         # Deutsche Telekom p5B0C3434, Virtua c911f022, Sky 5e0c3434.bb, 0x5b0c3434.
         detail = f"{hex_form} = {ip} in hex"
         evidence = GenericEvidence(f"{kind_prefix}-hex", detail)
         matches.append(EncodingMatch(evidence, Strength.FULL, hex_form))
+    # IBM Cloud (SoftLayer) 5d.69.3da9.ip4.static.sl-reverse.com from 169.61.105.93: the
+    # bytes in hex, last first, the first two joined.
+    reversed_hex = f"{d:x}.{c:x}.{b:02x}{a:02x}"
+    if _contains_delimited(region, reversed_hex):
+        detail = f"{reversed_hex} = {ip} in hex, bytes reversed"
+        evidence = GenericEvidence(f"{kind_prefix}-hex-reversed", detail)
+        matches.append(EncodingMatch(evidence, Strength.FULL, reversed_hex))
     long_runs = [text for text in runs.texts if len(text) >= _MIN_CONCAT_DIGITS]
     if not long_runs:
         return matches
-    a, b, c, d = octets
     padded = (f"{a:03d}{b:03d}{c:03d}{d:03d}", f"{d:03d}{c:03d}{b:03d}{a:03d}")
     concat = (f"{a}{b}{c}{d}", f"{d}{c}{b}{a}")
     integer = (str(value), f"{value:010d}") if value >= _MIN_INTEGER_ADDRESS else ()

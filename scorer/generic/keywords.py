@@ -28,7 +28,7 @@ KEYWORDS: frozenset[str] = frozenset(
         # access technologies
         "dsl", "adsl", "vdsl", "xdsl", "sdsl", "hdsl", "dslb", "cable", "modemcable",
         "ppp", "pppoe", "pppoa", "dial", "dialup", "dialin", "ftth", "fttx", "fttb", "fttc",
-        "fttp", "broadband", "broad", "hsd", "fios", "bb",
+        "fttp", "broadband", "broad", "hsd", "fios", "bb", "ipoe",
         # subscriber / customer equipment
         "cpe", "cpc", "client", "clients", "customer", "customers", "cust", "subscriber",
         "user", "users", "res", "resid", "residential", "retail", "abo",
