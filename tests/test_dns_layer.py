@@ -10,6 +10,7 @@ import time
 import dns.name
 import dns.rdatatype
 import pytest
+import uvloop
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,7 @@ from scorer.dns.layer import DnsLayer, Nameserver, Outcome, QueryHealth, parse_n
 from scorer.dns.outcomes import Answer, FailureKind, NotFound, NotFoundKind, TempFail
 from tests import world
 from tests.support.fakedns import FaultyDns, dead_port
-from tests.support.ports import tcp_listener
+from tests.support.ports import free_port, tcp_listener
 from tests.support.unbound import Unbound
 
 
@@ -227,6 +228,38 @@ def test_a_question_that_keeps_failing_counts_once_an_hour(
         if not layer._repeats(world.SERVFAIL_DOMAIN, dns.rdatatype.MX, True):
             news.append(minute)
     assert news == [0, 60, 120]
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_resolver_back_after_a_restart_is_read_again(loop_kind: str) -> None:
+    """Regression (review): under uvloop, the ICMP unreachable of a resolver that was
+    down (restarting) made libuv stop watching the socket: once the resolver was back,
+    every reply to that socket went unread and each query timed out, for good."""
+    port = free_port()  # nothing bound there yet: each query gets an ICMP unreachable
+    responders: list[FaultyDns] = []
+
+    async def scenario() -> tuple[list[Outcome], list[Outcome]]:
+        layer = _layer(f"127.0.0.1:{port}", timeout=0.3)
+        deadline = _deadline()
+        down = await asyncio.gather(
+            *(layer.lookup(f"d{i}.example", dns.rdatatype.A, deadline) for i in range(8))
+        )
+        responders.append(FaultyDns("nxdomain", port=port).start())  # back, same port
+        deadline = _deadline()
+        back = await asyncio.gather(
+            *(layer.lookup(f"b{i}.example", dns.rdatatype.A, deadline) for i in range(8))
+        )
+        return down, back
+
+    factory = uvloop.new_event_loop if loop_kind == "uvloop" else asyncio.new_event_loop
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            down, back = runner.run(scenario())
+    finally:
+        for responder in responders:
+            responder.stop()
+    assert all(isinstance(o, TempFail) and o.kind is FailureKind.NETWORK for o in down), down
+    assert all(isinstance(o, NotFound) for o in back), back
 
 
 def test_any_parse_surprise_is_a_malformed_tempfail_not_a_crash() -> None:

@@ -293,6 +293,22 @@ class UdpTransport:
         timeout = TempFail(FailureKind.TIMEOUT, f"no answer within {self._timeout:g}s")
         self._finish(pending, pending.failure or timeout)
 
+    def _rearm(self, sock: _Socket) -> None:
+        """Register ``sock`` with the loop again, soon. uvloop (libuv) stops watching a
+        socket whose poll reported an error, such as the ICMP unreachable a restarting
+        resolver sends: without this, every later reply to it went unread and each
+        query on it timed out until the service restarted."""
+        loop = self._loop
+        assert loop is not None
+
+        def rearm() -> None:
+            if loop is not self._loop or sock not in self._sockets[sock.server]:
+                return  # closed or replaced meanwhile
+            loop.remove_reader(sock.sock.fileno())
+            loop.add_reader(sock.sock.fileno(), _on_readable, weakref.ref(self), sock)
+
+        loop.call_soon(rearm)
+
     def _network_error(self, pending: _Pending, error: OSError) -> None:
         pending.failure = network_failure(error)
         self._next_or_fail(pending)
@@ -320,6 +336,7 @@ class UdpTransport:
                 sock.pending.clear()
                 for waiting in stranded:
                     self._network_error(waiting, error)
+                self._rearm(sock)
                 continue
             if len(data) < 12:
                 continue

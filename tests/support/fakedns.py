@@ -26,10 +26,10 @@ class FaultyDns:
     not recurse); any other mode names the rcode to answer (``formerr``, ``notimp``).
     """
 
-    def __init__(self, mode: str, delay: float = 2.0) -> None:
+    def __init__(self, mode: str, delay: float = 2.0, port: int | None = None) -> None:
         self.mode = mode
         self.delay = delay
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.queries = 0
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind(("127.0.0.1", self.port))
