@@ -17,8 +17,15 @@ from hypothesis import strategies as st
 from scorer.dns import layer as layer_module
 from scorer.dns import wire
 from scorer.dns.cache import TtlCache
-from scorer.dns.layer import DnsLayer, Nameserver, Outcome, QueryHealth, parse_nameserver
-from scorer.dns.outcomes import Answer, FailureKind, NotFound, NotFoundKind, TempFail
+from scorer.dns.layer import (
+    DnsLayer,
+    Nameserver,
+    Outcome,
+    QueryHealth,
+    cache_size,
+    parse_nameserver,
+)
+from scorer.dns.outcomes import Answer, FailureKind, MxRecord, NotFound, NotFoundKind, TempFail
 from tests import world
 from tests.support.fakedns import FaultyDns, dead_port
 from tests.support.ports import free_port, tcp_listener
@@ -125,6 +132,32 @@ async def test_deadline_bounds_a_lookup_without_cancelling_it_for_others() -> No
         assert loop.time() - started < 2.0
     finally:
         server.stop()
+
+
+def test_an_answer_of_long_names_counts_as_several_cache_entries() -> None:
+    """Regression (review): the bound counted entries, whatever they held. A zone's
+    answer of 64 names of escaped bytes (~55 KB each in the cache) made 100,000
+    entries gigabytes."""
+    cache: TtlCache[object] = TtlCache(10, 0, 60, clock=lambda: 0.0)
+    for i in range(10):
+        cache.put(f"k{i}", "v", 30)
+    hostile = Answer(tuple("\\001" * 250 + f".h{i}.example" for i in range(64)), 60)
+    assert cache_size(hostile) > 10
+    assert cache.put("hostile", hostile, 60, cache_size(hostile)) == 0.0  # not kept
+    assert len(cache) == 10 and cache.get_entry("hostile") is None
+    eight = Answer(tuple(MxRecord(10, "x" * 250) for _ in range(8)), 60)  # 2,000 chars
+    assert cache_size(eight) == 4
+    cache.put("eight", eight, 60, cache_size(eight))
+    assert len(cache) == 7  # it counts as four: the four least recently used went
+    assert [k for k in (f"k{i}" for i in range(10)) if cache.get_entry(k)] == [
+        f"k{i}" for i in range(4, 10)
+    ]
+    cache.put("eight", "now small", 60)  # replaced: counts as one again
+    for i in range(3):
+        cache.put(f"n{i}", "v", 30)
+    assert len(cache) == 10
+    usual = Answer(("mail.example.org",), 60)
+    assert cache_size(usual) == 1 and cache_size(NotFound(NotFoundKind.NXDOMAIN, 60)) == 1
 
 
 async def test_expired_deadline_makes_no_query(unbound: Unbound) -> None:

@@ -16,6 +16,10 @@ class TtlCache(Generic[V]):
     TTLs are clamped to ``[min_ttl, max_ttl]``: the floor keeps a zero-TTL record
     from turning every message into a query, the ceiling bounds how long a stale
     answer survives a zone change.
+
+    The bound counts an entry given a ``size`` above 1 as that many: a hostile zone's
+    answer of 64 long names with escaped bytes holds ~55 KB, a hundred times a usual
+    one, and ``max_entries`` of those would hold gigabytes.
     """
 
     def __init__(
@@ -26,6 +30,9 @@ class TtlCache(Generic[V]):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._items: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
+        # size - 1 of the entries whose size is above 1 (few: the usual entry is 1).
+        self._extra: dict[Hashable, int] = {}
+        self._extra_total = 0
         self._max_entries = max_entries
         self._min_ttl = min_ttl
         self._max_ttl = max_ttl
@@ -43,27 +50,39 @@ class TtlCache(Generic[V]):
             self.misses += 1
             return None
         if entry[0] <= self._clock():
-            del self._items[key]
+            self._remove(key)
             self.misses += 1
             return None
         self._items.move_to_end(key)
         self.hits += 1
         return entry
 
-    def put(self, key: Hashable, value: V, ttl: float) -> float:
-        """Cache ``value``; return when it expires (now, when the cache is disabled)."""
+    def put(self, key: Hashable, value: V, ttl: float, size: int = 1) -> float:
+        """Cache ``value``, counted as ``size`` entries; return when it expires (now, when
+        the cache is disabled or the value alone is above its bound)."""
         now = self._clock()
-        if self._max_entries <= 0:
+        if size > self._max_entries:
             return now
         expires = now + min(max(ttl, self._min_ttl), self._max_ttl)
+        if key in self._items:
+            self._remove(key)
         self._items[key] = (expires, value)
-        self._items.move_to_end(key)
-        while len(self._items) > self._max_entries:
-            self._items.popitem(last=False)
+        if size > 1:
+            self._extra[key] = size - 1
+            self._extra_total += size - 1
+        while len(self._items) + self._extra_total > self._max_entries:
+            self._remove(next(iter(self._items)))  # the least recently used
         return expires
+
+    def _remove(self, key: Hashable) -> None:
+        del self._items[key]
+        if self._extra:
+            self._extra_total -= self._extra.pop(key, 0)
 
     def clear(self) -> None:
         self._items.clear()
+        self._extra.clear()
+        self._extra_total = 0
 
 
 def question_key(name: str, rdtype: int) -> str:

@@ -108,6 +108,25 @@ FAILING_MEMORY_SECONDS = 3600.0
 FAILING_MEMORY_ENTRIES = 4096
 
 
+# An outcome counts as one cache entry per this many characters of names it holds.
+CACHE_CHARS_PER_ENTRY = 512
+
+
+def cache_size(outcome: Answer[Any] | NotFound) -> int:
+    """How many entries of ``cache_max_entries`` ``outcome`` counts as: 1 for all but
+    answers of many or long names (TtlCache: a hostile zone's would hold ~55 KB)."""
+    if isinstance(outcome, NotFound):
+        chars = len(outcome.alias_target or "")
+    else:
+        chars = 0
+        for record in outcome.records:
+            if isinstance(record, MxRecord):
+                chars += len(record.exchange)
+            elif isinstance(record, str):
+                chars += len(record)
+    return 1 + chars // CACHE_CHARS_PER_ENTRY
+
+
 class QueryHealth:
     """Failures among recent queries, over the current and the previous 30 s window.
 
@@ -355,7 +374,7 @@ class DnsLayer:
                 self._negatives.clear()
             outcome = self._negatives.setdefault(outcome, outcome)
         if not isinstance(outcome, TempFail):
-            expires = self.cache.put(key, outcome, outcome.ttl)
+            expires = self.cache.put(key, outcome, outcome.ttl, cache_size(outcome))
         if self._inflight.get(key) is shared:
             del self._inflight[key]
         if not shared.done():
