@@ -246,6 +246,22 @@ async def test_ready_while_only_a_dead_zone_fails_again_and_again(unbound: Unbou
     assert not layer._repeats(world.SERVFAIL_DOMAIN, dns.rdatatype.MX, True)
 
 
+async def test_the_readiness_probe_does_not_hide_failing_checks() -> None:
+    """Regression (review): /readyz's own root-SOA query counted in the health window,
+    so a resolver that answers only that and fails every real query was "ready" as
+    long as something asked /readyz about as often as checks came."""
+    resolver = FaultyDns("root-only").start()
+    try:
+        layer = _layer(resolver.nameserver, timeout=0.2)
+        reasons = []
+        for i in range(40):
+            await layer.lookup(f"n{i}.example", dns.rdatatype.A, _deadline())
+            reasons.append(await layer.unready_reason())
+    finally:
+        resolver.stop()
+    assert reasons[-1] is not None and "of recent DNS queries failed" in reasons[-1], reasons
+
+
 def test_a_question_that_keeps_failing_counts_once_an_hour(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

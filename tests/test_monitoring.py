@@ -458,12 +458,23 @@ tests:
         values: '0+40x30'
       - series: 'rdns_scorer_check_outcomes_total{instance="e",family="ptr",outcome="tempfail"}'
         values: '0+60x30'
+      # A resolver that answers /readyz's probe (polled every second) and fails every
+      # check's query: the probe's answers must not dilute the failures (review).
+      - series: 'rdns_scorer_dns_queries_total{instance="f",rdtype="SOA",result="answer"}'
+        values: '0+60x30'
+      - series: 'rdns_scorer_dns_queries_total{instance="f",rdtype="PTR",result="servfail"}'
+        values: '0+20x30'
+      - series: 'rdns_scorer_dns_repeated_failures_total{instance="f"}'
+        values: '0x30'
     promql_expr_test:
       - eval_time: 25m
         expr: ALERTS{alertname=~"RdnsScorer(ResolverBroken|DnsTempfailHigh)", alertstate="firing"}
         exp_samples:
           - labels: 'ALERTS{alertname="RdnsScorerResolverBroken", alertstate="firing",
               instance="e", severity="critical"}'
+            value: 1
+          - labels: 'ALERTS{alertname="RdnsScorerResolverBroken", alertstate="firing",
+              instance="f", severity="critical"}'
             value: 1
           - labels: 'ALERTS{alertname="RdnsScorerDnsTempfailHigh", alertstate="firing",
               instance="e", severity="warning"}'

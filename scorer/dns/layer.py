@@ -320,16 +320,21 @@ class DnsLayer:
         return shared
 
     def _send(
-        self, name: str, rdtype: dns.rdatatype.RdataType, on_done: Callable[[Outcome], None]
+        self,
+        name: str,
+        rdtype: dns.rdatatype.RdataType,
+        on_done: Callable[[Outcome], None],
+        for_checks: bool = True,
     ) -> None:
         """Ask the resolver; ``on_done`` gets the outcome once, after it is reported to the
-        health window and the observer. Never raises: failures are outcomes too."""
+        observer and, for a query ``for_checks``, to the health window. Never raises:
+        failures are outcomes too."""
         started = time.perf_counter()
 
         def report(outcome: Outcome) -> None:
             failed = isinstance(outcome, TempFail)
-            repeated = self._repeats(name, rdtype, failed)
-            if not repeated:
+            repeated = for_checks and self._repeats(name, rdtype, failed)
+            if for_checks and not repeated:
                 self.health.record(failed)
             if self.observer is not None:
                 seconds = time.perf_counter() - started
@@ -380,15 +385,17 @@ class DnsLayer:
         if not shared.done():
             shared.set_result((outcome, expires))
 
-    async def query(self, name: str, rdtype: dns.rdatatype.RdataType) -> Outcome:
-        """Ask the resolver, bypassing the cache; report the result to the observer."""
+    async def probe(self, name: str, rdtype: dns.rdatatype.RdataType) -> Outcome:
+        """Ask the resolver, bypassing the cache; report the result to the observer but
+        not to the health window, which is about the checks' queries: a probe answered
+        every second would otherwise hide a resolver that fails all of those."""
         answered: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
 
         def settle(outcome: Outcome) -> None:
             if not answered.done():  # a caller that gave up cancelled it
                 answered.set_result(outcome)
 
-        self._send(name, rdtype, settle)
+        self._send(name, rdtype, settle, for_checks=False)
         return await answered
 
     async def unready_reason(self) -> str | None:
@@ -399,7 +406,7 @@ class DnsLayer:
         the root's SOA must resolve (a recursive resolver has to ask the internet, or
         its own root zone), and recent real queries must not be almost all failures.
         """
-        outcome = await self.query(".", dns.rdatatype.SOA)
+        outcome = await self.probe(".", dns.rdatatype.SOA)
         if isinstance(outcome, TempFail):
             return f"resolver does not answer: {outcome.kind}"
         if not isinstance(outcome, Answer):

@@ -8,6 +8,7 @@ import time
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rrset
 
@@ -23,7 +24,9 @@ class FaultyDns:
     seconds; ``slow``: a valid NXDOMAIN after ``delay``
     seconds; ``mismatch``: an answer whose records are of another type and name;
     ``referral``: no answer, NS records in authority and no SOA (a server that does
-    not recurse); any other mode names the rcode to answer (``formerr``, ``notimp``).
+    not recurse); ``root-only``: the root's SOA, SERVFAIL for everything else (a resolver
+    that serves its own data and reaches nothing); any other mode names the rcode to
+    answer (``formerr``, ``notimp``).
     """
 
     def __init__(self, mode: str, delay: float = 2.0, port: int | None = None) -> None:
@@ -61,6 +64,13 @@ class FaultyDns:
             response.answer.append(
                 dns.rrset.from_text("other.example.", 60, "IN", "TXT", '"not what you asked"')
             )
+        elif self.mode == "root-only":
+            if query.question[0].name == dns.name.root and query.question[0].rdtype == 6:
+                response.answer.append(
+                    dns.rrset.from_text(".", 60, "IN", "SOA", ". . 1 1800 900 604800 3600")
+                )
+            else:
+                response.set_rcode(dns.rcode.SERVFAIL)
         elif self.mode == "referral":
             response.authority.append(
                 dns.rrset.from_text("example.", 60, "IN", "NS", "ns.example.")
