@@ -390,6 +390,65 @@ def test_an_extended_rcode_is_not_an_answer() -> None:
     assert isinstance(outcome, wire.TryNext) and outcome.failure.detail == "extended rcode 16"
 
 
+def test_an_extended_rcode_on_an_answer_is_not_an_answer() -> None:
+    """Regression (review): the OPT record's RCODE was read on negative answers only, so
+    NOERROR + records + BADVERS in the OPT record was an answer."""
+    import dns.message
+    import dns.rcode
+
+    query = dns.message.make_query("1.2.0.192.in-addr.arpa.", "PTR", use_edns=0)
+    response = dns.message.make_response(query)
+    response.answer.append(
+        dns.rrset.from_text("1.2.0.192.in-addr.arpa.", 60, "IN", "PTR", "mail.example.")
+    )
+    response.set_rcode(dns.rcode.BADVERS)
+    outcome = _classify(response.to_wire(), query.id, "1.2.0.192.in-addr.arpa.", "PTR")
+    assert isinstance(outcome, wire.TryNext) and outcome.failure.detail == "extended rcode 16"
+    response.set_rcode(dns.rcode.NOERROR)  # and with a plain OPT record it is the answer
+    outcome = _classify(response.to_wire(), query.id, "1.2.0.192.in-addr.arpa.", "PTR")
+    assert outcome == Answer(("mail.example",), 60)
+
+
+def _nxdomain_with_soa(owner: bytes, soa_rdata: bytes) -> tuple[bytes, int]:
+    header = struct.pack("!HHHHHH", 7, 0x8183, 1, 0, 1, 0)
+    question = wire.encode_name("a.example") + struct.pack("!HH", 1, 1)
+    record = owner + struct.pack("!HHIH", 6, 1, 60, len(soa_rdata)) + soa_rdata
+    return header + question + record, 7
+
+
+GOOD_SOA_RDATA = (
+    wire.encode_name("ns.example")
+    + wire.encode_name("host.example")
+    + struct.pack("!5I", 1, 2, 3, 4, 30)
+)
+
+
+@pytest.mark.parametrize(
+    ("owner", "rdata"),
+    [
+        (b"\xff\xff", GOOD_SOA_RDATA),  # a compression pointer past the message
+        (b"\xc0\x1b", GOOD_SOA_RDATA),  # a pointer to itself (the owner is at 27)
+        (b"\x40" + b"x" * 64 + b"\x00", GOOD_SOA_RDATA),  # a label type that is not one
+        ((b"\x3f" + b"x" * 63) * 5 + b"\x00", GOOD_SOA_RDATA),  # 320 octets
+        # MINIMUM was read from the record's last four bytes, wherever the names ended:
+        (b"\x00", GOOD_SOA_RDATA + b"\x00\x00"),  # two bytes past MINIMUM
+        (b"\x00", b"\x00\x00" + struct.pack("!5I", 1, 2, 3, 4, 30) + b"\xff\xff"),
+    ],
+)
+def test_a_negative_answer_whose_soa_does_not_read_is_malformed(owner: bytes, rdata: bytes) -> None:
+    """Regression (review): owners after the answer section were skipped unchecked and
+    MINIMUM read from the SOA's last four bytes, so these were NXDOMAIN: scored."""
+    data, query_id = _nxdomain_with_soa(owner, rdata)
+    outcome = _classify(data, query_id, "a.example", "A")
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED, outcome
+    good, query_id = _nxdomain_with_soa(b"\x00", GOOD_SOA_RDATA)
+    assert _classify(good, query_id, "a.example", "A") == NotFound(NotFoundKind.NXDOMAIN, 30)
+    # Compressed names in the SOA are fine (MNAME and RNAME pointing at the question's).
+    compressed = b"\xc0\x0c\xc0\x0c" + struct.pack("!5I", 1, 2, 3, 4, 30)
+    good, query_id = _nxdomain_with_soa(b"\xc0\x0c", compressed)
+    assert _classify(good, query_id, "a.example", "A") == NotFound(NotFoundKind.NXDOMAIN, 30)
+
+
 def test_ttls_with_the_top_bit_set_are_zero() -> None:
     """Regression: RFC 2181 section 8 reads them as 0; they were cached for the maximum."""
     data, query_id = _response("a.example.", "A", [("a.example.", "A", "192.0.2.1")])

@@ -201,19 +201,6 @@ def _read_name(data: bytes, offset: int) -> tuple[list[bytes], int]:
     return labels, (end if end >= 0 else offset)
 
 
-def _skip_name(data: bytes, offset: int) -> int:
-    size = len(data)
-    while True:
-        if offset >= size:
-            raise _Malformed("name runs past the message")
-        length = data[offset]
-        if length == 0:
-            return offset + 1
-        if length >= 0xC0:
-            return offset + 2
-        offset += 1 + length
-
-
 def _name_rdata(data: bytes, offset: int, rdlength: int) -> list[bytes]:
     """The labels of a record whose RDATA is exactly one name (RFC 1035 section 3.2.1:
     RDATA is RDLENGTH octets, no more and no less)."""
@@ -287,12 +274,25 @@ class _Tail(NamedTuple):
     extended_rcode: int  # the upper 8 bits of the RCODE, from the OPT record (RFC 6891)
 
 
+def _soa_minimum(data: bytes, offset: int, rdlength: int) -> int:
+    """The MINIMUM of the SOA whose RDATA is at ``offset``: after MNAME, RNAME and four
+    32-bit fields (RFC 1035 section 3.3.13), where the RDATA must end exactly."""
+    _mname, end = _read_name(data, offset)
+    _rname, end = _read_name(data, end)
+    if end + 20 != offset + rdlength:
+        raise _Malformed("SOA record does not fill its length")
+    (minimum,) = _U32.unpack_from(data, end + 16)
+    return minimum
+
+
 def _tail(data: bytes, offset: int, nscount: int, arcount: int) -> _Tail:
     soa_ttl: int | None = None
     has_ns = False
     extended = 0
     for index in range(nscount + arcount):
-        offset = _skip_name(data, offset)
+        # Owners read as strictly as answers (bounds, loops, label types, 255 octets):
+        # a "does not exist" whose SOA cannot be read is no answer.
+        _owner, offset = _read_name(data, offset)
         rdtype, _rdclass, ttl, rdlength = _RR_FIXED.unpack_from(data, offset)
         offset += 10
         rdata_end = offset + rdlength
@@ -300,10 +300,7 @@ def _tail(data: bytes, offset: int, nscount: int, arcount: int) -> _Tail:
             raise _Malformed("record runs past the message")
         if index < nscount:
             if rdtype == TYPE_SOA and soa_ttl is None:
-                if rdlength < 22:
-                    raise _Malformed("short SOA record")
-                (minimum,) = _U32.unpack_from(data, rdata_end - 4)
-                soa_ttl = min(_ttl(ttl), _ttl(minimum))
+                soa_ttl = min(_ttl(ttl), _ttl(_soa_minimum(data, offset, rdlength)))
             has_ns = has_ns or rdtype == TYPE_NS
         elif rdtype == TYPE_OPT:
             extended = ttl >> 24
@@ -428,13 +425,28 @@ def _answer(
     read = _read_answer(data, offset, ancount, rdtype, parse)
     nxdomain = kind is NotFoundKind.NXDOMAIN
     if read.usual and read.values and not nxdomain:
-        return Answer(tuple(read.values), read.ttl)
+        return _unless_extended_rcode(Answer(tuple(read.values), read.ttl), data, read.end, counts)
     chained = _follow_chain(data, read.records, rdtype, parse)
     if nxdomain and isinstance(chained, Answer):
         return TempFail(FailureKind.MALFORMED, "NXDOMAIN with an answer")
     if chained is None or isinstance(chained, _ChainEnd):
         return _negative(kind, data, read.end, counts, negative_ttl, chained)
-    return chained
+    if isinstance(chained, TempFail):
+        return chained
+    return _unless_extended_rcode(chained, data, read.end, counts)
+
+
+def _unless_extended_rcode(
+    answer: Answer[object], data: bytes, offset: int, counts: tuple[int, int]
+) -> Answer[object] | TryNext:
+    """``answer``, unless the OPT record says the RCODE is not NOERROR after all (RFC 6891
+    section 6.1.3: BADVERS and the like); the sections after it must read, too."""
+    if counts == (0, 0):
+        return answer
+    extended = _tail(data, offset, *counts).extended_rcode
+    if extended:
+        return TryNext(TempFail(FailureKind.MALFORMED, f"extended rcode {extended << 4}"))
+    return answer
 
 
 def _read_answer(
