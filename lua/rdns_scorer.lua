@@ -133,10 +133,14 @@ end
 
 -- rspamd resolves the server names when it loads the config, with a blocking lookup.
 -- Nil when nothing in `servers` parsed and resolved then (the scorer container not up
--- when rspamd started): every scan fails open saying so until rspamd reloads. No
--- retry at scan time: a slow resolver would stall the worker, and mail with it.
+-- when rspamd started): scans fail open saying so, and one scan per RESOLVE_RETRY
+-- seconds in each worker asks rspamd's own asynchronous resolver for the names
+-- (resolve_servers). Not a blocking lookup at scan time: a slow resolver would stall
+-- the worker, and mail with it.
 local upstreams
 local n_upstreams = 1
+local RESOLVE_RETRY = 10.0
+local resolve_after = 0 -- rspamd_util.get_ticks() before which no retry starts
 local skip_conf -- {check_local, check_authed} for lua_util.is_skip_local_or_authed
 
 -- What the service is told about the SMTP session. Only strings: rspamd 3.4's
@@ -249,9 +253,71 @@ local function build_upstreams()
   if list and #list:all_upstreams() > 0 then
     return list
   end
-  rspamd_logger.errx(rspamd_config, '%s: cannot parse or resolve servers %s; every scan ' ..
-      'fails open (RL_SCORER_FAIL) until rspamd reloads', N, servers_text())
+  rspamd_logger.errx(rspamd_config, '%s: cannot parse or resolve servers %s; scans fail ' ..
+      'open (RL_SCORER_FAIL) until rspamd resolves them (tried again every %s s)', N,
+      servers_text(), RESOLVE_RETRY)
   return nil
+end
+
+-- The entries of `servers` as {host, port}: "host", "host:port", "[v6]:port", an IP
+-- literal; separated as rspamd separates upstreams (commas, semicolons, spaces).
+local function server_entries()
+  local text = servers_text()
+  local entries = {}
+  for item in text:gmatch('[^,;%s]+') do
+    local host, port = item:match('^%[(.+)%]:(%d+)$')
+    if not host then
+      host, port = item:match('^([^:]+):(%d+)')
+    end
+    table.insert(entries, { host or item, tonumber(port) or DEFAULT_PORT })
+  end
+  return entries
+end
+
+-- The upstreams rebuilt from the addresses rspamd's resolver finds for `servers`
+-- (asked within `task`, which waits for the answers as for any DNS lookup it makes).
+local function resolve_servers(task)
+  local now = rspamd_util.get_ticks()
+  if now < resolve_after then
+    return
+  end
+  resolve_after = now + RESOLVE_RETRY
+  local entries = server_entries()
+  local found, waiting = {}, 0
+  local function settle()
+    waiting = waiting - 1
+    if waiting > 0 or upstreams then
+      return
+    end
+    local list = #found > 0 and
+        rspamd_upstream_list.create(rspamd_config, table.concat(found, ','), DEFAULT_PORT)
+    if list and #list:all_upstreams() > 0 then
+      upstreams, n_upstreams = list, #list:all_upstreams()
+      rspamd_logger.infox(task, '%s: servers %s now resolve: %s', N, servers_text(),
+          table.concat(found, ', '))
+    else
+      rspamd_logger.warnx(task, '%s: servers %s still do not resolve; next try in %s s', N,
+          servers_text(), RESOLVE_RETRY)
+    end
+  end
+  for _, entry in ipairs(entries) do
+    local host, port = entry[1], entry[2]
+    for _, rtype in ipairs({ 'a', 'aaaa' }) do
+      waiting = waiting + 1
+      local pattern = rtype == 'a' and '%s:%d' or '[%s]:%d'
+      task:get_resolver():resolve(rtype, {
+        task = task,
+        name = host,
+        forced = true, -- not counted against the task's limit of DNS requests
+        callback = function(_, _, results)
+          for _, address in ipairs(results or {}) do
+            table.insert(found, string.format(pattern, address:to_string(), port))
+          end
+          settle()
+        end,
+      })
+    end
+  end
 end
 
 -- The server and address for a scan's next attempt, never one the scan already
@@ -289,6 +355,7 @@ local function rdns_scorer_check(task)
   end
 
   if not upstreams then
+    resolve_servers(task)
     fail_open(task, 'servers did not parse or resolve when rspamd loaded its config: ' ..
         servers_text(), '-')
     return

@@ -39,6 +39,7 @@ from tests.world import (
     GOOD_DOMAIN,
     HELO_NO_ADDRESS,
     HELO_SERVFAIL,
+    IMPLICIT_PRIVATE_DOMAIN,
     MISSING_PTR_IP,
     MISSING_PTR_IP6,
     NO_MAIL_HOST_DOMAIN,
@@ -677,6 +678,29 @@ def test_both_addresses_of_a_server_name_are_tried(
     with _running(Rspamd(unbound.nameserver, conf, hs_cache, hosts=hosts)) as rspamd:
         _assert_all_checked([rspamd.scan(MISSING_PTR_IP) for _ in range(8)])
         _assert_all_checked(_scan_all(rspamd, 16, 4))
+
+
+def test_servers_that_resolve_only_after_rspamd_started_are_used(
+    unbound: Unbound, scorer: ScorerProcess, hs_cache: Path
+) -> None:
+    # Regression (review): a name that did not resolve when rspamd loaded its config (a
+    # scorer container not up yet after a reboot) left every scan unscored until rspamd
+    # reloaded. The name is in neither /etc/hosts nor a resolver getaddrinfo reaches,
+    # but rspamd's own resolver (the test unbound) knows it: 127.0.0.1.
+    port = scorer.address.rsplit(":", 1)[1]
+    conf = f'servers = "{IMPLICIT_PRIVATE_DOMAIN}:{port}";\ntoken = "{TOKEN}";'
+    hosts = "127.0.0.1 localhost\n"
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache, hosts=hosts)) as rspamd:
+        assert "cannot parse or resolve servers" in rspamd.log()
+        first = rspamd.scan(MISSING_PTR_IP)
+        assert "RL_SCORER_FAIL" in first.symbols, first.symbols
+        deadline = time.monotonic() + 10
+        while "RL_PTR_MISSING" not in rspamd.scan(MISSING_PTR_IP).symbols:
+            assert time.monotonic() < deadline, rspamd.log()[-3000:]
+            time.sleep(0.2)
+        assert f"now resolve: 127.0.0.1:{port}" in rspamd.log()
+        _assert_all_checked([rspamd.scan(MISSING_PTR_IP) for _ in range(4)])
+        assert not rspamd.lua_errors()
 
 
 def test_path_without_leading_slash_is_fixed(

@@ -64,6 +64,8 @@ class Rspamd:
     ``cache_dir`` is shared between instances so hyperscan compiles once per session.
     ``hosts`` replaces /etc/hosts for this rspamd alone (a private mount namespace;
     needs root): how it resolves the names in ``servers``, without touching the host.
+    Its /etc/resolv.conf then names a loopback address where no resolver listens, so a
+    name missing from ``hosts`` fails at once instead of asking the host's resolver.
     """
 
     def __init__(
@@ -162,11 +164,13 @@ rdns_scorer {{
         else:
             command = ["rspamd", "-f", "-c", str(conf)]
         if self.hosts is not None:
-            hosts = self.dir / "hosts"
+            hosts, resolv = self.dir / "hosts", self.dir / "resolv.conf"
             hosts.write_text(self.hosts)
-            hosts.chmod(0o644)
-            bind = 'mount --bind "$0" /etc/hosts && exec "$@"'
-            command = ["unshare", "--mount", "sh", "-c", bind, str(hosts), *command]
+            resolv.write_text("nameserver 127.0.0.9\noptions timeout:1 attempts:1\n")
+            for path in (hosts, resolv):
+                path.chmod(0o644)
+            bind = 'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
+            command = ["unshare", "--mount", "sh", "-c", bind, str(hosts), str(resolv), *command]
         log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as rspamd
         self._process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
