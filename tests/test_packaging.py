@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -29,12 +30,16 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy
         copy(REPO / name, source / name)
     out = tmp_path_factory.mktemp("wheel")
+    # Offline whatever the environment says: no index, no version check, no user config
+    # (pip's self-check reached PyPI where PIP_DISABLE_PIP_VERSION_CHECK was not set).
+    offline = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(out), str(source)],
+         "--no-index", "--disable-pip-version-check", "--wheel-dir", str(out), str(source)],
         check=True,
         capture_output=True,
         timeout=300,
+        env=offline,
     )  # fmt: skip
     [built] = out.glob("rdns_scorer-*.whl")
     return built

@@ -302,11 +302,35 @@ def _configdump(confdir: Path, *args: str) -> str:
 
 
 @pytest.fixture
-def stock_confdir(tmp_path: Path) -> Path:
-    if not (STOCK_CONFDIR / "rspamd.conf").is_file() or shutil.which("rspamadm") is None:
+def offline_rspamadm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every rspamadm the test runs (directly or through `rspamd install`) sees a
+    resolv.conf naming a loopback address where nothing listens: rspamadm opens its
+    resolver on the host's /etc/resolv.conf whatever the config says (hermetic tests)."""
+    rspamadm = shutil.which("rspamadm")
+    if rspamadm is None:
+        pytest.fail("rspamadm is not installed (`make test` installs rspamd)")
+    bin_dir, resolv = tmp_path / "offline-bin", tmp_path / "offline-resolv.conf"
+    bin_dir.mkdir()
+    resolv.write_text("nameserver 127.0.0.9\n")
+    wrapper = bin_dir / "rspamadm"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'exec unshare --mount sh -c \'mount --bind "$0" /etc/resolv.conf && '
+        f'exec {rspamadm} "$@"\' {resolv} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+
+@pytest.fixture
+def stock_confdir(tmp_path: Path, offline_rspamadm: None) -> Path:
+    if not (STOCK_CONFDIR / "rspamd.conf").is_file():
         pytest.fail("no stock rspamd config here (`make test` installs rspamd)")
     confdir = tmp_path / "rspamd"
     shutil.copytree(STOCK_CONFDIR, confdir, symlinks=True)
+    # The stock fuzzy_check resolves fuzzy1/2.rspamd.com whenever the config is loaded.
+    (confdir / "local.d").mkdir(exist_ok=True)
+    (confdir / "local.d" / "fuzzy_check.conf").write_text("enabled = false;\n")
     return confdir
 
 
@@ -410,7 +434,9 @@ def test_examples_leave_check_local_and_authed_to_options(example: str) -> None:
     assert not [line for line in settings if re.search(r"check_(local|authed)\s*=", line)]
 
 
-def test_confighelp_describes_each_key_by_its_own_comment(tmp_path: Path) -> None:
+def test_confighelp_describes_each_key_by_its_own_comment(
+    tmp_path: Path, offline_rspamadm: None
+) -> None:
     # Regression: commented-out keys took the comments: confighelp described `path` as
     # a servers list and `group` as check_local/check_authed, and left `token` out.
     shutil.copy(PLUGIN, tmp_path / PLUGIN.name)

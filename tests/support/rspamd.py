@@ -148,12 +148,6 @@ rdns_scorer {{
         path.write_text(conf)
         return path
 
-    def configtest(self) -> subprocess.CompletedProcess[str]:
-        conf = self._write_config()
-        return subprocess.run(
-            ["rspamadm", "configtest", "-c", str(conf)], capture_output=True, text=True
-        )
-
     def start(self, timeout: float = 30.0) -> Rspamd:
         conf = self._write_config()
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -169,7 +163,10 @@ rdns_scorer {{
             resolv.write_text("nameserver 127.0.0.9\noptions timeout:1 attempts:1\n")
             for path in (hosts, resolv):
                 path.chmod(0o644)
-            bind = 'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
+            bind = (
+                'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/resolv.conf'
+                ' && shift && exec "$@"'
+            )
             command = ["unshare", "--mount", "sh", "-c", bind, str(hosts), str(resolv), *command]
         log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as rspamd
         self._process = subprocess.Popen(
