@@ -113,15 +113,18 @@ _LABELS = st.one_of(
 )
 
 
-@settings(max_examples=2000, deadline=None)
-@given(
-    atoms=st.lists(_ATOMS, min_size=1, max_size=3),
-    labels=st.lists(_LABELS, min_size=1, max_size=5),
+_ADDRESSES = st.builds(
+    lambda atoms, labels: ".".join(atoms) + "@" + ".".join(labels),
+    st.lists(_ATOMS, min_size=1, max_size=3),
+    st.lists(_LABELS, min_size=1, max_size=5),
 )
-def test_plain_sender_fast_path_agrees_with_email_validator(
-    atoms: list[str], labels: list[str]
-) -> None:
-    address = ".".join(atoms) + "@" + ".".join(labels)
+
+
+# st.emails(): valid addresses, which the fast path takes (review: only 7 % of the
+# pieces above made one, so the assertion below was rarely reached).
+@settings(max_examples=2000, deadline=None)
+@given(address=_ADDRESSES | st.emails())
+def test_plain_sender_fast_path_agrees_with_email_validator(address: str) -> None:
     plain = plain_sender_domain(address)
     if plain is not None:  # the fast path decided: email-validator must say the same
         validated = validated_sender(address, address)

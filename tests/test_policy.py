@@ -26,6 +26,7 @@ from scorer.app import SERVICE_KEY, create_app
 from scorer.config import ConfigError, config_from_mapping, load_config
 from scorer.pipeline import Pipeline
 from scorer.protocol import parse_request
+from scorer.workermetrics import PREFIX, SHARED_MEMORY, remove_directory
 from tests import world
 from tests.conftest import make_config
 from tests.helpers import symbols_for
@@ -716,6 +717,9 @@ def test_workers_do_not_outlive_a_killed_parent(unbound: Unbound) -> None:
     finally:
         parent.kill()
         parent.communicate(timeout=10)
+        # What a killed service leaves (its next start removes it, after two minutes).
+        for leftover in SHARED_MEMORY.glob(f"{PREFIX}{parent.pid}-*"):
+            remove_directory(leftover)
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
