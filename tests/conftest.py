@@ -10,10 +10,20 @@ from aiohttp.test_utils import TestClient
 
 from scorer.app import create_app
 from scorer.config import Config, config_from_mapping
+from scorer.dns import layer as layer_module
+from scorer.dns.layer import Nameserver
 from scorer.pipeline import Pipeline
 from tests.support.fakedns import FaultyDns, dead_port
 from tests.support.unbound import Unbound
 from tests.world import build_zones
+
+
+@pytest.fixture(autouse=True)
+def _no_system_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hermetic by construction: a config that names no nameserver (which in the service
+    means /etc/resolv.conf's) gets a loopback port where nothing answers, not the host's
+    resolver. Tests that resolve name the test unbound."""
+    monkeypatch.setattr(layer_module, "system_nameservers", lambda: [Nameserver("127.0.0.1", 9)])
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ from scorer.pipeline import Pipeline
 from scorer.protocol import RequestError, decode_body, parse_labels, parse_request
 from scorer.workermetrics import SNAPSHOT_SECONDS
 from tests import world
-from tests.support.fakedns import FaultyDns
+from tests.support.fakedns import FaultyDns, dead_port
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import children
 from tests.support.unbound import Unbound
@@ -451,7 +451,7 @@ def test_the_parent_logs_in_the_format_a_reload_sets(tmp_path: Path) -> None:
     config = tmp_path / "scorer.toml"
     config.write_text('[server]\nlog_requests = false\nlog_format = "text"\n')
     log = tmp_path / "log"
-    process = _start_workers(config, free_port(), log)
+    process = _start_workers(config, free_port(), log, "--nameserver", f"127.0.0.1:{dead_port()}")
     try:
         config.write_text('[server]\nlog_requests = false\nlog_format = "json"\n')
         process.send_signal(signal.SIGHUP)
