@@ -31,6 +31,7 @@ from scorer.pipeline import Pipeline
 from scorer.protocol import RequestError, decode_body, parse_labels, parse_request
 from scorer.workermetrics import SNAPSHOT_SECONDS
 from tests import world
+from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns, dead_port
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import children
@@ -359,7 +360,8 @@ def test_workers_all_answer(workers: tuple[subprocess.Popen[bytes], int, Path]) 
     # the worker it reached, and Prometheus, which keeps its connection, saw 1/N.)
     seen = [_checks_served(_get(port, "GET", "/metrics")[1].decode()) for _ in range(40)]
     assert seen == sorted(seen) and seen[-1] <= 40, seen
-    time.sleep(SNAPSHOT_SECONDS + 0.3)
+    time.sleep(SNAPSHOT_SECONDS)  # every worker's timer has written a snapshot since
+    eventually(lambda: _checks_served(_get(port, "GET", "/metrics")[1].decode()), lambda n: n == 40)
     seen = [_checks_served(_get(port, "GET", "/metrics")[1].decode()) for _ in range(20)]
     assert seen == [40.0] * 20
     # A worker that dies keeps its counts in the totals.
