@@ -110,8 +110,10 @@ def _no_perl_warnings(spamd: Spamd) -> None:
 def real_spamd(real_dir: Path) -> Iterator[Spamd]:
     spamd = Spamd(real_dir).start()
     yield spamd
-    _no_perl_warnings(spamd)
-    spamd.stop()
+    try:
+        _no_perl_warnings(spamd)
+    finally:
+        spamd.stop()
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +140,10 @@ def fake_spamd(fake_server: FakeHttp) -> Iterator[Spamd]:
     }
     spamd = Spamd(directory, user_prefs if os.geteuid() == 0 else None).start()
     yield spamd
-    _no_perl_warnings(spamd)
-    spamd.stop()
+    try:
+        _no_perl_warnings(spamd)
+    finally:
+        spamd.stop()
 
 
 @pytest.fixture
