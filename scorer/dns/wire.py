@@ -436,6 +436,9 @@ def _answer(
     return _unless_extended_rcode(chained, data, read.end, counts)
 
 
+_ROOT_OPT = b"\x00" + TYPE_OPT.to_bytes(2, "big")  # an OPT record's root owner and type
+
+
 def _unless_extended_rcode(
     answer: Answer[object], data: bytes, offset: int, counts: tuple[int, int]
 ) -> Answer[object] | TryNext:
@@ -443,7 +446,18 @@ def _unless_extended_rcode(
     section 6.1.3: BADVERS and the like); the sections after it must read, too."""
     if counts == (0, 0):
         return answer
-    extended = _tail(data, offset, *counts).extended_rcode
+    if (
+        counts == (0, 1)
+        and data[offset : offset + 3] == _ROOT_OPT
+        and len(data) >= offset + 11
+        and offset + 11 + _U16.unpack_from(data, offset + 9)[0] == len(data)
+    ):
+        # The usual tail of an answer to our EDNS query, the OPT record alone, read in
+        # place (owner, type, class, then the TTL whose first octet is the extended
+        # RCODE): _tail would cost a fifth of classifying the whole answer.
+        extended = data[offset + 5]
+    else:
+        extended = _tail(data, offset, *counts).extended_rcode
     if extended:
         return TryNext(TempFail(FailureKind.MALFORMED, f"extended rcode {extended << 4}"))
     return answer
