@@ -305,7 +305,7 @@ local function resolve_servers(task)
     for _, rtype in ipairs({ 'a', 'aaaa' }) do
       waiting = waiting + 1
       local pattern = rtype == 'a' and '%s:%d' or '[%s]:%d'
-      task:get_resolver():resolve(rtype, {
+      local sent = task:get_resolver():resolve(rtype, {
         task = task,
         name = host,
         forced = true, -- not counted against the task's limit of DNS requests
@@ -316,6 +316,9 @@ local function resolve_servers(task)
           settle()
         end,
       })
+      if not sent then -- refused (a name no resolver takes): no callback will come
+        settle()
+      end
     end
   end
 end

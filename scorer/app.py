@@ -51,9 +51,10 @@ class Service:
         loader: ConfigLoader | None = None,
         peer_reload: Callable[[], None] | None = None,
         shared_metrics: WorkerMetrics | None = None,
+        body_cap: int | None = None,
     ) -> None:
         self.metrics = Metrics()
-        self.started_body_limit = config.server.max_body_bytes
+        self.started_body_limit = body_cap or config.server.max_body_bytes
         # With several workers: /metrics shows them all (scorer.workermetrics).
         self.shared_metrics = shared_metrics
         self.pipeline = self._build(config, previous=None)
@@ -418,10 +419,15 @@ def create_app(
     loader: ConfigLoader | None = None,
     peer_reload: Callable[[], None] | None = None,
     shared_metrics: WorkerMetrics | None = None,
+    body_cap: int | None = None,
 ) -> web.Application:
+    """The service's application. ``body_cap``: the body limit the service started with,
+    for a worker that replaces one (a reload cannot raise it, so neither can a new worker
+    of the same service); by default ``config``'s."""
+    service = Service(config, loader, peer_reload, shared_metrics, body_cap)
     # client_max_size makes aiohttp itself refuse bigger bodies, even chunked ones.
-    app = web.Application(client_max_size=config.server.max_body_bytes)
-    service = app[SERVICE_KEY] = Service(config, loader, peer_reload, shared_metrics)
+    app = web.Application(client_max_size=service.started_body_limit)
+    app[SERVICE_KEY] = service
     if shared_metrics is not None:
         app.cleanup_ctx.append(_share_metrics)
     routes: list[tuple[str, str, ServiceHandler]] = [

@@ -10,7 +10,6 @@ import math
 import os
 import sys
 import time
-import tomllib
 import urllib.request
 from collections.abc import Sequence
 
@@ -24,6 +23,7 @@ from scorer.config import (
     load_config,
     local_address,
     parse_listen,
+    read_toml,
     with_overrides,
 )
 from scorer.generic.cli import run_generic
@@ -136,8 +136,7 @@ def _listen_in(path: str | None) -> str | None:
     """``[server] listen`` of the TOML file at ``path``, if it sets one."""
     if path is None:
         return None
-    with open(path, "rb") as handle:
-        server = tomllib.load(handle).get("server")
+    server = read_toml(path).get("server")
     listen = server.get("listen") if isinstance(server, dict) else None
     return listen if isinstance(listen, str) else None
 

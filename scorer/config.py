@@ -402,14 +402,19 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
     return config
 
 
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML file at ``path``. utf-8-sig: Notepad and other editors start a UTF-8 file
+    with a byte-order mark, which TOML does not allow ("Invalid statement" at line 1,
+    column 1). Raises OSError, or ValueError for bad TOML or bytes that are not UTF-8."""
+    return tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
+
+
 def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ) -> Config:
     """Read ``path`` (or nothing: all defaults), then apply environment overrides."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            # utf-8-sig: Notepad and other editors start a UTF-8 file with a BOM, which
-            # TOML does not allow ("Invalid statement" at line 1, column 1).
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
+            data = read_toml(path)
         except OSError as error:
             raise ConfigError(f"{path}: {error.strerror}") from None
         except ValueError as error:  # bad TOML, bytes that are not UTF-8, a 5,000-digit int

@@ -157,15 +157,19 @@ def run_worker(
     stale_config: bool = False,
     shared_metrics: WorkerMetrics | None = None,
     heartbeat_fd: int | None = None,
+    body_cap: int | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, in this process. ``stale_config``: the config file
-    failed to load and ``config`` is the last good one (reported as a failed reload)."""
+    failed to load and ``config`` is the last good one (reported as a failed reload).
+    ``body_cap``: the body limit the service started with (scorer.app.create_app)."""
     from scorer.app import SERVICE_KEY, create_app  # late: `check` needs no server code
     from scorer.gctuning import keep_full_collections_short
     from scorer.names import public_suffix_list
 
     loop = new_event_loop(config.server.event_loop)
-    app = create_app(config, loader, peer_reload=peer_reload, shared_metrics=shared_metrics)
+    app = create_app(
+        config, loader, peer_reload=peer_reload, shared_metrics=shared_metrics, body_cap=body_cap
+    )
     app.on_startup.append(_stop_on_first_signal)
     if heartbeat_fd is not None:
         app.on_startup.append(_beat_on(heartbeat_fd))
@@ -245,6 +249,8 @@ class Supervisor:
         self, config: Config, loader: ConfigLoader, host: str, port: int, workers: int
     ) -> None:
         self._config = config
+        # The body limit every worker keeps, replacements too: a reload cannot raise it.
+        self._body_cap = config.server.max_body_bytes
         self._reload_failed = False  # the latest reload was rejected: _config is older
         self._loader = loader
         self._host, self._port = host, port
@@ -292,6 +298,7 @@ class Supervisor:
                         else None
                     ),
                     heartbeat_fd=beat_write,
+                    body_cap=self._body_cap,
                 )
                 code = 0
             except OSError as error:

@@ -136,8 +136,8 @@ async def test_deadline_bounds_a_lookup_without_cancelling_it_for_others() -> No
 
 def test_an_answer_of_long_names_counts_as_several_cache_entries() -> None:
     """Regression (review): the bound counted entries, whatever they held. A zone's
-    answer of 64 names of escaped bytes (~55 KB each in the cache) made 100,000
-    entries gigabytes."""
+    answer of 64 names of escaped bytes (~55 KB each in the cache), or of 64 addresses
+    (~7 KB), made 100,000 entries gigabytes."""
     cache: TtlCache[object] = TtlCache(10, 0, 60, clock=lambda: 0.0)
     for i in range(10):
         cache.put(f"k{i}", "v", 30)
@@ -145,19 +145,26 @@ def test_an_answer_of_long_names_counts_as_several_cache_entries() -> None:
     assert cache_size(hostile) > 10
     assert cache.put("hostile", hostile, 60, cache_size(hostile)) == 0.0  # not kept
     assert len(cache) == 10 and cache.get_entry("hostile") is None
-    eight = Answer(tuple(MxRecord(10, "x" * 250) for _ in range(8)), 60)  # 2,000 chars
-    assert cache_size(eight) == 4
-    cache.put("eight", eight, 60, cache_size(eight))
-    assert len(cache) == 7  # it counts as four: the four least recently used went
+    four = Answer(tuple(MxRecord(10, "x" * 250) for _ in range(4)), 60)  # 1,000 chars
+    assert cache_size(four) == 3
+    cache.put("four", four, 60, cache_size(four))
+    assert len(cache) == 8  # it counts as three: the three least recently used went
     assert [k for k in (f"k{i}" for i in range(10)) if cache.get_entry(k)] == [
-        f"k{i}" for i in range(4, 10)
+        f"k{i}" for i in range(3, 10)
     ]
-    cache.put("eight", "now small", 60)  # replaced: counts as one again
-    for i in range(3):
+    cache.put("four", "now small", 60)  # replaced: counts as one again
+    for i in range(2):
         cache.put(f"n{i}", "v", 30)
     assert len(cache) == 10
     usual = Answer(("mail.example.org",), 60)
     assert cache_size(usual) == 1 and cache_size(NotFound(NotFoundKind.NXDOMAIN, 60)) == 1
+    five_mx = Answer(
+        tuple(MxRecord(5 * i, f"alt{i}.gmail-smtp-in.l.google.com") for i in range(5)), 60
+    )
+    assert cache_size(five_mx) == 2  # Gmail's five MX hold ~1 KB
+    # Regression (review): only names counted, so 64 addresses (~6-7 KB) were one entry.
+    addresses = Answer(tuple(ipaddress.IPv6Address(i) for i in range(64)), 60)
+    assert cache_size(addresses) >= 12
 
 
 async def test_expired_deadline_makes_no_query(unbound: Unbound) -> None:

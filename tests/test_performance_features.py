@@ -470,6 +470,39 @@ def test_the_parent_logs_in_the_format_a_reload_sets(tmp_path: Path) -> None:
         process.wait(timeout=20)
 
 
+def test_a_replacement_worker_keeps_the_body_limit_the_service_started_with(
+    tmp_path: Path,
+) -> None:
+    # Regression (review): a reload that raised max_body_bytes applied "after a restart"
+    # in the workers that served, but a worker started after one died took it from the
+    # reloaded config: the same body got 413 or 200 depending on the worker.
+    config = tmp_path / "scorer.toml"
+    config.write_text("[server]\nlog_requests = false\n")
+    log = tmp_path / "log"
+    port = free_port()
+    process = _start_workers(config, port, log, "--nameserver", f"127.0.0.1:{dead_port()}")
+    try:
+        config.write_text("[server]\nlog_requests = false\nmax_body_bytes = 32768\n")
+        process.send_signal(signal.SIGHUP)
+        eventually(log.read_text, lambda text: text.count("applies after a restart") >= 2)
+        os.kill(children(process.pid)[0], signal.SIGKILL)
+        eventually(log.read_text, lambda text: "starting a new one" in text)
+        deadline = time.monotonic() + 10
+        while len(children(process.pid)) < 2:
+            assert time.monotonic() < deadline, "the dead worker was not replaced"
+            time.sleep(0.05)
+        time.sleep(0.5)  # the replacement bound and serving
+        body = json.dumps({"ip": "10.1.1.1", "helo": "x" * 20_000}).encode()
+        replies = [_get(port, "POST", "/v1/check", body) for _ in range(30)]
+        assert {status for status, _ in replies} == {413}, replies
+        assert {json.loads(reply)["error"] for _, reply in replies} == {
+            "body larger than 16384 bytes"
+        }
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+
+
 def test_checks_in_flight_survive_a_stop_signal_to_every_process(tmp_path: Path) -> None:
     """Regression: a worker's second SIGTERM (systemd signals the parent and every
     worker, and the parent forwards its own) aborted aiohttp's graceful stop: every

@@ -703,6 +703,26 @@ def test_servers_that_resolve_only_after_rspamd_started_are_used(
         assert not rspamd.lua_errors()
 
 
+def test_a_server_name_the_resolver_refuses_does_not_hold_the_others_back(
+    unbound: Unbound, scorer: ScorerProcess, hs_cache: Path
+) -> None:
+    # Regression (review): rspamd refuses to send a lookup for a name no DNS name can be
+    # (a label over 63 octets) and never calls back; the retry waited for that answer
+    # for ever and threw away the addresses of the names that did resolve.
+    port = scorer.address.rsplit(":", 1)[1]
+    servers = f'["{"x" * 70}.example:{port}", "{IMPLICIT_PRIVATE_DOMAIN}:{port}"]'
+    conf = f'servers = {servers};\ntoken = "{TOKEN}";'
+    with _running(
+        Rspamd(unbound.nameserver, conf, hs_cache, hosts="127.0.0.1 localhost\n")
+    ) as rspamd:
+        rspamd.scan(MISSING_PTR_IP)
+        deadline = time.monotonic() + 10
+        while "RL_PTR_MISSING" not in rspamd.scan(MISSING_PTR_IP).symbols:
+            assert time.monotonic() < deadline, rspamd.log()[-3000:]
+            time.sleep(0.2)
+        assert f"now resolve: 127.0.0.1:{port}" in rspamd.log()
+
+
 def test_path_without_leading_slash_is_fixed(
     unbound: Unbound, scorer: ScorerProcess, hs_cache: Path
 ) -> None:

@@ -270,6 +270,11 @@ def test_health_probes_where_serve_listens(unbound: Unbound) -> None:
         config = service.config_path.parent / "listen.toml"
         config.write_text(f'[server]\nlisten = "127.0.0.1:{service.port}"\n')
         assert _cli("health", "--config", str(config)).returncode == 0
+        # Regression (review): a byte-order mark, which config check reads past, made
+        # health exit 1 ("Invalid statement").
+        config.write_bytes(b"\xef\xbb\xbf" + config.read_bytes())
+        assert _cli("health", "--config", str(config)).returncode == 0
+        config.write_text(f'[server]\nlisten = "127.0.0.1:{service.port}"\n')
         # Regression (review): health loaded the whole config, so an allowlist edited
         # but not reloaded (the service serving its last good one) made it exit 2 and
         # the container be restarted into a service that would not start.
