@@ -122,7 +122,7 @@ def cache_size(outcome: Answer[Any] | NotFound) -> int:
     if isinstance(outcome, NotFound):
         held = len(outcome.alias_target or "")
     else:
-        held = RECORD_BYTES * (len(outcome.records) - 1)
+        held = RECORD_BYTES * max(0, len(outcome.records) - 1)
         for record in outcome.records:
             if isinstance(record, MxRecord):
                 held += len(record.exchange)
