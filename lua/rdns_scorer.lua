@@ -259,17 +259,18 @@ local function build_upstreams()
   return nil
 end
 
--- The entries of `servers` as {host, port}: "host", "host:port", "[v6]:port", an IP
--- literal; separated as rspamd separates upstreams (commas, semicolons, spaces).
+-- The entries of `servers` as {host, port, rest}: "host", "host:port", "[v6]:port", an
+-- IP literal, each maybe followed by rspamd's ":priority" (kept in `rest`); separated
+-- as rspamd separates upstreams (commas, semicolons, spaces).
 local function server_entries()
   local text = servers_text()
   local entries = {}
   for item in text:gmatch('[^,;%s]+') do
-    local host, port = item:match('^%[(.+)%]:(%d+)$')
+    local host, port, rest = item:match('^%[(.+)%]:(%d+)(.*)$')
     if not host then
-      host, port = item:match('^([^:]+):(%d+)')
+      host, port, rest = item:match('^([^:]+):(%d+)(.*)$')
     end
-    table.insert(entries, { host or item, tonumber(port) or DEFAULT_PORT })
+    table.insert(entries, { host or item, tonumber(port) or DEFAULT_PORT, rest or '' })
   end
   return entries
 end
@@ -301,10 +302,10 @@ local function resolve_servers(task)
     end
   end
   for _, entry in ipairs(entries) do
-    local host, port = entry[1], entry[2]
+    local host, port, rest = entry[1], entry[2], entry[3]
     for _, rtype in ipairs({ 'a', 'aaaa' }) do
       waiting = waiting + 1
-      local pattern = rtype == 'a' and '%s:%d' or '[%s]:%d'
+      local pattern = (rtype == 'a' and '%s:%d' or '[%s]:%d') .. rest
       local sent = task:get_resolver():resolve(rtype, {
         task = task,
         name = host,

@@ -710,7 +710,8 @@ def test_a_server_name_the_resolver_refuses_does_not_hold_the_others_back(
     # (a label over 63 octets) and never calls back; the retry waited for that answer
     # for ever and threw away the addresses of the names that did resolve.
     port = scorer.address.rsplit(":", 1)[1]
-    servers = f'["{"x" * 70}.example:{port}", "{IMPLICIT_PRIVATE_DOMAIN}:{port}"]'
+    # ... and keeps rspamd's ":priority" after the port (regression: it was dropped).
+    servers = f'["{"x" * 70}.example:{port}", "{IMPLICIT_PRIVATE_DOMAIN}:{port}:10"]'
     conf = f'servers = {servers};\ntoken = "{TOKEN}";'
     with _running(
         Rspamd(unbound.nameserver, conf, hs_cache, hosts="127.0.0.1 localhost\n")
@@ -720,7 +721,7 @@ def test_a_server_name_the_resolver_refuses_does_not_hold_the_others_back(
         while "RL_PTR_MISSING" not in rspamd.scan(MISSING_PTR_IP).symbols:
             assert time.monotonic() < deadline, rspamd.log()[-3000:]
             time.sleep(0.2)
-        assert f"now resolve: 127.0.0.1:{port}" in rspamd.log()
+        assert f"now resolve: 127.0.0.1:{port}:10" in rspamd.log()
 
 
 def test_path_without_leading_slash_is_fixed(
