@@ -347,6 +347,28 @@ async def metrics(service: Service, _request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+# How often each worker asks the resolver for the root's SOA (DnsLayer.check_root): a
+# resolver that starts answering NXDOMAIN for everything is caught within this.
+ROOT_CHECK_SECONDS = 10.0
+
+
+async def _check_the_root(app: web.Application) -> AsyncIterator[None]:
+    """Judge the resolver now and every ROOT_CHECK_SECONDS (the pipeline's DNS layer of
+    the moment: a reload may have replaced it)."""
+    service = app[SERVICE_KEY]
+
+    async def watch() -> None:
+        while True:
+            await service.pipeline.dns.check_root()
+            await asyncio.sleep(ROOT_CHECK_SECONDS)
+
+    task = asyncio.get_running_loop().create_task(watch())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _share_metrics(app: web.Application) -> AsyncIterator[None]:
     """Keep this worker's metrics snapshot fresh for the others' scrapes."""
     service = app[SERVICE_KEY]
@@ -428,6 +450,7 @@ def create_app(
     # client_max_size makes aiohttp itself refuse bigger bodies, even chunked ones.
     app = web.Application(client_max_size=service.started_body_limit)
     app[SERVICE_KEY] = service
+    app.cleanup_ctx.append(_check_the_root)
     if shared_metrics is not None:
         app.cleanup_ctx.append(_share_metrics)
     routes: list[tuple[str, str, ServiceHandler]] = [

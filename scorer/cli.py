@@ -30,8 +30,9 @@ from scorer.generic.cli import run_generic
 from scorer.hangup import defer_hangups
 from scorer.integrations import rspamd as rspamd_integration
 from scorer.integrations import spamassassin
+from scorer.lookups import Facts
 from scorer.pipeline import Pipeline
-from scorer.protocol import RequestError, parse_request
+from scorer.protocol import CheckReply, RequestError, parse_request
 from scorer.report import render_report
 from scorer.requestlog import configure_logging, print_error
 from scorer.security import refuse_public_without_token
@@ -149,9 +150,17 @@ def _check(args: argparse.Namespace) -> int:
     except RequestError as error:
         print_error(f"rdns-scorer check: {error.field}: {error.message}")
         return 2
-    started = time.perf_counter()
-    facts, reply = asyncio.run(Pipeline(config).check_with_facts(request))
-    elapsed_ms = (time.perf_counter() - started) * 1000
+    pipeline = Pipeline(config)
+
+    async def judged() -> tuple[float, Facts | None, CheckReply]:
+        # As the service does: a resolver that says the root does not exist gets no
+        # verdict from its NXDOMAIN and NODATA (DnsLayer.check_root).
+        await pipeline.dns.check_root()
+        started = time.perf_counter()
+        facts, reply = await pipeline.check_with_facts(request)
+        return (time.perf_counter() - started) * 1000, facts, reply
+
+    elapsed_ms, facts, reply = asyncio.run(judged())
     if args.json:
         print(reply.to_json(elapsed_ms).decode())  # the very bytes /v1/check sends
         return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import struct
 import time
 
@@ -257,7 +258,9 @@ async def test_the_readiness_probe_does_not_hide_failing_checks() -> None:
     """Regression (review): /readyz's own root-SOA query counted in the health window,
     so a resolver that answers only that and fails every real query was "ready" as
     long as something asked /readyz about as often as checks came."""
-    resolver = FaultyDns("root-only").start()
+    resolver = FaultyDns("servfail")
+    resolver.root_soa = True
+    resolver.start()
     try:
         layer = _layer(resolver.nameserver, timeout=0.2)
         reasons = []
@@ -267,6 +270,35 @@ async def test_the_readiness_probe_does_not_hide_failing_checks() -> None:
     finally:
         resolver.stop()
     assert reasons[-1] is not None and "of recent DNS queries failed" in reasons[-1], reasons
+
+
+async def test_a_resolver_that_says_the_root_does_not_exist_gives_no_verdict(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression (review): a resolver answering NXDOMAIN for everything (captive,
+    misconfigured, serving only its own data) made every client a missing PTR and every
+    sender domain missing, +9.5 on every message, with nothing logged. Its "no" is a
+    failure of zero weight while it says the root has no SOA."""
+    resolver = FaultyDns("nxdomain").start()
+    try:
+        layer = _layer(resolver.nameserver, timeout=0.3)
+        first = await layer.lookup("a.example", dns.rdatatype.A, _deadline())
+        assert isinstance(first, NotFound), "no judgement before the root was asked"
+        with caplog.at_level(logging.INFO):
+            await layer.check_root()
+            untrusted = await layer.lookup("a.example", dns.rdatatype.A, _deadline())
+            fresh = await layer.lookup("b.example", dns.rdatatype.MX, _deadline())
+            assert "the resolver says the root has no SOA (nxdomain)" in caplog.text
+            for outcome in (untrusted, fresh):
+                assert isinstance(outcome, TempFail), outcome
+                assert outcome.kind is FailureKind.UNTRUSTED
+                assert "root has no SOA (nxdomain)" in outcome.detail
+            resolver.root_soa = True  # it answers the root again: its "no" counts
+            await layer.check_root()
+            assert "answers the root's SOA again" in caplog.text
+        assert isinstance(await layer.lookup("a.example", dns.rdatatype.A, _deadline()), NotFound)
+    finally:
+        resolver.stop()
 
 
 def test_a_question_that_keeps_failing_counts_once_an_hour(

@@ -222,6 +222,14 @@ async def test_readyz_fails_when_the_resolver_says_the_root_has_no_soa(
         reply = await client.get("/readyz")
         assert reply.status == 503
         assert "the root has no SOA" in (await reply.json())["status"]
+        # ... and no check scores such a resolver's "no" (regression, review: every
+        # message got RL_PTR_MISSING + RL_MAILFROM_NXDOMAIN, 9.5, with nothing logged).
+        body = {"ip": "192.0.2.55", "mail_from": "a@sender.net"}
+        reply = await client.post("/v1/check", json=body)
+        symbols = {s["name"]: s for s in (await reply.json())["symbols"]}
+        assert set(symbols) == {"RL_PTR_TEMPFAIL", "RL_MAILFROM_TEMPFAIL"}, symbols
+        assert all(s["score"] == 0 for s in symbols.values())
+        assert any("root has no SOA" in o for o in symbols["RL_PTR_TEMPFAIL"]["options"])
     finally:
         server.stop()
 

@@ -230,6 +230,9 @@ class DnsLayer:
         self._negatives: dict[NotFound, NotFound] = {}
         self.observer = observer
         self.health = QueryHealth()
+        # Set while the resolver says the root has no SOA: the failure its NXDOMAIN and
+        # NODATA are reported as (_judge_root).
+        self.untrusted: TempFail | None = None
         self._failing: dict[str, float] = {}  # question key -> remembered until
 
     @staticmethod
@@ -259,6 +262,8 @@ class DnsLayer:
         if entry is not None:
             if tracker is not None and entry[0] < tracker.expires:
                 tracker.expires = entry[0]
+            if self.untrusted is not None and type(entry[1]) is NotFound:
+                return self.untrusted
             return entry[1]
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -278,6 +283,8 @@ class DnsLayer:
                 outcome, expires = await self._wait(shared, deadline if timed else None, loop)
         if tracker is not None and expires < tracker.expires:
             tracker.expires = expires
+        if self.untrusted is not None and type(outcome) is NotFound:
+            return self.untrusted
         return outcome
 
     @staticmethod
@@ -402,6 +409,38 @@ class DnsLayer:
         self._send(name, rdtype, settle, for_checks=False)
         return await answered
 
+    async def check_root(self) -> None:
+        """Ask for the root's SOA and judge the resolver by the answer (the service does
+        so every ROOT_CHECK_SECONDS; see _judge_root)."""
+        self._judge_root(await self.probe(".", dns.rdatatype.SOA))
+
+    def _judge_root(self, outcome: Outcome) -> None:
+        """A resolver that says the root has no SOA serves only its own data or rewrites
+        answers (a captive or broken one answers NXDOMAIN for everything): its NXDOMAIN
+        and NODATA would be scored as missing PTRs and sender domains on every message.
+        While it does, lookups report them as an UNTRUSTED failure, of zero weight. A
+        resolver that does not answer changes nothing: its silence is a failure already.
+        The cache is emptied at each change, of the "no"s it was lying or right about."""
+        if isinstance(outcome, TempFail):
+            return
+        if isinstance(outcome, Answer):
+            untrusted = None
+        else:
+            why = f"the resolver says the root has no SOA ({describe(outcome)})"
+            untrusted = TempFail(FailureKind.UNTRUSTED, f"{why}: its NXDOMAIN/NODATA not trusted")
+        if (untrusted is None) == (self.untrusted is None):
+            return
+        self.untrusted = untrusted
+        self.cache.clear()
+        if untrusted is None:
+            log.info("the resolver answers the root's SOA again: its NXDOMAIN and NODATA count")
+        else:
+            log.warning(
+                "%s: they are reported as DNS failures (zero weight) until it answers the "
+                "root; check the resolver (/readyz, docs/monitoring.md)",
+                untrusted.detail,
+            )
+
     async def unready_reason(self) -> str | None:
         """Why the resolver cannot serve checks now, or None when it can.
 
@@ -411,6 +450,7 @@ class DnsLayer:
         its own root zone), and recent real queries must not be almost all failures.
         """
         outcome = await self.probe(".", dns.rdatatype.SOA)
+        self._judge_root(outcome)
         if isinstance(outcome, TempFail):
             return f"resolver does not answer: {outcome.kind}"
         if not isinstance(outcome, Answer):

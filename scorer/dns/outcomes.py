@@ -22,6 +22,9 @@ class FailureKind(enum.StrEnum):
     NETWORK = "network"
     MALFORMED = "malformed"  # an answer we could not parse
     DEADLINE = "deadline"  # the request's deadline passed first
+    # A "no" from a resolver that says the root does not exist (it serves only its own
+    # data, or rewrites answers): every name would look missing (DnsLayer.check_root).
+    UNTRUSTED = "untrusted"
 
 
 @dataclass(frozen=True, slots=True)

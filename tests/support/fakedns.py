@@ -24,14 +24,14 @@ class FaultyDns:
     seconds; ``slow``: a valid NXDOMAIN after ``delay``
     seconds; ``mismatch``: an answer whose records are of another type and name;
     ``referral``: no answer, NS records in authority and no SOA (a server that does
-    not recurse); ``root-only``: the root's SOA, SERVFAIL for everything else (a resolver
-    that serves its own data and reaches nothing); any other mode names the rcode to
-    answer (``formerr``, ``notimp``).
+    not recurse); any other mode names the rcode to answer (``formerr``, ``notimp``,
+    ``nxdomain``). With ``root_soa`` set, the root's SOA is answered whatever the mode.
     """
 
     def __init__(self, mode: str, delay: float = 2.0, port: int | None = None) -> None:
         self.mode = mode
         self.delay = delay
+        self.root_soa = False  # read per query: a test may change it while serving
         self.port = free_port() if port is None else port
         self.queries = 0
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -53,6 +53,12 @@ class FaultyDns:
             return data[:2] + b"\x81\x80\xff\xff\xff"
         query = dns.message.from_wire(data)
         response = dns.message.make_response(query)
+        question = query.question[0]
+        if self.root_soa and question.name == dns.name.root and question.rdtype == 6:
+            response.answer.append(
+                dns.rrset.from_text(".", 60, "IN", "SOA", ". . 1 1800 900 604800 3600")
+            )
+            return response.to_wire()
         if self.mode in ("truncated", "late-truncated"):
             if self.mode == "late-truncated":
                 time.sleep(self.delay)
@@ -64,13 +70,6 @@ class FaultyDns:
             response.answer.append(
                 dns.rrset.from_text("other.example.", 60, "IN", "TXT", '"not what you asked"')
             )
-        elif self.mode == "root-only":
-            if query.question[0].name == dns.name.root and query.question[0].rdtype == 6:
-                response.answer.append(
-                    dns.rrset.from_text(".", 60, "IN", "SOA", ". . 1 1800 900 604800 3600")
-                )
-            else:
-                response.set_rcode(dns.rcode.SERVFAIL)
         elif self.mode == "referral":
             response.authority.append(
                 dns.rrset.from_text("example.", 60, "IN", "NS", "ns.example.")
