@@ -187,6 +187,20 @@ local function fail_open(task, reason, server)
   task:insert_result(FAIL_SYMBOL, 1.0, reason, 'server=' .. server)
 end
 
+-- The service's own words for a request it refused ({"error": ...}), for the fail-open
+-- reason: "HTTP 401: missing or wrong bearer token" says what to fix. Nil if none.
+local function refusal_of(body)
+  local parser = ucl.parser(UCL_PARSER_DISABLE_MACRO)
+  if not body or #body == 0 or not parser:parse_text(body) then
+    return nil
+  end
+  local reply = parser:get_object()
+  if type(reply) == 'table' and type(reply.error) == 'string' then
+    return reply.error:sub(1, 100)
+  end
+  return nil
+end
+
 -- Inserts the service's symbols; returns an error string for an unusable reply.
 -- The whole reply is checked before anything is inserted: all or nothing.
 local function apply_reply(task, body)
@@ -420,6 +434,10 @@ local function rdns_scorer_check(task)
         return
       elseif code ~= 200 then
         local reason = string.format('HTTP %s', code)
+        local said = refusal_of(reply_body)
+        if said then
+          reason = reason .. ': ' .. said
+        end
         local client_error = code >= 400 and code < 500
         if not client_error then -- a 4xx is the request's or the token's fault
           upstream:fail(false, reason)

@@ -61,6 +61,8 @@ class Service:
         self._loader = loader
         self._reloading = asyncio.Lock()
         self.in_flight = 0
+        self._refused_tokens = 0  # checks answered 401 since the last warning about them
+        self._refusals_quiet_until = 0.0
         # Read when Prometheus scrapes: nothing to update per request.
         self.metrics.in_flight.set_function(lambda: self.in_flight)
         # With several workers: after a reload through the API, reload the others too.
@@ -106,6 +108,22 @@ class Service:
         log_check(request, labels, reply, elapsed_ms)
         return encode_check_reply(reply, elapsed_ms, want_msgpack)
 
+    def note_refused_token(self) -> None:
+        """A check refused for its token: warn at once, then at most once a minute. The
+        plugin only sees its own fail-open; without this the service's log said nothing
+        while every message went unscored."""
+        self._refused_tokens += 1
+        now = time.monotonic()
+        if now < self._refusals_quiet_until:
+            return
+        log.warning(
+            "%d check(s) refused since the last such line: missing or wrong bearer token "
+            "(the plugin's token must be [server] token: rdns-scorer rspamd install --config)",
+            self._refused_tokens,
+        )
+        self._refused_tokens = 0
+        self._refusals_quiet_until = now + REFUSAL_LOG_SECONDS
+
     async def reload(self, source: str) -> str:
         """Load the config again; on any error keep serving the old one, log and raise.
 
@@ -149,6 +167,8 @@ BODY_TIMEOUT_SECONDS = 2.0
 # The status counted for a request whose client closed the connection before its
 # body arrived (nginx's convention; never sent).
 CLIENT_CLOSED_REQUEST = 499
+# Refused tokens are logged at most once per this many seconds (Service.note_refused_token).
+REFUSAL_LOG_SECONDS = 60.0
 # Every status /v1/check answers with (500: a bug; aiohttp's own 500 counts too).
 CHECK_STATUSES = (200, 400, 401, 408, 413, 415, 417, CLIENT_CLOSED_REQUEST, 500, 503)
 
@@ -227,6 +247,7 @@ async def check(service: Service, request: web.Request) -> web.Response:
     want_msgpack = wants_msgpack(request.headers.get("Accept", ""))
     token = config.server.token
     if token and not _authorized(request, token):
+        service.note_refused_token()
         return _error(401, "missing or wrong bearer token", "Authorization", want_msgpack)
     try:
         # Read before taking a slot: a client that sends headers and stalls the body

@@ -447,7 +447,9 @@ def test_duplicate_symbol_counts_once(rspamd_fake: Rspamd, fake_json: FakeHttp) 
 FAULTS = [
     pytest.param("status", {"status": 500}, "HTTP 500", id="http-500"),
     pytest.param("status", {"status": 503}, "HTTP 503", id="http-503-overloaded"),
-    pytest.param("status", {"status": 401}, "HTTP 401", id="http-401-wrong-token"),
+    # With the service's reason (regression, review: a bare "HTTP 401" left the admin
+    # to guess that the tokens differ).
+    pytest.param("status", {"status": 401}, "HTTP 401: fake", id="http-401-wrong-token"),
     pytest.param("garbage", {}, "unparsable reply", id="garbage-body"),
     pytest.param("json", {"reply": {"symbols": "no"}}, "no symbols list", id="symbols-not-a-list"),
     pytest.param("json", {"reply": [1, 2]}, "no symbols list", id="array-body"),

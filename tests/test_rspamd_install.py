@@ -176,12 +176,16 @@ def test_install_into_empty_dir_is_idempotent(tmp_path: Path) -> None:
     local = (tmp_path / "rspamd.conf.local").read_text()
     assert section in local
     assert any("rspamadm not found" in line for line in report.lines)
+    # Regression (review): "systemctl reload rspamd" for a copy of the config the
+    # system's rspamd never reads, and again when nothing had changed.
+    assert report.lines[-1] == f"reload the rspamd that reads {tmp_path} to activate"
 
     again = integration.install(tmp_path, section, rspamadm=None)
     assert [line for line in again.lines if line.startswith("unchanged")] == [
         f"unchanged: {plugin}",
         f"unchanged: {tmp_path / 'rspamd.conf.local'}",
     ]
+    assert again.lines[-1] == "nothing changed: no reload needed"
     assert _backups(tmp_path) == [] and _backups(tmp_path / "plugins.d") == []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -437,16 +438,22 @@ def test_health_timeout_must_be_positive_seconds(timeout: str) -> None:
 
 
 async def test_bearer_token_is_required_when_configured(
-    aiohttp_client: Any, unbound: Unbound
+    aiohttp_client: Any, unbound: Unbound, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = config_from_mapping(
         {"dns": {"nameservers": [unbound.nameserver]}, "server": {"token": "s3cret"}}
     )
     client = await aiohttp_client(create_app(config))
     body = {"ip": world.CONFIRMED_IP}
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
-        response = await client.post("/v1/check", json=body, headers=headers)
-        assert response.status == 401, headers
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
+            response = await client.post("/v1/check", json=body, headers=headers)
+            assert response.status == 401, headers
+    # Regression (review): refused checks were only a metric; the log said nothing while
+    # the plugin failed open on every message. Once at once, then once a minute at most.
+    refusals = [r.getMessage() for r in caplog.records if "bearer token" in r.getMessage()]
+    assert len(refusals) == 1 and refusals[0].startswith("1 check(s) refused"), refusals
+    assert "s3cret" not in caplog.text  # no token, presented or configured, is logged
     response = await client.post("/v1/check", json=body, headers={"Authorization": "Bearer s3cret"})
     assert response.status == 200
 

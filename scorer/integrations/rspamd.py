@@ -129,6 +129,7 @@ def module_section(config: Config) -> str:
 class InstallReport:
     lines: list[str] = field(default_factory=list)
     ok: bool = True
+    changed: bool = False  # a file was created or updated: rspamd must reload to see it
 
     def say(self, line: str) -> None:
         self.lines.append(line)
@@ -163,6 +164,7 @@ def _write_if_changed(
         path.write_text(content, encoding="utf-8", errors="surrogateescape")
         path.chmod(new_mode)
         report.say(f"created:   {path}")
+    report.changed = True
 
 
 def _read_kept(path: Path) -> str:
@@ -319,8 +321,12 @@ def install(
         if output:
             report.lines += [f"  {line}" for line in output.splitlines()]
         report.ok = passed
-    if report.ok:
+    if report.ok and not report.changed:
+        report.say("nothing changed: no reload needed")
+    elif report.ok and confdir.resolve() == DEFAULT_CONFDIR:
         report.say("reload rspamd to activate: systemctl reload rspamd")
+    elif report.ok:
+        report.say(f"reload the rspamd that reads {confdir} to activate")
     else:
         report.say("do not reload rspamd: fix the error, or restore the backups named above")
     return report
