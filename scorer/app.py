@@ -375,12 +375,18 @@ ROOT_CHECK_SECONDS = 10.0
 
 async def _check_the_root(app: web.Application) -> AsyncIterator[None]:
     """Judge the resolver now and every ROOT_CHECK_SECONDS (the pipeline's DNS layer of
-    the moment: a reload may have replaced it)."""
+    the moment: a reload may have replaced it). When the judgement changes, the cached
+    replies go too: those of the last seconds took the resolver at its word."""
     service = app[SERVICE_KEY]
 
     async def watch() -> None:
+        trusted = True
         while True:
-            await service.pipeline.dns.check_root()
+            pipeline = service.pipeline
+            await pipeline.dns.check_root()
+            if (pipeline.dns.untrusted is None) != trusted:
+                trusted = not trusted
+                pipeline.replies.clear()
             await asyncio.sleep(ROOT_CHECK_SECONDS)
 
     task = asyncio.get_running_loop().create_task(watch())

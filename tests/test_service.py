@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import msgpack
 import pytest
 from aiohttp.test_utils import TestClient
 
+from scorer import app as app_module
 from scorer.app import create_app
 from scorer.config import config_from_mapping
 from scorer.pipeline import Pipeline
@@ -231,6 +233,34 @@ async def test_readyz_fails_when_the_resolver_says_the_root_has_no_soa(
         assert set(symbols) == {"RL_PTR_TEMPFAIL", "RL_MAILFROM_TEMPFAIL"}, symbols
         assert all(s["score"] == 0 for s in symbols.values())
         assert any("root has no SOA" in o for o in symbols["RL_PTR_TEMPFAIL"]["options"])
+    finally:
+        server.stop()
+
+
+async def test_a_resolver_that_starts_lying_takes_the_cached_replies_with_it(
+    aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review): the replies cached in the seconds before the service saw
+    # that the resolver answers NXDOMAIN for everything kept their verdicts for their TTL.
+    monkeypatch.setattr(app_module, "ROOT_CHECK_SECONDS", 0.05)
+    server = FaultyDns("nxdomain")
+    server.root_soa = True  # a sane resolver, whose "no" counts
+    server.start()
+    try:
+        config = config_from_mapping({"dns": {"nameservers": [server.nameserver]}})
+        client = await aiohttp_client(create_app(config))
+        body = {"ip": "192.0.2.55"}
+
+        async def names() -> set[str]:
+            reply = await (await client.post("/v1/check", json=body)).json()
+            return {symbol["name"] for symbol in reply["symbols"]}
+
+        assert await names() == {"RL_PTR_MISSING"}
+        server.root_soa = False  # it now says the root does not exist either
+        deadline = asyncio.get_running_loop().time() + 5
+        while (seen := await names()) != {"RL_PTR_TEMPFAIL"}:
+            assert asyncio.get_running_loop().time() < deadline, seen
+            await asyncio.sleep(0.05)
     finally:
         server.stop()
 
