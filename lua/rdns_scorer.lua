@@ -187,14 +187,23 @@ local function fail_open(task, reason, server)
   task:insert_result(FAIL_SYMBOL, 1.0, reason, 'server=' .. server)
 end
 
+-- A reply body as a Lua value, or nil and why not (macros off: UCL_PARSER_DISABLE_MACRO).
+local function parse_body(body)
+  if not body or #body == 0 then
+    return nil, 'empty reply body'
+  end
+  local parser = ucl.parser(UCL_PARSER_DISABLE_MACRO)
+  local ok, err = parser:parse_text(body)
+  if not ok then
+    return nil, 'unparsable reply: ' .. tostring(err)
+  end
+  return parser:get_object()
+end
+
 -- The service's own words for a request it refused ({"error": ...}), for the fail-open
 -- reason: "HTTP 401: missing or wrong bearer token" says what to fix. Nil if none.
 local function refusal_of(body)
-  local parser = ucl.parser(UCL_PARSER_DISABLE_MACRO)
-  if not body or #body == 0 or not parser:parse_text(body) then
-    return nil
-  end
-  local reply = parser:get_object()
+  local reply = parse_body(body)
   if type(reply) == 'table' and type(reply.error) == 'string' then
     return reply.error:sub(1, 100)
   end
@@ -204,15 +213,10 @@ end
 -- Inserts the service's symbols; returns an error string for an unusable reply.
 -- The whole reply is checked before anything is inserted: all or nothing.
 local function apply_reply(task, body)
-  if not body or #body == 0 then
-    return 'empty reply body'
+  local reply, unusable = parse_body(body)
+  if unusable then
+    return unusable
   end
-  local parser = ucl.parser(UCL_PARSER_DISABLE_MACRO)
-  local ok, err = parser:parse_text(body)
-  if not ok then
-    return 'unparsable reply: ' .. tostring(err)
-  end
-  local reply = parser:get_object()
   if type(reply) ~= 'table' or type(reply.symbols) ~= 'table' then
     return 'reply has no symbols list'
   end

@@ -23,6 +23,7 @@ import msgpack
 import pytest
 
 from scorer.protocol import MAX_FIELD_CHARS
+from tests.helpers import eventually
 from tests.support.fakehttp import FakeHttp, HungSocket
 from tests.support.ports import free_port
 from tests.support.rspamd import Rspamd, ScanResult, rspamd_available
@@ -696,10 +697,10 @@ def test_servers_that_resolve_only_after_rspamd_started_are_used(
         assert "cannot parse or resolve servers" in rspamd.log()
         first = rspamd.scan(MISSING_PTR_IP)
         assert "RL_SCORER_FAIL" in first.symbols, first.symbols
-        deadline = time.monotonic() + 10
-        while "RL_PTR_MISSING" not in rspamd.scan(MISSING_PTR_IP).symbols:
-            assert time.monotonic() < deadline, rspamd.log()[-3000:]
-            time.sleep(0.2)
+        checked = eventually(
+            lambda: rspamd.scan(MISSING_PTR_IP).symbols, lambda found: "RL_PTR_MISSING" in found
+        )
+        assert "RL_PTR_MISSING" in checked, rspamd.log()[-3000:]
         assert f"now resolve: 127.0.0.1:{port}" in rspamd.log()
         _assert_all_checked([rspamd.scan(MISSING_PTR_IP) for _ in range(4)])
         assert not rspamd.lua_errors()
@@ -719,10 +720,10 @@ def test_a_server_name_the_resolver_refuses_does_not_hold_the_others_back(
         Rspamd(unbound.nameserver, conf, hs_cache, hosts="127.0.0.1 localhost\n")
     ) as rspamd:
         rspamd.scan(MISSING_PTR_IP)
-        deadline = time.monotonic() + 10
-        while "RL_PTR_MISSING" not in rspamd.scan(MISSING_PTR_IP).symbols:
-            assert time.monotonic() < deadline, rspamd.log()[-3000:]
-            time.sleep(0.2)
+        checked = eventually(
+            lambda: rspamd.scan(MISSING_PTR_IP).symbols, lambda found: "RL_PTR_MISSING" in found
+        )
+        assert "RL_PTR_MISSING" in checked, rspamd.log()[-3000:]
         assert f"now resolve: 127.0.0.1:{port}:10" in rspamd.log()
 
 

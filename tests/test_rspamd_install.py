@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,6 +18,7 @@ from scorer.config import config_from_mapping
 from scorer.integrations import rspamd as integration
 from scorer.protocol import MAX_FIELD_CHARS
 from scorer.symbols import SYMBOLS, Family
+from tests.support.rspamd import DEAD_RESOLV_CONF, with_private_files
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "lua" / "rdns_scorer.lua"
@@ -315,13 +317,10 @@ def offline_rspamadm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.fail("rspamadm is not installed (`make test` installs rspamd)")
     bin_dir, resolv = tmp_path / "offline-bin", tmp_path / "offline-resolv.conf"
     bin_dir.mkdir()
-    resolv.write_text("nameserver 127.0.0.9\n")
+    resolv.write_text(DEAD_RESOLV_CONF)
     wrapper = bin_dir / "rspamadm"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        'exec unshare --mount sh -c \'mount --bind "$0" /etc/resolv.conf && '
-        f'exec {rspamadm} "$@"\' {resolv} "$@"\n'
-    )
+    offline = with_private_files([rspamadm], {"/etc/resolv.conf": resolv})
+    wrapper.write_text(f'#!/bin/sh\nexec {shlex.join(offline)} "$@"\n')
     wrapper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
 

@@ -22,6 +22,20 @@ from typing import Any
 from tests.support.ports import free_port
 from tests.support.processes import stop_process, wait_for_http
 
+# A resolv.conf naming a loopback address where no resolver listens: a name missing
+# from /etc/hosts fails at once instead of asking the host's resolver (hermetic tests).
+DEAD_RESOLV_CONF = "nameserver 127.0.0.9\noptions timeout:1 attempts:1\n"
+
+
+def with_private_files(command: list[str], files: dict[str, Path]) -> list[str]:
+    """``command`` in a private mount namespace (needs root) where each path of ``files``
+    (/etc/hosts, /etc/resolv.conf) shows the file it maps to; the host's stay untouched."""
+    binds = [f'mount --bind "${n}" {target}' for n, target in enumerate(files, 1)]
+    script = " && ".join([*binds, f"shift {len(files)}", 'exec "$@"'])
+    sources = [str(source) for source in files.values()]
+    return ["unshare", "--mount", "sh", "-c", script, "sh", *sources, *command]
+
+
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "lua" / "rdns_scorer.lua"
 RSPAMD_USER = "_rspamd"
@@ -160,14 +174,11 @@ rdns_scorer {{
         if self.hosts is not None:
             hosts, resolv = self.dir / "hosts", self.dir / "resolv.conf"
             hosts.write_text(self.hosts)
-            resolv.write_text("nameserver 127.0.0.9\noptions timeout:1 attempts:1\n")
+            resolv.write_text(DEAD_RESOLV_CONF)
             for path in (hosts, resolv):
                 path.chmod(0o644)
-            bind = (
-                'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/resolv.conf'
-                ' && shift && exec "$@"'
-            )
-            command = ["unshare", "--mount", "sh", "-c", bind, str(hosts), str(resolv), *command]
+            files = {"/etc/hosts": hosts, "/etc/resolv.conf": resolv}
+            command = with_private_files(command, files)
         log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as rspamd
         self._process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
