@@ -306,3 +306,44 @@ def test_helo_tempfail_says_which_record_failed_and_why() -> None:
     (hit,) = check_helo(facts, ipaddress.IPv4Address("81.2.69.160"), frozenset(), frozenset())
     assert hit.symbol == "RL_HELO_TEMPFAIL"
     assert hit.options[1:] == ("A: servfail", "AAAA: malformed: CNAME loop")
+
+
+def test_a_big_senders_helo_whose_lookup_failed_keeps_its_exemption() -> None:
+    # Regression (review): a HELO lookup that timed out left the name unconfirmed, so a
+    # big sender's exempt name (as PTR names are: test_ptr_checks) scored RL_HELO_GENERIC
+    # beside RL_HELO_TEMPFAIL: a DNS failure turned into a penalty.
+    from scorer.dns.outcomes import FailureKind, NotFound, NotFoundKind, TempFail
+    from scorer.generic import classify
+
+    client = ipaddress.IPv4Address("69.171.232.143")
+    name = "69-171-232-143.mail-mail.facebook.com"
+    assert classify(client, name, False).generic  # the exemption needs confirmation ...
+    facts = HeloFacts(
+        parse_helo(name),
+        a=TempFail(FailureKind.TIMEOUT, "timed out"),
+        aaaa=NotFound(NotFoundKind.NODATA, 300),
+    )
+    hits = check_helo(facts, client, frozenset(), frozenset())
+    assert [hit.symbol for hit in hits] == ["RL_HELO_TEMPFAIL"]
+    # ... and a failure of the other family's record confirms nothing.
+    facts = HeloFacts(
+        parse_helo(name),
+        a=NotFound(NotFoundKind.NODATA, 300),
+        aaaa=TempFail(FailureKind.TIMEOUT, "timed out"),
+    )
+    hits = check_helo(facts, client, frozenset(), frozenset())
+    assert {hit.symbol for hit in hits} == {"RL_HELO_TEMPFAIL", "RL_HELO_GENERIC"}
+
+
+async def test_an_ipv4_mapped_bare_helo_of_our_address_is_forged(unbound_config: Config) -> None:
+    # Regression (review): "::ffff:a.b.c.d" was kept as an IPv6 address when bare, so our
+    # own address slipped past local_ips (RL_HELO_BARE_IP only), though the same address
+    # in brackets, or as the client's, is read as the IPv4 address it carries.
+    policy = dataclasses.replace(unbound_config.policy, local_ips=["198.51.100.25"])
+    pipeline = Pipeline(dataclasses.replace(unbound_config, policy=policy))
+    for helo in ("::ffff:198.51.100.25", "::ffff:c633:6419", "64:ff9b::198.51.100.25",
+                 "[IPv6:::ffff:198.51.100.25%eth0]"):  # fmt: skip
+        symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
+        assert set(symbols) == {"RL_HELO_FORGED_LOCAL"}, helo
+    own = await symbols_for(pipeline, world.CONFIRMED_IP, helo=f"::ffff:{world.CONFIRMED_IP}")
+    assert "address without [brackets]" in own["RL_HELO_BARE_IP"].options

@@ -65,7 +65,7 @@ def _literal(raw: str, inner: str) -> HeloName:
         # RFC 5321 section 4.1.3 literals have no zone. The address is kept, unscoped,
         # so a greeting with one of our own addresses is still a forgery.
         return HeloName(
-            raw, HeloKind.INVALID, address=plain, problem="address literal with a %zone"
+            raw, HeloKind.INVALID, address=unmapped(plain), problem="address literal with a %zone"
         )
     if (address.version == 6) != tagged:
         # RFC 5321 section 4.1.3: IPv6 literals carry the "IPv6:" tag, IPv4 ones don't.
@@ -89,7 +89,8 @@ def parse_helo(raw: str) -> HeloName:
     bare = text[:-1] if text.endswith(".") else text
     address = address_in(bare) or ipv4_literal(bare)
     if address is not None:
-        return HeloName(raw, HeloKind.BARE_IP, address=unscoped(address))
+        # Unmapped as a literal is: ::ffff:192.0.2.1 is the IPv4 address 192.0.2.1.
+        return HeloName(raw, HeloKind.BARE_IP, address=unmapped(unscoped(address)))
     name = to_ascii(text)
     if name is None:
         return HeloName(raw, HeloKind.INVALID, problem="not a valid IDNA name")
@@ -194,6 +195,10 @@ def check_helo(
         return [syntax]
     hits = [_resolution_hit(facts, ip)]
     if facts.helo.kind is HeloKind.NAME:
-        confirmed = ip in _addresses(facts)
+        # A failed lookup of the client's family might have confirmed the name: judged
+        # as if it had, so a big sender keeps its exemption (as a PTR name does) and a
+        # DNS failure does not turn into a generic penalty.
+        same_family = facts.a if ip.version == 4 else facts.aaaa
+        confirmed = ip in _addresses(facts) or isinstance(same_family, TempFail)
         hits.append(generic_hit("RL_HELO_GENERIC", ip, facts.helo.ascii, confirmed, "helo"))
     return [h for h in hits if h is not None]
