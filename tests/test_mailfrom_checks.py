@@ -381,3 +381,17 @@ def test_a_cname_target_in_evidence_is_escaped_and_capped() -> None:
     (hit,) = check_mail_from(facts)
     assert all(len(o) <= OPTION_MAX_CHARS for o in hit.options), hit.options
     assert '\\"' not in hit.options[1] and "\\x5c" in hit.options[1]
+
+
+def test_an_mx_host_with_a_public_address_is_usable_whatever_else_failed() -> None:
+    # Regression (review): an MX host whose A timed out beside a public AAAA was judged
+    # unknown (RL_MAILFROM_TEMPFAIL, and the reply not cached), though the implicit-MX
+    # path takes the same facts as a usable host.
+    public6 = ipaddress.ip_address("2a00:1450:4001:82a::2005")
+    mx = Answer((MxRecord(10, "mx.good-sender.net"),), 300)
+    targets = {"mx.good-sender.net": AddressFacts(SERVFAIL, Answer((public6,), 300))}
+    assert check_mail_from(MailFromFacts(parse_sender(SENDER), mx=mx, targets=targets)) == []
+    internal6 = ipaddress.ip_address("fd00::25")
+    targets = {"mx.good-sender.net": AddressFacts(SERVFAIL, Answer((internal6,), 300))}
+    (hit,) = check_mail_from(MailFromFacts(parse_sender(SENDER), mx=mx, targets=targets))
+    assert hit.symbol == "RL_MAILFROM_TEMPFAIL"  # an internal one leaves it open

@@ -264,7 +264,12 @@ def _check_mx(
         published = ", ".join(sorted(f"MX {r.preference} ." for r in mx.records))
         return Hit("RL_MAILFROM_NULL_MX", (subject, f"{published} (RFC 7505)"))
     reasons = {name: _bogus_reason(name, facts) for name, facts in targets.items()}
-    if not reasons or any(r is None and not targets[n].failed for n, r in reasons.items()):
+    # Usable: a public address, whatever the other family's lookup did (an A that timed
+    # out beside a public AAAA still leaves a host to deliver to).
+    usable = (
+        r is None and any(a.is_global for a in targets[n].addresses) for n, r in reasons.items()
+    )
+    if not reasons or any(usable):
         return None  # at least one usable mail host (or none to judge)
     evidence = [option(f"MX {name}: {reason}") for name, reason in reasons.items() if reason]
     # Hosts whose lookups failed might have been usable: named, with what failed.
