@@ -83,7 +83,10 @@ class Pipeline:
         allowed_helo = allowed_ptr or self._allowlist.match_helo(request.helo, confirmed)
         hits = [] if allowed_ptr else check_ptr(facts.ptr)
         if facts.helo is not None and not allowed_helo:
-            hits += check_helo(facts.helo, request.ip, self._local_names, self._local_ips)
+            ptr_judged = facts.ptr.names_judged()
+            hits += check_helo(
+                facts.helo, request.ip, self._local_names, self._local_ips, ptr_judged
+            )
         if facts.mail_from is not None:
             hits += check_mail_from(facts.mail_from)
         allowed = tuple(dict.fromkeys(e for e in (allowed_ptr, allowed_helo, allowed_from) if e))

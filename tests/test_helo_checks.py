@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from scorer.checks.helo import HeloFacts, HeloKind, check_helo, parse_helo
 from scorer.config import Config
-from scorer.dns.outcomes import Answer
+from scorer.dns.outcomes import Answer, NotFound, NotFoundKind
 from scorer.names import address_in, ipv4_literal
 from scorer.pipeline import Pipeline
 from tests import world
@@ -232,11 +232,30 @@ async def test_our_own_address_greeting_with_our_name_is_not_forged(
     assert await symbols_for(pipeline, world.CONFIRMED_IP, helo=world.CONFIRMED_NAME) == {}
 
 
-async def test_generic_helo_for_the_client_ip(pipeline: Pipeline) -> None:
-    symbols = await symbols_for(pipeline, world.GENERIC_IP, helo=world.GENERIC_NAME)
-    hit = symbols["RL_HELO_GENERIC"]
-    assert 0 < hit.score <= 0.5
-    assert any(world.GENERIC_NAME in o for o in hit.options)
+def test_generic_helo_for_the_client_ip() -> None:
+    client = ipaddress.ip_address(world.GENERIC_IP)
+    facts = HeloFacts(parse_helo(world.GENERIC_NAME), a=Answer((client,), 300))
+    (hit,) = check_helo(facts, client, frozenset(), frozenset())
+    assert hit.symbol == "RL_HELO_GENERIC" and 0 < hit.confidence <= 1
+    assert f"helo={world.GENERIC_NAME}" in hit.options
+
+
+async def test_a_helo_with_the_ptr_name_is_judged_once(pipeline: Pipeline) -> None:
+    # Regression (review): a client greeting with its own PTR name (as RFC 5321 section
+    # 4.1.1.1 asks, and MTAs do by default) paid twice for one fact: RL_PTR_GENERIC and
+    # RL_HELO_GENERIC for the same generic name, RL_PTR_UNVERIFIED and
+    # RL_HELO_NO_ADDRESS for the same name that does not resolve.
+    symbols = await symbols_for(pipeline, world.GENERIC_IP, helo=world.GENERIC_NAME.upper())
+    assert set(symbols) == {"RL_PTR_GENERIC"}
+    elsewhere = await symbols_for(pipeline, world.CONFIRMED_IP, helo=world.GENERIC_NAME)
+    assert set(elsewhere) == {"RL_HELO_GENERIC"}  # from another client it is judged
+    client = ipaddress.ip_address("81.2.69.77")
+    gone = NotFound(NotFoundKind.NXDOMAIN, 300)
+    facts = HeloFacts(parse_helo("mail.gone-sender.net"), a=gone, aaaa=gone)
+    judged = frozenset({"mail.gone-sender.net"})
+    assert check_helo(facts, client, frozenset(), frozenset(), judged) == []
+    (hit,) = check_helo(facts, client, frozenset(), frozenset())
+    assert hit.symbol == "RL_HELO_NO_ADDRESS"
 
 
 async def test_long_values_keep_options_within_the_cap(pipeline: Pipeline) -> None:
@@ -312,7 +331,7 @@ def test_a_big_senders_helo_whose_lookup_failed_keeps_its_exemption() -> None:
     # Regression (review): a HELO lookup that timed out left the name unconfirmed, so a
     # big sender's exempt name (as PTR names are: test_ptr_checks) scored RL_HELO_GENERIC
     # beside RL_HELO_TEMPFAIL: a DNS failure turned into a penalty.
-    from scorer.dns.outcomes import FailureKind, NotFound, NotFoundKind, TempFail
+    from scorer.dns.outcomes import FailureKind, TempFail
     from scorer.generic import classify
 
     client = ipaddress.IPv4Address("69.171.232.143")

@@ -65,11 +65,15 @@ async def test_ptr_suffix_needs_forward_confirmation(unbound: Unbound) -> None:
 
 
 async def test_helo_entry_needs_helo_equal_to_confirmed_ptr(unbound: Unbound) -> None:
-    pipeline = _pipeline(unbound, helo_names=[world.GENERIC_NAME, "localhost"])
-    symbols = await symbols_for(pipeline, world.GENERIC_IP, helo=world.GENERIC_NAME)
-    assert "RL_HELO_GENERIC" not in symbols
-    assert "RL_PTR_GENERIC" in symbols, "a HELO entry does not cover the PTR checks"
-    assert "RL_ALLOWLISTED" in symbols
+    # A relay greeting with its confirmed PTR name under no public suffix.
+    plain = _pipeline(unbound)
+    symbols = await symbols_for(plain, world.INTERNAL_PTR_IP, helo=world.INTERNAL_PTR_NAME)
+    assert set(symbols) == {"RL_HELO_NOT_FQDN"}
+    pipeline = _pipeline(unbound, helo_names=[world.INTERNAL_PTR_NAME, "localhost"])
+    symbols = await symbols_for(pipeline, world.INTERNAL_PTR_IP, helo=world.INTERNAL_PTR_NAME)
+    assert set(symbols) == {"RL_ALLOWLISTED"}
+    symbols = await symbols_for(pipeline, world.GENERIC_IP, helo="localhost")
+    assert set(symbols) == {"RL_PTR_GENERIC", "RL_HELO_LOCALHOST"}, "nor does it cover PTR"
 
     symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo="localhost")
     assert set(symbols) == {"RL_HELO_LOCALHOST"}

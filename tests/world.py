@@ -27,6 +27,8 @@ MANY_PTR_IP = "203.0.113.17"
 ESCAPED_DOT_IP = "203.0.113.18"
 ESCAPED_DOT_NAME = "mail.odd\\."
 ROOT_PTR_IP = "203.0.113.19"  # "PTR .": the root, no host name
+INTERNAL_PTR_IP = "203.0.113.20"  # a confirmed PTR under no public suffix
+INTERNAL_PTR_NAME = "relay.partner.corp"
 CONFIRMED_IP6 = "2001:db8::25"
 CONFIRMED_NAME6 = "mail6.good-sender.net"
 MISSING_PTR_IP6 = "2001:db8::26"
@@ -77,6 +79,8 @@ def build_zones(dead_port: int, servfail_port: int) -> Zones:
     zones.records.append(f"{ESCAPED_DOT_NAME}. 300 IN A {ESCAPED_DOT_IP}")
     zones.records.append("19.113.0.203.in-addr.arpa. 300 IN PTR .")
     zones.address(CONFIRMED_NAME6, CONFIRMED_IP6)
+    zones.ptr(INTERNAL_PTR_IP, INTERNAL_PTR_NAME)
+    zones.address(INTERNAL_PTR_NAME, INTERNAL_PTR_IP)
 
     zones.address(HELO_NO_ADDRESS.replace("noaddr", "other"), "203.0.113.200")
     # MX hosts need globally routable addresses: documentation ranges are bogus MX targets.

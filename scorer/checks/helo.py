@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from scorer.checks.generic import generic_hit
@@ -183,8 +184,16 @@ def check_helo(
     ip: IPAddress,
     local_names: frozenset[str],
     local_ips: frozenset[IPAddress],
+    ptr_judged: Collection[str] = (),
 ) -> list[Hit]:
-    """All HELO hits for one greeting; a forgery of our identity outranks the rest."""
+    """All HELO hits for one greeting; a forgery of our identity outranks the rest.
+
+    ``ptr_judged``: the PTR names the PTR family has judged (``PtrFacts.names_judged``).
+    A greeting with one of them (what RFC 5321 section 4.1.1.1 asks for, and what an
+    MTA does by default) is not judged again: whether the name resolves, confirms or
+    is generic was counted once, by RL_PTR_UNVERIFIED or RL_PTR_GENERIC, and the
+    sender who names itself consistently would otherwise pay twice for one fact.
+    """
     # A client at one of our own addresses is us (a web app, a peer relaying over the
     # public address): greeting with our name is then the truth, not a forgery.
     forged = None if ip in local_ips else _forged_local(facts.helo, local_names, local_ips)
@@ -193,6 +202,8 @@ def check_helo(
     syntax = _syntax_hit(facts.helo, ip)
     if syntax is not None:
         return [syntax]
+    if facts.helo.ascii in ptr_judged:
+        return []
     hits = [_resolution_hit(facts, ip)]
     if facts.helo.kind is HeloKind.NAME:
         # A failed lookup of the client's family might have confirmed the name: judged
