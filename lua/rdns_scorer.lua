@@ -52,6 +52,7 @@ end
 
 local rspamd_http = require "rspamd_http"
 local rspamd_logger = require "rspamd_logger"
+local rspamd_mempool = require "rspamd_mempool"
 local rspamd_upstream_list = require "rspamd_upstream_list"
 local rspamd_util = require "rspamd_util"
 local lua_util = require "lua_util"
@@ -132,15 +133,16 @@ for _, entry in ipairs(SYMBOLS) do
 end
 
 -- rspamd resolves the server names when it loads the config, with a blocking lookup.
--- Nil when nothing in `servers` parsed and resolved then (the scorer container not up
--- when rspamd started): scans fail open saying so, and one scan per RESOLVE_RETRY
--- seconds in each worker asks rspamd's own asynchronous resolver for the names
--- (resolve_servers). Not a blocking lookup at scan time: a slow resolver would stall
--- the worker, and mail with it.
+-- Entries that did not resolve then (the scorer container not up when rspamd started)
+-- are asked again every RESOLVE_RETRY seconds by each scanning worker, with rspamd's
+-- asynchronous resolver on the worker's event loop, outside any scan: no message
+-- waits for it (resolve_late). Meanwhile scans use the entries that did resolve, or
+-- fail open saying so when none did (upstreams nil).
 local upstreams
 local n_upstreams = 1
 local RESOLVE_RETRY = 10.0
-local resolve_after = 0 -- rspamd_util.get_ticks() before which no retry starts
+local resolved_entries = {} -- entries of `servers` as written that resolved
+local late_entries = {} -- {host, port, rest, text} of those that did not, yet
 local skip_conf -- {check_local, check_authed} for lua_util.is_skip_local_or_authed
 
 -- What the service is told about the SMTP session. Only strings: rspamd 3.4's
@@ -264,73 +266,115 @@ local function servers_text()
   return tostring(settings.servers)
 end
 
--- The upstream list for `servers`, or nil (logged) when nothing in it parses and
--- resolves. A list form always gives a list back, empty in that case.
-local function build_upstreams()
-  local list = rspamd_upstream_list.create(rspamd_config, settings.servers, DEFAULT_PORT)
-  if list and #list:all_upstreams() > 0 then
-    return list
-  end
-  rspamd_logger.errx(rspamd_config, '%s: cannot parse or resolve servers %s; scans fail ' ..
-      'open (RL_SCORER_FAIL) until rspamd resolves them (tried again every %s s)', N,
-      servers_text(), RESOLVE_RETRY)
-  return nil
-end
-
--- The entries of `servers` as {host, port, rest}: "host", "host:port", "[v6]:port", an
--- IP literal, each maybe followed by rspamd's ":priority" (kept in `rest`); separated
--- as rspamd separates upstreams (commas, semicolons, spaces).
+-- The entries of `servers` as {host, port, rest, text}: "host", "host:port",
+-- "[v6]:port", an IP literal, each maybe followed by rspamd's ":priority" (kept in
+-- `rest`); `text` as written. Separated as rspamd separates upstreams (commas,
+-- semicolons, spaces).
 local function server_entries()
-  local text = servers_text()
   local entries = {}
-  for item in text:gmatch('[^,;%s]+') do
+  for item in servers_text():gmatch('[^,;%s]+') do
     local host, port, rest = item:match('^%[(.+)%]:(%d+)(.*)$')
     if not host then
       host, port, rest = item:match('^([^:]+):(%d+)(.*)$')
     end
-    table.insert(entries, { host or item, tonumber(port) or DEFAULT_PORT, rest or '' })
+    table.insert(entries, { host or item, tonumber(port) or DEFAULT_PORT, rest or '', item })
   end
   return entries
 end
 
--- The upstreams rebuilt from the addresses rspamd's resolver finds for `servers`
--- (asked within `task`, which waits for the answers as for any DNS lookup it makes).
-local function resolve_servers(task)
-  local now = rspamd_util.get_ticks()
-  if now < resolve_after then
+local function upstream_list(texts)
+  local list = #texts > 0 and
+      rspamd_upstream_list.create(rspamd_config, table.concat(texts, ','), DEFAULT_PORT)
+  if list and #list:all_upstreams() > 0 then
+    return list
+  end
+  return nil
+end
+
+-- At load: the upstream list of the entries that resolve, and the others in
+-- late_entries (logged). The whole list first, as rspamd reads it; entry by entry
+-- only when some are missing from it.
+local function build_upstreams()
+  local entries = server_entries()
+  local list = upstream_list({ servers_text() })
+  if list and #list:all_upstreams() >= #entries then
+    for _, entry in ipairs(entries) do
+      table.insert(resolved_entries, entry[4])
+    end
+    return list
+  end
+  local missing = {}
+  for _, entry in ipairs(entries) do
+    if upstream_list({ entry[4] }) then
+      table.insert(resolved_entries, entry[4])
+    else
+      table.insert(late_entries, entry)
+      table.insert(missing, entry[4])
+    end
+  end
+  list = upstream_list(resolved_entries)
+  local meanwhile = list and ('scans use ' .. table.concat(resolved_entries, ', ')) or
+      'scans fail open (RL_SCORER_FAIL)'
+  rspamd_logger.errx(rspamd_config, '%s: cannot parse or resolve servers %s; %s until ' ..
+      'rspamd resolves them (asked again every %s s)', N, table.concat(missing, ', '),
+      meanwhile, RESOLVE_RETRY)
+  return list
+end
+
+-- One round of asking rspamd's resolver for late_entries, in a scanning worker (a
+-- periodic of its event loop, no task). When any resolve, the upstream list is built
+-- again from the resolved entries and the addresses found. `round` holds the memory
+-- pool of the lookups in flight: a round starts only when the last one settled, and
+-- frees that one's pool then (its callbacks have all returned).
+local round = {}
+local function resolve_late(cfg)
+  if round.waiting and round.waiting > 0 then
     return
   end
-  resolve_after = now + RESOLVE_RETRY
-  local entries = server_entries()
-  local found, waiting = {}, 0
+  if round.pool then
+    round.pool:delete()
+  end
+  local pool = rspamd_mempool.create()
+  local found, settled = {}, {}
+  round = { pool = pool, waiting = 1 } -- 1: the loop below, settled after it
   local function settle()
-    waiting = waiting - 1
-    if waiting > 0 or upstreams then
+    round.waiting = round.waiting - 1
+    if round.waiting > 0 then
       return
     end
-    local list = #found > 0 and
-        rspamd_upstream_list.create(rspamd_config, table.concat(found, ','), DEFAULT_PORT)
-    if list and #list:all_upstreams() > 0 then
+    local left, still = {}, {}
+    for _, entry in ipairs(late_entries) do
+      if settled[entry] then
+        table.insert(resolved_entries, settled[entry])
+      else
+        table.insert(left, entry)
+        table.insert(still, entry[4])
+      end
+    end
+    local list = #left < #late_entries and upstream_list(resolved_entries)
+    if list then
       upstreams, n_upstreams = list, #list:all_upstreams()
-      rspamd_logger.infox(task, '%s: servers %s now resolve: %s', N, servers_text(),
-          table.concat(found, ', '))
-    else
-      rspamd_logger.warnx(task, '%s: servers %s still do not resolve; next try in %s s', N,
-          servers_text(), RESOLVE_RETRY)
+      rspamd_logger.infox(cfg, '%s: servers now resolve: %s', N, table.concat(found, ', '))
+    end
+    late_entries = left
+    if #still > 0 then
+      rspamd_logger.warnx(cfg, '%s: servers %s still do not resolve; next try in %s s', N,
+          table.concat(still, ', '), RESOLVE_RETRY)
     end
   end
-  for _, entry in ipairs(entries) do
+  for _, entry in ipairs(late_entries) do
     local host, port, rest = entry[1], entry[2], entry[3]
     for _, rtype in ipairs({ 'a', 'aaaa' }) do
-      waiting = waiting + 1
+      round.waiting = round.waiting + 1
       local pattern = (rtype == 'a' and '%s:%d' or '[%s]:%d') .. rest
-      local sent = task:get_resolver():resolve(rtype, {
-        task = task,
+      local sent = cfg:get_resolver():resolve(rtype, {
         name = host,
-        forced = true, -- not counted against the task's limit of DNS requests
+        pool = pool,
         callback = function(_, _, results)
           for _, address in ipairs(results or {}) do
-            table.insert(found, string.format(pattern, address:to_string(), port))
+            local text = string.format(pattern, address:to_string(), port)
+            table.insert(found, text)
+            settled[entry] = settled[entry] and (settled[entry] .. ',' .. text) or text
           end
           settle()
         end,
@@ -340,6 +384,7 @@ local function resolve_servers(task)
       end
     end
   end
+  settle()
 end
 
 -- The server and address for a scan's next attempt, never one the scan already
@@ -377,7 +422,6 @@ local function rdns_scorer_check(task)
   end
 
   if not upstreams then
-    resolve_servers(task)
     fail_open(task, 'servers did not parse or resolve when rspamd loaded its config: ' ..
         servers_text(), '-')
     return
@@ -564,6 +608,21 @@ end
 upstreams = build_upstreams()
 if upstreams then
   n_upstreams = #upstreams:all_upstreams()
+end
+if #late_entries > 0 then
+  rspamd_config:add_on_load(function(_, ev_base, worker)
+    if worker:is_scanner() then
+      -- A first round at once (the container may be up by now), then one per
+      -- RESOLVE_RETRY while any entry is still missing.
+      rspamd_config:add_periodic(ev_base, 0.0, function(cfg)
+        if #late_entries == 0 then
+          return false -- every entry resolved: no more rounds
+        end
+        resolve_late(cfg)
+        return RESOLVE_RETRY
+      end, true)
+    end
+  end)
 end
 
 -- As lua_util.config_check_local_or_authed (and hfilter): either key in this section

@@ -24,6 +24,7 @@ import pytest
 
 from scorer.protocol import MAX_FIELD_CHARS
 from tests.helpers import eventually
+from tests.support.fakedns import FaultyDns
 from tests.support.fakehttp import FakeHttp, HungSocket
 from tests.support.ports import free_port
 from tests.support.rspamd import Rspamd, ScanResult, rspamd_available
@@ -695,14 +696,54 @@ def test_servers_that_resolve_only_after_rspamd_started_are_used(
     hosts = "127.0.0.1 localhost\n"
     with _running(Rspamd(unbound.nameserver, conf, hs_cache, hosts=hosts)) as rspamd:
         assert "cannot parse or resolve servers" in rspamd.log()
-        first = rspamd.scan(MISSING_PTR_IP)
-        assert "RL_SCORER_FAIL" in first.symbols, first.symbols
         checked = eventually(
             lambda: rspamd.scan(MISSING_PTR_IP).symbols, lambda found: "RL_PTR_MISSING" in found
         )
         assert "RL_PTR_MISSING" in checked, rspamd.log()[-3000:]
         assert f"now resolve: 127.0.0.1:{port}" in rspamd.log()
         _assert_all_checked([rspamd.scan(MISSING_PTR_IP) for _ in range(4)])
+        assert not rspamd.lua_errors()
+
+
+def test_asking_for_server_names_again_never_holds_a_scan(
+    unbound: Unbound, scorer: ScorerProcess, hs_cache: Path
+) -> None:
+    # Regression (review): the names were asked again within a scan, whose task waited
+    # for rspamd's DNS timeout x retransmits (2 s here, ~5 s with Debian's options.inc)
+    # whatever the plugin's timeout, once per worker every 10 s. Now a periodic of the
+    # worker's event loop asks, outside any scan. rspamd's resolver here never answers.
+    silent = FaultyDns("silent").start()
+    try:
+        conf = 'servers = "scorer.internal:11340";\ntimeout = 0.5s;'
+        hosts = "127.0.0.1 localhost\n"
+        with _running(Rspamd(silent.nameserver, conf, hs_cache, hosts=hosts)) as rspamd:
+            for _ in range(3):
+                result = rspamd.scan(MISSING_PTR_IP)
+                assert "RL_SCORER_FAIL" in result.symbols, result.symbols
+                assert result.elapsed < 0.9, result.elapsed
+            assert silent.queries > 0, "the names were asked again"
+            assert not rspamd.lua_errors()
+    finally:
+        silent.stop()
+
+
+def test_a_server_that_resolves_late_joins_those_that_did_resolve(
+    unbound: Unbound, scorer: ScorerProcess, hs_cache: Path
+) -> None:
+    # Regression (review): one name of `servers` that did not resolve when rspamd loaded
+    # its config was dropped for good, silently ("enabled; 1 server(s)"), when another
+    # did: only a list with none resolved was ever asked again. The first entry is an
+    # address where nothing listens; the second resolves only through rspamd's resolver.
+    port = scorer.address.rsplit(":", 1)[1]
+    conf = f'servers = ["127.0.0.1:{free_port()}", "{IMPLICIT_PRIVATE_DOMAIN}:{port}"];\n'
+    conf += f'token = "{TOKEN}";'
+    hosts = "127.0.0.1 localhost\n"
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache, hosts=hosts)) as rspamd:
+        log = eventually(rspamd.log, lambda text: "now resolve" in text)
+        assert f"cannot parse or resolve servers {IMPLICIT_PRIVATE_DOMAIN}:{port}" in log
+        assert "scans use 127.0.0.1:" in log
+        assert f"servers now resolve: 127.0.0.1:{port}" in log
+        _assert_all_checked([rspamd.scan(MISSING_PTR_IP) for _ in range(6)])
         assert not rspamd.lua_errors()
 
 
