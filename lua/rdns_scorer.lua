@@ -59,6 +59,10 @@ local lua_util = require "lua_util"
 local ucl = require "ucl"
 
 local DEFAULT_PORT = 11340
+-- A reply is read and parsed in the callback, where the plugin's timeout no longer
+-- applies: one bigger than this (a real one is a few KB, even with max_ptr_names
+-- raised far) fails open unread instead of blocking the worker.
+local MAX_REPLY_BYTES = 262144
 local CHECK_SYMBOL = 'RDNS_SCORER_CHECK' -- the callback; never inserted itself
 local FAIL_SYMBOL = 'RL_SCORER_FAIL'
 local UNKNOWN_SYMBOL = 'RL_SCORER_UNKNOWN'
@@ -510,6 +514,7 @@ local function rdns_scorer_check(task)
       headers = headers,
       timeout = math.max(deadline - rspamd_util.get_ticks(), 0.01),
       keepalive = true,
+      max_size = MAX_REPLY_BYTES,
       callback = on_reply,
     })
     if not sent then

@@ -777,3 +777,16 @@ def test_path_without_leading_slash_is_fixed(
     with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
         assert set(rspamd.scan(MISSING_PTR_IP).ours()) == {"RL_PTR_MISSING"}
         assert 'path v1/check does not start with "/"' in rspamd.log()
+
+
+def test_an_oversized_reply_fails_open_unread(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
+    # Regression (review): a reply of any size was read, parsed and walked inside the
+    # callback, where the plugin's timeout no longer applies (24 MB: 1.7 s of a blocked
+    # worker). A real reply is a few KB; one over MAX_REPLY_BYTES fails open unread.
+    symbol = {"name": "RL_PTR_MISSING", "score": 5.0, "options": ["x" * 100]}
+    fake_json.set("json", reply={"symbols": [symbol] * 4000, "score": 5.0, "elapsed_ms": 1})
+    result = rspamd_fake.scan(MISSING_PTR_IP)
+    assert set(result.ours()) == {"RL_SCORER_FAIL"}, result.ours()
+    assert "too large" in result.options("RL_SCORER_FAIL")[0]  # rspamd's words
+    fake_json.set("json", reply={"symbols": [symbol] * 40, "score": 5.0, "elapsed_ms": 1})
+    assert "RL_PTR_MISSING" in rspamd_fake.scan(MISSING_PTR_IP).ours()
