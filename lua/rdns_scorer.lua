@@ -584,12 +584,32 @@ for _, entry in ipairs(CHECKED) do
     return
   end
 end
+-- rspamd's task_timeout: the options section's (8 s by default), unless a worker
+-- section sets its own (worker "normal" { task_timeout = 2s; }), which wins for the
+-- scans in that worker. The shortest of them: the plugin's wait must fit in each.
+local function shortest_task_timeout()
+  local shortest
+  local function consider(value)
+    value = as_unquoted(value)
+    if type(value) == 'number' and value > 0 and (not shortest or value < shortest) then
+      shortest = value
+    end
+  end
+  consider((rspamd_config:get_all_opt('options') or {}).task_timeout)
+  for _, section in pairs(rspamd_config:get_all_opt('worker') or {}) do
+    -- A worker type defined twice is a list of sections.
+    for _, worker in ipairs(type(section) == 'table' and section[1] and section or { section }) do
+      if type(worker) == 'table' then
+        consider(worker.task_timeout)
+      end
+    end
+  end
+  return shortest or 8.0
+end
+
 -- At or above rspamd's task_timeout, a hung service would time out the whole scan
 -- (every other module's checks cut short): keep the plugin's wait below it.
-local task_timeout = as_unquoted((rspamd_config:get_all_opt('options') or {}).task_timeout)
-if type(task_timeout) ~= 'number' or task_timeout <= 0 then
-  task_timeout = 8.0 -- rspamd's default
-end
+local task_timeout = shortest_task_timeout()
 if settings.timeout >= task_timeout then
   local fallback = math.min(1.0, task_timeout / 2)
   rspamd_logger.errx(rspamd_config,

@@ -579,6 +579,20 @@ def test_a_timeout_beyond_the_task_timeout_is_refused(
         assert "timeout 30 s is not below task_timeout (8 s)" in rspamd.log()
 
 
+def test_a_timeout_beyond_the_workers_task_timeout_is_refused(
+    unbound: Unbound, hung: HungSocket, hs_cache: Path
+) -> None:
+    # Regression (review): only the options section's task_timeout was read, so with
+    # the normal worker's at 2 s a 4 s timeout stood, and a hung service let rspamd cut
+    # the whole scan short at 2 s: no symbol at all, not even RL_SCORER_FAIL.
+    conf = f'servers = "{hung.address}";\ntimeout = 4s;'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache, task_timeout="2s")) as rspamd:
+        result = rspamd.scan(MISSING_PTR_IP, helo="localhost")
+        assert scores(result) == {"RL_SCORER_FAIL": 0.0}
+        assert result.elapsed < 1.0 + MARGIN
+        assert "timeout 4 s is not below task_timeout (2 s)" in rspamd.log()
+
+
 def test_a_check_local_that_is_no_boolean_disables_the_module(
     unbound: Unbound, hung: HungSocket, hs_cache: Path
 ) -> None:

@@ -91,6 +91,7 @@ class Rspamd:
         plugin: Path = PLUGIN,
         hosts: str | None = None,
         options_conf: str = "",
+        task_timeout: str = "8s",
     ) -> None:
         self.nameserver = nameserver
         self.port = free_port()
@@ -99,6 +100,7 @@ class Rspamd:
         self.module_conf = module_conf
         self.extra_conf = extra_conf
         self.options_conf = options_conf  # more lines for the options section
+        self.task_timeout = task_timeout  # the normal worker's
         self.plugin = plugin
         self.hosts = hosts
         self.log_path = self.dir / "rspamd.log"
@@ -143,7 +145,7 @@ logging {{
 worker "normal" {{
   bind_socket = "127.0.0.1:{self.port}";
   count = 1;
-  task_timeout = 8s;
+  task_timeout = {self.task_timeout};
 }}
 actions {{
   reject = 15;
