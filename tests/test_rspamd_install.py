@@ -169,6 +169,30 @@ def test_managed_block_without_end_marker_is_refused() -> None:
         integration.with_managed_block(f"{integration.MARK_BEGIN}\nrdns_scorer {{}}\n", "B\n")
 
 
+@pytest.mark.parametrize(
+    "hand", ['rdns_scorer {\n  servers = "10.9.9.9:11340";\n}\n', '"rdns_scorer" = {\n}\n']
+)
+def test_a_section_written_by_hand_is_not_doubled(tmp_path: Path, hand: str) -> None:
+    # Regression (review): a section written by hand (docs/rspamd.md, "By hand") got
+    # our block beside it, configtest OK, and rspamd merged the two: its check_local,
+    # token or servers stayed in force, or beat ours, without a word.
+    local = tmp_path / "rspamd.conf.local"
+    local.write_text(f"# mine\n{hand}")
+    section = integration.module_section(config_from_mapping({}))
+    report = integration.install(tmp_path, section, rspamadm=None)
+    assert not report.ok
+    assert any("line 2 (outside the managed block) has an rdns_scorer section" in line
+               for line in report.lines), report.lines  # fmt: skip
+    assert local.read_text() == f"# mine\n{hand}"
+    assert not (tmp_path / "plugins.d").exists()
+    local.write_text(f"# {hand}")  # commented out: fine
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    # After ours, with the block's own lines counted.
+    text = integration.with_managed_block("", "rdns_scorer {\n}\n") + "\nrdns_scorer {}\n"
+    with pytest.raises(ValueError, match=r"^line 6 "):
+        integration.with_managed_block(text, "rdns_scorer {\n}\n")
+
+
 def test_install_into_empty_dir_is_idempotent(tmp_path: Path) -> None:
     section = integration.module_section(config_from_mapping({}))
     report = integration.install(tmp_path, section, rspamadm=None)

@@ -16,6 +16,7 @@ import argparse
 import grp
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import sys
@@ -173,6 +174,24 @@ def _read_kept(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="surrogateescape")
 
 
+# An rdns_scorer section as UCL spells one: `rdns_scorer {`, `"rdns_scorer" = {`.
+_OUR_SECTION = re.compile(r'^[ \t]*"?rdns_scorer"?[ \t]*(?:=[ \t]*)?\{', re.MULTILINE)
+
+
+def _refuse_a_second_section(outside: str) -> None:
+    """rspamd merges two rdns_scorer sections, the later key winning: a section written
+    by hand (docs/rspamd.md, "By hand") beside ours would silently keep its own
+    servers, token or check_local, or override ours. The admin decides which stays."""
+    found = _OUR_SECTION.search(outside)
+    if found is not None:
+        line = outside.count("\n", 0, found.start()) + 1
+        raise ValueError(
+            f"line {line} (outside the managed block) has an rdns_scorer section already; "
+            "rspamd would merge it with ours, its keys beating or adding to ours: remove it "
+            "(or comment it out) and run install again"
+        )
+
+
 def with_managed_block(text: str, section: str) -> str:
     """``text`` with our section between the markers: replaced if present, else appended."""
     block = f"{MARK_BEGIN}\n{section}{MARK_END}\n"
@@ -184,7 +203,10 @@ def with_managed_block(text: str, section: str) -> str:
         end += len(MARK_END)
         if text[end : end + 1] == "\n":
             end += 1
+        # The block's lines stay in the count, blanked, so a line number is the file's.
+        _refuse_a_second_section(text[:start] + "\n" * text.count("\n", start, end) + text[end:])
         return text[:start] + block + text[end:]
+    _refuse_a_second_section(text)
     if text and not text.endswith("\n"):
         text += "\n"
     return text + ("\n" if text else "") + block
