@@ -31,6 +31,7 @@ from scorer.protocol import (
     parse_request,
     wants_msgpack,
 )
+from scorer.refusals import RefusalLog
 from scorer.requestlog import configure_logging, log_check
 from scorer.text import option
 from scorer.workermetrics import SNAPSHOT_SECONDS, WorkerMetrics
@@ -61,8 +62,7 @@ class Service:
         self._loader = loader
         self._reloading = asyncio.Lock()
         self.in_flight = 0
-        self._refused_tokens = 0  # checks answered 401 since the last warning about them
-        self._refusals_quiet_until = 0.0
+        self.refusals = RefusalLog()
         # Read when Prometheus scrapes: nothing to update per request.
         self.metrics.in_flight.set_function(lambda: self.in_flight)
         # With several workers: after a reload through the API, reload the others too.
@@ -108,21 +108,10 @@ class Service:
         log_check(request, labels, reply, elapsed_ms)
         return encode_check_reply(reply, elapsed_ms, want_msgpack)
 
-    def note_refused_token(self) -> None:
-        """A check refused for its token: warn at once, then at most once a minute. The
-        plugin only sees its own fail-open; without this the service's log said nothing
-        while every message went unscored."""
-        self._refused_tokens += 1
-        now = time.monotonic()
-        if now < self._refusals_quiet_until:
-            return
-        log.warning(
-            "%d check(s) refused since the last such line: missing or wrong bearer token "
-            "(the plugin's token must be [server] token: rdns-scorer rspamd install --config)",
-            self._refused_tokens,
-        )
-        self._refused_tokens = 0
-        self._refusals_quiet_until = now + REFUSAL_LOG_SECONDS
+    def refuse(self, status: int, message: str, field: str, want_msgpack: bool) -> web.Response:
+        """The error reply for a refused check, logged (RefusalLog: rate-limited)."""
+        self.refusals.note(status, message, field)
+        return _error(status, message, field, want_msgpack)
 
     async def reload(self, source: str) -> str:
         """Load the config again; on any error keep serving the old one, log and raise.
@@ -167,8 +156,6 @@ BODY_TIMEOUT_SECONDS = 2.0
 # The status counted for a request whose client closed the connection before its
 # body arrived (nginx's convention; never sent).
 CLIENT_CLOSED_REQUEST = 499
-# Refused tokens are logged at most once per this many seconds (Service.note_refused_token).
-REFUSAL_LOG_SECONDS = 60.0
 # Every status /v1/check answers with (500: a bug; aiohttp's own 500 counts too).
 CHECK_STATUSES = (200, 400, 401, 408, 413, 415, 417, CLIENT_CLOSED_REQUEST, 500, 503)
 
@@ -247,14 +234,13 @@ async def check(service: Service, request: web.Request) -> web.Response:
     want_msgpack = wants_msgpack(request.headers.get("Accept", ""))
     token = config.server.token
     if token and not _authorized(request, token):
-        service.note_refused_token()
-        return _error(401, "missing or wrong bearer token", "Authorization", want_msgpack)
+        return service.refuse(401, "missing or wrong bearer token", "Authorization", want_msgpack)
     try:
         # Read before taking a slot: a client that sends headers and stalls the body
         # must not hold one of max_in_flight (the checks of everyone else would get 503).
         body, content_type = await _read_check_body(request, service.body_limit)
     except RequestError as error:
-        response = _error(error.status, error.message, error.field, want_msgpack)
+        response = service.refuse(error.status, error.message, error.field, want_msgpack)
         if error.status in (408, 413):
             # The body's unread rest would be read as the next request ("400 Invalid
             # method"): this connection is done.
@@ -267,14 +253,14 @@ async def check(service: Service, request: web.Request) -> web.Response:
     if service.in_flight >= config.server.max_in_flight:
         # Shed load at once: the plugin fails open, which beats making rspamd wait.
         service.metrics.overloaded.inc()
-        response = _error(503, "overloaded, retry later", "body", want_msgpack)
+        response = service.refuse(503, "overloaded, retry later", "body", want_msgpack)
         response.headers["Retry-After"] = "1"
         return response
     service.in_flight += 1
     try:
         payload, reply_type = await service.answer(pipeline, body, content_type, want_msgpack)
     except RequestError as error:
-        return _error(error.status, error.message, error.field, want_msgpack)
+        return service.refuse(error.status, error.message, error.field, want_msgpack)
     finally:
         service.in_flight -= 1
     return web.Response(body=payload, content_type=reply_type)
@@ -297,9 +283,10 @@ def expect_continue(
         response = None
         if expectation.lower() != "100-continue":
             message = f"unsupported Expect: {option(expectation, 40)} (only 100-continue)"
-            response = _error(417, message, "Expect", want_msgpack)
+            response = service.refuse(417, message, "Expect", want_msgpack)
         elif limits_body and (request.content_length or 0) > service.body_limit:
-            response = _error(413, body_too_large(service.body_limit), "body", want_msgpack)
+            too_large = body_too_large(service.body_limit)
+            response = service.refuse(413, too_large, "body", want_msgpack)
         if response is not None:
             response.force_close()  # the client may send the body anyway
             by_status[response.status].value += 1

@@ -482,10 +482,40 @@ async def test_bearer_token_is_required_when_configured(
     # Regression (review): refused checks were only a metric; the log said nothing while
     # the plugin failed open on every message. Once at once, then once a minute at most.
     refusals = [r.getMessage() for r in caplog.records if "bearer token" in r.getMessage()]
-    assert len(refusals) == 1 and refusals[0].startswith("1 check(s) refused"), refusals
+    assert len(refusals) == 1 and refusals[0].startswith("1 request(s) refused"), refusals
     assert "s3cret" not in caplog.text  # no token, presented or configured, is logged
     response = await client.post("/v1/check", json=body, headers={"Authorization": "Bearer s3cret"})
     assert response.status == 200
+
+
+async def test_refused_checks_are_logged_with_their_reason(
+    aiohttp_client: Any, unbound: Unbound, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression (review): only a 401 was logged; a 400, 413, 415 or 417 left the log
+    # silent, though the runbook of the client-errors alert sends admins there. Each
+    # status at once, then once a minute at most, with the latest reason.
+    config = config_from_mapping({"dns": {"nameservers": [unbound.nameserver]}})
+    client = await aiohttp_client(create_app(config))
+    bodies = [b'{"ip": "224.0.0.1"}', b'{"ip": "not an address\\n"}', b"[1]"]
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        for body in bodies:
+            response = await client.post(
+                "/v1/check", data=body, headers={"Content-Type": "application/json"}
+            )
+            assert response.status == 400
+        response = await client.post("/v1/check", data=b"{}", headers={"Content-Type": "text/x"})
+        assert response.status == 415
+        response = await client.post("/metrics", headers={"Expect": "magic"})
+        assert response.status == 417
+    lines = [r.getMessage() for r in caplog.records if "refused with" in r.getMessage()]
+    assert len(lines) == 3, lines  # one per status
+    assert lines[0] == (
+        "1 request(s) refused with 400 since the last such line: "
+        "ip 224.0.0.1 is not a unicast address: no SMTP client (field ip)"
+    )
+    assert "refused with 415" in lines[1] and "Content-Type must be" in lines[1]
+    assert "refused with 417" in lines[2] and "unsupported Expect: magic" in lines[2]
+    assert all(line.isprintable() for line in lines)
 
 
 async def test_readme_example_reply_is_what_the_service_answers(unbound: Unbound) -> None:
