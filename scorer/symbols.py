@@ -131,8 +131,11 @@ _TABLE: tuple[Symbol, ...] = (
         "RL_HELO_LITERAL_MISMATCH",
         Family.HELO,
         1.5,
-        "HELO/EHLO is an address literal that is not the client's own address.",
-        "Moderate: a literal naming another address is a false identity, not a configuration slip.",
+        "HELO/EHLO is an address literal that is not the client's own address (weight x "
+        "1/3 for an internal one: RFC 1918, CGNAT, ULA, link-local).",
+        "Moderate: a literal naming another public address is a false identity, not a "
+        "configuration slip; an internal one is a host behind NAT naming its inside "
+        "address, a slip scored as gently as RL_HELO_NOT_FQDN.",
         "greet with [{ip}] (the address the connection comes from) or with a hostname",
     ),
     Symbol(

@@ -301,6 +301,12 @@ async def test_an_internal_literal_says_the_sender_may_be_behind_nat(pipeline: P
     assert f"client is {world.CONFIRMED_IP} (the literal is internal: NAT?)" in options
     public = await symbols_for(pipeline, world.CONFIRMED_IP, helo="[81.2.69.160]")
     assert f"client is {world.CONFIRMED_IP}" in public["RL_HELO_LITERAL_MISMATCH"].options
+    # Regression (review): the slip scored the full 1.5 of a false identity, three times
+    # RL_HELO_NOT_FQDN for the same kind of mistake. Loopback stays a claim to be us.
+    slip = symbols["RL_HELO_LITERAL_MISMATCH"].score
+    assert slip == pytest.approx(public["RL_HELO_LITERAL_MISMATCH"].score / 3)
+    loopback = await symbols_for(pipeline, world.CONFIRMED_IP, helo="[127.0.0.1]")
+    assert loopback["RL_HELO_LITERAL_MISMATCH"].score == public["RL_HELO_LITERAL_MISMATCH"].score
 
 
 async def test_a_bare_ip_of_another_host_says_so(pipeline: Pipeline) -> None:

@@ -132,6 +132,10 @@ def _forged_local(
     return None
 
 
+# The share of RL_HELO_LITERAL_MISMATCH's weight an internal literal scores: 1.5 -> 0.5.
+NAT_SLIP_CONFIDENCE = 1 / 3
+
+
 def _syntax_hit(helo: HeloName, ip: IPAddress) -> Hit | None:
     evidence = option(f"helo={helo.raw}")
     match helo.kind:
@@ -148,10 +152,15 @@ def _syntax_hit(helo: HeloName, ip: IPAddress) -> Hit | None:
             return Hit("RL_HELO_BARE_IP", (evidence, f"address without [brackets]{other}"))
         case HeloKind.LITERAL if helo.address != ip:
             # An internal literal is a host behind NAT naming its inside address: the fix
-            # is the MTA's config, not a sign of someone else's identity.
-            behind = helo.address is not None and is_internal(helo.address)
-            why = f"client is {ip}" + (" (the literal is internal: NAT?)" if behind else "")
-            return Hit("RL_HELO_LITERAL_MISMATCH", (evidence, why))
+            # is the MTA's config, not a sign of someone else's identity, and it scores
+            # as gently as RL_HELO_NOT_FQDN (a third). Loopback is no inside address a
+            # NAT'd host has: "[127.0.0.1]" claims to be localhost, as bots do.
+            address = helo.address
+            behind = address is not None and is_internal(address) and not address.is_loopback
+            if behind:
+                why = f"client is {ip} (the literal is internal: NAT?)"
+                return Hit("RL_HELO_LITERAL_MISMATCH", (evidence, why), NAT_SLIP_CONFIDENCE)
+            return Hit("RL_HELO_LITERAL_MISMATCH", (evidence, f"client is {ip}"))
     return None
 
 
