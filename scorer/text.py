@@ -51,3 +51,12 @@ def option(text: str, limit: int = OPTION_MAX_CHARS) -> str:
 def has_unsafe(text: str) -> bool:
     """Characters no hostname or address may carry (the backslash is judged elsewhere)."""
     return not text.isprintable()
+
+
+def unsafe_reason(text: str) -> str:
+    """What makes ``text`` fail ``has_unsafe``, in an admin's words: a byte that is not
+    UTF-8 (kept by surrogateescape, shown as ``\\xNN``) is a broken encoding, not a
+    control character."""
+    if any(0xDC80 <= ord(char) <= 0xDCFF for char in text):
+        return "bytes that are not UTF-8"
+    return "control or format characters"

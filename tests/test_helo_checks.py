@@ -372,3 +372,18 @@ async def test_an_ipv4_mapped_bare_helo_of_our_address_is_forged(unbound_config:
         assert set(symbols) == {"RL_HELO_FORGED_LOCAL"}, helo
     own = await symbols_for(pipeline, world.CONFIRMED_IP, helo=f"::ffff:{world.CONFIRMED_IP}")
     assert "address without [brackets]" in own["RL_HELO_BARE_IP"].options
+
+
+@pytest.mark.parametrize(
+    ("helo", "problem"),
+    [("mail.b\udcfccher.de", "bytes that are not UTF-8"),
+     ("mail\x1b[31m.example.net", "control or format characters"),
+     ("mail example.net", "a space inside")],
+)  # fmt: skip
+def test_an_invalid_helo_says_what_is_wrong_with_it(helo: str, problem: str) -> None:
+    # Regression (review): a byte that is not UTF-8 read as "control, format or space
+    # characters", whatever was there.
+    (hit,) = check_helo(
+        HeloFacts(parse_helo(helo)), ipaddress.ip_address("81.2.69.77"), frozenset(), frozenset()
+    )
+    assert hit.symbol == "RL_HELO_INVALID" and hit.options[1] == problem

@@ -395,3 +395,13 @@ def test_an_mx_host_with_a_public_address_is_usable_whatever_else_failed() -> No
     targets = {"mx.good-sender.net": AddressFacts(SERVFAIL, Answer((internal6,), 300))}
     (hit,) = check_mail_from(MailFromFacts(parse_sender(SENDER), mx=mx, targets=targets))
     assert hit.symbol == "RL_MAILFROM_TEMPFAIL"  # an internal one leaves it open
+
+
+def test_a_byte_that_is_not_utf8_is_named_as_such() -> None:
+    # Regression (review): "j\xf6hn@good.org" (Latin-1 where UTF-8 belongs) read as
+    # "control or format characters", sending the admin to look for the wrong thing.
+    (hit,) = check_mail_from(MailFromFacts(parse_sender("j\udcf6hn@good-sender.net")))
+    assert hit.symbol == "RL_MAILFROM_BAD_SYNTAX"
+    assert hit.options[1:] == ("bytes that are not UTF-8",)
+    (hit,) = check_mail_from(MailFromFacts(parse_sender("john\x07@good-sender.net")))
+    assert hit.options[1:] == ("control or format characters",)

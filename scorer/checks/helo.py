@@ -26,7 +26,7 @@ from scorer.names import (
     unmapped,
     unscoped,
 )
-from scorer.text import has_unsafe, option
+from scorer.text import has_unsafe, option, unsafe_reason
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -80,8 +80,10 @@ def _literal(raw: str, inner: str) -> HeloName:
 def parse_helo(raw: str) -> HeloName:
     """Classify a HELO/EHLO argument by syntax alone."""
     text = raw.strip(" ")
-    if has_unsafe(text) or " " in text:
-        return HeloName(raw, HeloKind.INVALID, problem="control, format or space characters")
+    if has_unsafe(text):
+        return HeloName(raw, HeloKind.INVALID, problem=unsafe_reason(text))
+    if " " in text:
+        return HeloName(raw, HeloKind.INVALID, problem="a space inside")
     if text.startswith("[") and text.endswith("]"):
         return _literal(raw, text[1:-1])
     # ipv4_literal: leading zeros (203.0.113.010) still spell an address, as they

@@ -35,7 +35,7 @@ from scorer.names import (
     to_ascii,
     unmapped,
 )
-from scorer.text import has_unsafe, option
+from scorer.text import has_unsafe, option, unsafe_reason
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -147,7 +147,7 @@ def parse_sender(raw: str) -> Sender:
     if not address:
         return Sender(raw, SenderKind.NULL)
     if has_unsafe(address):
-        return Sender(raw, SenderKind.BAD_SYNTAX, problem="control or format characters")
+        return Sender(raw, SenderKind.BAD_SYNTAX, problem=unsafe_reason(address))
     local, at, domain_part = address.rpartition("@")
     bracketed = domain_part.startswith("[") and domain_part.endswith("]")
     literal = ipv4_literal(domain_part[1:-1]) if bracketed else None
