@@ -350,6 +350,13 @@ sub _client {
   my ($pms) = @_;
   my $relay = ($pms->{relays_untrusted} || [])->[0];
   return if !$relay || !$relay->{ip};
+  # SpamAssassin makes up a relay with an empty "by" for each originating_ip_headers
+  # header (X-Originating-IP, X-SenderIP, ...: on in its default prefs) and puts it
+  # after every real Received line. When all the real hops are trusted (authenticated
+  # submission, webmail) it becomes the first untrusted relay: the webmail user's home
+  # address, which no MTA of ours spoke to. A real Received line always names the host
+  # that received (RFC 5321 section 4.4), so a relay without one is no client: ask nothing.
+  return if !defined $relay->{by} || $relay->{by} eq '';
   my %client = (ip => _text($relay->{ip}));
   my $helo = $relay->{helo};
   my $rdns = $relay->{rdns};

@@ -605,7 +605,7 @@ no warnings 'redefine';
 *Mail::SpamAssassin::Plugin::RdnsScorer::_post = sub { die "__alarm__ignore__(7)\n" };
 my $plugin = bless {}, 'Mail::SpamAssassin::Plugin::RdnsScorer';
 my $pms = bless {
-  relays_untrusted => [{ ip => '192.0.2.1', helo => 'mx.example.net' }],
+  relays_untrusted => [{ ip => '192.0.2.1', helo => 'mx.example.net', by => 'mx.example.org' }],
   main => {},
   conf => { rdns_scorer_url => ['http://127.0.0.1:9/v1/check', 'http://127.0.0.1:10/v1/check'],
             rdns_scorer_timeout => 1 },
@@ -679,6 +679,42 @@ def test_trusted_networks_select_the_client(
     body = fake.requests[0].json()
     assert body["ip"] == client
     assert body["helo"] == (helo or "Mail-Server")
+
+
+# A webmail user's message: the only hop is an authenticated submission (trusted), and
+# the webmail names the user's own address in X-Originating-IP.
+WEBMAIL = (
+    "Return-Path: <alice@example.org>\n"
+    "Received: from webmail.example.org (localhost [127.0.0.1])\n"
+    "\tby mx.example.org (Postfix) with ESMTPSA id 4VbTq55Web\n"
+    "\tfor <bob@example.net>; Mon, 06 May 2024 10:00:00 +0000\n"
+    f"X-Originating-IP: [{MISSING_PTR_IP}]\n"
+    "From: Alice <alice@example.org>\n"
+    "To: Bob <bob@example.net>\n"
+    "Subject: lunch\n"
+    "Date: Mon, 06 May 2024 10:00:00 +0000\n"
+    "Message-ID: <20240506100000.webmail@example.org>\n"
+    "\n"
+    "See you at noon.\n"
+).encode()
+
+
+def test_originating_ip_headers_are_not_the_client(fake: FakeHttp) -> None:
+    # Regression: SpamAssassin turns X-Originating-IP (one of the originating_ip_headers
+    # Debian's default prefs set) into a made-up relay with an empty "by" after the real
+    # ones; with every real hop trusted it was the first untrusted relay, and the plugin
+    # asked about the webmail user's home address (RL_PTR_MISSING 5.0 on local mail).
+    fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
+    directory = site_config(
+        f"rdns_scorer_url {fake.url}\noriginating_ip_headers X-Originating-IP\n"
+    )
+    scan = run_spamassassin(directory, WEBMAIL)
+    assert fake.requests == []
+    assert not scan.rl, scan.rl
+    # With a real untrusted client in the chain, that client is still the one asked.
+    relayed = message(MISSING_PTR_IP, "Mail-Server", hops=("X-Originating-IP: [198.51.100.7]\n",))
+    run_spamassassin(directory, relayed)
+    assert [r.json()["ip"] for r in fake.requests] == [MISSING_PTR_IP]
 
 
 # ------------------------------------------------------------------------------------
