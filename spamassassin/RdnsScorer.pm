@@ -6,6 +6,9 @@
 # Guarantees:
 # - one request per message, with a hard overall deadline (rdns_scorer_timeout) across
 #   connect, send and receive and across every configured URL;
+# - rdns_scorer_url takes IP addresses only: a host name is a config error, since its
+#   lookup (getaddrinfo) would block outside that deadline, for as long as the resolver
+#   takes, on every message;
 # - fail-open: any failure gives no RL_* hit but RL_SCORER_FAIL (score ~0) with the reason;
 # - only names matching ^RL_[A-Z0-9_]+$ (and not the plugin's own RL_SCORER_*) can hit,
 #   with scores clamped to +-20, so the service can never trigger another rule;
@@ -20,6 +23,7 @@ use strict;
 use warnings;
 use Errno qw(EINPROGRESS EWOULDBLOCK EAGAIN EINTR EISCONN);
 use IO::Socket::IP;
+use Socket qw(AF_INET AF_INET6 AI_NUMERICHOST AI_NUMERICSERV inet_pton);
 use JSON::PP ();
 use Scalar::Util qw(looks_like_number);
 use Time::HiRes ();
@@ -69,7 +73,12 @@ sub set_config {
       my @urls;
       foreach my $url (split(/\s+/, $value)) {
         next if $url eq '';
-        return $Mail::SpamAssassin::Conf::INVALID_VALUE if !_parse_url($url);
+        if (!_parse_url($url)) {
+          # The parser's own error names only the line: say what is wrong with it.
+          $conf->{parser}->lint_warn("config: rdns_scorer_url: $url: " . _url_problem($url),
+            undef, 0);
+          return $Mail::SpamAssassin::Conf::INVALID_VALUE;
+        }
         push(@urls, $url);
       }
       $conf->{rdns_scorer_url} = \@urls;
@@ -123,16 +132,31 @@ sub _seconds_command {
   };
 }
 
-# "http://host[:port][/path]"; host may be [v6]. Returns (host, port, path) or ().
-# Without a path, the service's check path: "http://127.0.0.1:11340" would otherwise
-# ask "/" and get a 404 for every message.
+# "http://address[:port][/path]", the address IPv4 or [IPv6]. Returns (address, port,
+# path) or (). Without a path, the service's check path: "http://127.0.0.1:11340" would
+# otherwise ask "/" and get a 404 for every message. No host names: resolving one
+# (getaddrinfo) blocks outside the deadline, for as long as the resolver takes, and a
+# failed lookup ("Temporary failure in name resolution") is no timeout, so no hold-down
+# would spare the next message that wait.
 sub _parse_url {
   my ($url) = @_;
-  return if $url !~ m{^http://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?(/[\x21-\x7e]*)?$};
+  return if $url !~ m{^http://(\[[0-9A-Fa-f:.]+\]|[0-9.]+)(?::(\d{1,5}))?(/[\x21-\x7e]*)?$};
   my ($host, $port, $path) = ($1, $2 // 80, $3 // '/v1/check');
   return if $port < 1 || $port > 65535;
-  $host =~ s/^\[(.*)\]$/$1/;
+  my $family = $host =~ s/^\[(.*)\]$/$1/ ? AF_INET6 : AF_INET;
+  return if !inet_pton($family, $host);
   return ($host, $port + 0, $path);
+}
+
+# Why _parse_url refused $url, for the admin.
+sub _url_problem {
+  my ($url) = @_;
+  my $example = 'e.g. http://127.0.0.1:11340/v1/check or http://[::1]:11340/v1/check';
+  if ($url =~ m{^http://([A-Za-z0-9.-]*[A-Za-z-][A-Za-z0-9.-]*)(?:[:/]|$)}) {
+    return "a host name ($1) is not supported: its lookup would block outside "
+      . "rdns_scorer_timeout on every message; use the service's IP address, $example";
+  }
+  return "not http://IP-ADDRESS[:PORT][/PATH], $example";
 }
 
 # got_hit() copies a hit's score into the shared config "for proper reporting" (the
@@ -444,6 +468,8 @@ sub _post {
     PeerPort => $port,
     Proto    => 'tcp',
     Blocking => 0,
+    # Numbers only (_parse_url takes no names): getaddrinfo never asks a resolver.
+    GetAddrInfoFlags => AI_NUMERICHOST | AI_NUMERICSERV,
   ) or die "connect: " . ($@ || $!) . "\n";
   while (!$socket->connect) {
     last if $! == EISCONN;

@@ -767,6 +767,28 @@ def test_settings_in_seconds_are_checked_by_lint(line: str, valid: bool) -> None
     assert ("invalid" in result.stderr) is not valid
 
 
+@pytest.mark.parametrize(
+    ("urls", "valid", "name"),
+    [
+        ("http://127.0.0.1:11340/v1/check http://[::1]:11340", True, None),
+        ("http://localhost:11340/v1/check", False, "localhost"),
+        ("http://127.0.0.1:11340 http://scorer.example.org:11340", False, "scorer.example.org"),
+        ("http://256.1.1.1:11340/v1/check", False, None),
+    ],
+    ids=["addresses", "localhost", "name-after-an-address", "not-an-address"],
+)
+def test_the_url_takes_ip_addresses_only(urls: str, valid: bool, name: str | None) -> None:
+    # Regression: a host name passed lint and was looked up by getaddrinfo on every
+    # message, outside the deadline, and a failed lookup ("Temporary failure in name
+    # resolution") started no hold-down: every message waited for the resolver.
+    result = lint(site_config(f"rdns_scorer_url {urls}\n"))
+    assert (result.returncode == 0) is valid, result.stderr
+    assert ("invalid 'rdns_scorer_url'" in result.stderr) is not valid, result.stderr
+    if name:  # the admin is told what to write instead
+        assert f"a host name ({name}) is not supported" in result.stderr, result.stderr
+        assert "http://127.0.0.1:11340/v1/check or http://[::1]:11340/v1/check" in result.stderr
+
+
 def test_shipped_config_sets_the_default_url() -> None:
     text = (source_dir() / CONFIG).read_text()
     assert re.search(r"^rdns_scorer_url http://127\.0\.0\.1:11340/v1/check$", text, re.M)
