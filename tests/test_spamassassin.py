@@ -824,6 +824,39 @@ def test_install_command_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFix
     assert (target / CONFIG).read_bytes() == (source_dir() / CONFIG).read_bytes()
 
 
+def test_a_reinstall_without_overlap_updates_the_installed_overlap_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression: install without --overlap left an rdns_scorer_overlap.cf installed
+    # earlier as it was, in silence: an old release's copies of the stock rules stayed.
+    from scorer.cli import main
+
+    release = tmp_path / "release"
+    shutil.copytree(source_dir(), release)
+    target = tmp_path / "site"
+    target.mkdir()
+    argv = ["spamassassin", "install", "--siteconfigpath", str(target)]
+    argv += ["--source", str(release), "--no-lint"]
+    assert main(argv) == 0
+    assert not (target / OVERLAP).exists()  # only asked for, the first time
+    assert main([*argv, "--overlap"]) == 0
+    capsys.readouterr()
+    upgraded = (release / OVERLAP).read_text() + "# a line the next release adds\n"
+    (release / OVERLAP).write_text(upgraded)
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    line = re.search(rf"^updated +{re.escape(str(target / OVERLAP))} .*$", out, re.M)
+    assert line and "installed earlier with --overlap" in line.group(), out
+    assert (target / OVERLAP).read_text() == upgraded
+    # The admin's edits to it are kept, as they are in rdns_scorer.cf.
+    (target / OVERLAP).write_text(upgraded + "meta RDNS_NONE 0\n")
+    (release / OVERLAP).write_text(upgraded + "# and another\n")
+    steps = {step.path.name: step for step in install(target, release)}
+    assert steps[OVERLAP].action == "kept", steps[OVERLAP]
+    assert (target / OVERLAP).read_text() == upgraded + "meta RDNS_NONE 0\n"
+    assert (target / (OVERLAP + ".dist")).read_text() == upgraded + "# and another\n"
+
+
 def test_install_command_refuses_a_missing_dir_and_warns_about_a_shared_token(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

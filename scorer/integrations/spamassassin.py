@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from scorer.integrations import shipped_dir
@@ -104,17 +104,28 @@ def install(
     """Copy the plugin and its config(s) into ``siteconfigpath``; safe to run again.
 
     The plugin is always brought up to date; a config file the admin changed is kept
-    (the shipped one goes beside it as ``.dist``) unless ``force``.
+    (the shipped one goes beside it as ``.dist``) unless ``force``. The overlap file is
+    installed with ``overlap``, and updated whenever ``siteconfigpath`` has one already.
     """
-    names = [PLUGIN, CONFIG] + ([OVERLAP] if overlap else [])
+    # An overlap file from an earlier --overlap stays in use whatever this run's flags:
+    # left behind, it would go on overriding the stock rules with an old release's
+    # copies of them, in silence (the admin deletes it to stop using it).
+    earlier_overlap = not overlap and (siteconfigpath / OVERLAP).is_file()
+    names = [PLUGIN, CONFIG] + ([OVERLAP] if overlap or earlier_overlap else [])
     missing = [name for name in names if not (source / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{source}: missing {', '.join(missing)}")
     siteconfigpath.mkdir(parents=True, exist_ok=True)
-    return [
-        _install_file(source / name, siteconfigpath / name, config=name != PLUGIN, force=force)
-        for name in names
-    ]
+    steps = []
+    for name in names:
+        step = _install_file(
+            source / name, siteconfigpath / name, config=name != PLUGIN, force=force
+        )
+        if name == OVERLAP and earlier_overlap:
+            why = "installed earlier with --overlap, kept up to date: delete it to stop using it"
+            step = replace(step, note="; ".join(filter(None, (why, step.note))))
+        steps.append(step)
+    return steps
 
 
 def lint(siteconfigpath: Path, spamassassin: str) -> subprocess.CompletedProcess[str]:
@@ -197,9 +208,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     install_parser = actions.add_parser(
         "install",
         help="copy the plugin and its config into the site config dir, then lint",
-        description="Copy RdnsScorer.pm and rdns_scorer.cf (and with --overlap "
-        "rdns_scorer_overlap.cf) into SpamAssassin's site config dir, then run "
-        "'spamassassin --lint' when it is installed. Safe to run again: a config "
+        description="Copy RdnsScorer.pm and rdns_scorer.cf (and with --overlap, or when "
+        "it is there already, rdns_scorer_overlap.cf) into SpamAssassin's site config "
+        "dir, then run 'spamassassin --lint' when it is installed. Safe to run again: a config "
         "file you edited is kept and the shipped one is written beside it as .dist.",
     )
     install_parser.add_argument(
@@ -212,7 +223,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--overlap",
         action="store_true",
         help=f"also install {OVERLAP}: stock rules on the same evidence apply only "
-        "when the service did not answer",
+        "when the service did not answer (one already installed is always updated)",
     )
     install_parser.add_argument(
         "--force", action="store_true", help="overwrite config files you changed"
