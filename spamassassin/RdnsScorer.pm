@@ -42,6 +42,7 @@ use constant MAX_SYMBOLS  => 64;
 use constant MAX_OPTIONS  => 16;
 use constant MAX_OPTION   => 300;      # characters per option in the report
 use constant NAME_RE      => qr/^(RL_[A-Z0-9_]{1,60})$/;
+use constant TIMEOUT_ADVISED => 1;    # seconds; a lower rdns_scorer_timeout is warned about
 
 sub new {
   my ($class, $mailsa) = @_;
@@ -87,7 +88,7 @@ sub set_config {
   });
 
   # rdns_scorer_timeout SECONDS: hard overall deadline for the whole call (default 1).
-  push(@cmds, _seconds_command('rdns_scorer_timeout', 1, 1, 60));
+  push(@cmds, _seconds_command('rdns_scorer_timeout', 1, 1, 60, \&_timeout_advice));
 
   # rdns_scorer_holddown SECONDS: a URL that timed out is not asked again for this
   # long (default 10; 0: always ask).
@@ -112,9 +113,9 @@ sub set_config {
 }
 
 # An admin setting of seconds: a plain decimal number, above 0 when $positive (else 0
-# too), at most $ceiling.
+# too), at most $ceiling. $advice, if given, may warn about a valid value.
 sub _seconds_command {
-  my ($setting, $default, $positive, $ceiling) = @_;
+  my ($setting, $default, $positive, $ceiling, $advice) = @_;
   return {
     setting  => $setting,
     is_admin => 1,
@@ -127,9 +128,26 @@ sub _seconds_command {
       return $Mail::SpamAssassin::Conf::INVALID_VALUE
         if $value !~ /^(\d+(?:\.\d+)?|\.\d+)$/ || ($positive && $1 <= 0) || $1 > $ceiling;
       $conf->{$setting} = $1 + 0;
+      $advice->($conf, $conf->{$setting}) if $advice;
       return;
     },
   };
+}
+
+# The service answers by its [dns] request_deadline (0.8 s by default) whatever its
+# lookups do, plus HTTP overhead. A shorter timeout gives up on exactly the messages
+# whose DNS is slow, and the timeout holds the URL down for rdns_scorer_holddown, so the
+# messages after them go unscored too. A warning, not an error: a service with a lower
+# request_deadline can have a lower timeout.
+sub _timeout_advice {
+  my ($conf, $seconds) = @_;
+  return if $seconds >= TIMEOUT_ADVISED;
+  $conf->{parser}->lint_warn("config: rdns_scorer_timeout $seconds is under "
+    . TIMEOUT_ADVISED . " s: the service may take its [dns] request_deadline (0.8 s by "
+    . "default) plus HTTP overhead to answer, so a message with slow DNS would time out "
+    . "and hold the URL down for rdns_scorer_holddown; keep it above request_deadline "
+    . "+ 0.2 s (fine if you lowered request_deadline to match)", undef, 0);
+  return;
 }
 
 # "http://address[:port][/path]", the address IPv4 or [IPv6]. Returns (address, port,

@@ -767,6 +767,19 @@ def test_settings_in_seconds_are_checked_by_lint(line: str, valid: bool) -> None
     assert ("invalid" in result.stderr) is not valid
 
 
+@pytest.mark.parametrize(("seconds", "warned"), [("0.5", True), ("0.99", True), ("1", False)])
+def test_a_timeout_under_a_second_is_warned_about(seconds: str, warned: bool) -> None:
+    # The service may take its request_deadline (0.8 s) plus HTTP overhead to answer: a
+    # shorter timeout fails open on slow-DNS messages and holds the URL down. Advice, not
+    # an error (a lowered request_deadline allows it): lint still passes.
+    result = lint(site_config(f"rdns_scorer_timeout {seconds}\n"))
+    assert result.returncode == 0, result.stderr
+    warning = f"rdns_scorer_timeout {seconds} is under 1 s"
+    assert (warning in result.stderr) is warned, result.stderr
+    if warned:
+        assert "request_deadline" in result.stderr and "invalid" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("urls", "valid", "name"),
     [
