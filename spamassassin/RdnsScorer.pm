@@ -373,7 +373,14 @@ sub _ask {
       next;
     }
     if ($status != 200) {
-      push(@errors, "$url: HTTP $status");
+      # The service's own words ({"error": ...}) say what to fix: "HTTP 401: missing or
+      # wrong bearer token".
+      my $said = _refusal($reply);
+      push(@errors, "$url: HTTP $status" . (defined $said ? ": $said" : ''));
+      # A 4xx is the request's or the token's fault: every instance refuses the same
+      # request, so the next URL would only cost time. A 5xx (503: overloaded) may be
+      # this instance's alone.
+      last if $status >= 400 && $status < 500;
       next;
     }
     my $result = _parse_reply($reply);
@@ -433,6 +440,15 @@ sub _clean {
   $text =~ s/([\x{80}-\x{9f}\x{200e}\x{200f}\x{202a}-\x{202e}\x{2066}-\x{2069}])/sprintf('\\u%04x', ord($1))/ge;
   $text = substr($text, 0, $limit) . '...' if length($text) > $limit;
   return $text;
+}
+
+# The error text of a reply that is not a 200 ({"error": "...", "field": ...}), printable
+# and capped, or undef.
+sub _refusal {
+  my ($body) = @_;
+  my $data = eval { JSON::PP->new->utf8->decode($body) };
+  return if ref($data) ne 'HASH' || !defined $data->{error} || ref($data->{error});
+  return _clean($data->{error}, 100);
 }
 
 # Validates the reply; returns { symbols => [...], rejected => [...] } or { error => ... }.

@@ -267,11 +267,16 @@ def test_spamassassin_t_against_the_service(real_dir: Path, scorer: ScorerProces
     assert "RL_PTR_GENERIC" in scan.rl
 
 
-def test_wrong_token_fails_open(scorer: ScorerProcess) -> None:
-    directory = site_config(f"rdns_scorer_url {scorer.url}/v1/check\nrdns_scorer_token wrong\n")
+def test_wrong_token_fails_open(scorer: ScorerProcess, fake: FakeHttp) -> None:
+    # Regression: the reason was only "HTTP 401" (the service's reply says what is
+    # wrong), and the next URL was asked, though every instance refuses the same token.
+    directory = site_config(
+        f"rdns_scorer_url {scorer.url}/v1/check {fake.url}\nrdns_scorer_token wrong\n"
+    )
     scan = run_spamassassin(directory, message(MISSING_PTR_IP, "x.good-sender.net"))
     assert scan.rl == {"RL_SCORER_FAIL": 0.001}
-    assert "HTTP 401" in scan.section("RL_SCORER_FAIL")
+    assert "HTTP 401: missing or wrong bearer token" in scan.section("RL_SCORER_FAIL")
+    assert fake.requests == []
 
 
 # ------------------------------------------------------------------------------------
@@ -443,6 +448,37 @@ def test_a_url_without_a_path_asks_the_check_path(fake: FakeHttp) -> None:
     scan = run_spamassassin(site_config(f"rdns_scorer_url {bare}\n"), message(MISSING_PTR_IP, "x"))
     assert scan.rl == {"RL_PTR_MISSING": 5}
     assert fake.requests[-1].request_line.startswith("POST /v1/check ")
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "next_asked"),
+    [
+        (400, "bad request: 'ip' is not an IP address", False),
+        (503, "overloaded, retry later", True),
+    ],
+    ids=["4xx", "5xx"],
+)
+def test_an_error_status_fails_over_only_when_another_instance_may_answer(
+    fake: FakeHttp, status: int, error: str, next_asked: bool
+) -> None:
+    # Regression: a 4xx was retried on the next URL. A 5xx (503: this instance is
+    # overloaded) still is; either way the reason carries the service's own words.
+    first = FakeHttp().start().reply_json({"error": error + "\x1b[31m" + "x" * 300}, status)
+    try:
+        fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
+        directory = site_config(f"rdns_scorer_url {first.url} {fake.url}\n")
+        scan = run_spamassassin(directory, message(MISSING_PTR_IP, "Mail-Server"))
+    finally:
+        first.stop()
+    assert len(first.requests) == 1
+    assert len(fake.requests) == (1 if next_asked else 0)
+    if next_asked:
+        assert scan.rl == {"RL_PTR_MISSING": 5}
+    else:
+        assert scan.rl == {"RL_SCORER_FAIL": 0.001}
+        reason = scan.section("RL_SCORER_FAIL")
+        assert f"HTTP {status}: {error}\\x1b" in reason, reason  # printable
+        assert "x" * 101 not in reason, reason  # capped
 
 
 def test_overlap_keeps_the_stock_rules_while_the_service_shadows(fake: FakeHttp) -> None:
