@@ -419,9 +419,35 @@ sub _client {
     $helo = "[$1]" if $helo =~ /^!(.*)!$/;
     $client{helo} = _text($helo);
   }
-  $client{hostname} = _text($rdns) if $has_rdns;
+  # The service shows hostname as the name the MTA verified. Sendmail writes a name
+  # whose forward lookup did not confirm the address as "(NAME [IP] (may be forged))",
+  # and SpamAssassin keeps it as the relay's rdns all the same: not sent as verified.
+  $client{hostname} = _text($rdns) if $has_rdns && !_may_be_forged($pms, $relay);
   $client{queue_id} = _text($relay->{id}) if defined $relay->{id} && $relay->{id} ne '';
   return \%client;
+}
+
+# True when the Received line that gave $relay says its rdns "may be forged" (Sendmail).
+# SpamAssassin's relays keep no raw text: the line is the one naming this rdns, in front
+# of "[address] (may be forged)", and this relay's "by" host.
+sub _may_be_forged {
+  my ($pms, $relay) = @_;
+  my $msg = $pms->{msg} or return 0;
+  my ($rdns, $by_host) = map { _as_parsed($_) } @$relay{qw(rdns by)};
+  my $forged = qr/\((?:[^\s()]*\@)?$rdns\.* \[[^\]]*\] \(may be forged\)\)/i;
+  my $by = qr/ by (?:$by_host)[\s;(]/i;
+  foreach my $line ($msg->get_header('Received')) {
+    (my $flat = "$line ") =~ s/\s+/ /g;
+    return 1 if $flat =~ $forged && $flat =~ $by;
+  }
+  return 0;
+}
+
+# A pattern for the header text SpamAssassin parsed $value (a run of non-space) from:
+# it wrote each NUL, '#', bracket, parenthesis, '<', '>' and '|' in it as '!'.
+sub _as_parsed {
+  my ($value) = @_;
+  return join('\S', map { quotemeta } split(/!/, $value, -1));
 }
 
 # Header text as characters: UTF-8 if it decodes, else bytes as Latin-1.

@@ -316,6 +316,28 @@ def test_postfix_unknown_in_place_of_a_missing_helo_is_left_out(
     assert "helo" not in fake.requests[0].json()
 
 
+@pytest.mark.parametrize("forged", [True, False], ids=["may-be-forged", "verified"])
+def test_sendmail_may_be_forged_is_no_verified_hostname(
+    fake_spamd: Spamd, fake: FakeHttp, forged: bool
+) -> None:
+    # Regression: Sendmail writes "(NAME [IP] (may be forged))" for a name whose forward
+    # lookup did not confirm the address; SpamAssassin keeps NAME as the relay's rdns and
+    # the plugin sent it as the hostname the MTA verified.
+    mark = " (may be forged)" if forged else ""
+    sendmail = (
+        f"Received: from {UNVERIFIED_NAME} ({UNVERIFIED_NAME} [{UNVERIFIED_IP}]{mark})\n"
+        "\tby mx.example.org (8.17.1/8.17.1) with ESMTP id 446A0x1Z012345\n"
+        "\tfor <user@example.org>; Mon, 6 May 2024 10:00:00 GMT\n"
+    )
+    raw = re.sub(rb"^Received: .*?\n(?=\S)", sendmail.encode(), message(UNVERIFIED_IP, "x"),
+                 count=1, flags=re.M | re.S)  # fmt: skip
+    fake_spamd.scan(raw)
+    body = fake.requests[0].json()
+    assert body["ip"] == UNVERIFIED_IP and body["helo"] == UNVERIFIED_NAME
+    assert body["queue_id"] == "446A0x1Z012345"  # the Sendmail line was the one parsed
+    assert body.get("hostname") == (None if forged else UNVERIFIED_NAME)
+
+
 def test_service_scores_are_per_message(fake_spamd: Spamd, fake: FakeHttp) -> None:
     # got_hit() copies a dynamic score into the shared config: it must not stick.
     raw = message(GENERIC_IP, GENERIC_NAME, GENERIC_NAME, GOOD_FROM)
