@@ -879,9 +879,12 @@ def test_install_command_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(argv) == 0
     first = capsys.readouterr().out
     assert first.count("installed") == 3 and "--lint" in first and "OK" in first
+    assert "restart spamd" in first
     assert main(argv) == 0
     second = capsys.readouterr().out
     assert second.count("unchanged") == 3
+    # Regression: "restart spamd" was printed even when every file was unchanged.
+    assert "restart spamd" not in second and "nothing changed: no restart needed" in second
     for name in (PLUGIN, CONFIG, OVERLAP):
         assert (target / name).read_bytes() == (source_dir() / name).read_bytes()
     # An admin's edit survives a reinstall; the shipped file goes beside it.
@@ -890,9 +893,11 @@ def test_install_command_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFix
     assert main([*argv, "--no-lint"]) == 0
     third = capsys.readouterr().out
     assert "kept" in third and (target / CONFIG).read_text() == edited
+    assert "nothing changed" in third  # spamd reads no .dist
     assert (target / (CONFIG + ".dist")).read_bytes() == (source_dir() / CONFIG).read_bytes()
     assert main([*argv, "--no-lint", "--force"]) == 0
     assert (target / CONFIG).read_bytes() == (source_dir() / CONFIG).read_bytes()
+    assert "restart spamd" in capsys.readouterr().out  # lint or not
 
 
 def test_a_reinstall_without_overlap_updates_the_installed_overlap_file(

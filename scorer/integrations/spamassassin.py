@@ -177,14 +177,20 @@ def _install_command(args: argparse.Namespace) -> int:
     if spamassassin is None:
         if not args.no_lint:
             print("spamassassin not found: skipped 'spamassassin --lint'")
-        return 0
-    result = lint(siteconfigpath, spamassassin)
-    if result.returncode != 0:
-        sys.stderr.write(result.stdout + result.stderr)
-        print(f"spamassassin --lint --siteconfigpath {siteconfigpath}: FAILED", file=sys.stderr)
-        return 1
-    print(f"spamassassin --lint --siteconfigpath {siteconfigpath}: OK")
-    print("restart spamd (or amavis) to load the plugin")
+    else:
+        result = lint(siteconfigpath, spamassassin)
+        if result.returncode != 0:
+            sys.stderr.write(result.stdout + result.stderr)
+            print(f"spamassassin --lint --siteconfigpath {siteconfigpath}: FAILED", file=sys.stderr)
+            return 1
+        print(f"spamassassin --lint --siteconfigpath {siteconfigpath}: OK")
+    # Ask for a restart only when spamd would read something new (a request made on
+    # every run is one admins learn to ignore). A kept file is as it was, and its .dist
+    # is never read.
+    if any(step.action in ("installed", "updated") for step in steps):
+        print("restart spamd (or amavis) to load the plugin")
+    else:
+        print("nothing changed: no restart needed")
     return 0
 
 
