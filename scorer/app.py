@@ -130,6 +130,13 @@ class Service:
                 self.metrics.record_reload(success=False)
                 log.error("config reload on %s failed, keeping the old config: %s", source, error)
                 raise
+            except Exception as error:
+                # A bug of ours reading some config: still a rejected reload (counted, the
+                # alert fires, the API answers 422), never a dead worker or a reload task
+                # whose exception nobody retrieves.
+                self.metrics.record_reload(success=False)
+                log.exception("config reload on %s failed, keeping the old config", source)
+                raise ConfigError(f"unexpected error reading the config: {error!r}") from error
             # Requests already running hold the old pipeline and finish with it.
             before = self.pipeline.config.server
             self.pipeline = self._build(config, previous=self.pipeline)

@@ -406,7 +406,11 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     """The TOML file at ``path``. utf-8-sig: Notepad and other editors start a UTF-8 file
     with a byte-order mark, which TOML does not allow ("Invalid statement" at line 1,
     column 1). Raises OSError, or ValueError for bad TOML or bytes that are not UTF-8."""
-    return tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
+    text = Path(path).read_text(encoding="utf-8-sig")
+    try:
+        return tomllib.loads(text)
+    except RecursionError:  # tomllib recurses per nesting level: [[[[...]]]] 2,000 deep
+        raise ValueError("arrays or tables nested too deeply") from None
 
 
 def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ) -> Config:
@@ -454,7 +458,7 @@ def _with_secret(config: Config, env_token: str | None) -> Config:
         where = f"[server] token_file ({config.server.token_file})"
         try:
             token = Path(config.server.token_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeError) as error:
+        except (OSError, ValueError) as error:  # ValueError: bad UTF-8, a NUL in the path
             raise ConfigError(f"[server] token_file: {error}") from None
         if not token:
             raise ConfigError(f"[server] token_file: {config.server.token_file} is empty")

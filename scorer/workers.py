@@ -257,6 +257,7 @@ class Supervisor:
         self._workers = workers
         self._children: dict[int, _Worker] = {}  # by pid
         self._stopping = False
+        self._stop_deadline = 0.0  # when workers still running get SIGKILL; 0: none
         self._quick_deaths = 0
         self._metrics_directory: Path | None = None
 
@@ -354,6 +355,12 @@ class Supervisor:
         except ConfigError:  # the workers log and count the failure
             self._reload_failed = True
             return
+        except Exception:
+            # A bug of ours reading some config: rejected too (the workers, reading it
+            # themselves, count it), never the end of the supervisor and every worker.
+            log.exception("config reload failed, keeping the old config")
+            self._reload_failed = True
+            return
         self._reload_failed = False
         before, self._config = self._config.server, config
         if config.server.logging_settings != before.logging_settings:
@@ -392,10 +399,26 @@ class Supervisor:
                 self._quick_deaths = 0
             if self._quick_deaths >= MAX_QUICK_DEATHS:
                 log.error("workers keep dying at start; giving up")
-                self._stopping = True
-                self._signal_all(signal.SIGTERM)
+                self._begin_stop()
                 return
-            self._spawn()
+
+    def _begin_stop(self) -> None:
+        """Ask every worker to stop; those still running after STOP_GRACE_SECONDS are
+        killed (one stuck worker must not keep the supervisor, and the port, for ever)."""
+        self._stopping = True
+        self._stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
+        self._signal_all(signal.SIGTERM)
+
+    def _top_up(self) -> None:
+        """Start workers in place of dead ones. A fork that fails (out of memory, out of
+        processes or file descriptors) is tried again on the next round, not the end of
+        the workers still serving."""
+        while not self._stopping and len(self._children) < self._workers:
+            try:
+                self._spawn()
+            except OSError as error:
+                log.error("cannot start a worker (%s); trying again", error)
+                return
 
     def run(self) -> int:
         ensure_port_free(self._host, self._port)
@@ -411,10 +434,13 @@ class Supervisor:
 
     def _supervise(self) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISED)
+        # A SIGHUP since start-up (deferred: scorer.hangup) asked for a config newer than
+        # the one loaded: the workers must start with that, not lose the reload.
+        if take_deferred_hangup():
+            self._reload()
         for _ in range(self._workers):
             self._spawn()
-        stop_deadline = 0.0
-        while self._children:
+        while self._children or not self._stopping:
             info = signal.sigtimedwait(SUPERVISED, 0.5)
             if info is not None:
                 signum = info.si_signo
@@ -425,14 +451,13 @@ class Supervisor:
                     self._reload()
                     self._signal_all(signal.SIGHUP, skip=info.si_pid)
                 elif signum in (signal.SIGTERM, signal.SIGINT) and not self._stopping:
-                    self._stopping = True
-                    stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
-                    self._signal_all(signal.SIGTERM)
+                    self._begin_stop()
             self._reap()
+            self._top_up()
             self._watch()
-            if self._stopping and stop_deadline and time.monotonic() > stop_deadline:
+            if self._stop_deadline and time.monotonic() > self._stop_deadline:
                 self._signal_all(signal.SIGKILL)
-                stop_deadline = 0.0
+                self._stop_deadline = 0.0
         return 1 if self._quick_deaths >= MAX_QUICK_DEATHS else 0
 
 

@@ -188,6 +188,22 @@ def test_an_invalid_token_in_token_file_names_the_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "message"),
+    [("[policy]\nlocal_names = " + "[" * 2000 + "]" * 2000, "nested too deeply"),
+     ('[server]\ntoken_file = "/etc/rdns\\u0000token"', "[server] token_file: embedded null")],
+)  # fmt: skip
+def test_a_config_the_reader_chokes_on_is_a_config_error(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    # Regression (review): RecursionError from tomllib and ValueError from a path with a
+    # NUL escaped as what they were, and ended the supervisor of --workers N on reload.
+    path = tmp_path / "c.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path, environ={})
+
+
+@pytest.mark.parametrize(
     ("environ", "flags", "message"),
     [
         ({"RDNS_SCORER_LISTEN": "bogus"}, {}, "RDNS_SCORER_LISTEN: expected HOST:PORT"),

@@ -15,6 +15,7 @@ import asyncio
 import fnmatch
 import itertools
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -30,7 +31,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from scorer.app import Service
-from scorer.config import config_from_mapping, load_config, parse_listen
+from scorer.config import Config, ConfigError, config_from_mapping, load_config, parse_listen
 from scorer.security import public_bind_refusal
 from tests import world
 from tests.support.fakedns import FaultyDns, dead_port
@@ -360,6 +361,24 @@ def test_reload_with_new_dns_settings_keeps_one_set_of_cache_series() -> None:
         "rdns_scorer_dns_cache_misses_total 3.0"
         in generate_latest(service.metrics.registry).decode()
     )
+
+
+def test_a_bug_while_reloading_is_a_rejected_reload(caplog: pytest.LogCaptureFixture) -> None:
+    # Regression (review): only ConfigError was caught; anything else escaped a SIGHUP's
+    # reload task ("Task exception was never retrieved"), uncounted, with
+    # last_reload_successful still 1, so no alert fired.
+    def broken() -> Config:
+        raise RuntimeError("a bug")
+
+    service = Service(config_from_mapping({}), loader=broken)
+    with (
+        caplog.at_level(logging.ERROR, logger="rdns_scorer"),
+        pytest.raises(ConfigError, match="unexpected error reading the config"),
+    ):
+        asyncio.run(service.reload("SIGHUP"))
+    text = generate_latest(service.metrics.registry).decode()
+    assert "rdns_scorer_config_last_reload_successful 0.0" in text
+    assert "config reload on SIGHUP failed" in caplog.text and "RuntimeError" in caplog.text
 
 
 # --- static checks ----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from scorer.memo import MAX_MEMO_CHARS
 from scorer.pipeline import Pipeline
 from scorer.protocol import RequestError, decode_body, parse_labels, parse_request
 from scorer.workermetrics import SNAPSHOT_SECONDS
+from scorer.workers import STOP_GRACE_SECONDS
 from tests import world
 from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns, dead_port
@@ -445,6 +446,87 @@ def test_a_stuck_worker_is_killed_and_replaced(unbound: Unbound, tmp_path: Path)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
+
+
+def test_a_config_the_reader_chokes_on_is_a_rejected_reload(
+    workers: tuple[subprocess.Popen[bytes], int, Path],
+) -> None:
+    # Regression (review): the supervisor caught ConfigError only. A config nested 2,000
+    # deep (tomllib's RecursionError) or a token_file path with a NUL (ValueError) ended
+    # it, and every healthy worker with it: no service until systemd restarted one.
+    process, port, config_path = workers
+    for bad in (
+        "[policy]\nlocal_names = " + "[" * 2000 + "]" * 2000 + "\n",
+        '[server]\ntoken_file = "/etc/rdns\\u0000token"\n',
+    ):
+        config_path.write_text(bad)
+        process.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert process.poll() is None, "the supervisor died"
+        assert len(children(process.pid)) == 2
+        assert all(_score(port) == 5.0 for _ in range(10))  # the old config serves on
+        texts = [_get(port, "GET", "/metrics")[1].decode() for _ in range(10)]
+        assert all(_metric(t, "rdns_scorer_config_last_reload_successful") == 0.0 for t in texts)
+
+
+def test_a_sighup_while_the_workers_start_is_not_lost(unbound: Unbound, tmp_path: Path) -> None:
+    # Regression (review): with --workers N a SIGHUP between loading the config and the
+    # supervisor's signal handling was remembered and then dropped: each worker cleared
+    # its inherited flag ("not ours") and served the config read before it. The window
+    # is ~2 ms in real life; here the process sends the signal itself, in that window.
+    config = tmp_path / "scorer.toml"
+    dns = f'[dns]\nnameservers = ["{unbound.nameserver}"]\n'
+    config.write_text(f"{dns}[weights]\nRL_PTR_MISSING = 5.0\n")
+    port = free_port()
+    script = f"""
+import os, signal, sys
+from scorer.hangup import defer_hangups
+defer_hangups()
+from scorer import workers
+from scorer.config import load_config
+path = {str(config)!r}
+config = load_config(path)
+with open(path, "w") as edited:
+    edited.write({dns!r} + "[weights]\\nRL_PTR_MISSING = 9.0\\n")
+os.kill(os.getpid(), signal.SIGHUP)
+sys.exit(workers.serve(config, lambda: load_config(path), "127.0.0.1", {port}, 2))
+"""
+    process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        eventually(lambda: len(children(process.pid)), lambda count: count == 2)
+        assert {_score(port) for _ in range(20)} == {9.0}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+def test_giving_up_on_workers_stops_a_stuck_one_too(unbound: Unbound, tmp_path: Path) -> None:
+    # Regression (review): after "workers keep dying at start; giving up" a worker whose
+    # event loop was stuck got SIGTERM and no SIGKILL after the grace period: the
+    # supervisor lived on, holding the port, and systemd never restarted it.
+    config = tmp_path / "scorer.toml"
+    config.write_text("[server]\nlog_requests = false\nwatchdog_seconds = 0\n")
+    log = tmp_path / "log"
+    process = _start_workers(config, free_port(), log, "--nameserver", unbound.nameserver)
+    try:
+        stuck = children(process.pid)[0]
+        os.kill(stuck, signal.SIGSTOP)
+        deadline = time.monotonic() + 20
+        while "giving up" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            for pid in children(process.pid):
+                if pid != stuck:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+        assert process.wait(timeout=STOP_GRACE_SECONDS + 5) == 1
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stuck, signal.SIGKILL)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def test_the_parent_logs_in_the_format_a_reload_sets(tmp_path: Path) -> None:
