@@ -501,6 +501,30 @@ sys.exit(workers.serve(config, lambda: load_config(path), "127.0.0.1", {port}, 2
         process.wait(timeout=20)
 
 
+def test_a_worker_that_cannot_be_forked_is_started_later(
+    workers: tuple[subprocess.Popen[bytes], int, Path],
+) -> None:
+    # Regression (review): an OSError from os.pipe/os.fork (out of file descriptors,
+    # processes or memory) while replacing a dead worker ended the supervisor, and the
+    # healthy worker with it. Now it says so and tries again while the other serves.
+    process, port, config = workers
+    limit = ["prlimit", f"--pid={process.pid}"]
+    subprocess.run([*limit, "--nofile=3:1024"], check=True)  # no room for a heartbeat pipe
+    _victim, survivor = children(process.pid)
+    os.kill(_victim, signal.SIGKILL)
+    eventually(lambda: children(process.pid), lambda alive: alive == [survivor])
+    time.sleep(1.0)
+    assert process.poll() is None and children(process.pid) == [survivor]
+    assert _score(port) == 5.0
+    assert (
+        "cannot start a worker ([Errno 24] Too many open files)"
+        in (config.parent / "log").read_text()
+    )
+    subprocess.run([*limit, "--nofile=1024:1024"], check=True)
+    alive = eventually(lambda: children(process.pid), lambda found: len(found) == 2)
+    assert survivor in alive and len(alive) == 2
+
+
 def test_giving_up_on_workers_stops_a_stuck_one_too(unbound: Unbound, tmp_path: Path) -> None:
     # Regression (review): after "workers keep dying at start; giving up" a worker whose
     # event loop was stuck got SIGTERM and no SIGKILL after the grace period: the
