@@ -938,3 +938,59 @@ async def test_an_observer_that_fails_leaves_no_lookup_waiting(
     )
     assert isinstance(outcome, Answer)
     assert "DNS query observer failed" in caplog.text
+
+
+def test_a_huge_authority_or_additional_section_is_not_read() -> None:
+    # Regression (review): their records were read without a bound: ~5,300 additional
+    # records owned by pointers to a 255-octet name took 0.15 s a datagram, the loop
+    # held, checks past their deadline and /healthz stalled for seconds.
+    import struct
+
+    qname = "1.113.0.203.in-addr.arpa"
+    question = wire.question(wire.encode_name(qname), 12)
+    answer = b"\xc0\x0c" + struct.pack("!HHIH", 12, 1, 60, 18) + b"\x04mail\x07example\x03com\x00"
+    base = 12 + len(question) + len(answer)
+    first = b"\x01a" * 127 + b"\x00" + struct.pack("!HHIH", 99, 1, 60, 0)
+    pointer = struct.pack("!H", 0xC000 | base) + struct.pack("!HHIH", 99, 1, 60, 0)
+
+    def message(extra: int) -> bytes:
+        header = struct.pack("!6H", 0x1234, 0x8180, 1, 1, 0, 1 + extra)
+        return header + question + answer + first + pointer * extra
+
+    assert wire.classify(message(100), 0x1234, question, 12, 300) == Answer(
+        ("mail.example.com",), 60
+    )
+    huge = (65507 - base - len(first)) // len(pointer)
+    outcome = wire.classify(message(huge), 0x1234, question, 12, 300)
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED
+    assert "5431 authority and additional records" in outcome.detail
+
+
+# NOERROR, no answer, an SOA, and an additional A record of 3 octets.
+BROKEN_TAIL = (
+    "4242818000010000000100010137013201300331393207696e2d61646472046172706100000c0001"
+    "017800000600010000003c001f026e730178000168017800000000010000000200000003000000"
+    "040000003c026e73017800000100010000003c0003c00002"
+)
+
+
+def test_a_broken_record_after_the_answer_makes_no_negative() -> None:
+    # Regression (review): records after the answer section were read for their owner
+    # only, so a broken one beside a good SOA still gave NODATA (RL_PTR_MISSING and the
+    # rest, 8.5 on one message), though a packet that does not read is a failure.
+    data = bytes.fromhex(BROKEN_TAIL)
+    question = data[12 : data.index(b"\x00\x00\x0c\x00\x01", 12) + 5]
+    outcome = wire.classify(data, 0x4242, question, 12, 300)
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED
+    assert "A record of 3 bytes" in outcome.detail
+
+
+def test_bytes_after_a_lone_answer_make_it_no_answer() -> None:
+    # Regression (review): with no authority or additional records, what followed the
+    # answer section was never looked at: the header and the body disagree.
+    data, query_id = _response("a.example.", "A", [("a.example.", "A", "192.0.2.1")])
+    data = data[:11] + b"\x00" + data[12:]  # ARCOUNT 0: the OPT record is now stray bytes
+    outcome = _classify(data, query_id, "a.example.", "A")
+    assert (
+        isinstance(outcome, wire.TryNext) and outcome.failure.detail == "data after the last record"
+    )
