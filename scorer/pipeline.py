@@ -14,7 +14,7 @@ from collections.abc import Callable
 from scorer.checks.helo import check_helo
 from scorer.checks.hit import Hit
 from scorer.checks.mailfrom import check_mail_from
-from scorer.checks.ptr import check_ptr
+from scorer.checks.ptr import check_ptr, ptr_counted
 from scorer.config import Config
 from scorer.dns.cache import TtlCache
 from scorer.dns.layer import DnsLayer, Outcome
@@ -83,9 +83,12 @@ class Pipeline:
         allowed_helo = allowed_ptr or self._allowlist.match_helo(request.helo, confirmed)
         hits = [] if allowed_ptr else check_ptr(facts.ptr)
         if facts.helo is not None and not allowed_helo:
-            ptr_judged = facts.ptr.names_judged()
             hits += check_helo(
-                facts.helo, request.ip, self._local_names, self._local_ips, ptr_judged
+                facts.helo,
+                request.ip,
+                self._local_names,
+                self._local_ips,
+                ptr_counted(facts.ptr, hits),
             )
         if facts.mail_from is not None:
             hits += check_mail_from(facts.mail_from)

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scorer.checks.helo import HeloFacts, HeloKind, check_helo, parse_helo
+from scorer.checks.ptr import PtrCounted, PtrFacts, check_ptr, ptr_counted
 from scorer.config import Config
 from scorer.dns.outcomes import Answer, NotFound, NotFoundKind
 from scorer.names import address_in, ipv4_literal
@@ -252,10 +253,59 @@ async def test_a_helo_with_the_ptr_name_is_judged_once(pipeline: Pipeline) -> No
     client = ipaddress.ip_address("81.2.69.77")
     gone = NotFound(NotFoundKind.NXDOMAIN, 300)
     facts = HeloFacts(parse_helo("mail.gone-sender.net"), a=gone, aaaa=gone)
-    judged = frozenset({"mail.gone-sender.net"})
-    assert check_helo(facts, client, frozenset(), frozenset(), judged) == []
+    counted = PtrCounted(unverified=["mail.gone-sender.net"])
+    assert check_helo(facts, client, frozenset(), frozenset(), counted) == []
     (hit,) = check_helo(facts, client, frozenset(), frozenset())
     assert hit.symbol == "RL_HELO_NO_ADDRESS"
+
+
+GENERIC_CLIENT = ipaddress.IPv4Address("81.2.69.20")
+GENERIC_PTR = "81-2-69-20.dyn.some-isp.net"
+
+
+@pytest.mark.parametrize(
+    ("ptr_names", "forward", "unchecked", "helo_symbols"),
+    [
+        # One more PTR name than max_ptr_names: RL_PTR_TEMPFAIL, nothing counted.
+        ([GENERIC_PTR], {GENERIC_PTR: "gone"}, 1, {"RL_HELO_NO_ADDRESS", "RL_HELO_GENERIC"}),
+        # Neither name confirms (RL_PTR_UNVERIFIED counted whether they resolve), and
+        # not every one is generic (no RL_PTR_GENERIC): the generic HELO is judged.
+        (["mail.example.org", GENERIC_PTR], {"mail.example.org": "elsewhere",
+         GENERIC_PTR: "gone"}, 0, {"RL_HELO_GENERIC"}),
+        # Both confirm, one is not generic: no RL_PTR_GENERIC, the HELO is judged.
+        (["mail.example.org", GENERIC_PTR], {"mail.example.org": "client",
+         GENERIC_PTR: "client"}, 0, {"RL_HELO_GENERIC"}),
+        # The one confirmed name is generic: RL_PTR_GENERIC counted it.
+        ([GENERIC_PTR], {GENERIC_PTR: "client"}, 0, set()),
+    ],
+)  # fmt: skip
+def test_a_ptr_name_as_helo_is_spared_only_what_a_ptr_symbol_scored(
+    ptr_names: list[str], forward: dict[str, str], unchecked: int, helo_symbols: set[str]
+) -> None:
+    # Regression (review): a HELO among the PTR names was spared every check whatever
+    # the PTR family concluded, so 11 PTR names (one past max_ptr_names: only
+    # RL_PTR_TEMPFAIL) and a greeting with one of them scored nothing in either family.
+    gone = NotFound(NotFoundKind.NXDOMAIN, 300)
+    outcomes = {
+        "gone": gone,
+        "client": Answer((GENERIC_CLIENT,), 300),
+        "elsewhere": Answer((ipaddress.IPv4Address("81.2.69.99"),), 300),
+    }
+    ptr = PtrFacts(
+        GENERIC_CLIENT,
+        Answer(tuple(ptr_names), 300),
+        {name: outcomes[kind] for name, kind in forward.items()},
+        unchecked,
+    )
+    ptr_hits = check_ptr(ptr)
+    helo = HeloFacts(
+        parse_helo(GENERIC_PTR),
+        a=outcomes[forward[GENERIC_PTR]],
+        aaaa=gone if forward[GENERIC_PTR] == "gone" else NotFound(NotFoundKind.NODATA, 300),
+    )
+    counted = ptr_counted(ptr, ptr_hits)
+    hits = check_helo(helo, GENERIC_CLIENT, frozenset(), frozenset(), counted)
+    assert {hit.symbol for hit in hits} == helo_symbols, [h.symbol for h in ptr_hits]
 
 
 async def test_long_values_keep_options_within_the_cap(pipeline: Pipeline) -> None:

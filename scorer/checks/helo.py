@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Collection
 from dataclasses import dataclass
 
 from scorer.checks.generic import generic_hit
 from scorer.checks.hit import Hit
+from scorer.checks.ptr import NOTHING_COUNTED, PtrCounted
 from scorer.dns.outcomes import Answer, Lookup, NotFound, TempFail, describe, failed_lookups
 from scorer.memo import memoise_short_text
 from scorer.names import (
@@ -195,15 +195,14 @@ def check_helo(
     ip: IPAddress,
     local_names: frozenset[str],
     local_ips: frozenset[IPAddress],
-    ptr_judged: Collection[str] = (),
+    counted_by_ptr: PtrCounted = NOTHING_COUNTED,
 ) -> list[Hit]:
     """All HELO hits for one greeting; a forgery of our identity outranks the rest.
 
-    ``ptr_judged``: the PTR names the PTR family has judged (``PtrFacts.names_judged``).
-    A greeting with one of them (what RFC 5321 section 4.1.1.1 asks for, and what an
-    MTA does by default) is not judged again: whether the name resolves, confirms or
-    is generic was counted once, by RL_PTR_UNVERIFIED or RL_PTR_GENERIC, and the
-    sender who names itself consistently would otherwise pay twice for one fact.
+    A greeting with a PTR name (what RFC 5321 section 4.1.1.1 asks for, and what an
+    MTA does by default) is not judged again for what the PTR family scored about that
+    name (``counted_by_ptr``): the sender who names itself consistently would otherwise
+    pay twice for one fact.
     """
     # A client at one of our own addresses is us (a web app, a peer relaying over the
     # public address): greeting with our name is then the truth, not a forgery.
@@ -213,14 +212,13 @@ def check_helo(
     syntax = _syntax_hit(facts.helo, ip)
     if syntax is not None:
         return [syntax]
-    if facts.helo.ascii in ptr_judged:
-        return []
-    hits = [_resolution_hit(facts, ip)]
-    if facts.helo.kind is HeloKind.NAME:
+    name = facts.helo.ascii
+    hits = [None if name in counted_by_ptr.unverified else _resolution_hit(facts, ip)]
+    if facts.helo.kind is HeloKind.NAME and name not in counted_by_ptr.generic:
         # A failed lookup of the client's family might have confirmed the name: judged
         # as if it had, so a big sender keeps its exemption (as a PTR name does) and a
         # DNS failure does not turn into a generic penalty.
         same_family = facts.a if ip.version == 4 else facts.aaaa
         confirmed = ip in _addresses(facts) or isinstance(same_family, TempFail)
-        hits.append(generic_hit("RL_HELO_GENERIC", ip, facts.helo.ascii, confirmed, "helo"))
+        hits.append(generic_hit("RL_HELO_GENERIC", ip, name, confirmed, "helo"))
     return [h for h in hits if h is not None]

@@ -9,6 +9,7 @@ record equal to that IP. A DNS failure anywhere in the chain is reported as
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from scorer.checks.generic import generic_hit
@@ -127,3 +128,30 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
     # Unknown is not unverified: a failed or unchecked name might have confirmed.
     symbol = "RL_PTR_TEMPFAIL" if failed or facts.unchecked_names else "RL_PTR_UNVERIFIED"
     return [h for h in (Hit(symbol, (f"PTR {ip} not confirmed", *evidence)), generic) if h]
+
+
+@dataclass(frozen=True, slots=True)
+class PtrCounted:
+    """The PTR names whose facts a PTR symbol already scored: ``unverified``, those of
+    RL_PTR_UNVERIFIED (none resolves back to the client: whether each resolves at all
+    is in its evidence), ``generic``, those of RL_PTR_GENERIC. Empty when the symbol
+    did not fire: a TEMPFAIL, unchecked names or a verdict on other names counted
+    nothing, and the HELO is judged in full."""
+
+    unverified: Collection[str] = ()
+    generic: Collection[str] = ()
+
+
+NOTHING_COUNTED = PtrCounted()
+
+
+def ptr_counted(facts: PtrFacts, hits: list[Hit]) -> PtrCounted:
+    """What ``hits`` (check_ptr's for ``facts``) scored about which PTR names."""
+    fired = {hit.symbol for hit in hits}
+    if not fired & {"RL_PTR_UNVERIFIED", "RL_PTR_GENERIC"}:
+        return NOTHING_COUNTED
+    judged = facts.names_judged()
+    return PtrCounted(
+        unverified=judged if "RL_PTR_UNVERIFIED" in fired else (),
+        generic=judged if "RL_PTR_GENERIC" in fired else (),
+    )
