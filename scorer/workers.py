@@ -48,6 +48,7 @@ SUPERVISED = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, sign
 QUICK_DEATH_SECONDS = 2.0
 MAX_QUICK_DEATHS = 5
 STOP_GRACE_SECONDS = 10.0
+FORK_FAILURE_LOG_SECONDS = 60.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 HEARTBEAT_SECONDS = 1.0  # how often a worker tells the parent's watchdog it runs
 
@@ -258,6 +259,7 @@ class Supervisor:
         self._children: dict[int, _Worker] = {}  # by pid
         self._stopping = False
         self._stop_deadline = 0.0  # when workers still running get SIGKILL; 0: none
+        self._fork_quiet_until = 0.0  # a failed fork is logged again from then on
         self._quick_deaths = 0
         self._metrics_directory: Path | None = None
 
@@ -265,7 +267,12 @@ class Supervisor:
         parent = os.getpid()
         name = snapshot_name()
         beat_read, beat_write = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(beat_read)  # tried again every round: a leak would exhaust the fds
+            os.close(beat_write)
+            raise
         if pid == 0:  # the worker
             code = 1
             try:
@@ -417,8 +424,12 @@ class Supervisor:
             try:
                 self._spawn()
             except OSError as error:
-                log.error("cannot start a worker (%s); trying again", error)
+                now = time.monotonic()
+                if now >= self._fork_quiet_until:  # tried every round, said once a minute
+                    log.error("cannot start a worker (%s); trying again", error)
+                    self._fork_quiet_until = now + FORK_FAILURE_LOG_SECONDS
                 return
+        self._fork_quiet_until = 0.0
 
     def run(self) -> int:
         ensure_port_free(self._host, self._port)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import http.client
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -523,6 +525,31 @@ def test_a_worker_that_cannot_be_forked_is_started_later(
     subprocess.run([*limit, "--nofile=1024:1024"], check=True)
     alive = eventually(lambda: children(process.pid), lambda found: len(found) == 2)
     assert survivor in alive and len(alive) == 2
+
+
+def test_a_fork_that_fails_leaks_nothing_and_is_logged_once_a_minute(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression (review): the heartbeat pipe of a fork that failed stayed open, and
+    # the supervisor tries again every round (0.5 s): after minutes of EAGAIN it ran out
+    # of file descriptors for good, logging an error every round meanwhile.
+    from scorer.workers import Supervisor
+
+    def no_fork() -> int:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    supervisor = Supervisor(
+        config_from_mapping({}), lambda: config_from_mapping({}), "127.0.0.1", 1, 2
+    )
+    before = len(os.listdir("/proc/self/fd"))
+    with caplog.at_level(logging.ERROR, logger="rdns_scorer"):
+        for _ in range(50):
+            supervisor._top_up()
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert [r.getMessage() for r in caplog.records] == [
+        "cannot start a worker ([Errno 11] Resource temporarily unavailable); trying again"
+    ]
 
 
 def test_giving_up_on_workers_stops_a_stuck_one_too(unbound: Unbound, tmp_path: Path) -> None:
