@@ -170,8 +170,10 @@ def test_managed_block_without_end_marker_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "hand", ['rdns_scorer {\n  servers = "10.9.9.9:11340";\n}\n', '"rdns_scorer" = {\n}\n']
-)
+    "hand",
+    ['rdns_scorer {\n  servers = "10.9.9.9:11340";\n}\n', '"rdns_scorer" = {\n}\n',
+     'rdns_scorer: {\n}\n', '"rdns_scorer": {\n}\n'],
+)  # fmt: skip
 def test_a_section_written_by_hand_is_not_doubled(tmp_path: Path, hand: str) -> None:
     # Regression (review): a section written by hand (docs/rspamd.md, "By hand") got
     # our block beside it, configtest OK, and rspamd merged the two: its check_local,

@@ -174,8 +174,9 @@ def _read_kept(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="surrogateescape")
 
 
-# An rdns_scorer section as UCL spells one: `rdns_scorer {`, `"rdns_scorer" = {`.
-_OUR_SECTION = re.compile(r'^[ \t]*"?rdns_scorer"?[ \t]*(?:=[ \t]*)?\{', re.MULTILINE)
+# An rdns_scorer section as UCL spells one: `rdns_scorer {`, `"rdns_scorer" = {`,
+# `rdns_scorer: {` (JSON's separator).
+_OUR_SECTION = re.compile(r'^[ \t]*"?rdns_scorer"?[ \t]*(?:[=:][ \t]*)?\{', re.MULTILINE)
 
 
 def _refuse_a_second_section(outside: str) -> None:
