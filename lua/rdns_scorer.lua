@@ -52,7 +52,6 @@ end
 
 local rspamd_http = require "rspamd_http"
 local rspamd_logger = require "rspamd_logger"
-local rspamd_mempool = require "rspamd_mempool"
 local rspamd_upstream_list = require "rspamd_upstream_list"
 local rspamd_util = require "rspamd_util"
 local lua_util = require "lua_util"
@@ -145,8 +144,14 @@ end
 local upstreams
 local n_upstreams = 1
 local RESOLVE_RETRY = 10.0
-local resolved_entries = {} -- entries of `servers` as written that resolved
-local late_entries = {} -- {host, port, rest, text} of those that did not, yet
+-- "still do not resolve" is logged at most this often (each scanning worker asks
+-- every RESOLVE_RETRY s, with or without mail: a warning each time would flood).
+local STILL_MISSING_LOG = 300.0
+local still_logged_until = 0 -- rspamd_util.get_ticks() before which it is not said again
+-- When some entries did not resolve at load: the addresses of those that did, as
+-- "address:port" + ":priority", and the others ({host, port, rest, text}).
+local resolved_addresses = {}
+local late_entries = {}
 local skip_conf -- {check_local, check_authed} for lua_util.is_skip_local_or_authed
 
 -- What the service is told about the SMTP session. Only strings: rspamd 3.4's
@@ -295,29 +300,45 @@ local function upstream_list(texts)
   return nil
 end
 
--- At load: the upstream list of the entries that resolve, and the others in
--- late_entries (logged). The whole list first, as rspamd reads it; entry by entry
--- only when some are missing from it.
-local function build_upstreams()
-  local entries = server_entries()
-  local list = upstream_list({ servers_text() })
-  if list and #list:all_upstreams() >= #entries then
-    for _, entry in ipairs(entries) do
-      table.insert(resolved_entries, entry[4])
+-- The addresses of a one-entry upstream list, "address:port" + `rest`: each
+-- get_addr() gives the upstream's next address (a name may have an IPv4 and an IPv6).
+local function addresses_of(list, rest)
+  local found, seen = {}, {}
+  for _, upstream in ipairs(list:all_upstreams()) do
+    for _ = 1, 16 do
+      local text = upstream:get_addr():to_string(true) .. rest
+      if not seen[text] then
+        seen[text] = true
+        table.insert(found, text)
+      end
     end
-    return list
   end
+  return found
+end
+
+-- At load: the upstream list, and the entries that do not resolve in late_entries
+-- (logged). With every entry resolved, the list as rspamd reads `servers`, names and
+-- all. Otherwise a list of the addresses found, numbers only: rebuilding it when a
+-- late name resolves then looks no name up again (a blocking lookup on the worker's
+-- loop, which could also fail and drop a server that works).
+local function build_upstreams()
   local missing = {}
-  for _, entry in ipairs(entries) do
-    if upstream_list({ entry[4] }) then
-      table.insert(resolved_entries, entry[4])
+  for _, entry in ipairs(server_entries()) do
+    local list = upstream_list({ entry[4] })
+    if list then
+      for _, text in ipairs(addresses_of(list, entry[3])) do
+        table.insert(resolved_addresses, text)
+      end
     else
       table.insert(late_entries, entry)
       table.insert(missing, entry[4])
     end
   end
-  list = upstream_list(resolved_entries)
-  local meanwhile = list and ('scans use ' .. table.concat(resolved_entries, ', ')) or
+  if #missing == 0 then
+    return upstream_list({ servers_text() })
+  end
+  local list = upstream_list(resolved_addresses)
+  local meanwhile = list and ('scans use ' .. table.concat(resolved_addresses, ', ')) or
       'scans fail open (RL_SCORER_FAIL)'
   rspamd_logger.errx(rspamd_config, '%s: cannot parse or resolve servers %s; %s until ' ..
       'rspamd resolves them (asked again every %s s)', N, table.concat(missing, ', '),
@@ -327,58 +348,57 @@ end
 
 -- One round of asking rspamd's resolver for late_entries, in a scanning worker (a
 -- periodic of its event loop, no task). When any resolve, the upstream list is built
--- again from the resolved entries and the addresses found. `round` holds the memory
--- pool of the lookups in flight: a round starts only when the last one settled, and
--- frees that one's pool then (its callbacks have all returned).
-local round = {}
+-- again from the addresses known. A round starts only when the last one settled.
+local waiting = 0
 local function resolve_late(cfg)
-  if round.waiting and round.waiting > 0 then
+  if waiting > 0 then
     return
   end
-  if round.pool then
-    round.pool:delete()
-  end
-  local pool = rspamd_mempool.create()
-  local found, settled = {}, {}
-  round = { pool = pool, waiting = 1 } -- 1: the loop below, settled after it
+  local found, settled = {}, {} -- settled: entry -> its addresses
+  waiting = 1 -- the loop below, settled after it
   local function settle()
-    round.waiting = round.waiting - 1
-    if round.waiting > 0 then
+    waiting = waiting - 1
+    if waiting > 0 then
       return
     end
     local left, still = {}, {}
     for _, entry in ipairs(late_entries) do
       if settled[entry] then
-        table.insert(resolved_entries, settled[entry])
+        for _, text in ipairs(settled[entry]) do
+          table.insert(resolved_addresses, text)
+        end
       else
         table.insert(left, entry)
         table.insert(still, entry[4])
       end
     end
-    local list = #left < #late_entries and upstream_list(resolved_entries)
+    local list = #left < #late_entries and upstream_list(resolved_addresses)
     if list then
       upstreams, n_upstreams = list, #list:all_upstreams()
       rspamd_logger.infox(cfg, '%s: servers now resolve: %s', N, table.concat(found, ', '))
     end
     late_entries = left
-    if #still > 0 then
-      rspamd_logger.warnx(cfg, '%s: servers %s still do not resolve; next try in %s s', N,
-          table.concat(still, ', '), RESOLVE_RETRY)
+    local now = rspamd_util.get_ticks()
+    if #still > 0 and now >= still_logged_until then
+      still_logged_until = now + STILL_MISSING_LOG
+      rspamd_logger.warnx(cfg, '%s: servers %s still do not resolve; asked every %s s ' ..
+          '(said again in %s s if they still do not)', N, table.concat(still, ', '),
+          RESOLVE_RETRY, STILL_MISSING_LOG)
     end
   end
   for _, entry in ipairs(late_entries) do
     local host, port, rest = entry[1], entry[2], entry[3]
     for _, rtype in ipairs({ 'a', 'aaaa' }) do
-      round.waiting = round.waiting + 1
+      waiting = waiting + 1
       local pattern = (rtype == 'a' and '%s:%d' or '[%s]:%d') .. rest
       local sent = cfg:get_resolver():resolve(rtype, {
         name = host,
-        pool = pool,
         callback = function(_, _, results)
           for _, address in ipairs(results or {}) do
             local text = string.format(pattern, address:to_string(), port)
             table.insert(found, text)
-            settled[entry] = settled[entry] and (settled[entry] .. ',' .. text) or text
+            settled[entry] = settled[entry] or {}
+            table.insert(settled[entry], text)
           end
           settle()
         end,
@@ -596,7 +616,9 @@ local function shortest_task_timeout()
     end
   end
   consider((rspamd_config:get_all_opt('options') or {}).task_timeout)
-  for _, section in pairs(rspamd_config:get_all_opt('worker') or {}) do
+  local workers = rspamd_config:get_all_opt('worker') or {}
+  consider(workers.task_timeout) -- the old form: worker { type = "normal"; ... }
+  for _, section in pairs(workers) do
     -- A worker type defined twice is a list of sections.
     for _, worker in ipairs(type(section) == 'table' and section[1] and section or { section }) do
       if type(worker) == 'table' then
@@ -645,7 +667,7 @@ if #late_entries > 0 then
         end
         resolve_late(cfg)
         return RESOLVE_RETRY
-      end, true)
+      end, false) -- no jitter: rspamd's would make it 10-20 s
     end
   end)
 end

@@ -748,14 +748,19 @@ def test_a_server_that_resolves_late_joins_those_that_did_resolve(
     # its config was dropped for good, silently ("enabled; 1 server(s)"), when another
     # did: only a list with none resolved was ever asked again. The first entry is an
     # address where nothing listens; the second resolves only through rspamd's resolver.
+    # (review) The list is then rebuilt from numbers only: a name that did resolve (in
+    # /etc/hosts here, with two addresses) is not looked up again, a blocking lookup
+    # on the worker's loop that could fail and drop it.
     port = scorer.address.rsplit(":", 1)[1]
-    conf = f'servers = ["127.0.0.1:{free_port()}", "{IMPLICIT_PRIVATE_DOMAIN}:{port}"];\n'
+    down = free_port()
+    conf = f'servers = ["scorer-down:{down}", "{IMPLICIT_PRIVATE_DOMAIN}:{port}"];\n'
     conf += f'token = "{TOKEN}";'
-    hosts = "127.0.0.1 localhost\n"
+    hosts = "127.0.0.1 localhost\n127.0.0.1 scorer-down\n::1 scorer-down\n"
     with _running(Rspamd(unbound.nameserver, conf, hs_cache, hosts=hosts)) as rspamd:
         log = eventually(rspamd.log, lambda text: "now resolve" in text)
         assert f"cannot parse or resolve servers {IMPLICIT_PRIVATE_DOMAIN}:{port}" in log
-        assert "scans use 127.0.0.1:" in log
+        used = next(line for line in log.splitlines() if "scans use " in line)
+        assert f"127.0.0.1:{down}" in used and f"[::1]:{down}" in used, used
         assert f"servers now resolve: 127.0.0.1:{port}" in log
         _assert_all_checked([rspamd.scan(MISSING_PTR_IP) for _ in range(6)])
         assert not rspamd.lua_errors()
@@ -804,3 +809,17 @@ def test_an_oversized_reply_fails_open_unread(rspamd_fake: Rspamd, fake_json: Fa
     assert "too large" in result.options("RL_SCORER_FAIL")[0]  # rspamd's words
     fake_json.set("json", reply={"symbols": [symbol] * 40, "score": 5.0, "elapsed_ms": 1})
     assert "RL_PTR_MISSING" in rspamd_fake.scan(MISSING_PTR_IP).ours()
+
+
+def test_a_name_that_never_resolves_is_not_a_warning_every_round(
+    unbound: Unbound, hs_cache: Path
+) -> None:
+    # Regression (review): every round (10-20 s: rspamd's jitter) of every scanning
+    # worker logged a warning for a name that never resolves, mail or not. Now once,
+    # then at most every 5 minutes, while the rounds go on every 10 s.
+    conf = f'servers = "{"x" * 70}.example:11340";'  # no resolver takes it: settled at once
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+        time.sleep(11)  # two rounds
+        lines = [line for line in rspamd.log().splitlines() if "still do not resolve" in line]
+        assert len(lines) == 1, lines
+        assert "asked every 10 s (said again in 300 s if they still do not)" in lines[0]
