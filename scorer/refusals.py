@@ -8,6 +8,7 @@ bad requests costs a line a minute, and each line names the latest reason.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -24,26 +25,44 @@ _ADVICE = {
 
 
 class RefusalLog:
+    """Per status: a line at once; refusals within the next REFUSAL_LOG_SECONDS are
+    counted and logged when that time is up (a burst, then silence, is still told in
+    full), with the latest reason."""
+
     def __init__(self) -> None:
-        self._counts: dict[int, int] = {}  # refusals since the last line, by status
+        self._counts: dict[int, int] = {}  # refusals not logged yet, by status
+        self._latest: dict[int, tuple[str, str]] = {}  # their latest message and field
         self._quiet_until: dict[int, float] = {}
+        self._flushing: set[int] = set()  # statuses with a line scheduled
 
     def note(self, status: int, message: str, field: str) -> None:
         """A request answered ``status``; ``message`` and ``field`` are the reply's (already
-        escaped: scorer.text.option), never the request's raw bytes."""
-        count = self._counts.get(status, 0) + 1
-        now = time.monotonic()
-        if now < self._quiet_until.get(status, 0.0):
-            self._counts[status] = count
-            return
+        escaped: scorer.text.option), never the request's raw bytes. Called on the event
+        loop (a handler), which logs what the quiet time held back."""
+        self._counts[status] = self._counts.get(status, 0) + 1
+        self._latest[status] = (message, field)
+        wait = self._quiet_until.get(status, 0.0) - time.monotonic()
+        if wait <= 0:
+            self._log(status)
+        elif status not in self._flushing:
+            self._flushing.add(status)
+            asyncio.get_running_loop().call_later(wait, self._flush, status)
+
+    def _flush(self, status: int) -> None:
+        self._flushing.discard(status)
+        if self._counts.get(status):
+            self._log(status)
+
+    def _log(self, status: int) -> None:
+        message, field = self._latest[status]
         advice = _ADVICE.get(status)
         log.warning(
             "%d request(s) refused with %d since the last such line: %s (field %s)%s",
-            count,
+            self._counts[status],
             status,
             message,
             field,
             f"; {advice}" if advice else "",
         )
         self._counts[status] = 0
-        self._quiet_until[status] = now + REFUSAL_LOG_SECONDS
+        self._quiet_until[status] = time.monotonic() + REFUSAL_LOG_SECONDS

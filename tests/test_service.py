@@ -518,6 +518,26 @@ async def test_refused_checks_are_logged_with_their_reason(
     assert all(line.isprintable() for line in lines)
 
 
+async def test_refusals_held_back_are_logged_when_the_quiet_time_is_up(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression (review): the refusals of the quiet minute were told only with the next
+    # refusal, so a burst followed by silence was never logged in full.
+    from scorer import refusals
+
+    monkeypatch.setattr(refusals, "REFUSAL_LOG_SECONDS", 0.1)
+    log = refusals.RefusalLog()
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        for reason in ("first", "second", "third"):
+            log.note(400, reason, "ip")
+        await asyncio.sleep(0.3)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "1 request(s) refused with 400 since the last such line: first (field ip)",
+        "2 request(s) refused with 400 since the last such line: third (field ip)",
+    ]
+
+
 async def test_readme_example_reply_is_what_the_service_answers(unbound: Unbound) -> None:
     # The README showed a reply the request could never get (one symbol of three).
     readme = (Path(__file__).parents[1] / "README.md").read_text()
