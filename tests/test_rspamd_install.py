@@ -286,13 +286,30 @@ def test_a_refused_install_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "plugins.d").exists()
 
 
-def test_install_warns_about_a_world_readable_token(tmp_path: Path) -> None:
+def test_install_hides_a_token_from_other_users_but_not_from_rspamd(tmp_path: Path) -> None:
+    # Regression (review): it advised "chmod o-r", which left a root:root file that the
+    # _rspamd user cannot read: rspamd then refuses its whole config and scans nothing.
+    account = integration.rspamd_account()
+    assert account is not None, "the tests install Debian's rspamd"
     local = tmp_path / "rspamd.conf.local"
     local.write_text("# mine\n")
     local.chmod(0o644)
+    os.chown(local, 0, 0)
     section = integration.module_section(config_from_mapping({"server": {"token": "t"}}))
     report = integration.install(tmp_path, section, rspamadm=None)
-    assert any(line.startswith("warning:") and "chmod o-r" in line for line in report.lines)
+    assert report.ok
+    assert local.stat().st_mode & 0o777 == 0o640 and local.stat().st_gid == account.gid
+    assert any(f"now readable by group {account.group}" in line for line in report.lines)
+    assert not any(line.startswith("warning:") for line in report.lines), report.lines
+
+
+def test_a_skipped_configtest_names_the_command_for_that_confdir(tmp_path: Path) -> None:
+    # Regression (review): "run `rspamadm configtest`" tested /etc/rspamd's
+    # rspamd.conf.local and plugins.d, not the copy that was installed into.
+    section = integration.module_section(config_from_mapping({}))
+    report = integration.install(tmp_path, section, rspamadm=None)
+    hint = f"rspamadm --var=CONFDIR={tmp_path} --var=LOCAL_CONFDIR={tmp_path} configtest -c"
+    assert any(hint in line for line in report.lines), report.lines
 
 
 def test_install_keeps_user_config_and_backs_up(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import grp
 import os
 import pwd
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -269,23 +270,51 @@ def _let_rspamd_read(path: Path, account: RspamdAccount | None, report: InstallR
     )
 
 
-def configtest(confdir: Path, rspamadm: str | None) -> tuple[bool | None, str]:
-    """``rspamadm configtest`` on ``confdir``; (None, why) when it cannot run."""
-    if rspamadm is None:
-        return None, "rspamadm not found; run `rspamadm configtest` yourself"
-    main_conf = confdir / "rspamd.conf"
-    if not main_conf.is_file():
-        return None, f"{main_conf} does not exist; configtest skipped"
-    # CONFDIR/LOCAL_CONFDIR are compiled-in paths; point them at confdir so a copy of the
-    # config (or a non-default location) is tested with our files, not /etc/rspamd's.
-    command = [
+def _hide_from_others(path: Path, account: RspamdAccount | None, report: InstallReport) -> None:
+    """``path`` holds the token and every local user may read it: rspamd's group keeps
+    read access, the others lose it. (A bare ``chmod o-r``, what this once advised,
+    locks rspamd out when the file's group is not rspamd's: rspamd then refuses its
+    whole config and scans nothing.)"""
+    fix = f"chgrp {account.group if account else 'RSPAMD_GROUP'} {path} && chmod 640 {path}"
+    if account is None:
+        report.say(f"warning:   {path} is world-readable and holds the token: {fix}")
+        return
+    try:
+        os.chown(path, -1, account.gid)
+        path.chmod((path.stat().st_mode & 0o7770) | 0o040)
+    except OSError as error:
+        report.say(f"warning:   {path} is world-readable and holds the token ({error}): {fix}")
+        return
+    report.say(
+        f"permissions: {path} holds the token: now readable by group {account.group} "
+        "(rspamd), no longer by every user"
+    )
+
+
+def configtest_command(confdir: Path, rspamadm: str = "rspamadm") -> list[str]:
+    """``rspamadm configtest`` of the config in ``confdir``. CONFDIR and LOCAL_CONFDIR are
+    compiled-in paths: pointed at confdir, so a copy of the config (or a non-default
+    location) is tested with its own rspamd.conf.local and plugins.d, not /etc/rspamd's."""
+    if confdir.resolve() == DEFAULT_CONFDIR:
+        return [rspamadm, "configtest"]
+    return [
         rspamadm,
         f"--var=CONFDIR={confdir}",
         f"--var=LOCAL_CONFDIR={confdir}",
         "configtest",
         "-c",
-        str(main_conf),
+        str(confdir / "rspamd.conf"),
     ]
+
+
+def configtest(confdir: Path, rspamadm: str | None) -> tuple[bool | None, str]:
+    """``rspamadm configtest`` on ``confdir``; (None, why) when it cannot run."""
+    if rspamadm is None:
+        return None, f"rspamadm not found; run `{shlex.join(configtest_command(confdir))}`"
+    main_conf = confdir / "rspamd.conf"
+    if not main_conf.is_file():
+        return None, f"{main_conf} does not exist; configtest skipped"
+    command = configtest_command(confdir, rspamadm)
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as error:
@@ -331,12 +360,13 @@ def install(
     for path in (plugins, plugins / PLUGIN_FILE, local):
         _let_rspamd_read(path, account, report)
     if secret and local.stat().st_mode & 0o004:
-        report.say(f"warning:   {local} is world-readable and holds the token: chmod o-r it")
+        _hide_from_others(local, account, report)
 
     if run_configtest:
         passed, output = configtest(confdir, rspamadm)
     else:
-        passed, output = None, "configtest skipped (--no-configtest); run `rspamadm configtest`"
+        command = shlex.join(configtest_command(confdir))
+        passed, output = None, f"configtest skipped (--no-configtest); run `{command}`"
     if passed is None:
         report.say(f"note:      {output}")
     else:
