@@ -952,7 +952,11 @@ def test_install_command_refuses_a_missing_dir_and_warns_about_a_shared_token(
     local.chmod(0o644)
     argv = ["spamassassin", "install", "--siteconfigpath", str(target), "--no-lint"]
     assert main(argv) == 0
-    assert f"warning:  {local} is world-readable" in capsys.readouterr().out
+    warning = capsys.readouterr().out
+    assert f"warning:  {local} is world-readable" in warning
+    # Regression (review): it said "chmod o-r it", which on a root:root file locks a
+    # spamd or amavis that is not root out: lint passes, every message goes unscored.
+    assert f"chown root:GROUP {local} && chmod 640 {local}" in warning
     local.chmod(0o640)
     assert main(argv) == 0
     assert "warning" not in capsys.readouterr().out

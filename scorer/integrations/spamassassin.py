@@ -172,7 +172,13 @@ def _install_command(args: argparse.Namespace) -> int:
     for step in steps:
         print(f"{step.action:<9} {step.path}" + (f"  ({step.note})" if step.note else ""))
     for path in world_readable_token_files(siteconfigpath):
-        print(f"warning:  {path} is world-readable and holds rdns_scorer_token: chmod o-r it")
+        # Not a bare "chmod o-r": on a root:root file that locks spamd (or amavis) out,
+        # and SpamAssassin then goes on without the file, unscored, lint still passing.
+        print(
+            f"warning:  {path} is world-readable and holds rdns_scorer_token: "
+            f"chown root:GROUP {path} && chmod 640 {path}, GROUP being the one spamd or "
+            "amavis runs as (debian-spamd, amavis)"
+        )
     spamassassin = None if args.no_lint else shutil.which("spamassassin")
     if spamassassin is None:
         if not args.no_lint:
