@@ -35,7 +35,7 @@ from scorer.pipeline import Pipeline
 from scorer.protocol import CheckReply, RequestError, parse_request
 from scorer.report import render_report
 from scorer.requestlog import configure_logging, print_error
-from scorer.security import refuse_public_without_token
+from scorer.security import exposed_token_files, exposure_warning, refuse_public_without_token
 from scorer.symbols import SYMBOLS, markdown_table
 
 
@@ -100,6 +100,8 @@ def _serve(args: argparse.Namespace) -> int:
         __version__, host, port, workers, "" if workers == 1 else "s", resolvers,
         "required" if config.server.token else "none",
     )  # fmt: skip
+    for path in exposed_token_files(args.config, config):
+        logging.getLogger("rdns_scorer").warning("%s", exposure_warning(path))
     try:
         return serve(config, loader, host, port, workers)
     except OSError as error:
@@ -195,8 +197,11 @@ def _symbols(args: argparse.Namespace) -> int:
 
 def _config_check(args: argparse.Namespace) -> int:
     # With the environment, like `serve`: the token or listen address may come from it.
-    refuse_public_without_token(load_config(args.file))
+    config = load_config(args.file)
+    refuse_public_without_token(config)
     print(f"{args.file}: OK")
+    for path in exposed_token_files(args.file, config):
+        print(f"warning: {exposure_warning(path)}")
     return 0
 
 

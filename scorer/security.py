@@ -1,10 +1,12 @@
-"""Start-up safety: a service reachable from the network must demand a token."""
+"""Start-up safety: a service reachable from the network must demand a token, and the
+token must not be readable by every local user."""
 
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
-from scorer.config import Config, ConfigError, ServerConfig, parse_listen
+from scorer.config import Config, ConfigError, ServerConfig, parse_listen, read_toml
 
 
 def is_loopback(host: str) -> bool:
@@ -41,3 +43,24 @@ def refuse_public_without_token(config: Config, bound_host: str | None = None) -
         refusal = public_bind_refusal(host, config.server)
         if refusal is not None:
             raise ConfigError(refusal)
+
+
+def exposed_token_files(config_path: str | Path | None, config: Config) -> list[Path]:
+    """The files holding the service's token that every local user may read: the config
+    file when it sets ``[server] token``, and ``[server] token_file``. The token lets
+    anyone with it run checks and ``POST /v1/reload`` (docs/security.md)."""
+    holders: list[Path] = []
+    if config_path is not None:
+        server = read_toml(config_path).get("server")
+        if isinstance(server, dict) and server.get("token"):
+            holders.append(Path(config_path))
+    if config.server.token_file:
+        holders.append(Path(config.server.token_file))
+    return [path for path in holders if path.exists() and path.stat().st_mode & 0o004]
+
+
+def exposure_warning(path: Path) -> str:
+    return (
+        f"{path} is world-readable and holds the token: chown root:rdns-scorer {path} && "
+        f"chmod 640 {path} (the group the service runs as; docs/monitoring.md, systemd)"
+    )

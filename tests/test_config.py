@@ -131,6 +131,28 @@ def _config_check(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_config_check_warns_about_a_token_every_user_can_read(tmp_path: Path) -> None:
+    # Regression (review): a 0644 scorer.toml with the token was "OK" without a word (and
+    # serve said nothing either), though docs/security.md asks for 0640 and both plugin
+    # installers warn about their own files.
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\ntoken = "s3cret"\n')
+    config.chmod(0o644)
+    result = _config_check(config)
+    assert result.returncode == 0
+    assert f"warning: {config} is world-readable and holds the token" in result.stdout
+    assert "s3cret" not in result.stdout
+    config.chmod(0o640)
+    assert "warning" not in _config_check(config).stdout
+    secret = tmp_path / "token"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o644)
+    config.write_text(f'[server]\ntoken_file = "{secret}"\n')
+    result = _config_check(config)
+    assert f"warning: {secret} is world-readable and holds the token" in result.stdout
+    assert f"warning: {config} " not in result.stdout  # it names the file, not the token
+
+
 def test_config_check_cli(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text("[weights]\nRL_PTR_GENERIC = 1.5\n")
