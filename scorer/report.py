@@ -6,9 +6,20 @@ from collections.abc import Mapping
 
 from scorer.checks.mailfrom import parse_sender
 from scorer.checks.ptr import address_record
+from scorer.dns.outcomes import FailureKind
 from scorer.protocol import CheckReply, CheckRequest
 from scorer.symbols import SYMBOLS
 from scorer.text import escape
+
+# How a lookup judged through a resolver that says the root does not exist shows in
+# evidence (the failure kind's name, then its detail: "untrusted: the resolver says ...").
+UNTRUSTED_EVIDENCE = f"{FailureKind.UNTRUSTED}: "
+UNTRUSTED_HINT = (
+    "nothing on the sender's side: this host's resolver says the root has no SOA, so its "
+    '"no such name" answers cannot be trusted; point [dns] nameservers (or '
+    "/etc/resolv.conf) at a working recursive resolver (docs/monitoring.md, "
+    "RdnsScorerResolverBroken)"
+)
 
 
 class _HintFields(dict[str, str]):
@@ -51,6 +62,9 @@ def render_report(
             lines.append(f"  what:     {symbol.description}")
         for evidence in result.options:
             lines.append(f"  evidence: {evidence}")
-        if symbol is not None:
+        if any(UNTRUSTED_EVIDENCE in evidence for evidence in result.options):
+            # Our own resolver is at fault, not the sender's zones its hint would name.
+            lines.append(f"  fix:      {UNTRUSTED_HINT}")
+        elif symbol is not None:
             lines.append(f"  fix:      {symbol.hint.format_map(fields)}")
     return "\n".join(lines) + "\n"

@@ -415,6 +415,23 @@ def test_check_report_hints_read_whole_without_a_ptr_name() -> None:
     assert "its PTR name" not in hint and "198.51.100.7" in hint, hint
 
 
+async def test_check_report_blames_our_resolver_when_it_is_not_trusted() -> None:
+    # Regression (review): with the evidence "untrusted: the resolver says the root has
+    # no SOA", the fix line still sent the admin after the sender's reverse zone.
+    lying = FaultyDns("nxdomain").start()
+    try:
+        pipeline = Pipeline(config_from_mapping({"dns": {"nameservers": [lying.nameserver]}}))
+        await pipeline.dns.check_root()
+        request = parse_request({"ip": world.MISSING_PTR_IP}).request
+        _facts, reply = await pipeline.check_with_facts(request)
+    finally:
+        lying.stop()
+    report = render_report(request, reply, 1.0, None)
+    assert "untrusted: the resolver says the root has no SOA" in report
+    fixes = [line for line in report.splitlines() if line.startswith("  fix:")]
+    assert fixes and all("this host's resolver says the root has no SOA" in f for f in fixes)
+
+
 def test_check_report_escapes_what_the_client_sent() -> None:
     # Regression: `rdns-scorer check` printed --helo/--from raw: terminal escapes ran.
     hostile = "\x1b]0;owned\x07\x1b[31mred\r\nforged"
