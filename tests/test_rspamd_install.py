@@ -428,6 +428,24 @@ def test_install_without_write_access_is_one_clear_line(
     assert "Permission denied" in err and "run it as root" in err
 
 
+def test_install_without_config_points_at_the_systemd_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): the README's quick start ran install without --config: no
+    # token in the section, and a service requiring one refused every check (401),
+    # mail unscored, with nothing said.
+    service_config = tmp_path / "scorer.toml"
+    service_config.write_text('[server]\ntoken = "t0ken"\n')
+    monkeypatch.setattr(integration, "SYSTEMD_CONFIG", service_config)
+    confdir = tmp_path / "rspamd"
+    confdir.mkdir()
+    argv = ["rspamd", "install", "--confdir", str(confdir), "--no-configtest"]
+    assert main(argv) == 0
+    assert f"add --config {service_config}" in capsys.readouterr().out
+    assert main([*argv, "--config", str(service_config)]) == 0
+    assert "add --config" not in capsys.readouterr().out
+
+
 def test_install_refuses_missing_confdir(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

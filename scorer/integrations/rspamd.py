@@ -36,6 +36,8 @@ MARK_END = "# <<< rdns-scorer"
 SYMBOLS_BEGIN = "-- symbols:begin"
 SYMBOLS_END = "-- symbols:end"
 DEFAULT_CONFDIR = Path("/etc/rspamd")
+# The config of the systemd install (contrib/rdns-scorer.service).
+SYSTEMD_CONFIG = Path("/etc/rdns-scorer/scorer.toml")
 DEFAULT_TIMEOUT = 1.0  # the plugin's default; never below the service's own deadline
 TASK_TIMEOUT = 8.0  # rspamd's default task_timeout: the whole scan's
 MAX_TIMEOUT = 7.5  # below it, with room for the rest of the scan
@@ -418,6 +420,13 @@ def _cmd_install(args: argparse.Namespace) -> int:
         print(f"rdns-scorer rspamd install: {error}{hint}", file=sys.stderr)
         return 1
     print("\n".join(report.lines))
+    if args.config is None and SYSTEMD_CONFIG.exists():
+        # The README's first install may come before this habit: without --config the
+        # section has no token, and a service that requires one refuses every check.
+        print(
+            f"note:      no --config: the section is for a service on its defaults (no token);"
+            f" for the one the systemd unit runs, add --config {SYSTEMD_CONFIG}"
+        )
     return 0 if report.ok else 1
 
 
