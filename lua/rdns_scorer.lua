@@ -316,24 +316,35 @@ local function addresses_of(list, rest)
   return found
 end
 
+-- Each entry of `entries` that `addresses_for(entry)` gives addresses for: those go
+-- into resolved_addresses. The others are returned, and their texts as written.
+local function take_resolved(entries, addresses_for)
+  local left, texts = {}, {}
+  for _, entry in ipairs(entries) do
+    local addresses = addresses_for(entry)
+    if addresses then
+      for _, text in ipairs(addresses) do
+        table.insert(resolved_addresses, text)
+      end
+    else
+      table.insert(left, entry)
+      table.insert(texts, entry[4])
+    end
+  end
+  return left, texts
+end
+
 -- At load: the upstream list, and the entries that do not resolve in late_entries
 -- (logged). With every entry resolved, the list as rspamd reads `servers`, names and
 -- all. Otherwise a list of the addresses found, numbers only: rebuilding it when a
 -- late name resolves then looks no name up again (a blocking lookup on the worker's
 -- loop, which could also fail and drop a server that works).
 local function build_upstreams()
-  local missing = {}
-  for _, entry in ipairs(server_entries()) do
+  local missing
+  late_entries, missing = take_resolved(server_entries(), function(entry)
     local list = upstream_list({ entry[4] })
-    if list then
-      for _, text in ipairs(addresses_of(list, entry[3])) do
-        table.insert(resolved_addresses, text)
-      end
-    else
-      table.insert(late_entries, entry)
-      table.insert(missing, entry[4])
-    end
-  end
+    return list and addresses_of(list, entry[3])
+  end)
   if #missing == 0 then
     return upstream_list({ servers_text() })
   end
@@ -361,17 +372,7 @@ local function resolve_late(cfg)
     if waiting > 0 then
       return
     end
-    local left, still = {}, {}
-    for _, entry in ipairs(late_entries) do
-      if settled[entry] then
-        for _, text in ipairs(settled[entry]) do
-          table.insert(resolved_addresses, text)
-        end
-      else
-        table.insert(left, entry)
-        table.insert(still, entry[4])
-      end
-    end
+    local left, still = take_resolved(late_entries, function(entry) return settled[entry] end)
     local list = #left < #late_entries and upstream_list(resolved_addresses)
     if list then
       upstreams, n_upstreams = list, #list:all_upstreams()
