@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from scorer.dns import layer as layer_module
 from scorer.dns import wire
-from scorer.dns.cache import TtlCache
+from scorer.dns.cache import TtlCache, question_key
 from scorer.dns.layer import (
     DnsLayer,
     Nameserver,
@@ -172,6 +172,43 @@ async def test_expired_deadline_makes_no_query(unbound: Unbound) -> None:
     layer = _layer(unbound.nameserver)
     outcome = await layer.mx(world.GOOD_DOMAIN, asyncio.get_running_loop().time() - 1)
     assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.DEADLINE
+
+
+async def test_a_cached_outcome_bounds_how_long_the_request_built_on_it_is_good() -> None:
+    """``tracking()``: a reply is good until the earliest expiry of the outcomes it used,
+    those from the cache included (else a reply built from a cached answer would be
+    kept in the reply cache past the answer's TTL)."""
+    layer = _layer(f"127.0.0.1:{dead_port()}")  # every lookup here is a cache hit
+    soon_question = ("soon.example", dns.rdatatype.A)
+    later_question = ("later.example", dns.rdatatype.MX)
+    nxdomain = NotFound(NotFoundKind.NXDOMAIN, 30)
+    soon = layer.cache.put(question_key(*soon_question), nxdomain, 30)
+    mx = Answer((MxRecord(10, "mx.example"),), 600)
+    later = layer.cache.put(question_key(*later_question), mx, 600)
+    assert soon < later
+    for questions in ((later_question, soon_question), (soon_question, later_question)):
+        with layer.tracking() as tracker:
+            for name, rdtype in questions:
+                await layer.lookup(name, rdtype, _deadline())
+        assert tracker.expires == soon, questions
+    with layer.tracking() as tracker:
+        assert await layer.lookup(*later_question, _deadline()) == mx
+    assert tracker.expires == later
+
+
+async def test_a_lookup_past_its_deadline_makes_the_request_expire_at_once() -> None:
+    """A request whose deadline had passed got a DEADLINE failure, and a failure counts
+    as expiring at once (0.0, as _settle and _wait give one): its reply is not kept."""
+    layer = _layer(f"127.0.0.1:{dead_port()}")
+    layer.cache.put(
+        question_key("cached.example", dns.rdatatype.A), NotFound(NotFoundKind.NXDOMAIN, 60), 60
+    )
+    past = asyncio.get_running_loop().time() - 1
+    with layer.tracking() as tracker:
+        await layer.lookup("cached.example", dns.rdatatype.A, _deadline())
+        outcome = await layer.lookup("late.example", dns.rdatatype.A, past)
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.DEADLINE
+    assert tracker.expires == 0.0
 
 
 def _value(cache: TtlCache[str], key: str) -> str | None:
