@@ -338,6 +338,94 @@ async def test_a_resolver_that_says_the_root_does_not_exist_gives_no_verdict(
         resolver.stop()
 
 
+async def test_a_no_cached_while_the_resolver_is_untrusted_stays_untrusted_from_the_cache() -> None:
+    # The miss caches the resolver's NXDOMAIN as it is; the hit that follows must not
+    # hand it out as a "does not exist" while the resolver says the root has none.
+    resolver = FaultyDns("nxdomain").start()
+    try:
+        layer = _layer(resolver.nameserver, timeout=0.3)
+        await layer.check_root()
+        assert layer.untrusted is not None
+        asked = await layer.lookup("a.example", dns.rdatatype.A, _deadline())
+        hits = layer.cache.hits
+        cached = await layer.lookup("a.example", dns.rdatatype.A, _deadline())
+        assert layer.cache.hits == hits + 1, "the second lookup is a cache hit"
+        assert asked == cached == layer.untrusted
+    finally:
+        resolver.stop()
+
+
+async def test_each_change_of_trust_empties_the_cache_and_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """docs/monitoring.md: the log says so once, and once more when it answers the root
+    again; each change empties the DNS cache. A verdict repeated by the next probes (every
+    10 s) changes nothing: no line per probe, and the cache is kept."""
+    resolver = FaultyDns("nxdomain")
+    resolver.root_soa = True
+    resolver.start()
+
+    def logged(level: int) -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == layer_module.__name__ and r.levelno == level
+        ]
+
+    try:
+        layer = _layer(resolver.nameserver, timeout=0.3)
+        with caplog.at_level(logging.INFO, logger=layer_module.__name__):
+            await layer.lookup("before.example", dns.rdatatype.A, _deadline())
+            await layer.check_root()  # trusted, as it was: nothing changes
+            assert len(layer.cache) == 1 and not logged(logging.INFO)
+            resolver.root_soa = False
+            await layer.check_root()
+            assert layer.untrusted is not None
+            assert len(layer.cache) == 0, "the no judged on its word before was kept"
+            await layer.lookup("during.example", dns.rdatatype.A, _deadline())
+            for _ in range(3):
+                await layer.check_root()
+            assert len(layer.cache) == 1, "emptied by a probe that changed nothing"
+            warnings = logged(logging.WARNING)
+            assert len(warnings) == 1 and "root has no SOA" in warnings[0], warnings
+            resolver.root_soa = True
+            for _ in range(3):
+                await layer.check_root()
+            assert layer.untrusted is None
+            assert len(layer.cache) == 0, "a no cached while it was not trusted was kept"
+            infos = logged(logging.INFO)
+            assert len(infos) == 1 and "answers the root's SOA again" in infos[0], infos
+            assert len(logged(logging.WARNING)) == 1
+    finally:
+        resolver.stop()
+
+
+async def test_a_root_probe_that_fails_changes_no_trust(caplog: pytest.LogCaptureFixture) -> None:
+    """_judge_root: a resolver that does not answer the root changes nothing (its silence
+    is a failure already): a trusted one's NXDOMAIN still counts, and its cache is kept;
+    an untrusted one stays untrusted."""
+    resolver = FaultyDns("nxdomain").start()
+    try:
+        layer = _layer(resolver.nameserver, timeout=0.3)
+        with caplog.at_level(logging.INFO, logger=layer_module.__name__):
+            first = await layer.lookup("a.example", dns.rdatatype.A, _deadline())
+            assert isinstance(first, NotFound)
+            resolver.mode = "servfail"
+            await layer.check_root()
+            assert layer.untrusted is None
+            assert not [r for r in caplog.records if r.name == layer_module.__name__]
+            assert await layer.lookup("a.example", dns.rdatatype.A, _deadline()) == first
+            resolver.mode = "nxdomain"
+            await layer.check_root()
+            untrusted = layer.untrusted
+            assert untrusted is not None
+            resolver.mode = "servfail"
+            await layer.check_root()
+            assert layer.untrusted is untrusted
+    finally:
+        resolver.stop()
+
+
 def test_a_question_that_keeps_failing_counts_once_an_hour(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
