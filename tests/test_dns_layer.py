@@ -309,6 +309,33 @@ async def test_the_readiness_probe_does_not_hide_failing_checks() -> None:
     assert reasons[-1] is not None and "of recent DNS queries failed" in reasons[-1], reasons
 
 
+@pytest.mark.parametrize(
+    ("failed", "queries", "reason"),
+    [
+        (18, 20, "90% of recent DNS queries failed"),  # 90 % exactly: not ready
+        (899, 1000, None),  # 89.9 %: ready
+        (19, 19, None),  # fewer than 20 queries say nothing either way
+        (20, 20, "100% of recent DNS queries failed"),
+    ],
+)
+async def test_unready_from_90_percent_of_recent_queries_failed(
+    failed: int, queries: int, reason: str | None
+) -> None:
+    """README and docs/monitoring.md: ready while fewer than 90% of the last minute's
+    queries (once there are 20) failed; 90% or more is a 503."""
+    resolver = FaultyDns("servfail")
+    resolver.root_soa = True  # the root's SOA answered: only the share decides
+    resolver.start()
+    try:
+        layer = _layer(resolver.nameserver, timeout=0.3)
+        layer.health = QueryHealth(clock=lambda: 0.0)
+        for i in range(queries):
+            layer.health.record(failed=i < failed)
+        assert await layer.unready_reason() == reason
+    finally:
+        resolver.stop()
+
+
 async def test_a_resolver_that_says_the_root_does_not_exist_gives_no_verdict(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
