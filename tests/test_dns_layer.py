@@ -519,7 +519,12 @@ Records = list[tuple[str, str, str]]
 
 
 def _response(
-    qname: str, rdtype: str, records: Records, authority: Records = (), rcode: str = "NOERROR"
+    qname: str,
+    rdtype: str,
+    records: Records,
+    authority: Records = (),
+    rcode: str = "NOERROR",
+    additional: Records = (),
 ) -> tuple[bytes, int]:
     """The wire form of a response to ``qname``/``rdtype`` (with EDNS, as ours are asked),
     and the query id."""
@@ -528,7 +533,12 @@ def _response(
 
     query = dns.message.make_query(qname, rdtype, use_edns=0)
     response = dns.message.make_response(query)
-    for section, rows in ((response.answer, records), (response.authority, authority)):
+    sections = (
+        (response.answer, records),
+        (response.authority, authority),
+        (response.additional, additional),
+    )
+    for section, rows in sections:
         for owner, kind, value in rows:
             section.append(dns.rrset.from_text(owner, 60, "IN", kind, value))
     response.set_rcode(dns.rcode.from_text(rcode))
@@ -541,10 +551,15 @@ def _classify(data: bytes, query_id: int, qname: str, rdtype: str) -> object:
 
 
 def _classify_answer(
-    qname: str, rdtype: str, records: Records, authority: Records = (), rcode: str = "NOERROR"
+    qname: str,
+    rdtype: str,
+    records: Records,
+    authority: Records = (),
+    rcode: str = "NOERROR",
+    additional: Records = (),
 ) -> object:
     """wire.classify() of a response to ``qname``/``rdtype`` holding ``records``."""
-    data, query_id = _response(qname, rdtype, records, authority, rcode)
+    data, query_id = _response(qname, rdtype, records, authority, rcode, additional)
     return _classify(data, query_id, qname, rdtype)
 
 
@@ -563,10 +578,31 @@ def test_a_referral_is_not_nodata() -> None:
     assert _classify_answer("a.example.", "PTR", []) == NotFound(NotFoundKind.NODATA, 300)
 
 
+@pytest.mark.parametrize("rcode", ["NXDOMAIN", "NOERROR"])
+def test_only_the_authority_sections_soa_gives_the_negative_ttl(rcode: str) -> None:
+    """RFC 2308 section 5: the negative TTL is that of the SOA in the authority section.
+    An SOA among the additional records is no part of the negative answer: without one
+    in the authority section the fallback (300 s here) applies."""
+    kind = NotFoundKind.NXDOMAIN if rcode == "NXDOMAIN" else NotFoundKind.NODATA
+    short = ("example.", "SOA", "ns.example. host.example. 1 3600 600 86400 5")
+    only_additional = _classify_answer("a.example.", "A", [], rcode=rcode, additional=[short])
+    assert only_additional == NotFound(kind, 300)
+    both = _classify_answer("a.example.", "A", [], [SOA], rcode=rcode, additional=[short])
+    assert both == NotFound(kind, 60)  # the authority SOA's TTL (60) capped by MINIMUM (120)
+
+
 @pytest.mark.parametrize("rcode", ["FORMERR", "NOTIMP", "SERVFAIL", "REFUSED"])
 def test_server_errors_try_the_next_nameserver(rcode: str) -> None:
     outcome = _classify_answer("a.example.", "A", [], rcode=rcode)
     assert isinstance(outcome, wire.TryNext) and rcode in outcome.failure.detail
+
+
+def test_yxdomain_is_a_final_malformed_failure() -> None:
+    """RFC 6672 section 2.2: YXDOMAIN says a DNAME made the name too long, a fact of the
+    zones that another resolver would report too: a final MALFORMED failure (weight 0),
+    not a TryNext like SERVFAIL or REFUSED, and never a "does not exist"."""
+    outcome = _classify_answer("a.example.", "A", [], [SOA], rcode="YXDOMAIN")
+    assert outcome == TempFail(FailureKind.MALFORMED, "YXDOMAIN")
 
 
 def test_an_extended_rcode_is_not_an_answer() -> None:
