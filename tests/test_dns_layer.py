@@ -774,6 +774,47 @@ def test_a_response_of_another_opcode_is_not_ours() -> None:
     assert _classify(notify, query_id, "a.example.", "A") is wire.Verdict.NOT_OURS
 
 
+def _with_question_name(data: bytes, name: bytes) -> bytes:
+    """``data`` with the question's name (``a.example``, as _response asks) replaced by
+    ``name`` of the same length on the wire."""
+    asked = wire.encode_name("a.example")
+    assert len(name) == len(asked) and data[12 : 12 + len(asked)] == asked
+    return data[:12] + name + data[12 + len(asked) :]
+
+
+@pytest.mark.parametrize("rcode", ["NOERROR", "NXDOMAIN"])
+def test_the_echoed_question_matches_whatever_its_case(rcode: str) -> None:
+    """DNS names compare without regard to case (RFC 4343; a resolver may echo a name in
+    another case, 0x20 randomisation): such a reply answers our question. Another name
+    is another question's reply: ignored, the query keeps waiting."""
+    records = [("a.example.", "A", "192.0.2.1")] if rcode == "NOERROR" else []
+    authority = [] if records else [SOA]
+    data, query_id = _response("a.example.", "A", records, authority, rcode)
+    ours = wire.question(wire.encode_name("a.example"), dns.rdatatype.A)
+    expected = _classify(data, query_id, "a.example.", "A")
+    assert isinstance(expected, (Answer, NotFound))
+    for name in (b"\x01A\x07EXAMPLE\x00", b"\x01a\x07ExAmPlE\x00"):
+        echoed = _with_question_name(data, name)
+        assert wire.classify(echoed, query_id, ours, dns.rdatatype.A, 300) == expected, name
+    other = _with_question_name(data, b"\x01b\x07example\x00")
+    assert wire.classify(other, query_id, ours, dns.rdatatype.A, 300) is wire.Verdict.NOT_OURS
+
+
+@pytest.mark.parametrize("qdcount", [0, 2])
+def test_a_reply_without_exactly_one_question_is_not_ours(qdcount: int) -> None:
+    """A reply must echo our one question (classify: QDCOUNT 1, our name and type). One
+    with no question or several cannot be matched to our query: it is ignored like any
+    stray packet, even when the bytes after the header read as our question, and the
+    query keeps waiting (then the next nameserver, or TIMEOUT). Unlike dnspython, an
+    error reply (REFUSED here) without a question is not taken either."""
+    for rcode, records in (("NOERROR", [("a.example.", "A", "192.0.2.1")]), ("REFUSED", [])):
+        data, query_id = _response("a.example.", "A", records, rcode=rcode)
+        assert _classify(data, query_id, "a.example.", "A") is not wire.Verdict.NOT_OURS
+        counted = data[:4] + struct.pack("!H", qdcount) + data[6:]
+        outcome = _classify(counted, query_id, "a.example.", "A")
+        assert outcome is wire.Verdict.NOT_OURS, (rcode, outcome)
+
+
 def test_records_the_counts_do_not_cover_make_a_negative_malformed() -> None:
     # Regression (review): ANCOUNT 0 with an answer record after the question was read
     # as NODATA (RL_PTR_MISSING, cached 300 s).
