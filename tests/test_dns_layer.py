@@ -805,14 +805,39 @@ def test_a_reply_without_exactly_one_question_is_not_ours(qdcount: int) -> None:
     """A reply must echo our one question (classify: QDCOUNT 1, our name and type). One
     with no question or several cannot be matched to our query: it is ignored like any
     stray packet, even when the bytes after the header read as our question, and the
-    query keeps waiting (then the next nameserver, or TIMEOUT). Unlike dnspython, an
-    error reply (REFUSED here) without a question is not taken either."""
-    for rcode, records in (("NOERROR", [("a.example.", "A", "192.0.2.1")]), ("REFUSED", [])):
+    query keeps waiting (then the next nameserver, or TIMEOUT). The exception, an error
+    reply without a question, is the next test."""
+    answers = [("NOERROR", [("a.example.", "A", "192.0.2.1")])]
+    for rcode, records in answers + ([("REFUSED", [])] if qdcount == 2 else []):
         data, query_id = _response("a.example.", "A", records, rcode=rcode)
         assert _classify(data, query_id, "a.example.", "A") is not wire.Verdict.NOT_OURS
         counted = data[:4] + struct.pack("!H", qdcount) + data[6:]
         outcome = _classify(counted, query_id, "a.example.", "A")
         assert outcome is wire.Verdict.NOT_OURS, (rcode, outcome)
+
+
+@pytest.mark.parametrize(
+    ("rcode", "kind"),
+    [
+        ("REFUSED", FailureKind.REFUSED),
+        ("SERVFAIL", FailureKind.SERVFAIL),
+        ("FORMERR", FailureKind.MALFORMED),
+        ("NOTIMP", FailureKind.MALFORMED),
+    ],
+)
+def test_an_error_reply_without_the_question_is_a_failure_at_once(
+    rcode: str, kind: FailureKind
+) -> None:
+    # Regression (mutation review): a server may leave the question out of an error reply
+    # (RFC 1035 section 4.1.1 does not oblige it; dnspython takes these). Ignored, its
+    # REFUSED became a TIMEOUT that held every message for the whole DNS timeout.
+    data, query_id = _response("a.example.", "A", [], rcode=rcode)
+    bare = data[:4] + struct.pack("!H", 0) + data[6:12]
+    outcome = _classify(bare, query_id, "a.example.", "A")
+    assert isinstance(outcome, wire.TryNext), outcome
+    assert outcome.failure.kind is kind
+    # Still only our query's ID: another's stays a stray packet.
+    assert _classify(bare, query_id ^ 1, "a.example.", "A") is wire.Verdict.NOT_OURS
 
 
 def test_records_the_counts_do_not_cover_make_a_negative_malformed() -> None:

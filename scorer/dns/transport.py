@@ -6,7 +6,8 @@ work itself. This transport keeps a few connected, non-blocking UDP sockets
 per nameserver (kernel-chosen random source ports), registered once with the
 loop, and matches replies by random query id *and* the echoed question. A
 reply that does not match (late, spoofed, garbage) is dropped and the query
-keeps waiting, as dnspython does.
+keeps waiting, as dnspython does (an error reply with our id and no question
+section is that error: ``wire.classify``).
 
 Retries: a query goes to the first nameserver; if no reply arrives within
 ``timeout / attempts`` it is sent again to the next one (or the same one when

@@ -375,18 +375,21 @@ def classify(
     if len(data) < 12:
         return Verdict.NOT_OURS
     rid, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    if rid != query_id or flags & (FLAG_QR | OPCODE_MASK) != FLAG_QR:  # a reply to a QUERY
+        return Verdict.NOT_OURS
+    rcode = flags & 0x000F
+    if qdcount == 0 and rcode in _RCODE_FAILURES:
+        # RFC 1035 section 4.1.1 does not make a server echo the question in an error
+        # reply, and some leave it out (dnspython takes these too): waiting for an echo
+        # would turn a refusal into a timeout that holds every message for the whole
+        # timeout. Our ID on our socket is the match; a forged one is a failure anyway.
+        return TryNext(_RCODE_FAILURES[rcode])
     qlen = len(question_wire)
-    if (
-        rid != query_id
-        or flags & (FLAG_QR | OPCODE_MASK) != FLAG_QR  # a response to a QUERY (opcode 0)
-        or qdcount != 1
-        or data[12 : 12 + qlen].lower() != question_wire
-    ):
+    if qdcount != 1 or data[12 : 12 + qlen].lower() != question_wire:
         # Not an answer to this question (late, spoofed, or garbage): ignore it.
         return Verdict.NOT_OURS
     if flags & FLAG_TC:
         return Verdict.TRUNCATED
-    rcode = flags & 0x000F
     try:
         counts = (nscount, arcount)
         if rcode == RCODE_NOERROR:
