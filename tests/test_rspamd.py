@@ -698,6 +698,113 @@ def test_both_addresses_of_a_server_name_are_tried(
         _assert_all_checked(_scan_all(rspamd, 16, 4))
 
 
+@pytest.fixture(scope="module")
+def fake_pair() -> Iterator[tuple[FakeHttp, FakeHttp]]:
+    pair = (FakeHttp().start(), FakeHttp().start())
+    yield pair
+    for server in pair:
+        server.stop()
+
+
+@pytest.fixture
+def pair(fake_pair: tuple[FakeHttp, FakeHttp]) -> Iterator[tuple[FakeHttp, FakeHttp]]:
+    """Two fake instances, set back to quick empty JSON replies after each test."""
+    yield fake_pair
+    for server in fake_pair:
+        server.set("json", delay=0.0, error="fake")
+
+
+@pytest.fixture(scope="module")
+def rspamd_pair(
+    unbound: Unbound, fake_pair: tuple[FakeHttp, FakeHttp], hs_cache: Path
+) -> Iterator[Rspamd]:
+    # The default timeout (1 s); no holddown, so a timeout in one test holds nothing
+    # down in the next.
+    servers = ", ".join(f'"{server.address}"' for server in fake_pair)
+    conf = f"servers = [{servers}];\nholddown = 0;"
+    yield from _started(Rspamd(unbound.nameserver, conf, hs_cache))
+
+
+def _counts(servers: tuple[FakeHttp, ...]) -> list[int]:
+    return [len(server.requests) for server in servers]
+
+
+def _asked(servers: tuple[FakeHttp, ...], before: list[int]) -> list[FakeHttp]:
+    """The servers asked since ``before`` (their _counts), in the order they were asked."""
+    time.sleep(0.3)  # a request the fake has not read yet would be missed
+    asked = [
+        (request.at, server)
+        for server, count in zip(servers, before, strict=True)
+        for request in server.requests[count:]
+    ]
+    return [server for _, server in sorted(asked, key=lambda hit: hit[0])]
+
+
+@pytest.mark.parametrize(("status", "asked"), [(400, 1), (401, 1), (499, 1), (500, 2), (503, 2)])
+def test_a_4xx_is_not_asked_of_another_server(
+    rspamd_pair: Rspamd, pair: tuple[FakeHttp, FakeHttp], status: int, asked: int
+) -> None:
+    # A 4xx is the request's fault (or the token's): every instance would say the same.
+    # A 5xx is the instance's: the other one is asked, never the same one twice.
+    for server in pair:
+        server.set("status", status=status)
+    before = _counts(pair)
+    result = rspamd_pair.scan(MISSING_PTR_IP)
+    order = _asked(pair, before)
+    assert len(order) == len({server.port for server in order}) == asked
+    # The instance named is the one whose answer ended the scan.
+    assert result.options("RL_SCORER_FAIL") == [
+        f"HTTP {status}: fake",
+        f"server={order[-1].address}",
+    ]
+    assert result.elapsed < PLUGIN_TIMEOUT
+
+
+def test_a_retry_gets_what_is_left_of_the_timeout(
+    rspamd_pair: Rspamd, pair: tuple[FakeHttp, FakeHttp]
+) -> None:
+    # Each instance answers 500 after 0.6 s: the retry gets the 0.4 s left of the 1 s
+    # timeout and times out; a fresh full timeout would have waited for the 500 (1.2 s).
+    for server in pair:
+        server.set("status", status=500, delay=0.6)
+    before = _counts(pair)
+    result = rspamd_pair.scan(MISSING_PTR_IP)
+    order = _asked(pair, before)
+    assert len(order) == 2
+    assert result.options("RL_SCORER_FAIL") == ["IO timeout", f"server={order[1].address}"]
+    assert result.elapsed < PLUGIN_TIMEOUT + MARGIN
+
+
+def test_a_failure_at_the_end_of_the_timeout_is_not_retried(
+    rspamd_pair: Rspamd, pair: tuple[FakeHttp, FakeHttp]
+) -> None:
+    # Each instance answers 500 after 0.96 s of the 1 s timeout: too little is left for
+    # another instance to answer, so none is asked (a retry would time out for sure).
+    for server in pair:
+        server.set("status", status=500, delay=PLUGIN_TIMEOUT - 0.04)
+    before = _counts(pair)
+    result = rspamd_pair.scan(MISSING_PTR_IP)
+    order = _asked(pair, before)
+    assert len(order) == 1
+    # The 500, or on a slow machine the timeout before it: the budget is gone either way.
+    reason, server = result.options("RL_SCORER_FAIL")
+    assert reason in ("HTTP 500: fake", "IO timeout")
+    assert server == f"server={order[0].address}"
+    assert result.elapsed < PLUGIN_TIMEOUT + MARGIN
+
+
+def test_a_timeout_is_not_retried(rspamd_pair: Rspamd, pair: tuple[FakeHttp, FakeHttp]) -> None:
+    # The timeout is the whole budget: once it is gone, no other instance is asked.
+    for server in pair:
+        server.set("hang")
+    before = _counts(pair)
+    result = rspamd_pair.scan(MISSING_PTR_IP)
+    order = _asked(pair, before)
+    assert len(order) == 1
+    assert result.options("RL_SCORER_FAIL") == ["IO timeout", f"server={order[0].address}"]
+    assert PLUGIN_TIMEOUT * 0.9 <= result.elapsed < PLUGIN_TIMEOUT + MARGIN
+
+
 def test_servers_that_resolve_only_after_rspamd_started_are_used(
     unbound: Unbound, scorer: ScorerProcess, hs_cache: Path
 ) -> None:

@@ -5,12 +5,14 @@ and the behaviour switchable at run time through ``mode``:
 
 - ``json``: 200 with ``reply`` (a JSON-able object) as the body;
 - ``raw``: 200 with ``body`` (bytes) as it is, labelled application/json;
-- ``status``: ``status`` code with a small JSON error body;
+- ``status``: ``status`` code with a small JSON error body, ``error`` its words;
 - ``garbage``: 200 with a body that is not JSON;
 - ``hang``: read the request, never answer (the connection stays open until the peer leaves);
 - ``close``: read the request and close the connection without a word.
 
-Every request is recorded (method, path, lower-cased headers, body).
+``delay`` (seconds) holds every answer back that long: a slow service.
+Every request is recorded (method, path, lower-cased headers, body, and ``at``: when
+it was read, time.monotonic()).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -48,6 +51,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -56,6 +60,8 @@ class FakeHttp(_Listening):
     status: int = 500
     reply: Any = field(default_factory=lambda: {"symbols": [], "score": 0.0, "elapsed_ms": 0.1})
     body: bytes = b""
+    delay: float = 0.0
+    error: str = "fake"
     port: int = field(default_factory=free_port)
     requests: list[Recorded] = field(default_factory=list)
     connections: int = 0
@@ -109,6 +115,8 @@ class FakeHttp(_Listening):
 
     def _response(self, request: Recorded) -> bytes | None:
         mode = self.mode
+        if self.delay:
+            time.sleep(self.delay)
         if mode == "hang":
             self._stopped.wait()
             return None
@@ -121,7 +129,7 @@ class FakeHttp(_Listening):
         if mode == "garbage":
             return _http(200, b"<html>this is not json", "text/html")
         if mode == "status":
-            return _http(self.status, json.dumps({"error": "fake", "field": "-"}).encode())
+            return _http(self.status, json.dumps({"error": self.error, "field": "-"}).encode())
         raise ValueError(f"unknown mode {mode!r}")
 
 
