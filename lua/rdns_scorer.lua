@@ -472,12 +472,14 @@ local function rdns_scorer_check(task)
   end
   local send
 
-  -- After a failed attempt: the next address, or fail open with `reason`.
-  local function retry_or_fail(reason, server, client_error)
+  -- After a failed attempt: the next address, or fail open with `reason`. `final`:
+  -- the attempt timed out or got a 4xx. Not read from `reason`, which holds the
+  -- service's own words after an error status ("HTTP 503: upstream timeout").
+  local function retry_or_fail(reason, server, final)
     local left = deadline - rspamd_util.get_ticks()
     -- Another address may answer, but only within the same budget and never after
     -- a timeout (the budget is gone) or a 4xx (every instance says the same).
-    if left > 0.05 and not reason:find('timeout', 1, true) and not client_error then
+    if left > 0.05 and not final then
       local upstream, next_server = next_target(tried)
       if upstream then
         lua_util.debugm(N, task, 'retrying %s after %s from %s', next_server, reason, server)
@@ -498,12 +500,13 @@ local function rdns_scorer_check(task)
       if err then
         -- This address: rspamd's next get_addr() then prefers the server's others.
         upstream:fail(true, tostring(err))
-        if settings.holddown > 0 and tostring(err):find('timeout', 1, true) then
+        local timed_out = tostring(err):find('timeout', 1, true) ~= nil
+        if settings.holddown > 0 and timed_out then
           held[server] = rspamd_util.get_ticks() + settings.holddown
           rspamd_logger.infox(task, '%s: %s timed out: not asked for %s s', N, server,
               settings.holddown)
         end
-        retry_or_fail(tostring(err), server, false)
+        retry_or_fail(tostring(err), server, timed_out)
         return
       elseif code ~= 200 then
         local reason = string.format('HTTP %s', code)

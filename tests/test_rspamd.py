@@ -760,6 +760,23 @@ def test_a_4xx_is_not_asked_of_another_server(
     assert result.elapsed < PLUGIN_TIMEOUT
 
 
+def test_a_5xx_whose_words_say_timeout_is_retried(
+    rspamd_pair: Rspamd, pair: tuple[FakeHttp, FakeHttp]
+) -> None:
+    # Regression: "timeout" anywhere in the reason stopped the retry, the service's own
+    # words of an error status included: a 5xx saying so asked one instance only.
+    for server in pair:
+        server.set("status", status=503, error="upstream timeout")
+    before = _counts(pair)
+    result = rspamd_pair.scan(MISSING_PTR_IP)
+    order = _asked(pair, before)
+    assert len(order) == len({server.port for server in order}) == 2
+    assert result.options("RL_SCORER_FAIL") == [
+        "HTTP 503: upstream timeout",
+        f"server={order[-1].address}",
+    ]
+
+
 def test_a_retry_gets_what_is_left_of_the_timeout(
     rspamd_pair: Rspamd, pair: tuple[FakeHttp, FakeHttp]
 ) -> None:
