@@ -233,8 +233,9 @@ local function apply_reply(task, body)
   end
   local known, unknown, seen = {}, {}, {}
   for _, sym in ipairs(reply.symbols) do
+    -- A score must be finite: libucl reads a bare nan or inf in JSON as those numbers.
     if type(sym) ~= 'table' or type(sym.name) ~= 'string' or type(sym.score) ~= 'number'
-        or sym.score ~= sym.score then
+        or sym.score ~= sym.score or math.abs(sym.score) == math.huge then
       return 'malformed symbol in reply'
     end
     local name = sym.name

@@ -446,6 +446,12 @@ def test_duplicate_symbol_counts_once(rspamd_fake: Rspamd, fake_json: FakeHttp) 
 
 # -- fail-open ---------------------------------------------------------------------------
 
+
+def _score_of(literal: str) -> bytes:
+    """A reply whose one symbol has ``literal`` as its score, as written."""
+    return f'{{"symbols": [{{"name": "RL_PTR_MISSING", "score": {literal}}}]}}'.encode()
+
+
 FAULTS = [
     pytest.param("status", {"status": 500}, "HTTP 500", id="http-500"),
     pytest.param("status", {"status": 503}, "HTTP 503", id="http-503-overloaded"),
@@ -460,6 +466,11 @@ FAULTS = [
         id="symbol-without-score",
     ),
     pytest.param("close", {}, "IO read error", id="closed-without-reply"),
+    # JSON has no NaN or infinity (Python writes NaN and Infinity, strings to libucl),
+    # but libucl reads a bare nan or inf as those numbers. Inserted, rspamd would score
+    # the symbol 0 and keep it: a reply unusable, silently (regression for inf).
+    pytest.param("raw", {"body": _score_of("nan")}, "malformed symbol", id="score-nan"),
+    pytest.param("raw", {"body": _score_of("inf")}, "malformed symbol", id="score-inf"),
 ]  # fmt: skip
 
 
