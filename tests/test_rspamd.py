@@ -484,6 +484,8 @@ def test_service_faults_fail_open(
     assert any(reason in option for option in result.options("RL_SCORER_FAIL")), result.options(
         "RL_SCORER_FAIL"
     )
+    # The second option names the instance that failed.
+    assert result.options("RL_SCORER_FAIL")[1:] == [f"server={fake_json.address}"]
     assert result.total == 0.0
     assert result.elapsed < PLUGIN_TIMEOUT
 
@@ -509,6 +511,7 @@ def test_servers_that_do_not_resolve_fail_open_visibly(
         assert any(
             "servers did not parse or resolve" in o for o in result.options("RL_SCORER_FAIL")
         )
+        assert result.options("RL_SCORER_FAIL")[1:] == ["server=-"]  # none was asked
         assert not rspamd.lua_errors()
 
 
@@ -626,9 +629,10 @@ def test_a_hung_service_is_left_alone_for_the_holddown(
         assert any("timeout" in o for o in first.options("RL_SCORER_FAIL"))
         second = rspamd.scan(MISSING_PTR_IP, helo="localhost")
         assert second.elapsed < 0.3 and hung.accepted == asked + 1
-        assert any("timed out 0 s ago (holddown)" in o for o in second.options("RL_SCORER_FAIL")), (
-            second.options("RL_SCORER_FAIL")
-        )
+        assert second.options("RL_SCORER_FAIL") == [
+            f"not asked: {hung.address} timed out 0 s ago (holddown)",
+            "server=-",
+        ]
         time.sleep(1.6)  # the hold-down is over: asked again
         third = rspamd.scan(MISSING_PTR_IP, helo="localhost")
         assert third.elapsed >= 0.45 and hung.accepted == asked + 2
