@@ -393,6 +393,19 @@ def test_no_call_for_local_or_authenticated(
     assert result.ours() == {}
 
 
+def test_authenticated_user_is_sent_when_checked(
+    unbound: Unbound, fake_json: FakeHttp, hs_cache: Path
+) -> None:
+    # With check_authed the service is asked for authenticated users too, and told who.
+    conf = f'servers = "{fake_json.address}";\ncheck_authed = true;'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+        before = len(fake_json.requests)
+        rspamd.scan(GENERIC_IP, helo=CONFIRMED_NAME, user="alice@example.org")
+        assert len(fake_json.requests) == before + 1
+        sent = msgpack.unpackb(fake_json.requests[-1].body)
+        assert sent == {"ip": GENERIC_IP, "helo": CONFIRMED_NAME, "user": "alice@example.org"}
+
+
 def test_unknown_symbol_goes_to_rl_scorer_unknown(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
     fake_json.reply = {
         "symbols": [
