@@ -620,6 +620,26 @@ def test_a_timeout_beyond_the_workers_task_timeout_is_refused(
         assert "timeout 4 s is not below task_timeout (2 s)" in rspamd.log()
 
 
+@pytest.mark.parametrize(
+    ("timeout", "refused", "used"),
+    [("2s", True, 1.0), ("1.5s", False, 1.5)],
+    ids=["equal-refused", "below-stands"],
+)
+def test_a_timeout_equal_to_the_task_timeout_is_refused(
+    unbound: Unbound, hung: HungSocket, hs_cache: Path, timeout: str, refused: bool, used: float
+) -> None:
+    # The boundary: the timeout must be below task_timeout (2 s here). Equal is refused
+    # (a hung service would time out the whole scan) and 1 s used instead; below stands.
+    conf = f'servers = "{hung.address}";\ntimeout = {timeout};'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache, task_timeout="2s")) as rspamd:
+        result = rspamd.scan(MISSING_PTR_IP, helo="localhost")
+        assert scores(result) == {"RL_SCORER_FAIL": 0.0}
+        assert used * 0.9 <= result.elapsed < used + MARGIN
+        log = rspamd.log()
+        assert ("timeout 2 s is not below task_timeout (2 s)" in log) is refused
+        assert f"enabled; 1 server(s), timeout {used:g} s," in log
+
+
 def test_a_check_local_that_is_no_boolean_disables_the_module(
     unbound: Unbound, hung: HungSocket, hs_cache: Path
 ) -> None:
