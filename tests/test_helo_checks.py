@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scorer.checks.helo import HeloFacts, HeloKind, check_helo, parse_helo
+from scorer.checks.helo import HeloFacts, HeloKind, IPAddress, check_helo, parse_helo
 from scorer.checks.ptr import PtrCounted, PtrFacts, check_ptr, ptr_counted
 from scorer.config import Config
-from scorer.dns.outcomes import Answer, NotFound, NotFoundKind
+from scorer.dns.outcomes import Answer, FailureKind, NotFound, NotFoundKind, TempFail
 from scorer.names import address_in, ipv4_literal
 from scorer.pipeline import Pipeline
 from tests import world
@@ -83,6 +83,9 @@ def test_ipv4_literal_refuses_what_is_no_snum(text: str) -> None:
         ("localhost", HeloKind.LOCALHOST),
         ("localhost.localdomain", HeloKind.LOCALHOST),
         ("LOCALHOST", HeloKind.LOCALHOST),
+        ("x.localhost", HeloKind.LOCALHOST),  # RFC 6761 section 6.3: all of .localhost
+        ("MX1.Mail.LocalHost.", HeloKind.LOCALHOST),
+        ("notlocalhost", HeloKind.NOT_FQDN),  # a label ending in "localhost" is not under it
         ("Mail-Server", HeloKind.NOT_FQDN),
         ("DESKTOP-2459326", HeloKind.NOT_FQDN),
         ("server.local", HeloKind.NOT_FQDN),
@@ -93,6 +96,11 @@ def test_ipv4_literal_refuses_what_is_no_snum(text: str) -> None:
         ("2001:db8::1", HeloKind.BARE_IP),
         ("[192.0.2.1]", HeloKind.LITERAL),
         ("[IPv6:2001:db8::1]", HeloKind.LITERAL),
+        # RFC 5321 section 4.1.3's "IPv6:" is an ABNF string: case-insensitive (RFC 5234
+        # section 2.3), so these are the same literal, not malformed ones.
+        ("[ipv6:2001:db8::1]", HeloKind.LITERAL),
+        ("[IPV6:2001:db8::1]", HeloKind.LITERAL),
+        ("[ipv6:192.0.2.1]", HeloKind.INVALID),
         ("[2001:db8::1]", HeloKind.INVALID),
         ("[IPv6:192.0.2.1]", HeloKind.INVALID),
         ("[not-an-ip]", HeloKind.INVALID),
@@ -341,6 +349,70 @@ def test_a_helo_at_the_clients_own_private_address_is_fine() -> None:
     other = ipaddress.ip_address("10.0.0.6")
     (hit,) = check_helo(facts, other, frozenset(), frozenset())
     assert hit.symbol == "RL_HELO_NO_ADDRESS"
+
+
+PUBLIC_CLIENT = ipaddress.ip_address("81.2.69.160")
+INTERNAL_A = Answer((ipaddress.ip_address("10.0.0.5"),), 300)
+INTERNAL_AAAA = Answer((ipaddress.ip_address("fd00::25"),), 300)
+TIMED_OUT = TempFail(FailureKind.TIMEOUT, "timed out")
+NODATA = NotFound(NotFoundKind.NODATA, 300)
+
+
+@pytest.mark.parametrize(
+    ("a", "aaaa"), [(INTERNAL_A, TIMED_OUT), (TIMED_OUT, INTERNAL_AAAA)], ids=["A", "AAAA"]
+)
+def test_internal_addresses_beside_a_failed_lookup_leave_the_helo_open(
+    a: Answer[IPAddress] | TempFail, aaaa: Answer[IPAddress] | TempFail
+) -> None:
+    # _resolution_hit: "any failure leaves the question open (... nothing beside an
+    # answer)": the family that timed out might have held a public address, so only
+    # internal ones so far are no RL_HELO_NO_ADDRESS (and no TEMPFAIL either).
+    facts = HeloFacts(parse_helo("relay.partner-corp.net"), a=a, aaaa=aaaa)
+    assert check_helo(facts, PUBLIC_CLIENT, frozenset(), frozenset()) == []
+    # The same internal answer beside a definite "no" for the other family is one.
+    settled = HeloFacts(
+        facts.helo,
+        a=NODATA if isinstance(a, TempFail) else a,
+        aaaa=NODATA if isinstance(aaaa, TempFail) else aaaa,
+    )
+    (hit,) = check_helo(settled, PUBLIC_CLIENT, frozenset(), frozenset())
+    assert hit.symbol == "RL_HELO_NO_ADDRESS"
+
+
+@pytest.mark.parametrize("public_first", [True, False])
+def test_a_helo_with_one_public_address_among_internal_ones_has_an_address(
+    public_first: bool,
+) -> None:
+    # RL_HELO_NO_ADDRESS is for a name resolving *only* to internal addresses: one public
+    # address among them (a dual-homed host publishing both) is an address to connect from.
+    public = ipaddress.ip_address("81.2.69.77")
+    internal = ipaddress.ip_address("10.0.0.5")
+    records = (public, internal) if public_first else (internal, public)
+    facts = HeloFacts(parse_helo("mx.partner-corp.net"), a=Answer(records, 300), aaaa=NODATA)
+    assert check_helo(facts, PUBLIC_CLIENT, frozenset(), frozenset()) == []
+    facts = HeloFacts(facts.helo, a=INTERNAL_A, aaaa=Answer((public,), 300))
+    assert check_helo(facts, PUBLIC_CLIENT, frozenset(), frozenset()) == []
+
+
+async def test_a_lower_case_ipv6_tag_is_the_clients_literal(pipeline: Pipeline) -> None:
+    # The tag is case-insensitive (RFC 5321 section 4.1.3 ABNF, RFC 5234 section 2.3):
+    # "[ipv6:<the client>]" is the client's own literal, neither invalid nor a mismatch.
+    for tag in ("ipv6", "IPV6", "iPv6"):
+        helo = f"[{tag}:{world.CONFIRMED_IP6}]"
+        assert parse_helo(helo).address == ipaddress.ip_address(world.CONFIRMED_IP6)
+        assert await symbols_for(pipeline, world.CONFIRMED_IP6, helo=helo) == {}, helo
+    other = await symbols_for(pipeline, world.CONFIRMED_IP6, helo="[ipv6:2001:db8::99]")
+    assert set(other) == {"RL_HELO_LITERAL_MISMATCH"}
+
+
+@pytest.mark.parametrize("helo", ["x.localhost", "mail.LOCALHOST.", "a.b.localhost"])
+def test_a_name_under_localhost_claims_to_be_localhost(helo: str) -> None:
+    # RFC 6761 section 6.3: every name under .localhost. is loopback: RL_HELO_LOCALHOST,
+    # not merely a name under a suffix that is not public (RL_HELO_NOT_FQDN).
+    facts = HeloFacts(parse_helo(helo))
+    (hit,) = check_helo(facts, PUBLIC_CLIENT, frozenset(), frozenset())
+    assert hit.symbol == "RL_HELO_LOCALHOST"
+    assert hit.options == (f"helo={helo}",)
 
 
 async def test_an_internal_literal_says_the_sender_may_be_behind_nat(pipeline: Pipeline) -> None:
