@@ -14,6 +14,8 @@ from scorer.checks.mailfrom import (
     MailFromFacts,
     SenderKind,
     check_mail_from,
+    is_null_mx,
+    mail_hosts,
     parse_sender,
     plain_sender_domain,
     validated_sender,
@@ -215,6 +217,20 @@ async def test_good_senders_score_nothing(pipeline: Pipeline, mail_from: str) ->
     assert await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=mail_from) == {}
 
 
+@pytest.mark.parametrize("tag", ["IPv6", "ipv6"])
+def test_an_ipv4_mapped_literal_is_judged_as_the_ipv4_address_it_carries(tag: str) -> None:
+    # _literal_hit unmaps: user@[IPv6:::ffff:a.b.c.d] is a reply to a.b.c.d itself (as a
+    # HELO literal or a client ip of that form is read). The evidence names that address,
+    # and a public one is as good as the plain IPv4 literal, not "non-public" for being
+    # inside ::ffff:0:0/96 (a range ipaddress counts as private).
+    internal = parse_sender(f"user@[{tag}:::ffff:10.0.0.1]")
+    assert internal.kind is SenderKind.LITERAL
+    (hit,) = check_mail_from(MailFromFacts(internal))
+    assert hit.symbol == "RL_MAILFROM_BOGUS_MX"
+    assert hit.options[1:] == ("address literal: non-public address 10.0.0.1",)
+    assert check_mail_from(MailFromFacts(parse_sender(f"user@[{tag}:::ffff:81.2.69.160]"))) == []
+
+
 @pytest.mark.parametrize(
     "mail_from",
     ["root@[127.0.0.1]", "u@[10.1.2.3]", "u@[IPv6:::1]", "u@[IPv6:::ffff:192.168.1.5]"],
@@ -322,6 +338,7 @@ async def test_second_address_family_is_asked_only_when_needed(pipeline: Pipelin
 SENDER = "u@evidence-test.net"
 PUBLIC = ipaddress.IPv4Address("81.2.69.160")
 INTERNAL = ipaddress.IPv4Address("10.0.0.5")
+GOOD = "mx.good-sender.net"
 SERVFAIL = TempFail(FailureKind.SERVFAIL, "SERVFAIL")
 LOOP = TempFail(FailureKind.MALFORMED, "CNAME loop")
 NODATA = NotFound(NotFoundKind.NODATA, 300)
@@ -332,6 +349,21 @@ def test_every_mx_naming_the_root_is_a_null_mx() -> None:
     records = (MxRecord(0, ""), MxRecord(10, ""))
     (hit,) = check_mail_from(MailFromFacts(parse_sender(SENDER), mx=Answer(records, 300)))
     assert hit.symbol == "RL_MAILFROM_NULL_MX" and "MX 0 ., MX 10 . (RFC 7505)" in hit.options
+
+
+def test_a_root_mx_beside_a_real_host_is_no_null_mx() -> None:
+    # is_null_mx: RFC 7505 section 3's lone "0 .", or several that *all* name the root.
+    # A "0 ." beside a real host (section 3 forbids publishing both, yet zones do) still
+    # names a host to deliver to: that host is judged, never RL_MAILFROM_NULL_MX.
+    for records in [(MxRecord(0, ""), MxRecord(10, GOOD)), (MxRecord(10, GOOD), MxRecord(0, ""))]:
+        mx = Answer(records, 300)
+        assert not is_null_mx(mx) and mail_hosts(mx) == [GOOD]
+        usable = {GOOD: AddressFacts(Answer((PUBLIC,), 300), None)}
+        facts = MailFromFacts(parse_sender(SENDER), mx=mx, targets=usable)
+        assert check_mail_from(facts) == []
+        internal = {GOOD: AddressFacts(Answer((INTERNAL,), 300), NODATA)}
+        (hit,) = check_mail_from(dataclasses.replace(facts, targets=internal))
+        assert hit.symbol == "RL_MAILFROM_BOGUS_MX", records
 
 
 def test_mx_tempfail_names_each_target_and_what_failed() -> None:
