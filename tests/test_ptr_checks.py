@@ -172,12 +172,36 @@ def test_generic_verdict_does_not_depend_on_the_order_of_ptr_names(names: list[s
     assert [hit.symbol for hit in unconfirmed] == ["RL_PTR_UNVERIFIED"]
 
 
-def test_all_generic_names_score_at_the_lowest_confidence() -> None:
-    other = "host-71.70.2.81.pool.some-isp.net"
-    hits = check_ptr(_ptr_facts({GENERIC: CONFIRMS, other: CONFIRMS}))
-    assert [hit.symbol for hit in hits] == ["RL_PTR_GENERIC"]
-    alone = [check_ptr(_ptr_facts({name: CONFIRMS}))[0].confidence for name in (GENERIC, other)]
-    assert hits[0].confidence == min(alone)
+LOW_GENERIC = "81.2.70.71.some-isp.net"  # a bare address, no keyword: less sure than GENERIC
+HIGH_GENERIC = "dsl-81-2-70-71.dynamic.some-isp.net"
+TIED_GENERIC = "host-71.70.2.81.pool.some-isp.net"  # as sure as GENERIC
+
+
+@pytest.mark.parametrize(
+    "order",
+    [[GENERIC, LOW_GENERIC, HIGH_GENERIC], [HIGH_GENERIC, LOW_GENERIC, GENERIC],
+     [LOW_GENERIC, HIGH_GENERIC, GENERIC], [HIGH_GENERIC, GENERIC, LOW_GENERIC]],
+)  # fmt: skip
+def test_all_generic_names_score_at_the_lowest_confidence(order: list[str]) -> None:
+    # checks.ptr._generic: every name generic, at the lowest confidence among them, with
+    # that name's evidence, whatever the order. (Mutation review: with two names of one
+    # confidence the highest, the first or the last passed as well.)
+    alone = {name: check_ptr(_ptr_facts({name: CONFIRMS}))[0] for name in order}
+    assert len({hit.confidence for hit in alone.values()}) == 3, "the test needs three levels"
+    assert min(alone.values(), key=lambda hit: hit.confidence) == alone[LOW_GENERIC]
+    hits = check_ptr(_ptr_facts(dict.fromkeys(order, CONFIRMS)))
+    assert hits == [alone[LOW_GENERIC]]
+
+
+@pytest.mark.parametrize("order", [[GENERIC, TIED_GENERIC], [TIED_GENERIC, GENERIC]])
+def test_generic_names_tied_at_the_lowest_confidence_give_one_evidence(order: list[str]) -> None:
+    """Regression (mutation review): of names tied at the lowest confidence the first in
+    the PTR answer gave the evidence, so the resolver's rotation changed the reply's
+    options from one message to the next. The first in sorted order gives it now."""
+    alone = {name: check_ptr(_ptr_facts({name: CONFIRMS}))[0] for name in order}
+    assert alone[GENERIC].confidence == alone[TIED_GENERIC].confidence
+    hits = check_ptr(_ptr_facts(dict.fromkeys(order, CONFIRMS)))
+    assert hits == [alone[min(order)]]
 
 
 def test_a_forward_failure_never_adds_a_generic_penalty() -> None:

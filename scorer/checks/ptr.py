@@ -62,14 +62,15 @@ def _forward_evidence(ip: IPAddress, name: str, outcome: Lookup[IPAddress]) -> s
 
 def _generic(ip: IPAddress, names: dict[str, bool]) -> Hit | None:
     """RL_PTR_GENERIC when every one of ``names`` (name -> treat as confirmed) is generic,
-    at the lowest confidence among them; else None.
+    at the lowest confidence among them (with that name's evidence: the first in sorted
+    order of those tied); else None.
 
     All of them, not the first: a PTR answer's order is random, and a relay with a
     custom name beside its provider's generic one must get the same verdict on every
-    message.
+    message. Sorted for the same reason: the evidence must not follow that order either.
     """
     lowest: Hit | None = None
-    for name, confirmed in names.items():
+    for name, confirmed in sorted(names.items()):
         hit = generic_hit("RL_PTR_GENERIC", ip, name, confirmed, "ptr")
         if hit is None:
             return None
