@@ -24,9 +24,11 @@ import pytest
 
 from scorer.allowlist import Allowlist, AllowlistError
 from scorer.app import SERVICE_KEY, create_app
+from scorer.checks.hit import Hit
 from scorer.config import Config, ConfigError, config_from_mapping, load_config
 from scorer.pipeline import Pipeline
-from scorer.protocol import parse_request
+from scorer.protocol import SymbolResult, parse_request
+from scorer.scoring import score_hits
 from scorer.workermetrics import PREFIX, SHARED_MEMORY, remove_directory
 from tests import world
 from tests.conftest import make_config
@@ -335,6 +337,43 @@ async def test_global_shadow_mode(unbound: Unbound) -> None:
     pipeline = Pipeline(make_config(unbound.nameserver, policy={"shadow": True}))
     reply = await pipeline.check(parse_request({"ip": world.MISSING_PTR_IP}).request)
     assert reply.score == 0.0 and reply.shadowed == (("RL_PTR_MISSING", 5.0),)
+
+
+async def test_global_shadow_mode_leaves_a_zero_weight_symbol_as_it_is(unbound: Unbound) -> None:
+    # scoring.score_hits shadows only a symbol with a score to watch: under shadow = true a
+    # zero-weight one (RL_SKIPPED_LOCAL, every *_TEMPFAIL) goes out as always, with no
+    # "shadow: would score +0" option or shadow_score, and is not counted as shadowed.
+    config = make_config(unbound.nameserver, policy={"shadow": True})
+    reply = await Pipeline(config).check(parse_request({"ip": "10.1.1.1"}).request)
+    (skipped,) = reply.symbols
+    assert skipped == SymbolResult("RL_SKIPPED_LOCAL", 0.0, ("10.1.1.1 in 10.0.0.0/8",))
+    assert reply.shadowed == ()
+    hits = [Hit("RL_PTR_TEMPFAIL", ("PTR: timeout",)), Hit("RL_PTR_MISSING", ("no PTR",))]
+    scored = score_hits(hits, config.weights, config.is_shadowed)
+    assert scored.symbols[0] == SymbolResult("RL_PTR_TEMPFAIL", 0.0, ("PTR: timeout",))
+    assert scored.shadowed == (("RL_PTR_MISSING", 5.0),)
+
+
+@pytest.mark.parametrize("weight", [2.0, -2.0])
+def test_a_repeated_symbol_is_scored_once_at_its_strongest(weight: float) -> None:
+    # scoring.score_hits: one result per symbol (rspamd would add repeated names up),
+    # the hit of the largest |weight x confidence| with its own evidence, a negative
+    # weight included; of hits that tie, the first. The total counts it once.
+    hits = [
+        Hit("RL_HELO_GENERIC", ("weak",), 0.5),
+        Hit("RL_HELO_GENERIC", ("strong",), 0.9),
+        Hit("RL_PTR_MISSING", ("no PTR",)),
+        Hit("RL_HELO_GENERIC", ("middle",), 0.7),
+        Hit("RL_PTR_MISSING", ("again",)),
+    ]
+    weights = {"RL_HELO_GENERIC": weight, "RL_PTR_MISSING": 5.0}
+    scored = score_hits(hits, weights, lambda _name: False)
+    assert scored.symbols == (
+        SymbolResult("RL_HELO_GENERIC", round(weight * 0.9, 4), ("strong",)),
+        SymbolResult("RL_PTR_MISSING", 5.0, ("no PTR",)),
+    )
+    reply = Pipeline(config_from_mapping({"weights": weights})).reply_for(hits)
+    assert reply.score == round(weight * 0.9 + 5.0, 4)
 
 
 @dataclass
