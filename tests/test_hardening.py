@@ -20,7 +20,14 @@ from hypothesis import strategies as st
 
 from scorer.config import config_from_mapping
 from scorer.pipeline import Pipeline
-from scorer.protocol import RequestError, decode_body
+from scorer.protocol import (
+    LABEL_FIELDS,
+    MAX_FIELD_CHARS,
+    RequestError,
+    decode_body,
+    parse_labels,
+    parse_request,
+)
 from scorer.text import option
 from tests import world
 from tests.helpers import eventually, symbols_for
@@ -280,6 +287,21 @@ def test_an_overlong_ip_is_refused_before_parsing(service: ScorerProcess) -> Non
     body = json.dumps({"ip": " " * 5000 + world.MISSING_PTR_IP}).encode()
     status, reply = _Connection(service.port).post(body, "application/json")
     assert status == 400 and json.loads(reply)["field"] == "ip"
+
+
+@pytest.mark.parametrize("field", ["helo", "mail_from", "hostname", "queue_id", "user"])
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bin"])
+def test_a_long_field_is_cut_at_max_field_chars_not_refused(field: str, as_bytes: bool) -> None:
+    # protocol.MAX_FIELD_CHARS: a value of exactly that length is kept whole, one character
+    # more is cut to it (garbage inside a field is evidence, never a 400). A msgpack bin
+    # value takes the other path of parse_labels.
+    whole = "a" * (MAX_FIELD_CHARS - 1) + "z"
+    for value, kept in ((whole, whole), (whole + "b", whole)):
+        data = {"ip": "192.0.2.7", field: value.encode() if as_bytes else value}
+        if field in LABEL_FIELDS:
+            assert parse_labels(data)[LABEL_FIELDS.index(field)] == kept
+        else:
+            assert getattr(parse_request(data).request, field) == kept
 
 
 def test_deep_nesting_and_huge_fields(service: ScorerProcess) -> None:
