@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -192,6 +193,39 @@ async def test_other_content_types_are_415(client: Client) -> None:
             "/v1/check", data=b'{"ip": "192.0.2.1"}', headers={"Content-Type": content_type}
         )
         assert response.status == 415, content_type
+
+
+@pytest.mark.parametrize(
+    "hostname",
+    ["unknown", "Unknown", "UNKNOWN", " unknown ", "[192.0.2.1]", "[IPv6:2001:db8::1]", "", " "],
+)
+def test_an_mta_hostname_naming_no_host_is_no_hostname(hostname: str) -> None:
+    # protocol._mta_hostname: Postfix says "unknown" (Sendmail, others "Unknown"), or the
+    # bracketed address, when the client has no name: read as none (None), so it shares
+    # the reply-cache key of a request without a hostname and is never shown as evidence.
+    parsed = parse_request({"ip": "192.0.2.1", "hostname": hostname})
+    assert parsed.request.hostname is None
+    assert parsed.reply_key == parse_request({"ip": "192.0.2.1"}).reply_key
+
+
+def test_an_mta_hostname_is_kept_without_its_spaces() -> None:
+    for hostname in ("mx.example.net", " mx.example.net ", "unknown.example.net"):
+        parsed = parse_request({"ip": "192.0.2.1", "hostname": hostname})
+        assert parsed.request.hostname == hostname.strip()
+
+
+@pytest.mark.parametrize("mapped", ["::ffff:{}", "::FFFF:{}", "[::ffff:{}]"])
+async def test_an_ipv4_mapped_client_shares_the_ipv4_reply(pipeline: Pipeline, mapped: str) -> None:
+    # protocol.parse_ip unmaps ::ffff:a.b.c.d (an IPv4 client on a dual-stack socket): the
+    # reply-cache key is the IPv4 request's, and the reply cached for one serves the other.
+    fields = {"helo": world.CONFIRMED_NAME, "mail_from": f"a@{world.GOOD_DOMAIN}"}
+    plain = parse_request({"ip": world.CONFIRMED_IP, **fields})
+    other = parse_request({"ip": mapped.format(world.CONFIRMED_IP), **fields})
+    assert other.request == plain.request and other.reply_key == plain.reply_key
+    assert plain.reply_key[0] == ipaddress.IPv4Address(world.CONFIRMED_IP).packed
+    first = await pipeline.check(plain.request)
+    assert await pipeline.check(other.request) is first
+    assert (pipeline.replies.misses, pipeline.replies.hits) == (1, 1)
 
 
 async def test_healthz_and_readyz(client: Client) -> None:
