@@ -25,6 +25,7 @@ import pytest
 from scorer.allowlist import Allowlist, AllowlistError
 from scorer.app import SERVICE_KEY, create_app
 from scorer.checks.hit import Hit
+from scorer.checks.mailfrom import SenderKind, parse_sender
 from scorer.config import Config, ConfigError, config_from_mapping, load_config
 from scorer.pipeline import Pipeline
 from scorer.protocol import SymbolResult, parse_request
@@ -202,6 +203,44 @@ def test_mail_from_entry_does_not_match_other_senders(mail_from: str | None) -> 
     allowlist = Allowlist()
     allowlist.add("from", world.IDN_DOMAIN)
     assert allowlist.match_from(mail_from) is None
+
+
+@pytest.mark.parametrize(
+    ("mail_from", "covered"),
+    [
+        # The syntax check is one of those a from entry covers: a sender that fails it
+        # is still covered when the part after its last "@" is the vouched domain ...
+        ("a b@x.org", True),
+        ("<a b@x.org>", True),
+        ("@x.org", True),
+        ("a@b@lists.x.org", True),
+        ("a\r\n@x.org", True),
+        # ... and not when that part is another name, one IDNA refuses, or not there.
+        ("a@b@notx.org", False),
+        ("a@b@x.org.evil.net", False),
+        ("a@b@x..org", False),
+        ("a@lists.x.org\x01", False),
+        ("x.org", False),
+        ("<lists.x.org>", False),
+    ],
+)
+def test_mail_from_entry_covers_a_bad_syntax_sender_by_its_domain(
+    mail_from: str, covered: bool
+) -> None:
+    assert parse_sender(mail_from).kind is SenderKind.BAD_SYNTAX, "the case under test"
+    allowlist = Allowlist()
+    allowlist.add("from", "x.org")
+    assert allowlist.match_from(mail_from) == ("from x.org" if covered else None)
+
+
+async def test_an_allowlisted_sender_is_spared_the_syntax_penalty(unbound: Unbound) -> None:
+    sender = f"a b@{world.GOOD_DOMAIN}"
+    symbols = await symbols_for(_pipeline(unbound), world.CONFIRMED_IP, mail_from=sender)
+    assert "RL_MAILFROM_BAD_SYNTAX" in symbols
+    pipeline = _pipeline(unbound, mail_from_domains=[world.GOOD_DOMAIN])
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=sender)
+    assert set(symbols) == {"RL_ALLOWLISTED"}
+    assert symbols["RL_ALLOWLISTED"].options == (f"from {world.GOOD_DOMAIN}",)
 
 
 async def test_idn_mail_from_entry_covers_sender_in_the_other_form(unbound: Unbound) -> None:
