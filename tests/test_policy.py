@@ -28,6 +28,7 @@ from scorer.checks.hit import Hit
 from scorer.checks.mailfrom import SenderKind, parse_sender
 from scorer.config import Config, ConfigError, config_from_mapping, load_config
 from scorer.pipeline import Pipeline
+from scorer.policy import parse_network
 from scorer.protocol import SymbolResult, parse_request
 from scorer.scoring import score_hits
 from scorer.workermetrics import PREFIX, SHARED_MEMORY, remove_directory
@@ -60,7 +61,9 @@ async def test_ptr_suffix_needs_forward_confirmation(unbound: Unbound) -> None:
     confirmed = _pipeline(unbound, ptr_suffixes=["some-isp.net"])
     symbols = await symbols_for(confirmed, world.GENERIC_IP, helo="localhost")
     assert set(symbols) == {"RL_ALLOWLISTED"}, "PTR and HELO checks are covered"
-    assert "dyn.some-isp.net is forward-confirmed" in symbols["RL_ALLOWLISTED"].options[0]
+    assert symbols["RL_ALLOWLISTED"].options == (
+        f"ptr some-isp.net ({world.GENERIC_NAME} is forward-confirmed)",
+    )
 
     unconfirmed = _pipeline(unbound, ptr_suffixes=["unverified-sender.net"])
     symbols = await symbols_for(unconfirmed, world.UNVERIFIED_IP)
@@ -75,6 +78,9 @@ async def test_helo_entry_needs_helo_equal_to_confirmed_ptr(unbound: Unbound) ->
     pipeline = _pipeline(unbound, helo_names=[world.INTERNAL_PTR_NAME, "localhost"])
     symbols = await symbols_for(pipeline, world.INTERNAL_PTR_IP, helo=world.INTERNAL_PTR_NAME)
     assert set(symbols) == {"RL_ALLOWLISTED"}
+    assert symbols["RL_ALLOWLISTED"].options == (
+        f"helo {world.INTERNAL_PTR_NAME} (= forward-confirmed PTR)",
+    )
     symbols = await symbols_for(pipeline, world.GENERIC_IP, helo="localhost")
     assert set(symbols) == {"RL_PTR_GENERIC", "RL_HELO_LOCALHOST"}, "nor does it cover PTR"
 
@@ -162,6 +168,41 @@ def test_a_network_of_every_address_is_refused(entry: str) -> None:
         config_from_mapping({"allowlist": {"ips": [entry]}}).read_allowlist()
     with pytest.raises(ConfigError, match="covers every IPv"):
         config_from_mapping({"policy": {"skip_networks": [entry]}})
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("0.0.0.0/0", "'0.0.0.0/0' covers every IPv4 address (0.0.0.0/0)"),
+        ("::/0", "'::/0' covers every IPv6 address (::/0)"),
+        # The whole NAT64 or IPv4-mapped prefix: the message says what it reads as.
+        ("64:ff9b::/96", "'64:ff9b::/96' covers every IPv4 address (0.0.0.0/0)"),
+        (" ::ffff:0:0/96 ", "'::ffff:0:0/96' covers every IPv4 address (0.0.0.0/0)"),
+        # Padded (a list file's "ip  NETWORK", a TOML string): named without the padding.
+        (
+            "\t198.51.100.7/16 ",
+            "'198.51.100.7/16' has host bits set: write '198.51.0.0/16' for the network "
+            "or '198.51.100.7' for the one address",
+        ),
+    ],
+)
+def test_network_errors_say_what_the_entry_means(entry: str, message: str) -> None:
+    with pytest.raises(ValueError) as error:
+        parse_network(entry)
+    assert str(error.value) == message
+
+
+def test_network_entries_may_be_padded(tmp_path: Path) -> None:
+    assert parse_network(" 192.0.2.0/24\t") == ipaddress.ip_network("192.0.2.0/24")
+    assert parse_network(" 2001:db8::1 ") == ipaddress.ip_network("2001:db8::1/128")
+    listed = tmp_path / "allow.txt"
+    listed.write_text("ip   192.0.2.0/24\nip\t\t2001:db8::/32  # two tabs\n")
+    allowlist = Allowlist()
+    allowlist.add_file(str(listed))
+    assert allowlist.match_ip(ipaddress.ip_address("192.0.2.9")) == "ip 192.0.2.0/24"
+    assert allowlist.match_ip(ipaddress.ip_address("2001:db8::9")) == "ip 2001:db8::/32"
+    config = config_from_mapping({"policy": {"skip_networks": [" 10.0.0.0/8 "]}})
+    assert config.skip_networks == [ipaddress.ip_network("10.0.0.0/8")]
 
 
 @pytest.mark.parametrize(
@@ -299,6 +340,9 @@ def test_public_suffixes_below_are_rules_under_the_name() -> None:
             "a ptr entry covers the name and every name under it, so write 'partner.net'",
         ),
         ("from", "*.partner.net", "so write 'partner.net'"),
+        # Padded (a list file's "ptr  *.x", a TOML string): still a wildcard, named bare.
+        ("ptr", " *.partner.net ", "so write 'partner.net'"),
+        ("helo", "\t*.partner.net", "no wildcards in helo entries"),
         ("helo", "*.partner.net", "no wildcards in helo entries"),
         ("ptr", "partner net", "not a domain name: 'partner net'"),
         ("from", "user@part/ner.net", "not a domain name"),

@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
+from scorer.checks.hit import Hit
 from scorer.checks.ptr import IPAddress, PtrFacts, check_ptr
 from scorer.config import Config
 from scorer.dns.outcomes import Answer, FailureKind, Lookup, NotFound, NotFoundKind, TempFail
 from scorer.generic import classify
 from scorer.pipeline import Pipeline
+from scorer.policy import parse_network, skip_hit
 from scorer.symbols import SYMBOLS
 from tests import world
 from tests.helpers import symbols_for
@@ -111,10 +113,20 @@ async def test_forward_failure_is_tempfail_not_unverified(pipeline: Pipeline) ->
 
 
 async def test_local_clients_are_skipped_without_lookups(pipeline: Pipeline) -> None:
-    for ip in ("127.0.0.1", "10.1.2.3", "192.168.1.1", "100.64.0.1", "fd00::1", "fe80::1"):
+    skipped = {
+        "127.0.0.1": "127.0.0.0/8",
+        "10.1.2.3": "10.0.0.0/8",
+        "192.168.1.1": "192.168.0.0/16",
+        "100.64.0.1": "100.64.0.0/10",
+        "fd00::1": "fc00::/7",
+        "fe80::1": "fe80::/10",
+    }
+    for ip, network in skipped.items():
         symbols = await symbols_for(pipeline, ip)
         assert set(symbols) == {"RL_SKIPPED_LOCAL"}, ip
         assert symbols["RL_SKIPPED_LOCAL"].score == 0.0
+        # The evidence names the client and the network that holds it.
+        assert symbols["RL_SKIPPED_LOCAL"].options == (f"{ip} in {network}",)
     # Not one lookup (one that failed would not be in the cache: count the asking).
     assert pipeline.dns.cache.hits + pipeline.dns.cache.misses == 0
 
@@ -126,6 +138,17 @@ async def test_skip_networks_are_configurable(unbound_config: Config) -> None:
     symbols = await symbols_for(Pipeline(config), "10.1.2.3")
     assert "RL_SKIPPED_LOCAL" not in symbols
     assert "RL_PTR_MISSING" in symbols
+
+
+def test_a_skipped_client_is_named_with_the_first_network_listed_that_holds_it() -> None:
+    networks = [parse_network(n) for n in ("192.168.0.0/16", "10.1.0.0/16", "10.0.0.0/8")]
+    assert skip_hit(ipaddress.ip_address("10.1.2.3"), networks) == Hit(
+        "RL_SKIPPED_LOCAL", ("10.1.2.3 in 10.1.0.0/16",)
+    )
+    assert skip_hit(ipaddress.ip_address("10.2.0.1"), networks) == Hit(
+        "RL_SKIPPED_LOCAL", ("10.2.0.1 in 10.0.0.0/8",)
+    )
+    assert skip_hit(ipaddress.ip_address("192.0.2.1"), networks) is None
 
 
 async def test_generic_ptr_is_scored_by_confidence_with_evidence(client: Any) -> None:
