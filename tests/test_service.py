@@ -589,6 +589,114 @@ async def test_refusals_held_back_are_logged_when_the_quiet_time_is_up(
     ]
 
 
+class _Clock:
+    """time.monotonic for scorer.refusals: the quiet time runs when the test says."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def refusal_clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    from scorer import refusals
+
+    clock = _Clock()
+    monkeypatch.setattr(refusals, "time", clock)
+    return clock
+
+
+async def test_each_refusal_line_counts_what_it_held_back_and_advises_by_status(
+    refusal_clock: _Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from scorer.refusals import REFUSAL_LOG_SECONDS, RefusalLog
+
+    log = RefusalLog()
+    since = "request(s) refused with {} since the last such line: {} (field {})"
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        log.note(401, "missing bearer token", "authorization")
+        log.note(503, "overloaded, retry later", "body")
+        log.note(400, "no ip", "ip")
+        for _ in range(4):  # held back: told when the quiet time is up
+            log.note(503, "overloaded, retry later", "body")
+        refusal_clock.now += REFUSAL_LOG_SECONDS - 0.05
+        log.note(401, "wrong bearer token", "authorization")
+        refusal_clock.now += 0.05
+        # The quiet time is up: this one is logged at once, with the five held back.
+        log.note(503, "overloaded, retry later", "body")
+        lines = [r.getMessage() for r in caplog.records]
+        assert lines[-1] == "5 " + since.format(503, "overloaded, retry later", "body") + (
+            "; max_in_flight checks were running: see docs/operations.md, Overload"
+        )
+        await asyncio.sleep(0.1)  # 401's line comes when its quiet time is up
+    assert [r.getMessage() for r in caplog.records] == [
+        "1 "
+        + since.format(401, "missing bearer token", "authorization")
+        + "; the plugin's token must be [server] token: rdns-scorer rspamd install --config",
+        "1 "
+        + since.format(503, "overloaded, retry later", "body")
+        + "; max_in_flight checks were running: see docs/operations.md, Overload",
+        "1 " + since.format(400, "no ip", "ip"),  # no advice: the reason says it all
+        "5 "
+        + since.format(503, "overloaded, retry later", "body")
+        + "; max_in_flight checks were running: see docs/operations.md, Overload",
+        "1 "
+        + since.format(401, "wrong bearer token", "authorization")
+        + "; the plugin's token must be [server] token: rdns-scorer rspamd install --config",
+    ]
+    # The advice points at what exists.
+    operations = (Path(__file__).parents[1] / "docs" / "operations.md").read_text()
+    assert "\n## Overload\n" in operations
+
+
+async def test_a_flood_of_refusals_held_back_costs_one_timer(
+    refusal_clock: _Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scorer.refusals import RefusalLog
+
+    loop = asyncio.get_running_loop()
+    timers: list[asyncio.TimerHandle] = []
+
+    def call_later(delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+        timers.append(asyncio.TimerHandle(loop.time() + delay, callback, args, loop))
+        return timers[-1]
+
+    monkeypatch.setattr(loop, "call_later", call_later)
+    log = RefusalLog()
+    for _ in range(1000):
+        log.note(400, "no ip", "ip")
+    assert len(timers) == 1  # the line a minute, not a timer per bad request
+
+
+async def test_a_refusal_line_is_never_logged_for_none(
+    refusal_clock: _Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A line was scheduled for a refusal held back, then the quiet time ended and the
+    # next refusal was logged at once with it: the scheduled line has nothing to tell.
+    # And the next quiet time holds back and tells again.
+    from scorer.refusals import REFUSAL_LOG_SECONDS, RefusalLog
+
+    log = RefusalLog()
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        log.note(400, "first", "ip")
+        refusal_clock.now += REFUSAL_LOG_SECONDS - 0.05
+        log.note(400, "held back", "ip")  # a line due in 0.05 s
+        refusal_clock.now += 0.05
+        log.note(400, "at once", "ip")
+        await asyncio.sleep(0.1)
+        refusal_clock.now += REFUSAL_LOG_SECONDS - 0.05
+        log.note(400, "held back again", "ip")
+        await asyncio.sleep(0.1)
+    assert [r.getMessage().partition(":")[0] for r in caplog.records] == [
+        "1 request(s) refused with 400 since the last such line",
+        "2 request(s) refused with 400 since the last such line",
+        "1 request(s) refused with 400 since the last such line",
+    ]
+    assert caplog.records[-1].getMessage().endswith(": held back again (field ip)")
+
+
 async def test_readme_example_reply_is_what_the_service_answers(unbound: Unbound) -> None:
     # The README showed a reply the request could never get (one symbol of three).
     readme = (Path(__file__).parents[1] / "README.md").read_text()
