@@ -25,7 +25,9 @@ def _unsafe(char: str) -> bool:
 
 
 def escape(text: str) -> str:
-    """Escape control, format and surrogate characters (and backslash) as ``\\xNN``."""
+    """Escape control, format and surrogate characters (and backslash): as ``\\xNN``
+    below U+0100 (and for a byte that was not UTF-8), ``\\uNNNN`` below U+10000,
+    ``\\UNNNNNNNN`` above; printable characters (an emoji, ``ü``) are kept."""
     if text.isascii() and text.isprintable() and "\\" not in text:
         return text  # the common case, kept cheap
     return "".join(_escape_char(c) if _unsafe(c) else c for c in text)

@@ -28,7 +28,7 @@ from scorer.protocol import (
     parse_labels,
     parse_request,
 )
-from scorer.text import option
+from scorer.text import OPTION_MAX_CHARS, escape, option, unsafe_reason
 from tests import world
 from tests.helpers import eventually, symbols_for
 from tests.support.fakedns import FaultyDns
@@ -391,6 +391,78 @@ def test_options_are_capped_without_cutting_an_escape(text: str, limit: int) -> 
     shown = option(text, limit)
     assert len(shown) <= limit and shown.isprintable()
     assert "\\" not in _COMPLETE_ESCAPE.sub("", shown)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        # A byte that was not UTF-8 (kept by surrogateescape): the byte, as \xNN.
+        (b"a\x80b\xffc".decode("utf-8", "surrogateescape"), "a\\x80b\\xffc"),
+        # A lone surrogate that is no such byte: a code point like any other.
+        ("\udc7f", "\\udc7f"),
+        # Below U+0100: \xNN (C0 and C1 controls, DEL, NBSP, soft hyphen).
+        ("\x05\r\n\x7f\x85\xa0\xad", "\\x05\\x0d\\x0a\\x7f\\x85\\xa0\\xad"),
+        ("a\\b", "a\\x5cb"),  # so that every backslash shown starts one of ours
+        # Below U+10000: \uNNNN (bidi marks and overrides, line separators, nonchars).
+        ("\u061c\u202e\u2028\u2029\uffff", "\\u061c\\u202e\\u2028\\u2029\\uffff"),
+        # Above: \UNNNNNNNN (a tag, private use); a printable one (an emoji) is kept.
+        ("\U000e0001\U000f0000", "\\U000e0001\\U000f0000"),
+        ("mx.\U0001f600.example ü", "mx.\U0001f600.example ü"),
+    ],
+)
+def test_unsafe_characters_are_escaped_as_bytes_or_code_points(text: str, shown: str) -> None:
+    assert escape(text) == shown
+    assert option(text) == shown
+
+
+def test_unsafe_reasons_tell_broken_bytes_from_control_characters() -> None:
+    for byte in (b"\x80", b"\xff"):
+        assert unsafe_reason(byte.decode("utf-8", "surrogateescape")) == "bytes that are not UTF-8"
+    for text in ("\x85", "\u2028", "\udc7f"):
+        assert unsafe_reason(text) == "control or format characters"
+
+
+# Each escape form, and the character behind it.
+_ESCAPES = [
+    (b"\x80".decode("utf-8", "surrogateescape"), "\\x80"),
+    ("\x85", "\\x85"),
+    ("\\", "\\x5c"),
+    ("\u2028", "\\u2028"),
+    ("\U000e0001", "\\U000e0001"),
+]
+
+
+@pytest.mark.parametrize(("char", "escaped"), _ESCAPES)
+def test_an_option_is_cut_before_an_escape_it_cannot_hold(char: str, escaped: str) -> None:
+    # The spec, position by position: an option at the limit is kept whole; a longer one
+    # is cut to at most limit - 3 characters, then "...", and a cut never keeps part of
+    # an escape (it drops the whole escape).
+    limit = 30
+    for before in range(limit + 1):
+        text = "a" * before + char + "b" * (limit - before)
+        shown = option(text, limit)
+        keep = limit - 3
+        if before >= keep:
+            expected = "a" * keep + "..."
+        elif before + len(escaped) > keep:
+            expected = "a" * before + "..."
+        else:
+            expected = ("a" * before + escaped + "b" * limit)[:keep] + "..."
+        assert shown == expected, (before, shown)
+
+
+def test_an_option_exactly_at_the_limit_is_kept_whole() -> None:
+    assert option("a" * OPTION_MAX_CHARS) == "a" * OPTION_MAX_CHARS
+    assert option("a" * (OPTION_MAX_CHARS + 1)) == "a" * (OPTION_MAX_CHARS - 3) + "..."
+    # The limit counts what is shown: escapes count with their full length.
+    assert option("\x85" * 40) == "\\x85" * 40  # 160 characters
+    assert option("a" + "\x85" * 40) == "a" + "\\x85" * 39 + "..."
+    assert option("\u2028" * 4, 24) == "\\u2028" * 4  # 24 characters: at the limit
+    assert option("\u2028" * 4, 23) == "\\u2028" * 3 + "..."
+    # The documented cap (docs/security.md: "Options are capped at 160 characters").
+    security = (Path(__file__).parents[1] / "docs" / "security.md").read_text()
+    assert f"Options are capped at {OPTION_MAX_CHARS} characters" in security
+    assert OPTION_MAX_CHARS == 160
 
 
 def test_the_listen_queue_holds_a_burst_of_new_connections(service: ScorerProcess) -> None:
