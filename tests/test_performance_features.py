@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import msgpack
 import pytest
@@ -27,12 +28,12 @@ from scorer import protocol
 from scorer.app import Service
 from scorer.checks.helo import parse_helo
 from scorer.checks.mailfrom import parse_sender
-from scorer.config import Config, config_from_mapping
+from scorer.config import Config, ConfigError, config_from_mapping
 from scorer.memo import MAX_MEMO_CHARS
 from scorer.pipeline import Pipeline
 from scorer.protocol import RequestError, decode_body, parse_labels, parse_request
 from scorer.workermetrics import SNAPSHOT_SECONDS
-from scorer.workers import STOP_GRACE_SECONDS
+from scorer.workers import STOP_GRACE_SECONDS, Supervisor, _Worker
 from tests import world
 from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns, dead_port
@@ -533,7 +534,6 @@ def test_a_fork_that_fails_leaks_nothing_and_is_logged_once_a_minute(
     # Regression (review): the heartbeat pipe of a fork that failed stayed open, and
     # the supervisor tries again every round (0.5 s): after minutes of EAGAIN it ran out
     # of file descriptors for good, logging an error every round meanwhile.
-    from scorer.workers import Supervisor
 
     def no_fork() -> int:
         raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
@@ -550,6 +550,189 @@ def test_a_fork_that_fails_leaks_nothing_and_is_logged_once_a_minute(
     assert [r.getMessage() for r in caplog.records] == [
         "cannot start a worker ([Errno 11] Resource temporarily unavailable); trying again"
     ]
+
+
+class _Siginfo(NamedTuple):
+    si_signo: int
+    si_pid: int
+
+
+def _supervise_signals(
+    monkeypatch: pytest.MonkeyPatch, supervisor: Supervisor, signals: list[_Siginfo]
+) -> list[tuple[int, int]]:
+    """Run ``supervisor``'s loop over ``signals`` (what sigtimedwait returns, in order)
+    with three workers 101, 102, 103 that are no processes; then it stops. What it sent,
+    as (pid, signal)."""
+    sent: list[tuple[int, int]] = []
+    pids = iter([101, 102, 103])
+    queue = list(signals)
+
+    def spawn() -> None:
+        supervisor._children[next(pids)] = _Worker(
+            started=time.monotonic(), snapshot="", beat_fd=-1, last_beat=float("inf")
+        )
+
+    def sigtimedwait(_signals: object, _timeout: float) -> _Siginfo | None:
+        if queue:
+            return queue.pop(0)
+        supervisor._stopping = True  # every signal handled: the workers are gone
+        supervisor._children.clear()
+        return None
+
+    monkeypatch.setattr(signal, "pthread_sigmask", lambda _how, _mask: set())
+    monkeypatch.setattr(signal, "sigtimedwait", sigtimedwait)
+    monkeypatch.setattr(os, "kill", lambda pid, signum: sent.append((pid, signum)))
+    monkeypatch.setattr("scorer.workers.take_deferred_hangup", lambda: False)
+    monkeypatch.setattr(supervisor, "_spawn", spawn)
+    for step in ("_reap", "_top_up", "_watch"):
+        monkeypatch.setattr(supervisor, step, lambda: None)
+    assert supervisor._supervise() == 0
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("signals", "reloads", "sent"),
+    [
+        # systemctl reload (or kill -HUP): the parent reloads, and so does every worker.
+        (
+            [_Siginfo(signal.SIGHUP, 1)],
+            1,
+            [(101, signal.SIGHUP), (102, signal.SIGHUP), (103, signal.SIGHUP)],
+        ),
+        # POST /v1/reload reached worker 102, which reloaded itself and told the parent:
+        # the others reload, 102 is not made to reload a second time.
+        ([_Siginfo(signal.SIGUSR1, 102)], 1, [(101, signal.SIGHUP), (103, signal.SIGHUP)]),
+        # A SIGUSR1 from a process that is none of our workers asks for nothing.
+        ([_Siginfo(signal.SIGUSR1, 4242)], 0, []),
+        # A SIGHUP after a worker's own reload reaches that worker too.
+        (
+            [_Siginfo(signal.SIGUSR1, 102), _Siginfo(signal.SIGHUP, 1)],
+            2,
+            [
+                *[(101, signal.SIGHUP), (103, signal.SIGHUP)],
+                *[(101, signal.SIGHUP), (102, signal.SIGHUP), (103, signal.SIGHUP)],
+            ],
+        ),
+    ],
+)
+def test_the_supervisor_passes_reloads_on_to_the_workers_that_need_them(
+    monkeypatch: pytest.MonkeyPatch,
+    signals: list[_Siginfo],
+    reloads: int,
+    sent: list[tuple[int, int]],
+) -> None:
+    readings: list[Config] = []
+
+    def loader() -> Config:
+        readings.append(config_from_mapping({}))
+        return readings[-1]
+
+    supervisor = Supervisor(config_from_mapping({}), loader, "127.0.0.1", 1, 3)
+    assert _supervise_signals(monkeypatch, supervisor, signals) == sent
+    assert len(readings) == reloads
+
+
+def test_a_new_worker_reports_a_rejected_reload_until_one_succeeds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A worker started after a rejected reload serves the last good config and reports
+    # the failure, as the others do; once a reload succeeds, a new one reports none
+    # (docs/operations.md: "until the file is fixed and reloaded").
+    started = tmp_path / "started"
+
+    def run_worker(config: Config, *_args: object, stale_config: bool, **_options: object) -> None:
+        with started.open("a") as out:  # in the forked worker
+            out.write(f"{config.weights['RL_PTR_MISSING']:g} stale={stale_config}\n")
+
+    monkeypatch.setattr("scorer.workers.run_worker", run_worker)
+    readings: list[float | Exception] = [
+        2.0,
+        ConfigError("[weights] RL_NO_SUCH_SYMBOL: unknown symbol"),
+        3.0,
+        RecursionError("maximum recursion depth exceeded"),  # tomllib on deep nesting
+        4.0,
+    ]
+
+    def loader() -> Config:
+        reading = readings.pop(0)
+        if isinstance(reading, Exception):
+            raise reading
+        return config_from_mapping({"weights": {"RL_PTR_MISSING": reading}})
+
+    supervisor = Supervisor(
+        config_from_mapping({"weights": {"RL_PTR_MISSING": 1.0}}), loader, "127.0.0.1", 1, 2
+    )
+
+    def start_a_worker() -> str:
+        supervisor._spawn()
+        pid, worker = supervisor._children.popitem()
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        supervisor._release(worker)
+        return started.read_text().splitlines()[-1]
+
+    assert start_a_worker() == "1 stale=False"
+    expected = ["2 stale=False", "2 stale=True", "3 stale=False", "3 stale=True", "4 stale=False"]
+    for line in expected:
+        supervisor._reload()
+        assert start_a_worker() == line
+
+
+def test_the_watchdog_leaves_workers_alone_while_they_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Once the workers were asked to stop, a silent one may be past its event loop,
+    # finishing: STOP_GRACE_SECONDS is the hard stop then, not the watchdog.
+    config = config_from_mapping({"server": {"watchdog_seconds": 3}})
+    supervisor = Supervisor(config, lambda: config, "127.0.0.1", 1, 2)
+    kills: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "kill", lambda pid, signum: kills.append((pid, signum)))
+    silent_read, silent_write = os.pipe()
+    beating_read, beating_write = os.pipe()
+    try:
+        for fd in (silent_read, beating_read):
+            os.set_blocking(fd, False)
+        long_ago = time.monotonic() - 10
+        supervisor._children[101] = _Worker(0.0, "", silent_read, long_ago)
+        supervisor._children[102] = _Worker(0.0, "", beating_read, long_ago)
+        os.write(beating_write, b"...")
+        supervisor._stopping = True
+        supervisor._watch()
+        assert kills == []
+        supervisor._stopping = False
+        supervisor._watch()  # the same silence while serving: stuck, killed
+        assert kills == [(101, signal.SIGKILL)]
+    finally:
+        for fd in (silent_read, silent_write, beating_read, beating_write):
+            os.close(fd)
+
+
+@pytest.mark.parametrize("stopping", [False, True])
+def test_a_dead_worker_is_replaced_unless_the_workers_stop(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, stopping: bool
+) -> None:
+    supervisor = Supervisor(config_from_mapping({}), config_from_mapping, "127.0.0.1", 1, 1)
+    pids = iter([102, 103])
+
+    def spawn() -> None:
+        supervisor._children[next(pids)] = _Worker(time.monotonic(), "", -1, float("inf"))
+
+    monkeypatch.setattr(supervisor, "_spawn", spawn)
+    beat_read, beat_write = os.pipe()
+    os.close(beat_write)
+    supervisor._children[101] = _Worker(time.monotonic() - 60, "", beat_read, float("inf"))
+    exits = iter([(101, signal.SIGKILL), (0, 0)])  # waitpid: 101 was killed; no more
+    monkeypatch.setattr(os, "waitpid", lambda _pid, _options: next(exits))
+    supervisor._stopping = stopping
+    with caplog.at_level(logging.ERROR, logger="rdns_scorer"):
+        supervisor._reap()
+        supervisor._top_up()
+    if stopping:
+        assert supervisor._children == {} and caplog.records == []
+    else:
+        assert list(supervisor._children) == [102]
+        assert [r.getMessage() for r in caplog.records] == [
+            "worker 101 exited (killed by SIGKILL); starting a new one"
+        ]
 
 
 def test_giving_up_on_workers_stops_a_stuck_one_too(unbound: Unbound, tmp_path: Path) -> None:
