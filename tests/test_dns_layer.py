@@ -236,6 +236,64 @@ def test_cache_respects_ttl_bounds_and_size() -> None:
     assert _value(cache, "e") is None
 
 
+def test_the_cache_evicts_the_least_recently_used_not_the_oldest() -> None:
+    """TtlCache is LRU-bounded: an entry read since is kept over one put later but not read."""
+    cache: TtlCache[str] = TtlCache(2, min_ttl=0, max_ttl=60, clock=lambda: 0.0)
+    cache.put("a", "A", ttl=30)
+    cache.put("b", "B", ttl=30)
+    assert _value(cache, "a") == "A"  # now the most recently used
+    cache.put("c", "C", ttl=30)
+    assert _value(cache, "b") is None
+    assert _value(cache, "a") == "A" and _value(cache, "c") == "C"
+
+
+def test_an_entry_is_gone_at_its_expiry_and_dropped_when_met() -> None:
+    """An entry lives for its TTL and not an instant more (a TTL of 0 under a floor of 0 is
+    never served); the expired entry met by a lookup is dropped (not left to hold a place
+    until the LRU bound evicts it) and counted as a miss (the hit ratio on the dashboard)."""
+    now = [100.0]
+    cache: TtlCache[str] = TtlCache(10, min_ttl=0, max_ttl=60, clock=lambda: now[0])
+    assert cache.put("zero", "Z", ttl=0) == 100.0
+    assert _value(cache, "zero") is None
+    assert (len(cache), cache.hits, cache.misses) == (0, 0, 1)
+    cache.put("a", "A", ttl=10)
+    now[0] = 109.9
+    assert _value(cache, "a") == "A"
+    now[0] = 110.0
+    assert _value(cache, "a") is None
+    assert (len(cache), cache.hits, cache.misses) == (0, 1, 2)
+
+
+def test_a_value_as_big_as_the_bound_is_kept_and_its_size_counts_whole() -> None:
+    """put() refuses a value only when it alone is *above* the bound; a size of 2 counts as
+    two entries (the bound is on what the entries hold, see cache_size)."""
+    cache: TtlCache[str] = TtlCache(3, min_ttl=0, max_ttl=60, clock=lambda: 0.0)
+    cache.put("x", "X", ttl=30)
+    cache.put("y", "Y", ttl=30)
+    cache.put("two", "2", ttl=30, size=2)
+    assert len(cache) == 2 and _value(cache, "x") is None  # 1 + 2 entries: x went
+    assert cache.put("three", "3", ttl=30, size=3) == 30.0  # as big as the bound: kept
+    assert len(cache) == 1 and _value(cache, "three") == "3"
+    assert cache.put("four", "4", ttl=30, size=4) == 0.0  # above it: not kept
+    assert _value(cache, "four") is None and _value(cache, "three") == "3"
+
+
+def test_clearing_the_cache_forgets_what_big_entries_counted() -> None:
+    """clear() (every change of trust in the resolver) starts the bound afresh: the sizes
+    of the entries it dropped neither shrink the cache after it nor let it grow past
+    its bound."""
+    cache: TtlCache[str] = TtlCache(4, min_ttl=0, max_ttl=60, clock=lambda: 0.0)
+    cache.put("big", "B", ttl=30, size=3)
+    cache.clear()
+    for key in ("k1", "k2", "k3", "k4"):
+        cache.put(key, key, ttl=30)
+    assert len(cache) == 4, "the dropped entry's size still counted"
+    cache.put("big", "small now", ttl=30)  # the dropped key again, as one entry
+    for key in ("k5", "k6", "k7", "k8", "k9"):
+        cache.put(key, key, ttl=30)
+    assert len(cache) == 4, "past its bound: the dropped entry's size was taken off again"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("127.0.0.1", "127.0.0.1:53"), ("127.0.0.1:5353", "127.0.0.1:5353"),
