@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
+import dns.rdatatype
+
+from scorer.dns.cache import TtlCache, question_key
+from scorer.dns.layer import DnsLayer, Nameserver, Outcome
+from scorer.dns.wire import relative_name
 from scorer.pipeline import Pipeline
 from scorer.protocol import SymbolResult, parse_request
+from tests.support.fakedns import dead_port
 
 T = TypeVar("T")
 
@@ -31,3 +37,22 @@ def eventually(probe: Callable[[], T], ready: Callable[[T], bool], timeout: floa
         time.sleep(0.05)
         value = probe()
     return value
+
+
+class KnownAnswers(DnsLayer):
+    """A DNS layer that knows the outcomes it is given (as cached for an hour) and
+    records each lookup asked of it, ``(name, type)``, cache hits included. A question
+    it was not given goes to a loopback port where nothing listens: a NETWORK failure,
+    not a hang. For outcomes unbound cannot serve (a repeated PTR name) and for which
+    lookups a request makes."""
+
+    def __init__(self, known: Mapping[tuple[str, dns.rdatatype.RdataType], Outcome]) -> None:
+        cache: TtlCache[Outcome] = TtlCache(1000, 0.0, 3600.0)
+        super().__init__([Nameserver("127.0.0.1", dead_port())], 0.5, cache)
+        self.asked: list[tuple[str, str]] = []
+        for (name, rdtype), outcome in known.items():
+            cache.put(question_key(relative_name(name.lower()), rdtype), outcome, 3600)
+
+    async def lookup(self, name: str, rdtype: dns.rdatatype.RdataType, deadline: float) -> Outcome:
+        self.asked.append((name, dns.rdatatype.to_text(rdtype)))
+        return await super().lookup(name, rdtype, deadline)

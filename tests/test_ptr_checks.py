@@ -6,18 +6,20 @@ import dataclasses
 import ipaddress
 from typing import Any
 
+import dns.rdatatype
 import pytest
 
 from scorer.checks.hit import Hit
 from scorer.checks.ptr import IPAddress, PtrFacts, check_ptr
-from scorer.config import Config
+from scorer.config import Config, config_from_mapping
 from scorer.dns.outcomes import Answer, FailureKind, Lookup, NotFound, NotFoundKind, TempFail
+from scorer.dns.wire import reverse_name
 from scorer.generic import classify
 from scorer.pipeline import Pipeline
 from scorer.policy import parse_network, skip_hit
 from scorer.symbols import SYMBOLS
 from tests import world
-from tests.helpers import symbols_for
+from tests.helpers import KnownAnswers, symbols_for
 
 
 async def test_confirmed_ptr_scores_nothing(pipeline: Pipeline) -> None:
@@ -172,6 +174,41 @@ async def test_the_mta_hostname_is_shown_beside_our_evidence(pipeline: Pipeline)
     for no_name in ("unknown", "[203.0.113.12]", ""):
         symbols = await symbols_for(pipeline, world.UNVERIFIED_IP, hostname=no_name)
         assert not any("MTA hostname" in o for o in symbols["RL_PTR_UNVERIFIED"].options)
+
+
+async def test_the_mta_hostname_is_shown_beside_a_missing_or_failed_ptr(pipeline: Pipeline) -> None:
+    # The MTA named a host where we found no PTR, or could not tell: the disagreement
+    # is what an admin needs to see first.
+    for ip, symbol in (
+        (world.MISSING_PTR_IP, "RL_PTR_MISSING"),
+        (world.PTR_SERVFAIL_IP, "RL_PTR_TEMPFAIL"),
+    ):
+        symbols = await symbols_for(pipeline, ip, hostname="mail.mta-says.net")
+        assert set(symbols) == {symbol}
+        assert "MTA hostname: mail.mta-says.net" in symbols[symbol].options
+
+
+async def test_a_ptr_name_the_zone_repeats_is_checked_once() -> None:
+    """lookups._ptr_facts: "A zone may repeat a name: checked once." A name repeated (or
+    the root beside the names) took a place of max_ptr_names, or counted among the names
+    not checked, and turned RL_PTR_UNVERIFIED into RL_PTR_TEMPFAIL."""
+    ptr = Answer(("mail.repeats.net", "mail.repeats.net", "", "relay.repeats.net"), 300)
+    layer = KnownAnswers(
+        {
+            (reverse_name(CLIENT), dns.rdatatype.PTR): ptr,
+            ("mail.repeats.net", dns.rdatatype.A): ELSEWHERE,
+            ("relay.repeats.net", dns.rdatatype.A): NotFound(NotFoundKind.NXDOMAIN, 300),
+        }
+    )
+    config = config_from_mapping({"dns": {"nameservers": ["127.0.0.1:9"], "max_ptr_names": 2}})
+    symbols = await symbols_for(Pipeline(config, layer), str(CLIENT))
+    assert set(symbols) == {"RL_PTR_UNVERIFIED"}, symbols
+    options = symbols["RL_PTR_UNVERIFIED"].options
+    assert not any("not checked" in o for o in options), options
+    assert [o.split()[0] for o in options[1:]] == ["mail.repeats.net", "relay.repeats.net"]
+    assert sorted(layer.asked) == [
+        (reverse_name(CLIENT), "PTR"), ("mail.repeats.net", "A"), ("relay.repeats.net", "A"),
+    ]  # fmt: skip
 
 
 CLIENT = ipaddress.IPv4Address("81.2.70.71")
