@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 
+import dns.rdatatype
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,10 +15,13 @@ from scorer.checks.helo import HeloFacts, HeloKind, IPAddress, check_helo, parse
 from scorer.checks.ptr import PtrCounted, PtrFacts, check_ptr, ptr_counted
 from scorer.config import Config
 from scorer.dns.outcomes import Answer, FailureKind, NotFound, NotFoundKind, TempFail
+from scorer.dns.wire import reverse_name
+from scorer.lookups import Limits, gather_facts
 from scorer.names import address_in, ipv4_literal
 from scorer.pipeline import Pipeline
+from scorer.protocol import parse_request
 from tests import world
-from tests.helpers import symbols_for
+from tests.helpers import KnownAnswers, symbols_for
 
 
 def _ip_address_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -338,6 +343,48 @@ async def test_a_helo_resolving_only_to_non_public_addresses_has_no_address(
     symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
     assert set(symbols) == {"RL_HELO_NO_ADDRESS"}
     assert f"only internal addresses {shown}" in symbols["RL_HELO_NO_ADDRESS"].options
+
+
+async def test_an_ipv6_clients_helo_is_asked_for_aaaa_first(pipeline: Pipeline) -> None:
+    """lookups._helo_facts: the client's own family first (the answer the generic check
+    needs too), and each outcome in its own field: an AAAA that holds the client is
+    enough, no A is asked."""
+    request = parse_request({"ip": world.CONFIRMED_IP6, "helo": world.CONFIRMED_NAME6}).request
+    facts, reply = await pipeline.check_with_facts(request)
+    assert reply.symbols == ()
+    assert facts is not None and facts.helo is not None
+    assert facts.helo.aaaa == Answer((ipaddress.ip_address(world.CONFIRMED_IP6),), 300)
+    assert facts.helo.a is None
+
+
+@pytest.mark.parametrize(
+    ("client", "addresses", "asked"),
+    [
+        ("81.2.70.71", ["81.2.69.160"], ["A"]),  # a public address
+        ("81.2.70.71", ["10.0.0.5", "81.2.69.160"], ["A"]),  # one public among internal ones
+        ("10.0.0.5", ["10.0.0.5"], ["A"]),  # the client's own (an internal relay)
+        ("81.2.70.71", ["10.0.0.5"], ["A", "AAAA"]),  # only internal: maybe a public AAAA
+    ],
+)
+async def test_a_helos_other_family_is_asked_only_when_the_first_is_not_enough(
+    client: str, addresses: list[str], asked: list[str]
+) -> None:
+    """lookups._helo_facts: the other family only when the first has no public address,
+    nor the client's own (RL_HELO_NO_ADDRESS judges the name by all its addresses then)."""
+    ip = ipaddress.ip_address(client)
+    helo = "relay.helo-family.net"
+    layer = KnownAnswers(
+        {
+            (reverse_name(ip), dns.rdatatype.PTR): NotFound(NotFoundKind.NXDOMAIN, 300),
+            (helo, dns.rdatatype.A): Answer(tuple(map(ipaddress.ip_address, addresses)), 300),
+            (helo, dns.rdatatype.AAAA): NotFound(NotFoundKind.NODATA, 300),
+        }
+    )
+    request = parse_request({"ip": client, "helo": helo}).request
+    deadline = asyncio.get_running_loop().time() + 2.0
+    facts = await gather_facts(request, layer, Limits(10, 10), deadline)
+    assert [rdtype for name, rdtype in layer.asked if name == helo] == asked
+    assert facts.helo is not None and (facts.helo.aaaa is None) == (asked == ["A"])
 
 
 def test_a_helo_at_the_clients_own_private_address_is_fine() -> None:
