@@ -261,6 +261,39 @@ async def test_null_sender_makes_no_lookups(pipeline: Pipeline) -> None:
     assert len(pipeline.dns.cache) == 2, "only the PTR and its forward confirmation"
 
 
+@pytest.mark.parametrize(
+    "mail_from",
+    [
+        "user@[81.2.69.160]",  # an address literal: judged as it is
+        "user@host.invalid",  # special use (RFC 6761): never a query to the resolver
+        "user@server.local",
+        "user@good-sender.net\r\n",  # bad syntax, though a good domain is in it
+        "<@:user@good-sender.net>",
+    ],
+)
+async def test_a_sender_without_a_domain_to_resolve_makes_no_lookups(
+    pipeline: Pipeline, mail_from: str
+) -> None:
+    asked: list[str] = []
+    pipeline.dns.observer = lambda rdtype, *_: asked.append(rdtype)
+    await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=mail_from)
+    assert sorted(asked) == ["A", "PTR"], "only the PTR and its forward confirmation"
+
+
+async def test_a_sender_domain_that_does_not_exist_has_no_implicit_mx_to_ask(
+    pipeline: Pipeline,
+) -> None:
+    """RFC 5321 section 5.1: the domain is its own mail host when it has no MX (NODATA);
+    one that does not exist (NXDOMAIN) has no address either: no A/AAAA asked."""
+    asked: list[str] = []
+    pipeline.dns.observer = lambda rdtype, *_: asked.append(rdtype)
+    symbols = await symbols_for(
+        pipeline, world.CONFIRMED_IP, mail_from=f"a@{world.NXDOMAIN_DOMAIN}"
+    )
+    assert set(symbols) == {"RL_MAILFROM_NXDOMAIN"}
+    assert sorted(asked) == ["A", "MX", "PTR"]
+
+
 async def test_bogus_mx_evidence_names_each_target(pipeline: Pipeline) -> None:
     symbols = await symbols_for(
         pipeline, world.CONFIRMED_IP, mail_from=f"a@{world.BOGUS_MX_DOMAIN}"
