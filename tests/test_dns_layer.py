@@ -15,6 +15,7 @@ import uvloop
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scorer.config import config_from_mapping
 from scorer.dns import layer as layer_module
 from scorer.dns import wire
 from scorer.dns.cache import TtlCache, question_key
@@ -27,6 +28,7 @@ from scorer.dns.layer import (
     parse_nameserver,
 )
 from scorer.dns.outcomes import Answer, FailureKind, MxRecord, NotFound, NotFoundKind, TempFail
+from scorer.pipeline import build_dns_layer
 from tests import world
 from tests.support.fakedns import FaultyDns, dead_port
 from tests.support.ports import free_port, tcp_listener
@@ -292,6 +294,30 @@ def test_clearing_the_cache_forgets_what_big_entries_counted() -> None:
     for key in ("k5", "k6", "k7", "k8", "k9"):
         cache.put(key, key, ttl=30)
     assert len(cache) == 4, "past its bound: the dropped entry's size was taken off again"
+
+
+async def test_the_service_builds_its_dns_layer_with_the_configured_ttls() -> None:
+    """pipeline.build_dns_layer: [dns] cache_min_ttl and cache_max_ttl bound how long an
+    outcome is cached, and negative_ttl is the TTL of a "no" that carries no SOA."""
+    server = FaultyDns("noerror").start()  # NODATA without an SOA
+    try:
+        config = config_from_mapping(
+            {
+                "dns": {
+                    "nameservers": [server.nameserver],
+                    "cache_min_ttl": 30,
+                    "cache_max_ttl": 600,
+                    "negative_ttl": 60,
+                }
+            }
+        )
+        layer = build_dns_layer(config, clock=lambda: 0.0)
+        assert layer.cache.put("short", NotFound(NotFoundKind.NODATA, 1), 1) == 30.0
+        assert layer.cache.put("long", NotFound(NotFoundKind.NODATA, 1), 86400) == 600.0
+        outcome = await layer.lookup("no-soa.example", dns.rdatatype.A, _deadline())
+        assert outcome == NotFound(NotFoundKind.NODATA, 60)
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize(

@@ -110,10 +110,12 @@ async def test_replies_to_overlong_fields_are_not_kept(unbound: Unbound) -> None
     # requests took the service from 77 to 317 MB. No valid name is that long.
     long_helo = "\N{GRINNING FACE}" * (MAX_MEMO_CHARS + 1)
     long_from = "a@" + "\N{GRINNING FACE}" * MAX_MEMO_CHARS + ".example"
+    long_hostname = "\N{GRINNING FACE}" * (MAX_MEMO_CHARS + 1)  # the MTA's, also in the key
     pipeline = Pipeline(_config(unbound))
     for _ in range(2):
         await pipeline.check(_request(helo=long_helo))
         await pipeline.check(_request(mail_from=long_from))
+        await pipeline.check(_request(hostname=long_hostname))
     assert len(pipeline.replies) == 0 and pipeline.replies.hits == 0
     assert parse_helo(long_helo) is not parse_helo(long_helo)  # worked out each time
     assert parse_sender(long_from) is not parse_sender(long_from)
@@ -121,6 +123,55 @@ async def test_replies_to_overlong_fields_are_not_kept(unbound: Unbound) -> None
     await pipeline.check(short)
     assert len(pipeline.replies) == 1  # the bound is on length, not on caching at all
     assert parse_helo(world.CONFIRMED_NAME) is parse_helo(world.CONFIRMED_NAME)
+
+
+async def test_a_reply_never_outlives_the_dns_outcomes_it_was_built_from(unbound: Unbound) -> None:
+    """Pipeline: a reply lives until the earliest expiry of the DNS outcomes behind it,
+    those from the DNS cache included, not a moment longer (no floor of its own)."""
+    clock = Clock()
+    pipeline = Pipeline(_config(unbound, reply_cache_max_ttl=3600), clock=clock)
+    await pipeline.check(_request(hostname="a.mta.example"))  # DNS cached until +300 s
+    clock.now += 298
+    await pipeline.check(_request(hostname="b.mta.example"))  # from the DNS cache: 2 s left
+    clock.now += 3
+    await pipeline.check(_request(hostname="b.mta.example"))
+    assert pipeline.replies.hits == 0, "the reply outlived the DNS answers it was built on"
+
+
+async def test_a_reply_whose_dns_outcomes_expire_at_once_is_not_kept() -> None:
+    # A "no" of TTL 0 (negative_ttl 0, no cache floor) is good for no later message: its
+    # reply would be a dead entry evicting live ones.
+    server = FaultyDns("nxdomain").start()
+    try:
+        config = config_from_mapping(
+            {"dns": {"nameservers": [server.nameserver], "negative_ttl": 0, "cache_min_ttl": 0}}
+        )
+        pipeline = Pipeline(config, clock=Clock())
+        reply = await pipeline.check(_request())
+        assert [s.name for s in reply.symbols] == ["RL_PTR_MISSING", "RL_HELO_NO_ADDRESS"]
+        assert len(pipeline.replies) == 0
+    finally:
+        server.stop()
+
+
+async def test_the_reply_cache_is_never_bigger_than_the_dns_cache(unbound: Unbound) -> None:
+    """Pipeline: never more replies than DNS outcomes, so [dns] cache_max_entries stays
+    the one knob that bounds memory."""
+    pipeline = Pipeline(_config(unbound, cache_max_entries=2))
+    for i in range(4):
+        await pipeline.check(_request(hostname=f"h{i}.mta.example"))
+    assert len(pipeline.replies) == 2
+
+
+async def test_a_cached_reply_is_kept_with_its_json_rendered(unbound: Unbound) -> None:
+    # docs/performance.md: the JSON of a cached reply is rendered once, for every reuse.
+    pipeline = Pipeline(_config(unbound))
+    request = _request()
+    reply = await pipeline.check(request)
+    cached = pipeline.cached(protocol.reply_key(request))
+    assert cached is not None and cached.json_head
+    assert cached.to_json(1.0) == reply.to_json(1.0)
+    assert json.loads(cached.to_json(1.0))["symbols"] == []
 
 
 async def test_reply_cache_can_be_disabled(unbound: Unbound) -> None:
