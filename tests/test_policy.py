@@ -86,6 +86,11 @@ async def test_helo_entry_needs_helo_equal_to_confirmed_ptr(unbound: Unbound) ->
 
     symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo="localhost")
     assert set(symbols) == {"RL_HELO_LOCALHOST"}
+    # A PTR name that does not resolve back to the client is anyone's to write: a HELO
+    # equal to it buys nothing.
+    unverified = _pipeline(unbound, helo_names=[world.UNVERIFIED_NAME])
+    symbols = await symbols_for(unverified, world.UNVERIFIED_IP, helo=world.UNVERIFIED_NAME)
+    assert set(symbols) == {"RL_PTR_UNVERIFIED"}
 
 
 async def test_mail_from_domain_entry_covers_subdomains(unbound: Unbound) -> None:
@@ -457,6 +462,16 @@ def test_a_repeated_symbol_is_scored_once_at_its_strongest(weight: float) -> Non
     )
     reply = Pipeline(config_from_mapping({"weights": weights})).reply_for(hits)
     assert reply.score == round(weight * 0.9 + 5.0, 4)
+
+
+def test_the_total_is_rounded_as_the_scores_are() -> None:
+    # Pipeline.reply_for: each score is rounded to 4 places and so is their sum: 0.1 + 0.2
+    # is 0.3 in the reply, not 0.30000000000000004.
+    weights = {"RL_PTR_MISSING": 0.1, "RL_HELO_LOCALHOST": 0.2}
+    hits = [Hit("RL_PTR_MISSING", ("no PTR",)), Hit("RL_HELO_LOCALHOST", ("helo=localhost",))]
+    reply = Pipeline(config_from_mapping({"weights": weights})).reply_for(hits)
+    assert [s.score for s in reply.symbols] == [0.1, 0.2]
+    assert reply.score == 0.3
 
 
 @dataclass
