@@ -41,18 +41,20 @@ def eventually(probe: Callable[[], T], ready: Callable[[T], bool], timeout: floa
 
 class KnownAnswers(DnsLayer):
     """A DNS layer that knows the outcomes it is given (as cached for an hour) and
-    records each lookup asked of it, ``(name, type)``, cache hits included. A question
-    it was not given goes to a loopback port where nothing listens: a NETWORK failure,
-    not a hang. For outcomes unbound cannot serve (a repeated PTR name) and for which
-    lookups a request makes."""
+    records each lookup asked of it, ``(name, type)``, and its deadline, cache hits
+    included. A question it was not given goes to a loopback port where nothing
+    listens: a NETWORK failure, not a hang. For outcomes unbound cannot serve (a
+    repeated PTR name) and for which lookups a request makes."""
 
     def __init__(self, known: Mapping[tuple[str, dns.rdatatype.RdataType], Outcome]) -> None:
         cache: TtlCache[Outcome] = TtlCache(1000, 0.0, 3600.0)
         super().__init__([Nameserver("127.0.0.1", dead_port())], 0.5, cache)
         self.asked: list[tuple[str, str]] = []
+        self.deadlines: list[float] = []  # the deadline each lookup was given
         for (name, rdtype), outcome in known.items():
             cache.put(question_key(relative_name(name.lower()), rdtype), outcome, 3600)
 
     async def lookup(self, name: str, rdtype: dns.rdatatype.RdataType, deadline: float) -> Outcome:
         self.asked.append((name, dns.rdatatype.to_text(rdtype)))
+        self.deadlines.append(deadline)
         return await super().lookup(name, rdtype, deadline)

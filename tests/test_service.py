@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import dns.rdatatype
 import msgpack
 import pytest
 from aiohttp.test_utils import TestClient
@@ -20,11 +21,14 @@ from aiohttp.test_utils import TestClient
 from scorer import app as app_module
 from scorer.app import create_app
 from scorer.config import config_from_mapping
+from scorer.dns.outcomes import Answer, NotFound, NotFoundKind
+from scorer.dns.wire import reverse_name
 from scorer.pipeline import Pipeline
 from scorer.protocol import CheckReply, SymbolResult, parse_request
 from scorer.report import render_report
 from scorer.symbols import SYMBOLS
 from tests import world
+from tests.helpers import KnownAnswers
 from tests.support.fakedns import FaultyDns
 from tests.support.service import ScorerProcess
 from tests.support.unbound import Unbound
@@ -320,6 +324,33 @@ async def test_request_deadline_fires_and_reply_is_sent(aiohttp_client: Any) -> 
     assert set(names) == {"RL_PTR_TEMPFAIL", "RL_MAILFROM_TEMPFAIL"}
     assert any("deadline" in o for o in names["RL_PTR_TEMPFAIL"]["options"])
     assert body["score"] == 0.0
+
+
+async def test_every_lookup_of_a_check_gets_the_request_deadline() -> None:
+    """Pipeline.evaluate: the PTR, HELO and MAIL FROM lookups (and those that follow
+    them) all run under one deadline, [dns] request_deadline from the check's start."""
+    client = ipaddress.ip_address("81.2.70.71")
+    host = ipaddress.ip_address("81.2.69.160")
+    layer = KnownAnswers(
+        {
+            (reverse_name(client), dns.rdatatype.PTR): Answer(("mail.deadline.net",), 300),
+            ("mail.deadline.net", dns.rdatatype.A): Answer((client,), 300),
+            ("deadline.net", dns.rdatatype.MX): NotFound(NotFoundKind.NODATA, 300),
+            ("deadline.net", dns.rdatatype.A): Answer((host,), 300),
+        }
+    )
+    config = config_from_mapping({"dns": {"nameservers": ["127.0.0.1:9"], "request_deadline": 0.5}})
+    request = parse_request(
+        {"ip": str(client), "helo": "mail.deadline.net", "mail_from": "a@deadline.net"}
+    ).request
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    reply = await Pipeline(config, layer).check(request)
+    ended = loop.time()
+    assert reply.symbols == ()
+    assert len(layer.deadlines) == len(layer.asked) == 5, layer.asked
+    assert all(started + 0.5 <= d <= ended + 0.5 for d in layer.deadlines), layer.deadlines
+    assert len(set(layer.deadlines)) == 1
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
