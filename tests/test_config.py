@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from scorer.config import (
     ConfigError,
     config_from_mapping,
     load_config,
+    local_address,
+    parse_listen,
     with_overrides,
 )
 from scorer.symbols import SYMBOLS
@@ -114,6 +117,32 @@ def test_environment_overrides_listen_and_nameservers() -> None:
         ({"server": {"workers": 100000}}, "[server] workers: must be at most 256"),
         ({"server": {"watchdog_seconds": 1}}, "[server] watchdog_seconds: 0 (off) or at least 3"),
         ({"server": {"watchdog_seconds": -1}}, "[server] watchdog_seconds: must be 0 or more"),
+        # Mutation review: each of these loaded when one check was dropped or loosened.
+        ({"server": {"watchdog_seconds": 3601}}, "[server] watchdog_seconds: must be at most 3600"),
+        ({"dns": {"max_ptr_names": 0}}, "[dns] max_ptr_names: must be at least 1, got 0"),
+        ({"dns": {"max_mx_hosts": 0}}, "[dns] max_mx_hosts: must be at least 1, got 0"),
+        ({"server": {"max_in_flight": 0}}, "[server] max_in_flight: must be at least 1, got 0"),
+        # cache_min_ttl (at least 0) would be above it too: the key written is named.
+        ({"dns": {"cache_max_ttl": -1}}, "[dns] cache_max_ttl: must be 0 or more, got -1"),
+        ({"dns": {"reply_cache_max_entries": -1}}, "[dns] reply_cache_max_entries: must be 0 or"),
+        ({"dns": {"reply_cache_max_ttl": -0.5}}, "[dns] reply_cache_max_ttl: must be 0 or more"),
+        ({"server": {"event_loop": "tokio"}}, "[server] event_loop: must be 'auto', 'uvloop' or"),
+        ({"server": {"log_format": "xml"}}, "[server] log_format: must be 'text' or 'json'"),
+        # A bool is no integer in TOML, though Python's True is an int.
+        ({"server": {"workers": True}}, "[server] workers: expected an integer, got True"),
+        ({"dns": {"nameservers": ["1.1.1.1", 53]}}, "[dns] nameservers: expected a list of str"),
+        ({"dns": 5}, "[dns]: expected a table"),
+        ({"weights": 1}, "[weights]: expected a table of SYMBOL = number"),
+        ({"policy": {"local_ips": ["mx.example.org"]}}, "[policy] local_ips: "),
+        # At most 2^53 either way: a weight of -2^60 is as much a typo as +2^60.
+        ({"dns": {"cache_max_entries": 2**53 + 1}}, "cache_max_entries: expected a finite number"),
+        ({"weights": {"RL_PTR_MISSING": -(2**53) - 1}}, "RL_PTR_MISSING: expected a finite number"),
+        ({"weights": {"RL_PTR_MISSING": -(10**400)}}, "RL_PTR_MISSING: expected a finite number"),
+        # A port is 1 to 65535 in ASCII digits, nothing around them.
+        ({"server": {"listen": "127.0.0.1:0"}}, "[server] listen: expected HOST:PORT"),
+        ({"server": {"listen": "127.0.0.1:65536"}}, "[server] listen: expected HOST:PORT"),
+        ({"server": {"listen": "127.0.0.1:+25"}}, "[server] listen: expected HOST:PORT"),
+        ({"server": {"listen": "127.0.0.1: 25"}}, "[server] listen: expected HOST:PORT"),
     ],
 )
 def test_validation_messages_name_the_key(data: dict[str, object], message: str) -> None:
@@ -312,3 +341,69 @@ def test_relative_file_names_are_relative_to_the_config_file(
     config = load_config(path, environ={})
     assert config.read_allowlist().match_from("a@partner.example.net") is not None
     assert config.server.token == "a-token-of-at-least-sixteen-chars"
+
+
+def test_values_at_the_documented_limits_load() -> None:
+    # Mutation review: the boundaries themselves (docs/configuration.md), each of which a
+    # mutant moved by one (>= for >, <= for <) without a test noticing.
+    config = config_from_mapping(
+        {
+            "dns": {"cache_max_entries": 2**53, "cache_min_ttl": 60, "cache_max_ttl": 60},
+            "weights": {"RL_PTR_MISSING": -(2**53)},
+            "server": {"listen": "127.0.0.1:65535"},
+        }
+    )
+    assert config.dns.cache_max_entries == 2**53
+    assert config.weights["RL_PTR_MISSING"] == -(2.0**53)
+    assert config.dns.cache_min_ttl == config.dns.cache_max_ttl == 60.0  # equal: not "above"
+    for seconds in (0, 3, 3600):  # 0 is off; otherwise 3 to 3600
+        config = config_from_mapping({"server": {"watchdog_seconds": seconds}})
+        assert config.server.watchdog_seconds == seconds
+    assert config_from_mapping({"server": {"listen": "[::1]:1"}}).server.listen == "[::1]:1"
+
+
+def test_listen_host_forms() -> None:
+    # No host is loopback; a host name is judged in any case (DNS is case-insensitive).
+    assert parse_listen(":11340") == ("127.0.0.1", 11340)
+    assert local_address(":11340") == "127.0.0.1:11340"
+    assert parse_listen("MX.Example.ORG:25") == ("MX.Example.ORG", 25)
+    config_from_mapping({"server": {"listen": "MX.Example.ORG:25"}})
+
+
+def test_local_names_and_ips_are_read_as_helos_and_clients_are() -> None:
+    config = config_from_mapping(
+        {"policy": {"local_names": [" MX.Example.org. "], "local_ips": ["::ffff:192.0.2.1"]}}
+    )
+    assert config.local_names == {"mx.example.org"}
+    # docs/configuration.md: ::ffff:a.b.c.d is the IPv4 address, as clients are read.
+    assert config.local_ips == {ipaddress.IPv4Address("192.0.2.1")}
+
+
+def test_default_skip_networks_are_the_documented_ones() -> None:
+    # docs/configuration.md: loopback, RFC 1918, link-local, CGNAT, ::1, ULA, fe80::/10.
+    networks = load_config(None, environ={}).skip_networks
+    inside = ["127.0.0.1", "10.1.2.3", "172.31.0.1", "192.168.1.1", "169.254.1.1",
+              "100.64.0.1", "100.127.255.254", "::1", "fd00::1", "fe80::1"]  # fmt: skip
+    outside = ["100.128.0.1", "172.32.0.1", "192.0.2.1", "2001:db8::1", "fec0::1"]
+    for text in inside + outside:
+        address = ipaddress.ip_address(text)
+        skipped = any(address.version == n.version and address in n for n in networks)
+        assert skipped == (text in inside), text
+
+
+def test_an_empty_override_variable_is_no_override() -> None:
+    # An env file's "RDNS_SCORER_LISTEN=" leaves the file's value, as an unset one does.
+    environ = {"RDNS_SCORER_LISTEN": "", "RDNS_SCORER_NAMESERVERS": " , "}
+    config = load_config(None, environ=environ)
+    assert config.server.listen == f"127.0.0.1:{DEFAULT_PORT}"
+    assert config.dns.nameservers == []
+
+
+def test_an_empty_token_file_is_an_error_not_no_token(tmp_path: Path) -> None:
+    # Without the check the service would run with no token at all: every client allowed.
+    secret = tmp_path / "token"
+    secret.write_text(" \n")
+    path = tmp_path / "c.toml"
+    path.write_text(f'[server]\ntoken = "from-config"\ntoken_file = "{secret}"\n')
+    with pytest.raises(ConfigError, match=re.escape(f"[server] token_file: {secret} is empty")):
+        load_config(path, environ={})
