@@ -364,7 +364,8 @@ def _validate(config: Config) -> None:
 def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[V6]:PORT`` into (host, port)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    # isascii: str.isdigit() also takes "²" (which int() refuses) and "٢٥" (which it reads).
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"expected HOST:PORT, got {text!r}")
     host = host.strip("[]") or "127.0.0.1"
     problem = None if address_in(host) is not None else hostname_problem(host.lower())

@@ -370,6 +370,19 @@ def test_listen_host_forms() -> None:
     config_from_mapping({"server": {"listen": "MX.Example.ORG:25"}})
 
 
+@pytest.mark.parametrize("port", ["²", "٢٥"])
+def test_a_port_in_other_digits_is_no_port(port: str) -> None:
+    # Regression (mutation review): str.isdigit() is true for these. "²" escaped the
+    # HOST:PORT message as "invalid literal for int() with base 10", and the Arabic-Indic
+    # "٢٥" loaded as port 25 though the file says no such number. Nameservers alike.
+    with pytest.raises(ConfigError) as error:
+        config_from_mapping({"server": {"listen": f"127.0.0.1:{port}"}})
+    assert str(error.value).startswith("[server] listen: expected HOST:PORT"), str(error.value)
+    with pytest.raises(ConfigError) as error:
+        config_from_mapping({"dns": {"nameservers": [f"127.0.0.1:{port}"]}})
+    assert str(error.value).endswith("port must be 1-65535"), str(error.value)
+
+
 def test_local_names_and_ips_are_read_as_helos_and_clients_are() -> None:
     config = config_from_mapping(
         {"policy": {"local_names": [" MX.Example.org. "], "local_ips": ["::ffff:192.0.2.1"]}}

@@ -94,7 +94,7 @@ def parse_nameserver(text: str) -> Nameserver:
         # No recursive resolver answers from one (224.0.0.251 is mDNS): every lookup
         # would time out and score 0.
         raise ValueError(f"bad nameserver {text!r}: {host} is not a unicast address")
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:  # not "²"
         raise ValueError(f"bad nameserver {text!r}: port must be 1-65535")
     return Nameserver(host, int(port))
 
