@@ -18,7 +18,8 @@ from scorer.generic.classifier import (
 )
 from scorer.generic.cli import run_generic
 from scorer.generic.encodings import _compress, embedded_ipv4
-from scorer.generic.hostparts import normalize_hostname, split_host
+from scorer.generic.hostparts import normalize_hostname, split_host, tokenise_labels
+from scorer.generic.keywords import digit_shape
 from scorer.generic.providers import PROVIDERS, find_provider
 from scorer.generic.verdict import MAX_DESCRIPTION_LENGTH
 
@@ -150,6 +151,33 @@ def test_partial_inside_a_different_full_address_is_not_a_match() -> None:
     assert not result.generic
 
 
+@pytest.mark.parametrize(
+    ("ip", "hostname", "confidence"),
+    [
+        # docs/generic-ptr.md's table, row by row (mutation review: each level could move
+        # by 0.05, or a bonus be dropped, with every test still passing).
+        ("190.44.123.45", "1904412345.dyn.example-isp.net", 0.9),  # ambiguous whole + kw
+        ("198.51.85.33", "dyn-85-33.example-isp.net", 0.6),  # two octets + strong keyword
+        ("198.51.85.33", "dyn-85-33-12.example-isp.net", 0.65),  # ... + digit-heavy
+        # Three octets: +0.05; with a keyword the octets' own digits make the shape.
+        ("198.51.85.33", "adsl-51-85-33.example-isp.net", 0.7),
+        ("192.0.2.1", "dyn123456.example.com", 0.45),  # strong keyword + digit-heavy
+        ("192.0.2.1", "dyn123456.pool.example.com", 0.5),  # ... with two keywords
+        ("192.0.2.1", "dyn123456.dyn.example.com", 0.45),  # the same keyword twice is one
+    ],
+)
+def test_confidence_levels(ip: str, hostname: str, confidence: float) -> None:
+    result = verdict(ip, hostname)
+    assert result.generic and result.confidence == confidence, result.describe()
+
+
+def test_a_whole_address_brings_no_shape_evidence() -> None:
+    # The digits of a full encoding are just the address (classifier: shape evidence is
+    # for names without one), though this host part is digit-heavy.
+    result = verdict("73.12.34.56", "c-73-12-34-56.hsd1.ca.comcast.net")
+    assert [item.kind for item in result.evidence] == ["ipv4-dotted", "keyword"]
+
+
 # --------------------------------------------------------------------------- IPv6
 
 
@@ -258,6 +286,44 @@ def test_unrelated_digits_are_legit() -> None:
         assert not verdict("192.0.2.41", name).generic, name
 
 
+@pytest.mark.parametrize(
+    ("host", "heavy"),
+    [
+        ("mx12345", False),  # 5 digits in 1 group
+        ("mx123456", True),  # 6 digits: SHAPE_MIN_DIGITS
+        ("a1-b2-c3", False),  # 3 groups
+        ("a1-b2-c3-d4", True),  # 4 groups: SHAPE_MIN_DIGIT_RUNS
+        ("a1.b2.c3", False),  # groups are counted across labels
+        ("a1.b2.c3.d4", True),
+    ],
+)
+def test_digit_shape_thresholds(host: str, heavy: bool) -> None:
+    # docs/generic-ptr.md: digit-heavy is >= 6 digits or >= 4 separate digit groups.
+    assert (digit_shape(tokenise_labels(host.split("."))) is not None) is heavy
+
+
+def test_a_keyword_is_evidence_once_at_its_first_label() -> None:
+    result = verdict("192.0.2.1", "dyn123456.dyn.example.com")
+    assert "keyword: keyword 'dyn' in label 'dyn123456'" in result.describe()
+
+
+# docs/generic-ptr.md: the weak keywords, written out (not read from WEAK_KEYWORDS).
+DOCUMENTED_WEAK_KEYWORDS = [
+    "static", "staticip", "ipstatic", "client", "clients", "customer", "customers", "cust",
+    "subscriber", "user", "users", "res", "resid", "retail", "bb", "broad",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("keyword", DOCUMENTED_WEAK_KEYWORDS)
+def test_a_weak_keyword_supports_only_a_whole_address(keyword: str) -> None:
+    # Two octets, or a digit-heavy shape, with it stay legit; the whole address gets its
+    # bonus. (Mutation review: "bb" could move to the strong keywords unnoticed.)
+    assert not verdict("192.0.2.25", f"mx-2-25.{keyword}.example.org").generic
+    assert not verdict("192.0.2.1", f"mx123456.{keyword}.example.org").generic
+    whole = verdict("192.0.2.25", f"mx-192-0-2-25.{keyword}.example.org")
+    assert whole.confidence == 0.95  # 0.85 + 0.10
+
+
 # --------------------------------------------------------------------------- provider gate
 
 
@@ -353,6 +419,17 @@ def test_random_names_never_raise() -> None:
         assert 0.0 <= result.confidence <= 1.0
         assert result.generic == (result.confidence > 0.0)
         assert all(len(line) <= MAX_DESCRIPTION_LENGTH for line in result.describe())
+
+
+def test_describe_cuts_at_120_characters_with_an_ellipsis() -> None:
+    # verdict.describe(): at most 120 characters each; a cut is marked with "...".
+    def line(detail: str) -> str:
+        return GenericVerdict(True, 0.5, (GenericEvidence("keyword", detail),)).describe()[0]
+
+    exact = "x" * (120 - len("keyword: "))
+    assert line(exact) == f"keyword: {exact}"  # 120: kept whole
+    cut = line(exact + "y")
+    assert len(cut) == 120 and cut == f"keyword: {exact[:-3]}..."
 
 
 def test_describe_is_short() -> None:
