@@ -150,9 +150,11 @@ def fake_spamd(fake_server: FakeHttp) -> Iterator[Spamd]:
 def fake(fake_server: FakeHttp) -> Iterator[FakeHttp]:
     fake_server.reply_json({"symbols": [], "score": 0, "elapsed_ms": 0})
     fake_server.requests.clear()
+    fake_server.queued.clear()
     yield fake_server
     fake_server.reply_json({"symbols": [], "score": 0, "elapsed_ms": 0})
     fake_server.requests.clear()
+    fake_server.queued.clear()
 
 
 def service_reply(scorer: ScorerProcess, request: dict[str, Any]) -> dict[str, Any]:
@@ -596,6 +598,66 @@ def test_scores_from_sql_or_ldap_preferences_win(fake: FakeHttp, tmp_path: Path)
     for hits in result.stdout.split():  # the second message too: no score left behind
         rl = dict(hit.split("=") for hit in hits.split(",") if hit.startswith("RL_"))
         assert rl == {"RL_HELO_NOT_FQDN": "2.5"}, result.stdout
+
+
+# One process checking one message after another without restoring its config in
+# between, as amavis does (spamd copies its config back after each message): prints each
+# message's hits. Each argument is the score set to check the next message in; SpamAssassin
+# itself moves from set 1 to set 3 in a running process once Bayes becomes available.
+MESSAGES_IN_ONE_PROCESS = r"""
+use strict; use warnings;
+use Mail::SpamAssassin;
+my ($site, $file, @sets) = @ARGV;
+my $sa = Mail::SpamAssassin->new({ site_rules_filename => $site,
+  userprefs_filename => '/dev/null', dont_copy_prefs => 1 });
+$sa->init(1);
+open(my $fh, '<', $file) or die "$file: $!";
+my $raw = do { local $/; <$fh> };
+foreach my $set (@sets) {
+  $sa->{conf}->set_score_set($set);
+  my $msg = $sa->parse($raw);
+  my $status = $sa->check($msg);
+  print $status->get_names_of_tests_hit_with_scores, "\n";
+  $status->finish;
+  $msg->finish;
+}
+"""
+
+
+def test_each_message_in_a_process_gets_its_own_service_scores(
+    fake: FakeHttp, tmp_path: Path
+) -> None:
+    # got_hit() writes each dynamic score into all four score sets of the shared config;
+    # check_start must take every one of them out again, or the next message (in any set)
+    # takes the last message's score for an admin's "score" line and keeps it. An admin's
+    # own line stays, whatever the service says and whichever set is in use.
+    def reply(generic: float) -> dict[str, Any]:
+        return {
+            "symbols": [
+                {"name": "RL_PTR_GENERIC", "score": generic, "options": []},
+                {"name": "RL_HELO_NOT_FQDN", "score": 0.5, "options": []},
+            ]
+        }
+
+    fake.queue_json(reply(2.0), reply(1.5), reply(-3.0))
+    directory = site_config(f"rdns_scorer_url {fake.url}\nscore RL_HELO_NOT_FQDN 2.5\n")
+    raw = tmp_path / "message.eml"
+    raw.write_bytes(message(GENERIC_IP, "Mail-Server", GENERIC_NAME, GOOD_FROM))
+    result = subprocess.run(
+        ["perl", "-e", MESSAGES_IN_ONE_PROCESS, str(directory), str(raw), "1", "1", "3"],
+        capture_output=True, text=True, timeout=120, check=True,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    hits = [
+        dict(hit.split("=") for hit in line.split(",") if hit.startswith("RL_"))
+        for line in result.stdout.split()
+    ]
+    assert hits == [
+        {"RL_PTR_GENERIC": "2", "RL_HELO_NOT_FQDN": "2.5"},
+        {"RL_PTR_GENERIC": "1.5", "RL_HELO_NOT_FQDN": "2.5"},
+        {"RL_PTR_GENERIC": "-3", "RL_HELO_NOT_FQDN": "2.5"},
+    ], result.stdout + result.stderr
+    assert len(fake.requests) == 3
 
 
 # One process checking the same message three times, as a spamd child does: prints the

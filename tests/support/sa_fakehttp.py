@@ -3,7 +3,8 @@
 Each server accepts on a free loopback port and, per connection, reads one request
 (headers and Content-Length body), records it, then behaves as ``mode`` says:
 
-- ``reply``: answers ``status`` with ``body`` (JSON), then closes;
+- ``reply``: answers ``status`` with ``body`` (JSON), then closes; while ``queued`` holds
+  bodies, each request gets the next of them instead (one reply per message);
 - ``hang``: reads the request and never answers (until stopped);
 - ``trickle``: sends a valid-looking reply one byte every ``interval`` seconds;
 - ``garbage``: answers bytes that are not HTTP.
@@ -38,6 +39,7 @@ class FakeHttp:
     body: bytes = b'{"symbols":[],"score":0,"elapsed_ms":0}'
     interval: float = 0.2
     requests: list[Received] = field(default_factory=list)
+    queued: list[bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._listener = tcp_listener()
@@ -51,6 +53,12 @@ class FakeHttp:
 
     def reply_json(self, data: Any, status: int = 200) -> FakeHttp:
         self.mode, self.status, self.body = "reply", status, json.dumps(data).encode()
+        return self
+
+    def queue_json(self, *replies: Any) -> FakeHttp:
+        """Answer the next requests with these bodies in turn (status 200), then ``body``."""
+        self.mode, self.status = "reply", 200
+        self.queued[:] = [json.dumps(data).encode() for data in replies]
         return self
 
     def start(self) -> FakeHttp:
@@ -89,7 +97,8 @@ class FakeHttp:
                 elif self.mode == "garbage":
                     conn.sendall(b"\x00\xffNOT HTTP AT ALL\r\n\r\n{{{")
                 else:
-                    conn.sendall(self._reply_bytes(self.body))
+                    body = self.queued.pop(0) if self.queued else self.body
+                    conn.sendall(self._reply_bytes(body))
             except OSError:
                 return
 
