@@ -316,6 +316,19 @@ def test_postfix_unknown_in_place_of_a_missing_helo_is_left_out(
     # name); the plugin sent it as the HELO, which scored RL_HELO_NOT_FQDN.
     fake_spamd.scan(message(MISSING_PTR_IP, "unknown"))
     assert "helo" not in fake.requests[0].json()
+    # A client with a name that sent no HELO gets that name in its place from Postfix,
+    # never "unknown": here "unknown" is the client's own word, and it is sent.
+    fake_spamd.scan(message(CONFIRMED_IP, "unknown", CONFIRMED_NAME))
+    assert fake.requests[1].json()["helo"] == "unknown"
+
+
+def test_header_bytes_are_sent_as_characters(fake_spamd: Spamd, fake: FakeHttp) -> None:
+    # A HELO in UTF-8 (SMTPUTF8) reaches the service as its characters, not as UTF-8
+    # encoded twice; bytes that are no UTF-8 are read as Latin-1.
+    utf8 = message(CONFIRMED_IP, "mail.bücher.example", CONFIRMED_NAME)
+    fake_spamd.scan(utf8)
+    fake_spamd.scan(utf8.replace("bücher".encode(), "b\xfccher".encode("latin-1")))
+    assert [r.json()["helo"] for r in fake.requests] == ["mail.bücher.example"] * 2
 
 
 @pytest.mark.parametrize("forged", [True, False], ids=["may-be-forged", "verified"])
@@ -340,6 +353,28 @@ def test_sendmail_may_be_forged_is_no_verified_hostname(
     assert body.get("hostname") == (None if forged else UNVERIFIED_NAME)
 
 
+def test_may_be_forged_counts_only_on_the_clients_own_received_line(
+    fake_spamd: Spamd, fake: FakeHttp
+) -> None:
+    # The remark belongs to the Received line that gave the relay (it names this relay's
+    # "by" host): one on an older line, written by some other host (the sender's own, as
+    # it likes), says nothing about the name our MTA verified.
+    ours = (
+        f"Received: from {UNVERIFIED_NAME} ({UNVERIFIED_NAME} [{UNVERIFIED_IP}])\n"
+        "\tby mx.example.org (8.17.1/8.17.1) with ESMTP id 446A0x1Z012345\n"
+        "\tfor <user@example.org>; Mon, 6 May 2024 10:00:00 GMT\n"
+        f"Received: from laptop ({UNVERIFIED_NAME} [10.1.2.3] (may be forged))\n"
+        "\tby relay.sender.example (8.17.1/8.17.1) with ESMTP id 446A0x1Z000001\n"
+        "\tfor <user@example.org>; Mon, 6 May 2024 09:59:59 GMT\n"
+    )
+    raw = re.sub(rb"^Received: .*?\n(?=\S)", ours.encode(), message(UNVERIFIED_IP, "x"),
+                 count=1, flags=re.M | re.S)  # fmt: skip
+    fake_spamd.scan(raw)
+    body = fake.requests[0].json()
+    assert body["ip"] == UNVERIFIED_IP and body["queue_id"] == "446A0x1Z012345"
+    assert body.get("hostname") == UNVERIFIED_NAME
+
+
 def test_service_scores_are_per_message(fake_spamd: Spamd, fake: FakeHttp) -> None:
     # got_hit() copies a dynamic score into the shared config: it must not stick.
     raw = message(GENERIC_IP, GENERIC_NAME, GENERIC_NAME, GOOD_FROM)
@@ -361,6 +396,8 @@ def test_user_prefs_override_scores_but_not_settings(fake_spamd: Spamd, fake: Fa
     # alice's rdns_scorer_url/token lines were refused: the admin's URL and token served her.
     assert len(fake.requests) == 4
     assert {r.headers["authorization"] for r in fake.requests} == {f"Bearer {FAKE_TOKEN}"}
+    # Each request names spamd's user, for the service's log.
+    assert [r.json().get("user") for r in fake.requests] == ["alice", "bob"] * 2
 
 
 def test_admin_score_line_does_not_score_a_shadowed_symbol(
@@ -787,8 +824,15 @@ TWO_HOPS = message(
     [
         ("", "192.0.2.25", "mx1.example.org"),  # our own MX is taken for the client
         ("trusted_networks 192.0.2.25\ninternal_networks 192.0.2.25\n", MISSING_PTR_IP, None),
+        # Trusted but not internal (a forwarder whose headers you trust): the client is
+        # still the first *untrusted* relay, not the first external one.
+        (
+            "trusted_networks 192.0.2.25 10.9.9.9\ninternal_networks 10.9.9.9\n",
+            MISSING_PTR_IP,
+            None,
+        ),
     ],
-    ids=["untrusted-mx", "trusted-mx"],
+    ids=["untrusted-mx", "trusted-mx", "trusted-external-mx"],
 )
 def test_trusted_networks_select_the_client(
     networks: str, client: str, helo: str | None, fake: FakeHttp
