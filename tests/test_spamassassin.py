@@ -782,6 +782,43 @@ def test_spamassassins_time_limit_is_not_swallowed() -> None:
     assert result.stdout == "died: __alarm__ignore__(7)\n", result.stdout + result.stderr
 
 
+# The plugin's _result for a message whose SpamAssassin time limit (master_deadline) is
+# $ARGV[2] seconds away, with rdns_scorer_timeout 5: prints the error, or the hits.
+TIME_LIMIT_LEFT = r"""
+use strict; use warnings;
+use Time::HiRes ();
+require "$ARGV[0]/RdnsScorer.pm";
+package Stub; sub get { return undef }
+package main;
+my $plugin = bless {}, 'Mail::SpamAssassin::Plugin::RdnsScorer';
+my $pms = bless {
+  relays_untrusted => [{ ip => '192.0.2.1', helo => 'mx.example.net', by => 'mx.example.org' }],
+  main => {},
+  conf => { rdns_scorer_url => [$ARGV[1]], rdns_scorer_timeout => 5, rdns_scorer_holddown => 0 },
+  master_deadline => Time::HiRes::time() + $ARGV[2],
+}, 'Stub';
+my $result = $plugin->_result($pms);
+print $result->{error} // join(' ', map { $_->{name} } @{$result->{symbols}}), "\n";
+"""
+
+
+def test_spamassassins_time_limit_caps_the_call(fake: FakeHttp) -> None:
+    # The deadline is rdns_scorer_timeout, or SpamAssassin's own time limit for the
+    # message when that comes first: with it already spent (earlier rules took it), the
+    # service is not asked at all; with time left, the plugin's own timeout applies.
+    fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
+    outputs = []
+    for left in ("-1", "30"):
+        result = subprocess.run(
+            ["perl", "-e", TIME_LIMIT_LEFT, str(source_dir()), fake.url, left],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        outputs.append(result.stdout)
+    assert outputs[0] == f"{fake.url}: not tried, deadline of 5s passed\n", outputs
+    assert outputs[1] == "RL_PTR_MISSING\n", outputs
+    assert len(fake.requests) == 1
+
+
 @pytest.mark.parametrize("overlap", [False, True])
 def test_score_zero_on_the_driver_switches_the_plugin_off(fake: FakeHttp, overlap: bool) -> None:
     # Regression: __RL_SCORER_OK still asked the service, so a switched-off plugin made
