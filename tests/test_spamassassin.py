@@ -639,8 +639,9 @@ def test_scores_from_sql_or_ldap_preferences_win(fake: FakeHttp, tmp_path: Path)
 
 # One process checking one message after another without restoring its config in
 # between, as amavis does (spamd copies its config back after each message): prints each
-# message's hits. Each argument is the score set to check the next message in; SpamAssassin
-# itself moves from set 1 to set 3 in a running process once Bayes becomes available.
+# message's hits and its RL_SCORER_FAIL evidence, if any. Each argument is the score set
+# to check the next message in; SpamAssassin itself moves from set 1 to set 3 in a
+# running process once Bayes becomes available.
 MESSAGES_IN_ONE_PROCESS = r"""
 use strict; use warnings;
 use Mail::SpamAssassin;
@@ -654,11 +655,34 @@ foreach my $set (@sets) {
   $sa->{conf}->set_score_set($set);
   my $msg = $sa->parse($raw);
   my $status = $sa->check($msg);
-  print $status->get_names_of_tests_hit_with_scores, "\n";
+  my $report = $status->get_report();
+  $report =~ s/\s+/ /g;
+  $report =~ s/\] \[/ /g;  # SpamAssassin wraps long evidence into [bracketed] pieces
+  my ($why) = $report =~ /(\[scorer: [^\]]*\])/;
+  print $status->get_names_of_tests_hit_with_scores, " ", $why // '', "\n";
   $status->finish;
   $msg->finish;
 }
 """
+
+
+def messages_in_one_process(
+    directory: Path, raw: bytes, tmp_path: Path, *sets: int
+) -> list[tuple[dict[str, str], str]]:
+    """Each message's RL_* hits (name: score as printed) and RL_SCORER_FAIL evidence."""
+    path = tmp_path / "message.eml"
+    path.write_bytes(raw)
+    result = subprocess.run(
+        ["perl", "-e", MESSAGES_IN_ONE_PROCESS, str(directory), str(path), *map(str, sets)],
+        capture_output=True, text=True, timeout=120, check=True,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    checks = []
+    for line in result.stdout.splitlines():
+        hits, _, why = line.partition(" ")
+        checks.append((dict(h.split("=") for h in hits.split(",") if h.startswith("RL_")), why))
+    assert len(checks) == len(sets), result.stdout + result.stderr
+    return checks
 
 
 def test_each_message_in_a_process_gets_its_own_service_scores(
@@ -678,23 +702,40 @@ def test_each_message_in_a_process_gets_its_own_service_scores(
 
     fake.queue_json(reply(2.0), reply(1.5), reply(-3.0))
     directory = site_config(f"rdns_scorer_url {fake.url}\nscore RL_HELO_NOT_FQDN 2.5\n")
-    raw = tmp_path / "message.eml"
-    raw.write_bytes(message(GENERIC_IP, "Mail-Server", GENERIC_NAME, GOOD_FROM))
-    result = subprocess.run(
-        ["perl", "-e", MESSAGES_IN_ONE_PROCESS, str(directory), str(raw), "1", "1", "3"],
-        capture_output=True, text=True, timeout=120, check=True,
-        env={**os.environ, "HOME": str(tmp_path)},
-    )  # fmt: skip
-    hits = [
-        dict(hit.split("=") for hit in line.split(",") if hit.startswith("RL_"))
-        for line in result.stdout.split()
-    ]
-    assert hits == [
+    raw = message(GENERIC_IP, "Mail-Server", GENERIC_NAME, GOOD_FROM)
+    checks = messages_in_one_process(directory, raw, tmp_path, 1, 1, 3)
+    assert [hits for hits, _ in checks] == [
         {"RL_PTR_GENERIC": "2", "RL_HELO_NOT_FQDN": "2.5"},
         {"RL_PTR_GENERIC": "1.5", "RL_HELO_NOT_FQDN": "2.5"},
         {"RL_PTR_GENERIC": "-3", "RL_HELO_NOT_FQDN": "2.5"},
-    ], result.stdout + result.stderr
+    ], checks
     assert len(fake.requests) == 3
+
+
+def test_a_service_that_accepted_keeps_the_deadline_and_only_it_is_held_down(
+    fake: FakeHttp, tmp_path: Path
+) -> None:
+    # The first URL accepts and hangs. Only a host that never accepts is cut to its share
+    # of the time: this one has the whole deadline to answer, and its timeout leaves no
+    # time for the next URL (not tried). The next message skips it (held down) and gets
+    # its answer from the next URL: a hold-down keeps only its own URL from being asked.
+    hung = HungSocket().start()
+    try:
+        fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
+        directory = site_config(
+            f"rdns_scorer_url http://{hung.address}/v1/check {fake.url}\n"
+            "rdns_scorer_timeout 1\nrdns_scorer_holddown 60\n"
+        )
+        raw = message(MISSING_PTR_IP, "Mail-Server")
+        (first, first_why), (second, second_why) = messages_in_one_process(
+            directory, raw, tmp_path, 1, 1
+        )
+    finally:
+        hung.stop()
+    assert first == {"RL_SCORER_FAIL": "0.001"}, first_why
+    assert "timeout (reply)" in first_why and "not tried, deadline of 1s passed" in first_why
+    assert second == {"RL_PTR_MISSING": "5"}, second_why
+    assert hung.accepted == 1 and len(fake.requests) == 1
 
 
 # One process checking the same message three times, as a spamd child does: prints the
