@@ -1009,6 +1009,16 @@ def test_settings_in_seconds_are_checked_by_lint(line: str, valid: bool) -> None
     assert ("invalid" in result.stderr) is not valid
 
 
+@pytest.mark.parametrize(
+    ("token", "valid"), [("s3cr3t-~!_+/=", True), ("two words", False), ("s\u00e9cret", False)]
+)
+def test_the_token_is_checked_by_lint(token: str, valid: bool) -> None:
+    # It goes into the Authorization header as it is: visible ASCII only, no spaces.
+    result = lint(site_config(f"rdns_scorer_token {token}\n"))
+    assert (result.returncode == 0) is valid, result.stderr
+    assert ("invalid 'rdns_scorer_token'" in result.stderr) is not valid, result.stderr
+
+
 @pytest.mark.parametrize(("seconds", "warned"), [("0.5", True), ("0.99", True), ("1", False)])
 def test_a_timeout_under_a_second_is_warned_about(seconds: str, warned: bool) -> None:
     # The service may take its request_deadline (0.8 s) plus HTTP overhead to answer: a
