@@ -738,6 +738,17 @@ def test_a_service_that_accepted_keeps_the_deadline_and_only_it_is_held_down(
     assert hung.accepted == 1 and len(fake.requests) == 1
 
 
+def test_a_refused_connection_holds_nothing_down(tmp_path: Path) -> None:
+    # Only a timeout costs time: a refused connection is quick, and the service may be
+    # back for the next message (a restart), so it is asked again every time.
+    url = f"http://127.0.0.1:{closed_port()}/v1/check"
+    directory = site_config(f"rdns_scorer_url {url}\nrdns_scorer_holddown 60\n")
+    checks = messages_in_one_process(directory, message(MISSING_PTR_IP, "x"), tmp_path, 1, 1)
+    for hits, why in checks:
+        assert hits == {"RL_SCORER_FAIL": "0.001"}, why
+        assert f"{url}: connect: Connection refused" in why and "not asked" not in why
+
+
 # One process checking the same message three times, as a spamd child does: prints the
 # seconds each check took and its RL_SCORER_FAIL evidence.
 THREE_CHECKS = r"""
