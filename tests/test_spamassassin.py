@@ -542,6 +542,21 @@ def test_an_error_status_fails_over_only_when_another_instance_may_answer(
         assert "x" * 101 not in reason, reason  # capped
 
 
+@pytest.mark.parametrize("body", [b'{"symbols": [', b'{"symbols": {}}'], ids=["json", "shape"])
+def test_a_bad_reply_fails_over_to_the_next_url(fake: FakeHttp, body: bytes) -> None:
+    # A 200 that is no usable answer is this instance's fault (a broken proxy, a half
+    # upgraded service): the next URL may answer.
+    first = FakeHttp(body=body).start()
+    try:
+        fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
+        directory = site_config(f"rdns_scorer_url {first.url} {fake.url}\n")
+        scan = run_spamassassin(directory, message(MISSING_PTR_IP, "Mail-Server"))
+    finally:
+        first.stop()
+    assert len(first.requests) == 1 and len(fake.requests) == 1
+    assert scan.rl == {"RL_PTR_MISSING": 5}
+
+
 def test_overlap_keeps_the_stock_rules_while_the_service_shadows(fake: FakeHttp) -> None:
     # Regression: __RL_SCORER_OK was true whenever the service answered, so in shadow
     # mode the overlap file switched RDNS_NONE and the HELO rules off while the RL_*
