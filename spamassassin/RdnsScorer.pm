@@ -41,7 +41,7 @@ use constant MAX_REPLY    => 262144;   # bytes; a longer reply is a failure
 use constant MAX_SYMBOLS  => 64;
 use constant MAX_OPTIONS  => 16;
 use constant MAX_OPTION   => 300;      # characters per option in the report
-use constant NAME_RE      => qr/^(RL_[A-Z0-9_]{1,60})$/;
+use constant NAME_RE      => qr/^(RL_[A-Z0-9_]{1,60})\z/;    # \z: "$" lets a final newline through
 use constant TIMEOUT_ADVISED => 1;    # seconds; a lower rdns_scorer_timeout is warned about
 
 sub new {

@@ -444,6 +444,44 @@ def test_hostile_reply_cannot_fire_other_rules(fake_spamd: Spamd, fake: FakeHttp
     assert "=?UTF-8?" in scan.section("RL_HELO_GENERIC")
 
 
+def test_hostile_reply_symbols_are_checked_one_by_one(fake_spamd: Spamd, fake: FakeHttp) -> None:
+    # Each refused entry goes to RL_SCORER_UNKNOWN and scores nothing; a name is
+    # accepted once, and only what the first entry of that name says counts.
+    symbols: list[Any] = [
+        {"name": "RL_PTR_MISSING", "score": 2, "options": ["first"]},
+        {"name": "RL_PTR_MISSING", "score": 9, "options": ["second"]},  # duplicate
+        {"name": "RL_PTR_MISSING\n", "score": 9, "options": ["third"]},  # not the same name
+        {"name": "RL_" + "A" * 60, "score": 1, "options": []},  # longest name: fine
+        {"name": "RL_" + "B" * 61, "score": 1, "options": []},  # too long
+        {"name": "RL_NAN", "score": "nan", "options": []},  # would make the total NaN
+        {"name": "RL_TRUE", "score": True, "options": []},
+        {"name": "RL_WORD", "score": "five", "options": []},
+        {"name": "RL_LIST", "score": [5], "options": []},
+        {"name": "RL_NO_SCORE", "options": []},
+    ]
+    fake.reply_json({"symbols": symbols})
+    scan = fake_spamd.scan(message(CONFIRMED_IP, CONFIRMED_NAME, CONFIRMED_NAME, GOOD_FROM))
+    assert scan.rl == {
+        "RL_PTR_MISSING": 2,
+        "RL_" + "A" * 60: 1,
+        "RL_SCORER_UNKNOWN": 0.001,
+    }, scan.rl
+    section = scan.section("RL_PTR_MISSING")
+    assert "first" in section and "second" not in section and "third" not in section
+    refused = scan.section("RL_SCORER_UNKNOWN")
+    for word in (
+        "RL_PTR_MISSING, ",  # the duplicate
+        "RL_PTR_MISSING\\x0a",
+        "RL_" + "B" * 61,
+        "RL_NAN (bad score)",
+        "RL_TRUE (bad score)",
+        "RL_WORD (bad score)",
+        "RL_LIST (bad score)",
+        "RL_NO_SCORE (bad score)",
+    ):
+        assert word in refused, (word, refused)
+
+
 FAILURES: dict[str, tuple[dict[str, Any], str]] = {
     # name: (how the fake misbehaves, words the reason must contain)
     "hung": ({"mode": "hang"}, "timeout"),
