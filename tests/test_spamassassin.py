@@ -509,7 +509,24 @@ FAILURES: dict[str, tuple[dict[str, Any], str]] = {
     "http-500": ({"mode": "reply", "status": 500, "body": b'{"error":"x"}'}, "HTTP 500"),
     "bad-json": ({"mode": "reply", "body": b'{"symbols": [ {"name": '}, "bad JSON"),
     "not-an-object": ({"mode": "reply", "body": b"[1, 2, 3]"}, "bad reply"),
+    "too-large": (
+        {"mode": "reply", "body": b'{"symbols": [], "pad": "' + b"x" * 300_000 + b'"}'},
+        "reply larger than 262144 bytes",
+    ),
 }
+
+
+@pytest.mark.parametrize("mode", ["linger", "chunked"])
+def test_a_whole_reply_is_read_however_it_is_framed(
+    mode: str, fake_spamd: Spamd, fake: FakeHttp
+) -> None:
+    # "linger": the whole Content-Length is in, the server keeps the connection open
+    # (ignoring "Connection: close"): the reply is used at once, not timed out on.
+    # "chunked": the body comes in chunks (with an extension), decoded.
+    fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": ["x"]}]})
+    fake.mode = mode
+    scan = fake_spamd.scan(message(MISSING_PTR_IP, "Mail-Server"))
+    assert scan.rl == {"RL_PTR_MISSING": 5}, scan.section("RL_SCORER_FAIL")
 
 
 @pytest.mark.parametrize("failure", FAILURES)

@@ -7,7 +7,10 @@ Each server accepts on a free loopback port and, per connection, reads one reque
   bodies, each request gets the next of them instead (one reply per message);
 - ``hang``: reads the request and never answers (until stopped);
 - ``trickle``: sends a valid-looking reply one byte every ``interval`` seconds;
-- ``garbage``: answers bytes that are not HTTP.
+- ``garbage``: answers bytes that are not HTTP;
+- ``linger``: answers like ``reply`` but keeps the connection open for a while, as a
+  server that ignores ``Connection: close`` does;
+- ``chunked``: answers like ``reply`` with ``Transfer-Encoding: chunked`` (in two chunks).
 """
 
 from __future__ import annotations
@@ -96,6 +99,17 @@ class FakeHttp:
                         conn.sendall(bytes([byte]))
                 elif self.mode == "garbage":
                     conn.sendall(b"\x00\xffNOT HTTP AT ALL\r\n\r\n{{{")
+                elif self.mode == "linger":
+                    conn.sendall(self._reply_bytes(self.body))
+                    self._stop.wait(5)
+                elif self.mode == "chunked":
+                    half = len(self.body) // 2
+                    head = f"HTTP/1.1 {self.status} X\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    chunks = b"".join(
+                        b"%x;ext=1\r\n%s\r\n" % (len(part), part)
+                        for part in (self.body[:half], self.body[half:])
+                    )
+                    conn.sendall(head.encode() + chunks + b"0\r\n\r\n")
                 else:
                     body = self.queued.pop(0) if self.queued else self.body
                     conn.sendall(self._reply_bytes(body))
