@@ -646,6 +646,24 @@ def test_overlap_keeps_the_stock_rules_while_the_service_shadows(fake: FakeHttp)
     assert {"RDNS_NONE", "HELO_NO_DOMAIN"} <= set(scan.scores), scan.scores
 
 
+@pytest.mark.parametrize("case", ["answered", "down", "nothing-asked"])
+def test_rl_scorer_ok_says_whether_the_service_gave_a_verdict(fake: FakeHttp, case: str) -> None:
+    # __RL_SCORER_OK, for the overlap file and an admin's own metas: true only when the
+    # service answered for this message. With the service down the stock rules are the
+    # fallback again; with no untrusted relay (local mail) nothing was asked.
+    url = f"http://127.0.0.1:{closed_port()}/v1/check" if case == "down" else fake.url
+    directory = site_config(
+        f"rdns_scorer_url {url}\nmeta T_RL_ANSWERED __RL_SCORER_OK\nscore T_RL_ANSWERED 0.01\n",
+        overlap=True,
+    )
+    raw = WEBMAIL if case == "nothing-asked" else message(MISSING_PTR_IP, "Mail-Server")
+    scan = run_spamassassin(directory, raw)
+    assert ("T_RL_ANSWERED" in scan.scores) is (case == "answered"), scan.scores
+    if case == "down":
+        assert {"RDNS_NONE", "HELO_NO_DOMAIN"} <= set(scan.scores), scan.scores
+        assert "RL_SCORER_FAIL" in scan.rl
+
+
 @pytest.mark.parametrize(
     ("returned", "stock"),
     [
