@@ -414,6 +414,19 @@ def test_admin_score_line_does_not_score_a_shadowed_symbol(
     assert "shadow: would score +5" in scan.section("RL_PTR_MISSING")
 
 
+@pytest.mark.parametrize("shadow", [0, "5", True], ids=["zero", "string", "boolean"])
+def test_only_a_nonzero_shadow_score_marks_a_symbol_shadowed(
+    fake_spamd: Spamd, fake: FakeHttp, shadow: Any
+) -> None:
+    # A shadow_score of 0 is no shadow (the service leaves it out then, but may send it);
+    # one that is not a number (true) is not one either. A numeric string is a number.
+    assert os.geteuid() == 0, "spamd needs root for virtual users (CI runs as root)"
+    symbol = {"name": "RL_PTR_MISSING", "score": 5.0, "options": [], "shadow_score": shadow}
+    fake.reply_json({"symbols": [symbol]})
+    scan = fake_spamd.scan(message(MISSING_PTR_IP, "Mail-Server"), user="alice")
+    assert scan.rl == {"RL_PTR_MISSING": 0.001 if shadow == "5" else 1.5}  # alice's score
+
+
 def test_hostile_reply_cannot_fire_other_rules(fake_spamd: Spamd, fake: FakeHttp) -> None:
     names = [
         "USER_IN_WELCOMELIST", "ALL_TRUSTED", "__RL_SCORER_OK", "RL_SCORER_FAIL",
