@@ -1170,8 +1170,17 @@ def test_a_timeout_under_a_second_is_warned_about(seconds: str, warned: bool) ->
         ("http://localhost:11340/v1/check", False, "localhost"),
         ("http://127.0.0.1:11340 http://scorer.example.org:11340", False, "scorer.example.org"),
         ("http://256.1.1.1:11340/v1/check", False, None),
+        ("http://127.0.0.1:0/v1/check", False, None),
+        ("http://127.0.0.1:65536/v1/check", False, None),
     ],
-    ids=["addresses", "localhost", "name-after-an-address", "not-an-address"],
+    ids=[
+        "addresses",
+        "localhost",
+        "name-after-an-address",
+        "not-an-address",
+        "port-0",
+        "port-65536",
+    ],
 )
 def test_the_url_takes_ip_addresses_only(urls: str, valid: bool, name: str | None) -> None:
     # Regression: a host name passed lint and was looked up by getaddrinfo on every
