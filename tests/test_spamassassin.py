@@ -503,6 +503,7 @@ def test_hostile_reply_is_capped(fake_spamd: Spamd, fake: FakeHttp) -> None:
     symbols += [{"name": f"RL_N{n}", "score": 1, "options": []} for n in range(10)]
     options = [{"x": 1}, ["y"], None, 5, "a\u202eb\x85c\x1bd"] + [f"opt{n}" for n in range(30)]
     symbols[60]["options"] = options
+    symbols[61]["options"] = ["y" * 5000]
     fake.reply_json({"symbols": symbols})
     scan = fake_spamd.scan(message(CONFIRMED_IP, CONFIRMED_NAME, CONFIRMED_NAME, GOOD_FROM))
     assert set(scan.rl) == {"RL_N0", "RL_N1", "RL_N2", "RL_N3", "RL_SCORER_UNKNOWN"}
@@ -512,6 +513,8 @@ def test_hostile_reply_is_capped(fake_spamd: Spamd, fake: FakeHttp) -> None:
     assert "HASH(" not in shown and "ARRAY(" not in shown
     # 16 options: the string and 5 as "5" (JSON numbers are strings to Perl), opt0..opt13
     assert "opt13" in shown and "opt14" not in shown, shown
+    long = scan.section("RL_N1")  # cut to 300 characters
+    assert "y" * 300 + "..." in long and "y" * 301 not in long, long
 
 
 FAILURES: dict[str, tuple[dict[str, Any], str]] = {
