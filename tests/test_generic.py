@@ -345,9 +345,37 @@ def test_provider_suffix_matching_is_label_aligned() -> None:
     assert find_provider("notgoogle.com") is None
     assert find_provider("google.com.evil.example") is None
     assert find_provider("x.protection.outlook.com") is None  # only the outbound subtree
+    # ... which has four labels: the deepest suffix listed must still be seen.
+    name = "mail-db5eur01on2100.outbound.protection.outlook.com"
+    provider = find_provider(name)
+    assert provider is not None and provider.operator == "Microsoft"
+    assert kinds(verdict("40.107.20.100", name, confirmed=True)) == {"provider"}
     # Customer space owned by a big provider is never exempt.
     result = verdict("35.12.34.56", "56.34.12.35.bc.googleusercontent.com", confirmed=True)
     assert result.generic
+
+
+# docs/generic-ptr.md: bump PROVIDERS_VERSION on every change of the list. The suffixes of
+# each version are written out here, so a list changed without a new version fails.
+SUFFIXES_OF_VERSION = {
+    "2026.11.1": {
+        "google.com", "googlemail.com", "outbound.protection.outlook.com", "yahoo.com",
+        "yahoodns.net", "mail.ru", "mail.yandex.net", "me.com", "icloud.com", "protonmail.ch",
+        "zoho.com", "zohomail.com", "zoho.eu", "qq.com", "gmx.net", "web.de", "facebook.com",
+        "fb.com", "amazonses.com", "sendgrid.net", "mcsv.net", "mcdlv.net", "rsgsv.net",
+        "mandrillapp.com", "sparkpostmail.com", "mailgun.net", "mailgun.org",
+        "exacttarget.com", "salesforce.com", "mailjet.com", "mtasv.net", "postmarkapp.com",
+        "cmail19.com", "cmail20.com", "constantcontact.com", "pphosted.com", "mimecast.com",
+        "messagelabs.com",
+    },
+}  # fmt: skip
+
+
+def test_provider_list_changes_with_its_version() -> None:
+    assert PROVIDERS_VERSION in SUFFIXES_OF_VERSION, "new version: add its suffixes here"
+    assert {provider.suffix for provider in PROVIDERS} == SUFFIXES_OF_VERSION[PROVIDERS_VERSION]
+    doc = (Path(__file__).parent.parent / "docs" / "generic-ptr.md").read_text()
+    assert f"currently `{PROVIDERS_VERSION}`" in doc
 
 
 def test_provider_list_is_well_formed() -> None:
@@ -446,6 +474,44 @@ def test_split_host_uses_icann_section_only() -> None:
     assert parts.registered == "amazonaws.com"
     assert parts.host == "ec2-3-4-5-6.compute-1"
     assert split_host("co.uk").host == ""
+    # A bare suffix has no registrable label either: nothing of it is searched.
+    assert split_host("co.uk").registrable_label == split_host("co.uk").address_region == ""
+
+
+def test_split_host_finds_a_four_label_public_suffix() -> None:
+    # The deepest ICANN rules have four labels (pvt.k12.ma.us): the lookup must see them.
+    parts = split_host("mail.school.pvt.k12.ma.us")
+    assert (parts.host, parts.registered) == ("mail", "school.pvt.k12.ma.us")
+
+
+def test_a_registered_domain_alone_is_still_searched_for_the_address() -> None:
+    # HostParts.address_region: the registrable label counts, with or without a host part.
+    result = verdict("73.12.34.56", "73-12-34-56.com")
+    assert result.generic and "ipv4-dotted" in kinds(result)
+
+
+_LONGEST_NAME = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters
+
+
+@pytest.mark.parametrize(
+    ("hostname", "normal"),
+    [
+        (" Mail.Example.NET. ", "mail.example.net"),
+        ("a" * 63 + ".example.com", "a" * 63 + ".example.com"),  # RFC 1035: 63-octet labels
+        ("a" * 64 + ".example.com", None),
+        (_LONGEST_NAME, _LONGEST_NAME),  # 253 characters (255 on the wire)
+        (_LONGEST_NAME + "b", None),
+        ("mail..example.com", None),
+        (".example.com", None),
+        ("192.0.2.1", None),  # an all-numeric top-level label: an address, not a name
+        ("mail.example.123", None),
+        ("123.example.com", "123.example.com"),  # RFC 1123: a label may be all digits
+    ],
+)
+def test_normalize_hostname(hostname: str, normal: str | None) -> None:
+    assert normalize_hostname(hostname) == normal
+    if normal is None:  # classify says why it judged nothing
+        assert kinds(verdict("192.0.2.1", hostname)) == {"invalid"}
 
 
 # --------------------------------------------------------------------------- corpus
