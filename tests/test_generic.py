@@ -255,6 +255,73 @@ def test_embedded_ipv4() -> None:
         "192.0.2.1"
     )
     assert embedded_ipv4(ipaddress.IPv6Address("2001:db8::1:5")) is None
+    # Teredo (RFC 4380 section 4): the client's address is stored inverted.
+    teredo = ipaddress.IPv6Address("2001:0:4136:e378:8000:63bf:3fff:fdd2")
+    assert embedded_ipv4(teredo) == ipaddress.IPv4Address("192.0.2.45")
+    # ::a.b.c.d only when the upper half of the interface id is zero: not an EUI-64 one.
+    assert embedded_ipv4(ipaddress.IPv6Address("2001:db8:aa:1:21a:2bff:fe3c:4d5e")) is None
+    assert embedded_ipv4(ipaddress.IPv6Address("2001:db8:10::c633:6407")) == (
+        ipaddress.IPv4Address("198.51.100.7")
+    )
+
+
+@pytest.mark.parametrize(
+    ("ip", "hostname", "kind", "found"),
+    [
+        # Mutation review: where each finder starts and stops, one case each side.
+        ("190.4.12.3", "dyn-1904123.example-isp.net", "ipv4-concat", True),  # 7 digits count
+        ("1.2.34.56", "dyn123456.example.com", "ipv4-concat", False),  # 6 do not
+        ("190.44.123.45", "dyn-19044123459.example.com", "ipv4-concat", False),  # whole run
+        ("1.2.3.4", "16909060.dyn.example-isp.net", "ipv4-int", True),  # 1.0.0.0 is 2^24
+        ("24.6.16.178", "host-0403050674.dyn.example-isp.net", "ipv4-int", True),  # 10 digits
+        ("91.12.52.52", "dyn-15275264520.example-isp.net", "ipv4-int", False),  # whole run
+        ("73.255.34.56", "c-73-255-34-56.hsd1.ca.comcast.net", "ipv4-dotted", True),  # 255
+        # An all-digit hex form must stand alone; one with letters may be glued.
+        ("18.52.86.120", "dyn-123456789.example.com", "ipv4-hex", False),
+        ("18.52.86.120", "dyn-112345678.12345678.example.com", "ipv4-hex", True),  # 2nd one
+        ("91.12.52.52", "cpe5b0c3434.example-isp.net", "ipv4-hex", True),
+        ("169.5.105.93", "5d.69.05a9.ip4.static.sl-reverse.com", "ipv4-hex-reversed", True),
+        ("169.62.189.10", "1a.bd.3ea9.ip4.static.sl-reverse.com", "ipv4-hex-reversed", False),
+        # Partial windows: in either order, each run an octet, in no other whole address.
+        ("198.51.85.33", "dyn-33-85.example-isp.net", "partial-octets", True),
+        ("198.51.85.33", "dyn-85-99.example-isp.net", "partial-octets", False),
+        ("203.0.113.26", "relay-203-0-113-300.dyn.example.net", "partial-octets", True),
+        ("203.0.113.26", "relay-10-0-113-26.dyn.example.net", "partial-octets", False),
+        # IPv6: delimited on the left too; the two EUI-64 forms; an IID without ff:fe is
+        # none; a 6to4 address's IPv4 counts whole, never in part.
+        ("2001:db8:1:2::5", "12001-db8-1-2--5.dyn.example.net", "ipv6-groups", False),
+        ("2001:db8:1:2::5", "2001-db8-1-2.pppoe.xyz.pl", "ipv6-prefix", True),
+        ("2001:db8:aa:1:21a:2bff:fe3c:4d5e", "cpe-21a-2bff-fe3c-4d5e.isp.example.net",
+         "ipv6-eui64", True),
+        ("2001:db8:aa:1:21a:2bff:fe3c:4d5e", "cpe-00-1a-2b-3c-4d-5e.isp.example.net",
+         "ipv6-eui64", True),
+        ("2001:db8::1234:5678:9abc:def0", "cpe-1234-5678-9abc-def0.isp.example.net",
+         "ipv6-eui64", False),
+        ("2002:c633:6414::1", "dyn-100-20.6to4.example.net", "partial-octets", False),
+    ],
+)  # fmt: skip
+def test_encoding_edges(ip: str, hostname: str, kind: str, found: bool) -> None:
+    result = verdict(ip, hostname)
+    assert (kind in kinds(result)) is found, result.describe()
+
+
+def test_encoding_strengths_and_descriptions() -> None:
+    # The last three octets reversed are three octets (+0.05), not just the last two.
+    three = verdict("198.51.85.33", "dyn-33-85-51.example-isp.net")
+    assert three.confidence == 0.7
+    assert "partial-octets: 33-85-51 = last three octets reversed of 198.51.85.33" in (
+        three.describe()
+    )
+    # An EUI-64 interface id is an ambiguous whole address: nothing without a keyword.
+    eui64 = verdict("2001:db8:aa:1:21a:2bff:fe3c:4d5e", "host-021a-2bff-fe3c-4d5e.example.net")
+    assert not eui64.generic and kinds(eui64) == {"ipv6-eui64"}
+    padded = verdict("100.12.35.33", "host100012035033.example-isp.net").describe()
+    assert padded == ["ipv4-padded: 100012035033 = 100.12.35.33 zero-padded"]
+    padded = verdict("100.12.35.33", "host033035012100.example-isp.net").describe()
+    assert padded == ["ipv4-padded: 033035012100 = 100.12.35.33 zero-padded, reversed"]
+    # find_encodings: strongest first, whatever order the finders ran in.
+    both = verdict("18.52.86.120", "12345678.18-52-86-120.dyn.example-isp.net")
+    assert [item.kind for item in both.evidence] == ["ipv4-dotted", "ipv4-hex", "keyword"]
 
 
 # --------------------------------------------------------------------------- keywords / shape
