@@ -408,7 +408,9 @@ def test_admin_score_line_does_not_score_a_shadowed_symbol(
     assert os.geteuid() == 0, "spamd needs root for virtual users (CI runs as root)"
     options = ["no PTR for 203.0.113.11", "shadow: would score +5"]
     shadowed = {"name": "RL_PTR_MISSING", "score": 0.0, "options": options, "shadow_score": 5.0}
-    fake.reply_json({"symbols": [shadowed]})
+    # alice's "score RL_X 0" still hides a shadowed symbol (docs: 0 disables it).
+    hidden = {"name": "RL_X", "score": 0.0, "options": ["x"], "shadow_score": 5.0}
+    fake.reply_json({"symbols": [shadowed, hidden]})
     scan = fake_spamd.scan(message(MISSING_PTR_IP, "Mail-Server"), user="alice")
     assert scan.rl == {"RL_PTR_MISSING": 0.001}
     assert "shadow: would score +5" in scan.section("RL_PTR_MISSING")
