@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from scorer.config import config_from_mapping
 from scorer.dns import layer as layer_module
-from scorer.dns import wire
+from scorer.dns import transport, wire
 from scorer.dns.cache import TtlCache, question_key
 from scorer.dns.layer import (
     DnsLayer,
@@ -1150,8 +1150,6 @@ async def test_a_nameserver_that_failed_to_open_is_tried_again_later(
     import socket
     import types
 
-    from scorer.dns import transport
-
     network = {"up": False}
 
     class Socket(socket.socket):
@@ -1186,8 +1184,6 @@ async def test_a_silent_first_nameserver_is_asked_last_for_a_while(
     """Regression (review): a hung first resolver (takes packets, answers none) cost
     every query timeout / attempts before the retry reached the working one, so a
     check's lookups, one after another, ran into the request deadline."""
-    from scorer.dns import transport
-
     monkeypatch.setattr(transport, "DEMOTE_SECONDS", 0.5, raising=False)
     silent = FaultyDns("silent").start()
     try:
@@ -1332,3 +1328,100 @@ def test_bytes_after_a_lone_answer_make_it_no_answer() -> None:
     assert (
         isinstance(outcome, wire.TryNext) and outcome.failure.detail == "data after the last record"
     )
+
+
+# --- the transport (scorer/dns/transport.py) ---
+
+
+def _servers_layer(servers: list[str], timeout: float) -> DnsLayer:
+    """A layer over ``servers`` in this order (255.255.255.255: one that cannot be opened)."""
+    nameservers = [_nameserver(s) if s.startswith("255.") else parse_nameserver(s) for s in servers]
+    return DnsLayer(nameservers, timeout, TtlCache(100, 0, 3600))
+
+
+def _registered(layer: DnsLayer) -> int:
+    """The queries still registered on the transport's sockets (none once all ended)."""
+    return sum(len(s.pending) for per_server in layer._transport._sockets for s in per_server)
+
+
+@pytest.mark.parametrize(
+    ("tcp", "expected"),
+    [
+        ("address", Answer((ipaddress.IPv4Address("192.0.2.53"),), 60)),
+        ("servfail", TempFail(FailureKind.SERVFAIL, "SERVFAIL")),
+        ("truncated", TempFail(FailureKind.MALFORMED, "TCP reply: truncated")),
+    ],
+)
+async def test_a_truncated_reply_is_asked_again_over_tcp(tcp: str, expected: Outcome) -> None:
+    """docs/performance.md: TC=1 is asked again over TCP, whose reply is judged as one over
+    UDP (an error rcode is that failure); a TCP reply truncated again is a failure too,
+    never handed on as if it were an outcome."""
+    server = FaultyDns("truncated", tcp=tcp).start()
+    try:
+        layer = _layer(server.nameserver, timeout=1.0)
+        lookup = layer.lookup("tc.example", dns.rdatatype.A, _deadline(5.0))
+        outcome = await asyncio.wait_for(lookup, 3.0)
+    finally:
+        server.stop()
+    assert outcome == expected
+    assert (server.queries, server.tcp_queries) == (1, 1)
+    assert _registered(layer) == 0
+
+
+async def test_a_tcp_retry_whose_connection_closes_ends_the_query() -> None:
+    # The UDP timer is gone once the query went over TCP, and a lookup whose deadline is
+    # past the timeout has no timer of its own: a TCP reply cut short (the resolver
+    # restarting) must end the query, or every lookup of the name waits on it for good.
+    server = FaultyDns("truncated", tcp="close").start()
+    try:
+        layer = _layer(server.nameserver, timeout=1.0)
+        lookup = layer.lookup("tc.example", dns.rdatatype.A, _deadline(5.0))
+        outcome = await asyncio.wait_for(lookup, 3.0)
+    finally:
+        server.stop()
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.NETWORK
+    assert "TCP: IncompleteReadError" in outcome.detail
+
+
+async def test_the_tcp_retry_goes_to_the_nameserver_that_truncated() -> None:
+    silent = FaultyDns("silent").start()  # first in turn; nothing listens on its TCP port
+    truncating = FaultyDns("truncated", tcp="address").start()
+    try:
+        layer = _servers_layer([silent.nameserver, truncating.nameserver], 1.0)
+        outcome = await layer.lookup("tc.example", dns.rdatatype.A, _deadline(5.0))
+    finally:
+        silent.stop()
+        truncating.stop()
+    assert outcome == Answer((ipaddress.IPv4Address("192.0.2.53"),), 60)
+    assert truncating.tcp_queries == 1
+
+
+async def test_a_query_gone_to_tcp_is_not_sent_again_over_udp() -> None:
+    # The TCP retry takes the query over: the UDP retransmission timer ends with it.
+    server = FaultyDns("truncated", delay=1.3, tcp="slow").start()
+    try:
+        layer = _layer(server.nameserver, timeout=2.0)  # a retransmission would go at 1 s
+        outcome = await layer.lookup("tc.example", dns.rdatatype.A, _deadline(5.0))
+    finally:
+        server.stop()
+    assert isinstance(outcome, NotFound) and outcome.kind is NotFoundKind.NXDOMAIN
+    assert (server.queries, server.tcp_queries) == (1, 1)
+
+
+async def test_replies_that_are_not_the_answer_are_dropped_and_the_answer_taken(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The transport's docstring: a reply that does not match (late, spoofed, garbage) is
+    dropped and the query keeps waiting. Here an empty and a one-byte datagram and a reply
+    with our id to another question come first: none is an error or the outcome."""
+    server = FaultyDns("decoy").start()
+    try:
+        with caplog.at_level(logging.WARNING):
+            layer = _layer(server.nameserver, timeout=1.0)
+            lookup = layer.lookup("a.example", dns.rdatatype.A, _deadline())
+            outcome = await asyncio.wait_for(lookup, 3.0)
+    finally:
+        server.stop()
+    assert isinstance(outcome, NotFound) and outcome.kind is NotFoundKind.NXDOMAIN
+    assert server.queries == 1, "answered by the reply to the first query"
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

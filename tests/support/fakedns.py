@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 
@@ -20,36 +21,66 @@ class FaultyDns:
 
     ``servfail``/``refused``: that rcode; ``silent``: never answers;
     ``garbage``: bytes that are not a DNS message; ``truncated``: TC bit, no answer
-    (and no TCP listener to retry on); ``late-truncated``: the same after ``delay``
-    seconds; ``slow``: a valid NXDOMAIN after ``delay``
+    (and no TCP listener to retry on, unless ``tcp`` names one); ``late-truncated``:
+    the same after ``delay`` seconds; ``slow``: a valid NXDOMAIN after ``delay``
     seconds; ``mismatch``: an answer whose records are of another type and name;
     ``referral``: no answer, NS records in authority and no SOA (a server that does
-    not recurse); any other mode names the rcode to answer (``formerr``, ``notimp``,
-    ``nxdomain``). With ``root_soa`` set, the root's SOA is answered whatever the mode.
+    not recurse); ``decoy``: an empty and a one-byte datagram, then a reply with the
+    query's id to another question, then the NXDOMAIN; ``address``: the A record
+    192.0.2.53 for any name; any other mode names the rcode to answer (``formerr``,
+    ``notimp``, ``nxdomain``, ``noerror``: NODATA without an SOA). With ``root_soa``
+    set, the root's SOA is answered whatever the mode.
+
+    ``tcp``: also listen on TCP, same port, and answer each query there as that mode
+    does over UDP (``close``: read the query, then close without a reply).
+    ``host``: the loopback address to serve on (``::1`` for IPv6).
     """
 
-    def __init__(self, mode: str, delay: float = 2.0, port: int | None = None) -> None:
+    def __init__(
+        self,
+        mode: str,
+        delay: float = 2.0,
+        port: int | None = None,
+        tcp: str | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
         self.mode = mode
         self.delay = delay
         self.root_soa = False  # read per query: a test may change it while serving
-        self.port = free_port() if port is None else port
+        self.host = host
         self.queries = 0
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind(("127.0.0.1", self.port))
+        self.tcp_queries = 0
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        if port is None and family == socket.AF_INET:
+            port = free_port()
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        self._sock.bind((host, port or 0))
+        self.port: int = self._sock.getsockname()[1]
         self._thread = threading.Thread(target=self._serve, daemon=True)
+        self.tcp = tcp
+        self._listener: socket.socket | None = None
+        if tcp is not None:
+            self._listener = socket.socket(family, socket.SOCK_STREAM)
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._listener.bind((host, self.port))
+            self._listener.listen(16)
 
     @property
     def nameserver(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     def start(self) -> FaultyDns:
         self._thread.start()
+        if self._listener is not None:
+            threading.Thread(target=self._serve_tcp, daemon=True).start()
         return self
 
-    def _reply(self, data: bytes) -> bytes | None:
-        if self.mode == "silent":
+    def _reply(self, data: bytes, mode: str | None = None) -> bytes | None:
+        mode = mode or self.mode
+        if mode == "silent":
             return None
-        if self.mode == "garbage":
+        if mode == "garbage":
             return data[:2] + b"\x81\x80\xff\xff\xff"
         query = dns.message.from_wire(data)
         response = dns.message.make_response(query)
@@ -59,24 +90,37 @@ class FaultyDns:
                 dns.rrset.from_text(".", 60, "IN", "SOA", ". . 1 1800 900 604800 3600")
             )
             return response.to_wire()
-        if self.mode in ("truncated", "late-truncated"):
-            if self.mode == "late-truncated":
+        if mode in ("truncated", "late-truncated"):
+            if mode == "late-truncated":
                 time.sleep(self.delay)
             response.flags |= dns.flags.TC
-        elif self.mode == "slow":
+        elif mode == "slow":
             time.sleep(self.delay)
             response.set_rcode(dns.rcode.NXDOMAIN)
-        elif self.mode == "mismatch":
+        elif mode == "mismatch":
             response.answer.append(
                 dns.rrset.from_text("other.example.", 60, "IN", "TXT", '"not what you asked"')
             )
-        elif self.mode == "referral":
+        elif mode == "referral":
             response.authority.append(
                 dns.rrset.from_text("example.", 60, "IN", "NS", "ns.example.")
             )
+        elif mode == "address":
+            response.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", "192.0.2.53"))
+        elif mode == "decoy":
+            response.set_rcode(dns.rcode.NXDOMAIN)
         else:
-            response.set_rcode(dns.rcode.from_text(self.mode.upper()))
+            response.set_rcode(dns.rcode.from_text(mode.upper()))
         return response.to_wire()
+
+    def _decoys(self, data: bytes) -> list[bytes]:
+        """What ``decoy`` sends before its reply: no DNS message, then one with the
+        query's id that answers another question (late, spoofed)."""
+        other = dns.message.make_query("decoy.example.", "A")
+        other.id = dns.message.from_wire(data).id
+        wrong = dns.message.make_response(other)
+        wrong.set_rcode(dns.rcode.NXDOMAIN)
+        return [b"", b"\x00", wrong.to_wire()]
 
     def _serve(self) -> None:
         while True:
@@ -88,12 +132,35 @@ class FaultyDns:
             reply = self._reply(data)
             if reply is not None:
                 try:
+                    if self.mode == "decoy":
+                        for decoy in self._decoys(data):
+                            self._sock.sendto(decoy, peer)
                     self._sock.sendto(reply, peer)
                 except OSError:
                     return  # closed while we were slow
 
+    def _serve_tcp(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            with connection:
+                try:
+                    (length,) = struct.unpack("!H", connection.recv(2, socket.MSG_WAITALL))
+                    data = connection.recv(length, socket.MSG_WAITALL)
+                    self.tcp_queries += 1
+                    reply = None if self.tcp == "close" else self._reply(data, self.tcp)
+                    if reply is not None:
+                        connection.sendall(struct.pack("!H", len(reply)) + reply)
+                except (OSError, struct.error):
+                    continue
+
     def stop(self) -> None:
         self._sock.close()
+        if self._listener is not None:
+            self._listener.close()
 
 
 def dead_port() -> int:
