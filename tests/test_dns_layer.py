@@ -1042,7 +1042,7 @@ def _nameserver(text: str) -> Nameserver:
     return Nameserver(host, int(port))
 
 
-@pytest.mark.parametrize("first", ["silent", "broadcast"])
+@pytest.mark.parametrize("first", ["silent", "broadcast", "two broadcast"])
 async def test_a_socket_that_cannot_be_opened_fails_queries_fast(first: str) -> None:
     # Regression: _open() failing half-way (here connect() to the broadcast address:
     # EACCES; in real life an IPv6 resolver on a host without IPv6) left the transport
@@ -1053,6 +1053,8 @@ async def test_a_socket_that_cannot_be_opened_fails_queries_fast(first: str) -> 
         servers = [silent.nameserver, "255.255.255.255"]
         if first == "broadcast":
             servers.reverse()
+        elif first == "two broadcast":  # the turns are the usable ones': still two
+            servers.append("255.255.255.255")
         layer = DnsLayer(
             [_nameserver(s) for s in servers], 0.3, TtlCache(100, 0, 3600, clock=lambda: 0)
         )
@@ -1425,3 +1427,123 @@ async def test_replies_that_are_not_the_answer_are_dropped_and_the_answer_taken(
     assert isinstance(outcome, NotFound) and outcome.kind is NotFoundKind.NXDOMAIN
     assert server.queries == 1, "answered by the reply to the first query"
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_definite_failure_is_the_outcome_when_the_others_stay_silent() -> None:
+    """The transport's docstring: when every nameserver has been tried and none can still
+    answer, the last failure is the outcome: SERVFAIL, then silence, is SERVFAIL (what
+    the metrics and the evidence say), not a TIMEOUT."""
+    failing = FaultyDns("servfail").start()
+    silent = FaultyDns("silent").start()
+    try:
+        layer = _servers_layer([failing.nameserver, silent.nameserver], 0.4)
+        outcome = await layer.lookup("a.example", dns.rdatatype.A, _deadline())
+    finally:
+        failing.stop()
+        silent.stop()
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.SERVFAIL
+    assert (failing.queries, silent.queries) == (1, 1)
+
+
+async def test_a_failing_nameserver_is_asked_once_a_query_and_not_demoted(unbound: Unbound) -> None:
+    """A definite failure moves on at once (RFC 1034 section 5.3.3): the nameserver is not
+    asked again within the query, and it is not demoted as one that stays silent is (its
+    failure cost no wait): the next query asks it first again."""
+    failing = FaultyDns("servfail").start()
+    try:
+        alone = _layer(failing.nameserver, timeout=2.0)
+        outcome = await asyncio.wait_for(
+            alone.lookup("a.example", dns.rdatatype.A, _deadline()), 1.0
+        )
+        assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.SERVFAIL
+        assert failing.queries == 1
+        layer = _servers_layer([failing.nameserver, unbound.nameserver], 0.5)
+        for asked, name in enumerate((world.CONFIRMED_NAME, world.GOOD_MX), start=2):
+            assert isinstance(await layer.lookup(name, dns.rdatatype.A, _deadline()), Answer)
+            assert failing.queries == asked
+    finally:
+        failing.stop()
+
+
+async def test_an_unreachable_nameserver_fails_the_query_at_once() -> None:
+    # ICMP port unreachable is a definite failure: the query ends on it, not at the timeout.
+    layer = _layer(f"127.0.0.1:{dead_port()}", timeout=4.0)
+    lookup = layer.lookup("a.example", dns.rdatatype.A, _deadline(10.0))
+    outcome = await asyncio.wait_for(lookup, 2.0)
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.NETWORK
+    assert _registered(layer) == 0
+
+
+async def test_every_nameserver_gets_its_turn_within_the_timeout() -> None:
+    """The transport's docstring: without a reply within timeout / attempts the query goes
+    to the next nameserver, until the timeout: the third of three is asked too."""
+    first, second = FaultyDns("silent").start(), FaultyDns("silent").start()
+    third = FaultyDns("address").start()
+    servers = (first, second, third)
+    try:
+        layer = _servers_layer([s.nameserver for s in servers], 1.5)  # turns 0.5 s apart
+        outcome = await layer.lookup("a.example", dns.rdatatype.A, _deadline(5.0))
+    finally:
+        for server in servers:
+            server.stop()
+    assert outcome == Answer((ipaddress.IPv4Address("192.0.2.53"),), 60)
+    assert [s.queries for s in servers] == [1, 1, 1]
+
+
+async def test_only_the_nameservers_asked_before_the_one_that_answered_are_demoted() -> None:
+    """A nameserver asked after the one that answered had no fair chance to: it keeps its
+    turn (only one that stayed silent while a later one answered is asked last)."""
+    slow = FaultyDns("slow", delay=1.2).start()
+    silent = FaultyDns("silent").start()
+    spare = FaultyDns("nxdomain").start()
+    try:
+        servers = [slow.nameserver, silent.nameserver, spare.nameserver]
+        layer = _servers_layer(servers, 2.4)  # turns at 0, 0.8 and 1.6 s
+        for asked in (1, 2):
+            outcome = await layer.lookup(f"q{asked}.example", dns.rdatatype.A, _deadline(5.0))
+            assert isinstance(outcome, NotFound), outcome
+            assert silent.queries == asked, "the silent one lost its turn to the spare"
+        assert spare.queries == 0
+    finally:
+        for server in (slow, silent, spare):
+            server.stop()
+
+
+def test_demotions_end_each_at_its_own_time() -> None:
+    """UdpTransport._reorder: demoted nameservers go last, in their configured order, and
+    each comes back when its own demotion ends, not when the last one's does."""
+    udp = transport.UdpTransport([Nameserver("127.0.0.1", p) for p in (1, 2, 3)], 1.0, 300)
+    udp._usable = [0, 1, 2]
+    udp._demoted_until = {0: 10.0, 1: 20.0}
+    udp._reorder(5.0)
+    assert (udp._order, udp._promote_at) == ([2, 0, 1], 10.0)
+    udp._reorder(10.0)
+    assert (udp._order, udp._promote_at) == ([0, 2, 1], 20.0)
+    udp._reorder(20.0)
+    assert (udp._order, udp._promote_at) == ([0, 1, 2], None)
+
+
+async def test_a_retry_that_cannot_be_sent_ends_the_query_with_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """_attempt never raises: it also runs from the retry timer, where an exception went to
+    the event loop's log and the query ended as a TIMEOUT, its cause lost."""
+    built: list[int] = []
+    make_query = transport.make_query
+
+    def failing_retry(query_id: int, question: bytes) -> bytes:
+        built.append(query_id)
+        if len(built) > 1:
+            raise RuntimeError("a bug building the retry")
+        return make_query(query_id, question)
+
+    monkeypatch.setattr(transport, "make_query", failing_retry)
+    server = FaultyDns("silent").start()
+    try:
+        layer = _layer(server.nameserver, timeout=1.0)
+        outcome = await layer.lookup("a.example", dns.rdatatype.A, _deadline(5.0))
+    finally:
+        server.stop()
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.NETWORK, outcome
+    assert "RuntimeError: a bug building the retry" in outcome.detail
+    assert _registered(layer) == 0
