@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
+import os
 import struct
 import time
+import warnings
+from pathlib import Path
 
 import dns.name
 import dns.rdatatype
@@ -1096,6 +1100,7 @@ async def test_a_send_that_fails_ends_the_query_at_once(unbound: Unbound) -> Non
     outcome = await layer.lookup(world.GOOD_MX, dns.rdatatype.A, _deadline(5.0))
     assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.NETWORK
     assert time.monotonic() - started < 0.5
+    assert _registered(layer) == 0, "the query not sent is left registered"
 
 
 @pytest.mark.parametrize("mode", ["referral", "formerr", "notimp", "servfail", "refused"])
@@ -1346,6 +1351,15 @@ def _registered(layer: DnsLayer) -> int:
     return sum(len(s.pending) for per_server in layer._transport._sockets for s in per_server)
 
 
+def test_the_transports_constants_are_those_the_docs_give() -> None:
+    # docs/performance.md is the contract (the tests that exercise these shorten them).
+    docs = " ".join((Path(__file__).parent.parent / "docs" / "performance.md").read_text().split())
+    assert "4 connected non-blocking UDP sockets per nameserver" in docs
+    assert transport.SOCKETS_PER_SERVER == 4
+    assert "tried again after 5 s" in docs and transport.REOPEN_SECONDS == 5.0
+    assert "is asked last for 5 s" in docs and transport.DEMOTE_SECONDS == 5.0
+
+
 @pytest.mark.parametrize(
     ("tcp", "expected"),
     [
@@ -1472,6 +1486,77 @@ async def test_an_unreachable_nameserver_fails_the_query_at_once() -> None:
     outcome = await asyncio.wait_for(lookup, 2.0)
     assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.NETWORK
     assert _registered(layer) == 0
+
+
+async def test_queries_that_ended_leave_nothing_registered(unbound: Unbound) -> None:
+    """_forget: a query that ended (answered, failed, timed out) is taken off its sockets;
+    left there, each query a busy service makes would stay in memory for good."""
+    silent = FaultyDns("silent").start()
+    failing = FaultyDns("servfail").start()
+    try:
+        for server, name in (
+            (unbound.nameserver, world.CONFIRMED_NAME),
+            (silent.nameserver, "a.example"),
+            (failing.nameserver, "a.example"),
+        ):
+            layer = _layer(server, timeout=0.3)
+            await layer.lookup(name, dns.rdatatype.A, _deadline())
+            assert _registered(layer) == 0, server
+    finally:
+        silent.stop()
+        failing.stop()
+
+
+async def test_a_query_id_in_use_on_a_socket_is_not_given_to_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Random 16-bit ids collide: ~50 queries in flight per socket at a busy site make one
+    # collision in ~1,300. The second query given the first's id took its place, and the
+    # first's answer was dropped as a reply to another question (a retransmission late).
+    monkeypatch.setattr(transport, "SOCKETS_PER_SERVER", 1)
+    server = FaultyDns("address").start()
+    try:
+        layer = _layer(server.nameserver, timeout=2.0)
+        layer._transport._ids = iter([7, 7, 9, 11, 13, 15])
+        outcomes = await asyncio.gather(
+            *(layer.lookup(n, dns.rdatatype.A, _deadline()) for n in ("a.example", "b.example"))
+        )
+    finally:
+        server.stop()
+    assert all(isinstance(o, Answer) for o in outcomes), outcomes
+    assert server.queries == 2, "each answered at its first query"
+
+
+async def test_reopening_a_failed_nameserver_keeps_the_others_sockets(
+    unbound: Unbound, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """_open, at each retry of a nameserver whose sockets failed to open: the working one
+    keeps its sockets (and the queries in flight on them), and the retry that fails
+    again leaves nothing open: an IPv6 resolver on a host without IPv6 is retried every
+    REOPEN_SECONDS for as long as the service runs."""
+    monkeypatch.setattr(transport, "REOPEN_SECONDS", 0.0)  # retried at every query
+    layer = _servers_layer(["255.255.255.255", unbound.nameserver], 0.5)
+    names = [world.CONFIRMED_NAME, world.GOOD_MX, world.UNVERIFIED_NAME, world.GENERIC_NAME]
+    assert isinstance(await layer.lookup(names[0], dns.rdatatype.A, _deadline()), Answer)
+    sockets = list(layer._transport._sockets[1])
+    open_files = len(os.listdir("/proc/self/fd"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for name in names[1:]:
+            assert isinstance(await layer.lookup(name, dns.rdatatype.A, _deadline()), Answer)
+        gc.collect()
+    assert layer._transport._sockets[1] == sockets
+    assert len(os.listdir("/proc/self/fd")) == open_files
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], "left to the GC"
+
+
+async def test_an_ipv6_nameserver_is_asked_over_ipv6() -> None:
+    server = FaultyDns("address", host="::1").start()
+    try:
+        outcome = await _layer(server.nameserver).lookup("v6.example", dns.rdatatype.A, _deadline())
+    finally:
+        server.stop()
+    assert outcome == Answer((ipaddress.IPv4Address("192.0.2.53"),), 60)
 
 
 async def test_every_nameserver_gets_its_turn_within_the_timeout() -> None:
