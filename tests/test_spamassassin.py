@@ -922,7 +922,8 @@ def test_a_hung_service_delays_one_message_per_hold_down(tmp_path: Path) -> None
     assert len(checks) == 3, result.stdout + result.stderr
     (first, first_why), (second, second_why), (_, third_why) = checks
     assert "timeout (reply)" in first_why and float(first) >= 0.5
-    assert "not asked, it timed out 0s ago" in second_why, second_why
+    # "0s ago" but for a loaded machine: the second check starts once the first is done.
+    assert re.search(r"not asked, it timed out \d+s ago", second_why), second_why
     assert float(second) < float(first) - 0.3
     assert "timeout (reply)" in third_why, "asked again once the hold-down is over"
     assert hung.accepted == 2
