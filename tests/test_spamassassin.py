@@ -1136,6 +1136,10 @@ def test_lint_is_clean_next_to_the_stock_rules() -> None:
     [
         ("rdns_scorer_timeout 0", False),
         ("rdns_scorer_timeout 2.5", True),
+        ("rdns_scorer_timeout 60", True),
+        ("rdns_scorer_timeout 61", False),
+        ("rdns_scorer_timeout 1.5s", False),
+        ("rdns_scorer_holddown 3600", True),
         ("rdns_scorer_holddown 0", True),
         ("rdns_scorer_holddown 4000", False),
     ],
