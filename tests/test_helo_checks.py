@@ -17,7 +17,7 @@ from scorer.config import Config
 from scorer.dns.outcomes import Answer, FailureKind, NotFound, NotFoundKind, TempFail
 from scorer.dns.wire import reverse_name
 from scorer.lookups import Limits, gather_facts
-from scorer.names import address_in, ipv4_literal
+from scorer.names import address_in, ipv4_literal, is_internal, non_public_suffix, unmapped
 from scorer.pipeline import Pipeline
 from scorer.protocol import parse_request
 from tests import world
@@ -117,9 +117,13 @@ def test_ipv4_literal_refuses_what_is_no_snum(text: str) -> None:
         ("[192.0.2.010]", HeloKind.LITERAL),  # Regression: was INVALID
         ("192.0.2.010", HeloKind.BARE_IP),  # Regression: was NOT_FQDN, at half the weight
         ("192.0.2.1.", HeloKind.BARE_IP),  # Regression (review): was NOT_FQDN too
+        ("mx1.good-sender.net..", HeloKind.INVALID),  # one final dot roots it, not two
         ("-mx.example.net", HeloKind.INVALID),
         ("mx..example.net", HeloKind.INVALID),
         ("a" * 64 + ".example.net", HeloKind.INVALID),
+        ("a" * 63 + ".good-sender.net", HeloKind.NAME),  # RFC 1035 2.3.4: 63-octet labels
+        (".".join(["a" * 63] * 3 + ["b" * 57]) + ".net", HeloKind.NAME),  # 253: the most
+        (".".join(["a" * 63] * 3 + ["b" * 58]) + ".net", HeloKind.INVALID),  # 254
         (".".join(["abcdefghi"] * 26) + ".net", HeloKind.INVALID),
         ("mx.example.net\r\nX-Injected: yes", HeloKind.INVALID),
         ("mx\x1b[31m.example.net", HeloKind.INVALID),
@@ -547,7 +551,11 @@ async def test_an_ipv4_mapped_bare_helo_of_our_address_is_forged(unbound_config:
     ("helo", "problem"),
     [("mail.b\udcfccher.de", "bytes that are not UTF-8"),
      ("mail\x1b[31m.example.net", "control or format characters"),
-     ("mail example.net", "a space inside")],
+     ("mail example.net", "a space inside"),
+     ("mx..example.net", "empty label"),
+     (".", "empty name"),
+     ("a" * 64 + ".example.net", "label of 64 octets, more than 63"),
+     ("mx-.example.net", "label 'mx-' is not letters, digits, inner hyphens, underscores")],
 )  # fmt: skip
 def test_an_invalid_helo_says_what_is_wrong_with_it(helo: str, problem: str) -> None:
     # Regression (review): a byte that is not UTF-8 read as "control, format or space
@@ -556,3 +564,54 @@ def test_an_invalid_helo_says_what_is_wrong_with_it(helo: str, problem: str) -> 
         HeloFacts(parse_helo(helo)), ipaddress.ip_address("81.2.69.77"), frozenset(), frozenset()
     )
     assert hit.symbol == "RL_HELO_INVALID" and hit.options[1] == problem
+
+
+@pytest.mark.parametrize(
+    ("text", "internal"),
+    [("127.0.0.1", True), ("::1", True), ("169.254.1.1", True), ("fe80::1", True),
+     ("0.0.0.0", True), ("::", True), ("10.255.255.255", True), ("172.16.0.1", True),
+     ("172.31.255.254", True), ("172.32.0.1", False), ("192.168.0.1", True),
+     ("100.64.0.1", True), ("100.127.255.254", True), ("100.128.0.1", False),  # RFC 6598
+     ("fc00::1", True), ("fd12:3456::1", True), ("fe00::1", False),  # ULA is fc00::/7
+     ("::ffff:10.0.0.1", True), ("64:ff9b::a00:1", True),  # mapped and NAT64: 10.0.0.1
+     ("::ffff:192.0.2.1", False), ("192.0.2.1", False), ("2001:db8::1", False),
+     ("8.8.8.8", False)],
+)  # fmt: skip
+def test_is_internal(text: str, internal: bool) -> None:
+    # names.is_internal: what marks a HELO's (or an MX host's) addresses as inside only.
+    # Not ipaddress's is_private: the documentation ranges (192.0.2.0/24) are no inside.
+    assert is_internal(ipaddress.ip_address(text)) is internal
+
+
+# names.NON_PUBLIC_SUFFIXES, written out: RFC 6761 section 6, RFC 2606, RFC 8375's
+# home.arpa (under arpa), RFC 9476's .alt, ICANN's .internal, and the router defaults.
+SPECIAL_USE = ["invalid", "test", "example", "example.com", "example.net", "example.org",
+               "localhost", "local", "onion", "alt", "arpa", "internal", "lan", "localdomain",
+               "corp", "home", "intranet", "private"]  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", SPECIAL_USE)
+def test_each_special_use_suffix_is_named_in_the_evidence(suffix: str) -> None:
+    # The evidence of RL_HELO_NOT_FQDN and RL_MAILFROM_SPECIAL_USE names the suffix, not
+    # "(not a public suffix)": several of these are not in the Public Suffix List either.
+    assert non_public_suffix(f"mx.{suffix}") == f".{suffix}"
+
+
+def test_non_public_suffix_otherwise() -> None:
+    assert non_public_suffix("mail-server") == "single label"
+    assert non_public_suffix("mx.nosuchtld") == ".nosuchtld (not a public suffix)"
+    assert non_public_suffix("mx.good-sender.net") is None
+    assert non_public_suffix("mx.example.co.uk") is None  # only example.com/net/org
+
+
+@pytest.mark.parametrize(
+    ("text", "read_as"),
+    [("::ffff:192.0.2.1", "192.0.2.1"), ("64:ff9b::c000:201", "192.0.2.1"),
+     # Only the /96 well-known prefix (RFC 6052 section 2.1) carries an IPv4 address so;
+     # RFC 8215's local-use 64:ff9b:1::/48 and the rest of the /64 do not.
+     ("64:ff9b::1:c000:201", "64:ff9b::1:c000:201"),
+     ("64:ff9b:1::c000:201", "64:ff9b:1::c000:201"),
+     ("2001:db8::c000:201", "2001:db8::c000:201"), ("192.0.2.1", "192.0.2.1")],
+)  # fmt: skip
+def test_unmapped(text: str, read_as: str) -> None:
+    assert unmapped(ipaddress.ip_address(text)) == ipaddress.ip_address(read_as)

@@ -323,12 +323,22 @@ def test_entries_beside_or_above_customer_names_are_kept(kind: str, value: str) 
     assert value in (*allowlist.ptr_suffixes, *allowlist.from_domains)
 
 
+@pytest.mark.parametrize(("kind", "value"), [("from", "corp"), ("ptr", "lan")])
+def test_an_entry_under_no_known_suffix_is_no_public_suffix(kind: str, value: str) -> None:
+    # names.is_public_suffix asks the list with accept_unknown=False: a site's internal
+    # top label (user@host.corp) is not refused as if it were "com".
+    allowlist = Allowlist()
+    allowlist.add(kind, value)
+    assert value in (*allowlist.ptr_suffixes, *allowlist.from_domains)
+
+
 def test_public_suffixes_below_are_rules_under_the_name() -> None:
     from scorer.names import _public_suffixes_below, is_public_suffix
 
     below = _public_suffixes_below()
     assert below["amazonaws.com"] == "s3.amazonaws.com"
     assert below["ovh.net"] == "*.hosting.ovh.net"
+    assert below["hosting.ovh.net"] == "*.hosting.ovh.net"  # every child of it is one
     assert "google.com" not in below
     for name, rule in below.items():
         assert rule.endswith("." + name), (name, rule)
@@ -358,6 +368,7 @@ def test_public_suffixes_below_are_rules_under_the_name() -> None:
         # ec2-...compute-1.amazonaws.com, is forward-confirmed for whoever rents it).
         ("ptr", "amazonaws.com", "'amazonaws.com' has public suffixes under it (s3.amazonaws"),
         ("ptr", "Linode.com", "(members.linode.com), where the provider's customers get names"),
+        ("ptr", "hosting.ovh.net", "'hosting.ovh.net' has public suffixes under it (*.hosting"),
         # Regression: dotted digits passed as names, and no PTR or HELO name is one.
         ("ptr", "192.0.2.1", "'192.0.2.1' is an address: use an ip entry"),
         ("helo", "192.0.2.1.", "is an address: use an ip entry"),
