@@ -19,7 +19,7 @@ from scorer.generic.classifier import (
 from scorer.generic.cli import run_generic
 from scorer.generic.encodings import _compress, embedded_ipv4
 from scorer.generic.hostparts import normalize_hostname, split_host, tokenise_labels
-from scorer.generic.keywords import digit_shape
+from scorer.generic.keywords import KEYWORDS, WEAK_KEYWORDS, digit_shape
 from scorer.generic.providers import PROVIDERS, find_provider
 from scorer.generic.verdict import MAX_DESCRIPTION_LENGTH
 
@@ -312,6 +312,7 @@ def test_encoding_strengths_and_descriptions() -> None:
     assert "partial-octets: 33-85-51 = last three octets reversed of 198.51.85.33" in (
         three.describe()
     )
+    assert len(three.describe()) == len(three.evidence) == 4  # one line per item
     # An EUI-64 interface id is an ambiguous whole address: nothing without a keyword.
     eui64 = verdict("2001:db8:aa:1:21a:2bff:fe3c:4d5e", "host-021a-2bff-fe3c-4d5e.example.net")
     assert not eui64.generic and kinds(eui64) == {"ipv6-eui64"}
@@ -379,6 +380,34 @@ DOCUMENTED_WEAK_KEYWORDS = [
     "static", "staticip", "ipstatic", "client", "clients", "customer", "customers", "cust",
     "subscriber", "user", "users", "res", "resid", "retail", "bb", "broad",
 ]  # fmt: skip
+
+
+def _documented_words(text: str) -> set[str]:
+    """'pool(s), ftth/fttx' as written in docs/generic-ptr.md -> {pool, pools, ftth, fttx}."""
+    words: set[str] = set()
+    for item in re.split(r"[,/]", " ".join(text.split()).rstrip(".")):
+        word = item.strip()
+        words |= {word[:-3], word[:-3] + "s"} if word.endswith("(s)") else {word}
+    return words
+
+
+def test_keyword_lists_are_the_documented_ones() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "generic-ptr.md").read_text()
+    listed = re.search(r"Keywords \(`keywords.KEYWORDS`\): (.*?)\n\n", doc, re.S)
+    weak = re.search(r"\(`keywords.WEAK_KEYWORDS`: (.*?)\) also name", doc, re.S)
+    assert listed is not None and weak is not None
+    assert _documented_words(listed.group(1)) == KEYWORDS
+    assert _documented_words(weak.group(1)) == WEAK_KEYWORDS == set(DOCUMENTED_WEAK_KEYWORDS)
+
+
+def test_only_keywords_that_counted_are_evidence() -> None:
+    # A weak keyword beside no whole address adds nothing, and is not shown as if it had.
+    result = verdict("192.0.2.1", "dyn123456.users.example.com")
+    assert result.confidence == 0.45
+    assert result.describe() == [
+        "keyword: keyword 'dyn' in label 'dyn123456'",
+        "shape: digit-heavy host part: 6 digits, 1 digit groups",
+    ]
 
 
 @pytest.mark.parametrize("keyword", DOCUMENTED_WEAK_KEYWORDS)
