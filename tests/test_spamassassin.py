@@ -929,6 +929,35 @@ def test_a_hung_service_delays_one_message_per_hold_down(tmp_path: Path) -> None
     assert hung.accepted == 2
 
 
+def test_without_the_settings_the_documented_defaults_apply(tmp_path: Path) -> None:
+    # An rdns_scorer.cf the admin edited is kept at upgrades (docs), so a setting it
+    # lacks takes the plugin's own default: timeout 1 s, hold-down 10 s.
+    hung = HungSocket().start()
+    try:
+        directory = site_config(f"rdns_scorer_url http://{hung.address}/v1/check\n")
+        config = directory / CONFIG
+        text = config.read_text()
+        text = re.sub(r"^rdns_scorer_(timeout|holddown) .*\n", "", text, flags=re.M)
+        assert "rdns_scorer_timeout" not in re.sub(r"#.*", "", text)
+        config.write_text(text)
+        raw = tmp_path / "message.eml"
+        raw.write_bytes(message(MISSING_PTR_IP, "Mail-Server"))
+        result = subprocess.run(
+            ["perl", "-e", THREE_CHECKS, str(directory), str(raw), "0"],
+            capture_output=True, text=True, timeout=120, check=True,
+            env={**os.environ, "HOME": str(tmp_path)},
+        )  # fmt: skip
+    finally:
+        hung.stop()
+    checks = [line.split(" ", 1) for line in result.stdout.splitlines()]
+    assert len(checks) == 3, result.stdout + result.stderr
+    (first, first_why), (_, second_why), (_, third_why) = checks
+    assert "timeout (reply)" in first_why, first_why
+    assert 1 <= float(first) < 3, "a timeout of 1 s (the margin: a loaded machine)"
+    assert "not asked" in second_why and "not asked" in third_why, (second_why, third_why)
+    assert hung.accepted == 1
+
+
 # SpamAssassin's time limit firing while the plugin waits on a URL (its alarm handler
 # dies with "__alarm__ignore__(id)"): the plugin's _post made to die the same way.
 TIME_LIMIT_FIRES = r"""
