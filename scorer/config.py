@@ -20,7 +20,7 @@ from typing import Any, get_type_hints
 
 from scorer.allowlist import Allowlist, AllowlistError
 from scorer.dns.layer import Nameserver, parse_nameserver
-from scorer.names import address_in, hostname_problem, to_ascii
+from scorer.names import address_in, decimal_in, hostname_problem, to_ascii
 from scorer.policy import parse_network
 from scorer.protocol import parse_ip
 from scorer.symbols import SYMBOLS, default_weights
@@ -363,16 +363,16 @@ def _validate(config: Config) -> None:
 
 def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[V6]:PORT`` into (host, port)."""
-    host, sep, port = text.rpartition(":")
-    # isascii: str.isdigit() also takes "²" (which int() refuses) and "٢٥" (which it reads).
-    if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+    host, sep, port_text = text.rpartition(":")
+    port = decimal_in(port_text, 1, 65535)
+    if not sep or port is None:
         raise ValueError(f"expected HOST:PORT, got {text!r}")
     host = host.strip("[]") or "127.0.0.1"
     problem = None if address_in(host) is not None else hostname_problem(host.lower())
     if problem is not None:
         # "mail..example" would pass this far and end serve in an IDNA traceback.
         raise ValueError(f"{host!r} is neither an address nor a host name ({problem})")
-    return host, int(port)
+    return host, port
 
 
 def local_address(listen: str) -> str:

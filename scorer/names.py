@@ -243,3 +243,15 @@ def ipv4_literal(text: str) -> ipaddress.IPv4Address | None:
     if octets is None or any(int(octet) > 255 for octet in octets.groups()):
         return None
     return ipaddress.IPv4Address(".".join(str(int(octet)) for octet in octets.groups()))
+
+
+def decimal_in(text: str, low: int, high: int) -> int | None:
+    """``text`` as a number from ``low`` to ``high`` written in ASCII digits, or None.
+
+    ASCII: ``str.isdigit()`` also takes "²" (which ``int()`` refuses) and "٢٥" (which it
+    reads as 25), neither of which anyone means as a port or a count.
+    """
+    if not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if low <= number <= high else None

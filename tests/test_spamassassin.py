@@ -900,6 +900,20 @@ foreach my $n (1 .. 3) {
 """
 
 
+def three_checks(directory: Path, tmp_path: Path, pause: float) -> list[list[str]]:
+    """THREE_CHECKS over one message from a client without PTR: [seconds, evidence] each."""
+    raw = tmp_path / "message.eml"
+    raw.write_bytes(message(MISSING_PTR_IP, "Mail-Server"))
+    result = subprocess.run(
+        ["perl", "-e", THREE_CHECKS, str(directory), str(raw), str(pause)],
+        capture_output=True, text=True, timeout=120, check=True,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    checks = [line.split(" ", 1) for line in result.stdout.splitlines()]
+    assert len(checks) == 3, result.stdout + result.stderr
+    return checks
+
+
 def test_a_hung_service_delays_one_message_per_hold_down(tmp_path: Path) -> None:
     # Regression: with the service hung (or its host dropping connection attempts),
     # every message waited the whole rdns_scorer_timeout.
@@ -909,17 +923,9 @@ def test_a_hung_service_delays_one_message_per_hold_down(tmp_path: Path) -> None
             f"rdns_scorer_url http://{hung.address}/v1/check\n"
             "rdns_scorer_timeout 0.5\nrdns_scorer_holddown 1.5\n"
         )
-        raw = tmp_path / "message.eml"
-        raw.write_bytes(message(MISSING_PTR_IP, "Mail-Server"))
-        result = subprocess.run(
-            ["perl", "-e", THREE_CHECKS, str(directory), str(raw), "1.6"],
-            capture_output=True, text=True, timeout=120, check=True,
-            env={**os.environ, "HOME": str(tmp_path)},
-        )  # fmt: skip
+        checks = three_checks(directory, tmp_path, pause=1.6)
     finally:
         hung.stop()
-    checks = [line.split(" ", 1) for line in result.stdout.splitlines()]
-    assert len(checks) == 3, result.stdout + result.stderr
     (first, first_why), (second, second_why), (_, third_why) = checks
     assert "timeout (reply)" in first_why and float(first) >= 0.5
     # "0s ago" but for a loaded machine: the second check starts once the first is done.
@@ -940,17 +946,9 @@ def test_without_the_settings_the_documented_defaults_apply(tmp_path: Path) -> N
         text = re.sub(r"^rdns_scorer_(timeout|holddown) .*\n", "", text, flags=re.M)
         assert "rdns_scorer_timeout" not in re.sub(r"#.*", "", text)
         config.write_text(text)
-        raw = tmp_path / "message.eml"
-        raw.write_bytes(message(MISSING_PTR_IP, "Mail-Server"))
-        result = subprocess.run(
-            ["perl", "-e", THREE_CHECKS, str(directory), str(raw), "0"],
-            capture_output=True, text=True, timeout=120, check=True,
-            env={**os.environ, "HOME": str(tmp_path)},
-        )  # fmt: skip
+        checks = three_checks(directory, tmp_path, pause=0)
     finally:
         hung.stop()
-    checks = [line.split(" ", 1) for line in result.stdout.splitlines()]
-    assert len(checks) == 3, result.stdout + result.stderr
     (first, first_why), (_, second_why), (_, third_why) = checks
     assert "timeout (reply)" in first_why, first_why
     assert 1 <= float(first) < 3, "a timeout of 1 s (the margin: a loaded machine)"

@@ -36,7 +36,7 @@ from scorer.dns.outcomes import (
 )
 from scorer.dns.transport import UdpTransport
 from scorer.dns.wire import NameError_, encode_name, relative_name, reverse_name
-from scorer.names import is_multicast_or_broadcast
+from scorer.names import decimal_in, is_multicast_or_broadcast
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Outcome = Answer[Any] | NotFound | TempFail
@@ -94,9 +94,10 @@ def parse_nameserver(text: str) -> Nameserver:
         # No recursive resolver answers from one (224.0.0.251 is mDNS): every lookup
         # would time out and score 0.
         raise ValueError(f"bad nameserver {text!r}: {host} is not a unicast address")
-    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:  # not "²"
+    number = decimal_in(port, 1, 65535)
+    if number is None:
         raise ValueError(f"bad nameserver {text!r}: port must be 1-65535")
-    return Nameserver(host, int(port))
+    return Nameserver(host, number)
 
 
 UNREADY_FAILURE_SHARE = 0.9  # /readyz fails when this share of recent queries failed
