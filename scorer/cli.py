@@ -31,6 +31,7 @@ from scorer.hangup import defer_hangups
 from scorer.integrations import rspamd as rspamd_integration
 from scorer.integrations import spamassassin
 from scorer.lookups import Facts
+from scorer.names import decimal_in
 from scorer.pipeline import Pipeline
 from scorer.protocol import CheckReply, RequestError, parse_request
 from scorer.report import render_report
@@ -69,9 +70,10 @@ def _positive_seconds(text: str) -> float:
 
 
 def _worker_count(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+    count = decimal_in(text, 1, MAX_WORKERS)
+    if count is None:
         raise argparse.ArgumentTypeError(f"expected 1 to {MAX_WORKERS}, got {text!r}")
-    return int(text)
+    return count
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -904,3 +904,18 @@ def test_checks_in_flight_survive_a_stop_signal_to_every_process(tmp_path: Path)
             process.kill()
             process.wait()
         silent.stop()
+
+
+@pytest.mark.parametrize("count", ["\u0664", "\u00b2", "0", "x"])
+def test_workers_takes_a_count_in_ascii_digits(
+    count: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): str.isdigit() took Arabic-Indic "٤" as 4 workers and "²" to
+    # an int() traceback; both are refused like any other bad count.
+    from scorer.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["serve", "--workers", "2"]).workers == 2
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--workers", count])
+    assert "expected 1 to" in capsys.readouterr().err
