@@ -218,6 +218,11 @@ def test_a_whole_address_brings_no_shape_evidence() -> None:
         ("2002:c633:6414::1", "198-51-100-20.6to4.isp.example.net", "ipv6-embedded-ipv4-dotted"),
         ("::ffff:198.51.100.20", "198-51-100-20.isp.example.net", "ipv6-embedded-ipv4-dotted"),
         ("2001:db8:10::c633:6407", "198-51-100-7.v6.isp.example.net", "ipv6-embedded-ipv4-dotted"),
+        # Regression: a short address written compressed has fewer than 8 hex digits
+        # (2001-4--1: 6), and a name with no other hex digit was skipped before any form
+        # was looked for.
+        ("2001:4::1", "2001-4--1.upstr.ru", "ipv6-groups"),
+        ("2001:4::10", "2001-4--10.upstr.ru", "ipv6-groups"),
     ],
 )
 def test_ipv6_encodings(ip: str, hostname: str, kind: str) -> None:
@@ -237,6 +242,9 @@ def test_ipv6_delimiting_and_prefix() -> None:
     # a different address in the same /64 is not a prefix match
     neighbour = verdict("2001:db8:1:2::5", "2001-db8-1-2--50.dyn.example.net")
     assert "ipv6-prefix" not in kinds(neighbour)
+    # Regression: the /64 of a short address (2001-4-0-0, 7 hex digits) was skipped too.
+    short_prefix = verdict("2001:4::1", "host-2001-4-0-0.pool.upstr.ru")
+    assert "ipv6-prefix" in kinds(short_prefix), short_prefix.describe()
 
 
 def test_compress_matches_ipaddress() -> None:

@@ -28,8 +28,6 @@ _HEX_DIGITS = frozenset("0123456789abcdef")
 _MIN_CONCAT_DIGITS = 7
 #: A decimal integer below 2**24 would be an address in 0.0.0.0/8, never a mail client.
 _MIN_INTEGER_ADDRESS = 1 << 24
-#: Every IPv6 form looked for has at least this many hex digits (``2001-db8-0-0`` prefix).
-_MIN_IPV6_HEX_DIGITS = 8
 
 
 class Strength(enum.Enum):
@@ -411,11 +409,15 @@ def _find_ipv6(ip: IPv6Address, region: str) -> list[EncodingMatch]:
     if carried is not None:
         found = _find_ipv4(carried, region, kind_prefix="ipv6-embedded-ipv4")
         matches.extend(match for match in found if match.strength.is_full)
-    if sum(char in _HEX_DIGITS for char in region) < _MIN_IPV6_HEX_DIGITS:
-        return matches  # too few hex digits for any IPv6 form: skip building them
     nibbles = f"{value:032x}"
     groups = [nibbles[i : i + 4].lstrip("0") or "0" for i in range(0, 32, 4)]
     text = _compress(groups)  # same as str(ip), without its cost
+    # The compressed form (2001-4--1) and the /64 prefix (2001-4-0-0) are the forms with
+    # the fewest hex digits (an EUI-64 form has at least 8: ff, fe00 and two groups); a
+    # region with fewer holds none of them, so the forms need not be built.
+    fewest_digits = min(len(text) - text.count(":"), sum(map(len, groups[:4])))
+    if sum(char in _HEX_DIGITS for char in region) < fewest_digits:
+        return matches
     full_forms = _ipv6_full_forms(nibbles, groups, text)
     form = _first_delimited(region, full_forms)  # forms overlap, so one match is enough
     if form is not None:
