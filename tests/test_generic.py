@@ -610,6 +610,8 @@ _LONGEST_NAME = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters
         ("192.0.2.1", None),  # an all-numeric top-level label: an address, not a name
         ("mail.example.123", None),
         ("123.example.com", "123.example.com"),  # RFC 1123: a label may be all digits
+        # Regression: lower-casing first made the Kelvin sign (U+212A) an ASCII "k".
+        ("mail.\u212aom.example", None),
     ],
 )
 def test_normalize_hostname(hostname: str, normal: str | None) -> None:

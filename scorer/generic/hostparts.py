@@ -78,10 +78,12 @@ def normalize_hostname(hostname: object) -> str | None:
     """
     if not isinstance(hostname, str):
         return None
+    if not hostname.isascii():  # before lower(): it makes the Kelvin sign U+212A an ASCII "k"
+        return None
     name = hostname.strip().lower()
     if name.endswith("."):
         name = name[:-1]
-    if not name or len(name) > _MAX_NAME_LENGTH or not name.isascii():
+    if not name or len(name) > _MAX_NAME_LENGTH:
         return None
     if not _NAME_RE.fullmatch(name) or name.rsplit(".", 1)[-1].isdigit():
         return None
