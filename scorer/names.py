@@ -172,7 +172,7 @@ def non_public_suffix(ascii_name: str) -> str | None:
     labels = ascii_name.split(".")
     if len(labels) < 2:
         return "single label"
-    for depth in (1, 2, 3):
+    for depth in (3, 2, 1):  # the longest first: home.arpa, not the arpa it sits under
         suffix = ".".join(labels[-depth:])
         if suffix in NON_PUBLIC_SUFFIXES:
             return f".{suffix}"

@@ -584,10 +584,11 @@ def test_is_internal(text: str, internal: bool) -> None:
 
 
 # names.NON_PUBLIC_SUFFIXES, written out: RFC 6761 section 6, RFC 2606, RFC 8375's
-# home.arpa (under arpa), RFC 9476's .alt, ICANN's .internal, and the router defaults.
+# home.arpa (under arpa, and named as itself: a regression, it read ".arpa"), RFC 9476's
+# .alt, ICANN's .internal, and the router defaults.
 SPECIAL_USE = ["invalid", "test", "example", "example.com", "example.net", "example.org",
-               "localhost", "local", "onion", "alt", "arpa", "internal", "lan", "localdomain",
-               "corp", "home", "intranet", "private"]  # fmt: skip
+               "localhost", "local", "onion", "alt", "arpa", "home.arpa", "internal", "lan",
+               "localdomain", "corp", "home", "intranet", "private"]  # fmt: skip
 
 
 @pytest.mark.parametrize("suffix", SPECIAL_USE)
