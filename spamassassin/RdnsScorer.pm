@@ -412,8 +412,9 @@ sub _client {
   my $has_rdns = defined $rdns && $rdns ne '' && !$relay->{no_reverse_dns};
   # A client that sent no HELO at all gets "unknown" in its place from Postfix
   # (smtpd's Received header, when there is no client name either): not the client's
-  # own words, so leave it out rather than score it RL_HELO_NOT_FQDN.
-  $helo = undef if defined $helo && lc($helo) eq 'unknown' && !$has_rdns;
+  # own words, so leave it out rather than score it RL_HELO_NOT_FQDN. Postfix writes it
+  # in lower case, and SpamAssassin keeps the case: "UNKNOWN" is a client's own HELO.
+  $helo = undef if defined $helo && $helo eq 'unknown' && !$has_rdns;
   if (defined $helo && $helo ne '') {
     # SA stores an address-literal HELO "[1.2.3.4]" as "!1.2.3.4!".
     $helo = "[$1]" if $helo =~ /^!(.*)!$/;

@@ -320,6 +320,10 @@ def test_postfix_unknown_in_place_of_a_missing_helo_is_left_out(
     # never "unknown": here "unknown" is the client's own word, and it is sent.
     fake_spamd.scan(message(CONFIRMED_IP, "unknown", CONFIRMED_NAME))
     assert fake.requests[1].json()["helo"] == "unknown"
+    # Postfix writes it in lower case only: "UNKNOWN" is a client's own word (a
+    # regression: any case was left out, and its RL_HELO_NOT_FQDN with it).
+    fake_spamd.scan(message(MISSING_PTR_IP, "UNKNOWN"))
+    assert fake.requests[2].json()["helo"] == "UNKNOWN"
 
 
 def test_header_bytes_are_sent_as_characters(fake_spamd: Spamd, fake: FakeHttp) -> None:
