@@ -327,8 +327,13 @@ sub _ask {
 
   my $timeout  = $conf->{rdns_scorer_timeout} || 1;
   my $deadline = Time::HiRes::time() + $timeout;
-  if ($pms->{master_deadline} && $pms->{master_deadline} < $deadline) {
+  my $limit    = "deadline of ${timeout}s";
+  # SpamAssassin's own time limit for the message (time_limit) may come first: then a
+  # timeout is the message's, not the service's, and holds nothing down.
+  my $sa_limit = $pms->{master_deadline} && $pms->{master_deadline} < $deadline;
+  if ($sa_limit) {
     $deadline = $pms->{master_deadline};
+    $limit    = "SpamAssassin's time_limit";
   }
   # A URL that timed out lately is skipped: a hung service (or a host that drops the
   # connection attempts) would otherwise cost every message the whole timeout. Per
@@ -350,7 +355,7 @@ sub _ask {
     my $url       = $urls[$index];
     my $remaining = $deadline - Time::HiRes::time();
     if ($remaining <= 0) {
-      push(@errors, "$url: not tried, deadline of ${timeout}s passed");
+      push(@errors, "$url: not tried, $limit passed");
       last;
     }
     # A host that is down never completes the connect: it gets only its share of the
@@ -365,8 +370,10 @@ sub _ask {
       my $error = $@ || 'unknown error';
       $error =~ s/\s+at \S+ line \d+.*//s;
       $error =~ s/\s+\z//;
+      my $message_out_of_time = $sa_limit && Time::HiRes::time() >= $deadline;
+      $error .= ", $limit passed" if $message_out_of_time;
       push(@errors, "$url: " . _clean($error, 120));
-      if ($error =~ /^timeout \(/ && $conf->{rdns_scorer_holddown}) {
+      if ($error =~ /^timeout \(/ && $conf->{rdns_scorer_holddown} && !$message_out_of_time) {
         $held->{$url} = Time::HiRes::time() + $conf->{rdns_scorer_holddown};
         info("rdns_scorer: $url timed out: not asked for $conf->{rdns_scorer_holddown}s");
       }

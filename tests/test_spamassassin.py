@@ -992,7 +992,8 @@ def test_spamassassins_time_limit_is_not_swallowed() -> None:
 
 
 # The plugin's _result for a message whose SpamAssassin time limit (master_deadline) is
-# $ARGV[2] seconds away, with rdns_scorer_timeout 5: prints the error, or the hits.
+# $ARGV[2] seconds away, with rdns_scorer_timeout 5 and rdns_scorer_holddown $ARGV[3]:
+# prints the error, or the hits, then the URLs held down.
 TIME_LIMIT_LEFT = r"""
 use strict; use warnings;
 use Time::HiRes ();
@@ -1003,12 +1004,23 @@ my $plugin = bless {}, 'Mail::SpamAssassin::Plugin::RdnsScorer';
 my $pms = bless {
   relays_untrusted => [{ ip => '192.0.2.1', helo => 'mx.example.net', by => 'mx.example.org' }],
   main => {},
-  conf => { rdns_scorer_url => [$ARGV[1]], rdns_scorer_timeout => 5, rdns_scorer_holddown => 0 },
+  conf => { rdns_scorer_url => [$ARGV[1]], rdns_scorer_timeout => 5,
+            rdns_scorer_holddown => $ARGV[3] },
   master_deadline => Time::HiRes::time() + $ARGV[2],
 }, 'Stub';
 my $result = $plugin->_result($pms);
 print $result->{error} // join(' ', map { $_->{name} } @{$result->{symbols}}), "\n";
+print "held: ", join(' ', sort keys %{$plugin->{rdns_scorer_held} || {}}), "\n";
 """
+
+
+def time_limit_left(url: str, left: str, holddown: str = "0") -> list[str]:
+    """TIME_LIMIT_LEFT's two lines: the error or the hits, and the URLs held down."""
+    result = subprocess.run(
+        ["perl", "-e", TIME_LIMIT_LEFT, str(source_dir()), url, left, holddown],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return result.stdout.splitlines()
 
 
 def test_spamassassins_time_limit_caps_the_call(fake: FakeHttp) -> None:
@@ -1016,16 +1028,25 @@ def test_spamassassins_time_limit_caps_the_call(fake: FakeHttp) -> None:
     # message when that comes first: with it already spent (earlier rules took it), the
     # service is not asked at all; with time left, the plugin's own timeout applies.
     fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
-    outputs = []
-    for left in ("-1", "30"):
-        result = subprocess.run(
-            ["perl", "-e", TIME_LIMIT_LEFT, str(source_dir()), fake.url, left],
-            capture_output=True, text=True, timeout=60, check=True,
-        )  # fmt: skip
-        outputs.append(result.stdout)
-    assert outputs[0] == f"{fake.url}: not tried, deadline of 5s passed\n", outputs
-    assert outputs[1] == "RL_PTR_MISSING\n", outputs
+    spent = time_limit_left(fake.url, "-1")
+    # Regression: the reason named the plugin's deadline ("deadline of 5s passed").
+    assert spent[0] == f"{fake.url}: not tried, SpamAssassin's time_limit passed", spent
+    assert time_limit_left(fake.url, "30")[0] == "RL_PTR_MISSING"
     assert len(fake.requests) == 1
+
+
+def test_a_timeout_at_spamassassins_time_limit_holds_nothing_down() -> None:
+    # Regression: a service that had only what was left of the message's time limit
+    # (0.5 s of its 5) and timed out was held down for rdns_scorer_holddown, and the
+    # next messages were scored without it. Its own timeout does hold it down (the
+    # hung-first-URL test above).
+    hung = HungSocket().start()
+    try:
+        error, held = time_limit_left(f"http://{hung.address}/v1/check", "0.5", "60")
+    finally:
+        hung.stop()
+    assert "timeout (reply), SpamAssassin's time_limit passed" in error, error
+    assert held == "held: ", held
 
 
 @pytest.mark.parametrize("overlap", [False, True])
