@@ -58,7 +58,9 @@ async def _ptr_facts(
     if not isinstance(ptr, Answer):
         return PtrFacts(ip, ptr, mta_hostname=mta_hostname)
     # A zone may repeat a name: checked once. The root ("PTR .") is no name to resolve.
-    names = [name for name in dict.fromkeys(ptr.records) if name]
+    # Sorted before the max_ptr_names cut: an answer's order is the resolver's whim (round
+    # robin), and the names checked, so the verdict, must not change with it.
+    names = sorted({name for name in ptr.records if name})
     checked = names[: limits.max_ptr_names]
     rdtype = _forward_type(ip)
     outcomes = await eager_gather(*(dns_layer.addresses(n, rdtype, deadline) for n in checked))

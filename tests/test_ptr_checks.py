@@ -211,6 +211,30 @@ async def test_a_ptr_name_the_zone_repeats_is_checked_once() -> None:
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)])
+async def test_the_names_checked_do_not_depend_on_the_ptr_answers_order(
+    order: tuple[int, ...],
+) -> None:
+    """Regression: max_ptr_names cut the names in the order the answer listed them, and a
+    resolver rotates that order: one message had its confirming name checked (no
+    symbol), the next only the two that fail (RL_PTR_TEMPFAIL). The first in sorted
+    order are checked."""
+    names = ("a.rotates.net", "b.rotates.net", "c.rotates.net")
+    layer = KnownAnswers(
+        {
+            (reverse_name(CLIENT), dns.rdatatype.PTR): Answer(tuple(names[i] for i in order), 300),
+            ("a.rotates.net", dns.rdatatype.A): CONFIRMS,
+            ("b.rotates.net", dns.rdatatype.A): ELSEWHERE,
+            ("c.rotates.net", dns.rdatatype.A): ELSEWHERE,
+        }
+    )
+    config = config_from_mapping({"dns": {"nameservers": ["127.0.0.1:9"], "max_ptr_names": 2}})
+    assert await symbols_for(Pipeline(config, layer), str(CLIENT)) == {}
+    assert sorted(layer.asked) == [
+        (reverse_name(CLIENT), "PTR"), ("a.rotates.net", "A"), ("b.rotates.net", "A"),
+    ]  # fmt: skip
+
+
 CLIENT = ipaddress.IPv4Address("81.2.70.71")
 GENERIC = "81-2-70-71.dyn.some-isp.net"
 CUSTOM = "mail.two-names.net"
