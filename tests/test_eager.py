@@ -113,3 +113,89 @@ async def test_context_variables_set_by_the_caller_are_seen_after_waiting() -> N
 
     var.set("caller")
     assert await eager_gather(read_after_wait(), _now(0)) == ("caller", 0)
+
+
+@pytest.mark.parametrize("error", [ValueError, asyncio.CancelledError])
+async def test_a_failing_first_step_closes_the_coroutines_already_started(
+    error: type[BaseException],
+) -> None:
+    # Their finally blocks run at once (a timer they set is dropped then), not when
+    # the garbage collector gets to them; CancelledError is no Exception but counts.
+    released: list[str] = []
+
+    async def holds() -> int:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            released.append("released")
+        return 0
+
+    async def fails_at_once() -> int:
+        raise error
+
+    started, never = holds(), _now(9)  # held here too: closed, not left to refcounting
+    with pytest.raises(error):
+        await eager_gather(started, fails_at_once(), never)
+    assert released == ["released"]
+    assert started.cr_frame is None and never.cr_frame is None
+
+
+@pytest.mark.parametrize("failing", ["task", "last"])
+async def test_an_error_in_a_waiting_coroutine_cancels_the_others(failing: str) -> None:
+    # Whether it waited in a task of its own or in the caller's task (the last).
+    cancelled = asyncio.Event()
+
+    async def waits_forever() -> int:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return 0
+
+    async def late_boom() -> int:
+        await asyncio.sleep(0)
+        raise KeyError("late")
+
+    with pytest.raises(KeyError):
+        if failing == "last":
+            await eager_gather(waits_forever(), late_boom())
+        else:
+            await eager_gather(late_boom(), waits_forever(), _later(3, 0))
+    await asyncio.wait_for(cancelled.wait(), 1)
+
+
+async def test_cancellation_reaches_a_coroutine_between_two_steps() -> None:
+    # Cancelled while it waits on no future (asyncio.sleep(0)): the task throws
+    # CancelledError in, and it must reach the coroutine, not be sent on as None.
+    steps = 0
+
+    async def spins() -> str:
+        nonlocal steps
+        for _ in range(1000):
+            steps += 1
+            await asyncio.sleep(0)
+        return "never cancelled"
+
+    outer = asyncio.ensure_future(eager_gather(_now(1), spins()))
+    while steps < 3:
+        await asyncio.sleep(0)
+    outer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    assert steps < 1000
+
+
+async def test_the_lone_waiting_coroutine_answers_a_cancellation_as_if_awaited() -> None:
+    # It runs on in the caller's task: what it makes of a cancellation is the caller's.
+    async def gives_up() -> str:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            return "gave up"
+        return "slept"
+
+    outer = asyncio.ensure_future(eager_gather(_now(1), gives_up()))
+    await asyncio.sleep(0.01)
+    outer.cancel()
+    assert await outer == (1, "gave up")
