@@ -9,6 +9,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from scorer.app import Service
 from scorer.checks.helo import parse_helo
 from scorer.checks.mailfrom import parse_sender
 from scorer.config import Config, ConfigError, config_from_mapping
-from scorer.memo import MAX_MEMO_CHARS
+from scorer.memo import MAX_MEMO_CHARS, memo_sized, memoise_short_text
 from scorer.pipeline import Pipeline
 from scorer.protocol import RequestError, decode_body, parse_labels, parse_request
 from scorer.workermetrics import SNAPSHOT_SECONDS
@@ -253,6 +254,40 @@ def test_the_memo_is_bounded_and_skips_long_fields(monkeypatch: pytest.MonkeyPat
     first = parse_request({"ip": "192.0.2.7", "helo": long_helo})
     assert parse_request({"ip": "192.0.2.7", "helo": long_helo}) is not first
     assert first.request.helo == long_helo
+
+
+def test_the_memo_bound_is_the_documented_field_length() -> None:
+    # docs/security.md promises what is kept out of the memos and the reply cache.
+    text = (Path(__file__).parent.parent / "docs" / "security.md").read_text()
+    match = re.search(r"field longer than (\d+) characters", text)
+    assert match is not None
+    documented = int(match[1])
+    assert documented == MAX_MEMO_CHARS
+    longest, too_long = "h" * documented, "h" * (documented + 1)
+    assert memo_sized([longest, None, longest.encode()]) and not memo_sized([None, too_long])
+    assert not memo_sized([too_long.encode()])
+    first = parse_request({"ip": "192.0.2.7", "helo": longest})
+    assert parse_request({"ip": "192.0.2.7", "helo": longest}) is first
+    assert parse_helo(longest) is parse_helo(longest)
+    assert parse_helo(too_long) is not parse_helo(too_long)
+
+
+def test_a_short_text_memo_keeps_maxsize_entries_and_forgets_on_cache_clear() -> None:
+    calls: list[str] = []
+
+    def work(text: str) -> list[str]:
+        """Work on text."""
+        calls.append(text)
+        return [text]
+
+    memo = memoise_short_text(maxsize=2)(work)
+    assert memo.__name__ == "work" and memo.__doc__ == "Work on text."  # type: ignore[attr-defined]
+    for text in ("a", "b", "a", "c", "a", "b"):  # "b" was the least recently used
+        assert memo(text) == [text]
+    assert calls == ["a", "b", "c", "b"]
+    memo.cache_clear()  # bench/instructions.py empties the memos so
+    memo("a")
+    assert calls == ["a", "b", "c", "b", "a"]
 
 
 def test_memoised_validation_still_refuses_what_it_refused() -> None:
