@@ -68,3 +68,54 @@ def test_full_collections_walk_only_new_objects_and_leak_no_cycles(unbound: Unbo
     assert figures["frozen"] > 3 * figures["walked"], figures
     # Nothing frozen turned into cyclic garbage that only unfreezing could free.
     assert figures["leaked_cycles"] == 0, figures
+
+
+HOOK_CHILD = textwrap.dedent(
+    """
+    import gc, json, weakref
+
+    from scorer.gctuning import _freeze_after_full_collection, keep_full_collections_short
+
+    class Node:
+        pass
+
+    def garbage_cycle():
+        node = Node()
+        node.self = node
+        return weakref.ref(node)
+
+    figures = {}
+    startup_garbage = garbage_cycle()
+    keep_full_collections_short()
+    gc.disable()  # only the collections below, none the allocations happen to start
+    figures["startup_garbage_freed"] = startup_garbage() is None
+    figures["frozen"], figures["walked"] = gc.get_freeze_count(), len(gc.get_objects())
+    keep_full_collections_short()  # a second call adds no second hook
+    figures["hooks"] = gc.callbacks.count(_freeze_after_full_collection)
+    kept = [Node() for _ in range(1000)]
+    frozen = gc.get_freeze_count()
+    gc.collect(1)
+    figures["frozen_by_young_collection"] = gc.get_freeze_count() - frozen
+    later_garbage = garbage_cycle()
+    gc.collect()
+    figures["full_collection_freed_garbage"] = later_garbage() is None
+    figures["frozen_by_full_collection"] = gc.get_freeze_count() - frozen
+    print(json.dumps(figures))
+    """
+)
+
+
+def test_a_full_collection_frees_cyclic_garbage_then_freezes_the_survivors() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", HOOK_CHILD], capture_output=True, text=True, timeout=60, check=True
+    )
+    figures = json.loads(result.stdout)
+    # Start-up garbage is collected before start-up is frozen, and start-up is frozen.
+    assert figures["startup_garbage_freed"] is True, figures
+    assert figures["frozen"] > 10 * figures["walked"], figures
+    assert figures["hooks"] == 1, figures
+    # A younger collection freezes nothing; a full one frees the cycle it finds and
+    # freezes what survives it (the 1,000 nodes kept), not before.
+    assert figures["frozen_by_young_collection"] == 0, figures
+    assert figures["full_collection_freed_garbage"] is True, figures
+    assert figures["frozen_by_full_collection"] >= 1000, figures
