@@ -1000,12 +1000,24 @@ def test_sighup_while_starting_is_a_reload_not_a_kill(unbound: Unbound, tmp_path
     _hang_up_while_starting(unbound, tmp_path, config_read)
 
 
-def test_serve_defers_sighup_before_importing_the_command_line() -> None:
+@pytest.mark.parametrize(
+    ("argv", "deferred"),
+    [
+        (["serve"], True),
+        (["serve", "--config", "/etc/rdns-scorer/scorer.toml", "--workers", "2"], True),
+        # Other commands keep SIGHUP's default: a closed terminal ends `check`.
+        (["check", "192.0.2.1"], False),
+        (["config", "check", "serve"], False),
+    ],
+)
+def test_serve_defers_sighup_before_importing_the_command_line(
+    argv: list[str], deferred: bool
+) -> None:
     # Regression: the deferral was installed only after the command line's imports
     # (~0.5 s), so a `systemctl reload` right after a start still killed the service.
-    spy = """
+    spy = f"""
 import importlib.abc, signal, sys
-sys.argv = ["rdns-scorer", "serve"]
+sys.argv = ["rdns-scorer", *{argv!r}]
 import scorer.launch
 assert "aiohttp" not in sys.modules and "scorer.cli" not in sys.modules, "launch is heavy"
 
@@ -1019,7 +1031,7 @@ sys.meta_path.insert(0, Spy())
 scorer.launch.main()
 """
     result = subprocess.run([sys.executable, "-c", spy], capture_output=True, text=True, timeout=60)
-    assert result.stdout.strip() == "deferred: True", result.stderr
+    assert result.stdout.strip() == f"deferred: {deferred}", result.stderr
 
 
 def _catches_sighup(pid: int) -> bool:
