@@ -34,7 +34,8 @@ class Symbol:
     weight: float
     description: str
     reason: str  # why the default weight is what it is
-    # How the *sender* fixes it; str.format fields: ip, helo, domain, ptr, address_record.
+    # How the *sender* fixes it; str.format fields (scorer.report.hint_fields): ip, helo,
+    # mail_from, domain, ptr, address_record.
     hint: str
 
 

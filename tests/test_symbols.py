@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import string
 from pathlib import Path
 
+import pytest
+
+from scorer.protocol import parse_request
+from scorer.report import hint_fields
 from scorer.symbols import SYMBOLS, Family, default_weights, markdown_table
 
 ROOT = Path(__file__).parent.parent
@@ -31,3 +37,24 @@ def test_article_ordering_of_default_weights() -> None:
     assert max(w for n, w in weights.items() if n.startswith("RL_HELO_") and "FORGED" not in n) < (
         min(w for n, w in weights.items() if n.startswith("RL_MAILFROM_") and w > 0)
     )
+
+
+def test_every_hint_names_only_fields_the_report_fills() -> None:
+    # A misspelt field would show as "<ipaddr>" in `rdns-scorer check`'s fix line.
+    request = parse_request(
+        {"ip": "192.0.2.7", "helo": "mx.example.net", "mail_from": "a@example.org"}
+    ).request
+    filled = set(hint_fields(request, "mx.example.net"))
+    for name, symbol in SYMBOLS.items():
+        named = {field for _, field, _, _ in string.Formatter().parse(symbol.hint) if field}
+        assert named <= filled, f"{name}: {named - filled}"
+
+
+def test_the_table_cannot_be_changed_through_what_it_hands_out() -> None:
+    with pytest.raises(TypeError):
+        SYMBOLS["RL_NEW"] = SYMBOLS["RL_PTR_MISSING"]  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        SYMBOLS["RL_PTR_MISSING"].weight = 0.0  # type: ignore[misc]
+    weights = default_weights()
+    weights["RL_PTR_MISSING"] = 0.0  # what a [weights] table does to its copy
+    assert default_weights()["RL_PTR_MISSING"] == SYMBOLS["RL_PTR_MISSING"].weight > 0
