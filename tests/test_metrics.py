@@ -12,12 +12,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from scorer import __version__
 from scorer.allowlist import COVERS, KINDS, Allowlist, covered_families
-from scorer.metrics import Metrics
-from scorer.protocol import CheckReply, SymbolResult, parse_request
+from scorer.config import DnsConfig
+from scorer.loopmetrics import Series
+from scorer.metrics import DNS_BUCKETS, LATENCY_BUCKETS, MOVED_MEMO_ENTRIES, Metrics
+from scorer.protocol import CheckReply, CheckRequest, SymbolResult, parse_request
 from scorer.symbols import SYMBOLS, Family
 from scorer.workermetrics import (
     PREFIX,
@@ -346,6 +350,7 @@ def test_dns_cache_counters_carry_over_a_reload_that_replaces_the_layer() -> Non
     second = build_dns_layer(config_from_mapping({"dns": {"nameservers": ["127.0.0.2"]}}))
     second.cache.hits = 1
     metrics.watch_dns(second)
+    metrics.watch_dns(second)  # the layer it reports already: nothing to carry over
     samples = _samples(generate_latest(metrics.registry).decode())
     assert samples["rdns_scorer_dns_cache_hits_total", ()] == 8
     assert samples["rdns_scorer_dns_cache_misses_total", ()] == 3
@@ -391,3 +396,144 @@ def test_every_shadow_series_exists_from_the_start() -> None:
         if symbol.family is not Family.PLUGIN:
             for family in ("symbols", "score_raised", "score_lowered"):
                 assert samples[f"rdns_scorer_shadow_{family}_total", (("symbol", name),)] == 0
+
+
+def _scraped(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return _samples(generate_latest(metrics.registry).decode())
+
+
+def test_a_fresh_service_exports_every_outcome_at_zero_and_its_config_as_good() -> None:
+    # Every (family, outcome) pair from the start, so the pass share and the tempfail
+    # share have their series before the first check; no reload tried: "successful".
+    samples = _scraped(Metrics())
+    for family in ("ptr", "helo", "mailfrom"):
+        for outcome in ("pass", "fail", "tempfail", "skipped"):
+            labels = (("family", family), ("outcome", outcome))
+            assert samples["rdns_scorer_check_outcomes_total", labels] == 0
+    assert samples["rdns_scorer_config_last_reload_successful", ()] == 1
+    assert samples["rdns_scorer_dns_repeated_failures_total", ()] == 0
+    build = [dict(labels) for name, labels in samples if name == "rdns_scorer_build_info"]
+    assert [labels["version"] for labels in build] == [__version__]
+
+
+def test_dns_queries_count_by_type_and_result_and_repeated_failures_apart() -> None:
+    metrics = Metrics()
+    metrics.observe_dns("PTR", "timeout", 0.5, repeated=False)
+    metrics.observe_dns("PTR", "timeout", 0.5, repeated=True)
+    metrics.observe_dns("A", "answer", 0.002, repeated=False)
+    samples = _scraped(metrics)
+    queries = "rdns_scorer_dns_queries_total"
+    assert samples[queries, (("rdtype", "PTR"), ("result", "timeout"))] == 2
+    assert samples[queries, (("rdtype", "A"), ("result", "answer"))] == 1
+    assert samples[queries, (("rdtype", "PTR"), ("result", "answer"))] == 0
+    assert samples["rdns_scorer_dns_repeated_failures_total", ()] == 1  # the second only
+    seconds = "rdns_scorer_dns_query_duration_seconds"
+    assert samples[f"{seconds}_count", (("rdtype", "PTR"),)] == 2
+    assert samples[f"{seconds}_sum", (("rdtype", "PTR"),)] == 1.0
+    assert samples[f"{seconds}_bucket", (("le", "0.0025"), ("rdtype", "A"))] == 1
+
+
+def test_scores_and_shadowed_symbols_are_counted_per_check() -> None:
+    metrics = Metrics()
+    request = parse_request({"ip": "192.0.2.1"}).request
+    symbols = (SymbolResult("RL_PTR_MISSING", 3.5, ("no PTR",)),)
+    reply = CheckReply(symbols, 3.5, (("RL_HELO_LOCALHOST", 2.0),))
+    metrics.observe_check(request, reply, 0.001)
+    metrics.observe_check(request, reply, 0.001)
+    metrics.observe_check(request, CheckReply((), -1.0), 0.001)
+    samples = _scraped(metrics)
+    assert samples["rdns_scorer_score_count", ()] == 3
+    assert ("rdns_scorer_score_sum", ()) not in samples  # negative bounds: docs/monitoring.md
+    assert samples["rdns_scorer_score_bucket", (("le", "-1.0"),)] == 1
+    assert samples["rdns_scorer_score_bucket", (("le", "3.0"),)] == 1
+    assert samples["rdns_scorer_score_bucket", (("le", "4.0"),)] == 3
+    shadowed = (("symbol", "RL_HELO_LOCALHOST"),)
+    assert samples["rdns_scorer_shadow_symbols_total", shadowed] == 2
+    assert samples["rdns_scorer_symbols_total", shadowed] == 0  # returned at weight 0 only
+
+
+def test_outcome_counts_per_check_when_replies_share_their_symbols_without_a_sender() -> None:
+    # The mailfrom twin of test_outcome_counts_per_check_even_when_replies_share_their_symbols.
+    metrics = Metrics()
+    symbols = (SymbolResult("RL_PTR_MISSING", 5.0, ("no PTR",)),)
+    with_from = parse_request({"ip": "192.0.2.1", "mail_from": "a@example.net"}).request
+    without = parse_request({"ip": "192.0.2.1"}).request
+    for request in (with_from, without, without):
+        metrics.observe_check(request, CheckReply(symbols, 5.0), 0.0001)
+    assert _outcomes(metrics) == {
+        ("ptr", "fail"): 3,
+        ("helo", "skipped"): 3,
+        ("mailfrom", "pass"): 1,
+        ("mailfrom", "skipped"): 2,
+    }
+
+
+def test_a_family_that_failed_and_tempfailed_counts_as_failed() -> None:
+    # A fail the family found stands, whichever symbol came first: its tempfail only
+    # means another of its lookups did not answer.
+    fail = SymbolResult("RL_MAILFROM_NXDOMAIN", 2.0, ())
+    tempfail = SymbolResult("RL_MAILFROM_TEMPFAIL", 0.0, ())
+    request = parse_request({"ip": "192.0.2.1", "mail_from": "a@example.net"}).request
+    for symbols in ((fail, tempfail), (tempfail, fail)):
+        metrics = Metrics()
+        metrics.observe_check(request, CheckReply(symbols, 2.0), 0.001)
+        assert _outcomes(metrics) == {
+            ("ptr", "pass"): 1,
+            ("helo", "skipped"): 1,
+            ("mailfrom", "fail"): 1,
+        }, symbols
+
+
+def test_every_entry_an_allowlisted_reply_names_exempts_its_families() -> None:
+    metrics = Metrics()
+    request = parse_request(
+        {"ip": "192.0.2.1", "helo": "mx.partner.net", "mail_from": "a@partner.net"}
+    ).request
+    allowed = SymbolResult("RL_ALLOWLISTED", 0.0, ("helo mx.partner.net", "from partner.net"))
+    missing = SymbolResult("RL_PTR_MISSING", 5.0, ("no PTR",))
+    metrics.observe_check(request, CheckReply((missing, allowed), 5.0), 0.001)
+    assert _outcomes(metrics) == {
+        ("ptr", "fail"): 1,
+        ("helo", "skipped"): 1,
+        ("mailfrom", "skipped"): 1,
+    }
+
+
+def test_the_series_a_reply_moves_are_worked_out_once_and_remembered_within_bounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A cached reply (the same symbols tuple) costs one lookup, not the walk over its
+    # symbols; and the memo of distinct replies does not grow without end.
+    metrics = Metrics()
+    worked_out: list[CheckReply] = []
+    moved = metrics._moved
+
+    def counting(request: CheckRequest, reply: CheckReply) -> tuple[Series, ...]:
+        worked_out.append(reply)
+        return moved(request, reply)
+
+    monkeypatch.setattr(metrics, "_moved", counting)
+    request = parse_request({"ip": "192.0.2.1"}).request
+    cached = CheckReply((SymbolResult("RL_PTR_MISSING", 5.0, ("no PTR",)),), 5.0)
+    for _ in range(3):
+        metrics.observe_check(request, cached, 0.001)
+    assert worked_out == [cached]
+    for index in range(MOVED_MEMO_ENTRIES + 1):
+        symbols = (SymbolResult("RL_PTR_MISSING", 5.0, (f"no PTR {index}",)),)
+        metrics.observe_check(request, CheckReply(symbols, 5.0), 0.001)
+    assert len(metrics._moved_by_reply) <= MOVED_MEMO_ENTRIES
+    assert _outcomes(metrics)[("ptr", "fail")] == 3 + MOVED_MEMO_ENTRIES + 1
+
+
+def test_latency_buckets_have_an_edge_at_every_latency_the_alerts_and_defaults_name() -> None:
+    # histogram_quantile interpolates inside a bucket: the latency alert's threshold,
+    # the default request deadline and the plugins' 1 s timeout must be edges, or a
+    # p99 at one of them reads as anything between its neighbours. The same for a DNS
+    # query at the default [dns] timeout.
+    alerts = (Path(__file__).parents[1] / "docker" / "prometheus" / "alerts.yml").read_text()
+    threshold = re.search(r"alert: RdnsScorerLatencyHigh\n.*?\) > ([\d.]+)\n", alerts, re.S)
+    assert threshold is not None
+    defaults = DnsConfig()
+    for seconds in (float(threshold.group(1)), defaults.request_deadline, 1.0):
+        assert seconds in LATENCY_BUCKETS, seconds
+    assert defaults.timeout in DNS_BUCKETS
