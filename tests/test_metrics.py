@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+import logging
 import os
 import re
 import subprocess
@@ -16,7 +18,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from scorer import __version__
+from scorer import __version__, workermetrics
 from scorer.allowlist import COVERS, KINDS, Allowlist, covered_families
 from scorer.config import DnsConfig
 from scorer.loopmetrics import Series
@@ -31,6 +33,7 @@ from scorer.workermetrics import (
     remove_directory,
     remove_stale_directories,
     retire,
+    snapshot_name,
 )
 from tests import world
 
@@ -356,26 +359,98 @@ def test_dns_cache_counters_carry_over_a_reload_that_replaces_the_layer() -> Non
     assert samples["rdns_scorer_dns_cache_misses_total", ()] == 3
 
 
+def _dead_pid() -> int:
+    """The pid of a process that has exited."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return int(gone.stdout)
+
+
+def _snapshot_directory(parent: Path, owner: int | None, seconds_ago: float, now: float) -> Path:
+    """A snapshot directory of the service ``owner`` (None: of a version whose
+    directories named no pid) with one snapshot, both last changed ``seconds_ago``."""
+    prefix = PREFIX if owner is None else f"{PREFIX}{owner}-"
+    directory = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    (directory / "worker-1-ab.json").write_text("[]")
+    for path in (directory / "worker-1-ab.json", directory):
+        os.utime(path, (now - seconds_ago, now - seconds_ago))
+    return directory
+
+
 def test_stale_snapshot_directories_of_killed_services_are_removed(tmp_path: Path) -> None:
     # Regression (review): a service killed with SIGKILL outside systemd left its
     # directory in /dev/shm for good (17 of them after a day of tests).
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    dead_pid = int(gone.stdout)
+    dead_pid = _dead_pid()
+    now = time.time() + 3600  # judged at the moment it is given, not the clock's
+    old, fresh = STALE_SECONDS + 5, 5
     made: dict[str, Path] = {}
     for name in ("dead-old", "dead-fresh", "alive-old", "no-pid-old", "no-pid-fresh"):
         owner = os.getpid() if name.startswith("alive") else dead_pid
-        prefix = f"{PREFIX}{owner}-" if "no-pid" not in name else PREFIX
-        directory = made[name] = Path(tempfile.mkdtemp(prefix=prefix, dir=tmp_path))
-        (directory / "worker-1-ab.json").write_text("[]")
-    now = time.time()
-    for name, directory in made.items():
-        if name.endswith("old"):
-            for path in (directory / "worker-1-ab.json", directory):
-                os.utime(path, (now - STALE_SECONDS - 5, now - STALE_SECONDS - 5))
+        seconds_ago = old if name.endswith("old") else fresh
+        made[name] = _snapshot_directory(
+            tmp_path, None if "no-pid" in name else owner, seconds_ago, now
+        )
+    # A snapshot rewritten in place lately, in a directory that did not change: fresh.
+    made["dead-old-with-fresh-file"] = _snapshot_directory(tmp_path, dead_pid, old, now)
+    os.utime(made["dead-old-with-fresh-file"] / "worker-1-ab.json", (now - fresh, now - fresh))
     remove_stale_directories(tmp_path, now)
     kept = {name for name, directory in made.items() if directory.exists()}
-    assert kept == {"dead-fresh", "alive-old", "no-pid-fresh"}
+    assert kept == {"dead-fresh", "alive-old", "no-pid-fresh", "dead-old-with-fresh-file"}
+
+
+def test_stale_directories_it_may_not_judge_or_remove_are_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An owner that is another user's process (kill() is not permitted) is alive; a
+    # directory that cannot be removed is skipped, and the next one still goes.
+    dead_pid, now = _dead_pid(), time.time()
+    directory = _snapshot_directory(tmp_path, dead_pid, STALE_SECONDS + 5, now)
+
+    def not_permitted(pid: int, signal: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "kill", not_permitted)
+        remove_stale_directories(tmp_path, now)
+    assert directory.exists()
+    other = _snapshot_directory(tmp_path, dead_pid, STALE_SECONDS + 5, now)
+    remove = workermetrics.remove_directory
+
+    def refused_for_the_first(path: Path) -> None:
+        if path == directory:
+            raise PermissionError(13, "Permission denied", str(path))
+        remove(path)
+
+    monkeypatch.setattr(workermetrics, "remove_directory", refused_for_the_first)
+    remove_stale_directories(tmp_path, now)
+    assert directory.exists() and not other.exists()
+
+
+def test_snapshots_go_to_shared_memory_else_to_the_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "shm"
+    shared.mkdir()
+    stale = _snapshot_directory(shared, _dead_pid(), STALE_SECONDS + 5, time.time())
+    monkeypatch.setattr(workermetrics, "SHARED_MEMORY", shared)
+    directory = make_directory()
+    assert directory is not None and directory.parent == shared
+    assert not stale.exists()  # a start cleans up what a killed service left there
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    monkeypatch.setattr(workermetrics, "SHARED_MEMORY", not_a_directory)
+    directory = make_directory()
+    assert directory is not None
+    try:
+        assert directory.parent == Path(tempfile.gettempdir())
+    finally:
+        remove_directory(directory)
+
+
+def test_snapshot_names_are_never_reused_within_a_process() -> None:
+    names = {snapshot_name() for _ in range(3)}
+    assert len(names) == 3
+    assert all(name.startswith(f"{os.getpid()}-") for name in names)
 
 
 def test_the_snapshot_directory_is_named_after_its_service(tmp_path: Path) -> None:
@@ -537,3 +612,72 @@ def test_latency_buckets_have_an_edge_at_every_latency_the_alerts_and_defaults_n
     for seconds in (float(threshold.group(1)), defaults.request_deadline, 1.0):
         assert seconds in LATENCY_BUCKETS, seconds
     assert defaults.timeout in DNS_BUCKETS
+
+
+def test_a_snapshot_that_cannot_be_written_is_logged_once_and_its_recovery_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A full /dev/shm fails every second: one ERROR, not one a second; then one line
+    # when it works again.
+    metrics, shared = Metrics(), WorkerMetrics(tmp_path, "w")
+    blocker = tmp_path / "worker-w.tmp"
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        blocker.mkdir()
+        for _ in range(3):
+            shared.snapshot(metrics.registry)
+        blocker.rmdir()
+        for _ in range(3):
+            shared.snapshot(metrics.registry)
+    messages = [(r.levelname, r.getMessage().partition(":")[0]) for r in caplog.records]
+    path = tmp_path / "worker-w.json"
+    assert messages == [
+        ("ERROR", f"cannot write the metrics snapshot {path}"),
+        ("WARNING", f"the metrics snapshot {path} is written again"),
+    ]
+
+
+def test_a_scrape_reads_again_when_a_snapshot_goes_away_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # retire() removes a snapshot it folded: a scrape that listed it and then cannot
+    # open it reads the directory again (and gives up only when that keeps happening).
+    other = Metrics()
+    other.request_series("/v1/check")[200].inc()
+    WorkerMetrics(tmp_path, "other").snapshot(other.registry)
+    read_once = workermetrics._read_once
+    misses = [4]  # the first reads miss a file, as if a worker was retired each time
+
+    def racing(directory: Path, own: Path) -> list[tuple[workermetrics.Snapshot, bool]]:
+        if misses[0]:
+            misses[0] -= 1
+            raise FileNotFoundError(2, "No such file or directory")
+        return read_once(directory, own)
+
+    monkeypatch.setattr(workermetrics, "_read_once", racing)
+    scraper = WorkerMetrics(tmp_path, "scraper")
+    assert _checks_in(scraper.render(Metrics().registry)) == 1
+    misses[0] = 5
+    with pytest.raises(RuntimeError, match="snapshots kept moving"):
+        scraper.render(Metrics().registry)
+
+
+def test_merged_families_keep_their_help_and_type_and_the_earliest_creation(
+    tmp_path: Path,
+) -> None:
+    first, second = Metrics(), Metrics()
+    written = WorkerMetrics(tmp_path, "second").snapshot(second.registry)
+    for family in written:  # the second worker started long before the first
+        family["samples"] = [
+            [name, labels, 1000.0 if name.endswith("_created") else value]
+            for name, labels, value in family["samples"]
+        ]
+    (tmp_path / "worker-second.json").write_text(json.dumps(written))
+    rendered = WorkerMetrics(tmp_path, "first").render(first.registry).decode()
+    created = _samples(rendered)["rdns_scorer_config_reloads_created", (("result", "success"),)]
+    assert created == 1000.0
+
+    def described(text: str) -> dict[str, tuple[str, str]]:
+        families = text_string_to_metric_families(text)
+        return {family.name: (family.documentation, family.type) for family in families}
+
+    assert described(rendered) == described(generate_latest(first.registry).decode())
