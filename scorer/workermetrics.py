@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import secrets
+import stat
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -38,6 +39,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
+
+from scorer.names import decimal_in
 
 log = logging.getLogger("rdns_scorer")
 
@@ -55,6 +58,7 @@ PREFIX = "rdns-scorer-metrics-"
 # A directory whose snapshots are older than this is no live service's: its workers
 # rewrite theirs every SNAPSHOT_SECONDS.
 STALE_SECONDS = 120.0
+MAX_PID = 2**31 - 1  # pid_t: a larger number in a name is no process's (kill() refuses it)
 
 
 def make_directory() -> Path | None:
@@ -76,21 +80,32 @@ def make_directory() -> Path | None:
 
 
 def remove_stale_directories(parent: Path, now: float | None = None) -> None:
-    """Remove the snapshot directories in ``parent`` of services that are gone: their
-    process does not exist and nothing in them changed for STALE_SECONDS (a pid seen
-    from another container's namespace proves nothing, a fresh snapshot does)."""
+    """Remove this user's snapshot directories in ``parent`` of services that are gone:
+    their process does not exist and nothing in them changed for STALE_SECONDS (a pid
+    seen from another container's namespace proves nothing, a fresh snapshot does).
+    A name without a pid in ASCII digits, as older versions wrote, is judged by its
+    age alone."""
     now = time.time() if now is None else now
     for directory in parent.glob(f"{PREFIX}*"):
-        owner = directory.name[len(PREFIX) :].partition("-")[0]
+        owner = decimal_in(directory.name[len(PREFIX) :].partition("-")[0], 1, MAX_PID)
         try:
-            if owner.isdigit() and _alive(int(owner)):  # (no pid: an older version's)
+            if not _own_directory(directory.lstat()):
+                continue
+            if owner is not None and _alive(owner):  # (no pid: an older version's)
                 continue
             paths = [directory, *directory.iterdir()]
             if max(path.stat().st_mtime for path in paths) > now - STALE_SECONDS:
                 continue
             remove_directory(directory)
-        except OSError:  # another user's, or removed meanwhile: not ours to clean
+        except OSError:  # unreadable, or removed meanwhile: not ours to clean
             continue
+
+
+def _own_directory(status: os.stat_result) -> bool:
+    """Whether a path's ``lstat()`` is a directory of this user: not a symlink (anyone
+    can name one like ours in /dev/shm, pointing to a directory whose files removing
+    it would delete), nor another user's (theirs to clean, even for root)."""
+    return stat.S_ISDIR(status.st_mode) and status.st_uid == os.geteuid()
 
 
 def _alive(pid: int) -> bool:

@@ -426,6 +426,32 @@ def test_stale_directories_it_may_not_judge_or_remove_are_left_alone(
     assert directory.exists() and not other.exists()
 
 
+def test_a_start_removes_only_its_users_own_stale_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (review): /dev/shm is everyone's. A name there with a pid too large
+    for kill() ("...-99999999999999999999-x") or in digits int() refuses ("²") took
+    the start of ``serve --workers`` down with a traceback; and a symlink another
+    user named like a stale directory had the service delete every file in the
+    directory it points to."""
+    parent, now = tmp_path / "shm", time.time()
+    parent.mkdir()
+    for owner in ("99999999999999999999", "\u00b2", "\u0664\u0664"):
+        (parent / f"{PREFIX}{owner}-x").mkdir()
+        os.utime(parent / f"{PREFIX}{owner}-x", (now - STALE_SECONDS - 5,) * 2)
+    remove_stale_directories(parent, now)  # no pid of ours: judged by their age alone
+    assert list(parent.iterdir()) == []
+    elsewhere = _snapshot_directory(tmp_path, None, STALE_SECONDS + 5, now)
+    (parent / f"{PREFIX}{_dead_pid()}-link").symlink_to(elsewhere)
+    remove_stale_directories(parent, now)
+    assert (elsewhere / "worker-1-ab.json").exists()
+    # Another user's directory is theirs to clean, even for root.
+    theirs = _snapshot_directory(parent, _dead_pid(), STALE_SECONDS + 5, now)
+    monkeypatch.setattr(os, "geteuid", lambda: theirs.stat().st_uid + 1)
+    remove_stale_directories(parent, now)
+    assert theirs.exists()
+
+
 def test_snapshots_go_to_shared_memory_else_to_the_temporary_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
