@@ -255,9 +255,8 @@ class Metrics:
         # the update, and the score's bucket is already known.
         for series in memo.counters:
             series.value += 1
-        scores = self.scores
-        scores.counts[memo.score_bucket] += 1
-        scores.total += reply.score
+        # No sum: the score histogram's negative bounds leave it out (docs/monitoring.md).
+        self.scores.counts[memo.score_bucket] += 1
 
     def _observe_shadowed(self, shadowed: tuple[tuple[str, float], ...]) -> None:
         for name, would_be in shadowed:
