@@ -495,6 +495,15 @@ async def test_check_report_blames_our_resolver_when_it_is_not_trusted() -> None
     assert "untrusted: the resolver says the root has no SOA" in report
     fixes = [line for line in report.splitlines() if line.startswith("  fix:")]
     assert fixes and all("this host's resolver says the root has no SOA" in f for f in fixes)
+    # One untrusted answer among a symbol's evidence is enough: the other items (a
+    # timeout) are not the sender's to fix while our resolver denies the root.
+    mixed = tuple(
+        result._replace(options=("timeout asking for mx.example.net A", *result.options))
+        for result in reply.symbols
+    )
+    report = render_report(request, reply._replace(symbols=mixed), 1.0, None)
+    fixes = [line for line in report.splitlines() if line.startswith("  fix:")]
+    assert fixes and all("this host's resolver says the root has no SOA" in f for f in fixes)
 
 
 def test_check_report_escapes_what_the_client_sent() -> None:
@@ -503,11 +512,74 @@ def test_check_report_escapes_what_the_client_sent() -> None:
     request = parse_request(
         {"ip": world.MISSING_PTR_IP, "helo": hostile, "mail_from": hostile}
     ).request
-    symbol = SYMBOLS["RL_HELO_INVALID"]
-    reply = CheckReply((SymbolResult(symbol.name, symbol.weight, ("x",)),), symbol.weight)
+    # Each of the fields a hint or the client line shows: the HELO, the sender, the PTR name.
+    hinted = [
+        SYMBOLS["RL_HELO_INVALID"],
+        SYMBOLS["RL_MAILFROM_BAD_SYNTAX"],
+        SYMBOLS["RL_PTR_GENERIC"],
+    ]
+    reply = CheckReply(tuple(SymbolResult(s.name, s.weight, ("x",)) for s in hinted), 1.0)
     report = render_report(request, reply, 1.0, "ptr\x1b.example")
     assert all(line.isprintable() for line in report.splitlines()), report
     assert "\\x1b]0;owned" in report
+    assert "the generic PTR ptr\\x1b.example with" in report
+
+
+def test_check_report_lays_out_each_symbol_with_its_evidence_and_fix() -> None:
+    # The whole report, line by line: the client line ("-" for no HELO, "<>" for the null
+    # sender), the signed total with the time, then per symbol a blank line, its name
+    # padded to 28 with its signed score, what it means, every evidence item and the fix.
+    # A symbol the table does not know (a newer service's) shows name and evidence only.
+    request = parse_request({"ip": "203.0.113.12", "mail_from": ""}).request
+    unverified = SYMBOLS["RL_PTR_UNVERIFIED"]
+    reply = CheckReply(
+        (
+            SymbolResult(unverified.name, 3.0, ("ptr=mail.example.net", "no A for it")),
+            SymbolResult("RL_NOT_IN_THE_TABLE", -0.5, ("x",)),
+        ),
+        2.5,
+    )
+    report = render_report(request, reply, 1.54, "mail.example.net")
+    assert (
+        report
+        == "\n".join(
+            [
+                "client 203.0.113.12  helo=-  from=<>",
+                "total score +2.50  (1.5 ms)",
+                "",
+                "RL_PTR_UNVERIFIED            +3.00",
+                f"  what:     {unverified.description}",
+                "  evidence: ptr=mail.example.net",
+                "  evidence: no A for it",
+                "  fix:      make the PTR name of 203.0.113.12 (mail.example.net) have an A record "
+                "pointing back to 203.0.113.12",
+                "",
+                "RL_NOT_IN_THE_TABLE          -0.50",
+                "  evidence: x",
+            ]
+        )
+        + "\n"
+    )
+
+
+def test_check_report_without_symbols_says_all_looks_fine() -> None:
+    # No MAIL FROM at all is "-" (not "<>", the null sender's); the HELO is shown as sent.
+    request = parse_request({"ip": world.CONFIRMED_IP, "helo": world.CONFIRMED_NAME}).request
+    report = render_report(request, CheckReply((), 0.0), 0.31, world.CONFIRMED_NAME)
+    assert report.splitlines() == [
+        f"client {world.CONFIRMED_IP}  helo={world.CONFIRMED_NAME}  from=-",
+        "total score +0.00  (0.3 ms)",
+        "no symbols: reverse DNS, HELO and MAIL FROM look fine",
+    ]
+
+
+def test_check_report_hints_without_a_ptr_name_say_its_ptr_name() -> None:
+    # The hints that name the PTR say "its PTR name" when the report has none to show.
+    request = parse_request({"ip": "203.0.113.14"}).request
+    symbol = SYMBOLS["RL_PTR_GENERIC"]
+    reply = CheckReply((SymbolResult(symbol.name, 2.5, ("x",)),), 2.5)
+    report = render_report(request, reply, 1.0, None)
+    assert "replace the generic PTR its PTR name with a name of your own" in report
 
 
 def test_check_rejects_a_bad_ip() -> None:
