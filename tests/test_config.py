@@ -23,6 +23,7 @@ from scorer.config import (
     parse_listen,
     with_overrides,
 )
+from scorer.security import exposed_token_files, exposure_warning
 from scorer.symbols import SYMBOLS
 
 
@@ -180,6 +181,31 @@ def test_config_check_warns_about_a_token_every_user_can_read(tmp_path: Path) ->
     result = _config_check(config)
     assert f"warning: {secret} is world-readable and holds the token" in result.stdout
     assert f"warning: {config} " not in result.stdout  # it names the file, not the token
+
+
+def test_only_world_readable_files_that_hold_the_token_are_exposed(tmp_path: Path) -> None:
+    # scorer.security.exposed_token_files, which config check and serve warn about.
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\ntoken = "s3cret"\n')
+    for mode, exposed in ((0o644, [config]), (0o604, [config]), (0o640, []), (0o660, [])):
+        config.chmod(mode)  # the group is the service's own (docs/security.md): not exposed
+        assert exposed_token_files(config, load_config(config, environ={})) == exposed, oct(mode)
+    # A config file without a token holds no secret, however readable; its token_file does.
+    secret = tmp_path / "token"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o644)
+    config.write_text('[server]\ntoken_file = "token"\nlog_requests = false\n')
+    config.chmod(0o644)
+    assert exposed_token_files(config, load_config(config, environ={})) == [secret]
+    assert exposed_token_files(None, load_config(config, environ={})) == [secret]
+    # The token from the environment: a token_file that does not exist is no file to warn
+    # about (stat() on it would raise: config check and serve would end in a traceback).
+    secret.unlink()
+    environ = {"RDNS_SCORER_TOKEN": "s3cret"}
+    assert exposed_token_files(config, load_config(config, environ=environ)) == []
+    warning = exposure_warning(secret)
+    assert warning.startswith(f"{secret} is world-readable and holds the token: ")
+    assert f"chown root:rdns-scorer {secret} && chmod 640 {secret}" in warning
 
 
 def test_config_check_cli(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from scorer.pipeline import Pipeline
 from scorer.policy import parse_network
 from scorer.protocol import SymbolResult, parse_request
 from scorer.scoring import score_hits
+from scorer.security import public_bind_refusal, refuse_public_without_token
 from scorer.workermetrics import PREFIX, SHARED_MEMORY, remove_directory
 from tests import world
 from tests.conftest import make_config
@@ -926,6 +927,47 @@ def test_systemd_is_told_ready_once_the_port_listens(
         notify.close()
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.42.0.9", True),  # all of 127/8
+        ("::1", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.5", False),  # private is not loopback: the LAN reaches it
+        ("fd00::1", False),
+        ("mail.example.net", False),  # a name may resolve to anything
+        ("localhost.example.net", False),
+    ],
+)
+def test_only_a_loopback_listener_may_go_without_a_token(host: str, loopback: bool) -> None:
+    # scorer.security.public_bind_refusal, the rule serve, reload and config check share.
+    refusal = public_bind_refusal(host, config_from_mapping({}).server)
+    if loopback:
+        assert refusal is None
+    else:
+        assert refusal is not None
+        assert refusal.startswith(f"refusing to listen on {host}, which is not loopback,")
+    # A token, or the admin's word that a firewall guards the port, lets any host be.
+    for server in ({"token": "s3cret"}, {"allow_public_without_token": True}):
+        assert public_bind_refusal(host, config_from_mapping({"server": server}).server) is None
+
+
+def test_a_reload_must_keep_the_bound_listener_protected() -> None:
+    # refuse_public_without_token: the listen address the new config names and the one
+    # the running service holds (listen changes only on restart) must both pass.
+    loopback = config_from_mapping({"server": {"listen": "127.0.0.1:11340"}})
+    public = config_from_mapping({"server": {"listen": "0.0.0.0:11340"}})
+    refuse_public_without_token(loopback)
+    refuse_public_without_token(loopback, bound_host="::1")
+    with pytest.raises(ConfigError, match=r"refusing to listen on 0\.0\.0\.0,"):
+        refuse_public_without_token(loopback, bound_host="0.0.0.0")
+    with pytest.raises(ConfigError, match=r"refusing to listen on 0\.0\.0\.0,"):
+        refuse_public_without_token(public, bound_host="127.0.0.1")
 
 
 def test_public_bind_without_token_is_refused(tmp_path: Path) -> None:
