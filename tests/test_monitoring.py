@@ -32,6 +32,7 @@ from prometheus_client import generate_latest
 
 from scorer.app import Service
 from scorer.config import Config, ConfigError, config_from_mapping, load_config, parse_listen
+from scorer.dns.layer import Nameserver
 from scorer.security import public_bind_refusal
 from tests import world
 from tests.support.fakedns import FaultyDns, dead_port
@@ -351,7 +352,10 @@ def test_dashboard_variables_find_the_instances(stack: Stack) -> None:
 def test_reload_with_new_dns_settings_keeps_one_set_of_cache_series() -> None:
     configs = iter([config_from_mapping({"dns": {"nameservers": ["127.0.0.1:5353"]}})])
     service = Service(config_from_mapping({}), loader=lambda: next(configs))
+    old_dns = service.pipeline.dns
     asyncio.run(service.reload("test"))  # new [dns]: a new DNS layer and cache
+    assert service.pipeline.dns is not old_dns
+    assert service.pipeline.dns.nameservers == [Nameserver("127.0.0.1", 5353)]
     text = generate_latest(service.metrics.registry).decode()
     samples = [line.split(" ")[0] for line in text.splitlines() if not line.startswith("#")]
     duplicates = {name for name in samples if samples.count(name) > 1}

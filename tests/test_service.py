@@ -11,16 +11,18 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import dns.rdatatype
 import msgpack
 import pytest
 from aiohttp.test_utils import TestClient
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from scorer import app as app_module
-from scorer.app import create_app
-from scorer.config import config_from_mapping
+from scorer.app import SERVICE_KEY, create_app
+from scorer.config import Config, config_from_mapping
 from scorer.dns.outcomes import Answer, NotFound, NotFoundKind
 from scorer.dns.wire import reverse_name
 from scorer.pipeline import Pipeline
@@ -189,6 +191,8 @@ async def test_chunked_body_over_the_limit_is_413(client: Client) -> None:
         "/v1/check", data=chunks(), headers={"Content-Type": "application/json"}
     )
     assert response.status == 413
+    # aiohttp's own refusal (client_max_size) is told as ours: JSON, naming the limit.
+    assert await response.json() == {"error": "body larger than 16384 bytes", "field": "body"}
 
 
 async def test_other_content_types_are_415(client: Client) -> None:
@@ -197,6 +201,20 @@ async def test_other_content_types_are_415(client: Client) -> None:
             "/v1/check", data=b'{"ip": "192.0.2.1"}', headers={"Content-Type": content_type}
         )
         assert response.status == 415, content_type
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json; charset=utf-8", "Application/JSON", "application/json ;charset=UTF-8"],
+)
+async def test_a_content_type_with_parameters_or_in_another_case_is_read(
+    client: Client, content_type: str
+) -> None:
+    # Media types are case-insensitive and may carry parameters (RFC 9110 section 8.3.1).
+    response = await client.post(
+        "/v1/check", data=b'{"ip": "10.1.1.1"}', headers={"Content-Type": content_type}
+    )
+    assert response.status == 200, await response.text()
 
 
 @pytest.mark.parametrize(
@@ -235,6 +253,66 @@ async def test_an_ipv4_mapped_client_shares_the_ipv4_reply(pipeline: Pipeline, m
 async def test_healthz_and_readyz(client: Client) -> None:
     assert (await client.get("/healthz")).status == 200
     assert (await client.get("/readyz")).status == 200
+
+
+async def test_healthz_names_the_worker_that_answered(client: Client) -> None:
+    # The pid tells which of several workers sharing the port answered.
+    response = await client.get("/healthz")
+    assert await response.json() == {"status": "ok", "pid": os.getpid()}
+
+
+async def test_metrics_are_served_in_the_prometheus_text_format(client: Client) -> None:
+    response = await client.get("/metrics")
+    assert response.headers["Content-Type"] == CONTENT_TYPE_LATEST
+    assert "rdns_scorer_requests_total" in await response.text()
+
+
+async def test_an_unknown_path_is_told_the_endpoints_there_are(client: Client) -> None:
+    response = await client.post("/v1/chek", json={"ip": world.CONFIRMED_IP})
+    assert response.status == 404
+    assert await response.json() == {
+        "error": "no such endpoint (there are /v1/check, /v1/reload, /healthz, /readyz, /metrics)",
+        "field": "path",
+    }
+
+
+def test_every_status_a_check_answers_with_is_counted_from_the_start(
+    unbound_config: Config,
+) -> None:
+    # The error-share panels and alerts divide these series: each exists at 0 before
+    # the first such answer (417 included: a client that sends Expect wrongly).
+    service = create_app(unbound_config)[SERVICE_KEY]
+    series = service.metrics.request_series("/v1/check")
+    assert sorted(series) == [200, 400, 401, 408, 413, 415, 417, 499, 500, 503]
+    assert all(counter.value == 0 for counter in series.values())
+
+
+async def test_a_bug_in_a_check_is_a_counted_500(
+    aiohttp_client: Any, unbound_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_args: object) -> tuple[bytes, str]:
+        raise RuntimeError("a bug")
+
+    app = create_app(unbound_config)
+    monkeypatch.setattr(app[SERVICE_KEY], "answer", broken)
+    client = await aiohttp_client(app)
+    response = await client.post("/v1/check", json={"ip": world.CONFIRMED_IP})
+    assert response.status == 500
+    series = app[SERVICE_KEY].metrics.request_series("/v1/check")
+    assert series[500].value == 1 and series[200].value == 0
+
+
+async def test_elapsed_ms_is_the_time_to_the_verdict_in_milliseconds(
+    unbound_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Service.answer times decoding, validation and the check (perf_counter, twice).
+    readings = iter([100.0, 100.25])
+    monkeypatch.setattr(app_module, "time", SimpleNamespace(perf_counter=lambda: next(readings)))
+    service = app_module.Service(unbound_config)
+    body = b'{"ip": "10.1.1.1"}'  # an internal client: no lookup
+    payload, content_type = await service.answer(service.pipeline, body, "application/json", False)
+    assert content_type == "application/json"
+    assert json.loads(payload)["elapsed_ms"] == 250.0
 
 
 async def test_readyz_fails_when_the_resolver_does_not_answer(aiohttp_client: Any) -> None:
@@ -638,8 +716,11 @@ async def test_bearer_token_is_required_when_configured(
     refusals = [r.getMessage() for r in caplog.records if "bearer token" in r.getMessage()]
     assert len(refusals) == 1 and refusals[0].startswith("1 request(s) refused"), refusals
     assert "s3cret" not in caplog.text  # no token, presented or configured, is logged
-    response = await client.post("/v1/check", json=body, headers={"Authorization": "Bearer s3cret"})
-    assert response.status == 200
+    # The scheme is case-insensitive (RFC 9110 section 11.1); spaces and tabs around the
+    # token are not part of it.
+    for presented in ("Bearer s3cret", "bearer s3cret", "BEARER s3cret", "Bearer  s3cret\t"):
+        response = await client.post("/v1/check", json=body, headers={"Authorization": presented})
+        assert response.status == 200, presented
 
 
 async def test_refused_checks_are_logged_with_their_reason(
