@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -528,6 +529,22 @@ async def test_a_lowered_body_limit_holds_for_chunked_bodies(reloadable: Reloada
     for data in (body, chunked()):
         response = await reloadable.client.post("/v1/check", data=data, headers=headers)
         assert response.status == 413, await response.text()
+    # The limit is the largest body taken: 1024 bytes are read, 1025 are not.
+    for size, status in ((1024, 200), (1025, 413)):
+        padded = _json_body_of(size)
+
+        async def chunks(body: bytes = padded) -> AsyncIterator[bytes]:
+            yield body
+
+        for data in (padded, chunks()):
+            response = await reloadable.client.post("/v1/check", data=data, headers=headers)
+            assert response.status == status, (size, await response.text())
+
+
+def _json_body_of(size: int) -> bytes:
+    """A check request (an internal client: no lookup) of exactly ``size`` bytes."""
+    body = json.dumps({"ip": "10.1.1.1", "helo": ""}).encode()
+    return body.replace(b'""', b'"' + b"x" * (size - len(body)) + b'"')
 
 
 async def test_a_raised_body_limit_waits_for_a_restart_and_says_so(
@@ -535,6 +552,12 @@ async def test_a_raised_body_limit_waits_for_a_restart_and_says_so(
 ) -> None:
     # Regression (review): aiohttp kept the start-up cap (16384) while the 413 named the
     # reloaded limit, and Expect answered "100 Continue" to bodies aiohttp then refused.
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):  # the same limit: no word
+        reloadable.path.write_text(
+            reloadable.base.replace("[server]\n", "[server]\nmax_body_bytes = 16384\n")
+        )
+        assert (await reloadable.client.post("/v1/reload", headers=reloadable.auth)).status == 200
+    assert "applies after a restart" not in caplog.text
     reloadable.path.write_text(
         reloadable.base.replace("[server]\n", "[server]\nmax_body_bytes = 32768\n")
     )
@@ -581,6 +604,21 @@ async def test_reloads_apply_in_the_order_they_read_the_config() -> None:
     await asyncio.gather(older, newer)
     assert calls == [0, 1]
     assert service.config.weights["RL_PTR_MISSING"] == 7.0
+
+
+async def test_reload_needs_a_token_even_where_checks_do_not(aiohttp_client: Any) -> None:
+    # Reloading is an admin action: without [server] token it is never open.
+    reloads: list[str] = []
+    config = config_from_mapping({})
+    client = await aiohttp_client(create_app(config, lambda: config, lambda: reloads.append("")))
+    response = await client.post("/v1/reload")
+    assert response.status == 401
+    assert await response.json() == {
+        "error": "reload needs the bearer token ([server] token)",
+        "field": "Authorization",
+    }
+    assert reloads == [], "nothing reloaded, no other worker asked"
+    assert (await client.post("/v1/check", json={"ip": "10.1.1.1"})).status == 200
 
 
 async def test_reload_endpoint_swaps_config_and_rejects_bad_ones(reloadable: Reloadable) -> None:
@@ -663,6 +701,8 @@ async def test_overload_answers_503_at_once(aiohttp_client: Any) -> None:
         response = await client.post("/v1/check", json={"ip": "198.51.100.3"})
         assert response.status == 503
         assert response.headers["Retry-After"] == "1"
+        assert client.app is not None
+        assert client.app[SERVICE_KEY].metrics.overloaded.value == 1
         assert time.monotonic() - started < 0.5
         assert all(r.status == 200 for r in await asyncio.gather(*slow))
         assert client.app is not None and client.app[SERVICE_KEY].in_flight == 0
@@ -722,10 +762,24 @@ async def test_a_content_coding_that_is_not_decoded_is_a_415(
     assert reply["field"] == "Content-Encoding"
     assert reply["error"].startswith(f"Content-Encoding {encoding} is not supported")
     # An empty Content-Encoding is an empty list of codings (regression: it was a 415).
-    for fine in ("identity", "GZIP", "", " "):
-        gzipped = gzip.compress(b'{"ip": "10.1.1.1"}') if fine == "GZIP" else b'{"ip": "10.1.1.1"}'
+    plain = b'{"ip": "10.1.1.1"}'
+    encoded = {"GZIP": gzip.compress(plain), "deflate": zlib.compress(plain)}
+    for fine in ("identity", "GZIP", "deflate", "", " "):
         headers = {"Content-Encoding": fine, "Content-Type": "application/json"}
-        assert (await client.post("/v1/check", data=gzipped, headers=headers)).status == 200
+        response = await client.post("/v1/check", data=encoded.get(fine, plain), headers=headers)
+        assert response.status == 200, fine
+
+
+async def test_an_unsupported_content_coding_is_shown_capped(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_app(config_from_mapping({})))
+    coding = "x-" + "z" * 100
+    headers = {"Content-Encoding": coding, "Content-Type": "application/json"}
+    response = await client.post("/v1/check", data=b'{"ip": "10.1.1.1"}', headers=headers)
+    assert response.status == 415
+    error = (await response.json())["error"]
+    assert error.startswith("Content-Encoding x-zzz") and coding not in error
+    assert error.endswith("... is not supported (use identity, gzip, deflate)")
+    assert len(error.partition(" is not")[0]) == len("Content-Encoding ") + 40
 
 
 async def test_a_408_closes_the_connection(aiohttp_client: Any) -> None:
@@ -745,6 +799,35 @@ async def test_a_408_closes_the_connection(aiohttp_client: Any) -> None:
     writer.close()
 
 
+async def test_a_content_length_over_the_limit_is_a_413_at_once_and_closes(
+    aiohttp_client: Any,
+) -> None:
+    # Refused on its Content-Length, before any of the body is read (none is sent here:
+    # waiting for it would end in a 408), and the connection to be closed, so the body
+    # that follows is not read as the next request.
+    client = await aiohttp_client(create_app(config_from_mapping({})))
+    reader, writer = await _raw_request(
+        client.port,
+        b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 16385\r\n\r\n",
+    )
+    status, headers, body = await _read_response(reader)
+    assert status.startswith(b"HTTP/1.1 413 "), status
+    assert b"Connection: close" in headers
+    assert json.loads(body) == {"error": "body larger than 16384 bytes", "field": "body"}
+    writer.close()
+
+
+async def test_a_body_limit_above_aiohttps_default_holds(aiohttp_client: Any) -> None:
+    # aiohttp's own cap (client_max_size, 1 MiB by default) is set to max_body_bytes.
+    config = config_from_mapping({"server": {"max_body_bytes": 2 * 1024 * 1024}})
+    client = await aiohttp_client(create_app(config))
+    body = _json_body_of(1024 * 1024 + 100)
+    headers = {"Content-Type": "application/json"}
+    response = await client.post("/v1/check", data=body, headers=headers)
+    assert response.status == 200, await response.text()
+
+
 async def test_expect_100_continue_with_a_body_too_large_is_a_413_first(
     aiohttp_client: Any,
 ) -> None:
@@ -761,12 +844,13 @@ async def test_expect_100_continue_with_a_body_too_large_is_a_413_first(
     assert status.startswith(b"HTTP/1.1 413 "), status
     assert b"Connection: close" in headers
     assert json.loads(body)["error"] == "body larger than 4096 bytes"
-    # A body within the limit still gets "100 Continue", then its answer.
-    body = json.dumps({"ip": "10.1.1.1"}).encode()
+    # A body within the limit (at it, here) still gets "100 Continue", then its answer;
+    # the expectation is case-insensitive (RFC 9110 section 10.1.1).
+    body = _json_body_of(4096)
     reader, writer = await _raw_request(
         client.port,
         b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body),
+        b"Expect: 100-Continue\r\nContent-Length: %d\r\n\r\n" % len(body),
     )
     assert await asyncio.wait_for(reader.readline(), 5) == b"HTTP/1.1 100 Continue\r\n"
     assert await reader.readline() == b"\r\n"
