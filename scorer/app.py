@@ -481,17 +481,17 @@ def create_app(
         ("GET", "/readyz", readyz),
         ("GET", "/metrics", metrics),
     ]
-    for method, path, handler in routes:
+    # HEAD wherever GET: every general-purpose server must take both (RFC 9110 section
+    # 9.1), and uptime monitors probe with HEAD; aiohttp sends no content for it.
+    methods = {path: "GET, HEAD" if method == "GET" else method for method, path, _ in routes}
+    for _method, path, handler in routes:
         statuses = CHECK_STATUSES if handler is check else ()
-        app.router.add_route(
-            method,
-            path,
-            counted(path, handler, service, statuses),
-            expect_handler=expect_continue(service, path, limits_body=handler is check),
-        )
+        counted_handler = counted(path, handler, service, statuses)
+        expect = expect_continue(service, path, limits_body=handler is check)
+        for method in methods[path].split(", "):
+            app.router.add_route(method, path, counted_handler, expect_handler=expect)
     # Last, so it only gets what no route above took: a plugin posting to a wrong URL
     # shows on the dashboard (endpoint "other") and gets the usual JSON error.
-    methods = {path: method for method, path, _handler in routes}
     app.router.add_route(
         "*",
         "/{path:.*}",

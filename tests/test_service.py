@@ -261,6 +261,25 @@ async def test_healthz_names_the_worker_that_answered(client: Client) -> None:
     assert await response.json() == {"status": "ok", "pid": os.getpid()}
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+async def test_head_is_answered_wherever_get_is(client: Client, path: str) -> None:
+    # Regression: HEAD (which uptime monitors and load balancers probe with) got a 405
+    # "takes GET", though every general-purpose server must support it beside GET
+    # (RFC 9110 section 9.1): the GET answer's status and headers, without the content.
+    get = await client.get(path)
+    head = await client.head(path)
+    assert head.status == get.status == 200
+    assert head.content_type == get.content_type
+    assert await head.read() == b""
+    assert client.app is not None
+    assert client.app[SERVICE_KEY].metrics.request_series(path)[200].value == 2
+    # A method neither takes is told both.
+    response = await client.post(path)
+    assert response.status == 405
+    assert response.headers["Allow"] == "GET, HEAD"
+    assert await response.json() == {"error": f"{path} takes GET, HEAD", "field": "method"}
+
+
 async def test_metrics_are_served_in_the_prometheus_text_format(client: Client) -> None:
     response = await client.get("/metrics")
     assert response.headers["Content-Type"] == CONTENT_TYPE_LATEST
