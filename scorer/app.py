@@ -18,6 +18,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from scorer.config import Config, ConfigError
+from scorer.dns.layer import DnsLayer
 from scorer.hangup import take_deferred_hangup
 from scorer.metrics import Metrics
 from scorer.pipeline import Pipeline
@@ -367,20 +368,36 @@ async def metrics(service: Service, _request: web.Request) -> web.Response:
 ROOT_CHECK_SECONDS = 10.0
 
 
+class RootWatch:
+    """Judges the resolver through the pipeline's DNS layer of the moment (a reload may
+    have replaced it). When the judgement changes, the cached replies go too: those of
+    the last seconds took the resolver at its word. A change /readyz made (it judges
+    too) counts at the next tick."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.layer: DnsLayer | None = None  # the one ``trusted`` is about
+        self.trusted = True
+
+    async def tick(self) -> None:
+        pipeline = self.service.pipeline
+        if pipeline.dns is not self.layer:
+            # A new layer (at start, or a reload with new [dns] settings) trusts its
+            # resolver until it asks the root: its replies so far took it at its word.
+            self.layer, self.trusted = pipeline.dns, True
+        await pipeline.dns.check_root()
+        if (pipeline.dns.untrusted is None) != self.trusted:
+            self.trusted = not self.trusted
+            pipeline.replies.clear()
+
+
 async def _check_the_root(app: web.Application) -> AsyncIterator[None]:
-    """Judge the resolver now and every ROOT_CHECK_SECONDS (the pipeline's DNS layer of
-    the moment: a reload may have replaced it). When the judgement changes, the cached
-    replies go too: those of the last seconds took the resolver at its word."""
-    service = app[SERVICE_KEY]
+    """Judge the resolver now and every ROOT_CHECK_SECONDS (RootWatch)."""
+    root_watch = RootWatch(app[SERVICE_KEY])
 
     async def watch() -> None:
-        trusted = True
         while True:
-            pipeline = service.pipeline
-            await pipeline.dns.check_root()
-            if (pipeline.dns.untrusted is None) != trusted:
-                trusted = not trusted
-                pipeline.replies.clear()
+            await root_watch.tick()
             await asyncio.sleep(ROOT_CHECK_SECONDS)
 
     task = asyncio.get_running_loop().create_task(watch())

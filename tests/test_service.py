@@ -400,6 +400,37 @@ async def test_a_resolver_that_starts_lying_takes_the_cached_replies_with_it(
         server.stop()
 
 
+async def test_a_reload_onto_a_resolver_that_still_lies_takes_the_replies_it_trusted() -> None:
+    # Regression: RootWatch kept one judgement across DNS layers. A reload with new
+    # [dns] settings brings a new layer, which takes the resolver at its word until it
+    # asks the root; when it then found the resolver still lying, the judgement had not
+    # changed (it lied before the reload too), so the replies cached in between kept
+    # their RL_PTR_MISSING for their TTL.
+    lying = FaultyDns("nxdomain").start()  # it says the root does not exist either
+    try:
+        dns_settings = {"nameservers": [lying.nameserver]}
+        new_settings = {**dns_settings, "timeout": 0.4}
+        service = app_module.Service(
+            config_from_mapping({"dns": dns_settings}),
+            loader=lambda: config_from_mapping({"dns": new_settings}),
+        )
+        watch = app_module.RootWatch(service)
+        await watch.tick()
+        assert service.pipeline.dns.untrusted is not None
+
+        async def names() -> set[str]:
+            body = b'{"ip": "192.0.2.55"}'
+            payload, _type = await service.answer(service.pipeline, body, "application/json", False)
+            return {symbol["name"] for symbol in json.loads(payload)["symbols"]}
+
+        await service.reload("test")
+        assert await names() == {"RL_PTR_MISSING"}  # the new layer has not asked the root yet
+        await watch.tick()
+        assert await names() == {"RL_PTR_TEMPFAIL"}
+    finally:
+        lying.stop()
+
+
 async def test_request_deadline_fires_and_reply_is_sent(aiohttp_client: Any) -> None:
     # A resolver that never answers, a per-query timeout longer than the deadline:
     # only the request deadline can end these lookups.
