@@ -629,7 +629,9 @@ async def test_reload_endpoint_swaps_config_and_rejects_bad_ones(reloadable: Rel
 
     assert (await client.post("/v1/reload")).status == 401
     path.write_text(base + "[weights]\nRL_PTR_MISSING = 9\n")
-    assert (await client.post("/v1/reload", headers=auth)).status == 200
+    response = await client.post("/v1/reload", headers=auth)
+    assert response.status == 200
+    assert await response.json() == {"status": "reloaded"}  # as the README shows
     assert reloadable.peers == ["asked"]
     body = await (await client.post("/v1/check", json=request, headers=auth)).json()
     assert body["score"] == 9.0
@@ -637,7 +639,8 @@ async def test_reload_endpoint_swaps_config_and_rejects_bad_ones(reloadable: Rel
     path.write_text(base + "[weights]\nRL_PTR_MISSING = 'lots'\n")
     response = await client.post("/v1/reload", headers=auth)
     assert response.status == 422
-    assert "RL_PTR_MISSING" in (await response.json())["error"]
+    reply = await response.json()
+    assert "RL_PTR_MISSING" in reply["error"] and reply["field"] == "config"
     # Regression: the other workers were not told, so only this one reported the
     # rejected config (and a scrape of another showed all well).
     assert reloadable.peers == ["asked", "asked"]
@@ -701,6 +704,7 @@ async def test_overload_answers_503_at_once(aiohttp_client: Any) -> None:
         response = await client.post("/v1/check", json={"ip": "198.51.100.3"})
         assert response.status == 503
         assert response.headers["Retry-After"] == "1"
+        assert await response.json() == {"error": "overloaded, retry later", "field": "body"}
         assert client.app is not None
         assert client.app[SERVICE_KEY].metrics.overloaded.value == 1
         assert time.monotonic() - started < 0.5
@@ -791,9 +795,10 @@ async def test_a_408_closes_the_connection(aiohttp_client: Any) -> None:
         b"Content-Length: 20\r\n\r\n{"
     )
     reader, writer = await _raw_request(client.port, head)
-    status, headers, _body = await _read_response(reader)
+    status, headers, body = await _read_response(reader)
     assert status.startswith(b"HTTP/1.1 408 ")
     assert b"Connection: close" in headers
+    assert json.loads(body) == {"error": "body not received within 2 s", "field": "body"}
     writer.write(b'"ip": "10.1.1.1"}  GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
     assert await asyncio.wait_for(reader.read(), 5) == b"", "nothing more is answered"
     writer.close()

@@ -295,6 +295,17 @@ async def test_an_unknown_path_is_told_the_endpoints_there_are(client: Client) -
     }
 
 
+async def test_a_wrong_path_or_method_answers_in_the_format_accepted(client: Client) -> None:
+    # Like every other error: msgpack for a client that asks for it (the plugins do).
+    accept = {"Accept": "application/msgpack"}
+    for response, status in (
+        (await client.get("/v1/check", headers=accept), 405),
+        (await client.get("/v1/chek", headers=accept), 404),
+    ):
+        assert (response.status, response.content_type) == (status, "application/msgpack")
+        assert set(msgpack.unpackb(await response.read())) == {"error", "field"}
+
+
 def test_every_status_a_check_answers_with_is_counted_from_the_start(
     unbound_config: Config,
 ) -> None:
@@ -792,6 +803,10 @@ async def test_refused_checks_are_logged_with_their_reason(
         assert response.status == 415
         response = await client.post("/metrics", headers={"Expect": "magic"})
         assert response.status == 417
+        assert await response.json() == {
+            "error": "unsupported Expect: magic (only 100-continue)",
+            "field": "Expect",
+        }
     lines = [r.getMessage() for r in caplog.records if "refused with" in r.getMessage()]
     assert len(lines) == 3, lines  # one per status
     assert lines[0] == (
