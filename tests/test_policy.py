@@ -774,6 +774,18 @@ async def test_a_content_coding_that_is_not_decoded_is_a_415(
         assert response.status == 200, fine
 
 
+async def test_a_body_that_does_not_decode_is_a_400_saying_why(aiohttp_client: Any) -> None:
+    # The reason is aiohttp's (without its "400, message:" framing).
+    client = await aiohttp_client(create_app(config_from_mapping({})))
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    response = await client.post("/v1/check", data=b'{"ip": "10.1.1.1"}', headers=headers)
+    assert response.status == 400
+    assert await response.json() == {
+        "error": "body could not be read: Can not decode content-encoding: gzip",
+        "field": "body",
+    }
+
+
 async def test_an_unsupported_content_coding_is_shown_capped(aiohttp_client: Any) -> None:
     client = await aiohttp_client(create_app(config_from_mapping({})))
     coding = "x-" + "z" * 100
