@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from scorer.checks.mailfrom import parse_sender
 from scorer.checks.ptr import address_record
 from scorer.dns.outcomes import FailureKind
-from scorer.protocol import CheckReply, CheckRequest
+from scorer.protocol import CheckReply, CheckRequest, SymbolResult
 from scorer.symbols import SYMBOLS
 from scorer.text import escape
 
@@ -43,6 +43,15 @@ def hint_fields(request: CheckRequest, ptr_name: str | None) -> Mapping[str, str
     )
 
 
+def _judged_by_an_untrusted_resolver(result: SymbolResult) -> bool:
+    """Whether a failed lookup behind ``result`` was one our resolver cannot be trusted
+    on. Only the *_TEMPFAIL symbols report failed lookups: other evidence quotes what
+    the client sent (an RL_HELO_INVALID's HELO), which may read "untrusted: ..."."""
+    return result.name.endswith("_TEMPFAIL") and any(
+        UNTRUSTED_EVIDENCE in evidence for evidence in result.options
+    )
+
+
 def render_report(
     request: CheckRequest, reply: CheckReply, elapsed_ms: float, ptr_name: str | None
 ) -> str:
@@ -62,7 +71,7 @@ def render_report(
             lines.append(f"  what:     {symbol.description}")
         for evidence in result.options:
             lines.append(f"  evidence: {evidence}")
-        if any(UNTRUSTED_EVIDENCE in evidence for evidence in result.options):
+        if _judged_by_an_untrusted_resolver(result):
             # Our own resolver is at fault, not the sender's zones its hint would name.
             lines.append(f"  fix:      {UNTRUSTED_HINT}")
         elif symbol is not None:

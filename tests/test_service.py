@@ -645,6 +645,25 @@ async def test_check_report_blames_our_resolver_when_it_is_not_trusted() -> None
     assert fixes and all("this host's resolver says the root has no SOA" in f for f in fixes)
 
 
+async def test_check_report_blames_our_resolver_only_for_failed_lookups(
+    pipeline: Pipeline,
+) -> None:
+    # Regression: any evidence holding "untrusted: " sent the admin after our resolver,
+    # and an RL_HELO_INVALID's evidence quotes the HELO as sent: "untrusted: ..." made
+    # its fix line say this host's resolver was broken. Only a failed lookup (the
+    # *_TEMPFAIL symbols) is judged through the resolver.
+    helo = "untrusted: the resolver says the root has no SOA"
+    request = parse_request({"ip": world.MISSING_PTR_IP, "helo": helo}).request
+    _facts, reply = await pipeline.check_with_facts(request)
+    assert [s.name for s in reply.symbols] == ["RL_PTR_MISSING", "RL_HELO_INVALID"]
+    report = render_report(request, reply, 1.0, None)
+    fixes = [line for line in report.splitlines() if line.startswith("  fix:")]
+    assert fixes == [
+        f"  fix:      {SYMBOLS['RL_PTR_MISSING'].hint.format(ip=world.MISSING_PTR_IP)}",
+        f"  fix:      {SYMBOLS['RL_HELO_INVALID'].hint.format(ip=world.MISSING_PTR_IP)}",
+    ]
+
+
 def test_check_report_escapes_what_the_client_sent() -> None:
     # Regression: `rdns-scorer check` printed --helo/--from raw: terminal escapes ran.
     hostile = "\x1b]0;owned\x07\x1b[31mred\r\nforged"
