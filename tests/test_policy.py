@@ -880,6 +880,33 @@ async def test_expect_100_continue_with_a_body_too_large_is_a_413_first(
     assert series[413].value == 1 and series[200].value == 1
 
 
+async def test_a_bug_after_100_continue_is_still_answered_500(
+    aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "100 Continue" is no start of the response: aiohttp answers an exception in the
+    # check with its 500 (a response already started would leave only a dropped
+    # connection, uncounted as an answer and unexplained to the client).
+    app = create_app(config_from_mapping({}))
+
+    async def broken(*_args: object) -> tuple[bytes, str]:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(app[SERVICE_KEY], "answer", broken)
+    client = await aiohttp_client(app)
+    body = json.dumps({"ip": "10.1.1.1"}).encode()
+    reader, writer = await _raw_request(
+        client.port,
+        b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body),
+    )
+    assert await asyncio.wait_for(reader.readline(), 5) == b"HTTP/1.1 100 Continue\r\n"
+    assert await reader.readline() == b"\r\n"
+    writer.write(body)
+    status, _headers, _body = await _read_response(reader)
+    writer.close()
+    assert status.startswith(b"HTTP/1.1 500 "), status
+
+
 async def test_undecodable_authorization_header_is_a_401(aiohttp_client: Any) -> None:
     # Regression: invalid UTF-8 in Authorization raised UnicodeEncodeError: a 500.
     config = config_from_mapping({"server": {"token": "s3cret"}})
