@@ -442,6 +442,60 @@ async def test_a_reload_onto_a_resolver_that_still_lies_takes_the_replies_it_tru
         lying.stop()
 
 
+async def test_a_judgement_that_holds_keeps_the_cached_replies() -> None:
+    # RootWatch empties the reply cache when the judgement changes, not at every tick
+    # while the resolver keeps saying the root does not exist (replies built on its
+    # answers, such as an internal client's, stay).
+    lying = FaultyDns("nxdomain").start()
+    try:
+        service = app_module.Service(
+            config_from_mapping({"dns": {"nameservers": [lying.nameserver]}})
+        )
+        watch = app_module.RootWatch(service)
+        await watch.tick()
+        assert service.pipeline.dns.untrusted is not None
+        await service.answer(service.pipeline, b'{"ip": "10.1.1.1"}', "application/json", False)
+        assert len(service.pipeline.replies) == 1
+        await watch.tick()
+        assert len(service.pipeline.replies) == 1
+    finally:
+        lying.stop()
+
+
+class _SharedMetrics:
+    """Stands in for WorkerMetrics: counts the snapshots this worker takes."""
+
+    def __init__(self) -> None:
+        self.snapshots = 0
+
+    def snapshot(self, _registry: object) -> None:
+        self.snapshots += 1
+
+    def render(self, _registry: object) -> bytes:
+        return b"# every worker's\n"
+
+
+async def test_a_worker_keeps_its_metrics_snapshot_fresh_and_leaves_a_last_one(
+    aiohttp_client: Any, unbound_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With several workers, each writes a snapshot every SNAPSHOT_SECONDS for the others'
+    # scrapes, and one last when it stops (what it counted last); /metrics renders all.
+    monkeypatch.setattr(app_module, "SNAPSHOT_SECONDS", 0.01)
+    shared = _SharedMetrics()
+    app = create_app(unbound_config, shared_metrics=shared)  # type: ignore[arg-type]
+    client = await aiohttp_client(app)
+    assert await (await client.get("/metrics")).read() == b"# every worker's\n"
+    deadline = asyncio.get_running_loop().time() + 10
+    while shared.snapshots < 3 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    assert shared.snapshots >= 3
+    monkeypatch.setattr(app_module, "SNAPSHOT_SECONDS", 3600)  # from the next one on
+    await asyncio.sleep(0.05)
+    running = shared.snapshots
+    await client.close()
+    assert shared.snapshots == running + 1
+
+
 async def test_request_deadline_fires_and_reply_is_sent(aiohttp_client: Any) -> None:
     # A resolver that never answers, a per-query timeout longer than the deadline:
     # only the request deadline can end these lookups.
