@@ -140,7 +140,13 @@ class Service:
                 raise ConfigError(f"unexpected error reading the config: {error!r}") from error
             # Requests already running hold the old pipeline and finish with it.
             before = self.pipeline.config.server
-            self.pipeline = self._build(config, previous=self.pipeline)
+            pipeline = self._build(config, previous=self.pipeline)
+            if pipeline.dns is not self.pipeline.dns:
+                # A new resolver is judged before it serves (DnsLayer._judge_root): one
+                # that says the root does not exist would otherwise have its NXDOMAIN
+                # scored until the next root check, up to ROOT_CHECK_SECONDS later.
+                await pipeline.dns.check_root()
+            self.pipeline = pipeline
             if config.server.logging_settings != before.logging_settings:
                 configure_logging(*config.server.logging_settings)
             if config.server.max_body_bytes > self.started_body_limit:
@@ -382,9 +388,9 @@ class RootWatch:
     async def tick(self) -> None:
         pipeline = self.service.pipeline
         if pipeline.dns is not self.layer:
-            # A new layer (at start, or a reload with new [dns] settings) trusts its
-            # resolver until it asks the root: its replies so far took it at its word.
-            self.layer, self.trusted = pipeline.dns, True
+            # A new layer (at start, or a reload with new [dns] settings): its replies so
+            # far were built on its judgement of the moment (none yet: trusted).
+            self.layer, self.trusted = pipeline.dns, pipeline.dns.untrusted is None
         await pipeline.dns.check_root()
         if (pipeline.dns.untrusted is None) != self.trusted:
             self.trusted = not self.trusted
@@ -392,13 +398,19 @@ class RootWatch:
 
 
 async def _check_the_root(app: web.Application) -> AsyncIterator[None]:
-    """Judge the resolver now and every ROOT_CHECK_SECONDS (RootWatch)."""
+    """Judge the resolver before serving, then every ROOT_CHECK_SECONDS (RootWatch).
+
+    Before: the first requests must not take the NXDOMAIN of a resolver that says the
+    root does not exist at its word. It delays listening by one root query (at most the
+    [dns] timeout, when the resolver does not answer).
+    """
     root_watch = RootWatch(app[SERVICE_KEY])
+    await root_watch.tick()
 
     async def watch() -> None:
         while True:
-            await root_watch.tick()
             await asyncio.sleep(ROOT_CHECK_SECONDS)
+            await root_watch.tick()
 
     task = asyncio.get_running_loop().create_task(watch())
     yield

@@ -411,12 +411,30 @@ async def test_a_resolver_that_starts_lying_takes_the_cached_replies_with_it(
         server.stop()
 
 
+async def test_the_first_checks_wait_for_the_resolvers_first_judgement(
+    aiohttp_client: Any,
+) -> None:
+    # Regression: the root was first asked beside serving, so the first requests took
+    # the NXDOMAIN of a resolver that says the root does not exist at its word
+    # (RL_PTR_MISSING) until its answer to the root came. It is asked before listening.
+    lying = FaultyDns("nxdomain")
+    lying.root_delay = 0.3  # its other answers come at once
+    lying.start()
+    try:
+        config = config_from_mapping({"dns": {"nameservers": [lying.nameserver]}})
+        client = await aiohttp_client(create_app(config))
+        reply = await (await client.post("/v1/check", json={"ip": "192.0.2.55"})).json()
+        assert [symbol["name"] for symbol in reply["symbols"]] == ["RL_PTR_TEMPFAIL"], reply
+    finally:
+        lying.stop()
+
+
 async def test_a_reload_onto_a_resolver_that_still_lies_takes_the_replies_it_trusted() -> None:
     # Regression: RootWatch kept one judgement across DNS layers. A reload with new
-    # [dns] settings brings a new layer, which takes the resolver at its word until it
-    # asks the root; when it then found the resolver still lying, the judgement had not
-    # changed (it lied before the reload too), so the replies cached in between kept
-    # their RL_PTR_MISSING for their TTL.
+    # [dns] settings brings a new layer; when RootWatch found the resolver still lying,
+    # the judgement had not changed (it lied before the reload too), so replies built
+    # before it asked kept their RL_PTR_MISSING for their TTL. A reload judges the new
+    # layer before it serves (below), so that takes a root query that timed out then.
     lying = FaultyDns("nxdomain").start()  # it says the root does not exist either
     try:
         dns_settings = {"nameservers": [lying.nameserver]}
@@ -434,10 +452,31 @@ async def test_a_reload_onto_a_resolver_that_still_lies_takes_the_replies_it_tru
             payload, _type = await service.answer(service.pipeline, body, "application/json", False)
             return {symbol["name"] for symbol in json.loads(payload)["symbols"]}
 
+        lying.root_delay = 1.0  # past the new timeout: the reload's root query fails
         await service.reload("test")
-        assert await names() == {"RL_PTR_MISSING"}  # the new layer has not asked the root yet
+        assert await names() == {"RL_PTR_MISSING"}  # the new layer could not judge it yet
+        lying.root_delay = 0.0
         await watch.tick()
         assert await names() == {"RL_PTR_TEMPFAIL"}
+    finally:
+        lying.stop()
+
+
+async def test_a_reload_judges_a_new_resolver_before_it_serves() -> None:
+    # Regression: a reload with new [dns] settings served from the new DNS layer before
+    # it asked the root: a resolver that says the root does not exist had its NXDOMAIN
+    # scored (RL_PTR_MISSING) until the next root check, up to ROOT_CHECK_SECONDS later.
+    lying = FaultyDns("nxdomain").start()
+    try:
+        dns_settings = {"nameservers": [lying.nameserver]}
+        service = app_module.Service(
+            config_from_mapping({"dns": dns_settings}),
+            loader=lambda: config_from_mapping({"dns": {**dns_settings, "timeout": 0.4}}),
+        )
+        await service.reload("test")
+        body = b'{"ip": "192.0.2.55"}'
+        payload, _type = await service.answer(service.pipeline, body, "application/json", False)
+        assert [s["name"] for s in json.loads(payload)["symbols"]] == ["RL_PTR_TEMPFAIL"]
     finally:
         lying.stop()
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
 import time
+from typing import Any
 
 import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdatatype
 import dns.rrset
 
 from tests.support.ports import free_port
@@ -29,7 +32,9 @@ class FaultyDns:
     query's id to another question, then the NXDOMAIN; ``address``: the A record
     192.0.2.53 for any name; any other mode names the rcode to answer (``formerr``,
     ``notimp``, ``nxdomain``, ``noerror``: NODATA without an SOA). With ``root_soa``
-    set, the root's SOA is answered whatever the mode.
+    set, the root's SOA is answered whatever the mode. With ``root_delay``, the answer to
+    a root SOA question goes out that many seconds late, while other questions are
+    answered at once.
 
     ``tcp``: also listen on TCP, same port, and answer each query there as that mode
     does over UDP (``close``: read the query, then close without a reply).
@@ -47,6 +52,7 @@ class FaultyDns:
         self.mode = mode
         self.delay = delay
         self.root_soa = False  # read per query: a test may change it while serving
+        self.root_delay = 0.0
         self.host = host
         self.queries = 0
         self.tcp_queries = 0
@@ -130,7 +136,9 @@ class FaultyDns:
                 return  # closed
             self.queries += 1
             reply = self._reply(data)
-            if reply is not None:
+            if reply is not None and self.root_delay and _asks_the_root(data):
+                threading.Timer(self.root_delay, self._send_late, (reply, peer)).start()
+            elif reply is not None:
                 try:
                     if self.mode == "decoy":
                         for decoy in self._decoys(data):
@@ -138,6 +146,10 @@ class FaultyDns:
                     self._sock.sendto(reply, peer)
                 except OSError:
                     return  # closed while we were slow
+
+    def _send_late(self, reply: bytes, peer: Any) -> None:
+        with contextlib.suppress(OSError):  # closed meanwhile
+            self._sock.sendto(reply, peer)
 
     def _serve_tcp(self) -> None:
         assert self._listener is not None
@@ -161,6 +173,11 @@ class FaultyDns:
         self._sock.close()
         if self._listener is not None:
             self._listener.close()
+
+
+def _asks_the_root(data: bytes) -> bool:
+    question = dns.message.from_wire(data).question[0]
+    return question.name == dns.name.root and question.rdtype == dns.rdatatype.SOA
 
 
 def dead_port() -> int:
