@@ -32,7 +32,7 @@ from scorer.protocol import (
     parse_request,
     wants_msgpack,
 )
-from scorer.refusals import RefusalLog
+from scorer.refusals import RELOAD_ADVICE, RefusalLog
 from scorer.requestlog import configure_logging, log_check
 from scorer.text import option
 from scorer.workermetrics import SNAPSHOT_SECONDS, WorkerMetrics
@@ -64,6 +64,8 @@ class Service:
         self._reloading = asyncio.Lock()
         self.in_flight = 0
         self.refusals = RefusalLog()
+        # A reload refused is an admin action someone tried: in the log too, rate-limited.
+        self.reload_refusals = RefusalLog("reload request(s)", RELOAD_ADVICE)
         # Read when Prometheus scrapes: nothing to update per request.
         self.metrics.in_flight.set_function(lambda: self.in_flight)
         # With several workers: after a reload through the API, reload the others too.
@@ -316,7 +318,9 @@ def expect_continue(
 async def reload_config(service: Service, request: web.Request) -> web.Response:
     if not service.config.server.token or not _authorized(request, service.config.server.token):
         # Reloading is an admin action: never open, even when checks need no token.
-        return _error(401, "reload needs the bearer token ([server] token)", "Authorization", False)
+        message = "reload needs the bearer token ([server] token)"
+        service.reload_refusals.note(401, message, "Authorization")
+        return _error(401, message, "Authorization", False)
     try:
         status = await service.reload("POST /v1/reload")
     except ConfigError as error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 
 log = logging.getLogger("rdns_scorer")
 
@@ -18,18 +19,25 @@ log = logging.getLogger("rdns_scorer")
 REFUSAL_LOG_SECONDS = 60.0
 
 # What to do about a refusal, by status: the reply's own message says what was wrong.
-_ADVICE = {
+CHECK_ADVICE = {
     401: "the plugin's token must be [server] token: rdns-scorer rspamd install --config",
     503: "max_in_flight checks were running: see docs/operations.md, Overload",
+}
+RELOAD_ADVICE = {
+    401: "POST /v1/reload takes [server] token as a bearer token; or send SIGHUP "
+    "(docs/operations.md, Reload)",
 }
 
 
 class RefusalLog:
     """Per status: a line at once; refusals within the next REFUSAL_LOG_SECONDS are
     counted and logged when that time is up (a burst, then silence, is still told in
-    full), with the latest reason."""
+    full), with the latest reason. ``what`` names the requests in the line (a reload
+    refused is worth telling apart from a check: it is an admin action)."""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "request(s)", advice: Mapping[int, str] = CHECK_ADVICE) -> None:
+        self._what = what
+        self._advice = advice
         self._counts: dict[int, int] = {}  # refusals not logged yet, by status
         self._latest: dict[int, tuple[str, str]] = {}  # their latest message and field
         self._quiet_until: dict[int, float] = {}
@@ -55,10 +63,11 @@ class RefusalLog:
 
     def _log(self, status: int) -> None:
         message, field = self._latest[status]
-        advice = _ADVICE.get(status)
+        advice = self._advice.get(status)
         log.warning(
-            "%d request(s) refused with %d since the last such line: %s (field %s)%s",
+            "%d %s refused with %d since the last such line: %s (field %s)%s",
             self._counts[status],
+            self._what,
             status,
             message,
             field,

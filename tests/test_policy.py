@@ -606,13 +606,25 @@ async def test_reloads_apply_in_the_order_they_read_the_config() -> None:
     assert service.config.weights["RL_PTR_MISSING"] == 7.0
 
 
-async def test_reload_needs_a_token_even_where_checks_do_not(aiohttp_client: Any) -> None:
+async def test_reload_needs_a_token_even_where_checks_do_not(
+    aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     # Reloading is an admin action: without [server] token it is never open.
     reloads: list[str] = []
     config = config_from_mapping({})
     client = await aiohttp_client(create_app(config, lambda: config, lambda: reloads.append("")))
-    response = await client.post("/v1/reload")
-    assert response.status == 401
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        response = await client.post("/v1/reload")
+        assert response.status == 401
+        assert (await client.post("/v1/reload")).status == 401
+    # Regression (review): a refused reload was only a metric: an admin action someone
+    # tried left no line. Rate-limited as refused checks are, and told apart from them.
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert lines == [
+        "1 reload request(s) refused with 401 since the last such line: reload needs the "
+        "bearer token ([server] token) (field Authorization); POST /v1/reload takes "
+        "[server] token as a bearer token; or send SIGHUP (docs/operations.md, Reload)"
+    ], lines
     assert await response.json() == {
         "error": "reload needs the bearer token ([server] token)",
         "field": "Authorization",
