@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from scorer.cli import main
+from scorer.cli import build_parser, main
 from scorer.config import config_from_mapping
 from scorer.integrations import rspamd as integration
 from scorer.protocol import MAX_FIELD_CHARS
@@ -54,6 +54,31 @@ def test_plugin_cuts_fields_where_the_service_does() -> None:
 
 def test_lua_strings_are_escaped() -> None:
     assert integration._lua_string('say "hi" \\ bye') == '"say \\"hi\\" \\\\ bye"'
+    # A line break would end the Lua string literal (a syntax error loading the plugin).
+    assert integration._lua_string("two\nlines") == '"two\\nlines"'
+
+
+def test_ucl_strings_are_escaped() -> None:
+    assert integration._ucl_string('say "hi" \\ bye') == '"say \\"hi\\" \\\\ bye"'
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        f"{integration.SYMBOLS_BEGIN}\nlocal SYMBOLS = {{}}\n",  # no end marker
+        f"local SYMBOLS = {{}}\n{integration.SYMBOLS_END}\n",  # no begin marker
+    ],
+)
+def test_a_symbol_table_needs_both_markers(source: str) -> None:
+    with pytest.raises(ValueError, match="no symbol table between"):
+        integration.embedded_symbols_block(source)
+
+
+def test_the_symbol_table_ends_at_the_end_marker_after_it() -> None:
+    # An end marker mentioned before the table (in a comment) is not the table's end.
+    block = integration.lua_symbols_block()
+    source = f"-- the table ends at {integration.SYMBOLS_END}\n{block}return SYMBOLS\n"
+    assert integration.embedded_symbols_block(source) == block
 
 
 def test_sync_symbols_rewrites_only_the_block(tmp_path: Path) -> None:
@@ -63,6 +88,26 @@ def test_sync_symbols_rewrites_only_the_block(tmp_path: Path) -> None:
     assert integration.sync_symbols(target) is True
     assert target.read_text() == PLUGIN.read_text()
     assert integration.sync_symbols(target) is False
+    # Only the table itself: a copy of the stale block further down (quoted in a
+    # comment, say) is the author's text and stays.
+    stale_block = integration.embedded_symbols_block(stale)
+    target.write_text(stale + "--[[\n" + stale_block + "]]\n")
+    assert integration.sync_symbols(target) is True
+    assert target.read_text() == PLUGIN.read_text() + "--[[\n" + stale_block + "]]\n"
+
+
+def test_cli_symbols_prints_or_writes_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["rspamd", "symbols"]) == 0
+    assert capsys.readouterr().out == integration.lua_symbols_block()
+    target = tmp_path / "rdns_scorer.lua"
+    target.write_text(PLUGIN.read_text().replace('"RL_PTR_MISSING", "ptr"', '"RL_GONE", "ptr"'))
+    assert main(["rspamd", "symbols", "--write", str(target)]) == 0
+    assert capsys.readouterr().out == f"{target}: updated\n"
+    assert main(["rspamd", "symbols", "--write", str(target)]) == 0
+    assert capsys.readouterr().out == f"{target}: already up to date\n"
+    assert target.read_text() == PLUGIN.read_text()
 
 
 def test_sync_symbols_names_what_is_wrong(
@@ -131,6 +176,11 @@ def test_section_timeout_stays_above_service_deadline() -> None:
     assert "timeout = 1.7s;" in integration.module_section(config)
 
 
+def test_section_timeout_is_never_below_the_plugins_default() -> None:
+    config = config_from_mapping({"dns": {"request_deadline": 0.3}})
+    assert "timeout = 1s;" in integration.module_section(config)
+
+
 def test_section_timeout_stays_below_rspamds_task_timeout() -> None:
     # Regression (review): request_deadline 8 wrote "timeout = 8.2s;", which the plugin
     # refuses (at or above task_timeout) and replaces by 1 s: slow checks failed open.
@@ -147,6 +197,10 @@ def test_cli_config_prints_the_section(tmp_path: Path, capsys: pytest.CaptureFix
     assert out.startswith("rdns_scorer {\n")
     assert 'servers = "127.0.0.1:12000";' in out
     assert 'token = "abc";' in out
+    # --listen beats the file's, as it does for `serve`.
+    assert main(["rspamd", "config", "--config", str(conf), "--listen", "[::]:12001"]) == 0
+    out = capsys.readouterr().out
+    assert 'servers = "[::1]:12001";' in out and 'token = "abc";' in out
 
 
 # -- rdns-scorer rspamd install --------------------------------------------------------
@@ -172,7 +226,7 @@ def test_managed_block_without_end_marker_is_refused() -> None:
 @pytest.mark.parametrize(
     "hand",
     ['rdns_scorer {\n  servers = "10.9.9.9:11340";\n}\n', '"rdns_scorer" = {\n}\n',
-     'rdns_scorer: {\n}\n', '"rdns_scorer": {\n}\n'],
+     'rdns_scorer: {\n}\n', '"rdns_scorer": {\n}\n', '  \trdns_scorer {\n}\n'],
 )  # fmt: skip
 def test_a_section_written_by_hand_is_not_doubled(tmp_path: Path, hand: str) -> None:
     # Regression (review): a section written by hand (docs/rspamd.md, "By hand") got
@@ -193,6 +247,13 @@ def test_a_section_written_by_hand_is_not_doubled(tmp_path: Path, hand: str) -> 
     text = integration.with_managed_block("", "rdns_scorer {\n}\n") + "\nrdns_scorer {}\n"
     with pytest.raises(ValueError, match=r"^line 6 "):
         integration.with_managed_block(text, "rdns_scorer {\n}\n")
+
+
+@pytest.mark.parametrize(("text", "before"), [("", ""), ("# mine", "# mine\n\n"),
+                                             ("# mine\n", "# mine\n\n")])  # fmt: skip
+def test_the_managed_block_goes_after_a_blank_line(text: str, before: str) -> None:
+    block = f"{integration.MARK_BEGIN}\nA\n{integration.MARK_END}\n"
+    assert integration.with_managed_block(text, "A\n") == before + block
 
 
 def test_install_into_empty_dir_is_idempotent(tmp_path: Path) -> None:
@@ -301,6 +362,160 @@ def test_install_hides_a_token_from_other_users_but_not_from_rspamd(tmp_path: Pa
     assert local.stat().st_mode & 0o777 == 0o640 and local.stat().st_gid == account.gid
     assert any(f"now readable by group {account.group}" in line for line in report.lines)
     assert not any(line.startswith("warning:") for line in report.lines), report.lines
+
+
+def test_install_changes_no_permissions_rspamd_does_not_need_changed(tmp_path: Path) -> None:
+    # Files rspamd can read already keep their owner, group and mode; and under a
+    # strict umask new files are still 0644 (0640 with the token), not the umask's 0600.
+    old_umask = os.umask(0o077)
+    try:
+        section = integration.module_section(config_from_mapping({}))
+        report = integration.install(tmp_path, section, rspamadm=None)
+    finally:
+        os.umask(old_umask)
+    assert report.ok, report.lines
+    plugins = tmp_path / "plugins.d"
+    for path in (plugins / "rdns_scorer.lua", tmp_path / "rspamd.conf.local"):
+        assert (path.stat().st_mode & 0o777, path.stat().st_gid) == (0o644, 0), path
+    assert not any(line.startswith("permissions:") for line in report.lines), report.lines
+    # A new file holding the token is created private: nothing to hide afterwards.
+    (tmp_path / "rspamd.conf.local").unlink()
+    section = integration.module_section(config_from_mapping({"server": {"token": "t"}}))
+    report = integration.install(tmp_path, section, rspamadm=None)
+    assert report.ok, report.lines
+    assert not any("holds the token" in line for line in report.lines), report.lines
+
+
+def test_install_opens_a_plugins_dir_rspamd_cannot_enter(tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins.d"
+    plugins.mkdir(mode=0o700)
+    plugins.chmod(0o700)
+    section = integration.module_section(config_from_mapping({}))
+    report = integration.install(tmp_path, section, rspamadm=None)
+    assert report.ok, report.lines
+    account = _rspamd_account()
+    assert plugins.stat().st_gid == account.gid
+    assert plugins.stat().st_mode & 0o777 == 0o750  # list and enter: r and x
+    assert f"permissions: {plugins} now group {account.group}, so rspamd" in "\n".join(report.lines)
+
+
+def test_a_file_rspamd_cannot_be_given_fails_the_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(*_args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    local = tmp_path / "rspamd.conf.local"
+    local.write_text("# mine\n")
+    local.chmod(0o600)
+    monkeypatch.setattr(integration.os, "chown", refused)
+    section = integration.module_section(config_from_mapping({}))
+    report = integration.install(tmp_path, section, rspamadm=None)
+    account = _rspamd_account()
+    assert not report.ok
+    assert f"error:     rspamd runs as {account.user} and cannot read {local}: " in "\n".join(
+        report.lines
+    )
+    assert report.lines[-1].startswith("do not reload rspamd")
+
+
+def _account(uid: int, gid: int, *groups: int) -> integration.RspamdAccount:
+    return integration.RspamdAccount("mail", uid, "mail", gid, frozenset({gid, *groups}))
+
+
+@pytest.mark.parametrize(
+    ("mode", "account", "readable"),
+    [
+        # Owned by root:root: the others' bits.
+        (0o604, _account(4001, 4001), True),
+        (0o640, _account(4001, 4001), False),
+        # ... the group's for an account in group 0, if only as a supplementary group.
+        (0o640, _account(4001, 4001, 0), True),
+        (0o604, _account(4001, 4001, 0), False),
+        # ... the owner's for the owner: not the group's nor the others'.
+        (0o400, _account(0, 4001), True),
+        (0o044, _account(0, 4001), False),
+    ],
+)
+def test_readable_by_reads_the_bits_that_apply(
+    tmp_path: Path, mode: int, account: integration.RspamdAccount, readable: bool
+) -> None:
+    path = tmp_path / "file"
+    path.write_text("x")
+    os.chown(path, 0, 0)
+    path.chmod(mode)
+    assert integration._readable_by(path, account) is readable
+
+
+def test_a_directory_is_readable_when_it_can_be_listed_and_entered(tmp_path: Path) -> None:
+    directory = tmp_path / "d"
+    directory.mkdir()
+    os.chown(directory, 0, 0)
+    account = _account(4001, 4001)
+    for mode, readable in ((0o705, True), (0o704, False), (0o701, False)):
+        directory.chmod(mode)
+        assert integration._readable_by(directory, account) is readable, oct(mode)
+
+
+def test_backups_never_overwrite_each_other(tmp_path: Path) -> None:
+    path = tmp_path / "rspamd.conf.local"
+    names = []
+    for n in range(3):
+        path.write_text(f"version {n}\n")
+        names.append(integration._backup(path, "20260101-000000").name)
+    base = "rspamd.conf.local.rdns-scorer-20260101-000000"
+    assert names == [f"{base}.bak", f"{base}-1.bak", f"{base}-2.bak"]
+    assert [(tmp_path / name).read_text() for name in names] == [f"version {n}\n" for n in range(3)]
+
+
+def test_configtest_of_the_default_confdir_is_the_plain_command() -> None:
+    assert integration.configtest_command(Path("/etc/rspamd")) == ["rspamadm", "configtest"]
+    assert integration.configtest_command(Path("/etc/../etc/rspamd"), "/x/rspamadm") == [
+        "/x/rspamadm",
+        "configtest",
+    ]
+
+
+def test_configtest_needs_the_main_config(tmp_path: Path) -> None:
+    passed, why = integration.configtest(tmp_path, "/bin/false")
+    assert passed is None
+    assert why == f"{tmp_path / 'rspamd.conf'} does not exist; configtest skipped"
+
+
+def _failing_rspamadm(directory: Path) -> str:
+    rspamadm = directory / "rspamadm"
+    rspamadm.write_text("#!/bin/sh\necho 'syntax error at line 3'\nexit 1\n")
+    rspamadm.chmod(0o755)
+    return str(rspamadm)
+
+
+def test_a_failed_configtest_says_do_not_reload_even_when_nothing_changed(
+    tmp_path: Path,
+) -> None:
+    confdir = tmp_path / "rspamd"
+    confdir.mkdir()
+    (confdir / "rspamd.conf").write_text("")
+    rspamadm = _failing_rspamadm(tmp_path)
+    section = integration.module_section(config_from_mapping({}))
+    integration.install(confdir, section, rspamadm=rspamadm)
+    again = integration.install(confdir, section, rspamadm=rspamadm)
+    assert not again.ok and not again.changed
+    assert "configtest: FAILED" in again.lines and "  syntax error at line 3" in again.lines
+    assert again.lines[-1].startswith("do not reload rspamd"), again.lines
+
+
+def test_install_into_the_default_confdir_asks_for_a_systemd_reload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # By any path that leads there (a symlink, "..").
+    confdir = tmp_path / "etc" / "rspamd"
+    confdir.mkdir(parents=True)
+    monkeypatch.setattr(integration, "DEFAULT_CONFDIR", confdir)
+    section = integration.module_section(config_from_mapping({}))
+    report = integration.install(confdir / ".." / "rspamd", section, rspamadm=None)
+    assert report.ok
+    assert report.lines[-1] == "reload rspamd to activate: systemctl reload rspamd"
+    assert "run `rspamadm configtest`" in "\n".join(report.lines)
 
 
 def test_a_skipped_configtest_names_the_command_for_that_confdir(tmp_path: Path) -> None:
@@ -426,6 +641,37 @@ def test_install_without_write_access_is_one_clear_line(
     assert main(["rspamd", "install", "--confdir", str(tmp_path), "--no-configtest"]) == 1
     err = capsys.readouterr().err
     assert "Permission denied" in err and "run it as root" in err
+
+
+def test_install_that_fails_otherwise_does_not_blame_permissions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(integration, "install", full)
+    assert main(["rspamd", "install", "--confdir", str(tmp_path), "--no-configtest"]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "root" not in err
+
+
+def test_install_without_the_plugin_files_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def nowhere() -> Path:
+        raise FileNotFoundError("rdns_scorer.lua not found in any of: /a/lua, /b/lua")
+
+    monkeypatch.setattr(integration, "plugin_dir", nowhere)
+    assert main(["rspamd", "install", "--confdir", str(tmp_path), "--no-configtest"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == "rdns-scorer rspamd install: rdns_scorer.lua not found in any of: /a/lua, /b/lua\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_install_defaults_to_etc_rspamd() -> None:
+    assert build_parser().parse_args(["rspamd", "install"]).confdir == "/etc/rspamd"
 
 
 def test_install_without_config_points_at_the_systemd_one(
