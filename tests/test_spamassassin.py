@@ -1381,3 +1381,23 @@ def test_an_unedited_config_follows_upgrades(tmp_path: Path) -> None:
     assert steps[CONFIG] == "updated", "a forced copy nobody edited counted as edited"
     records = [p.name for p in target.iterdir() if p.name.endswith(".rdns-scorer-shipped")]
     assert records and all(name.startswith(".") for name in records)  # never read as config
+
+
+def test_a_config_replaced_by_its_dist_follows_the_next_upgrade(tmp_path: Path) -> None:
+    # Regression: a config kept as edited, which the admin then replaced with the
+    # shipped .dist beside it (taking the release's version), still counted as edited
+    # at the next upgrade, and at every one after: the dotfile held the digest of the
+    # release before, so the unedited file was kept and the new one only offered.
+    release = tmp_path / "release"
+    shutil.copytree(source_dir(), release)
+    target = tmp_path / "site"
+    install(target, release)
+    (target / CONFIG).write_text((target / CONFIG).read_text().replace("11340", "11341"))
+    (release / CONFIG).write_text((release / CONFIG).read_text() + "# release 2\n")
+    steps = {step.path.name: step.action for step in install(target, release)}
+    assert steps[CONFIG] == "kept"
+    shutil.copyfile(target / (CONFIG + ".dist"), target / CONFIG)  # the admin takes it
+    (release / CONFIG).write_text((release / CONFIG).read_text() + "# release 3\n")
+    steps = {step.path.name: step.action for step in install(target, release)}
+    assert steps[CONFIG] == "updated"
+    assert (target / CONFIG).read_bytes() == (release / CONFIG).read_bytes()

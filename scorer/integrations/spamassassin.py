@@ -62,16 +62,18 @@ def _digest(path: Path) -> str:
 
 
 def _shipped_record(target: Path) -> Path:
-    """Where install notes the digest of the version it last wrote to ``target`` (a
-    dotfile: SpamAssassin reads only *.cf and *.pre)."""
+    """Where install notes the digest of the release's version of ``target``, the one
+    it last wrote there or offered beside it as ``.dist`` (a dotfile: SpamAssassin
+    reads only *.cf and *.pre)."""
     return target.with_name(f".{target.name}.rdns-scorer-shipped")
 
 
 def _install_file(source: Path, target: Path, *, config: bool, force: bool) -> Step:
     step = _copy_unless_edited(source, target, preserve_edits=config and not force)
-    if config and step.action != "kept":
-        # What the target holds now is ours (--force too): an upgrade may replace it
-        # (dpkg's conffile rule).
+    if config:
+        # dpkg's conffile rule: a target that holds this release's version is ours, and
+        # the next upgrade may replace it. Also when kept: one the admin replaces with
+        # the .dist (taking our version) is unedited, not edited for good.
         _shipped_record(target).write_text(_digest(source) + "\n")
     return step
 
