@@ -80,6 +80,41 @@ def test_install_roots_cover_debian_system_and_user_installs() -> None:
     assert Path(sys.prefix) / "share" / "rdns-scorer" in roots
 
 
+def test_install_roots_cover_the_user_base_once_and_only_when_there_is_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(integrations.site, "USER_BASE", str(tmp_path / "user"))
+    roots = integrations.install_roots()
+    assert roots[-1] == tmp_path / "user" / "share" / "rdns-scorer"
+    assert len(roots) == len(set(roots))
+    # pip --user's base is the prefix (a user's own Python): searched once.
+    monkeypatch.setattr(integrations.site, "USER_BASE", sys.prefix)
+    roots = integrations.install_roots()
+    assert roots.count(Path(sys.prefix) / "share" / "rdns-scorer") == 1
+    # No user base (python -s, some embedded builds): nothing relative to the cwd.
+    monkeypatch.setattr(integrations.site, "USER_BASE", None)
+    assert all(root.is_absolute() for root in integrations.install_roots())
+
+
+def test_the_checkout_comes_first_then_the_roots_holding_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkout, empty, partial, full = (tmp_path / n for n in ("co", "empty", "partial", "full"))
+    (partial / "lua").mkdir(parents=True)  # the directory, not the file
+    for root in (checkout, full):
+        (root / "lua").mkdir(parents=True)
+        (root / "lua" / "rdns_scorer.lua").write_text("")
+    monkeypatch.setattr(integrations, "CHECKOUT", checkout)
+    assert integrations.shipped_dir("lua", "rdns_scorer.lua", [full]) == checkout / "lua"
+    monkeypatch.setattr(integrations, "CHECKOUT", empty)
+    assert integrations.shipped_dir("lua", "rdns_scorer.lua", [partial, full]) == full / "lua"
+    # No roots given is no roots, not the install roots.
+    monkeypatch.setattr(integrations, "install_roots", lambda: [full])
+    with pytest.raises(FileNotFoundError) as error:
+        integrations.shipped_dir("lua", "rdns_scorer.lua", [])
+    assert str(error.value) == f"rdns_scorer.lua not found in any of: {empty / 'lua'}"
+
+
 def test_missing_files_name_every_place_searched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

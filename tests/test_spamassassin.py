@@ -9,6 +9,7 @@ dead service).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -22,10 +23,14 @@ from typing import Any
 
 import pytest
 
+import scorer.integrations as integrations
+from scorer.cli import build_parser, main
+from scorer.integrations import spamassassin as integration
 from scorer.integrations.spamassassin import (
     CONFIG,
     OVERLAP,
     PLUGIN,
+    Step,
     describe_block,
     describe_lines,
     install,
@@ -1401,3 +1406,179 @@ def test_a_config_replaced_by_its_dist_follows_the_next_upgrade(tmp_path: Path) 
     steps = {step.path.name: step.action for step in install(target, release)}
     assert steps[CONFIG] == "updated"
     assert (target / CONFIG).read_bytes() == (release / CONFIG).read_bytes()
+
+
+def test_a_hash_in_a_description_is_escaped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # '#' starts a comment in a SpamAssassin config line: unescaped, the rest of the
+    # description would be cut off.
+    symbol = dataclasses.replace(SYMBOLS["RL_PTR_MISSING"], description="no PTR # at all")
+    monkeypatch.setattr(integration, "SYMBOLS", {symbol.name: symbol})
+    assert describe_lines() == "describe RL_PTR_MISSING no PTR \\# at all\n"
+
+
+def test_describe_command_prints_the_describe_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["spamassassin", "describe"]) == 0
+    assert capsys.readouterr().out == describe_lines()
+
+
+def test_install_defaults_to_etc_spamassassin() -> None:
+    args = build_parser().parse_args(["spamassassin", "install"])
+    assert args.siteconfigpath == "/etc/spamassassin"
+
+
+def test_installed_files_are_readable_by_spamd_whatever_the_umask(tmp_path: Path) -> None:
+    # spamd and amavis do not run as root: a 0600 file is one SpamAssassin goes on
+    # without (lint, as root, still passes).
+    release = tmp_path / "release"
+    shutil.copytree(source_dir(), release)
+    target = tmp_path / "site"
+    old_umask = os.umask(0o077)
+    try:
+        install(target, release, overlap=True)
+        for name in (PLUGIN, CONFIG, OVERLAP):
+            assert (target / name).stat().st_mode & 0o777 == 0o644, name
+        (target / CONFIG).write_text("# edited\n")
+        (target / PLUGIN).chmod(0o600)
+        (release / PLUGIN).write_text((release / PLUGIN).read_text() + "# next\n")
+        steps = {step.path.name: step for step in install(target, release)}
+    finally:
+        os.umask(old_umask)
+    assert steps[PLUGIN].action == "updated"
+    assert (target / PLUGIN).stat().st_mode & 0o777 == 0o644
+    dist = target / (CONFIG + ".dist")
+    assert steps[CONFIG] == Step(
+        target / CONFIG, "kept", f"locally modified; the shipped version is in {dist}"
+    )
+    assert dist.stat().st_mode & 0o777 == 0o644
+
+
+def test_an_edited_plugin_is_replaced_and_has_no_digest_record(tmp_path: Path) -> None:
+    # Only the config files are the admin's to edit: the plugin must match its release.
+    target = tmp_path / "site"
+    install(target, source_dir())
+    (target / PLUGIN).write_text("# an edited plugin\n")
+    steps = {step.path.name: step.action for step in install(target, source_dir())}
+    assert steps[PLUGIN] == "updated"
+    assert (target / PLUGIN).read_bytes() == (source_dir() / PLUGIN).read_bytes()
+    records = sorted(p.name for p in target.iterdir() if p.name.endswith("-shipped"))
+    assert records == [f".{CONFIG}.rdns-scorer-shipped"]
+
+
+def test_a_change_of_the_same_size_and_time_is_still_a_change(tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    install(target, source_dir())
+    shipped = (target / PLUGIN).read_bytes()
+    (target / PLUGIN).write_bytes(shipped.replace(b"Rdns", b"RDNS", 1))
+    stat = (source_dir() / PLUGIN).stat()
+    os.utime(target / PLUGIN, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    steps = {step.path.name: step.action for step in install(target, source_dir())}
+    assert steps[PLUGIN] == "updated" and (target / PLUGIN).read_bytes() == shipped
+
+
+def test_overlap_asked_for_again_is_not_called_a_leftover(tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    install(target, source_dir(), overlap=True)
+    steps = {step.path.name: step for step in install(target, source_dir(), overlap=True)}
+    assert steps[OVERLAP] == Step(target / OVERLAP, "unchanged")
+
+
+def test_an_edited_leftover_overlap_file_says_both_why(tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    install(target, source_dir(), overlap=True)
+    (target / OVERLAP).write_text("# edited\n")
+    [step] = [step for step in install(target, source_dir()) if step.path.name == OVERLAP]
+    assert step.action == "kept"
+    assert step.note == (
+        "installed earlier with --overlap, kept up to date: delete it to stop using it; "
+        f"locally modified; the shipped version is in {target / (OVERLAP + '.dist')}"
+    )
+
+
+def test_a_release_missing_a_file_installs_nothing(tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    shutil.copytree(source_dir(), release)
+    (release / OVERLAP).unlink()
+    target = tmp_path / "site"
+    with pytest.raises(FileNotFoundError, match=f"missing {OVERLAP}"):
+        install(target, release, overlap=True)
+    assert not target.exists()
+    target.mkdir()
+    argv = ["spamassassin", "install", "--siteconfigpath", str(target), "--no-lint"]
+    assert main([*argv, "--source", str(release), "--overlap"]) == 1
+    assert list(target.iterdir()) == []
+
+
+def test_only_cf_files_are_checked_for_a_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "site"
+    target.mkdir()
+    for name in ("notes.txt", "rdns_scorer_local.cf.bak"):
+        (target / name).write_text("rdns_scorer_token s3cret\n")
+        (target / name).chmod(0o644)
+    (target / "gone.cf").symlink_to(target / "nowhere.cf")  # cannot be read: skipped
+    assert integration.world_readable_token_files(target) == []
+    assert main(["spamassassin", "install", "--siteconfigpath", str(target), "--no-lint"]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
+def _fake_spamassassin(directory: Path, status: int) -> Path:
+    """A spamassassin on PATH that logs its arguments and exits with ``status``."""
+    directory.mkdir()
+    fake = directory / "spamassassin"
+    fake.write_text(
+        f'#!/bin/sh\necho "$@" > {directory / "args"}\n'
+        f"echo 'config: bad line'\necho 'lint: 1 issues' >&2\nexit {status}\n"
+    )
+    fake.chmod(0o755)
+    return directory / "args"
+
+
+@pytest.mark.parametrize("status", [0, 1])
+def test_install_lints_the_dir_it_installed_into(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    status: int,
+) -> None:  # fmt: skip
+    logged = _fake_spamassassin(tmp_path / "bin", status)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    target = tmp_path / "site"
+    target.mkdir()
+    assert main(["spamassassin", "install", "--siteconfigpath", str(target)]) == status
+    assert logged.read_text() == f"--lint --siteconfigpath {target}\n"
+    out, err = capsys.readouterr()
+    if status:
+        assert err == (
+            f"config: bad line\nlint: 1 issues\n"
+            f"spamassassin --lint --siteconfigpath {target}: FAILED\n"
+        )
+        assert "restart spamd" not in out
+    else:
+        assert f"spamassassin --lint --siteconfigpath {target}: OK" in out
+
+
+def test_no_lint_asks_for_no_spamassassin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logged = _fake_spamassassin(tmp_path / "bin", 1)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    target = tmp_path / "site"
+    target.mkdir()
+    assert main(["spamassassin", "install", "--siteconfigpath", str(target), "--no-lint"]) == 0
+    assert not logged.exists()
+    out = capsys.readouterr().out
+    assert "not found" not in out and "--lint" not in out, out
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert main(["spamassassin", "install", "--siteconfigpath", str(target)]) == 0
+    assert "spamassassin not found: skipped 'spamassassin --lint'" in capsys.readouterr().out
+
+
+def test_source_dir_is_where_the_plugin_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A directory holding only the config is not the plugin's.
+    (tmp_path / "checkout" / "spamassassin").mkdir(parents=True)
+    (tmp_path / "checkout" / "spamassassin" / CONFIG).write_text("")
+    installed = tmp_path / "share" / "rdns-scorer"
+    (installed / "spamassassin").mkdir(parents=True)
+    (installed / "spamassassin" / PLUGIN).write_text("")
+    monkeypatch.setattr(integrations, "CHECKOUT", tmp_path / "checkout")
+    monkeypatch.setattr(integrations, "install_roots", lambda: [installed])
+    assert source_dir() == installed / "spamassassin"
