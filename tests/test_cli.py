@@ -1,0 +1,305 @@
+"""The `rdns-scorer` command line in-process: which settings reach `serve`, where `health`
+asks, what `check`, `generic`, `symbols` and `config check` print. (The same commands as
+processes, against a real service: test_service.py and test_policy.py.)"""
+
+from __future__ import annotations
+
+import errno
+import json
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import scorer.cli as cli
+import scorer.workers
+from scorer.cli import build_parser, main
+from scorer.config import ENV_LISTEN, Config
+from scorer.symbols import SYMBOLS, markdown_table
+from tests import world
+from tests.support.fakedns import FaultyDns
+from tests.support.unbound import Unbound
+
+# -- serve -------------------------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    """What `serve` handed to scorer.workers.serve, and the side effects it asked for."""
+
+    calls: list[tuple[Config, str, int, int]] = field(default_factory=list)
+    loaders: list[Any] = field(default_factory=list)
+    logging: list[tuple[object, ...]] = field(default_factory=list)
+    deferred: int = 0
+    error: OSError | None = None  # raised by serve() instead of serving
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> Served:
+    """`serve` without a server: nothing binds, forks, or takes over logging or SIGHUP."""
+    record = Served()
+
+    def serve(config: Config, loader: Any, host: str, port: int, workers: int) -> int:
+        if record.error is not None:
+            raise record.error
+        record.calls.append((config, host, port, workers))
+        record.loaders.append(loader)
+        return 0
+
+    def defer() -> None:
+        record.deferred += 1
+
+    monkeypatch.setattr(scorer.workers, "serve", serve)
+    monkeypatch.setattr(cli, "configure_logging", lambda *args: record.logging.append(args))
+    monkeypatch.setattr(cli, "defer_hangups", defer)
+    return record
+
+
+def test_serve_takes_workers_from_the_flag_else_the_config(tmp_path: Path, served: Served) -> None:
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\nworkers = 2\nlog_format = "json"\nlog_requests = false\n')
+    assert main(["serve", "--config", str(config), "--listen", "127.0.0.1:12001"]) == 0
+    assert main(["serve", "--config", str(config), "--workers", "3"]) == 0
+    assert main(["serve"]) == 0
+    assert [(host, port, workers) for _, host, port, workers in served.calls] == [
+        ("127.0.0.1", 12001, 2),
+        ("127.0.0.1", 11340, 3),
+        ("127.0.0.1", 11340, 1),
+    ]
+    # The config's logging settings, before anything is served; SIGHUP deferred first.
+    assert served.logging[:2] == [("json", False)] * 2
+    assert served.logging[2] == ("text", True)
+    assert served.deferred == 3
+
+
+def test_serve_warns_about_a_token_every_user_can_read(
+    tmp_path: Path, served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\ntoken = "s3cret"\n')
+    config.chmod(0o644)
+    assert main(["serve", "--config", str(config)]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [w for w in warnings if f"{config} is world-readable and holds the token" in w]
+    assert not [r for r in caplog.records if "s3cret" in r.getMessage()]
+
+
+def test_serve_lets_an_unexpected_os_error_through(served: Served) -> None:
+    # Only failures to bind are one line and exit 2; anything else is a bug to see whole.
+    served.error = OSError(errno.ENOMEM, "Cannot allocate memory")
+    with pytest.raises(OSError, match="Cannot allocate memory"):
+        main(["serve"])
+    served.error = OSError(errno.EADDRINUSE, "Address already in use")
+    assert main(["serve"]) == 2
+
+
+# -- health ------------------------------------------------------------------------------
+
+
+@dataclass
+class Probe:
+    """What `health` asked: the handlers of its opener, the URL and the timeout."""
+
+    handlers: list[object] = field(default_factory=list)
+    asked: list[tuple[str, float]] = field(default_factory=list)
+    failure: OSError | None = None
+
+
+class _Reply:
+    def __enter__(self) -> _Reply:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        pass
+
+    def read(self) -> bytes:
+        return b"ok\n"
+
+
+@pytest.fixture
+def probe(monkeypatch: pytest.MonkeyPatch) -> Probe:
+    record = Probe()
+
+    class Opener:
+        def open(self, url: str, timeout: float) -> _Reply:
+            record.asked.append((url, timeout))
+            if record.failure is not None:
+                raise record.failure
+            return _Reply()
+
+    def build_opener(*handlers: object) -> Opener:
+        record.handlers.extend(handlers)
+        return Opener()
+
+    monkeypatch.setattr(cli.urllib.request, "build_opener", build_opener)
+    monkeypatch.delenv(ENV_LISTEN, raising=False)
+    return record
+
+
+def test_health_asks_the_flag_then_the_environment_then_the_file(
+    tmp_path: Path, probe: Probe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\nlisten = "127.0.0.1:12003"\n')
+    monkeypatch.setenv(ENV_LISTEN, "127.0.0.1:12002")
+    assert main(["health", "--config", str(config), "--listen", "127.0.0.1:12001"]) == 0
+    assert main(["health", "--config", str(config)]) == 0
+    monkeypatch.delenv(ENV_LISTEN)
+    assert main(["health", "--config", str(config)]) == 0
+    assert main(["health"]) == 0
+    assert [url for url, _ in probe.asked] == [
+        "http://127.0.0.1:12001/healthz",
+        "http://127.0.0.1:12002/healthz",
+        "http://127.0.0.1:12003/healthz",
+        "http://127.0.0.1:11340/healthz",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("listen", "url"),
+    [
+        ("0.0.0.0:12001", "http://127.0.0.1:12001/healthz"),
+        ("[::]:12001", "http://[::1]:12001/healthz"),
+    ],
+)
+def test_health_asks_a_wildcard_listener_on_its_loopback(
+    probe: Probe, listen: str, url: str
+) -> None:
+    assert main(["health", "--listen", listen]) == 0
+    assert [asked for asked, _ in probe.asked] == [url]
+
+
+def test_health_bypasses_proxies_and_keeps_its_timeout(probe: Probe) -> None:
+    assert main(["health"]) == 0
+    assert main(["health", "--timeout", "0.25"]) == 0
+    assert [timeout for _, timeout in probe.asked] == [2.0, 0.25]
+    proxies = [h for h in probe.handlers if isinstance(h, urllib.request.ProxyHandler)]
+    assert proxies and all(h.proxies == {} for h in proxies)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("seconds", ["3600", "0.001"])
+def test_health_timeout_takes_up_to_an_hour(probe: Probe, seconds: str) -> None:
+    assert main(["health", "--timeout", seconds]) == 0
+    assert probe.asked[0][1] == float(seconds)
+
+
+def test_health_timeout_above_an_hour_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["health", "--timeout", "3601"])
+    assert "expected seconds above 0 (up to 3600), got '3601'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "toml",
+    ['server = "127.0.0.1:12001"\n', "[server]\nlisten = 12001\n", "[other]\nlisten = 'x'\n"],
+)
+def test_health_reads_only_a_listen_string_in_a_server_table(
+    tmp_path: Path, probe: Probe, toml: str
+) -> None:
+    config = tmp_path / "scorer.toml"
+    config.write_text(toml)
+    assert main(["health", "--config", str(config)]) == 0
+    assert [url for url, _ in probe.asked] == ["http://127.0.0.1:11340/healthz"]
+
+
+def test_health_failures_are_one_line_and_exit_1(
+    tmp_path: Path, probe: Probe, capsys: pytest.CaptureFixture[str]
+) -> None:
+    probe.failure = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    assert main(["health", "--listen", "127.0.0.1:12001"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "rdns-scorer health: http://127.0.0.1:12001/healthz: [Errno 111] Connection refused\n"
+    )
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[server\n")
+    assert main(["health", "--config", str(broken)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rdns-scorer health: ") and err.count("\n") == 1, err
+    assert probe.asked == [("http://127.0.0.1:12001/healthz", 2.0)]
+
+
+# -- check -------------------------------------------------------------------------------
+
+
+def test_check_json_is_the_reply_body(unbound: Unbound, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["check", "--json", "--nameserver", unbound.nameserver, "--ip", world.MISSING_PTR_IP]
+    assert main(argv) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in body["symbols"]] == ["RL_PTR_MISSING"]
+    assert body["score"] == SYMBOLS["RL_PTR_MISSING"].weight
+
+
+def test_check_leaves_out_what_was_not_given(
+    unbound: Unbound, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No --helo, no --from: not checked (and not an empty HELO or a null sender).
+    argv = ["check", "--json", "--nameserver", unbound.nameserver, "--ip", world.CONFIRMED_IP]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["symbols"] == []
+    assert main([*argv, "--from", ""]) == 0  # '' is the null sender <>
+    assert json.loads(capsys.readouterr().out)["symbols"] == []
+
+
+def test_check_report_names_the_ptr_it_judged(
+    unbound: Unbound, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["check", "--nameserver", unbound.nameserver, "--ip", world.UNVERIFIED_IP]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"({world.UNVERIFIED_NAME}) have an A record pointing back" in out, out
+
+
+def test_check_asks_every_nameserver_given(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(
+        ["check", "--ip", "192.0.2.1", "--nameserver", "127.0.0.1:5301", "--nameserver", "::1"]
+    )
+    assert cli._config(args).dns.nameservers == ["127.0.0.1:5301", "::1"]
+
+
+def test_check_does_not_trust_a_resolver_that_denies_the_root(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # As the service does (DnsLayer.check_root): its NXDOMAIN is no missing PTR.
+    lying = FaultyDns("nxdomain").start()
+    try:
+        argv = ["check", "--json", "--nameserver", lying.nameserver, "--ip", world.MISSING_PTR_IP]
+        assert main(argv) == 0
+    finally:
+        lying.stop()
+    body = json.loads(capsys.readouterr().out)
+    assert "RL_PTR_MISSING" not in [s["name"] for s in body["symbols"]], body
+    assert "untrusted: the resolver says the root has no SOA" in json.dumps(body)
+
+
+# -- generic, symbols, config check ------------------------------------------------------
+
+
+def test_generic_wants_both_arguments_or_neither(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generic", "192.0.2.1"]) == 2
+    assert capsys.readouterr().err == (
+        "rdns-scorer generic: give both IP and HOSTNAME, or neither\n"
+    )
+
+
+def test_symbols_prints_markdown_by_default_or_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["symbols"]) == 0
+    assert capsys.readouterr().out == markdown_table()
+    assert main(["symbols", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows == [
+        {"name": s.name, "family": str(s.family), "weight": s.weight, "description": s.description}
+        for s in SYMBOLS.values()
+    ]
+
+
+def test_config_check_names_the_file_it_found_ok(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "scorer.toml"
+    config.write_text("")
+    assert main(["config", "check", str(config)]) == 0
+    assert capsys.readouterr().out == f"{config}: OK\n"
