@@ -290,6 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)
+        # Now, not at the interpreter's exit (outside this handler): output smaller
+        # than stdout's buffer (not PYTHONUNBUFFERED) meets a closed pipe only here.
+        sys.stdout.flush()
     except ConfigError as error:
         print_error(f"rdns-scorer: config error: {error}")
         return 2

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import subprocess
+import sys
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,3 +306,33 @@ def test_config_check_names_the_file_it_found_ok(
     config.write_text("")
     assert main(["config", "check", str(config)]) == 0
     assert capsys.readouterr().out == f"{config}: OK\n"
+
+
+# -- a reader that leaves early ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["symbols", "--format", "json"],
+        ["symbols"],
+        ["rspamd", "config"],
+        ["spamassassin", "describe"],
+    ],
+)
+def test_a_reader_that_leaves_is_no_error_with_buffered_output(args: list[str]) -> None:
+    # Regression: `rdns-scorer symbols --format json | head -c 10` said "Exception
+    # ignored ... BrokenPipeError" and exited 120: output smaller than stdout's buffer
+    # met the closed pipe only at the interpreter's exit. (test_service.py's test of the
+    # same ran with PYTHONUNBUFFERED=1 from the environment, where each write fails at
+    # once, inside main().)
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scorer", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before it writes a byte
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=60) == cli.BROKEN_PIPE_STATUS, error
+    assert error == ""
