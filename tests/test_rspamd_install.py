@@ -268,6 +268,8 @@ def test_install_into_empty_dir_is_idempotent(tmp_path: Path) -> None:
     # Regression (review): "systemctl reload rspamd" for a copy of the config the
     # system's rspamd never reads, and again when nothing had changed.
     assert report.lines[-1] == f"reload the rspamd that reads {tmp_path} to activate"
+    assert f"created:   {plugin}" in report.lines
+    assert f"created:   {tmp_path / 'rspamd.conf.local'}" in report.lines
 
     again = integration.install(tmp_path, section, rspamadm=None)
     assert [line for line in again.lines if line.startswith("unchanged")] == [
@@ -516,6 +518,55 @@ def test_install_into_the_default_confdir_asks_for_a_systemd_reload(
     assert report.ok
     assert report.lines[-1] == "reload rspamd to activate: systemctl reload rspamd"
     assert "run `rspamadm configtest`" in "\n".join(report.lines)
+
+
+def test_hiding_the_token_keeps_the_owners_and_groups_bits(tmp_path: Path) -> None:
+    local = tmp_path / "rspamd.conf.local"
+    local.write_text("# mine\n")
+    local.chmod(0o664)
+    section = integration.module_section(config_from_mapping({"server": {"token": "t"}}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    assert local.stat().st_mode & 0o777 == 0o660
+
+
+def test_a_token_install_cannot_hide_says_how(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without an rspamd account (or when chown fails) the file stays as it was, and
+    # the report says so, with the command: never "now readable by group".
+    local = tmp_path / "rspamd.conf.local"
+    section = integration.module_section(config_from_mapping({"server": {"token": "t"}}))
+    monkeypatch.setattr(integration, "rspamd_account", lambda: None)
+    local.write_text("# mine\n")
+    local.chmod(0o644)
+    report = integration.install(tmp_path, section, rspamadm=None)
+    fix = f"chgrp RSPAMD_GROUP {local} && chmod 640 {local}"
+    assert f"warning:   {local} is world-readable and holds the token: {fix}" in report.lines
+    assert local.stat().st_mode & 0o777 == 0o644
+    monkeypatch.undo()
+
+    def refused(*_args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(integration.os, "chown", refused)
+    local.write_text("# mine again\n")
+    report = integration.install(tmp_path, section, rspamadm=None)
+    warning = [line for line in report.lines if line.startswith("warning:")]
+    assert len(warning) == 1 and "Operation not permitted" in warning[0], report.lines
+    assert not any("now readable" in line for line in report.lines), report.lines
+    assert local.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_configtest_that_cannot_run_fails(tmp_path: Path) -> None:
+    (tmp_path / "rspamd.conf").write_text("")
+    passed, why = integration.configtest(tmp_path, str(tmp_path / "no-rspamadm"))
+    assert passed is False and why.startswith("configtest could not run: "), why
+
+
+def test_the_managed_block_ends_at_the_end_marker_after_it() -> None:
+    mine = f"# the block ends at {integration.MARK_END}\n"
+    text = integration.with_managed_block(mine, "A\n")
+    assert integration.with_managed_block(text, "B\n") == text.replace("A\n", "B\n")
 
 
 def test_a_skipped_configtest_names_the_command_for_that_confdir(tmp_path: Path) -> None:

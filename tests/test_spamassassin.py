@@ -1520,6 +1520,14 @@ def test_only_cf_files_are_checked_for_a_token(
     assert integration.world_readable_token_files(target) == []
     assert main(["spamassassin", "install", "--siteconfigpath", str(target), "--no-lint"]) == 0
     assert "warning" not in capsys.readouterr().out
+    # SpamAssassin reads a setting after leading blanks, and a tab as a separator.
+    for name, line in (
+        ("a.cf", "  rdns_scorer_token s3cret\n"),
+        ("b.cf", "rdns_scorer_token\ts\n"),
+    ):
+        (target / name).write_text(line)
+        (target / name).chmod(0o644)
+    assert integration.world_readable_token_files(target) == [target / "a.cf", target / "b.cf"]
 
 
 def _fake_spamassassin(directory: Path, status: int) -> Path:
