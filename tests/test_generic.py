@@ -223,6 +223,12 @@ def test_a_whole_address_brings_no_shape_evidence() -> None:
         # was looked for.
         ("2001:4::1", "2001-4--1.upstr.ru", "ipv6-groups"),
         ("2001:4::10", "2001-4--10.upstr.ru", "ipv6-groups"),
+        # ... and the floor must not go above an EUI-64 form's digits: with a /64 of 16
+        # hex digits, a name holding only the MAC (12) or the unpadded IID (8) was missed.
+        ("2a02:8108:1240:5a00:211:22ff:fe33:4455", "cpe-001122334455.upstr.ru", "ipv6-eui64"),
+        ("2a02:8108:1240:5a00:211:22ff:fe33:4455", "cpe-00-11-22-33-44-55.upstr.ru", "ipv6-eui64"),
+        ("2a02:8108:1240:5a00:211:22ff:fe33:4455", "cpe-211-22ff-fe33-4455.upstr.ru", "ipv6-eui64"),
+        ("2a02:8108:1240:5a00:0:ff:fe00:0", "cpe-0-ff-fe00-0.upstr.ru", "ipv6-eui64"),
     ],
 )
 def test_ipv6_encodings(ip: str, hostname: str, kind: str) -> None:

@@ -28,6 +28,8 @@ _HEX_DIGITS = frozenset("0123456789abcdef")
 _MIN_CONCAT_DIGITS = 7
 #: A decimal integer below 2**24 would be an address in 0.0.0.0/8, never a mail client.
 _MIN_INTEGER_ADDRESS = 1 << 24
+#: The shortest EUI-64 form, unpadded interface-id groups: x-xff-fexx-x (a MAC has 12).
+_MIN_EUI64_HEX_DIGITS = 8
 
 
 class Strength(enum.Enum):
@@ -412,10 +414,12 @@ def _find_ipv6(ip: IPv6Address, region: str) -> list[EncodingMatch]:
     nibbles = f"{value:032x}"
     groups = [nibbles[i : i + 4].lstrip("0") or "0" for i in range(0, 32, 4)]
     text = _compress(groups)  # same as str(ip), without its cost
-    # The compressed form (2001-4--1) and the /64 prefix (2001-4-0-0) are the forms with
-    # the fewest hex digits (an EUI-64 form has at least 8: ff, fe00 and two groups); a
-    # region with fewer holds none of them, so the forms need not be built.
-    fewest_digits = min(len(text) - text.count(":"), sum(map(len, groups[:4])))
+    # A region with fewer hex digits than this address's shortest form holds none of its
+    # forms, so they need not be built: the compressed form (2001-4--1), the /64 prefix
+    # (2001-4-0-0), or an EUI-64 form (fewer than either when the prefix is long).
+    fewest_digits = min(
+        len(text) - text.count(":"), sum(map(len, groups[:4])), _MIN_EUI64_HEX_DIGITS
+    )
     if sum(char in _HEX_DIGITS for char in region) < fewest_digits:
         return matches
     full_forms = _ipv6_full_forms(nibbles, groups, text)
