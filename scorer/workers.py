@@ -171,9 +171,12 @@ def run_worker(
     app = create_app(
         config, loader, peer_reload=peer_reload, shared_metrics=shared_metrics, body_cap=body_cap
     )
-    app.on_startup.append(_stop_on_first_signal)
+    # First of the start-up hooks (insert, not append): the app's own start-up waits up
+    # to [dns] timeout for the resolver's root (scorer.app._check_the_root), and meanwhile
+    # the watchdog must hear beats and SIGTERM must stop gracefully.
     if heartbeat_fd is not None:
-        app.on_startup.append(_beat_on(heartbeat_fd))
+        app.on_startup.insert(0, _beat_on(heartbeat_fd))
+    app.on_startup.insert(0, _stop_on_first_signal)
     if stale_config:
         app[SERVICE_KEY].metrics.record_reload(success=False)
     public_suffix_list()  # built now (~0.1 s), not on the first message

@@ -537,6 +537,27 @@ def test_a_stuck_worker_is_killed_and_replaced(unbound: Unbound, tmp_path: Path)
         process.wait(timeout=20)
 
 
+def test_a_worker_waiting_for_a_silent_resolver_at_start_is_not_killed(tmp_path: Path) -> None:
+    """Regression: a worker asks the resolver for the root before it listens (up to
+    [dns] timeout), and its heartbeat started only after that: with a timeout above
+    watchdog_seconds and a resolver that does not answer, the watchdog killed every
+    worker before it listened, and the new ones too, for ever."""
+    silent = FaultyDns("silent").start()
+    config = tmp_path / "scorer.toml"
+    config.write_text(
+        "[server]\nlog_requests = false\nwatchdog_seconds = 3\n"
+        f'[dns]\nnameservers = ["{silent.nameserver}"]\ntimeout = 5\nrequest_deadline = 5\n'
+    )
+    log = tmp_path / "log"
+    try:
+        process = _start_workers(config, free_port(), log)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+    finally:
+        silent.stop()
+    assert "sent no heartbeat" not in log.read_text()
+
+
 def test_a_config_the_reader_chokes_on_is_a_rejected_reload(
     workers: tuple[subprocess.Popen[bytes], int, Path],
 ) -> None:
