@@ -333,16 +333,17 @@ async def reload_config(service: Service, request: web.Request) -> web.Response:
     return web.json_response({"status": status})
 
 
-def unrouted(methods: dict[str, str]) -> ServiceHandler:
+def unrouted(methods: dict[str, tuple[str, ...]]) -> ServiceHandler:
     """The answer to a request no route takes: 405 (with Allow) for a known path asked
     with another method, else 404; JSON, like every other error."""
 
     async def handler(_service: Service, request: web.Request) -> web.Response:
         want_msgpack = wants_msgpack(request.headers.get("Accept", ""))
-        allowed = methods.get(request.path)
-        if allowed is None:
+        taken = methods.get(request.path)
+        if taken is None:
             paths = ", ".join(methods)
             return _error(404, f"no such endpoint (there are {paths})", "path", want_msgpack)
+        allowed = ", ".join(taken)
         response = _error(405, f"{request.path} takes {allowed}", "method", want_msgpack)
         response.headers["Allow"] = allowed
         return response
@@ -393,12 +394,16 @@ class RootWatch:
         pipeline = self.service.pipeline
         if pipeline.dns is not self.layer:
             # A new layer (at start, or a reload with new [dns] settings): its replies so
-            # far were built on its judgement of the moment (none yet: trusted).
+            # far were built on its judgement of the moment (Service.reload judged it,
+            # unless its root query failed; at start, none yet: trusted).
             self.layer, self.trusted = pipeline.dns, pipeline.dns.untrusted is None
         await pipeline.dns.check_root()
         if (pipeline.dns.untrusted is None) != self.trusted:
             self.trusted = not self.trusted
             pipeline.replies.clear()
+            # A reload that kept the layer may have come during the query: its new
+            # pipeline's replies were built on the old judgement too.
+            self.service.pipeline.replies.clear()
 
 
 async def _check_the_root(app: web.Application) -> AsyncIterator[None]:
@@ -516,12 +521,14 @@ def create_app(
     ]
     # HEAD wherever GET: every general-purpose server must take both (RFC 9110 section
     # 9.1), and uptime monitors probe with HEAD; aiohttp sends no content for it.
-    methods = {path: "GET, HEAD" if method == "GET" else method for method, path, _ in routes}
+    methods: dict[str, tuple[str, ...]] = {
+        path: ("GET", "HEAD") if method == "GET" else (method,) for method, path, _ in routes
+    }
     for _method, path, handler in routes:
         statuses = CHECK_STATUSES if handler is check else ()
         counted_handler = counted(path, handler, service, statuses)
         expect = expect_continue(service, path, limits_body=handler is check)
-        for method in methods[path].split(", "):
+        for method in methods[path]:
             app.router.add_route(method, path, counted_handler, expect_handler=expect)
     # Last, so it only gets what no route above took: a plugin posting to a wrong URL
     # shows on the dashboard (endpoint "other") and gets the usual JSON error.

@@ -462,6 +462,35 @@ async def test_a_reload_onto_a_resolver_that_still_lies_takes_the_replies_it_tru
         lying.stop()
 
 
+async def test_a_reload_during_a_root_query_loses_the_replies_it_trusted_too() -> None:
+    # Regression (review): RootWatch emptied the reply cache of the pipeline it started
+    # with. A reload that keeps the [dns] settings (the same layer, a new reply cache)
+    # while the root query was out kept replies judged on the lying resolver's word.
+    lying = FaultyDns("nxdomain")
+    lying.root_delay = 0.3
+    lying.start()
+    try:
+        settings: dict[str, Any] = {"dns": {"nameservers": [lying.nameserver]}}
+        reweighted = {**settings, "weights": {"RL_PTR_MISSING": 4.0}}
+        service = app_module.Service(
+            config_from_mapping(settings), loader=lambda: config_from_mapping(reweighted)
+        )
+
+        async def names() -> set[str]:
+            body = b'{"ip": "192.0.2.55"}'
+            payload, _type = await service.answer(service.pipeline, body, "application/json", False)
+            return {symbol["name"] for symbol in json.loads(payload)["symbols"]}
+
+        tick = asyncio.ensure_future(app_module.RootWatch(service).tick())
+        await asyncio.sleep(0.05)  # the root query is out
+        await service.reload("test")
+        assert await names() == {"RL_PTR_MISSING"}  # not judged yet: taken at its word
+        await tick
+        assert await names() == {"RL_PTR_TEMPFAIL"}
+    finally:
+        lying.stop()
+
+
 async def test_a_reload_judges_a_new_resolver_before_it_serves() -> None:
     # Regression: a reload with new [dns] settings served from the new DNS layer before
     # it asked the root: a resolver that says the root does not exist had its NXDOMAIN
