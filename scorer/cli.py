@@ -292,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
         # Now, not at the interpreter's exit (outside this handler): output smaller
         # than stdout's buffer (not PYTHONUNBUFFERED) meets a closed pipe only here.
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None when started with stdout closed (serve >&-)
+            sys.stdout.flush()
     except ConfigError as error:
         print_error(f"rdns-scorer: config error: {error}")
         return 2

@@ -336,3 +336,15 @@ def test_a_reader_that_leaves_is_no_error_with_buffered_output(args: list[str]) 
     error = process.stderr.read().decode()
     assert process.wait(timeout=60) == cli.BROKEN_PIPE_STATUS, error
     assert error == ""
+
+
+def test_a_command_started_with_stdout_closed_ends_cleanly() -> None:
+    # Regression (review): with fd 1 closed at start (`rdns-scorer ... >&-`, or a
+    # supervisor that closes it) sys.stdout is None, and the flush after the command
+    # ended it with an AttributeError traceback and exit 1.
+    result = subprocess.run(
+        [sys.executable, "-m", "scorer", "config", "check", "/dev/null"],
+        stderr=subprocess.PIPE, text=True, timeout=60,
+        preexec_fn=lambda: os.close(1),  # fd 1 closed when Python starts
+    )  # fmt: skip
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
