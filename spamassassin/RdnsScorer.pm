@@ -328,8 +328,9 @@ sub _ask {
   my $timeout  = $conf->{rdns_scorer_timeout} || 1;
   my $deadline = Time::HiRes::time() + $timeout;
   my $limit    = "deadline of ${timeout}s";
-  # SpamAssassin's own time limit for the message (time_limit) may come first: then a
-  # timeout is the message's, not the service's, and holds nothing down.
+  # SpamAssassin's own time limit for the message (time_limit) may come first: then the
+  # service gets less than rdns_scorer_timeout (each URL a share of what is left), and a
+  # timeout is the message's, not the service's: it holds nothing down.
   my $sa_limit = $pms->{master_deadline} && $pms->{master_deadline} < $deadline;
   if ($sa_limit) {
     $deadline = $pms->{master_deadline};
@@ -370,10 +371,9 @@ sub _ask {
       my $error = $@ || 'unknown error';
       $error =~ s/\s+at \S+ line \d+.*//s;
       $error =~ s/\s+\z//;
-      my $message_out_of_time = $sa_limit && Time::HiRes::time() >= $deadline;
-      $error .= ", $limit passed" if $message_out_of_time;
+      $error .= ", $limit passed" if $sa_limit && Time::HiRes::time() >= $deadline;
       push(@errors, "$url: " . _clean($error, 120));
-      if ($error =~ /^timeout \(/ && $conf->{rdns_scorer_holddown} && !$message_out_of_time) {
+      if ($error =~ /^timeout \(/ && $conf->{rdns_scorer_holddown} && !$sa_limit) {
         $held->{$url} = Time::HiRes::time() + $conf->{rdns_scorer_holddown};
         info("rdns_scorer: $url timed out: not asked for $conf->{rdns_scorer_holddown}s");
       }
