@@ -1,4 +1,5 @@
-"""Refused checks in the log: at once, then at most once a minute per status.
+"""Refused requests in the log (checks; reloads apart): at once, then at most once a
+minute per status.
 
 The plugins fail open on every refusal, and all they show is their own
 RL_SCORER_FAIL: without a line here, an admin answering the client-errors or

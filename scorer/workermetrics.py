@@ -91,7 +91,8 @@ def remove_stale_directories(parent: Path, now: float | None = None) -> None:
         try:
             if not _own_directory(directory.lstat()):
                 continue
-            if owner is not None and _alive(owner):  # (no pid: an older version's)
+            # No pid (an older version's, or not ASCII digits within pid_t): not alive.
+            if owner is not None and _alive(owner):
                 continue
             paths = [directory, *directory.iterdir()]
             if max(path.stat().st_mtime for path in paths) > now - STALE_SECONDS:

@@ -412,7 +412,8 @@ class DnsLayer:
 
     async def check_root(self) -> None:
         """Ask for the root's SOA and judge the resolver by the answer (the service does
-        so every ROOT_CHECK_SECONDS; see _judge_root)."""
+        so before it listens, before a new layer serves after a reload, and every
+        ROOT_CHECK_SECONDS; see _judge_root)."""
         self._judge_root(await self.probe(".", dns.rdatatype.SOA))
 
     def _judge_root(self, outcome: Outcome) -> None:
