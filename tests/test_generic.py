@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scorer.generic import PROVIDERS_VERSION, GenericEvidence, GenericVerdict, classify
 from scorer.generic.classifier import (
@@ -251,6 +253,50 @@ def test_ipv6_delimiting_and_prefix() -> None:
     # Regression: the /64 of a short address (2001-4-0-0, 7 hex digits) was skipped too.
     short_prefix = verdict("2001:4::1", "host-2001-4-0-0.pool.upstr.ru")
     assert "ipv6-prefix" in kinds(short_prefix), short_prefix.describe()
+
+
+# An IPv6 address with runs of zero groups and short groups, as hosting and ISP plans
+# number them (2001:4::1), and the interface id of a MAC (EUI-64, RFC 4291 appendix A).
+# Global unicast (2000::/3) with a host part that does not end in zeros: a mail client.
+_GROUP = st.one_of(st.just(0), st.integers(0, 0xF), st.integers(0, 0xFFFF))
+_PREFIX = st.tuples(st.integers(0x2000, 0x3FFF), _GROUP, _GROUP, _GROUP).map(list)
+_HOST = st.tuples(_GROUP, _GROUP, _GROUP, st.integers(1, 0xFFFF)).map(list)
+_MAC = st.binary(min_size=6, max_size=6)
+
+
+def _address(prefix: list[int], interface_id: list[int]) -> ipaddress.IPv6Address:
+    return ipaddress.IPv6Address(":".join(f"{group:x}" for group in prefix + interface_id))
+
+
+def _eui64_id(mac: bytes) -> list[int]:
+    eui = bytes([mac[0] ^ 0x02]) + mac[1:3] + b"\xff\xfe" + mac[3:]
+    return [int.from_bytes(eui[i : i + 2], "big") for i in range(0, 8, 2)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(prefix=_PREFIX, interface_id=_HOST)
+def test_any_ipv6_address_written_with_dashes_is_found(
+    prefix: list[int], interface_id: list[int]
+) -> None:
+    # Property (36d3360, 7fee996 were regressions of it): whatever its digits, an
+    # address written whole, compressed or exploded, is found in a name that has no
+    # other hex digit. The forms are built here with ipaddress, not the classifier.
+    ip = _address(prefix, interface_id)
+    for written in (ip.compressed, ip.exploded):
+        name = f"h-{written.replace(':', '-')}.upstr.ru"
+        result = classify(ip, name, True)
+        assert "ipv6-groups" in kinds(result), (name, result.describe())
+
+
+@settings(max_examples=300, deadline=None)
+@given(prefix=_PREFIX, mac=_MAC)
+def test_any_mac_behind_an_eui64_address_is_found(prefix: list[int], mac: bytes) -> None:
+    # Property: the MAC an EUI-64 address carries, written plain or with dashes, is found
+    # however long or short the address's /64 is written.
+    ip = _address(prefix, _eui64_id(mac))
+    for written in (mac.hex(), "-".join(f"{byte:02x}" for byte in mac)):
+        result = classify(ip, f"cpe-{written}.upstr.ru", True)
+        assert "ipv6-eui64" in kinds(result), (str(ip), written, result.describe())
 
 
 def test_compress_matches_ipaddress() -> None:
