@@ -59,8 +59,14 @@ async def _ptr_facts(
         return PtrFacts(ip, ptr, mta_hostname=mta_hostname)
     # A zone may repeat a name: checked once. The root ("PTR .") is no name to resolve.
     # Sorted before the max_ptr_names cut: an answer's order is the resolver's whim (round
-    # robin), and the names checked, so the verdict, must not change with it.
+    # robin), and the names checked, so the verdict, must not change with it. The name
+    # the MTA confirmed goes first: it must not fall beyond the cut for how it sorts.
     names = sorted({name for name in ptr.records if name})
+    if mta_hostname and len(names) > limits.max_ptr_names:
+        mta_name = mta_hostname.lower().rstrip(".")
+        if mta_name in names:
+            names.remove(mta_name)
+            names.insert(0, mta_name)
     checked = names[: limits.max_ptr_names]
     rdtype = _forward_type(ip)
     outcomes = await eager_gather(*(dns_layer.addresses(n, rdtype, deadline) for n in checked))

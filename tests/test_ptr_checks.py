@@ -235,6 +235,27 @@ async def test_the_names_checked_do_not_depend_on_the_ptr_answers_order(
     ]  # fmt: skip
 
 
+async def test_the_name_the_mta_confirmed_is_checked_whatever_its_place() -> None:
+    """Review: with more PTR names than max_ptr_names, the name the MTA confirmed (its
+    hostname field) fell beyond the cut when it sorted late, and the client got
+    RL_PTR_TEMPFAIL though that very name confirms. It is checked first."""
+    names = ("a.rotates.net", "b.rotates.net", "c.rotates.net")
+    layer = KnownAnswers(
+        {
+            (reverse_name(CLIENT), dns.rdatatype.PTR): Answer(names, 300),
+            ("a.rotates.net", dns.rdatatype.A): ELSEWHERE,
+            ("b.rotates.net", dns.rdatatype.A): ELSEWHERE,
+            ("c.rotates.net", dns.rdatatype.A): CONFIRMS,
+        }
+    )
+    config = config_from_mapping({"dns": {"nameservers": ["127.0.0.1:9"], "max_ptr_names": 2}})
+    pipeline = Pipeline(config, layer)
+    assert await symbols_for(pipeline, str(CLIENT), hostname="C.rotates.net.") == {}
+    assert ("c.rotates.net", "A") in layer.asked
+    # Without it, the first two in sorted order: neither confirms, one is unchecked.
+    assert set(await symbols_for(pipeline, str(CLIENT))) == {"RL_PTR_TEMPFAIL"}
+
+
 CLIENT = ipaddress.IPv4Address("81.2.70.71")
 GENERIC = "81-2-70-71.dyn.some-isp.net"
 CUSTOM = "mail.two-names.net"

@@ -26,7 +26,7 @@ class PtrFacts:
     ip: IPAddress
     ptr: Lookup[str]
     # PTR name -> its A (IPv4 client) or AAAA (IPv6 client) lookup, for at most
-    # max_ptr_names names, the first in sorted order (lookups._ptr_facts).
+    # max_ptr_names names: the MTA's, then the first in sorted order (lookups._ptr_facts).
     forward: dict[str, Lookup[IPAddress]] = field(default_factory=dict)
     unchecked_names: int = 0  # PTR names beyond the bound, not resolved
     # What the MTA resolved for the client (its own FCrDNS view, e.g. Postfix's
