@@ -37,7 +37,7 @@ from scorer.integrations.spamassassin import (
     source_dir,
 )
 from scorer.symbols import SYMBOLS
-from tests.support.fakehttp import HungSocket
+from tests.support.fakehttp import FullBacklog, HungSocket
 from tests.support.sa_fakehttp import FakeHttp, closed_port
 from tests.support.service import ScorerProcess
 from tests.support.spamassassin import (
@@ -997,7 +997,8 @@ def test_spamassassins_time_limit_is_not_swallowed() -> None:
 
 
 # The plugin's _result for a message whose SpamAssassin time limit (master_deadline) is
-# $ARGV[2] seconds away, with rdns_scorer_timeout 5 and rdns_scorer_holddown $ARGV[3]:
+# $ARGV[2] seconds away, asking the URLs in $ARGV[1] (separated by spaces), with
+# rdns_scorer_timeout 5 and rdns_scorer_holddown $ARGV[3]:
 # prints the error, or the hits, then the URLs held down.
 TIME_LIMIT_LEFT = r"""
 use strict; use warnings;
@@ -1009,7 +1010,7 @@ my $plugin = bless {}, 'Mail::SpamAssassin::Plugin::RdnsScorer';
 my $pms = bless {
   relays_untrusted => [{ ip => '192.0.2.1', helo => 'mx.example.net', by => 'mx.example.org' }],
   main => {},
-  conf => { rdns_scorer_url => [$ARGV[1]], rdns_scorer_timeout => 5,
+  conf => { rdns_scorer_url => [split(/ /, $ARGV[1])], rdns_scorer_timeout => 5,
             rdns_scorer_holddown => $ARGV[3] },
   master_deadline => Time::HiRes::time() + $ARGV[2],
 }, 'Stub';
@@ -1052,6 +1053,22 @@ def test_a_timeout_at_spamassassins_time_limit_holds_nothing_down() -> None:
         hung.stop()
     assert "timeout (reply), SpamAssassin's time_limit passed" in error, error
     assert held == "held: ", held
+
+
+def test_a_connect_timeout_within_spamassassins_time_limit_holds_nothing_down(
+    fake: FakeHttp,
+) -> None:
+    # Regression (review): a first URL that never completes the handshake gets its share
+    # of the time left (half of 1 s here, not of rdns_scorer_timeout's 5 s); its connect
+    # timeout still held it down, though SpamAssassin's limit had cut its time short.
+    fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
+    down = FullBacklog()
+    try:
+        urls = f"http://{down.address}/v1/check {fake.url}"
+        hits, held = time_limit_left(urls, "1", "60")
+    finally:
+        down.stop()
+    assert (hits, held) == ("RL_PTR_MISSING", "held: ")
 
 
 @pytest.mark.parametrize("overlap", [False, True])

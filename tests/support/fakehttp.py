@@ -195,3 +195,24 @@ class HungSocket(_Listening):
         self._listener.close()
         for client in self._held:
             client.close()
+
+
+class FullBacklog:
+    """A host that never completes a TCP handshake, as one dropping connection attempts
+    does: a listener with no room in its accept queue (filled by one connection nobody
+    accepts), so the kernel drops every later SYN and connect() stays pending."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(0)
+        self.port: int = self._listener.getsockname()[1]
+        self._filler = socket.create_connection(("127.0.0.1", self.port))
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self._filler.close()
+        self._listener.close()
