@@ -287,13 +287,14 @@ BROKEN_PIPE_STATUS = 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if sys.stdout is None:  # started with fd 1 closed (`>&-`): output goes nowhere
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the process's lifetime
     args = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)
         # Now, not at the interpreter's exit (outside this handler): output smaller
         # than stdout's buffer (not PYTHONUNBUFFERED) meets a closed pipe only here.
-        if sys.stdout is not None:  # None when started with stdout closed (serve >&-)
-            sys.stdout.flush()
+        sys.stdout.flush()
     except ConfigError as error:
         print_error(f"rdns-scorer: config error: {error}")
         return 2

@@ -338,12 +338,15 @@ def test_a_reader_that_leaves_is_no_error_with_buffered_output(args: list[str]) 
     assert error == ""
 
 
-def test_a_command_started_with_stdout_closed_ends_cleanly() -> None:
+@pytest.mark.parametrize(
+    "args", [["config", "check", "/dev/null"], ["symbols"], ["generic", "192.0.2.1", "x.example"]]
+)
+def test_a_command_started_with_stdout_closed_ends_cleanly(args: list[str]) -> None:
     # Regression (review): with fd 1 closed at start (`rdns-scorer ... >&-`, or a
-    # supervisor that closes it) sys.stdout is None, and the flush after the command
-    # ended it with an AttributeError traceback and exit 1.
+    # supervisor that closes it) sys.stdout is None: the flush after the command, or a
+    # command writing to sys.stdout itself, ended it with an AttributeError and exit 1.
     result = subprocess.run(
-        [sys.executable, "-m", "scorer", "config", "check", "/dev/null"],
+        [sys.executable, "-m", "scorer", *args],
         stderr=subprocess.PIPE, text=True, timeout=60,
         preexec_fn=lambda: os.close(1),  # fd 1 closed when Python starts
     )  # fmt: skip
