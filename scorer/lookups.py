@@ -26,6 +26,7 @@ from scorer.checks.mailfrom import (
 from scorer.checks.ptr import PtrFacts
 from scorer.dns.layer import DnsLayer
 from scorer.dns.outcomes import Answer, Lookup, NotFound, NotFoundKind
+from scorer.dns.wire import relative_name
 from scorer.eager import eager_gather
 from scorer.names import is_internal
 from scorer.protocol import CheckRequest
@@ -60,10 +61,11 @@ async def _ptr_facts(
     # A zone may repeat a name: checked once. The root ("PTR .") is no name to resolve.
     # Sorted before the max_ptr_names cut: an answer's order is the resolver's whim (round
     # robin), and the names checked, so the verdict, must not change with it. The name
-    # the MTA confirmed goes first: it must not fall beyond the cut for how it sorts.
+    # the MTA resolved goes first (written as the codec writes names): it must not fall
+    # beyond the cut for how it sorts. We resolve it ourselves all the same.
     names = sorted({name for name in ptr.records if name})
     if mta_hostname and len(names) > limits.max_ptr_names:
-        mta_name = mta_hostname.lower().rstrip(".")
+        mta_name = relative_name(mta_hostname).lower()
         if mta_name in names:
             names.remove(mta_name)
             names.insert(0, mta_name)

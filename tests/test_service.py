@@ -467,10 +467,10 @@ async def test_a_reload_during_a_root_query_loses_the_replies_it_trusted_too() -
     # with. A reload that keeps the [dns] settings (the same layer, a new reply cache)
     # while the root query was out kept replies judged on the lying resolver's word.
     lying = FaultyDns("nxdomain")
-    lying.root_delay = 0.3
+    lying.root_delay = 1.5  # room for a reload and a check meanwhile, even on a busy box
     lying.start()
     try:
-        settings: dict[str, Any] = {"dns": {"nameservers": [lying.nameserver]}}
+        settings: dict[str, Any] = {"dns": {"nameservers": [lying.nameserver], "timeout": 3}}
         reweighted = {**settings, "weights": {"RL_PTR_MISSING": 4.0}}
         service = app_module.Service(
             config_from_mapping(settings), loader=lambda: config_from_mapping(reweighted)

@@ -28,7 +28,7 @@ _HEX_DIGITS = frozenset("0123456789abcdef")
 _MIN_CONCAT_DIGITS = 7
 #: A decimal integer below 2**24 would be an address in 0.0.0.0/8, never a mail client.
 _MIN_INTEGER_ADDRESS = 1 << 24
-#: The shortest EUI-64 form, unpadded interface-id groups: x-xff-fexx-x (a MAC has 12).
+#: The shortest EUI-64 form, unpadded interface-id groups: 0-ff-fe00-0 (a MAC has 12).
 _MIN_EUI64_HEX_DIGITS = 8
 
 
