@@ -113,12 +113,15 @@ class Pipeline:
     async def check_and_cache(self, request: CheckRequest, key: ReplyKey) -> CheckReply:
         """Check ``request`` (its reply-cache key is ``key``) and cache the reply while
         the DNS outcomes behind it last. For a caller that found nothing in ``cached``."""
+        trust_changes = self.dns.trust_changes
         with self.dns.tracking() as tracker:
             _facts, reply = await self.check_with_facts(request)
         ttl = tracker.expires - self._clock()
         # A key of 1,024-character fields would hold ~12 KB: such requests (never a
-        # valid HELO, sender or host name) are checked afresh each time instead.
-        if ttl > 0 and memo_sized(key[1:]):
+        # valid HELO, sender or host name) are checked afresh each time instead. A reply
+        # built while the resolver's judgement changed (DnsLayer._judge_root) is not kept:
+        # the reply cache was emptied at the change, and this one may hold the old word.
+        if ttl > 0 and memo_sized(key[1:]) and self.dns.trust_changes == trust_changes:
             reply = reply.rendered()  # its JSON is rendered once, for every reuse
             self.replies.put(key, reply, ttl)
         return reply

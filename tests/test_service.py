@@ -30,7 +30,7 @@ from scorer.protocol import CheckReply, SymbolResult, parse_request
 from scorer.report import render_report
 from scorer.symbols import SYMBOLS
 from tests import world
-from tests.helpers import KnownAnswers
+from tests.helpers import KnownAnswers, symbols_for
 from tests.support.fakedns import FaultyDns
 from tests.support.service import ScorerProcess
 from tests.support.unbound import Unbound
@@ -489,6 +489,34 @@ async def test_a_reload_during_a_root_query_loses_the_replies_it_trusted_too() -
         assert await names() == {"RL_PTR_TEMPFAIL"}
     finally:
         lying.stop()
+
+
+async def test_a_reply_built_across_a_change_of_trust_is_not_cached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression (review): a check in flight when the resolver was caught lying stored
+    # its reply after RootWatch had emptied the reply cache: RL_PTR_MISSING, built on
+    # the NXDOMAIN taken at its word a moment before, was served for its TTL.
+    resolver = FaultyDns("nxdomain")
+    resolver.root_soa = True  # sane at first: its "no" counts
+    resolver.start()
+    try:
+        pipeline = Pipeline(config_from_mapping({"dns": {"nameservers": [resolver.nameserver]}}))
+        evaluate = pipeline.evaluate
+
+        async def caught_lying_meanwhile(request: Any) -> Any:
+            found = await evaluate(request)
+            resolver.root_soa = False
+            await pipeline.dns.check_root()  # the periodic check ends during this one
+            return found
+
+        monkeypatch.setattr(pipeline, "evaluate", caught_lying_meanwhile)
+        assert set(await symbols_for(pipeline, "192.0.2.55")) == {"RL_PTR_MISSING"}
+        assert len(pipeline.replies) == 0
+        monkeypatch.setattr(pipeline, "evaluate", evaluate)
+        assert set(await symbols_for(pipeline, "192.0.2.55")) == {"RL_PTR_TEMPFAIL"}
+    finally:
+        resolver.stop()
 
 
 async def test_a_reload_judges_a_new_resolver_before_it_serves() -> None:

@@ -234,6 +234,9 @@ class DnsLayer:
         # Set while the resolver says the root has no SOA: the failure its NXDOMAIN and
         # NODATA are reported as (_judge_root).
         self.untrusted: TempFail | None = None
+        # How many times that judgement changed: a reply built across a change took some
+        # answers at the old word, and is not cached (Pipeline.check_and_cache).
+        self.trust_changes = 0
         self._failing: dict[str, float] = {}  # question key -> remembered until
 
     @staticmethod
@@ -433,6 +436,7 @@ class DnsLayer:
         if (untrusted is None) == (self.untrusted is None):
             return
         self.untrusted = untrusted
+        self.trust_changes += 1
         self.cache.clear()
         if untrusted is None:
             log.info("the resolver answers the root's SOA again: its NXDOMAIN and NODATA count")
