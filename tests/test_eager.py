@@ -18,6 +18,16 @@ async def _later(value: int, delay: float = 0.01) -> int:
     return value
 
 
+async def _waits_forever(cancelled: asyncio.Event) -> int:
+    """Waits until cancelled, and says so on ``cancelled``."""
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        cancelled.set()
+        raise
+    return 0
+
+
 async def test_coroutines_that_never_wait_make_no_tasks() -> None:
     created = 0
     loop = asyncio.get_running_loop()
@@ -65,15 +75,7 @@ async def test_errors_propagate_and_unstarted_coroutines_are_closed() -> None:
 async def test_cancellation_reaches_the_waiting_coroutine() -> None:
     cancelled = asyncio.Event()
 
-    async def waits_forever() -> int:
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return 0
-
-    outer = asyncio.ensure_future(eager_gather(_now(1), waits_forever()))
+    outer = asyncio.ensure_future(eager_gather(_now(1), _waits_forever(cancelled)))
     await asyncio.sleep(0.01)
     outer.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -83,23 +85,16 @@ async def test_cancellation_reaches_the_waiting_coroutine() -> None:
 
 async def test_cancellation_reaches_every_waiting_coroutine() -> None:
     # The first waits in a task of its own, the last in the caller's task: both go.
-    cancelled: list[int] = []
-
-    async def waits_forever(number: int) -> int:
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancelled.append(number)
-            raise
-        return 0
-
-    outer = asyncio.ensure_future(eager_gather(waits_forever(1), _now(2), waits_forever(3)))
+    first, last = asyncio.Event(), asyncio.Event()
+    outer = asyncio.ensure_future(
+        eager_gather(_waits_forever(first), _now(2), _waits_forever(last))
+    )
     await asyncio.sleep(0.01)
     outer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await outer
     await asyncio.sleep(0.01)
-    assert sorted(cancelled) == [1, 3]
+    assert first.is_set() and last.is_set()
 
 
 async def test_context_variables_set_by_the_caller_are_seen_after_waiting() -> None:
@@ -145,23 +140,15 @@ async def test_an_error_in_a_waiting_coroutine_cancels_the_others(failing: str) 
     # Whether it waited in a task of its own or in the caller's task (the last).
     cancelled = asyncio.Event()
 
-    async def waits_forever() -> int:
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return 0
-
     async def late_boom() -> int:
         await asyncio.sleep(0)
         raise KeyError("late")
 
     with pytest.raises(KeyError):
         if failing == "last":
-            await eager_gather(waits_forever(), late_boom())
+            await eager_gather(_waits_forever(cancelled), late_boom())
         else:
-            await eager_gather(late_boom(), waits_forever(), _later(3, 0))
+            await eager_gather(late_boom(), _waits_forever(cancelled), _later(3, 0))
     await asyncio.wait_for(cancelled.wait(), 1)
 
 

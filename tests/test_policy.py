@@ -765,6 +765,22 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes, by
     return status, headers, body
 
 
+async def _post_after_100_continue(port: int, body: bytes, expect: bytes) -> bytes:
+    """POST ``body`` to /v1/check as a client asking ``Expect: 100-continue`` does: the
+    headers, then the body once "100 Continue" came; the final status line."""
+    reader, writer = await _raw_request(
+        port,
+        b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Expect: %s\r\nContent-Length: %d\r\n\r\n" % (expect, len(body)),
+    )
+    assert await asyncio.wait_for(reader.readline(), 5) == b"HTTP/1.1 100 Continue\r\n"
+    assert await reader.readline() == b"\r\n"
+    writer.write(body)
+    status, _headers, _body = await _read_response(reader)
+    writer.close()
+    return status
+
+
 @pytest.mark.parametrize("encoding", ["foo", "gzip, br", "compress"])
 async def test_a_content_coding_that_is_not_decoded_is_a_415(
     aiohttp_client: Any, encoding: str
@@ -877,18 +893,8 @@ async def test_expect_100_continue_with_a_body_too_large_is_a_413_first(
     assert json.loads(body)["error"] == "body larger than 4096 bytes"
     # A body within the limit (at it, here) still gets "100 Continue", then its answer;
     # the expectation is case-insensitive (RFC 9110 section 10.1.1).
-    body = _json_body_of(4096)
-    reader, writer = await _raw_request(
-        client.port,
-        b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Expect: 100-Continue\r\nContent-Length: %d\r\n\r\n" % len(body),
-    )
-    assert await asyncio.wait_for(reader.readline(), 5) == b"HTTP/1.1 100 Continue\r\n"
-    assert await reader.readline() == b"\r\n"
-    writer.write(body)
-    status, _headers, _body = await _read_response(reader)
+    status = await _post_after_100_continue(client.port, _json_body_of(4096), b"100-Continue")
     assert status.startswith(b"HTTP/1.1 200 "), status
-    writer.close()
     assert client.app is not None
     series = client.app[SERVICE_KEY].metrics.request_series("/v1/check")
     assert series[413].value == 1 and series[200].value == 1
@@ -908,16 +914,7 @@ async def test_a_bug_after_100_continue_is_still_answered_500(
     monkeypatch.setattr(app[SERVICE_KEY], "answer", broken)
     client = await aiohttp_client(app)
     body = json.dumps({"ip": "10.1.1.1"}).encode()
-    reader, writer = await _raw_request(
-        client.port,
-        b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body),
-    )
-    assert await asyncio.wait_for(reader.readline(), 5) == b"HTTP/1.1 100 Continue\r\n"
-    assert await reader.readline() == b"\r\n"
-    writer.write(body)
-    status, _headers, _body = await _read_response(reader)
-    writer.close()
+    status = await _post_after_100_continue(client.port, body, b"100-continue")
     assert status.startswith(b"HTTP/1.1 500 "), status
 
 
