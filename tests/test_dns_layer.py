@@ -541,6 +541,39 @@ async def test_a_root_probe_that_fails_changes_no_trust(caplog: pytest.LogCaptur
         resolver.stop()
 
 
+async def test_a_failure_while_the_resolver_is_untrusted_keeps_its_own_kind() -> None:
+    """Only its NXDOMAIN and NODATA become UNTRUSTED: a SERVFAIL from a resolver that
+    says the root has no SOA is still reported as a SERVFAIL (the admin's evidence)."""
+    resolver = FaultyDns("nxdomain").start()
+    try:
+        layer = _layer(resolver.nameserver, timeout=0.3)
+        await layer.check_root()
+        assert layer.untrusted is not None
+        resolver.mode = "servfail"
+        failed = await layer.lookup("a.example", dns.rdatatype.A, _deadline())
+        assert isinstance(failed, TempFail) and failed.kind is FailureKind.SERVFAIL, failed
+    finally:
+        resolver.stop()
+
+
+async def test_the_readiness_probe_judges_the_resolver_too() -> None:
+    """unready_reason (/readyz) asks the root as check_root does, and its answer counts
+    at once: a lying resolver's "no" is UNTRUSTED from then on, and trusted again once
+    it answers the root."""
+    resolver = FaultyDns("nxdomain").start()
+    try:
+        layer = _layer(resolver.nameserver, timeout=0.3)
+        assert await layer.unready_reason() is not None
+        caught = await layer.lookup("a.example", dns.rdatatype.A, _deadline())
+        assert isinstance(caught, TempFail) and caught.kind is FailureKind.UNTRUSTED, caught
+        resolver.root_soa = True
+        assert await layer.unready_reason() is None
+        assert layer.untrusted is None
+        assert isinstance(await layer.lookup("a.example", dns.rdatatype.A, _deadline()), NotFound)
+    finally:
+        resolver.stop()
+
+
 def test_a_question_that_keeps_failing_counts_once_an_hour(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
