@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from scorer import app as app_module
 from scorer.app import SERVICE_KEY, create_app
 from scorer.config import Config, config_from_mapping
+from scorer.dns.layer import DnsLayer
 from scorer.dns.outcomes import Answer, NotFound, NotFoundKind
 from scorer.dns.wire import reverse_name
 from scorer.pipeline import Pipeline
@@ -476,17 +477,22 @@ async def test_a_reload_during_a_root_query_loses_the_replies_it_trusted_too() -
             config_from_mapping(settings), loader=lambda: config_from_mapping(reweighted)
         )
 
-        async def names() -> set[str]:
+        async def names(pipeline: Pipeline) -> set[str]:
             body = b'{"ip": "192.0.2.55"}'
-            payload, _type = await service.answer(service.pipeline, body, "application/json", False)
+            payload, _type = await service.answer(pipeline, body, "application/json", False)
             return {symbol["name"] for symbol in json.loads(payload)["symbols"]}
 
+        old = service.pipeline
+        assert await names(old) == {"RL_PTR_MISSING"}  # not judged yet: taken at its word
         tick = asyncio.ensure_future(app_module.RootWatch(service).tick())
         await asyncio.sleep(0.05)  # the root query is out
         await service.reload("test")
-        assert await names() == {"RL_PTR_MISSING"}  # not judged yet: taken at its word
+        assert await names(service.pipeline) == {"RL_PTR_MISSING"}
         await tick
-        assert await names() == {"RL_PTR_TEMPFAIL"}
+        assert await names(service.pipeline) == {"RL_PTR_TEMPFAIL"}
+        # The pipeline the tick started with loses its replies too: a check that took it
+        # before the reload (its body still coming) must not find the lie there either.
+        assert await names(old) == {"RL_PTR_TEMPFAIL"}
     finally:
         lying.stop()
 
@@ -536,6 +542,64 @@ async def test_a_reload_judges_a_new_resolver_before_it_serves() -> None:
         assert [s["name"] for s in json.loads(payload)["symbols"]] == ["RL_PTR_TEMPFAIL"]
     finally:
         lying.stop()
+
+
+async def test_a_reloaded_resolver_judged_lying_keeps_its_replies_at_the_next_tick() -> None:
+    # RootWatch takes a new layer's judgement as it stands (Service.reload judged it):
+    # when the next tick finds the resolver still lying, nothing changed, and the
+    # replies the new layer built since (an internal client's) stay.
+    lying = FaultyDns("nxdomain").start()
+    try:
+        dns_settings = {"nameservers": [lying.nameserver]}
+        service = app_module.Service(
+            config_from_mapping({"dns": dns_settings}),
+            loader=lambda: config_from_mapping({"dns": {**dns_settings, "timeout": 0.4}}),
+        )
+        watch = app_module.RootWatch(service)
+        await watch.tick()
+        await service.reload("test")  # a new DNS layer, judged lying before it serves
+        assert service.pipeline.dns.untrusted is not None
+        await service.answer(service.pipeline, b'{"ip": "10.1.1.1"}', "application/json", False)
+        assert len(service.pipeline.replies) == 1
+        await watch.tick()
+        assert len(service.pipeline.replies) == 1
+    finally:
+        lying.stop()
+
+
+async def test_the_root_is_asked_once_at_start_and_never_after_the_app_stops(
+    aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Once before listening, then every ROOT_CHECK_SECONDS (not again at once), and the
+    # periodic check ends with the app.
+    calls = []
+    check_root = DnsLayer.check_root
+
+    async def counted(layer: DnsLayer) -> None:
+        calls.append(layer)
+        await check_root(layer)
+
+    monkeypatch.setattr(DnsLayer, "check_root", counted)
+    monkeypatch.setattr(app_module, "ROOT_CHECK_SECONDS", 3600.0)
+    resolver = FaultyDns("nxdomain")
+    resolver.root_soa = True
+    resolver.start()
+    try:
+        config = config_from_mapping({"dns": {"nameservers": [resolver.nameserver]}})
+        client = await aiohttp_client(create_app(config))
+        await asyncio.sleep(0.05)  # the periodic task has started
+        assert len(calls) == 1
+        await client.close()
+        monkeypatch.setattr(app_module, "ROOT_CHECK_SECONDS", 0.01)
+        client = await aiohttp_client(create_app(config))
+        while len(calls) < 4:  # it asks again and again
+            await asyncio.sleep(0.01)
+        await client.close()
+        asked = len(calls)
+        await asyncio.sleep(0.1)
+        assert len(calls) == asked, "the root check outlived the app"
+    finally:
+        resolver.stop()
 
 
 async def test_a_judgement_that_holds_keeps_the_cached_replies() -> None:
