@@ -558,6 +558,34 @@ def test_a_worker_waiting_for_a_silent_resolver_at_start_is_not_killed(tmp_path:
     assert "sent no heartbeat" not in log.read_text()
 
 
+def test_a_sigterm_while_the_root_is_asked_at_start_stops_gracefully(tmp_path: Path) -> None:
+    """The signal hooks come before the app's start-up, which waits up to [dns] timeout
+    for the resolver's root: a SIGTERM meanwhile is the graceful stop (exit 0), not
+    the default action's death by the signal."""
+    silent = FaultyDns("silent").start()
+    config = tmp_path / "scorer.toml"
+    config.write_text(f'[dns]\nnameservers = ["{silent.nameserver}"]\ntimeout = 5\n')
+    try:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "scorer", "serve", "--config", str(config),
+                "--listen", f"127.0.0.1:{free_port()}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            assert eventually(lambda: silent.queries, lambda asked: asked > 0) > 0
+            process.send_signal(signal.SIGTERM)  # the root query is out: still starting
+            assert process.wait(timeout=20) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    finally:
+        silent.stop()
+
+
 def test_a_config_the_reader_chokes_on_is_a_rejected_reload(
     workers: tuple[subprocess.Popen[bytes], int, Path],
 ) -> None:
