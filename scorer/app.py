@@ -381,14 +381,15 @@ ROOT_CHECK_SECONDS = 10.0
 
 class RootWatch:
     """Judges the resolver through the pipeline's DNS layer of the moment (a reload may
-    have replaced it). When the judgement changes, the cached replies go too: those of
+    have replaced it). When the judgement changed, the cached replies go too: those of
     the last seconds took the resolver at its word. A change /readyz made (it judges
-    too) counts at the next tick."""
+    too) counts at the next tick, even one it undid since: a lie it caught and saw end
+    between two ticks (DnsLayer.trust_changes moved twice) left replies built on it."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
-        self.layer: DnsLayer | None = None  # the one ``trusted`` is about
-        self.trusted = True
+        self.layer: DnsLayer | None = None  # the one ``changes`` is about
+        self.changes = 0  # its trust_changes when the replies were last emptied
 
     async def tick(self) -> None:
         pipeline = self.service.pipeline
@@ -396,10 +397,10 @@ class RootWatch:
             # A new layer (at start, or a reload with new [dns] settings): its replies so
             # far were built on its judgement of the moment (Service.reload judged it,
             # unless its root query failed; at start, none yet: trusted).
-            self.layer, self.trusted = pipeline.dns, pipeline.dns.untrusted is None
+            self.layer, self.changes = pipeline.dns, pipeline.dns.trust_changes
         await pipeline.dns.check_root()
-        if (pipeline.dns.untrusted is None) != self.trusted:
-            self.trusted = not self.trusted
+        if pipeline.dns.trust_changes != self.changes:
+            self.changes = pipeline.dns.trust_changes
             pipeline.replies.clear()
             # A reload that kept the layer may have come during the query: its new
             # pipeline's replies were built on the old judgement too.

@@ -602,6 +602,33 @@ async def test_the_root_is_asked_once_at_start_and_never_after_the_app_stops(
         resolver.stop()
 
 
+async def test_a_lie_readyz_caught_and_saw_end_between_ticks_still_takes_the_replies() -> None:
+    # Regression: RootWatch compared the judgement with the one of its last tick. /readyz
+    # judges too; when its probes caught the resolver lying and then saw it answer the
+    # root again between two ticks, the tick found the judgement as it was and kept the
+    # replies cached on the resolver's word before the lie was caught (Kubernetes asks
+    # /readyz every few seconds: as often as the ticks come).
+    resolver = FaultyDns("nxdomain")
+    resolver.root_soa = True
+    resolver.start()
+    try:
+        service = app_module.Service(
+            config_from_mapping({"dns": {"nameservers": [resolver.nameserver]}})
+        )
+        watch = app_module.RootWatch(service)
+        await watch.tick()
+        await service.answer(service.pipeline, b'{"ip": "192.0.2.55"}', "application/json", False)
+        assert len(service.pipeline.replies) == 1  # an RL_PTR_MISSING, on its word
+        resolver.root_soa = False
+        assert await service.pipeline.dns.unready_reason() is not None  # /readyz: a lie
+        resolver.root_soa = True
+        assert await service.pipeline.dns.unready_reason() is None  # and it ended
+        await watch.tick()
+        assert len(service.pipeline.replies) == 0
+    finally:
+        resolver.stop()
+
+
 async def test_a_judgement_that_holds_keeps_the_cached_replies() -> None:
     # RootWatch empties the reply cache when the judgement changes, not at every tick
     # while the resolver keeps saying the root does not exist (replies built on its
