@@ -60,6 +60,9 @@ class Service:
         # With several workers: /metrics shows them all (scorer.workermetrics).
         self.shared_metrics = shared_metrics
         self.pipeline = self._build(config, previous=None)
+        # The pipeline's DNS layer's trust_changes when it began to serve (RootWatch): a
+        # change since, whoever judged (/readyz too), empties the reply cache.
+        self.layer_served_at = 0
         self._loader = loader
         self._reloading = asyncio.Lock()
         self.in_flight = 0
@@ -148,6 +151,7 @@ class Service:
                 # that says the root does not exist would otherwise have its NXDOMAIN
                 # scored until the next root check, up to ROOT_CHECK_SECONDS later.
                 await pipeline.dns.check_root()
+                self.layer_served_at = pipeline.dns.trust_changes
             self.pipeline = pipeline
             if config.server.logging_settings != before.logging_settings:
                 configure_logging(*config.server.logging_settings)
@@ -384,7 +388,9 @@ class RootWatch:
     have replaced it). When the judgement changed, the cached replies go too: those of
     the last seconds took the resolver at its word. A change /readyz made (it judges
     too) counts at the next tick, even one it undid since: a lie it caught and saw end
-    between two ticks (DnsLayer.trust_changes moved twice) left replies built on it."""
+    between two ticks (DnsLayer.trust_changes moved twice) left replies built on it.
+    A new layer's changes count from when it began to serve (Service.layer_served_at),
+    not from when a tick first saw it."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
@@ -395,9 +401,10 @@ class RootWatch:
         pipeline = self.service.pipeline
         if pipeline.dns is not self.layer:
             # A new layer (at start, or a reload with new [dns] settings): its replies so
-            # far were built on its judgement of the moment (Service.reload judged it,
-            # unless its root query failed; at start, none yet: trusted).
-            self.layer, self.changes = pipeline.dns, pipeline.dns.trust_changes
+            # far were built on its judgement when it began to serve (Service.reload
+            # judged it, unless its root query failed; at start, none yet: trusted), and
+            # on any change /readyz made since, which this tick must count.
+            self.layer, self.changes = pipeline.dns, self.service.layer_served_at
         await pipeline.dns.check_root()
         if pipeline.dns.trust_changes != self.changes:
             self.changes = pipeline.dns.trust_changes

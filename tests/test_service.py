@@ -629,6 +629,34 @@ async def test_a_lie_readyz_caught_and_saw_end_between_ticks_still_takes_the_rep
         resolver.stop()
 
 
+async def test_a_lie_readyz_caught_on_a_reloaded_resolver_takes_its_replies_at_the_tick() -> None:
+    # Regression: RootWatch took a new DNS layer's judgement as it found it at its next
+    # tick. When /readyz caught the reloaded resolver lying before that tick, the tick
+    # found the lie already judged, saw no change, and kept the replies the new layer
+    # had cached on the resolver's word since the reload. A layer's judgement counts
+    # from when it began to serve.
+    resolver = FaultyDns("nxdomain")
+    resolver.root_soa = True
+    resolver.start()
+    try:
+        dns_settings = {"nameservers": [resolver.nameserver]}
+        service = app_module.Service(
+            config_from_mapping({"dns": dns_settings}),
+            loader=lambda: config_from_mapping({"dns": {**dns_settings, "timeout": 0.4}}),
+        )
+        watch = app_module.RootWatch(service)
+        await watch.tick()
+        await service.reload("test")  # a new DNS layer, judged sane before it serves
+        await service.answer(service.pipeline, b'{"ip": "192.0.2.55"}', "application/json", False)
+        assert len(service.pipeline.replies) == 1  # an RL_PTR_MISSING, on its word
+        resolver.root_soa = False
+        assert await service.pipeline.dns.unready_reason() is not None  # /readyz: a lie
+        await watch.tick()
+        assert len(service.pipeline.replies) == 0
+    finally:
+        resolver.stop()
+
+
 async def test_a_judgement_that_holds_keeps_the_cached_replies() -> None:
     # RootWatch empties the reply cache when the judgement changes, not at every tick
     # while the resolver keeps saying the root does not exist (replies built on its
