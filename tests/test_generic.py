@@ -350,6 +350,14 @@ def test_embedded_ipv4() -> None:
         # IPv6: delimited on the left too; the two EUI-64 forms; an IID without ff:fe is
         # none; a 6to4 address's IPv4 counts whole, never in part.
         ("2001:db8:1:2::5", "12001-db8-1-2--5.dyn.example.net", "ipv6-groups", False),
+        # Regression: a compressed form followed by one more group is another address
+        # (2001-db8--1-5 is 2001:db8::1:5), matched as the client's; a word is no group.
+        ("2001:db8::1", "2001-db8--1-5.dyn.example.net", "ipv6-groups", False),
+        ("2001:db8::1", "2001-db8--1-cafe.dyn.example.net", "ipv6-groups", False),
+        ("2001:db8::1", "2001-db8--1-dsl.example.net", "ipv6-groups", True),
+        ("2001:db8::1", "2001-db8--1-cafe1.dyn.example.net", "ipv6-groups", True),
+        ("2001:db8::1", "2001-db8--1-c_1.dyn.example.net", "ipv6-groups", True),
+        ("2001:db8:0:1:2:3:4:5", "2001-db8-0-1-2-3-4-5-6.dyn.example.net", "ipv6-groups", True),
         ("2001:db8:1:2::5", "2001-db8-1-2.pppoe.xyz.pl", "ipv6-prefix", True),
         ("2001:db8:aa:1:21a:2bff:fe3c:4d5e", "cpe-21a-2bff-fe3c-4d5e.isp.example.net",
          "ipv6-eui64", True),

@@ -22,6 +22,8 @@ from scorer.generic.verdict import GenericEvidence
 
 _DIGIT_RUN_RE = re.compile(r"[0-9]+")
 _HEX_DIGITS = frozenset("0123456789abcdef")
+#: One more dash-separated IPv6 group (1-4 hex digits ending the token) after a match.
+_GROUP_AFTER_RE = re.compile(r"-[0-9a-f]{1,4}(?![^.-])")
 
 #: Unpadded concatenations shorter than this are too ambiguous to count (``1234`` could be
 #: 1.2.3.4, or just a counter); 7 digits means at least three octets have two digits.
@@ -294,9 +296,12 @@ def _contains_delimited(haystack: str, needle: str, label_end: bool = False) -> 
     """True if ``needle`` occurs in ``haystack`` not glued to further hex digits.
 
     Without the check ``2001-db8-1-2`` would match inside ``2001-db8-1-20`` and a compressed
-    form ending in ``--5`` inside ``--50``. With ``label_end`` the occurrence must also end
-    its label, so a /64 prefix inside a longer (different) full address does not count.
+    form ending in ``--5`` inside ``--50``. A compressed form (with ``--``) must not go on
+    with another group either: ``2001-db8--1-5`` is 2001:db8::1:5, not 2001:db8::1. With
+    ``label_end`` the occurrence must also end its label, so a /64 prefix inside a longer
+    (different) full address does not count.
     """
+    compressed = "--" in needle
     start = haystack.find(needle)
     while start != -1:
         end = start + len(needle)
@@ -305,6 +310,8 @@ def _contains_delimited(haystack: str, needle: str, label_end: bool = False) -> 
             after_ok = end == len(haystack) or haystack[end] == "."
         else:
             after_ok = end == len(haystack) or haystack[end] not in _HEX_DIGITS
+            if after_ok and compressed and _GROUP_AFTER_RE.match(haystack, end):
+                after_ok = False
         if before_ok and after_ok:
             return True
         start = haystack.find(needle, start + 1)
