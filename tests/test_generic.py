@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from scorer.generic import PROVIDERS_VERSION, GenericEvidence, GenericVerdict, classify
@@ -299,6 +299,80 @@ def test_any_mac_behind_an_eui64_address_is_found(prefix: list[int], mac: bytes)
         assert "ipv6-eui64" in kinds(result), (str(ip), written, result.describe())
 
 
+def _groups(ip: ipaddress.IPv6Address) -> tuple[list[str], list[str]]:
+    """The eight groups of ``ip``, padded and unpadded, from ipaddress's exploded form."""
+    padded = ip.exploded.split(":")
+    return padded, [f"{int(group, 16):x}" for group in padded]
+
+
+@settings(max_examples=200, deadline=None)
+@given(prefix=_PREFIX, interface_id=_HOST)
+def test_any_ipv6_address_in_any_whole_form_is_found(
+    prefix: list[int], interface_id: list[int]
+) -> None:
+    # Property: every documented whole-address form (groups joined by dots, 32 hex
+    # digits, nibbles either way round) is found with no other hex digit in the name,
+    # so the hex-digit floor never skips one.
+    ip = _address(prefix, interface_id)
+    padded, unpadded = _groups(ip)
+    arpa = ip.reverse_pointer.removesuffix(".ip6.arpa")
+    written = {
+        f"h-{'.'.join(padded)}": "ipv6-groups",
+        f"h-{'.'.join(unpadded)}": "ipv6-groups",
+        f"h-{'-'.join(unpadded)}": "ipv6-groups",
+        f"p{''.join(padded)}": "ipv6-hex",
+        arpa: "ipv6-nibbles",
+        ".".join(reversed(arpa.split("."))): "ipv6-nibbles",
+    }
+    for name, kind in written.items():
+        result = classify(ip, f"{name}.upstr.ru", True)
+        assert kind in kinds(result), (name, result.describe())
+        assert result.confidence >= FULL_ENCODING_CONFIDENCE, (name, result.describe())
+
+
+@settings(max_examples=200, deadline=None)
+@given(prefix=_PREFIX, interface_id=_HOST)
+def test_any_ipv6_prefix_written_alone_is_found(prefix: list[int], interface_id: list[int]) -> None:
+    # Property: the /64 ending a label, in each of its three forms, is found as the
+    # prefix (a partial match) however short its groups are.
+    ip = _address(prefix, interface_id)
+    assume(ip.exploded[30:39] != "ff:fe")  # an EUI-64 id might be spelled by the prefix
+    network = ipaddress.IPv6Network((ip, 64), strict=False).network_address
+    padded, unpadded = _groups(network)
+    for name in ("-".join(unpadded[:4]), "-".join(padded[:4]), "".join(padded[:4])):
+        result = classify(ip, f"h-{name}.upstr.ru", True)
+        assert kinds(result) >= {"ipv6-prefix"}, (str(ip), name, result.describe())
+        assert not any(item.kind == "ipv6-groups" for item in result.evidence)
+
+
+@settings(max_examples=200, deadline=None)
+@given(prefix=_PREFIX, mac=_MAC)
+def test_any_eui64_interface_id_is_found(prefix: list[int], mac: bytes) -> None:
+    # Property: the interface id of an EUI-64 address, padded, unpadded or as one hex
+    # run, is found however long its /64 is; the shortest (0-ff-fe00-0) has 8 digits.
+    ip = _address(prefix, _eui64_id(mac))
+    padded, unpadded = _groups(ip)
+    for name in ("-".join(padded[4:]), "-".join(unpadded[4:]), "".join(padded[4:])):
+        result = classify(ip, f"h-{name}.upstr.ru", True)
+        assert "ipv6-eui64" in kinds(result), (str(ip), name, result.describe())
+
+
+@settings(max_examples=200, deadline=None)
+@given(prefix=_PREFIX, interface_id=_HOST, extra=st.integers(0, 0xFFFF))
+def test_a_compressed_neighbour_with_one_more_group_is_not_the_client(
+    prefix: list[int], interface_id: list[int], extra: int
+) -> None:
+    # Property (fe07c2c was a regression of it): the client's compressed form followed
+    # by one more group spells another address, and is no whole-address match.
+    ip = _address(prefix, interface_id)
+    assume("::" in ip.compressed and ip.compressed.count(":") < 7)
+    neighbour = ipaddress.IPv6Address(f"{ip.compressed}:{extra:x}")
+    assert neighbour != ip
+    name = f"h-{neighbour.compressed.replace(':', '-')}.upstr.ru"
+    result = classify(ip, name, True)
+    assert "ipv6-groups" not in kinds(result), (str(ip), name, result.describe())
+
+
 def test_compress_matches_ipaddress() -> None:
     rng = random.Random(7)
     for _ in range(2000):
@@ -323,6 +397,14 @@ def test_embedded_ipv4() -> None:
     assert embedded_ipv4(ipaddress.IPv6Address("2001:db8:10::c633:6407")) == (
         ipaddress.IPv4Address("198.51.100.7")
     )
+    # Regression: an IPv4 address in 0.0.0.0/8 is none (2002::1 found "0.0.0.0
+    # zero-padded" in its own /64, p2002000000000000, and scored 0.85).
+    for ip in ("2002::1", "::ffff:0.0.0.7", "2001:0:4136:e378:8000:63bf:ffff:fff8", "::ff:ffff"):
+        assert embedded_ipv4(ipaddress.IPv6Address(ip)) is None, ip
+    for ip in ("2002:100::1", "::ffff:1.0.0.0", "2001:0:4136:e378:8000:63bf:feff:ffff", "::100:0"):
+        assert embedded_ipv4(ipaddress.IPv6Address(ip)) == ipaddress.IPv4Address("1.0.0.0"), ip
+    prefix_only = verdict("2002::1", "p2002000000000000.upstr.ru")
+    assert kinds(prefix_only) == {"ipv6-prefix"}, prefix_only.describe()
 
 
 @pytest.mark.parametrize(

@@ -385,24 +385,26 @@ def embedded_ipv4(ip: IPv6Address) -> IPv4Address | None:
 
     Covers IPv4-mapped (``::ffff:a.b.c.d``), 6to4 (``2002:AABB:CCDD::``), Teredo, and
     addresses whose interface id is ``::a.b.c.d`` (upper 32 bits of the IID zero), which is
-    how dual-stack operators commonly number hosts.
+    how dual-stack operators commonly number hosts. An address in 0.0.0.0/8 is none.
     """
     carried = _embedded_ipv4_value(int(ip))
     return None if carried is None else IPv4Address(carried)
 
 
 def _embedded_ipv4_value(value: int) -> int | None:
-    """:func:`embedded_ipv4` on integers."""
+    """:func:`embedded_ipv4` on integers; never an address in 0.0.0.0/8 (no mail client,
+    and its forms are mostly zeros: ``2002::1`` would find 0.0.0.0 in its own /64)."""
     if value >> 32 == 0xFFFF:
-        return value & 0xFFFFFFFF
-    if value >> 112 == 0x2002:
-        return (value >> 80) & 0xFFFFFFFF
-    if value >> 96 == 0x20010000:  # Teredo: client address is stored inverted
-        return ~value & 0xFFFFFFFF
-    low32 = value & 0xFFFFFFFF
-    if (value >> 32) & 0xFFFFFFFF == 0 and low32 >= _MIN_INTEGER_ADDRESS:
-        return low32
-    return None
+        carried = value & 0xFFFFFFFF
+    elif value >> 112 == 0x2002:
+        carried = (value >> 80) & 0xFFFFFFFF
+    elif value >> 96 == 0x20010000:  # Teredo: client address is stored inverted
+        carried = ~value & 0xFFFFFFFF
+    elif (value >> 32) & 0xFFFFFFFF == 0:
+        carried = value & 0xFFFFFFFF
+    else:
+        return None
+    return carried if carried >= _MIN_INTEGER_ADDRESS else None
 
 
 def _first_delimited(region: str, forms: Iterable[str], label_end: bool = False) -> str | None:
