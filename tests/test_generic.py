@@ -336,7 +336,9 @@ def test_any_ipv6_prefix_written_alone_is_found(prefix: list[int], interface_id:
     # Property: the /64 ending a label, in each of its three forms, is found as the
     # prefix (a partial match) however short its groups are.
     ip = _address(prefix, interface_id)
-    assume(ip.exploded[30:39] != "ff:fe")  # an EUI-64 id might be spelled by the prefix
+    # An EUI-64 id or an embedded IPv4 address (tested above) might be spelled by the
+    # prefix: 2000:0:24a:1::24a:1 carries 2.74.0.1, whose hex is in 20000000024a0001.
+    assume(ip.exploded[30:39] != "ff:fe" and embedded_ipv4(ip) is None)
     network = ipaddress.IPv6Network((ip, 64), strict=False).network_address
     padded, unpadded = _groups(network)
     for name in ("-".join(unpadded[:4]), "-".join(padded[:4]), "".join(padded[:4])):
@@ -415,6 +417,7 @@ def test_embedded_ipv4() -> None:
         ("1.2.34.56", "dyn123456.example.com", "ipv4-concat", False),  # 6 do not
         ("190.44.123.45", "dyn-19044123459.example.com", "ipv4-concat", False),  # whole run
         ("1.2.3.4", "16909060.dyn.example-isp.net", "ipv4-int", True),  # 1.0.0.0 is 2^24
+        ("1.0.0.0", "16777216.dyn.example-isp.net", "ipv4-int", True),  # 2^24 itself
         ("24.6.16.178", "host-0403050674.dyn.example-isp.net", "ipv4-int", True),  # 10 digits
         ("91.12.52.52", "dyn-15275264520.example-isp.net", "ipv4-int", False),  # whole run
         ("73.255.34.56", "c-73-255-34-56.hsd1.ca.comcast.net", "ipv4-dotted", True),  # 255
@@ -448,6 +451,10 @@ def test_embedded_ipv4() -> None:
         ("2001:db8::1234:5678:9abc:def0", "cpe-1234-5678-9abc-def0.isp.example.net",
          "ipv6-eui64", False),
         ("2002:c633:6414::1", "dyn-100-20.6to4.example.net", "partial-octets", False),
+        # The EUI-64 floor is exactly 8 digits (no other hex digit in the name), and an
+        # embedded IPv4 address is looked for before any floor (1-2-3-4: 4 digits).
+        ("2a02:8108:1240:5a00:0:ff:fe00:0", "h-0-ff-fe00-0.upstr.ru", "ipv6-eui64", True),
+        ("2002:102:304::1", "h-1-2-3-4.upstr.ru", "ipv6-embedded-ipv4-dotted", True),
     ],
 )  # fmt: skip
 def test_encoding_edges(ip: str, hostname: str, kind: str, found: bool) -> None:
