@@ -430,6 +430,23 @@ async def test_the_first_checks_wait_for_the_resolvers_first_judgement(
         lying.stop()
 
 
+def _service_reloading_new_dns(nameserver: str) -> app_module.Service:
+    """A Service on ``nameserver`` whose reload brings new [dns] settings (the same
+    resolver with a 0.4 s timeout): a new DNS layer."""
+    settings = {"nameservers": [nameserver]}
+    return app_module.Service(
+        config_from_mapping({"dns": settings}),
+        loader=lambda: config_from_mapping({"dns": {**settings, "timeout": 0.4}}),
+    )
+
+
+async def _names_for_a_missing_ptr(service: app_module.Service, pipeline: Pipeline) -> set[str]:
+    """The symbols ``service`` answers through ``pipeline`` for a client without a PTR."""
+    body = b'{"ip": "192.0.2.55"}'
+    payload, _type = await service.answer(pipeline, body, "application/json", False)
+    return {symbol["name"] for symbol in json.loads(payload)["symbols"]}
+
+
 async def test_a_reload_onto_a_resolver_that_still_lies_takes_the_replies_it_trusted() -> None:
     # Regression: RootWatch kept one judgement across DNS layers. A reload with new
     # [dns] settings brings a new layer; when RootWatch found the resolver still lying,
@@ -438,27 +455,17 @@ async def test_a_reload_onto_a_resolver_that_still_lies_takes_the_replies_it_tru
     # layer before it serves (below), so that takes a root query that timed out then.
     lying = FaultyDns("nxdomain").start()  # it says the root does not exist either
     try:
-        dns_settings = {"nameservers": [lying.nameserver]}
-        new_settings = {**dns_settings, "timeout": 0.4}
-        service = app_module.Service(
-            config_from_mapping({"dns": dns_settings}),
-            loader=lambda: config_from_mapping({"dns": new_settings}),
-        )
+        service = _service_reloading_new_dns(lying.nameserver)
         watch = app_module.RootWatch(service)
         await watch.tick()
         assert service.pipeline.dns.untrusted is not None
-
-        async def names() -> set[str]:
-            body = b'{"ip": "192.0.2.55"}'
-            payload, _type = await service.answer(service.pipeline, body, "application/json", False)
-            return {symbol["name"] for symbol in json.loads(payload)["symbols"]}
-
         lying.root_delay = 1.0  # past the new timeout: the reload's root query fails
         await service.reload("test")
-        assert await names() == {"RL_PTR_MISSING"}  # the new layer could not judge it yet
+        # The new layer could not judge it yet: taken at its word.
+        assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_MISSING"}
         lying.root_delay = 0.0
         await watch.tick()
-        assert await names() == {"RL_PTR_TEMPFAIL"}
+        assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_TEMPFAIL"}
     finally:
         lying.stop()
 
@@ -477,22 +484,18 @@ async def test_a_reload_during_a_root_query_loses_the_replies_it_trusted_too() -
             config_from_mapping(settings), loader=lambda: config_from_mapping(reweighted)
         )
 
-        async def names(pipeline: Pipeline) -> set[str]:
-            body = b'{"ip": "192.0.2.55"}'
-            payload, _type = await service.answer(pipeline, body, "application/json", False)
-            return {symbol["name"] for symbol in json.loads(payload)["symbols"]}
-
         old = service.pipeline
-        assert await names(old) == {"RL_PTR_MISSING"}  # not judged yet: taken at its word
+        # Not judged yet: taken at its word.
+        assert await _names_for_a_missing_ptr(service, old) == {"RL_PTR_MISSING"}
         tick = asyncio.ensure_future(app_module.RootWatch(service).tick())
         await asyncio.sleep(0.05)  # the root query is out
         await service.reload("test")
-        assert await names(service.pipeline) == {"RL_PTR_MISSING"}
+        assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_MISSING"}
         await tick
-        assert await names(service.pipeline) == {"RL_PTR_TEMPFAIL"}
+        assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_TEMPFAIL"}
         # The pipeline the tick started with loses its replies too: a check that took it
         # before the reload (its body still coming) must not find the lie there either.
-        assert await names(old) == {"RL_PTR_TEMPFAIL"}
+        assert await _names_for_a_missing_ptr(service, old) == {"RL_PTR_TEMPFAIL"}
     finally:
         lying.stop()
 
@@ -531,15 +534,9 @@ async def test_a_reload_judges_a_new_resolver_before_it_serves() -> None:
     # scored (RL_PTR_MISSING) until the next root check, up to ROOT_CHECK_SECONDS later.
     lying = FaultyDns("nxdomain").start()
     try:
-        dns_settings = {"nameservers": [lying.nameserver]}
-        service = app_module.Service(
-            config_from_mapping({"dns": dns_settings}),
-            loader=lambda: config_from_mapping({"dns": {**dns_settings, "timeout": 0.4}}),
-        )
+        service = _service_reloading_new_dns(lying.nameserver)
         await service.reload("test")
-        body = b'{"ip": "192.0.2.55"}'
-        payload, _type = await service.answer(service.pipeline, body, "application/json", False)
-        assert [s["name"] for s in json.loads(payload)["symbols"]] == ["RL_PTR_TEMPFAIL"]
+        assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_TEMPFAIL"}
     finally:
         lying.stop()
 
@@ -550,11 +547,7 @@ async def test_a_reloaded_resolver_judged_lying_keeps_its_replies_at_the_next_ti
     # replies the new layer built since (an internal client's) stay.
     lying = FaultyDns("nxdomain").start()
     try:
-        dns_settings = {"nameservers": [lying.nameserver]}
-        service = app_module.Service(
-            config_from_mapping({"dns": dns_settings}),
-            loader=lambda: config_from_mapping({"dns": {**dns_settings, "timeout": 0.4}}),
-        )
+        service = _service_reloading_new_dns(lying.nameserver)
         watch = app_module.RootWatch(service)
         await watch.tick()
         await service.reload("test")  # a new DNS layer, judged lying before it serves
@@ -639,11 +632,7 @@ async def test_a_lie_readyz_caught_on_a_reloaded_resolver_takes_its_replies_at_t
     resolver.root_soa = True
     resolver.start()
     try:
-        dns_settings = {"nameservers": [resolver.nameserver]}
-        service = app_module.Service(
-            config_from_mapping({"dns": dns_settings}),
-            loader=lambda: config_from_mapping({"dns": {**dns_settings, "timeout": 0.4}}),
-        )
+        service = _service_reloading_new_dns(resolver.nameserver)
         watch = app_module.RootWatch(service)
         await watch.tick()
         await service.reload("test")  # a new DNS layer, judged sane before it serves
