@@ -1393,6 +1393,18 @@ def test_the_transports_constants_are_those_the_docs_give() -> None:
     assert "is asked last for 5 s" in docs and transport.DEMOTE_SECONDS == 5.0
 
 
+async def _truncated_then_tcp(tcp: str) -> tuple[FaultyDns, DnsLayer, Outcome]:
+    """One lookup against a resolver that truncates over UDP and answers over TCP as
+    ``tcp`` says (a FaultyDns mode, or ``close``): the server, the layer, the outcome."""
+    server = FaultyDns("truncated", tcp=tcp).start()
+    try:
+        layer = _layer(server.nameserver, timeout=1.0)
+        lookup = layer.lookup("tc.example", dns.rdatatype.A, _deadline(5.0))
+        return server, layer, await asyncio.wait_for(lookup, 3.0)
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize(
     ("tcp", "expected"),
     [
@@ -1405,13 +1417,7 @@ async def test_a_truncated_reply_is_asked_again_over_tcp(tcp: str, expected: Out
     """docs/performance.md: TC=1 is asked again over TCP, whose reply is judged as one over
     UDP (an error rcode is that failure); a TCP reply truncated again is a failure too,
     never handed on as if it were an outcome."""
-    server = FaultyDns("truncated", tcp=tcp).start()
-    try:
-        layer = _layer(server.nameserver, timeout=1.0)
-        lookup = layer.lookup("tc.example", dns.rdatatype.A, _deadline(5.0))
-        outcome = await asyncio.wait_for(lookup, 3.0)
-    finally:
-        server.stop()
+    server, layer, outcome = await _truncated_then_tcp(tcp)
     assert outcome == expected
     assert (server.queries, server.tcp_queries) == (1, 1)
     assert _registered(layer) == 0
@@ -1421,13 +1427,7 @@ async def test_a_tcp_retry_whose_connection_closes_ends_the_query() -> None:
     # The UDP timer is gone once the query went over TCP, and a lookup whose deadline is
     # past the timeout has no timer of its own: a TCP reply cut short (the resolver
     # restarting) must end the query, or every lookup of the name waits on it for good.
-    server = FaultyDns("truncated", tcp="close").start()
-    try:
-        layer = _layer(server.nameserver, timeout=1.0)
-        lookup = layer.lookup("tc.example", dns.rdatatype.A, _deadline(5.0))
-        outcome = await asyncio.wait_for(lookup, 3.0)
-    finally:
-        server.stop()
+    _server, _layer_used, outcome = await _truncated_then_tcp("close")
     assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.NETWORK
     assert "TCP: IncompleteReadError" in outcome.detail
 

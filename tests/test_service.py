@@ -390,9 +390,7 @@ async def test_a_resolver_that_starts_lying_takes_the_cached_replies_with_it(
     # Regression (review): the replies cached in the seconds before the service saw
     # that the resolver answers NXDOMAIN for everything kept their verdicts for their TTL.
     monkeypatch.setattr(app_module, "ROOT_CHECK_SECONDS", 0.05)
-    server = FaultyDns("nxdomain")
-    server.root_soa = True  # a sane resolver, whose "no" counts
-    server.start()
+    server = _sane_resolver()
     try:
         config = config_from_mapping({"dns": {"nameservers": [server.nameserver]}})
         client = await aiohttp_client(create_app(config))
@@ -428,6 +426,14 @@ async def test_the_first_checks_wait_for_the_resolvers_first_judgement(
         assert [symbol["name"] for symbol in reply["symbols"]] == ["RL_PTR_TEMPFAIL"], reply
     finally:
         lying.stop()
+
+
+def _sane_resolver() -> FaultyDns:
+    """A started resolver that answers NXDOMAIN and the root's SOA: its "no" counts until
+    a test sets ``root_soa = False`` (it then says the root does not exist: a lie)."""
+    resolver = FaultyDns("nxdomain")
+    resolver.root_soa = True
+    return resolver.start()
 
 
 def _service_reloading_new_dns(nameserver: str) -> app_module.Service:
@@ -506,9 +512,7 @@ async def test_a_reply_built_across_a_change_of_trust_is_not_cached(
     # Regression (review): a check in flight when the resolver was caught lying stored
     # its reply after RootWatch had emptied the reply cache: RL_PTR_MISSING, built on
     # the NXDOMAIN taken at its word a moment before, was served for its TTL.
-    resolver = FaultyDns("nxdomain")
-    resolver.root_soa = True  # sane at first: its "no" counts
-    resolver.start()
+    resolver = _sane_resolver()  # at first: its "no" counts
     try:
         pipeline = Pipeline(config_from_mapping({"dns": {"nameservers": [resolver.nameserver]}}))
         evaluate = pipeline.evaluate
@@ -574,9 +578,7 @@ async def test_the_root_is_asked_once_at_start_and_never_after_the_app_stops(
 
     monkeypatch.setattr(DnsLayer, "check_root", counted)
     monkeypatch.setattr(app_module, "ROOT_CHECK_SECONDS", 3600.0)
-    resolver = FaultyDns("nxdomain")
-    resolver.root_soa = True
-    resolver.start()
+    resolver = _sane_resolver()
     try:
         config = config_from_mapping({"dns": {"nameservers": [resolver.nameserver]}})
         client = await aiohttp_client(create_app(config))
@@ -601,17 +603,15 @@ async def test_a_lie_readyz_caught_and_saw_end_between_ticks_still_takes_the_rep
     # root again between two ticks, the tick found the judgement as it was and kept the
     # replies cached on the resolver's word before the lie was caught (Kubernetes asks
     # /readyz every few seconds: as often as the ticks come).
-    resolver = FaultyDns("nxdomain")
-    resolver.root_soa = True
-    resolver.start()
+    resolver = _sane_resolver()
     try:
         service = app_module.Service(
             config_from_mapping({"dns": {"nameservers": [resolver.nameserver]}})
         )
         watch = app_module.RootWatch(service)
         await watch.tick()
-        await service.answer(service.pipeline, b'{"ip": "192.0.2.55"}', "application/json", False)
-        assert len(service.pipeline.replies) == 1  # an RL_PTR_MISSING, on its word
+        assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_MISSING"}
+        assert len(service.pipeline.replies) == 1  # cached, on its word
         resolver.root_soa = False
         assert await service.pipeline.dns.unready_reason() is not None  # /readyz: a lie
         resolver.root_soa = True
@@ -628,16 +628,14 @@ async def test_a_lie_readyz_caught_on_a_reloaded_resolver_takes_its_replies_at_t
     # found the lie already judged, saw no change, and kept the replies the new layer
     # had cached on the resolver's word since the reload. A layer's judgement counts
     # from when it began to serve.
-    resolver = FaultyDns("nxdomain")
-    resolver.root_soa = True
-    resolver.start()
+    resolver = _sane_resolver()
     try:
         service = _service_reloading_new_dns(resolver.nameserver)
         watch = app_module.RootWatch(service)
         await watch.tick()
         await service.reload("test")  # a new DNS layer, judged sane before it serves
-        await service.answer(service.pipeline, b'{"ip": "192.0.2.55"}', "application/json", False)
-        assert len(service.pipeline.replies) == 1  # an RL_PTR_MISSING, on its word
+        assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_MISSING"}
+        assert len(service.pipeline.replies) == 1  # cached, on its word
         resolver.root_soa = False
         assert await service.pipeline.dns.unready_reason() is not None  # /readyz: a lie
         await watch.tick()

@@ -340,6 +340,12 @@ def test_header_bytes_are_sent_as_characters(fake_spamd: Spamd, fake: FakeHttp) 
     assert [r.json()["helo"] for r in fake.requests] == ["mail.bücher.example"] * 2
 
 
+def _unverified_client_received_as(received: str) -> bytes:
+    """A message from UNVERIFIED_IP whose first Received header is ``received`` instead."""
+    return re.sub(rb"^Received: .*?\n(?=\S)", received.encode(), message(UNVERIFIED_IP, "x"),
+                  count=1, flags=re.M | re.S)  # fmt: skip
+
+
 @pytest.mark.parametrize("forged", [True, False], ids=["may-be-forged", "verified"])
 def test_sendmail_may_be_forged_is_no_verified_hostname(
     fake_spamd: Spamd, fake: FakeHttp, forged: bool
@@ -353,9 +359,7 @@ def test_sendmail_may_be_forged_is_no_verified_hostname(
         "\tby mx.example.org (8.17.1/8.17.1) with ESMTP id 446A0x1Z012345\n"
         "\tfor <user@example.org>; Mon, 6 May 2024 10:00:00 GMT\n"
     )
-    raw = re.sub(rb"^Received: .*?\n(?=\S)", sendmail.encode(), message(UNVERIFIED_IP, "x"),
-                 count=1, flags=re.M | re.S)  # fmt: skip
-    fake_spamd.scan(raw)
+    fake_spamd.scan(_unverified_client_received_as(sendmail))
     body = fake.requests[0].json()
     assert body["ip"] == UNVERIFIED_IP and body["helo"] == UNVERIFIED_NAME
     assert body["queue_id"] == "446A0x1Z012345"  # the Sendmail line was the one parsed
@@ -376,9 +380,7 @@ def test_may_be_forged_counts_only_on_the_clients_own_received_line(
         "\tby relay.sender.example (8.17.1/8.17.1) with ESMTP id 446A0x1Z000001\n"
         "\tfor <user@example.org>; Mon, 6 May 2024 09:59:59 GMT\n"
     )
-    raw = re.sub(rb"^Received: .*?\n(?=\S)", ours.encode(), message(UNVERIFIED_IP, "x"),
-                 count=1, flags=re.M | re.S)  # fmt: skip
-    fake_spamd.scan(raw)
+    fake_spamd.scan(_unverified_client_received_as(ours))
     body = fake.requests[0].json()
     assert body["ip"] == UNVERIFIED_IP and body["queue_id"] == "446A0x1Z012345"
     assert body.get("hostname") == UNVERIFIED_NAME
@@ -612,6 +614,17 @@ def test_a_url_without_a_path_asks_the_check_path(fake: FakeHttp) -> None:
     assert fake.requests[-1].request_line.startswith("POST /v1/check ")
 
 
+def _scan_with_a_url_before(first: FakeHttp, fake: FakeHttp) -> Scan:
+    """A scan with ``first`` listed before ``fake``, which answers RL_PTR_MISSING (5);
+    ``first`` is stopped after."""
+    try:
+        fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
+        directory = site_config(f"rdns_scorer_url {first.url} {fake.url}\n")
+        return run_spamassassin(directory, message(MISSING_PTR_IP, "Mail-Server"))
+    finally:
+        first.stop()
+
+
 @pytest.mark.parametrize(
     ("status", "error", "next_asked"),
     [
@@ -626,12 +639,7 @@ def test_an_error_status_fails_over_only_when_another_instance_may_answer(
     # Regression: a 4xx was retried on the next URL. A 5xx (503: this instance is
     # overloaded) still is; either way the reason carries the service's own words.
     first = FakeHttp().start().reply_json({"error": error + "\x1b[31m" + "x" * 300}, status)
-    try:
-        fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
-        directory = site_config(f"rdns_scorer_url {first.url} {fake.url}\n")
-        scan = run_spamassassin(directory, message(MISSING_PTR_IP, "Mail-Server"))
-    finally:
-        first.stop()
+    scan = _scan_with_a_url_before(first, fake)
     assert len(first.requests) == 1
     assert len(fake.requests) == (1 if next_asked else 0)
     if next_asked:
@@ -648,12 +656,7 @@ def test_a_bad_reply_fails_over_to_the_next_url(fake: FakeHttp, body: bytes) -> 
     # A 200 that is no usable answer is this instance's fault (a broken proxy, a half
     # upgraded service): the next URL may answer.
     first = FakeHttp(body=body).start()
-    try:
-        fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
-        directory = site_config(f"rdns_scorer_url {first.url} {fake.url}\n")
-        scan = run_spamassassin(directory, message(MISSING_PTR_IP, "Mail-Server"))
-    finally:
-        first.stop()
+    scan = _scan_with_a_url_before(first, fake)
     assert len(first.requests) == 1 and len(fake.requests) == 1
     assert scan.rl == {"RL_PTR_MISSING": 5}
 
