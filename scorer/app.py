@@ -18,7 +18,6 @@ from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from scorer.config import Config, ConfigError
-from scorer.dns.layer import DnsLayer
 from scorer.hangup import take_deferred_hangup
 from scorer.metrics import Metrics
 from scorer.pipeline import Pipeline
@@ -60,9 +59,6 @@ class Service:
         # With several workers: /metrics shows them all (scorer.workermetrics).
         self.shared_metrics = shared_metrics
         self.pipeline = self._build(config, previous=None)
-        # The pipeline's DNS layer's trust_changes when it began to serve (RootWatch): a
-        # change since, whoever judged (/readyz too), empties the reply cache.
-        self.layer_served_at = 0
         self._loader = loader
         self._reloading = asyncio.Lock()
         self.in_flight = 0
@@ -151,7 +147,6 @@ class Service:
                 # that says the root does not exist would otherwise have its NXDOMAIN
                 # scored until the next root check, up to ROOT_CHECK_SECONDS later.
                 await pipeline.dns.check_root()
-                self.layer_served_at = pipeline.dns.trust_changes
             self.pipeline = pipeline
             if config.server.logging_settings != before.logging_settings:
                 configure_logging(*config.server.logging_settings)
@@ -383,51 +378,22 @@ async def metrics(service: Service, _request: web.Request) -> web.Response:
 ROOT_CHECK_SECONDS = 10.0
 
 
-class RootWatch:
-    """Judges the resolver through the pipeline's DNS layer of the moment (a reload may
-    have replaced it). When the judgement changed, the cached replies go too: those of
-    the last seconds took the resolver at its word. A change /readyz made (it judges
-    too) counts at the next tick, even one it undid since: a lie it caught and saw end
-    between two ticks (DnsLayer.trust_changes moved twice) left replies built on it.
-    A new layer's changes count from when it began to serve (Service.layer_served_at),
-    not from when a tick first saw it."""
-
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.layer: DnsLayer | None = None  # the one ``changes`` is about
-        self.changes = 0  # its trust_changes when the replies were last emptied
-
-    async def tick(self) -> None:
-        pipeline = self.service.pipeline
-        if pipeline.dns is not self.layer:
-            # A new layer (at start, or a reload with new [dns] settings): its replies so
-            # far were built on its judgement when it began to serve (Service.reload
-            # judged it, unless its root query failed; at start, none yet: trusted), and
-            # on any change /readyz made since, which this tick must count.
-            self.layer, self.changes = pipeline.dns, self.service.layer_served_at
-        await pipeline.dns.check_root()
-        if pipeline.dns.trust_changes != self.changes:
-            self.changes = pipeline.dns.trust_changes
-            pipeline.replies.clear()
-            # A reload that kept the layer may have come during the query: its new
-            # pipeline's replies were built on the old judgement too.
-            self.service.pipeline.replies.clear()
-
-
 async def _check_the_root(app: web.Application) -> AsyncIterator[None]:
-    """Judge the resolver before serving, then every ROOT_CHECK_SECONDS (RootWatch).
+    """Judge the resolver before serving, then every ROOT_CHECK_SECONDS, through the
+    DNS layer of the moment (a reload may have replaced it); a change of judgement
+    empties the DNS cache and, through Pipeline._judged_replies, the reply caches.
 
     Before: the first requests must not take the NXDOMAIN of a resolver that says the
     root does not exist at its word. It delays listening by one root query (at most the
     [dns] timeout, when the resolver does not answer).
     """
-    root_watch = RootWatch(app[SERVICE_KEY])
-    await root_watch.tick()
+    service = app[SERVICE_KEY]
+    await service.pipeline.dns.check_root()
 
     async def watch() -> None:
         while True:
             await asyncio.sleep(ROOT_CHECK_SECONDS)
-            await root_watch.tick()
+            await service.pipeline.dns.check_root()
 
     task = asyncio.get_running_loop().create_task(watch())
     yield

@@ -41,7 +41,9 @@ class Pipeline:
     is answered without re-running the lookups and checks. An entry lives until
     the earliest expiry of the DNS outcomes behind it (so never longer than the
     DNS cache would keep them), at most ``[dns] reply_cache_max_ttl``; replies
-    built on a DNS failure are not kept. A new Pipeline (every reload) starts empty.
+    built on a DNS failure are not kept. A new Pipeline (every reload) starts empty,
+    and the cache empties itself when the DNS layer's judgement of the resolver
+    changed since its replies were stored (``_judged_replies``).
     """
 
     def __init__(
@@ -55,6 +57,8 @@ class Pipeline:
         self.replies: TtlCache[CheckReply] = TtlCache(
             reply_entries, 0.0, config.dns.reply_cache_max_ttl, clock
         )
+        # The DNS layer's trust_changes the replies were stored under.
+        self._replies_trust = self.dns.trust_changes
         self._clock = clock
         self._skip_networks = config.skip_networks
         self._local_names = config.local_names
@@ -102,8 +106,20 @@ class Pipeline:
 
         Not a coroutine: a reply-cache hit, the common case, awaits nothing.
         """
-        entry = self.replies.get_entry(key)
+        entry = self._judged_replies().get_entry(key)
         return None if entry is None else entry[1]
+
+    def _judged_replies(self) -> TtlCache[CheckReply]:
+        """The reply cache, emptied first when the resolver's judgement changed since
+        its replies were stored (DnsLayer._judge_root, whoever asked the root: the
+        periodic check, /readyz, a reload): they took its NXDOMAIN and NODATA at the old
+        word. Checked here, where replies are read and stored, so a change counts at
+        once, even one undone since (trust_changes moved twice), and on every pipeline
+        sharing the layer, a reload's old one included."""
+        if self.dns.trust_changes != self._replies_trust:
+            self._replies_trust = self.dns.trust_changes
+            self.replies.clear()
+        return self.replies
 
     async def check(self, request: CheckRequest) -> CheckReply:
         """The reply for ``request``, from the reply cache when it is still good."""
@@ -120,10 +136,10 @@ class Pipeline:
         # A key of 1,024-character fields would hold ~12 KB: such requests (never a
         # valid HELO, sender or host name) are checked afresh each time instead. A reply
         # built while the resolver's judgement changed (DnsLayer._judge_root) is not kept:
-        # the reply cache was emptied at the change, and this one may hold the old word.
+        # it may hold the old word.
         if ttl > 0 and memo_sized(key[1:]) and self.dns.trust_changes == trust_changes:
             reply = reply.rendered()  # its JSON is rendered once, for every reuse
-            self.replies.put(key, reply, ttl)
+            self._judged_replies().put(key, reply, ttl)
         return reply
 
     async def check_with_facts(self, request: CheckRequest) -> tuple[Facts | None, CheckReply]:

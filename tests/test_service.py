@@ -453,32 +453,39 @@ async def _names_for_a_missing_ptr(service: app_module.Service, pipeline: Pipeli
     return {symbol["name"] for symbol in json.loads(payload)["symbols"]}
 
 
+async def _answered_from_the_reply_cache(service: app_module.Service, body: bytes) -> bool:
+    """Whether ``service`` answers the check ``body`` (JSON) from its reply cache."""
+    replies = service.pipeline.replies
+    hits = replies.hits
+    await service.answer(service.pipeline, body, "application/json", False)
+    return replies.hits > hits
+
+
 async def test_a_reload_onto_a_resolver_that_still_lies_takes_the_replies_it_trusted() -> None:
-    # Regression: RootWatch kept one judgement across DNS layers. A reload with new
-    # [dns] settings brings a new layer; when RootWatch found the resolver still lying,
-    # the judgement had not changed (it lied before the reload too), so replies built
-    # before it asked kept their RL_PTR_MISSING for their TTL. A reload judges the new
-    # layer before it serves (below), so that takes a root query that timed out then.
+    # Regression: the root check kept one judgement across DNS layers. A reload with
+    # new [dns] settings brings a new layer; when the check found the resolver still
+    # lying, the judgement had not changed (it lied before the reload too), so replies
+    # built before it asked kept their RL_PTR_MISSING for their TTL. A reload judges the
+    # new layer before it serves (below), so that takes a root query that timed out then.
     lying = FaultyDns("nxdomain").start()  # it says the root does not exist either
     try:
         service = _service_reloading_new_dns(lying.nameserver)
-        watch = app_module.RootWatch(service)
-        await watch.tick()
+        await service.pipeline.dns.check_root()
         assert service.pipeline.dns.untrusted is not None
         lying.root_delay = 1.0  # past the new timeout: the reload's root query fails
         await service.reload("test")
         # The new layer could not judge it yet: taken at its word.
         assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_MISSING"}
         lying.root_delay = 0.0
-        await watch.tick()
+        await service.pipeline.dns.check_root()
         assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_TEMPFAIL"}
     finally:
         lying.stop()
 
 
 async def test_a_reload_during_a_root_query_loses_the_replies_it_trusted_too() -> None:
-    # Regression (review): RootWatch emptied the reply cache of the pipeline it started
-    # with. A reload that keeps the [dns] settings (the same layer, a new reply cache)
+    # Regression (review): the root check emptied the reply cache of the pipeline it
+    # started with. A reload that keeps the [dns] settings (the same layer, a new reply cache)
     # while the root query was out kept replies judged on the lying resolver's word.
     lying = FaultyDns("nxdomain")
     lying.root_delay = 1.5  # room for a reload and a check meanwhile, even on a busy box
@@ -493,7 +500,7 @@ async def test_a_reload_during_a_root_query_loses_the_replies_it_trusted_too() -
         old = service.pipeline
         # Not judged yet: taken at its word.
         assert await _names_for_a_missing_ptr(service, old) == {"RL_PTR_MISSING"}
-        tick = asyncio.ensure_future(app_module.RootWatch(service).tick())
+        tick = asyncio.ensure_future(service.pipeline.dns.check_root())
         await asyncio.sleep(0.05)  # the root query is out
         await service.reload("test")
         assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_MISSING"}
@@ -510,7 +517,7 @@ async def test_a_reply_built_across_a_change_of_trust_is_not_cached(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Regression (review): a check in flight when the resolver was caught lying stored
-    # its reply after RootWatch had emptied the reply cache: RL_PTR_MISSING, built on
+    # its reply after the root check had emptied the reply cache: RL_PTR_MISSING, built on
     # the NXDOMAIN taken at its word a moment before, was served for its TTL.
     resolver = _sane_resolver()  # at first: its "no" counts
     try:
@@ -546,20 +553,19 @@ async def test_a_reload_judges_a_new_resolver_before_it_serves() -> None:
 
 
 async def test_a_reloaded_resolver_judged_lying_keeps_its_replies_at_the_next_tick() -> None:
-    # RootWatch takes a new layer's judgement as it stands (Service.reload judged it):
-    # when the next tick finds the resolver still lying, nothing changed, and the
-    # replies the new layer built since (an internal client's) stay.
+    # A new layer's judgement counts as it stands when it serves (Service.reload judged
+    # it): when the next root check finds the resolver still lying, nothing changed,
+    # and the replies the new layer built since (an internal client's) stay.
     lying = FaultyDns("nxdomain").start()
     try:
         service = _service_reloading_new_dns(lying.nameserver)
-        watch = app_module.RootWatch(service)
-        await watch.tick()
+        await service.pipeline.dns.check_root()
         await service.reload("test")  # a new DNS layer, judged lying before it serves
         assert service.pipeline.dns.untrusted is not None
-        await service.answer(service.pipeline, b'{"ip": "10.1.1.1"}', "application/json", False)
-        assert len(service.pipeline.replies) == 1
-        await watch.tick()
-        assert len(service.pipeline.replies) == 1
+        internal = b'{"ip": "10.1.1.1"}'
+        assert not await _answered_from_the_reply_cache(service, internal)
+        await service.pipeline.dns.check_root()
+        assert await _answered_from_the_reply_cache(service, internal)
     finally:
         lying.stop()
 
@@ -597,69 +603,65 @@ async def test_the_root_is_asked_once_at_start_and_never_after_the_app_stops(
         resolver.stop()
 
 
-async def test_a_lie_readyz_caught_and_saw_end_between_ticks_still_takes_the_replies() -> None:
-    # Regression: RootWatch compared the judgement with the one of its last tick. /readyz
+async def test_a_lie_readyz_caught_and_saw_end_between_root_checks_takes_the_replies() -> None:
+    # Regression: the root check compared the judgement with the one it last saw. /readyz
     # judges too; when its probes caught the resolver lying and then saw it answer the
-    # root again between two ticks, the tick found the judgement as it was and kept the
-    # replies cached on the resolver's word before the lie was caught (Kubernetes asks
-    # /readyz every few seconds: as often as the ticks come).
+    # root again between two root checks, the check found the judgement as it was and
+    # kept the replies cached on the resolver's word before the lie was caught
+    # (Kubernetes asks /readyz every few seconds: as often as the root checks come).
+    # Then such a change only counted at the next root check; now at once.
     resolver = _sane_resolver()
     try:
         service = app_module.Service(
             config_from_mapping({"dns": {"nameservers": [resolver.nameserver]}})
         )
-        watch = app_module.RootWatch(service)
-        await watch.tick()
-        assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_MISSING"}
-        assert len(service.pipeline.replies) == 1  # cached, on its word
+        await service.pipeline.dns.check_root()
+        missing = b'{"ip": "192.0.2.55"}'
+        assert not await _answered_from_the_reply_cache(service, missing)
+        assert await _answered_from_the_reply_cache(service, missing)  # cached, on its word
         resolver.root_soa = False
         assert await service.pipeline.dns.unready_reason() is not None  # /readyz: a lie
         resolver.root_soa = True
         assert await service.pipeline.dns.unready_reason() is None  # and it ended
-        await watch.tick()
-        assert len(service.pipeline.replies) == 0
+        assert not await _answered_from_the_reply_cache(service, missing)
     finally:
         resolver.stop()
 
 
-async def test_a_lie_readyz_caught_on_a_reloaded_resolver_takes_its_replies_at_the_tick() -> None:
-    # Regression: RootWatch took a new DNS layer's judgement as it found it at its next
-    # tick. When /readyz caught the reloaded resolver lying before that tick, the tick
+async def test_a_lie_readyz_caught_on_a_reloaded_resolver_takes_its_replies_at_once() -> None:
+    # Regression: the root check took a new DNS layer's judgement as it found it at its
+    # next run. When /readyz caught the reloaded resolver lying before that, the check
     # found the lie already judged, saw no change, and kept the replies the new layer
-    # had cached on the resolver's word since the reload. A layer's judgement counts
-    # from when it began to serve.
+    # had cached on the resolver's word since the reload. Now the change counts at once.
     resolver = _sane_resolver()
     try:
         service = _service_reloading_new_dns(resolver.nameserver)
-        watch = app_module.RootWatch(service)
-        await watch.tick()
+        await service.pipeline.dns.check_root()
         await service.reload("test")  # a new DNS layer, judged sane before it serves
         assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_MISSING"}
         assert len(service.pipeline.replies) == 1  # cached, on its word
         resolver.root_soa = False
         assert await service.pipeline.dns.unready_reason() is not None  # /readyz: a lie
-        await watch.tick()
-        assert len(service.pipeline.replies) == 0
+        assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_TEMPFAIL"}
     finally:
         resolver.stop()
 
 
 async def test_a_judgement_that_holds_keeps_the_cached_replies() -> None:
-    # RootWatch empties the reply cache when the judgement changes, not at every tick
-    # while the resolver keeps saying the root does not exist (replies built on its
-    # answers, such as an internal client's, stay).
+    # The reply cache empties when the judgement changes, not at every root check while
+    # the resolver keeps saying the root does not exist (replies built on its answers,
+    # such as an internal client's, stay).
     lying = FaultyDns("nxdomain").start()
     try:
         service = app_module.Service(
             config_from_mapping({"dns": {"nameservers": [lying.nameserver]}})
         )
-        watch = app_module.RootWatch(service)
-        await watch.tick()
+        await service.pipeline.dns.check_root()
         assert service.pipeline.dns.untrusted is not None
-        await service.answer(service.pipeline, b'{"ip": "10.1.1.1"}', "application/json", False)
-        assert len(service.pipeline.replies) == 1
-        await watch.tick()
-        assert len(service.pipeline.replies) == 1
+        internal = b'{"ip": "10.1.1.1"}'
+        assert not await _answered_from_the_reply_cache(service, internal)
+        await service.pipeline.dns.check_root()
+        assert await _answered_from_the_reply_cache(service, internal)
     finally:
         lying.stop()
 
