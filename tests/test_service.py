@@ -552,7 +552,7 @@ async def test_a_reload_judges_a_new_resolver_before_it_serves() -> None:
         lying.stop()
 
 
-async def test_a_reloaded_resolver_judged_lying_keeps_its_replies_at_the_next_tick() -> None:
+async def test_a_reloaded_resolver_judged_lying_keeps_its_replies_at_the_next_root_check() -> None:
     # A new layer's judgement counts as it stands when it serves (Service.reload judged
     # it): when the next root check finds the resolver still lying, nothing changed,
     # and the replies the new layer built since (an internal client's) stay.
