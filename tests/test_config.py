@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import re
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from scorer.config import (
     parse_listen,
     with_overrides,
 )
-from scorer.security import exposed_token_files, exposure_warning
+from scorer.security import exposed_token_files, exposure_warning, refuse_public_without_token
 from scorer.symbols import SYMBOLS
 
 
@@ -237,6 +238,68 @@ def test_configuration_doc_lists_every_key_and_its_example_loads() -> None:
     example = re.search(r"```toml\n(.*?)```", text, re.S)
     assert example is not None, "docs/configuration.md has no TOML example"
     config_from_mapping(tomllib.loads(example.group(1)))
+
+
+REPO = Path(__file__).parent.parent
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+# token = "<openssl rand -hex 32>": what to put there, not a value.
+PLACEHOLDER_TOKEN = re.compile(r'^(token\s*=\s*)"<[^">]+>"', re.MULTILINE)
+
+
+def _code_blocks(doc: Path) -> list[tuple[str, str]]:
+    """(language, text) of every fenced code block of ``doc``."""
+    return re.findall(r"^```(\w*)\n(.*?)^```", doc.read_text(), re.DOTALL | re.MULTILINE)
+
+
+def _toml_examples() -> list[Any]:
+    return [
+        pytest.param(doc, text, id=f"{doc.name}:{n}")
+        for doc in DOCS
+        for n, (language, text) in enumerate(_code_blocks(doc))
+        if language == "toml"
+    ]
+
+
+def _passes_config_check(path: Path) -> None:
+    """What `rdns-scorer config check` does, without the environment of the test run."""
+    refuse_public_without_token(load_config(path, environ={}))
+
+
+@pytest.mark.parametrize(("doc", "example"), _toml_examples())
+def test_every_toml_example_in_the_docs_passes_config_check(
+    doc: Path, example: str, tmp_path: Path
+) -> None:
+    """What an admin copies from README.md or docs/ is a config this version accepts.
+    A list file the example names under /etc/rdns-scorer/ is the one the same page
+    shows (a code block starting `# /etc/rdns-scorer/NAME`). A token written as a
+    `<placeholder>` is refused, naming the key, and the example passes once it is
+    replaced."""
+    for _language, block in _code_blocks(doc):
+        shown = re.match(r"# /etc/rdns-scorer/(\S+)\n", block)
+        if shown:
+            (tmp_path / shown.group(1)).write_text(block)
+    path = tmp_path / "scorer.toml"
+    text = example.replace("/etc/rdns-scorer/", f"{tmp_path}/")
+    if PLACEHOLDER_TOKEN.search(text):
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=r"^\[server\] token: only letters"):
+            _passes_config_check(path)
+        text = PLACEHOLDER_TOKEN.sub(r'\1"' + "0f" * 32 + '"', text)
+    path.write_text(text)
+    _passes_config_check(path)
+
+
+def test_every_toml_file_shipped_loads() -> None:
+    """Every TOML config in the repository (the Docker stack's, the image's default)
+    loads with this version; pyproject.toml is no config of ours."""
+    shipped = []
+    for root, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("build", "dist")]
+        shipped += [Path(root) / f for f in files if f.endswith(".toml")]
+    configs = [path for path in shipped if path != REPO / "pyproject.toml"]
+    assert REPO / "docker" / "scorer" / "scorer.toml" in configs
+    for path in configs:
+        load_config(path, environ={})
 
 
 @pytest.mark.parametrize(
