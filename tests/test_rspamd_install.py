@@ -750,19 +750,79 @@ def test_install_refuses_missing_confdir(
     assert "not a directory" in capsys.readouterr().err
 
 
-def test_overlap_config_from_the_docs(stock_confdir: Path) -> None:
-    """docs/rspamd.md: zeroing RDNS_NONE and HFILTER_HOSTNAME_UNKNOWN via local.d works."""
-    local_d = stock_confdir / "local.d"
-    local_d.mkdir(exist_ok=True)
-    (local_d / "headers_group.conf").write_text('symbols {\n  "RDNS_NONE" { weight = 0.0; }\n}\n')
-    (local_d / "hfilter_group.conf").write_text(
-        'symbols {\n  "HFILTER_HOSTNAME_UNKNOWN" { weight = 0.0; }\n}\n'
-    )
+def _doc_blocks() -> list[str]:
+    """Every fenced code block of docs/rspamd.md."""
+    text = (REPO / "docs" / "rspamd.md").read_text()
+    return re.findall(r"^```\w*\n(.*?)^```", text, re.DOTALL | re.MULTILINE)
+
+
+def _symbol_weight(dump: str, symbol: str) -> str:
+    block = dump[dump.index(f"{symbol} {{") :]
+    return block[: block.index("}")]
+
+
+def test_the_docs_rspamd_config_snippets_do_what_they_say(stock_confdir: Path) -> None:
+    """docs/rspamd.md as an admin follows it on a stock Debian rspamd: the section
+    written by hand, the rdns_scorer group's weights beside it, and RDNS_NONE and
+    HFILTER_HOSTNAME_UNKNOWN zeroed in local.d. Each snippet is taken from the page."""
+    blocks = _doc_blocks()
+    by_hand = next(b for b in blocks if "tee -a /etc/rspamd/rspamd.conf.local" in b)
+    section = re.search(r"<<'EOF'\n(.*?)^EOF$", by_hand, re.DOTALL | re.MULTILINE)
+    assert section is not None
+    local = [section.group(1)]
+    for block in blocks:
+        shown = re.match(r"# /etc/rspamd/(\S+)", block)
+        if shown and shown.group(1) == "rspamd.conf.local,":  # "next to the rdns_scorer section"
+            local.append(block)
+        elif shown:
+            target = stock_confdir / shown.group(1)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(block)
+    assert len(local) == 2, "the group example of docs/rspamd.md is gone"
+    (stock_confdir / "rspamd.conf.local").write_text("\n".join(local))
+    (stock_confdir / "plugins.d").mkdir(exist_ok=True)
+    shutil.copy(PLUGIN, stock_confdir / "plugins.d" / PLUGIN.name)
+
+    enabled = next(
+        line for line in _configdump(stock_confdir, "-m").splitlines()
+        if line.startswith("Modules enabled")
+    )  # fmt: skip
+    assert "rdns_scorer" in enabled.split(": ", 1)[1].split(", ")
     dump = _configdump(stock_confdir, "group")
-    for symbol in ("RDNS_NONE", "HFILTER_HOSTNAME_UNKNOWN"):
-        block = dump[dump.index(f"{symbol} {{") :]
-        block = block[: block.index("}")]
-        assert "weight = 0;" in block, block
+    weights = {
+        "RL_PTR_MISSING": "weight = 0.600000;",
+        "RL_HELO_NOT_FQDN": "weight = 0;",
+        "RDNS_NONE": "weight = 0;",
+        "HFILTER_HOSTNAME_UNKNOWN": "weight = 0;",
+    }
+    for symbol, weight in weights.items():
+        assert weight in _symbol_weight(dump, symbol), symbol
+    group = re.search(r"^rdns_scorer \{\n(.*?)^\}", dump, re.DOTALL | re.MULTILINE)
+    assert group is not None and "    max_score = 8;" in group.group(1).splitlines()
+
+
+@pytest.mark.parametrize(
+    ("example", "servers"),
+    [
+        pytest.param(EXAMPLE, "127.0.0.1:11340", id="lua/rdns_scorer.conf"),
+        pytest.param(REPO / "docker" / "rspamd" / "rspamd.conf.local", "scorer:11340", id="docker"),
+    ],
+)
+def test_shipped_sections_are_what_rspamd_reads(
+    stock_confdir: Path, example: Path, servers: str
+) -> None:
+    """lua/rdns_scorer.conf used as rspamd.conf.local, as its header says, and the Docker
+    stack's rspamd.conf.local enable the module, with the plugin's documented defaults
+    for what they leave out (docs/rspamd.md, Settings)."""
+    shutil.copy(example, stock_confdir / "rspamd.conf.local")
+    (stock_confdir / "plugins.d").mkdir(exist_ok=True)
+    shutil.copy(PLUGIN, stock_confdir / "plugins.d" / PLUGIN.name)
+    assert "rdns_scorer" in _configdump(stock_confdir, "-m")
+    section = _configdump(stock_confdir, "rdns_scorer").splitlines()
+    assert f'servers = "{servers}";' in section
+    assert "timeout = 1;" in section
+    for setting in ('path = "/v1/check";', 'group = "rdns_scorer";', "holddown = 10;"):
+        assert setting in section or setting.split(" =")[0] not in "\n".join(section), setting
 
 
 def test_example_conf_names_every_setting() -> None:
