@@ -221,7 +221,8 @@ def test_health_failures_are_one_line_and_exit_1(
     broken.write_text("[server\n")
     assert main(["health", "--config", str(broken)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("rdns-scorer health: ") and err.count("\n") == 1, err
+    assert err.startswith(f"rdns-scorer health: {broken}: invalid TOML: "), err
+    assert err.count("\n") == 1, err
     assert probe.asked == [("http://127.0.0.1:12001/healthz", 2.0)]
 
 
