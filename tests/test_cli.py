@@ -4,9 +4,11 @@ processes, against a real service: test_service.py and test_policy.py.)"""
 
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -352,3 +354,39 @@ def test_a_command_started_with_stdout_closed_ends_cleanly(args: list[str]) -> N
         preexec_fn=lambda: os.close(1),  # fd 1 closed when Python starts
     )  # fmt: skip
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
+
+
+# -- the commands the documentation gives -------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+DOCUMENTED = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "Makefile"]
+COMMAND = re.compile(r"rdns-scorer ((?:[a-z]+ ?)+)([^`|\n]*)")
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(found[0].choices) if found else {}
+
+
+def _documented_options() -> list[tuple[str, str, str]]:
+    """(file, command, option) for every --option written after `rdns-scorer COMMAND`."""
+    found = []
+    for doc in DOCUMENTED:
+        for match in COMMAND.finditer(doc.read_text()):
+            words, rest = match.group(1).split(), match.group(2)
+            command = " ".join(words)
+            rest = re.split(r" #| && |; ", rest)[0]  # a comment, the next command
+            found += [(doc.name, command, o) for o in re.findall(r"(?<!\w)--[a-z-]+", rest)]
+    return found
+
+
+def test_every_option_the_docs_give_exists() -> None:
+    """An option written after `rdns-scorer COMMAND [ACTION]` in README.md, docs/ or the
+    Makefile is one that command takes (a renamed flag breaks what admins copy)."""
+    documented = _documented_options()
+    assert ("README.md", "serve", "--nameserver") in documented
+    for doc, command, option in documented:
+        parser = build_parser()
+        for word in command.split():
+            parser = _subcommands(parser).get(word, parser)
+        assert option in parser._option_string_actions, f"{doc}: rdns-scorer {command} {option}"
