@@ -707,3 +707,28 @@ def test_merged_families_keep_their_help_and_type_and_the_earliest_creation(
         return {family.name: (family.documentation, family.type) for family in families}
 
     assert described(rendered) == described(generate_latest(first.registry).decode())
+
+
+REPO = Path(__file__).resolve().parents[1]
+# Named in docs/operations.md ("Upgrading") as what an older version exported.
+RETIRED_METRICS = {"rdns_scorer_shadow_score"}
+
+
+async def test_every_metric_the_docs_name_is_exported(client: Any) -> None:
+    """A metric named in README.md or docs/ is one /metrics serves (or, in
+    RETIRED_METRICS, one it no longer does): dashboards and alerts are written from
+    the docs. SpamAssassin's rdns_scorer_* settings and .cf files are no metrics."""
+    exposition = await (await client.get("/metrics")).text()
+    exported = set()
+    for family in text_string_to_metric_families(exposition):
+        exported |= {family.name, *(sample.name for sample in family.samples)}
+    cf = (REPO / "spamassassin" / "rdns_scorer.cf").read_text()
+    settings = set(re.findall(r"^#?\s*(rdns_scorer_\w+) ", cf, re.MULTILINE))
+    assert {"rdns_scorer_url", "rdns_scorer_token"} <= settings
+    named = set()
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        named |= set(re.findall(r"\b(rdns_scorer_\w+)\b(?!\.cf)", doc.read_text()))
+    named -= settings
+    assert "rdns_scorer_requests_total" in named
+    assert not named - exported - RETIRED_METRICS, sorted(named - exported - RETIRED_METRICS)
+    assert not RETIRED_METRICS & exported
