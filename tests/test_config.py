@@ -16,6 +16,7 @@ import pytest
 
 from scorer.config import (
     DEFAULT_PORT,
+    DEFAULT_SKIP_NETWORKS,
     SECTIONS,
     ConfigError,
     config_from_mapping,
@@ -300,6 +301,24 @@ def test_every_toml_file_shipped_loads() -> None:
     assert REPO / "docker" / "scorer" / "scorer.toml" in configs
     for path in configs:
         load_config(path, environ={})
+
+
+def test_configuration_doc_gives_each_key_its_default() -> None:
+    """docs/configuration.md's Default column is each key's built-in default, written as
+    TOML; skip_networks, described in words there, is in full in its complete example."""
+    text = (REPO / "docs" / "configuration.md").read_text()
+    for section, schema in SECTIONS.items():
+        table = text.split(f"## `[{section}]`", 1)[1].split("\n## ", 1)[0]
+        written = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", table, re.MULTILINE))
+        for key in dataclasses.fields(schema):
+            default = getattr(schema(), key.name)
+            if key.name == "skip_networks":
+                assert key.name not in written
+                continue
+            assert tomllib.loads(f"v = {written[key.name]}")["v"] == default, key.name
+    example = re.search(r"```toml\n(.*?)```", text, re.DOTALL)
+    assert example is not None
+    assert tomllib.loads(example.group(1))["policy"]["skip_networks"] == DEFAULT_SKIP_NETWORKS
 
 
 @pytest.mark.parametrize(
