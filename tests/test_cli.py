@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import urllib.request
@@ -248,6 +249,24 @@ def test_check_leaves_out_what_was_not_given(
     assert json.loads(capsys.readouterr().out)["symbols"] == []
     assert main([*argv, "--from", ""]) == 0  # '' is the null sender <>
     assert json.loads(capsys.readouterr().out)["symbols"] == []
+
+
+def test_readme_check_report_is_what_check_prints(
+    unbound: Unbound, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README's `rdns-scorer check` example, run against the test world, prints the
+    report shown there (the time taken apart)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = r"^\$ rdns-scorer (check [^\n]*)\n(.*?)^```"
+    shown = re.search(example, readme, re.DOTALL | re.MULTILINE)
+    assert shown is not None
+    argv = [*shlex.split(shown.group(1)), "--nameserver", unbound.nameserver]
+    assert main(argv) == 0
+
+    def untimed(report: str) -> str:
+        return re.sub(r"\(\d+\.\d ms\)", "(N ms)", report)
+
+    assert untimed(capsys.readouterr().out) == untimed(shown.group(2))
 
 
 def test_check_report_names_the_ptr_it_judged(
