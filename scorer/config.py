@@ -426,10 +426,11 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ
             raise ConfigError(f"{path}: invalid TOML: {error}") from None
         _anchor_paths(data, Path(path).parent)
     config = _with_secret(config_from_mapping(data), environ.get(ENV_TOKEN))
+    listed = (n.strip() for n in environ.get(ENV_NAMESERVERS, "").split(","))
     return with_overrides(
         config,
         listen=environ.get(ENV_LISTEN) or None,
-        nameservers=[n for n in environ.get(ENV_NAMESERVERS, "").split(",") if n.strip()] or None,
+        nameservers=[n for n in listed if n] or None,
         names=(ENV_LISTEN, ENV_NAMESERVERS),
     )
 

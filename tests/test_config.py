@@ -57,6 +57,13 @@ def test_environment_overrides_listen_and_nameservers() -> None:
     assert [str(n) for n in config.nameservers] == ["10.0.0.1:53", "[::1]:53"]
 
 
+def test_nameservers_from_the_environment_lose_the_spaces_around_commas() -> None:
+    # Regression: "10.0.0.1, ::1" kept " ::1" as written: it parsed, but the start-up log
+    # line and `config show` carried the space.
+    environ = {"RDNS_SCORER_NAMESERVERS": " 10.0.0.1 , ::1 "}
+    assert load_config(None, environ=environ).dns.nameservers == ["10.0.0.1", "::1"]
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
