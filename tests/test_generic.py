@@ -360,15 +360,17 @@ def test_any_eui64_interface_id_is_found(prefix: list[int], mac: bytes) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(prefix=_PREFIX, interface_id=_HOST, extra=st.integers(0, 0xFFFF))
+@given(prefix=_PREFIX, interface_id=_HOST, extra=st.integers(0, 0xFFFF), before=st.booleans())
 def test_a_compressed_neighbour_with_one_more_group_is_not_the_client(
-    prefix: list[int], interface_id: list[int], extra: int
+    prefix: list[int], interface_id: list[int], extra: int, before: bool
 ) -> None:
-    # Property (fe07c2c was a regression of it): the client's compressed form followed
-    # by one more group spells another address, and is no whole-address match.
+    # Property (fe07c2c was a regression of it after the form, the fix of 2fff-2001-db8--5
+    # one before it): the client's compressed form with one more group on either side
+    # spells another address, and is no whole-address match.
     ip = _address(prefix, interface_id)
     assume("::" in ip.compressed and ip.compressed.count(":") < 7)
-    neighbour = ipaddress.IPv6Address(f"{ip.compressed}:{extra:x}")
+    groups = [f"{extra:x}", ip.compressed] if before else [ip.compressed, f"{extra:x}"]
+    neighbour = ipaddress.IPv6Address(":".join(groups))
     assert neighbour != ip
     name = f"h-{neighbour.compressed.replace(':', '-')}.upstr.ru"
     result = classify(ip, name, True)
@@ -443,6 +445,15 @@ def test_embedded_ipv4() -> None:
         ("2001:db8::1", "2001-db8--1-cafe1.dyn.example.net", "ipv6-groups", True),
         ("2001:db8::1", "2001-db8--1-c_1.dyn.example.net", "ipv6-groups", True),
         ("2001:db8:0:1:2:3:4:5", "2001-db8-0-1-2-3-4-5-6.dyn.example.net", "ipv6-groups", True),
+        # Regression: ... and so is one more group before it (2fff-2001-db8--5 is
+        # 2fff:2001:db8::5), at the start of the name or of a label; a word is no group.
+        ("2001:db8::5", "2fff-2001-db8--5.dyn.example.net", "ipv6-groups", False),
+        ("2001:db8::5", "h.cafe-2001-db8--5.dyn.example.net", "ipv6-groups", False),
+        ("2001:db8::5", "h-a-2001-db8--5.dyn.example.net", "ipv6-groups", False),
+        ("2001:db8::5", "dsl-2001-db8--5.example.net", "ipv6-groups", True),
+        ("2001:db8::5", "cafe1-2001-db8--5.dyn.example.net", "ipv6-groups", True),
+        ("2001:db8::5", "c_1-2001-db8--5.dyn.example.net", "ipv6-groups", True),
+        ("2001:db8:0:1:2:3:4:5", "6-2001-db8-0-1-2-3-4-5.dyn.example.net", "ipv6-groups", True),
         ("2001:db8:1:2::5", "2001-db8-1-2.pppoe.xyz.pl", "ipv6-prefix", True),
         ("2001:db8:aa:1:21a:2bff:fe3c:4d5e", "cpe-21a-2bff-fe3c-4d5e.isp.example.net",
          "ipv6-eui64", True),

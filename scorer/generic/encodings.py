@@ -22,8 +22,12 @@ from scorer.generic.verdict import GenericEvidence
 
 _DIGIT_RUN_RE = re.compile(r"[0-9]+")
 _HEX_DIGITS = frozenset("0123456789abcdef")
-#: One more dash-separated IPv6 group (1-4 hex digits ending the token) after a match.
+#: One more dash-separated IPv6 group (1-4 hex digits ending the token) after a match ...
 _GROUP_AFTER_RE = re.compile(r"-[0-9a-f]{1,4}(?![^.-])")
+#: ... or before it (1-4 hex digits starting the token), searched up to the match's start.
+_GROUP_BEFORE_RE = re.compile(r"(?<![^.-])[0-9a-f]{1,4}-\Z")
+#: The longest text _GROUP_BEFORE_RE can match: four hex digits and the dash.
+_GROUP_BEFORE_CHARS = 5
 
 #: Unpadded concatenations shorter than this are too ambiguous to count (``1234`` could be
 #: 1.2.3.4, or just a counter); 7 digits means at least three octets have two digits.
@@ -296,8 +300,10 @@ def _contains_delimited(haystack: str, needle: str, label_end: bool = False) -> 
     """True if ``needle`` occurs in ``haystack`` not glued to further hex digits.
 
     Without the check ``2001-db8-1-2`` would match inside ``2001-db8-1-20`` and a compressed
-    form ending in ``--5`` inside ``--50``. A compressed form (with ``--``) must not go on
-    with another group either: ``2001-db8--1-5`` is 2001:db8::1:5, not 2001:db8::1. With
+    form ending in ``--5`` inside ``--50``. A compressed form (with ``--``) must not have
+    another group on either side either: the ``::`` stands for as many zero groups as the
+    written ones leave to eight (RFC 4291 section 2.2), so ``2001-db8--1-5`` is
+    2001:db8::1:5 and ``2fff-2001-db8--1`` is 2fff:2001:db8::1, neither 2001:db8::1. With
     ``label_end`` the occurrence must also end its label, so a /64 prefix inside a longer
     (different) full address does not count.
     """
@@ -310,12 +316,19 @@ def _contains_delimited(haystack: str, needle: str, label_end: bool = False) -> 
             after_ok = end == len(haystack) or haystack[end] == "."
         else:
             after_ok = end == len(haystack) or haystack[end] not in _HEX_DIGITS
-            if after_ok and compressed and _GROUP_AFTER_RE.match(haystack, end):
-                after_ok = False
-        if before_ok and after_ok:
+        if before_ok and after_ok and not (compressed and _group_beside(haystack, start, end)):
             return True
         start = haystack.find(needle, start + 1)
     return False
+
+
+def _group_beside(haystack: str, start: int, end: int) -> bool:
+    """True if one more dash-separated group is written right before ``start`` or right
+    after ``end``: a word (``dsl-``, ``-cafe1``, ``-c_1``) is none."""
+    return bool(
+        _GROUP_BEFORE_RE.search(haystack, max(0, start - _GROUP_BEFORE_CHARS), start)
+        or _GROUP_AFTER_RE.match(haystack, end)
+    )
 
 
 def _compress(groups: list[str]) -> str:
