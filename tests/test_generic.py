@@ -19,7 +19,7 @@ from scorer.generic.classifier import (
     PARTIAL_WITH_KEYWORD_CONFIDENCE,
 )
 from scorer.generic.cli import run_generic
-from scorer.generic.encodings import _compress, embedded_ipv4
+from scorer.generic.encodings import _compress, embedded_ipv4s
 from scorer.generic.hostparts import normalize_hostname, split_host, tokenise_labels
 from scorer.generic.keywords import KEYWORDS, WEAK_KEYWORDS, digit_shape
 from scorer.generic.providers import PROVIDERS, find_provider
@@ -220,6 +220,15 @@ def test_a_whole_address_brings_no_shape_evidence() -> None:
         ("2002:c633:6414::1", "198-51-100-20.6to4.isp.example.net", "ipv6-embedded-ipv4-dotted"),
         ("::ffff:198.51.100.20", "198-51-100-20.isp.example.net", "ipv6-embedded-ipv4-dotted"),
         ("2001:db8:10::c633:6407", "198-51-100-7.v6.isp.example.net", "ipv6-embedded-ipv4-dotted"),
+        # Regression: ISATAP's IPv4 address (RFC 5214 section 6.1) was not read, and
+        # neither was an interface id's under a 6to4 prefix.
+        ("2001:db8::5efe:c000:201", "h-192-0-2-1.example.net", "ipv6-embedded-ipv4-dotted"),
+        ("2001:db8::200:5efe:c000:201", "h-192-0-2-1.example.net", "ipv6-embedded-ipv4-dotted"),
+        (
+            "2002:c633:6414:1:200:5efe:c000:201",
+            "h-192-0-2-1.example.net",
+            "ipv6-embedded-ipv4-dotted",
+        ),
         # Regression: a short address written compressed has fewer than 8 hex digits
         # (2001-4--1: 6), and a name with no other hex digit was skipped before any form
         # was looked for.
@@ -299,6 +308,21 @@ def test_any_mac_behind_an_eui64_address_is_found(prefix: list[int], mac: bytes)
         assert "ipv6-eui64" in kinds(result), (str(ip), written, result.describe())
 
 
+@settings(max_examples=200, deadline=None)
+@given(prefix=_PREFIX, universal=st.booleans(), ipv4=st.integers(1 << 24, (1 << 32) - 1))
+def test_the_ipv4_address_of_any_isatap_address_is_found(
+    prefix: list[int], universal: bool, ipv4: int
+) -> None:
+    # Property: an ISATAP interface id (RFC 5214 section 6.1, u bit clear or set) carries
+    # an IPv4 address, found dotted under any prefix but Teredo's (2001:0::/32), whose
+    # low 64 bits are no interface id.
+    assume(prefix[:2] != [0x2001, 0])
+    ip = _address(prefix, [0x200 if universal else 0, 0x5EFE, ipv4 >> 16, ipv4 & 0xFFFF])
+    dashed = str(ipaddress.IPv4Address(ipv4)).replace(".", "-")
+    result = classify(ip, f"h-{dashed}.upstr.ru", True)
+    assert "ipv6-embedded-ipv4-dotted" in kinds(result), (str(ip), result.describe())
+
+
 def _groups(ip: ipaddress.IPv6Address) -> tuple[list[str], list[str]]:
     """The eight groups of ``ip``, padded and unpadded, from ipaddress's exploded form."""
     padded = ip.exploded.split(":")
@@ -338,7 +362,7 @@ def test_any_ipv6_prefix_written_alone_is_found(prefix: list[int], interface_id:
     ip = _address(prefix, interface_id)
     # An EUI-64 id or an embedded IPv4 address (tested above) might be spelled by the
     # prefix: 2000:0:24a:1::24a:1 carries 2.74.0.1, whose hex is in 20000000024a0001.
-    assume(ip.exploded[30:39] != "ff:fe" and embedded_ipv4(ip) is None)
+    assume(ip.exploded[30:39] != "ff:fe" and not embedded_ipv4s(ip))
     network = ipaddress.IPv6Network((ip, 64), strict=False).network_address
     padded, unpadded = _groups(network)
     for name in ("-".join(unpadded[:4]), "-".join(padded[:4]), "".join(padded[:4])):
@@ -388,25 +412,47 @@ def test_compress_matches_ipaddress() -> None:
         assert _compress(unpadded) == ip.compressed
 
 
+def _ipv4s_in(ip: str) -> list[str]:
+    return [str(carried) for carried in embedded_ipv4s(ipaddress.IPv6Address(ip))]
+
+
 def test_embedded_ipv4() -> None:
-    assert embedded_ipv4(ipaddress.IPv6Address("2002:c000:0201::1")) == ipaddress.IPv4Address(
-        "192.0.2.1"
-    )
-    assert embedded_ipv4(ipaddress.IPv6Address("2001:db8::1:5")) is None
+    assert _ipv4s_in("2002:c000:0201::1") == ["192.0.2.1"]
+    assert _ipv4s_in("2001:db8::1:5") == []
     # Teredo (RFC 4380 section 4): the client's address is stored inverted.
-    teredo = ipaddress.IPv6Address("2001:0:4136:e378:8000:63bf:3fff:fdd2")
-    assert embedded_ipv4(teredo) == ipaddress.IPv4Address("192.0.2.45")
+    assert _ipv4s_in("2001:0:4136:e378:8000:63bf:3fff:fdd2") == ["192.0.2.45"]
+    # ... in what is no interface id: one that would read as ISATAP's is not.
+    assert _ipv4s_in("2001:0:4136:e378:200:5efe:3fff:fdd2") == ["192.0.2.45"]
     # ::a.b.c.d only when the upper half of the interface id is zero: not an EUI-64 one.
-    assert embedded_ipv4(ipaddress.IPv6Address("2001:db8:aa:1:21a:2bff:fe3c:4d5e")) is None
-    assert embedded_ipv4(ipaddress.IPv6Address("2001:db8:10::c633:6407")) == (
-        ipaddress.IPv4Address("198.51.100.7")
-    )
+    assert _ipv4s_in("2001:db8:aa:1:21a:2bff:fe3c:4d5e") == []
+    assert _ipv4s_in("2001:db8:10::c633:6407") == ["198.51.100.7"]
+    # ISATAP (RFC 5214 section 6.1): 0000:5efe or, u bit set, 0200:5efe, then the IPv4
+    # address; not with the g bit set, nor another eighth bit than 0xfe. Under a 6to4
+    # prefix the site's address comes first, and one carried twice counts once.
+    assert _ipv4s_in("2001:db8::5efe:c000:201") == ["192.0.2.1"]
+    assert _ipv4s_in("2001:db8::200:5efe:c000:201") == ["192.0.2.1"]
+    assert _ipv4s_in("2001:db8::100:5efe:c000:201") == []
+    assert _ipv4s_in("2001:db8::5eff:c000:201") == []
+    assert _ipv4s_in("2002:c633:6414:1:200:5efe:c000:201") == ["198.51.100.20", "192.0.2.1"]
+    assert _ipv4s_in("2002:c000:201:1:200:5efe:c000:201") == ["192.0.2.1"]
     # Regression: an IPv4 address in 0.0.0.0/8 is none (2002::1 found "0.0.0.0
-    # zero-padded" in its own /64, p2002000000000000, and scored 0.85).
-    for ip in ("2002::1", "::ffff:0.0.0.7", "2001:0:4136:e378:8000:63bf:ffff:fff8", "::ff:ffff"):
-        assert embedded_ipv4(ipaddress.IPv6Address(ip)) is None, ip
-    for ip in ("2002:100::1", "::ffff:1.0.0.0", "2001:0:4136:e378:8000:63bf:feff:ffff", "::100:0"):
-        assert embedded_ipv4(ipaddress.IPv6Address(ip)) == ipaddress.IPv4Address("1.0.0.0"), ip
+    # zero-padded" in its own /64, p2002000000000000, and scored 0.85); 1.0.0.0 is one.
+    for ip in (
+        "2002::1",
+        "::ffff:0.0.0.7",
+        "2001:0:4136:e378:8000:63bf:ffff:fff8",
+        "::ff:ffff",
+        "2001:db8::200:5efe:ff:ffff",
+    ):
+        assert _ipv4s_in(ip) == [], ip
+    for ip in (
+        "2002:100::1",
+        "::ffff:1.0.0.0",
+        "2001:0:4136:e378:8000:63bf:feff:ffff",
+        "::100:0",
+        "2001:db8::200:5efe:100:0",
+    ):
+        assert _ipv4s_in(ip) == ["1.0.0.0"], ip
     prefix_only = verdict("2002::1", "p2002000000000000.upstr.ru")
     assert kinds(prefix_only) == {"ipv6-prefix"}, prefix_only.describe()
 

@@ -393,31 +393,38 @@ def _eui64_forms(nibbles: str) -> list[str]:
     ]
 
 
-def embedded_ipv4(ip: IPv6Address) -> IPv4Address | None:
-    """The IPv4 address an IPv6 address carries, if it visibly carries one.
+def embedded_ipv4s(ip: IPv6Address) -> tuple[IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 address visibly carries: none, one, or two.
 
-    Covers IPv4-mapped (``::ffff:a.b.c.d``), 6to4 (``2002:AABB:CCDD::``), Teredo, and
-    addresses whose interface id is ``::a.b.c.d`` (upper 32 bits of the IID zero), which is
-    how dual-stack operators commonly number hosts. An address in 0.0.0.0/8 is none.
+    Covers IPv4-mapped (``::ffff:a.b.c.d``, RFC 4291 section 2.5.5.2), Teredo (RFC 4380
+    section 4), 6to4 (``2002:AABB:CCDD::``, RFC 3056 section 2), ISATAP interface ids
+    (``::5efe:a.b.c.d``, ``::200:5efe:a.b.c.d``, RFC 5214 section 6.1) and interface ids
+    ``::a.b.c.d`` (upper 32 bits zero), which is how dual-stack operators commonly number
+    hosts. A 6to4 site may number its hosts so under its prefix: then the address carries
+    two, the site's and the host's. An address in 0.0.0.0/8 is none.
     """
-    carried = _embedded_ipv4_value(int(ip))
-    return None if carried is None else IPv4Address(carried)
+    return tuple(IPv4Address(carried) for carried in _embedded_ipv4_values(int(ip)))
 
 
-def _embedded_ipv4_value(value: int) -> int | None:
-    """:func:`embedded_ipv4` on integers; never an address in 0.0.0.0/8 (no mail client,
+#: The upper half of an interface id whose lower half is an IPv4 address: zero
+#: (``::a.b.c.d``), or ISATAP's IANA OUI 00-00-5e and 0xfe with the u bit clear or set
+#: (set when the IPv4 address is global; the g bit is clear in a unicast address).
+_IPV4_INTERFACE_ID_HIGH = frozenset((0, 0x00005EFE, 0x02005EFE))
+
+
+def _embedded_ipv4_values(value: int) -> tuple[int, ...]:
+    """:func:`embedded_ipv4s` on integers; never an address in 0.0.0.0/8 (no mail client,
     and its forms are mostly zeros: ``2002::1`` would find 0.0.0.0 in its own /64)."""
     if value >> 32 == 0xFFFF:
-        carried = value & 0xFFFFFFFF
-    elif value >> 112 == 0x2002:
-        carried = (value >> 80) & 0xFFFFFFFF
+        carried: tuple[int, ...] = (value & 0xFFFFFFFF,)
     elif value >> 96 == 0x20010000:  # Teredo: client address is stored inverted
-        carried = ~value & 0xFFFFFFFF
-    elif (value >> 32) & 0xFFFFFFFF == 0:
-        carried = value & 0xFFFFFFFF
-    else:
-        return None
-    return carried if carried >= _MIN_INTEGER_ADDRESS else None
+        carried = (~value & 0xFFFFFFFF,)
+    else:  # an interface id, after the 6to4 site's address if there is one
+        carried = ((value >> 80) & 0xFFFFFFFF,) if value >> 112 == 0x2002 else ()
+        host = value & 0xFFFFFFFF
+        if (value >> 32) & 0xFFFFFFFF in _IPV4_INTERFACE_ID_HIGH and host not in carried:
+            carried += (host,)
+    return tuple(found for found in carried if found >= _MIN_INTEGER_ADDRESS)
 
 
 def _first_delimited(region: str, forms: Iterable[str], label_end: bool = False) -> str | None:
@@ -428,9 +435,8 @@ def _first_delimited(region: str, forms: Iterable[str], label_end: bool = False)
 def _find_ipv6(ip: IPv6Address, region: str) -> list[EncodingMatch]:
     """Find full, EUI-64, embedded-IPv4 and /64-prefix encodings of ``ip``."""
     value = int(ip)
-    carried = _embedded_ipv4_value(value)
     matches: list[EncodingMatch] = []
-    if carried is not None:
+    for carried in _embedded_ipv4_values(value):
         found = _find_ipv4(carried, region, kind_prefix="ipv6-embedded-ipv4")
         matches.extend(match for match in found if match.strength.is_full)
     nibbles = f"{value:032x}"
