@@ -147,6 +147,18 @@ def test_three_octets_with_digit_shape() -> None:
     assert result.confidence == pytest.approx(0.5)
 
 
+def test_two_octets_supply_no_shape_either() -> None:
+    # Every partial match is taken out before the shape is judged, not only three octets:
+    # besides 2-25, mx1234 is not digit-heavy, so no shape is shown (second mutation review).
+    assert kinds(verdict("192.0.2.25", "mx1234-2-25.example.org")) == {"partial-octets"}
+
+
+def test_classify_is_memoised() -> None:
+    # docs/generic-ptr.md: results are memoised (the same clients come back).
+    ip, name = ipaddress.ip_address("192.0.2.1"), "dyn123456.example.com"
+    assert classify(ip, name, False) is classify(ip, name, False)
+
+
 def test_partial_inside_a_different_full_address_is_not_a_match() -> None:
     result = verdict("203.0.113.26", "relay-203-0-113-25.corp.example.net")
     assert "partial-octets" not in kinds(result)
@@ -166,6 +178,10 @@ def test_partial_inside_a_different_full_address_is_not_a_match() -> None:
         ("192.0.2.1", "dyn123456.example.com", 0.45),  # strong keyword + digit-heavy
         ("192.0.2.1", "dyn123456.pool.example.com", 0.5),  # ... with two keywords
         ("192.0.2.1", "dyn123456.dyn.example.com", 0.45),  # the same keyword twice is one
+        # Second mutation review: two octets reversed are two, and an integer is a whole
+        # address in an unambiguous form (no keyword needed).
+        ("198.51.85.33", "dyn-33-85.example-isp.net", 0.6),
+        ("91.12.52.52", "1527526452.example-isp.net", 0.85),
     ],
 )
 def test_confidence_levels(ip: str, hostname: str, confidence: float) -> None:
@@ -512,6 +528,21 @@ def test_embedded_ipv4() -> None:
         # embedded IPv4 address is looked for before any floor (1-2-3-4: 4 digits).
         ("2a02:8108:1240:5a00:0:ff:fe00:0", "h-0-ff-fe00-0.upstr.ru", "ipv6-eui64", True),
         ("2002:102:304::1", "h-1-2-3-4.upstr.ru", "ipv6-embedded-ipv4-dotted", True),
+        # Second mutation review. A group before a word is still a group; only the token
+        # right before a compressed form is one; a run of four digits is no octet (so
+        # 203-0-113-1000 is no whole address); IBM's third byte unpadded, first padded;
+        # a concatenation reversed; a form ending the searched text; a later occurrence
+        # overlapping a glued one.
+        ("2001:db8::1", "2001-db8--1-5-dyn.example.net", "ipv6-groups", False),
+        ("2001:db8::5", "a-x-2001-db8--5.dyn.example.net", "ipv6-groups", True),
+        ("203.0.113.26", "relay-203-0-113-1000.dyn.example.net", "partial-octets", True),
+        ("169.62.5.10", "a.5.3ea9.ip4.static.sl-reverse.com", "ipv4-hex-reversed", True),
+        ("9.62.189.10", "a.bd.3e09.ip4.static.sl-reverse.com", "ipv4-hex-reversed", True),
+        ("190.44.123.45", "dyn-4512344190.example.net", "ipv4-concat", True),
+        ("2001:db8:1:2::5", "x.2001-db8-1-2.de", "ipv6-prefix", True),
+        ("2001:db8:1:2::5", "x.2001-db8-1-2--5.de", "ipv6-groups", True),
+        ("2001:2001:2001:2001:2001:2001:2001:2001",
+         "a2001-2001-2001-2001-2001-2001-2001-2001-2001.dyn.example.net", "ipv6-groups", True),
     ],
 )  # fmt: skip
 def test_encoding_edges(ip: str, hostname: str, kind: str, found: bool) -> None:
@@ -534,6 +565,8 @@ def test_encoding_strengths_and_descriptions() -> None:
     assert padded == ["ipv4-padded: 100012035033 = 100.12.35.33 zero-padded"]
     padded = verdict("100.12.35.33", "host033035012100.example-isp.net").describe()
     assert padded == ["ipv4-padded: 033035012100 = 100.12.35.33 zero-padded, reversed"]
+    concat = verdict("190.44.123.45", "dyn-4512344190.example.net").describe()[0]
+    assert concat == "ipv4-concat: 4512344190 = 190.44.123.45 concatenated, reversed"
     # find_encodings: strongest first, whatever order the finders ran in.
     both = verdict("18.52.86.120", "12345678.18-52-86-120.dyn.example-isp.net")
     assert [item.kind for item in both.evidence] == ["ipv4-dotted", "ipv4-hex", "keyword"]
