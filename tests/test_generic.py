@@ -147,6 +147,24 @@ def test_three_octets_with_digit_shape() -> None:
     assert result.confidence == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "vps-151-75-123.ip-51-75-12.eu",
+        "vps-151-75-12-345.ip-51-75-12.eu",
+        "vps-51-75-123.ip-51-75-12.eu",
+        "h.51.75.12-vps51a75b12.example.com",  # the text's dots are no wildcard
+    ],
+)
+def test_a_partial_match_is_taken_out_only_as_whole_numbers(name: str) -> None:
+    # Regression: the /24's text was taken out of longer numbers too (51-75-12 out of
+    # vps-151-75-123, glued on either side), so the host's own digits went uncounted and
+    # the name was legit.
+    result = verdict("51.75.12.9", name)
+    assert result.confidence == 0.5 and "shape" in kinds(result), result.describe()
+    assert not verdict("51.75.12.9", "vps-51-75-12.ip-51-75-12.eu").generic  # itself again
+
+
 def test_two_octets_supply_no_shape_either() -> None:
     # Every partial match is taken out before the shape is judged, not only three octets:
     # besides 2-25, mx1234 is not digit-heavy, so no shape is shown (second mutation review).

@@ -22,6 +22,7 @@ none of them decides on its own. See docs/generic-ptr.md.
 from __future__ import annotations
 
 import functools
+import re
 from ipaddress import IPv4Address, IPv6Address
 
 from scorer.generic.encodings import EncodingMatch, Strength, find_encodings
@@ -106,12 +107,14 @@ def _shape_besides_partial(
 
     Without a keyword, "three octets + digit-heavy" must mean digits *besides* the octets:
     otherwise ``2a02-8108-1234-5600.mail`` or ``mail-51-75-12`` would support themselves.
+    The text is taken out only where it is whole numbers: in ``vps-151-75-123`` the
+    ``51-75-12`` is part of other numbers, whose digits count.
     """
     partial = [match.matched for match in encodings if not match.strength.is_full]
     if not partial:
         return shape
     for text in partial:
-        host = host.replace(text, ".")
+        host = re.sub(rf"(?<![0-9]){re.escape(text)}(?![0-9])", ".", host)
     return digit_shape(tokenise_labels(host.split(".")))
 
 
