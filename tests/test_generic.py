@@ -165,6 +165,24 @@ def test_a_partial_match_is_taken_out_only_as_whole_numbers(name: str) -> None:
     assert not verdict("51.75.12.9", "vps-51-75-12.ip-51-75-12.eu").generic  # itself again
 
 
+@pytest.mark.parametrize(
+    ("ip", "failing", "separate"),
+    [
+        ("203.0.113.5", "a113b5", "dyn-113-5"),  # letters between: no pair of octets
+        ("198.51.85.33", "relay-10-51-85-33-1", "dyn-85-33"),  # inside another address
+    ],
+)
+def test_a_failing_partial_window_hides_no_later_one(ip: str, failing: str, separate: str) -> None:
+    # Regression: only a window's first occurrence was judged, so the order of the labels
+    # decided: dyn-113-5.a113b5 scored 0.65 from 203.0.113.5, a113b5.dyn-113-5 0.45.
+    for name in (f"{failing}.{separate}.example.net", f"{separate}.{failing}.example.net"):
+        result = verdict(ip, name)
+        assert result.confidence == 0.65 and "partial-octets" in kinds(result), (
+            name,
+            result.describe(),
+        )
+
+
 def test_two_octets_supply_no_shape_either() -> None:
     # Every partial match is taken out before the shape is judged, not only three octets:
     # besides 2-25, mx1234 is not digit-heavy, so no shape is shown (second mutation review).

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
@@ -100,15 +100,14 @@ class _DigitRuns:
         ]
         self._layout: list[tuple[int, int]] | None = None
 
-    def find_window(self, wanted: list[int]) -> int:
-        """Index of the first run where ``wanted`` octets appear consecutively, or -1."""
+    def windows(self, wanted: list[int]) -> Iterator[int]:
+        """Index of each run where ``wanted`` octets appear consecutively, first to last."""
         values = self.octets
         size = len(wanted)
         first_value = wanted[0]
         for first in range(len(values) - size + 1):
             if values[first] == first_value and values[first : first + size] == wanted:
-                return first
-        return -1
+                yield first
 
     def _spans(self) -> list[tuple[int, int]]:
         """Each run's (start, end) in the region, computed on first use."""
@@ -200,7 +199,7 @@ def _find_octet_windows(
     """
     matches: list[EncodingMatch] = []
     for kind, order, how in _FULL_ORDERS:
-        first = runs.find_window([octets[i] for i in order])
+        first = next(runs.windows([octets[i] for i in order]), -1)
         if first >= 0:
             text = runs.window_text(first, 4)
             evidence = GenericEvidence(f"{kind_prefix}-{kind}", f"{text} = {ip} {how}")
@@ -217,22 +216,21 @@ def _find_partial_windows(
     Unlike a whole address (``37.red-88-12-34``: four octets in order are no accident),
     two or three numbers with letters between them are: ``mail113.pool5`` from
     203.0.113.5 is a host and a pool index. A window inside a complete dotted address is
-    skipped too: ``relay-203-0-113-25`` seen from 203.0.113.26 names a neighbour.
+    skipped too: ``relay-203-0-113-25`` seen from 203.0.113.26 names a neighbour. Each
+    occurrence is judged, so one that fails (``a113b5``) hides no later one (``dyn-113-5``).
     """
     matches: list[EncodingMatch] = []
     if octets[2] not in runs.octets:  # every partial window contains the third octet
         return matches
     for order, how, strength in _PARTIAL_ORDERS:
         size = len(order)
-        first = runs.find_window([octets[i] for i in order])
-        if (
-            first >= 0
-            and runs.joined_by_separators(first, size)
-            and not runs.in_full_address_group(first, size)
-        ):
-            text = runs.window_text(first, size)
-            evidence = GenericEvidence("partial-octets", f"{text} = {how} of {ip}")
-            matches.append(EncodingMatch(evidence, strength, text))
+        for first in runs.windows([octets[i] for i in order]):
+            separate = runs.joined_by_separators(first, size)
+            if separate and not runs.in_full_address_group(first, size):
+                text = runs.window_text(first, size)
+                evidence = GenericEvidence("partial-octets", f"{text} = {how} of {ip}")
+                matches.append(EncodingMatch(evidence, strength, text))
+                break
     return matches
 
 
