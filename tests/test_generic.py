@@ -183,6 +183,13 @@ def test_a_failing_partial_window_hides_no_later_one(ip: str, failing: str, sepa
         )
 
 
+def test_a_partial_window_is_evidence_once() -> None:
+    # The first occurrence that passes both guards is the match; a second is no more
+    # evidence (mutation review: without the break, every passing occurrence was one).
+    result = verdict("198.51.85.33", "dyn-85-33.pool-85-33.example.net")
+    assert [item.kind for item in result.evidence].count("partial-octets") == 1
+
+
 def test_two_octets_supply_no_shape_either() -> None:
     # Every partial match is taken out before the shape is judged, not only three octets:
     # besides 2-25, mx1234 is not digit-heavy, so no shape is shown (second mutation review).

@@ -140,7 +140,7 @@ class _DigitRuns:
 
         def joined(index: int) -> bool:  # run ``index`` is joined to run ``index + 1``
             gap = self.region[spans[index][1] : spans[index + 1][0]]
-            return bool(gap) and not gap.strip(_SEPARATORS)
+            return not gap.strip(_SEPARATORS)  # never empty: runs are maximal
 
         if not all(joined(index) for index in range(first, last)):
             return False
