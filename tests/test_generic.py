@@ -586,6 +586,9 @@ def test_embedded_ipv4() -> None:
         ("2001:db8:1:2::5", "x.2001-db8-1-2--5.de", "ipv6-groups", True),
         ("2001:2001:2001:2001:2001:2001:2001:2001",
          "a2001-2001-2001-2001-2001-2001-2001-2001-2001.dyn.example.net", "ipv6-groups", True),
+        # 2^24 - 1 is no integer form (0.0.0.0/8), and an underscore joins two octets.
+        ("0.255.255.255", "16777215.dyn.example-isp.net", "ipv4-int", False),
+        ("198.51.85.33", "dyn_85_33.example-isp.net", "partial-octets", True),
     ],
 )  # fmt: skip
 def test_encoding_edges(ip: str, hostname: str, kind: str, found: bool) -> None:
