@@ -797,6 +797,28 @@ def test_a_negative_answer_whose_soa_does_not_read_is_malformed(owner: bytes, rd
     assert _classify(good, query_id, "a.example", "A") == NotFound(NotFoundKind.NXDOMAIN, 30)
 
 
+@pytest.mark.parametrize(
+    ("rdata", "ok"),
+    [
+        (GOOD_SOA_RDATA, True),
+        (wire.encode_name("ns.example"), False),  # MNAME alone
+        (GOOD_SOA_RDATA[:-1], False),  # MINIMUM cut short
+        (GOOD_SOA_RDATA + b"\x00", False),  # a byte after MINIMUM
+    ],
+)
+def test_an_soa_answer_must_fill_its_record(rdata: bytes, ok: bool) -> None:
+    """Regression: an SOA in the answer (/readyz's probe of the root) was read for its
+    MNAME only, so RDATA of MNAME alone, or with bytes after the five numbers, was the
+    root's SOA and the resolver ready. RFC 1035 section 3.3.13: MNAME, RNAME and five
+    32-bit numbers, and section 3.2.1: exactly RDLENGTH octets."""
+    data, query_id = _ptr_answer(rdata, rdtype=dns.rdatatype.SOA)
+    outcome = _classify(data, query_id, "1.2.0.192.in-addr.arpa", "SOA")
+    if ok:
+        assert outcome == Answer(("ns.example",), 60)
+    else:
+        assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED, outcome
+
+
 def test_ttls_with_the_top_bit_set_are_zero() -> None:
     """Regression: RFC 2181 section 8 reads them as 0; they were cached for the maximum."""
     data, query_id = _response("a.example.", "A", [("a.example.", "A", "192.0.2.1")])
@@ -809,10 +831,14 @@ def test_ttls_with_the_top_bit_set_are_zero() -> None:
     assert _classify(huge, query_id, "a.example.", "A") == NotFound(NotFoundKind.NXDOMAIN, 0)
 
 
-def _ptr_answer(rdata: bytes, extra: bytes = b"", arcount: int = 0) -> tuple[bytes, int]:
+def _ptr_answer(
+    rdata: bytes, extra: bytes = b"", arcount: int = 0, rdtype: int = 12
+) -> tuple[bytes, int]:
+    """A response to 1.2.0.192.in-addr.arpa/``rdtype`` of one record (owner: a pointer
+    to the question's name) whose RDATA is ``rdata``, then ``extra``, and the query id."""
     header = struct.pack("!HHHHHH", 7, 0x8180, 1, 1, 0, arcount)
-    question = wire.encode_name("1.2.0.192.in-addr.arpa") + struct.pack("!HH", 12, 1)
-    record = b"\xc0\x0c" + struct.pack("!HHIH", 12, 1, 60, len(rdata)) + rdata
+    question = wire.encode_name("1.2.0.192.in-addr.arpa") + struct.pack("!HH", rdtype, 1)
+    record = b"\xc0\x0c" + struct.pack("!HHIH", rdtype, 1, 60, len(rdata)) + rdata
     return header + question + record + extra, 7
 
 

@@ -234,11 +234,9 @@ def _parse_mx(data: bytes, offset: int, rdlength: int) -> object:
 
 
 def _parse_soa(data: bytes, offset: int, rdlength: int) -> object:
-    """The primary nameserver's name: all /readyz needs from the root's SOA."""
-    labels, end = _read_name(data, offset)
-    if end > offset + rdlength:
-        raise _Malformed("SOA name runs past its record")
-    return name_text(labels)
+    """The primary nameserver's name: all /readyz needs from the root's SOA (read whole,
+    as any record is)."""
+    return name_text(_soa_fields(data, offset, rdlength)[0])
 
 
 _PARSERS: dict[int, Callable[[bytes, int, int], object]] = {
@@ -284,15 +282,16 @@ class _Tail(NamedTuple):
     extended_rcode: int  # the upper 8 bits of the RCODE, from the OPT record (RFC 6891)
 
 
-def _soa_minimum(data: bytes, offset: int, rdlength: int) -> int:
-    """The MINIMUM of the SOA whose RDATA is at ``offset``: after MNAME, RNAME and four
-    32-bit fields (RFC 1035 section 3.3.13), where the RDATA must end exactly."""
-    _mname, end = _read_name(data, offset)
+def _soa_fields(data: bytes, offset: int, rdlength: int) -> tuple[list[bytes], int]:
+    """MNAME and MINIMUM of the SOA whose RDATA is at ``offset``: MINIMUM is after MNAME,
+    RNAME and four 32-bit fields (RFC 1035 section 3.3.13), where the RDATA must end
+    exactly (section 3.2.1)."""
+    mname, end = _read_name(data, offset)
     _rname, end = _read_name(data, end)
     if end + 20 != offset + rdlength:
         raise _Malformed("SOA record does not fill its length")
     (minimum,) = _U32.unpack_from(data, end + 16)
-    return minimum
+    return mname, minimum
 
 
 def _tail(data: bytes, offset: int, nscount: int, arcount: int) -> _Tail:
@@ -315,7 +314,7 @@ def _tail(data: bytes, offset: int, nscount: int, arcount: int) -> _Tail:
         # RFC 1035 section 3.2.1: RDATA is RDLENGTH octets of its type's form; a record
         # of a type we know that does not read means the packet is broken.
         if rdtype == TYPE_SOA:
-            minimum = _soa_minimum(data, offset, rdlength)
+            _mname, minimum = _soa_fields(data, offset, rdlength)
             if index < nscount and soa_ttl is None:
                 soa_ttl = min(_ttl(ttl), _ttl(minimum))
         elif rdtype in _RDATA_CHECKS:
