@@ -1097,6 +1097,39 @@ def test_only_the_root_dot_is_taken_off_a_name(labels: list[bytes]) -> None:
     assert labels_back == tuple(label.lower() for label in labels)
 
 
+@pytest.mark.parametrize("escaped", [False, True])
+def test_a_query_name_puts_on_the_wire_what_rfc_1035_allows(escaped: bool) -> None:
+    """RFC 1035 section 2.3.4: labels of 1 to 63 octets, 255 octets in all on the wire.
+    Names with an escape take dnspython's parser instead of the plain path: the same
+    limits either way."""
+    tail = ".\\098" if escaped else ".b"  # \098 is "b"
+
+    def name(last: int) -> str:
+        return ".".join(["a" * 63] * 3 + ["a" * last]) + tail
+
+    longest = name(59)  # 253 characters: 255 octets
+    assert len(wire.encode_name(longest)) == 255
+    assert wire.encode_name(longest) == wire.encode_name(longest.replace("\\098", "b"))
+    for bad in ("a" * 64 + tail, name(60), "a.." + tail[1:], ".a" + tail):
+        with pytest.raises(wire.NameError_):
+            wire.encode_name(bad)
+
+
+async def test_a_name_whose_escapes_spell_capitals_is_asked_and_answered() -> None:
+    """Regression: classify() compares the echoed question in lower case (RFC 4343), but a
+    query name whose escapes spell capital letters (\\065 is "A") went on the wire as
+    written, so no reply could ever match it and the lookup was a TIMEOUT."""
+    assert wire.encode_name("x\\065.example") == wire.encode_name("xa.example")
+    server = FaultyDns("address").start()
+    try:
+        outcome = await _layer(server.nameserver).lookup(
+            "x\\065.example", dns.rdatatype.A, _deadline()
+        )
+    finally:
+        server.stop()
+    assert outcome == Answer((ipaddress.IPv4Address("192.0.2.53"),), 60)
+
+
 def _nameserver(text: str) -> Nameserver:
     """A nameserver as the transport takes it, the broadcast address included: config
     refuses that one (parse_nameserver), but it is how a test gets a socket whose

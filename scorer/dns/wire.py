@@ -110,7 +110,9 @@ def encode_name(name: str) -> bytes:
 
     Plain ASCII names take a fast path; names with escapes or non-ASCII
     characters go through dnspython's parser (IDNA, ``\\DDD``), so every name
-    dnspython accepted is still accepted.
+    dnspython accepted is still accepted. Either way the wire form is lower case:
+    ``classify`` compares the echoed question in lower case (RFC 4343), and an escape
+    may spell a capital letter (``\\065`` is ``A``).
     """
     raw = name.encode("ascii", "replace")
     if raw in (b"", b"."):
@@ -125,7 +127,7 @@ def encode_name(name: str) -> bytes:
         import dns.name
 
         try:
-            encoded = dns.name.from_text(name).to_wire()
+            encoded = dns.name.from_text(name).canonicalize().to_wire()
         except (dns.exception.DNSException, UnicodeError, ValueError) as error:
             raise NameError_(str(error)) from None
         wire = encoded or b"\x00"
