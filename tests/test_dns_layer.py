@@ -636,7 +636,8 @@ def test_any_parse_surprise_is_a_malformed_tempfail_not_a_crash() -> None:
     assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED
 
 
-Records = list[tuple[str, str, str]]
+# (owner, type, value), or with a fourth item, the record's TTL (60 otherwise).
+Records = list[tuple[str, str, str] | tuple[str, str, str, int]]
 
 
 def _response(
@@ -660,8 +661,8 @@ def _response(
         (response.additional, additional),
     )
     for section, rows in sections:
-        for owner, kind, value in rows:
-            section.append(dns.rrset.from_text(owner, 60, "IN", kind, value))
+        for owner, kind, value, *ttl in rows:
+            section.append(dns.rrset.from_text(owner, ttl[0] if ttl else 60, "IN", kind, value))
     response.set_rcode(dns.rcode.from_text(rcode))
     return response.to_wire(), query.id
 
@@ -697,6 +698,14 @@ def test_a_referral_is_not_nodata() -> None:
     with_soa = [SOA, ("example.", "NS", "ns.example.")]
     assert _classify_answer("a.example.", "PTR", [], with_soa) == NotFound(NotFoundKind.NODATA, 60)
     assert _classify_answer("a.example.", "PTR", []) == NotFound(NotFoundKind.NODATA, 300)
+    # Only the authority section's NS records make a referral: one among the additional
+    # records is none, and an NXDOMAIN with NS records and no SOA is an NXDOMAIN all the
+    # same (RFC 2308 section 2.1, type 4: the RCODE says the name does not exist).
+    ns = [("example.", "NS", "ns.example.")]
+    additional_ns = _classify_answer("a.example.", "PTR", [], additional=ns)
+    assert additional_ns == NotFound(NotFoundKind.NODATA, 300)
+    nxdomain = _classify_answer("a.example.", "PTR", [], ns, rcode="NXDOMAIN")
+    assert nxdomain == NotFound(NotFoundKind.NXDOMAIN, 300)
 
 
 @pytest.mark.parametrize("rcode", ["NXDOMAIN", "NOERROR"])
@@ -726,16 +735,18 @@ def test_yxdomain_is_a_final_malformed_failure() -> None:
     assert outcome == TempFail(FailureKind.MALFORMED, "YXDOMAIN")
 
 
-def test_an_extended_rcode_is_not_an_answer() -> None:
-    """Regression: BADVERS (16: NOERROR in the header, 1 in the OPT record) was NODATA."""
+@pytest.mark.parametrize("rcode", [16, 19])
+def test_an_extended_rcode_is_not_an_answer(rcode: int) -> None:
+    """Regression: BADVERS (16: NOERROR in the header, 1 in the OPT record) was NODATA.
+    RFC 6891 section 6.1.3: the OPT record holds the upper 8 bits of the RCODE, the
+    header the lower 4, which the failure names whole: 19 is NXDOMAIN's 3 under it."""
     import dns.message
-    import dns.rcode
 
     query = dns.message.make_query("a.example.", "A", use_edns=0)
     response = dns.message.make_response(query)
-    response.set_rcode(dns.rcode.BADVERS)
+    response.set_rcode(rcode)
     outcome = _classify(response.to_wire(), query.id, "a.example.", "A")
-    assert isinstance(outcome, wire.TryNext) and outcome.failure.detail == "extended rcode 16"
+    assert isinstance(outcome, wire.TryNext) and outcome.failure.detail == f"extended rcode {rcode}"
 
 
 def test_an_extended_rcode_on_an_answer_is_not_an_answer() -> None:
@@ -829,6 +840,10 @@ def test_ttls_with_the_top_bit_set_are_zero() -> None:
     data, query_id = _response("a.example.", "A", [], [SOA], rcode="NXDOMAIN")
     huge = data.replace(b"\x00\x00\x00\x3c", b"\xff\xff\xff\xff")  # the SOA's own TTL
     assert _classify(huge, query_id, "a.example.", "A") == NotFound(NotFoundKind.NXDOMAIN, 0)
+    # MINIMUM is a TTL too (RFC 2308 section 4), and the "no" lasts no longer than it.
+    top_minimum = ("example.", "SOA", "ns.example. host.example. 1 3600 600 86400 4294967295")
+    outcome = _classify_answer("a.example.", "A", [], [top_minimum], rcode="NXDOMAIN")
+    assert outcome == NotFound(NotFoundKind.NXDOMAIN, 0)
 
 
 def _ptr_answer(
@@ -929,17 +944,18 @@ def _with_question_name(data: bytes, name: bytes) -> bytes:
     return data[:12] + name + data[12 + len(asked) :]
 
 
-@pytest.mark.parametrize("rcode", ["NOERROR", "NXDOMAIN"])
+@pytest.mark.parametrize("rcode", ["NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED"])
 def test_the_echoed_question_matches_whatever_its_case(rcode: str) -> None:
     """DNS names compare without regard to case (RFC 4343; a resolver may echo a name in
     another case, 0x20 randomisation): such a reply answers our question. Another name
-    is another question's reply: ignored, the query keeps waiting."""
+    is another question's reply (RFC 5452 section 9.1: the question must match), even
+    when it is an error: ignored, the query keeps waiting."""
     records = [("a.example.", "A", "192.0.2.1")] if rcode == "NOERROR" else []
     authority = [] if records else [SOA]
     data, query_id = _response("a.example.", "A", records, authority, rcode)
     ours = wire.question(wire.encode_name("a.example"), dns.rdatatype.A)
     expected = _classify(data, query_id, "a.example.", "A")
-    assert isinstance(expected, (Answer, NotFound))
+    assert isinstance(expected, (Answer, NotFound, wire.TryNext))
     for name in (b"\x01A\x07EXAMPLE\x00", b"\x01a\x07ExAmPlE\x00"):
         echoed = _with_question_name(data, name)
         assert wire.classify(echoed, query_id, ours, dns.rdatatype.A, 300) == expected, name
@@ -1037,14 +1053,16 @@ def test_a_chain_is_followed_in_any_order_and_a_dname_beside_it_is_fine() -> Non
 
 
 def test_a_long_cname_chain_is_malformed() -> None:
-    links = wire.MAX_CNAME_LINKS + 2
-    records = [(f"n{i}.example.", "CNAME", f"n{i + 1}.example.") for i in range(links)]
-    records.append((f"n{links}.example.", "A", "192.0.2.7"))
-    outcome = _classify_answer("n0.example.", "A", records)
-    assert isinstance(outcome, TempFail) and "CNAME chain" in outcome.detail
-    short = records[-wire.MAX_CNAME_LINKS :]
-    first = short[0][0]
-    assert isinstance(_classify_answer(first, "A", short), Answer)
+    def chain(links: int) -> object:
+        records = [(f"n{i}.example.", "CNAME", f"n{i + 1}.example.") for i in range(links)]
+        return _classify_answer(
+            "n0.example.", "A", [*records, (f"n{links}.example.", "A", "192.0.2.7")]
+        )
+
+    assert isinstance(chain(wire.MAX_CNAME_LINKS), Answer)  # 16 links, as BIND follows
+    for links in (wire.MAX_CNAME_LINKS + 1, wire.MAX_CNAME_LINKS + 2):
+        outcome = chain(links)
+        assert isinstance(outcome, TempFail) and "CNAME chain" in outcome.detail, links
 
 
 @pytest.mark.parametrize(
@@ -1390,9 +1408,12 @@ def test_a_huge_authority_or_additional_section_is_not_read() -> None:
         header = struct.pack("!6H", 0x1234, 0x8180, 1, 1, 0, 1 + extra)
         return header + question + answer + first + pointer * extra
 
-    assert wire.classify(message(100), 0x1234, question, 12, 300) == Answer(
+    # At most MAX_TAIL_RECORDS, the first of them not a pointer: read, and the answer.
+    assert wire.classify(message(wire.MAX_TAIL_RECORDS - 1), 0x1234, question, 12, 300) == Answer(
         ("mail.example.com",), 60
     )
+    one_more = wire.classify(message(wire.MAX_TAIL_RECORDS), 0x1234, question, 12, 300)
+    assert isinstance(one_more, TempFail) and "257 authority and additional" in one_more.detail
     huge = (65507 - base - len(first)) // len(pointer)
     outcome = wire.classify(message(huge), 0x1234, question, 12, 300)
     assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED
@@ -1427,6 +1448,136 @@ def test_bytes_after_a_lone_answer_make_it_no_answer() -> None:
     assert (
         isinstance(outcome, wire.TryNext) and outcome.failure.detail == "data after the last record"
     )
+
+
+def test_what_is_no_reply_to_our_query_is_not_ours() -> None:
+    """RFC 1035 section 4.1.1: a reply has QR set, and a header of 12 octets. A datagram
+    shorter than a header, or our own query coming back (a reflecting middlebox: our id,
+    our question, QR clear, no answer), answers nothing: read as a reply, the query
+    would be NODATA (RL_PTR_MISSING, cached for the negative TTL)."""
+    question = wire.question(wire.encode_name("a.example"), dns.rdatatype.A)
+    query = wire.make_query(7, question)
+    assert wire.classify(query, 7, question, dns.rdatatype.A, 300) is wire.Verdict.NOT_OURS
+    reply = bytes((query[0], query[1], query[2] | 0x80)) + query[3:]  # the same with QR
+    assert wire.classify(reply, 7, question, dns.rdatatype.A, 300) == NotFound(
+        NotFoundKind.NODATA, 300
+    )
+    for size in range(12):
+        outcome = wire.classify(reply[:size], 7, question, dns.rdatatype.A, 300)
+        assert outcome is wire.Verdict.NOT_OURS, size
+
+
+def test_a_query_asks_for_recursion_with_edns() -> None:
+    """wire.make_query: one question, RD set (RFC 1035 section 4.1.1: we ask a recursive
+    resolver), and an OPT record offering 1232 octets over UDP (RFC 6891 section 6.2.5,
+    DNS flag day 2020): with 512, answers of a few MX hosts would be truncated and asked
+    again over TCP."""
+    import dns.flags
+    import dns.message
+
+    question = wire.question(wire.encode_name("a.example"), dns.rdatatype.MX)
+    query = dns.message.from_wire(wire.make_query(4711, question))
+    assert (query.id, query.flags, query.edns, query.payload) == (4711, dns.flags.RD, 0, 1232)
+    assert [str(q) for q in query.question] == ["a.example. IN MX"]
+
+
+@pytest.mark.parametrize("rcode", range(7, 16))
+def test_an_rcode_we_do_not_know_tries_the_next_nameserver(rcode: int) -> None:
+    """RCODEs 7 to 15 (YXRRSET, NXRRSET, NOTAUTH, NOTZONE, DSOTYPENI, unassigned; RFC 1035
+    section 4.1.1 names 0 to 5) are no answer and no "does not exist": a MALFORMED
+    failure that another nameserver may do better than. All four bits are the RCODE:
+    11 is no NXDOMAIN (3)."""
+    outcome = _classify_answer("a.example.", "A", [], [SOA], rcode=str(rcode))
+    assert outcome == wire.TryNext(TempFail(FailureKind.MALFORMED, f"rcode {rcode}"))
+
+
+@pytest.mark.parametrize("rdtype", ["A", "AAAA", "MX", "PTR", "NS", "CNAME"])
+def test_a_broken_record_of_a_type_we_read_after_the_answer_makes_no_negative(
+    rdtype: str,
+) -> None:
+    """wire._RDATA_CHECKS: a record among the additional ones whose RDATA does not read as
+    its type's (3 octets: no address, a name that does not fill it, an MX name past it)
+    breaks the packet, and a "does not exist" from a broken packet is not scored."""
+    data, query_id = _response("a.example.", "A", [], [SOA])
+    record = b"\x00" + struct.pack("!HHIH", dns.rdatatype.from_text(rdtype), 1, 60, 3)
+    broken = data[:10] + struct.pack("!H", 2) + data[12:] + record + b"\x00\x0a\x3f"
+    assert _classify(data, query_id, "a.example.", "A") == NotFound(NotFoundKind.NODATA, 60)
+    outcome = _classify(broken, query_id, "a.example.", "A")
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED, outcome
+
+
+@pytest.mark.parametrize(("rdtype", "size"), [(1, 3), (1, 5), (28, 15), (28, 17)])
+def test_an_address_of_the_wrong_size_is_malformed(rdtype: int, size: int) -> None:
+    # RFC 1035 section 3.4.1, RFC 3596 section 2.2: A is 4 octets, AAAA 16, no more.
+    data, query_id = _ptr_answer(bytes(range(1, size + 1)), rdtype=rdtype)
+    outcome = _classify(data, query_id, "1.2.0.192.in-addr.arpa", dns.rdatatype.to_text(rdtype))
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED, outcome
+    assert f"record of {size} bytes" in outcome.detail
+
+
+def test_a_null_mx_is_an_answer() -> None:
+    # RFC 7505: "MX 0 ." is three octets of RDATA, the shortest an MX can be.
+    outcome = _classify_answer("a.example.", "MX", [("a.example.", "MX", "0 .")])
+    assert outcome == Answer((MxRecord(0, ""),), 60)
+
+
+def test_a_record_of_another_class_is_no_answer() -> None:
+    # RFC 1035 section 3.2.4: we ask class IN; an A record of class CH at the question's
+    # name answers another question, and a reply holding it is broken or forged.
+    data, query_id = _response("a.example.", "A", [("a.example.", "A", "192.0.2.1")])
+    chaos = data.replace(b"\x00\x01\x00\x01\x00\x00\x00\x3c", b"\x00\x01\x00\x03\x00\x00\x00\x3c")
+    assert chaos != data
+    outcome = _classify(chaos, query_id, "a.example.", "A")
+    assert outcome == TempFail(FailureKind.MALFORMED, "answer does not match the question")
+
+
+@pytest.mark.parametrize(
+    ("records", "ttl"),
+    [
+        ([("a.example.", "A", "192.0.2.1", 30), ("a.example.", "A", "192.0.2.2", 60)], 30),
+        ([("a.example.", "CNAME", "b.example.", 10), ("b.example.", "A", "192.0.2.1")], 10),
+        ([("a.example.", "CNAME", "b.example.", 2**31), ("b.example.", "A", "192.0.2.1")], 0),
+        ([("a.example.", "CNAME", "b.example."), ("b.example.", "A", "192.0.2.1", 2**31)], 0),
+    ],
+)
+def test_an_answer_lasts_as_long_as_its_shortest_record(records: Records, ttl: int) -> None:
+    """RFC 2181 section 5.2: records of one RRset with different TTLs count as the lowest;
+    an answer through a CNAME holds only as long as the CNAME does; a TTL with the top
+    bit set is 0 (section 8), wherever it is."""
+    outcome = _classify_answer("a.example.", "A", records)
+    assert isinstance(outcome, Answer) and outcome.ttl == ttl, outcome
+
+
+def test_several_cnames_for_one_name_are_malformed() -> None:
+    # RFC 2181 section 10.1: a name has at most one CNAME; which one to follow is a guess.
+    records = [("a.example.", "CNAME", "b.example."), ("a.example.", "CNAME", "c.example.")]
+    outcome = _classify_answer("a.example.", "A", [*records, ("b.example.", "A", "192.0.2.1")])
+    assert isinstance(outcome, TempFail) and "several CNAMEs" in outcome.detail
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [("a.example.", "AAAA", "2001:db8::1")],
+        [("a.example.", "CNAME", "b.example."), ("b.example.", "AAAA", "2001:db8::1")],
+    ],
+)
+def test_records_of_another_type_on_the_chain_make_no_nodata(records: Records) -> None:
+    # Asked for A, given an AAAA at the name (or at the chain's end): an answer to another
+    # question, a failure, never a NODATA that would be scored.
+    outcome = _classify_answer("a.example.", "A", records, [SOA])
+    assert outcome == TempFail(FailureKind.MALFORMED, "answer does not match the question")
+
+
+def test_an_opt_record_outside_the_additional_section_carries_no_rcode() -> None:
+    # RFC 6891 section 6.1.1: the OPT record is one of the additional records; a record
+    # of its type among the authority ones is no EDNS header, its "extended RCODE" none.
+    data, query_id = _response("a.example.", "A", [], [SOA])
+    without_edns = data[:10] + struct.pack("!H", 0) + data[12 : -len(_opt(0, b""))]
+    nscount = struct.unpack_from("!H", data, 8)[0]
+    stray_opt = _opt(0, b"", extended_rcode=1)
+    moved = without_edns[:8] + struct.pack("!H", nscount + 1) + without_edns[10:] + stray_opt
+    assert _classify(moved, query_id, "a.example.", "A") == NotFound(NotFoundKind.NODATA, 60)
 
 
 # --- the transport (scorer/dns/transport.py) ---
