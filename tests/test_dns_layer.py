@@ -719,6 +719,11 @@ def test_only_the_authority_sections_soa_gives_the_negative_ttl(rcode: str) -> N
     assert only_additional == NotFound(kind, 300)
     both = _classify_answer("a.example.", "A", [], [SOA], rcode=rcode, additional=[short])
     assert both == NotFound(kind, 60)  # the authority SOA's TTL (60) capped by MINIMUM (120)
+    # Two SOAs (no zone has two: a broken or forged answer): the "no" lasts no longer than
+    # either says, whichever comes first.
+    for authority in ([SOA, short], [short, SOA]):
+        two = _classify_answer("a.example.", "A", [], authority, rcode=rcode)
+        assert two == NotFound(kind, 5), authority
 
 
 @pytest.mark.parametrize("rcode", ["FORMERR", "NOTIMP", "SERVFAIL", "REFUSED"])

@@ -317,8 +317,10 @@ def _tail(data: bytes, offset: int, nscount: int, arcount: int) -> _Tail:
         # of a type we know that does not read means the packet is broken.
         if rdtype == TYPE_SOA:
             _mname, minimum = _soa_fields(data, offset, rdlength)
-            if index < nscount and soa_ttl is None:
-                soa_ttl = min(_ttl(ttl), _ttl(minimum))
+            if index < nscount:
+                # Of several (no zone has two: a broken or forged answer), the shortest.
+                negative = min(_ttl(ttl), _ttl(minimum))
+                soa_ttl = negative if soa_ttl is None else min(soa_ttl, negative)
         elif rdtype in _RDATA_CHECKS:
             _RDATA_CHECKS[rdtype](data, offset, rdlength)
         if index < nscount:
