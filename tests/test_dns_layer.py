@@ -1356,11 +1356,12 @@ def test_a_no_at_the_end_of_a_cname_lasts_no_longer_than_the_cname(rcode: str) -
 
 
 async def test_queries_in_flight_when_a_nameserver_is_demoted_still_reach_the_next(
-    unbound: Unbound,
+    unbound: Unbound, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Regression (review): a retry took the nameserver at its attempt's place in the
     order, so queries sent to the silent one before it was demoted (the order now
-    [working, silent]) were retried to the silent one again and timed out."""
+    [working, silent]) were retried to the silent one again and timed out. The demotion
+    is one warning, not one for each of those queries."""
     silent = FaultyDns("silent").start()
     try:
         servers = [silent.nameserver, unbound.nameserver]
@@ -1373,6 +1374,8 @@ async def test_queries_in_flight_when_a_nameserver_is_demoted_still_reach_the_ne
         names = [world.CONFIRMED_NAME, world.GOOD_MX, world.UNVERIFIED_NAME, world.GENERIC_NAME]
         outcomes = await asyncio.gather(*(later(0.05 * i, n) for i, n in enumerate(names)))
         assert not [o for o in outcomes if isinstance(o, TempFail)], outcomes
+        assert silent.queries >= 2, "several found it silent"
+        assert caplog.text.count("did not answer within") == 1
     finally:
         silent.stop()
 
@@ -1856,6 +1859,34 @@ def test_demotions_end_each_at_its_own_time() -> None:
     assert (udp._order, udp._promote_at) == ([0, 1, 2], None)
 
 
+async def test_only_the_first_nameservers_demotion_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """docs/performance.md: a warning in the log when the first nameserver is demoted. One
+    further down the order (asked first by a query sent while the first was demoted) is
+    demoted as quietly as one demoted already: it cost no query the wait."""
+    udp = transport.UdpTransport([Nameserver("127.0.0.1", p) for p in (1, 2, 3)], 1.0, 300)
+    udp._loop = asyncio.get_running_loop()
+    udp._usable, udp._attempts = [0, 1, 2], 3
+
+    def demote_before_the_last(asked: list[int]) -> None:
+        """A query asked the nameservers ``asked`` in turn and the last one answered."""
+        pending = transport._Pending(lambda _outcome: None, b"", dns.rdatatype.A, 0.0)
+        for query_id, index in enumerate(asked):
+            sock = transport._Socket(None, index)  # type: ignore[arg-type]
+            sock.pending[query_id] = pending
+            pending.registrations.append((sock, query_id))
+        udp._demote_silent(pending, pending.registrations[-1])
+
+    udp._reorder(0.0)
+    demote_before_the_last([1, 2])  # 0 is first, 1 was asked first
+    assert udp._order == [0, 2, 1] and "did not answer" not in caplog.text
+    demote_before_the_last([0, 2])
+    assert udp._order == [2, 0, 1]
+    assert caplog.text.count("nameserver 127.0.0.1:1 did not answer within 0.333333s") == 1
+    assert caplog.text.count("did not answer") == 1
+
+
 async def test_a_retry_that_cannot_be_sent_ends_the_query_with_why(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -1880,3 +1911,69 @@ async def test_a_retry_that_cannot_be_sent_ends_the_query_with_why(
     assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.NETWORK, outcome
     assert "RuntimeError: a bug building the retry" in outcome.detail
     assert _registered(layer) == 0
+
+
+class _RefusedLater:
+    """A socket whose datagrams go nowhere and whose next read reports the ICMP port
+    unreachable that came back for them (a resolver gone while its host still answers)."""
+
+    def __init__(self, sock: object) -> None:
+        self._sock = sock
+        self.sent = 0
+
+    def send(self, data: bytes) -> int:
+        self.sent += 1
+        return len(data)
+
+    def recv(self, _size: int) -> bytes:
+        if self.sent:
+            self.sent = 0
+            raise ConnectionRefusedError(111, "Connection refused")
+        raise BlockingIOError
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+async def test_an_error_that_strands_a_query_twice_ends_it_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """_finish: a query asked twice on one socket (its retransmission, one nameserver) is
+    stranded twice by the ICMP unreachable that socket reads once; its outcome must still
+    be handed on once (twice, the metrics and /readyz's health window counted one query
+    as two)."""
+    monkeypatch.setattr(transport, "SOCKETS_PER_SERVER", 1)
+    udp = transport.UdpTransport([Nameserver("127.0.0.1", dead_port())], 1.0, 300)
+    udp._open(asyncio.get_running_loop())
+    ((sock,),) = udp._sockets
+    sock.sock = _RefusedLater(sock.sock)  # type: ignore[assignment]
+    outcomes: list[Outcome] = []
+    udp.send(wire.encode_name("a.example"), dns.rdatatype.A, outcomes.append)
+    await asyncio.sleep(0.6)  # the retransmission went at 0.5 s, on the same socket
+    assert len(sock.pending) == 2 and not outcomes
+    udp._readable(sock)
+    assert len(outcomes) == 1 and isinstance(outcomes[0], TempFail), outcomes
+    assert outcomes[0].kind is FailureKind.NETWORK and "ConnectionRefused" in outcomes[0].detail
+
+
+class _LosesTheFirstQuery(FaultyDns):
+    """A resolver whose answer to the first query is lost on the way."""
+
+    def _reply(self, data: bytes, mode: str | None = None) -> bytes | None:
+        return None if self.queries == 1 else super()._reply(data, mode)
+
+
+async def test_a_lost_datagram_demotes_no_lone_nameserver(caplog: pytest.LogCaptureFixture) -> None:
+    # _demote_silent: a nameserver is demoted for staying silent while *another* answered;
+    # its own answer to the retransmission is no such thing, and the warning would blame
+    # it for being slower than itself.
+    server = _LosesTheFirstQuery("address").start()
+    try:
+        layer = _layer(server.nameserver, timeout=1.0)
+        outcome = await layer.lookup("a.example", dns.rdatatype.A, _deadline())
+    finally:
+        server.stop()
+    assert outcome == Answer((ipaddress.IPv4Address("192.0.2.53"),), 60)
+    assert server.queries == 2
+    assert layer._transport._demoted_until == {}
+    assert "did not answer" not in caplog.text
