@@ -282,6 +282,9 @@ def test_a_value_as_big_as_the_bound_is_kept_and_its_size_counts_whole() -> None
     assert len(cache) == 1 and _value(cache, "three") == "3"
     assert cache.put("four", "4", ttl=30, size=4) == 0.0  # above it: not kept
     assert _value(cache, "four") is None and _value(cache, "three") == "3"
+    # Not kept, it still replaces what the key held: the old value is no longer true.
+    assert cache.put("three", "3 again", ttl=30, size=4) == 0.0
+    assert _value(cache, "three") is None and len(cache) == 0
 
 
 def test_clearing_the_cache_forgets_what_big_entries_counted() -> None:

@@ -59,13 +59,14 @@ class TtlCache(Generic[V]):
 
     def put(self, key: Hashable, value: V, ttl: float, size: int = 1) -> float:
         """Cache ``value``, counted as ``size`` entries; return when it expires (now, when
-        the cache is disabled or the value alone is above its bound)."""
+        the cache is disabled or the value alone is above its bound: what the key held
+        is dropped all the same, as no longer true)."""
         now = self._clock()
+        if key in self._items:
+            self._remove(key)
         if size > self._max_entries:
             return now
         expires = now + min(max(ttl, self._min_ttl), self._max_ttl)
-        if key in self._items:
-            self._remove(key)
         self._items[key] = (expires, value)
         if size > 1:
             self._extra[key] = size - 1
