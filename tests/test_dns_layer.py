@@ -969,6 +969,12 @@ def test_the_echoed_question_matches_whatever_its_case(rcode: str) -> None:
         assert wire.classify(echoed, query_id, ours, dns.rdatatype.A, 300) == expected, name
     other = _with_question_name(data, b"\x01b\x07example\x00")
     assert wire.classify(other, query_id, ours, dns.rdatatype.A, 300) is wire.Verdict.NOT_OURS
+    # Our name, but another type (AAAA) or class (CH): another question too.
+    end = 12 + len(ours)
+    for rdtype, rdclass in ((dns.rdatatype.AAAA, 1), (dns.rdatatype.A, 3)):
+        other = data[: end - 4] + struct.pack("!HH", rdtype, rdclass) + data[end:]
+        outcome = wire.classify(other, query_id, ours, dns.rdatatype.A, 300)
+        assert outcome is wire.Verdict.NOT_OURS, (rdtype, rdclass)
 
 
 @pytest.mark.parametrize("qdcount", [0, 2])
@@ -1255,6 +1261,18 @@ async def test_a_socket_that_cannot_be_opened_fails_queries_fast(first: str) -> 
         silent.stop()
 
 
+async def test_without_a_nameserver_to_ask_a_query_fails_at_once_saying_why() -> None:
+    # UdpTransport.send: none configured (an /etc/resolv.conf without any), or none whose
+    # sockets open (here the broadcast address: EACCES): a NETWORK failure, at once.
+    outcomes: list[Outcome] = []
+    for servers in ([], [_nameserver("255.255.255.255")]):
+        udp = transport.UdpTransport(servers, 1.0, 300)
+        udp.send(wire.encode_name("a.example"), dns.rdatatype.A, outcomes.append)
+    assert outcomes[0] == TempFail(FailureKind.NETWORK, "no nameserver configured")
+    assert outcomes[1].kind is FailureKind.NETWORK and isinstance(outcomes[1], TempFail)
+    assert outcomes[1].detail.startswith("255.255.255.255: PermissionError"), outcomes[1]
+
+
 async def test_a_send_that_fails_ends_the_query_at_once(unbound: Unbound) -> None:
     """Regression (review): a send() that raised left the query registered, so it
     waited out the whole timeout for a reply that could not come, as a TIMEOUT."""
@@ -1523,6 +1541,24 @@ def test_bytes_after_a_lone_answer_make_it_no_answer() -> None:
     )
 
 
+@pytest.mark.parametrize("rcode", ["NOERROR", "NXDOMAIN"])
+def test_a_reply_cut_short_without_tc_is_no_outcome(rcode: str) -> None:
+    """RFC 2181 section 9: a reply that did not fit says so with TC. One cut anywhere after
+    its question without it (a broken middlebox, a bad fragment) has fewer records than
+    its counts: never the records that did arrive as the answer, nor a "does not
+    exist"; a MALFORMED failure."""
+    records = [("a.example.", "A", f"192.0.2.{i}") for i in (1, 2, 3)]
+    if rcode == "NXDOMAIN":
+        records = [("a.example.", "CNAME", "gone.example.")]
+    data, query_id = _response("a.example.", "A", records, [SOA], rcode)
+    whole = _classify(data, query_id, "a.example.", "A")
+    assert isinstance(whole, (Answer, NotFound)), whole
+    start = 12 + len(wire.encode_name("a.example")) + 4
+    for size in range(start, len(data)):
+        outcome = _classify(data[:size], query_id, "a.example.", "A")
+        assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED, size
+
+
 def test_what_is_no_reply_to_our_query_is_not_ours() -> None:
     """RFC 1035 section 4.1.1: a reply has QR set, and a header of 12 octets. A datagram
     shorter than a header, or our own query coming back (a reflecting middlebox: our id,
@@ -1715,6 +1751,24 @@ async def test_a_tcp_retry_whose_connection_closes_ends_the_query() -> None:
     _server, _layer_used, outcome = await _truncated_then_tcp("close")
     assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.NETWORK
     assert "TCP: IncompleteReadError" in outcome.detail
+
+
+async def test_a_tcp_retry_leaves_no_connection_open() -> None:
+    # Each retry closes its connection once the reply is read, not the garbage collector
+    # ("unclosed transport", a descriptor held until then).
+    server = FaultyDns("truncated", tcp="address").start()
+    try:
+        layer = _layer(server.nameserver, timeout=1.0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            for name in ("tc1.example", "tc2.example"):
+                assert isinstance(await layer.lookup(name, dns.rdatatype.A, _deadline()), Answer)
+            await asyncio.sleep(0.1)  # the server closes its side: ours reads the end
+            gc.collect()
+    finally:
+        server.stop()
+    assert server.tcp_queries == 2
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], "left to the GC"
 
 
 async def test_the_tcp_retry_goes_to_the_nameserver_that_truncated() -> None:
