@@ -1784,6 +1784,27 @@ async def test_the_tcp_retry_goes_to_the_nameserver_that_truncated() -> None:
     assert truncating.tcp_queries == 1
 
 
+@pytest.mark.parametrize("tcp", [None, "close", "servfail"])
+async def test_a_tcp_retry_that_fails_hands_over_to_the_next_nameserver(tcp: str | None) -> None:
+    """Regression: a truncated reply's TCP retry that failed (nothing listening on TCP, a
+    firewall's reset, the connection closed, SERVFAIL) ended the query there, though the
+    next nameserver had not been asked: a definite failure moves on at once (RFC 1034
+    section 5.3.3), over TCP as over UDP."""
+    truncating = FaultyDns("truncated", tcp=tcp).start()
+    answering = FaultyDns("address").start()
+    try:
+        layer = _servers_layer([truncating.nameserver, answering.nameserver], 2.0)
+        started = time.monotonic()
+        outcome = await layer.lookup("tc.example", dns.rdatatype.A, _deadline(5.0))
+        elapsed = time.monotonic() - started
+    finally:
+        truncating.stop()
+        answering.stop()
+    assert outcome == Answer((ipaddress.IPv4Address("192.0.2.53"),), 60)
+    assert elapsed < 0.9, "waited for the retry timer (1 s) instead"
+    assert (truncating.queries, answering.queries) == (1, 1)
+
+
 async def test_a_query_gone_to_tcp_is_not_sent_again_over_udp() -> None:
     # The TCP retry takes the query over: the UDP retransmission timer ends with it.
     server = FaultyDns("truncated", delay=1.3, tcp="slow").start()

@@ -19,7 +19,8 @@ at each step. A definite failure (SERVFAIL,
 REFUSED, a referral, ICMP unreachable, a nameserver we cannot open a socket to)
 moves on to the next nameserver at once (RFC 1034 section 5.3.3); when every
 nameserver has been tried and none can still answer, the last failure is the
-outcome. A truncated reply is asked again over TCP.
+outcome. A truncated reply is asked again over TCP, of the nameserver that truncated
+it; a definite failure there moves on to the next nameserver too.
 """
 
 from __future__ import annotations
@@ -364,8 +365,10 @@ class UdpTransport:
                 self._finish(pending, verdict)
 
     async def _over_tcp(self, pending: _Pending, server: Nameserver) -> None:
+        """Ask again over TCP (RFC 7766 section 5) the nameserver whose reply was
+        truncated. A definite failure there (refused, cut short, SERVFAIL...) is the next
+        nameserver's turn, as over UDP (RFC 1034 section 5.3.3)."""
         query_id = next(self._ids)
-        outcome: Outcome
         try:
             # The query's own budget, not a new one: a lookup never outlasts ``timeout``.
             async with asyncio.timeout_at(pending.expires):
@@ -378,14 +381,16 @@ class UdpTransport:
                 finally:
                     writer.close()
             verdict = classify(data, query_id, pending.question, pending.rdtype, self._negative_ttl)
-            if isinstance(verdict, TryNext):
-                outcome = verdict.failure
-            elif isinstance(verdict, Verdict):
-                outcome = TempFail(FailureKind.MALFORMED, f"TCP reply: {verdict.value}")
-            else:
-                outcome = verdict
         except TimeoutError:
-            outcome = TempFail(FailureKind.TIMEOUT, f"no TCP answer within {self._timeout:g}s")
+            timeout = TempFail(FailureKind.TIMEOUT, f"no TCP answer within {self._timeout:g}s")
+            self._finish(pending, timeout)
+            return
         except (OSError, asyncio.IncompleteReadError, struct.error) as error:
-            outcome = network_failure(error, "TCP: ")
-        self._finish(pending, outcome)
+            verdict = TryNext(network_failure(error, "TCP: "))
+        if isinstance(verdict, TryNext):
+            pending.failure = verdict.failure
+            self._next_or_fail(pending)
+        elif isinstance(verdict, Verdict):
+            self._finish(pending, TempFail(FailureKind.MALFORMED, f"TCP reply: {verdict.value}"))
+        else:
+            self._finish(pending, verdict)
