@@ -48,6 +48,15 @@ def _deadline(seconds: float = 2.0) -> float:
     return asyncio.get_running_loop().time() + seconds
 
 
+async def _address_from(server: FaultyDns, name: str) -> Outcome:
+    """Start ``server``, ask it for the A records of ``name`` once, and stop it."""
+    server.start()
+    try:
+        return await _layer(server.nameserver).lookup(name, dns.rdatatype.A, _deadline())
+    finally:
+        server.stop()
+
+
 async def test_answer_nxdomain_and_nodata(unbound: Unbound) -> None:
     layer = _layer(unbound.nameserver)
     answer = await layer.ptr(ipaddress.ip_address(world.CONFIRMED_IP), _deadline())
@@ -1155,13 +1164,7 @@ async def test_a_name_whose_escapes_spell_capitals_is_asked_and_answered() -> No
     query name whose escapes spell capital letters (\\065 is "A") went on the wire as
     written, so no reply could ever match it and the lookup was a TIMEOUT."""
     assert wire.encode_name("x\\065.example") == wire.encode_name("xa.example")
-    server = FaultyDns("address").start()
-    try:
-        outcome = await _layer(server.nameserver).lookup(
-            "x\\065.example", dns.rdatatype.A, _deadline()
-        )
-    finally:
-        server.stop()
+    outcome = await _address_from(FaultyDns("address"), "x\\065.example")
     assert outcome == Answer((ipaddress.IPv4Address("192.0.2.53"),), 60)
 
 
@@ -1944,11 +1947,7 @@ async def test_reopening_a_failed_nameserver_keeps_the_others_sockets(
 
 
 async def test_an_ipv6_nameserver_is_asked_over_ipv6() -> None:
-    server = FaultyDns("address", host="::1").start()
-    try:
-        outcome = await _layer(server.nameserver).lookup("v6.example", dns.rdatatype.A, _deadline())
-    finally:
-        server.stop()
+    outcome = await _address_from(FaultyDns("address", host="::1"), "v6.example")
     assert outcome == Answer((ipaddress.IPv4Address("192.0.2.53"),), 60)
 
 
@@ -1968,13 +1967,7 @@ class _ManyAddresses(FaultyDns):
 
 
 async def test_a_reply_up_to_the_size_we_offer_is_read_whole() -> None:
-    server = _ManyAddresses("address").start()
-    try:
-        outcome = await _layer(server.nameserver).lookup(
-            "many.example", dns.rdatatype.A, _deadline()
-        )
-    finally:
-        server.stop()
+    outcome = await _address_from(_ManyAddresses("address"), "many.example")
     assert isinstance(outcome, Answer) and len(outcome.records) == 60, outcome
 
 
