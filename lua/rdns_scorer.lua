@@ -221,6 +221,19 @@ local function refusal_of(body)
   return nil
 end
 
+-- A JSON array. libucl gives an object as a table too, whose entries ipairs() skips:
+-- {"symbols": {...}} would score nothing, silently, where a list would have scored.
+local function is_list(value)
+  if type(value) ~= 'table' then
+    return false
+  end
+  local count = 0
+  for _ in pairs(value) do
+    count = count + 1
+  end
+  return count == #value
+end
+
 -- Inserts the service's symbols; returns an error string for an unusable reply.
 -- The whole reply is checked before anything is inserted: all or nothing.
 local function apply_reply(task, body)
@@ -228,7 +241,7 @@ local function apply_reply(task, body)
   if unusable then
     return unusable
   end
-  if type(reply) ~= 'table' or type(reply.symbols) ~= 'table' then
+  if type(reply) ~= 'table' or not is_list(reply.symbols) then
     return 'reply has no symbols list'
   end
   local known, unknown, seen = {}, {}, {}

@@ -460,6 +460,10 @@ def test_duplicate_symbol_counts_once(rspamd_fake: Rspamd, fake_json: FakeHttp) 
 # -- fail-open ---------------------------------------------------------------------------
 
 
+def _symbol(name: str, score: float) -> dict[str, Any]:
+    return {"name": name, "score": score, "options": []}
+
+
 def _score_of(literal: str) -> bytes:
     """A reply whose one symbol has ``literal`` as its score, as written."""
     return f'{{"symbols": [{{"name": "RL_PTR_MISSING", "score": {literal}}}]}}'.encode()
@@ -474,6 +478,12 @@ FAULTS = [
     pytest.param("garbage", {}, "unparsable reply", id="garbage-body"),
     pytest.param("json", {"reply": {"symbols": "no"}}, "no symbols list", id="symbols-not-a-list"),
     pytest.param("json", {"reply": [1, 2]}, "no symbols list", id="array-body"),
+    # Regression: an object where the list goes scored nothing, silently (ipairs() skips
+    # an object's entries), instead of failing open.
+    pytest.param(
+        "json", {"reply": {"symbols": {"RL_PTR_MISSING": _symbol("RL_PTR_MISSING", 5.0)}}},
+        "no symbols list", id="symbols-an-object",
+    ),
     pytest.param(
         "json", {"reply": {"symbols": [{"name": "RL_PTR_MISSING"}]}}, "malformed symbol",
         id="symbol-without-score",
