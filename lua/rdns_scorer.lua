@@ -74,6 +74,12 @@ local MAX_FIELD_OCTETS = 1024
 -- .include or .load in a reply would pull any file rspamd can read into the
 -- symbols' options (the scan result, history, logs).
 local UCL_PARSER_DISABLE_MACRO = 32
+-- The largest score the service can send: it refuses weights beyond 2^53 (MAX_NUMBER
+-- in scorer/config.py; a test keeps the two equal), and a symbol scores at most its
+-- weight. A larger one, finite or not, is no reply of the service's: two symbols of
+-- 1e308 add up to an infinite total, which rspamd reports as no score (null) and
+-- rejects.
+local MAX_SCORE = 9007199254740992
 
 -- Every symbol the service or this plugin can produce: a copy of SYMBOLS in
 -- the service's scorer/symbols.py, rendered by
@@ -246,9 +252,10 @@ local function apply_reply(task, body)
   end
   local known, unknown, seen = {}, {}, {}
   for _, sym in ipairs(reply.symbols) do
-    -- A score must be finite: libucl reads a bare nan or inf in JSON as those numbers.
+    -- libucl reads a bare nan or inf in JSON as those numbers: nan is no number it
+    -- equals, inf is beyond MAX_SCORE.
     if type(sym) ~= 'table' or type(sym.name) ~= 'string' or type(sym.score) ~= 'number'
-        or sym.score ~= sym.score or math.abs(sym.score) == math.huge then
+        or sym.score ~= sym.score or math.abs(sym.score) > MAX_SCORE then
       return 'malformed symbol in reply'
     end
     local name = sym.name

@@ -22,6 +22,7 @@ from typing import Any
 import msgpack
 import pytest
 
+from scorer.config import MAX_NUMBER
 from scorer.protocol import MAX_FIELD_CHARS
 from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns
@@ -469,6 +470,9 @@ def _score_of(literal: str) -> bytes:
     return f'{{"symbols": [{{"name": "RL_PTR_MISSING", "score": {literal}}}]}}'.encode()
 
 
+# Finite each, infinite together.
+_TWO_OF_1E308 = [_symbol("RL_PTR_MISSING", 1e308), _symbol("RL_HELO_INVALID", 1e308)]
+
 FAULTS = [
     pytest.param("status", {"status": 500}, "HTTP 500", id="http-500"),
     pytest.param("status", {"status": 503}, "HTTP 503", id="http-503-overloaded"),
@@ -494,6 +498,17 @@ FAULTS = [
     # the symbol 0 and keep it: a reply unusable, silently (regression for inf).
     pytest.param("raw", {"body": _score_of("nan")}, "malformed symbol", id="score-nan"),
     pytest.param("raw", {"body": _score_of("inf")}, "malformed symbol", id="score-inf"),
+    # Regression: finite scores beyond any the service can send (its weights stop at
+    # 2^53) were kept, and two of 1e308 made rspamd's total infinite: "score": null in
+    # its reply, and the action reject.
+    pytest.param(
+        "json", {"reply": {"symbols": _TWO_OF_1E308}},
+        "malformed symbol", id="scores-adding-up-to-infinity",
+    ),
+    pytest.param(
+        "json", {"reply": {"symbols": [_symbol("RL_PTR_MISSING", -float(MAX_NUMBER + 2))]}},
+        "malformed symbol", id="score-beyond-the-service-bound",
+    ),
 ]  # fmt: skip
 
 
@@ -511,6 +526,18 @@ def test_service_faults_fail_open(
     assert result.options("RL_SCORER_FAIL")[1:] == [f"server={fake_json.address}"]
     assert result.total == 0.0
     assert result.elapsed < PLUGIN_TIMEOUT
+
+
+def test_scores_as_large_as_the_service_can_send_are_kept(
+    rspamd_fake: Rspamd, fake_json: FakeHttp
+) -> None:
+    # The bound is the service's own (its weights stop at 2^53), and it is a score's size.
+    fake_json.reply = {
+        "symbols": [_symbol("RL_PTR_MISSING", MAX_NUMBER), _symbol("RL_HELO_INVALID", -MAX_NUMBER)]
+    }
+    result = rspamd_fake.scan(GENERIC_IP)
+    assert scores(result) == {"RL_PTR_MISSING": MAX_NUMBER, "RL_HELO_INVALID": -MAX_NUMBER}
+    assert result.total == 0.0
 
 
 def test_service_down_fails_open(rspamd_down: Rspamd) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from scorer.cli import build_parser, main
-from scorer.config import config_from_mapping
+from scorer.config import MAX_NUMBER, config_from_mapping
 from scorer.integrations import rspamd as integration
 from scorer.protocol import MAX_FIELD_CHARS
 from scorer.symbols import SYMBOLS, Family
@@ -50,6 +50,12 @@ def test_plugin_cuts_fields_where_the_service_does() -> None:
     found = re.search(r"^local MAX_FIELD_OCTETS = (\d+)$", PLUGIN.read_text(), re.MULTILINE)
     assert found is not None
     assert int(found.group(1)) == MAX_FIELD_CHARS
+
+
+def test_plugin_bounds_scores_where_the_service_bounds_weights() -> None:
+    found = re.search(r"^local MAX_SCORE = (\d+)$", PLUGIN.read_text(), re.MULTILINE)
+    assert found, "MAX_SCORE not found in the plugin"
+    assert int(found.group(1)) == MAX_NUMBER
 
 
 def test_lua_strings_are_escaped() -> None:
