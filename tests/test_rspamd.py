@@ -458,6 +458,66 @@ def test_duplicate_symbol_counts_once(rspamd_fake: Rspamd, fake_json: FakeHttp) 
     assert scores(rspamd_fake.scan(GENERIC_IP)) == {"RL_HELO_LOCALHOST": 1.0}
 
 
+def test_the_plugins_own_symbols_in_a_reply_are_unknown(
+    rspamd_fake: Rspamd, fake_json: FakeHttp
+) -> None:
+    # RL_SCORER_FAIL and RL_SCORER_UNKNOWN are the plugin's to add, never the service's:
+    # a reply naming them is version skew or a forgery, and says which names it sent.
+    fake_json.reply = {
+        "symbols": [
+            {"name": "RL_SCORER_FAIL", "score": 5.0, "options": ["forged"]},
+            {"name": "RL_SCORER_UNKNOWN", "score": 5.0, "options": ["forged"]},
+        ]
+    }
+    result = rspamd_fake.scan(GENERIC_IP)
+    assert scores(result) == {"RL_SCORER_UNKNOWN": 0.0}
+    assert result.options("RL_SCORER_UNKNOWN") == ["RL_SCORER_FAIL", "RL_SCORER_UNKNOWN"]
+
+
+@pytest.mark.parametrize(
+    ("said", "reason"),
+    [("e" * 300, "HTTP 500: " + "e" * 100), (42, "HTTP 500"), ({"why": "x"}, "HTTP 500")],
+    ids=["long-words-cut", "a-number", "an-object"],
+)
+def test_an_error_status_gives_the_services_words_if_they_are_text(
+    rspamd_fake: Rspamd, fake_json: FakeHttp, said: Any, reason: str
+) -> None:
+    # The reason carries the service's "error" text, cut to 100 characters; anything
+    # else there is no words, and must not cost the message its RL_SCORER_FAIL.
+    fake_json.set("status", status=500, error=said)
+    try:
+        result = rspamd_fake.scan(GENERIC_IP)
+    finally:
+        fake_json.error = "fake"
+    assert result.options("RL_SCORER_FAIL") == [reason, f"server={fake_json.address}"]
+
+
+def _post(rspamd: Rspamd, headers: dict[str, str], message: bytes) -> dict[str, Any]:
+    """A scan with exactly these request headers (Rspamd.scan always sends an IP)."""
+    request = urllib.request.Request(f"{rspamd.url}/checkv2", data=message, headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return dict(json.loads(reply.read()))
+
+
+def test_a_message_without_a_client_ip_is_not_checked(
+    rspamd_fake: Rspamd, fake_json: FakeHttp
+) -> None:
+    # Nothing to score (a message handed to rspamc without --ip): no request, no symbol,
+    # not even RL_SCORER_FAIL.
+    before = len(fake_json.requests)
+    raw = _post(rspamd_fake, {"Helo": "localhost"}, b"Subject: no ip\r\n\r\nHello.\r\n")
+    assert not [name for name in raw.get("symbols", {}) if name.startswith("RL_")]
+    assert len(fake_json.requests) == before
+
+
+def test_an_empty_message_is_checked(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
+    # The SMTP session is scored whatever the message holds: rspamd skips the symbols
+    # not flagged "empty" for a message without content.
+    fake_json.reply = {"symbols": [{"name": "RL_PTR_MISSING", "score": 5.0, "options": []}]}
+    raw = _post(rspamd_fake, {"IP": MISSING_PTR_IP}, b"")
+    assert raw["symbols"]["RL_PTR_MISSING"]["score"] == 5.0
+
+
 # -- fail-open ---------------------------------------------------------------------------
 
 
@@ -480,6 +540,7 @@ FAULTS = [
     # to guess that the tokens differ).
     pytest.param("status", {"status": 401}, "HTTP 401: fake", id="http-401-wrong-token"),
     pytest.param("garbage", {}, "unparsable reply", id="garbage-body"),
+    pytest.param("raw", {"body": b""}, "empty reply body", id="empty-body"),
     pytest.param("json", {"reply": {"symbols": "no"}}, "no symbols list", id="symbols-not-a-list"),
     pytest.param("json", {"reply": [1, 2]}, "no symbols list", id="array-body"),
     # Regression: an object where the list goes scored nothing, silently (ipairs() skips
@@ -675,6 +736,46 @@ def test_a_timeout_equal_to_the_task_timeout_is_refused(
         log = rspamd.log()
         assert ("timeout 2 s is not below task_timeout (2 s)" in log) is refused
         assert f"enabled; 1 server(s), timeout {used:g} s," in log
+
+
+def test_a_timeout_of_zero_disables_the_module(
+    unbound: Unbound, hung: HungSocket, hs_cache: Path
+) -> None:
+    # A zero timeout would time every request out at once (and hold the server down).
+    conf = f'servers = "{hung.address}";\ntimeout = 0;'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+        asked = hung.accepted
+        assert rspamd.scan(MISSING_PTR_IP, helo="localhost").ours() == {}
+        assert hung.accepted == asked
+        assert "timeout must be a positive time, got 0" in rspamd.log()
+
+
+def test_a_task_timeout_under_two_seconds_halves_the_fallback(
+    unbound: Unbound, hung: HungSocket, hs_cache: Path
+) -> None:
+    # The 1 s fallback would fill a 1 s task_timeout: half of it is used instead.
+    conf = f'servers = "{hung.address}";\ntimeout = 1s;'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache, task_timeout="1s")) as rspamd:
+        result = rspamd.scan(MISSING_PTR_IP, helo="localhost")
+        assert scores(result) == {"RL_SCORER_FAIL": 0.0}
+        assert 0.45 <= result.elapsed < 0.5 + MARGIN
+        assert (
+            "not below task_timeout (1 s): a hung service would time out the whole scan; "
+            "using 0.5 s" in rspamd.log()
+        )
+
+
+def test_an_old_form_workers_task_timeout_counts(
+    unbound: Unbound, hung: HungSocket, hs_cache: Path
+) -> None:
+    # worker { type = "normal"; ... } (no name after "worker") is read too.
+    conf = f'servers = "{hung.address}";\ntimeout = 4s;'
+    old_form = (
+        f'worker {{ type = "normal"; bind_socket = "127.0.0.1:{free_port()}"; count = 1; '
+        "task_timeout = 3s; }"
+    )
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache, old_form)) as rspamd:
+        assert "timeout 4 s is not below task_timeout (3 s)" in rspamd.log()
 
 
 def test_a_check_local_that_is_no_boolean_disables_the_module(
@@ -895,6 +996,15 @@ def test_a_failure_at_the_end_of_the_timeout_is_not_retried(
     assert result.elapsed < PLUGIN_TIMEOUT + MARGIN
 
 
+def test_without_a_token_no_authorization_is_sent(
+    rspamd_pair: Rspamd, pair: tuple[FakeHttp, FakeHttp]
+) -> None:
+    before = _counts(pair)
+    rspamd_pair.scan(MISSING_PTR_IP)
+    (asked,) = _asked(pair, before)
+    assert "authorization" not in asked.requests[-1].headers
+
+
 def test_a_timeout_is_not_retried(rspamd_pair: Rspamd, pair: tuple[FakeHttp, FakeHttp]) -> None:
     # The timeout is the whole budget: once it is gone, no other instance is asked.
     for server in pair:
@@ -905,6 +1015,8 @@ def test_a_timeout_is_not_retried(rspamd_pair: Rspamd, pair: tuple[FakeHttp, Fak
     assert len(order) == 1
     assert result.options("RL_SCORER_FAIL") == ["IO timeout", f"server={order[0].address}"]
     assert PLUGIN_TIMEOUT * 0.9 <= result.elapsed < PLUGIN_TIMEOUT + MARGIN
+    # holddown = 0: nothing is held down, and the log does not say otherwise.
+    assert "not asked for" not in rspamd_pair.log()
 
 
 def test_servers_that_resolve_only_after_rspamd_started_are_used(
