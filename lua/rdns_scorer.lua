@@ -150,6 +150,9 @@ end
 local upstreams
 local n_upstreams = 1
 local RESOLVE_RETRY = 10.0
+-- get_addr() calls that go once round every address of a server name (rspamd keeps
+-- no more than a few per name).
+local ADDRESSES_PER_SERVER = 16
 -- "still do not resolve" is logged at most this often (each scanning worker asks
 -- every RESOLVE_RETRY s, with or without mail: a warning each time would flood).
 local STILL_MISSING_LOG = 300.0
@@ -326,7 +329,7 @@ end
 local function addresses_of(list, rest)
   local found, seen = {}, {}
   for _, upstream in ipairs(list:all_upstreams()) do
-    for _ = 1, 16 do
+    for _ = 1, ADDRESSES_PER_SERVER do
       local text = upstream:get_addr():to_string(true) .. rest
       if not seen[text] then
         seen[text] = true
@@ -434,23 +437,31 @@ local function resolve_late(cfg)
 end
 
 -- The server and address for a scan's next attempt, never one the scan already
--- tried (`tried`: address -> true): round robin first, which leaves out servers
--- rspamd has marked down, then any server. Concurrent scans share the round robin,
--- so a retry asking it once could land on the instance that just failed. An
--- address, not a server: a name with an IPv4 and an IPv6 address is two chances.
--- Nil when every address was tried.
-local function next_target(tried)
-  for _ = 1, n_upstreams do
-    local upstream = upstreams:get_upstream_round_robin()
-    local server = upstream and upstream:get_addr():to_string(true)
-    if server and not tried[server] then
-      return upstream, server
+-- tried (`tried`: address -> true). A first attempt takes the round robin's turn,
+-- which leaves out servers rspamd has marked down (and takes more turns while they
+-- land on held ones). A retry takes no turn, but the first server in `servers`
+-- order with an address not tried: a scan taking two turns puts the next scan's turn
+-- back on the instance that failed, so with one of two failing every message asked
+-- it first; and concurrent scans share the round robin, so a turn could land on it
+-- again. An address, not a server: each get_addr() gives the server's next address,
+-- and a name with an IPv4 and an IPv6 address is two chances. Nil when every address
+-- was tried.
+local function next_target(tried, retry)
+  if not retry then
+    for _ = 1, n_upstreams do
+      local upstream = upstreams:get_upstream_round_robin()
+      local server = upstream and upstream:get_addr():to_string(true)
+      if server and not tried[server] then
+        return upstream, server
+      end
     end
   end
   for _, upstream in ipairs(upstreams:all_upstreams()) do
-    local server = upstream:get_addr():to_string(true)
-    if not tried[server] then
-      return upstream, server
+    for _ = 1, ADDRESSES_PER_SERVER do
+      local server = upstream:get_addr():to_string(true)
+      if not tried[server] then
+        return upstream, server
+      end
     end
   end
   return nil, nil
@@ -501,7 +512,7 @@ local function rdns_scorer_check(task)
     -- Another address may answer, but only within the same budget and never after
     -- a timeout (the budget is gone) or a 4xx (every instance says the same).
     if left > 0.05 and not final then
-      local upstream, next_server = next_target(tried)
+      local upstream, next_server = next_target(tried, true)
       if upstream then
         lua_util.debugm(N, task, 'retrying %s after %s from %s', next_server, reason, server)
         local done, err = pcall(send, upstream, next_server)

@@ -1005,6 +1005,28 @@ def test_without_a_token_no_authorization_is_sent(
     assert "authorization" not in asked.requests[-1].headers
 
 
+def test_a_failing_instance_is_not_asked_first_by_every_scan(
+    unbound: Unbound, pair: tuple[FakeHttp, FakeHttp], hs_cache: Path
+) -> None:
+    # Regression: a retry took its instance from the round robin too, so each scan with
+    # a retry took two turns and the next scan's turn fell on the failing instance
+    # again: with one of two instances overloaded (503), every message asked it first,
+    # paying a round trip to it and piling onto it. Round robin: about half of them.
+    # (A fresh rspamd: the round robin's state from other tests decides its turns.)
+    failing, answering = pair
+    failing.set("status", status=503)
+    conf = f'servers = ["{failing.address}", "{answering.address}"];'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+        before = _counts(pair)
+        results = [rspamd.scan(MISSING_PTR_IP) for _ in range(10)]
+        asked_failing, asked_answering = (
+            now - then for now, then in zip(_counts(pair), before, strict=True)
+        )
+    assert not [r.options("RL_SCORER_FAIL") for r in results if "RL_SCORER_FAIL" in r.symbols]
+    assert asked_answering == 10
+    assert asked_failing <= 6, asked_failing
+
+
 def test_a_timeout_is_not_retried(rspamd_pair: Rspamd, pair: tuple[FakeHttp, FakeHttp]) -> None:
     # The timeout is the whole budget: once it is gone, no other instance is asked.
     for server in pair:
