@@ -518,6 +518,18 @@ def test_an_empty_message_is_checked(rspamd_fake: Rspamd, fake_json: FakeHttp) -
     assert raw["symbols"]["RL_PTR_MISSING"]["score"] == 5.0
 
 
+@pytest.mark.parametrize("options", ["no PTR", {"why": "no PTR"}], ids=["text", "object"])
+def test_options_that_are_no_list_are_none(
+    rspamd_fake: Rspamd, fake_json: FakeHttp, options: Any
+) -> None:
+    # Evidence that is not a list is left out, as an odd option in a list is: the
+    # symbol still scores.
+    fake_json.reply = {"symbols": [{"name": "RL_PTR_MISSING", "score": 5.0, "options": options}]}
+    result = rspamd_fake.scan(GENERIC_IP)
+    assert scores(result) == {"RL_PTR_MISSING": 5.0}
+    assert result.options("RL_PTR_MISSING") == []
+
+
 # -- fail-open ---------------------------------------------------------------------------
 
 
@@ -776,6 +788,17 @@ def test_an_old_form_workers_task_timeout_counts(
     )
     with _running(Rspamd(unbound.nameserver, conf, hs_cache, old_form)) as rspamd:
         assert "timeout 4 s is not below task_timeout (3 s)" in rspamd.log()
+
+
+def test_a_quoted_value_is_read_as_one_value(
+    unbound: Unbound, hung: HungSocket, hs_cache: Path
+) -> None:
+    # A quoted value is read as UCL reads it unquoted, but as one value: what follows a
+    # ";" in it is no setting of its own, and the whole is no time.
+    conf = f'servers = "{hung.address}";\ntimeout = "0.5s; holddown = 0";'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+        assert rspamd.scan(MISSING_PTR_IP, helo="localhost").ours() == {}
+        assert "timeout must be a positive time, got 0.5s; holddown = 0" in rspamd.log()
 
 
 def test_a_check_local_that_is_no_boolean_disables_the_module(
@@ -1141,6 +1164,23 @@ def test_path_without_leading_slash_is_fixed(
         assert 'path v1/check does not start with "/"' in rspamd.log()
 
 
+def test_a_request_rspamd_will_not_send_fails_open(
+    unbound: Unbound, fake: FakeHttp, hs_cache: Path
+) -> None:
+    # rspamd refuses to send a URL it cannot parse (a space in the path): no callback
+    # will come, so the plugin must fail open itself, at once.
+    conf = f'servers = "{fake.address}";\npath = "/v1 check";'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+        before = len(fake.requests)
+        result = rspamd.scan(MISSING_PTR_IP)
+        assert result.options("RL_SCORER_FAIL") == [
+            "cannot send request",
+            f"server={fake.address}",
+        ]
+        assert len(fake.requests) == before
+        assert result.elapsed < 0.5
+
+
 def test_an_oversized_reply_fails_open_unread(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
     # Regression (review): a reply of any size was read, parsed and walked inside the
     # callback, where the plugin's timeout no longer applies (24 MB: 1.7 s of a blocked
@@ -1160,9 +1200,14 @@ def test_a_name_that_never_resolves_is_not_a_warning_every_round(
     # Regression (review): every round (10-20 s: rspamd's jitter) of every scanning
     # worker logged a warning for a name that never resolves, mail or not. Now once,
     # then at most every 5 minutes, while the rounds go on every 10 s.
-    conf = f'servers = "{"x" * 70}.example:11340";'  # no resolver takes it: settled at once
+    # Beside it an entry that did resolve: a round where nothing new resolves leaves the
+    # list alone (no "now resolve").
+    never = f"{'x' * 70}.example:11340"  # no resolver takes it: settled at once
+    conf = f'servers = ["{never}", "127.0.0.1:{free_port()}"];'
     with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
         time.sleep(11)  # two rounds
-        lines = [line for line in rspamd.log().splitlines() if "still do not resolve" in line]
+        log = rspamd.log()
+        lines = [line for line in log.splitlines() if "still do not resolve" in line]
         assert len(lines) == 1, lines
         assert "asked every 10 s (said again in 300 s if they still do not)" in lines[0]
+        assert "now resolve" not in log
