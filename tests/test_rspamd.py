@@ -530,6 +530,62 @@ def test_options_that_are_no_list_are_none(
     assert result.options("RL_PTR_MISSING") == []
 
 
+# -- rspamd's settings (per user, per message): rspamd's own settings module ------------
+
+
+@pytest.fixture(scope="module")
+def rspamd_settings(unbound: Unbound, fake: FakeHttp, hs_cache: Path) -> Iterator[Rspamd]:
+    conf = f'servers = "{fake.address}";'
+    settings = 'modules { path = "/usr/share/rspamd/plugins/settings.lua"; }\nsettings { }\n'
+    yield from _started(Rspamd(unbound.nameserver, conf, hs_cache, settings))
+
+
+SETTINGS_REPLY = {
+    "symbols": [
+        {"name": "RL_PTR_MISSING", "score": 5.0, "options": ["no PTR"]},
+        {"name": "RL_HELO_INVALID", "score": 1.0, "options": ["helo"]},
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("settings", "asked", "expected"),
+    [
+        ({"groups_disabled": ["rdns_scorer"]}, False, {}),
+        ({"symbols_disabled": ["RDNS_SCORER_CHECK"]}, False, {}),
+        # One symbol disabled takes its parent, the check, and so every symbol with it.
+        ({"symbols_disabled": ["RL_HELO_INVALID"]}, False, {}),
+        # A score of 0 silences one symbol and keeps the others.
+        (
+            {"scores": {"RL_HELO_INVALID": 0.0}},
+            True,
+            {"RL_PTR_MISSING": 5.0, "RL_HELO_INVALID": 0.0},
+        ),
+    ],
+    ids=["group-disabled", "check-disabled", "one-symbol-disabled", "one-symbol-zeroed"],
+)
+def test_settings_switch_the_check_off_as_docs_say(
+    rspamd_settings: Rspamd,
+    fake_json: FakeHttp,
+    settings: dict[str, Any],
+    asked: bool,
+    expected: dict[str, float],
+) -> None:
+    # docs/rspamd.md, "rspamd settings": what each way of turning our symbols off does.
+    fake_json.reply = SETTINGS_REPLY
+    before = len(fake_json.requests)
+    raw = _post(
+        rspamd_settings,
+        {"IP": MISSING_PTR_IP, "Settings": json.dumps(settings)},
+        b"Subject: settings\r\n\r\nHello.\r\n",
+    )
+    assert (len(fake_json.requests) > before) is asked
+    ours = {
+        name: s["score"] for name, s in raw.get("symbols", {}).items() if name.startswith("RL_")
+    }
+    assert ours == expected
+
+
 # -- fail-open ---------------------------------------------------------------------------
 
 
