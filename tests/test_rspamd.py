@@ -657,6 +657,20 @@ def test_service_faults_fail_open(
     assert result.elapsed < PLUGIN_TIMEOUT
 
 
+def test_a_reply_nested_too_deep_fails_open(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
+    # libucl parses arrays nested 80,000 deep (well within the 256 KiB a reply may
+    # have), but handing them to Lua overflows its stack: an error the plugin must catch
+    # like any other in reading a reply, or the message would get no RL_SCORER_FAIL.
+    depth = 80_000
+    fake_json.set("raw", body=b'{"symbols": ' + b"[" * depth + b"]" * depth + b"}")
+    result = rspamd_fake.scan(MISSING_PTR_IP)
+    assert scores(result) == {"RL_SCORER_FAIL": 0.0}
+    assert result.options("RL_SCORER_FAIL") == [
+        "error reading reply: stack overflow",
+        f"server={fake_json.address}",
+    ]
+
+
 def test_scores_as_large_as_the_service_can_send_are_kept(
     rspamd_fake: Rspamd, fake_json: FakeHttp
 ) -> None:
