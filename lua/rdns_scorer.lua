@@ -217,7 +217,14 @@ local function parse_body(body)
   if not ok then
     return nil, 'unparsable reply: ' .. tostring(err)
   end
-  return parser:get_object()
+  -- Handing libucl's object to Lua raises for one nested too deep (80,000 arrays fit
+  -- in MAX_REPLY_BYTES: "stack overflow"); both readers of a body are called from the
+  -- HTTP callback, where an error would cost the message its RL_SCORER_FAIL.
+  local converted, reply = pcall(parser.get_object, parser)
+  if not converted then
+    return nil, 'unreadable reply: ' .. tostring(reply)
+  end
+  return reply
 end
 
 -- The service's own words for a request it refused ({"error": ...}), for the fail-open

@@ -657,18 +657,46 @@ def test_service_faults_fail_open(
     assert result.elapsed < PLUGIN_TIMEOUT
 
 
+def _nested(depth: int) -> bytes:
+    """A JSON reply whose symbols are arrays nested ``depth`` deep."""
+    return b'{"symbols": ' + b"[" * depth + b"]" * depth + b', "error": "deep"}'
+
+
+# libucl parses arrays nested 80,000 deep (well within the 256 KiB a reply may have),
+# but handing them to Lua overflows its stack.
+TOO_DEEP = 80_000
+
+
 def test_a_reply_nested_too_deep_fails_open(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
-    # libucl parses arrays nested 80,000 deep (well within the 256 KiB a reply may
-    # have), but handing them to Lua overflows its stack: an error the plugin must catch
-    # like any other in reading a reply, or the message would get no RL_SCORER_FAIL.
-    depth = 80_000
-    fake_json.set("raw", body=b'{"symbols": ' + b"[" * depth + b"]" * depth + b"}")
+    fake_json.set("raw", body=_nested(TOO_DEEP))
     result = rspamd_fake.scan(MISSING_PTR_IP)
     assert scores(result) == {"RL_SCORER_FAIL": 0.0}
     assert result.options("RL_SCORER_FAIL") == [
-        "error reading reply: stack overflow",
+        "unreadable reply: stack overflow",
         f"server={fake_json.address}",
     ]
+
+
+class _StatusWithBody(FakeHttp):
+    """Answers every request with ``status`` and ``body`` as they are."""
+
+    def _response(self, request: Any) -> bytes:
+        head = f"HTTP/1.1 {self.status} Fake\r\nContent-Length: {len(self.body)}\r\n\r\n"
+        return head.encode() + self.body
+
+
+def test_an_error_status_nested_too_deep_fails_open(unbound: Unbound, hs_cache: Path) -> None:
+    # Regression: the words of an error status were read outside any pcall, so a 500
+    # nested too deep raised in the HTTP callback: no RL_SCORER_FAIL, no retry.
+    server = _StatusWithBody(status=500, body=_nested(TOO_DEEP)).start()
+    try:
+        conf = f'servers = "{server.address}";'
+        with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+            result = rspamd.scan(MISSING_PTR_IP)
+            assert result.options("RL_SCORER_FAIL") == ["HTTP 500", f"server={server.address}"]
+            assert not rspamd.lua_errors()
+    finally:
+        server.stop()
 
 
 def test_scores_as_large_as_the_service_can_send_are_kept(
