@@ -306,6 +306,7 @@ def test_request_is_msgpack_with_string_fields(rspamd_fake: Rspamd, fake_json: F
     request = fake_json.requests[-1]
     assert (request.method, request.path) == ("POST", "/v1/check")
     assert request.headers["content-type"] == "application/msgpack"
+    assert request.headers["accept"] == "application/json"  # rspamd 3.4's msgpack is unsafe
     assert request.headers["authorization"] == "Bearer fake-token"
     assert request.headers.get("connection", "").lower() == "keep-alive"
     body = msgpack.unpackb(request.body)
@@ -607,6 +608,8 @@ FAULTS = [
     # With the service's reason (regression, review: a bare "HTTP 401" left the admin
     # to guess that the tokens differ).
     pytest.param("status", {"status": 401}, "HTTP 401: fake", id="http-401-wrong-token"),
+    # Only a 200 carries a verdict: another 2xx is no reply of the service's.
+    pytest.param("status", {"status": 202}, "HTTP 202: fake", id="http-202"),
     pytest.param("garbage", {}, "unparsable reply", id="garbage-body"),
     pytest.param("raw", {"body": b""}, "empty reply body", id="empty-body"),
     pytest.param("json", {"reply": {"symbols": "no"}}, "no symbols list", id="symbols-not-a-list"),
@@ -1290,6 +1293,24 @@ def test_an_oversized_reply_fails_open_unread(rspamd_fake: Rspamd, fake_json: Fa
     assert "too large" in result.options("RL_SCORER_FAIL")[0]  # rspamd's words
     fake_json.set("json", reply={"symbols": [symbol] * 40, "score": 5.0, "elapsed_ms": 1})
     assert "RL_PTR_MISSING" in rspamd_fake.scan(MISSING_PTR_IP).ours()
+
+
+def _reply_of_size(size: int) -> bytes:
+    """A valid reply of exactly ``size`` octets (its one option pads it)."""
+    empty = b'{"symbols": [{"name": "RL_PTR_MISSING", "score": 5.0, "options": [""]}]}'
+    return empty.replace(b'[""]', b'["' + b"x" * (size - len(empty)) + b'"]')
+
+
+@pytest.mark.parametrize(("size", "read"), [(262_144, True), (262_145, False)])
+def test_a_reply_of_256_kib_is_read_and_one_octet_more_is_not(
+    rspamd_fake: Rspamd, fake_json: FakeHttp, size: int, read: bool
+) -> None:
+    # The bound docs/rspamd.md gives: 256 KiB.
+    body = _reply_of_size(size)
+    assert len(body) == size
+    fake_json.set("raw", body=body)
+    result = rspamd_fake.scan(MISSING_PTR_IP)
+    assert set(result.ours()) == ({"RL_PTR_MISSING"} if read else {"RL_SCORER_FAIL"})
 
 
 def test_a_name_that_never_resolves_is_not_a_warning_every_round(
