@@ -66,14 +66,20 @@ def public_suffix_list() -> PublicSuffixList:
 
 
 def to_ascii(name: str) -> str | None:
-    """Lower-case A-label form of ``name`` without a final dot, or None if IDNA rejects it."""
-    name = name[:-1] if name.endswith(".") else name  # the root label is implied
+    """Lower-case A-label form of ``name`` without a final dot, or None if IDNA rejects it.
+
+    One final dot is the root label, implied. UTS46 (the IDNA2008 mapping, RFC 5895
+    section 2) maps the ideographic and fullwidth full stops U+3002, U+FF0E and U+FF61
+    to ".": a final one of those is that same root label.
+    """
     if name.isascii():
-        return name.lower()
+        return (name[:-1] if name.endswith(".") else name).lower()
     try:
-        return idna.encode(name, uts46=True).decode("ascii").lower()
+        encoded = idna.encode(name, uts46=True).decode("ascii").lower()
     except (idna.IDNAError, UnicodeError, ValueError):
         return None
+    # idna.encode keeps one final dot (and refuses two: an empty label).
+    return encoded[:-1] if encoded.endswith(".") else encoded
 
 
 def hostname_problem(ascii_name: str) -> str | None:

@@ -17,7 +17,14 @@ from scorer.config import Config
 from scorer.dns.outcomes import Answer, FailureKind, NotFound, NotFoundKind, TempFail
 from scorer.dns.wire import reverse_name
 from scorer.lookups import Limits, gather_facts
-from scorer.names import address_in, ipv4_literal, is_internal, non_public_suffix, unmapped
+from scorer.names import (
+    address_in,
+    ipv4_literal,
+    is_internal,
+    non_public_suffix,
+    to_ascii,
+    unmapped,
+)
 from scorer.pipeline import Pipeline
 from scorer.protocol import parse_request
 from tests import world
@@ -133,6 +140,17 @@ def test_ipv4_literal_refuses_what_is_no_snum(text: str) -> None:
 )
 def test_helo_syntax_classes(helo: str, kind: HeloKind) -> None:
     assert parse_helo(helo).kind is kind
+
+
+@pytest.mark.parametrize("stop", [".", "\u3002", "\uff0e", "\uff61"])
+def test_a_final_full_stop_of_any_width_is_the_root_label(stop: str) -> None:
+    # Regression: UTS46 maps the ideographic and fullwidth full stops to "." and
+    # idna.encode kept a final one, so "mail.bücher.de\u3002" was RL_HELO_INVALID
+    # ("empty label") where "mail.bücher.de." is a name.
+    for name in ("mail.bücher.de", "mx1.good-sender.net", "localhost"):
+        assert to_ascii(name + stop) == to_ascii(name), name
+        assert parse_helo(name + stop).kind is parse_helo(name).kind, name
+        assert parse_helo(name + stop + stop).kind is HeloKind.INVALID, name  # empty label
 
 
 async def test_resolving_helo_scores_nothing(pipeline: Pipeline) -> None:
