@@ -251,6 +251,21 @@ def ipv4_literal(text: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(".".join(str(int(octet)) for octet in octets.groups()))
 
 
+def literal_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``text`` spells as the inside of an SMTP address literal (no brackets,
+    no "IPv6:" tag), or None.
+
+    As ``address_in``, but every Snum is decimal, leading zeros and all (RFC 5321 section
+    4.1.3): an IPv4-address-literal's, and the one ending an IPv6v4-full or IPv6v4-comp
+    (``::ffff:192.0.2.010``), which is an IPv4-address-literal too.
+    """
+    head, colon, tail = text.rpartition(":")
+    ipv4 = ipv4_literal(tail)
+    if ipv4 is None:
+        return address_in(text)
+    return address_in(f"{head}:{ipv4}") if colon else ipv4
+
+
 def decimal_in(text: str, low: int, high: int) -> int | None:
     """``text`` as a number from ``low`` to ``high`` written in ASCII digits, or None.
 

@@ -21,6 +21,7 @@ from scorer.names import (
     address_in,
     ipv4_literal,
     is_internal,
+    literal_address,
     non_public_suffix,
     to_ascii,
     unmapped,
@@ -87,6 +88,27 @@ def test_ipv4_literal_refuses_what_is_no_snum(text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "address"),
+    [("192.0.2.010", "192.0.2.10"), ("::ffff:192.0.2.010", "::ffff:192.0.2.10"),
+     ("2001:db8::192.000.002.001", "2001:db8::c000:201"),
+     ("1:2:3:4:5:6:010.0.0.1", "1:2:3:4:5:6:a00:1"), ("2001:db8::1", "2001:db8::1"),
+     ("fe80::1%eth0", "fe80::1%eth0")],
+)  # fmt: skip
+def test_literal_address_reads_every_snum_as_decimal(text: str, address: str) -> None:
+    # Regression: RFC 5321 section 4.1.3's IPv6v4-full and IPv6v4-comp end in an
+    # IPv4-address-literal, whose Snum is decimal with any leading zeros, as in
+    # [192.0.2.010]; ipaddress refused "::ffff:192.0.2.010", so the literal was invalid.
+    assert literal_address(text) == ipaddress.ip_address(address)
+
+
+@pytest.mark.parametrize(
+    "text", ["::ffff:192.0.2.256", "::ffff:0192.0.2.1", ":192.0.2.1", "x:192.0.2.1", "1.2.3.4:5"]
+)
+def test_literal_address_refuses_what_is_no_address(text: str) -> None:
+    assert literal_address(text) is None
+
+
+@pytest.mark.parametrize(
     ("helo", "kind"),
     [
         ("mx1.good-sender.net", HeloKind.NAME),
@@ -124,6 +146,8 @@ def test_ipv4_literal_refuses_what_is_no_snum(text: str) -> None:
         ("[192.0.2.010]", HeloKind.LITERAL),  # Regression: was INVALID
         ("192.0.2.010", HeloKind.BARE_IP),  # Regression: was NOT_FQDN, at half the weight
         ("192.0.2.1.", HeloKind.BARE_IP),  # Regression (review): was NOT_FQDN too
+        ("[IPv6:::ffff:192.0.2.010]", HeloKind.LITERAL),  # Regression: was INVALID
+        ("::ffff:192.0.2.010", HeloKind.BARE_IP),  # Regression: was INVALID
         ("mx1.good-sender.net..", HeloKind.INVALID),  # one final dot roots it, not two
         ("-mx.example.net", HeloKind.INVALID),
         ("mx..example.net", HeloKind.INVALID),

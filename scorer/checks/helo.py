@@ -17,10 +17,9 @@ from scorer.checks.ptr import NOTHING_COUNTED, PtrCounted
 from scorer.dns.outcomes import Answer, Lookup, NotFound, TempFail, describe, failed_lookups
 from scorer.memo import memoise_short_text
 from scorer.names import (
-    address_in,
     hostname_problem,
-    ipv4_literal,
     is_internal,
+    literal_address,
     non_public_suffix,
     to_ascii,
     unmapped,
@@ -58,7 +57,7 @@ class HeloName:
 
 def _literal(raw: str, inner: str) -> HeloName:
     tagged = inner[:5].lower() == "ipv6:"
-    address = address_in(inner[5:]) if tagged else ipv4_literal(inner) or address_in(inner)
+    address = literal_address(inner[5:] if tagged else inner)
     if address is None:
         return HeloName(raw, HeloKind.INVALID, problem="malformed address literal")
     plain = unscoped(address)
@@ -86,11 +85,11 @@ def parse_helo(raw: str) -> HeloName:
         return HeloName(raw, HeloKind.INVALID, problem="a space inside")
     if text.startswith("[") and text.endswith("]"):
         return _literal(raw, text[1:-1])
-    # ipv4_literal: leading zeros (203.0.113.010) still spell an address, as they
-    # do inside brackets; read as a name they would only be NOT_FQDN. So does one with
-    # a final dot (192.0.2.1.): that dot only roots a name.
+    # Read as a literal's inside: leading zeros (203.0.113.010, ::ffff:203.0.113.010)
+    # still spell an address, as they do inside brackets; read as a name they would only
+    # be NOT_FQDN. So does one with a final dot (192.0.2.1.): that dot only roots a name.
     bare = text[:-1] if text.endswith(".") else text
-    address = address_in(bare) or ipv4_literal(bare)
+    address = literal_address(bare)
     if address is not None:
         # Unmapped as a literal is: ::ffff:192.0.2.1 is the IPv4 address 192.0.2.1.
         return HeloName(raw, HeloKind.BARE_IP, address=unmapped(unscoped(address)))
