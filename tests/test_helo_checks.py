@@ -658,3 +658,26 @@ def test_non_public_suffix_otherwise() -> None:
 )  # fmt: skip
 def test_unmapped(text: str, read_as: str) -> None:
     assert unmapped(ipaddress.ip_address(text)) == ipaddress.ip_address(read_as)
+
+
+FULLWIDTH_DIGITS = {ord(digit): 0xFF10 + int(digit) for digit in "0123456789"}  # "1": U+FF11
+OUR_ADDRESS_IN_FULLWIDTH = "198.51.100.25".translate(FULLWIDTH_DIGITS)
+
+
+@pytest.mark.parametrize(
+    "helo",
+    [OUR_ADDRESS_IN_FULLWIDTH, "198\uff0e51\uff0e100\uff0e25", f"[{OUR_ADDRESS_IN_FULLWIDTH}]"],
+)
+def test_an_address_in_fullwidth_characters_is_invalid_yet_ours(helo: str) -> None:
+    # Regression: UTS46 maps fullwidth digits and full stops to ASCII ones, so the bare
+    # forms read as the name 198.51.100.25 (RL_HELO_NOT_FQDN, ".25 (not a public
+    # suffix)"), and our own address in fullwidth, bare or bracketed, slipped past
+    # RL_HELO_FORGED_LOCAL. RFC 1123 section 2.1: no host name is dotted-decimal.
+    facts = HeloFacts(parse_helo(helo))
+    (hit,) = check_helo(facts, PUBLIC_CLIENT, frozenset(), frozenset())
+    assert hit.symbol == "RL_HELO_INVALID"
+    problem = "an IPv4 address (198.51.100.25) in characters other than ASCII digits and dots"
+    assert hit.options[1] == problem
+    ours = frozenset({ipaddress.ip_address("198.51.100.25")})
+    (forged,) = check_helo(facts, PUBLIC_CLIENT, frozenset(), ours)
+    assert forged.symbol == "RL_HELO_FORGED_LOCAL"

@@ -18,6 +18,7 @@ from scorer.dns.outcomes import Answer, Lookup, NotFound, TempFail, describe, fa
 from scorer.memo import memoise_short_text
 from scorer.names import (
     hostname_problem,
+    ipv4_literal,
     is_internal,
     literal_address,
     non_public_suffix,
@@ -59,7 +60,8 @@ def _literal(raw: str, inner: str) -> HeloName:
     tagged = inner[:5].lower() == "ipv6:"
     address = literal_address(inner[5:] if tagged else inner)
     if address is None:
-        return HeloName(raw, HeloKind.INVALID, problem="malformed address literal")
+        malformed = HeloName(raw, HeloKind.INVALID, problem="malformed address literal")
+        return _address_in_disguise(raw, to_ascii(inner)) or malformed
     plain = unscoped(address)
     if plain != address:
         # RFC 5321 section 4.1.3 literals have no zone. The address is kept, unscoped,
@@ -73,6 +75,22 @@ def _literal(raw: str, inner: str) -> HeloName:
     # [IPv6:::ffff:192.0.2.1] is the IPv4 client of a dual-stack socket, as which the
     # request's ip is read too (protocol.parse_ip).
     return HeloName(raw, HeloKind.LITERAL, address=unmapped(address))
+
+
+def _address_in_disguise(raw: str, mapped: str | None) -> HeloName | None:
+    """INVALID for an IPv4 address spelled in characters IDNA's UTS46 mapping turns into
+    ASCII digits and dots (fullwidth digits U+FF10-U+FF19, the full stops U+3002, U+FF0E,
+    U+FF61), given that mapping; else None.
+
+    Neither a literal (RFC 5321 section 4.1.3: Snum is ASCII DIGIT) nor a name (RFC 1123
+    section 2.1: no host name is dotted-decimal). The address is kept, so one of our own
+    in disguise is still a forgery.
+    """
+    address = ipv4_literal(mapped) if mapped else None
+    if address is None:
+        return None
+    problem = f"an IPv4 address ({address}) in characters other than ASCII digits and dots"
+    return HeloName(raw, HeloKind.INVALID, address=address, problem=problem)
 
 
 @memoise_short_text(maxsize=8192)  # IDNA and the PSL are slow next to a dict lookup
@@ -96,6 +114,9 @@ def parse_helo(raw: str) -> HeloName:
     name = to_ascii(text)
     if name is None:
         return HeloName(raw, HeloKind.INVALID, problem="not a valid IDNA name")
+    disguised = _address_in_disguise(raw, name)
+    if disguised is not None:
+        return disguised
     problem = hostname_problem(name)
     if problem is not None:
         return HeloName(raw, HeloKind.INVALID, ascii=name, problem=problem)
