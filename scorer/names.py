@@ -70,16 +70,23 @@ def to_ascii(name: str) -> str | None:
 
     One final dot is the root label, implied. UTS46 (the IDNA2008 mapping, RFC 5895
     section 2) maps the ideographic and fullwidth full stops U+3002, U+FF0E and U+FF61
-    to ".": a final one of those is that same root label.
+    to ".": a final one of those is that same root label. Only the labels that are not
+    ASCII are IDNA's to judge (RFC 5891 section 4); an ASCII label is left to
+    ``hostname_problem``, as it is in an all-ASCII name: one name, in U-labels or in
+    A-labels, gets one verdict.
     """
     if name.isascii():
         return (name[:-1] if name.endswith(".") else name).lower()
     try:
-        encoded = idna.encode(name, uts46=True).decode("ascii").lower()
+        mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
+        mapped = mapped[:-1] if mapped.endswith(".") else mapped
+        labels = (
+            label if label.isascii() else idna.alabel(label).decode("ascii")
+            for label in mapped.split(".")
+        )
+        return ".".join(labels).lower()
     except (idna.IDNAError, UnicodeError, ValueError):
         return None
-    # idna.encode keeps one final dot (and refuses two: an empty label).
-    return encoded[:-1] if encoded.endswith(".") else encoded
 
 
 def hostname_problem(ascii_name: str) -> str | None:

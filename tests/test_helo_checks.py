@@ -177,6 +177,18 @@ def test_a_final_full_stop_of_any_width_is_the_root_label(stop: str) -> None:
         assert parse_helo(name + stop + stop).kind is HeloKind.INVALID, name  # empty label
 
 
+@pytest.mark.parametrize(
+    "label", ["mail_1", "ab--cd", "xn--zz", "-mx", "mx-", "a" * 64, "", "a/b", "MX"]
+)
+def test_a_name_gets_one_verdict_in_u_labels_and_in_a_labels(label: str) -> None:
+    # Regression: one U-label sent the whole name through idna.encode, which judged its
+    # ASCII labels by IDNA2008 too, so the underscore and "ab--" labels tolerated in
+    # "mail_1.xn--bcher-kva.de" made "mail_1.bücher.de" RL_HELO_INVALID, and the labels
+    # refused either way were only "not a valid IDNA name", not what is wrong with them.
+    u_labels, a_labels = (parse_helo(f"{label}.{idn}.de") for idn in ("bücher", "xn--bcher-kva"))
+    assert dataclasses.astuple(u_labels)[1:] == dataclasses.astuple(a_labels)[1:]  # all but raw
+
+
 async def test_resolving_helo_scores_nothing(pipeline: Pipeline) -> None:
     assert await symbols_for(pipeline, world.CONFIRMED_IP, helo=world.CONFIRMED_NAME) == {}
 
