@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scorer.checks.helo import HeloFacts, HeloKind, IPAddress, check_helo, parse_helo
+from scorer.checks.hit import Hit
 from scorer.checks.ptr import PtrCounted, PtrFacts, check_ptr, ptr_counted
 from scorer.config import Config
 from scorer.dns.outcomes import Answer, FailureKind, NotFound, NotFoundKind, TempFail
@@ -160,6 +161,10 @@ def test_literal_address_refuses_what_is_no_address(text: str) -> None:
         ("mx\x1b[31m.example.net", HeloKind.INVALID),
         ("mx.example\u202e.net", HeloKind.INVALID),
         ("two words", HeloKind.INVALID),
+        (" mx1.good-sender.net  ", HeloKind.NAME),  # spaces around are no part of it
+        # ... but only spaces: str.strip() would take a CR/LF or tab off the ends as well.
+        ("mx1.good-sender.net\r\n", HeloKind.INVALID),
+        ("\tmx1.good-sender.net", HeloKind.INVALID),
     ],
 )
 def test_helo_syntax_classes(helo: str, kind: HeloKind) -> None:
@@ -510,12 +515,24 @@ async def test_a_lower_case_ipv6_tag_is_the_clients_literal(pipeline: Pipeline) 
     assert set(other) == {"RL_HELO_LITERAL_MISMATCH"}
 
 
-@pytest.mark.parametrize("helo", ["x.localhost", "mail.LOCALHOST.", "a.b.localhost"])
-def test_a_name_under_localhost_claims_to_be_localhost(helo: str) -> None:
+def _lone_syntax_hit(helo: str) -> Hit:
+    """The one hit a greeting gets from a public client by its syntax alone."""
+    (hit,) = check_helo(HeloFacts(parse_helo(helo)), PUBLIC_CLIENT, frozenset(), frozenset())
+    return hit
+
+
+@pytest.mark.parametrize(
+    "helo",
+    ["x.localhost", "mail.LOCALHOST.", "a.b.localhost",
+     # The loopback names of /etc/hosts, and a host named localhost in a real domain.
+     "localhost4", "localhost6", "ip6-localhost", "ip6-loopback", "localhost4.localdomain4",
+     "localhost6.localdomain6", "localhost.good-sender.net"],
+)  # fmt: skip
+def test_a_localhost_name_claims_to_be_localhost(helo: str) -> None:
     # RFC 6761 section 6.3: every name under .localhost. is loopback: RL_HELO_LOCALHOST,
-    # not merely a name under a suffix that is not public (RL_HELO_NOT_FQDN).
-    facts = HeloFacts(parse_helo(helo))
-    (hit,) = check_helo(facts, PUBLIC_CLIENT, frozenset(), frozenset())
+    # not merely a name under a suffix that is not public (RL_HELO_NOT_FQDN), nor a
+    # single label; nor a name to resolve.
+    hit = _lone_syntax_hit(helo)
     assert hit.symbol == "RL_HELO_LOCALHOST"
     assert hit.options == (f"helo={helo}",)
 
@@ -609,15 +626,27 @@ async def test_an_ipv4_mapped_bare_helo_of_our_address_is_forged(unbound_config:
      ("mx..example.net", "empty label"),
      (".", "empty name"),
      ("a" * 64 + ".example.net", "label of 64 octets, more than 63"),
-     ("mx-.example.net", "label 'mx-' is not letters, digits, inner hyphens, underscores")],
+     ("mx-.example.net", "label 'mx-' is not letters, digits, inner hyphens, underscores"),
+     ("mail.bü-.de", "not a valid IDNA name"),
+     # Brackets on one side only are no literal: the label holding one is what is wrong.
+     ("[192.0.2.1", "label '[192' is not letters, digits, inner hyphens, underscores"),
+     ("192.0.2.1]", "label '1]' is not letters, digits, inner hyphens, underscores")],
 )  # fmt: skip
 def test_an_invalid_helo_says_what_is_wrong_with_it(helo: str, problem: str) -> None:
     # Regression (review): a byte that is not UTF-8 read as "control, format or space
     # characters", whatever was there.
-    (hit,) = check_helo(
-        HeloFacts(parse_helo(helo)), ipaddress.ip_address("81.2.69.77"), frozenset(), frozenset()
-    )
+    hit = _lone_syntax_hit(helo)
     assert hit.symbol == "RL_HELO_INVALID" and hit.options[1] == problem
+
+
+@pytest.mark.parametrize(
+    ("helo", "problem"),
+    [("Mail-Server", "single label"), ("server.local", ".local"),
+     ("mx.nosuchtld", ".nosuchtld (not a public suffix)")],
+)  # fmt: skip
+def test_a_helo_that_is_no_fqdn_says_why(helo: str, problem: str) -> None:
+    hit = _lone_syntax_hit(helo)
+    assert hit.symbol == "RL_HELO_NOT_FQDN" and hit.options == (f"helo={helo}", problem)
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,7 @@ def parse_helo(raw: str) -> HeloName:
         return disguised
     problem = hostname_problem(name)
     if problem is not None:
-        return HeloName(raw, HeloKind.INVALID, ascii=name, problem=problem)
+        return HeloName(raw, HeloKind.INVALID, problem=problem)
     if name in _LOCALHOST_NAMES or name.endswith(".localhost") or name.startswith("localhost."):
         return HeloName(raw, HeloKind.LOCALHOST, ascii=name)
     suffix = non_public_suffix(name)
