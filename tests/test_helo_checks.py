@@ -262,9 +262,12 @@ async def test_forged_local_name_and_address(unbound_config: Config) -> None:
         unbound_config.policy, local_names=["MX.Our-Site.org"], local_ips=["198.51.100.25"]
     )
     pipeline = Pipeline(dataclasses.replace(unbound_config, policy=policy))
-    for helo in ("mx.our-site.org", "[198.51.100.25]", "198.51.100.25"):
+    for helo, why in (("MX.Our-Site.org.", "helo=mx.our-site.org is our own name"),
+                      ("[198.51.100.25]", "helo=[198.51.100.25] is our own address"),
+                      ("198.51.100.25", "helo=198.51.100.25 is our own address")):  # fmt: skip
         symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
         assert set(symbols) == {"RL_HELO_FORGED_LOCAL"}, helo
+        assert symbols["RL_HELO_FORGED_LOCAL"].options == (why,)
 
 
 async def test_forged_local_name_in_either_idna_form(unbound_config: Config) -> None:
@@ -551,6 +554,14 @@ async def test_an_internal_literal_says_the_sender_may_be_behind_nat(pipeline: P
     assert slip == pytest.approx(public["RL_HELO_LITERAL_MISMATCH"].score / 3)
     loopback = await symbols_for(pipeline, world.CONFIRMED_IP, helo="[127.0.0.1]")
     assert loopback["RL_HELO_LITERAL_MISMATCH"].score == public["RL_HELO_LITERAL_MISMATCH"].score
+    # Internal is names.is_internal: CGNAT space is inside a NAT (ipaddress's is_private
+    # says no), the documentation ranges are not (is_private says yes).
+    for helo, score in (
+        ("[100.64.0.1]", slip),
+        ("[192.0.2.1]", public["RL_HELO_LITERAL_MISMATCH"].score),
+    ):
+        literal = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
+        assert literal["RL_HELO_LITERAL_MISMATCH"].score == score, helo
 
 
 async def test_a_bare_ip_of_another_host_says_so(pipeline: Pipeline) -> None:
@@ -602,6 +613,9 @@ def test_a_big_senders_helo_whose_lookup_failed_keeps_its_exemption() -> None:
     )
     hits = check_helo(facts, client, frozenset(), frozenset())
     assert {hit.symbol for hit in hits} == {"RL_HELO_TEMPFAIL", "RL_HELO_GENERIC"}
+    # The name resolving to the client confirms it, whatever the other family says.
+    facts = HeloFacts(facts.helo, a=Answer((client,), 300), aaaa=facts.aaaa)
+    assert check_helo(facts, client, frozenset(), frozenset()) == []
 
 
 async def test_an_ipv4_mapped_bare_helo_of_our_address_is_forged(unbound_config: Config) -> None:
@@ -722,3 +736,15 @@ def test_an_address_in_fullwidth_characters_is_invalid_yet_ours(helo: str) -> No
     ours = frozenset({ipaddress.ip_address("198.51.100.25")})
     (forged,) = check_helo(facts, PUBLIC_CLIENT, frozenset(), ours)
     assert forged.symbol == "RL_HELO_FORGED_LOCAL"
+
+
+def test_no_address_evidence_names_each_outcome_once_and_four_addresses_at_most() -> None:
+    nxdomain = NotFound(NotFoundKind.NXDOMAIN, 300)
+    gone = HeloFacts(parse_helo("mx.gone-sender.net"), a=nxdomain, aaaa=nxdomain)
+    (hit,) = check_helo(gone, PUBLIC_CLIENT, frozenset(), frozenset())
+    assert hit.options == ("helo=mx.gone-sender.net", "A/AAAA: nxdomain")
+    internal = tuple(ipaddress.ip_address(f"10.0.0.{n}") for n in range(1, 6))
+    inside = HeloFacts(gone.helo, a=Answer(internal, 300), aaaa=NODATA)
+    (hit,) = check_helo(inside, PUBLIC_CLIENT, frozenset(), frozenset())
+    shown = "only internal addresses 10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4"
+    assert hit.options == ("helo=mx.gone-sender.net", shown)
