@@ -49,7 +49,8 @@ NON_PUBLIC_SUFFIXES = frozenset(
 # Letters, digits and inner hyphens (RFC 1123 section 2.1), plus the underscore
 # anywhere, as Postfix's valid_hostname() allows: Windows hosts named "mail_1"
 # greet with it. That is sloppy, not hostile, and the name still has to resolve.
-_HOST_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
+# Ended by \Z, not "$", which also matches before a final newline.
+_HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\Z")
 
 
 @functools.cache

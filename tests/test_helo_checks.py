@@ -20,6 +20,7 @@ from scorer.dns.wire import reverse_name
 from scorer.lookups import Limits, gather_facts
 from scorer.names import (
     address_in,
+    hostname_problem,
     ipv4_literal,
     is_internal,
     literal_address,
@@ -107,6 +108,15 @@ def test_literal_address_reads_every_snum_as_decimal(text: str, address: str) ->
 )
 def test_literal_address_refuses_what_is_no_address(text: str) -> None:
     assert literal_address(text) is None
+
+
+@pytest.mark.parametrize("name", ["mx.example.net\n", "mx\n.example.net", "\n"])
+def test_a_newline_is_no_part_of_a_hostname(name: str) -> None:
+    # Regression: the label pattern ended in "$", which also matches before a final
+    # newline, so "net\n" passed as a label. HELO and MAIL FROM refuse control
+    # characters before they ask, but hostname_problem is what config and allowlist
+    # entries are judged by too.
+    assert hostname_problem(name) is not None
 
 
 @pytest.mark.parametrize(
