@@ -46,6 +46,9 @@ NON_PUBLIC_SUFFIXES = frozenset(
     }
 )
 
+# How many labels a NON_PUBLIC_SUFFIXES entry has, the most first.
+_NON_PUBLIC_DEPTHS = range(max(suffix.count(".") for suffix in NON_PUBLIC_SUFFIXES) + 1, 0, -1)
+
 # Letters, digits and inner hyphens (RFC 1123 section 2.1), plus the underscore
 # anywhere, as Postfix's valid_hostname() allows: Windows hosts named "mail_1"
 # greet with it. That is sloppy, not hostile, and the name still has to resolve.
@@ -79,13 +82,14 @@ def to_ascii(name: str) -> str | None:
     if name.isascii():
         return (name[:-1] if name.endswith(".") else name).lower()
     try:
-        mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
+        # Lower-cases too. Nontransitional, the only processing UTS46 keeps ("ß" stays).
+        mapped = idna.uts46_remap(name, std3_rules=False)
         mapped = mapped[:-1] if mapped.endswith(".") else mapped
         labels = (
             label if label.isascii() else idna.alabel(label).decode("ascii")
             for label in mapped.split(".")
         )
-        return ".".join(labels).lower()
+        return ".".join(labels)
     except (idna.IDNAError, UnicodeError, ValueError):
         return None
 
@@ -186,7 +190,7 @@ def non_public_suffix(ascii_name: str) -> str | None:
     labels = ascii_name.split(".")
     if len(labels) < 2:
         return "single label"
-    for depth in (3, 2, 1):  # the longest first: home.arpa, not the arpa it sits under
+    for depth in _NON_PUBLIC_DEPTHS:  # the longest first: home.arpa, not the arpa under it
         suffix = ".".join(labels[-depth:])
         if suffix in NON_PUBLIC_SUFFIXES:
             return f".{suffix}"

@@ -152,6 +152,7 @@ def test_a_newline_is_no_part_of_a_hostname(name: str) -> None:
         ("mail_server.good-sender.net", HeloKind.NAME),  # tolerated, as by Postfix
         ("_mail.good-sender.net", HeloKind.NAME),
         ("mail_1", HeloKind.NOT_FQDN),
+        ("mail_.good-sender.net", HeloKind.NAME),  # anywhere, as Postfix allows it
         ("mail-.example.net", HeloKind.INVALID),
         ("[IPv6:::ffff:192.0.2.1]", HeloKind.LITERAL),
         ("[192.0.2.010]", HeloKind.LITERAL),  # Regression: was INVALID
@@ -179,6 +180,13 @@ def test_a_newline_is_no_part_of_a_hostname(name: str) -> None:
 )
 def test_helo_syntax_classes(helo: str, kind: HeloKind) -> None:
     assert parse_helo(helo).kind is kind
+
+
+def test_idna2008_keeps_what_idna2003_mapped_away() -> None:
+    # Nontransitional UTS46 processing (RFC 5891, UTS46 section 4): "ß" is a letter of
+    # its own, as the registries of .de and others register it, not "ss".
+    assert to_ascii("faß.de") == "xn--fa-hia.de"
+    assert to_ascii("Straße.de") == "xn--strae-oqa.de"
 
 
 @pytest.mark.parametrize("stop", [".", "\u3002", "\uff0e", "\uff61"])
@@ -652,6 +660,8 @@ async def test_an_ipv4_mapped_bare_helo_of_our_address_is_forged(unbound_config:
      ("a" * 64 + ".example.net", "label of 64 octets, more than 63"),
      ("mx-.example.net", "label 'mx-' is not letters, digits, inner hyphens, underscores"),
      ("mail.bü-.de", "not a valid IDNA name"),
+     ("a" * 50 + "-.example.net",  # the label is shown up to 40 characters
+      f"label '{'a' * 40}' is not letters, digits, inner hyphens, underscores"),
      # Brackets on one side only are no literal: the label holding one is what is wrong.
      ("[192.0.2.1", "label '[192' is not letters, digits, inner hyphens, underscores"),
      ("192.0.2.1]", "label '1]' is not letters, digits, inner hyphens, underscores")],
