@@ -23,10 +23,12 @@ from scorer.pipeline import Pipeline
 from scorer.protocol import (
     LABEL_FIELDS,
     MAX_FIELD_CHARS,
+    CheckReply,
     RequestError,
     decode_body,
     parse_labels,
     parse_request,
+    wants_msgpack,
 )
 from scorer.text import OPTION_MAX_CHARS, escape, option, unsafe_reason
 from tests import world
@@ -279,6 +281,58 @@ def test_a_bad_msgpack_body_is_told_what_is_wrong(body: bytes, problem: str) -> 
     with pytest.raises(RequestError) as raised:
         decode_body(body, "application/msgpack")
     assert raised.value.message == f"body is not valid msgpack: {problem}"
+
+
+def test_json_nested_past_the_recursion_limit_is_a_bad_body() -> None:
+    # json.loads raises RecursionError, no ValueError, for this (within max_body_bytes
+    # when it is all brackets: 2 x 20,000 bytes).
+    with pytest.raises(RequestError) as raised:
+        decode_body(b"[" * 20_000 + b"]" * 20_000, "application/json")
+    assert raised.value.message.startswith("body is not valid JSON: ")
+
+
+def _refusal(data: dict[str, Any]) -> RequestError:
+    with pytest.raises(RequestError) as raised:
+        parse_request(data)
+    return raised.value
+
+
+def test_the_ip_field_is_read_up_to_max_ip_chars() -> None:
+    # A zone pads an address to any length (and is dropped): 64 characters are read
+    # (README: "more than 64 characters is a 400"), one more is refused; spaces and
+    # brackets around are allowed.
+    padded = "fe80::1%" + "e" * (64 - len("fe80::1%"))
+    assert str(parse_request({"ip": padded}).request.ip) == "fe80::1"
+    assert _refusal({"ip": padded + "e"}).field == "ip"
+    assert str(parse_request({"ip": " [192.0.2.7]\n"}).request.ip) == "192.0.2.7"
+    missing = _refusal({"hello": "192.0.2.7"})
+    assert (missing.message, missing.field) == ("ip is required", "ip")
+
+
+def test_the_mta_hostname_is_part_of_the_reply_key() -> None:
+    # It is shown in the evidence ("MTA hostname: ..."): a reply for one must not be
+    # served for another.
+    keys = {parse_request({"ip": "192.0.2.7", "hostname": h}).reply_key for h in ("a.net", "b.net")}
+    assert len(keys) == 2
+
+
+@pytest.mark.parametrize(
+    ("accept", "msgpack"),
+    [("application/msgpack;q=0.5, application/msgpack;q=0", True),  # the highest weight
+     ("application/json;q=0.9, application/json;q=0.1, application/msgpack;q=0.5", False),
+     ("application/json;q=1.5, application/msgpack", True),  # no qvalue: weight 1
+     ("application/msgpack;Q=0", False),  # parameter names are case-insensitive
+     ("application/msgpack; q = 0", False)],
+)  # fmt: skip
+def test_accept_weights(accept: str, msgpack: bool) -> None:
+    # RFC 9110 section 12.5.1 (weights), 12.4.2 (qvalue), 5.6.6 (parameters).
+    assert wants_msgpack(accept) is msgpack
+
+
+def test_elapsed_ms_has_three_decimals_in_either_encoding() -> None:
+    reply = CheckReply((), 0.0)
+    assert reply.to_json(1.23456) == b'{"symbols":[],"score":0.0,"elapsed_ms":1.235}'
+    assert reply.to_dict(1.23456)["elapsed_ms"] == 1.235
 
 
 def test_an_overlong_ip_is_refused_before_parsing(service: ScorerProcess) -> None:
