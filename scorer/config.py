@@ -20,7 +20,7 @@ from typing import Any, get_type_hints
 
 from scorer.allowlist import Allowlist, AllowlistError
 from scorer.dns.layer import Nameserver, parse_nameserver
-from scorer.names import address_in, decimal_in, hostname_problem, to_ascii
+from scorer.names import address_in, decimal_in, hostname_problem, literal_address, to_ascii
 from scorer.policy import parse_network
 from scorer.protocol import parse_ip
 from scorer.symbols import SYMBOLS, default_weights
@@ -165,8 +165,9 @@ def _host_name(value: str) -> str:
     name = to_ascii(value.strip())
     if name is None:
         raise ValueError(f"{value!r} is not valid IDNA")
-    if address_in(name) is not None:
-        # A HELO that is an address is judged as one (RL_HELO_BARE_IP): never as a name.
+    if literal_address(name) is not None:
+        # A HELO that is an address is judged as one (RL_HELO_BARE_IP), leading zeros and
+        # all (RFC 5321 section 4.1.3, scorer.checks.helo): never as a name.
         raise ValueError(f"{value!r} is an address, not a hostname: list it in local_ips")
     problem = hostname_problem(name)
     if problem is not None:

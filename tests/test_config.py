@@ -111,6 +111,9 @@ def test_nameservers_from_the_environment_lose_the_spaces_around_commas() -> Non
             {"policy": {"local_names": ["192.0.2.1"]}},
             "[policy] local_names: '192.0.2.1' is an address, not a hostname: list it in local_ips",
         ),
+        # Regression: an address with leading zeros was taken as a name, though a HELO
+        # spelling it is RL_HELO_BARE_IP (192.0.2.10) and never matched it.
+        ({"policy": {"local_names": ["192.0.2.010"]}}, "'192.0.2.010' is an address"),
         ({"server": {"listen": "localhost"}}, "[server] listen: expected HOST:PORT"),
         # nan broke the loop's timer order (hung checks), inf/1e308 weights made replies
         # that are not JSON, a 400-digit integer raised OverflowError: a traceback.
