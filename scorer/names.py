@@ -271,11 +271,17 @@ def literal_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
     4.1.3): an IPv4-address-literal's, and the one ending an IPv6v4-full or IPv6v4-comp
     (``::ffff:192.0.2.010``), which is an IPv4-address-literal too.
     """
+    return address_in(plain_snums(text))
+
+
+def plain_snums(text: str) -> str:
+    """``text`` (the inside of an SMTP address literal) with the numbers of its IPv4 part,
+    if it ends in one, written as ipaddress reads them: ``192.0.2.010`` is 192.0.2.10
+    (RFC 5321 section 4.1.3: every Snum is decimal), which ipaddress (and so
+    email-validator) refuses, or, in other places, would read as octal."""
     head, colon, tail = text.rpartition(":")
     ipv4 = ipv4_literal(tail)
-    if ipv4 is None:
-        return address_in(text)
-    return address_in(f"{head}:{ipv4}") if colon else ipv4
+    return text if ipv4 is None else f"{head}{colon}{ipv4}"
 
 
 def decimal_in(text: str, low: int, high: int) -> int | None:

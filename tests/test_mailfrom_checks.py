@@ -71,6 +71,8 @@ from tests.helpers import symbols_for
         ("user@intranet", SenderKind.SPECIAL_USE),
         ("user@box.lan", SenderKind.SPECIAL_USE),
         ("user@[192.0.2.010]", SenderKind.LITERAL),  # Regression: was BAD_SYNTAX
+        ("user@[IPv6:::ffff:192.0.2.010]", SenderKind.LITERAL),  # Regression: the same
+        ("user@[IPv6:2001:db8::1]", SenderKind.LITERAL),
         ("user@[192.0.2.256]", SenderKind.BAD_SYNTAX),
         ("user@[0192.0.2.1]", SenderKind.BAD_SYNTAX),
         # Regressions (review): a literal without "]" lost its last digit and passed;

@@ -30,8 +30,8 @@ from scorer.memo import memoise_short_text
 from scorer.names import (
     address_in,
     hostname_problem,
-    ipv4_literal,
     non_public_suffix,
+    plain_snums,
     to_ascii,
     unmapped,
 )
@@ -149,12 +149,10 @@ def parse_sender(raw: str) -> Sender:
     if has_unsafe(address):
         return Sender(raw, SenderKind.BAD_SYNTAX, problem=unsafe_reason(address))
     local, at, domain_part = address.rpartition("@")
-    bracketed = domain_part.startswith("[") and domain_part.endswith("]")
-    literal = ipv4_literal(domain_part[1:-1]) if bracketed else None
-    if literal is not None:
-        # email-validator reads the octets as ipaddress does, refusing "010": hand
-        # it the literal as RFC 5321 means it (see names.ipv4_literal).
-        address = f"{local}@[{literal}]"
+    if domain_part.startswith("[") and domain_part.endswith("]"):
+        # email-validator reads the octets as ipaddress does, refusing "010": hand it
+        # the literal (IPv4, or IPv6 ending in IPv4) as RFC 5321 means it.
+        address = f"{local}@[{plain_snums(domain_part[1:-1])}]"
     domain = to_ascii(domain_part) if at else None
     if domain and not domain.startswith("[") and hostname_problem(domain) is None:
         if address_in(domain) is not None:  # RFC 5321 section 4.1.3: literals are bracketed
