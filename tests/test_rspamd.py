@@ -804,17 +804,27 @@ def test_a_quoted_false_in_the_section_wins_over_options(
         assert "check_local=false" in rspamd.log()
 
 
+def _scan_a_hung_service(
+    unbound: Unbound, hung: HungSocket, hs_cache: Path, timeout: str, task_timeout: str = "8s"
+) -> tuple[ScanResult, str]:
+    """One scan through the plugin set to ``timeout`` (the normal worker's task_timeout
+    ``task_timeout``) while the service hangs: the result, which fails open with
+    RL_SCORER_FAIL alone, and rspamd's log."""
+    conf = f'servers = "{hung.address}";\ntimeout = {timeout};'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache, task_timeout=task_timeout)) as rspamd:
+        result = rspamd.scan(MISSING_PTR_IP, helo="localhost")
+        assert scores(result) == {"RL_SCORER_FAIL": 0.0}
+        return result, rspamd.log()
+
+
 def test_a_timeout_beyond_the_task_timeout_is_refused(
     unbound: Unbound, hung: HungSocket, hs_cache: Path
 ) -> None:
     # Regression: nothing bounded the timeout: "timeout = 30s" let a hung service hold
     # every scan until rspamd's task_timeout cut all modules short.
-    conf = f'servers = "{hung.address}";\ntimeout = 30s;'
-    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
-        result = rspamd.scan(MISSING_PTR_IP, helo="localhost")
-        assert scores(result) == {"RL_SCORER_FAIL": 0.0}
-        assert result.elapsed < PLUGIN_TIMEOUT + MARGIN
-        assert "timeout 30 s is not below task_timeout (8 s)" in rspamd.log()
+    result, log = _scan_a_hung_service(unbound, hung, hs_cache, "30s")
+    assert result.elapsed < PLUGIN_TIMEOUT + MARGIN
+    assert "timeout 30 s is not below task_timeout (8 s)" in log
 
 
 def test_a_timeout_beyond_the_workers_task_timeout_is_refused(
@@ -823,12 +833,9 @@ def test_a_timeout_beyond_the_workers_task_timeout_is_refused(
     # Regression (review): only the options section's task_timeout was read, so with
     # the normal worker's at 2 s a 4 s timeout stood, and a hung service let rspamd cut
     # the whole scan short at 2 s: no symbol at all, not even RL_SCORER_FAIL.
-    conf = f'servers = "{hung.address}";\ntimeout = 4s;'
-    with _running(Rspamd(unbound.nameserver, conf, hs_cache, task_timeout="2s")) as rspamd:
-        result = rspamd.scan(MISSING_PTR_IP, helo="localhost")
-        assert scores(result) == {"RL_SCORER_FAIL": 0.0}
-        assert result.elapsed < 1.0 + MARGIN
-        assert "timeout 4 s is not below task_timeout (2 s)" in rspamd.log()
+    result, log = _scan_a_hung_service(unbound, hung, hs_cache, "4s", task_timeout="2s")
+    assert result.elapsed < 1.0 + MARGIN
+    assert "timeout 4 s is not below task_timeout (2 s)" in log
 
 
 @pytest.mark.parametrize(
@@ -841,14 +848,10 @@ def test_a_timeout_equal_to_the_task_timeout_is_refused(
 ) -> None:
     # The boundary: the timeout must be below task_timeout (2 s here). Equal is refused
     # (a hung service would time out the whole scan) and 1 s used instead; below stands.
-    conf = f'servers = "{hung.address}";\ntimeout = {timeout};'
-    with _running(Rspamd(unbound.nameserver, conf, hs_cache, task_timeout="2s")) as rspamd:
-        result = rspamd.scan(MISSING_PTR_IP, helo="localhost")
-        assert scores(result) == {"RL_SCORER_FAIL": 0.0}
-        assert used * 0.9 <= result.elapsed < used + MARGIN
-        log = rspamd.log()
-        assert ("timeout 2 s is not below task_timeout (2 s)" in log) is refused
-        assert f"enabled; 1 server(s), timeout {used:g} s," in log
+    result, log = _scan_a_hung_service(unbound, hung, hs_cache, timeout, task_timeout="2s")
+    assert used * 0.9 <= result.elapsed < used + MARGIN
+    assert ("timeout 2 s is not below task_timeout (2 s)" in log) is refused
+    assert f"enabled; 1 server(s), timeout {used:g} s," in log
 
 
 def test_a_timeout_of_zero_disables_the_module(
@@ -867,15 +870,12 @@ def test_a_task_timeout_under_two_seconds_halves_the_fallback(
     unbound: Unbound, hung: HungSocket, hs_cache: Path
 ) -> None:
     # The 1 s fallback would fill a 1 s task_timeout: half of it is used instead.
-    conf = f'servers = "{hung.address}";\ntimeout = 1s;'
-    with _running(Rspamd(unbound.nameserver, conf, hs_cache, task_timeout="1s")) as rspamd:
-        result = rspamd.scan(MISSING_PTR_IP, helo="localhost")
-        assert scores(result) == {"RL_SCORER_FAIL": 0.0}
-        assert 0.45 <= result.elapsed < 0.5 + MARGIN
-        assert (
-            "not below task_timeout (1 s): a hung service would time out the whole scan; "
-            "using 0.5 s" in rspamd.log()
-        )
+    result, log = _scan_a_hung_service(unbound, hung, hs_cache, "1s", task_timeout="1s")
+    assert 0.45 <= result.elapsed < 0.5 + MARGIN
+    assert (
+        "not below task_timeout (1 s): a hung service would time out the whole scan; "
+        "using 0.5 s" in log
+    )
 
 
 def test_an_old_form_workers_task_timeout_counts(
@@ -891,24 +891,25 @@ def test_an_old_form_workers_task_timeout_counts(
         assert "timeout 4 s is not below task_timeout (3 s)" in rspamd.log()
 
 
-def test_a_quoted_value_is_read_as_one_value(
-    unbound: Unbound, hung: HungSocket, hs_cache: Path
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        # A quoted value is read as UCL reads it unquoted, but as one value: what follows
+        # a ";" in it is no setting of its own, and the whole is no time.
+        (
+            'timeout = "0.5s; holddown = 0";',
+            "timeout must be a positive time, got 0.5s; holddown = 0",
+        ),
+        ('check_local = "sometimes";', "check_local must be true or false, got sometimes"),
+    ],
+)
+def test_a_bad_setting_disables_the_module(
+    unbound: Unbound, hung: HungSocket, hs_cache: Path, setting: str, complaint: str
 ) -> None:
-    # A quoted value is read as UCL reads it unquoted, but as one value: what follows a
-    # ";" in it is no setting of its own, and the whole is no time.
-    conf = f'servers = "{hung.address}";\ntimeout = "0.5s; holddown = 0";'
+    conf = f'servers = "{hung.address}";\n{setting}'
     with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
         assert rspamd.scan(MISSING_PTR_IP, helo="localhost").ours() == {}
-        assert "timeout must be a positive time, got 0.5s; holddown = 0" in rspamd.log()
-
-
-def test_a_check_local_that_is_no_boolean_disables_the_module(
-    unbound: Unbound, hung: HungSocket, hs_cache: Path
-) -> None:
-    conf = f'servers = "{hung.address}";\ncheck_local = "sometimes";'
-    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
-        assert rspamd.scan(MISSING_PTR_IP, helo="localhost").ours() == {}
-        assert "check_local must be true or false, got sometimes" in rspamd.log()
+        assert complaint in rspamd.log()
 
 
 def test_a_hung_service_is_left_alone_for_the_holddown(
