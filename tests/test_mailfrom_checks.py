@@ -52,6 +52,11 @@ from tests.helpers import symbols_for
         ("user@mx--1.good-sender.net", SenderKind.DOMAIN),
         ("user@good-sender.net.", SenderKind.DOMAIN),
         ("user@81.2.69.50", SenderKind.BAD_SYNTAX),  # was SPECIAL_USE ("under .50")
+        # Regression: RFC 5321 section 4.1.3 reads every Snum as decimal, so this is
+        # 192.0.2.10 unbracketed (as a HELO of it is RL_HELO_BARE_IP), not a name under
+        # the unknown TLD .010: it was SPECIAL_USE (weight 4 for a syntax slip).
+        ("user@192.0.2.010", SenderKind.BAD_SYNTAX),
+        ("user@192.0.2.010.", SenderKind.BAD_SYNTAX),
         ("< >", SenderKind.BAD_SYNTAX),
         ("user@-bad.net", SenderKind.BAD_SYNTAX),
         ("us\ner@good-sender.net", SenderKind.BAD_SYNTAX),
@@ -171,7 +176,8 @@ def test_unusual_senders_go_to_email_validator(address: str) -> None:
 def test_tolerated_senders_keep_their_domain_and_a_bare_address_says_so() -> None:
     assert parse_sender("user@Good-Sender.NET.").domain == "good-sender.net"
     assert parse_sender("taro..x@docomo.ne.jp").domain == "docomo.ne.jp"
-    assert "a bare address, not a domain" in parse_sender("u@81.2.69.50").problem
+    for bare in ["u@81.2.69.50", "u@192.0.2.010"]:
+        assert "a bare address, not a domain" in parse_sender(bare).problem
 
 
 async def test_a_sloppy_local_part_costs_nothing_at_a_good_domain(pipeline: Pipeline) -> None:

@@ -30,6 +30,7 @@ from scorer.memo import memoise_short_text
 from scorer.names import (
     address_in,
     hostname_problem,
+    literal_address,
     non_public_suffix,
     plain_snums,
     to_ascii,
@@ -155,7 +156,9 @@ def parse_sender(raw: str) -> Sender:
         address = f"{local}@[{plain_snums(domain_part[1:-1])}]"
     domain = to_ascii(domain_part) if at else None
     if domain and not domain.startswith("[") and hostname_problem(domain) is None:
-        if address_in(domain) is not None:  # RFC 5321 section 4.1.3: literals are bracketed
+        # RFC 5321 section 4.1.3: literals are bracketed, and their Snums decimal (a
+        # bare 192.0.2.010 is an address too, as a HELO of it is: checks.helo).
+        if literal_address(domain) is not None:
             problem = f"a bare address, not a domain (a literal is written [{domain}])"
             return Sender(raw, SenderKind.BAD_SYNTAX, problem=problem)
         special = non_public_suffix(domain)
