@@ -478,3 +478,30 @@ def test_a_byte_that_is_not_utf8_is_named_as_such() -> None:
     assert hit.options[1:] == ("bytes that are not UTF-8",)
     (hit,) = check_mail_from(MailFromFacts(parse_sender("john\x07@good-sender.net")))
     assert hit.options[1:] == ("control or format characters",)
+
+
+def _judged_mx(targets: dict[str, AddressFacts], unchecked: int = 0) -> list[tuple[str, ...]]:
+    """check_mail_from's hits for SENDER with an MX naming each of ``targets`` (preference
+    10, in order) and what their lookups said, as (symbol, *evidence after the domain)."""
+    records = tuple(MxRecord(10 * (i + 1), name) for i, name in enumerate(targets))
+    facts = MailFromFacts(
+        parse_sender(SENDER), Answer(records, 300), targets=targets, unchecked_hosts=unchecked
+    )
+    return [(hit.symbol, *hit.options[1:]) for hit in check_mail_from(facts)]
+
+
+@pytest.mark.parametrize("target", ["81.2.69.160", "[81.2.69.160]", "192.0.2.010", "2001:db8::25"])
+@pytest.mark.parametrize(
+    "facts",
+    [AddressFacts(SERVFAIL, SERVFAIL), AddressFacts(Answer((PUBLIC,), 300), None)],
+    ids=["failed", "public"],
+)
+def test_an_ip_address_as_mx_target_is_bogus_whatever_it_resolves_to(
+    target: str, facts: AddressFacts
+) -> None:
+    # An MX names a host, never an address (RFC 5321 section 5.1: the name is looked up
+    # as a domain; RFC 1123 section 2.1: a host name is never dotted-decimal). What a
+    # lookup of such a "name" says (a failure, or even a public address) changes nothing.
+    assert _judged_mx({target: facts}) == [
+        ("RL_MAILFROM_BOGUS_MX", f"MX {target}: IP literal as MX")
+    ]
