@@ -14,6 +14,7 @@ from scorer.checks.mailfrom import (
     MailFromFacts,
     SenderKind,
     check_mail_from,
+    has_global_address,
     is_null_mx,
     mail_hosts,
     parse_sender,
@@ -504,4 +505,50 @@ def test_an_ip_address_as_mx_target_is_bogus_whatever_it_resolves_to(
     # lookup of such a "name" says (a failure, or even a public address) changes nothing.
     assert _judged_mx({target: facts}) == [
         ("RL_MAILFROM_BOGUS_MX", f"MX {target}: IP literal as MX")
+    ]
+
+
+def test_mx_hosts_are_tried_by_preference_then_name_once_each() -> None:
+    # RFC 5321 section 5.1: lowest preference first; at equal preference the order is
+    # the resolver's whim, so sorted by name (which hosts fall within max_mx_hosts, and
+    # so the verdict, must not change with it). A host listed at two preferences is one
+    # host: resolved once, counted once against max_mx_hosts.
+    records = (MxRecord(10, "b.x.net"), MxRecord(20, "a.x.net"), MxRecord(10, "a.x.net"))
+    answer = Answer((*records, MxRecord(5, "c.x.net")), 300)
+    assert mail_hosts(answer) == ["c.x.net", "a.x.net", "b.x.net"]
+
+
+def test_a_host_is_enough_with_one_public_address() -> None:
+    # lookups.py stops at the first family with a public address (RFC 5321 section 5.1:
+    # the host is tried at each of its addresses): one among internal ones is enough.
+    assert has_global_address(Answer((INTERNAL, PUBLIC), 300))
+    assert not has_global_address(Answer((INTERNAL,), 300))
+
+
+def test_one_usable_mx_host_is_enough_beside_bogus_ones() -> None:
+    # RFC 5321 section 5.1: a bounce goes to the next host when one fails: one public
+    # host takes it, whatever the others are (listed before or after it).
+    usable = AddressFacts(Answer((PUBLIC,), 300), None)
+    internal = AddressFacts(Answer((INTERNAL,), 300), NODATA)
+    assert _judged_mx({GOOD: usable, "lan.evidence-test.net": internal}) == []
+    assert _judged_mx({"lan.evidence-test.net": internal, GOOD: usable}) == []
+
+
+def test_a_single_mx_host_beyond_max_mx_hosts_leaves_the_verdict_open() -> None:
+    gone = AddressFacts(NODATA, NODATA)
+    assert _judged_mx({"gone.evidence-test.net": gone}, unchecked=1) == [
+        (
+            "RL_MAILFROM_TEMPFAIL",
+            "MX gone.evidence-test.net: does not resolve",
+            "1 more MX targets not checked (max_mx_hosts)",
+        )
+    ]
+
+
+def test_non_public_address_evidence_names_four_at_most() -> None:
+    addresses = tuple(ipaddress.IPv4Address(f"10.0.0.{i}") for i in range(1, 7))
+    listed = ", ".join(map(str, addresses[:4]))
+    lan = AddressFacts(Answer(addresses, 300), NODATA)
+    assert _judged_mx({"lan.evidence-test.net": lan}) == [
+        ("RL_MAILFROM_BOGUS_MX", f"MX lan.evidence-test.net: only non-public addresses {listed}")
     ]
