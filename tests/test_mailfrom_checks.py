@@ -242,7 +242,13 @@ def test_an_ipv4_mapped_literal_is_judged_as_the_ipv4_address_it_carries(tag: st
 
 @pytest.mark.parametrize(
     "mail_from",
-    ["root@[127.0.0.1]", "u@[10.1.2.3]", "u@[IPv6:::1]", "u@[IPv6:::ffff:192.168.1.5]"],
+    [
+        "root@[127.0.0.1]",
+        "u@[10.1.2.3]",
+        "u@[IPv6:::1]",
+        "u@[IPv6:::ffff:192.168.1.5]",
+        "u@[100.64.0.1]",  # CGNAT (RFC 6598): not public, though not "private" either
+    ],
 )
 async def test_an_address_literal_that_is_not_public_is_bogus(
     pipeline: Pipeline, mail_from: str
@@ -386,9 +392,12 @@ LOOP = TempFail(FailureKind.MALFORMED, "CNAME loop")
 NODATA = NotFound(NotFoundKind.NODATA, 300)
 
 
-def test_every_mx_naming_the_root_is_a_null_mx() -> None:
-    # Regression (review): "MX 0 ." beside "MX 10 ." scored nothing at all.
-    records = (MxRecord(0, ""), MxRecord(10, ""))
+@pytest.mark.parametrize(
+    "records", [(MxRecord(0, ""), MxRecord(10, "")), (MxRecord(10, ""), MxRecord(0, ""))]
+)
+def test_every_mx_naming_the_root_is_a_null_mx(records: tuple[MxRecord, ...]) -> None:
+    # Regression (review): "MX 0 ." beside "MX 10 ." scored nothing at all. The evidence
+    # is in preference order, whatever order the answer came in.
     (hit,) = check_mail_from(MailFromFacts(parse_sender(SENDER), mx=Answer(records, 300)))
     assert hit.symbol == "RL_MAILFROM_NULL_MX" and "MX 0 ., MX 10 . (RFC 7505)" in hit.options
 
@@ -552,3 +561,8 @@ def test_non_public_address_evidence_names_four_at_most() -> None:
     assert _judged_mx({"lan.evidence-test.net": lan}) == [
         ("RL_MAILFROM_BOGUS_MX", f"MX lan.evidence-test.net: only non-public addresses {listed}")
     ]
+
+
+def test_an_mx_lookup_failure_says_what_failed() -> None:
+    (hit,) = check_mail_from(MailFromFacts(parse_sender(SENDER), mx=SERVFAIL))
+    assert (hit.symbol, *hit.options[1:]) == ("RL_MAILFROM_TEMPFAIL", "MX: servfail")
