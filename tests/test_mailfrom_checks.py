@@ -392,14 +392,16 @@ LOOP = TempFail(FailureKind.MALFORMED, "CNAME loop")
 NODATA = NotFound(NotFoundKind.NODATA, 300)
 
 
-@pytest.mark.parametrize(
-    "records", [(MxRecord(0, ""), MxRecord(10, "")), (MxRecord(10, ""), MxRecord(0, ""))]
-)
-def test_every_mx_naming_the_root_is_a_null_mx(records: tuple[MxRecord, ...]) -> None:
+@pytest.mark.parametrize("preferences", [(0, 10), (10, 0), (9, 10), (10, 9)])
+def test_every_mx_naming_the_root_is_a_null_mx(preferences: tuple[int, int]) -> None:
     # Regression (review): "MX 0 ." beside "MX 10 ." scored nothing at all. The evidence
-    # is in preference order, whatever order the answer came in.
+    # is in preference order, whatever order the answer came in. Regression: the order
+    # was the text's, "MX 10 ., MX 9 .".
+    records = tuple(MxRecord(preference, "") for preference in preferences)
     (hit,) = check_mail_from(MailFromFacts(parse_sender(SENDER), mx=Answer(records, 300)))
-    assert hit.symbol == "RL_MAILFROM_NULL_MX" and "MX 0 ., MX 10 . (RFC 7505)" in hit.options
+    low, high = sorted(preferences)
+    assert hit.symbol == "RL_MAILFROM_NULL_MX"
+    assert f"MX {low} ., MX {high} . (RFC 7505)" in hit.options
 
 
 def test_a_root_mx_beside_a_real_host_is_no_null_mx() -> None:

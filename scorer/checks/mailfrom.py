@@ -263,7 +263,9 @@ def _check_mx(
     if is_null_mx(mx):
         # The records as published: "MX 10 ." is no null MX to the letter of RFC 7505
         # section 3 (preference 0), but names no host either, and says why.
-        published = ", ".join(sorted(f"MX {r.preference} ." for r in mx.records))
+        # By preference, as RFC 5321 section 5.1 orders them (as numbers: 9 before 10).
+        by_preference = sorted(record.preference for record in mx.records)
+        published = ", ".join(f"MX {preference} ." for preference in by_preference)
         return Hit("RL_MAILFROM_NULL_MX", (subject, f"{published} (RFC 7505)"))
     reasons = {name: _bogus_reason(name, facts) for name, facts in targets.items()}
     # Usable: a public address, whatever the other family's lookup did (an A that timed
