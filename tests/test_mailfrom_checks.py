@@ -88,6 +88,13 @@ from tests.helpers import symbols_for
         ("<@:user@good-sender.net>", SenderKind.BAD_SYNTAX),  # an empty route domain
         ("@relay.net user@good-sender.net", SenderKind.BAD_SYNTAX),  # no colon: no route
         ("<@re\r\nlay.net:user@good-sender.net>", SenderKind.BAD_SYNTAX),  # not hidden in a route
+        # Mutation round: angle brackets come in pairs (RFC 5321 section 4.1.2 Path), and
+        # a route's address literal holds no "[", "\\" or "]" (section 4.1.3 dcontent).
+        ("<user@good-sender.net", SenderKind.BAD_SYNTAX),
+        ("user@good-sender.net>", SenderKind.BAD_SYNTAX),
+        ("<@[x]y]:user@good-sender.net>", SenderKind.BAD_SYNTAX),
+        # RFC 5321 section 4.5.3.1.3: 254 octets at most, sloppy local part or not.
+        (f"taro..x@{'d' * 63}.{'e' * 63}.{'f' * 63}.{'g' * 52}.jp", SenderKind.BAD_SYNTAX),
     ],
 )
 def test_sender_syntax_classes(sender: str, kind: SenderKind) -> None:
@@ -168,6 +175,7 @@ def test_plain_senders_take_the_fast_path_and_agree(address: str) -> None:
         '"q"@x.org',
         "jörg@x.org",
         f"u@{'d' * 64}.org",
+        f"u@{'d' * 63}.{'e' * 63}.{'f' * 63}.{'g' * 57}.org",  # 255 octets: one too many
     ],
 )
 def test_unusual_senders_go_to_email_validator(address: str) -> None:
