@@ -39,6 +39,7 @@ from tests.helpers import symbols_for
         ("user@bücher-versand.de", SenderKind.DOMAIN),
         ("jörg@bücher-versand.de", SenderKind.DOMAIN),
         ('"odd local"@good-sender.net', SenderKind.DOMAIN),
+        ('"jö rg"@good-sender.net', SenderKind.DOMAIN),  # RFC 6531 in a Quoted-string
         ("user@[192.0.2.1]", SenderKind.LITERAL),
         ("no-at-sign", SenderKind.BAD_SYNTAX),
         ("user@@good-sender.net", SenderKind.BAD_SYNTAX),
