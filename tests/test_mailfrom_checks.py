@@ -577,3 +577,32 @@ def test_non_public_address_evidence_names_four_at_most() -> None:
 def test_an_mx_lookup_failure_says_what_failed() -> None:
     (hit,) = check_mail_from(MailFromFacts(parse_sender(SENDER), mx=SERVFAIL))
     assert (hit.symbol, *hit.options[1:]) == ("RL_MAILFROM_TEMPFAIL", "MX: servfail")
+
+
+def test_an_mx_host_only_in_cgnat_space_is_bogus() -> None:
+    # RFC 6598 shared space is not public (is_global), though ipaddress does not call it
+    # private: a bounce cannot reach 100.64.0.25 from outside the carrier.
+    cgnat = AddressFacts(Answer((ipaddress.IPv4Address("100.64.0.25"),), 300), NODATA)
+    assert _judged_mx({"cg.evidence-test.net": cgnat}) == [
+        ("RL_MAILFROM_BOGUS_MX", "MX cg.evidence-test.net: only non-public addresses 100.64.0.25")
+    ]
+
+
+def test_evidence_leads_with_what_was_judged() -> None:
+    # The sender as sent for a syntax or special-use verdict; the domain for a DNS one,
+    # and with no MX, that there was none (RFC 5321 section 5.1: why the A was judged).
+    for raw, symbol in [
+        ("u@@x.net", "RL_MAILFROM_BAD_SYNTAX"),
+        ("u@h.test", "RL_MAILFROM_SPECIAL_USE"),
+    ]:
+        (hit,) = check_mail_from(MailFromFacts(parse_sender(raw)))
+        assert (hit.symbol, hit.options[0]) == (symbol, f"from={raw}")
+    implicit = AddressFacts(Answer((INTERNAL,), 300), NODATA)
+    facts = MailFromFacts(parse_sender("Joe@Evidence-Test.NET"), mx=NODATA, implicit_mx=implicit)
+    (hit,) = check_mail_from(facts)
+    assert (hit.symbol, *hit.options) == (
+        "RL_MAILFROM_BOGUS_MX",
+        "domain=evidence-test.net",
+        "no MX (nodata)",
+        "implicit MX: only non-public addresses 10.0.0.5",
+    )
