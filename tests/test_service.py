@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -385,55 +386,59 @@ async def test_readyz_fails_when_the_resolver_says_the_root_has_no_soa(
 
 
 async def test_a_resolver_that_starts_lying_takes_the_cached_replies_with_it(
-    aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+    aiohttp_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    sane_resolver: FaultyDns,
 ) -> None:
     # Regression (review): the replies cached in the seconds before the service saw
     # that the resolver answers NXDOMAIN for everything kept their verdicts for their TTL.
     monkeypatch.setattr(app_module, "ROOT_CHECK_SECONDS", 0.05)
-    server = _sane_resolver()
-    try:
-        config = config_from_mapping({"dns": {"nameservers": [server.nameserver]}})
-        client = await aiohttp_client(create_app(config))
-        body = {"ip": "192.0.2.55"}
+    config = config_from_mapping({"dns": {"nameservers": [sane_resolver.nameserver]}})
+    client = await aiohttp_client(create_app(config))
+    body = {"ip": "192.0.2.55"}
 
-        async def names() -> set[str]:
-            reply = await (await client.post("/v1/check", json=body)).json()
-            return {symbol["name"] for symbol in reply["symbols"]}
+    async def names() -> set[str]:
+        reply = await (await client.post("/v1/check", json=body)).json()
+        return {symbol["name"] for symbol in reply["symbols"]}
 
-        assert await names() == {"RL_PTR_MISSING"}
-        server.root_soa = False  # it now says the root does not exist either
-        deadline = asyncio.get_running_loop().time() + 5
-        while (seen := await names()) != {"RL_PTR_TEMPFAIL"}:
-            assert asyncio.get_running_loop().time() < deadline, seen
-            await asyncio.sleep(0.05)
-    finally:
-        server.stop()
+    assert await names() == {"RL_PTR_MISSING"}
+    sane_resolver.root_soa = False  # it now says the root does not exist either
+    deadline = asyncio.get_running_loop().time() + 5
+    while (seen := await names()) != {"RL_PTR_TEMPFAIL"}:
+        assert asyncio.get_running_loop().time() < deadline, seen
+        await asyncio.sleep(0.05)
 
 
 async def test_the_first_checks_wait_for_the_resolvers_first_judgement(
     aiohttp_client: Any,
+    lying_resolver: FaultyDns,
 ) -> None:
     # Regression: the root was first asked beside serving, so the first requests took
     # the NXDOMAIN of a resolver that says the root does not exist at its word
     # (RL_PTR_MISSING) until its answer to the root came. It is asked before listening.
-    lying = FaultyDns("nxdomain")
-    lying.root_delay = 0.3  # its other answers come at once
-    lying.start()
-    try:
-        config = config_from_mapping({"dns": {"nameservers": [lying.nameserver]}})
-        client = await aiohttp_client(create_app(config))
-        reply = await (await client.post("/v1/check", json={"ip": "192.0.2.55"})).json()
-        assert [symbol["name"] for symbol in reply["symbols"]] == ["RL_PTR_TEMPFAIL"], reply
-    finally:
-        lying.stop()
+    lying_resolver.root_delay = 0.3  # its other answers come at once
+    config = config_from_mapping({"dns": {"nameservers": [lying_resolver.nameserver]}})
+    client = await aiohttp_client(create_app(config))
+    reply = await (await client.post("/v1/check", json={"ip": "192.0.2.55"})).json()
+    assert [symbol["name"] for symbol in reply["symbols"]] == ["RL_PTR_TEMPFAIL"], reply
 
 
-def _sane_resolver() -> FaultyDns:
+@pytest.fixture
+def sane_resolver() -> Iterator[FaultyDns]:
     """A started resolver that answers NXDOMAIN and the root's SOA: its "no" counts until
     a test sets ``root_soa = False`` (it then says the root does not exist: a lie)."""
     resolver = FaultyDns("nxdomain")
     resolver.root_soa = True
-    return resolver.start()
+    yield resolver.start()
+    resolver.stop()
+
+
+@pytest.fixture
+def lying_resolver() -> Iterator[FaultyDns]:
+    """A started resolver that answers NXDOMAIN for everything, the root too: a lie."""
+    resolver = FaultyDns("nxdomain").start()
+    yield resolver
+    resolver.stop()
 
 
 def _service_reloading_new_dns(nameserver: str) -> app_module.Service:
@@ -461,117 +466,105 @@ async def _answered_from_the_reply_cache(service: app_module.Service, body: byte
     return replies.hits > hits
 
 
-async def test_a_reload_onto_a_resolver_that_still_lies_takes_the_replies_it_trusted() -> None:
+async def test_a_reload_onto_a_resolver_that_still_lies_takes_the_replies_it_trusted(
+    lying_resolver: FaultyDns,
+) -> None:
     # Regression: the root check kept one judgement across DNS layers. A reload with
     # new [dns] settings brings a new layer; when the check found the resolver still
     # lying, the judgement had not changed (it lied before the reload too), so replies
     # built before it asked kept their RL_PTR_MISSING for their TTL. A reload judges the
     # new layer before it serves (below), so that takes a root query that timed out then.
-    lying = FaultyDns("nxdomain").start()  # it says the root does not exist either
-    try:
-        service = _service_reloading_new_dns(lying.nameserver)
-        await service.pipeline.dns.check_root()
-        assert service.pipeline.dns.untrusted is not None
-        lying.root_delay = 1.0  # past the new timeout: the reload's root query fails
-        await service.reload("test")
-        # The new layer could not judge it yet: taken at its word.
-        assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_MISSING"}
-        lying.root_delay = 0.0
-        await service.pipeline.dns.check_root()
-        assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_TEMPFAIL"}
-    finally:
-        lying.stop()
+    service = _service_reloading_new_dns(lying_resolver.nameserver)
+    await service.pipeline.dns.check_root()
+    assert service.pipeline.dns.untrusted is not None
+    lying_resolver.root_delay = 1.0  # past the new timeout: the reload's root query fails
+    await service.reload("test")
+    # The new layer could not judge it yet: taken at its word.
+    assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_MISSING"}
+    lying_resolver.root_delay = 0.0
+    await service.pipeline.dns.check_root()
+    assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_TEMPFAIL"}
 
 
-async def test_a_reload_during_a_root_query_loses_the_replies_it_trusted_too() -> None:
+async def test_a_reload_during_a_root_query_loses_the_replies_it_trusted_too(
+    lying_resolver: FaultyDns,
+) -> None:
     # Regression (review): the root check emptied the reply cache of the pipeline it
     # started with. A reload that keeps the [dns] settings (the same layer, a new reply cache)
     # while the root query was out kept replies judged on the lying resolver's word.
-    lying = FaultyDns("nxdomain")
-    lying.root_delay = 1.5  # room for a reload and a check meanwhile, even on a busy box
-    lying.start()
-    try:
-        settings: dict[str, Any] = {"dns": {"nameservers": [lying.nameserver], "timeout": 3}}
-        reweighted = {**settings, "weights": {"RL_PTR_MISSING": 4.0}}
-        service = app_module.Service(
-            config_from_mapping(settings), loader=lambda: config_from_mapping(reweighted)
-        )
+    lying_resolver.root_delay = 1.5  # room for a reload and a check meanwhile, even on a busy box
+    settings: dict[str, Any] = {"dns": {"nameservers": [lying_resolver.nameserver], "timeout": 3}}
+    reweighted = {**settings, "weights": {"RL_PTR_MISSING": 4.0}}
+    service = app_module.Service(
+        config_from_mapping(settings), loader=lambda: config_from_mapping(reweighted)
+    )
 
-        old = service.pipeline
-        # Not judged yet: taken at its word.
-        assert await _names_for_a_missing_ptr(service, old) == {"RL_PTR_MISSING"}
-        tick = asyncio.ensure_future(service.pipeline.dns.check_root())
-        await asyncio.sleep(0.05)  # the root query is out
-        await service.reload("test")
-        assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_MISSING"}
-        await tick
-        assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_TEMPFAIL"}
-        # The pipeline the tick started with loses its replies too: a check that took it
-        # before the reload (its body still coming) must not find the lie there either.
-        assert await _names_for_a_missing_ptr(service, old) == {"RL_PTR_TEMPFAIL"}
-    finally:
-        lying.stop()
+    old = service.pipeline
+    # Not judged yet: taken at its word.
+    assert await _names_for_a_missing_ptr(service, old) == {"RL_PTR_MISSING"}
+    tick = asyncio.ensure_future(service.pipeline.dns.check_root())
+    await asyncio.sleep(0.05)  # the root query is out
+    await service.reload("test")
+    assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_MISSING"}
+    await tick
+    assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_TEMPFAIL"}
+    # The pipeline the tick started with loses its replies too: a check that took it
+    # before the reload (its body still coming) must not find the lie there either.
+    assert await _names_for_a_missing_ptr(service, old) == {"RL_PTR_TEMPFAIL"}
 
 
 async def test_a_reply_built_across_a_change_of_trust_is_not_cached(
     monkeypatch: pytest.MonkeyPatch,
+    sane_resolver: FaultyDns,
 ) -> None:
     # Regression (review): a check in flight when the resolver was caught lying stored
     # its reply after the root check had emptied the reply cache: RL_PTR_MISSING, built on
     # the NXDOMAIN taken at its word a moment before, was served for its TTL.
-    resolver = _sane_resolver()  # at first: its "no" counts
-    try:
-        pipeline = Pipeline(config_from_mapping({"dns": {"nameservers": [resolver.nameserver]}}))
-        evaluate = pipeline.evaluate
+    pipeline = Pipeline(config_from_mapping({"dns": {"nameservers": [sane_resolver.nameserver]}}))
+    evaluate = pipeline.evaluate
 
-        async def caught_lying_meanwhile(request: Any) -> Any:
-            found = await evaluate(request)
-            resolver.root_soa = False
-            await pipeline.dns.check_root()  # the periodic check ends during this one
-            return found
+    async def caught_lying_meanwhile(request: Any) -> Any:
+        found = await evaluate(request)
+        sane_resolver.root_soa = False
+        await pipeline.dns.check_root()  # the periodic check ends during this one
+        return found
 
-        monkeypatch.setattr(pipeline, "evaluate", caught_lying_meanwhile)
-        assert set(await symbols_for(pipeline, "192.0.2.55")) == {"RL_PTR_MISSING"}
-        assert len(pipeline.replies) == 0
-        monkeypatch.setattr(pipeline, "evaluate", evaluate)
-        assert set(await symbols_for(pipeline, "192.0.2.55")) == {"RL_PTR_TEMPFAIL"}
-    finally:
-        resolver.stop()
+    monkeypatch.setattr(pipeline, "evaluate", caught_lying_meanwhile)
+    assert set(await symbols_for(pipeline, "192.0.2.55")) == {"RL_PTR_MISSING"}
+    assert len(pipeline.replies) == 0
+    monkeypatch.setattr(pipeline, "evaluate", evaluate)
+    assert set(await symbols_for(pipeline, "192.0.2.55")) == {"RL_PTR_TEMPFAIL"}
 
 
-async def test_a_reload_judges_a_new_resolver_before_it_serves() -> None:
+async def test_a_reload_judges_a_new_resolver_before_it_serves(lying_resolver: FaultyDns) -> None:
     # Regression: a reload with new [dns] settings served from the new DNS layer before
     # it asked the root: a resolver that says the root does not exist had its NXDOMAIN
     # scored (RL_PTR_MISSING) until the next root check, up to ROOT_CHECK_SECONDS later.
-    lying = FaultyDns("nxdomain").start()
-    try:
-        service = _service_reloading_new_dns(lying.nameserver)
-        await service.reload("test")
-        assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_TEMPFAIL"}
-    finally:
-        lying.stop()
+    service = _service_reloading_new_dns(lying_resolver.nameserver)
+    await service.reload("test")
+    assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_TEMPFAIL"}
 
 
-async def test_a_reloaded_resolver_judged_lying_keeps_its_replies_at_the_next_root_check() -> None:
+async def test_a_reloaded_resolver_judged_lying_keeps_its_replies_at_the_next_root_check(
+    lying_resolver: FaultyDns,
+) -> None:
     # A new layer's judgement counts as it stands when it serves (Service.reload judged
     # it): when the next root check finds the resolver still lying, nothing changed,
     # and the replies the new layer built since (an internal client's) stay.
-    lying = FaultyDns("nxdomain").start()
-    try:
-        service = _service_reloading_new_dns(lying.nameserver)
-        await service.pipeline.dns.check_root()
-        await service.reload("test")  # a new DNS layer, judged lying before it serves
-        assert service.pipeline.dns.untrusted is not None
-        internal = b'{"ip": "10.1.1.1"}'
-        assert not await _answered_from_the_reply_cache(service, internal)
-        await service.pipeline.dns.check_root()
-        assert await _answered_from_the_reply_cache(service, internal)
-    finally:
-        lying.stop()
+    service = _service_reloading_new_dns(lying_resolver.nameserver)
+    await service.pipeline.dns.check_root()
+    await service.reload("test")  # a new DNS layer, judged lying before it serves
+    assert service.pipeline.dns.untrusted is not None
+    internal = b'{"ip": "10.1.1.1"}'
+    assert not await _answered_from_the_reply_cache(service, internal)
+    await service.pipeline.dns.check_root()
+    assert await _answered_from_the_reply_cache(service, internal)
 
 
 async def test_the_root_is_asked_once_at_start_and_never_after_the_app_stops(
-    aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+    aiohttp_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    sane_resolver: FaultyDns,
 ) -> None:
     # Once before listening, then every ROOT_CHECK_SECONDS (not again at once), and the
     # periodic check ends with the app.
@@ -584,86 +577,74 @@ async def test_the_root_is_asked_once_at_start_and_never_after_the_app_stops(
 
     monkeypatch.setattr(DnsLayer, "check_root", counted)
     monkeypatch.setattr(app_module, "ROOT_CHECK_SECONDS", 3600.0)
-    resolver = _sane_resolver()
-    try:
-        config = config_from_mapping({"dns": {"nameservers": [resolver.nameserver]}})
-        client = await aiohttp_client(create_app(config))
-        await asyncio.sleep(0.05)  # the periodic task has started
-        assert len(calls) == 1
-        await client.close()
-        monkeypatch.setattr(app_module, "ROOT_CHECK_SECONDS", 0.01)
-        client = await aiohttp_client(create_app(config))
-        while len(calls) < 4:  # it asks again and again
-            await asyncio.sleep(0.01)
-        await client.close()
-        asked = len(calls)
-        await asyncio.sleep(0.1)
-        assert len(calls) == asked, "the root check outlived the app"
-    finally:
-        resolver.stop()
+    config = config_from_mapping({"dns": {"nameservers": [sane_resolver.nameserver]}})
+    client = await aiohttp_client(create_app(config))
+    await asyncio.sleep(0.05)  # the periodic task has started
+    assert len(calls) == 1
+    await client.close()
+    monkeypatch.setattr(app_module, "ROOT_CHECK_SECONDS", 0.01)
+    client = await aiohttp_client(create_app(config))
+    while len(calls) < 4:  # it asks again and again
+        await asyncio.sleep(0.01)
+    await client.close()
+    asked = len(calls)
+    await asyncio.sleep(0.1)
+    assert len(calls) == asked, "the root check outlived the app"
 
 
-async def test_a_lie_readyz_caught_and_saw_end_between_root_checks_takes_the_replies() -> None:
+async def test_a_lie_readyz_caught_and_saw_end_between_root_checks_takes_the_replies(
+    sane_resolver: FaultyDns,
+) -> None:
     # Regression: the root check compared the judgement with the one it last saw. /readyz
     # judges too; when its probes caught the resolver lying and then saw it answer the
     # root again between two root checks, the check found the judgement as it was and
     # kept the replies cached on the resolver's word before the lie was caught
     # (Kubernetes asks /readyz every few seconds: as often as the root checks come).
     # Then such a change only counted at the next root check; now at once.
-    resolver = _sane_resolver()
-    try:
-        service = app_module.Service(
-            config_from_mapping({"dns": {"nameservers": [resolver.nameserver]}})
-        )
-        await service.pipeline.dns.check_root()
-        missing = b'{"ip": "192.0.2.55"}'
-        assert not await _answered_from_the_reply_cache(service, missing)
-        assert await _answered_from_the_reply_cache(service, missing)  # cached, on its word
-        resolver.root_soa = False
-        assert await service.pipeline.dns.unready_reason() is not None  # /readyz: a lie
-        resolver.root_soa = True
-        assert await service.pipeline.dns.unready_reason() is None  # and it ended
-        assert not await _answered_from_the_reply_cache(service, missing)
-    finally:
-        resolver.stop()
+    service = app_module.Service(
+        config_from_mapping({"dns": {"nameservers": [sane_resolver.nameserver]}})
+    )
+    await service.pipeline.dns.check_root()
+    missing = b'{"ip": "192.0.2.55"}'
+    assert not await _answered_from_the_reply_cache(service, missing)
+    assert await _answered_from_the_reply_cache(service, missing)  # cached, on its word
+    sane_resolver.root_soa = False
+    assert await service.pipeline.dns.unready_reason() is not None  # /readyz: a lie
+    sane_resolver.root_soa = True
+    assert await service.pipeline.dns.unready_reason() is None  # and it ended
+    assert not await _answered_from_the_reply_cache(service, missing)
 
 
-async def test_a_lie_readyz_caught_on_a_reloaded_resolver_takes_its_replies_at_once() -> None:
+async def test_a_lie_readyz_caught_on_a_reloaded_resolver_takes_its_replies_at_once(
+    sane_resolver: FaultyDns,
+) -> None:
     # Regression: the root check took a new DNS layer's judgement as it found it at its
     # next run. When /readyz caught the reloaded resolver lying before that, the check
     # found the lie already judged, saw no change, and kept the replies the new layer
     # had cached on the resolver's word since the reload. Now the change counts at once.
-    resolver = _sane_resolver()
-    try:
-        service = _service_reloading_new_dns(resolver.nameserver)
-        await service.pipeline.dns.check_root()
-        await service.reload("test")  # a new DNS layer, judged sane before it serves
-        assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_MISSING"}
-        assert len(service.pipeline.replies) == 1  # cached, on its word
-        resolver.root_soa = False
-        assert await service.pipeline.dns.unready_reason() is not None  # /readyz: a lie
-        assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_TEMPFAIL"}
-    finally:
-        resolver.stop()
+    service = _service_reloading_new_dns(sane_resolver.nameserver)
+    await service.pipeline.dns.check_root()
+    await service.reload("test")  # a new DNS layer, judged sane before it serves
+    assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_MISSING"}
+    assert len(service.pipeline.replies) == 1  # cached, on its word
+    sane_resolver.root_soa = False
+    assert await service.pipeline.dns.unready_reason() is not None  # /readyz: a lie
+    assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_TEMPFAIL"}
 
 
-async def test_a_judgement_that_holds_keeps_the_cached_replies() -> None:
+async def test_a_judgement_that_holds_keeps_the_cached_replies(lying_resolver: FaultyDns) -> None:
     # The reply cache empties when the judgement changes, not at every root check while
     # the resolver keeps saying the root does not exist (replies built on its answers,
     # such as an internal client's, stay).
-    lying = FaultyDns("nxdomain").start()
-    try:
-        service = app_module.Service(
-            config_from_mapping({"dns": {"nameservers": [lying.nameserver]}})
-        )
-        await service.pipeline.dns.check_root()
-        assert service.pipeline.dns.untrusted is not None
-        internal = b'{"ip": "10.1.1.1"}'
-        assert not await _answered_from_the_reply_cache(service, internal)
-        await service.pipeline.dns.check_root()
-        assert await _answered_from_the_reply_cache(service, internal)
-    finally:
-        lying.stop()
+    service = app_module.Service(
+        config_from_mapping({"dns": {"nameservers": [lying_resolver.nameserver]}})
+    )
+    await service.pipeline.dns.check_root()
+    assert service.pipeline.dns.untrusted is not None
+    internal = b'{"ip": "10.1.1.1"}'
+    assert not await _answered_from_the_reply_cache(service, internal)
+    await service.pipeline.dns.check_root()
+    assert await _answered_from_the_reply_cache(service, internal)
 
 
 class _SharedMetrics:
@@ -877,17 +858,15 @@ def test_check_report_hints_read_whole_without_a_ptr_name() -> None:
     assert "its PTR name" not in hint and "198.51.100.7" in hint, hint
 
 
-async def test_check_report_blames_our_resolver_when_it_is_not_trusted() -> None:
+async def test_check_report_blames_our_resolver_when_it_is_not_trusted(
+    lying_resolver: FaultyDns,
+) -> None:
     # Regression (review): with the evidence "untrusted: the resolver says the root has
     # no SOA", the fix line still sent the admin after the sender's reverse zone.
-    lying = FaultyDns("nxdomain").start()
-    try:
-        pipeline = Pipeline(config_from_mapping({"dns": {"nameservers": [lying.nameserver]}}))
-        await pipeline.dns.check_root()
-        request = parse_request({"ip": world.MISSING_PTR_IP}).request
-        _facts, reply = await pipeline.check_with_facts(request)
-    finally:
-        lying.stop()
+    pipeline = Pipeline(config_from_mapping({"dns": {"nameservers": [lying_resolver.nameserver]}}))
+    await pipeline.dns.check_root()
+    request = parse_request({"ip": world.MISSING_PTR_IP}).request
+    _facts, reply = await pipeline.check_with_facts(request)
     report = render_report(request, reply, 1.0, None)
     assert "untrusted: the resolver says the root has no SOA" in report
     fixes = [line for line in report.splitlines() if line.startswith("  fix:")]
