@@ -141,11 +141,7 @@ def _listen_in(path: str | None) -> str | None:
     """``[server] listen`` of the TOML file at ``path``, if it sets one."""
     if path is None:
         return None
-    try:
-        data = read_toml(path)
-    except ValueError as error:  # OSError names the file itself
-        raise ValueError(f"{path}: invalid TOML: {error}") from None
-    server = data.get("server")
+    server = read_toml(path).get("server")
     listen = server.get("listen") if isinstance(server, dict) else None
     return listen if isinstance(listen, str) else None
 

@@ -407,12 +407,15 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
 def read_toml(path: str | Path) -> dict[str, Any]:
     """The TOML file at ``path``. utf-8-sig: Notepad and other editors start a UTF-8 file
     with a byte-order mark, which TOML does not allow ("Invalid statement" at line 1,
-    column 1). Raises OSError, or ValueError for bad TOML or bytes that are not UTF-8."""
-    text = Path(path).read_text(encoding="utf-8-sig")
+    column 1). Raises OSError, or ValueError ("PATH: invalid TOML: why") for bad TOML
+    or bytes that are not UTF-8."""
     try:
-        return tomllib.loads(text)
+        return tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
     except RecursionError:  # tomllib recurses per nesting level: [[[[...]]]] 2,000 deep
-        raise ValueError("arrays or tables nested too deeply") from None
+        why = "arrays or tables nested too deeply"
+    except ValueError as error:  # bad TOML, bytes that are not UTF-8, a 5,000-digit int
+        why = str(error)
+    raise ValueError(f"{path}: invalid TOML: {why}")
 
 
 def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ) -> Config:
@@ -423,8 +426,8 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ
             data = read_toml(path)
         except OSError as error:
             raise ConfigError(f"{path}: {error.strerror}") from None
-        except ValueError as error:  # bad TOML, bytes that are not UTF-8, a 5,000-digit int
-            raise ConfigError(f"{path}: invalid TOML: {error}") from None
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         _anchor_paths(data, Path(path).parent)
     config = _with_secret(config_from_mapping(data), environ.get(ENV_TOKEN))
     listed = (n.strip() for n in environ.get(ENV_NAMESERVERS, "").split(","))
