@@ -12,7 +12,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -199,7 +199,8 @@ def body_too_large(limit: int) -> str:
 async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str]:
     """The body of a /v1/check request and its media type, or a RequestError (415, 413,
     408 when it does not arrive within BODY_TIMEOUT_SECONDS)."""
-    content_type = request.headers.get("Content-Type", "")
+    # aiohttp's header names (istr): a plain str key is case-folded on every lookup.
+    content_type = request.headers.get(hdrs.CONTENT_TYPE, "")
     if content_type not in ACCEPTED_TYPES:  # parameters, odd case: let aiohttp parse it
         content_type = request.content_type
     if content_type not in ACCEPTED_TYPES:
@@ -207,7 +208,7 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
             "Content-Type must be application/msgpack or application/json", status=415
         )
     # An empty Content-Encoding is an empty list of codings: the body as it is.
-    encoding = request.headers.get("Content-Encoding", "").strip(" \t") or "identity"
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip(" \t") or "identity"
     if encoding.lower() not in DECODED_ENCODINGS:
         # aiohttp passes a coding it does not know through as it came ("foo", "gzip,
         # br"): we would read compressed bytes as the body (RFC 9110 section 8.4.1).
@@ -217,17 +218,18 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
             "Content-Encoding",
             status=415,
         )
-    too_large = body_too_large(limit)
-    if (request.content_length or 0) > limit:
-        raise RequestError(too_large, status=413)
+    arrived = request.content.is_eof()  # the usual case: it came with the headers
+    if not arrived and (request.content_length or 0) > limit:
+        # Refused before waiting for it (one that arrived is measured below, for free).
+        raise RequestError(body_too_large(limit), status=413)
     try:
-        if request.content.is_eof():  # the usual case: it came with the headers, no timer
+        if arrived:  # no timer to arm
             body = await request.read()
         else:
             async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
                 body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise RequestError(too_large, status=413) from None
+        raise RequestError(body_too_large(limit), status=413) from None
     except TimeoutError:
         raise RequestError(
             f"body not received within {BODY_TIMEOUT_SECONDS:g} s", status=408
@@ -239,14 +241,14 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
     if len(body) > limit:
         # A reload may have lowered the limit below aiohttp's own cap, and a chunked
         # body has no Content-Length to compare first.
-        raise RequestError(too_large, status=413)
+        raise RequestError(body_too_large(limit), status=413)
     return body, content_type
 
 
 async def check(service: Service, request: web.Request) -> web.Response:
     pipeline = service.pipeline  # one config for the whole request, even across a reload
     config = pipeline.config
-    want_msgpack = wants_msgpack(request.headers.get("Accept", ""))
+    want_msgpack = wants_msgpack(request.headers.get(hdrs.ACCEPT, ""))
     token = config.server.token
     if token and not _authorized(request, token):
         return service.refuse(401, "missing or wrong bearer token", "Authorization", want_msgpack)
