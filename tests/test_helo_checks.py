@@ -358,6 +358,7 @@ async def test_a_helo_with_the_ptr_name_is_judged_once(pipeline: Pipeline) -> No
 
 GENERIC_CLIENT = ipaddress.IPv4Address("81.2.69.20")
 GENERIC_PTR = "81-2-69-20.dyn.some-isp.net"
+OTHER_GENERIC_PTR = "dsl-81-2-69-20.dynamic.some-isp.net"
 
 
 @pytest.mark.parametrize(
@@ -374,6 +375,10 @@ GENERIC_PTR = "81-2-69-20.dyn.some-isp.net"
          GENERIC_PTR: "client"}, 0, {"RL_HELO_GENERIC"}),
         # The one confirmed name is generic: RL_PTR_GENERIC counted it.
         ([GENERIC_PTR], {GENERIC_PTR: "client"}, 0, set()),
+        # A generic name confirms, the other's lookup timed out: RL_PTR_GENERIC judged
+        # both (the failed one as if confirmed), so the HELO is not judged generic again.
+        ([OTHER_GENERIC_PTR, GENERIC_PTR], {OTHER_GENERIC_PTR: "client",
+         GENERIC_PTR: "timeout"}, 0, {"RL_HELO_TEMPFAIL"}),
     ],
 )  # fmt: skip
 def test_a_ptr_name_as_helo_is_spared_only_what_a_ptr_symbol_scored(
@@ -385,6 +390,7 @@ def test_a_ptr_name_as_helo_is_spared_only_what_a_ptr_symbol_scored(
     gone = NotFound(NotFoundKind.NXDOMAIN, 300)
     outcomes = {
         "gone": gone,
+        "timeout": TempFail(FailureKind.TIMEOUT, "no answer"),
         "client": Answer((GENERIC_CLIENT,), 300),
         "elsewhere": Answer((ipaddress.IPv4Address("81.2.69.99"),), 300),
     }

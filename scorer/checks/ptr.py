@@ -41,6 +41,10 @@ class PtrFacts:
             if isinstance(outcome, Answer) and self.ip in outcome.records
         ]
 
+    def failed_names(self) -> list[str]:
+        """PTR names whose forward lookup failed: each might have confirmed."""
+        return [name for name, outcome in self.forward.items() if isinstance(outcome, TempFail)]
+
     def names_judged(self) -> list[str]:
         """The PTR names a verdict is about: those that confirm, else every one looked
         up; sorted, since a PTR answer's order is the resolver's whim."""
@@ -115,7 +119,7 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
         shown = spelled if named else ". (the root)"
         return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", f"PTR: {shown}", *mta))]
     confirmed = facts.confirmed_names()
-    failed = [name for name, outcome in facts.forward.items() if isinstance(outcome, TempFail)]
+    failed = facts.failed_names()
     judged = _judged_names(facts, confirmed, failed)
     generic = _generic(ip, judged) if judged else None
     if generic is not None and mta:
@@ -151,8 +155,10 @@ def ptr_counted(facts: PtrFacts, hits: list[Hit]) -> PtrCounted:
     fired = {hit.symbol for hit in hits}
     if not fired & {"RL_PTR_UNVERIFIED", "RL_PTR_GENERIC"}:
         return NOTHING_COUNTED
-    judged = facts.names_judged()
-    return PtrCounted(
-        unverified=judged if "RL_PTR_UNVERIFIED" in fired else (),
-        generic=judged if "RL_PTR_GENERIC" in fired else (),
-    )
+    unverified = facts.names_judged() if "RL_PTR_UNVERIFIED" in fired else ()
+    generic: Collection[str] = ()
+    if "RL_PTR_GENERIC" in fired:
+        # Every name RL_PTR_GENERIC judged, a failed one beside a confirmed one included
+        # (judged as if it had confirmed): a HELO naming it is not judged generic again.
+        generic = _judged_names(facts, facts.confirmed_names(), facts.failed_names()) or ()
+    return PtrCounted(unverified=unverified, generic=generic)
