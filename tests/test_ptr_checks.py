@@ -384,3 +384,23 @@ def test_a_ptr_naming_an_address_is_no_host_name() -> None:
     assert f"PTR: {literal} (an address, not a host name)" in hit.options
     beside_a_name = check_ptr(_ptr_facts({literal: ELSEWHERE, CUSTOM: CONFIRMS}))
     assert beside_a_name == []
+
+
+async def test_a_ptr_naming_an_address_takes_no_place_among_the_names_checked() -> None:
+    """Regression: "PTR 81.2.70.70." beside host names was resolved forward (an A query for
+    a name that cannot exist) and, sorting before every letter, took a place of
+    max_ptr_names: the name that confirms fell beyond the cut and the client got
+    RL_PTR_TEMPFAIL. Like the root, an address names no host and is not looked up."""
+    names = ("b.addr-ptr.net", "81.2.70.70", "a.addr-ptr.net")
+    layer = KnownAnswers(
+        {
+            (reverse_name(CLIENT), dns.rdatatype.PTR): Answer(names, 300),
+            ("a.addr-ptr.net", dns.rdatatype.A): ELSEWHERE,
+            ("b.addr-ptr.net", dns.rdatatype.A): CONFIRMS,
+        }
+    )
+    config = config_from_mapping({"dns": {"nameservers": ["127.0.0.1:9"], "max_ptr_names": 2}})
+    assert await symbols_for(Pipeline(config, layer), str(CLIENT)) == {}
+    assert sorted(layer.asked) == [
+        (reverse_name(CLIENT), "PTR"), ("a.addr-ptr.net", "A"), ("b.addr-ptr.net", "A"),
+    ]  # fmt: skip

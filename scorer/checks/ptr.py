@@ -26,7 +26,8 @@ class PtrFacts:
     ip: IPAddress
     ptr: Lookup[str]
     # PTR name -> its A (IPv4 client) or AAAA (IPv6 client) lookup, for at most
-    # max_ptr_names names: the MTA's, then the first in sorted order (lookups._ptr_facts).
+    # max_ptr_names names that name a host (names_a_host): the MTA's, then the first in
+    # sorted order (lookups._ptr_facts).
     forward: dict[str, Lookup[IPAddress]] = field(default_factory=dict)
     unchecked_names: int = 0  # PTR names beyond the bound, not resolved
     # What the MTA resolved for the client (its own FCrDNS view, e.g. Postfix's
@@ -49,6 +50,14 @@ class PtrFacts:
         """The PTR names a verdict is about: those that confirm, else every one looked
         up; sorted, since a PTR answer's order is the resolver's whim."""
         return sorted(self.confirmed_names() or self.forward)
+
+
+def names_a_host(name: str) -> bool:
+    """Whether a PTR record's name (as the codec writes it) can name a host: not the root
+    ("PTR .", the owner's way of saying there is none), nor an address ("PTR 192.0.2.7.":
+    RFC 1123 section 2.1, a host name is never dotted-decimal, its top label being
+    alphabetic; Postfix reads such a PTR as no name too)."""
+    return bool(name) and address_in(name) is None
 
 
 def address_record(ip: IPAddress) -> str:
@@ -110,11 +119,9 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
         return [
             Hit("RL_PTR_MISSING", (f"no PTR for {ip}", option(f"PTR: {describe(facts.ptr)}"), *mta))
         ]
-    named = [name for name in facts.ptr.records if name]
-    if all(address_in(name) is not None for name in named):
-        # No host named: "PTR ." names the root (the owner's way of saying there is
-        # none), and "PTR 192.0.2.7." an address, never a host name (RFC 1123 section
-        # 2.1: the top label is alphabetic), as Postfix reads it too.
+    if not any(map(names_a_host, facts.ptr.records)):
+        # No host named: the evidence says what the PTR names instead.
+        named = [name for name in facts.ptr.records if name]  # addresses, if any
         spelled = f"{option(', '.join(named))} (an address, not a host name)"
         shown = spelled if named else ". (the root)"
         return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", f"PTR: {shown}", *mta))]
