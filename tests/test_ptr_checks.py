@@ -404,3 +404,15 @@ async def test_a_ptr_naming_an_address_takes_no_place_among_the_names_checked() 
     assert sorted(layer.asked) == [
         (reverse_name(CLIENT), "PTR"), ("a.addr-ptr.net", "A"), ("b.addr-ptr.net", "A"),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("spelled", ["81.2.70.071", "081.002.070.071", "::ffff:81.2.70.071"])
+def test_a_ptr_naming_an_address_with_leading_zeros_is_no_host_name(spelled: str) -> None:
+    """Regression: "PTR 81.2.70.071." scored RL_PTR_UNVERIFIED after an A query for a name
+    under the unknown TLD "071": it is dotted-decimal all the same (RFC 1123 section 2.1;
+    RFC 5321 section 4.1.3 reads each number as decimal, as a HELO of it is
+    RL_HELO_BARE_IP), and a resolver library reading it as an address would take 071 for
+    octal (57): no host name either way."""
+    (hit,) = check_ptr(_ptr_facts({spelled: NotFound(NotFoundKind.NXDOMAIN, 300)}))
+    assert hit.symbol == "RL_PTR_MISSING"
+    assert f"PTR: {spelled} (an address, not a host name)" in hit.options

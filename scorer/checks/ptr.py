@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from scorer.checks.generic import generic_hit
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import Answer, Lookup, TempFail, describe
-from scorer.names import address_in
+from scorer.names import literal_address
 from scorer.text import option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -56,8 +56,10 @@ def names_a_host(name: str) -> bool:
     """Whether a PTR record's name (as the codec writes it) can name a host: not the root
     ("PTR .", the owner's way of saying there is none), nor an address ("PTR 192.0.2.7.":
     RFC 1123 section 2.1, a host name is never dotted-decimal, its top label being
-    alphabetic; Postfix reads such a PTR as no name too)."""
-    return bool(name) and address_in(name) is None
+    alphabetic; Postfix reads such a PTR as no name too). Leading zeros
+    ("192.0.2.010") still spell one: each number is decimal, as RFC 5321 section 4.1.3
+    reads it, and to a resolver library that reads "010" as octal it is an address too."""
+    return bool(name) and literal_address(name) is None
 
 
 def address_record(ip: IPAddress) -> str:
