@@ -416,3 +416,16 @@ def test_a_ptr_naming_an_address_with_leading_zeros_is_no_host_name(spelled: str
     (hit,) = check_ptr(_ptr_facts({spelled: NotFound(NotFoundKind.NXDOMAIN, 300)}))
     assert hit.symbol == "RL_PTR_MISSING"
     assert f"PTR: {spelled} (an address, not a host name)" in hit.options
+
+
+@pytest.mark.parametrize(
+    "records", [("81.2.70.71", "81.2.70.70", "81.2.70.71"), ("81.2.70.71", "", "81.2.70.70")]
+)
+def test_ptrs_naming_addresses_are_shown_once_each_whatever_the_order(
+    records: tuple[str, ...],
+) -> None:
+    """Regression: the addresses were shown as the answer listed them, repeats and all: a
+    resolver rotating the PTR answer changed RL_PTR_MISSING's options from one message
+    to the next (as the names judged must not change with it)."""
+    (hit,) = check_ptr(PtrFacts(CLIENT, Answer(records, 300)))
+    assert "PTR: 81.2.70.70, 81.2.70.71 (an address, not a host name)" in hit.options

@@ -122,8 +122,9 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
             Hit("RL_PTR_MISSING", (f"no PTR for {ip}", option(f"PTR: {describe(facts.ptr)}"), *mta))
         ]
     if not any(map(names_a_host, facts.ptr.records)):
-        # No host named: the evidence says what the PTR names instead.
-        named = [name for name in facts.ptr.records if name]  # addresses, if any
+        # No host named: the evidence says what the PTR names instead, each address once
+        # and sorted (an answer's order is the resolver's whim: the evidence must not follow it).
+        named = sorted({name for name in facts.ptr.records if name})
         spelled = f"{option(', '.join(named))} (an address, not a host name)"
         shown = spelled if named else ". (the root)"
         return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", f"PTR: {shown}", *mta))]
