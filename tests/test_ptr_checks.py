@@ -429,3 +429,13 @@ def test_ptrs_naming_addresses_are_shown_once_each_whatever_the_order(
     to the next (as the names judged must not change with it)."""
     (hit,) = check_ptr(PtrFacts(CLIENT, Answer(records, 300)))
     assert "PTR: 81.2.70.70, 81.2.70.71 (an address, not a host name)" in hit.options
+
+
+@pytest.mark.parametrize("order", [(99, 7, 99, 100), (100, 99, 7)])
+def test_where_a_ptr_name_points_is_shown_in_one_order(order: tuple[int, ...]) -> None:
+    """Regression: a name's addresses were shown as its A answer listed them: a resolver
+    rotating that answer changed RL_PTR_UNVERIFIED's options from one message to the next
+    (and, past the option's 160 characters, which addresses were shown at all)."""
+    addresses = tuple(ipaddress.IPv4Address(f"81.2.70.{n}") for n in order)
+    (hit,) = check_ptr(_ptr_facts({CUSTOM: Answer(addresses, 300)}))
+    assert f"{CUSTOM} -> 81.2.70.7, 81.2.70.99, 81.2.70.100" in hit.options

@@ -68,10 +68,14 @@ def address_record(ip: IPAddress) -> str:
 
 
 def _forward_evidence(ip: IPAddress, name: str, outcome: Lookup[IPAddress]) -> str:
-    """``name -> addresses``, or which record of the name was asked and why it is not
-    there (``mail.example.net A: nodata``: it may well have the other family's)."""
+    """``name -> addresses`` (each once, in address order: a resolver rotates the answer,
+    and the evidence must not follow it), or which record of the name was asked and why
+    it is not there (``mail.example.net A: nodata``: it may well have the other
+    family's)."""
     if isinstance(outcome, Answer):
-        return option(f"{name} -> {describe(outcome)}")
+        # One record type, so one address family: the addresses compare.
+        addresses = ", ".join(map(str, sorted(set(outcome.records))))
+        return option(f"{name} -> {addresses}")
     return option(f"{name} {address_record(ip)}: {describe(outcome)}")
 
 
