@@ -18,6 +18,7 @@ from scorer.generic import classify
 from scorer.pipeline import Pipeline
 from scorer.policy import parse_network, skip_hit
 from scorer.symbols import SYMBOLS
+from scorer.text import OPTION_MAX_CHARS
 from tests import world
 from tests.helpers import KnownAnswers, symbols_for
 
@@ -439,3 +440,14 @@ def test_where_a_ptr_name_points_is_shown_in_one_order(order: tuple[int, ...]) -
     addresses = tuple(ipaddress.IPv4Address(f"81.2.70.{n}") for n in order)
     (hit,) = check_ptr(_ptr_facts({CUSTOM: Answer(addresses, 300)}))
     assert f"{CUSTOM} -> 81.2.70.7, 81.2.70.99, 81.2.70.100" in hit.options
+
+
+def test_many_ptrs_naming_addresses_keep_the_option_within_the_cap() -> None:
+    """Regression: " (an address, not a host name)" and "PTR: " were added after the list
+    was capped at 160 characters, so a reverse zone listing many addresses made an option
+    of 195 (every other option is capped: scorer.text.option)."""
+    records = tuple(f"2001:db8::{n:x}" for n in range(16))
+    (hit,) = check_ptr(PtrFacts(CLIENT, Answer(records, 300)))
+    assert hit.symbol == "RL_PTR_MISSING"
+    assert all(len(o) <= OPTION_MAX_CHARS for o in hit.options), hit.options
+    assert any(o.startswith("PTR: 2001:db8::0, 2001:db8::1, ") for o in hit.options)

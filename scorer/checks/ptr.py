@@ -129,9 +129,9 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
         # No host named: the evidence says what the PTR names instead, each address once
         # and sorted (an answer's order is the resolver's whim: the evidence must not follow it).
         named = sorted({name for name in facts.ptr.records if name})
-        spelled = f"{option(', '.join(named))} (an address, not a host name)"
-        shown = spelled if named else ". (the root)"
-        return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", f"PTR: {shown}", *mta))]
+        spelled = f"{', '.join(named)} (an address, not a host name)"
+        shown = option(f"PTR: {spelled}") if named else "PTR: . (the root)"
+        return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", shown, *mta))]
     confirmed = facts.confirmed_names()
     failed = facts.failed_names()
     judged = _judged_names(facts, confirmed, failed)
