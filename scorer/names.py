@@ -274,6 +274,13 @@ def literal_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
     return address_in(plain_snums(text))
 
 
+def address_named(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a name from a DNS record (a PTR name, an MX target) spells instead of a
+    host, bare or in an SMTP address literal's brackets (``192.0.2.010``,
+    ``[192.0.2.10]``: RFC 5321 section 4.1.3, every Snum decimal), or None."""
+    return literal_address(text.strip("[]"))
+
+
 def plain_snums(text: str) -> str:
     """``text`` (the inside of an SMTP address literal) with the numbers of its IPv4 part,
     if it ends in one, written as ipaddress reads them: ``192.0.2.010`` is 192.0.2.10

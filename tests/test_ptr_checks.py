@@ -451,3 +451,12 @@ def test_many_ptrs_naming_addresses_keep_the_option_within_the_cap() -> None:
     assert hit.symbol == "RL_PTR_MISSING"
     assert all(len(o) <= OPTION_MAX_CHARS for o in hit.options), hit.options
     assert any(o.startswith("PTR: 2001:db8::0, 2001:db8::1, ") for o in hit.options)
+
+
+def test_a_ptr_naming_an_address_literal_is_no_host_name() -> None:
+    """Regression: "PTR [81.2.70.71]." (an SMTP address literal, RFC 5321 section 4.1.3)
+    was taken as a name, looked up and scored RL_PTR_UNVERIFIED: it names an address, as
+    "PTR 81.2.70.71." does, and an MX target "[81.2.70.71]" is 'IP literal as MX'."""
+    (hit,) = check_ptr(_ptr_facts({"[81.2.70.71]": NotFound(NotFoundKind.NXDOMAIN, 300)}))
+    assert hit.symbol == "RL_PTR_MISSING"
+    assert "PTR: [81.2.70.71] (an address, not a host name)" in hit.options

@@ -28,6 +28,7 @@ from scorer.dns.outcomes import (
 )
 from scorer.memo import memoise_short_text
 from scorer.names import (
+    address_named,
     hostname_problem,
     literal_address,
     non_public_suffix,
@@ -245,7 +246,7 @@ def _bogus_reason(target: str, facts: AddressFacts | None) -> str | None:
     """Why an MX target cannot receive mail, or None if it can (or we can't tell)."""
     # RFC 5321 section 5.1: an MX names a host; an address there (its Snums decimal,
     # section 4.1.3: 192.0.2.010 is one too) names none, whatever a lookup of it says.
-    if literal_address(target.strip("[]")) is not None:
+    if address_named(target) is not None:
         return "IP literal as MX"
     if facts is None or facts.failed:
         return None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from scorer.checks.generic import generic_hit
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import Answer, Lookup, TempFail, describe
-from scorer.names import literal_address
+from scorer.names import address_named
 from scorer.text import option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -58,8 +58,9 @@ def names_a_host(name: str) -> bool:
     RFC 1123 section 2.1, a host name is never dotted-decimal, its top label being
     alphabetic; Postfix reads such a PTR as no name too). Leading zeros
     ("192.0.2.010") still spell one: each number is decimal, as RFC 5321 section 4.1.3
-    reads it, and to a resolver library that reads "010" as octal it is an address too."""
-    return bool(name) and literal_address(name) is None
+    reads it, and to a resolver library that reads "010" as octal it is an address too;
+    so do an address literal's brackets ("[192.0.2.7]", RFC 5321 section 4.1.3)."""
+    return bool(name) and address_named(name) is None
 
 
 def address_record(ip: IPAddress) -> str:
