@@ -41,6 +41,7 @@ use constant MAX_REPLY    => 262144;   # bytes; a longer reply is a failure
 use constant MAX_SYMBOLS  => 64;
 use constant MAX_OPTIONS  => 16;
 use constant MAX_OPTION   => 300;      # characters per option in the report
+use constant MAX_FIELD    => 1024;     # characters per request field: what the service reads
 use constant NAME_RE      => qr/^(RL_[A-Z0-9_]{1,60})\z/;    # \z: "$" lets a final newline through
 use constant TIMEOUT_ADVISED => 1;    # seconds; a lower rdns_scorer_timeout is warned about
 
@@ -458,12 +459,15 @@ sub _as_parsed {
   return join('\S', map { quotemeta } split(/!/, $value, -1));
 }
 
-# Header text as characters: UTF-8 if it decodes, else bytes as Latin-1.
+# Header text as characters: UTF-8 if it decodes, else bytes as Latin-1. Cut to the
+# MAX_FIELD characters the service reads (MAX_FIELD_CHARS in scorer/protocol.py): a
+# header holds up to 8 KB, and a longer body than the service takes ([server]
+# max_body_bytes) would be refused with a 413, every check of the message off with it.
 sub _text {
   my ($value) = @_;
   my $copy = "$value";
   utf8::decode($copy) if !utf8::is_utf8($copy);
-  return $copy;
+  return substr($copy, 0, MAX_FIELD);
 }
 
 # Printable, length-capped text for logs and the report.

@@ -36,6 +36,7 @@ from scorer.integrations.spamassassin import (
     install,
     source_dir,
 )
+from scorer.protocol import MAX_FIELD_CHARS
 from scorer.symbols import SYMBOLS
 from tests.support.fakehttp import FullBacklog, HungSocket
 from tests.support.sa_fakehttp import FakeHttp, closed_port
@@ -338,6 +339,26 @@ def test_header_bytes_are_sent_as_characters(fake_spamd: Spamd, fake: FakeHttp) 
     fake_spamd.scan(utf8)
     fake_spamd.scan(utf8.replace("bücher".encode(), "b\xfccher".encode("latin-1")))
     assert [r.json()["helo"] for r in fake.requests] == ["mail.bücher.example"] * 2
+
+
+# Header values SpamAssassin keeps whole (it cuts at 8 KB; a backslash is two characters
+# in JSON): together a body over the service's max_body_bytes (16 KB) unless cut.
+HUGE_FIELDS = message(MISSING_PTR_IP, "\\" * 4000, "r" * 4000, "m" * 8000 + "@" + GOOD_DOMAIN)
+
+
+def test_huge_fields_are_cut_to_what_the_service_reads(fake_spamd: Spamd, fake: FakeHttp) -> None:
+    fake_spamd.scan(HUGE_FIELDS)
+    sent = fake.requests[0].json()
+    assert {f: len(sent[f]) for f in ("helo", "hostname", "mail_from")} == dict.fromkeys(
+        ("helo", "hostname", "mail_from"), MAX_FIELD_CHARS
+    )
+
+
+def test_huge_fields_are_scored_not_refused(real_spamd: Spamd) -> None:
+    # Regression: the plugin sent them whole; the service refused the body (413) and
+    # the message failed open, every check off, RL_PTR_MISSING (5) included.
+    scan = real_spamd.scan(HUGE_FIELDS)
+    assert {"RL_PTR_MISSING", "RL_HELO_INVALID"} <= set(scan.rl), scan.section("RL_SCORER_FAIL")
 
 
 def _unverified_client_received_as(received: str) -> bytes:
