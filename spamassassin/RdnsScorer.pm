@@ -41,6 +41,7 @@ use constant MAX_REPLY    => 262144;   # bytes; a longer reply is a failure
 use constant MAX_SYMBOLS  => 64;
 use constant MAX_OPTIONS  => 16;
 use constant MAX_OPTION   => 300;      # characters per option in the report
+use constant MAX_DEPTH    => 16;       # JSON nesting; a reply nests 4 deep
 use constant MAX_FIELD    => 1024;     # characters per request field: what the service reads
 use constant NAME_RE      => qr/^(RL_[A-Z0-9_]{1,60})\z/;    # \z: "$" lets a final newline through
 use constant TIMEOUT_ADVISED => 1;    # seconds; a lower rdns_scorer_timeout is warned about
@@ -484,15 +485,23 @@ sub _clean {
 # and capped, or undef.
 sub _refusal {
   my ($body) = @_;
-  my $data = eval { JSON::PP->new->utf8->decode($body) };
+  my $data = _decode_json($body);
   return if ref($data) ne 'HASH' || !defined $data->{error} || ref($data->{error});
   return _clean($data->{error}, 100);
+}
+
+# The data in a reply body, or undef. Nested past MAX_DEPTH it is no reply of the
+# service's: JSON::PP would follow it down to 512 levels, and past 100 Perl (run with
+# -w, as spamd is) warns "Deep recursion" into the log for every message.
+sub _decode_json {
+  my ($text) = @_;
+  return eval { JSON::PP->new->utf8->max_depth(MAX_DEPTH)->decode($text) };
 }
 
 # Validates the reply; returns { symbols => [...], rejected => [...] } or { error => ... }.
 sub _parse_reply {
   my ($reply) = @_;
-  my $data = eval { JSON::PP->new->utf8->decode($reply) };
+  my $data = _decode_json($reply);
   return { error => 'bad JSON' } if !defined $data;
   return { error => 'bad reply: not an object with a symbols list' }
     if ref($data) ne 'HASH' || ref($data->{symbols}) ne 'ARRAY';

@@ -579,6 +579,23 @@ def test_a_whole_reply_is_read_however_it_is_framed(
     assert scan.rl == {"RL_PTR_MISSING": 5}, scan.section("RL_SCORER_FAIL")
 
 
+@pytest.mark.parametrize("status", [200, 500])
+def test_a_deeply_nested_reply_fails_open_without_perl_warnings(
+    fake_spamd: Spamd, fake: FakeHttp, status: int
+) -> None:
+    # Regression: JSON::PP follows nesting down to 512 levels, and past 100 Perl (spamd
+    # and spamassassin run with -w) logged "Deep recursion on subroutine" warnings for
+    # every message. A reply nests 4 deep: one nested past 16 is no reply of the service.
+    nested = "[" * 200 + "]" * 200
+    symbol = f'{{"name": "RL_PTR_MISSING", "score": 5, "options": [{nested}]}}'
+    fake.reply_json({}, status)
+    fake.body = f'{{"error": {nested}, "symbols": [{symbol}]}}'.encode()
+    scan = fake_spamd.scan(message(MISSING_PTR_IP, "Mail-Server"))
+    assert scan.rl == {"RL_SCORER_FAIL": 0.001}
+    assert ("bad JSON" if status == 200 else "HTTP 500") in scan.section("RL_SCORER_FAIL")
+    assert "Deep recursion" not in fake_spamd.log()
+
+
 @pytest.mark.parametrize("failure", FAILURES)
 def test_fail_open(failure: str, fake_spamd: Spamd, fake: FakeHttp) -> None:
     behaviour, reason = FAILURES[failure]
