@@ -495,7 +495,9 @@ sub _refusal {
 # -w, as spamd is) warns "Deep recursion" into the log for every message.
 sub _decode_json {
   my ($text) = @_;
-  return eval { JSON::PP->new->utf8->max_depth(MAX_DEPTH)->decode($text) };
+  my $data = eval { JSON::PP->new->utf8->max_depth(MAX_DEPTH)->decode($text) };
+  _rethrow_timeout($@);
+  return $data;
 }
 
 # Validates the reply; returns { symbols => [...], rejected => [...] } or { error => ... }.
