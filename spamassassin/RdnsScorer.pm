@@ -629,7 +629,9 @@ sub _decode_http {
   my $status = $1 + 0;
   if ($head =~ /^Transfer-Encoding:[ \t]*chunked/mi) {
     my $decoded = '';
-    while ($body =~ s/^([0-9A-Fa-f]+)[^\r\n]*\r\n//) {
+    while ($body =~ s/^0*([0-9A-Fa-f]+)[^\r\n]*\r\n//) {
+      # More digits than any reply (MAX_REPLY) needs: hex() would warn of an overflow.
+      die "truncated chunk\n" if length($1) > 8;
       my $size = hex($1);
       last if $size == 0;
       die "truncated chunk\n" if length($body) < $size + 2;

@@ -596,6 +596,25 @@ def test_a_deeply_nested_reply_fails_open_without_perl_warnings(
     assert "Deep recursion" not in fake_spamd.log()
 
 
+def test_a_chunk_size_past_any_reply_fails_without_perl_warnings() -> None:
+    # Regression: hex() of a chunk size of more than 8 digits warned "Integer overflow in
+    # hexadecimal number at RdnsScorer.pm line ..." into the log (no reply is that long).
+    # Leading zeros are no part of the size.
+    script = r"""
+    require "$ARGV[0]/RdnsScorer.pm";
+    foreach my $size ('fffffffffffffffffff', '0000000000001') {
+      my $reply = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n$size\r\nx\r\n0\r\n\r\n";
+      my ($status, $body) = eval { Mail::SpamAssassin::Plugin::RdnsScorer::_decode_http($reply) };
+      print $@ || "$status $body\n";
+    }
+    """
+    result = subprocess.run(
+        ["perl", "-w", "-e", script, str(source_dir())],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert (result.stdout, result.stderr) == ("truncated chunk\n200 x\n", "")
+
+
 @pytest.mark.parametrize("failure", FAILURES)
 def test_fail_open(failure: str, fake_spamd: Spamd, fake: FakeHttp) -> None:
     behaviour, reason = FAILURES[failure]
