@@ -476,7 +476,9 @@ sub _clean {
   my ($text, $limit) = @_;
   $text = '' if !defined $text;
   $text =~ s/([\x00-\x1f\x7f])/sprintf('\\x%02x', ord($1))/ge;
-  $text =~ s/([\x{80}-\x{9f}\x{200e}\x{200f}\x{202a}-\x{202e}\x{2066}-\x{2069}])/sprintf('\\u%04x', ord($1))/ge;
+  # C1 controls, format characters (bidi overrides and marks, zero-width ones) and the
+  # line and paragraph separators: what the service escapes in its own options too.
+  $text =~ s/([\x{80}-\x{9f}\p{Cf}\p{Zl}\p{Zp}])/sprintf('\\u%04x', ord($1))/ge;
   $text = substr($text, 0, $limit) . '...' if length($text) > $limit;
   return $text;
 }

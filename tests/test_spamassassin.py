@@ -532,10 +532,12 @@ def test_hostile_reply_symbols_are_checked_one_by_one(fake_spamd: Spamd, fake: F
 def test_hostile_reply_is_capped(fake_spamd: Spamd, fake: FakeHttp) -> None:
     # At most 64 entries are looked at, refused ones included; at most 16 options each,
     # a part of them that is no string is left out, and the rest is printable: no
-    # control, C1 or bidirectional-override characters reach the report.
+    # control, C1, format (bidirectional overrides and marks) or line-separator
+    # characters reach the report.
     symbols: list[Any] = [{"name": f"bad{n}", "score": 1} for n in range(60)]
     symbols += [{"name": f"RL_N{n}", "score": 1, "options": []} for n in range(10)]
-    options = [{"x": 1}, ["y"], None, 5, "a\u202eb\x85c\x1bd"] + [f"opt{n}" for n in range(30)]
+    options = [{"x": 1}, ["y"], None, 5, "a\u202eb\x85c\x1bd\u061ce\u2028f\ufeffg"]
+    options += [f"opt{n}" for n in range(30)]
     symbols[60]["options"] = options
     symbols[61]["options"] = ["y" * 5000]
     fake.reply_json({"symbols": symbols})
@@ -543,7 +545,9 @@ def test_hostile_reply_is_capped(fake_spamd: Spamd, fake: FakeHttp) -> None:
     assert set(scan.rl) == {"RL_N0", "RL_N1", "RL_N2", "RL_N3", "RL_SCORER_UNKNOWN"}
     assert "too many symbols" in scan.section("RL_SCORER_UNKNOWN")
     shown = scan.section("RL_N0")
-    assert "a\\u202eb\\u0085c\\x1bd" in shown, shown
+    # Every format character (the Arabic letter mark U+061C is a bidi mark too, U+FEFF an
+    # invisible one) and the line and paragraph separators, as the service escapes them.
+    assert "a\\u202eb\\u0085c\\x1bd\\u061ce\\u2028f\\ufeffg" in shown, shown
     assert "HASH(" not in shown and "ARRAY(" not in shown
     # 16 options: the string and 5 as "5" (JSON numbers are strings to Perl), opt0..opt13
     assert "opt13" in shown and "opt14" not in shown, shown
