@@ -1610,14 +1610,17 @@ def test_only_cf_files_are_checked_for_a_token(
     assert integration.world_readable_token_files(target) == []
     assert main(["spamassassin", "install", "--siteconfigpath", str(target), "--no-lint"]) == 0
     assert "warning" not in capsys.readouterr().out
-    # SpamAssassin reads a setting after leading blanks, and a tab as a separator.
+    # SpamAssassin reads a setting after leading blanks, a tab as a separator, and the
+    # name in any case with dashes for underscores (a regression: those went unwarned).
     for name, line in (
         ("a.cf", "  rdns_scorer_token s3cret\n"),
         ("b.cf", "rdns_scorer_token\ts\n"),
+        ("c.cf", "RDNS-Scorer-Token s3cret\n"),
     ):
         (target / name).write_text(line)
         (target / name).chmod(0o644)
-    assert integration.world_readable_token_files(target) == [target / "a.cf", target / "b.cf"]
+    found = integration.world_readable_token_files(target)
+    assert found == [target / "a.cf", target / "b.cf", target / "c.cf"]
 
 
 def _fake_spamassassin(directory: Path, status: int) -> Path:

@@ -140,6 +140,13 @@ def lint(siteconfigpath: Path, spamassassin: str) -> subprocess.CompletedProcess
     )
 
 
+def _setting(line: str) -> str:
+    """The setting a config line names, as SpamAssassin reads it: after leading blanks,
+    in lower case, dashes as underscores (``RDNS-SCORER-TOKEN`` is ``rdns_scorer_token``)."""
+    words = line.split(None, 1)
+    return words[0].lower().replace("-", "_") if words else ""
+
+
 def world_readable_token_files(siteconfigpath: Path) -> list[Path]:
     """The ``*.cf`` files in ``siteconfigpath`` that set ``rdns_scorer_token`` and that
     every local user can read (the token also authorises ``POST /v1/reload``)."""
@@ -151,7 +158,7 @@ def world_readable_token_files(siteconfigpath: Path) -> list[Path]:
             lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
             continue
-        if any(line.split(None, 1)[:1] == ["rdns_scorer_token"] for line in lines):
+        if any(_setting(line) == "rdns_scorer_token" for line in lines):
             found.append(path)
     return found
 
