@@ -7,8 +7,9 @@ spammer cannot buy an exemption by writing a PTR or a HELO:
 
 - ``ip``: an address or network; covers every check, no lookups are made.
 - ``ptr``: a PTR name suffix; covers the PTR and HELO checks, only when a PTR
-  name under it is forward-confirmed for the client. Never a domain with public
-  suffixes under it, where a provider's customers get such names.
+  name under it is forward-confirmed for the client. Never a public suffix of either
+  section of the list, nor a domain with one under it: a provider's customers get
+  such names.
 - ``helo``: a HELO name; covers the HELO checks, only when the HELO equals a
   forward-confirmed PTR name of the client.
 - ``from``: a MAIL FROM domain (and its subdomains); covers the MAIL FROM checks.
@@ -151,13 +152,22 @@ class Allowlist:
                 f"{value!r} is a public suffix: a {kind} entry covers every name under it"
             )
         below = public_suffix_below(domain) if kind == "ptr" else None
-        if below is not None:
+        if below is not None or (kind == "ptr" and is_public_suffix(domain, private=True)):
             # "ptr amazonaws.com" would exempt every EC2 instance: its default PTR
-            # (ec2-...compute-1.amazonaws.com) is forward-confirmed for whoever rents it.
+            # (ec2-...compute-1.amazonaws.com) is forward-confirmed for whoever rents it;
+            # "ptr us-east-1.compute.amazonaws.com" (a suffix of the private section, by
+            # its rule *.compute.amazonaws.com) every one in that region. A single host's
+            # PTR can be such a suffix too (ec2-...compute-1.amazonaws.com): its address
+            # then names it as well, in an ip entry.
+            where = (
+                f"has public suffixes under it ({below})"
+                if below is not None
+                else "is a public suffix of the list's private section"
+            )
             raise AllowlistError(
-                f"{value!r} has public suffixes under it ({below}), where the provider's "
-                "customers get names: a ptr entry would cover them all; name the "
-                "sender's own hosts or a narrower domain"
+                f"{value!r} {where}, where the provider's customers get names: a ptr "
+                "entry would cover them all; name the sender's own hosts or a narrower domain "
+                "(or their addresses, in ip entries)"
             )
         return domain
 

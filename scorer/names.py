@@ -112,9 +112,19 @@ def hostname_problem(ascii_name: str) -> str | None:
     return None
 
 
-def is_public_suffix(ascii_name: str) -> bool:
-    """Whether ``ascii_name`` is itself a public suffix (``com``, ``co.uk``)."""
-    return bool(public_suffix_list().is_public(ascii_name, accept_unknown=False))
+@functools.cache
+def _both_sections() -> PublicSuffixList:
+    """The bundled list with its private section too, built on first use (at config
+    load, ~60 ms): where providers list the domains their customers get names under."""
+    return PublicSuffixList(only_icann=False)
+
+
+def is_public_suffix(ascii_name: str, *, private: bool = False) -> bool:
+    """Whether ``ascii_name`` is itself a public suffix (``com``, ``co.uk``); with
+    ``private``, one of the list's private section counts too (``members.linode.com``,
+    any child of ``*.hosting.ovh.net``)."""
+    suffixes = _both_sections() if private else public_suffix_list()
+    return bool(suffixes.is_public(ascii_name, accept_unknown=False))
 
 
 @functools.cache

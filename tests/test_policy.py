@@ -371,6 +371,12 @@ def test_public_suffixes_below_are_rules_under_the_name() -> None:
         ("ptr", "amazonaws.com", "'amazonaws.com' has public suffixes under it (s3.amazonaws"),
         ("ptr", "Linode.com", "(members.linode.com), where the provider's customers get names"),
         ("ptr", "hosting.ovh.net", "'hosting.ovh.net' has public suffixes under it (*.hosting"),
+        # Regression: a public suffix of the private section itself loaded, while the
+        # domain above it was refused for it ("ptr linode.com" names members.linode.com);
+        # this one exempted every EC2 instance in the region (rule *.compute.amazonaws.com).
+        ("ptr", "Members.Linode.com", "'Members.Linode.com' is a public suffix of the list's"),
+        ("ptr", "us-east-1.compute.amazonaws.com", "private section, where the provider's"),
+        ("ptr", "ec2-3-4-5-6.compute-1.amazonaws.com", "(or their addresses, in ip entries)"),
         # Regression: dotted digits passed as names, and no PTR or HELO name is one.
         ("ptr", "192.0.2.1", "'192.0.2.1' is an address: use an ip entry"),
         ("helo", "192.0.2.1.", "is an address: use an ip entry"),
