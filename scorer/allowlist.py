@@ -26,9 +26,9 @@ from pathlib import Path
 
 from scorer.checks.mailfrom import SenderKind, envelope_address, parse_sender
 from scorer.names import (
-    address_in,
     hostname_problem,
     is_public_suffix,
+    literal_address,
     public_suffix_below,
     to_ascii,
 )
@@ -139,9 +139,11 @@ class Allowlist:
         domain = _domain(value) if kind == "from" else to_ascii(_name(value))
         if domain is None:
             raise AllowlistError(f"not a domain name IDNA accepts: {value!r}")
-        if kind != "from" and address_in(domain) is not None:
+        if kind != "from" and literal_address(domain) is not None:
             # Dotted digits pass as a name, but no PTR name or HELO name compared here
-            # is an address (RFC 1123 section 2.1): the entry would never match.
+            # is an address (RFC 1123 section 2.1): the entry would never match. Leading
+            # zeros too: a HELO of 192.0.2.010 is an address (RFC 5321 section 4.1.3),
+            # judged as one by the HELO checks, never compared as a name.
             raise AllowlistError(f"{value!r} is an address: use an ip entry")
         problem = hostname_problem(domain)
         if problem is not None:

@@ -380,6 +380,10 @@ def test_public_suffixes_below_are_rules_under_the_name() -> None:
         # Regression: dotted digits passed as names, and no PTR or HELO name is one.
         ("ptr", "192.0.2.1", "'192.0.2.1' is an address: use an ip entry"),
         ("helo", "192.0.2.1.", "is an address: use an ip entry"),
+        # Regression: written with leading zeros (RFC 5321 section 4.1.3 reads them as
+        # decimal, as the HELO checks do), an address passed as a name.
+        ("helo", "192.0.2.010", "'192.0.2.010' is an address: use an ip entry"),
+        ("ptr", "::ffff:192.0.2.010", "is an address: use an ip entry"),
         # Regression: host bits were dropped without a word (a typo for /32?).
         ("ip", "198.51.100.7/16", "write '198.51.0.0/16' for the network or '198.51.100.7'"),
     ],
