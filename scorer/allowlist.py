@@ -59,7 +59,10 @@ class AllowlistError(ValueError):
 
 
 def _name(value: str) -> str:
-    return value.strip().lower().strip(".")
+    """``value`` without outer spaces and dots, for ``to_ascii``: which lower-cases it as
+    the checks read names, by IDNA's mapping (UTS46). Not str.lower(), which makes a
+    capital sigma before a digit or a hyphen final (U+03C2, not U+03C3): another A-label."""
+    return value.strip().strip(".")
 
 
 def _domain(value: str) -> str | None:

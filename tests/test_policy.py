@@ -25,9 +25,11 @@ import pytest
 
 from scorer.allowlist import Allowlist, AllowlistError
 from scorer.app import SERVICE_KEY, create_app
+from scorer.checks.helo import parse_helo
 from scorer.checks.hit import Hit
 from scorer.checks.mailfrom import SenderKind, parse_sender
 from scorer.config import Config, ConfigError, config_from_mapping, load_config
+from scorer.names import to_ascii
 from scorer.pipeline import Pipeline
 from scorer.policy import parse_network
 from scorer.protocol import SymbolResult, parse_request
@@ -411,6 +413,21 @@ def test_ptr_and_helo_entries_in_unicode_match_a_label_dns_names() -> None:
     assert allowlist.match_helo("MX1.Bücher.de", ["mx1.xn--bcher-kva.de"]) is not None
     with pytest.raises(AllowlistError, match="not a domain name IDNA accepts"):
         allowlist.add("ptr", "☃.example")
+
+
+def test_entries_and_names_in_capitals_are_read_as_the_checks_read_them() -> None:
+    # Regression: entries and the HELO were lower-cased by str.lower(), which makes a
+    # capital sigma before a digit a final sigma (U+03C2); IDNA's mapping (UTS46), by
+    # which the checks read HELOs and senders, makes it U+03C3: another A-label.
+    capitals, small = "\u0394\u03a31.gr", "\u03b4\u03c31.gr"  # delta, sigma, 1
+    sigma = to_ascii(capitals)
+    assert sigma == to_ascii(small) != to_ascii(capitals.lower()), "the case under test"
+    allowlist = Allowlist()
+    allowlist.add("from", capitals)
+    allowlist.add("helo", f"mx.{small}")
+    assert allowlist.match_from(f"a@{capitals}") == f"from {sigma}"
+    assert parse_helo(f"MX.{capitals.upper()}").ascii == f"mx.{sigma}"
+    assert allowlist.match_helo(f"MX.{capitals.upper()}", [f"mx.{sigma}"]) is not None
 
 
 def test_ptr_entry_evidence_is_escaped_and_capped() -> None:
