@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scorer.checks.helo import parse_helo
 from scorer.checks.mailfrom import SenderKind, envelope_address, parse_sender
 from scorer.names import (
     hostname_problem,
@@ -222,8 +223,13 @@ class Allowlist:
         return None
 
     def match_helo(self, helo: str | None, confirmed_names: Iterable[str]) -> str | None:
-        # Entries and PTR names are A-labels: a HELO in Unicode is compared as one.
-        name = to_ascii(_name(helo or ""))
+        """``helo NAME`` if the HELO is an entry and a forward-confirmed PTR name.
+
+        The HELO is read as the HELO checks read it (A-labels, one final dot dropped):
+        one they call invalid (a control character, an empty label: ".mx.x.org",
+        "mx.x.org\r\n") equals no name, and so no entry, whatever is around the name.
+        """
+        name = parse_helo(helo).ascii if helo else ""  # "" unless a name: never an entry
         if name in self.helo_names and name in confirmed_names:
             return f"helo {name} (= forward-confirmed PTR)"
         return None

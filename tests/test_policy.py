@@ -25,7 +25,7 @@ import pytest
 
 from scorer.allowlist import Allowlist, AllowlistError
 from scorer.app import SERVICE_KEY, create_app
-from scorer.checks.helo import parse_helo
+from scorer.checks.helo import HeloKind, parse_helo
 from scorer.checks.hit import Hit
 from scorer.checks.mailfrom import SenderKind, parse_sender
 from scorer.config import Config, ConfigError, config_from_mapping, load_config
@@ -428,6 +428,29 @@ def test_entries_and_names_in_capitals_are_read_as_the_checks_read_them() -> Non
     assert allowlist.match_from(f"a@{capitals}") == f"from {sigma}"
     assert parse_helo(f"MX.{capitals.upper()}").ascii == f"mx.{sigma}"
     assert allowlist.match_helo(f"MX.{capitals.upper()}", [f"mx.{sigma}"]) is not None
+
+
+@pytest.mark.parametrize(
+    ("helo", "covered"),
+    [
+        ("mx1.partner.net", True),
+        ("MX1.Partner.NET.", True),  # one final dot roots the name, as the checks read it
+        ("mx1.partner.net\u3002", True),  # UTS46 maps the ideographic full stop to "."
+        # Regression: these were stripped of outer whitespace and dots before comparing,
+        # so the entry covered HELOs the HELO checks call invalid (RL_HELO_INVALID).
+        (".mx1.partner.net", False),
+        ("mx1.partner.net..", False),
+        ("mx1.partner.net\r\n", False),
+        ("\tmx1.partner.net", False),
+        ("mx1.partner.net\u00a0", False),
+    ],
+)
+def test_a_helo_entry_covers_the_helo_equal_to_it_only(helo: str, covered: bool) -> None:
+    allowlist = Allowlist()
+    allowlist.add("helo", "mx1.partner.net")
+    match = allowlist.match_helo(helo, ["mx1.partner.net"])
+    assert match == ("helo mx1.partner.net (= forward-confirmed PTR)" if covered else None)
+    assert (parse_helo(helo).kind is HeloKind.INVALID) is not covered
 
 
 def test_ptr_entry_evidence_is_escaped_and_capped() -> None:
