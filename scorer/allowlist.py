@@ -79,9 +79,12 @@ def _sender_domain(mail_from: str) -> str | None:
     if sender.kind is SenderKind.BAD_SYNTAX:
         # An entry vouches for a domain, and the syntax check is one of the checks it
         # covers: a partner whose mailer writes ``a..b@x.org`` or ``a@x.org.`` stays
-        # covered, as long as the part after the last "@" is a name IDNA accepts.
-        address = envelope_address(mail_from)
-        return _domain(address) if "@" in address else None
+        # covered, as long as the part after the last "@" is a name IDNA accepts as it
+        # stands (one final dot roots it): not once spaces, CR/LF or dots around it are
+        # trimmed (``a@.x.org``, ``a@x.org\r\n``), as a control character is not either.
+        _, at, domain_part = envelope_address(mail_from).rpartition("@")
+        domain = to_ascii(domain_part) if at else None
+        return domain if domain is not None and hostname_problem(domain) is None else None
     return None  # the null sender has no domain; an address literal is no name
 
 

@@ -270,6 +270,12 @@ def test_mail_from_entry_does_not_match_other_senders(mail_from: str | None) -> 
         ("a@b@x.org.evil.net", False),
         ("a@b@x..org", False),
         ("a@lists.x.org\x01", False),
+        # Regression: outer whitespace and dots were trimmed off that part, so these
+        # were covered, while a control character inside it was not.
+        ("a b@x.org\r\n", False),
+        ("<a b@x.org\t>", False),
+        ("a b@.x.org", False),
+        ("a b@x.org..", False),
         ("x.org", False),
         ("<lists.x.org>", False),
     ],
