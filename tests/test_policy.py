@@ -145,6 +145,23 @@ def test_allowlist_files_take_a_tab_and_a_byte_order_mark(tmp_path: Path) -> Non
     assert allowlist.match_ip(ipaddress.ip_address("192.0.2.9")) == "ip 192.0.2.0/24"
 
 
+def test_allowlist_files_take_any_line_ending_and_kind_in_any_case(tmp_path: Path) -> None:
+    # Windows (CRLF) and classic Mac (CR) line ends; a kind is a keyword, as in a zone.
+    edited = tmp_path / "allow.txt"
+    edited.write_bytes(b"IP 192.0.2.0/24\r\nPtr mail.x.org\rFrom x.org\r\n# end\r")
+    allowlist = Allowlist()
+    allowlist.add_file(str(edited))
+    assert allowlist.match_ip(ipaddress.ip_address("192.0.2.9")) == "ip 192.0.2.0/24"
+    assert (
+        allowlist.match_ptr(["mx.mail.x.org"])
+        == "ptr mail.x.org (mx.mail.x.org is forward-confirmed)"
+    )
+    assert allowlist.match_from("a@x.org") == "from x.org"
+    edited.write_bytes(b"from x.org\rfrom bad name\r\n")
+    with pytest.raises(AllowlistError, match=r"allow\.txt:2: not a domain name: 'bad name'"):
+        Allowlist().add_file(str(edited))
+
+
 def test_allowlist_errors_name_the_key() -> None:
     with pytest.raises(
         ConfigError, match=re.escape("[allowlist] mail_from_domains: not a domain name: 'bad name'")
@@ -199,6 +216,19 @@ def test_network_errors_say_what_the_entry_means(entry: str, message: str) -> No
     with pytest.raises(ValueError) as error:
         parse_network(entry)
     assert str(error.value) == message
+
+
+def test_ip_entries_of_one_family_never_hold_a_client_of_the_other() -> None:
+    # The entries are looked up by (version, prefix length): an IPv6 /48 is never
+    # applied to an IPv4 client (a shift of 32 - 48 bits), nor an IPv4 0.0.0.0/8 to
+    # an IPv6 client whose top 8 bits are 0.
+    allowlist = Allowlist()
+    allowlist.add("ip", "2001:db8:1::/48")
+    allowlist.add("ip", "0.0.0.0/8")
+    allowlist.add("ip", "192.0.2.0/24")
+    assert allowlist.match_ip(ipaddress.ip_address("192.0.2.1")) == "ip 192.0.2.0/24"
+    assert allowlist.match_ip(ipaddress.ip_address("::c000:201")) is None
+    assert allowlist.match_ip(ipaddress.ip_address("2001:db8:1::1")) == "ip 2001:db8:1::/48"
 
 
 def test_network_entries_may_be_padded(tmp_path: Path) -> None:
@@ -323,14 +353,23 @@ def test_mail_from_entry_idna_rejects_is_a_config_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "value"),
-    [("ptr", "mail.linode.com"), ("ptr", "amazonses.com"), ("from", "amazonaws.com")],
+    [
+        ("ptr", "mail.linode.com"),
+        ("ptr", "amazonses.com"),
+        ("from", "amazonaws.com"),
+        ("from", "members.linode.com"),
+        # A helo entry names one HELO exactly: a public suffix covers nothing under it.
+        ("helo", "co.uk"),
+        ("helo", "members.linode.com"),
+    ],
 )
 def test_entries_beside_or_above_customer_names_are_kept(kind: str, value: str) -> None:
     # A provider's own hosts, and sender domains (the MAIL FROM checks are not
-    # exempted by a PTR anyone can get), stay allowed.
+    # exempted by a PTR anyone can get, and the private section of the list is no
+    # registry's), stay allowed.
     allowlist = Allowlist()
     allowlist.add(kind, value)
-    assert value in (*allowlist.ptr_suffixes, *allowlist.from_domains)
+    assert value in (*allowlist.ptr_suffixes, *allowlist.from_domains, *allowlist.helo_names)
 
 
 @pytest.mark.parametrize(("kind", "value"), [("from", "corp"), ("ptr", "lan")])
@@ -340,6 +379,16 @@ def test_an_entry_under_no_known_suffix_is_no_public_suffix(kind: str, value: st
     allowlist = Allowlist()
     allowlist.add(kind, value)
     assert value in (*allowlist.ptr_suffixes, *allowlist.from_domains)
+
+
+def test_a_from_entry_covers_a_sender_under_no_public_suffix() -> None:
+    # RL_MAILFROM_SPECIAL_USE is one of the checks a from entry covers: a partner
+    # sending from its internal domain (user@billing.partner.corp) is covered too.
+    sender = "<a@Billing.Partner.CORP.>"
+    assert parse_sender(sender).kind is SenderKind.SPECIAL_USE, "the case under test"
+    allowlist = Allowlist()
+    allowlist.add("from", "partner.corp")
+    assert allowlist.match_from(sender) == "from partner.corp"
 
 
 def test_public_suffixes_below_are_rules_under_the_name() -> None:
@@ -371,6 +420,9 @@ def test_public_suffixes_below_are_rules_under_the_name() -> None:
         ("helo", "*.partner.net", "no wildcards in helo entries"),
         ("ptr", "partner net", "not a domain name: 'partner net'"),
         ("from", "user@part/ner.net", "not a domain name"),
+        # Only a from entry is read as a domain after its "@": a PTR or HELO has none.
+        ("helo", "postmaster@mx.partner.net", "not a domain name"),
+        ("ptr", "@partner.net", "not a domain name"),
         # Regression: these loaded and exempted every sender under the suffix.
         ("from", "com", "'com' is a public suffix: a from entry covers every name under it"),
         ("ptr", "CO.UK.", "'CO.UK.' is a public suffix"),
