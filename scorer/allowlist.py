@@ -20,6 +20,8 @@ spammer cannot buy an exemption by writing a PTR or a HELO:
 from __future__ import annotations
 
 import ipaddress
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,9 +184,17 @@ class Allowlist:
 
     def add_file(self, path: str) -> None:
         try:
-            data = Path(path).read_bytes()
-        except OSError as error:
-            raise AllowlistError(f"{path}: {error}") from None
+            # Only a regular file: reading a FIFO or a terminal (/dev/stdin) waits for a
+            # writer that never comes, and reloads run one at a time, so every later one
+            # would wait behind it. Checked before opening, which blocks on a FIFO too.
+            regular = stat.S_ISREG(os.stat(path).st_mode)
+            data = Path(path).read_bytes() if regular else None
+        except OSError as error:  # the reason alone: str(error) names the path again
+            raise AllowlistError(f"{path}: {error.strerror or error}") from None
+        except ValueError as error:  # a NUL in the name, which os.stat refuses
+            raise AllowlistError(f"{path!r}: {error}") from None
+        if data is None:
+            raise AllowlistError(f"{path}: not a regular file")
         # An editor's byte order mark is not part of the first entry.
         data = data.removeprefix(b"\xef\xbb\xbf")
         for number, raw in enumerate(data.splitlines(), 1):

@@ -114,6 +114,18 @@ async def test_allowlist_weight_is_configurable(unbound: Unbound) -> None:
     assert symbols["RL_ALLOWLISTED"].score == -2.0
 
 
+def test_an_allowlist_file_that_is_no_regular_file_is_refused_at_once(tmp_path: Path) -> None:
+    # A FIFO (or /dev/stdin) would block the loader, and every reload after it, forever.
+    fifo = tmp_path / "allow.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(AllowlistError, match=r"allow\.fifo: not a regular file$"):
+        Allowlist().add_file(str(fifo))
+    with pytest.raises(AllowlistError, match=r"^\S+/allow\.txt: No such file or directory$"):
+        Allowlist().add_file(str(tmp_path / "allow.txt"))  # the path named once
+    with pytest.raises(AllowlistError, match=r"allow.*txt.*embedded null byte"):
+        Allowlist().add_file(str(tmp_path / "allow\0.txt"))  # the file named too
+
+
 def test_allowlist_files(tmp_path: Path) -> None:
     good = tmp_path / "allow.txt"
     good.write_text(
