@@ -73,6 +73,16 @@ def _domain(value: str) -> str | None:
     return to_ascii(_name(value).rpartition("@")[2])
 
 
+def _spells_addresses(name: str) -> bool:
+    """Whether an entry (lower-case, as ``to_ascii`` gives it) spells an address or a
+    network rather than a name: bare, with leading zeros (192.0.2.010: RFC 5321 section
+    4.1.3 reads every number as decimal, as the HELO checks do), as an SMTP address
+    literal ([192.0.2.1], [IPv6:2001:db8::1]: section 4.1.3) or with a prefix length."""
+    inner = name.removeprefix("[").removesuffix("]").removeprefix("ipv6:")
+    address, slash, prefix = inner.partition("/")
+    return literal_address(address) is not None and (not slash or prefix.isdigit())
+
+
 def _sender_domain(mail_from: str) -> str | None:
     """The domain of an envelope sender, in the A-label form the MAIL FROM checks resolve."""
     sender = parse_sender(mail_from)
@@ -148,12 +158,12 @@ class Allowlist:
         domain = _domain(value) if kind == "from" else to_ascii(_name(value))
         if domain is None:
             raise AllowlistError(f"not a domain name IDNA accepts: {value!r}")
-        if kind != "from" and literal_address(domain) is not None:
+        if kind != "from" and _spells_addresses(domain):
             # Dotted digits pass as a name, but no PTR name or HELO name compared here
-            # is an address (RFC 1123 section 2.1): the entry would never match. Leading
-            # zeros too: a HELO of 192.0.2.010 is an address (RFC 5321 section 4.1.3),
-            # judged as one by the HELO checks, never compared as a name.
-            raise AllowlistError(f"{value!r} is an address: use an ip entry")
+            # is an address (RFC 1123 section 2.1): the entry would never match. Say what
+            # does, for a network or an address literal too (not "label '0/24' is not...").
+            what = "a network" if "/" in domain else "an address"
+            raise AllowlistError(f"{value!r} is {what}: use an ip entry")
         problem = hostname_problem(domain)
         if problem is not None:
             raise AllowlistError(f"not a domain name: {value!r} ({problem})")

@@ -456,6 +456,12 @@ def test_public_suffixes_below_are_rules_under_the_name() -> None:
         # decimal, as the HELO checks do), an address passed as a name.
         ("helo", "192.0.2.010", "'192.0.2.010' is an address: use an ip entry"),
         ("ptr", "::ffff:192.0.2.010", "is an address: use an ip entry"),
+        # Regression: a network or an address literal was "not a domain name: label
+        # '0/24' is not letters, digits, ...", which does not say what to write instead.
+        ("ptr", "192.0.2.0/24", "'192.0.2.0/24' is a network: use an ip entry"),
+        ("ptr", "2001:DB8::/32", "'2001:DB8::/32' is a network: use an ip entry"),
+        ("helo", "[192.0.2.1]", "'[192.0.2.1]' is an address: use an ip entry"),
+        ("helo", "[IPv6:2001:db8::1]", "is an address: use an ip entry"),
         # Regression: host bits were dropped without a word (a typo for /32?).
         ("ip", "198.51.100.7/16", "write '198.51.0.0/16' for the network or '198.51.100.7'"),
     ],
