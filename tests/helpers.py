@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
@@ -9,7 +10,8 @@ from typing import TypeVar
 import dns.rdatatype
 
 from scorer.dns.cache import TtlCache, question_key
-from scorer.dns.layer import DnsLayer, Nameserver, Outcome
+from scorer.dns.layer import DnsLayer, IPAddress, Nameserver, Outcome
+from scorer.dns.outcomes import Answer
 from scorer.dns.wire import relative_name
 from scorer.pipeline import Pipeline
 from scorer.protocol import SymbolResult, parse_request
@@ -24,6 +26,13 @@ async def symbols_for(pipeline: Pipeline, ip: str, **fields: str) -> dict[str, S
     names = [s.name for s in reply.symbols]
     assert len(names) == len(set(names)), f"a symbol appears twice: {names}"
     return {s.name: s for s in reply.symbols}
+
+
+def rotated(addresses: str) -> tuple[Answer[IPAddress], Answer[IPAddress]]:
+    """One answer of ``addresses`` (space-separated) in two orders, as a resolver rotating
+    it (round robin) gives it on two messages."""
+    records = tuple(map(ipaddress.ip_address, addresses.split()))
+    return Answer(records, 300), Answer(records[::-1], 300)
 
 
 def eventually(probe: Callable[[], T], ready: Callable[[T], bool], timeout: float = 10.0) -> T:

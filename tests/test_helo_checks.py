@@ -31,7 +31,7 @@ from scorer.names import (
 from scorer.pipeline import Pipeline
 from scorer.protocol import parse_request
 from tests import world
-from tests.helpers import KnownAnswers, symbols_for
+from tests.helpers import KnownAnswers, rotated, symbols_for
 
 
 def _ip_address_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -774,3 +774,23 @@ def test_no_address_evidence_names_each_outcome_once_and_four_addresses_at_most(
     (hit,) = check_helo(inside, PUBLIC_CLIENT, frozenset(), frozenset())
     shown = "only internal addresses 10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4"
     assert hit.options == ("helo=mx.gone-sender.net", shown)
+
+
+def test_internal_address_evidence_does_not_follow_the_answers_order() -> None:
+    # Regression (review): the first four addresses in the resolver's order were shown, so
+    # a rotating answer changed which appeared, and in which order, from message to
+    # message. Now each once, in address order (IPv4 before IPv6), the first four.
+    a = rotated("10.0.0.10 10.0.0.2 10.0.0.2")
+    aaaa = rotated("fd00::3 fd00::1 fd00::2")
+    options = {
+        tuple(hit.options)
+        for first, second in zip(a, aaaa, strict=True)
+        for hit in check_helo(
+            HeloFacts(parse_helo("lan.helo-order.net"), a=first, aaaa=second),
+            PUBLIC_CLIENT,
+            frozenset(),
+            frozenset(),
+        )
+    }
+    shown = "only internal addresses 10.0.0.2, 10.0.0.10, fd00::1, fd00::2"
+    assert options == {("helo=lan.helo-order.net", shown)}

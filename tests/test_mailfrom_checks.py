@@ -26,7 +26,7 @@ from scorer.dns.outcomes import Answer, FailureKind, MxRecord, NotFound, NotFoun
 from scorer.pipeline import Pipeline
 from scorer.text import OPTION_MAX_CHARS
 from tests import world
-from tests.helpers import symbols_for
+from tests.helpers import rotated, symbols_for
 
 
 @pytest.mark.parametrize(
@@ -606,3 +606,25 @@ def test_evidence_leads_with_what_was_judged() -> None:
         "no MX (nodata)",
         "implicit MX: only non-public addresses 10.0.0.5",
     )
+
+
+def test_non_public_address_evidence_does_not_follow_the_answers_order() -> None:
+    # Regression (review): the first four addresses in the resolver's order were shown, so
+    # a rotating answer changed which appeared, and in which order, from message to
+    # message. Now each once, in address order (IPv4 before IPv6), the first four: for an
+    # MX host and for the implicit MX alike.
+    shown = "only non-public addresses 10.0.0.2, 10.0.0.10, fd00::1, fd00::2"
+    lookups = [
+        AddressFacts(a, aaaa)
+        for a, aaaa in zip(
+            rotated("10.0.0.10 10.0.0.2 10.0.0.2"), rotated("fd00::3 fd00::1 fd00::2"), strict=True
+        )
+    ]
+    bogus = [("RL_MAILFROM_BOGUS_MX", f"MX lan.evidence-test.net: {shown}")]
+    assert [_judged_mx({"lan.evidence-test.net": facts}) for facts in lookups] == [bogus] * 2
+    implicit = [
+        check_mail_from(MailFromFacts(parse_sender(SENDER), mx=NODATA, implicit_mx=facts))
+        for facts in lookups
+    ]
+    implicit_bogus = ("no MX (nodata)", f"implicit MX: {shown}")
+    assert [[hit.options[1:] for hit in hits] for hits in implicit] == [[implicit_bogus]] * 2

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from scorer.checks.generic import generic_hit
 from scorer.checks.hit import Hit
 from scorer.checks.ptr import NOTHING_COUNTED, PtrCounted
-from scorer.dns.outcomes import Answer, Lookup, NotFound, TempFail, describe, failed_lookups
+from scorer.dns.outcomes import (
+    Answer,
+    Lookup,
+    NotFound,
+    TempFail,
+    describe,
+    failed_lookups,
+    listed_addresses,
+)
 from scorer.memo import memoise_short_text
 from scorer.names import (
     hostname_problem,
@@ -198,7 +206,7 @@ def _resolution_hit(facts: HeloFacts, ip: IPAddress) -> Hit | None:
         if any(isinstance(o, TempFail) for o in outcomes) or ip in addresses:
             return None
         if all(is_internal(address) for address in addresses):
-            shown = ", ".join(str(address) for address in addresses[:4])
+            shown = listed_addresses(addresses, most=4)
             return Hit("RL_HELO_NO_ADDRESS", (evidence, f"only internal addresses {shown}"))
         return None
     if not outcomes:

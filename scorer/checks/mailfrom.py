@@ -25,6 +25,7 @@ from scorer.dns.outcomes import (
     TempFail,
     describe,
     failed_lookups,
+    listed_addresses,
 )
 from scorer.memo import memoise_short_text
 from scorer.names import (
@@ -254,7 +255,7 @@ def _bogus_reason(target: str, facts: AddressFacts | None) -> str | None:
     if not addresses:
         return "does not resolve"
     if not any(a.is_global for a in addresses):
-        return "only non-public addresses " + ", ".join(str(a) for a in addresses[:4])
+        return f"only non-public addresses {listed_addresses(addresses, most=4)}"
     return None
 
 

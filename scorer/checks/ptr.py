@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from scorer.checks.generic import generic_hit
 from scorer.checks.hit import Hit
-from scorer.dns.outcomes import Answer, Lookup, TempFail, describe
+from scorer.dns.outcomes import Answer, Lookup, TempFail, describe, listed_addresses
 from scorer.names import address_named
 from scorer.text import option
 
@@ -74,9 +74,7 @@ def _forward_evidence(ip: IPAddress, name: str, outcome: Lookup[IPAddress]) -> s
     it is not there (``mail.example.net A: nodata``: it may well have the other
     family's)."""
     if isinstance(outcome, Answer):
-        # One record type, so one address family: the addresses compare.
-        addresses = ", ".join(map(str, sorted(set(outcome.records))))
-        return option(f"{name} -> {addresses}")
+        return option(f"{name} -> {listed_addresses(outcome.records)}")
     return option(f"{name} {address_record(ip)}: {describe(outcome)}")
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import ipaddress
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class NotFoundKind(enum.StrEnum):
@@ -91,3 +93,12 @@ def describe(outcome: Answer[Any] | NotFound | TempFail) -> str:
     if outcome.detail and outcome.detail.lower() != outcome.kind:
         return f"{outcome.kind}: {outcome.detail}"
     return str(outcome.kind)
+
+
+def listed_addresses(addresses: Iterable[IPAddress], most: int | None = None) -> str:
+    """``addresses`` as evidence: each once, in address order (IPv4 before IPv6), the
+    first ``most`` of them. A resolver rotates its answers (round robin), and which
+    addresses evidence shows, and in which order, must not change from message to
+    message with them."""
+    ordered = sorted(set(addresses), key=lambda address: (address.version, address))
+    return ", ".join(map(str, ordered[:most]))
