@@ -96,11 +96,15 @@ async def _address_facts(
 
     Every check needs just one usable address (a HELO that resolves, an MX host
     with a public address), so the common case costs one query instead of two;
-    the rare name without one pays a second round trip.
+    the rare name without one pays a second round trip. Not after an NXDOMAIN: the
+    name has no records of any type (RFC 8020 section 2), and a failure of the second
+    query would only turn that verdict into a TEMPFAIL. (The DNS layer reports an
+    NXDOMAIN it does not trust as a failure, never as one.)
     """
     outcome = await dns_layer.addresses(name, first, deadline)
     other: Lookup[IPAddress] | None = None
-    if not (isinstance(outcome, Answer) and enough(outcome)):
+    absent = isinstance(outcome, NotFound) and outcome.kind is NotFoundKind.NXDOMAIN
+    if not absent and not (isinstance(outcome, Answer) and enough(outcome)):
         other = await dns_layer.addresses(name, _other_family(first), deadline)
     if first == dns.rdatatype.A:
         return AddressFacts(outcome, other)

@@ -794,3 +794,41 @@ def test_internal_address_evidence_does_not_follow_the_answers_order() -> None:
     }
     shown = "only internal addresses 10.0.0.2, 10.0.0.10, fd00::1, fd00::2"
     assert options == {("helo=lan.helo-order.net", shown)}
+
+
+@pytest.mark.parametrize(
+    ("client", "first", "second"),
+    [(PUBLIC_CLIENT, "A", "AAAA"), (ipaddress.ip_address("2a00:1450::25"), "AAAA", "A")],
+)
+async def test_a_helo_whose_first_family_is_nxdomain_has_no_address(
+    client: IPAddress, first: str, second: str
+) -> None:
+    # Regression (review): the other family was asked after an NXDOMAIN, and its failure
+    # turned RL_HELO_NO_ADDRESS into a zero-weight RL_HELO_TEMPFAIL. RFC 8020 section 2:
+    # NXDOMAIN says the name has no records of any type; the other family is not asked.
+    helo = "gone.helo-family.net"
+    layer = KnownAnswers(
+        {
+            (reverse_name(client), dns.rdatatype.PTR): NotFound(NotFoundKind.NXDOMAIN, 300),
+            (helo, dns.rdatatype.from_text(first)): NotFound(NotFoundKind.NXDOMAIN, 300),
+            (helo, dns.rdatatype.from_text(second)): TIMED_OUT,
+        }
+    )
+    request = parse_request({"ip": str(client), "helo": helo}).request
+
+    async def judged() -> tuple[list[str], list[Hit]]:
+        """Which families of the HELO were asked, and the HELO's hits."""
+        layer.asked.clear()
+        deadline = asyncio.get_running_loop().time() + 2.0
+        facts = await gather_facts(request, layer, Limits(10, 10), deadline)
+        assert facts.helo is not None
+        hits = check_helo(facts.helo, client, frozenset(), frozenset())
+        return [rdtype for name, rdtype in layer.asked if name == helo], hits
+
+    no_address = Hit("RL_HELO_NO_ADDRESS", (f"helo={helo}", "A/AAAA: nxdomain"))
+    assert await judged() == ([first], [no_address])
+    # One the layer does not trust (its resolver says the root does not exist) is a
+    # failure, not an NXDOMAIN: the other family is asked, and nothing is scored.
+    layer.untrusted = TempFail(FailureKind.UNTRUSTED, "the resolver says the root has no SOA")
+    asked, hits = await judged()
+    assert (asked, [hit.symbol for hit in hits]) == ([first, second], ["RL_HELO_TEMPFAIL"])

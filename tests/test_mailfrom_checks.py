@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 
+import dns.rdatatype
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,11 +24,22 @@ from scorer.checks.mailfrom import (
     validated_sender,
 )
 from scorer.config import Config
-from scorer.dns.outcomes import Answer, FailureKind, MxRecord, NotFound, NotFoundKind, TempFail
+from scorer.dns.outcomes import (
+    Answer,
+    FailureKind,
+    Lookup,
+    MxRecord,
+    NotFound,
+    NotFoundKind,
+    TempFail,
+)
+from scorer.dns.wire import reverse_name
+from scorer.lookups import Limits, gather_facts
 from scorer.pipeline import Pipeline
+from scorer.protocol import parse_request
 from scorer.text import OPTION_MAX_CHARS
 from tests import world
-from tests.helpers import rotated, symbols_for
+from tests.helpers import KnownAnswers, rotated, symbols_for
 
 
 @pytest.mark.parametrize(
@@ -357,8 +370,9 @@ async def test_mx_targets_resolved_are_bounded(unbound_config: Config) -> None:
     targets = [o for o in options if o.startswith("MX ")]
     assert targets == [f"MX mx{i}.{world.MANY_MX_DOMAIN}: does not resolve" for i in range(4)]
     assert "11 more MX targets not checked (max_mx_hosts)" in options
-    # PTR + its A, the MX, and A + AAAA for each of the 4 hosts, lowest preference first.
-    assert len(pipeline.dns.cache) == 2 + 1 + 2 * 4
+    # PTR + its A, the MX, and the A of each of the 4 hosts, lowest preference first (an
+    # NXDOMAIN: no AAAA is asked, RFC 8020 section 2).
+    assert len(pipeline.dns.cache) == 2 + 1 + 4
 
 
 async def test_mx_targets_all_checked_and_bogus_are_bogus(unbound_config: Config) -> None:
@@ -388,8 +402,9 @@ async def test_second_address_family_is_asked_only_when_needed(pipeline: Pipelin
         mail_from=f"a@{world.BOGUS_MX_DOMAIN}",
     )
     assert {"RL_HELO_NO_ADDRESS", "RL_MAILFROM_BOGUS_MX"} <= set(symbols)
-    # No usable A: the HELO and every MX host (private, missing, loopback) get an AAAA query.
-    assert asked.count("AAAA") == 4
+    # No usable A: the MX hosts that exist (private, loopback) get an AAAA query; the HELO
+    # and the missing host do not (NXDOMAIN, RFC 8020 section 2: no records of any type).
+    assert asked.count("AAAA") == 2
 
 
 SENDER = "u@evidence-test.net"
@@ -399,6 +414,7 @@ GOOD = "mx.good-sender.net"
 SERVFAIL = TempFail(FailureKind.SERVFAIL, "SERVFAIL")
 LOOP = TempFail(FailureKind.MALFORMED, "CNAME loop")
 NODATA = NotFound(NotFoundKind.NODATA, 300)
+NXDOMAIN = NotFound(NotFoundKind.NXDOMAIN, 300)
 
 
 @pytest.mark.parametrize("preferences", [(0, 10), (10, 0), (9, 10), (10, 9)])
@@ -628,3 +644,42 @@ def test_non_public_address_evidence_does_not_follow_the_answers_order() -> None
     ]
     implicit_bogus = ("no MX (nodata)", f"implicit MX: {shown}")
     assert [[hit.options[1:] for hit in hits] for hits in implicit] == [[implicit_bogus]] * 2
+
+
+HOST = "mx.evidence-test.net"
+
+
+@pytest.mark.parametrize(
+    ("mx", "host", "verdict"),
+    [
+        (
+            Answer((MxRecord(10, HOST),), 300),
+            HOST,
+            ("RL_MAILFROM_BOGUS_MX", f"MX {HOST}: does not resolve"),
+        ),
+        (NODATA, "evidence-test.net", ("RL_MAILFROM_NO_MAIL_HOST", "no A/AAAA")),
+    ],
+    ids=["mx-host", "implicit-mx"],
+)
+async def test_a_mail_host_whose_a_is_nxdomain_is_not_asked_for_aaaa(
+    mx: Lookup[MxRecord], host: str, verdict: tuple[str, str]
+) -> None:
+    # Regression (review): AAAA was asked after an NXDOMAIN for A, and its failure turned
+    # the verdict into a zero-weight RL_MAILFROM_TEMPFAIL. RFC 8020 section 2: NXDOMAIN
+    # says the name has no records of any type; AAAA is not asked.
+    client = ipaddress.ip_address("81.2.70.71")
+    layer = KnownAnswers(
+        {
+            (reverse_name(client), dns.rdatatype.PTR): NXDOMAIN,
+            ("evidence-test.net", dns.rdatatype.MX): mx,
+            (host, dns.rdatatype.A): NXDOMAIN,
+            (host, dns.rdatatype.AAAA): SERVFAIL,
+        }
+    )
+    request = parse_request({"ip": str(client), "mail_from": SENDER}).request
+    deadline = asyncio.get_running_loop().time() + 2.0
+    facts = await gather_facts(request, layer, Limits(10, 10), deadline)
+    assert [rdtype for name, rdtype in layer.asked if rdtype in ("A", "AAAA")] == ["A"]
+    assert facts.mail_from is not None
+    (hit,) = check_mail_from(facts.mail_from)
+    assert (hit.symbol, hit.options[-1]) == verdict

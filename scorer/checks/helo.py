@@ -139,7 +139,9 @@ def parse_helo(raw: str) -> HeloName:
 @dataclass(frozen=True, slots=True)
 class HeloFacts:
     helo: HeloName
-    a: Lookup[IPAddress] | None = None  # resolved only for HeloKind.NAME
+    # Resolved only for HeloKind.NAME; None for a family not asked (lookups._address_facts:
+    # the other one was enough, or said NXDOMAIN).
+    a: Lookup[IPAddress] | None = None
     aaaa: Lookup[IPAddress] | None = None
 
 
@@ -195,7 +197,8 @@ def _syntax_hit(helo: HeloName, ip: IPAddress) -> Hit | None:
 
 
 def _resolution_hit(facts: HeloFacts, ip: IPAddress) -> Hit | None:
-    """NO_ADDRESS when both A and AAAA are definitely absent, or when the name resolves
+    """NO_ADDRESS when both A and AAAA are definitely absent (an NXDOMAIN for one says so
+    of both, RFC 8020 section 2: the other is then not asked), or when the name resolves
     only to internal addresses (loopback, link-local, RFC 1918, CGNAT, ULA: an MX host
     there is RL_MAILFROM_BOGUS_MX) other than the client's own; any failure leaves the
     question open (TEMPFAIL, or nothing beside an answer)."""

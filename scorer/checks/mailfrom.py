@@ -194,7 +194,8 @@ def validated_sender(raw: str, address: str) -> Sender:
 
 @dataclass(frozen=True, slots=True)
 class AddressFacts:
-    # None: not asked, because the other family already gave what the checks need.
+    # None: not asked, because the other family already gave what the checks need, or
+    # said NXDOMAIN (RFC 8020 section 2: no records of any type, so none of this one).
     a: Lookup[IPAddress] | None
     aaaa: Lookup[IPAddress] | None
 
