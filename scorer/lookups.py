@@ -144,12 +144,20 @@ async def _mail_from_facts(
     if not isinstance(mx, Answer) or is_null_mx(mx):
         return MailFromFacts(sender, mx)
     hosts = mail_hosts(mx)
-    checked = hosts[: limits.max_mx_hosts]
+    # A target spelling an address names no host ("IP literal as MX", whatever a lookup of
+    # it says): not resolved, nor given a place of max_mx_hosts; judged with nothing asked.
+    named = [host for host in hosts if names_a_host(host)]
+    checked = named[: limits.max_mx_hosts]
     resolved = await eager_gather(
         *(_address_facts(dns_layer, h, deadline, enough=has_global_address) for h in checked)
     )
-    targets = dict(zip(checked, resolved, strict=True))
-    return MailFromFacts(sender, mx, targets=targets, unchecked_hosts=len(hosts) - len(checked))
+    looked_up = dict(zip(checked, resolved, strict=True))
+    targets = {
+        host: looked_up.get(host, AddressFacts(None, None))
+        for host in hosts
+        if host in looked_up or not names_a_host(host)
+    }
+    return MailFromFacts(sender, mx, targets=targets, unchecked_hosts=len(named) - len(checked))
 
 
 async def _none() -> None:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from scorer.checks.mailfrom import (
     AddressFacts,
+    IPAddress,
     MailFromFacts,
     SenderKind,
     check_mail_from,
@@ -683,3 +684,49 @@ async def test_a_mail_host_whose_a_is_nxdomain_is_not_asked_for_aaaa(
     assert facts.mail_from is not None
     (hit,) = check_mail_from(facts.mail_from)
     assert (hit.symbol, hit.options[-1]) == verdict
+
+
+LITERAL_MX_DOMAIN = "literal-mx.net"
+LITERAL_MX_EVIDENCE = ("MX 81.2.69.161: IP literal as MX", "MX [81.2.69.162]: IP literal as MX")
+
+
+@pytest.mark.parametrize(
+    ("named", "judged"),
+    [
+        (Answer((PUBLIC,), 300), []),
+        (
+            NXDOMAIN,
+            [
+                (
+                    "RL_MAILFROM_BOGUS_MX",
+                    *LITERAL_MX_EVIDENCE,
+                    "MX mx.literal-mx.net: does not resolve",
+                )
+            ],
+        ),
+    ],
+    ids=["usable", "gone"],
+)
+async def test_an_mx_target_spelling_an_address_is_not_looked_up_nor_counted(
+    named: Lookup[IPAddress], judged: list[tuple[str, ...]]
+) -> None:
+    # Regression (review): such targets were resolved and took places of max_mx_hosts, so
+    # the one host named beyond them went unchecked (RL_MAILFROM_TEMPFAIL), whatever it
+    # was. They name no host (RFC 1123 section 2.1): judged "IP literal as MX" unresolved.
+    client = ipaddress.ip_address("81.2.70.71")
+    host = f"mx.{LITERAL_MX_DOMAIN}"
+    records = (MxRecord(10, "81.2.69.161"), MxRecord(10, "[81.2.69.162]"), MxRecord(20, host))
+    layer = KnownAnswers(
+        {
+            (reverse_name(client), dns.rdatatype.PTR): NXDOMAIN,
+            (LITERAL_MX_DOMAIN, dns.rdatatype.MX): Answer(records, 300),
+            (host, dns.rdatatype.A): named,
+            (host, dns.rdatatype.AAAA): NODATA,
+        }
+    )
+    request = parse_request({"ip": str(client), "mail_from": f"u@{LITERAL_MX_DOMAIN}"}).request
+    deadline = asyncio.get_running_loop().time() + 2.0
+    facts = await gather_facts(request, layer, Limits(10, 1), deadline)
+    assert [name for name, rdtype in layer.asked if rdtype in ("A", "AAAA")] == [host]
+    assert facts.mail_from is not None
+    assert [(hit.symbol, *hit.options[1:]) for hit in check_mail_from(facts.mail_from)] == judged

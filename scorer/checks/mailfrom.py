@@ -196,6 +196,7 @@ def validated_sender(raw: str, address: str) -> Sender:
 class AddressFacts:
     # None: not asked, because the other family already gave what the checks need, or
     # said NXDOMAIN (RFC 8020 section 2: no records of any type, so none of this one).
+    # Neither for an MX target spelling an address: it names no host (_bogus_reason).
     a: Lookup[IPAddress] | None
     aaaa: Lookup[IPAddress] | None
 
@@ -222,8 +223,9 @@ class MailFromFacts:
     sender: Sender
     mx: Lookup[MxRecord] | None = None
     implicit_mx: AddressFacts | None = None  # resolved only when there is no MX
-    targets: dict[str, AddressFacts] = field(default_factory=dict)  # at most max_mx_hosts
-    unchecked_hosts: int = 0  # MX targets beyond max_mx_hosts, never looked up
+    # By preference: at most max_mx_hosts that name a host, and every one spelling an address.
+    targets: dict[str, AddressFacts] = field(default_factory=dict)
+    unchecked_hosts: int = 0  # MX targets naming a host beyond max_mx_hosts, never looked up
 
 
 def mail_hosts(mx: Answer[MxRecord]) -> list[str]:

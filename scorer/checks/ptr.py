@@ -53,10 +53,11 @@ class PtrFacts:
 
 
 def names_a_host(name: str) -> bool:
-    """Whether a PTR record's name (as the codec writes it) can name a host: not the root
-    ("PTR .", the owner's way of saying there is none), nor an address ("PTR 192.0.2.7.":
-    RFC 1123 section 2.1, a host name is never dotted-decimal, its top label being
-    alphabetic; Postfix reads such a PTR as no name too). Leading zeros
+    """Whether a PTR record's name or an MX target (as the codec writes it) can name a
+    host: not the root ("PTR .", the owner's way of saying there is none; "MX 0 .", RFC
+    7505), nor an address ("PTR 192.0.2.7.", "MX 10 192.0.2.7.": RFC 1123 section 2.1,
+    a host name is never dotted-decimal, its top label being alphabetic; Postfix reads
+    such a PTR as no name too). Leading zeros
     ("192.0.2.010") still spell one: each number is decimal, as RFC 5321 section 4.1.3
     reads it, and to a resolver library that reads "010" as octal it is an address too;
     so do an address literal's brackets ("[192.0.2.7]", RFC 5321 section 4.1.3)."""
