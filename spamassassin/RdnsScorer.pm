@@ -153,15 +153,17 @@ sub _timeout_advice {
 }
 
 # "http://address[:port][/path]", the address IPv4 or [IPv6]. Returns (address, port,
-# path) or (). Without a path, the service's check path: "http://127.0.0.1:11340" would
-# otherwise ask "/" and get a 404 for every message. No host names: resolving one
-# (getaddrinfo) blocks outside the deadline, for as long as the resolver takes, and a
-# failed lookup ("Temporary failure in name resolution") is no timeout, so no hold-down
-# would spare the next message that wait.
+# path) or (). Without a path, or with "/" alone, the service's check path:
+# "http://127.0.0.1:11340" and "http://127.0.0.1:11340/" would otherwise ask "/", where
+# the service serves nothing, and get a 404 for every message. No host names: resolving
+# one (getaddrinfo) blocks outside the deadline, for as long as the resolver takes, and
+# a failed lookup ("Temporary failure in name resolution") is no timeout, so no
+# hold-down would spare the next message that wait.
 sub _parse_url {
   my ($url) = @_;
   return if $url !~ m{^http://(\[[0-9A-Fa-f:.]+\]|[0-9.]+)(?::(\d{1,5}))?(/[\x21-\x7e]*)?$};
-  my ($host, $port, $path) = ($1, $2 // 80, $3 // '/v1/check');
+  my ($host, $port, $path) = ($1, $2 // 80, $3 // '/');
+  $path = '/v1/check' if $path eq '/';
   return if $port < 1 || $port > 65535;
   my $family = $host =~ s/^\[(.*)\]$/$1/ ? AF_INET6 : AF_INET;
   return if !inet_pton($family, $host);

@@ -665,11 +665,13 @@ def test_a_host_that_never_accepts_leaves_time_for_the_next_url(fake: FakeHttp) 
     assert scan.rl == {"RL_PTR_MISSING": 5}
 
 
-def test_a_url_without_a_path_asks_the_check_path(fake: FakeHttp) -> None:
+@pytest.mark.parametrize("suffix", ["", "/"], ids=["no-path", "slash"])
+def test_a_url_without_a_path_asks_the_check_path(fake: FakeHttp, suffix: str) -> None:
     # Regression: "http://127.0.0.1:11340" passed lint and POSTed to "/": a 404 for
-    # every message, mail unscored.
+    # every message, mail unscored. So did "http://127.0.0.1:11340/", the base URL with
+    # its slash: the service serves nothing at "/" either.
     fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
-    bare = fake.url.removesuffix("/v1/check")
+    bare = fake.url.removesuffix("/v1/check") + suffix
     scan = run_spamassassin(site_config(f"rdns_scorer_url {bare}\n"), message(MISSING_PTR_IP, "x"))
     assert scan.rl == {"RL_PTR_MISSING": 5}
     assert fake.requests[-1].request_line.startswith("POST /v1/check ")
@@ -1323,7 +1325,7 @@ def test_a_timeout_under_a_second_is_warned_about(seconds: str, warned: bool) ->
 @pytest.mark.parametrize(
     ("urls", "valid", "name"),
     [
-        ("http://127.0.0.1:11340/v1/check http://[::1]:11340", True, None),
+        ("http://127.0.0.1:11340/v1/check http://[::1]:11340 http://[::1]:11340/", True, None),
         ("http://localhost:11340/v1/check", False, "localhost"),
         ("http://127.0.0.1:11340 http://scorer.example.org:11340", False, "scorer.example.org"),
         ("http://256.1.1.1:11340/v1/check", False, None),
