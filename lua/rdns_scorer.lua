@@ -443,16 +443,22 @@ local function resolve_late(cfg)
   settle()
 end
 
+-- Attempts this worker has sent past the round robin (retries): each takes the next
+-- of the servers a scan has not tried, in turns (see next_target).
+local retry_turns = 0
+
 -- The server and address for a scan's next attempt, never one the scan already
 -- tried (`tried`: address -> true). A first attempt takes the round robin's turn,
 -- which leaves out servers rspamd has marked down (and takes more turns while they
--- land on held ones). A retry takes no turn, but the first server in `servers`
--- order with an address not tried: a scan taking two turns puts the next scan's turn
--- back on the instance that failed, so with one of two failing every message asked
--- it first; and concurrent scans share the round robin, so a turn could land on it
--- again. An address, not a server: each get_addr() gives the server's next address,
--- and a name with an IPv4 and an IPv6 address is two chances. Nil when every address
--- was tried.
+-- land on held ones). A retry takes no turn: a scan taking two turns puts the next
+-- scan's turn back on the instance that failed, so with one of two failing every
+-- message asked it first; and concurrent scans share the round robin, so a turn
+-- could land on it again. A retry takes the servers with an address not tried in
+-- turns of its own instead (the first of them, then the second...): with one of
+-- three or more instances failing, its messages are spread over the others, where
+-- the first of them in `servers` order took them all. An address, not a server: each
+-- get_addr() gives the server's next address, and a name with an IPv4 and an IPv6
+-- address is two chances. Nil when every address was tried.
 local function next_target(tried, retry)
   if not retry then
     for _ = 1, n_upstreams do
@@ -463,15 +469,22 @@ local function next_target(tried, retry)
       end
     end
   end
+  local untried = {} -- {upstream, address}, one per server with an address not tried
   for _, upstream in ipairs(upstreams:all_upstreams()) do
     for _ = 1, ADDRESSES_PER_SERVER do
       local server = upstream:get_addr():to_string(true)
       if not tried[server] then
-        return upstream, server
+        table.insert(untried, { upstream, server })
+        break
       end
     end
   end
-  return nil, nil
+  if #untried == 0 then
+    return nil, nil
+  end
+  local pick = untried[retry_turns % #untried + 1]
+  retry_turns = retry_turns + 1
+  return pick[1], pick[2]
 end
 
 local function rdns_scorer_check(task)

@@ -1152,6 +1152,35 @@ def test_a_failing_instance_is_not_asked_first_by_every_scan(
     assert asked_failing <= 6, asked_failing
 
 
+def test_the_retries_from_a_failing_instance_are_spread_over_the_others(
+    unbound: Unbound, pair: tuple[FakeHttp, FakeHttp], hs_cache: Path
+) -> None:
+    # Regression: a retry went to the first instance in `servers` order with an address
+    # not tried, so with one of three instances failing (503), every one of its
+    # messages was retried on the same neighbour: that one carried twice the load of
+    # the third. The retries now take the untried instances in turns.
+    failing = FakeHttp().start()
+    failing.set("status", status=503)
+    servers = (failing, *pair)
+    conf = "servers = [" + ", ".join(f'"{server.address}"' for server in servers) + "];"
+    retried_on = {server.port: 0 for server in pair}
+    try:
+        with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+            for _ in range(24):
+                before = _counts(servers)
+                result = rspamd.scan(MISSING_PTR_IP)
+                assert "RL_SCORER_FAIL" not in result.symbols, result.options("RL_SCORER_FAIL")
+                asked = [n - b for n, b in zip(_counts(servers), before, strict=True)]
+                if asked[0]:  # the failing instance first, then one other
+                    assert sorted(asked[1:]) == [0, 1], asked
+                    retried_on[pair[asked.index(1, 1) - 1].port] += 1
+    finally:
+        failing.stop()
+    first, second = retried_on.values()
+    assert first + second >= 4, retried_on
+    assert abs(first - second) <= 1, retried_on
+
+
 def test_a_timeout_is_not_retried(rspamd_pair: Rspamd, pair: tuple[FakeHttp, FakeHttp]) -> None:
     # The timeout is the whole budget: once it is gone, no other instance is asked.
     for server in pair:
