@@ -62,6 +62,14 @@ local DEFAULT_PORT = 11340
 -- applies: one bigger than this (a real one is a few KB, even with max_ptr_names
 -- raised far) fails open unread instead of blocking the worker.
 local MAX_REPLY_BYTES = 262144
+-- A reply bigger than this is read for how deep it nests before it is parsed, and
+-- one nesting deeper than MAX_REPLY_DEPTH fails open unparsed (a real one nests 4,
+-- {"symbols": [{"options": [...]}]}, as the SpamAssassin plugin bounds it). Handing
+-- libucl's parse of one nested tens of thousands deep to Lua held the worker ~0.5 s
+-- before it raised. A body this small cannot nest deep enough to cost more than a
+-- few ms (8,000 levels: ~2.5 ms), so real replies (a few KB) are not read twice.
+local DEPTH_CHECKED_BYTES = 16384
+local MAX_REPLY_DEPTH = 16
 local CHECK_SYMBOL = 'RDNS_SCORER_CHECK' -- the callback; never inserted itself
 local FAIL_SYMBOL = 'RL_SCORER_FAIL'
 local UNKNOWN_SYMBOL = 'RL_SCORER_UNKNOWN'
@@ -207,19 +215,56 @@ local function fail_open(task, reason, server)
   task:insert_result(FAIL_SYMBOL, 1.0, reason, 'server=' .. server)
 end
 
+-- Whether a JSON body nests arrays and objects deeper than `limit`, read only as far
+-- as it takes to tell; brackets in strings do not count.
+local function nests_deeper(body, limit)
+  local depth, at = 0, 1
+  while true do
+    local i = body:find('[%[%]{}"]', at)
+    if not i then
+      return false
+    end
+    local c = body:byte(i)
+    if c == 34 then -- '"': on past the string's closing quote, escapes and all
+      repeat
+        i = body:find('["\\]', i + 1)
+        if not i then
+          return false
+        end
+        local escape = body:byte(i) == 92
+        if escape then
+          i = i + 1
+        end
+      until not escape
+    elseif c == 91 or c == 123 then
+      depth = depth + 1
+      if depth > limit then
+        return true
+      end
+    else
+      depth = depth - 1
+    end
+    at = i + 1
+  end
+end
+
 -- A reply body as a Lua value, or nil and why not (macros off: UCL_PARSER_DISABLE_MACRO).
 local function parse_body(body)
   if not body or #body == 0 then
     return nil, 'empty reply body'
+  end
+  if #body > DEPTH_CHECKED_BYTES and nests_deeper(body, MAX_REPLY_DEPTH) then
+    return nil, string.format('unreadable reply: nested more than %d deep', MAX_REPLY_DEPTH)
   end
   local parser = ucl.parser(UCL_PARSER_DISABLE_MACRO)
   local ok, err = parser:parse_text(body)
   if not ok then
     return nil, 'unparsable reply: ' .. tostring(err)
   end
-  -- Handing libucl's object to Lua raises for one nested too deep (80,000 arrays fit
-  -- in MAX_REPLY_BYTES: "stack overflow"); both readers of a body are called from the
-  -- HTTP callback, where an error would cost the message its RL_SCORER_FAIL.
+  -- Handing libucl's object to Lua raises for one nested too deep ("stack overflow",
+  -- past ~65,000 levels, which only a body nests_deeper has refused could hold); both
+  -- readers of a body are called from the HTTP callback, where an error would cost
+  -- the message its RL_SCORER_FAIL.
   local converted, reply = pcall(parser.get_object, parser)
   if not converted then
     return nil, 'unreadable reply: ' .. tostring(reply)

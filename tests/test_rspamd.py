@@ -666,7 +666,7 @@ def _nested(depth: int) -> bytes:
 
 
 # libucl parses arrays nested 80,000 deep (well within the 256 KiB a reply may have),
-# but handing them to Lua overflows its stack.
+# but handing them to Lua overflows its stack, after ~0.5 s.
 TOO_DEEP = 80_000
 
 
@@ -675,9 +675,50 @@ def test_a_reply_nested_too_deep_fails_open(rspamd_fake: Rspamd, fake_json: Fake
     result = rspamd_fake.scan(MISSING_PTR_IP)
     assert scores(result) == {"RL_SCORER_FAIL": 0.0}
     assert result.options("RL_SCORER_FAIL") == [
-        "unreadable reply: stack overflow",
+        "unreadable reply: nested more than 16 deep",
         f"server={fake_json.address}",
     ]
+
+
+def _padded_reply(size: int) -> bytes:
+    """A real reply (RL_PTR_MISSING, 5) of ``size`` octets, padded with a string of
+    brackets, which nest nothing."""
+    head = b'{"symbols": [' + json.dumps(_symbol("RL_PTR_MISSING", 5)).encode()
+    head += rb'], "padding": "\\\"'  # an escaped backslash, then an escaped quote
+    return head + b"[" * (size - len(head) - 2) + b'"}'
+
+
+@pytest.mark.parametrize(
+    ("depth", "padded", "refused"), [(16, True, False), (17, True, True), (2000, False, False)]
+)
+def test_only_a_big_reply_is_read_for_its_depth(
+    rspamd_fake: Rspamd, fake_json: FakeHttp, depth: int, padded: bool, refused: bool
+) -> None:
+    # Over 16 KiB, a reply nested more than 16 deep fails open unparsed. Under it, the
+    # nesting costs little and is parsed: a symbol that is a list is malformed.
+    padding = b' "padding": "' + b"x" * 20_000 + b'",' if padded else b""
+    fake_json.set("raw", body=b"{" + padding + _nested(depth - 1)[1:])
+    result = rspamd_fake.scan(MISSING_PTR_IP)
+    reason = "malformed symbol in reply"
+    if refused:
+        reason = "unreadable reply: nested more than 16 deep"
+    assert result.options("RL_SCORER_FAIL") == [reason, f"server={fake_json.address}"]
+
+
+def test_a_reply_nested_too_deep_costs_no_more_than_a_real_one_its_size(
+    rspamd_fake: Rspamd, fake_json: FakeHttp
+) -> None:
+    # Regression: libucl parsed it, and handing that to Lua overflowed the stack after
+    # ~0.5 s, the worker blocked all along (a real reply of the same size: ~10 ms).
+    deep = _nested(TOO_DEEP)
+    fake_json.set("raw", body=_padded_reply(len(deep)))
+    assert scores(rspamd_fake.scan(MISSING_PTR_IP)) == {"RL_PTR_MISSING": 5.0}
+    real = min(rspamd_fake.scan(MISSING_PTR_IP).elapsed for _ in range(3))
+    fake_json.set("raw", body=deep)
+    results = [rspamd_fake.scan(MISSING_PTR_IP) for _ in range(3)]
+    assert all("RL_SCORER_FAIL" in result.symbols for result in results)
+    deep_elapsed = min(result.elapsed for result in results)
+    assert deep_elapsed < 10 * real, (deep_elapsed, real)
 
 
 class _StatusWithBody(FakeHttp):
