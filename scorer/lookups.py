@@ -96,14 +96,21 @@ async def _address_facts(
 
     Every check needs just one usable address (a HELO that resolves, an MX host
     with a public address), so the common case costs one query instead of two;
-    the rare name without one pays a second round trip. Not after an NXDOMAIN: the
-    name has no records of any type (RFC 8020 section 2), and a failure of the second
-    query would only turn that verdict into a TEMPFAIL. (The DNS layer reports an
-    NXDOMAIN it does not trust as a failure, never as one.)
+    the rare name without one pays a second round trip. Not after an NXDOMAIN to an A
+    query: the name has no records of any type (RFC 8020 section 2), and a failure of
+    the second query would only turn that verdict into a TEMPFAIL. An NXDOMAIN to AAAA
+    is checked with A all the same: answering NXDOMAIN to AAAA for a name that has an
+    A record is a known misbehaviour of some authoritative servers (RFC 4074 section
+    4.2), and it must not make a host's name count as one that does not exist. (The
+    DNS layer reports an NXDOMAIN it does not trust as a failure, never as one.)
     """
     outcome = await dns_layer.addresses(name, first, deadline)
     other: Lookup[IPAddress] | None = None
-    absent = isinstance(outcome, NotFound) and outcome.kind is NotFoundKind.NXDOMAIN
+    absent = (
+        first == dns.rdatatype.A
+        and isinstance(outcome, NotFound)
+        and outcome.kind is NotFoundKind.NXDOMAIN
+    )
     if not absent and not (isinstance(outcome, Answer) and enough(outcome)):
         other = await dns_layer.addresses(name, _other_family(first), deadline)
     if first == dns.rdatatype.A:

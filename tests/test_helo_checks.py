@@ -796,22 +796,29 @@ def test_internal_address_evidence_does_not_follow_the_answers_order() -> None:
     assert options == {("helo=lan.helo-order.net", shown)}
 
 
+IPV6_CLIENT = ipaddress.ip_address("2a00:1450::25")
+
+
 @pytest.mark.parametrize(
     ("client", "first", "second"),
-    [(PUBLIC_CLIENT, "A", "AAAA"), (ipaddress.ip_address("2a00:1450::25"), "AAAA", "A")],
+    [(PUBLIC_CLIENT, "A", "AAAA"), (IPV6_CLIENT, "AAAA", "A")],
 )
 async def test_a_helo_whose_first_family_is_nxdomain_has_no_address(
     client: IPAddress, first: str, second: str
 ) -> None:
     # Regression (review): the other family was asked after an NXDOMAIN, and its failure
     # turned RL_HELO_NO_ADDRESS into a zero-weight RL_HELO_TEMPFAIL. RFC 8020 section 2:
-    # NXDOMAIN says the name has no records of any type; the other family is not asked.
+    # NXDOMAIN says the name has no records of any type; after one to A, AAAA is not
+    # asked. After one to AAAA, A is (RFC 4074 section 4.2: some servers say NXDOMAIN to
+    # AAAA for a name with an A record), and its NXDOMAIN settles it.
     helo = "gone.helo-family.net"
     layer = KnownAnswers(
         {
             (reverse_name(client), dns.rdatatype.PTR): NotFound(NotFoundKind.NXDOMAIN, 300),
             (helo, dns.rdatatype.from_text(first)): NotFound(NotFoundKind.NXDOMAIN, 300),
-            (helo, dns.rdatatype.from_text(second)): TIMED_OUT,
+            (helo, dns.rdatatype.from_text(second)): (
+                TIMED_OUT if first == "A" else NotFound(NotFoundKind.NXDOMAIN, 300)
+            ),
         }
     )
     request = parse_request({"ip": str(client), "helo": helo}).request
@@ -826,9 +833,30 @@ async def test_a_helo_whose_first_family_is_nxdomain_has_no_address(
         return [rdtype for name, rdtype in layer.asked if name == helo], hits
 
     no_address = Hit("RL_HELO_NO_ADDRESS", (f"helo={helo}", "A/AAAA: nxdomain"))
-    assert await judged() == ([first], [no_address])
+    assert await judged() == ([first] if first == "A" else [first, second], [no_address])
     # One the layer does not trust (its resolver says the root does not exist) is a
     # failure, not an NXDOMAIN: the other family is asked, and nothing is scored.
     layer.untrusted = TempFail(FailureKind.UNTRUSTED, "the resolver says the root has no SOA")
     asked, hits = await judged()
     assert (asked, [hit.symbol for hit in hits]) == ([first, second], ["RL_HELO_TEMPFAIL"])
+
+
+async def test_an_nxdomain_to_aaaa_is_checked_with_a() -> None:
+    # Regression: an NXDOMAIN to AAAA made an IPv6 client's HELO a name that does not
+    # exist (RL_HELO_NO_ADDRESS), A unasked, though some servers answer NXDOMAIN to AAAA
+    # for a name that has an A record (RFC 4074 section 4.2).
+    helo = "mx.aaaa-broken.net"
+    layer = KnownAnswers(
+        {
+            (reverse_name(IPV6_CLIENT), dns.rdatatype.PTR): NotFound(NotFoundKind.NXDOMAIN, 300),
+            (helo, dns.rdatatype.AAAA): NotFound(NotFoundKind.NXDOMAIN, 300),
+            (helo, dns.rdatatype.A): Answer((ipaddress.ip_address("81.2.69.160"),), 300),
+        }
+    )
+    request = parse_request({"ip": str(IPV6_CLIENT), "helo": helo}).request
+    deadline = asyncio.get_running_loop().time() + 2.0
+    facts = await gather_facts(request, layer, Limits(10, 10), deadline)
+    assert facts.helo is not None
+    hits = check_helo(facts.helo, IPV6_CLIENT, frozenset(), frozenset())
+    assert "RL_HELO_NO_ADDRESS" not in {hit.symbol for hit in hits}, hits
+    assert (helo, "A") in layer.asked
