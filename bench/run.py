@@ -15,7 +15,9 @@ counted by callgrind (the steady figures on a noisy box): per check in process
 service, and in-process per-step costs and cache memory (bench/hotpath.py).
 ``--quick`` skips the transport comparison and callgrind (most of the time taken).
 Ceiling and warm run alternately ``--repeat`` times and the best of each is kept:
-this box is shared, and a slower round measures the neighbours, not the code.
+this box is shared, and a slower round measures the neighbours, not the code. Each
+warm round is also set against the ceiling round just before it (by requests/s and by
+CPU per request), with the medians of those ratios.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import re
 import resource
 import secrets
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -285,6 +288,27 @@ def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return best
 
 
+def _ratios_by_round(
+    ceiling_runs: list[dict[str, Any]], warm_runs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Each warm round against the ceiling round run just before it, and their medians.
+
+    The best of each can come from different moments, so a neighbour that was busy
+    during the ceiling's best chance and quiet during warm's (or the reverse) sets the
+    ratio; a round and the one before it mostly share their neighbours. By requests/s,
+    and by server CPU per request (which moves less with them).
+    """
+    pairs = list(zip(ceiling_runs, warm_runs, strict=True))
+    by_rate = [w["requests_per_s"] / c["requests_per_s"] for c, w in pairs]
+    by_cpu = [c["server_cpu_us_per_request"] / w["server_cpu_us_per_request"] for c, w in pairs]
+    return {
+        "ratio_to_ceiling_by_round": [round(r, 3) for r in by_rate],
+        "median_ratio_to_ceiling_by_round": round(statistics.median(by_rate), 3),
+        "cpu_ratio_to_ceiling_by_round": [round(r, 3) for r in by_cpu],
+        "median_cpu_ratio_to_ceiling_by_round": round(statistics.median(by_cpu), 3),
+    }
+
+
 def machine() -> dict[str, Any]:
     model = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -326,6 +350,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 server.stop()
         ceiling, warm = _best(ceiling_runs), _best(warm_runs)
         warm["ratio_to_ceiling"] = round(warm["requests_per_s"] / ceiling["requests_per_s"], 3)
+        warm.update(_ratios_by_round(ceiling_runs, warm_runs))
         result["ceiling"], result["warm"] = ceiling, warm
 
         # 2. the cost of request logging (one line per check, to a file)
