@@ -110,6 +110,13 @@ from tests.helpers import KnownAnswers, rotated, symbols_for
         ("<@[x]y]:user@good-sender.net>", SenderKind.BAD_SYNTAX),
         # RFC 5321 section 4.5.3.1.3: 254 octets at most, sloppy local part or not.
         (f"taro..x@{'d' * 63}.{'e' * 63}.{'f' * 63}.{'g' * 52}.jp", SenderKind.BAD_SYNTAX),
+        # Regression: octets, not characters. 120 "ü" are 240 octets in UTF-8 (256 with the
+        # domain), yet were 136 characters and passed as a sloppy local part; 119 fit.
+        ("ü" * 120 + "@good-sender.net", SenderKind.BAD_SYNTAX),
+        ("ü" * 119 + "@good-sender.net", SenderKind.DOMAIN),
+        # 249 octets as sent, 255 with the domain in A-labels (xn--bcher-kva.de).
+        ("x.." + "x" * 235 + "@bücher.de", SenderKind.BAD_SYNTAX),
+        ("x.." + "x" * 234 + "@bücher.de", SenderKind.DOMAIN),
     ],
 )
 def test_sender_syntax_classes(sender: str, kind: SenderKind) -> None:

@@ -105,12 +105,20 @@ def _tolerated_domain(address: str) -> str | None:
     """The domain of an address email-validator refused for what is sloppy rather than
     hostile, or None: such a local part, or a domain the HELO check tolerates too
     (an underscore, an "ab--" label IDNA reserves, a final dot). The domain is still
-    resolved and judged; only the syntax penalty (RL_MAILFROM_BAD_SYNTAX) is spared."""
+    resolved and judged; only the syntax penalty (RL_MAILFROM_BAD_SYNTAX) is spared.
+
+    Not the length: RFC 5321 section 4.5.3.1.3 counts octets, those of the UTF-8 an
+    SMTPUTF8 client sends (RFC 6531 section 3.3) and, as email-validator counts them
+    too, those of the address with its domain in A-labels (RFC 5890 section 2.3.2.1).
+    """
     local, at, domain_part = address.rpartition("@")
-    if not at or len(address) > _MAX_ADDRESS or not _LENIENT_LOCAL.match(local):
+    if not at or not _LENIENT_LOCAL.match(local):
         return None
     domain = to_ascii(domain_part)
     if domain is None or hostname_problem(domain) is not None:
+        return None
+    octets = len(local.encode()) + 1 + max(len(domain_part.encode()), len(domain))
+    if octets > _MAX_ADDRESS:
         return None
     return None if non_public_suffix(domain) is not None else domain
 
