@@ -670,7 +670,10 @@ async def test_an_ipv4_mapped_bare_helo_of_our_address_is_forged(unbound_config:
       f"label '{'a' * 40}' is not letters, digits, inner hyphens, underscores"),
      # Brackets on one side only are no literal: the label holding one is what is wrong.
      ("[192.0.2.1", "label '[192' is not letters, digits, inner hyphens, underscores"),
-     ("192.0.2.1]", "label '1]' is not letters, digits, inner hyphens, underscores")],
+     ("192.0.2.1]", "label '1]' is not letters, digits, inner hyphens, underscores"),
+     # Regression: said "an IPv4 address (192.0.2.1) in characters other than ASCII
+     # digits and dots", all of them ASCII digits and dots (to_ascii dropped the dot).
+     ("[192.0.2.1.]", "malformed address literal")],
 )  # fmt: skip
 def test_an_invalid_helo_says_what_is_wrong_with_it(helo: str, problem: str) -> None:
     # Regression (review): a byte that is not UTF-8 read as "control, format or space

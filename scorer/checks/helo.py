@@ -69,7 +69,11 @@ def _literal(raw: str, inner: str) -> HeloName:
     address = literal_address(inner[5:] if tagged else inner)
     if address is None:
         malformed = HeloName(raw, HeloKind.INVALID, problem="malformed address literal")
-        return _address_in_disguise(raw, to_ascii(inner)) or malformed
+        # Only characters IDNA maps can disguise an address: in ASCII, all to_ascii would
+        # change is a final dot, and [192.0.2.1.] is no literal (section 4.1.3), nor in
+        # other characters than ASCII digits and dots.
+        disguised = None if inner.isascii() else _address_in_disguise(raw, to_ascii(inner))
+        return disguised or malformed
     plain = unscoped(address)
     if plain != address:
         # RFC 5321 section 4.1.3 literals have no zone. The address is kept, unscoped,
