@@ -174,6 +174,13 @@ def is_multicast_or_broadcast(address: ipaddress.IPv4Address | ipaddress.IPv6Add
     return address.is_multicast or address == _IPV4_BROADCAST
 
 
+def is_public_host(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``address`` is a public host's, one a reply can be delivered to: global, and
+    no group's (ipaddress calls 224.0.0.1 and ff0e::1 global, yet no TCP connection, so
+    no SMTP session, RFC 5321 section 5.1, can be opened to a multicast address)."""
+    return address.is_global and not is_multicast_or_broadcast(address)
+
+
 def is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Whether ``address`` can only be an internal host's (loopback, link-local, private)."""
     address = unmapped(address)

@@ -278,6 +278,9 @@ def test_an_ipv4_mapped_literal_is_judged_as_the_ipv4_address_it_carries(tag: st
         "u@[IPv6:::1]",
         "u@[IPv6:::ffff:192.168.1.5]",
         "u@[100.64.0.1]",  # CGNAT (RFC 6598): not public, though not "private" either
+        # Regression: group addresses, which ipaddress calls global, scored nothing.
+        "u@[224.0.0.1]",
+        "u@[IPv6:ff0e::25]",
     ],
 )
 async def test_an_address_literal_that_is_not_public_is_bogus(
@@ -601,6 +604,21 @@ def test_non_public_address_evidence_names_four_at_most() -> None:
 def test_an_mx_lookup_failure_says_what_failed() -> None:
     (hit,) = check_mail_from(MailFromFacts(parse_sender(SENDER), mx=SERVFAIL))
     assert (hit.symbol, *hit.options[1:]) == ("RL_MAILFROM_TEMPFAIL", "MX: servfail")
+
+
+@pytest.mark.parametrize("group", ["233.252.0.25", "ff0e::25"])
+def test_an_mx_host_only_at_a_multicast_address_is_bogus(group: str) -> None:
+    # Regression: ipaddress calls multicast addresses global, so an MX host (or implicit
+    # MX) at one was usable, and lookups asked no other family; no SMTP session (TCP) can
+    # be opened to a group address.
+    answer = Answer((ipaddress.ip_address(group),), 300)
+    assert not has_global_address(answer)
+    multicast = AddressFacts(NODATA, answer) if ":" in group else AddressFacts(answer, NODATA)
+    assert _judged_mx({"mc.evidence-test.net": multicast}) == [
+        ("RL_MAILFROM_BOGUS_MX", f"MX mc.evidence-test.net: only non-public addresses {group}")
+    ]
+    facts = MailFromFacts(parse_sender(SENDER), mx=NODATA, implicit_mx=multicast)
+    assert [hit.symbol for hit in check_mail_from(facts)] == ["RL_MAILFROM_BOGUS_MX"]
 
 
 def test_an_mx_host_only_in_cgnat_space_is_bogus() -> None:

@@ -31,6 +31,7 @@ from scorer.memo import memoise_short_text
 from scorer.names import (
     address_named,
     hostname_problem,
+    is_public_host,
     literal_address,
     non_public_suffix,
     plain_snums,
@@ -250,8 +251,9 @@ def is_null_mx(mx: Answer[MxRecord]) -> bool:
 
 
 def has_global_address(outcome: Answer[IPAddress]) -> bool:
-    """An MX host is usable only at a public address (not loopback/private/reserved)."""
-    return any(address.is_global for address in outcome.records)
+    """An MX host is usable only at a public address (not loopback/private/reserved, nor
+    multicast: names.is_public_host)."""
+    return any(map(is_public_host, outcome.records))
 
 
 def _bogus_reason(target: str, facts: AddressFacts | None) -> str | None:
@@ -265,7 +267,7 @@ def _bogus_reason(target: str, facts: AddressFacts | None) -> str | None:
     addresses = facts.addresses
     if not addresses:
         return "does not resolve"
-    if not any(a.is_global for a in addresses):
+    if not any(map(is_public_host, addresses)):
         return f"only non-public addresses {listed_addresses(addresses, most=4)}"
     return None
 
@@ -284,7 +286,7 @@ def _check_mx(
     # Usable: a public address, whatever the other family's lookup did (an A that timed
     # out beside a public AAAA still leaves a host to deliver to).
     usable = (
-        r is None and any(a.is_global for a in targets[n].addresses) for n, r in reasons.items()
+        r is None and any(map(is_public_host, targets[n].addresses)) for n, r in reasons.items()
     )
     if not reasons or any(usable):
         return None  # at least one usable mail host (or none to judge)
@@ -320,7 +322,7 @@ def _check_implicit(
         reason = _bogus_reason(domain, implicit)
         if reason:
             return Hit("RL_MAILFROM_BOGUS_MX", (subject, no_mx, f"implicit MX: {reason}"))
-        if any(address.is_global for address in addresses):
+        if any(map(is_public_host, addresses)):
             return None
         # Only internal addresses so far, and the other family's lookup failed: it might
         # have been public. Unknown, and said so rather than nothing.
@@ -331,12 +333,12 @@ def _check_implicit(
 
 def _literal_hit(subject: str, literal: IPAddress | None) -> Hit | None:
     """RFC 5321 section 4.1.3: a reply to user@[address] goes to that address itself, so
-    one that is not public (loopback, private, reserved) cannot receive it, as the
+    one that is not public (loopback, private, reserved, multicast) cannot receive it, as the
     same address behind an MX could not (``_bogus_reason``)."""
     if literal is None:
         return None
     address = unmapped(literal)
-    if address.is_global:
+    if is_public_host(address):
         return None
     return Hit("RL_MAILFROM_BOGUS_MX", (subject, f"address literal: non-public address {address}"))
 
