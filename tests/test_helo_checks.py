@@ -588,6 +588,15 @@ async def test_an_internal_literal_says_the_sender_may_be_behind_nat(pipeline: P
         assert literal["RL_HELO_LITERAL_MISMATCH"].score == score, helo
 
 
+@pytest.mark.parametrize("helo", ["[0.0.0.0]", "[IPv6:::]"])
+def test_an_unspecified_literal_is_no_nat_slip(helo: str) -> None:
+    # Regression: names.is_internal counts the unspecified address, so "[0.0.0.0]" read
+    # "the literal is internal: NAT?" at a third of the weight; no host, behind NAT or
+    # not, has that address (RFC 4291 section 2.5.2, RFC 1122 section 3.2.1.3).
+    (hit,) = check_helo(HeloFacts(parse_helo(helo)), PUBLIC_CLIENT, frozenset(), frozenset())
+    assert hit == Hit("RL_HELO_LITERAL_MISMATCH", (f"helo={helo}", f"client is {PUBLIC_CLIENT}"))
+
+
 async def test_a_bare_ip_of_another_host_says_so(pipeline: Pipeline) -> None:
     # Regression (review): "8.8.8.8" from another client read like the client's own
     # address without brackets; the bracketed form says the address is not the client's.

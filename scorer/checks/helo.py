@@ -190,9 +190,15 @@ def _syntax_hit(helo: HeloName, ip: IPAddress) -> Hit | None:
             # An internal literal is a host behind NAT naming its inside address: the fix
             # is the MTA's config, not a sign of someone else's identity, and it scores
             # as gently as RL_HELO_NOT_FQDN (a third). Loopback is no inside address a
-            # NAT'd host has: "[127.0.0.1]" claims to be localhost, as bots do.
+            # NAT'd host has: "[127.0.0.1]" claims to be localhost, as bots do. Nor is the
+            # unspecified address, which no host has (RFC 4291 section 2.5.2, RFC 1122
+            # section 3.2.1.3): "[0.0.0.0]" names nobody.
             address = helo.address
-            behind = address is not None and is_internal(address) and not address.is_loopback
+            behind = (
+                address is not None
+                and is_internal(address)
+                and not (address.is_loopback or address.is_unspecified)
+            )
             if behind:
                 why = f"client is {ip} (the literal is internal: NAT?)"
                 return Hit("RL_HELO_LITERAL_MISMATCH", (evidence, why), NAT_SLIP_CONFIDENCE)
