@@ -30,6 +30,7 @@ from scorer.app import Service
 from scorer.checks.helo import parse_helo
 from scorer.checks.mailfrom import parse_sender
 from scorer.config import Config, ConfigError, config_from_mapping
+from scorer.hangup import defer_hangups, take_deferred_hangup
 from scorer.memo import MAX_MEMO_CHARS, memo_sized, memoise_short_text
 from scorer.pipeline import Pipeline
 from scorer.protocol import RequestError, decode_body, parse_labels, parse_request
@@ -810,6 +811,38 @@ def test_a_new_worker_reports_a_rejected_reload_until_one_succeeds(
     for line in expected:
         supervisor._reload()
         assert start_a_worker() == line
+
+
+def test_a_reload_forwarded_while_a_worker_starts_reaches_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Regression: a new worker cleared the SIGHUP it had remembered so far, once past
+    # PR_SET_PDEATHSIG (importing ctypes: ~6 ms), taking it for its parent's. A reload
+    # the parent forwarded in that time (it reloads itself first, ~1 ms) was lost: the
+    # worker (a replacement, or one of the first) served the config from before it,
+    # reporting no failure, while the others served the new one.
+    started = tmp_path / "started"
+
+    def run_worker(*_args: object, **_options: object) -> None:
+        started.write_text(f"reload pending: {take_deferred_hangup()}")  # as the app does
+
+    def die_with_parent(_parent: int) -> None:
+        os.kill(os.getpid(), signal.SIGHUP)  # the parent's forwarded SIGHUP, meanwhile
+
+    monkeypatch.setattr("scorer.workers.run_worker", run_worker)
+    monkeypatch.setattr("scorer.workers._die_with_parent", die_with_parent)
+    config = config_from_mapping({})
+    supervisor = Supervisor(config, lambda: config, "127.0.0.1", 1, 1)
+    before = signal.getsignal(signal.SIGHUP)
+    defer_hangups()  # as `serve` does first thing: the workers inherit it
+    try:
+        supervisor._spawn()
+    finally:
+        signal.signal(signal.SIGHUP, before)
+    pid, worker = supervisor._children.popitem()
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    supervisor._release(worker)
+    assert started.read_text() == "reload pending: True"
 
 
 def test_the_watchdog_leaves_workers_alone_while_they_stop(
