@@ -283,7 +283,7 @@ class Supervisor:
                     os.close(fd)  # the parent's ends
                 os.set_blocking(beat_write, False)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISED)
-                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1):
+                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
                     signal.signal(signum, signal.SIG_DFL)
                 _die_with_parent(parent)
                 # A reload forwarded while we start must not kill us, nor get lost: the
@@ -449,6 +449,11 @@ class Supervisor:
                     remove_directory(self._metrics_directory)
 
     def _supervise(self) -> int:
+        # An ignored SIGCHLD survives exec: whatever started us with it so (a daemon
+        # that sets it to reap its children) would have the kernel reap our workers
+        # and send no signal, so a dead worker went unnoticed: never replaced, and its
+        # pid, which another process may get, still signalled on every reload.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISED)
         # A SIGHUP since start-up (deferred: scorer.hangup) asked for a config newer than
         # the one loaded: the workers must start with that, not lose the reload.

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -366,11 +366,13 @@ def _get(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, byt
         connection.close()
 
 
-def _start_workers(config: Path, port: int, log: Path, *options: str) -> subprocess.Popen[bytes]:
+def _start_workers(
+    config: Path, port: int, log: Path, *options: str, python: Sequence[str] = (sys.executable,)
+) -> subprocess.Popen[bytes]:
     """`serve --workers 2` on ``port``, once both workers run (killed if they do not)."""
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "scorer", "serve", "--workers", "2", "--config", str(config),
+            *python, "-m", "scorer", "serve", "--workers", "2", "--config", str(config),
             "--listen", f"127.0.0.1:{port}", *options,
         ],
         stdout=subprocess.DEVNULL,
@@ -533,6 +535,36 @@ def test_a_stuck_worker_is_killed_and_replaced(unbound: Unbound, tmp_path: Path)
             time.sleep(0.1)
         assert healthy in children(process.pid)
         assert f"worker {stuck} sent no heartbeat for 3 s" in log.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+def test_a_dead_worker_is_replaced_when_started_with_sigchld_ignored(
+    unbound: Unbound, tmp_path: Path
+) -> None:
+    """Regression: an ignored SIGCHLD survives exec, and with it the kernel reaped dead
+    workers itself and sent no SIGCHLD: the supervisor never noticed one had died, so
+    it was never replaced (nor logged), and its pid still got every reload's SIGHUP."""
+    ignoring_sigchld = (
+        sys.executable, "-c",
+        "import os, signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); "
+        "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])",
+    )  # fmt: skip
+    config = tmp_path / "scorer.toml"
+    config.write_text("[server]\nlog_requests = false\n")
+    log = tmp_path / "log"
+    process = _start_workers(
+        config, free_port(), log, "--nameserver", unbound.nameserver, python=ignoring_sigchld
+    )
+    try:
+        victim, survivor = children(process.pid)
+        os.kill(victim, signal.SIGKILL)
+        alive = eventually(
+            lambda: children(process.pid), lambda pids: len(pids) == 2 and victim not in pids
+        )
+        assert victim not in alive and survivor in alive and len(alive) == 2
+        assert f"worker {victim} exited (killed by SIGKILL)" in log.read_text()
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
