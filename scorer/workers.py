@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import signal
@@ -231,9 +232,13 @@ def _beat_on(fd: int) -> Callable[[web.Application], Awaitable[None]]:
     return start
 
 
-def _ask_parent_to_reload_peers() -> None:
-    with contextlib.suppress(OSError):
-        os.kill(os.getppid(), signal.SIGUSR1)
+def _ask_parent_to_reload_peers(parent: int) -> None:
+    """SIGUSR1 to the supervisor, ``parent``, while it is still ours: once it has died
+    (our SIGTERM on its way, _die_with_parent), getppid() names PID 1 or a subreaper,
+    which SIGUSR1 could kill."""
+    if os.getppid() == parent:
+        with contextlib.suppress(OSError):
+            os.kill(parent, signal.SIGUSR1)
 
 
 @dataclass(slots=True)
@@ -303,7 +308,7 @@ class Supervisor:
                     self._host,
                     self._port,
                     reuse_port=True,
-                    peer_reload=_ask_parent_to_reload_peers,
+                    peer_reload=functools.partial(_ask_parent_to_reload_peers, parent),
                     stale_config=stale,
                     shared_metrics=(
                         WorkerMetrics(self._metrics_directory, name)

@@ -35,7 +35,7 @@ from scorer.memo import MAX_MEMO_CHARS, memo_sized, memoise_short_text
 from scorer.pipeline import Pipeline
 from scorer.protocol import RequestError, decode_body, parse_labels, parse_request
 from scorer.workermetrics import SNAPSHOT_SECONDS
-from scorer.workers import STOP_GRACE_SECONDS, Supervisor, _Worker
+from scorer.workers import STOP_GRACE_SECONDS, Supervisor, _ask_parent_to_reload_peers, _Worker
 from tests import world
 from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns, dead_port
@@ -961,6 +961,21 @@ def test_giving_up_on_workers_stops_a_stuck_one_too(unbound: Unbound, tmp_path: 
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_worker_asks_only_its_own_supervisor_to_reload_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression (review): SIGUSR1 went to os.getppid() whoever that was: after the
+    # supervisor died (the worker still draining a POST /v1/reload), PID 1 or a
+    # subreaper, which SIGUSR1 may kill.
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "kill", lambda pid, signum: sent.append((pid, signum)))
+    supervisor = os.getppid()
+    _ask_parent_to_reload_peers(supervisor + 1)  # reparented: the supervisor is gone
+    assert sent == []
+    _ask_parent_to_reload_peers(supervisor)
+    assert sent == [(supervisor, signal.SIGUSR1)]
 
 
 def test_the_parent_logs_in_the_format_a_reload_sets(tmp_path: Path) -> None:
