@@ -194,6 +194,7 @@ def _type_name(expected: Any) -> str:
 MAX_NUMBER = 2**53
 MAX_WORKERS = 256  # [server] workers and serve --workers; more is a typo, not a box
 MIN_WATCHDOG_SECONDS = 3.0  # a few missed heartbeats (one a second), not one late timer
+TOKEN_KEY = "[server] token"  # the secret: no error shows its value
 
 
 def _check_value(path: str, expected: Any, value: Any) -> Any:
@@ -213,7 +214,10 @@ def _check_value(path: str, expected: Any, value: Any) -> Any:
         return value
     if expected == list[str] and isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
-    raise ConfigError(f"{path}: expected {_type_name(expected)}, got {value!r}")
+    # A token written unquoted (token = 1234...) is the secret all the same, and this
+    # error goes to the terminal and the journal: its type only.
+    got = f"{type(value).__name__} (not shown)" if path == TOKEN_KEY else repr(value)
+    raise ConfigError(f"{path}: expected {_type_name(expected)}, got {got}")
 
 
 def _section(name: str, cls: type, values: Any) -> Any:
@@ -286,7 +290,7 @@ def _validate(config: Config) -> None:
             check()
         except ValueError as error:
             raise ConfigError(f"{path}: {error}") from None
-    _check_token(config.server.token, "[server] token")
+    _check_token(config.server.token, TOKEN_KEY)
     # Floors: below these the service runs but is useless (every check a 413, or every
     # lookup a 0-weight tempfail), which nothing would report.
     at_least = {

@@ -346,6 +346,17 @@ def test_token_outside_rfc6750_is_a_config_error(token: str) -> None:
     assert str(error.value).startswith("RDNS_SCORER_TOKEN: ") and token not in str(error.value)
 
 
+@pytest.mark.parametrize("token", [73105281964750318, 3.25, ["s3cret-token"], True])
+def test_a_token_that_is_no_string_is_not_shown(token: object) -> None:
+    # Regression: the type error echoed it ("got 73105281964750318"): a token of digits
+    # written without quotes went to the terminal and the journal.
+    with pytest.raises(ConfigError) as error:
+        config_from_mapping({"server": {"token": token}})
+    message = str(error.value)
+    assert message.startswith("[server] token: expected a string, got "), message
+    assert str(token).strip("[]'") not in message and "not shown" in message
+
+
 def test_an_invalid_token_in_token_file_names_the_file(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_text("two words\n")
