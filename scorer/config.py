@@ -467,7 +467,9 @@ def _with_secret(config: Config, env_token: str | None) -> Config:
     if not token and config.server.token_file:
         where = f"[server] token_file ({config.server.token_file})"
         try:
-            token = Path(config.server.token_file).read_text(encoding="utf-8").strip()
+            # utf-8-sig: a byte-order mark (Notepad) is no part of the token, as it is
+            # none of the config file's (read_toml) or a list file's.
+            token = Path(config.server.token_file).read_text(encoding="utf-8-sig").strip()
         except (OSError, ValueError) as error:  # ValueError: bad UTF-8, a NUL in the path
             raise ConfigError(f"[server] token_file: {error}") from None
         if not token:

@@ -457,6 +457,16 @@ def test_token_from_environment_file_or_config(tmp_path: Path) -> None:
         load_config(path, environ={})
 
 
+def test_a_token_file_saved_with_a_byte_order_mark_is_read_past_it(tmp_path: Path) -> None:
+    # Regression: the config file and list files read past an editor's BOM, a token_file
+    # did not: "only letters, digits and -._~+/ ..." for a token that has only those.
+    secret = tmp_path / "token"
+    secret.write_bytes(b"\xef\xbb\xbf0f1e2d3c\r\n")
+    path = tmp_path / "c.toml"
+    path.write_text(f'[server]\ntoken_file = "{secret}"\n')
+    assert load_config(path, environ={}).server.token == "0f1e2d3c"
+
+
 def test_relative_file_names_are_relative_to_the_config_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
