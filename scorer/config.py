@@ -372,7 +372,10 @@ def parse_listen(text: str) -> tuple[str, int]:
     port = decimal_in(port_text, 1, 65535)
     if not sep or port is None:
         raise ValueError(f"expected HOST:PORT, got {text!r}")
-    host = host.strip("[]") or "127.0.0.1"
+    if host.startswith("[") and host.endswith("]"):
+        # One pair around the host; strip("[]") also took "[::1" or "127.0.0.1]".
+        host = host[1:-1]
+    host = host or "127.0.0.1"
     problem = None if address_in(host) is not None else hostname_problem(host.lower())
     if problem is not None:
         # "mail..example" would pass this far and end serve in an IDNA traceback.

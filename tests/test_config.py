@@ -156,6 +156,11 @@ def test_nameservers_from_the_environment_lose_the_spaces_around_commas() -> Non
         ({"server": {"listen": "127.0.0.1:65536"}}, "[server] listen: expected HOST:PORT"),
         ({"server": {"listen": "127.0.0.1:+25"}}, "[server] listen: expected HOST:PORT"),
         ({"server": {"listen": "127.0.0.1: 25"}}, "[server] listen: expected HOST:PORT"),
+        # Regression: brackets were stripped one by one, so these loaded as ::1 and
+        # 127.0.0.1, though none is a [V6]:PORT or HOST:PORT.
+        ({"server": {"listen": "[::1:11340"}}, "[server] listen: '[::1' is neither"),
+        ({"server": {"listen": "127.0.0.1]:11340"}}, "listen: '127.0.0.1]' is neither"),
+        ({"server": {"listen": "[[::1]]:11340"}}, "[server] listen: '[::1]' is neither"),
     ],
 )
 def test_validation_messages_name_the_key(data: dict[str, object], message: str) -> None:
