@@ -29,6 +29,7 @@ DEFAULT_PORT = 11340
 ENV_LISTEN = "RDNS_SCORER_LISTEN"
 ENV_NAMESERVERS = "RDNS_SCORER_NAMESERVERS"
 ENV_TOKEN = "RDNS_SCORER_TOKEN"
+ENV_VARIABLES = (ENV_LISTEN, ENV_NAMESERVERS, ENV_TOKEN)
 
 # Clients the checks make no sense for: loopback, RFC 1918, link-local, CGNAT
 # (RFC 6598), ULA (RFC 4193) and IPv6 link-local. Mail from these comes from
@@ -427,6 +428,11 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ) -> Config:
     """Read ``path`` (or nothing: all defaults), then apply environment overrides."""
+    # As an unknown key is: RDNS_SCORER_NAMESERVER (the flag is --nameserver) or a
+    # Docker-style RDNS_SCORER_TOKEN_FILE would otherwise be ignored without a word.
+    unknown = sorted(n for n in environ if n.startswith("RDNS_SCORER_") and n not in ENV_VARIABLES)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown variable (known: {', '.join(ENV_VARIABLES)})")
     data: dict[str, Any] = {}
     if path is not None:
         try:

@@ -556,6 +556,18 @@ def test_an_empty_override_variable_is_no_override() -> None:
     assert config.dns.nameservers == []
 
 
+@pytest.mark.parametrize("name", ["RDNS_SCORER_NAMESERVER", "RDNS_SCORER_TOKEN_FILE"])
+def test_an_unknown_variable_is_named_as_an_unknown_key_is(name: str) -> None:
+    # Regression: ignored without a word, so the service asked /etc/resolv.conf (or ran
+    # without the token the admin meant to give it).
+    with pytest.raises(ConfigError) as error:
+        load_config(None, environ={name: "10.0.0.1", "RDNS_SCORER_LISTEN": "127.0.0.1:25"})
+    assert str(error.value) == (
+        f"{name}: unknown variable "
+        "(known: RDNS_SCORER_LISTEN, RDNS_SCORER_NAMESERVERS, RDNS_SCORER_TOKEN)"
+    )
+
+
 def test_an_empty_token_file_is_an_error_not_no_token(tmp_path: Path) -> None:
     # Without the check the service would run with no token at all: every client allowed.
     secret = tmp_path / "token"
