@@ -143,6 +143,8 @@ class Config:
                 except AllowlistError as error:
                     raise AllowlistError(f"{key}: {error}") from None
         for path in self.allowlist.files:
+            if not path:  # os.stat("") fails as a missing file, and the error named none
+                raise AllowlistError("files: an empty file name")
             allowlist.add_file(path)  # its errors name the file and line
         return allowlist
 

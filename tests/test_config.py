@@ -147,6 +147,8 @@ def test_nameservers_from_the_environment_lose_the_spaces_around_commas() -> Non
         ({"dns": 5}, "[dns]: expected a table"),
         ({"weights": 1}, "[weights]: expected a table of SYMBOL = number"),
         ({"policy": {"local_ips": ["mx.example.org"]}}, "[policy] local_ips: "),
+        # Regression: "[allowlist] : No such file or directory", naming neither.
+        ({"allowlist": {"files": [""]}}, "[allowlist] files: an empty file name"),
         # At most 2^53 either way: a weight of -2^60 is as much a typo as +2^60.
         ({"dns": {"cache_max_entries": 2**53 + 1}}, "cache_max_entries: expected a finite number"),
         ({"weights": {"RL_PTR_MISSING": -(2**53) - 1}}, "RL_PTR_MISSING: expected a finite number"),
