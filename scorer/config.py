@@ -437,6 +437,8 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ
         raise ConfigError(f"{unknown[0]}: unknown variable (known: {', '.join(ENV_VARIABLES)})")
     data: dict[str, Any] = {}
     if path is not None:
+        if not str(path):  # `--config "$UNSET"`: Path("") is the working directory
+            raise ConfigError("the config file name is empty")
         try:
             data = read_toml(path)
         except OSError as error:

@@ -330,6 +330,17 @@ def test_config_check_names_the_file_it_found_ok(
     assert capsys.readouterr().out == f"{config}: OK\n"
 
 
+@pytest.mark.parametrize("args", [["config", "check", ""], ["serve", "--config", ""]])
+def test_an_empty_config_file_name_says_so(
+    args: list[str], served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression: `--config "$UNSET"` read the working directory, and said
+    # "rdns-scorer: config error: : Is a directory", naming no file.
+    assert main(args) == 2
+    assert capsys.readouterr().err == "rdns-scorer: config error: the config file name is empty\n"
+    assert served.calls == []
+
+
 # -- a reader that leaves early ----------------------------------------------------------
 
 
