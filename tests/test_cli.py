@@ -80,6 +80,14 @@ def test_serve_takes_workers_from_the_flag_else_the_config(tmp_path: Path, serve
     assert served.deferred == 3
 
 
+def test_serve_takes_up_to_256_workers(capsys: pytest.CaptureFixture[str]) -> None:
+    # docs/configuration.md: 1 to 256, here and for serve --workers (mutation review).
+    assert build_parser().parse_args(["serve", "--workers", "256"]).workers == 256
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--workers", "257"])
+    assert "--workers: expected 1 to 256, got '257'" in capsys.readouterr().err
+
+
 def test_serve_warns_about_a_token_every_user_can_read(
     tmp_path: Path, served: Served, caplog: pytest.LogCaptureFixture
 ) -> None:
