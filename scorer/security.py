@@ -10,7 +10,7 @@ from scorer.config import Config, ConfigError, ServerConfig, parse_listen, read_
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
+    if host.lower() == "localhost":  # names are case-insensitive (RFC 4343 section 3)
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -1198,6 +1198,7 @@ def test_systemd_is_told_ready_once_the_port_listens(
     ("host", "loopback"),
     [
         ("localhost", True),
+        ("LocalHost", True),  # regression: refused as "not loopback"
         ("127.0.0.1", True),
         ("127.42.0.9", True),  # all of 127/8
         ("::1", True),
