@@ -152,7 +152,7 @@ def _check(args: argparse.Namespace) -> int:
     try:
         request = parse_request({k: v for k, v in data.items() if v is not None}).request
     except RequestError as error:
-        print_error(f"rdns-scorer check: {error.field}: {error.message}")
+        print_error(f"rdns-scorer check: {error.message}")  # it names the field
         return 2
     pipeline = Pipeline(config)
 

@@ -240,6 +240,21 @@ def test_health_failures_are_one_line_and_exit_1(
 # -- check -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--ip", ""], "rdns-scorer check: ip is not an IPv4 or IPv6 address: \n"),
+        (["--ip", "224.0.0.1"], "rdns-scorer check: ip 224.0.0.1 is not a unicast address"),
+    ],
+)
+def test_check_names_a_bad_field_once(
+    args: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression: "rdns-scorer check: ip: ip is not ...": the message names its field.
+    assert main(["check", *args]) == 2
+    assert capsys.readouterr().err.startswith(said)
+
+
 def test_check_json_is_the_reply_body(unbound: Unbound, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["check", "--json", "--nameserver", unbound.nameserver, "--ip", world.MISSING_PTR_IP]
     assert main(argv) == 0
