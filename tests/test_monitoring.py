@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ ALERTS_YML = DOCKER / "prometheus" / "alerts.yml"
 DOCS = REPO / "docs" / "monitoring.md"
 UNIT = REPO / "contrib" / "rdns-scorer.service"
 JOB = "rdns-scorer"
+OTHER_JOB = "node"  # another job Prometheus scrapes: not a scorer
 TOKEN = "monitoring-test-token"
 
 # No skips: missing tools must fail loudly (`make test` installs them).
@@ -208,8 +210,9 @@ async def drive_load(
     return statuses
 
 
-def prometheus_config(targets: list[str]) -> str:
-    # JSON is YAML: no YAML library needed. Same job name and rule file as the shipped config.
+def prometheus_config(targets: list[str], other_target: str) -> str:
+    # JSON is YAML: no YAML library needed. Same job name and rule file as the shipped config,
+    # and another job besides, as every Prometheus has (the shipped one scrapes itself).
     return json.dumps(
         {
             "global": {
@@ -218,7 +221,10 @@ def prometheus_config(targets: list[str]) -> str:
                 "evaluation_interval": "1s",
             },
             "rule_files": ["alerts.yml"],
-            "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": targets}]}],
+            "scrape_configs": [
+                {"job_name": JOB, "static_configs": [{"targets": targets}]},
+                {"job_name": OTHER_JOB, "static_configs": [{"targets": [other_target]}]},
+            ],
         }
     )
 
@@ -226,7 +232,7 @@ def prometheus_config(targets: list[str]) -> str:
 def all_queries(prometheus: Prometheus) -> list[tuple[str, str]]:
     """(where, expr) for every dashboard target and every alert rule Prometheus loaded."""
     dashboard = load_dashboard()
-    variables = template_values(dashboard)
+    variables = template_values(dashboard, prometheus.label_values)
     queries = [
         (f"panel {q.panel!r} {q.ref_id}", substitute(q.expr, variables))
         for q in panel_queries(dashboard)
@@ -267,8 +273,9 @@ def stack(own_unbound: Unbound) -> Iterator[Stack]:
     healthy = ScorerProcess(own_unbound.nameserver, SCORER_TOML)
     broken = ScorerProcess(f"127.0.0.1:{dead_port()}", SCORER_TOML)
     down_target = f"127.0.0.1:{free_port()}"
+    other_target = f"127.0.0.1:{free_port()}"  # nothing listens there either
     prometheus = Prometheus(
-        prometheus_config([healthy.address, broken.address, down_target]),
+        prometheus_config([healthy.address, broken.address, down_target], other_target),
         {"alerts.yml": ALERTS_YML.read_text()},
     )
     try:
@@ -337,6 +344,25 @@ def test_every_exported_metric_family_is_on_the_dashboard(stack: Stack) -> None:
     unknown = {n for n in re.findall(r"rdns_scorer_\w+", DASHBOARD.read_text())} - exported
     unknown |= set(re.findall(r"rdns_scorer_\w+", ALERTS_YML.read_text())) - exported
     assert not unknown, f"queries name metrics the service does not export: {sorted(unknown)}"
+
+
+def test_panels_show_the_scorer_jobs_only(stack: Stack) -> None:
+    # Regression: the job variable's "All" was ".+", every job: `up` is every target's, so
+    # *Scorers up* and *Targets up* counted every target Prometheus scrapes (in the Docker
+    # stack, Prometheus itself). "All" is the scorer jobs found, as for one of them.
+    dashboard = load_dashboard()
+    every = template_values(dashboard, stack.prometheus.label_values)
+    scorer_only = {**every, "job": JOB}
+    at = str(time.time())
+
+    def result(expr: str) -> dict[frozenset[tuple[str, str]], str]:
+        series = stack.prometheus.api("query", query=expr, time=at)["result"]
+        return {frozenset(s["metric"].items()): s["value"][1] for s in series}
+
+    for query in panel_queries(dashboard):
+        assert result(substitute(query.expr, every)) == result(
+            substitute(query.expr, scorer_only)
+        ), f"panel {query.panel!r} {query.ref_id}"
 
 
 def test_dashboard_variables_find_the_instances(stack: Stack) -> None:

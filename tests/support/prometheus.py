@@ -107,6 +107,11 @@ class Prometheus:
         result: list[dict[str, Any]] = data["result"]
         return result
 
+    def label_values(self, selector: str, label: str) -> list[str]:
+        """``label``'s values among the series of ``selector``: Grafana's ``label_values()``."""
+        values: list[str] = self.api(f"label/{label}/values", **{"match[]": selector})
+        return values
+
     def rules(self) -> list[dict[str, Any]]:
         return [rule for group in self.api("rules")["groups"] for rule in group["rules"]]
 
@@ -151,19 +156,35 @@ def panel_queries(dashboard: dict[str, Any]) -> list[PanelQuery]:
     ]
 
 
-def template_values(dashboard: dict[str, Any]) -> dict[str, str]:
-    """What each dashboard variable stands for when "All" is selected."""
+def template_values(
+    dashboard: dict[str, Any], label_values: Callable[[str, str], list[str]] | None = None
+) -> dict[str, str]:
+    """What each dashboard variable stands for when "All" is selected, as Grafana sends it:
+    its ``allValue``, else every value its ``label_values(selector, label)`` query finds
+    (``label_values``, asked with the variables before it filled in), as one regex; a
+    stand-in value without ``label_values``."""
     values: dict[str, str] = {}
     for variable in dashboard.get("templating", {}).get("list", []):
         name = variable["name"]
         if variable.get("type") == "datasource":
             values[name] = "prometheus"
         elif variable.get("includeAll"):
-            values[name] = variable.get("allValue") or ".*"
+            values[name] = variable.get("allValue") or _all_found(
+                substitute(variable["definition"], values), label_values
+            )
         else:
             current = variable.get("current", {}).get("value")
             values[name] = current if isinstance(current, str) else ".*"
     return values
+
+
+def _all_found(definition: str, label_values: Callable[[str, str], list[str]] | None) -> str:
+    """Grafana's "All" without an ``allValue``: the values found, regex-escaped, joined."""
+    match = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", definition)
+    assert match, f"not a label_values() query: {definition!r}"
+    found = label_values(*match.groups()) if label_values else ["all-found"]
+    escaped = [re.sub(r"[$^*{}\[\]'+?.()|\\]", r"\\\\\g<0>", value) for value in found]
+    return escaped[0] if len(escaped) == 1 else f"({'|'.join(escaped)})"
 
 
 def substitute(expr: str, variables: dict[str, str]) -> str:
