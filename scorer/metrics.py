@@ -26,7 +26,12 @@ from scorer.symbols import SYMBOLS, Family
 # a millisecond, so resolution matters most between 0.5 ms and 1 s.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.8, 1.0, 2.5)
 DNS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
-SCORE_BUCKETS = (-5.0, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0)
+# Score buckets. Most clean mail scores exactly 0, and histogram_quantile interpolates
+# inside a bucket: with 0 the top of a bucket from -1, such mail had a median of -0.5.
+# A bucket from -0.001 to 0 keeps it at ~0 and the negative scores' resolution too.
+SCORE_BUCKETS = (
+    -5.0, -1.0, -0.001, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0,
+)  # fmt: skip
 
 CHECKED_FAMILIES = (Family.PTR, Family.HELO, Family.MAILFROM)
 CHECK_OUTCOMES = ("pass", "fail", "tempfail", "skipped")

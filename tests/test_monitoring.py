@@ -34,6 +34,7 @@ from prometheus_client import generate_latest
 from scorer.app import Service
 from scorer.config import Config, ConfigError, config_from_mapping, load_config, parse_listen
 from scorer.dns.layer import Nameserver
+from scorer.metrics import SCORE_BUCKETS
 from scorer.security import public_bind_refusal
 from tests import world
 from tests.support.fakedns import FaultyDns, dead_port
@@ -543,6 +544,33 @@ def test_alerts_stay_quiet_on_little_traffic_and_reload_failure_stays_until_fixe
     # every message, while the rest came from the cache) paged "resolver broken".
     shutil.copy(ALERTS_YML, tmp_path / "alerts.yml")
     (tmp_path / "tests.yml").write_text(_RULE_TESTS)
+    tested = promtool("test", "rules", str(tmp_path / "tests.yml"))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_the_score_median_of_mail_scoring_zero_is_zero(tmp_path: Path) -> None:
+    # Regression (review): with a bucket from -1 to 0, Prometheus interpolates a median
+    # of -0.5 for mail that all scored 0, the usual score of clean mail: the dashboard's
+    # "Score percentiles" said the typical message was vouched for. The dashboard's own
+    # query, over a histogram where every check scored 0.
+    dashboard = json.loads(DASHBOARD.read_text())
+    panel = next(p for p in iter_panels(dashboard) if p.get("title") == "Score percentiles")
+    median = next(t["expr"] for t in panel["targets"] if "histogram_quantile(0.5" in t["expr"])
+    query = median.replace("$__rate_interval", "5m").replace("$job", ".+")
+    query = query.replace("$instance", ".+")
+    series = "".join(
+        f'      - series: \'rdns_scorer_score_bucket{{job="{JOB}",instance="a",le="{le}"}}\'\n'
+        f"        values: '{'0x20' if le < 0 else '0+10x20'}'\n"
+        for le in (*SCORE_BUCKETS, float("inf"))
+    )
+    (tmp_path / "tests.yml").write_text(
+        "rule_files: []\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n"
+        f"    input_series:\n{series}"
+        "    promql_expr_test:\n"
+        f"      - expr: 'abs({query}) < bool 0.01'\n"
+        "        eval_time: 15m\n"
+        "        exp_samples: [{labels: '{}', value: 1}]\n"
+    )
     tested = promtool("test", "rules", str(tmp_path / "tests.yml"))
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
