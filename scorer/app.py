@@ -192,8 +192,21 @@ def _authorized(request: web.Request, token: str) -> bool:
 
 
 def body_too_large(limit: int) -> str:
-    """The 413's message, whether the size showed in the headers, the body or Expect."""
+    """The 413's message, whether the size showed in the headers or the body."""
     return f"body larger than {limit} bytes"
+
+
+async def _invite_the_body(request: web.Request) -> None:
+    """Send "100 Continue" to a client that waits for it before sending its body.
+
+    Not to an HTTP/1.0 client, whose expectation is to be ignored (RFC 9110 section
+    10.1.1), and only for a request about to be read: a final status instead (401,
+    413, 415, or any route but /v1/check) spares the client sending a body we would
+    not read (RFC 9110 section 10.1.1 lets a server answer so before the content).
+    """
+    if request.version >= (1, 1):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the response proper has not started
 
 
 async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str]:
@@ -219,9 +232,12 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
             status=415,
         )
     arrived = request.content.is_eof()  # the usual case: it came with the headers
-    if not arrived and (request.content_length or 0) > limit:
-        # Refused before waiting for it (one that arrived is measured below, for free).
-        raise RequestError(body_too_large(limit), status=413)
+    if not arrived:
+        if (request.content_length or 0) > limit:
+            # Refused before waiting for it (one that arrived is measured below, for free).
+            raise RequestError(body_too_large(limit), status=413)
+        if request.headers.get(hdrs.EXPECT):  # 100-continue: expect_continue took others
+            await _invite_the_body(request)
     try:
         if arrived:  # no timer to arm
             body = await request.read()
@@ -284,34 +300,27 @@ async def check(service: Service, request: web.Request) -> web.Response:
 
 
 def expect_continue(
-    service: Service, endpoint: str, limits_body: bool = False
+    service: Service, endpoint: str
 ) -> Callable[[web.Request], Awaitable[web.Response | None]]:
-    """A route's answer to ``Expect`` (RFC 9110 section 10.1.1): "100 Continue" as
-    aiohttp's default does, except a JSON 417 for any other expectation (aiohttp's own
-    echoed the header in plain text, and a header that is not UTF-8 made it a 500 with
-    a traceback), and, where ``limits_body`` (/v1/check), a 413 before the client sends
-    a body we would refuse (curl asks so for big bodies). Both are counted here: the
-    route's wrapper never runs for them."""
+    """A route's answer to ``Expect`` (RFC 9110 section 10.1.1): a JSON 417, counted
+    here (the route's wrapper never runs for it), for any expectation but
+    100-continue (aiohttp's own echoed the header in plain text, and a header that is
+    not UTF-8 made it a 500 with a traceback). 100-continue gets nothing yet: "100
+    Continue" asks the client for its body, so only /v1/check sends it, once it has
+    taken the token, media type, coding and size and is about to read the body
+    (_read_check_body); every other route reads no body and answers at once."""
     by_status = service.metrics.request_series(endpoint)
 
     async def expect(request: web.Request) -> web.Response | None:
         expectation = request.headers.get("Expect", "")
+        if expectation.lower() == "100-continue":
+            return None
         want_msgpack = wants_msgpack(request.headers.get("Accept", ""))
-        response = None
-        if expectation.lower() != "100-continue":
-            message = f"unsupported Expect: {option(expectation, 40)} (only 100-continue)"
-            response = service.refuse(417, message, "Expect", want_msgpack)
-        elif limits_body and (request.content_length or 0) > service.body_limit:
-            too_large = body_too_large(service.body_limit)
-            response = service.refuse(413, too_large, "body", want_msgpack)
-        if response is not None:
-            response.force_close()  # the client may send the body anyway
-            by_status[response.status].value += 1
-            return response
-        if request.version >= (1, 1):
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            request.writer.output_size = 0  # the response proper has not started
-        return None
+        message = f"unsupported Expect: {option(expectation, 40)} (only 100-continue)"
+        response = service.refuse(417, message, "Expect", want_msgpack)
+        response.force_close()  # the client may send the body anyway
+        by_status[417].value += 1
+        return response
 
     return expect
 
@@ -503,7 +512,7 @@ def create_app(
     for _method, path, handler in routes:
         statuses = CHECK_STATUSES if handler is check else ()
         counted_handler = counted(path, handler, service, statuses)
-        expect = expect_continue(service, path, limits_body=handler is check)
+        expect = expect_continue(service, path)
         for method in methods[path]:
             app.router.add_route(method, path, counted_handler, expect_handler=expect)
     # Last, so it only gets what no route above took: a plugin posting to a wrong URL

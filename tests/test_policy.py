@@ -698,6 +698,7 @@ async def test_a_raised_body_limit_waits_for_a_restart_and_says_so(
     reader, writer = await _raw_request(
         reloadable.client.port,
         b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer t0k\r\n"
         b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body),
     )
     status, _headers, reply = await _read_response(reader)
@@ -1042,6 +1043,55 @@ async def test_a_bug_after_100_continue_is_still_answered_500(
     body = json.dumps({"ip": "10.1.1.1"}).encode()
     status = await _post_after_100_continue(client.port, body, b"100-continue")
     assert status.startswith(b"HTTP/1.1 500 "), status
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"GET /healthz HTTP/1.1\r\nContent-Type: application/json\r\n", b"200"),
+        (b"POST /nowhere HTTP/1.1\r\nContent-Type: application/json\r\n", b"404"),
+        (b"POST /v1/reload HTTP/1.1\r\nContent-Type: application/json\r\n", b"401"),
+        (b"POST /v1/check HTTP/1.1\r\nContent-Type: application/json\r\n", b"401"),
+        (b"POST /v1/check HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n", b"415"),
+    ],
+    ids=["GET", "unknown path", "reload", "check 401", "check 415"],
+)
+async def test_only_a_check_about_to_be_read_is_told_100_continue(
+    aiohttp_client: Any, head: bytes, status: bytes
+) -> None:
+    # Regression: every route answered "100 Continue", inviting a body it never reads
+    # (a GET, an unknown path, /v1/reload) or then refused unread (401, 415): the final
+    # status comes at once instead (RFC 9110 section 10.1.1), and keep-alive holds.
+    config = config_from_mapping({"server": {"token": "s3cret"}})
+    client = await aiohttp_client(create_app(config))
+    reader, writer = await _raw_request(
+        client.port,
+        head + b"Host: x\r\nExpect: 100-continue\r\nContent-Length: 18\r\n\r\n",
+    )
+    status_line, headers, _body = await _read_response(reader)
+    assert status_line.startswith(b"HTTP/1.1 " + status + b" "), status_line
+    assert b"Connection: close" not in headers
+    writer.write(b'{"ip": "10.1.1.1"}GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
+    assert (await _read_response(reader))[0].startswith(b"HTTP/1.1 200 ")
+    writer.close()
+
+
+async def test_an_http_1_0_client_asking_100_continue_is_not_told_it(
+    aiohttp_client: Any,
+) -> None:
+    # RFC 9110 section 10.1.1: an HTTP/1.0 request's 100-continue is ignored; its body
+    # is read as it comes.
+    client = await aiohttp_client(create_app(config_from_mapping({})))
+    reader, writer = await _raw_request(
+        client.port,
+        b"POST /v1/check HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nContent-Length: 18\r\n\r\n",
+    )
+    await asyncio.sleep(0.1)
+    writer.write(b'{"ip": "10.1.1.1"}')
+    status_line = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert status_line.startswith(b"HTTP/1.0 200 "), status_line
 
 
 async def test_undecodable_authorization_header_is_a_401(aiohttp_client: Any) -> None:
