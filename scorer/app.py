@@ -220,8 +220,11 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
         raise RequestError(
             "Content-Type must be application/msgpack or application/json", status=415
         )
-    # An empty Content-Encoding is an empty list of codings: the body as it is.
-    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip(" \t") or "identity"
+    # An empty Content-Encoding is an empty list of codings: the body as it is. Every
+    # field line counts, as one list (RFC 9110 section 5.3): aiohttp decodes by the last
+    # line alone, so "identity" then "foo" would pass "foo" unseen.
+    codings = ", ".join(request.headers.getall(hdrs.CONTENT_ENCODING, ()))
+    encoding = codings.strip(" \t") or "identity"
     if encoding.lower() not in DECODED_ENCODINGS:
         # aiohttp passes a coding it does not know through as it came ("foo", "gzip,
         # br"): we would read compressed bytes as the body (RFC 9110 section 8.4.1).

@@ -931,6 +931,34 @@ async def test_a_content_coding_that_is_not_decoded_is_a_415(
         assert response.status == 200, fine
 
 
+@pytest.mark.parametrize(
+    ("lines", "body"),
+    [
+        ((b"identity", b"foo"), b'{"ip": "10.1.1.1"}'),
+        ((b"gzip", b"gzip"), gzip.compress(gzip.compress(b'{"ip": "10.1.1.1"}'))),
+    ],
+    ids=["identity then foo", "gzip twice"],
+)
+async def test_content_codings_over_several_lines_are_one_list(
+    aiohttp_client: Any, lines: tuple[bytes, bytes], body: bytes
+) -> None:
+    # Regression: only the first line was judged and aiohttp decodes by the last alone,
+    # so "identity" then "foo" read the body as it came (200) and a body gzipped twice
+    # was decoded once and read as JSON (400). RFC 9110 section 5.3: one list.
+    client = await aiohttp_client(create_app(config_from_mapping({})))
+    reader, writer = await _raw_request(
+        client.port,
+        b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + b"".join(b"Content-Encoding: %s\r\n" % line for line in lines)
+        + b"Content-Length: %d\r\n\r\n%s" % (len(body), body),
+    )
+    status, _headers, reply = await _read_response(reader)
+    writer.close()
+    assert status.startswith(b"HTTP/1.1 415 "), (status, reply)
+    listed = b", ".join(lines).decode()
+    assert json.loads(reply)["error"].startswith(f"Content-Encoding {listed} is not supported")
+
+
 async def test_a_body_that_does_not_decode_is_a_400_saying_why(aiohttp_client: Any) -> None:
     # The reason is aiohttp's (without its "400, message:" framing).
     client = await aiohttp_client(create_app(config_from_mapping({})))
