@@ -519,10 +519,11 @@ def create_app(
         for method in methods[path]:
             app.router.add_route(method, path, counted_handler, expect_handler=expect)
     # Last, so it only gets what no route above took: a plugin posting to a wrong URL
-    # shows on the dashboard (endpoint "other") and gets the usual JSON error.
+    # shows on the dashboard (endpoint "other") and gets the usual JSON error. "(?s:"
+    # makes "." take a newline too: the path is matched decoded, "/a%0A" as "/a\n".
     app.router.add_route(
         "*",
-        "/{path:.*}",
+        "/{path:(?s:.*)}",
         counted("other", unrouted(methods), service),
         expect_handler=expect_continue(service, "other"),
     )

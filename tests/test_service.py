@@ -20,6 +20,7 @@ import msgpack
 import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client import CONTENT_TYPE_LATEST
+from yarl import URL
 
 from scorer import app as app_module
 from scorer.app import SERVICE_KEY, create_app
@@ -295,6 +296,17 @@ async def test_an_unknown_path_is_told_the_endpoints_there_are(client: Client) -
         "error": "no such endpoint (there are /v1/check, /v1/reload, /healthz, /readyz, /metrics)",
         "field": "path",
     }
+
+
+@pytest.mark.parametrize("path", ["/a%0Ab", "/v1/check%0A", "/%0A"])
+async def test_a_path_with_a_newline_is_a_counted_json_404(client: Client, path: str) -> None:
+    # Regression: the catch-all route's ".*" stops at a newline, so a path with an
+    # encoded one got aiohttp's plain-text 404, counted nowhere.
+    response = await client.get(URL(path, encoded=True))
+    assert response.status == 404
+    assert (await response.json())["field"] == "path"
+    assert client.app is not None
+    assert client.app[SERVICE_KEY].metrics.request_series("other")[404].value == 1
 
 
 async def test_a_wrong_path_or_method_answers_in_the_format_accepted(client: Client) -> None:
