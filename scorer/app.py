@@ -277,9 +277,11 @@ async def check(service: Service, request: web.Request) -> web.Response:
         body, content_type = await _read_check_body(request, service.body_limit)
     except RequestError as error:
         response = service.refuse(error.status, error.message, error.field, want_msgpack)
-        if error.status in (408, 413):
+        if error.status in (400, 408, 413):
             # The body's unread rest would be read as the next request ("400 Invalid
-            # method"): this connection is done.
+            # method"), or (400) it cannot be read, and aiohttp drops the connection
+            # anyway: this connection is done, and the reply says so (RFC 9112 section
+            # 9.6), so that a client does not send its next request into it.
             response.force_close()
         return response
     except ConnectionResetError:

@@ -123,7 +123,7 @@ class _ClientFaultsAsInfo(logging.Filter):
     that does not decode, broken chunking) as an ERROR with a traceback. The fault
     is the client's: one INFO line, so ERRORs stay ours and a port scanner cannot
     flood them. A body that failed to decode is logged once more when aiohttp
-    drains it after our handler answered (400, counted): that copy is dropped."""
+    drains it after a route that does not read it answered: that copy is dropped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None

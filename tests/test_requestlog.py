@@ -283,7 +283,8 @@ def test_our_faults_stay_errors_and_a_drained_bad_body_is_logged_once() -> None:
     record = _handling_error(payload)
     assert _ClientFaultsAsInfo().filter(record)
     assert record.getMessage() == "Error handling request: 400 Can not decode content-encoding: br"
-    # The same body again, when aiohttp drains it after our 400: not logged twice.
+    # The same body again, when aiohttp drains it after a route that did not read it
+    # answered: not logged twice.
     assert not _ClientFaultsAsInfo().filter(_handling_error(payload, "Unhandled exception"))
     long = _handling_error(HttpProcessingError(code=400, message="x" * 300))
     assert _ClientFaultsAsInfo().filter(long)
