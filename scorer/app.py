@@ -331,21 +331,24 @@ def expect_continue(
 
 
 async def reload_config(service: Service, request: web.Request) -> web.Response:
+    # In the format asked for, as every other reply (its 417 already was).
+    want_msgpack = wants_msgpack(request.headers.get(hdrs.ACCEPT, ""))
     if not service.config.server.token or not _authorized(request, service.config.server.token):
         # Reloading is an admin action: never open, even when checks need no token.
         message = "reload needs the bearer token ([server] token)"
         service.reload_refusals.note(401, message, "Authorization")
-        return _error(401, message, "Authorization", False)
+        return _error(401, message, "Authorization", want_msgpack)
     try:
         status = await service.reload("POST /v1/reload")
     except ConfigError as error:
-        return web.json_response({"error": str(error), "field": "config"}, status=422)
+        return _error(422, str(error), "config", want_msgpack)
     finally:
         # The other workers too, even when it failed: each then reports the rejected
         # config in its own metrics, not just the one that happened to get the request.
         if service.peer_reload is not None:
             service.peer_reload()
-    return web.json_response({"status": status})
+    body, content_type = encode_reply({"status": status}, want_msgpack)
+    return web.Response(body=body, content_type=content_type)
 
 
 def unrouted(methods: dict[str, tuple[str, ...]]) -> ServiceHandler:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 from scorer.allowlist import Allowlist, AllowlistError
@@ -788,6 +789,15 @@ async def test_reload_endpoint_swaps_config_and_rejects_bad_ones(reloadable: Rel
     metrics = await (await client.get("/metrics")).text()
     assert 'rdns_scorer_config_reloads_total{result="failure"} 1.0' in metrics
     assert 'rdns_scorer_config_reloads_total{result="success"} 1.0' in metrics
+    # Regression: its replies were JSON whatever the client asked for (its 417 was not).
+    accept = {"Accept": "application/msgpack"}
+    for headers, status in (({**auth, **accept}, 422), (accept, 401)):
+        response = await client.post("/v1/reload", headers=headers)
+        assert (response.status, response.content_type) == (status, "application/msgpack")
+        assert set(msgpack.unpackb(await response.read())) == {"error", "field"}
+    path.write_text(base)
+    response = await client.post("/v1/reload", headers={**auth, **accept})
+    assert msgpack.unpackb(await response.read()) == {"status": "reloaded"}
 
 
 def test_sighup_reloads_a_running_service(unbound: Unbound) -> None:
