@@ -378,6 +378,10 @@ def parse_listen(text: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         # One pair around the host; strip("[]") also took "[::1" or "127.0.0.1]".
         host = host[1:-1]
+    elif ":" in host and address_in(host) is not None:
+        # "2001:db8::1:25" is an address without a port as well as ::1 and port 25:
+        # brackets say which (RFC 3986 section 3.2.2), as in every URL.
+        raise ValueError(f"an IPv6 address takes brackets: write '[{host}]:{port}', got {text!r}")
     host = host or "127.0.0.1"
     problem = None if address_in(host) is not None else hostname_problem(host.lower())
     if problem is not None:

@@ -522,6 +522,14 @@ def test_listen_host_forms() -> None:
     config_from_mapping({"server": {"listen": "MX.Example.ORG:25"}})
 
 
+@pytest.mark.parametrize("listen", ["::1:11340", "2001:db8::1:25", ":::11340"])
+def test_an_ipv6_listen_address_takes_brackets(listen: str) -> None:
+    # Regression: "2001:db8::1:25" was read as 2001:db8::1 port 25, though it is also an
+    # address without a port; the brackets say which, as in a URL.
+    with pytest.raises(ConfigError, match=r"\[server\] listen: an IPv6 address takes brackets: "):
+        config_from_mapping({"server": {"listen": listen}})
+
+
 @pytest.mark.parametrize("port", ["²", "٢٥"])
 def test_a_port_in_other_digits_is_no_port(port: str) -> None:
     # Regression (mutation review): str.isdigit() is true for these. "²" escaped the
