@@ -26,7 +26,7 @@ import pytest
 
 from scorer.allowlist import Allowlist, AllowlistError
 from scorer.app import SERVICE_KEY, create_app
-from scorer.checks.helo import HeloKind, parse_helo
+from scorer.checks.helo import NAT_SLIP_CONFIDENCE, HeloKind, parse_helo
 from scorer.checks.hit import Hit
 from scorer.checks.mailfrom import SenderKind, parse_sender
 from scorer.config import Config, ConfigError, config_from_mapping, load_config
@@ -561,6 +561,27 @@ async def test_shadow_mode_returns_evidence_at_zero_and_counts_it(
     assert 'rdns_scorer_shadow_score_raised_total{symbol="RL_PTR_MISSING"} 5.0' in metrics
 
 
+async def test_a_shadowed_negative_weight_counts_as_score_taken_off(
+    aiohttp_client: Any, unbound: Unbound
+) -> None:
+    # The sign reaches the reply ("would score -2", shadow_score -2) and the metrics: what
+    # a shadowed negative weight would have taken off, never what it would have added.
+    config = make_config(
+        unbound.nameserver,
+        allowlist={"ips": [world.MISSING_PTR_IP]},
+        weights={"RL_ALLOWLISTED": -2},
+        policy={"shadow_symbols": ["RL_ALLOWLISTED"]},
+    )
+    client = await aiohttp_client(create_app(config))
+    body = await (await client.post("/v1/check", json={"ip": world.MISSING_PTR_IP})).json()
+    (allowlisted,) = body["symbols"]
+    assert allowlisted["options"][-1] == "shadow: would score -2"
+    assert (allowlisted["score"], allowlisted["shadow_score"], body["score"]) == (0.0, -2.0, 0.0)
+    metrics = await (await client.get("/metrics")).text()
+    assert 'rdns_scorer_shadow_score_lowered_total{symbol="RL_ALLOWLISTED"} 2.0' in metrics
+    assert 'rdns_scorer_shadow_score_raised_total{symbol="RL_ALLOWLISTED"} 0.0' in metrics
+
+
 async def test_global_shadow_mode(unbound: Unbound) -> None:
     pipeline = Pipeline(make_config(unbound.nameserver, policy={"shadow": True}))
     reply = await pipeline.check(parse_request({"ip": world.MISSING_PTR_IP}).request)
@@ -612,6 +633,21 @@ def test_the_total_is_rounded_as_the_scores_are() -> None:
     reply = Pipeline(config_from_mapping({"weights": weights})).reply_for(hits)
     assert [s.score for s in reply.symbols] == [0.1, 0.2]
     assert reply.score == 0.3
+
+
+def test_a_score_scaled_by_confidence_is_rounded_to_four_places() -> None:
+    # scoring.score_hits: weight x confidence is rounded as the total is, so the reply says
+    # 0.3333, and a shadowed symbol "would score +0.6667", not 0.6666666666666666.
+    weights = {"RL_HELO_LITERAL_MISMATCH": 1.0, "RL_PTR_GENERIC": 1.0}
+    policy = {"shadow_symbols": ["RL_PTR_GENERIC"]}
+    hits = [
+        Hit("RL_HELO_LITERAL_MISMATCH", ("helo=[10.0.0.1]",), NAT_SLIP_CONFIDENCE),
+        Hit("RL_PTR_GENERIC", ("ptr=x",), 2 / 3),
+    ]
+    reply = Pipeline(config_from_mapping({"weights": weights, "policy": policy})).reply_for(hits)
+    assert [(s.score, s.shadow_score) for s in reply.symbols] == [(0.3333, 0.0), (0.0, 0.6667)]
+    assert reply.symbols[1].options[-1] == "shadow: would score +0.6667"
+    assert (reply.score, reply.shadowed) == (0.3333, (("RL_PTR_GENERIC", 0.6667),))
 
 
 @dataclass
