@@ -84,7 +84,7 @@ class DnsConfig:
     negative_ttl: int = 300
     max_ptr_names: int = 10
     max_mx_hosts: int = 10
-    # Whole replies, keyed on (ip, helo, mail_from), until the first DNS outcome
+    # Whole replies, keyed on (ip, helo, mail_from, hostname), until the first DNS outcome
     # behind them expires; replies with a DNS failure are never kept.
     reply_cache_max_entries: int = 20_000
     reply_cache_max_ttl: float = 300.0
