@@ -527,6 +527,33 @@ async def test_each_change_of_trust_empties_the_cache_and_is_logged_once(
         resolver.stop()
 
 
+async def test_an_answer_sent_before_the_resolver_is_trusted_again_is_not_cached() -> None:
+    """Regression (review): a query sent while the resolver said the root does not exist,
+    answered once it answered the root again (and the cache was emptied of its "no"s),
+    was cached as a true NXDOMAIN for its TTL."""
+    resolver = FaultyDns("nxdomain").start()
+    try:
+        layer = _layer(resolver.nameserver, timeout=1.0)
+        await layer.check_root()
+        assert layer.untrusted is not None
+        resolver.others_delay = 0.3  # the check's answer comes after the root's
+        asked = asyncio.create_task(layer.lookup("late.example", dns.rdatatype.A, _deadline()))
+        await asyncio.sleep(0.05)
+        resolver.root_soa = True
+        await layer.check_root()
+        assert layer.untrusted is None
+        await asked
+        assert layer.cache.get_entry(question_key("late.example", dns.rdatatype.A)) is None
+        resolver.others_delay = 0.0
+        queries = resolver.queries
+        assert isinstance(
+            await layer.lookup("late.example", dns.rdatatype.A, _deadline()), NotFound
+        )
+        assert resolver.queries == queries + 1, "asked again, now that its word counts"
+    finally:
+        resolver.stop()
+
+
 async def test_a_root_probe_that_fails_changes_no_trust(caplog: pytest.LogCaptureFixture) -> None:
     """_judge_root: a resolver that does not answer the root changes nothing (its silence
     is a failure already): a trusted one's NXDOMAIN still counts, and its cache is kept;

@@ -331,7 +331,8 @@ class DnsLayer:
         """
         shared: asyncio.Future[tuple[Outcome, float]] = asyncio.get_running_loop().create_future()
         self._inflight[key] = shared
-        self._send(name, rdtype, lambda outcome: self._settle(key, shared, outcome))
+        trust = self.trust_changes
+        self._send(name, rdtype, lambda outcome: self._settle(key, shared, outcome, trust))
         return shared
 
     def _send(
@@ -386,14 +387,23 @@ class DnsLayer:
         return False
 
     def _settle(
-        self, key: str, shared: asyncio.Future[tuple[Outcome, float]], outcome: Outcome
+        self,
+        key: str,
+        shared: asyncio.Future[tuple[Outcome, float]],
+        outcome: Outcome,
+        trust: int,
     ) -> None:
+        """Cache ``outcome`` and wake the lookups waiting on it. ``trust``: the resolver's
+        judgement (trust_changes) when the query was sent; an answer given before a
+        change is not kept (_judge_root empties the cache of what it said then): a lie
+        sent while the resolver said the root does not exist, and received once it
+        answers the root again, would otherwise be cached as the truth."""
         expires = 0.0  # failures are retried on the next message
         if isinstance(outcome, NotFound):  # equal negative outcomes share one object
             if len(self._negatives) > 4096:
                 self._negatives.clear()
             outcome = self._negatives.setdefault(outcome, outcome)
-        if not isinstance(outcome, TempFail):
+        if not isinstance(outcome, TempFail) and trust == self.trust_changes:
             expires = self.cache.put(key, outcome, outcome.ttl, cache_size(outcome))
         if self._inflight.get(key) is shared:
             del self._inflight[key]

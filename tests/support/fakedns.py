@@ -34,7 +34,7 @@ class FaultyDns:
     ``notimp``, ``nxdomain``, ``noerror``: NODATA without an SOA). With ``root_soa``
     set, the root's SOA is answered whatever the mode. With ``root_delay``, the answer to
     a root SOA question goes out that many seconds late, while other questions are
-    answered at once.
+    answered at once; ``others_delay`` the other way round.
 
     ``tcp``: also listen on TCP, same port, and answer each query there as that mode
     does over UDP (``close``: read the query, then close without a reply).
@@ -53,6 +53,7 @@ class FaultyDns:
         self.delay = delay
         self.root_soa = False  # read per query: a test may change it while serving
         self.root_delay = 0.0
+        self.others_delay = 0.0
         self.host = host
         self.queries = 0
         self.tcp_queries = 0
@@ -136,8 +137,9 @@ class FaultyDns:
                 return  # closed
             self.queries += 1
             reply = self._reply(data)
-            if reply is not None and self.root_delay and _asks_the_root(data):
-                threading.Timer(self.root_delay, self._send_late, (reply, peer)).start()
+            late = self.root_delay if _asks_the_root(data) else self.others_delay
+            if reply is not None and late:
+                threading.Timer(late, self._send_late, (reply, peer)).start()
             elif reply is not None:
                 try:
                     if self.mode == "decoy":
