@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -474,6 +476,55 @@ def test_backups_never_overwrite_each_other(tmp_path: Path) -> None:
     base = "rspamd.conf.local.rdns-scorer-20260101-000000"
     assert names == [f"{base}.bak", f"{base}-1.bak", f"{base}-2.bak"]
     assert [(tmp_path / name).read_text() for name in names] == [f"version {n}\n" for n in range(3)]
+
+
+def _install_under_a_file_size_limit(confdir: Path, limit: int) -> subprocess.CompletedProcess[str]:
+    """`rspamd install` in a process that may write no file longer than ``limit``
+    bytes: a disk that fills up while it writes."""
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    argv = ["rspamd", "install", "--confdir", str(confdir), "--no-configtest"]
+    code = f"import sys; from scorer.cli import main; sys.exit(main({argv!r}))"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO, capture_output=True, text=True, preexec_fn=limited, check=False,
+    )  # fmt: skip
+
+
+def test_a_write_cut_short_leaves_the_old_file_whole(tmp_path: Path) -> None:
+    # Regression: files were rewritten in place: a disk full halfway left
+    # rspamd.conf.local cut inside the managed block, a config rspamd refuses whole.
+    local = tmp_path / "rspamd.conf.local"
+    mine = "options { x = 1; }\n" * 4000
+    local.write_text(mine)
+    limit = len(mine) + 50  # the backup fits, the new file does not (nor its block)
+    assert PLUGIN.stat().st_size < limit  # the plugin, written first, fits
+    done = _install_under_a_file_size_limit(tmp_path, limit)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert local.read_text() == mine
+    assert (tmp_path / "plugins.d" / PLUGIN.name).read_text() == PLUGIN.read_text()
+    assert not [p.name for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_an_update_keeps_the_file_what_it_was(tmp_path: Path) -> None:
+    # Written to a new file renamed over the old, the file keeps its mode, owner and
+    # group, and a symlink (config management's) stays one: its target is updated.
+    account = _rspamd_account()
+    real = tmp_path / "managed" / "rspamd.conf.local"
+    real.parent.mkdir()
+    real.write_text("# mine\n")
+    os.chown(real, 0, account.gid)
+    real.chmod(0o640)
+    (tmp_path / "rspamd.conf.local").symlink_to(real)
+    section = integration.module_section(config_from_mapping({"server": {"token": "t"}}))
+    report = integration.install(tmp_path, section, rspamadm=None)
+    assert report.ok, report.lines
+    assert (tmp_path / "rspamd.conf.local").is_symlink()
+    assert 'token = "t";' in real.read_text()
+    assert (real.stat().st_mode & 0o7777, real.stat().st_gid) == (0o640, account.gid)
+    assert not any(line.startswith("permissions:") for line in report.lines), report.lines
 
 
 def test_configtest_of_the_default_confdir_is_the_plain_command() -> None:

@@ -21,6 +21,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,22 +152,42 @@ def _backup(path: Path, stamp: str) -> Path:
     return backup
 
 
+def _replace(path: Path, content: str, mode: int, owner: tuple[int, int] | None) -> None:
+    """Put ``content`` at ``path`` all at once: written to a file beside it, then renamed
+    over it. Written in place, a full disk or a crash left rspamd a config cut short,
+    which it refuses whole. The new file is private until it has ``mode`` (and
+    ``owner``'s uid and gid), so a token is never in a file more open than that."""
+    target = path.resolve()  # a symlink stays one: what it points at is what rspamd reads
+    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as file:
+            file.write(content)
+            file.flush()
+            if owner is not None:
+                os.fchown(file.fileno(), *owner)
+            os.fchmod(file.fileno(), mode)
+            os.fsync(file.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        os.unlink(temp)
+        raise
+
+
 def _write_if_changed(
     path: Path, content: str, stamp: str, report: InstallReport, new_mode: int = 0o644
 ) -> None:
-    """Write ``content`` unless it is already there; an existing file keeps its mode."""
+    """Write ``content`` unless it is already there; an existing file keeps its mode,
+    owner and group."""
     if path.exists():
         if _read_kept(path) == content:
             report.say(f"unchanged: {path}")
             return
         backup = _backup(path, stamp)
-        mode = path.stat().st_mode & 0o7777
-        path.write_text(content, encoding="utf-8", errors="surrogateescape")
-        path.chmod(mode)
+        info = path.stat()
+        _replace(path, content, info.st_mode & 0o7777, (info.st_uid, info.st_gid))
         report.say(f"updated:   {path} (backup: {backup})")
     else:
-        path.write_text(content, encoding="utf-8", errors="surrogateescape")
-        path.chmod(new_mode)
+        _replace(path, content, new_mode, None)
         report.say(f"created:   {path}")
     report.changed = True
 
