@@ -427,6 +427,13 @@ def test_a_file_rspamd_cannot_be_given_fails_the_install(
         report.lines
     )
     assert report.lines[-1].startswith("do not reload rspamd")
+    # ... even when configtest, run as root, passes (regression: it said OK, then
+    # "reload rspamd", and exit 0, over the error).
+    (tmp_path / "rspamd.conf").write_text("")
+    local.chmod(0o600)
+    report = integration.install(tmp_path, section, rspamadm="/bin/true")
+    assert "configtest: OK" in report.lines and not report.ok, report.lines
+    assert report.lines[-1].startswith("do not reload rspamd"), report.lines
 
 
 def _account(uid: int, gid: int, *groups: int) -> integration.RspamdAccount:

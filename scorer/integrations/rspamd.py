@@ -396,7 +396,8 @@ def install(
         report.say(f"configtest: {'OK' if passed else 'FAILED'}")
         if output:
             report.lines += [f"  {line}" for line in output.splitlines()]
-        report.ok = passed
+        # A pass does not undo an error above: configtest runs as root, and rspamd not.
+        report.ok = report.ok and passed
     if report.ok and not report.changed:
         report.say("nothing changed: no reload needed")
     elif report.ok and confdir.resolve() == DEFAULT_CONFDIR:
