@@ -513,6 +513,12 @@ def test_a_write_cut_short_leaves_the_old_file_whole(tmp_path: Path) -> None:
     assert local.read_text() == mine
     assert (tmp_path / "plugins.d" / PLUGIN.name).read_text() == PLUGIN.read_text()
     assert not [p.name for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    # What was changed before the error is said, then the error (regression: the
+    # error alone, so the plugin copied and the backup made went unmentioned).
+    lines = done.stdout.splitlines()
+    assert f"created:   {tmp_path / 'plugins.d' / PLUGIN.name}" in lines, done.stdout
+    assert any(line.startswith("error:     ") and "File too large" in line for line in lines)
+    assert lines[-1].startswith("do not reload rspamd"), done.stdout
 
 
 def test_an_update_keeps_the_file_what_it_was(tmp_path: Path) -> None:

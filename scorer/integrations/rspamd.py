@@ -371,20 +371,46 @@ def install(
         report.say(f"error:     {local}: {error}")
         report.ok = False
         return report
-    if not plugins.exists():
-        plugins.mkdir(parents=True)
-        plugins.chmod(0o755)  # not the umask's choice: rspamd must list it
-    _write_if_changed(plugins / PLUGIN_FILE, source.read_text(), stamp, report)
+    try:
+        if not plugins.exists():
+            plugins.mkdir(parents=True)
+            plugins.chmod(0o755)  # not the umask's choice: rspamd must list it
+        _write_if_changed(plugins / PLUGIN_FILE, source.read_text(), stamp, report)
 
-    secret = "\n  token = " in section
-    # A file holding the token is not for every local user: rspamd reads it through
-    # its group (below).
-    _write_if_changed(local, wanted, stamp, report, new_mode=0o640 if secret else 0o644)
-    for path in (plugins, plugins / PLUGIN_FILE, local):
-        _let_rspamd_read(path, account, report)
-    if secret and local.stat().st_mode & 0o004:
-        _hide_from_others(local, account, report)
+        secret = "\n  token = " in section
+        # A file holding the token is not for every local user: rspamd reads it through
+        # its group (below).
+        _write_if_changed(local, wanted, stamp, report, new_mode=0o640 if secret else 0o644)
+        for path in (plugins, plugins / PLUGIN_FILE, local):
+            _let_rspamd_read(path, account, report)
+        if secret and local.stat().st_mode & 0o004:
+            _hide_from_others(local, account, report)
+    except OSError as error:
+        # Said here, after what was already changed (and its backups), not instead of it.
+        report.say(f"error:     {error}{_as_root_hint(error)}")
+        report.ok = False
+    else:
+        _say_configtest(confdir, rspamadm, run_configtest, report)
+    if report.ok and not report.changed:
+        report.say("nothing changed: no reload needed")
+    elif report.ok and confdir.resolve() == DEFAULT_CONFDIR:
+        report.say("reload rspamd to activate: systemctl reload rspamd")
+    elif report.ok:
+        report.say(f"reload the rspamd that reads {confdir} to activate")
+    else:
+        report.say("do not reload rspamd: fix the error, or restore the backups named above")
+    return report
 
+
+def _as_root_hint(error: OSError) -> str:
+    """Only a permission error is about who runs install (a full disk is not)."""
+    return " (run it as root)" if isinstance(error, PermissionError) else ""
+
+
+def _say_configtest(
+    confdir: Path, rspamadm: str | None, run_configtest: bool, report: InstallReport
+) -> None:
+    """Run configtest (or say how to) and put its verdict in ``report``."""
     if run_configtest:
         passed, output = configtest(confdir, rspamadm)
     else:
@@ -398,15 +424,6 @@ def install(
             report.lines += [f"  {line}" for line in output.splitlines()]
         # A pass does not undo an error above: configtest runs as root, and rspamd not.
         report.ok = report.ok and passed
-    if report.ok and not report.changed:
-        report.say("nothing changed: no reload needed")
-    elif report.ok and confdir.resolve() == DEFAULT_CONFDIR:
-        report.say("reload rspamd to activate: systemctl reload rspamd")
-    elif report.ok:
-        report.say(f"reload the rspamd that reads {confdir} to activate")
-    else:
-        report.say("do not reload rspamd: fix the error, or restore the backups named above")
-    return report
 
 
 # -- command line --------------------------------------------------------------------------
@@ -438,8 +455,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
             confdir, section, shutil.which("rspamadm"), source_dir, not args.no_configtest
         )
     except OSError as error:
-        hint = " (run it as root)" if isinstance(error, PermissionError) else ""
-        print(f"rdns-scorer rspamd install: {error}{hint}", file=sys.stderr)
+        print(f"rdns-scorer rspamd install: {error}{_as_root_hint(error)}", file=sys.stderr)
         return 1
     print("\n".join(report.lines))
     if args.config is None and SYSTEMD_CONFIG.exists():
