@@ -485,6 +485,33 @@ def test_backups_never_overwrite_each_other(tmp_path: Path) -> None:
     assert [(tmp_path / name).read_text() for name in names] == [f"version {n}\n" for n in range(3)]
 
 
+def test_a_backup_is_the_file_as_it_was_and_never_shows_the_token(tmp_path: Path) -> None:
+    # Regression: a backup was root:root whatever the file's group (restored with mv,
+    # rspamd could not read it), and the backup of a world-readable file holding the
+    # token (an older install's, with check_local) stayed world-readable beside the
+    # file install had just hidden.
+    account = _rspamd_account()
+    local = tmp_path / "rspamd.conf.local"
+    old_section = 'rdns_scorer {\n  check_local = false;\n  token = "t";\n}\n'
+    old = integration.with_managed_block("# mine\n", old_section)
+    local.write_text(old)
+    local.chmod(0o644)
+    section = integration.module_section(config_from_mapping({"server": {"token": "t"}}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    [backup] = _backups(tmp_path)
+    assert backup.read_text() == old
+    for path in (local, backup):
+        assert (path.stat().st_mode & 0o777, path.stat().st_gid) == (0o640, account.gid), path
+    # A file of another owner and group: its backup has them too.
+    os.chown(local, 1, 1)
+    local.write_text("# changed\n")
+    os.utime(local, ns=(0, 10**18))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    [newest] = set(_backups(tmp_path)) - {backup}
+    assert newest.read_text() == "# changed\n"
+    assert (newest.stat().st_uid, newest.stat().st_gid, newest.stat().st_mtime_ns) == (1, 1, 10**18)
+
+
 def _install_under_a_file_size_limit(confdir: Path, limit: int) -> subprocess.CompletedProcess[str]:
     """`rspamd install` in a process that may write no file longer than ``limit``
     bytes: a disk that fills up while it writes."""

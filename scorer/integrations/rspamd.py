@@ -143,12 +143,25 @@ class InstallReport:
 def _backup(path: Path, stamp: str) -> Path:
     """Copy ``path`` to ``path.rdns-scorer-<stamp>.bak`` (never ending in .lua: plugins.d
     loads every *.lua file)."""
+    info = path.stat()
     backup = path.with_name(f"{path.name}.rdns-scorer-{stamp}.bak")
     n = 1
-    while backup.exists():
-        backup = path.with_name(f"{path.name}.rdns-scorer-{stamp}-{n}.bak")
-        n += 1
-    shutil.copy2(path, backup)
+    while True:
+        try:  # created here or not at all: never over another backup
+            fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            break
+        except FileExistsError:
+            backup = path.with_name(f"{path.name}.rdns-scorer-{stamp}-{n}.bak")
+            n += 1
+    # The file as it was, mode, owner, group and times too: restored with mv, a backup
+    # that root owned alone would lock rspamd out (and one holding the token is private
+    # from its first byte, as the file is).
+    with os.fdopen(fd, "wb") as copy:
+        copy.write(path.read_bytes())
+        copy.flush()  # before utime: a write after it would set the time again
+        os.fchown(copy.fileno(), info.st_uid, info.st_gid)
+        os.fchmod(copy.fileno(), info.st_mode & 0o7777)
+        os.utime(copy.fileno(), ns=(info.st_atime_ns, info.st_mtime_ns))
     return backup
 
 
@@ -379,12 +392,13 @@ def install(
 
         secret = "\n  token = " in section
         # A file holding the token is not for every local user: rspamd reads it through
-        # its group (below).
+        # its group (below). An existing one is hidden before it is backed up and
+        # rewritten, which keep its mode: neither copy is ever world-readable.
+        if secret and local.exists() and local.stat().st_mode & 0o004:
+            _hide_from_others(local, account, report)
         _write_if_changed(local, wanted, stamp, report, new_mode=0o640 if secret else 0o644)
         for path in (plugins, plugins / PLUGIN_FILE, local):
             _let_rspamd_read(path, account, report)
-        if secret and local.stat().st_mode & 0o004:
-            _hide_from_others(local, account, report)
     except OSError as error:
         # Said here, after what was already changed (and its backups), not instead of it.
         report.say(f"error:     {error}{_as_root_hint(error)}")
