@@ -102,6 +102,11 @@ def test_sync_symbols_rewrites_only_the_block(tmp_path: Path) -> None:
     target.write_text(stale + "--[[\n" + stale_block + "]]\n")
     assert integration.sync_symbols(target) is True
     assert target.read_text() == PLUGIN.read_text() + "--[[\n" + stale_block + "]]\n"
+    # The end marker on the file's last line, without a line break (regression: it
+    # said "updated" and changed nothing).
+    target.write_text(stale[: stale.index(stale_block)] + stale_block[:-1])
+    assert integration.sync_symbols(target) is True
+    assert integration.embedded_symbols_block(target.read_text()) == integration.lua_symbols_block()
 
 
 def test_cli_symbols_prints_or_writes_the_table(

@@ -88,7 +88,8 @@ def sync_symbols(path: Path) -> bool:
     wanted = lua_symbols_block()
     if current == wanted:
         return False
-    path.write_text(source.replace(current, wanted, 1))
+    # Without the line break after the end marker, which the file's last line may lack.
+    path.write_text(source.replace(current[:-1], wanted[:-1], 1))
     return True
 
 
