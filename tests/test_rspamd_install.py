@@ -231,6 +231,18 @@ def test_managed_block_is_replaced_not_duplicated() -> None:
     assert second.startswith("# mine\nfoo { bar = 1; }\n")
 
 
+@pytest.mark.parametrize("after", [" (do not edit)", "\r", ""])
+def test_the_end_markers_whole_line_is_replaced(after: str) -> None:
+    # Regression (review): only the marker's own characters were replaced, so text after
+    # it on its line (an admin's note, a CRLF's \r) stayed behind as a line of its own:
+    # " (do not edit)" is a UCL syntax error.
+    text = f"# mine\n{integration.MARK_BEGIN}\nA\n{integration.MARK_END}{after}\nafter {{}}\n"
+    replaced = integration.with_managed_block(text, "B\n")
+    assert replaced == f"# mine\n{integration.MARK_BEGIN}\nB\n{integration.MARK_END}\nafter {{}}\n"
+    last = f"# mine\n{integration.MARK_BEGIN}\nA\n{integration.MARK_END}{after}"  # no line end
+    assert integration.with_managed_block(last, "B\n").endswith(f"{integration.MARK_END}\n")
+
+
 def test_managed_block_without_end_marker_is_refused() -> None:
     with pytest.raises(ValueError):
         integration.with_managed_block(f"{integration.MARK_BEGIN}\nrdns_scorer {{}}\n", "B\n")

@@ -239,9 +239,11 @@ def with_managed_block(text: str, section: str) -> str:
         end = text.find(MARK_END, start)
         if end == -1:
             raise ValueError(f"found {MARK_BEGIN!r} without {MARK_END!r}; fix the file by hand")
-        end += len(MARK_END)
-        if text[end : end + 1] == "\n":
-            end += 1
+        # To the end of the marker's line: all of that comment is ours. Text an admin
+        # added after the marker ("# <<< rdns-scorer (do not edit)") would otherwise stay
+        # behind as a line of its own, not a comment: a UCL syntax error.
+        end = text.find("\n", end)
+        end = len(text) if end == -1 else end + 1
         # The block's lines stay in the count, blanked, so a line number is the file's.
         _refuse_a_second_section(text[:start] + "\n" * text.count("\n", start, end) + text[end:])
         return text[:start] + block + text[end:]
