@@ -168,17 +168,31 @@ _INTERNAL_NETWORKS = tuple(
 _IPV4_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
+def _is_group(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return address.is_multicast or address == _IPV4_BROADCAST
+
+
 def is_multicast_or_broadcast(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Whether ``address`` names a group, never one host: no TCP client connects from
-    it, and no resolver answers from it."""
-    return address.is_multicast or address == _IPV4_BROADCAST
+    it, and no resolver answers from it. Judged by the IPv4 address it carries, if any
+    (``unmapped``): ``::ffff:224.0.0.251`` is mDNS's group, which ipaddress's
+    ``is_multicast`` (ff00::/8 only, for an IPv6 address) does not see."""
+    return _is_group(unmapped(address))
 
 
 def is_public_host(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Whether ``address`` is a public host's, one a reply can be delivered to: global, and
     no group's (ipaddress calls 224.0.0.1 and ff0e::1 global, yet no TCP connection, so
-    no SMTP session, RFC 5321 section 5.1, can be opened to a multicast address)."""
-    return address.is_global and not is_multicast_or_broadcast(address)
+    no SMTP session, RFC 5321 section 5.1, can be opened to a multicast address).
+
+    Judged, as ``is_internal``, by the IPv4 address it carries, if any (``unmapped``):
+    ipaddress calls ``64:ff9b::7f00:1`` and ``64:ff9b::a00:1`` global, yet the NAT64
+    well-known prefix never carries a non-global IPv4 address (RFC 6052 section 3.1:
+    no translator reaches 127.0.0.1 or 10.0.0.1 through it), and ``::ffff:224.0.0.1``
+    is a group's as 224.0.0.1 is.
+    """
+    address = unmapped(address)
+    return address.is_global and not _is_group(address)
 
 
 def is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

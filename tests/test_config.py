@@ -93,6 +93,8 @@ def test_nameservers_from_the_environment_lose_the_spaces_around_commas() -> Non
         ),
         ({"dns": {"nameservers": ["255.255.255.255"]}}, "is not a unicast address"),
         ({"dns": {"nameservers": ["[ff02::fb]:5353"]}}, "ff02::fb is not a unicast address"),
+        # Regression: an IPv4 group in IPv6 form was no group to ipaddress.
+        ({"dns": {"nameservers": ["[::ffff:224.0.0.251]:5353"]}}, "is not a unicast address"),
         ({"dns": {"max_ptr_names": 2.5}}, "[dns] max_ptr_names: expected an integer"),
         ({"weights": {"RL_PTR_MISSING": "high"}}, "[weights] RL_PTR_MISSING: expected a number"),
         ({"weights": {"RL_NOPE": 1}}, "[weights] RL_NOPE: unknown symbol"),

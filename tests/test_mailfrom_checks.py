@@ -621,6 +621,21 @@ def test_an_mx_host_only_at_a_multicast_address_is_bogus(group: str) -> None:
     assert [hit.symbol for hit in check_mail_from(facts)] == ["RL_MAILFROM_BOGUS_MX"]
 
 
+@pytest.mark.parametrize("aaaa", ["64:ff9b::7f00:1", "64:ff9b::a00:5", "::ffff:224.0.0.25"])
+def test_an_mx_host_at_an_ipv4_address_in_ipv6_form_is_judged_by_it(aaaa: str) -> None:
+    # Regression: ipaddress calls these global, and an MX host at one was usable. The
+    # NAT64 well-known prefix never carries a non-global IPv4 address (RFC 6052 section
+    # 3.1: translators drop such packets); ::ffff:224.0.0.25 is the group 224.0.0.25.
+    address = ipaddress.ip_address(aaaa)
+    answer = Answer((address,), 300)
+    assert not has_global_address(answer)
+    assert _judged_mx({"v6.evidence-test.net": AddressFacts(NODATA, answer)}) == [
+        ("RL_MAILFROM_BOGUS_MX", f"MX v6.evidence-test.net: only non-public addresses {address}")
+    ]
+    public = Answer((ipaddress.ip_address("64:ff9b::5db8:d822"),), 300)  # 93.184.216.34
+    assert has_global_address(public)
+
+
 def test_an_mx_host_only_in_cgnat_space_is_bogus() -> None:
     # RFC 6598 shared space is not public (is_global), though ipaddress does not call it
     # private: a bounce cannot reach 100.64.0.25 from outside the carrier.
