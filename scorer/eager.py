@@ -87,6 +87,10 @@ async def eager_gather(*coros: Coroutine[Any, Any, Any]) -> tuple[Any, ...]:
             results[index] = await task
     except BaseException:
         for _, task in tasks:
-            task.cancel()  # as asyncio.gather does when it is cancelled
+            # As asyncio.gather does when it is cancelled. Not a task that has failed
+            # already: cancel() would mark its error retrieved, and it would be lost
+            # unseen; left be, asyncio reports it ("Task exception was never retrieved").
+            if not task.done():
+                task.cancel()
         raise
     return tuple(results)

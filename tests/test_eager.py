@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
@@ -186,3 +187,38 @@ async def test_the_lone_waiting_coroutine_answers_a_cancellation_as_if_awaited()
     await asyncio.sleep(0.01)
     outer.cancel()
     assert await outer == (1, "gave up")
+
+
+async def _fails(error: BaseException, delay: float = 0) -> int:
+    await asyncio.sleep(delay)
+    raise error
+
+
+@pytest.mark.parametrize("then", ["the last fails", "the caller is cancelled"])
+async def test_a_task_that_failed_first_has_its_error_reported(then: str) -> None:
+    # Regression: the error of a task that had failed while the last coroutine still
+    # waited was marked retrieved by the cancel() meant for tasks still running, so it
+    # was neither raised nor reported. It is reported, as asyncio does any error nobody
+    # retrieved, when the task goes.
+    loop = asyncio.get_running_loop()
+    reported: list[object] = []
+    handler = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context.get("exception")))
+    try:
+        if then == "the last fails":
+            with pytest.raises(KeyError):
+                await eager_gather(_fails(ValueError("first")), _fails(KeyError("last"), 0.01))
+        else:
+            outer = asyncio.ensure_future(
+                eager_gather(_fails(ValueError("first")), _waits_forever(asyncio.Event()))
+            )
+            await asyncio.sleep(0.01)
+            outer.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await outer
+            del outer
+        await asyncio.sleep(0)  # the loop lets go of the tasks: asyncio reports then
+        gc.collect()
+    finally:
+        loop.set_exception_handler(handler)
+    assert [type(error) for error in reported] == [ValueError]
