@@ -70,10 +70,12 @@ async def eager_gather(*coros: Coroutine[Any, Any, Any]) -> tuple[Any, ...]:
         except StopIteration as stop:
             results[index] = stop.value
         except BaseException:
-            for _, started, _ in suspended:
-                started.close()
             for rest in coros[index + 1 :]:
                 rest.close()  # never started: close, so nothing warns "never awaited"
+            # The started ones last: close() runs their finally blocks, which may raise
+            # (that error goes up, with this one as its context).
+            for _, started, _ in suspended:
+                started.close()
             raise
         else:
             suspended.append((index, coro, pending))

@@ -222,3 +222,26 @@ async def test_a_task_that_failed_first_has_its_error_reported(then: str) -> Non
     finally:
         loop.set_exception_handler(handler)
     assert [type(error) for error in reported] == [ValueError]
+
+
+async def test_no_coroutine_is_left_unawaited_when_closing_a_started_one_fails() -> None:
+    # Regression: the coroutines never started were closed after the started ones, so
+    # when a started one's close() raised (its finally block failing), they were left
+    # to warn "coroutine ... was never awaited".
+    async def cleanup_fails() -> int:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            raise OSError("cleanup")
+        return 0
+
+    async def fails_at_once() -> int:
+        raise ValueError("boom")
+
+    never = _now(9)
+    with pytest.raises(OSError) as raised:
+        await eager_gather(cleanup_fails(), fails_at_once(), never)
+    closing = raised.value.__context__  # the GeneratorExit close() threw in
+    assert isinstance(closing, GeneratorExit), closing
+    assert isinstance(closing.__context__, ValueError), "the first error is chained"
+    assert never.cr_frame is None, "closed, not left to warn 'never awaited'"
