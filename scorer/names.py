@@ -307,9 +307,11 @@ def literal_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
 
 def address_named(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The address a name from a DNS record (a PTR name, an MX target) spells instead of a
-    host, bare or in an SMTP address literal's brackets (``192.0.2.010``,
-    ``[192.0.2.10]``: RFC 5321 section 4.1.3, every Snum decimal), or None."""
-    return literal_address(text.strip("[]"))
+    host, bare or as an SMTP address literal (``192.0.2.010``, ``[192.0.2.10]``,
+    ``[IPv6:2001:db8::25]``: RFC 5321 section 4.1.3, every Snum decimal, the tag in any
+    case as ABNF strings are), or None."""
+    inside = text.strip("[]")
+    return literal_address(inside[5:] if inside[:5].lower() == "ipv6:" else inside)
 
 
 def plain_snums(text: str) -> str:

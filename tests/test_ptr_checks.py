@@ -460,3 +460,12 @@ def test_a_ptr_naming_an_address_literal_is_no_host_name() -> None:
     (hit,) = check_ptr(_ptr_facts({"[81.2.70.71]": NotFound(NotFoundKind.NXDOMAIN, 300)}))
     assert hit.symbol == "RL_PTR_MISSING"
     assert "PTR: [81.2.70.71] (an address, not a host name)" in hit.options
+
+
+@pytest.mark.parametrize("literal", ["[IPv6:2001:db8::25]", "[ipv6:::ffff:81.2.70.071]"])
+def test_a_ptr_naming_an_ipv6_address_literal_is_no_host_name(literal: str) -> None:
+    # Regression: the "IPv6:" tag an IPv6 address literal carries (RFC 5321 section
+    # 4.1.3) was read as part of a name, which was looked up: RL_PTR_UNVERIFIED.
+    (hit,) = check_ptr(_ptr_facts({literal: NotFound(NotFoundKind.NXDOMAIN, 300)}))
+    assert hit.symbol == "RL_PTR_MISSING"
+    assert f"PTR: {literal} (an address, not a host name)" in hit.options

@@ -60,7 +60,8 @@ def names_a_host(name: str) -> bool:
     such a PTR as no name too). Leading zeros
     ("192.0.2.010") still spell one: each number is decimal, as RFC 5321 section 4.1.3
     reads it, and to a resolver library that reads "010" as octal it is an address too;
-    so do an address literal's brackets ("[192.0.2.7]", RFC 5321 section 4.1.3)."""
+    so does an address literal ("[192.0.2.7]", "[IPv6:2001:db8::25]", RFC 5321 section
+    4.1.3)."""
     return bool(name) and address_named(name) is None
 
 
