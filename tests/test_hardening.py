@@ -447,6 +447,30 @@ def test_options_are_capped_without_cutting_an_escape(text: str, limit: int) -> 
     assert "\\" not in _COMPLETE_ESCAPE.sub("", shown)
 
 
+def _shown_as(text: str) -> str:
+    """``text`` as an option shows it, read back: a byte that was not UTF-8 (surrogateescape)
+    is the code point of its \\xNN."""
+    return "".join(chr(ord(c) - 0xDC00) if 0xDC80 <= ord(c) <= 0xDCFF else c for c in text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.text(alphabet=st.characters(codec=None, exclude_categories=())),
+    limit=st.integers(3, 60),
+)
+def test_an_option_reads_back_as_the_start_of_its_text(text: str, limit: int) -> None:
+    # Nothing is dropped or changed but at the cut: the escapes read back (each \xNN,
+    # \uNNNN, \UNNNNNNNN as its code point) give the text, or its start and "...".
+    # And it goes into JSON and a log line as it is: printable, UTF-8, one line.
+    shown = option(text, limit)
+    json.dumps(shown, ensure_ascii=False).encode("utf-8")
+    assert shown.isprintable() and len(shown) <= limit
+    cut = len(escape(text)) > limit
+    body = shown.removesuffix("...") if cut else shown
+    read = _COMPLETE_ESCAPE.sub(lambda escaped: chr(int(escaped[0][2:], 16)), body)
+    assert _shown_as(text).startswith(read) if cut else read == _shown_as(text)
+
+
 @pytest.mark.parametrize(
     ("text", "shown"),
     [

@@ -23,6 +23,8 @@ from scorer.names import (
     hostname_problem,
     ipv4_literal,
     is_internal,
+    is_multicast_or_broadcast,
+    is_public_host,
     literal_address,
     non_public_suffix,
     to_ascii,
@@ -83,7 +85,8 @@ def test_ipv4_literal_reads_snum_as_decimal(octets: list[tuple[int, int]]) -> No
 
 
 @pytest.mark.parametrize(
-    "text", ["192.0.2.256", "0192.0.2.1", "1.2.3", "1.2.3.4.5", "1.2.3.4 ", "\u0661.2.3.4"]
+    "text",
+    ["192.0.2.256", "0192.0.2.1", "1.2.3", "1.2.3.4.5", "1.2.3.4 ", "1.2.3.4\n", "\u0661.2.3.4"],
 )
 def test_ipv4_literal_refuses_what_is_no_snum(text: str) -> None:
     assert ipv4_literal(text) is None
@@ -751,6 +754,19 @@ def test_non_public_suffix_otherwise() -> None:
 )  # fmt: skip
 def test_unmapped(text: str, read_as: str) -> None:
     assert unmapped(ipaddress.ip_address(text)) == ipaddress.ip_address(read_as)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.ip_addresses(v=4), st.sampled_from(["::ffff:", "64:ff9b::"]))
+def test_an_ipv4_address_in_ipv6_form_is_judged_as_itself(
+    ipv4: ipaddress.IPv4Address, prefix: str
+) -> None:
+    # IPv4-mapped (RFC 4291 section 2.5.5.2) and the NAT64 well-known prefix (RFC 6052
+    # section 2.1): every judgement of an address is that of the IPv4 address carried.
+    carried = ipaddress.IPv6Address(f"{prefix}{ipv4}")
+    assert unmapped(carried) == ipv4
+    for judge in (is_internal, is_public_host, is_multicast_or_broadcast):
+        assert judge(carried) == judge(ipv4), judge.__name__
 
 
 FULLWIDTH_DIGITS = {ord(digit): 0xFF10 + int(digit) for digit in "0123456789"}  # "1": U+FF11
