@@ -365,6 +365,19 @@ def test_install_keeps_bytes_that_are_not_utf8(tmp_path: Path) -> None:
     assert len(_backups(tmp_path)) == 1
 
 
+def test_install_keeps_crlf_line_ends(tmp_path: Path) -> None:
+    # Regression (review): the file was read with universal newlines, so an install
+    # rewrote every CRLF line end of the admin's lines as LF ("the rest is kept").
+    local = tmp_path / "rspamd.conf.local"
+    mine = b"# mine\r\nfoo {\r\n  bar = 1;\r\n}\r\n"
+    local.write_bytes(mine)
+    section = integration.module_section(config_from_mapping({}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    assert local.read_bytes().startswith(mine)
+    assert integration.install(tmp_path, section, rspamadm=None).ok  # and again: unchanged
+    assert local.read_bytes().startswith(mine) and len(_backups(tmp_path)) == 1
+
+
 def test_a_refused_install_writes_nothing(tmp_path: Path) -> None:
     # Regression (review): the plugin was copied before rspamd.conf.local was read.
     (tmp_path / "rspamd.conf.local").write_text(f"{integration.MARK_BEGIN}\nhalf a block\n")

@@ -209,7 +209,9 @@ def _write_if_changed(
 def _read_kept(path: Path) -> str:
     """An admin's file as text whose bytes are all written back as they were: rspamd
     does not require UTF-8, and a Latin-1 comment must survive our edit."""
-    return path.read_text(encoding="utf-8", errors="surrogateescape")
+    # Decoded from the bytes: read_text's universal newlines would turn the file's CRLF
+    # line ends into LF, the admin's lines included.
+    return path.read_bytes().decode("utf-8", errors="surrogateescape")
 
 
 # An rdns_scorer section as UCL spells one: `rdns_scorer {`, `"rdns_scorer" = {`,
