@@ -705,6 +705,33 @@ for _, entry in ipairs(CHECKED) do
     return
   end
 end
+-- token, path and group are one text each, servers one or a list of them. A list
+-- where one text belongs (a key set twice, in the section or in two sections of that
+-- name, makes one) is a config error too: tostring() and register_symbol raised on it,
+-- a Lua error that left the module unloaded with a traceback. Not shown: the token.
+local function is_text(v) return type(v) == 'string' or type(v) == 'number' end
+local function kind(v)
+  return type(v) == 'table' and 'a list or section (is the key set twice?)' or tostring(v)
+end
+for _, key in ipairs({ 'token', 'path', 'group' }) do
+  if not is_text(settings[key]) then
+    config_error('%s must be one text, got %s', key, kind(settings[key]))
+    return
+  end
+  settings[key] = tostring(settings[key])
+end
+if type(settings.servers) == 'table' then
+  for _, item in pairs(settings.servers) do
+    if not is_text(item) then
+      config_error('servers must be "host:port" or a list of them, got a list holding %s',
+          kind(item))
+      return
+    end
+  end
+elseif not is_text(settings.servers) then
+  config_error('servers must be "host:port" or a list of them, got %s', kind(settings.servers))
+  return
+end
 -- rspamd's task_timeout: the options section's (8 s by default), unless a worker
 -- section sets its own (worker "normal" { task_timeout = 2s; }), which wins for the
 -- scans in that worker. The shortest of them: the plugin's wait must fit in each.
@@ -740,12 +767,8 @@ if settings.timeout >= task_timeout then
       'the whole scan; using %s s', N, settings.timeout, task_timeout, fallback)
   settings.timeout = fallback
 end
-if type(settings.token) ~= 'string' then
-  settings.token = tostring(settings.token)
-end
 -- "v1/check" would make every request fail ("cannot send request"), unnoticed:
 -- RL_SCORER_FAIL weighs nothing.
-settings.path = tostring(settings.path)
 if settings.path:sub(1, 1) ~= '/' then
   rspamd_logger.warnx(rspamd_config, '%s: path %s does not start with "/"; using /%s', N,
       settings.path, settings.path)

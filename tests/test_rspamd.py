@@ -942,6 +942,15 @@ def test_an_old_form_workers_task_timeout_counts(
             "timeout must be a positive time, got 0.5s; holddown = 0",
         ),
         ('check_local = "sometimes";', "check_local must be true or false, got sometimes"),
+        # Regression: a list where one text belongs (a key set twice makes one) raised a
+        # Lua error at load. The token's value is never shown.
+        ('token = "a"; token = "b";', "token must be one text, got a list or section"),
+        ('path = ["/v1/check", "/x"];', "path must be one text, got a list or section"),
+        ('group = ["a", "b"];', "group must be one text, got a list or section"),
+        (
+            'servers = ["127.0.0.1:1", ["127.0.0.1:2"]];',
+            'servers must be "host:port" or a list of them, got a list holding a list',
+        ),
     ],
 )
 def test_a_bad_setting_disables_the_module(
@@ -951,6 +960,7 @@ def test_a_bad_setting_disables_the_module(
     with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
         assert rspamd.scan(MISSING_PTR_IP, helo="localhost").ours() == {}
         assert complaint in rspamd.log()
+        assert not rspamd.lua_errors()
 
 
 def test_a_hung_service_is_left_alone_for_the_holddown(
