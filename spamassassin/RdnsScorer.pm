@@ -231,9 +231,10 @@ sub check_rl_scorer {
 
 # True when the service answered for this message with a verdict; for metas such as
 # the stock-rule overrides in rdns_scorer_overlap.cf (rules __RL_SCORER_OK and, with
-# the argument 'ptr', __RL_SCORER_PTR_OK).
+# a family, __RL_SCORER_PTR_OK ('ptr') and __RL_SCORER_HELO_OK ('helo')).
 sub check_rl_scorer_ok {
   my ($self, $pms, $family) = @_;
+  $family = undef if defined $family && $family eq '';
   # "score RL_SCORER_CHECK 0" switches the plugin off: then this rule must neither
   # ask the service (a down service would still delay every message) nor report an
   # answer (the overlap metas would switch stock rules off for nothing).
@@ -242,8 +243,10 @@ sub check_rl_scorer_ok {
   return 0 if !defined $result->{symbols} || defined $result->{error} || $result->{skipped};
   my %returned = map { ($_->{name} => $_) } @{$result->{symbols}};
   # A shadowed symbol scores nothing: the stock rules it stands for must stay on
-  # (shadow mode is for watching, and must not lower a message's score).
-  return 0 if grep { $_->{shadowed} } values %returned;
+  # (shadow mode is for watching, and must not lower a message's score). Only those
+  # of its own family, though: a shadowed RL_HELO_NOT_FQDN must not bring RDNS_NONE
+  # back beside a scored RL_PTR_MISSING. Without a family: any shadowed symbol.
+  return 0 if grep { $_->{shadowed} && _in_family($_->{name}, $family) } values %returned;
   # The service ran no checks (the client is in its [policy] skip_networks): no
   # verdict to stand in for the stock rules.
   return 0 if $returned{RL_SKIPPED_LOCAL};
@@ -251,6 +254,15 @@ sub check_rl_scorer_ok {
   # the PTR either: the stock rDNS rules stay the fallback, as with the service down.
   return 0 if defined $family && $family eq 'ptr' && $returned{RL_PTR_TEMPFAIL};
   return 1;
+}
+
+# Whether the symbol $name belongs to $family ('ptr', 'helo', ...; undef: any family).
+# The reply names no family, so it comes from the name: the service's symbol table
+# (scorer/symbols.py) names its symbols RL_<FAMILY>_*; a test holds ptr and helo to it.
+sub _in_family {
+  my ($name, $family) = @_;
+  return 1 if !defined $family;
+  return index($name, 'RL_' . uc($family) . '_') == 0;
 }
 
 sub _hit {

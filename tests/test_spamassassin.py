@@ -152,6 +152,18 @@ def fake_spamd(fake_server: FakeHttp) -> Iterator[Spamd]:
         spamd.stop()
 
 
+@pytest.fixture(scope="module")
+def overlap_spamd(fake_server: FakeHttp) -> Iterator[Spamd]:
+    """A spamd with the overlap file in front of the fake service."""
+    directory = site_config(f"rdns_scorer_url {fake_server.url}\n", overlap=True)
+    spamd = Spamd(directory).start()
+    yield spamd
+    try:
+        _no_perl_warnings(spamd)
+    finally:
+        spamd.stop()
+
+
 @pytest.fixture
 def fake(fake_server: FakeHttp) -> Iterator[FakeHttp]:
     fake_server.reply_json({"symbols": [], "score": 0, "elapsed_ms": 0})
@@ -739,6 +751,46 @@ def test_overlap_keeps_the_stock_rules_while_the_service_shadows(fake: FakeHttp)
     assert {"RDNS_NONE", "HELO_NO_DOMAIN"} <= set(scan.scores), scan.scores
 
 
+HELO_STOCK_RULES = {"HELO_NO_DOMAIN", "FSL_HELO_NON_FQDN_1"}
+
+
+@pytest.mark.parametrize(
+    ("shadowed", "stock_on"),
+    [
+        pytest.param("RL_HELO_NOT_FQDN", HELO_STOCK_RULES, id="helo-shadowed"),
+        pytest.param("RL_PTR_MISSING", {"RDNS_NONE"}, id="ptr-shadowed"),
+        pytest.param("RL_MAILFROM_NXDOMAIN", set(), id="mailfrom-shadowed"),
+    ],
+)
+def test_overlap_keeps_on_only_the_shadowed_familys_stock_rules(
+    overlap_spamd: Spamd, fake: FakeHttp, shadowed: str, stock_on: set[str]
+) -> None:
+    # Regression: any shadowed symbol turned every stock rule back on, so with only
+    # RL_HELO_NOT_FQDN shadowed a message without PTR got RDNS_NONE beside the fully
+    # scored RL_PTR_MISSING: the missing PTR counted twice.
+    weights = {"RL_PTR_MISSING": 5.0, "RL_HELO_NOT_FQDN": 0.5, "RL_MAILFROM_NXDOMAIN": 3.0}
+    symbols = [
+        {"name": name, "score": 0.0, "options": ["x"], "shadow_score": weight}
+        if name == shadowed
+        else {"name": name, "score": weight, "options": ["x"]}
+        for name, weight in weights.items()
+    ]
+    fake.reply_json({"symbols": symbols})
+    scan = overlap_spamd.scan(message(MISSING_PTR_IP, "Mail-Server", None, GOOD_FROM))
+    assert scan.rl == {n: 0.001 if n == shadowed else w for n, w in weights.items()}
+    stock = {"RDNS_NONE"} | HELO_STOCK_RULES
+    assert stock & set(scan.scores) == stock_on, scan.scores
+
+
+def test_every_ptr_and_helo_symbol_is_named_by_its_family() -> None:
+    # check_rl_scorer_ok('ptr'/'helo') tells a symbol's family by its name prefix (the
+    # reply names no family): the symbol table must keep to it.
+    for symbol in SYMBOLS.values():
+        for family in ("ptr", "helo"):
+            prefix = f"RL_{family.upper()}_"
+            assert (symbol.family == family) is symbol.name.startswith(prefix), symbol.name
+
+
 @pytest.mark.parametrize("case", ["answered", "down", "nothing-asked"])
 def test_rl_scorer_ok_says_whether_the_service_gave_a_verdict(fake: FakeHttp, case: str) -> None:
     # __RL_SCORER_OK, for the overlap file and an admin's own metas: true only when the
@@ -1264,7 +1316,7 @@ def test_overlap_copies_match_the_installed_stock_rules() -> None:
     for name, expression in metas.items():
         kind, body = stock[name]
         # The rules on the PTR need the service's PTR verdict, not just an answer.
-        ok = "__RL_SCORER_PTR_OK" if name in PTR_STOCK_RULES else "__RL_SCORER_OK"
+        ok = "__RL_SCORER_PTR_OK" if name in PTR_STOCK_RULES else "__RL_SCORER_HELO_OK"
         if kind == "meta":
             collapsed = re.sub(r"\s+", " ", body)
             assert expression == f"({collapsed}) && !{ok}", name
