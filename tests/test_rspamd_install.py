@@ -351,29 +351,24 @@ def test_every_valid_token_reaches_rspamd_unchanged(stock_confdir: Path) -> None
     assert f'token = "{token}";' in _configdump(stock_confdir, "rdns_scorer")
 
 
-def test_install_keeps_bytes_that_are_not_utf8(tmp_path: Path) -> None:
-    # Regression (review): a Latin-1 comment in rspamd.conf.local (rspamd accepts it)
-    # ended the install in a UnicodeDecodeError traceback, after the plugin was copied.
+@pytest.mark.parametrize(
+    "mine",
+    [
+        # Regression (review): a Latin-1 comment in rspamd.conf.local (rspamd accepts it)
+        # ended the install in a UnicodeDecodeError traceback, after the plugin was copied.
+        b"# Konfiguration f\xfcr M\xfcller\n",
+        # Regression (review): the file was read with universal newlines, so an install
+        # rewrote every CRLF line end of the admin's lines as LF ("the rest is kept").
+        b"# mine\r\nfoo {\r\n  bar = 1;\r\n}\r\n",
+    ],
+)
+def test_install_keeps_the_admins_bytes(tmp_path: Path, mine: bytes) -> None:
     local = tmp_path / "rspamd.conf.local"
-    mine = b"# Konfiguration f\xfcr M\xfcller\n"
     local.write_bytes(mine)
     section = integration.module_section(config_from_mapping({}))
     assert integration.install(tmp_path, section, rspamadm=None).ok
     assert local.read_bytes().startswith(mine)
     assert b"rdns_scorer {" in local.read_bytes()
-    assert integration.install(tmp_path, section, rspamadm=None).ok  # and again: unchanged
-    assert len(_backups(tmp_path)) == 1
-
-
-def test_install_keeps_crlf_line_ends(tmp_path: Path) -> None:
-    # Regression (review): the file was read with universal newlines, so an install
-    # rewrote every CRLF line end of the admin's lines as LF ("the rest is kept").
-    local = tmp_path / "rspamd.conf.local"
-    mine = b"# mine\r\nfoo {\r\n  bar = 1;\r\n}\r\n"
-    local.write_bytes(mine)
-    section = integration.module_section(config_from_mapping({}))
-    assert integration.install(tmp_path, section, rspamadm=None).ok
-    assert local.read_bytes().startswith(mine)
     assert integration.install(tmp_path, section, rspamadm=None).ok  # and again: unchanged
     assert local.read_bytes().startswith(mine) and len(_backups(tmp_path)) == 1
 

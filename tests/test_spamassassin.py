@@ -112,14 +112,19 @@ def _no_perl_warnings(spamd: Spamd) -> None:
     ), log
 
 
-@pytest.fixture(scope="module")
-def real_spamd(real_dir: Path) -> Iterator[Spamd]:
-    spamd = Spamd(real_dir).start()
+def _serving(spamd: Spamd) -> Iterator[Spamd]:
+    """A module fixture's spamd: started, then stopped once no Perl warning was logged."""
+    spamd.start()
     yield spamd
     try:
         _no_perl_warnings(spamd)
     finally:
         spamd.stop()
+
+
+@pytest.fixture(scope="module")
+def real_spamd(real_dir: Path) -> Iterator[Spamd]:
+    yield from _serving(Spamd(real_dir))
 
 
 @pytest.fixture(scope="module")
@@ -144,24 +149,14 @@ def fake_spamd(fake_server: FakeHttp) -> Iterator[Spamd]:
         "alice": "score RL_PTR_MISSING 1.5\nscore RL_X 0\n"
         f"rdns_scorer_url http://127.0.0.1:{closed_port()}/v1/check\nrdns_scorer_token evil\n"
     }
-    spamd = Spamd(directory, user_prefs if os.geteuid() == 0 else None).start()
-    yield spamd
-    try:
-        _no_perl_warnings(spamd)
-    finally:
-        spamd.stop()
+    yield from _serving(Spamd(directory, user_prefs if os.geteuid() == 0 else None))
 
 
 @pytest.fixture(scope="module")
 def overlap_spamd(fake_server: FakeHttp) -> Iterator[Spamd]:
     """A spamd with the overlap file in front of the fake service."""
     directory = site_config(f"rdns_scorer_url {fake_server.url}\n", overlap=True)
-    spamd = Spamd(directory).start()
-    yield spamd
-    try:
-        _no_perl_warnings(spamd)
-    finally:
-        spamd.stop()
+    yield from _serving(Spamd(directory))
 
 
 @pytest.fixture
