@@ -29,9 +29,9 @@ from pathlib import Path
 from scorer.checks.helo import parse_helo
 from scorer.checks.mailfrom import SenderKind, envelope_address, parse_sender
 from scorer.names import (
+    address_named,
     hostname_problem,
     is_public_suffix,
-    literal_address,
     public_suffix_below,
     to_ascii,
 )
@@ -78,9 +78,8 @@ def _spells_addresses(name: str) -> bool:
     network rather than a name: bare, with leading zeros (192.0.2.010: RFC 5321 section
     4.1.3 reads every number as decimal, as the HELO checks do), as an SMTP address
     literal ([192.0.2.1], [IPv6:2001:db8::1]: section 4.1.3) or with a prefix length."""
-    inner = name.removeprefix("[").removesuffix("]").removeprefix("ipv6:")
-    address, slash, prefix = inner.partition("/")
-    return literal_address(address) is not None and (not slash or prefix.isdigit())
+    address, slash, prefix = name.partition("/")
+    return address_named(address) is not None and (not slash or prefix.isdigit())
 
 
 def _sender_domain(mail_from: str) -> str | None:
