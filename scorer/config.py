@@ -375,15 +375,17 @@ def parse_listen(text: str) -> tuple[str, int]:
     port = decimal_in(port_text, 1, 65535)
     if not sep or port is None:
         raise ValueError(f"expected HOST:PORT, got {text!r}")
-    if host.startswith("[") and host.endswith("]"):
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
         # One pair around the host; strip("[]") also took "[::1" or "127.0.0.1]".
         host = host[1:-1]
-    elif ":" in host and address_in(host) is not None:
+    host = host or "127.0.0.1"
+    address = address_in(host)
+    if address is not None and address.version == 6 and not bracketed:
         # "2001:db8::1:25" is an address without a port as well as ::1 and port 25:
         # brackets say which (RFC 3986 section 3.2.2), as in every URL.
         raise ValueError(f"an IPv6 address takes brackets: write '[{host}]:{port}', got {text!r}")
-    host = host or "127.0.0.1"
-    problem = None if address_in(host) is not None else hostname_problem(host.lower())
+    problem = None if address is not None else hostname_problem(host.lower())
     if problem is not None:
         # "mail..example" would pass this far and end serve in an IDNA traceback.
         raise ValueError(f"{host!r} is neither an address nor a host name ({problem})")
