@@ -154,17 +154,14 @@ async def _mail_from_facts(
     # A target spelling an address names no host ("IP literal as MX", whatever a lookup of
     # it says): not resolved, nor given a place of max_mx_hosts; judged with nothing asked.
     named = [host for host in hosts if names_a_host(host)]
-    checked = named[: limits.max_mx_hosts]
+    checked, unchecked = named[: limits.max_mx_hosts], set(named[limits.max_mx_hosts :])
     resolved = await eager_gather(
         *(_address_facts(dns_layer, h, deadline, enough=has_global_address) for h in checked)
     )
     looked_up = dict(zip(checked, resolved, strict=True))
-    targets = {
-        host: looked_up.get(host, AddressFacts(None, None))
-        for host in hosts
-        if host in looked_up or not names_a_host(host)
-    }
-    return MailFromFacts(sender, mx, targets=targets, unchecked_hosts=len(named) - len(checked))
+    nothing_asked = AddressFacts(None, None)
+    targets = {host: looked_up.get(host, nothing_asked) for host in hosts if host not in unchecked}
+    return MailFromFacts(sender, mx, targets=targets, unchecked_hosts=len(unchecked))
 
 
 async def _none() -> None:
