@@ -133,6 +133,28 @@ def test_weak_signals_do_not_make_a_relay_name_generic(ip: str, hostname: str) -
     assert not result.generic, result.describe()
 
 
+def test_a_zero_padded_partial_lets_a_weak_keyword_count() -> None:
+    # Held-out review: T-Mobile DE's mobile names (tmo-<c as %03d>-<d>.customers) were
+    # legit, since "customers" is weak; the padded octet marks a name made from the address.
+    result = verdict("80.187.97.69", "tmo-097-69.customers.d1-online.com")
+    assert result.generic and result.confidence == PARTIAL_WITH_KEYWORD_CONFIDENCE
+    assert "partial-octets: 097-69 = last two octets of 80.187.97.69, zero-padded" in (
+        result.describe()
+    )
+
+
+@pytest.mark.parametrize(
+    ("ip", "hostname"),
+    [
+        ("80.187.102.223", "tmo-102-223.customers.d1-online.com"),  # nothing to pad: missed
+        ("192.0.1.25", "mx-01-25.users.example.org"),  # two digits: how servers are numbered
+        ("80.187.97.69", "mail-097-69.example.com"),  # padded, but no keyword at all
+    ],
+)
+def test_zero_padding_needs_three_digits_and_a_keyword(ip: str, hostname: str) -> None:
+    assert not verdict(ip, hostname).generic
+
+
 def test_weak_keywords_still_add_to_a_whole_address() -> None:
     # static + clients next to the full address: the typical hosting default name.
     result = verdict("88.198.1.2", "static.88-198-1-2.clients.your-server.de")

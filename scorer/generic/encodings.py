@@ -62,6 +62,10 @@ class EncodingMatch:
     evidence: GenericEvidence
     strength: Strength
     matched: str  # the text of the name that encodes the address (or part of it)
+    #: A partial match writes an octet below 100 zero-padded to three digits (``097``):
+    #: the mark of a name generated from the address, which people numbering servers
+    #: (``mx-2-25``, ``m28-100``) do not write. Whole-address matches leave it False.
+    zero_padded: bool = False
 
 
 def find_encodings(ip: IPv4Address | IPv6Address, region: str) -> list[EncodingMatch]:
@@ -228,10 +232,18 @@ def _find_partial_windows(
             separate = runs.joined_by_separators(first, size)
             if separate and not runs.in_full_address_group(first, size):
                 text = runs.window_text(first, size)
-                evidence = GenericEvidence("partial-octets", f"{text} = {how} of {ip}")
-                matches.append(EncodingMatch(evidence, strength, text))
+                padded = any(_is_zero_padded(run) for run in runs.texts[first : first + size])
+                detail = f"{text} = {how} of {ip}{', zero-padded' if padded else ''}"
+                evidence = GenericEvidence("partial-octets", detail)
+                matches.append(EncodingMatch(evidence, strength, text, padded))
                 break
     return matches
+
+
+def _is_zero_padded(run: str) -> bool:
+    """True for an octet written in three digits with a leading zero (``097``, ``005``),
+    as ``%03d`` writes it. Two digits (``01``) are how people number servers (``mx01``)."""
+    return len(run) == 3 and run[0] == "0"
 
 
 def _find_ipv4_strings(
