@@ -575,6 +575,69 @@ def test_the_score_median_of_mail_scoring_zero_is_zero(tmp_path: Path) -> None:
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
+# Counters that counted for five minutes and then stood still: a server gone idle.
+_BUSY_THEN_IDLE = "0+4x20 80x20"  # one sample each 15 s
+_IDLE_SERVER_SERIES = [  # (metric, its labels besides job and instance)
+    ("rdns_scorer_dns_queries_total", 'rdtype="PTR",result="answer"'),
+    ("rdns_scorer_dns_queries_total", 'rdtype="PTR",result="timeout"'),
+    ("rdns_scorer_dns_queries_total", 'rdtype="SOA",result="answer"'),
+    ("rdns_scorer_dns_repeated_failures_total", ""),
+    ("rdns_scorer_dns_cache_hits_total", ""),
+    ("rdns_scorer_dns_cache_misses_total", ""),
+    ("rdns_scorer_requests_total", 'endpoint="/v1/check",status="200"'),
+    ("rdns_scorer_requests_total", 'endpoint="/v1/check",status="401"'),
+    ("rdns_scorer_requests_total", 'endpoint="/v1/check",status="503"'),
+    ("rdns_scorer_request_duration_seconds_count", ""),
+    ("rdns_scorer_skipped_local_clients_total", ""),
+    ("rdns_scorer_symbols_total", 'symbol="RL_PTR_MISSING"'),
+    ("rdns_scorer_check_outcomes_total", 'family="ptr",outcome="pass"'),
+    ("rdns_scorer_check_outcomes_total", 'family="ptr",outcome="tempfail"'),
+    ("rdns_scorer_check_outcomes_total", 'family="helo",outcome="skipped"'),
+]
+
+
+def test_share_panels_of_an_idle_server_show_zero_or_nothing_not_nan(tmp_path: Path) -> None:
+    # Regression: every share divided a rate by a rate, so once the checks stopped (a
+    # quiet night) 0/0 made the panels show NaN. Each dashboard query that divides is
+    # run while the server works (it must show a share) and once it is idle (0 or no
+    # value: `!= 0` keeps a NaN, as NaN differs from everything).
+    shares = [
+        substitute(q.expr, {"job": JOB, "instance": ".+"})
+        for q in panel_queries(load_dashboard())
+        if "/" in re.sub(r'"[^"]*"', "", q.expr)  # a division, not the "/v1/check" label
+    ]
+    assert len(shares) >= 10
+    scorer = f'job="{JOB}",instance="a"'
+    series = [
+        f"{metric}{{{scorer}{',' if labels else ''}{labels}}}"
+        for metric, labels in _IDLE_SERVER_SERIES
+    ]
+    expr_tests = []
+    for expr in shares:
+        expr_tests += [
+            {
+                "expr": f"count(({expr}) >= 0) > bool 0",
+                "eval_time": "4m",
+                "exp_samples": [{"labels": "{}", "value": 1}],
+            },
+            {"expr": f"({expr}) != 0", "eval_time": "10m", "exp_samples": []},
+        ]
+    rule_test = {
+        "rule_files": [],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": [{"series": s, "values": _BUSY_THEN_IDLE} for s in series],
+                "promql_expr_test": expr_tests,
+            }
+        ],
+    }
+    (tmp_path / "tests.yml").write_text(json.dumps(rule_test))  # JSON is YAML
+    tested = promtool("test", "rules", str(tmp_path / "tests.yml"))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
 def test_every_alert_has_a_runbook_section() -> None:
     docs = DOCS.read_text()
     text = ALERTS_YML.read_text()
