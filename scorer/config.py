@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from scorer.allowlist import Allowlist, AllowlistError
-from scorer.dns.layer import Nameserver, parse_nameserver
+from scorer.dns.layer import Nameserver, parse_nameservers
 from scorer.names import address_in, decimal_in, hostname_problem, literal_address, to_ascii
 from scorer.policy import parse_network
 from scorer.protocol import parse_ip
@@ -121,7 +121,7 @@ class Config:
 
     @property
     def nameservers(self) -> list[Nameserver]:
-        return [parse_nameserver(n) for n in self.dns.nameservers]
+        return parse_nameservers(self.dns.nameservers)
 
     @property
     def skip_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -513,8 +513,7 @@ def with_overrides(
     except ValueError as error:
         raise ConfigError(f"{names[0]}: {error}") from None
     try:
-        for nameserver in nameservers or ():
-            parse_nameserver(nameserver)
+        parse_nameservers(nameservers or ())
     except ValueError as error:
         raise ConfigError(f"{names[1]}: {error}") from None
     if listen is not None:

@@ -179,6 +179,39 @@ def test_validation_messages_name_the_key(data: dict[str, object], message: str)
     assert message in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("nameservers", "message"),
+    [
+        (["192.0.2.1", "192.0.2.1"], "'192.0.2.1': listed twice"),
+        # Spelled otherwise, it is still the one address and port the transport asks.
+        (
+            ["192.0.2.1", "10.0.0.1", "192.0.2.1:53"],
+            "'192.0.2.1:53': the same server as '192.0.2.1'",
+        ),
+        (
+            ["[2001:db8::1]:53", "2001:DB8:0::1"],
+            "'2001:DB8:0::1': the same server as '[2001:db8::1]:53'",
+        ),
+        (
+            ["127.0.0.1:5353", "[::ffff:127.0.0.1]:5353"],
+            "'[::ffff:127.0.0.1]:5353': the same server as '127.0.0.1:5353'",
+        ),
+    ],
+)
+def test_a_nameserver_listed_twice_is_named(nameservers: list[str], message: str) -> None:
+    # Regression: accepted, and the transport asked it twice (after its SERVFAIL, or its
+    # silence, again in place of the next resolver).
+    with pytest.raises(ConfigError) as error:
+        config_from_mapping({"dns": {"nameservers": nameservers}})
+    assert str(error.value) == f"[dns] nameservers: duplicate nameserver {message}"
+
+
+def test_one_address_on_two_ports_families_or_interfaces_is_no_duplicate() -> None:
+    listed = ["127.0.0.1:53", "127.0.0.1:5353", "::1", "[::1]:5353", "fe80::53%lo", "fe80::53%2"]
+    config = config_from_mapping({"dns": {"nameservers": listed}})
+    assert len(config.nameservers) == len(listed)
+
+
 def _config_check(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "scorer", "config", "check", str(path)],
@@ -405,6 +438,12 @@ def test_a_config_the_reader_chokes_on_is_a_config_error(
         ({"RDNS_SCORER_NAMESERVERS": "foo"}, {}, "RDNS_SCORER_NAMESERVERS: bad nameserver 'foo'"),
         ({}, {"listen": "a..b:25"}, "--listen: 'a..b' is neither an address nor a host name"),
         ({}, {"nameservers": ["foo"]}, "--nameserver: bad nameserver 'foo'"),
+        (
+            {"RDNS_SCORER_NAMESERVERS": "10.0.0.1, 10.0.0.1:53"},
+            {},
+            "RDNS_SCORER_NAMESERVERS: duplicate nameserver '10.0.0.1:53': the same server as",
+        ),
+        ({}, {"nameservers": ["::1", "::1"]}, "--nameserver: duplicate nameserver '::1': listed"),
     ],
 )
 def test_an_invalid_override_names_the_variable_or_flag(

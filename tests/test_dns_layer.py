@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dns.name
 import dns.rdatatype
+import dns.resolver
 import pytest
 import uvloop
 from hypothesis import example, given, settings
@@ -30,6 +31,7 @@ from scorer.dns.layer import (
     QueryHealth,
     cache_size,
     parse_nameserver,
+    system_nameservers,
 )
 from scorer.dns.outcomes import Answer, FailureKind, MxRecord, NotFound, NotFoundKind, TempFail
 from scorer.pipeline import build_dns_layer
@@ -349,6 +351,24 @@ def test_parse_nameserver(text: str, expected: str) -> None:
 def test_parse_nameserver_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_nameserver(text)
+
+
+def test_a_nameserver_listed_twice_in_resolv_conf_is_asked_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: asked twice, as a duplicate in our config was; the admin wrote no part
+    # of resolv.conf to us, so it is dropped without a word, the first kept in its place.
+    # (system_nameservers itself: imported before conftest stubs it out.)
+    resolv = tmp_path / "resolv.conf"
+    listed = ["192.0.2.53", "2001:db8::53", "192.0.2.53", "2001:DB8:0::53", "192.0.2.54"]
+    resolv.write_text("".join(f"nameserver {address}\n" for address in listed))
+    read = dns.resolver.Resolver
+    monkeypatch.setattr(dns.resolver, "Resolver", lambda: read(filename=str(resolv)))
+    assert [str(n) for n in system_nameservers()] == [
+        "192.0.2.53:53",
+        "[2001:db8::53]:53",
+        "192.0.2.54:53",
+    ]
 
 
 def test_query_health_windows() -> None:

@@ -16,7 +16,7 @@ import contextvars
 import ipaddress
 import logging
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +73,16 @@ class Nameserver:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
+    @property
+    def destination(self) -> tuple[IPAddress, int]:
+        """Where the transport's queries to it go, however its address is spelled
+        (``2001:DB8::1``, ``2001:db8:0::1``); an IPv4-mapped address is the IPv4 host a
+        dual-stack socket sends to."""
+        address = ipaddress.ip_address(self.host)
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            return address.ipv4_mapped, self.port
+        return address, self.port
+
 
 def parse_nameserver(text: str) -> Nameserver:
     """Parse ``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or a bare IPv6 address."""
@@ -98,6 +108,23 @@ def parse_nameserver(text: str) -> Nameserver:
     if number is None:
         raise ValueError(f"bad nameserver {text!r}: port must be 1-65535")
     return Nameserver(host, number)
+
+
+def parse_nameservers(texts: Iterable[str]) -> list[Nameserver]:
+    """``parse_nameserver`` of each; a ValueError names one listed twice, in any
+    spelling: the transport would ask it twice (after its SERVFAIL, after its silence)
+    in place of the next resolver, or of giving up."""
+    written: dict[tuple[IPAddress, int], str] = {}  # destination -> its first spelling
+    servers = []
+    for text in texts:
+        server = parse_nameserver(text)
+        earlier = written.get(server.destination)
+        if earlier is not None:
+            same = "listed twice" if earlier == text else f"the same server as {earlier!r}"
+            raise ValueError(f"duplicate nameserver {text!r}: {same}")
+        written[server.destination] = text
+        servers.append(server)
+    return servers
 
 
 UNREADY_FAILURE_SHARE = 0.9  # /readyz fails when this share of recent queries failed
@@ -207,8 +234,13 @@ def system_nameservers() -> list[Nameserver]:
         resolver = dns.resolver.Resolver()
     except (dns.resolver.NoResolverConfiguration, OSError):
         return [Nameserver("127.0.0.1")]
-    servers = [parse_nameserver(str(n)) for n in resolver.nameservers]
-    return servers or [Nameserver("127.0.0.1")]
+    # One listed twice is asked once, where it was first listed: not our config, so no
+    # mistake to report (parse_nameservers refuses it in ours).
+    servers: dict[tuple[IPAddress, int], Nameserver] = {}
+    for text in resolver.nameservers:
+        server = parse_nameserver(str(text))
+        servers.setdefault(server.destination, server)
+    return list(servers.values()) or [Nameserver("127.0.0.1")]
 
 
 class DnsLayer:
