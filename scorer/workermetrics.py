@@ -15,7 +15,12 @@ as the one the previous scrape read. A worker that dies leaves
 its last snapshot; the parent folds it into ``dead.json`` (``retire``), where its
 counters and histograms still count and its gauges (in flight, cache entries) no
 longer do. ``dead.json`` names the snapshots it absorbed, so a scrape that still
-finds one beside it does not count it twice.
+finds one beside it does not count it twice; only while they are there: ``retire``
+removes a snapshot right after writing ``dead.json``, and its next rewrite forgets
+the names of those gone (a name per worker that ever died would pile up). A scrape
+that read a snapshot and then finds ``dead.json`` without its name checks that it
+is still there, and reads again if not: it may have been absorbed, and its name
+forgotten, meanwhile.
 
 Merging, per sample: counters and histograms add up; gauges add up over live
 workers, except ``rdns_scorer_config_last_reload_successful`` (the lowest: one
@@ -152,8 +157,11 @@ def retire(directory: Path, name: str) -> None:
         except FileNotFoundError:
             dead = {"absorbed": [], "families": []}
         merged = list(_merge([(dead["families"], False), (snapshot, False)]))
-        absorbed = [*dead["absorbed"], name]  # a few dozen bytes per worker that ever died
-        _write_atomically(dead_path, {"absorbed": absorbed, "families": merged})
+        # The names of snapshots still there (this one until it is removed below):
+        # one gone can no longer be found beside dead.json (and _read_once reads
+        # again when one it read is gone and unnamed).
+        kept = [n for n in dead["absorbed"] if _snapshot_path(directory, n).exists()]
+        _write_atomically(dead_path, {"absorbed": [*kept, name], "families": merged})
     except FileNotFoundError:
         return  # it died before its first snapshot
     except OSError as error:
@@ -231,7 +239,7 @@ def _read_once(directory: Path, own: Path) -> list[tuple[Snapshot, bool]]:
     # The live snapshots first, dead.json last: retire() writes dead.json before it
     # removes the snapshot it absorbed, so whatever this finds is counted once.
     live = {
-        path.stem.removeprefix("worker-"): json.loads(path.read_text())
+        path: json.loads(path.read_text())
         for path in directory.glob("worker-*.json")
         if path != own
     }
@@ -240,9 +248,17 @@ def _read_once(directory: Path, own: Path) -> list[tuple[Snapshot, bool]]:
     except FileNotFoundError:
         return [(snapshot, True) for snapshot in live.values()]
     absorbed = set(dead["absorbed"])
-    return [(dead["families"], False)] + [
-        (snapshot, True) for name, snapshot in live.items() if name not in absorbed
-    ]
+    unnamed = {
+        path: snapshot
+        for path, snapshot in live.items()
+        if path.stem.removeprefix("worker-") not in absorbed
+    }
+    # dead.json forgets a name once its snapshot is gone (retire): one read above and
+    # gone now may be in dead.json's counts, its name forgotten. stat() raises
+    # FileNotFoundError for it, and the caller reads again.
+    for path in unnamed:
+        path.stat()
+    return [(dead["families"], False)] + [(snapshot, True) for snapshot in unnamed.values()]
 
 
 class _Merged(Collector):

@@ -11,8 +11,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PosixPath
+from typing import Any, Self
 
 import pytest
 from prometheus_client import generate_latest
@@ -26,6 +26,7 @@ from scorer.metrics import DNS_BUCKETS, LATENCY_BUCKETS, MOVED_MEMO_ENTRIES, Met
 from scorer.protocol import CheckReply, CheckRequest, SymbolResult, parse_request
 from scorer.symbols import SYMBOLS, Family
 from scorer.workermetrics import (
+    DEAD,
     PREFIX,
     STALE_SECONDS,
     WorkerMetrics,
@@ -288,6 +289,63 @@ def test_dead_workers_count_once_whatever_a_scrape_meets(tmp_path: Path) -> None
     retire(tmp_path, "late")
     (tmp_path / "worker-late.json").write_text(kept)
     assert _checks_in(WorkerMetrics(tmp_path, "scraper").render(scraper.registry)) == 7
+
+
+def _worker_snapshot(directory: Path, name: str, checks: int = 1) -> None:
+    """The snapshot of a worker that counted ``checks`` checks."""
+    metrics = Metrics()
+    for _ in range(checks):
+        metrics.request_series("/v1/check")[200].inc()
+    WorkerMetrics(directory, name).snapshot(metrics.registry)
+
+
+def _absorbed(directory: Path) -> list[str]:
+    names: list[str] = json.loads((directory / DEAD).read_text())["absorbed"]
+    return names
+
+
+def test_dead_json_forgets_the_workers_whose_snapshots_are_gone(tmp_path: Path) -> None:
+    # Regression: dead.json named every worker that ever died, for as long as the
+    # service ran: with workers restarting it grew without end (and every scrape read
+    # it). A name is needed only while its snapshot can be found beside dead.json.
+    for index in range(50):
+        _worker_snapshot(tmp_path, f"w{index}")
+        retire(tmp_path, f"w{index}")
+        assert _absorbed(tmp_path) == [f"w{index}"]
+    scraper = WorkerMetrics(tmp_path, "scraper")
+    assert _checks_in(scraper.render(Metrics().registry)) == 50
+    # One still there (retire() wrote dead.json and has not removed it yet, as in the
+    # test above) is remembered through the next worker's retirement: counted once.
+    _worker_snapshot(tmp_path, "late")
+    kept = (tmp_path / "worker-late.json").read_text()
+    retire(tmp_path, "late")
+    (tmp_path / "worker-late.json").write_text(kept)
+    _worker_snapshot(tmp_path, "next")
+    retire(tmp_path, "next")
+    assert _absorbed(tmp_path) == ["late", "next"]
+    assert _checks_in(scraper.render(Metrics().registry)) == 52
+
+
+def test_a_snapshot_absorbed_and_forgotten_while_a_scrape_reads_counts_once(
+    tmp_path: Path,
+) -> None:
+    # Between a scrape's reading the snapshots and its reading dead.json, worker x is
+    # folded into dead.json and its snapshot removed, then y's retirement rewrites
+    # dead.json without x's name: the scrape must not count x's checks twice (as its
+    # snapshot and in dead.json), nor miss y's.
+    _worker_snapshot(tmp_path, "x", checks=1)
+    _worker_snapshot(tmp_path, "y", checks=2)
+    retiring = ["x", "y"]
+
+    class RetiredMeanwhile(PosixPath):
+        def __truediv__(self, key: str | os.PathLike[str]) -> Self:
+            while key == DEAD and retiring:
+                retire(tmp_path, retiring.pop(0))
+            return super().__truediv__(key)
+
+    scraper = WorkerMetrics(RetiredMeanwhile(tmp_path), "scraper")
+    assert _checks_in(scraper.render(Metrics().registry)) == 3
+    assert not retiring and _absorbed(tmp_path) == ["y"]
 
 
 def test_a_snapshot_that_cannot_be_written_costs_no_scrape(tmp_path: Path) -> None:
