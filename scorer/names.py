@@ -183,7 +183,12 @@ def is_multicast_or_broadcast(address: ipaddress.IPv4Address | ipaddress.IPv6Add
 def is_public_host(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Whether ``address`` is a public host's, one a reply can be delivered to: global, and
     no group's (ipaddress calls 224.0.0.1 and ff0e::1 global, yet no TCP connection, so
-    no SMTP session, RFC 5321 section 5.1, can be opened to a multicast address).
+    no SMTP session, RFC 5321 section 5.1, can be opened to a multicast address), nor
+    reserved: Python 3.11's ipaddress calls ``4000::1`` and ``::7f00:1`` global too, yet
+    only 2000::/3 is allocated as Global Unicast (RFC 4291 section 2.4; 4000::/3 is
+    "Reserved by IETF" in the IANA IPv6 Address Space registry), and ``::7f00:1`` is the
+    deprecated IPv4-compatible form, inside ::/8 (RFC 4291 section 2.5.5.1): no host is
+    reachable at either.
 
     Judged, as ``is_internal``, by the IPv4 address it carries, if any (``unmapped``):
     ipaddress calls ``64:ff9b::7f00:1`` and ``64:ff9b::a00:1`` global, yet the NAT64
@@ -192,7 +197,7 @@ def is_public_host(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bo
     is a group's as 224.0.0.1 is.
     """
     address = unmapped(address)
-    return address.is_global and not _is_group(address)
+    return address.is_global and not (_is_group(address) or address.is_reserved)
 
 
 def is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

@@ -281,6 +281,9 @@ def test_an_ipv4_mapped_literal_is_judged_as_the_ipv4_address_it_carries(tag: st
         # Regression: group addresses, which ipaddress calls global, scored nothing.
         "u@[224.0.0.1]",
         "u@[IPv6:ff0e::25]",
+        # Regression: reserved addresses, which Python 3.11's ipaddress calls global too.
+        "u@[IPv6:4000::1]",
+        "u@[IPv6:::7f00:1]",
     ],
 )
 async def test_an_address_literal_that_is_not_public_is_bogus(
@@ -619,6 +622,27 @@ def test_an_mx_host_only_at_a_multicast_address_is_bogus(group: str) -> None:
     ]
     facts = MailFromFacts(parse_sender(SENDER), mx=NODATA, implicit_mx=multicast)
     assert [hit.symbol for hit in check_mail_from(facts)] == ["RL_MAILFROM_BOGUS_MX"]
+
+
+@pytest.mark.parametrize("address", ["fd00::25", "4000::1", "::7f00:1"])
+def test_an_mx_host_only_at_a_reserved_address_is_bogus(address: str) -> None:
+    # Regression: Python 3.11's ipaddress calls 4000::1 and ::7f00:1 global, so an MX host
+    # (or implicit MX) at one was usable, and lookups asked no other family. Only
+    # 2000::/3 is Global Unicast (RFC 4291 section 2.4; 4000::/3 is "Reserved by IETF"),
+    # and ::7f00:1 is the deprecated IPv4-compatible form (RFC 4291 section 2.5.5.1):
+    # judged as a unique-local address (fd00::25, RFC 4193) is.
+    answer = Answer((ipaddress.IPv6Address(address),), 300)
+    assert not has_global_address(answer)
+    lookup = AddressFacts(NODATA, answer)
+    assert _judged_mx({"v6.evidence-test.net": lookup}) == [
+        ("RL_MAILFROM_BOGUS_MX", f"MX v6.evidence-test.net: only non-public addresses {address}")
+    ]
+    (hit,) = check_mail_from(MailFromFacts(parse_sender(SENDER), mx=NODATA, implicit_mx=lookup))
+    assert (hit.symbol, *hit.options[1:]) == (
+        "RL_MAILFROM_BOGUS_MX",
+        "no MX (nodata)",
+        f"implicit MX: only non-public addresses {address}",
+    )
 
 
 @pytest.mark.parametrize("aaaa", ["64:ff9b::7f00:1", "64:ff9b::a00:5", "::ffff:224.0.0.25"])
