@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import dns.rdatatype
 
-from scorer.checks.helo import HeloFacts, HeloKind, parse_helo
+from scorer.checks.helo import HeloFacts, HeloKind, parse_helo, resolves_to_a_host
 from scorer.checks.mailfrom import (
     AddressFacts,
     MailFromFacts,
@@ -28,7 +28,6 @@ from scorer.dns.layer import DnsLayer
 from scorer.dns.outcomes import Answer, Lookup, NotFound, NotFoundKind
 from scorer.dns.wire import relative_name
 from scorer.eager import eager_gather
-from scorer.names import is_internal
 from scorer.protocol import CheckRequest
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -130,7 +129,7 @@ async def _helo_facts(dns_layer: DnsLayer, helo: str, ip: IPAddress, deadline: f
         name.ascii,
         deadline,
         first=_forward_type(ip),
-        enough=lambda answer: ip in answer.records or not all(map(is_internal, answer.records)),
+        enough=lambda answer: resolves_to_a_host(answer.records, ip),
     )
     return HeloFacts(name, addresses.a, addresses.aaaa)
 

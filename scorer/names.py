@@ -157,8 +157,8 @@ def _public_suffixes_below() -> dict[str, str]:
 
 
 # Where internal hosts live: RFC 1918 and RFC 6598 (CGNAT) space, IPv6 unique-local
-# addresses (RFC 4193). With loopback, link-local and unspecified, the addresses that
-# mark a name as internal. (Not is_private: it also holds the documentation ranges.)
+# addresses (RFC 4193). With loopback, link-local and unspecified, the addresses only
+# an internal host has. (Not is_private: it also holds the documentation ranges.)
 _INTERNAL_NETWORKS = tuple(
     ipaddress.ip_network(network)
     for network in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")

@@ -152,11 +152,11 @@ _TABLE: tuple[Symbol, ...] = (
         "RL_HELO_NO_ADDRESS",
         Family.HELO,
         0.5,
-        "HELO/EHLO is a FQDN with no A or AAAA record, or only internal ones "
-        "(loopback, RFC 1918, CGNAT, ULA) that are not the client's.",
+        "HELO/EHLO is a FQDN with no A or AAAA record, or only non-public ones (loopback, "
+        "RFC 1918, CGNAT, ULA, multicast, reserved, documentation) that are not the client's.",
         "Gentle: RFC 5321 section 2.3.5 only asks for a resolvable name; many genuine "
         "servers greet with internal names that have no public record.",
-        "give '{helo}' a public A/AAAA record (an internal address does not count), or "
+        "give '{helo}' a public A/AAAA record (a non-public address does not count), or "
         "greet with a name that has one",
     ),
     Symbol(

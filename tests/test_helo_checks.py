@@ -348,8 +348,10 @@ async def test_a_helo_with_the_ptr_name_is_judged_once(pipeline: Pipeline) -> No
     # RL_HELO_NO_ADDRESS for the same name that does not resolve.
     symbols = await symbols_for(pipeline, world.GENERIC_IP, helo=world.GENERIC_NAME.upper())
     assert set(symbols) == {"RL_PTR_GENERIC"}
+    # From another client it is judged, and is at no public address: GENERIC_IP is a
+    # documentation address (RFC 5737), and not that client's.
     elsewhere = await symbols_for(pipeline, world.CONFIRMED_IP, helo=world.GENERIC_NAME)
-    assert set(elsewhere) == {"RL_HELO_GENERIC"}  # from another client it is judged
+    assert set(elsewhere) == {"RL_HELO_GENERIC", "RL_HELO_NO_ADDRESS"}
     client = ipaddress.ip_address("81.2.69.77")
     gone = NotFound(NotFoundKind.NXDOMAIN, 300)
     facts = HeloFacts(parse_helo("mail.gone-sender.net"), a=gone, aaaa=gone)
@@ -435,7 +437,7 @@ async def test_a_helo_resolving_only_to_non_public_addresses_has_no_address(
     # RL_MAILFROM_BOGUS_MX: no client connects from them.
     symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
     assert set(symbols) == {"RL_HELO_NO_ADDRESS"}
-    assert f"only internal addresses {shown}" in symbols["RL_HELO_NO_ADDRESS"].options
+    assert f"only non-public addresses {shown}" in symbols["RL_HELO_NO_ADDRESS"].options
 
 
 async def test_an_ipv6_clients_helo_is_asked_for_aaaa_first(pipeline: Pipeline) -> None:
@@ -457,6 +459,8 @@ async def test_an_ipv6_clients_helo_is_asked_for_aaaa_first(pipeline: Pipeline) 
         ("81.2.70.71", ["10.0.0.5", "81.2.69.160"], ["A"]),  # one public among internal ones
         ("10.0.0.5", ["10.0.0.5"], ["A"]),  # the client's own (an internal relay)
         ("81.2.70.71", ["10.0.0.5"], ["A", "AAAA"]),  # only internal: maybe a public AAAA
+        ("81.2.70.71", ["224.0.0.1"], ["A", "AAAA"]),  # only a group's: maybe a public AAAA
+        ("81.2.70.71", ["192.0.2.1"], ["A", "AAAA"]),  # only documentation (RFC 5737)
     ],
 )
 async def test_a_helos_other_family_is_asked_only_when_the_first_is_not_enough(
@@ -523,7 +527,7 @@ def test_internal_addresses_beside_a_failed_lookup_leave_the_helo_open(
 def test_a_helo_with_one_public_address_among_internal_ones_has_an_address(
     public_first: bool,
 ) -> None:
-    # RL_HELO_NO_ADDRESS is for a name resolving *only* to internal addresses: one public
+    # RL_HELO_NO_ADDRESS is for a name resolving *only* to non-public addresses: one public
     # address among them (a dual-homed host publishing both) is an address to connect from.
     public = ipaddress.ip_address("81.2.69.77")
     internal = ipaddress.ip_address("10.0.0.5")
@@ -532,6 +536,26 @@ def test_a_helo_with_one_public_address_among_internal_ones_has_an_address(
     assert check_helo(facts, PUBLIC_CLIENT, frozenset(), frozenset()) == []
     facts = HeloFacts(facts.helo, a=INTERNAL_A, aaaa=Answer((public,), 300))
     assert check_helo(facts, PUBLIC_CLIENT, frozenset(), frozenset()) == []
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["224.0.0.1", "192.0.2.1", "198.18.0.1", "4000::1", "::7f00:1", "2001:db8::25", "ff0e::25"],
+)
+def test_a_helo_resolving_only_to_addresses_no_host_is_public_at_has_no_address(
+    address: str,
+) -> None:
+    # Regression: only internal addresses (loopback, RFC 1918, ...) made a name
+    # RL_HELO_NO_ADDRESS; one at only a multicast, reserved, documentation or benchmarking
+    # address scored nothing. Such a name is no client's (RFC 5321 section 4.1.1.1: the
+    # argument is the client's FQDN) and names no reachable host either, as the same
+    # address behind an MX is RL_MAILFROM_BOGUS_MX (names.is_public_host).
+    answer = Answer((ipaddress.ip_address(address),), 300)
+    a, aaaa = (NODATA, answer) if ":" in address else (answer, NODATA)
+    facts = HeloFacts(parse_helo("mx.partner-corp.net"), a=a, aaaa=aaaa)
+    (hit,) = check_helo(facts, PUBLIC_CLIENT, frozenset(), frozenset())
+    evidence = ("helo=mx.partner-corp.net", f"only non-public addresses {address}")
+    assert (hit.symbol, *hit.options) == ("RL_HELO_NO_ADDRESS", *evidence)
 
 
 async def test_a_lower_case_ipv6_tag_is_the_clients_literal(pipeline: Pipeline) -> None:
@@ -800,7 +824,7 @@ def test_no_address_evidence_names_each_outcome_once_and_four_addresses_at_most(
     internal = tuple(ipaddress.ip_address(f"10.0.0.{n}") for n in range(1, 6))
     inside = HeloFacts(gone.helo, a=Answer(internal, 300), aaaa=NODATA)
     (hit,) = check_helo(inside, PUBLIC_CLIENT, frozenset(), frozenset())
-    shown = "only internal addresses 10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4"
+    shown = "only non-public addresses 10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4"
     assert hit.options == ("helo=mx.gone-sender.net", shown)
 
 
@@ -820,7 +844,7 @@ def test_internal_address_evidence_does_not_follow_the_answers_order() -> None:
             frozenset(),
         )
     }
-    shown = "only internal addresses 10.0.0.2, 10.0.0.10, fd00::1, fd00::2"
+    shown = "only non-public addresses 10.0.0.2, 10.0.0.10, fd00::1, fd00::2"
     assert options == {("helo=lan.helo-order.net", shown)}
 
 

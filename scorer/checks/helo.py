@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from scorer.checks.generic import generic_hit
@@ -28,6 +29,7 @@ from scorer.names import (
     hostname_problem,
     ipv4_literal,
     is_internal,
+    is_public_host,
     literal_address,
     non_public_suffix,
     to_ascii,
@@ -206,22 +208,28 @@ def _syntax_hit(helo: HeloName, ip: IPAddress) -> Hit | None:
     return None
 
 
+def resolves_to_a_host(addresses: Collection[IPAddress], ip: IPAddress) -> bool:
+    """Whether a HELO name at ``addresses`` names a host: the client's own address, or a
+    public host's (names.is_public_host). At none of them, the name is no client's (RFC
+    5321 section 4.1.1.1: the argument is the client's FQDN) and names no reachable host
+    either: loopback, RFC 1918, multicast, reserved or documentation addresses only, as
+    an MX host there is RL_MAILFROM_BOGUS_MX."""
+    return ip in addresses or any(map(is_public_host, addresses))
+
+
 def _resolution_hit(facts: HeloFacts, ip: IPAddress) -> Hit | None:
     """NO_ADDRESS when both A and AAAA are definitely absent (an NXDOMAIN for one says so
-    of both, RFC 8020 section 2: the other is then not asked), or when the name resolves
-    only to internal addresses (loopback, link-local, RFC 1918, CGNAT, ULA: an MX host
-    there is RL_MAILFROM_BOGUS_MX) other than the client's own; any failure leaves the
-    question open (TEMPFAIL, or nothing beside an answer)."""
+    of both, RFC 8020 section 2: the other is then not asked), or when the name's
+    addresses name no host (``resolves_to_a_host``); any failure leaves the question
+    open (TEMPFAIL, or nothing beside an answer)."""
     outcomes = [o for o in (facts.a, facts.aaaa) if o is not None]
     evidence = option(f"helo={facts.helo.ascii}")
     if any(isinstance(o, Answer) for o in outcomes):
         addresses = _addresses(facts)
-        if any(isinstance(o, TempFail) for o in outcomes) or ip in addresses:
+        if any(isinstance(o, TempFail) for o in outcomes) or resolves_to_a_host(addresses, ip):
             return None
-        if all(is_internal(address) for address in addresses):
-            shown = listed_addresses(addresses, most=4)
-            return Hit("RL_HELO_NO_ADDRESS", (evidence, f"only internal addresses {shown}"))
-        return None
+        shown = listed_addresses(addresses, most=4)
+        return Hit("RL_HELO_NO_ADDRESS", (evidence, f"only non-public addresses {shown}"))
     if not outcomes:
         return None
     failures = failed_lookups({"A": facts.a, "AAAA": facts.aaaa})
