@@ -559,9 +559,10 @@ def test_the_score_median_of_mail_scoring_zero_is_zero(tmp_path: Path) -> None:
     query = median.replace("$__rate_interval", "5m").replace("$job", ".+")
     query = query.replace("$instance", ".+")
     series = "".join(
-        f'      - series: \'rdns_scorer_score_bucket{{job="{JOB}",instance="a",le="{le}"}}\'\n'
+        f'      - series: \'rdns_scorer_score_bucket{{job="{JOB}",instance="a",le="{bound}"}}\'\n'
         f"        values: '{'0x20' if le < 0 else '0+10x20'}'\n"
         for le in (*SCORE_BUCKETS, float("inf"))
+        for bound in ["+Inf" if le == float("inf") else str(le)]  # as exported
     )
     (tmp_path / "tests.yml").write_text(
         "rule_files: []\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n"
@@ -631,6 +632,88 @@ def test_share_panels_of_an_idle_server_show_zero_or_nothing_not_nan(tmp_path: P
                 "input_series": [{"series": s, "values": _BUSY_THEN_IDLE} for s in series],
                 "promql_expr_test": expr_tests,
             }
+        ],
+    }
+    (tmp_path / "tests.yml").write_text(json.dumps(rule_test))  # JSON is YAML
+    tested = promtool("test", "rules", str(tmp_path / "tests.yml"))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+# Histograms, each observed from two sources: one stops at 5 minutes, the other at 10.
+_QUANTILE_BUCKETS = {"0.01": 0, "0.1": 2, "1": 4, "+Inf": 4}  # le: observations per sample
+_QUANTILE_SOURCES = {"a": ("early", 20), "b": ("late", 40)}  # instance: (name, samples busy)
+
+
+def quantile_grouping(expr: str) -> list[str]:
+    """The labels a dashboard quantile keeps besides ``le``: one series per value."""
+    match = re.search(r"histogram_quantile\([^,]+,\s*sum by \(([^)]*)\)", expr)
+    assert match, f"a quantile not over `sum by (..., le)`: {expr}"
+    return [label for label in re.split(r",\s*", match.group(1)) if label != "le"]
+
+
+def test_quantile_panels_of_an_idle_server_show_nothing_not_nan(tmp_path: Path) -> None:
+    # Regression: histogram_quantile over bucket rates that are all 0 (nothing observed in
+    # the window: a quiet night) is NaN, which the latency and score panels showed. Each
+    # dashboard quantile is run while both sources observe (a number for each of its
+    # series; `> -Inf` drops a NaN), once the early one stopped (a series of its own, as
+    # DNS latency of a type no longer asked, gone; the busy one still a number) and once
+    # both stopped (no value: a NaN would be a sample).
+    quantiles = [
+        substitute(q.expr, {"job": JOB, "instance": ".+"})
+        for q in panel_queries(load_dashboard())
+        if "histogram_quantile" in q.expr
+    ]
+    assert len(quantiles) >= 8
+    groupings = {expr: quantile_grouping(expr) for expr in quantiles}
+    assert any(groupings.values()), "no quantile per label: idle beside busy goes untested"
+    labels = sorted({label for grouping in groupings.values() for label in grouping})
+    histograms = sorted({name for expr in quantiles for name in re.findall(r"(\w+)_bucket", expr)})
+    input_series = [
+        {
+            "series": f'{histogram}_bucket{{job="{JOB}",instance="{instance}",'
+            + "".join(f'{label}="{source}",' for label in labels)
+            + f'le="{le}"}}',
+            "values": f"0+{step}x{busy} {step * busy}x{60 - busy}",
+        }
+        for histogram in histograms
+        for instance, (source, busy) in _QUANTILE_SOURCES.items()
+        for le, step in _QUANTILE_BUCKETS.items()
+    ]
+
+    def one_each(grouping: list[str], *sources: str) -> list[dict[str, Any]]:
+        if not grouping:  # the sources summed into one series
+            return [{"labels": "{}", "value": 1}]
+        return [
+            {"labels": "{" + ",".join(f'{g}="{source}"' for g in grouping) + "}", "value": 1}
+            for source in sources
+        ]
+
+    expr_tests = []
+    for expr, grouping in groupings.items():
+        by = ", ".join(grouping)
+        expr_tests += [
+            {
+                "expr": f"count by ({by}) (({expr}) > -Inf)",
+                "eval_time": "4m",
+                "exp_samples": one_each(grouping, "early", "late"),
+            },
+            {
+                "expr": f"count by ({by}) ({expr})",
+                "eval_time": "8m",
+                "exp_samples": one_each(grouping, "late"),
+            },
+            {
+                "expr": f"count by ({by}) (({expr}) > -Inf)",
+                "eval_time": "8m",
+                "exp_samples": one_each(grouping, "late"),
+            },
+            {"expr": expr, "eval_time": "14m", "exp_samples": []},
+        ]
+    rule_test = {
+        "rule_files": [],
+        "evaluation_interval": "15s",
+        "tests": [
+            {"interval": "15s", "input_series": input_series, "promql_expr_test": expr_tests}
         ],
     }
     (tmp_path / "tests.yml").write_text(json.dumps(rule_test))  # JSON is YAML
