@@ -156,6 +156,8 @@ class Service:
                     config.server.max_body_bytes,
                     self.started_body_limit,
                 )
+            for warning in config.warnings():
+                log.warning("%s", warning)
             self.metrics.record_reload(success=True)
         log.info("config reloaded on %s", source)
         return "reloaded"

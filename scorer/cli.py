@@ -102,8 +102,8 @@ def _serve(args: argparse.Namespace) -> int:
         __version__, host, port, workers, "" if workers == 1 else "s", resolvers,
         "required" if config.server.token else "none",
     )  # fmt: skip
-    for path in exposed_token_files(args.config, config):
-        logging.getLogger("rdns_scorer").warning("%s", exposure_warning(path))
+    for warning in _warnings(args.config, config):
+        logging.getLogger("rdns_scorer").warning("%s", warning)
     try:
         return serve(config, loader, host, port, workers)
     except OSError as error:
@@ -197,13 +197,19 @@ def _symbols(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warnings(config_path: str | None, config: Config) -> list[str]:
+    """What a loaded config should be told about: serve logs it, config check prints it."""
+    exposed = [exposure_warning(path) for path in exposed_token_files(config_path, config)]
+    return exposed + config.warnings()
+
+
 def _config_check(args: argparse.Namespace) -> int:
     # With the environment, like `serve`: the token or listen address may come from it.
     config = load_config(args.file)
     refuse_public_without_token(config)
     print(f"{args.file}: OK")
-    for path in exposed_token_files(args.file, config):
-        print(f"warning: {exposure_warning(path)}")
+    for warning in _warnings(args.file, config):
+        print(f"warning: {warning}")
     return 0
 
 

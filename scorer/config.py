@@ -23,7 +23,7 @@ from scorer.dns.layer import Nameserver, parse_nameservers
 from scorer.names import address_in, decimal_in, hostname_problem, literal_address, to_ascii
 from scorer.policy import parse_network
 from scorer.protocol import parse_ip
-from scorer.symbols import SYMBOLS, default_weights
+from scorer.symbols import SYMBOLS, default_weights, reports_a_failure
 
 DEFAULT_PORT = 11340
 ENV_LISTEN = "RDNS_SCORER_LISTEN"
@@ -156,6 +156,18 @@ class Config:
 
     def is_shadowed(self, symbol: str) -> bool:
         return self.policy.shadow or symbol in self.policy.shadow_symbols
+
+    def warnings(self) -> list[str]:
+        """What loads but breaks the promise that mail never pays for our trouble: a
+        ``*_TEMPFAIL`` symbol that scores. It fires for every message while DNS fails
+        (an outage, a timeout), whatever the sender did; shadowed, it scores nothing."""
+        return [
+            f"[weights] {name} = {weight:g}: every message is scored {weight:+g} while its "
+            "lookups fail (a DNS outage or timeout), which says nothing about the sender; "
+            "the default is 0"
+            for name, weight in self.weights.items()
+            if weight != 0 and reports_a_failure(name) and not self.is_shadowed(name)
+        ]
 
     @property
     def local_names(self) -> frozenset[str]:

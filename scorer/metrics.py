@@ -20,7 +20,7 @@ from scorer.allowlist import covered_families
 from scorer.dns.layer import QUERY_TYPES, RESULT_NAMES, DnsLayer
 from scorer.loopmetrics import HistogramSeries, LoopCounter, LoopHistogram, Series
 from scorer.protocol import CheckReply, CheckRequest
-from scorer.symbols import SYMBOLS, Family
+from scorer.symbols import SYMBOLS, Family, reports_a_failure
 
 # Latency buckets: the plugin's timeout is 1 s and a warm check takes well under
 # a millisecond, so resolution matters most between 0.5 ms and 1 s.
@@ -284,7 +284,7 @@ class Metrics:
                 outcomes = dict.fromkeys(CHECKED_FAMILIES, "skipped")
             elif symbol.name == "RL_ALLOWLISTED":
                 exempted.update(*(covered_families(entry) for entry in symbol.options))
-            elif symbol.name.endswith("_TEMPFAIL"):
+            elif reports_a_failure(symbol.name):
                 outcomes.setdefault(family, "tempfail")
             elif family in CHECKED_FAMILIES:
                 outcomes[family] = "fail"

@@ -8,7 +8,7 @@ from scorer.checks.mailfrom import parse_sender
 from scorer.checks.ptr import address_record
 from scorer.dns.outcomes import FailureKind
 from scorer.protocol import CheckReply, CheckRequest, SymbolResult
-from scorer.symbols import SYMBOLS
+from scorer.symbols import SYMBOLS, reports_a_failure
 from scorer.text import escape
 
 # How a lookup judged through a resolver that says the root does not exist shows in
@@ -47,7 +47,7 @@ def _judged_by_an_untrusted_resolver(result: SymbolResult) -> bool:
     """Whether a failed lookup behind ``result`` was one our resolver cannot be trusted
     on. Only the *_TEMPFAIL symbols report failed lookups: other evidence quotes what
     the client sent (an RL_HELO_INVALID's HELO), which may read "untrusted: ..."."""
-    return result.name.endswith("_TEMPFAIL") and any(
+    return reports_a_failure(result.name) and any(
         UNTRUSTED_EVIDENCE in evidence for evidence in result.options
     )
 

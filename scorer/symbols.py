@@ -275,6 +275,12 @@ SYMBOLS: MappingProxyType[str, Symbol] = MappingProxyType({s.name: s for s in _T
 """All symbols by name, in table order."""
 
 
+def reports_a_failure(name: str) -> bool:
+    """Whether symbol ``name`` says that a check could not be made (a DNS failure, a
+    limit reached: the ``*_TEMPFAIL`` symbols), which says nothing about the sender."""
+    return name.endswith("_TEMPFAIL")
+
+
 def default_weights() -> dict[str, float]:
     return {s.name: s.weight for s in SYMBOLS.values() if s.family is not Family.PLUGIN}
 

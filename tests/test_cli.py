@@ -353,6 +353,23 @@ def test_config_check_names_the_file_it_found_ok(
     assert capsys.readouterr().out == f"{config}: OK\n"
 
 
+def test_config_check_and_serve_warn_about_a_scoring_tempfail_symbol(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    served: Served,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = tmp_path / "scorer.toml"
+    config.write_text("[weights]\nRL_MAILFROM_TEMPFAIL = 1.0\n")
+    assert main(["config", "check", str(config)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{config}: OK"
+    assert out[1].startswith("warning: [weights] RL_MAILFROM_TEMPFAIL = 1: every message")
+    assert main(["serve", "--config", str(config)]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [w for w in warnings if w.startswith("[weights] RL_MAILFROM_TEMPFAIL = 1:")]
+
+
 @pytest.mark.parametrize("args", [["config", "check", ""], ["serve", "--config", ""]])
 def test_an_empty_config_file_name_says_so(
     args: list[str], served: Served, capsys: pytest.CaptureFixture[str]

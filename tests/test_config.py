@@ -633,3 +633,19 @@ def test_an_empty_token_file_is_an_error_not_no_token(tmp_path: Path) -> None:
     path.write_text(f'[server]\ntoken = "from-config"\ntoken_file = "{secret}"\n')
     with pytest.raises(ConfigError, match=re.escape(f"[server] token_file: {secret} is empty")):
         load_config(path, environ={})
+
+
+def test_a_scoring_tempfail_symbol_is_warned_about_unless_shadowed() -> None:
+    # A *_TEMPFAIL weight scores every message while DNS fails, whatever the sender did.
+    assert config_from_mapping({}).warnings() == []
+    scoring = config_from_mapping({"weights": {"RL_PTR_TEMPFAIL": 2, "RL_PTR_MISSING": 6}})
+    assert scoring.warnings() == [
+        "[weights] RL_PTR_TEMPFAIL = 2: every message is scored +2 while its lookups fail "
+        "(a DNS outage or timeout), which says nothing about the sender; the default is 0"
+    ]
+    negative = config_from_mapping({"weights": {"RL_HELO_TEMPFAIL": -1.5}})
+    assert [w.split(":")[0] for w in negative.warnings()] == ["[weights] RL_HELO_TEMPFAIL = -1.5"]
+    assert "scored -1.5 while" in negative.warnings()[0]
+    for policy in ({"shadow": True}, {"shadow_symbols": ["RL_PTR_TEMPFAIL"]}):
+        shadowed = {"weights": {"RL_PTR_TEMPFAIL": 2}, "policy": policy}
+        assert config_from_mapping(shadowed).warnings() == []

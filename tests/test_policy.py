@@ -710,6 +710,19 @@ def _json_body_of(size: int) -> bytes:
     return body.replace(b'""', b'"' + b"x" * (size - len(body)) + b'"')
 
 
+async def test_a_reload_warns_about_a_scoring_tempfail_symbol(
+    reloadable: Reloadable, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Accepted (the admin may mean it), but said: it scores every message while DNS fails.
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        assert (await reloadable.client.post("/v1/reload", headers=reloadable.auth)).status == 200
+    assert "RL_PTR_TEMPFAIL" not in caplog.text
+    reloadable.path.write_text(reloadable.base + "[weights]\nRL_PTR_TEMPFAIL = 0.5\n")
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        assert (await reloadable.client.post("/v1/reload", headers=reloadable.auth)).status == 200
+    assert "[weights] RL_PTR_TEMPFAIL = 0.5: every message is scored +0.5" in caplog.text
+
+
 async def test_a_raised_body_limit_waits_for_a_restart_and_says_so(
     reloadable: Reloadable, caplog: pytest.LogCaptureFixture
 ) -> None:
