@@ -1006,3 +1006,30 @@ def test_no_configtest_says_it_was_skipped_not_missing(
     out = capsys.readouterr().out
     assert "configtest skipped (--no-configtest)" in out
     assert "not found" not in out
+
+
+def test_a_section_in_the_local_override_is_refused(stock_confdir: Path) -> None:
+    # Regression (review): rspamd.conf.local.override is read at priority 10, and an
+    # rdns_scorer section there replaced ours whole (the servers and token install wrote
+    # were never used), while install and configtest said OK.
+    section = integration.module_section(config_from_mapping({"server": {"token": "t0k"}}))
+    override = stock_confdir / "rspamd.conf.local.override"
+    override.write_text('# mine\nrdns_scorer {\n  servers = "127.0.0.1:9999";\n}\n')
+    report = integration.install(stock_confdir, section, rspamadm=None)
+    assert not report.ok
+    assert report.lines[0] == (
+        f"error:     {override}: line 2 has an rdns_scorer section, which replaces the one "
+        "install writes to rspamd.conf.local whole (not one of its keys would be used): "
+        "remove it (or comment it out) and run install again"
+    )
+    assert not (stock_confdir / "plugins.d").exists()
+    assert not (stock_confdir / "rspamd.conf.local").exists()  # nothing written
+    # What the refusal is about, as rspamd sees it: the override's keys alone.
+    override.write_text("")
+    assert integration.install(stock_confdir, section, rspamadm=None).ok
+    assert 'token = "t0k";' in _configdump(stock_confdir, "rdns_scorer")
+    override.write_text('rdns_scorer {\n  servers = "127.0.0.1:9999";\n}\n')
+    dump = _configdump(stock_confdir, "rdns_scorer")
+    assert "127.0.0.1:9999" in dump and "t0k" not in dump
+    override.write_text('# rdns_scorer {\n#  servers = "127.0.0.1:9999";\n# }\n')
+    assert integration.install(stock_confdir, section, rspamadm=None).ok

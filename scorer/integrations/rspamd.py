@@ -219,17 +219,35 @@ def _read_kept(path: Path) -> str:
 _OUR_SECTION = re.compile(r'^[ \t]*"?rdns_scorer"?[ \t]*(?:[=:][ \t]*)?\{', re.MULTILINE)
 
 
+def _section_line(text: str) -> int | None:
+    """The line number of an rdns_scorer section in ``text``, or None."""
+    found = _OUR_SECTION.search(text)
+    return None if found is None else text.count("\n", 0, found.start()) + 1
+
+
 def _refuse_a_second_section(outside: str) -> None:
     """rspamd merges two rdns_scorer sections, the later key winning: a section written
     by hand (docs/rspamd.md, "By hand") beside ours would silently keep its own
     servers, token or check_local, or override ours. The admin decides which stays."""
-    found = _OUR_SECTION.search(outside)
-    if found is not None:
-        line = outside.count("\n", 0, found.start()) + 1
+    line = _section_line(outside)
+    if line is not None:
         raise ValueError(
             f"line {line} (outside the managed block) has an rdns_scorer section already; "
             "rspamd would merge it with ours, its keys beating or adding to ours: remove it "
             "(or comment it out) and run install again"
+        )
+
+
+def _refuse_an_overriding_section(override: Path) -> None:
+    """rspamd reads rspamd.conf.local.override at priority 10, and a section there
+    replaces ours whole (rspamadm configdump shows its keys alone): the servers and
+    token install writes would never be used, and configtest passes all the same."""
+    line = _section_line(_read_kept(override)) if override.exists() else None
+    if line is not None:
+        raise ValueError(
+            f"line {line} has an rdns_scorer section, which replaces the one install writes "
+            "to rspamd.conf.local whole (not one of its keys would be used): remove it (or "
+            "comment it out) and run install again"
         )
 
 
@@ -383,10 +401,13 @@ def install(
     plugins = confdir / "plugins.d"
     local = confdir / "rspamd.conf.local"
     current = _read_kept(local) if local.exists() else ""
+    checked = confdir / "rspamd.conf.local.override"  # the file an error is about
     try:  # before anything is written: an error leaves no half-done install
+        _refuse_an_overriding_section(checked)
+        checked = local
         wanted = with_managed_block(current, section)
     except ValueError as error:
-        report.say(f"error:     {local}: {error}")
+        report.say(f"error:     {checked}: {error}")
         report.ok = False
         return report
     try:
