@@ -109,6 +109,9 @@ def test_nameservers_from_the_environment_lose_the_spaces_around_commas() -> Non
         ({"policy": {"local_names": ["mx example org"]}}, "[policy] local_names: 'mx example"),
         ({"policy": {"local_names": ["mx.example.org,"]}}, "[policy] local_names:"),
         ({"policy": {"local_names": [""]}}, "[policy] local_names: '' is not a hostname"),
+        # A U-label IDNA refuses (a combining mark cannot start one, RFC 5891 section
+        # 4.2.3.2) would never equal a HELO's A-labels: refused, not kept unmatched.
+        ({"policy": {"local_names": ["mx.\u0301x.org"]}}, "'mx.\u0301x.org' is not valid IDNA"),
         # Regression: accepted, though a HELO that is an address is never compared as a
         # name (RL_HELO_BARE_IP, never FORGED_LOCAL): it belongs in local_ips.
         (

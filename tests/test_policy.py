@@ -175,6 +175,14 @@ def test_allowlist_files_take_any_line_ending_and_kind_in_any_case(tmp_path: Pat
         Allowlist().add_file(str(edited))
 
 
+def test_an_allowlist_line_with_a_kind_and_no_value_is_refused_by_line(tmp_path: Path) -> None:
+    # A value lost to a comment or a tab still names the line, not just the file.
+    path = tmp_path / "allow.txt"
+    path.write_text("ip 192.0.2.0/24\nfrom\t# partner.example, gone\n")
+    with pytest.raises(AllowlistError, match=r"allow\.txt:2: expected 'KIND VALUE', got 'from'$"):
+        Allowlist().add_file(str(path))
+
+
 def test_allowlist_errors_name_the_key() -> None:
     with pytest.raises(
         ConfigError, match=re.escape("[allowlist] mail_from_domains: not a domain name: 'bad name'")
