@@ -371,6 +371,21 @@ def test_a_nameserver_listed_twice_in_resolv_conf_is_asked_once(
     ]
 
 
+@pytest.mark.parametrize("contents", [None, "search example.org\n"])
+def test_without_a_nameserver_in_resolv_conf_the_local_one_is_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, contents: str | None
+) -> None:
+    # What the C library does (resolv.conf(5): no nameserver line, or no file, means
+    # the server on this machine), not an error: a host with a local resolver may have
+    # no resolv.conf to speak of, and the service must still start.
+    resolv = tmp_path / "resolv.conf"
+    if contents is not None:
+        resolv.write_text(contents)
+    read = dns.resolver.Resolver
+    monkeypatch.setattr(dns.resolver, "Resolver", lambda: read(filename=str(resolv)))
+    assert [str(n) for n in system_nameservers()] == ["127.0.0.1:53"]
+
+
 def test_query_health_windows() -> None:
     now = [0.0]
     health = QueryHealth(clock=lambda: now[0])
@@ -1323,6 +1338,24 @@ async def test_without_a_nameserver_to_ask_a_query_fails_at_once_saying_why() ->
     assert outcomes[1].detail.startswith("255.255.255.255: PermissionError"), outcomes[1]
 
 
+async def test_a_name_that_cannot_be_put_on_the_wire_is_a_malformed_failure() -> None:
+    """lookup() never raises: a name with an empty label or a 64-octet one (RFC 1035
+    section 2.3.4) is a MALFORMED outcome, and nothing is sent."""
+    server = FaultyDns("address").start()
+    try:
+        layer = _layer(server.nameserver)
+        outcomes = [
+            await layer.lookup(name, dns.rdatatype.A, _deadline())
+            for name in ("a..example", "a" * 64 + ".example")
+        ]
+    finally:
+        server.stop()
+    for outcome in outcomes:
+        assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED, outcome
+        assert outcome.detail.startswith("bad query name: bad label length")
+    assert server.queries == 0
+
+
 async def test_a_send_that_fails_ends_the_query_at_once(unbound: Unbound) -> None:
     """Regression (review): a send() that raised left the query registered, so it
     waited out the whole timeout for a reply that could not come, as a TIMEOUT."""
@@ -1680,6 +1713,16 @@ def test_a_null_mx_is_an_answer() -> None:
     assert outcome == Answer((MxRecord(0, ""),), 60)
 
 
+@pytest.mark.parametrize("rdata", [b"", b"\x00", b"\x00\x0a"])
+def test_an_mx_shorter_than_a_null_mx_is_malformed(rdata: bytes) -> None:
+    # RFC 1035 section 3.3.9: a 2-octet preference, then a name of at least one octet
+    # (the root's): two octets hold no exchange to judge the sender by.
+    data, query_id = _ptr_answer(rdata, rdtype=dns.rdatatype.MX)
+    outcome = _classify(data, query_id, "1.2.0.192.in-addr.arpa", "MX")
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED, outcome
+    assert "short MX record" in outcome.detail
+
+
 def test_a_record_of_another_class_is_no_answer() -> None:
     # RFC 1035 section 3.2.4: we ask class IN; an A record of class CH at the question's
     # name answers another question, and a reply holding it is broken or forged.
@@ -1871,8 +1914,9 @@ async def test_replies_that_are_not_the_answer_are_dropped_and_the_answer_taken(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The transport's docstring: a reply that does not match (late, spoofed, garbage) is
-    dropped and the query keeps waiting. Here an empty and a one-byte datagram and a reply
-    with our id to another question come first: none is an error or the outcome."""
+    dropped and the query keeps waiting. Here an empty and a one-byte datagram, a reply
+    with our id to another question and an address for our question under an id we did
+    not send come first: none is an error or the outcome."""
     server = FaultyDns("decoy").start()
     try:
         with caplog.at_level(logging.WARNING):

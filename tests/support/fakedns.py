@@ -28,8 +28,9 @@ class FaultyDns:
     the same after ``delay`` seconds; ``slow``: a valid NXDOMAIN after ``delay``
     seconds; ``mismatch``: an answer whose records are of another type and name;
     ``referral``: no answer, NS records in authority and no SOA (a server that does
-    not recurse); ``decoy``: an empty and a one-byte datagram, then a reply with the
-    query's id to another question, then the NXDOMAIN; ``address``: the A record
+    not recurse); ``decoy``: an empty and a one-byte datagram, a reply with the query's
+    id to another question and one to the question under another id, then the
+    NXDOMAIN; ``address``: the A record
     192.0.2.53 for any name; any other mode names the rcode to answer (``formerr``,
     ``notimp``, ``nxdomain``, ``noerror``: NODATA without an SOA). With ``root_soa``
     set, the root's SOA is answered whatever the mode. With ``root_delay``, the answer to
@@ -122,12 +123,19 @@ class FaultyDns:
 
     def _decoys(self, data: bytes) -> list[bytes]:
         """What ``decoy`` sends before its reply: no DNS message, then one with the
-        query's id that answers another question (late, spoofed)."""
+        query's id that answers another question, and an answer to the question under
+        an id no query has (late, spoofed)."""
+        query = dns.message.from_wire(data)
         other = dns.message.make_query("decoy.example.", "A")
-        other.id = dns.message.from_wire(data).id
+        other.id = query.id
         wrong = dns.message.make_response(other)
         wrong.set_rcode(dns.rcode.NXDOMAIN)
-        return [b"", b"\x00", wrong.to_wire()]
+        stray = dns.message.make_response(query)
+        stray.id = query.id ^ 1
+        stray.answer.append(
+            dns.rrset.from_text(query.question[0].name, 60, "IN", "A", "192.0.2.66")
+        )
+        return [b"", b"\x00", wrong.to_wire(), stray.to_wire()]
 
     def _serve(self) -> None:
         while True:
