@@ -22,15 +22,10 @@ UNTRUSTED_HINT = (
 )
 
 
-class _HintFields(dict[str, str]):
-    def __missing__(self, key: str) -> str:
-        return f"<{key}>"
-
-
 def hint_fields(request: CheckRequest, ptr_name: str | None) -> Mapping[str, str]:
     mail_from = request.mail_from or ""
     # Escaped like options: a HELO can carry terminal escape sequences.
-    return _HintFields(
+    return dict(
         ip=str(request.ip),
         helo=escape(request.helo or ""),
         mail_from=escape(mail_from),

@@ -40,7 +40,7 @@ def test_article_ordering_of_default_weights() -> None:
 
 
 def test_every_hint_names_only_fields_the_report_fills() -> None:
-    # A misspelt field would show as "<ipaddr>" in `rdns-scorer check`'s fix line.
+    # A misspelt field would make `rdns-scorer check` fail with a KeyError.
     request = parse_request(
         {"ip": "192.0.2.7", "helo": "mx.example.net", "mail_from": "a@example.org"}
     ).request
