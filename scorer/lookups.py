@@ -76,10 +76,6 @@ async def _ptr_facts(
     return PtrFacts(ip, ptr, forward, len(names) - len(checked), mta_hostname)
 
 
-def _any_address(outcome: Answer[IPAddress]) -> bool:
-    return bool(outcome.records)
-
-
 def _other_family(rdtype: dns.rdatatype.RdataType) -> dns.rdatatype.RdataType:
     return dns.rdatatype.AAAA if rdtype == dns.rdatatype.A else dns.rdatatype.A
 
@@ -88,8 +84,8 @@ async def _address_facts(
     dns_layer: DnsLayer,
     name: str,
     deadline: float,
+    enough: Callable[[Answer[IPAddress]], bool],
     first: dns.rdatatype.RdataType = dns.rdatatype.A,
-    enough: Callable[[Answer[IPAddress]], bool] = _any_address,
 ) -> AddressFacts:
     """A/AAAA of ``name``, asking the second family only when the first is not ``enough``.
 
