@@ -124,34 +124,28 @@ class _DigitRuns:
         spans = self._spans()
         return self.region[spans[first][0] : spans[first + count - 1][1]]
 
+    def _joined(self, index: int) -> bool:
+        """True if run ``index`` is joined to run ``index + 1`` by separators alone."""
+        spans = self._spans()
+        gap = self.region[spans[index][1] : spans[index + 1][0]]
+        return not gap.strip(_SEPARATORS)  # never empty: runs are maximal
+
     def joined_by_separators(self, first: int, count: int) -> bool:
         """True if runs ``first..first+count-1`` are joined only by separators:
         ``85-33`` is a pair of octets, ``113.pool5`` a number and a pool's index."""
-        spans = self._spans()
-        return all(
-            not self.region[spans[index][1] : spans[index + 1][0]].strip(_SEPARATORS)
-            for index in range(first, first + count - 1)
-        )
+        return all(self._joined(index) for index in range(first, first + count - 1))
 
     def in_full_address_group(self, first: int, count: int) -> bool:
-        """True if runs ``first..first+count-1`` sit in a group of >= 4 octet-valued runs
-        joined only by separators, i.e. inside what reads as a complete dotted address.
+        """True if runs ``first..first+count-1``, which are ``joined_by_separators``, sit in
+        a group of >= 4 octet-valued runs joined only by separators, i.e. inside what
+        reads as a complete dotted address.
 
         ``73-12-34-56`` is one group; ``host25-171-dynamic.52-79`` is two.
         """
-        spans = self._spans()
-        last = first + count - 1
-
-        def joined(index: int) -> bool:  # run ``index`` is joined to run ``index + 1``
-            gap = self.region[spans[index][1] : spans[index + 1][0]]
-            return not gap.strip(_SEPARATORS)  # never empty: runs are maximal
-
-        if not all(joined(index) for index in range(first, last)):
-            return False
-        start, end = first, last
-        while start > 0 and joined(start - 1):
+        start, end = first, first + count - 1
+        while start > 0 and self._joined(start - 1):
             start -= 1
-        while end + 1 < len(spans) and joined(end):
+        while end + 1 < len(self.texts) and self._joined(end):
             end += 1
         return sum(1 for value in self.octets[start : end + 1] if value >= 0) >= 4
 
