@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import resource
 import shlex
@@ -309,6 +310,20 @@ def _rspamd_account() -> integration.RspamdAccount:
     account = integration.rspamd_account()
     assert account is not None, "no _rspamd account (`make test` installs rspamd)"
     return account
+
+
+def test_the_rspamd_account_is_the_first_packaged_name_this_host_has(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Debian's package runs rspamd as _rspamd, other packages as rspamd: a name this
+    # host lacks is passed over, not taken for "no rspamd here".
+    missing = "rdns-scorer-test-no-such-user"
+    monkeypatch.setattr(integration, "RSPAMD_ACCOUNTS", (missing, "_rspamd"))
+    account = integration.rspamd_account()
+    assert account is not None and account.user == "_rspamd"
+    assert account.uid == pwd.getpwnam("_rspamd").pw_uid
+    monkeypatch.setattr(integration, "RSPAMD_ACCOUNTS", (missing,))
+    assert integration.rspamd_account() is None
 
 
 def test_install_keeps_a_new_token_file_private(tmp_path: Path) -> None:
