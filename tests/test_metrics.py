@@ -531,6 +531,16 @@ def test_snapshots_go_to_shared_memory_else_to_the_temporary_directory(
         remove_directory(directory)
 
 
+def test_without_a_place_for_snapshots_there_is_no_directory_and_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No /dev/shm (some containers) and a temporary directory that is gone: the
+    # supervisor still starts its workers (each /metrics shows its own), it does not fail.
+    monkeypatch.setattr(workermetrics, "SHARED_MEMORY", tmp_path / "no-shm")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-tmp"))
+    assert make_directory() is None
+
+
 def test_snapshot_names_are_never_reused_within_a_process() -> None:
     names = {snapshot_name() for _ in range(3)}
     assert len(names) == 3

@@ -907,8 +907,18 @@ def test_the_watchdog_leaves_workers_alone_while_they_stop(
 
 
 @pytest.mark.parametrize("stopping", [False, True])
+@pytest.mark.parametrize(
+    ("status", "end"),
+    # waitpid's status (wait(2)): a killed process's signal number, an exit code << 8;
+    # a worker that fails (its traceback in the log) exits with 1.
+    [(signal.SIGKILL, "killed by SIGKILL"), (1 << 8, "exit code 1")],
+)
 def test_a_dead_worker_is_replaced_unless_the_workers_stop(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, stopping: bool
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    stopping: bool,
+    status: int,
+    end: str,
 ) -> None:
     supervisor = Supervisor(config_from_mapping({}), config_from_mapping, "127.0.0.1", 1, 1)
     pids = iter([102, 103])
@@ -920,7 +930,7 @@ def test_a_dead_worker_is_replaced_unless_the_workers_stop(
     beat_read, beat_write = os.pipe()
     os.close(beat_write)
     supervisor._children[101] = _Worker(time.monotonic() - 60, "", beat_read, float("inf"))
-    exits = iter([(101, signal.SIGKILL), (0, 0)])  # waitpid: 101 was killed; no more
+    exits = iter([(101, status), (0, 0)])  # waitpid: 101 ended; no more
     monkeypatch.setattr(os, "waitpid", lambda _pid, _options: next(exits))
     supervisor._stopping = stopping
     with caplog.at_level(logging.ERROR, logger="rdns_scorer"):
@@ -931,7 +941,7 @@ def test_a_dead_worker_is_replaced_unless_the_workers_stop(
     else:
         assert list(supervisor._children) == [102]
         assert [r.getMessage() for r in caplog.records] == [
-            "worker 101 exited (killed by SIGKILL); starting a new one"
+            f"worker 101 exited ({end}); starting a new one"
         ]
 
 
