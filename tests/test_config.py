@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 
 from scorer.config import (
     DEFAULT_PORT,
@@ -27,6 +29,7 @@ from scorer.config import (
 )
 from scorer.security import exposed_token_files, exposure_warning, refuse_public_without_token
 from scorer.symbols import SYMBOLS
+from scorer.workers import new_event_loop
 
 
 def test_no_file_means_all_defaults() -> None:
@@ -497,6 +500,26 @@ def test_event_loop_uvloop_without_uvloop_is_refused_by_config_check(
     with pytest.raises(ConfigError, match=r"\[server\] event_loop: uvloop is not installed"):
         config_from_mapping({"server": {"event_loop": "uvloop"}})
     assert config_from_mapping({"server": {"event_loop": "auto"}}).server.event_loop == "auto"
+
+
+def test_event_loop_chooses_the_loop_each_worker_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    loops = {choice: new_event_loop(choice) for choice in ("auto", "uvloop", "asyncio")}
+    try:
+        assert isinstance(loops["auto"], uvloop.Loop) and isinstance(loops["uvloop"], uvloop.Loop)
+        assert not isinstance(loops["asyncio"], uvloop.Loop)
+    finally:
+        for loop in loops.values():
+            loop.close()
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed
+    loop = new_event_loop("auto")  # asyncio's own, not a failure to start
+    try:
+        assert isinstance(loop, asyncio.AbstractEventLoop) and not isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
+    # config check finds uvloop installed, yet it does not import (built for another
+    # Python): the same one-line config error, not a traceback.
+    with pytest.raises(ConfigError, match=r"^\[server\] event_loop: uvloop is not installed$"):
+        new_event_loop("uvloop")
 
 
 def test_token_from_environment_file_or_config(tmp_path: Path) -> None:
