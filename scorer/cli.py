@@ -177,7 +177,8 @@ def _generic(args: argparse.Namespace) -> int:
     if (args.ip is None) != (args.hostname is None):
         print_error("rdns-scorer generic: give both IP and HOSTNAME, or neither")
         return 2
-    return run_generic(args.ip, args.hostname, args.confirmed, sys.stdin, sys.stdout)
+    pair = None if args.ip is None else (args.ip, args.hostname)
+    return run_generic(pair, args.confirmed, sys.stdin, sys.stdout)
 
 
 def _symbols(args: argparse.Namespace) -> int:

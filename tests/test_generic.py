@@ -987,7 +987,7 @@ def test_run_generic_stdin_mode() -> None:
     )
     stdout = io.StringIO()
     # Regression (review): exit 0 despite three malformed lines: scripts could not tell.
-    assert run_generic(None, None, False, stdin, stdout) == 1
+    assert run_generic(None, False, stdin, stdout) == 1
     lines = stdout.getvalue().splitlines()
     assert len(lines) == 6
     assert lines[0].startswith("generic\t0.85\tipv4-dotted-reversed: 33-35-12-100")
@@ -1003,14 +1003,16 @@ def test_run_generic_stdin_mode() -> None:
 
 def test_run_generic_stdin_mode_without_bad_lines_exits_0() -> None:
     stdin = io.StringIO("192.0.2.25\tmail.example.org\n# comment\n")
-    assert run_generic(None, None, False, stdin, io.StringIO()) == 0
+    assert run_generic(None, False, stdin, io.StringIO()) == 0
 
 
 def test_run_generic_single_mode(capsys: pytest.CaptureFixture[str]) -> None:
     stdout = io.StringIO()
-    code = run_generic("91.12.52.52", "p5B0C3434.dip0.t-ipconnect.de", True, io.StringIO(), stdout)
+    code = run_generic(
+        ("91.12.52.52", "p5B0C3434.dip0.t-ipconnect.de"), True, io.StringIO(), stdout
+    )
     assert code == 0
     text = stdout.getvalue()
     assert "generic" in text and "ipv4-hex" in text and "0.95" in text
-    assert run_generic("999.1.1.1", "x.example", False, io.StringIO(), io.StringIO()) == 2
+    assert run_generic(("999.1.1.1", "x.example"), False, io.StringIO(), io.StringIO()) == 2
     assert "invalid IP" in capsys.readouterr().err

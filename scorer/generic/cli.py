@@ -2,9 +2,9 @@
 
 Two modes:
 
-* one address: ``run_generic("100.12.35.33", "33-35-12-100.example-isp.net", ...)`` prints a
-  human-readable verdict;
-* batch: with neither argument, reads ``IP<TAB>HOSTNAME`` lines from ``stdin`` and writes
+* one address: ``run_generic(("100.12.35.33", "33-35-12-100.example-isp.net"), ...)`` prints
+  a human-readable verdict;
+* batch: with no pair (None), reads ``IP<TAB>HOSTNAME`` lines from ``stdin`` and writes
   ``generic|legit|error<TAB>confidence<TAB>evidence; evidence`` per line, so admins can run
   it over addresses and names pulled from mail logs.
 """
@@ -27,20 +27,18 @@ ERROR_LABEL = "error\t"
 
 
 def run_generic(
-    ip: str | None, hostname: str | None, confirmed: bool, stdin: TextIO, stdout: TextIO
+    pair: tuple[str, str] | None, confirmed: bool, stdin: TextIO, stdout: TextIO
 ) -> int:
-    """Classify one ``ip``/``hostname`` pair, or every line of ``stdin`` if both are None.
+    """Classify one ``(ip, hostname)`` pair, or every line of ``stdin`` if it is None.
 
     ``confirmed`` states that the names are forward-confirmed (applies to every batch line).
     Returns the process exit status: 0 on success, 2 on an invalid single-mode argument
     (the message goes to standard error), 1 when a batch had malformed lines (each still
     gets its ``error`` line, and the others their verdicts).
     """
-    if ip is None and hostname is None:
+    if pair is None:
         return EXIT_BAD_LINES if _run_batch(stdin, stdout, confirmed) else 0
-    if ip is None or hostname is None:
-        print("error: give both an IP address and a hostname, or neither", file=sys.stderr)
-        return EXIT_USAGE
+    ip, hostname = pair
     try:
         address = ipaddress.ip_address(ip.strip())
     except ValueError:
