@@ -312,7 +312,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return BROKEN_PIPE_STATUS
     return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())
