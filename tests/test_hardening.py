@@ -322,7 +322,10 @@ def test_the_mta_hostname_is_part_of_the_reply_key() -> None:
      ("application/json;q=0.9, application/json;q=0.1, application/msgpack;q=0.5", False),
      ("application/json;q=1.5, application/msgpack", True),  # no qvalue: weight 1
      ("application/msgpack;Q=0", False),  # parameter names are case-insensitive
-     ("application/msgpack; q = 0", False)],
+     ("application/msgpack; q = 0", False),
+     # The weight follows the media type's own parameters (section 12.5.1).
+     ("application/msgpack; v=5; q=0, application/json", False),
+     ("application/json; charset=utf-8; q=0.1, application/msgpack", True)],
 )  # fmt: skip
 def test_accept_weights(accept: str, msgpack: bool) -> None:
     # RFC 9110 section 12.5.1 (weights), 12.4.2 (qvalue), 5.6.6 (parameters).
