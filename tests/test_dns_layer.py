@@ -665,6 +665,20 @@ def test_a_question_that_keeps_failing_counts_once_an_hour(
     assert news == [0, 60, 120]
 
 
+def test_the_failing_questions_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Senders with ever new broken zones must not grow the memory without bound: at
+    # FAILING_MEMORY_ENTRIES it starts over, and a question forgotten so is news again
+    # (counted in the health share once more, never left out for good).
+    monkeypatch.setattr(layer_module, "FAILING_MEMORY_ENTRIES", 3)
+    layer = _layer("127.0.0.1:9", timeout=0.2)
+    first, *others = [f"broken{i}.example" for i in range(4)]
+    assert not any(layer._repeats(name, dns.rdatatype.A, True) for name in [first, *others[:2]])
+    assert layer._repeats(first, dns.rdatatype.A, True)
+    assert not layer._repeats(others[2], dns.rdatatype.A, True)  # the fourth: starts over
+    assert len(layer._failing) == 1
+    assert not layer._repeats(first, dns.rdatatype.A, True)
+
+
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
 def test_a_resolver_back_after_a_restart_is_read_again(loop_kind: str) -> None:
     """Regression (review): under uvloop, the ICMP unreachable of a resolver that was
