@@ -255,6 +255,13 @@ async def test_the_name_the_mta_confirmed_is_checked_whatever_its_place() -> Non
     assert ("c.rotates.net", "A") in layer.asked
     # Without it, the first two in sorted order: neither confirms, one is unchecked.
     assert set(await symbols_for(pipeline, str(CLIENT))) == {"RL_PTR_TEMPFAIL"}
+    # So too with a hostname that is none of the PTR names: it takes no place of theirs.
+    layer.asked.clear()
+    other = await symbols_for(pipeline, str(CLIENT), hostname="mx.other.net")
+    assert set(other) == {"RL_PTR_TEMPFAIL"}
+    assert sorted(layer.asked) == [
+        (reverse_name(CLIENT), "PTR"), ("a.rotates.net", "A"), ("b.rotates.net", "A"),
+    ]  # fmt: skip
 
 
 CLIENT = ipaddress.IPv4Address("81.2.70.71")
