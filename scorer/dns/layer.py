@@ -207,18 +207,17 @@ class ExpiryTracker:
     """
 
     __slots__ = ("_token", "expires")
+    _token: contextvars.Token[ExpiryTracker | None]  # set by __enter__, before __exit__
 
     def __init__(self) -> None:
         self.expires = float("inf")
-        self._token: contextvars.Token[ExpiryTracker | None] | None = None
 
     def __enter__(self) -> ExpiryTracker:
         self._token = _tracker.set(self)
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self._token is not None:
-            _tracker.reset(self._token)
+        _tracker.reset(self._token)
 
 
 _tracker: contextvars.ContextVar[ExpiryTracker | None] = contextvars.ContextVar(
