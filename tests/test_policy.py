@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gzip
 import ipaddress
 import json
@@ -1288,6 +1289,25 @@ def test_a_second_instance_with_workers_does_not_join_the_port(unbound: Unbound)
         first.terminate()
         _out, err = first.communicate(timeout=30)
     assert err.count(f"listening on 127.0.0.1:{port}") == 2  # one line per worker
+
+
+def test_the_port_check_before_the_workers_start_judges_ipv6_alone() -> None:
+    """ensure_port_free probes an IPv6 address as the workers bind it, IPv6 alone
+    (asyncio sets IPV6_V6ONLY): another service on 127.0.0.1:PORT does not stop
+    `serve --workers N --listen [::]:PORT`, which would start; one on [::1]:PORT does."""
+    from scorer.workers import ensure_port_free
+
+    ipv4 = tcp_listener()
+    try:
+        ensure_port_free("::", ipv4.getsockname()[1])
+    finally:
+        ipv4.close()
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as ipv6:
+        ipv6.bind(("::1", 0))
+        ipv6.listen()
+        with pytest.raises(OSError) as raised:
+            ensure_port_free("::1", ipv6.getsockname()[1])
+    assert raised.value.errno == errno.EADDRINUSE
 
 
 def test_workers_do_not_outlive_a_killed_parent(unbound: Unbound) -> None:
