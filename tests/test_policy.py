@@ -1362,6 +1362,23 @@ def test_systemd_is_told_ready_once_the_port_listens(
         process.wait(timeout=30)
 
 
+def test_systemd_is_told_on_an_abstract_socket_and_a_gone_one_is_no_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # sd_notify(3): a NOTIFY_SOCKET starting with "@" names an abstract socket, one
+    # with no file. One that went away is not a reason to stop serving.
+    from scorer.workers import notify_systemd
+
+    name = f"rdns-scorer-test-{os.getpid()}"
+    monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind("\0" + name)
+        notify.settimeout(5)
+        notify_systemd("READY=1")
+        assert notify.recv(4096) == b"READY=1"
+    notify_systemd("READY=1")
+
+
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [
