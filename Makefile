@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the tests run for real: command -> package.
-TEST_PACKAGES := ss:iproute2 unbound:unbound rspamd:rspamd luacheck:lua-check spamassassin:spamassassin spamc:spamc spamd:spamd prometheus:prometheus wrk:wrk systemd-analyze:systemd
+TEST_PACKAGES := ss:iproute2 unbound:unbound rspamd:rspamd luacheck:lua-check spamassassin:spamassassin spamc:spamc spamd:spamd prometheus:prometheus wrk:wrk systemd-analyze:systemd postfix:postfix
 # What `make bench` runs: unbound, wrk, and valgrind to count instructions with callgrind
 # (bench/instructions.py). `make bench BENCH_ARGS=--quick` skips the slow parts.
 BENCH_PACKAGES := unbound:unbound wrk:wrk valgrind:valgrind
@@ -48,12 +48,15 @@ test-venv: $(VENV)/.test-installed
 run: venv
 	$(BIN)/rdns-scorer serve
 
+# Debian's postfix asks which setup to write: "No configuration" writes none, so no
+# system postfix starts (the tests run their own).
 debian-packages:
 	@missing=""; for pair in $(PACKAGES); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq --no-install-recommends $$missing; \
 	fi

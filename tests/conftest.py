@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +34,15 @@ def servfail_dns() -> Iterator[FaultyDns]:
     server = FaultyDns("servfail").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def hs_cache() -> Iterator[Path]:
+    """rspamd's hyperscan cache, shared by every rspamd of the session (it compiles once).
+    Under /tmp, not pytest's 0700 basetemp: rspamd's workers run as _rspamd."""
+    path = Path(tempfile.mkdtemp(prefix="rdns-rspamd-hs-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import tempfile
 import time
 import urllib.request
@@ -84,14 +83,6 @@ group "rdns_scorer" {{
 """
 
 GOOD_FROM = f"sender@{GOOD_DOMAIN}"
-
-
-@pytest.fixture(scope="session")
-def hs_cache() -> Iterator[Path]:
-    # Under /tmp, not pytest's 0700 basetemp: rspamd's workers run as _rspamd.
-    path = Path(tempfile.mkdtemp(prefix="rdns-rspamd-hs-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _started(rspamd: Rspamd) -> Iterator[Rspamd]:

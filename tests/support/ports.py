@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 
 
@@ -17,6 +18,23 @@ def free_port() -> int:
                 except OSError:
                     continue
             return port
+
+
+def free_loopback_address(port: int) -> str:
+    """A random address in 127.0.0.0/8 (Linux answers on all of it) where ``port`` is free
+    for both TCP and UDP: a fixed port (53 for the libc resolver) for this run alone, so
+    parallel runs and a resolver on the host's 127.0.0.1:53 stay out of each other's way
+    (not in 127.0.0.0/16, where the tests' SMTP clients are)."""
+    while True:
+        octets = (random.randint(100, 254), random.randint(0, 255), random.randint(1, 254))
+        address = "127.{}.{}.{}".format(*octets)
+        try:
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                with socket.socket(socket.AF_INET, kind) as sock:
+                    sock.bind((address, port))
+        except OSError:
+            continue
+        return address
 
 
 def wait_for_port(port: int, timeout: float = 15.0) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.ports import free_port
+from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import stop_process, wait_for_http
 
 # A resolv.conf naming a loopback address where no resolver listens: a name missing
@@ -38,6 +38,8 @@ def with_private_files(command: list[str], files: dict[str, Path]) -> list[str]:
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "lua" / "rdns_scorer.lua"
+# rspamd's own plugins, for tests that load one next to ours (extra_plugins).
+STOCK_PLUGINS = Path("/usr/share/rspamd/plugins")
 RSPAMD_USER = "_rspamd"
 
 
@@ -80,6 +82,9 @@ class Rspamd:
     needs root): how it resolves the names in ``servers``, without touching the host.
     Its /etc/resolv.conf then names a loopback address where no resolver listens, so a
     name missing from ``hosts`` fails at once instead of asking the host's resolver.
+    ``extra_plugins``: more Lua plugins loaded next to ours (each needs its section in
+    ``extra_conf``). ``milter``: also a proxy worker in milter mode on ``milter_port``,
+    scanning itself, as an MTA's milter (Postfix ``smtpd_milters``) talks to it.
     """
 
     def __init__(
@@ -92,6 +97,8 @@ class Rspamd:
         hosts: str | None = None,
         options_conf: str = "",
         task_timeout: str = "8s",
+        extra_plugins: tuple[Path, ...] = (),
+        milter: bool = False,
     ) -> None:
         self.nameserver = nameserver
         self.port = free_port()
@@ -103,6 +110,8 @@ class Rspamd:
         self.task_timeout = task_timeout  # the normal worker's
         self.plugin = plugin
         self.hosts = hosts
+        self.extra_plugins = extra_plugins
+        self.milter_port = free_port() if milter else None
         self.log_path = self.dir / "rspamd.log"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -114,6 +123,22 @@ class Rspamd:
         for sub in ("db", "run", "plugins"):
             (self.dir / sub).mkdir(exist_ok=True)
         shutil.copy(self.plugin, self.dir / "plugins" / "rdns_scorer.lua")
+        for plugin in self.extra_plugins:
+            shutil.copy(plugin, self.dir / "plugins" / plugin.name)
+        milter_worker = (
+            ""
+            if self.milter_port is None
+            else f"""
+worker "rspamd_proxy" {{
+  bind_socket = "127.0.0.1:{self.milter_port}";
+  milter = yes;
+  count = 1;
+  upstream "local" {{
+    default = yes;
+    self_scan = yes;
+  }}
+}}"""
+        )
         (self.dir / "tld.dat").write_text("com\nnet\norg\nde\n")
         host, port = self.nameserver.rsplit(":", 1)
         d = self.dir
@@ -146,7 +171,7 @@ worker "normal" {{
   bind_socket = "127.0.0.1:{self.port}";
   count = 1;
   task_timeout = {self.task_timeout};
-}}
+}}{milter_worker}
 actions {{
   reject = 15;
   add_header = 6;
@@ -187,6 +212,12 @@ rdns_scorer {{
         )
         ping = f"{self.url}/ping"
         wait_for_http(self._process, ping, lambda body: body.strip() == b"pong", timeout, self.log)
+        if self.milter_port is not None:
+            try:
+                wait_for_port(self.milter_port, timeout)
+            except TimeoutError:
+                self.stop()
+                raise TimeoutError(f"rspamd's milter port is not ready:\n{self.log()}") from None
         return self
 
     def stop(self) -> None:

@@ -43,10 +43,10 @@ class Zones:
     def stub(self, zone: str, port: int) -> None:
         self.stubs[zone.rstrip(".") + "."] = port
 
-    def config(self, port: int) -> str:
+    def config(self, port: int, interface: str = "127.0.0.1") -> str:
         lines = [
             "server:",
-            "  interface: 127.0.0.1",
+            f"  interface: {interface}",
             f"  port: {port}",
             "  do-daemonize: no",
             '  username: ""',
@@ -82,19 +82,24 @@ class Zones:
 
 
 class Unbound:
-    def __init__(self, zones: Zones) -> None:
+    """``interface`` and ``port``: where it listens; by default a free port on 127.0.0.1.
+    Clients that only speak to port 53 (the libc resolver, from /etc/resolv.conf) get
+    port 53 of a loopback address of their own (see ports.free_loopback_address)."""
+
+    def __init__(self, zones: Zones, interface: str = "127.0.0.1", port: int | None = None) -> None:
         self.zones = zones
-        self.port = free_port()
+        self.interface = interface
+        self.port = free_port() if port is None else port
         self._dir = Path(tempfile.mkdtemp(prefix="rdns-unbound-"))
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def nameserver(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.interface}:{self.port}"
 
     def start(self) -> Unbound:
         conf = self._dir / "unbound.conf"
-        conf.write_text(self.zones.config(self.port))
+        conf.write_text(self.zones.config(self.port, self.interface))
         checked = subprocess.run(["unbound-checkconf", str(conf)], capture_output=True, text=True)
         if checked.returncode != 0:
             raise RuntimeError(f"unbound-checkconf: {checked.stdout}{checked.stderr}")
@@ -112,7 +117,7 @@ class Unbound:
             if self._process is not None and self._process.poll() is not None:
                 raise RuntimeError((self._dir / "unbound.log").read_text())
             try:
-                dns.query.udp(query, "127.0.0.1", timeout=0.2, port=self.port)
+                dns.query.udp(query, self.interface, timeout=0.2, port=self.port)
                 return
             except (dns.exception.Timeout, OSError):
                 time.sleep(0.05)

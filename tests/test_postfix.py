@@ -1,0 +1,200 @@
+"""The pipeline mail admins run, end to end: a real Postfix receives an SMTP session and
+hands it through its milter to a real rspamd 3.4 (proxy worker in milter mode), whose
+rdns_scorer plugin asks the real service; rspamd's milter writes the symbols into the
+message (X-Spamd-Result), which the test reads back from Postfix's queue.
+
+What gets scored is what Postfix passed: the client address the connection came from,
+the HELO, the MAIL FROM, and the client name Postfix looked up itself (reverse, then
+forward: "unknown" unless they agree). So every DNS answer, Postfix's included, comes
+from one unbound serving the test world on port 53 of a loopback address of this run.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import eventually
+from tests.support.fakedns import FaultyDns, dead_port
+from tests.support.ports import free_loopback_address
+from tests.support.postfix import QUEUED, Postfix, postfix_available
+from tests.support.rspamd import STOCK_PLUGINS, Rspamd, rspamd_available
+from tests.support.service import ScorerProcess
+from tests.support.unbound import Unbound
+from tests.world import GOOD_DOMAIN, GOOD_MX, HELO_NO_ADDRESS, NXDOMAIN_DOMAIN, build_zones
+
+# No skip: a missing package must fail loudly (`make test` installs them).
+assert rspamd_available(), "rspamd is not installed (`make test` installs it)"
+assert postfix_available(), "postfix is not installed (`make test` installs it)"
+
+TOKEN = "postfix-test-token"
+# Clients on loopback (Linux answers on all of 127/8), each with the DNS its case needs.
+NO_PTR_CLIENT = "127.0.0.2"
+CONFIRMED_CLIENT = "127.0.0.3"
+CONFIRMED_CLIENT_NAME = "relay.loopback-sender.net"
+# Confirmed too, so Postfix passes it on, but a name the ISP's pattern gave the address.
+GENERIC_CLIENT = "127.0.0.4"
+GENERIC_CLIENT_NAME = "127-0-0-4.dyn.some-isp.net"
+
+# Loopback clients are skipped by default, by the service and the plugin alike.
+SCORER_CONFIG = f"""
+[server]
+token = "{TOKEN}"
+
+[policy]
+skip_networks = []
+"""
+PLUGIN_CONF = 'servers = "{address}";\ntoken = "{token}";\ncheck_local = true;'
+# rspamd's milter adds X-Spamd-Result (every symbol, its score and options); by
+# default milter_headers writes nothing for a local client.
+MILTER_HEADERS_CONF = """
+milter_headers {
+  use = ["x-spamd-result"];
+  skip_local = false;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def resolver(servfail_dns: FaultyDns) -> Iterator[Unbound]:
+    """The test world plus the clients' reverse zone, on port 53: Postfix's libc resolver
+    asks no other port."""
+    zones = build_zones(dead_port(), servfail_dns.port)
+    zones.ptr(CONFIRMED_CLIENT, CONFIRMED_CLIENT_NAME)
+    zones.address(CONFIRMED_CLIENT_NAME, CONFIRMED_CLIENT)
+    zones.ptr(GENERIC_CLIENT, GENERIC_CLIENT_NAME)
+    zones.address(GENERIC_CLIENT_NAME, GENERIC_CLIENT)
+    server = Unbound(zones, interface=free_loopback_address(53), port=53).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def scorer(resolver: Unbound) -> Iterator[ScorerProcess]:
+    process = ScorerProcess(resolver.nameserver, SCORER_CONFIG).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def rspamd(resolver: Unbound, scorer: ScorerProcess, hs_cache: Path) -> Iterator[Rspamd]:
+    conf = PLUGIN_CONF.format(address=scorer.address, token=TOKEN)
+    plugins = (STOCK_PLUGINS / "milter_headers.lua",)
+    server = Rspamd(
+        resolver.nameserver, conf, hs_cache, MILTER_HEADERS_CONF, extra_plugins=plugins, milter=True
+    )
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+    errors = server.lua_errors()
+    server.cleanup()
+    assert not errors, "\n".join(errors)
+
+
+@pytest.fixture(scope="module")
+def postfix(resolver: Unbound, rspamd: Rspamd) -> Iterator[Postfix]:
+    server = Postfix(f"127.0.0.1:{rspamd.milter_port}", resolver.interface)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        server.cleanup()
+
+
+def send(postfix: Postfix, client: str, helo: str, mail_from: str) -> str:
+    """One SMTP session from ``client``; the queue ID Postfix gave the message."""
+    message = (
+        f"From: <{mail_from}>\r\nTo: <rcpt@{postfix.domain}>\r\nSubject: rdns-scorer\r\n"
+        "Message-ID: <postfix-test@example.com>\r\n\r\nHello.\r\n"
+    )
+    with smtplib.SMTP(
+        "127.0.0.1", postfix.port, local_hostname=helo, timeout=30, source_address=(client, 0)
+    ) as smtp:
+        smtp.ehlo()
+        smtp.mail(mail_from)
+        smtp.rcpt(f"rcpt@{postfix.domain}")
+        code, reply = smtp.data(message)
+    assert code == 250, reply
+    queued = QUEUED.search(reply.decode())
+    assert queued, reply
+    return queued.group(1)
+
+
+def spamd_result(headers: str) -> dict[str, str]:
+    """X-Spamd-Result's RL_* symbols -> their options, as one string (an option may hold
+    a comma, which rspamd also puts between options)."""
+    unfolded = re.sub(r"\r?\n[ \t]+", " ", headers)
+    found = re.search(r"^X-Spamd-Result: (.*)$", unfolded, re.MULTILINE)
+    assert found, headers
+    symbols = re.findall(r"(RL_[A-Z_]+)\([-0-9.]+\)(?:\[(.*?)\])?(?:;|$)", found.group(1))
+    return dict(symbols)
+
+
+CASES = [
+    # No PTR: Postfix names the client "unknown", which is no name to the service.
+    pytest.param(
+        NO_PTR_CLIENT, HELO_NO_ADDRESS, f"a@{NXDOMAIN_DOMAIN}", "unknown",
+        {"RL_PTR_MISSING", "RL_HELO_NO_ADDRESS", "RL_MAILFROM_NXDOMAIN"},
+        id="no-ptr-helo-without-address-nxdomain-sender",
+    ),
+    # The PTR name resolves back to the client: Postfix's name for it, and a HELO
+    # naming the client itself (its loopback address is its own, so not "non-public").
+    pytest.param(
+        CONFIRMED_CLIENT, CONFIRMED_CLIENT_NAME, f"sender@{GOOD_DOMAIN}", CONFIRMED_CLIENT_NAME,
+        set(), id="confirmed-ptr-good-helo-good-sender",
+    ),
+    # Postfix's name for the client reaches the service: RL_PTR_GENERIC's evidence
+    # quotes it. The HELO is a name at a public address, clean from any client.
+    pytest.param(
+        GENERIC_CLIENT, GOOD_MX, f"sender@{GOOD_DOMAIN}", GENERIC_CLIENT_NAME,
+        {"RL_PTR_GENERIC"}, id="generic-ptr-named-by-postfix",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("client", "helo", "mail_from", "postfix_name", "expected"), CASES)
+def test_postfix_session_is_scored_through_the_milter(
+    postfix: Postfix,
+    rspamd: Rspamd,
+    scorer: ScorerProcess,
+    client: str,
+    helo: str,
+    mail_from: str,
+    postfix_name: str,
+    expected: set[str],
+) -> None:
+    queue_id = send(postfix, client, helo, mail_from)
+
+    # What Postfix itself made of the client: its own reverse + forward lookup.
+    connected = f"connect from {postfix_name}[{client}]"
+    assert connected in eventually(postfix.log, lambda log: connected in log), postfix.log()
+
+    # The service was asked about this very session (Postfix's queue ID came along),
+    # with what the client sent, the sender as the milter passes it (in angle
+    # brackets); none of them skipped it as a local client.
+    asked = re.compile(
+        rf'ip="{re.escape(client)}" helo="{re.escape(helo)}" from="<{re.escape(mail_from)}>" '
+        rf'queue_id="{queue_id}"'
+    )
+    assert asked.search(eventually(scorer.log, asked.search)), scorer.log()[-3000:]
+
+    symbols = spamd_result(postfix.queued_headers(queue_id))
+    assert set(symbols) == expected, rspamd.log()[-3000:]
+    for name, evidence in symbols.items():
+        if name.startswith("RL_PTR_"):
+            # "unknown" is no name: then the evidence quotes no MTA hostname.
+            if postfix_name == "unknown":
+                assert "MTA hostname" not in evidence
+            else:
+                assert f"MTA hostname: {postfix_name}" in evidence
+    if "RL_PTR_MISSING" in symbols:
+        assert f"no PTR for {client}" in symbols["RL_PTR_MISSING"]
+    if "RL_HELO_NO_ADDRESS" in symbols:
+        assert helo in symbols["RL_HELO_NO_ADDRESS"]
+    if "RL_MAILFROM_NXDOMAIN" in symbols:
+        assert NXDOMAIN_DOMAIN in symbols["RL_MAILFROM_NXDOMAIN"]
