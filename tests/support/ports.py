@@ -20,21 +20,33 @@ def free_port() -> int:
             return port
 
 
-def free_loopback_address(port: int) -> str:
+def free_loopback_address(port: int, attempts: int = 50) -> str:
     """A random address in 127.0.0.0/8 (Linux answers on all of it) where ``port`` is free
     for both TCP and UDP: a fixed port (53 for the libc resolver) for this run alone, so
     parallel runs and a resolver on the host's 127.0.0.1:53 stay out of each other's way
-    (not in 127.0.0.0/16, where the tests' SMTP clients are)."""
-    while True:
+    (not in 127.0.0.0/16, where the tests' SMTP clients are).
+
+    RuntimeError, naming why, when no address will do: a port below 1024 without root
+    (EACCES, at once), or one bound on every address (a resolver on 0.0.0.0:53 makes
+    each bind EADDRINUSE), rather than trying new addresses for ever."""
+    error: OSError | None = None
+    for _ in range(attempts):
         octets = (random.randint(100, 254), random.randint(0, 255), random.randint(1, 254))
         address = "127.{}.{}.{}".format(*octets)
         try:
             for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
                 with socket.socket(socket.AF_INET, kind) as sock:
                     sock.bind((address, port))
-        except OSError:
+        except PermissionError as denied:
+            raise RuntimeError(f"cannot bind port {port} on loopback: {denied}") from None
+        except OSError as refused:
+            error = refused
             continue
         return address
+    raise RuntimeError(
+        f"port {port} is taken on every loopback address tried ({attempts}; last: {error}): "
+        f"is a server bound to 0.0.0.0:{port}?"
+    )
 
 
 def wait_for_port(port: int, timeout: float = 15.0) -> None:
