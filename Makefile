@@ -49,7 +49,8 @@ run: venv
 	$(BIN)/rdns-scorer serve
 
 # Debian's postfix asks which setup to write: "No configuration" writes none, so no
-# system postfix starts (the tests run their own).
+# system postfix starts (the tests run their own). --no-remove: postfix conflicts with
+# every other MTA, and `-y` alone let apt remove the host's exim4 or sendmail for it.
 debian-packages:
 	@missing=""; for pair in $(PACKAGES); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
@@ -58,7 +59,10 @@ debian-packages:
 	  echo "installing Debian packages:$$missing"; \
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq --no-install-recommends $$missing; \
+	    apt-get install -y -qq --no-install-recommends --no-remove $$missing \
+	  || { echo "could not install:$$missing (make removes no installed package for them:" \
+	       "postfix replaces another MTA, such as exim4; install it by hand if you want that)" >&2; \
+	       exit 1; }; \
 	fi
 
 lint: test-venv debian-packages

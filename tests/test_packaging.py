@@ -156,3 +156,38 @@ def test_make_removes_a_venv_that_failed_half_way(tmp_path: Path) -> None:
         assert done.returncode != 0
         assert "ensurepip is not available" in done.stderr
         assert not venv.exists()
+
+
+def test_make_installs_debian_packages_without_removing_any(tmp_path: Path) -> None:
+    # Regression: postfix conflicts with every other MTA, and `apt-get install -y` removed
+    # the host's exim4 or sendmail to install it. Now apt-get removes nothing, and make
+    # stops, saying why, when a package cannot be installed without a removal.
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    calls = tmp_path / "calls"
+    (stubs / "debconf-set-selections").write_text("#!/bin/bash\ncat >/dev/null\n")
+    (stubs / "apt-get").write_text(
+        "#!/bin/bash\n"
+        f'echo "$*" >> {calls}\n'
+        'if [ "$1" = install ]; then\n'
+        '  for arg; do [ "$arg" = --no-remove ] && { echo "E: Packages need to be removed '
+        'but remove is disabled." >&2; exit 100; }; done\n'
+        "fi\n"
+    )
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    make = shutil.which("make")
+    assert make is not None
+    done = subprocess.run(
+        [make, "-C", str(REPO), "debian-packages", "PACKAGES=postfix:postfix"],
+        env={"PATH": str(stubs)},  # no postfix here: it is missing
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    installs = [line for line in calls.read_text().splitlines() if line.startswith("install")]
+    assert len(installs) == 1 and "--no-remove" in installs[0].split(), installs
+    assert installs[0].split()[-1] == "postfix"
+    assert done.returncode != 0
+    assert "remove is disabled" in done.stderr
+    assert "could not install: postfix (make removes no installed package" in done.stderr
