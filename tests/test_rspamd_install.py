@@ -1048,3 +1048,29 @@ def test_a_section_in_the_local_override_is_refused(stock_confdir: Path) -> None
     assert "127.0.0.1:9999" in dump and "t0k" not in dump
     override.write_text('# rdns_scorer {\n#  servers = "127.0.0.1:9999";\n# }\n')
     assert integration.install(stock_confdir, section, rspamadm=None).ok
+
+
+@pytest.mark.parametrize(
+    "commented",
+    ['/*\nrdns_scorer {\n  servers = "127.0.0.1:9999";\n}\n*/\n',
+     '/* old: /* nested */\nrdns_scorer {\n  servers = "127.0.0.1:9999";\n}\n*/\n'],
+)  # fmt: skip
+def test_a_section_commented_out_as_a_block_is_no_section(
+    stock_confdir: Path, commented: str
+) -> None:
+    # Regression: "remove it (or comment it out)", the refusal says, and UCL comments out
+    # a block with /* */, which nest; rspamd then reads no section there, but install
+    # still refused it. A section after the comment, or beside a "/*" in a string, counts.
+    section = integration.module_section(config_from_mapping({"server": {"token": "t0k"}}))
+    override = stock_confdir / "rspamd.conf.local.override"
+    override.write_text(commented)
+    assert integration.install(stock_confdir, section, rspamadm=None).ok
+    assert 'token = "t0k";' in _configdump(stock_confdir, "rdns_scorer")  # as rspamd sees it
+    local = stock_confdir / "rspamd.conf.local"
+    local.write_text(commented + local.read_text())
+    assert integration.install(stock_confdir, section, rspamadm=None).ok
+    for text in (commented + "rdns_scorer {\n}\n", 'x = "/*";\nrdns_scorer {\n}\n'):
+        override.write_text(text)
+        report = integration.install(stock_confdir, section, rspamadm=None)
+        line = text.count("\n") - 1
+        assert f"line {line} has an rdns_scorer section" in report.lines[0], report.lines

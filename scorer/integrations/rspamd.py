@@ -220,9 +220,49 @@ _OUR_SECTION = re.compile(r'^[ \t]*"?rdns_scorer"?[ \t]*(?:[=:][ \t]*)?\{', re.M
 
 
 def _section_line(text: str) -> int | None:
-    """The line number of an rdns_scorer section in ``text``, or None."""
+    """The line number of an rdns_scorer section in ``text``, or None. One commented
+    out is none, with ``#`` or inside ``/* */`` (UCL's two kinds of comment)."""
+    text = _comments_blanked(text)
     found = _OUR_SECTION.search(text)
     return None if found is None else text.count("\n", 0, found.start()) + 1
+
+
+def _comments_blanked(text: str) -> str:
+    """``text`` with every UCL comment's characters but its line ends turned to spaces,
+    so lines keep their numbers: ``#`` to the end of the line, and ``/* */``, which
+    nest. A ``#`` or ``/*`` inside a quoted string is no comment."""
+    out = list(text)
+    index, depth, quote = 0, 0, ""
+    while index < len(text):
+        pair = text[index : index + 2]
+        if depth:
+            if pair in ("/*", "*/"):
+                depth += 1 if pair == "/*" else -1
+                out[index] = out[index + 1] = " "
+                index += 2
+                continue
+            if text[index] != "\n":
+                out[index] = " "
+        elif quote:
+            if text[index] == "\\":
+                index += 1  # the escaped character is no closing quote
+            elif text[index] == quote:
+                quote = ""
+        elif text[index] in "\"'":
+            quote = text[index]
+        elif text[index] == "#":
+            end = text.find("\n", index)
+            end = len(text) if end < 0 else end
+            out[index:end] = " " * (end - index)
+            index = end
+            continue
+        elif pair == "/*":
+            depth = 1
+            out[index] = out[index + 1] = " "
+            index += 2
+            continue
+        index += 1
+    return "".join(out)
 
 
 def _refuse_a_second_section(outside: str) -> None:
