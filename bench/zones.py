@@ -72,8 +72,8 @@ class BenchZones(Zones):
     def redirect(self, zone: str, *records: str) -> None:
         self.redirects[zone] = list(records)
 
-    def config(self, port: int) -> str:
-        lines = [super().config(port).rstrip("\n")]
+    def config(self, port: int, interface: str = "127.0.0.1") -> str:
+        lines = [super().config(port, interface).rstrip("\n")]
         for zone, records in self.redirects.items():
             lines.append(f'  local-zone: "{zone}." redirect')
             lines += [f"  local-data: '{record}'" for record in records]

@@ -1093,3 +1093,24 @@ def test_workers_takes_a_count_in_ascii_digits(
     with pytest.raises(SystemExit):
         parser.parse_args(["serve", "--workers", count])
     assert "expected 1 to" in capsys.readouterr().err
+
+
+def test_the_bench_zones_start_under_the_test_unbound() -> None:
+    # Regression: tests/support/unbound.py's Unbound came to pass the interface to
+    # Zones.config, and bench/zones.py's override took no such argument: `make bench`
+    # died at its start (mypy checks scorer/ only). Its redirect zone answers below it.
+    import dns.resolver
+
+    from bench.zones import BenchZones
+    from tests.support.unbound import Unbound
+
+    zones = BenchZones()
+    zones.redirect("cold-senders.example", "cold-senders.example. 300 IN MX 10 mx.example.net.")
+    server = Unbound(zones).start()
+    try:
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers, resolver.port = ["127.0.0.1"], server.port
+        answer = resolver.resolve("d1.cold-senders.example", "MX", lifetime=5)
+        assert [r.to_text() for r in answer] == ["10 mx.example.net."]
+    finally:
+        server.stop()
