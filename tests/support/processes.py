@@ -38,7 +38,7 @@ def wait_for_http(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited:\n{log()}")
+            raise RuntimeError(f"{process.args!r} exited:\n{log()}")
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200 and ready(response.read()):
