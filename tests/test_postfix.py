@@ -22,7 +22,7 @@ from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns, dead_port
 from tests.support.ports import free_loopback_address
 from tests.support.postfix import QUEUED, Postfix, postfix_available
-from tests.support.rspamd import STOCK_PLUGINS, Rspamd, rspamd_available
+from tests.support.rspamd import STOCK_PLUGINS, Rspamd, checked_run, rspamd_available
 from tests.support.service import ScorerProcess
 from tests.support.unbound import Unbound
 from tests.world import GOOD_DOMAIN, GOOD_MX, HELO_NO_ADDRESS, NXDOMAIN_DOMAIN, build_zones
@@ -87,13 +87,7 @@ def rspamd(resolver: Unbound, scorer: ScorerProcess, hs_cache: Path) -> Iterator
     server = Rspamd(
         resolver.nameserver, conf, hs_cache, MILTER_HEADERS_CONF, extra_plugins=plugins, milter=True
     )
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-    errors = server.lua_errors()
-    server.cleanup()
-    assert not errors, "\n".join(errors)
+    yield from checked_run(server)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns
 from tests.support.fakehttp import FakeHttp, HungSocket
 from tests.support.ports import free_port
-from tests.support.rspamd import Rspamd, ScanResult, rspamd_available
+from tests.support.rspamd import Rspamd, ScanResult, checked_run, rspamd_available
 from tests.support.service import ScorerProcess
 from tests.support.unbound import Unbound
 from tests.world import (
@@ -85,19 +85,6 @@ group "rdns_scorer" {{
 GOOD_FROM = f"sender@{GOOD_DOMAIN}"
 
 
-def _started(rspamd: Rspamd) -> Iterator[Rspamd]:
-    rspamd.start()
-    # The first task of a fresh worker pays for lazy set-up; keep that out of timings.
-    rspamd.scan("10.0.0.1")
-    try:
-        yield rspamd
-    finally:
-        rspamd.stop()
-    errors = rspamd.lua_errors()
-    rspamd.cleanup()
-    assert not errors, "\n".join(errors)
-
-
 @contextlib.contextmanager
 def _running(rspamd: Rspamd) -> Iterator[Rspamd]:
     """An rspamd for one test: started, then stopped and removed."""
@@ -118,7 +105,7 @@ def scorer(unbound: Unbound) -> Iterator[ScorerProcess]:
 @pytest.fixture(scope="module")
 def rspamd(unbound: Unbound, scorer: ScorerProcess, hs_cache: Path) -> Iterator[Rspamd]:
     conf = f'servers = "{scorer.address}";\ntoken = "{TOKEN}";'
-    yield from _started(Rspamd(unbound.nameserver, conf, hs_cache, ADMIN_CONF))
+    yield from checked_run(Rspamd(unbound.nameserver, conf, hs_cache, ADMIN_CONF), warm_up=True)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +126,7 @@ def fake_json(fake: FakeHttp) -> Iterator[FakeHttp]:
 @pytest.fixture(scope="module")
 def rspamd_fake(unbound: Unbound, fake: FakeHttp, hs_cache: Path) -> Iterator[Rspamd]:
     conf = f'servers = "{fake.address}";\ntoken = "fake-token";'
-    yield from _started(Rspamd(unbound.nameserver, conf, hs_cache))
+    yield from checked_run(Rspamd(unbound.nameserver, conf, hs_cache), warm_up=True)
 
 
 @pytest.fixture(scope="module")
@@ -152,13 +139,15 @@ def hung() -> Iterator[HungSocket]:
 @pytest.fixture(scope="module")
 def rspamd_hung(unbound: Unbound, hung: HungSocket, hs_cache: Path) -> Iterator[Rspamd]:
     # No timeout set: the default (1 s) is under test.
-    yield from _started(Rspamd(unbound.nameserver, f'servers = "{hung.address}";', hs_cache))
+    yield from checked_run(
+        Rspamd(unbound.nameserver, f'servers = "{hung.address}";', hs_cache), warm_up=True
+    )
 
 
 @pytest.fixture(scope="module")
 def rspamd_down(unbound: Unbound, hs_cache: Path) -> Iterator[Rspamd]:
     conf = f'servers = "127.0.0.1:{free_port()}";'  # nothing listens there
-    yield from _started(Rspamd(unbound.nameserver, conf, hs_cache))
+    yield from checked_run(Rspamd(unbound.nameserver, conf, hs_cache), warm_up=True)
 
 
 def service_reply(scorer: ScorerProcess, **fields: str) -> dict[str, float]:
@@ -536,7 +525,7 @@ def test_options_that_are_no_list_are_none(
 def rspamd_settings(unbound: Unbound, fake: FakeHttp, hs_cache: Path) -> Iterator[Rspamd]:
     conf = f'servers = "{fake.address}";'
     settings = 'modules { path = "/usr/share/rspamd/plugins/settings.lua"; }\nsettings { }\n'
-    yield from _started(Rspamd(unbound.nameserver, conf, hs_cache, settings))
+    yield from checked_run(Rspamd(unbound.nameserver, conf, hs_cache, settings), warm_up=True)
 
 
 SETTINGS_REPLY = {
@@ -803,7 +792,7 @@ def rspamd_quoted(unbound: Unbound, hung: HungSocket, hs_cache: Path) -> Iterato
         f'servers = "{hung.address}";\ntimeout = "500ms";\n'
         'check_local = "false";\ncheck_authed = "no";'
     )
-    yield from _started(Rspamd(unbound.nameserver, conf, hs_cache))
+    yield from checked_run(Rspamd(unbound.nameserver, conf, hs_cache), warm_up=True)
 
 
 def test_a_quoted_timeout_means_what_it_says(rspamd_quoted: Rspamd) -> None:
@@ -1082,7 +1071,7 @@ def rspamd_pair(
     # down in the next.
     servers = ", ".join(f'"{server.address}"' for server in fake_pair)
     conf = f"servers = [{servers}];\nholddown = 0;"
-    yield from _started(Rspamd(unbound.nameserver, conf, hs_cache))
+    yield from checked_run(Rspamd(unbound.nameserver, conf, hs_cache), warm_up=True)
 
 
 def _counts(servers: tuple[FakeHttp, ...]) -> list[int]:

@@ -15,6 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -281,3 +282,19 @@ rdns_scorer {{
         with urllib.request.urlopen(request, timeout=timeout) as reply:
             raw = json.loads(reply.read())
         return ScanResult(raw, time.monotonic() - started)
+
+
+def checked_run(rspamd: Rspamd, warm_up: bool = False) -> Iterator[Rspamd]:
+    """A fixture's rspamd: started, and once its tests are done stopped, its log read for
+    Lua errors (which fail the test), and its directory removed. ``warm_up`` scans once
+    first: a fresh worker's first task pays for lazy set-up, kept out of timings."""
+    rspamd.start()
+    try:
+        if warm_up:
+            rspamd.scan("10.0.0.1")
+        yield rspamd
+    finally:
+        rspamd.stop()
+    errors = rspamd.lua_errors()
+    rspamd.cleanup()
+    assert not errors, "\n".join(errors)
