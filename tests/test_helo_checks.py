@@ -912,3 +912,31 @@ async def test_an_nxdomain_to_aaaa_is_checked_with_a() -> None:
     hits = check_helo(facts.helo, IPV6_CLIENT, frozenset(), frozenset())
     assert "RL_HELO_NO_ADDRESS" not in {hit.symbol for hit in hits}, hits
     assert (helo, "A") in layer.asked
+
+
+@pytest.mark.parametrize("aaaa", ["::ffff:10.0.0.5", "64:ff9b::a00:5"])
+def test_a_helo_whose_aaaa_maps_the_clients_ipv4_address_is_the_clients(aaaa: str) -> None:
+    # Regression: an IPv4-mapped (RFC 4291 section 2.5.5.2) or NAT64 (RFC 6052) AAAA of
+    # the client's own address did not count as the client's, though the request's ip is
+    # read unmapped: an internal relay greeting with such a name was RL_HELO_NO_ADDRESS.
+    client = ipaddress.ip_address("10.0.0.5")
+    mapped = Answer((ipaddress.ip_address(aaaa),), 300)
+    facts = HeloFacts(parse_helo("relay.partner-corp.net"), a=NODATA, aaaa=mapped)
+    assert check_helo(facts, client, frozenset(), frozenset()) == []
+    (hit,) = check_helo(facts, ipaddress.ip_address("10.0.0.6"), frozenset(), frozenset())
+    assert hit.symbol == "RL_HELO_NO_ADDRESS"
+
+
+def test_a_provider_helo_confirmed_by_a_mapped_aaaa_keeps_its_exemption() -> None:
+    # Regression: the generic check judged such a name unconfirmed (check_helo's
+    # ``confirmed``), as if it were another host's: a big sender's relay name lost the
+    # exemption a confirmed one has (generic/providers.py).
+    client = ipaddress.ip_address("81.2.69.160")
+    helo = parse_helo("81-2-69-160.outbound.protection.outlook.com")
+    mapped = Answer((ipaddress.ip_address("::ffff:81.2.69.160"),), 300)
+    assert (
+        check_helo(HeloFacts(helo, a=NODATA, aaaa=mapped), client, frozenset(), frozenset()) == []
+    )
+    elsewhere = Answer((ipaddress.ip_address("81.2.69.161"),), 300)
+    (hit,) = check_helo(HeloFacts(helo, a=elsewhere), client, frozenset(), frozenset())
+    assert hit.symbol == "RL_HELO_GENERIC"

@@ -208,13 +208,20 @@ def _syntax_hit(helo: HeloName, ip: IPAddress) -> Hit | None:
     return None
 
 
+def _at_client(addresses: Collection[IPAddress], ip: IPAddress) -> bool:
+    """Whether ``ip`` is among ``addresses``, also as the IPv4-mapped (RFC 4291 section
+    2.5.5.2) or NAT64 (RFC 6052) AAAA that names it: the request's ip is read unmapped
+    (protocol.parse_ip), so such an AAAA of the client's own name is the client too."""
+    return any(unmapped(address) == ip for address in addresses)
+
+
 def resolves_to_a_host(addresses: Collection[IPAddress], ip: IPAddress) -> bool:
     """Whether a HELO name at ``addresses`` names a host: the client's own address, or a
     public host's (names.is_public_host). At none of them, the name is no client's (RFC
     5321 section 4.1.1.1: the argument is the client's FQDN) and names no reachable host
     either: loopback, RFC 1918, multicast, reserved or documentation addresses only, as
     an MX host there is RL_MAILFROM_BOGUS_MX."""
-    return ip in addresses or any(map(is_public_host, addresses))
+    return _at_client(addresses, ip) or any(map(is_public_host, addresses))
 
 
 def _resolution_hit(facts: HeloFacts, ip: IPAddress) -> Hit | None:
@@ -268,6 +275,6 @@ def check_helo(
         # as if it had, so a big sender keeps its exemption (as a PTR name does) and a
         # DNS failure does not turn into a generic penalty.
         same_family = facts.a if ip.version == 4 else facts.aaaa
-        confirmed = ip in _addresses(facts) or isinstance(same_family, TempFail)
+        confirmed = _at_client(_addresses(facts), ip) or isinstance(same_family, TempFail)
         hits.append(generic_hit("RL_HELO_GENERIC", ip, name, confirmed, "helo"))
     return [h for h in hits if h is not None]
