@@ -150,14 +150,11 @@ class Service:
             self.pipeline = pipeline
             if config.server.logging_settings != before.logging_settings:
                 configure_logging(*config.server.logging_settings)
-            if config.server.max_body_bytes > self.started_body_limit:
-                log.warning(
-                    "[server] max_body_bytes %d applies after a restart; %d until then",
-                    config.server.max_body_bytes,
-                    self.started_body_limit,
-                )
-            for warning in config.warnings():
-                log.warning("%s", warning)
+            if self.peer_reload is None:
+                # With several workers the supervisor, which reloads too, warns once
+                # (workers.Supervisor._reload), not each worker.
+                for warning in config.reload_warnings(self.started_body_limit):
+                    log.warning("%s", warning)
             self.metrics.record_reload(success=True)
         log.info("config reloaded on %s", source)
         return "reloaded"

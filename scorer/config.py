@@ -169,6 +169,16 @@ class Config:
             if weight != 0 and reports_a_failure(name) and not self.is_shadowed(name)
         ]
 
+    def reload_warnings(self, started_body_limit: int) -> list[str]:
+        """What a reload to this config warns about, for a service that started with
+        ``started_body_limit``: aiohttp keeps the body limit it started with, so a raised
+        ``max_body_bytes`` waits for a restart; then ``warnings``."""
+        limit = self.server.max_body_bytes
+        if limit <= started_body_limit:
+            return self.warnings()
+        delayed = f"[server] max_body_bytes {limit} applies after a restart; {started_body_limit}"
+        return [f"{delayed} until then", *self.warnings()]
+
     @property
     def local_names(self) -> frozenset[str]:
         return frozenset(_host_name(n) for n in self.policy.local_names)

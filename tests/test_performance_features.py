@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -354,12 +354,14 @@ def test_memoised_validation_agrees_with_validating_afresh(
 # --- serve --workers N ------------------------------------------------------------
 
 
-def _get(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+def _get(
+    port: int, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] = {}
+) -> tuple[int, bytes]:
     """A fresh connection per request, so the kernel may pick any worker."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        headers = {"Content-Type": "application/json"} if body else {}
-        connection.request(method, path, body=body or None, headers=headers)
+        sent = {**headers, "Content-Type": "application/json"} if body else dict(headers)
+        connection.request(method, path, body=body or None, headers=sent)
         response = connection.getresponse()
         return response.status, response.read()
     finally:
@@ -1011,6 +1013,34 @@ def test_the_parent_logs_in_the_format_a_reload_sets(tmp_path: Path) -> None:
         process.wait(timeout=20)
 
 
+def test_a_reload_with_several_workers_warns_once(tmp_path: Path) -> None:
+    # Regression (review): each worker logged the reloaded config's warnings, so an
+    # operator read the same advice once per worker: the supervisor, which reloads too,
+    # now warns for them all. Through the API as through SIGHUP.
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\nlog_requests = false\ntoken = "t0k"\n')
+    log = tmp_path / "log"
+    port = free_port()
+    process = _start_workers(config, port, log, "--nameserver", f"127.0.0.1:{dead_port()}")
+    try:
+        config.write_text(
+            '[server]\nlog_requests = false\ntoken = "t0k"\nmax_body_bytes = 32768\n'
+            "[weights]\nRL_PTR_TEMPFAIL = 0.5\n"
+        )
+        process.send_signal(signal.SIGHUP)
+        eventually(log.read_text, lambda text: text.count("config reloaded on SIGHUP") >= 2)
+        status, _ = _get(port, "POST", "/v1/reload", b"", {"Authorization": "Bearer t0k"})
+        assert status == 200
+        eventually(log.read_text, lambda text: text.count("config reloaded on") >= 4)
+        time.sleep(0.3)  # anything a worker would still log about it
+        text = log.read_text()
+        assert text.count("max_body_bytes 32768 applies after a restart; 16384 until then") == 2
+        assert text.count("[weights] RL_PTR_TEMPFAIL = 0.5: every message") == 2
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+
+
 def test_a_replacement_worker_keeps_the_body_limit_the_service_started_with(
     tmp_path: Path,
 ) -> None:
@@ -1025,7 +1055,7 @@ def test_a_replacement_worker_keeps_the_body_limit_the_service_started_with(
     try:
         config.write_text("[server]\nlog_requests = false\nmax_body_bytes = 32768\n")
         process.send_signal(signal.SIGHUP)
-        eventually(log.read_text, lambda text: text.count("applies after a restart") >= 2)
+        eventually(log.read_text, lambda text: text.count("config reloaded on SIGHUP") >= 2)
         os.kill(children(process.pid)[0], signal.SIGKILL)
         eventually(log.read_text, lambda text: "starting a new one" in text)
         workers = eventually(lambda: children(process.pid), lambda pids: len(pids) == 2)

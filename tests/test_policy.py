@@ -670,8 +670,9 @@ class Reloadable:
     peers: list[str]  # one entry per time the other workers were asked to reload
 
 
-@pytest.fixture
-async def reloadable(aiohttp_client: Any, unbound: Unbound, tmp_path: Path) -> Reloadable:
+async def _reloadable(
+    aiohttp_client: Any, unbound: Unbound, tmp_path: Path, workers: int
+) -> Reloadable:
     path = tmp_path / "scorer.toml"
     base = f'[server]\ntoken = "t0k"\n[dns]\nnameservers = ["{unbound.nameserver}"]\n'
     path.write_text(base)
@@ -679,10 +680,22 @@ async def reloadable(aiohttp_client: Any, unbound: Unbound, tmp_path: Path) -> R
     app = create_app(
         load_config(path, environ={}),
         lambda: load_config(path, environ={}),
-        peer_reload=lambda: peers.append("asked"),
+        peer_reload=(lambda: peers.append("asked")) if workers > 1 else None,
     )
     client = await aiohttp_client(app)
     return Reloadable(client, path, base, {"Authorization": "Bearer t0k"}, peers)
+
+
+@pytest.fixture
+async def reloadable(aiohttp_client: Any, unbound: Unbound, tmp_path: Path) -> Reloadable:
+    """One worker of several (``serve --workers 2``)."""
+    return await _reloadable(aiohttp_client, unbound, tmp_path, workers=2)
+
+
+@pytest.fixture
+async def lone_reloadable(aiohttp_client: Any, unbound: Unbound, tmp_path: Path) -> Reloadable:
+    """The service as one process (``serve``)."""
+    return await _reloadable(aiohttp_client, unbound, tmp_path, workers=1)
 
 
 async def test_a_lowered_body_limit_holds_for_chunked_bodies(reloadable: Reloadable) -> None:
@@ -720,9 +733,10 @@ def _json_body_of(size: int) -> bytes:
 
 
 async def test_a_reload_warns_about_a_scoring_tempfail_symbol(
-    reloadable: Reloadable, caplog: pytest.LogCaptureFixture
+    lone_reloadable: Reloadable, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Accepted (the admin may mean it), but said: it scores every message while DNS fails.
+    reloadable = lone_reloadable
     with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
         assert (await reloadable.client.post("/v1/reload", headers=reloadable.auth)).status == 200
     assert "RL_PTR_TEMPFAIL" not in caplog.text
@@ -732,11 +746,28 @@ async def test_a_reload_warns_about_a_scoring_tempfail_symbol(
     assert "[weights] RL_PTR_TEMPFAIL = 0.5: every message is scored +0.5" in caplog.text
 
 
-async def test_a_raised_body_limit_waits_for_a_restart_and_says_so(
+async def test_a_worker_of_several_leaves_the_reload_warnings_to_its_supervisor(
     reloadable: Reloadable, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression (review): every worker logged them; workers.Supervisor._reload now does,
+    # once (test_performance_features.test_a_reload_with_several_workers_warns_once).
+    reloadable.path.write_text(
+        reloadable.base.replace("[server]\n", "[server]\nmax_body_bytes = 32768\n")
+        + "[weights]\nRL_PTR_TEMPFAIL = 0.5\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        assert (await reloadable.client.post("/v1/reload", headers=reloadable.auth)).status == 200
+    assert reloadable.peers == ["asked"]
+    assert "applies after a restart" not in caplog.text
+    assert "RL_PTR_TEMPFAIL" not in caplog.text
+
+
+async def test_a_raised_body_limit_waits_for_a_restart_and_says_so(
+    lone_reloadable: Reloadable, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Regression (review): aiohttp kept the start-up cap (16384) while the 413 named the
     # reloaded limit, and Expect answered "100 Continue" to bodies aiohttp then refused.
+    reloadable = lone_reloadable
     with caplog.at_level(logging.WARNING, logger="rdns_scorer"):  # the same limit: no word
         reloadable.path.write_text(
             reloadable.base.replace("[server]\n", "[server]\nmax_body_bytes = 16384\n")
