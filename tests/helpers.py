@@ -35,8 +35,8 @@ def rotated(addresses: str) -> tuple[Answer[IPAddress], Answer[IPAddress]]:
     return Answer(records, 300), Answer(records[::-1], 300)
 
 
-def eventually(probe: Callable[[], T], ready: Callable[[T], bool], timeout: float = 10.0) -> T:
-    """``probe()`` once ``ready`` says its value is what the test waits for (a line in a
+def eventually(probe: Callable[[], T], ready: Callable[[T], object], timeout: float = 10.0) -> T:
+    """``probe()`` once ``ready`` says (truthy) its value is what the test waits for (a line in a
     log, a counter the server moves after it answered), polled: a fixed sleep before
     one look fails on a loaded machine. On timeout, the last value, for the assertion
     that follows to show."""

@@ -10,6 +10,7 @@ import os
 import struct
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import dns.name
@@ -725,7 +726,7 @@ def test_any_parse_surprise_is_a_malformed_tempfail_not_a_crash() -> None:
 
 
 # (owner, type, value), or with a fourth item, the record's TTL (60 otherwise).
-Records = list[tuple[str, str, str] | tuple[str, str, str, int]]
+Records = Sequence[tuple[str, str, str] | tuple[str, str, str, int]]
 
 
 def _response(
@@ -834,10 +835,11 @@ def test_an_extended_rcode_is_not_an_answer(rcode: int) -> None:
     RFC 6891 section 6.1.3: the OPT record holds the upper 8 bits of the RCODE, the
     header the lower 4, which the failure names whole: 19 is NXDOMAIN's 3 under it."""
     import dns.message
+    import dns.rcode
 
     query = dns.message.make_query("a.example.", "A", use_edns=0)
     response = dns.message.make_response(query)
-    response.set_rcode(rcode)
+    response.set_rcode(dns.rcode.Rcode(rcode))
     outcome = _classify(response.to_wire(), query.id, "a.example.", "A")
     assert isinstance(outcome, wire.TryNext) and outcome.failure.detail == f"extended rcode {rcode}"
 
@@ -1348,7 +1350,7 @@ async def test_without_a_nameserver_to_ask_a_query_fails_at_once_saying_why() ->
         udp = transport.UdpTransport(servers, 1.0, 300)
         udp.send(wire.encode_name("a.example"), dns.rdatatype.A, outcomes.append)
     assert outcomes[0] == TempFail(FailureKind.NETWORK, "no nameserver configured")
-    assert outcomes[1].kind is FailureKind.NETWORK and isinstance(outcomes[1], TempFail)
+    assert isinstance(outcomes[1], TempFail) and outcomes[1].kind is FailureKind.NETWORK
     assert outcomes[1].detail.startswith("255.255.255.255: PermissionError"), outcomes[1]
 
 
@@ -1716,7 +1718,8 @@ def test_a_broken_record_of_a_type_we_read_after_the_answer_makes_no_negative(
 def test_an_address_of_the_wrong_size_is_malformed(rdtype: int, size: int) -> None:
     # RFC 1035 section 3.4.1, RFC 3596 section 2.2: A is 4 octets, AAAA 16, no more.
     data, query_id = _ptr_answer(bytes(range(1, size + 1)), rdtype=rdtype)
-    outcome = _classify(data, query_id, "1.2.0.192.in-addr.arpa", dns.rdatatype.to_text(rdtype))
+    name = dns.rdatatype.to_text(dns.rdatatype.RdataType(rdtype))
+    outcome = _classify(data, query_id, "1.2.0.192.in-addr.arpa", name)
     assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED, outcome
     assert f"record of {size} bytes" in outcome.detail
 

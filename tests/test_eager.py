@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import types
 
 import pytest
 
@@ -66,6 +67,7 @@ async def test_errors_propagate_and_unstarted_coroutines_are_closed() -> None:
         raise KeyError("late")
 
     never = _now(9)
+    assert isinstance(never, types.CoroutineType)  # a native coroutine: it has cr_frame
     with pytest.raises(ValueError, match="boom"):
         await eager_gather(boom(), never)
     assert never.cr_frame is None, "closed, not left to warn 'never awaited'"
@@ -130,6 +132,7 @@ async def test_a_failing_first_step_closes_the_coroutines_already_started(
         raise error
 
     started, never = holds(), _now(9)  # held here too: closed, not left to refcounting
+    assert isinstance(started, types.CoroutineType) and isinstance(never, types.CoroutineType)
     with pytest.raises(error):
         await eager_gather(started, fails_at_once(), never)
     assert released == ["released"]
@@ -239,6 +242,7 @@ async def test_no_coroutine_is_left_unawaited_when_closing_a_started_one_fails()
         raise ValueError("boom")
 
     never = _now(9)
+    assert isinstance(never, types.CoroutineType)
     with pytest.raises(OSError) as raised:
         await eager_gather(cleanup_fails(), fails_at_once(), never)
     closing = raised.value.__context__  # the GeneratorExit close() threw in

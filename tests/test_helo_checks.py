@@ -15,7 +15,7 @@ from scorer.checks.helo import HeloFacts, HeloKind, IPAddress, check_helo, parse
 from scorer.checks.hit import Hit
 from scorer.checks.ptr import PtrCounted, PtrFacts, check_ptr, ptr_counted
 from scorer.config import Config
-from scorer.dns.outcomes import Answer, FailureKind, NotFound, NotFoundKind, TempFail
+from scorer.dns.outcomes import Answer, FailureKind, Lookup, NotFound, NotFoundKind, TempFail
 from scorer.dns.wire import reverse_name
 from scorer.lookups import Limits, gather_facts
 from scorer.names import (
@@ -393,7 +393,7 @@ def test_a_ptr_name_as_helo_is_spared_only_what_a_ptr_symbol_scored(
     # the PTR family concluded, so 11 PTR names (one past max_ptr_names: only
     # RL_PTR_TEMPFAIL) and a greeting with one of them scored nothing in either family.
     gone = NotFound(NotFoundKind.NXDOMAIN, 300)
-    outcomes = {
+    outcomes: dict[str, Lookup[IPAddress]] = {
         "gone": gone,
         "timeout": TempFail(FailureKind.TIMEOUT, "no answer"),
         "client": Answer((GENERIC_CLIENT,), 300),

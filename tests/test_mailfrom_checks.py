@@ -631,7 +631,7 @@ def test_an_mx_host_only_at_a_reserved_address_is_bogus(address: str) -> None:
     # 2000::/3 is Global Unicast (RFC 4291 section 2.4; 4000::/3 is "Reserved by IETF"),
     # and ::7f00:1 is the deprecated IPv4-compatible form (RFC 4291 section 2.5.5.1):
     # judged as a unique-local address (fd00::25, RFC 4193) is.
-    answer = Answer((ipaddress.IPv6Address(address),), 300)
+    answer: Answer[IPAddress] = Answer((ipaddress.IPv6Address(address),), 300)
     assert not has_global_address(answer)
     lookup = AddressFacts(NODATA, answer)
     assert _judged_mx({"v6.evidence-test.net": lookup}) == [

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgpack
 import pytest
@@ -33,7 +33,13 @@ from scorer.config import Config, ConfigError, config_from_mapping
 from scorer.hangup import defer_hangups, take_deferred_hangup
 from scorer.memo import MAX_MEMO_CHARS, memo_sized, memoise_short_text
 from scorer.pipeline import Pipeline
-from scorer.protocol import RequestError, decode_body, parse_labels, parse_request
+from scorer.protocol import (
+    CheckRequest,
+    RequestError,
+    decode_body,
+    parse_labels,
+    parse_request,
+)
 from scorer.workermetrics import SNAPSHOT_SECONDS
 from scorer.workers import STOP_GRACE_SECONDS, Supervisor, _ask_parent_to_reload_peers, _Worker
 from tests import world
@@ -56,7 +62,7 @@ def _config(unbound: Unbound, **dns: object) -> Config:
     return config_from_mapping({"dns": {"nameservers": [unbound.nameserver], **dns}})
 
 
-def _request(ip: str = world.CONFIRMED_IP, **fields: str) -> object:
+def _request(ip: str = world.CONFIRMED_IP, **fields: str) -> CheckRequest:
     return parse_request({"ip": ip, "helo": world.CONFIRMED_NAME, **fields}).request
 
 
@@ -293,7 +299,7 @@ def test_a_short_text_memo_keeps_maxsize_entries_and_forgets_on_cache_clear() ->
 
 def test_memoised_validation_still_refuses_what_it_refused() -> None:
     parse_request({"ip": "192.0.2.7", "helo": "mx.example.net"})
-    bad = [
+    bad: list[tuple[dict[str, Any], str]] = [
         ({"ip": "192.0.2.7", "helo": ["mx.example.net"]}, "helo"),  # unhashable
         ({"ip": "192.0.2.7", "helo": "mx.example.net", "mail_from": 7}, "mail_from"),
         ({"ip": "192.0.2.777", "helo": "mx.example.net"}, "ip"),
@@ -922,7 +928,8 @@ def test_a_dead_worker_is_replaced_unless_the_workers_stop(
     status: int,
     end: str,
 ) -> None:
-    supervisor = Supervisor(config_from_mapping({}), config_from_mapping, "127.0.0.1", 1, 1)
+    config = config_from_mapping({})
+    supervisor = Supervisor(config, lambda: config, "127.0.0.1", 1, 1)
     pids = iter([102, 103])
 
     def spawn() -> None:

@@ -267,8 +267,8 @@ async def test_the_name_the_mta_confirmed_is_checked_whatever_its_place() -> Non
 CLIENT = ipaddress.IPv4Address("81.2.70.71")
 GENERIC = "81-2-70-71.dyn.some-isp.net"
 CUSTOM = "mail.two-names.net"
-CONFIRMS = Answer((CLIENT,), 300)
-ELSEWHERE = Answer((ipaddress.IPv4Address("81.2.70.99"),), 300)
+CONFIRMS: Answer[IPAddress] = Answer((CLIENT,), 300)
+ELSEWHERE: Answer[IPAddress] = Answer((ipaddress.IPv4Address("81.2.70.99"),), 300)
 TIMEOUT = TempFail(FailureKind.TIMEOUT, "no answer")
 
 

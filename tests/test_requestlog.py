@@ -108,11 +108,11 @@ def test_the_date_is_rendered_once_per_second_and_without_milliseconds_when_aske
         converted.append(seconds)
         return time.localtime(seconds)
 
-    formatter.converter = counting  # type: ignore[assignment]
+    formatter.converter = counting
     for created in (1_796_000_000.1, 1_796_000_000.2, 1_796_000_000.3, 1_796_000_001.0):
         formatter.formatTime(_record(created))
     assert converted == [1_796_000_000, 1_796_000_001]
-    formatter.default_msec_format = reference.default_msec_format = None  # type: ignore[assignment]
+    formatter.default_msec_format = reference.default_msec_format = None
     record = _record(1_796_000_002.25)
     assert formatter.formatTime(record) == reference.formatTime(record)
 

@@ -1153,9 +1153,9 @@ def test_a_failure_at_the_end_of_the_timeout_is_not_retried(
     order = _asked(pair, before)
     assert len(order) == 1
     # The 500, or on a slow machine the timeout before it: the budget is gone either way.
-    reason, server = result.options("RL_SCORER_FAIL")
+    reason, where = result.options("RL_SCORER_FAIL")
     assert reason in ("HTTP 500: fake", "IO timeout")
-    assert server == f"server={order[0].address}"
+    assert where == f"server={order[0].address}"
     assert result.elapsed < PLUGIN_TIMEOUT + MARGIN
 
 

@@ -50,9 +50,9 @@ class ScorerProcess:
         try:
             wait_for_port(self.port)
         except TimeoutError:
-            log = self.log()
+            output = self.log()
             self.stop()
-            raise RuntimeError(log) from None
+            raise RuntimeError(output) from None
         return self
 
     def stop(self) -> None:
