@@ -69,7 +69,7 @@ lint: test-venv debian-packages
 	$(BIN)/ruff check scorer tests bench
 	$(BIN)/ruff format --check scorer tests bench
 	$(BIN)/mypy scorer
-	$(BIN)/mypy --explicit-package-bases bench
+	$(BIN)/mypy --explicit-package-bases bench tests
 	luacheck --no-color -q lua
 
 test: lint
