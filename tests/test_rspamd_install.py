@@ -1074,3 +1074,130 @@ def test_a_section_commented_out_as_a_block_is_no_section(
         report = integration.install(stock_confdir, section, rspamadm=None)
         line = text.count("\n") - 1
         assert f"line {line} has an rdns_scorer section" in report.lines[0], report.lines
+
+
+# -- uninstall ---------------------------------------------------------------------------
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` with its bytes (None for a directory or a symlink)."""
+    return {
+        str(path.relative_to(root)): None
+        if path.is_symlink() or path.is_dir()
+        else path.read_bytes()
+        for path in sorted(root.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize(
+    "text", ["", "# mine", "# mine\n", "# mine\n\n", "a {}\r\n", "# mine\n\n\n"]
+)
+def test_without_the_managed_block_is_the_text_before_it(text: str) -> None:
+    installed = integration.with_managed_block(text, "rdns_scorer {\n}\n")
+    assert integration.without_managed_block(installed) == text + (
+        "\n" if text and not text.endswith("\n") else ""
+    )
+    assert integration.without_managed_block(text) is None
+    # A block with the admin's lines after it: those stay, and nothing else goes.
+    middle = f"a {{}}\n{integration.MARK_BEGIN}\nx\n{integration.MARK_END} (ours)\nb {{}}\n"
+    assert integration.without_managed_block(middle) == "a {}\nb {}\n"
+    with pytest.raises(ValueError, match="without"):
+        integration.without_managed_block(f"a {{}}\n{integration.MARK_BEGIN}\nx\n")
+
+
+def test_uninstall_leaves_the_stock_config_as_it_was(
+    stock_confdir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    before = _tree(stock_confdir)
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\ntoken = "s3cret"\n')
+    assert (
+        main(["rspamd", "install", "--confdir", str(stock_confdir), "--config", str(config)]) == 0
+    )
+    assert "rdns_scorer" in _configdump(stock_confdir, "-m")
+    capsys.readouterr()
+    assert main(["rspamd", "uninstall", "--confdir", str(stock_confdir)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"removed:   {stock_confdir / 'rspamd.conf.local'}",
+        f"removed:   {stock_confdir / 'plugins.d' / 'rdns_scorer.lua'}",
+        f"removed:   {stock_confdir / 'plugins.d'} (empty)",
+        "configtest: OK",
+        "  syntax OK",
+        f"reload the rspamd that reads {stock_confdir} to unload the plugin",
+    ], out
+    # Nothing left behind, no backup either: the files held only what install wrote.
+    assert _tree(stock_confdir) == before
+    enabled = next(
+        line for line in _configdump(stock_confdir, "-m").splitlines() if "Modules enabled" in line
+    )
+    assert "rdns_scorer" not in enabled
+    assert main(["rspamd", "uninstall", "--confdir", str(stock_confdir)]) == 0
+    assert capsys.readouterr().out.splitlines() == ["nothing to remove: no reload needed"]
+
+
+def test_uninstall_keeps_the_admins_config_and_backs_up_what_it_changes(tmp_path: Path) -> None:
+    local = tmp_path / "rspamd.conf.local"
+    mine = b"# mine \xe9\r\nfoo { bar = 1; }\r\n"  # Latin-1 and CRLF, as install keeps them
+    local.write_bytes(mine)
+    section = integration.module_section(config_from_mapping({}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    installed = local.read_bytes()
+    plugin = tmp_path / "plugins.d" / "rdns_scorer.lua"
+    plugin.write_text(PLUGIN.read_text() + "-- my edit\n")
+    (tmp_path / "plugins.d" / "other.lua").write_text("-- another plugin\n")
+    report = integration.uninstall(tmp_path, rspamadm=None, run_configtest=False)
+    assert report.ok and report.changed
+    assert local.read_bytes() == mine
+    # install's backup (the file before it) and uninstall's (the file as installed)
+    backups = {backup.read_bytes(): backup for backup in _backups(tmp_path)}
+    assert backups.keys() == {mine, installed}
+    local_backup = backups[installed]
+    (plugin_backup,) = _backups(tmp_path / "plugins.d")
+    assert plugin_backup.read_text().endswith("-- my edit\n")  # an edited plugin is kept
+    assert not plugin.exists() and (tmp_path / "plugins.d" / "other.lua").exists()
+    assert f"updated:   {local} (backup: {local_backup})" in report.lines
+    assert f"removed:   {plugin} (backup: {plugin_backup})" in report.lines
+
+
+def test_uninstall_with_a_broken_block_removes_nothing(tmp_path: Path) -> None:
+    section = integration.module_section(config_from_mapping({}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    local = tmp_path / "rspamd.conf.local"
+    broken = local.read_text().replace(integration.MARK_END, "# the end")
+    local.write_text(broken)
+    report = integration.uninstall(tmp_path, rspamadm=None)
+    assert not report.ok and not report.changed
+    (line,) = report.lines  # as install says it: nothing was changed
+    assert line.startswith(f"error:     {local}: found ")
+    assert local.read_text() == broken and (tmp_path / "plugins.d" / "rdns_scorer.lua").exists()
+
+
+def test_uninstall_names_a_section_written_by_hand_and_leaves_it(tmp_path: Path) -> None:
+    # docs/rspamd.md "By hand": the plugin goes, the admin's own section is theirs to remove
+    # (rspamd reads a section of a module it does not load without complaint).
+    hand = 'rdns_scorer {\n  servers = "10.9.9.9:11340";\n}\n'
+    (tmp_path / "rspamd.conf.local").write_text("# mine\n" + hand)
+    (tmp_path / "rspamd.conf.local.override").write_text(hand)
+    plugin_dir = tmp_path / "plugins.d"
+    plugin_dir.mkdir()
+    shutil.copy(PLUGIN, plugin_dir)
+    report = integration.uninstall(tmp_path, rspamadm=None, run_configtest=False)
+    assert report.ok
+    assert (tmp_path / "rspamd.conf.local").read_text() == "# mine\n" + hand
+    notes = [line for line in report.lines if "written by hand" in line]
+    assert notes == [
+        f"note:      {tmp_path / name} line {n} has an rdns_scorer section written by hand "
+        "(not install's): remove it yourself"
+        for name, n in (("rspamd.conf.local", 2), ("rspamd.conf.local.override", 1))
+    ]
+    assert not plugin_dir.exists() and _backups(tmp_path) == []
+
+
+def test_uninstall_refuses_a_missing_confdir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["rspamd", "uninstall", "--confdir", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == (
+        f"rdns-scorer rspamd uninstall: {tmp_path / 'nope'} is not a directory\n"
+    )

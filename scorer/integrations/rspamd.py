@@ -1,4 +1,4 @@
-"""rspamd integration: ``rdns-scorer rspamd config|install|symbols``.
+"""rspamd integration: ``rdns-scorer rspamd config|install|uninstall|symbols``.
 
 The plugin itself is ``lua/rdns_scorer.lua`` (with ``lua/rdns_scorer.conf`` as a commented
 example). Those files are the source of truth; :func:`plugin_dir` finds them in the checkout
@@ -291,26 +291,51 @@ def _refuse_an_overriding_section(override: Path) -> None:
         )
 
 
+def _managed_span(text: str) -> tuple[int, int] | None:
+    """Where our block is in ``text`` (start, end: markers and their lines included), or
+    None; ValueError for a begin marker without an end."""
+    start = text.find(MARK_BEGIN)
+    if start == -1:
+        return None
+    end = text.find(MARK_END, start)
+    if end == -1:
+        raise ValueError(f"found {MARK_BEGIN!r} without {MARK_END!r}; fix the file by hand")
+    # To the end of the marker's line: all of that comment is ours. Text an admin
+    # added after the marker ("# <<< rdns-scorer (do not edit)") would otherwise stay
+    # behind as a line of its own, not a comment: a UCL syntax error.
+    end = text.find("\n", end)
+    return start, len(text) if end == -1 else end + 1
+
+
+def _outside_block(text: str, span: tuple[int, int]) -> str:
+    """``text`` with the block's lines blanked, so a line number is still the file's."""
+    start, end = span
+    return text[:start] + "\n" * text.count("\n", start, end) + text[end:]
+
+
 def with_managed_block(text: str, section: str) -> str:
     """``text`` with our section between the markers: replaced if present, else appended."""
     block = f"{MARK_BEGIN}\n{section}{MARK_END}\n"
-    start = text.find(MARK_BEGIN)
-    if start != -1:
-        end = text.find(MARK_END, start)
-        if end == -1:
-            raise ValueError(f"found {MARK_BEGIN!r} without {MARK_END!r}; fix the file by hand")
-        # To the end of the marker's line: all of that comment is ours. Text an admin
-        # added after the marker ("# <<< rdns-scorer (do not edit)") would otherwise stay
-        # behind as a line of its own, not a comment: a UCL syntax error.
-        end = text.find("\n", end)
-        end = len(text) if end == -1 else end + 1
-        # The block's lines stay in the count, blanked, so a line number is the file's.
-        _refuse_a_second_section(text[:start] + "\n" * text.count("\n", start, end) + text[end:])
-        return text[:start] + block + text[end:]
+    span = _managed_span(text)
+    if span is not None:
+        _refuse_a_second_section(_outside_block(text, span))
+        return text[: span[0]] + block + text[span[1] :]
     _refuse_a_second_section(text)
     if text and not text.endswith("\n"):
         text += "\n"
     return text + ("\n" if text else "") + block
+
+
+def without_managed_block(text: str) -> str | None:
+    """``text`` without our block, or None when it has none: the reverse of
+    ``with_managed_block``, the blank line it put before an appended block included."""
+    span = _managed_span(text)
+    if span is None:
+        return None
+    before, after = text[: span[0]], text[span[1] :]
+    if not after and before.endswith("\n\n"):
+        before = before[:-1]
+    return before + after
 
 
 @dataclass(frozen=True)
@@ -482,6 +507,81 @@ def install(
     return report
 
 
+def uninstall(
+    confdir: Path,
+    rspamadm: str | None = None,
+    source_dir: Path | None = None,
+    run_configtest: bool = True,
+) -> InstallReport:
+    """Undo ``install``: our block out of ``confdir/rspamd.conf.local`` (the file goes
+    when nothing else is left in it) and the plugin out of ``plugins.d`` (which goes
+    when empty), each first copied to a backup unless it was only ours: the block alone,
+    the plugin exactly as shipped (``source_dir``). Then configtest. A section written
+    by hand is the admin's: named, never removed."""
+    report = InstallReport()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    local = confdir / "rspamd.conf.local"
+    plugin = confdir / "plugins.d" / PLUGIN_FILE
+    try:  # before anything is removed: an error leaves the install whole
+        current = _read_kept(local) if local.exists() else ""
+        kept = without_managed_block(current)
+    except ValueError as error:
+        report.say(f"error:     {local}: {error}")
+        report.ok = False
+        return report
+    try:
+        if kept is not None and kept.strip():
+            _write_if_changed(local, kept, stamp, report)
+        elif kept is not None:
+            # Nothing but our block (install created the file, or the admin left nothing
+            # else in it): install would write it again, so no backup to clutter the dir.
+            _remove(local, None, report)
+        if plugin.exists():
+            as_shipped = plugin.read_bytes() == _shipped_plugin(source_dir)
+            _remove(plugin, None if as_shipped else stamp, report)
+            if not any(plugin.parent.iterdir()):  # rspamd ships no plugins.d: install made it
+                plugin.parent.rmdir()
+                report.say(f"removed:   {plugin.parent} (empty)")
+    except OSError as error:
+        report.say(f"error:     {error}{_as_root_hint(error)}")
+        report.ok = False
+    for path in (local, confdir / "rspamd.conf.local.override"):
+        line = _section_line(_read_kept(path)) if path.is_file() else None
+        if line is not None:
+            report.say(
+                f"note:      {path} line {line} has an rdns_scorer section written by hand "
+                "(not install's): remove it yourself"
+            )
+    if report.ok and report.changed:
+        _say_configtest(confdir, rspamadm, run_configtest, report)
+    if not report.ok:
+        report.say("do not reload rspamd: fix the error, or restore the backups named above")
+    elif not report.changed:
+        report.say("nothing to remove: no reload needed")
+    elif confdir.resolve() == DEFAULT_CONFDIR:
+        report.say("reload rspamd to unload the plugin: systemctl reload rspamd")
+    else:
+        report.say(f"reload the rspamd that reads {confdir} to unload the plugin")
+    return report
+
+
+def _shipped_plugin(source_dir: Path | None) -> bytes | None:
+    """The plugin this release ships, or None where its files cannot be found (then an
+    installed one is backed up before it goes: it may be an edited copy)."""
+    try:
+        return ((source_dir or plugin_dir()) / PLUGIN_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _remove(path: Path, stamp: str | None, report: InstallReport) -> None:
+    """Delete ``path``, first copied to a backup unless ``stamp`` is None."""
+    backup = None if stamp is None else _backup(path, stamp)
+    path.unlink()
+    report.say(f"removed:   {path}" + ("" if backup is None else f" (backup: {backup})"))
+    report.changed = True
+
+
 def _as_root_hint(error: OSError) -> str:
     """Only a permission error is about who runs install (a full disk is not)."""
     return " (run it as root)" if isinstance(error, PermissionError) else ""
@@ -518,11 +618,21 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_install(args: argparse.Namespace) -> int:
-    # Absolute: configtest's --var=CONFDIR must not depend on rspamadm's own directory.
+def _confdir(args: argparse.Namespace) -> Path | None:
+    """``--confdir``, absolute (configtest's --var=CONFDIR must not depend on rspamadm's
+    own directory); None, said, when it is no directory."""
     confdir = Path(args.confdir).resolve()
-    if not confdir.is_dir():
-        print(f"rdns-scorer rspamd install: {confdir} is not a directory", file=sys.stderr)
+    if confdir.is_dir():
+        return confdir
+    print(
+        f"rdns-scorer rspamd {args.rspamd_command}: {confdir} is not a directory", file=sys.stderr
+    )
+    return None
+
+
+def _cmd_install(args: argparse.Namespace) -> int:
+    confdir = _confdir(args)
+    if confdir is None:
         return 2
     try:
         source_dir = plugin_dir()
@@ -545,6 +655,19 @@ def _cmd_install(args: argparse.Namespace) -> int:
             f"note:      no --config: the section is for a service on its defaults (no token);"
             f" for the one the systemd unit runs, add --config {SYSTEMD_CONFIG}"
         )
+    return 0 if report.ok else 1
+
+
+def _cmd_uninstall(args: argparse.Namespace) -> int:
+    confdir = _confdir(args)
+    if confdir is None:
+        return 2
+    try:
+        report = uninstall(confdir, shutil.which("rspamadm"), None, not args.no_configtest)
+    except OSError as error:
+        print(f"rdns-scorer rspamd uninstall: {error}{_as_root_hint(error)}", file=sys.stderr)
+        return 1
+    print("\n".join(report.lines))
     return 0 if report.ok else 1
 
 
@@ -586,14 +709,25 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "CONFDIR/rspamd.conf.local between marker comments (idempotent; changed files are "
         "backed up first) and run `rspamadm configtest`.",
     )
-    install_cmd.add_argument(
-        "--confdir", default=str(DEFAULT_CONFDIR), help="rspamd config dir (default /etc/rspamd)"
+    uninstall_cmd = actions.add_parser(
+        "uninstall",
+        help="remove the plugin and its section from an rspamd config dir",
+        description="Remove the managed block from CONFDIR/rspamd.conf.local (the file too "
+        "when nothing else is in it) and rdns_scorer.lua from CONFDIR/plugins.d/ (changed "
+        "files are backed up first), then run `rspamadm configtest`.",
     )
-    install_cmd.add_argument(
-        "--no-configtest", action="store_true", help="do not run rspamadm configtest"
-    )
+    for parser in (install_cmd, uninstall_cmd):
+        parser.add_argument(
+            "--confdir",
+            default=str(DEFAULT_CONFDIR),
+            help="rspamd config dir (default /etc/rspamd)",
+        )
+        parser.add_argument(
+            "--no-configtest", action="store_true", help="do not run rspamadm configtest"
+        )
     service_options(install_cmd)
     install_cmd.set_defaults(func=_cmd_install)
+    uninstall_cmd.set_defaults(func=_cmd_uninstall)
 
     symbols = actions.add_parser(
         "symbols", help="print the Lua symbol table the plugin embeds (for maintainers)"
