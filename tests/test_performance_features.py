@@ -1000,42 +1000,22 @@ def test_a_worker_asks_only_its_own_supervisor_to_reload_the_others(
 def test_the_parent_logs_in_the_format_a_reload_sets(tmp_path: Path) -> None:
     # Regression: after a reload to log_format = "json" the workers logged JSON but the
     # parent (a dead worker, its replacement) went on in text, one stream, two formats.
-    config = tmp_path / "scorer.toml"
-    config.write_text('[server]\nlog_requests = false\nlog_format = "text"\n')
-    log = tmp_path / "log"
-    process = _start_workers(config, free_port(), log, "--nameserver", f"127.0.0.1:{dead_port()}")
-    try:
-        config.write_text('[server]\nlog_requests = false\nlog_format = "json"\n')
-        process.send_signal(signal.SIGHUP)
-        time.sleep(1.0)
+    first = '[server]\nlog_requests = false\nlog_format = "text"\n'
+    then = first.replace('"text"', '"json"')
+    with _two_workers_reloaded(tmp_path, first, then) as (process, _port, log):
         os.kill(children(process.pid)[0], signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while "starting a new one" not in log.read_text():
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        eventually(log.read_text, lambda text: "starting a new one" in text)
         line = next(x for x in log.read_text().splitlines() if "starting a new one" in x)
         assert json.loads(line)["message"].startswith("worker ")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
 
 
 def test_a_reload_with_several_workers_warns_once(tmp_path: Path) -> None:
     # Regression (review): each worker logged the reloaded config's warnings, so an
     # operator read the same advice once per worker: the supervisor, which reloads too,
     # now warns for them all. Through the API as through SIGHUP.
-    config = tmp_path / "scorer.toml"
-    config.write_text('[server]\nlog_requests = false\ntoken = "t0k"\n')
-    log = tmp_path / "log"
-    port = free_port()
-    process = _start_workers(config, port, log, "--nameserver", f"127.0.0.1:{dead_port()}")
-    try:
-        config.write_text(
-            '[server]\nlog_requests = false\ntoken = "t0k"\nmax_body_bytes = 32768\n'
-            "[weights]\nRL_PTR_TEMPFAIL = 0.5\n"
-        )
-        process.send_signal(signal.SIGHUP)
-        eventually(log.read_text, lambda text: text.count("config reloaded on SIGHUP") >= 2)
+    first = '[server]\nlog_requests = false\ntoken = "t0k"\n'
+    then = first + "max_body_bytes = 32768\n[weights]\nRL_PTR_TEMPFAIL = 0.5\n"
+    with _two_workers_reloaded(tmp_path, first, then) as (_process, port, log):
         status, _ = _get(port, "POST", "/v1/reload", b"", {"Authorization": "Bearer t0k"})
         assert status == 200
         eventually(log.read_text, lambda text: text.count("config reloaded on") >= 4)
@@ -1043,6 +1023,24 @@ def test_a_reload_with_several_workers_warns_once(tmp_path: Path) -> None:
         text = log.read_text()
         assert text.count("max_body_bytes 32768 applies after a restart; 16384 until then") == 2
         assert text.count("[weights] RL_PTR_TEMPFAIL = 0.5: every message") == 2
+
+
+@contextlib.contextmanager
+def _two_workers_reloaded(
+    tmp_path: Path, first: str, then: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """`serve --workers 2` started on config ``first``, then reloaded (SIGHUP) to ``then``
+    once both workers have reloaded: the process, its port and its log; stopped after."""
+    config = tmp_path / "scorer.toml"
+    config.write_text(first)
+    log = tmp_path / "log"
+    port = free_port()
+    process = _start_workers(config, port, log, "--nameserver", f"127.0.0.1:{dead_port()}")
+    try:
+        config.write_text(then)
+        process.send_signal(signal.SIGHUP)
+        eventually(log.read_text, lambda text: text.count("config reloaded on SIGHUP") >= 2)
+        yield process, port, log
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
@@ -1054,15 +1052,9 @@ def test_a_replacement_worker_keeps_the_body_limit_the_service_started_with(
     # Regression (review): a reload that raised max_body_bytes applied "after a restart"
     # in the workers that served, but a worker started after one died took it from the
     # reloaded config: the same body got 413 or 200 depending on the worker.
-    config = tmp_path / "scorer.toml"
-    config.write_text("[server]\nlog_requests = false\n")
-    log = tmp_path / "log"
-    port = free_port()
-    process = _start_workers(config, port, log, "--nameserver", f"127.0.0.1:{dead_port()}")
-    try:
-        config.write_text("[server]\nlog_requests = false\nmax_body_bytes = 32768\n")
-        process.send_signal(signal.SIGHUP)
-        eventually(log.read_text, lambda text: text.count("config reloaded on SIGHUP") >= 2)
+    first = "[server]\nlog_requests = false\n"
+    then = first + "max_body_bytes = 32768\n"
+    with _two_workers_reloaded(tmp_path, first, then) as (process, port, log):
         os.kill(children(process.pid)[0], signal.SIGKILL)
         eventually(log.read_text, lambda text: "starting a new one" in text)
         workers = eventually(lambda: children(process.pid), lambda pids: len(pids) == 2)
@@ -1074,9 +1066,6 @@ def test_a_replacement_worker_keeps_the_body_limit_the_service_started_with(
         assert {json.loads(reply)["error"] for _, reply in replies} == {
             "body larger than 16384 bytes"
         }
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
 
 
 def test_checks_in_flight_survive_a_stop_signal_to_every_process(tmp_path: Path) -> None:
