@@ -1,8 +1,10 @@
-"""SpamAssassin integration: ``rdns-scorer spamassassin install`` and ``... describe``.
+"""SpamAssassin integration: ``rdns-scorer spamassassin install``, ``... uninstall``
+and ``... describe``.
 
 The plugin (``RdnsScorer.pm``) and its config (``rdns_scorer.cf``, optional
 ``rdns_scorer_overlap.cf``) live in the repository's ``spamassassin/`` directory;
-``install`` copies them into SpamAssassin's site config dir. The ``describe`` lines
+``install`` copies them into SpamAssassin's site config dir, ``uninstall`` takes them
+out again. The ``describe`` lines
 in ``rdns_scorer.cf`` are generated from ``scorer/symbols.py`` by ``describe`` (a
 test checks that the shipped file carries exactly that block).
 """
@@ -13,10 +15,13 @@ import argparse
 import filecmp
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 from scorer.integrations import shipped_dir
@@ -25,6 +30,7 @@ from scorer.symbols import SYMBOLS
 PLUGIN = "RdnsScorer.pm"
 CONFIG = "rdns_scorer.cf"
 OVERLAP = "rdns_scorer_overlap.cf"
+PLUGIN_PACKAGE = "Mail::SpamAssassin::Plugin::RdnsScorer"
 DEFAULT_SITECONFIGPATH = Path("/etc/spamassassin")
 DESCRIBE_BEGIN = "# BEGIN rdns-scorer describe"
 DESCRIBE_END = "# END rdns-scorer describe"
@@ -53,7 +59,7 @@ def describe_block(config_text: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Step:
     path: Path
-    action: str  # "installed", "updated", "unchanged", "kept"
+    action: str  # "installed", "updated", "unchanged", "kept"; uninstall: "removed", "kept"
     note: str = ""
 
 
@@ -66,6 +72,19 @@ def _shipped_record(target: Path) -> Path:
     it last wrote there or offered beside it as ``.dist`` (a dotfile: SpamAssassin
     reads only *.cf and *.pre)."""
     return target.with_name(f".{target.name}.rdns-scorer-shipped")
+
+
+def _dist(target: Path) -> Path:
+    """Where install offers the release's version of a config file the admin edited,
+    the way dpkg leaves a .dpkg-dist (SpamAssassin reads only *.cf and *.pre)."""
+    return target.with_name(target.name + ".dist")
+
+
+def _unedited(target: Path) -> bool:
+    """Whether ``target`` holds the release's version install last noted for it: if
+    not, the admin changed it (or wrote it without install), and it is theirs."""
+    record = _shipped_record(target)
+    return record.exists() and record.read_text().strip() == _digest(target)
 
 
 def _install_file(source: Path, target: Path, *, config: bool, force: bool) -> Step:
@@ -85,12 +104,9 @@ def _copy_unless_edited(source: Path, target: Path, *, preserve_edits: bool) -> 
         return Step(target, "installed")
     if filecmp.cmp(source, target, shallow=False):
         return Step(target, "unchanged")
-    record = _shipped_record(target)
-    unedited = record.exists() and record.read_text().strip() == _digest(target)
-    if preserve_edits and not unedited:
-        # The admin edited the config (e.g. the URL): keep it, offer ours beside it,
-        # the way dpkg leaves a .dpkg-dist. SpamAssassin reads only *.cf and *.pre.
-        dist = target.with_name(target.name + ".dist")
+    if preserve_edits and not _unedited(target):
+        # The admin edited the config (e.g. the URL): keep it, offer ours beside it.
+        dist = _dist(target)
         if not (dist.exists() and filecmp.cmp(source, dist, shallow=False)):
             shutil.copyfile(source, dist)
             dist.chmod(0o644)
@@ -130,6 +146,51 @@ def install(
     return steps
 
 
+def uninstall(siteconfigpath: Path, *, now: datetime | None = None) -> Iterator[Step]:
+    """Take out of ``siteconfigpath`` what ``install`` put there: the plugin, its config
+    files, their ``.dist`` copies and digest records.
+
+    A config file the admin edited (by install's rule: its digest is not the one noted)
+    is moved to a backup SpamAssassin does not read rather than lost; the backups of
+    one run are stamped with ``now`` (default: when it starts). Each step is
+    yielded once done, so a caller can say what was done before an error stopped it.
+    """
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    for name in (PLUGIN, CONFIG, OVERLAP):
+        target = siteconfigpath / name
+        if target.exists():
+            # The plugin is never the admin's: install replaces an edited one.
+            if name == PLUGIN or _unedited(target):
+                target.unlink()
+                yield Step(target, "removed")
+            else:
+                backup = _back_up(target, stamp)
+                yield Step(target, "kept", f"locally modified; moved to {backup}")
+        # After the file: its record is what tells an edited file from ours.
+        for leftover in (_dist(target), _shipped_record(target)):
+            if leftover.exists():
+                leftover.unlink()
+                yield Step(leftover, "removed")
+
+
+def _back_up(target: Path, stamp: str) -> Path:
+    """Move ``target`` to ``NAME.rdns-scorer-STAMP.bak`` beside it (``-1``, ``-2``, ...
+    when taken), a name SpamAssassin does not read (only *.cf and *.pre). A hard link
+    fails rather than replace an earlier backup, and keeps the owner and mode of a file
+    that may hold the token."""
+    number = 0
+    while True:
+        suffix = f"-{number}" if number else ""
+        backup = target.with_name(f"{target.name}.rdns-scorer-{stamp}{suffix}.bak")
+        try:
+            os.link(target, backup)
+        except FileExistsError:
+            number += 1
+            continue
+        target.unlink()
+        return backup
+
+
 def lint(siteconfigpath: Path, spamassassin: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [spamassassin, "--lint", "--siteconfigpath", str(siteconfigpath)],
@@ -140,46 +201,132 @@ def lint(siteconfigpath: Path, spamassassin: str) -> subprocess.CompletedProcess
     )
 
 
+def _words(line: str) -> list[str]:
+    """A config line's words, as SpamAssassin reads them: up to an unescaped ``#``."""
+    return re.sub(r"(?<!\\)#.*", "", line).split()
+
+
 def _setting(line: str) -> str:
     """The setting a config line names, as SpamAssassin reads it: after leading blanks,
     in lower case, dashes as underscores (``RDNS-SCORER-TOKEN`` is ``rdns_scorer_token``)."""
-    words = line.split(None, 1)
+    words = _words(line)
     return words[0].lower().replace("-", "_") if words else ""
+
+
+def _config_files(siteconfigpath: Path) -> Iterator[tuple[Path, int, list[str]]]:
+    """Each ``*.cf`` file in ``siteconfigpath`` (the config SpamAssassin reads there
+    besides the ``*.pre`` files), in name order, with its mode and lines; one that
+    cannot be read (a dangling link, a directory) is left out."""
+    for path in sorted(siteconfigpath.glob("*.cf")):
+        try:
+            mode = path.stat().st_mode
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        yield path, mode, lines
 
 
 def world_readable_token_files(siteconfigpath: Path) -> list[Path]:
     """The ``*.cf`` files in ``siteconfigpath`` that set ``rdns_scorer_token`` and that
     every local user can read (the token also authorises ``POST /v1/reload``)."""
-    found = []
-    for path in sorted(siteconfigpath.glob("*.cf")):
-        try:
-            if not path.stat().st_mode & 0o004:
-                continue
-            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
-            continue
-        if any(_setting(line) == "rdns_scorer_token" for line in lines):
-            found.append(path)
+    return [
+        path
+        for path, mode, lines in _config_files(siteconfigpath)
+        if mode & 0o004 and any(_setting(line) == "rdns_scorer_token" for line in lines)
+    ]
+
+
+def _parsed_without_the_plugin(lines: list[str]) -> Iterator[str]:
+    """The settings of ``lines`` SpamAssassin parses when the plugin is not loaded: all
+    but those between ``ifplugin Mail::SpamAssassin::Plugin::RdnsScorer`` (or ``if
+    plugin(...)`` of it) and its ``else`` or ``endif``, which it then skips."""
+    ours = f"plugin({PLUGIN_PACKAGE})"
+    skipped: list[bool] = []  # per open if/ifplugin: is this branch skipped without us?
+    for line in lines:
+        setting = _setting(line)
+        condition = "".join(_words(line)[1:])
+        if setting == "ifplugin":
+            skipped.append(f"plugin({condition})" == ours)
+        elif setting == "if":
+            skipped.append(condition == ours)
+        elif setting == "else" and skipped:
+            skipped[-1] = False  # parsed without us (or as before, for another condition)
+        elif setting == "endif" and skipped:
+            skipped.pop()
+        elif not any(skipped):
+            yield setting
+
+
+def plugin_settings_left(siteconfigpath: Path) -> dict[Path, list[str]]:
+    """The ``*.cf`` files in ``siteconfigpath`` that set ``rdns_scorer_*`` settings
+    outside ``ifplugin Mail::SpamAssassin::Plugin::RdnsScorer``, each with those
+    settings: without the plugin, SpamAssassin knows no such setting."""
+    found = {}
+    for path, _mode, lines in _config_files(siteconfigpath):
+        settings = [s for s in _parsed_without_the_plugin(lines) if s.startswith("rdns_scorer_")]
+        if settings:
+            found[path] = list(dict.fromkeys(settings))
     return found
 
 
-def _install_command(args: argparse.Namespace) -> int:
+def _error(args: argparse.Namespace, message: object) -> None:
+    """One line on stderr, naming the command it comes from."""
+    print(f"rdns-scorer spamassassin {args.spamassassin_command}: {message}", file=sys.stderr)
+
+
+def _site_dir(args: argparse.Namespace) -> Path | None:
+    """``--siteconfigpath``, or None once its error is printed: it must be a directory
+    (a typo must not become a new directory we install into and lint)."""
     siteconfigpath = Path(args.siteconfigpath)
-    if not siteconfigpath.is_dir():  # a typo must not become a new directory we lint
-        print(
-            f"rdns-scorer spamassassin install: {siteconfigpath} is not a directory "
-            f"(SpamAssassin's site config dir, usually {DEFAULT_SITECONFIGPATH})",
-            file=sys.stderr,
-        )
+    if siteconfigpath.is_dir():
+        return siteconfigpath
+    _error(
+        args,
+        f"{siteconfigpath} is not a directory "
+        f"(SpamAssassin's site config dir, usually {DEFAULT_SITECONFIGPATH})",
+    )
+    return None
+
+
+def _print_step(step: Step) -> None:
+    print(f"{step.action:<9} {step.path}" + (f"  ({step.note})" if step.note else ""))
+
+
+def _lint_passes(siteconfigpath: Path, args: argparse.Namespace) -> bool:
+    """Run ``spamassassin --lint`` on ``siteconfigpath`` (unless ``--no-lint``, or it is
+    not installed) and say how it went; False, with its output on stderr, if it failed."""
+    spamassassin = None if args.no_lint else shutil.which("spamassassin")
+    if spamassassin is None:
+        if not args.no_lint:
+            print("spamassassin not found: skipped 'spamassassin --lint'")
+        return True
+    result = lint(siteconfigpath, spamassassin)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout + result.stderr)
+        print(f"spamassassin --lint --siteconfigpath {siteconfigpath}: FAILED", file=sys.stderr)
+        return False
+    print(f"spamassassin --lint --siteconfigpath {siteconfigpath}: OK")
+    return True
+
+
+def _restart_advice(changed: bool, why: str) -> None:
+    # Ask for a restart only when spamd would read something else (a request made on
+    # every run is one admins learn to ignore).
+    print(f"restart spamd (or amavis) {why}" if changed else "nothing changed: no restart needed")
+
+
+def _install_command(args: argparse.Namespace) -> int:
+    siteconfigpath = _site_dir(args)
+    if siteconfigpath is None:
         return 2
     try:
         source = Path(args.source) if args.source else source_dir()
         steps = install(siteconfigpath, source, overlap=args.overlap, force=args.force)
     except OSError as error:
-        print(f"rdns-scorer spamassassin install: {error}", file=sys.stderr)
+        _error(args, error)
         return 1
     for step in steps:
-        print(f"{step.action:<9} {step.path}" + (f"  ({step.note})" if step.note else ""))
+        _print_step(step)
     for path in world_readable_token_files(siteconfigpath):
         # Not a bare "chmod o-r": on a root:root file that locks spamd (or amavis) out,
         # and SpamAssassin then goes on without the file, unscored, lint still passing.
@@ -188,24 +335,42 @@ def _install_command(args: argparse.Namespace) -> int:
             f"chown root:GROUP {path} && chmod 640 {path}, GROUP being the one spamd or "
             "amavis runs as (debian-spamd, amavis)"
         )
-    spamassassin = None if args.no_lint else shutil.which("spamassassin")
-    if spamassassin is None:
-        if not args.no_lint:
-            print("spamassassin not found: skipped 'spamassassin --lint'")
-    else:
-        result = lint(siteconfigpath, spamassassin)
-        if result.returncode != 0:
-            sys.stderr.write(result.stdout + result.stderr)
-            print(f"spamassassin --lint --siteconfigpath {siteconfigpath}: FAILED", file=sys.stderr)
-            return 1
-        print(f"spamassassin --lint --siteconfigpath {siteconfigpath}: OK")
-    # Ask for a restart only when spamd would read something new (a request made on
-    # every run is one admins learn to ignore). A kept file is as it was, and its .dist
-    # is never read.
-    if any(step.action in ("installed", "updated") for step in steps):
-        print("restart spamd (or amavis) to load the plugin")
-    else:
-        print("nothing changed: no restart needed")
+    if not _lint_passes(siteconfigpath, args):
+        return 1
+    # A kept file is as it was, and its .dist is never read.
+    changed = any(step.action in ("installed", "updated") for step in steps)
+    _restart_advice(changed, "to load the plugin")
+    return 0
+
+
+def _uninstall_command(args: argparse.Namespace) -> int:
+    siteconfigpath = _site_dir(args)
+    if siteconfigpath is None:
+        return 2
+    steps = []
+    try:
+        for step in uninstall(siteconfigpath):
+            _print_step(step)  # as it goes: an error below then says what was done
+            steps.append(step)
+    except OSError as error:
+        _error(args, error)
+        return 1
+    if not steps:
+        print("nothing to remove")
+    for path, settings in plugin_settings_left(siteconfigpath).items():
+        # As SpamAssassin 4.0.1 does (a test runs the real lint on such a file): lint
+        # counts an unknown setting as an error; spamd logs it at info level, goes on.
+        print(
+            f"warning:  {path} sets {', '.join(settings)}, unknown to SpamAssassin "
+            "without the plugin: 'spamassassin --lint' fails on them ('failed to parse "
+            "line'), spamd skips them and logs it; delete them (or the file), or put them "
+            f"between 'ifplugin {PLUGIN_PACKAGE}' and 'endif'"
+        )
+    if not _lint_passes(siteconfigpath, args):
+        return 1
+    # A .dist or a digest record is never read: only these change what spamd loads.
+    changed = any(step.path.name in (PLUGIN, CONFIG, OVERLAP) for step in steps)
+    _restart_advice(changed, "to unload the plugin")
     return 0
 
 
@@ -214,13 +379,24 @@ def _describe_command(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_site_options(parser: argparse.ArgumentParser) -> None:
+    """The options install and uninstall share: where, and whether to lint."""
+    parser.add_argument(
+        "--siteconfigpath",
+        metavar="DIR",
+        default=os.fspath(DEFAULT_SITECONFIGPATH),
+        help=f"SpamAssassin site config dir (default {DEFAULT_SITECONFIGPATH})",
+    )
+    parser.add_argument("--no-lint", action="store_true", help="do not run 'spamassassin --lint'")
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``rdns-scorer spamassassin ...`` with the main parser's subcommands."""
     spamassassin = commands.add_parser(
         "spamassassin",
-        help="install the SpamAssassin plugin",
-        description="Install the SpamAssassin plugin (RdnsScorer.pm, rdns_scorer.cf) "
-        "shipped with rdns-scorer.",
+        help="install or remove the SpamAssassin plugin",
+        description="Install (or remove) the SpamAssassin plugin (RdnsScorer.pm, "
+        "rdns_scorer.cf) shipped with rdns-scorer.",
     )
     actions = spamassassin.add_subparsers(
         dest="spamassassin_command", required=True, metavar="ACTION"
@@ -234,12 +410,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "dir, then run 'spamassassin --lint' when it is installed. Safe to run again: a config "
         "file you edited is kept and the shipped one is written beside it as .dist.",
     )
-    install_parser.add_argument(
-        "--siteconfigpath",
-        metavar="DIR",
-        default=os.fspath(DEFAULT_SITECONFIGPATH),
-        help=f"SpamAssassin site config dir (default {DEFAULT_SITECONFIGPATH})",
-    )
+    _add_site_options(install_parser)
     install_parser.add_argument(
         "--overlap",
         action="store_true",
@@ -254,10 +425,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="where the plugin files are (default: the ones shipped with rdns-scorer)",
     )
-    install_parser.add_argument(
-        "--no-lint", action="store_true", help="do not run 'spamassassin --lint'"
-    )
     install_parser.set_defaults(func=_install_command)
+
+    uninstall_parser = actions.add_parser(
+        "uninstall",
+        help="remove what install put into the site config dir, then lint",
+        description=f"Remove {PLUGIN}, {CONFIG} and {OVERLAP}, their .dist copies and "
+        "install's digest records from SpamAssassin's site config dir, then run "
+        "'spamassassin --lint' when it is installed. A config file you edited is moved to "
+        "NAME.rdns-scorer-YYYYmmdd-HHMMSS.bak, which SpamAssassin does not read. Warns "
+        "about your own .cf files that still set rdns_scorer_* settings.",
+    )
+    _add_site_options(uninstall_parser)
+    uninstall_parser.set_defaults(func=_uninstall_command)
 
     describe = actions.add_parser(
         "describe", help="print the 'describe' lines for rdns_scorer.cf from the symbol table"

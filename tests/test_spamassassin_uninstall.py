@@ -1,0 +1,258 @@
+"""`rdns-scorer spamassassin uninstall`: the reverse of install, checked with Debian's real
+`spamassassin --lint` on a site config dir of the stock .pre files."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from scorer.cli import build_parser, main
+from scorer.integrations.spamassassin import (
+    CONFIG,
+    OVERLAP,
+    PLUGIN,
+    Step,
+    install,
+    plugin_settings_left,
+    source_dir,
+    uninstall,
+)
+from tests.support.spamassassin import STOCK_SITE_CONFIG, spamassassin_missing
+
+# No skip: a missing SpamAssassin must fail loudly (`make test` installs it).
+assert spamassassin_missing() is None, spamassassin_missing()
+
+LOCAL_SETTINGS = "rdns_scorer_url http://127.0.0.1:11341/v1/check\nrdns_scorer_token s3cret\n"
+
+
+def _site(tmp_path: Path) -> Path:
+    """A site config dir as a mail admin has one: the stock .pre files and a local.cf."""
+    site = tmp_path / "spamassassin"
+    site.mkdir()
+    for pre in STOCK_SITE_CONFIG.glob("*.pre"):
+        shutil.copyfile(pre, site / pre.name)
+    (site / "local.cf").write_text("required_score 5.0\n")
+    return site
+
+
+def _contents(directory: Path) -> dict[str, bytes]:
+    """Every file in ``directory``, dotfiles too, with its bytes."""
+    return {path.name: path.read_bytes() for path in directory.iterdir()}
+
+
+def _uninstall(site: Path, *args: str) -> int:
+    return main(["spamassassin", "uninstall", "--siteconfigpath", str(site), *args])
+
+
+@pytest.mark.parametrize("overlap", [False, True], ids=["plain", "overlap"])
+def test_uninstall_leaves_the_dir_as_it_was_before_install(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], overlap: bool
+) -> None:
+    site = _site(tmp_path)
+    before = _contents(site)
+    argv = ["spamassassin", "install", "--siteconfigpath", str(site)]
+    assert main(argv + (["--overlap"] if overlap else [])) == 0
+    # An upgrade that keeps nothing edited still leaves dotfiles: those go too.
+    assert (site / f".{CONFIG}.rdns-scorer-shipped").exists()
+    assert (site / OVERLAP).exists() is overlap
+    capsys.readouterr()
+    assert _uninstall(site) == 0  # with the real spamassassin --lint
+    out = capsys.readouterr().out
+    assert _contents(site) == before
+    names = [PLUGIN, CONFIG, f".{CONFIG}.rdns-scorer-shipped"]
+    names += [OVERLAP, f".{OVERLAP}.rdns-scorer-shipped"] if overlap else []
+    assert out == "".join(f"removed   {site / name}\n" for name in names) + (
+        f"spamassassin --lint --siteconfigpath {site}: OK\n"
+        "restart spamd (or amavis) to unload the plugin\n"
+    )
+
+
+def test_an_edited_config_is_backed_up_not_lost(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = _site(tmp_path)
+    before = _contents(site)
+    install(site, source_dir(), overlap=True)
+    edited = (site / CONFIG).read_bytes().replace(b"11340", b"11341")
+    (site / CONFIG).write_bytes(edited)
+    (site / CONFIG).chmod(0o640)  # it may hold the token: the backup keeps the mode
+    assert {step.path.name: step.action for step in install(site, source_dir())} == {
+        PLUGIN: "unchanged",
+        CONFIG: "kept",
+        OVERLAP: "unchanged",
+    }
+    assert (site / f"{CONFIG}.dist").exists()  # the shipped one, offered beside it
+    assert _uninstall(site, "--no-lint") == 0
+    out = capsys.readouterr().out
+    [backup] = site.glob(f"{CONFIG}.rdns-scorer-*.bak")
+    assert re.fullmatch(rf"{re.escape(CONFIG)}\.rdns-scorer-\d{{8}}-\d{{6}}\.bak", backup.name)
+    assert backup.read_bytes() == edited and backup.stat().st_mode & 0o777 == 0o640
+    assert f"kept      {site / CONFIG}  (locally modified; moved to {backup})\n" in out
+    for name in (PLUGIN, OVERLAP, f"{CONFIG}.dist", f".{CONFIG}.rdns-scorer-shipped"):
+        assert f"removed   {site / name}\n" in out, name  # the unedited overlap file too
+    assert "restart spamd (or amavis) to unload the plugin" in out
+    assert sorted(_contents(site)) == sorted([*before, backup.name])
+
+
+def test_a_backup_never_replaces_an_earlier_one(tmp_path: Path) -> None:
+    site = _site(tmp_path)
+    now = datetime(2026, 1, 2, 3, 4, 5)
+    backups = []
+    for edit in (b"# first edit\n", b"# second edit\n"):
+        install(site, source_dir())
+        (site / CONFIG).write_bytes(edit)
+        [step] = [step for step in uninstall(site, now=now) if step.action == "kept"]
+        backups.append(step.note.removeprefix("locally modified; moved to "))
+    assert backups == [
+        str(site / f"{CONFIG}.rdns-scorer-20260102-030405.bak"),
+        str(site / f"{CONFIG}.rdns-scorer-20260102-030405-1.bak"),
+    ]
+    assert [Path(backup).read_bytes() for backup in backups] == [
+        b"# first edit\n",
+        b"# second edit\n",
+    ]
+
+
+def test_uninstall_twice_has_nothing_to_remove(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = _site(tmp_path)
+    install(site, source_dir(), overlap=True)
+    assert _uninstall(site, "--no-lint") == 0
+    capsys.readouterr()
+    assert _uninstall(site, "--no-lint") == 0
+    assert capsys.readouterr().out == "nothing to remove\nnothing changed: no restart needed\n"
+    assert list(uninstall(site)) == []
+
+
+def test_only_leftovers_ask_for_no_restart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A .dist and a digest record are never read: removing them changes nothing loaded.
+    site = _site(tmp_path)
+    (site / f"{CONFIG}.dist").write_text("# shipped\n")
+    (site / f".{CONFIG}.rdns-scorer-shipped").write_text("0" * 64 + "\n")
+    assert _uninstall(site, "--no-lint") == 0
+    assert capsys.readouterr().out == (
+        f"removed   {site / (CONFIG + '.dist')}\n"
+        f"removed   {site / ('.' + CONFIG + '.rdns-scorer-shipped')}\n"
+        "nothing changed: no restart needed\n"
+    )
+
+
+def test_settings_left_in_a_local_file_are_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = _site(tmp_path)
+    install(site, source_dir())
+    local = site / "rdns_scorer_local.cf"  # where README and docs/spamassassin.md say
+    local.write_text(LOCAL_SETTINGS + "score RL_PTR_MISSING 3.5\n")
+    capsys.readouterr()
+    # What the warning says, from the real SpamAssassin: lint fails on each setting,
+    # and the uninstall with it (score lines for rules that are gone are no issue).
+    assert _uninstall(site) == 1
+    out, err = capsys.readouterr()
+    assert (
+        f"warning:  {local} sets rdns_scorer_url, rdns_scorer_token, unknown to "
+        "SpamAssassin without the plugin: 'spamassassin --lint' fails on them ('failed to "
+        "parse line'), spamd skips them and logs it; delete them (or the file), or put them "
+        "between 'ifplugin Mail::SpamAssassin::Plugin::RdnsScorer' and 'endif'\n"
+    ) in out
+    assert f"failed to parse line in {local} (line 1): rdns_scorer_url" in err
+    assert f"failed to parse line in {local} (line 2): rdns_scorer_token" in err
+    assert "lint: 2 issues detected" in err
+    assert err.endswith(f"spamassassin --lint --siteconfigpath {site}: FAILED\n")
+    assert "restart spamd" not in out
+    # Wrapped as the warning says, they pass lint and go unwarned.
+    local.write_text(
+        "ifplugin Mail::SpamAssassin::Plugin::RdnsScorer\n" + LOCAL_SETTINGS + "endif\n"
+    )
+    assert _uninstall(site) == 0
+    out = capsys.readouterr().out
+    assert "warning" not in out and f"--siteconfigpath {site}: OK" in out
+
+
+def test_settings_left_are_read_as_spamassassin_reads_them(tmp_path: Path) -> None:
+    (tmp_path / "a.cf").write_text(
+        "# rdns_scorer_url in a comment\n"
+        "  RDNS-Scorer-Timeout\t2  # a dash, upper case, after blanks\n"
+        "if plugin (Mail::SpamAssassin::Plugin::RdnsScorer)\n"
+        "  rdns_scorer_url http://127.0.0.1:11340/v1/check\n"
+        "  ifplugin Mail::SpamAssassin::Plugin::DKIM\n"
+        "    rdns_scorer_token inside-ours-and-another\n"
+        "  endif\n"
+        "else\n"
+        "  rdns_scorer_holddown 0  # parsed exactly when the plugin is not loaded\n"
+        "endif # Mail::SpamAssassin::Plugin::RdnsScorer\n"
+        "ifplugin Mail::SpamAssassin::Plugin::DKIM\n"
+        "  rdns_scorer_token inside-another-only\n"
+        "endif\n"
+        "rdns_scorer_timeout 3\n"
+    )
+    (tmp_path / "b.cf").write_text(
+        "ifplugin Mail::SpamAssassin::Plugin::RdnsScorer  # ours\n"
+        "rdns_scorer_url http://127.0.0.1:11340/v1/check\n"
+        "endif\n"
+    )
+    (tmp_path / "c.cf.bak").write_text("rdns_scorer_url http://127.0.0.1:11340/v1/check\n")
+    assert plugin_settings_left(tmp_path) == {
+        tmp_path / "a.cf": ["rdns_scorer_timeout", "rdns_scorer_holddown", "rdns_scorer_token"]
+    }
+
+
+def test_uninstall_refuses_a_missing_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "spamasassin"
+    assert _uninstall(missing) == 2
+    assert capsys.readouterr().err == (
+        f"rdns-scorer spamassassin uninstall: {missing} is not a directory "
+        "(SpamAssassin's site config dir, usually /etc/spamassassin)\n"
+    )
+    assert not missing.exists()
+
+
+def test_an_error_is_one_line_after_what_was_done(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = _site(tmp_path)
+    install(site, source_dir())
+    denied = site / CONFIG
+    unlink = Path.unlink
+
+    def refuse(path: Path, missing_ok: bool = False) -> None:
+        if path == denied:  # as for a user other than root, or a read-only /etc
+            raise PermissionError(13, "Permission denied", str(path))
+        unlink(path, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    assert _uninstall(site) == 1
+    out, err = capsys.readouterr()
+    assert out == f"removed   {site / PLUGIN}\n"
+    assert err == f"rdns-scorer spamassassin uninstall: [Errno 13] Permission denied: '{denied}'\n"
+    assert denied.exists() and (site / f".{CONFIG}.rdns-scorer-shipped").exists()
+
+
+def test_uninstall_defaults_to_etc_spamassassin() -> None:
+    args = build_parser().parse_args(["spamassassin", "uninstall"])
+    assert args.siteconfigpath == "/etc/spamassassin" and not args.no_lint
+
+
+def test_a_config_without_a_digest_record_counts_as_edited(tmp_path: Path) -> None:
+    # Install's rule: only a file holding the release's version it noted is ours. One
+    # copied by hand (docs: "By hand it is the same") is kept as the admin's.
+    site = tmp_path / "site"
+    site.mkdir()
+    for name in (PLUGIN, CONFIG):
+        shutil.copyfile(source_dir() / name, site / name)
+    steps = list(uninstall(site, now=datetime(2026, 1, 2, 3, 4, 5)))
+    backup = site / f"{CONFIG}.rdns-scorer-20260102-030405.bak"
+    assert steps == [
+        Step(site / PLUGIN, "removed"),
+        Step(site / CONFIG, "kept", f"locally modified; moved to {backup}"),
+    ]
+    assert backup.read_bytes() == (source_dir() / CONFIG).read_bytes()
