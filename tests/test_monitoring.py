@@ -792,6 +792,16 @@ def _compose() -> str:
     return (DOCKER / "compose.yaml").read_text()
 
 
+def test_the_stacks_rspamd_is_the_3x_line_the_plugin_is_tested_for() -> None:
+    # Regression: `rspamd/rspamd:latest` became a 4.x image, which the plugin was never
+    # run with; the stack now names the 3.x line (the tests run Debian's 3.4).
+    images = dict(
+        re.findall(r"^  (\w+):\n(?:    #.*\n)*    image: (\S+)$", _compose(), re.MULTILINE)
+    )
+    assert re.fullmatch(r"rspamd/rspamd:3\.\d+(\.\d+)?", images["rspamd"]), images
+    assert {name for name, image in images.items() if image.endswith(":latest")} <= {"unbound"}
+
+
 def test_docker_files_refer_to_files_that_exist() -> None:
     compose = _compose()
     context = re.search(r"^\s+context:\s*(\S+)", compose, re.MULTILINE)
