@@ -1201,3 +1201,20 @@ def test_uninstall_refuses_a_missing_confdir(
     assert capsys.readouterr().err == (
         f"rdns-scorer rspamd uninstall: {tmp_path / 'nope'} is not a directory\n"
     )
+
+
+def test_uninstall_keeps_a_symlinked_local_file_a_symlink(tmp_path: Path) -> None:
+    # Regression: with nothing but the block in it, rspamd.conf.local was unlinked: the
+    # admin's symlink (config management's; install writes through it) was gone, and
+    # the file it points at kept the block, token and all.
+    real = tmp_path / "managed" / "rspamd.conf.local"
+    real.parent.mkdir()
+    real.write_text("")
+    local = tmp_path / "rspamd.conf.local"
+    local.symlink_to(real)
+    section = integration.module_section(config_from_mapping({"server": {"token": "t"}}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    assert 'token = "t";' in real.read_text()
+    report = integration.uninstall(tmp_path, rspamadm=None, run_configtest=False)
+    assert report.ok and report.changed, report.lines
+    assert local.is_symlink() and real.read_text() == ""

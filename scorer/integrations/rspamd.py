@@ -530,7 +530,9 @@ def uninstall(
         report.ok = False
         return report
     try:
-        if kept is not None and kept.strip():
+        if kept is not None and (kept.strip() or local.is_symlink()):
+            # A symlink (config management's) is the admin's, and stays one as install
+            # keeps it: what it points at loses the block, even if nothing is left.
             _write_if_changed(local, kept, stamp, report)
         elif kept is not None:
             # Nothing but our block (install created the file, or the admin left nothing
