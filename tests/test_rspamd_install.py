@@ -1218,3 +1218,19 @@ def test_uninstall_keeps_a_symlinked_local_file_a_symlink(tmp_path: Path) -> Non
     report = integration.uninstall(tmp_path, rspamadm=None, run_configtest=False)
     assert report.ok and report.changed, report.lines
     assert local.is_symlink() and real.read_text() == ""
+
+
+def test_uninstall_leaves_a_symlinked_plugins_dir(tmp_path: Path) -> None:
+    # Regression: once the plugin was out of a plugins.d that is a symlink (the admin's,
+    # not install's), rmdir failed on the link: "Not a directory", exit 1, configtest
+    # skipped and "do not reload rspamd" after an uninstall that had done its work.
+    real = tmp_path / "shared-plugins"
+    real.mkdir()
+    confdir = tmp_path / "rspamd"
+    confdir.mkdir()
+    (confdir / "plugins.d").symlink_to(real)
+    section = integration.module_section(config_from_mapping({}))
+    assert integration.install(confdir, section, rspamadm=None).ok
+    report = integration.uninstall(confdir, rspamadm=None, run_configtest=False)
+    assert report.ok, report.lines
+    assert (confdir / "plugins.d").is_symlink() and list(real.iterdir()) == []

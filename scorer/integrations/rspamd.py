@@ -541,7 +541,8 @@ def uninstall(
         if plugin.exists():
             as_shipped = plugin.read_bytes() == _shipped_plugin(source_dir)
             _remove(plugin, None if as_shipped else stamp, report)
-            if not any(plugin.parent.iterdir()):  # rspamd ships no plugins.d: install made it
+            # rspamd ships no plugins.d: install made it (not a symlink: the admin's).
+            if not plugin.parent.is_symlink() and not any(plugin.parent.iterdir()):
                 plugin.parent.rmdir()
                 report.say(f"removed:   {plugin.parent} (empty)")
     except OSError as error:
