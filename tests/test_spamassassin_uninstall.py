@@ -256,3 +256,22 @@ def test_a_config_without_a_digest_record_counts_as_edited(tmp_path: Path) -> No
         Step(site / CONFIG, "kept", f"locally modified; moved to {backup}"),
     ]
     assert backup.read_bytes() == (source_dir() / CONFIG).read_bytes()
+
+
+def test_a_condition_on_the_plugin_in_parentheses_or_negated_is_read_as_spamassassin_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression: `if (plugin(...))` (the parentheses of SpamAssassin's own `if (version
+    # >= ...)`) and the else branch of `if !plugin(...)` were read as parsed without the
+    # plugin: a warning that lint fails on settings the real lint skips, and passes.
+    site = _site(tmp_path)
+    ours = "Mail::SpamAssassin::Plugin::RdnsScorer"
+    (site / "rdns_scorer_local.cf").write_text(
+        f"if (plugin({ours}))\nrdns_scorer_url http://127.0.0.1:11341/v1/check\nendif\n"
+        f"if !plugin({ours})\nscore RL_PTR_MISSING 0\nelse\nrdns_scorer_timeout 2\nendif\n"
+    )
+    assert plugin_settings_left(site) == {}
+    assert _uninstall(site) == 0  # the real spamassassin --lint agrees
+    assert "warning" not in capsys.readouterr().out
+    (site / "more.cf").write_text(f"if !plugin({ours})\nrdns_scorer_timeout 2\nendif\n")
+    assert plugin_settings_left(site) == {site / "more.cf": ["rdns_scorer_timeout"]}

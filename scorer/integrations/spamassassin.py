@@ -236,23 +236,43 @@ def world_readable_token_files(siteconfigpath: Path) -> list[Path]:
     ]
 
 
+def _without_the_plugin(condition: str) -> bool | None:
+    """The value of an ``if`` condition (its words joined) when the plugin is not loaded,
+    for one that is about it alone: ``plugin(...)`` of it, in parentheses or negated with
+    ``!`` as SpamAssassin's own rules write theirs; None for any other condition."""
+    negated = False
+    while condition.startswith(("!", "(")):
+        if condition.startswith("!"):
+            negated, condition = not negated, condition[1:]
+        elif condition.endswith(")"):
+            condition = condition[1:-1]
+        else:
+            return None
+    return negated if condition == f"plugin({PLUGIN_PACKAGE})" else None
+
+
 def _parsed_without_the_plugin(lines: list[str]) -> Iterator[str]:
     """The settings of ``lines`` SpamAssassin parses when the plugin is not loaded: all
-    but those between ``ifplugin Mail::SpamAssassin::Plugin::RdnsScorer`` (or ``if
-    plugin(...)`` of it) and its ``else`` or ``endif``, which it then skips."""
-    ours = f"plugin({PLUGIN_PACKAGE})"
+    but those in the branch of an ``if`` or ``ifplugin`` that is false without it
+    (``ifplugin Mail::SpamAssassin::Plugin::RdnsScorer`` up to its ``else`` or
+    ``endif``, the ``else`` branch of ``if !plugin(...)``), which it then skips."""
     skipped: list[bool] = []  # per open if/ifplugin: is this branch skipped without us?
+    about_us: list[bool] = []  # per open if/ifplugin: is its condition the plugin's?
     for line in lines:
         setting = _setting(line)
         condition = "".join(_words(line)[1:])
-        if setting == "ifplugin":
-            skipped.append(f"plugin({condition})" == ours)
-        elif setting == "if":
-            skipped.append(condition == ours)
+        if setting in ("if", "ifplugin"):
+            value = _without_the_plugin(
+                f"plugin({condition})" if setting == "ifplugin" else condition
+            )
+            skipped.append(value is False)
+            about_us.append(value is not None)
         elif setting == "else" and skipped:
-            skipped[-1] = False  # parsed without us (or as before, for another condition)
+            # The other branch of ours; parsed (or as before) for another condition.
+            skipped[-1] = about_us[-1] and not skipped[-1]
         elif setting == "endif" and skipped:
             skipped.pop()
+            about_us.pop()
         elif not any(skipped):
             yield setting
 
