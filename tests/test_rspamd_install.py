@@ -1234,3 +1234,18 @@ def test_uninstall_leaves_a_symlinked_plugins_dir(tmp_path: Path) -> None:
     report = integration.uninstall(confdir, rspamadm=None, run_configtest=False)
     assert report.ok, report.lines
     assert (confdir / "plugins.d").is_symlink() and list(real.iterdir()) == []
+
+
+def test_uninstall_takes_installs_blank_line_also_from_before_lines_added_after(
+    tmp_path: Path,
+) -> None:
+    # Regression: the blank line install puts before the block it appends went only when
+    # the block was still last; lines the admin added after it since kept it.
+    local = tmp_path / "rspamd.conf.local"
+    local.write_text("a {}\n")
+    section = integration.module_section(config_from_mapping({}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    with local.open("a") as file:
+        file.write("b {}\n")
+    assert integration.uninstall(tmp_path, rspamadm=None, run_configtest=False).ok
+    assert local.read_text() == "a {}\nb {}\n"

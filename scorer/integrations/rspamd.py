@@ -328,12 +328,13 @@ def with_managed_block(text: str, section: str) -> str:
 
 def without_managed_block(text: str) -> str | None:
     """``text`` without our block, or None when it has none: the reverse of
-    ``with_managed_block``, the blank line it put before an appended block included."""
+    ``with_managed_block``, the blank line it put before an appended block included
+    (also when the admin has added lines after the block since)."""
     span = _managed_span(text)
     if span is None:
         return None
     before, after = text[: span[0]], text[span[1] :]
-    if not after and before.endswith("\n\n"):
+    if before.endswith("\n\n"):
         before = before[:-1]
     return before + after
 
