@@ -1218,6 +1218,8 @@ def test_uninstall_keeps_a_symlinked_local_file_a_symlink(tmp_path: Path) -> Non
     report = integration.uninstall(tmp_path, rspamadm=None, run_configtest=False)
     assert report.ok and report.changed, report.lines
     assert local.is_symlink() and real.read_text() == ""
+    (backup,) = [x for x in _backups(tmp_path) if 'token = "t";' in x.read_text()]
+    assert f"updated:   {local} (backup: {backup})" in report.lines  # as docs/rspamd.md says
 
 
 def test_uninstall_leaves_a_symlinked_plugins_dir(tmp_path: Path) -> None:
