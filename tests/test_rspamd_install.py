@@ -1194,6 +1194,34 @@ def test_uninstall_names_a_section_written_by_hand_and_leaves_it(tmp_path: Path)
     assert not plugin_dir.exists() and _backups(tmp_path) == []
 
 
+def test_uninstall_that_cannot_read_the_override_still_says_what_it_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review): the override was read outside the error handling, so a
+    # permission error there, after the plugin was gone, left only a traceback's line.
+    section = integration.module_section(config_from_mapping({}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    override = tmp_path / "rspamd.conf.local.override"
+    override.write_text("# not for everyone\n")
+    read_kept = integration._read_kept
+
+    def denied(path: Path) -> str:
+        if path == override:
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_kept(path)
+
+    monkeypatch.setattr(integration, "_read_kept", denied)
+    report = integration.uninstall(tmp_path, rspamadm=None, run_configtest=False)
+    assert not report.ok
+    assert report.lines == [
+        f"removed:   {tmp_path / 'rspamd.conf.local'}",
+        f"removed:   {tmp_path / 'plugins.d' / 'rdns_scorer.lua'}",
+        f"removed:   {tmp_path / 'plugins.d'} (empty)",
+        f"error:     [Errno 13] Permission denied: '{override}' (run it as root)",
+        "do not reload rspamd: fix the error, or restore the backups named above",
+    ]
+
+
 def test_uninstall_refuses_a_missing_confdir(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -546,16 +546,17 @@ def uninstall(
             if not plugin.parent.is_symlink() and not any(plugin.parent.iterdir()):
                 plugin.parent.rmdir()
                 report.say(f"removed:   {plugin.parent} (empty)")
+        for path in (local, confdir / "rspamd.conf.local.override"):
+            line = _section_line(_read_kept(path)) if path.is_file() else None
+            if line is not None:
+                report.say(
+                    f"note:      {path} line {line} has an rdns_scorer section written by "
+                    "hand (not install's): remove it yourself"
+                )
     except OSError as error:
+        # Said after what was already removed (and its backups), not instead of it.
         report.say(f"error:     {error}{_as_root_hint(error)}")
         report.ok = False
-    for path in (local, confdir / "rspamd.conf.local.override"):
-        line = _section_line(_read_kept(path)) if path.is_file() else None
-        if line is not None:
-            report.say(
-                f"note:      {path} line {line} has an rdns_scorer section written by hand "
-                "(not install's): remove it yourself"
-            )
     if report.ok and report.changed:
         _say_configtest(confdir, rspamadm, run_configtest, report)
     if not report.ok:
