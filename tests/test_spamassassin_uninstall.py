@@ -63,8 +63,8 @@ def test_uninstall_leaves_the_dir_as_it_was_before_install(
     assert _uninstall(site) == 0  # with the real spamassassin --lint
     out = capsys.readouterr().out
     assert _contents(site) == before
-    names = [PLUGIN, CONFIG, f".{CONFIG}.rdns-scorer-shipped"]
-    names += [OVERLAP, f".{OVERLAP}.rdns-scorer-shipped"] if overlap else []
+    names = [OVERLAP, f".{OVERLAP}.rdns-scorer-shipped"] if overlap else []
+    names += [CONFIG, f".{CONFIG}.rdns-scorer-shipped", PLUGIN]  # the plugin last
     assert out == "".join(f"removed   {site / name}\n" for name in names) + (
         f"spamassassin --lint --siteconfigpath {site}: OK\n"
         "restart spamd (or amavis) to unload the plugin\n"
@@ -221,7 +221,7 @@ def test_an_error_is_one_line_after_what_was_done(
 ) -> None:
     site = _site(tmp_path)
     install(site, source_dir())
-    denied = site / CONFIG
+    denied = site / PLUGIN
     unlink = Path.unlink
 
     def refuse(path: Path, missing_ok: bool = False) -> None:
@@ -232,9 +232,12 @@ def test_an_error_is_one_line_after_what_was_done(
     monkeypatch.setattr(Path, "unlink", refuse)
     assert _uninstall(site) == 1
     out, err = capsys.readouterr()
-    assert out == f"removed   {site / PLUGIN}\n"
+    record = site / f".{CONFIG}.rdns-scorer-shipped"
+    assert out == f"removed   {site / CONFIG}\nremoved   {record}\n"
     assert err == f"rdns-scorer spamassassin uninstall: [Errno 13] Permission denied: '{denied}'\n"
-    assert denied.exists() and (site / f".{CONFIG}.rdns-scorer-shipped").exists()
+    # Stopped half-way, the plugin is left without the loadplugin line that named it,
+    # never a loadplugin line naming a plugin already gone.
+    assert denied.exists() and not (site / CONFIG).exists()
 
 
 def test_uninstall_defaults_to_etc_spamassassin() -> None:
@@ -252,8 +255,8 @@ def test_a_config_without_a_digest_record_counts_as_edited(tmp_path: Path) -> No
     steps = list(uninstall(site, now=datetime(2026, 1, 2, 3, 4, 5)))
     backup = site / f"{CONFIG}.rdns-scorer-20260102-030405.bak"
     assert steps == [
-        Step(site / PLUGIN, "removed"),
         Step(site / CONFIG, "kept", f"locally modified; moved to {backup}"),
+        Step(site / PLUGIN, "removed"),
     ]
     assert backup.read_bytes() == (source_dir() / CONFIG).read_bytes()
 

@@ -156,7 +156,9 @@ def uninstall(siteconfigpath: Path, *, now: datetime | None = None) -> Iterator[
     yielded once done, so a caller can say what was done before an error stopped it.
     """
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    for name in (PLUGIN, CONFIG, OVERLAP):
+    # The plugin last: stopped half-way, what is left never has a loadplugin line (in
+    # rdns_scorer.cf) naming a file already gone, nor rules on a plugin not loaded.
+    for name in (OVERLAP, CONFIG, PLUGIN):
         target = siteconfigpath / name
         if target.exists():
             # The plugin is never the admin's: install replaces an edited one.
