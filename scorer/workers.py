@@ -466,8 +466,7 @@ class Supervisor:
         # the one loaded: the workers must start with that, not lose the reload.
         if take_deferred_hangup():
             self._reload()
-        for _ in range(self._workers):
-            self._spawn()
+        self._top_up()  # a fork that fails here too is tried again, not the end of all
         while self._children or not self._stopping:
             info = signal.sigtimedwait(SUPERVISED, 0.5)
             if info is not None:

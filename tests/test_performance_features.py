@@ -680,6 +680,45 @@ sys.exit(workers.serve(config, lambda: load_config(path), "127.0.0.1", {port}, 2
         process.wait(timeout=20)
 
 
+def test_a_worker_that_cannot_be_forked_at_start_is_started_later(
+    unbound: Unbound, tmp_path: Path
+) -> None:
+    # Regression: at start the supervisor forked its N workers in a bare loop, so one
+    # fork that failed (EAGAIN: out of processes for the moment) ended the service, the
+    # workers already started with it. Now the first round starts what it can, as later
+    # rounds do, and the rest follows.
+    config = tmp_path / "scorer.toml"
+    config.write_text(f'[dns]\nnameservers = ["{unbound.nameserver}"]\n')
+    log = tmp_path / "log"
+    port = free_port()
+    script = f"""
+import errno, os, sys
+from scorer import workers
+from scorer.config import load_config
+forks, real_fork = [], os.fork
+def fork():
+    forks.append(1)
+    if len(forks) == 2:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+    return real_fork()
+os.fork = fork
+config = load_config({str(config)!r})
+sys.exit(workers.serve(config, lambda: config, "127.0.0.1", {port}, 2))
+"""
+    process = subprocess.Popen([sys.executable, "-c", script], stderr=open(log, "wb"))  # noqa: SIM115
+    try:
+        alive = eventually(lambda: children(process.pid), lambda found: len(found) == 2)
+        assert process.poll() is None and len(alive) == 2, log.read_text()
+        assert "cannot start a worker ([Errno 11] Resource temporarily unavailable)" in (
+            log.read_text()
+        )
+        wait_for_port(port)
+        assert _get(port, "GET", "/healthz")[0] == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+
+
 def test_a_worker_that_cannot_be_forked_is_started_later(
     workers: tuple[subprocess.Popen[bytes], int, Path],
 ) -> None:
@@ -759,8 +798,8 @@ def _supervise_signals(
     monkeypatch.setattr(signal, "sigtimedwait", sigtimedwait)
     monkeypatch.setattr(os, "kill", lambda pid, signum: sent.append((pid, signum)))
     monkeypatch.setattr("scorer.workers.take_deferred_hangup", lambda: False)
-    monkeypatch.setattr(supervisor, "_spawn", spawn)
-    for step in ("_reap", "_top_up", "_watch"):
+    monkeypatch.setattr(supervisor, "_spawn", spawn)  # _top_up starts them, at start too
+    for step in ("_reap", "_watch"):
         monkeypatch.setattr(supervisor, step, lambda: None)
     assert supervisor._supervise() == 0
     return sent
