@@ -16,12 +16,17 @@ from pathlib import Path
 
 import pytest
 
+from scorer import __version__
 from scorer.cli import build_parser, main
 from scorer.config import MAX_NUMBER, config_from_mapping
 from scorer.integrations import rspamd as integration
+from scorer.integrations import rspamd_check
 from scorer.protocol import MAX_FIELD_CHARS
 from scorer.symbols import SYMBOLS, Family
+from tests.support.fakedns import dead_port
 from tests.support.rspamd import DEAD_RESOLV_CONF, with_private_files
+from tests.support.service import ScorerProcess
+from tests.support.unbound import Unbound
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "lua" / "rdns_scorer.lua"
@@ -1279,3 +1284,116 @@ def test_uninstall_takes_installs_blank_line_also_from_before_lines_added_after(
         file.write("b {}\n")
     assert integration.uninstall(tmp_path, rspamadm=None, run_configtest=False).ok
     assert local.read_text() == "a {}\nb {}\n"
+
+
+# -- check -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "url"),
+    [("127.0.0.1:11340", "http://127.0.0.1:11340"), ("localhost", "http://localhost:11340"),
+     ("[::1]:11341", "http://[::1]:11341"), ("::1", "http://[::1]:11340"),
+     ("10.0.0.5:11340:2", "http://10.0.0.5:11340")],
+)  # fmt: skip
+def test_check_asks_each_server_where_the_plugin_does(entry: str, url: str) -> None:
+    assert rspamd_check.server_url(entry) == url
+
+
+def test_check_reads_the_section_as_the_plugin_does() -> None:
+    defaults = rspamd_check.Section.from_dump(None)
+    assert defaults == rspamd_check.Section(["127.0.0.1:11340"], "/v1/check", None)
+    dumped = {"servers": ["a:1, b:2", "c:3;d:4"], "path": "v2/check", "token": "t0k"}
+    assert rspamd_check.Section.from_dump(dumped) == rspamd_check.Section(
+        ["a:1", "b:2", "c:3", "d:4"], "/v2/check", "t0k"
+    )
+
+
+def _check(confdir: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    status = main(["rspamd", "check", "--confdir", str(confdir)])
+    return status, capsys.readouterr().out.splitlines()
+
+
+def test_check_says_rspamd_is_wired_up_and_names_each_way_it_is_not(
+    stock_confdir: Path, unbound: Unbound, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plugin = stock_confdir / "plugins.d" / "rdns_scorer.lua"
+    status, out = _check(stock_confdir, capsys)
+    assert status == 1
+    assert out[0] == (
+        f"problem:   rspamd does not load the plugin ({plugin} is missing or was not read): "
+        "run `rdns-scorer rspamd install`"
+    )
+    service = ScorerProcess(unbound.nameserver, '[server]\ntoken = "s3cret"\n').start()
+    try:
+        url = service.url
+        install = ["rspamd", "install", "--confdir", str(stock_confdir), "--no-configtest"]
+        assert (
+            main([*install, "--config", str(service.config_path), "--listen", service.address]) == 0
+        )
+        capsys.readouterr()
+        assert _check(stock_confdir, capsys) == (
+            0,
+            [
+                "ok:        rspamd loads the rdns_scorer module",
+                f"ok:        {plugin} is rdns-scorer {__version__}'s",
+                f"ok:        {url}/v1/check answers rspamd's checks",
+                f"ok:        {url} is ready (its resolver answers)",
+                "rspamd asks rdns-scorer, and it answers",
+            ],
+        )
+        local = stock_confdir / "rspamd.conf.local"
+        installed = local.read_text()
+        local.write_text(installed.replace("s3cret", "stale"))
+        status, out = _check(stock_confdir, capsys)
+        assert (status, out[2]) == (
+            1,
+            f"problem:   {url} refuses rspamd's checks (401): rspamd's section has a token "
+            "the service does not take; run `rdns-scorer rspamd install --config FILE` with "
+            "the service's config",
+        )
+        local.write_text(installed.replace('path = "/v1/check"', 'path = "/v0/check"'))
+        assert _check(stock_confdir, capsys)[1][2] == (
+            f"problem:   {url} has no /v0/check (404): correct `path` in the section"
+        )
+        local.write_text(installed.replace("rdns_scorer {", "rdns_scorer {\n  enabled = false;"))
+        assert _check(stock_confdir, capsys)[1][0] == (
+            "problem:   rspamd has the rdns_scorer module disabled (explicitly): "
+            "`enabled = false` in its section"
+        )
+        local.write_text(installed)
+        plugin.write_text(plugin.read_text() + "-- edited\n")
+        assert _check(stock_confdir, capsys)[1][1] == (
+            f"problem:   {plugin} is not rdns-scorer {__version__}'s (an earlier release, or "
+            "edited): run `rdns-scorer rspamd install` to update it"
+        )
+    finally:
+        service.stop()
+    status, out = _check(stock_confdir, capsys)
+    assert status == 1 and out[2].startswith(f"problem:   nothing answers at {url} (")
+    assert out[-1] == "2 problems (mail still flows: the plugin fails open)"
+
+
+def test_check_says_when_the_services_resolver_does_not_answer(
+    stock_confdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = ScorerProcess(f"127.0.0.1:{dead_port()}").start()
+    try:
+        install = ["rspamd", "install", "--confdir", str(stock_confdir), "--no-configtest"]
+        assert main([*install, "--listen", service.address]) == 0
+        capsys.readouterr()
+        status, out = _check(stock_confdir, capsys)
+        assert status == 1
+        assert out[2] == f"ok:        {service.url}/v1/check answers rspamd's checks"
+        assert out[3].startswith(f"problem:   {service.url} is not ready (resolver ")
+    finally:
+        service.stop()
+
+
+def test_check_without_rspamadm_cannot_tell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(["rspamd", "check", "--confdir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        "rdns-scorer rspamd check: rspamadm not found (is rspamd installed here?)\n"
+    )

@@ -1,4 +1,5 @@
-"""rspamd integration: ``rdns-scorer rspamd config|install|uninstall|symbols``.
+"""rspamd integration: ``rdns-scorer rspamd config|install|uninstall|check|symbols``
+(``check`` in :mod:`scorer.integrations.rspamd_check`).
 
 The plugin itself is ``lua/rdns_scorer.lua`` (with ``lua/rdns_scorer.conf`` as a commented
 example). Those files are the source of truth; :func:`plugin_dir` finds them in the checkout
@@ -416,20 +417,26 @@ def _hide_from_others(path: Path, account: RspamdAccount | None, report: Install
     )
 
 
-def configtest_command(confdir: Path, rspamadm: str = "rspamadm") -> list[str]:
-    """``rspamadm configtest`` of the config in ``confdir``. CONFDIR and LOCAL_CONFDIR are
-    compiled-in paths: pointed at confdir, so a copy of the config (or a non-default
-    location) is tested with its own rspamd.conf.local and plugins.d, not /etc/rspamd's."""
+def rspamadm_command(confdir: Path, action: str, rspamadm: str = "rspamadm") -> list[str]:
+    """``rspamadm ACTION`` (configtest, configdump) on the config in ``confdir``. CONFDIR
+    and LOCAL_CONFDIR are compiled-in paths: pointed at confdir, so a copy of the config
+    (or a non-default location) is read with its own rspamd.conf.local and plugins.d,
+    not /etc/rspamd's."""
     if confdir.resolve() == DEFAULT_CONFDIR:
-        return [rspamadm, "configtest"]
+        return [rspamadm, action]
     return [
         rspamadm,
         f"--var=CONFDIR={confdir}",
         f"--var=LOCAL_CONFDIR={confdir}",
-        "configtest",
+        action,
         "-c",
         str(confdir / "rspamd.conf"),
     ]
+
+
+def configtest_command(confdir: Path, rspamadm: str = "rspamadm") -> list[str]:
+    """``rspamadm configtest`` of the config in ``confdir``."""
+    return rspamadm_command(confdir, "configtest", rspamadm)
 
 
 def configtest(confdir: Path, rspamadm: str | None) -> tuple[bool | None, str]:
@@ -540,7 +547,7 @@ def uninstall(
             # else in it): install would write it again, so no backup to clutter the dir.
             _remove(local, None, report)
         if plugin.exists():
-            as_shipped = plugin.read_bytes() == _shipped_plugin(source_dir)
+            as_shipped = plugin.read_bytes() == shipped_plugin(source_dir)
             _remove(plugin, None if as_shipped else stamp, report)
             # rspamd ships no plugins.d: install made it (not a symlink: the admin's).
             if not plugin.parent.is_symlink() and not any(plugin.parent.iterdir()):
@@ -570,7 +577,7 @@ def uninstall(
     return report
 
 
-def _shipped_plugin(source_dir: Path | None) -> bytes | None:
+def shipped_plugin(source_dir: Path | None = None) -> bytes | None:
     """The plugin this release ships, or None where its files cannot be found (then an
     installed one is backed up before it goes: it may be an edited copy)."""
     try:
@@ -623,7 +630,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _confdir(args: argparse.Namespace) -> Path | None:
+def confdir_of(args: argparse.Namespace) -> Path | None:
     """``--confdir``, absolute (configtest's --var=CONFDIR must not depend on rspamadm's
     own directory); None, said, when it is no directory."""
     confdir = Path(args.confdir).resolve()
@@ -636,7 +643,7 @@ def _confdir(args: argparse.Namespace) -> Path | None:
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
-    confdir = _confdir(args)
+    confdir = confdir_of(args)
     if confdir is None:
         return 2
     try:
@@ -664,7 +671,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
 
 
 def _cmd_uninstall(args: argparse.Namespace) -> int:
-    confdir = _confdir(args)
+    confdir = confdir_of(args)
     if confdir is None:
         return 2
     try:
@@ -733,6 +740,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     service_options(install_cmd)
     install_cmd.set_defaults(func=_cmd_install)
     uninstall_cmd.set_defaults(func=_cmd_uninstall)
+
+    # Here, not at the top: rspamd_check builds on this module.
+    from scorer.integrations import rspamd_check
+
+    rspamd_check.add_command(actions)
 
     symbols = actions.add_parser(
         "symbols", help="print the Lua symbol table the plugin embeds (for maintainers)"
