@@ -1347,13 +1347,13 @@ def test_check_says_rspamd_is_wired_up_and_names_each_way_it_is_not(
         status, out = _check(stock_confdir, capsys)
         assert (status, out[2]) == (
             1,
-            f"problem:   {url} refuses rspamd's checks (401): rspamd's section has a token "
-            "the service does not take; run `rdns-scorer rspamd install --config FILE` with "
-            "the service's config",
+            f"problem:   {url} refuses rspamd's checks (401): it sends a token the service "
+            "does not take; run `rdns-scorer rspamd install --config FILE` with the "
+            "service's config",
         )
         local.write_text(installed.replace('path = "/v1/check"', 'path = "/v0/check"'))
         assert _check(stock_confdir, capsys)[1][2] == (
-            f"problem:   {url} has no /v0/check (404): correct `path` in the section"
+            f"problem:   {url} has no /v0/check (404): correct `path` in rspamd's section"
         )
         local.write_text(installed.replace("rdns_scorer {", "rdns_scorer {\n  enabled = false;"))
         assert _check(stock_confdir, capsys)[1][0] == (

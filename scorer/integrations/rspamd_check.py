@@ -15,35 +15,24 @@ import re
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from scorer import __version__
-from scorer.integrations import rspamd
+from scorer.integrations import probe, rspamd
+from scorer.integrations.probe import Finding
 
 # The plugin's defaults (lua/rdns_scorer.lua's `settings`), for keys its section leaves out.
 DEFAULT_SERVERS = "127.0.0.1:11340"
 DEFAULT_PATH = "/v1/check"
 DEFAULT_PORT = 11340
-REQUEST_TIMEOUT = 3.0
-# A loopback client: the service skips it ([policy] skip_networks) with no DNS lookup, so
-# the answer says whether the service takes rspamd's request, not how DNS is doing.
-PROBE = {"ip": "127.0.0.1", "helo": "rdns-scorer-check", "mail_from": ""}
-# rspamd sends a check as msgpack; the service answers JSON to the same request too.
-# A reply from something else (another service on the port) has no such keys.
-REPLY_KEYS = {"symbols", "score"}
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    ok: bool
-    text: str
-
-    def line(self) -> str:
-        return f"{'ok:' if self.ok else 'problem:':<10} {self.text}"
+WIRING = probe.Wiring(
+    filter="rspamd",
+    address_setting="`servers` in rspamd's section",
+    path_setting="`path` in rspamd's section",
+    token_fix="run `rdns-scorer rspamd install --config FILE` with the service's config",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,88 +116,6 @@ def _plugin_finding(confdir: Path) -> Finding | None:
     )
 
 
-def _ask(request: urllib.request.Request) -> tuple[int, bytes]:
-    """The status and body of ``request``, an HTTP error's too; OSError when nothing answered."""
-    # Straight to the service: an http_proxy in the environment must not carry it.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=REQUEST_TIMEOUT) as reply:
-            return reply.status, reply.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def _error_text(body: bytes) -> str:
-    try:
-        reply = json.loads(body)
-    except ValueError:
-        return body[:120].decode("utf-8", "replace")
-    if isinstance(reply, dict):  # {"error": ...} of a refusal, {"status": ...} of /readyz
-        return str(reply.get("error") or reply.get("status") or reply)
-    return str(reply)
-
-
-def _answer_finding(url: str, section: Section, status: int, body: bytes) -> Finding:
-    """What the service's answer to rspamd's check says."""
-    where = f"{url}{section.path}"
-    if status == 401:
-        has = "a token the service does not take" if section.token else "no token"
-        return Finding(
-            False,
-            f"{url} refuses rspamd's checks (401): rspamd's section has {has}; run "
-            "`rdns-scorer rspamd install --config FILE` with the service's config",
-        )
-    if status == 404:
-        return Finding(False, f"{url} has no {section.path} (404): correct `path` in the section")
-    if status != 200:
-        return Finding(False, f"{where} answered {status}: {_error_text(body)}")
-    try:
-        reply = json.loads(body)
-    except ValueError:
-        reply = None
-    if isinstance(reply, dict) and reply.keys() >= REPLY_KEYS:
-        return Finding(True, f"{where} answers rspamd's checks")
-    return Finding(False, f"{where} answers, but not as rdns-scorer does: is it another service?")
-
-
-def server_findings(entry: str, section: Section) -> list[Finding]:
-    """Ask the service at ``entry`` what the plugin asks (with the section's path and
-    token); when it answers, whether it is ready (its resolver)."""
-    url = server_url(entry)
-    headers = {"Content-Type": "application/json"}
-    if section.token:
-        headers["Authorization"] = f"Bearer {section.token}"
-    probe = json.dumps(PROBE).encode()
-    try:
-        answer = _answer_finding(
-            url,
-            section,
-            *_ask(urllib.request.Request(url + section.path, probe, headers, method="POST")),
-        )
-        if not answer.ok:
-            return [answer]
-        status, body = _ask(urllib.request.Request(url + "/readyz"))
-    except OSError as error:
-        return [
-            Finding(
-                False,
-                f"nothing answers at {url} ({getattr(error, 'reason', error)}): start the "
-                "service (`systemctl status rdns-scorer`), or correct `servers` in rspamd's "
-                "section",
-            )
-        ]
-    if status == 200:
-        return [answer, Finding(True, f"{url} is ready (its resolver answers)")]
-    return [
-        answer,
-        Finding(
-            False,
-            f"{url} is not ready ({_error_text(body)}): every check is a zero-weight "
-            "TEMPFAIL until its resolver answers (docs/monitoring.md)",
-        ),
-    ]
-
-
 def check(confdir: Path, rspamadm: str) -> list[Finding]:
     """Every finding, in the order a reader follows them: module, plugin, services."""
     findings = [_module_finding(module_state(_rspamadm(rspamadm, confdir, "-m")), confdir)]
@@ -219,7 +126,7 @@ def check(confdir: Path, rspamadm: str) -> list[Finding]:
     absent = dumped.strip() == "Section rdns_scorer NOT FOUND"
     section = Section.from_dump(None if absent else json.loads(dumped))
     for entry in section.servers:
-        findings += server_findings(entry, section)
+        findings += probe.service_findings(server_url(entry), section.path, section.token, WIRING)
     return findings
 
 
@@ -237,14 +144,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as error:
         print(f"rdns-scorer rspamd check: {error}", file=sys.stderr)
         return 2
-    print("\n".join(finding.line() for finding in findings))
-    problems = sum(not finding.ok for finding in findings)
-    if problems:
-        print(f"{problems} problem{'s' if problems > 1 else ''} (mail still flows: the "
-              "plugin fails open)")  # fmt: skip
-        return 1
-    print("rspamd asks rdns-scorer, and it answers")
-    return 0
+    return probe.report(findings, "rspamd asks rdns-scorer, and it answers")
 
 
 def add_command(actions: argparse._SubParsersAction) -> None:

@@ -1,0 +1,131 @@
+"""Ask a service what a plugin would ask it: the part ``rdns-scorer rspamd check`` and
+``rdns-scorer spamassassin check`` share.
+
+Each filter's command finds out, from the filter itself, whether it loads the plugin
+and where and how the plugin asks (the URL, the token); this sends that request and
+turns each answer into a finding that says what to do, in the filter's own words.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+REQUEST_TIMEOUT = 3.0
+# A loopback client: the service skips it ([policy] skip_networks) with no DNS lookup, so
+# the answer says whether the service takes the plugin's request, not how DNS is doing.
+PROBE = {"ip": "127.0.0.1", "helo": "rdns-scorer-check", "mail_from": ""}
+# The plugins send msgpack; the service answers JSON to the same request too. A reply
+# from something else (another service on the port) has no such keys.
+REPLY_KEYS = {"symbols", "score"}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    ok: bool
+    text: str
+
+    def line(self) -> str:
+        return f"{'ok:' if self.ok else 'problem:':<10} {self.text}"
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """How one filter's plugin reaches the service, in that filter's words."""
+
+    filter: str  # "rspamd", "SpamAssassin"
+    address_setting: str  # what to correct when nothing answers
+    path_setting: str  # ... when the path is wrong
+    token_fix: str  # ... when the service refuses the token
+
+
+def _ask(request: urllib.request.Request) -> tuple[int, bytes]:
+    """The status and body of ``request``, an HTTP error's too; OSError when nothing answered."""
+    # Straight to the service: an http_proxy in the environment must not carry it.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=REQUEST_TIMEOUT) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        reply = json.loads(body)
+    except ValueError:
+        return body[:120].decode("utf-8", "replace")
+    if isinstance(reply, dict):  # {"error": ...} of a refusal, {"status": ...} of /readyz
+        return str(reply.get("error") or reply.get("status") or reply)
+    return str(reply)
+
+
+def _answer_finding(
+    base: str, path: str, token: str | None, wiring: Wiring, status: int, body: bytes
+) -> Finding:
+    """What the service's answer to the plugin's request says."""
+    if status == 401:
+        has = "a token the service does not take" if token else "no token"
+        return Finding(
+            False,
+            f"{base} refuses {wiring.filter}'s checks (401): it sends {has}; {wiring.token_fix}",
+        )
+    if status == 404:
+        return Finding(False, f"{base} has no {path} (404): correct {wiring.path_setting}")
+    if status != 200:
+        return Finding(False, f"{base}{path} answered {status}: {_error_text(body)}")
+    try:
+        reply = json.loads(body)
+    except ValueError:
+        reply = None
+    if isinstance(reply, dict) and reply.keys() >= REPLY_KEYS:
+        return Finding(True, f"{base}{path} answers {wiring.filter}'s checks")
+    return Finding(False, f"{base}{path} answers, but not as rdns-scorer does: another service?")
+
+
+def service_findings(base: str, path: str, token: str | None, wiring: Wiring) -> list[Finding]:
+    """Send the service at ``base`` (``http://HOST:PORT``) the plugin's request to
+    ``path`` with ``token``; when it answers, ask whether it is ready (its resolver)."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(base + path, json.dumps(PROBE).encode(), headers)
+    try:
+        answer = _answer_finding(base, path, token, wiring, *_ask(request))
+        if not answer.ok:
+            return [answer]
+        status, body = _ask(urllib.request.Request(base + "/readyz"))
+    except OSError as error:
+        reason = getattr(error, "reason", error)
+        return [
+            Finding(
+                False,
+                f"nothing answers at {base} ({reason}): start the service (`systemctl status "
+                f"rdns-scorer`), or correct {wiring.address_setting}",
+            )
+        ]
+    if status == 200:
+        return [answer, Finding(True, f"{base} is ready (its resolver answers)")]
+    why = _error_text(body)
+    return [
+        answer,
+        Finding(
+            False,
+            f"{base} is not ready ({why}): every check is a zero-weight TEMPFAIL until its "
+            "resolver answers (docs/monitoring.md)",
+        ),
+    ]
+
+
+def report(findings: list[Finding], all_well: str) -> int:
+    """Print ``findings`` and a last line; the exit status: 0 when all is well, else 1."""
+    print("\n".join(finding.line() for finding in findings))
+    problems = sum(not finding.ok for finding in findings)
+    if problems:
+        plural = "s" if problems > 1 else ""
+        print(f"{problems} problem{plural} (mail still flows: the plugin fails open)")
+        return 1
+    print(all_well)
+    return 0
