@@ -1,5 +1,5 @@
 """SpamAssassin integration: ``rdns-scorer spamassassin install``, ``... uninstall``
-and ``... describe``.
+and ``... describe`` (``... check`` in :mod:`scorer.integrations.spamassassin_check`).
 
 The plugin (``RdnsScorer.pm``) and its config (``rdns_scorer.cf``, optional
 ``rdns_scorer_overlap.cf``) live in the repository's ``spamassassin/`` directory;
@@ -296,7 +296,7 @@ def _error(args: argparse.Namespace, message: object) -> None:
     print(f"rdns-scorer spamassassin {args.spamassassin_command}: {message}", file=sys.stderr)
 
 
-def _site_dir(args: argparse.Namespace) -> Path | None:
+def site_dir_of(args: argparse.Namespace) -> Path | None:
     """``--siteconfigpath``, or None once its error is printed: it must be a directory
     (a typo must not become a new directory we install into and lint)."""
     siteconfigpath = Path(args.siteconfigpath)
@@ -338,7 +338,7 @@ def _restart_advice(changed: bool, why: str) -> None:
 
 
 def _install_command(args: argparse.Namespace) -> int:
-    siteconfigpath = _site_dir(args)
+    siteconfigpath = site_dir_of(args)
     if siteconfigpath is None:
         return 2
     try:
@@ -366,7 +366,7 @@ def _install_command(args: argparse.Namespace) -> int:
 
 
 def _uninstall_command(args: argparse.Namespace) -> int:
-    siteconfigpath = _site_dir(args)
+    siteconfigpath = site_dir_of(args)
     if siteconfigpath is None:
         return 2
     steps = []
@@ -460,6 +460,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     _add_site_options(uninstall_parser)
     uninstall_parser.set_defaults(func=_uninstall_command)
+
+    # Here, not at the top: spamassassin_check builds on this module.
+    from scorer.integrations import spamassassin_check
+
+    spamassassin_check.add_command(actions)
 
     describe = actions.add_parser(
         "describe", help="print the 'describe' lines for rdns_scorer.cf from the symbol table"

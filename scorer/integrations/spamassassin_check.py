@@ -1,0 +1,142 @@
+"""``rdns-scorer spamassassin check``: is SpamAssassin wired to a service that answers it?
+
+As ``rdns-scorer rspamd check`` does for rspamd: SpamAssassin itself says what it loads
+and where the plugin asks (its own config reader, run in Perl on the site config dir,
+not our reading of its files), then each of those services is asked what the plugin
+would ask (scorer.integrations.probe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from scorer import __version__
+from scorer.integrations import probe, spamassassin
+from scorer.integrations.probe import Finding
+
+PACKAGE = spamassassin.PLUGIN_PACKAGE
+# SpamAssassin's own reading of the site config: the plugins it loads, and the plugin's
+# settings after every file (in the order SpamAssassin reads them) and conditional.
+# User preferences cannot set these (admin settings), so none are read.
+VIEW_SCRIPT = r"""
+use strict; use warnings;
+use Mail::SpamAssassin; use JSON::PP;
+my ($site, $package) = @ARGV;
+my $sa = Mail::SpamAssassin->new({site_rules_filename => $site,
+  userprefs_filename => '/dev/null', dont_copy_prefs => 1});
+$sa->init(0);
+my $conf = $sa->{conf};
+my $loaded = grep { ref($_) eq $package } @{$sa->{plugins}->{plugins}};
+# loadplugin's file: required by its path (a key of %INC), not by the package's name.
+my ($file) = grep { /RdnsScorer\.pm\z/ } values %INC;
+print JSON::PP->new->canonical->encode({
+  loaded => $loaded ? JSON::PP::true : JSON::PP::false,
+  file => $file,
+  urls => $conf->{rdns_scorer_url} || ($loaded ? [$package->DEFAULT_URL] : []),
+  token => $conf->{rdns_scorer_token},
+  driver_score => $conf->{scores}->{RL_SCORER_CHECK},
+});
+"""
+WIRING = probe.Wiring(
+    filter="SpamAssassin",
+    address_setting="`rdns_scorer_url`",
+    path_setting="the path of `rdns_scorer_url`",
+    token_fix="set `rdns_scorer_token` to the service's `[server] token` "
+    "(in rdns_scorer_local.cf: docs/spamassassin.md)",
+)
+
+
+def spamassassin_view(siteconfigpath: Path, perl: str) -> dict[str, Any]:
+    """What SpamAssassin reads from ``siteconfigpath``: whether it loads the plugin (and
+    from which file), its URLs and token, the driver rule's score. RuntimeError if the
+    reading fails."""
+    command = [perl, "-e", VIEW_SCRIPT, str(siteconfigpath), PACKAGE]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"SpamAssassin could not read {siteconfigpath}: {done.stderr.strip()}")
+    view: dict[str, Any] = json.loads(done.stdout)
+    return view
+
+
+def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding]:
+    if not view["loaded"]:
+        return [
+            Finding(
+                False,
+                f"SpamAssassin does not load {PACKAGE} from {siteconfigpath}: run "
+                "`rdns-scorer spamassassin install`",
+            )
+        ]
+    findings = [Finding(True, f"SpamAssassin loads {PACKAGE}")]
+    loaded = Path(view["file"] or "")  # "": not from a file named RdnsScorer.pm
+    shipped = spamassassin.source_dir() / spamassassin.PLUGIN
+    if loaded.is_file() and loaded.read_bytes() == shipped.read_bytes():
+        findings.append(Finding(True, f"{loaded} is rdns-scorer {__version__}'s"))
+    else:
+        findings.append(
+            Finding(
+                False,
+                f"{loaded} is not rdns-scorer {__version__}'s (an earlier release, or "
+                "edited): run `rdns-scorer spamassassin install` to update it",
+            )
+        )
+    if not view["driver_score"]:
+        findings.append(
+            Finding(False, "`score RL_SCORER_CHECK 0` switches the plugin off: remove that line")
+        )
+    return findings
+
+
+def check(siteconfigpath: Path, perl: str) -> list[Finding]:
+    """Every finding, in the order a reader follows them: plugin, then each service."""
+    view = spamassassin_view(siteconfigpath, perl)
+    findings = _plugin_findings(view, siteconfigpath)
+    for url in view["urls"]:
+        parts = urllib.parse.urlsplit(url)
+        base = f"{parts.scheme}://{parts.netloc}"
+        findings += probe.service_findings(base, parts.path or "/", view["token"], WIRING)
+    return findings
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    siteconfigpath = spamassassin.site_dir_of(args)
+    if siteconfigpath is None:
+        return 2
+    perl = shutil.which("perl")
+    if perl is None or shutil.which("spamassassin") is None:
+        print("rdns-scorer spamassassin check: SpamAssassin not found (is it installed here?)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        findings = check(siteconfigpath, perl)
+    except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as error:
+        print(f"rdns-scorer spamassassin check: {error}", file=sys.stderr)
+        return 2
+    return probe.report(findings, "SpamAssassin asks rdns-scorer, and it answers")
+
+
+def add_command(actions: argparse._SubParsersAction) -> None:
+    """Register ``rdns-scorer spamassassin check`` with the spamassassin command's actions."""
+    parser = actions.add_parser(
+        "check",
+        help="check that SpamAssassin loads the plugin and reaches a service that answers",
+        description="Ask SpamAssassin (its own config reader, on the site config dir) "
+        "whether it loads the plugin and where it asks, then send each of those services "
+        "a check as the plugin does (a loopback client, which the service skips without "
+        "DNS) and ask whether it is ready. Exit 0 when all is well, 1 with problems, 2 "
+        "when it cannot tell.",
+    )
+    parser.add_argument(
+        "--siteconfigpath",
+        metavar="DIR",
+        default=str(spamassassin.DEFAULT_SITECONFIGPATH),
+        help=f"SpamAssassin site config dir (default {spamassassin.DEFAULT_SITECONFIGPATH})",
+    )
+    parser.set_defaults(func=_cmd_check)

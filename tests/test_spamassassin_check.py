@@ -1,0 +1,123 @@
+"""`rdns-scorer spamassassin check`: SpamAssassin's own reading of a site config dir
+(Debian's real SpamAssassin 4.0), then the real service asked as the plugin asks."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from scorer import __version__
+from scorer.cli import main
+from scorer.integrations.spamassassin import install, source_dir
+from tests.support.fakedns import dead_port
+from tests.support.service import ScorerProcess
+from tests.support.spamassassin import STOCK_SITE_CONFIG, spamassassin_missing
+from tests.support.unbound import Unbound
+
+# No skip: a missing SpamAssassin must fail loudly (`make test` installs it).
+assert spamassassin_missing() is None, spamassassin_missing()
+
+PACKAGE = "Mail::SpamAssassin::Plugin::RdnsScorer"
+
+
+def _site(tmp_path: Path) -> Path:
+    """A site config dir with the stock .pre files, nothing of ours yet."""
+    site = tmp_path / "spamassassin"
+    site.mkdir()
+    for pre in STOCK_SITE_CONFIG.glob("*.pre"):
+        shutil.copyfile(pre, site / pre.name)
+    return site
+
+
+def _check(site: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    status = main(["spamassassin", "check", "--siteconfigpath", str(site)])
+    return status, capsys.readouterr().out.splitlines()
+
+
+def test_check_says_spamassassin_is_wired_up_and_names_each_way_it_is_not(
+    tmp_path: Path, unbound: Unbound, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = _site(tmp_path)
+    assert _check(site, capsys) == (
+        1,
+        [
+            f"problem:   SpamAssassin does not load {PACKAGE} from {site}: run "
+            "`rdns-scorer spamassassin install`",
+            "1 problem (mail still flows: the plugin fails open)",
+        ],
+    )
+    install(site, source_dir())
+    local = site / "rdns_scorer_local.cf"  # where README and docs/spamassassin.md say
+    service = ScorerProcess(unbound.nameserver, '[server]\ntoken = "s3cret"\n').start()
+    url, plugin = service.url, site / "RdnsScorer.pm"
+    settings = f"rdns_scorer_url {url}/v1/check\nrdns_scorer_token s3cret\n"
+    try:
+        local.write_text(settings)
+        assert _check(site, capsys) == (
+            0,
+            [
+                f"ok:        SpamAssassin loads {PACKAGE}",
+                f"ok:        {plugin} is rdns-scorer {__version__}'s",
+                f"ok:        {url}/v1/check answers SpamAssassin's checks",
+                f"ok:        {url} is ready (its resolver answers)",
+                "SpamAssassin asks rdns-scorer, and it answers",
+            ],
+        )
+        local.write_text(settings.replace("s3cret", "stale"))
+        status, out = _check(site, capsys)
+        assert (status, out[2]) == (
+            1,
+            f"problem:   {url} refuses SpamAssassin's checks (401): it sends a token the "
+            "service does not take; set `rdns_scorer_token` to the service's `[server] "
+            "token` (in rdns_scorer_local.cf: docs/spamassassin.md)",
+        )
+        local.write_text(settings + "score RL_SCORER_CHECK 0\n")
+        assert _check(site, capsys)[1][2] == (
+            "problem:   `score RL_SCORER_CHECK 0` switches the plugin off: remove that line"
+        )
+        local.write_text(settings)
+        plugin.write_text(plugin.read_text() + "# edited\n")
+        assert _check(site, capsys)[1][1] == (
+            f"problem:   {plugin} is not rdns-scorer {__version__}'s (an earlier release, or "
+            "edited): run `rdns-scorer spamassassin install` to update it"
+        )
+    finally:
+        service.stop()
+    status, out = _check(site, capsys)
+    assert status == 1 and out[2].startswith(f"problem:   nothing answers at {url} (")
+    assert out[2].endswith("or correct `rdns_scorer_url`")
+
+
+def test_check_asks_where_the_plugin_asks_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No rdns_scorer_url: the plugin's DEFAULT_URL, as SpamAssassin's own reading says.
+    site = _site(tmp_path)
+    install(site, source_dir())
+    # (Whether anything answers there is the machine's business: only where it asked.)
+    assert "http://127.0.0.1:11340" in _check(site, capsys)[1][2]
+
+
+def test_check_says_when_the_services_resolver_does_not_answer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = _site(tmp_path)
+    install(site, source_dir())
+    service = ScorerProcess(f"127.0.0.1:{dead_port()}").start()
+    try:
+        (site / "rdns_scorer_local.cf").write_text(f"rdns_scorer_url {service.url}/v1/check\n")
+        status, out = _check(site, capsys)
+        assert status == 1
+        assert out[2] == f"ok:        {service.url}/v1/check answers SpamAssassin's checks"
+        assert out[3].startswith(f"problem:   {service.url} is not ready (resolver ")
+    finally:
+        service.stop()
+
+
+def test_check_of_no_directory_cannot_tell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["spamassassin", "check", "--siteconfigpath", str(tmp_path / "nope")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
