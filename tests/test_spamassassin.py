@@ -42,7 +42,6 @@ from tests.support.fakehttp import FullBacklog, HungSocket
 from tests.support.sa_fakehttp import FakeHttp, closed_port
 from tests.support.service import ScorerProcess
 from tests.support.spamassassin import (
-    STOCK_SITE_CONFIG,
     Scan,
     Spamd,
     lint,
@@ -51,6 +50,7 @@ from tests.support.spamassassin import (
     site_config,
     spamassassin_missing,
     stock_definitions,
+    with_stock_pre_files,
 )
 from tests.support.unbound import Unbound
 from tests.world import (
@@ -1411,10 +1411,7 @@ def test_shipped_config_sets_the_default_url() -> None:
 def test_install_command_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from scorer.cli import main
 
-    target = tmp_path / "spamassassin"
-    target.mkdir()
-    for pre in STOCK_SITE_CONFIG.glob("*.pre"):
-        (target / pre.name).write_bytes(pre.read_bytes())
+    target = with_stock_pre_files(tmp_path / "spamassassin")
     argv = ["spamassassin", "install", "--siteconfigpath", str(target), "--overlap"]
     assert main(argv) == 0
     first = capsys.readouterr().out

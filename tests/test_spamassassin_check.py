@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from scorer.cli import main
 from scorer.integrations.spamassassin import install, source_dir
 from tests.support.fakedns import dead_port
 from tests.support.service import ScorerProcess
-from tests.support.spamassassin import STOCK_SITE_CONFIG, spamassassin_missing
+from tests.support.spamassassin import spamassassin_missing, with_stock_pre_files
 from tests.support.unbound import Unbound
 
 # No skip: a missing SpamAssassin must fail loudly (`make test` installs it).
@@ -24,11 +23,7 @@ PACKAGE = "Mail::SpamAssassin::Plugin::RdnsScorer"
 
 def _site(tmp_path: Path) -> Path:
     """A site config dir with the stock .pre files, nothing of ours yet."""
-    site = tmp_path / "spamassassin"
-    site.mkdir()
-    for pre in STOCK_SITE_CONFIG.glob("*.pre"):
-        shutil.copyfile(pre, site / pre.name)
-    return site
+    return with_stock_pre_files(tmp_path / "spamassassin")
 
 
 def _check(site: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:

@@ -21,7 +21,7 @@ from scorer.integrations.spamassassin import (
     source_dir,
     uninstall,
 )
-from tests.support.spamassassin import STOCK_SITE_CONFIG, spamassassin_missing
+from tests.support.spamassassin import spamassassin_missing, with_stock_pre_files
 
 # No skip: a missing SpamAssassin must fail loudly (`make test` installs it).
 assert spamassassin_missing() is None, spamassassin_missing()
@@ -31,10 +31,7 @@ LOCAL_SETTINGS = "rdns_scorer_url http://127.0.0.1:11341/v1/check\nrdns_scorer_t
 
 def _site(tmp_path: Path) -> Path:
     """A site config dir as a mail admin has one: the stock .pre files and a local.cf."""
-    site = tmp_path / "spamassassin"
-    site.mkdir()
-    for pre in STOCK_SITE_CONFIG.glob("*.pre"):
-        shutil.copyfile(pre, site / pre.name)
+    site = with_stock_pre_files(tmp_path / "spamassassin")
     (site / "local.cf").write_text("required_score 5.0\n")
     return site
 

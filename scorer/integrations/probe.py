@@ -9,8 +9,11 @@ turns each answer into a finding that says what to do, in the filter's own words
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 
 REQUEST_TIMEOUT = 3.0
@@ -117,6 +120,17 @@ def service_findings(base: str, path: str, token: str | None, wiring: Wiring) ->
             "resolver answers (docs/monitoring.md)",
         ),
     ]
+
+
+def run_check(command: str, gather: Callable[[], list[Finding]], all_well: str) -> int:
+    """Print what ``gather`` finds, and a last line; the exit status: 0 when all is well,
+    1 with problems, 2 when it cannot tell (said in one line, naming ``command``)."""
+    try:
+        findings = gather()
+    except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as error:
+        print(f"rdns-scorer {command}: {error}", file=sys.stderr)
+        return 2
+    return report(findings, all_well)
 
 
 def report(findings: list[Finding], all_well: str) -> int:

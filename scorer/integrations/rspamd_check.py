@@ -14,7 +14,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,8 +115,12 @@ def _plugin_finding(confdir: Path) -> Finding | None:
     )
 
 
-def check(confdir: Path, rspamadm: str) -> list[Finding]:
-    """Every finding, in the order a reader follows them: module, plugin, services."""
+def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
+    """Every finding, in the order a reader follows them: module, plugin, services.
+    ``rspamadm``: its path (default: found on PATH)."""
+    rspamadm = rspamadm or shutil.which("rspamadm")
+    if rspamadm is None:
+        raise RuntimeError("rspamadm not found (is rspamd installed here?)")
     findings = [_module_finding(module_state(_rspamadm(rspamadm, confdir, "-m")), confdir)]
     findings += filter(None, [_plugin_finding(confdir)])
     dumped = _rspamadm(rspamadm, confdir, "-j", "rdns_scorer")
@@ -134,17 +137,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     confdir = rspamd.confdir_of(args)
     if confdir is None:
         return 2
-    rspamadm = shutil.which("rspamadm")
-    if rspamadm is None:
-        print("rdns-scorer rspamd check: rspamadm not found (is rspamd installed here?)",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    try:
-        findings = check(confdir, rspamadm)
-    except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as error:
-        print(f"rdns-scorer rspamd check: {error}", file=sys.stderr)
-        return 2
-    return probe.report(findings, "rspamd asks rdns-scorer, and it answers")
+    all_well = "rspamd asks rdns-scorer, and it answers"
+    return probe.run_check("rspamd check", lambda: check(confdir), all_well)
 
 
 def add_command(actions: argparse._SubParsersAction) -> None:

@@ -12,7 +12,6 @@ import argparse
 import json
 import shutil
 import subprocess
-import sys
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -94,8 +93,11 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
     return findings
 
 
-def check(siteconfigpath: Path, perl: str) -> list[Finding]:
+def check(siteconfigpath: Path) -> list[Finding]:
     """Every finding, in the order a reader follows them: plugin, then each service."""
+    perl = shutil.which("perl")
+    if perl is None or shutil.which("spamassassin") is None:
+        raise RuntimeError("SpamAssassin not found (is it installed here?)")
     view = spamassassin_view(siteconfigpath, perl)
     findings = _plugin_findings(view, siteconfigpath)
     for url in view["urls"]:
@@ -109,17 +111,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     siteconfigpath = spamassassin.site_dir_of(args)
     if siteconfigpath is None:
         return 2
-    perl = shutil.which("perl")
-    if perl is None or shutil.which("spamassassin") is None:
-        print("rdns-scorer spamassassin check: SpamAssassin not found (is it installed here?)",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    try:
-        findings = check(siteconfigpath, perl)
-    except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as error:
-        print(f"rdns-scorer spamassassin check: {error}", file=sys.stderr)
-        return 2
-    return probe.report(findings, "SpamAssassin asks rdns-scorer, and it answers")
+    all_well = "SpamAssassin asks rdns-scorer, and it answers"
+    return probe.run_check("spamassassin check", lambda: check(siteconfigpath), all_well)
 
 
 def add_command(actions: argparse._SubParsersAction) -> None:

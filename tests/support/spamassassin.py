@@ -71,11 +71,18 @@ def _world_readable(path: Path) -> None:
         child.chmod(0o755 if child.is_dir() else 0o644)
 
 
-def site_config(settings: str = "", *, overlap: bool = False) -> Path:
-    """A fresh site config dir: stock .pre files, our files, local.cf, zz_test.cf."""
-    directory = Path(tempfile.mkdtemp(prefix="site-", dir=_ROOT))
+def with_stock_pre_files(directory: Path) -> Path:
+    """``directory`` (made if missing) with the stock .pre files, the plugins Debian's
+    SpamAssassin loads: a site config dir before anything of ours is in it."""
+    directory.mkdir(exist_ok=True)
     for pre in STOCK_SITE_CONFIG.glob("*.pre"):
         shutil.copyfile(pre, directory / pre.name)
+    return directory
+
+
+def site_config(settings: str = "", *, overlap: bool = False) -> Path:
+    """A fresh site config dir: stock .pre files, our files, local.cf, zz_test.cf."""
+    directory = with_stock_pre_files(Path(tempfile.mkdtemp(prefix="site-", dir=_ROOT)))
     install(directory, source_dir(), overlap=overlap)
     (directory / "local.cf").write_text(LOCAL_CF)
     (directory / "zz_test.cf").write_text(settings)
