@@ -280,7 +280,7 @@ def test_readme_check_report_is_what_check_prints(
     """README's `rdns-scorer check` example, run against the test world, prints the
     report shown there (the time taken apart)."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    example = r"^\$ rdns-scorer (check [^\n]*)\n(.*?)^```"
+    example = r"^\$ (?:\.venv/bin/)?rdns-scorer (check [^\n]*)\n(.*?)^```"
     shown = re.search(example, readme, re.DOTALL | re.MULTILINE)
     assert shown is not None
     argv = [*shlex.split(shown.group(1)), "--nameserver", unbound.nameserver]
