@@ -173,6 +173,31 @@ def test_settings_left_in_a_local_file_are_warned_about(
     assert "warning" not in out and f"--siteconfigpath {site}: OK" in out
 
 
+def test_the_readme_local_file_lints_with_and_without_the_plugin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README's rdns_scorer_local.cf, as shown, passes lint beside the plugin and lets
+    uninstall pass lint after it: a new admin who follows it gets no exit 1 there."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shown = re.search(
+        r"^```\n# /etc/spamassassin/(rdns_scorer_local\.cf)\n(.*?)^```",
+        readme,
+        re.DOTALL | re.MULTILINE,
+    )
+    assert shown is not None, "README shows no /etc/spamassassin/rdns_scorer_local.cf"
+    site = _site(tmp_path)
+    argv = ["spamassassin", "install", "--siteconfigpath", str(site)]
+    assert main(argv) == 0
+    local = site / shown.group(1)
+    local.write_text(shown.group(2))
+    local.chmod(0o640)
+    assert main(argv) == 0  # lints with the plugin: the settings are read
+    assert "warning" not in capsys.readouterr().out
+    assert _uninstall(site) == 0
+    out = capsys.readouterr().out
+    assert "warning" not in out and f"--siteconfigpath {site}: OK" in out
+
+
 def test_settings_left_are_read_as_spamassassin_reads_them(tmp_path: Path) -> None:
     (tmp_path / "a.cf").write_text(
         "# rdns_scorer_url in a comment\n"
