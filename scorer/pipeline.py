@@ -1,6 +1,7 @@
 """The whole check, read straight through:
 
-request -> policy (skips) -> lookups (one DNS layer) -> checks (pure) -> scoring -> reply.
+request -> policy (skips) -> allowlist -> lookups (one DNS layer) -> checks (pure)
+-> scoring -> reply.
 
 Both the HTTP service and ``rdns-scorer check`` run exactly this.
 """
