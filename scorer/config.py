@@ -394,6 +394,14 @@ def _validate(config: Config) -> None:
 def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[V6]:PORT`` into (host, port)."""
     host, sep, port_text = text.rpartition(":")
+    whole = address_in(text)
+    if whole is not None and whole.version == 6 and address_in(host) is None:
+        # "::1" or "2001:db8::": an address and no port. Split at the last colon, it
+        # was a host ":" (or "2001:db8:") that no message explained.
+        raise ValueError(
+            f"an IPv6 address takes brackets and a port: write '[{text}]:11340' "
+            f"(or another port), got {text!r}"
+        )
     port = decimal_in(port_text, 1, 65535)
     if not sep or port is None:
         raise ValueError(f"expected HOST:PORT, got {text!r}")
@@ -401,6 +409,12 @@ def parse_listen(text: str) -> tuple[str, int]:
     if bracketed:
         # One pair around the host; strip("[]") also took "[::1" or "127.0.0.1]".
         host = host[1:-1]
+    if "[" in host or "]" in host:
+        # "[::1:11340", "[[::1]]:11340": refused as no host name, naming only a part.
+        raise ValueError(
+            f"unbalanced or doubled brackets: one pair around an IPv6 address, "
+            f"'[V6]:PORT' (e.g. '[::1]:11340'), got {text!r}"
+        )
     host = host or "127.0.0.1"
     address = address_in(host)
     if address is not None and address.version == 6 and not bracketed:

@@ -174,9 +174,9 @@ def test_nameservers_from_the_environment_lose_the_spaces_around_commas() -> Non
         ({"server": {"listen": "127.0.0.1: 25"}}, "[server] listen: expected HOST:PORT"),
         # Regression: brackets were stripped one by one, so these loaded as ::1 and
         # 127.0.0.1, though none is a [V6]:PORT or HOST:PORT.
-        ({"server": {"listen": "[::1:11340"}}, "[server] listen: '[::1' is neither"),
-        ({"server": {"listen": "127.0.0.1]:11340"}}, "listen: '127.0.0.1]' is neither"),
-        ({"server": {"listen": "[[::1]]:11340"}}, "[server] listen: '[::1]' is neither"),
+        ({"server": {"listen": "[::1:11340"}}, "[server] listen: unbalanced or doubled"),
+        ({"server": {"listen": "127.0.0.1]:11340"}}, "listen: unbalanced or doubled"),
+        ({"server": {"listen": "[[::1]]:11340"}}, "[server] listen: unbalanced or doubled"),
     ],
 )
 def test_validation_messages_name_the_key(data: dict[str, object], message: str) -> None:
@@ -595,6 +595,26 @@ def test_an_ipv6_listen_address_takes_brackets(listen: str) -> None:
     # address without a port; the brackets say which, as in a URL.
     with pytest.raises(ConfigError, match=r"\[server\] listen: an IPv6 address takes brackets: "):
         config_from_mapping({"server": {"listen": listen}})
+
+
+@pytest.mark.parametrize(
+    ("listen", "said"),
+    [
+        ("::1", "an IPv6 address takes brackets and a port: write '[::1]:11340'"),
+        ("2001:db8::", "an IPv6 address takes brackets and a port: write '[2001:db8::]:11340'"),
+        ("[::1:11340", "unbalanced or doubled brackets"),
+        ("[[::1]]:11340", "unbalanced or doubled brackets"),
+        ("[::1", "unbalanced or doubled brackets"),
+        ("::1]:11340", "unbalanced or doubled brackets"),
+    ],
+)
+def test_a_malformed_ipv6_listen_says_what_is_wrong(listen: str, said: str) -> None:
+    # Regression: "::1" was refused as "':' is neither an address nor a host name", and
+    # "[::1:11340" as "'[::1' is neither ...": the part the last colon left, not the
+    # brackets or port the admin has to write (docs/operations.md, Upgrading).
+    with pytest.raises(ConfigError) as error:
+        config_from_mapping({"server": {"listen": listen}})
+    assert str(error.value).startswith(f"[server] listen: {said}"), str(error.value)
 
 
 @pytest.mark.parametrize("port", ["²", "٢٥"])
