@@ -1317,12 +1317,18 @@ def test_check_says_rspamd_is_wired_up_and_names_each_way_it_is_not(
     stock_confdir: Path, unbound: Unbound, capsys: pytest.CaptureFixture[str]
 ) -> None:
     plugin = stock_confdir / "plugins.d" / "rdns_scorer.lua"
+    # A section without the plugin (its servers where nothing listens: the default port
+    # on this machine is not the test's business).
+    (stock_confdir / "rspamd.conf.local").write_text(
+        f'rdns_scorer {{\n  servers = "127.0.0.1:{dead_port()}";\n}}\n'
+    )
     status, out = _check(stock_confdir, capsys)
     assert status == 1
     assert out[0] == (
         f"problem:   rspamd does not load the plugin ({plugin} is missing or was not read): "
         "run `rdns-scorer rspamd install`"
     )
+    (stock_confdir / "rspamd.conf.local").unlink()
     service = ScorerProcess(unbound.nameserver, '[server]\ntoken = "s3cret"\n').start()
     try:
         url = service.url

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from scorer import __version__
 from scorer.cli import main
 from scorer.integrations.spamassassin import install, source_dir
+from scorer.integrations.spamassassin_check import spamassassin_view
 from tests.support.fakedns import dead_port
 from tests.support.service import ScorerProcess
 from tests.support.spamassassin import spamassassin_missing, with_stock_pre_files
@@ -85,14 +87,19 @@ def test_check_says_spamassassin_is_wired_up_and_names_each_way_it_is_not(
     assert out[2].endswith("or correct `rdns_scorer_url`")
 
 
-def test_check_asks_where_the_plugin_asks_by_default(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_check_reads_the_plugins_default_url_and_loaded_file_from_spamassassin(
+    tmp_path: Path,
 ) -> None:
-    # No rdns_scorer_url: the plugin's DEFAULT_URL, as SpamAssassin's own reading says.
+    # No rdns_scorer_url: the plugin's DEFAULT_URL, as SpamAssassin's own reading says
+    # (read, not asked: nothing on this machine's port 11340 is the test's business).
     site = _site(tmp_path)
     install(site, source_dir())
-    # (Whether anything answers there is the machine's business: only where it asked.)
-    assert "http://127.0.0.1:11340" in _check(site, capsys)[1][2]
+    perl = shutil.which("perl")
+    assert perl is not None
+    view = spamassassin_view(site, perl)
+    assert view["loaded"] is True and view["file"] == str(site / "RdnsScorer.pm")
+    assert view["urls"] == ["http://127.0.0.1:11340/v1/check"]
+    assert not view["token"]  # the plugin's default: none sent
 
 
 def test_check_says_when_the_services_resolver_does_not_answer(
