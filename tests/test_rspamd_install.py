@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,12 @@ import pytest
 from scorer import __version__
 from scorer.cli import build_parser, main
 from scorer.config import MAX_NUMBER, config_from_mapping
+from scorer.integrations import probe, rspamd_check
 from scorer.integrations import rspamd as integration
-from scorer.integrations import rspamd_check
 from scorer.protocol import MAX_FIELD_CHARS
 from scorer.symbols import SYMBOLS, Family
 from tests.support.fakedns import dead_port
+from tests.support.ports import tcp_listener
 from tests.support.rspamd import DEAD_RESOLV_CONF, with_private_files
 from tests.support.service import ScorerProcess
 from tests.support.unbound import Unbound
@@ -1306,6 +1308,39 @@ def test_check_reads_the_section_as_the_plugin_does() -> None:
     assert rspamd_check.Section.from_dump(dumped) == rspamd_check.Section(
         ["a:1", "b:2", "c:3", "d:4"], "/v2/check", "t0k"
     )
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [(b"SSH-2.0-OpenSSH_9.2\r\n", "BadStatusLine"),
+     (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}", "IncompleteRead")],
+)  # fmt: skip
+def test_check_says_when_something_else_answers_on_the_port(reply: bytes, why: str) -> None:
+    # Regression: no HTTP (an SSH server on the port), or a reply cut short, raised
+    # http.client's exceptions (no OSError) as a traceback.
+    listener = tcp_listener()
+    port = listener.getsockname()[1]
+
+    def answer() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            request = b""
+            while not request.endswith(b"}"):  # the whole request (a JSON body)
+                request += connection.recv(65536) or b"}"
+            connection.sendall(reply)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        findings = probe.service_findings(base, "/v1/check", None, rspamd_check.WIRING)
+    finally:
+        thread.join(5)
+        listener.close()
+    assert [finding.line() for finding in findings] == [
+        f"problem:   {base} answers, but not as rdns-scorer does ({why}): another service? "
+        "correct `servers` in rspamd's section"
+    ]
 
 
 def _check(confdir: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:

@@ -8,6 +8,7 @@ turns each answer into a finding that says what to do, in the filter's own words
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import sys
@@ -100,6 +101,16 @@ def service_findings(base: str, path: str, token: str | None, wiring: Wiring) ->
         if not answer.ok:
             return [answer]
         status, body = _ask(urllib.request.Request(base + "/readyz"))
+    except http.client.HTTPException as error:
+        # Something took the connection but its reply is no HTTP (an SSH or SMTP
+        # server on that port: BadStatusLine) or broke off (IncompleteRead).
+        return [
+            Finding(
+                False,
+                f"{base} answers, but not as rdns-scorer does ({type(error).__name__}): "
+                f"another service? correct {wiring.address_setting}",
+            )
+        ]
     except OSError as error:
         reason = getattr(error, "reason", error)
         return [
