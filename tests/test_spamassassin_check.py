@@ -118,6 +118,24 @@ def test_check_says_when_the_services_resolver_does_not_answer(
         service.stop()
 
 
+def test_check_asks_the_check_path_of_a_url_without_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression: the plugin asks /v1/check for "http://IP:PORT" and "http://IP:PORT/"
+    # (_parse_url); check asked "/" and said 404, correct the path.
+    site = _site(tmp_path)
+    install(site, source_dir())
+    service = ScorerProcess(f"127.0.0.1:{dead_port()}").start()
+    try:
+        url = service.url
+        (site / "rdns_scorer_local.cf").write_text(f"rdns_scorer_url {url} {url}/\n")
+        status, out = _check(site, capsys)
+        assert status == 1
+        assert out[2] == out[4] == f"ok:        {url}/v1/check answers SpamAssassin's checks"
+    finally:
+        service.stop()
+
+
 def test_check_of_no_directory_cannot_tell(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

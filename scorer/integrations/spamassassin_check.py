@@ -21,6 +21,8 @@ from scorer.integrations import probe, spamassassin
 from scorer.integrations.probe import Finding
 
 PACKAGE = spamassassin.PLUGIN_PACKAGE
+# The path the plugin asks when rdns_scorer_url has none, or "/" (RdnsScorer.pm, _parse_url).
+CHECK_PATH = "/v1/check"
 # SpamAssassin's own reading of the site config: the plugins it loads, and the plugin's
 # settings after every file (in the order SpamAssassin reads them) and conditional.
 # User preferences cannot set these (admin settings), so none are read.
@@ -103,7 +105,12 @@ def check(siteconfigpath: Path) -> list[Finding]:
     for url in view["urls"]:
         parts = urllib.parse.urlsplit(url)
         base = f"{parts.scheme}://{parts.netloc}"
-        findings += probe.service_findings(base, parts.path or "/", view["token"], WIRING)
+        # As the plugin's _parse_url: all after the address is the path; none, or "/"
+        # alone, is the service's check path (the plugin never asks "/").
+        path = url[len(base) :]
+        findings += probe.service_findings(
+            base, path if path not in ("", "/") else CHECK_PATH, view["token"], WIRING
+        )
     return findings
 
 
