@@ -1430,6 +1430,28 @@ def test_check_says_when_the_services_resolver_does_not_answer(
         service.stop()
 
 
+def test_check_merges_two_sections_as_rspamd_does(
+    stock_confdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression: with rdns_scorer { } written twice, configdump -j prints two JSON
+    # objects and check stopped (exit 2, "Extra data"). The plugin gets them merged,
+    # the later one's keys winning: here its servers.
+    service = ScorerProcess(f"127.0.0.1:{dead_port()}").start()
+    try:
+        install = ["rspamd", "install", "--confdir", str(stock_confdir), "--no-configtest"]
+        assert main([*install, "--listen", f"127.0.0.1:{dead_port()}"]) == 0
+        capsys.readouterr()
+        with (stock_confdir / "rspamd.conf.local").open("a") as local:
+            local.write(f'rdns_scorer {{\n  servers = "{service.address}";\n}}\n')
+        status, out = _check(stock_confdir, capsys)
+        assert status == 1
+        assert out[2] == f"ok:        {service.url}/v1/check answers rspamd's checks"
+        assert out[3].startswith(f"problem:   {service.url} is not ready (resolver ")
+        assert len(out) == 5  # that server alone: the first block's is replaced
+    finally:
+        service.stop()
+
+
 def test_check_without_rspamadm_cannot_tell(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

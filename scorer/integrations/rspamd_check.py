@@ -73,6 +73,28 @@ def _rspamadm(rspamadm: str, confdir: Path, *args: str) -> str:
     return done.stdout
 
 
+def merged_sections(dumped: str) -> dict[str, Any]:
+    """The section as the plugin gets it (``rspamd_config:get_all_opt``) from
+    ``configdump -j rdns_scorer``, which prints one JSON object per ``rdns_scorer { }``
+    block when the name is defined twice (rspamd.conf.local and an include, say):
+    get_all_opt merges them, a later block's keys replacing an earlier one's."""
+    decoder, merged, at = json.JSONDecoder(), {}, 0
+    while at < len(dumped):
+        if dumped[at].isspace():
+            at += 1
+            continue
+        try:
+            block, at = decoder.raw_decode(dumped, at)
+        except ValueError as error:
+            raise RuntimeError(
+                f"`rspamadm configdump -j rdns_scorer` printed no JSON ({error}): "
+                f"{dumped.strip()[:200]!r}"
+            ) from None
+        if isinstance(block, dict):
+            merged.update(block)
+    return merged
+
+
 def module_state(modules: str) -> str | None:
     """What ``configdump -m`` says of rdns_scorer: "enabled", "disabled (failed)" and
     so on, or None when rspamd does not know it (no plugin file loaded)."""
@@ -127,7 +149,7 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
     # Without an rdns_scorer section rspamadm 3.4 says so in words (exit 0), and the
     # plugin's defaults apply.
     absent = dumped.strip() == "Section rdns_scorer NOT FOUND"
-    section = Section.from_dump(None if absent else json.loads(dumped))
+    section = Section.from_dump(None if absent else merged_sections(dumped))
     for entry in section.servers:
         findings += probe.service_findings(server_url(entry), section.path, section.token, WIRING)
     return findings
