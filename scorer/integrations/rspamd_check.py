@@ -54,14 +54,29 @@ class Section:
         return cls(entries, path if path.startswith("/") else f"/{path}", token and str(token))
 
 
-def server_url(entry: str) -> str:
-    """``http://HOST:PORT`` for a ``servers`` entry ("host", "host:port", "[v6]:port",
-    each maybe with rspamd's ":priority" after the port)."""
-    found = re.fullmatch(r"\[(.+)\]:(\d+).*", entry) or re.fullmatch(r"([^:]+):(\d+).*", entry)
-    host, port = (found.group(1), found.group(2)) if found else (entry, str(DEFAULT_PORT))
-    if ":" in host:  # an IPv6 address written without brackets and port
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
+def server_url(entry: str) -> str | None:
+    """``http://HOST:PORT`` for a ``servers`` entry ("host", "host:port", "[v6]",
+    "[v6]:port", each maybe with rspamd's ":priority" after the port); None for anything
+    else, such as an IPv6 address without brackets, which rspamd 3.4 reads as port 0
+    ("::1") or not at all ("2001:db8::1"): the plugin cannot ask it."""
+    found = (
+        re.fullmatch(r"\[(.+)\](?::(\d+).*)?", entry)
+        or re.fullmatch(r"([^:]+):(\d+).*", entry)
+        or re.fullmatch(r"([^:]+)()", entry)
+    )
+    if found is None:
+        return None
+    host, port = found.group(1), found.group(2) or str(DEFAULT_PORT)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _unbracketed_finding(entry: str) -> Finding:
+    return Finding(
+        False,
+        f"rspamd cannot ask `servers` entry {entry}: write host, host:port, or an IPv6 "
+        f"address in brackets ([::1]:{DEFAULT_PORT}; without, rspamd reads port 0 or "
+        "nothing)",
+    )
 
 
 def _rspamadm(rspamadm: str, confdir: Path, *args: str) -> str:
@@ -151,7 +166,11 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
     absent = dumped.strip() == "Section rdns_scorer NOT FOUND"
     section = Section.from_dump(None if absent else merged_sections(dumped))
     for entry in section.servers:
-        findings += probe.service_findings(server_url(entry), section.path, section.token, WIRING)
+        url = server_url(entry)
+        if url is None:
+            findings.append(_unbracketed_finding(entry))
+        else:
+            findings += probe.service_findings(url, section.path, section.token, WIRING)
     return findings
 
 
