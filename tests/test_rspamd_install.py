@@ -1346,6 +1346,22 @@ def test_check_says_when_something_else_answers_on_the_port(reply: bytes, why: s
     ]
 
 
+def test_check_sends_a_token_as_the_plugin_does() -> None:
+    # Regression: a token http.client cannot write as latin-1 stopped check (exit 2,
+    # "'latin-1' codec can't encode"); the plugin sends its UTF-8 bytes, refused (401).
+    service = ScorerProcess(f"127.0.0.1:{dead_port()}", '[server]\ntoken = "s3cret"\n').start()
+    try:
+        findings = probe.service_findings(
+            service.url, "/v1/check", "s3cret\u20ac", rspamd_check.WIRING
+        )
+    finally:
+        service.stop()
+    assert [finding.line() for finding in findings] == [
+        f"problem:   {service.url} refuses rspamd's checks (401): it sends a token the service "
+        "does not take; run `rdns-scorer rspamd install --config FILE` with the service's config"
+    ]
+
+
 def _check(confdir: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
     status = main(["rspamd", "check", "--confdir", str(confdir)])
     return status, capsys.readouterr().out.splitlines()

@@ -94,7 +94,9 @@ def service_findings(base: str, path: str, token: str | None, wiring: Wiring) ->
     ``path`` with ``token``; when it answers, ask whether it is ready (its resolver)."""
     headers = {"Content-Type": "application/json"}
     if token:
-        headers["Authorization"] = f"Bearer {token}"
+        # The plugin's bytes: UTF-8, which http.client sends as they are when written as
+        # latin-1 (its own encoding of a header raised on "€", stopping the check).
+        headers["Authorization"] = f"Bearer {token}".encode().decode("latin-1")
     request = urllib.request.Request(base + path, json.dumps(PROBE).encode(), headers)
     try:
         answer = _answer_finding(base, path, token, wiring, *_ask(request))
