@@ -136,6 +136,28 @@ def test_check_asks_the_check_path_of_a_url_without_one(
         service.stop()
 
 
+def test_check_names_a_plugin_loaded_from_elsewhere_and_no_driver_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression: a loadplugin naming a file not called RdnsScorer.pm was reported as
+    # ". is not rdns-scorer's", and no RL_SCORER_CHECK rule at all (no rdns_scorer.cf)
+    # as "`score RL_SCORER_CHECK 0` switches the plugin off: remove that line".
+    site = _site(tmp_path)
+    elsewhere = tmp_path / "lib" / "rdns_scorer_plugin.pm"
+    elsewhere.parent.mkdir()
+    shutil.copyfile(source_dir() / "RdnsScorer.pm", elsewhere)
+    (site / "zz_local.cf").write_text(
+        f"loadplugin {PACKAGE} {elsewhere}\nrdns_scorer_url http://127.0.0.1:{dead_port()}\n"
+    )
+    status, out = _check(site, capsys)
+    assert status == 1
+    assert out[1:3] == [
+        f"ok:        {elsewhere} is rdns-scorer {__version__}'s",
+        "problem:   SpamAssassin has no RL_SCORER_CHECK rule, so the plugin asks nothing "
+        f"(rdns_scorer.cf is not read from {site}): run `rdns-scorer spamassassin install`",
+    ]
+
+
 def test_check_of_no_directory_cannot_tell(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

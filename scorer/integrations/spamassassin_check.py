@@ -35,8 +35,11 @@ my $sa = Mail::SpamAssassin->new({site_rules_filename => $site,
 $sa->init(0);
 my $conf = $sa->{conf};
 my $loaded = grep { ref($_) eq $package } @{$sa->{plugins}->{plugins}};
-# loadplugin's file: required by its path (a key of %INC), not by the package's name.
-my ($file) = grep { /RdnsScorer\.pm\z/ } values %INC;
+# loadplugin's file: where the package's constructor was compiled from, whatever the
+# file's name (a loadplugin line may name any).
+use B;
+my $new = $loaded && $package->can('new');
+my $file = $new ? B::svref_2object($new)->FILE : undef;
 print JSON::PP->new->canonical->encode({
   loaded => $loaded ? JSON::PP::true : JSON::PP::false,
   file => $file,
@@ -88,7 +91,16 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
                 "edited): run `rdns-scorer spamassassin install` to update it",
             )
         )
-    if not view["driver_score"]:
+    if view["driver_score"] is None:
+        findings.append(
+            Finding(
+                False,
+                f"SpamAssassin has no RL_SCORER_CHECK rule, so the plugin asks nothing "
+                f"(rdns_scorer.cf is not read from {siteconfigpath}): run "
+                "`rdns-scorer spamassassin install`",
+            )
+        )
+    elif not view["driver_score"]:
         findings.append(
             Finding(False, "`score RL_SCORER_CHECK 0` switches the plugin off: remove that line")
         )
