@@ -1471,6 +1471,32 @@ def test_check_merges_two_sections_as_rspamd_does(
         service.stop()
 
 
+def test_check_says_when_the_section_is_missing(
+    stock_confdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: the plugin without its section (rspamd.conf.local lost it) was sent to
+    # rspamd's log for a reason that is not there, and the plugin's default server was
+    # asked, though a plugin without a section asks nothing.
+    def ask(*_args: object) -> list[probe.Finding]:
+        raise AssertionError("a server asked without a section")
+
+    monkeypatch.setattr(probe, "service_findings", ask)
+    install = ["rspamd", "install", "--confdir", str(stock_confdir), "--no-configtest"]
+    assert main([*install, "--listen", f"127.0.0.1:{dead_port()}"]) == 0
+    capsys.readouterr()
+    (stock_confdir / "rspamd.conf.local").unlink()
+    plugin = stock_confdir / "plugins.d" / "rdns_scorer.lua"
+    assert _check(stock_confdir, capsys) == (
+        1,
+        [
+            "problem:   rspamd has the rdns_scorer module disabled (unconfigured): it has no "
+            "rdns_scorer section (rspamd.conf.local); run `rdns-scorer rspamd install`",
+            f"ok:        {plugin} is rdns-scorer {__version__}'s",
+            "1 problem (mail still flows: the plugin fails open)",
+        ],
+    )
+
+
 def test_check_without_rspamadm_cannot_tell(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

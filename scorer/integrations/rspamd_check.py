@@ -158,12 +158,24 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
     rspamadm = rspamadm or shutil.which("rspamadm")
     if rspamadm is None:
         raise RuntimeError("rspamadm not found (is rspamd installed here?)")
-    findings = [_module_finding(module_state(_rspamadm(rspamadm, confdir, "-m")), confdir)]
-    findings += filter(None, [_plugin_finding(confdir)])
+    state = module_state(_rspamadm(rspamadm, confdir, "-m"))
     dumped = _rspamadm(rspamadm, confdir, "-j", "rdns_scorer")
-    # Without an rdns_scorer section rspamadm 3.4 says so in words (exit 0), and the
-    # plugin's defaults apply.
+    # Without an rdns_scorer section rspamadm 3.4 says so in words (exit 0); the plugin
+    # then returns at once (rspamd: "disabled (unconfigured)") and asks no server.
     absent = dumped.strip() == "Section rdns_scorer NOT FOUND"
+    if absent and state is not None and state != "enabled":
+        findings = [
+            Finding(
+                False,
+                f"rspamd has the rdns_scorer module {state}: it has no rdns_scorer section "
+                "(rspamd.conf.local); run `rdns-scorer rspamd install`",
+            )
+        ]
+    else:
+        findings = [_module_finding(state, confdir)]
+    findings += filter(None, [_plugin_finding(confdir)])
+    if absent and state != "enabled":
+        return findings  # nothing the plugin would ask
     section = Section.from_dump(None if absent else merged_sections(dumped))
     for entry in section.servers:
         url = server_url(entry)
