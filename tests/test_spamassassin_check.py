@@ -102,27 +102,12 @@ def test_check_reads_the_plugins_default_url_and_loaded_file_from_spamassassin(
     assert not view["token"]  # the plugin's default: none sent
 
 
-def test_check_says_when_the_services_resolver_does_not_answer(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    site = _site(tmp_path)
-    install(site, source_dir())
-    service = ScorerProcess(f"127.0.0.1:{dead_port()}").start()
-    try:
-        (site / "rdns_scorer_local.cf").write_text(f"rdns_scorer_url {service.url}/v1/check\n")
-        status, out = _check(site, capsys)
-        assert status == 1
-        assert out[2] == f"ok:        {service.url}/v1/check answers SpamAssassin's checks"
-        assert out[3].startswith(f"problem:   {service.url} is not ready (resolver ")
-    finally:
-        service.stop()
-
-
-def test_check_asks_the_check_path_of_a_url_without_one(
+def test_check_asks_the_check_path_of_a_url_without_one_and_says_when_not_ready(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Regression: the plugin asks /v1/check for "http://IP:PORT" and "http://IP:PORT/"
-    # (_parse_url); check asked "/" and said 404, correct the path.
+    # (_parse_url); check asked "/" and said 404, correct the path. The service's resolver
+    # does not answer: each URL is then ok, and not ready.
     site = _site(tmp_path)
     install(site, source_dir())
     service = ScorerProcess(f"127.0.0.1:{dead_port()}").start()
@@ -132,6 +117,8 @@ def test_check_asks_the_check_path_of_a_url_without_one(
         status, out = _check(site, capsys)
         assert status == 1
         assert out[2] == out[4] == f"ok:        {url}/v1/check answers SpamAssassin's checks"
+        assert out[3] == out[5]
+        assert out[3].startswith(f"problem:   {url} is not ready (resolver ")
     finally:
         service.stop()
 
