@@ -36,15 +36,15 @@ WIRING = probe.Wiring(
 
 @dataclass(frozen=True, slots=True)
 class Section:
-    """The plugin's settings as rspamd reads them: its section, or the defaults."""
+    """The plugin's settings as rspamd reads them: its section, the defaults for keys it
+    leaves out."""
 
     servers: list[str]
     path: str
     token: str | None
 
     @classmethod
-    def from_dump(cls, dumped: Any) -> Section:
-        section = dumped if isinstance(dumped, dict) else {}
+    def from_dump(cls, section: dict[str, Any]) -> Section:
         servers = section.get("servers", DEFAULT_SERVERS)
         listed = servers if isinstance(servers, list) else [servers]
         # Separated as rspamd separates upstreams (lua/rdns_scorer.lua, server_entries).
@@ -120,7 +120,7 @@ def module_state(modules: str) -> str | None:
     return None
 
 
-def _module_finding(state: str | None, confdir: Path) -> Finding:
+def _module_finding(state: str | None, confdir: Path, has_section: bool) -> Finding:
     plugin = confdir / "plugins.d" / rspamd.PLUGIN_FILE
     if state == "enabled":
         return Finding(True, "rspamd loads the rdns_scorer module")
@@ -130,9 +130,11 @@ def _module_finding(state: str | None, confdir: Path) -> Finding:
             f"rspamd does not load the plugin ({plugin} is missing or was not read): "
             "run `rdns-scorer rspamd install`",
         )
-    if state == "disabled (explicitly)":
+    if not has_section:  # the plugin returns at once: rspamd says "disabled (unconfigured)"
+        why = "it has no rdns_scorer section (rspamd.conf.local); run `rdns-scorer rspamd install`"
+    elif state == "disabled (explicitly)":
         why = "`enabled = false` in its section"
-    else:  # "disabled (failed)": the plugin refused its config (a line in rspamd's log)
+    else:  # the plugin refused its section: the reason is a line in rspamd's log
         why = "see rspamd's log for the reason (`journalctl -u rspamd | grep rdns_scorer`)"
     return Finding(False, f"rspamd has the rdns_scorer module {state}: {why}")
 
@@ -160,23 +162,14 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
         raise RuntimeError("rspamadm not found (is rspamd installed here?)")
     state = module_state(_rspamadm(rspamadm, confdir, "-m"))
     dumped = _rspamadm(rspamadm, confdir, "-j", "rdns_scorer")
-    # Without an rdns_scorer section rspamadm 3.4 says so in words (exit 0); the plugin
-    # then returns at once (rspamd: "disabled (unconfigured)") and asks no server.
-    absent = dumped.strip() == "Section rdns_scorer NOT FOUND"
-    if absent and state is not None and state != "enabled":
-        findings = [
-            Finding(
-                False,
-                f"rspamd has the rdns_scorer module {state}: it has no rdns_scorer section "
-                "(rspamd.conf.local); run `rdns-scorer rspamd install`",
-            )
-        ]
-    else:
-        findings = [_module_finding(state, confdir)]
+    # Without an rdns_scorer section rspamadm 3.4 says so in words (exit 0), and the
+    # plugin asks no server.
+    has_section = dumped.strip() != "Section rdns_scorer NOT FOUND"
+    findings = [_module_finding(state, confdir, has_section)]
     findings += filter(None, [_plugin_finding(confdir)])
-    if absent and state != "enabled":
-        return findings  # nothing the plugin would ask
-    section = Section.from_dump(None if absent else merged_sections(dumped))
+    if not has_section:
+        return findings
+    section = Section.from_dump(merged_sections(dumped))
     for entry in section.servers:
         url = server_url(entry)
         if url is None:
