@@ -1306,6 +1306,9 @@ def test_check_asks_each_server_where_the_plugin_does(entry: str, url: str | Non
 
 def test_check_reads_the_section_as_the_plugin_does() -> None:
     defaults = rspamd_check.Section.from_dump({})  # a section that sets none of them
+    # Regression (review): `token = 0` reads as the number 0, which the plugin sends as
+    # "Bearer 0"; the check sent no token at all.
+    assert rspamd_check.Section.from_dump({"token": 0}).token == "0"
     assert defaults == rspamd_check.Section(["127.0.0.1:11340"], "/v1/check", None)
     dumped = {"servers": ["a:1, b:2", "c:3;d:4"], "path": "v2/check", "token": "t0k"}
     assert rspamd_check.Section.from_dump(dumped) == rspamd_check.Section(

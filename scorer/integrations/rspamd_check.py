@@ -50,8 +50,9 @@ class Section:
         # Separated as rspamd separates upstreams (lua/rdns_scorer.lua, server_entries).
         entries = [e for item in listed for e in re.split(r"[,;\s]+", str(item)) if e]
         path = str(section.get("path", DEFAULT_PATH))
-        token = section.get("token")
-        return cls(entries, path if path.startswith("/") else f"/{path}", token and str(token))
+        token = section.get("token")  # a number too, as UCL reads `token = 0`
+        path = path if path.startswith("/") else f"/{path}"
+        return cls(entries, path, None if token is None else str(token))
 
 
 def server_url(entry: str) -> str | None:
