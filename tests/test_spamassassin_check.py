@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from scorer import __version__
 from scorer.cli import main
+from scorer.integrations import probe, rspamd_check, spamassassin_check
 from scorer.integrations.spamassassin import install, source_dir
 from scorer.integrations.spamassassin_check import spamassassin_view
 from tests.support.fakedns import dead_port
@@ -150,3 +154,23 @@ def test_check_of_no_directory_cannot_tell(
 ) -> None:
     assert main(["spamassassin", "check", "--siteconfigpath", str(tmp_path / "nope")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("wiring", "content_type", "decode"),
+    [(rspamd_check.WIRING, "application/msgpack", msgpack.unpackb),
+     (spamassassin_check.WIRING, "application/json", json.loads)],
+    ids=["rspamd", "spamassassin"],
+)  # fmt: skip
+def test_the_probe_is_the_request_each_plugin_sends(
+    wiring: probe.Wiring, content_type: str, decode: Callable[[bytes], object]
+) -> None:
+    # rspamd's plugin posts msgpack (lua/rdns_scorer.lua), SpamAssassin's JSON; both ask for
+    # a JSON reply: a service, or a proxy in front of it, that took one and not the other
+    # was reported ok (the probe sent JSON for both).
+    request = probe.plugin_request("http://127.0.0.1:1/v1/check", "t0k", wiring)
+    assert request.get_method() == "POST"
+    assert request.get_header("Content-type") == content_type
+    assert request.get_header("Accept") == "application/json"
+    assert request.get_header("Authorization") == "Bearer t0k"
+    assert isinstance(request.data, bytes) and decode(request.data) == probe.PROBE

@@ -17,12 +17,13 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgpack
+
 REQUEST_TIMEOUT = 3.0
 # A loopback client: the service skips it ([policy] skip_networks) with no DNS lookup, so
 # the answer says whether the service takes the plugin's request, not how DNS is doing.
 PROBE = {"ip": "127.0.0.1", "helo": "rdns-scorer-check", "mail_from": ""}
-# The plugins send msgpack; the service answers JSON to the same request too. A reply
-# from something else (another service on the port) has no such keys.
+# A reply from something else (another service on the port) has no such keys.
 REPLY_KEYS = {"symbols", "score"}
 
 
@@ -43,6 +44,9 @@ class Wiring:
     address_setting: str  # what to correct when nothing answers
     path_setting: str  # ... when the path is wrong
     token_fix: str  # ... when the service refuses the token
+    # The body as the plugin sends it: rspamd's msgpack, SpamAssassin's JSON (both ask
+    # for a JSON reply).
+    msgpack_body: bool = False
 
 
 def _ask(request: urllib.request.Request) -> tuple[int, bytes]:
@@ -89,17 +93,28 @@ def _answer_finding(
     return Finding(False, f"{base}{path} answers, but not as rdns-scorer does: another service?")
 
 
-def service_findings(base: str, path: str, token: str | None, wiring: Wiring) -> list[Finding]:
-    """Send the service at ``base`` (``http://HOST:PORT``) the plugin's request to
-    ``path`` with ``token``; when it answers, ask whether it is ready (its resolver)."""
-    headers = {"Content-Type": "application/json"}
+def plugin_request(url: str, token: str | None, wiring: Wiring) -> urllib.request.Request:
+    """The check request ``wiring``'s plugin sends to ``url``: its body format, headers
+    and token."""
+    if wiring.msgpack_body:
+        body, content_type = msgpack.packb(PROBE), "application/msgpack"
+    else:
+        body, content_type = json.dumps(PROBE).encode(), "application/json"
+    headers = {"Content-Type": content_type, "Accept": "application/json"}
     if token:
         # The plugin's bytes: UTF-8, which http.client sends as they are when written as
         # latin-1 (its own encoding of a header raised on "€", stopping the check).
         headers["Authorization"] = f"Bearer {token}".encode().decode("latin-1")
-    request = urllib.request.Request(base + path, json.dumps(PROBE).encode(), headers)
+    return urllib.request.Request(url, body, headers)
+
+
+def service_findings(base: str, path: str, token: str | None, wiring: Wiring) -> list[Finding]:
+    """Send the service at ``base`` (``http://HOST:PORT``) the plugin's request to
+    ``path`` with ``token``; when it answers, ask whether it is ready (its resolver)."""
     try:
-        answer = _answer_finding(base, path, token, wiring, *_ask(request))
+        answer = _answer_finding(
+            base, path, token, wiring, *_ask(plugin_request(base + path, token, wiring))
+        )
         if not answer.ok:
             return [answer]
         status, body = _ask(urllib.request.Request(base + "/readyz"))

@@ -31,6 +31,7 @@ WIRING = probe.Wiring(
     address_setting="`servers` in rspamd's section",
     path_setting="`path` in rspamd's section",
     token_fix="run `rdns-scorer rspamd install --config FILE` with the service's config",
+    msgpack_body=True,
 )
 
 
