@@ -1331,8 +1331,12 @@ def test_check_says_when_something_else_answers_on_the_port(reply: bytes, why: s
         connection, _ = listener.accept()
         with connection:
             request = b""
-            while not request.endswith(b"}"):  # the whole request (a JSON body)
-                request += connection.recv(65536) or b"}"
+            while b"\r\n\r\n" not in request:  # the headers
+                request += connection.recv(65536) or b"\r\n\r\n"
+            head, _, body = request.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            while length and len(body) < int(length.group(1)):  # the whole body
+                body += connection.recv(65536) or b" " * int(length.group(1))
             connection.sendall(reply)
 
     thread = threading.Thread(target=answer, daemon=True)
