@@ -300,7 +300,10 @@ def test_install_into_empty_dir_is_idempotent(tmp_path: Path) -> None:
     assert any("rspamadm not found" in line for line in report.lines)
     # Regression (review): "systemctl reload rspamd" for a copy of the config the
     # system's rspamd never reads, and again when nothing had changed.
-    assert report.lines[-1] == f"reload the rspamd that reads {tmp_path} to activate"
+    assert report.lines[-2:] == [
+        f"reload the rspamd that reads {tmp_path} to activate",
+        f"`rdns-scorer rspamd check --confdir {tmp_path}` says whether rspamd reaches the service",
+    ]
     assert f"created:   {plugin}" in report.lines
     assert f"created:   {tmp_path / 'rspamd.conf.local'}" in report.lines
 
@@ -309,7 +312,7 @@ def test_install_into_empty_dir_is_idempotent(tmp_path: Path) -> None:
         f"unchanged: {plugin}",
         f"unchanged: {tmp_path / 'rspamd.conf.local'}",
     ]
-    assert again.lines[-1] == "nothing changed: no reload needed"
+    assert again.lines[-2] == "nothing changed: no reload needed"
     assert _backups(tmp_path) == [] and _backups(tmp_path / "plugins.d") == []
 
 
@@ -660,7 +663,10 @@ def test_install_into_the_default_confdir_asks_for_a_systemd_reload(
     section = integration.module_section(config_from_mapping({}))
     report = integration.install(confdir / ".." / "rspamd", section, rspamadm=None)
     assert report.ok
-    assert report.lines[-1] == "reload rspamd to activate: systemctl reload rspamd"
+    assert report.lines[-2:] == [
+        "reload rspamd to activate: systemctl reload rspamd",
+        "`rdns-scorer rspamd check` says whether rspamd reaches the service",
+    ]
     assert "run `rspamadm configtest`" in "\n".join(report.lines)
 
 

@@ -174,3 +174,15 @@ def test_the_probe_is_the_request_each_plugin_sends(
     assert request.get_header("Accept") == "application/json"
     assert request.get_header("Authorization") == "Bearer t0k"
     assert isinstance(request.data, bytes) and decode(request.data) == probe.PROBE
+
+
+def test_install_names_the_check_for_its_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Found in README and docs only by those who know it exists: install says it.
+    site = _site(tmp_path)
+    assert main(["spamassassin", "install", "--siteconfigpath", str(site), "--no-lint"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"`rdns-scorer spamassassin check --siteconfigpath {site}` says whether SpamAssassin "
+        "reaches the service"
+    )

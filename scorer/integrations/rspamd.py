@@ -512,6 +512,10 @@ def install(
         report.say(f"reload the rspamd that reads {confdir} to activate")
     else:
         report.say("do not reload rspamd: fix the error, or restore the backups named above")
+    if report.ok:
+        # Where it is found (README, docs) only by those who already know it exists.
+        where = "" if confdir.resolve() == DEFAULT_CONFDIR else f" --confdir {confdir}"
+        report.say(f"`rdns-scorer rspamd check{where}` says whether rspamd reaches the service")
     return report
 
 

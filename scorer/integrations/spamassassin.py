@@ -362,6 +362,10 @@ def _install_command(args: argparse.Namespace) -> int:
     # A kept file is as it was, and its .dist is never read.
     changed = any(step.action in ("installed", "updated") for step in steps)
     _restart_advice(changed, "to load the plugin")
+    where = (
+        "" if siteconfigpath == DEFAULT_SITECONFIGPATH else f" --siteconfigpath {siteconfigpath}"
+    )
+    print(f"`rdns-scorer spamassassin check{where}` says whether SpamAssassin reaches the service")
     return 0
 
 
