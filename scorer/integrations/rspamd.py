@@ -702,7 +702,7 @@ def _cmd_symbols(args: argparse.Namespace) -> int:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``rdns-scorer rspamd ...``."""
-    rspamd = commands.add_parser("rspamd", help="set up the rspamd plugin")
+    rspamd = commands.add_parser("rspamd", help="set up, check or remove the rspamd plugin")
     actions = rspamd.add_subparsers(dest="rspamd_command", required=True, metavar="ACTION")
 
     def service_options(parser: argparse.ArgumentParser) -> None:

@@ -420,8 +420,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``rdns-scorer spamassassin ...`` with the main parser's subcommands."""
     spamassassin = commands.add_parser(
         "spamassassin",
-        help="install or remove the SpamAssassin plugin",
-        description="Install (or remove) the SpamAssassin plugin (RdnsScorer.pm, "
+        help="install, check or remove the SpamAssassin plugin",
+        description="Install, check or remove the SpamAssassin plugin (RdnsScorer.pm, "
         "rdns_scorer.cf) shipped with rdns-scorer.",
     )
     actions = spamassassin.add_subparsers(
