@@ -1484,6 +1484,13 @@ def test_check_merges_two_sections_as_rspamd_does(
         service.stop()
 
 
+def test_check_never_shows_what_configdump_printed_when_it_is_no_json() -> None:
+    # Regression (review): the error quoted the output, where the section's token is.
+    with pytest.raises(RuntimeError) as raised:
+        rspamd_check.merged_sections('{"token": "s3cret"} not json')
+    assert "printed no JSON" in str(raised.value) and "s3cret" not in str(raised.value)
+
+
 def test_check_says_when_the_section_is_missing(
     stock_confdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

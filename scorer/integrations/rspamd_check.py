@@ -103,9 +103,9 @@ def merged_sections(dumped: str) -> dict[str, Any]:
         try:
             block, at = decoder.raw_decode(dumped, at)
         except ValueError as error:
+            # Not what it printed: the section's token would be in it.
             raise RuntimeError(
-                f"`rspamadm configdump -j rdns_scorer` printed no JSON ({error}): "
-                f"{dumped.strip()[:200]!r}"
+                f"`rspamadm configdump -j rdns_scorer` printed no JSON ({error})"
             ) from None
         if isinstance(block, dict):
             merged.update(block)
