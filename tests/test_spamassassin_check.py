@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -185,4 +186,23 @@ def test_install_names_the_check_for_its_directory(
     assert capsys.readouterr().out.splitlines()[-1] == (
         f"`rdns-scorer spamassassin check --siteconfigpath {site}` says whether SpamAssassin "
         "reaches the service"
+    )
+
+
+def test_a_site_spamassassin_cannot_read_is_told_without_its_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review): the error quoted SpamAssassin's stderr, whose config errors
+    # quote the lines they are about, rdns_scorer_token's too.
+    said = "config: failed to parse line in zz.cf (line 1): rdns_scorer_token s3cret\n"
+
+    def failed(command: list[str], **_options: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(command, 25, "", said)
+
+    monkeypatch.setattr(subprocess, "run", failed)
+    with pytest.raises(RuntimeError) as raised:
+        spamassassin_view(tmp_path, "perl")
+    assert str(raised.value) == (
+        f"SpamAssassin could not read {tmp_path} (exit 25): "
+        f"`spamassassin --lint --siteconfigpath {tmp_path}` says why"
     )

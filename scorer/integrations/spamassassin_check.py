@@ -64,7 +64,11 @@ def spamassassin_view(siteconfigpath: Path, perl: str) -> dict[str, Any]:
     command = [perl, "-e", VIEW_SCRIPT, str(siteconfigpath), PACKAGE]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
-        raise RuntimeError(f"SpamAssassin could not read {siteconfigpath}: {done.stderr.strip()}")
+        # Not its words: SpamAssassin quotes config lines, rdns_scorer_token's among them.
+        raise RuntimeError(
+            f"SpamAssassin could not read {siteconfigpath} (exit {done.returncode}): "
+            f"`spamassassin --lint --siteconfigpath {siteconfigpath}` says why"
+        )
     view: dict[str, Any] = json.loads(done.stdout)
     return view
 
