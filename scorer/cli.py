@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from scorer import __version__
 from scorer.config import (
     ENV_LISTEN,
+    ENV_TOKEN,
+    ENV_VARIABLES,
     MAX_WORKERS,
     Config,
     ConfigError,
@@ -26,6 +28,7 @@ from scorer.config import (
     read_toml,
     with_overrides,
 )
+from scorer.configshow import render
 from scorer.generic.cli import run_generic
 from scorer.hangup import defer_hangups
 from scorer.integrations import rspamd as rspamd_integration
@@ -214,6 +217,17 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_show(args: argparse.Namespace) -> int:
+    # As `serve --config FILE` reads it: the environment's overrides too.
+    config = load_config(args.file)
+    applied = [name for name in ENV_VARIABLES if os.environ.get(name)]
+    source = args.file or "the embedded defaults"
+    if applied:
+        source += f", with {', '.join(applied)} from the environment"
+    sys.stdout.write(render(config, source, token_from_env=ENV_TOKEN in applied))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rdns-scorer",
@@ -286,6 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
     config_check = config_commands.add_parser("check", help="validate a config file")
     config_check.add_argument("file", metavar="FILE")
     config_check.set_defaults(func=_config_check)
+    config_show = config_commands.add_parser(
+        "show",
+        help="print the config serve would run with, as TOML",
+        description="Print every key of the config `serve --config FILE` would run with "
+        "(no FILE: the embedded defaults), defaults filled in and RDNS_SCORER_* variables "
+        "applied, as TOML that loads back as the same config. The token is never shown.",
+    )
+    config_show.add_argument("file", metavar="FILE", nargs="?")
+    config_show.set_defaults(func=_config_show)
     return parser
 
 

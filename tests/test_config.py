@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import json
 import os
 import re
 import subprocess
@@ -19,6 +20,7 @@ import uvloop
 from scorer.config import (
     DEFAULT_PORT,
     DEFAULT_SKIP_NETWORKS,
+    ENV_VARIABLES,
     SECTIONS,
     ConfigError,
     config_from_mapping,
@@ -28,7 +30,7 @@ from scorer.config import (
     with_overrides,
 )
 from scorer.security import exposed_token_files, exposure_warning, refuse_public_without_token
-from scorer.symbols import SYMBOLS
+from scorer.symbols import SYMBOLS, default_weights
 from scorer.workers import new_event_loop
 
 
@@ -695,3 +697,87 @@ def test_a_scoring_tempfail_symbol_is_warned_about_unless_shadowed() -> None:
     for policy in ({"shadow": True}, {"shadow_symbols": ["RL_PTR_TEMPFAIL"]}):
         shadowed = {"weights": {"RL_PTR_TEMPFAIL": 2}, "policy": policy}
         assert config_from_mapping(shadowed).warnings() == []
+
+
+# -- config show -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def _shown(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    from scorer.cli import main
+
+    assert main(["config", "show", *args]) == 0
+    return capsys.readouterr().out
+
+
+SHOWN_TOKEN = "0123456789abcdef0123456789abcdef"
+
+
+def test_config_show_prints_every_key_and_loads_back_as_the_same_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_environment: None
+) -> None:
+    (tmp_path / "allow.txt").write_text("ip 192.0.2.7\n")
+    written = tmp_path / "scorer.toml"
+    written.write_text(
+        f'[server]\nlisten = "127.0.0.1:11341"\ntoken = "{SHOWN_TOKEN}"\nlog_format = "json"\n'
+        '[dns]\nnameservers = ["127.0.0.1:5353"]\ntimeout = 0.3\n'
+        '[policy]\nlocal_names = ["mx.example.org", "bücher.de"]\n'
+        'shadow_symbols = ["RL_HELO_NOT_FQDN"]\n'
+        '[allowlist]\nips = ["198.51.100.0/24"]\nfiles = ["allow.txt"]\n'
+        "[weights]\nRL_PTR_MISSING = 2.5\n"
+    )
+    shown = _shown(capsys, str(written))
+    assert shown.startswith(f"# rdns-scorer: the effective config of {written}\n")
+    for section, schema in SECTIONS.items():
+        for key in dataclasses.fields(schema):
+            if key.name != "token":
+                assert re.search(rf"(?m)^{key.name} = ", shown), f"[{section}] {key.name}"
+    assert all(re.search(rf"(?m)^{name} = ", shown) for name in default_weights())
+    assert SHOWN_TOKEN not in shown
+    assert "# token: set (from the config file), not shown" in shown
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "shown.toml").write_text(shown)  # its list file anchored: found from here
+    loaded = load_config(elsewhere / "shown.toml", environ={})
+    original = load_config(written, environ={})
+    assert loaded == dataclasses.replace(
+        original, server=dataclasses.replace(original.server, token="")
+    )
+    assert loaded.allowlist.files == [str(tmp_path / "allow.txt")]
+
+
+def test_config_show_says_what_the_environment_set_and_shows_no_token(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, no_environment: None
+) -> None:
+    monkeypatch.setenv("RDNS_SCORER_LISTEN", "127.0.0.1:11342")
+    monkeypatch.setenv("RDNS_SCORER_TOKEN", SHOWN_TOKEN)
+    shown = _shown(capsys)
+    assert shown.startswith(
+        "# rdns-scorer: the effective config of the embedded defaults, with "
+        "RDNS_SCORER_LISTEN, RDNS_SCORER_TOKEN from the environment\n"
+    )
+    assert 'listen = "127.0.0.1:11342"' in shown
+    assert "# token: set (from RDNS_SCORER_TOKEN), not shown" in shown
+    assert SHOWN_TOKEN not in shown
+
+
+def test_config_show_keeps_a_token_file_and_odd_strings_as_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_environment: None
+) -> None:
+    # A token_file is shown (where the token comes from), never what it holds; TOML's
+    # escapes survive the trip: quotes, backslashes, non-ASCII, DEL.
+    secret = tmp_path / 'tok "x" \\ é \x7f.txt'
+    secret.write_text(SHOWN_TOKEN + "\n")
+    written = tmp_path / "scorer.toml"
+    written.write_text(
+        f"[server]\ntoken_file = {json.dumps(str(secret))}\n".replace("\x7f", "\\u007f")
+    )
+    shown = _shown(capsys, str(written))
+    assert SHOWN_TOKEN not in shown and "# token" not in shown
+    (tmp_path / "shown.toml").write_text(shown)
+    assert load_config(tmp_path / "shown.toml", environ={}) == load_config(written, environ={})
