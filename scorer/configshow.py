@@ -10,12 +10,25 @@ never printed: a comment says it is set and where it comes from.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
-from scorer.config import ENV_TOKEN, SECTIONS, Config
+from scorer.config import ENV_TOKEN, SECTIONS, Config, ConfigError
 
 WRAP_AT = 88  # a list longer than this on one line gets one item per line
+
+
+def _escaped(char: str) -> str:
+    """``char`` in a TOML basic string: ASCII as it is but for the escapes, anything
+    else by its code point. Not JSON's escapes: an astral character is a surrogate pair
+    there ("\\ud83d\\ude00"), which TOML refuses (no Unicode scalar value)."""
+    code = ord(char)
+    if char in '"\\':
+        return "\\" + char
+    if 0x20 <= code < 0x7F:
+        return char
+    if 0xD800 <= code <= 0xDFFF:  # a byte that was no UTF-8 (a file name's): no TOML for it
+        raise ValueError("a name that is not UTF-8, which TOML cannot hold")
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def _value(value: Any) -> str:
@@ -25,8 +38,7 @@ def _value(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        # JSON's escapes are TOML's (basic strings); DEL, which JSON leaves bare, is not.
-        return json.dumps(value).replace("\x7f", "\\u007f")
+        return '"' + "".join(_escaped(char) for char in value) + '"'
     items = [_value(item) for item in value]
     one_line = f"[{', '.join(items)}]"
     if len(one_line) <= WRAP_AT:
@@ -43,7 +55,9 @@ def _token_comment(config: Config, token_from_env: bool) -> str | None:
 
 def render(config: Config, source: str, token_from_env: bool = False) -> str:
     """``config`` as a TOML file that loads back as ``config`` (but for the token)."""
-    lines = [f"# rdns-scorer: the effective config of {source}", ""]
+    # A file name is any characters: a line break or DEL in this comment broke the TOML.
+    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in source)
+    lines = [f"# rdns-scorer: the effective config of {shown}", ""]
     for name in SECTIONS:
         section = getattr(config, name)
         lines.append(f"[{name}]")
@@ -52,7 +66,10 @@ def render(config: Config, source: str, token_from_env: bool = False) -> str:
                 comment = _token_comment(config, token_from_env)
                 lines += [comment] if comment else []
                 continue
-            lines.append(f"{field.name} = {_value(getattr(section, field.name))}")
+            try:
+                lines.append(f"{field.name} = {_value(getattr(section, field.name))}")
+            except ValueError as error:
+                raise ConfigError(f"[{name}] {field.name}: {error}") from None
         lines.append("")
     lines.append("[weights]")
     lines += [f"{symbol} = {_value(weight)}" for symbol, weight in config.weights.items()]

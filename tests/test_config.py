@@ -781,3 +781,40 @@ def test_config_show_keeps_a_token_file_and_odd_strings_as_they_are(
     assert SHOWN_TOKEN not in shown and "# token" not in shown
     (tmp_path / "shown.toml").write_text(shown)
     assert load_config(tmp_path / "shown.toml", environ={}) == load_config(written, environ={})
+
+
+def test_config_show_writes_characters_beyond_the_bmp_and_odd_file_names_as_toml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_environment: None
+) -> None:
+    # Regression (review): JSON's escapes made "\ud83d\ude00" of an emoji, which TOML
+    # refuses (no Unicode scalar value); and the config's name went into the first
+    # comment as it was, where a line break or DEL broke the TOML.
+    directory = tmp_path / "conf \U0001f4e8"
+    directory.mkdir()
+    (directory / "tok\U0001f511").write_text(SHOWN_TOKEN)
+    (directory / "allow\U0001f600.txt").write_text("ip 192.0.2.7\n")
+    for name in ("scorer.toml", "a\nb.toml", "a\x7fb.toml"):
+        written = directory / name
+        written.write_text(
+            '[server]\ntoken_file = "tok\U0001f511"\n[allowlist]\nfiles = ["allow\U0001f600.txt"]\n'
+        )
+        shown = _shown(capsys, str(written))
+        (tmp_path / "shown.toml").write_text(shown)
+        assert load_config(tmp_path / "shown.toml", environ={}) == load_config(written, environ={})
+
+
+def test_config_show_refuses_a_name_toml_cannot_hold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_environment: None
+) -> None:
+    # A file name that is no UTF-8 (read as surrogate escapes): no TOML for it, so an
+    # error naming the key, not a file that does not load.
+    from scorer.cli import main
+
+    directory = os.fsdecode(os.fsencode(tmp_path) + b"/x\xff")
+    os.mkdir(directory)
+    (Path(directory) / "allow.txt").write_text("ip 192.0.2.7\n")
+    (Path(directory) / "scorer.toml").write_text('[allowlist]\nfiles = ["allow.txt"]\n')
+    assert main(["config", "show", f"{directory}/scorer.toml"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "[allowlist] files: a name that is not UTF-8, which TOML cannot hold" in captured.err
