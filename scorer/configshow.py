@@ -47,8 +47,9 @@ def _value(value: Any) -> str:
 
 
 def _token_comment(config: Config, token_from_env: bool) -> str | None:
-    if not config.server.token or config.server.token_file:
+    if not config.server.token or (config.server.token_file and not token_from_env):
         return None  # none, or token_file (shown) is where it comes from
+    # RDNS_SCORER_TOKEN wins over token_file too: said, or the file shown would pass for it.
     where = ENV_TOKEN if token_from_env else "the config file"
     return f"# token: set (from {where}), not shown"
 

@@ -818,3 +818,21 @@ def test_config_show_refuses_a_name_toml_cannot_hold(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "[allowlist] files: a name that is not UTF-8, which TOML cannot hold" in captured.err
+
+
+def test_config_show_says_the_environments_token_wins_over_a_token_file(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    no_environment: None,
+) -> None:
+    # Regression (review): with a token_file, no comment was written, and the file shown
+    # passed for where the token comes from; RDNS_SCORER_TOKEN is what serve uses.
+    (tmp_path / "tok").write_text("fromthefile\n")
+    written = tmp_path / "scorer.toml"
+    written.write_text('[server]\ntoken_file = "tok"\n')
+    monkeypatch.setenv("RDNS_SCORER_TOKEN", SHOWN_TOKEN)
+    shown = _shown(capsys, str(written))
+    assert "# token: set (from RDNS_SCORER_TOKEN), not shown\n" in shown
+    assert f'token_file = "{tmp_path / "tok"}"' in shown
+    assert SHOWN_TOKEN not in shown and "fromthefile" not in shown
