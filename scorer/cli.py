@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 
 from scorer import __version__
 from scorer.config import (
@@ -218,8 +219,10 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def _config_show(args: argparse.Namespace) -> int:
-    # As `serve --config FILE` reads it: the environment's overrides too.
-    config = load_config(args.file)
+    # As `serve --config FILE` reads it: the environment's overrides too. Its relative
+    # file names anchored to an absolute directory: "conf/allow.txt" of `config show
+    # conf/scorer.toml` would be conf/conf/allow.txt in the output saved beside it.
+    config = load_config(args.file and Path(args.file).absolute())
     applied = [name for name in ENV_VARIABLES if os.environ.get(name)]
     source = args.file or "the embedded defaults"
     if applied:

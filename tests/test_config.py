@@ -836,3 +836,27 @@ def test_config_show_says_the_environments_token_wins_over_a_token_file(
     assert "# token: set (from RDNS_SCORER_TOKEN), not shown\n" in shown
     assert f'token_file = "{tmp_path / "tok"}"' in shown
     assert SHOWN_TOKEN not in shown and "fromthefile" not in shown
+
+
+def test_config_show_of_a_relative_file_anchors_its_names_to_an_absolute_directory(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    no_environment: None,
+) -> None:
+    # Regression (review): `config show conf/scorer.toml` wrote files = ["conf/allow.txt"],
+    # which the output saved beside it (or anywhere else) reads as conf/conf/allow.txt.
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "allow.txt").write_text("ip 192.0.2.7\n")
+    (tmp_path / "conf" / "tok").write_text(SHOWN_TOKEN)
+    (tmp_path / "conf" / "scorer.toml").write_text(
+        '[server]\ntoken_file = "tok"\n[allowlist]\nfiles = ["allow.txt"]\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    shown = _shown(capsys, "conf/scorer.toml")
+    assert shown.startswith("# rdns-scorer: the effective config of conf/scorer.toml\n")
+    (tmp_path / "conf" / "shown.toml").write_text(shown)
+    loaded = load_config(tmp_path / "conf" / "shown.toml", environ={})
+    assert loaded == load_config(tmp_path / "conf" / "scorer.toml", environ={})
+    assert loaded.allowlist.files == [str(tmp_path / "conf" / "allow.txt")]
+    assert loaded.server.token_file == str(tmp_path / "conf" / "tok")
