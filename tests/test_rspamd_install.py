@@ -1525,3 +1525,14 @@ def test_check_without_rspamadm_cannot_tell(
     assert capsys.readouterr().err == (
         "rdns-scorer rspamd check: rspamadm not found (is rspamd installed here?)\n"
     )
+
+
+def test_install_names_the_check_with_its_confdir_quoted(tmp_path: Path) -> None:
+    # Regression (review): a confdir with a space in it was shown as two arguments.
+    confdir = tmp_path / "my rspamd"
+    confdir.mkdir()
+    section = integration.module_section(config_from_mapping({}))
+    report = integration.install(confdir, section, rspamadm=None)
+    assert report.ok and report.lines[-1] == (
+        f"`rdns-scorer rspamd check --confdir '{confdir}'` says whether rspamd reaches the service"
+    )

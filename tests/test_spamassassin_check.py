@@ -206,3 +206,17 @@ def test_a_site_spamassassin_cannot_read_is_told_without_its_words(
         f"SpamAssassin could not read {tmp_path} (exit 25): "
         f"`spamassassin --lint --siteconfigpath {tmp_path}` says why"
     )
+
+
+def test_install_names_a_check_that_runs_from_anywhere_for_a_relative_spaced_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review): "--siteconfigpath my site" was shown as two arguments, and a
+    # relative directory only ran from where install was run.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my site").mkdir()
+    assert main(["spamassassin", "install", "--siteconfigpath", "my site", "--no-lint"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"`rdns-scorer spamassassin check --siteconfigpath '{tmp_path / 'my site'}'` says "
+        "whether SpamAssassin reaches the service"
+    )

@@ -514,7 +514,12 @@ def install(
         report.say("do not reload rspamd: fix the error, or restore the backups named above")
     if report.ok:
         # Where it is found (README, docs) only by those who already know it exists.
-        where = "" if confdir.resolve() == DEFAULT_CONFDIR else f" --confdir {confdir}"
+        # Quoted: a confdir with a space in it made two arguments of the command shown.
+        where = (
+            ""
+            if confdir.resolve() == DEFAULT_CONFDIR
+            else f" --confdir {shlex.quote(str(confdir))}"
+        )
         report.say(f"`rdns-scorer rspamd check{where}` says whether rspamd reaches the service")
     return report
 

@@ -16,6 +16,7 @@ import filecmp
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -362,8 +363,11 @@ def _install_command(args: argparse.Namespace) -> int:
     # A kept file is as it was, and its .dist is never read.
     changed = any(step.action in ("installed", "updated") for step in steps)
     _restart_advice(changed, "to load the plugin")
+    # Absolute and quoted: a command to run from anywhere, a space in it one argument.
     where = (
-        "" if siteconfigpath == DEFAULT_SITECONFIGPATH else f" --siteconfigpath {siteconfigpath}"
+        ""
+        if siteconfigpath == DEFAULT_SITECONFIGPATH
+        else f" --siteconfigpath {shlex.quote(str(siteconfigpath.absolute()))}"
     )
     print(f"`rdns-scorer spamassassin check{where}` says whether SpamAssassin reaches the service")
     return 0
