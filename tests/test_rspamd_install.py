@@ -1491,6 +1491,20 @@ def test_check_never_shows_what_configdump_printed_when_it_is_no_json() -> None:
     assert "printed no JSON" in str(raised.value) and "s3cret" not in str(raised.value)
 
 
+def test_check_never_shows_what_a_failed_rspamadm_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review): with nothing on stderr, the error quoted stdout: for
+    # `configdump -j rdns_scorer` that is the section, token and all.
+    def failed(command: list[str], **_options: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(command, 1, '{"token": "s3cret"}', "")
+
+    monkeypatch.setattr(subprocess, "run", failed)
+    with pytest.raises(RuntimeError) as raised:
+        rspamd_check.check(tmp_path, "rspamadm")
+    assert "s3cret" not in str(raised.value) and str(raised.value).endswith("failed: exit 1")
+
+
 def test_check_says_when_the_section_is_missing(
     stock_confdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -300,3 +300,17 @@ def test_a_condition_on_the_plugin_in_parentheses_or_negated_is_read_as_spamassa
     assert "warning" not in capsys.readouterr().out
     (site / "more.cf").write_text(f"if !plugin({ours})\nrdns_scorer_timeout 2\nendif\n")
     assert plugin_settings_left(site) == {site / "more.cf": ["rdns_scorer_timeout"]}
+
+
+def test_lint_output_never_shows_a_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): a token set while the plugin is not loaded is a line lint cannot
+    # parse, and lint quotes such lines: uninstall (which leaves just that) printed it.
+    site = _site(tmp_path)
+    install(site, source_dir())
+    (site / "rdns_scorer_local.cf").write_text("RDNS-SCORER-TOKEN s3cretTOK\n")
+    assert _uninstall(site) == 1  # the real lint fails on the setting left
+    err = capsys.readouterr().err
+    assert "s3cretTOK" not in err
+    assert "RDNS-SCORER-TOKEN (not shown)" in err

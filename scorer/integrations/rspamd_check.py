@@ -86,7 +86,9 @@ def _rspamadm(rspamadm: str, confdir: Path, *args: str) -> str:
     command = rspamd.rspamadm_command(confdir, "configdump", rspamadm) + list(args)
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
-        raise RuntimeError(f"`{' '.join(command)}` failed: {(done.stderr or done.stdout).strip()}")
+        # Its errors only: what it printed may be the section, the token with it.
+        said = done.stderr.strip() or f"exit {done.returncode}"
+        raise RuntimeError(f"`{' '.join(command)}` failed: {said}")
     return done.stdout
 
 

@@ -315,6 +315,18 @@ def _print_step(step: Step) -> None:
     print(f"{step.action:<9} {step.path}" + (f"  ({step.note})" if step.note else ""))
 
 
+# A setting's name as SpamAssassin reads it (any case, dashes for underscores), and the
+# rest of its line.
+_TOKEN_SETTING = re.compile(r"(?i)\b(rdns[_-]scorer[_-]token)\b.*")
+
+
+def without_token(text: str) -> str:
+    """``text`` (SpamAssassin's words) with the value of every rdns_scorer_token line it
+    quotes left out: lint quotes each line it cannot parse, and a token set while the
+    plugin is not loaded is one."""
+    return _TOKEN_SETTING.sub(r"\1 (not shown)", text)
+
+
 def _lint_passes(siteconfigpath: Path, args: argparse.Namespace) -> bool:
     """Run ``spamassassin --lint`` on ``siteconfigpath`` (unless ``--no-lint``, or it is
     not installed) and say how it went; False, with its output on stderr, if it failed."""
@@ -325,7 +337,7 @@ def _lint_passes(siteconfigpath: Path, args: argparse.Namespace) -> bool:
         return True
     result = lint(siteconfigpath, spamassassin)
     if result.returncode != 0:
-        sys.stderr.write(result.stdout + result.stderr)
+        sys.stderr.write(without_token(result.stdout + result.stderr))
         print(f"spamassassin --lint --siteconfigpath {siteconfigpath}: FAILED", file=sys.stderr)
         return False
     print(f"spamassassin --lint --siteconfigpath {siteconfigpath}: OK")
