@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -220,3 +222,47 @@ def test_install_names_a_check_that_runs_from_anywhere_for_a_relative_spaced_dir
         f"`rdns-scorer spamassassin check --siteconfigpath '{tmp_path / 'my site'}'` says "
         "whether SpamAssassin reaches the service"
     )
+
+
+class _OlderService(http.server.BaseHTTPRequestHandler):
+    """Answers as rdns-scorer 0.0.9 would: checks, readiness, and its version in /metrics."""
+
+    def _send(self, body: bytes, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self._send(b'{"symbols": [], "score": 0}', "application/json")
+
+    def do_GET(self) -> None:
+        if self.path == "/metrics":
+            info = 'rdns_scorer_build_info{python="3.11.7",version="0.0.9"} 1.0\n'
+            self._send(info.encode(), "text/plain")
+        else:
+            self._send(b'{"status": "ready"}', "application/json")
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_check_says_when_the_service_runs_another_release() -> None:
+    # An older or newer service than this command (and the plugin it installs): a newer
+    # one's symbols reach an older plugin as RL_SCORER_UNKNOWN, never scored.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OlderService)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        findings = probe.service_findings(base, "/v1/check", None, spamassassin_check.WIRING)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [finding.line() for finding in findings] == [
+        f"ok:        {base}/v1/check answers SpamAssassin's checks",
+        f"problem:   {base} runs rdns-scorer 0.0.9, this command is {__version__}: upgrade "
+        "the older one, then install the plugin again (docs/operations.md, Upgrading)",
+        f"ok:        {base} is ready (its resolver answers)",
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import subprocess
 import sys
 import urllib.error
@@ -18,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgpack
+
+from scorer import __version__
 
 REQUEST_TIMEOUT = 3.0
 # A loopback client: the service skips it ([policy] skip_networks) with no DNS lookup, so
@@ -117,6 +120,7 @@ def service_findings(base: str, path: str, token: str | None, wiring: Wiring) ->
         )
         if not answer.ok:
             return [answer]
+        skew = _version_finding(base, *_ask(urllib.request.Request(base + "/metrics")))
         status, body = _ask(urllib.request.Request(base + "/readyz"))
     except http.client.HTTPException as error:
         # Something took the connection but its reply is no HTTP (an SSH or SMTP
@@ -137,17 +141,36 @@ def service_findings(base: str, path: str, token: str | None, wiring: Wiring) ->
                 f"rdns-scorer`), or correct {wiring.address_setting}",
             )
         ]
+    found = [answer, *([skew] if skew else [])]
     if status == 200:
-        return [answer, Finding(True, f"{base} is ready (its resolver answers)")]
+        return [*found, Finding(True, f"{base} is ready (its resolver answers)")]
     why = _error_text(body)
     return [
-        answer,
+        *found,
         Finding(
             False,
             f"{base} is not ready ({why}): every check is a zero-weight TEMPFAIL until its "
             "resolver answers (docs/monitoring.md)",
         ),
     ]
+
+
+# The running service's version, as its /metrics says it (scorer.metrics, Info).
+_BUILD_VERSION = re.compile(r'^rdns_scorer_build_info\{[^}]*\bversion="([^"]*)"', re.MULTILINE)
+
+
+def _version_finding(base: str, status: int, body: bytes) -> Finding | None:
+    """A problem when the service runs another release than this command, whose plugin
+    is the one the filter should have: a newer service's symbols reach an older plugin as
+    RL_SCORER_UNKNOWN, never scored. None when they agree, or /metrics does not say."""
+    found = _BUILD_VERSION.search(body.decode("utf-8", "replace")) if status == 200 else None
+    if found is None or found.group(1) == __version__:
+        return None
+    return Finding(
+        False,
+        f"{base} runs rdns-scorer {found.group(1)}, this command is {__version__}: upgrade "
+        "the older one, then install the plugin again (docs/operations.md, Upgrading)",
+    )
 
 
 def run_check(command: str, gather: Callable[[], list[Finding]], all_well: str) -> int:
