@@ -639,6 +639,13 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_confdir_option(parser: argparse.ArgumentParser) -> None:
+    """``--confdir``, which every action on an rspamd config dir takes (``confdir_of``)."""
+    parser.add_argument(
+        "--confdir", default=str(DEFAULT_CONFDIR), help="rspamd config dir (default /etc/rspamd)"
+    )
+
+
 def confdir_of(args: argparse.Namespace) -> Path | None:
     """``--confdir``, absolute (configtest's --var=CONFDIR must not depend on rspamadm's
     own directory); None, said, when it is no directory."""
@@ -738,11 +745,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "files are backed up first), then run `rspamadm configtest`.",
     )
     for parser in (install_cmd, uninstall_cmd):
-        parser.add_argument(
-            "--confdir",
-            default=str(DEFAULT_CONFDIR),
-            help="rspamd config dir (default /etc/rspamd)",
-        )
+        add_confdir_option(parser)
         parser.add_argument(
             "--no-configtest", action="store_true", help="do not run rspamadm configtest"
         )

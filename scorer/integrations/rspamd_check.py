@@ -202,9 +202,5 @@ def add_command(actions: argparse._SubParsersAction) -> None:
         "ask whether it is ready. Exit 0 when all is well, 1 with problems, 2 when it "
         "cannot tell.",
     )
-    parser.add_argument(
-        "--confdir",
-        default=str(rspamd.DEFAULT_CONFDIR),
-        help="rspamd config dir (default /etc/rspamd)",
-    )
+    rspamd.add_confdir_option(parser)
     parser.set_defaults(func=_cmd_check)

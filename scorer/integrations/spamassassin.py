@@ -421,14 +421,19 @@ def _describe_command(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_site_options(parser: argparse.ArgumentParser) -> None:
-    """The options install and uninstall share: where, and whether to lint."""
+def add_site_option(parser: argparse.ArgumentParser) -> None:
+    """``--siteconfigpath``, which every action on a site config dir takes (``site_dir_of``)."""
     parser.add_argument(
         "--siteconfigpath",
         metavar="DIR",
         default=os.fspath(DEFAULT_SITECONFIGPATH),
         help=f"SpamAssassin site config dir (default {DEFAULT_SITECONFIGPATH})",
     )
+
+
+def _add_site_options(parser: argparse.ArgumentParser) -> None:
+    """The options install and uninstall share: where, and whether to lint."""
+    add_site_option(parser)
     parser.add_argument("--no-lint", action="store_true", help="do not run 'spamassassin --lint'")
 
 

@@ -149,10 +149,5 @@ def add_command(actions: argparse._SubParsersAction) -> None:
         "DNS) and ask whether it is ready. Exit 0 when all is well, 1 with problems, 2 "
         "when it cannot tell.",
     )
-    parser.add_argument(
-        "--siteconfigpath",
-        metavar="DIR",
-        default=str(spamassassin.DEFAULT_SITECONFIGPATH),
-        help=f"SpamAssassin site config dir (default {spamassassin.DEFAULT_SITECONFIGPATH})",
-    )
+    spamassassin.add_site_option(parser)
     parser.set_defaults(func=_cmd_check)
