@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgpack
 
@@ -50,6 +51,19 @@ class Wiring:
     # The body as the plugin sends it: rspamd's msgpack, SpamAssassin's JSON (both ask
     # for a JSON reply).
     msgpack_body: bool = False
+
+
+def release_finding(installed: Path, shipped: bytes | None, install: str) -> Finding:
+    """Whether the plugin file the filter loads is the one this release ships (``None``:
+    its files were not found); if not, the ``install`` command that updates it. An older
+    plugin reports symbols a newer service added as RL_SCORER_UNKNOWN, never scored."""
+    if installed.is_file() and installed.read_bytes() == shipped:
+        return Finding(True, f"{installed} is rdns-scorer {__version__}'s")
+    return Finding(
+        False,
+        f"{installed} is not rdns-scorer {__version__}'s (an earlier release, or edited): "
+        f"run `{install}` to update it",
+    )
 
 
 def _ask(request: urllib.request.Request) -> tuple[int, bytes]:

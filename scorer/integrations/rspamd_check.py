@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scorer import __version__
 from scorer.integrations import probe, rspamd
 from scorer.integrations.probe import Finding
 
@@ -144,18 +143,11 @@ def _module_finding(state: str | None, confdir: Path, has_section: bool) -> Find
 
 
 def _plugin_finding(confdir: Path) -> Finding | None:
-    """Whether the installed plugin is the one this release ships (an older one reports
-    symbols a newer service added as RL_SCORER_UNKNOWN, never scored)."""
+    """Whether the installed plugin is this release's (probe.release_finding)."""
     plugin = confdir / "plugins.d" / rspamd.PLUGIN_FILE
     if not plugin.is_file():
         return None  # said by the module finding
-    if plugin.read_bytes() == rspamd.shipped_plugin():
-        return Finding(True, f"{plugin} is rdns-scorer {__version__}'s")
-    return Finding(
-        False,
-        f"{plugin} is not rdns-scorer {__version__}'s (an earlier release, or edited): "
-        "run `rdns-scorer rspamd install` to update it",
-    )
+    return probe.release_finding(plugin, rspamd.shipped_plugin(), "rdns-scorer rspamd install")
 
 
 def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:

@@ -16,7 +16,6 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from scorer import __version__
 from scorer.integrations import probe, spamassassin
 from scorer.integrations.probe import Finding
 
@@ -84,17 +83,8 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
         ]
     findings = [Finding(True, f"SpamAssassin loads {PACKAGE}")]
     loaded = Path(view["file"] or "")  # "": not from a file named RdnsScorer.pm
-    shipped = spamassassin.source_dir() / spamassassin.PLUGIN
-    if loaded.is_file() and loaded.read_bytes() == shipped.read_bytes():
-        findings.append(Finding(True, f"{loaded} is rdns-scorer {__version__}'s"))
-    else:
-        findings.append(
-            Finding(
-                False,
-                f"{loaded} is not rdns-scorer {__version__}'s (an earlier release, or "
-                "edited): run `rdns-scorer spamassassin install` to update it",
-            )
-        )
+    shipped = (spamassassin.source_dir() / spamassassin.PLUGIN).read_bytes()
+    findings.append(probe.release_finding(loaded, shipped, "rdns-scorer spamassassin install"))
     if view["driver_score"] is None:
         findings.append(
             Finding(
