@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.ports import free_loopback_address
+from tests.support.ports import free_loopback_address, free_port
+from tests.support.processes import wait_listening
 
 
 class _Stop(BaseException):
@@ -47,3 +48,21 @@ def test_free_loopback_address_without_the_right_to_bind_fails_at_once(
     with pytest.raises(RuntimeError, match="cannot bind port 53"):
         free_loopback_address(53)
     assert len(calls) == 1
+
+
+def test_a_server_that_never_listens_is_stopped_and_its_log_shown() -> None:
+    # tests/support/processes.wait_listening, which Postfix and rspamd's milter share.
+    class Server:
+        stopped = False
+
+        def log(self) -> str:
+            return "" if self.stopped else "fatal: bind: address in use"
+
+        def stop(self) -> None:
+            self.stopped = True
+
+    server = Server()
+    with pytest.raises(TimeoutError) as raised:
+        wait_listening(server, free_port(), 0.2, "postfix did not listen")
+    assert str(raised.value) == "postfix did not listen:\nfatal: bind: address in use"
+    assert server.stopped

@@ -20,8 +20,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.support.ports import free_port, wait_for_port
-from tests.support.processes import stop_process
+from tests.support.ports import free_port
+from tests.support.processes import stop_process, wait_listening
 from tests.support.rspamd import with_private_files
 
 DAEMON_DIRECTORY = Path("/usr/lib/postfix/sbin")
@@ -115,11 +115,7 @@ milter_default_action = accept
                 stderr=errors,
                 start_new_session=True,
             )
-        try:
-            wait_for_port(self.port, timeout)
-        except TimeoutError:
-            self.stop()
-            raise TimeoutError(f"postfix did not listen:\n{self.log()}") from None
+        wait_listening(self, self.port, timeout, "postfix did not listen")
         return self
 
     def stop(self) -> None:

@@ -10,6 +10,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
+
+from tests.support.ports import wait_for_port
 
 
 def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
@@ -25,6 +28,22 @@ def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0)
         else:
             process.kill()
         process.wait()
+
+
+class _Server(Protocol):
+    def stop(self) -> None: ...
+    def log(self) -> str: ...
+
+
+def wait_listening(server: _Server, port: int, timeout: float, failure: str) -> None:
+    """Wait until something listens on ``port``; if nothing does in time, stop ``server``
+    and fail with ``failure`` and its log (read first: stopping may remove it)."""
+    try:
+        wait_for_port(port, timeout)
+    except TimeoutError:
+        log = server.log()
+        server.stop()
+        raise TimeoutError(f"{failure}:\n{log}") from None
 
 
 def wait_for_http(

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.ports import free_port, wait_for_port
-from tests.support.processes import stop_process, wait_for_http
+from tests.support.ports import free_port
+from tests.support.processes import stop_process, wait_for_http, wait_listening
 
 # A resolv.conf naming a loopback address where no resolver listens: a name missing
 # from /etc/hosts fails at once instead of asking the host's resolver (hermetic tests).
@@ -214,11 +214,7 @@ rdns_scorer {{
         ping = f"{self.url}/ping"
         wait_for_http(self._process, ping, lambda body: body.strip() == b"pong", timeout, self.log)
         if self.milter_port is not None:
-            try:
-                wait_for_port(self.milter_port, timeout)
-            except TimeoutError:
-                self.stop()
-                raise TimeoutError(f"rspamd's milter port is not ready:\n{self.log()}") from None
+            wait_listening(self, self.milter_port, timeout, "rspamd's milter port is not ready")
         return self
 
     def stop(self) -> None:
