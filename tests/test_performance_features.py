@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import dns.rdatatype
 import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,6 +31,7 @@ from scorer.app import Service
 from scorer.checks.helo import parse_helo
 from scorer.checks.mailfrom import parse_sender
 from scorer.config import Config, ConfigError, config_from_mapping
+from scorer.dns.outcomes import Answer
 from scorer.hangup import defer_hangups, take_deferred_hangup
 from scorer.memo import MAX_MEMO_CHARS, memo_sized, memoise_short_text
 from scorer.pipeline import Pipeline
@@ -1179,3 +1181,55 @@ def test_the_bench_zones_start_under_the_test_unbound() -> None:
         assert [r.to_text() for r in answer] == ["10 mx.example.net."]
     finally:
         server.stop()
+
+
+STRAIGHTFORWARD_REQUESTS = [
+    {"ip": world.CONFIRMED_IP, "helo": world.CONFIRMED_NAME, "mail_from": "a@good-sender.net"},
+    {
+        "ip": world.MISSING_PTR_IP,
+        "helo": world.HELO_NO_ADDRESS,
+        "mail_from": "b@no-such-domain.net",
+    },
+    {"ip": world.UNVERIFIED_IP, "helo": "mx.example.invalid", "mail_from": "c@null-mx.org"},
+    {"ip": world.MULTI_PTR_IP, "mail_from": "d@bogus-mx.org"},
+    {"ip": world.GENERIC_IP, "helo": world.GENERIC_NAME, "mail_from": "e@implicit-mx.org"},
+    {"ip": world.PROVIDER_IP, "mail_from": "f@no-mail-host.org"},
+    {"ip": world.ROOT_PTR_IP, "mail_from": f"g@{world.IDN_DOMAIN}"},
+    {"ip": world.CONFIRMED_IP6, "helo": world.CONFIRMED_NAME6, "mail_from": "h@implicit-dual.org"},
+    {"ip": world.MISSING_PTR_IP6, "mail_from": "i@implicit-private.org"},
+]
+
+
+@pytest.mark.parametrize("fields", STRAIGHTFORWARD_REQUESTS, ids=lambda f: f["ip"])
+async def test_the_bench_straightforward_build_reaches_the_same_verdicts(
+    unbound_config: Config, fields: dict[str, str]
+) -> None:
+    # bench/straightforward.py stands for issue 7's "straightforward dnspython resolver":
+    # bench/run.py sets our cold rate against its rate in the same run, which measures
+    # only the transport if it reaches the verdicts ours does, from the same lookups.
+    from bench.straightforward import DnspythonTransport
+
+    ours = Pipeline(unbound_config)
+    reference = Pipeline(unbound_config)
+    dns_config = unbound_config.dns
+    reference.dns._transport = DnspythonTransport(  # type: ignore[assignment]
+        reference.dns.nameservers, dns_config.timeout, dns_config.negative_ttl
+    )
+    request = parse_request(fields).request
+    expected = await ours.check(request)
+    reply = await reference.check(request)
+    assert reply.symbols == expected.symbols
+    assert reply.score == expected.score
+
+    # The same outcomes, TTLs (RFC 2308's negative ones too) and failures included; in
+    # any order, as unbound rotates the records of an answer.
+    def outcomes(pipeline: Pipeline) -> dict[object, object]:
+        return {
+            key: (sorted(map(repr, value.records)), value.ttl) if type(value) is Answer else value
+            for key, (_expires, value) in pipeline.dns.cache._items.items()
+        }
+
+    assert outcomes(reference) == outcomes(ours)
+    # And the root's SOA, which the service asks before it serves (DnsLayer.check_root).
+    root = await reference.dns.probe(".", dns.rdatatype.SOA)
+    assert root == await ours.dns.probe(".", dns.rdatatype.SOA)
