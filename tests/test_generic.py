@@ -321,6 +321,24 @@ def test_a_whole_address_brings_no_shape_evidence() -> None:
         ("2a02:8108:1240:5a00:211:22ff:fe33:4455", "cpe-00-11-22-33-44-55.upstr.ru", "ipv6-eui64"),
         ("2a02:8108:1240:5a00:211:22ff:fe33:4455", "cpe-211-22ff-fe33-4455.upstr.ru", "ipv6-eui64"),
         ("2a02:8108:1240:5a00:0:ff:fe00:0", "cpe-0-ff-fe00-0.upstr.ru", "ipv6-eui64"),
+        # The /64 beside the EUI-64 id is the whole address, keyword or not: in labels of
+        # their own, or joined with the id's groups padded and the prefix's not (which
+        # no whole form is).
+        (
+            "2001:db8:aa:1:21a:2bff:fe3c:4d5e",
+            "host-001a2b3c4d5e.2001-db8-aa-1.isp.example.net",
+            "ipv6-prefix-eui64",
+        ),
+        (
+            "2001:db8:aa:1:21a:2bff:fe3c:4d5e",
+            "h-2001-db8-aa-1-021a-2bff-fe3c-4d5e.isp.example.net",
+            "ipv6-prefix-eui64",
+        ),
+        (
+            "2001:db8:aa:1:21a:2bff:fe3c:4d5e",
+            "h-20010db800aa0001.021a2bfffe3c4d5e.isp.example.net",
+            "ipv6-prefix-eui64",
+        ),
     ],
 )
 def test_ipv6_encodings(ip: str, hostname: str, kind: str) -> None:
@@ -462,6 +480,25 @@ def test_any_eui64_interface_id_is_found(prefix: list[int], mac: bytes) -> None:
     for name in ("-".join(padded[4:]), "-".join(unpadded[4:]), "".join(padded[4:])):
         result = classify(ip, f"h-{name}.upstr.ru", True)
         assert "ipv6-eui64" in kinds(result), (str(ip), name, result.describe())
+
+
+@settings(max_examples=200, deadline=None)
+@given(prefix=_PREFIX, mac=_MAC, other=_MAC)
+def test_a_prefix_beside_its_eui64_id_is_the_whole_address(
+    prefix: list[int], mac: bytes, other: bytes
+) -> None:
+    # Property: the /64 in its own label and the MAC behind the EUI-64 id in another are
+    # all 128 bits of the address: generic with no keyword, as a whole form is. Another
+    # device's MAC under the same /64 is no more than the prefix.
+    assume(mac != other)
+    ip = _address(prefix, _eui64_id(mac))
+    network = "-".join(_groups(ip)[1][:4])
+    result = classify(ip, f"host-{mac.hex()}.{network}.upstr.ru", True)
+    assert "ipv6-prefix-eui64" in kinds(result), (str(ip), result.describe())
+    assert result.confidence >= FULL_ENCODING_CONFIDENCE, (str(ip), result.describe())
+    neighbour = classify(ip, f"host-{other.hex()}.{network}.upstr.ru", True)
+    assert "ipv6-prefix-eui64" not in kinds(neighbour), (str(ip), neighbour.describe())
+    assert neighbour.confidence < FULL_ENCODING_CONFIDENCE, (str(ip), neighbour.describe())
 
 
 @settings(max_examples=200, deadline=None)

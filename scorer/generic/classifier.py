@@ -5,7 +5,8 @@ Decision, in order:
 1. Unusable hostname -> legit (nothing to judge; never raises).
 2. Forward-confirmed name under a known large-sender suffix -> legit ("provider").
 3. The client address spelled out in full (any encoding) -> generic, 0.85 (+ keywords);
-   in an ambiguous form (unpadded concatenation, EUI-64) only with a keyword, 0.8 (+).
+   in an ambiguous form (unpadded concatenation, an EUI-64 id without its /64) only
+   with a keyword, 0.8 (+).
 4. Part of the address (two or three octets joined by separators, or the IPv6 /64)
    together with a strong keyword -> generic, 0.6-0.7; three octets with a digit-heavy
    shape and no keyword -> 0.5.

@@ -459,14 +459,38 @@ def _find_ipv6(ip: IPv6Address, region: str) -> list[EncodingMatch]:
     if form is not None:
         evidence = GenericEvidence(full_forms[form], f"{form} = {text}")
         matches.append(EncodingMatch(evidence, Strength.FULL, form))
+    prefix_forms = _ipv6_prefix_forms(nibbles, groups)
     form = _first_delimited(region, _eui64_forms(nibbles))
+    if form is not None and not matches:
+        prefix = _prefix_beside(region, prefix_forms, form)
+        if prefix is not None:
+            # The /64 and the interface id are all 128 bits, however they are written
+            # (host-001a2b3c4d5e.2001-db8-aa-1, or 2001-db8-aa-1-021a-2bff-fe3c-4d5e
+            # with the id's groups padded and the prefix's not): the whole address.
+            detail = f"{prefix} = /64 prefix and {form} = EUI-64 interface id of {text}"
+            evidence = GenericEvidence("ipv6-prefix-eui64", detail)
+            return [EncodingMatch(evidence, Strength.FULL, f"{prefix} {form}")]
     if form is not None:
         evidence = GenericEvidence("ipv6-eui64", f"{form} = EUI-64 interface id of {text}")
         matches.append(EncodingMatch(evidence, Strength.WEAK_FULL, form))
     if matches:
         return matches
-    form = _first_delimited(region, _ipv6_prefix_forms(nibbles, groups), label_end=True)
+    form = _first_delimited(region, prefix_forms, label_end=True)
     if form is None:
         return []
     evidence = GenericEvidence("ipv6-prefix", f"{form} = /64 prefix of {text}")
     return [EncodingMatch(evidence, Strength.PARTIAL_STRONG, form)]
+
+
+def _prefix_beside(region: str, prefix_forms: list[str], interface_id: str) -> str | None:
+    """The form of the /64 prefix written beside ``interface_id`` in ``region``: ending a
+    label of its own, or right before the id with one separator between them."""
+    joined = {
+        prefix + separator + interface_id: prefix
+        for prefix in prefix_forms
+        for separator in _SEPARATORS
+    }
+    form = _first_delimited(region, joined)
+    if form is not None:
+        return joined[form]
+    return _first_delimited(region, prefix_forms, label_end=True)
