@@ -384,6 +384,9 @@ OTHER_GENERIC_PTR = "dsl-81-2-69-20.dynamic.some-isp.net"
         # both (the failed one as if confirmed), so the HELO is not judged generic again.
         ([OTHER_GENERIC_PTR, GENERIC_PTR], {OTHER_GENERIC_PTR: "client",
          GENERIC_PTR: "timeout"}, 0, {"RL_HELO_TEMPFAIL"}),
+        # The one name's lookup timed out: RL_PTR_TEMPFAIL and RL_PTR_GENERIC (judged as
+        # if confirmed), no RL_PTR_UNVERIFIED: the HELO's own failed lookup is still told.
+        ([GENERIC_PTR], {GENERIC_PTR: "timeout"}, 0, {"RL_HELO_TEMPFAIL"}),
     ],
 )  # fmt: skip
 def test_a_ptr_name_as_helo_is_spared_only_what_a_ptr_symbol_scored(
