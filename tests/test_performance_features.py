@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -43,7 +43,15 @@ from scorer.protocol import (
     parse_request,
 )
 from scorer.workermetrics import SNAPSHOT_SECONDS
-from scorer.workers import STOP_GRACE_SECONDS, Supervisor, _ask_parent_to_reload_peers, _Worker
+from scorer.workers import (
+    MAX_QUICK_DEATHS,
+    STOP_GRACE_SECONDS,
+    Supervisor,
+    _ask_parent_to_reload_peers,
+    _Worker,
+    exit_description,
+    serve,
+)
 from tests import world
 from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns, dead_port
@@ -536,8 +544,11 @@ def test_a_stuck_worker_is_killed_and_replaced(unbound: Unbound, tmp_path: Path)
     log = tmp_path / "log"
     process = _start_workers(config, port, log, "--nameserver", unbound.nameserver)
     try:
+        started = children(process.pid)
         time.sleep(4)  # longer than the watchdog: healthy workers are left alone
-        stuck, healthy = children(process.pid)
+        assert sorted(children(process.pid)) == sorted(started)
+        assert "sent no heartbeat" not in log.read_text()
+        stuck, healthy = started
         os.kill(stuck, signal.SIGSTOP)
         deadline = time.monotonic() + 15
         while stuck in children(process.pid) or len(children(process.pid)) < 2:
@@ -745,6 +756,25 @@ def test_a_worker_that_cannot_be_forked_is_started_later(
     assert survivor in alive and len(alive) == 2
 
 
+@pytest.mark.parametrize(("workers", "supervised"), [(1, False), (2, True)])
+def test_one_worker_is_this_process_and_more_are_supervised(
+    monkeypatch: pytest.MonkeyPatch, workers: int, supervised: bool
+) -> None:
+    # workers = 1 (the default) serves in this process, no supervisor and no fork
+    # (docs/configuration.md); 2 or more have one.
+    ran: list[str] = []
+
+    def supervise(_self: Supervisor) -> int:
+        ran.append("supervised")
+        return 0
+
+    monkeypatch.setattr("scorer.workers.run_worker", lambda *_args: ran.append("in process"))
+    monkeypatch.setattr(Supervisor, "run", supervise)
+    config = config_from_mapping({})
+    assert serve(config, lambda: config, "127.0.0.1", 1, workers) == 0
+    assert ran == ["supervised" if supervised else "in process"]
+
+
 def test_a_fork_that_fails_leaks_nothing_and_is_logged_once_a_minute(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -767,6 +797,31 @@ def test_a_fork_that_fails_leaks_nothing_and_is_logged_once_a_minute(
     assert [r.getMessage() for r in caplog.records] == [
         "cannot start a worker ([Errno 11] Resource temporarily unavailable); trying again"
     ]
+
+
+def test_a_fork_failing_again_after_one_succeeded_is_logged_at_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The minute of quiet holds for failures in a row only: once a worker started, the
+    # next failure (a new shortage) is news, not a repeat.
+    config = config_from_mapping({})
+    supervisor = Supervisor(config, lambda: config, "127.0.0.1", 1, 1)
+    forks = iter([False, True, False])
+
+    def spawn() -> None:
+        if not next(forks):
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+        supervisor._children[101] = _Worker(time.monotonic(), "", -1, float("inf"))
+
+    monkeypatch.setattr(supervisor, "_spawn", spawn)
+    with caplog.at_level(logging.ERROR, logger="rdns_scorer"):
+        supervisor._top_up()  # fails: logged
+        supervisor._top_up()  # starts one
+        del supervisor._children[101]  # which died
+        supervisor._top_up()  # fails: logged at once
+    assert [r.getMessage() for r in caplog.records] == [
+        "cannot start a worker ([Errno 11] Resource temporarily unavailable); trying again"
+    ] * 2
 
 
 class _Siginfo(NamedTuple):
@@ -849,6 +904,34 @@ def test_the_supervisor_passes_reloads_on_to_the_workers_that_need_them(
     assert len(readings) == reloads
 
 
+@pytest.mark.parametrize(
+    "signals",
+    [
+        [_Siginfo(signal.SIGTERM, 1)],  # systemctl stop
+        [_Siginfo(signal.SIGINT, 1)],  # Ctrl-C
+        # systemd signals every process, Ctrl-C the whole group: once is enough, and a
+        # second stop must not postpone the SIGKILL of STOP_GRACE_SECONDS.
+        [_Siginfo(signal.SIGTERM, 1), _Siginfo(signal.SIGINT, 1), _Siginfo(signal.SIGTERM, 1)],
+    ],
+)
+def test_the_supervisor_passes_a_stop_on_to_every_worker_once(
+    monkeypatch: pytest.MonkeyPatch, signals: list[_Siginfo]
+) -> None:
+    config = config_from_mapping({})
+    supervisor = Supervisor(config, lambda: config, "127.0.0.1", 1, 3)
+    deadlines: list[float] = []
+    begin_stop = supervisor._begin_stop
+
+    def begin_stop_noted() -> None:
+        begin_stop()
+        deadlines.append(supervisor._stop_deadline)
+
+    monkeypatch.setattr(supervisor, "_begin_stop", begin_stop_noted)
+    sent = _supervise_signals(monkeypatch, supervisor, signals)
+    assert sent == [(101, signal.SIGTERM), (102, signal.SIGTERM), (103, signal.SIGTERM)]
+    assert len(deadlines) == 1
+
+
 def test_a_new_worker_reports_a_rejected_reload_until_one_succeeds(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -926,6 +1009,49 @@ def test_a_reload_forwarded_while_a_worker_starts_reaches_it(
     assert started.read_text() == "reload pending: True"
 
 
+def _start_a_worker_that(run_worker: Callable[..., None], monkeypatch: pytest.MonkeyPatch) -> int:
+    """Fork one worker (as the supervisor does) whose run_worker is ``run_worker``; wait
+    for it: its waitpid status."""
+    monkeypatch.setattr("scorer.workers.run_worker", run_worker)
+    config = config_from_mapping({})
+    supervisor = Supervisor(config, lambda: config, "127.0.0.1", 1, 1)
+    supervisor._spawn()
+    pid, worker = supervisor._children.popitem()
+    status = os.waitpid(pid, 0)[1]
+    supervisor._release(worker)
+    return status
+
+
+def test_a_worker_still_starting_ends_on_sigint_as_the_signal_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C reaches the whole process group. The supervisor is a Python process, whose
+    # SIGINT raises KeyboardInterrupt: a worker keeping that until its app takes the
+    # signal over would log a "worker failed" traceback each, for a plain stop.
+    def interrupted(*_args: object, **_options: object) -> None:
+        signal.raise_signal(signal.SIGINT)
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        status = _start_a_worker_that(interrupted, monkeypatch)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert exit_description(status) == "killed by SIGINT"
+
+
+def test_a_worker_failing_for_another_reason_than_its_port_logs_why(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # An OSError that listen_failure does not explain (here out of memory) is logged
+    # with its traceback, not dropped: else all the log said was "exit code 1".
+    def out_of_memory(*_args: object, **_options: object) -> None:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    assert exit_description(_start_a_worker_that(out_of_memory, monkeypatch)) == "exit code 1"
+    err = capfd.readouterr().err
+    assert "failed" in err and "OSError: [Errno 12] Cannot allocate memory" in err, err
+
+
 def test_the_watchdog_leaves_workers_alone_while_they_stop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -950,9 +1076,29 @@ def test_the_watchdog_leaves_workers_alone_while_they_stop(
         supervisor._stopping = False
         supervisor._watch()  # the same silence while serving: stuck, killed
         assert kills == [(101, signal.SIGKILL)]
+        supervisor._watch()  # not reaped yet: killed once, not again (its pid may be reused)
+        assert kills == [(101, signal.SIGKILL)]
     finally:
         for fd in (silent_read, silent_write, beating_read, beating_write):
             os.close(fd)
+
+
+def test_a_watchdog_of_0_seconds_kills_no_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # watchdog_seconds = 0 is off (docs/configuration.md): a worker silent for a minute
+    # (a debugger, a long start) is left alone.
+    config = config_from_mapping({"server": {"watchdog_seconds": 0}})
+    supervisor = Supervisor(config, lambda: config, "127.0.0.1", 1, 1)
+    kills: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "kill", lambda pid, signum: kills.append((pid, signum)))
+    silent_read, silent_write = os.pipe()
+    try:
+        os.set_blocking(silent_read, False)
+        supervisor._children[101] = _Worker(0.0, "", silent_read, time.monotonic() - 60)
+        supervisor._watch()
+        assert kills == []
+    finally:
+        os.close(silent_read)
+        os.close(silent_write)
 
 
 @pytest.mark.parametrize("stopping", [False, True])
@@ -960,7 +1106,8 @@ def test_the_watchdog_leaves_workers_alone_while_they_stop(
     ("status", "end"),
     # waitpid's status (wait(2)): a killed process's signal number, an exit code << 8;
     # a worker that fails (its traceback in the log) exits with 1.
-    [(signal.SIGKILL, "killed by SIGKILL"), (1 << 8, "exit code 1")],
+    # One that exits 0 while serving (a SIGTERM of its own: `kill PID`) is replaced too.
+    [(signal.SIGKILL, "killed by SIGKILL"), (1 << 8, "exit code 1"), (0, "exit code 0")],
 )
 def test_a_dead_worker_is_replaced_unless_the_workers_stop(
     monkeypatch: pytest.MonkeyPatch,
@@ -986,6 +1133,9 @@ def test_a_dead_worker_is_replaced_unless_the_workers_stop(
     with caplog.at_level(logging.ERROR, logger="rdns_scorer"):
         supervisor._reap()
         supervisor._top_up()
+    with pytest.raises(OSError) as closed:  # its heartbeat pipe: one fd per restart else
+        os.fstat(beat_read)
+    assert closed.value.errno == errno.EBADF
     if stopping:
         assert supervisor._children == {} and caplog.records == []
     else:
@@ -993,6 +1143,67 @@ def test_a_dead_worker_is_replaced_unless_the_workers_stop(
         assert [r.getMessage() for r in caplog.records] == [
             f"worker 101 exited ({end}); starting a new one"
         ]
+
+
+def _dead_worker(supervisor: Supervisor, pid: int, lived: float) -> None:
+    """Worker ``pid``, started ``lived`` seconds ago, has died: ``_reap`` it."""
+    beat_read, beat_write = os.pipe()
+    os.close(beat_write)
+    supervisor._children[pid] = _Worker(time.monotonic() - lived, "", beat_read, float("inf"))
+    supervisor._reap()
+
+
+def test_only_workers_dying_at_start_in_a_row_make_the_supervisor_give_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker dying within QUICK_DEATH_SECONDS of its start waits a little longer before
+    # its replacement (0.2 s more each time); one that had served a while starts the count
+    # again: a service whose workers die now and then over weeks must not give up.
+    config = config_from_mapping({})
+    supervisor = Supervisor(config, lambda: config, "127.0.0.1", 1, 1)
+    pauses: list[float] = []
+    monkeypatch.setattr("scorer.workers.time.sleep", pauses.append)
+    monkeypatch.setattr(os, "kill", lambda _pid, _signum: None)
+    exits: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "waitpid", lambda _pid, _options: exits.pop(0))
+    pids = iter(range(101, 200))
+    for lived in [0.0] * (MAX_QUICK_DEATHS - 1) + [60.0] + [0.0] * (MAX_QUICK_DEATHS - 1):
+        pid = next(pids)
+        exits[:] = [(pid, signal.SIGKILL), (0, 0)]
+        _dead_worker(supervisor, pid, lived)
+        assert not supervisor._stopping
+    backoff = [0.2 * n for n in range(1, MAX_QUICK_DEATHS)]
+    assert pauses == pytest.approx(backoff + backoff)
+    pid = next(pids)
+    exits[:] = [(pid, signal.SIGKILL), (0, 0)]
+    _dead_worker(supervisor, pid, 0.0)
+    assert supervisor._stopping  # MAX_QUICK_DEATHS at start in a row: giving up
+
+
+def test_a_worker_reaped_elsewhere_leaves_nothing_behind(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # waitpid finding no children while we keep some (reaped behind our back): each is
+    # released as a dead one is, its heartbeat pipe closed and its metrics retired.
+    config = config_from_mapping({})
+    supervisor = Supervisor(config, lambda: config, "127.0.0.1", 1, 2)
+    supervisor._metrics_directory = tmp_path
+    retired: list[str] = []
+    monkeypatch.setattr("scorer.workers.retire", lambda _directory, name: retired.append(name))
+
+    def no_children(_pid: int, _options: int) -> tuple[int, int]:
+        raise ChildProcessError(errno.ECHILD, "No child processes")
+
+    monkeypatch.setattr(os, "waitpid", no_children)
+    pipes = [os.pipe() for _ in range(2)]
+    for pid, (beat_read, beat_write) in zip((101, 102), pipes, strict=True):
+        os.close(beat_write)
+        supervisor._children[pid] = _Worker(time.monotonic(), f"w{pid}", beat_read, 0.0)
+    supervisor._reap()
+    assert supervisor._children == {} and sorted(retired) == ["w101", "w102"]
+    for beat_read, _ in pipes:
+        with pytest.raises(OSError):
+            os.fstat(beat_read)
 
 
 def test_giving_up_on_workers_stops_a_stuck_one_too(unbound: Unbound, tmp_path: Path) -> None:
