@@ -287,16 +287,19 @@ class Supervisor:
                 for fd in [beat_read, *(w.beat_fd for w in self._children.values())]:
                     os.close(fd)  # the parent's ends
                 os.set_blocking(beat_write, False)
+                # A reload forwarded while we start must not kill us, nor get lost: the
+                # app runs it once it takes SIGHUP over. Deferred before the signals are
+                # unblocked (one may be pending since the fork), whatever the parent's
+                # own SIGHUP action (serve() need not come through scorer.launch). The
+                # flag is not cleared: the parent forks with it clear (_supervise takes
+                # it with SIGHUP blocked), so it is set only by a reload forwarded to
+                # this worker since the fork (importing ctypes below alone takes ~6 ms,
+                # a reload in the parent ~1).
+                defer_hangups()
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISED)
                 for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
                     signal.signal(signum, signal.SIG_DFL)
                 _die_with_parent(parent)
-                # A reload forwarded while we start must not kill us, nor get lost: the
-                # app runs it once it takes SIGHUP over. The flag is not cleared: the
-                # parent forks with it clear (_supervise takes it with SIGHUP blocked),
-                # so it is set only by a reload forwarded to this worker since the fork
-                # (importing ctypes above alone takes ~6 ms, a reload in the parent ~1).
-                defer_hangups()
                 # The config the others serve: the last one that loaded (not the file
                 # as it is now, edited but never reloaded), and whether a reload failed
                 # since, so this worker's metrics say so as theirs do.

@@ -977,8 +977,11 @@ def test_a_new_worker_reports_a_rejected_reload_until_one_succeeds(
         assert start_a_worker() == line
 
 
+# Deferred in the supervisor (as `serve` does first thing, so the workers inherit it) or
+# not (workers.serve called by other code): the worker defers for itself.
+@pytest.mark.parametrize("deferred_by_the_parent", [True, False])
 def test_a_reload_forwarded_while_a_worker_starts_reaches_it(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, deferred_by_the_parent: bool
 ) -> None:
     # Regression: a new worker cleared the SIGHUP it had remembered so far, once past
     # PR_SET_PDEATHSIG (importing ctypes: ~6 ms), taking it for its parent's. A reload
@@ -998,7 +1001,8 @@ def test_a_reload_forwarded_while_a_worker_starts_reaches_it(
     config = config_from_mapping({})
     supervisor = Supervisor(config, lambda: config, "127.0.0.1", 1, 1)
     before = signal.getsignal(signal.SIGHUP)
-    defer_hangups()  # as `serve` does first thing: the workers inherit it
+    if deferred_by_the_parent:
+        defer_hangups()
     try:
         supervisor._spawn()
     finally:
