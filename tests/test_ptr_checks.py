@@ -330,6 +330,9 @@ def test_a_big_senders_name_whose_forward_lookup_failed_keeps_its_exemption() ->
     assert classify(CLIENT, name, False).generic  # the exemption needs confirmation ...
     hits = check_ptr(_ptr_facts({name: TIMEOUT}))
     assert [hit.symbol for hit in hits] == ["RL_PTR_TEMPFAIL"]  # ... or a failed check
+    # ... beside a generic name that confirms too: the failed name, judged as if it
+    # had confirmed, keeps its exemption, so not every name is generic.
+    assert check_ptr(_ptr_facts({GENERIC: CONFIRMS, name: TIMEOUT})) == []
 
 
 @pytest.mark.parametrize("unknown", ["failed", "unchecked"])
@@ -345,9 +348,15 @@ def test_a_confirmed_generic_name_beside_an_unknown_one_is_not_scored(unknown: s
 
 
 def test_names_beyond_max_ptr_names_make_the_verdict_unknown_not_unverified() -> None:
-    hits = check_ptr(_ptr_facts({CUSTOM: ELSEWHERE}, unchecked=2))
+    facts = dataclasses.replace(_ptr_facts({CUSTOM: ELSEWHERE}, unchecked=2), mta_hostname="mx.b")
+    hits = check_ptr(facts)
     assert [hit.symbol for hit in hits] == ["RL_PTR_TEMPFAIL"]
-    assert "2 more PTR names not checked (max_ptr_names)" in hits[0].options
+    # Our evidence (the names checked, then the count of those not), the MTA's view last,
+    # as beside every other PTR verdict.
+    assert hits[0].options[-2:] == (
+        "2 more PTR names not checked (max_ptr_names)",
+        "MTA hostname: mx.b",
+    )
 
 
 def test_forward_evidence_names_the_record_asked_and_why_it_failed() -> None:
