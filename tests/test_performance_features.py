@@ -45,9 +45,11 @@ from scorer.protocol import (
 from scorer.workermetrics import SNAPSHOT_SECONDS
 from scorer.workers import (
     MAX_QUICK_DEATHS,
+    PR_SET_PDEATHSIG,
     STOP_GRACE_SECONDS,
     Supervisor,
     _ask_parent_to_reload_peers,
+    _die_with_parent,
     _Worker,
     exit_description,
     serve,
@@ -1251,6 +1253,29 @@ def test_a_worker_asks_only_its_own_supervisor_to_reload_the_others(
     assert sent == []
     _ask_parent_to_reload_peers(supervisor)
     assert sent == [(supervisor, signal.SIGUSR1)]
+
+
+def test_a_worker_whose_supervisor_died_while_it_started_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # PR_SET_PDEATHSIG covers a parent dying after the request only: a worker whose
+    # supervisor died since the fork (reparented: getppid() names another process)
+    # sends itself the SIGTERM, rather than serve the port unsupervised.
+    import ctypes
+
+    class Libc:
+        def prctl(self, option: int, value: int) -> int:
+            asked.append((option, value))
+            return 0
+
+    asked: list[tuple[int, int]] = []
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(ctypes, "CDLL", lambda *_args, **_options: Libc())
+    monkeypatch.setattr(os, "kill", lambda pid, signum: sent.append((pid, signum)))
+    _die_with_parent(os.getppid())  # still ours
+    assert asked == [(PR_SET_PDEATHSIG, signal.SIGTERM)] and sent == []
+    _die_with_parent(os.getppid() + 1)  # the supervisor that forked us is gone
+    assert sent == [(os.getpid(), signal.SIGTERM)]
 
 
 def test_the_parent_logs_in_the_format_a_reload_sets(tmp_path: Path) -> None:
