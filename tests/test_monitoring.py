@@ -799,7 +799,30 @@ def test_the_stacks_rspamd_is_the_3x_line_the_plugin_is_tested_for() -> None:
         re.findall(r"^  (\w+):\n(?:    #.*\n)*    image: (\S+)$", _compose(), re.MULTILINE)
     )
     assert re.fullmatch(r"rspamd/rspamd:3\.\d+(\.\d+)?", images["rspamd"]), images
-    assert {name for name, image in images.items() if image.endswith(":latest")} <= {"unbound"}
+    assert not [image for image in images.values() if image.endswith(":latest")], images
+
+
+def test_the_stacks_unbound_is_debians_as_the_tests_run_it() -> None:
+    # Regression: the stack ran `alpinelinux/unbound:latest`, whatever unbound that was
+    # on the day, while the tests check unbound.conf with Debian 12's. The stack builds
+    # Debian's unbound on the scorer image's Debian release, in the foreground.
+    service = re.search(r"^  unbound:\n((?:    .*\n)+)", _compose(), re.MULTILINE)
+    assert service is not None
+    context = re.search(r"^      context: (\S+)$", service.group(1), re.MULTILINE)
+    assert context and (DOCKER / context.group(1)).resolve() == DOCKER / "unbound"
+    assert "image: rdns-scorer-unbound:local" in service.group(1)
+    dockerfile = (DOCKER / "unbound" / "Dockerfile").read_text()
+    release = re.search(r"^FROM debian:(\w+)-slim$", dockerfile, re.MULTILINE)
+    scorer_base = re.search(
+        r"^FROM python:\S+-slim-(\w+)", (DOCKER / "Dockerfile").read_text(), re.MULTILINE
+    )
+    assert release and scorer_base and release.group(1) == scorer_base.group(1)
+    assert re.search(r"apt-get install -y --no-install-recommends unbound\b", dockerfile)
+    assert 'CMD ["unbound", "-d", "-c", "/etc/unbound/unbound.conf"]' in dockerfile
+    # What it logs goes to stderr (docker compose logs), which the config keeps so.
+    config = (DOCKER / "unbound" / "unbound.conf").read_text()
+    assert re.search(r"^\s+use-syslog: no$", config, re.MULTILINE)
+    assert re.search(r'^\s+logfile: ""$', config, re.MULTILINE)
 
 
 def test_docker_files_refer_to_files_that_exist() -> None:
