@@ -10,6 +10,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import msgpack
 import pytest
@@ -240,7 +241,12 @@ class _OlderService(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path == "/metrics":
-            info = 'rdns_scorer_build_info{python="3.11.7",version="0.0.9"} 1.0\n'
+            # As prometheus_client writes it: the version's line is not the first.
+            info = (
+                "# HELP rdns_scorer_build_info rdns-scorer build\n"
+                "# TYPE rdns_scorer_build_info gauge\n"
+                'rdns_scorer_build_info{python="3.11.7",version="0.0.9"} 1.0\n'
+            )
             self._send(info.encode(), "text/plain")
         else:
             self._send(b'{"status": "ready"}', "application/json")
@@ -266,3 +272,135 @@ def test_check_says_when_the_service_runs_another_release() -> None:
         "the older one, then install the plugin again (docs/operations.md, Upgrading)",
         f"ok:        {base} is ready (its resolver answers)",
     ]
+
+
+class _Answers(http.server.BaseHTTPRequestHandler):
+    """Answers each path with the status and body in ``answers`` (a 404 for any other),
+    as another service, a proxy or a half-working rdns-scorer may."""
+
+    answers: ClassVar[dict[str, tuple[int, bytes]]] = {}
+
+    def _send(self) -> None:
+        status, body = self.answers.get(self.path, (404, b"404: Not Found"))
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self._send()
+
+    do_GET = _send
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+CHECK_REPLY = b'{"symbols": [], "score": 0}'
+READY = b'{"status": "ready"}'
+
+
+def _findings(answers: dict[str, tuple[int, bytes]], token: str | None = None) -> list[str]:
+    """What check says of a service that answers ``answers``, as SpamAssassin's check
+    (base first, then each line with the base for BASE)."""
+    handler = type("Handler", (_Answers,), {"answers": answers})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        findings = probe.service_findings(base, "/v1/check", token, spamassassin_check.WIRING)
+    finally:
+        server.shutdown()
+        server.server_close()
+    return [finding.line().replace(base, "BASE") for finding in findings]
+
+
+LONG_PAGE = b"<html><body>" + b"bad gateway " * 40 + b"</body></html>"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "said"),
+    [(400, b'{"error": "ip: not an IP address", "field": "ip"}',
+      "BASE/v1/check answered 400: ip: not an IP address"),
+     (415, b"Content-Type must be application/json",
+      "BASE/v1/check answered 415: Content-Type must be application/json"),
+     (502, LONG_PAGE, f"BASE/v1/check answered 502: {LONG_PAGE[:120].decode()}"),
+     (200, b'{"score": 0}', "BASE/v1/check answers, but not as rdns-scorer does: another service?"),
+     (200, b'["symbols", "score"]',
+      "BASE/v1/check answers, but not as rdns-scorer does: another service?"),
+     (401, b'{"error": "missing or wrong bearer token"}',
+      "BASE refuses SpamAssassin's checks (401): it sends no token; set `rdns_scorer_token` "
+      "to the service's `[server] token` (in rdns_scorer_local.cf: docs/spamassassin.md)")],
+    ids=["400", "415", "long-page", "some-keys", "a-list", "401-no-token"],
+)  # fmt: skip
+def test_check_says_what_a_check_answered_that_is_not_rdns_scorers(
+    status: int, body: bytes, said: str
+) -> None:
+    # Each is one problem (nothing more is asked), in the service's own words, the
+    # first 120 characters of them: a reply that is not a check's is not "ok".
+    assert _findings({"/v1/check": (status, body), "/readyz": (200, READY)}) == [
+        f"problem:   {said}"
+    ]
+
+
+def test_check_says_a_service_whose_readiness_cannot_be_read_is_not_ready() -> None:
+    # Only a 200 from /readyz is ready (a proxy that passes /v1/check alone, say).
+    assert _findings({"/v1/check": (200, CHECK_REPLY)}) == [
+        "ok:        BASE/v1/check answers SpamAssassin's checks",
+        "problem:   BASE is not ready (404: Not Found): every check is a zero-weight "
+        "TEMPFAIL until its resolver answers (docs/monitoring.md)",
+    ]
+
+
+def test_check_goes_straight_to_the_service_past_an_http_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As the plugins do: an http_proxy in the environment (nothing listens there) is not
+    # asked, and a service that answers is found ok.
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{dead_port()}")
+    assert _findings({"/v1/check": (200, CHECK_REPLY), "/readyz": (200, READY)}) == [
+        "ok:        BASE/v1/check answers SpamAssassin's checks",
+        "ok:        BASE is ready (its resolver answers)",
+    ]
+
+
+def test_check_says_why_nothing_answers() -> None:
+    base = f"http://127.0.0.1:{dead_port()}"
+    findings = probe.service_findings(base, "/v1/check", None, spamassassin_check.WIRING)
+    assert [finding.line() for finding in findings] == [
+        f"problem:   nothing answers at {base} ([Errno 111] Connection refused): start the "
+        "service (`systemctl status rdns-scorer`), or correct `rdns_scorer_url`"
+    ]
+
+
+@pytest.mark.parametrize("token", [None, ""])
+def test_the_probe_sends_no_empty_token(token: str | None) -> None:
+    # An empty token is none (both plugins send no Authorization then), not "Bearer ".
+    for wiring in (rspamd_check.WIRING, spamassassin_check.WIRING):
+        request = probe.plugin_request("http://127.0.0.1:1/v1/check", token, wiring)
+        assert request.get_header("Authorization") is None
+
+
+def test_a_plugin_file_that_is_gone_is_not_this_releases(tmp_path: Path) -> None:
+    finding = probe.release_finding(tmp_path / "RdnsScorer.pm", b"shipped", "install it")
+    assert not finding.ok and finding.text.endswith("run `install it` to update it")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [subprocess.TimeoutExpired(["perl"], 120), ValueError("Expecting value: line 1")],
+    ids=["timeout", "no-json"],
+)
+def test_a_check_that_cannot_tell_says_it_in_one_line(
+    error: Exception, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A filter's reader that hangs or prints no JSON: exit 2, one line, no traceback.
+    def gather() -> list[probe.Finding]:
+        raise error
+
+    assert probe.run_check("spamassassin check", gather, "all well") == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == f"rdns-scorer spamassassin check: {error}\n"
