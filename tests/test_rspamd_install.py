@@ -1320,6 +1320,68 @@ def test_check_reads_the_section_as_the_plugin_does() -> None:
     assert rspamd_check.Section.from_dump(dumped) == rspamd_check.Section(
         ["a:1", "b:2", "c:3", "d:4"], "/v2/check", "t0k"
     )
+    # Separators at either end make no entry, as in the plugin (gmatch '[^,;%s]+'): no
+    # "cannot ask `servers` entry " problem for a trailing comma.
+    assert rspamd_check.Section.from_dump({"servers": ", a:1;\n"}).servers == ["a:1"]
+
+
+@pytest.mark.parametrize(
+    ("modules", "state"),
+    [("Modules enabled: dkim, rdns_scorer, spf", "enabled"),
+     ("Modules enabled: dkim\nModules disabled (failed): rdns_scorer", "disabled (failed)"),
+     # Another module whose name starts or ends with ours is not ours.
+     ("Modules enabled: rdns_scorer_extra, my_rdns_scorer", None)],
+)  # fmt: skip
+def test_check_reads_the_modules_state_as_rspamd_says_it(modules: str, state: str | None) -> None:
+    assert rspamd_check.module_state(modules) == state
+
+
+def _asked_by_check(
+    confdir: Path, monkeypatch: pytest.MonkeyPatch, modules: str, dumped: str
+) -> list[str]:
+    """check's lines for an rspamadm that prints ``modules`` (-m) and ``dumped`` (-j), each
+    server it asks answering "ok"."""
+
+    def rspamadm(_rspamadm: str, _confdir: Path, *args: str) -> str:
+        return modules if args == ("-m",) else dumped
+
+    def asked(
+        base: str, path: str, _token: str | None, _wiring: probe.Wiring
+    ) -> list[probe.Finding]:
+        return [probe.Finding(True, f"asked {base}{path}")]
+
+    monkeypatch.setattr(rspamd_check, "_rspamadm", rspamadm)
+    monkeypatch.setattr(probe, "service_findings", asked)
+    return [finding.line() for finding in rspamd_check.check(confdir, "rspamadm")]
+
+
+def test_check_asks_every_server_and_names_each_it_cannot_ask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In the order written; an entry rspamd cannot ask is a problem in its place. No
+    # plugin file in confdir (rspamd loads it from elsewhere): nothing said of it.
+    dumped = '{"servers": "127.0.0.1:11341, ::1, [::1]:11342"}'
+    lines = _asked_by_check(tmp_path, monkeypatch, "Modules enabled: rdns_scorer", dumped)
+    assert lines == [
+        "ok:        rspamd loads the rdns_scorer module",
+        "ok:        asked http://127.0.0.1:11341/v1/check",
+        "problem:   rspamd cannot ask `servers` entry ::1: write host, host:port, or an IPv6 "
+        "address in brackets ([::1]:11340; without, rspamd reads port 0 or nothing)",
+        "ok:        asked http://[::1]:11342/v1/check",
+    ]
+
+
+def test_check_of_no_plugin_and_no_section_says_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One problem, one command: nothing loaded, nothing asked.
+    lines = _asked_by_check(
+        tmp_path, monkeypatch, "Modules enabled: dkim", "Section rdns_scorer NOT FOUND\n"
+    )
+    assert lines == [
+        f"problem:   rspamd does not load the plugin ({tmp_path / 'plugins.d' / 'rdns_scorer.lua'}"
+        " is missing or was not read): run `rdns-scorer rspamd install`"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -1491,18 +1553,23 @@ def test_check_never_shows_what_configdump_printed_when_it_is_no_json() -> None:
     assert "printed no JSON" in str(raised.value) and "s3cret" not in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("stderr", "said"),
+    [("", "exit 1"), ("cannot open /etc/rspamd/x.conf\n", "cannot open /etc/rspamd/x.conf")],
+)
 def test_check_never_shows_what_a_failed_rspamadm_printed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stderr: str, said: str
 ) -> None:
     # Regression (review): with nothing on stderr, the error quoted stdout: for
-    # `configdump -j rdns_scorer` that is the section, token and all.
+    # `configdump -j rdns_scorer` that is the section, token and all. Its errors are
+    # what it says on stderr: those are shown.
     def failed(command: list[str], **_options: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.CompletedProcess(command, 1, '{"token": "s3cret"}', "")
+        return subprocess.CompletedProcess(command, 1, '{"token": "s3cret"}', stderr)
 
     monkeypatch.setattr(subprocess, "run", failed)
     with pytest.raises(RuntimeError) as raised:
         rspamd_check.check(tmp_path, "rspamadm")
-    assert "s3cret" not in str(raised.value) and str(raised.value).endswith("failed: exit 1")
+    assert "s3cret" not in str(raised.value) and str(raised.value).endswith(f"failed: {said}")
 
 
 def test_check_says_when_the_section_is_missing(
