@@ -160,6 +160,45 @@ def test_check_of_no_directory_cannot_tell(
     assert "is not a directory" in capsys.readouterr().err
 
 
+def test_check_without_spamassassin_cannot_tell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Perl alone (no spamassassin package): said so, not "could not read" the site dir.
+    perl = shutil.which("perl")
+    assert perl is not None
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "perl").symlink_to(perl)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert main(["spamassassin", "check", "--siteconfigpath", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        "rdns-scorer spamassassin check: SpamAssassin not found (is it installed here?)\n"
+    )
+
+
+def test_check_asks_each_url_the_path_the_plugin_asks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As RdnsScorer.pm's _parse_url: all after the address is the path, a query too;
+    # none, or "/" alone, is /v1/check.
+    urls = ["http://127.0.0.1:11341/v1/check?from=sa", "http://[::1]:11342", "http://10.0.0.5/"]
+    view = {"loaded": True, "file": str(source_dir() / "RdnsScorer.pm"), "urls": urls,
+            "token": "t0k", "driver_score": 0.001}  # fmt: skip
+    monkeypatch.setattr(spamassassin_check, "spamassassin_view", lambda *_args: view)
+    asked = []
+
+    def ask(base: str, path: str, token: str | None, _wiring: probe.Wiring) -> list[probe.Finding]:
+        asked.append((base, path, token))
+        return []
+
+    monkeypatch.setattr(probe, "service_findings", ask)
+    spamassassin_check.check(tmp_path)
+    assert asked == [
+        ("http://127.0.0.1:11341", "/v1/check?from=sa", "t0k"),
+        ("http://[::1]:11342", "/v1/check", "t0k"),
+        ("http://10.0.0.5", "/v1/check", "t0k"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("wiring", "content_type", "decode"),
     [(rspamd_check.WIRING, "application/msgpack", msgpack.unpackb),
@@ -192,21 +231,23 @@ def test_install_names_the_check_for_its_directory(
     )
 
 
+@pytest.mark.parametrize("status", [25, -9], ids=["failed", "killed"])
 def test_a_site_spamassassin_cannot_read_is_told_without_its_words(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: int
 ) -> None:
     # Regression (review): the error quoted SpamAssassin's stderr, whose config errors
-    # quote the lines they are about, rdns_scorer_token's too.
+    # quote the lines they are about, rdns_scorer_token's too. Perl killed by a signal
+    # (-9) read nothing either: said so, not its half-printed output's JSON error.
     said = "config: failed to parse line in zz.cf (line 1): rdns_scorer_token s3cret\n"
 
     def failed(command: list[str], **_options: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.CompletedProcess(command, 25, "", said)
+        return subprocess.CompletedProcess(command, status, '{"loaded": ', said)
 
     monkeypatch.setattr(subprocess, "run", failed)
     with pytest.raises(RuntimeError) as raised:
         spamassassin_view(tmp_path, "perl")
     assert str(raised.value) == (
-        f"SpamAssassin could not read {tmp_path} (exit 25): "
+        f"SpamAssassin could not read {tmp_path} (exit {status}): "
         f"`spamassassin --lint --siteconfigpath {tmp_path}` says why"
     )
 
