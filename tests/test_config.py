@@ -766,6 +766,18 @@ def test_config_show_says_what_the_environment_set_and_shows_no_token(
     assert SHOWN_TOKEN not in shown
 
 
+def test_config_show_without_a_token_says_none_is_set_and_no_empty_variable_applied(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, no_environment: None
+) -> None:
+    # An empty variable is none to serve (`RDNS_SCORER_TOKEN=` in a unit file): not named
+    # as applied, and no token comment when no token is set at all.
+    for name in ENV_VARIABLES:
+        monkeypatch.setenv(name, "")
+    shown = _shown(capsys)
+    assert shown.startswith("# rdns-scorer: the effective config of the embedded defaults\n")
+    assert "# token" not in shown
+
+
 def test_config_show_keeps_a_token_file_and_odd_strings_as_they_are(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], no_environment: None
 ) -> None:
