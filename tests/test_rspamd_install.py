@@ -1294,6 +1294,63 @@ def test_uninstall_takes_installs_blank_line_also_from_before_lines_added_after(
     assert local.read_text() == "a {}\nb {}\n"
 
 
+def test_uninstall_removes_a_local_file_left_with_blank_lines_alone(tmp_path: Path) -> None:
+    # Nothing but blank lines besides the block: the file goes ("when nothing else is
+    # left in it"), and no backup of blank lines is left beside install's own.
+    local = tmp_path / "rspamd.conf.local"
+    local.write_text("\n \n")
+    section = integration.module_section(config_from_mapping({}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    (install_backup,) = _backups(tmp_path)
+    report = integration.uninstall(tmp_path, rspamadm=None, run_configtest=False)
+    assert report.ok and report.lines[0] == f"removed:   {local}"
+    assert not local.exists() and _backups(tmp_path) == [install_backup]
+
+
+def test_uninstall_that_changed_nothing_for_an_error_says_do_not_reload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An error before anything was removed is an error, not "nothing to remove".
+    local = tmp_path / "rspamd.conf.local"
+    local.write_text("a {}\n")
+    section = integration.module_section(config_from_mapping({}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+
+    def denied(path: Path, *_args: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(integration, "_replace", denied)
+    report = integration.uninstall(tmp_path, rspamadm=None, run_configtest=False)
+    assert not report.ok and not report.changed
+    assert report.lines == [
+        f"error:     [Errno 13] Permission denied: '{local}' (run it as root)",
+        "do not reload rspamd: fix the error, or restore the backups named above",
+    ]
+    assert (tmp_path / "plugins.d" / "rdns_scorer.lua").exists()
+
+
+def test_cli_uninstall_exit_status_and_no_configtest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    section = integration.module_section(config_from_mapping({}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    local = tmp_path / "rspamd.conf.local"
+    installed = local.read_text()
+    uninstall = ["rspamd", "uninstall", "--confdir", str(tmp_path), "--no-configtest"]
+    # A block without its end: nothing removed, exit 1 (a script must not reload).
+    local.write_text(installed.replace(integration.MARK_END, "# the end"))
+    assert main(uninstall) == 1
+    assert capsys.readouterr().out.startswith(f"error:     {local}: found ")
+    # --no-configtest: not run (this confdir is no rspamd config), named instead.
+    local.write_text(installed)
+    assert main(uninstall) == 0
+    command = shlex.join(integration.configtest_command(tmp_path))
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        f"note:      configtest skipped (--no-configtest); run `{command}`",
+        f"reload the rspamd that reads {tmp_path} to unload the plugin",
+    ]
+
+
 # -- check -------------------------------------------------------------------------------
 
 
