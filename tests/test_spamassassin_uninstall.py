@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from scorer.cli import build_parser, main
+from scorer.integrations import spamassassin
 from scorer.integrations.spamassassin import (
     CONFIG,
     OVERLAP,
@@ -314,3 +316,48 @@ def test_lint_output_never_shows_a_token(
     err = capsys.readouterr().err
     assert "s3cretTOK" not in err
     assert "RDNS-SCORER-TOKEN (not shown)" in err
+
+
+def test_settings_left_in_another_conditions_branches_or_after_a_stray_endif_are_warned_about(
+    tmp_path: Path,
+) -> None:
+    # Either branch of a condition not about the plugin may be parsed without it (the
+    # else of `ifplugin ...DKIM` is, when DKIM is not loaded); an endif that closes
+    # nothing (lint's to complain about) is no reason to stop reading, nor to crash.
+    (tmp_path / "a.cf").write_text(
+        "ifplugin Mail::SpamAssassin::Plugin::DKIM\nscore DKIM_VALID 0\nelse\n"
+        "rdns_scorer_timeout 2\nendif\n"
+    )
+    (tmp_path / "b.cf").write_text("endif\nrdns_scorer_url http://127.0.0.1:11340/v1/check\n")
+    assert plugin_settings_left(tmp_path) == {
+        tmp_path / "a.cf": ["rdns_scorer_timeout"],
+        tmp_path / "b.cf": ["rdns_scorer_url"],
+    }
+
+
+def test_settings_left_skip_a_cf_name_that_is_no_readable_file(tmp_path: Path) -> None:
+    # A dangling link or a directory named *.cf: not read, the others still are.
+    (tmp_path / "gone.cf").symlink_to(tmp_path / "nowhere.cf")
+    (tmp_path / "dir.cf").mkdir()
+    (tmp_path / "x.cf").write_text("rdns_scorer_token s3cret\n")
+    assert plugin_settings_left(tmp_path) == {tmp_path / "x.cf": ["rdns_scorer_token"]}
+
+
+def test_lint_output_is_all_shown_but_the_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What lint prints on either stream, each token line's value left out whole (a
+    # value written in two words is the secret too).
+    def failed(site: Path, _spamassassin: str) -> subprocess.CompletedProcess[str]:
+        out = "lint: on stdout\n"
+        err = "config: failed to parse line in x.cf (line 1): rdns_scorer_token s3cret more\n"
+        return subprocess.CompletedProcess(["spamassassin", "--lint"], 1, out, err)
+
+    monkeypatch.setattr(spamassassin, "lint", failed)
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    site = _site(tmp_path)
+    assert _uninstall(site) == 1
+    err = capsys.readouterr().err
+    assert "lint: on stdout\n" in err
+    assert "(line 1): rdns_scorer_token (not shown)\n" in err
+    assert "s3cret" not in err and "more" not in err
