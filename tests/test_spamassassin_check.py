@@ -367,13 +367,14 @@ LONG_PAGE = b"<html><body>" + b"bad gateway " * 40 + b"</body></html>"
      (415, b"Content-Type must be application/json",
       "BASE/v1/check answered 415: Content-Type must be application/json"),
      (502, LONG_PAGE, f"BASE/v1/check answered 502: {LONG_PAGE[:120].decode()}"),
+     (503, b'"overloaded"', "BASE/v1/check answered 503: overloaded"),
      (200, b'{"score": 0}', "BASE/v1/check answers, but not as rdns-scorer does: another service?"),
      (200, b'["symbols", "score"]',
       "BASE/v1/check answers, but not as rdns-scorer does: another service?"),
      (401, b'{"error": "missing or wrong bearer token"}',
       "BASE refuses SpamAssassin's checks (401): it sends no token; set `rdns_scorer_token` "
       "to the service's `[server] token` (in rdns_scorer_local.cf: docs/spamassassin.md)")],
-    ids=["400", "415", "long-page", "some-keys", "a-list", "401-no-token"],
+    ids=["400", "415", "long-page", "json-no-object", "some-keys", "a-list", "401-no-token"],
 )  # fmt: skip
 def test_check_says_what_a_check_answered_that_is_not_rdns_scorers(
     status: int, body: bytes, said: str
