@@ -18,11 +18,11 @@ from scorer import __version__
 from scorer.config import (
     ENV_LISTEN,
     ENV_TOKEN,
-    ENV_VARIABLES,
     MAX_WORKERS,
     Config,
     ConfigError,
     ServerConfig,
+    applied_variables,
     load_config,
     local_address,
     parse_listen,
@@ -223,7 +223,8 @@ def _config_show(args: argparse.Namespace) -> int:
     # file names anchored to an absolute directory: "conf/allow.txt" of `config show
     # conf/scorer.toml` would be conf/conf/allow.txt in the output saved beside it.
     config = load_config(args.file and Path(args.file).absolute())
-    applied = [name for name in ENV_VARIABLES if os.environ.get(name)]
+    # Those load_config applied, by its own reading: one set but naming nothing is not.
+    applied = applied_variables()
     source = args.file or "the embedded defaults"
     if applied:
         source += f", with {', '.join(applied)} from the environment"

@@ -489,13 +489,29 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ
             raise ConfigError(str(error)) from None
         _anchor_paths(data, Path(path).parent)
     config = _with_secret(config_from_mapping(data), environ.get(ENV_TOKEN))
-    listed = (n.strip() for n in environ.get(ENV_NAMESERVERS, "").split(","))
     return with_overrides(
         config,
         listen=environ.get(ENV_LISTEN) or None,
-        nameservers=[n for n in listed if n] or None,
+        nameservers=_env_nameservers(environ),
         names=(ENV_LISTEN, ENV_NAMESERVERS),
     )
+
+
+def _env_nameservers(environ: Mapping[str, str]) -> list[str] | None:
+    """RDNS_SCORER_NAMESERVERS's resolvers; None when it names none (unset, empty, or
+    commas alone, as "${NS1},${NS2}" with both unset is)."""
+    listed = (n.strip() for n in environ.get(ENV_NAMESERVERS, "").split(","))
+    return [n for n in listed if n] or None
+
+
+def applied_variables(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The RDNS_SCORER_* variables ``load_config`` applies from ``environ``: one that is
+    set but names nothing (empty; RDNS_SCORER_NAMESERVERS of commas alone) is not."""
+    return [
+        name
+        for name in ENV_VARIABLES
+        if (_env_nameservers(environ) if name == ENV_NAMESERVERS else environ.get(name))
+    ]
 
 
 def _anchor_paths(data: dict[str, Any], base: Path) -> None:

@@ -778,6 +778,25 @@ def test_config_show_without_a_token_says_none_is_set_and_no_empty_variable_appl
     assert "# token" not in shown
 
 
+def test_config_show_names_the_nameservers_variable_only_when_it_names_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, no_environment: None
+) -> None:
+    # Regression: RDNS_SCORER_NAMESERVERS of commas alone ("${NS1},${NS2}" with both
+    # unset) gives serve no resolver, so the file's stand; config show named it as
+    # applied all the same, beside nameservers it had not set.
+    monkeypatch.setenv("RDNS_SCORER_NAMESERVERS", " , ")
+    shown = _shown(capsys)
+    assert shown.startswith("# rdns-scorer: the effective config of the embedded defaults\n")
+    assert "\nnameservers = []\n" in shown
+    monkeypatch.setenv("RDNS_SCORER_NAMESERVERS", ",127.0.0.1:5353, ")
+    shown = _shown(capsys)
+    assert shown.startswith(
+        "# rdns-scorer: the effective config of the embedded defaults, with "
+        "RDNS_SCORER_NAMESERVERS from the environment\n"
+    )
+    assert '\nnameservers = ["127.0.0.1:5353"]\n' in shown
+
+
 def test_config_show_keeps_a_token_file_and_odd_strings_as_they_are(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], no_environment: None
 ) -> None:
