@@ -1361,7 +1361,10 @@ def test_cli_uninstall_exit_status_and_no_configtest(
      ("[::1]:11341:2", "http://[::1]:11341"), ("10.0.0.5:11340:2", "http://10.0.0.5:11340"),
      # rspamd 3.4 reads these as [::1]:0 and as nothing: no URL, a problem (regression:
      # "[::1]" stopped check with exit 2, "::1" was asked on port 11340).
-     ("::1", None), ("2001:db8::1", None)],
+     ("::1", None), ("2001:db8::1", None),
+     # No TCP port: not asked elsewhere (urllib asked 99999 as 34463, review).
+     ("127.0.0.1:99999", None), ("[::1]:65536", None), ("localhost:0", None),
+     ("127.0.0.1:65535", "http://127.0.0.1:65535")],
 )  # fmt: skip
 def test_check_asks_each_server_where_the_plugin_does(entry: str, url: str | None) -> None:
     assert rspamd_check.server_url(entry) == url
@@ -1422,8 +1425,9 @@ def test_check_asks_every_server_and_names_each_it_cannot_ask(
     assert lines == [
         "ok:        rspamd loads the rdns_scorer module",
         "ok:        asked http://127.0.0.1:11341/v1/check",
-        "problem:   rspamd cannot ask `servers` entry ::1: write host, host:port, or an IPv6 "
-        "address in brackets ([::1]:11340; without, rspamd reads port 0 or nothing)",
+        "problem:   rspamd cannot ask `servers` entry ::1: write host, host:port (a port "
+        "from 1 to 65535), or an IPv6 address in brackets ([::1]:11340; without, rspamd "
+        "reads port 0 or nothing)",
         "ok:        asked http://[::1]:11342/v1/check",
     ]
 

@@ -323,6 +323,8 @@ class _Answers(http.server.BaseHTTPRequestHandler):
 
     def _send(self) -> None:
         status, body = self.answers.get(self.path, (404, b"404: Not Found"))
+        if status == HANG_UP:
+            return  # no answer: the connection closes
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -338,6 +340,7 @@ class _Answers(http.server.BaseHTTPRequestHandler):
         pass
 
 
+HANG_UP = 0  # a status for _Answers: close the connection without a word
 CHECK_REPLY = b'{"symbols": [], "score": 0}'
 READY = b'{"status": "ready"}'
 
@@ -392,6 +395,21 @@ def test_check_says_a_service_whose_readiness_cannot_be_read_is_not_ready() -> N
         "ok:        BASE/v1/check answers SpamAssassin's checks",
         "problem:   BASE is not ready (404: Not Found): every check is a zero-weight "
         "TEMPFAIL until its resolver answers (docs/monitoring.md)",
+    ]
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/readyz"])
+def test_check_of_a_service_that_took_the_check_then_hung_up_says_it_answered(
+    path: str,
+) -> None:
+    # Regression (review): a service that answered the check and then not /metrics or
+    # /readyz (overloaded, stopping) was "nothing answers ... start the service".
+    answers = {"/v1/check": (200, CHECK_REPLY), "/metrics": (200, b""), "/readyz": (200, READY)}
+    answers[path] = (HANG_UP, b"")
+    assert _findings(answers) == [
+        "ok:        BASE/v1/check answers SpamAssassin's checks",
+        "problem:   BASE answered the check, then not /metrics or /readyz "
+        "(RemoteDisconnected): overloaded or stopping? read its log",
     ]
 
 

@@ -132,10 +132,6 @@ def service_findings(base: str, path: str, token: str | None, wiring: Wiring) ->
         answer = _answer_finding(
             base, path, token, wiring, *_ask(plugin_request(base + path, token, wiring))
         )
-        if not answer.ok:
-            return [answer]
-        skew = _version_finding(base, *_ask(urllib.request.Request(base + "/metrics")))
-        status, body = _ask(urllib.request.Request(base + "/readyz"))
     except http.client.HTTPException as error:
         # Something took the connection but its reply is no HTTP (an SSH or SMTP
         # server on that port: BadStatusLine) or broke off (IncompleteRead).
@@ -147,13 +143,28 @@ def service_findings(base: str, path: str, token: str | None, wiring: Wiring) ->
             )
         ]
     except OSError as error:
-        reason = getattr(error, "reason", error)
         return [
             Finding(
                 False,
-                f"nothing answers at {base} ({reason}): start the service (`systemctl status "
-                f"rdns-scorer`), or correct {wiring.address_setting}",
+                f"nothing answers at {base} ({_reason(error)}): start the service (`systemctl "
+                f"status rdns-scorer`), or correct {wiring.address_setting}",
             )
+        ]
+    if not answer.ok:
+        return [answer]
+    try:
+        skew = _version_finding(base, *_ask(urllib.request.Request(base + "/metrics")))
+        status, body = _ask(urllib.request.Request(base + "/readyz"))
+    except (http.client.HTTPException, OSError) as error:
+        # It took the check, so it is the service and mail is scored: not "nothing
+        # answers", but a service too busy, or stopping, to say more.
+        return [
+            answer,
+            Finding(
+                False,
+                f"{base} answered the check, then not /metrics or /readyz ({_reason(error)}): "
+                "overloaded or stopping? read its log",
+            ),
         ]
     found = [answer, *([skew] if skew else [])]
     if status == 200:
@@ -167,6 +178,13 @@ def service_findings(base: str, path: str, token: str | None, wiring: Wiring) ->
             "resolver answers (docs/monitoring.md)",
         ),
     ]
+
+
+def _reason(error: BaseException) -> object:
+    """What went wrong, in urllib's words when it wrapped the error."""
+    if isinstance(error, http.client.HTTPException):
+        return type(error).__name__
+    return getattr(error, "reason", error)
 
 
 # The running service's version, as its /metrics says it (scorer.metrics, Info).

@@ -59,7 +59,8 @@ def server_url(entry: str) -> str | None:
     """``http://HOST:PORT`` for a ``servers`` entry ("host", "host:port", "[v6]",
     "[v6]:port", each maybe with rspamd's ":priority" after the port); None for anything
     else, such as an IPv6 address without brackets, which rspamd 3.4 reads as port 0
-    ("::1") or not at all ("2001:db8::1"): the plugin cannot ask it."""
+    ("::1") or not at all ("2001:db8::1"), or a port no TCP service has (0, above
+    65535: urllib would ask 99999 as 34463): the plugin cannot ask it."""
     found = (
         re.fullmatch(r"\[(.+)\](?::(\d+).*)?", entry)
         or re.fullmatch(r"([^:]+):(\d+).*", entry)
@@ -68,15 +69,17 @@ def server_url(entry: str) -> str | None:
     if found is None:
         return None
     host, port = found.group(1), found.group(2) or str(DEFAULT_PORT)
+    if not 0 < int(port) <= 65535:
+        return None
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _unbracketed_finding(entry: str) -> Finding:
+def _unusable_finding(entry: str) -> Finding:
     return Finding(
         False,
-        f"rspamd cannot ask `servers` entry {entry}: write host, host:port, or an IPv6 "
-        f"address in brackets ([::1]:{DEFAULT_PORT}; without, rspamd reads port 0 or "
-        "nothing)",
+        f"rspamd cannot ask `servers` entry {entry}: write host, host:port (a port from 1 "
+        f"to 65535), or an IPv6 address in brackets ([::1]:{DEFAULT_PORT}; without, rspamd "
+        "reads port 0 or nothing)",
     )
 
 
@@ -169,7 +172,7 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
     for entry in section.servers:
         url = server_url(entry)
         if url is None:
-            findings.append(_unbracketed_finding(entry))
+            findings.append(_unusable_finding(entry))
         else:
             findings += probe.service_findings(url, section.path, section.token, WIRING)
     return findings
