@@ -562,6 +562,28 @@ def test_a_backup_is_the_file_as_it_was_and_never_shows_the_token(tmp_path: Path
     assert (newest.stat().st_uid, newest.stat().st_gid, newest.stat().st_mtime_ns) == (1, 1, 10**18)
 
 
+def test_a_removal_that_fails_leaves_no_backup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file stays as it was: a copy of it would be a backup of nothing changed,
+    # named nowhere (uninstall says what it removed, then the error).
+    target = tmp_path / "rspamd.conf.local"
+    target.write_text("# mine\n")
+    unlink = Path.unlink
+
+    def refused(self: Path, missing_ok: bool = False) -> None:
+        if self == target:
+            raise PermissionError(1, "Operation not permitted")
+        unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    report = integration.InstallReport()
+    with pytest.raises(PermissionError):
+        integration._remove(target, "20261202", report)
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+    assert report.lines == [] and not report.changed
+
+
 def _install_under_a_file_size_limit(confdir: Path, limit: int) -> subprocess.CompletedProcess[str]:
     """`rspamd install` in a process that may write no file longer than ``limit``
     bytes: a disk that fills up while it writes."""
@@ -590,6 +612,9 @@ def test_a_write_cut_short_leaves_the_old_file_whole(tmp_path: Path) -> None:
     assert local.read_text() == mine
     assert (tmp_path / "plugins.d" / PLUGIN.name).read_text() == PLUGIN.read_text()
     assert not [p.name for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    # Nor a backup of the file left as it was (regression: one was left, named nowhere,
+    # beside "restore the backups named above").
+    assert not [p.name for p in tmp_path.rglob("*") if p.name.endswith(".bak")]
     # What was changed before the error is said, then the error (regression: the
     # error alone, so the plugin copied and the backup made went unmentioned).
     lines = done.stdout.splitlines()

@@ -116,6 +116,30 @@ def test_a_backup_never_replaces_an_earlier_one(tmp_path: Path) -> None:
     ]
 
 
+def test_an_edited_config_that_cannot_be_moved_keeps_no_second_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The backup is a hard link, then the config's name goes: when that fails, the config
+    # stays where SpamAssassin reads it, and no .bak names it a second time (a backup of
+    # nothing moved, which the error line would not mention).
+    site = _site(tmp_path)
+    install(site, source_dir())
+    config = site / CONFIG
+    config.write_bytes(b"# edited\n")
+    unlink = Path.unlink
+
+    def refused(self: Path, missing_ok: bool = False) -> None:
+        if self == config:
+            raise PermissionError(1, "Operation not permitted")
+        unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    with pytest.raises(PermissionError):
+        list(uninstall(site))
+    assert config.read_bytes() == b"# edited\n"
+    assert not [path.name for path in site.iterdir() if path.name.endswith(".bak")]
+
+
 def test_uninstall_twice_has_nothing_to_remove(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

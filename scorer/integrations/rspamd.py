@@ -198,8 +198,14 @@ def _write_if_changed(
             report.say(f"unchanged: {path}")
             return
         backup = _backup(path, stamp)
-        info = path.stat()
-        _replace(path, content, info.st_mode & 0o7777, (info.st_uid, info.st_gid))
+        try:
+            info = path.stat()
+            _replace(path, content, info.st_mode & 0o7777, (info.st_uid, info.st_gid))
+        except BaseException:
+            # The file is as it was (the rewrite is atomic): its copy would be an unnamed
+            # backup of nothing changed, beside "restore the backups named above".
+            backup.unlink(missing_ok=True)
+            raise
         report.say(f"updated:   {path} (backup: {backup})")
     else:
         _replace(path, content, new_mode, None)
@@ -598,7 +604,12 @@ def shipped_plugin(source_dir: Path | None = None) -> bytes | None:
 def _remove(path: Path, stamp: str | None, report: InstallReport) -> None:
     """Delete ``path``, first copied to a backup unless ``stamp`` is None."""
     backup = None if stamp is None else _backup(path, stamp)
-    path.unlink()
+    try:
+        path.unlink()
+    except BaseException:
+        if backup is not None:  # still there: a copy would be a backup of nothing changed
+            backup.unlink(missing_ok=True)
+        raise
     report.say(f"removed:   {path}" + ("" if backup is None else f" (backup: {backup})"))
     report.changed = True
 

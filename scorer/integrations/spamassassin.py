@@ -190,7 +190,11 @@ def _back_up(target: Path, stamp: str) -> Path:
         except FileExistsError:
             number += 1
             continue
-        target.unlink()
+        try:
+            target.unlink()
+        except BaseException:
+            backup.unlink()  # the file stays: a second name for it is no backup of a change
+            raise
         return backup
 
 
