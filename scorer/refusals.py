@@ -21,7 +21,8 @@ REFUSAL_LOG_SECONDS = 60.0
 
 # What to do about a refusal, by status: the reply's own message says what was wrong.
 CHECK_ADVICE = {
-    401: "the plugin's token must be [server] token: rdns-scorer rspamd install --config",
+    401: "the plugin's token must be [server] token: `rdns-scorer rspamd install --config "
+    "FILE` writes it for rspamd; SpamAssassin takes it as rdns_scorer_token",
     503: "max_in_flight checks were running: see docs/operations.md, Overload",
 }
 RELOAD_ADVICE = {

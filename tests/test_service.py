@@ -1132,7 +1132,10 @@ async def test_each_refusal_line_counts_what_it_held_back_and_advises_by_status(
 
     log = RefusalLog()
     since = "request(s) refused with {} since the last such line: {} (field {})"
-    token = "; the plugin's token must be [server] token: rdns-scorer rspamd install --config"
+    token = (
+        "; the plugin's token must be [server] token: `rdns-scorer rspamd install --config "
+        "FILE` writes it for rspamd; SpamAssassin takes it as rdns_scorer_token"
+    )
     overload = "; max_in_flight checks were running: see docs/operations.md, Overload"
     with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
         log.note(401, "missing bearer token", "authorization")
