@@ -1466,7 +1466,7 @@ def test_check_of_no_plugin_and_no_section_says_to_install(
     )
     assert lines == [
         f"problem:   rspamd does not load the plugin ({tmp_path / 'plugins.d' / 'rdns_scorer.lua'}"
-        " is missing or was not read): run `rdns-scorer rspamd install`"
+        f" is missing or was not read): run `rdns-scorer rspamd install --confdir {tmp_path}`"
     ]
 
 
@@ -1540,8 +1540,9 @@ def test_check_says_rspamd_is_wired_up_and_names_each_way_it_is_not(
     status, out = _check(stock_confdir, capsys)
     assert status == 1
     assert out[0] == (
+        # With the copy's --confdir: the advice is a command to run as it is.
         f"problem:   rspamd does not load the plugin ({plugin} is missing or was not read): "
-        "run `rdns-scorer rspamd install`"
+        f"run `rdns-scorer rspamd install --confdir {stock_confdir}`"
     )
     (stock_confdir / "rspamd.conf.local").unlink()
     service = ScorerProcess(unbound.nameserver, '[server]\ntoken = "s3cret"\n').start()
@@ -1569,8 +1570,8 @@ def test_check_says_rspamd_is_wired_up_and_names_each_way_it_is_not(
         assert (status, out[2]) == (
             1,
             f"problem:   {url} refuses rspamd's checks (401): it sends a token the service "
-            "does not take; run `rdns-scorer rspamd install --config FILE` with the "
-            "service's config",
+            f"does not take; run `rdns-scorer rspamd install --confdir {stock_confdir} "
+            "--config FILE` with the service's config",
         )
         local.write_text(installed.replace('path = "/v1/check"', 'path = "/v0/check"'))
         assert _check(stock_confdir, capsys)[1][2] == (
@@ -1585,7 +1586,7 @@ def test_check_says_rspamd_is_wired_up_and_names_each_way_it_is_not(
         plugin.write_text(plugin.read_text() + "-- edited\n")
         assert _check(stock_confdir, capsys)[1][1] == (
             f"problem:   {plugin} is not rdns-scorer {__version__}'s (an earlier release, or "
-            "edited): run `rdns-scorer rspamd install` to update it"
+            f"edited): run `rdns-scorer rspamd install --confdir {stock_confdir}` to update it"
         )
     finally:
         service.stop()
@@ -1677,7 +1678,8 @@ def test_check_says_when_the_section_is_missing(
         1,
         [
             "problem:   rspamd has the rdns_scorer module disabled (unconfigured): it has no "
-            "rdns_scorer section (rspamd.conf.local); run `rdns-scorer rspamd install`",
+            "rdns_scorer section (rspamd.conf.local); run `rdns-scorer rspamd install "
+            f"--confdir {stock_confdir}`",
             f"ok:        {plugin} is rdns-scorer {__version__}'s",
             "1 problem (mail still flows: the plugin fails open)",
         ],
@@ -1702,4 +1704,12 @@ def test_install_names_the_check_with_its_confdir_quoted(tmp_path: Path) -> None
     report = integration.install(confdir, section, rspamadm=None)
     assert report.ok and report.lines[-1] == (
         f"`rdns-scorer rspamd check --confdir '{confdir}'` says whether rspamd reaches the service"
+    )
+
+
+def test_advice_names_the_confdir_unless_it_is_the_default(tmp_path: Path) -> None:
+    # The commands check and install show run on the directory they were given.
+    assert integration.confdir_option(Path("/etc/rspamd")) == ""
+    assert (
+        integration.confdir_option(tmp_path / "my rspamd") == f" --confdir '{tmp_path}/my rspamd'"
     )

@@ -48,8 +48,9 @@ def test_check_says_spamassassin_is_wired_up_and_names_each_way_it_is_not(
     assert _check(site, capsys) == (
         1,
         [
+            # With the directory's option: the advice is a command to run as it is.
             f"problem:   SpamAssassin does not load {PACKAGE} from {site}: run "
-            "`rdns-scorer spamassassin install`",
+            f"`rdns-scorer spamassassin install --siteconfigpath {site}`",
             "1 problem (mail still flows: the plugin fails open)",
         ],
     )
@@ -86,7 +87,8 @@ def test_check_says_spamassassin_is_wired_up_and_names_each_way_it_is_not(
         plugin.write_text(plugin.read_text() + "# edited\n")
         assert _check(site, capsys)[1][1] == (
             f"problem:   {plugin} is not rdns-scorer {__version__}'s (an earlier release, or "
-            "edited): run `rdns-scorer spamassassin install` to update it"
+            f"edited): run `rdns-scorer spamassassin install --siteconfigpath {site}` to "
+            "update it"
         )
     finally:
         service.stop()
@@ -149,7 +151,8 @@ def test_check_names_a_plugin_loaded_from_elsewhere_and_no_driver_rule(
     assert out[1:3] == [
         f"ok:        {elsewhere} is rdns-scorer {__version__}'s",
         "problem:   SpamAssassin has no RL_SCORER_CHECK rule, so the plugin asks nothing "
-        f"(rdns_scorer.cf is not read from {site}): run `rdns-scorer spamassassin install`",
+        f"(rdns_scorer.cf is not read from {site}): run `rdns-scorer spamassassin install "
+        f"--siteconfigpath {site}`",
     ]
 
 

@@ -520,12 +520,7 @@ def install(
         report.say("do not reload rspamd: fix the error, or restore the backups named above")
     if report.ok:
         # Where it is found (README, docs) only by those who already know it exists.
-        # Quoted: a confdir with a space in it made two arguments of the command shown.
-        where = (
-            ""
-            if confdir.resolve() == DEFAULT_CONFDIR
-            else f" --confdir {shlex.quote(str(confdir))}"
-        )
+        where = confdir_option(confdir)
         report.say(f"`rdns-scorer rspamd check{where}` says whether rspamd reaches the service")
     return report
 
@@ -648,6 +643,14 @@ def _service_config(args: argparse.Namespace) -> Config:
 def _cmd_config(args: argparse.Namespace) -> int:
     sys.stdout.write(module_section(_service_config(args)))
     return 0
+
+
+def confdir_option(confdir: Path) -> str:
+    """`` --confdir DIR`` for a command shown to run on ``confdir``, or "" for the default
+    (/etc/rspamd). Quoted: a confdir with a space in it made two arguments of the command."""
+    if confdir.resolve() == DEFAULT_CONFDIR:
+        return ""
+    return f" --confdir {shlex.quote(str(confdir))}"
 
 
 def add_confdir_option(parser: argparse.ArgumentParser) -> None:

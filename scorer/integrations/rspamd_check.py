@@ -14,7 +14,7 @@ import json
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -134,10 +134,10 @@ def _module_finding(state: str | None, confdir: Path, has_section: bool) -> Find
         return Finding(
             False,
             f"rspamd does not load the plugin ({plugin} is missing or was not read): "
-            "run `rdns-scorer rspamd install`",
+            f"run `{_install(confdir)}`",
         )
     if not has_section:  # the plugin returns at once: rspamd says "disabled (unconfigured)"
-        why = "it has no rdns_scorer section (rspamd.conf.local); run `rdns-scorer rspamd install`"
+        why = f"it has no rdns_scorer section (rspamd.conf.local); run `{_install(confdir)}`"
     elif state == "disabled (explicitly)":
         why = "`enabled = false` in its section"
     else:  # the plugin refused its section: the reason is a line in rspamd's log
@@ -150,7 +150,13 @@ def _plugin_finding(confdir: Path) -> Finding | None:
     plugin = confdir / "plugins.d" / rspamd.PLUGIN_FILE
     if not plugin.is_file():
         return None  # said by the module finding
-    return probe.release_finding(plugin, rspamd.shipped_plugin(), "rdns-scorer rspamd install")
+    return probe.release_finding(plugin, rspamd.shipped_plugin(), _install(confdir))
+
+
+def _install(confdir: Path) -> str:
+    """The install command that puts the plugin into ``confdir``, as the advice shows it:
+    with its ``--confdir`` unless that is /etc/rspamd (the advice was wrong for a copy)."""
+    return f"rdns-scorer rspamd install{rspamd.confdir_option(confdir)}"
 
 
 def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
@@ -169,12 +175,14 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
     if not has_section:
         return findings
     section = Section.from_dump(merged_sections(dumped))
+    token_fix = f"run `{_install(confdir)} --config FILE` with the service's config"
+    wiring = replace(WIRING, token_fix=token_fix)
     for entry in section.servers:
         url = server_url(entry)
         if url is None:
             findings.append(_unusable_finding(entry))
         else:
-            findings += probe.service_findings(url, section.path, section.token, WIRING)
+            findings += probe.service_findings(url, section.path, section.token, wiring)
     return findings
 
 

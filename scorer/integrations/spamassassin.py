@@ -301,6 +301,15 @@ def _error(args: argparse.Namespace, message: object) -> None:
     print(f"rdns-scorer spamassassin {args.spamassassin_command}: {message}", file=sys.stderr)
 
 
+def site_option(siteconfigpath: Path) -> str:
+    """`` --siteconfigpath DIR`` for a command shown to run on ``siteconfigpath``, or ""
+    for the default (/etc/spamassassin). Absolute and quoted: a command to run from
+    anywhere, a space in it one argument."""
+    if siteconfigpath == DEFAULT_SITECONFIGPATH:
+        return ""
+    return f" --siteconfigpath {shlex.quote(str(siteconfigpath.absolute()))}"
+
+
 def site_dir_of(args: argparse.Namespace) -> Path | None:
     """``--siteconfigpath``, or None once its error is printed: it must be a directory
     (a typo must not become a new directory we install into and lint)."""
@@ -379,12 +388,7 @@ def _install_command(args: argparse.Namespace) -> int:
     # A kept file is as it was, and its .dist is never read.
     changed = any(step.action in ("installed", "updated") for step in steps)
     _restart_advice(changed, "to load the plugin")
-    # Absolute and quoted: a command to run from anywhere, a space in it one argument.
-    where = (
-        ""
-        if siteconfigpath == DEFAULT_SITECONFIGPATH
-        else f" --siteconfigpath {shlex.quote(str(siteconfigpath.absolute()))}"
-    )
+    where = site_option(siteconfigpath)
     print(f"`rdns-scorer spamassassin check{where}` says whether SpamAssassin reaches the service")
     return 0
 

@@ -73,25 +73,26 @@ def spamassassin_view(siteconfigpath: Path, perl: str) -> dict[str, Any]:
 
 
 def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding]:
+    # With its --siteconfigpath unless that is /etc/spamassassin (the advice was wrong
+    # for another directory).
+    install = f"rdns-scorer spamassassin install{spamassassin.site_option(siteconfigpath)}"
     if not view["loaded"]:
         return [
             Finding(
                 False,
-                f"SpamAssassin does not load {PACKAGE} from {siteconfigpath}: run "
-                "`rdns-scorer spamassassin install`",
+                f"SpamAssassin does not load {PACKAGE} from {siteconfigpath}: run `{install}`",
             )
         ]
     findings = [Finding(True, f"SpamAssassin loads {PACKAGE}")]
     loaded = Path(view["file"] or "")  # "": not from a file named RdnsScorer.pm
     shipped = (spamassassin.source_dir() / spamassassin.PLUGIN).read_bytes()
-    findings.append(probe.release_finding(loaded, shipped, "rdns-scorer spamassassin install"))
+    findings.append(probe.release_finding(loaded, shipped, install))
     if view["driver_score"] is None:
         findings.append(
             Finding(
                 False,
                 f"SpamAssassin has no RL_SCORER_CHECK rule, so the plugin asks nothing "
-                f"(rdns_scorer.cf is not read from {siteconfigpath}): run "
-                "`rdns-scorer spamassassin install`",
+                f"(rdns_scorer.cf is not read from {siteconfigpath}): run `{install}`",
             )
         )
     elif not view["driver_score"]:
