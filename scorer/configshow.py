@@ -47,8 +47,12 @@ def _value(value: Any) -> str:
 
 
 def _token_comment(config: Config, token_from_env: bool) -> str | None:
-    if not config.server.token or (config.server.token_file and not token_from_env):
-        return None  # none, or token_file (shown) is where it comes from
+    if not config.server.token:
+        # Said too: without it the output named no token at all, as if there were none
+        # to set (every other key is shown).
+        return "# token: not set (checks need no bearer token; POST /v1/reload is refused)"
+    if config.server.token_file and not token_from_env:
+        return None  # token_file (shown) is where it comes from
     # RDNS_SCORER_TOKEN wins over token_file too: said, or the file shown would pass for it.
     where = ENV_TOKEN if token_from_env else "the config file"
     return f"# token: set (from {where}), not shown"

@@ -770,12 +770,14 @@ def test_config_show_without_a_token_says_none_is_set_and_no_empty_variable_appl
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, no_environment: None
 ) -> None:
     # An empty variable is none to serve (`RDNS_SCORER_TOKEN=` in a unit file): not named
-    # as applied, and no token comment when no token is set at all.
+    # as applied. No token at all is said: the output named none then, though every other
+    # key of [server] is shown and docs/configuration.md says a comment tells whether it
+    # is set.
     for name in ENV_VARIABLES:
         monkeypatch.setenv(name, "")
     shown = _shown(capsys)
     assert shown.startswith("# rdns-scorer: the effective config of the embedded defaults\n")
-    assert "# token" not in shown
+    assert "# token: not set (checks need no bearer token; POST /v1/reload is refused)\n" in shown
 
 
 def test_config_show_names_the_nameservers_variable_only_when_it_names_one(
