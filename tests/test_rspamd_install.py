@@ -1507,6 +1507,25 @@ def test_check_says_when_something_else_answers_on_the_port(reply: bytes, why: s
     ]
 
 
+def test_check_tells_a_service_that_takes_the_connection_but_never_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression: a hung service (the listen queue takes the connection, nothing reads
+    # it) was "nothing answers at ... (timed out): start the service".
+    monkeypatch.setattr(probe, "REQUEST_TIMEOUT", 0.3)
+    listener = tcp_listener()
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        findings = probe.service_findings(base, "/v1/check", None, rspamd_check.WIRING)
+    finally:
+        listener.close()
+    assert [finding.line() for finding in findings] == [
+        f"problem:   {base} took the connection but sent no reply within 0.3 s: a hung "
+        "service (its log; `systemctl restart rdns-scorer`), or something else on that "
+        "port: correct `servers` in rspamd's section"
+    ]
+
+
 def test_check_sends_a_token_as_the_plugin_does() -> None:
     # Regression: a token http.client cannot write as latin-1 stopped check (exit 2,
     # "'latin-1' codec can't encode"); the plugin sends its UTF-8 bytes, refused (401).

@@ -142,6 +142,17 @@ def service_findings(base: str, path: str, token: str | None, wiring: Wiring) ->
                 f"another service? correct {wiring.address_setting}",
             )
         ]
+    except TimeoutError:
+        # Not wrapped in a URLError: the connection was taken, the reply never came (a
+        # timed-out connect is a URLError). Starting the service is not the fix then.
+        return [
+            Finding(
+                False,
+                f"{base} took the connection but sent no reply within {REQUEST_TIMEOUT:g} s: "
+                "a hung service (its log; `systemctl restart rdns-scorer`), or something "
+                f"else on that port: correct {wiring.address_setting}",
+            )
+        ]
     except OSError as error:
         return [
             Finding(
