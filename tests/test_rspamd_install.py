@@ -1705,6 +1705,30 @@ def test_check_says_when_the_section_is_missing(
     )
 
 
+def test_check_names_an_rdns_scorer_section_in_the_override_file(
+    stock_confdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression: a section in rspamd.conf.local.override replaces install's whole (its
+    # keys alone, so the plugin asks the default server); check only said nothing answers
+    # there, "correct `servers` in rspamd's section", without saying which section.
+    install = ["rspamd", "install", "--confdir", str(stock_confdir), "--no-configtest"]
+    dead = f"127.0.0.1:{dead_port()}"
+    assert main([*install, "--listen", f"127.0.0.1:{dead_port()}"]) == 0
+    capsys.readouterr()
+    override = stock_confdir / "rspamd.conf.local.override"
+    override.write_text(f'# ours\nrdns_scorer {{\n  servers = "{dead}";\n}}\n')
+    status, out = _check(stock_confdir, capsys)
+    assert status == 1
+    assert out[2] == (
+        f"problem:   {override} line 2 has an rdns_scorer section, which replaces the one "
+        "in rspamd.conf.local whole (not one of its keys is used): remove it (or comment it "
+        f"out) and run `rdns-scorer rspamd install --confdir {stock_confdir} --config FILE`"
+    )
+    assert out[3].startswith(f"problem:   nothing answers at http://{dead} (")
+    override.write_text(f'# rdns_scorer {{\n#  servers = "{dead}";\n# }}\n')
+    assert not any("override" in line for line in _check(stock_confdir, capsys)[1])
+
+
 def test_check_without_rspamadm_cannot_tell(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

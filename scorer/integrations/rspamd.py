@@ -285,6 +285,12 @@ def _refuse_a_second_section(outside: str) -> None:
         )
 
 
+def section_line(path: Path) -> int | None:
+    """The line number of an rdns_scorer section in the file ``path`` (not commented
+    out), or None: for ``rdns-scorer rspamd check``, as install reads it."""
+    return _section_line(_read_kept(path))
+
+
 def _refuse_an_overriding_section(override: Path) -> None:
     """rspamd reads rspamd.conf.local.override at priority 10, and a section there
     replaces ours whole (rspamadm configdump shows its keys alone): the servers and

@@ -153,6 +153,23 @@ def _plugin_finding(confdir: Path) -> Finding | None:
     return probe.release_finding(plugin, rspamd.shipped_plugin(), _install(confdir))
 
 
+def _override_finding(confdir: Path) -> Finding | None:
+    """A problem when rspamd.conf.local.override has an rdns_scorer section: rspamd reads
+    it at a higher priority, and it replaces install's section whole (the servers and
+    token install wrote are never used). The servers asked below are then its, and the
+    advice to correct `servers` in "rspamd's section" did not say which one."""
+    override = confdir / "rspamd.conf.local.override"
+    line = rspamd.section_line(override) if override.is_file() else None
+    if line is None:
+        return None
+    return Finding(
+        False,
+        f"{override} line {line} has an rdns_scorer section, which replaces the one in "
+        "rspamd.conf.local whole (not one of its keys is used): remove it (or comment it "
+        f"out) and run `{_install(confdir)} --config FILE`",
+    )
+
+
 def _install(confdir: Path) -> str:
     """The install command that puts the plugin into ``confdir``, as the advice shows it:
     with its ``--confdir`` unless that is /etc/rspamd (the advice was wrong for a copy)."""
@@ -171,7 +188,7 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
     # plugin asks no server.
     has_section = dumped.strip() != "Section rdns_scorer NOT FOUND"
     findings = [_module_finding(state, confdir, has_section)]
-    findings += filter(None, [_plugin_finding(confdir)])
+    findings += filter(None, [_plugin_finding(confdir), _override_finding(confdir)])
     if not has_section:
         return findings
     section = Section.from_dump(merged_sections(dumped))
