@@ -56,6 +56,7 @@ class Service:
     ) -> None:
         self.metrics = Metrics()
         self.started_body_limit = body_cap or config.server.max_body_bytes
+        self.started_server = config.server  # what a reload cannot change (reload_warnings)
         # With several workers: /metrics shows them all (scorer.workermetrics).
         self.shared_metrics = shared_metrics
         self.pipeline = self._build(config, previous=None)
@@ -153,7 +154,7 @@ class Service:
             if self.peer_reload is None:
                 # With several workers the supervisor, which reloads too, warns once
                 # (workers.Supervisor._reload), not each worker.
-                for warning in config.reload_warnings(self.started_body_limit):
+                for warning in config.reload_warnings(self.started_server):
                     log.warning("%s", warning)
             self.metrics.record_reload(success=True)
         log.info("config reloaded on %s", source)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import ipaddress
+import json
 import math
 import os
 import re
@@ -169,19 +170,36 @@ class Config:
             if weight != 0 and reports_a_failure(name) and not self.is_shadowed(name)
         ]
 
-    def reload_warnings(self, started_body_limit: int) -> list[str]:
+    def reload_warnings(self, started: ServerConfig) -> list[str]:
         """What a reload to this config warns about, for a service that started with
-        ``started_body_limit``: aiohttp keeps the body limit it started with, so a raised
-        ``max_body_bytes`` waits for a restart; then ``warnings``."""
-        limit = self.server.max_body_bytes
-        if limit <= started_body_limit:
-            return self.warnings()
-        delayed = f"[server] max_body_bytes {limit} applies after a restart; {started_body_limit}"
-        return [f"{delayed} until then", *self.warnings()]
+        ``started``: the keys read only at start (the socket, the processes, the event
+        loop) that changed, and a raised ``max_body_bytes``, which aiohttp keeps as it
+        started; then ``warnings``. A reload that changes them "works" and logs so, while
+        the service keeps the old value: said, or an admin would take the log's word."""
+        delayed = [
+            f"[server] {key} {_shown(getattr(self.server, key))} applies after a restart; "
+            f"{_shown(getattr(started, key))} until then"
+            for key in RESTART_KEYS
+            if getattr(self.server, key) != getattr(started, key)
+        ]
+        if self.server.max_body_bytes > started.max_body_bytes:
+            delayed.append(
+                f"[server] max_body_bytes {self.server.max_body_bytes} applies after a "
+                f"restart; {started.max_body_bytes} until then"
+            )
+        return [*delayed, *self.warnings()]
 
     @property
     def local_names(self) -> frozenset[str]:
         return frozenset(_host_name(n) for n in self.policy.local_names)
+
+
+# Read once, when serve starts (docs/configuration.md): a reload cannot apply them.
+RESTART_KEYS = ("listen", "workers", "event_loop")
+
+
+def _shown(value: object) -> str:
+    return json.dumps(value) if isinstance(value, str) else str(value)
 
 
 def _host_name(value: str) -> str:

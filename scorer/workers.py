@@ -258,6 +258,7 @@ class Supervisor:
         self, config: Config, loader: ConfigLoader, host: str, port: int, workers: int
     ) -> None:
         self._config = config
+        self._started = config.server  # what a reload cannot change (reload_warnings)
         # The body limit every worker keeps, replacements too: a reload cannot raise it.
         self._body_cap = config.server.max_body_bytes
         self._reload_failed = False  # the latest reload was rejected: _config is older
@@ -387,7 +388,7 @@ class Supervisor:
             # This process logs too (a worker that died, one restarted): in the format
             # the workers now use, not the one it started with.
             configure_logging(*config.server.logging_settings)
-        for warning in config.reload_warnings(self._body_cap):
+        for warning in config.reload_warnings(self._started):
             log.warning("%s", warning)  # once here, for every worker (Service.reload)
 
     def _signal_all(self, signum: int, skip: int = 0) -> None:

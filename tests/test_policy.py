@@ -762,6 +762,34 @@ async def test_a_worker_of_several_leaves_the_reload_warnings_to_its_supervisor(
     assert "RL_PTR_TEMPFAIL" not in caplog.text
 
 
+async def test_a_reload_says_which_start_only_keys_wait_for_a_restart(
+    lone_reloadable: Reloadable, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression (docs walkthrough): a reload that changed listen, workers or event_loop
+    # logged "config reloaded" alone, and the service stayed on the old port.
+    reloadable = lone_reloadable
+    changed = '[server]\nlisten = "127.0.0.1:11999"\nworkers = 3\nevent_loop = "asyncio"\n'
+    reloadable.path.write_text(reloadable.base.replace("[server]\n", changed))
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        assert (await reloadable.client.post("/v1/reload", headers=reloadable.auth)).status == 200
+    warned = [record.getMessage() for record in caplog.records]
+    assert warned == [
+        '[server] listen "127.0.0.1:11999" applies after a restart; "127.0.0.1:11340" until then',
+        "[server] workers 3 applies after a restart; 1 until then",
+        '[server] event_loop "asyncio" applies after a restart; "auto" until then',
+    ]
+    # Said against what the service started with, at every reload until the restart.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        assert (await reloadable.client.post("/v1/reload", headers=reloadable.auth)).status == 200
+    assert len(caplog.records) == 3
+    caplog.clear()
+    reloadable.path.write_text(reloadable.base)
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        assert (await reloadable.client.post("/v1/reload", headers=reloadable.auth)).status == 200
+    assert caplog.records == []
+
+
 async def test_a_raised_body_limit_waits_for_a_restart_and_says_so(
     lone_reloadable: Reloadable, caplog: pytest.LogCaptureFixture
 ) -> None:
