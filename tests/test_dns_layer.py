@@ -603,7 +603,8 @@ async def test_a_root_probe_that_fails_changes_no_trust(caplog: pytest.LogCaptur
             resolver.mode = "servfail"
             await layer.check_root()
             assert layer.untrusted is None
-            assert not [r for r in caplog.records if r.name == layer_module.__name__]
+            said = [r.getMessage() for r in caplog.records if r.name == layer_module.__name__]
+            assert len(said) == 1 and "does not answer" in said[0], said  # not of trust
             assert await layer.lookup("a.example", dns.rdatatype.A, _deadline()) == first
             resolver.mode = "nxdomain"
             await layer.check_root()
@@ -612,6 +613,38 @@ async def test_a_root_probe_that_fails_changes_no_trust(caplog: pytest.LogCaptur
             resolver.mode = "servfail"
             await layer.check_root()
             assert layer.untrusted is untrusted
+    finally:
+        resolver.stop()
+
+
+async def test_a_resolver_that_stops_answering_is_logged_once_and_once_when_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression (docs walkthrough): serve --nameserver of a dead resolver logged
+    "listening" and nothing else, while every check was a zero-weight TEMPFAIL. A warning
+    when it stops answering the root's SOA, naming it and why; one line when it answers
+    again; nothing for probes that change nothing."""
+    resolver = FaultyDns("servfail").start()
+
+    def said() -> list[tuple[int, str]]:
+        return [
+            (r.levelno, r.getMessage()) for r in caplog.records if r.name == layer_module.__name__
+        ]
+
+    try:
+        layer = _layer(resolver.nameserver, timeout=0.3)
+        with caplog.at_level(logging.INFO, logger=layer_module.__name__):
+            for _ in range(3):
+                await layer.check_root()
+            [(level, warning)] = said()
+            assert level == logging.WARNING and layer.silent
+            assert warning.startswith(f"resolver {resolver.nameserver} does not answer ")
+            assert "servfail" in warning and "*_TEMPFAIL" in warning, warning
+            resolver.root_soa = True  # the root's SOA answered: it answers again
+            for _ in range(3):
+                await layer.check_root()
+            assert said()[1:] == [(logging.INFO, f"resolver {resolver.nameserver} answers again")]
+            assert not layer.silent
     finally:
         resolver.stop()
 

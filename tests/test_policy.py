@@ -864,7 +864,7 @@ async def test_reload_needs_a_token_even_where_checks_do_not(
         assert (await client.post("/v1/reload")).status == 401
     # Regression (review): a refused reload was only a metric: an admin action someone
     # tried left no line. Rate-limited as refused checks are, and told apart from them.
-    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "request(s) refused" in r.getMessage()]
     assert lines == [
         "1 reload request(s) refused with 401 since the last such line: reload needs the "
         "bearer token ([server] token) (field Authorization); POST /v1/reload takes "

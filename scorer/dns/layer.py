@@ -268,6 +268,8 @@ class DnsLayer:
         # How many times that judgement changed: a reply built across a change took some
         # answers at the old word, and is not cached (Pipeline.check_and_cache).
         self.trust_changes = 0
+        # Set while the resolver does not answer the root's SOA (_judge_silence).
+        self.silent = False
         self._failing: dict[str, float] = {}  # question key -> remembered until
 
     @staticmethod
@@ -467,6 +469,7 @@ class DnsLayer:
         While it does, lookups report them as an UNTRUSTED failure, of zero weight. A
         resolver that does not answer changes nothing: its silence is a failure already.
         The cache is emptied at each change, of the "no"s it was lying or right about."""
+        self._judge_silence(outcome)
         if isinstance(outcome, TempFail):
             return
         if isinstance(outcome, Answer):
@@ -487,6 +490,26 @@ class DnsLayer:
                 "root; check the resolver (/readyz, docs/monitoring.md)",
                 untrusted.detail,
             )
+
+    def _judge_silence(self, outcome: Outcome) -> None:
+        """Say in the log when the resolver stops answering the root's SOA, and when it
+        answers again. Meanwhile every lookup fails and each check is a zero-weight
+        TEMPFAIL, mail flowing unjudged, which no other line says (a dead resolver at
+        start left "listening" as the last word). Once per change, not per probe."""
+        silent = isinstance(outcome, TempFail)
+        if silent == self.silent:
+            return
+        self.silent = silent
+        resolvers = ", ".join(map(str, self.nameservers))
+        if silent:
+            log.warning(
+                "resolver %s does not answer (the root's SOA: %s): lookups fail and every "
+                "check scores 0 (*_TEMPFAIL) until it does; /readyz says so "
+                "(docs/monitoring.md)",
+                resolvers, describe(outcome),
+            )  # fmt: skip
+        else:
+            log.info("resolver %s answers again", resolvers)
 
     async def unready_reason(self) -> str | None:
         """Why the resolver cannot serve checks now, or None when it can.
