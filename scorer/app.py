@@ -157,7 +157,7 @@ class Service:
                 for warning in config.reload_warnings(self.started_server):
                     log.warning("%s", warning)
             self.metrics.record_reload(success=True)
-        log.info("config reloaded on %s", source)
+        log.info("config reloaded on %s (pid %d)", source, os.getpid())
         return "reloaded"
 
 

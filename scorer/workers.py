@@ -193,6 +193,7 @@ def run_worker(
         loop=loop,
         handle_signals=False,  # _stop_on_first_signal
     )
+    log.info("stopped (pid %d)", os.getpid())
 
 
 async def _stop_on_first_signal(_app: web.Application) -> None:
@@ -206,13 +207,17 @@ async def _stop_on_first_signal(_app: web.Application) -> None:
     """
     loop = asyncio.get_running_loop()
 
-    def stop() -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, lambda: None)
+    def stop(signum: int) -> None:
+        # Said, so a log that ends here reads as a stop, not as a crash or a hang.
+        pid = os.getpid()
+        name = signal.Signals(signum).name
+        log.info("stopping on %s (pid %d): finishing the checks in flight", name, pid)
+        for other in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(other, lambda: None)
         raise web.GracefulExit()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop)
+        loop.add_signal_handler(signum, stop, signum)
 
 
 def _beat_on(fd: int) -> Callable[[web.Application], Awaitable[None]]:
@@ -482,6 +487,10 @@ class Supervisor:
                     self._reload()
                     self._signal_all(signal.SIGHUP, skip=info.si_pid)
                 elif signum in (signal.SIGTERM, signal.SIGINT) and not self._stopping:
+                    log.info(
+                        "stopping on %s (pid %d): %d worker(s) finish their checks in flight",
+                        signal.Signals(signum).name, os.getpid(), len(self._children),
+                    )  # fmt: skip
                     self._begin_stop()
             self._reap()
             self._top_up()
@@ -489,6 +498,7 @@ class Supervisor:
             if self._stop_deadline and time.monotonic() > self._stop_deadline:
                 self._signal_all(signal.SIGKILL)
                 self._stop_deadline = 0.0
+        log.info("stopped (pid %d)", os.getpid())
         return 1 if self._quick_deaths >= MAX_QUICK_DEATHS else 0
 
 

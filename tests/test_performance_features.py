@@ -621,6 +621,7 @@ def test_a_sigterm_while_the_root_is_asked_at_start_stops_gracefully(tmp_path: P
     silent = FaultyDns("silent").start()
     config = tmp_path / "scorer.toml"
     config.write_text(f'[dns]\nnameservers = ["{silent.nameserver}"]\ntimeout = 5\n')
+    log = tmp_path / "log"
     try:
         process = subprocess.Popen(
             [
@@ -628,12 +629,17 @@ def test_a_sigterm_while_the_root_is_asked_at_start_stops_gracefully(tmp_path: P
                 "--listen", f"127.0.0.1:{free_port()}",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=open(log, "wb"),  # noqa: SIM115 - closed with the process
         )  # fmt: skip
         try:
             assert eventually(lambda: silent.queries, lambda asked: asked > 0) > 0
             process.send_signal(signal.SIGTERM)  # the root query is out: still starting
             assert process.wait(timeout=20) == 0
+            # Said (regression, docs walkthrough: a stop left no line, so a log that
+            # ended read as a crash or a hang).
+            said = log.read_text()
+            assert f"INFO stopping on SIGTERM (pid {process.pid}): finishing the checks" in said
+            assert said.rstrip().endswith(f"INFO stopped (pid {process.pid})"), said
         finally:
             if process.poll() is None:
                 process.kill()
@@ -1379,7 +1385,15 @@ def test_checks_in_flight_survive_a_stop_signal_to_every_process(tmp_path: Path)
             statuses = [reply.result()[0] for reply in replies]
         assert statuses == [200] * len(bodies)
         assert process.wait(timeout=20) == 0
-        assert "Traceback" not in log.read_text() and "failed" not in log.read_text()
+        said = log.read_text()
+        assert "Traceback" not in said and "failed" not in said
+        # Each process says it stops, once however many signals it got, and then that
+        # it stopped: the supervisor last.
+        assert said.count(f"stopping on SIGTERM (pid {process.pid}): 2 worker(s)") == 1, said
+        for worker in workers:
+            assert said.count(f"stopping on SIGTERM (pid {worker}): finishing") == 1, said
+            assert said.count(f"stopped (pid {worker})") == 1, said
+        assert said.rstrip().endswith(f"INFO stopped (pid {process.pid})"), said
     finally:
         if process.poll() is None:
             process.kill()
