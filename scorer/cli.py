@@ -152,7 +152,8 @@ def _listen_in(path: str | None) -> str | None:
 
 def _check(args: argparse.Namespace) -> int:
     config = _config(args)
-    data = {"ip": args.ip, "helo": args.helo, "mail_from": args.mail_from, "hostname": None}
+    data = {"ip": args.ip, "helo": args.helo, "mail_from": args.mail_from}
+    data["hostname"] = args.hostname
     try:
         request = parse_request({k: v for k, v in data.items() if v is not None}).request
     except RequestError as error:
@@ -275,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--helo", help="HELO/EHLO name")
     check.add_argument(
         "--from", dest="mail_from", metavar="ADDR", help="envelope sender; '' for <>"
+    )
+    check.add_argument(
+        "--hostname",
+        metavar="NAME",
+        help="the client's name as the MTA resolved it (the API's hostname field)",
     )
     check.add_argument("--json", action="store_true", help="print the /v1/check reply body")
     _add_config_options(check)

@@ -274,6 +274,18 @@ def test_check_leaves_out_what_was_not_given(
     assert json.loads(capsys.readouterr().out)["symbols"] == []
 
 
+def test_check_takes_the_mtas_hostname_as_the_api_does(
+    unbound: Unbound, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The API's hostname field, shown beside our PTR evidence (it had no flag: the
+    # verdict on a client as the MTA saw it could not be reproduced).
+    argv = ["check", "--json", "--nameserver", unbound.nameserver, "--ip", world.UNVERIFIED_IP]
+    assert main([*argv, "--hostname", "mx.the-mta-said.example"]) == 0
+    [symbol] = json.loads(capsys.readouterr().out)["symbols"]
+    assert symbol["name"] == "RL_PTR_UNVERIFIED"
+    assert "MTA hostname: mx.the-mta-said.example" in symbol["options"], symbol
+
+
 def test_readme_check_report_is_what_check_prints(
     unbound: Unbound, capsys: pytest.CaptureFixture[str]
 ) -> None:
