@@ -209,12 +209,36 @@ def _warnings(config_path: str | None, config: Config) -> list[str]:
     return exposed + config.warnings()
 
 
+def _add_config_file_argument(parser: argparse.ArgumentParser) -> None:
+    """FILE, or ``--config FILE`` as every other command takes the config."""
+    parser.add_argument("file", metavar="FILE", nargs="?", help="the config file")
+    parser.add_argument(
+        "--config", dest="config_file", metavar="FILE", help="the config file, as FILE"
+    )
+
+
+def _config_file(args: argparse.Namespace) -> str | None:
+    """The file given as FILE or as --config; ValueError for two different ones."""
+    given = {name for name in (args.file, args.config_file) if name is not None}
+    if len(given) > 1:  # an empty name is one too: load_config says what is wrong with it
+        raise ValueError(f"two config files given: {args.file} and --config {args.config_file}")
+    return given.pop() if given else None
+
+
 def _config_check(args: argparse.Namespace) -> int:
+    try:
+        path = _config_file(args)
+    except ValueError as error:
+        print_error(f"rdns-scorer config check: {error}")
+        return 2
+    if path is None:
+        print_error("rdns-scorer config check: give the config FILE (or --config FILE)")
+        return 2
     # With the environment, like `serve`: the token or listen address may come from it.
-    config = load_config(args.file)
+    config = load_config(path)
     refuse_public_without_token(config)
-    print(f"{args.file}: OK")
-    for warning in _warnings(args.file, config):
+    print(f"{path}: OK")
+    for warning in _warnings(path, config):
         print(f"warning: {warning}")
     return 0
 
@@ -223,10 +247,15 @@ def _config_show(args: argparse.Namespace) -> int:
     # As `serve --config FILE` reads it: the environment's overrides too. Its relative
     # file names anchored to an absolute directory: "conf/allow.txt" of `config show
     # conf/scorer.toml` would be conf/conf/allow.txt in the output saved beside it.
-    config = load_config(args.file and Path(args.file).absolute())
+    try:
+        path = _config_file(args)
+    except ValueError as error:
+        print_error(f"rdns-scorer config show: {error}")
+        return 2
+    config = load_config(path and Path(path).absolute())
     # Those load_config applied, by its own reading: one set but naming nothing is not.
     applied = applied_variables()
-    source = args.file or "the embedded defaults"
+    source = path or "the embedded defaults"
     if applied:
         source += f", with {', '.join(applied)} from the environment"
     sys.stdout.write(render(config, source, token_from_env=ENV_TOKEN in applied))
@@ -308,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="work with config files")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     config_check = config_commands.add_parser("check", help="validate a config file")
-    config_check.add_argument("file", metavar="FILE")
+    _add_config_file_argument(config_check)
     config_check.set_defaults(func=_config_check)
     config_show = config_commands.add_parser(
         "show",
@@ -317,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(no FILE: the embedded defaults), defaults filled in and RDNS_SCORER_* variables "
         "applied, as TOML that loads back as the same config. The token is never shown.",
     )
-    config_show.add_argument("file", metavar="FILE", nargs="?")
+    _add_config_file_argument(config_show)
     config_show.set_defaults(func=_config_show)
     return parser
 

@@ -365,6 +365,32 @@ def test_config_check_names_the_file_it_found_ok(
     assert capsys.readouterr().out == f"{config}: OK\n"
 
 
+def test_config_commands_take_the_file_as_every_command_takes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `config check --config FILE` was a usage error (docs walkthrough), though serve,
+    # check and health all take --config. FILE or --config, once; two different ones
+    # and none (for check) are refused in one line.
+    config = tmp_path / "scorer.toml"
+    config.write_text("[weights]\nRL_PTR_MISSING = 4.5\n")
+    assert main(["config", "check", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == f"{config}: OK\n"
+    assert main(["config", "check", str(config), "--config", str(config)]) == 0
+    assert capsys.readouterr().out == f"{config}: OK\n"
+    assert main(["config", "show", "--config", str(config)]) == 0
+    assert "RL_PTR_MISSING = 4.5" in capsys.readouterr().out
+    other = str(tmp_path / "other.toml")
+    for action in ("check", "show"):
+        assert main(["config", action, str(config), "--config", other]) == 2
+        assert capsys.readouterr().err == (
+            f"rdns-scorer config {action}: two config files given: {config} and --config {other}\n"
+        )
+    assert main(["config", "check"]) == 2
+    assert capsys.readouterr().err == (
+        "rdns-scorer config check: give the config FILE (or --config FILE)\n"
+    )
+
+
 def test_config_check_and_serve_warn_about_a_scoring_tempfail_symbol(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
