@@ -362,11 +362,16 @@ async def test_elapsed_ms_is_the_time_to_the_verdict_in_milliseconds(
 async def test_readyz_fails_when_the_resolver_does_not_answer(aiohttp_client: Any) -> None:
     from tests.support.fakedns import dead_port
 
-    config = config_from_mapping(
-        {"dns": {"nameservers": [f"127.0.0.1:{dead_port()}"], "timeout": 0.2}}
-    )
+    port = dead_port()
+    config = config_from_mapping({"dns": {"nameservers": [f"127.0.0.1:{port}"], "timeout": 0.2}})
     client = await aiohttp_client(create_app(config))
-    assert (await client.get("/readyz")).status == 503
+    response = await client.get("/readyz")
+    assert response.status == 503
+    # Which resolver, and why (regression, docs walkthrough: "resolver does not answer:
+    # network", naming neither).
+    status = (await response.json())["status"]
+    assert status.startswith(f"resolver 127.0.0.1:{port} does not answer: network: "), status
+    assert "Connection refused" in status, status
     assert (await client.get("/healthz")).status == 200
 
 

@@ -522,7 +522,9 @@ class DnsLayer:
         outcome = await self.probe(".", dns.rdatatype.SOA)
         self._judge_root(outcome)
         if isinstance(outcome, TempFail):
-            return f"resolver does not answer: {outcome.kind}"
+            # Which resolver and why (a refused port, a timeout): what to go and fix.
+            resolvers = ", ".join(map(str, self.nameservers))
+            return f"resolver {resolvers} does not answer: {describe(outcome)}"
         if not isinstance(outcome, Answer):
             # The root always has an SOA: a resolver that says otherwise serves only its
             # own data or rewrites answers, and every client would look like it has no PTR.
