@@ -1232,6 +1232,28 @@ def test_uninstall_names_a_section_written_by_hand_and_leaves_it(tmp_path: Path)
     assert not plugin_dir.exists() and _backups(tmp_path) == []
 
 
+def test_uninstall_names_the_docs_group_of_weights_and_leaves_it(tmp_path: Path) -> None:
+    # docs/rspamd.md's group "rdns_scorer" example, put where it says (next to the
+    # section in rspamd.conf.local): the admin's weights, named, never removed
+    # (regression, docs walkthrough: left behind without a word).
+    docs = (REPO / "docs" / "rspamd.md").read_text()
+    example = re.search(r"```\n(# /etc/rspamd/rspamd.conf.local, next to .*?)```", docs, re.S)
+    assert example is not None
+    section = integration.module_section(config_from_mapping({}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    local = tmp_path / "rspamd.conf.local"
+    local.write_text(local.read_text() + example.group(1))
+    report = integration.uninstall(tmp_path, rspamadm=None, run_configtest=False)
+    assert report.ok
+    assert local.read_text() == example.group(1)
+    line = example.group(1).splitlines().index('group "rdns_scorer" {') + 1
+    notes = [text for text in report.lines if "rdns_scorer" in text and "note:" in text]
+    assert notes == [
+        f'note:      {local} line {line} has a group "rdns_scorer" block (your weights for '
+        "the plugin's symbols): remove it yourself if you are done with them"
+    ]
+
+
 def test_uninstall_that_cannot_read_the_override_still_says_what_it_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -226,11 +226,16 @@ def _read_kept(path: Path) -> str:
 _OUR_SECTION = re.compile(r'^[ \t]*"?rdns_scorer"?[ \t]*(?:[=:][ \t]*)?\{', re.MULTILINE)
 
 
-def _section_line(text: str) -> int | None:
-    """The line number of an rdns_scorer section in ``text``, or None. One commented
-    out is none, with ``#`` or inside ``/* */`` (UCL's two kinds of comment)."""
+# The weights of our symbols an admin sets in rspamd (docs/rspamd.md, "Scores").
+_OUR_GROUP = re.compile(r'^[ \t]*group[ \t]+"?rdns_scorer"?[ \t]*(?:[=:][ \t]*)?\{', re.MULTILINE)
+
+
+def _section_line(text: str, section: re.Pattern[str] = _OUR_SECTION) -> int | None:
+    """The line number of an rdns_scorer section (or another ``section``) in ``text``,
+    or None. One commented out is none, with ``#`` or inside ``/* */`` (UCL's two kinds
+    of comment)."""
     text = _comments_blanked(text)
-    found = _OUR_SECTION.search(text)
+    found = section.search(text)
     return None if found is None else text.count("\n", 0, found.start()) + 1
 
 
@@ -570,11 +575,19 @@ def uninstall(
                 plugin.parent.rmdir()
                 report.say(f"removed:   {plugin.parent} (empty)")
         for path in (local, confdir / "rspamd.conf.local.override"):
-            line = _section_line(_read_kept(path)) if path.is_file() else None
+            text = _read_kept(path) if path.is_file() else ""
+            line = _section_line(text)
             if line is not None:
                 report.say(
                     f"note:      {path} line {line} has an rdns_scorer section written by "
                     "hand (not install's): remove it yourself"
+                )
+            line = _section_line(text, _OUR_GROUP)
+            if line is not None:
+                report.say(
+                    f'note:      {path} line {line} has a group "rdns_scorer" block (your '
+                    "weights for the plugin's symbols): remove it yourself if you are done "
+                    "with them"
                 )
     except OSError as error:
         # Said after what was already removed (and its backups), not instead of it.
