@@ -112,6 +112,29 @@ def test_check_reads_the_plugins_default_url_and_loaded_file_from_spamassassin(
     assert not view["token"]  # the plugin's default: none sent
 
 
+def test_check_says_spamassassin_skips_lines_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (docs walkthrough): a local file whose rdns_scorer_url line SpamAssassin
+    # could not read failed lint, while check asked the URL of the line before it and
+    # said all was well. Counted, not quoted: such a line may hold the token.
+    site = _site(tmp_path)
+    install(site, source_dir())
+    port = dead_port()
+    (site / "zz_local.cf").write_text(
+        f"rdns_scorer_url http://127.0.0.1:{port}/v1/check\n"
+        "rdns_scorer_url http://mail host:11340/v1/check\n"  # no URL SpamAssassin reads
+        "rdns_scorer_token s3cret wrong\n"
+    )
+    status, out = _check(site, capsys)
+    assert status == 1
+    skipped = [line for line in out if "cannot read" in line]
+    assert len(skipped) == 1 and skipped[0].startswith(
+        f"problem:   SpamAssassin skips 2 line(s) of {site} it cannot read, and uses what "
+    ), out
+    assert "s3cret" not in "\n".join(out)
+
+
 def test_check_asks_the_check_path_of_a_url_without_one_and_says_when_not_ready(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -185,7 +208,7 @@ def test_check_asks_each_url_the_path_the_plugin_asks(
     # none, or "/" alone, is /v1/check.
     urls = ["http://127.0.0.1:11341/v1/check?from=sa", "http://[::1]:11342", "http://10.0.0.5/"]
     view = {"loaded": True, "file": str(source_dir() / "RdnsScorer.pm"), "urls": urls,
-            "token": "t0k", "driver_score": 0.001}  # fmt: skip
+            "token": "t0k", "driver_score": 0.001, "errors": 0}  # fmt: skip
     monkeypatch.setattr(spamassassin_check, "spamassassin_view", lambda *_args: view)
     asked = []
 

@@ -45,6 +45,7 @@ print JSON::PP->new->canonical->encode({
   urls => $conf->{rdns_scorer_url} || ($loaded ? [$package->DEFAULT_URL] : []),
   token => $conf->{rdns_scorer_token},
   driver_score => $conf->{scores}->{RL_SCORER_CHECK},
+  errors => $conf->{errors} || 0,
 });
 """
 WIRING = probe.Wiring(
@@ -98,6 +99,17 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
     elif not view["driver_score"]:
         findings.append(
             Finding(False, "`score RL_SCORER_CHECK 0` switches the plugin off: remove that line")
+        )
+    if view["errors"]:
+        # Skipped, and the setting before it (or the default) stands: what is asked below
+        # may not be what a line there says. Counted, not quoted (the token's line too).
+        lint = f"spamassassin --lint --siteconfigpath {siteconfigpath}"
+        findings.append(
+            Finding(
+                False,
+                f"SpamAssassin skips {view['errors']} line(s) of {siteconfigpath} it cannot "
+                f"read, and uses what came before them: `{lint}` names them",
+            )
         )
     return findings
 
