@@ -322,22 +322,30 @@ class _OlderService(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_check_says_when_the_service_runs_another_release() -> None:
-    # An older or newer service than this command (and the plugin it installs): a newer
-    # one's symbols reach an older plugin as RL_SCORER_UNKNOWN, never scored.
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OlderService)
+def _asked(
+    handler: type[http.server.BaseHTTPRequestHandler], token: str | None = None
+) -> list[str]:
+    """What SpamAssassin's check says of a service that answers as ``handler`` does, each
+    line with the service's base URL written BASE."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        findings = probe.service_findings(base, "/v1/check", None, spamassassin_check.WIRING)
+        findings = probe.service_findings(base, "/v1/check", token, spamassassin_check.WIRING)
     finally:
         server.shutdown()
         server.server_close()
-    assert [finding.line() for finding in findings] == [
-        f"ok:        {base}/v1/check answers SpamAssassin's checks",
-        f"problem:   {base} runs rdns-scorer 0.0.9, this command is {__version__}: upgrade "
+    return [finding.line().replace(base, "BASE") for finding in findings]
+
+
+def test_check_says_when_the_service_runs_another_release() -> None:
+    # An older or newer service than this command (and the plugin it installs): a newer
+    # one's symbols reach an older plugin as RL_SCORER_UNKNOWN, never scored.
+    assert _asked(_OlderService) == [
+        "ok:        BASE/v1/check answers SpamAssassin's checks",
+        f"problem:   BASE runs rdns-scorer 0.0.9, this command is {__version__}: upgrade "
         "the older one, then install the plugin again (docs/operations.md, Upgrading)",
-        f"ok:        {base} is ready (its resolver answers)",
+        "ok:        BASE is ready (its resolver answers)",
     ]
 
 
@@ -372,18 +380,8 @@ READY = b'{"status": "ready"}'
 
 
 def _findings(answers: dict[str, tuple[int, bytes]], token: str | None = None) -> list[str]:
-    """What check says of a service that answers ``answers``, as SpamAssassin's check
-    (base first, then each line with the base for BASE)."""
-    handler = type("Handler", (_Answers,), {"answers": answers})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        findings = probe.service_findings(base, "/v1/check", token, spamassassin_check.WIRING)
-    finally:
-        server.shutdown()
-        server.server_close()
-    return [finding.line().replace(base, "BASE") for finding in findings]
+    """What check says of a service that answers ``answers``, as SpamAssassin's check."""
+    return _asked(type("Handler", (_Answers,), {"answers": answers}), token)
 
 
 LONG_PAGE = b"<html><body>" + b"bad gateway " * 40 + b"</body></html>"
