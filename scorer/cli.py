@@ -102,9 +102,10 @@ def _serve(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else config.server.workers
     resolvers = ", ".join(config.dns.nameservers) or "from /etc/resolv.conf"
     logging.getLogger("rdns_scorer").info(
-        "rdns-scorer %s starting on %s:%d (%d worker%s), resolvers: %s, token: %s",
-        __version__, host, port, workers, "" if workers == 1 else "s", resolvers,
-        "required" if config.server.token else "none",
+        "rdns-scorer %s starting on %s:%d (%d worker%s), config: %s, resolvers: %s, token: %s",
+        __version__, host, port, workers, "" if workers == 1 else "s",
+        args.config or "the embedded defaults",  # which file a reload will read again
+        resolvers, "required" if config.server.token else "none",
     )  # fmt: skip
     for warning in _warnings(args.config, config):
         logging.getLogger("rdns_scorer").warning("%s", warning)

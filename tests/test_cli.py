@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import logging
 import os
 import re
 import shlex
@@ -406,6 +407,22 @@ def test_config_check_and_serve_warn_about_a_scoring_tempfail_symbol(
     assert main(["serve", "--config", str(config)]) == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert [w for w in warnings if w.startswith("[weights] RL_MAILFROM_TEMPFAIL = 1:")]
+
+
+def test_serve_says_which_config_it_runs_on(
+    tmp_path: Path, served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The file a reload reads again, or none: the start line said neither.
+    config = tmp_path / "scorer.toml"
+    config.write_text("")
+    with caplog.at_level(logging.INFO, logger="rdns_scorer"):
+        assert main(["serve", "--config", str(config)]) == 0
+        assert main(["serve"]) == 0
+    started = [r.getMessage() for r in caplog.records if " starting on " in r.getMessage()]
+    assert [line.split(", config: ")[1].split(", resolvers: ")[0] for line in started] == [
+        str(config),
+        "the embedded defaults",
+    ]
 
 
 @pytest.mark.parametrize("args", [["config", "check", ""], ["serve", "--config", ""]])
