@@ -574,6 +574,9 @@ FAILURES: dict[str, tuple[dict[str, Any], str]] = {
         {"mode": "reply", "body": b'{"symbols": [], "pad": "' + b"x" * 300_000 + b'"}'},
         "reply larger than 262144 bytes",
     ),
+    # Content-Length names more than came before the close: the body is not all there,
+    # even when what came parses (it is no answer to trust).
+    "cut-short": ({"mode": "short"}, "truncated body"),
 }
 
 
@@ -610,10 +613,11 @@ def test_a_deeply_nested_reply_fails_open_without_perl_warnings(
 def test_a_chunk_size_past_any_reply_fails_without_perl_warnings() -> None:
     # Regression: hex() of a chunk size of more than 8 digits warned "Integer overflow in
     # hexadecimal number at RdnsScorer.pm line ..." into the log (no reply is that long).
-    # Leading zeros are no part of the size.
+    # Nor of "Hexadecimal number > 0xffffffff non-portable" (9 to 16 digits). Leading
+    # zeros are no part of the size.
     script = r"""
     require "$ARGV[0]/RdnsScorer.pm";
-    foreach my $size ('fffffffffffffffffff', '0000000000001') {
+    foreach my $size ('fffffffffffffffffff', 'fffffffff', '0000000000001') {
       my $reply = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n$size\r\nx\r\n0\r\n\r\n";
       my ($status, $body) = eval { Mail::SpamAssassin::Plugin::RdnsScorer::_decode_http($reply) };
       print $@ || "$status $body\n";
@@ -623,7 +627,7 @@ def test_a_chunk_size_past_any_reply_fails_without_perl_warnings() -> None:
         ["perl", "-w", "-e", script, str(source_dir())],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    assert (result.stdout, result.stderr) == ("truncated chunk\n200 x\n", "")
+    assert (result.stdout, result.stderr) == ("truncated chunk\ntruncated chunk\n200 x\n", "")
 
 
 @pytest.mark.parametrize("failure", FAILURES)
@@ -684,6 +688,39 @@ def test_a_url_without_a_path_asks_the_check_path(fake: FakeHttp, suffix: str) -
     assert fake.requests[-1].request_line.startswith("POST /v1/check ")
 
 
+def test_a_url_without_a_port_asks_port_80() -> None:
+    # "http://address/path" is HTTP's own port, as everywhere else such a URL is used.
+    script = r"""
+    require "$ARGV[0]/RdnsScorer.pm";
+    foreach my $url (@ARGV[1 .. $#ARGV]) {
+      print join(' ', Mail::SpamAssassin::Plugin::RdnsScorer::_parse_url($url)), "\n";
+    }
+    """
+    urls = ["http://127.0.0.1/v1/check", "http://[::1]", "http://192.0.2.1:11340/x"]
+    result = subprocess.run(
+        ["perl", "-w", "-e", script, str(source_dir()), *urls],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert result.stdout.splitlines() == [
+        "127.0.0.1 80 /v1/check", "::1 80 /v1/check", "192.0.2.1 11340 /x",
+    ], result.stdout + result.stderr  # fmt: skip
+
+
+def test_an_ipv6_url_names_its_host_in_brackets() -> None:
+    # Host of an IPv6 URL is "[::1]:port" (RFC 3986): "::1:port" is no host and port a
+    # proxy or a strict server in front of the service could tell apart.
+    server = FakeHttp(host="::1").start()
+    try:
+        server.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
+        directory = site_config(f"rdns_scorer_url {server.url}\n")
+        scan = run_spamassassin(directory, message(MISSING_PTR_IP, "x"))
+    finally:
+        server.stop()
+    assert scan.rl == {"RL_PTR_MISSING": 5}, scan.section("RL_SCORER_FAIL")
+    assert server.url.startswith("http://[::1]:")
+    assert server.requests[0].headers["host"] == f"[::1]:{server.port}"
+
+
 def _scan_with_a_url_before(first: FakeHttp, fake: FakeHttp) -> Scan:
     """A scan with ``first`` listed before ``fake``, which answers RL_PTR_MISSING (5);
     ``first`` is stopped after."""
@@ -700,8 +737,10 @@ def _scan_with_a_url_before(first: FakeHttp, fake: FakeHttp) -> Scan:
     [
         (400, "bad request: 'ip' is not an IP address", False),
         (503, "overloaded, retry later", True),
+        # 500 is a 5xx too (a crash on this instance), not a refusal of the request.
+        (500, "internal server error", True),
     ],
-    ids=["4xx", "5xx"],
+    ids=["4xx", "503", "500"],
 )
 def test_an_error_status_fails_over_only_when_another_instance_may_answer(
     fake: FakeHttp, status: int, error: str, next_asked: bool
@@ -996,6 +1035,27 @@ def test_a_refused_connection_holds_nothing_down(tmp_path: Path) -> None:
         assert f"{url}: connect: Connection refused" in why and "not asked" not in why
 
 
+def test_a_host_that_never_accepts_is_held_down(tmp_path: Path) -> None:
+    # A host that drops connection attempts (down, firewalled) costs the connect the
+    # whole deadline: a timeout like a hung service's, and the next message must not
+    # wait for it again (docs: "no connection, or no whole reply, before the deadline").
+    down = FullBacklog()
+    try:
+        url = f"http://{down.address}/v1/check"
+        directory = site_config(
+            f"rdns_scorer_url {url}\nrdns_scorer_timeout 0.5\nrdns_scorer_holddown 60\n"
+        )
+        raw = message(MISSING_PTR_IP, "x")
+        (first, first_why), (second, second_why) = messages_in_one_process(
+            directory, raw, tmp_path, 1, 1
+        )
+    finally:
+        down.stop()
+    assert first == second == {"RL_SCORER_FAIL": "0.001"}, (first_why, second_why)
+    assert f"{url}: timeout (connect)" in first_why, first_why
+    assert f"{url}: not asked, it timed out" in second_why, second_why
+
+
 # One process checking the same message three times, as a spamd child does: prints the
 # seconds each check took and its RL_SCORER_FAIL evidence.
 THREE_CHECKS = r"""
@@ -1057,22 +1117,31 @@ def test_a_hung_service_delays_one_message_per_hold_down(tmp_path: Path) -> None
     assert hung.accepted == 2
 
 
-def test_without_the_settings_the_documented_defaults_apply(tmp_path: Path) -> None:
+@pytest.mark.parametrize("settings", ["shipped", "removed"])
+def test_without_the_settings_the_documented_defaults_apply(tmp_path: Path, settings: str) -> None:
     # An rdns_scorer.cf the admin edited is kept at upgrades (docs), so a setting it
-    # lacks takes the plugin's own default: timeout 1 s, hold-down 10 s.
+    # lacks takes the plugin's own default: timeout 1 s, hold-down 10 s. The shipped
+    # file sets the same (docs). The deadline shows in the evidence: the hung first URL
+    # (it accepted) has all of it, and the next is "not tried, deadline of 1s passed".
     hung = HungSocket().start()
     try:
-        directory = site_config(f"rdns_scorer_url http://{hung.address}/v1/check\n")
+        closed = f"http://127.0.0.1:{closed_port()}/v1/check"
+        directory = site_config(f"rdns_scorer_url http://{hung.address}/v1/check {closed}\n")
         config = directory / CONFIG
         text = config.read_text()
-        text = re.sub(r"^rdns_scorer_(timeout|holddown) .*\n", "", text, flags=re.M)
-        assert "rdns_scorer_timeout" not in re.sub(r"#.*", "", text)
-        config.write_text(text)
-        checks = three_checks(directory, tmp_path, pause=0)
+        assert re.search(r"^rdns_scorer_timeout 1$", text, re.M)
+        assert re.search(r"^rdns_scorer_holddown 10$", text, re.M)
+        if settings == "removed":
+            text = re.sub(r"^rdns_scorer_(timeout|holddown) .*\n", "", text, flags=re.M)
+            assert "rdns_scorer_timeout" not in re.sub(r"#.*", "", text)
+            config.write_text(text)
+        # The third check 2 s after the second: still within a 10 s hold-down.
+        checks = three_checks(directory, tmp_path, pause=2)
     finally:
         hung.stop()
     (first, first_why), (_, second_why), (_, third_why) = checks
     assert "timeout (reply)" in first_why, first_why
+    assert f"{closed}: not tried, deadline of 1s passed" in first_why, first_why
     assert 1 <= float(first) < 3, "a timeout of 1 s (the margin: a loaded machine)"
     assert "not asked" in second_why and "not asked" in third_why, (second_why, third_why)
     assert hung.accepted == 1
@@ -1302,12 +1371,25 @@ def test_describe_lines_come_from_the_symbol_table() -> None:
     assert set(re.findall(r"^describe (RL_\w+) ", describe_lines(), re.M)) == set(SYMBOLS)
 
 
+# The stock rules rdns_scorer_overlap.cf names in its table (and docs/spamassassin.md).
+OVERLAPPED_STOCK_RULES = PTR_STOCK_RULES | {
+    "HELO_LOCALHOST", "HELO_NO_DOMAIN", "FSL_HELO_NON_FQDN_1", "HELO_LH_HOME",
+    "FSL_HELO_BARE_IP_1", "RCVD_HELO_IP_MISMATCH", "CK_HELO_GENERIC",
+    *(f"HELO_DYNAMIC_{n}" for n in (
+        "IPADDR", "IPADDR2", "SPLIT_IP", "DHCP", "HCC", "DIALIN", "HEXIP", "ROGERS",
+        "CHELLO_NL", "HOME_NL",
+    )),
+}  # fmt: skip
+
+
 def test_overlap_copies_match_the_installed_stock_rules() -> None:
     stock = stock_definitions()
     text = (source_dir() / OVERLAP).read_text()
     metas = dict(re.findall(r"^meta\s+([A-Z0-9_]+)\s+(.*?)\s*$", text, re.M))
     copies = dict(re.findall(r"^header\s+__RL_STOCK_([A-Z0-9_]+)\s+(.*?)\s*$", text, re.M))
-    assert {"RDNS_NONE", "RDNS_DYNAMIC", "HELO_LOCALHOST"} <= set(metas)
+    # Each rule its table names is redefined (a dropped one would count its evidence
+    # twice again, beside the RL_* symbol), and none but those.
+    assert set(metas) == OVERLAPPED_STOCK_RULES, set(metas) ^ OVERLAPPED_STOCK_RULES
     for name, expression in metas.items():
         kind, body = stock[name]
         # The rules on the PTR need the service's PTR verdict, not just an answer.

@@ -61,10 +61,11 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
-def tcp_listener(port: int = 0) -> socket.socket:
-    """A listening TCP socket on 127.0.0.1 (``port`` 0: any free one)."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def tcp_listener(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
+    """A listening TCP socket on ``host`` (``port`` 0: any free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
+    listener.bind((host, port))
     listener.listen(64)
     return listener

@@ -10,7 +10,11 @@ Each server accepts on a free loopback port and, per connection, reads one reque
 - ``garbage``: answers bytes that are not HTTP;
 - ``linger``: answers like ``reply`` but keeps the connection open for a while, as a
   server that ignores ``Connection: close`` does;
-- ``chunked``: answers like ``reply`` with ``Transfer-Encoding: chunked`` (in two chunks).
+- ``chunked``: answers like ``reply`` with ``Transfer-Encoding: chunked`` (in two chunks);
+- ``short``: answers like ``reply`` with a Content-Length 10 bytes past the body, then
+  closes: a reply cut short, whatever the body that came says.
+
+``host`` is the loopback address to listen on: ``::1`` for an IPv6 URL.
 """
 
 from __future__ import annotations
@@ -43,16 +47,18 @@ class FakeHttp:
     interval: float = 0.2
     requests: list[Received] = field(default_factory=list)
     queued: list[bytes] = field(default_factory=list)
+    host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
-        self._listener = tcp_listener()
+        self._listener = tcp_listener(host=self.host)
         self.port: int = self._listener.getsockname()[1]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/check"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1/check"
 
     def reply_json(self, data: Any, status: int = 200) -> FakeHttp:
         self.mode, self.status, self.body = "reply", status, json.dumps(data).encode()
@@ -110,6 +116,14 @@ class FakeHttp:
                         for part in (self.body[:half], self.body[half:])
                     )
                     conn.sendall(head.encode() + chunks + b"0\r\n\r\n")
+                elif self.mode == "short":
+                    reply = self._reply_bytes(self.body)
+                    conn.sendall(
+                        reply.replace(
+                            b"Content-Length: %d" % len(self.body),
+                            b"Content-Length: %d" % (len(self.body) + 10),
+                        )
+                    )
                 else:
                     body = self.queued.pop(0) if self.queued else self.body
                     conn.sendall(self._reply_bytes(body))
