@@ -105,7 +105,18 @@ sub set_config {
     code     => sub {
       my ($conf, $key, $value, $line) = @_;
       $value = '' if !defined $value;
-      return $Mail::SpamAssassin::Conf::INVALID_VALUE if $value !~ /^([\x21-\x7e]*)$/;
+      if ($value !~ /^([\x21-\x7e]*)$/) {
+        # INVALID_VALUE would have the parser quote the whole line, the secret with it,
+        # into lint's output and (spamd) the log: the same error, without the value.
+        # The token stays as it was, as with INVALID_VALUE.
+        my $parser = $conf->{parser};
+        my $file   = $parser->{currentfile} // '(no file)';
+        my $where  = defined $parser->{linenum} && defined $parser->{linenum}->{$file}
+          ? "$file (line $parser->{linenum}->{$file})" : $file;
+        $parser->lint_warn("config: invalid '$key' value in $where: visible ASCII "
+          . "without spaces only (the value is not shown)", undef, 1);
+        return;
+      }
       $conf->{rdns_scorer_token} = $1;
       return;
     },

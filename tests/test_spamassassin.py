@@ -1429,13 +1429,18 @@ def test_settings_in_seconds_are_checked_by_lint(line: str, valid: bool) -> None
 
 
 @pytest.mark.parametrize(
-    ("token", "valid"), [("s3cr3t-~!_+/=", True), ("two words", False), ("s\u00e9cret", False)]
+    ("token", "valid"), [("s3cr3t-~!_+/=", True), ("two s3cr3ts", False), ("s\u00e9cr3t", False)]
 )
 def test_the_token_is_checked_by_lint(token: str, valid: bool) -> None:
     # It goes into the Authorization header as it is: visible ASCII only, no spaces.
     result = lint(site_config(f"rdns_scorer_token {token}\n"))
     assert (result.returncode == 0) is valid, result.stderr
     assert ("invalid 'rdns_scorer_token'" in result.stderr) is not valid, result.stderr
+    # Regression: the parser's error quoted the line, secret and all, into lint's output
+    # (and spamd's log). Where it is still is said.
+    assert "s3cr3t" not in result.stderr + result.stdout, result.stderr
+    if not valid:
+        assert re.search(r"zz_test\.cf \(line 1\): visible ASCII", result.stderr), result.stderr
 
 
 @pytest.mark.parametrize(("seconds", "warned"), [("0.5", True), ("0.99", True), ("1", False)])
