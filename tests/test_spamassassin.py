@@ -18,6 +18,7 @@ import socket
 import subprocess
 import urllib.request
 from collections.abc import Iterator
+from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 
@@ -322,6 +323,12 @@ def test_no_rdns_and_no_sender_are_left_out(fake_spamd: Spamd, fake: FakeHttp) -
     assert "hostname" not in body and "mail_from" not in body
 
 
+def test_a_null_sender_is_left_out(fake_spamd: Spamd, fake: FakeHttp) -> None:
+    # A bounce (MAIL FROM:<>) has no sender to check: the service is not sent "".
+    fake_spamd.scan(message(MISSING_PTR_IP, "Mail-Server", None, ""))
+    assert "mail_from" not in fake.requests[0].json()
+
+
 def test_postfix_unknown_in_place_of_a_missing_helo_is_left_out(
     fake_spamd: Spamd, fake: FakeHttp
 ) -> None:
@@ -472,6 +479,7 @@ def test_hostile_reply_cannot_fire_other_rules(fake_spamd: Spamd, fake: FakeHttp
     names = [
         "USER_IN_WELCOMELIST", "ALL_TRUSTED", "__RL_SCORER_OK", "RL_SCORER_FAIL",
         "RL_SCORER_CHECK", "rl_ptr_missing", "RL_X\nX-Injected: yes", "RL_PTR-MISSING",
+        "RL_ptr_missing",
     ]  # fmt: skip
     symbols: list[Any] = [{"name": n, "score": -100, "options": []} for n in names]
     symbols += [
@@ -494,8 +502,11 @@ def test_hostile_reply_cannot_fire_other_rules(fake_spamd: Spamd, fake: FakeHttp
     refused = scan.section("RL_SCORER_UNKNOWN")
     assert "USER_IN_WELCOMELIST" in refused and "rl_ptr_missing" in refused
     assert len(scan.section("RL_HELO_INVALID")) < 1000
-    # Non-ASCII evidence reaches the header, MIME-encoded by SpamAssassin.
+    # Non-ASCII evidence reaches the header, MIME-encoded by SpamAssassin, as the
+    # characters the service sent (its reply is UTF-8), not their bytes as Latin-1.
     assert "=?UTF-8?" in scan.section("RL_HELO_GENERIC")
+    report = str(make_header(decode_header(scan.section("RL_HELO_GENERIC"))))
+    assert "bücher-versand.de ✓" in report, report
 
 
 def test_hostile_reply_symbols_are_checked_one_by_one(fake_spamd: Spamd, fake: FakeHttp) -> None:
@@ -543,18 +554,21 @@ def test_hostile_reply_is_capped(fake_spamd: Spamd, fake: FakeHttp) -> None:
     # characters reach the report.
     symbols: list[Any] = [{"name": f"bad{n}", "score": 1} for n in range(60)]
     symbols += [{"name": f"RL_N{n}", "score": 1, "options": []} for n in range(10)]
-    options = [{"x": 1}, ["y"], None, 5, "a\u202eb\x85c\x1bd\u061ce\u2028f\ufeffg"]
+    options = [{"x": 1}, ["y"], None, 5, "a\u202eb\x85c\x1bd\u061ce\u2028f\ufeffg\x7fh"]
     options += [f"opt{n}" for n in range(30)]
     symbols[60]["options"] = options
     symbols[61]["options"] = ["y" * 5000]
-    fake.reply_json({"symbols": symbols})
+    # In UTF-8 as it is, not \u-escaped (the service escapes, JSON need not): read as
+    # UTF-8, U+202E is not three Latin-1 characters, one of them a C1 control.
+    fake.reply_json({})
+    fake.body = json.dumps({"symbols": symbols}, ensure_ascii=False).encode()
     scan = fake_spamd.scan(message(CONFIRMED_IP, CONFIRMED_NAME, CONFIRMED_NAME, GOOD_FROM))
     assert set(scan.rl) == {"RL_N0", "RL_N1", "RL_N2", "RL_N3", "RL_SCORER_UNKNOWN"}
     assert "too many symbols" in scan.section("RL_SCORER_UNKNOWN")
     shown = scan.section("RL_N0")
     # Every format character (the Arabic letter mark U+061C is a bidi mark too, U+FEFF an
     # invisible one) and the line and paragraph separators, as the service escapes them.
-    assert "a\\u202eb\\u0085c\\x1bd\\u061ce\\u2028f\\ufeffg" in shown, shown
+    assert "a\\u202eb\\u0085c\\x1bd\\u061ce\\u2028f\\ufeffg\\x7fh" in shown, shown
     assert "HASH(" not in shown and "ARRAY(" not in shown
     # 16 options: the string and 5 as "5" (JSON numbers are strings to Perl), opt0..opt13
     assert "opt13" in shown and "opt14" not in shown, shown
@@ -758,6 +772,19 @@ def test_an_error_status_fails_over_only_when_another_instance_may_answer(
         reason = scan.section("RL_SCORER_FAIL")
         assert f"HTTP {status}: {error}\\x1b" in reason, reason  # printable
         assert "x" * 101 not in reason, reason  # capped
+
+
+@pytest.mark.parametrize("error", [["x"], {"x": 1}], ids=["list", "object"])
+def test_an_error_status_whose_error_is_no_text_is_named_by_its_status(
+    fake_spamd: Spamd, fake: FakeHttp, error: Any
+) -> None:
+    # The service's words are a string; anything else in "error" is no reason to show
+    # (Perl would print a list or an object as "ARRAY(0x...)" or "HASH(0x...)").
+    fake.reply_json({"error": error}, 400)
+    scan = fake_spamd.scan(message(MISSING_PTR_IP, "Mail-Server"))
+    assert scan.rl == {"RL_SCORER_FAIL": 0.001}
+    reason = scan.section("RL_SCORER_FAIL")
+    assert "HTTP 400" in reason and "HTTP 400:" not in reason, reason
 
 
 @pytest.mark.parametrize("body", [b'{"symbols": [', b'{"symbols": {}}'], ids=["json", "shape"])
