@@ -374,7 +374,12 @@ def test_lint_output_is_all_shown_but_the_token(
     # value written in two words is the secret too).
     def failed(site: Path, _spamassassin: str) -> subprocess.CompletedProcess[str]:
         out = "lint: on stdout\n"
-        err = "config: failed to parse line in x.cf (line 1): rdns_scorer_token s3cret more\n"
+        err = (
+            "config: failed to parse line in x.cf (line 1): rdns_scorer_token s3cret more\n"
+            "config: failed to parse line in y.cf (line 2): rdns_scorer_token\ts3cret\n"
+            "config: invalid 'rdns_scorer_token' value in z.cf (line 3): visible ASCII "
+            "without spaces only (the value is not shown)\n"
+        )
         return subprocess.CompletedProcess(["spamassassin", "--lint"], 1, out, err)
 
     monkeypatch.setattr(spamassassin, "lint", failed)
@@ -384,4 +389,7 @@ def test_lint_output_is_all_shown_but_the_token(
     err = capsys.readouterr().err
     assert "lint: on stdout\n" in err
     assert "(line 1): rdns_scorer_token (not shown)\n" in err
+    assert "(line 2): rdns_scorer_token (not shown)\n" in err
     assert "s3cret" not in err and "more" not in err
+    # The plugin's own error quotes no value: shown whole, where to look included.
+    assert "invalid 'rdns_scorer_token' value in z.cf (line 3): visible ASCII" in err

@@ -329,8 +329,10 @@ def _print_step(step: Step) -> None:
 
 
 # A setting's name as SpamAssassin reads it (any case, dashes for underscores), and the
-# rest of its line.
-_TOKEN_SETTING = re.compile(r"(?i)\b(rdns[_-]scorer[_-]token)\b.*")
+# rest of its line: a quoted config line, the name followed by blanks and its value. Not
+# the name in the plugin's own words (`invalid 'rdns_scorer_token' value in FILE (line
+# N)`, which names no value and says where to look).
+_TOKEN_SETTING = re.compile(r"(?i)\b(rdns[_-]scorer[_-]token)(?:[ \t].*|$)", re.MULTILINE)
 
 
 def without_token(text: str) -> str:
