@@ -32,6 +32,9 @@ PLUGIN = "RdnsScorer.pm"
 CONFIG = "rdns_scorer.cf"
 OVERLAP = "rdns_scorer_overlap.cf"
 PLUGIN_PACKAGE = "Mail::SpamAssassin::Plugin::RdnsScorer"
+# Where rdns_scorer.cf points the plugin, and the admin's own file README names.
+DEFAULT_URL = "http://127.0.0.1:11340/v1/check"
+LOCAL_EXAMPLE = "rdns_scorer_local.cf"
 DEFAULT_SITECONFIGPATH = Path("/etc/spamassassin")
 DESCRIBE_BEGIN = "# BEGIN rdns-scorer describe"
 DESCRIBE_END = "# END rdns-scorer describe"
@@ -198,6 +201,10 @@ def _back_up(target: Path, stamp: str) -> Path:
         return backup
 
 
+def _lint_command(siteconfigpath: Path) -> str:
+    return shlex.join(["spamassassin", "--lint", "--siteconfigpath", str(siteconfigpath)])
+
+
 def lint(siteconfigpath: Path, spamassassin: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [spamassassin, "--lint", "--siteconfigpath", str(siteconfigpath)],
@@ -284,6 +291,17 @@ def _parsed_without_the_plugin(lines: list[str]) -> Iterator[str]:
             yield setting
 
 
+def own_url_set(siteconfigpath: Path) -> bool:
+    """Whether a ``*.cf`` file of the admin's (not one install writes) in
+    ``siteconfigpath`` sets ``rdns_scorer_url``, where the service is."""
+    return any(
+        _setting(line) == "rdns_scorer_url"
+        for path, _mode, lines in _config_files(siteconfigpath)
+        if path.name not in (CONFIG, OVERLAP)
+        for line in lines
+    )
+
+
 def plugin_settings_left(siteconfigpath: Path) -> dict[Path, list[str]]:
     """The ``*.cf`` files in ``siteconfigpath`` that set ``rdns_scorer_*`` settings
     outside ``ifplugin Mail::SpamAssassin::Plugin::RdnsScorer``, each with those
@@ -342,13 +360,18 @@ def without_token(text: str) -> str:
     return _TOKEN_SETTING.sub(r"\1 (not shown)", text)
 
 
-def _lint_passes(siteconfigpath: Path, args: argparse.Namespace) -> bool:
+def _lint_passes(siteconfigpath: Path, args: argparse.Namespace, changed: bool) -> bool:
     """Run ``spamassassin --lint`` on ``siteconfigpath`` (unless ``--no-lint``, or it is
     not installed) and say how it went; False, with its output on stderr, if it failed."""
-    spamassassin = None if args.no_lint else shutil.which("spamassassin")
+    if args.no_lint:
+        # As rspamd's install says of --no-configtest: skipped on purpose, still worth
+        # running, when something changed.
+        if changed:
+            print(f"note:     lint skipped (--no-lint); run `{_lint_command(siteconfigpath)}`")
+        return True
+    spamassassin = shutil.which("spamassassin")
     if spamassassin is None:
-        if not args.no_lint:
-            print("spamassassin not found: skipped 'spamassassin --lint'")
+        print("spamassassin not found: skipped 'spamassassin --lint'")
         return True
     result = lint(siteconfigpath, spamassassin)
     if result.returncode != 0:
@@ -385,11 +408,22 @@ def _install_command(args: argparse.Namespace) -> int:
             f"chown root:GROUP {path} && chmod 640 {path}, GROUP being the one spamd or "
             "amavis runs as (debian-spamd, amavis)"
         )
-    if not _lint_passes(siteconfigpath, args):
-        return 1
     # A kept file is as it was, and its .dist is never read.
-    changed = any(step.action in ("installed", "updated") for step in steps)
-    _restart_advice(changed, "to load the plugin")
+    changed = [step.path.name for step in steps if step.action in ("installed", "updated")]
+    if not _lint_passes(siteconfigpath, args, bool(changed)):
+        return 1
+    # The plugin only when its file is new: a changed config is read, the plugin loaded.
+    _restart_advice(
+        bool(changed), "to load the plugin" if PLUGIN in changed else "to read the new config"
+    )
+    if not own_url_set(siteconfigpath):
+        # The step install leaves to the admin (README, docs/spamassassin.md): unsaid, a
+        # service on another address or with a token gets nothing but refused checks.
+        print(
+            f"next:     the plugin asks {DEFAULT_URL} with no token; for a service "
+            "elsewhere or with a token, set rdns_scorer_url and rdns_scorer_token "
+            f"in a file of your own, {siteconfigpath / LOCAL_EXAMPLE} (docs/spamassassin.md)"
+        )
     where = site_option(siteconfigpath)
     print(f"`rdns-scorer spamassassin check{where}` says whether SpamAssassin reaches the service")
     return 0
@@ -418,10 +452,10 @@ def _uninstall_command(args: argparse.Namespace) -> int:
             "line'), spamd skips them and logs it; delete them (or the file), or put them "
             f"between 'ifplugin {PLUGIN_PACKAGE}' and 'endif'"
         )
-    if not _lint_passes(siteconfigpath, args):
-        return 1
     # A .dist or a digest record is never read: only these change what spamd loads.
     changed = any(step.path.name in (PLUGIN, CONFIG, OVERLAP) for step in steps)
+    if not _lint_passes(siteconfigpath, args, changed):
+        return 1
     _restart_advice(changed, "to unload the plugin")
     return 0
 
