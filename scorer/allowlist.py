@@ -37,7 +37,7 @@ from scorer.names import (
 )
 from scorer.policy import parse_network
 from scorer.symbols import Family
-from scorer.text import option
+from scorer.text import file_error, option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -199,7 +199,7 @@ class Allowlist:
             regular = stat.S_ISREG(os.stat(path).st_mode)
             data = Path(path).read_bytes() if regular else None
         except OSError as error:  # the reason alone: str(error) names the path again
-            raise AllowlistError(f"{path}: {error.strerror or error}") from None
+            raise AllowlistError(file_error(path, error)) from None
         except ValueError as error:  # a NUL in the name, which os.stat refuses
             raise AllowlistError(f"{path!r}: {error}") from None
         if data is None:

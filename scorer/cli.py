@@ -42,6 +42,7 @@ from scorer.report import render_report
 from scorer.requestlog import configure_logging, print_error
 from scorer.security import exposed_token_files, exposure_warning, refuse_public_without_token
 from scorer.symbols import SYMBOLS, markdown_table
+from scorer.text import file_error
 
 
 def _add_config_file_option(parser: argparse.ArgumentParser) -> None:
@@ -130,13 +131,20 @@ def _health(args: argparse.Namespace) -> int:
     where = "rdns-scorer health"
     try:
         listen = args.listen or os.environ.get(ENV_LISTEN) or _listen_in(args.config)
+    except OSError as error:
+        print_error(f"{where}: {file_error(args.config, error)}")
+        return 1
+    except ValueError as error:  # not TOML
+        print_error(f"{where}: {error}")
+        return 1
+    try:
         url = f"http://{local_address(listen or ServerConfig().listen)}/healthz"
         where = f"{where}: {url}"
         # Straight to the loopback: an http_proxy in the environment must not carry it.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(url, timeout=args.timeout) as reply:
             reply.read()
-    except (OSError, ValueError) as error:  # refused, timeout, HTTP error, bad TOML
+    except (OSError, ValueError) as error:  # refused, timeout, HTTP error
         print_error(f"{where}: {error}")
         return 1
     return 0

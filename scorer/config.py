@@ -25,6 +25,7 @@ from scorer.names import address_in, decimal_in, hostname_problem, literal_addre
 from scorer.policy import parse_network
 from scorer.protocol import parse_ip
 from scorer.symbols import SYMBOLS, default_weights, reports_a_failure
+from scorer.text import file_error
 
 DEFAULT_PORT = 11340
 ENV_LISTEN = "RDNS_SCORER_LISTEN"
@@ -502,7 +503,7 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ
         try:
             data = read_toml(path)
         except OSError as error:
-            raise ConfigError(f"{path}: {error.strerror}") from None
+            raise ConfigError(file_error(path, error)) from None
         except ValueError as error:
             raise ConfigError(str(error)) from None
         _anchor_paths(data, Path(path).parent)
@@ -559,7 +560,11 @@ def _with_secret(config: Config, env_token: str | None) -> Config:
             # utf-8-sig: a byte-order mark (Notepad) is no part of the token, as it is
             # none of the config file's (read_toml) or a list file's.
             token = Path(config.server.token_file).read_text(encoding="utf-8-sig").strip()
-        except (OSError, ValueError) as error:  # ValueError: bad UTF-8, a NUL in the path
+        except OSError as error:
+            raise ConfigError(
+                f"[server] token_file: {file_error(config.server.token_file, error)}"
+            ) from None
+        except ValueError as error:  # bad UTF-8, a NUL in the path
             raise ConfigError(f"[server] token_file: {error}") from None
         if not token:
             raise ConfigError(f"[server] token_file: {config.server.token_file} is empty")

@@ -235,6 +235,13 @@ def test_health_failures_are_one_line_and_exit_1(
     err = capsys.readouterr().err
     assert err.startswith(f"rdns-scorer health: {broken}: invalid TOML: "), err
     assert err.count("\n") == 1, err
+    # A config that is not there: "PATH: reason", as config check says it (it said
+    # "[Errno 2] No such file or directory: 'PATH'").
+    missing = tmp_path / "missing.toml"
+    assert main(["health", "--config", str(missing)]) == 1
+    assert capsys.readouterr().err == (
+        f"rdns-scorer health: {missing}: No such file or directory\n"
+    )
     assert probe.asked == [("http://127.0.0.1:12001/healthz", 2.0)]
 
 

@@ -893,3 +893,14 @@ def test_config_show_of_a_relative_file_anchors_its_names_to_an_absolute_directo
     assert loaded == load_config(tmp_path / "conf" / "scorer.toml", environ={})
     assert loaded.allowlist.files == [str(tmp_path / "conf" / "allow.txt")]
     assert loaded.server.token_file == str(tmp_path / "conf" / "tok")
+
+
+def test_a_missing_token_file_is_said_as_a_missing_config_is(tmp_path: Path) -> None:
+    # "PATH: reason" (it said "[Errno 2] No such file or directory: 'PATH'").
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\ntoken_file = "gone"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(config, environ={})
+    assert str(raised.value) == (
+        f"[server] token_file: {tmp_path / 'gone'}: No such file or directory"
+    )
