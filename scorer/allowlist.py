@@ -226,14 +226,15 @@ class Allowlist:
                 raise AllowlistError(f"{path}:{number}: {error}") from None
 
     def match_ip(self, ip: IPAddress) -> str | None:
-        """The most specific entry holding ``ip``, as ``ip NETWORK``."""
+        """The most specific entry holding ``ip``, as ``ip NETWORK``, or ``ip ADDRESS``
+        for an entry of one address (as it is written, so a grep of the list finds it)."""
         bits = ip.max_prefixlen
         for version, prefixlen in sorted(self._by_prefix, key=lambda key: -key[1]):
             if version == ip.version:
                 masked = int(ip) >> (bits - prefixlen) << (bits - prefixlen)
                 if masked in self._by_prefix[version, prefixlen]:
                     network = type(ip)(masked)
-                    return f"ip {network}/{prefixlen}"
+                    return f"ip {network}" if prefixlen == bits else f"ip {network}/{prefixlen}"
         return None
 
     def match_ptr(self, confirmed_names: Iterable[str]) -> str | None:

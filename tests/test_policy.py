@@ -253,6 +253,16 @@ def test_ip_entries_of_one_family_never_hold_a_client_of_the_other() -> None:
     assert allowlist.match_ip(ipaddress.ip_address("2001:db8:1::1")) == "ip 2001:db8:1::/48"
 
 
+def test_an_entry_of_one_address_is_named_as_written() -> None:
+    # "ip 203.0.113.11" was shown as "ip 203.0.113.11/32", which a grep of the list for
+    # the address the evidence names does not find (docs walkthrough).
+    allowlist = Allowlist()
+    allowlist.add("ip", "203.0.113.11")
+    allowlist.add("ip", "2001:db8::25/128")
+    assert allowlist.match_ip(ipaddress.ip_address("203.0.113.11")) == "ip 203.0.113.11"
+    assert allowlist.match_ip(ipaddress.ip_address("2001:db8::25")) == "ip 2001:db8::25"
+
+
 def test_network_entries_may_be_padded(tmp_path: Path) -> None:
     assert parse_network(" 192.0.2.0/24\t") == ipaddress.ip_network("192.0.2.0/24")
     assert parse_network(" 2001:db8::1 ") == ipaddress.ip_network("2001:db8::1/128")
