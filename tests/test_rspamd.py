@@ -446,6 +446,25 @@ def test_duplicate_symbol_counts_once(rspamd_fake: Rspamd, fake_json: FakeHttp) 
     assert scores(rspamd_fake.scan(GENERIC_IP)) == {"RL_HELO_LOCALHOST": 1.0}
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [{"name": "RL_HELO_INVALID", "score": "1"}, {"name": 7, "score": 1.0}, "RL_HELO_INVALID", 7],
+    ids=["score-text", "name-number", "entry-text", "entry-number"],
+)
+def test_one_malformed_symbol_costs_the_whole_reply(
+    rspamd_fake: Rspamd, fake_json: FakeHttp, bad: Any
+) -> None:
+    # All or nothing: the symbols before a malformed one are not scored either, so a
+    # reply is never half applied.
+    fake_json.reply = {"symbols": [_symbol("RL_PTR_MISSING", 5.0), bad]}
+    result = rspamd_fake.scan(GENERIC_IP)
+    assert scores(result) == {"RL_SCORER_FAIL": 0.0}
+    assert result.options("RL_SCORER_FAIL") == [
+        "malformed symbol in reply",
+        f"server={fake_json.address}",
+    ]
+
+
 def test_the_plugins_own_symbols_in_a_reply_are_unknown(
     rspamd_fake: Rspamd, fake_json: FakeHttp
 ) -> None:
@@ -685,6 +704,29 @@ def test_only_a_big_reply_is_read_for_its_depth(
     # nesting costs little and is parsed: a symbol that is a list is malformed.
     padding = b' "padding": "' + b"x" * 20_000 + b'",' if padded else b""
     fake_json.set("raw", body=b"{" + padding + _nested(depth - 1)[1:])
+    result = rspamd_fake.scan(MISSING_PTR_IP)
+    reason = "malformed symbol in reply"
+    if refused:
+        reason = "unreadable reply: nested more than 16 deep"
+    assert result.options("RL_SCORER_FAIL") == [reason, f"server={fake_json.address}"]
+
+
+def _reply_nesting(depth: int, size: int) -> bytes:
+    """A reply of exactly ``size`` octets nesting ``depth`` deep: an object, a string
+    that pads it, then its symbols as arrays nested ``depth - 1`` deep."""
+    empty = b'{"padding": "",' + _nested(depth - 1)[1:]
+    return empty.replace(b'""', b'"' + b"x" * (size - len(empty)) + b'"', 1)
+
+
+@pytest.mark.parametrize(("size", "refused"), [(16_384, False), (16_385, True)])
+def test_a_reply_over_16_kib_is_read_for_its_depth_and_one_of_16_kib_is_not(
+    rspamd_fake: Rspamd, fake_json: FakeHttp, size: int, refused: bool
+) -> None:
+    # The bound docs/rspamd.md gives: a reply over 16 KiB nesting 17 deep fails open
+    # unparsed; one of 16 KiB is parsed (its symbols, lists, are malformed).
+    body = _reply_nesting(17, size)
+    assert len(body) == size
+    fake_json.set("raw", body=body)
     result = rspamd_fake.scan(MISSING_PTR_IP)
     reason = "malformed symbol in reply"
     if refused:
