@@ -720,6 +720,15 @@ for _, key in ipairs({ 'token', 'path', 'group' }) do
   end
   settings[key] = tostring(settings[key])
 end
+-- The service takes only an RFC 6750 bearer token (BEARER_TOKEN in scorer/config.py), so
+-- any other can never be its token; sent as it is, a line break in it ended the
+-- Authorization header and made the rest of it another header of every request. Not
+-- shown either.
+if settings.token ~= '' and not settings.token:match('^[A-Za-z0-9%-%._~%+/]+=*$') then
+  config_error('token must be a bearer token: only letters, digits and -._~+/ (then = ' ..
+      'padding), as the service takes; got one that is not (not shown)')
+  return
+end
 if type(settings.servers) == 'table' then
   for _, item in pairs(settings.servers) do
     if not is_text(item) then

@@ -974,6 +974,14 @@ def test_an_old_form_workers_task_timeout_counts(
         # Regression: a list where one text belongs (a key set twice makes one) raised a
         # Lua error at load. The token's value is never shown.
         ('token = "a"; token = "b";', "token must be one text, got a list or section"),
+        # Regression (mutation review): a line break in the token made the rest of it a
+        # header of its own in every request (never a token the service takes).
+        (
+            'token = "abc\\r\\nX-Injected: 1";',
+            "token must be a bearer token: only letters, digits and -._~+/ (then = padding), "
+            "as the service takes; got one that is not (not shown)",
+        ),
+        ('token = "two words";', "token must be a bearer token"),
         ('path = ["/v1/check", "/x"];', "path must be one text, got a list or section"),
         ('group = ["a", "b"];', "group must be one text, got a list or section"),
         (
