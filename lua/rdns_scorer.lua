@@ -753,13 +753,20 @@ local function shortest_task_timeout()
     end
   end
   consider((rspamd_config:get_all_opt('options') or {}).task_timeout)
-  local workers = rspamd_config:get_all_opt('worker') or {}
-  consider(workers.task_timeout) -- the old form: worker { type = "normal"; ... }
-  for _, section in pairs(workers) do
-    -- A worker type defined twice is a list of sections.
-    for _, worker in ipairs(type(section) == 'table' and section[1] and section or { section }) do
-      if type(worker) == 'table' then
-        consider(worker.task_timeout)
+  -- Every worker section as written: get_all_opt('worker') merges them and keeps the
+  -- last of each type, but two worker "normal" sections (two sockets) are two workers,
+  -- each with its own task_timeout. One section is a table, several a list of them.
+  local written = (rspamd_config:get_ucl() or {}).worker or {}
+  for _, workers in ipairs(written[1] and written or { written }) do
+    if type(workers) == 'table' then
+      consider(workers.task_timeout) -- the old form: worker { type = "normal"; ... }
+      for _, section in pairs(workers) do
+        -- A type named twice in one worker block is a list of sections.
+        for _, worker in ipairs(type(section) == 'table' and section[1] and section or { section }) do
+          if type(worker) == 'table' then
+            consider(worker.task_timeout)
+          end
+        end
       end
     end
   end

@@ -961,6 +961,26 @@ def test_an_old_form_workers_task_timeout_counts(
         assert "timeout 4 s is not below task_timeout (3 s)" in rspamd.log()
 
 
+def test_every_normal_worker_s_task_timeout_counts(
+    unbound: Unbound, hung: HungSocket, hs_cache: Path
+) -> None:
+    # Regression (mutation review): worker "normal" written twice (two sockets, each its
+    # own task_timeout) reached the plugin as the last section alone, so a 4 s timeout
+    # stood beside the first worker's 2 s: a hung service timed out its whole scans,
+    # no symbol at all, not even RL_SCORER_FAIL.
+    conf = f'servers = "{hung.address}";\ntimeout = 4s;'
+    second = (
+        f'worker "normal" {{ bind_socket = "127.0.0.1:{free_port()}"; count = 1; '
+        "task_timeout = 8s; }"
+    )
+    rspamd = Rspamd(unbound.nameserver, conf, hs_cache, second, task_timeout="2s")
+    with _running(rspamd):
+        result = rspamd.scan(MISSING_PTR_IP, helo="localhost")
+        assert scores(result) == {"RL_SCORER_FAIL": 0.0}
+        assert result.elapsed < 1.0 + MARGIN
+        assert "timeout 4 s is not below task_timeout (2 s)" in rspamd.log()
+
+
 @pytest.mark.parametrize(
     ("setting", "complaint"),
     [
