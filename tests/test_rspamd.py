@@ -307,6 +307,17 @@ def test_request_is_msgpack_with_string_fields(rspamd_fake: Rspamd, fake_json: F
     assert all(isinstance(value, str) for value in body.values())
 
 
+def test_the_token_is_sent_but_never_logged(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
+    # rspamd's log (here with the plugin's debug lines on) is read by more people than
+    # the service's config: the token goes in the Authorization header alone, whether
+    # the service answers, refuses it or fails.
+    for mode, values in (("json", {}), ("status", {"status": 401}), ("status", {"status": 500})):
+        fake_json.set(mode, **values)
+        rspamd_fake.scan(GENERIC_IP)
+        assert fake_json.requests[-1].headers["authorization"] == "Bearer fake-token"
+    assert "fake-token" not in rspamd_fake.log()
+
+
 @pytest.mark.parametrize("sender", ["root", "a@b@c.com", "not an address"])
 def test_unparsable_sender_is_sent_raw(
     rspamd_fake: Rspamd, fake_json: FakeHttp, sender: str
@@ -874,6 +885,21 @@ def test_a_quoted_false_in_the_section_wins_over_options(
         assert "check_local=false" in rspamd.log()
 
 
+def test_a_quoted_check_authed_alone_in_the_section_wins_over_options(
+    unbound: Unbound, fake: FakeHttp, hs_cache: Path
+) -> None:
+    # The same rule for check_authed set alone in the section, quoted: the section's
+    # "no" decides, not the options section's check_authed = true (which lua_util's
+    # helper would take, as it skips a quoted value).
+    conf = f'servers = "{fake.address}";\ncheck_authed = "no";'
+    rspamd = Rspamd(unbound.nameserver, conf, hs_cache, options_conf="check_authed = true;")
+    with _running(rspamd):
+        before = len(fake.requests)
+        assert rspamd.scan(GENERIC_IP, helo="x", user="alice").ours() == {}
+        assert len(fake.requests) == before
+        assert "check_authed=false" in rspamd.log()
+
+
 def _scan_a_hung_service(
     unbound: Unbound, hung: HungSocket, hs_cache: Path, timeout: str, task_timeout: str = "8s"
 ) -> tuple[ScanResult, str]:
@@ -922,6 +948,17 @@ def test_a_timeout_equal_to_the_task_timeout_is_refused(
     assert used * 0.9 <= result.elapsed < used + MARGIN
     assert ("timeout 2 s is not below task_timeout (2 s)" in log) is refused
     assert f"enabled; 1 server(s), timeout {used:g} s," in log
+
+
+def test_without_any_task_timeout_rspamds_default_of_8_s_counts(
+    unbound: Unbound, hung: HungSocket, hs_cache: Path
+) -> None:
+    # Neither options nor a worker sets task_timeout: rspamd's own default, 8 s, is the
+    # bound, and a timeout of 8 s is refused as one equal to a task_timeout set.
+    conf = f'servers = "{hung.address}";\ntimeout = 8s;'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache, task_timeout=None)) as rspamd:
+        assert "timeout 8 s is not below task_timeout (8 s)" in rspamd.log()
+        assert "enabled; 1 server(s), timeout 1 s," in rspamd.log()
 
 
 def test_a_timeout_of_zero_disables_the_module(
@@ -1018,6 +1055,7 @@ def test_a_bad_setting_disables_the_module(
         assert rspamd.scan(MISSING_PTR_IP, helo="localhost").ours() == {}
         assert complaint in rspamd.log()
         assert not rspamd.lua_errors()
+        assert "Injected" not in rspamd.log() and "words" not in rspamd.log()
 
 
 def test_a_hung_service_is_left_alone_for_the_holddown(
@@ -1115,6 +1153,22 @@ def test_both_addresses_of_a_server_name_are_tried(
     with _running(Rspamd(unbound.nameserver, conf, hs_cache, hosts=hosts)) as rspamd:
         _assert_all_checked([rspamd.scan(MISSING_PTR_IP) for _ in range(8)])
         _assert_all_checked(_scan_all(rspamd, 16, 4))
+
+
+def test_a_refused_address_is_passed_over_by_the_next_scans(
+    unbound: Unbound, scorer: ScorerProcess, hs_cache: Path
+) -> None:
+    # docs/rspamd.md: within an instance, a refused address is passed over for the
+    # name's other one. The address is marked failed in rspamd's upstream list, so only
+    # the scan that found it refused pays a retry; without the mark every scan asked
+    # the IPv6 address first and paid a round trip to it.
+    port = scorer.address.rsplit(":", 1)[1]
+    hosts = "127.0.0.1 localhost\n::1 scorer-dual\n127.0.0.1 scorer-dual\n"
+    conf = f'servers = "scorer-dual:{port}";\ntoken = "{TOKEN}";'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache, hosts=hosts)) as rspamd:
+        _assert_all_checked([rspamd.scan(MISSING_PTR_IP) for _ in range(8)])
+        retries = [line for line in rspamd.log().splitlines() if "retrying" in line]
+        assert len(retries) <= 1, retries
 
 
 @pytest.fixture(scope="module")
@@ -1392,6 +1446,19 @@ def test_a_server_name_the_resolver_refuses_does_not_hold_the_others_back(
         assert f"now resolve: 127.0.0.1:{port}:10" in rspamd.log()
 
 
+def test_a_server_without_a_port_is_on_the_default_port(unbound: Unbound, hs_cache: Path) -> None:
+    # docs/rspamd.md: the default server is 127.0.0.1:11340, and an entry without a port
+    # takes 11340, as rspamd read it at load and as the plugin asks a late name again.
+    # No scan: nothing here is sent to that port (another service may listen there).
+    conf = f'servers = ["127.0.0.2", "{IMPLICIT_PRIVATE_DOMAIN}"];'
+    hosts = "127.0.0.1 localhost\n"
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache, hosts=hosts)) as rspamd:
+        log = eventually(rspamd.log, lambda text: "now resolve" in text)
+        assert f"cannot parse or resolve servers {IMPLICIT_PRIVATE_DOMAIN}; " in log
+        assert "scans use 127.0.0.2:11340 until" in log
+        assert "servers now resolve: 127.0.0.1:11340" in log
+
+
 def test_path_without_leading_slash_is_fixed(
     unbound: Unbound, scorer: ScorerProcess, hs_cache: Path
 ) -> None:
@@ -1401,6 +1468,20 @@ def test_path_without_leading_slash_is_fixed(
     with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
         assert set(rspamd.scan(MISSING_PTR_IP).ours()) == {"RL_PTR_MISSING"}
         assert 'path v1/check does not start with "/"' in rspamd.log()
+
+
+@pytest.mark.parametrize(
+    ("path", "asked"), [("/scorer/v1/check?x=1", None), ("rdns/check", "/rdns/check")]
+)
+def test_the_path_set_is_the_path_asked(
+    unbound: Unbound, fake: FakeHttp, hs_cache: Path, path: str, asked: str | None
+) -> None:
+    # A service behind a proxy under a prefix: every request goes to the path set.
+    conf = f'servers = "{fake.address}";\npath = "{path}";'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+        before = len(fake.requests)
+        rspamd.scan(MISSING_PTR_IP)
+        assert [request.path for request in fake.requests[before:]] == [asked or path]
 
 
 def test_a_request_rspamd_will_not_send_fails_open(

@@ -97,7 +97,7 @@ class Rspamd:
         plugin: Path = PLUGIN,
         hosts: str | None = None,
         options_conf: str = "",
-        task_timeout: str = "8s",
+        task_timeout: str | None = "8s",
         extra_plugins: tuple[Path, ...] = (),
         milter: bool = False,
     ) -> None:
@@ -108,7 +108,7 @@ class Rspamd:
         self.module_conf = module_conf
         self.extra_conf = extra_conf
         self.options_conf = options_conf  # more lines for the options section
-        self.task_timeout = task_timeout  # the normal worker's
+        self.task_timeout = task_timeout  # the normal worker's; None: not set there
         self.plugin = plugin
         self.hosts = hosts
         self.extra_plugins = extra_plugins
@@ -171,7 +171,7 @@ logging {{
 worker "normal" {{
   bind_socket = "127.0.0.1:{self.port}";
   count = 1;
-  task_timeout = {self.task_timeout};
+  {"" if self.task_timeout is None else f"task_timeout = {self.task_timeout};"}
 }}{milter_worker}
 actions {{
   reject = 15;
