@@ -1836,7 +1836,8 @@ def test_install_says_where_the_url_and_token_go_until_a_file_of_ours_sets_them(
     assert said == [
         f"next:     the plugin asks {integration.DEFAULT_URL} with no token; for a service "
         "elsewhere or with a token, set rdns_scorer_url and rdns_scorer_token in a file of "
-        f"your own, {target / 'rdns_scorer_local.cf'} (docs/spamassassin.md)"
+        f"your own, {target / 'rdns_scorer_local.cf'}, or run install with --config FILE, "
+        "the service's config (docs/spamassassin.md)"
     ]
     (target / "rdns_scorer_local.cf").write_text(
         f"ifplugin {integration.PLUGIN_PACKAGE}\nrdns_scorer_url http://10.0.0.5:11340/v1/check\n"

@@ -35,6 +35,16 @@ PLUGIN_PACKAGE = "Mail::SpamAssassin::Plugin::RdnsScorer"
 # Where rdns_scorer.cf points the plugin, and the admin's own file README names.
 DEFAULT_URL = "http://127.0.0.1:11340/v1/check"
 LOCAL_EXAMPLE = "rdns_scorer_local.cf"
+# The first line of a LOCAL_EXAMPLE that install --config wrote (spamassassin_local):
+# install rewrites and uninstall removes only such a file, never one of the admin's.
+LOCAL_MARK = "# Written by `rdns-scorer spamassassin install --config`"
+
+
+def is_written_by_install(path: Path) -> bool:
+    with path.open(encoding="utf-8", errors="replace") as text:
+        return text.readline().startswith(LOCAL_MARK)
+
+
 DEFAULT_SITECONFIGPATH = Path("/etc/spamassassin")
 DESCRIBE_BEGIN = "# BEGIN rdns-scorer describe"
 DESCRIBE_END = "# END rdns-scorer describe"
@@ -162,6 +172,11 @@ def uninstall(siteconfigpath: Path, *, now: datetime | None = None) -> Iterator[
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     # The plugin last: stopped half-way, what is left never has a loadplugin line (in
     # rdns_scorer.cf) naming a file already gone, nor rules on a plugin not loaded.
+    local = siteconfigpath / LOCAL_EXAMPLE
+    if local.is_file() and is_written_by_install(local):
+        # install --config's, from the service's config: written again by the next one.
+        local.unlink()
+        yield Step(local, "removed")
     for name in (OVERLAP, CONFIG, PLUGIN):
         target = siteconfigpath / name
         if target.exists():
@@ -292,8 +307,8 @@ def _parsed_without_the_plugin(lines: list[str]) -> Iterator[str]:
 
 
 def own_url_set(siteconfigpath: Path) -> bool:
-    """Whether a ``*.cf`` file of the admin's (not one install writes) in
-    ``siteconfigpath`` sets ``rdns_scorer_url``, where the service is."""
+    """Whether a ``*.cf`` file in ``siteconfigpath`` besides the shipped ones (the
+    admin's, or install --config's) sets ``rdns_scorer_url``, where the service is."""
     return any(
         _setting(line) == "rdns_scorer_url"
         for path, _mode, lines in _config_files(siteconfigpath)
@@ -395,11 +410,20 @@ def _install_command(args: argparse.Namespace) -> int:
     try:
         source = Path(args.source) if args.source else source_dir()
         steps = install(siteconfigpath, source, overlap=args.overlap, force=args.force)
-    except OSError as error:
+        warning = None
+        if args.config is not None:
+            from scorer.config import load_config  # late: install alone reads no config
+            from scorer.integrations.spamassassin_local import install_local
+
+            local, warning = install_local(siteconfigpath, load_config(args.config), args.group)
+            steps.append(local)
+    except (OSError, ValueError) as error:
         _error(args, error)
         return 1
     for step in steps:
         _print_step(step)
+    if warning is not None:
+        print(f"warning:  {siteconfigpath / LOCAL_EXAMPLE}: {warning}")
     for path in world_readable_token_files(siteconfigpath):
         # Not a bare "chmod o-r": on a root:root file that locks spamd (or amavis) out,
         # and SpamAssassin then goes on without the file, unscored, lint still passing.
@@ -422,7 +446,8 @@ def _install_command(args: argparse.Namespace) -> int:
         print(
             f"next:     the plugin asks {DEFAULT_URL} with no token; for a service "
             "elsewhere or with a token, set rdns_scorer_url and rdns_scorer_token "
-            f"in a file of your own, {siteconfigpath / LOCAL_EXAMPLE} (docs/spamassassin.md)"
+            f"in a file of your own, {siteconfigpath / LOCAL_EXAMPLE}, or run install with "
+            "--config FILE, the service's config (docs/spamassassin.md)"
         )
     where = site_option(siteconfigpath)
     print(f"`rdns-scorer spamassassin check{where}` says whether SpamAssassin reaches the service")
@@ -510,6 +535,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     install_parser.add_argument(
         "--force", action="store_true", help="overwrite config files you changed"
+    )
+    install_parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"the service's TOML config: write its address, timeout and token to "
+        f"{LOCAL_EXAMPLE} (0640, readable by --group)",
+    )
+    install_parser.add_argument(
+        "--group",
+        metavar="GROUP",
+        help="with --config and a token: the group spamd or amavis reads config as "
+        "(default debian-spamd)",
     )
     install_parser.add_argument(
         "--source",

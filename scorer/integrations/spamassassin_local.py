@@ -1,0 +1,114 @@
+"""``rdns-scorer spamassassin install --config FILE``: where the plugin asks, and its token.
+
+The settings README and docs/spamassassin.md have the admin write by hand into a file of
+their own (``rdns_scorer_local.cf``), written from the service's config instead, as
+``rdns-scorer rspamd install --config`` writes rspamd's section: the URL of the service's
+``listen`` address, a timeout that leaves room for its ``request_deadline``, and its
+token, in a file only root and the group SpamAssassin runs as can read.
+"""
+
+from __future__ import annotations
+
+import grp
+import ipaddress
+import os
+import tempfile
+from pathlib import Path
+
+from scorer.config import Config, local_address
+from scorer.integrations.spamassassin import (
+    LOCAL_EXAMPLE,
+    LOCAL_MARK,
+    PLUGIN_PACKAGE,
+    Step,
+    is_written_by_install,
+)
+
+# The group spamd reads its config as on Debian (the package creates it); amavis, or a
+# spamd run as another user, takes --group.
+DEFAULT_GROUP = "debian-spamd"
+# As the shipped rdns_scorer.cf and the plugin's own limits (RdnsScorer.pm).
+DEFAULT_TIMEOUT = 1.0
+MAX_TIMEOUT = 60.0
+
+
+def local_settings(config: Config) -> str:
+    """The file's text for a service running with ``config``. ValueError when its
+    ``listen`` names a host: rdns_scorer_url takes an address (RdnsScorer.pm: a name's
+    lookup would block every message outside the plugin's deadline)."""
+    address = local_address(config.server.listen)
+    host = address.rpartition(":")[0].strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"[server] listen {config.server.listen} names a host, and rdns_scorer_url takes "
+            f"an IP address: write rdns_scorer_url in {LOCAL_EXAMPLE} by hand"
+        ) from None
+    # The service answers within its request deadline; give the network a little on top.
+    wanted = max(DEFAULT_TIMEOUT, round(config.dns.request_deadline + 0.2, 3))
+    lines = [
+        f"{LOCAL_MARK}: where the plugin asks the",
+        "# service and the token it sends. Install rewrites it: change the service's config,",
+        "# then run install --config again (a file of your own under this name is left alone).",
+        f"ifplugin {PLUGIN_PACKAGE}",
+        f"rdns_scorer_url     http://{address}/v1/check",
+        f"rdns_scorer_timeout {min(wanted, MAX_TIMEOUT):g}",
+    ]
+    if config.server.token:
+        lines.append(f"rdns_scorer_token   {config.server.token}")
+    lines.append("endif")
+    return "\n".join(lines) + "\n"
+
+
+def install_local(
+    siteconfigpath: Path, config: Config, group: str | None
+) -> tuple[Step, str | None]:
+    """Write ``siteconfigpath/rdns_scorer_local.cf`` for ``config`` unless a file of the
+    admin's has that name. With a token it is 0640 and of ``group`` (default
+    debian-spamd; 0600 and a warning, returned with the step, where there is no such
+    group), else 0644. ValueError for a ``listen`` the plugin cannot take, or an unknown
+    ``group``."""
+    target = siteconfigpath / LOCAL_EXAMPLE
+    content = local_settings(config)
+    if target.exists() and not is_written_by_install(target):
+        return Step(target, "kept", "yours: set rdns_scorer_url and rdns_scorer_token in it"), None
+    mode, gid, warning = 0o644, None, None
+    if config.server.token:
+        mode = 0o640
+        try:
+            gid = grp.getgrnam(group or DEFAULT_GROUP).gr_gid
+        except KeyError:
+            if group is not None:
+                raise ValueError(f"--group {group}: no such group") from None
+            mode = 0o600  # root alone: spamd run as root reads it, amavis does not
+            warning = (
+                f"no group {DEFAULT_GROUP}: it is readable by root only; give --group GROUP, "
+                "the one spamd or amavis runs as"
+            )
+    if target.exists():
+        info = target.stat()
+        unchanged = target.read_text(encoding="utf-8", errors="replace") == content and (
+            info.st_mode & 0o777 == mode and (gid is None or info.st_gid == gid)
+        )
+        if unchanged:
+            return Step(target, "unchanged"), warning
+    action = "updated" if target.exists() else "installed"
+    _write(target, content, mode, gid)
+    return Step(target, action), warning
+
+
+def _write(target: Path, content: str, mode: int, gid: int | None) -> None:
+    """Replace ``target`` at once: its mode and group set before the token is written,
+    so no reader ever sees it more open than ``mode``."""
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)  # 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), mode)
+            if gid is not None:
+                os.fchown(out.fileno(), -1, gid)
+            out.write(content)
+        os.replace(temp, target)
+    except BaseException:
+        os.unlink(temp)
+        raise

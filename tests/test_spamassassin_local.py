@@ -1,0 +1,144 @@
+"""`rdns-scorer spamassassin install --config FILE`: the plugin's URL, timeout and token
+written from the service's config (scorer/integrations/spamassassin_local.py), against
+the real SpamAssassin and a real service."""
+
+from __future__ import annotations
+
+import grp
+from pathlib import Path
+
+import pytest
+
+from scorer.cli import main
+from scorer.integrations.spamassassin import LOCAL_EXAMPLE
+from tests.support.service import ScorerProcess
+from tests.support.spamassassin import spamassassin_missing, with_stock_pre_files
+from tests.support.unbound import Unbound
+
+# No skip: a missing SpamAssassin must fail loudly (`make test` installs it).
+assert spamassassin_missing() is None, spamassassin_missing()
+
+
+def _install(site: Path, config: Path, *options: str) -> int:
+    argv = ["spamassassin", "install", "--siteconfigpath", str(site), "--config", str(config)]
+    return main([*argv, *options])
+
+
+def test_install_with_the_service_config_wires_spamassassin_to_it(
+    tmp_path: Path, unbound: Unbound, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The step README leaves to the admin, done from the service's own config: check then
+    # finds SpamAssassin asking the service with its token, and lint passes.
+    site = with_stock_pre_files(tmp_path / "spamassassin")
+    service = ScorerProcess(unbound.nameserver)
+    service.config_path.write_text(
+        f'[server]\nlisten = "{service.address}"\ntoken = "s3cret-T0k"\n'
+        "[dns]\nrequest_deadline = 1.5\n"
+    )
+    service.start()
+    try:
+        assert _install(site, service.config_path) == 0
+        out = capsys.readouterr().out
+        local = site / LOCAL_EXAMPLE
+        assert f"installed {local}" in out.splitlines()
+        assert "s3cret" not in out and "next:" not in out
+        assert f"spamassassin --lint --siteconfigpath {site}: OK" in out
+        text = local.read_text()
+        assert f"rdns_scorer_url     {service.url}/v1/check\n" in text
+        assert "rdns_scorer_timeout 1.7\n" in text  # request_deadline + 0.2 s
+        assert "rdns_scorer_token   s3cret-T0k\n" in text
+        info = local.stat()
+        assert info.st_mode & 0o777 == 0o640
+        assert info.st_gid == grp.getgrnam("debian-spamd").gr_gid
+        assert main(["spamassassin", "check", "--siteconfigpath", str(site)]) == 0
+        checked = capsys.readouterr().out
+        assert f"ok:        {service.url}/v1/check answers SpamAssassin's checks" in checked
+        # Again: unchanged; uninstall takes it away with the rest.
+        assert _install(site, service.config_path, "--no-lint") == 0
+        assert f"unchanged {local}" in capsys.readouterr().out.splitlines()
+    finally:
+        service.stop()
+    assert main(["spamassassin", "uninstall", "--siteconfigpath", str(site), "--no-lint"]) == 0
+    assert f"removed   {site / LOCAL_EXAMPLE}" in capsys.readouterr().out.splitlines()
+    assert not (site / LOCAL_EXAMPLE).exists()
+
+
+def test_a_file_of_the_admins_under_that_name_is_left_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    local = site / LOCAL_EXAMPLE
+    mine = "rdns_scorer_url http://10.0.0.5:11340/v1/check\n"
+    local.write_text(mine)
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\ntoken = "s3cret"\n')
+    assert _install(site, config, "--no-lint") == 0
+    assert f"kept      {local}  (yours: set rdns_scorer_url and rdns_scorer_token in it)" in (
+        capsys.readouterr().out.splitlines()
+    )
+    assert local.read_text() == mine
+    assert main(["spamassassin", "uninstall", "--siteconfigpath", str(site), "--no-lint"]) == 0
+    assert local.read_text() == mine  # not install's: never removed
+
+
+def test_without_a_token_the_file_is_readable_and_sends_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\nlisten = "[::]:11345"\n')  # a wildcard: its loopback
+    assert _install(site, config, "--no-lint") == 0
+    capsys.readouterr()
+    local = site / LOCAL_EXAMPLE
+    assert local.stat().st_mode & 0o777 == 0o644
+    text = local.read_text()
+    assert "rdns_scorer_url     http://[::1]:11345/v1/check\n" in text
+    assert "rdns_scorer_timeout 1\n" in text and "rdns_scorer_token" not in text
+
+
+@pytest.mark.parametrize(
+    ("server", "options", "said"),
+    [
+        # rdns_scorer_url takes an address (a name's lookup would block every message).
+        ('listen = "localhost:11340"\n', (), "[server] listen localhost:11340 names a host"),
+        ('token = "s3cret"\n', ("--group", "no-such-group"), "--group no-such-group: no such"),
+    ],
+)
+def test_what_install_cannot_write_is_one_error_and_no_file(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    server: str,
+    options: tuple[str, ...],
+    said: str,
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    config = tmp_path / "scorer.toml"
+    config.write_text("[server]\n" + server)
+    assert _install(site, config, "--no-lint", *options) == 1
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1, err
+    assert not (site / LOCAL_EXAMPLE).exists()
+
+
+def test_without_spamds_group_the_file_is_roots_alone_and_said_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Never wider than the token allows: 0600 (spamd run as root reads it), and a warning
+    # naming --group for the account that must read it.
+    from scorer.integrations import spamassassin_local
+
+    monkeypatch.setattr(spamassassin_local, "DEFAULT_GROUP", "no-such-group")
+    site = tmp_path / "site"
+    site.mkdir()
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\ntoken = "s3cret"\n')
+    assert _install(site, config, "--no-lint") == 0
+    local = site / LOCAL_EXAMPLE
+    assert local.stat().st_mode & 0o777 == 0o600
+    assert (
+        f"warning:  {local}: no group no-such-group: it is readable by root only; give "
+        "--group GROUP, the one spamd or amavis runs as"
+    ) in capsys.readouterr().out.splitlines()
