@@ -162,7 +162,8 @@ def install(
 
 def uninstall(siteconfigpath: Path, *, now: datetime | None = None) -> Iterator[Step]:
     """Take out of ``siteconfigpath`` what ``install`` put there: the plugin, its config
-    files, their ``.dist`` copies and digest records.
+    files (install --config's rdns_scorer_local.cf too), their ``.dist`` copies and
+    digest records.
 
     A config file the admin edited (by install's rule: its digest is not the one noted)
     is moved to a backup SpamAssassin does not read rather than lost; the backups of
