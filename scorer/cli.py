@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -85,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
     from scorer.workers import listen_failure, serve  # late: `check` needs none
 
     defer_hangups()  # scorer.launch did already; main() may also be called directly
-    config = _config(args, listen=args.listen)
+    config = _served_config(args)
     host, port = parse_listen(config.server.listen)
     try:
         refuse_public_without_token(config)  # the same rule as for reloads and config check
@@ -95,12 +96,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     def loader() -> Config:
         # A reload that drops the token must not open the socket already bound.
-        reloaded = _config(args, listen=args.listen)
+        reloaded = _served_config(args)
         refuse_public_without_token(reloaded, bound_host=host)
         return reloaded
 
     configure_logging(*config.server.logging_settings)
-    workers = args.workers if args.workers is not None else config.server.workers
+    workers = config.server.workers
     resolvers = ", ".join(config.dns.nameservers) or "from /etc/resolv.conf"
     logging.getLogger("rdns_scorer").info(
         "rdns-scorer %s starting on %s:%d (%d worker%s), config: %s, resolvers: %s, token: %s",
@@ -118,6 +119,18 @@ def _serve(args: argparse.Namespace) -> int:
             raise
         print_error(f"rdns-scorer serve: {failure}")
         return 2
+
+
+def _served_config(args: argparse.Namespace) -> Config:
+    """The config as ``serve`` runs it, at start and at each reload: its ``--listen`` and
+    ``--workers`` applied to both, so a reload compares like with like
+    (Config.reload_warnings): the file's workers edited under ``--workers N`` is not
+    what runs, nor what a restart runs, and warned that it would apply then."""
+    config = _config(args, listen=args.listen)
+    if args.workers is None:
+        return config
+    server = dataclasses.replace(config.server, workers=args.workers)
+    return dataclasses.replace(config, server=server)
 
 
 def _health(args: argparse.Namespace) -> int:

@@ -81,6 +81,24 @@ def test_serve_takes_workers_from_the_flag_else_the_config(tmp_path: Path, serve
     assert served.deferred == 3
 
 
+def test_serve_workers_flag_is_what_a_reload_compares(tmp_path: Path, served: Served) -> None:
+    # Regression (review): with --workers N the file's workers is not what runs, nor what
+    # a restart runs, yet a reload compared the file's value with the file's value at
+    # start: workers = 2 edited to 4 under --workers 3 warned "[server] workers 4 applies
+    # after a restart; 2 until then", both wrong. The flag stands for both.
+    config = tmp_path / "scorer.toml"
+    config.write_text("[server]\nworkers = 2\n")
+    assert main(["serve", "--config", str(config), "--workers", "3"]) == 0
+    assert main(["serve", "--config", str(config)]) == 0
+    (flagged, *_), (unflagged, *_) = served.calls
+    assert flagged.server.workers == 3
+    config.write_text("[server]\nworkers = 4\n")
+    assert served.loaders[0]().reload_warnings(flagged.server) == []
+    assert served.loaders[1]().reload_warnings(unflagged.server) == [
+        "[server] workers 4 applies after a restart; 2 until then"
+    ]
+
+
 def test_serve_takes_up_to_256_workers(capsys: pytest.CaptureFixture[str]) -> None:
     # docs/configuration.md: 1 to 256, here and for serve --workers (mutation review).
     assert build_parser().parse_args(["serve", "--workers", "256"]).workers == 256
