@@ -135,6 +135,23 @@ def test_check_says_spamassassin_skips_lines_it_cannot_read(
     assert "s3cret" not in "\n".join(out)
 
 
+def test_check_names_a_lint_command_that_runs_for_a_spaced_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): the lint command named for skipped lines was not quoted, so
+    # "--siteconfigpath /srv/my site" ran lint on /srv/my and a file "site".
+    site = with_stock_pre_files(tmp_path / "my site")
+    install(site, source_dir())
+    (site / "zz_local.cf").write_text(
+        f"rdns_scorer_url http://127.0.0.1:{dead_port()}/v1/check\nno_such_setting 1\n"
+    )
+    status, out = _check(site, capsys)
+    assert status == 1
+    skipped = [line for line in out if "cannot read" in line]
+    assert len(skipped) == 1, out
+    assert skipped[0].endswith(f"`spamassassin --lint --siteconfigpath '{site}'` names them")
+
+
 def test_check_asks_the_check_path_of_a_url_without_one_and_says_when_not_ready(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
