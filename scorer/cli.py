@@ -147,7 +147,7 @@ def _health(args: argparse.Namespace) -> int:
     except OSError as error:
         print_error(f"{where}: {file_error(args.config, error)}")
         return 1
-    except ValueError as error:  # not TOML
+    except ValueError as error:  # not TOML, no name
         print_error(f"{where}: {error}")
         return 1
     try:
@@ -167,6 +167,8 @@ def _listen_in(path: str | None) -> str | None:
     """``[server] listen`` of the TOML file at ``path``, if it sets one."""
     if path is None:
         return None
+    if not path:  # `--config "$UNSET"`: Path("") is the working directory (load_config)
+        raise ValueError("the config file name is empty")
     server = read_toml(path).get("server")
     listen = server.get("listen") if isinstance(server, dict) else None
     return listen if isinstance(listen, str) else None

@@ -260,6 +260,10 @@ def test_health_failures_are_one_line_and_exit_1(
     assert capsys.readouterr().err == (
         f"rdns-scorer health: {missing}: No such file or directory\n"
     )
+    # `--config "$UNSET"`, as serve and config check say it (it said ": Is a directory",
+    # Path("") being the working directory).
+    assert main(["health", "--config", ""]) == 1
+    assert capsys.readouterr().err == "rdns-scorer health: the config file name is empty\n"
     assert probe.asked == [("http://127.0.0.1:12001/healthz", 2.0)]
 
 
