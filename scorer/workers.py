@@ -300,11 +300,13 @@ class Supervisor:
                 # flag is not cleared: the parent forks with it clear (_supervise takes
                 # it with SIGHUP blocked), so it is set only by a reload forwarded to
                 # this worker since the fork (importing ctypes below alone takes ~6 ms,
-                # a reload in the parent ~1).
+                # a reload in the parent ~1). The stop signals' actions too, before the
+                # unblock: a SIGINT pending since the fork (Ctrl-C reaches the process
+                # group) met the parent's KeyboardInterrupt, a "worker failed" traceback.
                 defer_hangups()
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISED)
                 for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
                     signal.signal(signum, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISED)
                 _die_with_parent(parent)
                 # The config the others serve: the last one that loaded (not the file
                 # as it is now, edited but never reloaded), and whether a reload failed

@@ -47,6 +47,7 @@ from scorer.workers import (
     MAX_QUICK_DEATHS,
     PR_SET_PDEATHSIG,
     STOP_GRACE_SECONDS,
+    SUPERVISED,
     Supervisor,
     _ask_parent_to_reload_peers,
     _die_with_parent,
@@ -1047,6 +1048,32 @@ def test_a_worker_still_starting_ends_on_sigint_as_the_signal_says(
     try:
         status = _start_a_worker_that(interrupted, monkeypatch)
     finally:
+        signal.signal(signal.SIGINT, before)
+    assert exit_description(status) == "killed by SIGINT"
+
+
+def test_a_worker_interrupted_since_its_fork_ends_on_sigint_as_the_signal_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression (review): a SIGINT sent to a worker between its fork and its unblocking
+    # of the supervised signals (Ctrl-C reaches the whole process group) was pending at
+    # the unblock and met the supervisor's own SIGINT action, Python's KeyboardInterrupt,
+    # restored to SIG_DFL only after: a "worker failed" traceback and exit code 1 for a
+    # plain stop. The actions are set before the unblock now, as SIGHUP's deferral is.
+    def defer_then_interrupted() -> None:
+        defer_hangups()
+        os.kill(os.getpid(), signal.SIGINT)  # blocked still: pending until the unblock
+
+    def serving(*_args: object, **_options: object) -> None:
+        pass
+
+    monkeypatch.setattr("scorer.workers.defer_hangups", defer_then_interrupted)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISED)  # as _supervise forks
+    try:
+        status = _start_a_worker_that(serving, monkeypatch)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISED)
         signal.signal(signal.SIGINT, before)
     assert exit_description(status) == "killed by SIGINT"
 
