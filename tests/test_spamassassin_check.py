@@ -112,7 +112,7 @@ def test_check_reads_the_plugins_default_url_and_loaded_file_from_spamassassin(
     assert not view["token"]  # the plugin's default: none sent
 
 
-def test_check_says_spamassassin_skips_lines_it_cannot_read(
+def test_check_says_spamassassin_finds_errors_in_its_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Regression (docs walkthrough): a local file whose rdns_scorer_url line SpamAssassin
@@ -128,9 +128,9 @@ def test_check_says_spamassassin_skips_lines_it_cannot_read(
     )
     status, out = _check(site, capsys)
     assert status == 1
-    skipped = [line for line in out if "cannot read" in line]
+    skipped = [line for line in out if "error(s) in its config" in line]
     assert len(skipped) == 1 and skipped[0].startswith(
-        f"problem:   SpamAssassin skips 2 line(s) of {site} it cannot read, and uses what "
+        f"problem:   SpamAssassin finds 2 error(s) in its config for {site} (lines it skips, "
     ), out
     assert "s3cret" not in "\n".join(out)
 
@@ -147,7 +147,7 @@ def test_check_names_a_lint_command_that_runs_for_a_spaced_directory(
     )
     status, out = _check(site, capsys)
     assert status == 1
-    skipped = [line for line in out if "cannot read" in line]
+    skipped = [line for line in out if "error(s) in its config" in line]
     assert len(skipped) == 1, out
     assert skipped[0].endswith(f"`spamassassin --lint --siteconfigpath '{site}'` names them")
 
@@ -450,7 +450,8 @@ def test_check_of_a_service_that_took_the_check_then_hung_up_says_it_answered(
     assert _findings(answers) == [
         "ok:        BASE/v1/check answers SpamAssassin's checks",
         "problem:   BASE answered the check, then not /metrics or /readyz "
-        "(RemoteDisconnected): overloaded or stopping? read its log",
+        "(RemoteDisconnected): overloaded, stopping, or /readyz waiting on a slow resolver? "
+        "read its log",
     ]
 
 

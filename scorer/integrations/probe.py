@@ -174,7 +174,7 @@ def service_findings(base: str, path: str, token: str | None, wiring: Wiring) ->
             Finding(
                 False,
                 f"{base} answered the check, then not /metrics or /readyz ({_reason(error)}): "
-                "overloaded or stopping? read its log",
+                "overloaded, stopping, or /readyz waiting on a slow resolver? read its log",
             ),
         ]
     found = [answer, *([skew] if skew else [])]

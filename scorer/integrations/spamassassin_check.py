@@ -114,8 +114,9 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
         findings.append(
             Finding(
                 False,
-                f"SpamAssassin skips {view['errors']} line(s) of {siteconfigpath} it cannot "
-                f"read, and uses what came before them: `{lint}` names them",
+                f"SpamAssassin finds {view['errors']} error(s) in its config for "
+                f"{siteconfigpath} (lines it skips, whose settings it does not use, or rules "
+                f"it refuses): `{lint}` names them",
             )
         )
     return findings
