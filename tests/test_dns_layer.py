@@ -649,6 +649,38 @@ async def test_a_resolver_that_stops_answering_is_logged_once_and_once_when_back
         resolver.stop()
 
 
+async def test_a_resolver_that_answered_is_silent_after_two_failed_probes_in_a_row(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression (review): /readyz probes too, so a poller against a resolver that
+    fails one probe in a few logged a line per flip. Once it has answered, a failed
+    probe alone says nothing; two in a row are the warning, as at start one is."""
+    resolver = FaultyDns("servfail")
+    resolver.root_soa = True
+    resolver.start()
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == layer_module.__name__]
+
+    try:
+        layer = _layer(resolver.nameserver, timeout=0.3)
+        with caplog.at_level(logging.INFO, logger=layer_module.__name__):
+            for _ in range(3):  # answers, fails once, answers: nothing to say
+                await layer.check_root()
+                resolver.root_soa = not resolver.root_soa
+            assert said() == [] and not layer.silent
+            resolver.root_soa = False
+            await layer.check_root()
+            assert said() == []
+            await layer.check_root()
+            assert len(said()) == 1 and "does not answer" in said()[0], said()
+            resolver.root_soa = True
+            await layer.check_root()
+            assert said()[1:] == [f"resolver {resolver.nameserver} answers again"]
+    finally:
+        resolver.stop()
+
+
 async def test_a_failure_while_the_resolver_is_untrusted_keeps_its_own_kind() -> None:
     """Only its NXDOMAIN and NODATA become UNTRUSTED: a SERVFAIL from a resolver that
     says the root has no SOA is still reported as a SERVFAIL (the admin's evidence)."""

@@ -130,6 +130,10 @@ def parse_nameservers(texts: Iterable[str]) -> list[Nameserver]:
 UNREADY_FAILURE_SHARE = 0.9  # /readyz fails when this share of recent queries failed
 HEALTH_WINDOW_SECONDS = 30.0
 HEALTH_MIN_QUERIES = 20  # fewer recent queries than this say nothing either way
+# Root probes failed in a row before a resolver that answered one is logged as silent
+# (DnsLayer._judge_silence): two, 10 s apart at most (ROOT_CHECK_SECONDS), or sooner
+# with /readyz polled.
+SILENT_PROBES = 2
 # A question whose query failed is remembered this long (or until it is answered), at
 # most this many: its next failures are repeats, left out of the health share.
 FAILING_MEMORY_SECONDS = 3600.0
@@ -270,6 +274,8 @@ class DnsLayer:
         self.trust_changes = 0
         # Set while the resolver does not answer the root's SOA (_judge_silence).
         self.silent = False
+        self._silent_probes = 0  # root probes failed in a row
+        self._answered = False  # it has answered one since this layer was made
         self._failing: dict[str, float] = {}  # question key -> remembered until
 
     @staticmethod
@@ -495,21 +501,25 @@ class DnsLayer:
         """Say in the log when the resolver stops answering the root's SOA, and when it
         answers again. Meanwhile every lookup fails and each check is a zero-weight
         TEMPFAIL, mail flowing unjudged, which no other line says (a dead resolver at
-        start left "listening" as the last word). Once per change, not per probe."""
-        silent = isinstance(outcome, TempFail)
-        if silent == self.silent:
+        start left "listening" as the last word). Once per change, not per probe; and
+        once it has answered, only after SILENT_PROBES failures in a row: /readyz probes
+        too, and a poller's every failed probe against a flaky resolver was a line."""
+        if not isinstance(outcome, TempFail):
+            self._silent_probes = 0
+            self._answered = True
+            if self.silent:
+                self.silent = False
+                log.info("resolver %s answers again", ", ".join(map(str, self.nameservers)))
             return
-        self.silent = silent
-        resolvers = ", ".join(map(str, self.nameservers))
-        if silent:
-            log.warning(
-                "resolver %s does not answer (the root's SOA: %s): lookups fail and every "
-                "check scores 0 (*_TEMPFAIL) until it does; /readyz says so "
-                "(docs/monitoring.md)",
-                resolvers, describe(outcome),
-            )  # fmt: skip
-        else:
-            log.info("resolver %s answers again", resolvers)
+        self._silent_probes += 1
+        if self.silent or (self._answered and self._silent_probes < SILENT_PROBES):
+            return
+        self.silent = True
+        log.warning(
+            "resolver %s does not answer (the root's SOA: %s): lookups fail and every "
+            "check scores 0 (*_TEMPFAIL) until it does; /readyz says so (docs/monitoring.md)",
+            ", ".join(map(str, self.nameservers)), describe(outcome),
+        )  # fmt: skip
 
     async def unready_reason(self) -> str | None:
         """Why the resolver cannot serve checks now, or None when it can.
