@@ -105,7 +105,9 @@ sub set_config {
     code     => sub {
       my ($conf, $key, $value, $line) = @_;
       $value = '' if !defined $value;
-      if ($value !~ /^([\x21-\x7e]*)$/) {
+      # RFC 6750 section 2.1's b64token, as the service's [server] token must be (and the
+      # rspamd plugin's): any other token is one the service can never take.
+      if ($value !~ /^((?:[A-Za-z0-9\-._~+\/]+=*)?)$/) {
         # INVALID_VALUE would have the parser quote the whole line, the secret with it,
         # into lint's output and (spamd) the log: the same error, without the value.
         # The token stays as it was, as with INVALID_VALUE.
@@ -113,8 +115,9 @@ sub set_config {
         my $file   = $parser->{currentfile} // '(no file)';
         my $where  = defined $parser->{linenum} && defined $parser->{linenum}->{$file}
           ? "$file (line $parser->{linenum}->{$file})" : $file;
-        $parser->lint_warn("config: invalid '$key' value in $where: visible ASCII "
-          . "without spaces only (the value is not shown)", undef, 1);
+        $parser->lint_warn("config: invalid '$key' value in $where: a bearer token "
+          . "only, letters, digits and -._~+/ then = padding, as the service's [server] "
+          . "token (the value is not shown)", undef, 1);
         return;
       }
       $conf->{rdns_scorer_token} = $1;
