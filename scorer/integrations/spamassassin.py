@@ -217,13 +217,19 @@ def _back_up(target: Path, stamp: str) -> Path:
         return backup
 
 
-def _lint_command(siteconfigpath: Path) -> str:
-    return shlex.join(["spamassassin", "--lint", "--siteconfigpath", str(siteconfigpath)])
+def _lint_argv(siteconfigpath: Path, spamassassin: str = "spamassassin") -> list[str]:
+    return [spamassassin, "--lint", "--siteconfigpath", str(siteconfigpath)]
+
+
+def lint_command(siteconfigpath: Path) -> str:
+    """The lint that names what SpamAssassin cannot read, as a command to run: quoted, so
+    a directory with a space in it is one argument."""
+    return shlex.join(_lint_argv(siteconfigpath))
 
 
 def lint(siteconfigpath: Path, spamassassin: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [spamassassin, "--lint", "--siteconfigpath", str(siteconfigpath)],
+        _lint_argv(siteconfigpath, spamassassin),
         capture_output=True,
         text=True,
         timeout=300,
@@ -383,7 +389,7 @@ def _lint_passes(siteconfigpath: Path, args: argparse.Namespace, changed: bool) 
         # As rspamd's install says of --no-configtest: skipped on purpose, still worth
         # running, when something changed.
         if changed:
-            print(f"note:     lint skipped (--no-lint); run `{_lint_command(siteconfigpath)}`")
+            print(f"note:     lint skipped (--no-lint); run `{lint_command(siteconfigpath)}`")
         return True
     spamassassin = shutil.which("spamassassin")
     if spamassassin is None:

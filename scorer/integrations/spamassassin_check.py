@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import shutil
 import subprocess
 import urllib.parse
@@ -68,16 +67,10 @@ def spamassassin_view(siteconfigpath: Path, perl: str) -> dict[str, Any]:
         # Not its words: SpamAssassin quotes config lines, rdns_scorer_token's among them.
         raise RuntimeError(
             f"SpamAssassin could not read {siteconfigpath} (exit {done.returncode}): "
-            f"`{_lint_command(siteconfigpath)}` says why"
+            f"`{spamassassin.lint_command(siteconfigpath)}` says why"
         )
     view: dict[str, Any] = json.loads(done.stdout)
     return view
-
-
-def _lint_command(siteconfigpath: Path) -> str:
-    """The lint that names what SpamAssassin cannot read, as a command to run: quoted, so
-    a directory with a space in it is one argument."""
-    return shlex.join(["spamassassin", "--lint", "--siteconfigpath", str(siteconfigpath)])
 
 
 def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding]:
@@ -110,7 +103,7 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
     if view["errors"]:
         # Skipped, and the setting before it (or the default) stands: what is asked below
         # may not be what a line there says. Counted, not quoted (the token's line too).
-        lint = _lint_command(siteconfigpath)
+        lint = spamassassin.lint_command(siteconfigpath)
         findings.append(
             Finding(
                 False,
