@@ -1140,6 +1140,19 @@ def test_a_retry_never_asks_an_address_the_scan_tried(
         _assert_all_checked(_scan_all(rspamd, 64, 16))
 
 
+@contextlib.contextmanager
+def _asking_a_dual_address_name(
+    unbound: Unbound, scorer: ScorerProcess, hs_cache: Path
+) -> Iterator[Rspamd]:
+    """An rspamd whose one server is a name with an IPv6 address (nothing listens) and
+    an IPv4 one (the service), as `localhost` is on many hosts."""
+    port = scorer.address.rsplit(":", 1)[1]
+    hosts = "127.0.0.1 localhost\n::1 scorer-dual\n127.0.0.1 scorer-dual\n"
+    conf = f'servers = "scorer-dual:{port}";\ntoken = "{TOKEN}";'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache, hosts=hosts)) as rspamd:
+        yield rspamd
+
+
 def test_both_addresses_of_a_server_name_are_tried(
     unbound: Unbound, scorer: ScorerProcess, hs_cache: Path
 ) -> None:
@@ -1147,10 +1160,7 @@ def test_both_addresses_of_a_server_name_are_tried(
     # and the service on IPv4 only. upstream:fail() did not mark the refused address,
     # rspamd kept alternating between the two, and one server meant no retry: about
     # half the messages went unchecked.
-    port = scorer.address.rsplit(":", 1)[1]
-    hosts = "127.0.0.1 localhost\n::1 scorer-dual\n127.0.0.1 scorer-dual\n"
-    conf = f'servers = "scorer-dual:{port}";\ntoken = "{TOKEN}";'
-    with _running(Rspamd(unbound.nameserver, conf, hs_cache, hosts=hosts)) as rspamd:
+    with _asking_a_dual_address_name(unbound, scorer, hs_cache) as rspamd:
         _assert_all_checked([rspamd.scan(MISSING_PTR_IP) for _ in range(8)])
         _assert_all_checked(_scan_all(rspamd, 16, 4))
 
@@ -1162,10 +1172,7 @@ def test_a_refused_address_is_passed_over_by_the_next_scans(
     # name's other one. The address is marked failed in rspamd's upstream list, so only
     # the scan that found it refused pays a retry; without the mark every scan asked
     # the IPv6 address first and paid a round trip to it.
-    port = scorer.address.rsplit(":", 1)[1]
-    hosts = "127.0.0.1 localhost\n::1 scorer-dual\n127.0.0.1 scorer-dual\n"
-    conf = f'servers = "scorer-dual:{port}";\ntoken = "{TOKEN}";'
-    with _running(Rspamd(unbound.nameserver, conf, hs_cache, hosts=hosts)) as rspamd:
+    with _asking_a_dual_address_name(unbound, scorer, hs_cache) as rspamd:
         _assert_all_checked([rspamd.scan(MISSING_PTR_IP) for _ in range(8)])
         retries = [line for line in rspamd.log().splitlines() if "retrying" in line]
         assert len(retries) <= 1, retries
