@@ -176,8 +176,12 @@ def _listen_in(path: str | None) -> str | None:
 
 def _check(args: argparse.Namespace) -> int:
     config = _config(args)
-    data = {"ip": args.ip, "helo": args.helo, "mail_from": args.mail_from}
-    data["hostname"] = args.hostname
+    data = {
+        "ip": args.ip,
+        "helo": args.helo,
+        "mail_from": args.mail_from,
+        "hostname": args.hostname,
+    }
     try:
         request = parse_request({k: v for k, v in data.items() if v is not None}).request
     except RequestError as error:

@@ -177,17 +177,16 @@ class Config:
         loop) that changed, and a raised ``max_body_bytes``, which aiohttp keeps as it
         started; then ``warnings``. A reload that changes them "works" and logs so, while
         the service keeps the old value: said, or an admin would take the log's word."""
+        waiting = [
+            key for key in RESTART_KEYS if getattr(self.server, key) != getattr(started, key)
+        ]
+        if self.server.max_body_bytes > started.max_body_bytes:  # a lower one applies now
+            waiting.append("max_body_bytes")
         delayed = [
             f"[server] {key} {_shown(getattr(self.server, key))} applies after a restart; "
             f"{_shown(getattr(started, key))} until then"
-            for key in RESTART_KEYS
-            if getattr(self.server, key) != getattr(started, key)
+            for key in waiting
         ]
-        if self.server.max_body_bytes > started.max_body_bytes:
-            delayed.append(
-                f"[server] max_body_bytes {self.server.max_body_bytes} applies after a "
-                f"restart; {started.max_body_bytes} until then"
-            )
         return [*delayed, *self.warnings()]
 
     @property

@@ -278,6 +278,11 @@ class DnsLayer:
         self._answered = False  # it has answered one since this layer was made
         self._failing: dict[str, float] = {}  # question key -> remembered until
 
+    @property
+    def described_nameservers(self) -> str:
+        """The resolvers asked, as the log and /readyz name them: ``127.0.0.1:53, ::1``."""
+        return ", ".join(map(str, self.nameservers))
+
     @staticmethod
     def tracking() -> ExpiryTracker:
         """Record when the outcomes looked up inside the ``with`` block (by this task and
@@ -509,7 +514,7 @@ class DnsLayer:
             self._answered = True
             if self.silent:
                 self.silent = False
-                log.info("resolver %s answers again", ", ".join(map(str, self.nameservers)))
+                log.info("resolver %s answers again", self.described_nameservers)
             return
         self._silent_probes += 1
         if self.silent or (self._answered and self._silent_probes < SILENT_PROBES):
@@ -518,7 +523,7 @@ class DnsLayer:
         log.warning(
             "resolver %s does not answer (the root's SOA: %s): lookups fail and every "
             "check scores 0 (*_TEMPFAIL) until it does; /readyz says so (docs/monitoring.md)",
-            ", ".join(map(str, self.nameservers)), describe(outcome),
+            self.described_nameservers, describe(outcome),
         )  # fmt: skip
 
     async def unready_reason(self) -> str | None:
@@ -533,8 +538,7 @@ class DnsLayer:
         self._judge_root(outcome)
         if isinstance(outcome, TempFail):
             # Which resolver and why (a refused port, a timeout): what to go and fix.
-            resolvers = ", ".join(map(str, self.nameservers))
-            return f"resolver {resolvers} does not answer: {describe(outcome)}"
+            return f"resolver {self.described_nameservers} does not answer: {describe(outcome)}"
         if not isinstance(outcome, Answer):
             # The root always has an SOA: a resolver that says otherwise serves only its
             # own data or rewrites answers, and every client would look like it has no PTR.
