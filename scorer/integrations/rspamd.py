@@ -14,6 +14,7 @@ that copy from :data:`scorer.symbols.SYMBOLS`; a test fails when the two differ 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import grp
 import os
 import pwd
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,6 +190,21 @@ def _replace(path: Path, content: str, mode: int, owner: tuple[int, int] | None)
         raise
 
 
+@contextlib.contextmanager
+def _backed_up(path: Path, stamp: str | None) -> Iterator[Path | None]:
+    """A backup of ``path`` (none when ``stamp`` is None) for the change made inside the
+    block. A change that fails leaves the file as it was (rewrites are atomic), and its
+    copy would be an unnamed backup of nothing changed beside "restore the backups named
+    above": it goes again."""
+    backup = None if stamp is None else _backup(path, stamp)
+    try:
+        yield backup
+    except BaseException:
+        if backup is not None:
+            backup.unlink(missing_ok=True)
+        raise
+
+
 def _write_if_changed(
     path: Path, content: str, stamp: str, report: InstallReport, new_mode: int = 0o644
 ) -> None:
@@ -197,15 +214,9 @@ def _write_if_changed(
         if _read_kept(path) == content:
             report.say(f"unchanged: {path}")
             return
-        backup = _backup(path, stamp)
-        try:
+        with _backed_up(path, stamp) as backup:
             info = path.stat()
             _replace(path, content, info.st_mode & 0o7777, (info.st_uid, info.st_gid))
-        except BaseException:
-            # The file is as it was (the rewrite is atomic): its copy would be an unnamed
-            # backup of nothing changed, beside "restore the backups named above".
-            backup.unlink(missing_ok=True)
-            raise
         report.say(f"updated:   {path} (backup: {backup})")
     else:
         _replace(path, content, new_mode, None)
@@ -617,13 +628,8 @@ def shipped_plugin(source_dir: Path | None = None) -> bytes | None:
 
 def _remove(path: Path, stamp: str | None, report: InstallReport) -> None:
     """Delete ``path``, first copied to a backup unless ``stamp`` is None."""
-    backup = None if stamp is None else _backup(path, stamp)
-    try:
+    with _backed_up(path, stamp) as backup:
         path.unlink()
-    except BaseException:
-        if backup is not None:  # still there: a copy would be a backup of nothing changed
-            backup.unlink(missing_ok=True)
-        raise
     report.say(f"removed:   {path}" + ("" if backup is None else f" (backup: {backup})"))
     report.changed = True
 
