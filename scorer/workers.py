@@ -263,9 +263,9 @@ class Supervisor:
         self, config: Config, loader: ConfigLoader, host: str, port: int, workers: int
     ) -> None:
         self._config = config
-        self._started = config.server  # what a reload cannot change (reload_warnings)
-        # The body limit every worker keeps, replacements too: a reload cannot raise it.
-        self._body_cap = config.server.max_body_bytes
+        # What a reload cannot change (reload_warnings), the body limit among it: every
+        # worker keeps the one it started with, replacements too.
+        self._started = config.server
         self._reload_failed = False  # the latest reload was rejected: _config is older
         self._loader = loader
         self._host, self._port = host, port
@@ -327,7 +327,7 @@ class Supervisor:
                         else None
                     ),
                     heartbeat_fd=beat_write,
-                    body_cap=self._body_cap,
+                    body_cap=self._started.max_body_bytes,
                 )
                 code = 0
             except OSError as error:
