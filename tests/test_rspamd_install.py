@@ -1366,7 +1366,7 @@ def test_uninstall_that_changed_nothing_for_an_error_says_do_not_reload(
     def denied(path: Path, *_args: object) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(integration, "_replace", denied)
+    monkeypatch.setattr(integration, "replace_file", denied)
     report = integration.uninstall(tmp_path, rspamadm=None, run_configtest=False)
     assert not report.ok and not report.changed
     assert report.lines == [

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import site
 import sys
 import sysconfig
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,3 +37,36 @@ def shipped_dir(subdir: str, filename: str, roots: Sequence[Path] | None = None)
     raise FileNotFoundError(
         f"{filename} not found in any of: {', '.join(str(c) for c in candidates)}"
     )
+
+
+# The plugins' own default timeout (lua/rdns_scorer.lua, spamassassin/rdns_scorer.cf).
+PLUGIN_TIMEOUT = 1.0
+
+
+def plugin_timeout(request_deadline: float) -> float:
+    """The timeout an installer writes for a service answering within its
+    ``request_deadline``: that and a little for the network, never below the plugins'
+    default (each filter caps it at its own limit)."""
+    return max(PLUGIN_TIMEOUT, round(request_deadline + 0.2, 3))
+
+
+def replace_file(path: Path, content: str, mode: int, owner: tuple[int, int] | None) -> None:
+    """Put ``content`` at ``path`` all at once: written to a file beside it, then renamed
+    over it. Written in place, a full disk or a crash left the filter a config cut short,
+    which it refuses whole. The new file is private until it has ``mode`` (and
+    ``owner``'s uid and gid, -1 keeping one), so a token is never in a file more open
+    than that."""
+    target = path.resolve()  # a symlink stays one: what it points at is what is read
+    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as file:
+            file.write(content)
+            file.flush()
+            if owner is not None:
+                os.fchown(file.fileno(), *owner)
+            os.fchmod(file.fileno(), mode)
+            os.fsync(file.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        os.unlink(temp)
+        raise

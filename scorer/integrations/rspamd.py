@@ -23,14 +23,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from scorer.config import Config, load_config, local_address, with_overrides
-from scorer.integrations import shipped_dir
+from scorer.integrations import plugin_timeout, replace_file, shipped_dir
 from scorer.symbols import SYMBOLS
 
 MODULE = "rdns_scorer"
@@ -42,7 +41,6 @@ SYMBOLS_END = "-- symbols:end"
 DEFAULT_CONFDIR = Path("/etc/rspamd")
 # The config of the systemd install (contrib/rdns-scorer.service).
 SYSTEMD_CONFIG = Path("/etc/rdns-scorer/scorer.toml")
-DEFAULT_TIMEOUT = 1.0  # the plugin's default; never below the service's own deadline
 TASK_TIMEOUT = 8.0  # rspamd's default task_timeout: the whole scan's
 MAX_TIMEOUT = 7.5  # below it, with room for the rest of the scan
 # The accounts the Debian (``_rspamd``) and upstream (``rspamd``) packages run rspamd as:
@@ -109,7 +107,7 @@ def module_section(config: Config) -> str:
     """The top-level ``rdns_scorer { ... }`` section for a service running with ``config``."""
     # The service answers within its request deadline; give the network a little on top,
     # but stay below rspamd's task_timeout, at or above which the plugin uses 1 s.
-    wanted = max(DEFAULT_TIMEOUT, round(config.dns.request_deadline + 0.2, 3))
+    wanted = plugin_timeout(config.dns.request_deadline)
     timeout = min(wanted, MAX_TIMEOUT)
     lines = [
         f"{MODULE} {{",
@@ -169,27 +167,6 @@ def _backup(path: Path, stamp: str) -> Path:
     return backup
 
 
-def _replace(path: Path, content: str, mode: int, owner: tuple[int, int] | None) -> None:
-    """Put ``content`` at ``path`` all at once: written to a file beside it, then renamed
-    over it. Written in place, a full disk or a crash left rspamd a config cut short,
-    which it refuses whole. The new file is private until it has ``mode`` (and
-    ``owner``'s uid and gid), so a token is never in a file more open than that."""
-    target = path.resolve()  # a symlink stays one: what it points at is what rspamd reads
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as file:
-            file.write(content)
-            file.flush()
-            if owner is not None:
-                os.fchown(file.fileno(), *owner)
-            os.fchmod(file.fileno(), mode)
-            os.fsync(file.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        os.unlink(temp)
-        raise
-
-
 @contextlib.contextmanager
 def _backed_up(path: Path, stamp: str | None) -> Iterator[Path | None]:
     """A backup of ``path`` (none when ``stamp`` is None) for the change made inside the
@@ -216,10 +193,10 @@ def _write_if_changed(
             return
         with _backed_up(path, stamp) as backup:
             info = path.stat()
-            _replace(path, content, info.st_mode & 0o7777, (info.st_uid, info.st_gid))
+            replace_file(path, content, info.st_mode & 0o7777, (info.st_uid, info.st_gid))
         report.say(f"updated:   {path} (backup: {backup})")
     else:
-        _replace(path, content, new_mode, None)
+        replace_file(path, content, new_mode, None)
         report.say(f"created:   {path}")
     report.changed = True
 

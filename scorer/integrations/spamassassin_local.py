@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import grp
 import ipaddress
-import os
-import tempfile
 from pathlib import Path
 
 from scorer.config import Config, local_address
+from scorer.integrations import plugin_timeout, replace_file
 from scorer.integrations.spamassassin import (
     LOCAL_EXAMPLE,
     LOCAL_MARK,
@@ -27,8 +26,7 @@ from scorer.integrations.spamassassin import (
 # The group spamd reads its config as on Debian (the package creates it); amavis, or a
 # spamd run as another user, takes --group.
 DEFAULT_GROUP = "debian-spamd"
-# As the shipped rdns_scorer.cf and the plugin's own limits (RdnsScorer.pm).
-DEFAULT_TIMEOUT = 1.0
+# The plugin's own limit (RdnsScorer.pm).
 MAX_TIMEOUT = 60.0
 
 
@@ -46,7 +44,7 @@ def local_settings(config: Config) -> str:
             f"an IP address: write rdns_scorer_url in {LOCAL_EXAMPLE} by hand"
         ) from None
     # The service answers within its request deadline; give the network a little on top.
-    wanted = max(DEFAULT_TIMEOUT, round(config.dns.request_deadline + 0.2, 3))
+    wanted = plugin_timeout(config.dns.request_deadline)
     lines = [
         f"{LOCAL_MARK}: where the plugin asks the",
         "# service and the token it sends. Install rewrites it: change the service's config,",
@@ -94,21 +92,5 @@ def install_local(
         if unchanged:
             return Step(target, "unchanged"), warning
     action = "updated" if target.exists() else "installed"
-    _write(target, content, mode, gid)
+    replace_file(target, content, mode, None if gid is None else (-1, gid))
     return Step(target, action), warning
-
-
-def _write(target: Path, content: str, mode: int, gid: int | None) -> None:
-    """Replace ``target`` at once: its mode and group set before the token is written,
-    so no reader ever sees it more open than ``mode``."""
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)  # 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            os.fchmod(out.fileno(), mode)
-            if gid is not None:
-                os.fchown(out.fileno(), -1, gid)
-            out.write(content)
-        os.replace(temp, target)
-    except BaseException:
-        os.unlink(temp)
-        raise
