@@ -756,13 +756,16 @@ local function shortest_task_timeout()
   -- Every worker section as written: get_all_opt('worker') merges them and keeps the
   -- last of each type, but two worker "normal" sections (two sockets) are two workers,
   -- each with its own task_timeout. One section is a table, several a list of them.
-  local written = (rspamd_config:get_ucl() or {}).worker or {}
-  for _, workers in ipairs(written[1] and written or { written }) do
+  -- A section written once is a table, written twice a list of them.
+  local function sections(value)
+    return type(value) == 'table' and value[1] and value or { value }
+  end
+  for _, workers in ipairs(sections((rspamd_config:get_ucl() or {}).worker or {})) do
     if type(workers) == 'table' then
       consider(workers.task_timeout) -- the old form: worker { type = "normal"; ... }
       for _, section in pairs(workers) do
-        -- A type named twice in one worker block is a list of sections.
-        for _, worker in ipairs(type(section) == 'table' and section[1] and section or { section }) do
+        -- A type named twice in one worker block is a list of sections too.
+        for _, worker in ipairs(sections(section)) do
           if type(worker) == 'table' then
             consider(worker.task_timeout)
           end
