@@ -31,13 +31,14 @@ from scorer.config import (
     with_overrides,
 )
 from scorer.configshow import render
+from scorer.dns.layer import ONE_CHECK
 from scorer.generic.cli import run_generic
 from scorer.hangup import defer_hangups
 from scorer.integrations import rspamd as rspamd_integration
 from scorer.integrations import spamassassin
 from scorer.lookups import Facts
 from scorer.names import decimal_in
-from scorer.pipeline import Pipeline
+from scorer.pipeline import Pipeline, build_dns_layer
 from scorer.protocol import CheckReply, RequestError, parse_request
 from scorer.report import render_report
 from scorer.requestlog import configure_logging, print_error
@@ -187,7 +188,8 @@ def _check(args: argparse.Namespace) -> int:
     except RequestError as error:
         print_error(f"rdns-scorer check: {error.message}")  # it names the field
         return 2
-    pipeline = Pipeline(config)
+    # Its resolver warnings speak of this one check, not of a service's checks to come.
+    pipeline = Pipeline(config, build_dns_layer(config, consequences=ONE_CHECK))
 
     async def judged() -> tuple[float, Facts | None, CheckReply]:
         # As the service does: a resolver that says the root does not exist gets no

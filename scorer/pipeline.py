@@ -18,7 +18,7 @@ from scorer.checks.mailfrom import check_mail_from
 from scorer.checks.ptr import check_ptr, ptr_counted
 from scorer.config import Config
 from scorer.dns.cache import TtlCache
-from scorer.dns.layer import DnsLayer, Outcome
+from scorer.dns.layer import SERVICE, Consequences, DnsLayer, Outcome
 from scorer.lookups import Facts, Limits, gather_facts
 from scorer.memo import memo_sized
 from scorer.policy import skip_hit
@@ -28,11 +28,19 @@ from scorer.scoring import score_hits
 Clock = Callable[[], float]
 
 
-def build_dns_layer(config: Config, clock: Clock = time.monotonic) -> DnsLayer:
+def build_dns_layer(
+    config: Config, clock: Clock = time.monotonic, consequences: Consequences = SERVICE
+) -> DnsLayer:
     cache: TtlCache[Outcome] = TtlCache(
         config.dns.cache_max_entries, config.dns.cache_min_ttl, config.dns.cache_max_ttl, clock
     )
-    return DnsLayer(config.nameservers, config.dns.timeout, cache, config.dns.negative_ttl)
+    return DnsLayer(
+        config.nameservers,
+        config.dns.timeout,
+        cache,
+        config.dns.negative_ttl,
+        consequences=consequences,
+    )
 
 
 class Pipeline:

@@ -365,6 +365,35 @@ def test_check_does_not_trust_a_resolver_that_denies_the_root(
     assert "untrusted: the resolver says the root has no SOA" in json.dumps(body)
 
 
+@pytest.mark.parametrize(
+    ("mode", "warning"),
+    [
+        (
+            "servfail",
+            "resolver {} does not answer (the root's SOA: servfail): lookups fail and this "
+            "check scores 0 (*_TEMPFAIL); the resolver is at fault, not the client's zones",
+        ),
+        (
+            "nxdomain",
+            "the resolver says the root has no SOA (nxdomain): its NXDOMAIN/NODATA not "
+            "trusted: this check reports them as DNS failures (zero weight)",
+        ),
+    ],
+)
+def test_check_words_its_resolver_warning_for_one_check(
+    mode: str, warning: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression: check warned as the service logs, of every check "until it does" and
+    # of /readyz, to someone who ran one check and has no service to ask.
+    resolver = FaultyDns(mode).start()
+    try:
+        argv = ["check", "--nameserver", resolver.nameserver, "--ip", world.MISSING_PTR_IP]
+        assert main(argv) == 0
+    finally:
+        resolver.stop()
+    assert [r.getMessage() for r in caplog.records] == [warning.format(resolver.nameserver)]
+
+
 # -- generic, symbols, config check ------------------------------------------------------
 
 

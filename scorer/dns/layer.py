@@ -140,6 +140,31 @@ FAILING_MEMORY_SECONDS = 3600.0
 FAILING_MEMORY_ENTRIES = 4096
 
 
+@dataclass(frozen=True)
+class Consequences:
+    """How the resolver warnings (_judge_silence, _judge_root) end: what the resolver's
+    state means, worded for who reads them. The state itself is worded once for all."""
+
+    silent: str  # after "resolver X does not answer (the root's SOA: why): "
+    untrusted: str  # after "the resolver says the root has no SOA (why): ...not trusted: "
+
+
+# The service's log: every check from now on is affected, and /readyz can be asked.
+SERVICE = Consequences(
+    silent="lookups fail and every check scores 0 (*_TEMPFAIL) until it does; /readyz says "
+    "so (docs/monitoring.md)",
+    untrusted="they are reported as DNS failures (zero weight) until it answers the root; "
+    "check the resolver (/readyz, docs/monitoring.md)",
+)
+# `rdns-scorer check` at a terminal: one check, no service and no /readyz; its
+# *_TEMPFAIL fix lines speak of the client's zones, but the resolver is at fault.
+ONE_CHECK = Consequences(
+    silent="lookups fail and this check scores 0 (*_TEMPFAIL); the resolver is at fault, "
+    "not the client's zones",
+    untrusted="this check reports them as DNS failures (zero weight)",
+)
+
+
 # An outcome counts as one cache entry per this many bytes it holds, roughly: each
 # character of a name one, each record beyond the first ~100 (tracemalloc: 64 A records
 # ~5.9 KB, 64 AAAA ~7.2 KB, 64 MX of short names ~7.4 KB; a usual answer ~400 bytes).
@@ -256,6 +281,7 @@ class DnsLayer:
         cache: TtlCache[Outcome],
         negative_ttl: int = 300,
         observer: QueryObserver | None = None,
+        consequences: Consequences = SERVICE,
     ) -> None:
         self.nameservers = list(nameservers) or system_nameservers()
         self._transport = UdpTransport(self.nameservers, timeout, negative_ttl)
@@ -265,6 +291,7 @@ class DnsLayer:
         self._inflight: dict[Hashable, asyncio.Future[tuple[Outcome, float]]] = {}
         self._negatives: dict[NotFound, NotFound] = {}
         self.observer = observer
+        self._consequences = consequences
         self.health = QueryHealth()
         # Set while the resolver says the root has no SOA: the failure its NXDOMAIN and
         # NODATA are reported as (_judge_root).
@@ -496,11 +523,7 @@ class DnsLayer:
         if untrusted is None:
             log.info("the resolver answers the root's SOA again: its NXDOMAIN and NODATA count")
         else:
-            log.warning(
-                "%s: they are reported as DNS failures (zero weight) until it answers the "
-                "root; check the resolver (/readyz, docs/monitoring.md)",
-                untrusted.detail,
-            )
+            log.warning("%s: %s", untrusted.detail, self._consequences.untrusted)
 
     def _judge_silence(self, outcome: Outcome) -> None:
         """Say in the log when the resolver stops answering the root's SOA, and when it
@@ -521,9 +544,8 @@ class DnsLayer:
             return
         self.silent = True
         log.warning(
-            "resolver %s does not answer (the root's SOA: %s): lookups fail and every "
-            "check scores 0 (*_TEMPFAIL) until it does; /readyz says so (docs/monitoring.md)",
-            self.described_nameservers, describe(outcome),
+            "resolver %s does not answer (the root's SOA: %s): %s",
+            self.described_nameservers, describe(outcome), self._consequences.silent,
         )  # fmt: skip
 
     async def unready_reason(self) -> str | None:
