@@ -1247,11 +1247,42 @@ def test_uninstall_names_the_docs_group_of_weights_and_leaves_it(tmp_path: Path)
     assert report.ok
     assert local.read_text() == example.group(1)
     line = example.group(1).splitlines().index('group "rdns_scorer" {') + 1
-    notes = [text for text in report.lines if "rdns_scorer" in text and "note:" in text]
-    assert notes == [
-        f'note:      {local} line {line} has a group "rdns_scorer" block (your weights for '
-        "the plugin's symbols): remove it yourself if you are done with them"
-    ]
+    assert _rdns_scorer_notes(report) == [_group_note(local, line)]
+
+
+def _rdns_scorer_notes(report: integration.InstallReport) -> list[str]:
+    return [text for text in report.lines if "rdns_scorer" in text and "note:" in text]
+
+
+def _group_note(path: Path, line: int) -> str:
+    return (
+        f"note:      {path} line {line} has a block of the rdns_scorer group (your weights "
+        "for the plugin's symbols): remove it yourself if you are done with them"
+    )
+
+
+@pytest.mark.parametrize(
+    "group",
+    ['# mine\ngroup "rdns_scorer" {\n  max_score = 8.0;\n}\n',
+     "group {\n  rdns_scorer {\n    max_score = 8.0;\n  }\n}\n",
+     'group = {\n  "rdns_scorer": {\n    max_score = 8.0;\n  }\n}\n',
+     "# mine\ngroup { rdns_scorer { max_score = 8.0; } }\n"],
+)  # fmt: skip
+def test_the_group_of_weights_is_no_section_however_it_is_nested(
+    tmp_path: Path, group: str
+) -> None:
+    # Regression: UCL reads `group { rdns_scorer { } }` as `group "rdns_scorer" { }`,
+    # but its `rdns_scorer {` was taken for a section written by hand: uninstall told
+    # the admin to remove their weights as one, and install refused to run beside them.
+    section = integration.module_section(config_from_mapping({}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    local = tmp_path / "rspamd.conf.local"
+    local.write_text(group + local.read_text())
+    report = integration.uninstall(tmp_path, rspamadm=None, run_configtest=False)
+    assert report.ok and local.read_text() == group
+    assert _rdns_scorer_notes(report) == [_group_note(local, 2)]  # the line rdns_scorer is on
+    assert integration.section_line(local) is None  # as `rspamd check` reads a file
+    assert integration.install(tmp_path, section, rspamadm=None).ok
 
 
 def test_uninstall_that_cannot_read_the_override_still_says_what_it_removed(

@@ -209,22 +209,48 @@ def _read_kept(path: Path) -> str:
     return path.read_bytes().decode("utf-8", errors="surrogateescape")
 
 
-# An rdns_scorer section as UCL spells one: `rdns_scorer {`, `"rdns_scorer" = {`,
-# `rdns_scorer: {` (JSON's separator).
-_OUR_SECTION = re.compile(r'^[ \t]*"?rdns_scorer"?[ \t]*(?:[=:][ \t]*)?\{', re.MULTILINE)
+# An rdns_scorer section, and the weights of our symbols an admin sets in rspamd
+# (docs/rspamd.md, "Settings"), by their keys from the top of the file (_blocks): the
+# group's `rdns_scorer {` inside `group {` is no section.
+_OUR_SECTION = (MODULE,)
+_OUR_GROUP = ("group", MODULE)
+
+# UCL as _blocks reads it: a quoted string, one of `{}[]`, what ends a statement (`;`,
+# `,`, a line end: UCL wants a block's keys on the line of its `{`), a key's `=` or `:`
+# (JSON's), or any other run of characters (a key, a value, a macro).
+_UCL_TOKEN = re.compile(
+    r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|[{}\[\];,\n=:]|[^\s{}\[\];,=:"\']+'
+)
+_UCL_ENDS = frozenset("{}[];,\n")
 
 
-# The weights of our symbols an admin sets in rspamd (docs/rspamd.md, "Scores").
-_OUR_GROUP = re.compile(r'^[ \t]*group[ \t]+"?rdns_scorer"?[ \t]*(?:[=:][ \t]*)?\{', re.MULTILINE)
+def _blocks(text: str) -> Iterator[tuple[tuple[str, ...], int]]:
+    """Each ``{`` block after keys in the UCL ``text`` (comments blanked): its keys from
+    the top of the file down, and its line. A key of two words is a nested one to UCL:
+    ``group "rdns_scorer" {``, ``group { rdns_scorer {`` and ``"rdns_scorer": {`` in
+    ``group = {`` are all ``("group", "rdns_scorer")``."""
+    enclosing: list[tuple[str, ...]] = [()]
+    keys: list[str] = []
+    for token in _UCL_TOKEN.finditer(text):
+        word = token.group()
+        if word in ("{", "["):
+            enclosing.append(enclosing[-1] + tuple(keys))
+            if word == "{" and keys:
+                yield enclosing[-1], text.count("\n", 0, token.start()) + 1
+        elif word in ("}", "]") and len(enclosing) > 1:  # a stray one: rspamd says so
+            enclosing.pop()
+        if word in _UCL_ENDS:
+            keys = []
+        elif word not in ("=", ":"):
+            keys.append(word[1:-1] if word[0] in "\"'" else word)
 
 
-def _section_line(text: str, section: re.Pattern[str] = _OUR_SECTION) -> int | None:
-    """The line number of an rdns_scorer section (or another ``section``) in ``text``,
-    or None. One commented out is none, with ``#`` or inside ``/* */`` (UCL's two kinds
-    of comment)."""
-    text = _comments_blanked(text)
-    found = section.search(text)
-    return None if found is None else text.count("\n", 0, found.start()) + 1
+def _section_line(text: str, path: tuple[str, ...] = _OUR_SECTION) -> int | None:
+    """The line number of an rdns_scorer section (or another block, by its ``path``) in
+    ``text``, or None. One commented out is none, with ``#`` or inside ``/* */`` (UCL's
+    two kinds of comment)."""
+    blocks = _blocks(_comments_blanked(text))
+    return next((line for found, line in blocks if found == path), None)
 
 
 def _comments_blanked(text: str) -> str:
@@ -573,9 +599,9 @@ def uninstall(
             line = _section_line(text, _OUR_GROUP)
             if line is not None:
                 report.say(
-                    f'note:      {path} line {line} has a group "rdns_scorer" block (your '
-                    "weights for the plugin's symbols): remove it yourself if you are done "
-                    "with them"
+                    f"note:      {path} line {line} has a block of the rdns_scorer group "
+                    "(your weights for the plugin's symbols): remove it yourself if you are "
+                    "done with them"
                 )
     except OSError as error:
         # Said after what was already removed (and its backups), not instead of it.
