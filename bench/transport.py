@@ -6,6 +6,10 @@ Each transport resolves the same N distinct PTR questions (no cache) with C in
 flight, pinned to one core while unbound runs on the other. Prints JSON:
 queries/s per transport and event loop. This is the measurement behind the
 transport choice in docs/performance.md; `make bench` runs it too.
+
+``send_cost``: the time one ``send()`` of a query datagram takes, sent alone to a
+resolver that had gone idle, and sent with others back to back: why the transport
+sends the queries of one turn of the loop together (scorer/dns/transport.py).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import contextlib
 import ipaddress
 import json
 import os
+import socket
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +42,7 @@ from bench import zones  # noqa: E402
 from scorer.dns.cache import TtlCache  # noqa: E402
 from scorer.dns.layer import DnsLayer, Outcome, parse_nameserver  # noqa: E402
 from scorer.dns.outcomes import Answer, NotFound  # noqa: E402
+from scorer.dns.wire import encode_name, make_query, question  # noqa: E402
 
 Query = Callable[[str], Awaitable[bool]]
 
@@ -118,6 +125,30 @@ async def _run(make: Callable[[str], Query | None], nameserver: str, n: int, c: 
     }
 
 
+def _send_cost(nameserver: str, rounds: int = 300, batch: int = 20) -> dict[str, float]:
+    """Median µs per ``send()`` of a PTR query: alone, after a pause that lets the
+    resolver go idle (each send wakes it), and ``batch`` back to back (it is awake)."""
+    host, _, port = nameserver.rpartition(":")
+    wire = make_query(1, question(encode_name(_reverse(0)), int(dns.rdatatype.PTR)))
+    figures: dict[str, float] = {}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect((host, int(port)))
+        sock.setblocking(False)
+        for label, per_round in (("alone_us", 1), ("back_to_back_us", batch)):
+            seconds: list[float] = []
+            for _ in range(rounds):
+                for _ in range(per_round):
+                    started = time.perf_counter()
+                    sock.send(wire)
+                    seconds.append(time.perf_counter() - started)
+                time.sleep(0.002)  # the replies come; the resolver goes idle again
+                with contextlib.suppress(BlockingIOError):
+                    while sock.recv(4096):
+                        pass
+            figures[label] = round(statistics.median(seconds) * 1e6, 1)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--queries", type=int, default=20_000)
@@ -134,6 +165,7 @@ def main() -> None:
     os.sched_setaffinity(0, {1 % os.cpu_count()})  # type: ignore[operator]
     results: dict[str, Any] = {}
     try:
+        results["send_cost"] = _send_cost(nameserver)
         loops: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
             "asyncio": asyncio.new_event_loop
         }

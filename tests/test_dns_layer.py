@@ -10,7 +10,7 @@ import os
 import struct
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import dns.name
@@ -1437,6 +1437,27 @@ async def test_a_name_that_cannot_be_put_on_the_wire_is_a_malformed_failure() ->
     assert server.queries == 0
 
 
+class _RecordingSocket:
+    """A transport socket that calls ``on_send`` with each datagram before sending it."""
+
+    def __init__(self, sock: object, on_send: Callable[[bytes], None]) -> None:
+        self._sock = sock
+        self._on_send = on_send
+
+    def send(self, data: bytes) -> int:
+        self._on_send(data)
+        return self._sock.send(data)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def _record_sends(layer: DnsLayer, on_send: Callable[[bytes], None]) -> None:
+    for sockets in layer._transport._sockets:
+        for entry in sockets:
+            entry.sock = _RecordingSocket(entry.sock, on_send)  # type: ignore[assignment]
+
+
 async def test_a_send_that_fails_ends_the_query_at_once(unbound: Unbound) -> None:
     """Regression (review): a send() that raised left the query registered, so it
     waited out the whole timeout for a reply that could not come, as a TIMEOUT."""
@@ -1445,24 +1466,57 @@ async def test_a_send_that_fails_ends_the_query_at_once(unbound: Unbound) -> Non
         await layer.lookup(world.CONFIRMED_NAME, dns.rdatatype.A, _deadline()), Answer
     )
 
-    class Unreachable:
-        def __init__(self, sock: object) -> None:
-            self._sock = sock
+    def unreachable(_data: bytes) -> None:
+        raise OSError(101, "Network is unreachable")
 
-        def send(self, _data: bytes) -> int:
-            raise OSError(101, "Network is unreachable")
-
-        def __getattr__(self, name: str) -> object:
-            return getattr(self._sock, name)
-
-    for sockets in layer._transport._sockets:
-        for entry in sockets:
-            entry.sock = Unreachable(entry.sock)  # type: ignore[assignment]
+    _record_sends(layer, unreachable)
     started = time.monotonic()
     outcome = await layer.lookup(world.GOOD_MX, dns.rdatatype.A, _deadline(5.0))
     assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.NETWORK
     assert time.monotonic() - started < 0.5
     assert _registered(layer) == 0, "the query not sent is left registered"
+
+
+async def test_the_queries_of_one_turn_of_the_loop_leave_together(unbound: Unbound) -> None:
+    """The queries that lookups start in one turn of the loop are sent back to back once
+    all have started, not each between the others' Python: a datagram that finds the
+    resolver asleep costs several times the CPU of one sent while it is awake
+    (docs/performance.md, "Sending a turn's queries together")."""
+    layer = _layer(unbound.nameserver, timeout=2.0)
+    await layer.lookup(world.CONFIRMED_NAME, dns.rdatatype.A, _deadline())  # sockets open
+    started_at_each_send: list[int] = []
+    _record_sends(layer, lambda _data: started_at_each_send.append(_registered(layer)))
+    names = [world.GOOD_MX, world.UNVERIFIED_NAME, world.GENERIC_NAME, world.PROVIDER_NAME]
+    outcomes = await asyncio.gather(
+        *(layer.lookup(name, dns.rdatatype.A, _deadline()) for name in names)
+    )
+    assert all(isinstance(outcome, Answer) for outcome in outcomes), outcomes
+    assert started_at_each_send == [len(names)] * len(names)
+
+
+async def test_a_send_that_raises_ends_its_own_query_only(unbound: Unbound) -> None:
+    """A send that raises something else than an OSError (a bug, an OS surprise) ends
+    its query as a network failure at once; the queries sent with it are sent all the
+    same, and none waits out the timeout."""
+    layer = _layer(unbound.nameserver, timeout=2.0)
+    await layer.lookup(world.CONFIRMED_NAME, dns.rdatatype.A, _deadline())  # sockets open
+    doomed = wire.encode_name(world.GOOD_MX)
+
+    def refuse_one(data: bytes) -> None:
+        if doomed in data:
+            raise RuntimeError("surprise")
+
+    _record_sends(layer, refuse_one)
+    started = time.monotonic()
+    failed, answered = await asyncio.gather(
+        layer.lookup(world.GOOD_MX, dns.rdatatype.A, _deadline(5.0)),
+        layer.lookup(world.UNVERIFIED_NAME, dns.rdatatype.A, _deadline(5.0)),
+    )
+    assert isinstance(failed, TempFail) and failed.kind is FailureKind.NETWORK, failed
+    assert "surprise" in failed.detail
+    assert isinstance(answered, Answer), answered
+    assert time.monotonic() - started < 0.5
+    assert _registered(layer) == 0
 
 
 @pytest.mark.parametrize("mode", ["referral", "formerr", "notimp", "servfail", "refused"])

@@ -9,6 +9,9 @@ reply that does not match (late, spoofed, garbage) is dropped and the query
 keeps waiting, as dnspython does (an error reply with our id and no question
 section is that error: ``wire.classify``).
 
+The queries started in one turn of the event loop are sent together at its end
+(``UdpTransport._flush``): back to back, they wake the resolver once.
+
 Retries: a query goes to the first nameserver; if no reply arrives within
 ``timeout / attempts`` it is sent again to the next one (or the same one when
 there is only one), until ``timeout`` has passed. A nameserver that stayed silent
@@ -137,6 +140,8 @@ class UdpTransport:
         self._next_socket = 0
         self._ids = _random_ids()
         self._tcp_tasks: set[asyncio.Task[None]] = set()
+        # Queries of this turn of the loop, sent together at its end (_flush).
+        self._outbox: list[tuple[_Socket, int, _Pending, bytes]] = []
 
     def __del__(self) -> None:
         self._close()
@@ -282,14 +287,34 @@ class UdpTransport:
             query_id = next(self._ids)
         sock.pending[query_id] = pending
         pending.registrations.append((sock, query_id))
-        try:
-            sock.sock.send(make_query(query_id, pending.question))
-        except OSError as error:
-            # Not sent, so nothing can answer it: the next nameserver, or done now
-            # (not when the timer ends a wait for a reply that cannot come).
-            del sock.pending[query_id]
-            pending.registrations.pop()
-            self._network_error(pending, error)
+        self._outbox.append((sock, query_id, pending, make_query(query_id, pending.question)))
+        if len(self._outbox) == 1:
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Send the queries of this turn of the loop, back to back.
+
+        A datagram that finds the resolver asleep pays for waking it on its own CPU
+        (~40 us of our CPU per send on the bench VM); one sent while it still works
+        through the previous ones, ~9 (docs/performance.md). The checks of a busy loop
+        start their lookups between long stretches of Python, so sent at once each
+        query woke the resolver; collected for the turn, one wakes it for all.
+        Never raises: a query left unsent would wait for good.
+        """
+        outbox, self._outbox = self._outbox, []
+        for sock, query_id, pending, wire in outbox:
+            if sock.pending.get(query_id) is not pending:
+                continue  # finished before its turn came (a reply to an earlier send)
+            try:
+                sock.sock.send(wire)
+            except OSError as error:
+                # Not sent, so nothing can answer it: the next nameserver, or done now
+                # (not when the timer ends a wait for a reply that cannot come).
+                del sock.pending[query_id]
+                pending.registrations.remove((sock, query_id))
+                self._network_error(pending, error)
+            except Exception as error:
+                self._finish(pending, network_failure(error))
 
     def _timed_out(self, pending: _Pending) -> None:
         timeout = TempFail(FailureKind.TIMEOUT, f"no answer within {self._timeout:g}s")
