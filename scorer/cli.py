@@ -41,7 +41,7 @@ from scorer.names import decimal_in
 from scorer.pipeline import Pipeline, build_dns_layer
 from scorer.protocol import CheckReply, RequestError, parse_request
 from scorer.report import render_report
-from scorer.requestlog import configure_logging, print_error
+from scorer.requestlog import configure_command_logging, configure_logging, print_error
 from scorer.security import exposed_token_files, exposure_warning, refuse_public_without_token
 from scorer.symbols import SYMBOLS, markdown_table
 from scorer.text import file_error
@@ -188,6 +188,7 @@ def _check(args: argparse.Namespace) -> int:
     except RequestError as error:
         print_error(f"rdns-scorer check: {error.message}")  # it names the field
         return 2
+    configure_command_logging("rdns-scorer check")
     # Its resolver warnings speak of this one check, not of a service's checks to come.
     pipeline = Pipeline(config, build_dns_layer(config, consequences=ONE_CHECK))
 

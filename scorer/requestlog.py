@@ -161,6 +161,30 @@ def configure_logging(log_format: str, requests: bool) -> None:
         server.addFilter(_ClientFaultsAsInfo())
 
 
+class _CommandFormatter(logging.Formatter):
+    """``rdns-scorer check: warning: ...``: a command's log lines read as its errors do
+    (print_error), named after the command; no timestamp, which a terminal has no use for."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__("%(message)s")
+        self._command = command
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{self._command}: {record.levelname.lower()}: {super().format(record)}"
+
+
+def configure_command_logging(command: str) -> None:
+    """Where a one-off command's warnings go (the DNS layer's word on the resolver): stderr,
+    each line named after ``command``. Without a handler Python printed the bare message,
+    which did not say who spoke, beside the report on stdout."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(_CommandFormatter(command))
+    root = logging.getLogger()
+    # Once per process, however often main() runs (the tests call it many times).
+    earlier = [h for h in root.handlers if isinstance(h.formatter, _CommandFormatter)]
+    root.handlers[:] = [h for h in root.handlers if h not in earlier] + [handler]
+
+
 def log_check(request: CheckRequest, labels: Labels, reply: CheckReply, elapsed_ms: float) -> None:
     if not log.isEnabledFor(logging.INFO):
         return  # the hot path pays nothing when request logging is off

@@ -394,6 +394,26 @@ def test_check_words_its_resolver_warning_for_one_check(
     assert [r.getMessage() for r in caplog.records] == [warning.format(resolver.nameserver)]
 
 
+def test_check_names_itself_in_its_warnings() -> None:
+    # Regression: nothing set up logging for check, so Python's last resort printed the
+    # resolver warning as a bare line on stderr, not saying which program spoke.
+    resolver = FaultyDns("servfail").start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "scorer", "check", "--nameserver", resolver.nameserver,
+             "--ip", world.MISSING_PTR_IP],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        resolver.stop()
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        f"rdns-scorer check: warning: resolver {resolver.nameserver} does not answer (the "
+        "root's SOA: servfail): lookups fail and this check scores 0 (*_TEMPFAIL); the "
+        "resolver is at fault, not the client's zones\n"
+    )
+
+
 # -- generic, symbols, config check ------------------------------------------------------
 
 
