@@ -1519,6 +1519,36 @@ async def test_a_send_that_raises_ends_its_own_query_only(unbound: Unbound) -> N
     assert _registered(layer) == 0
 
 
+def test_a_flush_lost_with_its_loop_leaves_the_next_loop_sending() -> None:
+    """Regression (review): a query started in the turn in which ``run_until_complete``
+    stops an asyncio loop is queued for a flush due in the next turn, which a closed loop
+    never runs. On the next loop each query was queued behind that datagram, for its
+    flush, so none was sent again and every lookup timed out."""
+    server = FaultyDns("address").start()
+    try:
+        layer = _layer(server.nameserver, timeout=1.0)
+
+        async def start_a_query_in_the_last_turn() -> None:
+            # Runs in the turn after this one, with the callback that stops the loop.
+            asyncio.get_running_loop().call_soon(
+                layer._transport.send, wire.encode_name("last"), dns.rdatatype.A, lambda _o: None
+            )
+
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(start_a_query_in_the_last_turn())
+        finally:
+            loop.close()
+
+        async def lookup() -> Outcome:
+            return await layer.lookup("next.example", dns.rdatatype.A, _deadline())
+
+        outcome = asyncio.run(lookup())
+    finally:
+        server.stop()
+    assert outcome == Answer((ipaddress.IPv4Address("192.0.2.53"),), 60)
+
+
 @pytest.mark.parametrize("mode", ["referral", "formerr", "notimp", "servfail", "refused"])
 async def test_a_failing_first_nameserver_hands_over_to_the_next(
     unbound: Unbound, mode: str

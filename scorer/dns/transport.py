@@ -150,6 +150,11 @@ class UdpTransport:
         _release(self._loop, self._sockets)
         self._sockets = []
         self._loop = None
+        # The datagrams queued for those sockets can go nowhere, and their _flush is due
+        # on the loop we leave, which may never run it (closed after the turn that queued
+        # them). Left here, the next loop's queries were queued behind them, and only the
+        # first of a turn schedules a flush: none was ever sent again.
+        self._outbox = []
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> None:
         """Open the sockets of every nameserver that has none yet, each on its own: one
