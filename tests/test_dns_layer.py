@@ -1519,6 +1519,57 @@ async def test_a_send_that_raises_ends_its_own_query_only(unbound: Unbound) -> N
     assert _registered(layer) == 0
 
 
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_long_turn_does_not_count_against_the_nameserver(loop_kind: str) -> None:
+    """Regression (review): the retry timer counted from when a query was queued, not from
+    when it left at the end of the turn. After a turn longer than ``timeout / attempts``
+    (a stall, a busy loop) it was due as the datagram left: every query of that turn was
+    asked of the second nameserver too, which could answer first and had the first, a
+    working one, demoted for silence."""
+    first, second = FaultyDns("address").start(), FaultyDns("address").start()
+    layer = _servers_layer([first.nameserver, second.nameserver], 0.5)  # retry: 0.25 s
+
+    async def scenario() -> list[Outcome]:
+        await layer.lookup(world.CONFIRMED_NAME, dns.rdatatype.A, _deadline())  # sockets open
+        deadline = _deadline()
+        lookups = [
+            asyncio.ensure_future(layer.lookup(f"n{i}.example", dns.rdatatype.A, deadline))
+            for i in range(4)
+        ]
+        await asyncio.sleep(0)  # the lookups start: their queries are queued
+        time.sleep(0.3)  # and the rest of the turn takes longer than the retry interval
+        return await asyncio.gather(*lookups)
+
+    factory = uvloop.new_event_loop if loop_kind == "uvloop" else asyncio.new_event_loop
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            outcomes = runner.run(scenario())
+    finally:
+        first.stop()
+        second.stop()
+    assert all(isinstance(outcome, Answer) for outcome in outcomes), outcomes
+    assert (first.queries, second.queries) == (5, 0)
+    assert layer._transport._order == [0, 1], "the first nameserver was demoted"
+
+
+async def test_a_query_that_left_late_still_ends_within_the_timeout() -> None:
+    """The retry timer waits from when the query left, but not past its timeout: a lookup
+    whose deadline is beyond the timeout has no timer of its own, it counts on that."""
+    server = FaultyDns("silent").start()
+    try:
+        layer = _layer(server.nameserver, timeout=1.0)  # retry: 0.5 s
+        started = time.monotonic()
+        lookup = asyncio.ensure_future(layer.lookup("late.example", dns.rdatatype.A, _deadline(5)))
+        await asyncio.sleep(0)  # the query is queued
+        time.sleep(0.9)  # and leaves 0.9 s later: its retry would be due 1.4 s in
+        outcome = await lookup
+        elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.TIMEOUT, outcome
+    assert elapsed < 1.2
+
+
 def test_a_flush_lost_with_its_loop_leaves_the_next_loop_sending() -> None:
     """Regression (review): a query started in the turn in which ``run_until_complete``
     stops an asyncio loop is queued for a flush due in the next turn, which a closed loop

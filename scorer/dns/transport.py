@@ -81,7 +81,7 @@ class _Pending:
 
     __slots__ = (
         "asked", "attempts", "done", "expires", "failure", "on_done", "question", "rdtype",
-        "registrations", "timer",
+        "registrations", "sent", "timer",
     )  # fmt: skip
 
     def __init__(
@@ -96,6 +96,7 @@ class _Pending:
         self.asked: set[int] = set()  # the nameservers sent this query so far
         self.registrations: list[tuple[_Socket, int]] = []
         self.timer: asyncio.TimerHandle | None = None
+        self.sent: float | None = None  # when the last attempt left (_flush); None: queued
         self.failure: TempFail | None = None  # the last definite failure (SERVFAIL...)
 
 
@@ -275,7 +276,7 @@ class UdpTransport:
             pending.timer = self._loop.call_at(pending.expires, self._timed_out, pending)
         else:
             delay = self._timeout / self._attempts
-            pending.timer = self._loop.call_later(delay, self._attempt, pending)
+            pending.timer = self._loop.call_later(delay, self._retry, pending)
         order = self._order
         server = order[0]
         if pending.asked:
@@ -292,6 +293,7 @@ class UdpTransport:
             query_id = next(self._ids)
         sock.pending[query_id] = pending
         pending.registrations.append((sock, query_id))
+        pending.sent = None
         self._outbox.append((sock, query_id, pending, make_query(query_id, pending.question)))
         if len(self._outbox) == 1:
             self._loop.call_soon(self._flush)
@@ -306,12 +308,15 @@ class UdpTransport:
         query woke the resolver; collected for the turn, one wakes it for all.
         Never raises: a query left unsent would wait for good.
         """
+        assert self._loop is not None
+        now = self._loop.time()
         outbox, self._outbox = self._outbox, []
         for sock, query_id, pending, wire in outbox:
             if sock.pending.get(query_id) is not pending:
                 continue  # finished before its turn came (a reply to an earlier send)
             try:
                 sock.sock.send(wire)
+                pending.sent = now
             except OSError as error:
                 # Not sent, so nothing can answer it: the next nameserver, or done now
                 # (not when the timer ends a wait for a reply that cannot come).
@@ -320,6 +325,26 @@ class UdpTransport:
                 self._network_error(pending, error)
             except Exception as error:
                 self._finish(pending, network_failure(error))
+
+    def _retry(self, pending: _Pending) -> None:
+        """The retry timer: no reply ``timeout / attempts`` after the datagram left.
+
+        Armed when the query is queued, it counts from when the datagram left, at the end
+        of the turn: after a turn longer than that (a stall, a loop busy with many checks)
+        it was due as the datagram had only just left, and every query of that turn was
+        asked of the next nameserver too, which could answer first and have the first, a
+        working one, demoted for silence. One still queued (uvloop runs the timers due
+        before the turn's callbacks) leaves in this turn: counted from now. Never past
+        the query's timeout: a lookup whose deadline is beyond it has no timer of its own.
+        """
+        assert self._loop is not None
+        now = self._loop.time()
+        sent = now if pending.sent is None else pending.sent
+        due = min(sent + self._timeout / self._attempts, pending.expires)
+        if due > now:
+            pending.timer = self._loop.call_at(due, self._retry, pending)
+        else:
+            self._attempt(pending)
 
     def _timed_out(self, pending: _Pending) -> None:
         timeout = TempFail(FailureKind.TIMEOUT, f"no answer within {self._timeout:g}s")
