@@ -225,7 +225,8 @@ class UdpTransport:
 
     def send(self, name_wire: bytes, rdtype: int, on_done: OutcomeCallback) -> None:
         """Start a query; ``on_done(outcome)`` runs once, within ``timeout`` (maybe before
-        this returns, when sending fails at once). No task, no future: the cache layer
+        this returns, when no nameserver's sockets can be opened; a send that fails
+        reports at the end of the turn, _flush). No task, no future: the cache layer
         settles its own waiters from the callback. Call on the event loop."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop or (
@@ -302,9 +303,9 @@ class UdpTransport:
         """Send the queries of this turn of the loop, back to back.
 
         A datagram that finds the resolver asleep pays for waking it on its own CPU
-        (~40 us of our CPU per send on the bench VM); one sent while it still works
-        through the previous ones, ~9 (docs/performance.md). The checks of a busy loop
-        start their lookups between long stretches of Python, so sent at once each
+        (26-30 us of our CPU per send on the slow bench box); one sent while it still
+        works through the previous ones, 5.5 (docs/performance.md). The checks of a busy
+        loop start their lookups between long stretches of Python, so sent at once each
         query woke the resolver; collected for the turn, one wakes it for all.
         Never raises: a query left unsent would wait for good.
         """
