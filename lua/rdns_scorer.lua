@@ -746,29 +746,34 @@ end
 -- scans in that worker. The shortest of them: the plugin's wait must fit in each.
 local function shortest_task_timeout()
   local shortest
+  -- A key written twice inside one block (task_timeout twice in a section, normal { }
+  -- twice in one worker { } block) reaches Lua as a list of its values, and rspamd reads
+  -- the first alone: the later task_timeout is ignored, the later normal { } starts no
+  -- worker at all.
+  local function first(value)
+    if type(value) == 'table' and value[1] ~= nil then
+      return value[1]
+    end
+    return value
+  end
   local function consider(value)
-    value = as_unquoted(value)
+    value = as_unquoted(first(value))
     if type(value) == 'number' and value > 0 and (not shortest or value < shortest) then
       shortest = value
     end
   end
   consider((rspamd_config:get_all_opt('options') or {}).task_timeout)
-  -- Every worker section as written: get_all_opt('worker') merges them and keeps the
-  -- last of each type, but two worker "normal" sections (two sockets) are two workers,
-  -- each with its own task_timeout. One section is a table, several a list of them.
-  -- A section written once is a table, written twice a list of them.
-  local function sections(value)
-    return type(value) == 'table' and value[1] and value or { value }
-  end
-  for _, workers in ipairs(sections((rspamd_config:get_ucl() or {}).worker or {})) do
-    if type(workers) == 'table' then
-      consider(workers.task_timeout) -- the old form: worker { type = "normal"; ... }
-      for _, section in pairs(workers) do
-        -- A type named twice in one worker block is a list of sections too.
-        for _, worker in ipairs(sections(section)) do
-          if type(worker) == 'table' then
-            consider(worker.task_timeout)
-          end
+  -- Every worker block as written: get_all_opt('worker') merges them and keeps the
+  -- last of each type, but two worker "normal" blocks (two sockets) are two workers,
+  -- each with its own task_timeout. A block written once is a table, twice a list.
+  local blocks = (rspamd_config:get_ucl() or {}).worker or {}
+  for _, block in ipairs(blocks[1] and blocks or { blocks }) do
+    if type(block) == 'table' then
+      consider(block.task_timeout) -- the old form: worker { type = "normal"; ... }
+      for _, section in pairs(block) do
+        section = first(section)
+        if type(section) == 'table' then
+          consider(section.task_timeout)
         end
       end
     end

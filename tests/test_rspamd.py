@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import tempfile
 import time
 import urllib.request
@@ -901,14 +902,30 @@ def test_a_quoted_check_authed_alone_in_the_section_wins_over_options(
 
 
 def _scan_a_hung_service(
-    unbound: Unbound, hung: HungSocket, hs_cache: Path, timeout: str, task_timeout: str = "8s"
+    unbound: Unbound,
+    hung: HungSocket,
+    hs_cache: Path,
+    timeout: str,
+    task_timeout: str | None = "8s",
+    options_conf: str = "",
+    workers: str = "",
+    port: int | None = None,
 ) -> tuple[ScanResult, str]:
     """One scan through the plugin set to ``timeout`` (the normal worker's task_timeout
-    ``task_timeout``) while the service hangs: the result, which fails open with
-    RL_SCORER_FAIL alone, and rspamd's log."""
+    ``task_timeout``, more ``options_conf`` and ``workers`` at top level) while the
+    service hangs, in that worker or the one of ``workers`` on ``port``: the result,
+    which fails open with RL_SCORER_FAIL alone, and rspamd's log."""
     conf = f'servers = "{hung.address}";\ntimeout = {timeout};'
-    with _running(Rspamd(unbound.nameserver, conf, hs_cache, task_timeout=task_timeout)) as rspamd:
-        result = rspamd.scan(MISSING_PTR_IP, helo="localhost")
+    rspamd = Rspamd(
+        unbound.nameserver,
+        conf,
+        hs_cache,
+        workers,
+        options_conf=options_conf,
+        task_timeout=task_timeout,
+    )
+    with _running(rspamd):
+        result = rspamd.scan(MISSING_PTR_IP, helo="localhost", port=port)
         assert scores(result) == {"RL_SCORER_FAIL": 0.0}
         return result, rspamd.log()
 
@@ -1016,6 +1033,62 @@ def test_every_normal_worker_s_task_timeout_counts(
         assert scores(result) == {"RL_SCORER_FAIL": 0.0}
         assert result.elapsed < 1.0 + MARGIN
         assert "timeout 4 s is not below task_timeout (2 s)" in rspamd.log()
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "timeout", "used"),
+    [("3s", "2s", "2.5s", 2.5), ("2s", "8s", "4s", 1.0)],
+    ids=["second-shorter-ignored", "first-shorter-counts"],
+)
+def test_a_worker_type_repeated_in_one_block_is_its_first_section_alone(
+    unbound: Unbound,
+    hung: HungSocket,
+    hs_cache: Path,
+    first: str,
+    second: str,
+    timeout: str,
+    used: float,
+) -> None:
+    # worker { normal { } normal { } }: rspamd starts the first section alone (the
+    # second's socket never listens). Regression: the plugin counted the second's
+    # task_timeout too, and refused a 2.5 s timeout that fits the 3 s of the only worker
+    # as "not below task_timeout (2 s)", a task_timeout no worker had, and used 1 s.
+    ports = free_port(), free_port()
+    workers = "worker {{ {} {} }}".format(
+        *(
+            f'normal {{ bind_socket = "127.0.0.1:{port}"; count = 1; task_timeout = {each}; }}'
+            for port, each in zip(ports, (first, second), strict=True)
+        )
+    )
+    result, log = _scan_a_hung_service(
+        unbound, hung, hs_cache, timeout, workers=workers, port=ports[0]
+    )
+    assert used * 0.9 <= result.elapsed < used + MARGIN
+    assert f"enabled; 1 server(s), timeout {used:g} s," in log
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", ports[1]), timeout=1).close()
+
+
+@pytest.mark.parametrize("where", ["worker", "options"])
+def test_a_task_timeout_written_twice_in_one_section_is_its_first(
+    unbound: Unbound, hung: HungSocket, hs_cache: Path, where: str
+) -> None:
+    # Regression: task_timeout twice in one section reached the plugin as a list of both
+    # and counted as none, so a 4 s timeout stood; rspamd reads the first, 2 s, and a
+    # hung service timed out the whole scan at 2 s: no symbol, not even RL_SCORER_FAIL.
+    twice = "task_timeout = 2s; task_timeout = 8s;"
+    if where == "options":
+        result, log = _scan_a_hung_service(
+            unbound, hung, hs_cache, "4s", task_timeout=None, options_conf=twice
+        )
+    else:
+        port = free_port()
+        workers = f'worker "normal" {{ bind_socket = "127.0.0.1:{port}"; count = 1; {twice} }}'
+        result, log = _scan_a_hung_service(
+            unbound, hung, hs_cache, "4s", workers=workers, port=port
+        )
+    assert result.elapsed < 1.0 + MARGIN
+    assert "timeout 4 s is not below task_timeout (2 s)" in log
 
 
 @pytest.mark.parametrize(

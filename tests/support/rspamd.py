@@ -250,8 +250,10 @@ rdns_scorer {{
         user: str | None = None,
         queue_id: str | None = None,
         timeout: float = 10.0,
+        port: int | None = None,
     ) -> ScanResult:
-        """POST a small message to /checkv2 with the SMTP session in headers."""
+        """POST a small message to /checkv2 with the SMTP session in headers, to this
+        rspamd's worker or to another normal worker's ``port`` (one in ``extra_conf``)."""
         headers = {"IP": ip}
         for name, value in (
             ("Helo", helo),
@@ -271,8 +273,9 @@ rdns_scorer {{
             b"\r\n"
             b"Hello.\r\n"
         )
+        url = self.url if port is None else f"http://127.0.0.1:{port}"
         request = urllib.request.Request(
-            f"{self.url}/checkv2", data=message, headers=headers, method="POST"
+            f"{url}/checkv2", data=message, headers=headers, method="POST"
         )
         started = time.monotonic()
         with urllib.request.urlopen(request, timeout=timeout) as reply:
