@@ -1244,11 +1244,16 @@ def test_a_refused_address_is_passed_over_by_the_next_scans(
     # docs/rspamd.md: within an instance, a refused address is passed over for the
     # name's other one. The address is marked failed in rspamd's upstream list, so only
     # the scan that found it refused pays a retry; without the mark every scan asked
-    # the IPv6 address first and paid a round trip to it.
+    # the IPv6 address first and paid a round trip to it. One more retry is rspamd's
+    # own doing: an upstream's first failure makes it resolve the name again at once,
+    # and the new addresses keep their marks except one time in ten
+    # (rspamd_upstream_update_addrs in src/libutil/upstream.c), after which the next
+    # scan asks the IPv6 address again. It resolves a name again at most once a
+    # minute, so that happens once at most here (it failed CI once with "<= 1").
     with _asking_a_dual_address_name(unbound, scorer, hs_cache) as rspamd:
         _assert_all_checked([rspamd.scan(MISSING_PTR_IP) for _ in range(8)])
         retries = [line for line in rspamd.log().splitlines() if "retrying" in line]
-        assert len(retries) <= 1, retries
+        assert len(retries) <= 2, retries
 
 
 @pytest.fixture(scope="module")
