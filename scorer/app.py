@@ -148,6 +148,14 @@ class Service:
                 # that says the root does not exist would otherwise have its NXDOMAIN
                 # scored until the next root check, up to ROOT_CHECK_SECONDS later.
                 await pipeline.dns.check_root()
+                if self.pipeline.dns.silent and not pipeline.dns.silent:
+                    # The new layer has nothing to say "again" about, and the log's last
+                    # word on the resolver was the old one's silence.
+                    log.info(
+                        "resolver %s answers; %s, asked until this reload, did not",
+                        pipeline.dns.described_nameservers,
+                        self.pipeline.dns.described_nameservers,
+                    )
             self.pipeline = pipeline
             if config.server.logging_settings != before.logging_settings:
                 configure_logging(*config.server.logging_settings)

@@ -562,6 +562,31 @@ async def test_a_reload_judges_a_new_resolver_before_it_serves(lying_resolver: F
     assert await _names_for_a_missing_ptr(service, service.pipeline) == {"RL_PTR_TEMPFAIL"}
 
 
+async def test_a_reload_from_a_silent_resolver_to_one_that_answers_says_so(
+    unbound: Unbound, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression: the old layer had logged "resolver X does not answer"; a reload onto a
+    # resolver that answers built a new layer, which had no silence to end, so the log's
+    # last word on the resolver stayed that warning while checks were judged again.
+    silent = FaultyDns("servfail").start()
+    try:
+        service = app_module.Service(
+            config_from_mapping({"dns": {"nameservers": [silent.nameserver], "timeout": 0.3}}),
+            loader=lambda: config_from_mapping({"dns": {"nameservers": [unbound.nameserver]}}),
+        )
+        with caplog.at_level(logging.INFO):
+            await service.pipeline.dns.check_root()
+            assert service.pipeline.dns.silent
+            await service.reload("test")
+    finally:
+        silent.stop()
+    said = [r.getMessage() for r in caplog.records]
+    assert (
+        f"resolver {unbound.nameserver} answers; {silent.nameserver}, asked until this "
+        "reload, did not"
+    ) in said, said
+
+
 async def test_a_reloaded_resolver_judged_lying_keeps_its_replies_at_the_next_root_check(
     lying_resolver: FaultyDns,
 ) -> None:
