@@ -871,34 +871,25 @@ def test_a_quoted_false_still_skips(
     assert hung.accepted == before
 
 
+@pytest.mark.parametrize(
+    ("setting", "ip", "user"),
+    [("check_local", "10.20.30.40", None), ("check_authed", GENERIC_IP, "alice")],
+)
 def test_a_quoted_false_in_the_section_wins_over_options(
-    unbound: Unbound, fake: FakeHttp, hs_cache: Path
+    unbound: Unbound, fake: FakeHttp, hs_cache: Path, setting: str, ip: str, user: str | None
 ) -> None:
     # Regression (review): lua_util's helper skips a quoted value and took the options
     # section's check_local = true instead: local clients were checked, against the
-    # rule that the module section decides both when it sets either.
-    conf = f'servers = "{fake.address}";\ncheck_local = "false";'
-    rspamd = Rspamd(unbound.nameserver, conf, hs_cache, options_conf="check_local = true;")
+    # rule that the module section decides both when it sets either. The same for
+    # check_authed set alone in the section, quoted ("no"): authenticated users too.
+    quoted = "false" if setting == "check_local" else "no"
+    conf = f'servers = "{fake.address}";\n{setting} = "{quoted}";'
+    rspamd = Rspamd(unbound.nameserver, conf, hs_cache, options_conf=f"{setting} = true;")
     with _running(rspamd):
         before = len(fake.requests)
-        assert rspamd.scan("10.20.30.40", helo="x").ours() == {}
+        assert rspamd.scan(ip, helo="x", user=user).ours() == {}
         assert len(fake.requests) == before
-        assert "check_local=false" in rspamd.log()
-
-
-def test_a_quoted_check_authed_alone_in_the_section_wins_over_options(
-    unbound: Unbound, fake: FakeHttp, hs_cache: Path
-) -> None:
-    # The same rule for check_authed set alone in the section, quoted: the section's
-    # "no" decides, not the options section's check_authed = true (which lua_util's
-    # helper would take, as it skips a quoted value).
-    conf = f'servers = "{fake.address}";\ncheck_authed = "no";'
-    rspamd = Rspamd(unbound.nameserver, conf, hs_cache, options_conf="check_authed = true;")
-    with _running(rspamd):
-        before = len(fake.requests)
-        assert rspamd.scan(GENERIC_IP, helo="x", user="alice").ours() == {}
-        assert len(fake.requests) == before
-        assert "check_authed=false" in rspamd.log()
+        assert f"{setting}=false" in rspamd.log()
 
 
 def _scan_a_hung_service(
@@ -1002,37 +993,38 @@ def test_a_task_timeout_under_two_seconds_halves_the_fallback(
     )
 
 
-def test_an_old_form_workers_task_timeout_counts(
-    unbound: Unbound, hung: HungSocket, hs_cache: Path
-) -> None:
-    # worker { type = "normal"; ... } (no name after "worker") is read too.
-    conf = f'servers = "{hung.address}";\ntimeout = 4s;'
-    old_form = (
-        f'worker {{ type = "normal"; bind_socket = "127.0.0.1:{free_port()}"; count = 1; '
-        "task_timeout = 3s; }"
-    )
-    with _running(Rspamd(unbound.nameserver, conf, hs_cache, old_form)) as rspamd:
-        assert "timeout 4 s is not below task_timeout (3 s)" in rspamd.log()
-
-
+@pytest.mark.parametrize(
+    ("workers", "task_timeout", "shortest"),
+    [
+        # worker { type = "normal"; ... } (no name after "worker") is read too.
+        ('worker {{ type = "normal"; {listen} task_timeout = 3s; }}', "8s", "3 s"),
+        # Regression (mutation review): worker "normal" written twice (two sockets, each
+        # its own task_timeout) reached the plugin as the last section alone, so a 4 s
+        # timeout stood beside the first worker's 2 s: a hung service timed out its whole
+        # scans, no symbol at all, not even RL_SCORER_FAIL.
+        ('worker "normal" {{ {listen} task_timeout = 8s; }}', "2s", "2 s"),
+    ],
+    ids=["old-form", "second-normal-worker"],
+)
 def test_every_normal_worker_s_task_timeout_counts(
-    unbound: Unbound, hung: HungSocket, hs_cache: Path
+    unbound: Unbound,
+    hung: HungSocket,
+    hs_cache: Path,
+    workers: str,
+    task_timeout: str,
+    shortest: str,
 ) -> None:
-    # Regression (mutation review): worker "normal" written twice (two sockets, each its
-    # own task_timeout) reached the plugin as the last section alone, so a 4 s timeout
-    # stood beside the first worker's 2 s: a hung service timed out its whole scans,
-    # no symbol at all, not even RL_SCORER_FAIL.
-    conf = f'servers = "{hung.address}";\ntimeout = 4s;'
-    second = (
-        f'worker "normal" {{ bind_socket = "127.0.0.1:{free_port()}"; count = 1; '
-        "task_timeout = 8s; }"
+    listen = f'bind_socket = "127.0.0.1:{free_port()}"; count = 1;'
+    result, log = _scan_a_hung_service(
+        unbound,
+        hung,
+        hs_cache,
+        "4s",
+        task_timeout=task_timeout,
+        workers=workers.format(listen=listen),
     )
-    rspamd = Rspamd(unbound.nameserver, conf, hs_cache, second, task_timeout="2s")
-    with _running(rspamd):
-        result = rspamd.scan(MISSING_PTR_IP, helo="localhost")
-        assert scores(result) == {"RL_SCORER_FAIL": 0.0}
-        assert result.elapsed < 1.0 + MARGIN
-        assert "timeout 4 s is not below task_timeout (2 s)" in rspamd.log()
+    assert result.elapsed < 1.0 + MARGIN
+    assert f"timeout 4 s is not below task_timeout ({shortest})" in log
 
 
 @pytest.mark.parametrize(
