@@ -181,8 +181,8 @@ def configure_command_logging(command: str) -> None:
     handler.setFormatter(_CommandFormatter(command))
     root = logging.getLogger()
     # Once per process, however often main() runs (the tests call it many times).
-    earlier = [h for h in root.handlers if isinstance(h.formatter, _CommandFormatter)]
-    root.handlers[:] = [h for h in root.handlers if h not in earlier] + [handler]
+    others = [h for h in root.handlers if not isinstance(h.formatter, _CommandFormatter)]
+    root.handlers[:] = [*others, handler]
 
 
 def log_check(request: CheckRequest, labels: Labels, reply: CheckReply, elapsed_ms: float) -> None:
