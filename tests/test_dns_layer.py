@@ -12,6 +12,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import dns.name
 import dns.rdatatype
@@ -1568,6 +1569,39 @@ async def test_a_query_that_left_late_still_ends_within_the_timeout() -> None:
         server.stop()
     assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.TIMEOUT, outcome
     assert elapsed < 1.2
+
+
+def test_a_retry_timer_the_loop_refuses_ends_the_query_with_why() -> None:
+    """_retry never raises, as _attempt: when the datagram left late (a long turn) it arms
+    itself again, and a loop refusing that timer (closed under it) raised into the loop's
+    log and left the query, and every lookup sharing it, waiting for good."""
+    server = FaultyDns("silent").start()
+    layer = _layer(server.nameserver, timeout=1.0)  # retry: 0.5 s after the datagram left
+
+    async def scenario() -> Outcome:
+        loop = asyncio.get_running_loop()
+        lookup = asyncio.ensure_future(layer.lookup("late.example", dns.rdatatype.A, _deadline(5)))
+        await asyncio.sleep(0)  # the query is queued, its retry timer armed
+        call_at = loop.call_at
+
+        def refuse_the_retry(
+            when: float, callback: Callable[..., object], *args: object, **kwargs: Any
+        ) -> object:
+            if getattr(callback, "__name__", None) == "_retry":
+                raise RuntimeError("Event loop is closed")
+            return call_at(when, callback, *args, **kwargs)
+
+        loop.call_at = refuse_the_retry  # type: ignore[method-assign,assignment]
+        time.sleep(0.6)  # it leaves 0.6 s later: the timer, due, arms itself again
+        return await asyncio.wait_for(lookup, 3.0)
+
+    try:
+        outcome = asyncio.run(scenario())
+    finally:
+        server.stop()
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.NETWORK, outcome
+    assert "Event loop is closed" in outcome.detail
+    assert _registered(layer) == 0
 
 
 def test_a_flush_lost_with_its_loop_leaves_the_next_loop_sending() -> None:

@@ -337,15 +337,20 @@ class UdpTransport:
         working one, demoted for silence. One still queued (uvloop runs the timers due
         before the turn's callbacks) leaves in this turn: counted from now. Never past
         the query's timeout: a lookup whose deadline is beyond it has no timer of its own.
+        Never raises, as _attempt: a query whose timer is not armed again would wait for
+        good, and every lookup sharing it with it.
         """
         assert self._loop is not None
         now = self._loop.time()
         sent = now if pending.sent is None else pending.sent
         due = min(sent + self._timeout / self._attempts, pending.expires)
-        if due > now:
-            pending.timer = self._loop.call_at(due, self._retry, pending)
-        else:
+        if due <= now:
             self._attempt(pending)
+            return
+        try:
+            pending.timer = self._loop.call_at(due, self._retry, pending)
+        except Exception as error:
+            self._finish(pending, network_failure(error))
 
     def _timed_out(self, pending: _Pending) -> None:
         timeout = TempFail(FailureKind.TIMEOUT, f"no answer within {self._timeout:g}s")
