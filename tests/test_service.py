@@ -1239,6 +1239,38 @@ async def test_a_refusal_line_is_never_logged_for_none(
     assert caplog.records[-1].getMessage().endswith(": held back again (field ip)")
 
 
+async def test_refusal_lines_of_a_status_are_at_least_a_minute_apart(
+    refusal_clock: _Clock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # docs/operations.md, monitoring.md and security.md: at once, then at most a line a
+    # minute per status. The tests above count in REFUSAL_LOG_SECONDS, whatever it is.
+    from scorer.refusals import RefusalLog
+
+    loop = asyncio.get_running_loop()
+    delays: list[float] = []
+
+    def call_later(delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+        delays.append(delay)
+        return asyncio.TimerHandle(loop.time() + delay, callback, args, loop)
+
+    monkeypatch.setattr(loop, "call_later", call_later)
+    log = RefusalLog()
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        log.note(400, "first", "ip")
+        refusal_clock.now += 1.0
+        log.note(400, "second", "ip")
+        assert delays == [59.0]  # its line is due a minute after the first
+        refusal_clock.now += 58.5
+        log.note(400, "third", "ip")  # still within the minute: held back
+        assert len(caplog.records) == 1
+        refusal_clock.now += 0.5
+        log.note(400, "fourth", "ip")
+    assert [r.getMessage() for r in caplog.records] == [
+        "1 request(s) refused with 400 since the last such line: first (field ip)",
+        "3 request(s) refused with 400 since the last such line: fourth (field ip)",
+    ]
+
+
 async def test_readme_example_reply_is_what_the_service_answers(unbound: Unbound) -> None:
     # The README showed a reply the request could never get (one symbol of three).
     readme = (Path(__file__).parents[1] / "README.md").read_text()
