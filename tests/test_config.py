@@ -803,8 +803,9 @@ def test_config_show_keeps_a_token_file_and_odd_strings_as_they_are(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], no_environment: None
 ) -> None:
     # A token_file is shown (where the token comes from), never what it holds; TOML's
-    # escapes survive the trip: quotes, backslashes, non-ASCII, DEL.
-    secret = tmp_path / 'tok "x" \\ é \x7f.txt'
+    # escapes survive the trip: quotes, backslashes, non-ASCII, DEL and the control
+    # characters below space (\x1f, the last of them: TOML takes none raw but tab).
+    secret = tmp_path / 'tok "x" \\ é \x7f \x1f.txt'
     secret.write_text(SHOWN_TOKEN + "\n")
     written = tmp_path / "scorer.toml"
     written.write_text(
