@@ -943,6 +943,20 @@ async def test_check_report_blames_our_resolver_only_for_failed_lookups(
     ]
 
 
+def test_check_report_blames_our_resolver_for_its_failure_not_for_a_name() -> None:
+    # What marks a lookup judged through our untrusted resolver is the failure kind
+    # with its detail ("untrusted: ..."): a sender's domain or MX host named
+    # "untrusted..." in a failed lookup's evidence is the sender's zone to fix.
+    domain = "untrusted-relay.example"
+    request = parse_request({"ip": world.MISSING_PTR_IP, "mail_from": f"a@{domain}"}).request
+    symbol = SYMBOLS["RL_MAILFROM_TEMPFAIL"]
+    evidence = (f"domain={domain}", f"MX mx.{domain} A: timeout: no answer within 0.5s")
+    reply = CheckReply((SymbolResult(symbol.name, 0.0, evidence),), 0.0)
+    report = render_report(request, reply, 1.0, None)
+    fixes = [line for line in report.splitlines() if line.startswith("  fix:")]
+    assert fixes == [f"  fix:      {symbol.hint.format(domain=domain)}"]
+
+
 def test_check_report_escapes_what_the_client_sent() -> None:
     # Regression: `rdns-scorer check` printed --helo/--from raw: terminal escapes ran.
     hostile = "\x1b]0;owned\x07\x1b[31mred\r\nforged"
