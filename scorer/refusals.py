@@ -55,12 +55,23 @@ class RefusalLog:
         if wait <= 0:
             self._log(status)
         elif status not in self._flushing:
-            self._flushing.add(status)
-            asyncio.get_running_loop().call_later(wait, self._flush, status)
+            self._schedule(status, wait)
+
+    def _schedule(self, status: int, wait: float) -> None:
+        self._flushing.add(status)
+        asyncio.get_running_loop().call_later(wait, self._flush, status)
 
     def _flush(self, status: int) -> None:
         self._flushing.discard(status)
-        if self._counts.get(status):
+        if not self._counts.get(status):
+            return
+        # A refusal run before this timer, once the quiet time was up, was logged at once
+        # and began a new one: those after it (the same loop iteration, under a flood)
+        # wait for its end, or they made a second line within the millisecond.
+        wait = self._quiet_until[status] - time.monotonic()
+        if wait > 0:
+            self._schedule(status, wait)
+        else:
             self._log(status)
 
     def _log(self, status: int) -> None:

@@ -1244,6 +1244,7 @@ async def test_a_refusal_line_is_never_logged_for_none(
         await asyncio.sleep(0.1)
         refusal_clock.now += REFUSAL_LOG_SECONDS - 0.05
         log.note(400, "held back again", "ip")
+        refusal_clock.now += 0.05  # the time its line is due, as for the timer
         await asyncio.sleep(0.1)
     assert [r.getMessage().partition(":")[0] for r in caplog.records] == [
         "1 request(s) refused with 400 since the last such line",
@@ -1251,6 +1252,48 @@ async def test_a_refusal_line_is_never_logged_for_none(
         "1 request(s) refused with 400 since the last such line",
     ]
     assert caplog.records[-1].getMessage().endswith(": held back again (field ip)")
+
+
+async def test_a_refusal_line_due_just_after_one_told_at_once_waits_its_minute(
+    refusal_clock: _Clock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression (mutation review): under a flood, the refusals a loop iteration runs
+    # before a due line's timer are logged at once (the quiet time is up), and those
+    # after them in the same iteration were then told by that timer, a second line
+    # within the millisecond. They wait for the minute since the line told at once.
+    from scorer.refusals import REFUSAL_LOG_SECONDS, RefusalLog
+
+    loop = asyncio.get_running_loop()
+    timers: list[tuple[float, Any, tuple[Any, ...]]] = []
+
+    def call_later(delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+        timers.append((delay, callback, args))
+        return asyncio.TimerHandle(loop.time() + delay, callback, args, loop)
+
+    def fire_the_timer() -> float:
+        delay, callback, args = timers.pop()
+        callback(*args)
+        return delay
+
+    monkeypatch.setattr(loop, "call_later", call_later)
+    log = RefusalLog()
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        log.note(400, "first", "ip")
+        refusal_clock.now += REFUSAL_LOG_SECONDS - 0.5
+        log.note(400, "held back", "ip")  # its line due in 0.5 s
+        refusal_clock.now += 0.5
+        log.note(400, "at once", "ip")  # run before that line's timer: told at once
+        log.note(400, "after it", "ip")  # the same iteration: held back
+        assert fire_the_timer() == 0.5  # the line of "held back", told with "at once"
+        assert len(caplog.records) == 2
+        refusal_clock.now += REFUSAL_LOG_SECONDS
+        assert fire_the_timer() == REFUSAL_LOG_SECONDS  # a minute after "at once"
+        assert not timers
+    assert [r.getMessage() for r in caplog.records] == [
+        "1 request(s) refused with 400 since the last such line: first (field ip)",
+        "2 request(s) refused with 400 since the last such line: at once (field ip)",
+        "1 request(s) refused with 400 since the last such line: after it (field ip)",
+    ]
 
 
 async def test_refusal_lines_of_a_status_are_at_least_a_minute_apart(
