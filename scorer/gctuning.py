@@ -1,19 +1,28 @@
-"""Keep CPython's full garbage collections short in a worker with large caches.
+"""Tune CPython's garbage collector for a worker with large caches and many checks in flight.
 
-A full (generation 2) collection walks every object the collector tracks, and the
-event loop, with every request in flight, stands still meanwhile. Full DNS and
-reply caches hold some 450,000 such objects (an entry is a tuple, an outcome, a
-records tuple, addresses); on the bench box one walk then took ~0.5 s, and they
-came every ~1,500 cold checks while the caches filled: plugins time out at 1 s.
+Full collections. A full (generation 2) collection walks every object the collector
+tracks, and the event loop, with every request in flight, stands still meanwhile.
+Full DNS and reply caches hold some 450,000 such objects (an entry is a tuple, an
+outcome, a records tuple, addresses); on the bench box one walk then took ~0.5 s,
+and they came every ~1,500 cold checks while the caches filled: plugins time out at
+1 s. So after every full collection the survivors are frozen (``gc.freeze``): later
+collections walk only what was allocated since (~30 ms at most on the same box, and
+cold checks ran 30 % faster; docs/performance.md). What a frozen object costs: it is
+no longer looked at for reference cycles. Cache entries and the start-up data
+(config, Public Suffix List) hold none and are still freed by reference counting the
+moment they are evicted or replaced; the frozen objects that are alive at a freeze
+and form a cycle that later becomes garbage would stay, and tests/test_gctuning.py
+checks that serving leaves none.
 
-So after every full collection the survivors are frozen (``gc.freeze``): later
-collections walk only what was allocated since (~30 ms at most on the same box,
-and cold checks ran 30 % faster; docs/performance.md). What a frozen object
-costs: it is no longer looked at for reference cycles. Cache entries and the
-start-up data (config, Public Suffix List) hold none and are still freed by
-reference counting the moment they are evicted or replaced; the frozen objects
-that are alive at a freeze and form a cycle that later becomes garbage would
-stay, and tests/test_gctuning.py checks that serving leaves none.
+Young collections. CPython starts one every 700 tracked objects allocated (net of
+those freed). A cold check leaves ~300 behind for a while (its cached outcomes, the
+coroutines and futures of the checks in flight), so one came every few checks, and
+each walked the in-flight state of all of them again, then promoted it to be walked
+once more by the middle generation: ~10 % of a served cold check's CPU on the bench
+box, pointer chasing that costs far more time than its instruction count says
+(docs/performance.md, "Garbage-collection pauses"). A worker starts one every
+YOUNG_COLLECTION_OBJECTS instead: most of that state is freed by reference counting
+before any collection sees it, for young pauses of a few milliseconds.
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ import gc
 from typing import Any
 
 _FULL = 2  # the oldest generation
+# Allocations (net of frees) between young collections; CPython's default is 700.
+YOUNG_COLLECTION_OBJECTS = 5_000
 
 
 def _freeze_after_full_collection(phase: str, info: dict[str, Any]) -> None:
@@ -30,8 +41,9 @@ def _freeze_after_full_collection(phase: str, info: dict[str, Any]) -> None:
         gc.freeze()
 
 
-def keep_full_collections_short() -> None:
-    """Freeze what start-up built, and the survivors of every full collection from now on.
+def tune_garbage_collection() -> None:
+    """Freeze what start-up built, and the survivors of every full collection from now
+    on; collect the young generation every YOUNG_COLLECTION_OBJECTS allocations.
 
     Call once per worker process, after start-up and before serving.
     """
@@ -39,3 +51,5 @@ def keep_full_collections_short() -> None:
     gc.freeze()
     if _freeze_after_full_collection not in gc.callbacks:
         gc.callbacks.append(_freeze_after_full_collection)
+    _young, middle, full = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_OBJECTS, middle, full)

@@ -165,7 +165,7 @@ def run_worker(
     failed to load and ``config`` is the last good one (reported as a failed reload).
     ``body_cap``: the body limit the service started with (scorer.app.create_app)."""
     from scorer.app import SERVICE_KEY, create_app  # late: `check` needs no server code
-    from scorer.gctuning import keep_full_collections_short
+    from scorer.gctuning import tune_garbage_collection
     from scorer.names import public_suffix_list
 
     loop = new_event_loop(config.server.event_loop)
@@ -181,7 +181,7 @@ def run_worker(
     if stale_config:
         app[SERVICE_KEY].metrics.record_reload(success=False)
     public_suffix_list()  # built now (~0.1 s), not on the first message
-    keep_full_collections_short()
+    tune_garbage_collection()
     web.run_app(
         app,
         host=host,
