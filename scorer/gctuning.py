@@ -22,7 +22,11 @@ once more by the middle generation: ~10 % of a served cold check's CPU on the be
 box, pointer chasing that costs far more time than its instruction count says
 (docs/performance.md, "Garbage-collection pauses"). A worker starts one every
 YOUNG_COLLECTION_OBJECTS instead: most of that state is freed by reference counting
-before any collection sees it, for young pauses of a few milliseconds.
+before any collection sees it, for young pauses of a few milliseconds. The price: a
+full collection, about seven times rarer, walks all that was promoted since the last
+freeze, several times more objects than at 700 while the caches fill (~125,000
+against ~22,000 counted in process with 64 checks in flight; docs/performance.md,
+"Young collections"), so the ~30 ms above holds at 700, not here.
 """
 
 from __future__ import annotations

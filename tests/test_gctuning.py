@@ -36,7 +36,8 @@ CHILD = textwrap.dedent(
         await pipeline.check(request(0))  # lazy imports, the Public Suffix List
         tune_garbage_collection()
         # CPython's young threshold again, for this test only: with the worker's, 4,000
-        # checks would see no full collection (~40,000 would), so freezing went untried.
+        # checks would see no full collection (one comes every ~5,000-10,000 checks), so
+        # freezing went untried.
         gc.set_threshold(700, *gc.get_threshold()[1:])
         full = []
         gc.callbacks.append(
