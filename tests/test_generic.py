@@ -92,6 +92,11 @@ def test_encoding_outside_host_part_or_other_ip_is_ignored() -> None:
     assert not verdict("91.12.52.53", "p5B0C3434.mail.example.com").generic
     # Nothing in the public suffix counts ("1" etc. in a TLD-like suffix is not host data).
     assert not verdict("192.0.2.1", "mail.example.com").generic
+    # Mutation review: the registrable label is searched, the suffix is not. Bulgaria's
+    # 1.bg is a public suffix: mail.198-51-85.1.bg holds the /24 of 198.51.85.1, and its
+    # "1" is no last octet (with the suffix searched, 198-51-85.1 was the whole address).
+    result = verdict("198.51.85.1", "mail.198-51-85.1.bg")
+    assert not result.generic and kinds(result) == {"partial-octets"}, result.describe()
 
 
 # --------------------------------------------------------------------------- partial matches
