@@ -956,6 +956,9 @@ _LONGEST_NAME = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters
         (_LONGEST_NAME, _LONGEST_NAME),  # 253 characters (255 on the wire)
         (_LONGEST_NAME + "b", None),
         ("mail..example.com", None),
+        # One final dot is the root; a second leaves an empty label (mutation review:
+        # stripping every final dot passed as well).
+        ("mail.example.com..", None),
         (".example.com", None),
         ("192.0.2.1", None),  # an all-numeric top-level label: an address, not a name
         ("mail.example.123", None),
