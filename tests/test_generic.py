@@ -706,6 +706,15 @@ def test_keywords_are_tokens_of_the_host_part() -> None:
     assert verdict("192.0.2.1", "dyn123456.example.com").generic  # digit/letter split
 
 
+def test_a_keyword_counts_in_any_label_of_a_long_host_part() -> None:
+    # Mutation review: looking at the first eight labels only passed every test. A nibble
+    # name's host part has 33 labels, its keyword in the last: that keyword adds its bonus.
+    nibbles = "b.a.9.8.7.6.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2"
+    result = verdict("2001:db8::567:89ab", f"{nibbles}.dhcp6.isp.example.net")
+    assert result.confidence == 0.95  # 0.85 + 0.10
+    assert "keyword: keyword 'dhcp' in label 'dhcp6'" in result.describe()
+
+
 def test_unrelated_digits_are_legit() -> None:
     for name in ["mx2.example.com", "smtp10.provider.net", "mail-sor-f41.google.com"]:
         assert not verdict("192.0.2.41", name).generic, name
