@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import ipaddress
 import random
@@ -227,6 +228,18 @@ def test_classify_is_memoised() -> None:
     # docs/generic-ptr.md: results are memoised (the same clients come back).
     ip, name = ipaddress.ip_address("192.0.2.1"), "dyn123456.example.com"
     assert classify(ip, name, False) is classify(ip, name, False)
+
+
+def test_a_memoised_verdict_cannot_be_changed() -> None:
+    # Every caller gets the same verdict object, so one that changed it would change
+    # what later calls return (mutation review: verdict.py's dataclasses without
+    # frozen=True passed every test).
+    result = verdict("192.0.2.1", "dyn123456.example.com")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.generic = False  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.evidence[0].detail = "changed"  # type: ignore[misc]
+    assert verdict("192.0.2.1", "dyn123456.example.com").generic
 
 
 def test_partial_inside_a_different_full_address_is_not_a_match() -> None:
