@@ -306,6 +306,21 @@ def test_all_generic_names_score_at_the_lowest_confidence(order: list[str]) -> N
     assert hits == [alone[LOW_GENERIC]]
 
 
+@pytest.mark.parametrize(
+    ("name", "confidence"),
+    [("dyn123456.some-isp.net", 0.45), ("dyn-70-71-12.some-isp.net", 0.65), (GENERIC, 0.95)],
+)
+def test_a_generic_hit_is_the_verdict_as_it_stands(name: str, confidence: float) -> None:
+    # checks.generic.generic_hit: the symbol's weight is scaled by the classifier's
+    # confidence itself, and its options are the name and the verdict's evidence, in
+    # order. (Mutation review: a confidence rounded to one decimal, 0.5 and 0.7 here,
+    # passed every test.)
+    verdict = classify(CLIENT, name, True)
+    assert check_ptr(_ptr_facts({name: CONFIRMS})) == [
+        Hit("RL_PTR_GENERIC", (f"ptr={name}", *verdict.describe()), confidence)
+    ]
+
+
 @pytest.mark.parametrize("order", [[GENERIC, TIED_GENERIC], [TIED_GENERIC, GENERIC]])
 def test_generic_names_tied_at_the_lowest_confidence_give_one_evidence(order: list[str]) -> None:
     """Regression (mutation review): of names tied at the lowest confidence the first in
