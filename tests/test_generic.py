@@ -742,6 +742,7 @@ def test_unrelated_digits_are_legit() -> None:
         ("a1-b2-c3-d4", True),  # 4 groups: SHAPE_MIN_DIGIT_RUNS
         ("a1.b2.c3", False),  # groups are counted across labels
         ("a1.b2.c3.d4", True),
+        ("a1.a1.a1.a1", True),  # the same group four times is four groups (mutation review)
     ],
 )
 def test_digit_shape_thresholds(host: str, heavy: bool) -> None:
