@@ -138,6 +138,25 @@ async def test_concurrent_identical_lookups_share_one_query(unbound: Unbound) ->
     assert len(set(results)) == 1
 
 
+async def test_a_question_is_the_same_whatever_the_case_of_its_name() -> None:
+    """Names compare without regard to case (RFC 4343): a HELO or sender domain written
+    in capitals shares the query, and then the cached outcome, of the same name in lower
+    case (and a name with its root dot, of the name without)."""
+    server = FaultyDns("nxdomain").start()
+    try:
+        layer = _layer(server.nameserver)
+        spellings = ["mail.example.org", "MAIL.Example.ORG", "Mail.Example.Org."]
+        shared = await asyncio.gather(
+            *(layer.lookup(name, dns.rdatatype.A, _deadline()) for name in spellings)
+        )
+        assert server.queries == 1 and len(set(shared)) == 1, shared
+        cached = await layer.lookup("MAIL.EXAMPLE.ORG", dns.rdatatype.A, _deadline())
+        assert server.queries == 1 and len(layer.cache) == 1
+        assert isinstance(cached, NotFound) and cached == shared[0]
+    finally:
+        server.stop()
+
+
 async def test_deadline_bounds_a_lookup_without_cancelling_it_for_others() -> None:
     server = FaultyDns("silent").start()
     try:
