@@ -204,6 +204,11 @@ def test_an_answer_of_long_names_counts_as_several_cache_entries() -> None:
     # Regression (review): only names counted, so 64 addresses (~6-7 KB) were one entry.
     addresses = Answer(tuple(ipaddress.IPv6Address(i) for i in range(64)), 60)
     assert cache_size(addresses) >= 12
+    # Names of any record type count: PTR and CNAME-target names as MX exchanges do.
+    names = Answer(tuple(f"{'x' * 240}.h{i}.example" for i in range(4)), 60)  # 1,000+ chars
+    assert cache_size(names) == 3
+    alias = NotFound(NotFoundKind.NXDOMAIN, 60, alias_target="\\001" * 250 + ".example")
+    assert cache_size(alias) == 2
 
 
 async def test_expired_deadline_makes_no_query(unbound: Unbound) -> None:
