@@ -254,6 +254,32 @@ async def test_a_lookup_past_its_deadline_makes_the_request_expire_at_once() -> 
     assert tracker.expires == 0.0
 
 
+@pytest.mark.parametrize("mode", ["servfail", "silent"])
+async def test_a_lookup_that_fails_makes_the_request_expire_at_once(mode: str) -> None:
+    """``tracking()``: failures count as expiring at once, whether the resolver's failure
+    (servfail: the query's own outcome) or the request's deadline reached while it
+    waited for the query (silent). Else a reply holding a *_TEMPFAIL, with the rest
+    cached, would be kept in the reply cache as long as the rest lasts."""
+    server = FaultyDns(mode).start()
+    try:
+        layer = _layer(server.nameserver, timeout=1.0)
+        cached = layer.cache.put(
+            question_key("cached.example", dns.rdatatype.A),
+            NotFound(NotFoundKind.NXDOMAIN, 60),
+            60,
+        )
+        assert cached > 0.0
+        deadline = asyncio.get_running_loop().time() + 0.2  # before the query times out
+        with layer.tracking() as tracker:
+            await layer.lookup("cached.example", dns.rdatatype.A, deadline)
+            outcome = await layer.lookup("failing.example", dns.rdatatype.A, deadline)
+    finally:
+        server.stop()
+    expected = FailureKind.SERVFAIL if mode == "servfail" else FailureKind.DEADLINE
+    assert isinstance(outcome, TempFail) and outcome.kind is expected, outcome
+    assert tracker.expires == 0.0
+
+
 def _value(cache: TtlCache[str], key: str) -> str | None:
     entry = cache.get_entry(key)
     return None if entry is None else entry[1]
