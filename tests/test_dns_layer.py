@@ -280,6 +280,24 @@ async def test_a_lookup_that_fails_makes_the_request_expire_at_once(mode: str) -
     assert tracker.expires == 0.0
 
 
+async def test_only_the_lookups_inside_the_tracking_block_count() -> None:
+    """``tracking()`` records the outcomes looked up inside its ``with`` block: once a
+    block ends, its tracker is left as it was (a block inside another gives the outer
+    one back), and a lookup after both changes neither."""
+    layer = _layer(f"127.0.0.1:{dead_port()}")  # every lookup here is a cache hit
+    expiries = {}
+    for name, ttl in (("inner.example", 30), ("outer.example", 600), ("after.example", 10)):
+        key = question_key(name, dns.rdatatype.A)
+        expiries[name] = layer.cache.put(key, NotFound(NotFoundKind.NXDOMAIN, ttl), ttl)
+    with layer.tracking() as outer:
+        with layer.tracking() as inner:
+            await layer.lookup("inner.example", dns.rdatatype.A, _deadline())
+        await layer.lookup("outer.example", dns.rdatatype.A, _deadline())
+    await layer.lookup("after.example", dns.rdatatype.A, _deadline())
+    assert inner.expires == expiries["inner.example"]
+    assert expiries["after.example"] < outer.expires <= expiries["outer.example"]
+
+
 def _value(cache: TtlCache[str], key: str) -> str | None:
     entry = cache.get_entry(key)
     return None if entry is None else entry[1]
