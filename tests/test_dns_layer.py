@@ -456,6 +456,19 @@ def test_without_a_nameserver_in_resolv_conf_the_local_one_is_asked(
     assert [str(n) for n in system_nameservers()] == ["127.0.0.1:53"]
 
 
+def test_without_nameservers_the_layer_asks_the_systems(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # docs/monitoring.md: with no nameservers set it uses /etc/resolv.conf's.
+    system = [Nameserver("192.0.2.53"), Nameserver("2001:db8::53", 5353)]
+    monkeypatch.setattr(layer_module, "system_nameservers", lambda: system)
+    layer = DnsLayer([], 0.5, TtlCache(10, 0.0, 3600.0))
+    assert layer.nameservers == system
+    assert layer.described_nameservers == "192.0.2.53:53, [2001:db8::53]:5353"
+    configured = _layer("127.0.0.1:5353")
+    assert configured.described_nameservers == "127.0.0.1:5353"
+
+
 def test_query_health_windows() -> None:
     now = [0.0]
     health = QueryHealth(clock=lambda: now[0])
