@@ -485,6 +485,26 @@ def test_query_health_windows() -> None:
     assert health.failure_share() is None
 
 
+def test_query_health_windows_turn_at_30_seconds_and_go_stale_at_60() -> None:
+    # A window ends 30 s after it began, exactly, and then still counts as the last
+    # one; it counts no more once the next one began 60 s or more after it.
+    now = [0.0]
+    health = QueryHealth(clock=lambda: now[0])
+    for _ in range(20):
+        health.record(failed=True)
+    now[0] = 30.0  # a new window: these count in it, the failures in the last one
+    for _ in range(20):
+        health.record(failed=False)
+    now[0] = 60.0  # another: the failures are gone, the answers are the last window
+    assert health.failure_share() == 0.0
+    now[0] = 0.0
+    health = QueryHealth(clock=lambda: now[0])
+    for _ in range(20):
+        health.record(failed=False)
+    now[0] = 60.0  # the next window would have begun at 30: these are stale
+    assert health.failure_share() is None
+
+
 async def test_ready_while_only_a_dead_zone_fails_again_and_again(unbound: Unbound) -> None:
     """Regression (review): answers are cached and failures are asked again, so a few
     messages from a sender whose zone is dead made nearly every query sent a failure:
