@@ -529,6 +529,28 @@ async def test_ready_while_only_a_dead_zone_fails_again_and_again(unbound: Unbou
     assert not layer._repeats(world.SERVFAIL_DOMAIN, dns.rdatatype.MX, True)
 
 
+async def test_a_root_probe_that_keeps_failing_is_never_a_repeat() -> None:
+    """The probes of the root (check_root every 10 s, /readyz) are left out of the
+    repeats (rdns_scorer_dns_repeated_failures_total) as out of the health window:
+    RdnsScorerResolverBroken takes the repeats off the failures of the other types, so
+    a dead resolver's failed probes counted there would hide the checks' failures."""
+    resolver = FaultyDns("servfail").start()
+    try:
+        layer = _layer(resolver.nameserver, timeout=0.3)
+        seen: list[tuple[str, str, bool]] = []
+        layer.observer = lambda rdtype, result, _seconds, repeated: seen.append(
+            (rdtype, result, repeated)
+        )
+        for _ in range(3):
+            await layer.check_root()
+            assert await layer.unready_reason() is not None
+            await layer.lookup("dead.example", dns.rdatatype.A, _deadline())
+    finally:
+        resolver.stop()
+    assert [s for s in seen if s[0] == "SOA"] == [("SOA", "servfail", False)] * 6
+    assert [s for s in seen if s[0] == "A"] == [("A", "servfail", r) for r in (False, True, True)]
+
+
 async def test_the_readiness_probe_does_not_hide_failing_checks() -> None:
     """Regression (review): /readyz's own root-SOA query counted in the health window,
     so a resolver that answers only that and fails every real query was "ready" as
