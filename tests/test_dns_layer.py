@@ -741,6 +741,28 @@ async def test_a_root_probe_that_fails_changes_no_trust(caplog: pytest.LogCaptur
         resolver.stop()
 
 
+async def test_a_resolver_that_goes_on_lying_otherwise_is_no_change_of_trust(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A resolver that says the root has no SOA, first by NXDOMAIN and then by NODATA,
+    is as untrusted as it was: one warning, and the cache is not emptied again."""
+    resolver = FaultyDns("nxdomain").start()
+    try:
+        layer = _layer(resolver.nameserver, timeout=0.3)
+        with caplog.at_level(logging.INFO, logger=layer_module.__name__):
+            await layer.check_root()
+            changes = layer.trust_changes
+            await layer.lookup("during.example", dns.rdatatype.A, _deadline())
+            resolver.mode = "noerror"  # the root's SOA: NODATA now
+            await layer.check_root()
+            assert layer.untrusted is not None and layer.trust_changes == changes
+            assert len(layer.cache) == 1, "emptied by a probe that changed nothing"
+        said = [r.getMessage() for r in caplog.records if r.name == layer_module.__name__]
+        assert len(said) == 1 and "root has no SOA (nxdomain)" in said[0], said
+    finally:
+        resolver.stop()
+
+
 async def test_a_resolver_that_stops_answering_is_logged_once_and_once_when_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
