@@ -763,6 +763,29 @@ async def test_a_resolver_that_goes_on_lying_otherwise_is_no_change_of_trust(
         resolver.stop()
 
 
+async def test_a_probe_whose_caller_gave_up_leaves_the_layer_working(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A /readyz client gone, or a caller's timeout, cancels the probe it awaited: the
+    answer that comes afterwards is dropped, not an error in the transport's callback
+    (where it would be logged, and cut short the reading of the replies)."""
+    resolver = FaultyDns("nxdomain")
+    resolver.root_soa = True
+    resolver.root_delay = 0.2
+    resolver.start()
+    try:
+        layer = _layer(resolver.nameserver, timeout=1.0)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(layer.unready_reason(), 0.05)
+        await asyncio.sleep(0.4)  # the root's answer comes to the probe given up
+        assert resolver.queries == 1
+        outcome = await layer.lookup("after.example", dns.rdatatype.A, _deadline())
+        assert isinstance(outcome, NotFound), outcome
+    finally:
+        resolver.stop()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
 async def test_a_resolver_that_stops_answering_is_logged_once_and_once_when_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
