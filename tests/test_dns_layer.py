@@ -505,6 +505,18 @@ def test_query_health_windows_turn_at_30_seconds_and_go_stale_at_60() -> None:
     assert health.failure_share() is None
 
 
+def test_queries_after_a_quiet_spell_count_at_once() -> None:
+    # A query opens a new window when the last one is over, as asking for the share
+    # does: failures after minutes without a query count from the first of them.
+    now = [0.0]
+    health = QueryHealth(clock=lambda: now[0])
+    now[0] = 100.0
+    for _ in range(20):
+        health.record(failed=True)
+    now[0] = 110.0
+    assert health.failure_share() == 1.0
+
+
 async def test_ready_while_only_a_dead_zone_fails_again_and_again(unbound: Unbound) -> None:
     """Regression (review): answers are cached and failures are asked again, so a few
     messages from a sender whose zone is dead made nearly every query sent a failure:
