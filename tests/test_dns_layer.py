@@ -1618,6 +1618,23 @@ async def test_a_name_that_cannot_be_put_on_the_wire_is_a_malformed_failure() ->
     assert server.queries == 0
 
 
+async def test_a_transport_that_raises_is_a_network_failure_not_an_exception(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """lookup() never raises: a bug or an OS surprise in sending is a NETWORK failure of
+    that lookup (a 5xx otherwise), not cached."""
+    layer = _layer(f"127.0.0.1:{dead_port()}")
+
+    def broken(*_args: Any) -> None:
+        raise RuntimeError("transport bug")
+
+    monkeypatch.setattr(layer._transport, "send", broken)
+    outcome = await layer.lookup("a.example", dns.rdatatype.A, _deadline())
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.NETWORK, outcome
+    assert "RuntimeError" in outcome.detail and "transport bug" in outcome.detail
+    assert len(layer.cache) == 0
+
+
 class _RecordingSocket:
     """A transport socket that calls ``on_send`` with each datagram before sending it."""
 
