@@ -757,7 +757,8 @@ async def test_a_resolver_that_goes_on_lying_otherwise_is_no_change_of_trust(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A resolver that says the root has no SOA, first by NXDOMAIN and then by NODATA,
-    is as untrusted as it was: one warning, and the cache is not emptied again."""
+    is as untrusted as it was: one warning, and the cache is not emptied again; its
+    evidence quotes the latest answer."""
     resolver = FaultyDns("nxdomain").start()
     try:
         layer = _layer(resolver.nameserver, timeout=0.3)
@@ -769,6 +770,9 @@ async def test_a_resolver_that_goes_on_lying_otherwise_is_no_change_of_trust(
             await layer.check_root()
             assert layer.untrusted is not None and layer.trust_changes == changes
             assert len(layer.cache) == 1, "emptied by a probe that changed nothing"
+            # Regression (review): evidence kept quoting the first answer (nxdomain).
+            lied = await layer.lookup("after.example", dns.rdatatype.A, _deadline())
+            assert isinstance(lied, TempFail) and "root has no SOA (nodata" in lied.detail
         said = [r.getMessage() for r in caplog.records if r.name == layer_module.__name__]
         assert len(said) == 1 and "root has no SOA (nxdomain)" in said[0], said
     finally:

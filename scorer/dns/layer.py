@@ -516,6 +516,9 @@ class DnsLayer:
             why = f"the resolver says the root has no SOA ({describe(outcome)})"
             untrusted = TempFail(FailureKind.UNTRUSTED, f"{why}: its NXDOMAIN/NODATA not trusted")
         if (untrusted is None) == (self.untrusted is None):
+            # No change of trust, but evidence quotes the latest word: a resolver that
+            # went from NXDOMAIN to NODATA for the root is described as it answers now.
+            self.untrusted = untrusted
             return
         self.untrusted = untrusted
         self.trust_changes += 1
