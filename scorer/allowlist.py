@@ -200,8 +200,10 @@ class Allowlist:
             data = Path(path).read_bytes() if regular else None
         except OSError as error:  # the reason alone: str(error) names the path again
             raise AllowlistError(file_error(path, error)) from None
-        except ValueError as error:  # a NUL in the name, which os.stat refuses
-            raise AllowlistError(f"{path!r}: {error}") from None
+        except ValueError:  # a NUL in the name, which os.stat refuses
+            # Our words: the interpreter's changed ("embedded null byte" in 3.11,
+            # "stat: embedded null character in path" in 3.13).
+            raise AllowlistError(f"{path!r}: a NUL character in the file name") from None
         if data is None:
             raise AllowlistError(f"{path}: not a regular file")
         # An editor's byte order mark is not part of the first entry.

@@ -124,7 +124,8 @@ def test_an_allowlist_file_that_is_no_regular_file_is_refused_at_once(tmp_path: 
         Allowlist().add_file(str(fifo))
     with pytest.raises(AllowlistError, match=r"^\S+/allow\.txt: No such file or directory$"):
         Allowlist().add_file(str(tmp_path / "allow.txt"))  # the path named once
-    with pytest.raises(AllowlistError, match=r"allow.*txt.*embedded null byte"):
+    # Regression: the same words on every Python (3.13 words the ValueError otherwise).
+    with pytest.raises(AllowlistError, match=r"allow.*txt'?: a NUL character in the file name$"):
         Allowlist().add_file(str(tmp_path / "allow\0.txt"))  # the file named too
 
 
