@@ -515,12 +515,12 @@ class DnsLayer:
         else:
             why = f"the resolver says the root has no SOA ({describe(outcome)})"
             untrusted = TempFail(FailureKind.UNTRUSTED, f"{why}: its NXDOMAIN/NODATA not trusted")
-        if (untrusted is None) == (self.untrusted is None):
-            # No change of trust, but evidence quotes the latest word: a resolver that
-            # went from NXDOMAIN to NODATA for the root is described as it answers now.
-            self.untrusted = untrusted
-            return
+        changed = (untrusted is None) != (self.untrusted is None)
+        # Kept even without a change of trust: evidence quotes the latest word, so a
+        # resolver that went from NXDOMAIN to NODATA for the root is described as it is.
         self.untrusted = untrusted
+        if not changed:
+            return
         self.trust_changes += 1
         self.cache.clear()
         if untrusted is None:
