@@ -387,10 +387,30 @@ def _get(
         connection.close()
 
 
+# Python 3.12+ warns when a process with threads forks (the child may inherit a lock
+# held by a thread that does not exist there): the supervisor must fork with none, for
+# its first workers and the ones replacing them. Every supervisor these tests start
+# shows the warning (DeprecationWarning is hidden by default; "error" is swallowed by
+# os.fork), and its log is read for it once the test is over. Run on 3.12 and 3.13 by
+# `make test-other-pythons`.
+FORK_WARNING_SHOWN = "default:This process:DeprecationWarning"
+FORK_WARNING = "is multi-threaded, use of fork()"
+_supervisor_logs: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _supervisors_fork_alone() -> Iterator[None]:
+    _supervisor_logs.clear()
+    yield
+    for log in _supervisor_logs:
+        assert FORK_WARNING not in log.read_text(), log.read_text()
+
+
 def _start_workers(
     config: Path, port: int, log: Path, *options: str, python: Sequence[str] = (sys.executable,)
 ) -> subprocess.Popen[bytes]:
     """`serve --workers 2` on ``port``, once both workers run (killed if they do not)."""
+    _supervisor_logs.append(log)
     process = subprocess.Popen(
         [
             *python, "-m", "scorer", "serve", "--workers", "2", "--config", str(config),
@@ -398,6 +418,7 @@ def _start_workers(
         ],
         stdout=subprocess.DEVNULL,
         stderr=open(log, "wb"),  # noqa: SIM115 - closed with the process
+        env={**os.environ, "PYTHONWARNINGS": FORK_WARNING_SHOWN},
     )  # fmt: skip
     try:
         wait_for_port(port)
@@ -420,15 +441,7 @@ def workers(
     config = directory / "scorer.toml"
     config.write_text("[server]\nlog_requests = false\n[weights]\nRL_PTR_MISSING = 5.0\n")
     port = free_port()
-    # Python 3.12+ warns when a process with threads forks (the child may inherit a lock
-    # held by a thread that does not exist there): the supervisor must fork with none,
-    # for its first workers and the ones replacing them. Shown here (DeprecationWarning
-    # is hidden by default; "error" is swallowed by os.fork), checked in the log at the
-    # end. Run on 3.12 and 3.13 by `make test-other-pythons`.
-    forks_alone = (sys.executable, "-W", "default:This process:DeprecationWarning")
-    process = _start_workers(
-        config, port, directory / "log", "--nameserver", unbound.nameserver, python=forks_alone
-    )
+    process = _start_workers(config, port, directory / "log", "--nameserver", unbound.nameserver)
     try:
         time.sleep(0.5)  # both workers bound
         yield process, port, config
@@ -439,7 +452,6 @@ def workers(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    assert "is multi-threaded, use of fork()" not in (directory / "log").read_text()
 
 
 def _metric(metrics_text: str, name: str) -> float | None:
