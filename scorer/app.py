@@ -38,6 +38,18 @@ from scorer.workermetrics import SNAPSHOT_SECONDS, WorkerMetrics
 
 log = logging.getLogger("rdns_scorer")
 
+# How long an idle connection is kept open (aiohttp's default), and how long clients are
+# told they may keep it: less, so that a client drops an idle connection before we close
+# it and never sends a request into one we are closing.
+IDLE_CONNECTION_SECONDS = 75
+KEEP_ALIVE_SECONDS = 60
+# rspamd's HTTP client puts a connection back in its pool only when the reply says
+# "Connection: keep-alive" (rspamd_http_context_push_keepalive), and takes the pool's
+# timeout from "Keep-Alive: timeout=N". aiohttp leaves the first out of an HTTP/1.1
+# reply, where keep-alive is the default (RFC 9112 section 9.3): without them every
+# scan opened a new connection.
+KEEP_ALIVE_HEADERS = {hdrs.CONNECTION: "keep-alive", "Keep-Alive": f"timeout={KEEP_ALIVE_SECONDS}"}
+
 ConfigLoader = Callable[[], Config]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ServiceHandler = Callable[["Service", web.Request], Awaitable[web.StreamResponse]]
@@ -469,6 +481,8 @@ def counted(
         try:
             response = await handler(service, request)
             status = response.status
+            if response.keep_alive is None and request.keep_alive:  # not force_close()d
+                response.headers.update(KEEP_ALIVE_HEADERS)
             return response
         except web.HTTPException as error:
             status = error.status

@@ -164,7 +164,8 @@ def run_worker(
     """Serve until SIGTERM/SIGINT, in this process. ``stale_config``: the config file
     failed to load and ``config`` is the last good one (reported as a failed reload).
     ``body_cap``: the body limit the service started with (scorer.app.create_app)."""
-    from scorer.app import SERVICE_KEY, create_app  # late: `check` needs no server code
+    # Late: `check` needs no server code.
+    from scorer.app import IDLE_CONNECTION_SECONDS, SERVICE_KEY, create_app
     from scorer.gctuning import tune_garbage_collection
     from scorer.names import public_suffix_list
 
@@ -188,6 +189,7 @@ def run_worker(
         port=port,
         print=lambda _banner: _listening(host, port),  # called once the socket is bound
         access_log=None,
+        keepalive_timeout=IDLE_CONNECTION_SECONDS,
         reuse_port=reuse_port or None,
         backlog=LISTEN_BACKLOG,
         loop=loop,

@@ -26,7 +26,7 @@ from scorer.config import MAX_NUMBER
 from scorer.protocol import MAX_FIELD_CHARS
 from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns
-from tests.support.fakehttp import FakeHttp, HungSocket
+from tests.support.fakehttp import CountingRelay, FakeHttp, HungSocket
 from tests.support.ports import free_port
 from tests.support.rspamd import Rspamd, ScanResult, checked_run, rspamd_available
 from tests.support.service import ScorerProcess
@@ -378,6 +378,23 @@ def test_connections_are_kept_alive(rspamd_fake: Rspamd, fake_json: FakeHttp) ->
         rspamd_fake.scan(GENERIC_IP)
     assert len(fake_json.requests) == requests + 5
     assert fake_json.connections - connections <= 1
+
+
+def test_connections_to_the_service_are_kept_alive(
+    unbound: Unbound, scorer: ScorerProcess, hs_cache: Path
+) -> None:
+    """Regression: rspamd pools a connection only when the reply says "Connection:
+    keep-alive", which the fake above always did and the service (aiohttp leaves it out
+    of HTTP/1.1 replies) did not: every scan opened a new connection to the service."""
+    relay = CountingRelay(scorer.address).start()
+    conf = f'servers = "{relay.address}";\ntoken = "{TOKEN}";'
+    try:
+        for rspamd in checked_run(Rspamd(unbound.nameserver, conf, hs_cache), warm_up=True):
+            results = [rspamd.scan(GENERIC_IP) for _ in range(5)]
+    finally:
+        relay.stop()
+    assert all("RL_PTR_GENERIC" in result.ours() for result in results)
+    assert relay.connections == 1
 
 
 @pytest.mark.parametrize(

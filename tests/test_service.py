@@ -130,6 +130,50 @@ async def test_invalid_utf8_in_a_msgpack_str_is_evidence_not_an_error(client: Cl
     assert "helo=mx\\xff\\xfe.example.net" in body["symbols"][0]["options"], "the bytes, escaped"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/check", msgpack.packb({"ip": world.CONFIRMED_IP})),
+        ("POST", "/v1/check", msgpack.packb({"ip": "not an address"})),  # a 400 that read it all
+        ("GET", "/healthz", b""),
+        ("GET", "/no/such/path", b""),
+    ],
+    ids=["check", "refused-check", "healthz", "not-found"],
+)
+async def test_replies_say_the_connection_is_kept_alive(
+    client: Client, method: str, path: str, body: bytes
+) -> None:
+    """Regression: rspamd pools a connection only when the reply says "Connection:
+    keep-alive", which aiohttp leaves out of HTTP/1.1 replies (keep-alive is the
+    default there): every scan opened a new connection to the service."""
+    response = await client.request(method, path, data=body, headers=MSGPACK)
+    assert response.headers["Connection"] == "keep-alive"
+    # How long the client may keep it idle: shorter than we keep it open, so that the
+    # client gives it up first.
+    found = re.fullmatch(r"timeout=(\d+)", response.headers["Keep-Alive"])
+    assert found is not None
+    assert 0 < int(found.group(1)) < app_module.IDLE_CONNECTION_SECONDS
+
+
+async def test_a_connection_that_ends_says_so(client: Client) -> None:
+    """Neither a client's "Connection: close" nor a reply after which we close (a body
+    that cannot be read) is answered with "keep-alive"."""
+    asked_to_close = await client.post(
+        "/v1/check",
+        data=msgpack.packb({"ip": world.CONFIRMED_IP}),
+        headers={**MSGPACK, "Connection": "close"},
+    )
+    assert asked_to_close.status == 200
+    assert asked_to_close.headers["Connection"] == "close"
+    assert "Keep-Alive" not in asked_to_close.headers
+    unreadable = await client.post(
+        "/v1/check", data=b"not gzip", headers={**MSGPACK, "Content-Encoding": "gzip"}
+    )
+    assert unreadable.status == 400
+    assert unreadable.headers["Connection"] == "close"
+    assert "Keep-Alive" not in unreadable.headers
+
+
 async def test_msgpack_bin_keys_and_values_are_read_as_text(client: Client) -> None:
     request = msgpack.packb(
         {b"ip": world.CONFIRMED_IP.encode(), b"helo": b"mx\xff\xfe.example.net"}

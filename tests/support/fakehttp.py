@@ -216,3 +216,38 @@ class FullBacklog:
     def stop(self) -> None:
         self._filler.close()
         self._listener.close()
+
+
+class CountingRelay(_Listening):
+    """Passes each connection on to ``target`` (host:port) byte for byte, counting the
+    connections it accepts: how many a client opened to a real service."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self._target = (host, int(port))
+        self.port = free_port()
+        self._listener = tcp_listener(self.port)
+        self.connections = 0
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection(self._target)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+    def stop(self) -> None:
+        self._listener.close()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copies until either side is done, then ends the other's half too."""
+    with contextlib.suppress(OSError):
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
