@@ -592,13 +592,20 @@ local function rdns_scorer_check(task)
 
   send = function(upstream, server)
     tried[server] = true
+    local budget = deadline - rspamd_util.get_ticks()
 
     local function on_reply(err, code, reply_body)
       if err then
-        -- This address: rspamd's next get_addr() then prefers the server's others.
-        upstream:fail(true, tostring(err))
         local timed_out = tostring(err):find('timeout', 1, true) ~= nil
-        if settings.holddown > 0 and timed_out then
+        -- A timeout says the server is hung only when it had (nearly) the whole budget:
+        -- a retry after a late failure elsewhere gets what is left, and running out of
+        -- that says nothing about a server that may answer every other scan at once.
+        local hung = timed_out and budget >= 0.9 * settings.timeout
+        if hung or not timed_out then
+          -- This address: rspamd's next get_addr() then prefers the server's others.
+          upstream:fail(true, tostring(err))
+        end
+        if settings.holddown > 0 and hung then
           held[server] = rspamd_util.get_ticks() + settings.holddown
           rspamd_logger.infox(task, '%s: %s timed out: not asked for %s s', N, server,
               settings.holddown)
@@ -633,13 +640,17 @@ local function rdns_scorer_check(task)
       url = string.format('http://%s%s', server, settings.path),
       body = body,
       headers = headers,
-      timeout = math.max(deadline - rspamd_util.get_ticks(), 0.01),
+      timeout = math.max(budget, 0.01),
       keepalive = true,
       max_size = MAX_REPLY_BYTES,
       callback = on_reply,
     })
     if not sent then
-      fail_open(task, 'cannot send request', server)
+      -- rspamd could not even start connecting (no route: an IPv6 address on a host
+      -- without IPv6; no file descriptor left), and calls no callback: this address
+      -- failed as a refused one does, and another may answer.
+      upstream:fail(true, 'cannot send request')
+      retry_or_fail('cannot send request', server, false)
     end
   end
 

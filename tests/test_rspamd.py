@@ -1222,6 +1222,20 @@ def test_a_retry_never_asks_an_address_the_scan_tried(
         _assert_all_checked(_scan_all(rspamd, 64, 16))
 
 
+def test_an_address_that_cannot_be_connected_to_is_passed_over(
+    unbound: Unbound, scorer: ScorerProcess, hs_cache: Path
+) -> None:
+    """Regression: when rspamd cannot even start connecting (no route: an IPv6 address
+    on a host without IPv6, as `localhost` may resolve to), its HTTP request returns
+    false and calls no callback, and the plugin failed open ("cannot send request")
+    without asking the other server: about half the messages went unchecked. A
+    multicast address stands for it: a TCP connect to one fails at once
+    (ENETUNREACH)."""
+    conf = f'servers = ["224.0.0.1:{free_port()}", "{scorer.address}"];\ntoken = "{TOKEN}";'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+        _assert_all_checked([rspamd.scan(MISSING_PTR_IP) for _ in range(8)])
+
+
 @contextlib.contextmanager
 def _asking_a_dual_address_name(
     unbound: Unbound, scorer: ScorerProcess, hs_cache: Path
@@ -1435,6 +1449,33 @@ def test_the_retries_from_a_failing_instance_are_spread_over_the_others(
     first, second = retried_on.values()
     assert first + second >= 4, retried_on
     assert abs(first - second) <= 1, retried_on
+
+
+def test_a_retry_that_runs_out_of_time_holds_nothing_down(
+    unbound: Unbound, pair: tuple[FakeHttp, FakeHttp], hs_cache: Path
+) -> None:
+    """Regression: a retry after a late failure gets only what is left of the timeout,
+    and when that ran out its instance was held down (and marked failed) as if hung:
+    with one instance answering 503 late, the healthy one was then not asked for the
+    hold-down, and every message failed open on the other."""
+    late, quick = pair
+    late.set("status", status=503, delay=0.8)
+    quick.set("json", delay=0.3)  # more than the retry's 0.2 s, well within a full second
+    conf = f'servers = ["{late.address}", "{quick.address}"];\nholddown = 10s;'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+        for _ in range(6):  # until a scan asks the late one first, then the quick one
+            before = _counts(pair)
+            result = rspamd.scan(MISSING_PTR_IP)
+            if _asked(pair, before) == [late, quick]:
+                break
+        else:
+            pytest.fail("no scan asked the late instance first")
+        assert result.options("RL_SCORER_FAIL") == ["IO timeout", f"server={quick.address}"]
+        before = _counts(pair)
+        later = [rspamd.scan(MISSING_PTR_IP) for _ in range(4)]
+        assert _counts(pair)[1] - before[1] >= 2  # the quick one is still asked
+        assert sum("RL_SCORER_FAIL" not in r.symbols for r in later) >= 2
+        assert "not asked for" not in rspamd.log()
 
 
 def test_a_timeout_is_not_retried(rspamd_pair: Rspamd, pair: tuple[FakeHttp, FakeHttp]) -> None:
