@@ -51,6 +51,7 @@ if confighelp then
 end
 
 local rspamd_http = require "rspamd_http"
+local rspamd_ip = require "rspamd_ip"
 local rspamd_logger = require "rspamd_logger"
 local rspamd_upstream_list = require "rspamd_upstream_list"
 local rspamd_util = require "rspamd_util"
@@ -675,6 +676,24 @@ local opts = rspamd_config:get_all_opt(N)
 if not opts then
   return -- no rdns_scorer section: rspamd disables the module anyway
 end
+-- A key the module does not know is more often a typo ("server" for "servers") than
+-- not, and the module would go on with the default: said at load, not fatal. rspamd
+-- itself reads "enabled" and "disabled" in every module's section.
+local known = { enabled = true, disabled = true }
+for key in pairs(settings) do
+  known[key] = true
+end
+for key in pairs(opts) do
+  if not known[key] then
+    local names = {}
+    for name in pairs(settings) do
+      table.insert(names, name)
+    end
+    table.sort(names)
+    rspamd_logger.warnx(rspamd_config, '%s: unknown setting %s, ignored (the settings are %s)',
+        N, key, table.concat(names, ', '))
+  end
+end
 settings = lua_util.override_defaults(settings, opts)
 
 -- A quoted value ("500ms", "false") reaches the plugin as a string. Read it as UCL
@@ -748,9 +767,51 @@ if type(settings.servers) == 'table' then
       return
     end
   end
+  -- A section (servers { a = "x"; }) has keys where a list has places.
+  local count = 0
+  for _ in pairs(settings.servers) do
+    count = count + 1
+  end
+  if count ~= #settings.servers then
+    config_error('servers must be "host:port" or a list of them, got a section')
+    return
+  end
 elseif not is_text(settings.servers) then
   config_error('servers must be "host:port" or a list of them, got %s', kind(settings.servers))
   return
+end
+-- An IPv6 address written without brackets: rspamd reads "::1" as two addresses with
+-- port 0, and "2001:db8::5:11340" cannot say where the address ends and the port starts.
+local function unbracketed_ipv6(text)
+  if text:find('[', 1, true) then
+    return false
+  end
+  for _, candidate in ipairs({ text, text:match('^(.*):%d+$') }) do
+    local _, colons = candidate:gsub(':', '')
+    -- Version 6: rspamd reads "127.0.0.1:11340:10" (a priority) as 127.0.0.1.
+    local ip = colons >= 2 and rspamd_ip.from_string(candidate)
+    if ip and ip:is_valid() and ip:get_version() == 6 then
+      return true
+    end
+  end
+  return false
+end
+local entries = server_entries()
+if #entries == 0 then
+  config_error('servers names no server: give one "host:port" or a list of them')
+  return
+end
+for _, entry in ipairs(entries) do
+  local port, text = entry[2], entry[4]
+  if unbracketed_ipv6(text) then
+    config_error('servers: write an IPv6 address in brackets, then its port ' ..
+        '("[::1]:%s"), got %s', DEFAULT_PORT, text)
+    return
+  elseif port < 1 or port > 65535 then
+    -- rspamd would take the port modulo 65536 (70000 is 4464) and port 0 as it is.
+    config_error('servers: the port must be 1-65535, got %s', text)
+    return
+  end
 end
 -- rspamd's task_timeout: the options section's (8 s by default), unless a worker
 -- section sets its own (worker "normal" { task_timeout = 2s; }), which wins for the

@@ -1140,6 +1140,54 @@ def test_a_bad_setting_disables_the_module(
         assert "Injected" not in rspamd.log() and "words" not in rspamd.log()
 
 
+@pytest.mark.parametrize(
+    ("servers", "complaint"),
+    [
+        # Regression (review): each of these loaded ("enabled; 1 server(s)") and then
+        # failed every message open, or asked somewhere else than written.
+        ('servers = "";', "servers names no server"),
+        ("servers = [];", "servers names no server"),
+        (
+            'servers { a = "127.0.0.1:11340"; }',
+            'servers must be "host:port" or a list of them, got a section',
+        ),
+        # rspamd takes the port modulo 65536 (70000 is 4464), and 0 as it is.
+        ('servers = "127.0.0.1:70000";', "servers: the port must be 1-65535, got 127.0.0.1:70000"),
+        ('servers = "127.0.0.1:0";', "servers: the port must be 1-65535, got 127.0.0.1:0"),
+        # rspamd reads "::1" as [::1]:0 and 127.0.0.1:0.
+        (
+            'servers = "::1";',
+            'servers: write an IPv6 address in brackets, then its port ("[::1]:11340"), got ::1',
+        ),
+        ('servers = ["2001:db8::5:11340"];', "in brackets, then its port"),
+    ],
+)
+def test_servers_that_name_no_usable_server_disable_the_module(
+    unbound: Unbound, hs_cache: Path, servers: str, complaint: str
+) -> None:
+    with _running(Rspamd(unbound.nameserver, servers, hs_cache)) as rspamd:
+        assert rspamd.scan(MISSING_PTR_IP, helo="localhost").ours() == {}
+        assert complaint in rspamd.log()
+        assert not rspamd.lua_errors()
+
+
+def test_an_unknown_setting_is_named_and_the_rest_are_used(
+    unbound: Unbound, scorer: ScorerProcess, hs_cache: Path
+) -> None:
+    """Regression (review): a typo ("server" for "servers") was ignored without a word,
+    and the module asked the default address. The forms that look like the refused ones
+    above still load: a bracketed IPv6 address with its port, rspamd's ":priority"."""
+    conf = (
+        f'servers = ["[::1]:{free_port()}", "{scorer.address}:10"];\ntoken = "{TOKEN}";\n'
+        'server = "127.0.0.1:1";'
+    )
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+        _assert_all_checked([rspamd.scan(MISSING_PTR_IP) for _ in range(4)])
+        log = rspamd.log()
+    assert "rdns_scorer: unknown setting server, ignored (the settings are check_authed, " in log
+    assert "rdns_scorer: servers" not in log
+
+
 def test_a_hung_service_is_left_alone_for_the_holddown(
     unbound: Unbound, hung: HungSocket, hs_cache: Path
 ) -> None:
