@@ -198,12 +198,25 @@ sub _url_problem {
 # got_hit() copies a hit's score into the shared config "for proper reporting" (the
 # report reads it after the check). Left there, the next message could not tell it
 # from an admin's or a user's "score RL_X n", however those were loaded (a prefs file,
-# SQL or LDAP through parse_scores_only, which runs no parsing-end hook). So each
-# message starts by putting back what the previous one replaced, unless something
-# (spamd restoring the config after a user's message) has replaced it since.
+# SQL or LDAP through parse_scores_only, which runs no parsing-end hook). So what a
+# message replaced is put back once it is finished (per_msg_finish: its report is
+# built, and spamd has not yet restored the config nor read the next user's
+# preferences, which may set the very score the plugin wrote), unless something has
+# replaced it since. check_start does the same for a caller that never calls finish().
+sub per_msg_finish {
+  my ($self, $opts) = @_;
+  $self->_put_back_scores($opts->{permsgstatus}->{conf});
+  return;
+}
+
 sub check_start {
   my ($self, $opts) = @_;
-  my $conf = $opts->{permsgstatus}->{conf};
+  $self->_put_back_scores($opts->{permsgstatus}->{conf});
+  return;
+}
+
+sub _put_back_scores {
+  my ($self, $conf) = @_;
   my $written = delete $self->{rdns_scorer_written} || {};
   foreach my $name (keys %$written) {
     my ($before, $score) = @{$written->{$name}};
@@ -283,7 +296,7 @@ sub _hit {
   my ($self, $pms, $name, $service_score, $options, $shadowed) = @_;
   my $conf = $pms->{conf};
   # No RL_* rule has a score in the shipped config: one here is the admin's or the
-  # user's (check_start took the previous message's dynamic scores out).
+  # user's (per_msg_finish took the previous message's dynamic scores out).
   my $score = $conf->{scores}->{$name};
   if (defined $score) {
     return if !$score;    # the admin's "score RL_X 0" disables it
@@ -301,6 +314,11 @@ sub _hit {
   }
   $self->{rdns_scorer_written}->{$name} //=
     [[map { ($conf->{scoreset}->[$_] || {})->{$name} } 0 .. 3], $score];
+  # Bayes learns a message as spam only with 3 points from header rules among its
+  # score (AutoLearnThreshold), and a hit of no rule type counts as neither header nor
+  # body. The RL_* symbols judge the connection, as the stock header rules the overlap
+  # file switches off for them do (RDNS_NONE, HELO_*). Not over the admin's own tflags.
+  $conf->{tflags}->{$name} //= 'autolearn_header';
   $pms->got_hit($name, '', ruletype => 'eval', score => $score);
   return;
 }
