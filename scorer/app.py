@@ -188,6 +188,11 @@ DECODED_ENCODINGS = ("identity", "gzip", "deflate")
 # The plugins send a few hundred bytes with the headers and give up after ~1 s: a body
 # still missing after this is a stalled or hostile client.
 BODY_TIMEOUT_SECONDS = 2.0
+# How long the unread rest of a refused body (a 413, a 401, a 408's late rest) is still
+# read and dropped after the reply before the connection closes: a client still sending
+# gets to read the reply instead of a reset. aiohttp's 10 s let anyone, token or not,
+# keep a connection and the loop busy with whatever it streams for that long.
+UNREAD_BODY_SECONDS = BODY_TIMEOUT_SECONDS
 # The status counted for a request whose client closed the connection before its
 # body arrived (nginx's convention; never sent).
 CLIENT_CLOSED_REQUEST = 499

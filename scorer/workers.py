@@ -165,7 +165,7 @@ def run_worker(
     failed to load and ``config`` is the last good one (reported as a failed reload).
     ``body_cap``: the body limit the service started with (scorer.app.create_app)."""
     # Late: `check` needs no server code.
-    from scorer.app import IDLE_CONNECTION_SECONDS, SERVICE_KEY, create_app
+    from scorer.app import IDLE_CONNECTION_SECONDS, SERVICE_KEY, UNREAD_BODY_SECONDS, create_app
     from scorer.gctuning import tune_garbage_collection
     from scorer.names import public_suffix_list
 
@@ -190,6 +190,7 @@ def run_worker(
         print=lambda _banner: _listening(host, port),  # called once the socket is bound
         access_log=None,
         keepalive_timeout=IDLE_CONNECTION_SECONDS,
+        lingering_time=UNREAD_BODY_SECONDS,
         reuse_port=reuse_port or None,
         backlog=LISTEN_BACKLOG,
         loop=loop,

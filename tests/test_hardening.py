@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
@@ -18,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scorer import app as app_module
 from scorer.config import config_from_mapping
 from scorer.pipeline import Pipeline
 from scorer.protocol import (
@@ -544,6 +546,30 @@ def test_an_option_exactly_at_the_limit_is_kept_whole() -> None:
     security = (Path(__file__).parents[1] / "docs" / "security.md").read_text()
     assert f"Options are capped at {OPTION_MAX_CHARS} characters" in security
     assert OPTION_MAX_CHARS == 160
+
+
+def test_a_client_streaming_past_a_refusal_is_cut_off_soon(service: ScorerProcess) -> None:
+    """Regression (review): after a refusal that leaves the body unread (here a 413 on
+    its Content-Length), aiohttp read and dropped what the client went on sending for
+    10 s before closing: anyone, token or not, kept a connection and the loop busy that
+    long (one client streamed 1.2 GB into it). Now UNREAD_BODY_SECONDS."""
+    host, port = service.address.rsplit(":", 1)
+    connection = socket.create_connection((host, int(port)), timeout=30)
+    connection.sendall(
+        b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000000000000\r\n\r\n"
+    )
+    assert connection.recv(65536).startswith(b"HTTP/1.1 413 ")
+    refused = time.monotonic()
+    chunk = b"x" * 65536
+    with contextlib.suppress(OSError):  # the server's close resets the sending side
+        while time.monotonic() - refused < 15:
+            connection.sendall(chunk)
+    closed_after = time.monotonic() - refused
+    connection.close()
+    assert closed_after < app_module.UNREAD_BODY_SECONDS + 2, closed_after
+    with urllib.request.urlopen(f"{service.url}/healthz", timeout=5) as serving_on:
+        assert serving_on.status == 200
 
 
 def test_the_listen_queue_holds_a_burst_of_new_connections(service: ScorerProcess) -> None:
