@@ -79,8 +79,8 @@ class ParsedRequest(NamedTuple):
     reply_key: ReplyKey
 
 
-# What the MTA says to tell messages apart in our log (queue ID, SMTP AUTH user);
-# never checked, and no part of the reply.
+# What the caller says to tell messages apart in our log (queue ID; the user: rspamd's
+# SMTP AUTH one, spamd's); never checked, and no part of the reply.
 Labels = tuple[str | None, str | None]
 
 
