@@ -1047,6 +1047,25 @@ def test_a_referral_is_not_nodata() -> None:
     assert nxdomain == NotFound(NotFoundKind.NXDOMAIN, 300)
 
 
+def test_a_cname_chain_the_server_did_not_follow_is_not_nodata() -> None:
+    """Regression (review): a server that answers a CNAME and stops there (an
+    authoritative one at its zone's edge, unbound's local-data) left a chain with no data
+    and no SOA; that was read as NODATA at its end, cached and scored: a sender domain
+    CNAMEd to one with an MX got RL_MAILFROM_NO_MAIL_HOST."""
+    records = [("mail.example.", "CNAME", "mx.other.test.")]
+    cut = _classify_answer("mail.example.", "MX", records)
+    assert isinstance(cut, wire.TryNext)
+    assert cut.failure.kind is FailureKind.REFUSED
+    assert cut.failure.detail == "CNAME chain not followed: the nameserver does not recurse"
+    # Followed: the SOA of the zone it ends in proves the end empty (RFC 2308 section 2.1),
+    # and an NXDOMAIN says the end does not exist, SOA or not.
+    other_soa = ("other.test.", "SOA", "ns.other.test. host.other.test. 1 3600 600 86400 120")
+    followed = _classify_answer("mail.example.", "MX", records, [other_soa])
+    assert followed == NotFound(NotFoundKind.NODATA, 60, "mx.other.test")
+    missing = _classify_answer("mail.example.", "MX", records, rcode="NXDOMAIN")
+    assert missing == NotFound(NotFoundKind.NXDOMAIN, 60, "mx.other.test")
+
+
 @pytest.mark.parametrize("rcode", ["NXDOMAIN", "NOERROR"])
 def test_only_the_authority_sections_soa_gives_the_negative_ttl(rcode: str) -> None:
     """RFC 2308 section 5: the negative TTL is that of the SOA in the authority section.

@@ -353,6 +353,16 @@ def _negative(
         # RFC 2308 section 2.2: NS records and no SOA make a referral, not NODATA: this
         # server does not recurse for us (an authoritative or lame one).
         return TryNext(TempFail(FailureKind.REFUSED, "referral: the nameserver does not recurse"))
+    if chain is not None and kind is NotFoundKind.NODATA and tail.soa_ttl is None:
+        # A chain that stops without data and without the SOA of the zone it ends in
+        # was not followed (an authoritative server answers up to its zone's edge, RFC
+        # 1034 section 4.3.2 step 3a): nothing is known of its end, which a resolver
+        # following it would have answered, or proved empty with that SOA.
+        return TryNext(
+            TempFail(
+                FailureKind.REFUSED, "CNAME chain not followed: the nameserver does not recurse"
+            )
+        )
     ttl = fallback_ttl if tail.soa_ttl is None else tail.soa_ttl
     if chain is None:
         return NotFound(kind, ttl)
