@@ -38,17 +38,11 @@ from scorer.workermetrics import SNAPSHOT_SECONDS, WorkerMetrics
 
 log = logging.getLogger("rdns_scorer")
 
-# How long an idle connection is kept open (aiohttp's default), and how long clients are
-# told they may keep it: less, so that a client drops an idle connection before we close
-# it and never sends a request into one we are closing.
+# How long an idle connection is kept open (aiohttp's default): longer than rspamd keeps
+# one in its pool (http.client.keepalive_interval, 65 s by default), so that rspamd
+# gives it up first and never sends a request into one we are closing. (A pooled
+# connection we close is noticed and dropped by rspamd, which watches it.)
 IDLE_CONNECTION_SECONDS = 75
-KEEP_ALIVE_SECONDS = 60
-# rspamd's HTTP client puts a connection back in its pool only when the reply says
-# "Connection: keep-alive" (rspamd_http_context_push_keepalive), and takes the pool's
-# timeout from "Keep-Alive: timeout=N". aiohttp leaves the first out of an HTTP/1.1
-# reply, where keep-alive is the default (RFC 9112 section 9.3): without them every
-# scan opened a new connection.
-KEEP_ALIVE_HEADERS = {hdrs.CONNECTION: "keep-alive", "Keep-Alive": f"timeout={KEEP_ALIVE_SECONDS}"}
 
 ConfigLoader = Callable[[], Config]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -487,7 +481,11 @@ def counted(
             response = await handler(service, request)
             status = response.status
             if response.keep_alive is None and request.keep_alive:  # not force_close()d
-                response.headers.update(KEEP_ALIVE_HEADERS)
+                # rspamd's HTTP client pools a connection only when the reply says so
+                # (rspamd_http_context_push_keepalive), and aiohttp leaves it out of an
+                # HTTP/1.1 reply, where keep-alive is the default (RFC 9112 section 9.3):
+                # without it every scan opened a new connection.
+                response.headers[hdrs.CONNECTION] = "keep-alive"
             return response
         except web.HTTPException as error:
             status = error.status

@@ -148,11 +148,6 @@ async def test_replies_say_the_connection_is_kept_alive(
     default there): every scan opened a new connection to the service."""
     response = await client.request(method, path, data=body, headers=MSGPACK)
     assert response.headers["Connection"] == "keep-alive"
-    # How long the client may keep it idle: shorter than we keep it open, so that the
-    # client gives it up first.
-    found = re.fullmatch(r"timeout=(\d+)", response.headers["Keep-Alive"])
-    assert found is not None
-    assert 0 < int(found.group(1)) < app_module.IDLE_CONNECTION_SECONDS
 
 
 async def test_a_connection_that_ends_says_so(client: Client) -> None:
@@ -165,13 +160,11 @@ async def test_a_connection_that_ends_says_so(client: Client) -> None:
     )
     assert asked_to_close.status == 200
     assert asked_to_close.headers["Connection"] == "close"
-    assert "Keep-Alive" not in asked_to_close.headers
     unreadable = await client.post(
         "/v1/check", data=b"not gzip", headers={**MSGPACK, "Content-Encoding": "gzip"}
     )
     assert unreadable.status == 400
     assert unreadable.headers["Connection"] == "close"
-    assert "Keep-Alive" not in unreadable.headers
 
 
 async def test_msgpack_bin_keys_and_values_are_read_as_text(client: Client) -> None:
