@@ -23,9 +23,15 @@ from scorer.protocol import CheckReply, CheckRequest
 from scorer.symbols import SYMBOLS, Family, reports_a_failure
 
 # Latency buckets: the plugin's timeout is 1 s and a warm check takes well under
-# a millisecond, so resolution matters most between 0.5 ms and 1 s.
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.8, 1.0, 2.5)
-DNS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+# a millisecond, so resolution matters most between 0.5 ms and 1 s. Edges just above
+# the defaults of [dns] timeout (0.5 s) and request_deadline (0.8 s), which a query
+# timing out and a check cut off take a little more than: with the next edge at 1 s,
+# histogram_quantile put them near 1 s, the plugin's timeout.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.6, 0.8, 0.85, 0.9, 1.0,
+    2.5,
+)  # fmt: skip
+DNS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.55, 0.6, 1.0)
 # Score buckets. Most clean mail scores exactly 0, and histogram_quantile interpolates
 # inside a bucket: with 0 the top of a bucket from -1, such mail had a median of -0.5.
 # A bucket from -0.001 to 0 keeps it at ~0 and the negative scores' resolution too.

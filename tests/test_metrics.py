@@ -706,6 +706,16 @@ def test_latency_buckets_have_an_edge_at_every_latency_the_alerts_and_defaults_n
     for seconds in (float(threshold.group(1)), defaults.request_deadline, 1.0):
         assert seconds in LATENCY_BUCKETS, seconds
     assert defaults.timeout in DNS_BUCKETS
+    # Regression (review): a check cut off at the deadline, and a query timing out, take
+    # a little longer than it, and with the next edge at 1 s histogram_quantile read
+    # them as ~1 s, the plugin's timeout. An edge just above each keeps them near.
+    for seconds, buckets in (
+        (defaults.request_deadline, LATENCY_BUCKETS),
+        (defaults.timeout, LATENCY_BUCKETS),
+        (defaults.timeout, DNS_BUCKETS),
+    ):
+        above = min(edge for edge in buckets if edge > seconds)
+        assert above - seconds <= 0.1, (seconds, above)
 
 
 def test_a_snapshot_that_cannot_be_written_is_logged_once_and_its_recovery_once(

@@ -517,12 +517,27 @@ tests:
         values: '0+20x30'
       - series: 'rdns_scorer_dns_repeated_failures_total{instance="f"}'
         values: '0x30'
+      # Regression (review): a quiet server (a check every 2 minutes) with a dead resolver
+      # asked too few new questions for the guard, and nothing fired for hours; each
+      # worker's probe of the root, every 10 s, fails all the same. A quiet one with a
+      # working resolver answers them.
+      - series: 'rdns_scorer_dns_queries_total{instance="g",rdtype="SOA",result="timeout"}'
+        values: '0+6x30'
+      - series: 'rdns_scorer_dns_queries_total{instance="g",rdtype="PTR",result="timeout"}'
+        values: '0 0 1 1 2 2 3 3 4 4 5 5 6 6 7 7 8 8 9 9 10 10 11 11 12 12 13 13 14 14 15'
+      - series: 'rdns_scorer_dns_queries_total{instance="h",rdtype="SOA",result="answer"}'
+        values: '0+6x30'
+      - series: 'rdns_scorer_dns_queries_total{instance="h",rdtype="PTR",result="timeout"}'
+        values: '0 0 1 1 2 2 3 3 4 4 5 5 6 6 7 7 8 8 9 9 10 10 11 11 12 12 13 13 14 14 15'
     promql_expr_test:
       - eval_time: 25m
         expr: ALERTS{alertname=~"RdnsScorer(ResolverBroken|DnsTempfailHigh)", alertstate="firing"}
         exp_samples:
           - labels: 'ALERTS{alertname="RdnsScorerResolverBroken", alertstate="firing",
               instance="e", severity="critical"}'
+            value: 1
+          - labels: 'ALERTS{alertname="RdnsScorerResolverBroken", alertstate="firing",
+              instance="g", severity="critical"}'
             value: 1
           - labels: 'ALERTS{alertname="RdnsScorerResolverBroken", alertstate="firing",
               instance="f", severity="critical"}'
