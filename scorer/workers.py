@@ -29,7 +29,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from scorer.config import Config, ConfigError
+from scorer.config import Config, ConfigError, ServerConfig
 from scorer.hangup import defer_hangups, take_deferred_hangup
 from scorer.requestlog import configure_logging
 from scorer.workermetrics import (
@@ -159,19 +159,26 @@ def run_worker(
     stale_config: bool = False,
     shared_metrics: WorkerMetrics | None = None,
     heartbeat_fd: int | None = None,
-    body_cap: int | None = None,
+    started: ServerConfig | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, in this process. ``stale_config``: the config file
     failed to load and ``config`` is the last good one (reported as a failed reload).
-    ``body_cap``: the body limit the service started with (scorer.app.create_app)."""
+    ``started``: the server settings the service started with, for a worker that
+    replaces one: what a reload does not change (the event loop, the body limit: see
+    Config.reload_warnings) stays as the others run it; by default ``config``'s."""
+    started = started or config.server
     # Late: `check` needs no server code.
     from scorer.app import IDLE_CONNECTION_SECONDS, SERVICE_KEY, UNREAD_BODY_SECONDS, create_app
     from scorer.gctuning import tune_garbage_collection
     from scorer.names import public_suffix_list
 
-    loop = new_event_loop(config.server.event_loop)
+    loop = new_event_loop(started.event_loop)
     app = create_app(
-        config, loader, peer_reload=peer_reload, shared_metrics=shared_metrics, body_cap=body_cap
+        config,
+        loader,
+        peer_reload=peer_reload,
+        shared_metrics=shared_metrics,
+        body_cap=started.max_body_bytes,
     )
     # First of the start-up hooks (insert, not append): the app's own start-up waits up
     # to [dns] timeout for the resolver's root (scorer.app._check_the_root), and meanwhile
@@ -330,7 +337,7 @@ class Supervisor:
                         else None
                     ),
                     heartbeat_fd=beat_write,
-                    body_cap=self._started.max_body_bytes,
+                    started=self._started,
                 )
                 code = 0
             except OSError as error:

@@ -1007,6 +1007,29 @@ def test_a_new_worker_reports_a_rejected_reload_until_one_succeeds(
         assert start_a_worker() == line
 
 
+def test_a_new_worker_runs_the_event_loop_the_service_started_with(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Regression (review): event_loop applies after a restart, as the reload's warning
+    says, but a worker started after the reload (replacing one that died) built the
+    reloaded config's loop: the service ran uvloop in one worker, asyncio in another."""
+    chosen = tmp_path / "chosen"
+
+    def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
+        chosen.write_text(choice)  # in the forked worker, which stops here
+        raise SystemExit(0)
+
+    monkeypatch.setattr("scorer.workers.new_event_loop", new_event_loop)
+    reloaded = config_from_mapping({"server": {"event_loop": "asyncio"}})
+    supervisor = Supervisor(config_from_mapping({}), lambda: reloaded, "127.0.0.1", 1, 2)
+    supervisor._reload()
+    supervisor._spawn()
+    pid, worker = supervisor._children.popitem()
+    os.waitpid(pid, 0)
+    supervisor._release(worker)
+    assert chosen.read_text() == "auto"
+
+
 # Deferred in the supervisor (as `serve` does first thing, so the workers inherit it) or
 # not (workers.serve called by other code): the worker defers for itself.
 @pytest.mark.parametrize("deferred_by_the_parent", [True, False])
