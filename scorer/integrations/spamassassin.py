@@ -415,15 +415,18 @@ def _install_command(args: argparse.Namespace) -> int:
     if siteconfigpath is None:
         return 2
     try:
+        local = None
+        if args.config is not None:  # read first: a config that fails installs nothing
+            from scorer.config import load_config  # late: install alone reads no config
+            from scorer.integrations.spamassassin_local import install_local, local_file
+
+            local = local_file(load_config(args.config), args.group)
         source = Path(args.source) if args.source else source_dir()
         steps = install(siteconfigpath, source, overlap=args.overlap, force=args.force)
         warning = None
-        if args.config is not None:
-            from scorer.config import load_config  # late: install alone reads no config
-            from scorer.integrations.spamassassin_local import install_local
-
-            local, warning = install_local(siteconfigpath, load_config(args.config), args.group)
-            steps.append(local)
+        if local is not None:
+            written, warning = install_local(siteconfigpath, local)
+            steps.append(written)
     except (OSError, ValueError) as error:
         _error(args, error)
         return 1

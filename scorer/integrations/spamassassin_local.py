@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import grp
 import ipaddress
+from dataclasses import dataclass
 from pathlib import Path
 
 from scorer.config import Config, local_address
@@ -59,38 +60,52 @@ def local_settings(config: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
-def install_local(
-    siteconfigpath: Path, config: Config, group: str | None
-) -> tuple[Step, str | None]:
-    """Write ``siteconfigpath/rdns_scorer_local.cf`` for ``config`` unless a file of the
-    admin's has that name. With a token it is 0640 and of ``group`` (default
-    debian-spamd; 0600 and a warning, returned with the step, where there is no such
-    group), else 0644. ValueError for a ``listen`` the plugin cannot take, or an unknown
-    ``group``."""
-    target = siteconfigpath / LOCAL_EXAMPLE
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    """What install writes to ``rdns_scorer_local.cf``: its text, mode and group, and a
+    warning for the admin (no group spamd could read it as)."""
+
+    content: str
+    mode: int
+    gid: int | None
+    warning: str | None
+
+
+def local_file(config: Config, group: str | None) -> LocalFile:
+    """The file for a service running with ``config``: with a token 0640 and of ``group``
+    (default debian-spamd; 0600 and a warning where there is no such group), else 0644.
+    ValueError for a ``listen`` the plugin cannot take, or an unknown ``group``: worked
+    out before install writes anything, so that nothing is half installed."""
     content = local_settings(config)
+    if not config.server.token:
+        return LocalFile(content, 0o644, None, None)
+    try:
+        return LocalFile(content, 0o640, grp.getgrnam(group or DEFAULT_GROUP).gr_gid, None)
+    except KeyError:
+        if group is not None:
+            raise ValueError(f"--group {group}: no such group") from None
+    # root alone: spamd run as root reads it, amavis does not
+    warning = (
+        f"no group {DEFAULT_GROUP}: it is readable by root only; give --group GROUP, "
+        "the one spamd or amavis runs as"
+    )
+    return LocalFile(content, 0o600, None, warning)
+
+
+def install_local(siteconfigpath: Path, local: LocalFile) -> tuple[Step, str | None]:
+    """Write ``siteconfigpath/rdns_scorer_local.cf`` unless a file of the admin's has
+    that name; the step, and the file's warning when it was written."""
+    target = siteconfigpath / LOCAL_EXAMPLE
     if target.exists() and not is_written_by_install(target):
         return Step(target, "kept", "yours: set rdns_scorer_url and rdns_scorer_token in it"), None
-    mode, gid, warning = 0o644, None, None
-    if config.server.token:
-        mode = 0o640
-        try:
-            gid = grp.getgrnam(group or DEFAULT_GROUP).gr_gid
-        except KeyError:
-            if group is not None:
-                raise ValueError(f"--group {group}: no such group") from None
-            mode = 0o600  # root alone: spamd run as root reads it, amavis does not
-            warning = (
-                f"no group {DEFAULT_GROUP}: it is readable by root only; give --group GROUP, "
-                "the one spamd or amavis runs as"
-            )
     if target.exists():
         info = target.stat()
-        unchanged = target.read_text(encoding="utf-8", errors="replace") == content and (
-            info.st_mode & 0o777 == mode and (gid is None or info.st_gid == gid)
+        unchanged = target.read_text(encoding="utf-8", errors="replace") == local.content and (
+            info.st_mode & 0o777 == local.mode and (local.gid is None or info.st_gid == local.gid)
         )
         if unchanged:
-            return Step(target, "unchanged"), warning
+            return Step(target, "unchanged"), local.warning
     action = "updated" if target.exists() else "installed"
-    replace_file(target, content, mode, None if gid is None else (-1, gid))
-    return Step(target, action), warning
+    owner = None if local.gid is None else (-1, local.gid)
+    replace_file(target, local.content, local.mode, owner)
+    return Step(target, action), local.warning
