@@ -20,14 +20,12 @@ spammer cannot buy an exemption by writing a PTR or a HELO:
 from __future__ import annotations
 
 import ipaddress
-import os
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from scorer.checks.helo import parse_helo
 from scorer.checks.mailfrom import SenderKind, envelope_address, parse_sender
+from scorer.files import file_error, read_regular_file
 from scorer.names import (
     address_named,
     hostname_problem,
@@ -37,7 +35,7 @@ from scorer.names import (
 )
 from scorer.policy import parse_network
 from scorer.symbols import Family
-from scorer.text import file_error, option
+from scorer.text import option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -193,17 +191,11 @@ class Allowlist:
 
     def add_file(self, path: str) -> None:
         try:
-            # Only a regular file: reading a FIFO or a terminal (/dev/stdin) waits for a
-            # writer that never comes, and reloads run one at a time, so every later one
-            # would wait behind it. Checked before opening, which blocks on a FIFO too.
-            regular = stat.S_ISREG(os.stat(path).st_mode)
-            data = Path(path).read_bytes() if regular else None
+            data = read_regular_file(path)
         except OSError as error:  # the reason alone: str(error) names the path again
             raise AllowlistError(file_error(path, error)) from None
-        except ValueError:  # a NUL in the name, which os.stat refuses
-            # Our words: the interpreter's changed ("embedded null byte" in 3.11,
-            # "stat: embedded null character in path" in 3.13).
-            raise AllowlistError(f"{path!r}: a NUL character in the file name") from None
+        except ValueError as error:  # a NUL in the name
+            raise AllowlistError(f"{path!r}: {error}") from None
         if data is None:
             raise AllowlistError(f"{path}: not a regular file")
         # An editor's byte order mark is not part of the first entry.

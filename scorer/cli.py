@@ -32,6 +32,7 @@ from scorer.config import (
 )
 from scorer.configshow import render
 from scorer.dns.layer import ONE_CHECK
+from scorer.files import file_error
 from scorer.generic.cli import run_generic
 from scorer.hangup import defer_hangups
 from scorer.integrations import rspamd as rspamd_integration
@@ -44,7 +45,6 @@ from scorer.report import render_report
 from scorer.requestlog import configure_command_logging, configure_logging, print_error
 from scorer.security import exposed_token_files, exposure_warning, refuse_public_without_token
 from scorer.symbols import SYMBOLS, markdown_table
-from scorer.text import file_error
 
 
 def _add_config_file_option(parser: argparse.ArgumentParser) -> None:

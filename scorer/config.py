@@ -21,11 +21,11 @@ from typing import Any, get_type_hints
 
 from scorer.allowlist import Allowlist, AllowlistError
 from scorer.dns.layer import Nameserver, parse_nameservers
+from scorer.files import file_error, read_regular_file
 from scorer.names import address_in, decimal_in, hostname_problem, literal_address, to_ascii
 from scorer.policy import parse_network
 from scorer.protocol import parse_ip
 from scorer.symbols import SYMBOLS, default_weights, reports_a_failure
-from scorer.text import file_error
 
 DEFAULT_PORT = 11340
 ENV_LISTEN = "RDNS_SCORER_LISTEN"
@@ -554,19 +554,24 @@ def _with_secret(config: Config, env_token: str | None) -> Config:
     """The token from the environment, else from ``token_file``, else from the file itself."""
     token, where = env_token, ENV_TOKEN
     if not token and config.server.token_file:
-        where = f"[server] token_file ({config.server.token_file})"
+        path = config.server.token_file
+        where = f"[server] token_file ({path})"
+        try:
+            data = read_regular_file(path)
+        except OSError as error:
+            raise ConfigError(f"[server] token_file: {file_error(path, error)}") from None
+        except ValueError as error:  # a NUL in the name
+            raise ConfigError(f"[server] token_file: {path!r}: {error}") from None
+        if data is None:
+            raise ConfigError(f"[server] token_file: {path}: not a regular file")
         try:
             # utf-8-sig: a byte-order mark (Notepad) is no part of the token, as it is
             # none of the config file's (read_toml) or a list file's.
-            token = Path(config.server.token_file).read_text(encoding="utf-8-sig").strip()
-        except OSError as error:
-            raise ConfigError(
-                f"[server] token_file: {file_error(config.server.token_file, error)}"
-            ) from None
-        except ValueError as error:  # bad UTF-8, a NUL in the path
-            raise ConfigError(f"[server] token_file: {error}") from None
+            token = data.decode("utf-8-sig").strip()
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"[server] token_file: {path}: not UTF-8 ({error.reason})") from None
         if not token:
-            raise ConfigError(f"[server] token_file: {config.server.token_file} is empty")
+            raise ConfigError(f"[server] token_file: {path} is empty")
     if not token:
         return config
     _check_token(token, where)  # named where it came from: no "token" key was written

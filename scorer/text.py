@@ -62,9 +62,3 @@ def unsafe_reason(text: str) -> str:
     if any(0xDC80 <= ord(char) <= 0xDCFF for char in text):
         return "bytes that are not UTF-8"
     return "control or format characters"
-
-
-def file_error(path: object, error: OSError) -> str:
-    """A file that could not be read, as every command words it: ``PATH: reason``
-    (``str(error)`` is ``[Errno 2] No such file or directory: 'PATH'``)."""
-    return f"{path}: {error.strerror or error}"

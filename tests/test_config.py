@@ -413,6 +413,19 @@ def test_a_token_that_is_no_string_is_not_shown(token: object) -> None:
     assert str(token).strip("[]'") not in message and "not shown" in message
 
 
+def test_a_token_file_that_is_no_regular_file_is_refused_at_once(tmp_path: Path) -> None:
+    """Regression (review): a FIFO as token_file (or /dev/stdin) held `config check`,
+    `serve` and every reload, which run one at a time, waiting for a writer for ever;
+    allowlist files were refused so already."""
+    fifo = tmp_path / "token"
+    os.mkfifo(fifo)
+    path = tmp_path / "c.toml"
+    path.write_text(f'[server]\ntoken_file = "{fifo}"\n')
+    with pytest.raises(ConfigError) as error:
+        load_config(path, environ={})  # pytest-timeout or CI's own limit if it blocks
+    assert str(error.value) == f"[server] token_file: {fifo}: not a regular file"
+
+
 def test_an_invalid_token_in_token_file_names_the_file(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_text("two words\n")
@@ -426,7 +439,8 @@ def test_an_invalid_token_in_token_file_names_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [("[policy]\nlocal_names = " + "[" * 2000 + "]" * 2000, "nested too deeply"),
-     ('[server]\ntoken_file = "/etc/rdns\\u0000token"', "[server] token_file: embedded null")],
+     ('[server]\ntoken_file = "/etc/rdns\\u0000token"',
+      "[server] token_file: '/etc/rdns\\x00token': a NUL character in the file name")],
 )  # fmt: skip
 def test_a_config_the_reader_chokes_on_is_a_config_error(
     tmp_path: Path, text: str, message: str

@@ -1,0 +1,29 @@
+"""Reading the files a config names (token_file, allowlist files), as every command does."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+
+def read_regular_file(path: str) -> bytes | None:
+    """The bytes of the regular file at ``path``; None for anything else. Reading a FIFO
+    or a terminal (/dev/stdin) waits for a writer that never comes, and reloads run one
+    at a time, so every later one would wait behind it: checked before opening, which
+    blocks on a FIFO too. OSError as os.stat and open raise it; ValueError for a NUL in
+    the name, in our words (the interpreter's changed: "embedded null byte" in 3.11,
+    "stat: embedded null character in path" in 3.13)."""
+    try:
+        mode = os.stat(path).st_mode
+    except ValueError:
+        raise ValueError("a NUL character in the file name") from None
+    if not stat.S_ISREG(mode):
+        return None
+    return Path(path).read_bytes()
+
+
+def file_error(path: object, error: OSError) -> str:
+    """A file that could not be read, as every command words it: ``PATH: reason``
+    (``str(error)`` is ``[Errno 2] No such file or directory: 'PATH'``)."""
+    return f"{path}: {error.strerror or error}"
