@@ -97,7 +97,7 @@ local MAX_SCORE = 9007199254740992
 -- luacheck: push ignore 631
 -- symbols:begin
 local SYMBOLS = {
-  { "RL_PTR_MISSING", "ptr", "The client IP has no PTR record (or only ones naming the root, '.', or an IP address)." },
+  { "RL_PTR_MISSING", "ptr", "The client IP has no PTR record (or only ones naming the root, '.', an IP address or loopback, 'localhost')." },
   { "RL_PTR_UNVERIFIED", "ptr", "PTR names exist, but none resolves back to the client IP (FCrDNS / iprev fails)." },
   { "RL_PTR_GENERIC", "ptr", "The PTR name is an ISP-assigned generic name: it encodes the client IP, or carries access keywords in a digit-heavy name (score is weight x confidence)." },
   { "RL_PTR_TEMPFAIL", "ptr", "The PTR or its forward confirmation could not be checked (DNS timeout/SERVFAIL, or more PTR names than max_ptr_names)." },
@@ -113,7 +113,7 @@ local SYMBOLS = {
   { "RL_HELO_GENERIC", "helo", "HELO/EHLO is a generic ISP-style name for the client IP (weight x confidence)." },
   { "RL_HELO_TEMPFAIL", "helo", "The HELO name could not be resolved because of a DNS failure." },
   { "RL_MAILFROM_BAD_SYNTAX", "mailfrom", "The envelope sender (MAIL FROM) is not a valid address." },
-  { "RL_MAILFROM_SPECIAL_USE", "mailfrom", "The MAIL FROM domain is special-use or not under a public suffix (.invalid, .test, .example, .local, single label, ...)." },
+  { "RL_MAILFROM_SPECIAL_USE", "mailfrom", "The MAIL FROM domain is special-use (.invalid, .test, .example, .local, single label, ...)." },
   { "RL_MAILFROM_NXDOMAIN", "mailfrom", "The MAIL FROM domain does not exist." },
   { "RL_MAILFROM_NO_MAIL_HOST", "mailfrom", "The MAIL FROM domain exists but has neither MX nor A/AAAA (RFC 5321 section 5.1)." },
   { "RL_MAILFROM_NULL_MX", "mailfrom", "The MAIL FROM domain publishes a null MX (RFC 7505): it accepts no mail." },

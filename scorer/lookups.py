@@ -23,7 +23,7 @@ from scorer.checks.mailfrom import (
     mail_hosts,
     parse_sender,
 )
-from scorer.checks.ptr import PtrFacts, names_a_host
+from scorer.checks.ptr import PtrFacts, names_a_host, ptr_names_a_host
 from scorer.dns.layer import DnsLayer
 from scorer.dns.outcomes import Answer, Lookup, NotFound, NotFoundKind
 from scorer.dns.wire import relative_name
@@ -57,13 +57,14 @@ async def _ptr_facts(
     ptr = await dns_layer.ptr(ip, deadline)
     if not isinstance(ptr, Answer):
         return PtrFacts(ip, ptr, mta_hostname=mta_hostname)
-    # A zone may repeat a name: checked once. The root ("PTR .") and an address ("PTR
-    # 192.0.2.7.") name no host: not resolved, nor given a place of max_ptr_names.
+    # A zone may repeat a name: checked once. The root ("PTR ."), an address ("PTR
+    # 192.0.2.7.") and loopback ("PTR localhost.") name no host: not resolved, nor
+    # given a place of max_ptr_names.
     # Sorted before the max_ptr_names cut: an answer's order is the resolver's whim (round
     # robin), and the names checked, so the verdict, must not change with it. The name
     # the MTA resolved goes first (written as the codec writes names): it must not fall
     # beyond the cut for how it sorts. We resolve it ourselves all the same.
-    names = sorted({name for name in ptr.records if names_a_host(name)})
+    names = sorted({name for name in ptr.records if ptr_names_a_host(name)})
     if mta_hostname and len(names) > limits.max_ptr_names:
         mta_name = relative_name(mta_hostname).lower()
         if mta_name in names:

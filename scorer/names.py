@@ -46,6 +46,21 @@ NON_PUBLIC_SUFFIXES = frozenset(
     }
 )
 
+# RFC 6761 section 6.3 reserves "localhost." and the names under it for loopback; the
+# rest are the names distributions put in /etc/hosts for loopback, which misconfigured
+# MTAs greet with and some hosters write as the PTR of an address they have not given out.
+_LOCALHOST_NAMES = frozenset(
+    {"localhost", "localhost.localdomain", "localhost4", "localhost6", "ip6-localhost",
+     "ip6-loopback", "localhost4.localdomain4", "localhost6.localdomain6"}
+)  # fmt: skip
+
+
+def is_localhost_name(ascii_name: str) -> bool:
+    """Whether ``ascii_name`` names the loopback host (RFC 6761 section 6.3, hosts
+    files) rather than a host of its own."""
+    return ascii_name in _LOCALHOST_NAMES or ascii_name.endswith(".localhost")
+
+
 # How many labels a NON_PUBLIC_SUFFIXES entry has, the most first.
 _NON_PUBLIC_DEPTHS = range(max(suffix.count(".") for suffix in NON_PUBLIC_SUFFIXES) + 1, 0, -1)
 
@@ -217,11 +232,13 @@ def public_suffix_below(ascii_name: str) -> str | None:
 
 
 def non_public_suffix(ascii_name: str) -> str | None:
-    """The special-use or unknown suffix ``ascii_name`` sits under, or None if it is public.
+    """The special-use suffix ``ascii_name`` sits under, or None.
 
-    A single label is non-public by definition (no TLD). Otherwise a name is
-    public only if the Public Suffix List knows its suffix and it is not one of
-    the special-use names above.
+    A single label is non-public by definition (no TLD); so is a name under one of the
+    special-use suffixes above. A top-level domain the bundled Public Suffix List does
+    not know is not: the list is a snapshot, and a TLD delegated since (ICANN's next
+    round) would make every sender under it "special-use" without a lookup. DNS judges
+    such a name, and one that is not delegated gets its NXDOMAIN.
     """
     labels = ascii_name.split(".")
     if len(labels) < 2:
@@ -230,8 +247,6 @@ def non_public_suffix(ascii_name: str) -> str | None:
         suffix = ".".join(labels[-depth:])
         if suffix in NON_PUBLIC_SUFFIXES:
             return f".{suffix}"
-    if public_suffix_list().publicsuffix(ascii_name, accept_unknown=False) is None:
-        return f".{labels[-1]} (not a public suffix)"
     return None
 
 

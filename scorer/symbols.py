@@ -44,7 +44,8 @@ _TABLE: tuple[Symbol, ...] = (
         "RL_PTR_MISSING",
         Family.PTR,
         5.0,
-        "The client IP has no PTR record (or only ones naming the root, '.', or an IP address).",
+        "The client IP has no PTR record (or only ones naming the root, '.', an IP address "
+        "or loopback, 'localhost').",
         "Strong: the article recommends refusing mail from IPs without PTR, as Google, "
         "Microsoft and Yahoo do; hijacked PCs almost never have one.",
         "ask the owner of {ip} (ISP or hosting provider) for a PTR record naming your mail "
@@ -199,7 +200,7 @@ _TABLE: tuple[Symbol, ...] = (
         "RL_MAILFROM_SPECIAL_USE",
         Family.MAILFROM,
         4.0,
-        "The MAIL FROM domain is special-use or not under a public suffix "
+        "The MAIL FROM domain is special-use "
         "(.invalid, .test, .example, .local, single label, ...).",
         "Hard: such domains can never receive replies or bounces (RFC 6761, RFC 2606).",
         "send with an envelope sender under a real, registered domain instead of '{domain}'",

@@ -24,7 +24,7 @@ from scorer.checks.mailfrom import (
     plain_sender_domain,
     validated_sender,
 )
-from scorer.config import Config
+from scorer.config import Config, config_from_mapping
 from scorer.dns.outcomes import (
     Answer,
     FailureKind,
@@ -794,3 +794,26 @@ async def test_an_mx_target_spelling_an_address_is_not_looked_up_nor_counted(
     assert [name for name, rdtype in layer.asked if rdtype in ("A", "AAAA")] == [host]
     assert facts.mail_from is not None
     assert [(hit.symbol, *hit.options[1:]) for hit in check_mail_from(facts.mail_from)] == judged
+
+
+async def test_a_sender_under_a_tld_the_suffix_list_does_not_know_is_judged_by_dns() -> None:
+    """Regression (review): a top-level domain missing from the bundled Public Suffix
+    List made the sender RL_MAILFROM_SPECIAL_USE (4) without a lookup: once ICANN
+    delegates new TLDs, every sender under them on a host not upgraded since. Its MX is
+    asked; one that does not exist still gets RL_MAILFROM_NXDOMAIN."""
+    client = ipaddress.ip_address("81.2.69.160")
+    host = "mail.shop.newtld"
+    layer = KnownAnswers(
+        {
+            (reverse_name(client), dns.rdatatype.PTR): NXDOMAIN,
+            ("shop.newtld", dns.rdatatype.MX): Answer((MxRecord(10, host),), 300),
+            (host, dns.rdatatype.A): Answer((ipaddress.ip_address("81.2.69.161"),), 300),
+            ("gone.newtld", dns.rdatatype.MX): NXDOMAIN,
+        }
+    )
+    config = config_from_mapping({"dns": {"nameservers": ["127.0.0.1:9"]}})
+    pipeline = Pipeline(config, layer)
+    symbols = await symbols_for(pipeline, str(client), mail_from="orders@shop.newtld")
+    assert not [name for name in symbols if name.startswith("RL_MAILFROM_")], symbols
+    symbols = await symbols_for(pipeline, str(client), mail_from="orders@gone.newtld")
+    assert "RL_MAILFROM_NXDOMAIN" in symbols, symbols

@@ -450,6 +450,25 @@ def test_a_ptr_naming_an_address_with_leading_zeros_is_no_host_name(spelled: str
     assert f"PTR: {spelled} (an address, not a host name)" in hit.options
 
 
+@pytest.mark.parametrize("loopback", ["localhost", "ip6-localhost", "mail.localhost"])
+async def test_a_ptr_naming_loopback_names_no_host(loopback: str) -> None:
+    """Regression (review): "PTR localhost." (a hoster's default for an address it has
+    not given out) was looked up, found at 127.0.0.1 and scored RL_PTR_UNVERIFIED (3)
+    with a fix hint to point localhost at the client; RFC 6761 section 6.3 keeps the
+    name for loopback, and no remote client is it: no PTR name, as "PTR ." is."""
+    layer = KnownAnswers(
+        {
+            (reverse_name(CLIENT), dns.rdatatype.PTR): Answer((loopback,), 300),
+            (loopback, dns.rdatatype.A): Answer((ipaddress.ip_address("127.0.0.1"),), 300),
+        }
+    )
+    config = config_from_mapping({"dns": {"nameservers": ["127.0.0.1:9"]}})
+    symbols = await symbols_for(Pipeline(config, layer), str(CLIENT))
+    assert set(symbols) == {"RL_PTR_MISSING"}, symbols
+    assert f"PTR: {loopback} (loopback, not a host name)" in symbols["RL_PTR_MISSING"].options
+    assert layer.asked == [(reverse_name(CLIENT), "PTR")]
+
+
 @pytest.mark.parametrize(
     "records", [("81.2.70.71", "81.2.70.70", "81.2.70.71"), ("81.2.70.71", "", "81.2.70.70")]
 )

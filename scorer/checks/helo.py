@@ -29,6 +29,7 @@ from scorer.names import (
     hostname_problem,
     ipv4_literal,
     is_internal,
+    is_localhost_name,
     is_public_host,
     literal_address,
     non_public_suffix,
@@ -39,13 +40,6 @@ from scorer.names import (
 from scorer.text import has_unsafe, option, unsafe_reason
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# RFC 6761 section 6.3 reserves .localhost; the rest are the names distributions
-# put in /etc/hosts for loopback, which misconfigured MTAs greet with.
-_LOCALHOST_NAMES = frozenset(
-    {"localhost", "localhost.localdomain", "localhost4", "localhost6", "ip6-localhost",
-     "ip6-loopback", "localhost4.localdomain4", "localhost6.localdomain6"}
-)  # fmt: skip
 
 
 class HeloKind(enum.StrEnum):
@@ -134,7 +128,9 @@ def parse_helo(raw: str) -> HeloName:
     problem = hostname_problem(name)
     if problem is not None:
         return HeloName(raw, HeloKind.INVALID, problem=problem)
-    if name in _LOCALHOST_NAMES or name.endswith(".localhost") or name.startswith("localhost."):
+    # And "localhost.example.net": a host claiming the loopback name in its own domain
+    # (where RFC 1912 section 4.1 has zones give localhost.DOMAIN the address 127.0.0.1).
+    if is_localhost_name(name) or name.startswith("localhost."):
         return HeloName(raw, HeloKind.LOCALHOST, ascii=name)
     suffix = non_public_suffix(name)
     if suffix is not None:
@@ -163,9 +159,13 @@ def _addresses(facts: HeloFacts) -> list[IPAddress]:
 def _forged_local(
     helo: HeloName, local_names: frozenset[str], local_ips: frozenset[IPAddress]
 ) -> Hit | None:
-    if helo.ascii and helo.ascii in local_names:
+    """Our identity in someone else's greeting. Only what is ours alone: a name of the
+    internet (a short "mail" or "localhost" in local_names is every other host's too,
+    and judged as such), and an address no other network has (an internal one, such as
+    our NAT'd interface's 192.168.1.10, is the inside address of many a remote host)."""
+    if helo.kind is HeloKind.NAME and helo.ascii in local_names:
         return Hit("RL_HELO_FORGED_LOCAL", (option(f"helo={helo.ascii} is our own name"),))
-    if helo.address is not None and helo.address in local_ips:
+    if helo.address is not None and helo.address in local_ips and not is_internal(helo.address):
         return Hit("RL_HELO_FORGED_LOCAL", (option(f"helo={helo.raw} is our own address"),))
     return None
 
@@ -261,9 +261,11 @@ def check_helo(
     pay twice for one fact.
     """
     # A client at one of our own addresses is us (a web app, a peer relaying over the
-    # public address): greeting with our name is then the truth, not a forgery.
+    # public address): greeting with our name is then the truth, not a forgery. So is a
+    # client our name resolves to (a node of a cluster sharing it): a forger cannot make
+    # our zone point at it.
     forged = None if ip in local_ips else _forged_local(facts.helo, local_names, local_ips)
-    if forged is not None:
+    if forged is not None and not _at_client(_addresses(facts), ip):
         return [forged]
     syntax = _syntax_hit(facts.helo, ip)
     if syntax is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from scorer.checks.generic import generic_hit
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import Answer, Lookup, TempFail, describe, listed_addresses
-from scorer.names import address_named
+from scorer.names import address_named, is_localhost_name
 from scorer.text import option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -26,7 +26,7 @@ class PtrFacts:
     ip: IPAddress
     ptr: Lookup[str]
     # PTR name -> its A (IPv4 client) or AAAA (IPv6 client) lookup, for at most
-    # max_ptr_names names that name a host (names_a_host): the MTA's, then the first in
+    # max_ptr_names names that name a host (ptr_names_a_host): the MTA's, then the first in
     # sorted order (lookups._ptr_facts).
     forward: dict[str, Lookup[IPAddress]] = field(default_factory=dict)
     unchecked_names: int = 0  # PTR names beyond the bound, not resolved
@@ -63,6 +63,14 @@ def names_a_host(name: str) -> bool:
     so does an address literal ("[192.0.2.7]", "[IPv6:2001:db8::25]", RFC 5321 section
     4.1.3)."""
     return bool(name) and address_named(name) is None
+
+
+def ptr_names_a_host(name: str) -> bool:
+    """Whether a PTR record's name can be the client's: one that names a host
+    (names_a_host), and not the loopback host ("PTR localhost.", a hoster's default for
+    an address it has not given out: RFC 6761 section 6.3 keeps the name for loopback,
+    and no remote client is it)."""
+    return names_a_host(name) and not is_localhost_name(name)
 
 
 def address_record(ip: IPAddress) -> str:
@@ -126,11 +134,17 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
         return [
             Hit("RL_PTR_MISSING", (f"no PTR for {ip}", option(f"PTR: {describe(facts.ptr)}"), *mta))
         ]
-    if not any(map(names_a_host, facts.ptr.records)):
-        # No host named: the evidence says what the PTR names instead, each address once
+    if not any(map(ptr_names_a_host, facts.ptr.records)):
+        # No host named: the evidence says what the PTR names instead, each name once
         # and sorted (an answer's order is the resolver's whim: the evidence must not follow it).
         named = sorted({name for name in facts.ptr.records if name})
-        spelled = f"{', '.join(named)} (an address, not a host name)"
+        loopback = [name for name in named if is_localhost_name(name)]
+        addresses = [name for name in named if name not in loopback]
+        spelled = "; ".join(
+            f"{', '.join(names)} ({what}, not a host name)"
+            for names, what in ((addresses, "an address"), (loopback, "loopback"))
+            if names
+        )
         shown = option(f"PTR: {spelled}") if named else "PTR: . (the root)"
         return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", shown, *mta))]
     confirmed = facts.confirmed_names()
