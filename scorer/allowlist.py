@@ -146,9 +146,11 @@ class Allowlist:
                     f"no wildcards in helo entries ({value!r}): they name one HELO exactly; "
                     "a ptr entry covers a whole domain"
                 )
+            under = value.strip().lstrip("*.")
+            instead = f"so write {under!r}" if under else "so name the domain it is under"
             raise AllowlistError(
                 f"no wildcards ({value!r}): a {kind} entry covers the name and every "
-                f"name under it, so write {value.strip().lstrip('*.')!r}"
+                f"name under it, {instead}"
             )
         # DNS answers and the checks carry A-labels: an entry written in Unicode
         # must be compared in that form, or it never matches.

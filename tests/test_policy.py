@@ -449,6 +449,8 @@ def test_public_suffixes_below_are_rules_under_the_name() -> None:
         ("from", "*.partner.net", "so write 'partner.net'"),
         # Padded (a list file's "ptr  *.x", a TOML string): still a wildcard, named bare.
         ("ptr", " *.partner.net ", "so write 'partner.net'"),
+        # Regression (review): a wildcard alone said "so write ''".
+        ("ptr", "*", "every name under it, so name the domain it is under"),
         ("helo", "\t*.partner.net", "no wildcards in helo entries"),
         ("helo", "*.partner.net", "no wildcards in helo entries"),
         ("ptr", "partner net", "not a domain name: 'partner net'"),
