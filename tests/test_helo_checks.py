@@ -634,6 +634,24 @@ def test_a_localhost_name_claims_to_be_localhost(helo: str) -> None:
     assert hit.options == (f"helo={helo}",)
 
 
+async def test_a_literal_of_another_address_in_the_clients_64_is_a_slip(
+    pipeline: Pipeline,
+) -> None:
+    """Regression (review): an IPv6 client greeting with another address of its own
+    /64 (RFC 8981 temporary addresses, a hosting panel's extra ones: the kernel's choice
+    of source address need not be the one the MTA writes) scored the full weight of a
+    false identity. A third, as an inside literal behind NAT; outside the /64, in full."""
+    client = ipaddress.ip_address(world.CONFIRMED_IP6)
+    sibling = ipaddress.ip_address(int(client) ^ 0x25)  # the same /64
+    stranger = ipaddress.ip_address(int(client) ^ (1 << 64))  # the next /64
+    near = await symbols_for(pipeline, str(client), helo=f"[IPv6:{sibling}]")
+    far = await symbols_for(pipeline, str(client), helo=f"[IPv6:{stranger}]")
+    slip, full = near["RL_HELO_LITERAL_MISMATCH"], far["RL_HELO_LITERAL_MISMATCH"]
+    assert slip.score == pytest.approx(full.score / 3)
+    assert f"client is {client} (the same /64: another address of its own?)" in slip.options
+    assert f"client is {client}" in full.options
+
+
 async def test_an_internal_literal_says_the_sender_may_be_behind_nat(pipeline: Pipeline) -> None:
     # Regression (review): "[192.168.1.10]" from a public client read only "client is
     # ...", pointing admins at forgery where a NAT'd MTA names its inside address.

@@ -204,8 +204,24 @@ def _syntax_hit(helo: HeloName, ip: IPAddress) -> Hit | None:
             if behind:
                 why = f"client is {ip} (the literal is internal: NAT?)"
                 return Hit("RL_HELO_LITERAL_MISMATCH", (evidence, why), NAT_SLIP_CONFIDENCE)
+            if _same_ipv6_subnet(address, ip):
+                # A host has several addresses in its /64 (RFC 8981 temporary ones, a
+                # hosting panel's), and the kernel's choice of source address need not
+                # be the one the MTA writes: the same slip, not someone else's identity.
+                why = f"client is {ip} (the same /64: another address of its own?)"
+                return Hit("RL_HELO_LITERAL_MISMATCH", (evidence, why), NAT_SLIP_CONFIDENCE)
             return Hit("RL_HELO_LITERAL_MISMATCH", (evidence, f"client is {ip}"))
     return None
+
+
+def _same_ipv6_subnet(address: IPAddress | None, ip: IPAddress) -> bool:
+    """Whether ``address`` and ``ip`` are IPv6 addresses in one /64, the subnet size of
+    an IPv6 host's link (RFC 4291 section 2.5.1)."""
+    return (
+        isinstance(address, ipaddress.IPv6Address)
+        and isinstance(ip, ipaddress.IPv6Address)
+        and int(address) >> 64 == int(ip) >> 64
+    )
 
 
 def _at_client(addresses: Collection[IPAddress], ip: IPAddress) -> bool:
