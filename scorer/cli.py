@@ -284,6 +284,8 @@ def _config_show(args: argparse.Namespace) -> int:
         print_error(f"rdns-scorer config show: {error}")
         return 2
     config = load_config(path and Path(path).absolute())
+    # What serve would refuse to run is no config it would run with.
+    refuse_public_without_token(config)
     # Those load_config applied, by its own reading: one set but naming nothing is not.
     applied = applied_variables()
     source = path or "the embedded defaults"

@@ -732,6 +732,21 @@ def _shown(capsys: pytest.CaptureFixture[str], *args: str) -> str:
 SHOWN_TOKEN = "0123456789abcdef0123456789abcdef"
 
 
+def test_config_show_refuses_what_serve_would_refuse(
+    no_environment: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression (review): `config show` ("the config serve would run with") printed a
+    public listen address without a token, set from the environment, and exited 0,
+    while serve and config check refuse it."""
+    from scorer.cli import main
+
+    monkeypatch.setenv("RDNS_SCORER_LISTEN", "0.0.0.0:11340")
+    assert main(["config", "show"]) == 2  # a config error, as config check says it
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "0.0.0.0" in captured.err and "token" in captured.err, captured.err
+
+
 def test_config_show_prints_every_key_and_loads_back_as_the_same_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], no_environment: None
 ) -> None:
