@@ -132,6 +132,13 @@ def test_partial_octets_need_support() -> None:
         # (0.85), inside a longer number too; it is as ambiguous as a concatenation.
         ("32.36.1.21", "bounce20240115.example.com"),
         ("18.52.86.120", "smtp.12345678.example-host.com"),
+        # Regression (review): a hex id split at every letter counted as four digit
+        # groups or more (7, 3, 9, 2), a digit-heavy shape, and with a strong keyword
+        # beside it the relay scored 0.45.
+        ("198.51.100.7", "mta-7f3a9c2e.pool.example-esp.com"),
+        ("198.51.100.7", "smtp-a1b2c3d4.dyn-ops.example.net"),
+        ("198.51.100.7", "mx-0a1b2c3d.cable.example-tv.com"),
+        ("198.51.100.7", "bounce-1a2b3c4d5e6f.abo.newsletter-example.de"),
     ],
 )
 def test_weak_signals_do_not_make_a_relay_name_generic(ip: str, hostname: str) -> None:

@@ -9,9 +9,11 @@ classifier only combines it with an address encoding or a digit-heavy shape.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from scorer.generic.hostparts import tokenise_labels
 from scorer.generic.verdict import GenericEvidence
 
 #: A host-part label with its tokens, as produced by
@@ -76,12 +78,30 @@ def find_keywords(labels: Sequence[TokenisedLabel]) -> Keywords:
     return Keywords(list(found.values()), strong)
 
 
+#: A random id between separators (``mta-7f3a9c2e``, a MAC address's ``0a1b2c3d4e5f``):
+#: eight or more hex digits, letters and digits mixed. Its digit runs are no octets, line
+#: ids or counters, yet split at every letter they made four "digit groups" or more in 41 %
+#: of 8-digit ids and 93 % of 12-digit ones: with a strong keyword beside them
+#: (``mta-7f3a9c2e.pool.example-esp.com``) a named server scored generic.
+_HEX_ID = re.compile(r"(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{8,}")
+_HEX_ID_IN = re.compile(rf"(?:^|[-_])(?:{_HEX_ID.pattern})(?:$|[-_])")
+_SEPARATORS = re.compile(r"[-_]")
+
+
+def _counted_tokens(label: str, tokens: list[str]) -> list[str]:
+    """``tokens`` of ``label`` but those of its hex ids."""
+    if not _HEX_ID_IN.search(label):
+        return tokens
+    chunks = [chunk for chunk in _SEPARATORS.split(label) if not _HEX_ID.fullmatch(chunk)]
+    return [token for _chunk, chunk_tokens in tokenise_labels(chunks) for token in chunk_tokens]
+
+
 def digit_shape(labels: Sequence[TokenisedLabel]) -> GenericEvidence | None:
     """Return shape evidence if the host part is digit-heavy, else None."""
     digits = 0
     runs = 0
-    for _label, tokens in labels:
-        for token in tokens:
+    for label, tokens in labels:
+        for token in _counted_tokens(label, tokens):
             if token.isdigit():
                 digits += len(token)
                 runs += 1
