@@ -1791,6 +1791,28 @@ async def test_a_query_that_left_late_still_ends_within_the_timeout() -> None:
     assert elapsed < 1.2
 
 
+async def test_a_query_to_many_silent_nameservers_ends_within_the_timeout() -> None:
+    """Regression (review): after a long turn each retry came due only once the query had
+    expired, and made another attempt with a timer of its own instead of ending it: with
+    eight silent nameservers a 0.5 s timeout became ~0.84 s, past the lookup's deadline
+    too when that lay beyond the timeout (the lookup then arms no timer of its own)."""
+    servers = [FaultyDns("silent").start() for _ in range(8)]
+    try:
+        nameservers = [parse_nameserver(server.nameserver) for server in servers]
+        layer = DnsLayer(nameservers, 0.5, TtlCache(100, 0.0, 3600.0))
+        started = time.monotonic()
+        lookup = asyncio.ensure_future(layer.lookup("late.example", dns.rdatatype.A, _deadline(5)))
+        await asyncio.sleep(0)  # the query is queued
+        time.sleep(0.4)  # a long turn: it leaves 0.4 s late
+        outcome = await lookup
+        elapsed = time.monotonic() - started
+    finally:
+        for server in servers:
+            server.stop()
+    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.TIMEOUT, outcome
+    assert elapsed < 0.65, elapsed
+
+
 def test_a_retry_timer_the_loop_refuses_ends_the_query_with_why() -> None:
     """_retry never raises, as _attempt: when the datagram left late (a long turn) it arms
     itself again, and a loop refusing that timer (closed under it) raised into the loop's
