@@ -779,6 +779,62 @@ async def test_a_resolver_that_goes_on_lying_otherwise_is_no_change_of_trust(
         resolver.stop()
 
 
+async def test_a_no_asked_while_the_resolver_lied_is_not_believed_once_it_is_trusted() -> None:
+    """Regression (review): a lookup started once the resolver answered the root again
+    joined a query sent while it still said the root has no SOA, and got that query's
+    NXDOMAIN as a verdict (not cached, but scored); the lookup in flight at the change
+    too. Now that "no" is an UNTRUSTED failure, and a later lookup asks afresh."""
+    resolver = FaultyDns("nxdomain")  # for everything, the root too
+    resolver.others_delay = 0.3  # all but the root's SOA answered 0.3 s late
+    resolver.start()
+    try:
+        layer = _layer(resolver.nameserver, timeout=1.0)
+        await layer.check_root()  # the root's SOA: NXDOMAIN
+        assert layer.untrusted is not None
+        before = asyncio.ensure_future(layer.lookup("mail.example", dns.rdatatype.A, _deadline()))
+        await asyncio.sleep(0.05)  # its query is out
+        resolver.root_soa = True
+        await layer.check_root()
+        assert layer.untrusted is None
+        asked = resolver.queries
+        after = asyncio.ensure_future(layer.lookup("mail.example", dns.rdatatype.A, _deadline()))
+        in_flight = await before
+        assert isinstance(in_flight, TempFail) and in_flight.kind is FailureKind.UNTRUSTED
+        assert "before the resolver's word on the root changed" in in_flight.detail
+        assert isinstance(await after, NotFound)  # asked again: the resolver's word now
+        assert resolver.queries == asked + 1
+    finally:
+        resolver.stop()
+
+
+async def test_a_root_probe_answered_after_a_later_one_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression (review): probes overlap (every 10 s, and /readyz's), and the last
+    answer decided: a slow "root OK" sent before the resolver began to lie, arriving
+    after a later probe had caught it, trusted it again until the next probe, and its
+    NXDOMAINs were scored and cached meanwhile."""
+    layer = _layer("127.0.0.1:9")
+    loop = asyncio.get_running_loop()
+    answers: list[asyncio.Future[Outcome]] = [loop.create_future(), loop.create_future()]
+    queue = list(answers)
+
+    async def probe(_name: str, _rdtype: dns.rdatatype.RdataType) -> Outcome:
+        return await queue.pop(0)
+
+    monkeypatch.setattr(layer, "probe", probe)
+    older = asyncio.ensure_future(layer.check_root())
+    await asyncio.sleep(0)
+    newer = asyncio.ensure_future(layer.check_root())
+    await asyncio.sleep(0)
+    answers[1].set_result(NotFound(NotFoundKind.NXDOMAIN, 60))  # the later probe: a lie
+    await newer
+    assert layer.untrusted is not None
+    answers[0].set_result(Answer(("a.root-servers.net",), 60))  # the earlier one, late
+    await older
+    assert layer.untrusted is not None
+
+
 async def test_a_probe_whose_caller_gave_up_leaves_the_layer_working(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

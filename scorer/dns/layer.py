@@ -303,6 +303,9 @@ class DnsLayer:
         self.silent = False
         self._silent_probes = 0  # root probes failed in a row
         self._answered = False  # it has answered one since this layer was made
+        # Root probes sent, and the latest of them whose answer was judged (_probe_root).
+        self._root_probes_sent = 0
+        self._root_probe_judged = 0
         self._failing: dict[str, float] = {}  # question key -> remembered until
 
     @property
@@ -470,6 +473,15 @@ class DnsLayer:
         sent while the resolver said the root does not exist, and received once it
         answers the root again, would otherwise be cached as the truth."""
         expires = 0.0  # failures are retried on the next message
+        if trust != self.trust_changes and type(outcome) is NotFound:
+            # Nor believed: a "no" sent while the resolver said the root does not exist,
+            # received once it answers the root again, may be its lie (while it lies,
+            # lookup() reports every NotFound as untrusted anyway).
+            outcome = TempFail(
+                FailureKind.UNTRUSTED,
+                "asked before the resolver's word on the root changed: its NXDOMAIN/NODATA "
+                "not trusted",
+            )
         if isinstance(outcome, NotFound):  # equal negative outcomes share one object
             if len(self._negatives) > 4096:
                 self._negatives.clear()
@@ -498,7 +510,20 @@ class DnsLayer:
         """Ask for the root's SOA and judge the resolver by the answer (the service does
         so before it listens, before a new layer serves after a reload, and every
         ROOT_CHECK_SECONDS; see _judge_root)."""
-        self._judge_root(await self.probe(".", dns.rdatatype.SOA))
+        await self._probe_root()
+
+    async def _probe_root(self) -> Outcome:
+        """The root's SOA, asked now, and the resolver judged by it unless a probe sent
+        later was judged first: the periodic probe and /readyz's overlap, and a slow
+        "root OK" sent before the resolver began to lie, arriving after a later probe
+        caught it, would trust it again until the next probe (its NXDOMAINs scored)."""
+        self._root_probes_sent += 1
+        sent = self._root_probes_sent
+        outcome = await self.probe(".", dns.rdatatype.SOA)
+        if sent > self._root_probe_judged:
+            self._root_probe_judged = sent
+            self._judge_root(outcome)
+        return outcome
 
     def _judge_root(self, outcome: Outcome) -> None:
         """A resolver that says the root has no SOA serves only its own data or rewrites
@@ -523,6 +548,9 @@ class DnsLayer:
             return
         self.trust_changes += 1
         self.cache.clear()
+        # Nor does a lookup from now on share a query sent before: its answer is no
+        # more trusted than the cache's (_settle).
+        self._inflight.clear()
         if untrusted is None:
             log.info("the resolver answers the root's SOA again: its NXDOMAIN and NODATA count")
         else:
@@ -559,8 +587,7 @@ class DnsLayer:
         the root's SOA must resolve (a recursive resolver has to ask the internet, or
         its own root zone), and recent real queries must not be almost all failures.
         """
-        outcome = await self.probe(".", dns.rdatatype.SOA)
-        self._judge_root(outcome)
+        outcome = await self._probe_root()
         if isinstance(outcome, TempFail):
             # Which resolver and why (a refused port, a timeout): what to go and fix.
             return f"resolver {self.described_nameservers} does not answer: {describe(outcome)}"
