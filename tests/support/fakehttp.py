@@ -29,9 +29,11 @@ from tests.support.ports import free_port, tcp_listener
 
 
 class _Listening:
-    """An accept loop in a daemon thread; subclasses define ``port`` and ``_accept``."""
+    """An accept loop in a daemon thread, until ``_listener`` is closed; subclasses
+    define ``port``, ``_listener`` and what becomes of each connection (``_accepted``)."""
 
     port: int
+    _listener: socket.socket
 
     @property
     def address(self) -> str:
@@ -42,6 +44,14 @@ class _Listening:
         return self
 
     def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self._accepted(client)
+
+    def _accepted(self, client: socket.socket) -> None:
         raise NotImplementedError
 
 
@@ -86,16 +96,11 @@ class FakeHttp(_Listening):
         for key, value in values.items():
             setattr(self, key, value)
 
-    def _accept(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                self.connections += 1
-                self._clients.append(client)
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+    def _accepted(self, client: socket.socket) -> None:
+        with self._lock:
+            self.connections += 1
+            self._clients.append(client)
+        threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
         buffer = b""
@@ -182,14 +187,9 @@ class HungSocket(_Listening):
         self._held: list[socket.socket] = []
         self.accepted = 0
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            self._held.append(client)  # kept open, never read
+    def _accepted(self, client: socket.socket) -> None:
+        self.accepted += 1
+        self._held.append(client)  # kept open, never read
 
     def stop(self) -> None:
         self._listener.close()
@@ -229,16 +229,11 @@ class CountingRelay(_Listening):
         self._listener = tcp_listener(self.port)
         self.connections = 0
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            upstream = socket.create_connection(self._target)
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+    def _accepted(self, client: socket.socket) -> None:
+        self.connections += 1
+        upstream = socket.create_connection(self._target)
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
 
     def stop(self) -> None:
         self._listener.close()
