@@ -679,17 +679,17 @@ end
 -- A key the module does not know is more often a typo ("server" for "servers") than
 -- not, and the module would go on with the default: said at load, not fatal. rspamd
 -- itself reads "enabled" and "disabled" in every module's section.
+local names = {}
+for name in pairs(settings) do
+  table.insert(names, name)
+end
+table.sort(names)
 local known = { enabled = true, disabled = true }
-for key in pairs(settings) do
-  known[key] = true
+for _, name in ipairs(names) do
+  known[name] = true
 end
 for key in pairs(opts) do
   if not known[key] then
-    local names = {}
-    for name in pairs(settings) do
-      table.insert(names, name)
-    end
-    table.sort(names)
     rspamd_logger.warnx(rspamd_config, '%s: unknown setting %s, ignored (the settings are %s)',
         N, key, table.concat(names, ', '))
   end
