@@ -551,11 +551,22 @@ NODATA = NotFound(NotFoundKind.NODATA, 300)
 def test_internal_addresses_beside_a_failed_lookup_leave_the_helo_open(
     a: Answer[IPAddress] | TempFail, aaaa: Answer[IPAddress] | TempFail
 ) -> None:
-    # _resolution_hit: "any failure leaves the question open (... nothing beside an
-    # answer)": the family that timed out might have held a public address, so only
-    # internal ones so far are no RL_HELO_NO_ADDRESS (and no TEMPFAIL either).
+    # The family that timed out might have held a public address, so only internal ones
+    # so far are no RL_HELO_NO_ADDRESS: the question is open, a zero-weight TEMPFAIL that
+    # names what was found and what failed, as an implicit MX's is (RL_MAILFROM_TEMPFAIL).
+    # Regression (review): no hit at all, and `check` said the HELO "looks fine".
     facts = HeloFacts(parse_helo("relay.partner-corp.net"), a=a, aaaa=aaaa)
-    assert check_helo(facts, PUBLIC_CLIENT, frozenset(), frozenset()) == []
+    (hit,) = check_helo(facts, PUBLIC_CLIENT, frozenset(), frozenset())
+    found = INTERNAL_A if isinstance(a, Answer) else INTERNAL_AAAA
+    failed = "AAAA" if isinstance(a, Answer) else "A"
+    assert hit == Hit(
+        "RL_HELO_TEMPFAIL",
+        (
+            "helo=relay.partner-corp.net",
+            f"only non-public addresses {found.records[0]}",
+            f"{failed}: timeout: timed out",
+        ),
+    )
     # The same internal answer beside a definite "no" for the other family is one.
     settled = HeloFacts(
         facts.helo,

@@ -478,7 +478,13 @@ def test_an_implicit_mx_that_may_be_public_is_unknown_not_nothing() -> None:
     facts = MailFromFacts(parse_sender(SENDER), mx=NODATA, implicit_mx=implicit)
     (hit,) = check_mail_from(facts)
     assert hit.symbol == "RL_MAILFROM_TEMPFAIL"
-    assert hit.options[1:] == ("no MX (nodata)", "AAAA: servfail")
+    # The internal address is named (regression, review: left out, so the admin could
+    # not see why the failed AAAA mattered).
+    assert hit.options[1:] == (
+        "no MX (nodata)",
+        f"only non-public addresses {INTERNAL}",
+        "AAAA: servfail",
+    )
     public = MailFromFacts(
         parse_sender(SENDER), mx=NODATA, implicit_mx=AddressFacts(Answer((PUBLIC,), 300), SERVFAIL)
     )

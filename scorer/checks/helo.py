@@ -243,21 +243,25 @@ def resolves_to_a_host(addresses: Collection[IPAddress], ip: IPAddress) -> bool:
 def _resolution_hit(facts: HeloFacts, ip: IPAddress) -> Hit | None:
     """NO_ADDRESS when both A and AAAA are definitely absent (an NXDOMAIN for one says so
     of both, RFC 8020 section 2: the other is then not asked), or when the name's
-    addresses name no host (``resolves_to_a_host``); any failure leaves the question
-    open (TEMPFAIL, or nothing beside an answer)."""
+    addresses name no host (``resolves_to_a_host``); a failure leaves the question open
+    (TEMPFAIL), unless the other family already named a host."""
     outcomes = [o for o in (facts.a, facts.aaaa) if o is not None]
-    evidence = option(f"helo={facts.helo.ascii}")
-    if any(isinstance(o, Answer) for o in outcomes):
-        addresses = _addresses(facts)
-        if any(isinstance(o, TempFail) for o in outcomes) or resolves_to_a_host(addresses, ip):
-            return None
-        shown = listed_addresses(addresses, most=4)
-        return Hit("RL_HELO_NO_ADDRESS", (evidence, f"only non-public addresses {shown}"))
     if not outcomes:
         return None
-    failures = failed_lookups({"A": facts.a, "AAAA": facts.aaaa})
+    evidence = option(f"helo={facts.helo.ascii}")
+    failures = tuple(map(option, failed_lookups({"A": facts.a, "AAAA": facts.aaaa})))
+    if any(isinstance(o, Answer) for o in outcomes):
+        addresses = _addresses(facts)
+        if resolves_to_a_host(addresses, ip):
+            return None
+        found = f"only non-public addresses {listed_addresses(addresses, most=4)}"
+        if failures:
+            # The failed family might have held a public address: unknown, and said so
+            # (as an implicit MX's is) rather than nothing or a verdict.
+            return Hit("RL_HELO_TEMPFAIL", (evidence, found, *failures))
+        return Hit("RL_HELO_NO_ADDRESS", (evidence, found))
     if failures:
-        return Hit("RL_HELO_TEMPFAIL", (evidence, *map(option, failures)))
+        return Hit("RL_HELO_TEMPFAIL", (evidence, *failures))
     kinds = sorted({describe(o) for o in outcomes if isinstance(o, NotFound)})
     return Hit("RL_HELO_NO_ADDRESS", (evidence, option(f"A/AAAA: {'/'.join(kinds)}")))
 

@@ -324,10 +324,14 @@ def _check_implicit(
             return Hit("RL_MAILFROM_BOGUS_MX", (subject, no_mx, f"implicit MX: {reason}"))
         if any(map(is_public_host, addresses)):
             return None
-        # Only internal addresses so far, and the other family's lookup failed: it might
-        # have been public. Unknown, and said so rather than nothing.
     if implicit.failed:
-        return Hit("RL_MAILFROM_TEMPFAIL", (subject, no_mx, *map(option, implicit.failures())))
+        # Only internal addresses so far (named, so the admin sees why the failure
+        # mattered), and the other family's lookup failed: it might have been public.
+        # Unknown, and said so rather than nothing.
+        shown = listed_addresses(addresses, most=4)
+        found = [f"only non-public addresses {shown}"] if addresses else []
+        failures = map(option, implicit.failures())
+        return Hit("RL_MAILFROM_TEMPFAIL", (subject, no_mx, *found, *failures))
     return Hit("RL_MAILFROM_NO_MAIL_HOST", (subject, no_mx, "no A/AAAA"))
 
 
