@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import errno
+import io
 import json
 import logging
 import math
@@ -38,13 +40,13 @@ from scorer.hangup import defer_hangups
 from scorer.integrations import rspamd as rspamd_integration
 from scorer.integrations import spamassassin
 from scorer.lookups import Facts
-from scorer.names import decimal_in
+from scorer.names import decimal_in, public_suffix_list
 from scorer.pipeline import Pipeline, build_dns_layer
-from scorer.protocol import CheckReply, RequestError, parse_request
+from scorer.protocol import MAX_FIELD_CHARS, CheckReply, RequestError, parse_request
 from scorer.report import render_report
 from scorer.requestlog import configure_command_logging, configure_logging, print_error
 from scorer.security import exposed_token_files, exposure_warning, refuse_public_without_token
-from scorer.symbols import SYMBOLS, markdown_table
+from scorer.symbols import SYMBOLS, markdown_table, reports_a_failure
 
 
 def _add_config_file_option(parser: argparse.ArgumentParser) -> None:
@@ -175,6 +177,11 @@ def _listen_in(path: str | None) -> str | None:
     return listen if isinstance(listen, str) else None
 
 
+#: `check`'s exit status when a lookup failed (a *_TEMPFAIL symbol): the score is not
+#: the whole verdict, and a script re-scoring clients must not read it as "clean".
+EXIT_INCOMPLETE = 3
+
+
 def _check(args: argparse.Namespace) -> int:
     config = _config(args)
     data = {
@@ -189,24 +196,46 @@ def _check(args: argparse.Namespace) -> int:
         print_error(f"rdns-scorer check: {error.message}")  # it names the field
         return 2
     configure_command_logging("rdns-scorer check")
+    for warning in [*_warnings(args.config, config), *_cut_fields(args)]:
+        print(f"rdns-scorer check: warning: {warning}", file=sys.stderr)
     # Its resolver warnings speak of this one check, not of a service's checks to come.
     pipeline = Pipeline(config, build_dns_layer(config, consequences=ONE_CHECK))
+    public_suffix_list()  # built before the clock starts, as a worker does (~30 ms)
 
     async def judged() -> tuple[float, Facts | None, CheckReply]:
-        # As the service does: a resolver that says the root does not exist gets no
-        # verdict from its NXDOMAIN and NODATA (DnsLayer.check_root).
-        await pipeline.dns.check_root()
+        # As the service does, a resolver that says the root does not exist gets no
+        # verdict from its NXDOMAIN and NODATA (DnsLayer.check_root). Asked beside the
+        # check, not before it: a silent resolver cost its timeout, then the deadline.
+        probe = asyncio.ensure_future(pipeline.dns.check_root())
+        trust_changes = pipeline.dns.trust_changes
         started = time.perf_counter()
         facts, reply = await pipeline.check_with_facts(request)
+        await probe
+        if pipeline.dns.trust_changes != trust_changes:
+            # The probe found the resolver untrusted: its "no"s are asked again, and
+            # reported as the failures they then are.
+            facts, reply = await pipeline.check_with_facts(request)
         return (time.perf_counter() - started) * 1000, facts, reply
 
     elapsed_ms, facts, reply = asyncio.run(judged())
     if args.json:
         print(reply.to_json(elapsed_ms).decode())  # the very bytes /v1/check sends
-        return 0
-    ptr_names = ", ".join(facts.ptr.names_judged()) if facts is not None else ""
-    sys.stdout.write(render_report(request, reply, elapsed_ms, ptr_names or None))
-    return 0
+    else:
+        ptr_names = ", ".join(facts.ptr.names_judged()) if facts is not None else ""
+        report = render_report(request, reply, elapsed_ms, ptr_names or None, pipeline.dns.silent)
+        sys.stdout.write(report)
+    return EXIT_INCOMPLETE if any(reports_a_failure(s.name) for s in reply.symbols) else 0
+
+
+def _cut_fields(args: argparse.Namespace) -> list[str]:
+    """What to say of the options longer than the service reads of a field."""
+    given = {"--helo": args.helo, "--from": args.mail_from, "--hostname": args.hostname}
+    return [
+        f"{option} is {len(value):,} characters; judged by its first {MAX_FIELD_CHARS:,}, "
+        "as the service judges the field"
+        for option, value in given.items()
+        if value is not None and len(value) > MAX_FIELD_CHARS
+    ]
 
 
 def _generic(args: argparse.Namespace) -> int:
@@ -214,6 +243,10 @@ def _generic(args: argparse.Namespace) -> int:
         print_error("rdns-scorer generic: give both IP and HOSTNAME, or neither")
         return 2
     pair = None if args.ip is None else (args.ip, args.hostname)
+    if pair is None and isinstance(sys.stdin, io.TextIOWrapper):
+        # Mail logs carry bytes that are not UTF-8: each makes its line an error line
+        # (shown as \xNN), not a UnicodeDecodeError that loses the rest of the batch.
+        sys.stdin.reconfigure(errors="surrogateescape")
     return run_generic(pair, args.confirmed, sys.stdin, sys.stdout)
 
 
@@ -333,7 +366,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     health.set_defaults(func=_health)
 
-    check = commands.add_parser("check", help="check one client without a server")
+    check = commands.add_parser(
+        "check",
+        help="check one client without a server",
+        description="Check one client as the service would, asking DNS afresh, and print "
+        "a report (or, with --json, the /v1/check reply body). Exit 0 with a verdict, 3 "
+        "when a lookup failed (a *_TEMPFAIL symbol: the score is not the whole verdict), "
+        "2 for a bad option or config.",
+    )
     check.add_argument("--ip", required=True, help="client IP address")
     check.add_argument("--helo", help="HELO/EHLO name")
     check.add_argument(
@@ -351,8 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     generic = commands.add_parser(
         "generic",
         help="classify a hostname as generic or not",
-        description="With IP and HOSTNAME, print the verdict. With neither, read "
-        "IP<TAB>HOSTNAME lines on stdin and print 'generic|legit<TAB>confidence<TAB>evidence'.",
+        description="With IP and HOSTNAME, print the verdict (exit 2 for a pair it cannot "
+        "judge). With neither, read IP<TAB>HOSTNAME lines on stdin and print "
+        "'generic|legit|error<TAB>confidence<TAB>evidence' (exit 1 after any error line).",
     )
     generic.add_argument("ip", nargs="?", help="client IP address")
     generic.add_argument("hostname", nargs="?", help="its PTR or HELO name")
@@ -384,13 +425,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# What a shell reports for a command killed by SIGPIPE (128 + 13).
+# What a shell reports for a command killed by SIGPIPE (128 + 13), and by SIGINT.
 BROKEN_PIPE_STATUS = 141
+INTERRUPTED_STATUS = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     if sys.stdout is None:  # started with fd 1 closed (`>&-`): output goes nowhere
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the process's lifetime
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # A name in U-labels on an ASCII or Latin-1 terminal (LANG=C over ssh): shown
+        # as \xNN escapes rather than a UnicodeEncodeError after the work is done.
+        sys.stdout.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)
@@ -400,10 +446,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print_error(f"rdns-scorer: config error: {error}")
         return 2
+    except KeyboardInterrupt:
+        return INTERRUPTED_STATUS  # Ctrl-C during a slow check: no traceback
     except BrokenPipeError:
         # `rdns-scorer symbols --format json | head`: the reader left, which is no
-        # error of ours. Point stdout at /dev/null so the flush at exit cannot raise
-        # again (the recipe of Python's signal module documentation).
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # error of ours.
+        _discard_stdout()
         return BROKEN_PIPE_STATUS
+    except OSError as error:
+        if error.errno not in OUTPUT_ERRORS:
+            raise
+        print_error(f"rdns-scorer: cannot write the output: {error.strerror}")
+        _discard_stdout()
+        return 1
     return result
+
+
+# Write errors of stdout (`> /dev/full`, a full disk or quota, a vanished terminal):
+# one line, not a traceback.
+OUTPUT_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that the flush at exit, of what could not be
+    written, cannot fail again (the recipe of Python's signal module documentation)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

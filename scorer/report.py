@@ -9,7 +9,7 @@ from scorer.checks.ptr import address_record
 from scorer.dns.outcomes import FailureKind
 from scorer.protocol import CheckReply, CheckRequest, SymbolResult
 from scorer.symbols import SYMBOLS, reports_a_failure
-from scorer.text import escape
+from scorer.text import option
 
 # How a lookup judged through a resolver that says the root does not exist shows in
 # evidence (the failure kind's name, then its detail: "untrusted: the resolver says ...").
@@ -22,17 +22,26 @@ UNTRUSTED_HINT = (
 )
 
 
+SILENT_HINT = (
+    "nothing on the sender's side, as far as this shows: this host's resolver does not "
+    "answer (not even for the root), so no lookup could be made; point [dns] "
+    "nameservers (or /etc/resolv.conf) at a running recursive resolver "
+    "(docs/monitoring.md, RdnsScorerResolverBroken)"
+)
+
+
 def hint_fields(request: CheckRequest, ptr_name: str | None) -> Mapping[str, str]:
     mail_from = request.mail_from or ""
-    # Escaped like options: a HELO can carry terminal escape sequences.
+    # Escaped and capped like options: a HELO can carry terminal escape sequences, and
+    # a field runs to 1,024 characters.
     return dict(
         ip=str(request.ip),
-        helo=escape(request.helo or ""),
-        mail_from=escape(mail_from),
+        helo=option(request.helo or ""),
+        mail_from=option(mail_from),
         # The name the MAIL FROM checks resolved (lower-case A-label), so the hint
         # names what to fix in DNS; "" when there is none (null sender, bad syntax).
-        domain=escape(parse_sender(mail_from).domain),
-        ptr=escape(ptr_name) if ptr_name else "its PTR name",
+        domain=option(parse_sender(mail_from).domain),
+        ptr=option(ptr_name) if ptr_name else "its PTR name",
         # The record that confirms a PTR name for this client: A, or AAAA for IPv6.
         address_record=address_record(request.ip),
     )
@@ -47,9 +56,27 @@ def _judged_by_an_untrusted_resolver(result: SymbolResult) -> bool:
     )
 
 
+def _checked(request: CheckRequest) -> str:
+    """What a reply without symbols vouches for: what the request gave to check."""
+    parts = ["reverse DNS"]
+    if request.helo is not None:
+        parts.append("HELO")
+    if request.mail_from:  # not for the null sender, which has no domain to check
+        parts.append("MAIL FROM")
+    if len(parts) == 1:
+        return "reverse DNS looks fine"
+    return f"{', '.join(parts[:-1])} and {parts[-1]} look fine"
+
+
 def render_report(
-    request: CheckRequest, reply: CheckReply, elapsed_ms: float, ptr_name: str | None
+    request: CheckRequest,
+    reply: CheckReply,
+    elapsed_ms: float,
+    ptr_name: str | None,
+    resolver_silent: bool = False,
 ) -> str:
+    """The report of one check; ``resolver_silent``: our resolver answered nothing, so
+    every failed lookup is its fault, not the sender's zones'."""
     fields = hint_fields(request, ptr_name)
     mail_from = "<>" if request.mail_from == "" else fields["mail_from"] or "-"
     lines = [
@@ -57,7 +84,7 @@ def render_report(
         f"total score {reply.score:+.2f}  ({elapsed_ms:.1f} ms)",
     ]
     if not reply.symbols:
-        lines.append("no symbols: reverse DNS, HELO and MAIL FROM look fine")
+        lines.append(f"no symbols: {_checked(request)}")
     for result in reply.symbols:
         symbol = SYMBOLS.get(result.name)
         lines.append("")
@@ -66,8 +93,10 @@ def render_report(
             lines.append(f"  what:     {symbol.description}")
         for evidence in result.options:
             lines.append(f"  evidence: {evidence}")
-        if _judged_by_an_untrusted_resolver(result):
-            # Our own resolver is at fault, not the sender's zones its hint would name.
+        # Where our own resolver is at fault, not the sender's zones its hint would name.
+        if resolver_silent and reports_a_failure(result.name):
+            lines.append(f"  fix:      {SILENT_HINT}")
+        elif _judged_by_an_untrusted_resolver(result):
             lines.append(f"  fix:      {UNTRUSTED_HINT}")
         elif symbol is not None:
             lines.append(f"  fix:      {symbol.hint.format_map(fields)}")

@@ -13,6 +13,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 import scorer.cli as cli
+import scorer.report as report
 import scorer.workers
 from scorer.cli import build_parser, main
 from scorer.config import ENV_LISTEN, Config
@@ -357,7 +359,7 @@ def test_check_does_not_trust_a_resolver_that_denies_the_root(
     lying = FaultyDns("nxdomain").start()
     try:
         argv = ["check", "--json", "--nameserver", lying.nameserver, "--ip", world.MISSING_PTR_IP]
-        assert main(argv) == 0
+        assert main(argv) == cli.EXIT_INCOMPLETE  # a lookup failed: no verdict
     finally:
         lying.stop()
     body = json.loads(capsys.readouterr().out)
@@ -388,7 +390,7 @@ def test_check_words_its_resolver_warning_for_one_check(
     resolver = FaultyDns(mode).start()
     try:
         argv = ["check", "--nameserver", resolver.nameserver, "--ip", world.MISSING_PTR_IP]
-        assert main(argv) == 0
+        assert main(argv) == cli.EXIT_INCOMPLETE
     finally:
         resolver.stop()
     assert [r.getMessage() for r in caplog.records] == [warning.format(resolver.nameserver)]
@@ -406,12 +408,139 @@ def test_check_names_itself_in_its_warnings() -> None:
         )  # fmt: skip
     finally:
         resolver.stop()
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == cli.EXIT_INCOMPLETE, result.stderr
     assert result.stderr == (
         f"rdns-scorer check: warning: resolver {resolver.nameserver} does not answer (the "
         "root's SOA: servfail): lookups fail and this check scores 0 (*_TEMPFAIL); the "
         "resolver is at fault, not the client's zones\n"
     )
+
+
+def test_check_exits_3_when_a_lookup_failed(
+    unbound: Unbound, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): exit 0 with every lookup failed, score 0: a script re-scoring
+    # clients from logs read "resolver down" as "clean".
+    argv = ["check", "--json", "--nameserver", unbound.nameserver, "--ip", world.CONFIRMED_IP]
+    assert main([*argv, "--from", f"user@{world.SERVFAIL_DOMAIN}"]) == cli.EXIT_INCOMPLETE
+    assert "RL_MAILFROM_TEMPFAIL" in capsys.readouterr().out
+    assert main([*argv, "--from", f"user@{world.GOOD_DOMAIN}"]) == 0  # a verdict, if clean
+    assert main(["check", "--nameserver", unbound.nameserver, "--ip", world.MISSING_PTR_IP]) == 0
+
+
+def test_check_blames_a_silent_resolver_not_the_senders_zones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Regression (review): the stderr warning said the resolver was at fault, but every
+    # `fix:` line on stdout told the sender to make its zones answer.
+    resolver = FaultyDns("servfail").start()
+    try:
+        argv = ["check", "--nameserver", resolver.nameserver, "--ip", world.MISSING_PTR_IP]
+        assert main([*argv, "--helo", "mx.good-sender.net"]) == cli.EXIT_INCOMPLETE
+    finally:
+        resolver.stop()
+    fixes = [line for line in capsys.readouterr().out.splitlines() if "fix:" in line]
+    assert len(fixes) == 2 and all(report.SILENT_HINT in line for line in fixes), fixes
+
+
+def test_check_asks_the_root_beside_the_check_not_before_it(tmp_path: Path) -> None:
+    # Regression (review): the root probe ran first, so a silent resolver cost its
+    # timeout and then the check's deadline (7.5 s for a check that reported 4 s).
+    config = tmp_path / "scorer.toml"
+    config.write_text("[dns]\ntimeout = 2.0\nrequest_deadline = 2.0\n")
+    resolver = FaultyDns("silent").start()
+    try:
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "scorer", "check", "--json", "--ip", world.MISSING_PTR_IP,
+             "--config", str(config), "--nameserver", resolver.nameserver],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        took = time.monotonic() - started
+    finally:
+        resolver.stop()
+    assert result.returncode == cli.EXIT_INCOMPLETE, result.stderr
+    assert json.loads(result.stdout)["elapsed_ms"] >= 1_900
+    assert took < 3.5, took  # one wait of 2 s and start-up, not two waits
+
+
+def test_check_says_what_it_judged_when_nothing_fired(
+    unbound: Unbound, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): "reverse DNS, HELO and MAIL FROM look fine" with no HELO or
+    # sender given, or a null sender, none of which was checked.
+    argv = ["check", "--nameserver", unbound.nameserver, "--ip", world.CONFIRMED_IP]
+    expected = {
+        (): "no symbols: reverse DNS looks fine",
+        ("--from", ""): "no symbols: reverse DNS looks fine",
+        ("--helo", world.CONFIRMED_NAME): "no symbols: reverse DNS and HELO look fine",
+        ("--helo", world.CONFIRMED_NAME, "--from", f"user@{world.GOOD_DOMAIN}"): (
+            "no symbols: reverse DNS, HELO and MAIL FROM look fine"
+        ),
+    }
+    for extra, said in expected.items():
+        assert main([*argv, *extra]) == 0
+        assert said in capsys.readouterr().out.splitlines()
+
+
+def test_check_warns_of_what_it_cannot_see_in_its_options(
+    unbound: Unbound, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): a 5,000-character HELO was silently judged by its first 1,024
+    # characters, and a config warning `config check` prints (a weight on a TEMPFAIL)
+    # went unsaid while it scored.
+    config = tmp_path / "scorer.toml"
+    config.write_text("[weights]\nRL_MAILFROM_TEMPFAIL = 1.0\n")
+    argv = ["check", "--config", str(config), "--nameserver", unbound.nameserver]
+    assert main([*argv, "--ip", world.CONFIRMED_IP, "--helo", "a" * 5_000]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("rdns-scorer check: warning: [weights] RL_MAILFROM_TEMPFAIL = 1:")
+    assert err[1] == (
+        "rdns-scorer check: warning: --helo is 5,000 characters; judged by its first 1,024, "
+        "as the service judges the field"
+    )
+
+
+def test_ctrl_c_and_a_full_disk_end_a_command_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): a KeyboardInterrupt traceback from asyncio.run; an OSError
+    # traceback for `> /dev/full`.
+    def interrupted(_args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_symbols", interrupted)
+    assert main(["symbols"]) == cli.INTERRUPTED_STATUS
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "scorer", "symbols"], stdout=full, stderr=subprocess.PIPE,
+            text=True, timeout=60,
+        )  # fmt: skip
+    assert (result.returncode, result.stderr) == (
+        1,
+        "rdns-scorer: cannot write the output: No space left on device\n",
+    )
+
+
+def test_generic_survives_bytes_and_terminals_that_are_not_utf8() -> None:
+    # Regression (review): a mail log's byte that is not UTF-8 ended a batch with a
+    # UnicodeDecodeError (its later lines lost) under a UTF-8 locale, and a U-label name
+    # on an ASCII terminal ended the report with a UnicodeEncodeError.
+    batch = subprocess.run(
+        [sys.executable, "-m", "scorer", "generic"],
+        input=b"192.0.2.1\t\xffbad.example\n5.6.7.8\t5-6-7-8.dyn.isp.net\n",
+        capture_output=True, timeout=60, env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},
+    )  # fmt: skip
+    assert batch.returncode == 1, batch.stderr
+    lines = batch.stdout.decode().splitlines()
+    assert lines[0] == "error\t0.00\tinvalid hostname '\\xffbad.example'"
+    assert lines[1].startswith("generic\t")
+    single = subprocess.run(
+        [sys.executable, "-m", "scorer", "generic", "203.0.113.14", "p203-0-113-14.dyn.bücher.de"],
+        capture_output=True, timeout=60, env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    assert b"p203-0-113-14.dyn.b\\xfccher.de" in single.stdout
 
 
 # -- generic, symbols, config check ------------------------------------------------------

@@ -25,6 +25,7 @@ from scorer.generic.hostparts import normalize_hostname, split_host, tokenise_la
 from scorer.generic.keywords import KEYWORDS, WEAK_KEYWORDS, digit_shape
 from scorer.generic.providers import PROVIDERS, find_provider
 from scorer.generic.verdict import MAX_DESCRIPTION_LENGTH
+from scorer.names import to_ascii
 
 CORPUS = Path(__file__).parent / "data" / "generic_ptr.tsv"
 
@@ -1092,3 +1093,45 @@ def test_run_generic_single_mode(capsys: pytest.CaptureFixture[str]) -> None:
     assert "generic" in text and "ipv4-hex" in text and "0.95" in text
     assert run_generic(("999.1.1.1", "x.example"), False, io.StringIO(), io.StringIO()) == 2
     assert "invalid IP" in capsys.readouterr().err
+
+
+def test_the_cli_reads_a_pair_as_a_check_does(capsys: pytest.CaptureFixture[str]) -> None:
+    # Regression (review): `generic` called a U-label name "not a usable hostname" and
+    # refused "[1.2.3.4]", which a check judges by its A-label and accepts (the HELO
+    # check scored p203-0-113-14.dyn.bücher-versand.de generic, 0.95).
+    name = "p203-0-113-14.dyn.bücher-versand.de"
+    stdout = io.StringIO()
+    assert run_generic(("[203.0.113.14]", name), False, io.StringIO(), stdout) == 0
+    verdict = classify(ipaddress.ip_address("203.0.113.14"), to_ascii(name) or "", False)
+    assert verdict.generic
+    report = stdout.getvalue()
+    assert f"{name} (p203-0-113-14.dyn.xn--bcher-versand-wob.de)" in report
+    assert f"confidence: {verdict.confidence:.2f}" in report
+    stdout = io.StringIO()
+    assert run_generic(("::ffff:203.0.113.14", name), False, io.StringIO(), stdout) == 0
+    assert stdout.getvalue().startswith("203.0.113.14  ")  # unmapped, as the service does
+    batch = io.StringIO(f"::ffff:203.0.113.14\t{name}\n")
+    stdout = io.StringIO()
+    assert run_generic(None, False, batch, stdout) == 0
+    assert stdout.getvalue().startswith(f"generic\t{verdict.confidence:.2f}\t")
+
+
+def test_the_cli_refuses_an_unusable_name_and_escapes_what_it_shows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Regression (review): a single pair with an unusable name was "legit", exit 0 (a
+    # batch line said "error"); a name's terminal escapes went to the terminal raw; a
+    # bad address's message lacked the command's name.
+    assert run_generic(("192.0.2.1", "not a hostname!!"), False, io.StringIO(), io.StringIO()) == 2
+    assert capsys.readouterr().err == "rdns-scorer generic: invalid hostname 'not a hostname!!'\n"
+    assert run_generic(("bad\x1b[2J", "x.example"), False, io.StringIO(), io.StringIO()) == 2
+    assert capsys.readouterr().err == "rdns-scorer generic: invalid IP address 'bad\\x1b[2J'\n"
+    assert (
+        run_generic(("192.0.2.1", "evil\x1b]0;x\a.example"), False, io.StringIO(), io.StringIO())
+        == 2
+    )
+    assert "\x1b" not in capsys.readouterr().err
+    # A byte that is not UTF-8 (stdin read with surrogateescape) shows as that byte.
+    stdout = io.StringIO()
+    assert run_generic(None, False, io.StringIO("192.0.2.1\t\udcffbad.example\n"), stdout) == 1
+    assert stdout.getvalue() == "error\t0.00\tinvalid hostname '\\xffbad.example'\n"

@@ -7,23 +7,47 @@ Two modes:
 * batch: with no pair (None), reads ``IP<TAB>HOSTNAME`` lines from ``stdin`` and writes
   ``generic|legit|error<TAB>confidence<TAB>evidence; evidence`` per line, so admins can run
   it over addresses and names pulled from mail logs.
+
+Both read an address and a name as the service does (``protocol.parse_ip``: brackets,
+``::ffff:`` mapped; a name in U-labels judged by its A-label, ``names.to_ascii``), so a
+verdict here is the one a check would give the same pair.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from typing import TextIO
 
 from scorer.generic.classifier import classify
 from scorer.generic.hostparts import normalize_hostname
 from scorer.generic.verdict import GenericVerdict
+from scorer.names import to_ascii
+from scorer.protocol import IPAddress, parse_ip
+from scorer.requestlog import print_error
+from scorer.text import escape
 
 #: Exit status for usage errors (argparse uses the same).
 EXIT_USAGE = 2
 #: Exit status of a batch with malformed lines: scripts can tell (grep's "trouble" is 2).
 EXIT_BAD_LINES = 1
 ERROR_LABEL = "error\t"
+
+
+class BadPair(ValueError):
+    """An address or name the classifier cannot judge; its message says which, escaped."""
+
+
+def parse_pair(ip: str, hostname: str) -> tuple[IPAddress, str]:
+    """The client address and the A-label form of ``hostname``, as a check reads them;
+    BadPair if either is unusable."""
+    try:
+        address = parse_ip(ip)
+    except ValueError:
+        raise BadPair(f"invalid IP address '{escape(ip.strip())}'") from None
+    name = to_ascii(hostname.strip())
+    if name is None or normalize_hostname(name) is None:
+        raise BadPair(f"invalid hostname '{escape(hostname.strip())}'")
+    return address, name
 
 
 def run_generic(
@@ -37,28 +61,34 @@ def run_generic(
     gets its ``error`` line, and the others their verdicts).
     """
     if pair is None:
+        if stdin.isatty():  # else it would wait, silently, for lines nobody knows to type
+            print("reading IP<TAB>HOSTNAME lines (end with Ctrl-D)", file=sys.stderr)
         return EXIT_BAD_LINES if _run_batch(stdin, stdout, confirmed) else 0
-    ip, hostname = pair
     try:
-        address = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        print(f"error: invalid IP address: {ip!r}", file=sys.stderr)
+        address, name = parse_pair(*pair)
+    except BadPair as error:
+        print_error(f"rdns-scorer generic: {error}")
         return EXIT_USAGE
-    verdict = classify(address, hostname, confirmed)
-    _print_report(address, hostname, confirmed, verdict, stdout)
+    verdict = classify(address, name, confirmed)
+    _print_report(address, pair[1].strip(), name, confirmed, verdict, stdout)
     return 0
 
 
 def _print_report(
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    address: IPAddress,
     hostname: str,
+    name: str,
     confirmed: bool,
     verdict: GenericVerdict,
     stdout: TextIO,
 ) -> None:
-    """Write the verdict of one pair for a person to read."""
+    """Write the verdict of one pair for a person to read (``name``: the A-label form of
+    ``hostname``, shown too where it differs more than in case)."""
     state = "forward-confirmed" if confirmed else "not forward-confirmed"
-    stdout.write(f"{address}  {hostname}  ({state})\n")
+    shown = escape(hostname)  # a name from a log can carry terminal escapes
+    if name != hostname.lower().rstrip("."):
+        shown += f" ({name})"
+    stdout.write(f"{address}  {shown}  ({state})\n")
     stdout.write(f"verdict:    {'generic' if verdict.generic else 'legit'}\n")
     stdout.write(f"confidence: {verdict.confidence:.2f}\n")
     lines = verdict.describe() or ["(no evidence)"]
@@ -87,18 +117,14 @@ def _batch_line(line: str, confirmed: bool) -> str:
     if len(fields) < 2:
         return _error("expected IP<TAB>HOSTNAME")
     try:
-        address = ipaddress.ip_address(fields[0].strip())
-    except ValueError:
-        return _error(f"invalid IP address {fields[0].strip()!r}")
-    hostname = fields[1].strip()
-    if normalize_hostname(hostname) is None:
-        return _error(f"invalid hostname {hostname!r}")
-    verdict = classify(address, hostname, confirmed)
+        address, name = parse_pair(fields[0], fields[1])
+    except BadPair as error:
+        return _error(str(error))
+    verdict = classify(address, name, confirmed)
     label = "generic" if verdict.generic else "legit"
     return f"{label}\t{verdict.confidence:.2f}\t{'; '.join(verdict.describe())}"
 
 
 def _error(reason: str) -> str:
-    """An ``error`` output line; tabs and newlines in the reason would break the format."""
-    clean = reason.replace("\t", " ").replace("\n", " ")
-    return f"{ERROR_LABEL}0.00\t{clean}"
+    """An ``error`` output line (``reason`` escaped: no tab or newline breaks the format)."""
+    return f"{ERROR_LABEL}0.00\t{reason}"
