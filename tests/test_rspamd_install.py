@@ -918,6 +918,35 @@ def test_install_without_config_points_at_the_systemd_one(
     assert "add --config" not in capsys.readouterr().out
 
 
+def test_install_without_config_keeps_the_section_installed_before(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): `rspamd check` says to run `rspamd install` for a new plugin
+    # release; run as it said (no --config), install wrote the defaults' section over
+    # the one from the service's config, its token dropped: every check then a 401.
+    service_config = tmp_path / "scorer.toml"
+    service_config.write_text('[server]\nlisten = "127.0.0.1:11399"\ntoken = "t0ken"\n')
+    confdir = tmp_path / "rspamd"
+    confdir.mkdir()
+    local = confdir / "rspamd.conf.local"
+    argv = ["rspamd", "install", "--confdir", str(confdir), "--no-configtest"]
+    assert main([*argv, "--config", str(service_config)]) == 0
+    installed = local.read_text()
+    assert 'token = "t0ken";' in installed
+    capsys.readouterr()
+    plugin = confdir / "plugins.d" / "rdns_scorer.lua"
+    plugin.write_text("-- an older release\n")
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert local.read_text() == installed
+    assert plugin.read_bytes() == integration.shipped_plugin()
+    assert "kept:      the rdns_scorer section installed before" in out
+    # --listen (or --config) writes it anew, as asked.
+    assert main([*argv, "--listen", "127.0.0.1:11398"]) == 0
+    assert 'servers = "127.0.0.1:11398";' in local.read_text()
+    assert "token" not in local.read_text()
+
+
 def test_install_refuses_missing_confdir(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1519,7 +1548,8 @@ def test_check_of_no_plugin_and_no_section_says_to_install(
     )
     assert lines == [
         f"problem:   rspamd does not load the plugin ({tmp_path / 'plugins.d' / 'rdns_scorer.lua'}"
-        f" is missing or was not read): run `rdns-scorer rspamd install --confdir {tmp_path}`"
+        f" is missing or was not read): run `rdns-scorer rspamd install --confdir {tmp_path}"
+        " --config FILE`"
     ]
 
 
@@ -1751,7 +1781,7 @@ def test_check_says_when_the_section_is_missing(
         [
             "problem:   rspamd has the rdns_scorer module disabled (unconfigured): it has no "
             "rdns_scorer section (rspamd.conf.local); run `rdns-scorer rspamd install "
-            f"--confdir {stock_confdir}`",
+            f"--confdir {stock_confdir} --config FILE` with the service's config",
             f"ok:        {plugin} is rdns-scorer {__version__}'s",
             "1 problem (mail still flows: the plugin fails open)",
         ],

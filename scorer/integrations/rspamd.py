@@ -358,6 +358,20 @@ def with_managed_block(text: str, section: str) -> str:
     return text + ("\n" if text else "") + block
 
 
+def installed_section(local: Path) -> str | None:
+    """The section between our markers in ``local`` (rspamd.conf.local), or None when it
+    has no whole block (install then says what is wrong with the file)."""
+    try:
+        text = _read_kept(local)
+        span = _managed_span(text)
+    except (OSError, ValueError):
+        return None
+    if span is None:
+        return None
+    block = text[span[0] : span[1]]
+    return block[block.index("\n") + 1 : block.rindex(MARK_END)]
+
+
 def without_managed_block(text: str) -> str | None:
     """``text`` without our block, or None when it has none: the reverse of
     ``with_managed_block``, the blank line it put before an appended block included
@@ -709,8 +723,14 @@ def _cmd_install(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         print(f"rdns-scorer rspamd install: {error}", file=sys.stderr)
         return 2
+    # Without --config or --listen, an installed section stays as it is: an upgrade
+    # (`rspamd check` says to run install for a new plugin) must not write the defaults'
+    # section over the one install wrote from the service's config, its token dropped
+    # and every check then refused (401), mail unscored.
+    given = args.config is not None or args.listen is not None
+    kept = None if given else installed_section(confdir / "rspamd.conf.local")
     try:
-        section = module_section(_service_config(args))
+        section = kept or module_section(_service_config(args))
         report = install(
             confdir, section, shutil.which("rspamadm"), source_dir, not args.no_configtest
         )
@@ -718,7 +738,12 @@ def _cmd_install(args: argparse.Namespace) -> int:
         print(f"rdns-scorer rspamd install: {error}{_as_root_hint(error)}", file=sys.stderr)
         return 1
     print("\n".join(report.lines))
-    if args.config is None and SYSTEMD_CONFIG.exists():
+    if kept is not None:
+        print(
+            "kept:      the rdns_scorer section installed before (its servers and token); "
+            "give --config FILE (the service's config) to write it anew"
+        )
+    elif args.config is None and SYSTEMD_CONFIG.exists():
         # The README's first install may come before this habit: without --config the
         # section has no token, and a service that requires one refuses every check.
         print(
@@ -777,7 +802,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="install the plugin into an rspamd config dir",
         description="Copy rdns_scorer.lua into CONFDIR/plugins.d/, add the module section to "
         "CONFDIR/rspamd.conf.local between marker comments (idempotent; changed files are "
-        "backed up first) and run `rspamadm configtest`.",
+        "backed up first) and run `rspamadm configtest`. Without --config or --listen, a "
+        "section installed before is kept as it is (an upgrade of the plugin).",
     )
     uninstall_cmd = actions.add_parser(
         "uninstall",

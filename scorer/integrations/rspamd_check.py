@@ -128,16 +128,22 @@ def module_state(modules: str) -> str | None:
 
 def _module_finding(state: str | None, confdir: Path, has_section: bool) -> Finding:
     plugin = confdir / "plugins.d" / rspamd.PLUGIN_FILE
+    # Install keeps a section installed before; without one it needs the service's
+    # config, or the section it writes has no token.
+    install = _install(confdir) + ("" if has_section else " --config FILE")
     if state == "enabled":
         return Finding(True, "rspamd loads the rdns_scorer module")
     if state is None:
         return Finding(
             False,
             f"rspamd does not load the plugin ({plugin} is missing or was not read): "
-            f"run `{_install(confdir)}`",
+            f"run `{install}`",
         )
     if not has_section:  # the plugin returns at once: rspamd says "disabled (unconfigured)"
-        why = f"it has no rdns_scorer section (rspamd.conf.local); run `{_install(confdir)}`"
+        why = (
+            f"it has no rdns_scorer section (rspamd.conf.local); run `{install}` with the "
+            "service's config"
+        )
     elif state == "disabled (explicitly)":
         why = "`enabled = false` in its section"
     else:  # the plugin refused its section: the reason is a line in rspamd's log
