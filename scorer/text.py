@@ -42,12 +42,45 @@ def option(text: str, limit: int = OPTION_MAX_CHARS) -> str:
     safe = escape(text)
     if len(safe) <= limit:
         return safe
-    cut = safe[: limit - 3]
-    # Never cut an escape in two: every backslash in ``safe`` starts one.
+    return _head(safe, limit - 3) + "..."
+
+
+#: The shortest part of a name ``option_naming`` keeps: less says nothing of which it was.
+MIN_NAME_SHOWN = 24
+
+
+def option_naming(name: str, said: str, limit: int = OPTION_MAX_CHARS) -> str:
+    """``name + said`` as an option, a name too long for both shortened in its middle:
+    what is said of it (``-> 10.1.1.1``, ``: only non-public addresses ...``) is why
+    the symbol fired, and cutting the end of the option lost it behind a 190-character
+    name. ``said`` too long to leave room for a name is cut as ``option`` cuts."""
+    safe_name, safe_said = escape(name), escape(said)
+    if len(safe_name) + len(safe_said) <= limit:
+        return safe_name + safe_said
+    room = limit - len(safe_said) - 3
+    if room < MIN_NAME_SHOWN:
+        return option(name + said, limit)
+    tail = room // 2
+    return _head(safe_name, room - tail) + "..." + _tail(safe_name, tail) + safe_said
+
+
+def _head(safe: str, length: int) -> str:
+    """The first ``length`` characters of escaped ``safe``, or fewer: an escape is never
+    cut in two (every backslash in ``safe`` starts one)."""
+    cut = safe[:length]
     start = cut.rfind("\\", max(0, len(cut) - 9))
     if start != -1 and start + _ESCAPE_LENGTH[cut[start + 1 : start + 2]] > len(cut):
         cut = cut[:start]
-    return cut + "..."
+    return cut
+
+
+def _tail(safe: str, length: int) -> str:
+    """The last ``length`` characters of escaped ``safe``, or fewer, as ``_head``."""
+    begin = len(safe) - length
+    start = safe.rfind("\\", max(0, begin - 9), begin)
+    if start != -1:
+        begin = max(begin, start + _ESCAPE_LENGTH[safe[start + 1 : start + 2]])
+    return safe[begin:]
 
 
 def has_unsafe(text: str) -> bool:

@@ -32,7 +32,14 @@ from scorer.protocol import (
     parse_request,
     wants_msgpack,
 )
-from scorer.text import OPTION_MAX_CHARS, escape, option, unsafe_reason
+from scorer.text import (
+    MIN_NAME_SHOWN,
+    OPTION_MAX_CHARS,
+    escape,
+    option,
+    option_naming,
+    unsafe_reason,
+)
 from tests import world
 from tests.helpers import eventually, symbols_for
 from tests.support.fakedns import FaultyDns
@@ -450,6 +457,40 @@ def test_options_are_capped_without_cutting_an_escape(text: str, limit: int) -> 
     shown = option(text, limit)
     assert len(shown) <= limit and shown.isprintable()
     assert "\\" not in _COMPLETE_ESCAPE.sub("", shown)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    name=st.text(alphabet=st.characters(codec=None, exclude_categories=())),
+    said=st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=40),
+    limit=st.integers(8, 80),
+)
+def test_an_option_naming_keeps_what_it_says_whole(name: str, said: str, limit: int) -> None:
+    # Regression (review): a 191-character PTR name pushed "-> 198.51.100.44", why it
+    # is unverified, past the cap. The name is shortened in its middle instead, never
+    # cutting an escape, and what is said of it is kept whole when it leaves room.
+    shown = option_naming(name, said, limit)
+    assert len(shown) <= limit and shown.isprintable()
+    assert "\\" not in _COMPLETE_ESCAPE.sub("", shown)
+    if len(escape(name)) + len(escape(said)) <= limit:
+        assert shown == escape(name) + escape(said)
+    elif limit - len(escape(said)) - 3 >= MIN_NAME_SHOWN:
+        assert shown.endswith(escape(said))
+        assert "..." in shown[: len(shown) - len(escape(said))]
+    else:
+        assert shown == option(name + said, limit)
+
+
+def test_an_option_naming_shortens_the_middle_of_a_long_name() -> None:
+    name = "a" * 100 + "\u202e" + "b" * 100
+    shown = option_naming(name, " -> 198.51.100.44", 60)
+    assert shown == "a" * 20 + "..." + "b" * 20 + " -> 198.51.100.44"
+    # At the escape: dropped whole on either side, never cut in two.
+    name = "a" * 19 + "\u202e" + "b" * 40 + "\u202e" + "c" * 19
+    assert (
+        option_naming(name, " -> 198.51.100.44", 60)
+        == "a" * 19 + "..." + "c" * 19 + " -> 198.51.100.44"
+    )
 
 
 def _shown_as(text: str) -> str:

@@ -519,3 +519,15 @@ def test_a_ptr_naming_an_ipv6_address_literal_is_no_host_name(literal: str) -> N
     (hit,) = check_ptr(_ptr_facts({literal: NotFound(NotFoundKind.NXDOMAIN, 300)}))
     assert hit.symbol == "RL_PTR_MISSING"
     assert f"PTR: {literal} (an address, not a host name)" in hit.options
+
+
+def test_a_long_ptr_name_keeps_why_it_is_unverified_in_view() -> None:
+    # Regression (review): a 191-character PTR name resolving elsewhere showed as
+    # "llll...llll...": the "-> 198.51.100.44" that says why it is unverified was cut.
+    name = ".".join(["l" * 60] * 3) + ".example.net"
+    elsewhere = ipaddress.IPv4Address("198.51.100.44")
+    (hit,) = check_ptr(_ptr_facts({name: Answer((elsewhere,), 300)}))
+    assert hit.symbol == "RL_PTR_UNVERIFIED"
+    shown = hit.options[1]
+    assert len(shown) <= OPTION_MAX_CHARS and shown.endswith(".example.net -> 198.51.100.44")
+    assert shown.startswith("l" * 20) and "..." in shown

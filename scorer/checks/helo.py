@@ -37,7 +37,7 @@ from scorer.names import (
     unmapped,
     unscoped,
 )
-from scorer.text import has_unsafe, option, unsafe_reason
+from scorer.text import has_unsafe, option, option_naming, unsafe_reason
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -164,9 +164,13 @@ def _forged_local(
     and judged as such), and an address no other network has (an internal one, such as
     our NAT'd interface's 192.168.1.10, is the inside address of many a remote host)."""
     if helo.kind is HeloKind.NAME and helo.ascii in local_names:
-        return Hit("RL_HELO_FORGED_LOCAL", (option(f"helo={helo.ascii} is our own name"),))
+        return Hit(
+            "RL_HELO_FORGED_LOCAL", (option_naming(f"helo={helo.ascii}", " is our own name"),)
+        )
     if helo.address is not None and helo.address in local_ips and not is_internal(helo.address):
-        return Hit("RL_HELO_FORGED_LOCAL", (option(f"helo={helo.raw} is our own address"),))
+        return Hit(
+            "RL_HELO_FORGED_LOCAL", (option_naming(f"helo={helo.raw}", " is our own address"),)
+        )
     return None
 
 

@@ -38,7 +38,7 @@ from scorer.names import (
     to_ascii,
     unmapped,
 )
-from scorer.text import has_unsafe, option, unsafe_reason
+from scorer.text import has_unsafe, option, option_naming, unsafe_reason
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -290,10 +290,10 @@ def _check_mx(
     )
     if not reasons or any(usable):
         return None  # at least one usable mail host (or none to judge)
-    evidence = [option(f"MX {name}: {reason}") for name, reason in reasons.items() if reason]
+    evidence = [option_naming(f"MX {name}", f": {r}") for name, r in reasons.items() if r]
     # Hosts whose lookups failed might have been usable: named, with what failed.
     evidence += [
-        option(f"MX {name} {failure}")
+        option_naming(f"MX {name}", f" {failure}")
         for name, facts in targets.items()
         if reasons[name] is None
         for failure in facts.failures()

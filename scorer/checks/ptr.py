@@ -16,7 +16,7 @@ from scorer.checks.generic import generic_hit
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import Answer, Lookup, TempFail, describe, listed_addresses
 from scorer.names import address_named, is_localhost_name
-from scorer.text import option
+from scorer.text import option, option_naming
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -84,8 +84,8 @@ def _forward_evidence(ip: IPAddress, name: str, outcome: Lookup[IPAddress]) -> s
     it is not there (``mail.example.net A: nodata``: it may well have the other
     family's)."""
     if isinstance(outcome, Answer):
-        return option(f"{name} -> {listed_addresses(outcome.records)}")
-    return option(f"{name} {address_record(ip)}: {describe(outcome)}")
+        return option_naming(name, f" -> {listed_addresses(outcome.records)}")
+    return option_naming(name, f" {address_record(ip)}: {describe(outcome)}")
 
 
 def _generic(ip: IPAddress, names: dict[str, bool]) -> Hit | None:
