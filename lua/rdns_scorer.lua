@@ -106,7 +106,7 @@ local SYMBOLS = {
   { "RL_HELO_LOCALHOST", "helo", "HELO/EHLO claims to be localhost." },
   { "RL_HELO_NOT_FQDN", "helo", "HELO/EHLO is a single label or under a non-public suffix (.local, .lan, ...)." },
   { "RL_HELO_BARE_IP", "helo", "HELO/EHLO is an IP address without brackets, which is not valid syntax." },
-  { "RL_HELO_LITERAL_MISMATCH", "helo", "HELO/EHLO is an address literal that is not the client's own address (weight x 1/3 for an internal one: RFC 1918, CGNAT, ULA, link-local)." },
+  { "RL_HELO_LITERAL_MISMATCH", "helo", "HELO/EHLO is an address literal that is not the client's own address (weight x 1/3 for an internal one: RFC 1918, CGNAT, ULA, link-local; or another address in an IPv6 client's own /64)." },
   { "RL_HELO_INVALID", "helo", "HELO/EHLO has characters or label lengths no hostname can have." },
   { "RL_HELO_NO_ADDRESS", "helo", "HELO/EHLO is a FQDN with no A or AAAA record, or only non-public ones (loopback, RFC 1918, CGNAT, ULA, multicast, reserved, documentation) that are not the client's." },
   { "RL_HELO_FORGED_LOCAL", "helo", "The client greets with one of our own names or addresses." },

@@ -22,7 +22,14 @@ from typing import Any, get_type_hints
 from scorer.allowlist import Allowlist, AllowlistError
 from scorer.dns.layer import Nameserver, parse_nameservers
 from scorer.files import file_error, read_regular_file
-from scorer.names import address_in, decimal_in, hostname_problem, literal_address, to_ascii
+from scorer.names import (
+    address_in,
+    decimal_in,
+    hostname_problem,
+    literal_address,
+    non_public_suffix,
+    to_ascii,
+)
 from scorer.policy import parse_network
 from scorer.protocol import parse_ip
 from scorer.symbols import SYMBOLS, default_weights, reports_a_failure
@@ -160,16 +167,33 @@ class Config:
         return self.policy.shadow or symbol in self.policy.shadow_symbols
 
     def warnings(self) -> list[str]:
-        """What loads but breaks the promise that mail never pays for our trouble: a
-        ``*_TEMPFAIL`` symbol that scores. It fires for every message while DNS fails
-        (an outage, a timeout), whatever the sender did; shadowed, it scores nothing."""
-        return [
+        """What loads but does not do what it says: a ``*_TEMPFAIL`` symbol that scores
+        breaks the promise that mail never pays for our trouble (it fires for every
+        message while DNS fails, whatever the sender did; shadowed, it scores nothing),
+        and a local name that is no public host name never matches (below)."""
+        scored_failures = [
             f"[weights] {name} = {weight:g}: every message is scored {weight:+g} while its "
             "lookups fail (a DNS outage or timeout), which says nothing about the sender; "
             "the default is 0"
             for name, weight in self.weights.items()
             if weight != 0 and reports_a_failure(name) and not self.is_shadowed(name)
         ]
+        return scored_failures + self._unmatched_local_names()
+
+    def _unmatched_local_names(self) -> list[str]:
+        """A HELO under no public suffix (``mail``, ``mx.example.org``, ``host.lan``) is
+        RL_HELO_NOT_FQDN, never RL_HELO_FORGED_LOCAL (scorer.checks.helo: only what is ours
+        alone counts), so such an entry changes nothing; `config check` said "OK"."""
+        warnings = []
+        for entry in self.policy.local_names:
+            suffix = non_public_suffix(_host_name(entry))
+            if suffix is not None:
+                warnings.append(
+                    f"[policy] local_names {entry!r}: not a public host name ({suffix}), so a "
+                    "greeting with it is never judged a forgery of ours; list the public "
+                    "names your mail servers greet with"
+                )
+        return warnings
 
     def reload_warnings(self, started: ServerConfig) -> list[str]:
         """What a reload to this config warns about, for a service that started with

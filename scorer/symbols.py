@@ -5,9 +5,10 @@ Everything else derives from this table: the default weights in the config, the
 (checked by a test) and the hints in ``rdns-scorer check``'s report.
 
 Default weights follow the postmaster article that motivates the project: a
-missing PTR is strong evidence, an unverified PTR moderate, HELO problems are
-gentle ("keep a close eye on the logs"), invalid MAIL FROM domains are scored
-fairly hard, and a DNS failure is never scored at all (weight 0).
+missing PTR is strong evidence, an unverified PTR moderate, most HELO problems
+gentle ("keep a close eye on the logs"; a HELO forging our own identity is strong,
+and one naming another host's address literal moderate), invalid MAIL FROM domains
+are scored fairly hard, and a DNS failure is never scored at all (weight 0).
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ _TABLE: tuple[Symbol, ...] = (
         Family.HELO,
         1.5,
         "HELO/EHLO is an address literal that is not the client's own address (weight x "
-        "1/3 for an internal one: RFC 1918, CGNAT, ULA, link-local).",
+        "1/3 for an internal one: RFC 1918, CGNAT, ULA, link-local; or another address in "
+        "an IPv6 client's own /64).",
         "Moderate: a literal naming another public address is a false identity, not a "
         "configuration slip; an internal one is a host behind NAT naming its inside "
         "address, a slip scored as gently as RL_HELO_NOT_FQDN.",

@@ -328,8 +328,12 @@ def _toml_examples() -> list[Any]:
 
 
 def _passes_config_check(path: Path) -> None:
-    """What `rdns-scorer config check` does, without the environment of the test run."""
-    refuse_public_without_token(load_config(path, environ={}))
+    """What `rdns-scorer config check` does, without the environment of the test run;
+    and it warns of nothing (regression: the complete example's local_names never
+    matched, and said nothing)."""
+    config = load_config(path, environ={})
+    refuse_public_without_token(config)
+    assert config.warnings() == []
 
 
 @pytest.mark.parametrize(("doc", "example"), _toml_examples())
@@ -934,3 +938,19 @@ def test_a_missing_token_file_is_said_as_a_missing_config_is(tmp_path: Path) -> 
     assert str(raised.value) == (
         f"[server] token_file: {tmp_path / 'gone'}: No such file or directory"
     )
+
+
+def test_a_local_name_under_no_public_suffix_is_warned_about() -> None:
+    # Regression (review): `config check` said OK for local_names "mail" and
+    # "mx.example.org", which never match: a HELO with one is RL_HELO_NOT_FQDN, never
+    # RL_HELO_FORGED_LOCAL (the docs' own example listed mx.example.org).
+    names = ["mail", "mx.example.org", "host.lan", "mx.our-site.org", "MX.Bücher.de."]
+    config = config_from_mapping({"policy": {"local_names": names}})
+    warned = [w for w in config.warnings() if w.startswith("[policy] local_names")]
+    assert warned == [
+        f"[policy] local_names {name!r}: not a public host name ({suffix}), so a greeting "
+        "with it is never judged a forgery of ours; list the public names your mail servers "
+        "greet with"
+        for name, suffix in [("mail", "single label"), ("mx.example.org", ".example.org"),
+                             ("host.lan", ".lan")]
+    ]  # fmt: skip
