@@ -272,6 +272,10 @@ def _bogus_reason(target: str, facts: AddressFacts | None) -> str | None:
     return None
 
 
+# What the evidence says of root MX records other than RFC 7505 section 3's lone "0 .".
+NOT_NULL_MX_TO_THE_LETTER = "names no host; RFC 7505's null MX is a lone MX 0 ."
+
+
 def _check_mx(
     subject: str, mx: Answer[MxRecord], targets: dict[str, AddressFacts], unchecked: int
 ) -> Hit | None:
@@ -281,7 +285,8 @@ def _check_mx(
         # By preference, as RFC 5321 section 5.1 orders them (as numbers: 9 before 10).
         by_preference = sorted(record.preference for record in mx.records)
         published = ", ".join(f"MX {preference} ." for preference in by_preference)
-        return Hit("RL_MAILFROM_NULL_MX", (subject, f"{published} (RFC 7505)"))
+        why = "RFC 7505" if by_preference == [0] else NOT_NULL_MX_TO_THE_LETTER
+        return Hit("RL_MAILFROM_NULL_MX", (subject, f"{published} ({why})"))
     reasons = {name: _bogus_reason(name, facts) for name, facts in targets.items()}
     # Usable: a public address, whatever the other family's lookup did (an A that timed
     # out beside a public AAAA still leaves a host to deliver to).

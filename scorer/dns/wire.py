@@ -410,6 +410,8 @@ def classify(
         if rcode == RCODE_NXDOMAIN:
             nxdomain = NotFoundKind.NXDOMAIN
             return _answer(data, 12 + qlen, ancount, counts, rdtype, negative_ttl, nxdomain)
+    except _Malformed as error:  # what our reading found wrong, in its words
+        return TempFail(FailureKind.MALFORMED, f"unparsable response: {error}"[:200])
     except Exception as error:  # any surprise in a hostile packet is a failure, never a crash
         return TempFail(FailureKind.MALFORMED, f"unparsable response: {error!r}"[:200])
     if rcode == RCODE_YXDOMAIN:  # RFC 6672 section 2.2: a DNAME made the name too long
