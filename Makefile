@@ -45,8 +45,9 @@ $(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
 venv: $(VENV)/.run-installed
 test-venv: $(VENV)/.test-installed
 
+# `make run ARGS="--config scorer.toml"`: serve's options.
 run: venv
-	$(BIN)/rdns-scorer serve
+	$(BIN)/rdns-scorer serve $(ARGS)
 
 # Debian's postfix asks which setup to write: "No configuration" writes none, so no
 # system postfix starts (the tests run their own). --no-remove: postfix conflicts with
@@ -103,5 +104,7 @@ bench: $(VENV)/.bench-installed
 	$(MAKE) --no-print-directory debian-packages PACKAGES="$(BENCH_PACKAGES)"
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# build/: what pip's in-tree build left, which a later `pip install .` would ship again
+# (a module deleted from scorer/ since included).
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build

@@ -62,5 +62,6 @@ def exposed_token_files(config_path: str | Path | None, config: Config) -> list[
 def exposure_warning(path: Path) -> str:
     return (
         f"{path} is world-readable and holds the token: chown root:rdns-scorer {path} && "
-        f"chmod 640 {path} (the group the service runs as; docs/monitoring.md, systemd)"
+        f"chmod 640 {path} (the group the service runs as, which `adduser --system --group "
+        "--no-create-home rdns-scorer` makes; docs/monitoring.md, systemd)"
     )
