@@ -674,7 +674,8 @@ def test_a_failed_configtest_says_do_not_reload_even_when_nothing_changed(
     integration.install(confdir, section, rspamadm=rspamadm)
     again = integration.install(confdir, section, rspamadm=rspamadm)
     assert not again.ok and not again.changed
-    assert "configtest: FAILED" in again.lines and "  syntax error at line 3" in again.lines
+    assert "configtest: FAILED" in again.lines
+    assert "  rspamadm: syntax error at line 3" in again.lines
     assert again.lines[-1].startswith("do not reload rspamd"), again.lines
 
 
@@ -1190,7 +1191,7 @@ def test_uninstall_leaves_the_stock_config_as_it_was(
         f"removed:   {stock_confdir / 'plugins.d' / 'rdns_scorer.lua'}",
         f"removed:   {stock_confdir / 'plugins.d'} (empty)",
         "configtest: OK",
-        "  syntax OK",
+        "  rspamadm: syntax OK",
         f"reload the rspamd that reads {stock_confdir} to unload the plugin",
     ], out
     # Nothing left behind, no backup either: the files held only what install wrote.

@@ -670,7 +670,9 @@ def _say_configtest(
     else:
         report.say(f"configtest: {'OK' if passed else 'FAILED'}")
         if output:
-            report.lines += [f"  {line}" for line in output.splitlines()]
+            # Labelled as rspamadm's: a stock module's own complaint ("cannot read servers
+            # definition", fuzzy_check without DNS) read as a word on our section.
+            report.lines += [f"  rspamadm: {line}" for line in output.splitlines()]
         # A pass does not undo an error above: configtest runs as root, and rspamd not.
         report.ok = report.ok and passed
 
