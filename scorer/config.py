@@ -7,6 +7,7 @@ them and reports unknown keys, wrong types and bad values with the key's path.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.util
 import ipaddress
 import json
@@ -304,7 +305,10 @@ def _not_weighable(name: str) -> str:
     """Why the service has no weight for ``name``."""
     if name in SYMBOLS:  # the plugin family: added by the plugins, never by the service
         return "added by the rspamd/SpamAssassin plugin itself: set its score there"
-    return "unknown symbol (see docs/symbols.md)"
+    # `rdns-scorer symbols` lists them wherever it is installed; docs/ is the checkout's.
+    close = difflib.get_close_matches(name.upper(), default_weights(), n=1)
+    guess = f"did you mean {close[0]}? " if close else ""
+    return f"unknown symbol ({guess}`rdns-scorer symbols` lists them)"
 
 
 def _weights(values: Any) -> dict[str, float]:

@@ -107,7 +107,15 @@ def test_nameservers_from_the_environment_lose_the_spaces_around_commas() -> Non
         ({"weights": {"RL_SCORER_FAIL": 1}}, "RL_SCORER_FAIL: added by the rspamd/SpamAssassin"),
         (
             {"policy": {"shadow_symbols": ["RL_NOPE", "RL_SCORER_UNKNOWN"]}},
-            "RL_NOPE: unknown symbol (see docs/symbols.md); RL_SCORER_UNKNOWN: added by",
+            "RL_NOPE: unknown symbol (`rdns-scorer symbols` lists them); "
+            "RL_SCORER_UNKNOWN: added by",
+        ),
+        # A typo is named (regression, review: "see docs/symbols.md", which a pip install
+        # does not have).
+        (
+            {"weights": {"RL_PTR_MISSNG": 1}},
+            "[weights] RL_PTR_MISSNG: unknown symbol (did you mean RL_PTR_MISSING? "
+            "`rdns-scorer symbols` lists them)",
         ),
         ({"policy": {"skip_networks": ["10.0.0.0/33"]}}, "[policy] skip_networks:"),
         ({"policy": {"skip_networks": ["10.1.1.1/8"]}}, "write '10.0.0.0/8' for the network"),
