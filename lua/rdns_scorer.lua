@@ -196,12 +196,17 @@ local function build_request(task, ip)
       put('mail_from', addr.addr)
     end
   else
-    -- rspamd drops an envelope sender its own parser rejects ("root", "a@b@c"):
-    -- send what the MTA passed over HTTP (rspamc, Exim), so the service can score
-    -- the syntax. A milter never gets that far (docs/rspamd.md).
+    -- rspamd drops an envelope sender its own parser rejects ("root", "a@b@c",
+    -- rspamd 3.4: any address with a non-ASCII character): send what the MTA passed
+    -- over HTTP (rspamc, Exim), so the service can score the syntax. Through the
+    -- milter (Postfix) nothing of it is left: said in the log, as the MAIL FROM checks
+    -- are then not made (docs/rspamd.md).
     local raw = task:get_request_header('From')
     if raw then
       put('mail_from', tostring(raw))
+    elseif task:get_recipients('smtp') then
+      rspamd_logger.infox(task, '%s: the MTA passed no envelope sender rspamd could read ' ..
+        '(a non-ASCII or malformed address): MAIL FROM not checked', N)
     end
   end
   put('hostname', task:get_hostname())

@@ -101,16 +101,18 @@ def postfix(resolver: Unbound, rspamd: Rspamd) -> Iterator[Postfix]:
 
 
 def send(postfix: Postfix, client: str, helo: str, mail_from: str) -> str:
-    """One SMTP session from ``client``; the queue ID Postfix gave the message."""
+    """One SMTP session from ``client``; the queue ID Postfix gave the message. A sender
+    that is not ASCII goes with SMTPUTF8 (RFC 6531)."""
     message = (
         f"From: <{mail_from}>\r\nTo: <rcpt@{postfix.domain}>\r\nSubject: rdns-scorer\r\n"
         "Message-ID: <postfix-test@example.com>\r\n\r\nHello.\r\n"
-    )
+    ).encode()
+    options = [] if mail_from.isascii() else ["SMTPUTF8"]
     with smtplib.SMTP(
         "127.0.0.1", postfix.port, local_hostname=helo, timeout=30, source_address=(client, 0)
     ) as smtp:
         smtp.ehlo()
-        smtp.mail(mail_from)
+        smtp.mail(mail_from, options)
         smtp.rcpt(f"rcpt@{postfix.domain}")
         code, reply = smtp.data(message)
     assert code == 250, reply
@@ -192,3 +194,22 @@ def test_postfix_session_is_scored_through_the_milter(
         assert helo in symbols["RL_HELO_NO_ADDRESS"]
     if "RL_MAILFROM_NXDOMAIN" in symbols:
         assert NXDOMAIN_DOMAIN in symbols["RL_MAILFROM_NXDOMAIN"]
+
+
+def test_a_sender_rspamd_cannot_read_through_the_milter_is_said_not_checked(
+    postfix: Postfix, rspamd: Rspamd, scorer: ScorerProcess
+) -> None:
+    # rspamd 3.4 drops an envelope sender with a non-ASCII character (SMTPUTF8) before
+    # the plugin runs, and the milter passes no From header to fall back on: the MAIL
+    # FROM checks are not made (docs/rspamd.md). Regression (review): silently so; the
+    # plugin now says it in rspamd's log. Over HTTP the header is there and is judged.
+    sender = f"usér@{NXDOMAIN_DOMAIN}"
+    queue_id = send(postfix, CONFIRMED_CLIENT, CONFIRMED_CLIENT_NAME, sender)
+    asked = re.compile(rf'ip="{re.escape(CONFIRMED_CLIENT)}" [^\n]*queue_id="{queue_id}"')
+    line = asked.search(eventually(scorer.log, asked.search))
+    assert line is not None and ' from="" ' in line.group(0), line  # none ("<>": the null one)
+    said = "the MTA passed no envelope sender rspamd could read"
+    assert said in eventually(rspamd.log, lambda log: said in log)
+    assert not any(
+        name.startswith("RL_MAILFROM_") for name in spamd_result(postfix.queued_headers(queue_id))
+    )
