@@ -9,6 +9,7 @@ Both the HTTP service and ``rdns-scorer check`` run exactly this.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 
@@ -41,6 +42,21 @@ def build_dns_layer(
         config.dns.negative_ttl,
         consequences=consequences,
     )
+
+
+# A cached reply counts as one entry of reply_cache_max_entries per this many bytes it
+# keeps, roughly, as a DNS answer of many records counts as several (dns.layer.cache_size):
+# a usual one ~765 bytes (tracemalloc), but fields of 256 four-byte characters each, the
+# longest memo_sized lets in, ~7.5 KB (each one twelve bytes of JSON, \udXXX\udXXX), and
+# 20,000 such replies held ~150 MiB where the docs said ~15.
+REPLY_BYTES_PER_ENTRY = 1024
+
+
+def reply_cache_size(reply: CheckReply, key: ReplyKey) -> int:
+    """How many entries of the reply cache ``reply`` (rendered) under ``key`` counts as:
+    its JSON twice (the options are kept as text too) and its key's fields."""
+    held = 2 * len(reply.json_head) + sum(sys.getsizeof(f) for f in key[1:] if f is not None)
+    return 1 + held // REPLY_BYTES_PER_ENTRY
 
 
 class Pipeline:
@@ -148,7 +164,7 @@ class Pipeline:
         # it may hold the old word.
         if ttl > 0 and memo_sized(key[1:]) and self.dns.trust_changes == trust_changes:
             reply = reply.rendered()  # its JSON is rendered once, for every reuse
-            self._judged_replies().put(key, reply, ttl)
+            self._judged_replies().put(key, reply, ttl, reply_cache_size(reply, key))
         return reply
 
     async def check_with_facts(self, request: CheckRequest) -> tuple[Facts | None, CheckReply]:

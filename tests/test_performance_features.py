@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import dns.rdatatype
 import msgpack
@@ -34,13 +34,15 @@ from scorer.config import Config, ConfigError, config_from_mapping
 from scorer.dns.outcomes import Answer
 from scorer.hangup import defer_hangups, take_deferred_hangup
 from scorer.memo import MAX_MEMO_CHARS, memo_sized, memoise_short_text
-from scorer.pipeline import Pipeline
+from scorer.pipeline import Pipeline, reply_cache_size
 from scorer.protocol import (
     CheckRequest,
+    ReplyKey,
     RequestError,
     decode_body,
     parse_labels,
     parse_request,
+    reply_key,
 )
 from scorer.workermetrics import SNAPSHOT_SECONDS
 from scorer.workers import (
@@ -182,6 +184,29 @@ async def test_the_reply_cache_is_never_bigger_than_the_dns_cache(unbound: Unbou
     for i in range(4):
         await pipeline.check(_request(hostname=f"h{i}.mta.example"))
     assert len(pipeline.replies) == 2
+
+
+async def test_a_reply_of_long_unicode_fields_counts_as_the_entries_it_holds(
+    unbound: Unbound,
+) -> None:
+    """Regression (soak review): every cached reply counted as one entry, yet one of
+    256-emoji fields kept ~7.5 KB (its JSON escapes each emoji as twelve bytes) against
+    a usual one's ~765 bytes: 20,000 of them held ~150 MiB of a bound documented as
+    ~15. Such a reply now counts as the ~1 KB entries it holds, as a DNS answer of many
+    records counts as several; a usual one still counts as one."""
+    pipeline = Pipeline(_config(unbound, reply_cache_max_entries=40))
+    usual = _request(mail_from=f"a@{world.GOOD_DOMAIN}")
+    await pipeline.check(usual)
+    cached = pipeline.cached(reply_key(usual))
+    assert cached is not None and reply_cache_size(cached, reply_key(usual)) == 1
+    emoji = "\U0001f300" * 256
+    for i in range(1, 11):
+        await pipeline.check(_request(helo=emoji[:-i], hostname=emoji))
+    entries = pipeline.replies._items
+    sizes = [reply_cache_size(r, cast(ReplyKey, k)) for k, (_expires, r) in entries.items()]
+    assert min(sizes[1:] or [0]) >= 5, sizes
+    # Kept within the bound, as counted by what they hold: not ten such replies.
+    assert sum(sizes) <= 40 and len(entries) < 10, sizes
 
 
 async def test_a_cached_reply_is_kept_with_its_json_rendered(unbound: Unbound) -> None:
