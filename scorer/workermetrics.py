@@ -135,7 +135,9 @@ def _snapshot_path(directory: Path, name: str) -> Path:
 
 
 def snapshot_name() -> str:
-    """A name for one worker's snapshot, never reused (a pid can be)."""
+    """A name for one worker's snapshot, never reused: the supervisor's pid (it names
+    each worker's before the fork, so that it knows which file to retire) and a random
+    part, unique per worker (a pid can be reused)."""
     return f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
