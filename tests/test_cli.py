@@ -437,31 +437,57 @@ def test_check_blames_a_silent_resolver_not_the_senders_zones(
     try:
         argv = ["check", "--nameserver", resolver.nameserver, "--ip", world.MISSING_PTR_IP]
         assert main([*argv, "--helo", "mx.good-sender.net"]) == cli.EXIT_INCOMPLETE
+        out = capsys.readouterr().out
+        # Only the failures are the resolver's: a HELO judged without DNS keeps its hint.
+        assert main([*argv, "--helo", "mail"]) == cli.EXIT_INCOMPLETE
     finally:
         resolver.stop()
-    fixes = [line for line in capsys.readouterr().out.splitlines() if "fix:" in line]
+    fixes = [line for line in out.splitlines() if "fix:" in line]
     assert len(fixes) == 2 and all(report.SILENT_HINT in line for line in fixes), fixes
+    blocks = capsys.readouterr().out.split("\n\n")[1:]
+    hints = {block.split()[0]: block.split("fix:")[1].strip() for block in blocks}
+    assert hints["RL_PTR_TEMPFAIL"] == report.SILENT_HINT
+    assert report.SILENT_HINT not in hints["RL_HELO_NOT_FQDN"], hints
 
 
-def test_check_asks_the_root_beside_the_check_not_before_it(tmp_path: Path) -> None:
+def test_check_asks_the_root_beside_the_check_not_before_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Regression (review): the root probe ran first, so a silent resolver cost its
-    # timeout and then the check's deadline (7.5 s for a check that reported 4 s).
+    # timeout and then the check's deadline (7.5 s for a check that reported 4 s). In
+    # process (an interpreter's start-up made the limit flaky on a busy box): one wait
+    # of 1 s, where the two in a row took at least 2 s.
     config = tmp_path / "scorer.toml"
-    config.write_text("[dns]\ntimeout = 2.0\nrequest_deadline = 2.0\n")
+    config.write_text("[dns]\ntimeout = 1.0\nrequest_deadline = 1.0\n")
     resolver = FaultyDns("silent").start()
     try:
+        argv = ["check", "--json", "--ip", world.MISSING_PTR_IP, "--config", str(config),
+                "--nameserver", resolver.nameserver]  # fmt: skip
         started = time.monotonic()
-        result = subprocess.run(
-            [sys.executable, "-m", "scorer", "check", "--json", "--ip", world.MISSING_PTR_IP,
-             "--config", str(config), "--nameserver", resolver.nameserver],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        assert main(argv) == 3  # the documented status, as a number
         took = time.monotonic() - started
     finally:
         resolver.stop()
-    assert result.returncode == cli.EXIT_INCOMPLETE, result.stderr
-    assert json.loads(result.stdout)["elapsed_ms"] >= 1_900
-    assert took < 3.5, took  # one wait of 2 s and start-up, not two waits
+    assert json.loads(capsys.readouterr().out)["elapsed_ms"] >= 950
+    assert took < 1.8, took
+
+
+def test_check_asks_again_when_the_root_probe_answers_after_the_check(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The probe runs beside the check: a resolver that says the root does not exist,
+    # slowly, gave the check its NXDOMAINs first. They are asked again once it is found
+    # untrusted (found by a mutation review: no test needed the second check).
+    lying = FaultyDns("nxdomain")
+    lying.root_delay = 0.3
+    lying.start()
+    try:
+        argv = ["check", "--json", "--nameserver", lying.nameserver, "--ip", world.MISSING_PTR_IP]
+        assert main(argv) == cli.EXIT_INCOMPLETE
+    finally:
+        lying.stop()
+    names = [s["name"] for s in json.loads(capsys.readouterr().out)["symbols"]]
+    assert "RL_PTR_MISSING" not in names and "RL_PTR_TEMPFAIL" in names, names
 
 
 def test_check_says_what_it_judged_when_nothing_fired(

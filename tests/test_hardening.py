@@ -486,6 +486,10 @@ def test_an_option_naming_shortens_the_middle_of_a_long_name() -> None:
     shown = option_naming(name, " -> 198.51.100.44", 60)
     assert shown == "a" * 20 + "..." + "b" * 20 + " -> 198.51.100.44"
     # At the escape: dropped whole on either side, never cut in two.
+    # Exactly at the limit: whole; an odd room gives the head the extra character.
+    assert option_naming("a" * 30, "b" * 30, 60) == "a" * 30 + "b" * 30
+    shown = option_naming("a" * 50 + "c" * 50, "b" * 16, 60)
+    assert shown == "a" * 21 + "..." + "c" * 20 + "b" * 16
     name = "a" * 19 + "\u202e" + "b" * 40 + "\u202e" + "c" * 19
     assert (
         option_naming(name, " -> 198.51.100.44", 60)

@@ -948,6 +948,19 @@ def test_install_without_config_keeps_the_section_installed_before(
     assert "token" not in local.read_text()
 
 
+def test_install_without_config_writes_an_empty_block_anew(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (mutation review): markers with nothing between them were "kept" (the
+    # message said so) while the defaults' section was written, or kept empty.
+    local = tmp_path / "rspamd.conf.local"
+    local.write_text(f"{integration.MARK_BEGIN}\n\n{integration.MARK_END}\n")
+    argv = ["rspamd", "install", "--confdir", str(tmp_path), "--no-configtest"]
+    assert main(argv) == 0
+    assert "kept:" not in capsys.readouterr().out
+    assert 'servers = "127.0.0.1:11340";' in local.read_text()
+
+
 def test_install_refuses_missing_confdir(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -369,7 +369,10 @@ def installed_section(local: Path) -> str | None:
     if span is None:
         return None
     block = text[span[0] : span[1]]
-    return block[block.index("\n") + 1 : block.rindex(MARK_END)]
+    section = block[block.index("\n") + 1 : block.rindex(MARK_END)]
+    # Markers with nothing (or blank lines) between them keep nothing: the section is
+    # written anew, not "kept" empty, which would leave the plugin unconfigured.
+    return section if section.strip() else None
 
 
 def without_managed_block(text: str) -> str | None:
@@ -732,7 +735,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
     given = args.config is not None or args.listen is not None
     kept = None if given else installed_section(confdir / "rspamd.conf.local")
     try:
-        section = kept or module_section(_service_config(args))
+        section = kept if kept is not None else module_section(_service_config(args))
         report = install(
             confdir, section, shutil.which("rspamadm"), source_dir, not args.no_configtest
         )
