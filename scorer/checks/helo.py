@@ -252,12 +252,13 @@ def _resolution_hit(facts: HeloFacts, ip: IPAddress) -> Hit | None:
     outcomes = [o for o in (facts.a, facts.aaaa) if o is not None]
     if not outcomes:
         return None
+    answered = any(isinstance(o, Answer) for o in outcomes)
+    addresses = _addresses(facts)
+    if answered and resolves_to_a_host(addresses, ip):
+        return None  # the usual case: nothing more to work out
     evidence = option(f"helo={facts.helo.ascii}")
     failures = tuple(map(option, failed_lookups({"A": facts.a, "AAAA": facts.aaaa})))
-    if any(isinstance(o, Answer) for o in outcomes):
-        addresses = _addresses(facts)
-        if resolves_to_a_host(addresses, ip):
-            return None
+    if answered:
         found = f"only non-public addresses {listed_addresses(addresses, most=4)}"
         if failures:
             # The failed family might have held a public address: unknown, and said so
