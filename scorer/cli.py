@@ -64,8 +64,9 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args: argparse.Namespace, listen: str | None = None) -> Config:
-    return with_overrides(load_config(args.config), listen=listen, nameservers=args.nameserver)
+def _config(args: argparse.Namespace, listen: str | None = None, *, token: bool = True) -> Config:
+    config = load_config(args.config, token=token)
+    return with_overrides(config, listen=listen, nameservers=args.nameserver)
 
 
 def _positive_seconds(text: str) -> float:
@@ -183,7 +184,7 @@ EXIT_INCOMPLETE = 3
 
 
 def _check(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = _config(args, token=False)  # it checks in process: no request to authorize
     data = {
         "ip": args.ip,
         "helo": args.helo,

@@ -34,6 +34,7 @@ from scorer.names import (
 from scorer.policy import parse_network
 from scorer.protocol import parse_ip
 from scorer.symbols import SYMBOLS, default_weights, reports_a_failure
+from scorer.text import escape_unprintable
 
 DEFAULT_PORT = 11340
 ENV_LISTEN = "RDNS_SCORER_LISTEN"
@@ -59,6 +60,11 @@ DEFAULT_SKIP_NETWORKS = [
 
 class ConfigError(ValueError):
     """A config problem, phrased for the admin, naming the key."""
+
+    def __str__(self) -> str:
+        # Messages quote the file's keys and names raw: an ESC there would drive the
+        # admin's terminal, a CR or LF forge a line of the log that reports the error.
+        return escape_unprintable(super().__str__())
 
 
 @dataclass(frozen=True)
@@ -516,8 +522,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     raise ValueError(f"{path}: invalid TOML: {why}")
 
 
-def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ) -> Config:
-    """Read ``path`` (or nothing: all defaults), then apply environment overrides."""
+def load_config(
+    path: str | Path | None, environ: Mapping[str, str] = os.environ, *, token: bool = True
+) -> Config:
+    """Read ``path`` (or nothing: all defaults), then apply environment overrides; with
+    ``token=False`` the token is not looked for (a command that serves nobody: the
+    token file is the service user's, often unreadable to the admin running it)."""
     # As an unknown key is: RDNS_SCORER_NAMESERVER (the flag is --nameserver) or a
     # Docker-style RDNS_SCORER_TOKEN_FILE would otherwise be ignored without a word.
     unknown = sorted(n for n in environ if n.startswith("RDNS_SCORER_") and n not in ENV_VARIABLES)
@@ -534,7 +544,9 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] = os.environ
         except ValueError as error:
             raise ConfigError(str(error)) from None
         _anchor_paths(data, Path(path).parent)
-    config = _with_secret(config_from_mapping(data), environ.get(ENV_TOKEN))
+    config = config_from_mapping(data)
+    if token:
+        config = _with_secret(config, environ.get(ENV_TOKEN))
     return with_overrides(
         config,
         listen=environ.get(ENV_LISTEN) or None,

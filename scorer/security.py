@@ -56,7 +56,14 @@ def exposed_token_files(config_path: str | Path | None, config: Config) -> list[
             holders.append(Path(config_path))
     if config.server.token_file:
         holders.append(Path(config.server.token_file))
-    return [path for path in holders if path.exists() and path.stat().st_mode & 0o004]
+    return [path for path in holders if _world_readable(path)]
+
+
+def _world_readable(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & 0o004)
+    except OSError:  # missing, or in a directory the caller may not search (not others)
+        return False
 
 
 def exposure_warning(path: Path) -> str:

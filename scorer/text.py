@@ -33,6 +33,14 @@ def escape(text: str) -> str:
     return "".join(_escape_char(c) if _unsafe(c) else c for c in text)
 
 
+def escape_unprintable(text: str) -> str:
+    """:func:`escape` but for backslashes, for messages that quote values with ``repr``
+    (which escapes backslashes already) beside raw ones (a key, a file name)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
+
+
 # How long an escape is, by the letter after its backslash ("" = cut right after it).
 _ESCAPE_LENGTH = {"x": 4, "u": 6, "U": 10, "": 10}
 

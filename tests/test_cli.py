@@ -295,6 +295,25 @@ def test_check_json_is_the_reply_body(unbound: Unbound, capsys: pytest.CaptureFi
     assert body["score"] == SYMBOLS["RL_PTR_MISSING"].weight
 
 
+def test_check_does_without_the_token_it_cannot_read(
+    unbound: Unbound, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): the admin's `check --config /etc/rdns-scorer/scorer.toml`
+    # failed on the token file, which is the service user's (0640), though a check run
+    # in process authorizes nothing. A missing file fails the same way an unreadable does.
+    written = tmp_path / "scorer.toml"
+    written.write_text('[server]\ntoken_file = "secret/token"\n')
+    argv = ["check", "--config", str(written), "--nameserver", unbound.nameserver]
+    assert main([*argv, "--ip", world.MISSING_PTR_IP]) == 0
+    assert "RL_PTR_MISSING" in capsys.readouterr().out
+    assert main(["config", "check", str(written)]) == 2  # the service needs it
+    assert "[server] token_file: " in capsys.readouterr().err
+    # A name whose stat fails otherwise than "no such file" (EACCES for a user who may not
+    # search its directory; here ENAMETOOLONG) is not a world-readable one: no traceback.
+    written.write_text(f'[server]\ntoken_file = "{"t" * 300}"\n')
+    assert main([*argv, "--ip", world.MISSING_PTR_IP]) == 0
+
+
 def test_check_leaves_out_what_was_not_given(
     unbound: Unbound, capsys: pytest.CaptureFixture[str]
 ) -> None:

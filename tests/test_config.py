@@ -895,6 +895,26 @@ def test_config_show_refuses_a_name_toml_cannot_hold(
     assert "[allowlist] files: a name that is not UTF-8, which TOML cannot hold" in captured.err
 
 
+def test_config_errors_escape_what_the_file_holds_raw(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_environment: None
+) -> None:
+    # Regression (review): a key or file name was quoted raw, so an ESC in the admin's
+    # file drove the terminal and a CR/LF would forge a line of the reload's log.
+    from scorer.cli import main
+
+    written = tmp_path / "scorer.toml"
+    written.write_text('[server]\n"x\\u001b[2Jy\\r\\nFAKE" = 1\n')
+    assert main(["config", "check", str(written)]) == 2
+    said = capsys.readouterr().err
+    assert "[server] x\\x1b[2Jy\\x0d\\x0aFAKE: unknown key" in said
+    assert "\x1b" not in said and "\r" not in said and said.count("\n") == 1
+    missing = str(tmp_path / "no\x1bsuch.toml")
+    assert main(["config", "check", missing]) == 2
+    assert "no\\x1bsuch.toml: No such file" in capsys.readouterr().err
+    # A value quoted with repr keeps its one backslash (the escape is not applied twice).
+    assert str(ConfigError("got 'a\\\\b'")) == "got 'a\\\\b'"
+
+
 def test_config_show_says_the_environments_token_wins_over_a_token_file(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
