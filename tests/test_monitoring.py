@@ -49,7 +49,7 @@ from tests.support.prometheus import (
     substitute,
     template_values,
 )
-from tests.support.service import ScorerProcess
+from tests.support.service import BUG_MARKER, ScorerProcess
 from tests.support.unbound import Unbound
 from tests.world import build_zones
 
@@ -122,6 +122,7 @@ BROKEN_CHECKS: list[dict[str, str]] = [
     {"ip": world.CONFIRMED_IP, "helo": world.CONFIRMED_NAME, "mail_from": "a@good-sender.net"},
     {"ip": world.GENERIC_IP, "helo": "mx.example.org", "mail_from": "b@example.org"},
     {"ip": world.MISSING_PTR_IP, "helo": "mail.example.com", "mail_from": "c@example.com"},
+    {"ip": world.CONFIRMED_IP, "helo": BUG_MARKER},  # a 500: RdnsScorerServerErrorsHigh
 ]
 OVERLOAD_BURST = 8  # concurrent slow checks against max_in_flight = 4
 ROUNDS = 3
@@ -272,7 +273,7 @@ def own_unbound(servfail_dns: FaultyDns) -> Iterator[Unbound]:
 @pytest.fixture(scope="module")
 def stack(own_unbound: Unbound) -> Iterator[Stack]:
     healthy = ScorerProcess(own_unbound.nameserver, SCORER_TOML)
-    broken = ScorerProcess(f"127.0.0.1:{dead_port()}", SCORER_TOML)
+    broken = ScorerProcess(f"127.0.0.1:{dead_port()}", SCORER_TOML, with_bug=True)
     down_target = f"127.0.0.1:{free_port()}"
     other_target = f"127.0.0.1:{free_port()}"  # nothing listens there either
     prometheus = Prometheus(
@@ -291,7 +292,7 @@ def stack(own_unbound: Unbound) -> Iterator[Stack]:
             lambda: len(prometheus.query(f'up{{job="{JOB}"}}')) == 3, timeout=10
         ), prometheus.log()
         statuses = asyncio.run(drive_load(healthy, broken, rounds=ROUNDS, reload=True))
-        assert {200, 400, 401, 415, 503} <= set(statuses), sorted(set(statuses))
+        assert {200, 400, 401, 415, 500, 503} <= set(statuses), sorted(set(statuses))
         # Two more scrapes catch the final counters; the evaluation loop then sees them too.
         prometheus.wait_until(
             lambda: not empty_queries(prometheus) and not inactive_alerts(prometheus),
@@ -326,6 +327,8 @@ def test_prometheus_loads_and_fires_every_alert(stack: Stack) -> None:
     assert by_name["RdnsScorerResolverBroken"] == {stack.broken.address}
     assert stack.healthy.address in by_name["RdnsScorerSkippedLocalHigh"]
     assert by_name["RdnsScorerOverloaded"] == {stack.healthy.address}
+    # Only the bug's 500s page as errors, not the overload's 503s (regression: both did).
+    assert by_name["RdnsScorerServerErrorsHigh"] == {stack.broken.address}
     assert by_name["RdnsScorerConfigReloadFailed"] == {stack.healthy.address}
 
 
@@ -485,6 +488,23 @@ tests:
             value: 1
     alert_rule_test:
       - {eval_time: 45m, alertname: RdnsScorerConfigReloadFailed, exp_alerts: []}
+  - interval: 1m
+    input_series:
+      # Overload alone: 600 checks a minute, 5 % shed with 503. One cause, one alert
+      # (regression: RdnsScorerServerErrorsHigh paged "a bug" for it as well).
+      - series: 'rdns_scorer_requests_total{instance="h",endpoint="/v1/check",status="200"}'
+        values: '0+570x20'
+      - series: 'rdns_scorer_requests_total{instance="h",endpoint="/v1/check",status="503"}'
+        values: '0+30x20'
+      - series: 'rdns_scorer_overload_rejections_total{instance="h"}'
+        values: '0+30x20'
+    promql_expr_test:
+      - eval_time: 15m
+        expr: ALERTS{alertstate="firing"}
+        exp_samples:
+          - labels: 'ALERTS{alertname="RdnsScorerOverloaded", alertstate="firing",
+              instance="h", severity="warning"}'
+            value: 1
   - interval: 1m
     input_series:
       # A working resolver: 600 checks a minute, all but a few answered from the caches;

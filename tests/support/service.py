@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -11,14 +12,19 @@ from pathlib import Path
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import stop_process
 
+BUG_INJECTION = Path(__file__).parent / "bug_injection"
+BUG_MARKER = "injected-bug.invalid"  # in a check to a ScorerProcess(with_bug=True): a 500
+
 
 class ScorerProcess:
     """``python -m scorer serve`` on a free loopback port, resolving via ``nameserver``.
 
-    ``config_toml`` is written to a temp file and passed with ``--config``.
+    ``config_toml`` is written to a temp file and passed with ``--config``. With
+    ``with_bug``, a check whose body holds ``BUG_MARKER`` is a bug (a 500).
     """
 
-    def __init__(self, nameserver: str, config_toml: str = "") -> None:
+    def __init__(self, nameserver: str, config_toml: str = "", with_bug: bool = False) -> None:
+        self.with_bug = with_bug
         self.port = free_port()
         self.nameserver = nameserver
         self._dir = Path(tempfile.mkdtemp(prefix="rdns-scorer-"))
@@ -46,6 +52,11 @@ class ScorerProcess:
             ],
             stdout=log,
             stderr=log,
+            env=(
+                {**os.environ, "PYTHONPATH": str(BUG_INJECTION), "INJECTED_BUG_MARKER": BUG_MARKER}
+                if self.with_bug
+                else None
+            ),
         )  # fmt: skip
         try:
             wait_for_port(self.port)
