@@ -20,12 +20,13 @@ spammer cannot buy an exemption by writing a PTR or a HELO:
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from scorer.checks.helo import parse_helo
 from scorer.checks.mailfrom import SenderKind, envelope_address, parse_sender
-from scorer.files import file_error, read_regular_file
+from scorer.files import file_error, read_regular_file, utf8_text
 from scorer.names import (
     address_named,
     hostname_problem,
@@ -40,6 +41,7 @@ from scorer.text import option
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 KINDS = ("ip", "ptr", "helo", "from")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # The check families each kind of entry exempts (the docstring above, as data).
 COVERS: dict[str, tuple[Family, ...]] = {
     "ip": (Family.PTR, Family.HELO, Family.MAILFROM),
@@ -200,16 +202,13 @@ class Allowlist:
             raise AllowlistError(f"{path!r}: {error}") from None
         if data is None:
             raise AllowlistError(f"{path}: not a regular file")
-        # An editor's byte order mark is not part of the first entry.
-        data = data.removeprefix(b"\xef\xbb\xbf")
-        for number, raw in enumerate(data.splitlines(), 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:  # named by line, as any other bad entry
-                raise AllowlistError(
-                    f"{path}:{number}: not UTF-8 (byte {raw[error.start]:#04x} at column "
-                    f"{error.start + 1})"
-                ) from None
+        try:
+            text = utf8_text(path, data)
+        except ValueError as error:  # named by line, as any other bad entry
+            raise AllowlistError(str(error)) from None
+        # Lines as an editor numbers them: not str.splitlines, which breaks at a form
+        # feed or U+2028 too.
+        for number, line in enumerate(_LINE_BREAK.split(text), 1):
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue

@@ -22,7 +22,7 @@ from typing import Any, get_type_hints
 
 from scorer.allowlist import Allowlist, AllowlistError
 from scorer.dns.layer import Nameserver, parse_nameservers
-from scorer.files import file_error, read_regular_file
+from scorer.files import file_error, read_regular_file, utf8_text
 from scorer.names import (
     address_in,
     decimal_in,
@@ -298,7 +298,7 @@ def _section(name: str, cls: type, values: Any) -> Any:
     if not isinstance(values, Mapping):
         raise ConfigError(f"[{name}]: expected a table")
     hints = get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = _field_names(cls)
     kwargs = {}
     for key, value in values.items():
         if key not in known:
@@ -488,6 +488,24 @@ def local_address(listen: str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _outside_any_section(key: str) -> str:
+    """A key above the first [section] line: TOML puts it in no section (``listen = ...``
+    written first, where "[listen]: unknown section" told the admin nothing)."""
+    homes = [f"[{name}]" for name, cls in SECTIONS.items() if key in _field_names(cls)]
+    if key in SYMBOLS:
+        homes.append("[weights]")
+    where = (
+        f"it belongs under {' or '.join(homes)}: move it below that line"
+        if homes
+        else f"keys go below a section line: {', '.join(f'[{n}]' for n in [*SECTIONS, 'weights'])}"
+    )
+    return f"{key}: a key outside any section ({where})"
+
+
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
 def config_from_mapping(data: Mapping[str, Any]) -> Config:
     kwargs: dict[str, Any] = {}
     for name, values in data.items():
@@ -495,6 +513,8 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
             kwargs["weights"] = _weights(values)
         elif name in SECTIONS:
             kwargs[name] = _section(name, SECTIONS[name], values)
+        elif not isinstance(values, Mapping):
+            raise ConfigError(_outside_any_section(name))
         else:
             raise ConfigError(
                 f"[{name}]: unknown section (known: {', '.join([*SECTIONS, 'weights'])})"
@@ -513,11 +533,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     with a byte-order mark, which TOML does not allow ("Invalid statement" at line 1,
     column 1). Raises OSError, or ValueError ("PATH: invalid TOML: why") for bad TOML
     or bytes that are not UTF-8."""
+    text = utf8_text(path, Path(path).read_bytes())  # its ValueError names the line
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
+        return tomllib.loads(text)
     except RecursionError:  # tomllib recurses per nesting level: [[[[...]]]] 2,000 deep
         why = "arrays or tables nested too deeply"
-    except ValueError as error:  # bad TOML, bytes that are not UTF-8, a 5,000-digit int
+    except ValueError as error:  # bad TOML, a 5,000-digit int
         why = str(error)
     raise ValueError(f"{path}: invalid TOML: {why}")
 
@@ -605,11 +626,11 @@ def _with_secret(config: Config, env_token: str | None) -> Config:
         if data is None:
             raise ConfigError(f"[server] token_file: {path}: not a regular file")
         try:
-            # utf-8-sig: a byte-order mark (Notepad) is no part of the token, as it is
-            # none of the config file's (read_toml) or a list file's.
-            token = data.decode("utf-8-sig").strip()
-        except UnicodeDecodeError as error:
-            raise ConfigError(f"[server] token_file: {path}: not UTF-8 ({error.reason})") from None
+            # A byte-order mark (Notepad) is no part of the token, as it is none of the
+            # config file's (read_toml) or a list file's.
+            token = utf8_text(path, data).strip()
+        except ValueError as error:
+            raise ConfigError(f"[server] token_file: {error}") from None
         if not token:
             raise ConfigError(f"[server] token_file: {path} is empty")
     if not token:

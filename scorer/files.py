@@ -27,3 +27,19 @@ def file_error(path: object, error: OSError) -> str:
     """A file that could not be read, as every command words it: ``PATH: reason``
     (``str(error)`` is ``[Errno 2] No such file or directory: 'PATH'``)."""
     return f"{path}: {error.strerror or error}"
+
+
+def utf8_text(path: object, data: bytes) -> str:
+    """``data`` as text, without the byte-order mark an editor (Notepad) may start a
+    UTF-8 file with; ValueError ``PATH:LINE: not UTF-8 (byte 0xNN at column C)`` for
+    the first byte that is not, as every file a config names is told apart."""
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        start = error.start
+        line = data.count(b"\n", 0, start) + 1
+        column = start - data.rfind(b"\n", 0, start)
+        raise ValueError(
+            f"{path}:{line}: not UTF-8 (byte {data[start]:#04x} at column {column})"
+        ) from None

@@ -13,9 +13,13 @@ def is_loopback(host: str) -> bool:
     if host.lower() == "localhost":  # names are case-insensitive (RFC 4343 section 3)
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False  # a hostname may resolve to anything: treat it as public
+    # ::ffff:127.0.0.1 is 127.0.0.1 on a dual-stack socket (RFC 4291 section 2.5.5.2):
+    # Python 3.13's ipaddress says so, 3.11's and 3.12's do not, so it is unwrapped here.
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return (mapped or address).is_loopback
 
 
 def public_bind_refusal(host: str, server: ServerConfig) -> str | None:

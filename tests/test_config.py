@@ -76,6 +76,14 @@ def test_nameservers_from_the_environment_lose_the_spaces_around_commas() -> Non
     [
         ({"dns": {"timeoutt": 1}}, "[dns] timeoutt: unknown key"),
         ({"dnss": {}}, "[dnss]: unknown section"),
+        # Regression (review): a key above the first section line was "[listen]: unknown
+        # section", which did not say the key was in the wrong place.
+        ({"listen": "127.0.0.1:1"}, "listen: a key outside any section (it belongs under [server]"),
+        (
+            {"RL_PTR_MISSING": 2},
+            "RL_PTR_MISSING: a key outside any section (it belongs under [weights]",
+        ),
+        ({"fast": True}, "fast: a key outside any section (keys go below a section line: [server]"),
         ({"dns": {"timeout": "fast"}}, "[dns] timeout: expected a number"),
         ({"dns": {"timeout": True}}, "[dns] timeout: expected a number"),
         ({"dns": {"timeout": 0}}, "[dns] timeout: must be at least 0.05, got 0"),
@@ -448,6 +456,17 @@ def test_an_invalid_token_in_token_file_names_the_file(tmp_path: Path) -> None:
     assert str(error.value).startswith(f"[server] token_file ({secret}): only letters")
 
 
+def test_a_token_file_that_is_not_utf8_is_named_by_line_and_column(tmp_path: Path) -> None:
+    # As a config or list file is (the codec's reason alone said neither where nor what).
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"s3cr\xe9t\n")
+    path = tmp_path / "c.toml"
+    path.write_text(f'[server]\ntoken_file = "{secret}"\n')
+    with pytest.raises(ConfigError) as error:
+        load_config(path, environ={})
+    assert str(error.value) == f"[server] token_file: {secret}:1: not UTF-8 (byte 0xe9 at column 5)"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [("[policy]\nlocal_names = " + "[" * 2000 + "]" * 2000, "nested too deeply"),
@@ -490,16 +509,25 @@ def test_an_invalid_override_names_the_variable_or_flag(
 
 
 @pytest.mark.parametrize(
-    "content", [b"[weights]\nRL_PTR_MISSING = 1.0 # \xff\xfe\n", b"[dns]\ntimeout = " + b"9" * 5000]
+    ("content", "said"),
+    [
+        # Regression (review): "invalid TOML: 'utf-8' codec can't decode byte 0xff in
+        # position 33", an offset in bytes, where a list file's error names the line.
+        (b"[weights]\nRL_PTR_MISSING = 1.0 # \xff\xfe\n", ":2: not UTF-8 (byte 0xff at column 24)"),
+        (b"\xef\xbb\xbf\n\n\xe9", ":3: not UTF-8 (byte 0xe9 at column 1)"),
+        (b"[dns]\ntimeout = " + b"9" * 5000, ": invalid TOML: "),
+    ],
 )
-def test_unreadable_toml_is_a_config_error_not_a_traceback(tmp_path: Path, content: bytes) -> None:
+def test_unreadable_toml_is_a_config_error_not_a_traceback(
+    tmp_path: Path, content: bytes, said: str
+) -> None:
     # Regression: bytes that are not UTF-8 (UnicodeDecodeError) and a 5,000-digit integer
     # (ValueError) escaped as tracebacks; on reload, /v1/reload answered 500.
     path = tmp_path / "c.toml"
     path.write_bytes(content)
     with pytest.raises(ConfigError) as error:
         load_config(path, environ={})
-    assert "invalid TOML" in str(error.value)
+    assert str(error.value).startswith(f"{path}{said}")
 
 
 def test_a_utf8_byte_order_mark_is_read_past(tmp_path: Path) -> None:

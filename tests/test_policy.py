@@ -1463,6 +1463,11 @@ def test_systemd_is_told_on_an_abstract_socket_and_a_gone_one_is_no_error(
         ("::", False),
         ("192.168.1.5", False),  # private is not loopback: the LAN reaches it
         ("fd00::1", False),
+        # Regression (review): 127.0.0.1 on a dual-stack socket, loopback by Python
+        # 3.13's ipaddress and not by 3.11's or 3.12's: the same file passed on one only.
+        ("::ffff:127.0.0.1", True),
+        ("::ffff:192.0.2.1", False),
+        ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1: a translator's, no loopback
         ("mail.example.net", False),  # a name may resolve to anything
         ("localhost.example.net", False),
     ],
