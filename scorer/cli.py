@@ -147,15 +147,15 @@ def _health(args: argparse.Namespace) -> int:
     """
     where = "rdns-scorer health"
     try:
-        listen = args.listen or os.environ.get(ENV_LISTEN) or _listen_in(args.config)
+        address = _health_address(args)
     except OSError as error:
         print_error(f"{where}: {file_error(args.config, error)}")
         return 1
-    except ValueError as error:  # not TOML, no name
+    except ValueError as error:  # not TOML, no name, no HOST:PORT
         print_error(f"{where}: {error}")
         return 1
     try:
-        url = f"http://{local_address(listen or ServerConfig().listen)}/healthz"
+        url = f"http://{address}/healthz"
         where = f"{where}: {url}"
         # Straight to the loopback: an http_proxy in the environment must not carry it.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -167,15 +167,34 @@ def _health(args: argparse.Namespace) -> int:
     return 0
 
 
-def _listen_in(path: str | None) -> str | None:
-    """``[server] listen`` of the TOML file at ``path``, if it sets one."""
+def _health_address(args: argparse.Namespace) -> str:
+    """The address to probe where ``serve`` with these flags and config listens;
+    ValueError naming where a value that is no ``HOST:PORT`` came from (a bad one in
+    the file was ignored, and the default probed: a port the config never named)."""
+    if args.listen:
+        listen, source = args.listen, "--listen"
+    elif os.environ.get(ENV_LISTEN):
+        listen, source = os.environ[ENV_LISTEN], ENV_LISTEN
+    else:
+        listen, source = _listen_in(args.config), f"[server] listen ({args.config})"
+    if listen is None:
+        return local_address(ServerConfig().listen)
+    if not isinstance(listen, str):
+        raise ValueError(f"{source}: expected a string, HOST:PORT, got {listen!r}")
+    try:
+        return local_address(listen)
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
+
+
+def _listen_in(path: str | None) -> object:
+    """``[server] listen`` of the TOML file at ``path`` as written, if it sets one."""
     if path is None:
         return None
     if not path:  # `--config "$UNSET"`: Path("") is the working directory (load_config)
         raise ValueError("the config file name is empty")
     server = read_toml(path).get("server")
-    listen = server.get("listen") if isinstance(server, dict) else None
-    return listen if isinstance(listen, str) else None
+    return server.get("listen") if isinstance(server, dict) else None
 
 
 #: `check`'s exit status when a lookup failed (a *_TEMPFAIL symbol): the score is not

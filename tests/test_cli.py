@@ -226,17 +226,37 @@ def test_health_timeout_above_an_hour_is_refused(capsys: pytest.CaptureFixture[s
     assert "expected seconds above 0 (up to 3600), got '3601'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    "toml",
-    ['server = "127.0.0.1:12001"\n', "[server]\nlisten = 12001\n", "[other]\nlisten = 'x'\n"],
-)
-def test_health_reads_only_a_listen_string_in_a_server_table(
+@pytest.mark.parametrize("toml", ['server = "127.0.0.1:12001"\n', "[other]\nlisten = 'x'\n"])
+def test_health_reads_only_a_listen_in_a_server_table(
     tmp_path: Path, probe: Probe, toml: str
 ) -> None:
     config = tmp_path / "scorer.toml"
     config.write_text(toml)
     assert main(["health", "--config", str(config)]) == 0
     assert [url for url, _ in probe.asked] == ["http://127.0.0.1:11340/healthz"]
+
+
+def test_health_names_where_a_listen_it_cannot_use_came_from(
+    tmp_path: Path,
+    probe: Probe,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression (review): `listen = 12001` was passed over and the default port probed,
+    # one the config never named; "bogus" was refused without saying whose it was.
+    config = tmp_path / "scorer.toml"
+    config.write_text("[server]\nlisten = 12001\n")
+    assert main(["health", "--config", str(config)]) == 1
+    assert capsys.readouterr().err == (
+        f"rdns-scorer health: [server] listen ({config}): expected a string, HOST:PORT, got 12001\n"
+    )
+    monkeypatch.setenv(ENV_LISTEN, "bogus")
+    assert main(["health", "--config", str(config)]) == 1
+    said = "RDNS_SCORER_LISTEN: expected HOST:PORT, got 'bogus'\n"
+    assert capsys.readouterr().err == f"rdns-scorer health: {said}"
+    assert main(["health", "--listen", "x"]) == 1
+    assert capsys.readouterr().err == "rdns-scorer health: --listen: expected HOST:PORT, got 'x'\n"
+    assert probe.asked == []
 
 
 def test_health_failures_are_one_line_and_exit_1(
