@@ -290,8 +290,18 @@ def _check_value(path: str, expected: Any, value: Any) -> Any:
         return list(value)
     # A token written unquoted (token = 1234...) is the secret all the same, and this
     # error goes to the terminal and the journal: its type only.
-    got = f"{type(value).__name__} (not shown)" if path == TOKEN_KEY else repr(value)
+    got = f"{type(value).__name__} (not shown)" if path == TOKEN_KEY else _as_written(value)
     raise ConfigError(f"{path}: expected {_type_name(expected)}, got {got}")
+
+
+def _as_written(value: object) -> str:
+    """A value of the file as TOML spells it (``true``, ``[1, "a"]``, ``{"a" = 1}``), not
+    as Python does (``True``, ``{'a': 1}``): the admin looks for it in the file. A text
+    keeps its quotes, as the other messages quote one (a TOML literal string)."""
+    if isinstance(value, str):
+        return repr(value)
+    # A date or a time (no JSON type) is shown as its text.
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(", ", " = "))
 
 
 def _section(name: str, cls: type, values: Any) -> Any:
