@@ -18,6 +18,14 @@ from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from scorer.config import Config, ConfigError
+from scorer.contentcoding import (
+    DECODED,
+    DecodedTooLarge,
+    UndecodableBody,
+    UnsupportedCoding,
+    body_coding,
+    decode_content,
+)
 from scorer.hangup import take_deferred_hangup
 from scorer.metrics import Metrics
 from scorer.pipeline import Pipeline
@@ -176,9 +184,6 @@ class Service:
 
 
 SERVICE_KEY = web.AppKey("service", Service)
-# The content codings aiohttp decodes whatever is installed (br and zstd need libraries;
-# aiohttp itself answers them with a plain-text 400 when those are missing).
-DECODED_ENCODINGS = ("identity", "gzip", "deflate")
 # The plugins send a few hundred bytes with the headers and give up after ~1 s: a body
 # still missing after this is a stalled or hostile client.
 BODY_TIMEOUT_SECONDS = 2.0
@@ -239,19 +244,24 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
         raise RequestError(
             "Content-Type must be application/msgpack or application/json", status=415
         )
-    # An empty Content-Encoding is an empty list of codings: the body as it is. Every
-    # field line counts, as one list (RFC 9110 section 5.3): aiohttp decodes by the last
-    # line alone, so "identity" then "foo" would pass "foo" unseen.
-    codings = ", ".join(request.headers.getall(hdrs.CONTENT_ENCODING, ()))
-    encoding = codings.strip(" \t") or "identity"
-    if encoding.lower() not in DECODED_ENCODINGS:
-        # aiohttp passes a coding it does not know through as it came ("foo", "gzip,
-        # br"): we would read compressed bytes as the body (RFC 9110 section 8.4.1).
+    codings = request.headers.getall(hdrs.CONTENT_ENCODING, ())
+    try:
+        coding = body_coding(codings) if codings else "identity"  # usually none at all
+    except UnsupportedCoding as error:
+        # Read as sent, compressed bytes would be taken for the body (RFC 9110 8.4.1).
         raise RequestError(
-            f"Content-Encoding {option(encoding, 40)} is not supported "
-            f"(use {', '.join(DECODED_ENCODINGS)})",
+            f"Content-Encoding {option(str(error), 40)} is not supported "
+            f"(use identity, {' or '.join(DECODED)})",
             "Content-Encoding",
             status=415,
+        ) from None
+    transfer = request.headers.get(hdrs.TRANSFER_ENCODING)
+    if transfer is not None and transfer.strip(" \t").lower() != "chunked":
+        # aiohttp reads "gzip, chunked" as chunked alone: the gzip would be taken for the
+        # body. RFC 9112 section 6.1 suggests a 501, but a 5xx pages the admin as a bug.
+        raise RequestError(
+            f"Transfer-Encoding {option(transfer, 40)} is not supported (use chunked)",
+            "Transfer-Encoding",
         )
     arrived = request.content.is_eof()  # the usual case: it came with the headers
     if not arrived:
@@ -280,6 +290,13 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
         # A reload may have lowered the limit below aiohttp's own cap, and a chunked
         # body has no Content-Length to compare first.
         raise RequestError(body_too_large(limit), status=413)
+    if coding != "identity":
+        try:
+            body = decode_content(body, coding, limit)
+        except DecodedTooLarge:
+            raise RequestError(body_too_large(limit), status=413) from None
+        except UndecodableBody as error:
+            raise RequestError(f"body could not be read: {option(str(error), 100)}") from None
     return body, content_type
 
 
@@ -524,8 +541,13 @@ def create_app(
     for a worker that replaces one (a reload cannot raise it, so neither can a new worker
     of the same service); by default ``config``'s."""
     service = Service(config, loader, peer_reload, shared_metrics, body_cap)
-    # client_max_size makes aiohttp itself refuse bigger bodies, even chunked ones.
-    app = web.Application(client_max_size=service.started_body_limit)
+    # client_max_size makes aiohttp itself refuse bigger bodies, even chunked ones; the
+    # bodies are read as sent and decoded by scorer.contentcoding, which says why one
+    # does not decode (aiohttp's own decoding answered some in plain text, uncounted).
+    app = web.Application(
+        client_max_size=service.started_body_limit,
+        handler_args={"auto_decompress": False},
+    )
     app[SERVICE_KEY] = service
     app.cleanup_ctx.append(_check_the_root)
     if shared_metrics is not None:
