@@ -181,6 +181,9 @@ _INTERNAL_NETWORKS = tuple(
 
 
 _IPV4_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+# "This host on this network" (RFC 1122 section 3.2.1.3): a source only while a host
+# learns its own address (DHCP), never a TCP peer's.
+THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
 
 
 def _is_group(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

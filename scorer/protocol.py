@@ -18,7 +18,7 @@ import msgpack
 
 from scorer.checks.mailfrom import envelope_address
 from scorer.memo import memo_sized
-from scorer.names import is_multicast_or_broadcast, unmapped, unscoped
+from scorer.names import THIS_NETWORK, is_multicast_or_broadcast, unmapped, unscoped
 from scorer.text import option
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -257,10 +257,14 @@ def _validate(ip: object, helo: object, mail_from: object, hostname: object) -> 
         raise RequestError(
             f"ip is not an IPv4 or IPv6 address: {option(raw_ip, 64)}", "ip"
         ) from None
-    if address.is_unspecified or is_multicast_or_broadcast(address):
+    if address.is_unspecified or address in THIS_NETWORK or is_multicast_or_broadcast(address):
         # No TCP connection comes from these: an integration that sends one has no
         # client address to give (scoring it would be RL_PTR_MISSING, a false 5).
-        raise RequestError(f"ip {address} is not a unicast address: no SMTP client", "ip")
+        raise RequestError(
+            f"ip {address} is no host's address (unspecified, 0.0.0.0/8, multicast or "
+            "broadcast): no SMTP client connects from it",
+            "ip",
+        )
     request = CheckRequest(
         address,
         _optional_text(helo, "helo"),

@@ -187,6 +187,9 @@ async def test_msgpack_bin_keys_and_values_are_read_as_text(client: Client) -> N
         (b'{"ip": "300.1.1.1"}', "ip"),
         # Regression: no client connects from these; they scored RL_PTR_MISSING (5).
         (b'{"ip": "0.0.0.0"}', "ip"),
+        # Regression (review): nor from the rest of 0.0.0.0/8 (RFC 1122 section 3.2.1.3).
+        (b'{"ip": "0.1.2.3"}', "ip"),
+        (b'{"ip": "::ffff:0.0.0.9"}', "ip"),
         (b'{"ip": "::"}', "ip"),
         (b'{"ip": "255.255.255.255"}', "ip"),
         (b'{"ip": "224.0.0.1"}', "ip"),
@@ -1161,7 +1164,8 @@ async def test_refused_checks_are_logged_with_their_reason(
     assert len(lines) == 3, lines  # one per status
     assert lines[0] == (
         "1 request(s) refused with 400 since the last such line: "
-        "ip 224.0.0.1 is not a unicast address: no SMTP client (field ip)"
+        "ip 224.0.0.1 is no host's address (unspecified, 0.0.0.0/8, multicast or broadcast): "
+        "no SMTP client connects from it (field ip)"
     )
     assert "refused with 415" in lines[1] and "Content-Type must be" in lines[1]
     assert "refused with 417" in lines[2] and "unsupported Expect: magic" in lines[2]
