@@ -157,8 +157,10 @@ def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
     else:
         try:
             # As for msgpack: invalid UTF-8 inside a HELO is evidence, not a bad
-            # body. RFC 8259 section 8.1: JSON between systems is UTF-8.
-            data = json.loads(body.decode("utf-8", errors="surrogateescape"))
+            # body. RFC 8259 section 8.1: JSON between systems is UTF-8, and a parser
+            # may ignore a byte order mark (json's own error spoke of codecs).
+            text = body.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+            data = json.loads(text)
         except (ValueError, RecursionError) as error:
             raise RequestError(f"body is not valid JSON: {option(str(error), 80)}") from None
     if not isinstance(data, dict):

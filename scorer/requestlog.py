@@ -109,8 +109,9 @@ def stderr_is_journal(environ: Mapping[str, str], fd: int = 2) -> bool:
 
 
 # aiohttp's parser errors quote the bytes they stopped at, after a newline or as a
-# bytes literal: a header line, which may be "Authorization: Bearer <token>".
-_QUOTED_INPUT = re.compile(r"""\n|\bb['"]""")
+# bytes literal (or a bytearray's): a header line, which may be "Authorization:
+# Bearer <token>".
+_QUOTED_INPUT = re.compile(r"""\n|\b(?:bytearray\()?b['"]""")
 
 
 def _without_quoted_input(message: str) -> str:

@@ -259,6 +259,11 @@ def _handling_error(error: BaseException, msg: str = "Error handling request") -
         ("Invalid HTTP header: b'Authorization: Bearer s3cret'", "Invalid HTTP header"),
         ('Bad request line:\n  "GET /s3cret HTTP/1.1"', "Bad request line"),
         ("b'Authorization: Bearer s3cret'", "malformed request"),
+        # Regression (review): a long URL's error left "bytearray(" behind.
+        (
+            "Got more than 8190 bytes when reading: bytearray(b'GET /s3cret')",
+            "Got more than 8190 bytes when reading",
+        ),
         ("Can not decode content-encoding: brotli", "Can not decode content-encoding: brotli"),
     ],
 )
