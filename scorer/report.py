@@ -59,7 +59,7 @@ def _judged_by_an_untrusted_resolver(result: SymbolResult) -> bool:
 def _checked(request: CheckRequest) -> str:
     """What a reply without symbols vouches for: what the request gave to check."""
     parts = ["reverse DNS"]
-    if request.helo is not None:
+    if request.helo:  # an empty one is no HELO: nothing checks it (scorer.lookups)
         parts.append("HELO")
     if request.mail_from:  # not for the null sender, which has no domain to check
         parts.append("MAIL FROM")

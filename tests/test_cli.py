@@ -538,6 +538,7 @@ def test_check_says_what_it_judged_when_nothing_fired(
     expected = {
         (): "no symbols: reverse DNS looks fine",
         ("--from", ""): "no symbols: reverse DNS looks fine",
+        ("--helo", ""): "no symbols: reverse DNS looks fine",  # no HELO: not checked
         ("--helo", world.CONFIRMED_NAME): "no symbols: reverse DNS and HELO look fine",
         ("--helo", world.CONFIRMED_NAME, "--from", f"user@{world.GOOD_DOMAIN}"): (
             "no symbols: reverse DNS, HELO and MAIL FROM look fine"
