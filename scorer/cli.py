@@ -33,7 +33,7 @@ from scorer.config import (
     with_overrides,
 )
 from scorer.configshow import render
-from scorer.dns.layer import ONE_CHECK
+from scorer.dns.layer import Consequences
 from scorer.files import file_error
 from scorer.generic.cli import run_generic
 from scorer.hangup import defer_hangups
@@ -196,6 +196,14 @@ def _listen_in(path: str | None) -> object:
     server = read_toml(path).get("server")
     return server.get("listen") if isinstance(server, dict) else None
 
+
+# `rdns-scorer check` at a terminal: one check, no service and no /readyz; its
+# *_TEMPFAIL fix lines speak of the client's zones, but the resolver is at fault.
+ONE_CHECK = Consequences(
+    silent="lookups fail and this check scores 0 (*_TEMPFAIL); the resolver is at fault, "
+    "not the client's zones",
+    untrusted="this check reports them as DNS failures (zero weight)",
+)
 
 #: `check`'s exit status when a lookup failed (a *_TEMPFAIL symbol): the score is not
 #: the whole verdict, and a script re-scoring clients must not read it as "clean".

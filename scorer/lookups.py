@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import dns.rdatatype
 
+from scorer.checks.addresses import AddressFacts
 from scorer.checks.helo import HeloFacts, HeloKind, parse_helo, resolves_to_a_host
 from scorer.checks.mailfrom import (
-    AddressFacts,
     MailFromFacts,
     SenderKind,
     has_global_address,

@@ -19,7 +19,7 @@ from scorer.checks.mailfrom import check_mail_from
 from scorer.checks.ptr import check_ptr, ptr_counted
 from scorer.config import Config
 from scorer.dns.cache import TtlCache
-from scorer.dns.layer import SERVICE, Consequences, DnsLayer, Outcome
+from scorer.dns.layer import Consequences, DnsLayer, Outcome
 from scorer.lookups import Facts, Limits, gather_facts
 from scorer.memo import memo_sized
 from scorer.policy import skip_hit
@@ -27,6 +27,15 @@ from scorer.protocol import CheckReply, CheckRequest, ReplyKey, reply_key
 from scorer.scoring import score_hits
 
 Clock = Callable[[], float]
+
+
+# The service's log: every check from now on is affected, and /readyz can be asked.
+SERVICE = Consequences(
+    silent="lookups fail and every check scores 0 (*_TEMPFAIL) until it does; /readyz says "
+    "so (docs/monitoring.md)",
+    untrusted="they are reported as DNS failures (zero weight) until it answers the root; "
+    "check the resolver (/readyz, docs/monitoring.md)",
+)
 
 
 def build_dns_layer(

@@ -296,7 +296,7 @@ def test_health_failures_are_one_line_and_exit_1(
     ("args", "said"),
     [
         (["--ip", ""], "rdns-scorer check: ip is not an IPv4 or IPv6 address: \n"),
-        (["--ip", "224.0.0.1"], "rdns-scorer check: ip 224.0.0.1 is not a unicast address"),
+        (["--ip", "224.0.0.1"], "rdns-scorer check: ip 224.0.0.1 is no host's address"),
     ],
 )
 def test_check_names_a_bad_field_once(

@@ -36,7 +36,7 @@ from scorer.dns.layer import (
     system_nameservers,
 )
 from scorer.dns.outcomes import Answer, FailureKind, MxRecord, NotFound, NotFoundKind, TempFail
-from scorer.pipeline import build_dns_layer
+from scorer.pipeline import SERVICE, build_dns_layer
 from tests import world
 from tests.support.fakedns import FaultyDns, dead_port
 from tests.support.ports import free_port, tcp_listener
@@ -873,7 +873,9 @@ async def test_a_resolver_that_stops_answering_is_logged_once_and_once_when_back
         ]
 
     try:
-        layer = _layer(resolver.nameserver, timeout=0.3)
+        # As the service builds it: the warning says what it means for the checks.
+        cache: TtlCache[Outcome] = TtlCache(1000, 0.0, 3600.0)
+        layer = DnsLayer([parse_nameserver(resolver.nameserver)], 0.3, cache, consequences=SERVICE)
         with caplog.at_level(logging.INFO, logger=layer_module.__name__):
             for _ in range(3):
                 await layer.check_root()

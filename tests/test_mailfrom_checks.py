@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scorer.checks.addresses import AddressFacts
 from scorer.checks.mailfrom import (
-    AddressFacts,
     IPAddress,
     MailFromFacts,
     SenderKind,

@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from scorer.checks.addresses import AddressFacts, has_public_host, only_non_public
 from scorer.checks.generic import generic_hit
 from scorer.checks.hit import Hit
 from scorer.checks.ptr import NOTHING_COUNTED, PtrCounted
@@ -21,8 +22,6 @@ from scorer.dns.outcomes import (
     NotFound,
     TempFail,
     describe,
-    failed_lookups,
-    listed_addresses,
 )
 from scorer.memo import memoise_short_text
 from scorer.names import (
@@ -30,7 +29,6 @@ from scorer.names import (
     ipv4_literal,
     is_internal,
     is_localhost_name,
-    is_public_host,
     literal_address,
     non_public_suffix,
     to_ascii,
@@ -146,14 +144,9 @@ class HeloFacts:
     a: Lookup[IPAddress] | None = None
     aaaa: Lookup[IPAddress] | None = None
 
-
-def _addresses(facts: HeloFacts) -> list[IPAddress]:
-    return [
-        address
-        for outcome in (facts.a, facts.aaaa)
-        if isinstance(outcome, Answer)
-        for address in outcome.records
-    ]
+    @property
+    def found(self) -> AddressFacts:
+        return AddressFacts(self.a, self.aaaa)
 
 
 def _forged_local(
@@ -241,7 +234,7 @@ def resolves_to_a_host(addresses: Collection[IPAddress], ip: IPAddress) -> bool:
     5321 section 4.1.1.1: the argument is the client's FQDN) and names no reachable host
     either: loopback, RFC 1918, multicast, reserved or documentation addresses only, as
     an MX host there is RL_MAILFROM_BOGUS_MX."""
-    return _at_client(addresses, ip) or any(map(is_public_host, addresses))
+    return _at_client(addresses, ip) or has_public_host(addresses)
 
 
 def _resolution_hit(facts: HeloFacts, ip: IPAddress) -> Hit | None:
@@ -253,13 +246,13 @@ def _resolution_hit(facts: HeloFacts, ip: IPAddress) -> Hit | None:
     if not outcomes:
         return None
     answered = any(isinstance(o, Answer) for o in outcomes)
-    addresses = _addresses(facts)
+    addresses = facts.found.addresses
     if answered and resolves_to_a_host(addresses, ip):
         return None  # the usual case: nothing more to work out
     evidence = option(f"helo={facts.helo.ascii}")
-    failures = tuple(map(option, failed_lookups({"A": facts.a, "AAAA": facts.aaaa})))
+    failures = tuple(map(option, facts.found.failures()))
     if answered:
-        found = f"only non-public addresses {listed_addresses(addresses, most=4)}"
+        found = only_non_public(addresses)
         if failures:
             # The failed family might have held a public address: unknown, and said so
             # (as an implicit MX's is) rather than nothing or a verdict.
@@ -290,7 +283,7 @@ def check_helo(
     # client our name resolves to (a node of a cluster sharing it): a forger cannot make
     # our zone point at it.
     forged = None if ip in local_ips else _forged_local(facts.helo, local_names, local_ips)
-    if forged is not None and not _at_client(_addresses(facts), ip):
+    if forged is not None and not _at_client(facts.found.addresses, ip):
         return [forged]
     syntax = _syntax_hit(facts.helo, ip)
     if syntax is not None:
@@ -302,6 +295,6 @@ def check_helo(
         # as if it had, so a big sender keeps its exemption (as a PTR name does) and a
         # DNS failure does not turn into a generic penalty.
         same_family = facts.a if ip.version == 4 else facts.aaaa
-        confirmed = _at_client(_addresses(facts), ip) or isinstance(same_family, TempFail)
+        confirmed = _at_client(facts.found.addresses, ip) or isinstance(same_family, TempFail)
         hits.append(generic_hit("RL_HELO_GENERIC", ip, name, confirmed, "helo"))
     return [h for h in hits if h is not None]

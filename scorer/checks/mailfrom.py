@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 
 import email_validator
 
+from scorer.checks.addresses import (
+    AddressFacts,
+    has_public_host,
+    only_non_public,
+)
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import (
     Answer,
@@ -24,8 +29,6 @@ from scorer.dns.outcomes import (
     NotFoundKind,
     TempFail,
     describe,
-    failed_lookups,
-    listed_addresses,
 )
 from scorer.memo import memoise_short_text
 from scorer.names import (
@@ -202,32 +205,6 @@ def validated_sender(raw: str, address: str) -> Sender:
 
 
 @dataclass(frozen=True, slots=True)
-class AddressFacts:
-    # None: not asked, because the other family already gave what the checks need, or
-    # said NXDOMAIN (RFC 8020 section 2: no records of any type, so none of this one).
-    # Neither for an MX target spelling an address: it names no host (_bogus_reason).
-    a: Lookup[IPAddress] | None
-    aaaa: Lookup[IPAddress] | None
-
-    @property
-    def addresses(self) -> list[IPAddress]:
-        return [
-            address
-            for outcome in (self.a, self.aaaa)
-            if isinstance(outcome, Answer)
-            for address in outcome.records
-        ]
-
-    @property
-    def failed(self) -> bool:
-        return isinstance(self.a, TempFail) or isinstance(self.aaaa, TempFail)
-
-    def failures(self) -> list[str]:
-        """``A: timeout: ...``-style evidence for each failed lookup."""
-        return failed_lookups({"A": self.a, "AAAA": self.aaaa})
-
-
-@dataclass(frozen=True, slots=True)
 class MailFromFacts:
     sender: Sender
     mx: Lookup[MxRecord] | None = None
@@ -253,7 +230,7 @@ def is_null_mx(mx: Answer[MxRecord]) -> bool:
 def has_global_address(outcome: Answer[IPAddress]) -> bool:
     """An MX host is usable only at a public address (not loopback/private/reserved, nor
     multicast: names.is_public_host)."""
-    return any(map(is_public_host, outcome.records))
+    return has_public_host(outcome.records)
 
 
 def _bogus_reason(target: str, facts: AddressFacts | None) -> str | None:
@@ -267,8 +244,8 @@ def _bogus_reason(target: str, facts: AddressFacts | None) -> str | None:
     addresses = facts.addresses
     if not addresses:
         return "does not resolve"
-    if not any(map(is_public_host, addresses)):
-        return f"only non-public addresses {listed_addresses(addresses, most=4)}"
+    if not has_public_host(addresses):
+        return only_non_public(addresses)
     return None
 
 
@@ -290,9 +267,7 @@ def _check_mx(
     reasons = {name: _bogus_reason(name, facts) for name, facts in targets.items()}
     # Usable: a public address, whatever the other family's lookup did (an A that timed
     # out beside a public AAAA still leaves a host to deliver to).
-    usable = (
-        r is None and any(map(is_public_host, targets[n].addresses)) for n, r in reasons.items()
-    )
+    usable = (r is None and has_public_host(targets[n].addresses) for n, r in reasons.items())
     if not reasons or any(usable):
         return None  # at least one usable mail host (or none to judge)
     evidence = [option_naming(f"MX {name}", f": {r}") for name, r in reasons.items() if r]
@@ -327,14 +302,13 @@ def _check_implicit(
         reason = _bogus_reason(domain, implicit)
         if reason:
             return Hit("RL_MAILFROM_BOGUS_MX", (subject, no_mx, f"implicit MX: {reason}"))
-        if any(map(is_public_host, addresses)):
+        if has_public_host(addresses):
             return None
     if implicit.failed:
         # Only internal addresses so far (named, so the admin sees why the failure
         # mattered), and the other family's lookup failed: it might have been public.
         # Unknown, and said so rather than nothing.
-        shown = listed_addresses(addresses, most=4)
-        found = [f"only non-public addresses {shown}"] if addresses else []
+        found = [only_non_public(addresses)] if addresses else []
         failures = map(option, implicit.failures())
         return Hit("RL_MAILFROM_TEMPFAIL", (subject, no_mx, *found, *failures))
     return Hit("RL_MAILFROM_NO_MAIL_HOST", (subject, no_mx, "no A/AAAA"))

@@ -12,9 +12,10 @@ import ipaddress
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
+from scorer.checks.addresses import listed_addresses
 from scorer.checks.generic import generic_hit
 from scorer.checks.hit import Hit
-from scorer.dns.outcomes import Answer, Lookup, TempFail, describe, listed_addresses
+from scorer.dns.outcomes import Answer, Lookup, TempFail, describe
 from scorer.names import address_named, is_localhost_name
 from scorer.text import option, option_naming
 

@@ -149,19 +149,11 @@ class Consequences:
     untrusted: str  # after "the resolver says the root has no SOA (why): ...not trusted: "
 
 
-# The service's log: every check from now on is affected, and /readyz can be asked.
-SERVICE = Consequences(
-    silent="lookups fail and every check scores 0 (*_TEMPFAIL) until it does; /readyz says "
-    "so (docs/monitoring.md)",
-    untrusted="they are reported as DNS failures (zero weight) until it answers the root; "
-    "check the resolver (/readyz, docs/monitoring.md)",
-)
-# `rdns-scorer check` at a terminal: one check, no service and no /readyz; its
-# *_TEMPFAIL fix lines speak of the client's zones, but the resolver is at fault.
-ONE_CHECK = Consequences(
-    silent="lookups fail and this check scores 0 (*_TEMPFAIL); the resolver is at fault, "
-    "not the client's zones",
-    untrusted="this check reports them as DNS failures (zero weight)",
+# What the resolver's state does to lookups, and no more: who builds the layer words
+# what it means for the reader (scorer.pipeline for the service, scorer.cli for `check`).
+LOOKUPS_ONLY = Consequences(
+    silent="lookups fail until it does",
+    untrusted="they are reported as lookup failures until it answers the root",
 )
 
 
@@ -280,17 +272,15 @@ class DnsLayer:
         timeout: float,
         cache: TtlCache[Outcome],
         negative_ttl: int = 300,
-        observer: QueryObserver | None = None,
-        consequences: Consequences = SERVICE,
+        consequences: Consequences = LOOKUPS_ONLY,
     ) -> None:
         self.nameservers = list(nameservers) or system_nameservers()
         self._transport = UdpTransport(self.nameservers, timeout, negative_ttl)
         self._timeout = timeout
         self.cache = cache
-        self._negative_ttl = negative_ttl
         self._inflight: dict[Hashable, asyncio.Future[tuple[Outcome, float]]] = {}
         self._negatives: dict[NotFound, NotFound] = {}
-        self.observer = observer
+        self.observer: QueryObserver | None = None  # set by who counts queries (metrics)
         self._consequences = consequences
         self.health = QueryHealth()
         # Set while the resolver says the root has no SOA: the failure its NXDOMAIN and

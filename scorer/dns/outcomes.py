@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import enum
-import ipaddress
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class NotFoundKind(enum.StrEnum):
@@ -76,11 +73,6 @@ def network_failure(error: BaseException, context: str = "") -> TempFail:
 Lookup = Answer[T] | NotFound | TempFail
 
 
-def failed_lookups(outcomes: Mapping[str, Answer[Any] | NotFound | TempFail | None]) -> list[str]:
-    """``A: servfail``-style evidence for each failed lookup, by its record type."""
-    return [f"{rdtype}: {describe(o)}" for rdtype, o in outcomes.items() if isinstance(o, TempFail)]
-
-
 def describe(outcome: Answer[Any] | NotFound | TempFail) -> str:
     """A short evidence string for an outcome, e.g. ``nxdomain``, ``timeout: no answer
     within 0.5s`` or ``malformed: CNAME loop`` (a failure's detail says why)."""
@@ -93,12 +85,3 @@ def describe(outcome: Answer[Any] | NotFound | TempFail) -> str:
     if outcome.detail and outcome.detail.lower() != outcome.kind:
         return f"{outcome.kind}: {outcome.detail}"
     return str(outcome.kind)
-
-
-def listed_addresses(addresses: Iterable[IPAddress], most: int | None = None) -> str:
-    """``addresses`` as evidence: each once, in address order (IPv4 before IPv6), the
-    first ``most`` of them. A resolver rotates its answers (round robin), and which
-    addresses evidence shows, and in which order, must not change from message to
-    message with them."""
-    ordered = sorted(set(addresses), key=lambda address: (address.version, address))
-    return ", ".join(map(str, ordered[:most]))

@@ -1,0 +1,66 @@
+"""What a name's A and AAAA lookups found, and how evidence words it: shared by the
+HELO check (a HELO name, RFC 5321 section 4.1.1.1) and the MAIL FROM check (an MX
+target, or a domain's implicit MX, section 5.1)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from scorer.dns.outcomes import Answer, Lookup, NotFound, TempFail, describe
+from scorer.names import is_public_host
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class AddressFacts:
+    # None: not asked, because the other family already gave what the checks need, or
+    # said NXDOMAIN (RFC 8020 section 2: no records of any type, so none of this one).
+    # Neither for an MX target spelling an address: it names no host.
+    a: Lookup[IPAddress] | None
+    aaaa: Lookup[IPAddress] | None
+
+    @property
+    def addresses(self) -> list[IPAddress]:
+        return [
+            address
+            for outcome in (self.a, self.aaaa)
+            if isinstance(outcome, Answer)
+            for address in outcome.records
+        ]
+
+    @property
+    def failed(self) -> bool:
+        return isinstance(self.a, TempFail) or isinstance(self.aaaa, TempFail)
+
+    def failures(self) -> list[str]:
+        """``A: timeout: ...``-style evidence for each failed lookup."""
+        return failed_lookups({"A": self.a, "AAAA": self.aaaa})
+
+
+def has_public_host(addresses: Iterable[IPAddress]) -> bool:
+    """Whether any of ``addresses`` is a public host's (names.is_public_host): one a
+    reply can be delivered to, a greeting's name can stand for."""
+    return any(map(is_public_host, addresses))
+
+
+def only_non_public(addresses: Iterable[IPAddress]) -> str:
+    """The evidence for a name whose addresses name no public host: the first four."""
+    return f"only non-public addresses {listed_addresses(addresses, most=4)}"
+
+
+def failed_lookups(outcomes: Mapping[str, Answer[Any] | NotFound | TempFail | None]) -> list[str]:
+    """``A: servfail``-style evidence for each failed lookup, by its record type."""
+    return [f"{rdtype}: {describe(o)}" for rdtype, o in outcomes.items() if isinstance(o, TempFail)]
+
+
+def listed_addresses(addresses: Iterable[IPAddress], most: int | None = None) -> str:
+    """``addresses`` as evidence: each once, in address order (IPv4 before IPv6), the
+    first ``most`` of them. A resolver rotates its answers (round robin), and which
+    addresses evidence shows, and in which order, must not change from message to
+    message with them."""
+    ordered = sorted(set(addresses), key=lambda address: (address.version, address))
+    return ", ".join(map(str, ordered[:most]))
