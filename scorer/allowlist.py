@@ -19,7 +19,6 @@ spammer cannot buy an exemption by writing a PTR or a HELO:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from scorer.checks.helo import parse_helo
 from scorer.checks.mailfrom import SenderKind, envelope_address, parse_sender
 from scorer.files import file_error, read_regular_file, utf8_text
 from scorer.names import (
+    IPAddress,
     address_named,
     hostname_problem,
     is_public_suffix,
@@ -37,8 +37,6 @@ from scorer.names import (
 from scorer.policy import parse_network
 from scorer.symbols import Family
 from scorer.text import option
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 KINDS = ("ip", "ptr", "helo", "from")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")

@@ -7,7 +7,6 @@ hostile zone cannot make one message cost unbounded work.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,9 +27,8 @@ from scorer.dns.layer import DnsLayer
 from scorer.dns.outcomes import Answer, Lookup, NotFound, NotFoundKind
 from scorer.dns.wire import relative_name
 from scorer.eager import eager_gather
+from scorer.names import IPAddress
 from scorer.protocol import CheckRequest
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True, slots=True)

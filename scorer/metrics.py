@@ -19,7 +19,7 @@ from scorer import __version__
 from scorer.allowlist import covered_families
 from scorer.dns.layer import QUERY_TYPES, RESULT_NAMES, DnsLayer
 from scorer.loopmetrics import HistogramSeries, LoopCounter, LoopHistogram, Series
-from scorer.protocol import CheckReply, CheckRequest
+from scorer.protocol import CheckReply, CheckRequest, SymbolResult
 from scorer.symbols import SYMBOLS, Family, reports_a_failure
 
 # Latency buckets: the plugin's timeout is 1 s and a warm check takes well under
@@ -94,7 +94,7 @@ class _Moved(NamedTuple):
     """What one distinct reply moves: its symbols (held, so their id stays theirs),
     the counters it increments, and the bucket of its score."""
 
-    symbols: object
+    symbols: tuple[SymbolResult, ...]
     counters: tuple[Series, ...]
     score_bucket: int
 

@@ -3,7 +3,8 @@
 Rules cite: RFC 1035 section 2.3.4 (63-octet labels, 255-octet names),
 RFC 1123 section 2.1 (labels may start with a digit), RFC 5321 section 4.1.2
 (``Domain = sub-domain *("." sub-domain)``, LDH only), RFC 6761 / RFC 2606 /
-RFC 8375 / ICANN's ``.internal`` for names that are never public.
+RFC 6762 / RFC 7686 / RFC 3172 / RFC 8375 / RFC 9476 / ICANN's ``.internal`` for
+names that are never public.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import re
 import idna
 from publicsuffixlist import PSLFILE, PublicSuffixList
 
-MAX_NAME_OCTETS = 253  # 255 on the wire minus the length octet and the root
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_NAME_OCTETS = 253  # RFC 1035 section 2.3.4: 255 on the wire, less a length octet and the root
 MAX_LABEL_OCTETS = 63
 
 # Special-use and private-use names that can never identify a public host
-# (RFC 6761 section 6, RFC 2606 sections 2-3, RFC 8375, RFC 9476 .alt, ICANN
-# .internal), plus suffixes that routers and OS installers invent and that are
+# (RFC 6761 section 6, RFC 2606 sections 2-3, RFC 6762 .local, RFC 7686 .onion,
+# RFC 3172 .arpa, RFC 8375 home.arpa, RFC 9476 .alt, ICANN .internal), plus suffixes that routers and OS installers invent and that are
 # not in the Public Suffix List.
 NON_PUBLIC_SUFFIXES = frozenset(
     {
@@ -186,11 +189,11 @@ _IPV4_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
 
 
-def _is_group(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def _is_group(address: IPAddress) -> bool:
     return address.is_multicast or address == _IPV4_BROADCAST
 
 
-def is_multicast_or_broadcast(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def is_multicast_or_broadcast(address: IPAddress) -> bool:
     """Whether ``address`` names a group, never one host: no TCP client connects from
     it, and no resolver answers from it. Judged by the IPv4 address it carries, if any
     (``unmapped``): ``::ffff:224.0.0.251`` is mDNS's group, which ipaddress's
@@ -198,7 +201,7 @@ def is_multicast_or_broadcast(address: ipaddress.IPv4Address | ipaddress.IPv6Add
     return _is_group(unmapped(address))
 
 
-def is_public_host(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def is_public_host(address: IPAddress) -> bool:
     """Whether ``address`` is a public host's, one a reply can be delivered to: global, and
     no group's (ipaddress calls 224.0.0.1 and ff0e::1 global, yet no TCP connection, so
     no SMTP session, RFC 5321 section 5.1, can be opened to a multicast address), nor
@@ -218,7 +221,7 @@ def is_public_host(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bo
     return address.is_global and not (_is_group(address) or address.is_reserved)
 
 
-def is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def is_internal(address: IPAddress) -> bool:
     """Whether ``address`` can only be an internal host's (loopback, link-local, private)."""
     address = unmapped(address)
     return (
@@ -266,8 +269,8 @@ NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 def unmapped(
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    address: IPAddress,
+) -> IPAddress:
     """``address``, or the IPv4 address it carries: IPv4-mapped (``::ffff:192.0.2.1``,
     RFC 4291 section 2.5.5.2), how a dual-stack socket shows an IPv4 peer, or in the
     NAT64 well-known prefix (``64:ff9b::c000:201``); how clients are read and compared."""
@@ -280,8 +283,8 @@ def unmapped(
 
 
 def unscoped(
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    address: IPAddress,
+) -> IPAddress:
     """``address`` without its IPv6 zone, if any ("fe80::1%eth0", RFC 4007 section 11).
 
     A zone names an interface on the host of whoever wrote it, never part of who a
@@ -293,7 +296,7 @@ def unscoped(
     return address
 
 
-def address_in(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def address_in(text: str) -> IPAddress | None:
     """The IPv4 or IPv6 address ``text`` spells, or None when it spells none."""
     if "%" not in text and _NOT_ADDRESS_CHARACTER.search(text):
         return None
@@ -317,7 +320,7 @@ def ipv4_literal(text: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(".".join(str(int(octet)) for octet in octets.groups()))
 
 
-def literal_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def literal_address(text: str) -> IPAddress | None:
     """The address ``text`` spells as the inside of an SMTP address literal (no brackets,
     no "IPv6:" tag), or None.
 
@@ -328,7 +331,7 @@ def literal_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
     return address_in(plain_snums(text))
 
 
-def address_named(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def address_named(text: str) -> IPAddress | None:
     """The address a name from a DNS record (a PTR name, an MX target) spells instead of a
     host, bare or as an SMTP address literal (``192.0.2.010``, ``[192.0.2.10]``,
     ``[IPv6:2001:db8::25]``: RFC 5321 section 4.1.3, every Snum decimal, the tag in any

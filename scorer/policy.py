@@ -6,9 +6,8 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 
 from scorer.checks.hit import Hit
-from scorer.names import NAT64_WELL_KNOWN, unmapped
+from scorer.names import NAT64_WELL_KNOWN, IPAddress, unmapped
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 

@@ -18,10 +18,8 @@ import msgpack
 
 from scorer.checks.mailfrom import envelope_address
 from scorer.memo import memo_sized
-from scorer.names import THIS_NETWORK, is_multicast_or_broadcast, unmapped, unscoped
+from scorer.names import THIS_NETWORK, IPAddress, is_multicast_or_broadcast, unmapped, unscoped
 from scorer.text import option
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MSGPACK_TYPES = frozenset(
     {"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"}
@@ -35,7 +33,7 @@ KNOWN_FIELDS = frozenset(CHECKED_FIELDS + LABEL_FIELDS)
 # one per call (~4 us of a new reply's ~12).
 _JSON = json.JSONEncoder(separators=(",", ":"))
 # Longer values are cut before any check sees them: no valid HELO (255) or
-# address (RFC 5321 section 4.5.3.1: 256) is anywhere near this, so a cut
+# address (RFC 5321 section 4.5.3.1.3: 256) is anywhere near this, so a cut
 # value is still judged invalid, but IDNA and regexes never chew on 16 KiB.
 MAX_FIELD_CHARS = 1024
 

@@ -10,9 +10,10 @@ from typing import TypeVar
 import dns.rdatatype
 
 from scorer.dns.cache import TtlCache, question_key
-from scorer.dns.layer import DnsLayer, IPAddress, Nameserver, Outcome
+from scorer.dns.layer import DnsLayer, Nameserver, Outcome
 from scorer.dns.outcomes import Answer
 from scorer.dns.wire import relative_name
+from scorer.names import IPAddress
 from scorer.pipeline import Pipeline
 from scorer.protocol import SymbolResult, parse_request
 from tests.support.fakedns import dead_port

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scorer.checks.helo import HeloFacts, HeloKind, IPAddress, check_helo, parse_helo
+from scorer.checks.helo import HeloFacts, HeloKind, check_helo, parse_helo
 from scorer.checks.hit import Hit
 from scorer.checks.ptr import PtrCounted, PtrFacts, check_ptr, ptr_counted
 from scorer.config import Config
@@ -19,6 +19,7 @@ from scorer.dns.outcomes import Answer, FailureKind, Lookup, NotFound, NotFoundK
 from scorer.dns.wire import reverse_name
 from scorer.lookups import Limits, gather_facts
 from scorer.names import (
+    IPAddress,
     address_in,
     hostname_problem,
     ipv4_literal,

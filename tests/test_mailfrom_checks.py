@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from scorer.checks.addresses import AddressFacts
 from scorer.checks.mailfrom import (
-    IPAddress,
     MailFromFacts,
     SenderKind,
     check_mail_from,
@@ -36,6 +35,7 @@ from scorer.dns.outcomes import (
 )
 from scorer.dns.wire import reverse_name
 from scorer.lookups import Limits, gather_facts
+from scorer.names import IPAddress
 from scorer.pipeline import Pipeline
 from scorer.protocol import parse_request
 from scorer.text import OPTION_MAX_CHARS

@@ -10,11 +10,12 @@ import dns.rdatatype
 import pytest
 
 from scorer.checks.hit import Hit
-from scorer.checks.ptr import IPAddress, PtrFacts, check_ptr
+from scorer.checks.ptr import PtrFacts, check_ptr
 from scorer.config import Config, config_from_mapping
 from scorer.dns.outcomes import Answer, FailureKind, Lookup, NotFound, NotFoundKind, TempFail
 from scorer.dns.wire import reverse_name
 from scorer.generic import classify
+from scorer.names import IPAddress
 from scorer.pipeline import Pipeline
 from scorer.policy import parse_network, skip_hit
 from scorer.symbols import SYMBOLS

@@ -4,15 +4,12 @@ target, or a domain's implicit MX, section 5.1)."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from scorer.dns.outcomes import Answer, Lookup, NotFound, TempFail, describe
-from scorer.names import is_public_host
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from scorer.names import IPAddress, is_public_host
 
 
 @dataclass(frozen=True, slots=True)

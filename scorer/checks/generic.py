@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from scorer.checks.hit import Hit
 from scorer.generic import classify
+from scorer.names import IPAddress
 from scorer.text import option
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def generic_hit(symbol: str, ip: IPAddress, name: str, confirmed: bool, role: str) -> Hit | None:

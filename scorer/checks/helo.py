@@ -25,6 +25,7 @@ from scorer.dns.outcomes import (
 )
 from scorer.memo import memoise_short_text
 from scorer.names import (
+    IPAddress,
     hostname_problem,
     ipv4_literal,
     is_internal,
@@ -36,8 +37,6 @@ from scorer.names import (
     unscoped,
 )
 from scorer.text import has_unsafe, option, option_naming, unsafe_reason
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class HeloKind(enum.StrEnum):

@@ -9,7 +9,6 @@ declaration that it takes no mail.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import re
 from dataclasses import dataclass, field
 
@@ -32,6 +31,8 @@ from scorer.dns.outcomes import (
 )
 from scorer.memo import memoise_short_text
 from scorer.names import (
+    MAX_NAME_OCTETS,
+    IPAddress,
     address_named,
     hostname_problem,
     is_public_host,
@@ -42,8 +43,6 @@ from scorer.names import (
     unmapped,
 )
 from scorer.text import has_unsafe, option, option_naming, unsafe_reason
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class SenderKind(enum.StrEnum):
@@ -75,7 +74,6 @@ _TLD = r"(?:[A-Za-z0-9][A-Za-z0-9-]{0,61})?[A-Za-z]"
 _PLAIN_ADDRESS = re.compile(rf"(?:{_ATOM}(?:\.{_ATOM})*)@((?:{_LABEL}\.)+{_TLD})\Z")
 _MAX_PLAIN_LOCAL = 64  # RFC 5321 section 4.5.3.1.1
 _MAX_ADDRESS = 254  # RFC 5321 section 4.5.3.1.3 (256 with the angle brackets)
-_MAX_DOMAIN = 253  # RFC 1035 section 2.3.4, without the root's dot
 
 
 def plain_sender_domain(address: str) -> str | None:
@@ -89,7 +87,7 @@ def plain_sender_domain(address: str) -> str | None:
     domain = match.group(1).lower()
     if (
         len(address) - len(domain) - 1 > _MAX_PLAIN_LOCAL
-        or len(domain) > _MAX_DOMAIN
+        or len(domain) > MAX_NAME_OCTETS
         or "--" in domain
         or any(
             domain == special or domain.endswith("." + special)

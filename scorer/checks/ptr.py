@@ -8,7 +8,6 @@ record equal to that IP. A DNS failure anywhere in the chain is reported as
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -16,10 +15,8 @@ from scorer.checks.addresses import listed_addresses
 from scorer.checks.generic import generic_hit
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import Answer, Lookup, TempFail, describe
-from scorer.names import address_named, is_localhost_name
+from scorer.names import IPAddress, address_named, is_localhost_name
 from scorer.text import option, option_naming
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True, slots=True)

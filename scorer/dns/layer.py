@@ -36,9 +36,8 @@ from scorer.dns.outcomes import (
 )
 from scorer.dns.transport import UdpTransport
 from scorer.dns.wire import NameError_, encode_name, relative_name, reverse_name
-from scorer.names import decimal_in, is_multicast_or_broadcast
+from scorer.names import IPAddress, decimal_in, is_multicast_or_broadcast
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Outcome = Answer[Any] | NotFound | TempFail
 # (rdtype, result, seconds, whether a failure repeats the question's last one)
 QueryObserver = Callable[[str, str, float, bool], None]

@@ -21,8 +21,8 @@ from typing import TextIO
 from scorer.generic.classifier import classify
 from scorer.generic.hostparts import normalize_hostname
 from scorer.generic.verdict import GenericVerdict
-from scorer.names import to_ascii
-from scorer.protocol import IPAddress, parse_ip
+from scorer.names import IPAddress, to_ascii
+from scorer.protocol import parse_ip
 from scorer.requestlog import print_error
 from scorer.text import escape
 

@@ -12,10 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from scorer.names import public_suffix_list
-
-#: RFC 1035 limits; anything longer cannot be a real PTR target.
-_MAX_NAME_LENGTH = 253
+from scorer.names import MAX_NAME_OCTETS, public_suffix_list
 
 #: A whole name: 1-63 character labels separated by single dots. Underscore is not a hostname
 #: character, but it does occur in real PTR data and is harmless here, so it is tolerated.
@@ -83,7 +80,7 @@ def normalize_hostname(hostname: object) -> str | None:
     name = hostname.strip().lower()
     if name.endswith("."):
         name = name[:-1]
-    if not name or len(name) > _MAX_NAME_LENGTH:
+    if not name or len(name) > MAX_NAME_OCTETS:
         return None
     if not _NAME_RE.fullmatch(name) or name.rsplit(".", 1)[-1].isdigit():
         return None
