@@ -23,8 +23,8 @@ MAX_LABEL_OCTETS = 63
 
 # Special-use and private-use names that can never identify a public host
 # (RFC 6761 section 6, RFC 2606 sections 2-3, RFC 6762 .local, RFC 7686 .onion,
-# RFC 3172 .arpa, RFC 8375 home.arpa, RFC 9476 .alt, ICANN .internal), plus suffixes that routers and OS installers invent and that are
-# not in the Public Suffix List.
+# RFC 3172 .arpa, RFC 8375 home.arpa, RFC 9476 .alt, ICANN .internal), plus suffixes
+# that routers and OS installers invent and that are not in the Public Suffix List.
 NON_PUBLIC_SUFFIXES = frozenset(
     {
         "invalid",
