@@ -231,13 +231,13 @@ def has_global_address(outcome: Answer[IPAddress]) -> bool:
     return has_public_host(outcome.records)
 
 
-def _bogus_reason(target: str, facts: AddressFacts | None) -> str | None:
+def _bogus_reason(target: str, facts: AddressFacts) -> str | None:
     """Why an MX target cannot receive mail, or None if it can (or we can't tell)."""
     # RFC 5321 section 5.1: an MX names a host; an address there (its Snums decimal,
     # section 4.1.3: 192.0.2.010 is one too) names none, whatever a lookup of it says.
     if address_named(target) is not None:
         return "IP literal as MX"
-    if facts is None or facts.failed:
+    if facts.failed:
         return None
     addresses = facts.addresses
     if not addresses:

@@ -46,8 +46,6 @@ def is_written_by_install(path: Path) -> bool:
 
 
 DEFAULT_SITECONFIGPATH = Path("/etc/spamassassin")
-DESCRIBE_BEGIN = "# BEGIN rdns-scorer describe"
-DESCRIBE_END = "# END rdns-scorer describe"
 
 
 def source_dir() -> Path:
@@ -62,12 +60,6 @@ def describe_lines() -> str:
     return "".join(
         f"describe {s.name} {s.description.replace('#', chr(92) + '#')}\n" for s in SYMBOLS.values()
     )
-
-
-def describe_block(config_text: str) -> str:
-    """The text between the describe markers of a shipped ``rdns_scorer.cf``."""
-    start = config_text.index(DESCRIBE_BEGIN + "\n") + len(DESCRIBE_BEGIN) + 1
-    return config_text[start : config_text.index(DESCRIBE_END, start)]
 
 
 @dataclass(frozen=True, slots=True)
