@@ -11,11 +11,28 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from typing import Generic, TypeVar
+from typing import Generic, ParamSpec, Protocol, TypeVar, cast
 
 MAX_MEMO_CHARS = 256
 
 T = TypeVar("T")
+P = ParamSpec("P")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class Memoised(Protocol[P, R_co]):
+    """A memoised function, typed as the function it wraps."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    def cache_clear(self) -> None: ...
+
+
+def memoise(maxsize: int) -> Callable[[Callable[P, T]], Memoised[P, T]]:
+    """``functools.lru_cache(maxsize)`` that keeps the function's signature for mypy:
+    typeshed types lru_cache's wrapper as taking any hashable arguments, so no call of
+    a function decorated with it was checked."""
+    return cast(Callable[[Callable[P, T]], Memoised[P, T]], functools.lru_cache(maxsize=maxsize))
 
 
 def memo_sized(texts: Iterable[str | bytes | None]) -> bool:

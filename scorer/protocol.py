@@ -8,7 +8,6 @@ there would let a spammer switch our checks off, because the plugins fail open.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import json
 import re
@@ -17,7 +16,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from scorer.checks.mailfrom import envelope_address
-from scorer.memo import memo_sized
+from scorer.memo import memo_sized, memoise
 from scorer.names import THIS_NETWORK, IPAddress, is_multicast_or_broadcast, unmapped, unscoped
 from scorer.text import option
 
@@ -204,7 +203,7 @@ def _mta_hostname(value: str | None) -> str | None:
 MAX_IP_CHARS = 64
 
 
-@functools.lru_cache(maxsize=16384)  # ~5 us of ipaddress work per call; relays repeat
+@memoise(maxsize=16384)  # ~5 us of ipaddress work per call; relays repeat
 def parse_ip(text: str) -> IPAddress:
     """The client address in ``text`` (brackets and spaces allowed); ValueError if none."""
     ip = ipaddress.ip_address(text.strip().strip("[]"))
@@ -304,7 +303,7 @@ def encode_reply(payload: dict[str, Any], want_msgpack: bool) -> tuple[bytes, st
     return _JSON.encode(payload).encode(), "application/json"
 
 
-@functools.lru_cache(maxsize=64)  # a handful of distinct Accept headers in practice
+@memoise(maxsize=64)  # a handful of distinct Accept headers in practice
 def wants_msgpack(accept: str) -> bool:
     """Whether ``accept`` asks for msgpack rather than JSON, our default.
 

@@ -23,7 +23,6 @@ none of them decides on its own. See docs/generic-ptr.md.
 
 from __future__ import annotations
 
-import functools
 import re
 from ipaddress import IPv4Address, IPv6Address
 
@@ -32,6 +31,7 @@ from scorer.generic.hostparts import normalize_hostname, split_host, tokenise_la
 from scorer.generic.keywords import digit_shape, find_keywords
 from scorer.generic.providers import PROVIDERS_VERSION, find_provider
 from scorer.generic.verdict import GenericEvidence, GenericVerdict, not_generic
+from scorer.memo import memoise
 
 #: The whole address is in the name: providers mint such names per address, and a person
 #: naming a server essentially never does. Not 1.0 because a few operators do name relays
@@ -59,7 +59,7 @@ STRONG_PARTIAL_WITH_SHAPE_CONFIDENCE = 0.5
 KEYWORD_WITH_SHAPE_CONFIDENCE = 0.45
 
 
-@functools.lru_cache(maxsize=8192)  # pure and frozen in, frozen out; the same clients come back
+@memoise(maxsize=8192)  # pure and frozen in, frozen out; the same clients come back
 def classify(ip: IPv4Address | IPv6Address, hostname: str, confirmed: bool) -> GenericVerdict:
     """Classify ``hostname`` as the PTR name of ``ip``.
 

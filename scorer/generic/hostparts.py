@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 
+from scorer.memo import memoise
 from scorer.names import MAX_NAME_OCTETS, public_suffix_list
 
 #: A whole name: 1-63 character labels separated by single dots. Underscore is not a hostname
@@ -87,7 +87,7 @@ def normalize_hostname(hostname: object) -> str | None:
     return name
 
 
-@lru_cache(maxsize=4096)
+@memoise(maxsize=4096)
 def _public_suffix(tail: str) -> str | None:
     """Public suffix of ``tail`` (the last few labels of a name), cached."""
     suffix: str | None = public_suffix_list().publicsuffix(tail)
