@@ -315,15 +315,20 @@ def test_check_json_is_the_reply_body(unbound: Unbound, capsys: pytest.CaptureFi
     assert body["score"] == SYMBOLS["RL_PTR_MISSING"].weight
 
 
+def _check_with_config(tmp_path: Path, unbound: Unbound, toml: str) -> tuple[Path, list[str]]:
+    """A config file holding ``toml``, and the start of a `check` command that reads it."""
+    config = tmp_path / "scorer.toml"
+    config.write_text(toml)
+    return config, ["check", "--config", str(config), "--nameserver", unbound.nameserver]
+
+
 def test_check_does_without_the_token_it_cannot_read(
     unbound: Unbound, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Regression (review): the admin's `check --config /etc/rdns-scorer/scorer.toml`
     # failed on the token file, which is the service user's (0640), though a check run
     # in process authorizes nothing. A missing file fails the same way an unreadable does.
-    written = tmp_path / "scorer.toml"
-    written.write_text('[server]\ntoken_file = "secret/token"\n')
-    argv = ["check", "--config", str(written), "--nameserver", unbound.nameserver]
+    written, argv = _check_with_config(tmp_path, unbound, '[server]\ntoken_file = "secret/token"\n')
     assert main([*argv, "--ip", world.MISSING_PTR_IP]) == 0
     assert "RL_PTR_MISSING" in capsys.readouterr().out
     assert main(["config", "check", str(written)]) == 2  # the service needs it
@@ -555,9 +560,7 @@ def test_check_warns_of_what_it_cannot_see_in_its_options(
     # Regression (review): a 5,000-character HELO was silently judged by its first 1,024
     # characters, and a config warning `config check` prints (a weight on a TEMPFAIL)
     # went unsaid while it scored.
-    config = tmp_path / "scorer.toml"
-    config.write_text("[weights]\nRL_MAILFROM_TEMPFAIL = 1.0\n")
-    argv = ["check", "--config", str(config), "--nameserver", unbound.nameserver]
+    _, argv = _check_with_config(tmp_path, unbound, "[weights]\nRL_MAILFROM_TEMPFAIL = 1.0\n")
     assert main([*argv, "--ip", world.CONFIRMED_IP, "--helo", "a" * 5_000]) == 0
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("rdns-scorer check: warning: [weights] RL_MAILFROM_TEMPFAIL = 1:")
