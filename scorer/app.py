@@ -411,10 +411,17 @@ async def healthz(_service: Service, _request: web.Request) -> web.Response:
 
 
 async def readyz(service: Service, _request: web.Request) -> web.Response:
-    reason = await service.pipeline.dns.unready_reason()
+    pipeline = service.pipeline
+    reason = await pipeline.dns.unready_reason()
+    # The deadline a check is answered within: `rdns-scorer rspamd|spamassassin check`
+    # compares it with the plugin's timeout (scorer.integrations.probe).
+    status = {
+        "status": "ready" if reason is None else reason,
+        "request_deadline": pipeline.config.dns.request_deadline,
+    }
     return web.Response(
         status=200 if reason is None else 503,
-        text=json.dumps({"status": "ready" if reason is None else reason}),
+        text=json.dumps(status),
         content_type="application/json",
     )
 

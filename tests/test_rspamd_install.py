@@ -1496,11 +1496,18 @@ def test_check_reads_the_section_as_the_plugin_does() -> None:
     # Regression (review): `token = 0` reads as the number 0, which the plugin sends as
     # "Bearer 0"; the check sent no token at all.
     assert rspamd_check.Section.from_dump({"token": 0}).token == "0"
-    assert defaults == rspamd_check.Section(["127.0.0.1:11340"], "/v1/check", None)
-    dumped = {"servers": ["a:1, b:2", "c:3;d:4"], "path": "v2/check", "token": "t0k"}
+    assert defaults == rspamd_check.Section(["127.0.0.1:11340"], "/v1/check", None, 1.0)
+    dumped = {
+        "servers": ["a:1, b:2", "c:3;d:4"],
+        "path": "v2/check",
+        "token": "t0k",
+        "timeout": 1.5,  # configdump's seconds for `timeout = 1.5s`
+    }
     assert rspamd_check.Section.from_dump(dumped) == rspamd_check.Section(
-        ["a:1", "b:2", "c:3", "d:4"], "/v2/check", "t0k"
+        ["a:1", "b:2", "c:3", "d:4"], "/v2/check", "t0k", 1.5
     )
+    # A timeout the plugin refuses disables it (the module finding says so): the default.
+    assert rspamd_check.Section.from_dump({"timeout": "soon"}).timeout == 1.0
     # Separators at either end make no entry, as in the plugin (gmatch '[^,;%s]+'): no
     # "cannot ask `servers` entry " problem for a trailing comma.
     assert rspamd_check.Section.from_dump({"servers": ", a:1;\n"}).servers == ["a:1"]
@@ -1527,9 +1534,9 @@ def _asked_by_check(
         return modules if args == ("-m",) else dumped
 
     def asked(
-        base: str, path: str, _token: str | None, _wiring: probe.Wiring
+        base: str, path: str, _token: str | None, _wiring: probe.Wiring, timeout: float
     ) -> list[probe.Finding]:
-        return [probe.Finding(True, f"asked {base}{path}")]
+        return [probe.Finding(True, f"asked {base}{path} ({timeout:g} s)")]
 
     monkeypatch.setattr(rspamd_check, "_rspamadm", rspamadm)
     monkeypatch.setattr(probe, "service_findings", asked)
@@ -1545,11 +1552,11 @@ def test_check_asks_every_server_and_names_each_it_cannot_ask(
     lines = _asked_by_check(tmp_path, monkeypatch, "Modules enabled: rdns_scorer", dumped)
     assert lines == [
         "ok:        rspamd loads the rdns_scorer module",
-        "ok:        asked http://127.0.0.1:11341/v1/check",
+        "ok:        asked http://127.0.0.1:11341/v1/check (1 s)",
         "problem:   rspamd cannot ask `servers` entry ::1: write host, host:port (a port "
         "from 1 to 65535), or an IPv6 address in brackets ([::1]:11340; without, rspamd "
         "reads port 0 or nothing)",
-        "ok:        asked http://[::1]:11342/v1/check",
+        "ok:        asked http://[::1]:11342/v1/check (1 s)",
     ]
 
 

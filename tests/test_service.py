@@ -304,9 +304,13 @@ async def test_an_ipv4_mapped_client_shares_the_ipv4_reply(pipeline: Pipeline, m
     assert (pipeline.replies.misses, pipeline.replies.hits) == (1, 1)
 
 
-async def test_healthz_and_readyz(client: Client) -> None:
+async def test_healthz_and_readyz(client: Client, unbound_config: Config) -> None:
     assert (await client.get("/healthz")).status == 200
-    assert (await client.get("/readyz")).status == 200
+    ready = await client.get("/readyz")
+    assert ready.status == 200
+    # The deadline the plugins' `check` commands compare their timeout with.
+    deadline = unbound_config.dns.request_deadline
+    assert await ready.json() == {"status": "ready", "request_deadline": deadline}
 
 
 async def test_healthz_names_the_worker_that_answered(client: Client) -> None:

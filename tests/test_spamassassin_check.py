@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
@@ -110,6 +112,9 @@ def test_check_reads_the_plugins_default_url_and_loaded_file_from_spamassassin(
     assert view["loaded"] is True and view["file"] == str(site / "RdnsScorer.pm")
     assert view["urls"] == ["http://127.0.0.1:11340/v1/check"]
     assert not view["token"]  # the plugin's default: none sent
+    assert view["timeout"] == 1  # rdns_scorer.cf's
+    (site / "zz_local.cf").write_text("rdns_scorer_timeout 2.5\n")
+    assert spamassassin_view(site, perl)["timeout"] == 2.5
 
 
 def test_check_says_spamassassin_finds_errors_in_its_config(
@@ -225,21 +230,27 @@ def test_check_asks_each_url_the_path_the_plugin_asks(
     # none, or "/" alone, is /v1/check.
     urls = ["http://127.0.0.1:11341/v1/check?from=sa", "http://[::1]:11342", "http://10.0.0.5/"]
     view = {"loaded": True, "file": str(source_dir() / "RdnsScorer.pm"), "urls": urls,
-            "token": "t0k", "driver_score": 0.001, "errors": 0}  # fmt: skip
+            "token": "t0k", "timeout": 2.5, "driver_score": 0.001, "errors": 0}  # fmt: skip
     monkeypatch.setattr(spamassassin_check, "spamassassin_view", lambda *_args: view)
     asked = []
 
-    def ask(base: str, path: str, token: str | None, _wiring: probe.Wiring) -> list[probe.Finding]:
-        asked.append((base, path, token))
+    def ask(
+        base: str, path: str, token: str | None, _wiring: probe.Wiring, timeout: float
+    ) -> list[probe.Finding]:
+        asked.append((base, path, token, timeout))
         return []
 
     monkeypatch.setattr(probe, "service_findings", ask)
     spamassassin_check.check(tmp_path)
     assert asked == [
-        ("http://127.0.0.1:11341", "/v1/check?from=sa", "t0k"),
-        ("http://[::1]:11342", "/v1/check", "t0k"),
-        ("http://10.0.0.5", "/v1/check", "t0k"),
+        ("http://127.0.0.1:11341", "/v1/check?from=sa", "t0k", 2.5),
+        ("http://[::1]:11342", "/v1/check", "t0k", 2.5),
+        ("http://10.0.0.5", "/v1/check", "t0k", 2.5),
     ]
+    view["timeout"] = None  # rdns_scorer_timeout unset: the plugin's default
+    asked.clear()
+    spamassassin_check.check(tmp_path)
+    assert {timeout for *_, timeout in asked} == {1.0}
 
 
 @pytest.mark.parametrize(
@@ -340,7 +351,9 @@ class _OlderService(http.server.BaseHTTPRequestHandler):
 
 
 def _asked(
-    handler: type[http.server.BaseHTTPRequestHandler], token: str | None = None
+    handler: type[http.server.BaseHTTPRequestHandler],
+    token: str | None = None,
+    timeout: float = 1.0,
 ) -> list[str]:
     """What SpamAssassin's check says of a service that answers as ``handler`` does, each
     line with the service's base URL written BASE."""
@@ -348,7 +361,8 @@ def _asked(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        findings = probe.service_findings(base, "/v1/check", token, spamassassin_check.WIRING)
+        wiring = spamassassin_check.WIRING
+        findings = probe.service_findings(base, "/v1/check", token, wiring, timeout)
     finally:
         server.shutdown()
         server.server_close()
@@ -396,9 +410,56 @@ CHECK_REPLY = b'{"symbols": [], "score": 0}'
 READY = b'{"status": "ready"}'
 
 
-def _findings(answers: dict[str, tuple[int, bytes]], token: str | None = None) -> list[str]:
+def _findings(
+    answers: dict[str, tuple[int, bytes]], token: str | None = None, timeout: float = 1.0
+) -> list[str]:
     """What check says of a service that answers ``answers``, as SpamAssassin's check."""
-    return _asked(type("Handler", (_Answers,), {"answers": answers}), token)
+    return _asked(type("Handler", (_Answers,), {"answers": answers}), token, timeout)
+
+
+def test_check_says_when_the_plugin_gives_up_before_the_service_may_answer() -> None:
+    # Regression (review): `rdns_scorer_timeout 0.3` beside a service whose checks may
+    # take its request_deadline was "all well"; each slow-DNS check then failed open.
+    ready = b'{"status": "ready", "request_deadline": 0.8}'
+    assert _findings({"/v1/check": (200, CHECK_REPLY), "/readyz": (200, ready)}, timeout=0.3) == [
+        "ok:        BASE/v1/check answers SpamAssassin's checks",
+        "problem:   SpamAssassin gives up after 0.3 s (`rdns_scorer_timeout`), but the "
+        "service may take 0.8 s ([dns] request_deadline) to answer a check whose DNS is "
+        "slow, and the network some more: those checks fail open; set "
+        "`rdns_scorer_timeout` to 1 s, or lower request_deadline",
+        "ok:        BASE is ready (its resolver answers)",
+    ]
+    # The installer's own timeout (request_deadline + 0.2 s, 1 s at least) is enough.
+    slow = b'{"status": "ready", "request_deadline": 2.5}'
+    assert (
+        len(_findings({"/v1/check": (200, CHECK_REPLY), "/readyz": (200, slow)}, timeout=2.7)) == 2
+    )
+
+
+class _SlowService(_Answers):
+    answers: ClassVar[dict[str, tuple[int, bytes]]] = {
+        "/v1/check": (200, CHECK_REPLY),
+        "/readyz": (200, READY),
+    }
+
+    def do_POST(self) -> None:
+        time.sleep(0.4)
+        super().do_POST()
+
+
+def test_check_says_when_the_service_answers_later_than_the_plugin_waits() -> None:
+    # Regression (review): a service answering after 2 s was "answers SpamAssassin's
+    # checks ... is ready", while every scan got RL_SCORER_FAIL at the plugin's 1 s.
+    lines = _asked(_SlowService, timeout=0.2)
+    assert lines[0] == "ok:        BASE/v1/check answers SpamAssassin's checks"
+    assert re.fullmatch(
+        r"problem:   BASE took 0\.\d\d s to answer a check that needs no DNS, and "
+        r"SpamAssassin gives up after 0\.2 s \(`rdns_scorer_timeout`\): its checks fail "
+        r"open \(RL_SCORER_FAIL\); an overloaded or stalled service, or a slow network\? "
+        r"read its log",
+        lines[1],
+    ), lines[1]
+    assert lines[2:] == ["ok:        BASE is ready (its resolver answers)"]
 
 
 LONG_PAGE = b"<html><body>" + b"bad gateway " * 40 + b"</body></html>"

@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from pathlib import Path
 import msgpack
 
 from scorer import __version__
+from scorer.integrations import PLUGIN_TIMEOUT, plugin_timeout
 
 REQUEST_TIMEOUT = 3.0
 # A loopback client: the service skips it ([policy] skip_networks) with no DNS lookup, so
@@ -48,6 +50,7 @@ class Wiring:
     address_setting: str  # what to correct when nothing answers
     path_setting: str  # ... when the path is wrong
     token_fix: str  # ... when the service refuses the token
+    timeout_setting: str  # ... when the plugin gives up before the service answers
     # The body as the plugin sends it: rspamd's msgpack, SpamAssassin's JSON (both ask
     # for a JSON reply).
     msgpack_body: bool = False
@@ -125,13 +128,17 @@ def plugin_request(url: str, token: str | None, wiring: Wiring) -> urllib.reques
     return urllib.request.Request(url, body, headers)
 
 
-def service_findings(base: str, path: str, token: str | None, wiring: Wiring) -> list[Finding]:
+def service_findings(
+    base: str, path: str, token: str | None, wiring: Wiring, timeout: float = PLUGIN_TIMEOUT
+) -> list[Finding]:
     """Send the service at ``base`` (``http://HOST:PORT``) the plugin's request to
-    ``path`` with ``token``; when it answers, ask whether it is ready (its resolver)."""
+    ``path`` with ``token``; when it answers, ask whether it is ready (its resolver), and
+    whether it answers within ``timeout``, the plugin's, as its checks need."""
     try:
-        answer = _answer_finding(
-            base, path, token, wiring, *_ask(plugin_request(base + path, token, wiring))
-        )
+        started = time.monotonic()
+        status, body = _ask(plugin_request(base + path, token, wiring))
+        took = time.monotonic() - started
+        answer = _answer_finding(base, path, token, wiring, status, body)
     except http.client.HTTPException as error:
         # Something took the connection but its reply is no HTTP (an SSH or SMTP
         # server on that port: BadStatusLine) or broke off (IncompleteRead).
@@ -178,6 +185,11 @@ def service_findings(base: str, path: str, token: str | None, wiring: Wiring) ->
             ),
         ]
     found = [answer, *([skew] if skew else [])]
+    if took > timeout:
+        found.append(_slow_finding(base, took, timeout, wiring))
+    deadline = _request_deadline(body)
+    if deadline is not None and timeout < plugin_timeout(deadline):
+        found.append(_deadline_finding(deadline, timeout, wiring))
     if status == 200:
         return [*found, Finding(True, f"{base} is ready (its resolver answers)")]
     why = _error_text(body)
@@ -189,6 +201,41 @@ def service_findings(base: str, path: str, token: str | None, wiring: Wiring) ->
             "resolver answers (docs/monitoring.md)",
         ),
     ]
+
+
+def _slow_finding(base: str, took: float, timeout: float, wiring: Wiring) -> Finding:
+    # The probe's client is skipped without DNS: time here is the service's, or the
+    # network's, never a slow zone's.
+    return Finding(
+        False,
+        f"{base} took {took:.2f} s to answer a check that needs no DNS, and {wiring.filter} "
+        f"gives up after {timeout:g} s ({wiring.timeout_setting}): its checks fail open "
+        "(RL_SCORER_FAIL); an overloaded or stalled service, or a slow network? read its log",
+    )
+
+
+def _request_deadline(readyz_body: bytes) -> float | None:
+    """The ``[dns] request_deadline`` a service's /readyz says it answers checks within
+    (scorer.app.readyz), or None when it does not say (another release, another service)."""
+    try:
+        reply = json.loads(readyz_body)
+    except ValueError:
+        return None
+    deadline = reply.get("request_deadline") if isinstance(reply, dict) else None
+    if isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0:
+        return None
+    return float(deadline)
+
+
+def _deadline_finding(deadline: float, timeout: float, wiring: Wiring) -> Finding:
+    wanted = plugin_timeout(deadline)
+    return Finding(
+        False,
+        f"{wiring.filter} gives up after {timeout:g} s ({wiring.timeout_setting}), but the "
+        f"service may take {deadline:g} s ([dns] request_deadline) to answer a check whose "
+        f"DNS is slow, and the network some more: those checks fail open; set "
+        f"{wiring.timeout_setting} to {wanted:g} s, or lower request_deadline",
+    )
 
 
 def _reason(error: BaseException) -> object:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from scorer.integrations import probe, rspamd
+from scorer.integrations import PLUGIN_TIMEOUT, probe, rspamd
 from scorer.integrations.probe import Finding
 
 # The plugin's defaults (lua/rdns_scorer.lua's `settings`), for keys its section leaves out.
@@ -30,6 +30,7 @@ WIRING = probe.Wiring(
     address_setting="`servers` in rspamd's section",
     path_setting="`path` in rspamd's section",
     token_fix="run `rdns-scorer rspamd install --config FILE` with the service's config",
+    timeout_setting="`timeout` in rspamd's section",
     msgpack_body=True,
 )
 
@@ -42,6 +43,7 @@ class Section:
     servers: list[str]
     path: str
     token: str | None
+    timeout: float  # configdump prints UCL's times ("1.5s", "500ms") as seconds
 
     @classmethod
     def from_dump(cls, section: dict[str, Any]) -> Section:
@@ -52,7 +54,12 @@ class Section:
         path = str(section.get("path", DEFAULT_PATH))
         token = section.get("token")  # a number too, as UCL reads `token = 0`
         path = path if path.startswith("/") else f"/{path}"
-        return cls(entries, path, None if token is None else str(token))
+        timeout = section.get("timeout")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            # Unset: the plugin's default. Anything else it refuses, disabling the module
+            # (said by the module finding): the default stands for what is asked below.
+            timeout = PLUGIN_TIMEOUT
+        return cls(entries, path, None if token is None else str(token), float(timeout))
 
 
 def server_url(entry: str) -> str | None:
@@ -205,7 +212,9 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
         if url is None:
             findings.append(_unusable_finding(entry))
         else:
-            findings += probe.service_findings(url, section.path, section.token, wiring)
+            findings += probe.service_findings(
+                url, section.path, section.token, wiring, section.timeout
+            )
     return findings
 
 

@@ -16,14 +16,15 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from scorer.integrations import probe, spamassassin
+from scorer.integrations import PLUGIN_TIMEOUT, probe, spamassassin
 from scorer.integrations.probe import Finding
 
 PACKAGE = spamassassin.PLUGIN_PACKAGE
 # The path the plugin asks when rdns_scorer_url has none, or "/" (RdnsScorer.pm, _parse_url).
 CHECK_PATH = "/v1/check"
 # SpamAssassin's own reading of the site config: the plugins it loads, and the plugin's
-# settings after every file (in the order SpamAssassin reads them) and conditional.
+# settings (its URLs, token and timeout) after every file (in the order SpamAssassin
+# reads them) and conditional.
 # User preferences cannot set these (admin settings), so none are read.
 VIEW_SCRIPT = r"""
 use strict; use warnings;
@@ -44,6 +45,7 @@ print JSON::PP->new->canonical->encode({
   file => $file,
   urls => $conf->{rdns_scorer_url} || ($loaded ? [$package->DEFAULT_URL] : []),
   token => $conf->{rdns_scorer_token},
+  timeout => $conf->{rdns_scorer_timeout},
   driver_score => $conf->{scores}->{RL_SCORER_CHECK},
   errors => $conf->{errors} || 0,
 });
@@ -54,6 +56,7 @@ WIRING = probe.Wiring(
     path_setting="the path of `rdns_scorer_url`",
     token_fix="set `rdns_scorer_token` to the service's `[server] token` "
     "(in rdns_scorer_local.cf: docs/spamassassin.md)",
+    timeout_setting="`rdns_scorer_timeout`",
 )
 
 
@@ -129,7 +132,11 @@ def check(siteconfigpath: Path) -> list[Finding]:
         # alone, is the service's check path (the plugin never asks "/").
         path = url[len(base) :]
         findings += probe.service_findings(
-            base, path if path not in ("", "/") else CHECK_PATH, view["token"], WIRING
+            base,
+            path if path not in ("", "/") else CHECK_PATH,
+            view["token"],
+            WIRING,
+            float(view.get("timeout") or PLUGIN_TIMEOUT),  # unset: the plugin's default
         )
     return findings
 
