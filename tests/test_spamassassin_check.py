@@ -140,6 +140,31 @@ def test_check_says_spamassassin_finds_errors_in_its_config(
     assert "s3cret" not in "\n".join(out)
 
 
+def test_check_says_a_settings_file_only_its_owner_may_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): a 0600 root:root file with the token was "all well" to a check
+    # run as root, while SpamAssassin run as debian-spamd or amavis skipped it: every
+    # check without the token, refused.
+    site = _site(tmp_path)
+    install(site, source_dir())
+    local = site / "zz_local.cf"
+    local.write_text(
+        "ifplugin Mail::SpamAssassin::Plugin::RdnsScorer\nrdns_scorer_token s3cret\nendif\n"
+    )
+    local.chmod(0o600)
+    owner = local.owner()
+    _, out = _check(site, capsys)
+    assert (
+        f"problem:   {local} sets the plugin, but only {owner} may read it: SpamAssassin run "
+        "as another user (Debian's spamd, amavis) goes on without it, and its checks are "
+        f"refused or go elsewhere: chown {owner}:GROUP {local} && chmod 640 {local}, GROUP "
+        "being the one spamd or amavis runs as (debian-spamd, amavis)"
+    ) in out
+    local.chmod(0o640)  # as install writes it, for spamd's group
+    assert not [line for line in _check(site, capsys)[1] if str(local) in line]
+
+
 def test_check_names_a_lint_command_that_runs_for_a_spaced_directory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -264,6 +264,18 @@ def world_readable_token_files(siteconfigpath: Path) -> list[Path]:
     ]
 
 
+def owner_only_settings_files(siteconfigpath: Path) -> list[Path]:
+    """The ``*.cf`` files in ``siteconfigpath`` that set the plugin (``rdns_scorer_*``)
+    and that only their owner may read: SpamAssassin run as another user (Debian's spamd
+    as debian-spamd, amavis) skips such a file with a lint warning, and its plugin asks
+    the default URL without the token, every check refused."""
+    return [
+        path
+        for path, mode, lines in _config_files(siteconfigpath)
+        if not mode & 0o044 and any(_setting(line).startswith("rdns_scorer_") for line in lines)
+    ]
+
+
 def _without_the_plugin(condition: str) -> bool | None:
     """The value of an ``if`` condition (its words joined) when the plugin is not loaded,
     for one that is about it alone: ``plugin(...)`` of it, in parentheses or negated with

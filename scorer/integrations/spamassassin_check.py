@@ -76,6 +76,13 @@ def spamassassin_view(siteconfigpath: Path, perl: str) -> dict[str, Any]:
     return view
 
 
+def _owner(path: Path) -> str:
+    try:
+        return path.owner()
+    except (KeyError, OSError):  # no such user any more: its number
+        return str(path.stat().st_uid)
+
+
 def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding]:
     # With its --siteconfigpath unless that is /etc/spamassassin (the advice was wrong
     # for another directory).
@@ -102,6 +109,17 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
     elif not view["driver_score"]:
         findings.append(
             Finding(False, "`score RL_SCORER_CHECK 0` switches the plugin off: remove that line")
+        )
+    for path in spamassassin.owner_only_settings_files(siteconfigpath):
+        owner = _owner(path)
+        findings.append(
+            Finding(
+                False,
+                f"{path} sets the plugin, but only {owner} may read it: SpamAssassin run as "
+                "another user (Debian's spamd, amavis) goes on without it, and its checks are "
+                f"refused or go elsewhere: chown {owner}:GROUP {path} && chmod 640 {path}, "
+                "GROUP being the one spamd or amavis runs as (debian-spamd, amavis)",
+            )
         )
     if view["errors"]:
         # Skipped, and the setting before it (or the default) stands: what is asked below
