@@ -26,6 +26,7 @@ from scorer.config import (
     ConfigError,
     ServerConfig,
     applied_variables,
+    as_written,
     load_config,
     local_address,
     parse_listen,
@@ -180,7 +181,7 @@ def _health_address(args: argparse.Namespace) -> str:
     if listen is None:
         return local_address(ServerConfig().listen)
     if not isinstance(listen, str):
-        raise ValueError(f"{source}: expected a string, HOST:PORT, got {listen!r}")
+        raise ValueError(f"{source}: expected a string, HOST:PORT, got {as_written(listen)}")
     try:
         return local_address(listen)
     except ValueError as error:

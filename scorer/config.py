@@ -7,6 +7,7 @@ them and reports unknown keys, wrong types and bad values with the key's path.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import importlib.util
 import ipaddress
@@ -290,17 +291,20 @@ def _check_value(path: str, expected: Any, value: Any) -> Any:
         return list(value)
     # A token written unquoted (token = 1234...) is the secret all the same, and this
     # error goes to the terminal and the journal: its type only.
-    got = f"{type(value).__name__} (not shown)" if path == TOKEN_KEY else _as_written(value)
+    got = f"{type(value).__name__} (not shown)" if path == TOKEN_KEY else as_written(value)
     raise ConfigError(f"{path}: expected {_type_name(expected)}, got {got}")
 
 
-def _as_written(value: object) -> str:
-    """A value of the file as TOML spells it (``true``, ``[1, "a"]``, ``{"a" = 1}``), not
-    as Python does (``True``, ``{'a': 1}``): the admin looks for it in the file. A text
-    keeps its quotes, as the other messages quote one (a TOML literal string)."""
+def as_written(value: object) -> str:
+    """A value of the file as TOML spells it (``true``, ``[1, "a"]``, ``{"a" = 1}``,
+    ``1979-05-27``), not as Python does (``True``, ``{'a': 1}``, ``datetime.date(...)``):
+    the admin looks for it in the file. A text keeps its quotes, as the other messages
+    quote one (a TOML literal string)."""
     if isinstance(value, str):
         return repr(value)
-    # A date or a time (no JSON type) is shown as its text.
+    if isinstance(value, datetime.date | datetime.time):  # a datetime is a date too
+        return value.isoformat()
+    # A date or a time inside a list or table (no JSON type) is shown as its text.
     return json.dumps(value, ensure_ascii=False, default=str, separators=(", ", " = "))
 
 

@@ -52,7 +52,8 @@ def body_coding(field_values: Iterable[str]) -> str:
 def decode_content(body: bytes, coding: str, limit: int) -> bytes:
     """``body`` decoded from ``coding``, at most ``limit`` bytes of it.
 
-    gzip is RFC 1952, whose members may follow one another (section 2.2); deflate is
+    gzip is RFC 1952, whose members may follow one another (section 2.2), maybe padded
+    with zero bytes after the last; deflate is
     the zlib format (RFC 1950), or, as some clients send it, raw deflate (RFC 1951),
     told apart by the first byte as aiohttp does. An empty body stays empty.
     """
@@ -73,6 +74,10 @@ def decode_content(body: bytes, coding: str, limit: int) -> bytes:
         if not decompressor.eof:
             raise UndecodableBody(f"{coding}: the body ends before its compressed stream")
         rest = decompressor.unused_data
+        if coding == "gzip":
+            # Zero bytes may pad a gzip file after its members (tape-style writers), as
+            # Python's gzip module reads it.
+            rest = rest.lstrip(b"\x00")
         if not rest:
             return bytes(decoded)
         if coding != "gzip":

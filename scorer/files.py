@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -29,6 +30,11 @@ def file_error(path: object, error: OSError) -> str:
     return f"{path}: {error.strerror or error}"
 
 
+# A line ends as an editor ends it: CRLF, LF, or a lone CR (old Mac files). Not
+# str.splitlines, which breaks at a form feed or U+2028 too.
+LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+
+
 def utf8_text(path: object, data: bytes) -> str:
     """``data`` as text, without the byte-order mark an editor (Notepad) may start a
     UTF-8 file with; ValueError ``PATH:LINE: not UTF-8 (byte 0xNN at column C)`` for
@@ -38,8 +44,8 @@ def utf8_text(path: object, data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
         start = error.start
-        line = data.count(b"\n", 0, start) + 1
-        column = start - data.rfind(b"\n", 0, start)
+        breaks = list(LINE_BREAK.finditer(data, 0, start))
+        column = start - (breaks[-1].end() if breaks else 0) + 1
         raise ValueError(
-            f"{path}:{line}: not UTF-8 (byte {data[start]:#04x} at column {column})"
+            f"{path}:{len(breaks) + 1}: not UTF-8 (byte {data[start]:#04x} at column {column})"
         ) from None

@@ -181,12 +181,15 @@ def test_health_asks_the_flag_then_the_environment_then_the_file(
     monkeypatch.setenv(ENV_LISTEN, "127.0.0.1:12002")
     assert main(["health", "--config", str(config), "--listen", "127.0.0.1:12001"]) == 0
     assert main(["health", "--config", str(config)]) == 0
+    monkeypatch.setenv(ENV_LISTEN, "")  # set but empty: serve passes it over too
+    assert main(["health", "--config", str(config)]) == 0
     monkeypatch.delenv(ENV_LISTEN)
     assert main(["health", "--config", str(config)]) == 0
     assert main(["health"]) == 0
     assert [url for url, _ in probe.asked] == [
         "http://127.0.0.1:12001/healthz",
         "http://127.0.0.1:12002/healthz",
+        "http://127.0.0.1:12003/healthz",
         "http://127.0.0.1:12003/healthz",
         "http://127.0.0.1:11340/healthz",
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import ipaddress
 import json
 import os
@@ -180,6 +181,8 @@ def test_nameservers_from_the_environment_lose_the_spaces_around_commas() -> Non
             {"weights": {"RL_PTR_MISSING": {"a": [1, "x"]}}},
             'expected a number, got {"a" = [1, "x"]}',
         ),
+        ({"server": {"workers": datetime.date(1979, 5, 27)}}, "an integer, got 1979-05-27"),
+        ({"server": {"listen": ["münchen"]}}, 'expected a string, got ["münchen"]'),
         ({"dns": {"nameservers": ["1.1.1.1", 53]}}, "[dns] nameservers: expected a list of str"),
         ({"dns": 5}, "[dns]: expected a table"),
         ({"weights": 1}, "[weights]: expected a table of SYMBOL = number"),
@@ -944,8 +947,10 @@ def test_config_errors_escape_what_the_file_holds_raw(
     missing = str(tmp_path / "no\x1bsuch.toml")
     assert main(["config", "check", missing]) == 2
     assert "no\\x1bsuch.toml: No such file" in capsys.readouterr().err
-    # A value quoted with repr keeps its one backslash (the escape is not applied twice).
+    # A value quoted with repr keeps its one backslash (the escape is not applied twice),
+    # also beside a control character that is escaped.
     assert str(ConfigError("got 'a\\\\b'")) == "got 'a\\\\b'"
+    assert str(ConfigError("k 'a\\\\b' x\x1by")) == "k 'a\\\\b' x\\x1by"
 
 
 def test_config_show_says_the_environments_token_wins_over_a_token_file(

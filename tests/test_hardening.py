@@ -780,9 +780,58 @@ def test_a_body_that_does_not_decode_says_why(coding: str, encoded: bytes, why: 
 
 
 @pytest.mark.parametrize("coding", ["gzip", "deflate"])
-def test_a_compression_bomb_is_refused_without_decoding_it_all(coding: str) -> None:
+def test_a_compression_bomb_is_refused_without_decoding_it_all(
+    coding: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = zlib.decompressobj
+    decoded: list[int] = []
+
+    class Counting:
+        """zlib's decompressor, counting what each call decodes."""
+
+        def __init__(self, wbits: int) -> None:
+            self._real = made(wbits)
+
+        def decompress(self, data: bytes, max_length: int = 0) -> bytes:
+            out = self._real.decompress(data, max_length)
+            decoded.append(len(out))
+            return out
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._real, name)
+
+    monkeypatch.setattr(zlib, "decompressobj", Counting)
     bomb = _compressed(coding, b"\x00" * 50_000_000)  # ~50 KB that would be 50 MB
     with pytest.raises(DecodedTooLarge):
         decode_content(bomb, coding, limit=16384)
+    assert decoded and max(decoded) <= 16385  # one byte past the limit, no more
     exact = _compressed(coding, b"x" * 16384)
     assert len(decode_content(exact, coding, limit=16384)) == 16384  # the limit itself is fine
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+def test_an_empty_coded_body_is_empty(coding: str) -> None:
+    # No first byte to tell raw deflate by (an IndexError, a 500, before the guard).
+    assert decode_content(b"", coding, limit=16384) == b""
+
+
+def test_zero_bytes_after_the_last_gzip_member_are_padding() -> None:
+    # As Python's gzip module reads them (tape-style writers pad files so).
+    assert decode_content(gzip.compress(BODY) + b"\x00" * 7, "gzip", limit=16384) == BODY
+    with pytest.raises(UndecodableBody):
+        decode_content(gzip.compress(BODY) + b"\x00x", "gzip", limit=16384)
+
+
+def test_a_body_that_decodes_past_the_limit_is_a_counted_413(service: ScorerProcess) -> None:
+    # Under the limit as sent (~60 bytes), far above it decoded: the limit is the decoded
+    # size's too (a 400, or no limit at all, would have let a bomb be parsed).
+    before = _requests_by_status(service).get("413", 0)
+    body = gzip.compress(b" " * 20_000 + json.dumps({"ip": world.MISSING_PTR_IP}).encode())
+    request = (
+        b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    reply = _raw_exchange(service.port, request)
+    assert reply.startswith(b"HTTP/1.1 413 "), reply
+    assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"] == "body larger than 16384 bytes"
+    assert _requests_by_status(service)["413"] == before + 1

@@ -33,7 +33,7 @@ from scorer.checks.mailfrom import parse_sender
 from scorer.config import Config, ConfigError, config_from_mapping
 from scorer.dns.outcomes import Answer
 from scorer.hangup import defer_hangups, take_deferred_hangup
-from scorer.memo import MAX_MEMO_CHARS, memo_sized, memoise_short_text
+from scorer.memo import MAX_MEMO_CHARS, memo_sized, memoise, memoise_short_text
 from scorer.pipeline import Pipeline, reply_cache_size
 from scorer.protocol import (
     CheckRequest,
@@ -315,6 +315,24 @@ def test_the_memo_bound_is_the_documented_field_length() -> None:
     assert parse_request({"ip": "192.0.2.7", "helo": longest}) is first
     assert parse_helo(longest) is parse_helo(longest)
     assert parse_helo(too_long) is not parse_helo(too_long)
+
+
+def test_a_typed_memo_is_bounded_by_its_maxsize() -> None:
+    # scorer.memo.memoise is lru_cache typed for mypy: bounded all the same (classify's
+    # memo is keyed on PTR names from DNS; unbounded, it would grow for ever).
+    calls: list[str] = []
+
+    @memoise(maxsize=2)
+    def work(text: str) -> str:
+        calls.append(text)
+        return text
+
+    for text in ("a", "b", "c", "a"):  # "a" was the least recently used when "c" came
+        assert work(text) == text
+    assert calls == ["a", "b", "c", "a"]
+    work.cache_clear()
+    work("c")
+    assert calls[-1] == "c"
 
 
 def test_a_short_text_memo_keeps_maxsize_entries_and_forgets_on_cache_clear() -> None:

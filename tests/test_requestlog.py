@@ -264,6 +264,11 @@ def _handling_error(error: BaseException, msg: str = "Error handling request") -
             "Got more than 8190 bytes when reading: bytearray(b'GET /s3cret')",
             "Got more than 8190 bytes when reading",
         ),
+        # Bytes holding a quote are written b"...".
+        (
+            'Got more than 8190 bytes when reading: bytearray(b"GET /it\'s-s3cret")',
+            "Got more than 8190 bytes when reading",
+        ),
         ("Can not decode content-encoding: brotli", "Can not decode content-encoding: brotli"),
     ],
 )

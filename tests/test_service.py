@@ -189,7 +189,9 @@ async def test_msgpack_bin_keys_and_values_are_read_as_text(client: Client) -> N
         (b'{"ip": "0.0.0.0"}', "ip"),
         # Regression (review): nor from the rest of 0.0.0.0/8 (RFC 1122 section 3.2.1.3).
         (b'{"ip": "0.1.2.3"}', "ip"),
+        (b'{"ip": "0.255.255.255"}', "ip"),
         (b'{"ip": "::ffff:0.0.0.9"}', "ip"),
+        (b'{"ip": "::ffff:0.200.0.1"}', "ip"),
         (b'{"ip": "::"}', "ip"),
         (b'{"ip": "255.255.255.255"}', "ip"),
         (b'{"ip": "224.0.0.1"}', "ip"),
@@ -208,6 +210,11 @@ async def test_bad_json_bodies_are_400_naming_the_field(
     reply = await response.json()
     assert reply["field"] == field
     assert reply["error"]
+
+
+def test_the_first_client_address_past_0_0_0_0_8_is_one() -> None:
+    # 0.0.0.0/8 and nothing more: 1.0.0.0/8 is APNIC's, real clients' (mutation review).
+    assert str(parse_request({"ip": "1.0.0.1"}).request.ip) == "1.0.0.1"
 
 
 async def test_a_json_body_may_start_with_a_byte_order_mark(client: Client) -> None:
