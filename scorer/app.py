@@ -24,6 +24,7 @@ from scorer.contentcoding import (
     UndecodableBody,
     UnsupportedCoding,
     body_coding,
+    codings_listed,
     decode_content,
 )
 from scorer.hangup import take_deferred_hangup
@@ -256,7 +257,7 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
             status=415,
         ) from None
     transfer = request.headers.get(hdrs.TRANSFER_ENCODING)
-    if transfer is not None and transfer.strip(" \t").lower() != "chunked":
+    if transfer is not None and codings_listed(transfer) != ["chunked"]:
         # aiohttp reads "gzip, chunked" as chunked alone: the gzip would be taken for the
         # body. RFC 9112 section 6.1 suggests a 501, but a 5xx pages the admin as a bug.
         raise RequestError(
@@ -282,7 +283,7 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
         raise RequestError(
             f"body not received within {BODY_TIMEOUT_SECONDS:g} s", status=408
         ) from None
-    except RequestPayloadError as error:  # Content-Encoding it is not, broken chunking
+    except RequestPayloadError as error:  # broken chunking (codings: decode_content below)
         cause = error.__cause__
         why = cause.message if isinstance(cause, HttpProcessingError) else str(error)
         raise RequestError(f"body could not be read: {option(why, 100)}") from None

@@ -304,6 +304,8 @@ def as_written(value: object) -> str:
         return repr(value)
     if isinstance(value, datetime.date | datetime.time):  # a datetime is a date too
         return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # inf, -inf, nan: TOML's spelling, not JSON's Infinity, NaN
     # A date or a time inside a list or table (no JSON type) is shown as its text.
     return json.dumps(value, ensure_ascii=False, default=str, separators=(", ", " = "))
 
@@ -542,6 +544,9 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
     return config
 
 
+_CR_LINE_END = re.compile(r"\r\n?")
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
     """The TOML file at ``path``. utf-8-sig: Notepad and other editors start a UTF-8 file
     with a byte-order mark, which TOML does not allow ("Invalid statement" at line 1,
@@ -549,7 +554,9 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     or bytes that are not UTF-8."""
     text = utf8_text(path, Path(path).read_bytes())  # its ValueError names the line
     try:
-        return tomllib.loads(text)
+        # Lines ending in CR alone (old Mac files), as the list files' (files.LINE_BREAK)
+        # and as Python's text files read them: TOML itself takes LF and CRLF only.
+        return tomllib.loads(_CR_LINE_END.sub("\n", text))
     except RecursionError:  # tomllib recurses per nesting level: [[[[...]]]] 2,000 deep
         why = "arrays or tables nested too deeply"
     except ValueError as error:  # bad TOML, a 5,000-digit int

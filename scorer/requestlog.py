@@ -120,11 +120,12 @@ def _without_quoted_input(message: str) -> str:
 
 
 class _ClientFaultsAsInfo(logging.Filter):
-    """aiohttp logs a client's malformed HTTP (a bad request line, a Content-Encoding
-    that does not decode, broken chunking) as an ERROR with a traceback. The fault
-    is the client's: one INFO line, so ERRORs stay ours and a port scanner cannot
-    flood them. A body that failed to decode is logged once more when aiohttp
-    drains it after a route that does not read it answered: that copy is dropped."""
+    """aiohttp logs a client's malformed HTTP (a bad request line, broken chunking, a
+    Transfer-Encoding it refuses) as an ERROR with a traceback. The fault is the
+    client's: one INFO line, so ERRORs stay ours and a port scanner cannot flood them.
+    A body that failed to be read is logged once more when aiohttp drains it after a
+    route that does not read it answered: that copy is dropped. (Content codings are
+    the service's to decode: scorer.contentcoding.)"""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None

@@ -182,6 +182,7 @@ def test_nameservers_from_the_environment_lose_the_spaces_around_commas() -> Non
             'expected a number, got {"a" = [1, "x"]}',
         ),
         ({"server": {"workers": datetime.date(1979, 5, 27)}}, "an integer, got 1979-05-27"),
+        ({"server": {"listen": float("-inf")}}, "expected a string, got -inf"),
         ({"server": {"listen": ["münchen"]}}, 'expected a string, got ["münchen"]'),
         ({"dns": {"nameservers": ["1.1.1.1", 53]}}, "[dns] nameservers: expected a list of str"),
         ({"dns": 5}, "[dns]: expected a table"),
@@ -536,6 +537,15 @@ def test_unreadable_toml_is_a_config_error_not_a_traceback(
     with pytest.raises(ConfigError) as error:
         load_config(path, environ={})
     assert str(error.value).startswith(f"{path}{said}")
+
+
+def test_a_config_whose_lines_end_in_cr_alone_is_read(tmp_path: Path) -> None:
+    # Regression (review): read as text, such a file's lines ended (universal newlines);
+    # read as bytes to name a bad byte's line, tomllib refused the lone CR.
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"[weights]\rRL_PTR_MISSING = 6.5\r[dns]\r\ntimeout = 2\r")
+    config = load_config(path, environ={})
+    assert config.weights["RL_PTR_MISSING"] == 6.5 and config.dns.timeout == 2
 
 
 def test_a_utf8_byte_order_mark_is_read_past(tmp_path: Path) -> None:

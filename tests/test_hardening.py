@@ -815,6 +815,15 @@ def test_an_empty_coded_body_is_empty(coding: str) -> None:
     assert decode_content(b"", coding, limit=16384) == b""
 
 
+def test_a_gzip_body_of_many_members_is_refused() -> None:
+    # Regression (review): each member copied the rest of the body, and empty ones
+    # decode to nothing: 1 MiB of them held the loop for seconds.
+    members = gzip.compress(b"") * 16
+    assert decode_content(members, "gzip", limit=16384) == b""
+    with pytest.raises(UndecodableBody, match="gzip: more than 16 members"):
+        decode_content(members + gzip.compress(b""), "gzip", limit=16384)
+
+
 def test_zero_bytes_after_the_last_gzip_member_are_padding() -> None:
     # As Python's gzip module reads them (tape-style writers pad files so).
     assert decode_content(gzip.compress(BODY) + b"\x00" * 7, "gzip", limit=16384) == BODY

@@ -1508,6 +1508,8 @@ def test_check_reads_the_section_as_the_plugin_does() -> None:
     )
     # A timeout the plugin refuses disables it (the module finding says so): the default.
     assert rspamd_check.Section.from_dump({"timeout": "soon"}).timeout == 1.0
+    # At or above rspamd's task_timeout the plugin waits 1 s instead (review: judged as 9).
+    assert rspamd_check.Section.from_dump({"timeout": 9.0}).timeout == 1.0
     # Separators at either end make no entry, as in the plugin (gmatch '[^,;%s]+'): no
     # "cannot ask `servers` entry " problem for a trailing comma.
     assert rspamd_check.Section.from_dump({"servers": ", a:1;\n"}).servers == ["a:1"]

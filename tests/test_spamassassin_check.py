@@ -141,7 +141,7 @@ def test_check_says_spamassassin_finds_errors_in_its_config(
 
 
 def test_check_says_a_settings_file_only_its_owner_may_read(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Regression (review): a 0600 root:root file with the token was "all well" to a check
     # run as root, while SpamAssassin run as debian-spamd or amavis skipped it: every
@@ -157,11 +157,16 @@ def test_check_says_a_settings_file_only_its_owner_may_read(
     _, out = _check(site, capsys)
     assert (
         f"problem:   {local} sets the plugin, but only {owner} may read it: SpamAssassin run "
-        "as another user (Debian's spamd, amavis) goes on without it, and its checks are "
-        f"refused or go elsewhere: chown {owner}:GROUP {local} && chmod 640 {local}, GROUP "
-        "being the one spamd or amavis runs as (debian-spamd, amavis)"
+        "as debian-spamd goes on without it, and its checks are refused or go elsewhere: "
+        f"chown {owner}:debian-spamd {local} && chmod 640 {local} (the group spamd or amavis "
+        "runs as)"
     ) in out
     local.chmod(0o640)  # as install writes it, for spamd's group
+    assert not [line for line in _check(site, capsys)[1] if str(local) in line]
+    # Where SpamAssassin has no such group (spamd reads its config as root), install
+    # itself writes the file 0600: no problem then (review: check contradicted install).
+    local.chmod(0o600)
+    monkeypatch.setattr(spamassassin_check, "READER_GROUPS", ("no-such-group-here",))
     assert not [line for line in _check(site, capsys)[1] if str(local) in line]
 
 
@@ -454,6 +459,13 @@ def test_check_says_when_the_plugin_gives_up_before_the_service_may_answer() -> 
         "`rdns_scorer_timeout` to 1 s, or lower request_deadline",
         "ok:        BASE is ready (its resolver answers)",
     ]
+    # A deadline no timeout rspamd's plugin takes covers (install caps it below rspamd's
+    # task_timeout): the advice is to lower the deadline, not an 8.2 s timeout.
+    finding = probe._deadline_finding(8.0, 7.5, rspamd_check.WIRING)
+    assert finding.text.endswith(
+        "those checks fail open; lower request_deadline to 7.3 s or less (`timeout` in "
+        "rspamd's section cannot be more than 7.5 s)"
+    )
     # The installer's own timeout (request_deadline + 0.2 s, 1 s at least) is enough.
     slow = b'{"status": "ready", "request_deadline": 2.5}'
     assert (

@@ -236,7 +236,7 @@ def resolves_to_a_host(addresses: Collection[IPAddress], ip: IPAddress) -> bool:
     return _at_client(addresses, ip) or has_public_host(addresses)
 
 
-def _resolution_hit(facts: HeloFacts, ip: IPAddress) -> Hit | None:
+def _resolution_hit(facts: HeloFacts, resolved: AddressFacts, ip: IPAddress) -> Hit | None:
     """NO_ADDRESS when both A and AAAA are definitely absent (an NXDOMAIN for one says so
     of both, RFC 8020 section 2: the other is then not asked), or when the name's
     addresses name no host (``resolves_to_a_host``); a failure leaves the question open
@@ -245,11 +245,11 @@ def _resolution_hit(facts: HeloFacts, ip: IPAddress) -> Hit | None:
     if not outcomes:
         return None
     answered = any(isinstance(o, Answer) for o in outcomes)
-    addresses = facts.found.addresses
+    addresses = resolved.addresses
     if answered and resolves_to_a_host(addresses, ip):
         return None  # the usual case: nothing more to work out
     evidence = option(f"helo={facts.helo.ascii}")
-    failures = tuple(map(option, facts.found.failures()))
+    failures = tuple(map(option, resolved.failures()))
     if answered:
         found = only_non_public(addresses)
         if failures:
@@ -281,19 +281,20 @@ def check_helo(
     # public address): greeting with our name is then the truth, not a forgery. So is a
     # client our name resolves to (a node of a cluster sharing it): a forger cannot make
     # our zone point at it.
+    found = facts.found  # built once per check (a frozen dataclass each time)
     forged = None if ip in local_ips else _forged_local(facts.helo, local_names, local_ips)
-    if forged is not None and not _at_client(facts.found.addresses, ip):
+    if forged is not None and not _at_client(found.addresses, ip):
         return [forged]
     syntax = _syntax_hit(facts.helo, ip)
     if syntax is not None:
         return [syntax]
     name = facts.helo.ascii
-    hits = [None if name in counted_by_ptr.unverified else _resolution_hit(facts, ip)]
+    hits = [None if name in counted_by_ptr.unverified else _resolution_hit(facts, found, ip)]
     if facts.helo.kind is HeloKind.NAME and name not in counted_by_ptr.generic:
         # A failed lookup of the client's family might have confirmed the name: judged
         # as if it had, so a big sender keeps its exemption (as a PTR name does) and a
         # DNS failure does not turn into a generic penalty.
         same_family = facts.a if ip.version == 4 else facts.aaaa
-        confirmed = _at_client(facts.found.addresses, ip) or isinstance(same_family, TempFail)
+        confirmed = _at_client(found.addresses, ip) or isinstance(same_family, TempFail)
         hits.append(generic_hit("RL_HELO_GENERIC", ip, name, confirmed, "helo"))
     return [h for h in hits if h is not None]

@@ -51,6 +51,7 @@ class Wiring:
     path_setting: str  # ... when the path is wrong
     token_fix: str  # ... when the service refuses the token
     timeout_setting: str  # ... when the plugin gives up before the service answers
+    max_timeout: float  # the longest that setting can make the plugin wait
     # The body as the plugin sends it: rspamd's msgpack, SpamAssassin's JSON (both ask
     # for a JSON reply).
     msgpack_body: bool = False
@@ -229,12 +230,19 @@ def _request_deadline(readyz_body: bytes) -> float | None:
 
 def _deadline_finding(deadline: float, timeout: float, wiring: Wiring) -> Finding:
     wanted = plugin_timeout(deadline)
+    if wanted <= wiring.max_timeout:
+        fix = f"set {wiring.timeout_setting} to {wanted:g} s, or lower request_deadline"
+    else:  # no timeout the plugin takes is long enough: the service must answer sooner
+        most = round(wiring.max_timeout - (wanted - deadline), 3)
+        fix = (
+            f"lower request_deadline to {most:g} s or less ({wiring.timeout_setting} cannot "
+            f"be more than {wiring.max_timeout:g} s)"
+        )
     return Finding(
         False,
         f"{wiring.filter} gives up after {timeout:g} s ({wiring.timeout_setting}), but the "
         f"service may take {deadline:g} s ([dns] request_deadline) to answer a check whose "
-        f"DNS is slow, and the network some more: those checks fail open; set "
-        f"{wiring.timeout_setting} to {wanted:g} s, or lower request_deadline",
+        f"DNS is slow, and the network some more: those checks fail open; {fix}",
     )
 
 

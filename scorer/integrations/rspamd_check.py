@@ -31,6 +31,7 @@ WIRING = probe.Wiring(
     path_setting="`path` in rspamd's section",
     token_fix="run `rdns-scorer rspamd install --config FILE` with the service's config",
     timeout_setting="`timeout` in rspamd's section",
+    max_timeout=rspamd.MAX_TIMEOUT,  # below rspamd's task_timeout, as install keeps it
     msgpack_body=True,
 )
 
@@ -59,6 +60,9 @@ class Section:
             # Unset: the plugin's default. Anything else it refuses, disabling the module
             # (said by the module finding): the default stands for what is asked below.
             timeout = PLUGIN_TIMEOUT
+        elif timeout >= rspamd.TASK_TIMEOUT:
+            # The plugin's fallback at or above rspamd's task_timeout (its default here).
+            timeout = min(PLUGIN_TIMEOUT, rspamd.TASK_TIMEOUT / 2)
         return cls(entries, path, None if token is None else str(token), float(timeout))
 
 

@@ -9,6 +9,7 @@ would ask (scorer.integrations.probe).
 from __future__ import annotations
 
 import argparse
+import grp
 import json
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from scorer.integrations import PLUGIN_TIMEOUT, probe, spamassassin
+from scorer.integrations import PLUGIN_TIMEOUT, probe, spamassassin, spamassassin_local
 from scorer.integrations.probe import Finding
 
 PACKAGE = spamassassin.PLUGIN_PACKAGE
@@ -57,6 +58,7 @@ WIRING = probe.Wiring(
     token_fix="set `rdns_scorer_token` to the service's `[server] token` "
     "(in rdns_scorer_local.cf: docs/spamassassin.md)",
     timeout_setting="`rdns_scorer_timeout`",
+    max_timeout=60.0,  # RdnsScorer.pm refuses more
 )
 
 
@@ -76,11 +78,25 @@ def spamassassin_view(siteconfigpath: Path, perl: str) -> dict[str, Any]:
     return view
 
 
+# The groups SpamAssassin reads its config as when it is not root: Debian's spamd, amavis.
+READER_GROUPS = (spamassassin_local.DEFAULT_GROUP, "amavis")
+
+
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
+
+
 def _owner(path: Path) -> str:
     try:
         return path.owner()
-    except (KeyError, OSError):  # no such user any more: its number
+    except KeyError:  # no such user any more: its number
         return str(path.stat().st_uid)
+    except OSError:  # gone since it was read
+        return "its owner"
 
 
 def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding]:
@@ -110,15 +126,18 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
         findings.append(
             Finding(False, "`score RL_SCORER_CHECK 0` switches the plugin off: remove that line")
         )
-    for path in spamassassin.owner_only_settings_files(siteconfigpath):
+    # Only where SpamAssassin runs as such a user: without one (spamd reading its config
+    # as root), install itself writes the token's file 0600 (spamassassin_local).
+    readers = [group for group in READER_GROUPS if _group_exists(group)]
+    for path in spamassassin.owner_only_settings_files(siteconfigpath) if readers else []:
         owner = _owner(path)
         findings.append(
             Finding(
                 False,
                 f"{path} sets the plugin, but only {owner} may read it: SpamAssassin run as "
-                "another user (Debian's spamd, amavis) goes on without it, and its checks are "
-                f"refused or go elsewhere: chown {owner}:GROUP {path} && chmod 640 {path}, "
-                "GROUP being the one spamd or amavis runs as (debian-spamd, amavis)",
+                f"{' or '.join(readers)} goes on without it, and its checks are refused or go "
+                f"elsewhere: chown {owner}:{readers[0]} {path} && chmod 640 {path} (the group "
+                "spamd or amavis runs as)",
             )
         )
     if view["errors"]:

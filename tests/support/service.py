@@ -53,7 +53,14 @@ class ScorerProcess:
             stdout=log,
             stderr=log,
             env=(
-                {**os.environ, "PYTHONPATH": str(BUG_INJECTION), "INJECTED_BUG_MARKER": BUG_MARKER}
+                {
+                    **os.environ,
+                    # Before the caller's own: the code under test is still the one run.
+                    "PYTHONPATH": os.pathsep.join(
+                        filter(None, [str(BUG_INJECTION), os.environ.get("PYTHONPATH")])
+                    ),
+                    "INJECTED_BUG_MARKER": BUG_MARKER,
+                }
                 if self.with_bug
                 else None
             ),
