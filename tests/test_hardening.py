@@ -250,12 +250,14 @@ def test_a_transfer_coding_before_chunked_is_refused_not_read_as_the_body(
             "error": f"Transfer-Encoding {transfer.decode()} is not supported (use chunked)",
             "field": "Transfer-Encoding",
         }
-    chunked = (
-        b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Encoding: gzip\r\nTransfer-Encoding: Chunked\r\n\r\n"
-        b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
-    )
-    assert _raw_exchange(service.port, chunked).startswith(b"HTTP/1.1 200 ")
+    # Any case, and empty list elements are none (RFC 9110 section 5.6.1).
+    for transfer in (b"Chunked", b", chunked"):
+        chunked = (
+            b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Encoding: gzip\r\nTransfer-Encoding: %s\r\n\r\n"
+            b"%x\r\n%s\r\n0\r\n\r\n" % (transfer, len(body), body)
+        )
+        assert _raw_exchange(service.port, chunked).startswith(b"HTTP/1.1 200 "), transfer
 
 
 @pytest.mark.parametrize(
