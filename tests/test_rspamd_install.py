@@ -942,10 +942,16 @@ def test_install_without_config_keeps_the_section_installed_before(
     assert local.read_text() == installed
     assert plugin.read_bytes() == integration.shipped_plugin()
     assert "kept:      the rdns_scorer section installed before" in out
-    # --listen (or --config) writes it anew, as asked.
-    assert main([*argv, "--listen", "127.0.0.1:11398"]) == 0
+    # Regression (review): --listen alone wrote the defaults' section, without the
+    # token: refused, the file as it was. With --config it is written anew, as asked.
+    assert main([*argv, "--listen", "127.0.0.1:11398"]) == 2
+    assert "the installed section has a token, which --listen alone would drop" in (
+        capsys.readouterr().err
+    )
+    assert local.read_text() == installed
+    assert main([*argv, "--config", str(service_config), "--listen", "127.0.0.1:11398"]) == 0
     assert 'servers = "127.0.0.1:11398";' in local.read_text()
-    assert "token" not in local.read_text()
+    assert 'token = "t0ken";' in local.read_text()
 
 
 def test_install_without_config_writes_an_empty_block_anew(

@@ -375,6 +375,12 @@ def installed_section(local: Path) -> str | None:
     return section if section.strip() else None
 
 
+def has_token(section: str | None) -> bool:
+    """Whether a section ``module_section`` wrote (or ``installed_section`` read) sends a
+    token."""
+    return section is not None and "\n  token = " in section
+
+
 def without_managed_block(text: str) -> str | None:
     """``text`` without our block, or None when it has none: the reverse of
     ``with_managed_block``, the blank line it put before an appended block included
@@ -537,7 +543,7 @@ def install(
             plugins.chmod(0o755)  # not the umask's choice: rspamd must list it
         _write_if_changed(plugins / PLUGIN_FILE, source.read_text(), stamp, report)
 
-        secret = "\n  token = " in section
+        secret = has_token(section)
         # A file holding the token is not for every local user: rspamd reads it through
         # its group (below). An existing one is hidden before it is backed up and
         # rewritten, which keep its mode: neither copy is ever world-readable.
@@ -733,7 +739,18 @@ def _cmd_install(args: argparse.Namespace) -> int:
     # section over the one install wrote from the service's config, its token dropped
     # and every check then refused (401), mail unscored.
     given = args.config is not None or args.listen is not None
-    kept = None if given else installed_section(confdir / "rspamd.conf.local")
+    installed = installed_section(confdir / "rspamd.conf.local")
+    if args.config is None and args.listen is not None and has_token(installed):
+        # --listen alone builds the section from the defaults, which have no token: the
+        # installed one's would be dropped, and every check then refused (401).
+        print(
+            "rdns-scorer rspamd install: the installed section has a token, which --listen "
+            "alone would drop (every check then refused): give --config FILE, the "
+            "service's config, with it",
+            file=sys.stderr,
+        )
+        return 2
+    kept = None if given else installed
     try:
         section = kept if kept is not None else module_section(_service_config(args))
         report = install(
