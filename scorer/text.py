@@ -16,19 +16,26 @@ def _escape_char(char: str) -> str:
     return f"\\U{code:08x}"
 
 
+# Printable, yet escaped: the backslash, so an escape in the output is always ours, and
+# the braces around a symbol's options in rspamd's per-message log line
+# (SYMBOL(score){option;option;}): a HELO of "x},RL_HELO_FORGED_LOCAL(3.00){y" closed
+# its block there and wrote a symbol of its own.
+_ESCAPED_PRINTABLE = frozenset("\\{}")
+
+
 def _unsafe(char: str) -> bool:
     # Not printable covers Cc (CR/LF forge log lines, ESC drives terminals), Cf
     # (bidi overrides reorder what the admin reads), Cs (lone surrogates cannot
     # even be encoded), Co/Cn (private and unassigned), Zl/Zp and odd spaces.
-    # The backslash is escaped too, so an escape in the output is always ours.
-    return char == "\\" or not char.isprintable()
+    return char in _ESCAPED_PRINTABLE or not char.isprintable()
 
 
 def escape(text: str) -> str:
-    """Escape control, format and surrogate characters (and backslash): as ``\\xNN``
-    below U+0100 (and for a byte that was not UTF-8), ``\\uNNNN`` below U+10000,
-    ``\\UNNNNNNNN`` above; printable characters (an emoji, ``ü``) are kept."""
-    if text.isascii() and text.isprintable() and "\\" not in text:
+    """Escape control, format and surrogate characters (and backslash and braces): as
+    ``\\xNN`` below U+0100 (and for a byte that was not UTF-8), ``\\uNNNN`` below
+    U+10000, ``\\UNNNNNNNN`` above; printable characters (an emoji, ``ü``) are kept."""
+    plain = "\\" not in text and "{" not in text and "}" not in text  # _ESCAPED_PRINTABLE
+    if plain and text.isascii() and text.isprintable():
         return text  # the common case, kept cheap
     return "".join(_escape_char(c) if _unsafe(c) else c for c in text)
 

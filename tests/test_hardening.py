@@ -610,6 +610,9 @@ def test_an_option_reads_back_as_the_start_of_its_text(text: str, limit: int) ->
         # Below U+0100: \xNN (C0 and C1 controls, DEL, NBSP, soft hyphen).
         ("\x05\r\n\x7f\x85\xa0\xad", "\\x05\\x0d\\x0a\\x7f\\x85\\xa0\\xad"),
         ("a\\b", "a\\x5cb"),  # so that every backslash shown starts one of ours
+        # Regression (review): braces end a symbol's options in rspamd's log line, where
+        # this HELO forged a symbol of its own.
+        ("x},RL_HELO_FORGED_LOCAL(3.00){y", "x\\x7d,RL_HELO_FORGED_LOCAL(3.00)\\x7by"),
         # Below U+10000: \uNNNN (bidi marks and overrides, line separators, nonchars).
         ("\u061c\u202e\u2028\u2029\uffff", "\\u061c\\u202e\\u2028\\u2029\\uffff"),
         # Above: \UNNNNNNNN (a tag, private use); a printable one (an emoji) is kept.
