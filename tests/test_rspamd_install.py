@@ -1514,8 +1514,30 @@ def test_check_reads_the_section_as_the_plugin_does() -> None:
     )
     # A timeout the plugin refuses disables it (the module finding says so): the default.
     assert rspamd_check.Section.from_dump({"timeout": "soon"}).timeout == 1.0
-    # At or above rspamd's task_timeout the plugin waits 1 s instead (review: judged as 9).
+    # At or above rspamd's task_timeout the plugin waits 1 s instead (review: judged as 9),
+    # or half a shorter task_timeout.
     assert rspamd_check.Section.from_dump({"timeout": 9.0}).timeout == 1.0
+    assert rspamd_check.Section.from_dump({"timeout": 1.0}, task_timeout=1.0).timeout == 0.5
+    # A quoted time reads as UCL reads it unquoted (review: "500ms" was judged as 1 s).
+    assert rspamd_check.Section.from_dump({"timeout": "500ms"}).timeout == 0.5
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(1.5, 1.5), (2, 2.0), ("1.5s", 1.5), ("500ms", 0.5), (" 2min ", 120.0), ("1H", 3600.0),
+     ("3", 3.0), (0, None), ("0s", None), ("soon", None), (True, None), (None, None),
+     ([1], None)],
+)  # fmt: skip
+def test_times_read_as_rspamd_reads_them(value: object, seconds: float | None) -> None:
+    assert rspamd_check.ucl_seconds(value) == seconds
+
+
+def test_the_shortest_task_timeout_is_the_options_or_a_workers() -> None:
+    # As lua/rdns_scorer.lua works it out: a worker's own, where shorter, wins.
+    options = '{"task_timeout": 8, "dns": {}}'
+    workers = '{"normal": {"task_timeout": "2s"}}\n{"controller": {"count": 1}}'
+    assert rspamd_check.shortest_task_timeout(options, workers) == 2.0
+    assert rspamd_check.shortest_task_timeout("{}", '{"normal": {}}') == 8.0
     # Separators at either end make no entry, as in the plugin (gmatch '[^,;%s]+'): no
     # "cannot ask `servers` entry " problem for a trailing comma.
     assert rspamd_check.Section.from_dump({"servers": ", a:1;\n"}).servers == ["a:1"]

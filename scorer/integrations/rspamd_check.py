@@ -20,6 +20,7 @@ from typing import Any
 
 from scorer.integrations import PLUGIN_TIMEOUT, probe, rspamd
 from scorer.integrations.probe import Finding
+from scorer.integrations.rspamd import TASK_TIMEOUT
 
 # The plugin's defaults (lua/rdns_scorer.lua's `settings`), for keys its section leaves out.
 DEFAULT_SERVERS = "127.0.0.1:11340"
@@ -44,10 +45,12 @@ class Section:
     servers: list[str]
     path: str
     token: str | None
-    timeout: float  # configdump prints UCL's times ("1.5s", "500ms") as seconds
+    timeout: float  # as the plugin waits: see from_dump
 
     @classmethod
-    def from_dump(cls, section: dict[str, Any]) -> Section:
+    def from_dump(cls, section: dict[str, Any], task_timeout: float = TASK_TIMEOUT) -> Section:
+        """The section as the plugin reads it; ``task_timeout``: rspamd's shortest
+        (shortest_task_timeout), at or above which the plugin waits less."""
         servers = section.get("servers", DEFAULT_SERVERS)
         listed = servers if isinstance(servers, list) else [servers]
         # Separated as rspamd separates upstreams (lua/rdns_scorer.lua, server_entries).
@@ -55,15 +58,42 @@ class Section:
         path = str(section.get("path", DEFAULT_PATH))
         token = section.get("token")  # a number too, as UCL reads `token = 0`
         path = path if path.startswith("/") else f"/{path}"
-        timeout = section.get("timeout")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            # Unset: the plugin's default. Anything else it refuses, disabling the module
-            # (said by the module finding): the default stands for what is asked below.
-            timeout = PLUGIN_TIMEOUT
-        elif timeout >= rspamd.TASK_TIMEOUT:
-            # The plugin's fallback at or above rspamd's task_timeout (its default here).
-            timeout = min(PLUGIN_TIMEOUT, rspamd.TASK_TIMEOUT / 2)
-        return cls(entries, path, None if token is None else str(token), float(timeout))
+        # Unset: the plugin's default. Anything else it refuses, disabling the module
+        # (said by the module finding): the default stands for what is asked below.
+        timeout = ucl_seconds(section.get("timeout")) or PLUGIN_TIMEOUT
+        if timeout >= task_timeout:
+            timeout = min(PLUGIN_TIMEOUT, task_timeout / 2)  # the plugin's fallback
+        return cls(entries, path, None if token is None else str(token), timeout)
+
+
+# UCL's time suffixes (libucl's ucl_lex_number), for a time written quoted ("500ms"),
+# which configdump prints as written and the plugin reads as UCL reads it unquoted.
+_UCL_TIME_UNITS = {"": 1.0, "s": 1.0, "ms": 0.001, "min": 60.0, "h": 3600.0, "d": 86400.0}
+_UCL_TIME = re.compile(r"\s*(\d+(?:\.\d*)?)\s*(ms|s|min|h|d|)\s*", re.IGNORECASE)
+
+
+def ucl_seconds(value: object) -> float | None:
+    """A positive time in seconds as rspamd reads ``value`` (a number, or a quoted time
+    such as "500ms"), or None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (found := _UCL_TIME.fullmatch(value)):
+        seconds = float(found.group(1)) * _UCL_TIME_UNITS[found.group(2).lower()]
+    else:
+        return None
+    return seconds if seconds > 0 else None
+
+
+def shortest_task_timeout(options: str, workers: str) -> float:
+    """rspamd's task_timeout as the plugin works it out (lua/rdns_scorer.lua): the
+    options section's, or a worker's own where shorter; 8 s when none says. From the
+    ``configdump -j options`` and ``-j worker`` dumps."""
+    found = [merged_sections(options).get("task_timeout")]
+    for block in _json_objects(workers):
+        found += [w.get("task_timeout") for w in block.values() if isinstance(w, dict)]
+    return min(filter(None, map(ucl_seconds, found)), default=TASK_TIMEOUT)
 
 
 def server_url(entry: str) -> str | None:
@@ -110,7 +140,15 @@ def merged_sections(dumped: str) -> dict[str, Any]:
     ``configdump -j rdns_scorer``, which prints one JSON object per ``rdns_scorer { }``
     block when the name is defined twice (rspamd.conf.local and an include, say):
     get_all_opt merges them, a later block's keys replacing an earlier one's."""
-    decoder, merged, at = json.JSONDecoder(), {}, 0
+    merged: dict[str, Any] = {}
+    for block in _json_objects(dumped):
+        merged.update(block)
+    return merged
+
+
+def _json_objects(dumped: str) -> list[dict[str, Any]]:
+    """The JSON objects ``configdump -j`` printed one after another."""
+    decoder, objects, at = json.JSONDecoder(), [], 0
     while at < len(dumped):
         if dumped[at].isspace():
             at += 1
@@ -119,12 +157,10 @@ def merged_sections(dumped: str) -> dict[str, Any]:
             block, at = decoder.raw_decode(dumped, at)
         except ValueError as error:
             # Not what it printed: the section's token would be in it.
-            raise RuntimeError(
-                f"`rspamadm configdump -j rdns_scorer` printed no JSON ({error})"
-            ) from None
+            raise RuntimeError(f"`rspamadm configdump -j` printed no JSON ({error})") from None
         if isinstance(block, dict):
-            merged.update(block)
-    return merged
+            objects.append(block)
+    return objects
 
 
 def module_state(modules: str) -> str | None:
@@ -208,7 +244,10 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
     findings += filter(None, [_plugin_finding(confdir), _override_finding(confdir)])
     if not has_section:
         return findings
-    section = Section.from_dump(merged_sections(dumped))
+    task_timeout = shortest_task_timeout(
+        _rspamadm(rspamadm, confdir, "-j", "options"), _rspamadm(rspamadm, confdir, "-j", "worker")
+    )
+    section = Section.from_dump(merged_sections(dumped), task_timeout)
     token_fix = f"run `{_install(confdir)} --config FILE` with the service's config"
     wiring = replace(WIRING, token_fix=token_fix)
     for entry in section.servers:
