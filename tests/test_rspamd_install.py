@@ -1573,6 +1573,20 @@ def _asked_by_check(
     return [finding.line() for finding in rspamd_check.check(confdir, "rspamadm")]
 
 
+def test_check_says_where_rspamd_says_why_it_refused_the_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review): it pointed at journalctl alone, where stock Debian rspamd logs
+    # to /var/log/rspamd/rspamd.log, and configtest passes such a section all the same.
+    modules = "Modules disabled (failed): rdns_scorer"
+    lines = _asked_by_check(tmp_path, monkeypatch, modules, '{"servers": "127.0.0.1:11341"}')
+    assert lines[0] == (
+        "problem:   rspamd has the rdns_scorer module disabled (failed): rspamd's log says "
+        "why (/var/log/rspamd/rspamd.log, or `journalctl -u rspamd`: grep rdns_scorer), and "
+        "so does `rspamadm configtest`, which passes all the same"
+    )
+
+
 def test_check_asks_every_server_and_names_each_it_cannot_ask(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -194,7 +194,10 @@ def _module_finding(state: str | None, confdir: Path, has_section: bool) -> Find
     elif state == "disabled (explicitly)":
         why = "`enabled = false` in its section"
     else:  # the plugin refused its section: the reason is a line in rspamd's log
-        why = "see rspamd's log for the reason (`journalctl -u rspamd | grep rdns_scorer`)"
+        why = (
+            "rspamd's log says why (/var/log/rspamd/rspamd.log, or `journalctl -u rspamd`: "
+            "grep rdns_scorer), and so does `rspamadm configtest`, which passes all the same"
+        )
     return Finding(False, f"rspamd has the rdns_scorer module {state}: {why}")
 
 
