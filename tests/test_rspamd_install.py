@@ -20,7 +20,7 @@ import pytest
 from scorer import __version__
 from scorer.cli import build_parser, main
 from scorer.config import MAX_NUMBER, config_from_mapping
-from scorer.integrations import probe, rspamd_check
+from scorer.integrations import CHECKOUT, probe, rspamd_check
 from scorer.integrations import rspamd as integration
 from scorer.protocol import MAX_FIELD_CHARS
 from scorer.symbols import SYMBOLS, Family
@@ -1571,6 +1571,30 @@ def _asked_by_check(
     monkeypatch.setattr(rspamd_check, "_rspamadm", rspamadm)
     monkeypatch.setattr(probe, "service_findings", asked)
     return [finding.line() for finding in rspamd_check.check(confdir, "rspamadm")]
+
+
+def test_check_knows_the_settings_the_plugin_reads() -> None:
+    # The plugin's `settings` table, as lua/rdns_scorer.lua writes it.
+    lua = (CHECKOUT / "lua" / "rdns_scorer.lua").read_text()
+    table = re.search(r"^local settings = \{\n(.*?)^\}", lua, re.M | re.S)
+    assert table is not None
+    keys = re.findall(r"^  (\w+) = ", table.group(1), re.M)
+    assert sorted(keys) == sorted(rspamd_check.KNOWN_SETTINGS)
+
+
+def test_check_names_a_setting_the_plugin_ignores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review): `server = ...` (a typo for servers) left the default server,
+    # which answered, so check said all was well while the plugin ignored the line.
+    dumped = '{"server": "127.0.0.1:11350", "enabled": true, "timout": 2}'
+    lines = _asked_by_check(tmp_path, monkeypatch, "Modules enabled: rdns_scorer", dumped)
+    assert (
+        "problem:   rspamd's section sets `server` (`servers`?), `timout` (`timeout`?), "
+        "which the plugin does not know and ignores, using its default for what was meant: "
+        "the settings are servers, path, timeout, check_local, check_authed, token, group, "
+        "holddown"
+    ) in lines
 
 
 def test_check_says_where_rspamd_says_why_it_refused_the_section(

@@ -10,6 +10,7 @@ services what the plugin would ask, and says for each finding what to do.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import re
 import shutil
@@ -113,6 +114,33 @@ def server_url(entry: str) -> str | None:
     if not 0 < int(port) <= 65535:
         return None
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+# The settings the plugin reads (lua/rdns_scorer.lua's `settings`, a test keeps them the
+# same), and rspamd's own switches; it ignores any other key, with a warning in the log.
+KNOWN_SETTINGS = (
+    "servers", "path", "timeout", "check_local", "check_authed", "token", "group", "holddown",
+)  # fmt: skip
+_RSPAMD_SWITCHES = ("enabled", "disabled")
+
+
+def _unknown_settings_finding(section: dict[str, Any]) -> Finding | None:
+    """A problem for keys of the section the plugin ignores: a typo (``server``) leaves
+    the setting it meant at its default, which may even answer (a service on the
+    default port), so nothing else says so."""
+    unknown = [k for k in section if k not in KNOWN_SETTINGS and k not in _RSPAMD_SWITCHES]
+    if not unknown:
+        return None
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, KNOWN_SETTINGS, n=1)
+        named.append(f"`{key}`" + (f" (`{close[0]}`?)" if close else ""))
+    return Finding(
+        False,
+        f"rspamd's section sets {', '.join(named)}, which the plugin does not know and "
+        f"ignores, using its default for what was meant: the settings are "
+        f"{', '.join(KNOWN_SETTINGS)}",
+    )
 
 
 def _unusable_finding(entry: str) -> Finding:
@@ -250,7 +278,9 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
     task_timeout = shortest_task_timeout(
         _rspamadm(rspamadm, confdir, "-j", "options"), _rspamadm(rspamadm, confdir, "-j", "worker")
     )
-    section = Section.from_dump(merged_sections(dumped), task_timeout)
+    merged = merged_sections(dumped)
+    section = Section.from_dump(merged, task_timeout)
+    findings += filter(None, [_unknown_settings_finding(merged)])
     token_fix = f"run `{_install(confdir)} --config FILE` with the service's config"
     wiring = replace(WIRING, token_fix=token_fix)
     for entry in section.servers:
