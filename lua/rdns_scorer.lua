@@ -764,6 +764,15 @@ if settings.token ~= '' and not settings.token:match('^[A-Za-z0-9%-%._~%+/]+=*$'
       'padding), as the service takes; got one that is not (not shown)')
   return
 end
+-- RFC 3986 sections 3.3 and 3.4: a path (and a query after "?") is unreserved
+-- characters, sub-delims, ":", "@", "/", "?" and %-escapes. Anything else (a space, a
+-- quote) made every request fail before it was sent ("cannot send request", read as no
+-- route) and the server be marked failed.
+if not settings.path:match("^[%w%-%._~!%$&'%(%)%*%+,;=:@/%?%%]+$") then
+  config_error('path must be a URL path (RFC 3986: letters, digits and ' ..
+      '-._~!$&\'()*+,;=:@/?%%), got %s', settings.path)
+  return
+end
 if type(settings.servers) == 'table' then
   for _, item in pairs(settings.servers) do
     if not is_text(item) then

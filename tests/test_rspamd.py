@@ -1123,6 +1123,9 @@ def test_a_task_timeout_written_twice_in_one_section_is_its_first(
         ('token = "two words";', "token must be a bearer token"),
         ('path = ["/v1/check", "/x"];', "path must be one text, got a list or section"),
         ('group = ["a", "b"];', "group must be one text, got a list or section"),
+        # Regression (review): every request failed unsent ("cannot send request") and
+        # the healthy server was marked failed.
+        ('path = "/v1/check x";', "path must be a URL path (RFC 3986"),
         (
             'servers = ["127.0.0.1:1", ["127.0.0.1:2"]];',
             'servers must be "host:port" or a list of them, got a list holding a list',
