@@ -19,13 +19,12 @@ spammer cannot buy an exemption by writing a PTR or a HELO:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from scorer.checks.helo import parse_helo
 from scorer.checks.mailfrom import SenderKind, envelope_address, parse_sender
-from scorer.files import LINE_BREAK, file_error, read_regular_file, utf8_text
+from scorer.files import file_error, read_regular_file, utf8_text
 from scorer.names import (
     IPAddress,
     address_named,
@@ -39,7 +38,6 @@ from scorer.symbols import Family
 from scorer.text import option
 
 KINDS = ("ip", "ptr", "helo", "from")
-_LINE_BREAK = re.compile(LINE_BREAK.pattern.decode())
 # The check families each kind of entry exempts (the docstring above, as data).
 COVERS: dict[str, tuple[Family, ...]] = {
     "ip": (Family.PTR, Family.HELO, Family.MAILFROM),
@@ -204,8 +202,7 @@ class Allowlist:
             text = utf8_text(path, data)
         except ValueError as error:  # named by line, as any other bad entry
             raise AllowlistError(str(error)) from None
-        # Lines as utf8_text numbers them (files.LINE_BREAK), as an editor does.
-        for number, line in enumerate(_LINE_BREAK.split(text), 1):
+        for number, line in enumerate(text.split("\n"), 1):  # as utf8_text numbers them
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue

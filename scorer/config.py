@@ -544,19 +544,15 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
     return config
 
 
-_CR_LINE_END = re.compile(r"\r\n?")
-
-
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """The TOML file at ``path``. utf-8-sig: Notepad and other editors start a UTF-8 file
-    with a byte-order mark, which TOML does not allow ("Invalid statement" at line 1,
-    column 1). Raises OSError, or ValueError ("PATH: invalid TOML: why") for bad TOML
-    or bytes that are not UTF-8."""
+    """The TOML file at ``path``, read by ``utf8_text``: past the byte-order mark Notepad
+    and other editors start a UTF-8 file with, which TOML does not allow ("Invalid
+    statement" at line 1, column 1), and with lines ending in a lone CR (old Mac files)
+    as Python's text files read them (TOML takes LF and CRLF only). Raises OSError, or
+    ValueError ("PATH: invalid TOML: why", "PATH:LINE: not UTF-8 ...")."""
     text = utf8_text(path, Path(path).read_bytes())  # its ValueError names the line
     try:
-        # Lines ending in CR alone (old Mac files), as the list files' (files.LINE_BREAK)
-        # and as Python's text files read them: TOML itself takes LF and CRLF only.
-        return tomllib.loads(_CR_LINE_END.sub("\n", text))
+        return tomllib.loads(text)
     except RecursionError:  # tomllib recurses per nesting level: [[[[...]]]] 2,000 deep
         why = "arrays or tables nested too deeply"
     except ValueError as error:  # bad TOML, a 5,000-digit int

@@ -30,21 +30,23 @@ def file_error(path: object, error: OSError) -> str:
     return f"{path}: {error.strerror or error}"
 
 
-# A line ends as an editor ends it: CRLF, LF, or a lone CR (old Mac files). Not
-# str.splitlines, which breaks at a form feed or U+2028 too.
-LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+# A line ends as an editor ends it: CRLF, LF, or a lone CR (old Mac files), as Python
+# reads text files. Not str.splitlines, which breaks at a form feed or U+2028 too.
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+_CR_LINE_END = re.compile(r"\r\n?")
 
 
 def utf8_text(path: object, data: bytes) -> str:
-    """``data`` as text, without the byte-order mark an editor (Notepad) may start a
-    UTF-8 file with; ValueError ``PATH:LINE: not UTF-8 (byte 0xNN at column C)`` for
-    the first byte that is not, as every file a config names is told apart."""
+    """``data`` as text, each line ending in "\\n" (whatever ended it in the file), and
+    without the byte-order mark an editor (Notepad) may start a UTF-8 file with;
+    ValueError ``PATH:LINE: not UTF-8 (byte 0xNN at column C)`` for the first byte that
+    is not, as every file a config names is told apart."""
     data = data.removeprefix(b"\xef\xbb\xbf")
     try:
-        return data.decode("utf-8")
+        return _CR_LINE_END.sub("\n", data.decode("utf-8"))
     except UnicodeDecodeError as error:
         start = error.start
-        breaks = list(LINE_BREAK.finditer(data, 0, start))
+        breaks = list(_LINE_BREAK.finditer(data, 0, start))
         column = start - (breaks[-1].end() if breaks else 0) + 1
         raise ValueError(
             f"{path}:{len(breaks) + 1}: not UTF-8 (byte {data[start]:#04x} at column {column})"

@@ -41,8 +41,9 @@ def escape(text: str) -> str:
 
 
 def escape_unprintable(text: str) -> str:
-    """:func:`escape` but for backslashes, for messages that quote values with ``repr``
-    (which escapes backslashes already) beside raw ones (a key, a file name)."""
+    """:func:`escape` of unprintable characters alone (not the backslash, nor braces),
+    for messages that quote values with ``repr`` (which escapes backslashes already)
+    beside raw ones (a key, a file name), shown on a terminal or in a log line."""
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else _escape_char(c) for c in text)
