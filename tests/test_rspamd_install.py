@@ -1573,6 +1573,40 @@ def _asked_by_check(
     return [finding.line() for finding in rspamd_check.check(confdir, "rspamadm")]
 
 
+def test_check_caps_the_timeout_it_advises_below_a_workers_task_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review leftover): the advice for a request_deadline no timeout covers
+    # capped the timeout at 7.5 s, below rspamd's default task_timeout; under a worker's
+    # 2 s the plugin refuses 7.5 s (and waits 1 s), so the advice must stay under 2 s.
+    dumps = {
+        ("-m",): "Modules enabled: rdns_scorer",
+        ("-j", "rdns_scorer"): '{"servers": "127.0.0.1:11341", "timeout": 1}',
+        ("-j", "options"): '{"task_timeout": 8}',
+        ("-j", "worker"): '{"normal": {"task_timeout": "2s"}}',
+    }
+    monkeypatch.setattr(rspamd_check, "_rspamadm", lambda _r, _c, *args: dumps[args])
+    wirings: list[probe.Wiring] = []
+
+    def asked(
+        _base: str, _path: str, _token: str | None, wiring: probe.Wiring, _timeout: float
+    ) -> list[probe.Finding]:
+        wirings.append(wiring)
+        return []
+
+    monkeypatch.setattr(probe, "service_findings", asked)
+    rspamd_check.check(tmp_path, "rspamadm")
+    assert [wiring.max_timeout for wiring in wirings] == [1.5]
+    assert probe._deadline_finding(2.5, 1.0, wirings[0]).text.endswith(
+        "lower request_deadline to 1.3 s or less (`timeout` in rspamd's section cannot be "
+        "more than 1.5 s)"
+    )
+    # rspamd's default task_timeout leaves install's cap as it was.
+    dumps["-j", "worker"] = '{"normal": {}}'
+    rspamd_check.check(tmp_path, "rspamadm")
+    assert wirings[-1].max_timeout == integration.MAX_TIMEOUT == 7.5
+
+
 def test_check_knows_the_settings_the_plugin_reads() -> None:
     # The plugin's `settings` table, as lua/rdns_scorer.lua writes it.
     lua = (CHECKOUT / "lua" / "rdns_scorer.lua").read_text()

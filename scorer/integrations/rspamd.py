@@ -42,7 +42,16 @@ DEFAULT_CONFDIR = Path("/etc/rspamd")
 # The config of the systemd install (contrib/rdns-scorer.service).
 SYSTEMD_CONFIG = Path("/etc/rdns-scorer/scorer.toml")
 TASK_TIMEOUT = 8.0  # rspamd's default task_timeout: the whole scan's
-MAX_TIMEOUT = 7.5  # below it, with room for the rest of the scan
+
+
+def longest_timeout(task_timeout: float) -> float:
+    """The longest plugin timeout that leaves the rest of a scan room under rspamd's
+    ``task_timeout``: half a second, or half of a task_timeout under a second (the
+    plugin refuses a timeout at or above it and waits much less)."""
+    return max(task_timeout - 0.5, task_timeout / 2)
+
+
+MAX_TIMEOUT = longest_timeout(TASK_TIMEOUT)  # 7.5 s, what install writes at most
 # The accounts the Debian (``_rspamd``) and upstream (``rspamd``) packages run rspamd as:
 # the whole daemon, so it must be able to read every file install writes.
 RSPAMD_ACCOUNTS = ("_rspamd", "rspamd")

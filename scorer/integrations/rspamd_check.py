@@ -282,7 +282,9 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
     section = Section.from_dump(merged, task_timeout)
     findings += filter(None, [_unknown_settings_finding(merged)])
     token_fix = f"run `{_install(confdir)} --config FILE` with the service's config"
-    wiring = replace(WIRING, token_fix=token_fix)
+    # Under a shorter task_timeout (a worker's), a timeout of 7.5 s would be refused too.
+    max_timeout = min(rspamd.MAX_TIMEOUT, rspamd.longest_timeout(task_timeout))
+    wiring = replace(WIRING, token_fix=token_fix, max_timeout=max_timeout)
     for entry in section.servers:
         url = server_url(entry)
         if url is None:
