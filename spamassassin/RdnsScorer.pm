@@ -24,8 +24,8 @@ use warnings;
 use Errno qw(EINPROGRESS EWOULDBLOCK EAGAIN EINTR EISCONN);
 use IO::Socket::IP;
 use Socket qw(AF_INET AF_INET6 AI_NUMERICHOST AI_NUMERICSERV inet_pton);
+use B ();
 use JSON::PP ();
-use Scalar::Util qw(looks_like_number);
 use Time::HiRes ();
 
 use Mail::SpamAssassin::Plugin;
@@ -548,6 +548,16 @@ sub _decode_json {
   return $data;
 }
 
+# A number as the reply's JSON wrote it, not a string that looks like one ("5", "inf"),
+# which no service of ours sends (the rspamd plugin refuses both alike). JSON::PP gives a
+# number as a numeric scalar without a string value; look before anything prints it.
+sub _is_json_number {
+  my ($value) = @_;
+  return 0 if !defined $value || ref($value);
+  my $flags = B::svref_2object(\$value)->FLAGS;
+  return ($flags & (B::SVp_IOK | B::SVp_NOK)) && !($flags & B::SVp_POK) ? 1 : 0;
+}
+
 # Validates the reply; returns { symbols => [...], rejected => [...] } or { error => ... }.
 sub _parse_reply {
   my ($reply) = @_;
@@ -569,7 +579,7 @@ sub _parse_reply {
       next;
     }
     $name = $1 if $name =~ NAME_RE;    # untaint: the name is known to be safe now
-    if (!defined $score || ref($score) || !looks_like_number($score) || $score != $score) {
+    if (!_is_json_number($score) || $score != $score) {
       push(@rejected, "$name (bad score)");
       next;
     }
@@ -581,7 +591,7 @@ sub _parse_reply {
       push(@options, _clean($option, MAX_OPTION));
     }
     my $shadow = $symbol->{shadow_score};
-    my $shadowed = defined $shadow && !ref($shadow) && looks_like_number($shadow) && $shadow != 0;
+    my $shadowed = _is_json_number($shadow) && $shadow != 0;
     push(@symbols,
       { name => $name, score => $score + 0, options => \@options, shadowed => $shadowed ? 1 : 0 });
   }
