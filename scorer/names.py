@@ -331,6 +331,12 @@ def literal_address(text: str) -> IPAddress | None:
     return address_in(plain_snums(text))
 
 
+def address_literal(address: IPAddress) -> str:
+    """``address`` as an SMTP address literal: ``[192.0.2.1]``, ``[IPv6:2001:db8::1]``
+    (RFC 5321 section 4.1.3: an IPv6 literal carries the tag)."""
+    return f"[IPv6:{address}]" if address.version == 6 else f"[{address}]"
+
+
 def address_named(text: str) -> IPAddress | None:
     """The address a name from a DNS record (a PTR name, an MX target) spells instead of a
     host, bare or as an SMTP address literal (``192.0.2.010``, ``[192.0.2.10]``,

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from scorer.checks.mailfrom import parse_sender
 from scorer.checks.ptr import address_record
 from scorer.dns.outcomes import FailureKind
+from scorer.names import address_literal
 from scorer.protocol import CheckReply, CheckRequest, SymbolResult
 from scorer.symbols import SYMBOLS, reports_a_failure
 from scorer.text import option
@@ -36,6 +37,7 @@ def hint_fields(request: CheckRequest, ptr_name: str | None) -> Mapping[str, str
     # a field runs to 1,024 characters.
     return dict(
         ip=str(request.ip),
+        literal=address_literal(request.ip),  # [IPv6:...] for an IPv6 client
         helo=option(request.helo or ""),
         mail_from=option(mail_from),
         # The name the MAIL FROM checks resolved (lower-case A-label), so the hint

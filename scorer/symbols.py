@@ -125,10 +125,11 @@ _TABLE: tuple[Symbol, ...] = (
         "RL_HELO_BARE_IP",
         Family.HELO,
         1.0,
-        "HELO/EHLO is an IP address without brackets, which is not valid syntax.",
+        "HELO/EHLO is an IP address without brackets, which is not valid syntax (another "
+        "host's address also scores RL_HELO_LITERAL_MISMATCH, as in brackets).",
         "Gentle to moderate: RFC 5321 section 4.1.3 requires address literals in "
         "brackets; bots often send bare IPs.",
-        "greet with a hostname, or with the address literal [{ip}]",
+        "greet with a hostname, or with the address literal {literal}",
     ),
     Symbol(
         "RL_HELO_LITERAL_MISMATCH",
@@ -140,13 +141,14 @@ _TABLE: tuple[Symbol, ...] = (
         "Moderate: a literal naming another public address is a false identity, not a "
         "configuration slip; an internal one is a host behind NAT naming its inside "
         "address, a slip scored as gently as RL_HELO_NOT_FQDN.",
-        "greet with [{ip}] (the address the connection comes from) or with a hostname",
+        "greet with {literal} (the address the connection comes from) or with a hostname",
     ),
     Symbol(
         "RL_HELO_INVALID",
         Family.HELO,
         1.5,
-        "HELO/EHLO has characters or label lengths no hostname can have.",
+        "HELO/EHLO has characters or label lengths no hostname can have, or is a "
+        "malformed address literal.",
         "Moderate: control characters, spaces or 64+ character labels come from broken "
         "or hostile software (RFC 1035 section 2.3.4, RFC 5321 section 4.1.2).",
         "configure the mail server at {ip} to greet with a valid hostname",

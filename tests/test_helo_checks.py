@@ -33,6 +33,8 @@ from scorer.names import (
 )
 from scorer.pipeline import Pipeline
 from scorer.protocol import parse_request
+from scorer.report import hint_fields
+from scorer.symbols import SYMBOLS
 from tests import world
 from tests.helpers import KnownAnswers, rotated, symbols_for
 
@@ -320,6 +322,24 @@ async def test_an_ipv6_zone_does_not_hide_our_address_or_the_clients(
     symbols = await symbols_for(pipeline, world.CONFIRMED_IP6, helo=own)
     assert set(symbols) == {"RL_HELO_INVALID"}
     assert "address literal with a %zone" in symbols["RL_HELO_INVALID"].options
+
+
+async def test_a_literal_with_the_wrong_tag_does_not_hide_our_address(
+    unbound_config: Config,
+) -> None:
+    # Regression (review): the wrong-tag branch dropped the address, so "[2001:db8::99]"
+    # (no IPv6: tag) and "[IPv6:198.51.100.25]" greeted with one of our addresses and
+    # scored RL_HELO_INVALID (1.5) instead of RL_HELO_FORGED_LOCAL (3).
+    policy = dataclasses.replace(unbound_config.policy, local_ips=["2001:db8::99", "198.51.100.25"])
+    pipeline = Pipeline(dataclasses.replace(unbound_config, policy=policy))
+    for helo in ("[2001:db8::99]", "[IPv6:198.51.100.25]", "[ipv6:::ffff:198.51.100.25]"):
+        symbols = await symbols_for(pipeline, world.CONFIRMED_IP6, helo=helo)
+        assert set(symbols) == {"RL_HELO_FORGED_LOCAL"}, helo
+    # The client's own address without its tag: invalid, and the evidence spells it.
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP6, helo=f"[{world.CONFIRMED_IP6}]")
+    assert symbols["RL_HELO_INVALID"].options[1] == (
+        f"address literal with wrong IPv6: tag (the literal is [IPv6:{world.CONFIRMED_IP6}])"
+    )
 
 
 async def test_our_own_address_greeting_with_our_name_is_not_forged(
@@ -669,7 +689,7 @@ async def test_an_internal_literal_says_the_sender_may_be_behind_nat(pipeline: P
     # ...", pointing admins at forgery where a NAT'd MTA names its inside address.
     symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo="[192.168.1.10]")
     options = symbols["RL_HELO_LITERAL_MISMATCH"].options
-    assert f"client is {world.CONFIRMED_IP} (the literal is internal: NAT?)" in options
+    assert f"client is {world.CONFIRMED_IP} (the address is internal: NAT?)" in options
     public = await symbols_for(pipeline, world.CONFIRMED_IP, helo="[81.2.69.160]")
     assert f"client is {world.CONFIRMED_IP}" in public["RL_HELO_LITERAL_MISMATCH"].options
     # Regression (review): the slip scored the full 1.5 of a false identity, three times
@@ -697,14 +717,33 @@ def test_an_unspecified_literal_is_no_nat_slip(helo: str) -> None:
     assert hit == Hit("RL_HELO_LITERAL_MISMATCH", (f"helo={helo}", f"client is {PUBLIC_CLIENT}"))
 
 
-async def test_a_bare_ip_of_another_host_says_so(pipeline: Pipeline) -> None:
-    # Regression (review): "8.8.8.8" from another client read like the client's own
-    # address without brackets; the bracketed form says the address is not the client's.
-    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo="8.8.8.8")
-    options = symbols["RL_HELO_BARE_IP"].options
-    assert f"address without [brackets]; not the client's ({world.CONFIRMED_IP})" in options
+async def test_a_bare_ip_of_another_host_scores_no_less_than_its_literal(
+    pipeline: Pipeline,
+) -> None:
+    # Regression (review): "8.8.8.8" from another client scored RL_HELO_BARE_IP (1.0)
+    # alone, less than the correctly bracketed "[8.8.8.8]" (RL_HELO_LITERAL_MISMATCH,
+    # 1.5): leaving out the brackets paid. A bare address of another host is both.
+    for helo, weight in (("8.8.8.8", 1.5), ("192.168.1.10", 0.5), ("127.0.0.1", 1.5)):
+        bare = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
+        bracketed = await symbols_for(pipeline, world.CONFIRMED_IP, helo=f"[{helo}]")
+        assert set(bare) == {"RL_HELO_BARE_IP", "RL_HELO_LITERAL_MISMATCH"}, helo
+        mismatch = bare["RL_HELO_LITERAL_MISMATCH"]
+        assert mismatch.options[1:] == bracketed["RL_HELO_LITERAL_MISMATCH"].options[1:]
+        assert mismatch.score == bracketed["RL_HELO_LITERAL_MISMATCH"].score == weight, helo
+        assert bare["RL_HELO_BARE_IP"].options[1] == "address without [brackets]"
     own = await symbols_for(pipeline, world.CONFIRMED_IP, helo=world.CONFIRMED_IP)
-    assert "address without [brackets]" in own["RL_HELO_BARE_IP"].options
+    assert set(own) == {"RL_HELO_BARE_IP"}
+
+
+def test_the_fix_for_an_ipv6_client_names_a_tagged_literal() -> None:
+    # Regression (review): an IPv6 client was told to greet with "[2001:db8::25]", which
+    # RFC 5321 section 4.1.3 does not allow and which scores RL_HELO_INVALID.
+    request = parse_request({"ip": "2001:db8::25", "helo": "2001:db8::25"}).request
+    assert hint_fields(request, None)["literal"] == "[IPv6:2001:db8::25]"
+    request = parse_request({"ip": "192.0.2.25", "helo": "192.0.2.25"}).request
+    assert hint_fields(request, None)["literal"] == "[192.0.2.25]"
+    for name in ("RL_HELO_BARE_IP", "RL_HELO_LITERAL_MISMATCH"):
+        assert "{literal}" in SYMBOLS[name].hint and "[{ip}]" not in SYMBOLS[name].hint
 
 
 def test_helo_tempfail_says_which_record_failed_and_why() -> None:

@@ -26,6 +26,7 @@ from scorer.dns.outcomes import (
 from scorer.memo import memoise_short_text
 from scorer.names import (
     IPAddress,
+    address_literal,
     hostname_problem,
     ipv4_literal,
     is_internal,
@@ -76,7 +77,12 @@ def _literal(raw: str, inner: str) -> HeloName:
         )
     if (address.version == 6) != tagged:
         # RFC 5321 section 4.1.3: IPv6 literals carry the "IPv6:" tag, IPv4 ones don't.
-        return HeloName(raw, HeloKind.INVALID, problem="address literal with wrong IPv6: tag")
+        # The address is kept, so one of our own is still a forgery.
+        address = unmapped(address)
+        problem = (
+            f"address literal with wrong IPv6: tag (the literal is {address_literal(address)})"
+        )
+        return HeloName(raw, HeloKind.INVALID, address=address, problem=problem)
     # [IPv6:::ffff:192.0.2.1] is the IPv4 client of a dual-stack socket, as which the
     # request's ip is read too (protocol.parse_ip).
     return HeloName(raw, HeloKind.LITERAL, address=unmapped(address))
@@ -170,44 +176,50 @@ def _forged_local(
 NAT_SLIP_CONFIDENCE = 1 / 3
 
 
-def _syntax_hit(helo: HeloName, ip: IPAddress) -> Hit | None:
+def _syntax_hits(helo: HeloName, ip: IPAddress) -> list[Hit]:
     evidence = option(f"helo={helo.raw}")
     match helo.kind:
         case HeloKind.INVALID:
-            return Hit("RL_HELO_INVALID", (evidence, option(helo.problem)))
+            return [Hit("RL_HELO_INVALID", (evidence, option(helo.problem)))]
         case HeloKind.LOCALHOST:
-            return Hit("RL_HELO_LOCALHOST", (evidence,))
+            return [Hit("RL_HELO_LOCALHOST", (evidence,))]
         case HeloKind.NOT_FQDN:
-            return Hit("RL_HELO_NOT_FQDN", (evidence, option(helo.problem)))
+            return [Hit("RL_HELO_NOT_FQDN", (evidence, option(helo.problem)))]
         case HeloKind.BARE_IP:
-            # Said when the address is another host's too: the bracketed form would be
-            # RL_HELO_LITERAL_MISMATCH, and an admin should see both problems.
-            other = f"; not the client's ({ip})" if helo.address != ip else ""
-            return Hit("RL_HELO_BARE_IP", (evidence, f"address without [brackets]{other}"))
-        case HeloKind.LITERAL if helo.address != ip:
-            # An internal literal is a host behind NAT naming its inside address: the fix
-            # is the MTA's config, not a sign of someone else's identity, and it scores
-            # as gently as RL_HELO_NOT_FQDN (a third). Loopback is no inside address a
-            # NAT'd host has: "[127.0.0.1]" claims to be localhost, as bots do. Nor is the
-            # unspecified address, which no host has (RFC 4291 section 2.5.2, RFC 1122
-            # section 3.2.1.3): "[0.0.0.0]" names nobody.
-            address = helo.address
-            behind = (
-                address is not None
-                and is_internal(address)
-                and not (address.is_loopback or address.is_unspecified)
-            )
-            if behind:
-                why = f"client is {ip} (the literal is internal: NAT?)"
-                return Hit("RL_HELO_LITERAL_MISMATCH", (evidence, why), NAT_SLIP_CONFIDENCE)
-            if _same_ipv6_subnet(address, ip):
-                # A host has several addresses in its /64 (RFC 8981 temporary ones, a
-                # hosting panel's), and the kernel's choice of source address need not
-                # be the one the MTA writes: the same slip, not someone else's identity.
-                why = f"client is {ip} (the same /64: another address of its own?)"
-                return Hit("RL_HELO_LITERAL_MISMATCH", (evidence, why), NAT_SLIP_CONFIDENCE)
-            return Hit("RL_HELO_LITERAL_MISMATCH", (evidence, f"client is {ip}"))
-    return None
+            bare = Hit("RL_HELO_BARE_IP", (evidence, "address without [brackets]"))
+            # Another host's address is both problems: the bracketed form alone would be
+            # RL_HELO_LITERAL_MISMATCH, and leaving out the brackets must not score less.
+            mismatch = _mismatch_hit(evidence, helo.address, ip)
+            return [bare] if mismatch is None else [bare, mismatch]
+        case HeloKind.LITERAL:
+            mismatch = _mismatch_hit(evidence, helo.address, ip)
+            return [] if mismatch is None else [mismatch]
+    return []
+
+
+def _mismatch_hit(evidence: str, address: IPAddress | None, ip: IPAddress) -> Hit | None:
+    """RL_HELO_LITERAL_MISMATCH for a greeting's ``address`` that is not the client's
+    ``ip``, or None.
+
+    An internal address is a host behind NAT naming its inside address: the fix is the
+    MTA's config, not a sign of someone else's identity, and it scores as gently as
+    RL_HELO_NOT_FQDN (a third). Loopback is no inside address a NAT'd host has:
+    "[127.0.0.1]" claims to be localhost, as bots do. Nor is the unspecified address,
+    which no host has (RFC 4291 section 2.5.2, RFC 1122 section 3.2.1.3): "[0.0.0.0]"
+    names nobody.
+    """
+    if address is None or address == ip:
+        return None
+    if is_internal(address) and not (address.is_loopback or address.is_unspecified):
+        why = f"client is {ip} (the address is internal: NAT?)"
+        return Hit("RL_HELO_LITERAL_MISMATCH", (evidence, why), NAT_SLIP_CONFIDENCE)
+    if _same_ipv6_subnet(address, ip):
+        # A host has several addresses in its /64 (RFC 8981 temporary ones, a hosting
+        # panel's), and the kernel's choice of source address need not be the one the
+        # MTA writes: the same slip, not someone else's identity.
+        why = f"client is {ip} (the same /64: another address of its own?)"
+        return Hit("RL_HELO_LITERAL_MISMATCH", (evidence, why), NAT_SLIP_CONFIDENCE)
+    return Hit("RL_HELO_LITERAL_MISMATCH", (evidence, f"client is {ip}"))
 
 
 def _same_ipv6_subnet(address: IPAddress | None, ip: IPAddress) -> bool:
@@ -285,9 +297,9 @@ def check_helo(
     forged = None if ip in local_ips else _forged_local(facts.helo, local_names, local_ips)
     if forged is not None and not _at_client(found.addresses, ip):
         return [forged]
-    syntax = _syntax_hit(facts.helo, ip)
-    if syntax is not None:
-        return [syntax]
+    syntax = _syntax_hits(facts.helo, ip)
+    if syntax:
+        return syntax
     name = facts.helo.ascii
     hits = [None if name in counted_by_ptr.unverified else _resolution_hit(facts, found, ip)]
     if facts.helo.kind is HeloKind.NAME and name not in counted_by_ptr.generic:
