@@ -331,6 +331,18 @@ def literal_address(text: str) -> IPAddress | None:
     return address_in(plain_snums(text))
 
 
+# The reverse trees (RFC 1035 section 3.5, RFC 3596 section 2.5).
+_REVERSE_TREES = (".in-addr.arpa", ".ip6.arpa")
+
+
+def in_reverse_tree(name: str) -> bool:
+    """Whether ``name`` (lower case, no final dot) is under in-addr.arpa or ip6.arpa. No
+    host is named there, and a name there spells an address by construction: as a PTR
+    name it is most often one written in a zone file without its final dot, which the
+    zone's own name completed (``mail.example.net.25.2.0.192.in-addr.arpa``)."""
+    return name.endswith(_REVERSE_TREES)
+
+
 def address_literal(address: IPAddress) -> str:
     """``address`` as an SMTP address literal: ``[192.0.2.1]``, ``[IPv6:2001:db8::1]``
     (RFC 5321 section 4.1.3: an IPv6 literal carries the tag)."""

@@ -389,6 +389,36 @@ def test_forward_evidence_names_the_record_asked_and_why_it_failed() -> None:
     assert f"{CUSTOM} AAAA: nodata" in check_ptr(facts6)[0].options
 
 
+@pytest.mark.parametrize(
+    ("client", "suffix"),
+    [("81.2.69.25", "25.69.2.81.in-addr.arpa"),
+     ("2001:db8::25", "5.2.0.0." + "0." * 20 + "8.b.d.0.1.0.0.2.ip6.arpa")],
+)  # fmt: skip
+def test_a_ptr_name_without_its_final_dot_is_unverified_and_not_generic(
+    client: str, suffix: str
+) -> None:
+    """Regression (review): "PTR mail.example.net" written without its final dot reads
+    mail.example.net.25.69.2.81.in-addr.arpa; it scored RL_PTR_UNVERIFIED and, for the
+    address the reverse tree spells, RL_PTR_GENERIC too (5.12, above RL_PTR_MISSING),
+    with a hint to replace a "generic PTR". One fault, said as one."""
+    ip = ipaddress.ip_address(client)
+    name = f"mail.example.net.{suffix}"
+    nxdomain = NotFound(NotFoundKind.NXDOMAIN, 300)
+    hits = check_ptr(PtrFacts(ip, Answer((name,), 300), {name: nxdomain}))
+    assert [hit.symbol for hit in hits] == ["RL_PTR_UNVERIFIED"]
+    record = "A" if ip.version == 4 else "AAAA"
+    # (The name is shortened in its middle where long: the end stays in view.)
+    assert (
+        hits[0]
+        .options[1]
+        .endswith(
+            f".arpa {record}: nxdomain (under the reverse tree: a PTR without its final dot?)"
+        )
+    )
+    # Forward-confirmed (an odd zone that gives it an address): still not generic.
+    assert check_ptr(PtrFacts(ip, Answer((name,), 300), {name: Answer((ip,), 300)})) == []
+
+
 def test_the_mta_hostname_is_shown_beside_a_generic_verdict_too() -> None:
     """Regression (review): README promises it beside our PTR evidence; GENERIC lacked it."""
     facts = dataclasses.replace(_ptr_facts({GENERIC: CONFIRMS}), mta_hostname="mx.other.net")

@@ -15,7 +15,7 @@ from scorer.checks.addresses import listed_addresses
 from scorer.checks.generic import generic_hit
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import Answer, Lookup, TempFail, describe
-from scorer.names import IPAddress, address_named, is_localhost_name
+from scorer.names import IPAddress, address_named, in_reverse_tree, is_localhost_name
 from scorer.text import option, option_naming
 
 
@@ -83,7 +83,10 @@ def _forward_evidence(ip: IPAddress, name: str, outcome: Lookup[IPAddress]) -> s
     family's)."""
     if isinstance(outcome, Answer):
         return option_naming(name, f" -> {listed_addresses(outcome.records)}")
-    return option_naming(name, f" {address_record(ip)}: {describe(outcome)}")
+    typo = (
+        " (under the reverse tree: a PTR without its final dot?)" if in_reverse_tree(name) else ""
+    )
+    return option_naming(name, f" {address_record(ip)}: {describe(outcome)}{typo}")
 
 
 def _generic(ip: IPAddress, names: dict[str, bool]) -> Hit | None:

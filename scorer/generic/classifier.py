@@ -2,7 +2,8 @@
 
 Decision, in order:
 
-1. Unusable hostname -> legit (nothing to judge; never raises).
+1. Unusable hostname, or a name under in-addr.arpa/ip6.arpa (the reverse tree's own
+   naming: a PTR written without its final dot) -> legit (nothing to judge; never raises).
 2. Forward-confirmed name under a known large-sender suffix -> legit ("provider").
 3. The client address spelled out in full (any encoding) -> generic, 0.85 (+ keywords);
    in an ambiguous form (unpadded concatenation, an EUI-64 id without its /64) only
@@ -32,6 +33,7 @@ from scorer.generic.keywords import digit_shape, find_keywords
 from scorer.generic.providers import PROVIDERS_VERSION, find_provider
 from scorer.generic.verdict import GenericEvidence, GenericVerdict, not_generic
 from scorer.memo import memoise
+from scorer.names import in_reverse_tree
 
 #: The whole address is in the name: providers mint such names per address, and a person
 #: naming a server essentially never does. Not 1.0 because a few operators do name relays
@@ -72,6 +74,11 @@ def classify(ip: IPv4Address | IPv6Address, hostname: str, confirmed: bool) -> G
     name = normalize_hostname(hostname)
     if name is None:
         return not_generic(GenericEvidence("invalid", f"not a usable hostname: {hostname!r:.80}"))
+
+    if in_reverse_tree(name):
+        # The address spelled there is the reverse tree's own naming, no provider's: the
+        # PTR checks say what is wrong with such a name (a missing final dot).
+        return not_generic(GenericEvidence("reverse-tree", "under in-addr.arpa/ip6.arpa"))
 
     provider = find_provider(name)
     if provider is not None and confirmed:
