@@ -24,7 +24,7 @@ from scorer.checks.mailfrom import (
 )
 from scorer.checks.ptr import PtrFacts, names_a_host, ptr_names_a_host
 from scorer.dns.layer import DnsLayer
-from scorer.dns.outcomes import Answer, Lookup, NotFound, NotFoundKind
+from scorer.dns.outcomes import Answer, FailureKind, Lookup, NotFound, NotFoundKind, TempFail
 from scorer.dns.wire import relative_name
 from scorer.eager import eager_gather
 from scorer.names import IPAddress
@@ -79,6 +79,10 @@ def _other_family(rdtype: dns.rdatatype.RdataType) -> dns.rdatatype.RdataType:
     return dns.rdatatype.AAAA if rdtype == dns.rdatatype.A else dns.rdatatype.A
 
 
+# Failures after which a second question about the same name would only wait again.
+_NO_TIME_LEFT = frozenset({FailureKind.TIMEOUT, FailureKind.DEADLINE})
+
+
 async def _address_facts(
     dns_layer: DnsLayer,
     name: str,
@@ -105,7 +109,10 @@ async def _address_facts(
         and isinstance(outcome, NotFound)
         and outcome.kind is NotFoundKind.NXDOMAIN
     )
-    if not absent and not (isinstance(outcome, Answer) and enough(outcome)):
+    # Nor after a timeout: the name's servers, which did not answer, would be asked again,
+    # and the check would wait out its request deadline for a second failure.
+    timed_out = isinstance(outcome, TempFail) and outcome.kind in _NO_TIME_LEFT
+    if not (absent or timed_out) and not (isinstance(outcome, Answer) and enough(outcome)):
         other = await dns_layer.addresses(name, _other_family(first), deadline)
     if first == dns.rdatatype.A:
         return AddressFacts(outcome, other)

@@ -15,7 +15,15 @@ from scorer.checks.helo import HeloFacts, HeloKind, check_helo, parse_helo
 from scorer.checks.hit import Hit
 from scorer.checks.ptr import PtrCounted, PtrFacts, check_ptr, ptr_counted
 from scorer.config import Config
-from scorer.dns.outcomes import Answer, FailureKind, Lookup, NotFound, NotFoundKind, TempFail
+from scorer.dns.outcomes import (
+    Answer,
+    FailureKind,
+    Lookup,
+    NotFound,
+    NotFoundKind,
+    TempFail,
+    describe,
+)
 from scorer.dns.wire import reverse_name
 from scorer.lookups import Limits, gather_facts
 from scorer.names import (
@@ -1027,6 +1035,28 @@ async def test_an_nxdomain_to_aaaa_is_checked_with_a() -> None:
     hits = check_helo(facts.helo, IPV6_CLIENT, frozenset(), frozenset())
     assert "RL_HELO_NO_ADDRESS" not in {hit.symbol for hit in hits}, hits
     assert (helo, "A") in layer.asked
+
+
+@pytest.mark.parametrize("client", [ipaddress.ip_address("81.2.69.160"), IPV6_CLIENT])
+async def test_after_a_timeout_the_other_family_is_not_asked(client: IPAddress) -> None:
+    # Regression (review): a HELO in a zone whose servers do not answer had A time out
+    # (0.5 s), then AAAA asked of the same servers ran into the request deadline: every
+    # such check took the whole 0.8 s, and RdnsScorerLatencyHigh fired on ordinary mail.
+    helo = "mx.silent-zone.net"
+    first = "A" if client.version == 4 else "AAAA"
+    layer = KnownAnswers(
+        {
+            (reverse_name(client), dns.rdatatype.PTR): NotFound(NotFoundKind.NXDOMAIN, 300),
+            (helo, dns.rdatatype.from_text(first)): TIMED_OUT,
+        }
+    )
+    request = parse_request({"ip": str(client), "helo": helo}).request
+    deadline = asyncio.get_running_loop().time() + 2.0
+    facts = await gather_facts(request, layer, Limits(10, 10), deadline)
+    assert facts.helo is not None
+    assert [rdtype for name, rdtype in layer.asked if name == helo] == [first]
+    (hit,) = check_helo(facts.helo, client, frozenset(), frozenset())
+    assert hit == Hit("RL_HELO_TEMPFAIL", (f"helo={helo}", f"{first}: {describe(TIMED_OUT)}"))
 
 
 @pytest.mark.parametrize("aaaa", ["::ffff:10.0.0.5", "64:ff9b::a00:5"])

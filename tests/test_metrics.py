@@ -700,7 +700,7 @@ def test_latency_buckets_have_an_edge_at_every_latency_the_alerts_and_defaults_n
     # p99 at one of them reads as anything between its neighbours. The same for a DNS
     # query at the default [dns] timeout.
     alerts = (Path(__file__).parents[1] / "docker" / "prometheus" / "alerts.yml").read_text()
-    threshold = re.search(r"alert: RdnsScorerLatencyHigh\n.*?\) > ([\d.]+)\n", alerts, re.S)
+    threshold = re.search(r"alert: RdnsScorerLatencyHigh\n.*?\{le=\"([\d.]+)\"\}", alerts, re.S)
     assert threshold is not None
     defaults = DnsConfig()
     for seconds in (float(threshold.group(1)), defaults.request_deadline, 1.0):
