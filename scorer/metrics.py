@@ -99,6 +99,25 @@ class _Moved(NamedTuple):
     score_bucket: int
 
 
+# Why the supervisor of ``serve --workers N`` replaced a worker (scorer.workers).
+RESTART_REASONS = ("exit", "signal", "watchdog")
+
+
+def worker_restarts(registry: CollectorRegistry) -> Counter:
+    """``rdns_scorer_worker_restarts_total`` in ``registry``, every reason's series there
+    from the start. Each worker exports it at 0; the supervisor counts (scorer.workers),
+    and the shared /metrics adds the two up (scorer.workermetrics)."""
+    counter = Counter(
+        "rdns_scorer_worker_restarts",
+        "Workers the supervisor of serve --workers replaced, by why: exit (it ended), "
+        "signal (killed), watchdog (its event loop stopped; killed by the supervisor).",
+        ["reason"], registry=registry,
+    )  # fmt: skip
+    for reason in RESTART_REASONS:
+        counter.labels(reason)
+    return counter
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -179,6 +198,7 @@ class Metrics:
             "Requests answered 503 because too many were in flight.",
             registry=r,
         ).labels()
+        worker_restarts(r)
         Info("rdns_scorer_build", "Version of the running service.", registry=r).info(
             {"version": __version__, "python": platform.python_version()}
         )

@@ -172,6 +172,19 @@ def retire(directory: Path, name: str) -> None:
     source.unlink()
 
 
+SUPERVISOR = "supervisor"  # the name of the supervisor's own snapshot
+
+
+def write_supervisor_snapshot(directory: Path, registry: CollectorRegistry) -> None:
+    """The supervisor's samples (the workers it replaced), counted in every scrape as a
+    live worker's are. Never raises: the supervisor calls this, and its exit would take
+    every worker down; what it could not write, a later write catches up with."""
+    try:
+        _write_atomically(_snapshot_path(directory, SUPERVISOR), _snapshot_of(registry))
+    except OSError as error:
+        log.error("cannot write the supervisor's metrics into %s: %s", directory, error)
+
+
 def _write_atomically(path: Path, data: object) -> None:
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(data))

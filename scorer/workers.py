@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from scorer.config import Config, ConfigError, ServerConfig
 from scorer.hangup import defer_hangups, take_deferred_hangup
+from scorer.metrics import worker_restarts
 from scorer.requestlog import configure_logging
 from scorer.workermetrics import (
     WorkerMetrics,
@@ -38,6 +40,7 @@ from scorer.workermetrics import (
     remove_directory,
     retire,
     snapshot_name,
+    write_supervisor_snapshot,
 )
 
 log = logging.getLogger("rdns_scorer")
@@ -286,6 +289,10 @@ class Supervisor:
         self._fork_quiet_until = 0.0  # a failed fork is logged again from then on
         self._quick_deaths = 0
         self._metrics_directory: Path | None = None
+        # The workers replaced, for /metrics: a crash loop or a stuck worker that the
+        # watchdog killed shows there, not only in the log (RdnsScorerWorkerRestarted).
+        self._metrics = CollectorRegistry()
+        self._restarts = worker_restarts(self._metrics)
 
     def _spawn(self) -> None:
         parent = os.getpid()
@@ -432,6 +439,7 @@ class Supervisor:
             if self._stopping:
                 continue
             log.error("worker %d exited (%s); starting a new one", pid, exit_description(status))
+            self._count_restart(dead, status)
             if time.monotonic() - dead.started < QUICK_DEATH_SECONDS:
                 self._quick_deaths += 1
                 time.sleep(min(self._quick_deaths, 5) * 0.2)
@@ -441,6 +449,15 @@ class Supervisor:
                 log.error("workers keep dying at start; giving up")
                 self._begin_stop()
                 return
+
+    def _count_restart(self, dead: _Worker, status: int) -> None:
+        if dead.last_beat == float("inf"):
+            reason = "watchdog"
+        else:
+            reason = "signal" if os.WIFSIGNALED(status) else "exit"
+        self._restarts.labels(reason).inc()
+        if self._metrics_directory is not None:
+            write_supervisor_snapshot(self._metrics_directory, self._metrics)
 
     def _begin_stop(self) -> None:
         """Ask every worker to stop; those still running after STOP_GRACE_SECONDS are

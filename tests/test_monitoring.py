@@ -16,8 +16,10 @@ import fnmatch
 import itertools
 import json
 import logging
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -39,6 +41,7 @@ from scorer.security import public_bind_refusal
 from tests import world
 from tests.support.fakedns import FaultyDns, dead_port
 from tests.support.ports import free_port
+from tests.support.processes import children
 from tests.support.prometheus import (
     Prometheus,
     PromQLError,
@@ -279,7 +282,9 @@ def own_unbound(servfail_dns: FaultyDns) -> Iterator[Unbound]:
 @pytest.fixture(scope="module")
 def stack(own_unbound: Unbound) -> Iterator[Stack]:
     healthy = ScorerProcess(own_unbound.nameserver, SCORER_TOML)
-    broken = ScorerProcess(f"127.0.0.1:{dead_port()}", SCORER_TOML, with_bug=True)
+    # Two workers: one is killed below, and the supervisor replaces it.
+    workers = SCORER_TOML.replace("[server]\n", "[server]\nworkers = 2\n", 1)
+    broken = ScorerProcess(f"127.0.0.1:{dead_port()}", workers, with_bug=True)
     down_target = f"127.0.0.1:{free_port()}"
     other_target = f"127.0.0.1:{free_port()}"  # nothing listens there either
     prometheus = Prometheus(
@@ -297,6 +302,8 @@ def stack(own_unbound: Unbound) -> Iterator[Stack]:
         assert prometheus.wait_until(
             lambda: len(prometheus.query(f'up{{job="{JOB}"}}')) == 3, timeout=10
         ), prometheus.log()
+        # After a scrape saw no restart: increase() counts from a series' first sample.
+        _kill_a_worker(broken)  # RdnsScorerWorkerRestarted
         statuses = asyncio.run(drive_load(healthy, broken, rounds=ROUNDS, reload=True))
         assert {200, 400, 401, 415, 500, 503} <= set(statuses), sorted(set(statuses))
         # Two more scrapes catch the final counters; the evaluation loop then sees them too.
@@ -310,6 +317,16 @@ def stack(own_unbound: Unbound) -> Iterator[Stack]:
         prometheus.stop()
         healthy.stop()
         broken.stop()
+
+
+def _kill_a_worker(service: ScorerProcess) -> None:
+    """SIGKILL one of ``service``'s workers; return once the supervisor replaced it."""
+    victim = children(service.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while victim in children(service.pid) or len(children(service.pid)) < 2:
+        assert time.monotonic() < deadline, "the killed worker was not replaced"
+        time.sleep(0.05)
 
 
 def test_every_dashboard_and_alert_query_returns_data(stack: Stack) -> None:
@@ -334,6 +351,7 @@ def test_prometheus_loads_and_fires_every_alert(stack: Stack) -> None:
     assert stack.healthy.address in by_name["RdnsScorerSkippedLocalHigh"]
     assert by_name["RdnsScorerOverloaded"] == {stack.healthy.address}
     assert by_name["RdnsScorerLatencyHigh"] == {stack.healthy.address}  # the slow zone's
+    assert by_name["RdnsScorerWorkerRestarted"] == {stack.broken.address}
     # Only the bug's 500s page as errors, not the overload's 503s (regression: both did).
     assert by_name["RdnsScorerServerErrorsHigh"] == {stack.broken.address}
     assert by_name["RdnsScorerConfigReloadFailed"] == {stack.healthy.address}

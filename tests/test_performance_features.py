@@ -588,6 +588,24 @@ def test_workers_reload_on_sighup_and_come_back(
         pytest.fail("a worker did not report the rejected reload")
 
 
+def _restarts(port: int) -> dict[str, float]:
+    """rdns_scorer_worker_restarts_total by reason, as every scrape must show it (each
+    over a fresh connection: the kernel picks the worker)."""
+    seen = []
+    for _ in range(6):
+        text = _get(port, "GET", "/metrics")[1].decode()
+        seen.append(
+            {
+                sample.labels["reason"]: sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "rdns_scorer_worker_restarts_total"
+            }
+        )
+    assert all(counts == seen[0] for counts in seen), seen
+    return seen[0]
+
+
 def _replace_a_worker(process: subprocess.Popen[bytes]) -> None:
     victim = children(process.pid)[0]
     os.kill(victim, signal.SIGKILL)
@@ -623,6 +641,11 @@ def test_a_stuck_worker_is_killed_and_replaced(unbound: Unbound, tmp_path: Path)
             time.sleep(0.1)
         assert healthy in children(process.pid)
         assert f"worker {stuck} sent no heartbeat for 3 s" in log.read_text()
+        # Regression (review): nothing but that log line said so; every scrape reached
+        # a healthy worker, and no metric moved.
+        assert _restarts(port) == {"exit": 0, "signal": 0, "watchdog": 1}
+        _replace_a_worker(process)  # killed by someone else: a signal
+        assert _restarts(port) == {"exit": 0, "signal": 1, "watchdog": 1}
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)

@@ -41,6 +41,12 @@ class ScorerProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The service's process: with ``[server] workers`` above 1, their supervisor."""
+        assert self._process is not None, "not started"
+        return self._process.pid
+
     def start(self) -> ScorerProcess:
         log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
         self._process = subprocess.Popen(
