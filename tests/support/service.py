@@ -13,6 +13,7 @@ from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import stop_process
 
 BUG_INJECTION = Path(__file__).parent / "bug_injection"
+CHECKOUT = Path(__file__).parents[2]  # the tree whose scorer/ the tests test
 BUG_MARKER = "injected-bug.invalid"  # in a check to a ScorerProcess(with_bug=True): a 500
 
 
@@ -61,9 +62,14 @@ class ScorerProcess:
             env=(
                 {
                     **os.environ,
-                    # Before the caller's own: the code under test is still the one run.
+                    # The checkout under test next: sitecustomize imports scorer before
+                    # `-m` puts the working directory on sys.path, and the installed
+                    # package may be another checkout's (an editable install).
                     "PYTHONPATH": os.pathsep.join(
-                        filter(None, [str(BUG_INJECTION), os.environ.get("PYTHONPATH")])
+                        filter(
+                            None,
+                            [str(BUG_INJECTION), str(CHECKOUT), os.environ.get("PYTHONPATH")],
+                        )
                     ),
                     "INJECTED_BUG_MARKER": BUG_MARKER,
                 }
