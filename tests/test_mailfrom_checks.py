@@ -309,6 +309,16 @@ def test_null_mx_evidence_quotes_the_record(preference: int) -> None:
     assert f"MX {preference} . ({why})" in hit.options
 
 
+@pytest.mark.parametrize("raw", ["#@[]", "<#@[]>"])
+async def test_qmails_double_bounce_sender_is_the_null_sender(pipeline: Pipeline, raw: str) -> None:
+    # Regression (review): qmail sends double bounces from "#@[]", its null sender; it
+    # scored RL_MAILFROM_BAD_SYNTAX (3), a bounce penalised as a forgery would be.
+    assert parse_sender(raw).kind is SenderKind.NULL
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=raw)
+    assert not [name for name in symbols if name.startswith("RL_MAILFROM")], symbols
+    assert parse_sender("x#@[]").kind is SenderKind.BAD_SYNTAX  # only that spelling
+
+
 async def test_null_sender_makes_no_lookups(pipeline: Pipeline) -> None:
     await symbols_for(pipeline, world.CONFIRMED_IP, mail_from="")
     assert len(pipeline.dns.cache) == 2, "only the PTR and its forward confirmation"

@@ -152,11 +152,16 @@ def envelope_address(raw: str) -> str:
     return address
 
 
+# qmail sends a double bounce (a bounce that bounced) from "#@[]" (qmail-send(8)): its
+# spelling of the null sender, with no address to reply to either, so a bounce as well.
+QMAIL_NULL_SENDER = "#@[]"
+
+
 @memoise_short_text(maxsize=8192)  # senders repeat
 def parse_sender(raw: str) -> Sender:
     """Classify an envelope sender by syntax alone (email-validator, IDNA, PSL)."""
     address = envelope_address(raw)
-    if not address:
+    if not address or address == QMAIL_NULL_SENDER:
         return Sender(raw, SenderKind.NULL)
     if has_unsafe(address):
         return Sender(raw, SenderKind.BAD_SYNTAX, problem=unsafe_reason(address))
