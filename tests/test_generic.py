@@ -104,6 +104,30 @@ def test_encoding_outside_host_part_or_other_ip_is_ignored() -> None:
 # --------------------------------------------------------------------------- partial matches
 
 
+@pytest.mark.parametrize(
+    "hostname",
+    ["xn---01-5cd3efw3b.dsl.example.ru",  # почта-01.dsl.example.ru
+     "xn--f1am2abo.xn--i1am2aml.example.ru"],
+)  # fmt: skip
+def test_an_a_labels_encoded_part_holds_no_keywords_or_digits(hostname: str) -> None:
+    # Regression (review): the punycode tail of an A-label was read as text: "abo" in
+    # xn--f1am2abo made a keyword, and 5cd3efw3b digits, so names with one digit group
+    # in Cyrillic (or none) came out generic, with evidence no operator could follow.
+    verdict = classify(ipaddress.ip_address("185.12.34.56"), hostname, False)
+    assert not verdict.generic, verdict
+    assert not any(e.kind == "shape" or "abo" in e.detail for e in verdict.evidence)
+
+
+def test_a_weak_keyword_does_not_support_an_ambiguous_full_encoding() -> None:
+    # Regression (review): "users" beside mail20240115, a date as likely as the address
+    # 20.240.1.15, made it generic at 0.9; a strong keyword still does.
+    ip = ipaddress.ip_address("20.240.1.15")
+    assert not classify(ip, "mail20240115.users.example.com", False).generic
+    assert classify(ip, "mail20240115.dyn.example.com", False).generic
+    # The unambiguous form with a weak keyword stays generic.
+    assert classify(ip, "static.20-240-1-15.users.example.com", False).generic
+
+
 def test_partial_octets_need_support() -> None:
     alone = verdict("54.240.27.12", "a27-12.smtp-out.amazonses.com")  # unconfirmed, no keyword
     assert not alone.generic

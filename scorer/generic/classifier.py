@@ -14,8 +14,9 @@ Decision, in order:
 5. A strong keyword together with a digit-heavy shape -> generic, 0.45-0.5.
 6. Anything else -> legit.
 
-Weak keywords (``static``, ``users``...: keywords.WEAK_KEYWORDS) count only in step 3,
-and in step 4 when the partial match zero-pads an octet (``tmo-097-69.customers``).
+Weak keywords (``static``, ``users``...: keywords.WEAK_KEYWORDS) count only in step 3
+next to an unambiguous form, and in step 4 when the partial match zero-pads an octet
+(``tmo-097-69.customers``).
 
 A keyword alone, a digit-heavy name alone, or two matching octets alone are all common in
 legit server names (``dsl.example.net``, ``mail-db5eur01on2100``, ``a27-12.smtp-out``), so
@@ -92,12 +93,14 @@ def classify(ip: IPv4Address | IPv6Address, hostname: str, confirmed: bool) -> G
     encodings = find_encodings(ip, parts.address_region)
     tokenised = tokenise_labels(parts.labels)
     found = find_keywords(tokenised)
-    # Weak keywords count only next to the whole address (keywords.WEAK_KEYWORDS), or next
-    # to part of it written by an address generator: T-Mobile DE's mobile names
-    # tmo-097-69.customers.d1-online.com are two octets, the first as %03d, beside the weak
-    # "customers"; a relay numbered after its octets (m28-100.customers) pads none.
+    # Weak keywords count only next to the whole address in an unambiguous form
+    # (keywords.WEAK_KEYWORDS; not an ambiguous one: "mail20240115.users" is a date as
+    # likely as 20.240.1.15), or next to part of it written by an address generator:
+    # T-Mobile DE's mobile names tmo-097-69.customers.d1-online.com are two octets, the
+    # first as %03d, beside the weak "customers"; a relay numbered after its octets
+    # (m28-100.customers) pads none.
     full = any(match.strength.is_full for match in encodings)
-    generated = full or any(match.zero_padded for match in encodings)
+    generated = any(match.strength is Strength.FULL or match.zero_padded for match in encodings)
     keywords = found.found if generated else found.strong
     shape = digit_shape(tokenised)
     if shape is not None and not keywords:

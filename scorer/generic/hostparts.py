@@ -113,5 +113,16 @@ def split_host(name: str) -> HostParts:
 
 
 def tokenise_labels(labels: Iterable[str]) -> list[tuple[str, list[str]]]:
-    """Pair each label with its letter-run and digit-run tokens (``dsl-01x`` -> dsl, 01, x)."""
-    return [(label, _TOKEN_RE.findall(label)) for label in labels]
+    """Pair each label with its letter-run and digit-run tokens (``dsl-01x`` -> dsl, 01, x),
+    of what it spells in ASCII (``_ascii_part``)."""
+    return [(label, _TOKEN_RE.findall(_ascii_part(label))) for label in labels]
+
+
+def _ascii_part(label: str) -> str:
+    """The ASCII characters a label spells: of an A-label (RFC 5890 section 2.3.2.1),
+    only its basic code points, before the last hyphen after ``xn--``. The rest encodes
+    the other characters (RFC 3492 section 3.1): its letters and digits would read as
+    keywords and numbers the name does not have (``xn--f1am2abo`` holds no "abo")."""
+    if label.startswith("xn--"):
+        return label[4:].rpartition("-")[0]
+    return label
