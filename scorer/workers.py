@@ -129,6 +129,20 @@ def notify_systemd(state: str) -> None:
         sock.sendall(state.encode())
 
 
+def systemd_watchdog() -> bool:
+    """Whether systemd watches this process for WATCHDOG=1 pings (sd_watchdog_enabled(3)):
+    the unit's WatchdogSec= sets $WATCHDOG_USEC, and $WATCHDOG_PID, when set, names the
+    process it watches (the main one)."""
+    if not os.environ.get("WATCHDOG_USEC"):
+        return False
+    watched = os.environ.get("WATCHDOG_PID")
+    return watched is None or watched == str(os.getpid())
+
+
+def _ping_systemd() -> None:
+    notify_systemd("WATCHDOG=1")
+
+
 def _listening(host: str, port: int) -> None:
     """The socket is bound: say so, in the log and to systemd (the unit is started
     only now, so a ``systemctl reload`` cannot reach a process still starting)."""
@@ -187,7 +201,11 @@ def run_worker(
     # to [dns] timeout for the resolver's root (scorer.app._check_the_root), and meanwhile
     # the watchdog must hear beats and SIGTERM must stop gracefully.
     if heartbeat_fd is not None:
-        app.on_startup.insert(0, _beat_on(heartbeat_fd))
+        app.on_startup.insert(0, _every_second(functools.partial(_beat, heartbeat_fd)))
+    elif systemd_watchdog():
+        # One process (a supervisor pings for its workers, which it watches itself): a
+        # stuck event loop stops the pings, and systemd restarts the service.
+        app.on_startup.insert(0, _every_second(_ping_systemd))
     app.on_startup.insert(0, _stop_on_first_signal)
     if stale_config:
         app[SERVICE_KEY].metrics.record_reload(success=False)
@@ -233,21 +251,26 @@ async def _stop_on_first_signal(_app: web.Application) -> None:
         loop.add_signal_handler(signum, stop, signum)
 
 
-def _beat_on(fd: int) -> Callable[[web.Application], Awaitable[None]]:
-    """An on_startup hook: write a byte to the parent's watchdog pipe every second
-    from this event loop, for as long as the loop runs."""
+def _every_second(beat: Callable[[], None]) -> Callable[[web.Application], Awaitable[None]]:
+    """An on_startup hook: call ``beat`` every HEARTBEAT_SECONDS from this event loop,
+    for as long as the loop runs: the beats stop when the loop is stuck."""
 
     async def start(_app: web.Application) -> None:
         loop = asyncio.get_running_loop()
 
-        def beat() -> None:
-            with contextlib.suppress(OSError):  # a full pipe: the parent lags, not us
-                os.write(fd, b".")
-            loop.call_later(HEARTBEAT_SECONDS, beat)
+        def again() -> None:
+            beat()
+            loop.call_later(HEARTBEAT_SECONDS, again)
 
-        beat()
+        again()
 
     return start
+
+
+def _beat(fd: int) -> None:
+    """A byte on the parent's watchdog pipe."""
+    with contextlib.suppress(OSError):  # a full pipe: the parent lags, not us
+        os.write(fd, b".")
 
 
 def _ask_parent_to_reload_peers(parent: int) -> None:
@@ -505,7 +528,10 @@ class Supervisor:
         if take_deferred_hangup():
             self._reload()
         self._top_up()  # a fork that fails here too is tried again, not the end of all
+        watched = systemd_watchdog()
         while self._children or not self._stopping:
+            if watched:
+                _ping_systemd()  # the workers are watched here (_watch)
             info = signal.sigtimedwait(SUPERVISED, 0.5)
             if info is not None:
                 signum = info.si_signo

@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -1429,6 +1430,54 @@ def test_systemd_is_told_ready_once_the_port_listens(
         assert notify.recv(4096) == b"READY=1"
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass  # listening already when systemd hears it
+    finally:
+        notify.close()
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_systemds_watchdog_hears_the_loop_until_it_stops(
+    unbound: Unbound, tmp_path: Path, workers: str
+) -> None:
+    # Regression (review): one worker (the default) had no watchdog at all: a stuck event
+    # loop held every message until someone noticed. Under WatchdogSec= the main
+    # process pings from its loop; with --workers N the supervisor alone pings (it
+    # watches the workers itself).
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # the sender's pid
+    port = free_port()
+    environment = {
+        **os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "3000000"
+    }  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scorer", "serve", "--listen", f"127.0.0.1:{port}",
+         "--workers", workers, "--nameserver", unbound.nameserver],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment,
+    )  # fmt: skip
+
+    def heard(seconds: float) -> list[tuple[bytes, int]]:
+        """The datagrams of ``seconds``, each with the pid that sent it."""
+        found, until = [], time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0:
+            notify.settimeout(left)
+            try:
+                data, ancillary, _flags, _address = notify.recvmsg(4096, 64)
+            except TimeoutError:
+                break
+            pid = struct.unpack("3i", ancillary[0][2])[0]
+            found.append((data, pid))
+        return found
+
+    try:
+        pings = [pid for data, pid in heard(5) if data == b"WATCHDOG=1"]
+        assert len(pings) >= 3 and set(pings) == {process.pid}, pings
+        os.kill(process.pid, signal.SIGSTOP)  # stuck
+        heard(1)  # what was on its way
+        assert heard(2) == []
+        os.kill(process.pid, signal.SIGCONT)
+        assert (b"WATCHDOG=1", process.pid) in heard(3)
     finally:
         notify.close()
         process.terminate()
