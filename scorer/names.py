@@ -13,7 +13,11 @@ import functools
 import ipaddress
 import re
 
+# idna.uts46data now, not where idna imports it, on the first non-ASCII name of a check:
+# a module read from disk mid-check failed with EMFILE in a process out of file
+# descriptors (a 500).
 import idna
+import idna.uts46data
 from publicsuffixlist import PSLFILE, PublicSuffixList
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

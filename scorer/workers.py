@@ -19,6 +19,7 @@ import errno
 import functools
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -557,7 +558,25 @@ class Supervisor:
         return 1 if self._quick_deaths >= MAX_QUICK_DEATHS else 0
 
 
+# The most open files serve asks for: systemd's unit sets this too (LimitNOFILE).
+OPEN_FILES_WANTED = 65536
+
+
+def raise_open_files_limit() -> None:
+    """Raise the soft limit of open files towards the hard one, as far as
+    OPEN_FILES_WANTED: every connection is a file descriptor, and a shell's soft 1024
+    (``make run``, a container) runs out under many rspamd workers' pooled
+    connections, where new ones are dropped without a word. The loop is epoll, which
+    has no FD_SETSIZE limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_WANTED)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def serve(config: Config, loader: ConfigLoader, host: str, port: int, workers: int) -> int:
+    raise_open_files_limit()
     if workers <= 1:
         run_worker(config, loader, host, port)
         return 0

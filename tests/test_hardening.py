@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import zlib
@@ -51,7 +52,7 @@ from scorer.text import (
 )
 from tests import world
 from tests.helpers import eventually, symbols_for
-from tests.support.fakedns import FaultyDns
+from tests.support.fakedns import FaultyDns, dead_port
 from tests.support.service import ScorerProcess
 from tests.support.unbound import Unbound
 
@@ -849,3 +850,43 @@ def test_a_body_that_decodes_past_the_limit_is_a_counted_413(service: ScorerProc
     assert reply.startswith(b"HTTP/1.1 413 "), reply
     assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"] == "body larger than 16384 bytes"
     assert _requests_by_status(service)["413"] == before + 1
+
+
+_CHECKS_IMPORT_NOTHING = """
+import asyncio, json, sys
+from scorer.app import Service
+from scorer.config import config_from_mapping
+from scorer.names import public_suffix_list
+
+public_suffix_list()  # as a worker builds it at start
+dns = {"nameservers": ["127.0.0.1:%d"], "timeout": 0.2, "request_deadline": 0.3}
+service = Service(config_from_mapping({"dns": dns}))
+loaded = set(sys.modules)
+bodies = [
+    {"ip": "81.2.69.160", "helo": "mx.bücher.de", "mail_from": "a@bücher.de"},
+    {"ip": "2001:db8::1", "helo": "[IPv6:2001:db8::1]", "mail_from": '"quoted"@example.com'},
+    {"ip": "81.2.69.161", "helo": "\\uff4dail.example.com", "mail_from": "ü@xn--bcher-kva.de"},
+    {"ip": "81.2.69.162", "helo": "mail.i❤.ws", "mail_from": "<@a.example:x@[192.0.2.1]>"},
+]
+
+
+async def main() -> None:
+    for body in bodies:
+        await service.answer(service.pipeline, json.dumps(body).encode(), "application/json", False)
+
+
+asyncio.run(main())
+print(sorted(set(sys.modules) - loaded))
+"""
+
+
+def test_a_check_reads_no_module_from_disk() -> None:
+    # Regression (review): idna imported its UTS46 table on the first non-ASCII HELO,
+    # in the middle of a check; in a process out of file descriptors that import failed
+    # (EMFILE) and the check was a 500 with a traceback. Everything a check uses is
+    # loaded when the service starts.
+    script = _CHECKS_IMPORT_NOTHING % dead_port()
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

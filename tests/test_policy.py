@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import resource
 import signal
 import socket
 import struct
@@ -39,6 +40,7 @@ from scorer.protocol import SymbolResult, parse_request
 from scorer.scoring import score_hits
 from scorer.security import public_bind_refusal, refuse_public_without_token
 from scorer.workermetrics import PREFIX, SHARED_MEMORY, remove_directory
+from scorer.workers import OPEN_FILES_WANTED
 from tests import world
 from tests.conftest import make_config
 from tests.helpers import eventually, symbols_for
@@ -1480,6 +1482,32 @@ def test_systemds_watchdog_hears_the_loop_until_it_stops(
         assert (b"WATCHDOG=1", process.pid) in heard(3)
     finally:
         notify.close()
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_serve_raises_its_open_files_limit_towards_the_hard_one(
+    unbound: Unbound, tmp_path: Path
+) -> None:
+    # Regression (review): under a shell's soft limit (make run, a container) the
+    # service ran out of file descriptors with a few hundred connections, and new ones
+    # were dropped without a word; only the systemd unit set LimitNOFILE.
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_WANTED)
+    assert wanted > 256, "this machine's hard limit leaves nothing to raise"
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scorer", "serve", "--listen", f"127.0.0.1:{port}",
+         "--nameserver", unbound.nameserver],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)),
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        limits = Path(f"/proc/{process.pid}/limits").read_text()
+        found = re.search(r"^Max open files\s+(\d+)", limits, re.M)
+        assert found is not None and int(found.group(1)) == wanted, limits
+    finally:
         process.terminate()
         process.wait(timeout=30)
 
