@@ -33,7 +33,7 @@ Clock = Callable[[], float]
 SERVICE = Consequences(
     silent="lookups fail and every check scores 0 (*_TEMPFAIL) until it does; /readyz says "
     "so (docs/monitoring.md)",
-    untrusted="they are reported as DNS failures (zero weight) until it answers the root; "
+    untrusted="they are reported as DNS failures (zero weight) until it answers for them; "
     "check the resolver (/readyz, docs/monitoring.md)",
 )
 

@@ -40,7 +40,7 @@ from scorer.pipeline import SERVICE, build_dns_layer
 from tests import world
 from tests.support.fakedns import FaultyDns, dead_port
 from tests.support.ports import free_port, tcp_listener
-from tests.support.unbound import Unbound
+from tests.support.unbound import Unbound, Zones
 
 
 def _layer(nameserver: str, timeout: float = 0.5, cache_entries: int = 1000) -> DnsLayer:
@@ -559,7 +559,8 @@ async def test_a_root_probe_that_keeps_failing_is_never_a_repeat() -> None:
             await layer.lookup("dead.example", dns.rdatatype.A, _deadline())
     finally:
         resolver.stop()
-    assert [s for s in seen if s[0] == "SOA"] == [("SOA", "servfail", False)] * 6
+    # Six probes, each of three SOAs: the root's and the reverse trees'.
+    assert [s for s in seen if s[0] == "SOA"] == [("SOA", "servfail", False)] * 6 * 3
     assert [s for s in seen if s[0] == "A"] == [("A", "servfail", r) for r in (False, True, True)]
 
 
@@ -631,8 +632,43 @@ async def test_a_resolver_that_says_the_root_does_not_exist_gives_no_verdict(
                 assert "root has no SOA (nxdomain)" in outcome.detail
             resolver.root_soa = True  # it answers the root again: its "no" counts
             await layer.check_root()
-            assert "answers the root's SOA again" in caplog.text
+            assert "answers the root's SOA and the reverse trees again" in caplog.text
         assert isinstance(await layer.lookup("a.example", dns.rdatatype.A, _deadline()), NotFound)
+    finally:
+        resolver.stop()
+
+
+@pytest.mark.parametrize("client", ["81.2.69.25", "2a01:4f8::25"])
+async def test_a_resolver_that_says_a_reverse_tree_does_not_exist_gives_no_verdict(
+    client: str,
+) -> None:
+    """Regression (review): a resolver answering the root's SOA but NXDOMAIN for
+    in-addr.arpa (one serving only its own data, with a root it fakes) made every client
+    a missing PTR, 5 points on every message, with /readyz "ready" and nothing logged.
+    A recursive resolver reaches the reverse trees as it reaches the root."""
+    zones = Zones(reverse_trees=False)
+    zones.address("mail.example.net", "192.0.2.25")
+    resolver = Unbound(zones).start()
+    try:
+        layer = _layer(resolver.nameserver)
+        ptr = wire.reverse_name(ipaddress.ip_address(client))
+        assert isinstance(await layer.lookup(ptr, dns.rdatatype.PTR, _deadline()), NotFound)
+        await layer.check_root()
+        outcome = await layer.lookup(ptr, dns.rdatatype.PTR, _deadline())
+        assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.UNTRUSTED, outcome
+        said = "in-addr.arpa does not exist (nxdomain)"
+        assert said in outcome.detail
+        assert await layer.unready_reason() == f"resolver says {said}"
+    finally:
+        resolver.stop()
+    # The same data with the reverse trees' SOAs, as every working resolver answers them.
+    zones.reverse_trees = True
+    resolver = Unbound(zones).start()
+    try:
+        layer = _layer(resolver.nameserver)
+        await layer.check_root()
+        assert layer.untrusted is None and await layer.unready_reason() is None
+        assert isinstance(await layer.lookup(ptr, dns.rdatatype.PTR, _deadline()), NotFound)
     finally:
         resolver.stop()
 
@@ -693,7 +729,9 @@ async def test_each_change_of_trust_empties_the_cache_and_is_logged_once(
             assert layer.untrusted is None
             assert len(layer.cache) == 0, "a no cached while it was not trusted was kept"
             infos = logged(logging.INFO)
-            assert len(infos) == 1 and "answers the root's SOA again" in infos[0], infos
+            assert (
+                len(infos) == 1 and "answers the root's SOA and the reverse trees again" in infos[0]
+            ), infos
             assert len(logged(logging.WARNING)) == 1
     finally:
         resolver.stop()
@@ -819,7 +857,9 @@ async def test_a_root_probe_answered_after_a_later_one_changes_nothing(
     answers: list[asyncio.Future[Outcome]] = [loop.create_future(), loop.create_future()]
     queue = list(answers)
 
-    async def probe(_name: str, _rdtype: dns.rdatatype.RdataType) -> Outcome:
+    async def probe(name: str, _rdtype: dns.rdatatype.RdataType) -> Outcome:
+        if name != ".":  # the reverse trees' SOAs, asked beside it: there
+            return Answer((name,), 60)
         return await queue.pop(0)
 
     monkeypatch.setattr(layer, "probe", probe)
@@ -850,7 +890,7 @@ async def test_a_probe_whose_caller_gave_up_leaves_the_layer_working(
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(layer.unready_reason(), 0.05)
         await asyncio.sleep(0.4)  # the root's answer comes to the probe given up
-        assert resolver.queries == 1
+        assert resolver.queries == 3  # the root's SOA, and the reverse trees' beside it
         outcome = await layer.lookup("after.example", dns.rdatatype.A, _deadline())
         assert isinstance(outcome, NotFound), outcome
     finally:

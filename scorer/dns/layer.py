@@ -139,6 +139,11 @@ FAILING_MEMORY_SECONDS = 3600.0
 FAILING_MEMORY_ENTRIES = 4096
 
 
+# Where every PTR is asked (RFC 1035 section 3.5, RFC 3596 section 2.5): a recursive
+# resolver reaches them as it reaches the root.
+REVERSE_TREES = ("in-addr.arpa", "ip6.arpa")
+
+
 @dataclass(frozen=True)
 class Consequences:
     """How the resolver warnings (_judge_silence, _judge_root) end: what the resolver's
@@ -152,7 +157,7 @@ class Consequences:
 # what it means for the reader (scorer.pipeline for the service, scorer.cli for `check`).
 LOOKUPS_ONLY = Consequences(
     silent="lookups fail until it does",
-    untrusted="they are reported as lookup failures until it answers the root",
+    untrusted="they are reported as lookup failures until it answers for them",
 )
 
 
@@ -282,9 +287,10 @@ class DnsLayer:
         self.observer: QueryObserver | None = None  # set by who counts queries (metrics)
         self._consequences = consequences
         self.health = QueryHealth()
-        # Set while the resolver says the root has no SOA: the failure its NXDOMAIN and
-        # NODATA are reported as (_judge_root).
+        # Set while the resolver says the root has no SOA, or a reverse tree does not
+        # exist: the failure its NXDOMAIN and NODATA are reported as (_judge_root).
         self.untrusted: TempFail | None = None
+        self.distrusted_because: str | None = None  # why, in words (/readyz)
         # How many times that judgement changed: a reply built across a change took some
         # answers at the old word, and is not cached (Pipeline.check_and_cache).
         self.trust_changes = 0
@@ -508,26 +514,43 @@ class DnsLayer:
         caught it, would trust it again until the next probe (its NXDOMAINs scored)."""
         self._root_probes_sent += 1
         sent = self._root_probes_sent
-        outcome = await self.probe(".", dns.rdatatype.SOA)
+        root, *trees = await asyncio.gather(
+            *(self.probe(zone, dns.rdatatype.SOA) for zone in (".", *REVERSE_TREES))
+        )
         if sent > self._root_probe_judged:
             self._root_probe_judged = sent
-            self._judge_root(outcome)
-        return outcome
+            self._judge_root(root, trees)
+        return root
 
-    def _judge_root(self, outcome: Outcome) -> None:
+    def _judge_root(self, outcome: Outcome, trees: Sequence[Outcome]) -> None:
         """A resolver that says the root has no SOA serves only its own data or rewrites
         answers (a captive or broken one answers NXDOMAIN for everything): its NXDOMAIN
         and NODATA would be scored as missing PTRs and sender domains on every message.
+        So does one that says a reverse tree (REVERSE_TREES: ``trees``, their SOAs'
+        outcomes) does not exist, where every PTR is asked: one serving only local data
+        beside a root it fakes, and every client had no PTR (5 points on every message).
         While it does, lookups report them as an UNTRUSTED failure, of zero weight. A
         resolver that does not answer changes nothing: its silence is a failure already.
         The cache is emptied at each change, of the "no"s it was lying or right about."""
         self._judge_silence(outcome)
         if isinstance(outcome, TempFail):
             return
-        if isinstance(outcome, Answer):
-            untrusted = None
+        if not isinstance(outcome, Answer):
+            why: str | None = f"the resolver says the root has no SOA ({describe(outcome)})"
         else:
-            why = f"the resolver says the root has no SOA ({describe(outcome)})"
+            # NXDOMAIN only: NODATA says the tree is there (a name under it exists, as in
+            # a resolver's local data), and a failure says nothing.
+            why = next(
+                (
+                    f"the resolver says {tree} does not exist ({describe(said)})"
+                    for tree, said in zip(REVERSE_TREES, trees, strict=True)
+                    if isinstance(said, NotFound) and said.kind is NotFoundKind.NXDOMAIN
+                ),
+                None,
+            )
+        self.distrusted_because = why
+        untrusted = None
+        if why is not None:
             untrusted = TempFail(FailureKind.UNTRUSTED, f"{why}: its NXDOMAIN/NODATA not trusted")
         changed = (untrusted is None) != (self.untrusted is None)
         # Kept even without a change of trust: evidence quotes the latest word, so a
@@ -541,7 +564,10 @@ class DnsLayer:
         # more trusted than the cache's (_settle).
         self._inflight.clear()
         if untrusted is None:
-            log.info("the resolver answers the root's SOA again: its NXDOMAIN and NODATA count")
+            log.info(
+                "the resolver answers the root's SOA and the reverse trees again: its "
+                "NXDOMAIN and NODATA count"
+            )
         else:
             log.warning("%s: %s", untrusted.detail, self._consequences.untrusted)
 
@@ -580,10 +606,11 @@ class DnsLayer:
         if isinstance(outcome, TempFail):
             # Which resolver and why (a refused port, a timeout): what to go and fix.
             return f"resolver {self.described_nameservers} does not answer: {describe(outcome)}"
-        if not isinstance(outcome, Answer):
-            # The root always has an SOA: a resolver that says otherwise serves only its
-            # own data or rewrites answers, and every client would look like it has no PTR.
-            return f"resolver says the root has no SOA ({describe(outcome)})"
+        if self.distrusted_because is not None:
+            # The root always has an SOA, and the reverse trees exist: a resolver that
+            # says otherwise serves only its own data or rewrites answers, and every
+            # client would look like it has no PTR.
+            return self.distrusted_because.removeprefix("the ")
         share = self.health.failure_share()
         if share is not None and share >= UNREADY_FAILURE_SHARE:
             return f"{share:.0%} of recent DNS queries failed"

@@ -33,8 +33,9 @@ class FaultyDns:
     NXDOMAIN; ``address``: the A record
     192.0.2.53 for any name; any other mode names the rcode to answer (``formerr``,
     ``notimp``, ``nxdomain``, ``noerror``: NODATA without an SOA). With ``root_soa``
-    set, the root's SOA is answered whatever the mode. With ``root_delay``, the answer to
-    a root SOA question goes out that many seconds late, while other questions are
+    set, the root's SOA (and in-addr.arpa's and ip6.arpa's, which the DNS layer probes
+    beside it) is answered whatever the mode. With ``root_delay``, the answer to
+    such an SOA question goes out that many seconds late, while other questions are
     answered at once; ``others_delay`` the other way round.
 
     ``tcp``: also listen on TCP, same port, and answer each query there as that mode
@@ -93,9 +94,9 @@ class FaultyDns:
         query = dns.message.from_wire(data)
         response = dns.message.make_response(query)
         question = query.question[0]
-        if self.root_soa and question.name == dns.name.root and question.rdtype == 6:
+        if self.root_soa and _asks_the_root(data):
             response.answer.append(
-                dns.rrset.from_text(".", 60, "IN", "SOA", ". . 1 1800 900 604800 3600")
+                dns.rrset.from_text(question.name, 60, "IN", "SOA", ". . 1 1800 900 604800 3600")
             )
             return response.to_wire()
         if mode in ("truncated", "late-truncated"):
@@ -185,9 +186,14 @@ class FaultyDns:
             self._listener.close()
 
 
+# The SOAs the DNS layer probes (DnsLayer.check_root): the root's and the reverse trees'.
+PROBED_SOAS = frozenset(dns.name.from_text(zone) for zone in (".", "in-addr.arpa.", "ip6.arpa."))
+
+
 def _asks_the_root(data: bytes) -> bool:
+    """Whether ``data`` asks for one of the SOAs any working resolver has (PROBED_SOAS)."""
     question = dns.message.from_wire(data).question[0]
-    return question.name == dns.name.root and question.rdtype == dns.rdatatype.SOA
+    return question.name in PROBED_SOAS and question.rdtype == dns.rdatatype.SOA
 
 
 def dead_port() -> int:

@@ -24,6 +24,7 @@ class Zones:
 
     records: list[str] = field(default_factory=list)
     stubs: dict[str, int] = field(default_factory=dict)  # zone -> loopback port of its server
+    reverse_trees: bool = True  # their SOAs, as every working resolver answers them
 
     def add(self, name: str, rdtype: str, value: str, ttl: int = 300) -> None:
         self.records.append(f"{name.rstrip('.')}. {ttl} IN {rdtype} {value}")
@@ -71,6 +72,14 @@ class Zones:
             "  local-data: '. 3600 IN SOA a.root-servers.net. nstld.verisign-grs.com. "
             "1 1800 900 604800 3600'",
         ]
+        if self.reverse_trees:
+            # ... and the reverse trees', which it reaches as it reaches the root (the
+            # DNS layer asks: a resolver that says they do not exist is not trusted).
+            lines += [
+                f"  local-data: '{tree}. 3600 IN SOA b.in-addr-servers.arpa. "
+                "nstld.iana.org. 1 1800 900 604800 3600'"
+                for tree in ("in-addr.arpa", "ip6.arpa")
+            ]
         # RFC 6303 default zones (documentation and private reverse ranges)
         # would shadow our records; ours replace them.
         lines += [f'  local-zone: "{zone}" transparent' for zone in self.stubs]
