@@ -2064,6 +2064,7 @@ async def test_a_silent_first_nameserver_is_asked_last_for_a_while(
     every query timeout / attempts before the retry reached the working one, so a
     check's lookups, one after another, ran into the request deadline."""
     monkeypatch.setattr(transport, "DEMOTE_SECONDS", 0.5, raising=False)
+    caplog.set_level(logging.INFO, logger=transport.__name__)
     silent = FaultyDns("silent").start()
     try:
         servers = [silent.nameserver, unbound.nameserver]
@@ -2083,6 +2084,14 @@ async def test_a_silent_first_nameserver_is_asked_last_for_a_while(
         await asyncio.sleep(0.6)  # the demotion is over: in its turn again
         assert await timed(world.CONFIRMED_NAME6) >= 0.45
         assert silent.queries == asked + 1
+        # Demoted again, and said once (regression, review: a dead nameserver's warning
+        # came every DEMOTE_SECONDS for ever, ~700 lines an hour per worker) ...
+        assert caplog.text.count("did not answer within") == 1
+        # ... until it answers again, which is said too.
+        await asyncio.sleep(0.6)
+        silent.mode = "nxdomain"
+        await layer.lookup(world.GOOD_DOMAIN, dns.rdatatype.MX, _deadline())
+        assert f"nameserver {silent.nameserver} answers again" in caplog.text
     finally:
         silent.stop()
 

@@ -135,6 +135,9 @@ class UdpTransport:
         self._order: list[int] = []  # the same, those demoted for silence last
         self._demoted_until: dict[int, float] = {}
         self._promote_at: float | None = None  # when the next demotion ends
+        # Those whose silence was logged, until they answer: a nameserver that stays
+        # dead is asked first again after each demotion, and demoted again, but said once.
+        self._said_silent: set[int] = set()
         # At least one retransmission: a lost datagram must not cost a whole timeout.
         self._attempts = 2
         self._reopen_at: float | None = None  # when to try the failed ones again
@@ -212,7 +215,9 @@ class UdpTransport:
                 return
             index = sock.server
             if index != responder and sock.pending.get(query_id) is pending:
-                if index not in self._demoted_until and self._order[0] == index:
+                first = index not in self._demoted_until and self._order[0] == index
+                if first and index not in self._said_silent:
+                    self._said_silent.add(index)
                     silent, other = self._servers[index], self._servers[responder]
                     log.warning(
                         "nameserver %s:%d did not answer within %gs while %s:%d did: "
@@ -418,6 +423,10 @@ class UdpTransport:
             verdict = classify(data, query_id, pending.question, pending.rdtype, self._negative_ttl)
             if verdict is Verdict.NOT_OURS:
                 continue
+            if sock.server in self._said_silent:
+                self._said_silent.discard(sock.server)
+                server = self._servers[sock.server]
+                log.info("nameserver %s:%d answers again", server.host, server.port)
             if verdict is Verdict.TRUNCATED:
                 self._forget(pending)
                 server = self._servers[sock.server]
