@@ -78,6 +78,8 @@ class Service:
         self._loader = loader
         self._reloading = asyncio.Lock()
         self.in_flight = 0
+        # Set once the service stops: replies then close their connections (stop()).
+        self.stopping = False
         self.refusals = RefusalLog()
         # A reload refused is an admin action someone tried: in the log too, rate-limited.
         self.reload_refusals = RefusalLog("reload request(s)", RELOAD_ADVICE)
@@ -505,7 +507,11 @@ def counted(
         try:
             response = await handler(service, request)
             status = response.status
-            if response.keep_alive is None and request.keep_alive:  # not force_close()d
+            if service.stopping:
+                # The connection closes once this is answered: said, so a client's pool
+                # does not keep it for its next request, which would fail.
+                response.force_close()
+            elif response.keep_alive is None and request.keep_alive:  # not force_close()d
                 # rspamd's HTTP client pools a connection only when the reply says so
                 # (rspamd_http_context_push_keepalive), and aiohttp leaves it out of an
                 # HTTP/1.1 reply, where keep-alive is the default (RFC 9112 section 9.3):

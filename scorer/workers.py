@@ -228,7 +228,7 @@ def run_worker(
     log.info("stopped (pid %d)", os.getpid())
 
 
-async def _stop_on_first_signal(_app: web.Application) -> None:
+async def _stop_on_first_signal(app: web.Application) -> None:
     """An on_startup hook: SIGTERM or SIGINT starts aiohttp's graceful stop, once.
 
     aiohttp's own handlers raise GracefulExit on every one, and a second one during
@@ -237,13 +237,17 @@ async def _stop_on_first_signal(_app: web.Application) -> None:
     whole process group. Later ones are ignored; the parent's SIGKILL after
     STOP_GRACE_SECONDS remains the hard stop.
     """
+    from scorer.app import SERVICE_KEY  # late, as in run_worker
+
     loop = asyncio.get_running_loop()
+    service = app[SERVICE_KEY]
 
     def stop(signum: int) -> None:
         # Said, so a log that ends here reads as a stop, not as a crash or a hang.
         pid = os.getpid()
         name = signal.Signals(signum).name
         log.info("stopping on %s (pid %d): finishing the checks in flight", name, pid)
+        service.stopping = True
         for other in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(other, lambda: None)
         raise web.GracefulExit()

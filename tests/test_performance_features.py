@@ -1538,6 +1538,47 @@ def test_checks_in_flight_survive_a_stop_signal_to_every_process(tmp_path: Path)
         silent.stop()
 
 
+def test_a_check_answered_while_stopping_closes_its_connection(tmp_path: Path) -> None:
+    """Regression (review): a check in flight at SIGTERM was answered with
+    "Connection: keep-alive" and its connection then closed: a client's pool kept it,
+    and its next request failed ("Server disconnected")."""
+    silent = FaultyDns("silent").start()  # the check waits out [dns] timeout
+    config = tmp_path / "scorer.toml"
+    config.write_text(
+        "[server]\nlog_requests = false\n"
+        f'[dns]\nnameservers = ["{silent.nameserver}"]\ntimeout = 1.0\nrequest_deadline = 1.5\n'
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scorer", "serve", "--config", str(config),
+         "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        body = json.dumps({"ip": "198.51.100.7"}).encode()
+        headers = {"Content-Type": "application/json"}
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("POST", "/v1/check", body=body, headers=headers)
+        first = connection.getresponse()
+        first.read()
+        assert first.getheader("Connection") == "keep-alive"  # pooled, as rspamd needs
+        second = json.dumps({"ip": "198.51.100.8"}).encode()
+        connection.request("POST", "/v1/check", body=second, headers=headers)
+        time.sleep(0.3)  # in flight, waiting on DNS
+        process.send_signal(signal.SIGTERM)
+        reply = connection.getresponse()
+        reply.read()
+        assert (reply.status, reply.getheader("Connection")) == (200, "close")
+        connection.close()
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        silent.stop()
+
+
 @pytest.mark.parametrize("count", ["\u0664", "\u00b2", "0", "x"])
 def test_workers_takes_a_count_in_ascii_digits(
     count: str, capsys: pytest.CaptureFixture[str]
