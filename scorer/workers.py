@@ -556,6 +556,11 @@ class Supervisor:
             self._top_up()
             self._watch()
             if self._stop_deadline and time.monotonic() > self._stop_deadline:
+                log.error(
+                    "worker(s) %s still running %g s after the stop: killing them (their "
+                    "checks in flight go unanswered)",
+                    ", ".join(map(str, self._children)), STOP_GRACE_SECONDS,
+                )  # fmt: skip
                 self._signal_all(signal.SIGKILL)
                 self._stop_deadline = 0.0
         log.info("stopped (pid %d)", os.getpid())

@@ -1375,6 +1375,10 @@ def test_giving_up_on_workers_stops_a_stuck_one_too(unbound: Unbound, tmp_path: 
                         os.kill(pid, signal.SIGKILL)
             time.sleep(0.05)
         assert process.wait(timeout=STOP_GRACE_SECONDS + 5) == 1
+        # Regression (review): killed without a word.
+        assert f"worker(s) {stuck} still running {STOP_GRACE_SECONDS:g} s after the stop" in (
+            log.read_text()
+        )
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(stuck, signal.SIGKILL)
