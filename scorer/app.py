@@ -42,10 +42,14 @@ from scorer.protocol import (
 )
 from scorer.refusals import RELOAD_ADVICE, RefusalLog
 from scorer.requestlog import configure_logging, log_check
-from scorer.text import option
+from scorer.text import escape_unprintable, option
 from scorer.workermetrics import SNAPSHOT_SECONDS, WorkerMetrics
 
 log = logging.getLogger("rdns_scorer")
+
+# The most of a request body a failed check's log line shows (bytes that are no UTF-8,
+# such as msgpack's, and control characters escaped).
+MAX_LOGGED_BODY = 1024
 
 # How long an idle connection is kept open (aiohttp's default): longer than rspamd keeps
 # one in its pool (http.client.keepalive_interval, 65 s by default), so that rspamd
@@ -128,9 +132,11 @@ class Service:
         log_check(request, labels, reply, elapsed_ms)
         return encode_check_reply(reply, elapsed_ms, want_msgpack)
 
-    def refuse(self, status: int, message: str, field: str, want_msgpack: bool) -> web.Response:
+    def refuse(
+        self, request: web.Request, status: int, message: str, field: str, want_msgpack: bool
+    ) -> web.Response:
         """The error reply for a refused check, logged (RefusalLog: rate-limited)."""
-        self.refusals.note(status, message, field)
+        self.refusals.note(status, message, field, request.remote)
         return _error(status, message, field, want_msgpack)
 
     async def reload(self, source: str) -> str:
@@ -148,14 +154,20 @@ class Service:
                 config = await asyncio.to_thread(self._loader)
             except ConfigError as error:
                 self.metrics.record_reload(success=False)
-                log.error("config reload on %s failed, keeping the old config: %s", source, error)
+                log.error(
+                    "config reload on %s failed (pid %d), keeping the old config: %s",
+                    source, os.getpid(), error,
+                )  # fmt: skip
                 raise
             except Exception as error:
                 # A bug of ours reading some config: still a rejected reload (counted, the
                 # alert fires, the API answers 422), never a dead worker or a reload task
                 # whose exception nobody retrieves.
                 self.metrics.record_reload(success=False)
-                log.exception("config reload on %s failed, keeping the old config", source)
+                log.exception(
+                    "config reload on %s failed (pid %d), keeping the old config",
+                    source, os.getpid(),
+                )  # fmt: skip
                 raise ConfigError(f"unexpected error reading the config: {error!r}") from error
             # Requests already running hold the old pipeline and finish with it.
             before = self.pipeline.config.server
@@ -309,13 +321,15 @@ async def check(service: Service, request: web.Request) -> web.Response:
     want_msgpack = wants_msgpack(request.headers.get(hdrs.ACCEPT, ""))
     token = config.server.token
     if token and not _authorized(request, token):
-        return service.refuse(401, "missing or wrong bearer token", "Authorization", want_msgpack)
+        return service.refuse(
+            request, 401, "missing or wrong bearer token", "Authorization", want_msgpack
+        )
     try:
         # Read before taking a slot: a client that sends headers and stalls the body
         # must not hold one of max_in_flight (the checks of everyone else would get 503).
         body, content_type = await _read_check_body(request, service.body_limit)
     except RequestError as error:
-        response = service.refuse(error.status, error.message, error.field, want_msgpack)
+        response = service.refuse(request, error.status, error.message, error.field, want_msgpack)
         if error.status in (400, 408, 413):
             # The body's unread rest would be read as the next request ("400 Invalid
             # method"), or (400) it cannot be read, and aiohttp drops the connection
@@ -330,14 +344,22 @@ async def check(service: Service, request: web.Request) -> web.Response:
     if service.in_flight >= config.server.max_in_flight:
         # Shed load at once: the plugin fails open, which beats making rspamd wait.
         service.metrics.overloaded.inc()
-        response = service.refuse(503, "overloaded, retry later", "body", want_msgpack)
+        response = service.refuse(request, 503, "overloaded, retry later", "body", want_msgpack)
         response.headers["Retry-After"] = "1"
         return response
     service.in_flight += 1
     try:
         payload, reply_type = await service.answer(pipeline, body, content_type, want_msgpack)
     except RequestError as error:
-        return service.refuse(error.status, error.message, error.field, want_msgpack)
+        return service.refuse(request, error.status, error.message, error.field, want_msgpack)
+    except Exception:
+        # A bug of ours: logged with the request that triggers it, which the runbook asks
+        # to report (aiohttp's own line named only the peer). The plugin fails open.
+        shown = escape_unprintable(
+            bytes(body[:MAX_LOGGED_BODY]).decode("utf-8", "backslashreplace")
+        )
+        log.exception("a check failed (a bug; please report it with this request): %s", shown)
+        return _error(500, "internal error", "body", want_msgpack)
     finally:
         service.in_flight -= 1
     return web.Response(body=payload, content_type=reply_type)
@@ -361,7 +383,7 @@ def expect_continue(
             return None
         want_msgpack = wants_msgpack(request.headers.get("Accept", ""))
         message = f"unsupported Expect: {option(expectation, 40)} (only 100-continue)"
-        response = service.refuse(417, message, "Expect", want_msgpack)
+        response = service.refuse(request, 417, message, "Expect", want_msgpack)
         response.force_close()  # the client may send the body anyway
         by_status[417].value += 1
         return response
@@ -375,7 +397,7 @@ async def reload_config(service: Service, request: web.Request) -> web.Response:
     if not service.config.server.token or not _authorized(request, service.config.server.token):
         # Reloading is an admin action: never open, even when checks need no token.
         message = "reload needs the bearer token ([server] token)"
-        service.reload_refusals.note(401, message, "Authorization")
+        service.reload_refusals.note(401, message, "Authorization", request.remote)
         return _error(401, message, "Authorization", want_msgpack)
     try:
         status = await service.reload("POST /v1/reload")

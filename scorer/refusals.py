@@ -41,16 +41,18 @@ class RefusalLog:
         self._what = what
         self._advice = advice
         self._counts: dict[int, int] = {}  # refusals not logged yet, by status
-        self._latest: dict[int, tuple[str, str]] = {}  # their latest message and field
+        self._latest: dict[int, tuple[str, str, str]] = {}  # latest message, field, client
         self._quiet_until: dict[int, float] = {}
         self._flushing: set[int] = set()  # statuses with a line scheduled
 
-    def note(self, status: int, message: str, field: str) -> None:
+    def note(self, status: int, message: str, field: str, client: str | None = None) -> None:
         """A request answered ``status``; ``message`` and ``field`` are the reply's (already
-        escaped: scorer.text.option), never the request's raw bytes. Called on the event
-        loop (a handler), which logs what the quiet time held back."""
+        escaped: scorer.text.option), never the request's raw bytes; ``client``: the
+        peer's address, which the line names (who sends them: another rspamd host with
+        an old token, say). Called on the event loop (a handler), which logs what the
+        quiet time held back."""
         self._counts[status] = self._counts.get(status, 0) + 1
-        self._latest[status] = (message, field)
+        self._latest[status] = (message, field, client or "")
         wait = self._quiet_until.get(status, 0.0) - time.monotonic()
         if wait <= 0:
             self._log(status)
@@ -75,15 +77,16 @@ class RefusalLog:
             self._log(status)
 
     def _log(self, status: int) -> None:
-        message, field = self._latest[status]
+        message, field, client = self._latest[status]
         advice = self._advice.get(status)
         log.warning(
-            "%d %s refused with %d since the last such line: %s (field %s)%s",
+            "%d %s refused with %d since the last such line: %s (field %s%s)%s",
             self._counts[status],
             self._what,
             status,
             message,
             field,
+            f"; the latest from {client}" if client else "",
             f"; {advice}" if advice else "",
         )
         self._counts[status] = 0

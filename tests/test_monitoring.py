@@ -437,7 +437,9 @@ def test_a_bug_while_reloading_is_a_rejected_reload(caplog: pytest.LogCaptureFix
         asyncio.run(service.reload("SIGHUP"))
     text = generate_latest(service.metrics.registry).decode()
     assert "rdns_scorer_config_last_reload_successful 0.0" in text
-    assert "config reload on SIGHUP failed" in caplog.text and "RuntimeError" in caplog.text
+    # With the pid (regression, review: with --workers N, N identical lines).
+    assert f"config reload on SIGHUP failed (pid {os.getpid()})" in caplog.text
+    assert "RuntimeError" in caplog.text
 
 
 # --- static checks ----------------------------------------------------------------------------
