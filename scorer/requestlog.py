@@ -43,6 +43,14 @@ class _SecondCachedTime(logging.Formatter):
 
 
 class _JsonFormatter(_SecondCachedTime):
+    # RFC 3339 in UTC ("2026-12-03T10:33:34.749Z"), which log shippers parse as it is:
+    # logging's default has no zone and a comma before the milliseconds.
+    def converter(self, seconds: float | None) -> time.struct_time:
+        return time.gmtime(seconds)
+
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
+
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, Any] = {
             "time": self.formatTime(record),

@@ -36,8 +36,11 @@ def _record(created: float) -> logging.LogRecord:
 
 
 def test_second_cached_timestamps_match_logging_across_second_boundaries() -> None:
-    reference = logging.Formatter()
     for formatter in (_TextFormatter(), _JsonFormatter()):
+        reference = logging.Formatter()  # logging's own, set to the formatter's formats
+        reference.converter = formatter.converter
+        reference.default_time_format = formatter.default_time_format
+        reference.default_msec_format = formatter.default_msec_format
         for created in (1_796_000_000.001, 1_796_000_000.999, 1_796_000_001.0, 1_796_000_000.5):
             record = _record(created)
             assert formatter.formatTime(record) == reference.formatTime(record)
@@ -145,6 +148,9 @@ def test_json_lines_name_level_logger_message_and_stack_in_ascii() -> None:
     assert fields["level"] == "warning" and fields["logger"] == "rdns_scorer"
     assert fields["message"] == "reload of caf\u00e9.toml failed"
     assert fields["stack"] == record.stack_info
+    # RFC 3339 in UTC (regression, review: "2026-12-03 10:33:34,749", no zone).
+    record.created, record.msecs = 1796300014.749, 749.0
+    assert json.loads(_JsonFormatter().format(record))["time"] == "2026-12-03T12:13:34.749Z"
 
 
 @pytest.fixture
