@@ -129,7 +129,8 @@ class Metrics:
             ["endpoint", "status"], registry=r,
         )  # fmt: skip
         self.latency = LoopHistogram(
-            "rdns_scorer_request_duration_seconds", "Time to answer /v1/check.",
+            "rdns_scorer_request_duration_seconds",
+            "Time to answer a check (/v1/check answered 200), from its body read to the verdict.",
             LATENCY_BUCKETS, registry=r,
         ).labels()  # fmt: skip
         self.symbols = LoopCounter(
