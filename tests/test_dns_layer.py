@@ -673,6 +673,36 @@ async def test_a_resolver_that_says_a_reverse_tree_does_not_exist_gives_no_verdi
         resolver.stop()
 
 
+async def test_a_reverse_trees_failed_probe_keeps_its_last_word(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression (review): a timeout of the reverse trees' SOA probe read as "they
+    exist": the resolver that had said in-addr.arpa does not exist was trusted again
+    until the next probe (its NXDOMAINs scored), and each flip emptied both caches."""
+    layer = _layer("127.0.0.1:9")
+    tree_says: list[Outcome] = [
+        NotFound(NotFoundKind.NXDOMAIN, 60),
+        TempFail(FailureKind.TIMEOUT, "no answer"),
+        Answer(("a.in-addr-servers.arpa",), 60),
+    ]
+
+    async def probe(name: str, _rdtype: dns.rdatatype.RdataType) -> Outcome:
+        if name == "in-addr.arpa":
+            return tree_says[0]
+        return Answer((name,), 60)  # the root's, ip6.arpa's
+
+    monkeypatch.setattr(layer, "probe", probe)
+    await layer.check_root()
+    assert layer.untrusted is not None and layer.trust_changes == 1
+    tree_says.pop(0)
+    await layer.check_root()  # it timed out: no news
+    assert layer.untrusted is not None and layer.trust_changes == 1
+    assert await layer.unready_reason() == "resolver says in-addr.arpa does not exist (nxdomain)"
+    tree_says.pop(0)
+    await layer.check_root()  # it answers
+    assert layer.untrusted is None and layer.trust_changes == 2
+
+
 async def test_a_no_cached_while_the_resolver_is_untrusted_stays_untrusted_from_the_cache() -> None:
     # The miss caches the resolver's NXDOMAIN as it is; the hit that follows must not
     # hand it out as a "does not exist" while the resolver says the root has none.

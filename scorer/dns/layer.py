@@ -291,6 +291,7 @@ class DnsLayer:
         # exist: the failure its NXDOMAIN and NODATA are reported as (_judge_root).
         self.untrusted: TempFail | None = None
         self.distrusted_because: str | None = None  # why, in words (/readyz)
+        self._missing_trees: dict[str, str] = {}  # reverse trees said not to exist: why
         # How many times that judgement changed: a reply built across a change took some
         # answers at the old word, and is not cached (Pipeline.check_and_cache).
         self.trust_changes = 0
@@ -535,18 +536,20 @@ class DnsLayer:
         self._judge_silence(outcome)
         if isinstance(outcome, TempFail):
             return
+        for tree, said in zip(REVERSE_TREES, trees, strict=True):
+            # NXDOMAIN only: NODATA says the tree is there (a name under it exists, as in
+            # a resolver's local data). A failure is no news: the tree's last word stands.
+            if isinstance(said, NotFound) and said.kind is NotFoundKind.NXDOMAIN:
+                self._missing_trees[tree] = (
+                    f"the resolver says {tree} does not exist ({describe(said)})"
+                )
+            elif not isinstance(said, TempFail):
+                self._missing_trees.pop(tree, None)
         if not isinstance(outcome, Answer):
             why: str | None = f"the resolver says the root has no SOA ({describe(outcome)})"
         else:
-            # NXDOMAIN only: NODATA says the tree is there (a name under it exists, as in
-            # a resolver's local data), and a failure says nothing.
             why = next(
-                (
-                    f"the resolver says {tree} does not exist ({describe(said)})"
-                    for tree, said in zip(REVERSE_TREES, trees, strict=True)
-                    if isinstance(said, NotFound) and said.kind is NotFoundKind.NXDOMAIN
-                ),
-                None,
+                (self._missing_trees[t] for t in REVERSE_TREES if t in self._missing_trees), None
             )
         self.distrusted_because = why
         untrusted = None
