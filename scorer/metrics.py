@@ -75,6 +75,12 @@ class _CacheCollector(Collector):
         yield GaugeMetricFamily(
             "rdns_scorer_dns_cache_entries", "Outcomes in the cache now.", value=len(cache)
         )
+        yield GaugeMetricFamily(
+            "rdns_scorer_dns_resolver_trusted",
+            "1 while the resolver's NXDOMAIN and NODATA count; 0 while it says the root has "
+            "no SOA or a reverse tree does not exist, and they are zero-weight failures.",
+            value=0 if self.dns.untrusted is not None else 1,
+        )
 
 
 class RequestSeries(dict[int, Series]):

@@ -23,8 +23,9 @@ is still there, and reads again if not: it may have been absorbed, and its name
 forgotten, meanwhile.
 
 Merging, per sample: counters and histograms add up; gauges add up over live
-workers, except ``rdns_scorer_config_last_reload_successful`` (the lowest: one
-worker on a rejected config is enough to alert); ``_created`` takes the earliest;
+workers, except ``rdns_scorer_config_last_reload_successful`` and
+``rdns_scorer_dns_resolver_trusted`` (the lowest: one worker on a rejected config, or
+distrusting its resolver, is enough to alert); ``_created`` takes the earliest;
 info labels are the same everywhere and shown once.
 """
 
@@ -51,7 +52,9 @@ log = logging.getLogger("rdns_scorer")
 
 SNAPSHOT_SECONDS = 1.0
 DEAD = "dead.json"
-LOWEST = frozenset({"rdns_scorer_config_last_reload_successful"})
+LOWEST = frozenset(
+    {"rdns_scorer_config_last_reload_successful", "rdns_scorer_dns_resolver_trusted"}
+)
 # Where to keep the snapshots: shared memory when there is some (a read-only
 # container still has a writable /dev/shm), else the temporary directory.
 SHARED_MEMORY = Path("/dev/shm")

@@ -53,7 +53,7 @@ from tests.support.prometheus import (
     template_values,
 )
 from tests.support.service import BUG_MARKER, ScorerProcess
-from tests.support.unbound import Unbound
+from tests.support.unbound import Unbound, Zones
 from tests.world import build_zones
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,6 +143,7 @@ class Stack:
     healthy: ScorerProcess
     broken: ScorerProcess
     down_target: str
+    untrusted: ScorerProcess
 
 
 async def _post(session: aiohttp.ClientSession, url: str, **kwargs: Any) -> int:
@@ -285,10 +286,16 @@ def stack(own_unbound: Unbound) -> Iterator[Stack]:
     # Two workers: one is killed below, and the supervisor replaces it.
     workers = SCORER_TOML.replace("[server]\n", "[server]\nworkers = 2\n", 1)
     broken = ScorerProcess(f"127.0.0.1:{dead_port()}", workers, with_bug=True)
+    # A resolver that answers the root's SOA and says in-addr.arpa does not exist: it
+    # serves only its own data (RdnsScorerResolverUntrusted).
+    lying = Unbound(Zones(reverse_trees=False)).start()
+    untrusted = ScorerProcess(lying.nameserver, SCORER_TOML)
     down_target = f"127.0.0.1:{free_port()}"
     other_target = f"127.0.0.1:{free_port()}"  # nothing listens there either
     prometheus = Prometheus(
-        prometheus_config([healthy.address, broken.address, down_target], other_target),
+        prometheus_config(
+            [healthy.address, broken.address, untrusted.address, down_target], other_target
+        ),
         {"alerts.yml": ALERTS_YML.read_text()},
     )
     try:
@@ -296,11 +303,12 @@ def stack(own_unbound: Unbound) -> Iterator[Stack]:
         prometheus.start()
         healthy.start()
         broken.start()
+        untrusted.start()
         # A warm-up round creates the labelled series, and a first scrape records them:
         # rate() and increase() ignore what a series counted before its first sample.
         asyncio.run(drive_load(healthy, broken, rounds=1))
         assert prometheus.wait_until(
-            lambda: len(prometheus.query(f'up{{job="{JOB}"}}')) == 3, timeout=10
+            lambda: len(prometheus.query(f'up{{job="{JOB}"}}')) == 4, timeout=10
         ), prometheus.log()
         # After a scrape saw no restart: increase() counts from a series' first sample.
         _kill_a_worker(broken)  # RdnsScorerWorkerRestarted
@@ -312,11 +320,13 @@ def stack(own_unbound: Unbound) -> Iterator[Stack]:
             timeout=20,
             interval=0.5,
         )
-        yield Stack(prometheus, healthy, broken, down_target)
+        yield Stack(prometheus, healthy, broken, down_target, untrusted)
     finally:
         prometheus.stop()
         healthy.stop()
         broken.stop()
+        untrusted.stop()
+        lying.stop()
 
 
 def _kill_a_worker(service: ScorerProcess) -> None:
@@ -348,6 +358,7 @@ def test_prometheus_loads_and_fires_every_alert(stack: Stack) -> None:
     # Each alert blames the instance that has the problem.
     assert by_name["RdnsScorerDown"] == {stack.down_target}
     assert by_name["RdnsScorerResolverBroken"] == {stack.broken.address}
+    assert by_name["RdnsScorerResolverUntrusted"] == {stack.untrusted.address}
     assert stack.healthy.address in by_name["RdnsScorerSkippedLocalHigh"]
     assert by_name["RdnsScorerOverloaded"] == {stack.healthy.address}
     assert by_name["RdnsScorerLatencyHigh"] == {stack.healthy.address}  # the slow zone's
@@ -399,7 +410,9 @@ def test_dashboard_variables_find_the_instances(stack: Stack) -> None:
     instances = stack.prometheus.api(
         "label/instance/values", **{"match[]": f'rdns_scorer_build_info{{job=~"{JOB}"}}'}
     )
-    assert set(instances) == {stack.healthy.address, stack.broken.address}
+    assert set(instances) == {
+        stack.healthy.address, stack.broken.address, stack.untrusted.address
+    }  # fmt: skip
     jobs = stack.prometheus.api("label/job/values", **{"match[]": "rdns_scorer_build_info"})
     assert jobs == [JOB]
 
