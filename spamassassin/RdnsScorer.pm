@@ -42,6 +42,10 @@ use constant MAX_SYMBOLS  => 64;
 use constant MAX_OPTIONS  => 16;
 use constant MAX_OPTION   => 300;      # characters per option in the report
 use constant MAX_DEPTH    => 16;       # JSON nesting; a reply nests 4 deep
+# The largest score the service can send: it refuses weights beyond 2^53 (MAX_NUMBER in
+# scorer/config.py; a test keeps them equal, as the rspamd plugin's MAX_SCORE). A larger
+# one, or an infinite one (1e400), is no reply of the service's.
+use constant MAX_SCORE    => 9007199254740992;
 use constant MAX_FIELD    => 1024;     # characters per request field: what the service reads
 use constant NAME_RE      => qr/^(RL_[A-Z0-9_]{1,60})\z/;    # \z: "$" lets a final newline through
 use constant TIMEOUT_ADVISED => 1;    # seconds; a lower rdns_scorer_timeout is warned about
@@ -579,7 +583,7 @@ sub _parse_reply {
       next;
     }
     $name = $1 if $name =~ NAME_RE;    # untaint: the name is known to be safe now
-    if (!_is_json_number($score) || $score != $score) {
+    if (!_is_json_number($score) || $score != $score || abs($score) > MAX_SCORE) {
       push(@rejected, "$name (bad score)");
       next;
     }

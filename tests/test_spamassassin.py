@@ -25,6 +25,7 @@ import pytest
 
 import scorer.integrations as integrations
 from scorer.cli import build_parser, main
+from scorer.config import MAX_NUMBER
 from scorer.integrations import spamassassin as integration
 from scorer.integrations.spamassassin import (
     CONFIG,
@@ -540,11 +541,16 @@ def test_hostile_reply_symbols_are_checked_one_by_one(fake_spamd: Spamd, fake: F
         # plugin refuses them (an "inf" scored the limit, 20).
         {"name": "RL_STRING", "score": "5", "options": []},
         {"name": "RL_INF", "score": "inf", "options": []},
+        # Beyond what the service sends (2^53, as the rspamd plugin's bound): 1e400 is
+        # an infinite number to JSON::PP, and scored the limit.
+        {"name": "RL_HUGE", "score": 2**53 + 2, "options": []},
+        {"name": "RL_INFINITE", "score": 1.5e300, "options": []},  # sent as 1e400, below
         {"name": "RL_SHADOW", "score": 1.5, "shadow_score": "3", "options": []},
         {"name": "RL_LIST", "score": [5], "options": []},
         {"name": "RL_NO_SCORE", "options": []},
     ]
     fake.reply_json({"symbols": symbols})
+    fake.body = fake.body.replace(b"1.5e+300", b"1e400")  # no float json.dumps writes
     scan = fake_spamd.scan(message(CONFIRMED_IP, CONFIRMED_NAME, CONFIRMED_NAME, GOOD_FROM))
     assert scan.rl == {
         "RL_PTR_MISSING": 2,
@@ -564,10 +570,19 @@ def test_hostile_reply_symbols_are_checked_one_by_one(fake_spamd: Spamd, fake: F
         "RL_WORD (bad score)",
         "RL_STRING (bad score)",
         "RL_INF (bad score)",
+        "RL_HUGE (bad score)",
+        "RL_INFINITE (bad score)",
         "RL_LIST (bad score)",
         "RL_NO_SCORE (bad score)",
     ):
         assert word in refused, (word, refused)
+
+
+def test_plugin_bounds_scores_where_the_service_bounds_weights() -> None:
+    # As the rspamd plugin's MAX_SCORE (tests/test_rspamd_install.py).
+    source = (integrations.CHECKOUT / "spamassassin" / "RdnsScorer.pm").read_text()
+    found = re.search(r"^use constant MAX_SCORE\s+=> (\d+);$", source, re.MULTILINE)
+    assert found is not None and int(found.group(1)) == MAX_NUMBER
 
 
 def test_hostile_reply_is_capped(fake_spamd: Spamd, fake: FakeHttp) -> None:
