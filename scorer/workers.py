@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 from scorer.config import Config, ConfigError, ServerConfig
 from scorer.hangup import defer_hangups, take_deferred_hangup
 from scorer.metrics import worker_restarts
+from scorer.names import decimal_in
 from scorer.requestlog import configure_logging
 from scorer.workermetrics import (
     WorkerMetrics,
@@ -130,14 +131,16 @@ def notify_systemd(state: str) -> None:
         sock.sendall(state.encode())
 
 
-def systemd_watchdog() -> bool:
-    """Whether systemd watches this process for WATCHDOG=1 pings (sd_watchdog_enabled(3)):
-    the unit's WatchdogSec= sets $WATCHDOG_USEC, and $WATCHDOG_PID, when set, names the
-    process it watches (the main one)."""
-    if not os.environ.get("WATCHDOG_USEC"):
-        return False
+def systemd_watchdog() -> float | None:
+    """How often to ping systemd's watchdog (WATCHDOG=1) when it watches this process
+    (sd_watchdog_enabled(3)), else None: every second, or every half of a shorter
+    WatchdogSec= ($WATCHDOG_USEC); $WATCHDOG_PID, when set, names the process it
+    watches (the main one)."""
+    usec = decimal_in(os.environ.get("WATCHDOG_USEC", ""), 1, 2**63 - 1)
     watched = os.environ.get("WATCHDOG_PID")
-    return watched is None or watched == str(os.getpid())
+    if usec is None or watched not in (None, str(os.getpid())):
+        return None
+    return min(HEARTBEAT_SECONDS, usec / 2e6)
 
 
 def _ping_systemd() -> None:
@@ -203,10 +206,10 @@ def run_worker(
     # the watchdog must hear beats and SIGTERM must stop gracefully.
     if heartbeat_fd is not None:
         app.on_startup.insert(0, _every_second(functools.partial(_beat, heartbeat_fd)))
-    elif systemd_watchdog():
+    elif (interval := systemd_watchdog()) is not None:
         # One process (a supervisor pings for its workers, which it watches itself): a
         # stuck event loop stops the pings, and systemd restarts the service.
-        app.on_startup.insert(0, _every_second(_ping_systemd))
+        app.on_startup.insert(0, _every_second(_ping_systemd, interval))
     app.on_startup.insert(0, _stop_on_first_signal)
     if stale_config:
         app[SERVICE_KEY].metrics.record_reload(success=False)
@@ -256,8 +259,10 @@ async def _stop_on_first_signal(app: web.Application) -> None:
         loop.add_signal_handler(signum, stop, signum)
 
 
-def _every_second(beat: Callable[[], None]) -> Callable[[web.Application], Awaitable[None]]:
-    """An on_startup hook: call ``beat`` every HEARTBEAT_SECONDS from this event loop,
+def _every_second(
+    beat: Callable[[], None], interval: float = HEARTBEAT_SECONDS
+) -> Callable[[web.Application], Awaitable[None]]:
+    """An on_startup hook: call ``beat`` every ``interval`` seconds from this event loop,
     for as long as the loop runs: the beats stop when the loop is stuck."""
 
     async def start(_app: web.Application) -> None:
@@ -265,7 +270,7 @@ def _every_second(beat: Callable[[], None]) -> Callable[[web.Application], Await
 
         def again() -> None:
             beat()
-            loop.call_later(HEARTBEAT_SECONDS, again)
+            loop.call_later(interval, again)
 
         again()
 
@@ -533,11 +538,13 @@ class Supervisor:
         if take_deferred_hangup():
             self._reload()
         self._top_up()  # a fork that fails here too is tried again, not the end of all
-        watched = systemd_watchdog()
+        ping = systemd_watchdog()
+        pinged = 0.0
         while self._children or not self._stopping:
-            if watched:
+            if ping is not None and time.monotonic() - pinged >= ping:
                 _ping_systemd()  # the workers are watched here (_watch)
-            info = signal.sigtimedwait(SUPERVISED, 0.5)
+                pinged = time.monotonic()
+            info = signal.sigtimedwait(SUPERVISED, min(0.5, ping or 0.5))
             if info is not None:
                 signum = info.si_signo
                 if signum == signal.SIGHUP:
@@ -575,8 +582,8 @@ def raise_open_files_limit() -> None:
     """Raise the soft limit of open files towards the hard one, as far as
     OPEN_FILES_WANTED: every connection is a file descriptor, and a shell's soft 1024
     (``make run``, a container) runs out under many rspamd workers' pooled
-    connections, where new ones are dropped without a word. The loop is epoll, which
-    has no FD_SETSIZE limit."""
+    connections, where new ones wait unaccepted past the plugin's timeout. The loop is
+    epoll, which has no FD_SETSIZE limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_WANTED)
     if soft != resource.RLIM_INFINITY and soft < wanted:

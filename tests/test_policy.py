@@ -1487,6 +1487,26 @@ def test_systemds_watchdog_hears_the_loop_until_it_stops(
         process.wait(timeout=30)
 
 
+@pytest.mark.parametrize(
+    ("usec", "pid", "interval"),
+    [("30000000", None, 1.0), ("1000000", None, 0.5), ("30000000", "SELF", 1.0),
+     ("30000000", "1", None), ("", None, None), ("soon", None, None)],
+)  # fmt: skip
+def test_systemds_watchdog_is_pinged_at_least_twice_within_its_time(
+    monkeypatch: pytest.MonkeyPatch, usec: str, pid: str | None, interval: float | None
+) -> None:
+    # Regression (review): pings every second whatever WatchdogSec= said, so a
+    # WatchdogSec=1s raced them. Another process's watchdog (WATCHDOG_PID) is not ours.
+    from scorer.workers import systemd_watchdog
+
+    monkeypatch.setenv("WATCHDOG_USEC", usec)
+    if pid is None:
+        monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    else:
+        monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()) if pid == "SELF" else pid)
+    assert systemd_watchdog() == interval
+
+
 def test_serve_raises_its_open_files_limit_towards_the_hard_one(
     unbound: Unbound, tmp_path: Path
 ) -> None:
