@@ -1496,16 +1496,24 @@ def test_a_replacement_worker_keeps_the_body_limit_the_service_started_with(
         }
 
 
+def _behind(resolver: FaultyDns, directory: Path, timeout: float) -> Path:
+    """A config in ``directory`` asking ``resolver`` only, each lookup waiting ``timeout``
+    and a check half a second more; no request log."""
+    config = directory / "scorer.toml"
+    config.write_text(
+        "[server]\nlog_requests = false\n"
+        f'[dns]\nnameservers = ["{resolver.nameserver}"]\ntimeout = {timeout}\n'
+        f"request_deadline = {timeout + 0.5}\n"
+    )
+    return config
+
+
 def test_checks_in_flight_survive_a_stop_signal_to_every_process(tmp_path: Path) -> None:
     """Regression: a worker's second SIGTERM (systemd signals the parent and every
     worker, and the parent forwards its own) aborted aiohttp's graceful stop: every
     check in flight went unanswered, with a page of tracebacks per worker."""
     silent = FaultyDns("silent").start()  # every check waits out [dns] timeout
-    config = tmp_path / "scorer.toml"
-    config.write_text(
-        "[server]\nlog_requests = false\n"
-        f'[dns]\nnameservers = ["{silent.nameserver}"]\ntimeout = 1.5\nrequest_deadline = 2.0\n'
-    )
+    config = _behind(silent, tmp_path, timeout=1.5)
     port = free_port()
     log = tmp_path / "log"
     process = _start_workers(config, port, log)
@@ -1547,11 +1555,7 @@ def test_a_check_answered_while_stopping_closes_its_connection(tmp_path: Path) -
     "Connection: keep-alive" and its connection then closed: a client's pool kept it,
     and its next request failed ("Server disconnected")."""
     silent = FaultyDns("silent").start()  # the check waits out [dns] timeout
-    config = tmp_path / "scorer.toml"
-    config.write_text(
-        "[server]\nlog_requests = false\n"
-        f'[dns]\nnameservers = ["{silent.nameserver}"]\ntimeout = 1.0\nrequest_deadline = 1.5\n'
-    )
+    config = _behind(silent, tmp_path, timeout=1.0)
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "scorer", "serve", "--config", str(config),

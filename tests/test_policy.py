@@ -1413,22 +1413,32 @@ def test_workers_do_not_outlive_a_killed_parent(unbound: Unbound) -> None:
             remove_directory(leftover)
 
 
+def _serve_under_systemd(
+    nameserver: str, directory: Path, workers: str, **environment: str
+) -> tuple[socket.socket, subprocess.Popen[bytes], int]:
+    """``serve`` as systemd starts a Type=notify unit: the socket its NOTIFY_SOCKET names
+    (bound here, with the senders' credentials on), the process, its port."""
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(directory / "notify"))
+    notify.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # the sender's pid
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scorer", "serve", "--listen", f"127.0.0.1:{port}",
+         "--workers", workers, "--nameserver", nameserver],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "NOTIFY_SOCKET": str(directory / "notify"), **environment},
+    )  # fmt: skip
+    return notify, process, port
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_systemd_is_told_ready_once_the_port_listens(
     unbound: Unbound, tmp_path: Path, workers: str
 ) -> None:
     # The unit is Type=notify: systemd counts the service as started on READY=1 only,
     # so a reload right after a start waits instead of killing a starting process.
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp_path / "notify"))
+    notify, process, port = _serve_under_systemd(unbound.nameserver, tmp_path, workers)
     notify.settimeout(30)
-    port = free_port()
-    environment = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scorer", "serve", "--listen", f"127.0.0.1:{port}",
-         "--workers", workers, "--nameserver", unbound.nameserver],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment,
-    )  # fmt: skip
     try:
         assert notify.recv(4096) == b"READY=1"
         with socket.create_connection(("127.0.0.1", port), timeout=5):
@@ -1447,18 +1457,9 @@ def test_systemds_watchdog_hears_the_loop_until_it_stops(
     # loop held every message until someone noticed. Under WatchdogSec= the main
     # process pings from its loop; with --workers N the supervisor alone pings (it
     # watches the workers itself).
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp_path / "notify"))
-    notify.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # the sender's pid
-    port = free_port()
-    environment = {
-        **os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "3000000"
-    }  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scorer", "serve", "--listen", f"127.0.0.1:{port}",
-         "--workers", workers, "--nameserver", unbound.nameserver],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment,
-    )  # fmt: skip
+    notify, process, _port = _serve_under_systemd(
+        unbound.nameserver, tmp_path, workers, WATCHDOG_USEC="3000000"
+    )
 
     def heard(seconds: float) -> list[tuple[bytes, int]]:
         """The datagrams of ``seconds``, each with the pid that sent it."""
