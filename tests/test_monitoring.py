@@ -361,7 +361,10 @@ def test_prometheus_loads_and_fires_every_alert(stack: Stack) -> None:
     assert by_name["RdnsScorerResolverUntrusted"] == {stack.untrusted.address}
     assert stack.healthy.address in by_name["RdnsScorerSkippedLocalHigh"]
     assert by_name["RdnsScorerOverloaded"] == {stack.healthy.address}
-    assert by_name["RdnsScorerLatencyHigh"] == {stack.healthy.address}  # the slow zone's
+    # The slow zone's; the dead resolver's checks may run into the deadline too (the
+    # kernel rate-limits the ICMP that would fail its queries at once), and rightly page.
+    assert stack.healthy.address in by_name["RdnsScorerLatencyHigh"]
+    assert by_name["RdnsScorerLatencyHigh"] <= {stack.healthy.address, stack.broken.address}
     assert by_name["RdnsScorerWorkerRestarted"] == {stack.broken.address}
     # Only the bug's 500s page as errors, not the overload's 503s (regression: both did).
     assert by_name["RdnsScorerServerErrorsHigh"] == {stack.broken.address}
