@@ -335,8 +335,10 @@ def literal_address(text: str) -> IPAddress | None:
     return address_in(plain_snums(text))
 
 
-# The reverse trees (RFC 1035 section 3.5, RFC 3596 section 2.5).
-_REVERSE_TREES = (".in-addr.arpa", ".ip6.arpa")
+# The reverse trees, where every PTR is asked (RFC 1035 section 3.5, RFC 3596 section
+# 2.5): a recursive resolver reaches them as it reaches the root.
+REVERSE_TREES = ("in-addr.arpa", "ip6.arpa")
+_UNDER_REVERSE_TREES = tuple(f".{tree}" for tree in REVERSE_TREES)
 
 
 def in_reverse_tree(name: str) -> bool:
@@ -344,7 +346,7 @@ def in_reverse_tree(name: str) -> bool:
     host is named there, and a name there spells an address by construction: as a PTR
     name it is most often one written in a zone file without its final dot, which the
     zone's own name completed (``mail.example.net.25.2.0.192.in-addr.arpa``)."""
-    return name.endswith(_REVERSE_TREES)
+    return name.endswith(_UNDER_REVERSE_TREES)
 
 
 def address_literal(address: IPAddress) -> str:

@@ -205,11 +205,11 @@ def run_worker(
     # to [dns] timeout for the resolver's root (scorer.app._check_the_root), and meanwhile
     # the watchdog must hear beats and SIGTERM must stop gracefully.
     if heartbeat_fd is not None:
-        app.on_startup.insert(0, _every_second(functools.partial(_beat, heartbeat_fd)))
+        app.on_startup.insert(0, _beating(functools.partial(_beat, heartbeat_fd)))
     elif (interval := systemd_watchdog()) is not None:
         # One process (a supervisor pings for its workers, which it watches itself): a
         # stuck event loop stops the pings, and systemd restarts the service.
-        app.on_startup.insert(0, _every_second(_ping_systemd, interval))
+        app.on_startup.insert(0, _beating(_ping_systemd, interval))
     app.on_startup.insert(0, _stop_on_first_signal)
     if stale_config:
         app[SERVICE_KEY].metrics.record_reload(success=False)
@@ -259,7 +259,7 @@ async def _stop_on_first_signal(app: web.Application) -> None:
         loop.add_signal_handler(signum, stop, signum)
 
 
-def _every_second(
+def _beating(
     beat: Callable[[], None], interval: float = HEARTBEAT_SECONDS
 ) -> Callable[[web.Application], Awaitable[None]]:
     """An on_startup hook: call ``beat`` every ``interval`` seconds from this event loop,

@@ -36,7 +36,7 @@ from scorer.dns.outcomes import (
 )
 from scorer.dns.transport import UdpTransport
 from scorer.dns.wire import NameError_, encode_name, relative_name, reverse_name
-from scorer.names import IPAddress, decimal_in, is_multicast_or_broadcast
+from scorer.names import REVERSE_TREES, IPAddress, decimal_in, is_multicast_or_broadcast
 
 Outcome = Answer[Any] | NotFound | TempFail
 # (rdtype, result, seconds, whether a failure repeats the question's last one)
@@ -137,11 +137,8 @@ SILENT_PROBES = 2
 # most this many: its next failures are repeats, left out of the health share.
 FAILING_MEMORY_SECONDS = 3600.0
 FAILING_MEMORY_ENTRIES = 4096
-
-
-# Where every PTR is asked (RFC 1035 section 3.5, RFC 3596 section 2.5): a recursive
-# resolver reaches them as it reaches the root.
-REVERSE_TREES = ("in-addr.arpa", "ip6.arpa")
+# What an untrusted resolver's failures say after why it is not trusted (_judge_root).
+DISTRUSTED = "its NXDOMAIN/NODATA not trusted"
 
 
 @dataclass(frozen=True)
@@ -290,7 +287,6 @@ class DnsLayer:
         # Set while the resolver says the root has no SOA, or a reverse tree does not
         # exist: the failure its NXDOMAIN and NODATA are reported as (_judge_root).
         self.untrusted: TempFail | None = None
-        self.distrusted_because: str | None = None  # why, in words (/readyz)
         self._missing_trees: dict[str, str] = {}  # reverse trees said not to exist: why
         # How many times that judgement changed: a reply built across a change took some
         # answers at the old word, and is not cached (Pipeline.check_and_cache).
@@ -551,10 +547,9 @@ class DnsLayer:
             why = next(
                 (self._missing_trees[t] for t in REVERSE_TREES if t in self._missing_trees), None
             )
-        self.distrusted_because = why
         untrusted = None
         if why is not None:
-            untrusted = TempFail(FailureKind.UNTRUSTED, f"{why}: its NXDOMAIN/NODATA not trusted")
+            untrusted = TempFail(FailureKind.UNTRUSTED, f"{why}: {DISTRUSTED}")
         changed = (untrusted is None) != (self.untrusted is None)
         # Kept even without a change of trust: evidence quotes the latest word, so a
         # resolver that went from NXDOMAIN to NODATA for the root is described as it is.
@@ -609,11 +604,11 @@ class DnsLayer:
         if isinstance(outcome, TempFail):
             # Which resolver and why (a refused port, a timeout): what to go and fix.
             return f"resolver {self.described_nameservers} does not answer: {describe(outcome)}"
-        if self.distrusted_because is not None:
+        if self.untrusted is not None:
             # The root always has an SOA, and the reverse trees exist: a resolver that
             # says otherwise serves only its own data or rewrites answers, and every
             # client would look like it has no PTR.
-            return self.distrusted_because.removeprefix("the ")
+            return self.untrusted.detail.removeprefix("the ").removesuffix(f": {DISTRUSTED}")
         share = self.health.failure_share()
         if share is not None and share >= UNREADY_FAILURE_SHARE:
             return f"{share:.0%} of recent DNS queries failed"

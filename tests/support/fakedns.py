@@ -16,6 +16,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
+from scorer.names import REVERSE_TREES
 from tests.support.ports import free_port
 
 
@@ -187,7 +188,7 @@ class FaultyDns:
 
 
 # The SOAs the DNS layer probes (DnsLayer.check_root): the root's and the reverse trees'.
-PROBED_SOAS = frozenset(dns.name.from_text(zone) for zone in (".", "in-addr.arpa.", "ip6.arpa."))
+PROBED_SOAS = frozenset(dns.name.from_text(zone) for zone in (".", *REVERSE_TREES))
 
 
 def _asks_the_root(data: bytes) -> bool:

@@ -14,6 +14,7 @@ import dns.query
 import dns.rdatatype
 import dns.reversename
 
+from scorer.names import REVERSE_TREES
 from tests.support.ports import free_port
 from tests.support.processes import stop_process
 
@@ -78,7 +79,7 @@ class Zones:
             lines += [
                 f"  local-data: '{tree}. 3600 IN SOA b.in-addr-servers.arpa. "
                 "nstld.iana.org. 1 1800 900 604800 3600'"
-                for tree in ("in-addr.arpa", "ip6.arpa")
+                for tree in REVERSE_TREES
             ]
         # RFC 6303 default zones (documentation and private reverse ranges)
         # would shadow our records; ours replace them.
