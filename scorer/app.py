@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import os
@@ -17,7 +16,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from scorer.config import Config, ConfigError
+from scorer.auth import Credential, PreviousTokenClients, credential
+from scorer.config import Config, ConfigError, ServerConfig
 from scorer.contentcoding import (
     DECODED,
     DecodedTooLarge,
@@ -87,6 +87,7 @@ class Service:
         self.refusals = RefusalLog()
         # A reload refused is an admin action someone tried: in the log too, rate-limited.
         self.reload_refusals = RefusalLog("reload request(s)", RELOAD_ADVICE)
+        self.previous_token_clients = PreviousTokenClients()
         # Read when Prometheus scrapes: nothing to update per request.
         self.metrics.in_flight.set_function(lambda: self.in_flight)
         # With several workers: after a reload through the API, reload the others too.
@@ -131,6 +132,15 @@ class Service:
         elapsed_ms = seconds * 1000
         log_check(request, labels, reply, elapsed_ms)
         return encode_check_reply(reply, elapsed_ms, want_msgpack)
+
+    def authorized(self, request: web.Request, server: ServerConfig) -> bool:
+        """Whether ``request`` carries ``server``'s token (set), or one of its previous
+        tokens, whose use is counted and named in the log (scorer.auth)."""
+        given = credential(request, server)
+        if given is Credential.PREVIOUS:
+            self.metrics.previous_token.inc()
+            self.previous_token_clients.note(request.remote, server)
+        return given is not Credential.REFUSED
 
     def refuse(
         self, request: web.Request, status: int, message: str, field: str, want_msgpack: bool
@@ -218,16 +228,6 @@ def _error(status: int, message: str, field: str, want_msgpack: bool) -> web.Res
     # "field" is always a string (never null) so msgpack replies stay nil-free.
     body, content_type = encode_reply({"error": message, "field": field}, want_msgpack)
     return web.Response(status=status, body=body, content_type=content_type)
-
-
-def _authorized(request: web.Request, token: str) -> bool:
-    """Whether the request carries ``token`` (non-empty: callers skip the check without one)."""
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    # Constant-time comparison: the time taken must not reveal how much matched.
-    # surrogateescape: aiohttp keeps a header's invalid UTF-8 bytes as surrogates.
-    return scheme.lower() == "bearer" and hmac.compare_digest(
-        presented.strip(" \t").encode("utf-8", "surrogateescape"), token.encode()
-    )
 
 
 def body_too_large(limit: int) -> str:
@@ -319,8 +319,7 @@ async def check(service: Service, request: web.Request) -> web.Response:
     pipeline = service.pipeline  # one config for the whole request, even across a reload
     config = pipeline.config
     want_msgpack = wants_msgpack(request.headers.get(hdrs.ACCEPT, ""))
-    token = config.server.token
-    if token and not _authorized(request, token):
+    if config.server.token and not service.authorized(request, config.server):
         return service.refuse(
             request, 401, "missing or wrong bearer token", "Authorization", want_msgpack
         )
@@ -394,7 +393,8 @@ def expect_continue(
 async def reload_config(service: Service, request: web.Request) -> web.Response:
     # In the format asked for, as every other reply (its 417 already was).
     want_msgpack = wants_msgpack(request.headers.get(hdrs.ACCEPT, ""))
-    if not service.config.server.token or not _authorized(request, service.config.server.token):
+    server = service.config.server
+    if not server.token or not service.authorized(request, server):
         # Reloading is an admin action: never open, even when checks need no token.
         message = "reload needs the bearer token ([server] token)"
         service.reload_refusals.note(401, message, "Authorization", request.remote)

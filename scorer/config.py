@@ -74,6 +74,8 @@ class ServerConfig:
     max_body_bytes: int = 16384
     token: str = ""  # shared secret; when set, clients must send "Authorization: Bearer <token>"
     token_file: str = ""  # or read it from a file (Docker/systemd secrets)
+    # Taken too while a rotation replaces them with ``token`` (scorer.auth).
+    previous_tokens: list[str] = field(default_factory=list)
     allow_public_without_token: bool = False
     max_in_flight: int = 256
     log_requests: bool = True
@@ -270,6 +272,7 @@ MAX_NUMBER = 2**53
 MAX_WORKERS = 256  # [server] workers and serve --workers; more is a typo, not a box
 MIN_WATCHDOG_SECONDS = 3.0  # a few missed heartbeats (one a second), not one late timer
 TOKEN_KEY = "[server] token"  # the secret: no error shows its value
+PREVIOUS_TOKENS_KEY = "[server] previous_tokens"  # secrets too
 
 
 def _check_value(path: str, expected: Any, value: Any) -> Any:
@@ -291,7 +294,8 @@ def _check_value(path: str, expected: Any, value: Any) -> Any:
         return list(value)
     # A token written unquoted (token = 1234...) is the secret all the same, and this
     # error goes to the terminal and the journal: its type only.
-    got = f"{type(value).__name__} (not shown)" if path == TOKEN_KEY else as_written(value)
+    secret = path in (TOKEN_KEY, PREVIOUS_TOKENS_KEY)
+    got = f"{type(value).__name__} (not shown)" if secret else as_written(value)
     raise ConfigError(f"{path}: expected {_type_name(expected)}, got {got}")
 
 
@@ -384,6 +388,10 @@ def _validate(config: Config) -> None:
         except ValueError as error:
             raise ConfigError(f"{path}: {error}") from None
     _check_token(config.server.token, TOKEN_KEY)
+    for number, previous in enumerate(config.server.previous_tokens, start=1):
+        if not previous:
+            raise ConfigError(f"{PREVIOUS_TOKENS_KEY}: item {number} is empty")
+        _check_token(previous, f"{PREVIOUS_TOKENS_KEY} (item {number})")
     # Floors: below these the service runs but is useless (every check a 413, or every
     # lookup a 0-weight tempfail), which nothing would report.
     at_least = {
@@ -585,6 +593,13 @@ def load_config(
     config = config_from_mapping(data)
     if token:
         config = _with_secret(config, environ.get(ENV_TOKEN))
+        if config.server.previous_tokens and not config.server.token:
+            # They are taken beside the current token: alone they would be taken by
+            # nobody, as a service without a token asks for none.
+            raise ConfigError(
+                f"{PREVIOUS_TOKENS_KEY}: set only beside a current token ([server] token, "
+                f"token_file or {ENV_TOKEN})"
+            )
     return with_overrides(
         config,
         listen=environ.get(ENV_LISTEN) or None,

@@ -3,8 +3,9 @@
 What an admin tuning weights and allowlists wants to see is not the file they wrote
 but what it amounts to: every key, defaults filled in, the environment's overrides
 applied, relative file names anchored (as ``serve`` reads them). The output loads back
-as the same config, so it is also a starting point for a complete file. The token is
-never printed: a comment says it is set and where it comes from.
+as the same config, so it is also a starting point for a complete file. The tokens are
+never printed: a comment says the token is set and where it comes from, and how many
+previous tokens are.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def _token_comment(config: Config, token_from_env: bool) -> str | None:
 
 
 def render(config: Config, source: str, token_from_env: bool = False) -> str:
-    """``config`` as a TOML file that loads back as ``config`` (but for the token)."""
+    """``config`` as a TOML file that loads back as ``config`` (but for the tokens)."""
     # A file name is any characters: a line break or DEL in this comment broke the TOML.
     shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in source)
     lines = [f"# rdns-scorer: the effective config of {shown}", ""]
@@ -70,6 +71,9 @@ def render(config: Config, source: str, token_from_env: bool = False) -> str:
             if name == "server" and field.name == "token":
                 comment = _token_comment(config, token_from_env)
                 lines += [comment] if comment else []
+                continue
+            if name == "server" and field.name == "previous_tokens" and section.previous_tokens:
+                lines.append(f"# previous_tokens: {len(section.previous_tokens)} set, not shown")
                 continue
             try:
                 lines.append(f"{field.name} = {_value(getattr(section, field.name))}")

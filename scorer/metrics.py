@@ -205,6 +205,12 @@ class Metrics:
             "Requests answered 503 because too many were in flight.",
             registry=r,
         ).labels()
+        self.previous_token = LoopCounter(
+            "rdns_scorer_previous_token_requests",
+            "Requests (checks and reloads) taken with one of [server] previous_tokens: "
+            "once it stays flat, every client sends the current token.",
+            registry=r,
+        ).labels()
         worker_restarts(r)
         Info("rdns_scorer_build", "Version of the running service.", registry=r).info(
             {"version": __version__, "python": platform.python_version()}

@@ -51,12 +51,13 @@ def refuse_public_without_token(config: Config, bound_host: str | None = None) -
 
 def exposed_token_files(config_path: str | Path | None, config: Config) -> list[Path]:
     """The files holding the service's token that every local user may read: the config
-    file when it sets ``[server] token``, and ``[server] token_file``. The token lets
-    anyone with it run checks and ``POST /v1/reload`` (docs/security.md)."""
+    file when it sets ``[server] token`` or ``previous_tokens``, and ``[server]
+    token_file``. The token lets anyone with it run checks and ``POST /v1/reload``
+    (docs/security.md)."""
     holders: list[Path] = []
     if config_path is not None:
         server = read_toml(config_path).get("server")
-        if isinstance(server, dict) and server.get("token"):
+        if isinstance(server, dict) and (server.get("token") or server.get("previous_tokens")):
             holders.append(Path(config_path))
     if config.server.token_file:
         holders.append(Path(config.server.token_file))

@@ -283,6 +283,12 @@ def test_only_world_readable_files_that_hold_the_token_are_exposed(tmp_path: Pat
     for mode, exposed in ((0o644, [config]), (0o604, [config]), (0o640, []), (0o660, [])):
         config.chmod(mode)  # the group is the service's own (docs/security.md): not exposed
         assert exposed_token_files(config, load_config(config, environ={})) == exposed, oct(mode)
+    # Previous tokens are secrets too (a rotation's old token still works).
+    config.write_text('[server]\ntoken_file = "token"\nprevious_tokens = ["0ld"]\n')
+    (tmp_path / "token").write_text("n3w\n")
+    (tmp_path / "token").chmod(0o600)
+    config.chmod(0o644)
+    assert exposed_token_files(config, load_config(config, environ={})) == [config]
     # A config file without a token holds no secret, however readable; its token_file does.
     secret = tmp_path / "token"
     secret.write_text("s3cret\n")
@@ -440,6 +446,40 @@ def test_a_token_that_is_no_string_is_not_shown(token: object) -> None:
     message = str(error.value)
     assert message.startswith("[server] token: expected a string, got "), message
     assert str(token).strip("[]'") not in message and "not shown" in message
+
+
+@pytest.mark.parametrize(
+    ("previous", "error"),
+    [
+        (["0ld", "pa$$w0rd"], "[server] previous_tokens (item 2): only letters, digits"),
+        (["0ld", ""], "[server] previous_tokens: item 2 is empty"),
+        ("pa55w0rd", "[server] previous_tokens: expected a list of strings, got str (not shown)"),
+        ([73105281964750318], "[server] previous_tokens: expected a list of strings, got list"),
+    ],
+)
+def test_a_bad_previous_token_is_a_config_error_that_does_not_show_it(
+    previous: object, error: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        config_from_mapping({"server": {"token": "n3w", "previous_tokens": previous}})
+    message = str(raised.value)
+    assert message.startswith(error), message
+    assert not any(shown in message for shown in ("pa$$w0rd", "pa55w0rd", "73105281964750318"))
+
+
+def test_previous_tokens_need_a_current_one(tmp_path: Path) -> None:
+    # Alone they would be taken by nobody: a service without a token asks for none.
+    path = tmp_path / "scorer.toml"
+    path.write_text('[server]\nprevious_tokens = ["0ld"]\n')
+    with pytest.raises(ConfigError, match=r"previous_tokens: set only beside a current token"):
+        load_config(path, environ={})
+    # The current one may come from the environment or a token file, as for serve; a
+    # command that reads no token (rspamd check) does not ask for one.
+    assert load_config(path, environ={"RDNS_SCORER_TOKEN": "n3w"}).server.previous_tokens == ["0ld"]
+    assert load_config(path, environ={}, token=False).server.token == ""
+    (tmp_path / "token").write_text("n3w\n")
+    path.write_text('[server]\ntoken_file = "token"\nprevious_tokens = ["0ld"]\n')
+    assert load_config(path, environ={}).server.token == "n3w"
 
 
 def test_a_token_file_that_is_no_regular_file_is_refused_at_once(tmp_path: Path) -> None:
@@ -851,6 +891,28 @@ def test_config_show_says_what_the_environment_set_and_shows_no_token(
     assert 'listen = "127.0.0.1:11342"' in shown
     assert "# token: set (from RDNS_SCORER_TOKEN), not shown" in shown
     assert SHOWN_TOKEN not in shown
+
+
+def test_config_show_counts_previous_tokens_and_shows_none(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, no_environment: None
+) -> None:
+    path = tmp_path / "scorer.toml"
+    previous = ["0ld0ld0ld0ld", "older0older0"]
+    path.write_text(
+        f'[server]\ntoken = "{SHOWN_TOKEN}"\nprevious_tokens = {json.dumps(previous)}\n'
+    )
+    shown = _shown(capsys, str(path))
+    assert "# previous_tokens: 2 set, not shown" in shown
+    assert not any(secret in shown for secret in (*previous, SHOWN_TOKEN))
+    # The rest loads back as the same config, as without previous tokens.
+    again = config_from_mapping(tomllib.loads(shown))
+    expected = load_config(path, environ={})
+    assert again == dataclasses.replace(
+        expected, server=dataclasses.replace(expected.server, token="", previous_tokens=[])
+    )
+    # None set: shown as the empty list it is.
+    path.write_text(f'[server]\ntoken = "{SHOWN_TOKEN}"\n')
+    assert "\nprevious_tokens = []\n" in _shown(capsys, str(path))
 
 
 def test_config_show_without_a_token_says_none_is_set_and_no_empty_variable_applied(

@@ -1169,6 +1169,49 @@ async def test_bearer_token_is_required_when_configured(
         assert response.status == 200, presented
 
 
+async def test_previous_tokens_are_taken_counted_and_their_clients_named_once(
+    aiohttp_client: Any, unbound: Unbound, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A rotation: the hosts change to the new token one by one, and those that have not
+    # yet must not fail open meanwhile. The admin learns which still send an old one,
+    # and when none does.
+    server = {"token": "n3w", "previous_tokens": ["0ld", "older"]}
+    config = config_from_mapping({"dns": {"nameservers": [unbound.nameserver]}, "server": server})
+    reloads: list[str] = []
+    app = create_app(config, lambda: config, lambda: reloads.append(""))
+    client = await aiohttp_client(app)
+    metrics = app[SERVICE_KEY].metrics
+    body = {"ip": world.CONFIRMED_IP}
+
+    async def status(token: str, path: str = "/v1/check") -> int:
+        response = await client.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
+        return response.status
+
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        assert [await status(t) for t in ("0ld", "older", "n3w", "wrong", "0ld")] == [
+            200, 200, 200, 401, 200,
+        ]  # fmt: skip
+        assert await status("older", "/v1/reload") == 200  # an admin's script, not rotated yet
+    assert metrics.previous_token.value == 4  # not the current token's, not the refused one
+    named = [r.getMessage() for r in caplog.records if "previous token" in r.getMessage()]
+    assert named == [
+        "127.0.0.1 sent a previous token ([server] previous_tokens), still taken: give its "
+        "plugin [server] token (`rdns-scorer rspamd install --config FILE`, or "
+        "SpamAssassin's rdns_scorer_token), then drop previous_tokens once "
+        "rdns_scorer_previous_token_requests_total stays flat (docs/security.md, "
+        "Rotating the token)"
+    ], named  # once for the client, however often it sends one
+    assert not any(t in caplog.text for t in ("n3w", "0ld", "older"))
+    assert reloads == [""]
+    # The rotation is over: previous tokens dropped, the old one refused.
+    config = config_from_mapping(
+        {"dns": {"nameservers": [unbound.nameserver]}, "server": {"token": "n3w"}}
+    )
+    app[SERVICE_KEY]._loader = lambda: config
+    assert await status("n3w", "/v1/reload") == 200
+    assert [await status(t) for t in ("0ld", "n3w")] == [401, 200]
+
+
 async def test_refused_checks_are_logged_with_their_reason(
     aiohttp_client: Any, unbound: Unbound, caplog: pytest.LogCaptureFixture
 ) -> None:
