@@ -47,9 +47,14 @@ COVERS: dict[str, tuple[Family, ...]] = {
 }
 
 
+# The symbols a match is reported by, its entry their option: RL_ALLOWLISTED_FROM for a
+# ``from`` entry (the envelope sender proves nothing), RL_ALLOWLISTED for the others.
+ALLOWLIST_SYMBOLS = frozenset({"RL_ALLOWLISTED", "RL_ALLOWLISTED_FROM"})
+
+
 def covered_families(match: str) -> tuple[Family, ...]:
     """The families a match exempts: ``match`` is what ``Allowlist.match_*`` returned
-    (an RL_ALLOWLISTED option), which starts with its kind ("ptr mail.x.org (...)")."""
+    (an option of ALLOWLIST_SYMBOLS), which starts with its kind ("ptr mail.x.org (...)")."""
     return COVERS.get(match.partition(" ")[0], ())
 
 

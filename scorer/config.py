@@ -180,7 +180,8 @@ class Config:
         """What loads but does not do what it says: a ``*_TEMPFAIL`` symbol that scores
         breaks the promise that mail never pays for our trouble (it fires for every
         message while DNS fails, whatever the sender did; shadowed, it scores nothing),
-        and a local name that is no public host name never matches (below)."""
+        and a local name that is no public host name never matches (below). A bonus for
+        a ``from`` entry goes to whoever writes the domain in MAIL FROM."""
         scored_failures = [
             f"[weights] {name} = {weight:g}: every message is scored {weight:+g} while its "
             "lookups fail (a DNS outage or timeout), which says nothing about the sender; "
@@ -188,7 +189,14 @@ class Config:
             for name, weight in self.weights.items()
             if weight != 0 and reports_a_failure(name) and not self.is_shadowed(name)
         ]
-        return scored_failures + self._unmatched_local_names()
+        forged_bonus = [
+            f"[weights] RL_ALLOWLISTED_FROM = {weight:g}: anyone may write a listed domain "
+            "in MAIL FROM, so every forger of it gets this; vouch with RL_ALLOWLISTED, which "
+            "only an ip entry or a forward-confirmed ptr or helo entry earns"
+            for weight in [self.weights["RL_ALLOWLISTED_FROM"]]
+            if weight < 0 and not self.is_shadowed("RL_ALLOWLISTED_FROM")
+        ]
+        return scored_failures + forged_bonus + self._unmatched_local_names()
 
     def _unmatched_local_names(self) -> list[str]:
         """A HELO under no public suffix (``mail``, ``mx.example.org``, ``host.lan``) is

@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from scorer import __version__
-from scorer.allowlist import covered_families
+from scorer.allowlist import ALLOWLIST_SYMBOLS, covered_families
 from scorer.dns.layer import QUERY_TYPES, RESULT_NAMES, DnsLayer
 from scorer.loopmetrics import HistogramSeries, LoopCounter, LoopHistogram, Series
 from scorer.protocol import CheckReply, CheckRequest, SymbolResult
@@ -321,7 +321,7 @@ class Metrics:
             if symbol.name == "RL_SKIPPED_LOCAL":
                 moved.append(self.skipped_local)
                 outcomes = dict.fromkeys(CHECKED_FAMILIES, "skipped")
-            elif symbol.name == "RL_ALLOWLISTED":
+            elif symbol.name in ALLOWLIST_SYMBOLS:
                 exempted.update(*(covered_families(entry) for entry in symbol.options))
             elif reports_a_failure(symbol.name):
                 outcomes.setdefault(family, "tempfail")

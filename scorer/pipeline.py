@@ -130,9 +130,13 @@ class Pipeline:
             )
         if facts.mail_from is not None:
             hits += check_mail_from(facts.mail_from)
-        allowed = tuple(dict.fromkeys(e for e in (allowed_ptr, allowed_helo, allowed_from) if e))
+        allowed = tuple(dict.fromkeys(e for e in (allowed_ptr, allowed_helo) if e))
         if allowed:
             hits.append(Hit("RL_ALLOWLISTED", allowed))
+        if allowed_from is not None:
+            # Apart: the envelope sender is anyone's to write, so its entry must not earn
+            # the weight an admin gives a client whose address or PTR vouches for it.
+            hits.append(Hit("RL_ALLOWLISTED_FROM", (allowed_from,)))
         return hits
 
     def cached(self, key: ReplyKey) -> CheckReply | None:

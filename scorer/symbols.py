@@ -40,6 +40,11 @@ class Symbol:
     hint: str
 
 
+# An allowlisted sender has nothing to fix, for the operator's entry's sake.
+_ALLOWLIST_HINT = (
+    "nothing to fix while the entry stays; remove it once the sender has fixed their DNS"
+)
+
 _TABLE: tuple[Symbol, ...] = (
     Symbol(
         "RL_PTR_MISSING",
@@ -96,10 +101,23 @@ _TABLE: tuple[Symbol, ...] = (
         "RL_ALLOWLISTED",
         Family.POLICY,
         0.0,
-        "An allowlist entry matched; the checks it covers were not scored.",
+        "An ip, ptr or helo allowlist entry matched (the client's address, or a "
+        "forward-confirmed PTR); the checks it covers were not scored.",
         "Zero by default: the entry already exempts the sender; set it negative to "
-        "also vouch for them in the total score.",
-        "nothing to fix while the entry stays; remove it once the sender has fixed their DNS",
+        "also vouch for them in the total score (only the client's address or its "
+        "confirmed PTR earns it, which a forger cannot give itself).",
+        _ALLOWLIST_HINT,
+    ),
+    Symbol(
+        "RL_ALLOWLISTED_FROM",
+        Family.POLICY,
+        0.0,
+        "A from allowlist entry matched the envelope sender's domain; the MAIL FROM "
+        "checks were not scored.",
+        "Zero: anyone may write any MAIL FROM (RFC 5321 section 4.1.1.2 has no proof of "
+        "it), so the entry exempts the sender domain's checks but vouches for nobody; a "
+        "negative weight would be a bonus for every forger of the domain.",
+        _ALLOWLIST_HINT,
     ),
     Symbol(
         "RL_HELO_LOCALHOST",

@@ -159,7 +159,7 @@ def test_allowlisted_families_count_as_skipped_not_passed() -> None:
     }
     metrics = Metrics()
     missing = SymbolResult("RL_PTR_MISSING", 5.0, ("no PTR",))
-    by_from = SymbolResult("RL_ALLOWLISTED", 0.0, ("from partner.net",))
+    by_from = SymbolResult("RL_ALLOWLISTED_FROM", 0.0, ("from partner.net",))
     metrics.observe_check(request, CheckReply((missing, by_from), 5.0), 0.001)
     assert _outcomes(metrics) == {
         ("ptr", "fail"): 1,
@@ -658,9 +658,10 @@ def test_every_entry_an_allowlisted_reply_names_exempts_its_families() -> None:
     request = parse_request(
         {"ip": "192.0.2.1", "helo": "mx.partner.net", "mail_from": "a@partner.net"}
     ).request
-    allowed = SymbolResult("RL_ALLOWLISTED", 0.0, ("helo mx.partner.net", "from partner.net"))
+    allowed = SymbolResult("RL_ALLOWLISTED", 0.0, ("helo mx.partner.net",))
+    by_from = SymbolResult("RL_ALLOWLISTED_FROM", 0.0, ("from partner.net",))
     missing = SymbolResult("RL_PTR_MISSING", 5.0, ("no PTR",))
-    metrics.observe_check(request, CheckReply((missing, allowed), 5.0), 0.001)
+    metrics.observe_check(request, CheckReply((missing, allowed, by_from), 5.0), 0.001)
     assert _outcomes(metrics) == {
         ("ptr", "fail"): 1,
         ("helo", "skipped"): 1,

@@ -107,8 +107,31 @@ async def test_mail_from_domain_entry_covers_subdomains(unbound: Unbound) -> Non
     symbols = await symbols_for(
         pipeline, world.MISSING_PTR_IP, mail_from=f"bounce@lists.{world.NULL_MX_DOMAIN}"
     )
-    assert set(symbols) == {"RL_PTR_MISSING", "RL_ALLOWLISTED"}
-    assert symbols["RL_ALLOWLISTED"].options == (f"from {world.NULL_MX_DOMAIN}",)
+    assert set(symbols) == {"RL_PTR_MISSING", "RL_ALLOWLISTED_FROM"}
+    assert symbols["RL_ALLOWLISTED_FROM"].options == (f"from {world.NULL_MX_DOMAIN}",)
+
+
+async def test_a_forged_sender_gets_no_allowlist_bonus(unbound: Unbound) -> None:
+    # Regression (review): a `from` entry was reported as RL_ALLOWLISTED, whose negative
+    # weight (the docs' way to vouch) then went to any bot writing the domain in MAIL
+    # FROM: a client without a PTR scored 5 - 5. The envelope sender proves nothing.
+    config = make_config(
+        unbound.nameserver,
+        allowlist={"mail_from_domains": [world.GOOD_DOMAIN], "ips": ["192.0.2.0/24"]},
+        weights={"RL_ALLOWLISTED": -5},
+    )
+    forged = await symbols_for(
+        Pipeline(config), world.MISSING_PTR_IP, mail_from=f"x@{world.GOOD_DOMAIN}"
+    )
+    assert set(forged) == {"RL_PTR_MISSING", "RL_ALLOWLISTED_FROM"}
+    assert forged["RL_ALLOWLISTED_FROM"].score == 0.0 and forged["RL_PTR_MISSING"].score == 5.0
+    # ... while the entries a forger cannot meet still vouch.
+    vouched = await symbols_for(Pipeline(config), "192.0.2.7", mail_from=f"x@{world.GOOD_DOMAIN}")
+    assert vouched["RL_ALLOWLISTED"].score == -5.0 and set(vouched) == {"RL_ALLOWLISTED"}
+    # A bonus on the from entries' own symbol is the admin's choice, but warned about.
+    bonus = make_config(unbound.nameserver, weights={"RL_ALLOWLISTED_FROM": -1})
+    assert any(w.startswith("[weights] RL_ALLOWLISTED_FROM = -1: anyone") for w in bonus.warnings())
+    assert not any("RL_ALLOWLISTED" in w for w in config.warnings())
 
 
 async def test_allowlist_weight_is_configurable(unbound: Unbound) -> None:
@@ -361,8 +384,8 @@ async def test_an_allowlisted_sender_is_spared_the_syntax_penalty(unbound: Unbou
     assert "RL_MAILFROM_BAD_SYNTAX" in symbols
     pipeline = _pipeline(unbound, mail_from_domains=[world.GOOD_DOMAIN])
     symbols = await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=sender)
-    assert set(symbols) == {"RL_ALLOWLISTED"}
-    assert symbols["RL_ALLOWLISTED"].options == (f"from {world.GOOD_DOMAIN}",)
+    assert set(symbols) == {"RL_ALLOWLISTED_FROM"}
+    assert symbols["RL_ALLOWLISTED_FROM"].options == (f"from {world.GOOD_DOMAIN}",)
 
 
 async def test_idn_mail_from_entry_covers_sender_in_the_other_form(unbound: Unbound) -> None:
@@ -372,8 +395,8 @@ async def test_idn_mail_from_entry_covers_sender_in_the_other_form(unbound: Unbo
     ]:
         pipeline = _pipeline(unbound, mail_from_domains=[entry])
         symbols = await symbols_for(pipeline, world.MISSING_PTR_IP, mail_from=f"a@{sender}")
-        assert set(symbols) == {"RL_PTR_MISSING", "RL_ALLOWLISTED"}
-        assert symbols["RL_ALLOWLISTED"].options == (f"from {world.IDN_DOMAIN_ASCII}",)
+        assert set(symbols) == {"RL_PTR_MISSING", "RL_ALLOWLISTED_FROM"}
+        assert symbols["RL_ALLOWLISTED_FROM"].options == (f"from {world.IDN_DOMAIN_ASCII}",)
 
 
 def test_mail_from_entry_idna_rejects_is_a_config_error(tmp_path: Path) -> None:
