@@ -27,6 +27,7 @@ from scorer.contentcoding import (
     codings_listed,
     decode_content,
 )
+from scorer.dns.layer import resolvers
 from scorer.hangup import take_deferred_hangup
 from scorer.metrics import Metrics
 from scorer.pipeline import Pipeline
@@ -105,8 +106,14 @@ class Service:
         return min(self.pipeline.config.server.max_body_bytes, self.started_body_limit)
 
     def _build(self, config: Config, previous: Pipeline | None) -> Pipeline:
-        # Keep the DNS layer (and its warm cache) when the DNS settings did not change.
-        keep = previous is not None and previous.config.dns == config.dns
+        # Keep the DNS layer (and its warm cache) when the DNS settings did not change,
+        # nor, without [dns] nameservers, /etc/resolv.conf's: the README's way to a local
+        # resolver is to install one and point resolv.conf at it, then reload.
+        keep = (
+            previous is not None
+            and previous.config.dns == config.dns
+            and previous.dns.nameservers == resolvers(config.nameservers)
+        )
         pipeline = Pipeline(config, previous.dns if keep and previous else None)
         if not keep:
             pipeline.dns.observer = self.metrics.observe_dns
@@ -187,6 +194,12 @@ class Service:
                 # that says the root does not exist would otherwise have its NXDOMAIN
                 # scored until the next root check, up to ROOT_CHECK_SECONDS later.
                 await pipeline.dns.check_root()
+                if pipeline.dns.nameservers != self.pipeline.dns.nameservers:
+                    log.info(
+                        "resolvers now %s (were %s)",
+                        pipeline.dns.described_nameservers,
+                        self.pipeline.dns.described_nameservers,
+                    )
                 if self.pipeline.dns.silent and not pipeline.dns.silent:
                     # The new layer has nothing to say "again" about, and the log's last
                     # word on the resolver was the old one's silence.

@@ -25,7 +25,8 @@ from yarl import URL
 from scorer import app as app_module
 from scorer.app import SERVICE_KEY, create_app
 from scorer.config import Config, config_from_mapping
-from scorer.dns.layer import DnsLayer
+from scorer.dns import layer as layer_module
+from scorer.dns.layer import DnsLayer, Nameserver
 from scorer.dns.outcomes import Answer, NotFound, NotFoundKind
 from scorer.dns.wire import reverse_name
 from scorer.pipeline import Pipeline
@@ -657,6 +658,28 @@ async def test_a_reload_from_a_silent_resolver_to_one_that_answers_says_so(
         f"resolver {unbound.nameserver} answers; {silent.nameserver}, asked until this "
         "reload, did not"
     ) in said, said
+
+
+async def test_a_reload_asks_the_resolver_resolv_conf_names_now(
+    unbound: Unbound, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression (review): without [dns] nameservers the DNS layer was kept whenever the
+    # [dns] table was unchanged, so a resolver installed and named in /etc/resolv.conf
+    # (the README's way) was not asked until a restart, with nothing in the log.
+    dead, local = Nameserver("127.0.0.1", 9), Nameserver("127.0.0.1", unbound.port)
+    system = [dead]
+    monkeypatch.setattr(layer_module, "system_nameservers", lambda: list(system))
+    service = app_module.Service(config_from_mapping({}), loader=lambda: config_from_mapping({}))
+    kept = service.pipeline.dns
+    await service.reload("test")
+    assert service.pipeline.dns is kept, "resolv.conf unchanged: the layer and its cache stay"
+    system[:] = [local]
+    with caplog.at_level(logging.INFO):
+        await service.reload("test")
+    assert service.pipeline.dns.nameservers == [local]
+    assert f"resolvers now {local} (were {dead})" in [r.getMessage() for r in caplog.records]
+    reply = await service.pipeline.check(parse_request({"ip": world.MISSING_PTR_IP}).request)
+    assert [s.name for s in reply.symbols] == ["RL_PTR_MISSING"], "asked the new resolver"
 
 
 async def test_a_reloaded_resolver_judged_lying_keeps_its_replies_at_the_next_root_check(

@@ -264,6 +264,11 @@ def system_nameservers() -> list[Nameserver]:
     return list(servers.values()) or [Nameserver("127.0.0.1")]
 
 
+def resolvers(configured: Sequence[Nameserver]) -> list[Nameserver]:
+    """The nameservers asked: ``configured`` ([dns] nameservers), else resolv.conf's."""
+    return list(configured) or system_nameservers()
+
+
 class DnsLayer:
     """Typed, cached, coalesced lookups over the UDP transport."""
 
@@ -275,7 +280,7 @@ class DnsLayer:
         negative_ttl: int = 300,
         consequences: Consequences = LOOKUPS_ONLY,
     ) -> None:
-        self.nameservers = list(nameservers) or system_nameservers()
+        self.nameservers = resolvers(nameservers)
         self._transport = UdpTransport(self.nameservers, timeout, negative_ttl)
         self._timeout = timeout
         self.cache = cache
