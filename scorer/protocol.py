@@ -205,8 +205,14 @@ MAX_IP_CHARS = 64
 
 @memoise(maxsize=16384)  # ~5 us of ipaddress work per call; relays repeat
 def parse_ip(text: str) -> IPAddress:
-    """The client address in ``text`` (brackets and spaces allowed); ValueError if none."""
-    ip = ipaddress.ip_address(text.strip().strip("[]"))
+    """The client address in ``text`` (brackets and spaces allowed, and the ``IPv6:`` tag of
+    RFC 5321 section 4.1.3's literal, in which Postfix's XCLIENT and some MTAs' macros
+    pass an IPv6 client); ValueError if none."""
+    bare = text.strip().strip("[]")
+    tagged = bare[:5].lower() == "ipv6:"
+    ip = ipaddress.ip_address(bare[5:] if tagged else bare)
+    if tagged and ip.version != 6:
+        raise ValueError(f"{bare!r}: the IPv6: tag on an IPv4 address")
     # ::ffff:192.0.2.1 is an IPv4 client on a dual-stack socket. A zone names an
     # interface of the MTA's host, not the client: dropped, so it never reaches an
     # option, a log line or the reply-cache key as client text.

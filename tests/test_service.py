@@ -30,7 +30,7 @@ from scorer.dns.layer import DnsLayer, Nameserver
 from scorer.dns.outcomes import Answer, NotFound, NotFoundKind
 from scorer.dns.wire import reverse_name
 from scorer.pipeline import Pipeline
-from scorer.protocol import CheckReply, SymbolResult, parse_request
+from scorer.protocol import CheckReply, RequestError, SymbolResult, parse_request
 from scorer.report import render_report
 from scorer.symbols import SYMBOLS
 from tests import world
@@ -296,6 +296,21 @@ def test_an_mta_hostname_is_kept_without_its_spaces() -> None:
     for hostname in ("mx.example.net", " mx.example.net ", "unknown.example.net"):
         parsed = parse_request({"ip": "192.0.2.1", "hostname": hostname})
         assert parsed.request.hostname == hostname.strip()
+
+
+@pytest.mark.parametrize(
+    "tagged", ["IPv6:{}", "ipv6:{}", "[IPv6:{}]", " [IPV6:{}] ", "IPv6:{}%eth0"]
+)
+def test_a_client_address_with_the_ipv6_tag_is_that_address(tagged: str) -> None:
+    # Regression (review): "IPv6:2001:db8::26", the address literal of RFC 5321 section
+    # 4.1.3 in which Postfix's XCLIENT passes an IPv6 client, was a 400: the plugin failed
+    # open and the message went unscored.
+    plain = parse_request({"ip": world.MISSING_PTR_IP6})
+    tagged_request = parse_request({"ip": tagged.format(world.MISSING_PTR_IP6)})
+    assert tagged_request.request == plain.request and tagged_request.reply_key == plain.reply_key
+    # The tag says IPv6: on an IPv4 address it is a mistake, not a client to guess at.
+    with pytest.raises(RequestError, match="ip is not an IPv4 or IPv6 address"):
+        parse_request({"ip": f"IPv6:{world.CONFIRMED_IP}"})
 
 
 @pytest.mark.parametrize("mapped", ["::ffff:{}", "::FFFF:{}", "[::ffff:{}]"])
