@@ -62,16 +62,14 @@ class AllowlistError(ValueError):
     pass
 
 
-def _name(value: str) -> str:
-    """``value`` without outer spaces and dots, for ``to_ascii``: which lower-cases it as
-    the checks read names, by IDNA's mapping (UTS46). Not str.lower(), which makes a
-    capital sigma before a digit or a hyphen final (U+03C2, not U+03C3): another A-label."""
-    return value.strip().strip(".")
-
-
-def _domain(value: str) -> str | None:
-    """Lower-case A-label form of a domain (``user@`` and outer dots dropped), None if not IDNA."""
-    return to_ascii(_name(value).rpartition("@")[2])
+def _written_name(kind: str, value: str) -> str:
+    """The name an entry of ``kind`` writes: without outer spaces and dots (``.partner.net``
+    is ``partner.net``, which covers the domain itself too), and for a ``from`` entry the
+    domain after any ``user@``."""
+    written = value.strip()
+    if kind == "from":
+        written = written.rpartition("@")[2]
+    return written.strip(".")
 
 
 def _spells_addresses(name: str) -> bool:
@@ -156,8 +154,11 @@ class Allowlist:
                 f"name under it, {instead}"
             )
         # DNS answers and the checks carry A-labels: an entry written in Unicode
-        # must be compared in that form, or it never matches.
-        domain = _domain(value) if kind == "from" else to_ascii(_name(value))
+        # must be compared in that form, or it never matches. to_ascii lower-cases it as
+        # the checks read names, by IDNA's mapping (UTS46); not str.lower(), which makes
+        # a capital sigma before a digit or a hyphen final (U+03C2, not U+03C3): another
+        # A-label.
+        domain = to_ascii(_written_name(kind, value))
         if domain is None:
             raise AllowlistError(f"not a domain name IDNA accepts: {value!r}")
         if kind != "from" and _spells_addresses(domain):
@@ -169,6 +170,15 @@ class Allowlist:
         problem = hostname_problem(domain)
         if problem is not None:
             raise AllowlistError(f"not a domain name: {value!r} ({problem})")
+        if kind == "helo" and ("." not in domain or is_public_suffix(domain)):
+            # A helo entry is honoured when the HELO is the client's forward-confirmed
+            # PTR name, which is never "localhost" (a PTR to it counts as none), a
+            # single label or a public suffix: such an entry would load and never match.
+            what = "a single label" if "." not in domain else "a public suffix"
+            raise AllowlistError(
+                f"{value!r} is {what}: a helo entry matches a HELO that is the client's "
+                "forward-confirmed PTR name, which this never is"
+            )
         if kind != "helo" and is_public_suffix(domain):
             # "from com" would exempt every .com sender: surely not what was meant.
             raise AllowlistError(

@@ -84,7 +84,7 @@ async def test_helo_entry_needs_helo_equal_to_confirmed_ptr(unbound: Unbound) ->
     plain = _pipeline(unbound)
     symbols = await symbols_for(plain, world.INTERNAL_PTR_IP, helo=world.INTERNAL_PTR_NAME)
     assert set(symbols) == {"RL_HELO_NOT_FQDN"}
-    pipeline = _pipeline(unbound, helo_names=[world.INTERNAL_PTR_NAME, "localhost"])
+    pipeline = _pipeline(unbound, helo_names=[world.INTERNAL_PTR_NAME])
     symbols = await symbols_for(pipeline, world.INTERNAL_PTR_IP, helo=world.INTERNAL_PTR_NAME)
     assert set(symbols) == {"RL_ALLOWLISTED"}
     assert symbols["RL_ALLOWLISTED"].options == (
@@ -417,8 +417,6 @@ def test_mail_from_entry_idna_rejects_is_a_config_error(tmp_path: Path) -> None:
         ("ptr", "amazonses.com"),
         ("from", "amazonaws.com"),
         ("from", "members.linode.com"),
-        # A helo entry names one HELO exactly: a public suffix covers nothing under it.
-        ("helo", "co.uk"),
         ("helo", "members.linode.com"),
     ],
 )
@@ -521,6 +519,27 @@ def test_name_entries_that_could_never_match_are_refused(
     """Regression: "*.partner.net" loaded without a word and never matched anything."""
     with pytest.raises(AllowlistError, match=re.escape(message)):
         Allowlist().add(kind, value)
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "message"),
+    [
+        # helo entries that load and can never match a forward-confirmed PTR name.
+        ("helo", "localhost", "'localhost' is a single label: a helo entry matches"),
+        ("helo", "mail", "is a single label"),
+        ("helo", "co.uk", "'co.uk' is a public suffix: a helo entry matches"),
+    ],
+)
+def test_a_helo_entry_no_confirmed_ptr_name_can_be_is_refused(
+    kind: str, value: str, message: str
+) -> None:
+    # Regression (review): they loaded, and `config check` said OK.
+    with pytest.raises(AllowlistError, match=re.escape(message)):
+        Allowlist().add(kind, value)
+    # A host name under a suffix of the site's own is a HELO a private resolver confirms.
+    allowlist = Allowlist()
+    allowlist.add("helo", "mx.corp.lan.")
+    assert allowlist.helo_names == {"mx.corp.lan"}
 
 
 def test_ptr_and_helo_entries_in_unicode_match_a_label_dns_names() -> None:
