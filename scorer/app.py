@@ -214,7 +214,7 @@ class Service:
             if self.peer_reload is None:
                 # With several workers the supervisor, which reloads too, warns once
                 # (workers.Supervisor._reload), not each worker.
-                for warning in config.reload_warnings(self.started_server):
+                for warning in config.reload_warnings(self.started_server, before):
                     log.warning("%s", warning)
             self.metrics.record_reload(success=True)
         log.info("config reloaded on %s (pid %d)", source, os.getpid())

@@ -213,12 +213,14 @@ class Config:
                 )
         return warnings
 
-    def reload_warnings(self, started: ServerConfig) -> list[str]:
+    def reload_warnings(self, started: ServerConfig, before: ServerConfig) -> list[str]:
         """What a reload to this config warns about, for a service that started with
-        ``started``: the keys read only at start (the socket, the processes, the event
-        loop) that changed, and a raised ``max_body_bytes``, which aiohttp keeps as it
-        started; then ``warnings``. A reload that changes them "works" and logs so, while
-        the service keeps the old value: said, or an admin would take the log's word."""
+        ``started`` and ran ``before`` until now: the keys read only at start (the socket,
+        the processes, the event loop) that changed, and a raised ``max_body_bytes``,
+        which aiohttp keeps as it started; a token no longer taken; then ``warnings``. A
+        reload that changes them "works" and logs so, while the service keeps the old
+        value (or, for the token, refuses every plugin not yet told): said, or an admin
+        would take the log's word."""
         waiting = [
             key for key in RESTART_KEYS if getattr(self.server, key) != getattr(started, key)
         ]
@@ -229,6 +231,13 @@ class Config:
             f"{_shown(getattr(started, key))} until then"
             for key in waiting
         ]
+        if before.token and before.token not in (self.server.token, *self.server.previous_tokens):
+            delayed.append(
+                "[server] token changed: a plugin still sending the old one is refused (401) "
+                "and fails open, its mail unscored, until it has the new one; keep the old "
+                "one in previous_tokens while they change (docs/security.md, Rotating the "
+                "token)"
+            )
         return [*delayed, *self.warnings()]
 
     @property

@@ -445,7 +445,7 @@ class Supervisor:
             # This process logs too (a worker that died, one restarted): in the format
             # the workers now use, not the one it started with.
             configure_logging(*config.server.logging_settings)
-        for warning in config.reload_warnings(self._started):
+        for warning in config.reload_warnings(self._started, before):
             log.warning("%s", warning)  # once here, for every worker (Service.reload)
 
     def _signal_all(self, signum: int, skip: int = 0) -> None:

@@ -848,6 +848,31 @@ async def test_a_reload_says_which_start_only_keys_wait_for_a_restart(
     assert caplog.records == []
 
 
+async def test_a_reload_that_drops_the_token_in_use_says_who_it_refuses(
+    lone_reloadable: Reloadable, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression (review): a new token logged "config reloaded" alone, while every plugin
+    # still holding the old one was refused from then on and failed open.
+    reloadable = lone_reloadable
+    kept = reloadable.base.replace('token = "t0k"', 'token = "n3w"\nprevious_tokens = ["t0k"]')
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        assert (await reloadable.client.post("/v1/reload", headers=reloadable.auth)).status == 200
+        reloadable.path.write_text(kept)  # a rotation: the old one still taken
+        assert (await reloadable.client.post("/v1/reload", headers=reloadable.auth)).status == 200
+    assert "token changed" not in caplog.text
+    reloadable.path.write_text(reloadable.base.replace('token = "t0k"', 'token = "0th3r"'))
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        new = {"Authorization": "Bearer n3w"}
+        assert (await reloadable.client.post("/v1/reload", headers=new)).status == 200
+    warned = [r.getMessage() for r in caplog.records if "token changed" in r.getMessage()]
+    assert warned == [
+        "[server] token changed: a plugin still sending the old one is refused (401) and "
+        "fails open, its mail unscored, until it has the new one; keep the old one in "
+        "previous_tokens while they change (docs/security.md, Rotating the token)"
+    ]
+    assert "n3w" not in caplog.text and "0th3r" not in caplog.text
+
+
 async def test_a_raised_body_limit_waits_for_a_restart_and_says_so(
     lone_reloadable: Reloadable, caplog: pytest.LogCaptureFixture
 ) -> None:
