@@ -9,6 +9,7 @@ from typing import Any
 import dns.rdatatype
 import pytest
 
+from scorer.checks.addresses import listed_addresses
 from scorer.checks.hit import Hit
 from scorer.checks.ptr import PtrFacts, check_ptr
 from scorer.config import Config, config_from_mapping
@@ -562,3 +563,11 @@ def test_a_long_ptr_name_keeps_why_it_is_unverified_in_view() -> None:
     shown = hit.options[1]
     assert len(shown) <= OPTION_MAX_CHARS and shown.endswith(".example.net -> 198.51.100.44")
     assert shown.startswith("l" * 20) and "..." in shown
+
+
+def test_evidence_writes_an_ipv4_mapped_address_alike_on_every_python() -> None:
+    # Regression (review): str() gave "::ffff:a00:1" on Python 3.11 and 3.12 and
+    # "::ffff:10.0.0.1" on 3.13, so the same answer read differently by the host's Python.
+    mapped = ipaddress.ip_address("::ffff:10.0.0.1")
+    others = [ipaddress.ip_address("fd00::1"), ipaddress.ip_address("10.0.0.2")]
+    assert listed_addresses([mapped, *others]) == "10.0.0.2, ::ffff:10.0.0.1, fd00::1"

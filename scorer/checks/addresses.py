@@ -4,6 +4,7 @@ target, or a domain's implicit MX, section 5.1)."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -60,4 +61,12 @@ def listed_addresses(addresses: Iterable[IPAddress], most: int | None = None) ->
     addresses evidence shows, and in which order, must not change from message to
     message with them."""
     ordered = sorted(set(addresses), key=lambda address: (address.version, address))
-    return ", ".join(map(str, ordered[:most]))
+    return ", ".join(map(_address_text, ordered[:most]))
+
+
+def _address_text(address: IPAddress) -> str:
+    """``address`` as RFC 4291 section 2.2 writes it; an IPv4-mapped one with its IPv4
+    address dotted (``::ffff:10.0.0.1``), as Python 3.13 writes it and 3.11 did not
+    (``::ffff:a00:1``): evidence reads the same on every Python, and names the address."""
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return f"::ffff:{mapped}" if mapped is not None else str(address)
