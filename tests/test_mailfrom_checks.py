@@ -674,7 +674,7 @@ def test_an_mx_host_at_an_ipv4_address_in_ipv6_form_is_judged_by_it(aaaa: str) -
     answer = Answer((address,), 300)
     assert not has_global_address(answer)
     assert _judged_mx({"v6.evidence-test.net": AddressFacts(NODATA, answer)}) == [
-        ("RL_MAILFROM_BOGUS_MX", f"MX v6.evidence-test.net: only non-public addresses {address}")
+        ("RL_MAILFROM_BOGUS_MX", f"MX v6.evidence-test.net: only non-public addresses {aaaa}")
     ]
     public = Answer((ipaddress.ip_address("64:ff9b::5db8:d822"),), 300)  # 93.184.216.34
     assert has_global_address(public)
