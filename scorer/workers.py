@@ -57,6 +57,10 @@ STOP_GRACE_SECONDS = 10.0
 FORK_FAILURE_LOG_SECONDS = 60.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 HEARTBEAT_SECONDS = 1.0  # how often a worker tells the parent's watchdog it runs
+# A gap this long between two rounds of the supervisor's own loop (one every 0.5 s at
+# most) means it did not run either: the whole service was frozen (docker pause,
+# systemctl freeze, SIGSTOP to the process group). Heartbeats could not be read then.
+SUPERVISOR_PAUSE_SECONDS = 3 * HEARTBEAT_SECONDS
 
 
 def listen_failure(error: OSError, host: str, port: int) -> str | None:
@@ -157,9 +161,12 @@ def _listening(host: str, port: int) -> None:
 def exit_description(status: int) -> str:
     """``waitpid``'s raw status in words: "exit code 1", "killed by SIGKILL"."""
     code = os.waitstatus_to_exitcode(status)
-    if code < 0:
+    if code >= 0:
+        return f"exit code {code}"
+    try:
         return f"killed by {signal.Signals(-code).name}"
-    return f"exit code {code}"
+    except ValueError:  # a real-time signal (SIGRTMIN+n): Python names only the ends
+        return f"killed by signal {-code}"
 
 
 # Connections the kernel queues while the loop is busy. aiohttp's default, 128, let a
@@ -319,7 +326,10 @@ class Supervisor:
         self._children: dict[int, _Worker] = {}  # by pid
         self._stopping = False
         self._stop_deadline = 0.0  # when workers still running get SIGKILL; 0: none
+        self._killed_at_stop = False  # some checks in flight went unanswered
+        self._watched_at = time.monotonic()  # the latest round of _watch
         self._fork_quiet_until = 0.0  # a failed fork is logged again from then on
+        self._bug_quiet_until = 0.0  # a failed round is logged again from then on
         self._quick_deaths = 0
         self._metrics_directory: Path | None = None
         # The workers replaced, for /metrics: a crash loop or a stuck worker that the
@@ -403,7 +413,14 @@ class Supervisor:
         every message sent to it until the plugin's timeout. The reaper replaces it."""
         limit = self._config.server.watchdog_seconds
         now = time.monotonic()
+        paused = now - self._watched_at > SUPERVISOR_PAUSE_SECONDS
+        self._watched_at = now
         for pid, worker in self._children.items():
+            if paused and worker.last_beat != float("inf"):
+                # Silence nobody watched is no sign of a stuck loop: after a freeze of
+                # every process, each worker's beats are counted from the thaw, or the
+                # healthy ones were killed at once (a pause longer than the limit).
+                worker.last_beat = now
             try:
                 beats = os.read(worker.beat_fd, 4096)
             except BlockingIOError:
@@ -492,6 +509,20 @@ class Supervisor:
         if self._metrics_directory is not None:
             write_supervisor_snapshot(self._metrics_directory, self._metrics)
 
+    def _look_after_workers(self) -> None:
+        """Reap the dead, start their replacements, kill the stuck. A bug in that
+        bookkeeping is logged (once a minute at most) and the round ends: the
+        supervisor going down takes every worker with it (their parent-death signal)."""
+        try:
+            self._reap()
+            self._top_up()
+            self._watch()
+        except Exception:
+            now = time.monotonic()
+            if now >= self._bug_quiet_until:
+                log.exception("the supervisor failed at a round (a bug; please report it)")
+                self._bug_quiet_until = now + FORK_FAILURE_LOG_SECONDS
+
     def _begin_stop(self) -> None:
         """Ask every worker to stop; those still running after STOP_GRACE_SECONDS are
         killed (one stuck worker must not keep the supervisor, and the port, for ever)."""
@@ -559,9 +590,7 @@ class Supervisor:
                         signal.Signals(signum).name, os.getpid(), len(self._children),
                     )  # fmt: skip
                     self._begin_stop()
-            self._reap()
-            self._top_up()
-            self._watch()
+            self._look_after_workers()
             if self._stop_deadline and time.monotonic() > self._stop_deadline:
                 log.error(
                     "worker(s) %s still running %g s after the stop: killing them (their "
@@ -570,8 +599,11 @@ class Supervisor:
                 )  # fmt: skip
                 self._signal_all(signal.SIGKILL)
                 self._stop_deadline = 0.0
+                self._killed_at_stop = True
         log.info("stopped (pid %d)", os.getpid())
-        return 1 if self._quick_deaths >= MAX_QUICK_DEATHS else 0
+        # Not a clean stop when workers kept dying or checks were dropped: systemd and
+        # scripts see the failure the log tells.
+        return 1 if self._quick_deaths >= MAX_QUICK_DEATHS or self._killed_at_stop else 0
 
 
 # The most open files serve asks for: systemd's unit sets this too (LimitNOFILE).

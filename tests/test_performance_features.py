@@ -1232,6 +1232,33 @@ def test_the_watchdog_leaves_workers_alone_while_they_stop(
             os.close(fd)
 
 
+def test_the_watchdog_counts_no_silence_while_the_whole_service_was_frozen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression (review): after docker pause / systemctl freeze (or SIGSTOP to the
+    # process group) for longer than watchdog_seconds, the supervisor woke before the
+    # workers had written a beat and killed healthy ones for the silence of the freeze.
+    config = config_from_mapping({"server": {"watchdog_seconds": 3}})
+    supervisor = Supervisor(config, lambda: config, "127.0.0.1", 1, 1)
+    kills: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "kill", lambda pid, signum: kills.append((pid, signum)))
+    silent_read, silent_write = os.pipe()
+    try:
+        os.set_blocking(silent_read, False)
+        frozen_at = time.monotonic() - 60
+        supervisor._children[101] = _Worker(0.0, "", silent_read, frozen_at)
+        supervisor._watched_at = frozen_at  # the supervisor's last round: before the freeze
+        supervisor._watch()
+        assert kills == []
+        # Watched since, the same silence counts: stuck, killed.
+        supervisor._children[101].last_beat = time.monotonic() - 10
+        supervisor._watch()
+        assert kills == [(101, signal.SIGKILL)]
+    finally:
+        os.close(silent_read)
+        os.close(silent_write)
+
+
 def test_a_watchdog_of_0_seconds_kills_no_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     # watchdog_seconds = 0 is off (docs/configuration.md): a worker silent for a minute
     # (a debugger, a long start) is left alone.
@@ -1256,7 +1283,14 @@ def test_a_watchdog_of_0_seconds_kills_no_worker(monkeypatch: pytest.MonkeyPatch
     # waitpid's status (wait(2)): a killed process's signal number, an exit code << 8;
     # a worker that fails (its traceback in the log) exits with 1.
     # One that exits 0 while serving (a SIGTERM of its own: `kill PID`) is replaced too.
-    [(signal.SIGKILL, "killed by SIGKILL"), (1 << 8, "exit code 1"), (0, "exit code 0")],
+    # A real-time signal has no name in Python: it ended the supervisor (a ValueError in
+    # naming it), and every worker with it (review).
+    [
+        (signal.SIGKILL, "killed by SIGKILL"),
+        (1 << 8, "exit code 1"),
+        (0, "exit code 0"),
+        (signal.SIGRTMIN + 6, f"killed by signal {signal.SIGRTMIN + 6}"),
+    ],
 )
 def test_a_dead_worker_is_replaced_unless_the_workers_stop(
     monkeypatch: pytest.MonkeyPatch,
@@ -1379,6 +1413,27 @@ def test_giving_up_on_workers_stops_a_stuck_one_too(unbound: Unbound, tmp_path: 
         assert f"worker(s) {stuck} still running {STOP_GRACE_SECONDS:g} s after the stop" in (
             log.read_text()
         )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stuck, signal.SIGKILL)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_a_stop_that_had_to_kill_a_stuck_worker_exits_1(unbound: Unbound, tmp_path: Path) -> None:
+    # Regression (review): checks in flight went unanswered ("killing them"), and the
+    # exit status said all was well to systemd and scripts.
+    config = tmp_path / "scorer.toml"
+    config.write_text("[server]\nlog_requests = false\nwatchdog_seconds = 0\n")
+    log = tmp_path / "log"
+    process = _start_workers(config, free_port(), log, "--nameserver", unbound.nameserver)
+    try:
+        stuck = children(process.pid)[0]
+        os.kill(stuck, signal.SIGSTOP)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=STOP_GRACE_SECONDS + 5) == 1
+        assert f"worker(s) {stuck} still running" in log.read_text()
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(stuck, signal.SIGKILL)
