@@ -456,6 +456,8 @@ async def readyz(service: Service, _request: web.Request) -> web.Response:
     status = {
         "status": "ready" if reason is None else reason,
         "request_deadline": pipeline.config.dns.request_deadline,
+        # Each worker judges its own queries (their failure share): which one said so.
+        "pid": os.getpid(),
     }
     return web.Response(
         status=200 if reason is None else 503,

@@ -23,6 +23,29 @@ from scorer.text import option
 
 log = logging.getLogger("rdns_scorer.requests")
 
+# This process's id, for the lines: kept here (a fork renews it) rather than asked of
+# logging per record, which the service turns off (configure_logging). JSON lines carry
+# it always; text lines once several processes share one stderr (serve --workers,
+# where journald names the supervisor's pid for every line): name_the_processes().
+_pid = os.getpid()
+_pid_in_text = False
+
+
+def _renew_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_renew_pid)
+
+
+def name_the_processes() -> None:
+    """From now on, text lines (this process's and its children's) name their pid:
+    several workers write the same lines (a refusal, a resolver's silence), and an
+    admin must tell three workers from three events."""
+    global _pid_in_text
+    _pid_in_text = True
+
 
 class _SecondCachedTime(logging.Formatter):
     """``formatTime`` with the date part rendered once per second, not once per line."""
@@ -56,6 +79,7 @@ class _JsonFormatter(_SecondCachedTime):
             "time": self.formatTime(record),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": _pid,
         }
         fields.update(getattr(record, "fields", None) or {"message": record.getMessage()})
         # The traceback too (log.exception, aiohttp's "Error handling request"): the
@@ -74,12 +98,23 @@ def _quote(value: str) -> str:
 
 
 class _TextFormatter(_SecondCachedTime):
+    """``2026-11-30 12:03:31,461 INFO text``, or ``... [PID] INFO text`` with several
+    processes (name_the_processes)."""
+
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None)
         if fields is None:
-            return super().format(record)
-        pairs = " ".join(f"{k}={_quote(v) if isinstance(v, str) else v}" for k, v in fields.items())
-        return f"{self.formatTime(record)} {record.levelname} {pairs}"
+            text = record.getMessage()
+            if record.exc_info:
+                text = f"{text}\n{self.formatException(record.exc_info)}"
+            if record.stack_info:
+                text = f"{text}\n{self.formatStack(record.stack_info)}"
+        else:
+            text = " ".join(
+                f"{k}={_quote(v) if isinstance(v, str) else v}" for k, v in fields.items()
+            )
+        process = f" [{_pid}]" if _pid_in_text else ""
+        return f"{self.formatTime(record)}{process} {record.levelname} {text}"
 
 
 # sd-daemon(3): a line that starts with "<N>" is stored at syslog priority N.
@@ -160,7 +195,7 @@ def configure_logging(log_format: str, requests: bool) -> None:
     if log_format == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(_TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)

@@ -153,6 +153,33 @@ def test_json_lines_name_level_logger_message_and_stack_in_ascii() -> None:
     assert json.loads(_JsonFormatter().format(record))["time"] == "2026-12-03T12:13:34.749Z"
 
 
+def test_lines_name_their_process_where_several_share_one_stderr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression (review): with --workers N the same line came from N workers (a refusal,
+    # a resolver's silence), journald named the supervisor's pid for all of them, and the
+    # lines themselves named none: three workers or three events?
+    monkeypatch.setattr(requestlog, "_pid_in_text", False)
+    record = logging.LogRecord("rdns_scorer", logging.WARNING, "x", 1, "said %s", ("once",), None)
+    record.created, record.msecs = 1796300014.749, 749.0
+    text = _TextFormatter()
+    alone = text.format(record)
+    assert alone.endswith(" WARNING said once") and "[" not in alone
+    assert json.loads(_JsonFormatter().format(record))["pid"] == os.getpid()  # always
+    requestlog.name_the_processes()
+    assert text.format(record) == alone.replace(" WARNING", f" [{os.getpid()}] WARNING")
+    # A worker forked from here names its own.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, text.format(record).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    os.close(write)
+    with os.fdopen(read) as child:
+        assert f" [{pid}] WARNING said once" in child.read()
+
+
 @pytest.fixture
 def restored_logging() -> Iterator[None]:
     """configure_logging changes the process's logging: put it back after the test."""

@@ -333,7 +333,11 @@ async def test_healthz_and_readyz(client: Client, unbound_config: Config) -> Non
     assert ready.status == 200
     # The deadline the plugins' `check` commands compare their timeout with.
     deadline = unbound_config.dns.request_deadline
-    assert await ready.json() == {"status": "ready", "request_deadline": deadline}
+    assert await ready.json() == {
+        "status": "ready",
+        "request_deadline": deadline,
+        "pid": os.getpid(),
+    }
 
 
 async def test_healthz_names_the_worker_that_answered(client: Client) -> None:
