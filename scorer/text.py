@@ -23,17 +23,60 @@ def _escape_char(char: str) -> str:
 _ESCAPED_PRINTABLE = frozenset("\\{}")
 
 
-def _unsafe(char: str) -> bool:
+# Unicode's Default_Ignorable_Code_Point property (UAX #44 section 5.3), the ranges of
+# DerivedCoreProperties.txt (the same from Unicode 14.0, Python 3.11's unicodedata, to
+# 16.0), as Python's unicodedata has no such property: code points shown as nothing by
+# a renderer that does not support them, and that UTS46 (the IDNA mapping, UTS #46
+# section 5, status "ignored") deletes, so "mail.good\u034fsender.net" was judged as
+# goodsender.net, and shown as if it were. Most are not printable either (Cf, Cn), but
+# str.isprintable() lets 267 through: CGJ, variation selectors, Hangul fillers, Khmer
+# inherent vowels, Mongolian free variation selectors (Mn and Lo).
+DEFAULT_IGNORABLE_RANGES = (
+    (0x00AD, 0x00AD),  # SOFT HYPHEN
+    (0x034F, 0x034F),  # COMBINING GRAPHEME JOINER
+    (0x061C, 0x061C),  # ARABIC LETTER MARK
+    (0x115F, 0x1160),  # HANGUL CHOSEONG FILLER..HANGUL JUNGSEONG FILLER
+    (0x17B4, 0x17B5),  # KHMER VOWEL INHERENT AQ..AA
+    (0x180B, 0x180F),  # MONGOLIAN FREE VARIATION SELECTORS, VOWEL SEPARATOR
+    (0x200B, 0x200F),  # ZERO WIDTH SPACE, ZWNJ, ZWJ, LRM, RLM
+    (0x202A, 0x202E),  # bidi embeddings and overrides
+    (0x2060, 0x206F),  # WORD JOINER..NOMINAL DIGIT SHAPES (invisible operators, isolates)
+    (0x3164, 0x3164),  # HANGUL FILLER
+    (0xFE00, 0xFE0F),  # VARIATION SELECTOR-1..16
+    (0xFEFF, 0xFEFF),  # ZERO WIDTH NO-BREAK SPACE (BOM)
+    (0xFFA0, 0xFFA0),  # HALFWIDTH HANGUL FILLER
+    (0xFFF0, 0xFFF8),  # reserved
+    (0x1BCA0, 0x1BCA3),  # SHORTHAND FORMAT LETTER OVERLAP..UP STEP
+    (0x1D173, 0x1D17A),  # MUSICAL SYMBOL BEGIN BEAM..END PHRASE
+    (0xE0000, 0xE0FFF),  # tags, VARIATION SELECTOR-17..256, reserved
+)
+
+# The default-ignorable code points str.isprintable() lets through.
+_INVISIBLE = frozenset(
+    char
+    for first, last in DEFAULT_IGNORABLE_RANGES
+    for char in map(chr, range(first, last + 1))
+    if char.isprintable()
+)
+
+
+def _invisible(char: str) -> bool:
     # Not printable covers Cc (CR/LF forge log lines, ESC drives terminals), Cf
     # (bidi overrides reorder what the admin reads), Cs (lone surrogates cannot
-    # even be encoded), Co/Cn (private and unassigned), Zl/Zp and odd spaces.
-    return char in _ESCAPED_PRINTABLE or not char.isprintable()
+    # even be encoded), Co/Cn (private and unassigned), Zl/Zp and odd spaces; the
+    # printable default-ignorables show as nothing, hiding what the admin reads.
+    return not char.isprintable() or char in _INVISIBLE
+
+
+def _unsafe(char: str) -> bool:
+    return char in _ESCAPED_PRINTABLE or _invisible(char)
 
 
 def escape(text: str) -> str:
-    """Escape control, format and surrogate characters (and backslash and braces): as
-    ``\\xNN`` below U+0100 (and for a byte that was not UTF-8), ``\\uNNNN`` below
-    U+10000, ``\\UNNNNNNNN`` above; printable characters (an emoji, ``ü``) are kept."""
+    """Escape control, format, surrogate and default-ignorable (invisible) characters
+    (and backslash and braces): as ``\\xNN`` below U+0100 (and for a byte that was not
+    UTF-8), ``\\uNNNN`` below U+10000, ``\\UNNNNNNNN`` above; printable characters
+    (an emoji, ``ü``) are kept."""
     plain = "\\" not in text and "{" not in text and "}" not in text  # _ESCAPED_PRINTABLE
     if plain and text.isascii() and text.isprintable():
         return text  # the common case, kept cheap
@@ -41,12 +84,13 @@ def escape(text: str) -> str:
 
 
 def escape_unprintable(text: str) -> str:
-    """:func:`escape` of unprintable characters alone (not the backslash, nor braces),
-    for messages that quote values with ``repr`` (which escapes backslashes already)
-    beside raw ones (a key, a file name), shown on a terminal or in a log line."""
-    if text.isprintable():
+    """:func:`escape` of unprintable and invisible characters alone (not the backslash,
+    nor braces), for messages that quote values with ``repr`` (which escapes
+    backslashes already) beside raw ones (a key, a file name), shown on a terminal or
+    in a log line."""
+    if text.isprintable() and _INVISIBLE.isdisjoint(text):
         return text
-    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
+    return "".join(_escape_char(c) if _invisible(c) else c for c in text)
 
 
 # How long an escape is, by the letter after its backslash ("" = cut right after it).
@@ -99,15 +143,24 @@ def _tail(safe: str, length: int) -> str:
     return safe[begin:]
 
 
-def has_unsafe(text: str) -> bool:
-    """Characters no hostname or address may carry (the backslash is judged elsewhere)."""
-    return not text.isprintable()
+def has_unsafe(text: str, *, name: bool = False) -> bool:
+    """Characters no hostname or address may carry (the backslash is judged elsewhere):
+    unprintable ones; in a ``name`` (a domain name, which IDNA's UTS46 mapping is to
+    read), the default-ignorable ones too, which that mapping erases: a name with one
+    would be judged as another name, as "good\\u034fsender.net" was as goodsender.net.
+    (A local part is no name: an emoji's variation selector there changes no domain.)"""
+    if text.isascii() or not name:
+        return not text.isprintable()  # ASCII: the common case, kept cheap
+    return not text.isprintable() or not _INVISIBLE.isdisjoint(text)
 
 
-def unsafe_reason(text: str) -> str:
-    """What makes ``text`` fail ``has_unsafe``, in an admin's words: a byte that is not
-    UTF-8 (kept by surrogateescape, shown as ``\\xNN``) is a broken encoding, not a
-    control character."""
+def unsafe_reason(text: str, *, name: bool = False) -> str:
+    """What makes ``text`` fail ``has_unsafe`` (with the same ``name``), in an admin's
+    words: a byte that is not UTF-8 (kept by surrogateescape, shown as ``\\xNN``) is a
+    broken encoding, not a control character; a variation selector or a Hangul filler
+    is a mark or letter that shows as nothing, not a control or format character."""
     if any(0xDC80 <= ord(char) <= 0xDCFF for char in text):
         return "bytes that are not UTF-8"
+    if name and text.isprintable():
+        return "invisible (default-ignorable) characters"
     return "control or format characters"

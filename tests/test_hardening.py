@@ -46,6 +46,7 @@ from scorer.text import (
     MIN_NAME_SHOWN,
     OPTION_MAX_CHARS,
     escape,
+    escape_unprintable,
     option,
     option_naming,
     unsafe_reason,
@@ -619,11 +620,23 @@ def test_an_option_reads_back_as_the_start_of_its_text(text: str, limit: int) ->
         # Above: \UNNNNNNNN (a tag, private use); a printable one (an emoji) is kept.
         ("\U000e0001\U000f0000", "\\U000e0001\\U000f0000"),
         ("mx.\U0001f600.example ü", "mx.\U0001f600.example ü"),
+        # Regression (review): printable, yet default-ignorable (Unicode's
+        # Default_Ignorable_Code_Point), so shown as nothing: CGJ, a Hangul filler, variation
+        # selectors (one after an emoji too), a Khmer inherent vowel.
+        ("good\u034fsender\u3164", "good\\u034fsender\\u3164"),
+        ("\u2764\ufe0f\U000e0100\u17b4", "\u2764\\ufe0f\\U000e0100\\u17b4"),
     ],
 )
 def test_unsafe_characters_are_escaped_as_bytes_or_code_points(text: str, shown: str) -> None:
     assert escape(text) == shown
     assert option(text) == shown
+
+
+def test_invisible_characters_are_escaped_where_repr_quotes_values() -> None:
+    # Regression (review): escape_unprintable let a variation selector or a Hangul filler
+    # through into a terminal or a log line, where it shows as nothing.
+    assert escape_unprintable("key\u3164\ufe0f: 'x'") == "key\\u3164\\ufe0f: 'x'"
+    assert escape_unprintable("\u2764 {a\\b}") == "\u2764 {a\\b}"  # printable: kept
 
 
 def test_unsafe_reasons_tell_broken_bytes_from_control_characters() -> None:

@@ -43,6 +43,7 @@ from scorer.pipeline import Pipeline
 from scorer.protocol import parse_request
 from scorer.report import hint_fields
 from scorer.symbols import SYMBOLS
+from scorer.text import DEFAULT_IGNORABLE_RANGES, escape
 from tests import world
 from tests.helpers import KnownAnswers, rotated, symbols_for
 
@@ -287,6 +288,37 @@ async def test_a_backslash_in_evidence_is_escaped_once(pipeline: Pipeline) -> No
     symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo="mail.example.net\\")
     options = " ".join(symbols["RL_HELO_INVALID"].options)
     assert "label 'net\\x5c'" in options, options
+
+
+# One of each printable Default_Ignorable_Code_Point block (scorer.text): CGJ, the
+# Hangul fillers, Khmer inherent vowels, Mongolian and the other variation selectors.
+_INVISIBLE_SAMPLES = ["\u034f", "\u115f", "\u1160", "\u17b4", "\u17b5", "\u180b", "\u180f",
+                      "\u3164", "\ufe00", "\ufe0f", "\uffa0", "\U000e0100",
+                      "\U000e01ef"]  # fmt: skip
+
+
+@pytest.mark.parametrize("invisible", _INVISIBLE_SAMPLES)
+async def test_an_invisible_character_is_not_erased_from_a_helo(
+    pipeline: Pipeline, invisible: str
+) -> None:
+    # Regression (review): UTS46 maps default-ignorable code points to nothing, so
+    # "mx1.good\u034f-sender.net" was judged as mx1.good-sender.net, which resolves to
+    # the client: it scored nothing, where a soft hyphen or ZWSP (the same UTS46 status)
+    # is RL_HELO_INVALID. In the evidence it is escaped, not shown as nothing.
+    helo = world.CONFIRMED_NAME.replace("good", f"good{invisible}")
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
+    assert set(symbols) == {"RL_HELO_INVALID"}, helo
+    shown = f"helo={world.CONFIRMED_NAME}".replace("good", f"good{escape(invisible)}")
+    assert symbols["RL_HELO_INVALID"].options == (shown, "invisible (default-ignorable) characters")
+    assert invisible not in shown and shown.count("\\") == 1
+
+
+def test_every_default_ignorable_code_point_makes_a_helo_invalid() -> None:
+    for first, last in DEFAULT_IGNORABLE_RANGES:
+        for code in range(first, last + 1):
+            helo = parse_helo(f"mx1.good{chr(code)}-sender.net")
+            assert helo.kind is HeloKind.INVALID, hex(code)
+    parse_helo.cache_clear()  # 4 500 names no other test sends
 
 
 async def test_forged_local_name_and_address(unbound_config: Config) -> None:
@@ -816,6 +848,8 @@ async def test_an_ipv4_mapped_bare_helo_of_our_address_is_forged(unbound_config:
     ("helo", "problem"),
     [("mail.b\udcfccher.de", "bytes that are not UTF-8"),
      ("mail\x1b[31m.example.net", "control or format characters"),
+     ("mail.good\u3164sender.net", "invisible (default-ignorable) characters"),
+     ("mail.good\xad\u3164sender.net", "control or format characters"),  # U+00AD is Cf
      ("mail example.net", "a space inside"),
      ("mx..example.net", "empty label"),
      (".", "empty name"),

@@ -38,7 +38,7 @@ from scorer.lookups import Limits, gather_facts
 from scorer.names import IPAddress
 from scorer.pipeline import Pipeline
 from scorer.protocol import parse_request
-from scorer.text import OPTION_MAX_CHARS
+from scorer.text import OPTION_MAX_CHARS, escape
 from tests import world
 from tests.helpers import KnownAnswers, rotated, symbols_for
 
@@ -549,6 +549,29 @@ def test_a_byte_that_is_not_utf8_is_named_as_such() -> None:
     assert hit.options[1:] == ("bytes that are not UTF-8",)
     (hit,) = check_mail_from(MailFromFacts(parse_sender("john\x07@good-sender.net")))
     assert hit.options[1:] == ("control or format characters",)
+
+
+@pytest.mark.parametrize("invisible", ["\u034f", "\u3164", "\ufe0f", "\U000e0100", "\u17b4"])
+async def test_an_invisible_character_is_not_erased_from_a_sender_domain(
+    pipeline: Pipeline, invisible: str
+) -> None:
+    # Regression (review): UTS46 maps default-ignorable code points to nothing, so
+    # "user@good\u034f-sender.net" was judged as good-sender.net and passed, where a soft
+    # hyphen (the same UTS46 status) is RL_MAILFROM_BAD_SYNTAX; and the evidence showed
+    # the invisible character as nothing.
+    mail_from = f"user@{world.GOOD_DOMAIN}".replace("good", f"good{invisible}")
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=mail_from)
+    assert set(symbols) == {"RL_MAILFROM_BAD_SYNTAX"}, mail_from
+    shown, why = symbols["RL_MAILFROM_BAD_SYNTAX"].options
+    assert shown == f"from={mail_from}".replace(invisible, escape(invisible)) != f"from={mail_from}"
+    assert why == "invisible (default-ignorable) characters"
+
+
+def test_a_variation_selector_in_a_local_part_is_no_bad_syntax() -> None:
+    # A local part is no name UTS46 maps: an emoji's presentation selector there (U+FE0F,
+    # as phones type "\u2764\ufe0f") changes no domain, and email-validator allows marks.
+    sender = parse_sender(f"i\u2764\ufe0fu@{world.GOOD_DOMAIN}")
+    assert (sender.kind, sender.domain) == (SenderKind.DOMAIN, world.GOOD_DOMAIN)
 
 
 def _judged_mx(targets: dict[str, AddressFacts], unchecked: int = 0) -> list[tuple[str, ...]]:

@@ -108,8 +108,8 @@ def _address_in_disguise(raw: str, mapped: str | None) -> HeloName | None:
 def parse_helo(raw: str) -> HeloName:
     """Classify a HELO/EHLO argument by syntax alone."""
     text = raw.strip(" ")
-    if has_unsafe(text):
-        return HeloName(raw, HeloKind.INVALID, problem=unsafe_reason(text))
+    if has_unsafe(text, name=True):
+        return HeloName(raw, HeloKind.INVALID, problem=unsafe_reason(text, name=True))
     if " " in text:
         return HeloName(raw, HeloKind.INVALID, problem="a space inside")
     if text.startswith("[") and text.endswith("]"):

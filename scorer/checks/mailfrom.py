@@ -163,9 +163,11 @@ def parse_sender(raw: str) -> Sender:
     address = envelope_address(raw)
     if not address or address == QMAIL_NULL_SENDER:
         return Sender(raw, SenderKind.NULL)
-    if has_unsafe(address):
-        return Sender(raw, SenderKind.BAD_SYNTAX, problem=unsafe_reason(address))
     local, at, domain_part = address.rpartition("@")
+    if has_unsafe(local):
+        return Sender(raw, SenderKind.BAD_SYNTAX, problem=unsafe_reason(local))
+    if has_unsafe(domain_part, name=True):
+        return Sender(raw, SenderKind.BAD_SYNTAX, problem=unsafe_reason(domain_part, name=True))
     if domain_part.startswith("[") and domain_part.endswith("]"):
         # email-validator reads the octets as ipaddress does, refusing "010": hand it
         # the literal (IPv4, or IPv6 ending in IPv4) as RFC 5321 means it.
