@@ -60,6 +60,16 @@ _INVISIBLE = frozenset(
 )
 
 
+# ZERO WIDTH NON-JOINER and ZERO WIDTH JOINER: default-ignorable and format (Cf), yet
+# part of how words are spelt (Persian "nameh\u200cha", Sinhala "ශ්\u200dරී"), and
+# IDNA2008 allows them in a label where RFC 5892 appendix A.1/A.2 (CONTEXTJ) says they
+# belong (after a virama, or between letters that would otherwise join), and refuses
+# them elsewhere. UTS46 keeps them (nontransitional processing, UTS #46 section 4):
+# in a name, they are IDNA's to judge, not ours. Shown escaped all the same.
+JOINERS = "\u200c\u200d"
+_WITHOUT_JOINERS = str.maketrans("", "", JOINERS)
+
+
 def _invisible(char: str) -> bool:
     # Not printable covers Cc (CR/LF forge log lines, ESC drives terminals), Cf
     # (bidi overrides reorder what the admin reads), Cs (lone surrogates cannot
@@ -148,9 +158,11 @@ def has_unsafe(text: str, *, name: bool = False) -> bool:
     unprintable ones; in a ``name`` (a domain name, which IDNA's UTS46 mapping is to
     read), the default-ignorable ones too, which that mapping erases: a name with one
     would be judged as another name, as "good\\u034fsender.net" was as goodsender.net.
-    (A local part is no name: an emoji's variation selector there changes no domain.)"""
+    (A local part is no name: an emoji's variation selector there changes no domain.)
+    The ``JOINERS`` in a name are left to IDNA, which allows them only in context."""
     if text.isascii() or not name:
         return not text.isprintable()  # ASCII: the common case, kept cheap
+    text = text.translate(_WITHOUT_JOINERS)
     return not text.isprintable() or not _INVISIBLE.isdisjoint(text)
 
 
@@ -161,6 +173,6 @@ def unsafe_reason(text: str, *, name: bool = False) -> str:
     is a mark or letter that shows as nothing, not a control or format character."""
     if any(0xDC80 <= ord(char) <= 0xDCFF for char in text):
         return "bytes that are not UTF-8"
-    if name and text.isprintable():
+    if name and text.translate(_WITHOUT_JOINERS).isprintable():
         return "invisible (default-ignorable) characters"
     return "control or format characters"

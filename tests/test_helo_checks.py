@@ -227,6 +227,41 @@ def test_a_name_gets_one_verdict_in_u_labels_and_in_a_labels(label: str) -> None
     assert dataclasses.astuple(u_labels)[1:] == dataclasses.astuple(a_labels)[1:]  # all but raw
 
 
+# Words spelt with a joiner, and their A-labels: Persian "nameh-ha" (letters), ZWNJ
+# between a dual-joining heh and a heh (RFC 5892 appendix A.1), written in escapes (as
+# ruff asks of letters that look like Latin ones); Sinhala "Sri", ZWJ after the virama
+# (appendix A.2).
+PERSIAN = "\u0646\u0627\u0645\u0647\u200c\u0647\u0627"
+JOINED_NAMES = [(PERSIAN, "xn--mgba3gcha2927b"), ("ශ්\u200dරී", "xn--10cl1a0b660p")]
+
+
+@pytest.mark.parametrize(("u_label", "a_label"), JOINED_NAMES)
+def test_a_joiner_idna_allows_in_context_makes_a_valid_helo(u_label: str, a_label: str) -> None:
+    # Regression (review): ZWNJ and ZWJ are format characters (Cf), refused before IDNA
+    # was asked: "mail.<PERSIAN>.ir" was RL_HELO_INVALID ("control or format
+    # characters") where its A-labels scored nothing.
+    u_labels, a_labels = parse_helo(f"mail.{u_label}.ir"), parse_helo(f"mail.{a_label}.ir")
+    assert (u_labels.kind, u_labels.ascii) == (HeloKind.NAME, f"mail.{a_label}.ir")
+    assert dataclasses.astuple(u_labels)[1:] == dataclasses.astuple(a_labels)[1:]
+
+
+@pytest.mark.parametrize(
+    "helo", ["\u200d.good-sender.net", "mail\u200c.good-sender.net", "ma\u200dil.good-sender.net",
+             f"mail.\u200c{PERSIAN.replace(chr(0x200C), '')}.ir", f"mail.{PERSIAN}\u200c.ir"],
+)  # fmt: skip
+async def test_a_joiner_out_of_context_is_still_an_invalid_helo(
+    pipeline: Pipeline, helo: str
+) -> None:
+    # IDNA's CONTEXTJ rules (RFC 5892 appendix A) refuse a joiner after a Latin letter,
+    # alone, or where no joining letters stand on both sides: still RL_HELO_INVALID, and
+    # shown escaped (an invisible character in a log line hides what it says).
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
+    assert set(symbols) == {"RL_HELO_INVALID"}
+    shown, why = symbols["RL_HELO_INVALID"].options
+    assert why == "not a valid IDNA name"
+    assert shown == escape(f"helo={helo}") and "\u200c" not in shown and "\u200d" not in shown
+
+
 async def test_resolving_helo_scores_nothing(pipeline: Pipeline) -> None:
     assert await symbols_for(pipeline, world.CONFIRMED_IP, helo=world.CONFIRMED_NAME) == {}
 
@@ -344,6 +379,20 @@ async def test_forged_local_name_in_either_idna_form(unbound_config: Config) -> 
     for helo in ("mx.bücher.de", "MX.xn--bcher-kva.de", "[198.51.100.25]"):
         symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
         assert set(symbols) == {"RL_HELO_FORGED_LOCAL"}, helo
+
+
+async def test_our_own_name_with_a_joiner_is_forged_in_either_idna_form(
+    unbound_config: Config,
+) -> None:
+    # Regression (review): our own name in U-labels with a joiner was RL_HELO_INVALID
+    # ("control or format characters"), a third of the forgery's weight.
+    policy = dataclasses.replace(unbound_config.policy, local_names=[f"mail.{PERSIAN}.ir"])
+    pipeline = Pipeline(dataclasses.replace(unbound_config, policy=policy))
+    for helo in (f"mail.{PERSIAN}.ir", "MAIL.xn--mgba3gcha2927b.ir"):
+        symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
+        assert set(symbols) == {"RL_HELO_FORGED_LOCAL"}, helo
+        why = "helo=mail.xn--mgba3gcha2927b.ir is our own name"
+        assert symbols["RL_HELO_FORGED_LOCAL"].options == (why,)
 
 
 async def test_an_ipv6_zone_does_not_hide_our_address_or_the_clients(

@@ -38,7 +38,7 @@ from scorer.lookups import Limits, gather_facts
 from scorer.names import IPAddress
 from scorer.pipeline import Pipeline
 from scorer.protocol import parse_request
-from scorer.text import OPTION_MAX_CHARS, escape
+from scorer.text import OPTION_MAX_CHARS, escape, option
 from tests import world
 from tests.helpers import KnownAnswers, rotated, symbols_for
 
@@ -218,6 +218,59 @@ async def test_a_sloppy_local_part_costs_nothing_at_a_good_domain(pipeline: Pipe
 
 def test_idn_domain_is_converted_with_idna() -> None:
     assert parse_sender(f"user@{world.IDN_DOMAIN}").domain == world.IDN_DOMAIN_ASCII
+
+
+# Persian "nameh-ha" (letters), ZWNJ between a dual-joining heh and a heh (RFC 5892
+# appendix A.1), written in escapes as ruff asks of letters that look like Latin ones.
+PERSIAN = "\u0646\u0627\u0645\u0647\u200c\u0647\u0627"
+
+
+@pytest.mark.parametrize(
+    ("u_label", "a_label"), [(f"{PERSIAN}.ir", "xn--mgba3gcha2927b.ir"),
+                             ("ශ්\u200dරී.lk", "xn--10cl1a0b660p.lk")],
+)  # fmt: skip
+@pytest.mark.parametrize("local", ["user", '"john doe"', "jöran"])
+def test_a_domain_with_a_joiner_idna_allows_is_a_sender_domain(
+    local: str, u_label: str, a_label: str
+) -> None:
+    # Regression (review): ZWNJ and ZWJ are format characters, refused before IDNA was
+    # asked ("control or format characters"), and email-validator refuses them in a
+    # domain in either form ("unsafe characters"), though RFC 5892 appendix A.1/A.2
+    # allow them in context: Persian and Sinhala names are spelt with them.
+    for domain in (u_label, a_label, a_label.upper()):
+        sender = parse_sender(f"{local}@{domain}")
+        assert (sender.kind, sender.domain, sender.problem) == (SenderKind.DOMAIN, a_label, "")
+
+
+@pytest.mark.parametrize(
+    ("mail_from", "problem"),
+    [("user@\u200d.good-sender.net", "unsafe characters: ZERO WIDTH JOINER"),
+     ("user@good\u200c-sender.net", "unsafe characters: ZERO WIDTH NON-JOINER"),
+     # Only the domain is IDNA's: in a local part a joiner is what it always was.
+     (f"us\u200cer@{PERSIAN}.ir", "control or format characters"),
+     # The rest of the address is still email-validator's to judge.
+     (f"a b@{PERSIAN}.ir", "invalid characters before the @-sign: SPACE"),
+     # RFC 5321 section 4.5.3.1.3: 256 octets with the domain in A-labels (255 as sent) ...
+     (f"{'l' * 234}@{PERSIAN}.ir", "The email address is too long"),
+     # ... or 264 as sent in UTF-8 (238 with the domain in A-labels).
+     ("l" * 200 + "@" + "ශ්\u200dරී" * 4 + ".lk", "too long (10 octets too many in UTF-8)")],
+)  # fmt: skip
+def test_a_joiner_out_of_context_or_outside_the_domain_is_bad_syntax(
+    mail_from: str, problem: str
+) -> None:
+    (hit,) = check_mail_from(MailFromFacts(parse_sender(mail_from)))
+    assert hit.symbol == "RL_MAILFROM_BAD_SYNTAX"
+    shown, why = hit.options
+    assert problem in why
+    assert shown == option(f"from={mail_from}") and "\u200c" not in shown + why
+
+
+async def test_a_joiner_in_a_sender_is_shown_escaped(pipeline: Pipeline) -> None:
+    # The joiner IDNA allows is still invisible: where the evidence shows the sender as
+    # sent (a special-use domain, judged without DNS), it is escaped.
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=f"u@{PERSIAN}.test")
+    shown, _ = symbols["RL_MAILFROM_SPECIAL_USE"].options
+    assert shown == f"from=u@{PERSIAN}.test".replace("\u200c", "\\u200c")
 
 
 @pytest.mark.parametrize(

@@ -108,6 +108,8 @@ def _address_in_disguise(raw: str, mapped: str | None) -> HeloName | None:
 def parse_helo(raw: str) -> HeloName:
     """Classify a HELO/EHLO argument by syntax alone."""
     text = raw.strip(" ")
+    # A joiner (ZWNJ, ZWJ) is let through: IDNA allows it where RFC 5892 appendix A puts
+    # it, and to_ascii refuses it elsewhere ("not a valid IDNA name").
     if has_unsafe(text, name=True):
         return HeloName(raw, HeloKind.INVALID, problem=unsafe_reason(text, name=True))
     if " " in text:

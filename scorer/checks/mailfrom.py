@@ -42,7 +42,7 @@ from scorer.names import (
     to_ascii,
     unmapped,
 )
-from scorer.text import has_unsafe, option, option_naming, unsafe_reason
+from scorer.text import JOINERS, has_unsafe, option, option_naming, unsafe_reason
 
 
 class SenderKind(enum.StrEnum):
@@ -125,6 +125,42 @@ def _tolerated_domain(address: str) -> str | None:
     return None if non_public_suffix(domain) is not None else domain
 
 
+def _holds_joiner(a_label: str) -> bool:
+    """Whether the U-label that ``a_label`` (an "xn--" label ``to_ascii`` gave) stands for
+    holds ZWNJ or ZWJ."""
+    try:
+        u_label = a_label[4:].encode("ascii").decode("punycode")  # RFC 3492
+    except UnicodeError:
+        return False
+    return any(joiner in u_label for joiner in JOINERS)
+
+
+def _joiners_stood_in(address: str) -> tuple[str, str | None]:
+    """``address`` as email-validator is to judge it, and its domain in A-labels when that
+    holds a joiner (ZWNJ, ZWJ) IDNA allowed (``to_ascii``), else None.
+
+    email-validator refuses every format character in a domain, in U-labels or decoded
+    from A-labels ("unsafe characters"); RFC 5892 appendix A.1/A.2 allow these two in
+    context, and they are how Persian and Sinhala names are spelt. IDNA has judged the
+    labels that hold one: email-validator judges the rest of the address, with each such
+    label written as ASCII letters as long as its A-label (RFC 5890 section 2.3.2.1).
+    """
+    local, at, domain_part = address.rpartition("@")
+    if not at or not ("xn--" in domain_part.lower() or any(j in domain_part for j in JOINERS)):
+        return address, None  # the common case, kept cheap
+    domain = to_ascii(domain_part)
+    if domain is None:
+        return address, None  # IDNA refused it: so does email-validator, saying why
+    labels = domain.split(".")
+    joined = [label.startswith("xn--") and _holds_joiner(label) for label in labels]
+    if not any(joined):
+        return address, None
+    stand_in = (
+        "x" * len(label) if holds else label for label, holds in zip(labels, joined, strict=True)
+    )
+    return f"{local}@{'.'.join(stand_in)}", domain
+
+
 # RFC 5321 section 4.1.2: Path = "<" [ A-d-l ":" ] Mailbox ">", where the source
 # route A-d-l is At-domain *( "," At-domain ) and At-domain = "@" Domain: an ASCII
 # name or an address literal of printable dcontent (section 4.1.3). Anything else
@@ -166,6 +202,8 @@ def parse_sender(raw: str) -> Sender:
     local, at, domain_part = address.rpartition("@")
     if has_unsafe(local):
         return Sender(raw, SenderKind.BAD_SYNTAX, problem=unsafe_reason(local))
+    # A joiner in the domain is IDNA's to judge (scorer.text.JOINERS), in a local part
+    # not: no IDNA rule allows it there, and email-validator refuses it.
     if has_unsafe(domain_part, name=True):
         return Sender(raw, SenderKind.BAD_SYNTAX, problem=unsafe_reason(domain_part, name=True))
     if domain_part.startswith("[") and domain_part.endswith("]"):
@@ -188,21 +226,35 @@ def parse_sender(raw: str) -> Sender:
     return validated_sender(raw, address)
 
 
+def _validate_email(address: str) -> email_validator.ValidatedEmail:
+    """email-validator's verdict on ``address``, with the syntax RFC 5321/6531 allow."""
+    return email_validator.validate_email(
+        address,
+        check_deliverability=False,  # DNS is the lookup stage's job, under our deadline
+        allow_smtputf8=True,  # RFC 6531
+        allow_quoted_local=True,  # RFC 5321 section 4.1.2 Quoted-string
+        allow_domain_literal=True,  # RFC 5321 section 4.1.3
+    )
+
+
 def validated_sender(raw: str, address: str) -> Sender:
     """``address`` judged by email-validator: any syntax RFC 5321/6531 allow."""
+    judged, joined_domain = _joiners_stood_in(address)
     try:
-        valid = email_validator.validate_email(
-            address,
-            check_deliverability=False,  # DNS is the lookup stage's job, under our deadline
-            allow_smtputf8=True,  # RFC 6531
-            allow_quoted_local=True,  # RFC 5321 section 4.1.2 Quoted-string
-            allow_domain_literal=True,  # RFC 5321 section 4.1.3
-        )
+        valid = _validate_email(judged)
     except email_validator.EmailNotValidError as error:
         tolerated = _tolerated_domain(address)
         if tolerated is not None:
             return Sender(raw, SenderKind.DOMAIN, domain=tolerated)
         return Sender(raw, SenderKind.BAD_SYNTAX, problem=str(error))
+    if joined_domain is not None:
+        # The stand-in counted the domain in A-labels; RFC 5321 section 4.5.3.1.3 counts
+        # the octets sent too, the UTF-8 of RFC 6531 section 3.3 (as _tolerated_domain).
+        excess = len(address.encode()) - _MAX_ADDRESS
+        if excess > 0:
+            problem = f"The email address is too long ({excess} octets too many in UTF-8)."
+            return Sender(raw, SenderKind.BAD_SYNTAX, problem=problem)
+        return Sender(raw, SenderKind.DOMAIN, domain=joined_domain)
     literal: IPAddress | None = getattr(valid, "domain_address", None)  # only for [literal]s
     if literal is not None:
         return Sender(raw, SenderKind.LITERAL, domain=valid.domain, address=literal)
