@@ -91,29 +91,123 @@ def public_suffix_list() -> PublicSuffixList:
     return PublicSuffixList(only_icann=True)
 
 
+# ZWNJ and ZWJ, the code points RFC 5892 appendix A.1/A.2 (CONTEXTJ) allow in context.
+_JOINERS = "\u200c\u200d"
+
+
+def _u_label_valid(u_label: str) -> bool:
+    """Whether ``u_label`` (mapped by UTS46 already) is a label IDNA accepts: IDNA2008's
+    rules (RFC 5891 section 5.4, RFC 5892: NFC, hyphens, no leading combining mark,
+    code points, joiners in context, the Bidi rule of RFC 5893), except that a code point
+    IDNA2008 disallows yet UTS46 calls valid with UseSTD3ASCIIRules (a symbol: an emoji,
+    "NV8" in the UTS46 table, UTS #46 section 5) is let through, as UTS46 lets it: such
+    names are registered and resolve (``xn--ls8h.la`` is the pile-of-poo emoji, .la), and
+    browsers reach them; scoring them was scoring the sender's taste, and only when
+    written in U-labels. STD3 keeps out what no hostname holds: a space, an underscore,
+    other ASCII punctuation, or what UTS46 maps to one (a fullwidth low line).
+    """
+    try:
+        idna.check_label(u_label)
+        return True
+    except idna.InvalidCodepoint:
+        pass  # a DISALLOWED code point, after NFC, hyphens and the first mark passed
+    except (idna.IDNAError, ValueError):
+        return False
+    try:
+        if idna.uts46_remap(u_label, std3_rules=True) != u_label:
+            return False
+        # What check_label would have checked after that code point: joiners, Bidi.
+        return all(
+            idna.valid_contextj(u_label, pos)
+            for pos, char in enumerate(u_label)
+            if char in _JOINERS
+        ) and idna.check_bidi(u_label)
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return False
+
+
+def _a_label(u_label: str) -> str | None:
+    """The A-label of ``u_label`` (not ASCII, mapped by UTS46), or None if IDNA refuses it."""
+    try:
+        return idna.alabel(u_label).decode("ascii")
+    except idna.InvalidCodepoint:
+        if not _u_label_valid(u_label):  # a symbol UTS46 allows (an emoji), or not
+            return None
+        a_label = "xn--" + u_label.encode("punycode").decode("ascii")
+        return a_label if len(a_label) <= MAX_LABEL_OCTETS else None
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+
+
+def _is_a_label(label: str) -> bool:
+    """Whether ``label`` (ASCII, lower case, starting "xn--") is an A-label: the Punycode
+    (RFC 3492) of a U-label IDNA accepts (RFC 5890 section 2.3.2.1), judged as that
+    U-label would be (RFC 5891 section 5.4; ``_u_label_valid``), and written as IDNA
+    writes it (RFC 5891 section 5.3: no other spelling of the same U-label).
+
+    No A-label is "xn--zz" (no Punycode), "xn--ab" (C1 controls), "xn--1ug" (a ZWJ out
+    of context), "xn--abc-" (all ASCII), one UTS46 would map (an upper-case letter, a
+    default-ignorable code point it erases), or one longer than a label may be (as
+    idna.alabel refuses the U-label of one; and decoding is quadratic in the length):
+    in U-labels each is no name either.
+    """
+    return len(label) <= MAX_LABEL_OCTETS and _spells_a_u_label(label)
+
+
+@functools.lru_cache(maxsize=1024)  # a few IDN domains send most of the mail that has one
+def _spells_a_u_label(label: str) -> bool:
+    """``_is_a_label`` for a label of at most 63 octets."""
+    try:
+        u_label = label[4:].encode("ascii").decode("punycode")
+    except UnicodeError:
+        return False
+    if u_label.isascii() or "xn--" + u_label.encode("punycode").decode("ascii") != label:
+        return False
+    try:
+        # UTS #46 section 4.1 step 6: every code point valid (or a deviation, kept by
+        # nontransitional processing) as it stands, none that the mapping changes.
+        if idna.uts46_remap(u_label, std3_rules=False) != u_label:
+            return False
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return False
+    return _u_label_valid(u_label)
+
+
 def to_ascii(name: str) -> str | None:
     """Lower-case A-label form of ``name`` without a final dot, or None if IDNA rejects it.
 
     One final dot is the root label, implied. UTS46 (the IDNA2008 mapping, RFC 5895
     section 2) maps the ideographic and fullwidth full stops U+3002, U+FF0E and U+FF61
     to ".": a final one of those is that same root label. Only the labels that are not
-    ASCII are IDNA's to judge (RFC 5891 section 4); an ASCII label is left to
-    ``hostname_problem``, as it is in an all-ASCII name: one name, in U-labels or in
-    A-labels, gets one verdict.
+    ASCII, and the "xn--" ones, are IDNA's to judge (RFC 5891 sections 4 and 5.4); any
+    other ASCII label is left to ``hostname_problem``, as it is in an all-ASCII name:
+    one name, in U-labels or in A-labels, gets one verdict (``_is_a_label``).
     """
     if name.isascii():
-        return (name[:-1] if name.endswith(".") else name).lower()
+        ascii_name = (name[:-1] if name.endswith(".") else name).lower()
+        if "xn--" in ascii_name and not all(
+            _is_a_label(label) for label in ascii_name.split(".") if label.startswith("xn--")
+        ):
+            return None
+        return ascii_name
     try:
         # Lower-cases too. Nontransitional, the only processing UTS46 keeps ("ß" stays).
         mapped = idna.uts46_remap(name, std3_rules=False)
-        mapped = mapped[:-1] if mapped.endswith(".") else mapped
-        labels = (
-            label if label.isascii() else idna.alabel(label).decode("ascii")
-            for label in mapped.split(".")
-        )
-        return ".".join(labels)
     except (idna.IDNAError, UnicodeError, ValueError):
         return None
+    mapped = mapped[:-1] if mapped.endswith(".") else mapped
+    labels: list[str] = []
+    for label in mapped.split("."):
+        if label.isascii():
+            if label.startswith("xn--") and not _is_a_label(label):
+                return None
+            labels.append(label)
+            continue
+        a_label = _a_label(label)
+        if a_label is None:
+            return None
+        labels.append(a_label)
+    return ".".join(labels)
 
 
 def hostname_problem(ascii_name: str) -> str | None:

@@ -262,6 +262,43 @@ async def test_a_joiner_out_of_context_is_still_an_invalid_helo(
     assert shown == escape(f"helo={helo}") and "\u200c" not in shown and "\u200d" not in shown
 
 
+@pytest.mark.parametrize(
+    "a_label",
+    ["xn--zz",  # no Punycode at all
+     "xn--ab", "xn--a",  # C1 controls (U+0081 U+0080, U+0080)
+     "xn--1ug",  # a lone ZWJ, out of the context RFC 5892 appendix A.2 allows it in
+     "xn--abc-", "xn--",  # all ASCII, or nothing: no U-label (RFC 5890 section 2.3.2.1)
+     "xn--wca",  # "\u00dc": UTS46 maps it to "\u00fc", so no U-label holds it
+     "xn--ab-x0b", "xn--ab-4da", "xn--tda610n"],  # CGJ, soft hyphen, ZWSP: UTS46 erases them
+)  # fmt: skip
+def test_an_xn_label_that_is_no_a_label_is_an_invalid_helo(a_label: str) -> None:
+    # Regression (review): an all-ASCII name skipped IDNA, so "mail.xn--zz.net" and
+    # "xn--1ug.sender-host.net" were names to resolve, where the same labels in Unicode
+    # (a lone ZWJ, controls) are RL_HELO_INVALID (RFC 5891 section 5.4: an A-label is
+    # checked as its U-label is).
+    for helo in (
+        f"mail.{a_label}.good-sender.net",
+        f"{a_label.upper()}.de",
+        f"{a_label}.bücher.de",
+    ):
+        parsed = parse_helo(helo)
+        assert (parsed.kind, parsed.problem) == (HeloKind.INVALID, "not a valid IDNA name"), helo
+
+
+@pytest.mark.parametrize(
+    ("a_label", "u_label"),
+    [("xn--ls8h", "\U0001f4a9"), ("xn--i-7iq", "i\u2764"),  # symbols UTS46 allows
+     ("xn--bcher-kva", "bücher"), ("xn--fa-hia", "faß"), ("xn--mgba3gcha2927b", PERSIAN),
+     ("xn--1ug", "\u200d"), ("xn--zz", "\U0001f4a9\u200d")],  # out of context
+)  # fmt: skip
+def test_an_idn_gets_one_verdict_in_a_labels_and_in_u_labels(a_label: str, u_label: str) -> None:
+    # Regression (review): "xn--ls8h.la" (an emoji, which IDNA2008 disallows and UTS46
+    # allows) scored nothing, "\U0001f4a9.la" RL_HELO_INVALID. One verdict for both: the
+    # name is registered and resolves, so UTS46's, as browsers reach it.
+    a_labels, u_labels = parse_helo(f"mx.{a_label}.la"), parse_helo(f"mx.{u_label}.la")
+    assert dataclasses.astuple(a_labels)[1:] == dataclasses.astuple(u_labels)[1:]
+
+
 async def test_resolving_helo_scores_nothing(pipeline: Pipeline) -> None:
     assert await symbols_for(pipeline, world.CONFIRMED_IP, helo=world.CONFIRMED_NAME) == {}
 

@@ -265,6 +265,25 @@ def test_a_joiner_out_of_context_or_outside_the_domain_is_bad_syntax(
     assert shown == option(f"from={mail_from}") and "\u200c" not in shown + why
 
 
+@pytest.mark.parametrize("a_label", ["xn--zz", "xn--ab", "xn--a", "xn--1ug", "xn--ab-x0b"])
+def test_an_xn_label_that_is_no_a_label_is_bad_syntax(a_label: str) -> None:
+    # Regression (review): the sender's domain was judged by email-validator, which
+    # refused it, and then tolerated: the name is no name (names.to_ascii), in A-labels
+    # as in the U-labels it would spell.
+    for mail_from in (f"user@{a_label}.good-sender.net", f"user@mail.{a_label.upper()}.de"):
+        (hit,) = check_mail_from(MailFromFacts(parse_sender(mail_from)))
+        assert hit.symbol == "RL_MAILFROM_BAD_SYNTAX", mail_from
+        assert "not valid IDNA" in hit.options[1], mail_from
+
+
+def test_an_emoji_domain_gets_one_verdict_in_either_form() -> None:
+    # Regression (review): "user@xn--ls8h.la" was a sender domain, "user@\U0001f4a9.la"
+    # RL_MAILFROM_BAD_SYNTAX: one verdict for both, UTS46's (names.to_ascii).
+    for mail_from in ("user@xn--ls8h.la", "user@\U0001f4a9.la", "user@XN--LS8H.LA."):
+        sender = parse_sender(mail_from)
+        assert (sender.kind, sender.domain) == (SenderKind.DOMAIN, "xn--ls8h.la"), mail_from
+
+
 async def test_a_joiner_in_a_sender_is_shown_escaped(pipeline: Pipeline) -> None:
     # The joiner IDNA allows is still invisible: where the evidence shows the sender as
     # sent (a special-use domain, judged without DNS), it is escaped.

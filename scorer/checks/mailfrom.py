@@ -106,7 +106,8 @@ _LENIENT_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]+
 def _tolerated_domain(address: str) -> str | None:
     """The domain of an address email-validator refused for what is sloppy rather than
     hostile, or None: such a local part, or a domain the HELO check tolerates too
-    (an underscore, an "ab--" label IDNA reserves, a final dot). The domain is still
+    (an underscore, an "ab--" label IDNA reserves, a final dot, a symbol IDNA2008
+    disallows and UTS46 allows: an emoji, names.to_ascii). The domain is still
     resolved and judged; only the syntax penalty (RL_MAILFROM_BAD_SYNTAX) is spared.
 
     Not the length: RFC 5321 section 4.5.3.1.3 counts octets, those of the UTF-8 an
