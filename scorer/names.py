@@ -20,6 +20,8 @@ import idna
 import idna.uts46data
 from publicsuffixlist import PSLFILE, PublicSuffixList
 
+from scorer.text import JOINERS
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MAX_NAME_OCTETS = 253  # RFC 1035 section 2.3.4: 255 on the wire, less a length octet and the root
@@ -91,10 +93,6 @@ def public_suffix_list() -> PublicSuffixList:
     return PublicSuffixList(only_icann=True)
 
 
-# ZWNJ and ZWJ, the code points RFC 5892 appendix A.1/A.2 (CONTEXTJ) allow in context.
-_JOINERS = "\u200c\u200d"
-
-
 def _u_label_valid(u_label: str) -> bool:
     """Whether ``u_label`` (mapped by UTS46 already) is a label IDNA accepts: IDNA2008's
     rules (RFC 5891 section 5.4, RFC 5892: NFC, hyphens, no leading combining mark,
@@ -118,9 +116,7 @@ def _u_label_valid(u_label: str) -> bool:
             return False
         # What check_label would have checked after that code point: joiners, Bidi.
         return all(
-            idna.valid_contextj(u_label, pos)
-            for pos, char in enumerate(u_label)
-            if char in _JOINERS
+            idna.valid_contextj(u_label, pos) for pos, char in enumerate(u_label) if char in JOINERS
         ) and idna.check_bidi(u_label)
     except (idna.IDNAError, UnicodeError, ValueError):
         return False
