@@ -1201,20 +1201,38 @@ def test_a_worker_failing_for_another_reason_than_its_port_logs_why(
     assert "failed" in err and "OSError: [Errno 12] Cannot allocate memory" in err, err
 
 
+def _watchdog(
+    monkeypatch: pytest.MonkeyPatch, seconds: float, workers: int = 1
+) -> tuple[Supervisor, list[tuple[int, int]]]:
+    """A supervisor watching with ``watchdog_seconds = seconds``, and the kills it sends."""
+    config = config_from_mapping({"server": {"watchdog_seconds": seconds}})
+    supervisor = Supervisor(config, lambda: config, "127.0.0.1", 1, workers)
+    kills: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "kill", lambda pid, signum: kills.append((pid, signum)))
+    return supervisor, kills
+
+
+@contextlib.contextmanager
+def _heartbeat_pipes(count: int) -> Iterator[list[tuple[int, int]]]:
+    """``count`` heartbeat pipes (read end non-blocking, as the supervisor keeps it)."""
+    pipes = [os.pipe() for _ in range(count)]
+    try:
+        for read, _write in pipes:
+            os.set_blocking(read, False)
+        yield pipes
+    finally:
+        for read, write in pipes:
+            os.close(read)
+            os.close(write)
+
+
 def test_the_watchdog_leaves_workers_alone_while_they_stop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Once the workers were asked to stop, a silent one may be past its event loop,
     # finishing: STOP_GRACE_SECONDS is the hard stop then, not the watchdog.
-    config = config_from_mapping({"server": {"watchdog_seconds": 3}})
-    supervisor = Supervisor(config, lambda: config, "127.0.0.1", 1, 2)
-    kills: list[tuple[int, int]] = []
-    monkeypatch.setattr(os, "kill", lambda pid, signum: kills.append((pid, signum)))
-    silent_read, silent_write = os.pipe()
-    beating_read, beating_write = os.pipe()
-    try:
-        for fd in (silent_read, beating_read):
-            os.set_blocking(fd, False)
+    supervisor, kills = _watchdog(monkeypatch, 3, workers=2)
+    with _heartbeat_pipes(2) as [(silent_read, _), (beating_read, beating_write)]:
         long_ago = time.monotonic() - 10
         supervisor._children[101] = _Worker(0.0, "", silent_read, long_ago)
         supervisor._children[102] = _Worker(0.0, "", beating_read, long_ago)
@@ -1227,9 +1245,6 @@ def test_the_watchdog_leaves_workers_alone_while_they_stop(
         assert kills == [(101, signal.SIGKILL)]
         supervisor._watch()  # not reaped yet: killed once, not again (its pid may be reused)
         assert kills == [(101, signal.SIGKILL)]
-    finally:
-        for fd in (silent_read, silent_write, beating_read, beating_write):
-            os.close(fd)
 
 
 def test_the_watchdog_counts_no_silence_while_the_whole_service_was_frozen(
@@ -1238,13 +1253,8 @@ def test_the_watchdog_counts_no_silence_while_the_whole_service_was_frozen(
     # Regression (review): after docker pause / systemctl freeze (or SIGSTOP to the
     # process group) for longer than watchdog_seconds, the supervisor woke before the
     # workers had written a beat and killed healthy ones for the silence of the freeze.
-    config = config_from_mapping({"server": {"watchdog_seconds": 3}})
-    supervisor = Supervisor(config, lambda: config, "127.0.0.1", 1, 1)
-    kills: list[tuple[int, int]] = []
-    monkeypatch.setattr(os, "kill", lambda pid, signum: kills.append((pid, signum)))
-    silent_read, silent_write = os.pipe()
-    try:
-        os.set_blocking(silent_read, False)
+    supervisor, kills = _watchdog(monkeypatch, 3)
+    with _heartbeat_pipes(1) as [(silent_read, _)]:
         frozen_at = time.monotonic() - 60
         supervisor._children[101] = _Worker(0.0, "", silent_read, frozen_at)
         supervisor._watched_at = frozen_at  # the supervisor's last round: before the freeze
@@ -1254,27 +1264,16 @@ def test_the_watchdog_counts_no_silence_while_the_whole_service_was_frozen(
         supervisor._children[101].last_beat = time.monotonic() - 10
         supervisor._watch()
         assert kills == [(101, signal.SIGKILL)]
-    finally:
-        os.close(silent_read)
-        os.close(silent_write)
 
 
 def test_a_watchdog_of_0_seconds_kills_no_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     # watchdog_seconds = 0 is off (docs/configuration.md): a worker silent for a minute
     # (a debugger, a long start) is left alone.
-    config = config_from_mapping({"server": {"watchdog_seconds": 0}})
-    supervisor = Supervisor(config, lambda: config, "127.0.0.1", 1, 1)
-    kills: list[tuple[int, int]] = []
-    monkeypatch.setattr(os, "kill", lambda pid, signum: kills.append((pid, signum)))
-    silent_read, silent_write = os.pipe()
-    try:
-        os.set_blocking(silent_read, False)
+    supervisor, kills = _watchdog(monkeypatch, 0)
+    with _heartbeat_pipes(1) as [(silent_read, _)]:
         supervisor._children[101] = _Worker(0.0, "", silent_read, time.monotonic() - 60)
         supervisor._watch()
         assert kills == []
-    finally:
-        os.close(silent_read)
-        os.close(silent_write)
 
 
 @pytest.mark.parametrize("stopping", [False, True])
