@@ -18,6 +18,7 @@ import re
 # descriptors (a 500).
 import idna
 import idna.uts46data
+from idna.intranges import intranges_contain
 from publicsuffixlist import PSLFILE, PublicSuffixList
 
 from scorer.text import JOINERS
@@ -93,6 +94,10 @@ def public_suffix_list() -> PublicSuffixList:
     return PublicSuffixList(only_icann=True)
 
 
+# The code points IDNA2008 allows only where a rule of RFC 5892 appendix A says.
+_CONTEXTO = idna.idnadata.codepoint_classes["CONTEXTO"]
+
+
 def _u_label_valid(u_label: str) -> bool:
     """Whether ``u_label`` (mapped by UTS46 already) is a label IDNA accepts: IDNA2008's
     rules (RFC 5891 section 5.4, RFC 5892: NFC, hyphens, no leading combining mark,
@@ -114,9 +119,16 @@ def _u_label_valid(u_label: str) -> bool:
     try:
         if idna.uts46_remap(u_label, std3_rules=True) != u_label:
             return False
-        # What check_label would have checked after that code point: joiners, Bidi.
+        # What check_label would have checked after that code point, for every code
+        # point (it stops at the first disallowed one): the contextual rules of RFC 5892
+        # appendix A, joiners (CONTEXTJ) and the others (CONTEXTO: a middle dot, a
+        # katakana middle dot, a Greek keraia...), then Bidi.
         return all(
-            idna.valid_contextj(u_label, pos) for pos, char in enumerate(u_label) if char in JOINERS
+            idna.valid_contextj(u_label, pos)
+            if char in JOINERS
+            else idna.valid_contexto(u_label, pos)
+            for pos, char in enumerate(u_label)
+            if char in JOINERS or intranges_contain(ord(char), _CONTEXTO)
         ) and idna.check_bidi(u_label)
     except (idna.IDNAError, UnicodeError, ValueError):
         return False

@@ -299,6 +299,19 @@ def test_an_idn_gets_one_verdict_in_a_labels_and_in_u_labels(a_label: str, u_lab
     assert dataclasses.astuple(a_labels)[1:] == dataclasses.astuple(u_labels)[1:]
 
 
+@pytest.mark.parametrize("contexto", ["\u00b7", "\u30fb", "\u0375"])
+def test_a_contextual_code_point_after_an_emoji_is_judged_as_after_a_letter(contexto: str) -> None:
+    # Regression (review): idna.check_label stops at the first disallowed code point (the
+    # emoji), and only the joiners and Bidi were checked after it: a middle dot, katakana
+    # middle dot or Greek keraia out of context (RFC 5892 appendix A.3, A.7, A.4) passed
+    # after an emoji and was refused after a letter.
+    after_a_letter = parse_helo(f"mx.a{contexto}.example")
+    after_an_emoji = parse_helo(f"mx.\U0001f4a9{contexto}.example")
+    assert after_a_letter.kind is after_an_emoji.kind is HeloKind.INVALID
+    # In context, after an emoji too: "l\u00b7l" is Catalan's ela geminada.
+    assert parse_helo("mx.\U0001f4a9l\u00b7l.cat").kind is HeloKind.NAME
+
+
 async def test_resolving_helo_scores_nothing(pipeline: Pipeline) -> None:
     assert await symbols_for(pipeline, world.CONFIRMED_IP, helo=world.CONFIRMED_NAME) == {}
 
