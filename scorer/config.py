@@ -231,7 +231,12 @@ class Config:
             f"{_shown(getattr(started, key))} until then"
             for key in waiting
         ]
-        if before.token and before.token not in (self.server.token, *self.server.previous_tokens):
+        if not self.server.token and before.token:
+            delayed.append(
+                "[server] token removed: checks need no token now, and POST /v1/reload is "
+                "refused (send SIGHUP)"
+            )
+        elif before.token not in ("", self.server.token, *self.server.previous_tokens):
             delayed.append(
                 "[server] token changed: a plugin still sending the old one is refused (401) "
                 "and fails open, its mail unscored, until it has the new one; keep the old "

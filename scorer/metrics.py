@@ -207,7 +207,7 @@ class Metrics:
         ).labels()
         self.previous_token = LoopCounter(
             "rdns_scorer_previous_token_requests",
-            "Requests (checks and reloads) taken with one of [server] previous_tokens: "
+            "Checks taken with one of [server] previous_tokens: "
             "once it stays flat, every client sends the current token.",
             registry=r,
         ).labels()

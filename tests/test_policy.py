@@ -875,6 +875,17 @@ async def test_a_reload_that_drops_the_token_in_use_says_who_it_refuses(
         "previous_tokens while they change (docs/security.md, Rotating the token)"
     ]
     assert "n3w" not in caplog.text and "0th3r" not in caplog.text
+    # Regression (review): removing the token said "changed ... refused", while nothing is
+    # refused then: checks need no token, and only POST /v1/reload is.
+    reloadable.path.write_text(reloadable.base.replace('token = "t0k"\n', ""))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        other = {"Authorization": "Bearer 0th3r"}
+        assert (await reloadable.client.post("/v1/reload", headers=other)).status == 200
+    assert [r.getMessage() for r in caplog.records] == [
+        "[server] token removed: checks need no token now, and POST /v1/reload is refused "
+        "(send SIGHUP)"
+    ]
 
 
 async def test_a_raised_body_limit_waits_for_a_restart_and_says_so(

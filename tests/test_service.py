@@ -1233,8 +1233,9 @@ async def test_previous_tokens_are_taken_counted_and_their_clients_named_once(
         assert [await status(t) for t in ("0ld", "older", "n3w", "wrong", "0ld")] == [
             200, 200, 200, 401, 200,
         ]  # fmt: skip
-        assert await status("older", "/v1/reload") == 200  # an admin's script, not rotated yet
-    assert metrics.previous_token.value == 4  # not the current token's, not the refused one
+        # Not for a reload, an admin action: a rotation may be for a token that leaked.
+        assert await status("older", "/v1/reload") == 401
+    assert metrics.previous_token.value == 3  # not the current token's, not the refused one
     named = [r.getMessage() for r in caplog.records if "previous token" in r.getMessage()]
     assert named == [
         "127.0.0.1 sent a previous token ([server] previous_tokens), still taken: give its "
@@ -1244,7 +1245,7 @@ async def test_previous_tokens_are_taken_counted_and_their_clients_named_once(
         "Rotating the token)"
     ], named  # once for the client, however often it sends one
     assert not any(t in caplog.text for t in ("n3w", "0ld", "older"))
-    assert reloads == [""]
+    assert reloads == []
     # The rotation is over: previous tokens dropped, the old one refused.
     config = config_from_mapping(
         {"dns": {"nameservers": [unbound.nameserver]}, "server": {"token": "n3w"}}
