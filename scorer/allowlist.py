@@ -231,7 +231,9 @@ class Allowlist:
 
     def match_ip(self, ip: IPAddress) -> str | None:
         """The most specific entry holding ``ip``, as ``ip NETWORK``, or ``ip ADDRESS``
-        for an entry of one address (as it is written, so a grep of the list finds it)."""
+        for an entry of one address: as the service reads it (an IPv4-mapped or NAT64
+        entry as the IPv4 network it covers, a netmask as a prefix length), which says
+        what matched where the entry's own spelling would not."""
         bits = ip.max_prefixlen
         for version, prefixlen in sorted(self._by_prefix, key=lambda key: -key[1]):
             if version == ip.version:
