@@ -45,7 +45,12 @@ from scorer.names import decimal_in, public_suffix_list
 from scorer.pipeline import Pipeline, build_dns_layer
 from scorer.protocol import MAX_FIELD_CHARS, CheckReply, RequestError, parse_request
 from scorer.report import render_report
-from scorer.requestlog import configure_command_logging, configure_logging, print_error
+from scorer.requestlog import (
+    configure_command_logging,
+    configure_logging,
+    name_the_processes,
+    print_error,
+)
 from scorer.security import exposed_token_files, exposure_warning, refuse_public_without_token
 from scorer.symbols import SYMBOLS, markdown_table, reports_a_failure
 
@@ -107,6 +112,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     configure_logging(*config.server.logging_settings)
     workers = config.server.workers
+    if workers > 1:
+        name_the_processes()  # the workers will write the same lines to one stderr
     resolvers = ", ".join(config.dns.nameservers) or "from /etc/resolv.conf"
     logging.getLogger("rdns_scorer").info(
         "rdns-scorer %s starting on %s:%d (%d worker%s), config: %s, resolvers: %s, token: %s",

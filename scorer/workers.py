@@ -35,7 +35,7 @@ from scorer.config import Config, ConfigError, ServerConfig
 from scorer.hangup import defer_hangups, take_deferred_hangup
 from scorer.metrics import worker_restarts
 from scorer.names import decimal_in
-from scorer.requestlog import configure_logging, name_the_processes
+from scorer.requestlog import configure_logging
 from scorer.workermetrics import (
     WorkerMetrics,
     make_directory,
@@ -547,7 +547,6 @@ class Supervisor:
 
     def run(self) -> int:
         ensure_port_free(self._host, self._port)
-        name_the_processes()  # the workers write the same lines to one stderr
         self._metrics_directory = make_directory()
         if self._metrics_directory is None:
             log.error("no directory for the workers' metrics: each /metrics shows one worker")

@@ -1432,7 +1432,15 @@ def test_a_stop_that_had_to_kill_a_stuck_worker_exits_1(unbound: Unbound, tmp_pa
         os.kill(stuck, signal.SIGSTOP)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=STOP_GRACE_SECONDS + 5) == 1
-        assert f"worker(s) {stuck} still running" in log.read_text()
+        lines = log.read_text().splitlines()
+        assert any(f"worker(s) {stuck} still running" in line for line in lines)
+        # Every line names its process, the supervisor's start-up line first of all
+        # (regression, review: only the later ones did).
+        assert f" [{process.pid}] INFO rdns-scorer " in lines[0], lines[0]
+        workers = {
+            m.group(1) for m in map(re.compile(r" \[(\d+)\] INFO listening on ").search, lines) if m
+        }
+        assert workers and str(process.pid) not in workers, lines
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(stuck, signal.SIGKILL)
