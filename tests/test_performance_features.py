@@ -1388,17 +1388,35 @@ def test_a_worker_reaped_elsewhere_leaves_nothing_behind(
             os.fstat(beat_read)
 
 
-def test_giving_up_on_workers_stops_a_stuck_one_too(unbound: Unbound, tmp_path: Path) -> None:
-    # Regression (review): after "workers keep dying at start; giving up" a worker whose
-    # event loop was stuck got SIGTERM and no SIGKILL after the grace period: the
-    # supervisor lived on, holding the port, and systemd never restarted it.
+@contextlib.contextmanager
+def _workers_one_stopped(
+    unbound: Unbound, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """`serve --workers 2` (no watchdog) with one worker SIGSTOPped: the supervisor, that
+    worker's pid and the log. Both are killed at the end if still running."""
     config = tmp_path / "scorer.toml"
     config.write_text("[server]\nlog_requests = false\nwatchdog_seconds = 0\n")
     log = tmp_path / "log"
     process = _start_workers(config, free_port(), log, "--nameserver", unbound.nameserver)
+    stuck = 0
     try:
         stuck = children(process.pid)[0]
         os.kill(stuck, signal.SIGSTOP)
+        yield process, stuck, log
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            if stuck:
+                os.kill(stuck, signal.SIGKILL)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_giving_up_on_workers_stops_a_stuck_one_too(unbound: Unbound, tmp_path: Path) -> None:
+    # Regression (review): after "workers keep dying at start; giving up" a worker whose
+    # event loop was stuck got SIGTERM and no SIGKILL after the grace period: the
+    # supervisor lived on, holding the port, and systemd never restarted it.
+    with _workers_one_stopped(unbound, tmp_path) as (process, stuck, log):
         deadline = time.monotonic() + 20
         while "giving up" not in log.read_text():
             assert time.monotonic() < deadline, log.read_text()
@@ -1412,24 +1430,12 @@ def test_giving_up_on_workers_stops_a_stuck_one_too(unbound: Unbound, tmp_path: 
         assert f"worker(s) {stuck} still running {STOP_GRACE_SECONDS:g} s after the stop" in (
             log.read_text()
         )
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(stuck, signal.SIGKILL)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_a_stop_that_had_to_kill_a_stuck_worker_exits_1(unbound: Unbound, tmp_path: Path) -> None:
     # Regression (review): checks in flight went unanswered ("killing them"), and the
     # exit status said all was well to systemd and scripts.
-    config = tmp_path / "scorer.toml"
-    config.write_text("[server]\nlog_requests = false\nwatchdog_seconds = 0\n")
-    log = tmp_path / "log"
-    process = _start_workers(config, free_port(), log, "--nameserver", unbound.nameserver)
-    try:
-        stuck = children(process.pid)[0]
-        os.kill(stuck, signal.SIGSTOP)
+    with _workers_one_stopped(unbound, tmp_path) as (process, stuck, log):
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=STOP_GRACE_SECONDS + 5) == 1
         lines = log.read_text().splitlines()
@@ -1441,12 +1447,6 @@ def test_a_stop_that_had_to_kill_a_stuck_worker_exits_1(unbound: Unbound, tmp_pa
             m.group(1) for m in map(re.compile(r" \[(\d+)\] INFO listening on ").search, lines) if m
         }
         assert workers and str(process.pid) not in workers, lines
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(stuck, signal.SIGKILL)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_a_worker_asks_only_its_own_supervisor_to_reload_the_others(
