@@ -51,7 +51,12 @@ from scorer.requestlog import (
     name_the_processes,
     print_error,
 )
-from scorer.security import exposed_token_files, exposure_warning, refuse_public_without_token
+from scorer.security import (
+    exposed_token_files,
+    exposure_warning,
+    refuse_public_without_token,
+    unused_token_warning,
+)
 from scorer.symbols import SYMBOLS, markdown_table, reports_a_failure
 
 
@@ -306,7 +311,8 @@ def _symbols(args: argparse.Namespace) -> int:
 def _warnings(config_path: str | None, config: Config) -> list[str]:
     """What a loaded config should be told about: serve logs it, config check prints it."""
     exposed = [exposure_warning(path) for path in exposed_token_files(config_path, config)]
-    return exposed + config.warnings()
+    unused = unused_token_warning(config_path, config)
+    return [*exposed, *([unused] if unused else []), *config.warnings()]
 
 
 def _add_config_file_argument(parser: argparse.ArgumentParser) -> None:

@@ -196,7 +196,13 @@ class Config:
             for weight in [self.weights["RL_ALLOWLISTED_FROM"]]
             if weight < 0 and not self.is_shadowed("RL_ALLOWLISTED_FROM")
         ]
-        return scored_failures + forged_bonus + self._unmatched_local_names()
+        current = [
+            f"[server] previous_tokens (item {number}) is the current token: list the old "
+            "one there, or nothing"
+            for number, previous in enumerate(self.server.previous_tokens, start=1)
+            if previous == self.server.token
+        ]
+        return scored_failures + forged_bonus + current + self._unmatched_local_names()
 
     def _unmatched_local_names(self) -> list[str]:
         """A HELO under no public suffix (``mail``, ``mx.example.org``, ``host.lan``) is

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from scorer.config import Config, ConfigError, ServerConfig, parse_listen, read_toml
+from scorer.config import ENV_TOKEN, Config, ConfigError, ServerConfig, parse_listen, read_toml
 
 
 def is_loopback(host: str) -> bool:
@@ -47,6 +47,23 @@ def refuse_public_without_token(config: Config, bound_host: str | None = None) -
         refusal = public_bind_refusal(host, config.server)
         if refusal is not None:
             raise ConfigError(refusal)
+
+
+def unused_token_warning(config_path: str | Path | None, config: Config) -> str | None:
+    """The warning for a ``[server] token`` written in the config file that is not the
+    token served, because RDNS_SCORER_TOKEN or ``token_file`` comes first: a rotation
+    that writes the new token there changes nothing, and `rspamd install` hands out
+    the one served. Never shows either token."""
+    if config_path is None or not config.server.token:
+        return None
+    server = read_toml(config_path).get("server")
+    written = server.get("token") if isinstance(server, dict) else None
+    if not isinstance(written, str) or not written or written == config.server.token:
+        return None
+    return (
+        f"[server] token in {config_path} is not the token served: {ENV_TOKEN} or "
+        "token_file comes first (docs/configuration.md); change the token there"
+    )
 
 
 def exposed_token_files(config_path: str | Path | None, config: Config) -> list[Path]:

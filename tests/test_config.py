@@ -276,6 +276,33 @@ def test_config_check_warns_about_a_token_every_user_can_read(tmp_path: Path) ->
     assert f"warning: {config} " not in result.stdout  # it names the file, not the token
 
 
+def test_config_check_warns_about_a_token_in_the_file_that_is_not_served(
+    tmp_path: Path,
+) -> None:
+    # Regression (review): a rotation that wrote the new token as [server] token, where a
+    # token_file (or RDNS_SCORER_TOKEN) sets it, changed nothing, and `config check` said
+    # OK: the old token stayed the one served and handed out.
+    secret = tmp_path / "token"
+    secret.write_text("0ld0ld\n")
+    secret.chmod(0o600)
+    config = tmp_path / "scorer.toml"
+    config.write_text(f'[server]\ntoken = "n3wn3w"\ntoken_file = "{secret}"\n')
+    config.chmod(0o600)
+    result = _config_check(config)
+    assert result.returncode == 0
+    assert (
+        f"warning: [server] token in {config} is not the token served: RDNS_SCORER_TOKEN or "
+        "token_file comes first"
+    ) in result.stdout
+    assert "0ld0ld" not in result.stdout and "n3wn3w" not in result.stdout
+    secret.write_text("n3wn3w\n")  # the same token in both: nothing to say
+    assert "not the token served" not in _config_check(config).stdout
+    # Nor is a previous token that is the current one.
+    config.write_text('[server]\ntoken = "n3wn3w"\nprevious_tokens = ["0ld0ld", "n3wn3w"]\n')
+    result = _config_check(config)
+    assert "warning: [server] previous_tokens (item 2) is the current token" in result.stdout
+
+
 def test_only_world_readable_files_that_hold_the_token_are_exposed(tmp_path: Path) -> None:
     # scorer.security.exposed_token_files, which config check and serve warn about.
     config = tmp_path / "scorer.toml"
