@@ -5,7 +5,7 @@ A rotation changes the secret of every rspamd and SpamAssassin host that asks on
 service. Those hosts cannot all change at the same moment, and a host whose token is
 refused fails open on every message until it does, so for a while the service takes
 the new token and the old one. This module tells the two apart, so that the admin
-learns which hosts still send an old one (the log names each once) and when none
+learns which hosts still send an old one (the log names each, once per worker) and when none
 does any more (``rdns_scorer_previous_token_requests_total`` stays flat).
 """
 

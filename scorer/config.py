@@ -189,13 +189,14 @@ class Config:
             for name, weight in self.weights.items()
             if weight != 0 and reports_a_failure(name) and not self.is_shadowed(name)
         ]
-        forged_bonus = [
-            f"[weights] RL_ALLOWLISTED_FROM = {weight:g}: anyone may write a listed domain "
-            "in MAIL FROM, so every forger of it gets this; vouch with RL_ALLOWLISTED, which "
-            "only an ip entry or a forward-confirmed ptr or helo entry earns"
-            for weight in [self.weights["RL_ALLOWLISTED_FROM"]]
-            if weight < 0 and not self.is_shadowed("RL_ALLOWLISTED_FROM")
-        ]
+        forged_bonus = []
+        bonus = self.weights["RL_ALLOWLISTED_FROM"]
+        if bonus < 0 and not self.is_shadowed("RL_ALLOWLISTED_FROM"):
+            forged_bonus.append(
+                f"[weights] RL_ALLOWLISTED_FROM = {bonus:g}: anyone may write a listed domain "
+                "in MAIL FROM, so every forger of it gets this; vouch with RL_ALLOWLISTED, "
+                "which only an ip entry or a forward-confirmed ptr or helo entry earns"
+            )
         current = [
             f"[server] previous_tokens (item {number}) is the current token: list the old "
             "one there, or nothing"

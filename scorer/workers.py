@@ -55,6 +55,7 @@ QUICK_DEATH_SECONDS = 2.0
 MAX_QUICK_DEATHS = 5
 STOP_GRACE_SECONDS = 10.0
 FORK_FAILURE_LOG_SECONDS = 60.0
+ROUND_FAILURE_LOG_SECONDS = 60.0  # a bug in the supervisor's round, logged once a minute
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 HEARTBEAT_SECONDS = 1.0  # how often a worker tells the parent's watchdog it runs
 # A gap this long between two rounds of the supervisor's own loop (one every 0.5 s at
@@ -521,7 +522,7 @@ class Supervisor:
             now = time.monotonic()
             if now >= self._bug_quiet_until:
                 log.exception("the supervisor failed at a round (a bug; please report it)")
-                self._bug_quiet_until = now + FORK_FAILURE_LOG_SECONDS
+                self._bug_quiet_until = now + ROUND_FAILURE_LOG_SECONDS
 
     def _begin_stop(self) -> None:
         """Ask every worker to stop; those still running after STOP_GRACE_SECONDS are
