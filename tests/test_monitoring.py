@@ -126,6 +126,13 @@ CHECKS: list[dict[str, str]] = [
 ]
 FRESH_PER_ROUND = 5  # checks with names seen nowhere before: NXDOMAIN, never from the cache
 FRESH = itertools.count()
+# A zone whose server answers every question 0.9 s late: a HELO there makes a check run
+# into request_deadline (0.8 s) in every round (RdnsScorerLatencyHigh). The dead zone does
+# not do that reliably: once its queries have timed out for a while, unbound fails them at
+# once (regression: the alert then named only the dead resolver's scorer; CI failed so).
+SLOW_ZONE = "slow-zone.net"
+SLOW_ZONE_DELAY = 0.9  # past request_deadline, and answered within [dns] timeout (1.0 s)
+SLOW_PER_ROUND = 2  # the alert wants >= 3 cut-off checks in 5 minutes, over 3 rounds
 # To the scorer whose resolver is dead: every lookup fails.
 BROKEN_CHECKS: list[dict[str, str]] = [
     {"ip": world.CONFIRMED_IP, "helo": world.CONFIRMED_NAME, "mail_from": "a@good-sender.net"},
@@ -198,6 +205,10 @@ async def drive_load(
             fresh = [
                 {"ip": f"203.0.113.{100 + serial}", "mail_from": f"u@n{serial}.net"}
                 for serial in (next(FRESH) for _ in range(FRESH_PER_ROUND))
+            ]
+            fresh += [
+                {"ip": world.CONFIRMED_IP, "helo": f"h{serial}.{SLOW_ZONE}"}
+                for serial in (next(FRESH) for _ in range(SLOW_PER_ROUND))
             ]
             # A dead resolver fails new questions: a few fresh ones per round too.
             fresh_broken = [
@@ -275,9 +286,14 @@ def own_unbound(servfail_dns: FaultyDns) -> Iterator[Unbound]:
     """The test world on an unbound of our own, not the session's: after this load's many
     timeouts unbound answers SERVFAIL at once for the dead zones for a few seconds, which
     would change what later tests see from the shared one."""
-    server = Unbound(build_zones(dead_port(), servfail_dns.port)).start()
+    slow = FaultyDns("nxdomain").start()
+    slow.others_delay = SLOW_ZONE_DELAY
+    zones = build_zones(dead_port(), servfail_dns.port)
+    zones.stub(SLOW_ZONE, slow.port)
+    server = Unbound(zones).start()
     yield server
     server.stop()
+    slow.stop()
 
 
 @pytest.fixture(scope="module")
@@ -361,8 +377,8 @@ def test_prometheus_loads_and_fires_every_alert(stack: Stack) -> None:
     assert by_name["RdnsScorerResolverUntrusted"] == {stack.untrusted.address}
     assert stack.healthy.address in by_name["RdnsScorerSkippedLocalHigh"]
     assert by_name["RdnsScorerOverloaded"] == {stack.healthy.address}
-    # The slow zone's; the dead resolver's checks may run into the deadline too (the
-    # kernel rate-limits the ICMP that would fail its queries at once), and rightly page.
+    # The slow zone's; the dead resolver's checks may run into the deadline too, and
+    # rightly page.
     assert stack.healthy.address in by_name["RdnsScorerLatencyHigh"]
     assert by_name["RdnsScorerLatencyHigh"] <= {stack.healthy.address, stack.broken.address}
     assert by_name["RdnsScorerWorkerRestarted"] == {stack.broken.address}
