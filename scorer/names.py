@@ -159,26 +159,28 @@ def _is_a_label(label: str) -> bool:
     idna.alabel refuses the U-label of one; and decoding is quadratic in the length):
     in U-labels each is no name either.
     """
-    return len(label) <= MAX_LABEL_OCTETS and _spells_a_u_label(label)
+    return len(label) <= MAX_LABEL_OCTETS and u_label_of(label) is not None
 
 
 @functools.lru_cache(maxsize=1024)  # a few IDN domains send most of the mail that has one
-def _spells_a_u_label(label: str) -> bool:
-    """``_is_a_label`` for a label of at most 63 octets."""
+def u_label_of(label: str) -> str | None:
+    """The U-label that ``label`` (ASCII, lower case, starting "xn--", at most 63 octets)
+    is the A-label of (``_is_a_label``), or None if it is none. One decoding, remembered,
+    serves both the verdict and whoever then looks inside the U-label."""
     try:
         u_label = label[4:].encode("ascii").decode("punycode")
     except UnicodeError:
-        return False
+        return None
     if u_label.isascii() or "xn--" + u_label.encode("punycode").decode("ascii") != label:
-        return False
+        return None
     try:
         # UTS #46 section 4.1 step 6: every code point valid (or a deviation, kept by
         # nontransitional processing) as it stands, none that the mapping changes.
         if idna.uts46_remap(u_label, std3_rules=False) != u_label:
-            return False
+            return None
     except (idna.IDNAError, UnicodeError, ValueError):
-        return False
-    return _u_label_valid(u_label)
+        return None
+    return u_label if _u_label_valid(u_label) else None
 
 
 def to_ascii(name: str) -> str | None:

@@ -40,6 +40,7 @@ from scorer.names import (
     non_public_suffix,
     plain_snums,
     to_ascii,
+    u_label_of,
     unmapped,
 )
 from scorer.text import JOINERS, has_unsafe, option, option_naming, unsafe_reason
@@ -129,11 +130,8 @@ def _tolerated_domain(address: str) -> str | None:
 def _holds_joiner(a_label: str) -> bool:
     """Whether the U-label that ``a_label`` (an "xn--" label ``to_ascii`` gave) stands for
     holds ZWNJ or ZWJ."""
-    try:
-        u_label = a_label[4:].encode("ascii").decode("punycode")  # RFC 3492
-    except UnicodeError:
-        return False
-    return any(joiner in u_label for joiner in JOINERS)
+    u_label = u_label_of(a_label)  # decoded once: to_ascii has judged it already
+    return u_label is not None and any(joiner in u_label for joiner in JOINERS)
 
 
 def _joiners_stood_in(address: str) -> tuple[str, str | None]:
