@@ -181,7 +181,8 @@ class Config:
         breaks the promise that mail never pays for our trouble (it fires for every
         message while DNS fails, whatever the sender did; shadowed, it scores nothing),
         and a local name that is no public host name never matches (below). A bonus for
-        a ``from`` entry goes to whoever writes the domain in MAIL FROM."""
+        a ``from`` entry goes to whoever writes the domain in MAIL FROM. A lookup timeout
+        the check's deadline comes before never applies."""
         scored_failures = [
             f"[weights] {name} = {weight:g}: every message is scored {weight:+g} while its "
             "lookups fail (a DNS outage or timeout), which says nothing about the sender; "
@@ -203,7 +204,17 @@ class Config:
             for number, previous in enumerate(self.server.previous_tokens, start=1)
             if previous == self.server.token
         ]
-        return scored_failures + forged_bonus + current + self._unmatched_local_names()
+        slow = []
+        if self.dns.timeout >= self.dns.request_deadline:
+            slow.append(
+                f"[dns] timeout = {self.dns.timeout:g} is not below request_deadline = "
+                f"{self.dns.request_deadline:g}: a lookup that gets no answer is cut off by "
+                "the deadline, never by its timeout, so every check behind a silent resolver "
+                "takes the whole deadline and the lookups that follow it in the check (the "
+                "addresses of a PTR name or an MX host) are never asked; the defaults are "
+                "0.5 and 0.8"
+            )
+        return scored_failures + forged_bonus + current + slow + self._unmatched_local_names()
 
     def _unmatched_local_names(self) -> list[str]:
         """A HELO under no public suffix (``mail``, ``mx.example.org``, ``host.lan``) is

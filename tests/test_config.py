@@ -838,6 +838,17 @@ def test_a_scoring_tempfail_symbol_is_warned_about_unless_shadowed() -> None:
         assert config_from_mapping(shadowed).warnings() == []
 
 
+def test_a_lookup_timeout_the_deadline_comes_before_is_warned_about() -> None:
+    # A silent resolver: each check waits the whole deadline, the timeout never counts.
+    for timeout, deadline in ((0.8, 0.8), (1.0, 0.8), (2.0, 1.5)):
+        config = config_from_mapping({"dns": {"timeout": timeout, "request_deadline": deadline}})
+        assert [w.split(":")[0] for w in config.warnings()] == [
+            f"[dns] timeout = {timeout:g} is not below request_deadline = {deadline:g}"
+        ]
+    below = config_from_mapping({"dns": {"timeout": 0.7, "request_deadline": 0.8}})
+    assert below.warnings() == []
+
+
 # -- config show -------------------------------------------------------------------------
 
 
