@@ -101,14 +101,11 @@ class _TextFormatter(_SecondCachedTime):
     """``2026-11-30 12:03:31,461 INFO text``, or ``... [PID] INFO text`` with several
     processes (name_the_processes)."""
 
-    def format(self, record: logging.LogRecord) -> str:
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # The first line; logging.Formatter.format adds a traceback and a stack after it.
         fields = getattr(record, "fields", None)
         if fields is None:
-            text = record.getMessage()
-            if record.exc_info:
-                text = f"{text}\n{self.formatException(record.exc_info)}"
-            if record.stack_info:
-                text = f"{text}\n{self.formatStack(record.stack_info)}"
+            text = record.message
         else:
             text = " ".join(
                 f"{k}={_quote(v) if isinstance(v, str) else v}" for k, v in fields.items()
