@@ -81,6 +81,17 @@ class _CacheCollector(Collector):
             "no SOA or a reverse tree does not exist, and they are zero-weight failures.",
             value=0 if self.dns.untrusted is not None else 1,
         )
+        silent = GaugeMetricFamily(
+            "rdns_scorer_dns_nameserver_silent",
+            "1 while this nameserver, one of several, is found silent: it did not answer "
+            "while a later one did, and has not answered since (it is asked last, 5 s at a "
+            "time; mail is scored through the others).",
+            labels=["nameserver"],
+        )
+        found_silent = self.dns.silent_nameservers
+        for nameserver in self.dns.nameservers:
+            silent.add_metric([str(nameserver)], 1 if nameserver in found_silent else 0)
+        yield silent
 
 
 class RequestSeries(dict[int, Series]):

@@ -25,7 +25,8 @@ forgotten, meanwhile.
 Merging, per sample: counters and histograms add up; gauges add up over live
 workers, except ``rdns_scorer_config_last_reload_successful`` and
 ``rdns_scorer_dns_resolver_trusted`` (the lowest: one worker on a rejected config, or
-distrusting its resolver, is enough to alert); ``_created`` takes the earliest;
+distrusting its resolver, is enough to alert) and ``rdns_scorer_dns_nameserver_silent``
+(the highest, for the same reason); ``_created`` takes the earliest;
 info labels are the same everywhere and shown once.
 """
 
@@ -55,6 +56,7 @@ DEAD = "dead.json"
 LOWEST = frozenset(
     {"rdns_scorer_config_last_reload_successful", "rdns_scorer_dns_resolver_trusted"}
 )
+HIGHEST = frozenset({"rdns_scorer_dns_nameserver_silent"})
 # Where to keep the snapshots: shared memory when there is some (a read-only
 # container still has a writable /dev/shm), else the temporary directory.
 SHARED_MEMORY = Path("/dev/shm")
@@ -323,4 +325,6 @@ def _combine(kind: str, sample_name: str, before: float | None, value: float) ->
         return value
     if sample_name in LOWEST:
         return min(before, value)
+    if sample_name in HIGHEST:
+        return max(before, value)
     return before + value

@@ -2107,6 +2107,7 @@ async def test_a_silent_first_nameserver_is_asked_last_for_a_while(
             return time.monotonic() - started
 
         assert await timed(world.CONFIRMED_NAME) >= 0.45  # the retry after 1.0 / 2 s
+        assert layer.silent_nameservers == [parse_nameserver(silent.nameserver)]  # metrics
         asked = silent.queries
         await timed(world.GOOD_MX)
         assert silent.queries == asked  # the working one first now: the silent one not asked
@@ -2122,6 +2123,7 @@ async def test_a_silent_first_nameserver_is_asked_last_for_a_while(
         silent.mode = "nxdomain"
         await layer.lookup(world.GOOD_DOMAIN, dns.rdatatype.MX, _deadline())
         assert f"nameserver {silent.nameserver} answers again" in caplog.text
+        assert layer.silent_nameservers == []
     finally:
         silent.stop()
 

@@ -258,6 +258,26 @@ def test_workers_metrics_add_up_and_a_dead_workers_gauges_drop_out(tmp_path: Pat
     assert {name for name, _labels in merged} == alone
 
 
+def test_a_nameserver_one_worker_finds_silent_is_silent_once(tmp_path: Path) -> None:
+    from scorer.config import config_from_mapping
+    from scorer.pipeline import build_dns_layer
+
+    servers = ["127.0.0.1:5300", "127.0.0.1:5301"]
+    config = config_from_mapping({"dns": {"nameservers": servers}})
+    first, second, third = Metrics(), Metrics(), Metrics()
+    for metrics, silent in ((first, set()), (second, {0}), (third, {0})):
+        layer = build_dns_layer(config)
+        layer._transport._said_silent |= silent
+        metrics.watch_dns(layer)
+    WorkerMetrics(tmp_path, "second").snapshot(second.registry)
+    WorkerMetrics(tmp_path, "third").snapshot(third.registry)
+    merged = _samples(WorkerMetrics(tmp_path, "first").render(first.registry).decode())
+    name = "rdns_scorer_dns_nameserver_silent"
+    # The highest, as the alert reads it: not a count of the workers that found it so.
+    assert merged[name, (("nameserver", servers[0]),)] == 1
+    assert merged[name, (("nameserver", servers[1]),)] == 0
+
+
 def test_a_worker_that_died_before_its_first_snapshot_is_no_error(tmp_path: Path) -> None:
     retire(tmp_path, "never-wrote")
     assert list(tmp_path.iterdir()) == []
@@ -415,6 +435,28 @@ def test_dns_cache_counters_carry_over_a_reload_that_replaces_the_layer() -> Non
     samples = _samples(generate_latest(metrics.registry).decode())
     assert samples["rdns_scorer_dns_cache_hits_total", ()] == 8
     assert samples["rdns_scorer_dns_cache_misses_total", ()] == 3
+
+
+def test_a_silent_nameserver_of_several_is_a_gauge_per_nameserver() -> None:
+    # A dead first resolver of two is logged once and mail flows through the second: only
+    # this gauge (and RdnsScorerNameserverSilent) shows how long it lasts.
+    from scorer.config import config_from_mapping
+    from scorer.pipeline import build_dns_layer
+
+    metrics = Metrics()
+    servers = ["127.0.0.1:5300", "[::1]:5301"]
+    layer = build_dns_layer(config_from_mapping({"dns": {"nameservers": servers}}))
+    metrics.watch_dns(layer)
+
+    def silent() -> dict[str, float]:
+        samples = _samples(generate_latest(metrics.registry).decode())
+        return {
+            s: samples["rdns_scorer_dns_nameserver_silent", (("nameserver", s),)] for s in servers
+        }
+
+    assert silent() == {servers[0]: 0, servers[1]: 0}
+    layer._transport._said_silent.add(1)  # as UdpTransport._demote_silent does
+    assert silent() == {servers[0]: 0, servers[1]: 1}
 
 
 def _dead_pid() -> int:

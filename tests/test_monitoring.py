@@ -1,9 +1,9 @@
 """The monitoring stack (issue 6): every dashboard query and alert rule, run by a real Prometheus.
 
-A real Prometheus (scrape and rule evaluation every second) scrapes three targets of the
+A real Prometheus (scrape and rule evaluation every second) scrapes five targets of the
 "rdns-scorer" job: a scorer resolving through the test unbound, a scorer whose resolver is
-dead (the broken-resolver case users hit most), and a port where nothing listens (a scorer
-that is down). A short synthetic load makes every signal happen: DNS timeouts and SERVFAILs,
+dead (the broken-resolver case users hit most), one whose resolver lies, one whose first
+of two resolvers is silent, and a port where nothing listens (a scorer that is down). A short synthetic load makes every signal happen: DNS timeouts and SERVFAILs,
 local clients, bad requests, a wrong token, overload 503s, a failed config reload, a
 shadowed symbol. Then every PromQL expression in the Grafana dashboard and in alerts.yml
 must evaluate without error and return data, and every alert must be pending or firing.
@@ -151,6 +151,7 @@ class Stack:
     broken: ScorerProcess
     down_target: str
     untrusted: ScorerProcess
+    failover: ScorerProcess
 
 
 async def _post(session: aiohttp.ClientSession, url: str, **kwargs: Any) -> int:
@@ -306,11 +307,16 @@ def stack(own_unbound: Unbound) -> Iterator[Stack]:
     # serves only its own data (RdnsScorerResolverUntrusted).
     lying = Unbound(Zones(reverse_trees=False)).start()
     untrusted = ScorerProcess(lying.nameserver, SCORER_TOML)
+    # Two resolvers, the first silent: the service asks the second (its probe of the root
+    # at start already), and says the first is silent (RdnsScorerNameserverSilent).
+    silent = FaultyDns("silent").start()
+    failover = ScorerProcess([silent.nameserver, own_unbound.nameserver], SCORER_TOML)
     down_target = f"127.0.0.1:{free_port()}"
     other_target = f"127.0.0.1:{free_port()}"  # nothing listens there either
     prometheus = Prometheus(
         prometheus_config(
-            [healthy.address, broken.address, untrusted.address, down_target], other_target
+            [healthy.address, broken.address, untrusted.address, failover.address, down_target],
+            other_target,
         ),
         {"alerts.yml": ALERTS_YML.read_text()},
     )
@@ -320,11 +326,12 @@ def stack(own_unbound: Unbound) -> Iterator[Stack]:
         healthy.start()
         broken.start()
         untrusted.start()
+        failover.start()
         # A warm-up round creates the labelled series, and a first scrape records them:
         # rate() and increase() ignore what a series counted before its first sample.
         asyncio.run(drive_load(healthy, broken, rounds=1))
         assert prometheus.wait_until(
-            lambda: len(prometheus.query(f'up{{job="{JOB}"}}')) == 4, timeout=10
+            lambda: len(prometheus.query(f'up{{job="{JOB}"}}')) == 5, timeout=10
         ), prometheus.log()
         # After a scrape saw no restart: increase() counts from a series' first sample.
         _kill_a_worker(broken)  # RdnsScorerWorkerRestarted
@@ -336,12 +343,14 @@ def stack(own_unbound: Unbound) -> Iterator[Stack]:
             timeout=20,
             interval=0.5,
         )
-        yield Stack(prometheus, healthy, broken, down_target, untrusted)
+        yield Stack(prometheus, healthy, broken, down_target, untrusted, failover)
     finally:
         prometheus.stop()
         healthy.stop()
         broken.stop()
         untrusted.stop()
+        failover.stop()
+        silent.stop()
         lying.stop()
 
 
@@ -375,6 +384,7 @@ def test_prometheus_loads_and_fires_every_alert(stack: Stack) -> None:
     assert by_name["RdnsScorerDown"] == {stack.down_target}
     assert by_name["RdnsScorerResolverBroken"] == {stack.broken.address}
     assert by_name["RdnsScorerResolverUntrusted"] == {stack.untrusted.address}
+    assert by_name["RdnsScorerNameserverSilent"] == {stack.failover.address}
     assert stack.healthy.address in by_name["RdnsScorerSkippedLocalHigh"]
     assert by_name["RdnsScorerOverloaded"] == {stack.healthy.address}
     # The slow zone's; the dead resolver's checks may run into the deadline too, and
@@ -430,7 +440,8 @@ def test_dashboard_variables_find_the_instances(stack: Stack) -> None:
         "label/instance/values", **{"match[]": f'rdns_scorer_build_info{{job=~"{JOB}"}}'}
     )
     assert set(instances) == {
-        stack.healthy.address, stack.broken.address, stack.untrusted.address
+        stack.healthy.address, stack.broken.address, stack.untrusted.address,
+        stack.failover.address,
     }  # fmt: skip
     jobs = stack.prometheus.api("label/job/values", **{"match[]": "rdns_scorer_build_info"})
     assert jobs == [JOB]
@@ -652,6 +663,21 @@ tests:
             value: 1
           - labels: 'ALERTS{alertname="RdnsScorerDnsTempfailHigh", alertstate="firing",
               instance="e", severity="warning"}'
+            value: 1
+  - interval: 1m
+    input_series:
+      # Two resolvers of one scorer: a lost datagram made the first silent for a moment
+      # (its next query cleared it); the second has not answered for good.
+      - series: 'rdns_scorer_dns_nameserver_silent{instance="k",nameserver="192.0.2.1:53"}'
+        values: '0 1 0x20'
+      - series: 'rdns_scorer_dns_nameserver_silent{instance="k",nameserver="[2001:db8::1]:53"}'
+        values: '0 1x20'
+    promql_expr_test:
+      - eval_time: 10m
+        expr: ALERTS{alertname="RdnsScorerNameserverSilent", alertstate="firing"}
+        exp_samples:
+          - labels: 'ALERTS{alertname="RdnsScorerNameserverSilent", alertstate="firing",
+              instance="k", nameserver="[2001:db8::1]:53", severity="warning"}'
             value: 1
 """
 

@@ -306,6 +306,11 @@ class DnsLayer:
         self._failing: dict[str, float] = {}  # question key -> remembered until
 
     @property
+    def silent_nameservers(self) -> list[Nameserver]:
+        """Those of several nameservers found silent (UdpTransport.silent)."""
+        return self._transport.silent
+
+    @property
     def described_nameservers(self) -> str:
         """The resolvers asked, as the log and /readyz name them: ``127.0.0.1:53, ::1``."""
         return ", ".join(map(str, self.nameservers))

@@ -147,6 +147,13 @@ class UdpTransport:
         # Queries of this turn of the loop, sent together at its end (_flush).
         self._outbox: list[tuple[_Socket, int, _Pending, bytes]] = []
 
+    @property
+    def silent(self) -> list[Nameserver]:
+        """The nameservers that stayed silent while a later one answered, and have not
+        answered since (each logged once, "did not answer within"): mail is still scored,
+        through the next one, so only the metrics show how long this lasts."""
+        return [self._servers[index] for index in sorted(self._said_silent)]
+
     def __del__(self) -> None:
         self._close()
 

@@ -18,16 +18,19 @@ BUG_MARKER = "injected-bug.invalid"  # in a check to a ScorerProcess(with_bug=Tr
 
 
 class ScorerProcess:
-    """``python -m scorer serve`` on a free loopback port, resolving via ``nameserver``.
+    """``python -m scorer serve`` on a free loopback port, resolving via ``nameserver``
+    (several, asked in order, when a list).
 
     ``config_toml`` is written to a temp file and passed with ``--config``. With
     ``with_bug``, a check whose body holds ``BUG_MARKER`` is a bug (a 500).
     """
 
-    def __init__(self, nameserver: str, config_toml: str = "", with_bug: bool = False) -> None:
+    def __init__(
+        self, nameserver: str | list[str], config_toml: str = "", with_bug: bool = False
+    ) -> None:
         self.with_bug = with_bug
         self.port = free_port()
-        self.nameserver = nameserver
+        self.nameservers = [nameserver] if isinstance(nameserver, str) else nameserver
         self._dir = Path(tempfile.mkdtemp(prefix="rdns-scorer-"))
         self.config_path = self._dir / "scorer.toml"
         self.config_path.write_text(config_toml)
@@ -55,7 +58,7 @@ class ScorerProcess:
                 sys.executable, "-m", "scorer", "serve",
                 "--config", str(self.config_path),
                 "--listen", self.address,
-                "--nameserver", self.nameserver,
+                *(f"--nameserver={nameserver}" for nameserver in self.nameservers),
             ],
             stdout=log,
             stderr=log,
