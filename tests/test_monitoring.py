@@ -3,10 +3,11 @@
 A real Prometheus (scrape and rule evaluation every second) scrapes five targets of the
 "rdns-scorer" job: a scorer resolving through the test unbound, a scorer whose resolver is
 dead (the broken-resolver case users hit most), one whose resolver lies, one whose first
-of two resolvers is silent, and a port where nothing listens (a scorer that is down). A short synthetic load makes every signal happen: DNS timeouts and SERVFAILs,
-local clients, bad requests, a wrong token, overload 503s, a failed config reload, a
-shadowed symbol. Then every PromQL expression in the Grafana dashboard and in alerts.yml
-must evaluate without error and return data, and every alert must be pending or firing.
+of two resolvers is silent, and a port where nothing listens (a scorer that is down). A
+short synthetic load makes every signal happen: DNS timeouts and SERVFAILs, local clients,
+bad requests, a wrong token, overload 503s, a failed config reload, a shadowed symbol.
+Then every PromQL expression in the Grafana dashboard and in alerts.yml must evaluate
+without error and return data, and every alert must be pending or firing.
 """
 
 from __future__ import annotations
