@@ -1682,6 +1682,8 @@ def test_owners_and_chain_names_compare_without_regard_to_case() -> None:
         (Answer(("mail.example", "other.example"), 60), "mail.example, other.example"),
         (NotFound(NotFoundKind.NXDOMAIN, 60), "nxdomain"),
         (NotFound(NotFoundKind.NODATA, 60, "b.example"), "nodata at b.example (CNAME target)"),
+        # A CNAME to the root ("mail.example. CNAME ."): the root named, not left blank.
+        (NotFound(NotFoundKind.NODATA, 60, ""), "nodata at . (CNAME target)"),
         (TempFail(FailureKind.SERVFAIL, "SERVFAIL"), "servfail"),
         (TempFail(FailureKind.DEADLINE), "deadline"),
         (TempFail(FailureKind.MALFORMED, "CNAME loop"), "malformed: CNAME loop"),

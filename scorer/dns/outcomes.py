@@ -80,7 +80,9 @@ def describe(outcome: Answer[Any] | NotFound | TempFail) -> str:
         return ", ".join(str(r) for r in outcome.records)
     if isinstance(outcome, NotFound):
         if outcome.alias_target is not None:
-            return f"{outcome.kind} at {outcome.alias_target} (CNAME target)"
+            # The root is written "" (as an MX's exchange is): named "." here, as dig
+            # and zone files name it, not "nodata at  (CNAME target)".
+            return f"{outcome.kind} at {outcome.alias_target or '.'} (CNAME target)"
         return str(outcome.kind)
     if outcome.detail and outcome.detail.lower() != outcome.kind:
         return f"{outcome.kind}: {outcome.detail}"
