@@ -58,6 +58,16 @@ MAX_LOGGED_BODY = 1024
 # connection we close is noticed and dropped by rspamd, which watches it.)
 IDLE_CONNECTION_SECONDS = 75
 
+# The header lines a request may have, and the bytes of one's value. aiohttp keeps the
+# lines of a request until its headers end, as bytes and again as text (a byte that is
+# not UTF-8 doubles the text), for up to IDLE_CONNECTION_SECONDS: its defaults (128
+# lines of 8,190 bytes) let anyone, token or not, make a connection hold ~3 MB (100
+# connections ~300 MB, which the process does not give back). The plugins send fewer
+# than 10 short lines (the longest, Authorization, carries the token, which
+# config.MAX_TOKEN_CHARS keeps within one), a browser asking for /metrics about 20.
+MAX_HEADER_LINES = 32
+MAX_HEADER_LINE_BYTES = 4096
+
 ConfigLoader = Callable[[], Config]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ServiceHandler = Callable[["Service", web.Request], Awaitable[web.StreamResponse]]
@@ -599,7 +609,11 @@ def create_app(
     # does not decode (aiohttp's own decoding answered some in plain text, uncounted).
     app = web.Application(
         client_max_size=service.started_body_limit,
-        handler_args={"auto_decompress": False},
+        handler_args={
+            "auto_decompress": False,
+            "max_headers": MAX_HEADER_LINES,
+            "max_field_size": MAX_HEADER_LINE_BYTES,
+        },
     )
     app[SERVICE_KEY] = service
     app.cleanup_ctx.append(_check_the_root)

@@ -399,6 +399,10 @@ MIN_DNS_SECONDS = 0.05
 # the token clear of every quoting rule of the configs it is copied into (rspamd's UCL
 # expands "$VAR" even inside quotes; SpamAssassin's .cf; HTTP header folding).
 BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# The longest token: "Authorization: Bearer TOKEN" must fit in one header line of the
+# service's (scorer.app.MAX_HEADER_LINE_BYTES), or every request with it is aiohttp's
+# plain 400 and every message fails open. `openssl rand -hex 32` makes 64 characters.
+MAX_TOKEN_CHARS = 4000
 
 
 def _check_token(token: str, where: str) -> None:
@@ -410,6 +414,11 @@ def _check_token(token: str, where: str) -> None:
             f"{where}: {'spaces or a line break around it; ' if padded else ''}"
             "only letters, digits and -._~+/ (then = padding) may be used "
             "(RFC 6750 section 2.1); e.g. `openssl rand -hex 32`"
+        )
+    if len(token) > MAX_TOKEN_CHARS:
+        raise ConfigError(
+            f"{where}: longer than {MAX_TOKEN_CHARS} characters, which no request header "
+            "of the service holds; e.g. `openssl rand -hex 32`"
         )
 
 

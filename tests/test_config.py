@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 import uvloop
 
+from scorer import app
 from scorer.config import (
     DEFAULT_PORT,
     DEFAULT_SKIP_NETWORKS,
     ENV_VARIABLES,
+    MAX_TOKEN_CHARS,
     SECTIONS,
     ConfigError,
     config_from_mapping,
@@ -473,6 +475,19 @@ def test_a_token_that_is_no_string_is_not_shown(token: object) -> None:
     message = str(error.value)
     assert message.startswith("[server] token: expected a string, got "), message
     assert str(token).strip("[]'") not in message and "not shown" in message
+
+
+def test_a_token_longer_than_a_header_line_holds_is_a_config_error() -> None:
+    # The service takes header values of up to scorer.app.MAX_HEADER_LINE_BYTES: a longer
+    # token would make every request aiohttp's plain 400 (every message failing open).
+    assert len("Bearer ") + MAX_TOKEN_CHARS <= app.MAX_HEADER_LINE_BYTES
+    longest = "a" * MAX_TOKEN_CHARS
+    assert config_from_mapping({"server": {"token": longest}}).server.token == longest
+    for server in ({"token": longest + "a"}, {"token": "new", "previous_tokens": [longest + "a"]}):
+        with pytest.raises(ConfigError) as error:
+            config_from_mapping({"server": server})
+        assert f"longer than {MAX_TOKEN_CHARS} characters" in str(error.value)
+        assert longest not in str(error.value)
 
 
 @pytest.mark.parametrize(
