@@ -11,7 +11,7 @@ import platform
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -140,6 +140,9 @@ class Metrics:
         self.registry = CollectorRegistry()
         self._cache_collector: _CacheCollector | None = None
         r = self.registry
+        # The usual process_* families (memory, CPU, open files), which a registry of our
+        # own leaves out: the caches' memory is what an admin sizes (operations.md).
+        ProcessCollector(registry=r)
         # Updated per request or per DNS query: loop-local, lock-free (scorer.loopmetrics).
         self.requests = LoopCounter(
             "rdns_scorer_requests", "HTTP requests by endpoint and status.",

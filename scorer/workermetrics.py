@@ -26,7 +26,8 @@ Merging, per sample: counters and histograms add up; gauges add up over live
 workers, except ``rdns_scorer_config_last_reload_successful`` and
 ``rdns_scorer_dns_resolver_trusted`` (the lowest: one worker on a rejected config, or
 distrusting its resolver, is enough to alert) and ``rdns_scorer_dns_nameserver_silent``
-(the highest, for the same reason); ``_created`` takes the earliest;
+(the highest, for the same reason); ``process_start_time_seconds`` and
+``process_max_fds`` the lowest too; ``_created`` takes the earliest;
 info labels are the same everywhere and shown once.
 """
 
@@ -54,7 +55,13 @@ log = logging.getLogger("rdns_scorer")
 SNAPSHOT_SECONDS = 1.0
 DEAD = "dead.json"
 LOWEST = frozenset(
-    {"rdns_scorer_config_last_reload_successful", "rdns_scorer_dns_resolver_trusted"}
+    {
+        "rdns_scorer_config_last_reload_successful",
+        "rdns_scorer_dns_resolver_trusted",
+        # The oldest worker's start, and the limit on open files (the same for each).
+        "process_start_time_seconds",
+        "process_max_fds",
+    }
 )
 HIGHEST = frozenset({"rdns_scorer_dns_nameserver_silent"})
 # Where to keep the snapshots: shared memory when there is some (a read-only

@@ -250,6 +250,14 @@ def test_workers_metrics_add_up_and_a_dead_workers_gauges_drop_out(tmp_path: Pat
     assert merged["rdns_scorer_request_duration_seconds_bucket", (("le", "0.0025"),)] == 6
     assert merged["rdns_scorer_requests_in_flight", ()] == 1 + 2  # live workers only
     assert merged["rdns_scorer_config_last_reload_successful", ()] == 0  # the lowest
+    # Process families: memory and CPU add up over the live workers (here one process
+    # each time, so twice its own); the oldest start and the file limit are not sums.
+    own = _samples(generate_latest(first.registry).decode())
+    assert (
+        merged["process_resident_memory_bytes", ()] > 1.5 * own["process_resident_memory_bytes", ()]
+    )
+    assert merged["process_start_time_seconds", ()] == own["process_start_time_seconds", ()]
+    assert merged["process_max_fds", ()] == own["process_max_fds", ()]
     assert merged["rdns_scorer_config_reloads_total", (("result", "failure"),)] == 1
     build = [key for key in merged if key[0] == "rdns_scorer_build_info"]
     assert len(build) == 1 and merged[build[0]] == 1.0  # the same on every worker: once
