@@ -818,7 +818,13 @@ if #entries == 0 then
 end
 for _, entry in ipairs(entries) do
   local port, text = entry[2], entry[4]
-  if unbracketed_ipv6(text) then
+  if text:find('/', 1, true) then
+    -- A URL ("http://host:port/v1/check", as the SpamAssassin plugin's rdns_scorer_url
+    -- takes) or a path after the port: rspamd read it as a host name, which never
+    -- resolves, and every scan failed open "until rspamd resolves them" for ever.
+    config_error('servers: write "host:port", not a URL (the path goes in path), got %s', text)
+    return
+  elseif unbracketed_ipv6(text) then
     config_error('servers: write an IPv6 address in brackets, then its port ' ..
         '("[::1]:%s"), got %s', DEFAULT_PORT, text)
     return

@@ -1163,6 +1163,15 @@ def test_a_bad_setting_disables_the_module(
             'servers: write an IPv6 address in brackets, then its port ("[::1]:11340"), got ::1',
         ),
         ('servers = ["2001:db8::5:11340"];', "in brackets, then its port"),
+        # Regression: a URL (as the SpamAssassin plugin's rdns_scorer_url takes) or a
+        # path after the port loaded as a name that "does not resolve yet": every
+        # message failed open, and the worker asked its resolver for it every 10 s.
+        (
+            'servers = "http://127.0.0.1:11340";',
+            'servers: write "host:port", not a URL (the path goes in path), '
+            "got http://127.0.0.1:11340",
+        ),
+        ('servers = ["127.0.0.1:11340/v1/check"];', "not a URL (the path goes in path)"),
     ],
 )
 def test_servers_that_name_no_usable_server_disable_the_module(

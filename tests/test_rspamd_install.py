@@ -1491,7 +1491,10 @@ def test_cli_uninstall_exit_status_and_no_configtest(
      ("::1", None), ("2001:db8::1", None),
      # No TCP port: not asked elsewhere (urllib asked 99999 as 34463, review).
      ("127.0.0.1:99999", None), ("[::1]:65536", None), ("localhost:0", None),
-     ("127.0.0.1:65535", "http://127.0.0.1:65535")],
+     ("127.0.0.1:65535", "http://127.0.0.1:65535"),
+     # A URL or a path the plugin refuses (regression: the path was taken for rspamd's
+     # ":priority" and the server asked, "ok", while every message failed open).
+     ("127.0.0.1:11340/v1/check", None), ("http://127.0.0.1:11340", None)],
 )  # fmt: skip
 def test_check_asks_each_server_where_the_plugin_does(entry: str, url: str | None) -> None:
     assert rspamd_check.server_url(entry) == url
@@ -1656,7 +1659,8 @@ def test_check_asks_every_server_and_names_each_it_cannot_ask(
         "ok:        rspamd loads the rdns_scorer module",
         "ok:        asked http://127.0.0.1:11341/v1/check (1 s)",
         "problem:   rspamd cannot ask `servers` entry ::1: write host, host:port (a port "
-        "from 1 to 65535), or an IPv6 address in brackets ([::1]:11340; without, rspamd "
+        "from 1 to 65535; no URL, the path goes in `path`), or an IPv6 address in brackets "
+        "([::1]:11340; without, rspamd "
         "reads port 0 or nothing)",
         "ok:        asked http://[::1]:11342/v1/check (1 s)",
     ]

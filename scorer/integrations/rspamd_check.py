@@ -102,7 +102,10 @@ def server_url(entry: str) -> str | None:
     "[v6]:port", each maybe with rspamd's ":priority" after the port); None for anything
     else, such as an IPv6 address without brackets, which rspamd 3.4 reads as port 0
     ("::1") or not at all ("2001:db8::1"), or a port no TCP service has (0, above
-    65535: urllib would ask 99999 as 34463): the plugin cannot ask it."""
+    65535: urllib would ask 99999 as 34463), or a URL or path ("http://host:port",
+    "host:port/v1/check"), which the plugin refuses: the plugin cannot ask it."""
+    if "/" in entry:
+        return None
     found = (
         re.fullmatch(r"\[(.+)\](?::(\d+).*)?", entry)
         or re.fullmatch(r"([^:]+):(\d+).*", entry)
@@ -147,8 +150,8 @@ def _unusable_finding(entry: str) -> Finding:
     return Finding(
         False,
         f"rspamd cannot ask `servers` entry {entry}: write host, host:port (a port from 1 "
-        f"to 65535), or an IPv6 address in brackets ([::1]:{DEFAULT_PORT}; without, rspamd "
-        "reads port 0 or nothing)",
+        f"to 65535; no URL, the path goes in `path`), or an IPv6 address in brackets "
+        f"([::1]:{DEFAULT_PORT}; without, rspamd reads port 0 or nothing)",
     )
 
 
