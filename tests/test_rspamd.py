@@ -71,7 +71,7 @@ RL_HELO_NOT_FQDN = -1.5
 """
 
 # What an admin does in rspamd's own config: rescale, zero, cap the group.
-RSPAMD_WEIGHTS = {"RL_HELO_LOCALHOST": 2.0, "RL_HELO_BARE_IP": 0.0}
+RSPAMD_WEIGHTS = {"RL_HELO_LOCALHOST": 2.0, "RL_HELO_BARE_IP": 0.0, "RL_PTR_TEMPFAIL": 3.0}
 GROUP_MAX_SCORE = 7.0
 ADMIN_CONF = f"""
 group "rdns_scorer" {{
@@ -79,6 +79,7 @@ group "rdns_scorer" {{
   symbols {{
     "RL_HELO_LOCALHOST" {{ weight = {RSPAMD_WEIGHTS["RL_HELO_LOCALHOST"]}; }}
     "RL_HELO_BARE_IP" {{ weight = {RSPAMD_WEIGHTS["RL_HELO_BARE_IP"]}; }}
+    "RL_PTR_TEMPFAIL" {{ weight = {RSPAMD_WEIGHTS["RL_PTR_TEMPFAIL"]}; }}
   }}
 }}
 """
@@ -251,6 +252,15 @@ def test_admin_rescales_and_zeroes_symbols(rspamd: Rspamd) -> None:
     bare = rspamd.scan(CONFIRMED_IP, helo=CONFIRMED_IP)
     assert bare.score("RL_HELO_BARE_IP") == 0.0
     assert bare.total == 0.0
+
+
+def test_a_weight_in_rspamd_cannot_score_what_the_service_scores_zero(rspamd: Rspamd) -> None:
+    # docs/rspamd.md, "How scores map": rspamd's weight multiplies the service's score,
+    # which is 0 for a DNS failure; rspamd shows the weight all the same.
+    result = rspamd.scan(PTR_SERVFAIL_IP, helo=GOOD_MX, mail_from=GOOD_FROM)
+    assert result.score("RL_PTR_TEMPFAIL") == 0.0
+    assert result.symbols["RL_PTR_TEMPFAIL"]["metric_score"] == RSPAMD_WEIGHTS["RL_PTR_TEMPFAIL"]
+    assert result.total == 0.0
 
 
 def test_group_max_score_caps_the_total(rspamd: Rspamd) -> None:
