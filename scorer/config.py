@@ -410,9 +410,19 @@ def _check_token(token: str, where: str) -> None:
     if token and not BEARER_TOKEN.fullmatch(token):
         # Never echo the secret itself.
         padded = BEARER_TOKEN.fullmatch(token.strip()) is not None
+        # "Bearer TOKEN", the header's value copied whole: the service and the plugins
+        # write the scheme themselves.
+        scheme, _, rest = token.strip().partition(" ")
+        prefixed = scheme.lower() == "bearer" and BEARER_TOKEN.fullmatch(rest.strip()) is not None
+        hint = (
+            "the token without its 'Bearer ' (the scheme is added when it is sent); "
+            if prefixed
+            else "spaces or a line break around it; "
+            if padded
+            else ""
+        )
         raise ConfigError(
-            f"{where}: {'spaces or a line break around it; ' if padded else ''}"
-            "only letters, digits and -._~+/ (then = padding) may be used "
+            f"{where}: {hint}only letters, digits and -._~+/ (then = padding) may be used "
             "(RFC 6750 section 2.1); e.g. `openssl rand -hex 32`"
         )
     if len(token) > MAX_TOKEN_CHARS:

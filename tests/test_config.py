@@ -647,6 +647,16 @@ def test_a_token_with_a_line_break_around_it_says_so() -> None:
     assert "s3cret" not in str(error.value)
 
 
+@pytest.mark.parametrize("value", ["Bearer s3cret", "bearer s3cret", " Bearer  s3cret\n"])
+def test_a_token_copied_with_its_bearer_scheme_says_so(value: str) -> None:
+    # Review: the header's whole value pasted as the token was refused as no bearer
+    # token, with no hint that only the "Bearer " in front was wrong.
+    with pytest.raises(ConfigError) as error:
+        load_config(None, environ={"RDNS_SCORER_TOKEN": value})
+    assert str(error.value).startswith("RDNS_SCORER_TOKEN: the token without its 'Bearer '")
+    assert "s3cret" not in str(error.value)
+
+
 def test_event_loop_uvloop_without_uvloop_is_refused_by_config_check(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
