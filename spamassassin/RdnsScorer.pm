@@ -5,7 +5,7 @@
 #
 # Guarantees:
 # - one request per message, with a hard overall deadline (rdns_scorer_timeout) across
-#   connect, send and receive and across every configured URL;
+#   connect, send and receive and across every configured URL (on the monotonic clock);
 # - rdns_scorer_url takes IP addresses only: a host name is a config error, since its
 #   lookup (getaddrinfo) would block outside that deadline, for as long as the resolver
 #   takes, on every message;
@@ -358,6 +358,14 @@ sub _rethrow_timeout {
 # --------------------------------------------------------------------------------------
 # Request
 
+# Seconds on a clock that only moves forward (CLOCK_MONOTONIC), for the deadline and the
+# hold-downs, as the rspamd plugin's rspamd_util.get_ticks(). On the wall clock, one set
+# back (an NTP step at boot, a VM resumed, date -s) stretched both by the step: a URL
+# held down for an hour, or a call to a hung service waiting an hour past its timeout.
+sub _now {
+  return Time::HiRes::clock_gettime(Time::HiRes::CLOCK_MONOTONIC());
+}
+
 sub _ask {
   my ($self, $pms) = @_;
   my $conf   = $pms->{conf};
@@ -378,21 +386,23 @@ sub _ask {
   dbg("rdns_scorer: request $body");
 
   my $timeout  = $conf->{rdns_scorer_timeout} || 1;
-  my $deadline = Time::HiRes::time() + $timeout;
+  my $now      = _now();
+  my $deadline = $now + $timeout;
   my $limit    = "deadline of ${timeout}s";
   # SpamAssassin's own time limit for the message (time_limit) may come first: then the
   # service gets less than rdns_scorer_timeout (each URL a share of what is left), and a
-  # timeout is the message's, not the service's: it holds nothing down.
-  my $sa_limit = $pms->{master_deadline} && $pms->{master_deadline} < $deadline;
+  # timeout is the message's, not the service's: it holds nothing down. SpamAssassin
+  # keeps that limit on the wall clock: what is left of it, read once, moves to ours.
+  my $sa_left  = $pms->{master_deadline} ? $pms->{master_deadline} - Time::HiRes::time() : undef;
+  my $sa_limit = defined $sa_left && $sa_left < $timeout;
   if ($sa_limit) {
-    $deadline = $pms->{master_deadline};
+    $deadline = $now + $sa_left;
     $limit    = "SpamAssassin's time_limit";
   }
   # A URL that timed out lately is skipped: a hung service (or a host that drops the
   # connection attempts) would otherwise cost every message the whole timeout. Per
   # process: each spamd child finds out for itself, once per hold-down.
   my $held = $self->{rdns_scorer_held} ||= {};
-  my $now  = Time::HiRes::time();
   my (@urls, @errors);
   foreach my $url (@{$conf->{rdns_scorer_url} || [DEFAULT_URL]}) {
     my $until = $held->{$url};
@@ -406,7 +416,7 @@ sub _ask {
   }
   foreach my $index (0 .. $#urls) {
     my $url       = $urls[$index];
-    my $remaining = $deadline - Time::HiRes::time();
+    my $remaining = $deadline - _now();
     if ($remaining <= 0) {
       push(@errors, "$url: not tried, $limit passed");
       last;
@@ -414,7 +424,7 @@ sub _ask {
     # A host that is down never completes the connect: it gets only its share of the
     # time left, so the next URL still gets a chance. A service that accepted has the
     # rest of the deadline to answer (a timeout after that is not retried).
-    my $connect_by = Time::HiRes::time() + $remaining / (@urls - $index);
+    my $connect_by = _now() + $remaining / (@urls - $index);
     my ($status, $reply) = eval {
       _post($url, $body, $conf->{rdns_scorer_token}, $deadline, $connect_by);
     };
@@ -423,10 +433,10 @@ sub _ask {
       my $error = $@ || 'unknown error';
       $error =~ s/\s+at \S+ line \d+.*//s;
       $error =~ s/\s+\z//;
-      $error .= ", $limit passed" if $sa_limit && Time::HiRes::time() >= $deadline;
+      $error .= ", $limit passed" if $sa_limit && _now() >= $deadline;
       push(@errors, "$url: " . _clean($error, 120));
       if ($error =~ /^timeout \(/ && $conf->{rdns_scorer_holddown} && !$sa_limit) {
-        $held->{$url} = Time::HiRes::time() + $conf->{rdns_scorer_holddown};
+        $held->{$url} = _now() + $conf->{rdns_scorer_holddown};
         info("rdns_scorer: $url timed out: not asked for $conf->{rdns_scorer_holddown}s");
       }
       next;
@@ -659,7 +669,7 @@ sub _post {
 sub _wait {
   my ($socket, $mode, $deadline, $what) = @_;
   while (1) {
-    my $remaining = $deadline - Time::HiRes::time();
+    my $remaining = $deadline - _now();
     die "timeout ($what)\n" if $remaining <= 0;
     my $vec = '';
     vec($vec, fileno($socket), 1) = 1;

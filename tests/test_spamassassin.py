@@ -1204,6 +1204,75 @@ def test_a_hung_service_delays_one_message_per_hold_down(tmp_path: Path) -> None
     assert hung.accepted == 2
 
 
+# Two checks in one process with the wall clock set back in between: by 10 s once the
+# first check's call has begun (the plugin opening its socket), by an hour before the
+# second (an NTP step, a VM resumed, date -s). Prints each check's seconds (a clock no
+# step moves) and RL_SCORER_FAIL evidence.
+CLOCK_SET_BACK = r"""
+use strict; use warnings;
+use Mail::SpamAssassin; use Time::HiRes ();
+my ($site, $file, $pause) = @ARGV;
+my $sa = Mail::SpamAssassin->new({ site_rules_filename => $site,
+  userprefs_filename => '/dev/null', dont_copy_prefs => 1 });
+$sa->init(1);
+my $step = 0;
+{
+  no warnings 'redefine';
+  my $wall = \&Time::HiRes::time;
+  *Time::HiRes::time = sub { $wall->() - $step };
+  my $connect = \&IO::Socket::IP::new;
+  *IO::Socket::IP::new = sub { $step ||= 10; $connect->(@_) };
+}
+open(my $fh, '<', $file) or die "$file: $!";
+my $raw = do { local $/; <$fh> };
+foreach my $n (1 .. 2) {
+  if ($n == 2) { $step = 3600; Time::HiRes::sleep($pause); }
+  my $started = Time::HiRes::clock_gettime(Time::HiRes::CLOCK_MONOTONIC());
+  my $msg = $sa->parse($raw);
+  my $status = $sa->check($msg);
+  my $report = $status->get_report();
+  $report =~ s/\s+/ /g;
+  $report =~ s/\] \[/ /g;
+  my ($why) = $report =~ /(\[scorer: [^\]]*\])/;
+  printf("%.3f %s\n",
+    Time::HiRes::clock_gettime(Time::HiRes::CLOCK_MONOTONIC()) - $started, $why // '');
+  $status->finish;
+  $msg->finish;
+}
+"""
+
+
+def test_the_wall_clock_set_back_stretches_neither_deadline_nor_hold_down(
+    tmp_path: Path,
+) -> None:
+    # Regression: the deadline and the hold-downs were on the wall clock. Set back during
+    # a call to a hung service, it kept the message waiting for the step on top of
+    # rdns_scorer_timeout (an hour's step: up to SpamAssassin's time_limit); set back
+    # while a URL was held down, it held it down for the step too, every message unscored
+    # and "timed out -3599s ago". The rspamd plugin's clock (get_ticks) never went back.
+    hung = HungSocket().start()
+    raw = tmp_path / "message.eml"
+    raw.write_bytes(message(MISSING_PTR_IP, "Mail-Server"))
+    try:
+        directory = site_config(
+            f"rdns_scorer_url http://{hung.address}/v1/check\n"
+            "rdns_scorer_timeout 0.5\nrdns_scorer_holddown 1\n"
+        )
+        result = subprocess.run(
+            ["perl", "-e", CLOCK_SET_BACK, str(directory), str(raw), "1.2"],
+            capture_output=True, text=True, timeout=120, check=True,
+            env={**os.environ, "HOME": str(tmp_path)},
+        )  # fmt: skip
+    finally:
+        hung.stop()
+    (first, first_why), (_, second_why) = (
+        line.split(" ", 1) for line in result.stdout.splitlines()
+    )
+    assert "timeout (reply)" in first_why and float(first) < 3, (first, first_why)
+    assert "timeout (reply)" in second_why, "asked again once the hold-down is over"
+    assert hung.accepted == 2
+
+
 @pytest.mark.parametrize(
     ("silent", "refused"), [(1, 0), (2, 0), (0, 1)], ids=["silent", "two-silent", "refused"]
 )
