@@ -117,6 +117,48 @@ def test_check_reads_the_plugins_default_url_and_loaded_file_from_spamassassin(
     assert spamassassin_view(site, perl)["timeout"] == 2.5
 
 
+def test_check_says_when_the_overlap_copies_are_not_the_stock_rules_spamassassin_reads(
+    tmp_path: Path,
+) -> None:
+    # Regression: nothing told the admin when an sa-update (Debian runs it daily) changed
+    # or dropped a stock rule rdns_scorer_overlap.cf redefines: its old copy went on
+    # overriding the new rule without a word from lint, and a meta on a sub-rule that is
+    # gone never fired, not even with the service down.
+    site = _site(tmp_path)
+    install(site, source_dir(), overlap=True)
+    overlap = site / "rdns_scorer_overlap.cf"
+    perl = shutil.which("perl")
+    assert perl is not None
+    view = spamassassin_view(site, perl)
+    assert view["rules_dir"] == "/usr/share/spamassassin"  # no sa-update on this machine
+    assert spamassassin_check._overlap_findings(view["rules_dir"], site) == [
+        probe.Finding(
+            True, f"{overlap} redefines the stock rules of {view['rules_dir']} as they are"
+        )
+    ]
+    # sa-update's rules, its channel's files in a directory of their own: one rule the
+    # overlap copies changed, one dropped.
+    updated = tmp_path / "4.000001"
+    shutil.copytree(view["rules_dir"], updated / "updates_spamassassin_org")
+    for path in (updated / "updates_spamassassin_org").glob("*.cf"):
+        text = path.read_text(encoding="latin-1")
+        text = text.replace("helo=localhost /i", "helo=localhost(?:\\.localdomain)? /i")
+        text = re.sub(r"^header\s+HELO_DYNAMIC_HEXIP\s.*$", "", text, flags=re.M)
+        path.write_text(text, encoding="latin-1")
+    (problem,) = spamassassin_check._overlap_findings(str(updated), site)
+    assert not problem.ok
+    assert problem.text.startswith(
+        f"{overlap} redefines HELO_LOCALHOST, HELO_DYNAMIC_HEXIP from copies of rules {updated} "
+        "no longer has"
+    ), problem.text
+    assert f"Remove {overlap} and {site / '.rdns_scorer_overlap.cf.rdns-scorer-shipped'}" in (
+        problem.text
+    )
+    # Without the overlap file there is nothing to compare.
+    overlap.unlink()
+    assert spamassassin_check._overlap_findings(str(updated), site) == []
+
+
 def test_check_says_spamassassin_finds_errors_in_its_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -62,6 +62,47 @@ def describe_lines() -> str:
     )
 
 
+# A stock rule's definition line: "header NAME ..." or "meta NAME ...".
+_DEFINITION = re.compile(r"^\s*(header|meta)\s+([A-Z0-9_]+)\s+(.*?)\s*$", re.M)
+# rdns_scorer_overlap.cf's redefinitions: a stock meta as "meta NAME (EXPR) && !__RL_..._OK",
+# a stock header rule copied to "header __RL_STOCK_NAME ..." under such a meta.
+_OVERLAP_META = re.compile(
+    r"^meta\s+([A-Z0-9_]+)\s+(.*?)\s+&&\s+!__RL_SCORER_(?:PTR|HELO)_OK\s*$", re.M
+)
+_OVERLAP_COPY = re.compile(r"^header\s+__RL_STOCK_([A-Z0-9_]+)\s+(.*?)\s*$", re.M)
+
+
+def stock_definitions(rules_dir: Path) -> dict[str, tuple[str, str]]:
+    """The ``header`` and ``meta`` rules of the stock rules in ``rules_dir`` (the one
+    SpamAssassin reads: sa-update's ``/var/lib/spamassassin/<version>``, whose channel
+    files sit in a directory below it, or ``/usr/share/spamassassin``): name -> (type,
+    definition), a later file's winning as in SpamAssassin."""
+    found: dict[str, tuple[str, str]] = {}
+    for path in sorted(rules_dir.rglob("*.cf")):
+        for kind, name, body in _DEFINITION.findall(path.read_text(encoding="latin-1")):
+            found[name] = (kind, body)
+    return found
+
+
+def overlap_drift(overlap: str, stock: dict[str, tuple[str, str]]) -> list[str]:
+    """The stock rules ``overlap`` (rdns_scorer_overlap.cf's text) redefines from copies
+    that ``stock`` (stock_definitions) no longer has: changed by an sa-update, or gone.
+    Such a copy overrides the rule's fixes, and one on a sub-rule that is gone never
+    fires, not even as the fallback with the service down."""
+    copies = dict(_OVERLAP_COPY.findall(overlap))
+    drifted = []
+    for name, expression in _OVERLAP_META.findall(overlap):
+        kind, body = stock.get(name, ("", ""))
+        if expression == f"__RL_STOCK_{name}":
+            same = kind == "header" and copies.get(name) == body
+        else:
+            collapsed = re.sub(r"\s+", " ", body)
+            same = kind == "meta" and expression == f"({collapsed})"
+        if not same:
+            drifted.append(name)
+    return drifted
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     path: Path

@@ -49,6 +49,8 @@ print JSON::PP->new->canonical->encode({
   timeout => $conf->{rdns_scorer_timeout},
   driver_score => $conf->{scores}->{RL_SCORER_CHECK},
   errors => $conf->{errors} || 0,
+  # The stock rules it reads (sa-update's, once there are any), as init chose them.
+  rules_dir => scalar $sa->first_existing_path(@Mail::SpamAssassin::default_rules_path),
 });
 """
 WIRING = probe.Wiring(
@@ -140,6 +142,7 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
                 "spamd or amavis runs as)",
             )
         )
+    findings += _overlap_findings(view.get("rules_dir"), siteconfigpath)
     if view["errors"]:
         # Skipped, and the setting before it (or the default) stands: what is asked below
         # may not be what a line there says. Counted, not quoted (the token's line too).
@@ -153,6 +156,33 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
             )
         )
     return findings
+
+
+def _overlap_findings(rules_dir: str | None, siteconfigpath: Path) -> list[Finding]:
+    """Whether rdns_scorer_overlap.cf's copies of the stock rules are those SpamAssassin
+    reads. Debian's spamassassin-maintenance timer runs sa-update daily, and its rules
+    (/var/lib/spamassassin/<version>) replace the package's: a copy of an older rule
+    goes on overriding the new one, in silence (no lint warning, not even for a meta
+    whose sub-rule is gone, which then never fires)."""
+    overlap = siteconfigpath / spamassassin.OVERLAP
+    if rules_dir is None or not overlap.is_file():
+        return []
+    stock = spamassassin.stock_definitions(Path(rules_dir))
+    drifted = spamassassin.overlap_drift(overlap.read_text(encoding="utf-8"), stock)
+    if not drifted:
+        return [Finding(True, f"{overlap} redefines the stock rules of {rules_dir} as they are")]
+    record = spamassassin._shipped_record(overlap)  # install's note of it: goes with it
+    return [
+        Finding(
+            False,
+            f"{overlap} redefines {', '.join(drifted)} from copies of rules {rules_dir} no "
+            "longer has (an sa-update changed or dropped them): the copies override the "
+            "new rules, and one on a sub-rule that is gone never fires, not even with the "
+            f"service down. Remove {overlap} and {record} (then `score RULE 0` in local.cf "
+            "for each stock rule you want off for good), or bring those copies up to date "
+            "by hand (docs/spamassassin.md, Overlap)",
+        )
+    ]
 
 
 def check(siteconfigpath: Path) -> list[Finding]:
