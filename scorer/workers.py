@@ -62,6 +62,13 @@ HEARTBEAT_SECONDS = 1.0  # how often a worker tells the parent's watchdog it run
 # most) means it did not run either: the whole service was frozen (docker pause,
 # systemctl freeze, SIGSTOP to the process group). Heartbeats could not be read then.
 SUPERVISOR_PAUSE_SECONDS = 3 * HEARTBEAT_SECONDS
+# A client that stops reading its replies (its receive window at zero) would hold its
+# connection, the replies waiting to be sent and up to 32 requests aiohttp parsed
+# behind them (~12 MB with long headers) for ever: aiohttp's writes have no deadline.
+# The kernel drops such a peer after this long without progress (TCP_USER_TIMEOUT,
+# RFC 5482), as it does one whose acks stop coming. The plugins and Prometheus read a
+# reply at once; a connection idle between requests is not affected (nothing unsent).
+UNREAD_REPLY_SECONDS = 10.0
 
 
 def listen_failure(error: OSError, host: str, port: int) -> str | None:
@@ -99,14 +106,45 @@ def ensure_port_free(host: str, port: int) -> None:
     would silently share it. A bind without SO_REUSEPORT fails while any listener
     is there, so one is tried, and closed, before the workers start.
     """
-    for family, kind, proto, _name, address in socket.getaddrinfo(
+    for probe in _bound_sockets(host, port, reuse_port=False):
+        probe.close()
+
+
+def listening_sockets(host: str, port: int, reuse_port: bool) -> list[socket.socket]:
+    """The sockets to serve ``host:port`` on, bound (aiohttp listens on them), each
+    dropping a connection whose replies go unread for UNREAD_REPLY_SECONDS."""
+    sockets = _bound_sockets(host, port, reuse_port)
+    if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux
+        for sock in sockets:
+            # Set on the listening socket: each accepted connection inherits it.
+            milliseconds = int(UNREAD_REPLY_SECONDS * 1000)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
+    return sockets
+
+
+def _bound_sockets(host: str, port: int, reuse_port: bool) -> list[socket.socket]:
+    """A socket bound to each address ``host`` names (every one for ""), as aiohttp
+    would bind them itself (asyncio's create_server): SO_REUSEADDR, IPv6 only on an
+    IPv6 socket (the IPv4 addresses have their own), SO_REUSEPORT when asked."""
+    sockets: list[socket.socket] = []
+    addresses = socket.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    ):
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+    )
+    try:
+        for family, kind, proto, _name, address in dict.fromkeys(addresses):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
-                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            probe.bind(address)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def _die_with_parent(parent: int) -> None:
@@ -225,13 +263,11 @@ def run_worker(
     tune_garbage_collection()
     web.run_app(
         app,
-        host=host,
-        port=port,
-        print=lambda _banner: _listening(host, port),  # called once the socket is bound
+        sock=listening_sockets(host, port, reuse_port),
+        print=lambda _banner: _listening(host, port),  # called once the socket listens
         access_log=None,
         keepalive_timeout=IDLE_CONNECTION_SECONDS,
         lingering_time=UNREAD_BODY_SECONDS,
-        reuse_port=reuse_port or None,
         backlog=LISTEN_BACKLOG,
         loop=loop,
         handle_signals=False,  # _stop_on_first_signal

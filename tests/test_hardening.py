@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scorer import app as app_module
+from scorer import workers as workers_module
 from scorer.config import config_from_mapping
 from scorer.contentcoding import (
     DecodedTooLarge,
@@ -745,6 +746,41 @@ def test_header_lines_a_client_sends_cost_little_memory(unbound: Unbound) -> Non
         assert grown_mib < 40, f"{grown_mib:.0f} MiB for 40 connections"
     finally:
         process.stop()
+
+
+def _established_to(port: int) -> int:
+    """Connections the service (listening on ``port``) holds open, as ``ss`` sees them."""
+    shown = subprocess.run(
+        ["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return len(shown.stdout.splitlines())
+
+
+def test_a_client_that_never_reads_its_replies_is_dropped(service: ScorerProcess) -> None:
+    """Regression (review): a client pipelining requests and reading none of the replies
+    (its receive window at zero) held its connection, the replies waiting to go out and
+    up to 32 parsed requests (~12 MB with long headers, no token needed) for ever, since
+    aiohttp's writes have no deadline. The kernel drops it now (TCP_USER_TIMEOUT)."""
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # fills at once
+    client.connect(("127.0.0.1", service.port))
+    try:
+        request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"  # ~20 KB each reply
+        client.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            for _ in range(200):
+                client.send(request)
+        assert _established_to(service.port) == 1
+        # Zero-window probes back off from 0.2 s: the first after the deadline at ~12.6 s.
+        limit = workers_module.UNREAD_REPLY_SECONDS + 10
+        started = time.monotonic()
+        assert eventually(lambda: _established_to(service.port), lambda n: n == 0, limit) == 0
+        assert time.monotonic() - started >= workers_module.UNREAD_REPLY_SECONDS - 2
+        with urllib.request.urlopen(f"{service.url}/healthz", timeout=5) as reply:
+            assert reply.status == 200  # and it goes on serving
+    finally:
+        client.close()
 
 
 def test_a_request_with_as_many_header_lines_as_taken_is_answered(
