@@ -116,16 +116,21 @@ class Service:
         return min(self.pipeline.config.server.max_body_bytes, self.started_body_limit)
 
     def _build(self, config: Config, previous: Pipeline | None) -> Pipeline:
-        # Keep the DNS layer (and its warm cache) when the DNS settings did not change,
-        # nor, without [dns] nameservers, /etc/resolv.conf's: the README's way to a local
-        # resolver is to install one and point resolv.conf at it, then reload.
+        # Keep the DNS layer (and its warm cache) when neither the settings its cached
+        # outcomes depend on changed nor, without [dns] nameservers, /etc/resolv.conf's:
+        # the README's way to a local resolver is to install one and point resolv.conf
+        # at it, then reload. A new timeout, deadline, lookup limit or reply cache does
+        # not empty it: raising the timeout while the resolver is slow must not also
+        # throw away every answer it gave (each check would ask it again, or fail).
         keep = (
             previous is not None
-            and previous.config.dns == config.dns
+            and previous.config.dns.cache_settings == config.dns.cache_settings
             and previous.dns.nameservers == resolvers(config.nameservers)
         )
         pipeline = Pipeline(config, previous.dns if keep and previous else None)
-        if not keep:
+        if keep:
+            pipeline.dns.set_timeout(config.dns.timeout)
+        else:
             pipeline.dns.observer = self.metrics.observe_dns
             self.metrics.watch_dns(pipeline.dns)
         return pipeline

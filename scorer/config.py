@@ -108,6 +108,19 @@ class DnsConfig:
     reply_cache_max_entries: int = 20_000
     reply_cache_max_ttl: float = 300.0
 
+    @property
+    def cache_settings(self) -> tuple[object, ...]:
+        """What the DNS cache's outcomes depend on: whom it asks, how long and how many
+        it keeps. A reload that changes none of them keeps the DNS layer and its warm
+        cache (scorer.app.Service._build); the other keys apply to it as it is."""
+        return (
+            tuple(self.nameservers),
+            self.cache_max_entries,
+            self.cache_min_ttl,
+            self.cache_max_ttl,
+            self.negative_ttl,
+        )
+
 
 @dataclass(frozen=True)
 class PolicyConfig:

@@ -238,6 +238,30 @@ async def test_reload_starts_with_an_empty_reply_cache(unbound: Unbound) -> None
     assert service.pipeline.dns is old_dns  # same DNS settings: the DNS cache stays warm
 
 
+async def test_a_reload_of_the_timeout_or_deadline_keeps_the_dns_cache(unbound: Unbound) -> None:
+    # Regression: any change to [dns] made a new DNS layer, its cache empty: an admin
+    # raising the timeout and deadline while the resolver was slow or down had every
+    # answer it gave thrown away, each check asking it again (or failing: *_TEMPFAIL).
+    config = _config(unbound)
+    tuned = _config(
+        unbound, timeout=0.7, request_deadline=1.5, max_ptr_names=5, reply_cache_max_ttl=60
+    )
+    configs = iter([tuned, _config(unbound, timeout=0.7, cache_max_ttl=60)])
+    service = Service(config, loader=lambda: next(configs))
+    old_dns = service.pipeline.dns
+    await service.pipeline.check(_request())
+    misses = old_dns.cache.misses
+    await service.reload("test")
+    assert service.pipeline.dns is old_dns and service.pipeline.config is tuned
+    assert old_dns._timeout == old_dns._transport._timeout == 0.7  # the new timeout applies
+    reply = await service.pipeline.check(_request())
+    assert old_dns.cache.misses == misses  # answered from the DNS cache, no query
+    assert not any(s.name.endswith("_TEMPFAIL") for s in reply.symbols)
+    # What the cached outcomes depend on (how long they are kept) still starts afresh.
+    await service.reload("test")
+    assert service.pipeline.dns is not old_dns and len(service.pipeline.dns.cache) == 0
+
+
 async def test_a_reload_does_not_stall_the_checks_in_flight(unbound: Unbound) -> None:
     # Regression (review): the config and its allowlist files were read on the event
     # loop: 50,000 allowlist lines stalled every check in flight for ~0.4 s (with

@@ -552,11 +552,13 @@ def lying_resolver() -> Iterator[FaultyDns]:
 
 def _service_reloading_new_dns(nameserver: str) -> app_module.Service:
     """A Service on ``nameserver`` whose reload brings new [dns] settings (the same
-    resolver with a 0.4 s timeout): a new DNS layer."""
+    resolver with a 0.4 s timeout, and a cache_max_ttl, which the cached outcomes
+    depend on): a new DNS layer."""
     settings = {"nameservers": [nameserver]}
+    reloaded = {**settings, "timeout": 0.4, "cache_max_ttl": 600}
     return app_module.Service(
         config_from_mapping({"dns": settings}),
-        loader=lambda: config_from_mapping({"dns": {**settings, "timeout": 0.4}}),
+        loader=lambda: config_from_mapping({"dns": reloaded}),
     )
 
 

@@ -305,6 +305,12 @@ class DnsLayer:
         self._root_probe_judged = 0
         self._failing: dict[str, float] = {}  # question key -> remembered until
 
+    def set_timeout(self, timeout: float) -> None:
+        """Wait ``timeout`` for the queries sent from now on: a reload that changed only
+        the timeout asks the same resolvers, whose cached answers and judgement stand."""
+        self._timeout = timeout
+        self._transport.set_timeout(timeout)
+
     @property
     def silent_nameservers(self) -> list[Nameserver]:
         """Those of several nameservers found silent (UdpTransport.silent)."""

@@ -147,6 +147,10 @@ class UdpTransport:
         # Queries of this turn of the loop, sent together at its end (_flush).
         self._outbox: list[tuple[_Socket, int, _Pending, bytes]] = []
 
+    def set_timeout(self, timeout: float) -> None:
+        """Give the queries sent from now on ``timeout`` (a reload that changed it)."""
+        self._timeout = timeout
+
     @property
     def silent(self) -> list[Nameserver]:
         """The nameservers that stayed silent while a later one answered, and have not
