@@ -200,6 +200,27 @@ def test_client_faults_in_http_are_4xx_and_not_logged_as_errors(service: ScorerP
     assert " ERROR " not in log and "Traceback" not in log, log
 
 
+# What a port scanner or a TLS client sends to the plain port: no HTTP request line.
+TLS_CLIENT_HELLO = bytes.fromhex("16030100a5010000a10303") + bytes(32) + b"\x00\x00\x02\x13\x01"
+NOT_HTTP = [TLS_CLIENT_HELLO, b"SSH-2.0-OpenSSH_9.2p1\r\n", b"\x00" * 16 + b"\r\n\r\n"]
+
+
+def test_a_connection_that_speaks_no_http_gets_a_400_and_no_error(
+    service: ScorerProcess,
+) -> None:
+    # docs/security.md, "Malformed HTTP": a 4xx and at most one INFO line (with aiohttp
+    # 3.11.8 and later none, for the first request of a connection), never an ERROR.
+    log_start = len(service.log())
+    for probe in NOT_HTTP:
+        reply = _raw_exchange(service.port, probe)
+        assert reply.split(b"\r\n")[0] == b"HTTP/1.0 400 Bad Request", (probe, reply)
+    with urllib.request.urlopen(f"{service.url}/healthz", timeout=5) as answer:
+        assert answer.status == 200  # and the service answers as before
+    log = service.log()[log_start:]
+    assert " ERROR " not in log and " WARNING " not in log and "Traceback" not in log, log
+    assert len([line for line in log.splitlines() if " INFO " in line]) <= len(NOT_HTTP), log
+
+
 def _compressed(coding: str, data: bytes) -> bytes:
     return gzip.compress(data) if coding == "gzip" else zlib.compress(data)
 
