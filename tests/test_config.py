@@ -451,6 +451,28 @@ def test_configuration_doc_gives_each_key_its_default() -> None:
     assert tomllib.loads(example.group(1))["policy"]["skip_networks"] == DEFAULT_SKIP_NETWORKS
 
 
+def _documented_floors() -> list[tuple[str, str, int]]:
+    """(section, key, N) for every key whose row in docs/configuration.md says "At least N"."""
+    text = (REPO / "docs" / "configuration.md").read_text()
+    found = []
+    for section in SECTIONS:
+        table = text.split(f"## `[{section}]`", 1)[1].split("\n## ", 1)[0]
+        for key, meaning in re.findall(r"^\| `(\w+)` \| `[^`]*` \| (.*)\|$", table, re.MULTILINE):
+            found += [(section, key, int(n)) for n in re.findall(r"\bAt least (\d+)\b", meaning)]
+    return found
+
+
+def test_each_documented_floor_is_the_one_enforced() -> None:
+    # docs/configuration.md named no floor for max_in_flight, max_ptr_names and
+    # max_mx_hosts, whose 0 is refused (not "no limit" nor "off", as an admin might try).
+    floors = _documented_floors()
+    assert {key for _, key, _ in floors} >= {"max_body_bytes", "max_in_flight", "max_ptr_names"}
+    for section, key, floor in floors:
+        config_from_mapping({section: {key: floor}})
+        with pytest.raises(ConfigError, match=rf"^\[{section}\] {key}: must be at least {floor}"):
+            config_from_mapping({section: {key: floor - 1}})
+
+
 @pytest.mark.parametrize(
     "token", ["pa$$w0rd", "${CONFDIR}", 's3"cr', "back\\slash", "two words", "pässword", "=x"]
 )
