@@ -580,7 +580,7 @@ def local_address(listen: str) -> str:
     """Where a client on this host reaches a service listening on ``listen``:
     ``HOST:PORT`` (``[V6]:PORT``), the loopback of a wildcard bind's family."""
     host, port = parse_listen(listen)
-    host = {"0.0.0.0": "127.0.0.1", "*": "127.0.0.1", "::": "::1"}.get(host, host)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
