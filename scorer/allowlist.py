@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from scorer.checks.helo import parse_helo
-from scorer.checks.mailfrom import SenderKind, envelope_address, parse_sender
+from scorer.checks.mailfrom import SenderKind, envelope_address, named_domain, parse_sender
 from scorer.files import file_error, read_regular_file, utf8_text
 from scorer.names import (
     IPAddress,
@@ -92,9 +92,7 @@ def _sender_domain(mail_from: str) -> str | None:
         # covered, as long as the part after the last "@" is a name IDNA accepts as it
         # stands (one final dot roots it): not once spaces, CR/LF or dots around it are
         # trimmed (``a@.x.org``, ``a@x.org\r\n``), as a control character is not either.
-        _, at, domain_part = envelope_address(mail_from).rpartition("@")
-        domain = to_ascii(domain_part) if at else None
-        return domain if domain is not None and hostname_problem(domain) is None else None
+        return named_domain(envelope_address(mail_from))
     return None  # the null sender has no domain; an address literal is no name
 
 

@@ -99,6 +99,16 @@ def plain_sender_domain(address: str) -> str | None:
     return domain
 
 
+def named_domain(address: str) -> str | None:
+    """The name after the last "@" of ``address`` (a mailbox: ``envelope_address``) in
+    lower-case A-labels, one final dot dropped (to_ascii), if it can be a hostname as it
+    stands; None without an "@", for an address literal, or for what no hostname is.
+    Syntax alone: whether the address around it is valid is parse_sender's to say."""
+    _, at, domain_part = address.rpartition("@")
+    domain = to_ascii(domain_part) if at else None
+    return domain if domain is not None and hostname_problem(domain) is None else None
+
+
 # Local parts RFC 5321 refuses but real mail carries and Postfix accepts: dots
 # anywhere (Japanese carriers issued taro..x@ and taro.@ addresses for years).
 _LENIENT_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]+\Z")
@@ -118,8 +128,8 @@ def _tolerated_domain(address: str) -> str | None:
     local, at, domain_part = address.rpartition("@")
     if not at or not _LENIENT_LOCAL.match(local):
         return None
-    domain = to_ascii(domain_part)
-    if domain is None or hostname_problem(domain) is not None:
+    domain = named_domain(address)
+    if domain is None:
         return None
     octets = len(local.encode()) + 1 + max(len(domain_part.encode()), len(domain))
     if octets > _MAX_ADDRESS:
@@ -198,7 +208,7 @@ def parse_sender(raw: str) -> Sender:
     address = envelope_address(raw)
     if not address or address == QMAIL_NULL_SENDER:
         return Sender(raw, SenderKind.NULL)
-    local, at, domain_part = address.rpartition("@")
+    local, _, domain_part = address.rpartition("@")
     if has_unsafe(local):
         return Sender(raw, SenderKind.BAD_SYNTAX, problem=unsafe_reason(local))
     # A joiner in the domain is IDNA's to judge (scorer.text.JOINERS), in a local part
@@ -209,8 +219,8 @@ def parse_sender(raw: str) -> Sender:
         # email-validator reads the octets as ipaddress does, refusing "010": hand it
         # the literal (IPv4, or IPv6 ending in IPv4) as RFC 5321 means it.
         address = f"{local}@[{plain_snums(domain_part[1:-1])}]"
-    domain = to_ascii(domain_part) if at else None
-    if domain and not domain.startswith("[") and hostname_problem(domain) is None:
+    domain = named_domain(address)  # None for a literal: "[" is in no hostname
+    if domain is not None:
         # RFC 5321 section 4.1.3: literals are bracketed, and their Snums decimal (a
         # bare 192.0.2.010 is an address too, as a HELO of it is: checks.helo).
         if literal_address(domain) is not None:
