@@ -188,5 +188,4 @@ class Pipeline:
     def reply_for(self, hits: list[Hit]) -> CheckReply:
         """The reply for ``hits``: their symbols weighted by the config, and the total."""
         scored = score_hits(hits, self.config.weights, self.config.is_shadowed)
-        total = round(sum(s.score for s in scored.symbols), 4)
-        return CheckReply(scored.symbols, total, scored.shadowed)
+        return CheckReply(scored.symbols, scored.total, scored.shadowed)

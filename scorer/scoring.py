@@ -12,6 +12,9 @@ from scorer.protocol import SymbolResult
 @dataclass(frozen=True, slots=True)
 class Scored:
     symbols: tuple[SymbolResult, ...]
+    # The reply's score: the symbols' scores added up, rounded as each of them is, so
+    # 0.1 + 0.2 is 0.3, not 0.30000000000000004.
+    total: float
     # Shadowed symbols and the score each would have added: kept out of the
     # reply's total, reported in metrics so admins can watch before enforcing.
     shadowed: tuple[tuple[str, float], ...]
@@ -37,4 +40,5 @@ def score_hits(
             )
         else:
             symbols.append(SymbolResult(name, score, hit.options))
-    return Scored(tuple(symbols), tuple(shadowed))
+    total = round(sum(symbol.score for symbol in symbols), 4)
+    return Scored(tuple(symbols), total, tuple(shadowed))

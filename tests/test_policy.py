@@ -697,7 +697,7 @@ def test_a_repeated_symbol_is_scored_once_at_its_strongest(weight: float) -> Non
 
 
 def test_the_total_is_rounded_as_the_scores_are() -> None:
-    # Pipeline.reply_for: each score is rounded to 4 places and so is their sum: 0.1 + 0.2
+    # scoring.score_hits: each score is rounded to 4 places and so is their sum: 0.1 + 0.2
     # is 0.3 in the reply, not 0.30000000000000004.
     weights = {"RL_PTR_MISSING": 0.1, "RL_HELO_LOCALHOST": 0.2}
     hits = [Hit("RL_PTR_MISSING", ("no PTR",)), Hit("RL_HELO_LOCALHOST", ("helo=localhost",))]
