@@ -19,7 +19,8 @@ from scorer.checks.mailfrom import check_mail_from
 from scorer.checks.ptr import check_ptr, ptr_counted
 from scorer.config import Config
 from scorer.dns.cache import TtlCache
-from scorer.dns.layer import Consequences, DnsLayer, Outcome
+from scorer.dns.layer import Consequences, DnsLayer
+from scorer.dns.outcomes import Outcome
 from scorer.lookups import Facts, Limits, gather_facts
 from scorer.memo import memo_sized
 from scorer.policy import skip_hit

@@ -7,9 +7,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from scorer.dns.outcomes import Answer, Lookup, NotFound, TempFail, describe
+from scorer.dns.outcomes import Answer, Lookup, Outcome, TempFail, describe
 from scorer.names import IPAddress, is_public_host
 
 
@@ -50,7 +49,7 @@ def only_non_public(addresses: Iterable[IPAddress]) -> str:
     return f"only non-public addresses {listed_addresses(addresses, most=4)}"
 
 
-def failed_lookups(outcomes: Mapping[str, Answer[Any] | NotFound | TempFail | None]) -> list[str]:
+def failed_lookups(outcomes: Mapping[str, Outcome | None]) -> list[str]:
     """``A: servfail``-style evidence for each failed lookup, by its record type."""
     return [f"{rdtype}: {describe(o)}" for rdtype, o in outcomes.items() if isinstance(o, TempFail)]
 

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 import dns.rdatatype
 
@@ -30,6 +30,7 @@ from scorer.dns.outcomes import (
     MxRecord,
     NotFound,
     NotFoundKind,
+    Outcome,
     TempFail,
     describe,
     network_failure,
@@ -38,7 +39,6 @@ from scorer.dns.transport import UdpTransport
 from scorer.dns.wire import NameError_, encode_name, relative_name, reverse_name
 from scorer.names import REVERSE_TREES, IPAddress, decimal_in, is_multicast_or_broadcast
 
-Outcome = Answer[Any] | NotFound | TempFail
 # (rdtype, result, seconds, whether a failure repeats the question's last one)
 QueryObserver = Callable[[str, str, float, bool], None]
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ CACHE_BYTES_PER_ENTRY = 512
 RECORD_BYTES = 100
 
 
-def cache_size(outcome: Answer[Any] | NotFound) -> int:
+def cache_size(outcome: Answer[object] | NotFound) -> int:
     """How many entries of ``cache_max_entries`` ``outcome`` counts as: 1 for all but
     answers of many records or long names (TtlCache: a hostile zone's would hold up to
     ~55 KB, a hundred times a usual answer)."""
@@ -328,16 +328,22 @@ class DnsLayer:
         ``tracker.expires``. Failures count as expiring at once."""
         return ExpiryTracker()
 
+    # The typed questions: an answer's records are of the type asked, as wire decodes
+    # each (_parse_ptr a name, _parse_a/_parse_aaaa an address, _parse_mx an MxRecord).
+    # The one place an Outcome's records are given their type, on that word.
+
     async def ptr(self, ip: IPAddress, deadline: float) -> Lookup[str]:
-        return await self.lookup(reverse_name(ip), dns.rdatatype.PTR, deadline)
+        outcome = await self.lookup(reverse_name(ip), dns.rdatatype.PTR, deadline)
+        return cast("Lookup[str]", outcome)
 
     async def addresses(
         self, name: str, rdtype: dns.rdatatype.RdataType, deadline: float
     ) -> Lookup[IPAddress]:
-        return await self.lookup(name, rdtype, deadline)
+        """The records of ``rdtype``, A or AAAA, of ``name``."""
+        return cast("Lookup[IPAddress]", await self.lookup(name, rdtype, deadline))
 
     async def mx(self, name: str, deadline: float) -> Lookup[MxRecord]:
-        return await self.lookup(name, dns.rdatatype.MX, deadline)
+        return cast("Lookup[MxRecord]", await self.lookup(name, dns.rdatatype.MX, deadline))
 
     async def lookup(self, name: str, rdtype: dns.rdatatype.RdataType, deadline: float) -> Outcome:
         """One cached, coalesced lookup that never raises and never outlives ``deadline``."""

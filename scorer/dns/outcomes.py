@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
+# Covariant: an Answer of addresses is an Answer of objects, as its records are read only.
+T_co = TypeVar("T_co", covariant=True)
 
 
 class NotFoundKind(enum.StrEnum):
@@ -37,10 +39,10 @@ class MxRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Answer(Generic[T]):
+class Answer(Generic[T_co]):
     """The name has records of the asked type."""
 
-    records: tuple[T, ...]
+    records: tuple[T_co, ...]
     ttl: int
 
 
@@ -71,9 +73,13 @@ def network_failure(error: BaseException, context: str = "") -> TempFail:
 
 
 Lookup = Answer[T] | NotFound | TempFail
+# A lookup's outcome whatever was asked, as the transport, the cache and metrics hold it.
+# The record type follows the type asked (wire decodes each its own way): DnsLayer's ptr,
+# addresses and mx give it back.
+Outcome = Lookup[object]
 
 
-def describe(outcome: Answer[Any] | NotFound | TempFail) -> str:
+def describe(outcome: Outcome) -> str:
     """A short evidence string for an outcome, e.g. ``nxdomain``, ``timeout: no answer
     within 0.5s`` or ``malformed: CNAME loop`` (a failure's detail says why)."""
     if isinstance(outcome, Answer):

@@ -39,9 +39,8 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from scorer.dns.outcomes import FailureKind, TempFail, network_failure
+from scorer.dns.outcomes import FailureKind, Outcome, TempFail, network_failure
 from scorer.dns.wire import (
-    Outcome,
     TryNext,
     Verdict,
     classify,

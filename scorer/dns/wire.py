@@ -25,6 +25,7 @@ from scorer.dns.outcomes import (
     MxRecord,
     NotFound,
     NotFoundKind,
+    Outcome,
     TempFail,
 )
 
@@ -60,8 +61,6 @@ _HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
-
-Outcome = Answer[object] | NotFound | TempFail
 
 
 class Verdict(enum.Enum):
