@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from scorer.checks.helo import parse_helo
 from scorer.checks.mailfrom import SenderKind, envelope_address, named_domain, parse_sender
-from scorer.files import file_error, read_regular_file, utf8_text
+from scorer.files import read_text_file
 from scorer.names import (
     IPAddress,
     address_named,
@@ -204,16 +204,8 @@ class Allowlist:
 
     def add_file(self, path: str) -> None:
         try:
-            data = read_regular_file(path)
-        except OSError as error:  # the reason alone: str(error) names the path again
-            raise AllowlistError(file_error(path, error)) from None
-        except ValueError as error:  # a NUL in the name
-            raise AllowlistError(f"{path!r}: {error}") from None
-        if data is None:
-            raise AllowlistError(f"{path}: not a regular file")
-        try:
-            text = utf8_text(path, data)
-        except ValueError as error:  # named by line, as any other bad entry
+            text = read_text_file(path)
+        except ValueError as error:  # a bad byte named by line, as any other bad entry
             raise AllowlistError(str(error)) from None
         for number, line in enumerate(text.split("\n"), 1):  # as utf8_text numbers them
             text = line.split("#", 1)[0].strip()

@@ -23,7 +23,7 @@ from typing import Any, get_type_hints
 
 from scorer.allowlist import Allowlist, AllowlistError
 from scorer.dns.layer import Nameserver, parse_nameservers
-from scorer.files import file_error, read_regular_file, utf8_text
+from scorer.files import file_error, read_text_file, utf8_text
 from scorer.names import (
     address_in,
     decimal_in,
@@ -722,17 +722,9 @@ def _with_secret(config: Config, env_token: str | None) -> Config:
         path = config.server.token_file
         where = f"[server] token_file ({path})"
         try:
-            data = read_regular_file(path)
-        except OSError as error:
-            raise ConfigError(f"[server] token_file: {file_error(path, error)}") from None
-        except ValueError as error:  # a NUL in the name
-            raise ConfigError(f"[server] token_file: {path!r}: {error}") from None
-        if data is None:
-            raise ConfigError(f"[server] token_file: {path}: not a regular file")
-        try:
             # A byte-order mark (Notepad) is no part of the token, as it is none of the
-            # config file's (read_toml) or a list file's.
-            token = utf8_text(path, data).strip()
+            # config file's (read_toml) or a list file's: read_text_file drops it.
+            token = read_text_file(path).strip()
         except ValueError as error:
             raise ConfigError(f"[server] token_file: {error}") from None
         if not token:

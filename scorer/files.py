@@ -36,6 +36,21 @@ _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _CR_LINE_END = re.compile(r"\r\n?")
 
 
+def read_text_file(path: str) -> str:
+    """The text of the regular file at ``path`` (``utf8_text``), as a config reads the
+    files it names; ValueError saying what is wrong, the path first: ``PATH: reason``,
+    ``PATH: not a regular file``, ``'PATH': a NUL ...`` or ``PATH:LINE: not UTF-8 ...``."""
+    try:
+        data = read_regular_file(path)
+    except OSError as error:  # the reason alone: str(error) names the path again
+        raise ValueError(file_error(path, error)) from None
+    except ValueError as error:  # a NUL in the name
+        raise ValueError(f"{path!r}: {error}") from None
+    if data is None:
+        raise ValueError(f"{path}: not a regular file")
+    return utf8_text(path, data)
+
+
 def utf8_text(path: object, data: bytes) -> str:
     """``data`` as text, each line ending in "\\n" (whatever ended it in the file), and
     without the byte-order mark an editor (Notepad) may start a UTF-8 file with;
