@@ -1,8 +1,10 @@
 """The single table of symbols: name, family, default weight, description, reason and fix hint.
 
 Everything else derives from this table: the default weights in the config, the
-``docs/symbols.md`` table (checked by a test), the rspamd plugin's symbol list
-(checked by a test) and the hints in ``rdns-scorer check``'s report.
+``docs/symbols.md`` table, the rspamd plugin's symbol list (``rdns-scorer rspamd
+symbols``), the SpamAssassin describe lines in rdns_scorer.cf (``rdns-scorer
+spamassassin describe``), each of those three checked by a test, and the hints in
+``rdns-scorer check``'s report.
 
 Default weights follow the postmaster article that motivates the project: a
 missing PTR is strong evidence, an unverified PTR moderate, most HELO problems

@@ -58,7 +58,7 @@ class SenderKind(enum.StrEnum):
 class Sender:
     raw: str
     kind: SenderKind
-    domain: str = ""  # A-label form
+    domain: str = ""  # A-label form; for LITERAL the bracketed literal, "[192.0.2.1]"
     problem: str = ""
     address: IPAddress | None = None  # for LITERAL, as email-validator read it
 

@@ -1,7 +1,8 @@
 """The one DNS layer: typed lookups with a cache, coalescing and a per-request deadline.
 
-Checks never call DNS; the pipeline asks this layer for facts and hands the
-outcomes (``Answer``/``NotFound``/``TempFail``) to pure check functions. The
+Checks never call DNS; the lookup stage (``scorer.lookups``) asks this layer for the
+facts a request needs, and the pipeline hands the outcomes (``Answer``/``NotFound``/
+``TempFail``) to pure check functions. The
 layer knows nothing about scores.
 
 Queries go out over ``scorer.dns.transport`` (persistent UDP sockets, TCP on
