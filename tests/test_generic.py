@@ -20,7 +20,7 @@ from scorer.generic.classifier import (
     PARTIAL_WITH_KEYWORD_CONFIDENCE,
 )
 from scorer.generic.cli import run_generic
-from scorer.generic.encodings import _compress, embedded_ipv4s
+from scorer.generic.encodings import _compress, _embedded_ipv4_values
 from scorer.generic.hostparts import normalize_hostname, split_host, tokenise_labels
 from scorer.generic.keywords import KEYWORDS, WEAK_KEYWORDS, digit_shape
 from scorer.generic.providers import PROVIDERS, find_provider
@@ -511,7 +511,7 @@ def test_any_ipv6_prefix_written_alone_is_found(prefix: list[int], interface_id:
     ip = _address(prefix, interface_id)
     # An EUI-64 id or an embedded IPv4 address (tested above) might be spelled by the
     # prefix: 2000:0:24a:1::24a:1 carries 2.74.0.1, whose hex is in 20000000024a0001.
-    assume(ip.exploded[30:39] != "ff:fe" and not embedded_ipv4s(ip))
+    assume(ip.exploded[30:39] != "ff:fe" and not _embedded_ipv4_values(int(ip)))
     network = ipaddress.IPv6Network((ip, 64), strict=False).network_address
     padded, unpadded = _groups(network)
     for name in ("-".join(unpadded[:4]), "-".join(padded[:4]), "".join(padded[:4])):
@@ -581,7 +581,8 @@ def test_compress_matches_ipaddress() -> None:
 
 
 def _ipv4s_in(ip: str) -> list[str]:
-    return [str(carried) for carried in embedded_ipv4s(ipaddress.IPv6Address(ip))]
+    carried = _embedded_ipv4_values(int(ipaddress.IPv6Address(ip)))
+    return [str(ipaddress.IPv4Address(value)) for value in carried]
 
 
 def test_embedded_ipv4() -> None:

@@ -397,19 +397,6 @@ def _eui64_forms(nibbles: str) -> list[str]:
     ]
 
 
-def embedded_ipv4s(ip: IPv6Address) -> tuple[IPv4Address, ...]:
-    """The IPv4 addresses an IPv6 address visibly carries: none, one, or two.
-
-    Covers IPv4-mapped (``::ffff:a.b.c.d``, RFC 4291 section 2.5.5.2), Teredo (RFC 4380
-    section 4), 6to4 (``2002:AABB:CCDD::``, RFC 3056 section 2), ISATAP interface ids
-    (``::5efe:a.b.c.d``, ``::200:5efe:a.b.c.d``, RFC 5214 section 6.1) and interface ids
-    ``::a.b.c.d`` (upper 32 bits zero), which is how dual-stack operators commonly number
-    hosts. A 6to4 site may number its hosts so under its prefix: then the address carries
-    two, the site's and the host's. An address in 0.0.0.0/8 is none.
-    """
-    return tuple(IPv4Address(carried) for carried in _embedded_ipv4_values(int(ip)))
-
-
 #: The upper half of an interface id whose lower half is an IPv4 address: zero
 #: (``::a.b.c.d``), or ISATAP's IANA OUI 00-00-5e and 0xfe with the u bit clear or set
 #: (set when the IPv4 address is global; the g bit is clear in a unicast address).
@@ -417,8 +404,17 @@ _IPV4_INTERFACE_ID_HIGH = frozenset((0, 0x00005EFE, 0x02005EFE))
 
 
 def _embedded_ipv4_values(value: int) -> tuple[int, ...]:
-    """:func:`embedded_ipv4s` on integers; never an address in 0.0.0.0/8 (no mail client,
-    and its forms are mostly zeros: ``2002::1`` would find 0.0.0.0 in its own /64)."""
+    """The IPv4 addresses (as integers) the IPv6 address ``value`` visibly carries: none,
+    one, or two.
+
+    Covers IPv4-mapped (``::ffff:a.b.c.d``, RFC 4291 section 2.5.5.2), Teredo (RFC 4380
+    section 4), 6to4 (``2002:AABB:CCDD::``, RFC 3056 section 2), ISATAP interface ids
+    (``::5efe:a.b.c.d``, ``::200:5efe:a.b.c.d``, RFC 5214 section 6.1) and interface ids
+    ``::a.b.c.d`` (upper 32 bits zero), which is how dual-stack operators commonly number
+    hosts. A 6to4 site may number its hosts so under its prefix: then the address carries
+    two, the site's and the host's. Never an address in 0.0.0.0/8 (no mail client, and
+    its forms are mostly zeros: ``2002::1`` would find 0.0.0.0 in its own /64).
+    """
     if value >> 32 == 0xFFFF:
         carried: tuple[int, ...] = (value & 0xFFFFFFFF,)
     elif value >> 96 == 0x20010000:  # Teredo: client address is stored inverted
