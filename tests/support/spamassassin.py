@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
+from scorer.integrations import spamassassin
 from scorer.integrations.spamassassin import install, source_dir
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import stop_process
@@ -280,11 +281,6 @@ class Spamd:
 
 
 def stock_definitions(rules_dir: Path = STOCK_RULES) -> dict[str, tuple[str, str]]:
-    """``header``/``meta`` rule definitions of the installed stock rules: name -> (type, body)."""
-    found: dict[str, tuple[str, str]] = {}
-    for path in sorted(rules_dir.glob("*.cf")):
-        for line in path.read_text(encoding="latin-1").splitlines():
-            match = re.match(r"^\s*(header|meta)\s+([A-Z0-9_]+)\s+(.*?)\s*$", line)
-            if match:
-                found[match.group(2)] = (match.group(1), match.group(3))
-    return found
+    """``header``/``meta`` rule definitions of the installed stock rules: name -> (type,
+    body), read as `spamassassin check` reads them."""
+    return spamassassin.stock_definitions(rules_dir)
