@@ -115,9 +115,9 @@ def listening_sockets(host: str, port: int, reuse_port: bool) -> list[socket.soc
     dropping a connection whose replies go unread for UNREAD_REPLY_SECONDS."""
     sockets = _bound_sockets(host, port, reuse_port)
     if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux
+        milliseconds = int(UNREAD_REPLY_SECONDS * 1000)
         for sock in sockets:
             # Set on the listening socket: each accepted connection inherits it.
-            milliseconds = int(UNREAD_REPLY_SECONDS * 1000)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
     return sockets
 
