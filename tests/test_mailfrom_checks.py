@@ -585,6 +585,28 @@ def test_a_sender_domain_missing_through_a_cname_names_the_target() -> None:
     assert "MX: nxdomain at gone.target-zone.org (CNAME target)" in hit.options
 
 
+def test_an_mx_target_missing_through_a_cname_names_the_target() -> None:
+    # Regression (review): "does not resolve" for an MX host that exists as a CNAME to a
+    # gone name: the record to fix is the target's, which the evidence did not name.
+    host = "mx.evidence-test.net"
+    gone = NotFound(NotFoundKind.NXDOMAIN, 300, "gone.target-zone.org")
+    mx = Answer((MxRecord(10, host),), 300)
+    facts = MailFromFacts(parse_sender(SENDER), mx=mx, targets={host: AddressFacts(gone, None)})
+    (hit,) = check_mail_from(facts)
+    assert hit.symbol == "RL_MAILFROM_BOGUS_MX"
+    assert hit.options[1:] == (
+        f"MX {host}: does not resolve (nxdomain at gone.target-zone.org (CNAME target))",
+    )
+    # No implicit MX either: the domain's own A/AAAA through the same CNAME.
+    nodata = NotFound(NotFoundKind.NODATA, 300, "gone.target-zone.org")
+    implicit = MailFromFacts(
+        parse_sender(SENDER), mx=nodata, implicit_mx=AddressFacts(nodata, nodata)
+    )
+    (hit,) = check_mail_from(implicit)
+    assert hit.symbol == "RL_MAILFROM_NO_MAIL_HOST"
+    assert hit.options[-1] == "no A/AAAA (nodata at gone.target-zone.org (CNAME target))"
+
+
 def test_a_cname_target_in_evidence_is_escaped_and_capped() -> None:
     # Regression (review): the CNAME target a "no" names comes from DNS: it went into
     # the options raw (a backslash no escape of ours, 227 characters past the 160 cap).

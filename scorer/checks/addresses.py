@@ -8,7 +8,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from scorer.dns.outcomes import Answer, Lookup, Outcome, TempFail, describe
+from scorer.dns.outcomes import Answer, Lookup, NotFound, Outcome, TempFail, describe
 from scorer.names import IPAddress, is_public_host
 
 
@@ -36,6 +36,19 @@ class AddressFacts:
     def failures(self) -> list[str]:
         """``A: timeout: ...``-style evidence for each failed lookup."""
         return failed_lookups({"A": self.a, "AAAA": self.aaaa})
+
+
+def unresolved(said: str, facts: AddressFacts) -> str:
+    """``said`` of a name with no addresses, followed by where each CNAME chain that
+    led to a "no" ended (``does not resolve (nxdomain at gone.example (CNAME target))``):
+    RFC 2308 section 2.1 makes the "no" the chain's last name's, and that is the record
+    the admin has to fix, not the name asked."""
+    chased = {
+        describe(outcome)
+        for outcome in (facts.a, facts.aaaa)
+        if isinstance(outcome, NotFound) and outcome.alias_target is not None
+    }
+    return said + "".join(f" ({where})" for where in sorted(chased))
 
 
 def has_public_host(addresses: Iterable[IPAddress]) -> bool:

@@ -18,6 +18,7 @@ from scorer.checks.addresses import (
     AddressFacts,
     has_public_host,
     only_non_public,
+    unresolved,
 )
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import (
@@ -309,7 +310,7 @@ def _bogus_reason(target: str, facts: AddressFacts) -> str | None:
         return None
     addresses = facts.addresses
     if not addresses:
-        return "does not resolve"
+        return unresolved("does not resolve", facts)
     if not has_public_host(addresses):
         return only_non_public(addresses)
     return None
@@ -377,7 +378,7 @@ def _check_implicit(
         found = [only_non_public(addresses)] if addresses else []
         failures = map(option, implicit.failures())
         return Hit("RL_MAILFROM_TEMPFAIL", (subject, no_mx, *found, *failures))
-    return Hit("RL_MAILFROM_NO_MAIL_HOST", (subject, no_mx, "no A/AAAA"))
+    return Hit("RL_MAILFROM_NO_MAIL_HOST", (subject, no_mx, unresolved("no A/AAAA", implicit)))
 
 
 def _literal_hit(subject: str, literal: IPAddress | None) -> Hit | None:
