@@ -126,7 +126,7 @@ def _serve(args: argparse.Namespace) -> int:
         args.config or "the embedded defaults",  # which file a reload will read again
         resolvers, "required" if config.server.token else "none",
     )  # fmt: skip
-    for warning in _warnings(args.config, config):
+    for warning in config.warnings():
         logging.getLogger("rdns_scorer").warning("%s", warning)
     try:
         return serve(config, loader, host, port, workers)
@@ -143,7 +143,7 @@ def _served_config(args: argparse.Namespace) -> Config:
     ``--workers`` applied to both, so a reload compares like with like
     (Config.reload_warnings): the file's workers edited under ``--workers N`` is not
     what runs, nor what a restart runs, and warned that it would apply then."""
-    config = _config(args, listen=args.listen)
+    config = _with_source_warnings(args.config, _config(args, listen=args.listen))
     if args.workers is None:
         return config
     server = dataclasses.replace(config.server, workers=args.workers)
@@ -237,7 +237,8 @@ def _check(args: argparse.Namespace) -> int:
         print_error(f"rdns-scorer check: {error.message}")  # it names the field
         return 2
     configure_command_logging("rdns-scorer check")
-    for warning in [*_warnings(args.config, config), *_cut_fields(args)]:
+    config = _with_source_warnings(args.config, config)
+    for warning in [*config.warnings(), *_cut_fields(args)]:
         print(f"rdns-scorer check: warning: {warning}", file=sys.stderr)
     # Its resolver warnings speak of this one check, not of a service's checks to come.
     pipeline = Pipeline(config, build_dns_layer(config, consequences=ONE_CHECK))
@@ -308,11 +309,14 @@ def _symbols(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warnings(config_path: str | None, config: Config) -> list[str]:
-    """What a loaded config should be told about: serve logs it, config check prints it."""
+def _with_source_warnings(config_path: str | None, config: Config) -> Config:
+    """``config`` with what its file warns about (``Config.source_warnings``), which
+    ``warnings`` then says: serve logs it at start and at each reload, config check
+    prints it."""
     exposed = [exposure_warning(path) for path in exposed_token_files(config_path, config)]
     unused = unused_token_warning(config_path, config)
-    return [*exposed, *([unused] if unused else []), *config.warnings()]
+    found = (*exposed, *([unused] if unused else []))
+    return dataclasses.replace(config, source_warnings=found)
 
 
 def _add_config_file_argument(parser: argparse.ArgumentParser) -> None:
@@ -344,7 +348,7 @@ def _config_check(args: argparse.Namespace) -> int:
     config = load_config(path)
     refuse_public_without_token(config)
     print(f"{path}: OK")
-    for warning in _warnings(path, config):
+    for warning in _with_source_warnings(path, config).warnings():
         print(f"warning: {warning}")
     return 0
 

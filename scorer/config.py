@@ -150,6 +150,12 @@ class Config:
     # The [allowlist] entries and list files, read once when the config is loaded:
     # what was validated is what serves (a list file edited in between cannot slip in).
     allowlist_entries: Allowlist = field(default_factory=Allowlist, compare=False, repr=False)
+    # What reading the file found to warn about besides the settings themselves (a
+    # token file every local user may read, a token written there that is not the one
+    # served: scorer.security), set by whoever read it and said with ``warnings``: at
+    # start, by `config check`, and at every reload, where an admin who rotated the token
+    # in the file while RDNS_SCORER_TOKEN wins was told only "config reloaded".
+    source_warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def nameservers(self) -> list[Nameserver]:
@@ -195,7 +201,8 @@ class Config:
         message while DNS fails, whatever the sender did; shadowed, it scores nothing),
         and a local name that is no public host name never matches (below). A bonus for
         a ``from`` entry goes to whoever writes the domain in MAIL FROM. A lookup timeout
-        the check's deadline comes before never applies."""
+        the check's deadline comes before never applies. The file's own warnings
+        (``source_warnings``) come first."""
         scored_failures = [
             f"[weights] {name} = {weight:g}: every message is scored {weight:+g} while its "
             "lookups fail (a DNS outage or timeout), which says nothing about the sender; "
@@ -227,7 +234,14 @@ class Config:
                 "addresses of a PTR name or an MX host) are never asked; the defaults are "
                 "0.5 and 0.8"
             )
-        return scored_failures + forged_bonus + current + slow + self._unmatched_local_names()
+        return [
+            *self.source_warnings,
+            *scored_failures,
+            *forged_bonus,
+            *current,
+            *slow,
+            *self._unmatched_local_names(),
+        ]
 
     def _unmatched_local_names(self) -> list[str]:
         """A HELO under no public suffix (``mail``, ``mx.example.org``, ``host.lan``) is

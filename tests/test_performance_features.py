@@ -1539,6 +1539,27 @@ def test_a_reload_with_several_workers_warns_once(tmp_path: Path) -> None:
         assert text.count("[weights] RL_PTR_TEMPFAIL = 0.5: every message") == 2
 
 
+def test_a_reload_warns_about_a_token_written_in_the_file_that_is_not_served(
+    tmp_path: Path,
+) -> None:
+    # Regression (review): an admin rotating the token by writing it in the config file,
+    # where token_file (or RDNS_SCORER_TOKEN) comes first, was told only "config
+    # reloaded" on SIGHUP (serve's start and `config check` warned): the plugins given
+    # the new token were then refused, their mail unscored. Said once, by the supervisor.
+    secret = tmp_path / "token"
+    secret.write_text("0ld0ld\n")
+    secret.chmod(0o600)
+    first = f'[server]\nlog_requests = false\ntoken_file = "{secret}"\n'
+    then = first + 'token = "n3wn3w"\n'
+    with _two_workers_reloaded(tmp_path, first, then) as (_process, _port, log):
+        time.sleep(0.3)  # anything a worker would still log about it
+        text = log.read_text()
+        warned = [line for line in text.splitlines() if "is not the token served" in line]
+        assert len(warned) == 1, text
+        assert f"[server] token in {tmp_path / 'scorer.toml'} is not the token served" in warned[0]
+        assert "n3wn3w" not in text and "0ld0ld" not in text
+
+
 @contextlib.contextmanager
 def _two_workers_reloaded(
     tmp_path: Path, first: str, then: str
