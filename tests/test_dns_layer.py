@@ -2440,6 +2440,7 @@ def test_the_transports_constants_are_those_the_docs_give() -> None:
     assert transport.SOCKETS_PER_SERVER == 4
     assert "tried again after 5 s" in docs and transport.REOPEN_SECONDS == 5.0
     assert "is asked last for 5 s" in docs and transport.DEMOTE_SECONDS == 5.0
+    assert "without EDNS for 10 minutes" in docs and transport.NO_EDNS_SECONDS == 600.0
 
 
 async def _truncated_then_tcp(tcp: str) -> tuple[FaultyDns, DnsLayer, Outcome]:
@@ -2782,11 +2783,11 @@ async def test_a_retry_that_cannot_be_sent_ends_the_query_with_why(
     built: list[int] = []
     make_query = transport.make_query
 
-    def failing_retry(query_id: int, question: bytes) -> bytes:
+    def failing_retry(query_id: int, question: bytes, edns: bool) -> bytes:
         built.append(query_id)
         if len(built) > 1:
             raise RuntimeError("a bug building the retry")
-        return make_query(query_id, question)
+        return make_query(query_id, question, edns)
 
     monkeypatch.setattr(transport, "make_query", failing_retry)
     server = FaultyDns("silent").start()
@@ -2864,3 +2865,170 @@ async def test_a_lost_datagram_demotes_no_lone_nameserver(caplog: pytest.LogCapt
     assert server.queries == 2
     assert layer._transport._demoted_until == {}
     assert "did not answer" not in caplog.text
+
+
+# --- EDNS fallback (RFC 6891 section 7) ---
+
+
+def test_a_formerr_without_an_opt_record_is_told_apart() -> None:
+    """wire.classify: a FORMERR without an OPT record (with or without the question) may
+    come from a server that does not take EDNS (TryNext.without_opt); one with an OPT
+    record comes from one that does and objects to something else; other error RCODEs
+    without one are nothing of the kind."""
+    with_opt, query_id = _response("a.example.", "A", [], rcode="FORMERR")
+    plain = with_opt[:10] + struct.pack("!H", 0) + with_opt[12 : -len(_opt(0, b""))]
+    bare = plain[:4] + struct.pack("!H", 0) + plain[6:12]  # no question section either
+    for data, without_opt in ((with_opt, False), (plain, True), (bare, True)):
+        outcome = _classify(data, query_id, "a.example.", "A")
+        assert outcome == wire.TryNext(TempFail(FailureKind.MALFORMED, "FORMERR"), without_opt)
+    servfail, query_id = _response("a.example.", "A", [], rcode="SERVFAIL")
+    plain = servfail[:10] + struct.pack("!H", 0) + servfail[12 : -len(_opt(0, b""))]
+    outcome = _classify(plain, query_id, "a.example.", "A")
+    assert isinstance(outcome, wire.TryNext) and not outcome.without_opt
+
+
+def test_a_query_without_edns_has_no_opt_record() -> None:
+    import dns.message
+
+    question = wire.question(wire.encode_name("a.example"), dns.rdatatype.A)
+    with_edns = dns.message.from_wire(wire.make_query(7, question))
+    assert (with_edns.edns, with_edns.payload) == (0, wire.EDNS_PAYLOAD)
+    without = wire.make_query(7, question, edns=False)
+    assert without[10:12] == b"\x00\x00" and without[12:] == question  # ARCOUNT 0, nothing after
+    parsed = dns.message.from_wire(without)
+    assert (parsed.id, parsed.edns, parsed.additional) == (7, -1, [])
+    assert parsed.question == with_edns.question
+
+
+def _edns_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "does not take EDNS" in r.getMessage()]
+
+
+async def test_a_nameserver_that_does_not_take_edns_is_asked_without_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: a resolver that answers FORMERR (without an OPT record) to a query with
+    EDNS failed every lookup, and with one nameserver every message went unscored. It is
+    asked again at once without EDNS, on no retry timer and without a retry used up; the
+    queries that were already on their way with EDNS each get the same; the later
+    ones go without EDNS directly; it is logged once."""
+    caplog.set_level(logging.INFO, logger=transport.__name__)
+    server = FaultyDns("address").start()
+    server.edns = False
+    try:
+        layer = _layer(server.nameserver, timeout=1.0)  # a retransmission would go at 0.5 s
+        started = time.monotonic()
+        names = [f"{n}.example" for n in range(5)]
+        outcomes = await asyncio.gather(
+            *(layer.lookup(name, dns.rdatatype.A, _deadline()) for name in names)
+        )
+        elapsed = time.monotonic() - started
+        assert outcomes == [Answer((ipaddress.IPv4Address("192.0.2.53"),), 60)] * 5
+        assert elapsed < 0.4, "waited for the retry timer"
+        assert (server.queries, server.edns_queries) == (10, 5)  # each once with, once without
+        later = await layer.lookup("later.example", dns.rdatatype.A, _deadline())
+        assert isinstance(later, Answer), later
+        assert (server.queries, server.edns_queries) == (11, 5), "asked without EDNS directly"
+        assert _registered(layer) == 0
+    finally:
+        server.stop()
+    assert _edns_warnings(caplog) == [
+        f"nameserver {server.nameserver} does not take EDNS (FORMERR without an OPT record): "
+        "asking it without, and with EDNS again every 600s"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("edns", "queries"),
+    [
+        (False, (2, 1)),  # FORMERR without an OPT record, then FORMERR to the plain query
+        (True, (1, 1)),  # FORMERR with an OPT record: a server that takes EDNS objects
+    ],
+)
+async def test_a_formerr_that_is_not_about_edns_stays_a_failure(
+    caplog: pytest.LogCaptureFixture, edns: bool, queries: tuple[int, int]
+) -> None:
+    """RFC 6891 section 7 asks again without EDNS once: a FORMERR to the query without it,
+    or one with an OPT record (the server understood EDNS), is a definite failure, at
+    once (no wait for the retry timer) and not handed to the plain query."""
+    caplog.set_level(logging.INFO, logger=transport.__name__)
+    server = FaultyDns("formerr").start()
+    server.edns = edns
+    try:
+        layer = _layer(server.nameserver, timeout=1.0)
+        started = time.monotonic()
+        outcome = await layer.lookup("a.example", dns.rdatatype.A, _deadline())
+        elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+    assert outcome == TempFail(FailureKind.MALFORMED, "FORMERR")
+    assert elapsed < 0.4, "waited for the retry timer"
+    assert (server.queries, server.edns_queries) == queries
+    assert len(_edns_warnings(caplog)) == (0 if edns else 1)
+
+
+async def test_a_formerr_without_edns_hands_over_to_the_next_nameserver() -> None:
+    """The plain query's FORMERR is the nameserver's definite failure: the next one is
+    asked at once, with EDNS (it was never found not to take it)."""
+    old = FaultyDns("formerr").start()
+    old.edns = False
+    answering = FaultyDns("address").start()
+    try:
+        layer = _servers_layer([old.nameserver, answering.nameserver], 2.0)
+        started = time.monotonic()
+        outcome = await layer.lookup("a.example", dns.rdatatype.A, _deadline(5.0))
+        elapsed = time.monotonic() - started
+    finally:
+        old.stop()
+        answering.stop()
+    assert outcome == Answer((ipaddress.IPv4Address("192.0.2.53"),), 60)
+    assert elapsed < 0.9, "waited for the retry timer (1 s) instead"
+    assert (old.queries, old.edns_queries) == (2, 1)
+    assert (answering.queries, answering.edns_queries) == (1, 1)
+
+
+async def test_a_nameserver_without_edns_is_tried_with_it_again_later(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A resolver found not to take EDNS is asked without it for NO_EDNS_SECONDS, then
+    with EDNS again (restarted, upgraded): queries lose nothing of what EDNS gives for
+    good. Said once: an old resolver found again each period is no news."""
+    monkeypatch.setattr(transport, "NO_EDNS_SECONDS", 0.3)
+    caplog.set_level(logging.INFO, logger=transport.__name__)
+    server = FaultyDns("address").start()
+    server.edns = False
+    try:
+        layer = _layer(server.nameserver, timeout=1.0)
+
+        async def ask(name: str) -> tuple[int, int]:
+            outcome = await layer.lookup(name, dns.rdatatype.A, _deadline())
+            assert isinstance(outcome, Answer), outcome
+            return server.queries, server.edns_queries
+
+        assert await ask("a.example") == (2, 1)
+        assert await ask("b.example") == (3, 1)
+        await asyncio.sleep(0.35)
+        assert await ask("c.example") == (5, 2), "EDNS again, found wanting again"
+        assert await ask("d.example") == (6, 2)
+        await asyncio.sleep(0.35)
+        server.edns = True  # upgraded
+        assert await ask("e.example") == (7, 3)
+        assert await ask("f.example") == (8, 4)
+    finally:
+        server.stop()
+    assert len(_edns_warnings(caplog)) == 1
+
+
+async def test_a_truncated_reply_without_edns_is_asked_again_over_tcp_without_it() -> None:
+    """Without EDNS a UDP reply holds 512 bytes: a bigger one comes truncated, and the TCP
+    retry goes without EDNS too (with it, this server answers FORMERR there as well)."""
+    server = FaultyDns("truncated", tcp="address").start()
+    server.edns = False
+    try:
+        layer = _layer(server.nameserver, timeout=1.0)
+        outcome = await layer.lookup("tc.example", dns.rdatatype.A, _deadline(5.0))
+    finally:
+        server.stop()
+    assert outcome == Answer((ipaddress.IPv4Address("192.0.2.53"),), 60)
+    assert (server.queries, server.tcp_queries, server.edns_queries) == (2, 1, 1)
+    assert _registered(layer) == 0

@@ -24,6 +24,13 @@ moves on to the next nameserver at once (RFC 1034 section 5.3.3); when every
 nameserver has been tried and none can still answer, the last failure is the
 outcome. A truncated reply is asked again over TCP, of the nameserver that truncated
 it; a definite failure there moves on to the next nameserver too.
+
+EDNS (RFC 6891 section 7): a FORMERR without an OPT record, to a query with one, is no
+failure yet: the nameserver may not take EDNS (an old resolver, a middlebox), so the
+same question goes to it again at once without the OPT record, within the same
+timeout and without using up a retry, and its later queries go without for
+``NO_EDNS_SECONDS`` (then with EDNS again: it may have been upgraded). A FORMERR
+with an OPT record, or to a query without one, is a definite failure.
 """
 
 from __future__ import annotations
@@ -57,6 +64,9 @@ SOCKETS_PER_SERVER = 4
 REOPEN_SECONDS = 5.0
 # A nameserver that did not answer while the next one did is asked last for this long.
 DEMOTE_SECONDS = 5.0
+# A nameserver that answered FORMERR without an OPT record to a query with one is asked
+# without EDNS for this long (RFC 6891 section 7), then with it again.
+NO_EDNS_SECONDS = 600.0
 _LENGTH = struct.Struct("!H")
 log = logging.getLogger(__name__)
 
@@ -79,8 +89,8 @@ class _Pending:
     """One query in flight: its question, where it was sent, and whom to tell."""
 
     __slots__ = (
-        "asked", "attempts", "done", "expires", "failure", "on_done", "question", "rdtype",
-        "registrations", "sent", "timer",
+        "asked", "attempts", "done", "expires", "failure", "on_done", "plain", "question",
+        "rdtype", "registrations", "sent", "timer",
     )  # fmt: skip
 
     def __init__(
@@ -94,6 +104,7 @@ class _Pending:
         self.attempts = 0
         self.asked: set[int] = set()  # the nameservers sent this query so far
         self.registrations: list[tuple[_Socket, int]] = []
+        self.plain: tuple[tuple[_Socket, int], ...] = ()  # those sent without EDNS
         self.timer: asyncio.TimerHandle | None = None
         self.sent: float | None = None  # when the last attempt left (_flush); None: queued
         self.failure: TempFail | None = None  # the last definite failure (SERVFAIL...)
@@ -137,6 +148,9 @@ class UdpTransport:
         # Those whose silence was logged, until they answer: a nameserver that stays
         # dead is asked first again after each demotion, and demoted again, but said once.
         self._said_silent: set[int] = set()
+        # Those that answered FORMERR without an OPT record to a query with one: asked
+        # without EDNS until then (RFC 6891 section 7); logged when first found.
+        self._no_edns_until: dict[int, float] = {}
         # At least one retransmission: a lost datagram must not cost a whole timeout.
         self._attempts = 2
         self._reopen_at: float | None = None  # when to try the failed ones again
@@ -304,6 +318,13 @@ class UdpTransport:
             # go back to the silent one while the working one is never asked.
             server = next((i for i in order if i not in pending.asked), order[attempt % len(order)])
         pending.asked.add(server)
+        until = self._no_edns_until.get(server)
+        self._queue(pending, server, until is None or self._loop.time() >= until)
+
+    def _queue(self, pending: _Pending, server: int, edns: bool) -> None:
+        """Register ``pending`` under a new id on one of ``server``'s sockets, its query
+        to leave at the end of this turn (_flush), with an OPT record or without."""
+        assert self._loop is not None
         sockets = self._sockets[server]
         self._next_socket += 1
         sock = sockets[self._next_socket % len(sockets)]
@@ -312,10 +333,32 @@ class UdpTransport:
             query_id = next(self._ids)
         sock.pending[query_id] = pending
         pending.registrations.append((sock, query_id))
+        if not edns:
+            pending.plain += ((sock, query_id),)
         pending.sent = None
-        self._outbox.append((sock, query_id, pending, make_query(query_id, pending.question)))
+        self._outbox.append((sock, query_id, pending, make_query(query_id, pending.question, edns)))
         if len(self._outbox) == 1:
             self._loop.call_soon(self._flush)
+
+    def _without_edns(self, pending: _Pending, server: int) -> None:
+        """RFC 6891 section 7: ``server`` answered FORMERR without an OPT record to
+        ``pending``'s query with one. Asked again without it, at once: no definite
+        failure, no attempt used up (the retry timer counts from when this one leaves),
+        the same timeout; and without EDNS for NO_EDNS_SECONDS. Never raises, as
+        _attempt."""
+        assert self._loop is not None
+        if server not in self._no_edns_until:
+            name = self._servers[server]
+            log.warning(
+                "nameserver %s:%d does not take EDNS (FORMERR without an OPT record): "
+                "asking it without, and with EDNS again every %gs",
+                name.host, name.port, NO_EDNS_SECONDS,
+            )  # fmt: skip
+        self._no_edns_until[server] = self._loop.time() + NO_EDNS_SECONDS
+        try:
+            self._queue(pending, server, edns=False)
+        except Exception as error:
+            self._finish(pending, network_failure(error))
 
     def _flush(self) -> None:
         """Send the queries of this turn of the loop, back to back.
@@ -438,31 +481,36 @@ class UdpTransport:
                 server = self._servers[sock.server]
                 log.info("nameserver %s:%d answers again", server.host, server.port)
             if verdict is Verdict.TRUNCATED:
+                edns = (sock, query_id) not in pending.plain
                 self._forget(pending)
                 server = self._servers[sock.server]
-                task = asyncio.ensure_future(self._over_tcp(pending, server))
+                task = asyncio.ensure_future(self._over_tcp(pending, server, edns))
                 self._tcp_tasks.add(task)
                 task.add_done_callback(self._tcp_tasks.discard)
             elif isinstance(verdict, TryNext):
                 del sock.pending[query_id]
-                pending.failure = verdict.failure
-                self._next_or_fail(pending)
+                if verdict.without_opt and (sock, query_id) not in pending.plain:
+                    self._without_edns(pending, sock.server)
+                else:
+                    pending.failure = verdict.failure
+                    self._next_or_fail(pending)
             else:
                 if pending.attempts > 1:  # asked more than one nameserver, maybe
                     self._demote_silent(pending, (sock, query_id))
                 self._finish(pending, verdict)
 
-    async def _over_tcp(self, pending: _Pending, server: Nameserver) -> None:
+    async def _over_tcp(self, pending: _Pending, server: Nameserver, edns: bool) -> None:
         """Ask again over TCP (RFC 7766 section 5) the nameserver whose reply was
-        truncated. A definite failure there (refused, cut short, SERVFAIL...) is the next
-        nameserver's turn, as over UDP (RFC 1034 section 5.3.3)."""
+        truncated, with EDNS as the truncated query was. A definite failure there
+        (refused, cut short, SERVFAIL, any FORMERR...) is the next nameserver's turn, as
+        over UDP (RFC 1034 section 5.3.3)."""
         query_id = next(self._ids)
         try:
             # The query's own budget, not a new one: a lookup never outlasts ``timeout``.
             async with asyncio.timeout_at(pending.expires):
                 reader, writer = await asyncio.open_connection(server.host, server.port)
                 try:
-                    query = make_query(query_id, pending.question)
+                    query = make_query(query_id, pending.question, edns)
                     writer.write(_LENGTH.pack(len(query)) + query)
                     (length,) = _LENGTH.unpack(await reader.readexactly(2))
                     data = await reader.readexactly(length)

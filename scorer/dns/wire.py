@@ -8,7 +8,9 @@ objects cost more than the rest of a check (see docs/performance.md).
 ``classify`` turns a response into the layer's outcomes and holds the contract:
 NXDOMAIN vs NODATA with the negative TTL from the SOA (RFC 2308), SERVFAIL and
 REFUSED as failures, and an answer whose records do not match the question as
-MALFORMED, never as "does not exist".
+MALFORMED, never as "does not exist". Queries carry an EDNS0 OPT record, except to a
+nameserver that answered one with FORMERR and no OPT record of its own: RFC 6891
+section 7, ``make_query(..., edns=False)`` and ``TryNext.without_opt``.
 """
 
 from __future__ import annotations
@@ -148,8 +150,12 @@ def question(name_wire: bytes, rdtype: int) -> bytes:
     return name_wire + struct.pack("!HH", rdtype, CLASS_IN)
 
 
-def make_query(query_id: int, question_wire: bytes) -> bytes:
-    return _HEADER.pack(query_id, FLAG_RD, 1, 0, 0, 1) + question_wire + _OPT_RR
+def make_query(query_id: int, question_wire: bytes, edns: bool = True) -> bytes:
+    """A recursive query; without ``edns``, no OPT record, for a nameserver that does
+    not take one (RFC 6891 section 7), whose UDP replies are then 512 bytes at most."""
+    if edns:
+        return _HEADER.pack(query_id, FLAG_RD, 1, 0, 0, 1) + question_wire + _OPT_RR
+    return _HEADER.pack(query_id, FLAG_RD, 1, 0, 0, 0) + question_wire
 
 
 def reverse_name(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
@@ -273,6 +279,12 @@ class TryNext(NamedTuple):
     ``failure`` is the outcome when none does."""
 
     failure: TempFail
+    # A FORMERR without an OPT record (RFC 6891 section 7): to a query with one, the
+    # nameserver may not take EDNS, and is asked again without it (the transport knows
+    # which query went how). Read from ARCOUNT alone: the only additional record of our
+    # query is its OPT record, so a FORMERR with additional records carries one (echoed
+    # or its own) or is something stranger than a server that does not know EDNS.
+    without_opt: bool = False
 
 
 class _Tail(NamedTuple):
@@ -378,6 +390,14 @@ _RCODE_FAILURES = {
     RCODE_FORMERR: TempFail(FailureKind.MALFORMED, "FORMERR"),
     RCODE_NOTIMP: TempFail(FailureKind.MALFORMED, "NOTIMP"),
 }
+_FORMERR_WITHOUT_OPT = TryNext(_RCODE_FAILURES[RCODE_FORMERR], without_opt=True)
+
+
+def _error_reply(rcode: int, arcount: int) -> TryNext:
+    """The failure an error RCODE makes (a FORMERR with no additional record: maybe no EDNS)."""
+    if rcode == RCODE_FORMERR and arcount == 0:
+        return _FORMERR_WITHOUT_OPT
+    return TryNext(_RCODE_FAILURES.get(rcode) or TempFail(FailureKind.MALFORMED, f"rcode {rcode}"))
 
 
 def classify(
@@ -395,7 +415,7 @@ def classify(
         # reply, and some leave it out (dnspython takes these too): waiting for an echo
         # would turn a refusal into a timeout that holds every message for the whole
         # timeout. Our ID on our socket is the match; a forged one is a failure anyway.
-        return TryNext(_RCODE_FAILURES[rcode])
+        return _error_reply(rcode, arcount)
     qlen = len(question_wire)
     if qdcount != 1 or data[12 : 12 + qlen].lower() != question_wire:
         # Not an answer to this question (late, spoofed, or garbage): ignore it.
@@ -415,7 +435,7 @@ def classify(
         return TempFail(FailureKind.MALFORMED, f"unparsable response: {error!r}"[:200])
     if rcode == RCODE_YXDOMAIN:  # RFC 6672 section 2.2: a DNAME made the name too long
         return TempFail(FailureKind.MALFORMED, "YXDOMAIN")
-    return TryNext(_RCODE_FAILURES.get(rcode) or TempFail(FailureKind.MALFORMED, f"rcode {rcode}"))
+    return _error_reply(rcode, arcount)
 
 
 # Resolvers give up on longer chains (BIND after 16 links); so do we, before a

@@ -37,7 +37,9 @@ class FaultyDns:
     set, the root's SOA (and in-addr.arpa's and ip6.arpa's, which the DNS layer probes
     beside it) is answered whatever the mode. With ``root_delay``, the answer to
     such an SOA question goes out that many seconds late, while other questions are
-    answered at once; ``others_delay`` the other way round.
+    answered at once; ``others_delay`` the other way round. With ``edns`` false, a
+    server that does not take EDNS: a query with an OPT record gets FORMERR without
+    one, whatever the mode (over TCP too); ``edns_queries`` counts those with one.
 
     ``tcp``: also listen on TCP, same port, and answer each query there as that mode
     does over UDP (``close``: read the query, then close without a reply).
@@ -57,6 +59,8 @@ class FaultyDns:
         self.root_soa = False  # read per query: a test may change it while serving
         self.root_delay = 0.0
         self.others_delay = 0.0
+        self.edns = True  # read per query, as root_soa
+        self.edns_queries = 0
         self.host = host
         self.queries = 0
         self.tcp_queries = 0
@@ -95,6 +99,12 @@ class FaultyDns:
         query = dns.message.from_wire(data)
         response = dns.message.make_response(query)
         question = query.question[0]
+        if query.edns >= 0:
+            self.edns_queries += 1
+            if not self.edns:
+                response.use_edns(False)
+                response.set_rcode(dns.rcode.FORMERR)
+                return response.to_wire()
         if self.root_soa and _asks_the_root(data):
             response.answer.append(
                 dns.rrset.from_text(question.name, 60, "IN", "SOA", ". . 1 1800 900 604800 3600")
