@@ -23,7 +23,7 @@ local N = 'rdns_scorer'
 -- before a key as its description (a commented-out key would take it).
 local EXAMPLE = [[
 rdns_scorer {
-  # rdns-scorer services, "host:port" or a list; round robin with failover
+  # rdns-scorer services, "host:port" or a list; round robin unless it starts "master-slave:" etc.
   servers = "127.0.0.1:11340";
   # Request path on the service
   path = "/v1/check";
@@ -167,9 +167,11 @@ local ADDRESSES_PER_SERVER = 16
 -- every RESOLVE_RETRY s, with or without mail: a warning each time would flood).
 local STILL_MISSING_LOG = 300.0
 local still_logged_until = 0 -- rspamd_util.get_ticks() before which it is not said again
--- When some entries did not resolve at load: the addresses of those that did, as
--- "address:port" + ":priority", and the others ({host, port, rest, text}).
-local resolved_addresses = {}
+-- When some entries did not resolve at load: the entries of `servers` in the order
+-- written, the addresses of those that did, as "address:port" + ":priority" (entry ->
+-- its addresses), and the others ({host, port, rest, text}).
+local all_entries = {}
+local resolved = {}
 local late_entries = {}
 local skip_conf -- {check_local, check_authed} for lua_util.is_skip_local_or_authed
 
@@ -358,25 +360,63 @@ local function servers_text()
   return tostring(settings.servers)
 end
 
+-- rspamd's rotations for an upstream list, written before its first entry as other
+-- modules' `servers` take them ("master-slave:10.0.0.5:11340, 10.0.0.6:11340"): how a
+-- scan's first attempt picks its server. Each is given the upstream list and the
+-- client's address. The list is created with the same prefix, and rspamd's getters
+-- follow the rotation a list was created with, whichever is called.
+local ROTATIONS = {
+  ['round-robin'] = function(list) return list:get_upstream_round_robin() end,
+  -- The first entry (or the highest ":priority") unless rspamd marked it down: a
+  -- primary and its backup.
+  ['master-slave'] = function(list) return list:get_upstream_master_slave() end,
+  -- rspamd's Lua API has no get_upstream_random: on a "random:" list this one picks
+  -- at random.
+  random = function(list) return list:get_upstream_round_robin() end,
+  -- One client's messages go to one instance while it is up, whose DNS cache then
+  -- holds that client's names.
+  hash = function(list, client) return list:get_upstream_by_hash(client) end,
+}
+local ROTATION_NAMES = 'round-robin:, master-slave:, random:, hash:'
+-- None written: round robin, as the module always asked.
+local rotation = 'round-robin'
+
+-- `servers` as written less its rotation prefix, and that prefix's name in lower case
+-- (rspamd reads it without regard to case) or nil when none is written. Only a name
+-- rspamd knows is a prefix ("sequential", which rspamd 3.4 does not read, so that the
+-- check can refuse it by name); "failover:10.0.0.5" stays an entry, which the check
+-- then refuses.
+local function split_rotation(text)
+  local name, rest = text:match('^[,;%s]*(%a[%w%-]*):(.*)$')
+  name = name and name:lower()
+  if name and (ROTATIONS[name] or name == 'sequential') then
+    return rest, name
+  end
+  return text, nil
+end
+
 -- The entries of `servers` as {host, port, rest, text}: "host", "host:port",
 -- "[v6]:port", an IP literal, each maybe followed by rspamd's ":priority" (kept in
 -- `rest`); `text` as written. Separated as rspamd separates upstreams (commas,
--- semicolons, spaces).
+-- semicolons, spaces), after the rotation prefix, if any (also returned).
 local function server_entries()
+  local text, written_rotation = split_rotation(servers_text())
   local entries = {}
-  for item in servers_text():gmatch('[^,;%s]+') do
+  for item in text:gmatch('[^,;%s]+') do
     local host, port, rest = item:match('^%[(.+)%]:(%d+)(.*)$')
     if not host then
       host, port, rest = item:match('^([^:]+):(%d+)(.*)$')
     end
     table.insert(entries, { host or item, tonumber(port) or DEFAULT_PORT, rest or '', item })
   end
-  return entries
+  return entries, written_rotation
 end
 
+-- An upstream list of `texts` with the rotation of `servers`: a list rebuilt from
+-- addresses keeps it too.
 local function upstream_list(texts)
-  local list = #texts > 0 and
-      rspamd_upstream_list.create(rspamd_config, table.concat(texts, ','), DEFAULT_PORT)
+  local list = #texts > 0 and rspamd_upstream_list.create(rspamd_config,
+      rotation .. ':' .. table.concat(texts, ','), DEFAULT_PORT)
   if list and #list:all_upstreams() > 0 then
     return list
   end
@@ -400,21 +440,32 @@ local function addresses_of(list, rest)
 end
 
 -- Each entry of `entries` that `addresses_for(entry)` gives addresses for: those go
--- into resolved_addresses. The others are returned, and their texts as written.
+-- into `resolved`. The others are returned, and their texts as written.
 local function take_resolved(entries, addresses_for)
   local left, texts = {}, {}
   for _, entry in ipairs(entries) do
     local addresses = addresses_for(entry)
     if addresses then
-      for _, text in ipairs(addresses) do
-        table.insert(resolved_addresses, text)
-      end
+      resolved[entry] = addresses
     else
       table.insert(left, entry)
       table.insert(texts, entry[4])
     end
   end
   return left, texts
+end
+
+-- The addresses of the entries that resolved, in the order `servers` names them, not
+-- the order they resolved in: the first is master-slave's master, and a late one is
+-- the first entry as often as not.
+local function resolved_addresses()
+  local found = {}
+  for _, entry in ipairs(all_entries) do
+    for _, text in ipairs(resolved[entry] or {}) do
+      table.insert(found, text)
+    end
+  end
+  return found
 end
 
 -- At load: the upstream list, and the entries that do not resolve in late_entries
@@ -424,15 +475,21 @@ end
 -- loop, which could also fail and drop a server that works).
 local function build_upstreams()
   local missing
-  late_entries, missing = take_resolved(server_entries(), function(entry)
+  all_entries = server_entries()
+  late_entries, missing = take_resolved(all_entries, function(entry)
     local list = upstream_list({ entry[4] })
     return list and addresses_of(list, entry[3])
   end)
   if #missing == 0 then
-    return upstream_list({ servers_text() })
+    local texts = {}
+    for _, entry in ipairs(all_entries) do
+      table.insert(texts, entry[4])
+    end
+    return upstream_list(texts)
   end
-  local list = upstream_list(resolved_addresses)
-  local meanwhile = list and ('scans use ' .. table.concat(resolved_addresses, ', ')) or
+  local addresses = resolved_addresses()
+  local list = upstream_list(addresses)
+  local meanwhile = list and ('scans use ' .. table.concat(addresses, ', ')) or
       'scans fail open (RL_SCORER_FAIL)'
   rspamd_logger.errx(rspamd_config, '%s: cannot parse or resolve servers %s; %s until ' ..
       'rspamd resolves them (asked again every %s s)', N, table.concat(missing, ', '),
@@ -456,7 +513,7 @@ local function resolve_late(cfg)
       return
     end
     local left, still = take_resolved(late_entries, function(entry) return settled[entry] end)
-    local list = #left < #late_entries and upstream_list(resolved_addresses)
+    local list = #left < #late_entries and upstream_list(resolved_addresses())
     if list then
       upstreams, n_upstreams = list, #list:all_upstreams()
       rspamd_logger.infox(cfg, '%s: servers now resolve: %s', N, table.concat(found, ', '))
@@ -495,26 +552,29 @@ local function resolve_late(cfg)
   settle()
 end
 
--- Attempts this worker has sent past the round robin (retries): each takes the next
+-- Attempts this worker has sent past the rotation (retries): each takes the next
 -- of the servers a scan has not tried, in turns (see next_target).
 local retry_turns = 0
 
 -- The server and address for a scan's next attempt, never one the scan already
--- tried (`tried`: address -> true). A first attempt takes the round robin's turn,
--- which leaves out servers rspamd has marked down (and takes more turns while they
--- land on held ones). A retry takes no turn: a scan taking two turns puts the next
--- scan's turn back on the instance that failed, so with one of two failing every
--- message asked it first; and concurrent scans share the round robin, so a turn
--- could land on it again. A retry takes the servers with an address not tried in
--- turns of its own instead (the first of them, then the second...): with one of
--- three or more instances failing, its messages are spread over the others, where
--- the first of them in `servers` order took them all. An address, not a server: each
--- get_addr() gives the server's next address, and a name with an IPv4 and an IPv6
--- address is two chances. Nil when every address was tried.
-local function next_target(tried, retry)
+-- tried (`tried`: address -> true). A first attempt is the rotation's pick (`client`,
+-- the client's address, is hash's key), which leaves out servers rspamd has marked
+-- down; the round robin takes more turns while they land on held ones, the others
+-- pick the same server again, whose other address (if any) is then asked. A retry
+-- takes no turn: a scan taking two turns puts the next scan's turn back on the
+-- instance that failed, so with one of two failing every message asked it first; and
+-- concurrent scans share the round robin, so a turn could land on it again. A retry
+-- takes the servers with an address not tried in turns of its own instead (the first
+-- of them, then the second...), whatever the rotation: with one of three or more
+-- instances failing, its messages are spread over the others, where the first of
+-- them in `servers` order took them all. An address, not a server: each get_addr()
+-- gives the server's next address, and a name with an IPv4 and an IPv6 address is two
+-- chances. Nil when every address was tried.
+local function next_target(tried, retry, client)
   if not retry then
+    local pick = ROTATIONS[rotation]
     for _ = 1, n_upstreams do
-      local upstream = upstreams:get_upstream_round_robin()
+      local upstream = pick(upstreams, client)
       local server = upstream and upstream:get_addr():to_string(true)
       if server and not tried[server] then
         return upstream, server
@@ -661,7 +721,7 @@ local function rdns_scorer_check(task)
     end
   end
 
-  local upstream, server = next_target(tried)
+  local upstream, server = next_target(tried, false, ip:to_string())
   if not upstream then
     fail_open(task, held_back or ('no server to ask in ' .. servers_text()), '-')
     return
@@ -811,13 +871,31 @@ local function unbracketed_ipv6(text)
   end
   return false
 end
-local entries = server_entries()
+-- Whether what follows the host ("name:" or "[v6]:") is a port, then maybe rspamd's
+-- ":priority"; true without one. Text of another shape ("[::1") is left to rspamd,
+-- which cannot read it: such an entry fails open visibly, as a name that does not
+-- resolve.
+local function host_port(text)
+  local tail = text:match('^%[[^%[%]]*%]:(.*)$') or text:match('^[^:%[%]]+:(.*)$')
+  return tail == nil or tail:match('^%d+$') ~= nil or tail:match('^%d+:%d+$') ~= nil
+end
+local entries, written_rotation = server_entries()
+if written_rotation == 'sequential' then
+  -- rspamd 3.4 reads "sequential:" as a host of that name; later versions give the
+  -- servers one per call in order, then none: no rotation for one call per message.
+  config_error('servers: the rotation sequential: is not one the module takes (it ' ..
+      'takes %s; master-slave: asks the first server, the others only when it is ' ..
+      'down), got %s', ROTATION_NAMES, servers_text())
+  return
+end
+rotation = written_rotation or rotation
 if #entries == 0 then
   config_error('servers names no server: give one "host:port" or a list of them')
   return
 end
-for _, entry in ipairs(entries) do
+for index, entry in ipairs(entries) do
   local port, text = entry[2], entry[4]
+  local prefix = text:match('^(%a[%w%-]*):')
   if text:find('/', 1, true) then
     -- A URL ("http://host:port/v1/check", as the SpamAssassin plugin's rdns_scorer_url
     -- takes) or a path after the port: rspamd read it as a host name, which never
@@ -827,6 +905,21 @@ for _, entry in ipairs(entries) do
   elseif unbracketed_ipv6(text) then
     config_error('servers: write an IPv6 address in brackets, then its port ' ..
         '("[::1]:%s"), got %s', DEFAULT_PORT, text)
+    return
+  elseif not host_port(text) and prefix and (ROTATIONS[prefix:lower()] or
+      prefix:lower() == 'sequential') then
+    -- rspamd reads a rotation at the start of the text alone: here it is a host name.
+    config_error('servers: a rotation (%s:) goes before the first server only, got %s',
+        prefix, text)
+    return
+  elseif not host_port(text) and prefix and index == 1 then
+    -- A rotation rspamd does not know ("failover:10.0.0.5:11340"): rspamd cannot parse
+    -- it, and every message failed open while the resolver was asked for "failover".
+    config_error('servers: unknown rotation %s: (rspamd\'s are %s) or no "host:port", ' ..
+        'got %s', prefix, ROTATION_NAMES, text)
+    return
+  elseif not host_port(text) then
+    config_error('servers: write "host:port", then maybe rspamd\'s ":priority", got %s', text)
     return
   elseif port < 1 or port > 65535 then
     -- rspamd would take the port modulo 65536 (70000 is 4464) and port 0 as it is.
@@ -946,4 +1039,5 @@ for _, entry in ipairs(SYMBOLS) do
 end
 
 rspamd_logger.infox(rspamd_config, '%s: enabled; %s server(s), timeout %s s, check_local=%s, ' ..
-    'check_authed=%s', N, n_upstreams, settings.timeout, skip_conf[1], skip_conf[2])
+    'check_authed=%s, rotation %s', N, n_upstreams, settings.timeout, skip_conf[1], skip_conf[2],
+    rotation)

@@ -1182,6 +1182,34 @@ def test_a_bad_setting_disables_the_module(
             "got http://127.0.0.1:11340",
         ),
         ('servers = ["127.0.0.1:11340/v1/check"];', "not a URL (the path goes in path)"),
+        # Regression: a rotation prefix was read as the host, the address as the port (127
+        # here): it loaded, rspamd could not parse the entry, and every message failed open
+        # while the plugin asked its resolver for "failover" every 10 s.
+        (
+            'servers = "failover:127.0.0.1:11340";',
+            "servers: unknown rotation failover: (rspamd's are round-robin:, master-slave:, "
+            'random:, hash:) or no "host:port", got failover:127.0.0.1:11340',
+        ),
+        (
+            'servers = "sequential:127.0.0.1:11340";',
+            "servers: the rotation sequential: is not one the module takes (it takes "
+            "round-robin:, master-slave:, random:, hash:; master-slave: asks the first "
+            "server, the others only when it is down), got sequential:127.0.0.1:11340",
+        ),
+        (
+            'servers = ["127.0.0.1:11340", "master-slave:127.0.0.1:11341"];',
+            "servers: a rotation (master-slave:) goes before the first server only, "
+            "got master-slave:127.0.0.1:11341",
+        ),
+        (
+            'servers = "round-robin:127.0.0.1:70000";',
+            "servers: the port must be 1-65535, got 127.0.0.1:70000",
+        ),
+        ('servers = "master-slave:";', "servers names no server"),
+        (
+            'servers = "127.0.0.1:11340:x";',
+            'servers: write "host:port", then maybe rspamd\'s ":priority", got 127.0.0.1:11340:x',
+        ),
     ],
 )
 def test_servers_that_name_no_usable_server_disable_the_module(
@@ -1560,6 +1588,89 @@ def test_a_timeout_is_not_retried(rspamd_pair: Rspamd, pair: tuple[FakeHttp, Fak
     assert PLUGIN_TIMEOUT * 0.9 <= result.elapsed < PLUGIN_TIMEOUT + MARGIN
     # holddown = 0: nothing is held down, and the log does not say otherwise.
     assert "not asked for" not in rspamd_pair.log()
+
+
+# -- rotation prefixes ("master-slave:", as other modules' servers take them) -------------
+
+
+def _assert_answered(results: list[ScanResult]) -> None:
+    """Every scan got a fake's (empty) reply: none failed open."""
+    assert not [r.options("RL_SCORER_FAIL") for r in results if "RL_SCORER_FAIL" in r.symbols]
+
+
+def test_master_slave_asks_the_first_while_it_answers(
+    unbound: Unbound, pair: tuple[FakeHttp, FakeHttp], hs_cache: Path
+) -> None:
+    """A primary and its backup: every message goes to the first server while it
+    answers, to the second when it refuses. The prefix rides on a list's first entry."""
+    master, backup = pair
+    conf = f'servers = ["master-slave:{master.address}", "{backup.address}"];'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+        assert "check_authed=false, rotation master-slave" in rspamd.log()
+        before = _counts(pair)
+        _assert_answered([rspamd.scan(MISSING_PTR_IP) for _ in range(6)])
+        assert [n - b for n, b in zip(_counts(pair), before, strict=True)] == [6, 0]
+        master.set("status", status=503)
+        before = _counts(pair)
+        _assert_answered([rspamd.scan(MISSING_PTR_IP) for _ in range(6)])
+        assert _counts(pair)[1] - before[1] == 6
+
+
+def test_a_master_that_resolves_late_is_still_the_master(
+    unbound: Unbound, pair: tuple[FakeHttp, FakeHttp], hs_cache: Path
+) -> None:
+    """Regression: the prefix was read as the first entry's host ("master-slave", the
+    rest a port), so a master named by a name that did not resolve when rspamd loaded
+    its config was asked for as "master-slave:NAME:PORT" and never joined. It joins
+    first, as written, not after the servers that did resolve; and the rebuilt list
+    keeps the rotation. The name resolves only through rspamd's resolver: 127.0.0.1."""
+    master, backup = pair
+    conf = f'servers = "master-slave:{IMPLICIT_PRIVATE_DOMAIN}:{master.port}, {backup.address}";'
+    hosts = "127.0.0.1 localhost\n"
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache, hosts=hosts)) as rspamd:
+        log = eventually(rspamd.log, lambda text: "now resolve" in text)
+        assert f"scans use {backup.address} until" in log
+        assert f"servers now resolve: {master.address}" in log
+        before = _counts(pair)
+        _assert_answered([rspamd.scan(MISSING_PTR_IP) for _ in range(6)])
+        assert [n - b for n, b in zip(_counts(pair), before, strict=True)] == [6, 0]
+
+
+def test_a_round_robin_prefix_reads_each_entry(
+    unbound: Unbound, pair: tuple[FakeHttp, FakeHttp], hs_cache: Path
+) -> None:
+    """Regression: "round-robin:127.0.0.1:PORT" was read as host "round-robin", port 127
+    and ".0.0.1:PORT" after it, which was appended to the address found when another
+    entry resolved late: no usable server until then, and that one alone after."""
+    first, late = pair
+    conf = f'servers = "Round-Robin:{first.address}, {IMPLICIT_PRIVATE_DOMAIN}:{late.port}";'
+    hosts = "127.0.0.1 localhost\n"
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache, hosts=hosts)) as rspamd:
+        log = eventually(rspamd.log, lambda text: "now resolve" in text)
+        assert f"scans use {first.address} until" in log
+        before = _counts(pair)
+        _assert_answered([rspamd.scan(MISSING_PTR_IP) for _ in range(8)])
+        asked = [n - b for n, b in zip(_counts(pair), before, strict=True)]
+        assert sum(asked) == 8 and min(asked) >= 2, asked
+
+
+def test_hash_sends_each_client_to_one_instance(
+    unbound: Unbound, pair: tuple[FakeHttp, FakeHttp], hs_cache: Path
+) -> None:
+    """hash: the client's address is the key, so one client's messages go to one
+    instance (whose cache then holds its names) and the clients are spread over both.
+    Regression: the plugin asked the round robin, which rspamd answers at random on a
+    hash list (no key)."""
+    conf = f'servers = "hash:{pair[0].address}, {pair[1].address}";'
+    landed: list[int] = []
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+        for client in range(1, 9):
+            before = _counts(pair)
+            _assert_answered([rspamd.scan(f"198.51.100.{client}") for _ in range(4)])
+            asked = [n - b for n, b in zip(_counts(pair), before, strict=True)]
+            assert sorted(asked) == [0, 4], asked
+            landed.append(asked.index(4))
+    assert set(landed) == {0, 1}, landed
 
 
 def test_servers_that_resolve_only_after_rspamd_started_are_used(

@@ -1494,7 +1494,11 @@ def test_cli_uninstall_exit_status_and_no_configtest(
      ("127.0.0.1:65535", "http://127.0.0.1:65535"),
      # A URL or a path the plugin refuses (regression: the path was taken for rspamd's
      # ":priority" and the server asked, "ok", while every message failed open).
-     ("127.0.0.1:11340/v1/check", None), ("http://127.0.0.1:11340", None)],
+     ("127.0.0.1:11340/v1/check", None), ("http://127.0.0.1:11340", None),
+     # A rotation prefix left on an entry (regression: "round-robin:10.0.0.1:11340" was
+     # asked as http://round-robin:10), or anything else after the port but a priority.
+     ("round-robin:10.0.0.1:11340", None), ("failover:10.0.0.5", None),
+     ("127.0.0.1:11340:x", None), ("127.0.0.1:11340.0.0.1:11340", None)],
 )  # fmt: skip
 def test_check_asks_each_server_where_the_plugin_does(entry: str, url: str | None) -> None:
     assert rspamd_check.server_url(entry) == url
@@ -1523,6 +1527,23 @@ def test_check_reads_the_section_as_the_plugin_does() -> None:
     assert rspamd_check.Section.from_dump({"timeout": 1.0}, task_timeout=1.0).timeout == 0.5
     # A quoted time reads as UCL reads it unquoted (review: "500ms" was judged as 1 s).
     assert rspamd_check.Section.from_dump({"timeout": "500ms"}).timeout == 0.5
+
+
+@pytest.mark.parametrize(
+    ("servers", "entries", "rotation"),
+    [("master-slave:a:1, b:2", ["a:1", "b:2"], "master-slave"),
+     # A list's first entry carries it; rspamd reads it without regard to case.
+     (["Round-Robin:[::1]:1", "b"], ["[::1]:1", "b"], "round-robin"),
+     (" hash:a", ["a"], "hash"), ("random:", [], "random"),
+     ("sequential:a:1", ["a:1"], "sequential"),
+     # No rotation rspamd knows: an entry (server_url refuses it), or a host and port.
+     ("failover:a:1", ["failover:a:1"], None), ("hash-1:11340", ["hash-1:11340"], None)],
+)  # fmt: skip
+def test_check_reads_a_rotation_prefix_as_the_plugin_does(
+    servers: object, entries: list[str], rotation: str | None
+) -> None:
+    section = rspamd_check.Section.from_dump({"servers": servers})
+    assert (section.servers, section.rotation) == (entries, rotation)
 
 
 @pytest.mark.parametrize(
@@ -1663,6 +1684,41 @@ def test_check_asks_every_server_and_names_each_it_cannot_ask(
         "([::1]:11340; without, rspamd "
         "reads port 0 or nothing)",
         "ok:        asked http://[::1]:11342/v1/check (1 s)",
+    ]
+
+
+def test_check_names_a_rotation_the_plugin_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the plugin refuses them at load (tests/test_rspamd.py): a rotation rspamd does
+    # not know, one after the first server, and sequential:, which rspamd 3.4 does not read.
+    modules = "Modules enabled: rdns_scorer"
+    dumped = '{"servers": "failover:127.0.0.1:11341, 127.0.0.1:11342, hash:127.0.0.1:11343"}'
+    lines = _asked_by_check(tmp_path, monkeypatch, modules, dumped)
+    assert lines[1:] == [
+        "problem:   rspamd cannot ask `servers` entry failover:127.0.0.1:11341: failover: is "
+        "no rotation rspamd knows (round-robin:, master-slave:, random:, hash:), and no "
+        "host:port either",
+        "ok:        asked http://127.0.0.1:11342/v1/check (1 s)",
+        "problem:   rspamd cannot ask `servers` entry hash:127.0.0.1:11343: a rotation "
+        "(hash:) goes before the first server only",
+    ]
+    dumped = '{"servers": ["sequential:127.0.0.1:11341", "127.0.0.1:11342"]}'
+    lines = _asked_by_check(tmp_path, monkeypatch, modules, dumped)
+    assert lines[1:] == [
+        "problem:   `servers` starts with the rotation sequential:, which the plugin refuses "
+        "(rspamd 3.4 does not know it either): write round-robin:, master-slave:, random:, "
+        "hash: or none (round robin); master-slave: asks the first server, the others only "
+        "when it is down",
+        "ok:        asked http://127.0.0.1:11341/v1/check (1 s)",
+        "ok:        asked http://127.0.0.1:11342/v1/check (1 s)",
+    ]
+    # A rotation the plugin takes is no problem: its servers are asked.
+    dumped = '{"servers": "master-slave:127.0.0.1:11341, 127.0.0.1:11342"}'
+    assert not [
+        line
+        for line in _asked_by_check(tmp_path, monkeypatch, modules, dumped)
+        if line.startswith("problem")
     ]
 
 

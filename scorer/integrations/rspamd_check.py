@@ -47,6 +47,7 @@ class Section:
     path: str
     token: str | None
     timeout: float  # as the plugin waits: see from_dump
+    rotation: str | None = None  # the prefix written before the servers, in lower case
 
     @classmethod
     def from_dump(cls, section: dict[str, Any], task_timeout: float = TASK_TIMEOUT) -> Section:
@@ -54,8 +55,10 @@ class Section:
         (shortest_task_timeout), at or above which the plugin waits less."""
         servers = section.get("servers", DEFAULT_SERVERS)
         listed = servers if isinstance(servers, list) else [servers]
+        # A list is one text to the plugin, its rotation prefix before the first entry.
+        text, rotation = split_rotation(", ".join(str(item) for item in listed))
         # Separated as rspamd separates upstreams (lua/rdns_scorer.lua, server_entries).
-        entries = [e for item in listed for e in re.split(r"[,;\s]+", str(item)) if e]
+        entries = [e for e in re.split(r"[,;\s]+", text) if e]
         path = str(section.get("path", DEFAULT_PATH))
         token = section.get("token")  # a number too, as UCL reads `token = 0`
         path = path if path.startswith("/") else f"/{path}"
@@ -64,7 +67,27 @@ class Section:
         timeout = ucl_seconds(section.get("timeout")) or PLUGIN_TIMEOUT
         if timeout >= task_timeout:
             timeout = min(PLUGIN_TIMEOUT, task_timeout / 2)  # the plugin's fallback
-        return cls(entries, path, None if token is None else str(token), timeout)
+        return cls(entries, path, None if token is None else str(token), timeout, rotation)
+
+
+# rspamd's rotations for an upstream list that the plugin takes, written before the first
+# server ("master-slave:10.0.0.5:11340, 10.0.0.6:11340"; lua/rdns_scorer.lua's ROTATIONS),
+# and the one it refuses by name: rspamd 3.4 does not know "sequential:".
+ROTATIONS = ("round-robin", "master-slave", "random", "hash")
+REFUSED_ROTATION = "sequential"
+_ROTATION_NAMES = ", ".join(f"{name}:" for name in ROTATIONS)
+_PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9-]*):")
+
+
+def split_rotation(servers: str) -> tuple[str, str | None]:
+    """``servers`` less a leading rotation prefix, and its name in lower case (None when
+    none is written), as the plugin splits them (split_rotation): only a name rspamd
+    knows is a prefix; "failover:10.0.0.5" stays an entry, which server_url refuses."""
+    found = _PREFIX.match(servers.lstrip(",; \t\r\n"))
+    if found and found.group(1).lower() in (*ROTATIONS, REFUSED_ROTATION):
+        rest = servers.lstrip(",; \t\r\n")[found.end() :]
+        return rest, found.group(1).lower()
+    return servers, None
 
 
 # UCL's time suffixes (libucl's ucl_lex_number), for a time written quoted ("500ms"),
@@ -97,23 +120,26 @@ def shortest_task_timeout(options: str, workers: str) -> float:
     return min(filter(None, map(ucl_seconds, found)), default=TASK_TIMEOUT)
 
 
+def _host_port(entry: str) -> re.Match[str] | None:
+    """host, host:port or host:port:priority (rspamd's), the host an IPv6 address in
+    brackets or one without ':' (the plugin's host_port): the host and the port, if any."""
+    return re.fullmatch(r"(?:\[([^\[\]]+)\]|([^:\[\]]+))(?::(\d+)(?::\d+)?)?", entry)
+
+
 def server_url(entry: str) -> str | None:
     """``http://HOST:PORT`` for a ``servers`` entry ("host", "host:port", "[v6]",
     "[v6]:port", each maybe with rspamd's ":priority" after the port); None for anything
     else, such as an IPv6 address without brackets, which rspamd 3.4 reads as port 0
     ("::1") or not at all ("2001:db8::1"), or a port no TCP service has (0, above
     65535: urllib would ask 99999 as 34463), or a URL or path ("http://host:port",
-    "host:port/v1/check"), which the plugin refuses: the plugin cannot ask it."""
+    "host:port/v1/check"), or a rotation rspamd does not know ("failover:10.0.0.5")
+    or anything else after the port, which the plugin refuses: it cannot ask them."""
     if "/" in entry:
         return None
-    found = (
-        re.fullmatch(r"\[(.+)\](?::(\d+).*)?", entry)
-        or re.fullmatch(r"([^:]+):(\d+).*", entry)
-        or re.fullmatch(r"([^:]+)()", entry)
-    )
+    found = _host_port(entry)
     if found is None:
         return None
-    host, port = found.group(1), found.group(2) or str(DEFAULT_PORT)
+    host, port = found.group(1) or found.group(2), found.group(3) or str(DEFAULT_PORT)
     if not 0 < int(port) <= 65535:
         return None
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
@@ -146,12 +172,38 @@ def _unknown_settings_finding(section: dict[str, Any]) -> Finding | None:
     )
 
 
-def _unusable_finding(entry: str) -> Finding:
+def _unusable_finding(entry: str, first: bool) -> Finding:
+    """The problem with an entry server_url refuses; ``first``: the first of ``servers``,
+    where a rotation prefix goes."""
+    prefix = _PREFIX.match(entry)
+    if prefix and _host_port(entry) is None and "/" not in entry:
+        name = prefix.group(1)
+        if name.lower() in (*ROTATIONS, REFUSED_ROTATION):
+            return Finding(
+                False,
+                f"rspamd cannot ask `servers` entry {entry}: a rotation ({name}:) goes "
+                "before the first server only",
+            )
+        if first:
+            return Finding(
+                False,
+                f"rspamd cannot ask `servers` entry {entry}: {name}: is no rotation rspamd "
+                f"knows ({_ROTATION_NAMES}), and no host:port either",
+            )
     return Finding(
         False,
         f"rspamd cannot ask `servers` entry {entry}: write host, host:port (a port from 1 "
         f"to 65535; no URL, the path goes in `path`), or an IPv6 address in brackets "
         f"([::1]:{DEFAULT_PORT}; without, rspamd reads port 0 or nothing)",
+    )
+
+
+def _sequential_finding() -> Finding:
+    return Finding(
+        False,
+        f"`servers` starts with the rotation {REFUSED_ROTATION}:, which the plugin refuses "
+        f"(rspamd 3.4 does not know it either): write {_ROTATION_NAMES} or none (round "
+        "robin); master-slave: asks the first server, the others only when it is down",
     )
 
 
@@ -288,10 +340,12 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
     # Under a shorter task_timeout (a worker's), a timeout of 7.5 s would be refused too.
     max_timeout = min(rspamd.MAX_TIMEOUT, rspamd.longest_timeout(task_timeout))
     wiring = replace(WIRING, token_fix=token_fix, max_timeout=max_timeout)
-    for entry in section.servers:
+    if section.rotation == REFUSED_ROTATION:
+        findings.append(_sequential_finding())
+    for index, entry in enumerate(section.servers):
         url = server_url(entry)
         if url is None:
-            findings.append(_unusable_finding(entry))
+            findings.append(_unusable_finding(entry, index == 0))
         else:
             findings += probe.service_findings(
                 url, section.path, section.token, wiring, section.timeout
