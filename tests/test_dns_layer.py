@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import ipaddress
 import logging
@@ -12,7 +13,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import dns.name
 import dns.rdatatype
@@ -2441,6 +2442,7 @@ def test_the_transports_constants_are_those_the_docs_give() -> None:
     assert "tried again after 5 s" in docs and transport.REOPEN_SECONDS == 5.0
     assert "is asked last for 5 s" in docs and transport.DEMOTE_SECONDS == 5.0
     assert "without EDNS for 10 minutes" in docs and transport.NO_EDNS_SECONDS == 600.0
+    assert "a new one after 1,024 queries" in docs and transport.QUERIES_PER_SOCKET == 1024
 
 
 async def _truncated_then_tcp(tcp: str) -> tuple[FaultyDns, DnsLayer, Outcome]:
@@ -2648,6 +2650,74 @@ async def test_a_query_id_in_use_on_a_socket_is_not_given_to_another(
         server.stop()
     assert all(isinstance(o, Answer) for o in outcomes), outcomes
     assert server.queries == 2, "each answered at its first query"
+
+
+async def test_a_socket_is_replaced_after_its_share_of_queries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression (review): the transport's few sockets kept their source ports for the
+    # life of the service, half of what an off-path forger must guess (RFC 5452 section
+    # 9.2) to be found once. After QUERIES_PER_SOCKET queries a new socket takes a
+    # socket's place; the old one still takes the replies to its queries in flight (here
+    # queued in the same turn: none may be lost) and is closed once they have ended.
+    monkeypatch.setattr(transport, "SOCKETS_PER_SERVER", 1)
+    monkeypatch.setattr(transport, "QUERIES_PER_SOCKET", 3)
+    server = FaultyDns("address").start()
+    try:
+        layer = _layer(server.nameserver, timeout=2.0)
+
+        def ports() -> set[int]:
+            return {entry.sock.getsockname()[1] for entry in layer._transport._sockets[0]}
+
+        async def ask(names: list[str]) -> None:
+            outcomes = await asyncio.gather(
+                *(layer.lookup(name, dns.rdatatype.A, _deadline()) for name in names)
+            )
+            assert all(isinstance(outcome, Answer) for outcome in outcomes), outcomes
+
+        await ask(["first.example"])
+        first = ports()
+        open_files = len(os.listdir("/proc/self/fd"))
+        await ask([f"n{i}.example" for i in range(9)])  # 10 queries: 3 new sockets
+        assert ports().isdisjoint(first)
+        assert server.queries == 10, "each answered at its first query"
+        assert len(layer._transport._retiring) == 3
+        # The next replacement closes those whose queries have all ended.
+        await ask([f"m{i}.example" for i in range(3)])
+        assert len(layer._transport._retiring) == 1
+        assert len(os.listdir("/proc/self/fd")) == open_files + 1
+    finally:
+        server.stop()
+
+
+async def test_a_socket_that_cannot_be_replaced_serves_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Out of descriptors (or any error opening its successor), a socket that has sent
+    # its share serves another round: its old port is better than no query at all.
+    monkeypatch.setattr(transport, "SOCKETS_PER_SERVER", 1)
+    monkeypatch.setattr(transport, "QUERIES_PER_SOCKET", 3)
+    server = FaultyDns("address").start()
+    try:
+        layer = _layer(server.nameserver, timeout=2.0)
+        await layer.lookup("first.example", dns.rdatatype.A, _deadline())
+        (serving,) = layer._transport._sockets[0]
+
+        def no_descriptor(*_args: object) -> NoReturn:
+            raise OSError(errno.EMFILE, "Too many open files")
+
+        monkeypatch.setattr(layer._transport, "_connected", no_descriptor)
+        names = [f"n{i}.example" for i in range(6)]
+        outcomes = [await layer.lookup(n, dns.rdatatype.A, _deadline()) for n in names]
+    finally:
+        server.stop()
+    assert all(isinstance(outcome, Answer) for outcome in outcomes), outcomes
+    assert layer._transport._sockets[0] == [serving] and not layer._transport._retiring
+    warned = [
+        r.getMessage() for r in caplog.records if "cannot open a new socket" in r.getMessage()
+    ]
+    assert len(warned) == 2, warned  # once per round of QUERIES_PER_SOCKET, not per query
+    assert "Too many open files" in warned[0]
 
 
 async def test_reopening_a_failed_nameserver_keeps_the_others_sockets(

@@ -64,6 +64,12 @@ SOCKETS_PER_SERVER = 4
 REOPEN_SECONDS = 5.0
 # A nameserver that did not answer while the next one did is asked last for this long.
 DEMOTE_SECONDS = 5.0
+# Queries one UDP socket sends before a new socket, on a new kernel-chosen source port,
+# takes its place (as c-ares' udp_max_queries does): RFC 5452 section 9.2 makes the
+# source port half of what a forged reply must guess, and a port kept for the life of
+# the service is one an off-path spoofer has to find once. The old socket still takes
+# the replies to its queries in flight, and is closed once they have all ended.
+QUERIES_PER_SOCKET = 1024
 # A nameserver that answered FORMERR without an OPT record to a query with one is asked
 # without EDNS for this long (RFC 6891 section 7), then with it again.
 NO_EDNS_SECONDS = 600.0
@@ -74,12 +80,13 @@ log = logging.getLogger(__name__)
 class _Socket:
     """One connected UDP socket and the queries waiting on it, by id."""
 
-    __slots__ = ("pending", "server", "sock")
+    __slots__ = ("pending", "queries", "server", "sock")
 
     def __init__(self, sock: socket.socket, server: int) -> None:
         self.sock = sock
         self.server = server
         self.pending: dict[int, _Pending] = {}
+        self.queries = 0  # sent on it so far (QUERIES_PER_SOCKET)
 
 
 OutcomeCallback = Callable[[Outcome], None]
@@ -140,6 +147,8 @@ class UdpTransport:
         self._negative_ttl = negative_ttl
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sockets: list[list[_Socket]] = []  # per nameserver; [] when it failed to open
+        # Replaced after QUERIES_PER_SOCKET queries, with queries still in flight on them.
+        self._retiring: list[_Socket] = []
         self._open_failures: list[TempFail | None] = []
         self._usable: list[int] = []  # the nameservers with sockets, in order
         self._order: list[int] = []  # the same, those demoted for silence last
@@ -175,8 +184,9 @@ class UdpTransport:
         self._close()
 
     def _close(self) -> None:
-        _release(self._loop, self._sockets)
+        _release(self._loop, [*self._sockets, self._retiring])
         self._sockets = []
+        self._retiring = []
         self._loop = None
         # The datagrams queued for those sockets can go nowhere, and their _flush is due
         # on the loop we leave, which may never run it (closed after the turn that queued
@@ -194,19 +204,13 @@ class UdpTransport:
             self._sockets = [[] for _ in self._servers]
             self._open_failures = [None] * len(self._servers)
         self._reopen_at = None
-        me = weakref.ref(self)
         for index, server in enumerate(self._servers):
             if self._sockets[index]:
                 continue
-            family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
             sockets: list[_Socket] = []
             try:
                 for _ in range(SOCKETS_PER_SERVER):
-                    sock = socket.socket(family, socket.SOCK_DGRAM)
-                    sockets.append(_Socket(sock, index))
-                    sock.setblocking(False)
-                    sock.connect((server.host, server.port))  # replies from elsewhere: dropped
-                    loop.add_reader(sock.fileno(), _on_readable, me, sockets[-1])
+                    sockets.append(self._connected(loop, index))
             except OSError as error:
                 _release(loop, [sockets])
                 self._open_failures[index] = network_failure(error, f"{server.host}: ")
@@ -219,6 +223,47 @@ class UdpTransport:
         self._usable = [index for index, sockets in enumerate(self._sockets) if sockets]
         self._attempts = max(2, len(self._usable))
         self._reorder(loop.time())
+
+    def _connected(self, loop: asyncio.AbstractEventLoop, index: int) -> _Socket:
+        """A new non-blocking UDP socket connected to nameserver ``index`` (replies from
+        elsewhere are dropped by the kernel) and watched by ``loop``; OSError if not."""
+        server = self._servers[index]
+        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.connect((server.host, server.port))
+            entry = _Socket(sock, index)
+            loop.add_reader(sock.fileno(), _on_readable, weakref.ref(self), entry)
+        except BaseException:
+            sock.close()
+            raise
+        return entry
+
+    def _renew(self, old: _Socket, slot: int) -> _Socket:
+        """A new socket in ``old``'s place (QUERIES_PER_SOCKET), or ``old`` again for
+        another round when none can be opened (out of descriptors: its port is better
+        than no query). ``old`` keeps its queries in flight until they end; the retired
+        sockets whose queries have all ended are closed here."""
+        assert self._loop is not None
+        try:
+            new = self._connected(self._loop, old.server)
+        except OSError as error:
+            server = self._servers[old.server]
+            log.warning(
+                "cannot open a new socket to nameserver %s:%d (%s): its socket serves %d "
+                "queries more",
+                server.host, server.port, error, QUERIES_PER_SOCKET,
+            )  # fmt: skip
+            old.queries = 0
+            return old
+        self._sockets[old.server][slot] = new
+        self._retiring.append(old)
+        drained = [entry for entry in self._retiring if not entry.pending]
+        if drained:
+            self._retiring = [entry for entry in self._retiring if entry.pending]
+            _release(self._loop, [drained])
+        return new
 
     def _reorder(self, now: float) -> None:
         """Usable nameservers in their configured order, those still demoted last."""
@@ -327,7 +372,12 @@ class UdpTransport:
         assert self._loop is not None
         sockets = self._sockets[server]
         self._next_socket += 1
-        sock = sockets[self._next_socket % len(sockets)]
+        slot = self._next_socket % len(sockets)
+        sock = sockets[slot]
+        sock.queries += 1
+        if sock.queries > QUERIES_PER_SOCKET:
+            sock = self._renew(sock, slot)
+            sock.queries += 1
         query_id = next(self._ids)
         while query_id in sock.pending:
             query_id = next(self._ids)
