@@ -27,7 +27,7 @@ from scorer.dns.layer import DnsLayer
 from scorer.dns.outcomes import Answer, FailureKind, Lookup, NotFound, NotFoundKind, TempFail
 from scorer.dns.wire import relative_name
 from scorer.eager import eager_gather
-from scorer.names import IPAddress
+from scorer.names import IPAddress, to_ascii
 from scorer.protocol import CheckRequest
 
 
@@ -64,7 +64,7 @@ async def _ptr_facts(
     # beyond the cut for how it sorts. We resolve it ourselves all the same.
     names = sorted({name for name in ptr.records if ptr_names_a_host(name)})
     if mta_hostname and len(names) > limits.max_ptr_names:
-        mta_name = relative_name(mta_hostname).lower()
+        mta_name = _as_ptr_name(mta_hostname)
         if mta_name in names:
             names.remove(mta_name)
             names.insert(0, mta_name)
@@ -73,6 +73,15 @@ async def _ptr_facts(
     outcomes = await eager_gather(*(dns_layer.addresses(n, rdtype, deadline) for n in checked))
     forward = dict(zip(checked, outcomes, strict=True))
     return PtrFacts(ip, ptr, forward, len(names) - len(checked), mta_hostname)
+
+
+def _as_ptr_name(mta_hostname: str) -> str | None:
+    """The MTA's name for the client as the codec writes a PTR name: lower case, no final
+    dot, and in A-labels (RFC 5890 section 2.3.2.1: DNS holds those) when the MTA wrote
+    U-labels (``MX.Bücher.de``), read as a HELO is (names.to_ascii)."""
+    if mta_hostname.isascii():  # as it stands: an escaped final dot ("odd\\.") stays
+        return relative_name(mta_hostname).lower()
+    return to_ascii(mta_hostname)
 
 
 def _other_family(rdtype: dns.rdatatype.RdataType) -> dns.rdatatype.RdataType:

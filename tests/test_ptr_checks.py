@@ -266,6 +266,26 @@ async def test_the_name_the_mta_confirmed_is_checked_whatever_its_place() -> Non
     ]  # fmt: skip
 
 
+async def test_the_name_the_mta_confirmed_is_checked_first_in_u_labels_too() -> None:
+    """Review: an MTA that writes the client's name in U-labels (``MX.Bücher.de``) had
+    it compared with the PTR names as written, which DNS gives in A-labels: never among
+    them, so beyond max_ptr_names it went unchecked (RL_PTR_TEMPFAIL) though it
+    confirms. Read as a HELO is, it is the PTR name ``mx.xn--bcher-kva.de``."""
+    names = ("a.rotates.net", "b.rotates.net", "mx.xn--bcher-kva.de")
+    layer = KnownAnswers(
+        {
+            (reverse_name(CLIENT), dns.rdatatype.PTR): Answer(names, 300),
+            ("a.rotates.net", dns.rdatatype.A): ELSEWHERE,
+            ("b.rotates.net", dns.rdatatype.A): ELSEWHERE,
+            ("mx.xn--bcher-kva.de", dns.rdatatype.A): CONFIRMS,
+        }
+    )
+    config = config_from_mapping({"dns": {"nameservers": ["127.0.0.1:9"], "max_ptr_names": 2}})
+    pipeline = Pipeline(config, layer)
+    for written in ("MX.Bücher.de", "mx.bücher.de.", "mx.bücher.de\u3002"):
+        assert await symbols_for(pipeline, str(CLIENT), hostname=written) == {}, written
+
+
 CLIENT = ipaddress.IPv4Address("81.2.70.71")
 GENERIC = "81-2-70-71.dyn.some-isp.net"
 CUSTOM = "mail.two-names.net"
