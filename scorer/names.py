@@ -455,8 +455,18 @@ def in_reverse_tree(name: str) -> bool:
 
 def address_literal(address: IPAddress) -> str:
     """``address`` as an SMTP address literal: ``[192.0.2.1]``, ``[IPv6:2001:db8::1]``
-    (RFC 5321 section 4.1.3: an IPv6 literal carries the tag)."""
-    return f"[IPv6:{address}]" if address.version == 6 else f"[{address}]"
+    (RFC 5321 section 4.1.3: an IPv6 literal carries the tag), written by
+    ``address_text``."""
+    text = address_text(address)
+    return f"[IPv6:{text}]" if address.version == 6 else f"[{text}]"
+
+
+def address_text(address: IPAddress) -> str:
+    """``address`` as RFC 4291 section 2.2 writes it; an IPv4-mapped one with its IPv4
+    address dotted (``::ffff:10.0.0.1``), as Python 3.13 writes it and 3.11 did not
+    (``::ffff:a00:1``): evidence reads the same on every Python, and names the address."""
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return f"::ffff:{mapped}" if mapped is not None else str(address)
 
 
 def address_named(text: str) -> IPAddress | None:

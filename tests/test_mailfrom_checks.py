@@ -340,6 +340,11 @@ def test_an_ipv4_mapped_literal_is_judged_as_the_ipv4_address_it_carries(tag: st
     assert hit.symbol == "RL_MAILFROM_BOGUS_MX"
     assert hit.options[1:] == ("address literal: non-public address 10.0.0.1",)
     assert check_mail_from(MailFromFacts(parse_sender(f"user@[{tag}:::ffff:81.2.69.160]"))) == []
+    # Regression (review): the literal the evidence leads with was ipaddress's text, which
+    # Python 3.11 and 3.12 write "::ffff:a00:1" and 3.13 "::ffff:10.0.0.1": on every
+    # Python it names the IPv4 address as the sender wrote it, tag as RFC 5321 spells it.
+    assert hit.options[0] == "domain=[IPv6:::ffff:10.0.0.1]"
+    assert internal.domain == "[IPv6:::ffff:10.0.0.1]"
 
 
 @pytest.mark.parametrize(

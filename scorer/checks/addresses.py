@@ -4,12 +4,11 @@ target, or a domain's implicit MX, section 5.1)."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from scorer.dns.outcomes import Answer, Lookup, NotFound, Outcome, TempFail, describe
-from scorer.names import IPAddress, is_public_host
+from scorer.names import IPAddress, address_text, is_public_host
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +72,4 @@ def listed_addresses(addresses: Iterable[IPAddress], most: int | None = None) ->
     addresses evidence shows, and in which order, must not change from message to
     message with them."""
     ordered = sorted(set(addresses), key=lambda address: (address.version, address))
-    return ", ".join(map(_address_text, ordered[:most]))
-
-
-def _address_text(address: IPAddress) -> str:
-    """``address`` as RFC 4291 section 2.2 writes it; an IPv4-mapped one with its IPv4
-    address dotted (``::ffff:10.0.0.1``), as Python 3.13 writes it and 3.11 did not
-    (``::ffff:a00:1``): evidence reads the same on every Python, and names the address."""
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    return f"::ffff:{mapped}" if mapped is not None else str(address)
+    return ", ".join(map(address_text, ordered[:most]))

@@ -34,6 +34,7 @@ from scorer.memo import memoise_short_text
 from scorer.names import (
     MAX_NAME_OCTETS,
     IPAddress,
+    address_literal,
     address_named,
     hostname_problem,
     is_public_host,
@@ -267,7 +268,8 @@ def validated_sender(raw: str, address: str) -> Sender:
         return Sender(raw, SenderKind.DOMAIN, domain=joined_domain)
     literal: IPAddress | None = getattr(valid, "domain_address", None)  # only for [literal]s
     if literal is not None:
-        return Sender(raw, SenderKind.LITERAL, domain=valid.domain, address=literal)
+        # Written by us, not by ipaddress as email-validator does: the same on every Python.
+        return Sender(raw, SenderKind.LITERAL, domain=address_literal(literal), address=literal)
     return Sender(raw, SenderKind.DOMAIN, domain=valid.ascii_domain.lower())
 
 
