@@ -183,6 +183,21 @@ def u_label_of(label: str) -> str | None:
     return u_label if _u_label_valid(u_label) else None
 
 
+def shown_name(ascii_name: str) -> str:
+    """``ascii_name`` (lower-case A-labels, as ``to_ascii`` gives it) as evidence shows it:
+    as it stands, followed by its U-labels when it holds any (``mail.xn--bcher-kva.de
+    (mail.bücher.de)``). The A-label is what was resolved and what the admin looks up;
+    the U-labels are what the sender wrote or meant (RFC 5890 section 2.3.2.1: one name,
+    two forms), and a reader who sees ``例子.广告`` sent knows it from
+    ``xn--fsqu00a.xn--4rr70v`` by the U-labels only. The A-label comes first: a confusable
+    (``xn--ypal-43d9g.com``, "paypal" spelt with Cyrillic er and a) reads as what it is."""
+    if "xn--" not in ascii_name:
+        return ascii_name
+    labels = [u_label_of(label) or label for label in ascii_name.split(".")]
+    unicode = ".".join(labels)
+    return ascii_name if unicode == ascii_name else f"{ascii_name} ({unicode})"
+
+
 def to_ascii(name: str) -> str | None:
     """Lower-case A-label form of ``name`` without a final dot, or None if IDNA rejects it.
 

@@ -441,7 +441,9 @@ async def test_our_own_name_with_a_joiner_is_forged_in_either_idna_form(
     for helo in (f"mail.{PERSIAN}.ir", "MAIL.xn--mgba3gcha2927b.ir"):
         symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
         assert set(symbols) == {"RL_HELO_FORGED_LOCAL"}, helo
-        why = "helo=mail.xn--mgba3gcha2927b.ir is our own name"
+        # With its U-labels, the joiner escaped as evidence shows every one.
+        shown = PERSIAN.replace("\u200c", "\\u200c")
+        why = f"helo=mail.xn--mgba3gcha2927b.ir (mail.{shown}.ir) is our own name"
         assert symbols["RL_HELO_FORGED_LOCAL"].options == (why,)
 
 
@@ -1218,3 +1220,22 @@ def test_a_provider_helo_confirmed_by_a_mapped_aaaa_keeps_its_exemption() -> Non
     elsewhere = Answer((ipaddress.ip_address("81.2.69.161"),), 300)
     (hit,) = check_helo(HeloFacts(helo, a=elsewhere), client, frozenset(), frozenset())
     assert hit.symbol == "RL_HELO_GENERIC"
+
+
+@pytest.mark.parametrize("helo", ["mail.例子.中国", "MAIL.XN--FSQU00A.XN--FIQS8S."])
+async def test_a_helo_in_idna_is_shown_in_both_forms(pipeline: Pipeline, helo: str) -> None:
+    # Regression (review): the evidence of a HELO that is no host named only its A-label,
+    # "helo=mail.xn--fsqu00a.xn--fiqs8s", which a reader of the MTA's log (it logs the
+    # U-labels the client sent) cannot tell is "mail.例子.中国". Both are shown, the A-label
+    # first: a confusable ("paypal" with Cyrillic letters) reads as what it is.
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
+    assert symbols["RL_HELO_NO_ADDRESS"].options[0] == (
+        "helo=mail.xn--fsqu00a.xn--fiqs8s (mail.例子.中国)"
+    )
+    confusable = await symbols_for(pipeline, world.CONFIRMED_IP, helo="\u0440\u0430ypal.com")
+    assert confusable["RL_HELO_NO_ADDRESS"].options[0] == (
+        "helo=xn--ypal-43d9g.com (\u0440\u0430ypal.com)"
+    )
+    # An ASCII name is shown as it was resolved, once.
+    plain = await symbols_for(pipeline, world.CONFIRMED_IP, helo="nohost.good-sender.net")
+    assert plain["RL_HELO_NO_ADDRESS"].options[0] == "helo=nohost.good-sender.net"

@@ -959,3 +959,16 @@ async def test_a_sender_under_a_tld_the_suffix_list_does_not_know_is_judged_by_d
     assert not [name for name in symbols if name.startswith("RL_MAILFROM_")], symbols
     symbols = await symbols_for(pipeline, str(client), mail_from="orders@gone.newtld")
     assert "RL_MAILFROM_NXDOMAIN" in symbols, symbols
+
+
+@pytest.mark.parametrize("mail_from", ["用户@例子.广告", "josé@XN--FSQU00A.XN--4RR70V"])
+async def test_an_idn_sender_domain_is_shown_in_both_forms(
+    pipeline: Pipeline, mail_from: str
+) -> None:
+    # Regression (review): "domain=xn--fsqu00a.xn--4rr70v" alone, for a sender who wrote
+    # 例子.广告 (RFC 6531): the A-label is what was resolved, the U-labels what it means.
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=mail_from)
+    assert symbols["RL_MAILFROM_NXDOMAIN"].options == (
+        "domain=xn--fsqu00a.xn--4rr70v (例子.广告)",
+        "MX: nxdomain",
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scorer.checks.hit import Hit
 from scorer.generic import classify
-from scorer.names import IPAddress
+from scorer.names import IPAddress, shown_name
 from scorer.text import option
 
 
@@ -13,5 +13,5 @@ def generic_hit(symbol: str, ip: IPAddress, name: str, confirmed: bool, role: st
     verdict = classify(ip, name, confirmed)
     if not verdict.generic:
         return None
-    evidence = (option(f"{role}={name}"), *(option(e) for e in verdict.describe()))
+    evidence = (option(f"{role}={shown_name(name)}"), *(option(e) for e in verdict.describe()))
     return Hit(symbol, evidence, verdict.confidence)

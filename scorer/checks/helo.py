@@ -33,6 +33,7 @@ from scorer.names import (
     is_localhost_name,
     literal_address,
     non_public_suffix,
+    shown_name,
     to_ascii,
     unmapped,
     unscoped,
@@ -164,9 +165,8 @@ def _forged_local(
     and judged as such), and an address no other network has (an internal one, such as
     our NAT'd interface's 192.168.1.10, is the inside address of many a remote host)."""
     if helo.kind is HeloKind.NAME and helo.ascii in local_names:
-        return Hit(
-            "RL_HELO_FORGED_LOCAL", (option_naming(f"helo={helo.ascii}", " is our own name"),)
-        )
+        evidence = option_naming(f"helo={shown_name(helo.ascii)}", " is our own name")
+        return Hit("RL_HELO_FORGED_LOCAL", (evidence,))
     if helo.address is not None and helo.address in local_ips and not is_internal(helo.address):
         return Hit(
             "RL_HELO_FORGED_LOCAL", (option_naming(f"helo={helo.raw}", " is our own address"),)
@@ -262,7 +262,7 @@ def _resolution_hit(facts: HeloFacts, resolved: AddressFacts, ip: IPAddress) -> 
     addresses = resolved.addresses
     if answered and resolves_to_a_host(addresses, ip):
         return None  # the usual case: nothing more to work out
-    evidence = option(f"helo={facts.helo.ascii}")
+    evidence = option(f"helo={shown_name(facts.helo.ascii)}")
     failures = tuple(map(option, resolved.failures()))
     if answered:
         found = only_non_public(addresses)

@@ -41,6 +41,7 @@ from scorer.names import (
     literal_address,
     non_public_suffix,
     plain_snums,
+    shown_name,
     to_ascii,
     u_label_of,
     unmapped,
@@ -410,7 +411,8 @@ def check_mail_from(facts: MailFromFacts) -> list[Hit]:
         case SenderKind.LITERAL:
             literal = _literal_hit(option(f"domain={sender.domain}"), sender.address)
             return [literal] if literal else []
-    subject = option(f"domain={sender.domain}")  # the evidence every hit leads with
+    # The evidence every hit leads with: the domain resolved, and its U-labels if any.
+    subject = option(f"domain={shown_name(sender.domain)}")
     mx = facts.mx
     if isinstance(mx, TempFail):
         return [Hit("RL_MAILFROM_TEMPFAIL", (subject, option(f"MX: {describe(mx)}")))]
