@@ -1425,6 +1425,14 @@ def _workers_one_stopped(
     stuck = 0
     try:
         stuck = children(process.pid)[0]
+        # Stopped only once it listens, so has its own SIGTERM handler: one stopped while
+        # it starts still has SIGTERM's default action, with which Linux kills even a
+        # stopped process, and the stop found no stuck worker (a flake on a loaded box).
+        listening = f"(pid {stuck})"
+        eventually(
+            log.read_text,
+            lambda text: any("listening on" in x and listening in x for x in text.splitlines()),
+        )
         os.kill(stuck, signal.SIGSTOP)
         yield process, stuck, log
     finally:
