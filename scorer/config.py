@@ -32,7 +32,7 @@ from scorer.names import (
     non_public_suffix,
     to_ascii,
 )
-from scorer.policy import parse_network
+from scorer.policy import parse_nat64_prefix, parse_network
 from scorer.protocol import parse_ip
 from scorer.symbols import SYMBOLS, default_weights, reports_a_failure
 from scorer.text import escape_unprintable
@@ -129,6 +129,9 @@ class PolicyConfig:
     local_ips: list[str] = field(default_factory=list)
     shadow: bool = False
     shadow_symbols: list[str] = field(default_factory=list)
+    # The site's own NAT64 prefixes (RFC 6052 network-specific ones): a client in one is
+    # the IPv4 host it carries, as one in 64:ff9b::/96 always is.
+    nat64_prefixes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,10 @@ class Config:
     @property
     def skip_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [parse_network(n) for n in self.policy.skip_networks]
+
+    @property
+    def nat64_prefixes(self) -> list[ipaddress.IPv6Network]:
+        return [parse_nat64_prefix(n) for n in self.policy.nat64_prefixes]
 
     def read_allowlist(self) -> Allowlist:
         """Entries from the config and the list files; AllowlistError names the bad one."""
@@ -464,6 +471,7 @@ def _validate(config: Config) -> None:
     checks = [
         ("[dns] nameservers", lambda: config.nameservers),
         ("[policy] skip_networks", lambda: config.skip_networks),
+        ("[policy] nat64_prefixes", lambda: config.nat64_prefixes),
         ("[policy] local_ips", lambda: config.local_ips),
         ("[policy] local_names", lambda: config.local_names),
         ("[server] listen", lambda: parse_listen(config.server.listen)),

@@ -391,6 +391,23 @@ _NOT_ADDRESS_CHARACTER = re.compile(r"[^0-9A-Fa-f.:%]")
 NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
 
 
+# RFC 6052 section 2.2: the lengths a prefix of IPv4-embedded addresses may have.
+NAT64_PREFIX_LENGTHS = (32, 40, 48, 56, 64, 96)
+# Bits 64 to 71 of such an address (the "u" octet, RFC 6052 section 2.2), which never
+# carry IPv4 bits: the 9th octet of its 16.
+_U_OCTET = 8
+
+
+def ipv4_embedded(address: ipaddress.IPv6Address, prefix_length: int) -> ipaddress.IPv4Address:
+    """The IPv4 address ``address`` carries behind a NAT64 prefix of ``prefix_length``
+    bits (one of NAT64_PREFIX_LENGTHS): its 32 bits follow the prefix, skipping the u
+    octet (RFC 6052 section 2.2; ``2001:db8:122:c000:2:2100::`` behind
+    ``2001:db8:122::/48`` is 192.0.2.33)."""
+    packed = address.packed
+    octets = [i for i in range(prefix_length // 8, 16) if i != _U_OCTET][:4]
+    return ipaddress.IPv4Address(bytes(packed[i] for i in octets))
+
+
 def unmapped(
     address: IPAddress,
 ) -> IPAddress:

@@ -23,7 +23,7 @@ from scorer.dns.layer import Consequences, DnsLayer
 from scorer.dns.outcomes import Outcome
 from scorer.lookups import Facts, Limits, gather_facts
 from scorer.memo import memo_sized
-from scorer.policy import skip_hit
+from scorer.policy import nat64_client, skip_hit
 from scorer.protocol import CheckReply, CheckRequest, ReplyKey, reply_key
 from scorer.scoring import score_hits
 
@@ -96,6 +96,7 @@ class Pipeline:
         self._replies_trust = self.dns.trust_changes
         self._clock = clock
         self._skip_networks = config.skip_networks
+        self._nat64_prefixes = config.nat64_prefixes
         self._local_names = config.local_names
         self._local_ips = config.local_ips
         self._allowlist = config.allowlist_entries
@@ -103,6 +104,10 @@ class Pipeline:
 
     async def evaluate(self, request: CheckRequest) -> tuple[Facts | None, list[Hit]]:
         """The facts looked up (None when policy decided without DNS) and the hits."""
+        if self._nat64_prefixes:
+            # The site's translator's client is the IPv4 host behind it, for every
+            # check and policy alike (its reply is cached under the address it came from).
+            request = request._replace(ip=nat64_client(request.ip, self._nat64_prefixes))
         skipped = skip_hit(request.ip, self._skip_networks)
         if skipped is not None:
             return None, [skipped]

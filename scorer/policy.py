@@ -6,7 +6,13 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 
 from scorer.checks.hit import Hit
-from scorer.names import NAT64_WELL_KNOWN, IPAddress, unmapped
+from scorer.names import (
+    NAT64_PREFIX_LENGTHS,
+    NAT64_WELL_KNOWN,
+    IPAddress,
+    ipv4_embedded,
+    unmapped,
+)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -41,6 +47,40 @@ def parse_network(text: str) -> IPNetwork:
         # suffix in a ptr entry is (a NAT64 or IPv4-mapped /96 reads as 0.0.0.0/0).
         raise ValueError(f"{text!r} covers every IPv{network.version} address ({network})")
     return network
+
+
+def parse_nat64_prefix(text: str) -> ipaddress.IPv6Network:
+    """A network-specific NAT64 prefix as configured (``2001:db8:64::/96``); ValueError
+    saying what is wrong. RFC 6052 section 2.2: one of the lengths its address format
+    has, with bits 64 to 71 (the u octet) zero; not in ``::ffff:0:0/96``, whose addresses
+    are IPv4-mapped, not translated."""
+    text = text.strip()
+    try:
+        network = ipaddress.IPv6Network(text)
+    except ValueError as error:
+        raise ValueError(f"{text!r} is no IPv6 network ({error})") from None
+    if network.prefixlen not in NAT64_PREFIX_LENGTHS:
+        *most, last = (f"/{length}" for length in NAT64_PREFIX_LENGTHS)
+        lengths = f"{', '.join(most)} or {last}"
+        raise ValueError(f"{text!r}: a NAT64 prefix is {lengths} long (RFC 6052 section 2.2)")
+    if network.prefixlen == 96 and network.network_address.packed[8] != 0:
+        raise ValueError(f"{text!r}: bits 64 to 71 of a NAT64 prefix must be zero (RFC 6052)")
+    if network.overlaps(_IPV4_MAPPED):
+        raise ValueError(f"{text!r} holds IPv4-mapped addresses, which are read as IPv4 already")
+    return network
+
+
+def nat64_client(ip: IPAddress, prefixes: Iterable[ipaddress.IPv6Network]) -> IPAddress:
+    """``ip``, or the IPv4 client it carries when it is in one of the site's NAT64
+    ``prefixes``: an IPv4 host that reached an IPv6-only MX through the site's own
+    translator (RFC 6052 section 2.2), whose PTR, HELO literal and allowlist entries
+    are the IPv4 host's. (The well-known 64:ff9b::/96 is read so for every site,
+    scorer.protocol.parse_ip.)"""
+    if isinstance(ip, ipaddress.IPv6Address):
+        for prefix in prefixes:
+            if ip in prefix:
+                return ipv4_embedded(ip, prefix.prefixlen)
+    return ip
 
 
 def containing_network(ip: IPAddress, networks: Iterable[IPNetwork]) -> IPNetwork | None:

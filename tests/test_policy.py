@@ -35,7 +35,7 @@ from scorer.checks.mailfrom import SenderKind, parse_sender
 from scorer.config import Config, ConfigError, config_from_mapping, load_config
 from scorer.names import to_ascii
 from scorer.pipeline import Pipeline
-from scorer.policy import parse_network
+from scorer.policy import nat64_client, parse_network
 from scorer.protocol import SymbolResult, parse_request
 from scorer.scoring import score_hits
 from scorer.security import public_bind_refusal, refuse_public_without_token
@@ -233,6 +233,72 @@ def test_nat64_entries_match_the_ipv4_clients_they_carry() -> None:
     assert allowlist.match_ip(ipaddress.ip_address("192.0.2.9")) == "ip 192.0.2.0/24"
     config = config_from_mapping({"policy": {"skip_networks": ["64:ff9b::c633:6400/120"]}})
     assert config.skip_networks == [ipaddress.ip_network("198.51.100.0/24")]
+
+
+# RFC 6052 section 2.4's own examples: 192.0.2.33 behind a prefix of each length.
+RFC6052_EXAMPLES = [
+    ("2001:db8::/32", "2001:db8:c000:221::"),
+    ("2001:db8:100::/40", "2001:db8:1c0:2:21::"),
+    ("2001:db8:122::/48", "2001:db8:122:c000:2:2100::"),
+    ("2001:db8:122:300::/56", "2001:db8:122:3c0:0:221::"),
+    ("2001:db8:122:344::/64", "2001:db8:122:344:c0:2:2100:0"),
+    ("2001:db8:122:344::/96", "2001:db8:122:344::192.0.2.33"),
+]
+
+
+@pytest.mark.parametrize(("prefix", "address"), RFC6052_EXAMPLES)
+def test_a_client_behind_the_sites_nat64_prefix_is_the_ipv4_host_it_carries(
+    prefix: str, address: str
+) -> None:
+    prefixes = config_from_mapping({"policy": {"nat64_prefixes": [prefix]}}).nat64_prefixes
+    client = ipaddress.ip_address(address)
+    assert nat64_client(client, prefixes) == ipaddress.ip_address("192.0.2.33")
+    # Outside the prefix, or with none configured, the address stays as it came.
+    other = ipaddress.ip_address("2001:db9::1")
+    assert nat64_client(other, prefixes) == other
+    assert nat64_client(client, []) == client
+
+
+@pytest.mark.parametrize(
+    ("prefix", "message"),
+    [
+        (
+            "2001:db8::/33",
+            "'2001:db8::/33': a NAT64 prefix is /32, /40, /48, /56, /64 or /96 long (RFC 6052",
+        ),
+        ("2001:db8:0:0:ff00::/96", "'2001:db8:0:0:ff00::/96': bits 64 to 71 of a NAT64 prefix"),
+        ("192.0.2.0/24", "'192.0.2.0/24' is no IPv6 network"),
+        (
+            "2001:db8::1/32",
+            "'2001:db8::1/32' is no IPv6 network (2001:db8::1/32 has host bits set)",
+        ),
+        ("::/32", "'::/32' holds IPv4-mapped addresses"),
+    ],
+)
+def test_a_nat64_prefix_that_is_none_is_refused(prefix: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"[policy] nat64_prefixes: {message}")):
+        config_from_mapping({"policy": {"nat64_prefixes": [prefix]}})
+
+
+async def test_a_client_of_the_sites_translator_is_checked_as_its_ipv4_host(
+    unbound: Unbound,
+) -> None:
+    # Regression (review): an IPv4 client reaching an IPv6-only MX through the site's own
+    # NAT64 (a network-specific prefix, RFC 6052; or RFC 8215's 64:ff9b:1::/48) was read
+    # as an IPv6 client: its PTR under ip6.arpa does not exist, so RL_PTR_MISSING (+5)
+    # for every such message. Policy reads it as the IPv4 host too.
+    translated = "2001:db8:64::" + world.CONFIRMED_IP
+    assert "RL_PTR_MISSING" in await symbols_for(
+        Pipeline(make_config(unbound.nameserver)), translated
+    )
+    site = make_config(unbound.nameserver, policy={"nat64_prefixes": ["2001:db8:64::/96"]})
+    assert await symbols_for(Pipeline(site), translated) == {}
+    local = make_config(
+        unbound.nameserver,
+        policy={"nat64_prefixes": ["64:ff9b:1::/48"], "skip_networks": ["10.0.0.0/8"]},
+    )
+    symbols = await symbols_for(Pipeline(local), "64:ff9b:1:a00:0:500::")  # 10.0.0.5
+    assert symbols["RL_SKIPPED_LOCAL"].options == ("10.0.0.5 in 10.0.0.0/8",)
 
 
 @pytest.mark.parametrize("entry", ["0.0.0.0/0", "::/0", "64:ff9b::/96", "::ffff:0:0/96"])
