@@ -31,6 +31,15 @@ SILENT_HINT = (
 )
 
 
+# RL_MAILFROM_BOGUS_MX's hint for an address-literal sender (user@[10.0.0.1]), which has
+# no MX to publish: RFC 5321 section 4.1.3, a reply goes to the address itself.
+LITERAL_SENDER_HINT = (
+    "the sender writes an address literal, {domain}, which is not a public address: a "
+    "reply goes to that address itself (no MX); send from a domain whose mail hosts have "
+    "public addresses, or a public address of the sender's own mail host"
+)
+
+
 def hint_fields(request: CheckRequest, ptr_name: str | None) -> Mapping[str, str]:
     mail_from = request.mail_from or ""
     # Escaped and capped like options: a HELO can carry terminal escape sequences, and
@@ -100,6 +109,8 @@ def render_report(
             lines.append(f"  fix:      {SILENT_HINT}")
         elif _judged_by_an_untrusted_resolver(result):
             lines.append(f"  fix:      {UNTRUSTED_HINT}")
+        elif result.name == "RL_MAILFROM_BOGUS_MX" and fields["domain"].startswith("["):
+            lines.append(f"  fix:      {LITERAL_SENDER_HINT.format_map(fields)}")
         elif symbol is not None:
             lines.append(f"  fix:      {symbol.hint.format_map(fields)}")
     return "\n".join(lines) + "\n"

@@ -475,6 +475,21 @@ def test_check_exits_3_when_a_lookup_failed(
     assert main(["check", "--nameserver", unbound.nameserver, "--ip", world.MISSING_PTR_IP]) == 0
 
 
+def test_check_hints_an_address_literal_sender_at_its_address_not_at_mx_records(
+    unbound: Unbound, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): RL_MAILFROM_BOGUS_MX for u@[10.0.0.1] told the sender to give
+    # '[10.0.0.1]' MX records, which an address literal cannot have.
+    argv = ["check", "--nameserver", unbound.nameserver, "--ip", world.CONFIRMED_IP]
+    main([*argv, "--from", "u@[10.0.0.1]"])
+    (fix,) = [line for line in capsys.readouterr().out.splitlines() if "fix:" in line]
+    assert "address literal, [10.0.0.1], which is not a public address" in fix
+    assert "MX records" not in fix
+    main([*argv, "--from", "u@[IPv6:fd00::1]"])
+    (fix,) = [line for line in capsys.readouterr().out.splitlines() if "fix:" in line]
+    assert "address literal, [IPv6:fd00::1]," in fix
+
+
 def test_check_blames_a_silent_resolver_not_the_senders_zones(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
