@@ -243,8 +243,8 @@ class UdpTransport:
     def _renew(self, old: _Socket, slot: int) -> _Socket:
         """A new socket in ``old``'s place (QUERIES_PER_SOCKET), or ``old`` again for
         another round when none can be opened (out of descriptors: its port is better
-        than no query). ``old`` keeps its queries in flight until they end; the retired
-        sockets whose queries have all ended are closed here."""
+        than no query). ``old`` keeps its queries in flight until they end, and is
+        closed then (_left)."""
         assert self._loop is not None
         try:
             new = self._connected(self._loop, old.server)
@@ -259,11 +259,23 @@ class UdpTransport:
             return old
         self._sockets[old.server][slot] = new
         self._retiring.append(old)
-        drained = [entry for entry in self._retiring if not entry.pending]
-        if drained:
-            self._retiring = [entry for entry in self._retiring if entry.pending]
-            _release(self._loop, [drained])
+        self._left(old)
         return new
+
+    def _left(self, sock: _Socket) -> None:
+        """A query left ``sock``: a retired socket whose last query has ended is closed,
+        in a callback of its own. Not here: this may run while its own replies are read
+        (a reply whose query goes on to another socket, which a renewal retires), and
+        _readable, reading on from a socket closed under it, got EBADF for ever: the
+        event loop spun and nothing else ran again."""
+        if not sock.pending and sock in self._retiring:
+            assert self._loop is not None
+            self._loop.call_soon(self._close_retired, sock)
+
+    def _close_retired(self, sock: _Socket) -> None:
+        if sock in self._retiring:  # not closed meanwhile (_close, or an earlier call)
+            self._retiring.remove(sock)
+            _release(self._loop, [[sock]])
 
     def _reorder(self, now: float) -> None:
         """Usable nameservers in their configured order, those still demoted last."""
@@ -322,6 +334,7 @@ class UdpTransport:
         for sock, query_id in pending.registrations:
             if sock.pending.get(query_id) is pending:
                 del sock.pending[query_id]
+            self._left(sock)
         pending.registrations.clear()
 
     def _finish(self, pending: _Pending, outcome: Outcome) -> None:
@@ -434,6 +447,7 @@ class UdpTransport:
                 # (not when the timer ends a wait for a reply that cannot come).
                 del sock.pending[query_id]
                 pending.registrations.remove((sock, query_id))
+                self._left(sock)
                 self._network_error(pending, error)
             except Exception as error:
                 self._finish(pending, network_failure(error))
