@@ -242,6 +242,8 @@ def _check(args: argparse.Namespace) -> int:
         print(f"rdns-scorer check: warning: {warning}", file=sys.stderr)
     # Its resolver warnings speak of this one check, not of a service's checks to come.
     pipeline = Pipeline(config, build_dns_layer(config, consequences=ONE_CHECK))
+    # The report names the client the checks judged: a NAT64 one's IPv4 host.
+    request = pipeline.as_checked(request)
     public_suffix_list()  # built before the clock starts, as a worker does (~30 ms)
 
     async def judged() -> tuple[float, Facts | None, CheckReply]:

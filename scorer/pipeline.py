@@ -102,12 +102,18 @@ class Pipeline:
         self._allowlist = config.allowlist_entries
         self._limits = Limits(config.dns.max_ptr_names, config.dns.max_mx_hosts)
 
+    def as_checked(self, request: CheckRequest) -> CheckRequest:
+        """``request`` with its client as the checks see it: the site's translator's
+        client is the IPv4 host behind it, for every check and policy alike (its reply
+        is cached under the address it came from), and for the report's hints, which
+        name the address whose PTR was asked."""
+        if self._nat64_prefixes:
+            return request._replace(ip=nat64_client(request.ip, self._nat64_prefixes))
+        return request
+
     async def evaluate(self, request: CheckRequest) -> tuple[Facts | None, list[Hit]]:
         """The facts looked up (None when policy decided without DNS) and the hits."""
-        if self._nat64_prefixes:
-            # The site's translator's client is the IPv4 host behind it, for every
-            # check and policy alike (its reply is cached under the address it came from).
-            request = request._replace(ip=nat64_client(request.ip, self._nat64_prefixes))
+        request = self.as_checked(request)
         skipped = skip_hit(request.ip, self._skip_networks)
         if skipped is not None:
             return None, [skipped]

@@ -490,6 +490,24 @@ def test_check_hints_an_address_literal_sender_at_its_address_not_at_mx_records(
     assert "address literal, [IPv6:fd00::1]," in fix
 
 
+def test_check_names_the_ipv4_host_behind_the_sites_nat64_prefix(
+    unbound: Unbound, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Regression (review): with [policy] nat64_prefixes the checks judged the IPv4 host
+    # (evidence "no PTR for 203.0.113.11"), while the fix told the admin to ask the owner
+    # of the translated IPv6 address for a PTR, and to make it resolve back to that.
+    config = tmp_path / "rdns-scorer.toml"
+    config.write_text('[policy]\nnat64_prefixes = ["2001:db8:64::/96"]\n')
+    translated = "2001:db8:64::" + world.MISSING_PTR_IP
+    argv = ["check", "--config", str(config), "--nameserver", unbound.nameserver]
+    main([*argv, "--ip", translated])
+    out = capsys.readouterr().out
+    assert out.startswith(f"client {world.MISSING_PTR_IP} "), out
+    (fix,) = [line for line in out.splitlines() if "fix:" in line]
+    assert f"ask the owner of {world.MISSING_PTR_IP} (ISP" in fix
+    assert f"resolve back to {world.MISSING_PTR_IP}" in fix
+
+
 def test_check_blames_a_silent_resolver_not_the_senders_zones(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
