@@ -84,6 +84,14 @@ class DnspythonTransport:
         self._negative_ttl = negative_ttl
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def set_timeout(self, timeout: float) -> None:
+        self._resolver.timeout = self._resolver.lifetime = timeout
+
+    @property
+    def silent(self) -> list[layer.Nameserver]:
+        """None known: dnspython's resolver keeps no record of which server answered."""
+        return []
+
     def send(self, name_wire: bytes, rdtype: int, on_done: Callable[[Outcome], None]) -> None:
         name = dns.name.from_wire(name_wire, 0)[0]
         task = asyncio.get_running_loop().create_task(self._resolve(name, rdtype, on_done))

@@ -24,6 +24,7 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from scorer import protocol
@@ -32,8 +33,10 @@ from scorer.checks.helo import parse_helo
 from scorer.checks.mailfrom import parse_sender
 from scorer.config import Config, ConfigError, config_from_mapping
 from scorer.dns.outcomes import Answer
+from scorer.dns.transport import Transport
 from scorer.hangup import defer_hangups, take_deferred_hangup
 from scorer.memo import MAX_MEMO_CHARS, memo_sized, memoise, memoise_short_text
+from scorer.metrics import Metrics
 from scorer.pipeline import Pipeline, reply_cache_size
 from scorer.protocol import (
     CheckRequest,
@@ -1755,6 +1758,23 @@ STRAIGHTFORWARD_REQUESTS = [
 ]
 
 
+def test_the_bench_straightforward_build_serves_its_metrics(unbound_config: Config) -> None:
+    # Regression: its transport lacked `silent` (the gauge of silent nameservers reads
+    # it), so /metrics answered 500 in that build and `make bench` stopped at its first
+    # cold round. mypy now holds it to the layer's Transport; this, to a scrape.
+    from bench.straightforward import DnspythonTransport
+
+    pipeline = Pipeline(unbound_config)
+    dns_config = unbound_config.dns
+    transport: Transport = DnspythonTransport(
+        pipeline.dns.nameservers, dns_config.timeout, dns_config.negative_ttl
+    )
+    pipeline.dns._transport = transport  # type: ignore[assignment]
+    metrics = Metrics()
+    metrics.watch_dns(pipeline.dns)
+    assert b"rdns_scorer_dns_nameserver_silent" in generate_latest(metrics.registry)
+
+
 @pytest.mark.parametrize("fields", STRAIGHTFORWARD_REQUESTS, ids=lambda f: f["ip"])
 async def test_the_bench_straightforward_build_reaches_the_same_verdicts(
     unbound_config: Config, fields: dict[str, str]
@@ -1767,9 +1787,10 @@ async def test_the_bench_straightforward_build_reaches_the_same_verdicts(
     ours = Pipeline(unbound_config)
     reference = Pipeline(unbound_config)
     dns_config = unbound_config.dns
-    reference.dns._transport = DnspythonTransport(  # type: ignore[assignment]
+    transport: Transport = DnspythonTransport(
         reference.dns.nameservers, dns_config.timeout, dns_config.negative_ttl
     )
+    reference.dns._transport = transport  # type: ignore[assignment]
     request = parse_request(fields).request
     expected = await ours.check(request)
     reply = await reference.check(request)

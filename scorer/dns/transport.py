@@ -44,7 +44,7 @@ import struct
 import weakref
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from scorer.dns.outcomes import FailureKind, Outcome, TempFail, network_failure
 from scorer.dns.wire import (
@@ -90,6 +90,19 @@ class _Socket:
 
 
 OutcomeCallback = Callable[[Outcome], None]
+
+
+class Transport(Protocol):
+    """What the DNS layer asks of its transport (DnsLayer._transport): UdpTransport's
+    interface, which the dnspython transport bench/straightforward.py puts in its place
+    must have too (checked by mypy in the tests that do so)."""
+
+    def send(self, name_wire: bytes, rdtype: int, on_done: OutcomeCallback) -> None: ...
+
+    def set_timeout(self, timeout: float) -> None: ...
+
+    @property
+    def silent(self) -> list[Nameserver]: ...
 
 
 class _Pending:
