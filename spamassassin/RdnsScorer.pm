@@ -452,6 +452,9 @@ sub _ask {
       last if $status >= 400 && $status < 500;
       next;
     }
+    # What the service said, beside the request above: `spamassassin -D rdns_scorer`
+    # then shows why each symbol fired (its evidence), not only that it did.
+    dbg("rdns_scorer: reply from $url: " . _clean($reply, 2000));
     my $result = _parse_reply($reply);
     if (defined $result->{error}) {
       push(@errors, "$url: $result->{error}");

@@ -282,6 +282,17 @@ def test_spamassassin_t_against_the_service(real_dir: Path, scorer: ScorerProces
     assert "RL_PTR_GENERIC" in scan.rl
 
 
+def test_debug_shows_the_request_and_the_reply(real_dir: Path, scorer: ScorerProcess) -> None:
+    # Regression (review): `spamassassin -D rdns_scorer` showed the request alone, so an
+    # admin asking why a symbol fired could not see its evidence there.
+    ip, helo, rdns, mail_from, _ = FAMILY_CASES["ptr-generic"]
+    scan = run_spamassassin(real_dir, message(ip, helo, rdns, mail_from), "-D", "rdns_scorer")
+    assert "rdns_scorer: request {" in scan.errors
+    (replied,) = [x for x in scan.errors.splitlines() if "rdns_scorer: reply from " in x]
+    assert f"reply from {scorer.url}/v1/check: " in replied
+    assert '"name":"RL_PTR_GENERIC"' in replied
+
+
 def test_wrong_token_fails_open(scorer: ScorerProcess, fake: FakeHttp) -> None:
     # Regression: the reason was only "HTTP 401" (the service's reply says what is
     # wrong), and the next URL was asked, though every instance refuses the same token.

@@ -145,6 +145,7 @@ class Scan:
 
     output: str
     elapsed: float
+    errors: str = ""  # its stderr: what -D (debug) and warnings print
 
     def _header(self, name: str) -> str:
         head = self.output.split("\n\n", 1)[0]
@@ -194,7 +195,9 @@ def run_spamassassin(
     shutil.rmtree(home, ignore_errors=True)
     if result.returncode not in (0, 1):
         raise RuntimeError(f"spamassassin exited {result.returncode}: {result.stderr!r}")
-    return Scan(result.stdout.decode(errors="replace"), elapsed)
+    return Scan(
+        result.stdout.decode(errors="replace"), elapsed, result.stderr.decode(errors="replace")
+    )
 
 
 def lint(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -270,7 +273,9 @@ class Spamd:
         elapsed = time.monotonic() - start
         if result.returncode != 0:
             raise RuntimeError(f"spamc exited {result.returncode}: {result.stderr!r}")
-        return Scan(result.stdout.decode(errors="replace"), elapsed)
+        return Scan(
+            result.stdout.decode(errors="replace"), elapsed, result.stderr.decode(errors="replace")
+        )
 
     def stop(self) -> None:
         stop_process(self._process, timeout=15)
