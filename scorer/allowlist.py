@@ -19,6 +19,7 @@ spammer cannot buy an exemption by writing a PTR or a HELO:
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -218,6 +219,15 @@ class Allowlist:
                 self.add(kind.lower(), value)
             except AllowlistError as error:
                 raise AllowlistError(f"{path}:{number}: {error}") from None
+
+    def ipv6_networks(self) -> list[ipaddress.IPv6Network]:
+        """The IPv6 ip entries, as networks (Config's warnings about unreachable ones)."""
+        return [
+            ipaddress.IPv6Network((address, prefixlen))
+            for (version, prefixlen), addresses in self._by_prefix.items()
+            if version == 6
+            for address in addresses
+        ]
 
     def match_ip(self, ip: IPAddress) -> str | None:
         """The most specific entry holding ``ip``, as ``ip NETWORK``, or ``ip ADDRESS``

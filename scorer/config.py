@@ -248,6 +248,26 @@ class Config:
             *current,
             *slow,
             *self._unmatched_local_names(),
+            *self._behind_nat64(),
+        ]
+
+    def _behind_nat64(self) -> list[str]:
+        """An IPv6 skip_networks or allowlist ip entry inside one of nat64_prefixes
+        matches no client: those are read as the IPv4 hosts they carry
+        (policy.nat64_client), and one written to skip the translator's clients when
+        they scored RL_PTR_MISSING would stop doing so without a word."""
+        prefixes = self.nat64_prefixes
+        entries = [
+            *(("[policy] skip_networks", n) for n in self.skip_networks if n.version == 6),
+            *(("[allowlist] ip entry", n) for n in self.allowlist_entries.ipv6_networks()),
+        ]
+        return [
+            f"{where} {network} is inside [policy] nat64_prefixes {prefix}, whose clients "
+            "are read as the IPv4 hosts they carry: it matches none; write their IPv4 "
+            "addresses"
+            for where, network in entries
+            for prefix in prefixes
+            if network.subnet_of(prefix)
         ]
 
     def _unmatched_local_names(self) -> list[str]:

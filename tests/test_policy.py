@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import gzip
 import ipaddress
@@ -278,6 +279,31 @@ def test_a_client_behind_the_sites_nat64_prefix_is_the_ipv4_host_it_carries(
 def test_a_nat64_prefix_that_is_none_is_refused(prefix: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(f"[policy] nat64_prefixes: {message}")):
         config_from_mapping({"policy": {"nat64_prefixes": [prefix]}})
+
+
+def test_an_entry_inside_a_nat64_prefix_is_warned_about() -> None:
+    # Regression (review): a skip_networks or allowlist entry written to cover the
+    # translator's clients (when they scored RL_PTR_MISSING) matches none once the prefix
+    # is in nat64_prefixes, and loaded without a word.
+    config = config_from_mapping(
+        {
+            "policy": {
+                "nat64_prefixes": ["2001:db8:64::/96"],
+                "skip_networks": ["2001:db8:64::/96", "2001:db8:65::/96", "10.0.0.0/8"],
+            },
+            "allowlist": {"ips": ["2001:db8:64::c000:200/120", "2001:db8::/32"]},
+        }
+    )
+    config = dataclasses.replace(config, allowlist_entries=config.read_allowlist())
+    warned = [w for w in config.warnings() if "nat64_prefixes" in w]
+    assert warned == [
+        "[policy] skip_networks 2001:db8:64::/96 is inside [policy] nat64_prefixes "
+        "2001:db8:64::/96, whose clients are read as the IPv4 hosts they carry: it matches "
+        "none; write their IPv4 addresses",
+        "[allowlist] ip entry 2001:db8:64::c000:200/120 is inside [policy] nat64_prefixes "
+        "2001:db8:64::/96, whose clients are read as the IPv4 hosts they carry: it matches "
+        "none; write their IPv4 addresses",
+    ]
 
 
 async def test_a_client_of_the_sites_translator_is_checked_as_its_ipv4_host(
