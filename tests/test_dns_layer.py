@@ -2653,6 +2653,14 @@ async def test_a_query_id_in_use_on_a_socket_is_not_given_to_another(
     assert server.queries == 2, "each answered at its first query"
 
 
+def _renewing_every(monkeypatch: pytest.MonkeyPatch, queries: int) -> FaultyDns:
+    """A started FaultyDns answering any A question, for a transport of one socket per
+    nameserver that replaces it after ``queries`` queries (QUERIES_PER_SOCKET)."""
+    monkeypatch.setattr(transport, "SOCKETS_PER_SERVER", 1)
+    monkeypatch.setattr(transport, "QUERIES_PER_SOCKET", queries)
+    return FaultyDns("address").start()
+
+
 async def test_a_socket_is_replaced_after_its_share_of_queries(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -2662,9 +2670,7 @@ async def test_a_socket_is_replaced_after_its_share_of_queries(
     # socket's place; the old one still takes the replies to its queries in flight (here
     # queued in the same turn: none may be lost) and is closed once they have ended,
     # not when the next socket is replaced: with no more queries, that was never.
-    monkeypatch.setattr(transport, "SOCKETS_PER_SERVER", 1)
-    monkeypatch.setattr(transport, "QUERIES_PER_SOCKET", 3)
-    server = FaultyDns("address").start()
+    server = _renewing_every(monkeypatch, 3)
     try:
         layer = _layer(server.nameserver, timeout=2.0)
 
@@ -2697,9 +2703,7 @@ async def test_a_retired_socket_is_not_closed_while_its_replies_are_read(
     # that socket's replacement close every retired socket whose queries had ended, the
     # one being read among them; reading on from it got EBADF for ever, and the event
     # loop spun at full CPU with nothing else run again. The alarm breaks the spin.
-    monkeypatch.setattr(transport, "SOCKETS_PER_SERVER", 1)
-    monkeypatch.setattr(transport, "QUERIES_PER_SOCKET", 1)
-    server = FaultyDns("address").start()
+    server = _renewing_every(monkeypatch, 1)
     server.edns = False
 
     def spinning(*_args: object) -> NoReturn:
@@ -2726,9 +2730,7 @@ async def test_a_socket_that_cannot_be_replaced_serves_on(
 ) -> None:
     # Out of descriptors (or any error opening its successor), a socket that has sent
     # its share serves another round: its old port is better than no query at all.
-    monkeypatch.setattr(transport, "SOCKETS_PER_SERVER", 1)
-    monkeypatch.setattr(transport, "QUERIES_PER_SOCKET", 3)
-    server = FaultyDns("address").start()
+    server = _renewing_every(monkeypatch, 3)
     try:
         layer = _layer(server.nameserver, timeout=2.0)
         await layer.lookup("first.example", dns.rdatatype.A, _deadline())
