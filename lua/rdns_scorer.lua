@@ -381,15 +381,20 @@ local ROTATION_NAMES = 'round-robin:, master-slave:, random:, hash:'
 -- None written: round robin, as the module always asked.
 local rotation = 'round-robin'
 
+-- Whether `name` (in lower case, as rspamd reads it without regard to case) is read as
+-- a rotation: one the module takes, or "sequential", which rspamd 3.4 does not read,
+-- so that the check can refuse it by name.
+local function is_rotation(name)
+  return ROTATIONS[name] ~= nil or name == 'sequential'
+end
+
 -- `servers` as written less its rotation prefix, and that prefix's name in lower case
--- (rspamd reads it without regard to case) or nil when none is written. Only a name
--- rspamd knows is a prefix ("sequential", which rspamd 3.4 does not read, so that the
--- check can refuse it by name); "failover:10.0.0.5" stays an entry, which the check
--- then refuses.
+-- or nil when none is written. Only a rotation (is_rotation) is a prefix:
+-- "failover:10.0.0.5" stays an entry, which the check then refuses.
 local function split_rotation(text)
   local name, rest = text:match('^[,;%s]*(%a[%w%-]*):(.*)$')
   name = name and name:lower()
-  if name and (ROTATIONS[name] or name == 'sequential') then
+  if name and is_rotation(name) then
     return rest, name
   end
   return text, nil
@@ -906,8 +911,7 @@ for index, entry in ipairs(entries) do
     config_error('servers: write an IPv6 address in brackets, then its port ' ..
         '("[::1]:%s"), got %s', DEFAULT_PORT, text)
     return
-  elseif not host_port(text) and prefix and (ROTATIONS[prefix:lower()] or
-      prefix:lower() == 'sequential') then
+  elseif not host_port(text) and prefix and is_rotation(prefix:lower()) then
     -- rspamd reads a rotation at the start of the text alone: here it is a host name.
     config_error('servers: a rotation (%s:) goes before the first server only, got %s',
         prefix, text)

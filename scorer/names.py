@@ -418,7 +418,7 @@ def unmapped(
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
         if address in NAT64_WELL_KNOWN:
-            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+            return ipv4_embedded(address, NAT64_WELL_KNOWN.prefixlen)
     return address
 
 

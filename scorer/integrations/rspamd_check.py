@@ -79,14 +79,19 @@ _ROTATION_NAMES = ", ".join(f"{name}:" for name in ROTATIONS)
 _PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9-]*):")
 
 
+def _is_rotation(name: str) -> bool:
+    """Whether ``name`` is read as a rotation, in any case (the plugin's is_rotation)."""
+    return name.lower() in (*ROTATIONS, REFUSED_ROTATION)
+
+
 def split_rotation(servers: str) -> tuple[str, str | None]:
     """``servers`` less a leading rotation prefix, and its name in lower case (None when
-    none is written), as the plugin splits them (split_rotation): only a name rspamd
-    knows is a prefix; "failover:10.0.0.5" stays an entry, which server_url refuses."""
-    found = _PREFIX.match(servers.lstrip(",; \t\r\n"))
-    if found and found.group(1).lower() in (*ROTATIONS, REFUSED_ROTATION):
-        rest = servers.lstrip(",; \t\r\n")[found.end() :]
-        return rest, found.group(1).lower()
+    none is written), as the plugin splits them (split_rotation): only a rotation is a
+    prefix; "failover:10.0.0.5" stays an entry, which server_url refuses."""
+    text = servers.lstrip(",; \t\r\n")
+    found = _PREFIX.match(text)
+    if found and _is_rotation(found.group(1)):
+        return text[found.end() :], found.group(1).lower()
     return servers, None
 
 
@@ -178,7 +183,7 @@ def _unusable_finding(entry: str, first: bool) -> Finding:
     prefix = _PREFIX.match(entry)
     if prefix and _host_port(entry) is None and "/" not in entry:
         name = prefix.group(1)
-        if name.lower() in (*ROTATIONS, REFUSED_ROTATION):
+        if _is_rotation(name):
             return Finding(
                 False,
                 f"rspamd cannot ask `servers` entry {entry}: a rotation ({name}:) goes "
