@@ -1805,6 +1805,13 @@ def _score(url: str) -> float:
         return float(json.load(response)["score"])
 
 
+def _metrics(port: int) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
 def _hang_up_while_starting(
     unbound: Unbound, tmp_path: Path, starting: Callable[[subprocess.Popen[str]], None]
 ) -> None:
@@ -1821,9 +1828,14 @@ def _hang_up_while_starting(
         path.write_text("[weights]\nRL_PTR_MISSING = 7.5\n")
         process.send_signal(signal.SIGHUP)
         wait_for_port(port)
+        # The reload, not the score: a SIGHUP soon after exec comes before the first
+        # read, which already gives 7.5, and a stop before the reload ends (the reload
+        # runs in a thread) would leave nothing to find in the log.
+        reloaded = 'rdns_scorer_config_reloads_total{result="success"} 1.0'
         deadline = time.monotonic() + 5
-        while _score(f"http://127.0.0.1:{port}") != 7.5 and time.monotonic() < deadline:
+        while reloaded not in _metrics(port) and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert reloaded in _metrics(port)
         assert _score(f"http://127.0.0.1:{port}") == 7.5
         assert process.poll() is None
     finally:
