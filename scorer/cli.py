@@ -143,7 +143,7 @@ def _served_config(args: argparse.Namespace) -> Config:
     ``--workers`` applied to both, so a reload compares like with like
     (Config.reload_warnings): the file's workers edited under ``--workers N`` is not
     what runs, nor what a restart runs, and warned that it would apply then."""
-    config = _with_source_warnings(args.config, _config(args, listen=args.listen))
+    config = _with_source_warnings(_config(args, listen=args.listen))
     if args.workers is None:
         return config
     server = dataclasses.replace(config.server, workers=args.workers)
@@ -237,7 +237,7 @@ def _check(args: argparse.Namespace) -> int:
         print_error(f"rdns-scorer check: {error.message}")  # it names the field
         return 2
     configure_command_logging("rdns-scorer check")
-    config = _with_source_warnings(args.config, config)
+    config = _with_source_warnings(config)
     for warning in [*config.warnings(), *_cut_fields(args)]:
         print(f"rdns-scorer check: warning: {warning}", file=sys.stderr)
     # Its resolver warnings speak of this one check, not of a service's checks to come.
@@ -311,12 +311,12 @@ def _symbols(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_source_warnings(config_path: str | None, config: Config) -> Config:
+def _with_source_warnings(config: Config) -> Config:
     """``config`` with what its file warns about (``Config.source_warnings``), which
     ``warnings`` then says: serve logs it at start and at each reload, config check
     prints it."""
-    exposed = [exposure_warning(path) for path in exposed_token_files(config_path, config)]
-    unused = unused_token_warning(config_path, config)
+    exposed = [exposure_warning(path) for path in exposed_token_files(config)]
+    unused = unused_token_warning(config)
     found = (*exposed, *([unused] if unused else []))
     return dataclasses.replace(config, source_warnings=found)
 
@@ -350,7 +350,7 @@ def _config_check(args: argparse.Namespace) -> int:
     config = load_config(path)
     refuse_public_without_token(config)
     print(f"{path}: OK")
-    for warning in _with_source_warnings(path, config).warnings():
+    for warning in _with_source_warnings(config).warnings():
         print(f"warning: {warning}")
     return 0
 

@@ -144,6 +144,18 @@ class AllowlistConfig:
 
 
 @dataclass(frozen=True)
+class ConfigSource:
+    """The config file a Config was read from, as that one read found it: what
+    scorer.security's warnings judge. Read again for them, the file could be another by
+    then (an editor or config management writing it during a reload): a half-written
+    one ended the reload in "unexpected error", a deleted one the start in a traceback.
+    """
+
+    path: Path
+    server: Mapping[str, Any]  # the [server] table as written, before any override
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
@@ -159,6 +171,8 @@ class Config:
     # start, by `config check`, and at every reload, where an admin who rotated the token
     # in the file while RDNS_SCORER_TOKEN wins was told only "config reloaded".
     source_warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    # The file it was read from (load_config), None for the embedded defaults.
+    source: ConfigSource | None = field(default=None, compare=False, repr=False)
 
     @property
     def nameservers(self) -> list[Nameserver]:
@@ -694,6 +708,7 @@ def load_config(
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown variable (known: {', '.join(ENV_VARIABLES)})")
     data: dict[str, Any] = {}
+    source: ConfigSource | None = None
     if path is not None:
         if not str(path):  # `--config "$UNSET"`: Path("") is the working directory
             raise ConfigError("the config file name is empty")
@@ -703,8 +718,10 @@ def load_config(
             raise ConfigError(file_error(path, error)) from None
         except ValueError as error:
             raise ConfigError(str(error)) from None
+        written = data.get("server")
+        source = ConfigSource(Path(path), dict(written) if isinstance(written, dict) else {})
         _anchor_paths(data, Path(path).parent)
-    config = config_from_mapping(data)
+    config = dataclasses.replace(config_from_mapping(data), source=source)
     if token:
         config = _with_secret(config, environ.get(ENV_TOKEN))
         if config.server.previous_tokens and not config.server.token:

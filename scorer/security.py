@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from scorer.config import ENV_TOKEN, Config, ConfigError, ServerConfig, parse_listen, read_toml
+from scorer.config import ENV_TOKEN, Config, ConfigError, ServerConfig, parse_listen
 
 
 def is_loopback(host: str) -> bool:
@@ -49,33 +49,32 @@ def refuse_public_without_token(config: Config, bound_host: str | None = None) -
             raise ConfigError(refusal)
 
 
-def unused_token_warning(config_path: str | Path | None, config: Config) -> str | None:
+def unused_token_warning(config: Config) -> str | None:
     """The warning for a ``[server] token`` written in the config file that is not the
     token served, because RDNS_SCORER_TOKEN or ``token_file`` comes first: a rotation
     that writes the new token there changes nothing, and `rspamd install` hands out
     the one served. Never shows either token."""
-    if config_path is None or not config.server.token:
+    source = config.source
+    if source is None or not config.server.token:
         return None
-    server = read_toml(config_path).get("server")
-    written = server.get("token") if isinstance(server, dict) else None
+    written = source.server.get("token")
     if not isinstance(written, str) or not written or written == config.server.token:
         return None
     return (
-        f"[server] token in {config_path} is not the token served: {ENV_TOKEN} or "
+        f"[server] token in {source.path} is not the token served: {ENV_TOKEN} or "
         "token_file comes first (docs/configuration.md); change the token there"
     )
 
 
-def exposed_token_files(config_path: str | Path | None, config: Config) -> list[Path]:
+def exposed_token_files(config: Config) -> list[Path]:
     """The files holding the service's token that every local user may read: the config
     file when it sets ``[server] token`` or ``previous_tokens``, and ``[server]
     token_file``. The token lets anyone with it run checks and ``POST /v1/reload``
     (docs/security.md)."""
     holders: list[Path] = []
-    if config_path is not None:
-        server = read_toml(config_path).get("server")
-        if isinstance(server, dict) and (server.get("token") or server.get("previous_tokens")):
-            holders.append(Path(config_path))
+    source = config.source
+    if source is not None and (source.server.get("token") or source.server.get("previous_tokens")):
+        holders.append(source.path)
     if config.server.token_file:
         holders.append(Path(config.server.token_file))
     return [path for path in holders if _world_readable(path)]

@@ -32,7 +32,12 @@ from scorer.config import (
     parse_listen,
     with_overrides,
 )
-from scorer.security import exposed_token_files, exposure_warning, refuse_public_without_token
+from scorer.security import (
+    exposed_token_files,
+    exposure_warning,
+    refuse_public_without_token,
+    unused_token_warning,
+)
 from scorer.symbols import SYMBOLS, default_weights
 from scorer.workers import new_event_loop
 
@@ -311,29 +316,48 @@ def test_only_world_readable_files_that_hold_the_token_are_exposed(tmp_path: Pat
     config.write_text('[server]\ntoken = "s3cret"\n')
     for mode, exposed in ((0o644, [config]), (0o604, [config]), (0o640, []), (0o660, [])):
         config.chmod(mode)  # the group is the service's own (docs/security.md): not exposed
-        assert exposed_token_files(config, load_config(config, environ={})) == exposed, oct(mode)
+        assert exposed_token_files(load_config(config, environ={})) == exposed, oct(mode)
     # Previous tokens are secrets too (a rotation's old token still works).
     config.write_text('[server]\ntoken_file = "token"\nprevious_tokens = ["0ld"]\n')
     (tmp_path / "token").write_text("n3w\n")
     (tmp_path / "token").chmod(0o600)
     config.chmod(0o644)
-    assert exposed_token_files(config, load_config(config, environ={})) == [config]
+    assert exposed_token_files(load_config(config, environ={})) == [config]
     # A config file without a token holds no secret, however readable; its token_file does.
     secret = tmp_path / "token"
     secret.write_text("s3cret\n")
     secret.chmod(0o644)
     config.write_text('[server]\ntoken_file = "token"\nlog_requests = false\n')
     config.chmod(0o644)
-    assert exposed_token_files(config, load_config(config, environ={})) == [secret]
-    assert exposed_token_files(None, load_config(config, environ={})) == [secret]
+    assert exposed_token_files(load_config(config, environ={})) == [secret]
+    unread = dataclasses.replace(load_config(config, environ={}), source=None)
+    assert exposed_token_files(unread) == [secret]
     # The token from the environment: a token_file that does not exist is no file to warn
     # about (stat() on it would raise: config check and serve would end in a traceback).
     secret.unlink()
     environ = {"RDNS_SCORER_TOKEN": "s3cret"}
-    assert exposed_token_files(config, load_config(config, environ=environ)) == []
+    assert exposed_token_files(load_config(config, environ=environ)) == []
     warning = exposure_warning(secret)
     assert warning.startswith(f"{secret} is world-readable and holds the token: ")
     assert f"chown root:rdns-scorer {secret} && chmod 640 {secret}" in warning
+
+
+def test_the_token_warnings_judge_the_file_as_it_was_loaded(tmp_path: Path) -> None:
+    # Regression: the warnings read the file again after the load, so a file being
+    # written meanwhile (an editor, config management, during a reload) was judged
+    # instead: half-written, the reload failed as an "unexpected error"; gone, the
+    # start ended in a traceback.
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\ntoken = "0ld0ld"\n')
+    config.chmod(0o644)
+    loaded = load_config(config, environ={"RDNS_SCORER_TOKEN": "n3wn3w"})
+    config.write_text('[server]\ntoken = "n3w')  # cut short mid-write
+    assert exposed_token_files(loaded) == [config]
+    warning = unused_token_warning(loaded)
+    assert warning is not None and warning.startswith(f"[server] token in {config} is not ")
+    config.unlink()
+    assert unused_token_warning(loaded) == warning
+    assert exposed_token_files(loaded) == []  # no file left for others to read
 
 
 def test_config_check_cli(tmp_path: Path) -> None:
