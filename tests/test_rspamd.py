@@ -773,6 +773,48 @@ def test_a_reply_over_16_kib_is_read_for_its_depth_and_one_of_16_kib_is_not(
     assert result.options("RL_SCORER_FAIL") == [reason, f"server={fake_json.address}"]
 
 
+# Over 16 KiB, ways libucl reads past plain JSON, each hiding a '"' that started a
+# string for the depth reader, so the brackets after it went uncounted to the parser.
+_NOT_PLAIN_JSON = {
+    "single-quoted": b'"q": \'"\',',
+    "hash comment": b'# "\n',
+    "c comment": b'/* " */',
+    "bare word": b'"q": tr"ue,',
+    "number run on": b'"q": 1"',
+    "string run on": b'"q": "a""b",',
+}
+
+
+@pytest.mark.parametrize("hiding", _NOT_PLAIN_JSON.values(), ids=_NOT_PLAIN_JSON.keys())
+def test_a_big_reply_in_ucl_beyond_plain_json_fails_open_unparsed(
+    rspamd_fake: Rspamd, fake_json: FakeHttp, hiding: bytes
+) -> None:
+    # Regression: the depth reader skipped double-quoted strings only, so a reply nesting
+    # 50,000 deep behind a single-quoted '"' was parsed (and 130,000 held the worker ~1 s
+    # before "stack overflow"). The service sends plain JSON; anything else is refused.
+    deep = b"[" * 50_000 + b"]" * 50_000
+    fake_json.set("raw", body=b'{"symbols": [], ' + hiding + b' "x": ' + deep + b"}")
+    result = rspamd_fake.scan(MISSING_PTR_IP)
+    assert result.options("RL_SCORER_FAIL") == [
+        "unreadable reply: not plain JSON",
+        f"server={fake_json.address}",
+    ]
+
+
+def test_a_big_reply_of_every_kind_of_json_value_is_read(
+    rspamd_fake: Rspamd, fake_json: FakeHttp
+) -> None:
+    # What the depth reader takes for plain JSON is all of it: every kind of value and
+    # of whitespace, escapes in strings, and brackets in them.
+    values = b'[true, false, null, -1.5e+3, 0, 2E-2, "\\"[[{", {"k": []}]'
+    body = (
+        b'{\t"symbols" :\r\n[' + json.dumps(_symbol("RL_PTR_MISSING", 5)).encode() + b"],"
+        b' "values": ' + values + b', "padding": "' + b"[" * 20_000 + b'"}'
+    )
+    fake_json.set("raw", body=body)
+    assert scores(rspamd_fake.scan(MISSING_PTR_IP)) == {"RL_PTR_MISSING": 5.0}
+
+
 def test_a_reply_nested_too_deep_costs_no_more_than_a_real_one_its_size(
     rspamd_fake: Rspamd, fake_json: FakeHttp
 ) -> None:
