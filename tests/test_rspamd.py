@@ -961,6 +961,32 @@ def test_a_quoted_false_in_the_section_wins_over_options(
         assert f"{setting}=false" in rspamd.log()
 
 
+def test_keepalive_off_fails_open_on_an_interim_response(
+    unbound: Unbound, fake: FakeHttp, hs_cache: Path
+) -> None:
+    # An interim "100 Continue" before the reply, in one write: rspamd 3.4's worker died
+    # of it on a pooled connection (a segmentation fault, every scan it held lost), so
+    # `keepalive = false` is there for whatever sends one between rspamd and the service.
+    reply = json.dumps({"symbols": [_symbol("RL_PTR_MISSING", 5)]}).encode()
+    fake.set(
+        "wire",
+        body=b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(reply), reply),
+    )
+    conf = f'servers = "{fake.address}";\nkeepalive = false;'
+    try:
+        with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+            before = len(fake.requests)
+            for _ in range(2):  # the worker lives on
+                result = rspamd.scan(MISSING_PTR_IP)
+                assert result.options("RL_SCORER_FAIL") == ["HTTP 100", f"server={fake.address}"]
+            assert len(fake.requests) == before + 2
+            assert fake.requests[-1].headers.get("connection") != "keep-alive"
+            assert "keepalive" not in rspamd.log()  # a known setting: no warning
+    finally:
+        fake.set("json", reply={"symbols": [], "score": 0.0, "elapsed_ms": 0.1})
+
+
 def _scan_a_hung_service(
     unbound: Unbound,
     hung: HungSocket,

@@ -1651,7 +1651,7 @@ def test_check_names_a_setting_the_plugin_ignores(
         "problem:   rspamd's section sets `server` (`servers`?), `timout` (`timeout`?), "
         "which the plugin does not know and ignores, using its default for what was meant: "
         "the settings are servers, path, timeout, check_local, check_authed, token, group, "
-        "holddown"
+        "holddown, keepalive"
     ) in lines
 
 

@@ -7,6 +7,7 @@ and the behaviour switchable at run time through ``mode``:
 - ``raw``: 200 with ``body`` (bytes) as it is, labelled application/json;
 - ``status``: ``status`` code with a small JSON error body, ``error`` its words;
 - ``garbage``: 200 with a body that is not JSON;
+- ``wire``: ``body`` as the whole answer, status line and headers included;
 - ``hang``: read the request, never answer (the connection stays open until the peer leaves);
 - ``close``: read the request and close the connection without a word.
 
@@ -131,6 +132,8 @@ class FakeHttp(_Listening):
             return _http(200, json.dumps(self.reply).encode())
         if mode == "raw":
             return _http(200, self.body)
+        if mode == "wire":
+            return self.body
         if mode == "garbage":
             return _http(200, b"<html>this is not json", "text/html")
         if mode == "status":
