@@ -487,11 +487,8 @@ sub _client {
   # own words, so leave it out rather than score it RL_HELO_NOT_FQDN. Postfix writes it
   # in lower case, and SpamAssassin keeps the case: "UNKNOWN" is a client's own HELO.
   $helo = undef if defined $helo && $helo eq 'unknown' && !$has_rdns;
-  if (defined $helo && $helo ne '') {
-    # SA stores an address-literal HELO "[1.2.3.4]" as "!1.2.3.4!".
-    $helo = "[$1]" if $helo =~ /^!(.*)!$/;
-    $client{helo} = _text($helo);
-  }
+  $helo = _helo_as_sent($pms, $relay, $helo) if defined $helo && index($helo, '!') >= 0;
+  $client{helo} = _text($helo) if defined $helo && $helo ne '';
   # The service shows hostname as the name the MTA verified. Sendmail writes a name
   # whose forward lookup did not confirm the address as "(NAME [IP] (may be forged))",
   # and SpamAssassin keeps it as the relay's rdns all the same: not sent as verified.
@@ -505,15 +502,37 @@ sub _client {
 # of "[address] (may be forged)", and this relay's "by" host.
 sub _may_be_forged {
   my ($pms, $relay) = @_;
-  my $msg = $pms->{msg} or return 0;
-  my ($rdns, $by_host) = map { _as_parsed($_) } @$relay{qw(rdns by)};
+  my $rdns = _as_parsed($relay->{rdns});
   my $forged = qr/\((?:[^\s()]*\@)?$rdns\.* \[[^\]]*\] \(may be forged\)\)/i;
+  return scalar grep { $_ =~ $forged } _lines_by($pms, $relay);
+}
+
+# The Received lines that name $relay's "by" host, each on one line with single spaces
+# and a space at either end: where the line that gave $relay is.
+sub _lines_by {
+  my ($pms, $relay) = @_;
+  my $msg = $pms->{msg} or return;
+  my $by_host = _as_parsed($relay->{by});
   my $by = qr/ by (?:$by_host)[\s;(]/i;
-  foreach my $line ($msg->get_header('Received')) {
-    (my $flat = "$line ") =~ s/\s+/ /g;
-    return 1 if $flat =~ $forged && $flat =~ $by;
+  return grep { $_ =~ $by } map { (my $flat = " $_ ") =~ s/\s+/ /g; $flat }
+    $msg->get_header('Received');
+}
+
+# The HELO as the client sent it, read back from the Received line that gave $relay (it
+# names this relay's "by" host), or undef when no line has it. SpamAssassin writes each
+# NUL, '#', bracket, parenthesis, '<', '>' and '|' of a relay's HELO as '!', so the
+# address literal "[192.0.2.1]" (RFC 5321 section 4.1.3) and "#192.0.2.1#", no name nor
+# literal at all, reach us alike as "!192.0.2.1!". The HELO stands after "helo=" (Exim),
+# "HELO " (qmail) or "from" (Postfix, Sendmail; Exim when it is the client's name).
+sub _helo_as_sent {
+  my ($pms, $relay, $helo) = @_;
+  my $sent = _as_parsed($helo);
+  foreach my $line (_lines_by($pms, $relay)) {
+    # "helo=" first: Exim's "from" names the client's rdns or address.
+    return $1 if $line =~ /[\s(]helo[= ]($sent)(?=[\s)])/i || $line =~ /^ from ($sent)(?=[\s)])/i;
   }
-  return 0;
+  dbg('rdns_scorer: HELO ' . _clean($helo, 100) . ' not found in the Received lines: not sent');
+  return;
 }
 
 # A pattern for the header text SpamAssassin parsed $value (a run of non-space) from:

@@ -431,6 +431,41 @@ def test_may_be_forged_counts_only_on_the_clients_own_received_line(
     assert body.get("hostname") == UNVERIFIED_NAME
 
 
+_EXIM = (
+    "Received: from [203.0.113.7] (helo={helo})\n"
+    "\tby mx.example.org with esmtp (Exim 4.96)\n\tid 1rXyZ0-000Abc-2A\n"
+    "\tfor user@example.org; Mon, 06 May 2024 10:00:00 +0000\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("helo", "exim"),
+    [
+        ("#203.0.113.7#", False),
+        ("|203.0.113.7|", False),
+        ("[203.0.113.7|", False),
+        ("!203.0.113.7!", False),
+        ("mail#1.example", False),
+        ("[203.0.113.7]", True),
+        ("#203.0.113.7#", True),
+    ],
+)
+def test_a_helo_is_sent_as_the_client_wrote_it(
+    fake_spamd: Spamd, fake: FakeHttp, helo: str, exim: bool
+) -> None:
+    # Regression: SpamAssassin writes each '#', '|', bracket, parenthesis, '<' and '>' of
+    # a HELO as '!', and the plugin sent every "!x!" as the literal "[x]": a client saying
+    # "#203.0.113.7#", which no HELO may be (RL_HELO_INVALID), passed for one that gave
+    # its own address literal. The Received line has the HELO as it was written.
+    if exim:  # "from" names the client's address there, "helo=" its HELO
+        raw = re.sub(rb"^Received: .*?\n(?=\S)", _EXIM.format(helo=helo).encode(),
+                     message("203.0.113.7", "x"), count=1, flags=re.M | re.S)  # fmt: skip
+    else:
+        raw = message("203.0.113.7", helo)
+    fake_spamd.scan(raw)
+    assert fake.requests[-1].json()["helo"] == helo
+
+
 def test_service_scores_are_per_message(fake_spamd: Spamd, fake: FakeHttp) -> None:
     # got_hit() copies a dynamic score into the shared config: it must not stick.
     raw = message(GENERIC_IP, GENERIC_NAME, GENERIC_NAME, GOOD_FROM)
