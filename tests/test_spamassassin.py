@@ -1889,6 +1889,26 @@ def test_an_unedited_config_follows_upgrades(tmp_path: Path) -> None:
     assert records and all(name.startswith(".") for name in records)  # never read as config
 
 
+def test_an_upgrade_replaces_each_file_whole(tmp_path: Path) -> None:
+    # Regression: install copied over each file in place, so a spamd starting meanwhile
+    # read the plugin cut short (and a full disk left it so). Replaced by a rename, a
+    # reader holding the old file reads it whole, and the new one appears complete.
+    release = tmp_path / "release"
+    shutil.copytree(source_dir(), release)
+    target = tmp_path / "site"
+    install(target, release)
+    for name in (PLUGIN, CONFIG):
+        old = (target / name).read_bytes()
+        with (target / name).open("rb") as reading:
+            (release / name).write_text((release / name).read_text() + "# release 2\n")
+            steps = {step.path.name: step.action for step in install(target, release)}
+            assert steps[name] == "updated"
+            assert reading.read() == old
+        assert (target / name).read_bytes() == (release / name).read_bytes()
+        assert (target / name).stat().st_mode & 0o777 == 0o644
+    assert not [p.name for p in target.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_a_config_replaced_by_its_dist_follows_the_next_upgrade(tmp_path: Path) -> None:
     # Regression: a config kept as edited, which the admin then replaced with the
     # shipped .dist beside it (taking the release's version), still counted as edited

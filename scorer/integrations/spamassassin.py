@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from scorer.integrations import shipped_dir
+from scorer.integrations import replace_file, shipped_dir
 from scorer.symbols import SYMBOLS
 
 PLUGIN = "RdnsScorer.pm"
@@ -144,10 +144,17 @@ def _install_file(source: Path, target: Path, *, config: bool, force: bool) -> S
     return step
 
 
+def _put(source: Path, target: Path) -> None:
+    """``source``'s bytes at ``target`` all at once, readable by spamd and amavis (which
+    do not run as root): copied in place, a spamd starting meanwhile loaded the plugin
+    cut short, and a full disk left it so."""
+    text = source.read_text(encoding="utf-8", errors="surrogateescape")
+    replace_file(target, text, 0o644, None)
+
+
 def _copy_unless_edited(source: Path, target: Path, *, preserve_edits: bool) -> Step:
     if not target.exists():
-        shutil.copyfile(source, target)
-        target.chmod(0o644)
+        _put(source, target)
         return Step(target, "installed")
     if filecmp.cmp(source, target, shallow=False):
         return Step(target, "unchanged")
@@ -155,11 +162,9 @@ def _copy_unless_edited(source: Path, target: Path, *, preserve_edits: bool) -> 
         # The admin edited the config (e.g. the URL): keep it, offer ours beside it.
         dist = _dist(target)
         if not (dist.exists() and filecmp.cmp(source, dist, shallow=False)):
-            shutil.copyfile(source, dist)
-            dist.chmod(0o644)
+            _put(source, dist)
         return Step(target, "kept", f"locally modified; the shipped version is in {dist}")
-    shutil.copyfile(source, target)
-    target.chmod(0o644)
+    _put(source, target)
     return Step(target, "updated")
 
 
