@@ -41,6 +41,10 @@ use constant MAX_REPLY    => 262144;   # bytes; a longer reply is a failure
 use constant MAX_SYMBOLS  => 64;
 use constant MAX_OPTIONS  => 16;
 use constant MAX_OPTION   => 300;      # characters per option in the report
+# Characters of evidence per message, all symbols together: 64 symbols of 16 options
+# of 300 would make a report header of ~300 KB (MTAs cut or refuse headers far
+# shorter; Postfix keeps 100 KB). A real reply has one or two KB.
+use constant MAX_EVIDENCE => 8192;
 use constant MAX_DEPTH    => 16;       # JSON nesting; a reply nests 4 deep
 # The largest score the service can send: it refuses weights beyond 2^53 (MAX_NUMBER in
 # scorer/config.py; a test keeps them equal, as the rspamd plugin's MAX_SCORE). A larger
@@ -602,6 +606,7 @@ sub _parse_reply {
   return { error => 'bad reply: not an object with a symbols list' }
     if ref($data) ne 'HASH' || ref($data->{symbols}) ne 'ARRAY';
   my (@symbols, @rejected, %seen);
+  my $evidence = 0;    # characters of options kept so far (MAX_EVIDENCE)
   foreach my $symbol (@{$data->{symbols}}) {
     if (@symbols + @rejected >= MAX_SYMBOLS) {
       push(@rejected, 'too many symbols');
@@ -624,7 +629,14 @@ sub _parse_reply {
     foreach my $option (ref($raw) eq 'ARRAY' ? @$raw : ()) {
       last if @options >= MAX_OPTIONS;
       next if !defined $option || ref($option);
-      push(@options, _clean($option, MAX_OPTION));
+      my $shown = _clean($option, MAX_OPTION);
+      if ($evidence + length($shown) > MAX_EVIDENCE) {
+        push(@options, '(more evidence left out)');
+        $evidence = MAX_EVIDENCE;
+        last;
+      }
+      $evidence += length($shown);
+      push(@options, $shown);
     }
     my $shadow = $symbol->{shadow_score};
     my $shadowed = _is_json_number($shadow) && $shadow != 0;

@@ -660,6 +660,24 @@ def test_hostile_reply_is_capped(fake_spamd: Spamd, fake: FakeHttp) -> None:
     assert "y" * 300 + "..." in long and "y" * 301 not in long, long
 
 
+def test_the_evidence_of_one_message_is_capped(fake_spamd: Spamd, fake: FakeHttp) -> None:
+    # Regression (review): each option was capped, the evidence of a message not: 64
+    # symbols of 16 options of 300 characters made a report header of ~300 KB, which
+    # MTAs cut or refuse. Past 8,192 characters, a symbol says its evidence was left out.
+    symbols = [
+        {"name": f"RL_E{n}", "score": 1, "options": [f"{n}-{i}-" + "z" * 244 for i in range(16)]}
+        for n in range(20)
+    ]
+    fake.reply_json({"symbols": symbols})
+    scan = fake_spamd.scan(message(CONFIRMED_IP, CONFIRMED_NAME, CONFIRMED_NAME, GOOD_FROM))
+    assert set(scan.rl) == {f"RL_E{n}" for n in range(20)}, scan.rl
+    assert "1-15-" in scan.section("RL_E1")  # the first 8,000 characters whole
+    cut = scan.section("RL_E2")
+    assert "(more evidence left out)" in cut and "2-0-" not in cut, cut
+    assert "(more evidence left out)" in scan.section("RL_E19")
+    assert len(scan._header("X-Spam-RL-Report")) < 16_000
+
+
 FAILURES: dict[str, tuple[dict[str, Any], str]] = {
     # name: (how the fake misbehaves, words the reason must contain)
     "hung": ({"mode": "hang"}, "timeout"),
