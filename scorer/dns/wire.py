@@ -171,41 +171,20 @@ class _Malformed(Exception):
     pass
 
 
+def _follow_pointer(data: bytes, offset: int, jumps: int) -> tuple[int, int]:
+    """Where the compression pointer at ``offset`` leads (RFC 1035 section 4.1.4), and
+    the pointers followed with it: more than 64 in one name is taken for a loop."""
+    if offset + 1 >= len(data):
+        raise _Malformed("truncated compression pointer")
+    if jumps >= 64:
+        raise _Malformed("compression loop")
+    return ((data[offset] & 0x3F) << 8) | data[offset + 1], jumps + 1
+
+
 def _read_name(data: bytes, offset: int) -> tuple[list[bytes], int]:
     """Labels of the name at ``offset`` (following compression) and the offset after it."""
     labels: list[bytes] = []
-    end = -1
-    jumps = 0
-    size = len(data)
-    total = 1  # the root's zero octet: 255 octets on the wire at most (RFC 1035 2.3.4)
-    while True:
-        if offset >= size:
-            raise _Malformed("name runs past the message")
-        length = data[offset]
-        if length == 0:
-            offset += 1
-            break
-        if length >= 0xC0:
-            if offset + 1 >= size:
-                raise _Malformed("truncated compression pointer")
-            if end < 0:
-                end = offset + 2
-            jumps += 1
-            if jumps > 64:
-                raise _Malformed("compression loop")
-            offset = ((length & 0x3F) << 8) | data[offset + 1]
-            continue
-        if length > 63:
-            raise _Malformed("bad label type")
-        label = data[offset + 1 : offset + 1 + length]
-        if len(label) != length:
-            raise _Malformed("label runs past the message")
-        total += length + 1
-        if total > 255:
-            raise _Malformed("name too long")
-        labels.append(label)
-        offset += 1 + length
-    return labels, (end if end >= 0 else offset)
+    return labels, _walk_name(data, offset, None, labels)
 
 
 # Names checked in one message: (octets on the wire, compression pointers followed) of
@@ -216,15 +195,23 @@ _Known = dict[int, tuple[int, int]]
 
 
 def _name_end(data: bytes, offset: int, known: _Known) -> int:
-    """The offset after the name at ``offset``, checked as ``_read_name`` reads one
-    (bounds, label types, 255 octets, 64 pointers), without its labels; a name reached
-    again (an owner pointing at one read before) is not read again."""
+    """The offset after the name at ``offset``, checked as ``_read_name`` reads one,
+    without its labels; a name reached again (an owner pointing at one read before) is
+    not read again."""
+    return _walk_name(data, offset, known, None)
+
+
+def _walk_name(data: bytes, offset: int, known: _Known | None, labels: list[bytes] | None) -> int:
+    """The offset after the name at ``offset``, read strictly: within the message, label
+    types, at most 255 octets (RFC 1035 section 2.3.4) and 64 compression pointers (more
+    is taken for a loop). Its labels go to ``labels``; names met in ``known`` are not
+    read again, and those read are added to it."""
     size = len(data)
     visited: list[tuple[int, int, int]] = []  # (offset, octets and pointers before it)
     end = -1
     octets = jumps = 0
     while True:
-        seen = known.get(offset)
+        seen = known.get(offset) if known is not None else None
         if seen is not None:
             octets += seen[0]
             jumps += seen[1]
@@ -233,7 +220,8 @@ def _name_end(data: bytes, offset: int, known: _Known) -> int:
             if jumps > 64:
                 raise _Malformed("compression loop")
             break
-        visited.append((offset, octets, jumps))
+        if known is not None:
+            visited.append((offset, octets, jumps))
         if offset >= size:
             raise _Malformed("name runs past the message")
         length = data[offset]
@@ -242,25 +230,23 @@ def _name_end(data: bytes, offset: int, known: _Known) -> int:
             offset += 1
             break
         if length >= 0xC0:
-            if offset + 1 >= size:
-                raise _Malformed("truncated compression pointer")
             if end < 0:
                 end = offset + 2
-            jumps += 1
-            if jumps > 64:
-                raise _Malformed("compression loop")
-            offset = ((length & 0x3F) << 8) | data[offset + 1]
+            offset, jumps = _follow_pointer(data, offset, jumps)
             continue
         if length > 63:
             raise _Malformed("bad label type")
         if offset + 1 + length > size:
             raise _Malformed("label runs past the message")
         octets += length + 1
-        if octets + 1 > 255:  # with the root's octet to come (RFC 1035 section 2.3.4)
+        if octets + 1 > 255:  # with the root's octet to come
             raise _Malformed("name too long")
+        if labels is not None:
+            labels.append(data[offset + 1 : offset + 1 + length])
         offset += 1 + length
-    for start, octets_before, jumps_before in visited:
-        known[start] = (octets - octets_before, jumps - jumps_before)
+    if known is not None:
+        for start, octets_before, jumps_before in visited:
+            known[start] = (octets - octets_before, jumps - jumps_before)
     return end if end >= 0 else offset
 
 
