@@ -343,10 +343,16 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
     return body, content_type
 
 
+def _wants_msgpack(request: web.Request) -> bool:
+    """Whether the request's Accept lines ask for msgpack: several lines of one field
+    make one comma-separated list (RFC 9110 section 5.3), so all of them are read."""
+    return wants_msgpack(", ".join(request.headers.getall(hdrs.ACCEPT, ())))
+
+
 async def check(service: Service, request: web.Request) -> web.Response:
     pipeline = service.pipeline  # one config for the whole request, even across a reload
     config = pipeline.config
-    want_msgpack = wants_msgpack(request.headers.get(hdrs.ACCEPT, ""))
+    want_msgpack = _wants_msgpack(request)
     if config.server.token and not service.authorized(request, config.server):
         return service.refuse(
             request, 401, "missing or wrong bearer token", "Authorization", want_msgpack
@@ -408,7 +414,7 @@ def expect_continue(
         expectation = request.headers.get("Expect", "")
         if expectation.lower() == "100-continue":
             return None
-        want_msgpack = wants_msgpack(request.headers.get("Accept", ""))
+        want_msgpack = _wants_msgpack(request)
         message = f"unsupported Expect: {option(expectation, 40)} (only 100-continue)"
         response = service.refuse(request, 417, message, "Expect", want_msgpack)
         response.force_close()  # the client may send the body anyway
@@ -420,7 +426,7 @@ def expect_continue(
 
 async def reload_config(service: Service, request: web.Request) -> web.Response:
     # In the format asked for, as every other reply (its 417 already was).
-    want_msgpack = wants_msgpack(request.headers.get(hdrs.ACCEPT, ""))
+    want_msgpack = _wants_msgpack(request)
     server = service.config.server
     # The current token only: a previous one is kept for plugins not yet told, and a
     # rotation may be for a token that leaked, which must not keep an admin action.
@@ -447,7 +453,7 @@ def unrouted(methods: dict[str, tuple[str, ...]]) -> ServiceHandler:
     with another method, else 404; JSON, like every other error."""
 
     async def handler(_service: Service, request: web.Request) -> web.Response:
-        want_msgpack = wants_msgpack(request.headers.get("Accept", ""))
+        want_msgpack = _wants_msgpack(request)
         taken = methods.get(request.path)
         if taken is None:
             paths = ", ".join(methods)

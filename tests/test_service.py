@@ -19,6 +19,7 @@ import dns.rdatatype
 import msgpack
 import pytest
 from aiohttp.test_utils import TestClient
+from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST
 from yarl import URL
 
@@ -89,6 +90,16 @@ async def test_accept_weights_are_honoured(client: Client, accept: str, expected
         "/v1/check", json={"ip": world.MISSING_PTR_IP}, headers={"Accept": accept}
     )
     assert response.content_type == expected
+
+
+@pytest.mark.parametrize("path", ["/v1/check", "/v1/nowhere"])
+async def test_accept_over_several_lines_is_read_as_one_list(client: Client, path: str) -> None:
+    # Regression (fuzzing): only the first Accept line was read, so "application/json"
+    # then "application/msgpack" got JSON, where the same two on one line get msgpack (a
+    # tie goes to msgpack). RFC 9110 section 5.3: a field's lines make one list.
+    lines = CIMultiDict([("Accept", "application/json"), ("Accept", "application/msgpack")])
+    response = await client.post(path, json={"ip": world.MISSING_PTR_IP}, headers=lines)
+    assert response.content_type == "application/msgpack"
 
 
 async def test_msgpack_request_msgpack_reply_uses_floats_only(client: Client) -> None:
