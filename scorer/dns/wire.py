@@ -284,10 +284,16 @@ def _check_aaaa(data: bytes, offset: int, rdlength: int, known: _Known) -> None:
     _sized("AAAA", rdlength, 16)
 
 
-def _check_mx(data: bytes, offset: int, rdlength: int, known: _Known) -> None:
-    if rdlength < 3:  # a preference and at least the root's octet (RFC 1035 3.3.9)
+def _exchange_length(rdlength: int) -> int:
+    """The octets of an MX record's exchange: after its 2-octet preference, at least the
+    root's one (RFC 1035 section 3.3.9)."""
+    if rdlength < 3:
         raise _Malformed("short MX record")
-    _check_name_rdata(data, offset + 2, rdlength - 2, known)
+    return rdlength - 2
+
+
+def _check_mx(data: bytes, offset: int, rdlength: int, known: _Known) -> None:
+    _check_name_rdata(data, offset + 2, _exchange_length(rdlength), known)
 
 
 def _parse_a(data: bytes, offset: int, rdlength: int) -> object:
@@ -301,10 +307,9 @@ def _parse_aaaa(data: bytes, offset: int, rdlength: int) -> object:
 
 
 def _parse_mx(data: bytes, offset: int, rdlength: int) -> object:
-    if rdlength < 3:
-        raise _Malformed("short MX record")
+    exchange = _name_rdata(data, offset + 2, _exchange_length(rdlength))
     (preference,) = _U16.unpack_from(data, offset)
-    return MxRecord(preference, name_text(_name_rdata(data, offset + 2, rdlength - 2)))
+    return MxRecord(preference, name_text(exchange))
 
 
 def _parse_soa(data: bytes, offset: int, rdlength: int) -> object:
