@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import re
 
 import dns.rdatatype
 import pytest
@@ -624,6 +625,46 @@ def test_a_cname_target_in_evidence_is_escaped_and_capped() -> None:
     (hit,) = check_mail_from(facts)
     assert all(len(o) <= OPTION_MAX_CHARS for o in hit.options), hit.options
     assert '\\"' not in hit.options[1] and "\\x5c" in hit.options[1]
+
+
+# Braces would close rspamd's options block in its log line; a backslash spells no escape
+# of ours; labels of 63 such characters would make one option ~650 characters.
+_HOSTILE_TARGET = "x}rl_helo_forged_local\\(9\\.00\\){y." + ".".join(["{}" * 31] * 3) + ".net"
+
+
+# Text whose every backslash starts one of scorer.text.escape's escapes.
+_ESCAPED = re.compile(r"(?:[^\\]|\\x[0-9a-f]{2}|\\u[0-9a-f]{4}|\\U[0-9a-f]{8})*")
+
+
+def _hostile_facts() -> dict[str, MailFromFacts]:
+    gone = NotFound(NotFoundKind.NXDOMAIN, 300, _HOSTILE_TARGET)
+    nodata = NotFound(NotFoundKind.NODATA, 300, _HOSTILE_TARGET)
+    host = "mx.evidence-test.net"
+    mx = Answer((MxRecord(10, host),), 300)
+    sender = parse_sender(SENDER)
+    return {
+        "no MX, the domain's A/AAAA gone": MailFromFacts(
+            sender, mx=NODATA, implicit_mx=AddressFacts(gone, gone)
+        ),
+        "no MX through the CNAME, no A/AAAA": MailFromFacts(
+            sender, mx=nodata, implicit_mx=AddressFacts(nodata, nodata)
+        ),
+        "the MX gone": MailFromFacts(sender, mx=gone),
+        "the MX host gone": MailFromFacts(sender, mx=mx, targets={host: AddressFacts(gone, None)}),
+    }
+
+
+@pytest.mark.parametrize("case", list(_hostile_facts()))
+def test_every_cname_target_in_evidence_is_escaped_and_capped(case: str) -> None:
+    # Regression (review): with no MX, the CNAME target of the domain's own A/AAAA went
+    # into RL_MAILFROM_NO_MAIL_HOST's options raw: its braces closed rspamd's options block
+    # in its log line ("...(CNAME target));}" seen in rspamd 3.4), and it ran past the cap.
+    (hit,) = check_mail_from(_hostile_facts()[case])
+    for shown in hit.options:
+        assert len(shown) <= OPTION_MAX_CHARS, shown
+        assert "{" not in shown and "}" not in shown, shown
+        assert _ESCAPED.fullmatch(shown), shown
+    assert any("CNAME target" in shown or "x\\x7d" in shown for shown in hit.options), hit.options
 
 
 def test_an_mx_host_with_a_public_address_is_usable_whatever_else_failed() -> None:

@@ -41,7 +41,8 @@ def unresolved(said: str, facts: AddressFacts) -> str:
     """``said`` of a name with no addresses, followed by where each CNAME chain that
     led to a "no" ended (``does not resolve (nxdomain at gone.example (CNAME target))``):
     RFC 2308 section 2.1 makes the "no" the chain's last name's, and that is the record
-    the admin has to fix, not the name asked."""
+    the admin has to fix, not the name asked. Raw text (the target is as DNS wrote it):
+    the caller escapes and caps it (``option``, ``option_naming``)."""
     chased = {
         describe(outcome)
         for outcome in (facts.a, facts.aaaa)

@@ -381,7 +381,9 @@ def _check_implicit(
         found = [only_non_public(addresses)] if addresses else []
         failures = map(option, implicit.failures())
         return Hit("RL_MAILFROM_TEMPFAIL", (subject, no_mx, *found, *failures))
-    return Hit("RL_MAILFROM_NO_MAIL_HOST", (subject, no_mx, unresolved("no A/AAAA", implicit)))
+    # Escaped and capped as no_mx: the CNAME target a "no" ends at is the DNS's words.
+    no_address = option(unresolved("no A/AAAA", implicit))
+    return Hit("RL_MAILFROM_NO_MAIL_HOST", (subject, no_mx, no_address))
 
 
 def _literal_hit(subject: str, literal: IPAddress | None) -> Hit | None:
