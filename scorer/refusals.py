@@ -14,6 +14,8 @@ import logging
 import time
 from collections.abc import Mapping
 
+from scorer.text import quoted
+
 log = logging.getLogger("rdns_scorer")
 
 # A status is logged at most once per this many seconds.
@@ -79,12 +81,14 @@ class RefusalLog:
     def _log(self, status: int) -> None:
         message, field, client = self._latest[status]
         advice = self._advice.get(status)
+        # The message quoted: it may repeat the request's own words (a bad ``ip``), which
+        # could otherwise write "(field ip; the latest from 192.0.2.25)" ahead of ours.
         log.warning(
             "%d %s refused with %d since the last such line: %s (field %s%s)%s",
             self._counts[status],
             self._what,
             status,
-            message,
+            quoted(message),
             field,
             f"; the latest from {client}" if client else "",
             f"; {advice}" if advice else "",

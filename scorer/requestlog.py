@@ -19,7 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from scorer.protocol import CheckReply, CheckRequest, Labels
-from scorer.text import option
+from scorer.text import option, quoted
 
 log = logging.getLogger("rdns_scorer.requests")
 
@@ -91,12 +91,6 @@ class _JsonFormatter(_SecondCachedTime):
         return json.dumps(fields, ensure_ascii=True)
 
 
-def _quote(value: str) -> str:
-    # Values are already escaped by scorer.text (no control characters, no raw
-    # backslashes), so quoting only has to protect the double quote.
-    return '"' + value.replace('"', "\\x22") + '"'
-
-
 class _TextFormatter(_SecondCachedTime):
     """``2026-11-30 12:03:31,461 INFO text``, or ``... [PID] INFO text`` with several
     processes (name_the_processes)."""
@@ -108,7 +102,7 @@ class _TextFormatter(_SecondCachedTime):
             text = record.message
         else:
             text = " ".join(
-                f"{k}={_quote(v) if isinstance(v, str) else v}" for k, v in fields.items()
+                f"{k}={quoted(v) if isinstance(v, str) else v}" for k, v in fields.items()
             )
         process = f" [{_pid}]" if _pid_in_text else ""
         return f"{self.formatTime(record)}{process} {record.levelname} {text}"

@@ -115,6 +115,13 @@ def option(text: str, limit: int = OPTION_MAX_CHARS) -> str:
     return _head(safe, limit - 3) + "..."
 
 
+def quoted(safe: str) -> str:
+    """``safe`` (already escaped: no control characters, every backslash an escape's) in
+    double quotes, its own double quotes as ``\\x22``: a log line's reader knows where a
+    value that came from a request ends, whatever it says ("; the latest from ...")."""
+    return '"' + safe.replace('"', "\\x22") + '"'
+
+
 #: The shortest part of a name ``option_naming`` keeps: less says nothing of which it was.
 MIN_NAME_SHOWN = 24
 

@@ -1056,8 +1056,8 @@ async def test_reload_needs_a_token_even_where_checks_do_not(
     # tried left no line. Rate-limited as refused checks are, and told apart from them.
     lines = [r.getMessage() for r in caplog.records if "request(s) refused" in r.getMessage()]
     assert lines == [
-        "1 reload request(s) refused with 401 since the last such line: reload needs the "
-        "bearer token ([server] token) (field Authorization; the latest from 127.0.0.1); "
+        '1 reload request(s) refused with 401 since the last such line: "reload needs the '
+        'bearer token ([server] token)" (field Authorization; the latest from 127.0.0.1); '
         "POST /v1/reload takes "
         "[server] token as a bearer token; or send SIGHUP (docs/operations.md, Reload)"
     ], lines

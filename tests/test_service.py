@@ -1294,14 +1294,35 @@ async def test_refused_checks_are_logged_with_their_reason(
     lines = [r.getMessage() for r in caplog.records if "refused with" in r.getMessage()]
     assert len(lines) == 3, lines  # one per status
     assert lines[0] == (
-        "1 request(s) refused with 400 since the last such line: "
+        '1 request(s) refused with 400 since the last such line: "'
         "ip 224.0.0.1 is no host's address (unspecified, 0.0.0.0/8, multicast or broadcast): "
         # Regression (review): who sent them was not said (another rspamd host?).
-        "no SMTP client connects from it (field ip; the latest from 127.0.0.1)"
+        'no SMTP client connects from it" (field ip; the latest from 127.0.0.1)'
     )
     assert "refused with 415" in lines[1] and "Content-Type must be" in lines[1]
     assert "refused with 417" in lines[2] and "unsupported Expect: magic" in lines[2]
     assert all(line.isprintable() for line in lines)
+
+
+async def test_a_refusal_line_quotes_the_words_a_request_put_in_it(
+    aiohttp_client: Any, unbound: Unbound, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression (review): a bad ``ip`` is repeated in the reply's message, and the line
+    # printed it bare, so a request could write a "latest from" address of its choosing
+    # ahead of the real one, which the runbook sends admins to find the sender by.
+    config = config_from_mapping({"dns": {"nameservers": [unbound.nameserver]}})
+    client = await aiohttp_client(create_app(config))
+    forged = 'x" (field ip; the latest from 192.0.2.25); ok'
+    with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+        response = await client.post("/v1/check", json={"ip": forged})
+        assert response.status == 400
+    (line,) = [r.getMessage() for r in caplog.records if "refused with" in r.getMessage()]
+    quoted_message = line.removeprefix("1 request(s) refused with 400 since the last such line: ")
+    assert quoted_message.startswith('"') and quoted_message.endswith(
+        '" (field ip; the latest from 127.0.0.1)'
+    ), line
+    inside = quoted_message[1 : -len('" (field ip; the latest from 127.0.0.1)')]
+    assert '"' not in inside and "x\\x22 (field ip; the latest from 192.0.2.25); ok" in inside
 
 
 async def test_refusals_held_back_are_logged_when_the_quiet_time_is_up(
@@ -1319,8 +1340,8 @@ async def test_refusals_held_back_are_logged_when_the_quiet_time_is_up(
         await asyncio.sleep(0.3)
     lines = [r.getMessage() for r in caplog.records]
     assert lines == [
-        "1 request(s) refused with 400 since the last such line: first (field ip)",
-        "2 request(s) refused with 400 since the last such line: third (field ip)",
+        '1 request(s) refused with 400 since the last such line: "first" (field ip)',
+        '2 request(s) refused with 400 since the last such line: "third" (field ip)',
     ]
 
 
@@ -1349,7 +1370,7 @@ async def test_each_refusal_line_counts_what_it_held_back_and_advises_by_status(
     from scorer.refusals import REFUSAL_LOG_SECONDS, RefusalLog
 
     log = RefusalLog()
-    since = "request(s) refused with {} since the last such line: {} (field {})"
+    since = 'request(s) refused with {} since the last such line: "{}" (field {})'
     token = (
         "; the plugin's token must be [server] token: `rdns-scorer rspamd install --config "
         "FILE` writes it for rspamd; SpamAssassin takes it as rdns_scorer_token"
@@ -1425,7 +1446,7 @@ async def test_a_refusal_line_is_never_logged_for_none(
         "2 request(s) refused with 400 since the last such line",
         "1 request(s) refused with 400 since the last such line",
     ]
-    assert caplog.records[-1].getMessage().endswith(": held back again (field ip)")
+    assert caplog.records[-1].getMessage().endswith(': "held back again" (field ip)')
 
 
 async def test_a_refusal_line_due_just_after_one_told_at_once_waits_its_minute(
@@ -1464,9 +1485,9 @@ async def test_a_refusal_line_due_just_after_one_told_at_once_waits_its_minute(
         assert fire_the_timer() == REFUSAL_LOG_SECONDS  # a minute after "at once"
         assert not timers
     assert [r.getMessage() for r in caplog.records] == [
-        "1 request(s) refused with 400 since the last such line: first (field ip)",
-        "2 request(s) refused with 400 since the last such line: at once (field ip)",
-        "1 request(s) refused with 400 since the last such line: after it (field ip)",
+        '1 request(s) refused with 400 since the last such line: "first" (field ip)',
+        '2 request(s) refused with 400 since the last such line: "at once" (field ip)',
+        '1 request(s) refused with 400 since the last such line: "after it" (field ip)',
     ]
 
 
@@ -1497,8 +1518,8 @@ async def test_refusal_lines_of_a_status_are_at_least_a_minute_apart(
         refusal_clock.now += 0.5
         log.note(400, "fourth", "ip")
     assert [r.getMessage() for r in caplog.records] == [
-        "1 request(s) refused with 400 since the last such line: first (field ip)",
-        "3 request(s) refused with 400 since the last such line: fourth (field ip)",
+        '1 request(s) refused with 400 since the last such line: "first" (field ip)',
+        '3 request(s) refused with 400 since the last such line: "fourth" (field ip)',
     ]
 
 
