@@ -843,6 +843,32 @@ REPO = Path(__file__).resolve().parents[1]
 RETIRED_METRICS = {"rdns_scorer_shadow_score"}
 
 
+async def test_every_metric_exported_is_in_the_monitoring_doc(client: Any) -> None:
+    """Every rdns_scorer_* series /metrics serves is named in docs/monitoring.md, in full
+    or, in a row naming several, as the suffix after the first one's stem
+    (`rdns_scorer_dns_cache_hits_total`, `_misses_total`: two words at least); a
+    histogram by its family.
+    Regression (review): the gauge rdns_scorer_worker_restarts_created was not."""
+    exposition = await (await client.get("/metrics")).text()
+    doc = (REPO / "docs" / "monitoring.md").read_text()
+    named = set(re.findall(r"`(_?\w+)`", doc))
+    missing = set()
+    for family in text_string_to_metric_families(exposition):
+        if not family.name.startswith("rdns_scorer_"):
+            continue
+        if family.type == "histogram":
+            samples = {family.name}
+        else:
+            samples = {sample.name for sample in family.samples}
+        for sample in samples:
+            # Two words at least: a bare `_created` or `_total` in the prose names none.
+            suffixes = {sample[i:] for i, c in enumerate(sample) if c == "_"}
+            suffixes = {suffix for suffix in suffixes if suffix.count("_") > 1}
+            if sample not in named and not suffixes & named:
+                missing.add(sample)
+    assert not missing, sorted(missing)
+
+
 async def test_every_metric_the_docs_name_is_exported(client: Any) -> None:
     """A metric named in README.md or docs/ is one /metrics serves (or, in
     RETIRED_METRICS, one it no longer does): dashboards and alerts are written from
