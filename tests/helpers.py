@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
@@ -19,6 +20,14 @@ from scorer.protocol import SymbolResult, parse_request
 from tests.support.fakedns import dead_port
 
 T = TypeVar("T")
+
+# One escape of scorer.text.escape: \xNN, \uNNNN or \UNNNNNNNN.
+COMPLETE_ESCAPE = re.compile(r"\\(x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
+
+
+def only_complete_escapes(shown: str) -> bool:
+    """Whether every backslash of ``shown`` starts a whole escape (none cut, none raw)."""
+    return "\\" not in COMPLETE_ESCAPE.sub("", shown)
 
 
 async def symbols_for(pipeline: Pipeline, ip: str, **fields: str) -> dict[str, SymbolResult]:

@@ -470,19 +470,21 @@ def test_configuration_doc_gives_each_key_its_default() -> None:
                 assert key.name not in written
                 continue
             assert tomllib.loads(f"v = {written[key.name]}")["v"] == default, key.name
-    example = re.search(r"```toml\n(.*?)```", text, re.DOTALL)
+    assert _complete_example()["policy"]["skip_networks"] == DEFAULT_SKIP_NETWORKS
+
+
+def _complete_example() -> dict[str, Any]:
+    """The config of docs/configuration.md's "A complete example", loaded."""
+    text = (REPO / "docs" / "configuration.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", text.split("## A complete example", 1)[1], re.DOTALL)
     assert example is not None
-    assert tomllib.loads(example.group(1))["policy"]["skip_networks"] == DEFAULT_SKIP_NETWORKS
+    return tomllib.loads(example.group(1))
 
 
 def test_the_complete_example_names_every_key() -> None:
     # Regression (review): "A complete example" in docs/configuration.md lacked [policy]
     # nat64_prefixes, a key added later: an admin starting from it never saw it.
-    text = (REPO / "docs" / "configuration.md").read_text()
-    complete = text.split("## A complete example", 1)[1]
-    example = re.search(r"```toml\n(.*?)```", complete, re.DOTALL)
-    assert example is not None
-    written = tomllib.loads(example.group(1))
+    written = _complete_example()
     for section, schema in SECTIONS.items():
         assert set(written[section]) == {key.name for key in dataclasses.fields(schema)}, section
 

@@ -53,7 +53,7 @@ from scorer.text import (
     unsafe_reason,
 )
 from tests import world
-from tests.helpers import eventually, symbols_for
+from tests.helpers import COMPLETE_ESCAPE, eventually, only_complete_escapes, symbols_for
 from tests.support.fakedns import FaultyDns, dead_port
 from tests.support.service import ScorerProcess
 from tests.support.unbound import Unbound
@@ -547,9 +547,6 @@ def test_json_log_lines_are_one_object_each(unbound: Unbound) -> None:
     assert "\\x0a" in checks[0]["helo"]
 
 
-_COMPLETE_ESCAPE = re.compile(r"\\(x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
-
-
 @settings(max_examples=500, deadline=None)
 @given(
     text=st.text(alphabet=st.characters(codec=None, exclude_categories=())),
@@ -559,7 +556,7 @@ def test_options_are_capped_without_cutting_an_escape(text: str, limit: int) -> 
     # Regression: capping cut "\x5c" to "\" at the end of an option.
     shown = option(text, limit)
     assert len(shown) <= limit and shown.isprintable()
-    assert "\\" not in _COMPLETE_ESCAPE.sub("", shown)
+    assert only_complete_escapes(shown)
 
 
 @settings(max_examples=500, deadline=None)
@@ -574,7 +571,7 @@ def test_an_option_naming_keeps_what_it_says_whole(name: str, said: str, limit: 
     # cutting an escape, and what is said of it is kept whole when it leaves room.
     shown = option_naming(name, said, limit)
     assert len(shown) <= limit and shown.isprintable()
-    assert "\\" not in _COMPLETE_ESCAPE.sub("", shown)
+    assert only_complete_escapes(shown)
     if len(escape(name)) + len(escape(said)) <= limit:
         assert shown == escape(name) + escape(said)
     elif limit - len(escape(said)) - 3 >= MIN_NAME_SHOWN:
@@ -620,7 +617,7 @@ def test_an_option_reads_back_as_the_start_of_its_text(text: str, limit: int) ->
     assert shown.isprintable() and len(shown) <= limit
     cut = len(escape(text)) > limit
     body = shown.removesuffix("...") if cut else shown
-    read = _COMPLETE_ESCAPE.sub(lambda escaped: chr(int(escaped[0][2:], 16)), body)
+    read = COMPLETE_ESCAPE.sub(lambda escaped: chr(int(escaped[0][2:], 16)), body)
     assert _shown_as(text).startswith(read) if cut else read == _shown_as(text)
 
 
