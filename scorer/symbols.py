@@ -179,8 +179,9 @@ _TABLE: tuple[Symbol, ...] = (
         0.5,
         "HELO/EHLO is a FQDN with no A or AAAA record, or only non-public ones (loopback, "
         "RFC 1918, CGNAT, ULA, multicast, reserved, documentation) that are not the client's.",
-        "Gentle: RFC 5321 section 2.3.5 only asks for a resolvable name; many genuine "
-        "servers greet with internal names that have no public record.",
+        "Gentle: RFC 5321 section 4.1.1.1 asks for a name that resolves to an address, "
+        "but section 2.3.5 counts one with only an MX (a bare domain) as resolvable too, "
+        "and many genuine servers greet with internal names that have no public record.",
         "give '{helo}' a public A/AAAA record (a non-public address does not count), or "
         "greet with a name that has one",
     ),
