@@ -28,6 +28,7 @@ use B ();
 use JSON::PP ();
 use Time::HiRes ();
 
+use Mail::SpamAssassin::Constants qw(:ip);
 use Mail::SpamAssassin::Plugin;
 use Mail::SpamAssassin::Logger;
 
@@ -53,6 +54,17 @@ use constant MAX_SCORE    => 9007199254740992;
 use constant MAX_FIELD    => 1024;     # characters per request field: what the service reads
 use constant NAME_RE      => qr/^(RL_[A-Z0-9_]{1,60})\z/;    # \z: "$" lets a final newline through
 use constant TIMEOUT_ADVISED => 1;    # seconds; a lower rdns_scorer_timeout is warned about
+
+# Received lines (each on one line, a space at either end; see _received_lines).
+# An SMTP handover: "with" SMTP or ESMTP (RFC 5321 section 4.4) or one of their RFC 3848
+# and RFC 6531 types (ESMTPA, ESMTPS, ESMTPSA, UTF8SMTP...; qmail's UTF8ESMTPS), not a
+# local one (local, LMTP, IMAP, HTTP).
+use constant SMTP_WITH   => qr/ with (?:UTF8)?E?SMTP[AS]*[\s;]/i;
+# qmail's and qpsmtpd's "from REMOTEHOST (HELO NAME) (INFO@ADDRESS) by".
+use constant QMAIL_FROM  => qr/^ from (\S+) \((?:HELO|EHLO) ([^()\s]+)\) \((?:[^()\s]*\@)?(${\ IP_ADDRESS()})\) by /i;
+use constant EXCHANGE_BY => qr/ with Microsoft SMTP Server\b/i;
+# A HELO labelled as one: Exim's "helo=unknown", qmail's "(HELO unknown)".
+use constant HELO_LABEL  => qr/[\s(](?:helo=|(?:HELO|EHLO) )unknown[\s)]/i;
 
 sub new {
   my ($class, $mailsa) = @_;
@@ -373,16 +385,16 @@ sub _now {
 sub _ask {
   my ($self, $pms) = @_;
   my $conf   = $pms->{conf};
-  my $client = _client($pms);
+  my ($client, $why) = _client($pms);
   if (!$client) {
-    dbg("rdns_scorer: no untrusted relay (all trusted or no Received): nothing to ask");
+    dbg("rdns_scorer: nothing to ask: $why");
     return { symbols => [], skipped => 1 };
   }
   my %request = (ip => $client->{ip});
   $request{helo}     = $client->{helo}     if defined $client->{helo};
   $request{hostname} = $client->{hostname} if defined $client->{hostname};
   $request{queue_id} = $client->{queue_id} if defined $client->{queue_id};
-  my $from = $pms->get('EnvelopeFrom:addr', undef);
+  my $from = _envelope_from($pms);
   $request{mail_from} = _text($from) if defined $from && $from ne '';
   my $user = $pms->{main}->{username};
   $request{user} = _text($user) if defined $user && $user ne '';
@@ -470,72 +482,119 @@ sub _ask {
 }
 
 # The connecting client: the first untrusted relay, as trusted_networks/internal_networks
-# decide (authenticated hops are trusted already).
+# decide (authenticated hops are trusted already), read together with the Received line
+# it came from. Returns the request's client fields, or (undef, why nothing is asked).
 sub _client {
   my ($pms) = @_;
   my $relay = ($pms->{relays_untrusted} || [])->[0];
-  return if !$relay || !$relay->{ip};
-  # SpamAssassin makes up a relay with an empty "by" for each originating_ip_headers
-  # header (X-Originating-IP, X-SenderIP, ...: on in its default prefs) and puts it
-  # after every real Received line. When all the real hops are trusted (authenticated
-  # submission, webmail) it becomes the first untrusted relay: the webmail user's home
-  # address, which no MTA of ours spoke to. A real Received line always names the host
-  # that received (RFC 5321 section 4.4), so a relay without one is no client: ask nothing.
-  return if !defined $relay->{by} || $relay->{by} eq '';
-  my %client = (ip => _text($relay->{ip}));
-  my $helo = $relay->{helo};
-  my $rdns = $relay->{rdns};
-  my $has_rdns = defined $rdns && $rdns ne '' && !$relay->{no_reverse_dns};
+  return (undef, 'no untrusted relay (all trusted or no Received)') if !$relay || !$relay->{ip};
+  my @received = _received_lines($pms);
+  my $index    = $pms->{last_trusted_relay_index} + 1;
+  my $line     = $received[$index];
+  # SpamAssassin counts every Received header above the first untrusted relay in
+  # last_trusted_relay_index, those it made no relay of (skipped or unparseable) too: the
+  # relay's own line is the next one. It makes up a relay for each originating_ip_headers
+  # header (X-Originating-IP, X-SenderIP, ...: on in its default prefs) and puts it after
+  # every real Received line; when all the real hops are trusted (authenticated
+  # submission, webmail) that relay is the first untrusted one: the webmail user's home
+  # address, which no MTA of ours spoke to. It has no Received line of its own.
+  return (undef, 'the first untrusted relay has no Received line (an originating_ip_headers address)')
+    if !defined $line || index(lc $line, lc $relay->{ip}) < 0;
+  # A line of ours above that records an SMTP handover without the client's address
+  # (OpenSMTPD's mask-src writes "Received: by HOST ... with ESMTP"): SpamAssassin skips
+  # it, and the line it takes for the client's was written by the client itself, about
+  # its own client (a laptop's dynamic address), as it liked.
+  foreach my $above (@received[0 .. $index - 1]) {
+    my $from_part = $above =~ /^ \(?from (.*?) by / ? $1 : '';
+    return (undef, 'a Received line above the client\'s hides its client: ' . _clean($above, 120))
+      if $above =~ SMTP_WITH && $from_part !~ IP_ADDRESS;
+  }
+  # qmail and qpsmtpd write "from REMOTEHOST (HELO NAME) (ADDRESS)"; after "with ESMTP"
+  # (ESMTPS, ESMTPSA, ...) SpamAssassin reads an address literal in NAME as the
+  # client's address, "HELO" as its rdns. One of a relay it trusts (a private literal,
+  # "HELO [192.168.1.2]", is trusted by inference) leaves the client unknown: the first
+  # untrusted relay is then the client's own line, about its own client.
+  return (undef, 'SpamAssassin read a HELO literal as the address of a trusted relay')
+    if grep { _misread_helo_literal($_) } @{$pms->{relays_trusted} || []};
+  my ($ip, $helo, $rdns) = ($relay->{ip}, $relay->{helo}, $relay->{rdns});
+  $rdns = undef if $relay->{no_reverse_dns};
+  if (_misread_helo_literal($relay) && $line =~ QMAIL_FROM) {
+    ($rdns, $helo, $ip) = ($1, $2, $3);
+    $rdns = undef if lc $rdns eq 'unknown';
+  }
+  # SpamAssassin writes each NUL, '#', bracket, parenthesis, '<', '>' and '|' of a name as
+  # '!': an rdns with one is no DNS name (OpenSMTPD's "<unknown>" for a client without
+  # one). Exchange names the client by its EHLO after "from", and looks up no name:
+  # SpamAssassin reads it as the rdns all the same.
+  $rdns = undef if defined $rdns && (index($rdns, '!') >= 0 || $line =~ EXCHANGE_BY);
+  my $has_rdns = defined $rdns && $rdns ne '';
   # A client that sent no HELO at all gets "unknown" in its place from Postfix
   # (smtpd's Received header, when there is no client name either): not the client's
   # own words, so leave it out rather than score it RL_HELO_NOT_FQDN. Postfix writes it
   # in lower case, and SpamAssassin keeps the case: "UNKNOWN" is a client's own HELO.
-  $helo = undef if defined $helo && $helo eq 'unknown' && !$has_rdns;
-  $helo = _helo_as_sent($pms, $relay, $helo) if defined $helo && index($helo, '!') >= 0;
+  # Exim ("helo=unknown") and qmail ("(HELO unknown)") label a HELO as one: there it is
+  # the client's own word too.
+  $helo = undef if defined $helo && $helo eq 'unknown' && !$has_rdns && $line !~ HELO_LABEL;
+  $helo = _helo_as_sent($line, $helo) if defined $helo && index($helo, '!') >= 0;
+  my %client = (ip => _text($ip));
   $client{helo} = _text($helo) if defined $helo && $helo ne '';
   # The service shows hostname as the name the MTA verified. Sendmail writes a name
   # whose forward lookup did not confirm the address as "(NAME [IP] (may be forged))",
   # and SpamAssassin keeps it as the relay's rdns all the same: not sent as verified.
-  $client{hostname} = _text($rdns) if $has_rdns && !_may_be_forged($pms, $relay);
+  $client{hostname} = _text($rdns) if $has_rdns && !_may_be_forged($line, $rdns);
   $client{queue_id} = _text($relay->{id}) if defined $relay->{id} && $relay->{id} ne '';
   return \%client;
 }
 
-# True when the Received line that gave $relay says its rdns "may be forged" (Sendmail).
-# SpamAssassin's relays keep no raw text: the line is the one naming this rdns, in front
-# of "[address] (may be forged)", and this relay's "by" host.
-sub _may_be_forged {
-  my ($pms, $relay) = @_;
-  my $rdns = _as_parsed($relay->{rdns});
-  my $forged = qr/\((?:[^\s()]*\@)?$rdns\.* \[[^\]]*\] \(may be forged\)\)/i;
-  return scalar grep { $_ =~ $forged } _lines_by($pms, $relay);
+# The envelope sender: SpamAssassin's EnvelopeFrom; when it has none and no
+# envelope_sender_header is set, the Return-Path above every Received header, the copy
+# of MAIL FROM the final delivery writes (RFC 5321 section 4.4). SpamAssassin gives up
+# before it reads that Return-Path when an X-Envelope-From stands below a Received
+# line: a header any sender may write, which so switched the MAIL FROM checks off.
+sub _envelope_from {
+  my ($pms) = @_;
+  my $from = $pms->get('EnvelopeFrom:addr', undef);
+  return $from if defined $from || defined $pms->{conf}->{envelope_sender_header};
+  my ($first) = $pms->get('ALL') =~ /^(Return-Path|Received):/mi;
+  return if !defined $first || lc $first ne 'return-path';
+  return $pms->get('Return-Path:first:addr', undef);
 }
 
-# The Received lines that name $relay's "by" host, each on one line with single spaces
-# and a space at either end: where the line that gave $relay is.
-sub _lines_by {
-  my ($pms, $relay) = @_;
+# Every Received header, newest first, each on one line with single spaces and a space at
+# either end, as SpamAssassin read them.
+sub _received_lines {
+  my ($pms) = @_;
   my $msg = $pms->{msg} or return;
-  my $by_host = _as_parsed($relay->{by});
-  my $by = qr/ by (?:$by_host)[\s;(]/i;
-  return grep { $_ =~ $by } map { (my $flat = " $_ ") =~ s/\s+/ /g; $flat }
-    $msg->get_header('Received');
+  return map { (my $flat = " $_ ") =~ s/\s+/ /g; $flat } $msg->get_header('Received');
 }
 
-# The HELO as the client sent it, read back from the Received line that gave $relay (it
-# names this relay's "by" host), or undef when no line has it. SpamAssassin writes each
-# NUL, '#', bracket, parenthesis, '<', '>' and '|' of a relay's HELO as '!', so the
-# address literal "[192.0.2.1]" (RFC 5321 section 4.1.3) and "#192.0.2.1#", no name nor
-# literal at all, reach us alike as "!192.0.2.1!". The HELO stands after "helo=" (Exim),
-# "HELO " (qmail) or "from" (Postfix, Sendmail; Exim when it is the client's name).
+# True for a relay SpamAssassin made of qmail's "(HELO [LITERAL]) (ADDRESS)": the rdns
+# it gives is the word "HELO" (or qpsmtpd's "EHLO"), the address the literal's.
+sub _misread_helo_literal {
+  my ($relay) = @_;
+  return defined $relay->{rdns} && $relay->{rdns} =~ /^(?:HELO|EHLO)\z/i;
+}
+
+# True when $line, the client's Received line, says its rdns "may be forged" (Sendmail).
+sub _may_be_forged {
+  my ($line, $rdns) = @_;
+  my $name = _as_parsed($rdns);
+  return $line =~ /\((?:[^\s()]*\@)?$name\.* \[[^\]]*\] \(may be forged\)\)/i ? 1 : 0;
+}
+
+# The HELO as the client sent it, read back from $line, the client's Received line, or
+# undef when the line does not have it. SpamAssassin writes each NUL, '#', bracket,
+# parenthesis, '<', '>' and '|' of a relay's HELO as '!', so the address literal
+# "[192.0.2.1]" (RFC 5321 section 4.1.3) and "#192.0.2.1#", no name nor literal at all,
+# reach us alike as "!192.0.2.1!". The HELO stands after "helo=" (Exim), "HELO " or
+# "EHLO " (qmail, qpsmtpd) or "from" (Postfix, Sendmail; Exim when it is the client's
+# name).
 sub _helo_as_sent {
-  my ($pms, $relay, $helo) = @_;
+  my ($line, $helo) = @_;
   my $sent = _as_parsed($helo);
-  foreach my $line (_lines_by($pms, $relay)) {
-    # "helo=" first: Exim's "from" names the client's rdns or address.
-    return $1 if $line =~ /[\s(]helo[= ]($sent)(?=[\s)])/i || $line =~ /^ from ($sent)(?=[\s)])/i;
-  }
-  dbg('rdns_scorer: HELO ' . _clean($helo, 100) . ' not found in the Received lines: not sent');
+  # "helo=" first: Exim's "from" names the client's rdns or address.
+  return $1 if $line =~ /[\s(](?:helo=|(?:HELO|EHLO) )($sent)(?=[\s)])/i || $line =~ /^ from ($sent)(?=[\s)])/i;
+  dbg('rdns_scorer: HELO ' . _clean($helo, 100) . ' not found in the client\'s Received line: not sent');
   return;
 }
 

@@ -385,8 +385,8 @@ def test_huge_fields_are_scored_not_refused(real_spamd: Spamd) -> None:
     assert {"RL_PTR_MISSING", "RL_HELO_INVALID"} <= set(scan.rl), scan.section("RL_SCORER_FAIL")
 
 
-def _unverified_client_received_as(received: str) -> bytes:
-    """A message from UNVERIFIED_IP whose first Received header is ``received`` instead."""
+def _received_as(received: str) -> bytes:
+    """A message whose Received headers are ``received`` (newest first) instead."""
     return re.sub(rb"^Received: .*?\n(?=\S)", received.encode(), message(UNVERIFIED_IP, "x"),
                   count=1, flags=re.M | re.S)  # fmt: skip
 
@@ -404,7 +404,7 @@ def test_sendmail_may_be_forged_is_no_verified_hostname(
         "\tby mx.example.org (8.17.1/8.17.1) with ESMTP id 446A0x1Z012345\n"
         "\tfor <user@example.org>; Mon, 6 May 2024 10:00:00 GMT\n"
     )
-    fake_spamd.scan(_unverified_client_received_as(sendmail))
+    fake_spamd.scan(_received_as(sendmail))
     body = fake.requests[0].json()
     assert body["ip"] == UNVERIFIED_IP and body["helo"] == UNVERIFIED_NAME
     assert body["queue_id"] == "446A0x1Z012345"  # the Sendmail line was the one parsed
@@ -425,7 +425,7 @@ def test_may_be_forged_counts_only_on_the_clients_own_received_line(
         "\tby relay.sender.example (8.17.1/8.17.1) with ESMTP id 446A0x1Z000001\n"
         "\tfor <user@example.org>; Mon, 6 May 2024 09:59:59 GMT\n"
     )
-    fake_spamd.scan(_unverified_client_received_as(ours))
+    fake_spamd.scan(_received_as(ours))
     body = fake.requests[0].json()
     assert body["ip"] == UNVERIFIED_IP and body["queue_id"] == "446A0x1Z012345"
     assert body.get("hostname") == UNVERIFIED_NAME
@@ -457,13 +457,158 @@ def test_a_helo_is_sent_as_the_client_wrote_it(
     # a HELO as '!', and the plugin sent every "!x!" as the literal "[x]": a client saying
     # "#203.0.113.7#", which no HELO may be (RL_HELO_INVALID), passed for one that gave
     # its own address literal. The Received line has the HELO as it was written.
-    if exim:  # "from" names the client's address there, "helo=" its HELO
-        raw = re.sub(rb"^Received: .*?\n(?=\S)", _EXIM.format(helo=helo).encode(),
-                     message("203.0.113.7", "x"), count=1, flags=re.M | re.S)  # fmt: skip
-    else:
-        raw = message("203.0.113.7", helo)
-    fake_spamd.scan(raw)
+    # Exim's "from" names the client's address, "helo=" its HELO.
+    fake_spamd.scan(_received_as(_EXIM.format(helo=helo)) if exim else message("203.0.113.7", helo))
     assert fake.requests[-1].json()["helo"] == helo
+
+
+_DATE = "Mon, 06 May 2024 10:00:00 +0000"
+
+
+def _qmail(helo: str, ip: str, by: str, *, name: str = "unknown", verb: str = "HELO") -> str:
+    """qmail's Received line for a client; qpsmtpd writes it with ``verb`` EHLO."""
+    return f"Received: from {name} ({verb} {helo}) ({ip})\n  by mx.example.org {by}; {_DATE}\n"
+
+
+@pytest.mark.parametrize(
+    ("verb", "name", "by", "hostname"),
+    [
+        ("HELO", CONFIRMED_NAME, "with ESMTPS (TLS_AES_256_GCM_SHA384 encrypted)", CONFIRMED_NAME),
+        ("HELO", CONFIRMED_NAME, "with UTF8ESMTPS", CONFIRMED_NAME),
+        ("HELO", CONFIRMED_NAME, "with SMTP", CONFIRMED_NAME),  # read right by SpamAssassin
+        ("EHLO", "unknown", "(qpsmtpd/0.96) with ESMTP", None),
+    ],
+    ids=["qmail-esmtps", "qmail-utf8", "qmail-smtp", "qpsmtpd"],
+)
+def test_a_qmail_helo_literal_is_not_taken_for_the_clients_address(
+    fake_spamd: Spamd, fake: FakeHttp, verb: str, name: str, by: str, hostname: str | None
+) -> None:
+    # Regression: after "with ESMTP..." SpamAssassin reads the address literal in qmail's
+    # "(HELO [LITERAL])" as the client's address and "HELO" as its rdns: the plugin asked
+    # about a host no MTA of ours spoke to, with "HELO" for the client's verified name
+    # (RL_PTR_MISSING 5 and RL_HELO_NO_ADDRESS on a client with a confirmed PTR).
+    literal = f"[{MISSING_PTR_IP}]"
+    fake_spamd.scan(_received_as(_qmail(literal, CONFIRMED_IP, by, name=name, verb=verb)))
+    body = fake.requests[-1].json()
+    assert (body["ip"], body["helo"], body.get("hostname")) == (CONFIRMED_IP, literal, hostname)
+
+
+# A client's Received line about its own client: what the sender's own MTA writes.
+_SENDERS_OWN = (
+    f"Received: from laptop ({GENERIC_NAME} [{GENERIC_IP}])\n"
+    f"\tby {CONFIRMED_NAME} (Postfix) with ESMTP id 4VbTq0Sendr\n"
+    f"\tfor <user@example.org>; {_DATE}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("networks", "asked"),
+    [("", None), ("trusted_networks 192.0.2.25\n", MISSING_PTR_IP)],
+    ids=["inferred-trust", "trusted-networks"],
+)
+def test_a_private_helo_literal_spamassassin_trusts_is_not_passed_over(
+    fake: FakeHttp, networks: str, asked: str | None
+) -> None:
+    # Regression: SpamAssassin trusts the private literal it misreads as the address
+    # ("HELO [192.168.1.2]", trusted by inference), and the first untrusted relay was the
+    # line below: the client's own, about a laptop on a dynamic address (RL_PTR_GENERIC,
+    # RL_HELO_NOT_FQDN on a message its MX sent). Nothing is asked then; with
+    # trusted_networks set, SpamAssassin trusts no private address by inference, and the
+    # client is read from its line.
+    ours = _qmail("[192.168.1.2]", MISSING_PTR_IP, "with ESMTPS")
+    directory = site_config(f"rdns_scorer_url {fake.url}\n{networks}")
+    run_spamassassin(directory, _received_as(ours + _SENDERS_OWN))
+    assert [r.json()["ip"] for r in fake.requests] == ([asked] if asked else [])
+    if asked:
+        assert fake.requests[0].json()["helo"] == "[192.168.1.2]"
+
+
+@pytest.mark.parametrize(
+    ("above", "hidden"),
+    [
+        # OpenSMTPD's mask-src: the SMTP handover of our MX, without its client
+        (f"Received: by mx.example.org (OpenSMTPD) with ESMTP id 1a2b3c4d\n\t{_DATE}\n", True),
+        (f"Received: from mail by mx.example.org with ESMTPS id 1a2b3c4d; {_DATE}\n", True),
+        # local handovers of ours: the line below is still our MX's
+        (
+            "Received: from mx.example.org by mx.example.org with LMTP id AbCd\n"
+            f"\t(envelope-from <{GOOD_FROM}>) for <user@example.org>; {_DATE}\n",
+            False,
+        ),
+        (f"Received: by mx.example.org (Postfix, from userid 0) id 4VbTq1Locl; {_DATE}\n", False),
+    ],
+    ids=["mask-src", "helo-only", "lmtp", "pickup"],
+)
+def test_a_line_of_ours_that_hides_the_client_stops_the_request(
+    fake_spamd: Spamd, fake: FakeHttp, above: str, hidden: bool
+) -> None:
+    # Regression: SpamAssassin skips a Received line with no client's address in it, and
+    # takes the line below for the client's: under OpenSMTPD's mask-src, the sender's own
+    # (here about its laptop: RL_PTR_GENERIC 2.375 and RL_HELO_NOT_FQDN 0.5).
+    fake_spamd.scan(_received_as(above + _SENDERS_OWN))
+    assert [r.json()["ip"] for r in fake.requests] == ([] if hidden else [GENERIC_IP])
+
+
+def test_the_top_return_path_is_the_envelope_sender_whatever_the_sender_adds(
+    fake_spamd: Spamd, fake: FakeHttp
+) -> None:
+    # Regression: SpamAssassin gives up on the envelope sender when an X-Envelope-From
+    # stands below a Received line (one any sender may write), before it reads the
+    # Return-Path at the top: no mail_from was sent, and one header of the sender's
+    # switched the MAIL FROM checks off (RL_MAILFROM_NXDOMAIN here).
+    sender = f"x@{NXDOMAIN_DOMAIN}"
+    raw = message(CONFIRMED_IP, CONFIRMED_NAME, CONFIRMED_NAME, sender)
+    fake_spamd.scan(raw.replace(b"From: ", f"X-Envelope-From: <{GOOD_FROM}>\nFrom: ".encode(), 1))
+    # A Return-Path below the Received lines is no final delivery's: the sender's own.
+    below = message(CONFIRMED_IP, CONFIRMED_NAME, CONFIRMED_NAME)
+    fake_spamd.scan(below.replace(b"From: ", f"Return-Path: <{sender}>\nFrom: ".encode(), 1))
+    assert [r.json().get("mail_from") for r in fake.requests] == [sender, None]
+
+
+@pytest.mark.parametrize(
+    "received",
+    [
+        # OpenSMTPD: a client without a PTR name
+        f"Received: from {CONFIRMED_NAME} (<unknown> [{CONFIRMED_IP}])\n"
+        "\tby mx.example.org (OpenSMTPD) with ESMTPS id 1a2b3c4d\n"
+        f"\tfor <user@example.org>;\n\t{_DATE}\n",
+        # Exchange: "from" names the client's EHLO
+        f"Received: from {CONFIRMED_NAME} ({CONFIRMED_IP}) by\n"
+        " AM4PEPF00027A5F.mail.protection.outlook.com (10.167.16.60) with Microsoft SMTP\n"
+        " Server (version=TLS1_3, cipher=TLS_AES_256_GCM_SHA384) id 15.20.7452.22 via\n"
+        f" Frontend Transport; {_DATE}\n",
+    ],
+    ids=["opensmtpd-unknown", "exchange"],
+)
+def test_a_name_the_mta_did_not_look_up_is_no_hostname(
+    fake_spamd: Spamd, fake: FakeHttp, received: str
+) -> None:
+    # Regression: SpamAssassin gives OpenSMTPD's "<unknown>" as the rdns "!unknown!", and
+    # Exchange's EHLO name as the rdns: each was sent as the name the MTA verified.
+    fake_spamd.scan(_received_as(received))
+    body = fake.requests[0].json()
+    assert (body["ip"], body["helo"], body.get("hostname")) == (CONFIRMED_IP, CONFIRMED_NAME, None)
+
+
+@pytest.mark.parametrize(
+    ("received", "helo"),
+    [
+        (_EXIM.format(helo="unknown"), "unknown"),
+        (
+            _qmail("#203.0.113.7#", "203.0.113.7", "(qpsmtpd/0.96) with SMTP", verb="EHLO"),
+            "#203.0.113.7#",
+        ),
+    ],
+    ids=["exim-helo-unknown", "qpsmtpd-ehlo"],
+)
+def test_a_helo_the_line_labels_is_sent_as_written(
+    fake_spamd: Spamd, fake: FakeHttp, received: str, helo: str
+) -> None:
+    # Regression: "unknown" was left out as Postfix's word for no HELO on every MTA's line
+    # (Exim's "helo=unknown" lost RL_HELO_NOT_FQDN), and a HELO was read back after
+    # "HELO " but not after qpsmtpd's "EHLO " (that "#203.0.113.7#" was not sent).
+    fake_spamd.scan(_received_as(received))
+    assert fake.requests[0].json()["helo"] == helo
 
 
 def test_service_scores_are_per_message(fake_spamd: Spamd, fake: FakeHttp) -> None:
@@ -1402,14 +1547,29 @@ def test_without_the_settings_the_documented_defaults_apply(tmp_path: Path, sett
     assert hung.accepted == 1
 
 
+# What a script that calls the plugin's _result starts with: the plugin (from directory
+# $ARGV[0]) and stub_pms, a message as SpamAssassin parsed it: one untrusted relay, with
+# its Received line; get() as SpamAssassin's (the default given, else '').
+PMS_STUB = r"""
+use strict; use warnings;
+require "$ARGV[0]/RdnsScorer.pm";
+package Stub; sub get { return @_ > 2 ? $_[2] : '' }
+package StubMsg; sub get_header {
+  return "from mx.example.net (mx.example.net [192.0.2.1])\n\tby mx.example.org (Postfix) id 1\n";
+}
+package main;
+sub stub_pms {
+  return bless { relays_untrusted => [{ ip => '192.0.2.1', helo => 'mx.example.net' }],
+                 last_trusted_relay_index => -1, msg => bless({}, 'StubMsg'), main => {}, @_ },
+    'Stub';
+}
+"""
+
+
 # SpamAssassin's time limit firing while the plugin waits on a URL (its alarm handler
 # dies with "__alarm__ignore__(id)"): the plugin's _post made to die the same way, or
 # with $ARGV[1] "decode", JSON::PP's decode of the reply _post returned.
 TIME_LIMIT_FIRES = r"""
-use strict; use warnings;
-require "$ARGV[0]/RdnsScorer.pm";
-package Stub; sub get { return undef }
-package main;
 no warnings qw(redefine once);
 my $fire = sub { die "__alarm__ignore__(7)\n" };
 if ($ARGV[1] eq 'decode') {
@@ -1419,12 +1579,10 @@ if ($ARGV[1] eq 'decode') {
   *Mail::SpamAssassin::Plugin::RdnsScorer::_post = $fire;
 }
 my $plugin = bless {}, 'Mail::SpamAssassin::Plugin::RdnsScorer';
-my $pms = bless {
-  relays_untrusted => [{ ip => '192.0.2.1', helo => 'mx.example.net', by => 'mx.example.org' }],
-  main => {},
+my $pms = stub_pms(
   conf => { rdns_scorer_url => ['http://127.0.0.1:9/v1/check', 'http://127.0.0.1:10/v1/check'],
             rdns_scorer_timeout => 1 },
-}, 'Stub';
+);
 my $result = eval { $plugin->_result($pms) };
 print $@ ? "died: $@" : "returned: " . ($result->{error} // 'no error') . "\n";
 """
@@ -1436,7 +1594,7 @@ def test_spamassassins_time_limit_is_not_swallowed(where: str) -> None:
     # into a fail-open and even went on to the next URL past the time limit; the one
     # around the reply's JSON still did (JSON::PP takes ~0.3 s for a 256 KB reply).
     result = subprocess.run(
-        ["perl", "-e", TIME_LIMIT_FIRES, str(source_dir()), where],
+        ["perl", "-e", PMS_STUB + TIME_LIMIT_FIRES, str(source_dir()), where],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert result.stdout == "died: __alarm__ignore__(7)\n", result.stdout + result.stderr
@@ -1447,19 +1605,13 @@ def test_spamassassins_time_limit_is_not_swallowed(where: str) -> None:
 # rdns_scorer_timeout 5 and rdns_scorer_holddown $ARGV[3]:
 # prints the error, or the hits, then the URLs held down.
 TIME_LIMIT_LEFT = r"""
-use strict; use warnings;
 use Time::HiRes ();
-require "$ARGV[0]/RdnsScorer.pm";
-package Stub; sub get { return undef }
-package main;
 my $plugin = bless {}, 'Mail::SpamAssassin::Plugin::RdnsScorer';
-my $pms = bless {
-  relays_untrusted => [{ ip => '192.0.2.1', helo => 'mx.example.net', by => 'mx.example.org' }],
-  main => {},
+my $pms = stub_pms(
   conf => { rdns_scorer_url => [split(/ /, $ARGV[1])], rdns_scorer_timeout => 5,
             rdns_scorer_holddown => $ARGV[3] },
   master_deadline => Time::HiRes::time() + $ARGV[2],
-}, 'Stub';
+);
 my $result = $plugin->_result($pms);
 print $result->{error} // join(' ', map { $_->{name} } @{$result->{symbols}}), "\n";
 print "held: ", join(' ', sort keys %{$plugin->{rdns_scorer_held} || {}}), "\n";
@@ -1469,7 +1621,7 @@ print "held: ", join(' ', sort keys %{$plugin->{rdns_scorer_held} || {}}), "\n";
 def time_limit_left(url: str, left: str, holddown: str = "0") -> list[str]:
     """TIME_LIMIT_LEFT's two lines: the error or the hits, and the URLs held down."""
     result = subprocess.run(
-        ["perl", "-e", TIME_LIMIT_LEFT, str(source_dir()), url, left, holddown],
+        ["perl", "-e", PMS_STUB + TIME_LIMIT_LEFT, str(source_dir()), url, left, holddown],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     return result.stdout.splitlines()
