@@ -486,11 +486,14 @@ sub _ask {
 # it came from. Returns the request's client fields, or (undef, why nothing is asked).
 sub _client {
   my ($pms) = @_;
-  my $relay = ($pms->{relays_untrusted} || [])->[0];
-  return (undef, 'no untrusted relay (all trusted or no Received)') if !$relay || !$relay->{ip};
   my @received = _received_lines($pms);
-  my $index    = $pms->{last_trusted_relay_index} + 1;
-  my $line     = $received[$index];
+  my ($relay, $index) = _misread_client($pms, @received);
+  if (!$relay) {
+    $relay = ($pms->{relays_untrusted} || [])->[0];
+    return (undef, 'no untrusted relay (all trusted or no Received)') if !$relay || !$relay->{ip};
+    $index = $pms->{last_trusted_relay_index} + 1;
+  }
+  my $line = $received[$index];
   # SpamAssassin counts every Received header above the first untrusted relay in
   # last_trusted_relay_index, those it made no relay of (skipped or unparseable) too: the
   # relay's own line is the next one. It makes up a relay for each originating_ip_headers
@@ -509,13 +512,6 @@ sub _client {
     return (undef, 'a Received line above the client\'s hides its client: ' . _clean($above, 120))
       if $above =~ SMTP_WITH && $from_part !~ IP_ADDRESS;
   }
-  # qmail and qpsmtpd write "from REMOTEHOST (HELO NAME) (ADDRESS)"; after "with ESMTP"
-  # (ESMTPS, ESMTPSA, ...) SpamAssassin reads an address literal in NAME as the
-  # client's address, "HELO" as its rdns. One of a relay it trusts (a private literal,
-  # "HELO [192.168.1.2]", is trusted by inference) leaves the client unknown: the first
-  # untrusted relay is then the client's own line, about its own client.
-  return (undef, 'SpamAssassin read a HELO literal as the address of a trusted relay')
-    if grep { _misread_helo_literal($_) } @{$pms->{relays_trusted} || []};
   my ($ip, $helo, $rdns) = ($relay->{ip}, $relay->{helo}, $relay->{rdns});
   $rdns = undef if $relay->{no_reverse_dns};
   if (_misread_helo_literal($relay) && $line =~ QMAIL_FROM) {
@@ -566,6 +562,40 @@ sub _received_lines {
   my ($pms) = @_;
   my $msg = $pms->{msg} or return;
   return map { (my $flat = " $_ ") =~ s/\s+/ /g; $flat } $msg->get_header('Received');
+}
+
+# qmail and qpsmtpd write "from REMOTEHOST (HELO NAME) (ADDRESS)"; after "with ESMTP"
+# (ESMTPS, UTF8ESMTPS, ...) SpamAssassin reads an address literal in NAME as the
+# client's address, "HELO" as its rdns, and decides trust by the literal's address: a
+# private one ("HELO [192.168.1.2]", a spam-sending bot's LAN address) is trusted by
+# inference, and the first untrusted relay is then the line below, the client's own,
+# about its own client. Returns the first relay SpamAssassin so trusted whose ADDRESS
+# it would not have trusted, and the index of its Received line; or nothing.
+sub _misread_client {
+  my ($pms, @received) = @_;
+  my @trusted = @{$pms->{relays_trusted} || []};
+  my @misread = grep { _misread_helo_literal($_) } @trusted;
+  # Past a relay in msa_networks SpamAssassin trusts every relay, whatever its address.
+  return if !@misread || grep { $_->{msa} } @trusted;
+  foreach my $index (0 .. $pms->{last_trusted_relay_index}) {
+    next if $received[$index] !~ QMAIL_FROM;
+    my ($literal, $address) = (lc $2, $3);
+    my ($relay) = grep { index($literal, lc $_->{ip}) >= 0 } @misread;
+    return ($relay, $index) if $relay && !$relay->{auth} && !_trusted_address($pms, $address);
+  }
+  return;
+}
+
+# Whether SpamAssassin's Received parser trusts a relay from $address that did not
+# authenticate: by trusted_networks (internal_networks when only those are set), or
+# with neither set, by inference: a private address.
+sub _trusted_address {
+  my ($pms, $address) = @_;
+  my $conf = $pms->{conf};
+  return $address =~ IP_PRIVATE ? 1 : 0
+    if !$conf->{trusted_networks_configured} && !$conf->{internal_networks_configured};
+  my $networks = $conf->{trusted_networks_configured} ? 'trusted_networks' : 'internal_networks';
+  return $conf->{$networks}->contains_ip($address) ? 1 : 0;
 }
 
 # True for a relay SpamAssassin made of qmail's "(HELO [LITERAL]) (ADDRESS)": the rdns

@@ -503,23 +503,27 @@ _SENDERS_OWN = (
 
 @pytest.mark.parametrize(
     ("networks", "asked"),
-    [("", None), ("trusted_networks 192.0.2.25\n", MISSING_PTR_IP)],
-    ids=["inferred-trust", "trusted-networks"],
+    [
+        ("", MISSING_PTR_IP),
+        ("trusted_networks 192.0.2.25\n", MISSING_PTR_IP),
+        # A client the admin trusts: the relay below it is the first untrusted one.
+        (f"trusted_networks 192.168.0.0/16 {MISSING_PTR_IP}\n", GENERIC_IP),
+    ],
+    ids=["inferred-trust", "trusted-networks", "trusted-client"],
 )
 def test_a_private_helo_literal_spamassassin_trusts_is_not_passed_over(
-    fake: FakeHttp, networks: str, asked: str | None
+    fake: FakeHttp, networks: str, asked: str
 ) -> None:
-    # Regression: SpamAssassin trusts the private literal it misreads as the address
-    # ("HELO [192.168.1.2]", trusted by inference), and the first untrusted relay was the
-    # line below: the client's own, about a laptop on a dynamic address (RL_PTR_GENERIC,
-    # RL_HELO_NOT_FQDN on a message its MX sent). Nothing is asked then; with
-    # trusted_networks set, SpamAssassin trusts no private address by inference, and the
-    # client is read from its line.
+    # Regression: SpamAssassin decides trust by the literal it misreads as the address: a
+    # private one ("HELO [192.168.1.2]") is trusted by inference, and the first untrusted
+    # relay was the line below, the client's own, about a laptop on a dynamic address
+    # (RL_PTR_GENERIC, RL_HELO_NOT_FQDN on a message its MX sent). The plugin decides
+    # trust by the client's real address, as SpamAssassin would have.
     ours = _qmail("[192.168.1.2]", MISSING_PTR_IP, "with ESMTPS")
     directory = site_config(f"rdns_scorer_url {fake.url}\n{networks}")
     run_spamassassin(directory, _received_as(ours + _SENDERS_OWN))
-    assert [r.json()["ip"] for r in fake.requests] == ([asked] if asked else [])
-    if asked:
+    assert [r.json()["ip"] for r in fake.requests] == [asked]
+    if asked == MISSING_PTR_IP:
         assert fake.requests[0].json()["helo"] == "[192.168.1.2]"
 
 
