@@ -313,6 +313,7 @@ end
 
 -- The service's own words for a request it refused ({"error": ...}), for the fail-open
 -- reason: "HTTP 401: missing or wrong bearer token" says what to fix. Nil if none.
+-- Also read from a 200 that is no verdict (no symbols list).
 local function refusal_of(body)
   local reply = parse_body(body)
   if type(reply) == 'table' and type(reply.error) == 'string' then
@@ -342,7 +343,9 @@ local function apply_reply(task, body)
     return unusable
   end
   if type(reply) ~= 'table' or not is_list(reply.symbols) then
-    return 'reply has no symbols list'
+    -- Words of its own ({"error": ...}) say what answered: a proxy, another service.
+    local said = refusal_of(body)
+    return 'reply has no symbols list' .. (said and (': ' .. said) or '')
   end
   local known, unknown, seen = {}, {}, {}
   for _, sym in ipairs(reply.symbols) do

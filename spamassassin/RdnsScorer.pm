@@ -692,8 +692,12 @@ sub _parse_reply {
   my ($reply) = @_;
   my $data = _decode_json($reply);
   return { error => 'bad JSON' } if !defined $data;
-  return { error => 'bad reply: not an object with a symbols list' }
-    if ref($data) ne 'HASH' || ref($data->{symbols}) ne 'ARRAY';
+  if (ref($data) ne 'HASH' || ref($data->{symbols}) ne 'ARRAY') {
+    # Words of its own ({"error": ...}) say what answered: a proxy, another service.
+    my $said = _refusal($reply);
+    my $error = 'bad reply: not an object with a symbols list';
+    return { error => defined $said ? "$error: $said" : $error };
+  }
   my (@symbols, @rejected, %seen);
   my $evidence = 0;    # characters of options kept so far (MAX_EVIDENCE)
   foreach my $symbol (@{$data->{symbols}}) {

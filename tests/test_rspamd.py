@@ -659,6 +659,8 @@ FAULTS = [
     pytest.param("raw", {"body": b""}, "empty reply body", id="empty-body"),
     pytest.param("json", {"reply": {"symbols": "no"}}, "no symbols list", id="symbols-not-a-list"),
     pytest.param("json", {"reply": [1, 2]}, "no symbols list", id="array-body"),
+    # Regression: the words of a 200 that is no verdict were dropped.
+    pytest.param("json", {"reply": {"error": "paused"}}, "no symbols list: paused", id="error-200"),
     # Regression: an object where the list goes scored nothing, silently (ipairs() skips
     # an object's entries), instead of failing open.
     pytest.param(

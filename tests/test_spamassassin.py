@@ -835,6 +835,8 @@ FAILURES: dict[str, tuple[dict[str, Any], str]] = {
     "http-500": ({"mode": "reply", "status": 500, "body": b'{"error":"x"}'}, "HTTP 500"),
     "bad-json": ({"mode": "reply", "body": b'{"symbols": [ {"name": '}, "bad JSON"),
     "not-an-object": ({"mode": "reply", "body": b"[1, 2, 3]"}, "bad reply"),
+    # Regression: the words of a 200 that is no verdict were dropped.
+    "error-200": ({"mode": "reply", "body": b'{"error":"paused"}'}, "symbols list: paused"),
     "too-large": (
         {"mode": "reply", "body": b'{"symbols": [], "pad": "' + b"x" * 300_000 + b'"}'},
         "reply larger than 262144 bytes",
