@@ -503,14 +503,16 @@ sub _client {
   # address, which no MTA of ours spoke to. It has no Received line of its own.
   return (undef, 'the first untrusted relay has no Received line (an originating_ip_headers address)')
     if !defined $line || index(lc $line, lc $relay->{ip}) < 0;
-  # A line of ours above that records an SMTP handover without the client's address
-  # (OpenSMTPD's mask-src writes "Received: by HOST ... with ESMTP"): SpamAssassin skips
-  # it, and the line it takes for the client's was written by the client itself, about
-  # its own client (a laptop's dynamic address), as it liked.
+  # A line of ours above that records an SMTP handover with no client at all (OpenSMTPD's
+  # mask-src writes "Received: by HOST ... with ESMTP"): SpamAssassin skips it, and the
+  # line it takes for the client's was written by the client itself, about its own
+  # client (a laptop's dynamic address), as it liked. Not Gmail's delivery to a mailbox
+  # ("by 2002:a05:... with SMTP", fetched from it or forwarded), by an address: the
+  # line below is Google's MX's.
   foreach my $above (@received[0 .. $index - 1]) {
-    my $from_part = $above =~ /^ \(?from (.*?) by / ? $1 : '';
+    my ($by) = $above =~ /^ by (\S+) /;
     return (undef, 'a Received line above the client\'s hides its client: ' . _clean($above, 120))
-      if $above =~ SMTP_WITH && $from_part !~ IP_ADDRESS;
+      if defined $by && $by !~ IS_IP_ADDRESS && $above =~ SMTP_WITH;
   }
   my ($ip, $helo, $rdns) = ($relay->{ip}, $relay->{helo}, $relay->{rdns});
   $rdns = undef if $relay->{no_reverse_dns};

@@ -532,7 +532,19 @@ def test_a_private_helo_literal_spamassassin_trusts_is_not_passed_over(
     [
         # OpenSMTPD's mask-src: the SMTP handover of our MX, without its client
         (f"Received: by mx.example.org (OpenSMTPD) with ESMTP id 1a2b3c4d\n\t{_DATE}\n", True),
-        (f"Received: from mail by mx.example.org with ESMTPS id 1a2b3c4d; {_DATE}\n", True),
+        # Gmail's delivery to a mailbox (fetched from it): the line below is Google's MX's
+        (f"Received: by 2002:a05:7010:5a8e::1 with SMTP id h14csp12mdi;\n\t{_DATE}\n", False),
+        # local submissions, no network client to hide (OpenSMTPD, Sendmail -bs)
+        (
+            "Received: from localhost (localhost [local])\n"
+            f"\tby mx.example.org (OpenSMTPD) with ESMTPA id 2a3b4c5d; {_DATE}\n",
+            False,
+        ),
+        (
+            "Received: from mx.example.org (mailnull@localhost)\n"
+            f"\tby mx.example.org (8.17.1/8.17.1) with SMTP id 446A0x1Z0123; {_DATE}\n",
+            False,
+        ),
         # local handovers of ours: the line below is still our MX's
         (
             "Received: from mx.example.org by mx.example.org with LMTP id AbCd\n"
@@ -541,7 +553,7 @@ def test_a_private_helo_literal_spamassassin_trusts_is_not_passed_over(
         ),
         (f"Received: by mx.example.org (Postfix, from userid 0) id 4VbTq1Locl; {_DATE}\n", False),
     ],
-    ids=["mask-src", "helo-only", "lmtp", "pickup"],
+    ids=["mask-src", "gmail", "opensmtpd-local", "sendmail-bs", "lmtp", "pickup"],
 )
 def test_a_line_of_ours_that_hides_the_client_stops_the_request(
     fake_spamd: Spamd, fake: FakeHttp, above: str, hidden: bool
