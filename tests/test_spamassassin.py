@@ -508,8 +508,10 @@ _SENDERS_OWN = (
         ("trusted_networks 192.0.2.25\n", MISSING_PTR_IP),
         # A client the admin trusts: the relay below it is the first untrusted one.
         (f"trusted_networks 192.168.0.0/16 {MISSING_PTR_IP}\n", GENERIC_IP),
+        # internal_networks alone stand for trusted_networks too
+        (f"internal_networks 192.168.0.0/16 {MISSING_PTR_IP}\n", GENERIC_IP),
     ],
-    ids=["inferred-trust", "trusted-networks", "trusted-client"],
+    ids=["inferred-trust", "trusted-networks", "trusted-client", "internal-client"],
 )
 def test_a_private_helo_literal_spamassassin_trusts_is_not_passed_over(
     fake: FakeHttp, networks: str, asked: str
@@ -525,6 +527,23 @@ def test_a_private_helo_literal_spamassassin_trusts_is_not_passed_over(
     assert [r.json()["ip"] for r in fake.requests] == [asked]
     if asked == MISSING_PTR_IP:
         assert fake.requests[0].json()["helo"] == "[192.168.1.2]"
+
+
+def test_a_misread_qmail_line_past_an_msa_stays_trusted(fake: FakeHttp) -> None:
+    # Past a relay in msa_networks SpamAssassin trusts every relay (the submission
+    # server's clients, its own users), whatever its address: a misread one too.
+    msa = (
+        "Received: from submit.example.org (submit.example.org [192.0.2.30])\n"
+        f"\tby mx.example.org (Postfix) with ESMTP id 4VbTq1Msa; {_DATE}\n"
+    )
+    users = _qmail("[192.168.1.2]", MISSING_PTR_IP, "with ESMTPS").replace(
+        "by mx.example.org", "by submit.example.org"
+    )
+    directory = site_config(
+        f"rdns_scorer_url {fake.url}\ntrusted_networks 192.0.2.30\nmsa_networks 192.0.2.30\n"
+    )
+    run_spamassassin(directory, _received_as(msa + users))
+    assert fake.requests == []
 
 
 @pytest.mark.parametrize(
