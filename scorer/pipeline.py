@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from scorer.checks.helo import check_helo
+from scorer.checks.helo import check_helo, helo_naming
 from scorer.checks.hit import Hit
 from scorer.checks.mailfrom import check_mail_from
 from scorer.checks.ptr import check_ptr, ptr_counted
@@ -131,7 +131,8 @@ class Pipeline:
         confirmed = facts.ptr.confirmed_names()
         allowed_ptr = self._allowlist.match_ptr(confirmed)
         allowed_helo = allowed_ptr or self._allowlist.match_helo(request.helo, confirmed)
-        hits = [] if allowed_ptr else check_ptr(facts.ptr)
+        helo_name = helo_naming(facts.helo, facts.ptr.ip)
+        hits = [] if allowed_ptr else check_ptr(facts.ptr, helo_name)
         if facts.helo is not None and not allowed_helo:
             hits += check_helo(
                 facts.helo,

@@ -97,6 +97,24 @@ async def test_a_nat64_client_is_checked_as_the_ipv4_host_it_carries(pipeline: P
     assert f"no PTR for {world.MISSING_PTR_IP}" in missing["RL_PTR_MISSING"].options
 
 
+@pytest.mark.parametrize(
+    ("helo", "named"),
+    [(world.NO_PTR_HELO, True), (world.CONFIRMED_NAME, False), ("[203.0.113.11]", False)],
+    ids=["resolves-to-client", "resolves-elsewhere", "literal"],
+)
+async def test_missing_ptr_evidence_names_a_helo_that_resolves_to_the_client(
+    pipeline: Pipeline, helo: str, named: bool
+) -> None:
+    # A client that gives a name of its own, resolving to it, and lacks only the PTR:
+    # the evidence says so (the name the PTR would hold; a sender misconfigured, not a
+    # hijacked PC), the HELO family scoring nothing.
+    symbols = await symbols_for(pipeline, world.MISSING_PTR_IP, helo=helo)
+    said = f"helo={world.NO_PTR_HELO} resolves to {world.MISSING_PTR_IP}"
+    assert (said in symbols["RL_PTR_MISSING"].options) is named
+    if named:
+        assert set(symbols) == {"RL_PTR_MISSING"}
+
+
 async def test_ptr_timeout_is_tempfail_never_missing(pipeline: Pipeline) -> None:
     symbols = await symbols_for(pipeline, world.PTR_TIMEOUT_IP)
     assert set(symbols) == {"RL_PTR_TEMPFAIL"}

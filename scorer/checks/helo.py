@@ -157,6 +157,16 @@ class HeloFacts:
         return AddressFacts(self.a, self.aaaa)
 
 
+def helo_naming(facts: HeloFacts | None, ip: IPAddress) -> str | None:
+    """The HELO's name (A-labels) when it resolves to ``ip``, else None: a client that
+    gives its own host name, as RFC 5321 section 4.1.1.1 asks, whose address has only
+    no PTR to name it back. RL_PTR_MISSING's evidence names it: the name the missing
+    PTR would hold, and a sign of a sender misconfigured rather than hijacked."""
+    if facts is None or facts.helo.kind is not HeloKind.NAME:
+        return None
+    return facts.helo.ascii if ip in facts.found.addresses else None
+
+
 def _forged_local(
     helo: HeloName, local_names: frozenset[str], local_ips: frozenset[IPAddress]
 ) -> Hit | None:

@@ -15,7 +15,13 @@ from scorer.checks.addresses import listed_addresses
 from scorer.checks.generic import generic_hit
 from scorer.checks.hit import Hit
 from scorer.dns.outcomes import Answer, Lookup, TempFail, describe
-from scorer.names import IPAddress, address_named, in_reverse_tree, is_localhost_name
+from scorer.names import (
+    IPAddress,
+    address_named,
+    in_reverse_tree,
+    is_localhost_name,
+    shown_name,
+)
 from scorer.text import option, option_naming
 
 
@@ -126,15 +132,21 @@ def _judged_names(
     return {name: name in failed for name in facts.forward}
 
 
-def check_ptr(facts: PtrFacts) -> list[Hit]:
+def check_ptr(facts: PtrFacts, helo_name: str | None = None) -> list[Hit]:
+    """The PTR family's hits. ``helo_name``: the client's HELO when it resolves to the
+    client (checks.helo.helo_naming), for RL_PTR_MISSING's evidence."""
     ip = facts.ip
     mta = (option(f"MTA hostname: {facts.mta_hostname}"),) if facts.mta_hostname else ()
     if isinstance(facts.ptr, TempFail):
         return [Hit("RL_PTR_TEMPFAIL", (option(f"PTR {ip}: {describe(facts.ptr)}"), *mta))]
+    helo = (
+        ()
+        if helo_name is None
+        else (option_naming(f"helo={shown_name(helo_name)}", f" resolves to {ip}"),)
+    )
     if not isinstance(facts.ptr, Answer):
-        return [
-            Hit("RL_PTR_MISSING", (f"no PTR for {ip}", option(f"PTR: {describe(facts.ptr)}"), *mta))
-        ]
+        ptr = option(f"PTR: {describe(facts.ptr)}")
+        return [Hit("RL_PTR_MISSING", (f"no PTR for {ip}", ptr, *mta, *helo))]
     if not any(map(ptr_names_a_host, facts.ptr.records)):
         # No host named: the evidence says what the PTR names instead, each name once
         # and sorted (an answer's order is the resolver's whim: the evidence must not follow it).
@@ -147,7 +159,7 @@ def check_ptr(facts: PtrFacts) -> list[Hit]:
             if names
         )
         shown = option(f"PTR: {spelled}") if named else "PTR: . (the root)"
-        return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", shown, *mta))]
+        return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", shown, *mta, *helo))]
     confirmed = facts.confirmed_names()
     failed = facts.failed_names()
     judged = _judged_names(facts, confirmed, failed)
