@@ -98,21 +98,28 @@ async def test_a_nat64_client_is_checked_as_the_ipv4_host_it_carries(pipeline: P
 
 
 @pytest.mark.parametrize(
-    ("helo", "named"),
-    [(world.NO_PTR_HELO, True), (world.CONFIRMED_NAME, False), ("[203.0.113.11]", False)],
-    ids=["resolves-to-client", "resolves-elsewhere", "literal"],
+    ("ip", "symbol", "helo", "named"),
+    [
+        (world.MISSING_PTR_IP, "RL_PTR_MISSING", world.SELF_NAMED_HELO, True),
+        (world.UNVERIFIED_IP, "RL_PTR_UNVERIFIED", world.SELF_NAMED_HELO, True),
+        (world.GENERIC_IP, "RL_PTR_GENERIC", world.SELF_NAMED_HELO, True),
+        (world.MISSING_PTR_IP, "RL_PTR_MISSING", world.CONFIRMED_NAME, False),
+        (world.MISSING_PTR_IP, "RL_PTR_MISSING", "[203.0.113.11]", False),
+        # the confirmed PTR name says it already
+        (world.GENERIC_IP, "RL_PTR_GENERIC", world.GENERIC_NAME, False),
+    ],
+    ids=["missing", "unverified", "generic", "resolves-elsewhere", "literal", "the-ptr-name"],
 )
-async def test_missing_ptr_evidence_names_a_helo_that_resolves_to_the_client(
-    pipeline: Pipeline, helo: str, named: bool
+async def test_ptr_evidence_names_a_helo_that_resolves_to_the_client(
+    pipeline: Pipeline, ip: str, symbol: str, helo: str, named: bool
 ) -> None:
-    # A client that gives a name of its own, resolving to it, and lacks only the PTR:
-    # the evidence says so (the name the PTR would hold; a sender misconfigured, not a
-    # hijacked PC), the HELO family scoring nothing.
-    symbols = await symbols_for(pipeline, world.MISSING_PTR_IP, helo=helo)
-    said = f"helo={world.NO_PTR_HELO} resolves to {world.MISSING_PTR_IP}"
-    assert (said in symbols["RL_PTR_MISSING"].options) is named
-    if named:
-        assert set(symbols) == {"RL_PTR_MISSING"}
+    # A client that gives a host name of its own, resolving to it, where the PTR does not
+    # name it confirmed: the evidence says so (the name the PTR should hold; a sender that
+    # left its PTR to its provider or forgot it, not a hijacked PC).
+    symbols = await symbols_for(pipeline, ip, helo=helo)
+    said = f"helo={helo} resolves to {ip}"
+    assert (said in symbols[symbol].options) is named, symbols[symbol].options
+    assert not named or not any(name.startswith("RL_HELO") for name in symbols)
 
 
 async def test_ptr_timeout_is_tempfail_never_missing(pipeline: Pipeline) -> None:

@@ -37,7 +37,8 @@ PTR_SERVFAIL_IP = "192.0.2.7"  # its reverse zone answers SERVFAIL
 
 # HELO family
 HELO_NO_ADDRESS = "noaddr.good-sender.net"
-NO_PTR_HELO = "noptr.good-sender.net"  # resolves to MISSING_PTR_IP, which has no PTR
+# A HELO resolving to clients whose PTR does not name it (missing, unverified, generic).
+SELF_NAMED_HELO = "self.good-sender.net"
 HELO_TIMEOUT = "mx.dead-zone.net"
 HELO_SERVFAIL = "mx.servfail-zone.net"
 
@@ -84,7 +85,7 @@ def build_zones(dead_port: int, servfail_port: int) -> Zones:
     zones.address(INTERNAL_PTR_NAME, INTERNAL_PTR_IP)
 
     zones.address(HELO_NO_ADDRESS.replace("noaddr", "other"), "203.0.113.200")
-    zones.address(NO_PTR_HELO, MISSING_PTR_IP)
+    zones.address(SELF_NAMED_HELO, MISSING_PTR_IP, UNVERIFIED_IP, GENERIC_IP)
     # MX hosts need globally routable addresses: documentation ranges are bogus MX targets.
     zones.mx(GOOD_DOMAIN, 10, GOOD_MX)
     zones.address(GOOD_MX, GOOD_MX_IP)

@@ -134,7 +134,9 @@ def _judged_names(
 
 def check_ptr(facts: PtrFacts, helo_name: str | None = None) -> list[Hit]:
     """The PTR family's hits. ``helo_name``: the client's HELO when it resolves to the
-    client (checks.helo.helo_naming), for RL_PTR_MISSING's evidence."""
+    client (checks.helo.helo_naming), for the evidence of a PTR that does not name it
+    forward-confirmed: the name the PTR should hold, the mark of a sender that left its
+    PTR to its provider (or forgot it) rather than a hijacked PC."""
     ip = facts.ip
     mta = (option(f"MTA hostname: {facts.mta_hostname}"),) if facts.mta_hostname else ()
     if isinstance(facts.ptr, TempFail):
@@ -164,14 +166,16 @@ def check_ptr(facts: PtrFacts, helo_name: str | None = None) -> list[Hit]:
     failed = facts.failed_names()
     judged = _judged_names(facts, confirmed, failed)
     generic = _generic(ip, judged) if judged else None
-    if generic is not None and mta:
-        generic = Hit(generic.symbol, (*generic.options, *mta), generic.confidence)
+    # A confirmed PTR name the HELO repeats says it already.
+    extra = (*mta, *helo) if helo_name not in confirmed else mta
+    if generic is not None and extra:
+        generic = Hit(generic.symbol, (*generic.options, *extra), generic.confidence)
     if confirmed:
         return [generic] if generic else []
     evidence = [_forward_evidence(ip, name, o) for name, o in facts.forward.items()]
     if facts.unchecked_names:
         evidence.append(f"{facts.unchecked_names} more PTR names not checked (max_ptr_names)")
-    evidence.extend(mta)
+    evidence.extend(extra)
     # Unknown is not unverified: a failed or unchecked name might have confirmed.
     symbol = "RL_PTR_TEMPFAIL" if failed or facts.unchecked_names else "RL_PTR_UNVERIFIED"
     return [h for h in (Hit(symbol, (f"PTR {ip} not confirmed", *evidence)), generic) if h]
