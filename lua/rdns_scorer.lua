@@ -311,11 +311,10 @@ local function parse_body(body)
   return reply
 end
 
--- The service's own words for a request it refused ({"error": ...}), for the fail-open
--- reason: "HTTP 401: missing or wrong bearer token" says what to fix. Nil if none.
--- Also read from a 200 that is no verdict (no symbols list).
-local function refusal_of(body)
-  local reply = parse_body(body)
+-- The "error" words of a parsed reply ({"error": ...}), nil if none: the service's own
+-- for a request it refused, for the fail-open reason ("HTTP 401: missing or wrong
+-- bearer token" says what to fix), and whatever answered a 200 that is no verdict.
+local function error_words(reply)
   if type(reply) == 'table' and type(reply.error) == 'string' then
     return reply.error:sub(1, 100)
   end
@@ -344,7 +343,7 @@ local function apply_reply(task, body)
   end
   if type(reply) ~= 'table' or not is_list(reply.symbols) then
     -- Words of its own ({"error": ...}) say what answered: a proxy, another service.
-    local said = refusal_of(body)
+    local said = error_words(reply)
     return 'reply has no symbols list' .. (said and (': ' .. said) or '')
   end
   local known, unknown, seen = {}, {}, {}
@@ -719,7 +718,7 @@ local function rdns_scorer_check(task)
         return
       elseif code ~= 200 then
         local reason = string.format('HTTP %s', code)
-        local said = refusal_of(reply_body)
+        local said = error_words(parse_body(reply_body))
         if said then
           reason = reason .. ': ' .. said
         end

@@ -131,8 +131,7 @@ class Pipeline:
         confirmed = facts.ptr.confirmed_names()
         allowed_ptr = self._allowlist.match_ptr(confirmed)
         allowed_helo = allowed_ptr or self._allowlist.match_helo(request.helo, confirmed)
-        helo_name = helo_naming(facts.helo, facts.ptr.ip)
-        hits = [] if allowed_ptr else check_ptr(facts.ptr, helo_name)
+        hits = [] if allowed_ptr else check_ptr(facts.ptr, helo_naming(facts.helo, facts.ptr.ip))
         if facts.helo is not None and not allowed_helo:
             hits += check_helo(
                 facts.helo,

@@ -63,8 +63,9 @@ use constant SMTP_WITH   => qr/ with (?:UTF8)?E?SMTP[AS]*[\s;]/i;
 # qmail's and qpsmtpd's "from REMOTEHOST (HELO NAME) (INFO@ADDRESS) by".
 use constant QMAIL_FROM  => qr/^ from (\S+) \((?:HELO|EHLO) ([^()\s]+)\) \((?:[^()\s]*\@)?(${\ IP_ADDRESS()})\) by /i;
 use constant EXCHANGE_BY => qr/ with Microsoft SMTP Server\b/i;
-# A HELO labelled as one: Exim's "helo=unknown", qmail's "(HELO unknown)".
-use constant HELO_LABEL  => qr/[\s(](?:helo=|(?:HELO|EHLO) )unknown[\s)]/i;
+# Where a line labels the HELO: Exim's "helo=NAME", qmail's "(HELO NAME)", qpsmtpd's
+# "(EHLO NAME)".
+use constant HELO_LABEL  => qr/[\s(](?:helo=|(?:HELO|EHLO) )/i;
 
 sub new {
   my ($class, $mailsa) = @_;
@@ -532,7 +533,8 @@ sub _client {
   # in lower case, and SpamAssassin keeps the case: "UNKNOWN" is a client's own HELO.
   # Exim ("helo=unknown") and qmail ("(HELO unknown)") label a HELO as one: there it is
   # the client's own word too.
-  $helo = undef if defined $helo && $helo eq 'unknown' && !$has_rdns && $line !~ HELO_LABEL;
+  $helo = undef if defined $helo && $helo eq 'unknown' && !$has_rdns
+    && $line !~ /${\ HELO_LABEL}unknown(?=[\s)])/i;
   $helo = _helo_as_sent($line, $helo) if defined $helo && index($helo, '!') >= 0;
   my %client = (ip => _text($ip));
   $client{helo} = _text($helo) if defined $helo && $helo ne '';
@@ -625,7 +627,7 @@ sub _helo_as_sent {
   my ($line, $helo) = @_;
   my $sent = _as_parsed($helo);
   # "helo=" first: Exim's "from" names the client's rdns or address.
-  return $1 if $line =~ /[\s(](?:helo=|(?:HELO|EHLO) )($sent)(?=[\s)])/i || $line =~ /^ from ($sent)(?=[\s)])/i;
+  return $1 if $line =~ /${\ HELO_LABEL}($sent)(?=[\s)])/i || $line =~ /^ from ($sent)(?=[\s)])/i;
   dbg('rdns_scorer: HELO ' . _clean($helo, 100) . ' not found in the client\'s Received line: not sent');
   return;
 }
@@ -664,7 +666,12 @@ sub _clean {
 # and capped, or undef.
 sub _refusal {
   my ($body) = @_;
-  my $data = _decode_json($body);
+  return _error_words(_decode_json($body));
+}
+
+# The "error" text of decoded reply data, printable and capped, or undef.
+sub _error_words {
+  my ($data) = @_;
   return if ref($data) ne 'HASH' || !defined $data->{error} || ref($data->{error});
   return _clean($data->{error}, 100);
 }
@@ -696,7 +703,7 @@ sub _parse_reply {
   return { error => 'bad JSON' } if !defined $data;
   if (ref($data) ne 'HASH' || ref($data->{symbols}) ne 'ARRAY') {
     # Words of its own ({"error": ...}) say what answered: a proxy, another service.
-    my $said = _refusal($reply);
+    my $said = _error_words($data);
     my $error = 'bad reply: not an object with a symbols list';
     return { error => defined $said ? "$error: $said" : $error };
   }

@@ -159,9 +159,8 @@ class HeloFacts:
 
 def helo_naming(facts: HeloFacts | None, ip: IPAddress) -> str | None:
     """The HELO's name (A-labels) when it resolves to ``ip``, else None: a client that
-    gives its own host name, as RFC 5321 section 4.1.1.1 asks, whose address has only
-    no PTR to name it back. RL_PTR_MISSING's evidence names it: the name the missing
-    PTR would hold, and a sign of a sender misconfigured rather than hijacked."""
+    gives its own host name, as RFC 5321 section 4.1.1.1 asks. The PTR checks' evidence
+    names it when no confirmed PTR name does (check_ptr)."""
     if facts is None or facts.helo.kind is not HeloKind.NAME:
         return None
     return facts.helo.ascii if ip in facts.found.addresses else None
