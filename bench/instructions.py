@@ -119,13 +119,22 @@ async def _run(scenario: str, count: int, nameserver: str) -> None:
 
 def _forget_memos() -> None:
     """Empty the memos of validation and parsing, as if no request had been seen."""
-    from scorer import protocol
+    from scorer import names, protocol
     from scorer.checks.helo import parse_helo
     from scorer.checks.mailfrom import parse_sender
     from scorer.generic.classifier import classify
+    from scorer.generic.hostparts import _public_suffix
 
     protocol._parsed.clear()
-    for memoised in (protocol.parse_ip, parse_helo, parse_sender, classify):
+    memos = (
+        protocol.parse_ip,
+        names.is_public_host,
+        parse_helo,
+        parse_sender,
+        classify,
+        _public_suffix,
+    )
+    for memoised in memos:
         memoised.cache_clear()
 
 

@@ -25,7 +25,7 @@ from scorer.generic.hostparts import normalize_hostname, split_host, tokenise_la
 from scorer.generic.keywords import KEYWORDS, WEAK_KEYWORDS, digit_shape
 from scorer.generic.providers import PROVIDERS, find_provider
 from scorer.generic.verdict import MAX_DESCRIPTION_LENGTH
-from scorer.names import to_ascii
+from scorer.names import _list_rules, public_suffix_list, to_ascii
 
 CORPUS = Path(__file__).parent / "data" / "generic_ptr.tsv"
 
@@ -992,6 +992,21 @@ def test_split_host_finds_a_four_label_public_suffix() -> None:
     # The deepest ICANN rules have four labels (pvt.k12.ma.us): the lookup must see them.
     parts = split_host("mail.school.pvt.k12.ma.us")
     assert (parts.host, parts.registered) == ("mail", "school.pvt.k12.ma.us")
+
+
+def test_split_host_agrees_with_the_whole_list_under_every_icann_rule() -> None:
+    # split_host asks the list about a name's last labels only, as many as the deepest
+    # rule under its TLD has (names.icann_rule_depths): under every ICANN rule, a name
+    # deeper than any rule must get the registered domain the list gives the whole name.
+    psl = public_suffix_list()
+    checked = 0
+    for rule in _list_rules(only_icann=True):
+        suffix = to_ascii(rule.lstrip("!").replace("*", "any"))
+        name = suffix and normalize_hostname(f"host.7.6.5.4.3.{suffix}")
+        if name:
+            assert split_host(name).registered == psl.privatesuffix(name), name
+            checked += 1
+    assert checked > 6000  # the ICANN section has ~7,000 rules, IDN ones included
 
 
 def test_a_registered_domain_alone_is_still_searched_for_the_address() -> None:

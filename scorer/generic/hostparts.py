@@ -12,18 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from scorer.memo import memoise
-from scorer.names import MAX_NAME_OCTETS, public_suffix_list
+from scorer.names import MAX_NAME_OCTETS, icann_rule_depths, public_suffix_list
 
 #: A whole name: 1-63 character labels separated by single dots. Underscore is not a hostname
 #: character, but it does occur in real PTR data and is harmless here, so it is tolerated.
 #: Labels cannot contain dots, so the repetition cannot backtrack catastrophically.
 _NAME_RE = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
 
-#: Public suffixes are looked up on the last few labels only, cached: clients share a small
-#: set of ISP domains, and the lookup is the most expensive step of a classification. No
-#: ICANN rule is deeper than four labels, so five labels always contain the suffix and the
-#: label that makes the registered domain.
-_SUFFIX_LOOKUP_LABELS = 5
 
 #: Label tokens: runs of letters or runs of digits. Splitting on the digit/letter boundary
 #: turns ``dyn123`` into ``dyn``, ``123`` and ``adsl2`` into ``adsl``, ``2`` so keywords are
@@ -89,7 +84,10 @@ def normalize_hostname(hostname: object) -> str | None:
 
 @memoise(maxsize=4096)
 def _public_suffix(tail: str) -> str | None:
-    """Public suffix of ``tail`` (the last few labels of a name), cached."""
+    """Public suffix of ``tail``, a name's last labels as deep as its TLD's deepest rule,
+    cached: clients share a small set of ISP domains (``hsd1.ca.comcast.net``), and the
+    lookup is the most expensive step of a classification. No rule matches more labels
+    than that (names.icann_rule_depths), so the name's own suffix is the tail's."""
     suffix: str | None = public_suffix_list().publicsuffix(tail)
     return suffix
 
@@ -97,7 +95,7 @@ def _public_suffix(tail: str) -> str | None:
 def split_host(name: str) -> HostParts:
     """Split a normalised name (see :func:`normalize_hostname`) with the Public Suffix List."""
     labels = name.split(".")
-    suffix = _public_suffix(".".join(labels[-_SUFFIX_LOOKUP_LABELS:]))
+    suffix = _public_suffix(".".join(labels[-icann_rule_depths().get(labels[-1], 1) :]))
     suffix_labels = suffix.count(".") + 1 if suffix else len(labels)
     if suffix_labels >= len(labels):
         # The name is itself a public suffix (or a single label): nothing host-specific.
