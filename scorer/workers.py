@@ -237,7 +237,7 @@ def run_worker(
     # Late: `check` needs no server code.
     from scorer.app import IDLE_CONNECTION_SECONDS, SERVICE_KEY, UNREAD_BODY_SECONDS, create_app
     from scorer.gctuning import tune_garbage_collection
-    from scorer.names import public_suffix_list
+    from scorer.names import load_public_suffixes
 
     loop = new_event_loop(started.event_loop)
     app = create_app(
@@ -259,7 +259,7 @@ def run_worker(
     app.on_startup.insert(0, _stop_on_first_signal)
     if stale_config:
         app[SERVICE_KEY].metrics.record_reload(success=False)
-    public_suffix_list()  # built now (~0.1 s), not on the first message
+    load_public_suffixes()
     tune_garbage_collection()
     web.run_app(
         app,

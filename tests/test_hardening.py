@@ -973,9 +973,9 @@ _CHECKS_IMPORT_NOTHING = """
 import asyncio, json, sys
 from scorer.app import Service
 from scorer.config import config_from_mapping
-from scorer.names import public_suffix_list
+from scorer.names import load_public_suffixes
 
-public_suffix_list()  # as a worker builds it at start
+load_public_suffixes()  # as a worker builds them at start
 dns = {"nameservers": ["127.0.0.1:%d"], "timeout": 0.2, "request_deadline": 0.3}
 service = Service(config_from_mapping({"dns": dns}))
 loaded = set(sys.modules)
