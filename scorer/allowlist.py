@@ -19,7 +19,6 @@ spammer cannot buy an exemption by writing a PTR or a HELO:
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -34,7 +33,7 @@ from scorer.names import (
     public_suffix_below,
     to_ascii,
 )
-from scorer.policy import parse_network
+from scorer.policy import NetworkSet, parse_network
 from scorer.symbols import Family
 from scorer.text import option
 
@@ -113,9 +112,7 @@ class Allowlist:
     ptr_suffixes: set[str] = field(default_factory=set)
     helo_names: set[str] = field(default_factory=set)
     from_domains: set[str] = field(default_factory=set)
-    # The ip entries by (IP version, prefix length): their network addresses as
-    # integers. A client is masked once per length in use, not compared with each entry.
-    _by_prefix: dict[tuple[int, int], set[int]] = field(default_factory=dict, repr=False)
+    ip_networks: NetworkSet = field(default_factory=NetworkSet, repr=False)
 
     def add(self, kind: str, value: str) -> None:
         if kind == "ip":
@@ -123,8 +120,7 @@ class Allowlist:
                 network = parse_network(value)
             except ValueError as error:
                 raise AllowlistError(str(error)) from None
-            key = (network.version, network.prefixlen)
-            self._by_prefix.setdefault(key, set()).add(int(network.network_address))
+            self.ip_networks.add(network)
         elif kind in ("ptr", "helo", "from"):
             domain = self._entry_name(kind, value)
             if kind == "ptr":
@@ -220,28 +216,17 @@ class Allowlist:
             except AllowlistError as error:
                 raise AllowlistError(f"{path}:{number}: {error}") from None
 
-    def ipv6_networks(self) -> list[ipaddress.IPv6Network]:
-        """The IPv6 ip entries, as networks (Config's warnings about unreachable ones)."""
-        return [
-            ipaddress.IPv6Network((address, prefixlen))
-            for (version, prefixlen), addresses in self._by_prefix.items()
-            if version == 6
-            for address in addresses
-        ]
-
     def match_ip(self, ip: IPAddress) -> str | None:
         """The most specific entry holding ``ip``, as ``ip NETWORK``, or ``ip ADDRESS``
         for an entry of one address: as the service reads it (an IPv4-mapped or NAT64
         entry as the IPv4 network it covers, a netmask as a prefix length), which says
         what matched where the entry's own spelling would not."""
-        bits = ip.max_prefixlen
-        for version, prefixlen in sorted(self._by_prefix, key=lambda key: -key[1]):
-            if version == ip.version:
-                masked = int(ip) >> (bits - prefixlen) << (bits - prefixlen)
-                if masked in self._by_prefix[version, prefixlen]:
-                    network = type(ip)(masked)
-                    return f"ip {network}" if prefixlen == bits else f"ip {network}/{prefixlen}"
-        return None
+        network = self.ip_networks.most_specific(ip)
+        if network is None:
+            return None
+        if network.prefixlen == network.max_prefixlen:
+            return f"ip {network.network_address}"
+        return f"ip {network}"
 
     def match_ptr(self, confirmed_names: Iterable[str]) -> str | None:
         for name in confirmed_names:

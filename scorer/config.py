@@ -273,7 +273,10 @@ class Config:
         prefixes = self.nat64_prefixes
         entries = [
             *(("[policy] skip_networks", n) for n in self.skip_networks if n.version == 6),
-            *(("[allowlist] ip entry", n) for n in self.allowlist_entries.ipv6_networks()),
+            *(
+                ("[allowlist] ip entry", n)
+                for n in self.allowlist_entries.ip_networks.ipv6_networks()
+            ),
         ]
         return [
             f"{where} {network} is inside [policy] nat64_prefixes {prefix}, whose clients "

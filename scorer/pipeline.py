@@ -23,7 +23,7 @@ from scorer.dns.layer import Consequences, DnsLayer
 from scorer.dns.outcomes import Outcome
 from scorer.lookups import Facts, Limits, gather_facts
 from scorer.memo import memo_sized
-from scorer.policy import nat64_client, skip_hit
+from scorer.policy import NetworkSet, nat64_client, skip_hit
 from scorer.protocol import CheckReply, CheckRequest, ReplyKey, reply_key
 from scorer.scoring import score_hits
 
@@ -95,7 +95,7 @@ class Pipeline:
         # The DNS layer's trust_changes the replies were stored under.
         self._replies_trust = self.dns.trust_changes
         self._clock = clock
-        self._skip_networks = config.skip_networks
+        self._skip_networks = NetworkSet(config.skip_networks)
         self._nat64_prefixes = config.nat64_prefixes
         self._local_names = config.local_names
         self._local_ips = config.local_ips

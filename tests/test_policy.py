@@ -36,7 +36,7 @@ from scorer.checks.mailfrom import SenderKind, parse_sender
 from scorer.config import Config, ConfigError, config_from_mapping, load_config
 from scorer.names import to_ascii
 from scorer.pipeline import Pipeline
-from scorer.policy import nat64_client, parse_network
+from scorer.policy import NetworkSet, nat64_client, parse_network, skip_hit
 from scorer.protocol import SymbolResult, parse_request
 from scorer.scoring import score_hits
 from scorer.security import public_bind_refusal, refuse_public_without_token
@@ -2045,29 +2045,36 @@ def test_a_shadowed_symbol_must_have_a_weight_to_watch() -> None:
     config_from_mapping({"policy": {"shadow_symbols": ["RL_HELO_NOT_FQDN"]}})
 
 
-def test_allowlist_lookups_do_not_grow_with_the_list() -> None:
+def test_allowlist_and_skip_network_lookups_do_not_grow_with_the_list() -> None:
     # Regression (review): match_ip and match_ptr compared a client with every entry:
-    # 25,000 of each cost 9 and 5 ms per check on the event loop. Compared as a ratio
-    # within one run (never absolute times on a shared box).
-    def build(entries: int) -> Allowlist:
-        allowlist = Allowlist()
+    # 25,000 of each cost 9 and 5 ms per check on the event loop. So did skip_networks
+    # (scorer.policy.NetworkSet now holds both). Compared as a ratio within one run
+    # (never absolute times on a shared box).
+    def build(entries: int) -> tuple[Allowlist, NetworkSet]:
+        allowlist, skip_networks = Allowlist(), NetworkSet()
         for n in range(entries):
             allowlist.add("ip", f"10.{n >> 8 & 255}.{n & 255}.0/24")
             allowlist.add("ptr", f"mail.partner{n}.example.net")
-        return allowlist
+            skip_networks.add(parse_network(f"10.{n >> 8 & 255}.{n & 255}.0/24"))
+        return allowlist, skip_networks
 
-    def cost(allowlist: Allowlist) -> float:
+    def cost(lists: tuple[Allowlist, NetworkSet]) -> float:
+        allowlist, skip_networks = lists
         ip = ipaddress.ip_address("192.0.2.9")
         names = ["mx.unknown-sender.example.org"]
         started = time.perf_counter()
         for _ in range(2_000):
             allowlist.match_ip(ip)
             allowlist.match_ptr(names)
+            skip_hit(ip, skip_networks)
         return time.perf_counter() - started
 
-    small, large = build(10), build(20_000)
-    assert min(cost(large) for _ in range(3)) < 5 * min(cost(small) for _ in range(3))
+    small, (large, large_skip) = build(10), build(20_000)
+    assert min(cost((large, large_skip)) for _ in range(3)) < 5 * min(cost(small) for _ in range(3))
     # Still right: the most specific network, IPv6 too, a name under a suffix.
+    assert skip_hit(ipaddress.ip_address("10.0.5.20"), large_skip) == Hit(
+        "RL_SKIPPED_LOCAL", ("10.0.5.20 in 10.0.5.0/24",)
+    )
     large.add("ip", "10.0.5.128/25")
     large.add("ip", "2001:db8::/32")
     assert large.match_ip(ipaddress.ip_address("10.0.5.200")) == "ip 10.0.5.128/25"

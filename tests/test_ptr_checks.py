@@ -18,7 +18,7 @@ from scorer.dns.wire import reverse_name
 from scorer.generic import classify
 from scorer.names import IPAddress
 from scorer.pipeline import Pipeline
-from scorer.policy import parse_network, skip_hit
+from scorer.policy import NetworkSet, parse_network, skip_hit
 from scorer.symbols import SYMBOLS
 from scorer.text import OPTION_MAX_CHARS
 from tests import world
@@ -170,15 +170,22 @@ async def test_skip_networks_are_configurable(unbound_config: Config) -> None:
     assert "RL_PTR_MISSING" in symbols
 
 
-def test_a_skipped_client_is_named_with_the_first_network_listed_that_holds_it() -> None:
-    networks = [parse_network(n) for n in ("192.168.0.0/16", "10.1.0.0/16", "10.0.0.0/8")]
+def test_a_skipped_client_is_named_with_the_most_specific_network_that_holds_it() -> None:
+    # Whatever the order they are listed in, as an allowlist ip entry is named.
+    networks = NetworkSet(
+        parse_network(n) for n in ("192.168.0.0/16", "10.0.0.0/8", "10.1.0.0/16", "::1")
+    )
     assert skip_hit(ipaddress.ip_address("10.1.2.3"), networks) == Hit(
         "RL_SKIPPED_LOCAL", ("10.1.2.3 in 10.1.0.0/16",)
     )
     assert skip_hit(ipaddress.ip_address("10.2.0.1"), networks) == Hit(
         "RL_SKIPPED_LOCAL", ("10.2.0.1 in 10.0.0.0/8",)
     )
+    assert skip_hit(ipaddress.ip_address("::1"), networks) == Hit(
+        "RL_SKIPPED_LOCAL", ("::1 in ::1/128",)
+    )
     assert skip_hit(ipaddress.ip_address("192.0.2.1"), networks) is None
+    assert skip_hit(ipaddress.ip_address("::a01:203"), networks) is None  # 10.1.2.3's bits
 
 
 async def test_generic_ptr_is_scored_by_confidence_with_evidence(client: Any) -> None:
