@@ -25,7 +25,7 @@ from scorer.generic.hostparts import normalize_hostname, split_host, tokenise_la
 from scorer.generic.keywords import KEYWORDS, WEAK_KEYWORDS, digit_shape
 from scorer.generic.providers import PROVIDERS, find_provider
 from scorer.generic.verdict import MAX_DESCRIPTION_LENGTH
-from scorer.names import _list_rules, public_suffix_list, to_ascii
+from scorer.names import _list_rules, icann_rule_depths, public_suffix_list, to_ascii
 
 CORPUS = Path(__file__).parent / "data" / "generic_ptr.tsv"
 
@@ -998,13 +998,19 @@ def test_split_host_agrees_with_the_whole_list_under_every_icann_rule() -> None:
     # split_host asks the list about a name's last labels only, as many as the deepest
     # rule under its TLD has (names.icann_rule_depths): under every ICANN rule, a name
     # deeper than any rule must get the registered domain the list gives the whole name.
-    psl = public_suffix_list()
+    # And names no deeper than a rule, or the rule itself: the list gives each the suffix
+    # it gives its last labels as deep as that (what icann_rule_depths promises).
+    psl, depths = public_suffix_list(), icann_rule_depths()
     checked = 0
     for rule in _list_rules(only_icann=True):
         suffix = to_ascii(rule.lstrip("!").replace("*", "any"))
         name = suffix and normalize_hostname(f"host.7.6.5.4.3.{suffix}")
         if name:
             assert split_host(name).registered == psl.privatesuffix(name), name
+            for short in (suffix, f"a.{suffix}", f"b.a.{suffix}"):
+                labels = short.split(".")
+                tail = ".".join(labels[-depths.get(labels[-1], 1) :])
+                assert psl.publicsuffix(tail) == psl.publicsuffix(short), short
             checked += 1
     assert checked > 6000  # the ICANN section has ~7,000 rules, IDN ones included
 
