@@ -432,6 +432,9 @@ def non_public_suffix(ascii_name: str) -> str | None:
 # RFC 4007 section 11 for a zone after "%"). A name with any other character is
 # not one: ipaddress would take ~8 us to say so, raising two exceptions.
 _NOT_ADDRESS_CHARACTER = re.compile(r"[^0-9A-Fa-f.:%]")
+# The same, with what an SMTP address literal adds around one: its brackets and
+# the "IPv6:" tag (RFC 5321 section 4.1.3).
+_NOT_LITERAL_CHARACTER = re.compile(r"[^0-9A-Fa-f.:%\[\]IiPpVv]")
 
 
 # RFC 6052 section 2.1: the well-known prefix of IPv4-embedded addresses. A client in it
@@ -555,6 +558,8 @@ def address_named(text: str) -> IPAddress | None:
     host, bare or as an SMTP address literal (``192.0.2.010``, ``[192.0.2.10]``,
     ``[IPv6:2001:db8::25]``: RFC 5321 section 4.1.3, every Snum decimal, the tag in any
     case as ABNF strings are), or None."""
+    if "%" not in text and _NOT_LITERAL_CHARACTER.search(text):
+        return None  # a host name, as most are: nothing to take apart
     inside = text.strip("[]")
     return literal_address(inside[5:] if inside[:5].lower() == "ipv6:" else inside)
 

@@ -29,6 +29,7 @@ from scorer.lookups import Limits, gather_facts
 from scorer.names import (
     IPAddress,
     address_in,
+    address_named,
     hostname_problem,
     ipv4_literal,
     is_internal,
@@ -85,6 +86,26 @@ _ADDRESS_FORMS = st.builds(
 def test_address_in_agrees_with_ipaddress(text: str) -> None:
     # The character pre-check may only ever say "no" where ipaddress says no too.
     assert address_in(text) == _ip_address_or_none(text)
+
+
+# Address literals in the forms a PTR name or an MX target may spell one (RFC 5321
+# section 4.1.3): bare, bracketed, with the tag in any case, Snums with leading zeros.
+_LITERAL_FORMS = st.builds(
+    lambda text, bracketed, tag: f"[{tag}{text}]" if bracketed else f"{tag}{text}",
+    _ADDRESS_FORMS | st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){3}", fullmatch=True),
+    st.booleans(),
+    st.sampled_from(["", "IPv6:", "ipv6:", "IPV6:"]),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="0123456789abcdefIPVipvxyz.:%-[] ", max_size=45) | _LITERAL_FORMS)
+def test_address_named_says_no_early_only_where_taking_the_name_apart_does(text: str) -> None:
+    # address_named's character pre-check (host names, most of what it sees) against the
+    # full reading: brackets and tag stripped, every Snum decimal (literal_address).
+    inside = text.strip("[]")
+    full = literal_address(inside[5:] if inside[:5].lower() == "ipv6:" else inside)
+    assert address_named(text) == full
 
 
 @settings(max_examples=500, deadline=None)
