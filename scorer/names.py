@@ -276,6 +276,10 @@ def is_public_suffix(ascii_name: str, *, private: bool = False) -> bool:
     return bool(suffixes.is_public(ascii_name, accept_unknown=False))
 
 
+# The lines around the list's ICANN section, as publicsuffixlist looks for them.
+_ICANN_MARKERS = {"// ===BEGIN ICANN DOMAINS===": True, "// ===END ICANN DOMAINS===": False}
+
+
 def _list_rules(*, only_icann: bool) -> Iterator[str]:
     """The rules of the bundled list file as written there ("*." and "!" kept, IDN rules
     in U-labels): of its ICANN section only, as ``public_suffix_list`` reads it, or of
@@ -291,10 +295,6 @@ def _list_rules(*, only_icann: bool) -> Iterator[str]:
             rule = text.partition(" ")[0]
             if rule and not rule.startswith("//") and (in_icann or not only_icann):
                 yield rule
-
-
-# The lines around the list's ICANN section, as publicsuffixlist looks for them.
-_ICANN_MARKERS = {"// ===BEGIN ICANN DOMAINS===": True, "// ===END ICANN DOMAINS===": False}
 
 
 @functools.cache
@@ -431,10 +431,11 @@ def non_public_suffix(ascii_name: str) -> str | None:
 # What an address literal can be made of (RFC 4291 section 2.2 text forms, and
 # RFC 4007 section 11 for a zone after "%"). A name with any other character is
 # not one: ipaddress would take ~8 us to say so, raising two exceptions.
-_NOT_ADDRESS_CHARACTER = re.compile(r"[^0-9A-Fa-f.:%]")
+_ADDRESS_CHARACTERS = "0-9A-Fa-f.:%"
+_NOT_ADDRESS_CHARACTER = re.compile(f"[^{_ADDRESS_CHARACTERS}]")
 # The same, with what an SMTP address literal adds around one: its brackets and
 # the "IPv6:" tag (RFC 5321 section 4.1.3).
-_NOT_LITERAL_CHARACTER = re.compile(r"[^0-9A-Fa-f.:%\[\]IiPpVv]")
+_NOT_LITERAL_CHARACTER = re.compile(rf"[^{_ADDRESS_CHARACTERS}\[\]IiPpVv]")
 
 
 # RFC 6052 section 2.1: the well-known prefix of IPv4-embedded addresses. A client in it

@@ -103,7 +103,9 @@ class NetworkSet:
             self._lengths[version] = tuple(sorted((*self._lengths[version], length), reverse=True))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, NetworkSet) and other._by_prefix == self._by_prefix
+        if not isinstance(other, NetworkSet):
+            return NotImplemented
+        return other._by_prefix == self._by_prefix
 
     def most_specific(self, ip: IPAddress) -> IPNetwork | None:
         """The longest network holding ``ip`` (one of the other family never does)."""

@@ -461,7 +461,7 @@ sub _ask {
     if ($status != 200) {
       # The service's own words ({"error": ...}) say what to fix: "HTTP 401: missing or
       # wrong bearer token".
-      my $said = _refusal($reply);
+      my $said = _error_words(_decode_json($reply));
       push(@errors, "$url: HTTP $status" . (defined $said ? ": $said" : ''));
       # A 4xx is the request's or the token's fault: every instance refuses the same
       # request, so the next URL would only cost time. A 5xx (503: overloaded) may be
@@ -662,14 +662,9 @@ sub _clean {
   return $text;
 }
 
-# The error text of a reply that is not a 200 ({"error": "...", "field": ...}), printable
-# and capped, or undef.
-sub _refusal {
-  my ($body) = @_;
-  return _error_words(_decode_json($body));
-}
-
-# The "error" text of decoded reply data, printable and capped, or undef.
+# The "error" text of decoded reply data, printable and capped, or undef: the service's
+# own words for a request it refused ({"error": "...", "field": ...}), or whatever
+# answered a 200 that is no verdict.
 sub _error_words {
   my ($data) = @_;
   return if ref($data) ne 'HASH' || !defined $data->{error} || ref($data->{error});
