@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from scorer.checks.mailfrom import envelope_address
+from scorer.checks.mailfrom import QMAIL_NULL_SENDER, envelope_address
 from scorer.memo import memo_sized, memoise
 from scorer.names import THIS_NETWORK, IPAddress, is_multicast_or_broadcast, unmapped, unscoped
 from scorer.text import option
@@ -280,9 +280,10 @@ def _validate(ip: object, helo: object, mail_from: object, hostname: object) -> 
 
 
 def _null_sender_as_empty(mail_from: str | None) -> str | None:
-    """The null sender in any spelling ("<>", " <> ") as "", the plugins' own: one
-    reply-cache entry, and it counts as not checked (RFC 5321 section 4.5.5)."""
-    if mail_from and not envelope_address(mail_from):
+    """The null sender in any spelling ("<>", " <> ", qmail's "#@[]") as "", the
+    plugins' own: one reply-cache entry, logged as ``<>``, and it counts as not checked
+    (RFC 5321 section 4.5.5)."""
+    if mail_from and envelope_address(mail_from) in ("", QMAIL_NULL_SENDER):
         return ""
     return mail_from
 
