@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -1147,3 +1148,34 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stderr
     # Unknown keys and unparsable values are only warnings: none may appear.
     assert UNIT.name not in checked.stderr, checked.stderr
+
+
+def _unit_procfs_options() -> str:
+    """The mount options of the /proc the unit's service sees (systemd.exec(5):
+    ProtectProc= is procfs's hidepid=, ProcSubset=pid its subset=pid)."""
+    text = UNIT.read_text()
+    protect = re.search(r"^ProtectProc=(\w+)$", text, re.M)
+    subset = re.search(r"^ProcSubset=(\w+)$", text, re.M)
+    options = [f"hidepid={protect.group(1)}"] if protect and protect.group(1) != "default" else []
+    if subset and subset.group(1) == "pid":
+        options.append("subset=pid")
+    return ",".join(options) or "defaults"
+
+
+def test_the_units_proc_still_shows_the_process_metrics() -> None:
+    # Regression (review): ProcSubset=pid hid /proc/stat, where prometheus_client reads
+    # the boot time, and without it every process_* family went missing: the dashboard's
+    # Memory (RSS) and CPU panels stayed empty under the documented systemd install.
+    # The unit cannot run here (no systemd as PID 1): its /proc is mounted as it would
+    # be, in a mount namespace of the service's own.
+    options = _unit_procfs_options()
+    mount = f'mount -t proc -o {options} proc /proc && exec "$@"'
+    sandbox = ("unshare", "--mount", "--propagation", "private", "sh", "-c", mount, "sh")
+    service = ScorerProcess(f"127.0.0.1:{dead_port()}", wrapper=sandbox).start()
+    try:
+        with urllib.request.urlopen(f"{service.url}/metrics", timeout=10) as reply:
+            exported = reply.read().decode()
+    finally:
+        service.stop()
+    for family in ("process_resident_memory_bytes", "process_cpu_seconds_total"):
+        assert f"\n{family} " in exported, (options, family)

@@ -22,13 +22,19 @@ class ScorerProcess:
     (several, asked in order, when a list).
 
     ``config_toml`` is written to a temp file and passed with ``--config``. With
-    ``with_bug``, a check whose body holds ``BUG_MARKER`` is a bug (a 500).
+    ``with_bug``, a check whose body holds ``BUG_MARKER`` is a bug (a 500). ``wrapper``
+    is a command the service runs under (``sh -c '...; exec "$@"'``, as a sandbox).
     """
 
     def __init__(
-        self, nameserver: str | list[str], config_toml: str = "", with_bug: bool = False
+        self,
+        nameserver: str | list[str],
+        config_toml: str = "",
+        with_bug: bool = False,
+        wrapper: tuple[str, ...] = (),
     ) -> None:
         self.with_bug = with_bug
+        self.wrapper = wrapper
         self.port = free_port()
         self.nameservers = [nameserver] if isinstance(nameserver, str) else nameserver
         self._dir = Path(tempfile.mkdtemp(prefix="rdns-scorer-"))
@@ -55,6 +61,7 @@ class ScorerProcess:
         log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
         self._process = subprocess.Popen(
             [
+                *self.wrapper,
                 sys.executable, "-m", "scorer", "serve",
                 "--config", str(self.config_path),
                 "--listen", self.address,
