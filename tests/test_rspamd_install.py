@@ -2022,3 +2022,30 @@ def test_advice_names_the_confdir_unless_it_is_the_default(tmp_path: Path) -> No
     assert (
         integration.confdir_option(tmp_path / "my rspamd") == f" --confdir '{tmp_path}/my rspamd'"
     )
+
+
+def test_uninstall_names_the_stock_rules_the_docs_zero_beside_the_plugin(tmp_path: Path) -> None:
+    # docs/rspamd.md's "Do not count a missing PTR three times", done as it says, then
+    # uninstall: the zeroed rules stay zero, and a client without a PTR would score
+    # nothing (regression, review: uninstall said nothing of them).
+    docs = (REPO / "docs" / "rspamd.md").read_text()
+    examples = re.findall(r"```\n# /etc/rspamd/(local\.d/\S+)\n(.*?)```", docs, re.S)
+    assert [name for name, _ in examples] == [
+        "local.d/headers_group.conf",
+        "local.d/hfilter_group.conf",
+    ]
+    section = integration.module_section(config_from_mapping({}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    (tmp_path / "local.d").mkdir()
+    for name, text in examples:
+        (tmp_path / name).write_text("# commented out: RDNS_NONE { weight = 0.0; }\n" + text)
+    report = integration.uninstall(tmp_path, rspamadm=None, run_configtest=False)
+    assert report.ok
+    notes = [text for text in report.lines if "set it back" in text]
+    assert notes == [
+        f"note:      {tmp_path / name} line 3 sets rspamd's {symbol}: if you zeroed it beside "
+        "the plugin, set it back, or a client without a PTR scores nothing now"
+        for (name, _), symbol in zip(
+            examples, ["RDNS_NONE", "HFILTER_HOSTNAME_UNKNOWN"], strict=True
+        )
+    ]

@@ -223,6 +223,9 @@ def _read_kept(path: Path) -> str:
 # group's `rdns_scorer {` inside `group {` is no section.
 _OUR_SECTION = (MODULE,)
 _OUR_GROUP = ("group", MODULE)
+# rspamd's own rules docs/rspamd.md ("Do not count a missing PTR three times") has the
+# admin zero beside the plugin: without it, a client with no PTR would score nothing.
+_ZEROED_BESIDE_THE_PLUGIN = ("RDNS_NONE", "HFILTER_HOSTNAME_UNKNOWN")
 
 # UCL as _blocks reads it: a quoted string, one of `{}[]`, what ends a statement (`;`,
 # `,`, a line end: UCL wants a block's keys on the line of its `{`), a key's `=` or `:`
@@ -635,6 +638,7 @@ def uninstall(
                     "(your weights for the plugin's symbols): remove it yourself if you are "
                     "done with them"
                 )
+        _name_stock_rules_set_beside(confdir, report)
     except OSError as error:
         # Said after what was already removed (and its backups), not instead of it.
         report.say(f"error:     {error}{_as_root_hint(error)}")
@@ -650,6 +654,24 @@ def uninstall(
     else:
         report.say(f"reload the rspamd that reads {confdir} to unload the plugin")
     return report
+
+
+def _name_stock_rules_set_beside(confdir: Path, report: InstallReport) -> None:
+    """Name each block of ``_ZEROED_BESIDE_THE_PLUGIN`` in the admin's rspamd config
+    (``local.d``, ``override.d``, ``rspamd.conf.local``): uninstall leaves it, and a rule
+    zeroed while the plugin scored in its place would stay zero once the plugin is gone."""
+    files = [*sorted(confdir.glob("local.d/*.conf")), *sorted(confdir.glob("override.d/*.conf"))]
+    files += [confdir / "rspamd.conf.local", confdir / "rspamd.conf.local.override"]
+    for path in files:
+        if not path.is_file():
+            continue
+        for keys, line in _blocks(_comments_blanked(_read_kept(path))):
+            if keys and keys[-1] in _ZEROED_BESIDE_THE_PLUGIN:
+                report.say(
+                    f"note:      {path} line {line} sets rspamd's {keys[-1]}: if you zeroed "
+                    "it beside the plugin, set it back, or a client without a PTR scores "
+                    "nothing now"
+                )
 
 
 def shipped_plugin(source_dir: Path | None = None) -> bytes | None:
