@@ -536,11 +536,52 @@ async def test_ready_while_only_a_dead_zone_fails_again_and_again(unbound: Unbou
     assert await layer.unready_reason() is None
     failures = [repeated for result, repeated in seen if result == "servfail"]
     assert failures == [False] + [True] * 39  # the first one counts, its repeats do not
-    # Once the question is answered, its next failure is news again.
-    layer._failing.clear()
-    assert not layer._repeats(world.SERVFAIL_DOMAIN, dns.rdatatype.MX, True)
-    assert not layer._repeats(world.SERVFAIL_DOMAIN, dns.rdatatype.MX, False)
-    assert not layer._repeats(world.SERVFAIL_DOMAIN, dns.rdatatype.MX, True)
+
+
+async def test_ready_while_a_sender_asks_new_names_of_its_dead_zone(unbound: Unbound) -> None:
+    """Regression (review): repeats were told by the question, so a sender writing a new
+    HELO under its own dead zone into every message (``h<N>.servfail-zone.net``), or
+    connecting from a new address of its IPv6 /64, had each failure counted as news: 40
+    messages on a quiet server and /readyz said 100 % of queries failed (503), as
+    RdnsScorerResolverBroken would. A failure is charged to the zone (failure_zone)."""
+    layer = _layer(unbound.nameserver, timeout=0.2)
+    deadline = _deadline()
+    seen: list[tuple[str, str, bool]] = []
+    layer.observer = lambda rdtype, result, _seconds, repeated: seen.append(
+        (rdtype, result, repeated)
+    )
+    for i in range(40):
+        await layer.lookup(f"h{i}.{world.SERVFAIL_DOMAIN}", dns.rdatatype.A, deadline)
+    assert await layer.unready_reason() is None
+    assert [s for s in seen if s[0] == "A"] == [("A", "servfail", r) for r in [False] + [True] * 39]
+    # Whatever it asks there; and the clients of one dead reverse /16 alike.
+    assert all(
+        layer._repeats(name) for name in (world.SERVFAIL_DOMAIN, f"a.b.{world.SERVFAIL_DOMAIN}")
+    )
+    client = ipaddress.ip_address(world.PTR_TIMEOUT_IP)
+    assert not layer._repeats(wire.reverse_name(client))  # another zone: news
+    assert layer._repeats(wire.reverse_name(client + 256))
+
+
+@pytest.mark.parametrize(
+    ("name", "zone"),
+    [
+        ("mx.mail.example.co.uk", "example.co.uk"),
+        ("h1.servfail-zone.net", "servfail-zone.net"),
+        ("servfail-zone.net", "servfail-zone.net"),
+        ("co.uk", "co.uk"),  # a public suffix is its own
+        ("localhost", "localhost"),
+        ("7.100.51.198.in-addr.arpa", "51.198.in-addr.arpa"),
+        ("51.198.in-addr.arpa", "51.198.in-addr.arpa"),
+        (wire.reverse_name(ipaddress.ip_address("2001:db8:1:2::25")), "8.b.d.0.1.0.0.2.ip6.arpa"),
+        ("in-addr.arpa", "in-addr.arpa"),
+        ("mail.not-in-addr.arpa", "not-in-addr.arpa"),
+    ],
+)
+def test_a_failure_is_charged_to_the_registered_domain_or_a_reverse_block(
+    name: str, zone: str
+) -> None:
+    assert layer_module.failure_zone(name) == zone
 
 
 async def test_a_root_probe_that_keeps_failing_is_never_a_repeat() -> None:
@@ -1041,7 +1082,7 @@ def test_a_question_that_keeps_failing_counts_once_an_hour(
     news = []
     for minute in range(0, 150, 5):  # it fails every 5 minutes for two and a half hours
         now[0] = 1000.0 + minute * 60
-        if not layer._repeats(world.SERVFAIL_DOMAIN, dns.rdatatype.MX, True):
+        if not layer._repeats(world.SERVFAIL_DOMAIN):
             news.append(minute)
     assert news == [0, 60, 120]
 
@@ -1053,11 +1094,11 @@ def test_the_failing_questions_remembered_are_bounded(monkeypatch: pytest.Monkey
     monkeypatch.setattr(layer_module, "FAILING_MEMORY_ENTRIES", 3)
     layer = _layer("127.0.0.1:9", timeout=0.2)
     first, *others = [f"broken{i}.example" for i in range(4)]
-    assert not any(layer._repeats(name, dns.rdatatype.A, True) for name in [first, *others[:2]])
-    assert layer._repeats(first, dns.rdatatype.A, True)
-    assert not layer._repeats(others[2], dns.rdatatype.A, True)  # the fourth: starts over
+    assert not any(layer._repeats(name) for name in [first, *others[:2]])
+    assert layer._repeats(first)
+    assert not layer._repeats(others[2])  # the fourth: starts over
     assert len(layer._failing) == 1
-    assert not layer._repeats(first, dns.rdatatype.A, True)
+    assert not layer._repeats(first)
 
 
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])

@@ -38,7 +38,13 @@ from scorer.dns.outcomes import (
 )
 from scorer.dns.transport import UdpTransport
 from scorer.dns.wire import NameError_, encode_name, relative_name, reverse_name
-from scorer.names import REVERSE_TREES, IPAddress, decimal_in, is_multicast_or_broadcast
+from scorer.names import (
+    REVERSE_TREES,
+    IPAddress,
+    decimal_in,
+    is_multicast_or_broadcast,
+    public_suffix_list,
+)
 
 # (rdtype, result, seconds, whether a failure repeats the question's last one)
 QueryObserver = Callable[[str, str, float, bool], None]
@@ -134,10 +140,14 @@ HEALTH_MIN_QUERIES = 20  # fewer recent queries than this say nothing either way
 # (DnsLayer._judge_silence): two, 10 s apart at most (ROOT_CHECK_SECONDS), or sooner
 # with /readyz polled.
 SILENT_PROBES = 2
-# A question whose query failed is remembered this long (or until it is answered), at
-# most this many: its next failures are repeats, left out of the health share.
+# A zone (``failure_zone``) whose query failed is remembered this long, at most this
+# many: its next failures are repeats, left out of the health share.
 FAILING_MEMORY_SECONDS = 3600.0
 FAILING_MEMORY_ENTRIES = 4096
+# How much of the reverse trees a failure is charged to, in labels below the tree: an
+# IPv4 /16 and an IPv6 /32, what registries allocate an ISP, whose reverse zones lie
+# within (RFC 2317's classless delegation and a /64's nibble zone, further down).
+_REVERSE_ZONE_LABELS = {"in-addr.arpa": 2, "ip6.arpa": 8}
 # What an untrusted resolver's failures say after why it is not trusted (_judge_root).
 DISTRUSTED = "its NXDOMAIN/NODATA not trusted"
 
@@ -182,15 +192,31 @@ def cache_size(outcome: Answer[object] | NotFound) -> int:
     return 1 + held // CACHE_BYTES_PER_ENTRY
 
 
+def failure_zone(name: str) -> str:
+    """What a failed query of ``name`` (lower case, no final dot) is charged to: its
+    registered domain (the Public Suffix List's ICANN section), or the IPv4 /16 or IPv6
+    /32 of the reverse tree it is under.
+
+    A dead zone fails whatever is asked under it, and a sender picks the names: a new
+    HELO under its own lame domain for every message, or a new address of its IPv6 /64
+    to connect from, would each be a new question. Not where the zone cut is (only an
+    SOA query would say): the registered domain is where a domain's owner delegates.
+    """
+    for tree, depth in _REVERSE_ZONE_LABELS.items():
+        if name.endswith(tree) and (name == tree or name[-len(tree) - 1] == "."):
+            return ".".join(name.split(".")[-depth - 2 :])
+    return public_suffix_list().privatesuffix(name) or name
+
+
 class QueryHealth:
     """Failures among recent queries, over the current and the previous 30 s window.
 
-    The layer leaves out the repeats of a failing question (``DnsLayer._repeats``):
-    answers are cached and failures are not, so every message from a sender whose zone
-    is dead asks again and fails again, while the other senders' answers come from the
-    caches. A few such senders made 92-96 % of the queries sent failures, and /readyz
-    said the resolver was broken, while nearly every check was judged. A broken
-    resolver fails question after new question.
+    The layer leaves out the repeats of a failing zone (``DnsLayer._repeats``): answers
+    are cached and failures are not, so every message from a sender whose zone is dead
+    asks again and fails again, while the other senders' answers come from the caches.
+    A few such senders made 92-96 % of the queries sent failures, and /readyz said the
+    resolver was broken, while nearly every check was judged. A broken resolver fails
+    zone after new zone.
     """
 
     __slots__ = ("_clock", "_current", "_previous", "_window_start")
@@ -304,7 +330,7 @@ class DnsLayer:
         # Root probes sent, and the latest of them whose answer was judged (_probe_root).
         self._root_probes_sent = 0
         self._root_probe_judged = 0
-        self._failing: dict[str, float] = {}  # question key -> remembered until
+        self._failing: dict[str, float] = {}  # failure_zone -> remembered until
 
     def set_timeout(self, timeout: float) -> None:
         """Wait ``timeout`` for the queries sent from now on: a reload that changed only
@@ -438,7 +464,7 @@ class DnsLayer:
 
         def report(outcome: Outcome) -> None:
             failed = isinstance(outcome, TempFail)
-            repeated = for_checks and self._repeats(name, rdtype, failed)
+            repeated = for_checks and failed and self._repeats(name)
             if for_checks and not repeated:
                 self.health.record(failed)
             if self.observer is not None:
@@ -456,23 +482,22 @@ class DnsLayer:
         except Exception as error:  # a bug or an OS surprise must not become a 5xx
             report(network_failure(error))
 
-    def _repeats(self, name: str, rdtype: dns.rdatatype.RdataType, failed: bool) -> bool:
-        """Whether a failed query repeats the failure of the question's last query."""
+    def _repeats(self, name: str) -> bool:
+        """Whether a failed query of ``name`` repeats the failure of its zone's
+        (``failure_zone``) within the hour that counted. Not forgotten when a question
+        of the zone is answered: a sender's zone could answer every other name it sends
+        and fail the rest, each failure news again."""
         failing = self._failing
-        if not failed:
-            if failing:  # answered now: a later failure is news again
-                failing.pop(question_key(name, rdtype), None)
-            return False
-        key = question_key(name, rdtype)
+        zone = failure_zone(name)
         now = time.monotonic()
-        if failing.get(key, 0.0) > now:
+        if failing.get(zone, 0.0) > now:
             return True
-        # Remembered for an hour from this failure, not from the latest: a question
-        # that keeps failing counts once an hour, so a resolver that broke while the
-        # same senders came back still shows within the hour (in /readyz and alerts).
+        # Remembered for an hour from this failure, not from the latest: a zone that
+        # keeps failing counts once an hour, so a resolver that broke while the same
+        # senders came back still shows within the hour (in /readyz and alerts).
         if len(failing) >= FAILING_MEMORY_ENTRIES:
             failing.clear()
-        failing[key] = now + FAILING_MEMORY_SECONDS
+        failing[zone] = now + FAILING_MEMORY_SECONDS
         return False
 
     def _settle(
