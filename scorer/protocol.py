@@ -146,7 +146,8 @@ def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
             # scorer.text shows them as \xNN again.
             data = msgpack.unpackb(body, unicode_errors="surrogateescape", strict_map_key=False)
         except Exception as error:  # msgpack raises many unrelated types for bad input
-            raise RequestError(f"body is not valid msgpack: {_msgpack_problem(error)}") from None
+            problem = f"{_msgpack_problem(error)}{_mislabelled(body, msgpack_expected=True)}"
+            raise RequestError(f"body is not valid msgpack: {problem}") from None
         if isinstance(data, dict) and not KNOWN_FIELDS.issuperset(data):
             # Keys sent as msgpack bin: read them as text too. (A field we do not know
             # also lands here, harmlessly; one C call keeps the usual body off this path.)
@@ -159,10 +160,31 @@ def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
             text = body.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
             data = json.loads(text)
         except (ValueError, RecursionError) as error:
-            raise RequestError(f"body is not valid JSON: {option(str(error), 80)}") from None
+            problem = f"{option(str(error), 80)}{_mislabelled(body, msgpack_expected=False)}"
+            raise RequestError(f"body is not valid JSON: {problem}") from None
     if not isinstance(data, dict):
         raise RequestError("body must be a map/object")
     return data
+
+
+# The first byte of a msgpack map: fixmap, map 16, map 32 (the msgpack spec's formats).
+_MSGPACK_MAP_STARTS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
+
+
+def _mislabelled(body: bytes, msgpack_expected: bool) -> str:
+    """What a body the parser refused looks like instead, for the error: a JSON object
+    sent as msgpack reads as the number 123 (``{``) and then "data after the first
+    value", and UTF-16 JSON as "Expecting value", neither of which says what to fix."""
+    first = body.lstrip(b" \t\r\n")[:1]
+    if msgpack_expected:
+        return " (it looks like JSON: send it as application/json)" if first in (b"{", b"[") else ""
+    if body[:1] and body[0] in _MSGPACK_MAP_STARTS:
+        return " (it looks like msgpack: send it as application/msgpack)"
+    # RFC 4627 section 3: JSON text starts with two ASCII characters, so a NUL among its
+    # first four bytes (or a UTF-16 byte order mark) means UTF-16 or UTF-32.
+    if b"\x00" in body[:4] or body[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return " (it is UTF-16 or UTF-32: JSON between systems is UTF-8, RFC 8259 section 8.1)"
+    return ""
 
 
 def _msgpack_problem(error: Exception) -> str:

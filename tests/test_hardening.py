@@ -395,6 +395,38 @@ def test_a_bad_msgpack_body_is_told_what_is_wrong(body: bytes, problem: str) -> 
     assert raised.value.message == f"body is not valid msgpack: {problem}"
 
 
+_AS_JSON = "it looks like JSON: send it as application/json"
+_AS_MSGPACK = "it looks like msgpack: send it as application/msgpack"
+_WIDE = "it is UTF-16 or UTF-32"
+_OBJECT = '{"ip": "192.0.2.1"}'
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "hint"),
+    [
+        (_OBJECT.encode(), "application/msgpack", _AS_JSON),
+        (b" [1]", "application/msgpack", _AS_JSON),
+        (msgpack.packb({"ip": "192.0.2.1"}), "application/json", _AS_MSGPACK),
+        (_OBJECT.encode("utf-16"), "application/json", _WIDE),
+        (_OBJECT.encode("utf-16-be"), "application/json", _WIDE),
+        (_OBJECT.encode("utf-32-le"), "application/json", _WIDE),
+    ],
+)
+def test_a_body_in_the_other_format_or_encoding_is_named(
+    body: bytes, content_type: str, hint: str
+) -> None:
+    # Regression (review): a JSON body labelled msgpack was refused for "data after the
+    # first value" (msgpack reads "{" as the number 123), and UTF-16 JSON for "Expecting
+    # value": accurate, and no help to whoever reads the plugin's log.
+    with pytest.raises(RequestError) as raised:
+        decode_body(body, content_type)
+    assert f"({hint}" in raised.value.message
+    for plain in (b"\xc1", b"nul"):  # no hint where the body is just broken
+        with pytest.raises(RequestError) as raised:
+            decode_body(plain, content_type)
+        assert "(it " not in raised.value.message
+
+
 def test_json_nested_past_the_recursion_limit_is_a_bad_body() -> None:
     # json.loads raises RecursionError, no ValueError, for this (within max_body_bytes
     # when it is all brackets: 2 x 20,000 bytes).
