@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from scorer import __version__
 from scorer.config import (
@@ -376,8 +377,19 @@ def _config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are errors for journald too (print_error):
+    ``serve --workers 0`` in a unit is one, as a config error is. Its subcommands' parsers
+    are of this class too (add_subparsers takes the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print_error(f"{self.prog}: error: {message}")
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rdns-scorer",
         description="Score SMTP clients by reverse DNS, HELO and MAIL FROM, for rspamd "
         "and SpamAssassin.",

@@ -15,6 +15,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from scorer import requestlog
+from scorer.cli import main
 from scorer.protocol import CheckReply, SymbolResult, parse_request
 from scorer.requestlog import (
     _ClientFaultsAsInfo,
@@ -101,6 +102,23 @@ def test_under_systemd_every_line_of_an_error_is_an_error(
         capfd.readouterr().err
         == "<3>rdns-scorer: config error: [weights] X: unknown\nrdns-scorer: plain\n"
     )
+
+
+def test_a_usage_error_is_an_error_for_journald(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): argparse's own errors (serve --workers 0 in the unit) reached
+    # journald as "info", so `journalctl -p err` missed them.
+    stat = os.fstat(2)
+    monkeypatch.setenv("JOURNAL_STREAM", f"{stat.st_dev}:{stat.st_ino}")
+    for argv in (["serve", "--workers", "0"], ["rspamd", "install", "--nope"]):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2
+        err = capfd.readouterr().err
+        assert err.startswith("usage: rdns-scorer ")  # the usage is no error of its own
+        error = err.rstrip("\n").split("\n")[-1]
+        assert error.startswith("<3>rdns-scorer") and "error: " in error, err
 
 
 def test_the_date_is_rendered_once_per_second_and_without_milliseconds_when_asked() -> None:
