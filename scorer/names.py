@@ -69,8 +69,13 @@ _LOCALHOST_NAMES = frozenset(
 
 def is_localhost_name(ascii_name: str) -> bool:
     """Whether ``ascii_name`` names the loopback host (RFC 6761 section 6.3, hosts
-    files) rather than a host of its own."""
-    return ascii_name in _LOCALHOST_NAMES or ascii_name.endswith(".localhost")
+    files) rather than a host of its own; ``localhost.example.net`` too, where RFC 1912
+    section 4.1 has a zone give localhost.DOMAIN the address 127.0.0.1."""
+    return (
+        ascii_name in _LOCALHOST_NAMES
+        or ascii_name.endswith(".localhost")
+        or ascii_name.startswith("localhost.")
+    )
 
 
 # How many labels a NON_PUBLIC_SUFFIXES entry has, the most first.

@@ -534,12 +534,16 @@ def test_a_ptr_naming_an_address_with_leading_zeros_is_no_host_name(spelled: str
     assert f"PTR: {spelled} (an address, not a host name)" in hit.options
 
 
-@pytest.mark.parametrize("loopback", ["localhost", "ip6-localhost", "mail.localhost"])
+@pytest.mark.parametrize(
+    "loopback", ["localhost", "ip6-localhost", "mail.localhost", "localhost.hoster.example"]
+)
 async def test_a_ptr_naming_loopback_names_no_host(loopback: str) -> None:
     """Regression (review): "PTR localhost." (a hoster's default for an address it has
     not given out) was looked up, found at 127.0.0.1 and scored RL_PTR_UNVERIFIED (3)
     with a fix hint to point localhost at the client; RFC 6761 section 6.3 keeps the
-    name for loopback, and no remote client is it: no PTR name, as "PTR ." is."""
+    name for loopback, and no remote client is it: no PTR name, as "PTR ." is. So is
+    "PTR localhost.hoster.example." (review: it still scored 3), the loopback name RFC
+    1912 section 4.1 has a zone give 127.0.0.1, as a HELO of it is RL_HELO_LOCALHOST."""
     layer = KnownAnswers(
         {
             (reverse_name(CLIENT), dns.rdatatype.PTR): Answer((loopback,), 300),

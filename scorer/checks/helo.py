@@ -134,9 +134,8 @@ def parse_helo(raw: str) -> HeloName:
     problem = hostname_problem(name)
     if problem is not None:
         return HeloName(raw, HeloKind.INVALID, problem=problem)
-    # And "localhost.example.net": a host claiming the loopback name in its own domain
-    # (where RFC 1912 section 4.1 has zones give localhost.DOMAIN the address 127.0.0.1).
-    if is_localhost_name(name) or name.startswith("localhost."):
+    # "localhost.example.net" too: a host claiming the loopback name in its own domain.
+    if is_localhost_name(name):
         return HeloName(raw, HeloKind.LOCALHOST, ascii=name)
     suffix = non_public_suffix(name)
     if suffix is not None:
