@@ -284,6 +284,22 @@ def test_an_emoji_domain_gets_one_verdict_in_either_form() -> None:
         assert (sender.kind, sender.domain) == (SenderKind.DOMAIN, "xn--ls8h.la"), mail_from
 
 
+@pytest.mark.parametrize(
+    ("mail_from", "why"),
+    [
+        ("user@localhost", "a domain of a single label, under no top-level domain"),
+        ("user@ai", "a domain of a single label, under no top-level domain"),
+        ("user@printer.local", "domain under .local"),
+    ],
+)
+async def test_a_special_use_sender_says_why_in_words(
+    pipeline: Pipeline, mail_from: str, why: str
+) -> None:
+    # Regression (review): the evidence read "domain under single label".
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=mail_from)
+    assert symbols["RL_MAILFROM_SPECIAL_USE"].options == (f"from={mail_from}", why)
+
+
 async def test_a_joiner_in_a_sender_is_shown_escaped(pipeline: Pipeline) -> None:
     # The joiner IDNA allows is still invisible: where the evidence shows the sender as
     # sent (a special-use domain, judged without DNS), it is escaped.

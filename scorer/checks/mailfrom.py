@@ -398,6 +398,14 @@ def _literal_hit(subject: str, literal: IPAddress | None) -> Hit | None:
     return Hit("RL_MAILFROM_BOGUS_MX", (subject, f"address literal: non-public address {address}"))
 
 
+def _special_use(sender: Sender) -> str:
+    """Why a special-use sender domain is one (``names.non_public_suffix``'s word for it):
+    ``domain under .local``, or, for ``user@localhost``, a name under no TLD at all."""
+    if sender.problem.startswith("."):
+        return f"domain under {sender.problem}"
+    return f"a domain of a {sender.problem}, under no top-level domain"
+
+
 def check_mail_from(facts: MailFromFacts) -> list[Hit]:
     sender = facts.sender
     evidence = option(f"from={sender.raw}")
@@ -405,9 +413,7 @@ def check_mail_from(facts: MailFromFacts) -> list[Hit]:
         case SenderKind.BAD_SYNTAX:
             return [Hit("RL_MAILFROM_BAD_SYNTAX", (evidence, option(sender.problem)))]
         case SenderKind.SPECIAL_USE:
-            return [
-                Hit("RL_MAILFROM_SPECIAL_USE", (evidence, option(f"domain under {sender.problem}")))
-            ]
+            return [Hit("RL_MAILFROM_SPECIAL_USE", (evidence, option(_special_use(sender))))]
         case SenderKind.NULL:
             return []
         case SenderKind.LITERAL:
