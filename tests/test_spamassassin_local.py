@@ -82,6 +82,63 @@ def test_a_file_of_the_admins_under_that_name_is_left_alone(
     assert local.read_text() == mine  # not install's: never removed
 
 
+def test_lines_the_admin_adds_after_the_settings_stay_through_install_and_uninstall(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): docs/spamassassin.md and rdns_scorer.cf have the admin put
+    # "score RL_... n" in rdns_scorer_local.cf, the file install --config owns: the next
+    # install --config rewrote it and uninstall deleted it, the lines lost unsaid.
+    site = tmp_path / "site"
+    site.mkdir()
+    local = site / LOCAL_EXAMPLE
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\ntoken = "s3cret"\n')
+    assert _install(site, config, "--no-lint") == 0
+    mine = "\n# mine\nscore RL_PTR_MISSING 3.5\n"
+    local.write_text(local.read_text() + mine)
+    config.write_text('[server]\ntoken = "n3w-s3cret"\n')
+    capsys.readouterr()
+    assert _install(site, config, "--no-lint") == 0
+    assert f"updated   {local}  (your lines after its endif kept)" in capsys.readouterr().out
+    text = local.read_text()
+    assert "rdns_scorer_token   n3w-s3cret\n" in text and text.endswith("endif\n" + mine)
+    assert _install(site, config, "--no-lint") == 0
+    assert f"unchanged {local}" in capsys.readouterr().out.splitlines()
+    assert main(["spamassassin", "uninstall", "--siteconfigpath", str(site), "--no-lint"]) == 0
+    (kept,) = [line for line in capsys.readouterr().out.splitlines() if str(local) in line]
+    assert kept.startswith(f"kept      {local}  (holds lines of yours; moved to ")
+    assert not local.exists()
+    (backup,) = site.glob(f"{LOCAL_EXAMPLE}.rdns-scorer-*.bak")
+    assert backup.read_text() == text
+
+
+def test_settings_the_admin_edited_in_place_are_kept_and_the_new_ones_offered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    local = site / LOCAL_EXAMPLE
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\ntoken = "s3cret"\n')
+    assert _install(site, config, "--no-lint") == 0
+    edited = local.read_text().replace("endif\n", "rdns_scorer_timeout_typo 2\nendif\n")
+    local.write_text(edited)
+    config.write_text('[server]\ntoken = "n3w-s3cret"\n')
+    capsys.readouterr()
+    assert _install(site, config, "--no-lint") == 0
+    dist = site / f"{LOCAL_EXAMPLE}.dist"
+    assert (
+        f"kept      {local}  (its settings edited; this config's are in {dist}: copy them in)"
+        in (capsys.readouterr().out.splitlines())
+    )
+    assert local.read_text() == edited and "n3w-s3cret" in dist.read_text()
+    assert dist.stat().st_mode & 0o777 == 0o640  # it holds the token too
+    assert main(["spamassassin", "uninstall", "--siteconfigpath", str(site), "--no-lint"]) == 0
+    assert not local.exists() and not dist.exists()
+    (backup,) = site.glob(f"{LOCAL_EXAMPLE}.rdns-scorer-*.bak")
+    assert backup.read_text() == edited
+
+
 def test_without_a_token_the_file_is_readable_and_sends_none(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -45,6 +45,24 @@ def is_written_by_install(path: Path) -> bool:
         return text.readline().startswith(LOCAL_MARK)
 
 
+# The settings install --config writes between its ifplugin and endif.
+_LOCAL_SETTINGS = ("rdns_scorer_url ", "rdns_scorer_timeout ", "rdns_scorer_token ")
+
+
+def admins_lines_after(text: str) -> str | None:
+    """What the admin added to a LOCAL_EXAMPLE install --config wrote: its text after the
+    block's ``endif`` (``score RL_... n``, RL_SCORER_CHECK, as docs/spamassassin.md
+    suggests), which install keeps; None when the block itself was edited (a line install
+    never writes inside it, or no ``endif``), which install does not rewrite."""
+    head, endif, tail = text.partition("\nendif\n")
+    if not endif:
+        return None
+    ours = ("#", f"ifplugin {PLUGIN_PACKAGE}", *_LOCAL_SETTINGS)
+    if any(line.strip() and not line.strip().startswith(ours) for line in head.splitlines()):
+        return None
+    return tail
+
+
 DEFAULT_SITECONFIGPATH = Path("/etc/spamassassin")
 
 
@@ -121,7 +139,7 @@ def _shipped_record(target: Path) -> Path:
     return target.with_name(f".{target.name}.rdns-scorer-shipped")
 
 
-def _dist(target: Path) -> Path:
+def dist_path(target: Path) -> Path:
     """Where install offers the release's version of a config file the admin edited,
     the way dpkg leaves a .dpkg-dist (SpamAssassin reads only *.cf and *.pre)."""
     return target.with_name(target.name + ".dist")
@@ -160,7 +178,7 @@ def _copy_unless_edited(source: Path, target: Path, *, preserve_edits: bool) -> 
         return Step(target, "unchanged")
     if preserve_edits and not _unedited(target):
         # The admin edited the config (e.g. the URL): keep it, offer ours beside it.
-        dist = _dist(target)
+        dist = dist_path(target)
         if not (dist.exists() and filecmp.cmp(source, dist, shallow=False)):
             _put(source, dist)
         return Step(target, "kept", f"locally modified; the shipped version is in {dist}")
@@ -213,9 +231,18 @@ def uninstall(siteconfigpath: Path, *, now: datetime | None = None) -> Iterator[
     # rdns_scorer.cf) naming a file already gone, nor rules on a plugin not loaded.
     local = siteconfigpath / LOCAL_EXAMPLE
     if local.is_file() and is_written_by_install(local):
-        # install --config's, from the service's config: written again by the next one.
-        local.unlink()
-        yield Step(local, "removed")
+        # install --config's, from the service's config: written again by the next one;
+        # with lines of the admin's in it, kept in a backup as an edited config file is.
+        added = admins_lines_after(local.read_text(encoding="utf-8", errors="replace"))
+        if added is None or added.strip():
+            backup = _back_up(local, stamp)
+            yield Step(local, "kept", f"holds lines of yours; moved to {backup}")
+        else:
+            local.unlink()
+            yield Step(local, "removed")
+    if dist_path(local).exists():
+        dist_path(local).unlink()
+        yield Step(dist_path(local), "removed")
     for name in (OVERLAP, CONFIG, PLUGIN):
         target = siteconfigpath / name
         if target.exists():
@@ -227,7 +254,7 @@ def uninstall(siteconfigpath: Path, *, now: datetime | None = None) -> Iterator[
                 backup = _back_up(target, stamp)
                 yield Step(target, "kept", f"locally modified; moved to {backup}")
         # After the file: its record is what tells an edited file from ours.
-        for leftover in (_dist(target), _shipped_record(target)):
+        for leftover in (dist_path(target), _shipped_record(target)):
             if leftover.exists():
                 leftover.unlink()
                 yield Step(leftover, "removed")

@@ -21,6 +21,8 @@ from scorer.integrations.spamassassin import (
     LOCAL_MARK,
     PLUGIN_PACKAGE,
     Step,
+    admins_lines_after,
+    dist_path,
     is_written_by_install,
 )
 
@@ -48,8 +50,8 @@ def local_settings(config: Config) -> str:
     wanted = plugin_timeout(config.dns.request_deadline)
     lines = [
         f"{LOCAL_MARK}: where the plugin asks the",
-        "# service and the token it sends. Install rewrites it: change the service's config,",
-        "# then run install --config again (a file of your own under this name is left alone).",
+        "# service and the token it sends. Install rewrites these settings: change the service's",
+        "# config, then run install --config again. Lines you add after endif stay.",
         f"ifplugin {PLUGIN_PACKAGE}",
         f"rdns_scorer_url     http://{address}/v1/check",
         f"rdns_scorer_timeout {min(wanted, MAX_TIMEOUT):g}",
@@ -94,18 +96,29 @@ def local_file(config: Config, group: str | None) -> LocalFile:
 
 def install_local(siteconfigpath: Path, local: LocalFile) -> tuple[Step, str | None]:
     """Write ``siteconfigpath/rdns_scorer_local.cf`` unless a file of the admin's has
-    that name; the step, and the file's warning when it was written."""
+    that name; the step, and the file's warning when it was written. Lines the admin
+    added after the settings' ``endif`` stay; a file whose settings block the admin
+    edited is kept, the new settings written beside it as ``.dist``."""
     target = siteconfigpath / LOCAL_EXAMPLE
+    owner = None if local.gid is None else (-1, local.gid)
     if target.exists() and not is_written_by_install(target):
         return Step(target, "kept", "yours: set rdns_scorer_url and rdns_scorer_token in it"), None
+    content, note = local.content, ""
     if target.exists():
+        current = target.read_text(encoding="utf-8", errors="replace")
+        added = admins_lines_after(current)
+        if added is None:
+            replace_file(dist_path(target), local.content, local.mode, owner)
+            why = f"its settings edited; this config's are in {dist_path(target)}: copy them in"
+            return Step(target, "kept", why), local.warning
+        content += added
+        note = "your lines after its endif kept" if added.strip() else ""
         info = target.stat()
-        unchanged = target.read_text(encoding="utf-8", errors="replace") == local.content and (
+        unchanged = current == content and (
             info.st_mode & 0o777 == local.mode and (local.gid is None or info.st_gid == local.gid)
         )
         if unchanged:
             return Step(target, "unchanged"), local.warning
     action = "updated" if target.exists() else "installed"
-    owner = None if local.gid is None else (-1, local.gid)
-    replace_file(target, local.content, local.mode, owner)
-    return Step(target, action), local.warning
+    replace_file(target, content, local.mode, owner)
+    return Step(target, action, note), local.warning
