@@ -1075,6 +1075,22 @@ def test_overlap_keeps_the_stock_rules_while_the_service_shadows(fake: FakeHttp)
     assert {"RDNS_NONE", "HELO_NO_DOMAIN"} <= set(scan.scores), scan.scores
 
 
+def test_overlap_stands_on_its_own_beside_an_older_edited_rdns_scorer_cf(fake: FakeHttp) -> None:
+    # Regression (review): the overlap file's PTR rules used __RL_SCORER_PTR_OK, defined
+    # in rdns_scorer.cf only; install updates the overlap file but keeps an edited
+    # rdns_scorer.cf, and one from before that rule left it undefined: RDNS_NONE and
+    # RL_PTR_MISSING both scored, lint passing.
+    fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5.0, "options": []}]})
+    directory = site_config(f"rdns_scorer_url {fake.url}\n", overlap=True)
+    config = directory / "rdns_scorer.cf"
+    older = re.sub(r"^(header|tflags) +__RL_SCORER_PTR_OK .*\n", "", config.read_text(), flags=re.M)
+    assert older != config.read_text()
+    config.write_text(older)
+    scan = run_spamassassin(directory, message(MISSING_PTR_IP, "mail.example.org", None, GOOD_FROM))
+    assert scan.rl == {"RL_PTR_MISSING": 5.0}
+    assert "RDNS_NONE" not in scan.scores, scan.scores
+
+
 HELO_STOCK_RULES = {"HELO_NO_DOMAIN", "FSL_HELO_NON_FQDN_1"}
 
 
