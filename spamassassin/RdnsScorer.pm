@@ -536,6 +536,7 @@ sub _client {
   $helo = undef if defined $helo && $helo eq 'unknown' && !$has_rdns
     && $line !~ /${\ HELO_LABEL}unknown(?=[\s)])/i;
   $helo = _helo_as_sent($line, $helo) if defined $helo && index($helo, '!') >= 0;
+  $helo = _qmail_helo($helo) if defined $helo && index($helo, '?') >= 0 && $line =~ QMAIL_FROM;
   my %client = (ip => _text($ip));
   $client{helo} = _text($helo) if defined $helo && $helo ne '';
   # The service shows hostname as the name the MTA verified. Sendmail writes a name
@@ -607,6 +608,19 @@ sub _trusted_address {
 sub _misread_helo_literal {
   my ($relay) = @_;
   return defined $relay->{rdns} && $relay->{rdns} =~ /^(?:HELO|EHLO)\z/i;
+}
+
+# The HELO qmail 1.03 (and netqmail) wrote as $helo: its received.c writes each
+# character but letters, digits and ".@%+/=:-" as '?', so the address literal
+# "[192.0.2.1]" (RFC 5321 section 4.1.3) reads "?192.0.2.1?" and "mail_1.example"
+# "mail?1.example". An address between two is its literal; any other '?' hides what
+# was sent (a bracket, an underscore, a space, a control character): left out, not
+# scored as the invalid name it is not. notqmail writes brackets as they are.
+sub _qmail_helo {
+  my ($helo) = @_;
+  return "[$1]" if $helo =~ /^\?((?:IPv6:)?[0-9a-f.:]+)\?\z/i;
+  dbg('rdns_scorer: HELO ' . _clean($helo, 100) . ' as qmail writes it, with "?" for what it will not show: not sent');
+  return;
 }
 
 # True when $line, the client's Received line, says its rdns "may be forged" (Sendmail).

@@ -493,6 +493,24 @@ def test_a_qmail_helo_literal_is_not_taken_for_the_clients_address(
     assert (body["ip"], body["helo"], body.get("hostname")) == (CONFIRMED_IP, literal, hostname)
 
 
+@pytest.mark.parametrize(
+    ("written", "sent"),
+    [
+        (f"?{CONFIRMED_IP}?", f"[{CONFIRMED_IP}]"),
+        ("?IPv6:2001:db8::25?", "[IPv6:2001:db8::25]"),
+        ("mail?srv.example", None),  # "mail_srv.example", or a space, a control character
+    ],
+)
+def test_qmails_question_marks_in_a_helo_are_not_taken_for_the_clients_words(
+    fake_spamd: Spamd, fake: FakeHttp, written: str, sent: str | None
+) -> None:
+    # Regression (review): qmail 1.03 writes a HELO's brackets and underscores as "?":
+    # the client's own address literal was sent as "?192.0.2.1?", RL_HELO_INVALID (1.5).
+    fake_spamd.scan(_received_as(_qmail(written, CONFIRMED_IP, "with SMTP", name=CONFIRMED_NAME)))
+    body = fake.requests[-1].json()
+    assert (body["ip"], body.get("helo")) == (CONFIRMED_IP, sent)
+
+
 # A client's Received line about its own client: what the sender's own MTA writes.
 _SENDERS_OWN = (
     f"Received: from laptop ({GENERIC_NAME} [{GENERIC_IP}])\n"
