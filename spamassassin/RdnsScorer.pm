@@ -543,7 +543,9 @@ sub _client {
   # whose forward lookup did not confirm the address as "(NAME [IP] (may be forged))",
   # and SpamAssassin keeps it as the relay's rdns all the same: not sent as verified.
   $client{hostname} = _text($rdns) if $has_rdns && !_may_be_forged($line, $rdns);
-  $client{queue_id} = _text($relay->{id}) if defined $relay->{id} && $relay->{id} ne '';
+  # Exchange's "id" is its own version (15.20.7452.22), the same on every message.
+  $client{queue_id} = _text($relay->{id})
+    if defined $relay->{id} && $relay->{id} ne '' && $line !~ EXCHANGE_BY;
   return \%client;
 }
 

@@ -619,28 +619,36 @@ def test_the_top_return_path_is_the_envelope_sender_whatever_the_sender_adds(
 
 
 @pytest.mark.parametrize(
-    "received",
+    ("received", "queue_id"),
     [
         # OpenSMTPD: a client without a PTR name
-        f"Received: from {CONFIRMED_NAME} (<unknown> [{CONFIRMED_IP}])\n"
-        "\tby mx.example.org (OpenSMTPD) with ESMTPS id 1a2b3c4d\n"
-        f"\tfor <user@example.org>;\n\t{_DATE}\n",
-        # Exchange: "from" names the client's EHLO
-        f"Received: from {CONFIRMED_NAME} ({CONFIRMED_IP}) by\n"
-        " AM4PEPF00027A5F.mail.protection.outlook.com (10.167.16.60) with Microsoft SMTP\n"
-        " Server (version=TLS1_3, cipher=TLS_AES_256_GCM_SHA384) id 15.20.7452.22 via\n"
-        f" Frontend Transport; {_DATE}\n",
+        (
+            f"Received: from {CONFIRMED_NAME} (<unknown> [{CONFIRMED_IP}])\n"
+            "\tby mx.example.org (OpenSMTPD) with ESMTPS id 1a2b3c4d\n"
+            f"\tfor <user@example.org>;\n\t{_DATE}\n",
+            "1a2b3c4d",
+        ),
+        # Exchange: "from" names the client's EHLO, and "id" its own version
+        (
+            f"Received: from {CONFIRMED_NAME} ({CONFIRMED_IP}) by\n"
+            " AM4PEPF00027A5F.mail.protection.outlook.com (10.167.16.60) with Microsoft SMTP\n"
+            " Server (version=TLS1_3, cipher=TLS_AES_256_GCM_SHA384) id 15.20.7452.22 via\n"
+            f" Frontend Transport; {_DATE}\n",
+            None,
+        ),
     ],
     ids=["opensmtpd-unknown", "exchange"],
 )
 def test_a_name_the_mta_did_not_look_up_is_no_hostname(
-    fake_spamd: Spamd, fake: FakeHttp, received: str
+    fake_spamd: Spamd, fake: FakeHttp, received: str, queue_id: str | None
 ) -> None:
     # Regression: SpamAssassin gives OpenSMTPD's "<unknown>" as the rdns "!unknown!", and
-    # Exchange's EHLO name as the rdns: each was sent as the name the MTA verified.
+    # Exchange's EHLO name as the rdns: each was sent as the name the MTA verified. And
+    # (review) Exchange's server version ("id 15.20.7452.22") as every message's queue id.
     fake_spamd.scan(_received_as(received))
     body = fake.requests[0].json()
     assert (body["ip"], body["helo"], body.get("hostname")) == (CONFIRMED_IP, CONFIRMED_NAME, None)
+    assert body.get("queue_id") == queue_id
 
 
 @pytest.mark.parametrize(
