@@ -395,7 +395,7 @@ sub _ask {
   $request{helo}     = $client->{helo}     if defined $client->{helo};
   $request{hostname} = $client->{hostname} if defined $client->{hostname};
   $request{queue_id} = $client->{queue_id} if defined $client->{queue_id};
-  my $from = _envelope_from($pms);
+  my $from = _envelope_from($pms, $client->{misread});
   $request{mail_from} = _text($from) if defined $from && $from ne '';
   my $user = $pms->{main}->{username};
   $request{user} = _text($user) if defined $user && $user ne '';
@@ -489,6 +489,7 @@ sub _client {
   my ($pms) = @_;
   my @received = _received_lines($pms);
   my ($relay, $index) = _misread_client($pms, @received);
+  my $misread = $relay ? 1 : 0;
   if (!$relay) {
     $relay = ($pms->{relays_untrusted} || [])->[0];
     return (undef, 'no untrusted relay (all trusted or no Received)') if !$relay || !$relay->{ip};
@@ -537,7 +538,7 @@ sub _client {
     && $line !~ /${\ HELO_LABEL}unknown(?=[\s)])/i;
   $helo = _helo_as_sent($line, $helo) if defined $helo && index($helo, '!') >= 0;
   $helo = _qmail_helo($helo) if defined $helo && index($helo, '?') >= 0 && $line =~ QMAIL_FROM;
-  my %client = (ip => _text($ip));
+  my %client = (ip => _text($ip), misread => $misread);
   $client{helo} = _text($helo) if defined $helo && $helo ne '';
   # The service shows hostname as the name the MTA verified. Sendmail writes a name
   # whose forward lookup did not confirm the address as "(NAME [IP] (may be forged))",
@@ -554,10 +555,16 @@ sub _client {
 # of MAIL FROM the final delivery writes (RFC 5321 section 4.4). SpamAssassin gives up
 # before it reads that Return-Path when an X-Envelope-From stands below a Received
 # line: a header any sender may write, which so switched the MAIL FROM checks off.
+# $misread: the client is a relay SpamAssassin misread (_misread_client), so its first
+# untrusted relay is the line below, the client's own, whose "envelope-from" it reads
+# first: the sender's to write, passed over for that Return-Path.
 sub _envelope_from {
-  my ($pms) = @_;
-  my $from = $pms->get('EnvelopeFrom:addr', undef);
-  return $from if defined $from || defined $pms->{conf}->{envelope_sender_header};
+  my ($pms, $misread) = @_;
+  my $set = defined $pms->{conf}->{envelope_sender_header};
+  my $below = ($pms->{relays_untrusted} || [])->[0];
+  my $theirs = $misread && !$set && $below && ($below->{envfrom} // '') =~ /\@/;
+  my $from = $theirs ? undef : $pms->get('EnvelopeFrom:addr', undef);
+  return $from if defined $from || $set;
   my ($first) = $pms->get('ALL') =~ /^(Return-Path|Received):/mi;
   return if !defined $first || lc $first ne 'return-path';
   return $pms->get('Return-Path:first:addr', undef);

@@ -547,6 +547,24 @@ def test_a_private_helo_literal_spamassassin_trusts_is_not_passed_over(
         assert fake.requests[0].json()["helo"] == "[192.168.1.2]"
 
 
+def test_a_misread_qmail_lines_sender_is_not_read_from_the_line_below(fake: FakeHttp) -> None:
+    # Regression (review): past a misread qmail line SpamAssassin's first untrusted relay
+    # is the client's own line, and it takes the envelope sender from that line's
+    # "(envelope-from <...>)" before the Return-Path our delivery wrote: the plugin sent
+    # what the sender's MTA (or the sender) wrote there.
+    ours = _qmail("[192.168.1.2]", MISSING_PTR_IP, "with ESMTPS")
+    senders_own = (
+        f"Received: from laptop ([{GENERIC_IP}] helo=laptop)\n"
+        f"\tby {CONFIRMED_NAME} with esmtp (Exim 4.96)\n\t(envelope-from <ceo@bank.example>)\n"
+        f"\tid 1rAbCd-000123-4x\n\tfor user@example.org; {_DATE}\n"
+    )
+    directory = site_config(f"rdns_scorer_url {fake.url}\n")
+    raw = b"Return-Path: <real@sender.example>\n" + _received_as(ours + senders_own)
+    run_spamassassin(directory, raw)
+    body = fake.requests[0].json()
+    assert (body["ip"], body.get("mail_from")) == (MISSING_PTR_IP, "real@sender.example")
+
+
 def test_a_misread_qmail_line_past_an_msa_stays_trusted(fake: FakeHttp) -> None:
     # Past a relay in msa_networks SpamAssassin trusts every relay (the submission
     # server's clients, its own users), whatever its address: a misread one too.
