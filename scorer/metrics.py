@@ -187,9 +187,9 @@ class Metrics:
         )  # fmt: skip
         self.dns_repeated_failures = LoopCounter(
             "rdns_scorer_dns_repeated_failures",
-            "Failed DNS queries under a zone (registered domain, or reverse /16 or /32) "
-            "whose failure counted already this hour (a dead zone asked again for each "
-            "message): /readyz and the resolver alert leave them out.",
+            "Failed DNS queries under a zone (registered domain, or reverse /24 or /48) "
+            "whose failure counted already and is not answered since (a dead zone asked "
+            "again for each message): /readyz and the resolver alert leave them out.",
             registry=r,
         ).labels()
         self.dns_latency = LoopHistogram(

@@ -140,14 +140,15 @@ HEALTH_MIN_QUERIES = 20  # fewer recent queries than this say nothing either way
 # (DnsLayer._judge_silence): two, 10 s apart at most (ROOT_CHECK_SECONDS), or sooner
 # with /readyz polled.
 SILENT_PROBES = 2
-# A zone (``failure_zone``) whose query failed is remembered this long, at most this
-# many: its next failures are repeats, left out of the health share.
+# A zone (``failure_zone``) whose query failed is remembered this long (or until a
+# question that failed in it is answered), at most this many: its next failures are
+# repeats, left out of the health share.
 FAILING_MEMORY_SECONDS = 3600.0
 FAILING_MEMORY_ENTRIES = 4096
 # How much of the reverse trees a failure is charged to, in labels below the tree: an
-# IPv4 /16 and an IPv6 /32, what registries allocate an ISP, whose reverse zones lie
-# within (RFC 2317's classless delegation and a /64's nibble zone, further down).
-_REVERSE_ZONE_LABELS = {"in-addr.arpa": 2, "ip6.arpa": 8}
+# IPv4 /24, the usual reverse delegation (RFC 2317's classless ones lie within), and an
+# IPv6 /48, a site's prefix (RFC 6177), whose /64s a host can hop between.
+_REVERSE_ZONE_LABELS = {"in-addr.arpa": 3, "ip6.arpa": 12}
 # What an untrusted resolver's failures say after why it is not trusted (_judge_root).
 DISTRUSTED = "its NXDOMAIN/NODATA not trusted"
 
@@ -194,13 +195,15 @@ def cache_size(outcome: Answer[object] | NotFound) -> int:
 
 def failure_zone(name: str) -> str:
     """What a failed query of ``name`` (lower case, no final dot) is charged to: its
-    registered domain (the Public Suffix List's ICANN section), or the IPv4 /16 or IPv6
-    /32 of the reverse tree it is under.
+    registered domain (the Public Suffix List's ICANN section), or the IPv4 /24 or IPv6
+    /48 of the reverse tree it is under.
 
     A dead zone fails whatever is asked under it, and a sender picks the names: a new
-    HELO under its own lame domain for every message, or a new address of its IPv6 /64
-    to connect from, would each be a new question. Not where the zone cut is (only an
-    SOA query would say): the registered domain is where a domain's owner delegates.
+    HELO under its own lame domain for every message, or a new address of its IPv6
+    prefix to connect from, would each be a new question. Not where the zone cut is
+    (only an SOA query would say): the registered domain is where a domain's owner
+    delegates. No coarser: a resolver that reaches nothing upstream fails zone after
+    zone, and the health share must still see it (unready_reason).
     """
     for tree, depth in _REVERSE_ZONE_LABELS.items():
         if name.endswith(tree) and (name == tree or name[-len(tree) - 1] == "."):
@@ -331,6 +334,7 @@ class DnsLayer:
         self._root_probes_sent = 0
         self._root_probe_judged = 0
         self._failing: dict[str, float] = {}  # failure_zone -> remembered until
+        self._failed_questions: dict[str, str] = {}  # question key -> its failure_zone
 
     def set_timeout(self, timeout: float) -> None:
         """Wait ``timeout`` for the queries sent from now on: a reload that changed only
@@ -464,7 +468,7 @@ class DnsLayer:
 
         def report(outcome: Outcome) -> None:
             failed = isinstance(outcome, TempFail)
-            repeated = for_checks and failed and self._repeats(name)
+            repeated = for_checks and self._repeats(name, rdtype, failed)
             if for_checks and not repeated:
                 self.health.record(failed)
             if self.observer is not None:
@@ -482,13 +486,25 @@ class DnsLayer:
         except Exception as error:  # a bug or an OS surprise must not become a 5xx
             report(network_failure(error))
 
-    def _repeats(self, name: str) -> bool:
+    def _repeats(self, name: str, rdtype: dns.rdatatype.RdataType, failed: bool) -> bool:
         """Whether a failed query of ``name`` repeats the failure of its zone's
-        (``failure_zone``) within the hour that counted. Not forgotten when a question
-        of the zone is answered: a sender's zone could answer every other name it sends
-        and fail the rest, each failure news again."""
+        (``failure_zone``) within the hour that counted. A question that failed and is
+        answered now frees its zone: a later failure there is news again (a timeout at a
+        big provider last hour must not hide a resolver that broke since). Answers to
+        other questions of the zone do not: each new name a sender makes up under its
+        dead zone fails, and is never answered."""
+        failed_questions = self._failed_questions
+        if not failed:
+            if failed_questions:
+                zone = failed_questions.pop(question_key(name, rdtype), None)
+                if zone is not None:
+                    self._failing.pop(zone, None)
+            return False
         failing = self._failing
         zone = failure_zone(name)
+        if len(failed_questions) >= FAILING_MEMORY_ENTRIES:
+            failed_questions.clear()
+        failed_questions[question_key(name, rdtype)] = zone
         now = time.monotonic()
         if failing.get(zone, 0.0) > now:
             return True
