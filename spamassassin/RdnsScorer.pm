@@ -537,7 +537,9 @@ sub _client {
   $helo = undef if defined $helo && $helo eq 'unknown' && !$has_rdns
     && $line !~ /${\ HELO_LABEL}unknown(?=[\s)])/i;
   $helo = _helo_as_sent($line, $helo) if defined $helo && index($helo, '!') >= 0;
-  $helo = _qmail_helo($helo) if defined $helo && index($helo, '?') >= 0 && $line =~ QMAIL_FROM;
+  # qmail labels it "(HELO ...)" whatever the client said; qpsmtpd's "(EHLO ...)" is as sent.
+  $helo = _qmail_helo($helo)
+    if defined $helo && index($helo, '?') >= 0 && $line =~ QMAIL_FROM && $line =~ / \(HELO /;
   my %client = (ip => _text($ip), misread => $misread);
   $client{helo} = _text($helo) if defined $helo && $helo ne '';
   # The service shows hostname as the name the MTA verified. Sendmail writes a name

@@ -509,6 +509,10 @@ def test_qmails_question_marks_in_a_helo_are_not_taken_for_the_clients_words(
     fake_spamd.scan(_received_as(_qmail(written, CONFIRMED_IP, "with SMTP", name=CONFIRMED_NAME)))
     body = fake.requests[-1].json()
     assert (body["ip"], body.get("helo")) == (CONFIRMED_IP, sent)
+    # qpsmtpd ("(EHLO ...)") writes a HELO as sent: a "?" there is the client's own.
+    qpsmtpd = _qmail(written, CONFIRMED_IP, "(qpsmtpd/0.96) with ESMTP", verb="EHLO")
+    fake_spamd.scan(_received_as(qpsmtpd))
+    assert fake.requests[-1].json().get("helo") == written
 
 
 # A client's Received line about its own client: what the sender's own MTA writes.

@@ -137,6 +137,13 @@ def test_settings_the_admin_edited_in_place_are_kept_and_the_new_ones_offered(
     assert not local.exists() and not dist.exists()
     (backup,) = site.glob(f"{LOCAL_EXAMPLE}.rdns-scorer-*.bak")
     assert backup.read_text() == edited
+    # Once the new settings are copied in (the admin's line moved after endif), the
+    # .dist, a stale copy of the token, goes at the next install.
+    local.write_text(edited)
+    assert _install(site, config, "--no-lint") == 0 and dist.exists()
+    local.write_text(dist.read_text() + "rdns_scorer_timeout_typo 2\n")
+    assert _install(site, config, "--no-lint") == 0
+    assert not dist.exists()
 
 
 def test_without_a_token_the_file_is_readable_and_sends_none(

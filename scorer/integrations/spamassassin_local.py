@@ -113,6 +113,9 @@ def install_local(siteconfigpath: Path, local: LocalFile) -> tuple[Step, str | N
             return Step(target, "kept", why), local.warning
         content += added
         note = "your lines after its endif kept" if added.strip() else ""
+        # Offered when the block was edited, and copied in since: a stale copy of the
+        # token, which nothing reads.
+        dist_path(target).unlink(missing_ok=True)
         info = target.stat()
         unchanged = current == content and (
             info.st_mode & 0o777 == local.mode and (local.gid is None or info.st_gid == local.gid)
