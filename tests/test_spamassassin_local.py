@@ -5,6 +5,7 @@ the real SpamAssassin and a real service."""
 from __future__ import annotations
 
 import grp
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,21 +83,37 @@ def test_a_file_of_the_admins_under_that_name_is_left_alone(
     assert local.read_text() == mine  # not install's: never removed
 
 
+def _installed_with_a_token(tmp_path: Path) -> tuple[Path, Path]:
+    """A site dir where install --config wrote its file for a service with a token: the
+    site dir and the service's config."""
+    site = tmp_path / "site"
+    site.mkdir()
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\ntoken = "s3cret"\n')
+    assert _install(site, config, "--no-lint") == 0
+    return site, config
+
+
+def _installed_then_edited(tmp_path: Path, edit: Callable[[str], str]) -> tuple[Path, Path, str]:
+    """``_installed_with_a_token``, its file edited by ``edit`` and the service's config
+    changed since (a new token): the site dir, the service's config, the edit."""
+    site, config = _installed_with_a_token(tmp_path)
+    local = site / LOCAL_EXAMPLE
+    edited = edit(local.read_text())
+    local.write_text(edited)
+    config.write_text('[server]\ntoken = "n3w-s3cret"\n')
+    return site, config, edited
+
+
 def test_lines_the_admin_adds_after_the_settings_stay_through_install_and_uninstall(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Regression (review): docs/spamassassin.md and rdns_scorer.cf have the admin put
     # "score RL_... n" in rdns_scorer_local.cf, the file install --config owns: the next
     # install --config rewrote it and uninstall deleted it, the lines lost unsaid.
-    site = tmp_path / "site"
-    site.mkdir()
-    local = site / LOCAL_EXAMPLE
-    config = tmp_path / "scorer.toml"
-    config.write_text('[server]\ntoken = "s3cret"\n')
-    assert _install(site, config, "--no-lint") == 0
     mine = "\n# mine\nscore RL_PTR_MISSING 3.5\n"
-    local.write_text(local.read_text() + mine)
-    config.write_text('[server]\ntoken = "n3w-s3cret"\n')
+    site, config, _ = _installed_then_edited(tmp_path, lambda text: text + mine)
+    local = site / LOCAL_EXAMPLE
     capsys.readouterr()
     assert _install(site, config, "--no-lint") == 0
     assert f"updated   {local}  (your lines after its endif kept)" in capsys.readouterr().out
@@ -115,15 +132,11 @@ def test_lines_the_admin_adds_after_the_settings_stay_through_install_and_uninst
 def test_settings_the_admin_edited_in_place_are_kept_and_the_new_ones_offered(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    site = tmp_path / "site"
-    site.mkdir()
+    inside = "rdns_scorer_timeout_typo 2\n"
+    site, config, edited = _installed_then_edited(
+        tmp_path, lambda text: text.replace("endif\n", inside + "endif\n")
+    )
     local = site / LOCAL_EXAMPLE
-    config = tmp_path / "scorer.toml"
-    config.write_text('[server]\ntoken = "s3cret"\n')
-    assert _install(site, config, "--no-lint") == 0
-    edited = local.read_text().replace("endif\n", "rdns_scorer_timeout_typo 2\nendif\n")
-    local.write_text(edited)
-    config.write_text('[server]\ntoken = "n3w-s3cret"\n')
     capsys.readouterr()
     assert _install(site, config, "--no-lint") == 0
     dist = site / f"{LOCAL_EXAMPLE}.dist"
@@ -141,7 +154,7 @@ def test_settings_the_admin_edited_in_place_are_kept_and_the_new_ones_offered(
     # .dist, a stale copy of the token, goes at the next install.
     local.write_text(edited)
     assert _install(site, config, "--no-lint") == 0 and dist.exists()
-    local.write_text(dist.read_text() + "rdns_scorer_timeout_typo 2\n")
+    local.write_text(dist.read_text() + inside)
     assert _install(site, config, "--no-lint") == 0
     assert not dist.exists()
 
@@ -199,11 +212,7 @@ def test_without_spamds_group_the_file_is_roots_alone_and_said_so(
     from scorer.integrations import spamassassin_local
 
     monkeypatch.setattr(spamassassin_local, "DEFAULT_GROUP", "no-such-group")
-    site = tmp_path / "site"
-    site.mkdir()
-    config = tmp_path / "scorer.toml"
-    config.write_text('[server]\ntoken = "s3cret"\n')
-    assert _install(site, config, "--no-lint") == 0
+    site, _ = _installed_with_a_token(tmp_path)
     local = site / LOCAL_EXAMPLE
     assert local.stat().st_mode & 0o777 == 0o600
     assert (
