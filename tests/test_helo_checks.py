@@ -516,6 +516,28 @@ async def test_our_own_address_greeting_with_our_name_is_not_forged(
     assert await symbols_for(pipeline, world.CONFIRMED_IP, helo=world.CONFIRMED_NAME) == {}
 
 
+@pytest.mark.parametrize(
+    ("helo", "expected"),
+    [
+        ("[198.51.100.25]", set()),
+        ("[IPv6:2001:db8:1::25]", set()),
+        ("198.51.100.25", {"RL_HELO_BARE_IP"}),  # still no valid HELO, but no other host's
+        ("[203.0.113.9]", {"RL_HELO_LITERAL_MISMATCH"}),  # not ours: another host's
+    ],
+)
+async def test_our_own_address_greeting_with_another_of_ours_is_no_mismatch(
+    unbound_config: Config, helo: str, expected: set[str]
+) -> None:
+    """Regression (review): docs/configuration.md has a client at one of local_ips greet
+    with our names and addresses, but a multi-homed host greeting with another of them
+    scored RL_HELO_LITERAL_MISMATCH (1.5), and 2.5 with RL_HELO_BARE_IP."""
+    ours = [world.CONFIRMED_IP, "198.51.100.25", "2001:db8:1::25"]
+    policy = dataclasses.replace(unbound_config.policy, local_ips=ours)
+    pipeline = Pipeline(dataclasses.replace(unbound_config, policy=policy))
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=helo)
+    assert set(symbols) == expected, symbols
+
+
 async def test_a_client_our_name_resolves_to_greeting_with_it_is_not_forged(
     unbound_config: Config,
 ) -> None:

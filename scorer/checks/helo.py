@@ -186,7 +186,9 @@ def _forged_local(
 NAT_SLIP_CONFIDENCE = 1 / 3
 
 
-def _syntax_hits(helo: HeloName, ip: IPAddress) -> list[Hit]:
+def _syntax_hits(helo: HeloName, ip: IPAddress, also_its: frozenset[IPAddress]) -> list[Hit]:
+    """The hits for the greeting's form; ``also_its``: addresses besides ``ip`` that are
+    the client's own (ours, when the client is one of our addresses)."""
     evidence = option(f"helo={helo.raw}")
     match helo.kind:
         case HeloKind.INVALID:
@@ -199,17 +201,19 @@ def _syntax_hits(helo: HeloName, ip: IPAddress) -> list[Hit]:
             bare = Hit("RL_HELO_BARE_IP", (evidence, "address without [brackets]"))
             # Another host's address is both problems: the bracketed form alone would be
             # RL_HELO_LITERAL_MISMATCH, and leaving out the brackets must not score less.
-            mismatch = _mismatch_hit(evidence, helo.address, ip)
+            mismatch = _mismatch_hit(evidence, helo.address, ip, also_its)
             return [bare] if mismatch is None else [bare, mismatch]
         case HeloKind.LITERAL:
-            mismatch = _mismatch_hit(evidence, helo.address, ip)
+            mismatch = _mismatch_hit(evidence, helo.address, ip, also_its)
             return [] if mismatch is None else [mismatch]
     return []
 
 
-def _mismatch_hit(evidence: str, address: IPAddress | None, ip: IPAddress) -> Hit | None:
+def _mismatch_hit(
+    evidence: str, address: IPAddress | None, ip: IPAddress, also_its: frozenset[IPAddress]
+) -> Hit | None:
     """RL_HELO_LITERAL_MISMATCH for a greeting's ``address`` that is not the client's
-    ``ip``, or None.
+    ``ip`` (nor one of ``also_its``), or None.
 
     An internal address is a host behind NAT naming its inside address: the fix is the
     MTA's config, not a sign of someone else's identity, and it scores as gently as
@@ -218,7 +222,7 @@ def _mismatch_hit(evidence: str, address: IPAddress | None, ip: IPAddress) -> Hi
     which no host has (RFC 4291 section 2.5.2, RFC 1122 section 3.2.1.3): "[0.0.0.0]"
     names nobody.
     """
-    if address is None or address == ip:
+    if address is None or address == ip or address in also_its:
         return None
     if is_internal(address) and not (address.is_loopback or address.is_unspecified):
         why = f"client is {ip} (the address is internal: NAT?)"
@@ -303,11 +307,13 @@ def check_helo(
     # public address): greeting with our name is then the truth, not a forgery. So is a
     # client our name resolves to (a node of a cluster sharing it): a forger cannot make
     # our zone point at it.
+    # Our addresses are then all its own: a multi-homed host greets with whichever.
     found = facts.found  # built once per check (a frozen dataclass each time)
-    forged = None if ip in local_ips else _forged_local(facts.helo, local_names, local_ips)
+    ours = ip in local_ips
+    forged = None if ours else _forged_local(facts.helo, local_names, local_ips)
     if forged is not None and not _at_client(found.addresses, ip):
         return [forged]
-    syntax = _syntax_hits(facts.helo, ip)
+    syntax = _syntax_hits(facts.helo, ip, local_ips if ours else frozenset())
     if syntax:
         return syntax
     name = facts.helo.ascii
