@@ -32,7 +32,7 @@ from scorer.names import (
     non_public_suffix,
     to_ascii,
 )
-from scorer.policy import parse_nat64_prefix, parse_network
+from scorer.policy import parse_nat64_prefixes, parse_network
 from scorer.protocol import parse_ip
 from scorer.symbols import SYMBOLS, default_weights, reports_a_failure
 from scorer.text import escape_unprintable
@@ -184,7 +184,7 @@ class Config:
 
     @property
     def nat64_prefixes(self) -> list[ipaddress.IPv6Network]:
-        return [parse_nat64_prefix(n) for n in self.policy.nat64_prefixes]
+        return parse_nat64_prefixes(self.policy.nat64_prefixes)
 
     def read_allowlist(self) -> Allowlist:
         """Entries from the config and the list files; AllowlistError names the bad one."""

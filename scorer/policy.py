@@ -70,6 +70,22 @@ def parse_nat64_prefix(text: str) -> ipaddress.IPv6Network:
     return network
 
 
+def parse_nat64_prefixes(texts: Iterable[str]) -> list[ipaddress.IPv6Network]:
+    """The site's NAT64 prefixes (``parse_nat64_prefix`` each); ValueError for two that
+    overlap: a client in both would carry a different IPv4 host in each (RFC 6052
+    section 2.2 reads the bits after the prefix), and which one it was taken for would
+    follow the order they are listed in."""
+    prefixes = [parse_nat64_prefix(text) for text in texts]
+    for index, prefix in enumerate(prefixes):
+        for other in prefixes[:index]:
+            if prefix.overlaps(other):
+                raise ValueError(
+                    f"{other} and {prefix} overlap: a client in both would be two different "
+                    "IPv4 hosts; list the translator's prefix once"
+                )
+    return prefixes
+
+
 def nat64_client(ip: IPAddress, prefixes: Iterable[ipaddress.IPv6Network]) -> IPAddress:
     """``ip``, or the IPv4 client it carries when it is in one of the site's NAT64
     ``prefixes``: an IPv4 host that reached an IPv6-only MX through the site's own

@@ -281,6 +281,22 @@ def test_a_nat64_prefix_that_is_none_is_refused(prefix: str, message: str) -> No
         config_from_mapping({"policy": {"nat64_prefixes": [prefix]}})
 
 
+@pytest.mark.parametrize(
+    "prefixes",
+    [
+        ["2001:db8::/32", "2001:db8:122:344::/96"],
+        ["2001:db8:122:344::/96", "2001:db8::/32"],
+        ["64:ff9b:1::/48", "64:ff9b:1::/48"],
+    ],
+)
+def test_overlapping_nat64_prefixes_are_refused(prefixes: list[str]) -> None:
+    # Regression (review): 2001:db8:122:344::c000:221 was 1.34.3.68 or 192.0.2.33 (RFC
+    # 6052's own example) by the order the two prefixes were listed in, without a word.
+    first, second = (ipaddress.ip_network(p) for p in prefixes)
+    with pytest.raises(ConfigError, match=re.escape(f"{first} and {second} overlap")):
+        config_from_mapping({"policy": {"nat64_prefixes": prefixes}})
+
+
 def test_an_entry_inside_a_nat64_prefix_is_warned_about() -> None:
     # Regression (review): a skip_networks or allowlist entry written to cover the
     # translator's clients (when they scored RL_PTR_MISSING) matches none once the prefix
