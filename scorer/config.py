@@ -26,9 +26,9 @@ from scorer.dns.layer import Nameserver, parse_nameservers
 from scorer.files import file_error, read_text_file, utf8_text
 from scorer.names import (
     address_in,
+    address_named,
     decimal_in,
     hostname_problem,
-    literal_address,
     non_public_suffix,
     to_ascii,
 )
@@ -353,9 +353,10 @@ def _host_name(value: str) -> str:
     name = to_ascii(value.strip())
     if name is None:
         raise ValueError(f"{value!r} is not valid IDNA")
-    if literal_address(name) is not None:
+    if address_named(name) is not None:
         # A HELO that is an address is judged as one (RL_HELO_BARE_IP), leading zeros and
-        # all (RFC 5321 section 4.1.3, scorer.checks.helo): never as a name.
+        # all, and so is a literal (RFC 5321 section 4.1.3, scorer.checks.helo): never as
+        # a name.
         raise ValueError(f"{value!r} is an address, not a hostname: list it in local_ips")
     problem = hostname_problem(name)
     if problem is not None:

@@ -150,6 +150,9 @@ def test_nameservers_from_the_environment_lose_the_spaces_around_commas() -> Non
         # Regression: an address with leading zeros was taken as a name, though a HELO
         # spelling it is RL_HELO_BARE_IP (192.0.2.10) and never matched it.
         ({"policy": {"local_names": ["192.0.2.010"]}}, "'192.0.2.010' is an address"),
+        # ... and so is an address literal (review: "label '[192' is not letters...").
+        ({"policy": {"local_names": ["[192.0.2.1]"]}}, "'[192.0.2.1]' is an address"),
+        ({"policy": {"local_names": ["[IPv6:2001:db8::1]"]}}, "'[IPv6:2001:db8::1]' is an"),
         ({"server": {"listen": "localhost"}}, "[server] listen: expected HOST:PORT"),
         # nan broke the loop's timer order (hung checks), inf/1e308 weights made replies
         # that are not JSON, a 400-digit integer raised OverflowError: a traceback.
