@@ -1937,3 +1937,17 @@ def test_a_name_that_never_resolves_is_not_a_warning_every_round(
         assert len(lines) == 1, lines
         assert "asked every 10 s (said again in 300 s if they still do not)" in lines[0]
         assert "now resolve" not in log
+
+
+def test_a_long_run_of_digits_in_a_big_reply_does_not_hold_the_worker(
+    rspamd_fake: Rspamd, fake_json: FakeHttp
+) -> None:
+    # Regression (review): the big reply's syntax check matched a number with one
+    # pattern of three optional digit runs, which backtracks in cubic time on a run of
+    # digits ending in a letter: 3,000 of them held the rspamd worker ~20 s, every
+    # scan it had (a local client's too) waiting.
+    body = b'{"symbols": [' + b" " * 14_000 + b"1" * 3_000 + b"x]}"
+    fake_json.set("raw", body=body)
+    result = rspamd_fake.scan(MISSING_PTR_IP, timeout=120)
+    assert result.options("RL_SCORER_FAIL")[0] == "unreadable reply: not plain JSON"
+    assert result.elapsed < 1.0, f"worker held {result.elapsed:.1f} s"
