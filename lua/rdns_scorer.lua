@@ -35,6 +35,8 @@ rdns_scorer {
   group = "rdns_scorer";
   # A server that timed out is left alone this long by each worker (0: always ask)
   holddown = 10s;
+  # Pool connections (false only behind a proxy sending 1xx or extra responses)
+  keepalive = true;
 
   # Local networks and authenticated users are skipped; setting either one here
   # makes rspamd ignore both in the options section:
