@@ -231,14 +231,6 @@ local function fail_open(task, reason, server)
   task:insert_result(FAIL_SYMBOL, 1.0, reason, 'server=' .. server)
 end
 
--- Why a big body is refused unparsed, or nil: nested deeper than `limit`, or not the
--- plain JSON the service sends. Read token by token only as far as it takes to tell.
--- Plain JSON only, because libucl reads more: a '"' in a 'single-quoted' string, a
--- comment or a bare word (tr"ue) was taken here for a string's start, and the brackets
--- after it went uncounted into the parser (50,000 deep: accepted; 130,000: the worker
--- held ~1 s, then "stack overflow"). Outside strings JSON has structure, whitespace,
--- numbers and true, false and null (RFC 8259 section 2), each ended by structure or
--- whitespace; inside one, libucl ends it where this does.
 -- Whether word is a JSON number (RFC 8259 section 6: -?int, then .digits, then
 -- e[+-]digits, each part optional but the first). A part at a time: one pattern with
 -- three optional digit runs backtracks in cubic time over a long run of digits that
@@ -252,6 +244,14 @@ local function is_json_number(word)
   return rest == '' or rest:match('^[eE][%+%-]?%d+$') ~= nil
 end
 
+-- Why a big body is refused unparsed, or nil: nested deeper than `limit`, or not the
+-- plain JSON the service sends. Read token by token only as far as it takes to tell.
+-- Plain JSON only, because libucl reads more: a '"' in a 'single-quoted' string, a
+-- comment or a bare word (tr"ue) was taken here for a string's start, and the brackets
+-- after it went uncounted into the parser (50,000 deep: accepted; 130,000: the worker
+-- held ~1 s, then "stack overflow"). Outside strings JSON has structure, whitespace,
+-- numbers and true, false and null (RFC 8259 section 2), each ended by structure or
+-- whitespace; inside one, libucl ends it where this does.
 local function big_body_problem(body, limit)
   local depth, at = 0, 1
   while true do

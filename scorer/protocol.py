@@ -175,8 +175,8 @@ def _mislabelled(body: bytes, msgpack_expected: bool) -> str:
     """What a body the parser refused looks like instead, for the error: a JSON object
     sent as msgpack reads as the number 123 (``{``) and then "data after the first
     value", and UTF-16 JSON as "Expecting value", neither of which says what to fix."""
-    first = body.lstrip(b" \t\r\n")[:1]
     if msgpack_expected:
+        first = body.lstrip(b" \t\r\n")[:1]
         return " (it looks like JSON: send it as application/json)" if first in (b"{", b"[") else ""
     if body[:1] and body[0] in _MSGPACK_MAP_STARTS:
         return " (it looks like msgpack: send it as application/msgpack)"

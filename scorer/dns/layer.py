@@ -206,7 +206,7 @@ def failure_zone(name: str) -> str:
     zone, and the health share must still see it (unready_reason).
     """
     for tree, depth in _REVERSE_ZONE_LABELS.items():
-        if name.endswith(tree) and (name == tree or name[-len(tree) - 1] == "."):
+        if name.endswith(f".{tree}"):  # the tree itself is a public suffix, its own
             return ".".join(name.split(".")[-depth - 2 :])
     return public_suffix_list().privatesuffix(name) or name
 

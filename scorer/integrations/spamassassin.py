@@ -240,9 +240,10 @@ def uninstall(siteconfigpath: Path, *, now: datetime | None = None) -> Iterator[
         else:
             local.unlink()
             yield Step(local, "removed")
-    if dist_path(local).exists():
-        dist_path(local).unlink()
-        yield Step(dist_path(local), "removed")
+    offered = dist_path(local)
+    if offered.exists():
+        offered.unlink()
+        yield Step(offered, "removed")
     for name in (OVERLAP, CONFIG, PLUGIN):
         target = siteconfigpath / name
         if target.exists():

@@ -100,6 +100,7 @@ def install_local(siteconfigpath: Path, local: LocalFile) -> tuple[Step, str | N
     added after the settings' ``endif`` stay; a file whose settings block the admin
     edited is kept, the new settings written beside it as ``.dist``."""
     target = siteconfigpath / LOCAL_EXAMPLE
+    offered = dist_path(target)
     owner = None if local.gid is None else (-1, local.gid)
     if target.exists() and not is_written_by_install(target):
         return Step(target, "kept", "yours: set rdns_scorer_url and rdns_scorer_token in it"), None
@@ -108,14 +109,14 @@ def install_local(siteconfigpath: Path, local: LocalFile) -> tuple[Step, str | N
         current = target.read_text(encoding="utf-8", errors="replace")
         added = admins_lines_after(current)
         if added is None:
-            replace_file(dist_path(target), local.content, local.mode, owner)
-            why = f"its settings edited; this config's are in {dist_path(target)}: copy them in"
+            replace_file(offered, local.content, local.mode, owner)
+            why = f"its settings edited; this config's are in {offered}: copy them in"
             return Step(target, "kept", why), local.warning
         content += added
         note = "your lines after its endif kept" if added.strip() else ""
         # Offered when the block was edited, and copied in since: a stale copy of the
         # token, which nothing reads.
-        dist_path(target).unlink(missing_ok=True)
+        offered.unlink(missing_ok=True)
         info = target.stat()
         unchanged = current == content and (
             info.st_mode & 0o777 == local.mode and (local.gid is None or info.st_gid == local.gid)
