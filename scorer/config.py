@@ -18,6 +18,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -174,17 +175,21 @@ class Config:
     # The file it was read from (load_config), None for the embedded defaults.
     source: ConfigSource | None = field(default=None, compare=False, repr=False)
 
-    @property
-    def nameservers(self) -> list[Nameserver]:
-        return parse_nameservers(self.dns.nameservers)
+    # The settings as parsed: each parsed once per Config (frozen, so the parse cannot go
+    # stale), where a property parsed them again at each read (validation, the warnings,
+    # the pipeline's build), nat64_prefixes with its overlap check pair by pair. Tuples,
+    # as a list shared by every reader could be changed under the others.
+    @cached_property
+    def nameservers(self) -> tuple[Nameserver, ...]:
+        return tuple(parse_nameservers(self.dns.nameservers))
 
-    @property
-    def skip_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        return [parse_network(n) for n in self.policy.skip_networks]
+    @cached_property
+    def skip_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(parse_network(n) for n in self.policy.skip_networks)
 
-    @property
-    def nat64_prefixes(self) -> list[ipaddress.IPv6Network]:
-        return parse_nat64_prefixes(self.policy.nat64_prefixes)
+    @cached_property
+    def nat64_prefixes(self) -> tuple[ipaddress.IPv6Network, ...]:
+        return tuple(parse_nat64_prefixes(self.policy.nat64_prefixes))
 
     def read_allowlist(self) -> Allowlist:
         """Entries from the config and the list files; AllowlistError names the bad one."""
@@ -207,7 +212,7 @@ class Config:
             allowlist.add_file(path)  # its errors name the file and line
         return allowlist
 
-    @property
+    @cached_property
     def local_ips(self) -> frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         # As the client is read (scorer.protocol.parse_ip): ::ffff:192.0.2.1 would
         # otherwise never equal the IPv4 client it stands for.
@@ -334,7 +339,7 @@ class Config:
             )
         return [*delayed, *self.warnings()]
 
-    @property
+    @cached_property
     def local_names(self) -> frozenset[str]:
         return frozenset(_host_name(n) for n in self.policy.local_names)
 

@@ -233,7 +233,7 @@ def test_nat64_entries_match_the_ipv4_clients_they_carry() -> None:
     allowlist.add("ip", "64:ff9b::c000:200/120")
     assert allowlist.match_ip(ipaddress.ip_address("192.0.2.9")) == "ip 192.0.2.0/24"
     config = config_from_mapping({"policy": {"skip_networks": ["64:ff9b::c633:6400/120"]}})
-    assert config.skip_networks == [ipaddress.ip_network("198.51.100.0/24")]
+    assert config.skip_networks == (ipaddress.ip_network("198.51.100.0/24"),)
 
 
 # RFC 6052 section 2.4's own examples: 192.0.2.33 behind a prefix of each length.
@@ -295,6 +295,35 @@ def test_overlapping_nat64_prefixes_are_refused(prefixes: list[str]) -> None:
     first, second = (ipaddress.ip_network(p) for p in prefixes)
     with pytest.raises(ConfigError, match=re.escape(f"{first} and {second} overlap")):
         config_from_mapping({"policy": {"nat64_prefixes": prefixes}})
+
+
+def test_a_config_parses_its_network_lists_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression: nat64_prefixes (with its overlap check) and skip_networks were parsed
+    # again at every read: validation, each warning, the pipeline's build.
+    from scorer import config as config_module
+
+    calls: list[str] = []
+    parse_prefixes = config_module.parse_nat64_prefixes
+    parse_one = config_module.parse_network
+
+    def counted_prefixes(texts: list[str]) -> list[ipaddress.IPv6Network]:
+        calls.append("nat64")
+        return parse_prefixes(texts)
+
+    def counted_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        calls.append(text)
+        return parse_one(text)
+
+    monkeypatch.setattr(config_module, "parse_nat64_prefixes", counted_prefixes)
+    monkeypatch.setattr(config_module, "parse_network", counted_network)
+    config = config_from_mapping(
+        {"policy": {"nat64_prefixes": ["2001:db8::/96"], "skip_networks": ["2001:db8::/32"]}}
+    )
+    config.warnings()
+    Pipeline(config)
+    Pipeline(config)
+    assert sorted(calls) == ["2001:db8::/32", "nat64"]
+    assert config.nat64_prefixes == (ipaddress.ip_network("2001:db8::/96"),)
 
 
 def test_an_entry_inside_a_nat64_prefix_is_warned_about() -> None:
@@ -408,7 +437,7 @@ def test_network_entries_may_be_padded(tmp_path: Path) -> None:
     assert allowlist.match_ip(ipaddress.ip_address("192.0.2.9")) == "ip 192.0.2.0/24"
     assert allowlist.match_ip(ipaddress.ip_address("2001:db8::9")) == "ip 2001:db8::/32"
     config = config_from_mapping({"policy": {"skip_networks": [" 10.0.0.0/8 "]}})
-    assert config.skip_networks == [ipaddress.ip_network("10.0.0.0/8")]
+    assert config.skip_networks == (ipaddress.ip_network("10.0.0.0/8"),)
 
 
 @pytest.mark.parametrize(
