@@ -26,18 +26,22 @@ def score_hits(
     """One result per symbol (rspamd adds up repeated names), score = weight x confidence."""
     best: dict[str, tuple[float, Hit]] = {}
     for hit in hits:
-        score = round(weights.get(hit.symbol, 0.0) * hit.confidence, 4)
+        would_score = weights.get(hit.symbol, 0.0) * hit.confidence
         previous = best.get(hit.symbol)
-        if previous is None or abs(score) > abs(previous[0]):
-            best[hit.symbol] = (score, hit)
+        if previous is None or abs(would_score) > abs(previous[0]):
+            best[hit.symbol] = (would_score, hit)
     symbols: list[SymbolResult] = []
     shadowed: list[tuple[str, float]] = []
-    for name, (score, hit) in best.items():
-        if score and is_shadowed(name):
-            shadowed.append((name, score))
-            symbols.append(
-                SymbolResult(name, 0.0, (*hit.options, f"shadow: would score {score:+g}"), score)
-            )
+    for name, (would_score, hit) in best.items():
+        score = round(would_score, 4)
+        if would_score and is_shadowed(name):
+            # Unrounded where rounding to 4 places leaves nothing (a weight of 0.0002 at
+            # a confidence of 0.2): a shadow_score of 0 is not sent, and SpamAssassin,
+            # with the admin's own score for the symbol, took it for one to score.
+            shadow_score = score or would_score
+            shadowed.append((name, shadow_score))
+            option = f"shadow: would score {shadow_score:+g}"
+            symbols.append(SymbolResult(name, 0.0, (*hit.options, option), shadow_score))
         else:
             symbols.append(SymbolResult(name, score, hit.options))
     total = round(sum(symbol.score for symbol in symbols), 4)

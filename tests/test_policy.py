@@ -858,6 +858,20 @@ def test_a_score_scaled_by_confidence_is_rounded_to_four_places() -> None:
     assert (reply.score, reply.shadowed) == (0.3333, (("RL_PTR_GENERIC", 0.6667),))
 
 
+def test_a_shadowed_score_too_small_to_round_is_still_sent_as_shadowed() -> None:
+    # Regression: 0.0002 x 0.2 rounds to 0 at 4 places, and the symbol went out as a plain
+    # 0 with no shadow_score: SpamAssassin then applied the admin's own score for it.
+    weights = {"RL_PTR_GENERIC": 0.0002}
+    policy = {"shadow_symbols": ["RL_PTR_GENERIC"]}
+    hits = [Hit("RL_PTR_GENERIC", ("ptr=x",), 0.2)]
+    reply = Pipeline(config_from_mapping({"weights": weights, "policy": policy})).reply_for(hits)
+    (symbol,) = reply.symbols
+    assert symbol.score == 0.0 and symbol.shadow_score == pytest.approx(0.00004)
+    assert symbol.options[-1] == "shadow: would score +4e-05"
+    assert json.loads(reply.to_json(1.0))["symbols"][0]["shadow_score"] == symbol.shadow_score
+    assert reply.shadowed == (("RL_PTR_GENERIC", symbol.shadow_score),)
+
+
 @dataclass
 class Reloadable:
     """A service whose config file the test rewrites before asking it to reload."""
