@@ -554,13 +554,15 @@ sub _client {
 }
 
 # The envelope sender: SpamAssassin's EnvelopeFrom; when it has none and no
-# envelope_sender_header is set, the Return-Path above every Received header, the copy
-# of MAIL FROM the final delivery writes (RFC 5321 section 4.4). SpamAssassin gives up
-# before it reads that Return-Path when an X-Envelope-From stands below a Received
-# line: a header any sender may write, which so switched the MAIL FROM checks off.
+# envelope_sender_header is set, the Return-Path or X-Envelope-From above every Received
+# header (whichever is first), the copy of MAIL FROM the final delivery writes (RFC 5321
+# section 4.4). SpamAssassin gives up before it reads that Return-Path when an
+# X-Envelope-From stands below a Received line: a header any sender may write, which so
+# switched the MAIL FROM checks off.
 # $misread: the client is a relay SpamAssassin misread (_misread_client), so its first
 # untrusted relay is the line below, the client's own, whose "envelope-from" it reads
-# first: the sender's to write, passed over for that Return-Path.
+# first: the sender's to write, passed over for the delivery's header (an
+# X-Envelope-From there too: before delivery no Return-Path has been written yet).
 sub _envelope_from {
   my ($pms, $misread) = @_;
   my $set = defined $pms->{conf}->{envelope_sender_header};
@@ -568,9 +570,9 @@ sub _envelope_from {
   my $theirs = $misread && !$set && $below && ($below->{envfrom} // '') =~ /\@/;
   my $from = $theirs ? undef : $pms->get('EnvelopeFrom:addr', undef);
   return $from if defined $from || $set;
-  my ($first) = $pms->get('ALL') =~ /^(Return-Path|Received):/mi;
-  return if !defined $first || lc $first ne 'return-path';
-  return $pms->get('Return-Path:first:addr', undef);
+  my ($first) = $pms->get('ALL') =~ /^(Return-Path|X-Envelope-From|Received):/mi;
+  return if !defined $first || lc $first eq 'received';
+  return $pms->get("$first:first:addr", undef);
 }
 
 # Every Received header, newest first, each on one line with single spaces and a space at

@@ -563,11 +563,15 @@ def test_a_private_helo_literal_spamassassin_trusts_is_not_passed_over(
         assert fake.requests[0].json()["helo"] == "[192.168.1.2]"
 
 
-def test_a_misread_qmail_lines_sender_is_not_read_from_the_line_below(fake: FakeHttp) -> None:
+@pytest.mark.parametrize("top", ["Return-Path", "X-Envelope-From"])
+def test_a_misread_qmail_lines_sender_is_not_read_from_the_line_below(
+    fake: FakeHttp, top: str
+) -> None:
     # Regression (review): past a misread qmail line SpamAssassin's first untrusted relay
     # is the client's own line, and it takes the envelope sender from that line's
     # "(envelope-from <...>)" before the Return-Path our delivery wrote: the plugin sent
-    # what the sender's MTA (or the sender) wrote there.
+    # what the sender's MTA (or the sender) wrote there. Regression: an X-Envelope-From
+    # above the Received lines in its place (a scan before delivery) was not read.
     ours = _qmail("[192.168.1.2]", MISSING_PTR_IP, "with ESMTPS")
     senders_own = (
         f"Received: from laptop ([{GENERIC_IP}] helo=laptop)\n"
@@ -575,7 +579,7 @@ def test_a_misread_qmail_lines_sender_is_not_read_from_the_line_below(fake: Fake
         f"\tid 1rAbCd-000123-4x\n\tfor user@example.org; {_DATE}\n"
     )
     directory = site_config(f"rdns_scorer_url {fake.url}\n")
-    raw = b"Return-Path: <real@sender.example>\n" + _received_as(ours + senders_own)
+    raw = f"{top}: <real@sender.example>\n".encode() + _received_as(ours + senders_own)
     run_spamassassin(directory, raw)
     body = fake.requests[0].json()
     assert (body["ip"], body.get("mail_from")) == (MISSING_PTR_IP, "real@sender.example")
