@@ -214,8 +214,8 @@ def _listen_in(path: str | None) -> object:
 # `rdns-scorer check` at a terminal: one check, no service and no /readyz; its
 # *_TEMPFAIL fix lines speak of the client's zones, but the resolver is at fault.
 ONE_CHECK = Consequences(
-    silent="lookups fail and this check scores 0 (*_TEMPFAIL); the resolver is at fault, "
-    "not the client's zones",
+    silent="lookups fail and score 0 (*_TEMPFAIL); the resolver is at fault, not the "
+    "client's zones",
     untrusted="this check reports them as DNS failures (zero weight)",
 )
 

@@ -32,8 +32,8 @@ Clock = Callable[[], float]
 
 # The service's log: every check from now on is affected, and /readyz can be asked.
 SERVICE = Consequences(
-    silent="lookups fail and every check scores 0 (*_TEMPFAIL) until it does; /readyz says "
-    "so (docs/monitoring.md)",
+    silent="lookups fail and score 0 (*_TEMPFAIL) until it does (checks that need no DNS "
+    "still score); /readyz says so (docs/monitoring.md)",
     untrusted="they are reported as DNS failures (zero weight) until it answers for them; "
     "check the resolver (/readyz, docs/monitoring.md)",
 )

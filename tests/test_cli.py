@@ -419,8 +419,8 @@ def test_check_does_not_trust_a_resolver_that_denies_the_root(
     [
         (
             "servfail",
-            "resolver {} does not answer (the root's SOA: servfail): lookups fail and this "
-            "check scores 0 (*_TEMPFAIL); the resolver is at fault, not the client's zones",
+            "resolver {} does not answer (the root's SOA: servfail): lookups fail and score "
+            "0 (*_TEMPFAIL); the resolver is at fault, not the client's zones",
         ),
         (
             "nxdomain",
@@ -458,8 +458,8 @@ def test_check_names_itself_in_its_warnings() -> None:
     assert result.returncode == cli.EXIT_INCOMPLETE, result.stderr
     assert result.stderr == (
         f"rdns-scorer check: warning: resolver {resolver.nameserver} does not answer (the "
-        "root's SOA: servfail): lookups fail and this check scores 0 (*_TEMPFAIL); the "
-        "resolver is at fault, not the client's zones\n"
+        "root's SOA: servfail): lookups fail and score 0 (*_TEMPFAIL); the resolver is at "
+        "fault, not the client's zones\n"
     )
 
 

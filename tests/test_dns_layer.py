@@ -1014,6 +1014,9 @@ async def test_a_resolver_that_stops_answering_is_logged_once_and_once_when_back
             assert level == logging.WARNING and layer.silent
             assert warning.startswith(f"resolver {resolver.nameserver} does not answer ")
             assert "servfail" in warning and "*_TEMPFAIL" in warning, warning
+            # Regression (docs walkthrough): it said "every check scores 0", where a HELO
+            # that is no FQDN still scores its weight while DNS is down.
+            assert "every check" not in warning and "need no DNS still score" in warning
             resolver.root_soa = True  # the root's SOA answered: it answers again
             for _ in range(3):
                 await layer.check_root()
