@@ -285,7 +285,9 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
         content_type = request.content_type
     if content_type not in ACCEPTED_TYPES:
         raise RequestError(
-            "Content-Type must be application/msgpack or application/json", status=415
+            "Content-Type must be application/msgpack or application/json",
+            "Content-Type",
+            status=415,
         )
     codings = request.headers.getall(hdrs.CONTENT_ENCODING, ())
     try:
@@ -377,7 +379,8 @@ async def check(service: Service, request: web.Request) -> web.Response:
     if service.in_flight >= config.server.max_in_flight:
         # Shed load at once: the plugin fails open, which beats making rspamd wait.
         service.metrics.overloaded.inc()
-        response = service.refuse(request, 503, "overloaded, retry later", "body", want_msgpack)
+        # No field of the request is at fault: the service is (max_in_flight).
+        response = service.refuse(request, 503, "overloaded, retry later", "service", want_msgpack)
         response.headers["Retry-After"] = "1"
         return response
     service.in_flight += 1

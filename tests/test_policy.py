@@ -1222,7 +1222,8 @@ async def test_overload_answers_503_at_once(aiohttp_client: Any) -> None:
         response = await client.post("/v1/check", json={"ip": "198.51.100.3"})
         assert response.status == 503
         assert response.headers["Retry-After"] == "1"
-        assert await response.json() == {"error": "overloaded, retry later", "field": "body"}
+        # Regression (docs walkthrough): "field": "body", which the body was not at fault for.
+        assert await response.json() == {"error": "overloaded, retry later", "field": "service"}
         assert client.app is not None
         assert client.app[SERVICE_KEY].metrics.overloaded.value == 1
         assert time.monotonic() - started < 0.5

@@ -274,6 +274,8 @@ async def test_other_content_types_are_415(client: Client) -> None:
             "/v1/check", data=b'{"ip": "192.0.2.1"}', headers={"Content-Type": content_type}
         )
         assert response.status == 415, content_type
+        # Regression (docs walkthrough): it named the body, not the header at fault.
+        assert (await response.json())["field"] == "Content-Type"
 
 
 @pytest.mark.parametrize(
