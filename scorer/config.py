@@ -260,6 +260,13 @@ class Config:
                 "addresses of a PTR name or an MX host) are never asked; the defaults are "
                 "0.5 and 0.8"
             )
+        if self.dns.reply_cache_max_entries > self.dns.cache_max_entries:
+            # scorer.pipeline keeps the smaller: cache_max_entries is the one bound on memory.
+            slow.append(
+                f"[dns] reply_cache_max_entries = {self.dns.reply_cache_max_entries} is above "
+                f"cache_max_entries = {self.dns.cache_max_entries}: at most "
+                f"{self.dns.cache_max_entries} replies are kept, never more than DNS answers"
+            )
         return [
             *self.source_warnings,
             *scored_failures,

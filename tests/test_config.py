@@ -937,6 +937,18 @@ def test_a_lookup_timeout_the_deadline_comes_before_is_warned_about() -> None:
     assert below.warnings() == []
 
 
+def test_a_reply_cache_bound_above_the_dns_caches_is_warned_about() -> None:
+    # Regression (docs walkthrough): config check said OK and config show printed 200000,
+    # where the service keeps at most cache_max_entries replies.
+    dns = {"cache_max_entries": 1000, "reply_cache_max_entries": 2000}
+    assert config_from_mapping({"dns": dns}).warnings() == [
+        "[dns] reply_cache_max_entries = 2000 is above cache_max_entries = 1000: at most "
+        "1000 replies are kept, never more than DNS answers"
+    ]
+    dns["reply_cache_max_entries"] = 1000
+    assert config_from_mapping({"dns": dns}).warnings() == []
+
+
 # -- config show -------------------------------------------------------------------------
 
 
