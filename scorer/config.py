@@ -697,19 +697,44 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """The TOML file at ``path``, read by ``utf8_text``: past the byte-order mark Notepad
-    and other editors start a UTF-8 file with, which TOML does not allow ("Invalid
-    statement" at line 1, column 1), and with lines ending in a lone CR (old Mac files)
-    as Python's text files read them (TOML takes LF and CRLF only). Raises OSError, or
-    ValueError ("PATH: invalid TOML: why", "PATH:LINE: not UTF-8 ...")."""
+    """The TOML file at ``path`` (``read_toml_text``)."""
+    return read_toml_text(path)[1]
+
+
+def read_toml_text(path: str | Path) -> tuple[str, dict[str, Any]]:
+    """The text of the TOML file at ``path`` and what it says, read by ``utf8_text``: past
+    the byte-order mark Notepad and other editors start a UTF-8 file with, which TOML does
+    not allow ("Invalid statement" at line 1, column 1), and with lines ending in a lone
+    CR (old Mac files) as Python's text files read them (TOML takes LF and CRLF only).
+    Raises OSError, or ValueError ("PATH: invalid TOML: why", "PATH:LINE: not UTF-8 ...")."""
     text = utf8_text(path, Path(path).read_bytes())  # its ValueError names the line
     try:
-        return tomllib.loads(text)
+        return text, tomllib.loads(text)
     except RecursionError:  # tomllib recurses per nesting level: [[[[...]]]] 2,000 deep
         why = "arrays or tables nested too deeply"
     except ValueError as error:  # bad TOML, a 5,000-digit int
         why = str(error)
     raise ValueError(f"{path}: invalid TOML: {why}")
+
+
+def _where(path: str | Path, text: str, error: ConfigError) -> str:
+    """``path`` and, where it can be found, the line of the key ``error`` names ("[dns]
+    timeout: ..."): tomllib keeps no positions, so the text is searched for the key under
+    its table's header; a key written another way (dotted, in an inline table) gets
+    the file's name alone. After a failed reload the journal otherwise named no file."""
+    named = re.match(r"\[(\w+)\] ([\w-]+)", str(error))
+    if named is None:
+        return str(path)
+    table, key = named.groups()
+    key_line = re.compile(rf"""\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*=""")
+    in_table = False
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = re.match(r"\s*\[\s*([\w-]+)\s*\]\s*(?:#.*)?$", line)
+        if header is not None:
+            in_table = header.group(1) == table
+        elif in_table and key_line.match(line):
+            return f"{path}:{number}"
+    return str(path)
 
 
 def load_config(
@@ -729,7 +754,7 @@ def load_config(
         if not str(path):  # `--config "$UNSET"`: Path("") is the working directory
             raise ConfigError("the config file name is empty")
         try:
-            data = read_toml(path)
+            text, data = read_toml_text(path)
         except OSError as error:
             raise ConfigError(file_error(path, error)) from None
         except ValueError as error:
@@ -737,7 +762,12 @@ def load_config(
         written = data.get("server")
         source = ConfigSource(Path(path), dict(written) if isinstance(written, dict) else {})
         _anchor_paths(data, Path(path).parent)
-    config = dataclasses.replace(config_from_mapping(data), source=source)
+        try:
+            config = dataclasses.replace(config_from_mapping(data), source=source)
+        except ConfigError as error:
+            raise ConfigError(f"{_where(path, text, error)}: {error}") from None
+    else:
+        config = config_from_mapping(data)
     if token:
         config = _with_secret(config, environ.get(ENV_TOKEN))
         if config.server.previous_tokens and not config.server.token:

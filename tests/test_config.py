@@ -440,7 +440,7 @@ def test_every_toml_example_in_the_docs_passes_config_check(
     text = example.replace("/etc/rdns-scorer/", f"{tmp_path}/")
     if PLACEHOLDER_TOKEN.search(text):
         path.write_text(text)
-        with pytest.raises(ConfigError, match=r"^\[server\] token: only letters"):
+        with pytest.raises(ConfigError, match=r"scorer\.toml:\d+: \[server\] token: only"):
             _passes_config_check(path)
         text = PLACEHOLDER_TOKEN.sub(r'\1"' + "0f" * 32 + '"', text)
     path.write_text(text)
@@ -947,6 +947,28 @@ def test_a_reply_cache_bound_above_the_dns_caches_is_warned_about() -> None:
     ]
     dns["reply_cache_max_entries"] = 1000
     assert config_from_mapping({"dns": dns}).warnings() == []
+
+
+@pytest.mark.parametrize(
+    ("written", "where"),
+    [
+        ("[dns]\ntimeout = 0.5\n[server]\ntimeout = 0\n", ":4"),  # the key of its table
+        ("[ server ]  # ours\n\n  'timeout' = 0\n", ":3"),
+        ('[server]\n"timeout"=0\n', ":2"),
+        ("server.timeout = 0\n", ""),  # dotted: the file alone
+        ("server = { timeout = 0 }\n", ""),
+    ],
+)
+def test_a_config_error_names_the_file_and_the_keys_line(
+    tmp_path: Path, written: str, where: str
+) -> None:
+    # Regression (docs walkthrough): an error named the key alone; after a failed reload
+    # the journal said nothing of which file.
+    path = tmp_path / "scorer.toml"
+    path.write_text(written)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert str(raised.value).startswith(f"{path}{where}: [server] timeout: ")
 
 
 # -- config show -------------------------------------------------------------------------

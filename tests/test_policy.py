@@ -1543,7 +1543,8 @@ def test_serve_on_an_invalid_config_exits_2(tmp_path: Path) -> None:
     process = _serve("--config", str(config), "--listen", f"127.0.0.1:{free_port()}")
     _out, err = process.communicate(timeout=60)
     assert process.returncode == 2
-    assert "config error: [weights] RL_BOGUS" in err and "Traceback" not in err
+    # Regression (docs walkthrough): the error named no file, nor the key's line.
+    assert f"config error: {config}:2: [weights] RL_BOGUS" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
