@@ -525,7 +525,10 @@ class Supervisor:
             self._release(dead)
             if self._stopping:
                 continue
-            log.error("worker %d exited (%s); starting a new one", pid, exit_description(status))
+            description = exit_description(status)
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+                description += ": stopped by a SIGTERM or SIGINT not of the supervisor's"
+            log.error("worker %d exited (%s); starting a new one", pid, description)
             self._count_restart(dead, status)
             if time.monotonic() - dead.started < QUICK_DEATH_SECONDS:
                 self._quick_deaths += 1
@@ -540,8 +543,12 @@ class Supervisor:
     def _count_restart(self, dead: _Worker, status: int) -> None:
         if dead.last_beat == float("inf"):
             reason = "watchdog"
+        elif os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+            # Exit code 0: a worker ends cleanly only on SIGTERM/SIGINT (run_worker's
+            # graceful stop), someone else's while we are not stopping: no bug of ours.
+            reason = "signal"
         else:
-            reason = "signal" if os.WIFSIGNALED(status) else "exit"
+            reason = "exit"
         self._restarts.labels(reason).inc()
         if self._metrics_directory is not None:
             write_supervisor_snapshot(self._metrics_directory, self._metrics)

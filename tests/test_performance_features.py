@@ -633,9 +633,11 @@ def _restarts(port: int) -> dict[str, float]:
     return seen[0]
 
 
-def _replace_a_worker(process: subprocess.Popen[bytes]) -> None:
+def _replace_a_worker(
+    process: subprocess.Popen[bytes], signum: signal.Signals = signal.SIGKILL
+) -> None:
     victim = children(process.pid)[0]
-    os.kill(victim, signal.SIGKILL)
+    os.kill(victim, signum)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         alive = children(process.pid)
@@ -673,6 +675,10 @@ def test_a_stuck_worker_is_killed_and_replaced(unbound: Unbound, tmp_path: Path)
         assert _restarts(port) == {"exit": 0, "signal": 0, "watchdog": 1}
         _replace_a_worker(process)  # killed by someone else: a signal
         assert _restarts(port) == {"exit": 0, "signal": 1, "watchdog": 1}
+        # Regression (review): a worker stopped by someone's SIGTERM ends cleanly, exit
+        # code 0, and was counted as "exit", which the runbook reads as a crash.
+        _replace_a_worker(process, signal.SIGTERM)
+        assert _restarts(port) == {"exit": 0, "signal": 2, "watchdog": 1}
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
@@ -1314,7 +1320,7 @@ def test_a_watchdog_of_0_seconds_kills_no_worker(monkeypatch: pytest.MonkeyPatch
     [
         (signal.SIGKILL, "killed by SIGKILL"),
         (1 << 8, "exit code 1"),
-        (0, "exit code 0"),
+        (0, "exit code 0: stopped by a SIGTERM or SIGINT not of the supervisor's"),
         (signal.SIGRTMIN + 6, f"killed by signal {signal.SIGRTMIN + 6}"),
     ],
 )
