@@ -337,6 +337,7 @@ def stack(own_unbound: Unbound) -> Iterator[Stack]:
         ), prometheus.log()
         # After a scrape saw no restart: increase() counts from a series' first sample.
         _kill_a_worker(broken)  # RdnsScorerWorkerRestarted
+        failover.restart()  # RdnsScorerRestarted: a crash and systemd's restart, as seen
         statuses = asyncio.run(drive_load(healthy, broken, rounds=ROUNDS, reload=True))
         assert {200, 400, 401, 415, 500, 503} <= set(statuses), sorted(set(statuses))
         # Two more scrapes catch the final counters; the evaluation loop then sees them too.
@@ -394,6 +395,7 @@ def test_prometheus_loads_and_fires_every_alert(stack: Stack) -> None:
     assert stack.healthy.address in by_name["RdnsScorerLatencyHigh"]
     assert by_name["RdnsScorerLatencyHigh"] <= {stack.healthy.address, stack.broken.address}
     assert by_name["RdnsScorerWorkerRestarted"] == {stack.broken.address}
+    assert by_name["RdnsScorerRestarted"] == {stack.failover.address}
     # Only the bug's 500s page as errors, not the overload's 503s (regression: both did).
     assert by_name["RdnsScorerServerErrorsHigh"] == {stack.broken.address}
     assert by_name["RdnsScorerConfigReloadFailed"] == {stack.healthy.address}
@@ -574,6 +576,38 @@ tests:
         exp_samples:
           - labels: 'ALERTS{alertname="RdnsScorerLatencyHigh", alertstate="firing",
               instance="j", severity="warning"}'
+            value: 1
+  - interval: 15s
+    input_series:
+      # Regression (review): one process (the default) crashes and systemd starts it
+      # again 2 s later: a scrape missed, a new start time, and no alert fired (too
+      # short for RdnsScorerDown, and no supervisor to count it).
+      - series: 'up{job="rdns-scorer",instance="k"}'
+        values: '1x20 0 1x40'
+      - series: 'process_start_time_seconds{instance="k"}'
+        values: '1000x20 _ 1310x40'
+      - series: 'rdns_scorer_build_info{instance="k"}'
+        values: '1x20 _ 1x40'
+      # --workers 2: the oldest worker replaced, the start time moves with it; that
+      # is RdnsScorerWorkerRestarted's alone.
+      - series: 'process_start_time_seconds{instance="l"}'
+        values: '1000x20 1310x40'
+      - series: 'rdns_scorer_build_info{instance="l"}'
+        values: '1x61'
+      - series: 'rdns_scorer_worker_restarts_total{instance="l",reason="signal"}'
+        values: '0x20 1x40'
+      # Prometheus's own start time: not a scorer's.
+      - series: 'process_start_time_seconds{instance="m"}'
+        values: '1000x20 1310x40'
+    promql_expr_test:
+      - eval_time: 8m
+        expr: ALERTS{alertstate="firing"}
+        exp_samples:
+          - labels: 'ALERTS{alertname="RdnsScorerRestarted", alertstate="firing",
+              instance="k", severity="warning"}'
+            value: 1
+          - labels: 'ALERTS{alertname="RdnsScorerWorkerRestarted", alertstate="firing",
+              instance="l", severity="warning"}'
             value: 1
   - interval: 1m
     input_series:

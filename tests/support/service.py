@@ -58,7 +58,7 @@ class ScorerProcess:
         return self._process.pid
 
     def start(self) -> ScorerProcess:
-        log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
+        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self._process = subprocess.Popen(
             [
                 *self.wrapper,
@@ -94,6 +94,12 @@ class ScorerProcess:
             self.stop()
             raise RuntimeError(output) from None
         return self
+
+    def restart(self) -> None:
+        """Stop the process and start another on the same port and config, as systemd
+        restarts a crashed service; the log goes on."""
+        stop_process(self._process)
+        self.start()
 
     def stop(self) -> None:
         """Stop the service and remove its directory (config and log): read the log first."""
