@@ -7,6 +7,7 @@ for a ``systemctl reload`` right after a start to land in it.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from scorer.hangup import defer_hangups
@@ -15,6 +16,27 @@ from scorer.hangup import defer_hangups
 def main() -> int:
     if sys.argv[1:2] == ["serve"]:
         defer_hangups()
+    _open_standard_descriptors()
     from scorer.cli import main as cli_main
 
     return cli_main()
+
+
+def _open_standard_descriptors() -> None:
+    """/dev/null on whichever of fds 0-2 the process was started without (``<&-``,
+    ``2>&-``, a careless daemonizer): else the next file or socket opened takes that
+    number. The event loop's epoll fd became fd 0 or 2, and uvloop (libuv asserts it
+    never closes a standard fd) aborted every stop with SIGABRT; sys.stderr was None,
+    which ended a stopping worker in an AttributeError."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stdin is None:
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - for the process's lifetime
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", errors="backslashreplace", closefd=False)  # noqa: SIM115

@@ -437,8 +437,14 @@ class Supervisor:
                 # Through logging, so a JSON log keeps the traceback in one line.
                 log.exception("worker %d failed", os.getpid())
             finally:
-                sys.stderr.flush()
-                os._exit(code)
+                # Nothing may stop the exit: an exception here (no sys.stderr when fd 2
+                # was closed at start, a broken log pipe) went on up the supervisor's
+                # stack, and this process ran on as a second supervisor, serving nothing.
+                try:
+                    if sys.stderr is not None:
+                        sys.stderr.flush()
+                finally:
+                    os._exit(code)
         os.close(beat_write)
         os.set_blocking(beat_read, False)
         now = time.monotonic()

@@ -1,0 +1,124 @@
+"""The serve process's life: started without standard fds, a worker's exit that cannot flush."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.fakedns import FaultyDns
+from tests.support.ports import free_port, wait_for_port
+from tests.support.processes import children
+
+CHECKOUT = Path(__file__).parents[1]
+
+
+@pytest.fixture
+def resolver() -> Iterator[FaultyDns]:
+    dns = FaultyDns("nxdomain")
+    dns.root_soa = True
+    dns.start()
+    yield dns
+    dns.stop()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+@pytest.mark.parametrize("closed", ["<&-", "2>&-"])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_started_without_a_standard_fd_stops_cleanly(
+    resolver: FaultyDns, closed: str, workers: str
+) -> None:
+    # The event loop's epoll fd took the free number 0 or 2, and uvloop (libuv's
+    # uv__close asserts fd > 2) aborted at every stop: exit status -6 (SIGABRT).
+    port = free_port()
+    command = (
+        f"exec {sys.executable} -m scorer serve --listen 127.0.0.1:{port} "
+        f"--nameserver={resolver.nameserver} --workers {workers} {closed}"
+    )
+    process = subprocess.Popen(
+        ["sh", "-c", command], cwd=CHECKOUT, stdout=subprocess.DEVNULL,
+        stderr=None if "2>" in closed else subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        workers_before = children(process.pid)
+    finally:
+        status = _stop(process)
+    assert status == 0
+    for worker in workers_before:
+        assert not Path(f"/proc/{worker}").exists()
+
+
+def test_a_worker_whose_last_flush_fails_still_exits(tmp_path: Path, resolver: FaultyDns) -> None:
+    # A stderr whose flush raises (None when fd 2 was closed, a log pipe gone): the
+    # exception left the worker's `finally` before os._exit, and the worker ran on as
+    # a second supervisor, serving nothing, never replaced; at the stop it signalled
+    # its siblings and was SIGKILLed 10 s later (exit status 1).
+    port = free_port()
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\nevent_loop = "asyncio"\n')
+    script = textwrap.dedent(
+        f"""
+        import io, os, sys
+        SUPERVISOR = os.getpid()
+        class Unflushable(io.TextIOWrapper):
+            def flush(self):  # in the workers, which the supervisor forks
+                if os.getpid() != SUPERVISOR:
+                    raise BrokenPipeError(32, "Broken pipe")
+        sys.stderr = Unflushable(open(2, "wb", closefd=False), write_through=True)
+        sys.argv = ["rdns-scorer", "serve", "--config", {str(config)!r},
+                    "--listen", "127.0.0.1:{port}", "--nameserver={resolver.nameserver}",
+                    "--workers", "2"]
+        from scorer.launch import main
+        sys.exit(main())
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=CHECKOUT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        time.sleep(0.5)
+        # The first worker from the start, the second from a round of the supervisor:
+        # the exception went up a different stack from each.
+        first = children(process.pid)[0]
+        os.kill(first, signal.SIGTERM)
+        time.sleep(2)
+        replacement = [pid for pid in children(process.pid) if pid != first]
+        os.kill(replacement[-1], signal.SIGTERM)
+        time.sleep(2)
+        alive = children(process.pid)
+        assert first not in alive and replacement[-1] not in alive
+        assert len(alive) == 2
+        started = time.monotonic()
+    finally:
+        status = _stop(process)
+        time.sleep(0.5)
+        try:  # nothing of it may stay behind, still serving the port
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            left = True
+        except OSError:
+            left = False
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # its own session: clones included
+    assert status == 0
+    assert time.monotonic() - started < 5
+    assert not left
