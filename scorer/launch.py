@@ -8,6 +8,7 @@ for a ``systemctl reload`` right after a start to land in it.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from scorer.hangup import defer_hangups
@@ -16,10 +17,24 @@ from scorer.hangup import defer_hangups
 def main() -> int:
     if sys.argv[1:2] == ["serve"]:
         defer_hangups()
+        if os.getpid() == 1:
+            _stop_on_signals_until_served()
     _open_standard_descriptors()
     from scorer.cli import main as cli_main
 
     return cli_main()
+
+
+def _stop_on_signals_until_served() -> None:
+    """As PID 1 (a container without an init), end on SIGTERM and SIGINT until the app
+    handles them: the kernel gives PID 1 no default action, so a `docker stop` in the
+    half second a start takes was lost, and Docker killed the service 10 s later."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 def _open_standard_descriptors() -> None:

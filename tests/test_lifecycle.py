@@ -122,3 +122,38 @@ def test_a_worker_whose_last_flush_fails_still_exits(tmp_path: Path, resolver: F
     assert status == 0
     assert time.monotonic() - started < 5
     assert not left
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_as_pid_1_stops_on_a_sigterm_during_its_start(
+    resolver: FaultyDns, workers: str
+) -> None:
+    # Regression (review): the kernel gives PID 1 (a container without an init) no
+    # default action for SIGTERM, and nothing handled it before the app did: a `docker
+    # stop` in the half second a start takes was lost, the service came up anyway and
+    # Docker killed it 10 s later.
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            "unshare", "--pid", "--fork", "--kill-child",
+            sys.executable, "-m", "scorer", "serve", "--listen", f"127.0.0.1:{port}",
+            f"--nameserver={resolver.nameserver}", "--workers", workers,
+        ],
+        cwd=CHECKOUT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 5
+        while not children(process.pid):
+            assert time.monotonic() < deadline, "unshare started nothing"
+            time.sleep(0.01)
+        (pid_1,) = children(process.pid)
+        time.sleep(0.1)  # importing the command line takes ~0.5 s
+        os.kill(pid_1, signal.SIGTERM)
+        _out, err = process.communicate(timeout=5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert b"Traceback" not in err, err
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), 0.5).close()
