@@ -92,6 +92,9 @@ class Pipeline:
         self.replies: TtlCache[CheckReply] = TtlCache(
             reply_entries, 0.0, config.dns.reply_cache_max_ttl, clock
         )
+        # Either 0 switches the reply cache off: no reply is rendered for it and stored
+        # already expired (reply_cache_max_ttl = 0 did so for every check).
+        self._keeps_replies = reply_entries > 0 and config.dns.reply_cache_max_ttl > 0
         # The DNS layer's trust_changes the replies were stored under.
         self._replies_trust = self.dns.trust_changes
         self._clock = clock
@@ -187,7 +190,12 @@ class Pipeline:
         # valid HELO, sender or host name) are checked afresh each time instead. A reply
         # built while the resolver's judgement changed (DnsLayer._judge_root) is not kept:
         # it may hold the old word.
-        if ttl > 0 and memo_sized(key[1:]) and self.dns.trust_changes == trust_changes:
+        if (
+            ttl > 0
+            and self._keeps_replies
+            and memo_sized(key[1:])
+            and self.dns.trust_changes == trust_changes
+        ):
             reply = reply.rendered()  # its JSON is rendered once, for every reuse
             self._judged_replies().put(key, reply, ttl, reply_cache_size(reply, key))
         return reply

@@ -38,7 +38,8 @@ from scorer.dns.layer import (
     system_nameservers,
 )
 from scorer.dns.outcomes import Answer, FailureKind, MxRecord, NotFound, NotFoundKind, TempFail
-from scorer.pipeline import SERVICE, build_dns_layer
+from scorer.pipeline import SERVICE, Pipeline, build_dns_layer
+from scorer.protocol import parse_request
 from tests import world
 from tests.support.fakedns import FaultyDns, dead_port
 from tests.support.ports import free_port, tcp_listener
@@ -211,6 +212,33 @@ def test_an_answer_of_long_names_counts_as_several_cache_entries() -> None:
     assert cache_size(names) == 3
     alias = NotFound(NotFoundKind.NXDOMAIN, 60, alias_target="\\001" * 250 + ".example")
     assert cache_size(alias) == 2
+    # Regression (review): the name an entry is kept under did not count: the forward
+    # lookup of a hostile PTR name of escaped octets (~940 characters) kept ~1.1 KB as
+    # one entry, so a full cache held twice what its bound says.
+    key = question_key("\\200" * 230 + ".evil.example", dns.rdatatype.A)
+    assert cache_size(NotFound(NotFoundKind.NXDOMAIN, 60), key) == 2
+    assert cache_size(usual, question_key("mail.example.org", dns.rdatatype.A)) == 1
+
+
+async def test_a_query_sent_before_a_lower_timeout_keeps_a_joining_lookups_deadline() -> None:
+    # Regression (review): a lookup sharing a query in flight armed no timer of its own
+    # when its deadline came after now + the timeout, taking the query to end by then;
+    # one sent before a reload lowered [dns] timeout ends at its old timeout, and the
+    # lookup with a 0.5 s deadline waited 3 s (past the plugin's own timeout).
+    server = FaultyDns("silent").start()
+    try:
+        layer = _layer(server.nameserver, timeout=3.0)
+        first = asyncio.ensure_future(layer.lookup("slow.example", dns.rdatatype.A, _deadline(5)))
+        await asyncio.sleep(0.05)
+        layer.set_timeout(0.3)  # a reload: timeout 3 -> 0.3 s
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcome = await layer.lookup("slow.example", dns.rdatatype.A, started + 0.5)
+        assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.DEADLINE
+        assert loop.time() - started < 1.0
+        first.cancel()
+    finally:
+        server.stop()
 
 
 async def test_expired_deadline_makes_no_query(unbound: Unbound) -> None:
@@ -777,6 +805,24 @@ async def test_a_no_cached_while_the_resolver_is_untrusted_stays_untrusted_from_
         cached = await layer.lookup("a.example", dns.rdatatype.A, _deadline())
         assert layer.cache.hits == hits + 1, "the second lookup is a cache hit"
         assert asked == cached == layer.untrusted
+    finally:
+        resolver.stop()
+
+
+async def test_a_reply_built_on_an_untrusted_no_is_not_cached() -> None:
+    # Regression (review): while the resolver is untrusted its NXDOMAIN is reported as a
+    # failure (RL_PTR_TEMPFAIL), yet the reply holding it was cached for the NXDOMAIN's
+    # TTL (negative_ttl, 300 s): docs/configuration.md says a reply built on a DNS
+    # failure is not kept at all. Asked twice: the DNS miss, then the DNS cache's hit.
+    resolver = FaultyDns("nxdomain").start()
+    try:
+        pipeline = Pipeline(config_from_mapping({"dns": {"nameservers": [resolver.nameserver]}}))
+        await pipeline.dns.check_root()
+        assert pipeline.dns.untrusted is not None
+        for _ in range(2):
+            reply = await pipeline.check(parse_request({"ip": "203.0.113.10"}).request)
+            assert [s.name for s in reply.symbols] == ["RL_PTR_TEMPFAIL"]
+            assert len(pipeline.replies) == 0
     finally:
         resolver.stop()
 

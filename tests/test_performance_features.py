@@ -39,6 +39,7 @@ from scorer.memo import MAX_MEMO_CHARS, memo_sized, memoise, memoise_short_text
 from scorer.metrics import Metrics
 from scorer.pipeline import Pipeline, reply_cache_size
 from scorer.protocol import (
+    CheckReply,
     CheckRequest,
     ReplyKey,
     RequestError,
@@ -223,11 +224,25 @@ async def test_a_cached_reply_is_kept_with_its_json_rendered(unbound: Unbound) -
     assert json.loads(cached.to_json(1.0))["symbols"] == []
 
 
-async def test_reply_cache_can_be_disabled(unbound: Unbound) -> None:
-    pipeline = Pipeline(_config(unbound, reply_cache_max_entries=0))
+@pytest.mark.parametrize("off", [{"reply_cache_max_entries": 0}, {"reply_cache_max_ttl": 0}])
+async def test_reply_cache_can_be_disabled(
+    unbound: Unbound, monkeypatch: pytest.MonkeyPatch, off: dict[str, int]
+) -> None:
+    # Regression (review): reply_cache_max_ttl = 0 rendered every reply and stored it
+    # already expired.
+    rendered: list[CheckReply] = []
+    render = CheckReply.rendered
+
+    def counted(self: CheckReply) -> CheckReply:
+        rendered.append(self)
+        return render(self)
+
+    monkeypatch.setattr(CheckReply, "rendered", counted)
+    pipeline = Pipeline(_config(unbound, **off))
     await pipeline.check(_request())
     await pipeline.check(_request())
     assert len(pipeline.replies) == 0 and pipeline.replies.hits == 0
+    assert rendered == []
 
 
 async def test_reload_starts_with_an_empty_reply_cache(unbound: Unbound) -> None:

@@ -177,14 +177,17 @@ CACHE_BYTES_PER_ENTRY = 512
 RECORD_BYTES = 100
 
 
-def cache_size(outcome: Answer[object] | NotFound) -> int:
-    """How many entries of ``cache_max_entries`` ``outcome`` counts as: 1 for all but
-    answers of many records or long names (TtlCache: a hostile zone's would hold up to
-    ~55 KB, a hundred times a usual answer)."""
+def cache_size(outcome: Answer[object] | NotFound, key: str = "") -> int:
+    """How many entries of ``cache_max_entries`` ``outcome``, kept under ``key``, counts
+    as: 1 for all but answers of many records or long names (TtlCache: a hostile zone's
+    would hold up to ~55 KB, a hundred times a usual answer). The key's name counts as
+    any name: a PTR name of escaped octets (``\\128`` each) is ~940 characters, and the
+    NXDOMAIN of its forward lookup held ~1.1 KB counted as one entry."""
+    held = len(key)
     if isinstance(outcome, NotFound):
-        held = len(outcome.alias_target or "")
+        held += len(outcome.alias_target or "")
     else:
-        held = RECORD_BYTES * max(0, len(outcome.records) - 1)
+        held += RECORD_BYTES * max(0, len(outcome.records) - 1)
         for record in outcome.records:
             if isinstance(record, MxRecord):
                 held += len(record.exchange)
@@ -313,6 +316,8 @@ class DnsLayer:
         self.nameservers = resolvers(nameservers)
         self._transport = UdpTransport(self.nameservers, timeout, negative_ttl)
         self._timeout = timeout
+        # Until when queries sent with a longer timeout than ``_timeout`` may be in flight.
+        self._longer_queries_until = 0.0
         self.cache = cache
         self._inflight: dict[Hashable, asyncio.Future[tuple[Outcome, float]]] = {}
         self._negatives: dict[NotFound, NotFound] = {}
@@ -339,6 +344,11 @@ class DnsLayer:
     def set_timeout(self, timeout: float) -> None:
         """Wait ``timeout`` for the queries sent from now on: a reload that changed only
         the timeout asks the same resolvers, whose cached answers and judgement stand."""
+        if timeout < self._timeout and self._inflight:
+            # Queries in flight end at their old timeout: until then a lookup sharing
+            # one needs a timer of its own for its deadline (lookup, ``timed``).
+            ends = asyncio.get_running_loop().time() + self._timeout
+            self._longer_queries_until = max(self._longer_queries_until, ends)
         self._timeout = timeout
         self._transport.set_timeout(timeout)
 
@@ -383,10 +393,12 @@ class DnsLayer:
         tracker = _tracker.get()
         entry = self.cache.get_entry(key)
         if entry is not None:
+            if self.untrusted is not None and type(entry[1]) is NotFound:
+                if tracker is not None:
+                    tracker.expires = 0.0  # a failure: no reply built on it is kept
+                return self.untrusted
             if tracker is not None and entry[0] < tracker.expires:
                 tracker.expires = entry[0]
-            if self.untrusted is not None and type(entry[1]) is NotFound:
-                return self.untrusted
             return entry[1]
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -402,12 +414,13 @@ class DnsLayer:
             else:
                 # A query ends by itself within the timeout: a deadline beyond that
                 # needs no timer of its own.
-                timed = deadline < now + self._timeout
+                timed = deadline < now + self._timeout or now < self._longer_queries_until
                 outcome, expires = await self._wait(shared, deadline if timed else None, loop)
+        if self.untrusted is not None and type(outcome) is NotFound:
+            expires = 0.0  # reported as a failure: no reply built on it is kept
+            outcome = self.untrusted
         if tracker is not None and expires < tracker.expires:
             tracker.expires = expires
-        if self.untrusted is not None and type(outcome) is NotFound:
-            return self.untrusted
         return outcome
 
     @staticmethod
@@ -543,7 +556,7 @@ class DnsLayer:
                 self._negatives.clear()
             outcome = self._negatives.setdefault(outcome, outcome)
         if not isinstance(outcome, TempFail) and trust == self.trust_changes:
-            expires = self.cache.put(key, outcome, outcome.ttl, cache_size(outcome))
+            expires = self.cache.put(key, outcome, outcome.ttl, cache_size(outcome, key))
         if self._inflight.get(key) is shared:
             del self._inflight[key]
         if not shared.done():
