@@ -216,7 +216,7 @@ class Config:
     def local_ips(self) -> frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         # As the client is read (scorer.protocol.parse_ip): ::ffff:192.0.2.1 would
         # otherwise never equal the IPv4 client it stands for.
-        return frozenset(parse_ip(a) for a in self.policy.local_ips)
+        return frozenset(_local_ip(a) for a in self.policy.local_ips)
 
     def is_shadowed(self, symbol: str) -> bool:
         return self.policy.shadow or symbol in self.policy.shadow_symbols
@@ -349,6 +349,16 @@ class Config:
     @cached_property
     def local_names(self) -> frozenset[str]:
         return frozenset(_host_name(n) for n in self.policy.local_names)
+
+
+def _local_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """One of [policy] local_ips: an address of the MX's own, which a HELO literal is
+    compared with (a network would make every address in it "ours")."""
+    try:
+        return parse_ip(text)
+    except ValueError:
+        hint = ": addresses only, not networks; list each of yours" if "/" in text else ""
+        raise ValueError(f"{text!r} is not an IP address{hint}") from None
 
 
 # Read once, when serve starts (docs/configuration.md): a reload cannot apply them.

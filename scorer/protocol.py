@@ -276,6 +276,9 @@ def _validate(ip: object, helo: object, mail_from: object, hostname: object) -> 
         raise RequestError("ip is required", "ip")
     if not isinstance(raw_ip, str):
         raise RequestError("ip must be a string", "ip")
+    if not raw_ip.strip():
+        # An empty macro of the MTA's: "not an address: " ended in nothing to read.
+        raise RequestError("ip is empty", "ip")
     try:
         if len(raw_ip) > MAX_IP_CHARS:
             raise ValueError("too long")

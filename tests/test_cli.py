@@ -298,7 +298,9 @@ def test_health_failures_are_one_line_and_exit_1(
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        (["--ip", ""], "rdns-scorer check: ip is not an IPv4 or IPv6 address: \n"),
+        # Regression (docs walkthrough): "... IPv6 address: " ended in nothing to read.
+        (["--ip", ""], "rdns-scorer check: ip is empty\n"),
+        (["--ip", " "], "rdns-scorer check: ip is empty\n"),
         (["--ip", "224.0.0.1"], "rdns-scorer check: ip 224.0.0.1 is no host's address"),
     ],
 )

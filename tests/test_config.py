@@ -197,7 +197,17 @@ def test_nameservers_from_the_environment_lose_the_spaces_around_commas() -> Non
         ({"dns": {"nameservers": ["1.1.1.1", 53]}}, "[dns] nameservers: expected a list of str"),
         ({"dns": 5}, "[dns]: expected a table"),
         ({"weights": 1}, "[weights]: expected a table of SYMBOL = number"),
-        ({"policy": {"local_ips": ["mx.example.org"]}}, "[policy] local_ips: "),
+        (
+            {"policy": {"local_ips": ["mx.example.org"]}},
+            "[policy] local_ips: 'mx.example.org' is not an IP address",
+        ),
+        # Regression (docs walkthrough): Python's own "does not appear to be an IPv4 or
+        # IPv6 address", with no word of what the key takes.
+        (
+            {"policy": {"local_ips": ["192.0.2.0/24"]}},
+            "[policy] local_ips: '192.0.2.0/24' is not an IP address: addresses only, not "
+            "networks; list each of yours",
+        ),
         # Regression: "[allowlist] : No such file or directory", naming neither.
         ({"allowlist": {"files": [""]}}, "[allowlist] files: an empty file name"),
         # At most 2^53 either way: a weight of -2^60 is as much a typo as +2^60.
