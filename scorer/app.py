@@ -171,8 +171,9 @@ class Service:
         self.refusals.note(status, message, field, request.remote)
         return _error(status, message, field, want_msgpack)
 
-    async def reload(self, source: str) -> str:
+    async def reload(self, source: str) -> list[str]:
         """Load the config again; on any error keep serving the old one, log and raise.
+        Returns what the new config warns about (Config.reload_warnings).
 
         The config and its allowlist files are read and validated in a thread: 50,000
         allowlist lines take ~0.4 s, which on the event loop stalled every check in
@@ -226,14 +227,15 @@ class Service:
             self.pipeline = pipeline
             if config.server.logging_settings != before.logging_settings:
                 configure_logging(*config.server.logging_settings)
+            warnings = config.reload_warnings(self.started_server, before)
             if self.peer_reload is None:
                 # With several workers the supervisor, which reloads too, warns once
                 # (workers.Supervisor._reload), not each worker.
-                for warning in config.reload_warnings(self.started_server, before):
+                for warning in warnings:
                     log.warning("%s", warning)
             self.metrics.record_reload(success=True)
         log.info("config reloaded on %s (pid %d)", source, os.getpid())
-        return "reloaded"
+        return warnings
 
 
 SERVICE_KEY = web.AppKey("service", Service)
@@ -439,7 +441,7 @@ async def reload_config(service: Service, request: web.Request) -> web.Response:
         service.reload_refusals.note(401, message, "Authorization", request.remote)
         return _error(401, message, "Authorization", want_msgpack)
     try:
-        status = await service.reload("POST /v1/reload")
+        warnings = await service.reload("POST /v1/reload")
     except ConfigError as error:
         return _error(422, str(error), "config", want_msgpack)
     finally:
@@ -447,7 +449,9 @@ async def reload_config(service: Service, request: web.Request) -> web.Response:
         # config in its own metrics, not just the one that happened to get the request.
         if service.peer_reload is not None:
             service.peer_reload()
-    body, content_type = encode_reply({"status": status}, want_msgpack)
+    # What the log says beside "reloaded": a changed listen address or a raised body
+    # limit waits for a restart, and the caller of the API would not see it otherwise.
+    body, content_type = encode_reply({"status": "reloaded", "warnings": warnings}, want_msgpack)
     return web.Response(body=body, content_type=content_type)
 
 

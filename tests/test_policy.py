@@ -1138,7 +1138,7 @@ async def test_reload_endpoint_swaps_config_and_rejects_bad_ones(reloadable: Rel
     path.write_text(base + "[weights]\nRL_PTR_MISSING = 9\n")
     response = await client.post("/v1/reload", headers=auth)
     assert response.status == 200
-    assert await response.json() == {"status": "reloaded"}  # as the README shows
+    assert await response.json() == {"status": "reloaded", "warnings": []}  # as the README
     assert reloadable.peers == ["asked"]
     body = await (await client.post("/v1/check", json=request, headers=auth)).json()
     assert body["score"] == 9.0
@@ -1162,9 +1162,14 @@ async def test_reload_endpoint_swaps_config_and_rejects_bad_ones(reloadable: Rel
         response = await client.post("/v1/reload", headers=headers)
         assert (response.status, response.content_type) == (status, "application/msgpack")
         assert set(msgpack.unpackb(await response.read())) == {"error", "field"}
-    path.write_text(base)
+    # Regression (docs walkthrough): a change that waits for a restart was said in the
+    # log alone, and the API answered a plain "reloaded".
+    path.write_text(base.replace("[server]\n", "[server]\nmax_body_bytes = 65536\n", 1))
     response = await client.post("/v1/reload", headers={**auth, **accept})
-    assert msgpack.unpackb(await response.read()) == {"status": "reloaded"}
+    assert msgpack.unpackb(await response.read()) == {
+        "status": "reloaded",
+        "warnings": ["[server] max_body_bytes 65536 applies after a restart; 16384 until then"],
+    }
 
 
 def test_sighup_reloads_a_running_service(unbound: Unbound) -> None:
