@@ -486,6 +486,10 @@ def _weights(values: Any) -> dict[str, float]:
 # 1 KiB refuses real ones. A resolver on loopback answers in well under a millisecond,
 # but a recursive miss takes tens of ms: a DNS time below 50 ms fails them all.
 MIN_BODY_BYTES = 1024
+# A check body stays under ~25 KB even at every field's cap (1,024 characters of up to 4
+# bytes); 1 MiB (aiohttp's own default) is room enough, and max_in_flight bodies of it
+# are 256 MiB held at once: a larger limit is a typo that lets clients hold gigabytes.
+MAX_BODY_BYTES = 1024 * 1024
 MAX_REQUEST_DEADLINE = 8.0
 MIN_DNS_SECONDS = 0.05
 
@@ -567,11 +571,12 @@ def _validate(config: Config) -> None:
         # systemd unit 15 s: a longer deadline would cut checks off at every stop.
         "[dns] request_deadline": (config.dns.request_deadline, MAX_REQUEST_DEADLINE),
         "[server] workers": (config.server.workers, MAX_WORKERS),
+        "[server] max_body_bytes": (config.server.max_body_bytes, MAX_BODY_BYTES),
         "[server] watchdog_seconds": (config.server.watchdog_seconds, 3600),
     }
     for path, (value, ceiling) in at_most.items():
         if value > ceiling:
-            raise ConfigError(f"{path}: must be at most {ceiling:g}, got {value:g}")
+            raise ConfigError(f"{path}: must be at most {ceiling:.15g}, got {value:.15g}")
     non_negative = {
         "[server] watchdog_seconds": config.server.watchdog_seconds,
         "[dns] cache_max_entries": config.dns.cache_max_entries,

@@ -33,7 +33,7 @@ from scorer.app import SERVICE_KEY, create_app
 from scorer.checks.helo import NAT_SLIP_CONFIDENCE, HeloKind, parse_helo
 from scorer.checks.hit import Hit
 from scorer.checks.mailfrom import SenderKind, parse_sender
-from scorer.config import Config, ConfigError, config_from_mapping, load_config
+from scorer.config import MAX_BODY_BYTES, Config, ConfigError, config_from_mapping, load_config
 from scorer.names import to_ascii
 from scorer.pipeline import Pipeline
 from scorer.policy import NetworkSet, nat64_client, parse_network, skip_hit
@@ -1407,14 +1407,18 @@ async def test_a_content_length_over_the_limit_is_a_413_at_once_and_closes(
     writer.close()
 
 
-async def test_a_body_limit_above_aiohttps_default_holds(aiohttp_client: Any) -> None:
-    # aiohttp's own cap (client_max_size, 1 MiB by default) is set to max_body_bytes.
-    config = config_from_mapping({"server": {"max_body_bytes": 2 * 1024 * 1024}})
+async def test_the_largest_body_limit_holds(aiohttp_client: Any) -> None:
+    # aiohttp's own cap (client_max_size) is set to max_body_bytes, at most 1 MiB.
+    config = config_from_mapping({"server": {"max_body_bytes": MAX_BODY_BYTES}})
     client = await aiohttp_client(create_app(config))
-    body = _json_body_of(1024 * 1024 + 100)
     headers = {"Content-Type": "application/json"}
-    response = await client.post("/v1/check", data=body, headers=headers)
-    assert response.status == 200, await response.text()
+    for size, status in ((MAX_BODY_BYTES, 200), (MAX_BODY_BYTES + 1, 413)):
+        response = await client.post("/v1/check", data=_json_body_of(size), headers=headers)
+        assert response.status == status, await response.text()
+    # Regression (docs walkthrough): 100 MB loaded, which lets max_in_flight clients
+    # hold gigabytes.
+    with pytest.raises(ConfigError, match=r"max_body_bytes: must be at most 1048576"):
+        config_from_mapping({"server": {"max_body_bytes": MAX_BODY_BYTES + 1}})
 
 
 async def test_expect_100_continue_with_a_body_too_large_is_a_413_first(
