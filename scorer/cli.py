@@ -99,7 +99,7 @@ def _worker_count(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from scorer.workers import listen_failure, serve  # late: `check` needs none
+    from scorer.workers import listen_exit_status, listen_failure, serve  # late: `check`
 
     defer_hangups()  # scorer.launch did already; main() may also be called directly
     config = _served_config(args)
@@ -136,7 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
         if failure is None:
             raise
         print_error(f"rdns-scorer serve: {failure}")
-        return 2
+        return listen_exit_status(error)
 
 
 def _served_config(args: argparse.Namespace) -> Config:

@@ -71,6 +71,22 @@ SUPERVISOR_PAUSE_SECONDS = 3 * HEARTBEAT_SECONDS
 UNREAD_REPLY_SECONDS = 10.0
 
 
+# serve's exit status when the listen address is not on the host yet, or still taken,
+# or its name does not resolve yet (EX_TEMPFAIL, sysexits.h): a boot race (an IPv6
+# address in duplicate address detection, a VIP not yet moved here, a restart before the
+# old process let go) that the unit's Restart= retries. A config error, and a port it may
+# not bind (EACCES), exit 2, which RestartPreventExitStatus=2 does not retry.
+EXIT_LISTEN_LATER = 75
+
+
+def listen_exit_status(error: OSError) -> int:
+    """serve's exit status for ``error``, one ``listen_failure`` describes."""
+    transient = (errno.EADDRINUSE, errno.EADDRNOTAVAIL)
+    return (
+        EXIT_LISTEN_LATER if isinstance(error, socket.gaierror) or error.errno in transient else 2
+    )
+
+
 def listen_failure(error: OSError, host: str, port: int) -> str | None:
     """One line saying why ``host:port`` cannot be bound, or None for another OSError."""
     if isinstance(error, socket.gaierror):  # a host name that does not resolve (now)

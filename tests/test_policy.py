@@ -41,7 +41,7 @@ from scorer.protocol import SymbolResult, parse_request
 from scorer.scoring import score_hits
 from scorer.security import public_bind_refusal, refuse_public_without_token
 from scorer.workermetrics import PREFIX, SHARED_MEMORY, remove_directory
-from scorer.workers import OPEN_FILES_WANTED
+from scorer.workers import EXIT_LISTEN_LATER, OPEN_FILES_WANTED, listen_exit_status
 from tests import world
 from tests.conftest import make_config
 from tests.helpers import eventually, symbols_for
@@ -1535,12 +1535,13 @@ async def test_undecodable_authorization_header_is_a_401(aiohttp_client: Any) ->
         assert b" 401 " in status_line, (presented, status_line)
 
 
-def _serve(*args: str) -> subprocess.Popen[str]:
+def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "scorer", "serve", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -1566,10 +1567,26 @@ def test_a_port_in_use_is_one_clear_line_not_a_traceback(workers: str) -> None:
         _out, err = process.communicate(timeout=60)
     finally:
         listener.close()
-    assert process.returncode != 0
+    # Regression (review): 2, which the unit's RestartPreventExitStatus=2 never retries.
+    assert process.returncode == EXIT_LISTEN_LATER
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in err
     assert "Traceback" not in err
     assert "listening on" not in err  # only said once the socket is bound
+
+
+def test_a_listen_address_not_here_yet_exits_for_a_retry() -> None:
+    # Regression (review): an address not (yet) on the host at boot (IPv6 duplicate
+    # address detection, a VIP on its way) exited 2, which the unit never retries: the
+    # service stayed down and mail went unscored. No packet leaves: bind() fails locally.
+    process = _serve("--listen", "192.0.2.1:11397", env={"RDNS_SCORER_TOKEN": "t0k"})
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == EXIT_LISTEN_LATER, err
+    assert "cannot listen on 192.0.2.1:11397: Cannot assign requested address" in err
+    # A port it may not bind is no race: 2, not retried. A name that does not resolve
+    # (yet: the resolver may be starting too) is.
+    assert listen_exit_status(PermissionError(errno.EACCES, "Permission denied")) == 2
+    unresolved = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    assert listen_exit_status(unresolved) == EXIT_LISTEN_LATER
 
 
 def test_a_listen_host_name_that_does_not_resolve_is_one_clear_line() -> None:
@@ -1604,7 +1621,7 @@ def test_a_second_instance_with_workers_does_not_join_the_port(unbound: Unbound)
         wait_for_port(port)
         second = _serve(*listen, "--workers", "2")
         _out, err = second.communicate(timeout=60)
-        assert second.returncode == 2
+        assert second.returncode == EXIT_LISTEN_LATER
         assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in err
     finally:
         first.terminate()
