@@ -27,6 +27,7 @@ import scorer.workers
 from scorer.cli import build_parser, main
 from scorer.config import ENV_LISTEN, Config
 from scorer.symbols import SYMBOLS, markdown_table
+from scorer.workers import EXIT_LISTEN_LATER
 from tests import world
 from tests.support.fakedns import FaultyDns
 from tests.support.unbound import Unbound
@@ -122,11 +123,14 @@ def test_serve_warns_about_a_token_every_user_can_read(
 
 
 def test_serve_lets_an_unexpected_os_error_through(served: Served) -> None:
-    # Only failures to bind are one line and exit 2; anything else is a bug to see whole.
+    # Only failures to bind are one line and an exit status (75 for one worth a retry);
+    # anything else is a bug to see whole.
     served.error = OSError(errno.ENOMEM, "Cannot allocate memory")
     with pytest.raises(OSError, match="Cannot allocate memory"):
         main(["serve"])
     served.error = OSError(errno.EADDRINUSE, "Address already in use")
+    assert main(["serve"]) == EXIT_LISTEN_LATER
+    served.error = OSError(errno.EACCES, "Permission denied")
     assert main(["serve"]) == 2
 
 
