@@ -274,6 +274,7 @@ class Config:
             *current,
             *slow,
             *self._unmatched_local_names(),
+            *self._listen_overridden(),
             *self._behind_nat64(),
         ]
 
@@ -297,6 +298,19 @@ class Config:
             for where, network in entries
             for prefix in prefixes
             if network.subnet_of(prefix)
+        ]
+
+    def _listen_overridden(self) -> list[str]:
+        """A ``listen`` written in the file that the variable or the flag replaced: the
+        Docker image sets RDNS_SCORER_LISTEN, and an admin's [server] listen in a
+        mounted config was passed over without a word."""
+        source = self.source
+        written = None if source is None else source.server.get("listen")
+        if source is None or not isinstance(written, str) or written == self.server.listen:
+            return []
+        return [
+            f"[server] listen {written!r} in {source.path} is not used: {ENV_LISTEN} or "
+            f"--listen sets {self.server.listen!r}"
         ]
 
     def _unmatched_local_names(self) -> list[str]:

@@ -22,6 +22,8 @@ from scorer import app
 from scorer.config import (
     DEFAULT_PORT,
     DEFAULT_SKIP_NETWORKS,
+    ENV_LISTEN,
+    ENV_TOKEN,
     ENV_VARIABLES,
     MAX_TOKEN_CHARS,
     SECTIONS,
@@ -979,6 +981,21 @@ def test_a_config_error_names_the_file_and_the_keys_line(
     with pytest.raises(ConfigError) as raised:
         load_config(path, environ={})
     assert str(raised.value).startswith(f"{path}{where}: [server] timeout: ")
+
+
+def test_a_listen_in_the_file_that_the_variable_overrides_is_warned_about(tmp_path: Path) -> None:
+    # Regression (Docker review): the image sets RDNS_SCORER_LISTEN, which wins over
+    # [server] listen: an admin's listen in a mounted config was passed over silently.
+    path = tmp_path / "scorer.toml"
+    path.write_text('[server]\nlisten = "127.0.0.1:8080"\n')
+    overridden = load_config(path, environ={ENV_LISTEN: "0.0.0.0:11340", ENV_TOKEN: "t0k"})
+    assert overridden.warnings() == [
+        f"[server] listen '127.0.0.1:8080' in {path} is not used: RDNS_SCORER_LISTEN or "
+        "--listen sets '0.0.0.0:11340'"
+    ]
+    assert load_config(path, environ={ENV_LISTEN: "127.0.0.1:8080"}).warnings() == []
+    path.write_text("[server]\n")
+    assert load_config(path, environ={ENV_LISTEN: "127.0.0.1:9"}).warnings() == []
 
 
 # -- config show -------------------------------------------------------------------------
