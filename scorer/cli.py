@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +60,7 @@ from scorer.security import (
     unused_token_warning,
 )
 from scorer.symbols import SYMBOLS, markdown_table, reports_a_failure
+from scorer.text import escape_unprintable
 
 
 def _add_config_file_option(parser: argparse.ArgumentParser) -> None:
@@ -169,16 +171,31 @@ def _health(args: argparse.Namespace) -> int:
         print_error(f"{where}: {error}")
         return 1
     try:
-        url = f"http://{address}/healthz"
+        url = f"http://{address}/{'readyz' if args.ready else 'healthz'}"
         where = f"{where}: {url}"
         # Straight to the loopback: an http_proxy in the environment must not carry it.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(url, timeout=args.timeout) as reply:
-            reply.read()
-    except (OSError, ValueError) as error:  # refused, timeout, HTTP error
+            body = reply.read()
+    except urllib.error.HTTPError as error:
+        # /readyz's 503 says why in its body: the runbooks' first question.
+        print_error(f"{where}: HTTP {error.code}: {_readiness(error.read())}")
+        return 1
+    except (OSError, ValueError) as error:  # refused, timeout
         print_error(f"{where}: {error}")
         return 1
+    if args.ready:
+        print(_readiness(body))
     return 0
+
+
+def _readiness(body: bytes) -> str:
+    """The ``status`` of a /readyz reply (the reason it is not ready), else the body."""
+    try:
+        status = json.loads(body)["status"]
+    except (ValueError, TypeError, KeyError):
+        return escape_unprintable(body.decode("utf-8", "replace")[:200])
+    return escape_unprintable(str(status))
 
 
 def _health_address(args: argparse.Namespace) -> str:
@@ -415,14 +432,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     health = commands.add_parser(
         "health",
-        help="probe a running service's /healthz (exit 0 if it answers)",
-        description="GET /healthz at the address `serve` with the same --config, --listen "
-        "and RDNS_SCORER_* variables listens on (a wildcard address: its loopback).",
+        help="probe a running service's /healthz (exit 0 if it answers) or /readyz",
+        description="GET /healthz (/readyz with --ready) at the address `serve` with the "
+        "same --config, --listen and RDNS_SCORER_* variables listens on (a wildcard "
+        "address: its loopback).",
     )
     _add_config_file_option(health)
     health.add_argument("--listen", metavar="HOST:PORT", help="the service's address")
     health.add_argument(
         "--timeout", type=_positive_seconds, default=2.0, help="seconds (default 2)"
+    )
+    health.add_argument(
+        "--ready",
+        action="store_true",
+        help="ask /readyz instead: print its status, exit 1 with the reason when not ready",
     )
     health.set_defaults(func=_health)
 

@@ -29,7 +29,8 @@ from scorer.config import ENV_LISTEN, Config
 from scorer.symbols import SYMBOLS, markdown_table
 from scorer.workers import EXIT_LISTEN_LATER
 from tests import world
-from tests.support.fakedns import FaultyDns
+from tests.support.fakedns import FaultyDns, dead_port
+from tests.support.service import ScorerProcess
 from tests.support.unbound import Unbound
 
 # -- serve -------------------------------------------------------------------------------
@@ -833,3 +834,25 @@ def test_every_option_the_docs_give_exists() -> None:
         for word in command.split():
             parser = _subcommands(parser).get(word, parser)
         assert option in parser._option_string_actions, f"{doc}: rdns-scorer {command} {option}"
+
+
+def test_health_ready_says_why_a_service_is_not_ready(
+    unbound: Unbound, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # /readyz's reason, for the runbooks (in the Docker stack the image has no curl):
+    # plain `health` said "HTTP Error 503: Service Unavailable" at best.
+    unready = ScorerProcess(f"127.0.0.1:{dead_port()}").start()
+    try:
+        assert main(["health", "--ready", "--listen", unready.address]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"rdns-scorer health: {unready.url}/readyz: HTTP 503: resolver ")
+        assert "does not answer" in err and err.count("\n") == 1, err
+        assert main(["health", "--listen", unready.address]) == 0  # alive all the same
+    finally:
+        unready.stop()
+    ready = ScorerProcess(unbound.nameserver).start()
+    try:
+        assert main(["health", "--ready", "--listen", ready.address]) == 0
+        assert capsys.readouterr().out == "ready\n"
+    finally:
+        ready.stop()
