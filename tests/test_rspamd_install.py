@@ -696,13 +696,22 @@ def test_install_into_the_default_confdir_asks_for_a_systemd_reload(
     assert "run `rspamadm configtest`" in "\n".join(report.lines)
 
 
-def test_hiding_the_token_keeps_the_owners_and_groups_bits(tmp_path: Path) -> None:
+def test_hiding_the_token_keeps_the_owners_bits_and_gives_rspamd_no_write(
+    tmp_path: Path,
+) -> None:
+    # Regression (security review): a 0664 root:root file became 0660 root:_rspamd, so a
+    # compromised scanner could rewrite its own config (and a 0770 plugins.d take Lua).
     local = tmp_path / "rspamd.conf.local"
     local.write_text("# mine\n")
     local.chmod(0o664)
     section = integration.module_section(config_from_mapping({"server": {"token": "t"}}))
     assert integration.install(tmp_path, section, rspamadm=None).ok
-    assert local.stat().st_mode & 0o777 == 0o660
+    assert local.stat().st_mode & 0o777 == 0o640
+    plugins = tmp_path / "plugins.d"
+    plugins.chmod(0o770)
+    os.chown(plugins, 0, 0)
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    assert plugins.stat().st_mode & 0o777 == 0o750
 
 
 def test_a_token_install_cannot_hide_says_how(

@@ -441,6 +441,14 @@ def _readable_by(path: Path, account: RspamdAccount) -> bool:
     return (info.st_mode >> shift) & wanted == wanted
 
 
+def _rspamd_group_mode(mode: int) -> int:
+    """``mode`` for a file or directory handed to rspamd's group: read, never write. A
+    0664 root:root rspamd.conf.local (or a 0770 plugins.d) became writable by group
+    _rspamd, so a compromised scanner could rewrite its own config or drop Lua into
+    plugins.d, kept across restarts."""
+    return mode & ~0o020
+
+
 def _let_rspamd_read(path: Path, account: RspamdAccount | None, report: InstallReport) -> None:
     """Give rspamd's group read access to ``path`` when its mode keeps rspamd out.
 
@@ -452,7 +460,7 @@ def _let_rspamd_read(path: Path, account: RspamdAccount | None, report: InstallR
     group_bits = 0o050 if path.is_dir() else 0o040
     try:
         os.chown(path, -1, account.gid)
-        path.chmod((path.stat().st_mode & 0o7777) | group_bits)
+        path.chmod(_rspamd_group_mode(path.stat().st_mode & 0o7777) | group_bits)
     except OSError as error:
         report.say(f"error:     rspamd runs as {account.user} and cannot read {path}: {error}")
         report.ok = False
@@ -473,7 +481,7 @@ def _hide_from_others(path: Path, account: RspamdAccount | None, report: Install
         return
     try:
         os.chown(path, -1, account.gid)
-        path.chmod((path.stat().st_mode & 0o7770) | 0o040)
+        path.chmod(_rspamd_group_mode(path.stat().st_mode & 0o7770) | 0o040)
     except OSError as error:
         report.say(f"warning:   {path} is world-readable and holds the token ({error}): {fix}")
         return
