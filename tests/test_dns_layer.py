@@ -1035,6 +1035,28 @@ async def test_a_probe_whose_caller_gave_up_leaves_the_layer_working(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
+async def test_concurrent_readiness_questions_share_one_probe() -> None:
+    # Regression (security review): every /readyz (no token needed) sent the root's and
+    # the reverse trees' SOA queries of its own: a flood sent the resolver three
+    # queries a request, and crowded out the checks' own.
+    resolver = FaultyDns("nxdomain")
+    resolver.root_soa = True
+    resolver.root_delay = 0.1
+    resolver.start()
+    try:
+        layer = _layer(resolver.nameserver, timeout=1.0)
+        gone = asyncio.ensure_future(layer.unready_reason())
+        others = [asyncio.ensure_future(layer.unready_reason()) for _ in range(20)]
+        await asyncio.sleep(0.02)
+        gone.cancel()  # one client gone: the others' probe goes on
+        assert await asyncio.gather(*others) == [None] * 20
+        assert resolver.queries == 3
+        assert await layer.unready_reason() is None  # a later question asks afresh
+        assert resolver.queries == 6
+    finally:
+        resolver.stop()
+
+
 async def test_a_resolver_that_stops_answering_is_logged_once_and_once_when_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -338,6 +338,9 @@ class DnsLayer:
         # Root probes sent, and the latest of them whose answer was judged (_probe_root).
         self._root_probes_sent = 0
         self._root_probe_judged = 0
+        # /readyz's probe in flight, which every /readyz asked meanwhile awaits: a flood
+        # of them (no token needed) sent the resolver three SOA queries each.
+        self._readiness_probe: asyncio.Future[Outcome] | None = None
         self._failing: dict[str, float] = {}  # failure_zone -> remembered until
         self._failed_questions: dict[str, str] = {}  # question key -> its failure_zone
 
@@ -669,6 +672,10 @@ class DnsLayer:
             self.described_nameservers, describe(outcome), self._consequences.silent,
         )  # fmt: skip
 
+    def _readiness_probed(self, probe: asyncio.Future[Outcome]) -> None:
+        if self._readiness_probe is probe:
+            self._readiness_probe = None
+
     async def unready_reason(self) -> str | None:
         """Why the resolver cannot serve checks now, or None when it can.
 
@@ -677,7 +684,13 @@ class DnsLayer:
         the root's SOA must resolve (a recursive resolver has to ask the internet, or
         its own root zone), and recent real queries must not be almost all failures.
         """
-        outcome = await self._probe_root()
+        probe = self._readiness_probe
+        if probe is None or probe.get_loop() is not asyncio.get_running_loop():
+            probe = asyncio.ensure_future(self._probe_root())
+            self._readiness_probe = probe
+            probe.add_done_callback(self._readiness_probed)
+        # Shielded: a /readyz client gone must not cancel the probe the others await.
+        outcome = await asyncio.shield(probe)
         if isinstance(outcome, TempFail):
             # Which resolver and why (a refused port, a timeout): what to go and fix.
             return f"resolver {self.described_nameservers} does not answer: {describe(outcome)}"
