@@ -354,6 +354,13 @@ def test_garbage_inside_fields_is_evidence_not_an_error(
     )
     expected = 413 if len(body) > 16384 else 400 if wrong_type else 200
     assert status == expected, reply
+    if status == 200:
+        # A verdict, its evidence printable (review: the status alone was asserted).
+        verdict = json.loads(reply)
+        for symbol in verdict["symbols"]:
+            assert symbol["name"].startswith("RL_"), symbol
+            assert all(o.isprintable() and len(o) <= OPTION_MAX_CHARS for o in symbol["options"])
+        assert verdict["score"] == round(sum(s["score"] for s in verdict["symbols"]), 4)
 
 
 @pytest.mark.parametrize("zone", ["eth0", "\x1b[31m\r\nX-Forged: 1", "\udcff", "z" * 40])

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import children
@@ -96,17 +97,21 @@ def test_a_worker_whose_last_flush_fails_still_exits(tmp_path: Path, resolver: F
     )  # fmt: skip
     try:
         wait_for_port(port)
-        time.sleep(0.5)
+        workers = eventually(lambda: children(process.pid), lambda pids: len(pids) == 2)
         # The first worker from the start, the second from a round of the supervisor:
         # the exception went up a different stack from each.
-        first = children(process.pid)[0]
+        first = workers[0]
         os.kill(first, signal.SIGTERM)
-        time.sleep(2)
-        replacement = [pid for pid in children(process.pid) if pid != first]
-        os.kill(replacement[-1], signal.SIGTERM)
-        time.sleep(2)
-        alive = children(process.pid)
-        assert first not in alive and replacement[-1] not in alive
+        alive = eventually(
+            lambda: children(process.pid), lambda pids: first not in pids and len(pids) == 2
+        )
+        (replacement,) = set(alive) - set(workers)
+        os.kill(replacement, signal.SIGTERM)
+        alive = eventually(
+            lambda: children(process.pid),
+            lambda pids: replacement not in pids and len(pids) == 2,
+        )
+        assert first not in alive and replacement not in alive
         assert len(alive) == 2
         started = time.monotonic()
     finally:

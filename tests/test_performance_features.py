@@ -590,7 +590,10 @@ def test_workers_all_answer(workers: tuple[subprocess.Popen[bytes], int, Path]) 
     while pids[0] in children(process.pid) or len(children(process.pid)) < 2:
         assert time.monotonic() < deadline, "the dead worker was not replaced"
         time.sleep(0.05)
-    time.sleep(0.5)
+    # Scraped once the replacement answers (review: after a sleep the scrapes could all
+    # reach the survivor, never the replacement whose totals the test is about).
+    (replacement,) = set(children(process.pid)) - set(pids)
+    _wait_until_answering(port, replacement)
     seen = [_checks_served(_get(port, "GET", "/metrics")[1].decode()) for _ in range(20)]
     assert seen == [40.0] * 20
 
@@ -612,15 +615,22 @@ def test_workers_reload_on_sighup_and_come_back(
     # loaded, not the file as edited since (Regression (review): an allowlist edited but
     # never reloaded reached the replacement only: half the checks saw it).
     config_path.write_text("[server]\nlog_requests = false\n[weights]\nRL_PTR_MISSING = 2.5\n")
-    _replace_a_worker(process)
+    _replace_a_worker(process, port)
     assert all(_score(port) == 1.25 for _ in range(20))
     # ... and when a reload was rejected since, the replacement says so in its metrics,
     # as the others do. (Regression: it went back to the config the service had started
     # with, 5.0, and said nothing.)
     config_path.write_text("[weights]\nRL_NO_SUCH_SYMBOL = 1\n")
     process.send_signal(signal.SIGHUP)
-    time.sleep(0.5)
-    _replace_a_worker(process)
+    # Rejected everywhere first (the supervisor reloads before it signals the workers),
+    # then the replacement (review: a sleep could replace it before the reload ran).
+    eventually(
+        lambda: [_get(port, "GET", "/metrics")[1].decode() for _ in range(10)],
+        lambda texts: all(
+            _metric(t, "rdns_scorer_config_last_reload_successful") == 0.0 for t in texts
+        ),
+    )
+    _replace_a_worker(process, port)
     assert all(_score(port) == 1.25 for _ in range(20))
     for _ in range(40):  # fresh connections: each scrape reaches one of the workers
         texts = [_get(port, "GET", "/metrics")[1].decode() for _ in range(10)]
@@ -649,19 +659,31 @@ def _restarts(port: int) -> dict[str, float]:
 
 
 def _replace_a_worker(
-    process: subprocess.Popen[bytes], signum: signal.Signals = signal.SIGKILL
+    process: subprocess.Popen[bytes], port: int, signum: signal.Signals = signal.SIGKILL
 ) -> None:
-    victim = children(process.pid)[0]
-    os.kill(victim, signum)
+    """Stop one of the two workers with ``signum``; return once its replacement answers
+    on ``port`` (review: a fixed sleep let a test check the survivor alone)."""
+    before = children(process.pid)
+    os.kill(before[0], signum)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         alive = children(process.pid)
-        if len(alive) == 2 and victim not in alive:
+        if len(alive) == 2 and before[0] not in alive:
             break
         time.sleep(0.05)
     else:
         pytest.fail("the dead worker was not replaced")
-    time.sleep(0.5)
+    (replacement,) = set(alive) - set(before)
+    _wait_until_answering(port, replacement)
+
+
+def _wait_until_answering(port: int, worker: int) -> None:
+    """Return once ``worker`` answers on ``port`` (the kernel picks one per connection)."""
+    answering = eventually(
+        lambda: {json.loads(_get(port, "GET", "/healthz")[1])["pid"] for _ in range(10)},
+        lambda pids: worker in pids,
+    )
+    assert worker in answering, f"worker {worker} never answered"
 
 
 def test_a_stuck_worker_is_killed_and_replaced(unbound: Unbound, tmp_path: Path) -> None:
@@ -688,11 +710,11 @@ def test_a_stuck_worker_is_killed_and_replaced(unbound: Unbound, tmp_path: Path)
         # Regression (review): nothing but that log line said so; every scrape reached
         # a healthy worker, and no metric moved.
         assert _restarts(port) == {"exit": 0, "signal": 0, "watchdog": 1}
-        _replace_a_worker(process)  # killed by someone else: a signal
+        _replace_a_worker(process, port)  # killed by someone else: a signal
         assert _restarts(port) == {"exit": 0, "signal": 1, "watchdog": 1}
         # Regression (review): a worker stopped by someone's SIGTERM ends cleanly, exit
         # code 0, and was counted as "exit", which the runbook reads as a crash.
-        _replace_a_worker(process, signal.SIGTERM)
+        _replace_a_worker(process, port, signal.SIGTERM)
         assert _restarts(port) == {"exit": 0, "signal": 2, "watchdog": 1}
     finally:
         process.send_signal(signal.SIGTERM)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import tempfile
 import time
@@ -1313,19 +1314,23 @@ def test_a_hung_service_is_left_alone_for_the_holddown(
 ) -> None:
     # Regression: rspamd's upstream list keeps asking a lone server it marked down, so a
     # hung service cost every message the whole timeout.
-    conf = f'servers = "{hung.address}";\ntimeout = 0.5s;\nholddown = 1.5s;'
+    # Timings with room for a loaded box (review: "0 s ago" and a scan under 0.3 s were
+    # the box's speed, not the plugin's; the connection count says nothing was sent).
+    conf = f'servers = "{hung.address}";\ntimeout = 0.5s;\nholddown = 3s;'
     with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
         asked = hung.accepted
         first = rspamd.scan(MISSING_PTR_IP, helo="localhost")
         assert first.elapsed >= 0.45 and hung.accepted == asked + 1
         assert any("timeout" in o for o in first.options("RL_SCORER_FAIL"))
         second = rspamd.scan(MISSING_PTR_IP, helo="localhost")
-        assert second.elapsed < 0.3 and hung.accepted == asked + 1
-        assert second.options("RL_SCORER_FAIL") == [
-            f"not asked: {hung.address} timed out 0 s ago (holddown)",
-            "server=-",
-        ]
-        time.sleep(1.6)  # the hold-down is over: asked again
+        assert hung.accepted == asked + 1
+        not_asked, server = second.options("RL_SCORER_FAIL")
+        assert re.fullmatch(
+            rf"not asked: {re.escape(hung.address)} timed out [0-2] s ago \(holddown\)",
+            not_asked,
+        ), not_asked
+        assert server == "server=-"
+        time.sleep(3.1)  # the hold-down is over: asked again
         third = rspamd.scan(MISSING_PTR_IP, helo="localhost")
         assert third.elapsed >= 0.45 and hung.accepted == asked + 2
 
@@ -1886,7 +1891,7 @@ def test_a_request_rspamd_will_not_send_fails_open(
             "server=255.255.255.255:11340",
         ]
         assert len(fake.requests) == before
-        assert result.elapsed < 0.5
+        assert result.elapsed < 2  # not the task's 8 s timeout (review: 0.5 was the box)
 
 
 def test_an_oversized_reply_fails_open_unread(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:

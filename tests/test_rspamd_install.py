@@ -1054,8 +1054,20 @@ def test_shipped_sections_are_what_rspamd_reads(
     section = _configdump(stock_confdir, "rdns_scorer").splitlines()
     assert f'servers = "{servers}";' in section
     assert "timeout = 1;" in section
-    for setting in ('path = "/v1/check";', 'group = "rdns_scorer";', "holddown = 10;"):
-        assert setting in section or setting.split(" =")[0] not in "\n".join(section), setting
+    # Each as documented, written or left to the plugin's own default (review: a key
+    # left out passed whatever the plugin's default was).
+    plugin = PLUGIN.read_text()
+    table = plugin.split("\nlocal settings = {\n", 1)[1].split("\n}\n", 1)[0]
+    assert "\nlocal N = 'rdns_scorer'\n" in plugin
+    defaults = {
+        'path = "/v1/check";': "  path = '/v1/check',",
+        'group = "rdns_scorer";': "  group = N,",
+        "holddown = 10;": "  holddown = 10.0,",
+    }
+    for setting, default in defaults.items():
+        key = setting.split(" =")[0]
+        written = [line for line in section if line.startswith(f"{key} =")]
+        assert written == [setting] if written else default in table.splitlines(), setting
 
 
 def _plugin_settings() -> list[str]:

@@ -290,6 +290,9 @@ async def test_a_content_type_with_parameters_or_in_another_case_is_read(
         "/v1/check", data=b'{"ip": "10.1.1.1"}', headers={"Content-Type": content_type}
     )
     assert response.status == 200, await response.text()
+    # The body was read: its client is the one judged (review: the status alone).
+    [skipped] = (await response.json())["symbols"]
+    assert skipped["name"] == "RL_SKIPPED_LOCAL" and skipped["options"][0].startswith("10.1.1.1")
 
 
 @pytest.mark.parametrize(
