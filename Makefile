@@ -56,8 +56,10 @@ run: venv
 # every other MTA, and `-y` alone let apt remove the host's exim4 or sendmail for it.
 debian-packages:
 	@missing=""; for pair in $(PACKAGES); do \
-	  command -v $${pair%%:*} >/dev/null 2>&1 || [ -e "$${pair%%:*}" ] \
-	    || missing="$$missing $${pair##*:}"; \
+	  case $${pair%%:*} in \
+	    /*) [ -e "$${pair%%:*}" ];; \
+	    *) command -v $${pair%%:*} >/dev/null 2>&1;; \
+	  esac || missing="$$missing $${pair##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

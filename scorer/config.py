@@ -260,7 +260,7 @@ class Config:
                 "addresses of a PTR name or an MX host) are never asked; the defaults are "
                 "0.5 and 0.8"
             )
-        if self.dns.reply_cache_max_entries > self.dns.cache_max_entries:
+        if self.dns.reply_cache_max_entries > self.dns.cache_max_entries > 0:
             # scorer.pipeline keeps the smaller: cache_max_entries is the one bound on memory.
             slow.append(
                 f"[dns] reply_cache_max_entries = {self.dns.reply_cache_max_entries} is above "
@@ -749,21 +749,32 @@ def read_toml_text(path: str | Path) -> tuple[str, dict[str, Any]]:
 def _where(path: str | Path, text: str, error: ConfigError) -> str:
     """``path`` and, where it can be found, the line of the key ``error`` names ("[dns]
     timeout: ..."): tomllib keeps no positions, so the text is searched for the key under
-    its table's header; a key written another way (dotted, in an inline table) gets
-    the file's name alone. After a failed reload the journal otherwise named no file."""
+    its table's header, outside multi-line strings; a key written another way (dotted,
+    in an inline table), or found more than once, gets the file's name alone. After a
+    failed reload the journal otherwise named no file."""
     named = re.match(r"\[(\w+)\] ([\w-]+)", str(error))
     if named is None:
         return str(path)
     table, key = named.groups()
     key_line = re.compile(rf"""\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*=""")
-    in_table = False
-    for number, line in enumerate(text.splitlines(), start=1):
+    in_table, in_string, found = False, False, []
+    # "\n" alone: utf8_text made every line end one, and str.splitlines also splits at
+    # U+2028 and others, which TOML allows in comments and strings.
+    for number, line in enumerate(text.split("\n"), start=1):
+        quotes = line.count('"""') + line.count("'''")
+        if in_string:  # inside a multi-line string: no header or key, whatever it reads
+            in_string = quotes % 2 == 0
+            continue
         header = re.match(r"\s*\[\s*([\w-]+)\s*\]\s*(?:#.*)?$", line)
         if header is not None:
             in_table = header.group(1) == table
+        elif re.match(r"\s*\[", line):  # [a.b], [[x]], ["quoted"]: no table of ours
+            in_table = False
         elif in_table and key_line.match(line):
-            return f"{path}:{number}"
-    return str(path)
+            found.append(number)
+        in_string = quotes % 2 == 1
+    # The one line that writes it, or none named rather than a wrong one.
+    return f"{path}:{found[0]}" if len(found) == 1 else str(path)
 
 
 def load_config(

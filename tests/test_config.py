@@ -959,6 +959,8 @@ def test_a_reply_cache_bound_above_the_dns_caches_is_warned_about() -> None:
     ]
     dns["reply_cache_max_entries"] = 1000
     assert config_from_mapping({"dns": dns}).warnings() == []
+    # The DNS cache switched off (review: its default reply cache warned at every load).
+    assert config_from_mapping({"dns": {"cache_max_entries": 0}}).warnings() == []
 
 
 @pytest.mark.parametrize(
@@ -969,6 +971,11 @@ def test_a_reply_cache_bound_above_the_dns_caches_is_warned_about() -> None:
         ('[server]\n"timeout"=0\n', ":2"),
         ("server.timeout = 0\n", ""),  # dotted: the file alone
         ("server = { timeout = 0 }\n", ""),
+        # Regressions (review): a comment's U+2028 counted as a line end (str.splitlines),
+        # and a multi-line string's text as a header and key.
+        ("[server]\n# pasted\u2028 here\ntimeout = 0\n", ":3"),
+        ('[server]\nlog_format = """\n[server]\ntimeout = 9\n"""\ntimeout = 0\n', ":6"),
+        ("[server]\ntimeout = 0\n[server.x]\ntimeout = 1\n", ":2"),  # another table's
     ],
 )
 def test_a_config_error_names_the_file_and_the_keys_line(

@@ -241,6 +241,20 @@ async def test_a_query_sent_before_a_lower_timeout_keeps_a_joining_lookups_deadl
         server.stop()
 
 
+async def test_a_cached_no_counts_the_long_name_it_is_kept_under() -> None:
+    # Regression (review): the forward lookup of a hostile PTR name of escaped octets
+    # (~940 characters) kept ~1.1 KB in the cache, counted as one ~512-byte entry.
+    resolver = FaultyDns("nxdomain").start()
+    try:
+        layer = _layer(resolver.nameserver, cache_entries=10)
+        name = ".".join(["\\200" * 63] * 3 + ["h1", "evil", "example"])
+        outcome = await layer.lookup(name, dns.rdatatype.A, _deadline())
+        assert isinstance(outcome, NotFound), outcome
+        assert len(layer.cache) == 1 and len(layer.cache) + layer.cache._extra_total >= 2
+    finally:
+        resolver.stop()
+
+
 async def test_expired_deadline_makes_no_query(unbound: Unbound) -> None:
     layer = _layer(unbound.nameserver)
     outcome = await layer.mx(world.GOOD_DOMAIN, asyncio.get_running_loop().time() - 1)
