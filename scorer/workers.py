@@ -501,13 +501,20 @@ class Supervisor:
         if self._metrics_directory is not None:
             retire(self._metrics_directory, worker.snapshot)
 
-    def _reload(self) -> None:
+    def _reload(self, before_the_workers: bool = False) -> None:
         """Keep the last good config for the workers started from now on (one that
-        replaces a dead worker starts with it), and whether this reload was rejected."""
+        replaces a dead worker starts with it), and whether this reload was rejected.
+        ``before_the_workers``: a SIGHUP of the start-up, which no worker reloads for
+        (they start with the outcome), so this process says what became of it."""
         try:
             config = self._loader()
-        except ConfigError:  # the workers log and count the failure
+        except ConfigError as error:  # the workers log and count the failure...
             self._reload_failed = True
+            if before_the_workers:  # ... but none was there to
+                log.error(
+                    "config reload on SIGHUP (during start-up) failed, keeping the old "
+                    "config: %s", error,
+                )  # fmt: skip
             return
         except Exception:
             # A bug of ours reading some config: rejected too (the workers, reading it
@@ -523,6 +530,8 @@ class Supervisor:
             configure_logging(*config.server.logging_settings)
         for warning in config.reload_warnings(self._started, before):
             log.warning("%s", warning)  # once here, for every worker (Service.reload)
+        if before_the_workers:
+            log.info("config reloaded on SIGHUP (during start-up)")
 
     def _signal_all(self, signum: int, skip: int = 0) -> None:
         for pid in list(self._children):
@@ -633,7 +642,7 @@ class Supervisor:
         # A SIGHUP since start-up (deferred: scorer.hangup) asked for a config newer than
         # the one loaded: the workers must start with that, not lose the reload.
         if take_deferred_hangup():
-            self._reload()
+            self._reload(before_the_workers=True)
         self._top_up()  # a fork that fails here too is tried again, not the end of all
         ping = systemd_watchdog()
         pinged = 0.0

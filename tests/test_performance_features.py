@@ -1166,6 +1166,30 @@ def test_a_new_worker_runs_the_event_loop_the_service_started_with(
     assert chosen.read_text() == "auto"
 
 
+def test_a_reload_asked_for_during_start_up_is_said_by_the_supervisor(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Regression (lifecycle review): with --workers N a SIGHUP during start-up was
+    # reloaded by the supervisor alone, before any worker, and nothing said so: a
+    # rejected config left the workers on the old one with no line naming why.
+    def rejected() -> Config:
+        raise ConfigError("[dns] timeout: must be at most 60, got 100")
+
+    config = config_from_mapping({})
+    with caplog.at_level(logging.INFO, logger="rdns_scorer"):
+        Supervisor(config, rejected, "127.0.0.1", 1, 2)._reload(before_the_workers=True)
+        Supervisor(config, lambda: config, "127.0.0.1", 1, 2)._reload(before_the_workers=True)
+        Supervisor(config, rejected, "127.0.0.1", 1, 2)._reload()  # the workers say it
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "ERROR",
+            "config reload on SIGHUP (during start-up) failed, keeping the old config: "
+            "[dns] timeout: must be at most 60, got 100",
+        ),
+        ("INFO", "config reloaded on SIGHUP (during start-up)"),
+    ]
+
+
 # Deferred in the supervisor (as `serve` does first thing, so the workers inherit it) or
 # not (workers.serve called by other code): the worker defers for itself.
 @pytest.mark.parametrize("deferred_by_the_parent", [True, False])
