@@ -662,8 +662,11 @@ def _replace_a_worker(
     process: subprocess.Popen[bytes], port: int, signum: signal.Signals = signal.SIGKILL
 ) -> None:
     """Stop one of the two workers with ``signum``; return once its replacement answers
-    on ``port`` (review: a fixed sleep let a test check the survivor alone)."""
+    on ``port`` (review: a fixed sleep let a test check the survivor alone). Both answer
+    first: a worker just started (the watchdog's replacement) may not listen yet, and
+    stopping the other then left nothing on the port."""
     before = children(process.pid)
+    _wait_until_answering(port, *before)
     os.kill(before[0], signum)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -677,13 +680,19 @@ def _replace_a_worker(
     _wait_until_answering(port, replacement)
 
 
-def _wait_until_answering(port: int, worker: int) -> None:
-    """Return once ``worker`` answers on ``port`` (the kernel picks one per connection)."""
-    answering = eventually(
-        lambda: {json.loads(_get(port, "GET", "/healthz")[1])["pid"] for _ in range(10)},
-        lambda pids: worker in pids,
-    )
-    assert worker in answering, f"worker {worker} never answered"
+def _wait_until_answering(port: int, *workers: int) -> None:
+    """Return once each of ``workers`` answers on ``port`` (the kernel picks one per
+    connection; a refused one is a port no worker listens on yet)."""
+
+    def answering() -> set[int]:
+        pids = set()
+        for _ in range(10):
+            with contextlib.suppress(OSError):
+                pids.add(json.loads(_get(port, "GET", "/healthz")[1])["pid"])
+        return pids
+
+    seen = eventually(answering, lambda pids: set(workers) <= pids)
+    assert set(workers) <= seen, f"workers {workers} did not all answer: {seen}"
 
 
 def test_a_stuck_worker_is_killed_and_replaced(unbound: Unbound, tmp_path: Path) -> None:
