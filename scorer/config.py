@@ -260,9 +260,10 @@ class Config:
                 "addresses of a PTR name or an MX host) are never asked; the defaults are "
                 "0.5 and 0.8"
             )
+        capped = []
         if self.dns.reply_cache_max_entries > self.dns.cache_max_entries > 0:
             # scorer.pipeline keeps the smaller: cache_max_entries is the one bound on memory.
-            slow.append(
+            capped.append(
                 f"[dns] reply_cache_max_entries = {self.dns.reply_cache_max_entries} is above "
                 f"cache_max_entries = {self.dns.cache_max_entries}: at most "
                 f"{self.dns.cache_max_entries} replies are kept, never more than DNS answers"
@@ -273,6 +274,7 @@ class Config:
             *forged_bonus,
             *current,
             *slow,
+            *capped,
             *self._unmatched_local_names(),
             *self._listen_overridden(),
             *self._behind_nat64(),

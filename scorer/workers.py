@@ -87,6 +87,13 @@ def listen_exit_status(error: OSError) -> int:
     )
 
 
+def _stopped_by_someone(status: int) -> bool:
+    """Whether a worker that ended with ``status`` (waitpid's) exited 0: a worker ends
+    cleanly only on SIGTERM/SIGINT (run_worker's graceful stop), which, while the
+    supervisor is not stopping, someone else sent: no bug of ours."""
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
 def listen_failure(error: OSError, host: str, port: int) -> str | None:
     """One line saying why ``host:port`` cannot be bound, or None for another OSError."""
     if isinstance(error, socket.gaierror):  # a host name that does not resolve (now)
@@ -557,7 +564,7 @@ class Supervisor:
             if self._stopping:
                 continue
             description = exit_description(status)
-            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            if _stopped_by_someone(status):
                 description += ": stopped by a SIGTERM or SIGINT not of the supervisor's"
             log.error("worker %d exited (%s); starting a new one", pid, description)
             self._count_restart(dead, status)
@@ -574,9 +581,7 @@ class Supervisor:
     def _count_restart(self, dead: _Worker, status: int) -> None:
         if dead.last_beat == float("inf"):
             reason = "watchdog"
-        elif os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
-            # Exit code 0: a worker ends cleanly only on SIGTERM/SIGINT (run_worker's
-            # graceful stop), someone else's while we are not stopping: no bug of ours.
+        elif os.WIFSIGNALED(status) or _stopped_by_someone(status):
             reason = "signal"
         else:
             reason = "exit"
