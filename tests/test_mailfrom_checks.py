@@ -211,6 +211,17 @@ def test_tolerated_senders_keep_their_domain_and_a_bare_address_says_so() -> Non
         assert "a bare address, not a domain" in parse_sender(bare).problem
 
 
+def test_an_empty_quoted_local_part_is_a_valid_sender() -> None:
+    """RFC 5321 section 4.1.2: Quoted-string = DQUOTE *QcontentSMTP DQUOTE, zero or more
+    characters (RFC 5322 section 3.2.4 too): ""@domain is a mailbox Postfix accepts, and
+    its domain is judged as any other's, never RL_MAILFROM_BAD_SYNTAX (email-validator
+    refuses it: "There must be something before the @-sign")."""
+    for sender in ['<""@good-sender.net>', '""@good-sender.net']:
+        parsed = parse_sender(sender)
+        assert (parsed.kind, parsed.domain) == (SenderKind.DOMAIN, "good-sender.net")
+    assert parse_sender("<@good-sender.net>").kind is SenderKind.BAD_SYNTAX  # no local part
+
+
 async def test_a_sloppy_local_part_costs_nothing_at_a_good_domain(pipeline: Pipeline) -> None:
     mail_from = f"taro..x@{world.GOOD_DOMAIN}."
     assert await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=mail_from) == {}

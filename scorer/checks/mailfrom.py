@@ -113,13 +113,15 @@ def named_domain(address: str) -> str | None:
 
 
 # Local parts RFC 5321 refuses but real mail carries and Postfix accepts: dots
-# anywhere (Japanese carriers issued taro..x@ and taro.@ addresses for years).
-_LENIENT_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]+\Z")
+# anywhere (Japanese carriers issued taro..x@ and taro.@ addresses for years). And
+# the empty quoted string, which RFC 5321 allows (section 4.1.2: Quoted-string =
+# DQUOTE *QcontentSMTP DQUOTE, zero or more) and email-validator refuses.
+_LENIENT_LOCAL = re.compile(r"(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]+|\"\")\Z")
 
 
 def _tolerated_domain(address: str) -> str | None:
     """The domain of an address email-validator refused for what is sloppy rather than
-    hostile, or None: such a local part, or a domain the HELO check tolerates too
+    hostile, or None: such a local part (or ""), or a domain the HELO check tolerates too
     (an underscore, an "ab--" label IDNA reserves, a final dot, a symbol IDNA2008
     disallows and UTS46 allows: an emoji, names.to_ascii). The domain is still
     resolved and judged; only the syntax penalty (RL_MAILFROM_BAD_SYNTAX) is spared.
