@@ -1247,7 +1247,7 @@ def test_any_parse_surprise_is_a_malformed_tempfail_not_a_crash() -> None:
     data = response.to_wire()
     question = data[12 : 12 + len(wire.encode_name("example.net")) + 4]
     outcome = wire.classify(data, query.id, question, 16, 300)  # TXT: no parser for it
-    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED
+    _unreadable(outcome)
 
 
 # (owner, type, value), or with a fourth item, the record's TTL (60 otherwise).
@@ -1279,6 +1279,14 @@ def _response(
             section.append(dns.rrset.from_text(owner, ttl[0] if ttl else 60, "IN", kind, value))
     response.set_rcode(dns.rcode.from_text(rcode))
     return response.to_wire(), query.id
+
+
+def _unreadable(outcome: object) -> TempFail:
+    """The failure of a reply that cannot be read: MALFORMED, and the next nameserver's
+    turn (a TryNext, as after a SERVFAIL), never the outcome while another may answer."""
+    assert isinstance(outcome, wire.TryNext), outcome
+    assert outcome.failure.kind is FailureKind.MALFORMED and not outcome.without_opt, outcome
+    return outcome.failure
 
 
 def _classify(data: bytes, query_id: int, qname: str, rdtype: str) -> object:
@@ -1438,7 +1446,7 @@ def test_a_negative_answer_whose_soa_does_not_read_is_malformed(owner: bytes, rd
     MINIMUM read from the SOA's last four bytes, so these were NXDOMAIN: scored."""
     data, query_id = _nxdomain_with_soa(owner, rdata)
     outcome = _classify(data, query_id, "a.example", "A")
-    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED, outcome
+    _unreadable(outcome)
     good, query_id = _nxdomain_with_soa(b"\x00", GOOD_SOA_RDATA)
     assert _classify(good, query_id, "a.example", "A") == NotFound(NotFoundKind.NXDOMAIN, 30)
     # Compressed names in the SOA are fine (MNAME and RNAME pointing at the question's).
@@ -1466,7 +1474,7 @@ def test_an_soa_answer_must_fill_its_record(rdata: bytes, ok: bool) -> None:
     if ok:
         assert outcome == Answer(("ns.example",), 60)
     else:
-        assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED, outcome
+        _unreadable(outcome)
 
 
 def test_ttls_with_the_top_bit_set_are_zero() -> None:
@@ -1508,7 +1516,7 @@ def test_a_name_must_fill_its_record_exactly(rdata: bytes, extra: bytes, arcount
     root, scored RL_PTR_UNVERIFIED); RDATA after the name was ignored."""
     data, query_id = _ptr_answer(rdata, extra, arcount)
     outcome = _classify(data, query_id, "1.2.0.192.in-addr.arpa", "PTR")
-    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED
+    _unreadable(outcome)
     good, query_id = _ptr_answer(wire.encode_name("mail.example"))
     assert _classify(good, query_id, "1.2.0.192.in-addr.arpa", "PTR") == Answer(
         ("mail.example",), 60
@@ -1538,7 +1546,7 @@ def test_the_opt_record_after_an_answer_is_read_whole(extra: bytes, expected: st
     if expected == "answer":
         assert outcome == Answer(("mail.example",), 60)
     elif expected == "malformed":
-        assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED, outcome
+        _unreadable(outcome)
     else:
         assert isinstance(outcome, wire.TryNext) and outcome.failure.detail == expected
 
@@ -1656,7 +1664,8 @@ def test_records_the_counts_do_not_cover_make_a_negative_malformed() -> None:
     header[6:8] = b"\x00\x00"  # ANCOUNT 0
     header[10:12] = b"\x00\x00"  # ARCOUNT 0: the OPT is in the hidden tail too
     outcome = _classify(bytes(header), query_id, "a.example.", "A")
-    assert isinstance(outcome, TempFail) and outcome.detail.endswith("data after the last record")
+    outcome = _unreadable(outcome)
+    assert outcome.detail.endswith("data after the last record")
 
 
 def test_an_answer_of_too_many_records_is_malformed_not_cached_whole() -> None:
@@ -1664,7 +1673,7 @@ def test_an_answer_of_too_many_records_is_malformed_not_cached_whole() -> None:
     # ~0.15 s of the loop to read, and ~350 KB of cache once read.
     rows = [("a.example.", "A", f"192.0.2.{i}") for i in range(1, wire.MAX_ANSWER_RECORDS + 2)]
     outcome = _classify_answer("a.example.", "A", rows)
-    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED
+    outcome = _unreadable(outcome)
     # In its words, not as a Python repr (regression, review: "_Malformed('65 ...')").
     assert outcome.detail == "unparsable response: 65 answer records (at most 64 are read)"
     fine = _classify_answer("a.example.", "A", rows[: wire.MAX_ANSWER_RECORDS])
@@ -2051,6 +2060,30 @@ def test_a_long_turn_does_not_count_against_the_nameserver(loop_kind: str) -> No
     assert layer._transport._order == [0, 1], "the first nameserver was demoted"
 
 
+@pytest.mark.parametrize("broken", ["cut-short", "stray-bytes"])
+async def test_a_reply_a_nameserver_broke_is_the_next_ones_turn(broken: str) -> None:
+    """Regression (review): a reply the first nameserver broke (cut short without TC by a
+    middlebox, bytes its counts do not cover) ended the lookup MALFORMED at once, though
+    the next nameserver would have answered: every such lookup scored nothing
+    (RL_*_TEMPFAIL). RFC 1034 section 5.3.3: it is that nameserver's failure, as a
+    SERVFAIL is. Alone, its failure is the outcome, at once."""
+    first, second = FaultyDns(broken).start(), FaultyDns("address").start()
+    try:
+        layer = _servers_layer([first.nameserver, second.nameserver], 0.5)
+        outcome = await layer.lookup("a.example", dns.rdatatype.A, _deadline())
+        assert outcome == Answer((ipaddress.IPv4Address("192.0.2.53"),), 60)
+        assert (first.queries, second.queries) == (1, 1)
+        alone = _servers_layer([first.nameserver], 0.5)
+        started = time.monotonic()
+        outcome = await alone.lookup("b.example", dns.rdatatype.A, _deadline())
+        assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED, outcome
+        assert outcome.detail.startswith("unparsable response")
+        assert time.monotonic() - started < 0.25  # not the retry interval, nor the timeout
+    finally:
+        first.stop()
+        second.stop()
+
+
 async def test_a_query_that_left_late_still_ends_within_the_timeout() -> None:
     """The retry timer waits from when the query left, but not past its timeout: a lookup
     whose deadline is beyond the timeout has no timer of its own, it counts on that."""
@@ -2368,10 +2401,11 @@ def test_a_huge_authority_or_additional_section_is_not_read() -> None:
         ("mail.example.com",), 60
     )
     one_more = wire.classify(message(wire.MAX_TAIL_RECORDS), 0x1234, question, 12, 300)
-    assert isinstance(one_more, TempFail) and "257 authority and additional" in one_more.detail
+    one_more = _unreadable(one_more)
+    assert "257 authority and additional" in one_more.detail
     huge = (65507 - base - len(first)) // len(pointer)
     outcome = wire.classify(message(huge), 0x1234, question, 12, 300)
-    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED
+    outcome = _unreadable(outcome)
     assert "5431 authority and additional records" in outcome.detail
 
 
@@ -2390,7 +2424,7 @@ def test_a_broken_record_after_the_answer_makes_no_negative() -> None:
     data = bytes.fromhex(BROKEN_TAIL)
     question = data[12 : data.index(b"\x00\x00\x0c\x00\x01", 12) + 5]
     outcome = wire.classify(data, 0x4242, question, 12, 300)
-    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED
+    outcome = _unreadable(outcome)
     assert "A record of 3 bytes" in outcome.detail
 
 
@@ -2420,7 +2454,7 @@ def test_a_reply_cut_short_without_tc_is_no_outcome(rcode: str) -> None:
     start = 12 + len(wire.encode_name("a.example")) + 4
     for size in range(start, len(data)):
         outcome = _classify(data[:size], query_id, "a.example.", "A")
-        assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED, size
+        _unreadable(outcome)
 
 
 def test_what_is_no_reply_to_our_query_is_not_ours() -> None:
@@ -2476,7 +2510,7 @@ def test_a_broken_record_of_a_type_we_read_after_the_answer_makes_no_negative(
     broken = data[:10] + struct.pack("!H", 2) + data[12:] + record + b"\x00\x0a\x3f"
     assert _classify(data, query_id, "a.example.", "A") == NotFound(NotFoundKind.NODATA, 60)
     outcome = _classify(broken, query_id, "a.example.", "A")
-    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED, outcome
+    _unreadable(outcome)
 
 
 @pytest.mark.parametrize(("rdtype", "size"), [(1, 3), (1, 5), (28, 15), (28, 17)])
@@ -2485,7 +2519,7 @@ def test_an_address_of_the_wrong_size_is_malformed(rdtype: int, size: int) -> No
     data, query_id = _ptr_answer(bytes(range(1, size + 1)), rdtype=rdtype)
     name = dns.rdatatype.to_text(dns.rdatatype.RdataType(rdtype))
     outcome = _classify(data, query_id, "1.2.0.192.in-addr.arpa", name)
-    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED, outcome
+    outcome = _unreadable(outcome)
     assert f"record of {size} bytes" in outcome.detail
 
 
@@ -2501,7 +2535,7 @@ def test_an_mx_shorter_than_a_null_mx_is_malformed(rdata: bytes) -> None:
     # (the root's): two octets hold no exchange to judge the sender by.
     data, query_id = _ptr_answer(rdata, rdtype=dns.rdatatype.MX)
     outcome = _classify(data, query_id, "1.2.0.192.in-addr.arpa", "MX")
-    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED, outcome
+    outcome = _unreadable(outcome)
     assert "short MX record" in outcome.detail
 
 
@@ -2536,7 +2570,8 @@ def test_several_cnames_for_one_name_are_malformed() -> None:
     # RFC 2181 section 10.1: a name has at most one CNAME; which one to follow is a guess.
     records = [("a.example.", "CNAME", "b.example."), ("a.example.", "CNAME", "c.example.")]
     outcome = _classify_answer("a.example.", "A", [*records, ("b.example.", "A", "192.0.2.1")])
-    assert isinstance(outcome, TempFail) and "several CNAMEs" in outcome.detail
+    outcome = _unreadable(outcome)
+    assert "several CNAMEs" in outcome.detail
 
 
 @pytest.mark.parametrize(
@@ -3317,7 +3352,7 @@ def test_a_broken_record_beside_the_answer_breaks_the_packet(broken: bytes) -> N
         (ipaddress.ip_address("192.0.2.1"),), 60
     )
     outcome = _classify_a(_reply_a(broken, _ANSWER_A, counts=(2, 0, 0)))
-    assert isinstance(outcome, TempFail) and outcome.kind is FailureKind.MALFORMED, outcome
+    _unreadable(outcome)
 
 
 def test_a_cname_beside_the_asked_records_at_one_name_is_malformed() -> None:
@@ -3325,7 +3360,7 @@ def test_a_cname_beside_the_asked_records_at_one_name_is_malformed() -> None:
     # no other data; a reply with both (a.example CNAME b., a.example A) was an Answer.
     alias = bytes.fromhex("c00c 0005 0001 0000003c 0003 016200")
     outcome = _classify_a(_reply_a(alias, _ANSWER_A, counts=(2, 0, 0)))
-    assert outcome == TempFail(
+    assert _unreadable(outcome) == TempFail(
         FailureKind.MALFORMED, "unparsable response: a CNAME and other data at one name"
     )
 
@@ -3338,7 +3373,9 @@ def test_two_opt_records_are_malformed_whichever_comes_first() -> None:
         outcome = _classify_a(
             _reply_a(_ANSWER_A, _opt(0, b"", first), _opt(0, b"", second), counts=(1, 0, 2))
         )
-        assert outcome == TempFail(FailureKind.MALFORMED, "unparsable response: two OPT records")
+        assert _unreadable(outcome) == TempFail(
+            FailureKind.MALFORMED, "unparsable response: two OPT records"
+        )
     one = _classify_a(_reply_a(_ANSWER_A, _opt(0, b"", 1), counts=(1, 0, 1)))
     assert isinstance(one, wire.TryNext) and one.failure.detail == "extended rcode 16"
 
@@ -3346,7 +3383,9 @@ def test_two_opt_records_are_malformed_whichever_comes_first() -> None:
 def test_a_record_cut_short_in_its_fixed_fields_says_so_in_words() -> None:
     # Regression (fuzzing): struct's error reached the detail as a Python repr.
     outcome = _classify_a(_reply_a(bytes.fromhex("c00c 0001"), counts=(1, 0, 0)))
-    assert outcome == TempFail(FailureKind.MALFORMED, "unparsable response: record cut short")
+    assert _unreadable(outcome) == TempFail(
+        FailureKind.MALFORMED, "unparsable response: record cut short"
+    )
 
 
 def _authority_of_soas(mname_rname: bytes, carrier: bytes = b"") -> bytes:

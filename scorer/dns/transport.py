@@ -19,7 +19,8 @@ while a later one answered is asked last for ``DEMOTE_SECONDS``: a hung first
 resolver (it takes packets, answers none) would otherwise add ``timeout /
 attempts`` to every query, and a check whose lookups follow each other pays that
 at each step. A definite failure (SERVFAIL,
-REFUSED, a referral, ICMP unreachable, a nameserver we cannot open a socket to)
+REFUSED, a referral, a reply that cannot be read, ICMP unreachable, a nameserver we
+cannot open a socket to)
 moves on to the next nameserver at once (RFC 1034 section 5.3.3); when every
 nameserver has been tried and none can still answer, the last failure is the
 outcome. A truncated reply is asked again over TCP, of the nameserver that truncated

@@ -483,6 +483,10 @@ def _error_reply(rcode: int, arcount: int) -> TryNext:
     return TryNext(_RCODE_FAILURES.get(rcode) or TempFail(FailureKind.MALFORMED, f"rcode {rcode}"))
 
 
+def _unreadable(detail: str) -> TryNext:
+    return TryNext(TempFail(FailureKind.MALFORMED, detail[:200]))
+
+
 def classify(
     data: bytes, query_id: int, question_wire: bytes, rdtype: int, negative_ttl: int
 ) -> Outcome | Verdict | TryNext:
@@ -512,12 +516,16 @@ def classify(
         if rcode == RCODE_NXDOMAIN:
             nxdomain = NotFoundKind.NXDOMAIN
             return _answer(data, 12 + qlen, ancount, counts, rdtype, negative_ttl, nxdomain)
+    # A reply that cannot be read is this nameserver's failure, as a SERVFAIL is: it may
+    # have broken it (a middlebox cutting it short without TC, stray bytes its counts do
+    # not cover), and another may answer whole (RFC 1034 section 5.3.3; dnspython asks the
+    # next one too). One with nobody left to ask makes this failure the outcome.
     except _Malformed as error:  # what our reading found wrong, in its words
-        return TempFail(FailureKind.MALFORMED, f"unparsable response: {error}"[:200])
+        return _unreadable(f"unparsable response: {error}")
     except struct.error:  # a record's fixed fields (type, class, TTL...) past the end
-        return TempFail(FailureKind.MALFORMED, "unparsable response: record cut short")
+        return _unreadable("unparsable response: record cut short")
     except Exception as error:  # any surprise in a hostile packet is a failure, never a crash
-        return TempFail(FailureKind.MALFORMED, f"unparsable response: {error!r}"[:200])
+        return _unreadable(f"unparsable response: {error!r}")
     if rcode == RCODE_YXDOMAIN:  # RFC 6672 section 2.2: a DNAME made the name too long
         return TempFail(FailureKind.MALFORMED, "YXDOMAIN")
     return _error_reply(rcode, arcount)

@@ -29,7 +29,9 @@ class FaultyDns:
     the same after ``delay`` seconds; ``slow``: a valid NXDOMAIN after ``delay``
     seconds; ``mismatch``: an answer whose records are of another type and name;
     ``referral``: no answer, NS records in authority and no SOA (a server that does
-    not recurse); ``decoy``: an empty and a one-byte datagram, a reply with the query's
+    not recurse); ``cut-short``: ``address``'s reply without its last three bytes and
+    no TC (a middlebox cutting it); ``stray-bytes``: an NXDOMAIN with two bytes after
+    its last record; ``decoy``: an empty and a one-byte datagram, a reply with the query's
     id to another question and one to the question under another id, then the
     NXDOMAIN; ``address``: the A record
     192.0.2.53 for any name; any other mode names the rcode to answer (``formerr``,
@@ -125,8 +127,13 @@ class FaultyDns:
             response.authority.append(
                 dns.rrset.from_text("example.", 60, "IN", "NS", "ns.example.")
             )
-        elif mode == "address":
+        elif mode in ("address", "cut-short"):
             response.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", "192.0.2.53"))
+            if mode == "cut-short":
+                return response.to_wire()[:-3]
+        elif mode == "stray-bytes":
+            response.set_rcode(dns.rcode.NXDOMAIN)
+            return response.to_wire() + b"xx"
         elif mode == "decoy":
             response.set_rcode(dns.rcode.NXDOMAIN)
         else:
