@@ -52,8 +52,6 @@ async def _resumed(coro: Coroutine[Any, Any, T], pending: Any) -> T:
 
 
 @overload
-async def eager_gather(a: Coroutine[Any, Any, A], b: Coroutine[Any, Any, B], /) -> tuple[A, B]: ...
-@overload
 async def eager_gather(
     a: Coroutine[Any, Any, A], b: Coroutine[Any, Any, B], c: Coroutine[Any, Any, C], /
 ) -> tuple[A, B, C]: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import re
 import string
@@ -29,6 +30,23 @@ def test_every_symbol_is_well_formed() -> None:
         assert symbol.description and symbol.reason and symbol.hint
         if name.endswith("_TEMPFAIL") or symbol.family is Family.PLUGIN:
             assert symbol.weight == 0.0, f"{name}: failures must never be scored"
+
+
+def test_every_symbol_the_code_names_is_in_the_table() -> None:
+    """The checks build hits, and policy, metrics, config and the report compare against
+    them, by the symbol's name as a string: a misspelt or renamed one would never fire,
+    or never match, and nothing else would say so."""
+    named: dict[str, list[str]] = {}
+    defined_in = ROOT / "scorer" / "symbols.py"
+    for path in sorted(set((ROOT / "scorer").rglob("*.py")) - {defined_in}):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Constant) or not isinstance(node.value, str):
+                continue
+            if re.fullmatch(r"RL_[A-Z0-9_]+", node.value):
+                named.setdefault(node.value, []).append(f"{path.name}:{node.lineno}")
+    assert len(named) > len(SYMBOLS) // 2  # the scan finds them: the checks name most
+    unknown = {name: where for name, where in named.items() if name not in SYMBOLS}
+    assert not unknown, unknown
 
 
 def test_article_ordering_of_default_weights() -> None:

@@ -363,10 +363,10 @@ def _check_mx(
 def _check_implicit(
     subject: str, domain: str, mx: Lookup[MxRecord] | None, implicit: AddressFacts | None
 ) -> Hit | None:
-    if implicit is None:
+    if implicit is None or mx is None:  # implicit: asked only after an MX NODATA (lookups)
         return None
     # The CNAME target a "no" can name comes from DNS: escaped and capped like any evidence.
-    no_mx = option(f"no MX ({describe(mx)})") if mx is not None else "no MX"
+    no_mx = option(f"no MX ({describe(mx)})")
     addresses = implicit.addresses
     if addresses:
         # RFC 5321 section 5.1: the domain's own address is then its mail host, judged

@@ -132,7 +132,7 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _shipped_record(target: Path) -> Path:
+def shipped_record(target: Path) -> Path:
     """Where install notes the digest of the release's version of ``target``, the one
     it last wrote there or offered beside it as ``.dist`` (a dotfile: SpamAssassin
     reads only *.cf and *.pre)."""
@@ -148,7 +148,7 @@ def dist_path(target: Path) -> Path:
 def _unedited(target: Path) -> bool:
     """Whether ``target`` holds the release's version install last noted for it: if
     not, the admin changed it (or wrote it without install), and it is theirs."""
-    record = _shipped_record(target)
+    record = shipped_record(target)
     return record.exists() and record.read_text().strip() == _digest(target)
 
 
@@ -158,7 +158,7 @@ def _install_file(source: Path, target: Path, *, config: bool, force: bool) -> S
         # dpkg's conffile rule: a target that holds this release's version is ours, and
         # the next upgrade may replace it. Also when kept: one the admin replaces with
         # the .dist (taking our version) is unedited, not edited for good.
-        _shipped_record(target).write_text(_digest(source) + "\n")
+        shipped_record(target).write_text(_digest(source) + "\n")
     return step
 
 
@@ -255,7 +255,7 @@ def uninstall(siteconfigpath: Path, *, now: datetime | None = None) -> Iterator[
                 backup = _back_up(target, stamp)
                 yield Step(target, "kept", f"locally modified; moved to {backup}")
         # After the file: its record is what tells an edited file from ours.
-        for leftover in (dist_path(target), _shipped_record(target)):
+        for leftover in (dist_path(target), shipped_record(target)):
             if leftover.exists():
                 leftover.unlink()
                 yield Step(leftover, "removed")

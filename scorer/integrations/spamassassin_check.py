@@ -171,7 +171,7 @@ def _overlap_findings(rules_dir: str | None, siteconfigpath: Path) -> list[Findi
     drifted = spamassassin.overlap_drift(overlap.read_text(encoding="utf-8"), stock)
     if not drifted:
         return [Finding(True, f"{overlap} redefines the stock rules of {rules_dir} as they are")]
-    record = spamassassin._shipped_record(overlap)  # install's note of it: goes with it
+    record = spamassassin.shipped_record(overlap)  # install's note of it: goes with it
     return [
         Finding(
             False,
