@@ -602,6 +602,12 @@ SETTINGS_REPLY = {
         ({"symbols_disabled": ["RDNS_SCORER_CHECK"]}, False, {}),
         # One symbol disabled takes its parent, the check, and so every symbol with it.
         ({"symbols_disabled": ["RL_HELO_INVALID"]}, False, {}),
+        # One symbol enabled takes its parent too, which inserts every symbol it is sent.
+        (
+            {"symbols_enabled": ["RL_PTR_MISSING"]},
+            True,
+            {"RL_PTR_MISSING": 5.0, "RL_HELO_INVALID": 1.0},
+        ),
         # A score of 0 silences one symbol and keeps the others.
         (
             {"scores": {"RL_HELO_INVALID": 0.0}},
@@ -609,7 +615,13 @@ SETTINGS_REPLY = {
             {"RL_PTR_MISSING": 5.0, "RL_HELO_INVALID": 0.0},
         ),
     ],
-    ids=["group-disabled", "check-disabled", "one-symbol-disabled", "one-symbol-zeroed"],
+    ids=[
+        "group-disabled",
+        "check-disabled",
+        "one-symbol-disabled",
+        "one-symbol-enabled",
+        "one-symbol-zeroed",
+    ],
 )
 def test_settings_switch_the_check_off_as_docs_say(
     rspamd_settings: Rspamd,
