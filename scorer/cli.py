@@ -72,8 +72,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--nameserver",
         action="append",
-        metavar="HOST[:PORT]",
-        help="resolver to query; repeat for several (default: RDNS_SCORER_NAMESERVERS, "
+        metavar="IP[:PORT]",
+        help="resolver to query, by address; repeat for several (default: RDNS_SCORER_NAMESERVERS, "
         "then [dns] nameservers, then /etc/resolv.conf)",
     )
 
