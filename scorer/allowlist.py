@@ -35,7 +35,7 @@ from scorer.names import (
 )
 from scorer.policy import NetworkSet, parse_network
 from scorer.symbols import Family
-from scorer.text import option
+from scorer.text import has_unsafe, option
 
 KINDS = ("ip", "ptr", "helo", "from")
 # The check families each kind of entry exempts (the docstring above, as data).
@@ -92,7 +92,12 @@ def _sender_domain(mail_from: str) -> str | None:
         # covered, as long as the part after the last "@" is a name IDNA accepts as it
         # stands (one final dot roots it): not once spaces, CR/LF or dots around it are
         # trimmed (``a@.x.org``, ``a@x.org\r\n``), as a control character is not either.
-        return named_domain(envelope_address(mail_from))
+        # Nor with a default-ignorable character in it, which IDNA's mapping erases and
+        # the checks call bad syntax: "x\u200b.org" is not the vouched x.org.
+        address = envelope_address(mail_from)
+        if has_unsafe(address.rpartition("@")[2], name=True):
+            return None
+        return named_domain(address)
     return None  # the null sender has no domain; an address literal is no name
 
 
@@ -156,11 +161,18 @@ class Allowlist:
         domain = to_ascii(_written_name(kind, value))
         if domain is None:
             raise AllowlistError(f"not a domain name IDNA accepts: {value!r}")
-        if kind != "from" and _spells_addresses(domain):
+        if _spells_addresses(domain):
             # Dotted digits pass as a name, but no PTR name or HELO name compared here
             # is an address (RFC 1123 section 2.1): the entry would never match. Say what
             # does, for a network or an address literal too (not "label '0/24' is not...").
+            # A from entry of one ("from 192.0.2.1") loaded, and covered no client: only a
+            # sender spelling the address as its domain (u@192.0.2.1, u@x.192.0.2.1).
             what = "a network" if "/" in domain else "an address"
+            if kind == "from":
+                raise AllowlistError(
+                    f"{value!r} is {what}, not a sender's domain: for the client at it, "
+                    "use an ip entry"
+                )
             raise AllowlistError(f"{value!r} is {what}: use an ip entry")
         problem = hostname_problem(domain)
         if problem is not None:

@@ -504,6 +504,12 @@ def test_mail_from_entry_does_not_match_other_senders(mail_from: str | None) -> 
         ("a b@x.org..", False),
         ("x.org", False),
         ("<lists.x.org>", False),
+        # Regression (review): a default-ignorable character, which the checks call bad
+        # syntax (not erased as IDNA's mapping would), was erased here and covered.
+        ("a@x\u200b.org", False),
+        ("a@lists.x.org\u200b", False),
+        ("a@x\u034f.org", False),
+        ("a@\u00adx.org", False),
     ],
 )
 def test_mail_from_entry_covers_a_bad_syntax_sender_by_its_domain(
@@ -649,6 +655,13 @@ def test_public_suffixes_below_are_rules_under_the_name() -> None:
         ("ptr", "2001:DB8::/32", "'2001:DB8::/32' is a network: use an ip entry"),
         ("helo", "[192.0.2.1]", "'[192.0.2.1]' is an address: use an ip entry"),
         ("helo", "[IPv6:2001:db8::1]", "is an address: use an ip entry"),
+        # Regression (review): "from 192.0.2.1" loaded and covered no client, only the
+        # senders u@192.0.2.1 and u@x.192.0.2.1; the others said "label '0/24' is not...".
+        ("from", "192.0.2.1", "'192.0.2.1' is an address, not a sender's domain: for the"),
+        ("from", "bounce@10.0.0.1", "is an address, not a sender's domain: for the client"),
+        ("from", "192.0.2.0/24", "'192.0.2.0/24' is a network, not a sender's domain"),
+        ("from", "user@[192.0.2.1]", "is an address, not a sender's domain"),
+        ("from", "2001:db8::1", "is an address, not a sender's domain"),
         # Regression: host bits were dropped without a word (a typo for /32?).
         ("ip", "198.51.100.7/16", "write '198.51.0.0/16' for the network or '198.51.100.7'"),
     ],
