@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from scorer.checks.helo import HeloKind, parse_helo
 from scorer.checks.mailfrom import parse_sender
-from scorer.checks.ptr import address_record
+from scorer.checks.ptr import address_record, helo_option
 from scorer.dns.outcomes import FailureKind
+from scorer.generic import classify
 from scorer.names import address_literal
 from scorer.protocol import CheckReply, CheckRequest, SymbolResult
 from scorer.symbols import SYMBOLS, reports_a_failure
@@ -38,6 +40,23 @@ LITERAL_SENDER_HINT = (
     "reply goes to that address itself (no MX); send from a domain whose mail hosts have "
     "public addresses, or a public address of the sender's own mail host"
 )
+
+
+# The PTR symbols whose evidence may name the HELO that resolves to the client
+# (checks.ptr.check_ptr): the name their fix asks for.
+_PTR_FIXED_BY_NAMING = frozenset({"RL_PTR_MISSING", "RL_PTR_UNVERIFIED", "RL_PTR_GENERIC"})
+
+
+def _helo_to_name(request: CheckRequest, result: SymbolResult) -> str | None:
+    """The HELO (A-labels) when ``result``, a PTR symbol, gives as evidence that it
+    resolves to the client and is no confirmed PTR name: a PTR naming it is the fix,
+    unless it is a generic name itself (a PTR naming it would be RL_PTR_GENERIC)."""
+    if result.name not in _PTR_FIXED_BY_NAMING or not request.helo:
+        return None
+    helo = parse_helo(request.helo)
+    if helo.kind is not HeloKind.NAME or helo_option(helo.ascii, request.ip) not in result.options:
+        return None
+    return None if classify(request.ip, helo.ascii, True).generic else helo.ascii
 
 
 def hint_fields(request: CheckRequest, ptr_name: str | None) -> Mapping[str, str]:
@@ -112,5 +131,14 @@ def render_report(
         elif result.name == "RL_MAILFROM_BOGUS_MX" and fields["domain"].startswith("["):
             lines.append(f"  fix:      {LITERAL_SENDER_HINT.format_map(fields)}")
         elif symbol is not None:
-            lines.append(f"  fix:      {symbol.hint.format_map(fields)}")
+            hint = symbol.hint.format_map(fields)
+            named = _helo_to_name(request, result)
+            if named is not None:
+                # The evidence names it: the name the PTR should hold, already pointing
+                # at the client, so the fix is one PTR record, not a new name.
+                hint += (
+                    f"; its HELO name {option(named)} already resolves to {request.ip}: "
+                    f"a PTR of {request.ip} naming it would be confirmed"
+                )
+            lines.append(f"  fix:      {hint}")
     return "\n".join(lines) + "\n"

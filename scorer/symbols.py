@@ -86,9 +86,11 @@ _TABLE: tuple[Symbol, ...] = (
         "The PTR or its forward confirmation could not be checked "
         "(DNS timeout/SERVFAIL, or more PTR names than max_ptr_names).",
         "Zero: a DNS failure says nothing about the sender and must never look like a missing PTR.",
-        "make the zone of the failed lookup the evidence names (the reverse zone of {ip}, "
-        "or a PTR name's own zone) answer from reachable, working nameservers; with more "
-        "PTR names than max_ptr_names, publish fewer",
+        "for a failed lookup the evidence names (timeout, servfail, ...): make that zone (the "
+        "reverse zone of {ip}, or a PTR name's own) answer from reachable, working "
+        "nameservers; for PTR names not checked (max_ptr_names), nothing failed: this "
+        "service resolves only the first [dns] max_ptr_names of them (raise it here to judge "
+        "more), or the sender publishes fewer",
     ),
     Symbol(
         "RL_SKIPPED_LOCAL",
@@ -128,8 +130,8 @@ _TABLE: tuple[Symbol, ...] = (
         "HELO/EHLO claims to be localhost.",
         "Gentle: common on badly set-up genuine servers, but never correct for mail from "
         "another host (RFC 5321 section 4.1.1.1).",
-        "configure the mail server at {ip} to greet with its fully-qualified name, e.g. "
-        "the PTR name of {ip}",
+        "configure the mail server at {ip} to greet with its fully-qualified name, one that "
+        "resolves to {ip} (the name the PTR of {ip} should hold, not a generic one)",
     ),
     Symbol(
         "RL_HELO_NOT_FQDN",
@@ -274,8 +276,11 @@ _TABLE: tuple[Symbol, ...] = (
         "The MAIL FROM domain could not be checked because of a DNS failure "
         "(or every MX target looked up is unusable but more than max_mx_hosts exist).",
         "Zero: a DNS failure is never evidence against the sender.",
-        "make the zones the evidence names answer from reachable, working nameservers "
-        "('{domain}', or an MX host's); with more MX hosts than max_mx_hosts, publish fewer",
+        "for a failed lookup the evidence names (timeout, servfail, ...): make that zone "
+        "('{domain}', or an MX host's) answer from reachable, working nameservers; for MX "
+        "targets not checked (max_mx_hosts), nothing failed: this service resolves only the "
+        "first [dns] max_mx_hosts of them (raise it here to judge more), or the sender "
+        "publishes fewer",
     ),
     Symbol(
         "RL_SCORER_FAIL",

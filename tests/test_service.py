@@ -1540,3 +1540,102 @@ async def test_readme_example_reply_is_what_the_service_answers(unbound: Unbound
     actual = json.loads(reply.to_json(1.0))
     del shown["elapsed_ms"], actual["elapsed_ms"]
     assert actual == shown
+
+
+@pytest.mark.parametrize(
+    ("ptr", "forward", "symbol"),
+    [
+        (NotFound(NotFoundKind.NXDOMAIN, 300), {}, "RL_PTR_MISSING"),
+        (
+            Answer(("mail.elsewhere.net",), 300),
+            {"mail.elsewhere.net": Answer((ipaddress.ip_address("81.2.69.99"),), 300)},
+            "RL_PTR_UNVERIFIED",
+        ),
+        (
+            Answer(("81-2-69-42.dyn.some-isp.net",), 300),
+            {"81-2-69-42.dyn.some-isp.net": Answer((ipaddress.ip_address("81.2.69.42"),), 300)},
+            "RL_PTR_GENERIC",
+        ),
+    ],
+)
+def test_check_report_ptr_fix_names_the_helo_that_resolves_to_the_client(
+    ptr: Any, forward: Any, symbol: str
+) -> None:
+    # Regression (review): the evidence said "helo=mail.small-biz.net resolves to
+    # 81.2.69.42", the name the PTR should hold, while the fix line asked for "a name of
+    # your own mail server" (or an A record for a name in someone else's zone), as if
+    # the sender had none: the one PTR record that would be confirmed went unsaid.
+    from scorer.checks.ptr import PtrFacts, check_ptr
+
+    ip = ipaddress.ip_address("81.2.69.42")
+    facts = PtrFacts(ip, ptr, forward)
+
+    def fixes(helo: str) -> list[str]:
+        hits = [h for h in check_ptr(facts, helo) if h.symbol == symbol]
+        assert hits, check_ptr(facts, helo)
+        reply = CheckReply(tuple(SymbolResult(h.symbol, 1.0, h.options) for h in hits), 1.0)
+        request = parse_request({"ip": str(ip), "helo": helo}).request
+        report = render_report(request, reply, 1.0, None)
+        return [line for line in report.splitlines() if line.startswith("  fix:")]
+
+    (fix,) = fixes("mail.small-biz.net")
+    assert fix.endswith(
+        "; its HELO name mail.small-biz.net already resolves to 81.2.69.42: "
+        "a PTR of 81.2.69.42 naming it would be confirmed"
+    ), fix
+    # A generic HELO is no name to ask for: a PTR naming it would be RL_PTR_GENERIC.
+    (fix,) = fixes("81-2-69-42.pool.other-isp.net")
+    assert "HELO name" not in fix, fix
+
+
+@pytest.mark.parametrize(
+    ("symbol", "evidence", "key"),
+    [
+        (
+            "RL_PTR_TEMPFAIL",
+            (
+                "PTR 81.2.69.42 not confirmed",
+                "n0.many.example A: nxdomain",
+                "5 more PTR names not checked (max_ptr_names)",
+            ),
+            "max_ptr_names",
+        ),
+        (
+            "RL_MAILFROM_TEMPFAIL",
+            (
+                "domain=many.example",
+                "MX mx0.many.example: only non-public addresses 10.0.0.1",
+                "2 more MX targets not checked (max_mx_hosts)",
+            ),
+            "max_mx_hosts",
+        ),
+    ],
+)
+def test_check_report_tempfail_of_the_bound_says_nothing_failed(
+    symbol: str, evidence: tuple[str, ...], key: str
+) -> None:
+    # Regression (review): a TEMPFAIL only because names were left beyond the bound
+    # (every lookup answered) told the admin to "make the zone of the failed lookup the
+    # evidence names answer from reachable, working nameservers", a zone that works, and
+    # named no lever of the receiving side, whose [dns] setting made the names unchecked.
+    request = parse_request({"ip": "81.2.69.42", "mail_from": "u@many.example"}).request
+    reply = CheckReply((SymbolResult(symbol, 0.0, evidence),), 0.0)
+    report = render_report(request, reply, 1.0, None)
+    (fix,) = [line for line in report.splitlines() if line.startswith("  fix:")]
+    assert f"not checked ({key}), nothing failed" in fix, fix
+    assert f"[dns] {key}" in fix and "raise it here" in fix, fix
+
+
+def test_check_report_localhost_fix_does_not_send_the_sender_to_a_missing_ptr() -> None:
+    # Regression (review): beside RL_PTR_MISSING ("no PTR for ...") the RL_HELO_LOCALHOST
+    # fix said "greet with its fully-qualified name, e.g. the PTR name of" the client,
+    # a name there is none of; beside RL_PTR_GENERIC it pointed at the generic name the
+    # report's other fix line says to replace (and which greeting with scores
+    # RL_HELO_GENERIC).
+    request = parse_request({"ip": world.MISSING_PTR_IP, "helo": "localhost"}).request
+    missing = SymbolResult("RL_PTR_MISSING", 5.0, ("no PTR for " + world.MISSING_PTR_IP,))
+    localhost = SymbolResult("RL_HELO_LOCALHOST", 1.0, ("helo=localhost",))
+    report = render_report(request, CheckReply((missing, localhost), 6.0), 1.0, None)
+    fix = [line for line in report.splitlines() if line.startswith("  fix:")][1]
+    assert "the PTR name of" not in fix, fix
+    assert f"resolves to {world.MISSING_PTR_IP}" in fix, fix

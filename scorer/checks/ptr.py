@@ -132,6 +132,12 @@ def _judged_names(
     return {name: name in failed for name in facts.forward}
 
 
+def helo_option(helo_name: str, ip: IPAddress) -> str:
+    """The evidence of a PTR symbol naming the HELO that resolves to the client: the
+    name its PTR should hold (check_ptr; the report's fix line names it too)."""
+    return option_naming(f"helo={shown_name(helo_name)}", f" resolves to {ip}")
+
+
 def check_ptr(facts: PtrFacts, helo_name: str | None = None) -> list[Hit]:
     """The PTR family's hits. ``helo_name``: the client's HELO when it resolves to the
     client (checks.helo.helo_naming), for the evidence of a PTR that does not name it
@@ -141,11 +147,7 @@ def check_ptr(facts: PtrFacts, helo_name: str | None = None) -> list[Hit]:
     mta = (option(f"MTA hostname: {facts.mta_hostname}"),) if facts.mta_hostname else ()
     if isinstance(facts.ptr, TempFail):
         return [Hit("RL_PTR_TEMPFAIL", (option(f"PTR {ip}: {describe(facts.ptr)}"), *mta))]
-    helo = (
-        ()
-        if helo_name is None
-        else (option_naming(f"helo={shown_name(helo_name)}", f" resolves to {ip}"),)
-    )
+    helo = () if helo_name is None else (helo_option(helo_name, ip),)
     if not isinstance(facts.ptr, Answer):
         ptr = option(f"PTR: {describe(facts.ptr)}")
         return [Hit("RL_PTR_MISSING", (f"no PTR for {ip}", ptr, *mta, *helo))]
