@@ -107,9 +107,17 @@ def escape_unprintable(text: str) -> str:
 _ESCAPE_LENGTH = {"x": 4, "u": 6, "U": 10, "": 10}
 
 
+def escape_option(text: str) -> str:
+    """:func:`escape`, and the semicolon too: rspamd's per-message log line separates a
+    symbol's options with it (SYMBOL(score){option;option;}), where a HELO of
+    "x;helo=mx.bank.example resolves to 192.0.2.1" read as an option of our own."""
+    safe = escape(text)
+    return safe.replace(";", "\\x3b") if ";" in safe else safe
+
+
 def option(text: str, limit: int = OPTION_MAX_CHARS) -> str:
     """An escaped, length-capped evidence string for a symbol's options."""
-    safe = escape(text)
+    safe = escape_option(text)
     if len(safe) <= limit:
         return safe
     return _head(safe, limit - 3) + "..."
@@ -131,7 +139,7 @@ def option_naming(name: str, said: str, limit: int = OPTION_MAX_CHARS) -> str:
     what is said of it (``-> 10.1.1.1``, ``: only non-public addresses ...``) is why
     the symbol fired, and cutting the end of the option lost it behind a 190-character
     name. ``said`` too long to leave room for a name is cut as ``option`` cuts."""
-    safe_name, safe_said = escape(name), escape(said)
+    safe_name, safe_said = escape_option(name), escape_option(said)
     if len(safe_name) + len(safe_said) <= limit:
         return safe_name + safe_said
     room = limit - len(safe_said) - 3

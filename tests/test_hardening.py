@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from scorer import app as app_module
 from scorer import workers as workers_module
+from scorer.checks.mailfrom import NOT_NULL_MX_TO_THE_LETTER
 from scorer.config import config_from_mapping
 from scorer.contentcoding import (
     DecodedTooLarge,
@@ -47,6 +48,7 @@ from scorer.text import (
     MIN_NAME_SHOWN,
     OPTION_MAX_CHARS,
     escape,
+    escape_option,
     escape_unprintable,
     option,
     option_naming,
@@ -611,11 +613,12 @@ def test_an_option_naming_keeps_what_it_says_whole(name: str, said: str, limit: 
     shown = option_naming(name, said, limit)
     assert len(shown) <= limit and shown.isprintable()
     assert only_complete_escapes(shown)
-    if len(escape(name)) + len(escape(said)) <= limit:
-        assert shown == escape(name) + escape(said)
-    elif limit - len(escape(said)) - 3 >= MIN_NAME_SHOWN:
-        assert shown.endswith(escape(said))
-        assert "..." in shown[: len(shown) - len(escape(said))]
+    safe_name, safe_said = escape_option(name), escape_option(said)
+    if len(safe_name) + len(safe_said) <= limit:
+        assert shown == safe_name + safe_said
+    elif limit - len(safe_said) - 3 >= MIN_NAME_SHOWN:
+        assert shown.endswith(safe_said)
+        assert "..." in shown[: len(shown) - len(safe_said)]
     else:
         assert shown == option(name + said, limit)
 
@@ -654,7 +657,7 @@ def test_an_option_reads_back_as_the_start_of_its_text(text: str, limit: int) ->
     shown = option(text, limit)
     json.dumps(shown, ensure_ascii=False).encode("utf-8")
     assert shown.isprintable() and len(shown) <= limit
-    cut = len(escape(text)) > limit
+    cut = len(escape_option(text)) > limit
     body = shown.removesuffix("...") if cut else shown
     read = COMPLETE_ESCAPE.sub(lambda escaped: chr(int(escaped[0][2:], 16)), body)
     assert _shown_as(text).startswith(read) if cut else read == _shown_as(text)
@@ -688,6 +691,18 @@ def test_an_option_reads_back_as_the_start_of_its_text(text: str, limit: int) ->
 def test_unsafe_characters_are_escaped_as_bytes_or_code_points(text: str, shown: str) -> None:
     assert escape(text) == shown
     assert option(text) == shown
+
+
+def test_a_semicolon_in_an_option_is_escaped_as_rspamd_logs_options() -> None:
+    # Regression (review): rspamd's per-message log line separates a symbol's options
+    # with ";" (SYMBOL(score){option;option;}): this HELO read there as evidence of our
+    # own that it resolves to the client. Our own words use none (a null MX's evidence
+    # said "names no host; RFC 7505's ..." and read as two options).
+    hostile = "x;helo=mx.bank.example resolves to 192.0.2.1"
+    assert option(hostile) == "x\\x3bhelo=mx.bank.example resolves to 192.0.2.1"
+    assert option_naming(hostile, " -> 1.2.3.4;") == option(hostile) + " -> 1.2.3.4\\x3b"
+    assert escape(hostile) == hostile  # a log line quotes it whole: kept there
+    assert ";" not in NOT_NULL_MX_TO_THE_LETTER
 
 
 def test_invisible_characters_are_escaped_where_repr_quotes_values() -> None:

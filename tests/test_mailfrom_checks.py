@@ -409,7 +409,7 @@ def test_null_mx_evidence_quotes_the_record(preference: int) -> None:
     (hit,) = check_mail_from(facts)
     assert hit.symbol == "RL_MAILFROM_NULL_MX"
     # RFC 7505's own only for its "0 ." (regression, review: "MX 10 . (RFC 7505)").
-    why = "RFC 7505" if preference == 0 else "names no host; RFC 7505's null MX is a lone MX 0 ."
+    why = "RFC 7505" if preference == 0 else "names no host, RFC 7505's null MX is a lone MX 0 ."
     assert f"MX {preference} . ({why})" in hit.options
 
 
@@ -556,7 +556,7 @@ def test_every_mx_naming_the_root_is_a_null_mx(preferences: tuple[int, int]) -> 
     (hit,) = check_mail_from(MailFromFacts(parse_sender(SENDER), mx=Answer(records, 300)))
     low, high = sorted(preferences)
     assert hit.symbol == "RL_MAILFROM_NULL_MX"
-    assert f"MX {low} ., MX {high} . (names no host; RFC 7505's null MX is a lone MX 0 .)" in (
+    assert f"MX {low} ., MX {high} . (names no host, RFC 7505's null MX is a lone MX 0 .)" in (
         hit.options
     )
 

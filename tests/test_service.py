@@ -1104,7 +1104,7 @@ def test_check_report_escapes_what_the_client_sent() -> None:
     reply = CheckReply(tuple(SymbolResult(s.name, s.weight, ("x",)) for s in hinted), 1.0)
     report = render_report(request, reply, 1.0, "ptr\x1b.example")
     assert all(line.isprintable() for line in report.splitlines()), report
-    assert "\\x1b]0;owned" in report
+    assert "\\x1b]0\\x3bowned" in report
     assert "the generic PTR ptr\\x1b.example with" in report
 
 
@@ -1327,7 +1327,8 @@ async def test_a_refusal_line_quotes_the_words_a_request_put_in_it(
         '" (field ip; the latest from 127.0.0.1)'
     ), line
     inside = quoted_message[1 : -len('" (field ip; the latest from 127.0.0.1)')]
-    assert '"' not in inside and "x\\x22 (field ip; the latest from 192.0.2.25); ok" in inside
+    assert '"' not in inside
+    assert "x\\x22 (field ip\\x3b the latest from 192.0.2.25)\\x3b ok" in inside
 
 
 async def test_refusals_held_back_are_logged_when_the_quiet_time_is_up(

@@ -322,7 +322,7 @@ def _bogus_reason(target: str, facts: AddressFacts) -> str | None:
 
 
 # What the evidence says of root MX records other than RFC 7505 section 3's lone "0 .".
-NOT_NULL_MX_TO_THE_LETTER = "names no host; RFC 7505's null MX is a lone MX 0 ."
+NOT_NULL_MX_TO_THE_LETTER = "names no host, RFC 7505's null MX is a lone MX 0 ."
 
 
 def _check_mx(

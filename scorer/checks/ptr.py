@@ -157,7 +157,7 @@ def check_ptr(facts: PtrFacts, helo_name: str | None = None) -> list[Hit]:
         named = sorted({name for name in facts.ptr.records if name})
         loopback = [name for name in named if is_localhost_name(name)]
         addresses = [name for name in named if name not in loopback]
-        spelled = "; ".join(
+        spelled = " and ".join(
             f"{', '.join(names)} ({what}, not a host name)"
             for names, what in ((addresses, "an address"), (loopback, "loopback"))
             if names
