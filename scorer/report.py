@@ -33,6 +33,18 @@ SILENT_HINT = (
 )
 
 
+# How a lookup our resolver refused, or could not answer as it does not recurse (a
+# referral, a CNAME chain it did not follow: scorer.dns.wire), shows in evidence. A
+# recursive resolver turns an authoritative server's refusal into SERVFAIL: a REFUSED
+# that reaches us is our resolver's own (its access control, or no recursion for us).
+REFUSED_EVIDENCE = (f": {FailureKind.REFUSED}: ", f": {FailureKind.REFUSED}")
+REFUSED_HINT = (
+    "nothing on the sender's side, as far as this shows: this host's resolver refused "
+    "the lookup or does not recurse for it; let it serve this host (its access control) "
+    "or point [dns] nameservers (or /etc/resolv.conf) at a recursive resolver that does"
+)
+
+
 # RL_MAILFROM_BOGUS_MX's hint for an address-literal sender (user@[10.0.0.1]), which has
 # no MX to publish: RFC 5321 section 4.1.3, a reply goes to the address itself.
 LITERAL_SENDER_HINT = (
@@ -86,6 +98,14 @@ def _judged_by_an_untrusted_resolver(result: SymbolResult) -> bool:
     )
 
 
+def _refused_by_our_resolver(result: SymbolResult) -> bool:
+    """Whether a failed lookup behind ``result`` (a *_TEMPFAIL symbol) was refused."""
+    return reports_a_failure(result.name) and any(
+        REFUSED_EVIDENCE[0] in evidence or evidence.endswith(REFUSED_EVIDENCE[1])
+        for evidence in result.options
+    )
+
+
 def _checked(request: CheckRequest) -> str:
     """What a reply without symbols vouches for: what the request gave to check."""
     parts = ["reverse DNS"]
@@ -128,6 +148,8 @@ def render_report(
             lines.append(f"  fix:      {SILENT_HINT}")
         elif _judged_by_an_untrusted_resolver(result):
             lines.append(f"  fix:      {UNTRUSTED_HINT}")
+        elif _refused_by_our_resolver(result):
+            lines.append(f"  fix:      {REFUSED_HINT}")
         elif result.name == "RL_MAILFROM_BOGUS_MX" and fields["domain"].startswith("["):
             lines.append(f"  fix:      {LITERAL_SENDER_HINT.format_map(fields)}")
         elif symbol is not None:

@@ -537,6 +537,28 @@ def test_check_blames_a_silent_resolver_not_the_senders_zones(
     assert report.SILENT_HINT not in hints["RL_HELO_NOT_FQDN"], hints
 
 
+@pytest.mark.parametrize("mode", ["refused", "referral"])
+def test_check_blames_a_refusing_resolver_not_the_senders_zones(
+    mode: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): a resolver that answers the root but refuses the lookups, or
+    # does not recurse for them (a referral), had the fix line tell the sender to make
+    # its zones "answer from reachable, working nameservers": a REFUSED reaching us is
+    # our resolver's own (a recursive one turns an authoritative refusal into SERVFAIL).
+    resolver = FaultyDns(mode)
+    resolver.root_soa = True
+    resolver.start()
+    try:
+        argv = ["check", "--nameserver", resolver.nameserver, "--ip", world.MISSING_PTR_IP]
+        assert main(argv) == cli.EXIT_INCOMPLETE
+    finally:
+        resolver.stop()
+    out = capsys.readouterr().out
+    (fix,) = [line for line in out.splitlines() if "fix:" in line]
+    assert "RL_PTR_TEMPFAIL" in out and "refused" in out, out
+    assert fix.split("fix:")[1].strip() == report.REFUSED_HINT, out
+
+
 def test_check_asks_the_root_beside_the_check_not_before_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
