@@ -33,7 +33,7 @@ from scorer.names import (
     non_public_suffix,
     to_ascii,
 )
-from scorer.policy import parse_nat64_prefixes, parse_network
+from scorer.policy import NetworkSet, parse_nat64_prefixes, parse_network
 from scorer.protocol import parse_ip
 from scorer.symbols import SYMBOLS, default_weights, reports_a_failure
 from scorer.text import escape_unprintable
@@ -278,7 +278,24 @@ class Config:
             *self._unmatched_local_names(),
             *self._listen_overridden(),
             *self._behind_nat64(),
+            *self._allowlisted_but_skipped(),
         ]
+
+    def _allowlisted_but_skipped(self) -> list[str]:
+        """An allowlist ip entry inside one of skip_networks never applies: a skipped
+        client gets RL_SKIPPED_LOCAL before the allowlist is looked at (scorer.pipeline),
+        so an RL_ALLOWLISTED weight set for it went unused without a word."""
+        skipped = NetworkSet(self.skip_networks)
+        warnings = []
+        for entry in self.allowlist_entries.ip_networks.networks():
+            network = skipped.most_specific(entry.network_address)
+            if network is not None and entry.prefixlen >= network.prefixlen:
+                warnings.append(
+                    f"[allowlist] ip entry {entry} is inside [policy] skip_networks "
+                    f"{network}: its clients are skipped (RL_SKIPPED_LOCAL) before the "
+                    "allowlist is looked at, so it never applies"
+                )
+        return warnings
 
     def _behind_nat64(self) -> list[str]:
         """An IPv6 skip_networks or allowlist ip entry inside one of nat64_prefixes
@@ -290,7 +307,8 @@ class Config:
             *(("[policy] skip_networks", n) for n in self.skip_networks if n.version == 6),
             *(
                 ("[allowlist] ip entry", n)
-                for n in self.allowlist_entries.ip_networks.ipv6_networks()
+                for n in self.allowlist_entries.ip_networks.networks()
+                if n.version == 6
             ),
         ]
         return [

@@ -134,12 +134,13 @@ class NetworkSet:
                 return ipaddress.IPv6Network((masked, length))
         return None
 
-    def ipv6_networks(self) -> list[ipaddress.IPv6Network]:
-        """The IPv6 networks (Config's warnings about unreachable ones)."""
+    def networks(self) -> list[IPNetwork]:
+        """The networks (Config's warnings about unreachable ones)."""
         return [
-            ipaddress.IPv6Network((address, length))
+            ipaddress.IPv4Network((address, length))
+            if version == 4
+            else ipaddress.IPv6Network((address, length))
             for (version, length), addresses in self._by_prefix.items()
-            if version == 6
             for address in addresses
         ]
 

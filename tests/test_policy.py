@@ -351,6 +351,29 @@ def test_an_entry_inside_a_nat64_prefix_is_warned_about() -> None:
     ]
 
 
+def test_an_allowlist_entry_inside_a_skipped_network_is_warned_about() -> None:
+    # Regression (review): a skipped client gets RL_SKIPPED_LOCAL before the allowlist is
+    # looked at, so "ip 10.1.2.3" with a negative RL_ALLOWLISTED weight never applied,
+    # and loaded without a word. One that only overlaps (wider than the skipped network)
+    # still covers the rest, and one outside it is fine.
+    config = config_from_mapping(
+        {
+            "policy": {"skip_networks": ["10.0.0.0/8", "fd00::/8"]},
+            "allowlist": {
+                "ips": ["10.1.2.3", "fd00::25", "8.0.0.0/6", "192.0.2.0/24", "2001:db8::/32"]
+            },
+        }
+    )
+    config = dataclasses.replace(config, allowlist_entries=config.read_allowlist())
+    warned = sorted(w for w in config.warnings() if "skip_networks" in w)
+    assert warned == [
+        f"[allowlist] ip entry {entry} is inside [policy] skip_networks {network}: its "
+        "clients are skipped (RL_SKIPPED_LOCAL) before the allowlist is looked at, so it "
+        "never applies"
+        for entry, network in [("10.1.2.3/32", "10.0.0.0/8"), ("fd00::25/128", "fd00::/8")]
+    ]
+
+
 async def test_a_client_of_the_sites_translator_is_checked_as_its_ipv4_host(
     unbound: Unbound,
 ) -> None:
