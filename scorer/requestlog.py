@@ -12,7 +12,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp.http_exceptions import HttpProcessingError
@@ -153,13 +153,30 @@ def _without_quoted_input(message: str) -> str:
     return _QUOTED_INPUT.split(message, maxsplit=1)[0].rstrip(" :") or "malformed request"
 
 
+# A client's malformed HTTP is logged at once, then at most once a minute per reason,
+# as refused checks are (scorer.refusals): anyone who can connect can send it, token or
+# not, and a line per request let a flood write ~4,000 lines a second, enough for
+# journald's rate limit to drop the service's own warnings with them.
+CLIENT_FAULT_LOG_SECONDS = 60.0
+# Reasons remembered apart, at most (a reason can carry the client's own words, such as
+# the Content-Encoding it sent); the others share one quiet time per status.
+MAX_CLIENT_FAULT_REASONS = 64
+
+
 class _ClientFaultsAsInfo(logging.Filter):
     """aiohttp logs a client's malformed HTTP (a bad request line, broken chunking, a
     Transfer-Encoding it refuses) as an ERROR with a traceback. The fault is the
-    client's: one INFO line, so ERRORs stay ours and a port scanner cannot flood them.
-    A body that failed to be read is logged once more when aiohttp drains it after a
-    route that does not read it answered: that copy is dropped. (Content codings are
-    the service's to decode: scorer.contentcoding.)"""
+    client's: one INFO line, so ERRORs stay ours and a port scanner cannot flood them;
+    and at most one a minute per reason (CLIENT_FAULT_LOG_SECONDS), the next one saying
+    how many were not logged meanwhile. A body that failed to be read is logged once
+    more when aiohttp drains it after a route that does not read it answered: that copy
+    is dropped. (Content codings are the service's to decode: scorer.contentcoding.)"""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._clock = clock
+        self._quiet_until: dict[str, float] = {}  # by reason: no line until then
+        self._held: dict[str, int] = {}  # by reason: not logged since its last line
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
@@ -169,10 +186,30 @@ class _ClientFaultsAsInfo(logging.Filter):
             error = error.__cause__
         if isinstance(error, HttpProcessingError) and 400 <= error.code < 500:
             reason = option(_without_quoted_input(error.message), 100)
-            record.msg, record.args = f"{record.getMessage()}: {error.code} {reason}", None
+            held = self._hold(f"{error.code} {reason}", str(error.code))
+            if held is None:
+                return False
+            more = f" ({held} more since the last such line, not logged)" if held else ""
+            record.msg, record.args = f"{record.getMessage()}: {error.code} {reason}{more}", None
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.exc_info = record.exc_text = None
         return True
+
+    def _hold(self, key: str, shared: str) -> int | None:
+        """None while ``key``'s line waits out its quiet time (counted), else how many
+        were held back since its last line."""
+        now = self._clock()
+        quiet = self._quiet_until
+        if key not in quiet and len(quiet) >= MAX_CLIENT_FAULT_REASONS:
+            for stale in [k for k, until in quiet.items() if until <= now and k not in self._held]:
+                del quiet[stale]
+            if len(quiet) >= MAX_CLIENT_FAULT_REASONS:
+                key = shared
+        if now < quiet.get(key, 0.0):
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        quiet[key] = now + CLIENT_FAULT_LOG_SECONDS
+        return self._held.pop(key, 0)
 
 
 def configure_logging(log_format: str, requests: bool) -> None:

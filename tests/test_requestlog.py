@@ -350,3 +350,33 @@ def test_our_faults_stay_errors_and_a_drained_bad_body_is_logged_once() -> None:
     long = _handling_error(HttpProcessingError(code=400, message="x" * 300))
     assert _ClientFaultsAsInfo().filter(long)
     assert len(long.getMessage()) == len("Error handling request: 400 ") + 100
+
+
+def test_a_flood_of_malformed_requests_is_a_line_a_minute_per_reason() -> None:
+    # Regression (review, served soak): anyone who can connect, token or not, wrote one
+    # INFO line per malformed request (~4,000 lines a second from one client sending
+    # too many header lines), where refused checks cost a line a minute: journald's rate
+    # limit then dropped the service's own warnings with them.
+    now = [1000.0]
+    faults = _ClientFaultsAsInfo(clock=lambda: now[0])
+    too_many = HttpProcessingError(code=400, message="Too many headers received")
+    passed = [faults.filter(_handling_error(too_many)) for _ in range(1000)]
+    assert passed.count(True) == 1 and passed[0]
+    # Another reason has a line of its own.
+    chunk = HttpProcessingError(code=400, message="Invalid character in chunk size: b'zz'")
+    assert faults.filter(_handling_error(chunk))
+    now[0] += 61
+    record = _handling_error(too_many)
+    assert faults.filter(record)
+    assert record.getMessage() == (
+        "Error handling request: 400 Too many headers received"
+        " (999 more since the last such line, not logged)"
+    )
+    # Reasons the client words itself (its Content-Encoding) cannot make a line each.
+    codings = [
+        faults.filter(_handling_error(HttpProcessingError(
+            code=400, message=f"Can not decode content-encoding: x{i}"
+        )))
+        for i in range(1000)
+    ]  # fmt: skip
+    assert codings.count(True) <= 64
