@@ -288,8 +288,11 @@ class Config:
         skipped = NetworkSet(self.skip_networks)
         warnings = []
         for entry in self.allowlist_entries.ip_networks.networks():
-            network = skipped.most_specific(entry.network_address)
-            if network is not None and entry.prefixlen >= network.prefixlen:
+            # One holding the whole entry, not the most specific holding its first
+            # address: with 10.1.0.0/24 beside 10.0.0.0/8, that is the /24, narrower
+            # than an entry 10.1.0.0/16 that the /8 still skips whole.
+            network = skipped.most_specific(entry.network_address, entry.prefixlen)
+            if network is not None:
                 warnings.append(
                     f"[allowlist] ip entry {entry} is inside [policy] skip_networks "
                     f"{network}: its clients are skipped (RL_SKIPPED_LOCAL) before the "

@@ -123,10 +123,14 @@ class NetworkSet:
             return NotImplemented
         return other._by_prefix == self._by_prefix
 
-    def most_specific(self, ip: IPAddress) -> IPNetwork | None:
-        """The longest network holding ``ip`` (one of the other family never does)."""
+    def most_specific(self, ip: IPAddress, longest: int | None = None) -> IPNetwork | None:
+        """The longest network holding ``ip`` (one of the other family never does), of a
+        prefix ``longest`` bits at most if given: one holding all of ip/longest."""
         version, bits, value = ip.version, ip.max_prefixlen, int(ip)
-        for length in self._lengths[version]:
+        lengths = self._lengths[version]
+        if longest is not None:
+            lengths = tuple(length for length in lengths if length <= longest)
+        for length in lengths:
             masked = value >> (bits - length) << (bits - length)
             if masked in self._by_prefix[version, length]:
                 if version == 4:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from scorer.checks.helo import HeloKind, parse_helo
 from scorer.checks.mailfrom import parse_sender
-from scorer.checks.ptr import address_record, helo_option
+from scorer.checks.ptr import MTA_EVIDENCE, address_record, helo_option
 from scorer.dns.outcomes import FailureKind
 from scorer.generic import classify
 from scorer.names import address_literal
@@ -89,20 +89,26 @@ def hint_fields(request: CheckRequest, ptr_name: str | None) -> Mapping[str, str
     )
 
 
+def _lookup_evidence(result: SymbolResult) -> list[str]:
+    """What ``result`` says of its failed lookups: only the *_TEMPFAIL symbols report
+    them, and not in the MTA's name for the client, the request's own text (other
+    evidence quotes what the client sent: an RL_HELO_INVALID's HELO may read
+    "untrusted: ...", an MTA hostname "x: refused")."""
+    if not reports_a_failure(result.name):
+        return []
+    return [evidence for evidence in result.options if not evidence.startswith(MTA_EVIDENCE)]
+
+
 def _judged_by_an_untrusted_resolver(result: SymbolResult) -> bool:
-    """Whether a failed lookup behind ``result`` was one our resolver cannot be trusted
-    on. Only the *_TEMPFAIL symbols report failed lookups: other evidence quotes what
-    the client sent (an RL_HELO_INVALID's HELO), which may read "untrusted: ..."."""
-    return reports_a_failure(result.name) and any(
-        UNTRUSTED_EVIDENCE in evidence for evidence in result.options
-    )
+    """Whether a failed lookup behind ``result`` was one our resolver cannot be trusted on."""
+    return any(UNTRUSTED_EVIDENCE in evidence for evidence in _lookup_evidence(result))
 
 
 def _refused_by_our_resolver(result: SymbolResult) -> bool:
-    """Whether a failed lookup behind ``result`` (a *_TEMPFAIL symbol) was refused."""
-    return reports_a_failure(result.name) and any(
+    """Whether a failed lookup behind ``result`` was refused by our resolver."""
+    return any(
         REFUSED_EVIDENCE[0] in evidence or evidence.endswith(REFUSED_EVIDENCE[1])
-        for evidence in result.options
+        for evidence in _lookup_evidence(result)
     )
 
 

@@ -201,8 +201,12 @@ class _ClientFaultsAsInfo(logging.Filter):
         now = self._clock()
         quiet = self._quiet_until
         if key not in quiet and len(quiet) >= MAX_CLIENT_FAULT_REASONS:
-            for stale in [k for k, until in quiet.items() if until <= now and k not in self._held]:
+            # Every reason whose quiet time is up, its held-back count too: kept until
+            # the same reason came again, a minute's flood of 64 reasons each sent twice
+            # held every slot for good, and every other reason shared one line a minute.
+            for stale in [k for k, until in quiet.items() if until <= now]:
                 del quiet[stale]
+                self._held.pop(stale, None)
             if len(quiet) >= MAX_CLIENT_FAULT_REASONS:
                 key = shared
         if now < quiet.get(key, 0.0):

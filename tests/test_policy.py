@@ -2230,3 +2230,23 @@ def test_a_byte_that_is_not_utf8_is_named_by_line(tmp_path: Path) -> None:
             AllowlistError, match=r"allow.txt:3: not UTF-8 \(byte 0xfc at column 7\)"
         ):
             Allowlist().add_file(str(path))
+
+
+def test_an_allowlist_entry_inside_a_wider_of_nested_skipped_networks_is_warned_about() -> None:
+    # Regression (review): the warning asked only the most specific skipped network
+    # holding the entry's first address: with 10.1.0.0/24 listed beside 10.0.0.0/8, an
+    # entry 10.1.0.0/16, wholly inside the /8 and so never applied, loaded without one.
+    config = config_from_mapping(
+        {
+            "policy": {"skip_networks": ["10.0.0.0/8", "10.1.0.0/24"]},
+            "allowlist": {"ips": ["10.1.0.0/16", "10.1.0.7"]},
+        }
+    )
+    config = dataclasses.replace(config, allowlist_entries=config.read_allowlist())
+    warned = sorted(w for w in config.warnings() if "skip_networks" in w)
+    assert warned == [
+        f"[allowlist] ip entry {entry} is inside [policy] skip_networks {network}: its "
+        "clients are skipped (RL_SKIPPED_LOCAL) before the allowlist is looked at, so it "
+        "never applies"
+        for entry, network in [("10.1.0.0/16", "10.0.0.0/8"), ("10.1.0.7/32", "10.1.0.0/24")]
+    ]

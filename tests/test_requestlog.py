@@ -380,3 +380,20 @@ def test_a_flood_of_malformed_requests_is_a_line_a_minute_per_reason() -> None:
         for i in range(1000)
     ]  # fmt: skip
     assert codings.count(True) <= 64
+
+
+def test_reasons_of_a_flood_that_ended_leave_room_for_others() -> None:
+    # Regression (review): a reason with lines held back was never forgotten, once its
+    # quiet time was up, until it came again: 64 of them sent twice in a minute took
+    # every slot for good, and an hour later two other reasons still shared one line.
+    now = [1000.0]
+    faults = _ClientFaultsAsInfo(clock=lambda: now[0])
+    for i in range(64):
+        for _ in range(2):
+            coding = HttpProcessingError(code=400, message=f"Can not decode content-encoding: x{i}")
+            faults.filter(_handling_error(coding))
+    now[0] += 3600
+    for reason in ("Invalid character in chunk size", "Too many headers received"):
+        record = _handling_error(HttpProcessingError(code=400, message=reason))
+        assert faults.filter(record), reason
+        assert record.getMessage() == f"Error handling request: 400 {reason}"

@@ -25,14 +25,15 @@ from yarl import URL
 
 from scorer import app as app_module
 from scorer.app import SERVICE_KEY, create_app
+from scorer.checks.ptr import PtrFacts, check_ptr
 from scorer.config import Config, config_from_mapping
 from scorer.dns import layer as layer_module
 from scorer.dns.layer import DnsLayer, Nameserver
-from scorer.dns.outcomes import Answer, NotFound, NotFoundKind
+from scorer.dns.outcomes import Answer, FailureKind, NotFound, NotFoundKind, TempFail
 from scorer.dns.wire import reverse_name
 from scorer.pipeline import Pipeline
 from scorer.protocol import CheckReply, RequestError, SymbolResult, parse_request
-from scorer.report import render_report
+from scorer.report import REFUSED_HINT, UNTRUSTED_HINT, render_report
 from scorer.symbols import SYMBOLS
 from tests import world
 from tests.helpers import KnownAnswers, symbols_for
@@ -1087,6 +1088,25 @@ def test_check_report_blames_our_resolver_for_its_failure_not_for_a_name() -> No
     report = render_report(request, reply, 1.0, None)
     fixes = [line for line in report.splitlines() if line.startswith("  fix:")]
     assert fixes == [f"  fix:      {symbol.hint.format(domain=domain)}"]
+
+
+def test_an_mta_hostname_reading_like_a_lookup_is_no_lookup() -> None:
+    # Regression (review): the refused-lookup hint matched any evidence reading
+    # ": refused", the request's own MTA hostname too: a PTR lookup that timed out beside
+    # "MTA hostname: x: refused" blamed our resolver's refusal, not the reverse zone (and
+    # "untrusted: ..." there would have blamed an untrusted resolver).
+    ip = ipaddress.ip_address("192.0.2.7")
+    timeout = TempFail(FailureKind.TIMEOUT, "no answer within 2s")
+    for hostname in ("x: refused", "x: refused: y", "untrusted: x"):
+        (hit,) = check_ptr(PtrFacts(ip, timeout, mta_hostname=hostname))
+        reply = CheckReply((SymbolResult(hit.symbol, 0.0, hit.options),), 0.0)
+        request = parse_request({"ip": str(ip), "hostname": hostname}).request
+        report = render_report(request, reply, 1.0, None)
+        assert REFUSED_HINT not in report and UNTRUSTED_HINT not in report, report
+        assert "make that zone (the reverse zone of 192.0.2.7" in report, report
+    (hit,) = check_ptr(PtrFacts(ip, TempFail(FailureKind.REFUSED, "REFUSED"), mta_hostname="mx"))
+    reply = CheckReply((SymbolResult(hit.symbol, 0.0, hit.options),), 0.0)
+    assert REFUSED_HINT in render_report(parse_request({"ip": str(ip)}).request, reply, 1.0, None)
 
 
 def test_check_report_escapes_what_the_client_sent() -> None:

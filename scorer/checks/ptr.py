@@ -132,6 +132,11 @@ def _judged_names(
     return {name: name in failed for name in facts.forward}
 
 
+# How the evidence quotes the MTA's name for the client: the request's free text,
+# which a report must not read as what a lookup said (scorer.report).
+MTA_EVIDENCE = "MTA hostname: "
+
+
 def helo_option(helo_name: str, ip: IPAddress) -> str:
     """The evidence of a PTR symbol naming the HELO that resolves to the client: the
     name its PTR should hold (check_ptr; the report's fix line names it too)."""
@@ -144,7 +149,7 @@ def check_ptr(facts: PtrFacts, helo_name: str | None = None) -> list[Hit]:
     forward-confirmed: the name the PTR should hold, the mark of a sender that left its
     PTR to its provider (or forgot it) rather than a hijacked PC."""
     ip = facts.ip
-    mta = (option(f"MTA hostname: {facts.mta_hostname}"),) if facts.mta_hostname else ()
+    mta = (option(f"{MTA_EVIDENCE}{facts.mta_hostname}"),) if facts.mta_hostname else ()
     if isinstance(facts.ptr, TempFail):
         return [Hit("RL_PTR_TEMPFAIL", (option(f"PTR {ip}: {describe(facts.ptr)}"), *mta))]
     helo = () if helo_name is None else (helo_option(helo_name, ip),)
