@@ -133,20 +133,24 @@ class NetworkSet:
         for length in lengths:
             masked = value >> (bits - length) << (bits - length)
             if masked in self._by_prefix[version, length]:
-                if version == 4:
-                    return ipaddress.IPv4Network((masked, length))
-                return ipaddress.IPv6Network((masked, length))
+                return _network(version, masked, length)
         return None
 
     def networks(self) -> list[IPNetwork]:
         """The networks (Config's warnings about unreachable ones)."""
         return [
-            ipaddress.IPv4Network((address, length))
-            if version == 4
-            else ipaddress.IPv6Network((address, length))
+            _network(version, address, length)
             for (version, length), addresses in self._by_prefix.items()
             for address in addresses
         ]
+
+
+def _network(version: int, address: int, length: int) -> IPNetwork:
+    """A network from NetworkSet's integers (``ip_network`` would guess the family from
+    the integer's size: ``::1`` reads as 0.0.0.1)."""
+    if version == 4:
+        return ipaddress.IPv4Network((address, length))
+    return ipaddress.IPv6Network((address, length))
 
 
 def skip_hit(ip: IPAddress, skip_networks: NetworkSet) -> Hit | None:
