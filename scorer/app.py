@@ -41,7 +41,7 @@ from scorer.protocol import (
     parse_request,
     wants_msgpack,
 )
-from scorer.refusals import RELOAD_ADVICE, RefusalLog
+from scorer.refusals import CONNECTION_ADVICE, RELOAD_ADVICE, RefusalLog
 from scorer.requestlog import configure_logging, log_check
 from scorer.text import escape_unprintable, option
 from scorer.workermetrics import SNAPSHOT_SECONDS, WorkerMetrics
@@ -98,6 +98,8 @@ class Service:
         self.refusals = RefusalLog()
         # A reload refused is an admin action someone tried: in the log too, rate-limited.
         self.reload_refusals = RefusalLog("reload request(s)", RELOAD_ADVICE)
+        # Connections past [server] max_connections (scorer.connections): no request read.
+        self.connection_refusals = RefusalLog("connection(s)", CONNECTION_ADVICE)
         self.previous_token_clients = PreviousTokenClients()
         # Read when Prometheus scrapes: nothing to update per request.
         self.metrics.in_flight.set_function(lambda: self.in_flight)
@@ -114,6 +116,16 @@ class Service:
         one the service started with, which aiohttp enforces (``client_max_size``) and
         a reload cannot raise."""
         return min(self.pipeline.config.server.max_body_bytes, self.started_body_limit)
+
+    def connection_limit(self) -> int:
+        """The open connections taken now (a reload applies to the next accept)."""
+        return self.pipeline.config.server.max_connections
+
+    def refuse_connection(self, client: str | None) -> None:
+        """A connection from ``client`` was refused: max_connections were open."""
+        self.metrics.connections_refused.inc()
+        limit = self.connection_limit()
+        self.connection_refusals.note(503, f"{limit} connections were open", "service", client)
 
     def _build(self, config: Config, previous: Pipeline | None) -> Pipeline:
         # Keep the DNS layer (and its warm cache) when neither the settings its cached

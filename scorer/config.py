@@ -79,6 +79,8 @@ class ServerConfig:
     previous_tokens: list[str] = field(default_factory=list)
     allow_public_without_token: bool = False
     max_in_flight: int = 256
+    # Open connections, idle keep-alive ones too (scorer.connections); per worker.
+    max_connections: int = 1024
     log_requests: bool = True
     log_format: str = "text"
     workers: int = 1  # processes sharing the port (SO_REUSEPORT); see docs/performance.md
@@ -267,6 +269,14 @@ class Config:
                 f"[dns] reply_cache_max_entries = {self.dns.reply_cache_max_entries} is above "
                 f"cache_max_entries = {self.dns.cache_max_entries}: at most "
                 f"{self.dns.cache_max_entries} replies are kept, never more than DNS answers"
+            )
+        if self.server.max_connections < self.server.max_in_flight:
+            # Each check in flight holds its connection (scorer.connections).
+            capped.append(
+                f"[server] max_connections = {self.server.max_connections} is below "
+                f"max_in_flight = {self.server.max_in_flight}: at most "
+                f"{self.server.max_connections} checks run at once, and past that many "
+                "connections a new one is refused before its check is read"
             )
         return [
             *self.source_warnings,
@@ -596,6 +606,7 @@ def _validate(config: Config) -> None:
         "[dns] max_ptr_names": (config.dns.max_ptr_names, 1),
         "[dns] max_mx_hosts": (config.dns.max_mx_hosts, 1),
         "[server] max_in_flight": (config.server.max_in_flight, 1),
+        "[server] max_connections": (config.server.max_connections, 1),
         "[server] workers": (config.server.workers, 1),
     }
     for path, (value, floor) in at_least.items():

@@ -199,6 +199,16 @@ class Metrics:
         self.in_flight = Gauge(
             "rdns_scorer_requests_in_flight", "Checks being answered now.", registry=r
         )
+        self.connections_open = Gauge(
+            "rdns_scorer_connections_open",
+            "HTTP connections open now (idle keep-alive ones too), of [server] max_connections.",
+            registry=r,
+        )
+        self.connections_refused = LoopCounter(
+            "rdns_scorer_connections_refused",
+            "Connections closed with a 503 on accept because [server] max_connections were open.",
+            registry=r,
+        ).labels()
         self.skipped_local = LoopCounter(
             "rdns_scorer_skipped_local_clients",
             "Clients not checked because they are in skip_networks. Many of these mean "

@@ -27,6 +27,10 @@ CHECK_ADVICE = {
     "FILE` writes it for rspamd; SpamAssassin takes it as rdns_scorer_token",
     503: "max_in_flight checks were running: see docs/operations.md, Overload",
 }
+CONNECTION_ADVICE = {
+    503: "raise [server] max_connections if these are your rspamd hosts' connections "
+    "(docs/configuration.md); else firewall the port (docs/security.md)",
+}
 RELOAD_ADVICE = {
     401: "POST /v1/reload takes [server] token as a bearer token; or send SIGHUP "
     "(docs/operations.md, Reload)",

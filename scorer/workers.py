@@ -27,11 +27,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from scorer.config import Config, ConfigError, ServerConfig
+from scorer.connections import CappedSite, ConnectionCap
 from scorer.hangup import defer_hangups, take_deferred_hangup
 from scorer.metrics import worker_restarts
 from scorer.names import decimal_in
@@ -284,18 +286,59 @@ def run_worker(
         app[SERVICE_KEY].metrics.record_reload(success=False)
     load_public_suffixes()
     tune_garbage_collection()
-    web.run_app(
+    _serve(
+        loop,
         app,
-        sock=listening_sockets(host, port, reuse_port),
-        print=lambda _banner: _listening(host, port),  # called once the socket listens
+        listening_sockets(host, port, reuse_port),
+        functools.partial(_listening, host, port),
         access_log=None,
         keepalive_timeout=IDLE_CONNECTION_SECONDS,
         lingering_time=UNREAD_BODY_SECONDS,
-        backlog=LISTEN_BACKLOG,
-        loop=loop,
-        handle_signals=False,  # _stop_on_first_signal
     )
     log.info("stopped (pid %d)", os.getpid())
+
+
+def _serve(
+    loop: asyncio.AbstractEventLoop,
+    app: web.Application,
+    sockets: list[socket.socket],
+    listening: Callable[[], None],
+    **handler_options: Any,
+) -> None:
+    """Serve ``app`` on ``sockets`` until SIGTERM/SIGINT (_stop_on_first_signal), then
+    stop gracefully: what ``web.run_app`` does, but with every connection through one
+    ConnectionCap ([server] max_connections), which run_app's own sites cannot take.
+    ``listening`` is called once the sockets listen; ``handler_options`` go to aiohttp's
+    request handlers (web.AppRunner)."""
+    from scorer.app import SERVICE_KEY  # late, as in run_worker
+
+    async def serve() -> None:
+        runner = web.AppRunner(app, **handler_options)
+        await runner.setup()  # the app's start-up hooks
+        try:
+            assert runner.server is not None  # set up
+            service = app[SERVICE_KEY]
+            cap = ConnectionCap(runner.server, service.connection_limit, service.refuse_connection)
+            service.metrics.connections_open.set_function(lambda: cap.open)
+            for sock in sockets:
+                await CappedSite(runner, sock, cap, LISTEN_BACKLOG).start()
+            listening()
+            await loop.create_future()  # until a signal's GracefulExit stops the loop
+        finally:
+            # Stops listening, closes idle connections and waits for the checks in flight.
+            await runner.cleanup()
+
+    # asyncio.Runner's close: the tasks left cancelled (their errors logged), async
+    # generators and the default executor shut down, the loop closed.
+    with asyncio.Runner(loop_factory=lambda: loop) as runner:
+        main = runner.get_loop().create_task(serve())
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(main)
+        except (web.GracefulExit, KeyboardInterrupt):
+            main.cancel()  # the graceful stop, in serve's cleanup
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(main)
 
 
 async def _stop_on_first_signal(app: web.Application) -> None:

@@ -176,6 +176,7 @@ def test_nameservers_from_the_environment_lose_the_spaces_around_commas() -> Non
         ({"dns": {"max_ptr_names": 0}}, "[dns] max_ptr_names: must be at least 1, got 0"),
         ({"dns": {"max_mx_hosts": 0}}, "[dns] max_mx_hosts: must be at least 1, got 0"),
         ({"server": {"max_in_flight": 0}}, "[server] max_in_flight: must be at least 1, got 0"),
+        ({"server": {"max_connections": 0}}, "[server] max_connections: must be at least 1, got 0"),
         # cache_min_ttl (at least 0) would be above it too: the key written is named.
         ({"dns": {"cache_max_ttl": -1}}, "[dns] cache_max_ttl: must be 0 or more, got -1"),
         ({"dns": {"reply_cache_max_entries": -1}}, "[dns] reply_cache_max_entries: must be 0 or"),
@@ -947,6 +948,17 @@ def test_a_lookup_timeout_the_deadline_comes_before_is_warned_about() -> None:
         ]
     below = config_from_mapping({"dns": {"timeout": 0.7, "request_deadline": 0.8}})
     assert below.warnings() == []
+
+
+def test_max_connections_below_max_in_flight_is_warned_about() -> None:
+    # A check holds its connection: max_in_flight above max_connections is never reached.
+    server = {"max_connections": 100, "max_in_flight": 256}
+    assert config_from_mapping({"server": server}).warnings() == [
+        "[server] max_connections = 100 is below max_in_flight = 256: at most 100 checks run "
+        "at once, and past that many connections a new one is refused before its check is read"
+    ]
+    server["max_connections"] = 256
+    assert config_from_mapping({"server": server}).warnings() == []
 
 
 def test_a_reply_cache_bound_above_the_dns_caches_is_warned_about() -> None:

@@ -6,11 +6,14 @@ import contextlib
 import gzip
 import http.client
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Iterator
@@ -882,6 +885,117 @@ def test_the_listen_queue_holds_a_burst_of_new_connections(service: ScorerProces
     assert listing[0] == "LISTEN", listing
     somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
     assert int(listing[2]) == min(4096, somaxconn) > 128
+
+
+# -- open connections ([server] max_connections: scorer.connections) ------------------
+
+
+def _open_at_once(port: int, count: int) -> list[socket.socket]:
+    """``count`` connections to ``port`` started together (non-blocking connects), so
+    that the service accepts them as a burst, in one turn of its event loop."""
+    clients = []
+    for _ in range(count):
+        client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        client.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            client.connect(("127.0.0.1", port))
+        clients.append(client)
+    return clients
+
+
+def _kept_and_refused(clients: list[socket.socket]) -> tuple[list[socket.socket], list[bytes]]:
+    """The clients the service keeps open (nothing to read, no close, within a grace
+    time) and what each of the others read before its connection ended."""
+    time.sleep(0.5)
+    kept, refused = [], []
+    for client in clients:
+        client.settimeout(0.2)
+        received = b""
+        try:
+            while chunk := client.recv(4096):
+                received += chunk
+        except TimeoutError:
+            kept.append(client)
+            continue
+        except ConnectionResetError:  # the service closed with the client's bytes unread
+            pass
+        refused.append(received)
+    return kept, refused
+
+
+def _connection_metrics(monitor: http.client.HTTPConnection) -> dict[str, float]:
+    """The service's rdns_scorer_connections_* samples, scraped through ``monitor``, a
+    connection kept open (a new one could be refused, or go on counting a moment after
+    it closed)."""
+    monitor.request("GET", "/metrics")
+    reply = monitor.getresponse()
+    assert reply.status == 200
+    found = re.findall(r"^(rdns_scorer_connections_\w+) (\S+)$", reply.read().decode(), re.M)
+    return {name: float(value) for name, value in found}
+
+
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+def test_connections_past_max_connections_get_a_503_and_are_closed(
+    unbound: Unbound, event_loop: str
+) -> None:
+    """Regression (review): the open connections were not bounded. Headers are read
+    before the token, so anyone reaching the port could make each one hold ~330 KB for
+    up to 75 s. A burst, accepted in one turn of the event loop, must not slip past the
+    limit either: a handler counts in aiohttp's connections only from the loop's next
+    turn."""
+    toml = (
+        f"[server]\nlog_requests = false\nmax_connections = 4\nmax_in_flight = 4\n"
+        f'event_loop = "{event_loop}"\n'
+    )
+    process = ScorerProcess(unbound.nameserver, toml).start()
+    monitor = http.client.HTTPConnection("127.0.0.1", process.port, timeout=5)
+    clients: list[socket.socket] = []
+    try:
+        # Once start()'s probe of the port is gone: the monitor alone.
+        eventually(
+            lambda: _connection_metrics(monitor)["rdns_scorer_connections_open"], (1.0).__eq__
+        )
+        clients = _open_at_once(process.port, 40)
+        kept, refused = _kept_and_refused(clients)
+        assert len(kept) == 3
+        assert len(refused) == 37
+        # Each read the 503 whole, or was reset before it could (the request it sent
+        # was unread: the plugins fail open on either); here nothing was sent.
+        whole = [reply for reply in refused if reply]
+        assert whole and all(reply.startswith(b"HTTP/1.1 503 ") for reply in whole)
+        head, body = whole[0].split(b"\r\n\r\n", 1)
+        assert b"\r\nRetry-After: 1\r\n" in head and b"\r\nConnection: close" in head
+        assert json.loads(body) == {
+            "error": "too many connections, retry later",
+            "field": "service",
+        }
+        # Those kept are served as any other.
+        kept[0].setblocking(True)
+        kept[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert kept[0].recv(4096).startswith(b"HTTP/1.1 200 ")
+        assert _connection_metrics(monitor) == {
+            "rdns_scorer_connections_refused_total": 37,
+            "rdns_scorer_connections_open": 4,
+        }
+        log = eventually(process.log, lambda text: "connection(s) refused" in text)
+        assert re.search(
+            r"WARNING 1 connection\(s\) refused with 503 since the last such line: "
+            r'"4 connections were open" \(field service; the latest from 127\.0\.0\.1\); '
+            r"raise \[server\] max_connections",
+            log,
+        ), log
+        # A reload applies to the next connection: two more now.
+        process.config_path.write_text(toml.replace("max_connections = 4", "max_connections = 6"))
+        os.kill(process.pid, signal.SIGHUP)
+        eventually(process.log, lambda text: "config reloaded on SIGHUP" in text)
+        more, _ = _kept_and_refused(_open_at_once(process.port, 10))
+        clients += more
+        assert len(more) == 2
+    finally:
+        monitor.close()
+        for client in clients:
+            client.close()
+        process.stop()
 
 
 # -- content codings (scorer.contentcoding) ---------------------------------------------

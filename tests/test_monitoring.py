@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -308,7 +309,10 @@ def stack(own_unbound: Unbound) -> Iterator[Stack]:
     # A resolver that answers the root's SOA and says in-addr.arpa does not exist: it
     # serves only its own data (RdnsScorerResolverUntrusted).
     lying = Unbound(Zones(reverse_trees=False)).start()
-    untrusted = ScorerProcess(lying.nameserver, SCORER_TOML)
+    # Few connections: a burst of them is refused (RdnsScorerConnectionsRefused), while
+    # Prometheus' scrape connection, kept alive, goes on being served.
+    few_connections = SCORER_TOML.replace("[server]\n", "[server]\nmax_connections = 2\n", 1)
+    untrusted = ScorerProcess(lying.nameserver, few_connections)
     # Two resolvers, the first silent: the service asks the second (its probe of the root
     # at start already), and says the first is silent (RdnsScorerNameserverSilent).
     silent = FaultyDns("silent").start()
@@ -337,6 +341,7 @@ def stack(own_unbound: Unbound) -> Iterator[Stack]:
         ), prometheus.log()
         # After a scrape saw no restart: increase() counts from a series' first sample.
         _kill_a_worker(broken)  # RdnsScorerWorkerRestarted
+        _refuse_connections(untrusted)  # RdnsScorerConnectionsRefused
         failover.restart()  # RdnsScorerRestarted: a crash and systemd's restart, as seen
         statuses = asyncio.run(drive_load(healthy, broken, rounds=ROUNDS, reload=True))
         assert {200, 400, 401, 415, 500, 503} <= set(statuses), sorted(set(statuses))
@@ -355,6 +360,15 @@ def stack(own_unbound: Unbound) -> Iterator[Stack]:
         failover.stop()
         silent.stop()
         lying.stop()
+
+
+def _refuse_connections(service: ScorerProcess) -> None:
+    """Open more connections to ``service`` at once than its max_connections (2) take,
+    beside Prometheus' own: the rest are refused."""
+    burst = [socket.create_connection(("127.0.0.1", service.port)) for _ in range(5)]
+    time.sleep(0.5)
+    for client in burst:
+        client.close()
 
 
 def _kill_a_worker(service: ScorerProcess) -> None:
@@ -395,6 +409,7 @@ def test_prometheus_loads_and_fires_every_alert(stack: Stack) -> None:
     assert stack.healthy.address in by_name["RdnsScorerLatencyHigh"]
     assert by_name["RdnsScorerLatencyHigh"] <= {stack.healthy.address, stack.broken.address}
     assert by_name["RdnsScorerWorkerRestarted"] == {stack.broken.address}
+    assert by_name["RdnsScorerConnectionsRefused"] == {stack.untrusted.address}
     assert by_name["RdnsScorerRestarted"] == {stack.failover.address}
     # Only the bug's 500s page as errors, not the overload's 503s (regression: both did).
     assert by_name["RdnsScorerServerErrorsHigh"] == {stack.broken.address}

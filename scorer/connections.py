@@ -1,0 +1,122 @@
+"""The cap on open connections, per worker (``[server] max_connections``).
+
+aiohttp reads a request's headers before any handler runs, so the token and
+``max_in_flight`` only apply once a client has sent them: anyone who can reach the
+port could hold a connection, and up to 32 header lines of 4 KiB (~330 KB of the
+process), for as long as the keep-alive timer allows, thousands of them gigabytes.
+The only place that sees a connection before it costs anything is the protocol
+factory the listening sockets call on accept: ``ConnectionCap`` hands out aiohttp's
+request handler while fewer than the limit are open, and past it a protocol that
+writes a 503 and closes at once (``Refused``), reading nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import cast
+
+from aiohttp import web
+
+from scorer.protocol import encode_reply
+
+# What a refused connection is told: the plugins fail open on it (or on the reset, when
+# the client's request reached us before the close: closing a socket with unread bytes
+# resets the connection, which drops the 503 at the client's end).
+REFUSED_MESSAGE = "too many connections, retry later"
+
+
+def _refused_reply() -> bytes:
+    """The 503 a refused connection gets, whole: no request was read to answer, so no
+    aiohttp response is built (and none could be without one)."""
+    body, content_type = encode_reply({"error": REFUSED_MESSAGE, "field": "service"}, False)
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\n"
+        f"Content-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Retry-After: 1\r\n"
+        "Connection: close\r\n"
+        "\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+REFUSED_REPLY = _refused_reply()
+
+
+class Refused(asyncio.Protocol):
+    """A connection past the cap: the 503 written, the socket closed, nothing read
+    (each costs no more than its accept, whatever the client goes on sending)."""
+
+    def __init__(self, noted: Callable[[str | None], None]) -> None:
+        self._noted = noted
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's is no asyncio.WriteTransport subclass).
+        stream = cast(asyncio.Transport, transport)
+        stream.write(REFUSED_REPLY)
+        stream.close()
+        peer = transport.get_extra_info("peername")
+        self._noted(str(peer[0]) if isinstance(peer, tuple) else None)
+
+
+class ConnectionCap:
+    """The listening sockets' protocol factory: aiohttp's handler for a new connection
+    while fewer than ``limit()`` are open (read on each accept: a reload applies at
+    once), else ``Refused``, which calls ``refused`` with the client's address.
+
+    Open connections are aiohttp's (``web.Server.connections``: those whose handler
+    still runs) and those handed out in this turn of the event loop: a handler counts
+    there only from its ``connection_made``, which the loop calls in its next turn,
+    and one turn may accept a whole burst (asyncio up to the listen backlog, 4,096).
+    The turn's count is cleared by a callback queued at its first accept, which runs
+    after every accept of that turn and before any of the next, whose handlers are
+    counted by then.
+    """
+
+    def __init__(
+        self,
+        server: web.Server,
+        limit: Callable[[], int],
+        refused: Callable[[str | None], None],
+    ) -> None:
+        self._server = server
+        self._limit = limit
+        self._refused = refused
+        self._handed_out = 0  # handlers created this turn, not yet connected
+
+    @property
+    def open(self) -> int:
+        return len(self._server.connections) + self._handed_out
+
+    def __call__(self) -> asyncio.BaseProtocol:
+        if self.open >= self._limit():
+            return Refused(self._refused)
+        if not self._handed_out:
+            asyncio.get_running_loop().call_soon(self._turn_over)
+        self._handed_out += 1
+        return self._server()
+
+    def _turn_over(self) -> None:
+        self._handed_out = 0
+
+
+class CappedSite(web.SockSite):
+    """aiohttp's site for a socket we bound, with ``cap`` as its protocol factory (in
+    place of the runner's server itself); one cap for every socket of the worker."""
+
+    __slots__ = ("_cap",)
+
+    def __init__(
+        self, runner: web.AppRunner, sock: socket.socket, cap: ConnectionCap, backlog: int
+    ) -> None:
+        super().__init__(runner, sock, backlog=backlog)
+        self._cap = cap
+
+    async def start(self) -> None:
+        # BaseSite's, which registers the site with the runner (whose cleanup stops it);
+        # not SockSite's, which would serve the socket with the server uncapped.
+        await web.BaseSite.start(self)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._cap, sock=self._sock, backlog=self._backlog)
