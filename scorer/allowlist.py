@@ -220,9 +220,12 @@ class Allowlist:
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue
-            kind, _, value = text.replace("\t", " ").partition(" ")
-            if not value.strip():
+            # Any whitespace between the two: a tab, or a no-break space that an entry
+            # copied from a web page or a word processor brings along.
+            kind_and_value = text.split(None, 1)
+            if len(kind_and_value) < 2:
                 raise AllowlistError(f"{path}:{number}: expected 'KIND VALUE', got {text!r}")
+            kind, value = kind_and_value
             try:
                 self.add(kind.lower(), value)
             except AllowlistError as error:

@@ -204,6 +204,18 @@ def test_allowlist_files_take_any_line_ending_and_kind_in_any_case(tmp_path: Pat
         Allowlist().add_file(str(edited))
 
 
+def test_allowlist_files_take_any_space_between_kind_and_value(tmp_path: Path) -> None:
+    # Regression (review): a no-break space (pasted from a web page) between kind and
+    # value was "expected 'KIND VALUE'", naming neither.
+    pasted = tmp_path / "allow.txt"
+    pasted.write_text("ip\u00a0192.0.2.0/24\nfrom\u3000x.org\u00a0\nptr \t mail.x.org\n")
+    allowlist = Allowlist()
+    allowlist.add_file(str(pasted))
+    assert allowlist.match_ip(ipaddress.ip_address("192.0.2.9")) == "ip 192.0.2.0/24"
+    assert allowlist.match_from("a@x.org") == "from x.org"
+    assert allowlist.match_ptr(["mx.mail.x.org"]) is not None
+
+
 def test_an_allowlist_line_with_a_kind_and_no_value_is_refused_by_line(tmp_path: Path) -> None:
     # A value lost to a comment or a tab still names the line, not just the file.
     path = tmp_path / "allow.txt"
