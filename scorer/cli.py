@@ -181,7 +181,10 @@ def _health(args: argparse.Namespace) -> int:
         # /readyz's 503 says why in its body: the runbooks' first question.
         print_error(f"{where}: HTTP {error.code}: {_readiness(error.read())}")
         return 1
-    except (OSError, ValueError) as error:  # refused, timeout
+    except urllib.error.URLError as error:  # refused, no such host: urllib wraps them
+        print_error(f"{where}: {error.reason}")  # not "<urlopen error [Errno 111] ...>"
+        return 1
+    except (OSError, ValueError) as error:  # a timeout once connected
         print_error(f"{where}: {error}")
         return 1
     if args.ready:

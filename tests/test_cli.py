@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -295,6 +296,19 @@ def test_health_failures_are_one_line_and_exit_1(
     assert main(["health", "--config", ""]) == 1
     assert capsys.readouterr().err == "rdns-scorer health: the config file name is empty\n"
     assert probe.asked == [("http://127.0.0.1:12001/healthz", 2.0)]
+
+
+def test_health_says_why_urllib_could_not_connect_without_its_wrapper(
+    probe: Probe, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): urllib raises a refused connection as URLError, whose text
+    # is "<urlopen error [Errno 111] Connection refused>", not the error it carries.
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    probe.failure = urllib.error.URLError(refused)
+    assert main(["health", "--listen", "127.0.0.1:12001"]) == 1
+    assert capsys.readouterr().err == (
+        "rdns-scorer health: http://127.0.0.1:12001/healthz: [Errno 111] Connection refused\n"
+    )
 
 
 # -- check -------------------------------------------------------------------------------
