@@ -205,7 +205,7 @@ def _health_address(args: argparse.Namespace) -> str:
     """The address to probe where ``serve`` with these flags and config listens;
     ValueError naming where a value that is no ``HOST:PORT`` came from (a bad one in
     the file was ignored, and the default probed: a port the config never named)."""
-    if args.listen:
+    if args.listen is not None:  # `--listen "$UNSET"` is refused, as serve refuses it
         listen, source = args.listen, "--listen"
     elif os.environ.get(ENV_LISTEN):
         listen, source = os.environ[ENV_LISTEN], ENV_LISTEN

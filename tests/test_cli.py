@@ -265,6 +265,10 @@ def test_health_names_where_a_listen_it_cannot_use_came_from(
     assert capsys.readouterr().err == f"rdns-scorer health: {said}"
     assert main(["health", "--listen", "x"]) == 1
     assert capsys.readouterr().err == "rdns-scorer health: --listen: expected HOST:PORT, got 'x'\n"
+    # Regression (review): an empty --listen was passed over, and the file's or the
+    # default address probed, where serve and rspamd config refuse it.
+    assert main(["health", "--listen", ""]) == 1
+    assert capsys.readouterr().err == "rdns-scorer health: --listen: expected HOST:PORT, got ''\n"
     assert probe.asked == []
 
 
