@@ -467,6 +467,14 @@ def test_parse_nameserver_rejects(text: str) -> None:
         parse_nameserver(text)
 
 
+@pytest.mark.parametrize("text", ["10.0.0.1:53,10.0.0.2", "10.0.0.1,::1", "[::1]:53,10.0.0.2"])
+def test_a_nameserver_with_a_comma_is_told_to_be_one_address(text: str) -> None:
+    # Regression (review): `--nameserver 10.0.0.1:53,10.0.0.2`, written as the variable
+    # takes them, was "port must be 1-65535".
+    with pytest.raises(ValueError, match="one address each"):
+        parse_nameserver(text)
+
+
 def test_a_nameserver_listed_twice_in_resolv_conf_is_asked_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

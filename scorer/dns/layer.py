@@ -93,6 +93,13 @@ class Nameserver:
 def parse_nameserver(text: str) -> Nameserver:
     """Parse ``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or a bare IPv6 address."""
     text = text.strip()
+    if "," in text:
+        # RDNS_SCORER_NAMESERVERS's separator, in one --nameserver or list item: it was
+        # "port must be 1-65535", the port read as "53,10.0.0.2".
+        raise ValueError(
+            f"bad nameserver {text!r}: one address each (repeat --nameserver, or list "
+            "them as separate strings)"
+        )
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):
