@@ -776,7 +776,8 @@ def read_toml_text(path: str | Path) -> tuple[str, dict[str, Any]]:
     except RecursionError:  # tomllib recurses per nesting level: [[[[...]]]] 2,000 deep
         why = "arrays or tables nested too deeply"
     except ValueError as error:  # bad TOML, a 5,000-digit int
-        why = str(error)
+        # The int's own message ends in advice for programmers, not for the admin.
+        why = str(error).partition("; use sys.set_int_max_str_digits()")[0]
     raise ValueError(f"{path}: invalid TOML: {why}")
 
 

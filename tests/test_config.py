@@ -695,6 +695,7 @@ def test_unreadable_toml_is_a_config_error_not_a_traceback(
     with pytest.raises(ConfigError) as error:
         load_config(path, environ={})
     assert str(error.value).startswith(f"{path}{said}")
+    assert "sys.set_int_max_str_digits" not in str(error.value)  # Regression (review)
 
 
 def test_a_config_whose_lines_end_in_cr_alone_is_read(tmp_path: Path) -> None:
