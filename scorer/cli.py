@@ -443,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_file_option(health)
     health.add_argument("--listen", metavar="HOST:PORT", help="the service's address")
     health.add_argument(
-        "--timeout", type=_positive_seconds, default=2.0, help="seconds (default 2)"
+        "--timeout", type=_positive_seconds, default=2.0, metavar="SECONDS", help="default 2"
     )
     health.add_argument(
         "--ready",

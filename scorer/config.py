@@ -16,7 +16,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -503,7 +503,10 @@ def _section(name: str, cls: type, values: Any) -> Any:
     kwargs = {}
     for key, value in values.items():
         if key not in known:
-            raise ConfigError(f"[{name}] {key}: unknown key (known: {', '.join(sorted(known))})")
+            raise ConfigError(
+                f"[{name}] {key}: unknown key ({_did_you_mean(key, known)}"
+                f"known: {', '.join(sorted(known))})"
+            )
         kwargs[key] = _check_value(f"[{name}] {key}", hints[key], value)
     return cls(**kwargs)
 
@@ -513,9 +516,14 @@ def _not_weighable(name: str) -> str:
     if name in SYMBOLS:  # the plugin family: added by the plugins, never by the service
         return "added by the rspamd/SpamAssassin plugin itself: set its score there"
     # `rdns-scorer symbols` lists them wherever it is installed; docs/ is the checkout's.
-    close = difflib.get_close_matches(name.upper(), default_weights(), n=1)
-    guess = f"did you mean {close[0]}? " if close else ""
+    guess = _did_you_mean(name.upper(), default_weights())
     return f"unknown symbol ({guess}`rdns-scorer symbols` lists them)"
+
+
+def _did_you_mean(written: str, known: Iterable[str]) -> str:
+    """ "did you mean X? " for the one of ``known`` closest to a typo ``written``, or ""."""
+    close = difflib.get_close_matches(written, list(known), n=1)
+    return f"did you mean {close[0]}? " if close else ""
 
 
 def _weights(values: Any) -> dict[str, float]:
@@ -747,8 +755,10 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
         elif not isinstance(values, Mapping):
             raise ConfigError(_outside_any_section(name))
         else:
+            sections = [*SECTIONS, "weights"]
             raise ConfigError(
-                f"[{name}]: unknown section (known: {', '.join([*SECTIONS, 'weights'])})"
+                f"[{name}]: unknown section ({_did_you_mean(name, sections)}"
+                f"known: {', '.join(sections)})"
             )
     config = Config(**kwargs)
     try:

@@ -84,8 +84,11 @@ def test_nameservers_from_the_environment_lose_the_spaces_around_commas() -> Non
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"dns": {"timeoutt": 1}}, "[dns] timeoutt: unknown key"),
-        ({"dnss": {}}, "[dnss]: unknown section"),
+        # A typo is told what it was likely meant as (review).
+        ({"dns": {"timeoutt": 1}}, "[dns] timeoutt: unknown key (did you mean timeout? known:"),
+        ({"dnss": {}}, "[dnss]: unknown section (did you mean dns? known:"),
+        ({"servr": {}}, "[servr]: unknown section (did you mean server? known:"),
+        ({"server": {"zzz": 1}}, "[server] zzz: unknown key (known:"),
         # Regression (review): a key above the first section line was "[listen]: unknown
         # section", which did not say the key was in the wrong place.
         ({"listen": "127.0.0.1:1"}, "listen: a key outside any section (it belongs under [server]"),
