@@ -712,6 +712,10 @@ def parse_listen(text: str) -> tuple[str, int]:
         # "2001:db8::1:25" is an address without a port as well as ::1 and port 25:
         # brackets say which (RFC 3986 section 3.2.2), as in every URL.
         raise ValueError(f"an IPv6 address takes brackets: write '[{host}]:{port}', got {text!r}")
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        # ::ffff:127.0.0.1 is 127.0.0.1 (RFC 4291 section 2.5.5.2), as is_loopback reads
+        # it; an IPv6 socket, IPv6-only as asyncio binds one, cannot bind it (EINVAL).
+        host = str(address.ipv4_mapped)
     problem = None if address is not None else hostname_problem(host.lower())
     if problem is not None:
         # "mail..example" would pass this far and end serve in an IDNA traceback.

@@ -835,6 +835,19 @@ def test_listen_host_forms() -> None:
     config_from_mapping({"server": {"listen": "MX.Example.ORG:25"}})
 
 
+def test_an_ipv4_mapped_listen_address_is_its_ipv4_address() -> None:
+    # Regression (review): "[::ffff:127.0.0.1]:PORT" passed config check (loopback, no
+    # token needed), then serve died in a traceback: an IPv6-only socket cannot bind it.
+    from scorer.workers import listening_sockets
+
+    assert parse_listen("[::ffff:127.0.0.1]:11340") == ("127.0.0.1", 11340)
+    assert local_address("[::ffff:127.0.0.1]:11340") == "127.0.0.1:11340"
+    host, _port = parse_listen("[::ffff:127.0.0.1]:11340")
+    for sock in listening_sockets(host, 0, reuse_port=False):
+        assert sock.getsockname()[0] == "127.0.0.1"
+        sock.close()
+
+
 @pytest.mark.parametrize("listen", ["::1:11340", "2001:db8::1:25", ":::11340"])
 def test_an_ipv6_listen_address_takes_brackets(listen: str) -> None:
     # Regression: "2001:db8::1:25" was read as 2001:db8::1 port 25, though it is also an
