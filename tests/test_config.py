@@ -848,6 +848,14 @@ def test_an_ipv4_mapped_listen_address_is_its_ipv4_address() -> None:
         sock.close()
 
 
+def test_a_link_local_listen_address_needs_its_zone() -> None:
+    # Regression (review): "[fe80::1]:11340" passed config check, then serve died in an
+    # EINVAL traceback (exit 1, which the unit retries for ever).
+    with pytest.raises(ConfigError, match=r"link-local IPv6 address needs its zone: write "):
+        config_from_mapping({"server": {"listen": "[fe80::1]:11340"}})
+    assert parse_listen("[fe80::1%lo]:11340") == ("fe80::1%lo", 11340)
+
+
 @pytest.mark.parametrize("listen", ["::1:11340", "2001:db8::1:25", ":::11340"])
 def test_an_ipv6_listen_address_takes_brackets(listen: str) -> None:
     # Regression: "2001:db8::1:25" was read as 2001:db8::1 port 25, though it is also an
