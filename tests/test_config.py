@@ -848,6 +848,14 @@ def test_an_ipv4_mapped_listen_address_is_its_ipv4_address() -> None:
         sock.close()
 
 
+def test_a_link_local_nameserver_needs_its_zone() -> None:
+    # Regression (review): "fe80::1" passed config check, and every lookup then failed
+    # ("network: fe80::1: OSError: [Errno 22] Invalid argument"), scoring 0.
+    with pytest.raises(ConfigError, match=r"a link-local address needs its zone"):
+        config_from_mapping({"dns": {"nameservers": ["[fe80::1]:53"]}}).nameservers
+    assert config_from_mapping({"dns": {"nameservers": ["fe80::1%lo"]}}).nameservers
+
+
 def test_a_link_local_listen_address_needs_its_zone() -> None:
     # Regression (review): "[fe80::1]:11340" passed config check, then serve died in an
     # EINVAL traceback (exit 1, which the unit retries for ever).

@@ -131,6 +131,17 @@ def parse_nameservers(texts: Iterable[str]) -> list[Nameserver]:
     servers = []
     for text in texts:
         server = parse_nameserver(text)
+        address = server.destination[0]
+        if (
+            isinstance(address, ipaddress.IPv6Address)
+            and address.is_link_local
+            and not address.scope_id
+        ):
+            # RFC 4007 section 6: without its zone no packet can be sent to it (EINVAL):
+            # every lookup would fail and score 0.
+            raise ValueError(
+                f"bad nameserver {text!r}: a link-local address needs its zone (%IFACE)"
+            )
         earlier = written.get(server.destination)
         if earlier is not None:
             same = "listed twice" if earlier == text else f"the same server as {earlier!r}"
