@@ -3038,6 +3038,26 @@ def test_demotions_end_each_at_its_own_time() -> None:
     assert (udp._order, udp._promote_at) == ([0, 1, 2], None)
 
 
+async def test_an_ipv6_nameserver_is_logged_in_brackets(caplog: pytest.LogCaptureFixture) -> None:
+    """Regression (review): "nameserver 2001:db8::53:5353 did not answer": the port read
+    as part of the address (docs/configuration.md: "::1:5353" is the address ::1:5353).
+    Written as the config writes it, [V6]:PORT, as the start-up line's resolvers are."""
+    servers = [Nameserver("2001:db8::53", 5353), Nameserver("::1", 53)]
+    udp = transport.UdpTransport(servers, 1.0, 300)
+    udp._loop = asyncio.get_running_loop()
+    udp._usable, udp._attempts = [0, 1], 2
+    udp._reorder(0.0)
+    pending = transport._Pending(lambda _outcome: None, b"", dns.rdatatype.A, 0.0)
+    for query_id, index in enumerate([0, 1]):
+        sock = transport._Socket(None, index)  # type: ignore[arg-type]
+        sock.pending[query_id] = pending
+        pending.registrations.append((sock, query_id))
+    udp._demote_silent(pending, pending.registrations[-1])
+    assert "nameserver [2001:db8::53]:5353 did not answer within 0.5s while [::1]:53 did" in (
+        caplog.text
+    )
+
+
 async def test_only_the_first_nameservers_demotion_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -265,9 +265,9 @@ class UdpTransport:
         except OSError as error:
             server = self._servers[old.server]
             log.warning(
-                "cannot open a new socket to nameserver %s:%d (%s): its socket serves %d "
+                "cannot open a new socket to nameserver %s (%s): its socket serves %d "
                 "queries more",
-                server.host, server.port, error, QUERIES_PER_SOCKET,
+                server, error, QUERIES_PER_SOCKET,
             )  # fmt: skip
             old.queries = 0
             return old
@@ -315,10 +315,9 @@ class UdpTransport:
                     self._said_silent.add(index)
                     silent, other = self._servers[index], self._servers[responder]
                     log.warning(
-                        "nameserver %s:%d did not answer within %gs while %s:%d did: "
+                        "nameserver %s did not answer within %gs while %s did: "
                         "asking it last for %gs",
-                        silent.host, silent.port, self._timeout / self._attempts,
-                        other.host, other.port, DEMOTE_SECONDS,
+                        silent, self._timeout / self._attempts, other, DEMOTE_SECONDS,
                     )  # fmt: skip
                 self._demoted_until[index] = self._loop.time() + DEMOTE_SECONDS
                 self._reorder(self._loop.time())
@@ -427,9 +426,9 @@ class UdpTransport:
         if server not in self._no_edns_until:
             name = self._servers[server]
             log.warning(
-                "nameserver %s:%d does not take EDNS (FORMERR without an OPT record): "
+                "nameserver %s does not take EDNS (FORMERR without an OPT record): "
                 "asking it without, and with EDNS again every %gs",
-                name.host, name.port, NO_EDNS_SECONDS,
+                name, NO_EDNS_SECONDS,
             )  # fmt: skip
         self._no_edns_until[server] = self._loop.time() + NO_EDNS_SECONDS
         try:
@@ -557,7 +556,7 @@ class UdpTransport:
             if sock.server in self._said_silent:
                 self._said_silent.discard(sock.server)
                 server = self._servers[sock.server]
-                log.info("nameserver %s:%d answers again", server.host, server.port)
+                log.info("nameserver %s answers again", server)  # [IPv6]:PORT
             if verdict is Verdict.TRUNCATED:
                 edns = (sock, query_id) not in pending.plain
                 self._forget(pending)
