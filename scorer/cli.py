@@ -29,6 +29,7 @@ from scorer.config import (
     ServerConfig,
     applied_variables,
     as_written,
+    host_port,
     load_config,
     local_address,
     parse_listen,
@@ -124,8 +125,8 @@ def _serve(args: argparse.Namespace) -> int:
         name_the_processes()  # the workers will write the same lines to one stderr
     resolvers = ", ".join(config.dns.nameservers) or "from /etc/resolv.conf"
     logging.getLogger("rdns_scorer").info(
-        "rdns-scorer %s starting on %s:%d (%d worker%s), config: %s, resolvers: %s, token: %s",
-        __version__, host, port, workers, "" if workers == 1 else "s",
+        "rdns-scorer %s starting on %s (%d worker%s), config: %s, resolvers: %s, token: %s",
+        __version__, host_port(host, port), workers, "" if workers == 1 else "s",
         args.config or "the embedded defaults",  # which file a reload will read again
         resolvers, "required" if config.server.token else "none",
     )  # fmt: skip

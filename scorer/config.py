@@ -736,6 +736,12 @@ def local_address(listen: str) -> str:
     ``HOST:PORT`` (``[V6]:PORT``), the loopback of a wildcard bind's family."""
     host, port = parse_listen(listen)
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return host_port(host, port)
+
+
+def host_port(host: str, port: int) -> str:
+    """``HOST:PORT``, an IPv6 address in brackets (``[::1]:11340``), as ``listen`` is
+    written: without them the port reads as part of the address (``::1:11340``)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from scorer.config import Config, ConfigError, ServerConfig
+from scorer.config import Config, ConfigError, ServerConfig, host_port
 from scorer.connections import CappedSite, ConnectionCap
 from scorer.hangup import defer_hangups, take_deferred_hangup
 from scorer.metrics import worker_restarts
@@ -105,7 +105,7 @@ def listen_failure(error: OSError, host: str, port: int) -> str | None:
     else:
         return None
     return (
-        f"cannot listen on {host}:{port}: {why}; choose another address with "
+        f"cannot listen on {host_port(host, port)}: {why}; choose another address with "
         "--listen, RDNS_SCORER_LISTEN or [server] listen"
     )
 
@@ -218,7 +218,7 @@ def _ping_systemd() -> None:
 def _listening(host: str, port: int) -> None:
     """The socket is bound: say so, in the log and to systemd (the unit is started
     only now, so a ``systemctl reload`` cannot reach a process still starting)."""
-    log.info("listening on %s:%d (pid %d)", host, port, os.getpid())
+    log.info("listening on %s (pid %d)", host_port(host, port), os.getpid())
     notify_systemd("READY=1")
 
 
