@@ -30,6 +30,7 @@ from scorer.names import (
     address_named,
     decimal_in,
     hostname_problem,
+    lacks_its_zone,
     non_public_suffix,
     to_ascii,
 )
@@ -712,12 +713,7 @@ def parse_listen(text: str) -> tuple[str, int]:
         # "2001:db8::1:25" is an address without a port as well as ::1 and port 25:
         # brackets say which (RFC 3986 section 3.2.2), as in every URL.
         raise ValueError(f"an IPv6 address takes brackets: write '[{host}]:{port}', got {text!r}")
-    if (
-        isinstance(address, ipaddress.IPv6Address)
-        and address.is_link_local
-        and not address.scope_id
-    ):
-        # RFC 4007 section 6: a link-local address means nothing without its zone, and
+    if lacks_its_zone(address):
         # bind() refuses it (EINVAL: serve died in a traceback, after config check passed).
         raise ValueError(f"a link-local IPv6 address needs its zone: write '[{host}%IFACE]:{port}'")
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:

@@ -398,6 +398,17 @@ def is_public_host(address: IPAddress) -> bool:
     return address.is_global and not (_is_group(address) or address.is_reserved)
 
 
+def lacks_its_zone(address: IPAddress | None) -> bool:
+    """Whether ``address`` is a link-local IPv6 address written without its zone
+    (``fe80::1``, not ``fe80::1%eth0``): it means nothing without one (RFC 4007 section
+    6), and a socket can neither bind it nor send to it (EINVAL)."""
+    return (
+        isinstance(address, ipaddress.IPv6Address)
+        and address.is_link_local
+        and not address.scope_id
+    )
+
+
 def is_internal(address: IPAddress) -> bool:
     """Whether ``address`` can only be an internal host's (loopback, link-local, private)."""
     address = unmapped(address)

@@ -43,6 +43,7 @@ from scorer.names import (
     IPAddress,
     decimal_in,
     is_multicast_or_broadcast,
+    lacks_its_zone,
     public_suffix_list,
 )
 
@@ -131,14 +132,8 @@ def parse_nameservers(texts: Iterable[str]) -> list[Nameserver]:
     servers = []
     for text in texts:
         server = parse_nameserver(text)
-        address = server.destination[0]
-        if (
-            isinstance(address, ipaddress.IPv6Address)
-            and address.is_link_local
-            and not address.scope_id
-        ):
-            # RFC 4007 section 6: without its zone no packet can be sent to it (EINVAL):
-            # every lookup would fail and score 0.
+        if lacks_its_zone(server.destination[0]):
+            # No packet can be sent to it (EINVAL): every lookup would fail and score 0.
             raise ValueError(
                 f"bad nameserver {text!r}: a link-local address needs its zone (%IFACE)"
             )
