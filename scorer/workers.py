@@ -328,17 +328,40 @@ def _serve(
             # Stops listening, closes idle connections and waits for the checks in flight.
             await runner.cleanup()
 
-    # asyncio.Runner's close: the tasks left cancelled (their errors logged), async
-    # generators and the default executor shut down, the loop closed.
-    with asyncio.Runner(loop_factory=lambda: loop) as runner:
-        main = runner.get_loop().create_task(serve())
-        asyncio.set_event_loop(loop)
-        try:
+    main = loop.create_task(serve())
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        main.cancel()  # the graceful stop, in serve's cleanup
+        with contextlib.suppress(asyncio.CancelledError):
             loop.run_until_complete(main)
-        except (web.GracefulExit, KeyboardInterrupt):
-            main.cancel()  # the graceful stop, in serve's cleanup
-            with contextlib.suppress(asyncio.CancelledError):
-                loop.run_until_complete(main)
+    finally:
+        # As run_app ended: the tasks left cancelled (their errors logged), async
+        # generators shut down, the loop closed. Not asyncio.Runner's close, which also
+        # waits for the default executor's threads with no time limit: a reload still
+        # reading the config (asyncio.to_thread) held up a stopping worker, which exits
+        # with os._exit and never needed them, into the supervisor's SIGKILL.
+        _cancel_left_tasks(loop)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def _cancel_left_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks still on ``loop`` and wait for them; report their errors."""
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception during shutdown",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
 
 
 async def _stop_on_first_signal(app: web.Application) -> None:

@@ -183,3 +183,51 @@ def _takes_sigterm(pids: list[int]) -> bool:
         return False
     caught = int(status.split("SigCgt:")[1].split()[0], 16)
     return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+def test_a_worker_stops_without_waiting_for_the_default_executor(tmp_path: Path) -> None:
+    """Regression (review): the worker's own runner closed its loop through
+    asyncio.Runner, which waits for the default executor's threads with no time limit
+    (run_app did not): a reload reading its files (asyncio.to_thread) held up a stopping
+    worker, past the supervisor's grace into its SIGKILL."""
+    script = textwrap.dedent(
+        """
+        import asyncio, os, signal, sys, time
+        import scorer.app
+        from scorer import workers
+        from scorer.config import config_from_mapping
+
+        config = config_from_mapping(
+            {"dns": {"nameservers": ["127.0.0.1:1"], "timeout": 0.1, "request_deadline": 0.2}}
+        )
+        create_app = scorer.app.create_app
+
+        def with_a_busy_thread(*args, **kwargs):
+            app = create_app(*args, **kwargs)
+
+            async def start(_app):
+                loop = asyncio.get_running_loop()
+                loop.run_in_executor(None, time.sleep, 30)  # a reload reading for long
+                loop.call_later(0.3, os.kill, os.getpid(), signal.SIGTERM)
+
+            app.on_startup.append(start)
+            return app
+
+        scorer.app.create_app = with_a_busy_thread
+        started = time.monotonic()
+        workers.run_worker(config, lambda: config, "127.0.0.1", 0)
+        print(f"stopped after {time.monotonic() - started:.1f}", flush=True)
+        os._exit(0)  # as a supervised worker exits (the thread is not joined)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=CHECKOUT,
+        env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
+    )
+    assert done.returncode == 0, done.stderr
+    elapsed = float(done.stdout.split()[-1])
+    assert elapsed < 5, (done.stdout, done.stderr)
