@@ -125,7 +125,9 @@ class Service:
         """A connection from ``client`` was refused: max_connections were open."""
         self.metrics.connections_refused.inc()
         limit = self.connection_limit()
-        self.connection_refusals.note(503, f"{limit} connections were open", "service", client)
+        # "or more": a reload may have lowered the limit below what is open.
+        message = f"{limit} or more connections were open"
+        self.connection_refusals.note(503, message, "service", client)
 
     def _build(self, config: Config, previous: Pipeline | None) -> Pipeline:
         # Keep the DNS layer (and its warm cache) when neither the settings its cached

@@ -980,7 +980,7 @@ def test_connections_past_max_connections_get_a_503_and_are_closed(
         log = eventually(process.log, lambda text: "connection(s) refused" in text)
         assert re.search(
             r"WARNING 1 connection\(s\) refused with 503 since the last such line: "
-            r'"4 connections were open" \(field service; the latest from 127\.0\.0\.1\); '
+            r'"4 or more connections were open" \(field service; the latest from 127\.0\.0\.1\); '
             r"raise \[server\] max_connections",
             log,
         ), log
