@@ -852,7 +852,7 @@ def test_a_link_local_nameserver_needs_its_zone() -> None:
     # Regression (review): "fe80::1" passed config check, and every lookup then failed
     # ("network: fe80::1: OSError: [Errno 22] Invalid argument"), scoring 0.
     with pytest.raises(ConfigError, match=r"a link-local address needs its zone"):
-        config_from_mapping({"dns": {"nameservers": ["[fe80::1]:53"]}}).nameservers
+        config_from_mapping({"dns": {"nameservers": ["[fe80::1]:53"]}})
     assert config_from_mapping({"dns": {"nameservers": ["fe80::1%lo"]}}).nameservers
 
 
