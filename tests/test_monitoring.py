@@ -1231,3 +1231,17 @@ def test_the_units_proc_still_shows_the_process_metrics() -> None:
         service.stop()
     for family in ("process_resident_memory_bytes", "process_cpu_seconds_total"):
         assert f"\n{family} " in exported, (options, family)
+
+
+def test_connections_refused_runbook_finds_who_holds_the_connections() -> None:
+    # Regression (review): the runbook told apart "your rspamd hosts" from "another
+    # address" by the log's address, which is the latest client refused: under a flood
+    # that is an rspamd host, and the runbook said to raise max_connections. And it
+    # compared the panel, a sum over the workers, with the per-worker limit.
+    docs = DOCS.read_text()
+    section = docs.split("### RdnsScorerConnectionsRefused", 1)[1].split("\n### ", 1)[0]
+    text = " ".join(section.split())
+    assert "ss -Htn state established" in text
+    assert "not the ones holding the connections" in text
+    assert "N times `max_connections`" in text
+    assert "`RdnsScorerDown` fires instead" in text
