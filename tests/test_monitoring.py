@@ -1245,3 +1245,15 @@ def test_connections_refused_runbook_finds_who_holds_the_connections() -> None:
     assert "not the ones holding the connections" in text
     assert "N times `max_connections`" in text
     assert "`RdnsScorerDown` fires instead" in text
+
+
+def test_down_runbook_tells_a_full_worker_from_a_dead_one() -> None:
+    # Regression (review): with max_connections open in a worker, a new scrape connection
+    # gets the 503 of scorer.connections: up is 0 and RdnsScorerDown fires, while
+    # RdnsScorerConnectionsRefused (which needs the scrape) cannot; the Down runbook's
+    # `curl /healthz` then showed that 503 and said nothing of it.
+    from scorer.connections import REFUSED_MESSAGE
+
+    section = DOCS.read_text().split("### RdnsScorerDown", 1)[1].split("\n### ", 1)[0]
+    assert REFUSED_MESSAGE in section
+    assert "(#rdnsscorerconnectionsrefused)" in section
