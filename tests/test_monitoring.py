@@ -1257,3 +1257,28 @@ def test_down_runbook_tells_a_full_worker_from_a_dead_one() -> None:
     section = DOCS.read_text().split("### RdnsScorerDown", 1)[1].split("\n### ", 1)[0]
     assert REFUSED_MESSAGE in section
     assert "(#rdnsscorerconnectionsrefused)" in section
+
+
+def test_connections_refused_summary_counts_whole_connections(tmp_path: Path) -> None:
+    # Regression (review): increase() extrapolates to the window's edges, so the summary
+    # said "refused 13.81 connections" for 13 (humanize keeps the fraction).
+    shutil.copy(ALERTS_YML, tmp_path / "alerts.yml")
+    block = ALERTS_YML.read_text().split("- alert: RdnsScorerConnectionsRefused", 1)[1]
+    description = re.search(r"description: >-\n((?:\s{12}.*\n)+)", block)
+    assert description
+    folded = " ".join(description.group(1).split())
+    (tmp_path / "tests.yml").write_text(
+        "rule_files: [alerts.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n"
+        "    input_series:\n"
+        "      - series: 'rdns_scorer_connections_refused_total{instance=\"a\"}'\n"
+        "        values: '_ _ 5 5 18 18 18 18 18 18 18'\n"
+        "    alert_rule_test:\n"
+        "      - eval_time: 10m\n        alertname: RdnsScorerConnectionsRefused\n"
+        "        exp_alerts:\n          - exp_labels: {instance: a, severity: warning}\n"
+        "            exp_annotations:\n"
+        f"              summary: {json.dumps('a refused 14 connections (max_connections reached)')}\n"
+        f"              description: {json.dumps(folded)}\n"
+        "              runbook: docs/monitoring.md#rdnsscorerconnectionsrefused\n"
+    )
+    tested = promtool("test", "rules", str(tmp_path / "tests.yml"))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
