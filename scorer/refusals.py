@@ -28,8 +28,9 @@ CHECK_ADVICE = {
     503: "max_in_flight checks were running: see docs/operations.md, Overload",
 }
 CONNECTION_ADVICE = {
-    503: "raise [server] max_connections if these are your rspamd hosts' connections "
-    "(docs/configuration.md); else firewall the port (docs/security.md)",
+    # The client named is the one turned away, not those holding the connections.
+    503: "[server] max_connections were open: see who holds them before raising it "
+    "(docs/monitoring.md, RdnsScorerConnectionsRefused)",
 }
 RELOAD_ADVICE = {
     401: "POST /v1/reload takes [server] token as a bearer token; or send SIGHUP "

@@ -981,7 +981,7 @@ def test_connections_past_max_connections_get_a_503_and_are_closed(
         assert re.search(
             r"WARNING 1 connection\(s\) refused with 503 since the last such line: "
             r'"4 or more connections were open" \(field service; the latest from 127\.0\.0\.1\); '
-            r"raise \[server\] max_connections",
+            r"\[server\] max_connections were open: see who holds them",
             log,
         ), log
         # A reload applies to the next connection: two more now.
