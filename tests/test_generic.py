@@ -1194,3 +1194,20 @@ def test_the_cli_refuses_an_unusable_name_and_escapes_what_it_shows(
     stdout = io.StringIO()
     assert run_generic(None, False, io.StringIO("192.0.2.1\t\udcffbad.example\n"), stdout) == 1
     assert stdout.getvalue() == "error\t0.00\tinvalid hostname '\\xffbad.example'\n"
+
+
+@pytest.mark.parametrize(
+    "hostname",
+    [
+        # The longest forms: a /64 of four 4-digit groups beside a 19- or 12-character id,
+        # and the compressed address at its full 39 characters.
+        "h-2a02-8071-ab12-cd34.021a-2bff-fe3c-4d5e.isp.example",
+        "host-001a2b3c4d5e.2a02-8071-ab12-cd34.isp.example",
+    ],
+)
+def test_prefix_and_eui64_evidence_is_not_cut(hostname: str) -> None:
+    # Regression: "<prefix> = /64 prefix and <id> = EUI-64 interface id of <address>" ran
+    # to 132-139 characters, so describe() cut it mid-address in the symbol's options.
+    result = verdict("2a02:8071:ab12:cd34:21a:2bff:fe3c:4d5e", hostname)
+    (line,) = [text for text in result.describe() if text.startswith("ipv6-prefix-eui64")]
+    assert not line.endswith("...") and line.endswith("2a02:8071:ab12:cd34:21a:2bff:fe3c:4d5e")

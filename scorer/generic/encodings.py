@@ -463,7 +463,8 @@ def _find_ipv6(ip: IPv6Address, region: str) -> list[EncodingMatch]:
             # The /64 and the interface id are all 128 bits, however they are written
             # (host-001a2b3c4d5e.2001-db8-aa-1, or 2001-db8-aa-1-021a-2bff-fe3c-4d5e
             # with the id's groups padded and the prefix's not): the whole address.
-            detail = f"{prefix} = /64 prefix and {form} = EUI-64 interface id of {text}"
+            # Short enough for describe() whole: at most 19 + 19 + 39 characters of forms.
+            detail = f"{prefix} (/64) + {form} (EUI-64 id) = {text}"
             evidence = GenericEvidence("ipv6-prefix-eui64", detail)
             return [EncodingMatch(evidence, Strength.FULL, f"{prefix} {form}")]
     if form is not None:
