@@ -15,10 +15,24 @@ PACKAGES := $(TEST_PACKAGES)  # `make bench` passes more on its command line
 
 .PHONY: run test test-other-pythons lint venv test-venv debian-packages bench clean
 
+# A venv of another Python than $(PYTHON), or whose interpreter is gone, is made anew with
+# everything installed in it: Debian 12 -> 13 turns python3 from 3.11 into 3.13 (the venv's
+# packages are then not found) and removes python3.11 (its scripts then cannot start), and
+# one made by a Python older than requires-python could never install the package.
+VENV_VERSION := $(shell [ -x $(BIN)/python ] && sed -n 's/^version *= *\([0-9]*\.[0-9]*\).*/\1/p' $(VENV)/pyvenv.cfg 2>/dev/null)
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+ifneq ($(VENV_VERSION),$(PYTHON_VERSION))
+.PHONY: $(BIN)/python $(VENV)/.run-installed $(VENV)/.test-installed $(VENV)/.bench-installed
+endif
+
 # Debian ships venv's ensurepip in python3-venv, which a stock install lacks: install
 # it as root, or say what to do. A venv that failed half-way is removed, so the next
 # `make` starts over instead of failing on a .venv without pip.
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "rdns-scorer needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) -V 2>&1)" \
+	    "(make run PYTHON=python3.11, or newer)" >&2; exit 1; }
+	rm -rf $(VENV)
 	@if ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian package: python3-venv"; \

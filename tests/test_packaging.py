@@ -191,3 +191,70 @@ def test_make_installs_debian_packages_without_removing_any(tmp_path: Path) -> N
     assert done.returncode != 0
     assert "remove is disabled" in done.stderr
     assert "could not install: postfix (make removes no installed package" in done.stderr
+
+
+def _fake_venv(venv: Path, version: str) -> None:
+    """A venv as `make venv` leaves it, made by Python ``version``, interpreter: ours."""
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    (venv / "pyvenv.cfg").write_text(f"home = /usr/bin\nversion = {version}.1\n")
+    (venv / ".run-installed").touch()
+
+
+def _make_n_venv(venv: Path, python: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "-n", "--no-print-directory", "-C", str(REPO), "venv",
+         f"VENV={venv}", f"PYTHON={python}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_make_keeps_a_venv_of_the_same_python(tmp_path: Path) -> None:
+    _fake_venv(tmp_path / "venv", "{}.{}".format(*sys.version_info[:2]))
+    done = _make_n_venv(tmp_path / "venv", sys.executable)
+    assert done.returncode == 0, done.stderr
+    assert "Nothing to be done" in done.stdout  # not made anew, nothing installed
+
+
+@pytest.mark.parametrize("stale", ["other-python", "interpreter-gone"])
+def test_make_makes_a_stale_venv_anew(tmp_path: Path, stale: str) -> None:
+    # Regression: Debian 12 -> 13 turns python3 from 3.11 into 3.13 and removes
+    # python3.11; the .venv made before was kept (its stamp was newer than pyproject.toml)
+    # and `make run` failed on `No module named 'scorer'` or an interpreter not found,
+    # every time, until the admin found `make clean`.
+    venv = tmp_path / "venv"
+    if stale == "other-python":
+        _fake_venv(venv, "3.10")
+    else:
+        _fake_venv(venv, "{}.{}".format(*sys.version_info[:2]))
+        (venv / "bin" / "python").unlink()
+        (venv / "bin" / "python").symlink_to(tmp_path / "python3.11-removed")
+    done = _make_n_venv(venv, sys.executable)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert f"rm -rf {venv}" in lines
+    assert f"{venv}/bin/pip install -q -e ." in lines
+
+
+def test_make_refuses_a_python_older_than_required(tmp_path: Path) -> None:
+    # Regression: a Python below requires-python got a venv, then pip's "requires a
+    # different Python"; the venv stayed, so `make run PYTHON=python3.11` failed the same way.
+    old = tmp_path / "python3"
+    old.write_text(
+        "#!/bin/bash\n"
+        'case "$*" in\n'
+        '  -V) echo "Python 3.10.13";;\n'
+        '  *"< (3, 11)"*) exit 1;;\n'
+        f'  *) exec {sys.executable} "$@";;\n'
+        "esac\n"
+    )
+    old.chmod(0o755)
+    venv = tmp_path / "venv"
+    done = subprocess.run(
+        ["make", "-C", str(REPO), "venv", f"VENV={venv}", f"PYTHON={old}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "rdns-scorer needs Python 3.11 or newer" in done.stderr
+    assert "is Python 3.10.13" in done.stderr
+    assert not venv.exists()
