@@ -68,13 +68,20 @@ run: venv
 # Debian's postfix asks which setup to write: "No configuration" writes none, so no
 # system postfix starts (the tests run their own). --no-remove: postfix conflicts with
 # every other MTA, and `-y` alone let apt remove the host's exim4 or sendmail for it.
+# unbound, spamd and postfix are in /usr/sbin, not on a Debian user's PATH: looked for
+# there too. Not root: apt-get would fail, so say what to install instead of trying.
 debian-packages:
 	@missing=""; for pair in $(PACKAGES); do \
 	  case $${pair%%:*} in \
 	    /*) [ -e "$${pair%%:*}" ];; \
-	    *) command -v $${pair%%:*} >/dev/null 2>&1;; \
+	    *) PATH="$$PATH:/usr/sbin:/sbin" command -v $${pair%%:*} >/dev/null 2>&1;; \
 	  esac || missing="$$missing $${pair##*:}"; \
 	done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" != 0 ]; then \
+	  echo "missing Debian packages:$$missing: as root," \
+	       "apt-get install --no-install-recommends$$missing (or run make as root)" >&2; \
+	  exit 1; \
+	fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \

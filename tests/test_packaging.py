@@ -166,6 +166,7 @@ def test_make_installs_debian_packages_without_removing_any(tmp_path: Path) -> N
     stubs.mkdir()
     calls = tmp_path / "calls"
     (stubs / "debconf-set-selections").write_text("#!/bin/bash\ncat >/dev/null\n")
+    (stubs / "id").write_text("#!/bin/bash\necho 0\n")  # root, as make test is run
     (stubs / "apt-get").write_text(
         "#!/bin/bash\n"
         f'echo "$*" >> {calls}\n'
@@ -179,8 +180,9 @@ def test_make_installs_debian_packages_without_removing_any(tmp_path: Path) -> N
     make = shutil.which("make")
     assert make is not None
     done = subprocess.run(
-        [make, "-C", str(REPO), "debian-packages", "PACKAGES=postfix:postfix"],
-        env={"PATH": str(stubs)},  # no postfix here: it is missing
+        # A command no machine has (postfix itself is found in /usr/sbin where installed).
+        [make, "-C", str(REPO), "debian-packages", "PACKAGES=rdns-scorer-no-such-command:postfix"],
+        env={"PATH": str(stubs)},
         capture_output=True,
         text=True,
         timeout=60,
@@ -258,3 +260,36 @@ def test_make_refuses_a_python_older_than_required(tmp_path: Path) -> None:
     assert "rdns-scorer needs Python 3.11 or newer" in done.stderr
     assert "is Python 3.10.13" in done.stderr
     assert not venv.exists()
+
+
+def _stubbed_make(tmp_path: Path, packages: str, uid: int) -> tuple[int, str, list[str]]:
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    calls = tmp_path / "calls"
+    calls.touch()
+    (stubs / "apt-get").write_text(f'#!/bin/bash\necho "$*" >> {calls}\n')
+    (stubs / "debconf-set-selections").write_text("#!/bin/bash\ncat >/dev/null\n")
+    (stubs / "id").write_text(f"#!/bin/bash\necho {uid}\n")
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    done = subprocess.run(
+        [shutil.which("make") or "make", "--no-print-directory", "-C", str(REPO), "debian-packages",
+         f"PACKAGES={packages}"],
+        env={"PATH": str(stubs)}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    return done.returncode, done.stderr, calls.read_text().splitlines()
+
+
+def test_make_finds_debian_packages_in_sbin(tmp_path: Path) -> None:
+    # Regression: unbound, spamd and postfix are in /usr/sbin, not on a Debian user's
+    # PATH, so `make lint` as a user tried to install them again (and failed).
+    returncode, _, calls = _stubbed_make(tmp_path, "ldconfig:libc-bin", uid=1000)
+    assert returncode == 0 and calls == []
+
+
+def test_make_says_what_to_install_when_not_root(tmp_path: Path) -> None:
+    # Regression: as a user, apt-get failed on its lock and make blamed the MTA.
+    returncode, stderr, calls = _stubbed_make(tmp_path, "rdns-scorer-no-such:unbound", uid=1000)
+    assert returncode != 0 and calls == []
+    assert "apt-get install --no-install-recommends unbound" in stderr
+    assert "MTA" not in stderr
