@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Debian packages the tests run for real: command (or file) -> package. dns-root-data:
 # the root's DNSSEC key the Docker stack's unbound.conf names, which unbound-checkconf
 # (tests/test_monitoring.py) wants to exist.
-TEST_PACKAGES := ss:iproute2 unbound:unbound rspamd:rspamd luacheck:lua-check spamassassin:spamassassin spamc:spamc spamd:spamd prometheus:prometheus wrk:wrk systemd-analyze:systemd postfix:postfix /usr/share/dns/root.key:dns-root-data
+TEST_PACKAGES := ss:iproute2 unbound:unbound rspamd:rspamd luacheck:lua-check spamassassin:spamassassin spamc:spamc spamd:spamd prometheus:prometheus systemd-analyze:systemd postfix:postfix /usr/share/dns/root.key:dns-root-data
 # What `make bench` runs: unbound, wrk, and valgrind to count instructions with callgrind
 # (bench/instructions.py). `make bench BENCH_ARGS=--quick` skips the slow parts.
 BENCH_PACKAGES := unbound:unbound wrk:wrk valgrind:valgrind
