@@ -29,7 +29,6 @@ from scorer.config import (
     ServerConfig,
     applied_variables,
     as_written,
-    host_port,
     load_config,
     local_address,
     parse_listen,
@@ -44,7 +43,7 @@ from scorer.hangup import defer_hangups
 from scorer.integrations import rspamd as rspamd_integration
 from scorer.integrations import spamassassin
 from scorer.lookups import Facts
-from scorer.names import decimal_in, load_public_suffixes
+from scorer.names import decimal_in, host_port, load_public_suffixes
 from scorer.pipeline import Pipeline, build_dns_layer
 from scorer.protocol import MAX_FIELD_CHARS, CheckReply, RequestError, parse_request
 from scorer.report import render_report

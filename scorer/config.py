@@ -29,6 +29,7 @@ from scorer.names import (
     address_in,
     address_named,
     decimal_in,
+    host_port,
     hostname_problem,
     lacks_its_zone,
     non_public_suffix,
@@ -733,12 +734,6 @@ def local_address(listen: str) -> str:
     host, port = parse_listen(listen)
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     return host_port(host, port)
-
-
-def host_port(host: str, port: int) -> str:
-    """``HOST:PORT``, an IPv6 address in brackets (``[::1]:11340``), as ``listen`` is
-    written: without them the port reads as part of the address (``::1:11340``)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _outside_any_section(key: str) -> str:

@@ -398,6 +398,13 @@ def is_public_host(address: IPAddress) -> bool:
     return address.is_global and not (_is_group(address) or address.is_reserved)
 
 
+def host_port(host: str, port: int) -> str:
+    """``HOST:PORT``, an IPv6 address in brackets (``[::1]:11340``), as ``listen`` and
+    ``nameservers`` are written: without them the port reads as part of the address
+    (``::1:11340``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def lacks_its_zone(address: IPAddress | None) -> bool:
     """Whether ``address`` is a link-local IPv6 address written without its zone
     (``fe80::1``, not ``fe80::1%eth0``): it means nothing without one (RFC 4007 section

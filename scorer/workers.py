@@ -32,11 +32,11 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from scorer.config import Config, ConfigError, ServerConfig, host_port
+from scorer.config import Config, ConfigError, ServerConfig
 from scorer.connections import CappedSite, ConnectionCap
 from scorer.hangup import defer_hangups, take_deferred_hangup
 from scorer.metrics import worker_restarts
-from scorer.names import decimal_in
+from scorer.names import decimal_in, host_port
 from scorer.requestlog import configure_logging
 from scorer.workermetrics import (
     WorkerMetrics,

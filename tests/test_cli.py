@@ -785,16 +785,19 @@ def test_serve_says_which_config_it_runs_on(
 
 
 def test_serve_writes_an_ipv6_listen_address_in_brackets(
-    served: Served, caplog: pytest.LogCaptureFixture
+    served: Served, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Regression (review): "starting on ::1:12001", "listening on ::1:12001" and "cannot
     # listen on ::1:12001": the port read as part of the address, where the same line's
     # resolvers were written "[::1]:53".
-    from scorer.workers import listen_failure
+    from scorer.workers import _listening, listen_failure
 
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)  # _listening tells systemd too
     with caplog.at_level(logging.INFO, logger="rdns_scorer"):
         assert main(["serve", "--listen", "[::1]:12001"]) == 0
+        _listening("::1", 12001)  # what the worker says once bound (served: not bound)
     assert " starting on [::1]:12001 (1 worker)" in caplog.text
+    assert f"listening on [::1]:12001 (pid {os.getpid()})" in caplog.text
     in_use = OSError(errno.EADDRINUSE, "Address already in use")
     assert (listen_failure(in_use, "::1", 12001) or "").startswith(
         "cannot listen on [::1]:12001: Address already in use;"

@@ -42,6 +42,7 @@ from scorer.names import (
     REVERSE_TREES,
     IPAddress,
     decimal_in,
+    host_port,
     is_multicast_or_broadcast,
     lacks_its_zone,
     public_suffix_list,
@@ -77,8 +78,7 @@ class Nameserver:
     port: int = 53
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return host_port(self.host, self.port)
 
     @property
     def destination(self) -> tuple[IPAddress, int]:
