@@ -20,7 +20,8 @@ import pytest
 from scorer import __version__
 from scorer.cli import build_parser, main
 from scorer.config import MAX_NUMBER, config_from_mapping
-from scorer.integrations import CHECKOUT, probe, rspamd_check
+from scorer.connections import REFUSED_REPLY
+from scorer.integrations import CHECKOUT, probe, rspamd_check, spamassassin_check
 from scorer.integrations import rspamd as integration
 from scorer.protocol import MAX_FIELD_CHARS
 from scorer.symbols import SYMBOLS, Family
@@ -1813,6 +1814,36 @@ def test_check_tells_a_service_that_takes_the_connection_but_never_answers(
         "service (its log; `systemctl restart rdns-scorer`), or something else on that "
         "port: correct `servers` in rspamd's section"
     ]
+
+
+def test_check_reads_the_503_of_a_service_at_max_connections() -> None:
+    # Regression: at [server] max_connections the service writes its 503 on accept and
+    # closes without reading (scorer.connections). check sent the body in a second write,
+    # which then failed: "nothing answers at ... ([Errno 32] Broken pipe): start the
+    # service", 19 times in 20, of a service that runs. The plugins send one write and
+    # read the 503 (RL_SCORER_FAIL "HTTP 503: too many connections, retry later").
+    listener = tcp_listener()
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    tries = 10
+
+    def refuse() -> None:  # as scorer.connections.Refused: write, close, read nothing
+        for _ in range(2 * tries):
+            connection, _ = listener.accept()
+            connection.sendall(REFUSED_REPLY)
+            connection.close()
+
+    thread = threading.Thread(target=refuse, daemon=True)
+    thread.start()
+    try:
+        lines = {
+            probe.service_findings(base, "/v1/check", None, wiring)[0].line()
+            for wiring in (rspamd_check.WIRING, spamassassin_check.WIRING)
+            for _ in range(tries)
+        }
+    finally:
+        thread.join(5)
+        listener.close()
+    assert lines == {f"problem:   {base}/v1/check answered 503: too many connections, retry later"}
 
 
 def test_check_sends_a_token_as_the_plugin_does() -> None:

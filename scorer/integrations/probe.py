@@ -70,10 +70,37 @@ def release_finding(installed: Path, shipped: bytes | None, install: str) -> Fin
     )
 
 
+class _OneWrite(http.client.HTTPConnection):
+    """A connection that sends a request's headers and body in one write, as both plugins
+    do. A service at ``[server] max_connections`` writes its 503 on accept and closes
+    without reading: http.client's second write (the body) then failed with a broken
+    pipe, and the 503 went unread ("nothing answers ...: start the service")."""
+
+    _pending = b""
+
+    def send(self, data: object) -> None:
+        if self.sock is None:
+            self.connect()  # here, in request(), where urllib wraps a failed connect
+        assert isinstance(data, bytes)  # headers, then the body: both bytes here
+        self._pending += data
+
+    def getresponse(self) -> http.client.HTTPResponse:
+        if self._pending:
+            assert self.sock is not None
+            self.sock.sendall(self._pending)
+            self._pending = b""
+        return super().getresponse()
+
+
+class _OneWriteHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_OneWrite, req)
+
+
 def _ask(request: urllib.request.Request) -> tuple[int, bytes]:
     """The status and body of ``request``, an HTTP error's too; OSError when nothing answered."""
     # Straight to the service: an http_proxy in the environment must not carry it.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _OneWriteHandler())
     try:
         with opener.open(request, timeout=REQUEST_TIMEOUT) as reply:
             return reply.status, reply.read()
