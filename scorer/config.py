@@ -863,14 +863,21 @@ def load_config(
     else:
         config = config_from_mapping(data)
     if token:
-        config = _with_secret(config, environ.get(ENV_TOKEN))
-        if config.server.previous_tokens and not config.server.token:
-            # They are taken beside the current token: alone they would be taken by
-            # nobody, as a service without a token asks for none.
-            raise ConfigError(
-                f"{PREVIOUS_TOKENS_KEY}: set only beside a current token ([server] token, "
-                f"token_file or {ENV_TOKEN})"
-            )
+        try:
+            config = _with_secret(config, environ.get(ENV_TOKEN))
+            if config.server.previous_tokens and not config.server.token:
+                # They are taken beside the current token: alone they would be taken by
+                # nobody, as a service without a token asks for none.
+                raise ConfigError(
+                    f"{PREVIOUS_TOKENS_KEY}: set only beside a current token ([server] "
+                    f"token, token_file or {ENV_TOKEN})"
+                )
+        except ConfigError as error:
+            # Named by file and line as the file's other errors are (review: these named
+            # no file); not one of the environment's.
+            if path is None or not str(error).startswith("[server] "):
+                raise
+            raise ConfigError(f"{_where(path, text, error)}: {error}") from None
     return with_overrides(
         config,
         listen=environ.get(ENV_LISTEN) or None,

@@ -613,7 +613,8 @@ def test_a_token_file_that_is_no_regular_file_is_refused_at_once(tmp_path: Path)
     path.write_text(f'[server]\ntoken_file = "{fifo}"\n')
     with pytest.raises(ConfigError) as error:
         load_config(path, environ={})  # pytest-timeout or CI's own limit if it blocks
-    assert str(error.value) == f"[server] token_file: {fifo}: not a regular file"
+    # Named by the config's file and line, as its other errors are (review).
+    assert str(error.value) == f"{path}:2: [server] token_file: {fifo}: not a regular file"
 
 
 def test_an_invalid_token_in_token_file_names_the_file(tmp_path: Path) -> None:
@@ -623,7 +624,7 @@ def test_an_invalid_token_in_token_file_names_the_file(tmp_path: Path) -> None:
     path.write_text(f'[server]\ntoken_file = "{secret}"\n')
     with pytest.raises(ConfigError) as error:
         load_config(path, environ={})
-    assert str(error.value).startswith(f"[server] token_file ({secret}): only letters")
+    assert str(error.value).startswith(f"{path}:2: [server] token_file ({secret}): only letters")
 
 
 def test_a_token_file_that_is_not_utf8_is_named_by_line_and_column(tmp_path: Path) -> None:
@@ -634,7 +635,9 @@ def test_a_token_file_that_is_not_utf8_is_named_by_line_and_column(tmp_path: Pat
     path.write_text(f'[server]\ntoken_file = "{secret}"\n')
     with pytest.raises(ConfigError) as error:
         load_config(path, environ={})
-    assert str(error.value) == f"[server] token_file: {secret}:1: not UTF-8 (byte 0xe9 at column 5)"
+    assert str(error.value) == (
+        f"{path}:2: [server] token_file: {secret}:1: not UTF-8 (byte 0xe9 at column 5)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -1313,7 +1316,7 @@ def test_a_missing_token_file_is_said_as_a_missing_config_is(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as raised:
         load_config(config, environ={})
     assert str(raised.value) == (
-        f"[server] token_file: {tmp_path / 'gone'}: No such file or directory"
+        f"{config}:2: [server] token_file: {tmp_path / 'gone'}: No such file or directory"
     )
 
 
