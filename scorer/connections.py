@@ -124,13 +124,12 @@ class ConnectionCap:
 
 def runs_a_request(handler: web.RequestHandler) -> bool:
     """Whether aiohttp runs a request of ``handler``'s connection now (from its headers
-    read to its reply written, the body read between), or has one read and waiting for
-    the next turn of the loop to start it: aiohttp's own state (the flag its graceful
-    stop waits for, and its queue of parsed requests), as nothing public says it.
-    Without them (another aiohttp) every connection counts as running one: never closed
-    under a request, at worst refused instead."""
+    read to its reply written, the body read between): aiohttp's own flag, which its
+    graceful stop waits for, as no public one says it. Without the flag (another aiohttp)
+    every connection counts as running one: never closed under a request, at worst
+    refused instead."""
     running: bool = getattr(handler, "_request_in_progress", True)
-    return running or bool(getattr(handler, "_messages", True))
+    return running
 
 
 class CappedSite(web.SockSite):

@@ -22,7 +22,6 @@ from typing import Any
 
 import msgpack
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +29,6 @@ from scorer import app as app_module
 from scorer import workers as workers_module
 from scorer.checks.mailfrom import NOT_NULL_MX_TO_THE_LETTER
 from scorer.config import config_from_mapping
-from scorer.connections import runs_a_request
 from scorer.contentcoding import (
     DecodedTooLarge,
     UndecodableBody,
@@ -1048,25 +1046,6 @@ def test_connections_running_a_request_are_kept_over_a_new_one() -> None:
             client.close()
         process.stop()
         silent.stop()
-
-
-async def _never_called(_request: web.BaseRequest) -> web.StreamResponse:
-    raise AssertionError("no request is served here")
-
-
-async def test_a_connection_with_a_request_read_and_not_yet_started_is_never_closed() -> None:
-    # Review: between a request's headers read and its handler started (the next turn
-    # of the loop), aiohttp's running flag is down; closing the connection for a new
-    # one then would drop a check the client had sent.
-    handler = web.Server(_never_called)()
-    assert not runs_a_request(handler)  # idle
-    handler._messages.append(("a parsed request", None))  # type: ignore[arg-type]
-    assert runs_a_request(handler)
-    handler._messages.clear()
-    handler._request_in_progress = True
-    assert runs_a_request(handler)
-    # A handler without aiohttp's state (another aiohttp) is never closed for a new one.
-    assert runs_a_request(object())  # type: ignore[arg-type]
 
 
 # -- content codings (scorer.contentcoding) ---------------------------------------------
