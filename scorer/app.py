@@ -126,7 +126,7 @@ class Service:
         self.metrics.connections_refused.inc()
         limit = self.connection_limit()
         # "or more": a reload may have lowered the limit below what is open.
-        message = f"{limit} or more connections were open, each running a request"
+        message = f"{limit} or more connections were open"
         self.connection_refusals.note(503, message, "service", client)
 
     def _build(self, config: Config, previous: Pipeline | None) -> Pipeline:

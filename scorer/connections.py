@@ -6,12 +6,8 @@ port could hold a connection, and up to 32 header lines of 4 KiB (~330 KB of the
 process), for as long as the keep-alive timer allows, thousands of them gigabytes.
 The only place that sees a connection before it costs anything is the protocol
 factory the listening sockets call on accept: ``ConnectionCap`` hands out aiohttp's
-request handler while fewer than the limit are open. Past it, the longest-open
-connection that runs no request (idle between keep-alive requests, or still sending
-its headers) is closed to make room, as nginx reuses its idle keep-alive connections:
-so connections that only sit there, a scanner's or a slow client's, never lock out
-the mail hosts, nor a scrape. Only when every connection runs a request does the new
-one get a protocol that writes a 503 and closes at once (``Refused``), reading nothing.
+request handler while fewer than the limit are open, and past it a protocol that
+writes a 503 and closes at once (``Refused``), reading nothing.
 """
 
 from __future__ import annotations
@@ -68,8 +64,7 @@ class Refused(asyncio.Protocol):
 class ConnectionCap:
     """The listening sockets' protocol factory: aiohttp's handler for a new connection
     while fewer than ``limit()`` are open (read on each accept: a reload applies at
-    once), or once an idle one has been closed for it (``closed_idle`` is called),
-    else ``Refused``, which calls ``refused`` with the client's address.
+    once), else ``Refused``, which calls ``refused`` with the client's address.
 
     Open connections are aiohttp's (``web.Server.connections``: those whose handler
     still runs) and those handed out in this turn of the event loop: a handler counts
@@ -77,9 +72,7 @@ class ConnectionCap:
     and one turn may accept a whole burst (asyncio up to the listen backlog, 4,096).
     The turn's count is cleared by a callback queued at its first accept, which runs
     after every accept of that turn and before any of the next, whose handlers are
-    counted by then. A connection closed for a new one counts until its handler has
-    ended (a turn or two): meanwhile it is no candidate to close again, so each new
-    connection closes one of its own.
+    counted by then.
     """
 
     def __init__(
@@ -87,12 +80,10 @@ class ConnectionCap:
         server: web.Server,
         limit: Callable[[], int],
         refused: Callable[[str | None], None],
-        closed_idle: Callable[[], None],
     ) -> None:
         self._server = server
         self._limit = limit
         self._refused = refused
-        self._closed_idle = closed_idle
         self._handed_out = 0  # handlers created this turn, not yet connected
 
     @property
@@ -100,7 +91,7 @@ class ConnectionCap:
         return len(self._server.connections) + self._handed_out
 
     def __call__(self) -> asyncio.BaseProtocol:
-        if self.open >= self._limit() and not self._close_an_idle_one():
+        if self.open >= self._limit():
             return Refused(self._refused)
         if not self._handed_out:
             asyncio.get_running_loop().call_soon(self._turn_over)
@@ -109,27 +100,6 @@ class ConnectionCap:
 
     def _turn_over(self) -> None:
         self._handed_out = 0
-
-    def _close_an_idle_one(self) -> bool:
-        """Close the longest-open connection that runs no request; False if none."""
-        for handler in self._server.connections:  # in the order they were made
-            transport = handler.transport
-            if transport is None or transport.is_closing() or runs_a_request(handler):
-                continue
-            transport.close()
-            self._closed_idle()
-            return True
-        return False
-
-
-def runs_a_request(handler: web.RequestHandler) -> bool:
-    """Whether aiohttp runs a request of ``handler``'s connection now (from its headers
-    read to its reply written, the body read between): aiohttp's own flag, which its
-    graceful stop waits for, as no public one says it. Without the flag (another aiohttp)
-    every connection counts as running one: never closed under a request, at worst
-    refused instead."""
-    running: bool = getattr(handler, "_request_in_progress", True)
-    return running
 
 
 class CappedSite(web.SockSite):

@@ -204,16 +204,9 @@ class Metrics:
             "HTTP connections open now (idle keep-alive ones too), of [server] max_connections.",
             registry=r,
         )
-        self.connections_closed_idle = LoopCounter(
-            "rdns_scorer_connections_closed_idle",
-            "Connections that ran no request (idle keep-alive, or still sending headers) "
-            "closed to take a new one at [server] max_connections.",
-            registry=r,
-        ).labels()
         self.connections_refused = LoopCounter(
             "rdns_scorer_connections_refused",
-            "Connections closed with a 503 on accept because [server] max_connections were "
-            "open, each running a request.",
+            "Connections closed with a 503 on accept because [server] max_connections were open.",
             registry=r,
         ).labels()
         self.skipped_local = LoopCounter(

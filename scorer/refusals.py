@@ -29,8 +29,8 @@ CHECK_ADVICE = {
 }
 CONNECTION_ADVICE = {
     # The client named is the one turned away, not those holding the connections.
-    503: "no idle one to close for it: see who holds them before raising "
-    "[server] max_connections (docs/monitoring.md, RdnsScorerConnectionsRefused)",
+    503: "[server] max_connections were open: see who holds them before raising it "
+    "(docs/monitoring.md, RdnsScorerConnectionsRefused)",
 }
 RELOAD_ADVICE = {
     401: "POST /v1/reload takes [server] token as a bearer token; or send SIGHUP "

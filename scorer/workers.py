@@ -318,12 +318,7 @@ def _serve(
         try:
             assert runner.server is not None  # set up
             service = app[SERVICE_KEY]
-            cap = ConnectionCap(
-                runner.server,
-                service.connection_limit,
-                service.refuse_connection,
-                service.metrics.connections_closed_idle.inc,
-            )
+            cap = ConnectionCap(runner.server, service.connection_limit, service.refuse_connection)
             service.metrics.connections_open.set_function(lambda: cap.open)
             for sock in sockets:
                 await CappedSite(runner, sock, cap, LISTEN_BACKLOG).start()
