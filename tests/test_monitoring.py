@@ -363,7 +363,7 @@ def stack(own_unbound: Unbound) -> Iterator[Stack]:
 
 
 def _refuse_connections(service: ScorerProcess) -> None:
-    """Open more connections to ``service`` at once than its max_connections (2) take,
+    """Open more connections to ``service``, one after another, than its max_connections (2) take,
     beside Prometheus' own: the rest are refused."""
     burst = [socket.create_connection(("127.0.0.1", service.port)) for _ in range(5)]
     time.sleep(0.5)
