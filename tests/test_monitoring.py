@@ -363,8 +363,8 @@ def stack(own_unbound: Unbound) -> Iterator[Stack]:
 
 
 def _refuse_connections(service: ScorerProcess) -> None:
-    """Open more connections to ``service``, one after another, than its max_connections (2) take,
-    beside Prometheus' own: the rest are refused."""
+    """Open more connections to ``service``, one after another, than its
+    max_connections (2) take beside Prometheus' own: the rest are refused."""
     burst = [socket.create_connection(("127.0.0.1", service.port)) for _ in range(5)]
     time.sleep(0.5)
     for client in burst:
