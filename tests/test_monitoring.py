@@ -13,6 +13,7 @@ without error and return data, and every alert must be pending or firing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import itertools
 import json
@@ -351,6 +352,15 @@ def stack(own_unbound: Unbound) -> Iterator[Stack]:
             timeout=20,
             interval=0.5,
         )
+    except Exception:
+        # The services' logs go with their directories at stop(): shown here, so that a
+        # setup that fails (a check the load sends cut off, say) says which one and why.
+        for name, process in (("healthy", healthy), ("broken", broken), ("untrusted", untrusted),
+                              ("failover", failover)):  # fmt: skip
+            with contextlib.suppress(OSError):  # not started
+                print(f"--- {name} ({process.address}) log ---\n{process.log()[-4000:]}")
+        raise
+    else:
         yield Stack(prometheus, healthy, broken, down_target, untrusted, failover)
     finally:
         prometheus.stop()
