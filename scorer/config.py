@@ -721,6 +721,17 @@ def parse_listen(text: str) -> tuple[str, int]:
         # ::ffff:127.0.0.1 is 127.0.0.1 (RFC 4291 section 2.5.5.2), as is_loopback reads
         # it; an IPv6 socket, IPv6-only as asyncio binds one, cannot bind it (EINVAL).
         host = str(address.ipv4_mapped)
+    if address is None and host.endswith(".") and host != ".":
+        # "mail.example.org.": the root label, as a zone file writes it. getaddrinfo
+        # reads the name without it (glibc's hosts file knows "localhost", not "localhost.").
+        host = host[:-1]
+    if address is None and host.rpartition(".")[2].isdecimal():
+        # "127.1", "0x7f.1": inet_aton's shorthands, which bind reads as 127.0.0.1 and
+        # ipaddress does not; no host name ends in a numeric label (RFC 3696 section 2).
+        raise ValueError(
+            f"{host!r} is not an IPv4 address as written here: give all four parts in "
+            "decimal (e.g. '127.0.0.1')"
+        )
     problem = None if address is not None else hostname_problem(host.lower())
     if problem is not None:
         # "mail..example" would pass this far and end serve in an IDNA traceback.

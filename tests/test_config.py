@@ -838,6 +838,23 @@ def test_listen_host_forms() -> None:
     config_from_mapping({"server": {"listen": "MX.Example.ORG:25"}})
 
 
+def test_a_listen_host_name_may_end_in_the_root_dot() -> None:
+    # Regression: "localhost.:11340" was refused as "empty label"; the name is bound
+    # without the dot (getaddrinfo finds no "localhost." in the hosts file).
+    assert parse_listen("localhost.:11340") == ("localhost", 11340)
+    assert local_address("localhost.:11340") == "localhost:11340"
+    with pytest.raises(ValueError, match=r"'\.' is neither an address nor a host name"):
+        parse_listen(".:11340")
+
+
+@pytest.mark.parametrize("host", ["127.1", "0x7f.1", "10.0.0", "127.0.0.01.1"])
+def test_an_ipv4_shorthand_listen_is_refused_as_one(host: str) -> None:
+    # Regression: "127.1" (inet_aton's 127.0.0.1, which bind would take) was read as a
+    # host name and refused as "not loopback, without a token".
+    with pytest.raises(ValueError, match=r"is not an IPv4 address as written here: give all four"):
+        parse_listen(f"{host}:11340")
+
+
 def test_an_ipv4_mapped_listen_address_is_its_ipv4_address() -> None:
     # Regression (review): "[::ffff:127.0.0.1]:PORT" passed config check (loopback, no
     # token needed), then serve died in a traceback: an IPv6-only socket cannot bind it.
