@@ -30,6 +30,12 @@ def file_error(path: object, error: OSError) -> str:
     return f"{path}: {error.strerror or error}"
 
 
+def os_error_text(error: OSError) -> str:
+    """An OSError as the commands word one: ``PATH: reason`` when it names a file, not
+    Python's ``[Errno 21] Is a directory: 'PATH'``."""
+    return file_error(error.filename, error) if error.filename else str(error)
+
+
 # A line ends as an editor ends it: CRLF, LF, or a lone CR (old Mac files), as Python
 # reads text files. Not str.splitlines, which breaks at a form feed or U+2028 too.
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")

@@ -907,6 +907,20 @@ def test_install_without_the_plugin_files_is_one_clear_line(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("directory", ["rspamd.conf.local", "plugins.d/rdns_scorer.lua"])
+def test_install_onto_a_directory_names_it_without_pythons_errno(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], directory: str
+) -> None:
+    # Regression: "[Errno 21] Is a directory: '/etc/rspamd/rspamd.conf.local'", Python's
+    # wording, where every other error of the command reads "PATH: reason".
+    (tmp_path / directory).mkdir(parents=True)
+    command = ["rspamd", "install", "--confdir", str(tmp_path), "--no-configtest"]
+    assert main([*command, "--listen", "127.0.0.1:11340"]) == 1
+    out, err = capsys.readouterr()
+    assert f"{tmp_path / directory}: Is a directory" in out + err
+    assert "Errno" not in out + err
+
+
 def test_install_defaults_to_etc_rspamd() -> None:
     assert build_parser().parse_args(["rspamd", "install"]).confdir == "/etc/rspamd"
 
@@ -1381,7 +1395,7 @@ def test_uninstall_that_cannot_read_the_override_still_says_what_it_removed(
         f"removed:   {tmp_path / 'rspamd.conf.local'}",
         f"removed:   {tmp_path / 'plugins.d' / 'rdns_scorer.lua'}",
         f"removed:   {tmp_path / 'plugins.d'} (empty)",
-        f"error:     [Errno 13] Permission denied: '{override}' (run it as root)",
+        f"error:     {override}: Permission denied (run it as root)",
         "do not reload rspamd: fix the error, or restore the backups named above",
     ]
 
@@ -1474,7 +1488,7 @@ def test_uninstall_that_changed_nothing_for_an_error_says_do_not_reload(
     report = integration.uninstall(tmp_path, rspamadm=None, run_configtest=False)
     assert not report.ok and not report.changed
     assert report.lines == [
-        f"error:     [Errno 13] Permission denied: '{local}' (run it as root)",
+        f"error:     {local}: Permission denied (run it as root)",
         "do not reload rspamd: fix the error, or restore the backups named above",
     ]
     assert (tmp_path / "plugins.d" / "rdns_scorer.lua").exists()

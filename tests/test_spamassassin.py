@@ -2316,6 +2316,37 @@ def test_a_release_missing_a_file_installs_nothing(tmp_path: Path) -> None:
     assert list(target.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", [PLUGIN, CONFIG])
+def test_a_directory_where_a_file_goes_installs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    # Regression: a directory named rdns_scorer.cf was "kept" as an edited config, the
+    # release's beside it as .dist, and install said nothing was wrong.
+    (tmp_path / name).mkdir()
+    argv = ["spamassassin", "install", "--siteconfigpath", str(tmp_path), "--no-lint"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == (
+        f"rdns-scorer spamassassin install: not a regular file: {tmp_path / name}: "
+        "move it away first\n"
+    )
+    assert [path.name for path in tmp_path.iterdir()] == [name]
+
+
+def test_a_file_install_cannot_write_is_named_as_every_error_names_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: "[Errno 13] Permission denied: '/etc/spamassassin/RdnsScorer.pm'".
+    def denied(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(tmp_path / PLUGIN))
+
+    monkeypatch.setattr(integration, "install", denied)
+    argv = ["spamassassin", "install", "--siteconfigpath", str(tmp_path), "--no-lint"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == (
+        f"rdns-scorer spamassassin install: {tmp_path / PLUGIN}: Permission denied\n"
+    )
+
+
 def test_only_cf_files_are_checked_for_a_token(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

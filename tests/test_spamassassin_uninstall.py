@@ -282,7 +282,7 @@ def test_an_error_is_one_line_after_what_was_done(
     out, err = capsys.readouterr()
     record = site / f".{CONFIG}.rdns-scorer-shipped"
     assert out == f"removed   {site / CONFIG}\nremoved   {record}\n"
-    assert err == f"rdns-scorer spamassassin uninstall: [Errno 13] Permission denied: '{denied}'\n"
+    assert err == f"rdns-scorer spamassassin uninstall: {denied}: Permission denied\n"
     # Stopped half-way, the plugin is left without the loadplugin line that named it,
     # never a loadplugin line naming a plugin already gone.
     assert denied.exists() and not (site / CONFIG).exists()

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scorer.config import Config, load_config, local_address, with_overrides
+from scorer.files import os_error_text
 from scorer.integrations import plugin_timeout, replace_file, shipped_dir
 from scorer.symbols import SYMBOLS
 
@@ -574,7 +575,7 @@ def install(
             _let_rspamd_read(path, account, report)
     except OSError as error:
         # Said here, after what was already changed (and its backups), not instead of it.
-        report.say(f"error:     {error}{_as_root_hint(error)}")
+        report.say(f"error:     {os_error_text(error)}{_as_root_hint(error)}")
         report.ok = False
     else:
         _say_configtest(confdir, rspamadm, run_configtest, report)
@@ -649,7 +650,7 @@ def uninstall(
         _name_stock_rules_set_beside(confdir, report)
     except OSError as error:
         # Said after what was already removed (and its backups), not instead of it.
-        report.say(f"error:     {error}{_as_root_hint(error)}")
+        report.say(f"error:     {os_error_text(error)}{_as_root_hint(error)}")
         report.ok = False
     if report.ok and report.changed:
         _say_configtest(confdir, rspamadm, run_configtest, report)
@@ -796,7 +797,10 @@ def _cmd_install(args: argparse.Namespace) -> int:
             confdir, section, shutil.which("rspamadm"), source_dir, not args.no_configtest
         )
     except OSError as error:
-        print(f"rdns-scorer rspamd install: {error}{_as_root_hint(error)}", file=sys.stderr)
+        print(
+            f"rdns-scorer rspamd install: {os_error_text(error)}{_as_root_hint(error)}",
+            file=sys.stderr,
+        )
         return 1
     print("\n".join(report.lines))
     if kept is not None:
@@ -821,7 +825,10 @@ def _cmd_uninstall(args: argparse.Namespace) -> int:
     try:
         report = uninstall(confdir, shutil.which("rspamadm"), None, not args.no_configtest)
     except OSError as error:
-        print(f"rdns-scorer rspamd uninstall: {error}{_as_root_hint(error)}", file=sys.stderr)
+        print(
+            f"rdns-scorer rspamd uninstall: {os_error_text(error)}{_as_root_hint(error)}",
+            file=sys.stderr,
+        )
         return 1
     print("\n".join(report.lines))
     return 0 if report.ok else 1

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+from scorer.files import os_error_text
 from scorer.integrations import replace_file, shipped_dir
 from scorer.symbols import SYMBOLS
 
@@ -203,6 +204,12 @@ def install(
     missing = [name for name in names if not (source / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{source}: missing {', '.join(missing)}")
+    targets = [siteconfigpath / name for name in names]
+    in_the_way = [str(path) for path in targets if path.exists() and not path.is_file()]
+    if in_the_way:
+        # A directory there read as a config the admin edited: "kept", ours put beside
+        # it as .dist, and install reported success with no plugin config in use.
+        raise ValueError(f"not a regular file: {', '.join(in_the_way)}: move it away first")
     siteconfigpath.mkdir(parents=True, exist_ok=True)
     steps = []
     for name in names:
@@ -414,8 +421,10 @@ def plugin_settings_left(siteconfigpath: Path) -> dict[Path, list[str]]:
     return found
 
 
-def _error(args: argparse.Namespace, message: object) -> None:
+def _error(args: argparse.Namespace, message: str | Exception) -> None:
     """One line on stderr, naming the command it comes from."""
+    if isinstance(message, OSError):
+        message = os_error_text(message)
     print(f"rdns-scorer spamassassin {args.spamassassin_command}: {message}", file=sys.stderr)
 
 
