@@ -171,6 +171,23 @@ def test_weak_signals_do_not_make_a_relay_name_generic(ip: str, hostname: str) -
     assert not result.generic, result.describe()
 
 
+@pytest.mark.parametrize(
+    ("ip", "hostname", "confidence"),
+    [
+        # Mobile carriers' words were no keywords: Orange PL's names carry a line id, no
+        # address, and only a keyword beside a digit-heavy shape marks them.
+        ("37.222.12.34", "public-gprs123456.centertel.pl", 0.45),
+        ("192.0.2.1", "umts-123456.example-carrier.net", 0.45),
+        ("192.0.2.1", "lte123456.mobile.example-carrier.net", 0.5),  # two keywords
+    ],
+)
+def test_a_mobile_data_keyword_supports_a_digit_heavy_shape(
+    ip: str, hostname: str, confidence: float
+) -> None:
+    result = verdict(ip, hostname)
+    assert result.generic and result.confidence == confidence, result.describe()
+
+
 def test_a_zero_padded_partial_lets_a_weak_keyword_count() -> None:
     # Held-out review: T-Mobile DE's mobile names (tmo-<c as %03d>-<d>.customers) were
     # legit, since "customers" is weak; the padded octet marks a name made from the address.

@@ -31,6 +31,8 @@ KEYWORDS: frozenset[str] = frozenset(
         "dsl", "adsl", "vdsl", "xdsl", "sdsl", "hdsl", "dslb", "cable", "modemcable",
         "ppp", "pppoe", "pppoa", "dial", "dialup", "dialin", "ftth", "fttx", "fttb", "fttc",
         "fttp", "broadband", "broad", "hsd", "fios", "bb", "ipoe",
+        # mobile data: carriers name their subscribers' (often carrier-NAT) addresses so
+        "mobile", "wireless", "gprs", "umts", "lte", "hsdpa", "hspa", "wimax",
         # subscriber / customer equipment
         "cpe", "cpc", "client", "clients", "customer", "customers", "cust", "subscriber",
         "user", "users", "res", "resid", "residential", "retail", "abo",
