@@ -283,6 +283,68 @@ def test_a_section_written_by_hand_is_not_doubled(tmp_path: Path, hand: str) -> 
         integration.with_managed_block(text, "rdns_scorer {\n}\n")
 
 
+def test_a_section_of_settings_install_never_writes_stays_beside_the_block(
+    tmp_path: Path,
+) -> None:
+    # Regression (journey review): check_authed, holddown and the like had no place once
+    # install wrote the section: edits inside the block are lost at the next install, and
+    # a section outside it was refused. rspamd merges the two (tested: the plugin logged
+    # check_authed=true and checked an authenticated sender), so one setting only keys
+    # install never writes may stay; one setting any of install's keys may not.
+    local = tmp_path / "rspamd.conf.local"
+    mine = "# mine\nrdns_scorer {\n  check_authed = true; # SMTP AUTH too\n  holddown = 30s;\n}\n"
+    local.write_text(mine)
+    section = integration.module_section(config_from_mapping({}))
+    report = integration.install(tmp_path, section, rspamadm=None)
+    assert report.ok, report.lines
+    assert local.read_text().startswith(mine) and section in local.read_text()
+    assert integration.install(tmp_path, section, rspamadm=None).ok  # and again
+    local.write_text('rdns_scorer {\n  check_authed = true;\n  token = "x";\n}\n')
+    report = integration.install(tmp_path, section, rspamadm=None)
+    assert not report.ok
+    assert any(
+        "line 1 (outside the managed block) has an rdns_scorer section setting token "
+        "already" in line
+        for line in report.lines
+    ), report.lines
+    # A macro could set anything: refused too.
+    local.write_text('rdns_scorer {\n  .include "/etc/rspamd/mine.conf"\n}\n')
+    assert not integration.install(tmp_path, section, rspamadm=None).ok
+    # docs/rspamd.md's example of such a section is one.
+    (example,) = [b for b in _doc_blocks() if "outside the rdns-scorer markers" in b]
+    local.write_text(example)
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+
+
+def test_check_and_install_name_a_module_file_rspamd_never_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (journey review): local.d/rdns_scorer.conf, where an admin used to
+    # rspamd's own modules puts settings (lua/rdns_scorer.conf is named so), is never read
+    # for a custom module: its check_authed (or a token) did nothing, and install and check
+    # both said all was well.
+    (tmp_path / "local.d").mkdir()
+    unread = tmp_path / "local.d" / "rdns_scorer.conf"
+    unread.write_text("check_authed = true;\n")
+    lines = _asked_by_check(
+        tmp_path, monkeypatch, "Modules enabled: rdns_scorer", '{"servers": "127.0.0.1:11341"}'
+    )
+    said = (
+        f"{unread} is never read: rspamd reads local.d/ and override.d/ files for its own "
+        "modules only"
+    )
+    assert any(line.startswith(f"problem:   {said}") for line in lines), lines
+    section = integration.module_section(config_from_mapping({}))
+    report = integration.install(tmp_path, section, rspamadm=None)
+    assert report.ok
+    assert any(line.startswith(f"note:      {said}") for line in report.lines), report.lines
+    unread.unlink()
+    lines = _asked_by_check(
+        tmp_path, monkeypatch, "Modules enabled: rdns_scorer", '{"servers": "127.0.0.1:11341"}'
+    )
+    assert not [line for line in lines if line.startswith("problem")], lines
+
+
 @pytest.mark.parametrize(("text", "before"), [("", ""), ("# mine", "# mine\n\n"),
                                              ("# mine\n", "# mine\n\n")])  # fmt: skip
 def test_the_managed_block_goes_after_a_blank_line(text: str, before: str) -> None:

@@ -304,16 +304,54 @@ def _comments_blanked(text: str) -> str:
     return "".join(out)
 
 
+#: The keys of the module's section that install never writes (module_section): an
+#: admin's own section beside the managed block may set these, and only these. rspamd
+#: merges the two sections, so they add to install's, and an upgrade keeps them.
+ADMIN_KEYS = ("check_local", "check_authed", "holddown", "keepalive", "group", "enabled")
+
+
+def _section_keys(text: str, path: tuple[str, ...] = _OUR_SECTION) -> list[tuple[int, list[str]]]:
+    """Each block at ``path`` in the UCL ``text`` (comments blanked): its line and the
+    keys set directly in it (a macro, ``.include``, is a key too), as ``_blocks`` reads
+    them."""
+    sections: list[tuple[int, list[str]]] = []
+    enclosing: list[tuple[str, ...]] = [()]
+    keys: list[str] = []
+    for token in _UCL_TOKEN.finditer(text):
+        word = token.group()
+        if word in ("{", "["):
+            enclosing.append(enclosing[-1] + tuple(keys))
+            if word == "{" and enclosing[-1] == path:
+                sections.append((text.count("\n", 0, token.start()) + 1, []))
+        elif word in ("}", "]") and len(enclosing) > 1:
+            enclosing.pop()
+        if word in _UCL_ENDS:
+            keys = []
+        elif word not in ("=", ":"):
+            if not keys and enclosing[-1] == path and sections:
+                sections[-1][1].append(word[1:-1] if word[0] in "\"'" else word)
+            keys.append(word[1:-1] if word[0] in "\"'" else word)
+    return sections
+
+
 def _refuse_a_second_section(outside: str) -> None:
     """rspamd merges two rdns_scorer sections, the later key winning: a section written
     by hand (docs/rspamd.md, "By hand") beside ours would silently keep its own
-    servers, token or check_local, or override ours. The admin decides which stays."""
-    line = _section_line(outside)
-    if line is not None:
+    servers, path, timeout or token, or override ours. The admin decides which stays.
+    A section of the admin's own that sets only what install never writes
+    (``ADMIN_KEYS``: check_authed, holddown ...) is left beside ours: without it such a
+    setting had no place once install wrote the section (edits inside the block are
+    lost at the next install, and a section outside was refused)."""
+    for line, keys in _section_keys(_comments_blanked(outside)):
+        if keys and all(key in ADMIN_KEYS for key in keys):
+            continue
+        others = [key for key in dict.fromkeys(keys) if key not in ADMIN_KEYS]
+        sets = f" setting {', '.join(others)}" if others else ""
         raise ValueError(
-            f"line {line} (outside the managed block) has an rdns_scorer section already; "
-            "rspamd would merge it with ours, its keys beating or adding to ours: remove it "
-            "(or comment it out) and run install again"
+            f"line {line} (outside the managed block) has an rdns_scorer section{sets} "
+            "already; rspamd would merge it with ours, its keys beating or adding to ours: "
+            "remove it (or comment it out) and run install again (a section of your own "
+            f"beside the block may set {', '.join(ADMIN_KEYS)}: install writes the rest)"
         )
 
 
@@ -579,6 +617,8 @@ def install(
         report.ok = False
     else:
         _say_configtest(confdir, rspamadm, run_configtest, report)
+    for unread in unread_module_files(confdir):
+        report.say(f"note:      {unread_module_file_text(unread)}")
     if report.ok and not report.changed:
         report.say("nothing changed: no reload needed")
     elif report.ok and confdir.resolve() == DEFAULT_CONFDIR:
@@ -663,6 +703,29 @@ def uninstall(
     else:
         report.say(f"reload the rspamd that reads {confdir} to unload the plugin")
     return report
+
+
+#: Where an admin used to rspamd's own modules puts a module's settings, and where
+#: rspamd reads none for a custom one: only modules.d/NAME.conf, which rspamd ships for
+#: its own modules, includes local.d/NAME.conf and override.d/NAME.conf.
+UNREAD_MODULE_FILES = (f"local.d/{MODULE}.conf", f"override.d/{MODULE}.conf")
+
+
+def unread_module_files(confdir: Path) -> list[Path]:
+    """The files in ``confdir`` that look like the module's settings but that rspamd never
+    reads (``UNREAD_MODULE_FILES``): what is set there (a timeout, check_authed, a token)
+    silently does nothing, and configtest passes."""
+    return [confdir / name for name in UNREAD_MODULE_FILES if (confdir / name).is_file()]
+
+
+def unread_module_file_text(path: Path) -> str:
+    """What to say of ``path`` (``unread_module_files``), for install and check alike."""
+    return (
+        f"{path} is never read: rspamd reads local.d/ and override.d/ files for its own "
+        f"modules only, and this plugin's settings from the {MODULE} section in "
+        "rspamd.conf.local; move what you set there into that section (outside install's "
+        "markers, or in the service's config for servers and token) and delete the file"
+    )
 
 
 def _name_stock_rules_set_beside(confdir: Path, report: InstallReport) -> None:

@@ -334,6 +334,10 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
     has_section = dumped.strip() != "Section rdns_scorer NOT FOUND"
     findings = [_module_finding(state, confdir, has_section)]
     findings += filter(None, [_plugin_finding(confdir), _override_finding(confdir)])
+    findings += [
+        Finding(False, rspamd.unread_module_file_text(path))
+        for path in rspamd.unread_module_files(confdir)
+    ]
     if not has_section:
         return findings
     task_timeout = shortest_task_timeout(
