@@ -263,6 +263,31 @@ class Allowlist:
             return f"helo {name} (= forward-confirmed PTR)"
         return None
 
+    def unapplied(
+        self, ip: IPAddress, helo: str | None, ptr_names: Iterable[str], confirmed: Iterable[str]
+    ) -> list[str]:
+        """Why a ``ptr`` or ``helo`` entry that names this client's PTR names (those looked
+        up) or HELO did not apply: none is forward-confirmed. For ``rdns-scorer check``,
+        where an admin looks when an entry they wrote seems to do nothing; the reply says
+        nothing of entries that did not match."""
+        confirmed = set(confirmed)
+        notes = []
+        for name in sorted(set(ptr_names) - confirmed):
+            suffix = _under(name, self.ptr_suffixes)
+            if suffix is not None:
+                notes.append(
+                    f"allowlist entry `ptr {suffix}` names the PTR {option(name, 100)}, which "
+                    f"is not forward-confirmed (it does not resolve back to {ip}): not applied; "
+                    "an `ip` entry would be (docs/operations.md, Allowlists)"
+                )
+        name = parse_helo(helo).ascii if helo else ""
+        if name in self.helo_names and name not in confirmed:
+            notes.append(
+                f"allowlist entry `helo {name}` not applied: the HELO is not a "
+                f"forward-confirmed PTR name of {ip} (docs/operations.md, Allowlists)"
+            )
+        return notes
+
     def match_from(self, mail_from: str | None) -> str | None:
         if not mail_from or not self.from_domains:
             return None

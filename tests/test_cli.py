@@ -417,6 +417,41 @@ def test_check_report_names_the_ptr_it_judged(
     assert f"({world.UNVERIFIED_NAME}) have an A record pointing back" in out, out
 
 
+def test_check_says_why_an_allowlist_entry_naming_the_client_did_not_apply(
+    unbound: Unbound, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (journey review): a `ptr` entry for a partner whose PTR is not
+    # forward-confirmed (or a `helo` entry) seemed to do nothing, and neither the reply nor
+    # check's report said why: the admin was left to find the condition in the docs.
+    toml = (
+        "[allowlist]\n"
+        f'ptr_suffixes = ["{world.UNVERIFIED_NAME.split(".", 1)[1]}", "{world.CONFIRMED_NAME}"]\n'
+        f'helo_names = ["{world.UNVERIFIED_NAME}"]\n'
+    )
+    _config, argv = _check_with_config(tmp_path, unbound, toml)
+    assert main([*argv, "--ip", world.UNVERIFIED_IP, "--helo", world.UNVERIFIED_NAME]) == 0
+    out = capsys.readouterr().out
+    assert "RL_PTR_UNVERIFIED" in out
+    assert (
+        f"note: allowlist entry `ptr unverified-sender.net` names the PTR "
+        f"{world.UNVERIFIED_NAME}, which is not forward-confirmed (it does not resolve back "
+        f"to {world.UNVERIFIED_IP}): not applied; an `ip` entry would be" in out
+    ), out
+    assert (
+        f"note: allowlist entry `helo {world.UNVERIFIED_NAME}` not applied: the HELO is not a "
+        f"forward-confirmed PTR name of {world.UNVERIFIED_IP}" in out
+    ), out
+    # An entry that applies, or one naming other clients, draws no note; nor does --json,
+    # which prints the reply body alone.
+    assert main([*argv, "--ip", world.CONFIRMED_IP, "--helo", world.UNVERIFIED_NAME]) == 0
+    out = capsys.readouterr().out
+    assert "RL_ALLOWLISTED" in out and "note:" not in out, out
+    assert main([*argv, "--ip", world.GENERIC_IP]) == 0
+    assert "note:" not in capsys.readouterr().out
+    assert main([*argv, "--json", "--ip", world.UNVERIFIED_IP]) == 0
+    json.loads(capsys.readouterr().out)
+
+
 def test_check_asks_every_nameserver_given(capsys: pytest.CaptureFixture[str]) -> None:
     args = build_parser().parse_args(
         ["check", "--ip", "192.0.2.1", "--nameserver", "127.0.0.1:5301", "--nameserver", "::1"]
