@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,6 +21,7 @@ import pytest
 from scorer import __version__
 from scorer.cli import main
 from scorer.integrations import probe, rspamd_check, spamassassin_check
+from scorer.integrations import rspamd as rspamd_integration
 from scorer.integrations.spamassassin import install, source_dir
 from scorer.integrations.spamassassin_check import spamassassin_view
 from tests.support.fakedns import dead_port
@@ -513,6 +515,46 @@ def test_check_says_when_the_plugin_gives_up_before_the_service_may_answer() -> 
     assert (
         len(_findings({"/v1/check": (200, CHECK_REPLY), "/readyz": (200, slow)}, timeout=2.7)) == 2
     )
+
+
+def test_a_timeout_install_wrote_is_fixed_by_running_install_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (journey review): after the service's request_deadline was raised, check
+    # told the admin to set `timeout` in rspamd's section (or rdns_scorer_timeout) by hand,
+    # inside the block install writes from the service's config and writes over at its
+    # next run ("edits inside are lost"): the fix is to run install again.
+    installed = replace(rspamd_check.WIRING, installed_by="rdns-scorer rspamd install")
+    assert probe._deadline_finding(1.5, 1.0, installed).text.endswith(
+        "those checks fail open; run `rdns-scorer rspamd install --config FILE` with the "
+        "service's config, which writes 1.7 s there, or lower request_deadline"
+    )
+    # As rspamd check builds it: a section between install's markers, or one by hand.
+    local = tmp_path / "rspamd.conf.local"
+    dumps = {
+        ("-m",): "Modules enabled: rdns_scorer",
+        ("-j", "rdns_scorer"): '{"servers": "127.0.0.1:11341", "timeout": 1}',
+        ("-j", "options"): "{}",
+        ("-j", "worker"): '{"normal": {}}',
+    }
+    monkeypatch.setattr(rspamd_check, "_rspamadm", lambda _r, _c, *args: dumps[args])
+    wirings: list[probe.Wiring] = []
+
+    def asked(*args: object) -> list[probe.Finding]:
+        wirings.append(args[3])  # type: ignore[arg-type]
+        return []
+
+    monkeypatch.setattr(probe, "service_findings", asked)
+    local.write_text(
+        rspamd_integration.with_managed_block("", "rdns_scorer {\n  timeout = 1s;\n}\n")
+    )
+    rspamd_check.check(tmp_path, "rspamadm")
+    local.write_text("rdns_scorer {\n  timeout = 1s;\n}\n")
+    rspamd_check.check(tmp_path, "rspamadm")
+    assert [w.installed_by for w in wirings] == [
+        f"rdns-scorer rspamd install --confdir {tmp_path}",
+        "",
+    ]
 
 
 class _SlowService(_Answers):

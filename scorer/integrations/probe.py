@@ -55,6 +55,9 @@ class Wiring:
     # The body as the plugin sends it: rspamd's msgpack, SpamAssassin's JSON (both ask
     # for a JSON reply).
     msgpack_body: bool = False
+    # The installer that wrote the timeout setting from the service's config (and writes
+    # it over a hand edit at its next run), when it did: the fix for a timeout too short.
+    installed_by: str = ""
 
 
 def release_finding(installed: Path, shipped: bytes | None, install: str) -> Finding:
@@ -257,7 +260,14 @@ def _request_deadline(readyz_body: bytes) -> float | None:
 
 def _deadline_finding(deadline: float, timeout: float, wiring: Wiring) -> Finding:
     wanted = plugin_timeout(deadline)
-    if wanted <= wiring.max_timeout:
+    if wanted <= wiring.max_timeout and wiring.installed_by:
+        # Install wrote it from the service's config: run again, it writes the new one
+        # (an edit of its own would be written over at the next install).
+        fix = (
+            f"run `{wiring.installed_by} --config FILE` with the service's config, which "
+            f"writes {wanted:g} s there, or lower request_deadline"
+        )
+    elif wanted <= wiring.max_timeout:
         fix = f"set {wiring.timeout_setting} to {wanted:g} s, or lower request_deadline"
     else:  # no timeout the plugin takes is long enough: the service must answer sooner
         most = round(wiring.max_timeout - (wanted - deadline), 3)

@@ -349,7 +349,13 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
     token_fix = f"run `{_install(confdir)} --config FILE` with the service's config"
     # Under a shorter task_timeout (a worker's), a timeout of 7.5 s would be refused too.
     max_timeout = min(rspamd.MAX_TIMEOUT, rspamd.longest_timeout(task_timeout))
-    wiring = replace(WIRING, token_fix=token_fix, max_timeout=max_timeout)
+    installed = rspamd.installed_section(confdir / "rspamd.conf.local") is not None
+    wiring = replace(
+        WIRING,
+        token_fix=token_fix,
+        max_timeout=max_timeout,
+        installed_by=_install(confdir) if installed else "",
+    )
     if section.rotation == REFUSED_ROTATION:
         findings.append(_sequential_finding())
     for index, entry in enumerate(section.servers):

@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import urllib.parse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,10 @@ def check(siteconfigpath: Path) -> list[Finding]:
         raise RuntimeError("SpamAssassin not found (is it installed here?)")
     view = spamassassin_view(siteconfigpath, perl)
     findings = _plugin_findings(view, siteconfigpath)
+    local = siteconfigpath / spamassassin.LOCAL_EXAMPLE
+    installed = local.is_file() and spamassassin.is_written_by_install(local)
+    install = f"rdns-scorer spamassassin install{spamassassin.site_option(siteconfigpath)}"
+    wiring = replace(WIRING, installed_by=install if installed else "")
     for url in view["urls"]:
         parts = urllib.parse.urlsplit(url)
         base = f"{parts.scheme}://{parts.netloc}"
@@ -202,7 +207,7 @@ def check(siteconfigpath: Path) -> list[Finding]:
             base,
             path if path not in ("", "/") else CHECK_PATH,
             view["token"],
-            WIRING,
+            wiring,
             float(view.get("timeout") or PLUGIN_TIMEOUT),  # unset: the plugin's default
         )
     return findings
