@@ -1351,3 +1351,28 @@ def test_a_local_name_under_no_public_suffix_is_warned_about() -> None:
         for name, suffix in [("mail", "single label"), ("mx.example.org", ".example.org"),
                              ("host.lan", ".lan")]
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/monitoring.md"])
+def test_the_install_steps_write_only_what_the_admin_changes(page: str, tmp_path: Path) -> None:
+    # Regression (journey review): the install steps wrote `config show`'s output to
+    # /etc/rdns-scorer/scorer.toml, every weight, network and limit pinned at this release's
+    # default: a later release's defaults never reached the host, and the admin's own
+    # choices were lost among 70 keys. The steps' own shell lines, run as written (into
+    # tmp_path), make a file of the token and the resolver alone that serve takes.
+    text = (REPO / page).read_text()
+    found = re.search(r"^(\(umask 077 && cat > /etc/rdns-scorer/scorer.toml\) <<EOF\n.*?^EOF\n)",
+                      text, re.DOTALL | re.MULTILINE)  # fmt: skip
+    assert found is not None, f"{page} no longer shows how to write the config"
+    target = tmp_path / "scorer.toml"
+    script = found.group(1).replace("/etc/rdns-scorer/scorer.toml", str(target))
+    subprocess.run(["bash", "-e", "-c", script], check=True, timeout=30)
+    assert target.stat().st_mode & 0o777 == 0o600  # the token is never world-readable
+    written = tomllib.loads(target.read_text())
+    assert written == {
+        "server": {"token": written["server"]["token"]},
+        "dns": {"nameservers": ["127.0.0.1:53"]},
+    }
+    assert re.fullmatch(r"[0-9a-f]{64}", written["server"]["token"])
+    config = load_config(target, environ={})
+    assert config.weights == default_weights()
