@@ -119,6 +119,11 @@ class Allowlist:
     from_domains: set[str] = field(default_factory=set)
     ip_networks: NetworkSet = field(default_factory=NetworkSet, repr=False)
 
+    def count(self) -> int:
+        """How many entries, each network and name once."""
+        names = len(self.ptr_suffixes) + len(self.helo_names) + len(self.from_domains)
+        return names + len(self.ip_networks.networks())
+
     def add(self, kind: str, value: str) -> None:
         if kind == "ip":
             try:

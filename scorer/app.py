@@ -218,6 +218,7 @@ class Service:
                 raise ConfigError(f"unexpected error reading the config: {error!r}") from error
             # Requests already running hold the old pipeline and finish with it.
             before = self.pipeline.config.server
+            changes = config.changes_from(self.pipeline.config)
             pipeline = self._build(config, previous=self.pipeline)
             if pipeline.dns is not self.pipeline.dns:
                 # A new resolver is judged before it serves (DnsLayer._judge_root): one
@@ -248,7 +249,12 @@ class Service:
                 for warning in warnings:
                     log.warning("%s", warning)
             self.metrics.record_reload(success=True)
-        log.info("config reloaded on %s (pid %d)", source, os.getpid())
+        log.info(
+            "config reloaded on %s (pid %d): %s",
+            source,
+            os.getpid(),
+            "; ".join(changes) if changes else "no change",
+        )
         return warnings
 
 

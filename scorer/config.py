@@ -225,6 +225,32 @@ class Config:
     def is_shadowed(self, symbol: str) -> bool:
         return self.policy.shadow or symbol in self.policy.shadow_symbols
 
+    def changes_from(self, old: Config) -> list[str]:
+        """What a reload from ``old`` to this config changed, key by key, for its log line:
+        an admin who tuned a weight or added an allowlist entry sees it taken (and one who
+        edited another file than the service reads sees "no change"). Secrets are named,
+        never shown; lists are counted."""
+        changes = []
+        for section in ("server", "dns", "policy", "allowlist"):
+            before, after = getattr(old, section), getattr(self, section)
+            for key in before.__dataclass_fields__:
+                was, now = getattr(before, key), getattr(after, key)
+                if was == now:
+                    continue
+                if key in ("token", "previous_tokens"):
+                    changes.append(f"[{section}] {key}")
+                elif isinstance(now, list):
+                    changes.append(f"[{section}] {key} ({_entries(len(now))}, were {len(was)})")
+                else:
+                    changes.append(f"[{section}] {key} {_shown(was)} -> {_shown(now)}")
+        for name, weight in self.weights.items():
+            if old.weights.get(name) != weight:
+                changes.append(f"[weights] {name} {old.weights.get(name, 0):g} -> {weight:g}")
+        entries, were = self.allowlist_entries, old.allowlist_entries
+        if entries != were:
+            changes.append(f"allowlist: {_entries(entries.count())} (were {were.count()})")
+        return changes
+
     def warnings(self) -> list[str]:
         """What loads but does not do what it says: a ``*_TEMPFAIL`` symbol that scores
         breaks the promise that mail never pays for our trouble (it fires for every
@@ -412,6 +438,10 @@ def _local_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 
 # Read once, when serve starts (docs/configuration.md): a reload cannot apply them.
 RESTART_KEYS = ("listen", "workers", "event_loop")
+
+
+def _entries(count: int) -> str:
+    return f"{count} entr{'y' if count == 1 else 'ies'}"
 
 
 def _shown(value: object) -> str:

@@ -1022,6 +1022,43 @@ async def test_a_reload_warns_about_a_scoring_tempfail_symbol(
     assert "[weights] RL_PTR_TEMPFAIL = 0.5: every message is scored +0.5" in caplog.text
 
 
+async def test_a_reload_says_what_it_changed(
+    lone_reloadable: Reloadable, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression (journey review): every reload logged "config reloaded" alone, so an
+    # admin who tuned a weight or added an allowlist entry could not see it taken, nor
+    # tell it from a reload of a file they had not edited (another copy, a typo'd path).
+    reloadable = lone_reloadable
+    with caplog.at_level(logging.INFO, logger="rdns_scorer"):
+        assert (await reloadable.client.post("/v1/reload", headers=reloadable.auth)).status == 200
+    assert re.search(
+        r"config reloaded on POST /v1/reload \(pid \d+\): no change$", caplog.text, re.M
+    )
+    caplog.clear()
+    allowlist = reloadable.path.parent / "allowlist.txt"
+    allowlist.write_text("ip 192.0.2.0/24\nptr mail.partner.example.net\n")
+    reloadable.path.write_text(
+        reloadable.base
+        + "max_ptr_names = 5\n"
+        + '[policy]\nshadow_symbols = ["RL_HELO_NOT_FQDN"]\n'
+        + '[allowlist]\nfiles = ["allowlist.txt"]\n'
+        + "[weights]\nRL_PTR_UNVERIFIED = 2.5\n"
+    )
+    with caplog.at_level(logging.INFO, logger="rdns_scorer"):
+        assert (await reloadable.client.post("/v1/reload", headers=reloadable.auth)).status == 200
+    assert (
+        "): [dns] max_ptr_names 10 -> 5; [policy] shadow_symbols (1 entry, were 0); "
+        "[allowlist] files (1 entry, were 0); [weights] RL_PTR_UNVERIFIED 3 -> 2.5; "
+        "allowlist: 2 entries (were 0)"
+    ) in caplog.text, caplog.text
+    # A secret is named, never shown.
+    caplog.clear()
+    reloadable.path.write_text(reloadable.path.read_text().replace('"t0k"', '"n3w"'))
+    with caplog.at_level(logging.INFO, logger="rdns_scorer"):
+        assert (await reloadable.client.post("/v1/reload", headers=reloadable.auth)).status == 200
+    assert "): [server] token\n" in caplog.text and "n3w" not in caplog.text, caplog.text
+
+
 async def test_a_worker_of_several_leaves_the_reload_warnings_to_its_supervisor(
     reloadable: Reloadable, caplog: pytest.LogCaptureFixture
 ) -> None:
