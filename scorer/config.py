@@ -231,13 +231,14 @@ class Config:
         edited another file than the service reads sees "no change"). Secrets are named,
         never shown; lists are counted."""
         changes = []
-        for section in ("server", "dns", "policy", "allowlist"):
+        for section, cls in SECTIONS.items():
             before, after = getattr(old, section), getattr(self, section)
-            for key in before.__dataclass_fields__:
+            # As declared (not _field_names' set): the same order at every reload.
+            for key in (f.name for f in dataclasses.fields(cls)):
                 was, now = getattr(before, key), getattr(after, key)
                 if was == now:
                     continue
-                if key in ("token", "previous_tokens"):
+                if f"[{section}] {key}" in (TOKEN_KEY, PREVIOUS_TOKENS_KEY):
                     changes.append(f"[{section}] {key}")
                 elif isinstance(now, list):
                     changes.append(f"[{section}] {key} ({_entries(len(now))}, were {len(was)})")

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from scorer.config import Config, load_config, local_address, with_overrides
 from scorer.files import os_error_text
@@ -237,25 +238,43 @@ _UCL_TOKEN = re.compile(
 _UCL_ENDS = frozenset("{}[];,\n")
 
 
-def _blocks(text: str) -> Iterator[tuple[tuple[str, ...], int]]:
-    """Each ``{`` block after keys in the UCL ``text`` (comments blanked): its keys from
-    the top of the file down, and its line. A key of two words is a nested one to UCL:
-    ``group "rdns_scorer" {``, ``group { rdns_scorer {`` and ``"rdns_scorer": {`` in
-    ``group = {`` are all ``("group", "rdns_scorer")``."""
+class _Block(NamedTuple):
+    """A ``{`` block of UCL: its keys from the top of the file down, its line, and the
+    keys set directly in it (a macro, ``.include``, is one too), filled in as the walk
+    passes them."""
+
+    path: tuple[str, ...]
+    line: int
+    keys: list[str]
+
+
+def _blocks(text: str) -> Iterator[_Block]:
+    """Each ``{`` block after keys in the UCL ``text`` (comments blanked). A key of two
+    words is a nested one to UCL: ``group "rdns_scorer" {``, ``group { rdns_scorer {``
+    and ``"rdns_scorer": {`` in ``group = {`` are all ``("group", "rdns_scorer")``. A
+    block's ``keys`` are whole once the walk is past its end (``list(_blocks(...))``)."""
     enclosing: list[tuple[str, ...]] = [()]
+    opened: list[_Block | None] = [None]  # the block each level is in (None: a list)
     keys: list[str] = []
     for token in _UCL_TOKEN.finditer(text):
         word = token.group()
         if word in ("{", "["):
             enclosing.append(enclosing[-1] + tuple(keys))
+            block = None
             if word == "{" and keys:
-                yield enclosing[-1], text.count("\n", 0, token.start()) + 1
+                block = _Block(enclosing[-1], text.count("\n", 0, token.start()) + 1, [])
+                yield block
+            opened.append(block)
         elif word in ("}", "]") and len(enclosing) > 1:  # a stray one: rspamd says so
             enclosing.pop()
+            opened.pop()
         if word in _UCL_ENDS:
             keys = []
         elif word not in ("=", ":"):
-            keys.append(word[1:-1] if word[0] in "\"'" else word)
+            key = word[1:-1] if word[0] in "\"'" else word
+            if not keys and opened[-1] is not None:
+                opened[-1].keys.append(key)
+            keys.append(key)
 
 
 def _section_line(text: str, path: tuple[str, ...] = _OUR_SECTION) -> int | None:
@@ -263,7 +282,7 @@ def _section_line(text: str, path: tuple[str, ...] = _OUR_SECTION) -> int | None
     ``text``, or None. One commented out is none, with ``#`` or inside ``/* */`` (UCL's
     two kinds of comment)."""
     blocks = _blocks(_comments_blanked(text))
-    return next((line for found, line in blocks if found == path), None)
+    return next((block.line for block in blocks if block.path == path), None)
 
 
 def _comments_blanked(text: str) -> str:
@@ -310,30 +329,6 @@ def _comments_blanked(text: str) -> str:
 ADMIN_KEYS = ("check_local", "check_authed", "holddown", "keepalive", "group", "enabled")
 
 
-def _section_keys(text: str, path: tuple[str, ...] = _OUR_SECTION) -> list[tuple[int, list[str]]]:
-    """Each block at ``path`` in the UCL ``text`` (comments blanked): its line and the
-    keys set directly in it (a macro, ``.include``, is a key too), as ``_blocks`` reads
-    them."""
-    sections: list[tuple[int, list[str]]] = []
-    enclosing: list[tuple[str, ...]] = [()]
-    keys: list[str] = []
-    for token in _UCL_TOKEN.finditer(text):
-        word = token.group()
-        if word in ("{", "["):
-            enclosing.append(enclosing[-1] + tuple(keys))
-            if word == "{" and enclosing[-1] == path:
-                sections.append((text.count("\n", 0, token.start()) + 1, []))
-        elif word in ("}", "]") and len(enclosing) > 1:
-            enclosing.pop()
-        if word in _UCL_ENDS:
-            keys = []
-        elif word not in ("=", ":"):
-            if not keys and enclosing[-1] == path and sections:
-                sections[-1][1].append(word[1:-1] if word[0] in "\"'" else word)
-            keys.append(word[1:-1] if word[0] in "\"'" else word)
-    return sections
-
-
 def _refuse_a_second_section(outside: str) -> None:
     """rspamd merges two rdns_scorer sections, the later key winning: a section written
     by hand (docs/rspamd.md, "By hand") beside ours would silently keep its own
@@ -342,7 +337,8 @@ def _refuse_a_second_section(outside: str) -> None:
     (``ADMIN_KEYS``: check_authed, holddown ...) is left beside ours: without it such a
     setting had no place once install wrote the section (edits inside the block are
     lost at the next install, and a section outside was refused)."""
-    for line, keys in _section_keys(_comments_blanked(outside)):
+    blocks = list(_blocks(_comments_blanked(outside)))  # whole: each block's keys read
+    for _path, line, keys in (block for block in blocks if block.path == _OUR_SECTION):
         if keys and all(key in ADMIN_KEYS for key in keys):
             continue
         others = [key for key in dict.fromkeys(keys) if key not in ADMIN_KEYS]
@@ -737,10 +733,11 @@ def _name_stock_rules_set_beside(confdir: Path, report: InstallReport) -> None:
     for path in files:
         if not path.is_file():
             continue
-        for keys, line in _blocks(_comments_blanked(_read_kept(path))):
-            if keys and keys[-1] in _ZEROED_BESIDE_THE_PLUGIN:
+        for block in _blocks(_comments_blanked(_read_kept(path))):
+            rule = block.path[-1]
+            if rule in _ZEROED_BESIDE_THE_PLUGIN:
                 report.say(
-                    f"note:      {path} line {line} sets rspamd's {keys[-1]}: if you zeroed "
+                    f"note:      {path} line {block.line} sets rspamd's {rule}: if you zeroed "
                     "it beside the plugin, set it back, or a client without a PTR scores "
                     "nothing now"
                 )
