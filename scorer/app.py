@@ -217,7 +217,7 @@ class Service:
                 )  # fmt: skip
                 raise ConfigError(f"unexpected error reading the config: {error!r}") from error
             # Requests already running hold the old pipeline and finish with it.
-            before = self.pipeline.config.server
+            previous = self.pipeline.config
             changes = config.changes_from(self.pipeline.config)
             pipeline = self._build(config, previous=self.pipeline)
             if pipeline.dns is not self.pipeline.dns:
@@ -240,9 +240,9 @@ class Service:
                         self.pipeline.dns.described_nameservers,
                     )
             self.pipeline = pipeline
-            if config.server.logging_settings != before.logging_settings:
+            if config.server.logging_settings != previous.server.logging_settings:
                 configure_logging(*config.server.logging_settings)
-            warnings = config.reload_warnings(self.started_server, before)
+            warnings = config.reload_warnings(self.started_server, previous)
             if self.peer_reload is None:
                 # With several workers the supervisor, which reloads too, warns once
                 # (workers.Supervisor._reload), not each worker.

@@ -25,6 +25,7 @@ from typing import Any, get_type_hints
 from scorer.allowlist import Allowlist, AllowlistError
 from scorer.dns.layer import Nameserver, parse_nameservers
 from scorer.files import file_error, read_text_file, utf8_text
+from scorer.integrations import plugin_timeout
 from scorer.names import (
     address_in,
     address_named,
@@ -390,14 +391,16 @@ class Config:
                 )
         return warnings
 
-    def reload_warnings(self, started: ServerConfig, before: ServerConfig) -> list[str]:
+    def reload_warnings(self, started: ServerConfig, previous: Config) -> list[str]:
         """What a reload to this config warns about, for a service that started with
-        ``started`` and ran ``before`` until now: the keys read only at start (the socket,
-        the processes, the event loop) that changed, and a raised ``max_body_bytes``,
-        which aiohttp keeps as it started; a token no longer taken; then ``warnings``. A
-        reload that changes them "works" and logs so, while the service keeps the old
-        value (or, for the token, refuses every plugin not yet told): said, or an admin
-        would take the log's word."""
+        ``started`` and ran ``previous`` until now: the keys read only at start (the
+        socket, the processes, the event loop) that changed, and a raised
+        ``max_body_bytes``, which aiohttp keeps as it started; a token no longer taken; a
+        request_deadline the installed plugins' timeouts no longer cover; then
+        ``warnings``. A reload that changes them "works" and logs so, while the service
+        keeps the old value (or, for the token, refuses every plugin not yet told; for the
+        deadline, is given up on by them): said, or an admin would take the log's word."""
+        before = previous.server
         waiting = [
             key for key in RESTART_KEYS if getattr(self.server, key) != getattr(started, key)
         ]
@@ -419,6 +422,17 @@ class Config:
                 "and fails open, its mail unscored, until it has the new one; keep the old "
                 "one in previous_tokens while they change (docs/security.md, Rotating the "
                 "token)"
+            )
+        deadline, was = self.dns.request_deadline, previous.dns.request_deadline
+        if plugin_timeout(deadline) > plugin_timeout(was):
+            # The installers wrote the plugins' timeout from the old deadline (or left
+            # their 1 s default): a check now taking longer is given up on, unscored.
+            delayed.append(
+                f"[dns] request_deadline {was:g} -> {deadline:g}: plugins installed for the "
+                f"old one wait {plugin_timeout(was):g} s and give up on a check that takes "
+                f"longer (it fails open, unscored): run `rdns-scorer rspamd install --config "
+                "FILE` (and `spamassassin install --config FILE`) again, which write "
+                f"{plugin_timeout(deadline):g} s; `rdns-scorer rspamd check` says what rspamd has"
             )
         return [*delayed, *self.warnings()]
 

@@ -596,12 +596,12 @@ class Supervisor:
             self._reload_failed = True
             return
         self._reload_failed = False
-        before, self._config = self._config.server, config
-        if config.server.logging_settings != before.logging_settings:
+        previous, self._config = self._config, config
+        if config.server.logging_settings != previous.server.logging_settings:
             # This process logs too (a worker that died, one restarted): in the format
             # the workers now use, not the one it started with.
             configure_logging(*config.server.logging_settings)
-        for warning in config.reload_warnings(self._started, before):
+        for warning in config.reload_warnings(self._started, previous):
             log.warning("%s", warning)  # once here, for every worker (Service.reload)
         if before_the_workers:
             log.info("config reloaded on SIGHUP (during start-up)")

@@ -98,8 +98,8 @@ def test_serve_workers_flag_is_what_a_reload_compares(tmp_path: Path, served: Se
     (flagged, *_), (unflagged, *_) = served.calls
     assert flagged.server.workers == 3
     config.write_text("[server]\nworkers = 4\n")
-    assert served.loaders[0]().reload_warnings(flagged.server, flagged.server) == []
-    assert served.loaders[1]().reload_warnings(unflagged.server, unflagged.server) == [
+    assert served.loaders[0]().reload_warnings(flagged.server, flagged) == []
+    assert served.loaders[1]().reload_warnings(unflagged.server, unflagged) == [
         "[server] workers 4 applies after a restart; 2 until then"
     ]
 

@@ -1022,6 +1022,29 @@ async def test_a_reload_warns_about_a_scoring_tempfail_symbol(
     assert "[weights] RL_PTR_TEMPFAIL = 0.5: every message is scored +0.5" in caplog.text
 
 
+async def test_a_reload_that_outgrows_the_plugins_timeout_says_to_install_again(
+    lone_reloadable: Reloadable, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression (journey review): raising request_deadline past what the installers
+    # wrote into the plugins (1 s for 0.8) reloaded without a word; only `rspamd check`
+    # found the checks given up on, unscored.
+    reloadable = lone_reloadable
+    for deadline, warned in (("1.5", True), ("1.2", False), ("0.5", False)):
+        reloadable.path.write_text(reloadable.base + f"request_deadline = {deadline}\n")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="rdns_scorer"):
+            response = await reloadable.client.post("/v1/reload", headers=reloadable.auth)
+            assert response.status == 200
+        said = "plugins installed for the old one wait" in caplog.text
+        assert said is warned, (deadline, caplog.text)
+    previous = config_from_mapping({})
+    raised = config_from_mapping({"dns": {"request_deadline": 1.5}})
+    assert raised.reload_warnings(previous.server, previous)[0].startswith(
+        "[dns] request_deadline 0.8 -> 1.5: plugins installed for the old one wait 1 s and "
+        "give up on a check that takes longer"
+    )
+
+
 async def test_a_reload_says_what_it_changed(
     lone_reloadable: Reloadable, caplog: pytest.LogCaptureFixture
 ) -> None:
