@@ -1003,6 +1003,15 @@ def test_install_without_config_points_at_the_systemd_one(
     assert f"add --config {service_config}" in capsys.readouterr().out
     assert main([*argv, "--config", str(service_config)]) == 0
     assert "add --config" not in capsys.readouterr().out
+    # `rspamd config` too (journey review), on stderr: stdout is the section to paste.
+    assert main(["rspamd", "config"]) == 0
+    out, err = capsys.readouterr()
+    assert "token" not in out and err == (
+        "rdns-scorer rspamd config: note: no --config: the section is for a service on its "
+        f"defaults (no token); for the one the systemd unit runs, add --config {service_config}\n"
+    )
+    assert main(["rspamd", "config", "--config", str(service_config)]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_install_without_config_keeps_the_section_installed_before(

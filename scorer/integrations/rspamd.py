@@ -795,6 +795,8 @@ def _service_config(args: argparse.Namespace) -> Config:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     sys.stdout.write(module_section(_service_config(args)))
+    if (note := _no_config_note(args)) is not None:  # on stderr: stdout is the section
+        print(f"rdns-scorer rspamd config: note: {note}", file=sys.stderr)
     return 0
 
 
@@ -868,14 +870,21 @@ def _cmd_install(args: argparse.Namespace) -> int:
             "kept:      the rdns_scorer section installed before (its servers and token); "
             "give --config FILE (the service's config) to write it anew"
         )
-    elif args.config is None and SYSTEMD_CONFIG.exists():
-        # The README's first install may come before this habit: without --config the
-        # section has no token, and a service that requires one refuses every check.
-        print(
-            f"note:      no --config: the section is for a service on its defaults (no token);"
-            f" for the one the systemd unit runs, add --config {SYSTEMD_CONFIG}"
-        )
+    elif (note := _no_config_note(args)) is not None:
+        print(f"note:      {note}")
     return 0 if report.ok else 1
+
+
+def _no_config_note(args: argparse.Namespace) -> str | None:
+    """What to say of a section built from the defaults where the unit's config exists.
+    The README's first install may come before the habit of --config: without it the
+    section has no token, and a service that requires one refuses every check."""
+    if args.config is not None or not SYSTEMD_CONFIG.exists():
+        return None
+    return (
+        "no --config: the section is for a service on its defaults (no token); for the "
+        f"one the systemd unit runs, add --config {SYSTEMD_CONFIG}"
+    )
 
 
 def _cmd_uninstall(args: argparse.Namespace) -> int:
