@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import http.client
+import ipaddress
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from scorer.contentcoding import (
     body_coding,
     decode_content,
 )
+from scorer.names import ip_address
 from scorer.pipeline import Pipeline
 from scorer.protocol import (
     LABEL_FIELDS,
@@ -463,6 +465,37 @@ def test_the_ip_field_is_read_up_to_max_ip_chars() -> None:
     assert str(parse_request({"ip": " [192.0.2.7]\n"}).request.ip) == "192.0.2.7"
     missing = _refusal({"hello": "192.0.2.7"})
     assert (missing.message, missing.field) == ("ip is required", "ip")
+
+
+def _read(parse: Callable[[str], object], text: str) -> object:
+    try:
+        return parse(text)
+    except ValueError:
+        return ValueError
+
+
+_OCTETS = st.sampled_from(["0", "00", "7", "07", "007", "25", "255", "256", "0255", "1000"])
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["192.0.2.7", "0.0.0.0", "255.255.255.255", "192.0.2.07", "192.0.2", "192.0.2.7.1",
+     "192.0.2.", ".192.0.2.7", "192..2.7", " 192.0.2.7", "192.0.2.7\n", "192.0.2.7/32",
+     "192.0.2.7%eth0", "192.0.2.\u0667", "192.0.2.\uff17", "192.0.2.7\x00", "192.0.2.\udc80",
+     "+192.0.2.7", "0x7f.0.0.1", "3221225991", "127.1", "::ffff:192.0.2.7", "2001:db8::7", ""],
+)  # fmt: skip
+def test_addresses_are_read_as_ipaddress_reads_them(text: str) -> None:
+    # names.ip_address reads a dotted quad with inet_pton, then leaves the rest to
+    # ipaddress: the same address, or a ValueError, for any text.
+    assert _read(ip_address, text) == _read(ipaddress.ip_address, text)
+
+
+@given(
+    text=st.lists(_OCTETS, min_size=3, max_size=5).map(".".join)
+    | st.text(alphabet=st.sampled_from("0123456789.:%x \n\u0667\x00"), max_size=20)
+)
+def test_any_text_is_read_as_ipaddress_reads_it(text: str) -> None:
+    assert _read(ip_address, text) == _read(ipaddress.ip_address, text)
 
 
 def test_the_mta_hostname_is_part_of_the_reply_key() -> None:
