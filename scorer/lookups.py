@@ -8,7 +8,6 @@ hostile zone cannot make one message cost unbounded work.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import dns.rdatatype
 
@@ -29,15 +28,16 @@ from scorer.dns.wire import relative_name
 from scorer.eager import eager_gather
 from scorer.names import IPAddress, to_ascii
 from scorer.protocol import CheckRequest
+from scorer.records import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Limits:
     max_ptr_names: int
     max_mx_hosts: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Facts:
     ptr: PtrFacts
     helo: HeloFacts | None

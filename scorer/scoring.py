@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 from scorer.checks.hit import Hit
 from scorer.protocol import SymbolResult
+from scorer.records import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Scored:
     symbols: tuple[SymbolResult, ...]
     # The reply's score: the symbols' scores added up, rounded as each of them is, so

@@ -5,13 +5,13 @@ target, or a domain's implicit MX, section 5.1)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from scorer.dns.outcomes import Answer, Lookup, NotFound, Outcome, TempFail, describe
 from scorer.names import IPAddress, address_text, is_public_host
+from scorer.records import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AddressFacts:
     # None: not asked, because the other family already gave what the checks need, or
     # said NXDOMAIN (RFC 8020 section 2: no records of any type, so none of this one).

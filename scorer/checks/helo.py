@@ -38,6 +38,7 @@ from scorer.names import (
     unmapped,
     unscoped,
 )
+from scorer.records import record
 from scorer.text import has_unsafe, option, option_naming, unsafe_reason
 
 
@@ -143,7 +144,7 @@ def parse_helo(raw: str) -> HeloName:
     return HeloName(raw, HeloKind.NAME, ascii=name)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HeloFacts:
     helo: HeloName
     # Resolved only for HeloKind.NAME; None for a family not asked (lookups._address_facts:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from scorer.records import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Hit:
     symbol: str
     options: tuple[str, ...] = ()

@@ -46,6 +46,7 @@ from scorer.names import (
     u_label_of,
     unmapped,
 )
+from scorer.records import record
 from scorer.text import JOINERS, has_unsafe, option, option_naming, unsafe_reason
 
 
@@ -276,7 +277,7 @@ def validated_sender(raw: str, address: str) -> Sender:
     return Sender(raw, SenderKind.DOMAIN, domain=valid.ascii_domain.lower())
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MailFromFacts:
     sender: Sender
     mx: Lookup[MxRecord] | None = None

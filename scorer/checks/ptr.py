@@ -22,10 +22,11 @@ from scorer.names import (
     is_localhost_name,
     shown_name,
 )
+from scorer.records import record
 from scorer.text import option, option_naming
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PtrFacts:
     ip: IPAddress
     ptr: Lookup[str]

@@ -15,10 +15,10 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from scorer.generic.verdict import GenericEvidence
+from scorer.records import record
 
 _DIGIT_RUN_RE = re.compile(r"[0-9]+")
 _HEX_DIGITS = frozenset("0123456789abcdef")
@@ -55,7 +55,7 @@ class Strength(enum.Enum):
 _STRENGTH_ORDER = {strength: rank for rank, strength in enumerate(Strength)}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EncodingMatch:
     """One place where (part of) the client address was found in the name."""
 

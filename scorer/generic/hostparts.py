@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from scorer.memo import memoise
 from scorer.names import MAX_NAME_OCTETS, icann_rule_depths, public_suffix_list
+from scorer.records import record
 
 #: A whole name: 1-63 character labels separated by single dots. Underscore is not a hostname
 #: character, but it does occur in real PTR data and is harmless here, so it is tolerated.
@@ -27,7 +27,7 @@ _NAME_RE = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
 _TOKEN_RE = re.compile(r"[a-z]+|[0-9]+")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HostParts:
     """A normalised hostname split around its registered domain.
 
