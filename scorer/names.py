@@ -557,6 +557,8 @@ def literal_address(text: str) -> IPAddress | None:
     4.1.3): an IPv4-address-literal's, and the one ending an IPv6v4-full or IPv6v4-comp
     (``::ffff:192.0.2.010``), which is an IPv4-address-literal too.
     """
+    if "%" not in text and _NOT_ADDRESS_CHARACTER.search(text):
+        return None  # a name, as most HELOs and sender domains are: no Snums to rewrite
     return address_in(plain_snums(text))
 
 

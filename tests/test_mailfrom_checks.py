@@ -7,6 +7,7 @@ import dataclasses
 import ipaddress
 
 import dns.rdatatype
+import email_validator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -202,6 +203,12 @@ def test_plain_senders_take_the_fast_path_and_agree(address: str) -> None:
 )
 def test_unusual_senders_go_to_email_validator(address: str) -> None:
     assert plain_sender_domain(address) is None
+
+
+def test_special_use_domain_names_are_top_level_labels() -> None:
+    # plain_sender_domain looks for a domain's last label among them: one of more labels
+    # (a newer email-validator's "home.arpa"?) would need a suffix match again.
+    assert all("." not in name for name in email_validator.SPECIAL_USE_DOMAIN_NAMES)
 
 
 def test_tolerated_senders_keep_their_domain_and_a_bare_address_says_so() -> None:
