@@ -316,6 +316,45 @@ def test_a_section_of_settings_install_never_writes_stays_beside_the_block(
     assert integration.install(tmp_path, section, rspamadm=None).ok
 
 
+@pytest.mark.parametrize(
+    ("mine", "said"),
+    [
+        # rspamd 3.4 reads `enabled` in the first rdns_scorer section alone (rspamadm
+        # configdump -m: "Modules enabled: ... rdns_scorer" with `enabled = false` in a
+        # section after install's block), where the plugin merges them (get_all_opt).
+        ("rdns_scorer {\n  enabled = false;\n}\n", "setting enabled already"),
+        # The weights' group written inside the section: the plugin refuses a group that
+        # is no text, and rspamd disables the module ("disabled (unconfigured)"), while
+        # configtest passes.
+        (
+            'rdns_scorer {\n  check_authed = true;\n  group "rdns_scorer" { max_score = 5; }\n}\n',
+            "setting group to a block or list already",
+        ),
+        ('rdns_scorer {\n  group = ["a", "b"];\n}\n', "setting group to a block or list"),
+        # A key twice is a list to rspamd: "holddown must be a time of 0 or more, got {...}".
+        ("rdns_scorer {\n  holddown = 5s;\n  holddown = 6s;\n}\n", "setting holddown twice"),
+    ],
+)
+def test_a_section_of_the_admins_that_would_not_work_beside_the_block_is_refused(
+    tmp_path: Path, mine: str, said: str
+) -> None:
+    # Regression (review): each of these was left beside install's block, and rspamd
+    # ignored it (enabled) or disabled the module (a list where the plugin takes one
+    # value), configtest passing.
+    local = tmp_path / "rspamd.conf.local"
+    section = integration.module_section(config_from_mapping({}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    local.write_text(local.read_text() + mine)
+    report = integration.install(tmp_path, section, rspamadm=None)
+    assert not report.ok
+    assert any(said in line for line in report.lines), report.lines
+    # Its weights' group at the top level is no section of the module's, and stays.
+    local.write_text(
+        local.read_text().replace(mine, 'group "rdns_scorer" {\n  max_score = 5;\n}\n')
+    )
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+
+
 def test_check_and_install_name_a_module_file_rspamd_never_reads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

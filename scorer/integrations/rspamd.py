@@ -239,13 +239,14 @@ _UCL_ENDS = frozenset("{}[];,\n")
 
 
 class _Block(NamedTuple):
-    """A ``{`` block of UCL: its keys from the top of the file down, its line, and the
-    keys set directly in it (a macro, ``.include``, is one too), filled in as the walk
-    passes them."""
+    """A ``{`` block of UCL: its keys from the top of the file down, its line, the keys
+    set directly in it (a macro, ``.include``, is one too), and those of them set to a
+    block or a list (``nested``), filled in as the walk passes them."""
 
     path: tuple[str, ...]
     line: int
     keys: list[str]
+    nested: list[str]
 
 
 def _blocks(text: str) -> Iterator[_Block]:
@@ -259,10 +260,13 @@ def _blocks(text: str) -> Iterator[_Block]:
     for token in _UCL_TOKEN.finditer(text):
         word = token.group()
         if word in ("{", "["):
+            if keys and opened[-1] is not None:
+                opened[-1].nested.append(keys[0])
             enclosing.append(enclosing[-1] + tuple(keys))
             block = None
             if word == "{" and keys:
-                block = _Block(enclosing[-1], text.count("\n", 0, token.start()) + 1, [])
+                line = text.count("\n", 0, token.start()) + 1
+                block = _Block(enclosing[-1], line, [], [])
                 yield block
             opened.append(block)
         elif word in ("}", "]") and len(enclosing) > 1:  # a stray one: rspamd says so
@@ -324,9 +328,12 @@ def _comments_blanked(text: str) -> str:
 
 
 #: The keys of the module's section that install never writes (module_section): an
-#: admin's own section beside the managed block may set these, and only these. rspamd
-#: merges the two sections, so they add to install's, and an upgrade keeps them.
-ADMIN_KEYS = ("check_local", "check_authed", "holddown", "keepalive", "group", "enabled")
+#: admin's own section beside the managed block may set these, and only these, each to
+#: one value. rspamd merges the two sections, so they add to install's, and an upgrade
+#: keeps them. Not ``enabled``: rspamd 3.4 reads it in the first rdns_scorer section
+#: alone (``enabled = false`` after install's block left the module enabled; rspamadm
+#: configdump -m), where the plugin reads the sections merged (get_all_opt).
+ADMIN_KEYS = ("check_local", "check_authed", "holddown", "keepalive", "group")
 
 
 def _refuse_a_second_section(outside: str) -> None:
@@ -334,20 +341,37 @@ def _refuse_a_second_section(outside: str) -> None:
     by hand (docs/rspamd.md, "By hand") beside ours would silently keep its own
     servers, path, timeout or token, or override ours. The admin decides which stays.
     A section of the admin's own that sets only what install never writes
-    (``ADMIN_KEYS``: check_authed, holddown ...) is left beside ours: without it such a
-    setting had no place once install wrote the section (edits inside the block are
-    lost at the next install, and a section outside was refused)."""
+    (``ADMIN_KEYS``: check_authed, holddown ...), each to one value, is left beside
+    ours: without it such a setting had no place once install wrote the section (edits
+    inside the block are lost at the next install, and a section outside was refused).
+    A block or a list there (``group "rdns_scorer" { max_score }``, the weights' group
+    written inside it) would make the plugin refuse the merged section, disabling the
+    module while configtest passes, and so would a key set twice in it (rspamd makes
+    the two values a list)."""
     blocks = list(_blocks(_comments_blanked(outside)))  # whole: each block's keys read
-    for _path, line, keys in (block for block in blocks if block.path == _OUR_SECTION):
-        if keys and all(key in ADMIN_KEYS for key in keys):
+    for block in (block for block in blocks if block.path == _OUR_SECTION):
+        keys, nested = block.keys, list(dict.fromkeys(block.nested))
+        twice = [key for key in dict.fromkeys(keys) if keys.count(key) > 1]
+        if keys and all(key in ADMIN_KEYS for key in keys) and not nested and not twice:
             continue
         others = [key for key in dict.fromkeys(keys) if key not in ADMIN_KEYS]
         sets = f" setting {', '.join(others)}" if others else ""
+        if not others and nested:
+            sets = f" setting {', '.join(nested)} to a block or list"
+        elif not others and twice:
+            sets = f" setting {', '.join(twice)} twice"
+        enabled = (
+            "; `enabled` counts in install's section only: to turn the module off, run "
+            "`rdns-scorer rspamd uninstall`"
+            if "enabled" in others
+            else ""
+        )
         raise ValueError(
-            f"line {line} (outside the managed block) has an rdns_scorer section{sets} "
+            f"line {block.line} (outside the managed block) has an rdns_scorer section{sets} "
             "already; rspamd would merge it with ours, its keys beating or adding to ours: "
             "remove it (or comment it out) and run install again (a section of your own "
-            f"beside the block may set {', '.join(ADMIN_KEYS)}: install writes the rest)"
+            f"beside the block may set {', '.join(ADMIN_KEYS)}, each to one value: install "
+            f"writes the rest{enabled})"
         )
 
 
