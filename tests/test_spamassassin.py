@@ -29,6 +29,7 @@ from scorer.config import MAX_NUMBER
 from scorer.integrations import spamassassin as integration
 from scorer.integrations.spamassassin import (
     CONFIG,
+    LOCAL_EXAMPLE,
     OVERLAP,
     PLUGIN,
     Step,
@@ -2330,6 +2331,28 @@ def test_a_directory_where_a_file_goes_installs_nothing(
         "move it away first\n"
     )
     assert [path.name for path in tmp_path.iterdir()] == [name]
+
+
+def test_a_directory_where_install_config_puts_its_file_installs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): a directory named rdns_scorer_local.cf stopped install --config
+    # only after the plugin and rdns_scorer.cf were in: SpamAssassin loaded the plugin,
+    # asking the default URL with no token, where "nothing is half installed" was meant.
+    site = tmp_path / "site"
+    (site / LOCAL_EXAMPLE).mkdir(parents=True)
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\nlisten = "127.0.0.1:11340"\n')
+    argv = ["spamassassin", "install", "--siteconfigpath", str(site), "--no-lint"]
+    assert main([*argv, "--config", str(config)]) == 1
+    assert capsys.readouterr().err == (
+        f"rdns-scorer spamassassin install: not a regular file: {site / LOCAL_EXAMPLE}: "
+        "move it away first\n"
+    )
+    assert [path.name for path in site.iterdir()] == [LOCAL_EXAMPLE]
+    # Without --config the file is none of install's: the directory stays unread.
+    assert main(argv) == 0
+    assert (site / PLUGIN).is_file()
 
 
 def test_a_file_install_cannot_write_is_named_as_every_error_names_one(

@@ -187,6 +187,16 @@ def _copy_unless_edited(source: Path, target: Path, *, preserve_edits: bool) -> 
     return Step(target, "updated")
 
 
+def refuse_what_is_in_the_way(targets: list[Path]) -> None:
+    """ValueError naming each of ``targets`` that is there and no regular file (a
+    directory): before install writes anything. A directory read as a config the admin
+    edited: "kept", ours put beside it as .dist, and install reported success with no
+    plugin config in use."""
+    in_the_way = [str(path) for path in targets if path.exists() and not path.is_file()]
+    if in_the_way:
+        raise ValueError(f"not a regular file: {', '.join(in_the_way)}: move it away first")
+
+
 def install(
     siteconfigpath: Path, source: Path, *, overlap: bool = False, force: bool = False
 ) -> list[Step]:
@@ -204,12 +214,7 @@ def install(
     missing = [name for name in names if not (source / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{source}: missing {', '.join(missing)}")
-    targets = [siteconfigpath / name for name in names]
-    in_the_way = [str(path) for path in targets if path.exists() and not path.is_file()]
-    if in_the_way:
-        # A directory there read as a config the admin edited: "kept", ours put beside
-        # it as .dist, and install reported success with no plugin config in use.
-        raise ValueError(f"not a regular file: {', '.join(in_the_way)}: move it away first")
+    refuse_what_is_in_the_way([siteconfigpath / name for name in names])
     siteconfigpath.mkdir(parents=True, exist_ok=True)
     steps = []
     for name in names:
@@ -508,6 +513,9 @@ def _install_command(args: argparse.Namespace) -> int:
             from scorer.integrations.spamassassin_local import install_local, local_file
 
             local = local_file(load_config(args.config), args.group)
+            # Checked with install's own files: found by install_local, it stopped the
+            # command after the plugin and its config were in (asking with no token).
+            refuse_what_is_in_the_way([siteconfigpath / LOCAL_EXAMPLE])
         source = Path(args.source) if args.source else source_dir()
         steps = install(siteconfigpath, source, overlap=args.overlap, force=args.force)
         warning = None
