@@ -729,6 +729,13 @@ def _validate(config: Config) -> None:
         )
 
 
+# One to four parts, each decimal, octal (a leading 0) or hexadecimal (0x): what glibc's
+# inet_aton, and so getaddrinfo, reads as an IPv4 address before any host name.
+_INET_ATON_SHORTHAND = re.compile(
+    r"(?:(?:0[xX][0-9a-fA-F]+|[0-9]+)\.){0,3}(?:0[xX][0-9a-fA-F]+|[0-9]+)"
+)
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[V6]:PORT`` into (host, port)."""
     host, sep, port_text = text.rpartition(":")
@@ -770,9 +777,16 @@ def parse_listen(text: str) -> tuple[str, int]:
         # "mail.example.org.": the root label, as a zone file writes it. getaddrinfo
         # reads the name without it (glibc's hosts file knows "localhost", not "localhost.").
         host = host[:-1]
-    if address is None and host.rpartition(".")[2].isdecimal():
-        # "127.1", "0x7f.1": inet_aton's shorthands, which bind reads as 127.0.0.1 and
-        # ipaddress does not; no host name ends in a numeric label (RFC 3696 section 2).
+        if address_in(host) is not None:
+            # "127.0.0.1.": an address, which takes no root label (getaddrinfo fails on
+            # it); "give all four parts" said of one that has them was no help.
+            raise ValueError(f"an address takes no final dot: write '{host}:{port}', got {text!r}")
+    if address is None and (
+        host.rpartition(".")[2].isdecimal() or _INET_ATON_SHORTHAND.fullmatch(host)
+    ):
+        # "127.1", "0x7f.1", "0x7f000001": inet_aton's shorthands, which bind reads as
+        # 127.0.0.1 and ipaddress does not; no host name ends in a numeric label (RFC
+        # 3696 section 2), and getaddrinfo reads one of hexadecimal parts as an address.
         raise ValueError(
             f"{host!r} is not an IPv4 address as written here: give all four parts in "
             "decimal (e.g. '127.0.0.1')"

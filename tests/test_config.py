@@ -845,9 +845,20 @@ def test_a_listen_host_name_may_end_in_the_root_dot() -> None:
     assert local_address("localhost.:11340") == "localhost:11340"
     with pytest.raises(ValueError, match=r"'\.' is neither an address nor a host name"):
         parse_listen(".:11340")
+    assert parse_listen("0xdead.example.:25") == ("0xdead.example", 25)  # a name all the same
+    # Review: an address with the dot was told to "give all four parts in decimal".
+    with pytest.raises(
+        ValueError, match=r"^an address takes no final dot: write '127\.0\.0\.1:11340'"
+    ):
+        parse_listen("127.0.0.1.:11340")
 
 
-@pytest.mark.parametrize("host", ["127.1", "0x7f.1", "10.0.0", "127.0.0.01.1"])
+@pytest.mark.parametrize(
+    "host",
+    # Review: the last three, no decimal label last, passed as host names, which
+    # getaddrinfo reads as 127.0.0.1, and were refused as "not loopback" without a token.
+    ["127.1", "0x7f.1", "10.0.0", "127.0.0.01.1", "0x7f000001", "0x7f.0x1", "0177.0.0.0x1"],
+)
 def test_an_ipv4_shorthand_listen_is_refused_as_one(host: str) -> None:
     # Regression: "127.1" (inet_aton's 127.0.0.1, which bind would take) was read as a
     # host name and refused as "not loopback, without a token".
