@@ -269,22 +269,33 @@ class Allowlist:
         return None
 
     def unapplied(
-        self, ip: IPAddress, helo: str | None, ptr_names: Iterable[str], confirmed: Iterable[str]
+        self,
+        ip: IPAddress,
+        helo: str | None,
+        ptr_names: Iterable[str],
+        confirmed: Iterable[str],
+        failed: Iterable[str] = (),
     ) -> list[str]:
         """Why a ``ptr`` or ``helo`` entry that names this client's PTR names (those looked
-        up) or HELO did not apply: none is forward-confirmed. For ``rdns-scorer check``,
-        where an admin looks when an entry they wrote seems to do nothing; the reply says
-        nothing of entries that did not match."""
-        confirmed = set(confirmed)
+        up) or HELO did not apply: none is forward-confirmed, or (``failed``) its forward
+        lookup failed. For ``rdns-scorer check``, where an admin looks when an entry they
+        wrote seems to do nothing; the reply says nothing of entries that did not match."""
+        confirmed, failed = set(confirmed), set(failed)
         notes = []
         for name in sorted(set(ptr_names) - confirmed):
             suffix = _under(name, self.ptr_suffixes)
-            if suffix is not None:
-                notes.append(
-                    f"allowlist entry `ptr {suffix}` names the PTR {option(name, 100)}, which "
-                    f"is not forward-confirmed (it does not resolve back to {ip}): not applied; "
-                    "an `ip` entry would be (docs/operations.md, Allowlists)"
-                )
+            if suffix is None:
+                continue
+            # A lookup that failed said nothing of the name: it may apply when one answers.
+            why = (
+                "whose address lookup failed (it may resolve back to {ip}: check again)"
+                if name in failed
+                else "which is not forward-confirmed (it does not resolve back to {ip})"
+            ).format(ip=ip)
+            notes.append(
+                f"allowlist entry `ptr {suffix}` names the PTR {option(name, 100)}, {why}: "
+                "not applied; an `ip` entry would be (docs/operations.md, Allowlists)"
+            )
         name = parse_helo(helo).ascii if helo else ""
         if name in self.helo_names and name not in confirmed:
             notes.append(

@@ -292,7 +292,11 @@ def _check(args: argparse.Namespace) -> int:
         if facts is not None and not any(s.name == "RL_ALLOWLISTED" for s in reply.symbols):
             # An entry the admin wrote for this client that seems to do nothing: say why.
             for note in config.allowlist_entries.unapplied(
-                request.ip, request.helo, facts.ptr.forward, facts.ptr.confirmed_names()
+                request.ip,
+                request.helo,
+                facts.ptr.forward,
+                facts.ptr.confirmed_names(),
+                facts.ptr.failed_names(),
             ):
                 print(f"\nnote: {note}")
     return EXIT_INCOMPLETE if any(reports_a_failure(s.name) for s in reply.symbols) else 0

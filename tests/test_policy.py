@@ -2317,3 +2317,22 @@ def test_a_byte_that_is_not_utf8_is_named_by_line(tmp_path: Path) -> None:
             AllowlistError, match=r"allow.txt:3: not UTF-8 \(byte 0xfc at column 7\)"
         ):
             Allowlist().add_file(str(path))
+
+
+def test_an_allowlist_note_on_a_ptr_whose_lookup_failed_says_it_failed() -> None:
+    # Regression (review): `rdns-scorer check` said of a partner's PTR whose address
+    # lookup timed out that it "does not resolve back" to the client: it may well, and
+    # the entry may apply at the next check; the admin was sent to write an `ip` entry.
+    allowlist = Allowlist()
+    allowlist.add("ptr", "partner.example.net")
+    ip = ipaddress.ip_address("192.0.2.7")
+    names = ["mx1.partner.example.net", "mx2.partner.example.net"]
+    notes = allowlist.unapplied(ip, None, names, [], failed=["mx2.partner.example.net"])
+    assert notes == [
+        "allowlist entry `ptr partner.example.net` names the PTR mx1.partner.example.net, "
+        "which is not forward-confirmed (it does not resolve back to 192.0.2.7): not "
+        "applied; an `ip` entry would be (docs/operations.md, Allowlists)",
+        "allowlist entry `ptr partner.example.net` names the PTR mx2.partner.example.net, "
+        "whose address lookup failed (it may resolve back to 192.0.2.7: check again): not "
+        "applied; an `ip` entry would be (docs/operations.md, Allowlists)",
+    ]
