@@ -1022,6 +1022,23 @@ def test_install_onto_a_directory_names_it_without_pythons_errno(
     assert "Errno" not in out + err
 
 
+def test_a_failed_upgrade_ends_with_do_not_reload(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): an upgrade (no --config: the installed section kept) that failed
+    # said "do not reload rspamd", then "kept: the rdns_scorer section installed before".
+    command = ["rspamd", "install", "--confdir", str(tmp_path), "--no-configtest"]
+    assert main([*command, "--listen", "127.0.0.1:11340"]) == 0
+    plugin = tmp_path / "plugins.d" / "rdns_scorer.lua"
+    plugin.unlink()
+    plugin.mkdir()
+    capsys.readouterr()
+    assert main(command) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("do not reload rspamd"), lines
+    assert not any(line.startswith("kept:") for line in lines), lines
+
+
 def test_install_defaults_to_etc_rspamd() -> None:
     assert build_parser().parse_args(["rspamd", "install"]).confdir == "/etc/rspamd"
 

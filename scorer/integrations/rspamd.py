@@ -889,7 +889,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
         )
         return 1
     print("\n".join(report.lines))
-    if kept is not None:
+    if kept is not None and report.ok:  # after an error, "do not reload" is the last word
         print(
             "kept:      the rdns_scorer section installed before (its servers and token); "
             "give --config FILE (the service's config) to write it anew"
