@@ -49,7 +49,9 @@ def free_loopback_address(port: int, attempts: int = 50) -> str:
     )
 
 
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    """Until something accepts on 127.0.0.1:``port``. Generous: a service started while a
+    loaded box (a full run beside other jobs) takes its time importing once took 15 s."""
     import time
 
     deadline = time.monotonic() + timeout
