@@ -15,6 +15,7 @@ from scorer.app import create_app
 from scorer.config import Config, config_from_mapping
 from scorer.dns import layer as layer_module
 from scorer.dns.layer import Nameserver
+from scorer.integrations import spamd_reader
 from scorer.pipeline import Pipeline
 from tests.support.fakedns import FaultyDns, dead_port
 from tests.support.unbound import Unbound
@@ -27,6 +28,13 @@ def _no_system_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
     means /etc/resolv.conf's) gets a loopback port where nothing answers, not the host's
     resolver. Tests that resolve name the test unbound."""
     monkeypatch.setattr(layer_module, "system_nameservers", lambda: [Nameserver("127.0.0.1", 9)])
+
+
+@pytest.fixture(autouse=True)
+def _no_host_spamd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hermetic: which user spamd reads its config as is the host's (a spamd running
+    there, /etc/default/spamd); install and check ask it only where a test says."""
+    monkeypatch.setattr(spamd_reader, "spamd_reader", lambda installed: None)
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 from scorer.files import os_error_text
-from scorer.integrations import replace_file, shipped_dir
+from scorer.integrations import replace_file, shipped_dir, spamd_reader
 from scorer.symbols import SYMBOLS
 
 PLUGIN = "RdnsScorer.pm"
@@ -362,6 +362,24 @@ def owner_only_settings_files(siteconfigpath: Path) -> list[Path]:
     ]
 
 
+def _warn_unreadable_by_spamd(path: Path) -> None:
+    """Install's file with the token, which the user spamd reads its config as cannot
+    read: Debian's spamd as shipped reads it as nobody (spamd_reader), not as
+    debian-spamd, and would go on without it, lint passing."""
+    reader = spamd_reader.spamd_reader(spamd_reader.spamd_installed())
+    if reader is not None and spamd_reader.can_read(path, reader.user) is False:
+        print(f"warning:  {spamd_reader.advice(path, reader)}")
+
+
+def settings_files(siteconfigpath: Path) -> list[Path]:
+    """The ``*.cf`` files in ``siteconfigpath`` that set the plugin (``rdns_scorer_*``)."""
+    return [
+        path
+        for path, _, lines in _config_files(siteconfigpath)
+        if any(_setting(line).startswith("rdns_scorer_") for line in lines)
+    ]
+
+
 def _without_the_plugin(condition: str) -> bool | None:
     """The value of an ``if`` condition (its words joined) when the plugin is not loaded,
     for one that is about it alone: ``plugin(...)`` of it, in parentheses or negated with
@@ -529,6 +547,8 @@ def _install_command(args: argparse.Namespace) -> int:
         _print_step(step)
     if warning is not None:
         print(f"warning:  {siteconfigpath / LOCAL_EXAMPLE}: {warning}")
+    if local is not None:
+        _warn_unreadable_by_spamd(siteconfigpath / LOCAL_EXAMPLE)
     for path in world_readable_token_files(siteconfigpath):
         # Not a bare "chmod o-r": on a root:root file that locks spamd (or amavis) out,
         # and SpamAssassin then goes on without the file, unscored, lint still passing.
@@ -651,7 +671,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--group",
         metavar="GROUP",
         help="with --config and a token: the group spamd or amavis reads config as "
-        "(default debian-spamd)",
+        "(default: that of the user spamd reads it as, nogroup for Debian's spamd run "
+        "as root without -u; else debian-spamd)",
     )
     install_parser.add_argument(
         "--source",

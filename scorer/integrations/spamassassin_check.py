@@ -18,7 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from scorer.integrations import PLUGIN_TIMEOUT, probe, spamassassin, spamassassin_local
+from scorer.integrations import (
+    PLUGIN_TIMEOUT,
+    probe,
+    spamassassin,
+    spamassassin_local,
+    spamd_reader,
+)
 from scorer.integrations.probe import Finding
 
 PACKAGE = spamassassin.PLUGIN_PACKAGE
@@ -143,6 +149,7 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
                 "spamd or amavis runs as)",
             )
         )
+    findings += _spamd_reader_findings(siteconfigpath)
     findings += _overlap_findings(view.get("rules_dir"), siteconfigpath)
     if view["errors"]:
         # Skipped, and the setting before it (or the default) stands: what is asked below
@@ -155,6 +162,25 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
                 f"{siteconfigpath} (lines it skips, whose settings it does not use, or rules "
                 f"it refuses): `{lint}` names them",
             )
+        )
+    return findings
+
+
+def _spamd_reader_findings(siteconfigpath: Path) -> list[Finding]:
+    """A file setting the plugin that the user spamd reads its config as cannot read.
+    Debian's spamd, as shipped, runs as root without -u and reads the config as nobody
+    (spamd_reader): a 0640 root:debian-spamd file, as install writes it, is skipped with
+    nothing but a line in spamd's log, while lint and this check, run as root, read it."""
+    reader = spamd_reader.spamd_reader(spamd_reader.spamd_installed())
+    if reader is None:
+        return []
+    findings = []
+    owner_only = set(spamassassin.owner_only_settings_files(siteconfigpath))
+    for path in spamassassin.settings_files(siteconfigpath):
+        if path in owner_only or spamd_reader.can_read(path, reader.user) is not False:
+            continue
+        findings.append(
+            Finding(False, f"{path} sets the plugin, but {spamd_reader.advice(path, reader)}")
         )
     return findings
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scorer.config import Config, local_address
-from scorer.integrations import plugin_timeout, replace_file
+from scorer.integrations import plugin_timeout, replace_file, spamd_reader
 from scorer.integrations.spamassassin import (
     LOCAL_EXAMPLE,
     LOCAL_MARK,
@@ -26,8 +26,8 @@ from scorer.integrations.spamassassin import (
     is_written_by_install,
 )
 
-# The group spamd reads its config as on Debian (the package creates it); amavis, or a
-# spamd run as another user, takes --group.
+# The group amavis or a spamd run with -u debian-spamd reads its config as (the package
+# creates it), where no spamd tells another (spamd_reader); amavis takes --group.
 DEFAULT_GROUP = "debian-spamd"
 # The plugin's own limit (RdnsScorer.pm).
 MAX_TIMEOUT = 60.0
@@ -73,14 +73,31 @@ class LocalFile:
     warning: str | None
 
 
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
+
+
 def local_file(config: Config, group: str | None) -> LocalFile:
     """The file for a service running with ``config``: with a token 0640 and of ``group``
-    (default debian-spamd; 0600 and a warning where there is no such group), else 0644.
+    (default: the group of the user spamd reads its config as, nogroup for Debian's spamd
+    as shipped, else debian-spamd; 0600 and a warning where there is no such group),
+    else 0644.
     ValueError for a ``listen`` the plugin cannot take, or an unknown ``group``: worked
     out before install writes anything, so that nothing is half installed."""
     content = local_settings(config)
     if not config.server.token:
         return LocalFile(content, 0o644, None, None)
+    if group is None:
+        # The group of the user spamd reads its config as: Debian's spamd as shipped (root,
+        # without -u) reads it as nobody, not as debian-spamd (spamd_reader).
+        reader = spamd_reader.spamd_reader(spamd_reader.spamd_installed())
+        group = None if reader is None else spamd_reader.primary_group(reader.user)
+        if group is not None and not _group_exists(group):
+            group = None
     try:
         return LocalFile(content, 0o640, grp.getgrnam(group or DEFAULT_GROUP).gr_gid, None)
     except KeyError:

@@ -1,0 +1,157 @@
+"""Which user spamd reads the site config as, and whether that user can read a file.
+
+spamd started as root without ``-u`` (Debian's spamd.service with /etc/default/spamd as
+shipped: ``--create-prefs --max-children 5 --helper-home-dir``) does not read its config
+as root: it sets its effective user to ``--default-user`` (``nobody``, with nobody's
+groups) before it preloads the config (spamd's ``seteuid_to_user`` ahead of
+``preload_modules_with_tmp_homedir``), and its children get that parsed config. A file
+of mode 0640 ``root:debian-spamd`` is then skipped (``config: cannot open ...:
+Permission denied`` in spamd's log, nowhere else: lint, run as root, passes), and the
+plugin asks its default URL without the token. With ``-u USER`` spamd reads it as USER.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+import shlex
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+SPAMD_DEFAULTS = Path("/etc/default/spamd")
+PROC = Path("/proc")
+DEFAULT_USER = "nobody"  # spamd's --default-user
+
+
+def spamd_installed() -> bool:
+    return shutil.which("spamd") is not None or Path("/usr/sbin/spamd").is_file()
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """The user spamd reads its config as, and how that was found (for the message)."""
+
+    user: str
+    how: str
+
+
+def _options(text: str) -> list[str]:
+    """The words of ``OPTIONS="..."`` in /etc/default/spamd (the last such line)."""
+    words: list[str] = []
+    for line in text.splitlines():
+        match = re.match(r"\s*OPTIONS=(.*)$", line)
+        if match:
+            try:
+                words = shlex.split(match.group(1), comments=True)
+            except ValueError:
+                continue
+            words = " ".join(words).split()
+    return words
+
+
+def _option(words: list[str], short: str, long: str) -> str | None:
+    """The value of ``-u X``, ``-uX``, ``--username X`` or ``--username=X`` (the last)."""
+    value = None
+    for index, word in enumerate(words):
+        following = words[index + 1] if index + 1 < len(words) else None
+        if word in (short, long):
+            value = following
+        elif word.startswith(long + "="):
+            value = word[len(long) + 1 :]
+        elif word.startswith(short) and not word.startswith("--") and len(word) > len(short):
+            value = word[len(short) :]
+    return value
+
+
+def _running_spamd_uid(proc: Path) -> int | None:
+    """The real uid of a running spamd parent (the process spamd's children come from)."""
+    found: dict[int, tuple[int, int]] = {}  # pid -> (ppid, uid)
+    try:
+        entries = list(proc.iterdir())
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "spamd":
+                continue
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        ppid = re.search(r"^PPid:\s+(\d+)", status, re.M)
+        uid = re.search(r"^Uid:\s+(\d+)", status, re.M)
+        if ppid and uid:
+            found[int(entry.name)] = (int(ppid.group(1)), int(uid.group(1)))
+    parents = [uid for ppid, uid in found.values() if ppid not in found]
+    return parents[0] if parents else None
+
+
+def spamd_reader(
+    spamd_installed: bool, proc: Path = PROC, defaults: Path = SPAMD_DEFAULTS
+) -> Reader | None:
+    """The user spamd reads the site config as: a running spamd's (root: its default
+    user), else the one /etc/default/spamd's OPTIONS give it; None without spamd."""
+    if not spamd_installed:
+        return None
+    try:
+        words = _options(defaults.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        words = []
+    default_user = _option(words, "-U", "--default-user") or DEFAULT_USER
+    uid = _running_spamd_uid(proc)
+    if uid is not None:
+        if uid != 0:
+            try:
+                return Reader(pwd.getpwuid(uid).pw_name, "the running spamd's user")
+            except KeyError:
+                return None
+        return Reader(default_user, "the running spamd is root without -u: its default user")
+    user = _option(words, "-u", "--username")
+    if user:
+        return Reader(user, f"-u {user} in {defaults}")
+    return Reader(default_user, f"spamd as root without -u ({defaults}): its default user")
+
+
+def primary_group(user: str) -> str:
+    """``user``'s primary group by name (``nogroup`` for Debian's nobody), or its number."""
+    try:
+        gid = pwd.getpwnam(user).pw_gid
+    except KeyError:
+        return "GROUP"
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def advice(path: Path, reader: Reader) -> str:
+    """Why spamd goes on without ``path`` and what fixes it, for check and install."""
+    group = primary_group(reader.user)
+    return (
+        f"spamd reads its config as {reader.user} ({reader.how}), who may not read {path}: "
+        f'spamd goes on without it (its log says `config: cannot open "{path}": Permission '
+        f"denied`; lint, run as root, passes), and its checks are refused or go elsewhere: "
+        f"run install --config again with --group {group} (or chgrp {group} {path}), or "
+        "run spamd with -u USER and give install --group that user's group"
+    )
+
+
+def can_read(path: Path, user: str) -> bool | None:
+    """Whether ``user`` (with its groups) may read ``path`` by its mode; None when
+    there is no such user or no such file."""
+    try:
+        account = pwd.getpwnam(user)
+        info = path.stat()
+    except (KeyError, OSError):
+        return None
+    if account.pw_uid == 0:
+        return True
+    if info.st_uid == account.pw_uid:
+        return bool(info.st_mode & 0o400)
+    if info.st_gid in os.getgrouplist(user, account.pw_gid):
+        return bool(info.st_mode & 0o040)
+    return bool(info.st_mode & 0o004)

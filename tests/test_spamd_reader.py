@@ -1,0 +1,131 @@
+"""Which user spamd reads the site config as (Debian's spamd as shipped: nobody)."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+from pathlib import Path
+
+import pytest
+
+from scorer.integrations import spamassassin, spamd_reader
+from scorer.integrations.spamd_reader import Reader, can_read
+from scorer.integrations.spamd_reader import spamd_reader as reader_of
+
+
+def _proc(tmp_path: Path, processes: dict[int, tuple[str, int, int]]) -> Path:
+    """A fake /proc: pid -> (comm, ppid, uid)."""
+    proc = tmp_path / "proc"
+    proc.mkdir(parents=True)
+    (proc / "self").mkdir()
+    for pid, (comm, ppid, uid) in processes.items():
+        entry = proc / str(pid)
+        entry.mkdir()
+        (entry / "comm").write_text(comm + "\n")
+        (entry / "status").write_text(
+            f"Name:\t{comm}\nPPid:\t{ppid}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n"
+        )
+    return proc
+
+
+def test_debian_spamd_as_shipped_reads_its_config_as_nobody(tmp_path: Path) -> None:
+    # Regression (review): install --config wrote the token's file 0640 root:debian-spamd
+    # for "Debian's spamd", but spamd run as root without -u (spamd.service and
+    # /etc/default/spamd as shipped) reads the site config as nobody: it skipped the file
+    # (only its log said so), and the plugin asked the default URL without the token.
+    defaults = tmp_path / "spamd"
+    defaults.write_text('# Options\nOPTIONS="--create-prefs --max-children 5 --helper-home-dir"\n')
+    empty = _proc(tmp_path, {})
+    assert reader_of(True, empty, defaults).user == "nobody"
+    assert reader_of(False, empty, defaults) is None
+    # A running spamd as root: its parent, whatever its children run as.
+    running = _proc(tmp_path / "r", {100: ("spamd", 1, 0), 101: ("spamd", 100, 65534)})
+    assert reader_of(True, running, defaults) == Reader(
+        "nobody", "the running spamd is root without -u: its default user"
+    )
+
+
+@pytest.mark.parametrize(
+    "options", ['"-u debian-spamd -d"', '"--username=debian-spamd"', "'-udebian-spamd'"]
+)
+def test_spamd_with_u_reads_its_config_as_that_user(tmp_path: Path, options: str) -> None:
+    defaults = tmp_path / "spamd"
+    defaults.write_text(f"OPTIONS={options}\n")
+    assert reader_of(True, _proc(tmp_path, {}), defaults).user == "debian-spamd"
+    uid = os.getuid()
+    running = _proc(tmp_path / "r", {7: ("spamd", 1, uid)}) if uid else None
+    if running is not None:  # a running spamd as another user: that user
+        assert reader_of(True, running, defaults).user == pwd.getpwuid(uid).pw_name
+
+
+def test_can_read_follows_the_mode_owner_and_groups(tmp_path: Path) -> None:
+    path = tmp_path / "rdns_scorer_local.cf"
+    path.write_text("rdns_scorer_token x\n")
+    nobody = pwd.getpwnam("nobody")
+    path.chmod(0o640)
+    if os.getuid() == 0:
+        os.chown(path, 0, 0)
+        assert can_read(path, "nobody") is False
+        os.chown(path, 0, nobody.pw_gid)
+        assert can_read(path, "nobody") is True
+        assert spamd_reader.primary_group("nobody") == grp.getgrgid(nobody.pw_gid).gr_name
+    path.chmod(0o644)
+    assert can_read(path, "nobody") is True
+    assert can_read(path, "no-such-user-here") is None
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to chown")
+def test_install_and_check_say_spamd_cannot_read_the_token_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    local = site / "rdns_scorer_local.cf"
+    local.write_text(
+        "ifplugin Mail::SpamAssassin::Plugin::RdnsScorer\nrdns_scorer_token x\nendif\n"
+    )
+    os.chown(local, 0, 0)
+    local.chmod(0o640)
+    nobody = Reader("nobody", "spamd as root without -u: its default user")
+    monkeypatch.setattr(spamd_reader, "spamd_reader", lambda installed: nobody)
+    spamassassin._warn_unreadable_by_spamd(local)
+    out = capsys.readouterr().out
+    group = spamd_reader.primary_group("nobody")
+    assert out.startswith(f"warning:  spamd reads its config as nobody ({nobody.how}), who may")
+    assert f"--group {group}" in out
+    from scorer.integrations import spamassassin_check
+
+    findings = spamassassin_check._spamd_reader_findings(site)
+    assert [f.ok for f in findings] == [False]
+    assert f"{local} sets the plugin, but spamd reads its config as nobody" in findings[0].text
+    os.chown(local, 0, pwd.getpwnam("nobody").pw_gid)  # the fix it names
+    assert spamassassin_check._spamd_reader_findings(site) == []
+    spamassassin._warn_unreadable_by_spamd(local)
+    assert capsys.readouterr().out == ""
+
+
+def test_install_config_defaults_to_the_group_spamd_reads_its_config_as(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from scorer.config import config_from_mapping
+    from scorer.integrations.spamassassin_local import local_file
+
+    config = config_from_mapping({"server": {"token": "s3cret-T0k"}})
+    nobody = Reader("nobody", "spamd as root without -u: its default user")
+    monkeypatch.setattr(spamd_reader, "spamd_reader", lambda installed: nobody)
+    nogroup = grp.getgrgid(pwd.getpwnam("nobody").pw_gid).gr_gid
+    assert local_file(config, None).gid == nogroup
+    amavis = local_file(config, "root")  # --group wins
+    assert amavis.gid == 0
+    monkeypatch.setattr(spamd_reader, "spamd_reader", lambda installed: None)  # no spamd
+    expected = grp.getgrnam("debian-spamd").gr_gid if _has_group("debian-spamd") else None
+    assert local_file(config, None).gid == expected
+
+
+def _has_group(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
