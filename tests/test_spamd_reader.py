@@ -129,3 +129,27 @@ def _has_group(name: str) -> bool:
     except KeyError:
         return False
     return True
+
+
+def test_check_names_the_group_spamd_reads_as_for_an_owner_only_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review): the fix named for a 0600 file was chown ...:debian-spamd, which
+    # Debian's spamd as shipped (reading its config as nobody) cannot read either.
+    from scorer.integrations import spamassassin_check
+
+    site = tmp_path / "site"
+    site.mkdir()
+    local = site / "zz_local.cf"
+    local.write_text("rdns_scorer_token s3cret\n")
+    local.chmod(0o600)
+    nobody = Reader("nobody", "spamd as root without -u: its default user")
+    monkeypatch.setattr(spamd_reader, "spamd_reader", lambda installed: nobody)
+    monkeypatch.setattr(spamassassin_check, "_overlap_findings", lambda *args: [])
+    view = {"loaded": True, "file": "", "driver_score": 0.001, "errors": 0}
+    monkeypatch.setattr(spamassassin_check.probe, "release_finding", lambda *a: None)
+    findings = [f for f in spamassassin_check._plugin_findings(view, site) if f is not None]
+    group = spamd_reader.primary_group("nobody")
+    texts = [f.text for f in findings if not f.ok]
+    assert len(texts) == 1, texts
+    assert f"chown {local.owner()}:{group} {local} && chmod 640 {local}" in texts[0]

@@ -555,7 +555,8 @@ def _install_command(args: argparse.Namespace) -> int:
         print(
             f"warning:  {path} is world-readable and holds rdns_scorer_token: "
             f"chown root:GROUP {path} && chmod 640 {path}, GROUP being the one spamd or "
-            "amavis runs as (debian-spamd, amavis)"
+            "amavis reads its config as (nogroup for Debian's spamd as shipped, which runs "
+            "as root without -u and reads it as nobody; the -u user's group; amavis)"
         )
     # A kept file is as it was, and its .dist is never read.
     changed = [step.path.name for step in steps if step.action in ("installed", "updated")]

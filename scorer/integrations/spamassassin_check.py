@@ -138,6 +138,12 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
     # Only where SpamAssassin runs as such a user: without one (spamd reading its config
     # as root), install itself writes the token's file 0600 (spamassassin_local).
     readers = [group for group in READER_GROUPS if _group_exists(group)]
+    reader = spamd_reader.spamd_reader(spamd_reader.spamd_installed())
+    if reader is not None:
+        # The group of the user spamd reads its config as (nogroup for Debian's spamd as
+        # shipped: nobody, not debian-spamd), first.
+        group = spamd_reader.primary_group(reader.user)
+        readers = [group] + [other for other in readers if other != group]
     for path in spamassassin.owner_only_settings_files(siteconfigpath) if readers else []:
         owner = _owner(path)
         findings.append(
