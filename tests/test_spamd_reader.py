@@ -37,13 +37,17 @@ def test_debian_spamd_as_shipped_reads_its_config_as_nobody(tmp_path: Path) -> N
     defaults = tmp_path / "spamd"
     defaults.write_text('# Options\nOPTIONS="--create-prefs --max-children 5 --helper-home-dir"\n')
     empty = _proc(tmp_path, {})
-    assert reader_of(True, empty, defaults).user == "nobody"
-    assert reader_of(False, empty, defaults) is None
-    # A running spamd as root: its parent, whatever its children run as.
+    pidfile = tmp_path / "spamd.pid"
+    assert reader_of(True, empty, defaults, pidfile).user == "nobody"
+    assert reader_of(False, empty, defaults, pidfile) is None
+    # The system's running spamd (its pidfile) as root, whatever its children run as.
     running = _proc(tmp_path / "r", {100: ("spamd", 1, 0), 101: ("spamd", 100, 65534)})
-    assert reader_of(True, running, defaults) == Reader(
+    pidfile.write_text("100\n")
+    assert reader_of(True, running, defaults, pidfile) == Reader(
         "nobody", "the running spamd is root without -u: its default user"
     )
+    pidfile.write_text("999\n")  # stale: /etc/default/spamd says
+    assert reader_of(True, running, defaults, pidfile).how.startswith("spamd as root")
 
 
 @pytest.mark.parametrize(
@@ -52,11 +56,13 @@ def test_debian_spamd_as_shipped_reads_its_config_as_nobody(tmp_path: Path) -> N
 def test_spamd_with_u_reads_its_config_as_that_user(tmp_path: Path, options: str) -> None:
     defaults = tmp_path / "spamd"
     defaults.write_text(f"OPTIONS={options}\n")
-    assert reader_of(True, _proc(tmp_path, {}), defaults).user == "debian-spamd"
-    uid = os.getuid()
-    running = _proc(tmp_path / "r", {7: ("spamd", 1, uid)}) if uid else None
-    if running is not None:  # a running spamd as another user: that user
-        assert reader_of(True, running, defaults).user == pwd.getpwuid(uid).pw_name
+    pidfile = tmp_path / "spamd.pid"
+    assert reader_of(True, _proc(tmp_path, {}), defaults, pidfile).user == "debian-spamd"
+    # A running spamd as another user (-u): that user.
+    nobody = pwd.getpwnam("nobody")
+    running = _proc(tmp_path / "r", {7: ("spamd", 1, nobody.pw_uid)})
+    pidfile.write_text("7\n")
+    assert reader_of(True, running, defaults, pidfile).user == "nobody"
 
 
 def test_can_read_follows_the_mode_owner_and_groups(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SPAMD_DEFAULTS = Path("/etc/default/spamd")
+SPAMD_PIDFILE = Path("/run/spamd.pid")  # spamd.service's --pidfile
 PROC = Path("/proc")
 DEFAULT_USER = "nobody"  # spamd's --default-user
 
@@ -66,32 +67,27 @@ def _option(words: list[str], short: str, long: str) -> str | None:
     return value
 
 
-def _running_spamd_uid(proc: Path) -> int | None:
-    """The real uid of a running spamd parent (the process spamd's children come from)."""
-    found: dict[int, tuple[int, int]] = {}  # pid -> (ppid, uid)
+def _running_spamd_uid(pidfile: Path, proc: Path) -> int | None:
+    """The real uid of the system's running spamd: the one spamd.service starts with
+    ``--pidfile=/run/spamd.pid`` (a spamd started by hand elsewhere is not the one
+    Postfix or amavis asks)."""
     try:
-        entries = list(proc.iterdir())
-    except OSError:
+        pid = int(pidfile.read_text().split()[0])
+        entry = proc / str(pid)
+        if "spamd" not in (entry / "comm").read_text():
+            return None
+        status = (entry / "status").read_text()
+    except (OSError, ValueError, IndexError):
         return None
-    for entry in entries:
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "comm").read_text().strip() != "spamd":
-                continue
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        ppid = re.search(r"^PPid:\s+(\d+)", status, re.M)
-        uid = re.search(r"^Uid:\s+(\d+)", status, re.M)
-        if ppid and uid:
-            found[int(entry.name)] = (int(ppid.group(1)), int(uid.group(1)))
-    parents = [uid for ppid, uid in found.values() if ppid not in found]
-    return parents[0] if parents else None
+    uid = re.search(r"^Uid:\s+(\d+)", status, re.M)
+    return int(uid.group(1)) if uid else None
 
 
 def spamd_reader(
-    spamd_installed: bool, proc: Path = PROC, defaults: Path = SPAMD_DEFAULTS
+    spamd_installed: bool,
+    proc: Path = PROC,
+    defaults: Path = SPAMD_DEFAULTS,
+    pidfile: Path = SPAMD_PIDFILE,
 ) -> Reader | None:
     """The user spamd reads the site config as: a running spamd's (root: its default
     user), else the one /etc/default/spamd's OPTIONS give it; None without spamd."""
@@ -102,7 +98,7 @@ def spamd_reader(
     except OSError:
         words = []
     default_user = _option(words, "-U", "--default-user") or DEFAULT_USER
-    uid = _running_spamd_uid(proc)
+    uid = _running_spamd_uid(pidfile, proc)
     if uid is not None:
         if uid != 0:
             try:
