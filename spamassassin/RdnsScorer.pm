@@ -302,6 +302,9 @@ sub check_rl_scorer_ok {
   # A PTR lookup that failed (a dead resolver, a lame reverse zone) is no verdict on
   # the PTR either: the stock rDNS rules stay the fallback, as with the service down.
   return 0 if defined $family && $family eq 'ptr' && $returned{RL_PTR_TEMPFAIL};
+  # No HELO sent, no verdict on it: the stock HELO rules (HELO_NO_DOMAIN on Postfix's
+  # "unknown") are the only judges of it.
+  return 0 if defined $family && $family eq 'helo' && !$result->{helo_asked};
   return 1;
 }
 
@@ -478,6 +481,10 @@ sub _ask {
       push(@errors, "$url: $result->{error}");
       next;
     }
+    # Whether the service was asked about a HELO at all (none sent: a client that sent
+    # none, Postfix's "from unknown (unknown [IP])", or one the Received line lost): its
+    # reply then holds no verdict on the HELO, and the stock HELO rules stay on.
+    $result->{helo_asked} = defined $request{helo} ? 1 : 0;
     return $result;
   }
   return { error => join('; ', @errors) };

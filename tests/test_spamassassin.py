@@ -1241,6 +1241,21 @@ def test_overlap_keeps_the_stock_rules_without_a_verdict(
         assert "HELO_NO_DOMAIN" not in scan.scores
 
 
+def test_overlap_keeps_the_stock_helo_rules_when_no_helo_was_asked(fake: FakeHttp) -> None:
+    # Regression (review): for a client that sent no HELO (Postfix writes "from unknown
+    # (unknown [IP])") the plugin asks about none, so the reply judges none; yet the
+    # overlap switched HELO_NO_DOMAIN off: the missing HELO went unscored altogether.
+    fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5.0, "options": []}]})
+    directory = site_config(f"rdns_scorer_url {fake.url}\n", overlap=True)
+    scan = run_spamassassin(directory, message(MISSING_PTR_IP, "unknown", None, GOOD_FROM))
+    assert "helo" not in fake.requests[-1].json()
+    assert "HELO_NO_DOMAIN" in scan.scores, scan.scores
+    assert "RDNS_NONE" not in scan.scores  # the PTR was judged: its stock rule stays off
+    # A HELO asked about, and judged fine (no RL_HELO_* symbol): the stock rules stay off.
+    scan = run_spamassassin(directory, message(MISSING_PTR_IP, "Mail-Server", None, GOOD_FROM))
+    assert "HELO_NO_DOMAIN" not in scan.scores, scan.scores
+
+
 @pytest.mark.parametrize(
     ("tflags", "learned"),
     [("", "spam"), ("tflags RL_PTR_MISSING noautolearn\n", "no")],
