@@ -5,6 +5,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shutil
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,17 @@ def test_check_names_the_group_spamd_reads_as_for_an_owner_only_file(
     texts = [f.text for f in findings if not f.ok]
     assert len(texts) == 1, texts
     assert f"chown {local.owner()}:{group} {local} && chmod 640 {local}" in texts[0]
+
+
+def test_spamd_installed_but_not_enabled_is_not_asked_about(tmp_path: Path) -> None:
+    # amavis users may have the spamd package without running it: no spamd reads the
+    # config then, and a 0640 root:amavis file is no problem.
+    if shutil.which("spamd") is None and not Path("/usr/sbin/spamd").is_file():
+        pytest.skip("spamd is not installed")
+    systemd = tmp_path / "system"
+    systemd.mkdir()
+    running = spamd_reader._running_spamd_uid(spamd_reader.SPAMD_PIDFILE, spamd_reader.PROC)
+    assert spamd_reader.spamd_installed(systemd) is (running is not None)
+    (systemd / "multi-user.target.wants").mkdir()
+    (systemd / "multi-user.target.wants" / "spamd.service").symlink_to("/dev/null")
+    assert spamd_reader.spamd_installed(systemd)

@@ -24,11 +24,18 @@ from pathlib import Path
 SPAMD_DEFAULTS = Path("/etc/default/spamd")
 SPAMD_PIDFILE = Path("/run/spamd.pid")  # spamd.service's --pidfile
 PROC = Path("/proc")
+SYSTEMD = Path("/etc/systemd/system")
 DEFAULT_USER = "nobody"  # spamd's --default-user
 
 
-def spamd_installed() -> bool:
-    return shutil.which("spamd") is not None or Path("/usr/sbin/spamd").is_file()
+def spamd_installed(systemd: Path = SYSTEMD) -> bool:
+    """Whether a spamd reads this config: spamd is installed and its service enabled
+    (amavis alone, with the spamd package installed but not enabled, is not asked
+    about), or the system's spamd runs (started otherwise)."""
+    if shutil.which("spamd") is None and not Path("/usr/sbin/spamd").is_file():
+        return False
+    enabled = any(systemd.glob("*.wants/spamd.service"))
+    return enabled or _running_spamd_uid(SPAMD_PIDFILE, PROC) is not None
 
 
 @dataclass(frozen=True, slots=True)
