@@ -12,7 +12,15 @@ import pytest
 
 from scorer.integrations import spamassassin, spamd_reader
 from scorer.integrations.spamd_reader import Reader, can_read
-from scorer.integrations.spamd_reader import spamd_reader as reader_of
+from scorer.integrations.spamd_reader import spamd_reader as host_free_reader
+
+
+def reader_of(installed: bool, proc: Path, defaults: Path, pidfile: Path) -> Reader:
+    """spamd_reader's answer where a spamd reads the config (never None then): the
+    function itself, bound before tests/conftest.py stubs the module's for every test."""
+    reader = host_free_reader(installed, proc, defaults, pidfile)
+    assert reader is not None
+    return reader
 
 
 def _proc(tmp_path: Path, processes: dict[int, tuple[str, int, int]]) -> Path:
@@ -40,7 +48,7 @@ def test_debian_spamd_as_shipped_reads_its_config_as_nobody(tmp_path: Path) -> N
     empty = _proc(tmp_path, {})
     pidfile = tmp_path / "spamd.pid"
     assert reader_of(True, empty, defaults, pidfile).user == "nobody"
-    assert reader_of(False, empty, defaults, pidfile) is None
+    assert host_free_reader(False, empty, defaults, pidfile) is None
     # The system's running spamd (its pidfile) as root, whatever its children run as.
     running = _proc(tmp_path / "r", {100: ("spamd", 1, 0), 101: ("spamd", 100, 65534)})
     pidfile.write_text("100\n")
