@@ -60,6 +60,8 @@ async def eager_gather(*coros: Coroutine[Any, Any, T]) -> tuple[T, ...]: ...
 async def eager_gather(*coros: Coroutine[Any, Any, Any]) -> tuple[Any, ...]:
     """Results of ``coros`` in order; only the ones that suspend become tasks, and the
     last of those runs on in the calling task (a lone DNS miss needs no task at all)."""
+    if len(coros) == 1:  # a PTR's one name, a domain's one MX host: nothing to gather
+        return (await coros[0],)
     results: list[Any] = [None] * len(coros)
     suspended: list[tuple[int, Coroutine[Any, Any, Any], Any]] = []
     for index, coro in enumerate(coros):
