@@ -7,9 +7,10 @@ it looked up, the hits), which was ~5 % of a cold check's instructions
 (bench/instructions.py).
 
 Only for values that live as long as one check: what a memo or a cache hands to every
-later caller (a parsed HELO or sender, a generic verdict, a DNS outcome) and module
-constants stay frozen dataclasses, which no code can change at run time either
-(tests/test_generic.py).
+later caller and module constants stay immutable at run time (tests/test_generic.py).
+The memoised values a new client or sender makes afresh in every check (a parsed HELO
+or sender, a generic verdict and its evidence) are NamedTuples, which cost what a
+record does to make; DNS outcomes and constants are frozen dataclasses.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Collection
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from scorer.checks.addresses import AddressFacts, has_public_host, only_non_public
 from scorer.checks.generic import generic_hit
@@ -51,8 +51,7 @@ class HeloKind(enum.StrEnum):
     NAME = "name"  # a syntactically valid FQDN under a public suffix: worth resolving
 
 
-@dataclass(frozen=True, slots=True)
-class HeloName:
+class HeloName(NamedTuple):
     raw: str
     kind: HeloKind
     ascii: str = ""  # the A-label form, for NAME/LOCALHOST/NOT_FQDN

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
+from typing import NamedTuple
 
 import email_validator
 
@@ -58,8 +59,7 @@ class SenderKind(enum.StrEnum):
     DOMAIN = "domain"  # a public domain: worth resolving
 
 
-@dataclass(frozen=True, slots=True)
-class Sender:
+class Sender(NamedTuple):
     raw: str
     kind: SenderKind
     domain: str = ""  # A-label form; for LITERAL the bracketed literal, "[192.0.2.1]"

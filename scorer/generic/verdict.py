@@ -6,15 +6,14 @@ produce evidence without importing the classifier, which would create an import 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 #: Longest string :meth:`GenericVerdict.describe` emits per evidence item; keeps log lines
 #: and the CLI's TSV output readable.
 MAX_DESCRIPTION_LENGTH = 120
 
 
-@dataclass(frozen=True, slots=True)
-class GenericEvidence:
+class GenericEvidence(NamedTuple):
     """One observation that contributed to (or was considered for) a verdict.
 
     ``kind`` is a short machine-friendly tag such as ``"ipv4-hex"`` or ``"keyword"``;
@@ -25,8 +24,7 @@ class GenericEvidence:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
-class GenericVerdict:
+class GenericVerdict(NamedTuple):
     """Whether a PTR name is a provider-assigned "generic" name, and why.
 
     ``confidence`` is in [0, 1] and is 0.0 whenever ``generic`` is False. ``evidence`` may
