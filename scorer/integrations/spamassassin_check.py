@@ -9,7 +9,6 @@ would ask (scorer.integrations.probe).
 from __future__ import annotations
 
 import argparse
-import grp
 import json
 import shutil
 import subprocess
@@ -91,14 +90,6 @@ def spamassassin_view(siteconfigpath: Path, perl: str) -> dict[str, Any]:
 READER_GROUPS = (spamassassin_local.DEFAULT_GROUP, "amavis")
 
 
-def _group_exists(name: str) -> bool:
-    try:
-        grp.getgrnam(name)
-    except KeyError:
-        return False
-    return True
-
-
 def _owner(path: Path) -> str:
     try:
         return path.owner()
@@ -137,7 +128,7 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
         )
     # Only where SpamAssassin runs as such a user: without one (spamd reading its config
     # as root), install itself writes the token's file 0600 (spamassassin_local).
-    readers = [group for group in READER_GROUPS if _group_exists(group)]
+    readers = [group for group in READER_GROUPS if spamassassin_local.group_exists(group)]
     reader = spamd_reader.spamd_reader(spamd_reader.spamd_installed())
     if reader is not None:
         # The group of the user spamd reads its config as (nogroup for Debian's spamd as

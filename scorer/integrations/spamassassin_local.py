@@ -73,7 +73,8 @@ class LocalFile:
     warning: str | None
 
 
-def _group_exists(name: str) -> bool:
+def group_exists(name: str) -> bool:
+    """Whether this host has a group called ``name``."""
     try:
         grp.getgrnam(name)
     except KeyError:
@@ -96,7 +97,7 @@ def local_file(config: Config, group: str | None) -> LocalFile:
         # without -u) reads it as nobody, not as debian-spamd (spamd_reader).
         reader = spamd_reader.spamd_reader(spamd_reader.spamd_installed())
         group = None if reader is None else spamd_reader.primary_group(reader.user)
-        if group is not None and not _group_exists(group):
+        if group is not None and not group_exists(group):
             group = None
     try:
         return LocalFile(content, 0o640, grp.getgrnam(group or DEFAULT_GROUP).gr_gid, None)
