@@ -218,7 +218,7 @@ class Service:
                 raise ConfigError(f"unexpected error reading the config: {error!r}") from error
             # Requests already running hold the old pipeline and finish with it.
             previous = self.pipeline.config
-            changes = config.changes_from(self.pipeline.config)
+            changes = config.changes_from(previous)
             pipeline = self._build(config, previous=self.pipeline)
             if pipeline.dns is not self.pipeline.dns:
                 # A new resolver is judged before it serves (DnsLayer._judge_root): one

@@ -25,7 +25,7 @@ from typing import Any, get_type_hints
 from scorer.allowlist import Allowlist, AllowlistError
 from scorer.dns.layer import Nameserver, parse_nameservers
 from scorer.files import file_error, read_text_file, utf8_text
-from scorer.integrations import plugin_timeout
+from scorer.integrations import longest_deadline, plugin_timeout
 from scorer.names import (
     address_in,
     address_named,
@@ -429,14 +429,16 @@ class Config:
             # their 1 s default): a check now taking longer is given up on, unscored.
             wanted = plugin_timeout(deadline)
             # rspamd install writes at most 7.5 s (under rspamd's task_timeout): past it no
-            # install helps rspamd, and "which write 8.2 s" was not so.
-            capped = min(wanted, _RSPAMD_MAX_TIMEOUT)
+            # install helps rspamd, and "which write 8.2 s" was not so. Imported here: the
+            # rspamd integration imports this module.
+            from scorer.integrations.rspamd import MAX_TIMEOUT
+
+            capped = min(wanted, MAX_TIMEOUT)
             written = (
                 f"{wanted:g} s"
                 if capped == wanted
                 else f"{wanted:g} s for SpamAssassin but at most {capped:g} s for rspamd, "
-                f"which a request_deadline up to {round(capped - (wanted - deadline), 3):g} "
-                "s fits"
+                f"which a request_deadline up to {longest_deadline(capped, deadline):g} s fits"
             )
             delayed.append(
                 f"[dns] request_deadline {was:g} -> {deadline:g}: plugins installed for the "
@@ -464,10 +466,6 @@ def _local_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 
 # Read once, when serve starts (docs/configuration.md): a reload cannot apply them.
 RESTART_KEYS = ("listen", "workers", "event_loop")
-# scorer.integrations.rspamd.MAX_TIMEOUT (which imports this module): the longest timeout
-# rspamd install writes, half a second under rspamd's default task_timeout (a test keeps
-# them the same).
-_RSPAMD_MAX_TIMEOUT = 7.5
 
 
 def _entries(count: int) -> str:

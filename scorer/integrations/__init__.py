@@ -50,6 +50,13 @@ def plugin_timeout(request_deadline: float) -> float:
     return max(PLUGIN_TIMEOUT, round(request_deadline + 0.2, 3))
 
 
+def longest_deadline(max_timeout: float, request_deadline: float) -> float:
+    """The longest request_deadline a plugin timeout of ``max_timeout`` covers, where
+    ``request_deadline`` wants a longer one: the network's share of ``plugin_timeout``
+    taken off."""
+    return round(max_timeout - (plugin_timeout(request_deadline) - request_deadline), 3)
+
+
 def replace_file(path: Path, content: str, mode: int, owner: tuple[int, int] | None) -> None:
     """Put ``content`` at ``path`` all at once: written to a file beside it, then renamed
     over it. Written in place, a full disk or a crash left the filter a config cut short,

@@ -23,7 +23,7 @@ from pathlib import Path
 import msgpack
 
 from scorer import __version__
-from scorer.integrations import PLUGIN_TIMEOUT, plugin_timeout
+from scorer.integrations import PLUGIN_TIMEOUT, longest_deadline, plugin_timeout
 
 REQUEST_TIMEOUT = 3.0
 # A loopback client: the service skips it ([policy] skip_networks) with no DNS lookup, so
@@ -270,7 +270,7 @@ def _deadline_finding(deadline: float, timeout: float, wiring: Wiring) -> Findin
     elif wanted <= wiring.max_timeout:
         fix = f"set {wiring.timeout_setting} to {wanted:g} s, or lower request_deadline"
     else:  # no timeout the plugin takes is long enough: the service must answer sooner
-        most = round(wiring.max_timeout - (wanted - deadline), 3)
+        most = longest_deadline(wiring.max_timeout, deadline)
         fix = (
             f"lower request_deadline to {most:g} s or less ({wiring.timeout_setting} cannot "
             f"be more than {wiring.max_timeout:g} s)"
