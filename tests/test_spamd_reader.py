@@ -111,11 +111,11 @@ def test_install_and_check_say_spamd_cannot_read_the_token_file(
     assert f"--group {group}" in out
     from scorer.integrations import spamassassin_check
 
-    findings = spamassassin_check._spamd_reader_findings(site)
+    findings = spamassassin_check._spamd_reader_findings(site, nobody)
     assert [f.ok for f in findings] == [False]
     assert f"{local} sets the plugin, but spamd reads its config as nobody" in findings[0].text
     os.chown(local, 0, pwd.getpwnam("nobody").pw_gid)  # the fix it names
-    assert spamassassin_check._spamd_reader_findings(site) == []
+    assert spamassassin_check._spamd_reader_findings(site, nobody) == []
     spamassassin._warn_unreadable_by_spamd(local)
     assert capsys.readouterr().out == ""
 

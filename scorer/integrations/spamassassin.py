@@ -366,7 +366,7 @@ def _warn_unreadable_by_spamd(path: Path) -> None:
     """Install's file with the token, which the user spamd reads its config as cannot
     read: Debian's spamd as shipped reads it as nobody (spamd_reader), not as
     debian-spamd, and would go on without it, lint passing."""
-    reader = spamd_reader.spamd_reader(spamd_reader.spamd_installed())
+    reader = spamd_reader.system_reader()
     if reader is not None and spamd_reader.can_read(path, reader.user) is False:
         print(f"warning:  {spamd_reader.advice(path, reader)}")
 

@@ -129,7 +129,7 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
     # Only where SpamAssassin runs as such a user: without one (spamd reading its config
     # as root), install itself writes the token's file 0600 (spamassassin_local).
     readers = [group for group in READER_GROUPS if spamassassin_local.group_exists(group)]
-    reader = spamd_reader.spamd_reader(spamd_reader.spamd_installed())
+    reader = spamd_reader.system_reader()
     if reader is not None:
         # The group of the user spamd reads its config as (nogroup for Debian's spamd as
         # shipped: nobody, not debian-spamd), first.
@@ -146,7 +146,7 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
                 "spamd or amavis runs as)",
             )
         )
-    findings += _spamd_reader_findings(siteconfigpath)
+    findings += _spamd_reader_findings(siteconfigpath, reader)
     findings += _overlap_findings(view.get("rules_dir"), siteconfigpath)
     if view["errors"]:
         # Skipped, and the setting before it (or the default) stands: what is asked below
@@ -163,12 +163,14 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
     return findings
 
 
-def _spamd_reader_findings(siteconfigpath: Path) -> list[Finding]:
-    """A file setting the plugin that the user spamd reads its config as cannot read.
-    Debian's spamd, as shipped, runs as root without -u and reads the config as nobody
-    (spamd_reader): a 0640 root:debian-spamd file, as install writes it, is skipped with
-    nothing but a line in spamd's log, while lint and this check, run as root, read it."""
-    reader = spamd_reader.spamd_reader(spamd_reader.spamd_installed())
+def _spamd_reader_findings(
+    siteconfigpath: Path, reader: spamd_reader.Reader | None
+) -> list[Finding]:
+    """A file setting the plugin that ``reader``, the user spamd reads its config as,
+    cannot read. Debian's spamd, as shipped, runs as root without -u and reads the config
+    as nobody (spamd_reader): a 0640 root:debian-spamd file, as install writes it, is
+    skipped with nothing but a line in spamd's log, while lint and this check, run as
+    root, read it."""
     if reader is None:
         return []
     findings = []

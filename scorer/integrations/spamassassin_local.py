@@ -95,7 +95,7 @@ def local_file(config: Config, group: str | None) -> LocalFile:
     if group is None:
         # The group of the user spamd reads its config as: Debian's spamd as shipped (root,
         # without -u) reads it as nobody, not as debian-spamd (spamd_reader).
-        reader = spamd_reader.spamd_reader(spamd_reader.spamd_installed())
+        reader = spamd_reader.system_reader()
         group = None if reader is None else spamd_reader.primary_group(reader.user)
         if group is not None and not group_exists(group):
             group = None

@@ -119,6 +119,12 @@ def spamd_reader(
     return Reader(default_user, f"spamd as root without -u ({defaults}): its default user")
 
 
+def system_reader() -> Reader | None:
+    """The user this host's spamd reads its config as, or None where no spamd reads it:
+    what install and check ask."""
+    return spamd_reader(spamd_installed())
+
+
 def primary_group(user: str) -> str:
     """``user``'s primary group by name (``nogroup`` for Debian's nobody), or its number."""
     try:
