@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from scorer.integrations import spamassassin, spamd_reader
+from scorer.integrations.spamassassin_local import group_exists
 from scorer.integrations.spamd_reader import Reader, can_read
 from scorer.integrations.spamd_reader import spamd_reader as host_free_reader
 
@@ -134,16 +135,8 @@ def test_install_config_defaults_to_the_group_spamd_reads_its_config_as(
     amavis = local_file(config, "root")  # --group wins
     assert amavis.gid == 0
     monkeypatch.setattr(spamd_reader, "spamd_reader", lambda installed: None)  # no spamd
-    expected = grp.getgrnam("debian-spamd").gr_gid if _has_group("debian-spamd") else None
+    expected = grp.getgrnam("debian-spamd").gr_gid if group_exists("debian-spamd") else None
     assert local_file(config, None).gid == expected
-
-
-def _has_group(name: str) -> bool:
-    try:
-        grp.getgrnam(name)
-    except KeyError:
-        return False
-    return True
 
 
 def test_check_names_the_group_spamd_reads_as_for_an_owner_only_file(
