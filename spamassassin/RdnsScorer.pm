@@ -133,11 +133,8 @@ sub set_config {
         # INVALID_VALUE would have the parser quote the whole line, the secret with it,
         # into lint's output and (spamd) the log: the same error, without the value.
         # The token stays as it was, as with INVALID_VALUE.
-        my $parser = $conf->{parser};
-        my $file   = $parser->{currentfile} // '(no file)';
-        my $where  = defined $parser->{linenum} && defined $parser->{linenum}->{$file}
-          ? "$file (line $parser->{linenum}->{$file})" : $file;
-        $parser->lint_warn("config: invalid '$key' value in $where: a bearer token "
+        $conf->{parser}->lint_warn("config: invalid '$key' value in "
+          . _where($conf->{parser}) . ": a bearer token "
           . "only, letters, digits and -._~+/ then = padding, as the service's [server] "
           . "token (the value is not shown)", undef, 1);
         return;
@@ -150,22 +147,48 @@ sub set_config {
   $conf->{parser}->register_commands(\@cmds);
 }
 
-# An admin setting of seconds: a plain decimal number, above 0 when $positive (else 0
-# too), at most $ceiling. $advice, if given, may warn about a valid value.
+# Where the parser is reading, for an error of our own: "FILE (line N)", as its own
+# errors say it.
+sub _where {
+  my ($parser) = @_;
+  my $file = $parser->{currentfile} // '(no file)';
+  return defined $parser->{linenum} && defined $parser->{linenum}->{$file}
+    ? "$file (line $parser->{linenum}->{$file})" : $file;
+}
+
+# An admin setting of seconds, read as SpamAssassin reads its own durations (time_limit,
+# bayes_token_ttl: CONF_TYPE_DURATION), so it is written the same way: a number with an
+# optional unit, s, m, h, d or w ("1.5", "1.5s", "10m"). Above 0 when $positive (else 0
+# too), at most $ceiling seconds; a value out of that range or not a duration is an
+# error that says which values are, and leaves the setting as it was. $advice, if given,
+# may warn about a valid value.
 sub _seconds_command {
   my ($setting, $default, $positive, $ceiling, $advice) = @_;
+  my $range = ($positive ? 'above 0' : '0') . " to $ceiling seconds";
   return {
     setting  => $setting,
     is_admin => 1,
     default  => $default,
-    type     => $Mail::SpamAssassin::Conf::CONF_TYPE_NUMERIC,
+    type     => $Mail::SpamAssassin::Conf::CONF_TYPE_DURATION,
     code     => sub {
       my ($conf, $key, $value, $line) = @_;
       return $Mail::SpamAssassin::Conf::MISSING_REQUIRED_VALUE
         if !defined $value || $value eq '';
-      return $Mail::SpamAssassin::Conf::INVALID_VALUE
-        if $value !~ /^(\d+(?:\.\d+)?|\.\d+)$/ || ($positive && $1 <= 0) || $1 > $ceiling;
-      $conf->{$setting} = $1 + 0;
+      my $previous = $conf->{$setting};
+      my $status   = Mail::SpamAssassin::Conf::Parser::set_duration_value($conf, $key, $value);
+      my $problem;
+      if (defined $status && $status eq $Mail::SpamAssassin::Conf::INVALID_VALUE) {
+        $problem = "'$value' is no duration: seconds, optionally with a unit "
+          . "(1.5, 1.5s, 10m), $range";
+      } elsif (($positive && $conf->{$setting} <= 0) || $conf->{$setting} > $ceiling) {
+        $problem = "$value is out of range: $range";
+      }
+      if (defined $problem) {
+        $conf->{$setting} = $previous;
+        $conf->{parser}->lint_warn("config: invalid '$key' value in "
+          . _where($conf->{parser}) . ": $problem", undef, 1);
+        return;
+      }
       $advice->($conf, $conf->{$setting}) if $advice;
       return;
     },

@@ -1980,22 +1980,38 @@ def test_lint_is_clean_next_to_the_stock_rules() -> None:
 
 
 @pytest.mark.parametrize(
-    ("line", "valid"),
+    ("line", "problem"),
     [
-        ("rdns_scorer_timeout 0", False),
-        ("rdns_scorer_timeout 2.5", True),
-        ("rdns_scorer_timeout 60", True),
-        ("rdns_scorer_timeout 61", False),
-        ("rdns_scorer_timeout 1.5s", False),
-        ("rdns_scorer_holddown 3600", True),
-        ("rdns_scorer_holddown 0", True),
-        ("rdns_scorer_holddown 4000", False),
+        ("rdns_scorer_timeout 0", "0 is out of range: above 0 to 60 seconds"),
+        ("rdns_scorer_timeout 0s", "0s is out of range: above 0 to 60 seconds"),
+        ("rdns_scorer_timeout 2.5", None),
+        ("rdns_scorer_timeout 60", None),
+        ("rdns_scorer_timeout 1m", None),
+        ("rdns_scorer_timeout 61", "61 is out of range: above 0 to 60 seconds"),
+        # Regression: SpamAssassin's own durations take a unit (time_limit 30s), and
+        # "1.5s" got the parser's bare "invalid value": read as they are.
+        ("rdns_scorer_timeout 1.5s", None),
+        ("rdns_scorer_timeout 1.5ms", "'1.5ms' is no duration: seconds, optionally with"),
+        ("rdns_scorer_timeout -1", "'-1' is no duration"),
+        ("rdns_scorer_holddown 3600", None),
+        ("rdns_scorer_holddown 1h", None),
+        ("rdns_scorer_holddown 0", None),
+        ("rdns_scorer_holddown 4000", "4000 is out of range: 0 to 3600 seconds"),
+        ("rdns_scorer_holddown 2h", "2h is out of range: 0 to 3600 seconds"),
     ],
 )
-def test_settings_in_seconds_are_checked_by_lint(line: str, valid: bool) -> None:
+def test_settings_in_seconds_are_checked_by_lint(line: str, problem: str | None) -> None:
     result = lint(site_config(line + "\n"))
-    assert (result.returncode == 0) is valid, result.stderr
-    assert ("invalid" in result.stderr) is not valid
+    assert (result.returncode == 0) is (problem is None), result.stderr
+    if problem is not None:
+        # The error says where, and which values are taken.
+        key = line.split()[0]
+        assert f"invalid '{key}' value in " in result.stderr, result.stderr
+        assert re.search(r"zz_test\.cf \(line 1\): " + re.escape(problem), result.stderr), (
+            result.stderr
+        )
+    else:
+        assert "invalid" not in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,11 @@ def test_check_reads_the_plugins_default_url_and_loaded_file_from_spamassassin(
     assert view["timeout"] == 1  # rdns_scorer.cf's
     (site / "zz_local.cf").write_text("rdns_scorer_timeout 2.5\n")
     assert spamassassin_view(site, perl)["timeout"] == 2.5
+    # As SpamAssassin reads its own durations: a unit is taken, an invalid value
+    # leaves the setting as it was (rdns_scorer.cf's 1 s, not 0 or the text).
+    for written, seconds in (("1.5s", 1.5), ("1m", 60), ("2m", 1), ("1.5x", 1)):
+        (site / "zz_local.cf").write_text(f"rdns_scorer_timeout {written}\n")
+        assert spamassassin_view(site, perl)["timeout"] == seconds, written
 
 
 def test_check_says_when_the_overlap_copies_are_not_the_stock_rules_spamassassin_reads(
