@@ -33,7 +33,7 @@ from scorer.names import (
     public_suffix_below,
     to_ascii,
 )
-from scorer.policy import NetworkSet, parse_network
+from scorer.policy import IPNetwork, NetworkSet, parse_network
 from scorer.symbols import Family
 from scorer.text import has_unsafe, option
 
@@ -112,25 +112,40 @@ def _under(name: str, suffixes: set[str]) -> str | None:
     return None
 
 
+def _ip_entry(network: IPNetwork) -> str:
+    """An ip entry as a match names it: ``ip NETWORK``, or ``ip ADDRESS`` for one address."""
+    if network.prefixlen == network.max_prefixlen:
+        return f"ip {network.network_address}"
+    return f"ip {network}"
+
+
 @dataclass
 class Allowlist:
     ptr_suffixes: set[str] = field(default_factory=set)
     helo_names: set[str] = field(default_factory=set)
     from_domains: set[str] = field(default_factory=set)
     ip_networks: NetworkSet = field(default_factory=NetworkSet, repr=False)
+    # Where each entry is written ("/etc/rdns-scorer/partners.txt:12", "[allowlist] ips"),
+    # by the entry as a match names it ("ptr partner.net"): `rdns-scorer check` says where
+    # to look to undo an exemption. Every place: an entry written twice applies until
+    # both go. Not in the reply's option, which rspamd may copy into a message's headers.
+    written_at: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     def count(self) -> int:
         """How many entries, each network and name once."""
         names = len(self.ptr_suffixes) + len(self.helo_names) + len(self.from_domains)
         return names + len(self.ip_networks.networks())
 
-    def add(self, kind: str, value: str) -> None:
+    def add(self, kind: str, value: str, where: str) -> None:
+        """Add the entry ``KIND VALUE`` written at ``where`` (a file and line, or the
+        config's key), or an AllowlistError saying what is wrong with it."""
         if kind == "ip":
             try:
                 network = parse_network(value)
             except ValueError as error:
                 raise AllowlistError(str(error)) from None
             self.ip_networks.add(network)
+            entry = _ip_entry(network)
         elif kind in ("ptr", "helo", "from"):
             domain = self._entry_name(kind, value)
             if kind == "ptr":
@@ -139,8 +154,15 @@ class Allowlist:
                 self.helo_names.add(domain)
             else:
                 self.from_domains.add(domain)
+            entry = f"{kind} {domain}"
         else:
             raise AllowlistError(f"unknown kind {kind!r} (use one of {', '.join(KINDS)})")
+        self.written_at.setdefault(entry, []).append(where)
+
+    def where_written(self, match: str) -> list[str]:
+        """Where the entry a match names is written: ``match`` is what ``match_*``
+        returned ("ptr partner.net (mx.partner.net is forward-confirmed)")."""
+        return self.written_at.get(match.partition(" (")[0], [])
 
     @staticmethod
     def _entry_name(kind: str, value: str) -> str:
@@ -232,7 +254,7 @@ class Allowlist:
                 raise AllowlistError(f"{path}:{number}: expected 'KIND VALUE', got {text!r}")
             kind, value = kind_and_value
             try:
-                self.add(kind.lower(), value)
+                self.add(kind.lower(), value, f"{path}:{number}")
             except AllowlistError as error:
                 raise AllowlistError(f"{path}:{number}: {error}") from None
 
@@ -242,11 +264,7 @@ class Allowlist:
         entry as the IPv4 network it covers, a netmask as a prefix length), which says
         what matched where the entry's own spelling would not."""
         network = self.ip_networks.most_specific(ip)
-        if network is None:
-            return None
-        if network.prefixlen == network.max_prefixlen:
-            return f"ip {network.network_address}"
-        return f"ip {network}"
+        return None if network is None else _ip_entry(network)
 
     def match_ptr(self, confirmed_names: Iterable[str]) -> str | None:
         for name in confirmed_names:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from scorer import __version__
+from scorer.allowlist import ALLOWLIST_SYMBOLS, Allowlist
 from scorer.config import (
     ENV_LISTEN,
     ENV_TOKEN,
@@ -45,7 +46,13 @@ from scorer.integrations import spamassassin
 from scorer.lookups import Facts
 from scorer.names import decimal_in, host_port, load_public_suffixes
 from scorer.pipeline import Pipeline, build_dns_layer
-from scorer.protocol import MAX_FIELD_CHARS, CheckReply, RequestError, parse_request
+from scorer.protocol import (
+    MAX_FIELD_CHARS,
+    CheckReply,
+    CheckRequest,
+    RequestError,
+    parse_request,
+)
 from scorer.report import render_report
 from scorer.requestlog import (
     configure_command_logging,
@@ -289,17 +296,36 @@ def _check(args: argparse.Namespace) -> int:
         ptr_names = ", ".join(facts.ptr.names_judged()) if facts is not None else ""
         report = render_report(request, reply, elapsed_ms, ptr_names or None, pipeline.dns.silent)
         sys.stdout.write(report)
-        if facts is not None and not any(s.name == "RL_ALLOWLISTED" for s in reply.symbols):
-            # An entry the admin wrote for this client that seems to do nothing: say why.
-            for note in config.allowlist_entries.unapplied(
-                request.ip,
-                request.helo,
-                facts.ptr.forward,
-                facts.ptr.confirmed_names(),
-                facts.ptr.failed_names(),
-            ):
-                print(f"\nnote: {note}")
+        for note in _allowlist_notes(config.allowlist_entries, request, facts, reply):
+            print(f"\nnote: {note}")
     return EXIT_INCOMPLETE if any(reports_a_failure(s.name) for s in reply.symbols) else 0
+
+
+def _allowlist_notes(
+    allowlist: Allowlist, request: CheckRequest, facts: Facts | None, reply: CheckReply
+) -> list[str]:
+    """Where each allowlist entry that applied is written, to undo it; or why an entry the
+    admin wrote for this client seems to do nothing."""
+    applied = [
+        (symbol.name, match)
+        for symbol in reply.symbols
+        if symbol.name in ALLOWLIST_SYMBOLS
+        for match in symbol.options
+    ]
+    notes = [
+        f"{name}: entry `{match.partition(' (')[0]}` is written at {'; '.join(places)}"
+        for name, match in applied
+        if (places := allowlist.where_written(match))
+    ]
+    if facts is not None and not any(name == "RL_ALLOWLISTED" for name, _ in applied):
+        notes += allowlist.unapplied(
+            request.ip,
+            request.helo,
+            facts.ptr.forward,
+            facts.ptr.confirmed_names(),
+            facts.ptr.failed_names(),
+        )
+    return notes
 
 
 def _cut_fields(args: argparse.Namespace) -> list[str]:

@@ -208,7 +208,7 @@ class Config:
         for key, (kind, values) in sources.items():
             for value in values:
                 try:
-                    allowlist.add(kind, value)
+                    allowlist.add(kind, value, f"[allowlist] {key}")
                 except AllowlistError as error:
                     raise AllowlistError(f"{key}: {error}") from None
         for path in self.allowlist.files:

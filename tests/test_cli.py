@@ -441,13 +441,64 @@ def test_check_says_why_an_allowlist_entry_naming_the_client_did_not_apply(
         f"note: allowlist entry `helo {world.UNVERIFIED_NAME}` not applied: the HELO is not a "
         f"forward-confirmed PTR name of {world.UNVERIFIED_IP}" in out
     ), out
-    # An entry that applies, or one naming other clients, draws no note; nor does --json,
-    # which prints the reply body alone.
+    # An entry that applies draws where it is written (the next test), one naming other
+    # clients no note; nor does --json, which prints the reply body alone.
     assert main([*argv, "--ip", world.CONFIRMED_IP, "--helo", world.UNVERIFIED_NAME]) == 0
     out = capsys.readouterr().out
-    assert "RL_ALLOWLISTED" in out and "note:" not in out, out
+    assert "RL_ALLOWLISTED" in out and "not applied" not in out, out
     assert main([*argv, "--ip", world.GENERIC_IP]) == 0
     assert "note:" not in capsys.readouterr().out
+
+
+def test_check_says_where_the_allowlist_entries_that_applied_are_written(
+    unbound: Unbound, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An admin undoing an exemption must find every place that grants it: the reply names
+    # the entry as the service reads it (an IPv4-mapped network as IPv4, a name in
+    # A-labels, lower case), which grep may not find as written, and the entry may be
+    # written more than once. The reply itself does not say (rspamd may copy options into
+    # a message's headers).
+    listed = tmp_path / "partners.txt"
+    listed.write_text(
+        "# partners\n"
+        "ip ::ffff:203.0.113.0/120\n"
+        f"ptr {world.CONFIRMED_NAME.upper()}.\n"
+        f"from {world.GOOD_DOMAIN}\n"
+    )
+    toml = (
+        "[allowlist]\n"
+        f'ptr_suffixes = ["{world.GOOD_DOMAIN}"]\n'
+        f'files = ["{listed}"]\n'
+        'ips = ["198.51.100.1"]\n'
+    )
+    _config, argv = _check_with_config(tmp_path, unbound, toml)
+    sender = ["--from", f"someone@{world.GOOD_DOMAIN}"]
+    assert main([*argv, "--ip", world.CONFIRMED_IP, *sender]) == 0
+    out = capsys.readouterr().out
+    assert f"note: RL_ALLOWLISTED: entry `ip 203.0.113.0/24` is written at {listed}:2" in out
+    # The ip entry covers every check: no lookup, so the others are not reached.
+    assert "ptr " not in out.partition("note:")[2] and "RL_ALLOWLISTED_FROM" not in out, out
+    assert main([*argv, "--ip", "2001:db8::1", *sender]) == 0
+    out = capsys.readouterr().out
+    assert "note: RL_ALLOWLISTED_FROM: entry `from good-sender.net` is written at " in out
+    assert f"{listed}:4" in out, out
+    # An entry in two places names both, the config's by its key.
+    toml = toml.replace('ips = ["198.51.100.1"]', f'ptr_suffixes = ["{world.CONFIRMED_NAME}"]')
+    toml = toml.replace(f'ptr_suffixes = ["{world.GOOD_DOMAIN}"]\n', "")
+    _config, argv = _check_with_config(tmp_path, unbound, toml)
+    listed.write_text(f"ptr {world.CONFIRMED_NAME.upper()}.\n")
+    assert main([*argv, "--ip", "2001:db8::2"]) == 0  # no entry for it: no note
+    assert "note:" not in capsys.readouterr().out
+    listed.write_text(f"# again\nptr {world.CONFIRMED_NAME.upper()}.\n")
+    assert main([*argv, "--ip", world.CONFIRMED_IP]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"note: RL_ALLOWLISTED: entry `ptr {world.CONFIRMED_NAME}` is written at "
+        f"[allowlist] ptr_suffixes; {listed}:2" in out
+    ), out
+    # The same in --json is the reply body alone.
+    assert main([*argv, "--ip", world.CONFIRMED_IP, "--json"]) == 0
+    assert "written at" not in capsys.readouterr().out
     assert main([*argv, "--json", "--ip", world.UNVERIFIED_IP]) == 0
     json.loads(capsys.readouterr().out)
 

@@ -195,8 +195,8 @@ def test_the_documented_allowlist_coverage_is_the_one_tested() -> None:
 def test_allowlist_matches_name_the_families_they_cover() -> None:
     allowlist = Allowlist()
     for kind, value in (("ip", "192.0.2.0/24"), ("ptr", "partner.net"), ("helo", "mx.partner.net")):
-        allowlist.add(kind, value)
-    allowlist.add("from", "partner.net")
+        allowlist.add(kind, value, "test")
+    allowlist.add("from", "partner.net", "test")
     matches = {
         "ip": allowlist.match_ip(ipaddress.ip_address("192.0.2.1")),
         "ptr": allowlist.match_ptr(["mx.partner.net"]),

@@ -234,7 +234,7 @@ def test_allowlist_errors_name_the_key() -> None:
 def test_ipv4_mapped_entries_match_ipv4_clients() -> None:
     # Regression: clients are read as IPv4 (::ffff:a.b.c.d), entries were kept as IPv6.
     allowlist = Allowlist()
-    allowlist.add("ip", "::ffff:192.0.2.0/120")
+    allowlist.add("ip", "::ffff:192.0.2.0/120", "test")
     assert allowlist.match_ip(ipaddress.ip_address("192.0.2.9")) == "ip 192.0.2.0/24"
 
 
@@ -242,7 +242,7 @@ def test_nat64_entries_match_the_ipv4_clients_they_carry() -> None:
     # Regression (review): clients in 64:ff9b::/96 are read as IPv4; a skip_networks or
     # allowlist entry in that prefix stayed IPv6 and could never match again.
     allowlist = Allowlist()
-    allowlist.add("ip", "64:ff9b::c000:200/120")
+    allowlist.add("ip", "64:ff9b::c000:200/120", "test")
     assert allowlist.match_ip(ipaddress.ip_address("192.0.2.9")) == "ip 192.0.2.0/24"
     config = config_from_mapping({"policy": {"skip_networks": ["64:ff9b::c633:6400/120"]}})
     assert config.skip_networks == (ipaddress.ip_network("198.51.100.0/24"),)
@@ -459,9 +459,9 @@ def test_ip_entries_of_one_family_never_hold_a_client_of_the_other() -> None:
     # applied to an IPv4 client (a shift of 32 - 48 bits), nor an IPv4 0.0.0.0/8 to
     # an IPv6 client whose top 8 bits are 0.
     allowlist = Allowlist()
-    allowlist.add("ip", "2001:db8:1::/48")
-    allowlist.add("ip", "0.0.0.0/8")
-    allowlist.add("ip", "192.0.2.0/24")
+    allowlist.add("ip", "2001:db8:1::/48", "test")
+    allowlist.add("ip", "0.0.0.0/8", "test")
+    allowlist.add("ip", "192.0.2.0/24", "test")
     assert allowlist.match_ip(ipaddress.ip_address("192.0.2.1")) == "ip 192.0.2.0/24"
     assert allowlist.match_ip(ipaddress.ip_address("::c000:201")) is None
     assert allowlist.match_ip(ipaddress.ip_address("2001:db8:1::1")) == "ip 2001:db8:1::/48"
@@ -471,8 +471,8 @@ def test_an_entry_of_one_address_is_named_as_written() -> None:
     # "ip 203.0.113.11" was shown as "ip 203.0.113.11/32", which a grep of the list for
     # the address the evidence names does not find (docs walkthrough).
     allowlist = Allowlist()
-    allowlist.add("ip", "203.0.113.11")
-    allowlist.add("ip", "2001:db8::25/128")
+    allowlist.add("ip", "203.0.113.11", "test")
+    allowlist.add("ip", "2001:db8::25/128", "test")
     assert allowlist.match_ip(ipaddress.ip_address("203.0.113.11")) == "ip 203.0.113.11"
     assert allowlist.match_ip(ipaddress.ip_address("2001:db8::25")) == "ip 2001:db8::25"
 
@@ -508,7 +508,7 @@ def test_network_entries_may_be_padded(tmp_path: Path) -> None:
 )
 def test_mail_from_entry_matches_unicode_and_a_label_senders(entry: str, mail_from: str) -> None:
     allowlist = Allowlist()
-    allowlist.add("from", entry)
+    allowlist.add("from", entry, "test")
     assert allowlist.from_domains == {world.IDN_DOMAIN_ASCII}, "stored as lower-case A-label"
     assert allowlist.match_from(mail_from) == f"from {world.IDN_DOMAIN_ASCII}"
 
@@ -527,7 +527,7 @@ def test_mail_from_entry_matches_unicode_and_a_label_senders(entry: str, mail_fr
 )
 def test_mail_from_entry_does_not_match_other_senders(mail_from: str | None) -> None:
     allowlist = Allowlist()
-    allowlist.add("from", world.IDN_DOMAIN)
+    allowlist.add("from", world.IDN_DOMAIN, "test")
     assert allowlist.match_from(mail_from) is None
 
 
@@ -567,7 +567,7 @@ def test_mail_from_entry_covers_a_bad_syntax_sender_by_its_domain(
 ) -> None:
     assert parse_sender(mail_from).kind is SenderKind.BAD_SYNTAX, "the case under test"
     allowlist = Allowlist()
-    allowlist.add("from", "x.org")
+    allowlist.add("from", "x.org", "test")
     assert allowlist.match_from(mail_from) == ("from x.org" if covered else None)
 
 
@@ -594,7 +594,7 @@ async def test_idn_mail_from_entry_covers_sender_in_the_other_form(unbound: Unbo
 
 def test_mail_from_entry_idna_rejects_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(AllowlistError, match="not a domain name IDNA accepts"):
-        Allowlist().add("from", "bü cher.de")
+        Allowlist().add("from", "bü cher.de", "test")
     # An "xn--" label that is no A-label is refused as its Unicode would be (names.to_ascii).
     with pytest.raises(ConfigError, match=r"\[allowlist\].*IDNA.*'xn--zz\.de'"):
         config_from_mapping({"allowlist": {"mail_from_domains": ["xn--zz.de"]}})
@@ -621,7 +621,7 @@ def test_entries_beside_or_above_customer_names_are_kept(kind: str, value: str) 
     # exempted by a PTR anyone can get, and the private section of the list is no
     # registry's), stay allowed.
     allowlist = Allowlist()
-    allowlist.add(kind, value)
+    allowlist.add(kind, value, "test")
     assert value in (*allowlist.ptr_suffixes, *allowlist.from_domains, *allowlist.helo_names)
 
 
@@ -630,7 +630,7 @@ def test_an_entry_under_no_known_suffix_is_no_public_suffix(kind: str, value: st
     # names.is_public_suffix asks the list with accept_unknown=False: a site's internal
     # top label (user@host.corp) is not refused as if it were "com".
     allowlist = Allowlist()
-    allowlist.add(kind, value)
+    allowlist.add(kind, value, "test")
     assert value in (*allowlist.ptr_suffixes, *allowlist.from_domains)
 
 
@@ -640,7 +640,7 @@ def test_a_from_entry_covers_a_sender_under_no_public_suffix() -> None:
     sender = "<a@Billing.Partner.CORP.>"
     assert parse_sender(sender).kind is SenderKind.SPECIAL_USE, "the case under test"
     allowlist = Allowlist()
-    allowlist.add("from", "partner.corp")
+    allowlist.add("from", "partner.corp", "test")
     assert allowlist.match_from(sender) == "from partner.corp"
 
 
@@ -721,7 +721,7 @@ def test_name_entries_that_could_never_match_are_refused(
 ) -> None:
     """Regression: "*.partner.net" loaded without a word and never matched anything."""
     with pytest.raises(AllowlistError, match=re.escape(message)):
-        Allowlist().add(kind, value)
+        Allowlist().add(kind, value, "test")
 
 
 @pytest.mark.parametrize(
@@ -738,10 +738,10 @@ def test_a_helo_entry_no_confirmed_ptr_name_can_be_is_refused(
 ) -> None:
     # Regression (review): they loaded, and `config check` said OK.
     with pytest.raises(AllowlistError, match=re.escape(message)):
-        Allowlist().add(kind, value)
+        Allowlist().add(kind, value, "test")
     # A host name under a suffix of the site's own is a HELO a private resolver confirms.
     allowlist = Allowlist()
-    allowlist.add("helo", "mx.corp.lan.")
+    allowlist.add("helo", "mx.corp.lan.", "test")
     assert allowlist.helo_names == {"mx.corp.lan"}
 
 
@@ -749,8 +749,8 @@ def test_ptr_and_helo_entries_in_unicode_match_a_label_dns_names() -> None:
     # PTR answers and forward-confirmed names are A-labels; an entry written in
     # Unicode used to be kept as written and could never match.
     allowlist = Allowlist()
-    allowlist.add("ptr", "Mail.Bücher.DE.")
-    allowlist.add("helo", "mx1.bücher.de")
+    allowlist.add("ptr", "Mail.Bücher.DE.", "test")
+    allowlist.add("helo", "mx1.bücher.de", "test")
     confirmed = ["mx1.mail.xn--bcher-kva.de"]
     assert allowlist.match_ptr(confirmed) == (
         "ptr mail.xn--bcher-kva.de (mx1.mail.xn--bcher-kva.de is forward-confirmed)"
@@ -760,7 +760,7 @@ def test_ptr_and_helo_entries_in_unicode_match_a_label_dns_names() -> None:
     assert allowlist.match_helo("MX1.Bücher.de", ["mx1.xn--bcher-kva.de"]) is not None
     for not_idna in ("\u200d.example", "xn--1ug.example"):  # a lone ZWJ, in either form
         with pytest.raises(AllowlistError, match="not a domain name IDNA accepts"):
-            allowlist.add("ptr", not_idna)
+            allowlist.add("ptr", not_idna, "test")
 
 
 def test_entries_and_names_in_capitals_are_read_as_the_checks_read_them() -> None:
@@ -771,8 +771,8 @@ def test_entries_and_names_in_capitals_are_read_as_the_checks_read_them() -> Non
     sigma = to_ascii(capitals)
     assert sigma == to_ascii(small) != to_ascii(capitals.lower()), "the case under test"
     allowlist = Allowlist()
-    allowlist.add("from", capitals)
-    allowlist.add("helo", f"mx.{small}")
+    allowlist.add("from", capitals, "test")
+    allowlist.add("helo", f"mx.{small}", "test")
     assert allowlist.match_from(f"a@{capitals}") == f"from {sigma}"
     assert parse_helo(f"MX.{capitals.upper()}").ascii == f"mx.{sigma}"
     assert allowlist.match_helo(f"MX.{capitals.upper()}", [f"mx.{sigma}"]) is not None
@@ -795,7 +795,7 @@ def test_entries_and_names_in_capitals_are_read_as_the_checks_read_them() -> Non
 )
 def test_a_helo_entry_covers_the_helo_equal_to_it_only(helo: str, covered: bool) -> None:
     allowlist = Allowlist()
-    allowlist.add("helo", "mx1.partner.net")
+    allowlist.add("helo", "mx1.partner.net", "test")
     match = allowlist.match_helo(helo, ["mx1.partner.net"])
     assert match == ("helo mx1.partner.net (= forward-confirmed PTR)" if covered else None)
     assert (parse_helo(helo).kind is HeloKind.INVALID) is not covered
@@ -805,7 +805,7 @@ def test_ptr_entry_evidence_is_escaped_and_capped() -> None:
     # Regression: the confirmed name (from DNS) went into the option raw: a 970-character
     # option full of backslashes from a hostile reverse zone.
     allowlist = Allowlist()
-    allowlist.add("ptr", "partner.net")
+    allowlist.add("ptr", "partner.net", "test")
     hostile = "\\" * 200 + "x" * 700 + ".partner.net"
     evidence = allowlist.match_ptr([hostile])
     assert evidence is not None and len(evidence) <= 160
@@ -2269,8 +2269,8 @@ def test_allowlist_and_skip_network_lookups_do_not_grow_with_the_list() -> None:
     def build(entries: int) -> tuple[Allowlist, NetworkSet]:
         allowlist, skip_networks = Allowlist(), NetworkSet()
         for n in range(entries):
-            allowlist.add("ip", f"10.{n >> 8 & 255}.{n & 255}.0/24")
-            allowlist.add("ptr", f"mail.partner{n}.example.net")
+            allowlist.add("ip", f"10.{n >> 8 & 255}.{n & 255}.0/24", "test")
+            allowlist.add("ptr", f"mail.partner{n}.example.net", "test")
             skip_networks.add(parse_network(f"10.{n >> 8 & 255}.{n & 255}.0/24"))
         return allowlist, skip_networks
 
@@ -2291,8 +2291,8 @@ def test_allowlist_and_skip_network_lookups_do_not_grow_with_the_list() -> None:
     assert skip_hit(ipaddress.ip_address("10.0.5.20"), large_skip) == Hit(
         "RL_SKIPPED_LOCAL", ("10.0.5.20 in 10.0.5.0/24",)
     )
-    large.add("ip", "10.0.5.128/25")
-    large.add("ip", "2001:db8::/32")
+    large.add("ip", "10.0.5.128/25", "test")
+    large.add("ip", "2001:db8::/32", "test")
     assert large.match_ip(ipaddress.ip_address("10.0.5.200")) == "ip 10.0.5.128/25"
     assert large.match_ip(ipaddress.ip_address("10.0.5.20")) == "ip 10.0.5.0/24"
     assert large.match_ip(ipaddress.ip_address("2001:db8::25")) == "ip 2001:db8::/32"
@@ -2324,7 +2324,7 @@ def test_an_allowlist_note_on_a_ptr_whose_lookup_failed_says_it_failed() -> None
     # lookup timed out that it "does not resolve back" to the client: it may well, and
     # the entry may apply at the next check; the admin was sent to write an `ip` entry.
     allowlist = Allowlist()
-    allowlist.add("ptr", "partner.example.net")
+    allowlist.add("ptr", "partner.example.net", "test")
     ip = ipaddress.ip_address("192.0.2.7")
     names = ["mx1.partner.example.net", "mx2.partner.example.net"]
     notes = allowlist.unapplied(ip, None, names, [], failed=["mx2.partner.example.net"])
