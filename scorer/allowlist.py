@@ -293,14 +293,17 @@ class Allowlist:
         ptr_names: Iterable[str],
         confirmed: Iterable[str],
         failed: Iterable[str] = (),
+        ptr_unknown: str | None = None,
     ) -> list[str]:
         """Why a ``ptr`` or ``helo`` entry that names this client's PTR names (those looked
         up) or HELO did not apply: none is forward-confirmed, or (``failed``) its forward
-        lookup failed. For ``rdns-scorer check``, where an admin looks when an entry they
+        lookup failed. ``ptr_unknown``: why the PTR names are not all known (its lookup
+        failed, some beyond max_ptr_names), so a HELO that is none of ``ptr_names`` may
+        still be one. For ``rdns-scorer check``, where an admin looks when an entry they
         wrote seems to do nothing; the reply says nothing of entries that did not match."""
-        confirmed, failed = set(confirmed), set(failed)
+        names, confirmed, failed = set(ptr_names), set(confirmed), set(failed)
         notes = []
-        for name in sorted(set(ptr_names) - confirmed):
+        for name in sorted(names - confirmed):
             suffix = _under(name, self.ptr_suffixes)
             if suffix is None:
                 continue
@@ -316,9 +319,21 @@ class Allowlist:
             )
         name = parse_helo(helo).ascii if helo else ""
         if name in self.helo_names and name not in confirmed:
+            # A DNS failure says nothing of the HELO: the entry may apply at the next check.
+            if name in failed:
+                why = (
+                    f"the HELO is a PTR name of {ip} whose address lookup failed (it may "
+                    f"resolve back to {ip}: check again)"
+                )
+            elif ptr_unknown is not None and name not in names:
+                why = (
+                    f"whether the HELO is a forward-confirmed PTR name of {ip} is not "
+                    f"known: {ptr_unknown}"
+                )
+            else:
+                why = f"the HELO is not a forward-confirmed PTR name of {ip}"
             notes.append(
-                f"allowlist entry `helo {name}` not applied: the HELO is not a "
-                f"forward-confirmed PTR name of {ip} (docs/operations.md, Allowlists)"
+                f"allowlist entry `helo {name}` not applied: {why} (docs/operations.md, Allowlists)"
             )
         return notes
 

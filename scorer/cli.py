@@ -21,6 +21,7 @@ from typing import NoReturn
 
 from scorer import __version__
 from scorer.allowlist import ALLOWLIST_SYMBOLS, Allowlist
+from scorer.checks.ptr import PtrFacts
 from scorer.config import (
     ENV_LISTEN,
     ENV_TOKEN,
@@ -38,6 +39,7 @@ from scorer.config import (
 )
 from scorer.configshow import render
 from scorer.dns.layer import Consequences
+from scorer.dns.outcomes import TempFail, describe
 from scorer.files import file_error
 from scorer.generic.cli import run_generic
 from scorer.hangup import defer_hangups
@@ -324,8 +326,19 @@ def _allowlist_notes(
             facts.ptr.forward,
             facts.ptr.confirmed_names(),
             facts.ptr.failed_names(),
+            _ptr_unknown(facts.ptr),
         )
     return notes
+
+
+def _ptr_unknown(ptr: PtrFacts) -> str | None:
+    """Why the client's PTR names are not all known, for the allowlist notes: a HELO
+    that is none of those looked up may be one of them (None: all were looked up)."""
+    if isinstance(ptr.ptr, TempFail):
+        return f"the PTR lookup failed ({describe(ptr.ptr)}); check again"
+    if ptr.unchecked_names:
+        return f"{ptr.unchecked_names} PTR names beyond [dns] max_ptr_names were not looked up"
+    return None
 
 
 def _cut_fields(args: argparse.Namespace) -> list[str]:

@@ -2338,6 +2338,24 @@ def test_an_allowlist_note_on_a_ptr_whose_lookup_failed_says_it_failed() -> None
     ]
 
 
+def test_an_allowlist_note_on_a_helo_a_lookup_failed_for_says_it_failed() -> None:
+    # Regression (journey review): a `helo` entry was said not to be "a forward-confirmed
+    # PTR name" when its forward lookup failed, or the PTR lookup did: unknown, not no.
+    allowlist = Allowlist()
+    allowlist.add("helo", "mx2.partner.example.net", "test")
+    ip = ipaddress.ip_address("192.0.2.7")
+    names = ["mx1.partner.example.net", "mx2.partner.example.net"]
+    helo = "mx2.partner.example.net"
+    (failed,) = allowlist.unapplied(ip, helo, names, [], failed=[helo])
+    assert "whose address lookup failed (it may resolve back to 192.0.2.7" in failed
+    (unknown,) = allowlist.unapplied(ip, helo, [], [], ptr_unknown="the PTR lookup failed")
+    assert "is not known: the PTR lookup failed (docs/operations.md" in unknown
+    # Known and not confirmed: said so, also beside names the bound left unchecked.
+    for unknown_why in (None, "3 PTR names beyond [dns] max_ptr_names were not looked up"):
+        (said,) = allowlist.unapplied(ip, helo, names, [], ptr_unknown=unknown_why)
+        assert "the HELO is not a forward-confirmed PTR name of 192.0.2.7" in said
+
+
 def test_a_reload_past_what_rspamd_install_can_write_says_so() -> None:
     # Regression (review): a request_deadline raised to 8 s was told to run rspamd install
     # again, "which write 8.2 s": it writes 7.5 s at most (under rspamd's task_timeout),
