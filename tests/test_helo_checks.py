@@ -554,6 +554,26 @@ async def test_a_client_our_name_resolves_to_greeting_with_it_is_not_forged(
     assert "RL_HELO_FORGED_LOCAL" in symbols
 
 
+async def test_our_name_whose_lookup_failed_is_no_forgery_yet(unbound_config: Config) -> None:
+    """Regression (journey review): when the lookup of our own name failed, a node of a
+    cluster sharing it (which that lookup would have put at the name) scored
+    RL_HELO_FORGED_LOCAL (3): a DNS failure scored as if the record were missing."""
+    policy = dataclasses.replace(
+        unbound_config.policy, local_names=[world.HELO_TIMEOUT], local_ips=["198.51.100.25"]
+    )
+    pipeline = Pipeline(dataclasses.replace(unbound_config, policy=policy))
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo=world.HELO_TIMEOUT)
+    assert set(symbols) == {"RL_HELO_TEMPFAIL"}, symbols
+    options = symbols["RL_HELO_TEMPFAIL"].options
+    assert options[0] == f"helo={world.HELO_TIMEOUT} is our own name", options
+    assert any(o.startswith("A: timeout") for o in options), options
+    # Our address needs no lookup: still a forgery, whatever DNS does.
+    local_ip = dataclasses.replace(policy, local_ips=["81.2.69.99"])
+    pipeline = Pipeline(dataclasses.replace(unbound_config, policy=local_ip))
+    symbols = await symbols_for(pipeline, world.CONFIRMED_IP, helo="[81.2.69.99]")
+    assert set(symbols) == {"RL_HELO_FORGED_LOCAL"}, symbols
+
+
 @pytest.mark.parametrize(
     ("local_names", "local_ips", "helo", "judged_as"),
     [

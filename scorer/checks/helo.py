@@ -311,7 +311,14 @@ def check_helo(
     found = facts.found  # built once per check (a frozen dataclass each time)
     ours = ip in local_ips
     forged = None if ours else _forged_local(facts.helo, local_names, local_ips)
+    same_family = facts.a if ip.version == 4 else facts.aaaa
     if forged is not None and not _at_client(found.addresses, ip):
+        if facts.helo.kind is HeloKind.NAME and isinstance(same_family, TempFail):
+            # Our name's lookup of the client's family failed: it may put the client at
+            # the name (a node sharing it), which is no forgery. Unknown, not forged.
+            why = "a client our name resolves to is ours, not a forger"
+            failures = tuple(map(option, found.failures()))
+            return [Hit("RL_HELO_TEMPFAIL", (*forged.options, *failures, why))]
         return [forged]
     syntax = _syntax_hits(facts.helo, ip, local_ips if ours else frozenset())
     if syntax:
@@ -322,7 +329,6 @@ def check_helo(
         # A failed lookup of the client's family might have confirmed the name: judged
         # as if it had, so a big sender keeps its exemption (as a PTR name does) and a
         # DNS failure does not turn into a generic penalty.
-        same_family = facts.a if ip.version == 4 else facts.aaaa
         confirmed = _at_client(found.addresses, ip) or isinstance(same_family, TempFail)
         hits.append(generic_hit("RL_HELO_GENERIC", ip, name, confirmed, "helo"))
     return [h for h in hits if h is not None]
