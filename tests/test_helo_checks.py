@@ -1140,6 +1140,25 @@ def test_an_address_in_fullwidth_characters_is_invalid_yet_ours(helo: str) -> No
     assert forged.symbol == "RL_HELO_FORGED_LOCAL"
 
 
+async def test_no_address_evidence_gives_each_family_its_own_no() -> None:
+    """Regression (journey review): an IPv6 client's HELO with NODATA to AAAA (asked first)
+    and NXDOMAIN to A was "A/AAAA: nodata/nxdomain", the words sorted, not by family:
+    A read as NODATA and AAAA as NXDOMAIN, the record an admin would look at wrong."""
+    client = ipaddress.ip_address("2a00:1450:4001:82a::2005")
+    helo = "half.helo-family.net"
+    layer = KnownAnswers(
+        {
+            (reverse_name(client), dns.rdatatype.PTR): NotFound(NotFoundKind.NXDOMAIN, 300),
+            (helo, dns.rdatatype.AAAA): NotFound(NotFoundKind.NODATA, 300),
+            (helo, dns.rdatatype.A): NotFound(NotFoundKind.NXDOMAIN, 300),
+        }
+    )
+    pipeline = Pipeline(Config(), layer)
+    symbols = await symbols_for(pipeline, str(client), helo=helo)
+    options = symbols["RL_HELO_NO_ADDRESS"].options
+    assert options == (f"helo={helo}", "A: nxdomain, AAAA: nodata"), options
+
+
 def test_no_address_evidence_names_each_outcome_once_and_four_addresses_at_most() -> None:
     nxdomain = NotFound(NotFoundKind.NXDOMAIN, 300)
     gone = HeloFacts(parse_helo("mx.gone-sender.net"), a=nxdomain, aaaa=nxdomain)

@@ -285,8 +285,17 @@ def _resolution_hit(facts: HeloFacts, resolved: AddressFacts, ip: IPAddress) -> 
         return Hit("RL_HELO_NO_ADDRESS", (evidence, found))
     if failures:
         return Hit("RL_HELO_TEMPFAIL", (evidence, *failures))
-    kinds = sorted({describe(o) for o in outcomes if isinstance(o, NotFound)})
-    return Hit("RL_HELO_NO_ADDRESS", (evidence, option(f"A/AAAA: {'/'.join(kinds)}")))
+    said = {
+        rdtype: describe(o)
+        for rdtype, o in (("A", facts.a), ("AAAA", facts.aaaa))
+        if isinstance(o, NotFound)
+    }
+    if len(set(said.values())) == 1:
+        # One "no" for both (or an NXDOMAIN to A, which says so of AAAA: RFC 8020).
+        shown = f"A/AAAA: {next(iter(said.values()))}"
+    else:  # each family's own: "A: nxdomain, AAAA: nodata", never the other's word
+        shown = ", ".join(f"{rdtype}: {word}" for rdtype, word in said.items())
+    return Hit("RL_HELO_NO_ADDRESS", (evidence, option(shown)))
 
 
 def check_helo(
