@@ -1293,3 +1293,71 @@ def test_connections_refused_summary_counts_whole_connections(tmp_path: Path) ->
     )
     tested = promtool("test", "rules", str(tmp_path / "tests.yml"))
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+# Grafana's thresholds when a panel sets none (its standard field config): green, then
+# red from 80, whatever the unit.
+GRAFANA_DEFAULT_THRESHOLDS = {"mode": "absolute", "steps": [
+    {"color": "green", "value": None}, {"color": "red", "value": 80},
+]}  # fmt: skip
+
+
+def threshold_colour(panel: dict[str, Any], field: str, value: float) -> str:
+    """The colour Grafana gives ``value`` of the field named ``field`` (its legend) in
+    a stat or bar gauge coloured by thresholds: the panel's, or an override's by name."""
+    config = panel["fieldConfig"]
+    thresholds = config["defaults"].get("thresholds", GRAFANA_DEFAULT_THRESHOLDS)
+    for override in config.get("overrides", []):
+        if override["matcher"] == {"id": "byName", "options": field}:
+            for setting in override["properties"]:
+                if setting["id"] == "thresholds":
+                    thresholds = setting["value"]
+    assert thresholds["mode"] == "absolute", panel["title"]
+    colour = thresholds["steps"][0]["color"]
+    for step in thresholds["steps"][1:]:
+        if value >= step["value"]:
+            colour = step["color"]
+    return str(colour)
+
+
+def test_no_stat_or_bar_gauge_is_coloured_by_grafanas_default_thresholds() -> None:
+    # Regression (review): panels with no thresholds of their own got Grafana's green,
+    # then red from 80: "Checks / s" turned red on a healthy server taking 80 checks a
+    # second, and the symbol counts' bars red past 80 messages.
+    for panel in iter_panels(load_dashboard()):
+        if panel["type"] in ("stat", "bargauge", "gauge"):
+            defaults = panel["fieldConfig"]["defaults"]
+            assert defaults.get("color", {}).get("mode", "thresholds") == "thresholds"
+            assert "thresholds" in defaults, f"{panel['title']!r}: Grafana's 80 = red"
+    checks = next(p for p in iter_panels(load_dashboard()) if p["title"] == "Checks / s")
+    assert threshold_colour(checks, "checks/s", 1000.0) != "red"
+
+
+def test_scorers_up_turns_red_while_a_scorer_is_down(stack: Stack) -> None:
+    # Regression (review): "Scorers up" showed "up N" and "targets M" in green whatever
+    # they were: a dashboard opened on a dead scorer, its first number, said all was well.
+    # It shows the targets that do not answer (the stack has one), red from one, and
+    # "up" red at 0.
+    dashboard = load_dashboard()
+    panel = next(p for p in iter_panels(dashboard) if p["title"] == "Scorers up")
+    every = template_values(dashboard, stack.prometheus.label_values)
+
+    def colours(variables: dict[str, str]) -> dict[str, tuple[float, str]]:
+        shown = {}
+        for target in panel["targets"]:
+            series = stack.prometheus.query(substitute(target["expr"], variables))
+            assert len(series) == 1, (target["expr"], series)
+            value = float(series[0]["value"][1])
+            shown[target["legendFormat"]] = (
+                value,
+                threshold_colour(panel, target["legendFormat"], value),
+            )
+        return shown
+
+    all_targets = colours(every)
+    assert any(colour == "red" for _, colour in all_targets.values()), all_targets
+    healthy = colours({**every, "instance": stack.healthy.address})
+    assert not any(colour == "red" for _, colour in healthy.values()), healthy
+    assert healthy["up"] == (1.0, "green"), healthy
+    down = colours({**every, "instance": stack.down_target})
+    assert down["up"] == (0.0, "red"), down
