@@ -1361,3 +1361,19 @@ def test_scorers_up_turns_red_while_a_scorer_is_down(stack: Stack) -> None:
     assert healthy["up"] == (1.0, "green"), healthy
     down = colours({**every, "instance": stack.down_target})
     assert down["up"] == (0.0, "red"), down
+
+
+def test_docker_run_examples_mount_absolute_paths() -> None:
+    # Regression (review): `docker run -v ./rdns-scorer:...` is read as a volume named
+    # "./rdns-scorer" and refused ("includes invalid characters for a local volume name")
+    # by Docker before 23, Debian 12's docker.io 20.10 among them, which the Dockerfile
+    # says builds the image. An absolute source works with every version.
+    texts = {path: path.read_text() for path in (DOCKER / "Dockerfile", DOCS, REPO / "README.md")}
+    examples = 0
+    for path, text in texts.items():
+        joined = re.sub(r"\n\s*#?\s*", " ", text)  # examples wrapped over lines
+        for command in re.findall(r"docker run [^`\n]*?-v[ =](\S+)", joined):
+            examples += 1
+            source = command.split(":", 1)[0].strip("\"'")
+            assert source.startswith(("/", '"$PWD', "$PWD")), f"{path.name}: -v {command}"
+    assert examples >= 2
