@@ -88,7 +88,8 @@ _TABLE: tuple[Symbol, ...] = (
         "Zero: a DNS failure says nothing about the sender and must never look like a missing PTR.",
         "for a failed lookup the evidence names (timeout, servfail, ...): make that zone (the "
         "reverse zone of {ip}, or a PTR name's own) answer from reachable, working "
-        "nameservers; for PTR names not checked (max_ptr_names), nothing failed: this "
+        "nameservers (a CNAME loop, or a chain too long: correct those records); for PTR "
+        "names not checked (max_ptr_names), nothing failed: this "
         "service resolves only the first [dns] max_ptr_names of them (raise it here to judge "
         "more), or the sender publishes fewer",
     ),
@@ -210,7 +211,8 @@ _TABLE: tuple[Symbol, ...] = (
         "The HELO name could not be resolved because of a DNS failure.",
         "Zero: a DNS failure is never evidence against the sender.",
         "make the zone of '{helo}' (or of the CNAME target the evidence names) answer "
-        "from reachable, working nameservers",
+        "from reachable, working nameservers (a CNAME loop, or a chain too long: correct "
+        "those records)",
     ),
     Symbol(
         "RL_MAILFROM_BAD_SYNTAX",
@@ -277,7 +279,8 @@ _TABLE: tuple[Symbol, ...] = (
         "(or every MX target looked up is unusable but more than max_mx_hosts exist).",
         "Zero: a DNS failure is never evidence against the sender.",
         "for a failed lookup the evidence names (timeout, servfail, ...): make that zone "
-        "('{domain}', or an MX host's) answer from reachable, working nameservers; for MX "
+        "('{domain}', or an MX host's) answer from reachable, working nameservers (a CNAME "
+        "loop, or a chain too long: correct those records); for MX "
         "targets not checked (max_mx_hosts), nothing failed: this service resolves only the "
         "first [dns] max_mx_hosts of them (raise it here to judge more), or the sender "
         "publishes fewer",

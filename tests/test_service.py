@@ -1033,6 +1033,20 @@ def test_check_report_hints_read_whole_without_a_ptr_name() -> None:
     assert "its PTR name" not in hint and "198.51.100.7" in hint, hint
 
 
+@pytest.mark.parametrize("symbol", ["RL_PTR_TEMPFAIL", "RL_HELO_TEMPFAIL", "RL_MAILFROM_TEMPFAIL"])
+def test_check_report_hints_say_a_cname_loop_is_the_zones_records(symbol: str) -> None:
+    # Regression (review): evidence "malformed: CNAME loop" (or a chain too long) got
+    # only "answer from reachable, working nameservers": they work; the records loop.
+    request = parse_request(
+        {"ip": "192.0.2.7", "helo": "mx.example.net", "mail_from": "a@example.net"}
+    ).request
+    evidence = "mx.example.net A: malformed: CNAME loop"
+    reply = CheckReply((SymbolResult(symbol, 0.0, (evidence,)),), 0.0)
+    report = render_report(request, reply, 1.0, None)
+    (hint,) = [line for line in report.splitlines() if line.startswith("  fix:")]
+    assert "a CNAME loop, or a chain too long: correct those records" in hint, hint
+
+
 async def test_check_report_blames_our_resolver_when_it_is_not_trusted(
     lying_resolver: FaultyDns,
 ) -> None:
