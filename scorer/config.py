@@ -597,10 +597,14 @@ def _weights(values: Any) -> dict[str, float]:
     return weights
 
 
-# A check body is a few hundred bytes (fields of up to ~300 characters); a limit below
-# 1 KiB refuses real ones. A resolver on loopback answers in well under a millisecond,
-# but a recursive miss takes tens of ms: a DNS time below 50 ms fails them all.
-MIN_BODY_BYTES = 1024
+# A check body is a few hundred bytes, but the SMTP client writes most of it: the rspamd
+# plugin cuts each field to 1,024 octets (MAX_FIELD_CHARS), so its largest body, every
+# field at the cut, is ~5.2 KB of msgpack. A limit below that let a client padding its
+# HELO and MAIL FROM (2 KB between them refused a 2 KiB limit) get a 413, which the
+# plugin fails open on: that message had no check at all, RL_PTR_MISSING included.
+# A resolver on loopback answers in well under a millisecond, but a recursive miss
+# takes tens of ms: a DNS time below 50 ms fails them all.
+MIN_BODY_BYTES = 8192
 # A check body stays under ~25 KB even at every field's cap (1,024 characters of up to 4
 # bytes); 1 MiB (aiohttp's own default) is room enough, and max_in_flight bodies of it
 # are 256 MiB held at once: a larger limit is a typo that lets clients hold gigabytes.
@@ -677,9 +681,16 @@ def _validate(config: Config) -> None:
         "[server] max_connections": (config.server.max_connections, 1),
         "[server] workers": (config.server.workers, 1),
     }
+    why = {
+        "[server] max_body_bytes": (
+            " (the rspamd plugin's largest check, every field at 1,024 octets, is ~5.2 KB: "
+            "a client padding its HELO would get a 413, and its message no check)"
+        ),
+    }
     for path, (value, floor) in at_least.items():
         if value < floor:
-            raise ConfigError(f"{path}: must be at least {floor:g}, got {value:g}")
+            reason = why.get(path, "")
+            raise ConfigError(f"{path}: must be at least {floor:g}, got {value:g}{reason}")
     # Sanity ceilings: beyond these a value is a typo that would hang checks or fork-bomb.
     at_most = {
         "[dns] timeout": (config.dns.timeout, 60),

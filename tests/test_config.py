@@ -102,7 +102,7 @@ def test_nameservers_from_the_environment_lose_the_spaces_around_commas() -> Non
         ({"dns": {"timeout": 0}}, "[dns] timeout: must be at least 0.05, got 0"),
         # Regressions (review): accepted, then every check was a 413, or every lookup a
         # 0-weight tempfail, and nothing said so.
-        ({"server": {"max_body_bytes": 16}}, "[server] max_body_bytes: must be at least 1024"),
+        ({"server": {"max_body_bytes": 16}}, "[server] max_body_bytes: must be at least 8192"),
         ({"dns": {"request_deadline": 0.0001}}, "[dns] request_deadline: must be at least 0.05"),
         ({"server": {"workers": 0}}, "[server] workers: must be at least 1, got 0"),
         # Negative sizes and TTLs used to load and silently switch the cache off.

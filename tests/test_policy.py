@@ -33,7 +33,14 @@ from scorer.app import SERVICE_KEY, create_app
 from scorer.checks.helo import NAT_SLIP_CONFIDENCE, HeloKind, parse_helo
 from scorer.checks.hit import Hit
 from scorer.checks.mailfrom import SenderKind, parse_sender
-from scorer.config import MAX_BODY_BYTES, Config, ConfigError, config_from_mapping, load_config
+from scorer.config import (
+    MAX_BODY_BYTES,
+    MIN_BODY_BYTES,
+    Config,
+    ConfigError,
+    config_from_mapping,
+    load_config,
+)
 from scorer.names import to_ascii
 from scorer.pipeline import Pipeline
 from scorer.policy import NetworkSet, nat64_client, parse_network, skip_hit
@@ -978,10 +985,10 @@ async def test_a_lowered_body_limit_holds_for_chunked_bodies(reloadable: Reloada
     # Regression: aiohttp's own cap stays at the start-up limit; after a reload to a
     # lower one, only bodies with a Content-Length were held to it.
     reloadable.path.write_text(
-        reloadable.base.replace("[server]\n", "[server]\nmax_body_bytes = 1024\n")
+        reloadable.base.replace("[server]\n", f"[server]\nmax_body_bytes = {MIN_BODY_BYTES}\n")
     )
     assert (await reloadable.client.post("/v1/reload", headers=reloadable.auth)).status == 200
-    body = json.dumps({"ip": world.MISSING_PTR_IP, "helo": "x" * 3000}).encode()
+    body = json.dumps({"ip": world.MISSING_PTR_IP, "helo": "x" * 3 * MIN_BODY_BYTES}).encode()
 
     async def chunked() -> AsyncIterator[bytes]:
         yield body
@@ -990,8 +997,8 @@ async def test_a_lowered_body_limit_holds_for_chunked_bodies(reloadable: Reloada
     for data in (body, chunked()):
         response = await reloadable.client.post("/v1/check", data=data, headers=headers)
         assert response.status == 413, await response.text()
-    # The limit is the largest body taken: 1024 bytes are read, 1025 are not.
-    for size, status in ((1024, 200), (1025, 413)):
+    # The limit is the largest body taken: that many bytes are read, one more are not.
+    for size, status in ((MIN_BODY_BYTES, 200), (MIN_BODY_BYTES + 1, 413)):
         padded = _json_body_of(size)
 
         async def chunks(body: bytes = padded) -> AsyncIterator[bytes]:
@@ -1550,7 +1557,7 @@ async def test_expect_100_continue_with_a_body_too_large_is_a_413_first(
     aiohttp_client: Any,
 ) -> None:
     # Regression: "100 Continue" came first, inviting the client to send 10 MB.
-    config = config_from_mapping({"server": {"max_body_bytes": 4096}})
+    config = config_from_mapping({"server": {"max_body_bytes": MIN_BODY_BYTES}})
     client = await aiohttp_client(create_app(config))
     head = (
         b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -1561,10 +1568,12 @@ async def test_expect_100_continue_with_a_body_too_large_is_a_413_first(
     writer.close()
     assert status.startswith(b"HTTP/1.1 413 "), status
     assert b"Connection: close" in headers
-    assert json.loads(body)["error"] == "body larger than 4096 bytes"
+    assert json.loads(body)["error"] == f"body larger than {MIN_BODY_BYTES} bytes"
     # A body within the limit (at it, here) still gets "100 Continue", then its answer;
     # the expectation is case-insensitive (RFC 9110 section 10.1.1).
-    status = await _post_after_100_continue(client.port, _json_body_of(4096), b"100-Continue")
+    status = await _post_after_100_continue(
+        client.port, _json_body_of(MIN_BODY_BYTES), b"100-Continue"
+    )
     assert status.startswith(b"HTTP/1.1 200 "), status
     assert client.app is not None
     series = client.app[SERVICE_KEY].metrics.request_series("/v1/check")

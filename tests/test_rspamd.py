@@ -23,7 +23,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from scorer.config import MAX_NUMBER
+from scorer.config import MAX_NUMBER, MIN_BODY_BYTES
 from scorer.protocol import MAX_FIELD_CHARS
 from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns
@@ -381,6 +381,38 @@ def test_huge_helo_is_scored_not_refused(rspamd: Rspamd) -> None:
     result = rspamd.scan(MISSING_PTR_IP, helo="a" * 17_000)
     assert {"RL_PTR_MISSING", "RL_HELO_INVALID"} <= set(result.ours()), result.ours()
     assert "RL_SCORER_FAIL" not in result.ours()
+
+
+def test_every_field_at_its_cut_fits_the_smallest_body_limit(
+    unbound: Unbound, hs_cache: Path
+) -> None:
+    # Regression (review): the service took a max_body_bytes from 1024 up, while the
+    # plugin's body reaches ~5.2 KB with every field at its 1,024-octet cut. At 2048 a
+    # client padding its HELO and MAIL FROM got a 413, which the plugin fails open on:
+    # RL_PTR_MISSING and every other check were off for its message.
+    scorer = ScorerProcess(
+        unbound.nameserver, f"[server]\nmax_body_bytes = {MIN_BODY_BYTES}\n"
+    ).start()
+    conf = f'servers = "{scorer.address}";\ncheck_authed = true;'
+    try:
+        for rspamd in checked_run(Rspamd(unbound.nameserver, conf, hs_cache)):
+            padded = "h" * 2_000
+            result = rspamd.scan(
+                MISSING_PTR_IP6,
+                helo=padded,
+                mail_from="m" * 2_000 + "@" + GOOD_DOMAIN,
+                hostname=padded,
+                user=padded,
+                queue_id=padded,
+            )
+    finally:
+        scorer.stop()
+    assert {"RL_PTR_MISSING", "RL_HELO_INVALID"} <= set(result.ours()), result.ours()
+    assert "RL_SCORER_FAIL" not in result.ours()
+    # The largest body the plugin can send, the longest address text included, with room.
+    fields = dict.fromkeys(("helo", "mail_from", "hostname", "queue_id", "user"), "x" * 1024)
+    largest = msgpack.packb({"ip": "ffff:" * 6 + "255.255.255.255", **fields})
+    assert len(largest) < MIN_BODY_BYTES * 0.75
 
 
 def test_connections_are_kept_alive(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
