@@ -602,6 +602,8 @@ def _weights(values: Any) -> dict[str, float]:
 # field at the cut, is ~5.2 KB of msgpack. A limit below that let a client padding its
 # HELO and MAIL FROM (2 KB between them refused a 2 KiB limit) get a 413, which the
 # plugin fails open on: that message had no check at all, RL_PTR_MISSING included.
+# The SpamAssassin plugin's JSON, where a control character takes six bytes, is cut to
+# fit this (MAX_BODY in RdnsScorer.pm).
 # A resolver on loopback answers in well under a millisecond, but a recursive miss
 # takes tens of ms: a DNS time below 50 ms fails them all.
 MIN_BODY_BYTES = 8192

@@ -53,6 +53,9 @@ use constant SMTP_LINE    => 512;      # octets of a command line, RFC 5321 sect
 # one, or an infinite one (1e400), is no reply of the service's.
 use constant MAX_SCORE    => 9007199254740992;
 use constant MAX_FIELD    => 1024;     # characters per request field: what the service reads
+# Bytes of request body at most: the smallest [server] max_body_bytes the service takes
+# (MIN_BODY_BYTES in scorer/config.py), so no body is refused with a 413 (_fitted_body).
+use constant MAX_BODY     => 8192;
 use constant NAME_RE      => qr/^(RL_[A-Z0-9_]{1,60})\z/;    # \z: "$" lets a final newline through
 use constant TIMEOUT_ADVISED => 1;    # seconds; a lower rdns_scorer_timeout is warned about
 
@@ -426,7 +429,7 @@ sub _ask {
   $request{mail_from} = _text($from) if defined $from && $from ne '';
   my $user = $pms->{main}->{username};
   $request{user} = _text($user) if defined $user && $user ne '';
-  my $body = JSON::PP->new->utf8->canonical->encode(\%request);
+  my $body = _fitted_body(\%request);
   dbg("rdns_scorer: request $body");
 
   my $timeout  = $conf->{rdns_scorer_timeout} || 1;
@@ -711,6 +714,26 @@ sub _text {
   my $copy = "$value";
   utf8::decode($copy) if !utf8::is_utf8($copy);
   return substr($copy, 0, MAX_FIELD);
+}
+
+# The request as JSON of MAX_BODY bytes at most. JSON writes a control character in six
+# bytes (\u0001): a client filling its HELO and MAIL FROM with them made a body of ~13 KB,
+# which a service whose max_body_bytes was lowered refused (413), and the plugin failing
+# open let that message through with no check at all. The longest text field is halved
+# until the body fits: what is left of such a field is as invalid as the whole (a HELO or
+# an address has no control character), and no real one comes near (RFC 5321 section
+# 4.5.3.1: a domain is at most 255 octets, a path 256).
+sub _fitted_body {
+  my ($request) = @_;
+  my $json = JSON::PP->new->utf8->canonical;
+  my $body = $json->encode($request);
+  while (length($body) > MAX_BODY) {
+    my ($longest) = sort { length($request->{$b}) <=> length($request->{$a}) || $a cmp $b }
+      grep { $_ ne 'ip' } keys %$request;
+    $request->{$longest} = substr($request->{$longest}, 0, length($request->{$longest}) >> 1);
+    $body = $json->encode($request);
+  }
+  return $body;
 }
 
 # Printable, length-capped text for logs and the report.

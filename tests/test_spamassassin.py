@@ -25,7 +25,7 @@ import pytest
 
 import scorer.integrations as integrations
 from scorer.cli import build_parser, main
-from scorer.config import MAX_NUMBER
+from scorer.config import MAX_NUMBER, MIN_BODY_BYTES
 from scorer.integrations import spamassassin as integration
 from scorer.integrations.spamassassin import (
     CONFIG,
@@ -87,7 +87,10 @@ assert spamassassin_missing() is None, spamassassin_missing()
 
 @pytest.fixture(scope="module")
 def scorer(unbound: Unbound) -> Iterator[ScorerProcess]:
-    process = ScorerProcess(unbound.nameserver, f'[server]\ntoken = "{TOKEN}"\n').start()
+    # The smallest body limit the service takes: whatever a client sends, the plugin's
+    # body stays under it (test_control_characters_are_cut_to_fit_the_body_limit).
+    settings = f'[server]\ntoken = "{TOKEN}"\nmax_body_bytes = {MIN_BODY_BYTES}\n'
+    process = ScorerProcess(unbound.nameserver, settings).start()
     yield process
     process.stop()
 
@@ -379,10 +382,30 @@ def test_huge_fields_are_cut_to_what_the_service_reads(fake_spamd: Spamd, fake: 
     )
 
 
+# A HELO and a MAIL FROM of control characters, which JSON writes in six bytes each.
+HOSTILE_FIELDS = message(MISSING_PTR_IP, "\x01" * 1500, None, "\x02" * 1500 + "@" + GOOD_DOMAIN)
+
+
+def test_control_characters_are_cut_to_fit_the_body_limit(
+    fake_spamd: Spamd, fake: FakeHttp
+) -> None:
+    fake_spamd.scan(HOSTILE_FIELDS)
+    (request,) = fake.requests
+    assert len(request.body) <= MIN_BODY_BYTES
+    sent = request.json()
+    assert set(sent["helo"]) == {"\x01"} and set(sent["mail_from"]) == {"\x02"}, sent
+    # Cut no more than it takes: each at least half of what the service reads.
+    assert min(len(sent["helo"]), len(sent["mail_from"])) >= MAX_FIELD_CHARS // 2, sent
+
+
 def test_huge_fields_are_scored_not_refused(real_spamd: Spamd) -> None:
     # Regression: the plugin sent them whole; the service refused the body (413) and
     # the message failed open, every check off, RL_PTR_MISSING (5) included.
     scan = real_spamd.scan(HUGE_FIELDS)
+    assert {"RL_PTR_MISSING", "RL_HELO_INVALID"} <= set(scan.rl), scan.section("RL_SCORER_FAIL")
+    # Regression: control characters, six bytes each in JSON, made a body of ~13 KB, which
+    # the service at its smallest max_body_bytes refused (413): the message unchecked.
+    scan = real_spamd.scan(HOSTILE_FIELDS)
     assert {"RL_PTR_MISSING", "RL_HELO_INVALID"} <= set(scan.rl), scan.section("RL_SCORER_FAIL")
 
 
