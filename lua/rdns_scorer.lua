@@ -225,10 +225,18 @@ local function build_request(task, ip)
   return req
 end
 
--- The fail-open path: record why, score nothing, let the scan go on.
-local function fail_open(task, reason, server)
-  rspamd_logger.infox(task, '%s: failing open (server %s): %s', N, server, reason)
-  task:insert_result(FAIL_SYMBOL, 1.0, reason, 'server=' .. server)
+-- The fail-open path: record why, score nothing, let the scan go on. `before`: what
+-- became of the scan's earlier attempts and of the servers it did not ask (held down),
+-- each "SERVER: REASON"; the last failure alone hid that every instance failed, each
+-- its own way (one refused, the next timed out).
+local function fail_open(task, reason, server, before)
+  local options = { reason, 'server=' .. server }
+  if before and #before > 0 then
+    table.insert(options, 'before: ' .. table.concat(before, '; '))
+  end
+  rspamd_logger.infox(task, '%s: failing open (server %s): %s', N, server,
+      table.concat(options, ', '))
+  task:insert_result(FAIL_SYMBOL, 1.0, options)
 end
 
 -- Whether word is a JSON number (RFC 8259 section 6: -?int, then .digits, then
@@ -676,12 +684,12 @@ local function rdns_scorer_check(task)
   local now = rspamd_util.get_ticks()
   local deadline = now + settings.timeout
   local tried = {} -- address -> true; held ones too, so no attempt goes there
-  local held_back
+  local before = {} -- for fail_open: the held servers, then each failed attempt
   for server, held_until in pairs(held) do
     if held_until > now then
       tried[server] = true
-      held_back = string.format('not asked: %s timed out %.0f s ago (holddown)', server,
-          settings.holddown - (held_until - now))
+      table.insert(before, string.format('not asked: %s timed out %.0f s ago (holddown)',
+          server, settings.holddown - (held_until - now)))
     else
       held[server] = nil
     end
@@ -699,14 +707,15 @@ local function rdns_scorer_check(task)
       local upstream, next_server = next_target(tried, true)
       if upstream then
         lua_util.debugm(N, task, 'retrying %s after %s from %s', next_server, reason, server)
+        table.insert(before, string.format('%s: %s', server, reason))
         local done, err = pcall(send, upstream, next_server)
         if not done then
-          fail_open(task, 'plugin error: ' .. tostring(err), next_server)
+          fail_open(task, 'plugin error: ' .. tostring(err), next_server, before)
         end
         return
       end
     end
-    fail_open(task, reason, server)
+    fail_open(task, reason, server, before)
   end
 
   send = function(upstream, server)
@@ -775,7 +784,9 @@ local function rdns_scorer_check(task)
 
   local upstream, server = next_target(tried, false, ip:to_string())
   if not upstream then
-    fail_open(task, held_back or ('no server to ask in ' .. servers_text()), '-')
+    -- Every server held down: each says so (the first is the reason, as with one).
+    local reason = table.remove(before, 1) or ('no server to ask in ' .. servers_text())
+    fail_open(task, reason, '-', before)
     return
   end
   send(upstream, server)

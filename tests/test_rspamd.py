@@ -1379,6 +1379,32 @@ def test_a_hung_service_is_left_alone_for_the_holddown(
         assert third.elapsed >= 0.45 and hung.accepted == asked + 2
 
 
+def test_a_failure_names_the_servers_held_down_before_it(
+    unbound: Unbound, hung: HungSocket, pair: tuple[FakeHttp, FakeHttp], hs_cache: Path
+) -> None:
+    # Regression (review): with one instance held down after a timeout and the other
+    # answering 500, RL_SCORER_FAIL named the 500 alone: nothing said the first one was
+    # not asked at all, so every instance was failing.
+    failing = pair[0]
+    failing.set("status", status=500)
+    conf = f'servers = ["{hung.address}", "{failing.address}"];\ntimeout = 0.5s;\nholddown = 5s;'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+        for _ in range(4):  # until a scan asks the hung one first, which holds it down
+            asked = hung.accepted
+            rspamd.scan(MISSING_PTR_IP)
+            if "not asked for" in rspamd.log():
+                break
+        else:
+            pytest.fail("the hung instance was never held down")
+        reason, server, before = rspamd.scan(MISSING_PTR_IP).options("RL_SCORER_FAIL")
+        assert (reason, server) == ("HTTP 500: fake", f"server={failing.address}")
+        assert re.fullmatch(
+            rf"before: not asked: {re.escape(hung.address)} timed out [0-3] s ago \(holddown\)",
+            before,
+        ), before
+        assert hung.accepted == asked + 1  # held down: only the scan that timed out asked
+
+
 # -- several service instances -----------------------------------------------------------
 
 
@@ -1550,10 +1576,13 @@ def test_a_4xx_is_not_asked_of_another_server(
     result = rspamd_pair.scan(MISSING_PTR_IP)
     order = _asked(pair, before)
     assert len(order) == len({server.port for server in order}) == asked
-    # The instance named is the one whose answer ended the scan.
+    # The instance named is the one whose answer ended the scan; the one asked before
+    # it, and what it said, follow (regression: only the last failure was named).
+    before_it = [f"before: {order[0].address}: HTTP {status}: fake"] if asked == 2 else []
     assert result.options("RL_SCORER_FAIL") == [
         f"HTTP {status}: fake",
         f"server={order[-1].address}",
+        *before_it,
     ]
     assert result.elapsed < PLUGIN_TIMEOUT
 
@@ -1572,6 +1601,7 @@ def test_a_5xx_whose_words_say_timeout_is_retried(
     assert result.options("RL_SCORER_FAIL") == [
         "HTTP 503: upstream timeout",
         f"server={order[-1].address}",
+        f"before: {order[0].address}: HTTP 503: upstream timeout",
     ]
 
 
@@ -1586,7 +1616,11 @@ def test_a_retry_gets_what_is_left_of_the_timeout(
     result = rspamd_pair.scan(MISSING_PTR_IP)
     order = _asked(pair, before)
     assert len(order) == 2
-    assert result.options("RL_SCORER_FAIL") == ["IO timeout", f"server={order[1].address}"]
+    assert result.options("RL_SCORER_FAIL") == [
+        "IO timeout",
+        f"server={order[1].address}",
+        f"before: {order[0].address}: HTTP 500: fake",
+    ]
     assert result.elapsed < PLUGIN_TIMEOUT + MARGIN
 
 
@@ -1687,7 +1721,11 @@ def test_a_retry_that_runs_out_of_time_holds_nothing_down(
                 break
         else:
             pytest.fail("no scan asked the late instance first")
-        assert result.options("RL_SCORER_FAIL") == ["IO timeout", f"server={quick.address}"]
+        assert result.options("RL_SCORER_FAIL") == [
+            "IO timeout",
+            f"server={quick.address}",
+            f"before: {late.address}: HTTP 503: fake",
+        ]
         before = _counts(pair)
         later = [rspamd.scan(MISSING_PTR_IP) for _ in range(4)]
         assert _counts(pair)[1] - before[1] >= 2  # the quick one is still asked
