@@ -117,6 +117,19 @@ def test_an_a_labels_encoded_part_holds_no_keywords_or_digits(hostname: str) -> 
     assert not any(e.kind == "shape" or "abo" in e.detail for e in verdict.evidence)
 
 
+def test_an_a_labels_encoded_part_spells_no_address() -> None:
+    # Regression (review): the address was searched in an A-label as written, so the
+    # digits of its encoded rest were octets: in xn---01-5cd3efw3b (почта-01) the "5"
+    # starting the rest made "01-5", the last two octets of 185.12.1.5, and beside "dsl"
+    # the name was generic (0.60) with evidence its owner could not find in it.
+    ip = ipaddress.ip_address("185.12.1.5")
+    verdict = classify(ip, "xn---01-5cd3efw3b.dsl.example.ru", False)
+    assert not verdict.generic and "partial-octets" not in kinds(verdict), verdict
+    # The ASCII an A-label spells is still searched: почта-185-12-1-5 holds the address.
+    verdict = classify(ip, "xn---185-12-1-5-xij1ona0c1e.example.ru", False)
+    assert verdict.generic and kinds(verdict) == {"ipv4-dotted"}, verdict
+
+
 def test_a_weak_keyword_does_not_support_an_ambiguous_full_encoding() -> None:
     # Regression (review): "users" beside mail20240115, a date as likely as the address
     # 20.240.1.15, made it generic at 0.9; a strong keyword still does.

@@ -104,7 +104,7 @@ def classify(ip: IPv4Address | IPv6Address, hostname: str, confirmed: bool) -> G
     keywords = found.found if generated else found.strong
     shape = digit_shape(tokenised)
     if shape is not None and not keywords:
-        shape = _shape_besides_partial(parts.host, encodings, shape)
+        shape = _shape_besides_partial(parts.ascii_host, encodings, shape)
     confidence = _confidence(encodings, keywords, shape)
 
     evidence = [match.evidence for match in encodings] + keywords

@@ -54,11 +54,20 @@ class HostParts:
         because some providers register one domain per range and put octets in it, e.g.
         OVH's ``ip51.ip-149-202-82.eu`` (the ``.eu`` registration is ``ip-149-202-82``).
         A legit domain spelling out the exact client address there is not a realistic case.
-        The public suffix is never included.
+        The public suffix is never included. Of an A-label only the ASCII it spells counts
+        (``_ascii_part``): the digits of its encoded rest are no octets (in
+        ``xn---01-5cd3efw3b``, почта-01, a "01-5" would be read as two octets).
         """
         if not self.host:
-            return self.registrable_label
-        return f"{self.host}.{self.registrable_label}" if self.registrable_label else self.host
+            return _ascii_text(self.registrable_label)
+        if not self.registrable_label:
+            return self.ascii_host
+        return f"{self.ascii_host}.{_ascii_part(self.registrable_label)}"
+
+    @property
+    def ascii_host(self) -> str:
+        """The host part with each A-label cut to the ASCII it spells (``_ascii_part``)."""
+        return _ascii_text(self.host)
 
 
 def normalize_hostname(hostname: object) -> str | None:
@@ -114,6 +123,13 @@ def tokenise_labels(labels: Iterable[str]) -> list[tuple[str, list[str]]]:
     """Pair each label with its letter-run and digit-run tokens (``dsl-01x`` -> dsl, 01, x),
     of what it spells in ASCII (``_ascii_part``)."""
     return [(label, _TOKEN_RE.findall(_ascii_part(label))) for label in labels]
+
+
+def _ascii_text(name: str) -> str:
+    """``name`` with each of its A-labels cut to the ASCII it spells (``_ascii_part``)."""
+    if "xn--" not in name:
+        return name
+    return ".".join(map(_ascii_part, name.split(".")))
 
 
 def _ascii_part(label: str) -> str:
