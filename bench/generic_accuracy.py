@@ -7,6 +7,7 @@ tests/test_generic.py enforces the thresholds.
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import json
 import sys
@@ -94,15 +95,22 @@ def evaluate(rows: list[Row]) -> dict[str, object]:
 
 
 def throughput(rows: list[Row]) -> float:
-    """Classifications per second: best of :data:`TIMING_ROUNDS` timed rounds."""
+    """Classifications per second: best of :data:`TIMING_ROUNDS` timed rounds.
+
+    Timed without ``classify``'s own memo: the corpus fits in it, so after the warm-up
+    every call would be a cache hit, and the figure that of a dict lookup (millions per
+    second), not of a classification. The memos inside (the Public Suffix List's) stay,
+    as they do for a service's clients.
+    """
+    work = inspect.unwrap(classify)
     for row in rows:  # warm-up: builds the Public Suffix List once
-        classify(row.ip, row.hostname, row.confirmed)
+        work(row.ip, row.hostname, row.confirmed)
     best = float("inf")
     for _ in range(TIMING_ROUNDS):
         start = time.perf_counter()
         for _ in range(TIMING_PASSES):
             for row in rows:
-                classify(row.ip, row.hostname, row.confirmed)
+                work(row.ip, row.hostname, row.confirmed)
         best = min(best, time.perf_counter() - start)
     return round(TIMING_PASSES * len(rows) / best, 1)
 
