@@ -311,6 +311,25 @@ def test_partial_inside_a_different_full_address_is_not_a_match() -> None:
 
 
 @pytest.mark.parametrize(
+    ("ip", "hostname"),
+    [("203.0.113.5", "out5-203-0-113-25.example.net"),
+     ("203.0.113.5", "mx5.203-0-113-25.example.net"),
+     ("198.51.100.7", "mail7.198-51-100-70.example.net")],
+)  # fmt: skip
+def test_a_neighbours_address_after_a_host_index_is_not_the_client_rotated(
+    ip: str, hostname: str
+) -> None:
+    # Regression (review): a host's index before a neighbour's address written in order
+    # read as the client's address last octet first: "5-203-0-113" in out5-203-0-113-25,
+    # seen from 203.0.113.5, was generic at 0.85 though the name spells 203.0.113.25.
+    result = verdict(ip, hostname)
+    assert not result.generic and not kinds(result) - {"shape"}, result.describe()
+    # A rotated form standing alone, or followed by the client's own last octet, counts.
+    assert verdict("203.0.113.5", "out5-203-0-113.example.net").generic
+    assert kinds(verdict("18.200.1.2", "ec2-18-200-1-2.example.com")) >= {"ipv4-dotted"}
+
+
+@pytest.mark.parametrize(
     ("ip", "hostname", "confidence"),
     [
         # docs/generic-ptr.md's table, row by row (mutation review: each level could move

@@ -135,6 +135,19 @@ class _DigitRuns:
         ``85-33`` is a pair of octets, ``113.pool5`` a number and a pool's index."""
         return all(self._joined(index) for index in range(first, first + count - 1))
 
+    def neighbour_after(self, first: int, octets: tuple[int, ...]) -> bool:
+        """True if the last-octet-first window at run ``first`` (d, a, b, c) runs on, by
+        separators alone, into one more octet ``x`` other than d: then a, b, c, x is a
+        neighbour's address written in order, and the d before it a host's index, as in
+        ``out5-203-0-113-25`` or ``mx5.203-0-113-25`` seen from 203.0.113.5."""
+        after = first + 4
+        return (
+            after < len(self.octets)
+            and self.octets[after] >= 0
+            and self.octets[after] != octets[3]
+            and self.joined_by_separators(first, 5)
+        )
+
     def in_full_address_group(self, first: int, count: int) -> bool:
         """True if runs ``first..first+count-1``, which are ``joined_by_separators``, sit in
         a group of >= 4 octet-valued runs joined only by separators, i.e. inside what
@@ -197,7 +210,10 @@ def _find_octet_windows(
     """
     matches: list[EncodingMatch] = []
     for kind, order, how in _FULL_ORDERS:
-        first = next(runs.windows([octets[i] for i in order]), -1)
+        windows = runs.windows([octets[i] for i in order])
+        if kind == "dotted-rotated":
+            windows = (first for first in windows if not runs.neighbour_after(first, octets))
+        first = next(windows, -1)
         if first >= 0:
             text = runs.window_text(first, 4)
             evidence = GenericEvidence(f"{kind_prefix}-{kind}", f"{text} = {ip} {how}")
