@@ -898,16 +898,34 @@ def read_toml_text(path: str | Path) -> tuple[str, dict[str, Any]]:
 
 def _where(path: str | Path, text: str, error: ConfigError) -> str:
     """``path`` and, where it can be found, the line of the key ``error`` names ("[dns]
-    timeout: ..."): tomllib keeps no positions, so the text is searched for the key under
-    its table's header, outside multi-line strings; a key written another way (dotted,
-    in an inline table), or found more than once, gets the file's name alone. After a
-    failed reload the journal otherwise named no file."""
-    named = re.match(r"\[(\w+)\] ([\w-]+)", str(error))
-    if named is None:
+    timeout: ..."), of the key written above every section line ("listen: a key outside
+    any section"), or of the header of a section it names ("[sever]: unknown section"):
+    tomllib keeps no positions, so the text is searched for the key under its table's
+    header, outside multi-line strings; a key written another way (dotted, in an inline
+    table), or found more than once, gets the file's name alone. After a failed reload
+    the journal otherwise named no file."""
+    message = str(error)
+    named = re.match(r"\[(\w+)\] ([\w-]+)", message)
+    header_named = re.match(r"\[([\w-]+)\]: ", message)
+    # Review: these two named no line, where the docs say a config error names the line.
+    top_level = re.match(r"([\w-]+): a key outside any section", message)
+    table: str | None
+    key: str | None
+    if named is not None:
+        table, key = named.groups()
+    elif header_named is not None:
+        table, key = header_named.group(1), None
+    elif top_level is not None:
+        table, key = None, top_level.group(1)
+    else:
         return str(path)
-    table, key = named.groups()
-    key_line = re.compile(rf"""\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*=""")
-    in_table, in_string, found = False, False, []
+    key_line = (
+        None
+        if key is None
+        else re.compile(rf"""\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*=""")
+    )
+    # Above the first section line, keys are in no table (table None).
+    in_table, in_string, found = table is None, False, []
     # "\n" alone: utf8_text made every line end one, and str.splitlines also splits at
     # U+2028 and others, which TOML allows in comments and strings.
     for number, line in enumerate(text.split("\n"), start=1):
@@ -918,9 +936,11 @@ def _where(path: str | Path, text: str, error: ConfigError) -> str:
         header = re.match(r"\s*\[\s*([\w-]+)\s*\]\s*(?:#.*)?$", line)
         if header is not None:
             in_table = header.group(1) == table
+            if in_table and key_line is None:
+                found.append(number)
         elif re.match(r"\s*\[", line):  # [a.b], [[x]], ["quoted"]: no table of ours
             in_table = False
-        elif in_table and key_line.match(line):
+        elif in_table and key_line is not None and key_line.match(line):
             found.append(number)
         in_string = quotes % 2 == 1
     # The one line that writes it, or none named rather than a wrong one.

@@ -1066,6 +1066,31 @@ def test_a_config_error_names_the_file_and_the_keys_line(
     assert str(raised.value).startswith(f"{path}{where}: [server] timeout: ")
 
 
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        ('listen = "127.0.0.1:1"\n[server]\n', ":1: listen: a key outside any section"),
+        ('# ours\n\n  log_format = "json"\n', ":3: log_format: a key outside any section"),
+        ('[server]\n\n[sever]  # typo\nlisten = "x"\n', ":3: [sever]: unknown section"),
+        ("[ dnss ]\n", ":1: [dnss]: unknown section"),
+        # A key of that name under a section, or a header inside a string: not theirs.
+        ("[server]\n[x]\nlisten = 1\n", ":2: [x]: unknown section"),
+        ('[server]\nlog_format = """\n[sever]\n"""\n[sever]\n', ":5: [sever]: unknown section"),
+        ("[dnss.x]\n", ": [dnss]: unknown section"),  # dotted: the file alone
+    ],
+)
+def test_a_misplaced_key_or_unknown_section_names_its_line(
+    tmp_path: Path, written: str, said: str
+) -> None:
+    # Regression (review): "a key outside any section" and "unknown section" named the
+    # file alone, where every other config error names its line too (docs/configuration.md).
+    path = tmp_path / "scorer.toml"
+    path.write_text(written)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert str(raised.value).startswith(f"{path}{said}")
+
+
 def test_a_listen_in_the_file_that_the_variable_overrides_is_warned_about(tmp_path: Path) -> None:
     # Regression (Docker review): the image sets RDNS_SCORER_LISTEN, which wins over
     # [server] listen: an admin's listen in a mounted config was passed over silently.
