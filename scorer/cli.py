@@ -174,7 +174,16 @@ def _health(args: argparse.Namespace) -> int:
     try:
         address = _health_address(args)
     except OSError as error:
-        print_error(f"{where}: {file_error(args.config, error)}")
+        # A monitoring agent's user, which may not read a config holding the token
+        # (0640 root:rdns-scorer, README): it needs the address only (review: it was told
+        # "Permission denied" and nothing more, the service reported down).
+        hint = (
+            ": give the service's address with --listen HOST:PORT (or RDNS_SCORER_LISTEN) "
+            "instead, which reads no file"
+            if isinstance(error, PermissionError)
+            else ""
+        )
+        print_error(f"{where}: {file_error(args.config, error)}{hint}")
         return 1
     except ValueError as error:  # not TOML, no name, no HOST:PORT
         print_error(f"{where}: {error}")

@@ -24,7 +24,7 @@ from typing import Any, get_type_hints
 
 from scorer.allowlist import Allowlist, AllowlistError
 from scorer.dns.layer import Nameserver, parse_nameservers
-from scorer.files import file_error, read_text_file, utf8_text
+from scorer.files import read_error, read_text_file, utf8_text
 from scorer.integrations import longest_deadline, plugin_timeout
 from scorer.names import (
     address_in,
@@ -966,7 +966,7 @@ def load_config(
         try:
             text, data = read_toml_text(path)
         except OSError as error:
-            raise ConfigError(file_error(path, error)) from None
+            raise ConfigError(read_error(path, error)) from None
         except ValueError as error:
             raise ConfigError(str(error)) from None
         written = data.get("server")

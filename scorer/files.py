@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
 import stat
 from pathlib import Path
@@ -30,6 +32,35 @@ def file_error(path: object, error: OSError) -> str:
     return f"{path}: {error.strerror or error}"
 
 
+def read_error(path: object, error: OSError) -> str:
+    """``file_error`` for a file a config names, or the config itself, and, when it may
+    not be read, whose read failed: the service's user under systemd (a file created
+    with umask 077, a token file of root's), where "Permission denied" alone left the
+    admin, who reads it as root, to guess which user needs it."""
+    text = file_error(path, error)
+    if isinstance(error, PermissionError):
+        user, group = running_user()
+        text += (
+            f" (reading as user {user}: make it readable by that user or its group, e.g. "
+            f"`chown root:{group} {path} && chmod 640 {path}`)"
+        )
+    return text
+
+
+def running_user() -> tuple[str, str]:
+    """The names of this process's user and group (``uid N``, ``gid N`` without one)."""
+    uid, gid = os.geteuid(), os.getegid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = f"uid {uid}"
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = str(gid)
+    return user, group
+
+
 def os_error_text(error: OSError) -> str:
     """An OSError as the commands word one: ``PATH: reason`` when it names a file, not
     Python's ``[Errno 21] Is a directory: 'PATH'``."""
@@ -49,7 +80,7 @@ def read_text_file(path: str) -> str:
     try:
         data = read_regular_file(path)
     except OSError as error:  # the reason alone: str(error) names the path again
-        raise ValueError(file_error(path, error)) from None
+        raise ValueError(read_error(path, error)) from None
     except ValueError as error:  # a NUL in the name
         raise ValueError(f"{path!r}: {error}") from None
     if data is None:

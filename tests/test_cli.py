@@ -302,6 +302,32 @@ def test_health_failures_are_one_line_and_exit_1(
     assert probe.asked == [("http://127.0.0.1:12001/healthz", 2.0)]
 
 
+def test_health_says_to_give_the_address_when_it_may_not_read_the_config(
+    tmp_path: Path,
+    probe: Probe,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression (review): a monitoring agent's user may not read the config, which holds
+    # the token (0640 root:rdns-scorer, as the README installs it): it was told
+    # "Permission denied" and nothing more, and reported a healthy service down. (Made
+    # to fail as for another user: the tests run as root, whom no mode stops.)
+    config = tmp_path / "scorer.toml"
+    config.write_text('[server]\nlisten = "127.0.0.1:12001"\n')
+
+    def read_toml(path: str) -> dict[str, Any]:
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(cli, "read_toml", read_toml)
+    assert main(["health", "--config", str(config)]) == 1
+    assert capsys.readouterr().err == (
+        f"rdns-scorer health: {config}: Permission denied: give the service's address "
+        "with --listen HOST:PORT (or RDNS_SCORER_LISTEN) instead, which reads no file\n"
+    )
+    assert main(["health", "--config", str(config), "--listen", "127.0.0.1:12001"]) == 0
+    assert [url for url, _ in probe.asked] == ["http://127.0.0.1:12001/healthz"]
+
+
 def test_health_says_why_urllib_could_not_connect_without_its_wrapper(
     probe: Probe, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1412,3 +1412,64 @@ def test_the_install_steps_write_only_what_the_admin_changes(page: str, tmp_path
     assert re.fullmatch(r"[0-9a-f]{64}", written["server"]["token"])
     config = load_config(target, environ={})
     assert config.weights == default_weights()
+
+
+def test_a_file_the_service_may_not_read_says_whose_read_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review): under systemd the service reads its config, token file and
+    # list files as its own user; "PATH: Permission denied" alone (config check as root
+    # passed) left the admin to guess who could not read it. The tests run as root,
+    # whom no mode stops: the reads are made to fail as they do for another user.
+    import scorer.files
+
+    secret = tmp_path / "token"
+    secret.write_text("t0k3n\n")
+    listed = tmp_path / "allow.txt"
+    listed.write_text("ip 192.0.2.1\n")
+    config = tmp_path / "scorer.toml"
+    config.write_text(f'[server]\ntoken_file = "{secret}"\n[allowlist]\nfiles = ["{listed}"]\n')
+    denied = {str(secret), str(listed), str(config)}
+    reads = scorer.files.read_regular_file
+
+    def read_regular_file(path: str) -> bytes | None:
+        if path in denied:
+            raise PermissionError(13, "Permission denied", path)
+        return reads(path)
+
+    read_bytes = Path.read_bytes
+
+    def path_read_bytes(self: Path) -> bytes:
+        if str(self) in denied:
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_bytes(self)
+
+    monkeypatch.setattr(scorer.files, "read_regular_file", read_regular_file)
+    monkeypatch.setattr(Path, "read_bytes", path_read_bytes)
+    monkeypatch.setattr(scorer.files, "running_user", lambda: ("rdns-scorer", "rdns-scorer"))
+
+    def fix(path: Path) -> str:
+        return (
+            f"{path}: Permission denied (reading as user rdns-scorer: make it readable by "
+            f"that user or its group, e.g. `chown root:rdns-scorer {path} && chmod 640 "
+            f"{path}`)"
+        )
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config, environ={})
+    assert str(raised.value) == fix(config)
+    denied.remove(str(config))
+    with pytest.raises(ConfigError) as raised:
+        load_config(config, environ={})
+    assert str(raised.value) == f"{config}: [allowlist] {fix(listed)}"
+    denied.remove(str(listed))
+    with pytest.raises(ConfigError) as raised:
+        load_config(config, environ={})
+    assert str(raised.value) == f"{config}:2: [server] token_file: {fix(secret)}"
+    denied.remove(str(secret))
+    assert load_config(config, environ={}).server.token == "t0k3n"
+    # Any other failure is said as it was.
+    secret.unlink()
+    with pytest.raises(ConfigError) as raised:
+        load_config(config, environ={})
+    assert str(raised.value).endswith(f"token_file: {secret}: No such file or directory")
