@@ -142,10 +142,17 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger("rdns_scorer").warning("%s", warning)
     try:
         return serve(config, loader, host, port, workers)
-    except OSError as error:
-        failure = listen_failure(error, host, port)
-        if failure is None:
-            raise
+    except Exception as error:
+        failure = listen_failure(error, host, port) if isinstance(error, OSError) else None
+        if failure is None or not isinstance(error, OSError):
+            # A bug, or an OSError no bind explains: whole, but through the log, as a
+            # worker's is (review: Python's own traceback reached journald unprefixed,
+            # at "info", so `journalctl -p err` missed the crash, and a JSON log got
+            # lines that are no JSON). Exit status 1, as an uncaught exception's.
+            logging.getLogger("rdns_scorer").exception(
+                "rdns-scorer serve failed (pid %d)", os.getpid()
+            )
+            return 1
         print_error(f"rdns-scorer serve: {failure}")
         return listen_exit_status(error)
 
