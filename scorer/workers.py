@@ -100,7 +100,7 @@ def listen_failure(error: OSError, host: str, port: int) -> str | None:
     """One line saying why ``host:port`` cannot be bound, or None for another OSError."""
     if isinstance(error, socket.gaierror):  # a host name that does not resolve (now)
         why = error.strerror or str(error)
-    elif error.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+    elif error.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES, errno.EAFNOSUPPORT):
         why = os.strerror(error.errno)
     else:
         return None
@@ -155,9 +155,19 @@ def _bound_sockets(host: str, port: int, reuse_port: bool) -> list[socket.socket
     addresses = socket.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )
+    unsupported: OSError | None = None
     try:
         for family, kind, proto, _name, address in dict.fromkeys(addresses):
-            sock = socket.socket(family, kind, proto)
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError as error:
+                if error.errno != errno.EAFNOSUPPORT:
+                    raise
+                # A family the kernel has not (IPv6 off, ipv6.disable=1): passed over, as
+                # create_server does. "localhost", ::1 too in Debian's /etc/hosts, ended
+                # serve in a traceback there (review).
+                unsupported = unsupported or error
+                continue
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if reuse_port:
@@ -169,6 +179,8 @@ def _bound_sockets(host: str, port: int, reuse_port: bool) -> list[socket.socket
         for sock in sockets:
             sock.close()
         raise
+    if not sockets and unsupported is not None:
+        raise unsupported  # every address of a family this kernel has not
     return sockets
 
 

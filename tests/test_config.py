@@ -879,6 +879,49 @@ def test_an_ipv4_mapped_listen_address_is_its_ipv4_address() -> None:
         sock.close()
 
 
+def test_a_listen_name_with_an_address_of_a_family_the_kernel_lacks_binds_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression (review): "localhost" is ::1 too in Debian's /etc/hosts; on a host booted
+    # with ipv6.disable=1, socket(AF_INET6) fails (EAFNOSUPPORT) and serve ended in a
+    # traceback, restarted by systemd again and again, where asyncio's create_server
+    # passes such a family over. (Made to fail so here: this host has IPv6.)
+    import errno
+    import socket
+
+    from scorer import workers
+
+    real_socket = socket.socket
+
+    def no_ipv6(family: int = -1, *args: Any) -> socket.socket:
+        if family == socket.AF_INET6:
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        return real_socket(family, *args)
+
+    def both(host: str | None, port: int, **_kwargs: Any) -> list[Any]:
+        stream = (socket.SOCK_STREAM, 6, "")
+        return [
+            (socket.AF_INET6, *stream, ("::1", port, 0, 0)),
+            (socket.AF_INET, *stream, ("127.0.0.1", port)),
+        ]
+
+    monkeypatch.setattr(workers.socket, "socket", no_ipv6)
+    monkeypatch.setattr(workers.socket, "getaddrinfo", both)
+    (sock,) = workers.listening_sockets("localhost", 0, reuse_port=False)
+    assert sock.getsockname()[0] == "127.0.0.1"
+    sock.close()
+    workers.ensure_port_free("localhost", 0)
+    # Only addresses of that family: one line that says why, not a traceback.
+    monkeypatch.setattr(workers.socket, "getaddrinfo", lambda *a, **k: both(*a, **k)[:1])
+    with pytest.raises(OSError) as raised:
+        workers.listening_sockets("localhost", 0, reuse_port=False)
+    assert workers.listen_failure(raised.value, "localhost", 11340) == (
+        "cannot listen on localhost:11340: Address family not supported by protocol; choose "
+        "another address with --listen, RDNS_SCORER_LISTEN or [server] listen"
+    )
+    assert workers.listen_exit_status(raised.value) == 2  # no retry helps
+
+
 def test_a_link_local_nameserver_needs_its_zone() -> None:
     # Regression (review): "fe80::1" passed config check, and every lookup then failed
     # ("network: fe80::1: OSError: [Errno 22] Invalid argument"), scoring 0.
