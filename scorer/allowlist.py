@@ -139,6 +139,12 @@ class Allowlist:
     def add(self, kind: str, value: str, where: str) -> None:
         """Add the entry ``KIND VALUE`` written at ``where`` (a file and line, or the
         config's key), or an AllowlistError saying what is wrong with it."""
+        if kind in KINDS and any(c.isspace() for c in _written_name(kind, value)):
+            # "ptr a.net b.net" was "not a domain name: label 'net b' ...", which hid that
+            # the fault is the second value, not the first.
+            raise AllowlistError(
+                f"{value!r} is more than one value: one entry each, '{kind} VALUE'"
+            )
         if kind == "ip":
             try:
                 network = parse_network(value)

@@ -182,6 +182,21 @@ def test_allowlist_files(tmp_path: Path) -> None:
     bad.write_text("host example.org\n")
     with pytest.raises(ConfigError, match="unknown kind 'host'"):
         config_from_mapping({"allowlist": {"files": [str(bad)]}})
+    # Regression (review): two values on a line were read as one, and refused as a name
+    # or network they are not ("not a domain name: ... label 'net b'").
+    for line in ("ptr a.net b.net", "ip 192.0.2.1 192.0.2.2", "from x.org y.org"):
+        bad.write_text(f"# two\n{line}\n")
+        value = line.split(None, 1)[1]
+        with pytest.raises(
+            AllowlistError, match=rf"bad\.txt:2: '{re.escape(value)}' is more than one"
+        ):
+            Allowlist().add_file(str(bad))
+    with pytest.raises(ConfigError, match=r"ptr_suffixes: 'a\.net b\.net' is more than one value"):
+        config_from_mapping({"allowlist": {"ptr_suffixes": ["a.net b.net"]}})
+    # A sender's quoted local part is no second value: the domain is what an entry names.
+    allowlist = Allowlist()
+    allowlist.add("from", '"john doe"@x.org', "test")
+    assert allowlist.match_from("a@x.org") == "from x.org"
 
 
 def test_allowlist_files_take_a_tab_and_a_byte_order_mark(tmp_path: Path) -> None:
@@ -206,8 +221,8 @@ def test_allowlist_files_take_any_line_ending_and_kind_in_any_case(tmp_path: Pat
         == "ptr mail.x.org (mx.mail.x.org is forward-confirmed)"
     )
     assert allowlist.match_from("a@x.org") == "from x.org"
-    edited.write_bytes(b"from x.org\rfrom bad name\r\n")
-    with pytest.raises(AllowlistError, match=r"allow\.txt:2: not a domain name: 'bad name'"):
+    edited.write_bytes(b"from x.org\rfrom bad_name!\r\n")
+    with pytest.raises(AllowlistError, match=r"allow\.txt:2: not a domain name: 'bad_name!'"):
         Allowlist().add_file(str(edited))
 
 
@@ -233,9 +248,9 @@ def test_an_allowlist_line_with_a_kind_and_no_value_is_refused_by_line(tmp_path:
 
 def test_allowlist_errors_name_the_key() -> None:
     with pytest.raises(
-        ConfigError, match=re.escape("[allowlist] mail_from_domains: not a domain name: 'bad name'")
+        ConfigError, match=re.escape("[allowlist] mail_from_domains: not a domain name: 'bad_name!'")
     ):
-        config_from_mapping({"allowlist": {"mail_from_domains": ["ok.org", "bad name"]}})
+        config_from_mapping({"allowlist": {"mail_from_domains": ["ok.org", "bad_name!"]}})
 
 
 def test_ipv4_mapped_entries_match_ipv4_clients() -> None:
