@@ -61,6 +61,7 @@ from scorer.requestlog import (
     configure_logging,
     name_the_processes,
     print_error,
+    print_warning,
 )
 from scorer.security import (
     exposed_token_files,
@@ -285,7 +286,7 @@ def _check(args: argparse.Namespace) -> int:
     configure_command_logging("rdns-scorer check")
     config = _with_source_warnings(config)
     for warning in [*config.warnings(), *_cut_fields(args)]:
-        print(f"rdns-scorer check: warning: {warning}", file=sys.stderr)
+        print_warning(f"rdns-scorer check: warning: {warning}")
     # Its resolver warnings speak of this one check, not of a service's checks to come.
     pipeline = Pipeline(config, build_dns_layer(config, consequences=ONE_CHECK))
     # The report names the client the checks judged: a NAT64 one's IPv4 host.
@@ -437,7 +438,7 @@ def _config_check(args: argparse.Namespace) -> int:
     refuse_public_without_token(config)
     print(f"{path}: OK")
     for warning in _with_source_warnings(config).warnings():
-        print(f"warning: {warning}")
+        print_warning(f"rdns-scorer config check: warning: {warning}")
     return 0
 
 

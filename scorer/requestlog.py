@@ -127,9 +127,21 @@ class _JournalHandler(logging.StreamHandler):
         return _with_priority(_JOURNAL_PRIORITIES.get(record.levelno, 6), super().format(record))
 
 
+def _print_to_stderr(priority: int, text: str) -> None:
+    """A line of the command line on stderr, at syslog ``priority`` for journald."""
+    journal = stderr_is_journal(os.environ)
+    print(_with_priority(priority, text) if journal else text, file=sys.stderr)
+
+
 def print_error(text: str) -> None:
     """An error line of the command line on stderr (an error for journald too)."""
-    print(_with_priority(3, text) if stderr_is_journal(os.environ) else text, file=sys.stderr)
+    _print_to_stderr(3, text)
+
+
+def print_warning(text: str) -> None:
+    """A warning line of the command line on stderr, a warning for journald: `config
+    check` runs as the unit's ExecReload, where stdout is stored at "info"."""
+    _print_to_stderr(4, text)
 
 
 def stderr_is_journal(environ: Mapping[str, str], fd: int = 2) -> bool:

@@ -289,17 +289,17 @@ def test_config_check_warns_about_a_token_every_user_can_read(tmp_path: Path) ->
     config.chmod(0o644)
     result = _config_check(config)
     assert result.returncode == 0
-    assert f"warning: {config} is world-readable and holds the token" in result.stdout
-    assert "s3cret" not in result.stdout
+    assert f"warning: {config} is world-readable and holds the token" in result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
     config.chmod(0o640)
-    assert "warning" not in _config_check(config).stdout
+    assert "warning" not in _config_check(config).stderr
     secret = tmp_path / "token"
     secret.write_text("s3cret\n")
     secret.chmod(0o644)
     config.write_text(f'[server]\ntoken_file = "{secret}"\n')
     result = _config_check(config)
-    assert f"warning: {secret} is world-readable and holds the token" in result.stdout
-    assert f"warning: {config} " not in result.stdout  # it names the file, not the token
+    assert f"warning: {secret} is world-readable and holds the token" in result.stderr
+    assert f"warning: {config} " not in result.stderr  # it names the file, not the token
 
 
 def test_config_check_warns_about_a_token_in_the_file_that_is_not_served(
@@ -319,14 +319,15 @@ def test_config_check_warns_about_a_token_in_the_file_that_is_not_served(
     assert (
         f"warning: [server] token in {config} is not the token served: RDNS_SCORER_TOKEN or "
         "token_file comes first"
-    ) in result.stdout
-    assert "0ld0ld" not in result.stdout and "n3wn3w" not in result.stdout
+    ) in result.stderr
+    assert "0ld0ld" not in result.stdout + result.stderr
+    assert "n3wn3w" not in result.stdout + result.stderr
     secret.write_text("n3wn3w\n")  # the same token in both: nothing to say
-    assert "not the token served" not in _config_check(config).stdout
+    assert "not the token served" not in _config_check(config).stderr
     # Nor is a previous token that is the current one.
     config.write_text('[server]\ntoken = "n3wn3w"\nprevious_tokens = ["0ld0ld", "n3wn3w"]\n')
     result = _config_check(config)
-    assert "warning: [server] previous_tokens (item 2) is the current token" in result.stdout
+    assert "warning: [server] previous_tokens (item 2) is the current token" in result.stderr
 
 
 def test_only_world_readable_files_that_hold_the_token_are_exposed(tmp_path: Path) -> None:

@@ -121,6 +121,23 @@ def test_a_usage_error_is_an_error_for_journald(
         assert error.startswith("<3>rdns-scorer") and "error: " in error, err
 
 
+def test_config_checks_warnings_are_warnings_for_journald(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Regression (review): the unit's ExecReload runs `config check`, whose warnings went
+    # to stdout, stored by journald at "info": `journalctl -p warning` missed them.
+    config = tmp_path / "scorer.toml"
+    config.write_text("[weights]\nRL_MAILFROM_TEMPFAIL = 1.0\n")
+    stat = os.fstat(2)
+    monkeypatch.setenv("JOURNAL_STREAM", f"{stat.st_dev}:{stat.st_ino}")
+    assert main(["config", "check", str(config)]) == 0
+    shown = capfd.readouterr()
+    assert shown.out == f"{config}: OK\n"
+    assert shown.err.startswith(
+        "<4>rdns-scorer config check: warning: [weights] RL_MAILFROM_TEMPFAIL = 1"
+    ), shown.err
+
+
 def test_the_date_is_rendered_once_per_second_and_without_milliseconds_when_asked() -> None:
     formatter, reference = _TextFormatter(), logging.Formatter()
     converted: list[float | None] = []
