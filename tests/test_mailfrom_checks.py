@@ -229,6 +229,33 @@ def test_an_empty_quoted_local_part_is_a_valid_sender() -> None:
     assert parse_sender("<@good-sender.net>").kind is SenderKind.BAD_SYNTAX  # no local part
 
 
+@pytest.mark.parametrize(
+    "domain",
+    ["mail_1.good-sender.net", "good-sender.net.", "mx--1.good-sender.net", "\U0001f4a9.la"],
+)
+@pytest.mark.parametrize("quoted", ['"john doe"', '"a\\"b"', '"j\u00f6rg"', '"taro..x"'])
+def test_a_quoted_local_part_is_spared_with_a_tolerated_domain(quoted: str, domain: str) -> None:
+    # Regression (review): a Quoted-string local part (RFC 5321 section 4.1.2, RFC 6531
+    # section 3.3) is valid, yet with a domain spared for an unquoted one (an underscore,
+    # a final dot, an "ab--" label, an emoji) it was RL_MAILFROM_BAD_SYNTAX (3), where
+    # user@ of the same domain was resolved and judged.
+    plain = parse_sender(f"user@{domain}")
+    sender = parse_sender(f"{quoted}@{domain}")
+    assert plain.kind is SenderKind.DOMAIN
+    assert (sender.kind, sender.domain) == (plain.kind, plain.domain)
+
+
+@pytest.mark.parametrize("local", ['"a"b"', '"a\\"', '"ab', 'a"b"'])
+def test_a_broken_quoted_string_is_still_bad_syntax_with_a_tolerated_domain(local: str) -> None:
+    # RFC 5321 section 4.1.2: a DQUOTE inside is escaped, and the string is closed.
+    assert parse_sender(f"{local}@mail_1.good-sender.net").kind is SenderKind.BAD_SYNTAX
+
+
+async def test_a_quoted_local_part_costs_nothing_at_a_good_domain(pipeline: Pipeline) -> None:
+    mail_from = f'"john doe"@{world.GOOD_DOMAIN}.'
+    assert await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=mail_from) == {}
+
+
 async def test_a_sloppy_local_part_costs_nothing_at_a_good_domain(pipeline: Pipeline) -> None:
     mail_from = f"taro..x@{world.GOOD_DOMAIN}."
     assert await symbols_for(pipeline, world.CONFIRMED_IP, mail_from=mail_from) == {}

@@ -114,16 +114,24 @@ def named_domain(address: str) -> str | None:
 
 # Local parts RFC 5321 refuses but real mail carries and Postfix accepts: dots
 # anywhere (Japanese carriers issued taro..x@ and taro.@ addresses for years). And
-# the empty quoted string, which RFC 5321 allows (section 4.1.2: Quoted-string =
-# DQUOTE *QcontentSMTP DQUOTE, zero or more) and email-validator refuses.
-_LENIENT_LOCAL = re.compile(r"(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]+|\"\")\Z")
+# every Quoted-string RFC 5321 allows (section 4.1.2: Quoted-string = DQUOTE
+# *QcontentSMTP DQUOTE, QcontentSMTP = qtextSMTP / quoted-pairSMTP, qtextSMTP =
+# %d32-33 / %d35-91 / %d93-126, quoted-pairSMTP = "\" %d32-126; RFC 6531 section 3.3
+# adds UTF8-non-ascii to qtextSMTP): the empty one, which email-validator refuses, and
+# any other, so "john doe"@ is spared with a tolerated domain as john@ is. (Controls
+# never get here: parse_sender refuses them first.)
+_QUOTED_STRING = r'"(?:[ !#-\[\]-~\u0080-\U0010ffff]|\\[ -~])*"'
+_LENIENT_LOCAL = re.compile(
+    rf"(?:[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~.\-\u0080-\U0010ffff]+|{_QUOTED_STRING})\Z"
+)
 
 
 def _tolerated_domain(address: str) -> str | None:
     """The domain of an address email-validator refused for what is sloppy rather than
-    hostile, or None: such a local part (or ""), or a domain the HELO check tolerates too
-    (an underscore, an "ab--" label IDNA reserves, a final dot, a symbol IDNA2008
-    disallows and UTS46 allows: an emoji, names.to_ascii). The domain is still
+    hostile, or None: such a local part (or any RFC 5321 Quoted-string), or a domain
+    the HELO check tolerates too (an underscore, an "ab--" label IDNA reserves, a final
+    dot, a symbol IDNA2008 disallows and UTS46 allows: an emoji, names.to_ascii),
+    with a local part of either kind. The domain is still
     resolved and judged; only the syntax penalty (RL_MAILFROM_BAD_SYNTAX) is spared.
 
     Not the length: RFC 5321 section 4.5.3.1.3 counts octets, those of the UTF-8 an
