@@ -120,7 +120,7 @@ local SYMBOLS = {
   { "RL_MAILFROM_NXDOMAIN", "mailfrom", "The MAIL FROM domain does not exist." },
   { "RL_MAILFROM_NO_MAIL_HOST", "mailfrom", "The MAIL FROM domain exists but has neither MX nor A/AAAA (RFC 5321 section 5.1)." },
   { "RL_MAILFROM_NULL_MX", "mailfrom", "The MAIL FROM domain publishes a null MX (RFC 7505): it accepts no mail." },
-  { "RL_MAILFROM_BOGUS_MX", "mailfrom", "Every MX target of the MAIL FROM domain (without MX: the domain itself) is an IP literal, unresolvable, or resolves only to loopback/private/reserved addresses." },
+  { "RL_MAILFROM_BOGUS_MX", "mailfrom", "Every MX target of the MAIL FROM domain (without MX: the domain itself) is an IP literal, unresolvable, or resolves only to loopback/private/reserved addresses; or the sender is at such an address literal (user@[10.0.0.1])." },
   { "RL_MAILFROM_TEMPFAIL", "mailfrom", "The MAIL FROM domain could not be checked because of a DNS failure (or every MX target looked up is unusable but more than max_mx_hosts exist)." },
   { "RL_SCORER_FAIL", "plugin", "The plugin could not get an answer from the scorer service (fail-open)." },
   { "RL_SCORER_UNKNOWN", "plugin", "The service returned a symbol the plugin cannot score: in rspamd one it does not know (version skew), in SpamAssassin a malformed or reserved name." },

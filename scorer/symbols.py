@@ -266,7 +266,8 @@ _TABLE: tuple[Symbol, ...] = (
         Family.MAILFROM,
         2.5,
         "Every MX target of the MAIL FROM domain (without MX: the domain itself) is an IP "
-        "literal, unresolvable, or resolves only to loopback/private/reserved addresses.",
+        "literal, unresolvable, or resolves only to loopback/private/reserved addresses; "
+        "or the sender is at such an address literal (user@[10.0.0.1]).",
         "Moderate to hard: replies cannot be delivered, a common mark of throwaway domains.",
         "give '{domain}' mail hosts at public addresses: MX records naming hosts with "
         "public A/AAAA records (without MX, the domain's own A/AAAA is its mail host)",
