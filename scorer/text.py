@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 OPTION_MAX_CHARS = 160
 
 
@@ -188,6 +190,24 @@ def unsafe_reason(text: str, *, name: bool = False) -> str:
     is a mark or letter that shows as nothing, not a control or format character."""
     if any(0xDC80 <= ord(char) <= 0xDCFF for char in text):
         return "bytes that are not UTF-8"
-    if name and text.translate(_WITHOUT_JOINERS).isprintable():
-        return "invisible (default-ignorable) characters"
-    return "control or format characters"
+    if name:
+        text = text.translate(_WITHOUT_JOINERS)  # IDNA's to judge in a name
+        if text.isprintable():
+            return "invisible (default-ignorable) characters"
+    found = {unicodedata.category(char) for char in text if not char.isprintable()}
+    return ", ".join(words for category, words in _UNPRINTABLE if category in found)
+
+
+# What str.isprintable() refuses, by Unicode general category (TR44, 5.7.1), in an
+# admin's words: a no-break space or U+2028 is no control character, and the evidence
+# sends the admin looking for what is there.
+_UNPRINTABLE = (
+    ("Cc", "control characters"),
+    ("Cf", "format characters"),
+    ("Zs", "non-ASCII spaces"),
+    ("Zl", "line separators"),
+    ("Zp", "paragraph separators"),
+    ("Co", "private-use characters"),
+    ("Cn", "unassigned code points"),
+    ("Cs", "lone surrogates"),
+)

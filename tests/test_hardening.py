@@ -751,8 +751,22 @@ def test_invisible_characters_are_escaped_where_repr_quotes_values() -> None:
 def test_unsafe_reasons_tell_broken_bytes_from_control_characters() -> None:
     for byte in (b"\x80", b"\xff"):
         assert unsafe_reason(byte.decode("utf-8", "surrogateescape")) == "bytes that are not UTF-8"
-    for text in ("\x85", "\u2028", "\udc7f"):
-        assert unsafe_reason(text) == "control or format characters"
+    # Regression (review): a no-break space, U+2028, a private-use or unassigned code
+    # point were all "control or format characters": each is named for what it is.
+    for text, reason in [
+        ("\x85", "control characters"),
+        ("a\u00adb", "format characters"),
+        ("a\u00a0b", "non-ASCII spaces"),
+        ("\u2028", "line separators"),
+        ("\u2029", "paragraph separators"),
+        ("\ue000", "private-use characters"),
+        ("\U000e0080", "unassigned code points"),
+        ("\udc7f", "lone surrogates"),
+        ("\x07\u00a0\u00ad", "control characters, format characters, non-ASCII spaces"),
+    ]:
+        assert unsafe_reason(text) == reason, text
+    # In a name, joiners are IDNA's to judge: not named beside what is unprintable.
+    assert unsafe_reason("a\u200db\x07", name=True) == "control characters"
 
 
 # Each escape form, and the character behind it.
