@@ -15,17 +15,25 @@ import re
 import smtplib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns, dead_port
-from tests.support.ports import free_loopback_address
+from tests.support.ports import free_loopback_address, free_port
 from tests.support.postfix import QUEUED, Postfix, postfix_available
 from tests.support.rspamd import STOCK_PLUGINS, Rspamd, checked_run, rspamd_available
 from tests.support.service import ScorerProcess
 from tests.support.unbound import Unbound
-from tests.world import GOOD_DOMAIN, GOOD_MX, HELO_NO_ADDRESS, NXDOMAIN_DOMAIN, build_zones
+from tests.world import (
+    GOOD_DOMAIN,
+    GOOD_MX,
+    HELO_NO_ADDRESS,
+    NXDOMAIN_DOMAIN,
+    UNVERIFIED_IP,
+    build_zones,
+)
 
 # No skip: a missing package must fail loudly (`make test` installs them).
 assert rspamd_available(), "rspamd is not installed (`make test` installs it)"
@@ -100,18 +108,35 @@ def postfix(resolver: Unbound, rspamd: Rspamd) -> Iterator[Postfix]:
         server.cleanup()
 
 
-def send(postfix: Postfix, client: str, helo: str, mail_from: str) -> str:
-    """One SMTP session from ``client``; the queue ID Postfix gave the message. A sender
-    that is not ASCII goes with SMTPUTF8 (RFC 6531)."""
+def send(
+    postfix: Postfix,
+    client: str,
+    helo: str,
+    mail_from: str,
+    port: int | None = None,
+    xclient: str | None = None,
+) -> str:
+    """One SMTP session from ``client`` (to ``port``, else Postfix's own); the queue ID
+    Postfix gave the message. A sender that is not ASCII goes with SMTPUTF8 (RFC 6531).
+    ``xclient``: the attributes of an XCLIENT command sent after the EHLO, as a proxy
+    sends it, followed by the EHLO again (Postfix's reply to XCLIENT is a new greeting)."""
     message = (
         f"From: <{mail_from}>\r\nTo: <rcpt@{postfix.domain}>\r\nSubject: rdns-scorer\r\n"
         "Message-ID: <postfix-test@example.com>\r\n\r\nHello.\r\n"
     ).encode()
     options = [] if mail_from.isascii() else ["SMTPUTF8"]
     with smtplib.SMTP(
-        "127.0.0.1", postfix.port, local_hostname=helo, timeout=30, source_address=(client, 0)
+        "127.0.0.1",
+        port or postfix.port,
+        local_hostname=helo,
+        timeout=30,
+        source_address=(client, 0),
     ) as smtp:
         smtp.ehlo()
+        if xclient is not None:
+            code, reply = smtp.docmd("XCLIENT", xclient)
+            assert code == 220, reply
+            smtp.ehlo()
         smtp.mail(mail_from, options)
         smtp.rcpt(f"rcpt@{postfix.domain}")
         code, reply = smtp.data(message)
@@ -213,3 +238,91 @@ def test_a_sender_rspamd_cannot_read_through_the_milter_is_said_not_checked(
     assert not any(
         name.startswith("RL_MAILFROM_") for name in spamd_result(postfix.queued_headers(queue_id))
     )
+
+
+# Postfix as a content filter's reinjection path: mail arrives on FILTER_IN (no milter
+# there), goes to the filter (here Postfix's own smtp client, standing in for amavis)
+# with XFORWARD, and comes back on FILTER_OUT, whose smtpd has the milter.
+FILTER_MAIN = """
+smtp_send_xforward_command = yes
+smtpd_authorized_xforward_hosts = 127.0.0.0/8
+smtpd_authorized_xclient_hosts = 127.0.0.0/8
+smtp_dns_support_level = disabled
+"""
+FILTER_MASTER = """\
+127.0.0.1:{in} inet n - n - - smtpd
+  -o smtpd_milters=
+  -o content_filter=smtp:[127.0.0.1]:{out}
+127.0.0.1:{out} inet n - n - - smtpd
+qmgr unix n - n 300 1 qmgr
+smtp unix - - n - - smtp
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+error unix - - n - - error
+retry unix - - n - - error
+"""
+
+
+class Filtering(NamedTuple):
+    postfix: Postfix
+    port_in: int  # where mail arrives
+    port_out: int  # where the filter reinjects it: the smtpd with the milter
+
+
+@pytest.fixture(scope="module")
+def filtering(resolver: Unbound, rspamd: Rspamd) -> Iterator[Filtering]:
+    ports = {"in": free_port(), "out": free_port()}
+    server = Postfix(
+        f"127.0.0.1:{rspamd.milter_port}",
+        resolver.interface,
+        main_extra=FILTER_MAIN,
+        master_extra=FILTER_MASTER.format(**ports),
+    )
+    try:
+        yield Filtering(server.start(), ports["in"], ports["out"])
+    finally:
+        server.stop()
+        server.cleanup()
+
+
+def test_a_milter_behind_a_content_filter_sees_the_filter_not_the_client(
+    filtering: Filtering, scorer: ScorerProcess
+) -> None:
+    # docs/rspamd.md, "With Postfix": XFORWARD never reaches a milter (Postfix gives the
+    # milter the connection's own address), so rspamd on the smtpd a content filter
+    # reinjects into scores the filter (or skips it as local): the client must be
+    # scanned on the smtpd facing it.
+    sender = f"filtered@{GOOD_DOMAIN}"
+    postfix = filtering.postfix
+    send(postfix, NO_PTR_CLIENT, HELO_NO_ADDRESS, sender, port=filtering.port_in)
+    asked = re.compile(rf'ip="([^"]+)" helo="([^"]*)" from="<{re.escape(sender)}>"')
+    line = asked.search(eventually(scorer.log, asked.search, timeout=30))
+    assert line is not None, postfix.log()[-3000:]
+    assert line.groups() == ("127.0.0.1", f"mx.{postfix.domain}")
+    assert f'ip="{NO_PTR_CLIENT}" helo="{HELO_NO_ADDRESS}" from="<{sender}>"' not in scorer.log()
+
+
+@pytest.mark.parametrize(
+    ("xclient", "hostname"),
+    [
+        # A proxy's XCLIENT (nginx, a load balancer) gives the milter the client's
+        # address and name, and the HELO of the EHLO sent after it.
+        (f"ADDR={UNVERIFIED_IP} NAME=[UNAVAILABLE]", None),
+        # Without NAME Postfix keeps the proxy's own name ("localhost") for the client.
+        (f"ADDR={UNVERIFIED_IP}", "localhost"),
+    ],
+)
+def test_xclient_is_what_the_milter_sees(
+    filtering: Filtering, rspamd: Rspamd, xclient: str, hostname: str | None
+) -> None:
+    queue_id = send(
+        filtering.postfix, "127.0.0.1", "Mail-Server", f"x@{GOOD_DOMAIN}",
+        port=filtering.port_out, xclient=xclient,
+    )  # fmt: skip
+    done = f"qid: <{queue_id}>"
+    logged = eventually(rspamd.log, lambda log: done in log)
+    line = next(x for x in logged.splitlines() if done in x and "rspamd_task_write_log" in x)
+    assert f"ip: {UNVERIFIED_IP}," in line, line
+    assert "RL_PTR_UNVERIFIED" in line and "RL_HELO_NOT_FQDN" in line, line
+    assert (f"MTA hostname: {hostname}" in line) == (hostname is not None), line

@@ -49,12 +49,23 @@ class Postfix:
 
     ``nameserver``: the address (port 53) of the resolver its resolv.conf names.
     ``domain``: the one local domain; any recipient there is accepted.
+    ``main_extra`` and ``master_extra``: lines appended to main.cf and master.cf (a
+    second smtpd, a content filter's services).
     """
 
-    def __init__(self, milter: str, nameserver: str, domain: str = "example.com") -> None:
+    def __init__(
+        self,
+        milter: str,
+        nameserver: str,
+        domain: str = "example.com",
+        main_extra: str = "",
+        master_extra: str = "",
+    ) -> None:
         self.milter = milter
         self.nameserver = nameserver
         self.domain = domain
+        self.main_extra = main_extra
+        self.master_extra = master_extra
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="rdns-postfix-"))
         # The daemons run as user postfix and must reach the queue below it.
@@ -89,9 +100,10 @@ alias_database =
 biff = no
 smtpd_milters = inet:{self.milter}
 milter_default_action = accept
-""")
+{self.main_extra}""")
         listen = f"127.0.0.1:{self.port}"
-        (self.config_dir / "master.cf").write_text(MASTER_CF.format(listen=listen))
+        master = MASTER_CF.format(listen=listen) + self.master_extra
+        (self.config_dir / "master.cf").write_text(master)
         resolv = f"nameserver {self.nameserver}\noptions timeout:1 attempts:2\n"
         (d / "resolv.conf").write_text(resolv)
         (d / "hosts").write_text("127.0.0.1 localhost\n")
