@@ -91,6 +91,12 @@ local UCL_PARSER_DISABLE_MACRO = 32
 -- 1e308 add up to an infinite total, which rspamd reports as no score (null) and
 -- rejects.
 local MAX_SCORE = 9007199254740992
+-- What one symbol adds at most, either way, as in the SpamAssassin plugin (SCORE_LIMIT
+-- in scorer/integrations/__init__.py and RdnsScorer.pm; a test keeps them equal): a
+-- forged reply (an impostor on the port while the service is down, docs/security.md)
+-- could otherwise add any score, a negative one past every group max_score. The
+-- service's weights above it are warned about (config check).
+local SCORE_LIMIT = 20
 
 -- Every symbol the service or this plugin can produce: a copy of SYMBOLS in
 -- the service's scorer/symbols.py, rendered by
@@ -392,7 +398,8 @@ local function apply_reply(task, body)
           end
         end
       end
-      known[#known + 1] = { name, sym.score, options }
+      known[#known + 1] = { name, math.max(-SCORE_LIMIT, math.min(SCORE_LIMIT, sym.score)),
+        options }
     else
       unknown[#unknown + 1] = name
     end

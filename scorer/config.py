@@ -25,7 +25,7 @@ from typing import Any, get_type_hints
 from scorer.allowlist import Allowlist, AllowlistError
 from scorer.dns.layer import Nameserver, parse_nameservers
 from scorer.files import read_error, read_text_file, utf8_text
-from scorer.integrations import longest_deadline, plugin_timeout
+from scorer.integrations import SCORE_LIMIT, longest_deadline, plugin_timeout
 from scorer.names import (
     address_in,
     address_named,
@@ -257,7 +257,8 @@ class Config:
         """What loads but does not do what it says: a ``*_TEMPFAIL`` symbol that scores
         breaks the promise that mail never pays for our trouble (it fires for every
         message while DNS fails, whatever the sender did; shadowed, it scores nothing),
-        and a local name that is no public host name never matches (below). A bonus for
+        and a local name that is no public host name never matches (below). A weight
+        beyond SCORE_LIMIT is capped by the plugins. A bonus for
         a ``from`` entry goes to whoever writes the domain in MAIL FROM. A lookup timeout
         the check's deadline comes before never applies. The file's own warnings
         (``source_warnings``) come first."""
@@ -267,6 +268,13 @@ class Config:
             "the default is 0"
             for name, weight in self.weights.items()
             if weight != 0 and reports_a_failure(name) and not self.is_shadowed(name)
+        ]
+        capped_weights = [
+            f"[weights] {name} = {weight:g}: the plugins add at most {SCORE_LIMIT:g} either "
+            f"way for one symbol (so that a forged reply cannot weigh more): it scores "
+            f"{math.copysign(SCORE_LIMIT, weight):+g}"
+            for name, weight in self.weights.items()
+            if abs(weight) > SCORE_LIMIT
         ]
         forged_bonus = []
         bonus = self.weights["RL_ALLOWLISTED_FROM"]
@@ -311,6 +319,7 @@ class Config:
         return [
             *self.source_warnings,
             *scored_failures,
+            *capped_weights,
             *forged_bonus,
             *current,
             *slow,

@@ -34,6 +34,7 @@ from scorer.config import (
     parse_listen,
     with_overrides,
 )
+from scorer.integrations import SCORE_LIMIT
 from scorer.security import (
     exposed_token_files,
     exposure_warning,
@@ -1045,6 +1046,19 @@ def test_a_scoring_tempfail_symbol_is_warned_about_unless_shadowed() -> None:
     for policy in ({"shadow": True}, {"shadow_symbols": ["RL_PTR_TEMPFAIL"]}):
         shadowed = {"weights": {"RL_PTR_TEMPFAIL": 2}, "policy": policy}
         assert config_from_mapping(shadowed).warnings() == []
+
+
+def test_a_weight_the_plugins_cap_is_warned_about() -> None:
+    # Both plugins cap one symbol's score at SCORE_LIMIT either way: a heavier weight
+    # loaded and scored less than it said, without a word.
+    assert config_from_mapping({"weights": {"RL_PTR_MISSING": SCORE_LIMIT}}).warnings() == []
+    heavy = {"RL_PTR_MISSING": 25, "RL_ALLOWLISTED": -30}
+    assert config_from_mapping({"weights": heavy}).warnings() == [
+        "[weights] RL_PTR_MISSING = 25: the plugins add at most 20 either way for one symbol "
+        "(so that a forged reply cannot weigh more): it scores +20",
+        "[weights] RL_ALLOWLISTED = -30: the plugins add at most 20 either way for one symbol "
+        "(so that a forged reply cannot weigh more): it scores -20",
+    ]
 
 
 def test_a_lookup_timeout_the_deadline_comes_before_is_warned_about() -> None:

@@ -24,12 +24,13 @@ import msgpack
 import pytest
 
 from scorer.config import MAX_NUMBER, MIN_BODY_BYTES
+from scorer.integrations import SCORE_LIMIT
 from scorer.protocol import MAX_FIELD_CHARS
 from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns
 from tests.support.fakehttp import CountingRelay, FakeHttp, HungSocket
 from tests.support.ports import free_port
-from tests.support.rspamd import Rspamd, ScanResult, checked_run, rspamd_available
+from tests.support.rspamd import PLUGIN, Rspamd, ScanResult, checked_run, rspamd_available
 from tests.support.service import ScorerProcess
 from tests.support.unbound import Unbound
 from tests.world import (
@@ -900,16 +901,33 @@ def test_an_error_status_nested_too_deep_fails_open(unbound: Unbound, hs_cache: 
         server.stop()
 
 
-def test_scores_as_large_as_the_service_can_send_are_kept(
-    rspamd_fake: Rspamd, fake_json: FakeHttp
-) -> None:
-    # The bound is the service's own (its weights stop at 2^53), and it is a score's size.
+def test_each_score_is_capped_as_in_spamassassin(rspamd_fake: Rspamd, fake_json: FakeHttp) -> None:
+    # Regression (security review): a reply's scores were kept up to the service's own
+    # bound (2^53), so a forged one (an impostor on the port while the service was down)
+    # could add any score, a negative one past every group max_score. Each is capped
+    # at SCORE_LIMIT either way, as the SpamAssassin plugin caps it.
     fake_json.reply = {
-        "symbols": [_symbol("RL_PTR_MISSING", MAX_NUMBER), _symbol("RL_HELO_INVALID", -MAX_NUMBER)]
+        "symbols": [
+            _symbol("RL_PTR_MISSING", MAX_NUMBER),
+            _symbol("RL_HELO_INVALID", -MAX_NUMBER),
+            _symbol("RL_HELO_NOT_FQDN", SCORE_LIMIT - 0.5),
+        ]
     }
     result = rspamd_fake.scan(GENERIC_IP)
-    assert scores(result) == {"RL_PTR_MISSING": MAX_NUMBER, "RL_HELO_INVALID": -MAX_NUMBER}
-    assert result.total == 0.0
+    assert scores(result) == {
+        "RL_PTR_MISSING": SCORE_LIMIT,
+        "RL_HELO_INVALID": -SCORE_LIMIT,
+        "RL_HELO_NOT_FQDN": SCORE_LIMIT - 0.5,
+    }
+
+
+def test_the_plugins_cap_scores_alike() -> None:
+    lua = PLUGIN.read_text()
+    perl = (PLUGIN.parents[1] / "spamassassin" / "RdnsScorer.pm").read_text()
+    in_lua = re.search(r"^local SCORE_LIMIT = (\d+)$", lua, re.MULTILINE)
+    assert in_lua is not None and in_lua[1] == f"{SCORE_LIMIT:g}"
+    found = re.search(r"^use constant SCORE_LIMIT\s+=> (\d+);", perl, re.MULTILINE)
+    assert found is not None and found[1] == f"{SCORE_LIMIT:g}"
 
 
 def test_service_down_fails_open(rspamd_down: Rspamd) -> None:

@@ -39,6 +39,11 @@ def shipped_dir(subdir: str, filename: str, roots: Sequence[Path] | None = None)
     )
 
 
+# What one symbol adds to a verdict at most, either way: both plugins cap the score a
+# reply gives it (SCORE_LIMIT in lua/rdns_scorer.lua and RdnsScorer.pm), so a forged
+# reply cannot weigh more; a weight beyond it is warned about (Config.warnings).
+SCORE_LIMIT = 20.0
+
 # The plugins' own default timeout (lua/rdns_scorer.lua, spamassassin/rdns_scorer.cf).
 PLUGIN_TIMEOUT = 1.0
 
