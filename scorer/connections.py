@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from scorer.protocol import encode_reply
 
@@ -61,6 +62,40 @@ class Refused(asyncio.Protocol):
         self._noted(str(peer[0]) if isinstance(peer, tuple) else None)
 
 
+class ParsingHandler(RequestHandler):
+    """aiohttp's handler of one connection, which reads nothing more once a request on it
+    could not be parsed: that request's 400 ends the connection.
+
+    aiohttp goes on feeding what the client sends to its parser, which fails again on
+    every read, each time with an error that quotes the whole read (~256 KB) and a
+    caret line as long: each became one more queued "request" of ~0.8 MB, up to 32 of
+    them before aiohttp stops reading. A client, token or not, streaming a header line
+    past its limit made a connection hold ~7 MB (50 such connections grew the process
+    by ~360 MB, 50 more to 771 MB, which it did not give back); now it holds the one
+    error.
+    """
+
+    __slots__ = ("_unparsable",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._unparsable = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._unparsable:
+            return  # dropped, as aiohttp drops what comes once it closes
+        super().data_received(data)
+        messages = self._messages
+        if messages and type(messages[-1][0]) is _ErrInfo:
+            self._unparsable = True
+
+
+def parsing_handler(server: web.Server) -> ParsingHandler:
+    """A ParsingHandler for a connection to ``server``, made as ``server()`` makes
+    aiohttp's own (with the app's and the runner's handler arguments)."""
+    return ParsingHandler(server, loop=server._loop, **server._kwargs)
+
+
 class ConnectionCap:
     """The listening sockets' protocol factory: aiohttp's handler for a new connection
     while fewer than ``limit()`` are open (read on each accept: a reload applies at
@@ -96,7 +131,7 @@ class ConnectionCap:
         if not self._handed_out:
             asyncio.get_running_loop().call_soon(self._turn_over)
         self._handed_out += 1
-        return self._server()
+        return parsing_handler(self._server)
 
     def _turn_over(self) -> None:
         self._handed_out = 0

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -865,6 +866,40 @@ def test_header_lines_a_client_sends_cost_little_memory(unbound: Unbound) -> Non
         grown_mib = (_rss_kib(process.pid) - before) / 1024
         for connection in connections:
             connection.close()
+        assert grown_mib < 40, f"{grown_mib:.0f} MiB for 40 connections"
+    finally:
+        process.stop()
+
+
+def test_a_request_that_cannot_be_parsed_ends_the_reading(unbound: Unbound) -> None:
+    """Regression (review): after a request it could not parse (here a header line past
+    MAX_HEADER_LINE_BYTES), aiohttp went on feeding what the client sent to its failed
+    parser, and each read made one more queued error quoting that whole read (~0.8 MB
+    each, up to 32 a connection): 50 connections with no token streaming one header line
+    grew the service by ~360 MB (40 here, 149 MiB), never given back. Now nothing more is
+    read once a request could not be parsed (scorer.connections.ParsingHandler)."""
+    process = ScorerProcess(unbound.nameserver, "[server]\nlog_requests = false\n").start()
+    try:
+        before = _rss_kib(process.pid)
+        replies: list[bytes] = []
+
+        def stream_a_header_line() -> None:
+            connection = socket.create_connection(("127.0.0.1", process.port), timeout=5)
+            with connection, contextlib.suppress(OSError):  # refused and reset mid-way
+                connection.sendall(b"POST /v1/check HTTP/1.1\r\nHost: x\r\nX-Filler: ")
+                for _ in range(48):
+                    connection.sendall(b"a" * 65536)
+                replies.append(connection.recv(65536))
+
+        streams = [threading.Thread(target=stream_a_header_line) for _ in range(40)]
+        for stream in streams:
+            stream.start()
+        for stream in streams:
+            stream.join()
+        with urllib.request.urlopen(f"{process.url}/healthz", timeout=5) as reply:
+            assert reply.status == 200
+        grown_mib = (_rss_kib(process.pid) - before) / 1024
+        assert all(reply.startswith(b"HTTP/1.0 400 ") for reply in replies if reply)
         assert grown_mib < 40, f"{grown_mib:.0f} MiB for 40 connections"
     finally:
         process.stop()
