@@ -341,8 +341,23 @@ def encode_reply(payload: dict[str, Any], want_msgpack: bool) -> tuple[bytes, st
     return _JSON.encode(payload).encode(), "application/json"
 
 
-@memoise(maxsize=64)  # a handful of distinct Accept headers in practice
+# The most of an Accept value read, in characters and in media ranges: the plugins send
+# one media range, a browser asking for /metrics a handful. Read whole, anyone, token or
+# not, could make each request cost the event loop ~80 ms (31 header lines of 4,000
+# commas, one empty media range each), and a few connections sending them held every
+# check past the plugins' timeout. A msgpack named further on is not seen: JSON.
+MAX_ACCEPT_CHARS = 1024
+MAX_ACCEPT_RANGES = 32
+
+
 def wants_msgpack(accept: str) -> bool:
+    """Whether ``accept`` asks for msgpack rather than JSON, our default (read up to
+    MAX_ACCEPT_CHARS and MAX_ACCEPT_RANGES; see _weighs_msgpack)."""
+    return _weighs_msgpack(accept[:MAX_ACCEPT_CHARS])
+
+
+@memoise(maxsize=64)  # a handful of distinct Accept headers in practice
+def _weighs_msgpack(accept: str) -> bool:
     """Whether ``accept`` asks for msgpack rather than JSON, our default.
 
     RFC 9110 section 12.5.1: msgpack when a msgpack type is named with a weight
@@ -353,7 +368,7 @@ def wants_msgpack(accept: str) -> bool:
     """
     msgpack_weight = 0.0
     json_weights: dict[str, float] = {}
-    for media_range in accept.split(","):
+    for media_range in accept.split(",", MAX_ACCEPT_RANGES)[:MAX_ACCEPT_RANGES]:
         name, *parameters = (part.strip() for part in media_range.split(";"))
         name = name.lower()
         weight = _weight(parameters)

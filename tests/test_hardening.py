@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scorer import app as app_module
+from scorer import protocol as protocol_module
 from scorer import workers as workers_module
 from scorer.checks.mailfrom import NOT_NULL_MX_TO_THE_LETTER
 from scorer.config import config_from_mapping
@@ -42,6 +43,8 @@ from scorer.names import ip_address
 from scorer.pipeline import Pipeline
 from scorer.protocol import (
     LABEL_FIELDS,
+    MAX_ACCEPT_CHARS,
+    MAX_ACCEPT_RANGES,
     MAX_FIELD_CHARS,
     CheckReply,
     RequestError,
@@ -520,6 +523,34 @@ def test_the_mta_hostname_is_part_of_the_reply_key() -> None:
 def test_accept_weights(accept: str, msgpack: bool) -> None:
     # RFC 9110 section 12.5.1 (weights), 12.4.2 (qvalue), 5.6.6 (parameters).
     assert wants_msgpack(accept) is msgpack
+
+
+def test_an_accept_is_read_only_so_far() -> None:
+    """Regression (review): every media range of every Accept line was weighed, before
+    the token was checked: 31 lines of 4,000 commas (a media range each) cost the event
+    loop ~80 ms a request, and 16 connections with no token sending them held a cached
+    check 1.2 s, past the plugins' timeout. Read up to MAX_ACCEPT_CHARS and
+    MAX_ACCEPT_RANGES now: the longest Accept costs what its start does."""
+    assert not wants_msgpack(
+        ", ".join(["text/plain"] * MAX_ACCEPT_RANGES + ["application/msgpack"])
+    )
+    assert not wants_msgpack(" " * MAX_ACCEPT_CHARS + "application/msgpack")
+    assert wants_msgpack(
+        ", ".join(["text/plain"] * (MAX_ACCEPT_RANGES - 1) + ["application/msgpack"])
+    )
+
+    def cost(accept: str) -> float:
+        fastest = float("inf")
+        for _ in range(5):
+            protocol_module._weighs_msgpack.cache_clear()  # weighed afresh, not remembered
+            started = time.perf_counter()
+            wants_msgpack(accept)
+            fastest = min(fastest, time.perf_counter() - started)
+        return fastest
+
+    for hostile in ("," * 4000, "a" + ";b" * 2000, "a;q=1," * 666):
+        lines = ", ".join(f"{hostile}{n}" for n in range(31))  # as _wants_msgpack joins them
+        assert cost(lines) < 10 * cost(lines[:MAX_ACCEPT_CHARS]), hostile[:8]
 
 
 def test_elapsed_ms_has_three_decimals_in_either_encoding() -> None:
