@@ -298,13 +298,24 @@ async def _invite_the_body(request: web.Request) -> None:
         request.writer.output_size = 0  # the response proper has not started
 
 
+def media_type(content_type: str) -> str:
+    """The media type a Content-Type value names: what comes before its parameters, in
+    lower case (RFC 9110 section 8.3.1).
+
+    Not aiohttp's ``request.content_type``, which reads the value with the email
+    package's header parser: ~1.4 ms of the event loop for 64 semicolons, ~200 ms for
+    4,000 (one header line), and a client sending those kept every check waiting.
+    """
+    return content_type.partition(";")[0].strip(" \t").lower()
+
+
 async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str]:
     """The body of a /v1/check request and its media type, or a RequestError (415, 413,
     408 when it does not arrive within BODY_TIMEOUT_SECONDS)."""
     # aiohttp's header names (istr): a plain str key is case-folded on every lookup.
     content_type = request.headers.get(hdrs.CONTENT_TYPE, "")
-    if content_type not in ACCEPTED_TYPES:  # parameters, odd case: let aiohttp parse it
-        content_type = request.content_type
+    if content_type not in ACCEPTED_TYPES:  # parameters, odd case
+        content_type = media_type(content_type)
     if content_type not in ACCEPTED_TYPES:
         raise RequestError(
             "Content-Type must be application/msgpack or application/json",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import json
 import logging
 import os
@@ -277,6 +278,42 @@ async def test_other_content_types_are_415(client: Client) -> None:
         assert response.status == 415, content_type
         # Regression (docs walkthrough): it named the body, not the header at fault.
         assert (await response.json())["field"] == "Content-Type"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "media_type"),
+    [("application/json; charset=utf-8", "application/json"),
+     ("Application/MsgPack", "application/msgpack"),
+     (" application/json\t;x", "application/json"),
+     ("application/json (c)", "application/json (c)"),  # as aiohttp reads it: no comments
+     ("application / json", "application / json"),
+     ("", "")],
+)  # fmt: skip
+def test_the_media_type_is_what_comes_before_the_parameters(
+    content_type: str, media_type: str
+) -> None:
+    assert app_module.media_type(content_type) == media_type
+
+
+async def test_a_long_content_type_costs_what_a_short_one_does(client: Client) -> None:
+    """Regression (review): a Content-Type that was not one of ours exactly went to
+    aiohttp's request.content_type, which reads it with the email package's header
+    parser (remembering 56): one line of 4,000 semicolons, a new one each time, held
+    the event loop ~200 ms, anyone's, token or not (none here), and every check waited
+    behind it."""
+    sent = itertools.count()
+
+    async def cost(content_type: str) -> float:
+        fastest = float("inf")
+        for _ in range(3):
+            started = asyncio.get_running_loop().time()
+            headers = {"Content-Type": f"{content_type}{next(sent)}"}  # never seen before
+            response = await client.post("/v1/check", data=b"{}", headers=headers)
+            assert response.status == 415
+            fastest = min(fastest, asyncio.get_running_loop().time() - started)
+        return fastest
+
+    assert await cost("a" + ";" * 4000) < 10 * await cost("a;")
 
 
 @pytest.mark.parametrize(
