@@ -35,6 +35,7 @@ def _no_host_spamd(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hermetic: which user spamd reads its config as is the host's (a spamd running
     there, /etc/default/spamd); install and check ask it only where a test says."""
     monkeypatch.setattr(spamd_reader, "spamd_reader", lambda installed: None)
+    monkeypatch.setattr(spamd_reader, "amavis_reader", lambda: None)
 
 
 @pytest.fixture(scope="session")

@@ -175,3 +175,49 @@ def test_spamd_installed_but_not_enabled_is_not_asked_about(tmp_path: Path) -> N
     (systemd / "multi-user.target.wants").mkdir()
     (systemd / "multi-user.target.wants" / "spamd.service").symlink_to("/dev/null")
     assert spamd_reader.spamd_installed(systemd)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to chown")
+def test_install_and_check_say_amavis_cannot_read_the_token_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review): on an amavis host without spamd, install --config wrote the
+    # token's file root:debian-spamd 0640, which SpamAssassin in amavis (user amavis)
+    # cannot read: it went on without the file, asked the default URL with no token and
+    # failed open on every message, while install and check (run as root, reading the
+    # token) said all was well. "daemon" stands in for amavis: a user that is not root
+    # and in neither debian-spamd nor nogroup.
+    from scorer.config import config_from_mapping
+    from scorer.integrations import spamassassin_check
+    from scorer.integrations.spamassassin_local import install_local, local_file
+
+    stand_in = "daemon"
+    monkeypatch.setattr(spamd_reader, "AMAVIS_USER", stand_in)
+    monkeypatch.setattr(
+        spamd_reader,
+        "amavis_reader",
+        lambda: Reader(stand_in, "amavisd-new runs SpamAssassin as it"),
+    )
+    site = tmp_path / "site"
+    site.mkdir()
+    config = config_from_mapping({"server": {"token": "s3cret-T0k"}})
+    local = site / "rdns_scorer_local.cf"
+    install_local(site, local_file(config, None))  # no spamd: debian-spamd, or root alone
+    assert can_read(local, stand_in) is False
+    spamassassin._warn_unreadable_by_spamd(local)
+    out = capsys.readouterr().out
+    group = spamd_reader.primary_group(stand_in)
+    assert out.startswith(f"warning:  amavis reads its config as {stand_in} (amavisd-new"), out
+    assert f"--group {group}" in out
+    findings = spamassassin_check._spamd_reader_findings(site, spamd_reader.amavis_reader())
+    assert [f.ok for f in findings] == [False]
+    assert f"{local} sets the plugin, but amavis reads its config as {stand_in}" in findings[0].text
+    monkeypatch.setattr(spamassassin_check, "_overlap_findings", lambda *args: [])
+    monkeypatch.setattr(spamassassin_check.probe, "release_finding", lambda *a: None)
+    view = {"loaded": True, "file": "", "driver_score": 0.001, "errors": 0}
+    texts = [f.text for f in spamassassin_check._plugin_findings(view, site) if f and not f.ok]
+    assert any("amavis reads its config as" in text for text in texts), texts
+    install_local(site, local_file(config, group))  # the fix it names: --group amavis
+    assert spamassassin_check._spamd_reader_findings(site, spamd_reader.amavis_reader()) == []
+    spamassassin._warn_unreadable_by_spamd(local)
+    assert capsys.readouterr().out == ""

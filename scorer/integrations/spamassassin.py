@@ -363,12 +363,13 @@ def owner_only_settings_files(siteconfigpath: Path) -> list[Path]:
 
 
 def _warn_unreadable_by_spamd(path: Path) -> None:
-    """Install's file with the token, which the user spamd reads its config as cannot
-    read: Debian's spamd as shipped reads it as nobody (spamd_reader), not as
-    debian-spamd, and would go on without it, lint passing."""
-    reader = spamd_reader.system_reader()
-    if reader is not None and spamd_reader.can_read(path, reader.user) is False:
-        print(f"warning:  {spamd_reader.advice(path, reader)}")
+    """Install's file with the token, which the user spamd reads its config as, or
+    amavis's, cannot read: Debian's spamd as shipped reads it as nobody (spamd_reader),
+    not as debian-spamd, and amavis as amavis; either would go on without it, lint
+    passing."""
+    for reader in spamd_reader.readers():
+        if spamd_reader.can_read(path, reader.user) is False:
+            print(f"warning:  {spamd_reader.advice(path, reader)}")
 
 
 def settings_files(siteconfigpath: Path) -> list[Path]:

@@ -26,6 +26,9 @@ SPAMD_PIDFILE = Path("/run/spamd.pid")  # spamd.service's --pidfile
 PROC = Path("/proc")
 SYSTEMD = Path("/etc/systemd/system")
 DEFAULT_USER = "nobody"  # spamd's --default-user
+# Debian's amavisd-new runs SpamAssassin as a library in its own processes, which read
+# the site config as this user (group amavis).
+AMAVIS_USER = "amavis"
 
 
 def spamd_installed(systemd: Path = SYSTEMD) -> bool:
@@ -125,6 +128,27 @@ def system_reader() -> Reader | None:
     return spamd_reader(spamd_installed())
 
 
+def amavis_reader() -> Reader | None:
+    """amavisd-new's user where amavis is installed (the user exists), or None: amavis
+    reads the site config as it, whether or not a spamd runs too."""
+    try:
+        pwd.getpwnam(AMAVIS_USER)
+    except KeyError:
+        return None
+    return Reader(AMAVIS_USER, "amavisd-new runs SpamAssassin as it")
+
+
+def readers() -> list[Reader]:
+    """Every user SpamAssassin on this host reads its config as, besides root: spamd's
+    (system_reader) and amavis's (amavis_reader)."""
+    found = [reader for reader in (system_reader(), amavis_reader()) if reader is not None]
+    return [
+        reader
+        for i, reader in enumerate(found)
+        if reader.user not in {other.user for other in found[:i]}
+    ]
+
+
 def primary_group(user: str) -> str:
     """``user``'s primary group by name (``nogroup`` for Debian's nobody), or its number."""
     try:
@@ -140,6 +164,13 @@ def primary_group(user: str) -> str:
 def advice(path: Path, reader: Reader) -> str:
     """Why spamd goes on without ``path`` and what fixes it, for check and install."""
     group = primary_group(reader.user)
+    if reader.user == AMAVIS_USER:
+        return (
+            f"amavis reads its config as {reader.user} ({reader.how}), who may not read "
+            f"{path}: SpamAssassin in amavis goes on without it (lint, run as root, passes), "
+            f"and its checks are refused or go elsewhere: run install --config again with "
+            f"--group {group} (or chgrp {group} {path}), then restart amavis"
+        )
     return (
         f"spamd reads its config as {reader.user} ({reader.how}), who may not read {path}: "
         f'spamd goes on without it (its log says `config: cannot open "{path}": Permission '
