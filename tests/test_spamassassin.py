@@ -1888,6 +1888,47 @@ def test_trusted_networks_select_the_client(
     assert body["helo"] == (helo or "Mail-Server")
 
 
+# Our filter host's view of a message our MX relayed to it over IPv6 ULA, and of one our
+# MSA (which records no AUTH) relayed from a user's laptop.
+ULA_HOP = message(
+    MISSING_PTR_IP,
+    "Mail-Server",
+    hops=(
+        "Received: from mx1.example.org (mx1.example.org [IPv6:fd00::25])\n"
+        "\tby filter.example.org (Postfix) with ESMTP id 4VbTq99Ula\n"
+        "\tfor <user@example.org>; Mon, 06 May 2024 10:00:01 +0000\n",
+    ),
+)
+MSA_HOP = (
+    "Received: from msa.example.org (msa.example.org [192.0.2.30])\n"
+    "\tby mx.example.org (Postfix) with ESMTP id 4VbTq99Msa\n"
+    "\tfor <user@example.org>; Mon, 06 May 2024 10:00:01 +0000\n"
+)
+FROM_MSA = message(MISSING_PTR_IP, "laptop", hops=(MSA_HOP,))
+
+
+@pytest.mark.parametrize(
+    ("raw", "networks", "asked"),
+    [
+        # SpamAssassin 4.0.1 infers trust for private IPv4, not for IPv6 ULA (fc00::/7).
+        (ULA_HOP, "", "fd00::25"),
+        (ULA_HOP, "trusted_networks fd00::/8\n", MISSING_PTR_IP),
+        # msa_networks counts only with trusted_networks (or internal_networks) set.
+        (FROM_MSA, "msa_networks 192.0.2.30\n", "192.0.2.30"),
+        (FROM_MSA, "trusted_networks 192.0.2.30\nmsa_networks 192.0.2.30\n", None),
+    ],
+    ids=["ula-inferred", "ula-listed", "msa-alone", "msa-trusted"],
+)
+def test_what_spamassassin_infers_is_as_documented(
+    raw: bytes, networks: str, asked: str | None, fake: FakeHttp
+) -> None:
+    # docs/spamassassin.md, "Which relay is the client": an internal hop over IPv6 ULA
+    # and a separate MSA must be listed, or the plugin asks about a host of your own.
+    directory = site_config(f"rdns_scorer_url {fake.url}\n{networks}")
+    run_spamassassin(directory, raw)
+    assert [r.json()["ip"] for r in fake.requests] == ([asked] if asked else [])
+
+
 # A webmail user's message: the only hop is an authenticated submission (trusted), and
 # the webmail names the user's own address in X-Originating-IP.
 WEBMAIL = (
