@@ -202,11 +202,13 @@ def test_install_and_check_say_amavis_cannot_read_the_token_file(
     site.mkdir()
     config = config_from_mapping({"server": {"token": "s3cret-T0k"}})
     local = site / "rdns_scorer_local.cf"
-    install_local(site, local_file(config, None))  # no spamd: debian-spamd, or root alone
+    group = spamd_reader.primary_group(stand_in)
+    # Without a spamd, the default is amavis's group (the next test); a group given that
+    # amavis is not in is what is warned about.
+    install_local(site, local_file(config, "nogroup"))
     assert can_read(local, stand_in) is False
     spamassassin._warn_unreadable_by_spamd(local)
     out = capsys.readouterr().out
-    group = spamd_reader.primary_group(stand_in)
     assert out.startswith(f"warning:  amavis reads its config as {stand_in} (amavisd-new"), out
     assert f"--group {group}" in out
     findings = spamassassin_check._spamd_reader_findings(site, spamd_reader.amavis_reader())
@@ -221,3 +223,25 @@ def test_install_and_check_say_amavis_cannot_read_the_token_file(
     assert spamassassin_check._spamd_reader_findings(site, spamd_reader.amavis_reader()) == []
     spamassassin._warn_unreadable_by_spamd(local)
     assert capsys.readouterr().out == ""
+
+
+def test_the_token_file_is_amavis_s_by_default_where_no_spamd_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review): on an amavis host without spamd, install --config gave the
+    # token's file to debian-spamd, which SpamAssassin in amavis cannot read: every
+    # message failed open. Where a spamd reads the config, its user's group wins.
+    from scorer.config import config_from_mapping
+    from scorer.integrations.spamassassin_local import install_local, local_file
+
+    stand_in = "daemon"  # a user that is not root and in neither debian-spamd nor nogroup
+    monkeypatch.setattr(spamd_reader, "amavis_reader", lambda: Reader(stand_in, "amavis"))
+    config = config_from_mapping({"server": {"token": "s3cret-T0k"}})
+    site = tmp_path / "site"
+    site.mkdir()
+    install_local(site, local_file(config, None))
+    local = site / "rdns_scorer_local.cf"
+    assert grp.getgrgid(local.stat().st_gid).gr_name == spamd_reader.primary_group(stand_in)
+    assert can_read(local, stand_in) is True
+    monkeypatch.setattr(spamd_reader, "system_reader", lambda: Reader("nobody", "spamd"))
+    assert local_file(config, None).gid == grp.getgrnam(spamd_reader.primary_group("nobody")).gr_gid

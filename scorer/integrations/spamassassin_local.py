@@ -85,8 +85,8 @@ def group_exists(name: str) -> bool:
 def local_file(config: Config, group: str | None) -> LocalFile:
     """The file for a service running with ``config``: with a token 0640 and of ``group``
     (default: the group of the user spamd reads its config as, nogroup for Debian's spamd
-    as shipped, else debian-spamd; 0600 and a warning where there is no such group),
-    else 0644.
+    as shipped; where no spamd reads it, amavis's group if amavis is installed; else
+    debian-spamd; 0600 and a warning where there is no such group), else 0644.
     ValueError for a ``listen`` the plugin cannot take, or an unknown ``group``: worked
     out before install writes anything, so that nothing is half installed."""
     content = local_settings(config)
@@ -94,8 +94,10 @@ def local_file(config: Config, group: str | None) -> LocalFile:
         return LocalFile(content, 0o644, None, None)
     if group is None:
         # The group of the user spamd reads its config as: Debian's spamd as shipped (root,
-        # without -u) reads it as nobody, not as debian-spamd (spamd_reader).
-        reader = spamd_reader.system_reader()
+        # without -u) reads it as nobody, not as debian-spamd (spamd_reader). Without a
+        # spamd, amavis's: debian-spamd locked SpamAssassin in amavis out of the token,
+        # and every message failed open. (With both, install warns: one group is no fit.)
+        reader = spamd_reader.system_reader() or spamd_reader.amavis_reader()
         group = None if reader is None else spamd_reader.primary_group(reader.user)
         if group is not None and not group_exists(group):
             group = None
