@@ -1797,6 +1797,27 @@ def test_the_port_check_before_the_workers_start_judges_ipv6_alone() -> None:
     assert raised.value.errno == errno.EADDRINUSE
 
 
+def test_a_wildcard_ipv6_listen_serves_ipv6_alone() -> None:
+    """docs/configuration.md says `[::]:PORT` takes no IPv4 connection (the plugins'
+    default 127.0.0.1:11340 is refused there): the socket is IPv6-only whatever the
+    host's net.ipv6.bindv6only, as asyncio binds one."""
+    from scorer.workers import listening_sockets
+
+    sockets = listening_sockets("::", 0, reuse_port=False)
+    try:
+        assert [sock.family for sock in sockets] == [socket.AF_INET6]
+        assert sockets[0].getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+        sockets[0].listen()
+        port = sockets[0].getsockname()[1]
+        with socket.socket(socket.AF_INET6) as ipv6:
+            assert ipv6.connect_ex(("::1", port)) == 0
+        with socket.socket() as ipv4:
+            assert ipv4.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def test_workers_do_not_outlive_a_killed_parent(unbound: Unbound) -> None:
     """Regression: after a SIGKILL of the parent its workers served on, unsupervised."""
     port = free_port()
