@@ -698,12 +698,18 @@ def test_unreadable_toml_is_a_config_error_not_a_traceback(
 ) -> None:
     # Regression: bytes that are not UTF-8 (UnicodeDecodeError) and a 5,000-digit integer
     # (ValueError) escaped as tracebacks; on reload, /v1/reload answered 500.
-    path = tmp_path / "c.toml"
+    path, error = _load_error(tmp_path, content)
+    assert error.startswith(f"{path}{said}")
+    assert "sys.set_int_max_str_digits" not in error  # Regression (review)
+
+
+def _load_error(tmp_path: Path, content: bytes) -> tuple[Path, str]:
+    """A config file holding ``content``, and the ConfigError loading it raises."""
+    path = tmp_path / "scorer.toml"
     path.write_bytes(content)
     with pytest.raises(ConfigError) as error:
         load_config(path, environ={})
-    assert str(error.value).startswith(f"{path}{said}")
-    assert "sys.set_int_max_str_digits" not in str(error.value)  # Regression (review)
+    return path, str(error.value)
 
 
 def test_a_config_whose_lines_end_in_cr_alone_is_read(tmp_path: Path) -> None:
@@ -1142,11 +1148,8 @@ def test_a_misplaced_key_or_unknown_section_names_its_line(
 ) -> None:
     # Regression (review): "a key outside any section" and "unknown section" named the
     # file alone, where every other config error names its line too (docs/configuration.md).
-    path = tmp_path / "scorer.toml"
-    path.write_text(written)
-    with pytest.raises(ConfigError) as raised:
-        load_config(path, environ={})
-    assert str(raised.value).startswith(f"{path}{said}")
+    path, error = _load_error(tmp_path, written.encode())
+    assert error.startswith(f"{path}{said}")
 
 
 def test_a_listen_in_the_file_that_the_variable_overrides_is_warned_about(tmp_path: Path) -> None:
