@@ -231,8 +231,8 @@ class Metrics:
         ).labels()
         self.previous_token = LoopCounter(
             "rdns_scorer_previous_token_requests",
-            "Checks taken with one of [server] previous_tokens: "
-            "once it stays flat, every client sends the current token.",
+            "Check requests that presented one of [server] previous_tokens (refused ones "
+            "too): once it stays flat, every client sends the current token.",
             registry=r,
         ).labels()
         worker_restarts(r)
@@ -256,8 +256,10 @@ class Metrics:
         for family in CHECKED_FAMILIES:
             for outcome in CHECK_OUTCOMES:
                 self.checks.labels(str(family), outcome)
-        # And the failures the share panels divide (a healthy server showed "No data").
+        # And the failures the share panels divide (a healthy server showed "No data"),
+        # and the latency of each type (a fresh one's latency panel did).
         for rdtype in QUERY_TYPES:
+            self.dns_latency.labels(rdtype)
             for result in RESULT_NAMES:
                 self.dns_queries.labels(rdtype, result)
         self._requests_by_endpoint: dict[str, RequestSeries] = {}

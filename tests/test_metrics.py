@@ -98,6 +98,15 @@ async def test_the_series_error_shares_divide_exist_on_a_healthy_server(client: 
     assert samples[("rdns_scorer_requests_total", (("endpoint", "/v1/check"), ("status", "200")))]
 
 
+async def test_every_dns_latency_series_exists_before_its_first_query(client: Any) -> None:
+    # Regression (review): a type's latency series appeared with its first query, so a
+    # fresh instance's latency panel showed "No data" (and MX until a sender was checked).
+    samples = _samples(await (await client.get("/metrics")).text())
+    for rdtype in ("PTR", "A", "AAAA", "MX"):
+        labels = (("rdtype", rdtype),)
+        assert samples[("rdns_scorer_dns_query_duration_seconds_count", labels)] == 0, rdtype
+
+
 async def test_a_wrong_path_or_method_is_a_counted_json_error(client: Any) -> None:
     # Regression (review): plain-text 404/405 that no metric counted, so a plugin
     # posting to a wrong URL left the dashboard showing nothing at all.
