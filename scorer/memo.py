@@ -57,6 +57,30 @@ class ShortTextMemo(Generic[T]):
         self._cached.cache_clear()
 
 
+def memoise_short_arg(maxsize: int, index: int) -> Callable[[Callable[P, T]], Memoised[P, T]]:
+    """``memoise(maxsize)`` for a pure function whose positional argument ``index`` is
+    text that comes from DNS rather than from a request field (those are cut before any
+    memo sees them): a call with that text longer than ``MAX_MEMO_CHARS`` is worked out
+    afresh, never remembered (a PTR name in ``\\DDD`` escapes is up to ~1,000
+    characters). A closure, not a class: an instance's ``__call__`` cost ~200 ns more
+    a call than lru_cache alone, this ~75."""
+
+    def decorate(function: Callable[P, T]) -> Memoised[P, T]:
+        cached = functools.lru_cache(maxsize=maxsize)(function)
+
+        @functools.wraps(function)
+        def memoised(*args: P.args, **kwargs: P.kwargs) -> T:
+            text = args[index]
+            if type(text) is str and len(text) > MAX_MEMO_CHARS:
+                return function(*args, **kwargs)
+            return cached(*args, **kwargs)  # type: ignore[arg-type]
+
+        memoised.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+        return cast(Memoised[P, T], memoised)
+
+    return decorate
+
+
 def memoise_short_text(maxsize: int) -> Callable[[Callable[[str], T]], ShortTextMemo[T]]:
     """Decorator form of ``ShortTextMemo``."""
 

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import errno
 import http.client
+import inspect
+import ipaddress
 import json
 import logging
 import os
@@ -14,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,11 +34,19 @@ from scorer import protocol
 from scorer.app import Service
 from scorer.checks.helo import parse_helo
 from scorer.checks.mailfrom import parse_sender
+from scorer.checks.ptr import ptr_names_a_host
 from scorer.config import Config, ConfigError, config_from_mapping
 from scorer.dns.outcomes import Answer
 from scorer.dns.transport import Transport
+from scorer.generic.classifier import classify
 from scorer.hangup import defer_hangups, take_deferred_hangup
-from scorer.memo import MAX_MEMO_CHARS, memo_sized, memoise, memoise_short_text
+from scorer.memo import (
+    MAX_MEMO_CHARS,
+    memo_sized,
+    memoise,
+    memoise_short_arg,
+    memoise_short_text,
+)
 from scorer.metrics import Metrics
 from scorer.pipeline import Pipeline, reply_cache_size
 from scorer.protocol import (
@@ -393,6 +404,52 @@ def test_a_short_text_memo_keeps_maxsize_entries_and_forgets_on_cache_clear() ->
     memo.cache_clear()  # bench/instructions.py empties the memos so
     memo("a")
     assert calls == ["a", "b", "c", "b", "a"]
+
+
+def test_the_generic_verdicts_memo_leaves_out_names_longer_than_a_memo_key() -> None:
+    """Regression (review): classify's memo, keyed on PTR names from DNS, kept names of
+    any length: a hostile zone's PTR names in \\DDD escapes (~780 characters each, valid
+    PTR targets) filled its 8,192 entries with ~11 MB (tracemalloc), where the rule of
+    scorer.memo keeps every memo key to 256 characters."""
+    ip = ipaddress.ip_address("192.0.2.7")
+    escaped = ".".join(["\\200" * 63] * 3) + ".example.com"
+    assert len(escaped) > MAX_MEMO_CHARS and ptr_names_a_host(escaped)
+    classify.cache_clear()
+    try:
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(200):
+            verdict = classify(ip, f"{i}{escaped}", False)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        classify.cache_clear()
+    assert held < 50_000, held  # ~260 KB when each was remembered
+    assert verdict == inspect.unwrap(classify)(ip, f"199{escaped}", False)  # as afresh
+    # A name of a usual length is still remembered, and the memo forgets on cache_clear.
+    usual = "dyn-192-0-2-7.example.net"
+    assert classify(ip, usual, False) is classify(ip, usual, False)
+    assert classify(ip, "x" * (MAX_MEMO_CHARS + 1), False) is not classify(
+        ip, "x" * (MAX_MEMO_CHARS + 1), False
+    )
+
+
+def test_a_short_arg_memo_works_out_long_text_afresh_and_keeps_the_rest() -> None:
+    calls: list[tuple[int, str]] = []
+
+    @memoise_short_arg(maxsize=4, index=1)
+    def work(number: int, text: str) -> list[str]:
+        """Work on text."""
+        calls.append((number, text))
+        return [text]
+
+    longest, too_long = "t" * MAX_MEMO_CHARS, "t" * (MAX_MEMO_CHARS + 1)
+    assert work(1, longest) is work(1, longest) and work.__doc__ == "Work on text."
+    assert work(1, too_long) is not work(1, too_long)
+    assert calls == [(1, longest), (1, too_long), (1, too_long)]
+    work.cache_clear()
+    work(1, longest)
+    assert calls[-1] == (1, longest) and len(calls) == 4
 
 
 def test_memoised_validation_still_refuses_what_it_refused() -> None:

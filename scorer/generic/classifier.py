@@ -33,7 +33,7 @@ from scorer.generic.hostparts import normalize_hostname, split_host, tokenise_la
 from scorer.generic.keywords import digit_shape, find_keywords
 from scorer.generic.providers import PROVIDERS_VERSION, find_provider
 from scorer.generic.verdict import GenericEvidence, GenericVerdict, not_generic
-from scorer.memo import memoise
+from scorer.memo import memoise_short_arg
 from scorer.names import in_reverse_tree
 
 #: The whole address is in the name: providers mint such names per address, and a person
@@ -62,7 +62,10 @@ STRONG_PARTIAL_WITH_SHAPE_CONFIDENCE = 0.5
 KEYWORD_WITH_SHAPE_CONFIDENCE = 0.45
 
 
-@memoise(maxsize=8192)  # pure and frozen in, frozen out; the same clients come back
+# Pure and frozen in, frozen out; the same clients come back. A PTR name longer than a
+# memo key may be (scorer.memo: \DDD escapes, ~1,000 characters) is classified afresh:
+# a hostile zone's 8,192 such names held ~11 MB here.
+@memoise_short_arg(maxsize=8192, index=1)
 def classify(ip: IPv4Address | IPv6Address, hostname: str, confirmed: bool) -> GenericVerdict:
     """Classify ``hostname`` as the PTR name of ``ip``.
 
