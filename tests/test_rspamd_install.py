@@ -1599,6 +1599,23 @@ def test_uninstall_removes_a_local_file_left_with_blank_lines_alone(tmp_path: Pa
     assert not local.exists() and _backups(tmp_path) == [install_backup]
 
 
+def test_uninstall_backs_up_a_block_the_admin_edited(tmp_path: Path) -> None:
+    # Regression (journey review): a file holding nothing but the managed block went
+    # without a backup even when the admin had added a line inside the block: their
+    # line was lost, where install (which replaces the block) keeps it in a backup.
+    local = tmp_path / "rspamd.conf.local"
+    section = integration.module_section(config_from_mapping({"server": {"token": "s3cret"}}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    assert integration.block_as_written(local.read_text())
+    edited = local.read_text().replace("  path =", "  check_authed = true;  # mine\n  path =")
+    local.write_text(edited)
+    assert not integration.block_as_written(edited)
+    report = integration.uninstall(tmp_path, rspamadm=None, run_configtest=False)
+    (backup,) = _backups(tmp_path)
+    assert report.ok and report.lines[0] == f"removed:   {local} (backup: {backup})"
+    assert not local.exists() and backup.read_text() == edited
+
+
 def test_uninstall_that_changed_nothing_for_an_error_says_do_not_reload(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

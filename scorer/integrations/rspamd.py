@@ -452,6 +452,30 @@ def has_token(section: str | None) -> bool:
     return section is not None and "\n  token = " in section
 
 
+# A section exactly as module_section writes it (any servers, timeout and token): one
+# the admin edited inside the markers is theirs too, and uninstall backs it up.
+_QUOTED = r'"(?:[^"\\\n]|\\.)*"'
+_SECTION_AS_WRITTEN = re.compile(
+    rf"{MODULE} {{\n  servers = {_QUOTED};\n  path = \"/v1/check\";\n"
+    r"  timeout = [0-9.e+-]+s;\n(?:  # \[dns\] request_deadline [^\n]*\n)?"
+    rf"(?:  token = {_QUOTED};\n)?}}\n"
+)
+
+
+def block_as_written(text: str) -> bool:
+    """Whether the managed block in ``text`` holds a section exactly as install writes it
+    (False for one edited by hand, or no block)."""
+    try:
+        span = _managed_span(text)
+    except ValueError:
+        return False
+    if span is None:
+        return False
+    block = text[span[0] : span[1]]
+    section = block[block.index("\n") + 1 : block.rindex(MARK_END)]
+    return _SECTION_AS_WRITTEN.fullmatch(section) is not None
+
+
 def without_managed_block(text: str) -> str | None:
     """``text`` without our block, or None when it has none: the reverse of
     ``with_managed_block``, the blank line it put before an appended block included
@@ -683,8 +707,9 @@ def uninstall(
             _write_if_changed(local, kept, stamp, report)
         elif kept is not None:
             # Nothing but our block (install created the file, or the admin left nothing
-            # else in it): install would write it again, so no backup to clutter the dir.
-            _remove(local, None, report)
+            # else in it): install would write it again, so no backup to clutter the dir,
+            # unless the admin edited the block (their lines went with it, unsaved).
+            _remove(local, None if block_as_written(current) else stamp, report)
         if plugin.exists():
             as_shipped = plugin.read_bytes() == shipped_plugin(source_dir)
             _remove(plugin, None if as_shipped else stamp, report)
