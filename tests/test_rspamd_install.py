@@ -384,6 +384,37 @@ def test_check_and_install_name_a_module_file_rspamd_never_reads(
     assert not [line for line in lines if line.startswith("problem")], lines
 
 
+@pytest.mark.parametrize("where", ["local.d", "override.d"])
+def test_check_and_install_name_a_group_file_rspamd_never_reads(
+    stock_confdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    where: str,
+) -> None:
+    # Regression (journey review): local.d/rdns_scorer_group.conf, where an admin used to
+    # rspamd's local.d/hfilter_group.conf puts our weights, is never read (groups.conf
+    # includes *_group.conf for rspamd's own groups only): its weights did nothing, and
+    # install and check both said all was well. local.d/groups.conf is read.
+    (stock_confdir / where).mkdir(exist_ok=True)
+    unread = stock_confdir / where / "rdns_scorer_group.conf"
+    unread.write_text('symbols {\n  "RL_PTR_GENERIC" { weight = 0.25; }\n}\n')
+    (stock_confdir / "local.d" / "groups.conf").write_text(
+        'group "rdns_scorer" {\n  symbols { "RL_PTR_MISSING" { weight = 0.5; } }\n}\n'
+    )
+    dumped = _configdump(stock_confdir, "group")
+    assert "RL_PTR_MISSING" in dumped and "RL_PTR_GENERIC" not in dumped  # rspamd's view
+    said = f"{unread} is never read: rspamd's groups.conf includes"
+    section = integration.module_section(config_from_mapping({}))
+    report = integration.install(stock_confdir, section, rspamadm=None)
+    assert report.ok
+    assert any(line.startswith(f"note:      {said}") for line in report.lines), report.lines
+    lines = _asked_by_check(
+        stock_confdir, monkeypatch, "Modules enabled: rdns_scorer", '{"servers": "127.0.0.1:1"}'
+    )
+    assert any(line.startswith(f"problem:   {said}") for line in lines), lines
+    assert not any("groups.conf is never read" in line for line in lines), lines
+
+
 @pytest.mark.parametrize(("text", "before"), [("", ""), ("# mine", "# mine\n\n"),
                                              ("# mine\n", "# mine\n\n")])  # fmt: skip
 def test_the_managed_block_goes_after_a_blank_line(text: str, before: str) -> None:

@@ -752,19 +752,29 @@ def uninstall(
 
 #: Where an admin used to rspamd's own modules puts a module's settings, and where
 #: rspamd reads none for a custom one: only modules.d/NAME.conf, which rspamd ships for
-#: its own modules, includes local.d/NAME.conf and override.d/NAME.conf.
+#: its own modules, includes local.d/NAME.conf and override.d/NAME.conf. Likewise the
+#: weights' local.d/NAME_group.conf: groups.conf includes it for rspamd's own groups only.
 UNREAD_MODULE_FILES = (f"local.d/{MODULE}.conf", f"override.d/{MODULE}.conf")
+UNREAD_GROUP_FILES = (f"local.d/{MODULE}_group.conf", f"override.d/{MODULE}_group.conf")
 
 
 def unread_module_files(confdir: Path) -> list[Path]:
     """The files in ``confdir`` that look like the module's settings but that rspamd never
     reads (``UNREAD_MODULE_FILES``): what is set there (a timeout, check_authed, a token)
     silently does nothing, and configtest passes."""
-    return [confdir / name for name in UNREAD_MODULE_FILES if (confdir / name).is_file()]
+    names = (*UNREAD_MODULE_FILES, *UNREAD_GROUP_FILES)
+    return [confdir / name for name in names if (confdir / name).is_file()]
 
 
 def unread_module_file_text(path: Path) -> str:
     """What to say of ``path`` (``unread_module_files``), for install and check alike."""
+    if path.name == f"{MODULE}_group.conf":
+        return (
+            f"{path} is never read: rspamd's groups.conf includes local.d/ and override.d/ "
+            f"*_group.conf files for its own groups only, so the weights set there do "
+            f'nothing; put them in a `group "{MODULE}" {{ ... }}` block in rspamd.conf.local '
+            "(or local.d/groups.conf) and delete the file"
+        )
     return (
         f"{path} is never read: rspamd reads local.d/ and override.d/ files for its own "
         f"modules only, and this plugin's settings from the {MODULE} section in "
