@@ -373,6 +373,11 @@ def test_check_and_install_name_a_module_file_rspamd_never_reads(
         "modules only"
     )
     assert any(line.startswith(f"problem:   {said}") for line in lines), lines
+    # Regression (review): it said to move all of it beside install's markers, where a
+    # timeout (or path) is refused: only the keys install leaves to the admin go there.
+    (problem,) = [line for line in lines if line.startswith(f"problem:   {said}")]
+    assert "move check_local, check_authed, holddown, keepalive, group into" in problem
+    assert "timeout come from the service's config" in problem
     section = integration.module_section(config_from_mapping({}))
     report = integration.install(tmp_path, section, rspamadm=None)
     assert report.ok

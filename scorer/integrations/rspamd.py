@@ -778,8 +778,10 @@ def unread_module_file_text(path: Path) -> str:
     return (
         f"{path} is never read: rspamd reads local.d/ and override.d/ files for its own "
         f"modules only, and this plugin's settings from the {MODULE} section in "
-        "rspamd.conf.local; move what you set there into that section (outside install's "
-        "markers, or in the service's config for servers and token) and delete the file"
+        f"rspamd.conf.local; move {', '.join(ADMIN_KEYS)} into a section of yours beside "
+        "install's markers (servers, token and timeout come from the service's config: "
+        "[server] listen and token, [dns] request_deadline, then install again) and "
+        "delete the file"
     )
 
 
