@@ -1212,6 +1212,30 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     assert UNIT.name not in checked.stderr, checked.stderr
 
 
+def test_a_worker_dying_at_every_start_leaves_the_unit_failed() -> None:
+    # Regression (lifecycle review): with --workers N each start first tries its workers
+    # (MAX_QUICK_DEATHS deaths within QUICK_DEATH_SECONDS, with back-off pauses) before
+    # "giving up", so starts came slower than StartLimitBurst in StartLimitIntervalSec
+    # and systemd restarted such a service for good. The start limit must be reachable
+    # at the quickest such cadence: RestartSec plus the supervisor's own pauses.
+    from scorer.workers import MAX_QUICK_DEATHS, QUICK_DEATH_SECONDS
+
+    text = UNIT.read_text()
+
+    def seconds(key: str) -> float:
+        found = re.search(rf"^{key}=(\d+)s?$", text, re.M)
+        assert found is not None, key
+        return float(found.group(1))
+
+    # Workers dying at once (an import error, a bug at start): the supervisor's back-off
+    # pauses, plus ~0.3 s each to start (measured: ~3.6 s a start in all).
+    pauses = sum(min(n, 5) * 0.2 for n in range(1, MAX_QUICK_DEATHS))
+    start = pauses + MAX_QUICK_DEATHS * 0.3
+    assert start < MAX_QUICK_DEATHS * QUICK_DEATH_SECONDS  # each death counts as quick
+    cadence = seconds("RestartSec") + start
+    assert seconds("StartLimitBurst") * cadence <= seconds("StartLimitIntervalSec")
+
+
 def _unit_procfs_options() -> str:
     """The mount options of the /proc the unit's service sees (systemd.exec(5):
     ProtectProc= is procfs's hidepid=, ProcSubset=pid its subset=pid)."""
