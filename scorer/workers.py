@@ -293,7 +293,11 @@ def run_worker(
         # One process (a supervisor pings for its workers, which it watches itself): a
         # stuck event loop stops the pings, and systemd restarts the service.
         app.on_startup.insert(0, _beating(_ping_systemd, interval))
-    app.on_startup.insert(0, _stop_on_first_signal)
+    # One process tells systemd it stops (STOPPING=1); a worker leaves that to its
+    # supervisor: one stopped by someone else is replaced, the service runs on.
+    app.on_startup.insert(
+        0, functools.partial(_stop_on_first_signal, tell_systemd=heartbeat_fd is None)
+    )
     if stale_config:
         app[SERVICE_KEY].metrics.record_reload(success=False)
     load_public_suffixes()
@@ -376,14 +380,15 @@ def _cancel_left_tasks(loop: asyncio.AbstractEventLoop) -> None:
             )
 
 
-async def _stop_on_first_signal(app: web.Application) -> None:
+async def _stop_on_first_signal(app: web.Application, tell_systemd: bool = True) -> None:
     """An on_startup hook: SIGTERM or SIGINT starts aiohttp's graceful stop, once.
 
     aiohttp's own handlers raise GracefulExit on every one, and a second one during
     the graceful stop aborts it, dropping the checks in flight: systemd signals the
     parent and every worker (and the parent forwards its own), Ctrl-C reaches the
     whole process group. Later ones are ignored; the parent's SIGKILL after
-    STOP_GRACE_SECONDS remains the hard stop.
+    STOP_GRACE_SECONDS remains the hard stop. ``tell_systemd``: say STOPPING=1 (the
+    service is going, not one worker).
     """
     from scorer.app import SERVICE_KEY  # late, as in run_worker
 
@@ -395,6 +400,8 @@ async def _stop_on_first_signal(app: web.Application) -> None:
         pid = os.getpid()
         name = signal.Signals(signum).name
         log.info("stopping on %s (pid %d): finishing the checks in flight", name, pid)
+        if tell_systemd:
+            notify_systemd("STOPPING=1")
         service.stopping = True
         for other in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(other, lambda: None)
@@ -685,6 +692,9 @@ class Supervisor:
         """Ask every worker to stop; those still running after STOP_GRACE_SECONDS are
         killed (one stuck worker must not keep the supervisor, and the port, for ever)."""
         self._stopping = True
+        # systemd shows the unit deactivating, not active, for up to STOP_GRACE_SECONDS,
+        # whoever began the stop (a kill by hand, workers that keep dying at start).
+        notify_systemd("STOPPING=1")
         self._stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
         self._signal_all(signal.SIGTERM)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import gzip
@@ -1917,6 +1918,33 @@ def test_systemds_watchdog_hears_the_loop_until_it_stops(
         notify.close()
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_systemd_is_told_stopping_by_the_main_process_alone(
+    unbound: Unbound, tmp_path: Path, workers: str
+) -> None:
+    # Regression (review): no STOPPING=1 was ever sent, so a stop systemd did not begin
+    # (a kill by hand, a supervisor giving up on its workers) showed the unit active
+    # until the process was gone. A worker never says it: one stopped alone is replaced.
+    notify, process, _port = _serve_under_systemd(unbound.nameserver, tmp_path, workers)
+    try:
+        notify.settimeout(30)
+        assert notify.recv(4096) == b"READY=1"
+        process.terminate()
+        process.wait(timeout=30)
+        notify.settimeout(0.5)
+        told: list[tuple[bytes, int]] = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                data, ancillary, _flags, _address = notify.recvmsg(4096, 64)
+                told.append((data, struct.unpack("3i", ancillary[0][2])[0]))
+        assert [pid for data, pid in told if data == b"STOPPING=1"] == [process.pid], told
+    finally:
+        notify.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 @pytest.mark.parametrize(
