@@ -883,7 +883,8 @@ async def test_every_metric_exported_is_in_the_monitoring_doc(client: Any) -> No
 async def test_every_metric_the_docs_name_is_exported(client: Any) -> None:
     """A metric named in README.md or docs/ is one /metrics serves (or, in
     RETIRED_METRICS, one it no longer does): dashboards and alerts are written from
-    the docs. SpamAssassin's rdns_scorer_* settings and .cf files are no metrics."""
+    the docs. SpamAssassin's rdns_scorer_* settings and .cf files, and rspamd's .conf
+    files, are no metrics."""
     exposition = await (await client.get("/metrics")).text()
     exported = set()
     for family in text_string_to_metric_families(exposition):
@@ -893,7 +894,7 @@ async def test_every_metric_the_docs_name_is_exported(client: Any) -> None:
     assert {"rdns_scorer_url", "rdns_scorer_token"} <= settings
     named = set()
     for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
-        named |= set(re.findall(r"\b(rdns_scorer_\w+)\b(?!\.cf)", doc.read_text()))
+        named |= set(re.findall(r"\b(rdns_scorer_\w+)\b(?!\.(?:cf|conf)\b)", doc.read_text()))
     named -= settings
     assert "rdns_scorer_requests_total" in named
     assert not named - exported - RETIRED_METRICS, sorted(named - exported - RETIRED_METRICS)
