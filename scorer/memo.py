@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from typing import Generic, ParamSpec, Protocol, TypeVar, cast
+from typing import ParamSpec, Protocol, TypeVar, cast
 
 MAX_MEMO_CHARS = 256
 
@@ -40,30 +40,12 @@ def memo_sized(texts: Iterable[str | bytes | None]) -> bool:
     return all(text is None or len(text) <= MAX_MEMO_CHARS for text in texts)
 
 
-class ShortTextMemo(Generic[T]):
-    """``functools.lru_cache`` for a pure function of one string, leaving long strings out."""
-
-    def __init__(self, function: Callable[[str], T], maxsize: int) -> None:
-        self._function = function
-        self._cached = functools.lru_cache(maxsize=maxsize)(function)
-        functools.update_wrapper(self, function)
-
-    def __call__(self, text: str) -> T:
-        if len(text) > MAX_MEMO_CHARS:
-            return self._function(text)
-        return self._cached(text)
-
-    def cache_clear(self) -> None:
-        self._cached.cache_clear()
-
-
 def memoise_short_arg(maxsize: int, index: int) -> Callable[[Callable[P, T]], Memoised[P, T]]:
     """``memoise(maxsize)`` for a pure function whose positional argument ``index`` is
-    text that comes from DNS rather than from a request field (those are cut before any
-    memo sees them): a call with that text longer than ``MAX_MEMO_CHARS`` is worked out
-    afresh, never remembered (a PTR name in ``\\DDD`` escapes is up to ~1,000
-    characters). A closure, not a class: an instance's ``__call__`` cost ~200 ns more
-    a call than lru_cache alone, this ~75."""
+    text, from a request field (cut at 1,024 characters) or from DNS (a PTR name in
+    ``\\DDD`` escapes is up to ~1,000 characters): a call with that text longer than
+    ``MAX_MEMO_CHARS`` is worked out afresh, never remembered. A closure, not a class:
+    an instance's ``__call__`` cost ~200 ns more a call than lru_cache alone, this ~75."""
 
     def decorate(function: Callable[P, T]) -> Memoised[P, T]:
         cached = functools.lru_cache(maxsize=maxsize)(function)
@@ -77,14 +59,5 @@ def memoise_short_arg(maxsize: int, index: int) -> Callable[[Callable[P, T]], Me
 
         memoised.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
         return cast(Memoised[P, T], memoised)
-
-    return decorate
-
-
-def memoise_short_text(maxsize: int) -> Callable[[Callable[[str], T]], ShortTextMemo[T]]:
-    """Decorator form of ``ShortTextMemo``."""
-
-    def decorate(function: Callable[[str], T]) -> ShortTextMemo[T]:
-        return ShortTextMemo(function, maxsize)
 
     return decorate

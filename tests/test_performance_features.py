@@ -45,7 +45,6 @@ from scorer.memo import (
     memo_sized,
     memoise,
     memoise_short_arg,
-    memoise_short_text,
 )
 from scorer.metrics import Metrics
 from scorer.pipeline import Pipeline, reply_cache_size
@@ -388,7 +387,7 @@ def test_a_typed_memo_is_bounded_by_its_maxsize() -> None:
     assert calls[-1] == "c"
 
 
-def test_a_short_text_memo_keeps_maxsize_entries_and_forgets_on_cache_clear() -> None:
+def test_a_short_arg_memo_keeps_maxsize_entries_and_forgets_on_cache_clear() -> None:
     calls: list[str] = []
 
     def work(text: str) -> list[str]:
@@ -396,7 +395,7 @@ def test_a_short_text_memo_keeps_maxsize_entries_and_forgets_on_cache_clear() ->
         calls.append(text)
         return [text]
 
-    memo = memoise_short_text(maxsize=2)(work)
+    memo = memoise_short_arg(maxsize=2, index=0)(work)
     assert memo.__name__ == "work" and memo.__doc__ == "Work on text."  # type: ignore[attr-defined]
     for text in ("a", "b", "a", "c", "a", "b"):  # "b" was the least recently used
         assert memo(text) == [text]

@@ -23,7 +23,7 @@ from scorer.dns.outcomes import (
     TempFail,
     describe,
 )
-from scorer.memo import memoise_short_text
+from scorer.memo import memoise_short_arg
 from scorer.names import (
     IPAddress,
     address_literal,
@@ -105,7 +105,7 @@ def _address_in_disguise(raw: str, mapped: str | None) -> HeloName | None:
     return HeloName(raw, HeloKind.INVALID, address=address, problem=problem)
 
 
-@memoise_short_text(maxsize=8192)  # IDNA and the PSL are slow next to a dict lookup
+@memoise_short_arg(maxsize=8192, index=0)  # IDNA and the PSL are slow next to a dict lookup
 def parse_helo(raw: str) -> HeloName:
     """Classify a HELO/EHLO argument by syntax alone."""
     text = raw.strip(" ")

@@ -31,7 +31,7 @@ from scorer.dns.outcomes import (
     TempFail,
     describe,
 )
-from scorer.memo import memoise_short_text
+from scorer.memo import memoise_short_arg
 from scorer.names import (
     MAX_NAME_OCTETS,
     IPAddress,
@@ -215,7 +215,7 @@ def envelope_address(raw: str) -> str:
 QMAIL_NULL_SENDER = "#@[]"
 
 
-@memoise_short_text(maxsize=8192)  # senders repeat
+@memoise_short_arg(maxsize=8192, index=0)  # senders repeat
 def parse_sender(raw: str) -> Sender:
     """Classify an envelope sender by syntax alone (email-validator, IDNA, PSL)."""
     address = envelope_address(raw)
