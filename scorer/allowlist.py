@@ -112,6 +112,12 @@ def _under(name: str, suffixes: set[str]) -> str | None:
     return None
 
 
+def matched_entry(match: str) -> str:
+    """The entry a match names, without what it says of the client: ``match`` is what
+    ``Allowlist.match_*`` returned ("ptr partner.net (mx.partner.net is forward-confirmed)")."""
+    return match.partition(" (")[0]
+
+
 def _ip_entry(network: IPNetwork) -> str:
     """An ip entry as a match names it: ``ip NETWORK``, or ``ip ADDRESS`` for one address."""
     if network.prefixlen == network.max_prefixlen:
@@ -166,9 +172,8 @@ class Allowlist:
         self.written_at.setdefault(entry, []).append(where)
 
     def where_written(self, match: str) -> list[str]:
-        """Where the entry a match names is written: ``match`` is what ``match_*``
-        returned ("ptr partner.net (mx.partner.net is forward-confirmed)")."""
-        return self.written_at.get(match.partition(" (")[0], [])
+        """Where the entry a match names (``matched_entry``) is written."""
+        return self.written_at.get(matched_entry(match), [])
 
     @staticmethod
     def _entry_name(kind: str, value: str) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from scorer import __version__
-from scorer.allowlist import ALLOWLIST_SYMBOLS, Allowlist
+from scorer.allowlist import ALLOWLIST_SYMBOLS, Allowlist, matched_entry
 from scorer.checks.ptr import PtrFacts
 from scorer.config import (
     ENV_LISTEN,
@@ -144,8 +144,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         return serve(config, loader, host, port, workers)
     except Exception as error:
-        failure = listen_failure(error, host, port) if isinstance(error, OSError) else None
-        if failure is None or not isinstance(error, OSError):
+        if not isinstance(error, OSError) or (failure := listen_failure(error, host, port)) is None:
             # A bug, or an OSError no bind explains: whole, but through the log, as a
             # worker's is (review: Python's own traceback reached journald unprefixed,
             # at "info", so `journalctl -p err` missed the crash, and a JSON log got
@@ -332,7 +331,7 @@ def _allowlist_notes(
         for match in symbol.options
     ]
     notes = [
-        f"{name}: entry `{match.partition(' (')[0]}` is written at {'; '.join(places)}"
+        f"{name}: entry `{matched_entry(match)}` is written at {'; '.join(places)}"
         for name, match in applied
         if (places := allowlist.where_written(match))
     ]
