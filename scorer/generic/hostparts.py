@@ -58,11 +58,7 @@ class HostParts:
         (``_ascii_part``): the digits of its encoded rest are no octets (in
         ``xn---01-5cd3efw3b``, почта-01, a "01-5" would be read as two octets).
         """
-        if not self.host:
-            return _ascii_text(self.registrable_label)
-        if not self.registrable_label:
-            return self.ascii_host
-        return f"{self.ascii_host}.{_ascii_part(self.registrable_label)}"
+        return _ascii_text(".".join(part for part in (self.host, self.registrable_label) if part))
 
     @property
     def ascii_host(self) -> str:
