@@ -367,7 +367,7 @@ def _warn_unreadable_by_spamd(path: Path) -> None:
     amavis's, cannot read: Debian's spamd as shipped reads it as nobody (spamd_reader),
     not as debian-spamd, and amavis as amavis; either would go on without it, lint
     passing."""
-    for reader in spamd_reader.readers():
+    for reader in spamd_reader.readers(spamd_reader.system_reader()):
         if spamd_reader.can_read(path, reader.user) is False:
             print(f"warning:  {spamd_reader.advice(path, reader)}")
 

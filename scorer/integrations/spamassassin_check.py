@@ -146,12 +146,10 @@ def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding
                 "spamd or amavis runs as)",
             )
         )
-    findings += _spamd_reader_findings(siteconfigpath, reader)
     # amavis reads it as amavis, whether or not a spamd runs too: a file of group
     # debian-spamd (install's default without a spamd) is skipped there.
-    amavis = spamd_reader.amavis_reader()
-    if amavis is not None and (reader is None or reader.user != amavis.user):
-        findings += _spamd_reader_findings(siteconfigpath, amavis)
+    for found in spamd_reader.readers(reader):
+        findings += _spamd_reader_findings(siteconfigpath, found)
     findings += _overlap_findings(view.get("rules_dir"), siteconfigpath)
     if view["errors"]:
         # Skipped, and the setting before it (or the default) stands: what is asked below

@@ -138,15 +138,15 @@ def amavis_reader() -> Reader | None:
     return Reader(AMAVIS_USER, "amavisd-new runs SpamAssassin as it")
 
 
-def readers() -> list[Reader]:
-    """Every user SpamAssassin on this host reads its config as, besides root: spamd's
-    (system_reader) and amavis's (amavis_reader)."""
-    found = [reader for reader in (system_reader(), amavis_reader()) if reader is not None]
-    return [
-        reader
-        for i, reader in enumerate(found)
-        if reader.user not in {other.user for other in found[:i]}
-    ]
+def readers(system: Reader | None) -> list[Reader]:
+    """Every user SpamAssassin on this host reads its config as, besides root, each once:
+    ``system``, spamd's (what system_reader found), and amavis's (amavis_reader), which
+    reads it whether or not a spamd runs too."""
+    found = [] if system is None else [system]
+    amavis = amavis_reader()
+    if amavis is not None and amavis.user not in {reader.user for reader in found}:
+        found.append(amavis)
+    return found
 
 
 def primary_group(user: str) -> str:
