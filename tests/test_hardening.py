@@ -22,12 +22,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import idna
 import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scorer import app as app_module
+from scorer import names as names_module
 from scorer import protocol as protocol_module
 from scorer import workers as workers_module
 from scorer.checks.helo import HeloKind, parse_helo
@@ -41,6 +43,7 @@ from scorer.contentcoding import (
     body_coding,
     decode_content,
 )
+from scorer.memo import MAX_MEMO_CHARS
 from scorer.names import MAX_NAME_OCTETS, ip_address, to_ascii
 from scorer.pipeline import Pipeline
 from scorer.protocol import (
@@ -576,12 +579,41 @@ def test_a_name_too_long_for_its_a_labels_is_not_encoded_label_by_label() -> Non
     def cost(name: str) -> float:
         fastest = float("inf")
         for _ in range(5):
+            names_module._mapped_to_ascii.cache_clear()  # worked out, not remembered
             started = time.perf_counter()
             to_ascii(name)
             fastest = min(fastest, time.perf_counter() - started)
         return fastest
 
     assert cost(hostile) < cost(longest)  # four times the labels, a fraction of the work
+
+
+async def test_a_long_name_that_is_not_ascii_is_mapped_once_a_check(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (review): a check mapped a hostile 1,024-character HELO and sender
+    domain by UTS46 twice each (the HELO for its check and its allowlist match, the
+    domain for its syntax and its tolerated-domain check), ~2.6 ms of the event loop for
+    fullwidth letters, since the memos of parse_helo and parse_sender keep nothing of
+    text that long. Each distinct text is mapped once (names.NON_ASCII_NAMES_REMEMBERED)."""
+    mapped: list[str] = []
+    remap = idna.uts46_remap
+
+    def counted(domain: str, std3_rules: bool = True, transitional: bool = False) -> str:
+        mapped.append(domain)
+        return remap(domain, std3_rules, transitional)
+
+    monkeypatch.setattr(idna, "uts46_remap", counted)
+    tag = f"{time.monotonic_ns()}"  # text no other test (nor an earlier run) mapped
+    fullwidth = "\uff41" * MAX_FIELD_CHARS  # "a": UTS46 maps each of them to ASCII
+    helo = ("mx" + tag + fullwidth)[:MAX_FIELD_CHARS]
+    domain = ("x" + tag + fullwidth)[: MAX_FIELD_CHARS - 2]
+    data = {"ip": world.MISSING_PTR_IP, "helo": helo, "mail_from": f"a@{domain}"}
+    reply = await pipeline.check(parse_request(data).request)
+    assert {"RL_HELO_INVALID", "RL_MAILFROM_BAD_SYNTAX"} <= {s.name for s in reply.symbols}
+    long = [text for text in mapped if len(text) > MAX_MEMO_CHARS]
+    assert set(long) == {helo, domain}
+    assert len(long) == 2, f"{len(long)} mappings of the HELO and the sender's domain"
 
 
 def test_an_overlong_ip_is_refused_before_parsing(service: ScorerProcess) -> None:
