@@ -75,6 +75,10 @@ MAX_HEADER_LINE_BYTES = 4096
 # Prometheus adds a short query at most.
 MAX_REQUEST_TARGET_BYTES = 1024
 
+# The endpoint a request aiohttp could not parse is counted under (its 400: connections.
+# MALFORMED_BODY): a port scanner, a TLS client on the plain port, broken chunking.
+UNPARSABLE_ENDPOINT = "malformed"
+
 ConfigLoader = Callable[[], Config]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ServiceHandler = Callable[["Service", web.Request], Awaitable[web.StreamResponse]]
@@ -110,6 +114,9 @@ class Service:
         self.previous_token_clients = PreviousTokenClients()
         # Read when Prometheus scrapes: nothing to update per request.
         self.metrics.in_flight.set_function(lambda: self.in_flight)
+        # Requests aiohttp could not parse (scorer.connections.ParsingHandler): no
+        # endpoint to count them under, and every one a 400. From the start, at 0.
+        self._unparsable = self.metrics.request_series(UNPARSABLE_ENDPOINT, (400,))[400]
         # With several workers: after a reload through the API, reload the others too.
         self.peer_reload = peer_reload
 
@@ -135,6 +142,10 @@ class Service:
         # "or more": a reload may have lowered the limit below what is open.
         message = f"{limit} or more connections were open"
         self.connection_refusals.note(503, message, "service", client)
+
+    def refuse_unparsable(self) -> None:
+        """A request could not be parsed as HTTP: answered 400 (scorer.connections)."""
+        self._unparsable.value += 1
 
     def _build(self, config: Config, previous: Pipeline | None) -> Pipeline:
         # Keep the DNS layer (and its warm cache) when neither the settings its cached

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
+from aiohttp.web_request import BaseRequest
 
 from scorer.protocol import encode_reply
 
@@ -45,6 +46,14 @@ def _refused_reply() -> bytes:
 
 REFUSED_REPLY = _refused_reply()
 
+# What a request that cannot be parsed as HTTP is told, whatever it sent: aiohttp's own
+# 400 quoted the bytes its parser stopped at, up to the whole read (a request line of
+# 128 KB came back whole), in plain text; the reason is in the log (scorer.requestlog).
+MALFORMED_MESSAGE = "malformed HTTP request"
+MALFORMED_BODY, MALFORMED_TYPE = encode_reply(
+    {"error": MALFORMED_MESSAGE, "field": "request"}, False
+)
+
 
 class Refused(asyncio.Protocol):
     """A connection past the cap: the 503 written, the socket closed, nothing read
@@ -64,7 +73,8 @@ class Refused(asyncio.Protocol):
 
 class ParsingHandler(RequestHandler):
     """aiohttp's handler of one connection, which reads nothing more once a request on it
-    could not be parsed: that request's 400 ends the connection.
+    could not be parsed: that request's 400 ends the connection. The 400 is short and
+    fixed (MALFORMED_BODY), and ``unparsable`` is called for it (it is counted).
 
     aiohttp goes on feeding what the client sends to its parser, which fails again on
     every read, each time with an error that quotes the whole read (~256 KB) and a
@@ -75,11 +85,12 @@ class ParsingHandler(RequestHandler):
     error.
     """
 
-    __slots__ = ("_unparsable",)
+    __slots__ = ("_noted", "_unparsable")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, unparsable: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._unparsable = False
+        self._noted = unparsable
 
     def data_received(self, data: bytes) -> None:
         if self._unparsable:
@@ -89,17 +100,38 @@ class ParsingHandler(RequestHandler):
         if messages and type(messages[-1][0]) is _ErrInfo:
             self._unparsable = True
 
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """aiohttp's error reply: for a request its parser refused (the only 400 it makes
+        here, from an ``_ErrInfo``), MALFORMED_BODY, counted; a 500 or 504 as aiohttp
+        makes it (its text quotes nothing the client sent)."""
+        if status != 400:
+            return super().handle_error(request, status, exc, message)
+        # aiohttp's, for its log line (scorer.requestlog) and its checks, but not with the
+        # parser's message: aiohttp would encode a copy of it as the reply's body.
+        super().handle_error(request, status, exc, MALFORMED_MESSAGE)
+        self._noted()
+        response = web.Response(status=400, body=MALFORMED_BODY, content_type=MALFORMED_TYPE)
+        response.force_close()
+        return response
 
-def parsing_handler(server: web.Server) -> ParsingHandler:
+
+def parsing_handler(server: web.Server, unparsable: Callable[[], None]) -> ParsingHandler:
     """A ParsingHandler for a connection to ``server``, made as ``server()`` makes
     aiohttp's own (with the app's and the runner's handler arguments)."""
-    return ParsingHandler(server, loop=server._loop, **server._kwargs)
+    return ParsingHandler(server, loop=server._loop, unparsable=unparsable, **server._kwargs)
 
 
 class ConnectionCap:
     """The listening sockets' protocol factory: aiohttp's handler for a new connection
     while fewer than ``limit()`` are open (read on each accept: a reload applies at
-    once), else ``Refused``, which calls ``refused`` with the client's address.
+    once), else ``Refused``, which calls ``refused`` with the client's address. Each
+    handler calls ``unparsable`` for a request it could not parse (ParsingHandler).
 
     Open connections are aiohttp's (``web.Server.connections``: those whose handler
     still runs) and those handed out in this turn of the event loop: a handler counts
@@ -115,10 +147,12 @@ class ConnectionCap:
         server: web.Server,
         limit: Callable[[], int],
         refused: Callable[[str | None], None],
+        unparsable: Callable[[], None],
     ) -> None:
         self._server = server
         self._limit = limit
         self._refused = refused
+        self._unparsable = unparsable
         self._handed_out = 0  # handlers created this turn, not yet connected
 
     @property
@@ -131,7 +165,7 @@ class ConnectionCap:
         if not self._handed_out:
             asyncio.get_running_loop().call_soon(self._turn_over)
         self._handed_out += 1
-        return parsing_handler(self._server)
+        return parsing_handler(self._server, self._unparsable)
 
     def _turn_over(self) -> None:
         self._handed_out = 0

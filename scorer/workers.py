@@ -334,7 +334,12 @@ def _serve(
         try:
             assert runner.server is not None  # set up
             service = app[SERVICE_KEY]
-            cap = ConnectionCap(runner.server, service.connection_limit, service.refuse_connection)
+            cap = ConnectionCap(
+                runner.server,
+                service.connection_limit,
+                service.refuse_connection,
+                service.refuse_unparsable,
+            )
             service.metrics.connections_open.set_function(lambda: cap.open)
             for sock in sockets:
                 await CappedSite(runner, sock, cap, LISTEN_BACKLOG).start()

@@ -237,6 +237,52 @@ def test_a_connection_that_speaks_no_http_gets_a_400_and_no_error(
     assert len([line for line in log.splitlines() if " INFO " in line]) <= len(NOT_HTTP), log
 
 
+def _whole_reply(port: int, request: bytes) -> bytes:
+    """What the server sends back to ``request`` until it closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(request)
+        reply = b""
+        while chunk := connection.recv(65536):
+            reply += chunk
+        return reply
+
+
+def test_a_request_that_cannot_be_parsed_gets_a_short_fixed_400_and_is_counted(
+    unbound: Unbound,
+) -> None:
+    """Regression (review): aiohttp's 400 quoted the bytes its parser stopped at, up to
+    the whole read (a request line of 16 KB came back whole; of 128 KB, ~128 KB), in
+    plain text, a header line with the token in it too; and no metric counted it, so a
+    dashboard watching refusals saw nothing of a flood of them. Now a fixed JSON 400,
+    counted under endpoint "malformed" (the series there from the start, at 0). A
+    service of its own: the log lines of these reasons are not to be held back from
+    the tests that read them (a line a minute per reason)."""
+    service = ScorerProcess(unbound.nameserver, "[server]\nlog_requests = false\n").start()
+    try:
+        _answers_malformed_requests_with_a_fixed_400(service)
+    finally:
+        service.stop()
+
+
+def _answers_malformed_requests_with_a_fixed_400(service: ScorerProcess) -> None:
+    before = _requests_by_status(service, "malformed")
+    assert before == {"400": 0}
+    probes = [
+        b"GET /\x01" + b"Z" * 16_000 + b" HTTP/1.1\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sec\x01ret\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"Y" * 5000 + b"\r\n\r\n",
+        *NOT_HTTP,
+    ]
+    for probe in probes:
+        head, _, body = _whole_reply(service.port, probe).partition(b"\r\n\r\n")
+        assert head.split(b"\r\n")[0] == b"HTTP/1.0 400 Bad Request", (probe[:40], head)
+        assert b"Content-Type: application/json" in head.split(b"\r\n")
+        assert json.loads(body) == {"error": "malformed HTTP request", "field": "request"}
+    assert _requests_by_status(service, "malformed") == {"400": len(probes)}
+    with urllib.request.urlopen(f"{service.url}/healthz", timeout=5) as answer:
+        assert answer.status == 200  # and the service answers as before
+
+
 def _compressed(coding: str, data: bytes) -> bytes:
     return gzip.compress(data) if coding == "gzip" else zlib.compress(data)
 
