@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from scorer.auth import Credential, PreviousTokenClients, credential
 from scorer.config import Config, ConfigError, ServerConfig
+from scorer.connections import close_once_answered
 from scorer.contentcoding import (
     DECODED,
     DecodedTooLarge,
@@ -280,10 +281,11 @@ SERVICE_KEY = web.AppKey("service", Service)
 # The plugins send a few hundred bytes with the headers and give up after ~1 s: a body
 # still missing after this is a stalled or hostile client.
 BODY_TIMEOUT_SECONDS = 2.0
-# How long the unread rest of a refused body (a 413, a 401, a 408's late rest) is still
-# read and dropped after the reply before the connection closes: a client still sending
-# gets to read the reply instead of a reset. aiohttp's 10 s let anyone, token or not,
-# keep a connection and the loop busy with whatever it streams for that long.
+# How long the unread rest of a refused body (a 413, a 401; not a 408's: connections.
+# close_once_answered) is still read and dropped after the reply before the connection
+# closes: a client still sending gets to read the reply instead of a reset. aiohttp's
+# 10 s let anyone, token or not, keep a connection and the loop busy with whatever it
+# streams for that long.
 UNREAD_BODY_SECONDS = BODY_TIMEOUT_SECONDS
 # The status counted for a request whose client closed the connection before its
 # body arrived (nginx's convention; never sent).
@@ -422,6 +424,8 @@ async def check(service: Service, request: web.Request) -> web.Response:
             # anyway: this connection is done, and the reply says so (RFC 9112 section
             # 9.6), so that a client does not send its next request into it.
             response.force_close()
+            if error.status == 408:
+                close_once_answered(request)
         return response
     except ConnectionResetError:
         # The client left before its body arrived: nobody to answer, and not our

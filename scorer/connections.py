@@ -121,6 +121,20 @@ class ParsingHandler(RequestHandler):
         return response
 
 
+def close_once_answered(request: web.BaseRequest) -> None:
+    """Close ``request``'s connection as soon as its reply is sent: none of the unread
+    rest of its body is waited for (aiohttp's lingering, UNREAD_BODY_SECONDS).
+
+    For a 408: a client whose body did not arrive within app.BODY_TIMEOUT_SECONDS has had its
+    time, and a 408 says the server "has decided to close the connection rather than
+    continue waiting" (RFC 9110 section 15.5.9). Lingering held it open, and counted in
+    rdns_scorer_connections_open and against max_connections, 2 s more for nothing;
+    what it may still send is too late, and at worst resets the connection before it
+    reads the 408 (RFC 9112 section 9.6), which it fails open on all the same.
+    """
+    request.protocol._lingering_time = 0.0  # read by aiohttp once the reply is sent
+
+
 def parsing_handler(server: web.Server, unparsable: Callable[[], None]) -> ParsingHandler:
     """A ParsingHandler for a connection to ``server``, made as ``server()`` makes
     aiohttp's own (with the app's and the runner's handler arguments)."""

@@ -971,6 +971,24 @@ def test_a_client_streaming_past_a_refusal_is_cut_off_soon(service: ScorerProces
         assert serving_on.status == 200
 
 
+def test_a_408_closes_its_connection_once_answered(service: ScorerProcess) -> None:
+    """Regression (review): after the 408 of a body that did not arrive within 2 s, the
+    connection stayed open (and counted in rdns_scorer_connections_open and against
+    max_connections) UNREAD_BODY_SECONDS more, waiting for the rest of a body from a
+    client that had had its time. Now it closes once the 408 is sent."""
+    host, port = service.address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(
+            b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
+        assert connection.recv(65536).startswith(b"HTTP/1.1 408 ")
+        answered = time.monotonic()
+        assert connection.recv(65536) == b""  # closed by the server
+        closed_after = time.monotonic() - answered
+    assert closed_after < app_module.UNREAD_BODY_SECONDS / 4, closed_after
+
+
 def _rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
