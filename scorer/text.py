@@ -119,7 +119,11 @@ def escape_option(text: str) -> str:
 
 def option(text: str, limit: int = OPTION_MAX_CHARS) -> str:
     """An escaped, length-capped evidence string for a symbol's options."""
-    safe = escape_option(text)
+    # Only what can be shown is escaped: a character never escapes to less than one,
+    # so the first ``limit + 1`` say whether the text is cut and give all it keeps.
+    # Escaping the whole of a hostile 1,024-character HELO to show 160 of it cost
+    # ~0.5 ms of the event loop a check.
+    safe = escape_option(text[: limit + 1])
     if len(safe) <= limit:
         return safe
     return _head(safe, limit - 3) + "..."

@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import idna
 import msgpack
@@ -61,6 +62,7 @@ from scorer.protocol import (
 from scorer.text import (
     MIN_NAME_SHOWN,
     OPTION_MAX_CHARS,
+    _head,
     escape,
     escape_option,
     escape_unprintable,
@@ -769,6 +771,27 @@ def test_options_are_capped_without_cutting_an_escape(text: str, limit: int) -> 
     shown = option(text, limit)
     assert len(shown) <= limit and shown.isprintable()
     assert only_complete_escapes(shown)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.text(alphabet=st.characters(codec=None, exclude_categories=())),
+    limit=st.integers(3, 60),
+)
+def test_an_option_escapes_only_what_it_can_show(text: str, limit: int) -> None:
+    # Regression (review): the whole of a 1,024-character hostile HELO was escaped to
+    # show 160 of it (~0.5 ms a check). The option is the one the whole text gives.
+    safe = escape_option(text)
+    whole = safe if len(safe) <= limit else _head(safe, limit - 3) + "..."
+    escaped: list[str] = []
+
+    def recorded(piece: str) -> str:
+        escaped.append(piece)
+        return escape_option(piece)
+
+    with patch("scorer.text.escape_option", recorded):
+        assert option(text, limit) == whole
+    assert [len(piece) for piece in escaped] == [min(len(text), limit + 1)]
 
 
 @settings(max_examples=500, deadline=None)
