@@ -188,13 +188,37 @@ local resolved = {}
 local late_entries = {}
 local skip_conf -- {check_local, check_authed} for lua_util.is_skip_local_or_authed
 
+-- `value` cut to `limit` octets at most, never inside a UTF-8 character: a character
+-- cut in two reached the service as bytes that are no UTF-8, scored and shown as such
+-- ("bytes that are not UTF-8") where the client sent valid text. RFC 3629 section 3:
+-- a character is a lead byte (0xxxxxxx, or 110xxxxx, 1110xxxx, 11110xxx for two, three
+-- or four octets) and then its continuation bytes (10xxxxxx). Text that is no UTF-8
+-- where it is cut is cut at the limit, as it is.
+local function cut_at_character(value, limit)
+  if #value <= limit then
+    return value
+  end
+  -- Back from the first octet left out to the lead byte of its character, over three
+  -- continuation bytes at most.
+  for start = limit + 1, math.max(limit - 2, 1), -1 do
+    local byte = value:byte(start)
+    if byte < 0x80 or byte >= 0xC0 then
+      local length = byte >= 0xF0 and 4 or byte >= 0xE0 and 3 or byte >= 0xC0 and 2 or 1
+      -- The character starting there ends within the limit (only text that is no
+      -- UTF-8 has more continuation bytes than its lead says): cut at the limit.
+      return value:sub(1, start + length - 1 > limit and start - 1 or limit)
+    end
+  end
+  return value:sub(1, limit)
+end
+
 -- What the service is told about the SMTP session. Only strings: rspamd 3.4's
 -- msgpack encoder garbles negative integers, and nil would become ucl.null.
 local function build_request(task, ip)
   local req = { ip = ip:to_string() }
   local function put(field, value)
     if type(value) == 'string' then
-      req[field] = value:sub(1, MAX_FIELD_OCTETS)
+      req[field] = cut_at_character(value, MAX_FIELD_OCTETS)
     end
   end
   put('helo', task:get_helo())

@@ -384,6 +384,50 @@ def test_huge_helo_is_scored_not_refused(rspamd: Rspamd) -> None:
     assert "RL_SCORER_FAIL" not in result.ours()
 
 
+def _as_header(text: str) -> str:
+    """``text`` as its UTF-8 octets in a header value: http.client writes a header in
+    Latin-1, one octet a character, so an SMTPUTF8 HELO reaches rspamd as the MTA
+    passes it."""
+    return text.encode().decode("latin-1")
+
+
+# One character of each UTF-8 length (RFC 3629 section 3), one octet to four.
+UTF8_CHARACTERS = ["a", "\u00e9", "\u20ac", "\U0001f600"]
+
+
+@pytest.mark.parametrize("character", UTF8_CHARACTERS, ids=["1", "2", "3", "4"])
+@pytest.mark.parametrize("lead", [0, 1, 2, 3])
+def test_a_field_is_cut_between_utf8_characters(
+    rspamd_fake: Rspamd, fake_json: FakeHttp, character: str, lead: int
+) -> None:
+    # Regression (review): the cut at 1,024 octets could split a character in two, so
+    # the service got bytes that are no UTF-8 where the client had sent valid text.
+    text = "x" * lead + character * 2_000
+    rspamd_fake.scan(GENERIC_IP, helo=_as_header(text), hostname=_as_header(text))
+    sent = msgpack.unpackb(fake_json.requests[-1].body, raw=True)
+    for field in (b"helo", b"hostname"):
+        octets = sent[field]
+        assert MAX_FIELD_CHARS - len(character.encode()) < len(octets) <= MAX_FIELD_CHARS
+        assert text.startswith(octets.decode("utf-8"))  # strict: no character cut
+
+
+def test_a_long_utf8_helo_reaches_the_service_as_valid_text(
+    rspamd: Rspamd, scorer: ScorerProcess
+) -> None:
+    # End to end: a 2,000-octet HELO of two-octet characters after one ASCII one, whose
+    # cut at 1,024 octets fell inside a character. The service read the half character
+    # as a byte that is no UTF-8 and said so in RL_HELO_INVALID's evidence.
+    helo = "x" + "\u00e9" * 999 + "y"
+    assert len(helo.encode()) == 2_000
+    result = rspamd.scan(MISSING_PTR_IP, helo=_as_header(helo))
+    assert "RL_SCORER_FAIL" not in result.ours(), result.ours()
+    evidence = result.options("RL_HELO_INVALID")
+    assert not [option for option in evidence if "UTF-8" in option or "\\x" in option], evidence
+    cut = helo.encode()[: MAX_FIELD_CHARS - 1].decode()  # the lone half character left out
+    direct = service_reply(scorer, ip=MISSING_PTR_IP, helo=cut)
+    assert set(result.ours()) == set(direct), (result.ours(), direct)
+
+
 def test_every_field_at_its_cut_fits_the_smallest_body_limit(
     unbound: Unbound, hs_cache: Path
 ) -> None:

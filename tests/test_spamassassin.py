@@ -382,6 +382,25 @@ def test_huge_fields_are_cut_to_what_the_service_reads(fake_spamd: Spamd, fake: 
     )
 
 
+@pytest.mark.parametrize("character", ["\u00e9", "\u20ac", "\U0001f600"], ids=["2", "3", "4"])
+def test_a_utf8_field_is_cut_between_characters(
+    fake_spamd: Spamd, fake: FakeHttp, character: str
+) -> None:
+    # As the rspamd plugin's cut (review): a field is cut to characters, never inside
+    # one, whatever the octets of each, so the service reads valid text. (A HELO over
+    # 1,024 characters, in a header under the 8 KB SpamAssassin reads of one.) Four
+    # octets a character make a body over MIN_BODY_BYTES, cut further: by characters too.
+    helo = "x" + character * 1_100
+    sender = character * 1_100 + "@" + GOOD_DOMAIN
+    fake_spamd.scan(message(MISSING_PTR_IP, helo, None, sender))
+    (request,) = fake.requests
+    assert len(request.body) <= MIN_BODY_BYTES
+    sent = json.loads(request.body.decode("utf-8"))  # strict: no half character
+    assert helo[:MAX_FIELD_CHARS].startswith(sent["helo"])
+    assert sender.startswith(sent["mail_from"])
+    assert min(len(sent["helo"]), len(sent["mail_from"])) >= MAX_FIELD_CHARS // 2, sent
+
+
 # A HELO and a MAIL FROM of control characters, which JSON writes in six bytes each.
 HOSTILE_FIELDS = message(MISSING_PTR_IP, "\x01" * 1500, None, "\x02" * 1500 + "@" + GOOD_DOMAIN)
 
