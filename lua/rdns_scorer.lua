@@ -97,6 +97,15 @@ local MAX_SCORE = 9007199254740992
 -- could otherwise add any score, a negative one past every group max_score. The
 -- service's weights above it are warned about (config check).
 local SCORE_LIMIT = 20
+-- The 4xx answers another instance may not give, retried on the next address within
+-- the timeout as a 5xx is (any other 4xx is the request's fault, which every instance
+-- shares). 401 and 403: the token is the instance's, and while it is being changed on
+-- several instances one may not know yet what the others take. 408: that instance gave
+-- up on the connection (RFC 9110 section 15.5.9: the client may repeat the request).
+-- 421: sent to an instance that will not answer it (section 15.5.20: may be retried on
+-- another connection). 429: that instance is overloaded, as with its 503 (RFC 6585
+-- section 4). Not marked failed: the instance is up.
+local RETRIED_4XX = { [401] = true, [403] = true, [408] = true, [421] = true, [429] = true }
 
 -- Every symbol the service or this plugin can produce: a copy of SYMBOLS in
 -- the service's scorer/symbols.py, rendered by
@@ -728,12 +737,13 @@ local function rdns_scorer_check(task)
   local send
 
   -- After a failed attempt: the next address, or fail open with `reason`. `final`:
-  -- the attempt timed out or got a 4xx. Not read from `reason`, which holds the
-  -- service's own words after an error status ("HTTP 503: upstream timeout").
+  -- the attempt timed out or got a 4xx no other instance would answer otherwise. Not
+  -- read from `reason`, which holds the service's own words after an error status
+  -- ("HTTP 503: upstream timeout").
   local function retry_or_fail(reason, server, final)
     local left = deadline - rspamd_util.get_ticks()
     -- Another address may answer, but only within the same budget and never after
-    -- a timeout (the budget is gone) or a 4xx (every instance says the same).
+    -- a timeout (the budget is gone) or a final 4xx (every instance says the same).
     if left > 0.05 and not final then
       local upstream, next_server = next_target(tried, true)
       if upstream then
@@ -781,7 +791,7 @@ local function rdns_scorer_check(task)
         if not client_error then -- a 4xx is the request's or the token's fault
           upstream:fail(false, reason)
         end
-        retry_or_fail(reason, server, client_error)
+        retry_or_fail(reason, server, client_error and not RETRIED_4XX[code])
         return
       end
       upstream:ok()

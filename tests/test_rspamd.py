@@ -1597,7 +1597,7 @@ def pair(fake_pair: tuple[FakeHttp, FakeHttp]) -> Iterator[tuple[FakeHttp, FakeH
     """Two fake instances, set back to quick empty JSON replies after each test."""
     yield fake_pair
     for server in fake_pair:
-        server.set("json", delay=0.0, error="fake")
+        server.set("json", delay=0.0, error="fake", reply={"symbols": [], "score": 0.0})
 
 
 @pytest.fixture(scope="module")
@@ -1626,12 +1626,18 @@ def _asked(servers: tuple[FakeHttp, ...], before: list[int]) -> list[FakeHttp]:
     return [server for _, server in sorted(asked, key=lambda hit: hit[0])]
 
 
-@pytest.mark.parametrize(("status", "asked"), [(400, 1), (401, 1), (499, 1), (500, 2), (503, 2)])
-def test_a_4xx_is_not_asked_of_another_server(
+@pytest.mark.parametrize(
+    ("status", "asked"),
+    [(400, 1), (404, 1), (413, 1), (499, 1), (401, 2), (403, 2), (408, 2), (421, 2), (429, 2),
+     (500, 2), (503, 2)],
+)  # fmt: skip
+def test_a_4xx_is_asked_of_another_server_only_when_another_may_answer(
     rspamd_pair: Rspamd, pair: tuple[FakeHttp, FakeHttp], status: int, asked: int
 ) -> None:
-    # A 4xx is the request's fault (or the token's): every instance would say the same.
-    # A 5xx is the instance's: the other one is asked, never the same one twice.
+    # Most of 4xx are the request's fault: every instance would say the same. A 5xx is
+    # the instance's, and so are a 401 or 403 (its token), a 408, 421 and 429
+    # (regression, review: they failed open with another instance never asked): the
+    # other one is asked, never the same one twice.
     for server in pair:
         server.set("status", status=status)
     before = _counts(pair)
@@ -1647,6 +1653,24 @@ def test_a_4xx_is_not_asked_of_another_server(
         *before_it,
     ]
     assert result.elapsed < PLUGIN_TIMEOUT
+
+
+def test_an_instance_that_does_not_take_the_token_yet_costs_no_message(
+    rspamd_pair: Rspamd, pair: tuple[FakeHttp, FakeHttp]
+) -> None:
+    # A token changed on one instance of two, the other not yet (or the other way
+    # round): each message the stale one refuses (401) is asked of the other, and
+    # scored, where it failed open unscored before.
+    stale, current = pair
+    stale.set("status", status=401, error="missing or wrong bearer token")
+    current.set("json", reply={"symbols": [_symbol("RL_PTR_MISSING", 5.0)]})
+    before = _counts(pair)
+    results = [rspamd_pair.scan(MISSING_PTR_IP) for _ in range(4)]
+    assert [scores(result) for result in results] == [{"RL_PTR_MISSING": 5.0}] * 4
+    asked_stale, asked_current = (
+        now - then for now, then in zip(_counts(pair), before, strict=True)
+    )
+    assert asked_current == 4 and asked_stale >= 1
 
 
 def test_a_5xx_whose_words_say_timeout_is_retried(
