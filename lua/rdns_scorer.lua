@@ -33,8 +33,10 @@ rdns_scorer {
   token = "";
   # Group of all rdns_scorer symbols (cap it with group "rdns_scorer" { max_score })
   group = "rdns_scorer";
-  # A server that timed out is left alone this long by each worker (0: always ask)
+  # A server that hung is left alone this long by each worker (0: always ask)
   holddown = 10s;
+  # Timeouts in a row (each of a request sent after the last) before the holddown
+  holddown_after = 2;
   # Pool connections (false only behind a proxy sending 1xx or extra responses)
   keepalive = true;
 
@@ -152,6 +154,10 @@ local settings = {
   token = '',
   group = N,
   holddown = 10.0,
+  -- Hung timeouts in a row before a server is held down: one slow reply (a pause of the
+  -- service's, one slow resolver answer) held a lone server down for the whole
+  -- holddown, every message meanwhile unscored.
+  holddown_after = 2,
   -- Pooled connections: a new one per scan costs the service about 3x its
   -- throughput. false is for something between rspamd and the service that sends
   -- an interim (1xx) or an extra response: rspamd 3.4 crashes on those when it
@@ -159,11 +165,25 @@ local settings = {
   keepalive = true,
 }
 
--- Addresses whose request timed out, and until when (rspamd_util.get_ticks()) this
--- worker leaves them alone. rspamd's upstream list keeps asking a lone server it has
--- marked down, so without this a hung service (or a host dropping connection attempts)
--- cost every message the whole timeout.
-local held = {}
+-- A circuit breaker per address, in each worker: rspamd's upstream list keeps asking a
+-- lone server it has marked down, so without one a hung service (or a host dropping
+-- connection attempts) cost every message the whole timeout. Times are
+-- rspamd_util.get_ticks(). An entry:
+--   hangs:      hung timeouts in a row (closed: fewer than holddown_after);
+--   seen:       when the last of them was counted. A hang counts only for a request
+--               sent after that: the scans that time out together in one stall of the
+--               service are one hang, not holddown_after of them;
+--   held_until: no scan asks it before then (open);
+--   probe:      when the one scan let through once the hold-down is over was sent, nil
+--               while none is out (half-open). The others pass it over until that
+--               probe is answered, which closes the breaker, or hangs, which holds the
+--               server down again at once.
+-- Any answer, or a failure other than a timeout, closes it (the entry goes): the
+-- server is not hung.
+local breakers = {}
+-- A probe whose callback never came (none should be missing) is taken for over this
+-- long after its timeout, so that one lost callback cannot hold a server down for good.
+local PROBE_GRACE = 1.0
 
 -- Names the service may return (every family but "plugin").
 local service_symbols = {}
@@ -699,6 +719,48 @@ local function next_target(tried, retry, client)
   return pick[1], pick[2]
 end
 
+-- Marks each server this scan must not ask as tried, saying why in `before`: held down
+-- (its breaker open), or its hold-down over and another scan's probe out (half-open).
+local function pass_over_held(tried, before)
+  local now = rspamd_util.get_ticks()
+  for server, breaker in pairs(breakers) do
+    local probing = breaker.probe and now - breaker.probe < settings.timeout + PROBE_GRACE
+    if breaker.held_until and not tried[server] and (breaker.held_until > now or probing) then
+      tried[server] = true
+      table.insert(before, string.format('not asked: %s timed out %.0f s ago (%s)', server,
+          now - breaker.seen, probing and 'holddown over; another scan probes it' or 'holddown'))
+    end
+  end
+end
+
+-- A request to `server`, sent at `sent_at` with (nearly) the whole timeout, timed out:
+-- counted, and at holddown_after in a row the server is held down (again).
+local function count_hang(task, server, sent_at)
+  local now = rspamd_util.get_ticks()
+  local breaker = breakers[server] or { hangs = 0 }
+  breakers[server] = breaker
+  breaker.probe = nil
+  if breaker.seen and sent_at < breaker.seen then
+    return -- sent before the last hang was counted: the same stall
+  end
+  breaker.hangs, breaker.seen = breaker.hangs + 1, now
+  if settings.holddown > 0 and breaker.hangs >= settings.holddown_after then
+    breaker.held_until = now + settings.holddown
+    rspamd_logger.infox(task, '%s: %s timed out (%s in a row): not asked for %s s', N, server,
+        breaker.hangs, settings.holddown)
+  else
+    rspamd_logger.infox(task, '%s: %s timed out (%s in a row; held down at %s)', N, server,
+        breaker.hangs, settings.holddown_after)
+  end
+end
+
+-- A probe that ran out of what an earlier attempt left: the next scan probes instead.
+local function probe_over(server)
+  if breakers[server] then
+    breakers[server].probe = nil
+  end
+end
+
 local function rdns_scorer_check(task)
   if lua_util.is_skip_local_or_authed(task, skip_conf) then
     lua_util.debugm(N, task, 'skipped: local client or authenticated user')
@@ -721,19 +783,10 @@ local function rdns_scorer_check(task)
   if settings.token ~= '' then
     headers['Authorization'] = 'Bearer ' .. settings.token
   end
-  local now = rspamd_util.get_ticks()
-  local deadline = now + settings.timeout
+  local deadline = rspamd_util.get_ticks() + settings.timeout
   local tried = {} -- address -> true; held ones too, so no attempt goes there
   local before = {} -- for fail_open: the held servers, then each failed attempt
-  for server, held_until in pairs(held) do
-    if held_until > now then
-      tried[server] = true
-      table.insert(before, string.format('not asked: %s timed out %.0f s ago (holddown)',
-          server, settings.holddown - (held_until - now)))
-    else
-      held[server] = nil
-    end
-  end
+  pass_over_held(tried, before)
   local send
 
   -- After a failed attempt: the next address, or fail open with `reason`. `final`:
@@ -745,6 +798,7 @@ local function rdns_scorer_check(task)
     -- Another address may answer, but only within the same budget and never after
     -- a timeout (the budget is gone) or a final 4xx (every instance says the same).
     if left > 0.05 and not final then
+      pass_over_held(tried, before) -- held down, or probed, by another scan meanwhile
       local upstream, next_server = next_target(tried, true)
       if upstream then
         lua_util.debugm(N, task, 'retrying %s after %s from %s', next_server, reason, server)
@@ -761,7 +815,12 @@ local function rdns_scorer_check(task)
 
   send = function(upstream, server)
     tried[server] = true
-    local budget = deadline - rspamd_util.get_ticks()
+    local sent_at = rspamd_util.get_ticks()
+    local budget = deadline - sent_at
+    local breaker = breakers[server]
+    if breaker and breaker.held_until then
+      breaker.probe = sent_at -- its hold-down is over (pass_over_held): the probe
+    end
 
     local function on_reply(err, code, reply_body)
       if err then
@@ -774,10 +833,12 @@ local function rdns_scorer_check(task)
           -- This address: rspamd's next get_addr() then prefers the server's others.
           upstream:fail(true, tostring(err))
         end
-        if settings.holddown > 0 and hung then
-          held[server] = rspamd_util.get_ticks() + settings.holddown
-          rspamd_logger.infox(task, '%s: %s timed out: not asked for %s s', N, server,
-              settings.holddown)
+        if hung then
+          count_hang(task, server, sent_at)
+        elseif timed_out then
+          probe_over(server) -- out of another attempt's leftover time: says nothing
+        else
+          breakers[server] = nil -- refused, reset: quick, not hung
         end
         retry_or_fail(tostring(err), server, timed_out)
         return
@@ -791,9 +852,11 @@ local function rdns_scorer_check(task)
         if not client_error then -- a 4xx is the request's or the token's fault
           upstream:fail(false, reason)
         end
+        breakers[server] = nil -- it answers
         retry_or_fail(reason, server, client_error and not RETRIED_4XX[code])
         return
       end
+      breakers[server] = nil
       upstream:ok()
       -- Even a bug of ours while reading the reply must not cost the message anything.
       local done, bad = pcall(apply_reply, task, reply_body)
@@ -819,6 +882,7 @@ local function rdns_scorer_check(task)
       -- without IPv6; no file descriptor left), and calls no callback: this address
       -- failed as a refused one does, and another may answer.
       upstream:fail(true, 'cannot send request')
+      breakers[server] = nil
       retry_or_fail('cannot send request', server, false)
     end
   end
@@ -894,6 +958,8 @@ end
 local CHECKED = {
   { 'timeout', 'a positive time', function(v) return type(v) == 'number' and v > 0 end },
   { 'holddown', 'a time of 0 or more', function(v) return type(v) == 'number' and v >= 0 end },
+  { 'holddown_after', 'a whole number of 1 or more',
+    function(v) return type(v) == 'number' and v >= 1 and v == math.floor(v) end },
   { 'check_local', 'true or false', function(v) return type(v) == 'boolean' end },
   { 'check_authed', 'true or false', function(v) return type(v) == 'boolean' end },
   { 'keepalive', 'true or false', function(v) return type(v) == 'boolean' end },

@@ -376,7 +376,9 @@ def test_check_and_install_name_a_module_file_rspamd_never_reads(
     # Regression (review): it said to move all of it beside install's markers, where a
     # timeout (or path) is refused: only the keys install leaves to the admin go there.
     (problem,) = [line for line in lines if line.startswith(f"problem:   {said}")]
-    assert "move check_local, check_authed, holddown, keepalive, group into" in problem
+    assert (
+        "move check_local, check_authed, holddown, holddown_after, keepalive, group into" in problem
+    )
     assert "timeout come from the service's config" in problem
     section = integration.module_section(config_from_mapping({}))
     report = integration.install(tmp_path, section, rspamadm=None)
@@ -1869,7 +1871,7 @@ def test_check_names_a_setting_the_plugin_ignores(
         "problem:   rspamd's section sets `server` (`servers`?), `timout` (`timeout`?), "
         "which the plugin does not know and ignores, using its default for what was meant: "
         "the settings are servers, path, timeout, check_local, check_authed, token, group, "
-        "holddown, keepalive"
+        "holddown, holddown_after, keepalive"
     ) in lines
 
 

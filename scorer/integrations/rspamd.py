@@ -333,7 +333,7 @@ def _comments_blanked(text: str) -> str:
 #: keeps them. Not ``enabled``: rspamd 3.4 reads it in the first rdns_scorer section
 #: alone (``enabled = false`` after install's block left the module enabled; rspamadm
 #: configdump -m), where the plugin reads the sections merged (get_all_opt).
-ADMIN_KEYS = ("check_local", "check_authed", "holddown", "keepalive", "group")
+ADMIN_KEYS = ("check_local", "check_authed", "holddown", "holddown_after", "keepalive", "group")
 
 
 def _refuse_a_second_section(outside: str) -> None:

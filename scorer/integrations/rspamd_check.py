@@ -154,7 +154,7 @@ def server_url(entry: str) -> str | None:
 # same), and rspamd's own switches; it ignores any other key, with a warning in the log.
 KNOWN_SETTINGS = (
     "servers", "path", "timeout", "check_local", "check_authed", "token", "group", "holddown",
-    "keepalive",
+    "holddown_after", "keepalive",
 )  # fmt: skip
 _RSPAMD_SWITCHES = ("enabled", "disabled")
 
