@@ -3449,3 +3449,27 @@ def test_names_read_again_and_again_cost_what_one_reading_does() -> None:
 
     ratios = [best(hostile) / best(plain) for _ in range(3)]
     assert min(ratios) < 3, ratios
+
+
+async def test_an_ipv4_mapped_nameserver_is_asked_over_ipv4(
+    unbound: Unbound, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (review): ``[::ffff:127.0.0.1]:PORT`` was asked over an IPv6 socket,
+    which a host with net.ipv6.bindv6only = 1 (each IPv6 socket IPV6_V6ONLY) or without
+    IPv6 cannot send to: every lookup failed and scored nothing. Read as the IPv4 host it
+    carries (RFC 4291 section 2.5.5.2), as `listen` is; simulated here by making every
+    IPv6 socket the transport opens IPv6-only."""
+    opened = transport.socket.socket
+
+    def v6only(family: int = -1, *args: Any) -> Any:
+        sock = opened(family, *args)
+        if family == transport.socket.AF_INET6:
+            sock.setsockopt(transport.socket.IPPROTO_IPV6, transport.socket.IPV6_V6ONLY, 1)
+        return sock
+
+    monkeypatch.setattr(transport.socket, "socket", v6only)
+    host, port = unbound.nameserver.rsplit(":", 1)
+    mapped = f"[::ffff:{host}]:{port}"
+    assert str(parse_nameserver(mapped)) == unbound.nameserver  # as logs and metrics name it
+    outcome = await _layer(mapped).lookup(world.CONFIRMED_NAME, dns.rdatatype.A, _deadline())
+    assert isinstance(outcome, Answer), outcome

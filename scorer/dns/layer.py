@@ -83,12 +83,9 @@ class Nameserver:
     @property
     def destination(self) -> tuple[IPAddress, int]:
         """Where the transport's queries to it go, however its address is spelled
-        (``2001:DB8::1``, ``2001:db8:0::1``); an IPv4-mapped address is the IPv4 host a
-        dual-stack socket sends to."""
-        address = ipaddress.ip_address(self.host)
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            return address.ipv4_mapped, self.port
-        return address, self.port
+        (``2001:DB8::1``, ``2001:db8:0::1``; an IPv4-mapped one is read as its IPv4 host
+        by parse_nameserver)."""
+        return ipaddress.ip_address(self.host), self.port
 
 
 def parse_nameserver(text: str) -> Nameserver:
@@ -121,6 +118,11 @@ def parse_nameserver(text: str) -> Nameserver:
     number = decimal_in(port, 1, 65535)
     if number is None:
         raise ValueError(f"bad nameserver {text!r}: port must be 1-65535")
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        # ::ffff:a.b.c.d is the IPv4 host (RFC 4291 section 2.5.5.2), asked over IPv4: an
+        # IPv6 socket cannot send to it where net.ipv6.bindv6only is set or IPv6 is off
+        # (ENETUNREACH: every lookup failed, scoring nothing). As `listen` is read.
+        host = str(address.ipv4_mapped)
     return Nameserver(host, number)
 
 
