@@ -938,6 +938,52 @@ def test_a_link_local_nameserver_needs_its_zone() -> None:
     assert config_from_mapping({"dns": {"nameservers": ["fe80::1%lo"]}}).nameservers
 
 
+def test_an_ipv6_nameserver_that_reads_as_address_and_port_is_refused_naming_its_line(
+    tmp_path: Path,
+) -> None:
+    # Regression (review): "2001:db8::1:53" was read, without a word, as the address
+    # 2001:db8::1:53 on port 53, where port 53 of 2001:db8::1 was as likely meant: asked
+    # at the wrong one, every lookup would time out and score nothing.
+    config = tmp_path / "scorer.toml"
+    config.write_text(
+        '[server]\nlisten = "127.0.0.1:29600"\n\n[dns]\nnameservers = ["2001:db8::1:53"]\n'
+    )
+    result = _config_check(config)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        f"rdns-scorer: config error: {config}:5: [dns] nameservers: ambiguous nameserver "
+        "'2001:db8::1:53': write '[2001:db8::1]:53' for port 53 of 2001:db8::1, or "
+        "'[2001:db8::1:53]' for the address 2001:db8::1:53 on port 53"
+    )
+    # Either way it is written, in brackets, it reads one way.
+    for written, meant in (("[2001:db8::1]:53", "[2001:db8::1]:53"),
+                           ("[2001:db8::1:53]", "[2001:db8::1:53]:53")):  # fmt: skip
+        loaded = config_from_mapping({"dns": {"nameservers": [written]}})
+        assert [str(n) for n in loaded.nameservers] == [meant]
+    # No reading but one: an address whose last group is no port, or whose head is none.
+    for plain in ("2001:4860:4860::8888", "2001:db8::53", "2620:fe::fe", "::1"):
+        assert config_from_mapping({"dns": {"nameservers": [plain]}}).nameservers
+    # The flag and the variable read them as the file does.
+    with pytest.raises(ConfigError, match=r"ambiguous nameserver '::1:5353': write '\[::1\]:5353'"):
+        with_overrides(config_from_mapping({}), nameservers=["::1:5353"])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # A zone never holds a colon (no interface name does): the port was meant.
+        ("fe80::1%eth0:53", "a port is written in brackets, '[fe80::1%eth0]:53'"),
+        # No address at all, but one with a port once bracketed.
+        ("::ffff:127.0.0.1:53", "is not an IP address (with a port: '[::ffff:127.0.0.1]:53')"),
+    ],
+)  # fmt: skip
+def test_an_ipv6_nameserver_with_a_port_unbracketed_is_told_the_brackets(
+    text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config_from_mapping({"dns": {"nameservers": [text]}})
+
+
 def test_a_link_local_listen_address_needs_its_zone() -> None:
     # Regression (review): "[fe80::1]:11340" passed config check, then serve died in an
     # EINVAL traceback (exit 1, which the unit retries for ever).

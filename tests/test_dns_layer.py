@@ -3040,7 +3040,7 @@ def test_demotions_end_each_at_its_own_time() -> None:
 
 async def test_an_ipv6_nameserver_is_logged_in_brackets(caplog: pytest.LogCaptureFixture) -> None:
     """Regression (review): "nameserver 2001:db8::53:5353 did not answer": the port read
-    as part of the address (docs/configuration.md: "::1:5353" is the address ::1:5353).
+    as part of the address ("2001:db8::53:5353" is an address of its own).
     Written as the config writes it, [V6]:PORT, as the start-up line's resolvers are."""
     servers = [Nameserver("2001:db8::53", 5353), Nameserver("::1", 53)]
     udp = transport.UdpTransport(servers, 1.0, 300)

@@ -110,7 +110,9 @@ def parse_nameserver(text: str) -> Nameserver:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(f"bad nameserver {text!r}: {host!r} is not an IP address") from None
+        split = _port_after_ipv6(text)
+        hint = f" (with a port: '[{split[0]}]:{split[1]}')" if split else ""
+        raise ValueError(f"bad nameserver {text!r}: {host!r} is not an IP address{hint}") from None
     if is_multicast_or_broadcast(address):
         # No recursive resolver answers from one (224.0.0.251 is mDNS): every lookup
         # would time out and score 0.
@@ -126,14 +128,45 @@ def parse_nameserver(text: str) -> Nameserver:
     return Nameserver(host, number)
 
 
+def _port_after_ipv6(text: str) -> tuple[str, str] | None:
+    """An IPv6 address and a port that ``text``, unbracketed, may be read as (``2001:db8::1``
+    and ``53`` in ``2001:db8::1:53``), or None: its last group is a port number and what
+    comes before it an IPv6 address of its own."""
+    head, _, tail = text.strip().rpartition(":")
+    if text.strip().startswith("[") or decimal_in(tail, 1, 65535) is None:
+        return None
+    try:
+        ipaddress.IPv6Address(head)
+    except ValueError:
+        return None
+    return head, tail
+
+
 def parse_nameservers(texts: Iterable[str]) -> list[Nameserver]:
-    """``parse_nameserver`` of each; a ValueError names one listed twice, in any
+    """``parse_nameserver`` of each, as the config, ``--nameserver`` and
+    RDNS_SCORER_NAMESERVERS write them; a ValueError names one listed twice, in any
     spelling: the transport would ask it twice (after its SERVFAIL, after its silence)
-    in place of the next resolver, or of giving up."""
+    in place of the next resolver, or of giving up. And one that reads two ways: the
+    address ``2001:db8::1:53`` on port 53, or port 53 of ``2001:db8::1`` (RFC 5952
+    section 6 writes an address with a port in brackets); asked at the one not meant,
+    every lookup would time out and score nothing. (resolv.conf's, addresses alone, are
+    never read so: system_nameservers.)"""
     written: dict[tuple[IPAddress, int], str] = {}  # destination -> its first spelling
     servers = []
     for text in texts:
         server = parse_nameserver(text)
+        split = _port_after_ipv6(text)
+        if split is not None:
+            address, port = split
+            if "%" in address:  # no interface name holds a colon: one reading only
+                raise ValueError(
+                    f"bad nameserver {text!r}: an IPv6 address with a port is written in "
+                    f"brackets, '[{address}]:{port}'"
+                )
+            raise ValueError(
+                f"ambiguous nameserver {text!r}: write '[{address}]:{port}' for port {port} "
+                f"of {address}, or '[{text.strip()}]' for the address {text.strip()} on port 53"
+            )
         if lacks_its_zone(server.destination[0]):
             # No packet can be sent to it (EINVAL): every lookup would fail and score 0.
             raise ValueError(
