@@ -1915,7 +1915,8 @@ async def test_without_a_nameserver_to_ask_a_query_fails_at_once_saying_why() ->
         udp.send(wire.encode_name("a.example"), dns.rdatatype.A, outcomes.append)
     assert outcomes[0] == TempFail(FailureKind.NETWORK, "no nameserver configured")
     assert isinstance(outcomes[1], TempFail) and outcomes[1].kind is FailureKind.NETWORK
-    assert outcomes[1].detail.startswith("255.255.255.255: PermissionError"), outcomes[1]
+    detail = outcomes[1].detail
+    assert detail.startswith("nameserver 255.255.255.255:53: PermissionError"), outcomes[1]
 
 
 async def test_a_name_that_cannot_be_put_on_the_wire_is_a_malformed_failure() -> None:
@@ -3473,3 +3474,26 @@ async def test_an_ipv4_mapped_nameserver_is_asked_over_ipv4(
     assert str(parse_nameserver(mapped)) == unbound.nameserver  # as logs and metrics name it
     outcome = await _layer(mapped).lookup(world.CONFIRMED_NAME, dns.rdatatype.A, _deadline())
     assert isinstance(outcome, Answer), outcome
+
+
+async def test_a_nameserver_that_cannot_be_opened_is_named_in_brackets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression (review): the failure read "network: 2001:db8::53: OSError: ...", the
+    colon after the address one more of its groups to a reader; and in the PTR's evidence
+    behind a client's IPv6 address, a third. Named as the config writes it, [V6]:PORT.
+    A host without IPv6 is simulated: no IPv6 socket opens."""
+    opened = transport.socket.socket
+
+    def no_ipv6(family: int = -1, *args: Any) -> Any:
+        if family == transport.socket.AF_INET6:
+            raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
+        return opened(family, *args)
+
+    monkeypatch.setattr(transport.socket, "socket", no_ipv6)
+    outcome = await _layer("[2001:db8::53]:53").lookup("example.net", dns.rdatatype.A, _deadline())
+    assert outcome == TempFail(
+        FailureKind.NETWORK,
+        "nameserver [2001:db8::53]:53: OSError: [Errno 97] Address family not supported by "
+        "protocol",
+    )

@@ -137,6 +137,18 @@ async def test_ptr_servfail_is_tempfail(pipeline: Pipeline) -> None:
     assert any("servfail" in o for o in symbols["RL_PTR_TEMPFAIL"].options)
 
 
+@pytest.mark.parametrize("client", ["2001:db8::25", "192.0.2.25"])
+def test_a_failed_ptr_lookup_names_the_client_unambiguously(client: str) -> None:
+    """Regression (review): "PTR 2001:db8::25: timeout" read as the address 2001:db8::25:
+    (a colon after an IPv6 address is one more of its groups); IPv4 reads as IPv6 does."""
+    ip = ipaddress.ip_address(client)
+    failure = TempFail(FailureKind.TIMEOUT, "no answer within 0.5s")
+    hits = check_ptr(PtrFacts(ip, failure), None)
+    assert hits == [
+        Hit("RL_PTR_TEMPFAIL", (f"PTR of {client} failed: timeout: no answer within 0.5s",))
+    ]
+
+
 async def test_forward_failure_is_tempfail_not_unverified(pipeline: Pipeline) -> None:
     symbols = await symbols_for(pipeline, world.FORWARD_TEMPFAIL_IP)
     assert set(symbols) == {"RL_PTR_TEMPFAIL"}

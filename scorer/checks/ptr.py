@@ -152,7 +152,10 @@ def check_ptr(facts: PtrFacts, helo_name: str | None = None) -> list[Hit]:
     ip = facts.ip
     mta = (option(f"{MTA_EVIDENCE}{facts.mta_hostname}"),) if facts.mta_hostname else ()
     if isinstance(facts.ptr, TempFail):
-        return [Hit("RL_PTR_TEMPFAIL", (option(f"PTR {ip}: {describe(facts.ptr)}"), *mta))]
+        # Not "PTR 2001:db8::1: timeout": a colon after an IPv6 address reads as one more
+        # of its groups (RFC 5952 section 6 brackets an address before a port for that).
+        lookup = option(f"PTR of {ip} failed: {describe(facts.ptr)}")
+        return [Hit("RL_PTR_TEMPFAIL", (lookup, *mta))]
     helo = () if helo_name is None else (helo_option(helo_name, ip),)
     if not isinstance(facts.ptr, Answer):
         ptr = option(f"PTR: {describe(facts.ptr)}")

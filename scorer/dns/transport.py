@@ -227,7 +227,8 @@ class UdpTransport:
                     sockets.append(self._connected(loop, index))
             except OSError as error:
                 _release(loop, [sockets])
-                self._open_failures[index] = network_failure(error, f"{server.host}: ")
+                # Bracketed as the config writes it (an IPv6 address, then a colon).
+                self._open_failures[index] = network_failure(error, f"nameserver {server}: ")
                 self._reopen_at = loop.time() + REOPEN_SECONDS
             else:
                 self._sockets[index] = sockets
