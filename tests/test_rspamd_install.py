@@ -1502,6 +1502,24 @@ def test_uninstall_names_the_docs_group_of_weights_and_leaves_it(tmp_path: Path)
     assert _rdns_scorer_notes(report) == [_group_note(local, line)]
 
 
+@pytest.mark.parametrize("where", ["local.d/groups.conf", "override.d/groups.conf"])
+def test_uninstall_names_the_group_of_weights_in_groups_conf(tmp_path: Path, where: str) -> None:
+    # Regression (review): docs/rspamd.md says the group "rdns_scorer" block "may go in
+    # local.d/groups.conf" (rspamd's groups.conf includes it, and override.d's, at the
+    # top level), but uninstall looked for it in rspamd.conf.local alone: the weights
+    # were left behind without a word.
+    section = integration.module_section(config_from_mapping({}))
+    assert integration.install(tmp_path, section, rspamadm=None).ok
+    groups = tmp_path / where
+    groups.parent.mkdir()
+    written = '# weights\ngroup "rdns_scorer" {\n  max_score = 8.0;\n}\n'
+    groups.write_text(written)
+    report = integration.uninstall(tmp_path, rspamadm=None, run_configtest=False)
+    assert report.ok
+    assert groups.read_text() == written  # the admin's: named, never removed
+    assert _rdns_scorer_notes(report) == [_group_note(groups, 2)]
+
+
 def _rdns_scorer_notes(report: integration.InstallReport) -> list[str]:
     return [text for text in report.lines if "rdns_scorer" in text and "note:" in text]
 

@@ -717,7 +717,7 @@ def uninstall(
             if not plugin.parent.is_symlink() and not any(plugin.parent.iterdir()):
                 plugin.parent.rmdir()
                 report.say(f"removed:   {plugin.parent} (empty)")
-        for path in (local, confdir / "rspamd.conf.local.override"):
+        for path in (local, *(confdir / name for name in TOP_LEVEL_LOCAL_FILES[1:])):
             text = _read_kept(path) if path.is_file() else ""
             line = _section_line(text)
             if line is not None:
@@ -748,6 +748,17 @@ def uninstall(
     else:
         report.say(f"reload the rspamd that reads {confdir} to unload the plugin")
     return report
+
+
+#: The admin's files rspamd reads at the top level of its config, where a section or a
+#: `group "rdns_scorer"` of weights (docs/rspamd.md, "How scores map") may be: rspamd's
+#: groups.conf includes local.d/groups.conf and override.d/groups.conf at its top level.
+TOP_LEVEL_LOCAL_FILES = (
+    "rspamd.conf.local",
+    "rspamd.conf.local.override",
+    "local.d/groups.conf",
+    "override.d/groups.conf",
+)
 
 
 #: Where an admin used to rspamd's own modules puts a module's settings, and where
