@@ -422,6 +422,79 @@ def test_check_and_install_name_a_group_file_rspamd_never_reads(
     assert not any("groups.conf is never read" in line for line in lines), lines
 
 
+def test_install_removes_a_byte_order_mark_that_hides_the_admins_section(
+    stock_confdir: Path,
+) -> None:
+    # Regression (review): an editor's UTF-8 BOM before `rdns_scorer {` made rspamd 3.4
+    # read the key as "\ufeffrdns_scorer" (configdump shows it so), ignoring the admin's
+    # check_authed while configtest passed; install appended its block and said nothing.
+    local = stock_confdir / "rspamd.conf.local"
+    local.write_bytes(b"\xef\xbb\xbfrdns_scorer {\n  check_authed = true;\n}\n")
+    assert "check_authed" not in _configdump(stock_confdir, "rdns_scorer")  # rspamd's view
+    section = integration.module_section(config_from_mapping({}))
+    report = integration.install(stock_confdir, section, rspamadm=None)
+    assert report.ok, report.lines
+    assert (
+        f"note:      removed the UTF-8 byte-order mark at the start of {local}: rspamd read "
+        "it as part of the first key"
+    ) in report.lines
+    assert local.read_bytes().startswith(b"rdns_scorer {\n  check_authed = true;\n}\n")
+    dumped = _configdump(stock_confdir, "-j", "rdns_scorer")
+    assert rspamd_check.merged_sections(dumped)["check_authed"] is True
+    assert "\ufeff" not in _configdump(stock_confdir)
+    # The backup keeps the file as it was, mark and all.
+    (backup,) = _backups(stock_confdir)
+    assert backup.read_bytes().startswith(b"\xef\xbb\xbf")
+
+
+@pytest.mark.parametrize(
+    ("name", "fix"),
+    [("rspamd.conf.local", "run install again, which removes it"),
+     ("local.d/groups.conf", "remove it: sed -i '1s/^\\xEF\\xBB\\xBF//' {path}")],
+)  # fmt: skip
+def test_check_and_install_name_a_byte_order_mark_that_hides_a_key(
+    stock_confdir: Path, monkeypatch: pytest.MonkeyPatch, name: str, fix: str
+) -> None:
+    # Regression (review): check said all was well (configdump has the section install
+    # wrote) while the BOM hid the admin's first key from rspamd: here their weights.
+    path = stock_confdir / name
+    text = 'group "rdns_scorer" {\n  max_score = 7.25;\n}\n'
+    path.write_text(text + path.read_text() if path.exists() else text)
+    section = integration.module_section(config_from_mapping({}))
+    assert integration.install(stock_confdir, section, rspamadm=None).ok
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert "max_score = 7.25" not in _configdump(stock_confdir, "group")  # rspamd's view
+    said = (
+        f"{path} starts with a UTF-8 byte-order mark, which rspamd reads as part of the "
+        f"first key, so `group` there is ignored (configtest passes); {fix.format(path=path)}"
+    )
+    lines = _asked_by_check(
+        stock_confdir, monkeypatch, "Modules enabled: rdns_scorer", '{"servers": "127.0.0.1:1"}'
+    )
+    assert f"problem:   {said}" in lines, lines
+    report = integration.install(stock_confdir, section, rspamadm=None)
+    if name == "rspamd.conf.local":
+        assert not path.read_bytes().startswith(b"\xef\xbb\xbf")
+        assert "max_score = 7.25" in _configdump(stock_confdir, "group")
+    else:
+        assert f"note:      {said}" in report.lines, report.lines
+
+
+def test_a_byte_order_mark_before_a_comment_is_named_as_what_rspamd_refuses(
+    tmp_path: Path,
+) -> None:
+    groups = tmp_path / "override.d" / "groups.conf"
+    groups.parent.mkdir()
+    groups.write_bytes(b"\xef\xbb\xbf# weights\n")
+    assert integration.bom_text(groups) == (
+        f"{groups} starts with a UTF-8 byte-order mark, which rspamd reads as part of the "
+        "first key: rspamd refuses the whole config (configtest: invalid character in a key); "
+        f"remove it: sed -i '1s/^\\xEF\\xBB\\xBF//' {groups}"
+    )
+    groups.write_text("# weights\n")
+    assert integration.bom_text(groups) is None
+
+
 @pytest.mark.parametrize(("text", "before"), [("", ""), ("# mine", "# mine\n\n"),
                                              ("# mine\n", "# mine\n\n")])  # fmt: skip
 def test_the_managed_block_goes_after_a_blank_line(text: str, before: str) -> None:

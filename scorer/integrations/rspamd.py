@@ -220,6 +220,40 @@ def _read_kept(path: Path) -> str:
     return path.read_bytes().decode("utf-8", errors="surrogateescape")
 
 
+# A UTF-8 byte-order mark, as _read_kept decodes it. An editor may start a file with one;
+# rspamd 3.4's UCL parser does not skip it but reads it as part of the first key
+# (`rspamadm configdump` shows "\ufeffrdns_scorer {"): a section that starts the file is
+# silently ignored, configtest passing, and a comment or blank line there is a syntax
+# error ("invalid character in a key").
+BOM = "\ufeff"
+
+
+def bom_text(path: Path) -> str | None:
+    """What to say of ``path`` (one of ``TOP_LEVEL_LOCAL_FILES``) when it starts with a
+    byte-order mark, or None (none, or no such file)."""
+    try:
+        text = _read_kept(path) if path.is_file() else ""
+    except OSError:
+        return None  # said where the file is read in earnest
+    if not text.startswith(BOM):
+        return None
+    first = _UCL_TOKEN.match(text, 1)
+    key = first.group() if first else ""
+    if key[:1] in _UCL_ENDS or key[:1] in "#/":
+        what = ": rspamd refuses the whole config (configtest: invalid character in a key)"
+    else:
+        what = f", so `{key.strip(chr(34) + chr(39))}` there is ignored (configtest passes)"
+    fix = (
+        "run install again, which removes it"
+        if path.name == "rspamd.conf.local"
+        else f"remove it: sed -i '1s/^\\xEF\\xBB\\xBF//' {path}"
+    )
+    return (
+        f"{path} starts with a UTF-8 byte-order mark, which rspamd reads as part of the "
+        f"first key{what}; {fix}"
+    )
+
+
 # An rdns_scorer section, and the weights of our symbols an admin sets in rspamd
 # (docs/rspamd.md, "Settings"), by their keys from the top of the file (_blocks): the
 # group's `rdns_scorer {` inside `group {` is no section.
@@ -631,6 +665,10 @@ def install(
     plugins = confdir / "plugins.d"
     local = confdir / "rspamd.conf.local"
     current = _read_kept(local) if local.exists() else ""
+    # Written without a byte-order mark (bom_text): ours is appended after whatever key
+    # it hides, and a section of the admin's there (ADMIN_KEYS) counts once it is gone.
+    unmarked = current.startswith(BOM)
+    current = current.removeprefix(BOM)
     checked = confdir / "rspamd.conf.local.override"  # the file an error is about
     try:  # before anything is written: an error leaves no half-done install
         _refuse_an_overriding_section(checked)
@@ -661,6 +699,14 @@ def install(
         report.ok = False
     else:
         _say_configtest(confdir, rspamadm, run_configtest, report)
+    if unmarked and report.ok:
+        report.say(
+            f"note:      removed the UTF-8 byte-order mark at the start of {local}: rspamd "
+            "read it as part of the first key"
+        )
+    for name in TOP_LEVEL_LOCAL_FILES[1:]:
+        if (bom := bom_text(confdir / name)) is not None:
+            report.say(f"note:      {bom}")
     for unread in unread_module_files(confdir):
         report.say(f"note:      {unread_module_file_text(unread)}")
     if report.ok and not report.changed:

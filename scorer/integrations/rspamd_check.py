@@ -338,6 +338,8 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
         Finding(False, rspamd.unread_module_file_text(path))
         for path in rspamd.unread_module_files(confdir)
     ]
+    boms = (rspamd.bom_text(confdir / name) for name in rspamd.TOP_LEVEL_LOCAL_FILES)
+    findings += [Finding(False, text) for text in boms if text is not None]
     if not has_section:
         return findings
     task_timeout = shortest_task_timeout(
