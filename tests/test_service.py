@@ -381,6 +381,21 @@ async def test_an_ipv4_mapped_client_shares_the_ipv4_reply(pipeline: Pipeline, m
     assert (pipeline.replies.misses, pipeline.replies.hits) == (1, 1)
 
 
+async def test_an_ipv4_compatible_client_is_the_ipv4_host_it_carries(pipeline: Pipeline) -> None:
+    # Decision (review): ::a.b.c.d, RFC 4291 section 2.5.5.1's deprecated form, was scored
+    # as IPv6: RL_PTR_MISSING on an ip6.arpa name no one delegates, +5 for a client whose
+    # PTR is fine. No IPv6 peer connects from ::/96; it names the IPv4 host.
+    compatible = parse_request({"ip": f"::{world.CONFIRMED_IP}"})
+    assert compatible == parse_request({"ip": world.CONFIRMED_IP})
+    assert await pipeline.check(compatible.request) == await pipeline.check(
+        parse_request({"ip": world.CONFIRMED_IP}).request
+    )
+    assert (await pipeline.check(compatible.request)).symbols == ()
+    # ::1 is loopback and ::5 no IPv4 host's (0.0.0.0/8): both stay what they are.
+    for ip in ("::1", "::5", "[IPv6:::5]"):
+        assert parse_request({"ip": ip}).request.ip.version == 6
+
+
 async def test_healthz_and_readyz(client: Client, unbound_config: Config) -> None:
     assert (await client.get("/healthz")).status == 200
     ready = await client.get("/readyz")
