@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from scorer.allowlist import Allowlist, AllowlistError
-from scorer.dns.layer import Nameserver, parse_nameservers
+from scorer.dns.layer import Nameserver, ambiguous_nameservers, parse_nameservers
 from scorer.files import read_error, read_text_file, utf8_text
 from scorer.integrations import SCORE_LIMIT, longest_deadline, plugin_timeout
 from scorer.names import (
@@ -260,7 +260,8 @@ class Config:
         and a local name that is no public host name never matches (below). A weight
         beyond SCORE_LIMIT is capped by the plugins. A bonus for
         a ``from`` entry goes to whoever writes the domain in MAIL FROM. A lookup timeout
-        the check's deadline comes before never applies. The file's own warnings
+        the check's deadline comes before never applies. A nameserver that reads two
+        ways may not be the one meant. The file's own warnings
         (``source_warnings``) come first."""
         scored_failures = [
             f"[weights] {name} = {weight:g}: every message is scored {weight:+g} while its "
@@ -324,6 +325,7 @@ class Config:
             *current,
             *slow,
             *capped,
+            *ambiguous_nameservers(self.dns.nameservers),
             *self._unmatched_local_names(),
             *self._listen_overridden(),
             *self._behind_nat64(),

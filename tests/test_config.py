@@ -938,34 +938,40 @@ def test_a_link_local_nameserver_needs_its_zone() -> None:
     assert config_from_mapping({"dns": {"nameservers": ["fe80::1%lo"]}}).nameservers
 
 
-def test_an_ipv6_nameserver_that_reads_as_address_and_port_is_refused_naming_its_line(
+def test_an_ipv6_nameserver_that_reads_as_address_and_port_is_warned_about(
     tmp_path: Path,
 ) -> None:
     # Regression (review): "2001:db8::1:53" was read, without a word, as the address
-    # 2001:db8::1:53 on port 53, where port 53 of 2001:db8::1 was as likely meant: asked
-    # at the wrong one, every lookup would time out and score nothing.
+    # 2001:db8::1:53 on port 53, where port 53 of 2001:db8::1 may have been meant: asked
+    # at the wrong one, every lookup would time out and score nothing. Still read so (a
+    # resolver such as Quad9's 2620:fe::fe:9 is written so, and must keep loading), with
+    # a warning that gives both bracketed spellings.
     config = tmp_path / "scorer.toml"
     config.write_text(
         '[server]\nlisten = "127.0.0.1:29600"\n\n[dns]\nnameservers = ["2001:db8::1:53"]\n'
     )
     result = _config_check(config)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.strip() == (
-        f"rdns-scorer: config error: {config}:5: [dns] nameservers: ambiguous nameserver "
-        "'2001:db8::1:53': write '[2001:db8::1]:53' for port 53 of 2001:db8::1, or "
-        "'[2001:db8::1:53]' for the address 2001:db8::1:53 on port 53"
-    )
-    # Either way it is written, in brackets, it reads one way.
+    assert result.returncode == 0, result.stderr
+    assert (
+        "[dns] nameservers: '2001:db8::1:53' is the address 2001:db8::1:53 on port 53; if "
+        "port 53 of 2001:db8::1 is meant, write '[2001:db8::1]:53' (and '[2001:db8::1:53]' "
+        "says the address, without this warning)"
+    ) in result.stderr
+    loaded = config_from_mapping({"dns": {"nameservers": ["2001:db8::1:53", "2620:fe::fe:9"]}})
+    assert [str(n) for n in loaded.nameservers] == ["[2001:db8::1:53]:53", "[2620:fe::fe:9]:53"]
+    assert len(loaded.warnings()) == 2
+    # Either way it is written, in brackets, it reads one way, without a warning.
     for written, meant in (("[2001:db8::1]:53", "[2001:db8::1]:53"),
                            ("[2001:db8::1:53]", "[2001:db8::1:53]:53")):  # fmt: skip
         loaded = config_from_mapping({"dns": {"nameservers": [written]}})
         assert [str(n) for n in loaded.nameservers] == [meant]
+        assert loaded.warnings() == []
     # No reading but one: an address whose last group is no port, or whose head is none.
     for plain in ("2001:4860:4860::8888", "2001:db8::53", "2620:fe::fe", "::1"):
-        assert config_from_mapping({"dns": {"nameservers": [plain]}}).nameservers
-    # The flag and the variable read them as the file does.
-    with pytest.raises(ConfigError, match=r"ambiguous nameserver '::1:5353': write '\[::1\]:5353'"):
-        with_overrides(config_from_mapping({}), nameservers=["::1:5353"])
+        assert config_from_mapping({"dns": {"nameservers": [plain]}}).warnings() == []
+    # The flag and the variable are read as the file is.
+    overridden = with_overrides(config_from_mapping({}), nameservers=["::1:5353"])
+    assert any("write '[::1]:5353'" in warning for warning in overridden.warnings())
 
 
 @pytest.mark.parametrize(

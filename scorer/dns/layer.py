@@ -146,11 +146,11 @@ def parse_nameservers(texts: Iterable[str]) -> list[Nameserver]:
     """``parse_nameserver`` of each, as the config, ``--nameserver`` and
     RDNS_SCORER_NAMESERVERS write them; a ValueError names one listed twice, in any
     spelling: the transport would ask it twice (after its SERVFAIL, after its silence)
-    in place of the next resolver, or of giving up. And one that reads two ways: the
-    address ``2001:db8::1:53`` on port 53, or port 53 of ``2001:db8::1`` (RFC 5952
-    section 6 writes an address with a port in brackets); asked at the one not meant,
-    every lookup would time out and score nothing. (resolv.conf's, addresses alone, are
-    never read so: system_nameservers.)"""
+    in place of the next resolver, or of giving up. One that reads two ways unbracketed
+    (``2001:db8::1:53``: that address on port 53, or port 53 of ``2001:db8::1``) is the
+    address on port 53, as it always was (a resolver such as Quad9's ``2620:fe::fe:9``
+    is written so), and warned about (``ambiguous_nameservers``); with a zone, whose
+    name never holds a colon, only the port can be meant, and it is refused."""
     written: dict[tuple[IPAddress, int], str] = {}  # destination -> its first spelling
     servers = []
     for text in texts:
@@ -163,10 +163,6 @@ def parse_nameservers(texts: Iterable[str]) -> list[Nameserver]:
                     f"bad nameserver {text!r}: an IPv6 address with a port is written in "
                     f"brackets, '[{address}]:{port}'"
                 )
-            raise ValueError(
-                f"ambiguous nameserver {text!r}: write '[{address}]:{port}' for port {port} "
-                f"of {address}, or '[{text.strip()}]' for the address {text.strip()} on port 53"
-            )
         if lacks_its_zone(server.destination[0]):
             # No packet can be sent to it (EINVAL): every lookup would fail and score 0.
             raise ValueError(
@@ -179,6 +175,26 @@ def parse_nameservers(texts: Iterable[str]) -> list[Nameserver]:
         written[server.destination] = text
         servers.append(server)
     return servers
+
+
+def ambiguous_nameservers(texts: Iterable[str]) -> list[str]:
+    """A warning for each of ``texts`` (nameservers as written) that reads two ways
+    unbracketed: ``2001:db8::1:53`` is that address on port 53, but port 53 of
+    ``2001:db8::1`` may have been meant (RFC 5952 section 6 brackets an address with a
+    port); asked at the one not meant, every lookup would time out and score nothing.
+    Not an error: an address such as Quad9's ``2620:fe::fe:9`` is written so, and was
+    read so, as it still is."""
+    warnings = []
+    for text in texts:
+        split = _port_after_ipv6(text)
+        if split is not None:
+            address, port = split
+            warnings.append(
+                f"[dns] nameservers: {text.strip()!r} is the address {text.strip()} on port "
+                f"53; if port {port} of {address} is meant, write '[{address}]:{port}' (and "
+                f"'[{text.strip()}]' says the address, without this warning)"
+            )
+    return warnings
 
 
 UNREADY_FAILURE_SHARE = 0.9  # /readyz fails when this share of recent queries failed
