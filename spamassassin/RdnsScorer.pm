@@ -58,6 +58,15 @@ use constant MAX_FIELD    => 1024;     # characters per request field: what the 
 use constant MAX_BODY     => 8192;
 use constant NAME_RE      => qr/^(RL_[A-Z0-9_]{1,60})\z/;    # \z: "$" lets a final newline through
 use constant TIMEOUT_ADVISED => 1;    # seconds; a lower rdns_scorer_timeout is warned about
+# The 4xx statuses another instance may not give, so the next URL is asked within the
+# deadline as after a 5xx (any other 4xx is the request's fault, which every instance
+# shares), as the rspamd plugin's RETRIED_4XX. 401 and 403: the token is each
+# instance's, and while it is being changed on several one may not know yet what the
+# others take. 408: that instance gave up on the connection (RFC 9110 section 15.5.9:
+# the client may repeat the request). 421: sent to an instance that will not answer it
+# (section 15.5.20: may be retried on another connection). 429: that instance is
+# overloaded, as with its 503 (RFC 6585 section 4).
+use constant RETRIED_4XX => { map { ($_ => 1) } 401, 403, 408, 421, 429 };
 
 # Received lines (each on one line, a space at either end; see _received_lines).
 # An SMTP handover: "with" SMTP or ESMTP (RFC 5321 section 4.4) or one of their RFC 3848
@@ -493,10 +502,10 @@ sub _ask {
       # wrong bearer token".
       my $said = _error_words(_decode_json($reply));
       push(@errors, "$url: HTTP $status" . (defined $said ? ": $said" : ''));
-      # A 4xx is the request's or the token's fault: every instance refuses the same
-      # request, so the next URL would only cost time. A 5xx (503: overloaded) may be
-      # this instance's alone.
-      last if $status >= 400 && $status < 500;
+      # A 4xx is the request's fault: every instance refuses the same request, so the
+      # next URL would only cost time; but not one of RETRIED_4XX (a token this instance
+      # does not take yet), nor a 5xx (503: overloaded): this instance's alone.
+      last if $status >= 400 && $status < 500 && !RETRIED_4XX->{$status};
       next;
     }
     # What the service said, beside the request above: `spamassassin -D rdns_scorer`

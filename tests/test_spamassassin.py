@@ -297,16 +297,28 @@ def test_debug_shows_the_request_and_the_reply(real_dir: Path, scorer: ScorerPro
     assert '"name":"RL_PTR_GENERIC"' in replied
 
 
-def test_wrong_token_fails_open(scorer: ScorerProcess, fake: FakeHttp) -> None:
-    # Regression: the reason was only "HTTP 401" (the service's reply says what is
-    # wrong), and the next URL was asked, though every instance refuses the same token.
+def test_a_token_one_instance_refuses_is_asked_of_the_next(
+    scorer: ScorerProcess, fake: FakeHttp
+) -> None:
+    # Regression: a 401 failed the message open with the next URL never asked, though
+    # while the token is changed on several instances (docs/security.md, "Rotating the
+    # token") one may take what another refuses. Regression: the reason was only "HTTP
+    # 401": the service's reply says what is wrong.
+    fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
     directory = site_config(
         f"rdns_scorer_url {scorer.url}/v1/check {fake.url}\nrdns_scorer_token wrong\n"
     )
-    scan = run_spamassassin(directory, message(MISSING_PTR_IP, "x.good-sender.net"))
+    raw = message(MISSING_PTR_IP, "x.good-sender.net")
+    scan = run_spamassassin(directory, raw)
+    assert scan.rl == {"RL_PTR_MISSING": 5}, scan.section("RL_SCORER_FAIL")
+    assert [r.headers["authorization"] for r in fake.requests] == ["Bearer wrong"]
+    # Every instance refuses it: fail-open, with each one's reason.
+    fake.reply_json({"error": "missing or wrong bearer token"}, 401)
+    scan = run_spamassassin(directory, raw)
     assert scan.rl == {"RL_SCORER_FAIL": 0.001}
-    assert "HTTP 401: missing or wrong bearer token" in scan.section("RL_SCORER_FAIL")
-    assert fake.requests == []
+    reason = scan.section("RL_SCORER_FAIL")
+    for url in (f"{scorer.url}/v1/check", fake.url):
+        assert f"{url}: HTTP 401: missing or wrong bearer token" in reason, reason
 
 
 # ------------------------------------------------------------------------------------
@@ -1120,17 +1132,28 @@ def _scan_with_a_url_before(first: FakeHttp, fake: FakeHttp) -> Scan:
     ("status", "error", "next_asked"),
     [
         (400, "bad request: 'ip' is not an IP address", False),
+        (404, "not found", False),
         (503, "overloaded, retry later", True),
         # 500 is a 5xx too (a crash on this instance), not a refusal of the request.
         (500, "internal server error", True),
+        # The 4xx another instance may not give (RETRIED_4XX, as the rspamd plugin's):
+        # a token this instance does not take yet (the others' is being changed), a
+        # connection it gave up on, a request sent to the wrong instance, an overload.
+        (401, "missing or wrong bearer token", True),
+        (403, "forbidden", True),
+        (408, "request timeout", True),
+        (421, "misdirected request", True),
+        (429, "too many requests", True),
     ],
-    ids=["4xx", "503", "500"],
+    ids=["400", "404", "503", "500", "401", "403", "408", "421", "429"],
 )
 def test_an_error_status_fails_over_only_when_another_instance_may_answer(
     fake: FakeHttp, status: int, error: str, next_asked: bool
 ) -> None:
     # Regression: a 4xx was retried on the next URL. A 5xx (503: this instance is
     # overloaded) still is; either way the reason carries the service's own words.
+    # Regression: a 401 from an instance that did not take the token yet failed the
+    # message open, the next URL (which did) never asked; so did 403, 408, 421 and 429.
     first = FakeHttp().start().reply_json({"error": error + "\x1b[31m" + "x" * 300}, status)
     scan = _scan_with_a_url_before(first, fake)
     assert len(first.requests) == 1
