@@ -13,8 +13,11 @@
 # - only names matching ^RL_[A-Z0-9_]+$ (and not the plugin's own RL_SCORER_*) can hit,
 #   with scores clamped to +-20, so the service can never trigger another rule;
 # - an admin's own "score RL_X n" line wins over the service's score; 0 disables RL_X;
-# - a URL that timed out is not asked again for rdns_scorer_holddown seconds (in this
-#   process), so a hung or unreachable service delays one message, not every one;
+# - a circuit breaker per URL (in this process): a URL that hung
+#   rdns_scorer_holddown_after times in a row is not asked again for
+#   rdns_scorer_holddown seconds, then one message asks it again (a probe that hangs
+#   holds it down again at once), so a hung or unreachable service delays a message
+#   or two per hold-down, not every one, and one slow reply holds nothing down;
 # - under -L (local tests only) no request is made (the rules carry "tflags net").
 
 package Mail::SpamAssassin::Plugin::RdnsScorer;
@@ -58,6 +61,7 @@ use constant MAX_FIELD    => 1024;     # characters per request field: what the 
 use constant MAX_BODY     => 8192;
 use constant NAME_RE      => qr/^(RL_[A-Z0-9_]{1,60})\z/;    # \z: "$" lets a final newline through
 use constant TIMEOUT_ADVISED => 1;    # seconds; a lower rdns_scorer_timeout is warned about
+use constant HOLDDOWN_AFTER  => 2;    # rdns_scorer_holddown_after's default
 # The 4xx statuses another instance may not give, so the next URL is asked within the
 # deadline as after a 5xx (any other 4xx is the request's fault, which every instance
 # shares), as the rspamd plugin's RETRIED_4XX. 401 and 403: the token is each
@@ -129,6 +133,32 @@ sub set_config {
   # rdns_scorer_holddown SECONDS: a URL that timed out is not asked again for this
   # long (default 10; 0: always ask).
   push(@cmds, _seconds_command('rdns_scorer_holddown', 10, 0, 3600));
+
+  # rdns_scorer_holddown_after N: hangs in a row before a URL is held down (default 2;
+  # 1: at the first). One slow reply (a pause of the service's, one slow resolver
+  # answer) held a lone URL down for the whole hold-down, every message meanwhile
+  # unscored, as it did the rspamd plugin's (its holddown_after).
+  push(@cmds, {
+    setting  => 'rdns_scorer_holddown_after',
+    is_admin => 1,
+    default  => HOLDDOWN_AFTER,
+    type     => $Mail::SpamAssassin::Conf::CONF_TYPE_NUMERIC,
+    code     => sub {
+      my ($conf, $key, $value, $line) = @_;
+      return $Mail::SpamAssassin::Conf::MISSING_REQUIRED_VALUE
+        if !defined $value || $value eq '';
+      # A count: "1.5", "0" or "-1" would be no number of hangs (the rspamd plugin
+      # refuses them too); the setting keeps its earlier value.
+      if ($value !~ /^[0-9]{1,9}\z/ || $value < 1) {
+        $conf->{parser}->lint_warn("config: invalid '$key' value in "
+          . _where($conf->{parser}) . ": '$value' is not a whole number of 1 or more",
+          undef, 1);
+        return;
+      }
+      $conf->{$key} = $value + 0;
+      return;
+    },
+  });
 
   # rdns_scorer_token TOKEN: sent as "Authorization: Bearer TOKEN" (default: none).
   push(@cmds, {
@@ -209,8 +239,8 @@ sub _seconds_command {
 
 # The service answers by its [dns] request_deadline (0.8 s by default) whatever its
 # lookups do, plus HTTP overhead. A shorter timeout gives up on exactly the messages
-# whose DNS is slow, and the timeout holds the URL down for rdns_scorer_holddown, so the
-# messages after them go unscored too. A warning, not an error: a service with a lower
+# whose DNS is slow, and such timeouts in a row hold the URL down for
+# rdns_scorer_holddown, so the messages after them go unscored too. A warning, not an error: a service with a lower
 # request_deadline can have a lower timeout.
 sub _timeout_advice {
   my ($conf, $seconds) = @_;
@@ -218,8 +248,8 @@ sub _timeout_advice {
   $conf->{parser}->lint_warn("config: rdns_scorer_timeout $seconds is under "
     . TIMEOUT_ADVISED . " s: the service may take its [dns] request_deadline (0.8 s by "
     . "default) plus HTTP overhead to answer, so a message with slow DNS would time out "
-    . "and hold the URL down for rdns_scorer_holddown; keep it above request_deadline "
-    . "+ 0.2 s (fine if you lowered request_deadline to match)", undef, 0);
+    . "and, a few in a row, hold the URL down for rdns_scorer_holddown; keep it above "
+    . "request_deadline + 0.2 s (fine if you lowered request_deadline to match)", undef, 0);
   return;
 }
 
@@ -455,19 +485,21 @@ sub _ask {
     $deadline = $now + $sa_left;
     $limit    = "SpamAssassin's time_limit";
   }
-  # A URL that timed out lately is skipped: a hung service (or a host that drops the
+  # A URL held down (_count_hang) is skipped: a hung service (or a host that drops the
   # connection attempts) would otherwise cost every message the whole timeout. Per
-  # process: each spamd child finds out for itself, once per hold-down.
-  my $held = $self->{rdns_scorer_held} ||= {};
+  # process: each spamd child finds out for itself.
+  my $breakers = $self->{rdns_scorer_breakers} ||= {};
   my (@urls, @errors);
   foreach my $url (@{$conf->{rdns_scorer_url} || [DEFAULT_URL]}) {
-    my $until = $held->{$url};
-    if (defined $until && $until > $now) {
+    my $breaker = $breakers->{$url};
+    if ($breaker && defined $breaker->{held_until} && $breaker->{held_until} > $now) {
       push(@errors, sprintf('%s: not asked, it timed out %.0fs ago (rdns_scorer_holddown)',
-        $url, $conf->{rdns_scorer_holddown} - ($until - $now)));
+        $url, $now - $breaker->{seen}));
       next;
     }
-    delete $held->{$url};
+    # Its hold-down over, this message is the probe (half-open): the next hang holds
+    # it down again at once, an answer closes the breaker.
+    dbg("rdns_scorer: $url: hold-down over, asking it again") if $breaker && $breaker->{held_until};
     push(@urls, $url);
   }
   foreach my $index (0 .. $#urls) {
@@ -491,12 +523,14 @@ sub _ask {
       $error =~ s/\s+\z//;
       $error .= ", $limit passed" if $sa_limit && _now() >= $deadline;
       push(@errors, "$url: " . _clean($error, 120));
-      if ($error =~ /^timeout \(/ && $conf->{rdns_scorer_holddown} && !$sa_limit) {
-        $held->{$url} = _now() + $conf->{rdns_scorer_holddown};
-        info("rdns_scorer: $url timed out: not asked for $conf->{rdns_scorer_holddown}s");
+      if ($error !~ /^timeout \(/) {
+        delete $breakers->{$url};    # refused, reset: quick, not hung
+      } elsif (!$sa_limit) {
+        $self->_count_hang($conf, $url);
       }
       next;
     }
+    delete $breakers->{$url};    # it answered, whatever it said: not hung
     if ($status != 200) {
       # The service's own words ({"error": ...}) say what to fix: "HTTP 401: missing or
       # wrong bearer token".
@@ -523,6 +557,30 @@ sub _ask {
     return $result;
   }
   return { error => join('; ', @errors) };
+}
+
+# A call to $url timed out with its time (not SpamAssassin's time_limit's): one more
+# hang in a row, and at rdns_scorer_holddown_after of them it is held down for
+# rdns_scorer_holddown. A probe (a hang once a hold-down is over) has that many already:
+# held down again at once. The rspamd plugin counts a hang only for a request sent
+# after the last one counted, so that scans timing out together in one stall count
+# once; in one SpamAssassin process each message is checked after the last, so every
+# hang is of a request sent after the one before timed out.
+sub _count_hang {
+  my ($self, $conf, $url) = @_;
+  my $breaker = $self->{rdns_scorer_breakers}->{$url} ||= { hangs => 0 };
+  $breaker->{hangs}++;
+  $breaker->{seen} = _now();
+  my $after    = $conf->{rdns_scorer_holddown_after} || HOLDDOWN_AFTER;
+  my $holddown = $conf->{rdns_scorer_holddown};
+  if ($holddown && $breaker->{hangs} >= $after) {
+    $breaker->{held_until} = $breaker->{seen} + $holddown;
+    info("rdns_scorer: $url timed out ($breaker->{hangs} in a row): not asked for ${holddown}s");
+  } else {
+    info("rdns_scorer: $url timed out ($breaker->{hangs} in a row"
+      . ($holddown ? "; held down at $after)" : ')'));
+  }
+  return;
 }
 
 # The connecting client: the first untrusted relay, as trusted_networks/internal_networks

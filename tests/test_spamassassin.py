@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from email.header import decode_header, make_header
@@ -168,10 +169,12 @@ def fake(fake_server: FakeHttp) -> Iterator[FakeHttp]:
     fake_server.reply_json({"symbols": [], "score": 0, "elapsed_ms": 0})
     fake_server.requests.clear()
     fake_server.queued.clear()
+    fake_server.plan.clear()
     yield fake_server
     fake_server.reply_json({"symbols": [], "score": 0, "elapsed_ms": 0})
     fake_server.requests.clear()
     fake_server.queued.clear()
+    fake_server.plan.clear()
 
 
 def service_reply(scorer: ScorerProcess, request: dict[str, Any]) -> dict[str, Any]:
@@ -1493,7 +1496,7 @@ def test_a_service_that_accepted_keeps_the_deadline_and_only_it_is_held_down(
         fake.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
         directory = site_config(
             f"rdns_scorer_url http://{hung.address}/v1/check {fake.url}\n"
-            "rdns_scorer_timeout 1\nrdns_scorer_holddown 60\n"
+            "rdns_scorer_timeout 1\nrdns_scorer_holddown 60\nrdns_scorer_holddown_after 1\n"
         )
         raw = message(MISSING_PTR_IP, "Mail-Server")
         (first, first_why), (second, second_why) = messages_in_one_process(
@@ -1527,6 +1530,7 @@ def test_a_host_that_never_accepts_is_held_down(tmp_path: Path) -> None:
         url = f"http://{down.address}/v1/check"
         directory = site_config(
             f"rdns_scorer_url {url}\nrdns_scorer_timeout 0.5\nrdns_scorer_holddown 60\n"
+            "rdns_scorer_holddown_after 1\n"
         )
         raw = message(MISSING_PTR_IP, "x")
         (first, first_why), (second, second_why) = messages_in_one_process(
@@ -1592,12 +1596,13 @@ def three_checks(directory: Path, tmp_path: Path, pause: float) -> list[Check]:
 
 def test_a_hung_service_delays_one_message_per_hold_down(tmp_path: Path) -> None:
     # Regression: with the service hung (or its host dropping connection attempts),
-    # every message waited the whole rdns_scorer_timeout.
+    # every message waited the whole rdns_scorer_timeout. Held down at the first hang
+    # here; the breaker with its default of two is the spamd test below.
     hung = HungSocket().start()
     try:
         directory = site_config(
             f"rdns_scorer_url http://{hung.address}/v1/check\n"
-            "rdns_scorer_timeout 0.5\nrdns_scorer_holddown 1.5\n"
+            "rdns_scorer_timeout 0.5\nrdns_scorer_holddown 1.5\nrdns_scorer_holddown_after 1\n"
         )
         checks = three_checks(directory, tmp_path, pause=1.6)
     finally:
@@ -1609,6 +1614,57 @@ def test_a_hung_service_delays_one_message_per_hold_down(tmp_path: Path) -> None
     assert second.seconds < first.seconds - 0.3
     assert "timeout (reply)" in third.why, "asked again once the hold-down is over"
     assert hung.accepted == 2
+
+
+def test_a_url_is_held_down_after_hangs_in_a_row_then_probed(tmp_path: Path) -> None:
+    # The circuit breaker, as the rspamd plugin's, in spamd's one child (its state is
+    # the child's own). Regression: one slow reply held a lone URL down for the whole
+    # rdns_scorer_holddown, every message meanwhile unscored. Now only
+    # rdns_scorer_holddown_after (2) hangs in a row hold it down, an answer in between
+    # starts the count again; once the hold-down is over one message asks it again (a
+    # probe): if that hangs too it is held down again at once, an answer ends it.
+    holddown = 3.0
+    service = FakeHttp().start()
+    service.reply_json({"symbols": [{"name": "RL_PTR_MISSING", "score": 5, "options": []}]})
+    service.plan_modes("hang", "reply", "hang", "hang", "hang", "reply", "reply")
+    directory = site_config(
+        f"rdns_scorer_url {service.url}\n"
+        f"rdns_scorer_timeout 0.5\nrdns_scorer_holddown {holddown:g}\n"
+    )
+    spamd = Spamd(directory).start()
+    raw = message(MISSING_PTR_IP, "Mail-Server")
+    scans: list[tuple[str, dict[str, float], str]] = []
+
+    def scan(step: str) -> None:
+        result = spamd.scan(raw)
+        scans.append((step, result.rl, result.section("RL_SCORER_FAIL")))
+
+    try:
+        for step in ("hang 1", "answer", "hang 1", "hang 2", "held"):
+            scan(step)
+        time.sleep(holddown + 0.2)
+        scan("probe hangs")
+        scan("held again")
+        time.sleep(holddown + 0.2)
+        scan("probe answers")
+        scan("closed")
+        _no_perl_warnings(spamd)
+        log = spamd.log()
+    finally:
+        spamd.stop()
+        service.stop()
+    scored = {"RL_PTR_MISSING": 5}
+    for step, hits, why in scans:
+        if step in ("answer", "probe answers", "closed"):
+            assert hits == scored, (step, why)
+        else:
+            assert hits == {"RL_SCORER_FAIL": 0.001}, (step, why)
+            expected = "not asked, it timed out" if "held" in step else "timeout (reply)"
+            assert expected in why, (step, why)
+    assert len(service.requests) == 7, "none while held down"
+    assert "timed out (1 in a row; held down at 2)" in log, log
+    assert f"timed out (2 in a row): not asked for {holddown:g}s" in log, log
+    assert f"timed out (3 in a row): not asked for {holddown:g}s" in log, "the probe"
 
 
 # Two checks in one process with the wall clock set back in between: by 10 s once the
@@ -1663,7 +1719,7 @@ def test_the_wall_clock_set_back_stretches_neither_deadline_nor_hold_down(
     try:
         directory = site_config(
             f"rdns_scorer_url http://{hung.address}/v1/check\n"
-            "rdns_scorer_timeout 0.5\nrdns_scorer_holddown 1\n"
+            "rdns_scorer_timeout 0.5\nrdns_scorer_holddown 1\nrdns_scorer_holddown_after 1\n"
         )
         result = subprocess.run(
             ["perl", "-e", CLOCK_SET_BACK, str(directory), str(raw), "1.2"],
@@ -1718,9 +1774,10 @@ def test_a_url_that_fails_leaves_the_next_one_time_to_answer(
 @pytest.mark.parametrize("settings", ["shipped", "removed"])
 def test_without_the_settings_the_documented_defaults_apply(tmp_path: Path, settings: str) -> None:
     # An rdns_scorer.cf the admin edited is kept at upgrades (docs), so a setting it
-    # lacks takes the plugin's own default: timeout 1 s, hold-down 10 s. The shipped
-    # file sets the same (docs). The deadline shows in the evidence: the hung first URL
-    # (it accepted) has all of it, and the next is "not tried, deadline of 1s passed".
+    # lacks takes the plugin's own default: timeout 1 s, hold-down 10 s after 2 hangs in
+    # a row. The shipped file sets the same (docs). The deadline shows in the evidence:
+    # the hung first URL (it accepted) has all of it, and the next is "not tried,
+    # deadline of 1s passed".
     hung = HungSocket().start()
     try:
         closed = f"http://127.0.0.1:{closed_port()}/v1/check"
@@ -1729,8 +1786,12 @@ def test_without_the_settings_the_documented_defaults_apply(tmp_path: Path, sett
         text = config.read_text()
         assert re.search(r"^rdns_scorer_timeout 1$", text, re.M)
         assert re.search(r"^rdns_scorer_holddown 10$", text, re.M)
+        assert re.search(r"^rdns_scorer_holddown_after 2$", text, re.M)
         if settings == "removed":
-            text = re.sub(r"^rdns_scorer_(timeout|holddown) .*\n", "", text, flags=re.M)
+            text = re.sub(
+                r"^rdns_scorer_(timeout|holddown|holddown_after) .*\n", "", text, flags=re.M
+            )
+            assert "rdns_scorer_holddown" not in re.sub(r"#.*", "", text)
             assert "rdns_scorer_timeout" not in re.sub(r"#.*", "", text)
             config.write_text(text)
         # The third check 2 s after the second: still within a 10 s hold-down.
@@ -1738,11 +1799,12 @@ def test_without_the_settings_the_documented_defaults_apply(tmp_path: Path, sett
     finally:
         hung.stop()
     first, second, third = checks
-    assert "timeout (reply)" in first.why, first.why
-    assert f"{closed}: not tried, deadline of 1s passed" in first.why, first.why
-    assert 1 <= first.seconds < 3, "a timeout of 1 s (the margin: a loaded machine)"
-    assert "not asked" in second.why and "not asked" in third.why, (second.why, third.why)
-    assert hung.accepted == 1
+    for hung_check in (first, second):
+        assert "timeout (reply)" in hung_check.why, hung_check.why
+        assert f"{closed}: not tried, deadline of 1s passed" in hung_check.why, hung_check.why
+        assert 1 <= hung_check.seconds < 3, "a timeout of 1 s (the margin: a loaded machine)"
+    assert "not asked" in third.why, third.why
+    assert hung.accepted == 2
 
 
 # What a script that calls the plugin's _result starts with: the plugin (from directory
@@ -1800,19 +1862,19 @@ def test_spamassassins_time_limit_is_not_swallowed(where: str) -> None:
 
 # The plugin's _result for a message whose SpamAssassin time limit (master_deadline) is
 # $ARGV[2] seconds away, asking the URLs in $ARGV[1] (separated by spaces), with
-# rdns_scorer_timeout 5 and rdns_scorer_holddown $ARGV[3]:
-# prints the error, or the hits, then the URLs held down.
+# rdns_scorer_timeout 5, rdns_scorer_holddown $ARGV[3] and rdns_scorer_holddown_after 1:
+# prints the error, or the hits, then the URLs with a hang counted (held down).
 TIME_LIMIT_LEFT = r"""
 use Time::HiRes ();
 my $plugin = bless {}, 'Mail::SpamAssassin::Plugin::RdnsScorer';
 my $pms = stub_pms(
   conf => { rdns_scorer_url => [split(/ /, $ARGV[1])], rdns_scorer_timeout => 5,
-            rdns_scorer_holddown => $ARGV[3] },
+            rdns_scorer_holddown => $ARGV[3], rdns_scorer_holddown_after => 1 },
   master_deadline => Time::HiRes::time() + $ARGV[2],
 );
 my $result = $plugin->_result($pms);
 print $result->{error} // join(' ', map { $_->{name} } @{$result->{symbols}}), "\n";
-print "held: ", join(' ', sort keys %{$plugin->{rdns_scorer_held} || {}}), "\n";
+print "held: ", join(' ', sort keys %{$plugin->{rdns_scorer_breakers} || {}}), "\n";
 """
 
 
@@ -2118,6 +2180,20 @@ def test_settings_in_seconds_are_checked_by_lint(line: str, problem: str | None)
         )
     else:
         assert "invalid" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [("1", True), ("2", True), ("5", True), ("0", False), ("-1", False), ("1.5", False),
+     ("two", False), ("2s", False)],
+)  # fmt: skip
+def test_holddown_after_is_checked_by_lint(value: str, valid: bool) -> None:
+    # A count of hangs, as the rspamd plugin's holddown_after: anything else is an error
+    # that says where and which values are taken.
+    result = lint(site_config(f"rdns_scorer_holddown_after {value}\n"))
+    assert (result.returncode == 0) is valid, result.stderr
+    problem = f"zz_test.cf (line 1): '{value}' is not a whole number of 1 or more"
+    assert (problem in result.stderr) is not valid, result.stderr
 
 
 @pytest.mark.parametrize(

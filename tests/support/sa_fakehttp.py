@@ -14,6 +14,9 @@ Each server accepts on a free loopback port and, per connection, reads one reque
 - ``short``: answers like ``reply`` with a Content-Length 10 bytes past the body, then
   closes: a reply cut short, whatever the body that came says.
 
+While ``plan`` holds modes, each request takes the next of them instead of ``mode``
+(``plan_modes``: a service that hangs for some requests and answers others).
+
 ``host`` is the loopback address to listen on: ``::1`` for an IPv6 URL.
 """
 
@@ -48,6 +51,7 @@ class FakeHttp:
     requests: list[Received] = field(default_factory=list)
     queued: list[bytes] = field(default_factory=list)
     host: str = "127.0.0.1"
+    plan: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._listener = tcp_listener(host=self.host)
@@ -68,6 +72,11 @@ class FakeHttp:
         """Answer the next requests with these bodies in turn (status 200), then ``body``."""
         self.mode, self.status = "reply", 200
         self.queued[:] = [json.dumps(data).encode() for data in replies]
+        return self
+
+    def plan_modes(self, *modes: str) -> FakeHttp:
+        """The next requests behave as these modes in turn, then as ``mode``."""
+        self.plan[:] = modes
         return self
 
     def start(self) -> FakeHttp:
@@ -95,20 +104,21 @@ class FakeHttp:
             conn.settimeout(5)
             try:
                 self._read_request(conn)
-                if self.mode == "hang":
+                mode = self.plan.pop(0) if self.plan else self.mode
+                if mode == "hang":
                     self._stop.wait()
-                elif self.mode == "trickle":
+                elif mode == "trickle":
                     reply = self._reply_bytes(b'{"symbols":[{"name":"RL_PTR_MISSING","score":5}]}')
                     for byte in reply:
                         if self._stop.wait(self.interval):
                             return
                         conn.sendall(bytes([byte]))
-                elif self.mode == "garbage":
+                elif mode == "garbage":
                     conn.sendall(b"\x00\xffNOT HTTP AT ALL\r\n\r\n{{{")
-                elif self.mode == "linger":
+                elif mode == "linger":
                     conn.sendall(self._reply_bytes(self.body))
                     self._stop.wait(5)
-                elif self.mode == "chunked":
+                elif mode == "chunked":
                     half = len(self.body) // 2
                     head = f"HTTP/1.1 {self.status} X\r\nTransfer-Encoding: chunked\r\n\r\n"
                     chunks = b"".join(
@@ -116,7 +126,7 @@ class FakeHttp:
                         for part in (self.body[:half], self.body[half:])
                     )
                     conn.sendall(head.encode() + chunks + b"0\r\n\r\n")
-                elif self.mode == "short":
+                elif mode == "short":
                     reply = self._reply_bytes(self.body)
                     conn.sendall(
                         reply.replace(
