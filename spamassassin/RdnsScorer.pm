@@ -62,6 +62,9 @@ use constant MAX_BODY     => 8192;
 use constant NAME_RE      => qr/^(RL_[A-Z0-9_]{1,60})\z/;    # \z: "$" lets a final newline through
 use constant TIMEOUT_ADVISED => 1;    # seconds; a lower rdns_scorer_timeout is warned about
 use constant HOLDDOWN_AFTER  => 2;    # rdns_scorer_holddown_after's default
+# A timeout is a hang only when the call had (nearly) the time planned for it, as in the
+# rspamd plugin: at least this share of it (_had_its_time).
+use constant HUNG_SHARE      => 0.9;
 # The 4xx statuses another instance may not give, so the next URL is asked within the
 # deadline as after a 5xx (any other 4xx is the request's fault, which every instance
 # shares), as the rspamd plugin's RETRIED_4XX. 401 and 403: the token is each
@@ -525,7 +528,7 @@ sub _ask {
       push(@errors, "$url: " . _clean($error, 120));
       if ($error !~ /^timeout \(/) {
         delete $breakers->{$url};    # refused, reset: quick, not hung
-      } elsif (!$sa_limit) {
+      } elsif (!$sa_limit && _had_its_time($remaining, $timeout, $index, scalar @urls)) {
         $self->_count_hang($conf, $url);
       }
       next;
@@ -557,6 +560,18 @@ sub _ask {
     return $result;
   }
   return { error => join('; ', @errors) };
+}
+
+# Whether the call to the URL at $index of the $count asked, begun with $remaining
+# seconds left of the $timeout, had (nearly) the time the plan gives it: every URL
+# before it that failed took no more than its share of the deadline (the time left /
+# the URLs left), so it had at least ($count - $index) / $count of it. A URL asked after
+# one that failed late (a 503 after 0.8 s of 1) has what that one left: running out of
+# that says nothing of a service that may answer every other message at once, and
+# counting it held a healthy URL down.
+sub _had_its_time {
+  my ($remaining, $timeout, $index, $count) = @_;
+  return $remaining >= HUNG_SHARE * $timeout * ($count - $index) / $count;
 }
 
 # A call to $url timed out with its time (not SpamAssassin's time_limit's): one more

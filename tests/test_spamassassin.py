@@ -40,6 +40,7 @@ from scorer.integrations.spamassassin import (
 )
 from scorer.protocol import MAX_FIELD_CHARS
 from scorer.symbols import SYMBOLS
+from tests.support.fakehttp import FakeHttp as SlowFake
 from tests.support.fakehttp import FullBacklog, HungSocket
 from tests.support.sa_fakehttp import FakeHttp, closed_port
 from tests.support.service import ScorerProcess
@@ -1665,6 +1666,41 @@ def test_a_url_is_held_down_after_hangs_in_a_row_then_probed(tmp_path: Path) -> 
     assert "timed out (1 in a row; held down at 2)" in log, log
     assert f"timed out (2 in a row): not asked for {holddown:g}s" in log, log
     assert f"timed out (3 in a row): not asked for {holddown:g}s" in log, "the probe"
+
+
+@pytest.mark.parametrize("before", ["slow-503", "refused"])
+def test_a_timeout_in_what_a_late_failure_left_is_no_hang(tmp_path: Path, before: str) -> None:
+    # A URL is asked after the first failed: quickly (refused), it has the whole
+    # deadline and its timeout is a hang; late (a 503 after 0.8 s of 1), it has 0.2 s,
+    # and running out of that says nothing of it. Regression: such timeouts counted,
+    # and held the second URL down (here at the second message) though it might have
+    # answered in its time, as the rspamd plugin's "nearly the whole budget" rule says.
+    slow = SlowFake(mode="status", status=503, delay=0.8).start()
+    hung = HungSocket().start()
+    try:
+        first = (
+            f"http://{slow.address}/v1/check"
+            if before == "slow-503"
+            else f"http://127.0.0.1:{closed_port()}/v1/check"
+        )
+        directory = site_config(
+            f"rdns_scorer_url {first} http://{hung.address}/v1/check\n"
+            "rdns_scorer_timeout 1\nrdns_scorer_holddown 60\n"
+        )
+        raw = message(MISSING_PTR_IP, "x")
+        checks = messages_in_one_process(directory, raw, tmp_path, 1, 1, 1)
+    finally:
+        slow.stop()
+        hung.stop()
+    for hits, why in checks:
+        assert hits == {"RL_SCORER_FAIL": "0.001"}, why
+    third = checks[2][1]
+    if before == "slow-503":
+        assert "HTTP 503" in third and "timeout (reply)" in third, third
+        assert hung.accepted == 3
+    else:
+        assert f"http://{hung.address}/v1/check: not asked, it timed out" in third, third
+        assert hung.accepted == 2
 
 
 # Two checks in one process with the wall clock set back in between: by 10 s once the
