@@ -514,7 +514,9 @@ sub _ask {
     }
     # A host that is down never completes the connect: it gets only its share of the
     # time left, so the next URL still gets a chance. A service that accepted has the
-    # rest of the deadline to answer (a timeout after that is not retried).
+    # rest of the deadline to answer (a timeout after that is not retried): it may
+    # take its request_deadline (0.8 s of our 1 s) for a check with slow DNS, which a
+    # share would cut off at every URL in turn (docs/spamassassin.md, "Fail-open").
     my $connect_by = _now() + $remaining / (@urls - $index);
     my ($status, $reply) = eval {
       _post($url, $body, $conf->{rdns_scorer_token}, $deadline, $connect_by);
