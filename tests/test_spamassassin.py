@@ -1617,6 +1617,23 @@ def test_a_hung_service_delays_one_message_per_hold_down(tmp_path: Path) -> None
     assert hung.accepted == 2
 
 
+def test_the_plugins_retry_the_same_4xx_and_hold_down_alike() -> None:
+    # The rspamd plugin and this one follow the same rules: the same 4xx asked of the
+    # next instance, the same count of hangs by default. One changed alone shows here.
+    lua = (source_dir().parent / "lua" / "rdns_scorer.lua").read_text()
+    perl = (source_dir() / "RdnsScorer.pm").read_text()
+    in_lua = re.search(r"^local RETRIED_4XX = \{(.*)\}$", lua, re.MULTILINE)
+    in_perl = re.search(r"^use constant RETRIED_4XX => \{ map .* } (.*) };$", perl, re.MULTILINE)
+    assert in_lua is not None and in_perl is not None
+    statuses = sorted(int(code) for code in re.findall(r"\[(\d+)\] = true", in_lua[1]))
+    assert statuses == sorted(int(code) for code in in_perl[1].split(", "))
+    assert statuses == [401, 403, 408, 421, 429]
+    after_lua = re.search(r"^  holddown_after = (\d+),$", lua, re.MULTILINE)
+    after_perl = re.search(r"^use constant HOLDDOWN_AFTER\s+=> (\d+);", perl, re.MULTILINE)
+    assert after_lua is not None and after_perl is not None
+    assert after_lua[1] == after_perl[1]
+
+
 def test_a_url_is_held_down_after_hangs_in_a_row_then_probed(tmp_path: Path) -> None:
     # The circuit breaker, as the rspamd plugin's, in spamd's one child (its state is
     # the child's own). Regression: one slow reply held a lone URL down for the whole
