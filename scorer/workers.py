@@ -56,6 +56,16 @@ SUPERVISED = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, sign
 QUICK_DEATH_SECONDS = 2.0
 MAX_QUICK_DEATHS = 5
 STOP_GRACE_SECONDS = 10.0
+# A stopping process answers its checks in flight (_finish_checks: within [dns]
+# request_deadline, at most MAX_REQUEST_DEADLINE), then gives any other request still
+# running this long before it cuts it off: a /readyz or POST /v1/reload that asked a
+# silent resolver for the root waits up to [dns] timeout (60 s at most), which a service
+# on its way out need not answer. aiohttp's own default, 60 s (twice: once for the
+# handler, once more after cancelling it), outlasted the unit's TimeoutStopSec=15s, and
+# systemd SIGKILLed one process (serve --workers 1) stopping during such a request.
+STOP_OTHER_REQUESTS_SECONDS = 0.5
+# Past the deadline: the reply still has to be written once the verdict is in.
+CHECK_REPLY_SECONDS = 0.5
 FORK_FAILURE_LOG_SECONDS = 60.0
 ROUND_FAILURE_LOG_SECONDS = 60.0  # a bug in the supervisor's round, logged once a minute
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -298,6 +308,8 @@ def run_worker(
     app.on_startup.insert(
         0, functools.partial(_stop_on_first_signal, tell_systemd=heartbeat_fd is None)
     )
+    # Before aiohttp's own wait for the requests in flight (STOP_OTHER_REQUESTS_SECONDS).
+    app.on_shutdown.append(_finish_checks)
     if stale_config:
         app[SERVICE_KEY].metrics.record_reload(success=False)
     load_public_suffixes()
@@ -329,7 +341,7 @@ def _serve(
     from scorer.app import SERVICE_KEY  # late, as in run_worker
 
     async def serve() -> None:
-        runner = web.AppRunner(app, **handler_options)
+        runner = web.AppRunner(app, shutdown_timeout=STOP_OTHER_REQUESTS_SECONDS, **handler_options)
         await runner.setup()  # the app's start-up hooks
         try:
             assert runner.server is not None  # set up
@@ -414,6 +426,20 @@ async def _stop_on_first_signal(app: web.Application, tell_systemd: bool = True)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop, signum)
+
+
+async def _finish_checks(app: web.Application) -> None:
+    """An on_shutdown hook: wait, once the sockets stopped listening, until the checks
+    in flight are answered, for at most the request deadline of the config serving now
+    (each of them began before the stop, so is due by then) and the time to send its
+    reply. What runs after that is no check (see STOP_OTHER_REQUESTS_SECONDS)."""
+    from scorer.app import SERVICE_KEY  # late, as in run_worker
+
+    service = app[SERVICE_KEY]
+    loop = asyncio.get_running_loop()
+    due = loop.time() + service.config.dns.request_deadline + CHECK_REPLY_SECONDS
+    while service.in_flight and loop.time() < due:
+        await asyncio.sleep(0.01)
 
 
 def _beating(

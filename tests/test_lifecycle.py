@@ -1,4 +1,5 @@
-"""The serve process's life: started without standard fds, a worker's exit that cannot flush."""
+"""The serve process's life: started without standard fds, a worker's exit that cannot flush,
+the stop's wait for the requests in flight."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from scorer.workers import STOP_OTHER_REQUESTS_SECONDS
 from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns
 from tests.support.ports import free_port, wait_for_port
@@ -231,3 +236,94 @@ def test_a_worker_stops_without_waiting_for_the_default_executor(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     elapsed = float(done.stdout.split()[-1])
     assert elapsed < 5, (done.stdout, done.stderr)
+
+
+def _post(url: str, body: bytes, token: str = "") -> Callable[[], int | str]:
+    """Start POSTing ``body`` to ``url`` in a thread; the returned call waits for its
+    outcome: the status, or the error's text."""
+    outcome: list[int | str] = []
+
+    def post() -> None:
+        request = urllib.request.Request(
+            url, body, method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                outcome.append(reply.status)
+        except urllib.error.HTTPError as error:
+            outcome.append(error.code)
+        except OSError as error:
+            outcome.append(str(error))
+
+    thread = threading.Thread(target=post, daemon=True)
+    thread.start()
+
+    def result() -> int | str:
+        thread.join(60)
+        return outcome[0]
+
+    return result
+
+
+def test_a_stop_does_not_wait_for_a_reload_asking_a_silent_resolver(
+    tmp_path: Path, resolver: FaultyDns
+) -> None:
+    """Regression (review): one process (--workers 1) stopping while a POST /v1/reload
+    asked a new resolver that does not answer for the root waited for it: up to [dns]
+    timeout (60 s at most), aiohttp's own limit 60 s, past systemd's TimeoutStopSec."""
+    silent = FaultyDns("silent").start()
+    port = free_port()
+    token = "t" * 32
+    config = tmp_path / "scorer.toml"
+    settings = '[server]\ntoken = "{}"\n[dns]\nnameservers = ["{}"]\ntimeout = 20\n'
+    config.write_text(settings.format(token, resolver.nameserver))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scorer", "serve", "--config", str(config),
+         "--listen", f"127.0.0.1:{port}", "--workers", "1"],
+        cwd=CHECKOUT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        config.write_text(settings.format(token, silent.nameserver))
+        reload = _post(f"http://127.0.0.1:{port}/v1/reload", b"", token)
+        # The new resolver was asked for the root: the reload waits for its answer.
+        assert eventually(lambda: silent.queries, bool), "the reload never asked"
+        started = time.monotonic()
+        status = _stop(process)
+        took = time.monotonic() - started
+    finally:
+        silent.stop()
+        if process.poll() is None:
+            process.kill()
+    assert status == 0
+    assert took < 2 * STOP_OTHER_REQUESTS_SECONDS + 2, took
+    assert isinstance(reload(), str)  # cut off, unanswered: the service was going
+
+
+def test_a_stop_answers_the_checks_in_flight_first(tmp_path: Path) -> None:
+    """While checks run (here for their whole deadline, 3 s: their resolver is silent), a
+    stop waits for their answers; only what else runs is cut off after a moment."""
+    dns = FaultyDns("silent")
+    dns.root_soa = True  # the root answers, the client's lookups do not
+    dns.start()
+    port = free_port()
+    config = tmp_path / "scorer.toml"
+    config.write_text("[dns]\ntimeout = 2.5\nrequest_deadline = 3\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scorer", "serve", "--config", str(config),
+         "--listen", f"127.0.0.1:{port}", f"--nameserver={dns.nameserver}", "--workers", "1"],
+        cwd=CHECKOUT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        asked = dns.queries
+        check = _post(f"http://127.0.0.1:{port}/v1/check", b'{"ip": "192.0.2.1"}')
+        assert eventually(lambda: dns.queries, lambda n: n > asked), "the check never asked"
+        status = _stop(process)
+    finally:
+        dns.stop()
+        if process.poll() is None:
+            process.kill()
+    assert status == 0
+    assert check() == 200  # answered (its lookups failed), not cut off after a second
