@@ -45,6 +45,7 @@ from scorer.generic.cli import run_generic
 from scorer.hangup import defer_hangups
 from scorer.integrations import rspamd as rspamd_integration
 from scorer.integrations import spamassassin
+from scorer.launch import INTERRUPTED_STATUS
 from scorer.lookups import Facts
 from scorer.names import decimal_in, host_port, load_public_suffixes
 from scorer.pipeline import Pipeline, build_dns_layer
@@ -576,9 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# What a shell reports for a command killed by SIGPIPE (128 + 13), and by SIGINT.
+# What a shell reports for a command killed by SIGPIPE (128 + 13).
 BROKEN_PIPE_STATUS = 141
-INTERRUPTED_STATUS = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,16 +13,25 @@ import sys
 
 from scorer.hangup import defer_hangups
 
+# What a shell reports for a command ended by SIGINT (128 + 2): Ctrl-C.
+INTERRUPTED_STATUS = 130
+
 
 def main() -> int:
-    if sys.argv[1:2] == ["serve"]:
-        defer_hangups()
-        if os.getpid() == 1:
-            _stop_on_signals_until_served()
-    _open_standard_descriptors()
-    from scorer.cli import main as cli_main
+    try:
+        if sys.argv[1:2] == ["serve"]:
+            defer_hangups()
+            if os.getpid() == 1:
+                _stop_on_signals_until_served()
+        _open_standard_descriptors()
+        from scorer.cli import main as cli_main
 
-    return cli_main()
+        return cli_main()
+    except KeyboardInterrupt:
+        # Ctrl-C while the command line is still imported (~0.5 s, before cli.main,
+        # which says the same of one during a command, and before serve's own handler):
+        # Python's traceback of whichever import it cut, and an exit by SIGINT.
+        return INTERRUPTED_STATUS
 
 
 def _stop_on_signals_until_served() -> None:

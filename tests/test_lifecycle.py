@@ -1,5 +1,5 @@
 """The serve process's life: started without standard fds, a worker's exit that cannot flush,
-the stop's wait for the requests in flight."""
+the stop's wait for the requests in flight, Ctrl-C during the start."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from scorer.launch import INTERRUPTED_STATUS
 from scorer.workers import STOP_OTHER_REQUESTS_SECONDS
 from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns
@@ -183,11 +184,47 @@ def _takes_sigterm(pids: list[int]) -> bool:
     try:
         if b"scorer" not in Path(f"/proc/{pids[0]}/cmdline").read_bytes():
             return False
-        status = Path(f"/proc/{pids[0]}/status").read_text()
+    except OSError:
+        return False
+    return _catches(pids[0], signal.SIGTERM)
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (its SigCgt mask in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
     caught = int(status.split("SigCgt:")[1].split()[0], 16)
-    return bool(caught & (1 << (signal.SIGTERM - 1)))
+    return bool(caught & (1 << (signum - 1)))
+
+
+def test_ctrl_c_while_serve_still_imports_ends_it_without_a_traceback(
+    resolver: FaultyDns,
+) -> None:
+    """Regression (review): a SIGINT in the half second serve takes to import the command
+    line, before cli.main, met Python's default handler: a KeyboardInterrupt traceback
+    of whichever import it cut, and an exit by SIGINT."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scorer", "serve", "--listen", f"127.0.0.1:{free_port()}",
+         f"--nameserver={resolver.nameserver}"],
+        cwd=CHECKOUT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        # scorer.launch defers SIGHUP first thing, then imports the command line.
+        deadline = time.monotonic() + 10
+        while not _catches(process.pid, signal.SIGHUP):
+            assert time.monotonic() < deadline, "it never deferred SIGHUP"
+            time.sleep(0.002)
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert b"Traceback" not in err, err
+    assert process.returncode == INTERRUPTED_STATUS, err
+    assert b"listening on" not in err  # it was still starting: no stop of a service
 
 
 def test_a_worker_stops_without_waiting_for_the_default_executor(tmp_path: Path) -> None:
