@@ -507,6 +507,7 @@ class Supervisor:
         self._fork_quiet_until = 0.0  # a failed fork is logged again from then on
         self._bug_quiet_until = 0.0  # a failed round is logged again from then on
         self._quick_deaths = 0
+        self._exit_status = 0  # what run() returns, unless checks went unanswered (1)
         self._metrics_directory: Path | None = None
         # The workers replaced, for /metrics: a crash loop or a stuck worker that the
         # watchdog killed shows there, not only in the log (RdnsScorerWorkerRestarted).
@@ -572,6 +573,9 @@ class Supervisor:
                     log.exception("worker %d failed", os.getpid())
                 else:
                     log.error("worker: %s", failure)
+                    # As serve's own at start (75: try again later), for the supervisor
+                    # to end with if it gives up (_give_up).
+                    code = listen_exit_status(error)
             except BaseException:
                 # Through logging, so a JSON log keeps the traceback in one line.
                 log.exception("worker %d failed", os.getpid())
@@ -690,9 +694,27 @@ class Supervisor:
             else:
                 self._quick_deaths = 0
             if self._quick_deaths >= MAX_QUICK_DEATHS:
-                log.error("workers keep dying at start; giving up")
-                self._begin_stop()
+                self._give_up(os.waitstatus_to_exitcode(status))
                 return
+
+    def _give_up(self, last_code: int) -> None:
+        """Stop, the workers dying at every start. When the last one could not listen
+        (its exit code one of listen_exit_status's), the supervisor's exit status says
+        so as serve's does for a port it finds taken at start (75: systemd's Restart=
+        tries again), not 1: the address was free at the start's check (ensure_port_free),
+        so another process took it since (a single-process serve, another server), or it
+        left this host, and a later start may well find it free or back."""
+        if last_code in (EXIT_LISTEN_LATER, 2):
+            log.error(
+                "workers cannot listen on %s (above): it was free when the service "
+                "started, and taken or gone since; giving up",
+                host_port(self._host, self._port),
+            )
+            self._exit_status = last_code
+        else:
+            log.error("workers keep dying at start; giving up")
+            self._exit_status = 1
+        self._begin_stop()
 
     def _count_restart(self, dead: _Worker, status: int) -> None:
         if dead.last_beat == float("inf"):
@@ -800,9 +822,9 @@ class Supervisor:
                 self._stop_deadline = 0.0
                 self._killed_at_stop = True
         log.info("stopped (pid %d)", os.getpid())
-        # Not a clean stop when workers kept dying or checks were dropped: systemd and
-        # scripts see the failure the log tells.
-        return 1 if self._quick_deaths >= MAX_QUICK_DEATHS or self._killed_at_stop else 0
+        # Not a clean stop when workers kept dying (_give_up) or checks were dropped:
+        # systemd and scripts see the failure the log tells.
+        return 1 if self._killed_at_stop else self._exit_status
 
 
 # The most open files serve asks for: systemd's unit sets this too (LimitNOFILE).

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from scorer.launch import INTERRUPTED_STATUS
-from scorer.workers import STOP_OTHER_REQUESTS_SECONDS
+from scorer.workers import EXIT_LISTEN_LATER, STOP_OTHER_REQUESTS_SECONDS
 from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns
 from tests.support.ports import free_port, wait_for_port
@@ -364,3 +364,43 @@ def test_a_stop_answers_the_checks_in_flight_first(tmp_path: Path) -> None:
             process.kill()
     assert status == 0
     assert check() == 200  # answered (its lookups failed), not cut off after a second
+
+
+def test_workers_that_find_the_port_taken_after_the_start_check_exit_75(
+    resolver: FaultyDns,
+) -> None:
+    """Regression (review): another server bound the port between the supervisor's check
+    (ensure_port_free) and the workers' binds; the workers died at every start, and the
+    supervisor gave up with exit status 1, which reads as a bug, where a port found taken
+    at start exits 75 (the unit's Restart= tries again)."""
+    port = free_port()
+    script = textwrap.dedent(
+        f"""
+        import socket, sys
+        from scorer import workers
+
+        check = workers.ensure_port_free
+        taken = []
+
+        def then_taken(host, port):
+            check(host, port)  # free: then another server binds it
+            server = socket.socket()
+            server.bind((host, port))
+            server.listen()
+            taken.append(server)
+
+        workers.ensure_port_free = then_taken
+        sys.argv = ["rdns-scorer", "serve", "--listen", "127.0.0.1:{port}",
+                    "--nameserver={resolver.nameserver}", "--workers", "2"]
+        from scorer.launch import main
+        sys.exit(main())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=CHECKOUT, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == EXIT_LISTEN_LATER, done.stderr
+    assert f"worker: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert f"workers cannot listen on 127.0.0.1:{port} (above)" in done.stderr
+    assert "keep dying" not in done.stderr and "Traceback" not in done.stderr
