@@ -29,6 +29,7 @@ from scorer.contentcoding import (
     decode_content,
 )
 from scorer.dns.layer import resolvers
+from scorer.handover import unexpected_error
 from scorer.hangup import take_deferred_hangup
 from scorer.metrics import Metrics
 from scorer.pipeline import Pipeline
@@ -95,6 +96,7 @@ class Service:
         peer_reload: Callable[[], None] | None = None,
         shared_metrics: WorkerMetrics | None = None,
         body_cap: int | None = None,
+        api_loader: ConfigLoader | None = None,
     ) -> None:
         self.metrics = Metrics()
         self.started_body_limit = body_cap or config.server.max_body_bytes
@@ -103,6 +105,8 @@ class Service:
         self.shared_metrics = shared_metrics
         self.pipeline = self._build(config, previous=None)
         self._loader = loader
+        # POST /v1/reload's, when not ``loader`` (create_app).
+        self._api_loader = api_loader or loader
         self._reloading = asyncio.Lock()
         self.in_flight = 0
         # Set once the service stops: replies then close their connections (stop()).
@@ -204,20 +208,22 @@ class Service:
         self.refusals.note(status, message, field, request.remote)
         return _error(status, message, field, want_msgpack)
 
-    async def reload(self, source: str) -> list[str]:
+    async def reload(self, source: str, api: bool = False) -> list[str]:
         """Load the config again; on any error keep serving the old one, log and raise.
         Returns what the new config warns about (Config.reload_warnings).
 
         The config and its allowlist files are read and validated in a thread: 50,000
         allowlist lines take ~0.4 s, which on the event loop stalled every check in
         flight (with several workers, all at once). One reload at a time, so two
-        signals in a row cannot apply an older reading after a newer one.
+        signals in a row cannot apply an older reading after a newer one. ``api``: for
+        POST /v1/reload, from create_app's ``api_loader``.
         """
         async with self._reloading:
             try:
-                if self._loader is None:
+                loader = self._api_loader if api else self._loader
+                if loader is None:
                     raise ConfigError("no config source to reload from")
-                config = await asyncio.to_thread(self._loader)
+                config = await asyncio.to_thread(loader)
             except ConfigError as error:
                 self.metrics.record_reload(success=False)
                 log.error(
@@ -234,7 +240,7 @@ class Service:
                     "config reload on %s failed (pid %d), keeping the old config",
                     source, os.getpid(),
                 )  # fmt: skip
-                raise ConfigError(f"unexpected error reading the config: {error!r}") from error
+                raise unexpected_error(error) from error
             # Requests already running hold the old pipeline and finish with it.
             previous = self.pipeline.config
             changes = config.changes_from(previous)
@@ -494,7 +500,7 @@ async def reload_config(service: Service, request: web.Request) -> web.Response:
         service.reload_refusals.note(401, message, "Authorization", request.remote)
         return _error(401, message, "Authorization", want_msgpack)
     try:
-        warnings = await service.reload("POST /v1/reload")
+        warnings = await service.reload("POST /v1/reload", api=True)
     except ConfigError as error:
         return _error(422, str(error), "config", want_msgpack)
     finally:
@@ -670,11 +676,15 @@ def create_app(
     peer_reload: Callable[[], None] | None = None,
     shared_metrics: WorkerMetrics | None = None,
     body_cap: int | None = None,
+    api_loader: ConfigLoader | None = None,
 ) -> web.Application:
     """The service's application. ``body_cap``: the body limit the service started with,
     for a worker that replaces one (a reload cannot raise it, so neither can a new worker
-    of the same service); by default ``config``'s."""
-    service = Service(config, loader, peer_reload, shared_metrics, body_cap)
+    of the same service); by default ``config``'s. ``api_loader``: where POST /v1/reload
+    reads the config, when not where a SIGHUP's reload does (``loader``): a worker of
+    several reads the file there and takes its supervisor's reading on SIGHUP
+    (scorer.handover)."""
+    service = Service(config, loader, peer_reload, shared_metrics, body_cap, api_loader)
     # client_max_size makes aiohttp itself refuse bigger bodies, even chunked ones; the
     # bodies are read as sent and decoded by scorer.contentcoding, which says why one
     # does not decode (aiohttp's own decoding answered some in plain text, uncounted).

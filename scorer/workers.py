@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 
 from scorer.config import Config, ConfigError, ServerConfig
 from scorer.connections import CappedSite, ConnectionCap
+from scorer.handover import Handover, read_and_hand_over
 from scorer.hangup import defer_hangups, take_deferred_hangup
 from scorer.metrics import worker_restarts
 from scorer.names import decimal_in, host_port
@@ -274,12 +275,14 @@ def run_worker(
     shared_metrics: WorkerMetrics | None = None,
     heartbeat_fd: int | None = None,
     started: ServerConfig | None = None,
+    api_loader: ConfigLoader | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, in this process. ``stale_config``: the config file
     failed to load and ``config`` is the last good one (reported as a failed reload).
     ``started``: the server settings the service started with, for a worker that
     replaces one: what a reload does not change (the event loop, the body limit: see
-    Config.reload_warnings) stays as the others run it; by default ``config``'s."""
+    Config.reload_warnings) stays as the others run it; by default ``config``'s.
+    ``api_loader``: POST /v1/reload's, when not ``loader`` (create_app)."""
     started = started or config.server
     # Late: `check` needs no server code.
     from scorer.app import IDLE_CONNECTION_SECONDS, SERVICE_KEY, UNREAD_BODY_SECONDS, create_app
@@ -293,6 +296,7 @@ def run_worker(
         peer_reload=peer_reload,
         shared_metrics=shared_metrics,
         body_cap=started.max_body_bytes,
+        api_loader=api_loader,
     )
     # First of the start-up hooks (insert, not append): the app's own start-up waits up
     # to [dns] timeout for the resolver's root (scorer.app._check_the_root), and meanwhile
@@ -509,6 +513,7 @@ class Supervisor:
         self._quick_deaths = 0
         self._exit_status = 0  # what run() returns, unless checks went unanswered (1)
         self._metrics_directory: Path | None = None
+        self._handover: Handover | None = None  # in the metrics directory (scorer.handover)
         # The workers replaced, for /metrics: a crash loop or a stuck worker that the
         # watchdog killed shows there, not only in the log (RdnsScorerWorkerRestarted).
         self._metrics = CollectorRegistry()
@@ -550,9 +555,13 @@ class Supervisor:
                 # since, so this worker's metrics say so as theirs do.
                 config, stale = self._config, self._reload_failed
                 configure_logging(*config.server.logging_settings)
+                handover = self._handover
                 run_worker(
                     config,
-                    self._loader,
+                    # On SIGHUP, the config the supervisor read (or the worker that
+                    # answered a POST /v1/reload), not the file as it is by then; that
+                    # POST reads the file here and hands it on (scorer.handover).
+                    handover.take if handover is not None else self._loader,
                     self._host,
                     self._port,
                     reuse_port=True,
@@ -565,6 +574,11 @@ class Supervisor:
                     ),
                     heartbeat_fd=beat_write,
                     started=self._started,
+                    api_loader=(
+                        functools.partial(read_and_hand_over, self._loader, handover)
+                        if handover is not None
+                        else None
+                    ),
                 )
                 code = 0
             except OSError as error:
@@ -628,13 +642,21 @@ class Supervisor:
         if self._metrics_directory is not None:
             retire(self._metrics_directory, worker.snapshot)
 
-    def _reload(self, before_the_workers: bool = False) -> None:
-        """Keep the last good config for the workers started from now on (one that
+    def _reload(self, before_the_workers: bool = False, read_by_a_worker: bool = False) -> None:
+        """Read the config and hand it to the workers (they take it on the SIGHUP that
+        follows), or, ``read_by_a_worker`` (its POST /v1/reload), take the one it handed
+        on; keep the last good one for the workers started from now on (one that
         replaces a dead worker starts with it), and whether this reload was rejected.
         ``before_the_workers``: a SIGHUP of the start-up, which no worker reloads for
         (they start with the outcome), so this process says what became of it."""
+        handover = self._handover
         try:
-            config = self._loader()
+            if handover is None:  # no private directory: each worker reads the file too
+                config = self._loader()
+            elif read_by_a_worker:
+                config = handover.take()
+            else:
+                config = read_and_hand_over(self._loader, handover)
         except ConfigError as error:  # the workers log and count the failure...
             self._reload_failed = True
             if before_the_workers:  # ... but none was there to
@@ -644,8 +666,8 @@ class Supervisor:
                 )  # fmt: skip
             return
         except Exception:
-            # A bug of ours reading some config: rejected too (the workers, reading it
-            # themselves, count it), never the end of the supervisor and every worker.
+            # A bug of ours reading some config: rejected too (the workers, handed the
+            # error, count it), never the end of the supervisor and every worker.
             log.exception("config reload failed, keeping the old config")
             self._reload_failed = True
             return
@@ -770,7 +792,20 @@ class Supervisor:
         ensure_port_free(self._host, self._port)
         self._metrics_directory = make_directory()
         if self._metrics_directory is None:
-            log.error("no directory for the workers' metrics: each /metrics shows one worker")
+            log.error(
+                "no directory for the workers' metrics and reloads: each /metrics shows "
+                "one worker, and each worker reads the config file itself on a reload"
+            )
+        else:
+            handover = Handover(self._metrics_directory)
+            try:
+                # Taken by a worker that meets a reload before any was handed on (one
+                # forwarded while it starts): the config it was started with.
+                handover.publish(self._config)
+            except ConfigError as error:
+                log.error("%s: each worker reads the config file itself on a reload", error)
+            else:
+                self._handover = handover
         try:
             return self._supervise()
         finally:
@@ -803,7 +838,7 @@ class Supervisor:
                     self._reload()
                     self._signal_all(signal.SIGHUP)
                 elif signum == signal.SIGUSR1 and info.si_pid in self._children:
-                    self._reload()
+                    self._reload(read_by_a_worker=True)
                     self._signal_all(signal.SIGHUP, skip=info.si_pid)
                 elif signum in (signal.SIGTERM, signal.SIGINT) and not self._stopping:
                     log.info(

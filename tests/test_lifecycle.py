@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from scorer.config import ConfigError, config_from_mapping
+from scorer.handover import FILE_NAME, Handover
 from scorer.launch import INTERRUPTED_STATUS
 from scorer.workers import EXIT_LISTEN_LATER, STOP_OTHER_REQUESTS_SECONDS
 from tests.helpers import eventually
@@ -404,3 +406,87 @@ def test_workers_that_find_the_port_taken_after_the_start_check_exit_75(
     assert f"worker: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
     assert f"workers cannot listen on 127.0.0.1:{port} (above)" in done.stderr
     assert "keep dying" not in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("trigger", ["SIGHUP", "POST /v1/reload"])
+def test_every_worker_takes_the_config_one_process_read_for_a_reload(
+    tmp_path: Path, resolver: FaultyDns, trigger: str
+) -> None:
+    """Regression (review): on a reload the supervisor and then each worker read the
+    config file on their own, so an edit landing between those reads (an editor saving,
+    a script appending to an allowlist) left the workers serving different configs,
+    each reporting success. One process reads it now (the supervisor on SIGHUP, the
+    worker that answers POST /v1/reload) and hands it to the others. Here the file is
+    edited right after that first reading."""
+    port = free_port()
+    token = "t" * 32
+    config = tmp_path / "scorer.toml"
+    settings = '[server]\ntoken = "{}"\n[weights]\nRL_PTR_MISSING = {}\n'
+    config.write_text(settings.format(token, 5))
+    edited = tmp_path / "edited"
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        from pathlib import Path
+        from scorer import cli
+
+        read = cli._served_config
+
+        def then_edited(args):
+            served = read(args)
+            path = Path(args.config)
+            if path.read_text().endswith("= 2\\n"):  # the reload's first reading
+                try:
+                    os.close(os.open({str(edited)!r}, os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    pass
+                else:
+                    path.write_text(path.read_text().replace("= 2\\n", "= 3\\n"))
+            return served
+
+        cli._served_config = then_edited
+        sys.argv = ["rdns-scorer", "serve", "--config", {str(config)!r},
+                    "--listen", "127.0.0.1:{port}", "--nameserver={resolver.nameserver}",
+                    "--workers", "2"]
+        from scorer.launch import main
+        sys.exit(main())
+        """
+    )
+    log = tmp_path / "log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-c", script], cwd=CHECKOUT, stdout=output, stderr=output
+        )
+    try:
+        eventually(log.read_text, lambda text: text.count("listening on") == 2)
+        config.write_text(settings.format(token, 2))
+        if trigger == "SIGHUP":
+            process.send_signal(signal.SIGHUP)
+        else:
+            assert _post(f"http://127.0.0.1:{port}/v1/reload", b"", token)() == 200
+        text = eventually(log.read_text, lambda text: text.count("config reloaded on") == 2)
+    finally:
+        status = _stop(process)
+    assert edited.exists()  # the file did change between the readings
+    reloads = [line for line in text.splitlines() if "config reloaded on" in line]
+    assert len(reloads) == 2, text
+    assert all("RL_PTR_MISSING 5 -> 2" in line for line in reloads), text
+    assert status == 0
+
+
+def test_a_config_that_cannot_be_handed_on_is_rejected_everywhere(tmp_path: Path) -> None:
+    """A handover that cannot be written (a full /dev/shm) leaves no older one behind for
+    the workers to take as new: they reject the reload, as its reader does."""
+    handover = Handover(tmp_path)
+    config = config_from_mapping({"weights": {"RL_PTR_MISSING": 2.0}})
+    handover.publish(config)
+    assert handover.take() == config
+    handover.publish(ConfigError("scorer.toml:2: [weights] RL_BOGUS: no such symbol"))
+    with pytest.raises(ConfigError, match="RL_BOGUS: no such symbol"):
+        handover.take()
+    handover.publish(config)
+    (tmp_path / f".{FILE_NAME}.{os.getpid()}").mkdir()  # where it writes: not a file
+    with pytest.raises(ConfigError, match="cannot hand the config to the workers"):
+        handover.publish(config)
+    with pytest.raises(ConfigError, match="not at hand"):
+        handover.take()

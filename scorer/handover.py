@@ -1,0 +1,80 @@
+"""A reload's config, read once and handed to every process of ``serve --workers N``.
+
+Each worker read the config file (and its allowlist files) on its own after the
+supervisor had: a file changed between those reads (an editor saving, a script
+appending to an allowlist, a deploy) left workers serving different configs, the
+supervisor keeping yet another for the workers it starts, each reporting success;
+and a worker that met the file half-written rejected a reload the others applied.
+So one process reads (the supervisor on SIGHUP, the worker that answers a
+``POST /v1/reload``) and publishes the outcome here, and the others take it.
+
+The outcome is pickled to a file in the service's private directory (mode 0700, the
+workers' metrics beside it: scorer.workermetrics), which only this service's user,
+the one that reads the config and its token anyway, can read or write: a pickle is
+code to whoever writes it. Written whole and renamed into place, so a reader never
+meets half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+from scorer.config import Config, ConfigError
+
+FILE_NAME = "config.pickle"
+
+
+class Handover:
+    """The latest config one process of the service read (or why it was rejected)."""
+
+    def __init__(self, directory: Path) -> None:
+        self._path = directory / FILE_NAME
+
+    def publish(self, outcome: Config | ConfigError) -> None:
+        """Hand ``outcome`` on: a config that loaded, or the error that rejected one.
+        ConfigError when it cannot be written (a full /dev/shm): the file is removed
+        then, so that the others reject this reload too rather than take an older one."""
+        data = outcome if isinstance(outcome, Config) else str(outcome)
+        partial = self._path.with_name(f".{FILE_NAME}.{os.getpid()}")
+        try:
+            partial.write_bytes(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+            os.replace(partial, self._path)
+        except Exception as error:  # OSError; or a config that does not pickle (a bug)
+            for path in (partial, self._path):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            raise ConfigError(f"cannot hand the config to the workers: {error}") from None
+
+    def take(self) -> Config:
+        """The config published last; ConfigError with the message of a rejected one."""
+        try:
+            data = pickle.loads(self._path.read_bytes())
+        except (OSError, pickle.UnpicklingError, EOFError) as error:
+            raise ConfigError(f"the config read for this reload is not at hand: {error}") from None
+        if isinstance(data, Config):
+            return data
+        raise ConfigError(str(data))
+
+
+def unexpected_error(error: Exception) -> ConfigError:
+    """What a reload reports of a bug of ours while reading the config."""
+    return ConfigError(f"unexpected error reading the config: {error!r}")
+
+
+def read_and_hand_over(loader: Callable[[], Config], handover: Handover) -> Config:
+    """``loader()``'s config, published to the other processes; its error too, before
+    it is raised (a bug's as the ConfigError the app makes of it), so that they reject
+    the reload as this process does."""
+    try:
+        config = loader()
+    except Exception as error:
+        rejected = error if isinstance(error, ConfigError) else None
+        with contextlib.suppress(ConfigError):  # not handed on: the others reject it too
+            handover.publish(rejected or unexpected_error(error))
+        raise
+    handover.publish(config)
+    return config
