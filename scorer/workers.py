@@ -23,6 +23,7 @@ import resource
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -879,9 +880,30 @@ def raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
+def _leave_reloads_still_reading(before: set[threading.Thread]) -> None:
+    """End one process (serve --workers 1) that stopped, without waiting more than
+    STOP_OTHER_REQUESTS_SECONDS for a reload still reading the config in a thread the
+    service started (asyncio.to_thread; ``before``: the threads there were already):
+    the interpreter's exit joins such threads with no time limit, and one reading a
+    file on a hung network file system held a stop until systemd's SIGKILL. Nothing of
+    it is wanted any more; a worker of several ends so anyway (os._exit, _spawn)."""
+    due = time.monotonic() + STOP_OTHER_REQUESTS_SECONDS
+    for thread in threading.enumerate():
+        if thread in before or thread.daemon:
+            continue
+        thread.join(max(0.0, due - time.monotonic()))  # an idle one ends at once
+        if thread.is_alive():
+            log.warning("not waiting for the config reload still reading (pid %d)", os.getpid())
+            if sys.stderr is not None:
+                sys.stderr.flush()
+            os._exit(0)  # the stop itself was clean: "stopped" is logged
+
+
 def serve(config: Config, loader: ConfigLoader, host: str, port: int, workers: int) -> int:
     raise_open_files_limit()
     if workers <= 1:
+        threads = set(threading.enumerate())
         run_worker(config, loader, host, port)
+        _leave_reloads_still_reading(threads)
         return 0
     return Supervisor(config, loader, host, port, workers).run()

@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ def resolver() -> Iterator[FaultyDns]:
     dns.stop()
 
 
-def _stop(process: subprocess.Popen[bytes]) -> int:
+def _stop(process: subprocess.Popen[Any]) -> int:
     process.send_signal(signal.SIGTERM)
     try:
         return process.wait(20)
@@ -277,6 +278,14 @@ def test_a_worker_stops_without_waiting_for_the_default_executor(tmp_path: Path)
     assert elapsed < 5, (done.stdout, done.stderr)
 
 
+def _serve_after(prelude: str, *argv: str) -> list[str]:
+    """The command that runs ``prelude`` (Python patching the service: a fault to inject),
+    then ``rdns-scorer serve ARGV`` as the installed command runs it (scorer.launch)."""
+    launch = f"sys.argv = ['rdns-scorer', 'serve', *{list(argv)!r}]\n"
+    launch += "from scorer.launch import main\nsys.exit(main())\n"
+    return [sys.executable, "-c", "import sys\n" + textwrap.dedent(prelude) + launch]
+
+
 def _post(url: str, body: bytes, token: str = "") -> Callable[[], int | str]:
     """Start POSTing ``body`` to ``url`` in a thread; the returned call waits for its
     outcome: the status, or the error's text."""
@@ -340,6 +349,53 @@ def test_a_stop_does_not_wait_for_a_reload_asking_a_silent_resolver(
     assert isinstance(reload(), str)  # cut off, unanswered: the service was going
 
 
+def test_one_process_stops_without_waiting_for_a_reload_still_reading(
+    resolver: FaultyDns,
+) -> None:
+    """Regression (review): a SIGHUP's reload reads the config in a thread, which the
+    interpreter's exit joined with no time limit: one process (--workers 1) whose reload
+    was reading a file on a hung network file system logged "stopped" and then hung on
+    until systemd's SIGKILL. Here the reading takes 20 s."""
+    port = free_port()
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from scorer import cli
+
+        read = cli._served_config
+        readings = []
+
+        def slow(args):
+            readings.append(1)
+            if len(readings) > 1:  # the reload's, not the start's
+                print("reading", file=sys.stderr, flush=True)
+                time.sleep(20)
+            return read(args)
+
+        cli._served_config = slow
+        """
+    )
+    served = ("--listen", f"127.0.0.1:{port}", f"--nameserver={resolver.nameserver}")
+    process = subprocess.Popen(
+        _serve_after(script, *served, "--workers", "1"), cwd=CHECKOUT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        process.send_signal(signal.SIGHUP)
+        assert process.stderr is not None
+        while "reading" not in process.stderr.readline():
+            pass
+        started = time.monotonic()
+        status = _stop(process)
+        took = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert status == 0
+    assert took < STOP_OTHER_REQUESTS_SECONDS + 3, took
+
+
 def test_a_stop_answers_the_checks_in_flight_first(tmp_path: Path) -> None:
     """While checks run (here for their whole deadline, 3 s: their resolver is silent), a
     stop waits for their answers; only what else runs is cut off after a moment."""
@@ -377,7 +433,7 @@ def test_workers_that_find_the_port_taken_after_the_start_check_exit_75(
     at start exits 75 (the unit's Restart= tries again)."""
     port = free_port()
     script = textwrap.dedent(
-        f"""
+        """
         import socket, sys
         from scorer import workers
 
@@ -392,16 +448,11 @@ def test_workers_that_find_the_port_taken_after_the_start_check_exit_75(
             taken.append(server)
 
         workers.ensure_port_free = then_taken
-        sys.argv = ["rdns-scorer", "serve", "--listen", "127.0.0.1:{port}",
-                    "--nameserver={resolver.nameserver}", "--workers", "2"]
-        from scorer.launch import main
-        sys.exit(main())
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=CHECKOUT, capture_output=True, text=True,
-        timeout=60,
-    )  # fmt: skip
+    served = ("--listen", f"127.0.0.1:{port}", f"--nameserver={resolver.nameserver}")
+    command = _serve_after(script, *served, "--workers", "2")
+    done = subprocess.run(command, cwd=CHECKOUT, capture_output=True, text=True, timeout=60)
     assert done.returncode == EXIT_LISTEN_LATER, done.stderr
     assert f"worker: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
     assert f"workers cannot listen on 127.0.0.1:{port} (above)" in done.stderr
@@ -445,18 +496,13 @@ def test_every_worker_takes_the_config_one_process_read_for_a_reload(
             return served
 
         cli._served_config = then_edited
-        sys.argv = ["rdns-scorer", "serve", "--config", {str(config)!r},
-                    "--listen", "127.0.0.1:{port}", "--nameserver={resolver.nameserver}",
-                    "--workers", "2"]
-        from scorer.launch import main
-        sys.exit(main())
         """
     )
+    served = ("--listen", f"127.0.0.1:{port}", f"--nameserver={resolver.nameserver}")
+    command = _serve_after(script, "--config", str(config), *served, "--workers", "2")
     log = tmp_path / "log"
     with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-c", script], cwd=CHECKOUT, stdout=output, stderr=output
-        )
+        process = subprocess.Popen(command, cwd=CHECKOUT, stdout=output, stderr=output)
     try:
         eventually(log.read_text, lambda text: text.count("listening on") == 2)
         config.write_text(settings.format(token, 2))
