@@ -491,6 +491,13 @@ _NOT_LITERAL_CHARACTER = re.compile(rf"[^{_ADDRESS_CHARACTERS}\[\]IiPpVv]")
 NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
 
 
+# RFC 4291 section 2.5.5.1: the deprecated IPv4-compatible addresses (::192.0.2.1), read
+# as the IPv4 host they carry (scorer.protocol.ipv4_compatible_unwrapped), but for
+# ::/104: ``::`` and ``::1`` are no IPv4 host's (0.0.0.0/8 carries none).
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+NO_IPV4_HOST = ipaddress.IPv6Network("::/104")
+
+
 # RFC 6052 section 2.2: the lengths a prefix of IPv4-embedded addresses may have.
 NAT64_PREFIX_LENGTHS = (32, 40, 48, 56, 64, 96)
 # Bits 64 to 71 of such an address (the "u" octet, RFC 6052 section 2.2), which never

@@ -7,8 +7,10 @@ from collections.abc import Iterable
 
 from scorer.checks.hit import Hit
 from scorer.names import (
+    IPV4_COMPATIBLE,
     NAT64_PREFIX_LENGTHS,
     NAT64_WELL_KNOWN,
+    NO_IPV4_HOST,
     IPAddress,
     ipv4_embedded,
     unmapped,
@@ -25,9 +27,9 @@ def parse_network(text: str) -> IPNetwork:
 
     Host bits are refused rather than silently dropped: ``198.51.100.7/16`` is
     as likely a typo for ``/32`` as a way to write ``198.51.0.0/16``. An
-    IPv4-mapped IPv6 network (or one in the NAT64 well-known prefix, 64:ff9b::/96)
-    is its IPv4 network, as clients are read (scorer.protocol.parse_ip), or it could
-    never match.
+    IPv4-mapped IPv6 network (or one in the NAT64 well-known prefix, 64:ff9b::/96, or
+    IPv4-compatible, ::192.0.2.0/120) is its IPv4 network, as clients are read
+    (scorer.protocol.parse_ip), or it could never match.
     """
     text = text.strip()
     try:
@@ -42,11 +44,30 @@ def parse_network(text: str) -> IPNetwork:
         network.subnet_of(embedding) for embedding in (_IPV4_MAPPED, NAT64_WELL_KNOWN)
     ):
         network = ipaddress.IPv4Network((unmapped(network.network_address), network.prefixlen - 96))
+    elif isinstance(network, ipaddress.IPv6Network) and _ipv4_compatible(text, network):
+        # The deprecated IPv4-compatible form (RFC 4291 section 2.5.5.1), which clients
+        # are read as IPv4 in too (scorer.protocol.ipv4_compatible_unwrapped).
+        network = ipaddress.IPv4Network((int(network.network_address), network.prefixlen - 96))
     if network.prefixlen == 0:
         # Every client of the family: every check switched off. Refused, as a public
         # suffix in a ptr entry is (a NAT64 or IPv4-mapped /96 reads as 0.0.0.0/0).
         raise ValueError(f"{text!r} covers every IPv{network.version} address ({network})")
     return network
+
+
+def _ipv4_compatible(text: str, network: ipaddress.IPv6Network) -> bool:
+    """Whether ``network`` is IPv4-compatible addresses (::192.0.2.0/120), which clients
+    are read as the IPv4 hosts they carry; False for one in ::/104 (::1/128), which stay
+    IPv6. ValueError for a network holding both: it would match neither as written."""
+    if not network.subnet_of(IPV4_COMPATIBLE) or network.subnet_of(NO_IPV4_HOST):
+        return False
+    if network.overlaps(NO_IPV4_HOST):
+        raise ValueError(
+            f"{text!r} holds {NO_IPV4_HOST} (::1), read as IPv6, and IPv4-compatible "
+            "addresses, read as the IPv4 hosts they carry (RFC 4291 section 2.5.5.1): write "
+            "the IPv4 network, and ::1 apart"
+        )
+    return True
 
 
 def parse_nat64_prefix(text: str) -> ipaddress.IPv6Network:

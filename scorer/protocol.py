@@ -18,6 +18,8 @@ import msgpack
 from scorer.checks.mailfrom import QMAIL_NULL_SENDER, envelope_address
 from scorer.memo import memo_sized, memoise
 from scorer.names import (
+    IPV4_COMPATIBLE,
+    NO_IPV4_HOST,
     THIS_NETWORK,
     IPAddress,
     ip_address,
@@ -248,10 +250,6 @@ def parse_ip(text: str) -> IPAddress:
     return ipv4_compatible_unwrapped(unscoped(unmapped(ip)))
 
 
-_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
-_NO_IPV4_HOST = ipaddress.IPv6Network("::/104")  # ::, ::1 ...: 0.0.0.0/8 is no host's
-
-
 def ipv4_compatible_unwrapped(ip: IPAddress) -> IPAddress:
     """``ip``, or the IPv4 host an IPv4-compatible address (``::192.0.2.1``) carries.
 
@@ -263,7 +261,7 @@ def ipv4_compatible_unwrapped(ip: IPAddress) -> IPAddress:
     in-addr.arpa. Read as IPv6, its ip6.arpa name, which no one delegates, was a sure
     RL_PTR_MISSING.
     ``::`` and ``::1`` (and the rest of ::/104, 0.0.0.0/8 carrying no host) are not it."""
-    if ip in _IPV4_COMPATIBLE and ip not in _NO_IPV4_HOST:
+    if ip in IPV4_COMPATIBLE and ip not in NO_IPV4_HOST:
         return ipaddress.IPv4Address(int(ip))
     return ip
 

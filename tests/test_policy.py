@@ -271,6 +271,40 @@ def test_nat64_entries_match_the_ipv4_clients_they_carry() -> None:
     assert config.skip_networks == (ipaddress.ip_network("198.51.100.0/24"),)
 
 
+async def test_ipv4_compatible_entries_match_the_ipv4_clients_they_carry(
+    unbound: Unbound,
+) -> None:
+    # Regression: a client written IPv4-compatible (::192.0.2.1, RFC 4291 section
+    # 2.5.5.1) is read as the IPv4 host it carries (scorer.protocol.parse_ip), as
+    # local_ips are; an allowlist or skip_networks entry written so stayed IPv6 and
+    # matched no client at all, config check saying "OK".
+    allowlist = Allowlist()
+    allowlist.add("ip", "::c000:200/120", "test")
+    assert allowlist.match_ip(ipaddress.ip_address("192.0.2.9")) == "ip 192.0.2.0/24"
+    pipeline = Pipeline(
+        make_config(
+            unbound.nameserver,
+            allowlist={"ips": [f"::{world.CONFIRMED_IP}"]},
+            policy={"skip_networks": [f"::{world.MISSING_PTR_IP}/128"]},
+        )
+    )
+    for client in (world.MISSING_PTR_IP, f"::{world.MISSING_PTR_IP}"):
+        symbols = await symbols_for(pipeline, client)
+        skipped = f"{world.MISSING_PTR_IP} in {world.MISSING_PTR_IP}/32"
+        assert symbols["RL_SKIPPED_LOCAL"].options == (skipped,)
+    for client in (world.CONFIRMED_IP, f"::{world.CONFIRMED_IP}"):
+        symbols = await symbols_for(pipeline, client, helo="localhost")
+        assert symbols["RL_ALLOWLISTED"].options == (f"ip {world.CONFIRMED_IP}",)
+
+
+@pytest.mark.parametrize("entry", ["::/96", "::/100", "::/103"])
+def test_an_ipv4_compatible_network_holding_ipv6_clients_is_refused(entry: str) -> None:
+    # ::/104 (::1 among them) stays IPv6 where the rest of ::/96 is read as IPv4: a
+    # network holding both is neither, and loaded as one that matched ::1 alone.
+    with pytest.raises(ValueError, match="::/104"):
+        parse_network(entry)
+
+
 # RFC 6052 section 2.4's own examples: 192.0.2.33 behind a prefix of each length.
 RFC6052_EXAMPLES = [
     ("2001:db8::/32", "2001:db8:c000:221::"),
