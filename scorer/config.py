@@ -161,6 +161,10 @@ class ConfigSource:
     server: Mapping[str, Any]  # the [server] table as written, before any override
 
 
+# Entries named one by one in a warning of the same kind; the rest are counted.
+MAX_ENTRIES_WARNED = 5
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -338,17 +342,28 @@ class Config:
         so an RL_ALLOWLISTED weight set for it went unused without a word."""
         skipped = NetworkSet(self.skip_networks)
         warnings = []
+        unused = 0
         for entry in self.allowlist_entries.ip_networks.networks():
             # One holding the whole entry, not the most specific holding its first
             # address: with 10.1.0.0/24 beside 10.0.0.0/8, that is the /24, narrower
             # than an entry 10.1.0.0/16 that the /8 still skips whole.
             network = skipped.most_specific(entry.network_address, entry.prefixlen)
-            if network is not None:
+            if network is None:
+                continue
+            unused += 1
+            if unused <= MAX_ENTRIES_WARNED:
                 warnings.append(
                     f"[allowlist] ip entry {entry} is inside [policy] skip_networks "
                     f"{network}: its clients are skipped (RL_SKIPPED_LOCAL) before the "
                     "allowlist is looked at, so it never applies"
                 )
+        if unused > MAX_ENTRIES_WARNED:
+            # A whole list of them (an allowlist file of the site's own ranges) made a
+            # warning per line, on every config check and reload: thousands of lines.
+            warnings.append(
+                f"[allowlist] {unused - MAX_ENTRIES_WARNED} more ip entries are inside "
+                "[policy] skip_networks, and never apply either"
+            )
         return warnings
 
     def _behind_nat64(self) -> list[str]:

@@ -36,6 +36,7 @@ from scorer.checks.hit import Hit
 from scorer.checks.mailfrom import SenderKind, parse_sender
 from scorer.config import (
     MAX_BODY_BYTES,
+    MAX_ENTRIES_WARNED,
     MIN_BODY_BYTES,
     Config,
     ConfigError,
@@ -456,6 +457,23 @@ def test_an_allowlist_entry_inside_a_skipped_network_is_warned_about(
         "never applies"
         for entry, network in inside
     ]
+
+
+def test_many_allowlist_entries_inside_a_skipped_network_make_few_warnings() -> None:
+    # Regression (review): an allowlist of the site's own range, one entry a line, made
+    # a warning per entry on every config check and reload (1,600 lines for a /21).
+    ips = [f"10.0.{i // 256}.{i % 256}" for i in range(1, 40)]
+    config = config_from_mapping(
+        {"policy": {"skip_networks": ["10.0.0.0/8"]}, "allowlist": {"ips": ips}}
+    )
+    config = dataclasses.replace(config, allowlist_entries=config.read_allowlist())
+    warned = [w for w in config.warnings() if "skip_networks" in w]
+    assert len(warned) == MAX_ENTRIES_WARNED + 1
+    assert all("is inside [policy] skip_networks 10.0.0.0/8" in w for w in warned[:-1])
+    assert warned[-1] == (
+        f"[allowlist] {len(ips) - MAX_ENTRIES_WARNED} more ip entries are inside "
+        "[policy] skip_networks, and never apply either"
+    )
 
 
 async def test_a_client_of_the_sites_translator_is_checked_as_its_ipv4_host(
