@@ -28,6 +28,11 @@ from scorer.config import Config, ConfigError
 FILE_NAME = "config.pickle"
 
 
+class HandoverError(ConfigError):
+    """A reload's outcome that its reader could not hand on: the others find none, so
+    only the reader can say why (Supervisor._reload logs it)."""
+
+
 class Handover:
     """The latest config one process of the service read (or why it was rejected)."""
 
@@ -36,7 +41,7 @@ class Handover:
 
     def publish(self, outcome: Config | ConfigError) -> None:
         """Hand ``outcome`` on: a config that loaded, or the error that rejected one.
-        ConfigError when it cannot be written (a full /dev/shm): the file is removed
+        HandoverError when it cannot be written (a full /dev/shm): the file is removed
         then, so that the others reject this reload too rather than take an older one."""
         data = outcome if isinstance(outcome, Config) else str(outcome)
         partial = self._path.with_name(f".{FILE_NAME}.{os.getpid()}")
@@ -47,12 +52,18 @@ class Handover:
             for path in (partial, self._path):
                 with contextlib.suppress(OSError):
                     path.unlink()
-            raise ConfigError(f"cannot hand the config to the workers: {error}") from None
+            raise HandoverError(f"cannot hand the config to the workers: {error}") from None
 
     def take(self) -> Config:
         """The config published last; ConfigError with the message of a rejected one."""
         try:
             data = pickle.loads(self._path.read_bytes())
+        except FileNotFoundError:
+            # Removed by a publish that failed (HandoverError), which its reader logged.
+            raise ConfigError(
+                "the config read for this reload was not handed on (the log of the process "
+                "that read it says why)"
+            ) from None
         except (OSError, pickle.UnpicklingError, EOFError) as error:
             raise ConfigError(f"the config read for this reload is not at hand: {error}") from None
         if isinstance(data, Config):
@@ -68,13 +79,17 @@ def unexpected_error(error: Exception) -> ConfigError:
 def read_and_hand_over(loader: Callable[[], Config], handover: Handover) -> Config:
     """``loader()``'s config, published to the other processes; its error too, before
     it is raised (a bug's as the ConfigError the app makes of it), so that they reject
-    the reload as this process does."""
+    the reload as this process does. HandoverError, whatever the reading, when nothing
+    could be handed on: only this process can then say why."""
     try:
         config = loader()
     except Exception as error:
         rejected = error if isinstance(error, ConfigError) else None
-        with contextlib.suppress(ConfigError):  # not handed on: the others reject it too
+        try:
             handover.publish(rejected or unexpected_error(error))
+        except HandoverError as unsent:  # the others reject it too, not knowing why
+            if rejected is not None:  # (a bug's traceback is logged anyway)
+                raise HandoverError(f"{rejected} ({unsent})") from None
         raise
     handover.publish(config)
     return config

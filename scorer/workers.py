@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry
 
 from scorer.config import Config, ConfigError, ServerConfig
 from scorer.connections import CappedSite, ConnectionCap
-from scorer.handover import Handover, read_and_hand_over
+from scorer.handover import Handover, HandoverError, read_and_hand_over
 from scorer.hangup import defer_hangups, take_deferred_hangup
 from scorer.metrics import worker_restarts
 from scorer.names import decimal_in, host_port
@@ -664,6 +664,11 @@ class Supervisor:
                 log.error(
                     "config reload on SIGHUP (during start-up) failed, keeping the old "
                     "config: %s", error,
+                )  # fmt: skip
+            elif isinstance(error, HandoverError):  # ... but cannot know why: none was handed on
+                log.error(
+                    "config reload on SIGHUP failed (pid %d), keeping the old config: %s",
+                    os.getpid(), error,
                 )  # fmt: skip
             return
         except Exception:

@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from scorer.config import ConfigError, config_from_mapping
-from scorer.handover import FILE_NAME, Handover
+from scorer.config import Config, ConfigError, config_from_mapping
+from scorer.handover import FILE_NAME, Handover, HandoverError, read_and_hand_over
 from scorer.launch import INTERRUPTED_STATUS
+from scorer.workermetrics import PREFIX, SHARED_MEMORY
 from scorer.workers import EXIT_LISTEN_LATER, STOP_OTHER_REQUESTS_SECONDS
 from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns
@@ -534,5 +535,77 @@ def test_a_config_that_cannot_be_handed_on_is_rejected_everywhere(tmp_path: Path
     (tmp_path / f".{FILE_NAME}.{os.getpid()}").mkdir()  # where it writes: not a file
     with pytest.raises(ConfigError, match="cannot hand the config to the workers"):
         handover.publish(config)
-    with pytest.raises(ConfigError, match="not at hand"):
+    with pytest.raises(ConfigError, match="not handed on"):
+        handover.take()
+
+
+TOKEN = "t" * 32
+
+
+@contextlib.contextmanager
+def _two_workers(
+    tmp_path: Path, resolver: FaultyDns
+) -> Iterator[tuple[subprocess.Popen[bytes], Callable[[float], None], Path, int]]:
+    """``serve --workers 2`` with a config whose RL_PTR_MISSING weight (5 at start) the
+    yielded call rewrites; also its log file and port. Stopped (exit status 0) after."""
+    port = free_port()
+    config = tmp_path / "scorer.toml"
+
+    def write(weight: float) -> None:
+        config.write_text(f'[server]\ntoken = "{TOKEN}"\n[weights]\nRL_PTR_MISSING = {weight}\n')
+
+    write(5)
+    log = tmp_path / "log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scorer", "serve", "--config", str(config),
+             "--listen", f"127.0.0.1:{port}", f"--nameserver={resolver.nameserver}",
+             "--workers", "2"],
+            cwd=CHECKOUT, stdout=output, stderr=output,
+        )  # fmt: skip
+    try:
+        eventually(log.read_text, lambda text: text.count("listening on") == 2)
+        yield process, write, log, port
+    finally:
+        status = _stop(process)
+    assert status == 0, log.read_text()
+
+
+def _handover_directory(supervisor: int) -> Path:
+    (directory,) = SHARED_MEMORY.glob(f"{PREFIX}{supervisor}-*")
+    return directory
+
+
+def test_a_reload_the_supervisor_cannot_hand_on_says_why(
+    tmp_path: Path, resolver: FaultyDns
+) -> None:
+    """Regression (review): a SIGHUP's config the supervisor could not write for the
+    workers (a full /dev/shm) was rejected everywhere, but no line said why: the
+    supervisor logged nothing, the workers "No such file or directory"."""
+    with _two_workers(tmp_path, resolver) as (process, write, log, _port):
+        # Where the supervisor writes it first: not a file (as ENOSPC, a write that fails).
+        blocked = _handover_directory(process.pid) / f".{FILE_NAME}.{process.pid}"
+        blocked.mkdir()
+        write(2)
+        process.send_signal(signal.SIGHUP)
+        text = eventually(log.read_text, lambda text: text.count("reload on SIGHUP failed") == 3)
+        blocked.rmdir()  # else the directory stays in /dev/shm after the stop
+    (supervisor,) = [line for line in text.splitlines() if f"[{process.pid}] ERROR" in line]
+    assert "cannot hand the config to the workers" in supervisor, text
+    assert "Is a directory" in supervisor, text
+    assert text.count("was not handed on (the log of the process that read it says why)") == 2
+
+
+def test_a_rejected_config_that_cannot_be_handed_on_says_both(tmp_path: Path) -> None:
+    """Its reader is the only one that can tell why the reload failed: the others find
+    nothing handed on."""
+    handover = Handover(tmp_path)
+    (tmp_path / f".{FILE_NAME}.{os.getpid()}").mkdir()  # where it writes: not a file
+
+    def rejected() -> Config:
+        raise ConfigError("scorer.toml:2: [weights] RL_BOGUS: no such symbol")
+
+    with pytest.raises(HandoverError, match=r"RL_BOGUS: no such symbol \(cannot hand the config"):
+        read_and_hand_over(rejected, handover)
+    with pytest.raises(ConfigError, match="was not handed on"):
         handover.take()
