@@ -11,15 +11,18 @@ So one process reads (the supervisor on SIGHUP, the worker that answers a
 The outcome is pickled to a file in the service's private directory (mode 0700, the
 workers' metrics beside it: scorer.workermetrics), which only this service's user,
 the one that reads the config and its token anyway, can read or write: a pickle is
-code to whoever writes it. Written whole and renamed into place, so a reader never
-meets half of one.
+code to whoever writes it. The directory is checked to be that before each use (it may
+have been removed, and one of the same name made by someone else), and made again when
+gone. Written whole and renamed into place, so a reader never meets half of one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pickle
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,27 +40,41 @@ class Handover:
     """The latest config one process of the service read (or why it was rejected)."""
 
     def __init__(self, directory: Path) -> None:
-        self._path = directory / FILE_NAME
+        self._directory = directory
 
     def publish(self, outcome: Config | ConfigError) -> None:
         """Hand ``outcome`` on: a config that loaded, or the error that rejected one.
         HandoverError when it cannot be written (a full /dev/shm): the file is removed
         then, so that the others reject this reload too rather than take an older one."""
         data = outcome if isinstance(outcome, Config) else str(outcome)
-        partial = self._path.with_name(f".{FILE_NAME}.{os.getpid()}")
+        partial = f".{FILE_NAME}.{os.getpid()}"
         try:
-            partial.write_bytes(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
-            os.replace(partial, self._path)
-        except Exception as error:  # OSError; or a config that does not pickle (a bug)
-            for path in (partial, self._path):
-                with contextlib.suppress(OSError):
-                    path.unlink()
+            directory = self._open_directory(make=True)
+        except (OSError, ConfigError) as error:
             raise HandoverError(f"cannot hand the config to the workers: {error}") from None
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+            with open(os.open(partial, flags, 0o600, dir_fd=directory), "wb") as file:
+                file.write(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+            os.replace(partial, FILE_NAME, src_dir_fd=directory, dst_dir_fd=directory)
+        except Exception as error:  # OSError; or a config that does not pickle (a bug)
+            for name in (partial, FILE_NAME):
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=directory)
+            raise HandoverError(f"cannot hand the config to the workers: {error}") from None
+        finally:
+            os.close(directory)
 
     def take(self) -> Config:
         """The config published last; ConfigError with the message of a rejected one."""
         try:
-            data = pickle.loads(self._path.read_bytes())
+            directory = self._open_directory(make=False)
+            try:
+                flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+                with open(os.open(FILE_NAME, flags, dir_fd=directory), "rb") as file:
+                    data = pickle.load(file)
+            finally:
+                os.close(directory)
         except FileNotFoundError:
             # Removed by a publish that failed (HandoverError), which its reader logged.
             raise ConfigError(
@@ -69,6 +86,36 @@ class Handover:
         if isinstance(data, Config):
             return data
         raise ConfigError(str(data))
+
+    def _open_directory(self, make: bool) -> int:
+        """The directory, opened once it is known to be this user's alone (files are then
+        opened in it by descriptor: what was checked is what is used). ``make``: make it
+        again (private) when it is gone: logind's RemoveIPC (logind.conf(5)) removes a
+        user's files in /dev/shm when the user's last session ends, or an admin cleans up
+        by hand; every reload was rejected then, until a restart. ConfigError when it is
+        not private: a directory of that name made by another user after ours was
+        removed (/dev/shm is everyone's), where a pickle they put would run as us."""
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            directory = os.open(self._directory, flags)
+        except FileNotFoundError:
+            if not make:
+                raise
+            with contextlib.suppress(FileExistsError):  # made meanwhile: checked below
+                os.mkdir(self._directory, 0o700)
+            directory = os.open(self._directory, flags)
+        except OSError as error:
+            if error.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            raise ConfigError(f"{self._directory} is not this user's alone: a symlink") from None
+        status = os.fstat(directory)
+        if status.st_uid != os.geteuid() or stat.S_IMODE(status.st_mode) & 0o077:
+            os.close(directory)
+            raise ConfigError(
+                f"{self._directory} is not this user's alone (owner {status.st_uid}, mode "
+                f"{stat.S_IMODE(status.st_mode):o})"
+            )
+        return directory
 
 
 def unexpected_error(error: Exception) -> ConfigError:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
+import re
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -571,6 +575,16 @@ def _two_workers(
     assert status == 0, log.read_text()
 
 
+def _weights_served(log: str) -> dict[str, str]:
+    """Each worker's RL_PTR_MISSING weight by its pid, as its log lines tell."""
+    served = {pid: "5" for pid in re.findall(r"listening on \S+ \(pid (\d+)\)", log)}
+    for pid, weight in re.findall(
+        r"reloaded on .* \(pid (\d+)\): .*RL_PTR_MISSING \S+ -> (\S+)", log
+    ):
+        served[pid] = weight.rstrip(";")
+    return served
+
+
 def _handover_directory(supervisor: int) -> Path:
     (directory,) = SHARED_MEMORY.glob(f"{PREFIX}{supervisor}-*")
     return directory
@@ -594,6 +608,49 @@ def test_a_reload_the_supervisor_cannot_hand_on_says_why(
     assert "cannot hand the config to the workers" in supervisor, text
     assert "Is a directory" in supervisor, text
     assert text.count("was not handed on (the log of the process that read it says why)") == 2
+
+
+def test_a_reload_after_the_private_directory_was_removed_still_applies(
+    tmp_path: Path, resolver: FaultyDns
+) -> None:
+    """Regression (review): once the private directory was gone (logind's RemoveIPC at
+    the logout of the user running the service, a clean-up of /dev/shm by hand), every
+    reload was rejected until a restart: the config could not be handed on. It is made
+    again, private as before."""
+    with _two_workers(tmp_path, resolver) as (process, write, log, _port):
+        directory = _handover_directory(process.pid)
+        shutil.rmtree(directory)
+        write(2)
+        process.send_signal(signal.SIGHUP)
+        eventually(log.read_text, lambda text: text.count("config reloaded on SIGHUP") == 2)
+        mode = stat.S_IMODE(directory.stat().st_mode)
+    assert set(_weights_served(log.read_text()).values()) == {"2"}
+    assert mode == 0o700
+
+
+@pytest.mark.parametrize("planted", ["open to others", "a symlink"])
+def test_no_handover_is_read_or_written_where_others_could_write(
+    tmp_path: Path, planted: str
+) -> None:
+    """A handover is a pickle, code to whoever wrote it: in a directory that is not this
+    user's alone (one of the same name made by someone else after the service's was
+    removed: /dev/shm is everyone's), none is taken, none written."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    directory = tmp_path / "private"
+    if planted == "a symlink":
+        directory.symlink_to(elsewhere)
+    else:
+        directory.mkdir()
+        directory.chmod(0o733)  # others may add files, as in a sticky /dev/shm
+    target = directory.resolve()
+    (target / FILE_NAME).write_bytes(pickle.dumps(config_from_mapping({})))
+    handover = Handover(directory)
+    with pytest.raises(ConfigError, match="not this user's alone"):
+        handover.take()
+    with pytest.raises(ConfigError, match="not this user's alone"):
+        handover.publish(config_from_mapping({}))
+    assert sorted(path.name for path in target.iterdir()) == [FILE_NAME]
 
 
 def test_a_rejected_config_that_cannot_be_handed_on_says_both(tmp_path: Path) -> None:
