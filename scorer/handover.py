@@ -46,7 +46,8 @@ class Handover:
         """Hand ``outcome`` on: a config that loaded, or the error that rejected one.
         HandoverError when it cannot be written (a full /dev/shm): the file is removed
         then, so that the others reject this reload too rather than take an older one."""
-        data = outcome if isinstance(outcome, Config) else str(outcome)
+        # With who read it: the supervisor reloads every other worker (Supervisor._reload).
+        data = (os.getpid(), outcome if isinstance(outcome, Config) else str(outcome))
         partial = f".{FILE_NAME}.{os.getpid()}"
         try:
             directory = self._open_directory(make=True)
@@ -67,6 +68,14 @@ class Handover:
 
     def take(self) -> Config:
         """The config published last; ConfigError with the message of a rejected one."""
+        outcome, _reader = self.latest()
+        if isinstance(outcome, ConfigError):
+            raise outcome
+        return outcome
+
+    def latest(self) -> tuple[Config | ConfigError, int]:
+        """The outcome published last (a config, or the error that rejected one) and the
+        pid of the process that read it; ConfigError when there is none at hand."""
         try:
             directory = self._open_directory(make=False)
             try:
@@ -83,9 +92,8 @@ class Handover:
             ) from None
         except (OSError, pickle.UnpicklingError, EOFError) as error:
             raise ConfigError(f"the config read for this reload is not at hand: {error}") from None
-        if isinstance(data, Config):
-            return data
-        raise ConfigError(str(data))
+        reader, outcome = data
+        return (outcome if isinstance(outcome, Config) else ConfigError(outcome)), reader
 
     def _open_directory(self, make: bool) -> int:
         """The directory, opened once it is known to be this user's alone (files are then

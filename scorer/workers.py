@@ -643,19 +643,27 @@ class Supervisor:
         if self._metrics_directory is not None:
             retire(self._metrics_directory, worker.snapshot)
 
-    def _reload(self, before_the_workers: bool = False, read_by_a_worker: bool = False) -> None:
+    def _reload(self, before_the_workers: bool = False, asked_by: int = 0) -> int:
         """Read the config and hand it to the workers (they take it on the SIGHUP that
-        follows), or, ``read_by_a_worker`` (its POST /v1/reload), take the one it handed
-        on; keep the last good one for the workers started from now on (one that
-        replaces a dead worker starts with it), and whether this reload was rejected.
-        ``before_the_workers``: a SIGHUP of the start-up, which no worker reloads for
-        (they start with the outcome), so this process says what became of it."""
+        follows), or, ``asked_by`` a worker (the SIGUSR1 of its POST /v1/reload), take
+        the one handed on; keep the last good one for the workers started from now on
+        (one that replaces a dead worker starts with it), and whether this reload was
+        rejected. ``before_the_workers``: a SIGHUP of the start-up, which no worker
+        reloads for (they start with the outcome), so this process says what became of
+        it. Returns the worker that has the outcome already, which the SIGHUP passes
+        over: the one that read what was handed on, not always the one that asked (two
+        workers' SIGUSR1 sent close together are one, naming the first sender: a standard
+        signal is pending only once, signal(7); the handover holds the second's reading)."""
         handover = self._handover
+        has_it = asked_by
         try:
             if handover is None:  # no private directory: each worker reads the file too
                 config = self._loader()
-            elif read_by_a_worker:
-                config = handover.take()
+            elif asked_by:
+                outcome, has_it = handover.latest()
+                if isinstance(outcome, ConfigError):
+                    raise outcome
+                config = outcome
             else:
                 config = read_and_hand_over(self._loader, handover)
         except ConfigError as error:  # the workers log and count the failure...
@@ -670,13 +678,13 @@ class Supervisor:
                     "config reload on SIGHUP failed (pid %d), keeping the old config: %s",
                     os.getpid(), error,
                 )  # fmt: skip
-            return
+            return has_it
         except Exception:
             # A bug of ours reading some config: rejected too (the workers, handed the
             # error, count it), never the end of the supervisor and every worker.
             log.exception("config reload failed, keeping the old config")
             self._reload_failed = True
-            return
+            return has_it
         self._reload_failed = False
         previous, self._config = self._config, config
         if config.server.logging_settings != previous.server.logging_settings:
@@ -687,6 +695,7 @@ class Supervisor:
             log.warning("%s", warning)  # once here, for every worker (Service.reload)
         if before_the_workers:
             log.info("config reloaded on SIGHUP (during start-up)")
+        return has_it
 
     def _signal_all(self, signum: int, skip: int = 0) -> None:
         for pid in list(self._children):
@@ -844,8 +853,7 @@ class Supervisor:
                     self._reload()
                     self._signal_all(signal.SIGHUP)
                 elif signum == signal.SIGUSR1 and info.si_pid in self._children:
-                    self._reload(read_by_a_worker=True)
-                    self._signal_all(signal.SIGHUP, skip=info.si_pid)
+                    self._signal_all(signal.SIGHUP, skip=self._reload(asked_by=info.si_pid))
                 elif signum in (signal.SIGTERM, signal.SIGINT) and not self._stopping:
                     log.info(
                         "stopping on %s (pid %d): %d worker(s) finish their checks in flight",

@@ -585,6 +585,36 @@ def _weights_served(log: str) -> dict[str, str]:
     return served
 
 
+def test_reloads_through_two_workers_at_once_leave_every_worker_on_one_config(
+    tmp_path: Path, resolver: FaultyDns
+) -> None:
+    """Regression (review): two POST /v1/reload answered by two workers while the supervisor
+    was busy: their SIGUSR1s merged into one (a standard signal is pending only once),
+    which names the first sender. The supervisor took the handover, the second worker's
+    reading, published last, and reloaded every worker but the first, which kept its own
+    older reading for good. Here the supervisor is stopped meanwhile, the file edited
+    between the two reloads."""
+    with _two_workers(tmp_path, resolver) as (process, write, log, port):
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            answered: list[str] = []
+            weight = 10
+            while len(set(answered)) < 2:  # the kernel picks the worker of a connection
+                weight += 1
+                assert weight < 60, "one worker answered every reload"
+                write(weight)
+                assert _post(f"http://127.0.0.1:{port}/v1/reload", b"", TOKEN)() == 200
+                answered = re.findall(r"on POST /v1/reload \(pid (\d+)\)", log.read_text())
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        served = eventually(
+            lambda: _weights_served(log.read_text()),
+            lambda served: set(served.values()) == {str(weight)},
+            timeout=5,
+        )
+    assert len(served) == 2 and set(served.values()) == {str(weight)}, log.read_text()
+
+
 def _handover_directory(supervisor: int) -> Path:
     (directory,) = SHARED_MEMORY.glob(f"{PREFIX}{supervisor}-*")
     return directory
