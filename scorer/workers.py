@@ -68,6 +68,11 @@ STOP_GRACE_SECONDS = 10.0
 STOP_OTHER_REQUESTS_SECONDS = 0.5
 # Past the deadline: the reply still has to be written once the verdict is in.
 CHECK_REPLY_SECONDS = 0.5
+# The supervisor reads a SIGHUP's config in a thread (_Reading), so that a file on a hung
+# network file system does not hold its loop: the stop (past the unit's TimeoutStopSec,
+# into systemd's SIGKILL of every worker), the watchdog's pings, the replacement of dead
+# workers. A reading done within this is applied at once, as before.
+READING_WAIT_SECONDS = 0.5
 FORK_FAILURE_LOG_SECONDS = 60.0
 ROUND_FAILURE_LOG_SECONDS = 60.0  # a bug in the supervisor's round, logged once a minute
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -480,6 +485,35 @@ def _ask_parent_to_reload_peers(parent: int) -> None:
             os.kill(parent, signal.SIGUSR1)
 
 
+class _Reading:
+    """A SIGHUP's reading of the config, in a thread of its own: a daemon one, which the
+    supervisor's exit does not wait for (the single process's: _leave_reloads_still_reading)."""
+
+    def __init__(self, read: Callable[[], Config]) -> None:
+        self._outcome: Config | Exception | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(read,), name="config reload", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, read: Callable[[], Config]) -> None:
+        try:
+            self._outcome = read()
+        except Exception as error:  # raised where the outcome is taken (result)
+            self._outcome = error
+
+    def done(self, wait: float = 0.0) -> bool:
+        self._thread.join(wait)
+        return not self._thread.is_alive()
+
+    def result(self) -> Config:
+        """The config read (once done); what the reading raised, raised again."""
+        if isinstance(self._outcome, Exception):
+            raise self._outcome
+        assert self._outcome is not None, "taken before it was done"
+        return self._outcome
+
+
 @dataclass(slots=True)
 class _Worker:
     """What the parent keeps of one worker process."""
@@ -515,6 +549,8 @@ class Supervisor:
         self._exit_status = 0  # what run() returns, unless checks went unanswered (1)
         self._metrics_directory: Path | None = None
         self._handover: Handover | None = None  # in the metrics directory (scorer.handover)
+        self._reading: _Reading | None = None  # a SIGHUP's, still being read
+        self._read_again = False  # a SIGHUP came during that reading
         # The workers replaced, for /metrics: a crash loop or a stuck worker that the
         # watchdog killed shows there, not only in the log (RdnsScorerWorkerRestarted).
         self._metrics = CollectorRegistry()
@@ -643,7 +679,40 @@ class Supervisor:
         if self._metrics_directory is not None:
             retire(self._metrics_directory, worker.snapshot)
 
-    def _reload(self, before_the_workers: bool = False, asked_by: int = 0) -> int:
+    def _read(self) -> Config:
+        """The config read for a SIGHUP, handed on to the workers (scorer.handover)."""
+        if self._handover is None:  # no private directory: each worker reads the file too
+            return self._loader()
+        return read_and_hand_over(self._loader, self._handover)
+
+    def _read_for_reload(self) -> None:
+        """Read the config for a SIGHUP's reload in a thread (READING_WAIT_SECONDS): applied,
+        and the workers told, at once when done by then, else by a later round
+        (_finish_reading). One at a time: a SIGHUP meanwhile reads again once it is done,
+        for the file may have changed after that reading began."""
+        if self._reading is not None:
+            self._read_again = True
+            return
+        self._reading = _Reading(self._read)
+        self._finish_reading(READING_WAIT_SECONDS)
+
+    def _finish_reading(self, wait: float = 0.0) -> None:
+        reading = self._reading
+        if reading is None or self._stopping or not reading.done(wait):
+            return
+        self._reading = None
+        self._reload(read=reading.result)
+        self._signal_all(signal.SIGHUP)
+        if self._read_again:
+            self._read_again = False
+            self._read_for_reload()
+
+    def _reload(
+        self,
+        before_the_workers: bool = False,
+        asked_by: int = 0,
+        read: Callable[[], Config] | None = None,
+    ) -> int:
         """Read the config and hand it to the workers (they take it on the SIGHUP that
         follows), or, ``asked_by`` a worker (the SIGUSR1 of its POST /v1/reload), take
         the one handed on; keep the last good one for the workers started from now on
@@ -653,19 +722,18 @@ class Supervisor:
         it. Returns the worker that has the outcome already, which the SIGHUP passes
         over: the one that read what was handed on, not always the one that asked (two
         workers' SIGUSR1 sent close together are one, naming the first sender: a standard
-        signal is pending only once, signal(7); the handover holds the second's reading)."""
+        signal is pending only once, signal(7); the handover holds the second's reading).
+        ``read``: the config's reading (by default _read, here)."""
         handover = self._handover
         has_it = asked_by
         try:
-            if handover is None:  # no private directory: each worker reads the file too
-                config = self._loader()
-            elif asked_by:
+            if asked_by and handover is not None:
                 outcome, has_it = handover.latest()
                 if isinstance(outcome, ConfigError):
                     raise outcome
                 config = outcome
             else:
-                config = read_and_hand_over(self._loader, handover)
+                config = (read or self._read)()
         except ConfigError as error:  # the workers log and count the failure...
             self._reload_failed = True
             if before_the_workers:  # ... but none was there to
@@ -846,12 +914,13 @@ class Supervisor:
             if ping is not None and time.monotonic() - pinged >= ping:
                 _ping_systemd()  # the workers are watched here (_watch)
                 pinged = time.monotonic()
-            info = signal.sigtimedwait(SUPERVISED, min(0.5, ping or 0.5))
+            # Shorter while a reading runs: its end is seen here, not signalled.
+            wait = min(0.5, ping or 0.5, 0.05 if self._reading else 0.5)
+            info = signal.sigtimedwait(SUPERVISED, wait)
             if info is not None:
                 signum = info.si_signo
                 if signum == signal.SIGHUP:
-                    self._reload()
-                    self._signal_all(signal.SIGHUP)
+                    self._read_for_reload()
                 elif signum == signal.SIGUSR1 and info.si_pid in self._children:
                     self._signal_all(signal.SIGHUP, skip=self._reload(asked_by=info.si_pid))
                 elif signum in (signal.SIGTERM, signal.SIGINT) and not self._stopping:
@@ -860,6 +929,7 @@ class Supervisor:
                         signal.Signals(signum).name, os.getpid(), len(self._children),
                     )  # fmt: skip
                     self._begin_stop()
+            self._finish_reading()
             self._look_after_workers()
             if self._stop_deadline and time.monotonic() > self._stop_deadline:
                 log.error(
@@ -871,6 +941,8 @@ class Supervisor:
                 self._stop_deadline = 0.0
                 self._killed_at_stop = True
         log.info("stopped (pid %d)", os.getpid())
+        if self._reading is not None and not self._reading.done():
+            log.warning("not waiting for the config reload still reading (pid %d)", os.getpid())
         # Not a clean stop when workers kept dying (_give_up) or checks were dropped:
         # systemd and scripts see the failure the log tells.
         return 1 if self._killed_at_stop else self._exit_status

@@ -28,7 +28,7 @@ from scorer.config import Config, ConfigError, config_from_mapping
 from scorer.handover import FILE_NAME, Handover, HandoverError, read_and_hand_over
 from scorer.launch import INTERRUPTED_STATUS
 from scorer.workermetrics import PREFIX, SHARED_MEMORY
-from scorer.workers import EXIT_LISTEN_LATER, STOP_OTHER_REQUESTS_SECONDS
+from scorer.workers import EXIT_LISTEN_LATER, STOP_OTHER_REQUESTS_SECONDS, Supervisor
 from tests.helpers import eventually
 from tests.support.fakedns import FaultyDns
 from tests.support.ports import free_port, wait_for_port
@@ -354,13 +354,14 @@ def test_a_stop_does_not_wait_for_a_reload_asking_a_silent_resolver(
     assert isinstance(reload(), str)  # cut off, unanswered: the service was going
 
 
-def test_one_process_stops_without_waiting_for_a_reload_still_reading(
-    resolver: FaultyDns,
-) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stop_does_not_wait_for_a_reload_still_reading(resolver: FaultyDns, workers: str) -> None:
     """Regression (review): a SIGHUP's reload reads the config in a thread, which the
     interpreter's exit joined with no time limit: one process (--workers 1) whose reload
     was reading a file on a hung network file system logged "stopped" and then hung on
-    until systemd's SIGKILL. Here the reading takes 20 s."""
+    until systemd's SIGKILL. With --workers N the supervisor read it in its own loop,
+    which held the stop as long (and the watchdog's pings, the replacement of dead
+    workers). Here the reading takes 20 s."""
     port = free_port()
     script = textwrap.dedent(
         """
@@ -382,7 +383,7 @@ def test_one_process_stops_without_waiting_for_a_reload_still_reading(
     )
     served = ("--listen", f"127.0.0.1:{port}", f"--nameserver={resolver.nameserver}")
     process = subprocess.Popen(
-        _serve_after(script, *served, "--workers", "1"), cwd=CHECKOUT,
+        _serve_after(script, *served, "--workers", workers), cwd=CHECKOUT,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -394,10 +395,12 @@ def test_one_process_stops_without_waiting_for_a_reload_still_reading(
         started = time.monotonic()
         status = _stop(process)
         took = time.monotonic() - started
+        said = process.stderr.read()
     finally:
         if process.poll() is None:
             process.kill()
     assert status == 0
+    assert f"not waiting for the config reload still reading (pid {process.pid})" in said
     assert took < STOP_OTHER_REQUESTS_SECONDS + 3, took
 
 
@@ -696,3 +699,31 @@ def test_a_rejected_config_that_cannot_be_handed_on_says_both(tmp_path: Path) ->
         read_and_hand_over(rejected, handover)
     with pytest.raises(ConfigError, match="was not handed on"):
         handover.take()
+
+
+def test_a_sighup_during_a_slow_reading_reads_the_config_again_after_it() -> None:
+    """The file may have changed after that reading began: the second SIGHUP's reload
+    must not be lost, nor run beside the first (an older reading applied last)."""
+    first_may_end = threading.Event()
+    readings: list[Config] = []
+
+    def loader() -> Config:
+        if not readings:
+            first_may_end.wait(10)
+        readings.append(config_from_mapping({"weights": {"RL_PTR_MISSING": len(readings) + 1}}))
+        return readings[-1]
+
+    supervisor = Supervisor(config_from_mapping({}), loader, "127.0.0.1", 1, 2)
+    told: list[int] = []
+    supervisor._signal_all = lambda signum, skip=0: told.append(signum)  # type: ignore[method-assign]
+    supervisor._read_for_reload()  # still reading after READING_WAIT_SECONDS
+    supervisor._read_for_reload()
+    assert (readings, told) == ([], [])
+    first_may_end.set()
+
+    def finished() -> list[int]:
+        supervisor._finish_reading(0.1)
+        return told
+
+    eventually(finished, lambda told: len(told) == 2)
+    assert len(readings) == 2 and supervisor._config is readings[1]
