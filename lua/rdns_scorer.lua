@@ -749,8 +749,9 @@ local function count_hang(task, server, sent_at)
     rspamd_logger.infox(task, '%s: %s timed out (%s in a row): not asked for %s s', N, server,
         breaker.hangs, settings.holddown)
   else
-    rspamd_logger.infox(task, '%s: %s timed out (%s in a row; held down at %s)', N, server,
-        breaker.hangs, settings.holddown_after)
+    -- holddown = 0 holds nothing down, whatever the count: the log must not say it will.
+    rspamd_logger.infox(task, '%s: %s timed out (%s in a row%s)', N, server, breaker.hangs,
+        settings.holddown > 0 and ('; held down at ' .. settings.holddown_after) or '')
   end
 end
 
