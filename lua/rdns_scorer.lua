@@ -287,14 +287,17 @@ end
 -- The fail-open path: record why, score nothing, let the scan go on. `before`: what
 -- became of the scan's earlier attempts and of the servers it did not ask (held down),
 -- each "SERVER: REASON"; the last failure alone hid that every instance failed, each
--- its own way (one refused, the next timed out).
-local function fail_open(task, reason, server, before)
+-- its own way (one refused, the next timed out). `held`: the scan asked no server, each
+-- held down: said at debug only, as the hang that held it down was said once (an info
+-- line a scan for as long as that lasts drowned the log; rspamd's task log line has
+-- the symbol and its options all the same).
+local function fail_open(task, reason, server, before, held)
   local options = { reason, 'server=' .. server }
   if before and #before > 0 then
     table.insert(options, 'before: ' .. table.concat(before, '; '))
   end
-  rspamd_logger.infox(task, '%s: failing open (server %s): %s', N, server,
-      table.concat(options, ', '))
+  local log = held and function(...) lua_util.debugm(N, ...) end or rspamd_logger.infox
+  log(task, '%s: failing open (server %s): %s', N, server, table.concat(options, ', '))
   task:insert_result(FAIL_SYMBOL, 1.0, options)
 end
 
@@ -755,6 +758,16 @@ local function count_hang(task, server, sent_at)
   end
 end
 
+-- `server` did not hang (`how`: it answered, or failed at once): its breaker closes, and
+-- the end of a hold-down is said once, as its start was.
+local function close_breaker(task, server, how)
+  local breaker = breakers[server]
+  breakers[server] = nil
+  if breaker and breaker.held_until then
+    rspamd_logger.infox(task, '%s: %s no longer hangs (%s): hold-down over', N, server, how)
+  end
+end
+
 -- A probe that ran out of what an earlier attempt left: the next scan probes instead.
 local function probe_over(server)
   if breakers[server] then
@@ -839,7 +852,7 @@ local function rdns_scorer_check(task)
         elseif timed_out then
           probe_over(server) -- out of another attempt's leftover time: says nothing
         else
-          breakers[server] = nil -- refused, reset: quick, not hung
+          close_breaker(task, server, tostring(err)) -- refused, reset: quick, not hung
         end
         retry_or_fail(tostring(err), server, timed_out)
         return
@@ -853,11 +866,11 @@ local function rdns_scorer_check(task)
         if not client_error then -- a 4xx is the request's or the token's fault
           upstream:fail(false, reason)
         end
-        breakers[server] = nil -- it answers
+        close_breaker(task, server, reason) -- it answers
         retry_or_fail(reason, server, client_error and not RETRIED_4XX[code])
         return
       end
-      breakers[server] = nil
+      close_breaker(task, server, 'HTTP 200')
       upstream:ok()
       -- Even a bug of ours while reading the reply must not cost the message anything.
       local done, bad = pcall(apply_reply, task, reply_body)
@@ -883,7 +896,7 @@ local function rdns_scorer_check(task)
       -- without IPv6; no file descriptor left), and calls no callback: this address
       -- failed as a refused one does, and another may answer.
       upstream:fail(true, 'cannot send request')
-      breakers[server] = nil
+      close_breaker(task, server, 'cannot send request')
       retry_or_fail('cannot send request', server, false)
     end
   end
@@ -891,8 +904,9 @@ local function rdns_scorer_check(task)
   local upstream, server = next_target(tried, false, ip:to_string())
   if not upstream then
     -- Every server held down: each says so (the first is the reason, as with one).
+    local held = #before > 0
     local reason = table.remove(before, 1) or ('no server to ask in ' .. servers_text())
-    fail_open(task, reason, '-', before)
+    fail_open(task, reason, '-', before, held)
     return
   end
   send(upstream, server)

@@ -1511,6 +1511,34 @@ def test_a_probe_that_is_answered_ends_the_holddown(
         assert [scores(r) for r in results] == [{"RL_PTR_MISSING": 5.0}] * 3
 
 
+def _info_lines(rspamd: Rspamd, words: str) -> list[str]:
+    """The plugin's info lines (rspamd writes its debug ones under the module's name)
+    holding ``words``."""
+    return [line for line in rspamd.log().splitlines() if "; lua; " in line and words in line]
+
+
+def test_a_held_down_server_is_logged_once_a_hang_not_once_a_scan(
+    unbound: Unbound, fake: FakeHttp, hs_cache: Path
+) -> None:
+    # Regression (review): each scan that asked no server, every one being held down,
+    # logged "failing open ... not asked: ..." at info: 11,000 lines in 5 s at 8 scans
+    # in parallel, each saying what the hang's own line and rspamd's task log line say.
+    with _asking_fake_alone(unbound, fake, hs_cache, "2s") as rspamd:
+        fake.set("json", delay=0.8)
+        hangs = [rspamd.scan(MISSING_PTR_IP) for _ in range(2)]
+        fake.set("json", delay=0.0)
+        held = _scan_all(rspamd, 40, 8)
+        assert all("not asked: " in r.options("RL_SCORER_FAIL")[0] for r in held)
+        assert len(_info_lines(rspamd, "failing open")) == len(hangs)
+        debug = [line for line in rspamd.log().splitlines() if "; rdns_scorer; " in line]
+        assert len([line for line in debug if "failing open (server -)" in line]) == len(held)
+        assert len(_info_lines(rspamd, " timed out (")) == len(hangs)
+        time.sleep(2.1)  # the probe answers: said once, as the hold-down was
+        assert scores(rspamd.scan(MISSING_PTR_IP)) == {"RL_PTR_MISSING": 5.0}
+        _scan_all(rspamd, 8, 4)
+        assert len(_info_lines(rspamd, f"{fake.address} no longer hangs (HTTP 200)")) == 1
+
+
 def test_a_failure_names_the_servers_held_down_before_it(
     unbound: Unbound, hung: HungSocket, pair: tuple[FakeHttp, FakeHttp], hs_cache: Path
 ) -> None:
