@@ -875,9 +875,9 @@ local function rdns_scorer_check(task)
       -- Even a bug of ours while reading the reply must not cost the message anything.
       local done, bad = pcall(apply_reply, task, reply_body)
       if not done then
-        fail_open(task, 'error reading reply: ' .. tostring(bad), server)
+        fail_open(task, 'error reading reply: ' .. tostring(bad), server, before)
       elseif bad then
-        fail_open(task, bad, server)
+        fail_open(task, bad, server, before)
       end
     end
 

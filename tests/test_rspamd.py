@@ -1774,6 +1774,27 @@ def test_an_instance_that_does_not_take_the_token_yet_costs_no_message(
     assert asked_current == 4 and asked_stale >= 1
 
 
+def test_an_unusable_reply_after_a_retry_names_the_instance_asked_before(
+    rspamd_pair: Rspamd, pair: tuple[FakeHttp, FakeHttp]
+) -> None:
+    # Regression (review): a 200 that is no check reply ended the scan naming that
+    # instance alone, though another had failed before it: RL_SCORER_FAIL says what
+    # became of every instance a scan could not use, whichever failure came last.
+    failing, garbled = pair
+    failing.set("status", status=503)
+    garbled.set("garbage")
+    for _ in range(6):  # until a scan asks the failing one first
+        before = _counts(pair)
+        result = rspamd_pair.scan(MISSING_PTR_IP)
+        if _asked(pair, before) == [failing, garbled]:
+            break
+    else:
+        pytest.fail("no scan asked the failing instance first")
+    reason, *rest = result.options("RL_SCORER_FAIL")
+    assert reason.startswith("unparsable reply: "), reason
+    assert rest == [f"server={garbled.address}", f"before: {failing.address}: HTTP 503: fake"]
+
+
 def test_a_5xx_whose_words_say_timeout_is_retried(
     rspamd_pair: Rspamd, pair: tuple[FakeHttp, FakeHttp]
 ) -> None:
