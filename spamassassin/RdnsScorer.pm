@@ -428,7 +428,12 @@ sub _result {
     $error =~ s/\s+\z//;
     $result = { error => _clean($error, 200) };
   }
-  if (defined $result->{error}) {
+  if (defined $result->{held}) {
+    # No URL asked, each held down: the hang that held it down was said once, at info;
+    # a line a message for the whole hold-down would drown the log (as in the rspamd
+    # plugin). RL_SCORER_FAIL still says why.
+    dbg("rdns_scorer: fail-open: $result->{error}");
+  } elsif (defined $result->{error}) {
     info("rdns_scorer: fail-open: $result->{error}");
   }
   return $pms->{rdns_scorer_result} = $result;
@@ -529,13 +534,13 @@ sub _ask {
       $error .= ", $limit passed" if $sa_limit && _now() >= $deadline;
       push(@errors, "$url: " . _clean($error, 120));
       if ($error !~ /^timeout \(/) {
-        delete $breakers->{$url};    # refused, reset: quick, not hung
+        $self->_close_breaker($url, $error);    # refused, reset: quick, not hung
       } elsif (!$sa_limit && _had_its_time($remaining, $timeout, $index, scalar @urls)) {
         $self->_count_hang($conf, $url);
       }
       next;
     }
-    delete $breakers->{$url};    # it answered, whatever it said: not hung
+    $self->_close_breaker($url, "HTTP $status");    # it answered, whatever it said: not hung
     if ($status != 200) {
       # The service's own words ({"error": ...}) say what to fix: "HTTP 401: missing or
       # wrong bearer token".
@@ -561,7 +566,8 @@ sub _ask {
     $result->{helo_asked} = defined $request{helo} ? 1 : 0;
     return $result;
   }
-  return { error => join('; ', @errors) };
+  # held: every URL held down, none asked (_result logs that at debug only).
+  return { error => join('; ', @errors), (!@urls && @errors ? (held => 1) : ()) };
 }
 
 # Whether the call to the URL at $index of the $count asked, begun with $remaining
@@ -597,6 +603,16 @@ sub _count_hang {
     info("rdns_scorer: $url timed out ($breaker->{hangs} in a row"
       . ($holddown ? "; held down at $after)" : ')'));
   }
+  return;
+}
+
+# $url did not hang ($how: it answered, or failed at once): its breaker closes, and the
+# end of a hold-down is said once, as its start was (as in the rspamd plugin).
+sub _close_breaker {
+  my ($self, $url, $how) = @_;
+  my $breaker = delete $self->{rdns_scorer_breakers}->{$url};
+  info("rdns_scorer: $url no longer hangs ($how): hold-down over")
+    if $breaker && defined $breaker->{held_until};
   return;
 }
 

@@ -1683,6 +1683,35 @@ def test_a_url_is_held_down_after_hangs_in_a_row_then_probed(tmp_path: Path) -> 
     assert "timed out (1 in a row; held down at 2)" in log, log
     assert f"timed out (2 in a row): not asked for {holddown:g}s" in log, log
     assert f"timed out (3 in a row): not asked for {holddown:g}s" in log, "the probe"
+    assert log.count(f"{service.url} no longer hangs (HTTP 200): hold-down over") == 1, log
+
+
+def test_a_held_down_url_is_logged_once_a_hang_not_once_a_message() -> None:
+    # Regression (review): each message that asked no URL, every one held down, logged
+    # "fail-open: ... not asked, it timed out" at info, one line a message for the whole
+    # hold-down beside the hang's own line; now at debug (spamassassin -D rdns_scorer).
+    hung = HungSocket().start()
+    directory = site_config(
+        f"rdns_scorer_url http://{hung.address}/v1/check\n"
+        "rdns_scorer_timeout 0.5\nrdns_scorer_holddown 60\nrdns_scorer_holddown_after 1\n"
+    )
+    spamd = Spamd(directory).start()
+    raw = message(MISSING_PTR_IP, "Mail-Server")
+    try:
+        scans = [spamd.scan(raw) for _ in range(4)]
+        _no_perl_warnings(spamd)
+        log = spamd.log()
+    finally:
+        spamd.stop()
+        hung.stop()
+    assert "timeout (reply)" in scans[0].section("RL_SCORER_FAIL")
+    for held in scans[1:]:
+        assert "not asked, it timed out" in held.section("RL_SCORER_FAIL"), held.section(
+            "RL_SCORER_FAIL"
+        )
+    assert hung.accepted == 1
+    assert len(re.findall(r"rdns_scorer: fail-open: ", log)) == 1, log
+    assert len(re.findall(r"timed out \(1 in a row\): not asked for 60s", log)) == 1, log
 
 
 @pytest.mark.parametrize("before", ["slow-503", "refused"])
