@@ -736,13 +736,24 @@ local function pass_over_held(tried, before)
   end
 end
 
+-- The request to `server` sent at `sent_at` timed out: if it was the probe, the next
+-- scan probes (again). Only the probe itself: a request sent before the hold-down that
+-- times out while the probe is out (a holddown shorter than the timeout) let a second
+-- scan probe at once, and wait its whole timeout for a server already being probed.
+local function probe_over(server, sent_at)
+  local breaker = breakers[server]
+  if breaker and breaker.probe == sent_at then
+    breaker.probe = nil
+  end
+end
+
 -- A request to `server`, sent at `sent_at` with (nearly) the whole timeout, timed out:
 -- counted, and at holddown_after in a row the server is held down (again).
 local function count_hang(task, server, sent_at)
   local now = rspamd_util.get_ticks()
   local breaker = breakers[server] or { hangs = 0 }
   breakers[server] = breaker
-  breaker.probe = nil
+  probe_over(server, sent_at)
   if breaker.seen and sent_at < breaker.seen then
     return -- sent before the last hang was counted: the same stall
   end
@@ -765,13 +776,6 @@ local function close_breaker(task, server, how)
   breakers[server] = nil
   if breaker and breaker.held_until then
     rspamd_logger.infox(task, '%s: %s no longer hangs (%s): hold-down over', N, server, how)
-  end
-end
-
--- A probe that ran out of what an earlier attempt left: the next scan probes instead.
-local function probe_over(server)
-  if breakers[server] then
-    breakers[server].probe = nil
   end
 end
 
@@ -850,7 +854,7 @@ local function rdns_scorer_check(task)
         if hung then
           count_hang(task, server, sent_at)
         elseif timed_out then
-          probe_over(server) -- out of another attempt's leftover time: says nothing
+          probe_over(server, sent_at) -- out of another attempt's leftover time: says nothing
         else
           close_breaker(task, server, tostring(err)) -- refused, reset: quick, not hung
         end

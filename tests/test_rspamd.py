@@ -1459,6 +1459,35 @@ def test_a_hung_service_is_left_alone_for_the_holddown(
         assert hung.accepted == asked + 3
 
 
+def test_a_timeout_from_before_the_holddown_leaves_the_probe_alone(
+    unbound: Unbound, hung: HungSocket, hs_cache: Path
+) -> None:
+    # Regression (review): any timeout of the server ended its probe, one of a request
+    # sent before the hold-down too (with a holddown shorter than the timeout, it times
+    # out while the probe is out): a second scan then probed it at once, and waited
+    # its whole timeout for a server already being probed.
+    conf = f'servers = "{hung.address}";\ntimeout = 2s;\nholddown = 0.6s;\nholddown_after = 1;'
+    with _running(Rspamd(unbound.nameserver, conf, hs_cache)) as rspamd:
+        asked = hung.accepted
+        started = time.monotonic()
+
+        def scan_at(offset: float) -> ScanResult:
+            time.sleep(max(0.0, started + offset - time.monotonic()))
+            return rspamd.scan(MISSING_PTR_IP)
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            # A holds it down at 2.0 s until 2.6 s; B, sent before that, times out at
+            # 3.0 s, while P (sent at 2.9 s) probes it; Q comes after B's timeout.
+            first, stale, probe, late = (pool.submit(scan_at, at) for at in (0, 1, 2.9, 3.4))
+            timed_out = [f.result().options("RL_SCORER_FAIL")[0] for f in (first, stale, probe)]
+            assert timed_out == ["IO timeout"] * 3
+            assert re.fullmatch(
+                _held_down(hung.address, "[0-3]", "holddown over; another scan probes it"),
+                late.result().options("RL_SCORER_FAIL")[0],
+            ), late.result().options("RL_SCORER_FAIL")
+        assert hung.accepted == asked + 3
+
+
 @contextlib.contextmanager
 def _asking_fake_alone(
     unbound: Unbound, fake: FakeHttp, hs_cache: Path, holddown: str
