@@ -1316,6 +1316,7 @@ def test_shipped_sections_are_what_rspamd_reads(
         'path = "/v1/check";': "  path = '/v1/check',",
         'group = "rdns_scorer";': "  group = N,",
         "holddown = 10;": "  holddown = 10.0,",
+        "holddown_after = 2;": "  holddown_after = 2,",
     }
     for setting, default in defaults.items():
         key = setting.split(" =")[0]
