@@ -867,7 +867,7 @@ local function rdns_scorer_check(task)
           reason = reason .. ': ' .. said
         end
         local client_error = code >= 400 and code < 500
-        if not client_error then -- a 4xx is the request's or the token's fault
+        if not client_error then -- a 4xx: the instance is up (even one of RETRIED_4XX)
           upstream:fail(false, reason)
         end
         close_breaker(task, server, reason) -- it answers

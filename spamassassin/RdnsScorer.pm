@@ -133,8 +133,8 @@ sub set_config {
   # rdns_scorer_timeout SECONDS: hard overall deadline for the whole call (default 1).
   push(@cmds, _seconds_command('rdns_scorer_timeout', 1, 1, 60, \&_timeout_advice));
 
-  # rdns_scorer_holddown SECONDS: a URL that timed out is not asked again for this
-  # long (default 10; 0: always ask).
+  # rdns_scorer_holddown SECONDS: a URL that hung rdns_scorer_holddown_after times in
+  # a row is not asked again for this long (default 10; 0: always ask).
   push(@cmds, _seconds_command('rdns_scorer_holddown', 10, 0, 3600));
 
   # rdns_scorer_holddown_after N: hangs in a row before a URL is held down (default 2;
