@@ -360,9 +360,11 @@ class Config:
         if unused > MAX_ENTRIES_WARNED:
             # A whole list of them (an allowlist file of the site's own ranges) made a
             # warning per line, on every config check and reload: thousands of lines.
+            more = unused - MAX_ENTRIES_WARNED
+            entries, apply = ("entry is", "applies") if more == 1 else ("entries are", "apply")
             warnings.append(
-                f"[allowlist] {unused - MAX_ENTRIES_WARNED} more ip entries are inside "
-                "[policy] skip_networks, and never apply either"
+                f"[allowlist] {more} more ip {entries} inside [policy] skip_networks, and "
+                f"never {apply} either"
             )
         return warnings
 

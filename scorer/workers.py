@@ -810,10 +810,17 @@ class Supervisor:
         so another process took it since (a single-process serve, another server), or it
         left this host, and a later start may well find it free or back."""
         if last_code in (EXIT_LISTEN_LATER, 2):
+            # 75: taken or gone (EADDRINUSE, EADDRNOTAVAIL); 2: refused (EACCES,
+            # EAFNOSUPPORT), which the worker's own line above names.
+            why = (
+                ": it was free when the service started, and taken or gone since"
+                if last_code == EXIT_LISTEN_LATER
+                else ""
+            )
             log.error(
-                "workers cannot listen on %s (above): it was free when the service "
-                "started, and taken or gone since; giving up",
+                "workers cannot listen on %s (above)%s; giving up",
                 host_port(self._host, self._port),
+                why,
             )
             self._exit_status = last_code
         else:

@@ -4,6 +4,7 @@ the stop's wait for the requests in flight, Ctrl-C during the start."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 import re
@@ -465,6 +466,34 @@ def test_workers_that_find_the_port_taken_after_the_start_check_exit_75(
     assert f"worker: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
     assert f"workers cannot listen on 127.0.0.1:{port} (above)" in done.stderr
     assert "keep dying" not in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("last_code", "status", "said"),
+    [
+        (EXIT_LISTEN_LATER, EXIT_LISTEN_LATER, "workers cannot listen on 127.0.0.1:1 (above): "
+         "it was free when the service started, and taken or gone since; giving up"),
+        # Refused (EACCES, EAFNOSUPPORT): nothing took it, so no "taken or gone".
+        (2, 2, "workers cannot listen on 127.0.0.1:1 (above); giving up"),
+        (1, 1, "workers keep dying at start; giving up"),
+    ],
+)  # fmt: skip
+def test_giving_up_on_workers_says_why_and_exits_so(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    last_code: int,
+    status: int,
+    said: str,
+) -> None:
+    # Regression (review): a worker refused the address (exit 2) was said to have found
+    # it "taken or gone since".
+    config = config_from_mapping({})
+    supervisor = Supervisor(config, lambda: config, "127.0.0.1", 1, 2)
+    monkeypatch.setattr(supervisor, "_begin_stop", lambda: None)
+    with caplog.at_level(logging.ERROR, logger="rdns_scorer"):
+        supervisor._give_up(last_code)
+    assert [record.getMessage() for record in caplog.records] == [said]
+    assert supervisor._exit_status == status
 
 
 @pytest.mark.parametrize("trigger", ["SIGHUP", "POST /v1/reload"])

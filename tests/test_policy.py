@@ -474,6 +474,16 @@ def test_many_allowlist_entries_inside_a_skipped_network_make_few_warnings() -> 
         f"[allowlist] {len(ips) - MAX_ENTRIES_WARNED} more ip entries are inside "
         "[policy] skip_networks, and never apply either"
     )
+    one_more = config_from_mapping(
+        {
+            "policy": {"skip_networks": ["10.0.0.0/8"]},
+            "allowlist": {"ips": ips[: MAX_ENTRIES_WARNED + 1]},
+        }
+    )
+    one_more = dataclasses.replace(one_more, allowlist_entries=one_more.read_allowlist())
+    assert one_more.warnings()[-1] == (
+        "[allowlist] 1 more ip entry is inside [policy] skip_networks, and never applies either"
+    )
 
 
 async def test_a_client_of_the_sites_translator_is_checked_as_its_ipv4_host(
