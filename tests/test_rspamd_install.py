@@ -480,6 +480,21 @@ def test_check_and_install_name_a_byte_order_mark_that_hides_a_key(
         assert f"note:      {said}" in report.lines, report.lines
 
 
+def test_a_byte_order_mark_and_a_space_before_a_key_is_named_as_hiding_it(
+    stock_confdir: Path,
+) -> None:
+    # Regression (review): a mark then a space was said to make rspamd refuse the whole
+    # config, where it takes it and ignores the key after the space (configdump here).
+    groups = stock_confdir / "local.d" / "groups.conf"
+    groups.write_bytes(b'\xef\xbb\xbf \tgroup "rdns_scorer" {\n  max_score = 7.25;\n}\n')
+    assert "max_score = 7.25" not in _configdump(stock_confdir, "group")
+    assert integration.bom_text(groups) == (
+        f"{groups} starts with a UTF-8 byte-order mark, which rspamd reads as part of the "
+        "first key, so `group` there is ignored (configtest passes); "
+        f"remove it: sed -i '1s/^\\xEF\\xBB\\xBF//' {groups}"
+    )
+
+
 def test_a_byte_order_mark_before_a_comment_is_named_as_what_rspamd_refuses(
     tmp_path: Path,
 ) -> None:

@@ -237,9 +237,11 @@ def bom_text(path: Path) -> str | None:
         return None  # said where the file is read in earnest
     if not text.startswith(BOM):
         return None
-    first = _UCL_TOKEN.match(text, 1)
+    # Spaces and tabs after the mark end that key: the next token is its value (a
+    # section, `group { ... }`, nested under it and ignored as it is).
+    first = _UCL_TOKEN.match(text, len(text) - len(text[1:].lstrip(" \t")))
     key = first.group() if first else ""
-    if key[:1] in _UCL_ENDS or key[:1] in "#/":
+    if not key or key[0] in _UCL_ENDS or key[0] in "#/":
         what = ": rspamd refuses the whole config (configtest: invalid character in a key)"
     else:
         what = f", so `{key.strip(chr(34) + chr(39))}` there is ignored (configtest passes)"
