@@ -56,6 +56,19 @@ use constant SMTP_LINE    => 512;      # octets of a command line, RFC 5321 sect
 # one, or an infinite one (1e400), is no reply of the service's.
 use constant MAX_SCORE    => 9007199254740992;
 use constant MAX_FIELD    => 1024;     # characters per request field: what the service reads
+# One UTF-8 character as RFC 3629 section 4 spells it (UTF8-char): no overlong form, no
+# surrogate (U+D800..U+DFFF), nothing past U+10FFFF; what Python's UTF-8 decoder, the
+# service's, takes as one. Perl's own utf8::decode takes surrogates and more.
+use constant UTF8_CHAR    => qr/[\x00-\x7F]|[\xC2-\xDF][\x80-\xBF]|\xE0[\xA0-\xBF][\x80-\xBF]
+  |[\xE1-\xEC\xEE\xEF][\x80-\xBF]{2}|\xED[\x80-\x9F][\x80-\xBF]|\xF0[\x90-\xBF][\x80-\xBF]{2}
+  |[\xF1-\xF3][\x80-\xBF]{3}|\xF4[\x80-\x8F][\x80-\xBF]{2}/x;
+# U+DC80..U+DCFF in Perl's UTF-8 (ED B2 80 .. ED B3 BF) => its JSON escape, "\udc80" ..
+# "\udcff" (_json).
+our %SURROGATE_ESCAPES = map {
+  my $octets = chr(0xDC00 + $_);
+  utf8::encode($octets);
+  ($octets => sprintf('\\u%04x', 0xDC00 + $_));
+} 0x80 .. 0xFF;
 # Bytes of request body at most: the smallest [server] max_body_bytes the service takes
 # (MIN_BODY_BYTES in scorer/config.py), so no body is refused with a 413 (_fitted_body).
 use constant MAX_BODY     => 8192;
@@ -805,19 +818,57 @@ sub _as_parsed {
   return join('\S', map { quotemeta } split(/!/, $value, -1));
 }
 
-# Header text as characters: UTF-8 if it decodes, else bytes as Latin-1. Cut to the
-# MAX_FIELD characters the service reads (MAX_FIELD_CHARS in scorer/protocol.py): a
-# header holds up to 8 KB, and a longer body than the service takes ([server]
+# Header text as the characters the service reads from the same bytes in the rspamd
+# plugin's msgpack (scorer/protocol.py: UTF-8 with surrogateescape): each valid UTF-8
+# character as itself, each other byte as U+DC80..U+DCFF (0xE9 as U+DCE9), which the
+# service shows as "\xe9" and scores as "bytes that are not UTF-8" (_json writes it as
+# the escape "\udce9"). Read as Latin-1, a HELO sent as raw 8-bit bytes (no SMTPUTF8,
+# RFC 6531) "caf\xe9.example" reached the service as the valid IDN "caf\x{e9}.example"
+# and was judged as a name, while through rspamd the same session was RL_HELO_INVALID.
+# Cut to the MAX_FIELD characters the service reads
+# (MAX_FIELD_CHARS in scorer/protocol.py), a byte that is not UTF-8 one character as
+# there: a header holds up to 8 KB, and a longer body than the service takes ([server]
 # max_body_bytes) would be refused with a 413, every check of the message off with it.
 sub _text {
   my ($value) = @_;
-  my $copy = "$value";
-  utf8::decode($copy) if !utf8::is_utf8($copy);
-  return substr($copy, 0, MAX_FIELD);
+  my $octets = "$value";
+  utf8::encode($octets) if utf8::is_utf8($octets);    # characters already: their octets
+  return substr($octets, 0, MAX_FIELD) if $octets !~ /[\x80-\xFF]/;    # ASCII: as it is
+  # Up to MAX_FIELD characters, a run of valid ones at a time (at most MAX_FIELD: Perl's
+  # limit on repeating a group is 32,766), each other octet on its own; what follows is
+  # cut anyway. A hostile 8 KB of \xe9 costs ~0.6 ms.
+  my ($text, $characters) = ('', 0);
+  while ($characters < MAX_FIELD
+      && $octets =~ /\G(?:((?:${\ UTF8_CHAR}){1,${\ MAX_FIELD}})|([\x80-\xFF]))/g) {
+    if (defined $1) {
+      my $run = $1;
+      utf8::decode($run);
+      $text .= $run;
+      $characters += length($run);
+    } else {
+      $text .= chr(0xDC00 + ord($2));
+      $characters++;
+    }
+  }
+  return substr($text, 0, MAX_FIELD);
+}
+
+# The request as JSON in UTF-8, but each U+DC80..U+DCFF (a byte that is not UTF-8, from
+# _text) as the escape "\udcXX": JSON::PP writes it in Perl's own UTF-8 (ED B3 A9), three
+# bytes the service would read as three bytes that are not UTF-8. Python's json reads the
+# escape as the very character msgpack's surrogateescape makes of the byte (RFC 8259
+# section 7 allows an escaped lone surrogate; section 8.2 leaves what it means to the
+# reader). No valid UTF-8 has \xED before \xA0..\xBF: nothing else is rewritten.
+sub _json {
+  my ($json, $request) = @_;
+  my $body = $json->encode($request);
+  $body =~ s/(\xED[\xB2\xB3][\x80-\xBF])/$SURROGATE_ESCAPES{$1}/g;
+  return $body;
 }
 
 # The request as JSON of MAX_BODY bytes at most. JSON writes a control character in six
-# bytes (\u0001): a client filling its HELO and MAIL FROM with them made a body of ~13 KB,
+# bytes (\u0001), and a byte that is not UTF-8 too (\udce9): a client filling its HELO
+# and MAIL FROM with them made a body of ~13 KB,
 # which a service whose max_body_bytes was lowered refused (413), and the plugin failing
 # open let that message through with no check at all. The longest text field is halved
 # until the body fits: what is left of such a field is as invalid as the whole (a HELO or
@@ -826,12 +877,12 @@ sub _text {
 sub _fitted_body {
   my ($request) = @_;
   my $json = JSON::PP->new->utf8->canonical;
-  my $body = $json->encode($request);
+  my $body = _json($json, $request);
   while (length($body) > MAX_BODY) {
     my ($longest) = sort { length($request->{$b}) <=> length($request->{$a}) || $a cmp $b }
       grep { $_ ne 'ip' } keys %$request;
     $request->{$longest} = substr($request->{$longest}, 0, length($request->{$longest}) >> 1);
-    $body = $json->encode($request);
+    $body = _json($json, $request);
   }
   return $body;
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import msgpack
 import pytest
 
 import scorer.integrations as integrations
@@ -38,7 +40,7 @@ from scorer.integrations.spamassassin import (
     install,
     source_dir,
 )
-from scorer.protocol import MAX_FIELD_CHARS
+from scorer.protocol import MAX_FIELD_CHARS, decode_body
 from scorer.symbols import SYMBOLS
 from tests.support.fakehttp import FakeHttp as SlowFake
 from tests.support.fakehttp import FullBacklog, HungSocket
@@ -376,13 +378,61 @@ def test_postfix_unknown_in_place_of_a_missing_helo_is_left_out(
     assert fake.requests[2].json()["helo"] == "UNKNOWN"
 
 
-def test_header_bytes_are_sent_as_characters(fake_spamd: Spamd, fake: FakeHttp) -> None:
-    # A HELO in UTF-8 (SMTPUTF8) reaches the service as its characters, not as UTF-8
-    # encoded twice; bytes that are no UTF-8 are read as Latin-1.
-    utf8 = message(CONFIRMED_IP, "mail.bücher.example", CONFIRMED_NAME)
+def test_header_bytes_are_sent_as_the_service_reads_them(fake_spamd: Spamd, fake: FakeHttp) -> None:
+    # A sender in UTF-8 (SMTPUTF8) reaches the service as its characters, not as UTF-8
+    # encoded twice. Regression (review): octets that are no UTF-8 were read as Latin-1,
+    # so a raw 8-bit MAIL FROM reached the service as a valid address, where the rspamd
+    # plugin's msgpack gave it the octets: now each is the surrogate escape the service
+    # makes of it.
+    utf8 = message(CONFIRMED_IP, CONFIRMED_NAME, CONFIRMED_NAME, "usér@bücher.example")
     fake_spamd.scan(utf8)
-    fake_spamd.scan(utf8.replace("bücher".encode(), "b\xfccher".encode("latin-1")))
-    assert [r.json()["helo"] for r in fake.requests] == ["mail.bücher.example"] * 2
+    fake_spamd.scan(utf8.replace("ü".encode(), b"\xfc").replace("é".encode(), b"\xe9"))
+    sent = [r.json()["mail_from"] for r in fake.requests]
+    assert sent == ["usér@bücher.example", "us\udce9r@b\udcfccher.example"]
+    assert b"\\udcfc" in fake.requests[1].body  # escaped: the body is valid UTF-8 (RFC 8259)
+
+
+# Octets a HELO may hold, UTF-8 or not: valid characters of each length, then what
+# RFC 3629 forbids (a lone continuation byte, a lead byte short of its continuations,
+# overlong forms, surrogates, past U+10FFFF, bytes that never occur): the service's
+# reading is Python's UTF-8 decoder with surrogateescape, the plugin's is its own.
+UTF8_EDGES = [
+    b"caf\xe9.example", b"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xef\xbf\xbf", b"\x80", b"\xe2\x82A",
+    b"\xe2\x82\xe2\x82\xac", b"\xc0\xaf", b"\xe0\x80\x80", b"\xed\xa0\x80", b"\xed\xb3\xa9",
+    b"\xf4\x90\x80\x80", b"\xf8\x88\x80\x80\x80", b"\xff\xfe", b"\xe9" * 1_100,
+    ("\u00e9".encode() + b"\xe9") * 700,
+]  # fmt: skip
+TEXT_AND_BODY = r"""
+require "$ARGV[0]/RdnsScorer.pm";
+package Mail::SpamAssassin::Plugin::RdnsScorer;
+while (my $hex = <STDIN>) {
+  chomp $hex;
+  print _fitted_body({ip => '192.0.2.1', helo => _text(pack('H*', $hex))}), "\n";
+}
+"""
+
+
+def test_a_field_is_read_as_the_service_reads_its_bytes_from_msgpack() -> None:
+    # What the service makes of the plugin's JSON is what it makes of the same octets
+    # in the rspamd plugin's msgpack (scorer.protocol.decode_body on both), cut to
+    # MAX_FIELD_CHARS characters as it cuts them: the edges, and random octets mostly
+    # of those that start, continue or break a UTF-8 character.
+    pieces = [bytes([b]) for b in (*b"a.\x01", *range(0x80, 0x100, 7), 0xBF, 0xC2, 0xED, 0xF4)]
+    draw = random.Random(8)
+    cases = UTF8_EDGES + [
+        b"".join(draw.choices(pieces, k=draw.randint(1, 12))) for _ in range(2_000)
+    ]
+    result = subprocess.run(
+        ["perl", "-w", "-e", TEXT_AND_BODY, str(source_dir())],
+        input="".join(case.hex() + "\n" for case in cases),
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert result.stderr == ""
+    for case, body in zip(cases, result.stdout.splitlines(), strict=True):
+        assert len(body.encode()) <= MIN_BODY_BYTES
+        sent = decode_body(body.encode(), "application/json")["helo"]
+        packed = msgpack.packb({"helo": case}, use_bin_type=False)
+        assert sent == decode_body(packed, "application/msgpack")["helo"][:MAX_FIELD_CHARS], case
 
 
 # Header values SpamAssassin keeps whole (it cuts at 8 KB; a backslash is two characters
