@@ -683,7 +683,13 @@ sub _client {
   # the client's own word too.
   $helo = undef if defined $helo && $helo eq 'unknown' && !$has_rdns
     && $line !~ /${\ HELO_LABEL}unknown(?=[\s)])/i;
-  $helo = _helo_as_sent($line, $helo) if defined $helo && index($helo, '!') >= 0;
+  # SpamAssassin parses a Received header as it decoded it: octets that are no UTF-8 it
+  # reads as Windows-1252 and gives in UTF-8 (Mail::SpamAssassin::Message::Node::
+  # _normalize), so a HELO of raw 8-bit octets (no SMTPUTF8), "caf\xe9.example", reached
+  # us as the valid IDN "caf\x{e9}.example", while the rspamd plugin sends the octets. The
+  # octets of one with a '!' or above 0x7F are read back from the line as the MTA wrote it.
+  $helo = _helo_as_sent((_received_lines($pms, 'raw'))[$index], $helo)
+    if defined $helo && $helo =~ /[!\x80-\xFF]/;
   # qmail labels it "(HELO ...)" whatever the client said; qpsmtpd's "(EHLO ...)" is as sent.
   $helo = _qmail_helo($helo)
     if defined $helo && index($helo, '?') >= 0 && $line =~ QMAIL_FROM && $line =~ / \(HELO /;
@@ -715,18 +721,35 @@ sub _envelope_from {
   my $below = ($pms->{relays_untrusted} || [])->[0];
   my $theirs = $misread && !$set && $below && ($below->{envfrom} // '') =~ /\@/;
   my $from = $theirs ? undef : $pms->get('EnvelopeFrom:addr', undef);
+  # The relay's "envelope-from" (Exim's, Sendmail's), which SpamAssassin reads first, it
+  # parsed from the header as it decoded it (_client): its octets are on the line.
+  $from = _envfrom_as_sent($pms, $from)
+    if defined $from && !$set && $from =~ /[\x80-\xFF]/ && $below && ($below->{envfrom} // '') eq $from;
   return $from if defined $from || $set;
   my ($first) = $pms->get('ALL') =~ /^(Return-Path|X-Envelope-From|Received):/mi;
   return if !defined $first || lc $first eq 'received';
   return $pms->get("$first:first:addr", undef);
 }
 
+# $from, the first untrusted relay's envelope sender as SpamAssassin parsed it from a
+# header that is no UTF-8 ("user@caf\x{e9}.example"), as its Received line has it
+# ("user@caf\xe9.example"), where SpamAssassin found it; else as parsed.
+sub _envfrom_as_sent {
+  my ($pms, $from) = @_;
+  my $line = (_received_lines($pms, 'raw'))[$pms->{last_trusted_relay_index} + 1];
+  my $sent = _as_parsed($from);
+  return $1 if defined $line && $line =~ /(?:return-path:? |envelope-(?:sender|from)[ =])<*($sent)/i;
+  dbg('rdns_scorer: envelope sender ' . _clean($from, 100) . ' not found in its Received line: sent as SpamAssassin decoded it');
+  return $from;
+}
+
 # Every Received header, newest first, each on one line with single spaces and a space at
-# either end, as SpamAssassin read them.
+# either end, as SpamAssassin read them; with $raw, as the MTA wrote them (its octets, not
+# decoded: see _client).
 sub _received_lines {
-  my ($pms) = @_;
+  my ($pms, $raw) = @_;
   my $msg = $pms->{msg} or return;
-  return map { (my $flat = " $_ ") =~ s/\s+/ /g; $flat } $msg->get_header('Received');
+  return map { (my $flat = " $_ ") =~ s/\s+/ /g; $flat } $msg->get_header('Received', $raw);
 }
 
 # qmail and qpsmtpd write "from REMOTEHOST (HELO NAME) (ADDRESS)"; after "with ESMTP"
@@ -790,11 +813,12 @@ sub _may_be_forged {
   return $line =~ /\((?:[^\s()]*\@)?$name\.* \[[^\]]*\] \(may be forged\)\)/i ? 1 : 0;
 }
 
-# The HELO as the client sent it, read back from $line, the client's Received line, or
-# undef when the line does not have it. SpamAssassin writes each NUL, '#', bracket,
-# parenthesis, '<', '>' and '|' of a relay's HELO as '!', so the address literal
-# "[192.0.2.1]" (RFC 5321 section 4.1.3) and "#192.0.2.1#", no name nor literal at all,
-# reach us alike as "!192.0.2.1!". The HELO stands after "helo=" (Exim), "HELO " or
+# The HELO as the client sent it, read back from $line, the client's Received line as the
+# MTA wrote it, or undef when the line does not have it. SpamAssassin writes each NUL,
+# '#', bracket, parenthesis, '<', '>' and '|' of a relay's HELO as '!', so the address
+# literal "[192.0.2.1]" (RFC 5321 section 4.1.3) and "#192.0.2.1#", no name nor literal
+# at all, reach us alike as "!192.0.2.1!"; and octets that are no UTF-8 decoded
+# (_as_parsed). The HELO stands after "helo=" (Exim), "HELO " or
 # "EHLO " (qmail, qpsmtpd) or "from" (Postfix, Sendmail; Exim when it is the client's
 # name).
 sub _helo_as_sent {
@@ -812,10 +836,17 @@ sub _helo_as_sent {
 }
 
 # A pattern for the header text SpamAssassin parsed $value (a run of non-space) from:
-# it wrote each NUL, '#', bracket, parenthesis, '<', '>' and '|' in it as '!'.
+# it wrote each NUL, '#', bracket, parenthesis, '<', '>' and '|' in it as '!', and a
+# header that is no UTF-8 it decoded as Windows-1252, each octet above 0x7F one
+# character, so each run of them a run of octets above 0x7F in UTF-8 (possessive: the
+# same run, and no backtracking). Where Encode::Detect is installed (Debian: suggested
+# only), SpamAssassin may guess another charset, whose characters may take in ASCII
+# octets after one above 0x7F: such a HELO is not found, and is left out.
 sub _as_parsed {
   my ($value) = @_;
-  return join('\S', map { quotemeta } split(/!/, $value, -1));
+  return join('\S', map {
+    join('', map { /^[\x80-\xFF]/ ? '[\x80-\xFF]++' : quotemeta } split(/([\x80-\xFF]+)/, $_))
+  } split(/!/, $value, -1));
 }
 
 # Header text as the characters the service reads from the same bytes in the rspamd

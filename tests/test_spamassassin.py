@@ -44,6 +44,7 @@ from scorer.protocol import MAX_FIELD_CHARS, decode_body
 from scorer.symbols import SYMBOLS
 from tests.support.fakehttp import FakeHttp as SlowFake
 from tests.support.fakehttp import FullBacklog, HungSocket
+from tests.support.rspamd import Rspamd, checked_run
 from tests.support.sa_fakehttp import FakeHttp, closed_port
 from tests.support.service import ScorerProcess
 from tests.support.spamassassin import (
@@ -251,6 +252,41 @@ def test_spamd_scores_as_the_service_does(
     assert "RL_SCORER_FAIL" not in scan.scores
 
 
+# A HELO and a MAIL FROM sent as raw 8-bit bytes, no SMTPUTF8 (RFC 6531): 0xE9 is no UTF-8.
+EIGHT_BIT_HELO = b"caf\xe9.example"
+EIGHT_BIT_FROM = b"user@caf\xe9.example"
+
+
+def test_an_8bit_session_gets_the_verdict_and_evidence_rspamd_gets(
+    real_spamd: Spamd, scorer: ScorerProcess, unbound: Unbound, hs_cache: Path
+) -> None:
+    # Regression (review): one SMTP session, two verdicts. The rspamd plugin sends the
+    # bytes (msgpack), which the service reads as bytes that are not UTF-8
+    # (RL_HELO_INVALID, RL_MAILFROM_BAD_SYNTAX); this plugin read them as Latin-1 and
+    # sent the valid IDN "café.example" (RL_HELO_NOT_FQDN, RL_MAILFROM_SPECIAL_USE).
+    raw = message(CONFIRMED_IP, "HELO-HERE", CONFIRMED_NAME, "FROM-HERE")
+    raw = raw.replace(b"HELO-HERE", EIGHT_BIT_HELO).replace(b"FROM-HERE", EIGHT_BIT_FROM)
+    scan = real_spamd.scan(raw)
+    conf = f'servers = "{scorer.address}";\ntoken = "{TOKEN}";'
+    for rspamd in checked_run(Rspamd(unbound.nameserver, conf, hs_cache)):
+        # http.client writes a header in Latin-1: one octet a character, as an MTA passes them.
+        rspamd_scan = rspamd.scan(
+            CONFIRMED_IP,
+            helo=EIGHT_BIT_HELO.decode("latin-1"),
+            mail_from=EIGHT_BIT_FROM.decode("latin-1"),
+            hostname=CONFIRMED_NAME,
+        )
+    ours = rspamd_scan.ours()
+    assert {name: rspamd_scan.score(name) for name in ours} == scan.rl
+    assert ours["RL_HELO_INVALID"]["options"] == [
+        "helo=caf\\xe9.example",
+        "bytes that are not UTF-8",
+    ]
+    for name, symbol in ours.items():
+        evidence = " ".join(symbol["options"])
+        assert f"[{evidence}]" in scan.section(name), (evidence, scan.section(name))
+
+
 def test_admin_score_lines_win(real_spamd: Spamd, scorer: ScorerProcess) -> None:
     raw = message(CONFIRMED_IP, "localhost", CONFIRMED_NAME, f"billing@{NULL_MX_DOMAIN}")
     reply = service_reply(
@@ -379,16 +415,18 @@ def test_postfix_unknown_in_place_of_a_missing_helo_is_left_out(
 
 
 def test_header_bytes_are_sent_as_the_service_reads_them(fake_spamd: Spamd, fake: FakeHttp) -> None:
-    # A sender in UTF-8 (SMTPUTF8) reaches the service as its characters, not as UTF-8
-    # encoded twice. Regression (review): octets that are no UTF-8 were read as Latin-1,
-    # so a raw 8-bit MAIL FROM reached the service as a valid address, where the rspamd
-    # plugin's msgpack gave it the octets: now each is the surrogate escape the service
-    # makes of it.
-    utf8 = message(CONFIRMED_IP, CONFIRMED_NAME, CONFIRMED_NAME, "usér@bücher.example")
+    # A HELO in UTF-8 (SMTPUTF8) reaches the service as its characters, not as UTF-8
+    # encoded twice. Regression (review): bytes that are no UTF-8 were read as Latin-1,
+    # so a raw 8-bit HELO reached the service as a valid IDN, where the rspamd plugin's
+    # msgpack gave it the bytes: now each is the surrogate escape the service makes of it.
+    utf8 = message(CONFIRMED_IP, "mail.bücher.example", CONFIRMED_NAME, "usér@bücher.example")
     fake_spamd.scan(utf8)
     fake_spamd.scan(utf8.replace("ü".encode(), b"\xfc").replace("é".encode(), b"\xe9"))
-    sent = [r.json()["mail_from"] for r in fake.requests]
-    assert sent == ["usér@bücher.example", "us\udce9r@b\udcfccher.example"]
+    sent = [(r.json()["helo"], r.json()["mail_from"]) for r in fake.requests]
+    assert sent == [
+        ("mail.bücher.example", "usér@bücher.example"),
+        ("mail.b\udcfccher.example", "us\udce9r@b\udcfccher.example"),
+    ]
     assert b"\\udcfc" in fake.requests[1].body  # escaped: the body is valid UTF-8 (RFC 8259)
 
 
@@ -581,6 +619,45 @@ def test_a_helo_is_sent_as_the_client_wrote_it(
     # Exim's "from" names the client's address, "helo=" its HELO.
     fake_spamd.scan(_received_as(_EXIM.format(helo=helo)) if exim else message("203.0.113.7", helo))
     assert fake.requests[-1].json()["helo"] == helo
+
+
+@pytest.mark.parametrize(
+    ("helo", "exim"),
+    [
+        (b"caf\xe9.example", True),
+        (b"#caf\xe9#", False),
+        (b"b\xc3\xbccher-caf\xe9.example", False),  # UTF-8 and not, in one header
+        (b"b\xc3\xbccher.example", False),
+    ],
+)
+def test_an_8bit_helo_is_read_back_as_the_mta_wrote_it(
+    fake_spamd: Spamd, fake: FakeHttp, helo: bytes, exim: bool
+) -> None:
+    # Regression (review): SpamAssassin decodes a header that is no UTF-8 as
+    # Windows-1252 and parses its Received line from that, so its relay's HELO
+    # "caf\xe9.example" was "café.example" (and "bücher" in the same header "bÃ¼cher"):
+    # read back from the line as the MTA wrote it, as the rspamd plugin gets it.
+    raw = (
+        _received_as(_EXIM.format(helo="HELO-HERE"))
+        if exim
+        else message(MISSING_PTR_IP, "HELO-HERE")
+    )
+    fake_spamd.scan(raw.replace(b"HELO-HERE", helo))
+    assert fake.requests[-1].json()["helo"] == helo.decode("utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize("sender", [b"user@caf\xe9.example", b"us\xc3\xa9r@caf\xe9.example"])
+def test_an_8bit_envelope_from_on_the_line_is_read_back_as_the_mta_wrote_it(
+    fake_spamd: Spamd, fake: FakeHttp, sender: bytes
+) -> None:
+    # Regression (review): Exim's "(envelope-from <...>)", which SpamAssassin takes for
+    # the envelope sender before any Return-Path, it parsed from the header decoded as
+    # Windows-1252: "user@café.example", a valid address, for octets that are no UTF-8.
+    line = _EXIM.format(helo="mail.example.org").replace(
+        "\tid ", "\t(envelope-from <FROM-HERE>)\n\tid "
+    )
+    fake_spamd.scan(_received_as(line).replace(b"FROM-HERE", sender))
+    assert fake.requests[-1].json()["mail_from"] == sender.decode("utf-8", "surrogateescape")
 
 
 _DATE = "Mon, 06 May 2024 10:00:00 +0000"
