@@ -8,7 +8,7 @@ lookups; cache statistics are read at scrape time instead of counted per hit.
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info, ProcessCollector
@@ -45,10 +45,12 @@ MOVED_MEMO_ENTRIES = 4096  # distinct replies remembered by observe_check
 
 
 class _CacheCollector(Collector):
-    """Cache hits, misses and size, read from the DNS layer when Prometheus scrapes."""
+    """Cache hits, misses and size, read from the DNS layer when Prometheus scrapes; and
+    the size of the serving pipeline's reply cache."""
 
     def __init__(self, dns_layer: DnsLayer) -> None:
         self.dns = dns_layer
+        self.replies: Sized = ()  # the serving pipeline's reply cache (Metrics.watch_dns)
         # What the layers replaced by reloads counted: the counters must not restart
         # (with several workers, one restarting would show as a reset of the sum).
         self.earlier_hits = 0
@@ -74,6 +76,11 @@ class _CacheCollector(Collector):
         )
         yield GaugeMetricFamily(
             "rdns_scorer_dns_cache_entries", "Outcomes in the cache now.", value=len(cache)
+        )
+        yield GaugeMetricFamily(
+            "rdns_scorer_reply_cache_entries",
+            "Whole replies in the reply cache now.",
+            value=len(self.replies),
         )
         yield GaugeMetricFamily(
             "rdns_scorer_dns_resolver_trusted",
@@ -266,8 +273,9 @@ class Metrics:
         self._dns_children: dict[tuple[str, str], tuple[Series, HistogramSeries]] = {}
         self._moved_by_reply: dict[tuple[int, bool, bool], _Moved] = {}
 
-    def watch_dns(self, dns_layer: DnsLayer) -> None:
-        """Report ``dns_layer``'s cache from now on (a reload with new DNS settings swaps it).
+    def watch_dns(self, dns_layer: DnsLayer, replies: Sized = ()) -> None:
+        """Report ``dns_layer``'s cache from now on (a reload with new DNS settings swaps it),
+        and ``replies``, the reply cache (every reload builds a new one).
 
         One collector, repointed: registering a second one would expose every cache series
         twice (the stale layer's first) and keep the old layer alive.
@@ -277,6 +285,7 @@ class Metrics:
             self.registry.register(self._cache_collector)
         else:
             self._cache_collector.repoint(dns_layer)
+        self._cache_collector.replies = replies
 
     def observe_dns(self, rdtype: str, result: str, seconds: float, repeated: bool) -> None:
         # Once per DNS query: the two series are looked up once per (type, result).

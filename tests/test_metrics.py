@@ -20,7 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scorer import __version__, workermetrics
 from scorer.allowlist import COVERS, KINDS, Allowlist, covered_families
-from scorer.config import DnsConfig
+from scorer.app import SERVICE_KEY, create_app
+from scorer.config import Config, DnsConfig
 from scorer.loopmetrics import Series
 from scorer.metrics import DNS_BUCKETS, LATENCY_BUCKETS, MOVED_MEMO_ENTRIES, Metrics
 from scorer.protocol import CheckReply, CheckRequest, SymbolResult, parse_request
@@ -81,6 +82,27 @@ async def test_metrics_follow_traffic(client: Any) -> None:
     assert ("rdns_scorer_requests_in_flight", ()) in samples
     assert value("rdns_scorer_config_reloads_total", result="failure") == 0
     assert any(name == "rdns_scorer_build_info" for name, _ in samples)
+
+
+async def test_the_reply_cache_size_is_the_serving_pipelines(
+    aiohttp_client: Any, unbound_config: Config
+) -> None:
+    # Regression (soak review): the reply cache, bounded by reply_cache_max_entries, had
+    # no series: an admin could not see it fill, nor tune it.
+    app = create_app(unbound_config, lambda: unbound_config)
+    client = await aiohttp_client(app)
+
+    async def entries() -> float:
+        samples = _samples(await (await client.get("/metrics")).text())
+        return samples["rdns_scorer_reply_cache_entries", ()]
+
+    assert await entries() == 0
+    for ip in (world.CONFIRMED_IP, world.CONFIRMED_IP, world.MISSING_PTR_IP):
+        assert (await client.post("/v1/check", json={"ip": ip})).status == 200
+    assert await entries() == 2
+    # A reload builds a new pipeline with an empty reply cache (its DNS layer kept).
+    await app[SERVICE_KEY].reload("SIGHUP")
+    assert await entries() == 0
 
 
 async def test_the_series_error_shares_divide_exist_on_a_healthy_server(client: Any) -> None:
