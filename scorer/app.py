@@ -169,7 +169,7 @@ class Service:
             pipeline.dns.set_timeout(config.dns.timeout)
         else:
             pipeline.dns.observer = self.metrics.observe_dns
-        self.metrics.watch_dns(pipeline.dns, pipeline.replies)
+        self.metrics.watch_caches(pipeline.dns, pipeline.replies)
         return pipeline
 
     async def answer(

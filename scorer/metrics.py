@@ -50,7 +50,7 @@ class _CacheCollector(Collector):
 
     def __init__(self, dns_layer: DnsLayer) -> None:
         self.dns = dns_layer
-        self.replies: Sized = ()  # the serving pipeline's reply cache (Metrics.watch_dns)
+        self.replies: Sized = ()  # the serving pipeline's reply cache (Metrics.watch_caches)
         # What the layers replaced by reloads counted: the counters must not restart
         # (with several workers, one restarting would show as a reset of the sum).
         self.earlier_hits = 0
@@ -273,7 +273,7 @@ class Metrics:
         self._dns_children: dict[tuple[str, str], tuple[Series, HistogramSeries]] = {}
         self._moved_by_reply: dict[tuple[int, bool, bool], _Moved] = {}
 
-    def watch_dns(self, dns_layer: DnsLayer, replies: Sized = ()) -> None:
+    def watch_caches(self, dns_layer: DnsLayer, replies: Sized = ()) -> None:
         """Report ``dns_layer``'s cache from now on (a reload with new DNS settings swaps it),
         and ``replies``, the reply cache (every reload builds a new one).
 

@@ -492,7 +492,7 @@ NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 # RFC 4291 section 2.5.5.1: the deprecated IPv4-compatible addresses (::192.0.2.1), read
-# as the IPv4 host they carry (scorer.protocol.ipv4_compatible_unwrapped), but for
+# as the IPv4 host they carry (ipv4_compatible_unwrapped), but for
 # ::/104: ``::`` and ``::1`` are no IPv4 host's (0.0.0.0/8 carries none).
 IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 NO_IPV4_HOST = ipaddress.IPv6Network("::/104")
@@ -527,6 +527,22 @@ def unmapped(
         if address in NAT64_WELL_KNOWN:
             return ipv4_embedded(address, NAT64_WELL_KNOWN.prefixlen)
     return address
+
+
+def ipv4_compatible_unwrapped(ip: IPAddress) -> IPAddress:
+    """``ip``, or the IPv4 host an IPv4-compatible address (``::192.0.2.1``) carries.
+
+    RFC 4291 section 2.5.5.1 deprecates the form, and ::/96 lies in ::/8, which IANA's
+    IPv6 address space keeps "Reserved by IETF" (only 2000::/3 is global unicast, RFC
+    4291 section 2.4): no IPv6 peer connects from one across the internet. An MTA that
+    writes it names the IPv4 host, as the form always meant (the host itself, reached
+    by automatic tunnelling: RFC 2893, dropped by RFC 4213), whose reverse DNS is under
+    in-addr.arpa. Read as IPv6, its ip6.arpa name, which no one delegates, was a sure
+    RL_PTR_MISSING.
+    ``::`` and ``::1`` (and the rest of ::/104, 0.0.0.0/8 carrying no host) are not it."""
+    if ip in IPV4_COMPATIBLE and ip not in NO_IPV4_HOST:
+        return ipaddress.IPv4Address(int(ip))
+    return ip
 
 
 def unscoped(

@@ -46,7 +46,7 @@ def parse_network(text: str) -> IPNetwork:
         network = ipaddress.IPv4Network((unmapped(network.network_address), network.prefixlen - 96))
     elif isinstance(network, ipaddress.IPv6Network) and _ipv4_compatible(text, network):
         # The deprecated IPv4-compatible form (RFC 4291 section 2.5.5.1), which clients
-        # are read as IPv4 in too (scorer.protocol.ipv4_compatible_unwrapped).
+        # are read as IPv4 in too (scorer.names.ipv4_compatible_unwrapped).
         network = ipaddress.IPv4Network((int(network.network_address), network.prefixlen - 96))
     if network.prefixlen == 0:
         # Every client of the family: every check switched off. Refused, as a public

@@ -8,7 +8,6 @@ there would let a spammer switch our checks off, because the plugins fail open.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from typing import Any, NamedTuple
@@ -18,11 +17,10 @@ import msgpack
 from scorer.checks.mailfrom import QMAIL_NULL_SENDER, envelope_address
 from scorer.memo import memo_sized, memoise
 from scorer.names import (
-    IPV4_COMPATIBLE,
-    NO_IPV4_HOST,
     THIS_NETWORK,
     IPAddress,
     ip_address,
+    ipv4_compatible_unwrapped,
     is_multicast_or_broadcast,
     unmapped,
     unscoped,
@@ -248,22 +246,6 @@ def parse_ip(text: str) -> IPAddress:
     # interface of the MTA's host, not the client: dropped, so it never reaches an
     # option, a log line or the reply-cache key as client text.
     return ipv4_compatible_unwrapped(unscoped(unmapped(ip)))
-
-
-def ipv4_compatible_unwrapped(ip: IPAddress) -> IPAddress:
-    """``ip``, or the IPv4 host an IPv4-compatible address (``::192.0.2.1``) carries.
-
-    RFC 4291 section 2.5.5.1 deprecates the form, and ::/96 lies in ::/8, which IANA's
-    IPv6 address space keeps "Reserved by IETF" (only 2000::/3 is global unicast, RFC
-    4291 section 2.4): no IPv6 peer connects from one across the internet. An MTA that
-    writes it names the IPv4 host, as the form always meant (the host itself, reached
-    by automatic tunnelling: RFC 2893, dropped by RFC 4213), whose reverse DNS is under
-    in-addr.arpa. Read as IPv6, its ip6.arpa name, which no one delegates, was a sure
-    RL_PTR_MISSING.
-    ``::`` and ``::1`` (and the rest of ::/104, 0.0.0.0/8 carrying no host) are not it."""
-    if ip in IPV4_COMPATIBLE and ip not in NO_IPV4_HOST:
-        return ipaddress.IPv4Address(int(ip))
-    return ip
 
 
 def parse_request(data: dict[str, Any]) -> ParsedRequest:

@@ -309,7 +309,7 @@ def test_a_nameserver_one_worker_finds_silent_is_silent_once(tmp_path: Path) -> 
     for metrics, silent in ((first, set()), (second, {0}), (third, {0})):
         layer = build_dns_layer(config)
         layer._transport._said_silent |= silent
-        metrics.watch_dns(layer)
+        metrics.watch_caches(layer)
     WorkerMetrics(tmp_path, "second").snapshot(second.registry)
     WorkerMetrics(tmp_path, "third").snapshot(third.registry)
     merged = _samples(WorkerMetrics(tmp_path, "first").render(first.registry).decode())
@@ -468,11 +468,11 @@ def test_dns_cache_counters_carry_over_a_reload_that_replaces_the_layer() -> Non
     metrics = Metrics()
     first = build_dns_layer(config_from_mapping({"dns": {"nameservers": ["127.0.0.1"]}}))
     first.cache.hits, first.cache.misses = 7, 3
-    metrics.watch_dns(first)
+    metrics.watch_caches(first)
     second = build_dns_layer(config_from_mapping({"dns": {"nameservers": ["127.0.0.2"]}}))
     second.cache.hits = 1
-    metrics.watch_dns(second)
-    metrics.watch_dns(second)  # the layer it reports already: nothing to carry over
+    metrics.watch_caches(second)
+    metrics.watch_caches(second)  # the layer it reports already: nothing to carry over
     samples = _samples(generate_latest(metrics.registry).decode())
     assert samples["rdns_scorer_dns_cache_hits_total", ()] == 8
     assert samples["rdns_scorer_dns_cache_misses_total", ()] == 3
@@ -487,7 +487,7 @@ def test_a_silent_nameserver_of_several_is_a_gauge_per_nameserver() -> None:
     metrics = Metrics()
     servers = ["127.0.0.1:5300", "[::1]:5301"]
     layer = build_dns_layer(config_from_mapping({"dns": {"nameservers": servers}}))
-    metrics.watch_dns(layer)
+    metrics.watch_caches(layer)
 
     def silent() -> dict[str, float]:
         samples = _samples(generate_latest(metrics.registry).decode())

@@ -1903,7 +1903,7 @@ def test_the_bench_straightforward_build_serves_its_metrics(unbound_config: Conf
     )
     pipeline.dns._transport = transport  # type: ignore[assignment]
     metrics = Metrics()
-    metrics.watch_dns(pipeline.dns)
+    metrics.watch_caches(pipeline.dns)
     assert b"rdns_scorer_dns_nameserver_silent" in generate_latest(metrics.registry)
 
 
