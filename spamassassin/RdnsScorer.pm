@@ -722,18 +722,21 @@ sub _envelope_from {
   my $theirs = $misread && !$set && $below && ($below->{envfrom} // '') =~ /\@/;
   my $from = $theirs ? undef : $pms->get('EnvelopeFrom:addr', undef);
   # The relay's "envelope-from" (Exim's, Sendmail's), which SpamAssassin reads first, it
-  # parsed from the header as it decoded it (_client): its octets are on the line.
+  # parsed from the header as it decoded it (_client), with a '!' for each '#', '|',
+  # bracket, parenthesis, '<' and '>' (_as_parsed): as sent, it is on the line.
   $from = _envfrom_as_sent($pms, $from)
-    if defined $from && !$set && $from =~ /[\x80-\xFF]/ && $below && ($below->{envfrom} // '') eq $from;
+    if defined $from && !$set && $from =~ /[\x80-\xFF!]/ && $below && ($below->{envfrom} // '') eq $from;
   return $from if defined $from || $set;
   my ($first) = $pms->get('ALL') =~ /^(Return-Path|X-Envelope-From|Received):/mi;
   return if !defined $first || lc $first eq 'received';
   return $pms->get("$first:first:addr", undef);
 }
 
-# $from, the first untrusted relay's envelope sender as SpamAssassin parsed it from a
-# header that is no UTF-8 ("user@caf\x{e9}.example"), as its Received line has it
-# ("user@caf\xe9.example"), where SpamAssassin found it; else as parsed.
+# $from, the first untrusted relay's envelope sender as SpamAssassin parsed it (from a
+# header that is no UTF-8, "user@caf\x{e9}.example"; with '!' for a '#' or a parenthesis,
+# "a!b!@example.org"), as its Received line has it ("user@caf\xe9.example",
+# "a(b)@example.org": no address, as the rspamd plugin sends it), where SpamAssassin
+# found it; else as parsed.
 sub _envfrom_as_sent {
   my ($pms, $from) = @_;
   # As a HELO's (_helo_as_sent): the pattern has a class for each run of 8-bit octets,
@@ -745,7 +748,7 @@ sub _envfrom_as_sent {
   my $line = (_received_lines($pms, 'raw'))[$pms->{last_trusted_relay_index} + 1];
   my $sent = _as_parsed($from);
   return $1 if defined $line && $line =~ /(?:return-path:? |envelope-(?:sender|from)[ =])<*($sent)/i;
-  dbg('rdns_scorer: envelope sender ' . _clean($from, 100) . ' not found in its Received line: sent as SpamAssassin decoded it');
+  dbg('rdns_scorer: envelope sender ' . _clean($from, 100) . ' not found in its Received line: sent as SpamAssassin parsed it');
   return $from;
 }
 

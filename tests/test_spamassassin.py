@@ -646,13 +646,26 @@ def test_an_8bit_helo_is_read_back_as_the_mta_wrote_it(
     assert fake.requests[-1].json()["helo"] == helo.decode("utf-8", "surrogateescape")
 
 
-@pytest.mark.parametrize("sender", [b"user@caf\xe9.example", b"us\xc3\xa9r@caf\xe9.example"])
-def test_an_8bit_envelope_from_on_the_line_is_read_back_as_the_mta_wrote_it(
+@pytest.mark.parametrize(
+    "sender",
+    [
+        b"user@caf\xe9.example",
+        b"us\xc3\xa9r@caf\xe9.example",
+        b"a#b@example.org",
+        b"a|b@example.org",
+        b"a(b)@example.org",
+        b"a!b@example.org",
+    ],
+)
+def test_an_envelope_from_on_the_line_is_read_back_as_the_mta_wrote_it(
     fake_spamd: Spamd, fake: FakeHttp, sender: bytes
 ) -> None:
     # Regression (review): Exim's "(envelope-from <...>)", which SpamAssassin takes for
     # the envelope sender before any Return-Path, it parsed from the header decoded as
     # Windows-1252: "user@café.example", a valid address, for octets that are no UTF-8.
+    # Regression: and with a '!' for each NUL, '#', bracket, parenthesis, '<', '>' and
+    # '|', as a HELO's: "a(b)@example.org", no address (RL_MAILFROM_BAD_SYNTAX through
+    # rspamd), was sent as the valid "a!b!@example.org".
     line = _EXIM.format(helo="mail.example.org").replace(
         "\tid ", "\t(envelope-from <FROM-HERE>)\n\tid "
     )
