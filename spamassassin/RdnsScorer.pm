@@ -723,9 +723,16 @@ sub _envelope_from {
   my $from = $theirs ? undef : $pms->get('EnvelopeFrom:addr', undef);
   # The relay's "envelope-from" (Exim's, Sendmail's), which SpamAssassin reads first, it
   # parsed from the header as it decoded it (_client), with a '!' for each '#', '|',
-  # bracket, parenthesis, '<' and '>' (_as_parsed): as sent, it is on the line.
-  $from = _envfrom_as_sent($pms, $from)
-    if defined $from && !$set && $from =~ /[\x80-\xFF!]/ && $below && ($below->{envfrom} // '') eq $from;
+  # bracket, parenthesis, '<' and '>' (_as_parsed), and only up to the first space or
+  # the last letter or digit: as sent, it is on the line. Read back whenever
+  # SpamAssassin took it, or passed it over for want of an '@' (the first word of a
+  # quoted local part, '"john' of '"john doe"@example.org'), as it would have taken
+  # the whole.
+  my $envfrom = $below && !$theirs && !$set ? $below->{envfrom} // '' : '';
+  if ($envfrom ne '' && (!defined $from || $from eq $envfrom)) {
+    my $sent = _envfrom_as_sent($pms, $envfrom);
+    $from = $sent if index($sent, '@') > 0;
+  }
   return $from if defined $from || $set;
   my ($first) = $pms->get('ALL') =~ /^(Return-Path|X-Envelope-From|Received):/mi;
   return if !defined $first || lc $first eq 'received';
@@ -736,7 +743,13 @@ sub _envelope_from {
 # header that is no UTF-8, "user@caf\x{e9}.example"; with '!' for a '#' or a parenthesis,
 # "a!b!@example.org"), as its Received line has it ("user@caf\xe9.example",
 # "a(b)@example.org": no address, as the rspamd plugin sends it), where SpamAssassin
-# found it; else as parsed.
+# found it; else as parsed. SpamAssassin reads it as "(\S+)\b": to the first space, and
+# back to the last letter or digit (a word boundary), so of Exim's "(envelope-from
+# <ADDRESS>)" (the address it passes rspamd as "From: <ADDRESS>") it kept
+# "a@!192.0.2.1" of the sender at an address literal "a@[192.0.2.1]" (RFC 5321
+# section 4.1.3), "a@example.org" of "a@example.org-", and '"john' of the quoted local
+# part (section 4.1.2) '"john doe"@example.org': the address is read whole, to the
+# ">)" that ends it.
 sub _envfrom_as_sent {
   my ($pms, $from) = @_;
   # As a HELO's (_helo_as_sent): the pattern has a class for each run of 8-bit octets,
@@ -747,7 +760,9 @@ sub _envfrom_as_sent {
   return $from if length($from) > SMTP_LINE;
   my $line = (_received_lines($pms, 'raw'))[$pms->{last_trusted_relay_index} + 1];
   my $sent = _as_parsed($from);
-  return $1 if defined $line && $line =~ /(?:return-path:? |envelope-(?:sender|from)[ =])<*($sent)/i;
+  my $label = qr/(?:return-path:? |envelope-(?:sender|from)[ =])/i;
+  # Not past the first '>' (one in a quoted local part is read as SpamAssassin read it).
+  return $1 if defined $line && ($line =~ /$label<($sent[^>]*)>\)/ || $line =~ /$label<*($sent)/);
   dbg('rdns_scorer: envelope sender ' . _clean($from, 100) . ' not found in its Received line: sent as SpamAssassin parsed it');
   return $from;
 }

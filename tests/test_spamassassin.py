@@ -655,6 +655,11 @@ def test_an_8bit_helo_is_read_back_as_the_mta_wrote_it(
         b"a|b@example.org",
         b"a(b)@example.org",
         b"a!b@example.org",
+        # SpamAssassin reads it to the first space, then back to a letter or digit
+        b'"john doe"@example.org',
+        b"a@[192.0.2.1]",
+        b"a@[IPv6:2001:db8::1]",
+        b"a@example.org-",
     ],
 )
 def test_an_envelope_from_on_the_line_is_read_back_as_the_mta_wrote_it(
@@ -666,6 +671,11 @@ def test_an_envelope_from_on_the_line_is_read_back_as_the_mta_wrote_it(
     # Regression: and with a '!' for each NUL, '#', bracket, parenthesis, '<', '>' and
     # '|', as a HELO's: "a(b)@example.org", no address (RL_MAILFROM_BAD_SYNTAX through
     # rspamd), was sent as the valid "a!b!@example.org".
+    # Regression: SpamAssassin reads it as "(\S+)\b", and Exim passes rspamd the whole
+    # ("From: <...>"): of a quoted local part with a space nothing was sent (no Return-Path
+    # before delivery), '"john' having no '@'; "a@[192.0.2.1]", a sender at an address
+    # literal, was the invalid "a@[192.0.2.1", and "a@example.org-" the valid
+    # "a@example.org".
     line = _EXIM.format(helo="mail.example.org").replace(
         "\tid ", "\t(envelope-from <FROM-HERE>)\n\tid "
     )
