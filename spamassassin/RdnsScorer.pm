@@ -99,6 +99,13 @@ use constant EXCHANGE_BY => qr/ with Microsoft SMTP Server\b/i;
 # Where a line labels the HELO: Exim's "helo=NAME", qmail's "(HELO NAME)", qpsmtpd's
 # "(EHLO NAME)".
 use constant HELO_LABEL  => qr/[\s(](?:helo=|(?:HELO|EHLO) )/i;
+# Exim's own line: "from [ADDRESS] (helo=NAME)" or "from RDNS ([ADDRESS] helo=NAME)" (cPanel's
+# "(port=N helo=NAME)"), with " ident=ID" after NAME where it asked RFC 1413, then " by
+# HOST with PROTO ... (Exim VERSION)". A HELO it took as junk (helo_accept_junk_hosts, "*"
+# on cPanel) stands there whole, to the ") by" (_helo_as_sent); where one has a space in
+# it, SpamAssassin's $helo is its first word. Anchored at the start: one place to try.
+use constant EXIM_LINE   => qr/\(Exim [^)]*\)/;
+use constant EXIM_HELO   => qr/^ from \S+ \((?:[^()\s]+ )*?helo=/i;
 
 sub new {
   my ($class, $mailsa) = @_;
@@ -688,8 +695,12 @@ sub _client {
   # _normalize), so a HELO of raw 8-bit octets (no SMTPUTF8), "caf\xe9.example", reached
   # us as the valid IDN "caf\x{e9}.example", while the rspamd plugin sends the octets. The
   # octets of one with a '!' or above 0x7F are read back from the line as the MTA wrote it.
+  # So is one Exim took whole, with a space in it, of which SpamAssassin gives the first
+  # word (EXIM_HELO): "mail.example.org junk", no name (RL_HELO_INVALID through rspamd,
+  # which Exim passes it whole, "Helo: mail.example.org junk"), was sent as the name.
   $helo = _helo_as_sent((_received_lines($pms, 'raw'))[$index], $helo)
-    if defined $helo && $helo =~ /[!\x80-\xFF]/;
+    if defined $helo && ($helo =~ /[!\x80-\xFF]/
+      || ($line =~ EXIM_LINE && $line =~ /${\ EXIM_HELO}(?:[^\s)]+) (?!ident=[^\s)]*\) by )/));
   # qmail labels it "(HELO ...)" whatever the client said; qpsmtpd's "(EHLO ...)" is as sent.
   $helo = _qmail_helo($helo)
     if defined $helo && index($helo, '?') >= 0 && $line =~ QMAIL_FROM && $line =~ / \(HELO /;
@@ -853,6 +864,9 @@ sub _helo_as_sent {
   # 8 KB line is a place the pattern starts again (12 ms a message).
   return $helo if length($helo) > SMTP_LINE;
   my $sent = _as_parsed($helo);
+  # Exim's whole, to the ") by" (RFC 5321 section 4.1.1.1: the rest of the command line
+  # is the argument for Exim); whitespace inside is one space here, as unfolded.
+  return $1 if $line =~ EXIM_LINE && $line =~ /${\ EXIM_HELO}($sent.*?)(?: ident=[^\s)]*)?\) by /i;
   # "helo=" first: Exim's "from" names the client's rdns or address.
   return $1 if $line =~ /${\ HELO_LABEL}($sent)(?=[\s)])/i || $line =~ /^ from ($sent)(?=[\s)])/i;
   dbg('rdns_scorer: HELO ' . _clean($helo, 100) . ' not found in the client\'s Received line: not sent');

@@ -607,6 +607,11 @@ def test_a_helo_longer_than_an_smtp_line_is_not_read_back(
         ("mail#1.example", False),
         ("[203.0.113.7]", True),
         ("#203.0.113.7#", True),
+        # Exim takes a HELO with a space as junk (helo_accept_junk_hosts, cPanel's "*")
+        ("a b", True),
+        ("mail.example.org junk", True),
+        ("mail.example.org (ident=x) by", True),
+        ("[203.0.113.7] #x", True),
     ],
 )
 def test_a_helo_is_sent_as_the_client_wrote_it(
@@ -616,7 +621,9 @@ def test_a_helo_is_sent_as_the_client_wrote_it(
     # a HELO as '!', and the plugin sent every "!x!" as the literal "[x]": a client saying
     # "#203.0.113.7#", which no HELO may be (RL_HELO_INVALID), passed for one that gave
     # its own address literal. The Received line has the HELO as it was written.
-    # Exim's "from" names the client's address, "helo=" its HELO.
+    # Exim's "from" names the client's address, "helo=" its HELO. Regression: SpamAssassin
+    # reads the first word of one Exim took whole, as it passes rspamd ("Helo: a b",
+    # RL_HELO_INVALID): "a" was sent, RL_HELO_NOT_FQDN, and "mail.example.org junk" the name.
     fake_spamd.scan(_received_as(_EXIM.format(helo=helo)) if exim else message("203.0.113.7", helo))
     assert fake.requests[-1].json()["helo"] == helo
 
