@@ -747,7 +747,14 @@ sub _envelope_from {
   return $from if defined $from || $set;
   my ($first) = $pms->get('ALL') =~ /^(Return-Path|X-Envelope-From|Received):/mi;
   return if !defined $first || lc $first eq 'received';
-  return $pms->get("$first:first:addr", undef);
+  my $addr = $pms->get("$first:first:addr", undef);
+  return $addr if defined $addr;
+  # SpamAssassin's address parser finds none in the sender at an IPv6 literal
+  # "a@[IPv6:2001:db8::1]" (RFC 5321 section 4.1.3: Postfix takes it, and rspamd passes
+  # it on) nor in '""@example.org', so SpamAssassin gave up on both: the delivery writes
+  # MAIL FROM's reverse-path as it is, one address in angle brackets (section 4.4).
+  return $1 if ($pms->get("$first:first:raw", undef) // '') =~ /^\s*<([^<>\s]+)>\s*\z/;
+  return;
 }
 
 # $from, the first untrusted relay's envelope sender as SpamAssassin parsed it (from a
