@@ -744,17 +744,20 @@ sub _envelope_from {
     my $sent = _envfrom_as_sent($pms, $envfrom);
     $from = $sent if index($sent, '@') > 0;
   }
-  return $from if defined $from || $set;
+  return $from if $set;
   my ($first) = $pms->get('ALL') =~ /^(Return-Path|X-Envelope-From|Received):/mi;
-  return if !defined $first || lc $first eq 'received';
+  return $from if !defined $first || lc $first eq 'received';
   my $addr = $pms->get("$first:first:addr", undef);
-  return $addr if defined $addr;
-  # SpamAssassin's address parser finds none in the sender at an IPv6 literal
-  # "a@[IPv6:2001:db8::1]" (RFC 5321 section 4.1.3: Postfix takes it, and rspamd passes
-  # it on) nor in '""@example.org', so SpamAssassin gave up on both: the delivery writes
-  # MAIL FROM's reverse-path as it is, one address in angle brackets (section 4.4).
-  return $1 if ($pms->get("$first:first:raw", undef) // '') =~ /^\s*<([^<>\s]+)>\s*\z/;
-  return;
+  # The delivery writes MAIL FROM's reverse-path as it is, one address in angle brackets
+  # (section 4.4), where SpamAssassin's address parser finds none in the sender at an IPv6
+  # literal "a@[IPv6:2001:db8::1]" (section 4.1.3) nor in '""@example.org', so that
+  # SpamAssassin gave up on both, and finds '"a@b"' in the quoted local part (section
+  # 4.1.2) '"a@b"@example.org', no address (RL_MAILFROM_BAD_SYNTAX): Postfix takes each,
+  # and rspamd passes it on. That header, when it is where SpamAssassin found the sender
+  # (or it found none), is read as written.
+  my ($written) = ($pms->get("$first:first:raw", undef) // '') =~ /^\s*<([^<>\s]+)>\s*\z/;
+  return $written // $addr if !defined $from || (defined $addr && $from eq $addr);
+  return $from;
 }
 
 # $from, the first untrusted relay's envelope sender as SpamAssassin parsed it (from a

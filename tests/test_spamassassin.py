@@ -397,13 +397,17 @@ def test_a_null_sender_is_left_out(fake_spamd: Spamd, fake: FakeHttp) -> None:
     assert "mail_from" not in fake.requests[0].json()
 
 
-@pytest.mark.parametrize("sender", ["a@[IPv6:2001:db8::1]", '""@example.org'])
-def test_a_return_path_spamassassin_finds_no_address_in_is_read_as_written(
+@pytest.mark.parametrize(
+    "sender", ["a@[IPv6:2001:db8::1]", '""@example.org', '"a@b"@example.org', '"a(b)"@example.org']
+)
+def test_a_return_path_spamassassin_misreads_is_read_as_written(
     fake_spamd: Spamd, fake: FakeHttp, sender: str
 ) -> None:
-    # Regression: SpamAssassin's address parser finds none in either (the colons of the
-    # IPv6 literal, the empty quoted local part), and no mail_from was sent; Postfix
-    # takes both and rspamd passes them on (a sender at 2001:db8::1: RL_MAILFROM_BOGUS_MX).
+    # Regression: SpamAssassin's address parser finds none in the first two (the colons of
+    # the IPv6 literal, the empty quoted local part), and no mail_from was sent; Postfix
+    # takes each and rspamd passes it on (a sender at 2001:db8::1: RL_MAILFROM_BOGUS_MX).
+    # Regression: it read '"a@b"' of the third, no address (RL_MAILFROM_BAD_SYNTAX), and
+    # took a quoted "(b)" for a comment.
     fake_spamd.scan(message(MISSING_PTR_IP, "Mail-Server", None, sender))
     assert fake.requests[0].json().get("mail_from") == sender
 
