@@ -739,7 +739,10 @@ sub _envelope_from {
   # SpamAssassin took it, or passed it over for want of an '@' (the first word of a
   # quoted local part, '"john' of '"john doe"@example.org'), as it would have taken
   # the whole.
-  my $envfrom = $below && !$theirs && !$set ? $below->{envfrom} // '' : '';
+  # Not past a misread qmail line (_misread_client): the line below is the client's own,
+  # where the sender writes what it likes ('"x y"@bank.example', which SpamAssassin passed
+  # over, was read back from there and sent before delivery, with no Return-Path yet).
+  my $envfrom = $below && !$misread && !$set ? $below->{envfrom} // '' : '';
   if ($envfrom ne '' && (!defined $from || $from eq $envfrom)) {
     my $sent = _envfrom_as_sent($pms, $envfrom);
     $from = $sent if index($sent, '@') > 0;

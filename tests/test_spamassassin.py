@@ -809,26 +809,36 @@ def test_a_private_helo_literal_spamassassin_trusts_is_not_passed_over(
         assert fake.requests[0].json()["helo"] == "[192.168.1.2]"
 
 
-@pytest.mark.parametrize("top", ["Return-Path", "X-Envelope-From"])
+@pytest.mark.parametrize(
+    ("top", "sender"),
+    [
+        ("Return-Path", "ceo@bank.example"),
+        ("X-Envelope-From", "ceo@bank.example"),
+        (None, '"ceo x"@bank.example'),
+    ],
+)
 def test_a_misread_qmail_lines_sender_is_not_read_from_the_line_below(
-    fake: FakeHttp, top: str
+    fake: FakeHttp, top: str | None, sender: str
 ) -> None:
     # Regression (review): past a misread qmail line SpamAssassin's first untrusted relay
     # is the client's own line, and it takes the envelope sender from that line's
     # "(envelope-from <...>)" before the Return-Path our delivery wrote: the plugin sent
     # what the sender's MTA (or the sender) wrote there. Regression: an X-Envelope-From
     # above the Received lines in its place (a scan before delivery) was not read.
+    # Regression (review): one SpamAssassin passes over (its '"ceo' has no '@') was read
+    # back whole from that line, and sent before delivery (no Return-Path yet).
     ours = _qmail("[192.168.1.2]", MISSING_PTR_IP, "with ESMTPS")
     senders_own = (
         f"Received: from laptop ([{GENERIC_IP}] helo=laptop)\n"
-        f"\tby {CONFIRMED_NAME} with esmtp (Exim 4.96)\n\t(envelope-from <ceo@bank.example>)\n"
+        f"\tby {CONFIRMED_NAME} with esmtp (Exim 4.96)\n\t(envelope-from <{sender}>)\n"
         f"\tid 1rAbCd-000123-4x\n\tfor user@example.org; {_DATE}\n"
     )
     directory = site_config(f"rdns_scorer_url {fake.url}\n")
-    raw = f"{top}: <real@sender.example>\n".encode() + _received_as(ours + senders_own)
-    run_spamassassin(directory, raw)
+    header = f"{top}: <real@sender.example>\n" if top else ""
+    run_spamassassin(directory, header.encode() + _received_as(ours + senders_own))
     body = fake.requests[0].json()
-    assert (body["ip"], body.get("mail_from")) == (MISSING_PTR_IP, "real@sender.example")
+    mail_from = "real@sender.example" if top else None
+    assert (body["ip"], body.get("mail_from")) == (MISSING_PTR_IP, mail_from)
 
 
 def test_a_misread_qmail_line_past_an_msa_stays_trusted(fake: FakeHttp) -> None:
