@@ -785,8 +785,12 @@ sub _envfrom_as_sent {
   my $line = (_received_lines($pms, 'raw'))[$pms->{last_trusted_relay_index} + 1];
   my $sent = _as_parsed($from);
   my $label = qr/(?:return-path:? |envelope-(?:sender|from)[ =])/i;
-  # Not past the first '>' (one in a quoted local part is read as SpamAssassin read it).
-  return $1 if defined $line && ($line =~ /$label<($sent[^>]*)>\)/ || $line =~ /$label<*($sent)/);
+  # Where SpamAssassin read it, the first label followed by it (one alternation at each
+  # place, not a search of the line for a later one ending in ">)": from each of a
+  # HELO's "return-path <a" that search read to the next '>', ~3.5 ms a message for an
+  # 8 KB line, as its length squared); not past the first '>' (one in a quoted local
+  # part is read as SpamAssassin read it).
+  return $1 // $2 if defined $line && $line =~ /$label(?:<($sent[^>]*)>\)|<*($sent))/;
   dbg('rdns_scorer: envelope sender ' . _clean($from, 100) . ' not found in its Received line: sent as SpamAssassin parsed it');
   return $from;
 }
