@@ -726,15 +726,23 @@ def test_an_8bit_envelope_from_longer_than_an_smtp_line_is_not_read_back(
 # back and the ms a call took.
 ENVFROM_READ_BACK = r"""
 no warnings 'redefine';
-my $helo = 'a b' . ' return-path <a' x $ARGV[1] . '>x';
-*StubMsg::get_header = sub {
-  return "from [192.0.2.1] (helo=$helo)\n\tby mx.example.org with esmtp (Exim 4.96)\n"
-    . "\t(envelope-from <a\@example.org>)\n\tid 1rXyZ0-000Abc-2A\n";
-};
-my $started = Time::HiRes::time();
-my $sent;
-$sent = Mail::SpamAssassin::Plugin::RdnsScorer::_envfrom_as_sent(stub_pms(), 'a') for 1 .. 10;
-printf("%s %.3f\n", $sent, (Time::HiRes::time() - $started) * 100);
+# For each count of " return-path <a" in a junk HELO: the sender read back, and the best
+# of five rounds of 20 read-backs, in seconds.
+for my $count (@ARGV[1 .. $#ARGV]) {
+  my $helo = 'a b' . ' return-path <a' x $count . '>x';
+  local *StubMsg::get_header = sub {
+    return "from [192.0.2.1] (helo=$helo)\n\tby mx.example.org with esmtp (Exim 4.96)\n"
+      . "\t(envelope-from <a\@example.org>)\n\tid 1rXyZ0-000Abc-2A\n";
+  };
+  my ($sent, $best);
+  for (1 .. 5) {
+    my $started = Time::HiRes::time();
+    $sent = Mail::SpamAssassin::Plugin::RdnsScorer::_envfrom_as_sent(stub_pms(), 'a') for 1 .. 20;
+    my $took = Time::HiRes::time() - $started;
+    $best = $took if !defined $best || $took < $best;
+  }
+  printf("%s %.9f\n", $sent, $best);
+}
 """
 
 
@@ -743,13 +751,15 @@ def test_an_envelope_from_is_read_back_where_spamassassin_read_it() -> None:
     # and from each "return-path <a" of a HELO read on to the next '>': time as the
     # line's length squared (~3.5 ms a message for 8 KB, 13.5 ms for 16 KB, the 16 KB
     # here), and the sender of a later label than SpamAssassin's ("a@example.org").
+    # Timed against a line a quarter as long, in the same run: 4x the time when linear,
+    # 16x when quadratic.
     result = subprocess.run(
-        ["perl", "-e", PMS_STUB + ENVFROM_READ_BACK, str(source_dir()), "1100"],
+        ["perl", "-e", PMS_STUB + ENVFROM_READ_BACK, str(source_dir()), "275", "1100"],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    sent, ms = result.stdout.split()
-    assert sent == "a", result.stdout + result.stderr
-    assert float(ms) < 3, ms  # ~0.2 ms
+    (short_sent, short), (long_sent, long) = (line.split() for line in result.stdout.splitlines())
+    assert short_sent == long_sent == "a", result.stdout + result.stderr
+    assert float(long) < 8 * float(short), (short, long)
 
 
 _DATE = "Mon, 06 May 2024 10:00:00 +0000"
