@@ -785,6 +785,16 @@ sub _envfrom_as_sent {
   my $line = (_received_lines($pms, 'raw'))[$pms->{last_trusted_relay_index} + 1];
   my $sent = _as_parsed($from);
   my $label = qr/(?:return-path:? |envelope-(?:sender|from)[ =])/i;
+  # The MTA writes its own label after the client's part of the line (Exim's "(envelope-from
+  # <ADDRESS>)" after "(Exim VERSION)"), and a HELO Exim takes as junk (helo_accept_junk_hosts,
+  # cPanel's "*") stands there whole: "x envelope-from <ceo@bank.example>" made SpamAssassin,
+  # which reads the first label, take the sender the client chose. Of several, the last is
+  # the MTA's. Found a label at a time (linear), then read where it stands.
+  my ($labels, $last) = (0);
+  if (defined $line) {
+    while ($line =~ /$label/g) { $labels++; $last = pos($line) }
+  }
+  return $1 if $labels > 1 && substr($line, $last) =~ /^<([^<>\s]+)>\)/;
   # Where SpamAssassin read it, the first label followed by it (one alternation at each
   # place, not a search of the line for a later one ending in ">)": from each of a
   # HELO's "return-path <a" that search read to the next '>', ~3.5 ms a message for an
