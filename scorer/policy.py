@@ -12,6 +12,7 @@ from scorer.names import (
     NAT64_WELL_KNOWN,
     NO_IPV4_HOST,
     IPAddress,
+    ipv4_compatible_unwrapped,
     ipv4_embedded,
     unmapped,
 )
@@ -40,14 +41,15 @@ def parse_network(text: str) -> IPNetwork:
             f"{text!r} has host bits set: write '{loose}' for the network "
             f"or '{text.partition('/')[0]}' for the one address"
         ) from None
-    if isinstance(network, ipaddress.IPv6Network) and any(
-        network.subnet_of(embedding) for embedding in (_IPV4_MAPPED, NAT64_WELL_KNOWN)
+    if isinstance(network, ipaddress.IPv6Network) and (
+        any(network.subnet_of(embedding) for embedding in (_IPV4_MAPPED, NAT64_WELL_KNOWN))
+        or _ipv4_compatible(text, network)
     ):
-        network = ipaddress.IPv4Network((unmapped(network.network_address), network.prefixlen - 96))
-    elif isinstance(network, ipaddress.IPv6Network) and _ipv4_compatible(text, network):
-        # The deprecated IPv4-compatible form (RFC 4291 section 2.5.5.1), which clients
-        # are read as IPv4 in too (scorer.names.ipv4_compatible_unwrapped).
-        network = ipaddress.IPv4Network((int(network.network_address), network.prefixlen - 96))
+        # Its first address read as a client's is (parse_ip: IPv4-mapped, NAT64's well-known
+        # prefix, the deprecated IPv4-compatible form of RFC 4291 section 2.5.5.1), and the
+        # 96 bits before the IPv4 host's dropped from its length.
+        host = ipv4_compatible_unwrapped(unmapped(network.network_address))
+        network = ipaddress.IPv4Network((host, network.prefixlen - 96))
     if network.prefixlen == 0:
         # Every client of the family: every check switched off. Refused, as a public
         # suffix in a ptr entry is (a NAT64 or IPv4-mapped /96 reads as 0.0.0.0/0).
