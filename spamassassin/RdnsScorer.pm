@@ -773,7 +773,8 @@ sub _envelope_from {
 # "a@!192.0.2.1" of the sender at an address literal "a@[192.0.2.1]" (RFC 5321
 # section 4.1.3), "a@example.org" of "a@example.org-", and '"john' of the quoted local
 # part (section 4.1.2) '"john doe"@example.org': the address is read whole, to the
-# ">)" that ends it.
+# ">)" that ends it. Where the line has several labels, the MTA's own, the last, is read
+# instead of the one SpamAssassin took (the first: it may stand in a HELO).
 sub _envfrom_as_sent {
   my ($pms, $from) = @_;
   # As a HELO's (_helo_as_sent): the pattern has a class for each run of 8-bit octets,
