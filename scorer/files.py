@@ -7,7 +7,7 @@ import os
 import pwd
 import re
 import stat
-from pathlib import Path
+from pathlib import Path, PurePath
 
 
 def read_regular_file(path: str) -> bytes | None:
@@ -40,11 +40,48 @@ def read_error(path: object, error: OSError) -> str:
     text = file_error(path, error)
     if isinstance(error, PermissionError):
         user, group = running_user()
-        text += (
-            f" (reading as user {user}: make it readable by that user or its group, e.g. "
-            f"`chown root:{group} {path} && chmod 640 {path}`)"
-        )
+        closed = closed_directory(path)
+        if closed is None:
+            text += (
+                f" (reading as user {user}: make it readable by that user or its group, "
+                f"e.g. `chown root:{group} {path} && chmod 640 {path}`)"
+            )
+        else:
+            # The file's own mode is no matter then: chmod 640 on it, the advice above,
+            # changed nothing for a list file in an admin's home (walked through under
+            # systemd, whose unit hides /home, /root and /run/user: ProtectHome=yes).
+            text += f" (reading as user {user}, who may not enter {closed}: "
+            if closed in _HOME_DIRECTORIES or closed.startswith(_HOME_PREFIXES):
+                text += (
+                    "the systemd unit hides /home, /root and /run/user from the service "
+                    "whatever their modes, ProtectHome=yes; keep the file elsewhere, e.g. "
+                    "beside the config in /etc/rdns-scorer)"
+                )
+            else:
+                text += "keep the file where that user may reach it, e.g. beside the config)"
     return text
+
+
+_HOME_DIRECTORIES = ("/home", "/root", "/run/user")
+_HOME_PREFIXES = tuple(directory + "/" for directory in _HOME_DIRECTORIES)
+
+
+def may_enter(directory: str) -> bool:
+    """Whether this process may pass through ``directory`` (search permission)."""
+    return os.access(directory, os.X_OK)
+
+
+def closed_directory(path: object) -> str | None:
+    """The first directory on the way to ``path`` (from ``/``) this process may not
+    enter, or None: a file there cannot be read whatever its own mode."""
+    try:
+        absolute = PurePath(os.path.abspath(str(path)))
+    except OSError:  # a relative name in a working directory since removed
+        return None
+    for directory in reversed(absolute.parents):
+        if not may_enter(str(directory)):
+            return str(directory)
+    return None
 
 
 def running_user() -> tuple[str, str]:

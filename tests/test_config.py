@@ -1586,3 +1586,63 @@ def test_a_file_the_service_may_not_read_says_whose_read_failed(
     with pytest.raises(ConfigError) as raised:
         load_config(config, environ={})
     assert str(raised.value).endswith(f"token_file: {secret}: No such file or directory")
+
+
+def test_a_file_behind_a_directory_the_service_may_not_enter_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (walked through under systemd): an allowlist file in an admin's home,
+    # mode 0644, failed the reload with "make it readable ... chmod 640 FILE", which
+    # changed nothing: the unit hides /home, /root and /run/user (ProtectHome=yes), and
+    # a 0700 /root keeps the service's user out anyway. The reason is the directory.
+    import scorer.files
+
+    home_list = "/home/admin/allow.txt"
+    closed = tmp_path / "private"
+    closed.mkdir()
+    other_list = closed / "allow.txt"
+    other_list.write_text("ip 192.0.2.1\n")
+    config = tmp_path / "scorer.toml"
+    denied = {home_list, str(other_list)}
+    reads = scorer.files.read_regular_file
+
+    def read_regular_file(path: str) -> bytes | None:
+        if path in denied:
+            raise PermissionError(13, "Permission denied", path)
+        return reads(path)
+
+    monkeypatch.setattr(scorer.files, "read_regular_file", read_regular_file)
+    monkeypatch.setattr(scorer.files, "running_user", lambda: ("rdns-scorer", "rdns-scorer"))
+    monkeypatch.setattr(scorer.files, "may_enter", lambda d: d not in {"/home", str(closed)})
+
+    config.write_text(f'[allowlist]\nfiles = ["{home_list}"]\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(config, environ={})
+    assert str(raised.value) == (
+        f"{config}: [allowlist] {home_list}: Permission denied (reading as user "
+        "rdns-scorer, who may not enter /home: the systemd unit hides /home, /root and "
+        "/run/user from the service whatever their modes, ProtectHome=yes; keep the file "
+        "elsewhere, e.g. beside the config in /etc/rdns-scorer)"
+    )
+    config.write_text('[allowlist]\nfiles = ["private/allow.txt"]\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(config, environ={})
+    assert str(raised.value) == (
+        f"{config}: [allowlist] {other_list}: Permission denied (reading as user "
+        f"rdns-scorer, who may not enter {closed}: keep the file where that user may "
+        "reach it, e.g. beside the config)"
+    )
+    # A relative name in a working directory since removed has no way to walk: no
+    # directory is named (the read's own error stands), rather than a second error.
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert scorer.files.closed_directory("allow.txt") is None
+    # A directory it may enter leaves the file's own mode as the reason, as before.
+    monkeypatch.setattr(scorer.files, "may_enter", lambda d: True)
+    with pytest.raises(ConfigError) as raised:
+        load_config(config, environ={})
+    assert str(raised.value).endswith(
+        f"`chown root:rdns-scorer {other_list} && chmod 640 {other_list}`)"
+    )
