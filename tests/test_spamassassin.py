@@ -48,10 +48,15 @@ from tests.support.rspamd import Rspamd, checked_run
 from tests.support.sa_fakehttp import FakeHttp, closed_port
 from tests.support.service import ScorerProcess
 from tests.support.spamassassin import (
+    LOCAL_CF,
+    STOCK_RULES,
     Scan,
     Spamd,
+    as_installed,
     lint,
     message,
+    package_version,
+    read_stock,
     run_spamassassin,
     site_config,
     spamassassin_missing,
@@ -317,7 +322,57 @@ def test_overlap_switches_stock_rules_off_while_the_service_answers(
     home = message(MISSING_PTR_IP, "nas.lan", None, GOOD_FROM)
     assert "RL_HELO_NOT_FQDN" in real_spamd.scan(home).rl
     assert "HELO_LH_HOME" not in real_spamd.scan(home).scores
-    assert "HELO_LH_HOME" in run_spamassassin(real_dir, home, "-L").scores
+    # The fallback is the stock rule where the stock rules have it (Debian 12's); Debian
+    # 13's have none, and the overlap made none of its own (as the next test).
+    fallback = "HELO_LH_HOME" in read_stock()
+    assert ("HELO_LH_HOME" in run_spamassassin(real_dir, home, "-L").scores) is fallback
+
+
+def test_overlap_leaves_out_a_stock_rule_spamassassin_no_longer_has(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (Debian 13): its SpamAssassin 4.0.1 has no HELO_LH_HOME or CK_HELO_GENERIC,
+    # and the overlap's copies made each a rule again: HELO_LH_HOME at the score its stock
+    # score line still gives it (2.0 with the service down), CK_HELO_GENERIC at 1.0.
+    # Stock rules as Debian 13's: those two rules gone, HELO_LH_HOME's score line kept.
+    from scorer.cli import main
+
+    rules = tmp_path / "rules"
+    shutil.copytree(STOCK_RULES, rules)
+    for path in rules.rglob("*.cf"):
+        text = path.read_text(encoding="latin-1")
+        text = re.sub(r"^(header|meta)\s+(HELO_LH_HOME|CK_HELO_GENERIC)\s.*$", "", text, flags=re.M)
+        path.write_text(text, encoding="latin-1")
+    assert "score HELO_LH_HOME " in (rules / "50_scores.cf").read_text(encoding="latin-1")
+    monkeypatch.setattr(integration, "stock_rules_dir", lambda: rules)
+    site = with_stock_pre_files(tmp_path / "site")
+    argv = ["spamassassin", "install", "--siteconfigpath", str(site), "--overlap", "--no-lint"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"{site / OVERLAP}  (left out HELO_LH_HOME, CK_HELO_GENERIC: not among the stock "
+        "rules SpamAssassin reads (redefined, each would fire where SpamAssassin fires nothing))"
+    ) in out, out
+    installed = (site / OVERLAP).read_text()
+    assert not re.search(r"^(header|meta)\s+\S*(HELO_LH_HOME|CK_HELO_GENERIC)\s", installed, re.M)
+    assert "# HELO_LH_HOME: left out by install, not among the stock rules" in installed
+    # The rest is as shipped, and install again changes nothing.
+    assert as_installed((source_dir() / OVERLAP).read_text()) == (
+        (source_dir() / OVERLAP).read_text() if "HELO_LH_HOME" in read_stock() else installed
+    )
+    assert main(argv) == 0
+    assert "nothing changed" in capsys.readouterr().out
+    # SpamAssassin with those stock rules, the service not asked (-L): neither fires; the
+    # overlap as shipped, copies and all, made both fire.
+    shipped = with_stock_pre_files(tmp_path / "shipped")
+    install(shipped, source_dir(), overlap=True)
+    generic = "dsl-203-0-113-5.pool.example-isp.net"
+    for directory in (site, shipped):
+        (directory / "local.cf").write_text(LOCAL_CF)
+        for helo, rule in (("nas.lan", "HELO_LH_HOME"), (generic, "CK_HELO_GENERIC")):
+            raw = message(MISSING_PTR_IP, helo, None, GOOD_FROM)
+            scan = run_spamassassin(directory, raw, "-L", "--configpath", str(rules))
+            assert (rule in scan.scores) is (directory == shipped), (directory, rule, scan.scores)
 
 
 def test_spamassassin_t_against_the_service(real_dir: Path, scorer: ScorerProcess) -> None:
@@ -2435,6 +2490,14 @@ OVERLAPPED_STOCK_RULES = PTR_STOCK_RULES | {
 }  # fmt: skip
 
 
+# The overlapped stock rules each Debian package's rules (by the spamassassin package's
+# version) no longer define: install leaves their redefinitions out.
+GONE_FROM_STOCK = {
+    "4.0.1-1~deb12u1": set(),  # Debian 12
+    "4.0.1-5": {"HELO_LH_HOME", "CK_HELO_GENERIC"},  # Debian 13
+}
+
+
 def test_overlap_copies_match_the_installed_stock_rules() -> None:
     stock = stock_definitions()
     text = (source_dir() / OVERLAP).read_text()
@@ -2443,7 +2506,13 @@ def test_overlap_copies_match_the_installed_stock_rules() -> None:
     # Each rule its table names is redefined (a dropped one would count its evidence
     # twice again, beside the RL_* symbol), and none but those.
     assert set(metas) == OVERLAPPED_STOCK_RULES, set(metas) ^ OVERLAPPED_STOCK_RULES
+    version = package_version()
+    assert version in GONE_FROM_STOCK, f"spamassassin {version}: add its rules here"
+    gone = {name for name in metas if name not in stock}
+    assert gone == GONE_FROM_STOCK[version], gone ^ GONE_FROM_STOCK[version]
     for name, expression in metas.items():
+        if name in gone:
+            continue
         kind, body = stock[name]
         # The rules on the PTR need the service's PTR verdict, not just an answer.
         ok = "__RL_SCORER_PTR_OK" if name in PTR_STOCK_RULES else "__RL_SCORER_HELO_OK"
@@ -2456,11 +2525,20 @@ def test_overlap_copies_match_the_installed_stock_rules() -> None:
 
 
 # The stock metas built on the overlapped rules: they follow them (off while the service
-# scores that evidence), as docs/spamassassin.md lists them.
+# scores that evidence), as docs/spamassassin.md lists them; by the spamassassin package's
+# version, as GONE_FROM_STOCK.
 FOLLOWING_STOCK_METAS = {
-    "DYN_RDNS_AND_INLINE_IMAGE", "DYN_RDNS_SHORT_HELO_HTML", "DYN_RDNS_SHORT_HELO_IMAGE",
-    "FROM_MISSP_DYNIP", "GOOG_REDIR_NORDNS", "PDS_HP_HELO_NORDNS", "TO_NO_BRKTS_HTML_ONLY",
-    "__TO_NO_BRKTS_NORDNS_HTML",
+    "4.0.1-1~deb12u1": {
+        "DYN_RDNS_AND_INLINE_IMAGE", "DYN_RDNS_SHORT_HELO_HTML", "DYN_RDNS_SHORT_HELO_IMAGE",
+        "FROM_MISSP_DYNIP", "GOOG_REDIR_NORDNS", "PDS_HP_HELO_NORDNS", "TO_NO_BRKTS_HTML_ONLY",
+        "__TO_NO_BRKTS_NORDNS_HTML",
+    },
+    # FROM_MISSP_DYNIP and PDS_HP_HELO_NORDNS gone; GOOG_REDIR_HTML_ONLY new (!RDNS_NONE).
+    "4.0.1-5": {
+        "DYN_RDNS_AND_INLINE_IMAGE", "DYN_RDNS_SHORT_HELO_HTML", "DYN_RDNS_SHORT_HELO_IMAGE",
+        "GOOG_REDIR_HTML_ONLY", "GOOG_REDIR_NORDNS", "TO_NO_BRKTS_HTML_ONLY",
+        "__TO_NO_BRKTS_NORDNS_HTML",
+    },
 }  # fmt: skip
 
 
@@ -2477,7 +2555,10 @@ def test_the_stock_metas_that_follow_the_overlapped_rules_are_documented() -> No
         and name not in OVERLAPPED_STOCK_RULES
         and re.search(rf"\b(?:{overlapped})\b", body)
     }
-    assert following == FOLLOWING_STOCK_METAS, following ^ FOLLOWING_STOCK_METAS
+    version = package_version()
+    assert version in FOLLOWING_STOCK_METAS, f"spamassassin {version}: add its metas here"
+    expected = FOLLOWING_STOCK_METAS[version]
+    assert following == expected, following ^ expected
     docs = (integrations.CHECKOUT / "docs" / "spamassassin.md").read_text()
     assert [name for name in sorted(following) if f"`{name}`" not in docs] == []
 
@@ -2630,8 +2711,9 @@ def test_install_command_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(argv) == 0
     assert "restart spamd (or amavis) to read the new config" in capsys.readouterr().out
     assert "restart spamd (or amavis) to load the plugin" in first
-    for name in (PLUGIN, CONFIG, OVERLAP):
+    for name in (PLUGIN, CONFIG):
         assert (target / name).read_bytes() == (source_dir() / name).read_bytes()
+    assert (target / OVERLAP).read_text() == as_installed((source_dir() / OVERLAP).read_text())
     # An admin's edit survives a reinstall; the shipped file goes beside it.
     edited = (target / CONFIG).read_text().replace("127.0.0.1:11340", "127.0.0.1:11341")
     (target / CONFIG).write_text(edited)
@@ -2668,7 +2750,7 @@ def test_a_reinstall_without_overlap_updates_the_installed_overlap_file(
     out = capsys.readouterr().out
     line = re.search(rf"^updated +{re.escape(str(target / OVERLAP))} .*$", out, re.M)
     assert line and "installed earlier with --overlap" in line.group(), out
-    assert (target / OVERLAP).read_text() == upgraded
+    assert (target / OVERLAP).read_text() == as_installed(upgraded)
     # The admin's edits to it are kept, as they are in rdns_scorer.cf.
     (target / OVERLAP).write_text(upgraded + "meta RDNS_NONE 0\n")
     (release / OVERLAP).write_text(upgraded + "# and another\n")

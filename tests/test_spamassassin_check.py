@@ -22,11 +22,18 @@ from scorer import __version__
 from scorer.cli import main
 from scorer.integrations import probe, rspamd_check, spamassassin_check
 from scorer.integrations import rspamd as rspamd_integration
+from scorer.integrations import spamassassin as spamassassin_integration
 from scorer.integrations.spamassassin import install, source_dir
 from scorer.integrations.spamassassin_check import spamassassin_view
 from tests.support.fakedns import dead_port
 from tests.support.service import ScorerProcess
-from tests.support.spamassassin import spamassassin_missing, with_stock_pre_files
+from tests.support.spamassassin import (
+    STOCK_RULES,
+    package_version,
+    read_stock,
+    spamassassin_missing,
+    with_stock_pre_files,
+)
 from tests.support.unbound import Unbound
 
 # No skip: a missing SpamAssassin must fail loudly (`make test` installs it).
@@ -124,6 +131,14 @@ def test_check_reads_the_plugins_default_url_and_loaded_file_from_spamassassin(
         assert spamassassin_view(site, perl)["timeout"] == seconds, written
 
 
+# Where SpamAssassin reads its stock rules on a fresh install, by the spamassassin
+# package's version.
+RULES_DIR = {
+    "4.0.1-1~deb12u1": "/usr/share/spamassassin",  # Debian 12
+    "4.0.1-5": "/var/lib/spamassassin/4.000001",  # Debian 13
+}
+
+
 def test_check_says_when_the_overlap_copies_are_not_the_stock_rules_spamassassin_reads(
     tmp_path: Path,
 ) -> None:
@@ -132,21 +147,27 @@ def test_check_says_when_the_overlap_copies_are_not_the_stock_rules_spamassassin
     # overriding the new rule without a word from lint, and a meta on a sub-rule that is
     # gone never fired, not even with the service down.
     site = _site(tmp_path)
-    install(site, source_dir(), overlap=True)
+    install(site, source_dir(), overlap=True, stock=read_stock())  # as install does
     overlap = site / "rdns_scorer_overlap.cf"
     perl = shutil.which("perl")
     assert perl is not None
     view = spamassassin_view(site, perl)
-    assert view["rules_dir"] == "/usr/share/spamassassin"  # no sa-update on this machine
+    # No sa-update on this machine. Debian 13's package, installed anew, puts its own
+    # rules where sa-update's go (Debian bug #739489), which SpamAssassin then reads.
+    version = package_version()
+    assert version in RULES_DIR, f"spamassassin {version}: add where its rules are read"
+    assert view["rules_dir"] == RULES_DIR[version]
+    assert view["rules_dir"] == str(spamassassin_integration.stock_rules_dir())  # install's
     assert spamassassin_check._overlap_findings(view["rules_dir"], site) == [
         probe.Finding(
             True, f"{overlap} redefines the stock rules of {view['rules_dir']} as they are"
         )
     ]
     # sa-update's rules, its channel's files in a directory of their own: one rule the
-    # overlap copies changed, one dropped.
+    # overlap copies changed, one dropped. From the package's (Debian 13's rules_dir has
+    # them in that directory already).
     updated = tmp_path / "4.000001"
-    shutil.copytree(view["rules_dir"], updated / "updates_spamassassin_org")
+    shutil.copytree(STOCK_RULES, updated / "updates_spamassassin_org")
     for path in (updated / "updates_spamassassin_org").glob("*.cf"):
         text = path.read_text(encoding="latin-1")
         text = text.replace("helo=localhost /i", "helo=localhost(?:\\.localdomain)? /i")

@@ -20,7 +20,8 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -122,6 +123,49 @@ def overlap_drift(overlap: str, stock: dict[str, tuple[str, str]]) -> list[str]:
     return drifted
 
 
+def overlap_for_stock(overlap: str, stock: Mapping[str, tuple[str, str]]) -> tuple[str, list[str]]:
+    """``overlap`` (rdns_scorer_overlap.cf's text) without its redefinitions of the rules
+    ``stock`` (stock_definitions) does not define, and their names. Debian 13's
+    SpamAssassin 4.0.1 has no HELO_LH_HOME or CK_HELO_GENERIC (an sa-update may drop
+    others): redefined from our copies, each would be a rule of its own again, firing
+    where SpamAssassin fires nothing (HELO_LH_HOME at the score its stock score line
+    still gives it, CK_HELO_GENERIC at the default 1.0), the service down or not."""
+    gone = [name for name, _ in _OVERLAP_META.findall(overlap) if name not in stock]
+    for name in gone:
+        overlap = re.sub(rf"^header\s+__RL_STOCK_{name}\s.*\n", "", overlap, flags=re.M)
+        overlap = re.sub(
+            rf"^meta\s+{name}\s.*$",
+            f"# {name}: left out by install, not among the stock rules SpamAssassin reads",
+            overlap,
+            flags=re.M,
+        )
+    return overlap, gone
+
+
+def stock_rules_dir() -> Path | None:
+    """The stock rules SpamAssassin reads (sa-update's ``/var/lib/spamassassin/<version>``
+    once there are any, else ``/usr/share/spamassassin``), as its init chooses them; None
+    where Perl or SpamAssassin is not installed or does not say."""
+    perl = shutil.which("perl")
+    if perl is None:
+        return None
+    script = (
+        "use Mail::SpamAssassin; my $sa = Mail::SpamAssassin->new({"
+        "userprefs_filename => '/dev/null', dont_copy_prefs => 1});"
+        "print scalar $sa->first_existing_path(@Mail::SpamAssassin::default_rules_path);"
+    )
+    try:
+        result = subprocess.run(
+            [perl, "-e", script], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = (
+        Path(result.stdout.strip()) if result.returncode == 0 and result.stdout.strip() else None
+    )
+    return found if found is not None and found.is_dir() else None
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     path: Path
@@ -198,13 +242,20 @@ def refuse_what_is_in_the_way(targets: list[Path]) -> None:
 
 
 def install(
-    siteconfigpath: Path, source: Path, *, overlap: bool = False, force: bool = False
+    siteconfigpath: Path,
+    source: Path,
+    *,
+    overlap: bool = False,
+    force: bool = False,
+    stock: Mapping[str, tuple[str, str]] | None = None,
 ) -> list[Step]:
     """Copy the plugin and its config(s) into ``siteconfigpath``; safe to run again.
 
     The plugin is always brought up to date; a config file the admin changed is kept
     (the shipped one goes beside it as ``.dist``) unless ``force``. The overlap file is
-    installed with ``overlap``, and updated whenever ``siteconfigpath`` has one already.
+    installed with ``overlap``, and updated whenever ``siteconfigpath`` has one already;
+    given the ``stock`` rules SpamAssassin reads (stock_definitions), without the
+    redefinitions of rules they do not have (overlap_for_stock), as the release's version.
     """
     # An overlap file from an earlier --overlap stays in use whatever this run's flags:
     # left behind, it would go on overriding the stock rules with an old release's
@@ -217,14 +268,26 @@ def install(
     refuse_what_is_in_the_way([siteconfigpath / name for name in names])
     siteconfigpath.mkdir(parents=True, exist_ok=True)
     steps = []
-    for name in names:
-        step = _install_file(
-            source / name, siteconfigpath / name, config=name != PLUGIN, force=force
-        )
-        if name == OVERLAP and earlier_overlap:
-            why = "installed earlier with --overlap, kept up to date: delete it to stop using it"
-            step = replace(step, note="; ".join(filter(None, (why, step.note))))
-        steps.append(step)
+    with tempfile.TemporaryDirectory(prefix="rdns-scorer-") as scratch:
+        for name in names:
+            origin, left_out = source / name, ""
+            if name == OVERLAP and stock is not None:
+                text, gone = overlap_for_stock(origin.read_text(encoding="utf-8"), stock)
+                if gone:
+                    origin = Path(scratch) / name
+                    origin.write_text(text, encoding="utf-8")
+                    left_out = (
+                        f"left out {', '.join(gone)}: not among the stock rules SpamAssassin "
+                        "reads (redefined, each would fire where SpamAssassin fires nothing)"
+                    )
+            step = _install_file(origin, siteconfigpath / name, config=name != PLUGIN, force=force)
+            why = ""
+            if name == OVERLAP and earlier_overlap:
+                why = (
+                    "installed earlier with --overlap, kept up to date: delete it to stop using it"
+                )
+            step = replace(step, note="; ".join(filter(None, (why, left_out, step.note))))
+            steps.append(step)
     return steps
 
 
@@ -536,7 +599,11 @@ def _install_command(args: argparse.Namespace) -> int:
             # command after the plugin and its config were in (asking with no token).
             refuse_what_is_in_the_way([siteconfigpath / LOCAL_EXAMPLE])
         source = Path(args.source) if args.source else source_dir()
-        steps = install(siteconfigpath, source, overlap=args.overlap, force=args.force)
+        stock = None
+        if args.overlap or (siteconfigpath / OVERLAP).is_file():
+            rules = stock_rules_dir()
+            stock = stock_definitions(rules) if rules is not None else None
+        steps = install(siteconfigpath, source, overlap=args.overlap, force=args.force, stock=stock)
         warning = None
         if local is not None:
             written, warning = install_local(siteconfigpath, local)

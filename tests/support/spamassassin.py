@@ -82,9 +82,10 @@ def with_stock_pre_files(directory: Path) -> Path:
 
 
 def site_config(settings: str = "", *, overlap: bool = False) -> Path:
-    """A fresh site config dir: stock .pre files, our files, local.cf, zz_test.cf."""
+    """A fresh site config dir: stock .pre files, our files (the overlap as install
+    writes it for the stock rules SpamAssassin reads here), local.cf, zz_test.cf."""
     directory = with_stock_pre_files(Path(tempfile.mkdtemp(prefix="site-", dir=_ROOT)))
-    install(directory, source_dir(), overlap=overlap)
+    install(directory, source_dir(), overlap=overlap, stock=read_stock())
     (directory / "local.cf").write_text(LOCAL_CF)
     (directory / "zz_test.cf").write_text(settings)
     _world_readable(directory)
@@ -283,6 +284,28 @@ class Spamd:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def package_version() -> str:
+    """The spamassassin Debian package's version (``4.0.1-1~deb12u1`` on Debian 12,
+    ``4.0.1-5`` on Debian 13): both are SpamAssassin 4.0.1, with different stock rules."""
+    result = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", "spamassassin"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return result.stdout.strip()
+
+
+def read_stock() -> dict[str, tuple[str, str]]:
+    """The stock rules SpamAssassin reads here, as install finds them."""
+    rules = spamassassin.stock_rules_dir()
+    assert rules is not None, "SpamAssassin names no stock rules directory"
+    return stock_definitions(rules)
+
+
+def as_installed(overlap: str) -> str:
+    """``overlap`` as install writes it next to the stock rules SpamAssassin reads here."""
+    return spamassassin.overlap_for_stock(overlap, read_stock())[0]
 
 
 def stock_definitions(rules_dir: Path = STOCK_RULES) -> dict[str, tuple[str, str]]:
