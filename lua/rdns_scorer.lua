@@ -546,8 +546,10 @@ local function upstream_list(texts)
   return nil
 end
 
--- The addresses of a one-entry upstream list, "address:port" + `rest`: each
--- get_addr() gives the upstream's next address (a name may have an IPv4 and an IPv6).
+-- The addresses of a one-entry upstream list, "address:port" + `rest` (a name may
+-- have an IPv4 and an IPv6). rspamd 3.4's get_addr() gives the upstream's next address
+-- each time; 3.12's gives the same one until it is marked failed (its IPv4 first), so
+-- an address given again is marked so: on this list, made for this alone.
 local function addresses_of(list, rest)
   local found, seen = {}, {}
   for _, upstream in ipairs(list:all_upstreams()) do
@@ -556,6 +558,8 @@ local function addresses_of(list, rest)
       if not seen[text] then
         seen[text] = true
         table.insert(found, text)
+      else
+        upstream:fail(true, 'listing its addresses')
       end
     end
   end

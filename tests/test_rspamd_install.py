@@ -27,7 +27,7 @@ from scorer.protocol import MAX_FIELD_CHARS
 from scorer.symbols import SYMBOLS, Family
 from tests.support.fakedns import dead_port
 from tests.support.ports import tcp_listener
-from tests.support.rspamd import DEAD_RESOLV_CONF, with_private_files
+from tests.support.rspamd import DEAD_RESOLV_CONF, dumped_whole, with_private_files
 from tests.support.service import ScorerProcess
 from tests.support.unbound import Unbound
 
@@ -1292,14 +1292,15 @@ def test_the_docs_rspamd_config_snippets_do_what_they_say(stock_confdir: Path) -
     dump = _configdump(stock_confdir, "group")
     weights = {
         "RL_PTR_MISSING": "weight = 0.600000;",
-        "RL_HELO_NOT_FQDN": "weight = 0;",
-        "RDNS_NONE": "weight = 0;",
-        "HFILTER_HOSTNAME_UNKNOWN": "weight = 0;",
+        "RL_HELO_NOT_FQDN": f"weight = {dumped_whole(0)};",
+        "RDNS_NONE": f"weight = {dumped_whole(0)};",
+        "HFILTER_HOSTNAME_UNKNOWN": f"weight = {dumped_whole(0)};",
     }
     for symbol, weight in weights.items():
         assert weight in _symbol_weight(dump, symbol), symbol
     group = re.search(r"^rdns_scorer \{\n(.*?)^\}", dump, re.DOTALL | re.MULTILINE)
-    assert group is not None and "    max_score = 8;" in group.group(1).splitlines()
+    assert group is not None
+    assert f"    max_score = {dumped_whole(8)};" in group.group(1).splitlines()
 
 
 @pytest.mark.parametrize(
@@ -1321,7 +1322,7 @@ def test_shipped_sections_are_what_rspamd_reads(
     assert "rdns_scorer" in _configdump(stock_confdir, "-m")
     section = _configdump(stock_confdir, "rdns_scorer").splitlines()
     assert f'servers = "{servers}";' in section
-    assert "timeout = 1;" in section
+    assert f"timeout = {dumped_whole(1)};" in section
     # Each as documented, written or left to the plugin's own default (review: a key
     # left out passed whatever the plugin's default was).
     plugin = PLUGIN.read_text()
@@ -1330,7 +1331,7 @@ def test_shipped_sections_are_what_rspamd_reads(
     defaults = {
         'path = "/v1/check";': "  path = '/v1/check',",
         'group = "rdns_scorer";': "  group = N,",
-        "holddown = 10;": "  holddown = 10.0,",
+        f"holddown = {dumped_whole(10)};": "  holddown = 10.0,",
         "holddown_after = 2;": "  holddown_after = 2,",
     }
     for setting, default in defaults.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -46,6 +47,28 @@ RSPAMD_USER = "_rspamd"
 
 def rspamd_available() -> bool:
     return shutil.which("rspamd") is not None
+
+
+def rspamd_version() -> tuple[int, int]:
+    """The installed rspamd's major and minor version: (3, 4) on Debian 12, (3, 12) on
+    Debian 13."""
+    out = subprocess.run(["rspamd", "--version"], capture_output=True, text=True, check=True).stdout
+    found = re.search(r"version (\d+)\.(\d+)", out)
+    assert found is not None, out
+    return int(found.group(1)), int(found.group(2))
+
+
+# How `rspamadm configdump` writes a number with a whole value read as a float (a time,
+# a weight, a max_score), by rspamd version: 3.4's libucl drops the fraction, 3.12's
+# keeps one digit of it. Others keep "%f" (0.600000) in both.
+_WHOLE_FLOAT_SUFFIX = {(3, 4): "", (3, 12): ".0"}
+
+
+def dumped_whole(value: int) -> str:
+    """``value``, a whole number rspamd holds as a float, as configdump writes it."""
+    version = rspamd_version()
+    assert version in _WHOLE_FLOAT_SUFFIX, f"rspamd {version}: add how configdump writes 1.0"
+    return f"{value}{_WHOLE_FLOAT_SUFFIX[version]}"
 
 
 @dataclass
