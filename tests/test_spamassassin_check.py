@@ -182,6 +182,15 @@ def test_check_says_when_the_overlap_copies_are_not_the_stock_rules_spamassassin
     assert f"Remove {overlap} and {site / '.rdns_scorer_overlap.cf.rdns-scorer-shipped'}" in (
         problem.text
     )
+    # The rule gone whole, install again leaves out (the one changed it cannot fix).
+    install_again = f"rdns-scorer spamassassin install --siteconfigpath {site}"
+    assert problem.text.endswith(
+        f"; `{install_again}` again leaves out those gone (HELO_DYNAMIC_HEXIP)"
+    ), problem.text
+    install(site, source_dir(), stock=spamassassin_integration.stock_definitions(updated))
+    assert (
+        "HELO_DYNAMIC_HEXIP" not in spamassassin_check._overlap_findings(str(updated), site)[0].text
+    )
     # Without the overlap file there is nothing to compare.
     overlap.unlink()
     assert spamassassin_check._overlap_findings(str(updated), site) == []

@@ -201,6 +201,10 @@ def _overlap_findings(rules_dir: str | None, siteconfigpath: Path) -> list[Findi
     if not drifted:
         return [Finding(True, f"{overlap} redefines the stock rules of {rules_dir} as they are")]
     record = spamassassin.shipped_record(overlap)  # install's note of it: goes with it
+    # A rule gone whole (Debian 13's HELO_LH_HOME after an upgrade): install leaves it out.
+    gone = [name for name in drifted if name not in stock]
+    install = f"rdns-scorer spamassassin install{spamassassin.site_option(siteconfigpath)}"
+    again = f"; `{install}` again leaves out those gone ({', '.join(gone)})" if gone else ""
     return [
         Finding(
             False,
@@ -209,7 +213,7 @@ def _overlap_findings(rules_dir: str | None, siteconfigpath: Path) -> list[Findi
             "new rules, and one on a sub-rule that is gone never fires, not even with the "
             f"service down. Remove {overlap} and {record} (then `score RULE 0` in local.cf "
             "for each stock rule you want off for good), or bring those copies up to date "
-            "by hand (docs/spamassassin.md, Overlap)",
+            f"by hand (docs/spamassassin.md, Overlap){again}",
         )
     ]
 
