@@ -286,14 +286,15 @@ class Spamd:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def package_version() -> str:
-    """The spamassassin Debian package's version (``4.0.1-1~deb12u1`` on Debian 12,
-    ``4.0.1-5`` on Debian 13): both are SpamAssassin 4.0.1, with different stock rules."""
-    result = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${Version}", "spamassassin"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return result.stdout.strip()
+def debian_release() -> str:
+    """The Debian release's major version ("12", "13"), which says what stock rules its
+    spamassassin package (4.0.1 in both) installs: keyed by it, not by the package's own
+    version, a point release of the package (a security fix) is still known."""
+    for line in Path("/etc/os-release").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key == "VERSION_ID":
+            return value.strip('"').partition(".")[0]
+    raise AssertionError("/etc/os-release names no VERSION_ID")
 
 
 def read_stock() -> dict[str, tuple[str, str]]:
