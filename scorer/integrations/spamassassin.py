@@ -142,6 +142,11 @@ def overlap_for_stock(overlap: str, stock: Mapping[str, tuple[str, str]]) -> tup
     return overlap, gone
 
 
+# Perl, with a Mail::SpamAssassin in $sa: the stock rules directory it reads, as its init
+# chooses it (spamassassin_check's view prints it too).
+RULES_DIR_PERL = "scalar $sa->first_existing_path(@Mail::SpamAssassin::default_rules_path)"
+
+
 def stock_rules_dir() -> Path | None:
     """The stock rules SpamAssassin reads (sa-update's ``/var/lib/spamassassin/<version>``
     once there are any, else ``/usr/share/spamassassin``), as its init chooses them; None
@@ -152,7 +157,7 @@ def stock_rules_dir() -> Path | None:
     script = (
         "use Mail::SpamAssassin; my $sa = Mail::SpamAssassin->new({"
         "userprefs_filename => '/dev/null', dont_copy_prefs => 1});"
-        "print scalar $sa->first_existing_path(@Mail::SpamAssassin::default_rules_path);"
+        f"print {RULES_DIR_PERL};"
     )
     try:
         result = subprocess.run(

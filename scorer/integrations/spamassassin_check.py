@@ -56,9 +56,9 @@ print JSON::PP->new->canonical->encode({
   driver_score => $conf->{scores}->{RL_SCORER_CHECK},
   errors => $conf->{errors} || 0,
   # The stock rules it reads (sa-update's, once there are any), as init chose them.
-  rules_dir => scalar $sa->first_existing_path(@Mail::SpamAssassin::default_rules_path),
+  rules_dir => RULES_DIR,
 });
-"""
+""".replace("RULES_DIR", spamassassin.RULES_DIR_PERL)
 WIRING = probe.Wiring(
     filter="SpamAssassin",
     address_setting="`rdns_scorer_url`",
@@ -99,10 +99,14 @@ def _owner(path: Path) -> str:
         return "its owner"
 
 
+def _install_command(siteconfigpath: Path) -> str:
+    """The install command to advise: with its --siteconfigpath unless that is
+    /etc/spamassassin (the advice was wrong for another directory)."""
+    return f"rdns-scorer spamassassin install{spamassassin.site_option(siteconfigpath)}"
+
+
 def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding]:
-    # With its --siteconfigpath unless that is /etc/spamassassin (the advice was wrong
-    # for another directory).
-    install = f"rdns-scorer spamassassin install{spamassassin.site_option(siteconfigpath)}"
+    install = _install_command(siteconfigpath)
     if not view["loaded"]:
         return [
             Finding(
@@ -203,8 +207,11 @@ def _overlap_findings(rules_dir: str | None, siteconfigpath: Path) -> list[Findi
     record = spamassassin.shipped_record(overlap)  # install's note of it: goes with it
     # A rule gone whole (Debian 13's HELO_LH_HOME after an upgrade): install leaves it out.
     gone = [name for name in drifted if name not in stock]
-    install = f"rdns-scorer spamassassin install{spamassassin.site_option(siteconfigpath)}"
-    again = f"; `{install}` again leaves out those gone ({', '.join(gone)})" if gone else ""
+    again = (
+        f"; `{_install_command(siteconfigpath)}` again leaves out those gone ({', '.join(gone)})"
+        if gone
+        else ""
+    )
     return [
         Finding(
             False,
