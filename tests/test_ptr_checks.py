@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from collections.abc import Iterator
 from typing import Any
 
 import dns.rdatatype
@@ -22,7 +23,9 @@ from scorer.policy import NetworkSet, parse_network, skip_hit
 from scorer.symbols import SYMBOLS
 from scorer.text import OPTION_MAX_CHARS
 from tests import world
+from tests.conftest import make_config
 from tests.helpers import KnownAnswers, symbols_for
+from tests.support.unbound import Unbound, Zones
 
 
 async def test_confirmed_ptr_scores_nothing(pipeline: Pipeline) -> None:
@@ -639,3 +642,113 @@ def test_evidence_writes_an_ipv4_mapped_address_alike_on_every_python() -> None:
     mapped = ipaddress.ip_address("::ffff:10.0.0.1")
     others = [ipaddress.ip_address("fd00::1"), ipaddress.ip_address("10.0.0.2")]
     assert listed_addresses([mapped, *others]) == "10.0.0.2, ::ffff:10.0.0.1, fd00::1"
+
+
+# Zones a resolver resolves as it would on the internet (Zones.auth_zone), where a CNAME
+# is followed into another zone: world's local-data answers a CNAME alone.
+CLASSLESS = "0-25.2.0.192.in-addr.arpa"  # RFC 2317 section 4's name for 192.0.2.0/25
+CLASSLESS_CONFIRMED_IP = "192.0.2.5"
+CLASSLESS_UNVERIFIED_IP = "192.0.2.6"  # its PTR name resolves elsewhere
+CLASSLESS_NXDOMAIN_IP = "192.0.2.7"  # its CNAME's target does not exist
+CLASSLESS_NODATA_IP = "192.0.2.8"  # its CNAME's target holds no PTR
+ALIASED_IP = "192.0.2.9"  # PTR name -> CNAME -> A of the client
+ALIAS_TO_NOTHING_IP = "192.0.2.10"  # PTR name -> CNAME -> NXDOMAIN
+ALIAS_LOOP_IP = "192.0.2.11"  # PTR name -> CNAME -> CNAME -> the PTR name
+NOT_FOLLOWED_IP = "203.0.113.5"  # a CNAME in local-data: unbound does not follow it
+
+
+@pytest.fixture(scope="module")
+def recursive() -> Iterator[Unbound]:
+    # The /24's holder points each address of the /25 at a name in the zone it
+    # delegated to the /25's holder, which holds the PTR (RFC 2317 section 4).
+    reverse, classless, forward, local = Zones(), Zones(), Zones(), Zones()
+    for host in (5, 6, 7, 8):
+        reverse.add(f"{host}.2.0.192.in-addr.arpa", "CNAME", f"{host}.{CLASSLESS}.")
+    classless.add(f"5.{CLASSLESS}", "PTR", "mail.classless.net.")
+    classless.add(f"6.{CLASSLESS}", "PTR", "other.classless.net.")
+    classless.add(f"8.{CLASSLESS}", "TXT", '"no PTR here"')
+    forward.address("mail.classless.net", CLASSLESS_CONFIRMED_IP)
+    forward.address("other.classless.net", "192.0.2.99")
+    for ip, name in (
+        (ALIASED_IP, "alias"), (ALIAS_TO_NOTHING_IP, "gone"), (ALIAS_LOOP_IP, "loop"),
+    ):  # fmt: skip
+        reverse.ptr(ip, f"{name}.classless.net")
+    forward.add("alias.classless.net", "CNAME", "host9.classless.net.")
+    forward.address("host9.classless.net", ALIASED_IP)
+    forward.add("gone.classless.net", "CNAME", "nothere.classless.net.")
+    forward.add("loop.classless.net", "CNAME", "loop2.classless.net.")
+    forward.add("loop2.classless.net", "CNAME", "loop.classless.net.")
+    local.add("5.113.0.203.in-addr.arpa", "CNAME", "5.0-25.113.0.203.in-addr.arpa.")
+    local.add("5.0-25.113.0.203.in-addr.arpa", "PTR", "mail.classless.net.")
+    local.auth_zone("2.0.192.in-addr.arpa", reverse.records)
+    local.auth_zone(CLASSLESS, classless.records)
+    local.auth_zone("classless.net", forward.records)
+    server = Unbound(local).start()
+    yield server
+    server.stop()
+
+
+async def test_a_classless_ptr_is_found_through_its_cname(recursive: Unbound) -> None:
+    """RFC 2317: the PTR question is answered with a CNAME into the /25's zone and the PTR
+    there; the PTR found is the client's, and the evidence names the PTR name (what the
+    /25's holder wrote), not the CNAME's target."""
+    pipeline = Pipeline(make_config(recursive.nameserver))
+    assert await symbols_for(pipeline, CLASSLESS_CONFIRMED_IP) == {}
+    symbols = await symbols_for(pipeline, CLASSLESS_UNVERIFIED_IP)
+    assert set(symbols) == {"RL_PTR_UNVERIFIED"}
+    assert "other.classless.net -> 192.0.2.99" in symbols["RL_PTR_UNVERIFIED"].options
+
+
+@pytest.mark.parametrize(
+    ("ip", "said"),
+    [(CLASSLESS_NXDOMAIN_IP, "nxdomain"), (CLASSLESS_NODATA_IP, "nodata")],
+    ids=["nxdomain", "nodata"],
+)
+async def test_a_classless_cname_to_no_ptr_is_missing_where_it_points(
+    recursive: Unbound, ip: str, said: str
+) -> None:
+    """A CNAME whose target has no PTR: the client has none (RFC 2308 section 2.1, the
+    "no" is the chain's last name's), and the evidence names that target, the record the
+    /25's holder has to add."""
+    symbols = await symbols_for(Pipeline(make_config(recursive.nameserver)), ip)
+    assert set(symbols) == {"RL_PTR_MISSING"}
+    target = f"{ip.rsplit('.', 1)[1]}.{CLASSLESS}"
+    assert f"PTR: {said} at {target} (CNAME target)" in symbols["RL_PTR_MISSING"].options
+
+
+@pytest.mark.parametrize(
+    ("ip", "symbol", "evidence"),
+    [
+        (ALIASED_IP, None, None),
+        (
+            ALIAS_TO_NOTHING_IP,
+            "RL_PTR_UNVERIFIED",
+            "gone.classless.net A: nxdomain at nothere.classless.net (CNAME target)",
+        ),
+        (ALIAS_LOOP_IP, "RL_PTR_TEMPFAIL", "loop.classless.net A: servfail"),
+    ],
+    ids=["confirmed", "to-nothing", "loop"],
+)
+async def test_a_ptr_names_forward_lookup_follows_its_cname(
+    recursive: Unbound, ip: str, symbol: str | None, evidence: str | None
+) -> None:
+    """The PTR name's A reached through a CNAME confirms (RFC 8601 section 3 asks for the
+    name's addresses, wherever they are kept); a CNAME to nothing is no address, named
+    where it ends; a CNAME loop, which the resolver answers SERVFAIL (RFC 1034 section
+    3.6.2), is a failure, never an unverified PTR."""
+    symbols = await symbols_for(Pipeline(make_config(recursive.nameserver)), ip)
+    if symbol is None:
+        assert symbols == {}
+        return
+    assert set(symbols) == {symbol}
+    assert evidence in symbols[symbol].options
+
+
+async def test_a_cname_the_resolver_does_not_follow_is_no_missing_ptr(recursive: Unbound) -> None:
+    """A resolver that answers a PTR question with the CNAME alone, no PTR and no SOA of
+    the target's zone (unbound's local-data, a server that does not recurse) said
+    nothing of the target: a failure, never RL_PTR_MISSING."""
+    symbols = await symbols_for(Pipeline(make_config(recursive.nameserver)), NOT_FOLLOWED_IP)
+    assert set(symbols) == {"RL_PTR_TEMPFAIL"}
+    (failure,) = symbols["RL_PTR_TEMPFAIL"].options
+    assert "CNAME chain not followed" in failure

@@ -25,6 +25,8 @@ class Zones:
 
     records: list[str] = field(default_factory=list)
     stubs: dict[str, int] = field(default_factory=dict)  # zone -> loopback port of its server
+    # zone -> its records, served as a zone unbound resolves through (auth_zone).
+    auth: dict[str, list[str]] = field(default_factory=dict)
     reverse_trees: bool = True  # their SOAs, as every working resolver answers them
 
     def add(self, name: str, rdtype: str, value: str, ttl: int = 300) -> None:
@@ -44,6 +46,30 @@ class Zones:
 
     def stub(self, zone: str, port: int) -> None:
         self.stubs[zone.rstrip(".") + "."] = port
+
+    def auth_zone(self, zone: str, records: list[str]) -> None:
+        """Serve ``records`` (as ``add`` writes them: build them with a Zones of their
+        own) as the zone ``zone``, with an SOA whose negative TTL is 60 s, which unbound
+        resolves as it would a zone on the internet: it follows a CNAME into another
+        such zone and answers the chain with what it finds at the end, a "no" with that
+        zone's SOA. ``local-data`` does neither: unbound answers a CNAME there alone, as
+        a server that does not recurse does."""
+        self.auth[zone.rstrip(".") + "."] = records
+
+    def zone_files(self) -> dict[str, str]:
+        """File name -> text of each auth_zone's zone file, for unbound's directory."""
+        files = {}
+        for zone, records in self.auth.items():
+            head = [
+                f"{zone} 300 IN SOA ns.{zone} hostmaster.{zone} 1 1800 900 604800 60",
+                f"{zone} 300 IN NS ns.{zone}",
+            ]
+            files[self._zone_file(zone)] = "\n".join([*head, *records]) + "\n"
+        return files
+
+    @staticmethod
+    def _zone_file(zone: str) -> str:
+        return f"auth-{zone}zone"
 
     def config(self, port: int, interface: str = "127.0.0.1") -> str:
         lines = [
@@ -83,11 +109,15 @@ class Zones:
             ]
         # RFC 6303 default zones (documentation and private reverse ranges)
         # would shadow our records; ours replace them.
-        lines += [f'  local-zone: "{zone}" transparent' for zone in self.stubs]
+        lines += [f'  local-zone: "{zone}" transparent' for zone in (*self.stubs, *self.auth)]
         # Single quotes outside, so TXT values can carry their double quotes.
         lines += [f"  local-data: '{record}'" for record in self.records]
         for zone, stub_port in self.stubs.items():
             lines += ["stub-zone:", f'  name: "{zone}"', f"  stub-addr: 127.0.0.1@{stub_port}"]
+        for zone in self.auth:
+            # Only to its own iterator: what a client asks is resolved, not looked up.
+            lines += ["auth-zone:", f'  name: "{zone}"', f'  zonefile: "{self._zone_file(zone)}"']
+            lines += ["  for-downstream: no", "  for-upstream: yes", "  fallback-enabled: no"]
         return "\n".join(lines) + "\n"
 
 
@@ -110,7 +140,11 @@ class Unbound:
     def start(self) -> Unbound:
         conf = self._dir / "unbound.conf"
         conf.write_text(self.zones.config(self.port, self.interface))
-        checked = subprocess.run(["unbound-checkconf", str(conf)], capture_output=True, text=True)
+        for name, text in self.zones.zone_files().items():
+            (self._dir / name).write_text(text)
+        checked = subprocess.run(
+            ["unbound-checkconf", str(conf)], capture_output=True, text=True, cwd=self._dir
+        )
         if checked.returncode != 0:
             raise RuntimeError(f"unbound-checkconf: {checked.stdout}{checked.stderr}")
         log = open(self._dir / "unbound.log", "wb")  # noqa: SIM115 - lives as long as unbound
