@@ -655,13 +655,18 @@ ALIASED_IP = "192.0.2.9"  # PTR name -> CNAME -> A of the client
 ALIAS_TO_NOTHING_IP = "192.0.2.10"  # PTR name -> CNAME -> NXDOMAIN
 ALIAS_LOOP_IP = "192.0.2.11"  # PTR name -> CNAME -> CNAME -> the PTR name
 NOT_FOLLOWED_IP = "203.0.113.5"  # a CNAME in local-data: unbound does not follow it
+# An IPv6 /48 whose reverse names a DNAME hands to its holder's zone (RFC 6672).
+DELEGATED_48 = "1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"  # 2001:db8:1::/48
+DELEGATED_TO = "rev6.classless.net"
+DNAME_CONFIRMED_IP6 = "2001:db8:1::25"
+DNAME_MISSING_IP6 = "2001:db8:1::26"
 
 
 @pytest.fixture(scope="module")
 def recursive() -> Iterator[Unbound]:
     # The /24's holder points each address of the /25 at a name in the zone it
     # delegated to the /25's holder, which holds the PTR (RFC 2317 section 4).
-    reverse, classless, forward, local = Zones(), Zones(), Zones(), Zones()
+    reverse, classless, forward, local, reverse6 = Zones(), Zones(), Zones(), Zones(), Zones()
     for host in (5, 6, 7, 8):
         reverse.add(f"{host}.2.0.192.in-addr.arpa", "CNAME", f"{host}.{CLASSLESS}.")
     classless.add(f"5.{CLASSLESS}", "PTR", "mail.classless.net.")
@@ -678,11 +683,16 @@ def recursive() -> Iterator[Unbound]:
     forward.add("gone.classless.net", "CNAME", "nothere.classless.net.")
     forward.add("loop.classless.net", "CNAME", "loop2.classless.net.")
     forward.add("loop2.classless.net", "CNAME", "loop.classless.net.")
+    reverse6.add(DELEGATED_48, "DNAME", f"{DELEGATED_TO}.")
+    within = reverse_name(ipaddress.ip_address(DNAME_CONFIRMED_IP6)).removesuffix(DELEGATED_48)
+    forward.add(f"{within}{DELEGATED_TO}", "PTR", "mail6.classless.net.")
+    forward.address("mail6.classless.net", DNAME_CONFIRMED_IP6)
     local.add("5.113.0.203.in-addr.arpa", "CNAME", "5.0-25.113.0.203.in-addr.arpa.")
     local.add("5.0-25.113.0.203.in-addr.arpa", "PTR", "mail.classless.net.")
     local.auth_zone("2.0.192.in-addr.arpa", reverse.records)
     local.auth_zone(CLASSLESS, classless.records)
     local.auth_zone("classless.net", forward.records)
+    local.auth_zone("8.b.d.0.1.0.0.2.ip6.arpa", reverse6.records)
     server = Unbound(local).start()
     yield server
     server.stop()
@@ -697,6 +707,19 @@ async def test_a_classless_ptr_is_found_through_its_cname(recursive: Unbound) ->
     symbols = await symbols_for(pipeline, CLASSLESS_UNVERIFIED_IP)
     assert set(symbols) == {"RL_PTR_UNVERIFIED"}
     assert "other.classless.net -> 192.0.2.99" in symbols["RL_PTR_UNVERIFIED"].options
+
+
+async def test_an_ipv6_ptr_is_found_through_a_dname(recursive: Unbound) -> None:
+    """An IPv6 reverse block handed to its holder by a DNAME (RFC 6672): the resolver
+    answers the DNAME, the CNAME it synthesised and the PTR at its end; the PTR is the
+    client's, its AAAA confirms it, and a name the holder left out is missing there."""
+    pipeline = Pipeline(make_config(recursive.nameserver))
+    assert await symbols_for(pipeline, DNAME_CONFIRMED_IP6) == {}
+    symbols = await symbols_for(pipeline, DNAME_MISSING_IP6)
+    assert set(symbols) == {"RL_PTR_MISSING"}
+    within = reverse_name(ipaddress.ip_address(DNAME_MISSING_IP6)).removesuffix(DELEGATED_48)
+    said = f"PTR: nxdomain at {within}{DELEGATED_TO} (CNAME target)"
+    assert said in symbols["RL_PTR_MISSING"].options
 
 
 @pytest.mark.parametrize(
