@@ -51,7 +51,9 @@ def read_error(path: object, error: OSError) -> str:
             # changed nothing for a list file in an admin's home (walked through under
             # systemd, whose unit hides /home, /root and /run/user: ProtectHome=yes).
             text += f" (reading as user {user}, who may not enter {closed}: "
-            if closed in _HOME_DIRECTORIES or closed.startswith(_HOME_PREFIXES):
+            # Only the directory itself: one below it (a 0700 /home/admin) was reached
+            # through it, so the unit did not hide it and the reason is its own mode.
+            if closed in _HOME_DIRECTORIES:
                 text += (
                     "the systemd unit hides /home, /root and /run/user from the service "
                     "whatever their modes, ProtectHome=yes; keep the file elsewhere, e.g. "
@@ -63,7 +65,6 @@ def read_error(path: object, error: OSError) -> str:
 
 
 _HOME_DIRECTORIES = ("/home", "/root", "/run/user")
-_HOME_PREFIXES = tuple(directory + "/" for directory in _HOME_DIRECTORIES)
 
 
 def may_enter(directory: str) -> bool:
@@ -73,9 +74,11 @@ def may_enter(directory: str) -> bool:
 
 def closed_directory(path: object) -> str | None:
     """The first directory on the way to ``path`` (from ``/``) this process may not
-    enter, or None: a file there cannot be read whatever its own mode."""
+    enter, or None: a file there cannot be read whatever its own mode. The way the
+    kernel walks it: through symlinks (an allowlist in /etc/rdns-scorer linked to one in
+    /home is kept out by /home) and ``..`` after them, as far as they can be read."""
     try:
-        absolute = PurePath(os.path.abspath(str(path)))
+        absolute = PurePath(os.path.realpath(str(path)))
     except OSError:  # a relative name in a working directory since removed
         return None
     for directory in reversed(absolute.parents):

@@ -1646,3 +1646,41 @@ def test_a_file_behind_a_directory_the_service_may_not_enter_says_so(
     assert str(raised.value).endswith(
         f"`chown root:rdns-scorer {other_list} && chmod 640 {other_list}`)"
     )
+
+
+def test_a_file_linked_from_behind_a_closed_directory_names_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review): the way to the file was walked by its name alone, so a list in
+    # /etc/rdns-scorer linked to the admin's copy in /home (which the unit hides) got
+    # "chmod 640 FILE", which changed nothing: the kernel follows the link into /home.
+    # And a directory below /home the service may not enter (a 0700 /home/admin, reached
+    # through /home) was blamed on the unit hiding /home, which it did not.
+    import scorer.files
+
+    linked = tmp_path / "allow.txt"
+    linked.symlink_to("/home/admin/allow.txt")
+    config = tmp_path / "scorer.toml"
+    config.write_text('[allowlist]\nfiles = ["allow.txt"]\n')
+
+    def read_regular_file(path: str) -> bytes | None:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(scorer.files, "read_regular_file", read_regular_file)
+    monkeypatch.setattr(scorer.files, "running_user", lambda: ("rdns-scorer", "rdns-scorer"))
+    for closed, advice in (
+        (
+            "/home",
+            "the systemd unit hides /home, /root and /run/user from the service whatever "
+            "their modes, ProtectHome=yes; keep the file elsewhere, e.g. beside the config "
+            "in /etc/rdns-scorer)",
+        ),
+        ("/home/admin", "keep the file where that user may reach it, e.g. beside the config)"),
+    ):
+        monkeypatch.setattr(scorer.files, "may_enter", lambda d, closed=closed: d != closed)
+        with pytest.raises(ConfigError) as raised:
+            load_config(config, environ={})
+        assert str(raised.value) == (
+            f"{config}: [allowlist] {linked}: Permission denied (reading as user "
+            f"rdns-scorer, who may not enter {closed}: {advice}"
+        )
