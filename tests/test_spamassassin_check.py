@@ -195,6 +195,52 @@ def test_check_says_when_the_overlap_copies_are_not_the_stock_rules_spamassassin
     assert spamassassin_check._overlap_findings(str(updated), site) == []
 
 
+def test_check_says_when_a_rule_install_left_out_is_among_the_stock_rules_again(
+    tmp_path: Path,
+) -> None:
+    # Regression (review): install leaves out the redefinition of a rule the stock rules
+    # SpamAssassin reads do not have (Debian 13's HELO_LH_HOME), and check then said the
+    # overlap was as the stock rules are even once SpamAssassin read a set with the rule
+    # again (another rules directory, such as the package's where sa-update's is
+    # gone, or an sa-update bringing it back): the rule fired beside
+    # RL_HELO_NOT_FQDN, the evidence counted twice, with nothing said.
+    without = tmp_path / "without"
+    shutil.copytree(STOCK_RULES, without)
+    for path in without.rglob("*.cf"):
+        text = path.read_text(encoding="latin-1")
+        text = re.sub(r"^(header|meta)\s+HELO_LH_HOME\s.*$", "", text, flags=re.M)
+        path.write_text(text, encoding="latin-1")
+    again = tmp_path / "again"
+    shutil.copytree(without, again)
+    shipped = (source_dir() / "rdns_scorer_overlap.cf").read_text()
+    copy = re.search(r"^header\s+__RL_STOCK_HELO_LH_HOME\s+(.*)$", shipped, re.M)
+    assert copy is not None
+    (again / "99_back.cf").write_text(f"header HELO_LH_HOME {copy.group(1)}\n")
+    site = _site(tmp_path)
+    install(
+        site, source_dir(), overlap=True, stock=spamassassin_integration.stock_definitions(without)
+    )
+    overlap = site / "rdns_scorer_overlap.cf"
+    as_they_are = [
+        probe.Finding(True, f"{overlap} redefines the stock rules of {without} as they are")
+    ]
+    assert spamassassin_check._overlap_findings(str(without), site) == as_they_are
+    install_again = f"rdns-scorer spamassassin install --siteconfigpath {site}"
+    assert spamassassin_check._overlap_findings(str(again), site) == [
+        probe.Finding(
+            False,
+            f"{overlap} leaves out HELO_LH_HOME, which the stock rules SpamAssassin read at "
+            f"install did not have and {again} has now: each fires beside the rdns-scorer "
+            f"symbol scoring the same evidence, counted twice; `{install_again}` again "
+            "redefines them",
+        )
+    ]
+    # As it says: install again with those rules redefines it, and all is well.
+    install(site, source_dir(), stock=spamassassin_integration.stock_definitions(again))
+    assert re.search(r"^meta\s+HELO_LH_HOME\s", overlap.read_text(), re.M)
+    assert spamassassin_check._overlap_findings(str(again), site)[0].ok
+
+
 def test_check_says_spamassassin_finds_errors_in_its_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

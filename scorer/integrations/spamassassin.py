@@ -123,6 +123,11 @@ def overlap_drift(overlap: str, stock: dict[str, tuple[str, str]]) -> list[str]:
     return drifted
 
 
+# The comment overlap_for_stock puts in place of a redefinition it leaves out.
+_LEFT_OUT = "left out by install, not among the stock rules SpamAssassin reads"
+_LEFT_OUT_LINE = re.compile(rf"^# ([A-Z0-9_]+): {re.escape(_LEFT_OUT)}\s*$", re.M)
+
+
 def overlap_for_stock(overlap: str, stock: Mapping[str, tuple[str, str]]) -> tuple[str, list[str]]:
     """``overlap`` (rdns_scorer_overlap.cf's text) without its redefinitions of the rules
     ``stock`` (stock_definitions) does not define, and their names. Debian 13's
@@ -133,13 +138,17 @@ def overlap_for_stock(overlap: str, stock: Mapping[str, tuple[str, str]]) -> tup
     gone = [name for name, _ in _OVERLAP_META.findall(overlap) if name not in stock]
     for name in gone:
         overlap = re.sub(rf"^header\s+__RL_STOCK_{name}\s.*\n", "", overlap, flags=re.M)
-        overlap = re.sub(
-            rf"^meta\s+{name}\s.*$",
-            f"# {name}: left out by install, not among the stock rules SpamAssassin reads",
-            overlap,
-            flags=re.M,
-        )
+        overlap = re.sub(rf"^meta\s+{name}\s.*$", f"# {name}: {_LEFT_OUT}", overlap, flags=re.M)
     return overlap, gone
+
+
+def overlap_returned(overlap: str, stock: Mapping[str, tuple[str, str]]) -> list[str]:
+    """The rules install left out of ``overlap`` (overlap_for_stock) that ``stock``
+    (stock_definitions) has now: SpamAssassin reads other rules than at install (another
+    rules directory, such as its package's where sa-update's is gone, or an sa-update
+    that brings one back), and each fires beside the symbol that scores the
+    same evidence, as if there were no overlap file."""
+    return [name for name in _LEFT_OUT_LINE.findall(overlap) if name in stock]
 
 
 # Perl, with a Mail::SpamAssassin in $sa: the stock rules directory it reads, as its init

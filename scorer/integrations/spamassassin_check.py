@@ -201,27 +201,46 @@ def _overlap_findings(rules_dir: str | None, siteconfigpath: Path) -> list[Findi
     if rules_dir is None or not overlap.is_file():
         return []
     stock = spamassassin.stock_definitions(Path(rules_dir))
-    drifted = spamassassin.overlap_drift(overlap.read_text(encoding="utf-8"), stock)
-    if not drifted:
-        return [Finding(True, f"{overlap} redefines the stock rules of {rules_dir} as they are")]
-    record = spamassassin.shipped_record(overlap)  # install's note of it: goes with it
-    # A rule gone whole (Debian 13's HELO_LH_HOME after an upgrade): install leaves it out.
-    gone = [name for name in drifted if name not in stock]
-    again = (
-        f"; `{_install_command(siteconfigpath)}` again leaves out those gone ({', '.join(gone)})"
-        if gone
-        else ""
-    )
-    return [
-        Finding(
-            False,
-            f"{overlap} redefines {', '.join(drifted)} from copies of rules {rules_dir} no "
-            "longer has (an sa-update changed or dropped them): the copies override the "
-            "new rules, and one on a sub-rule that is gone never fires, not even with the "
-            f"service down. Remove {overlap} and {record} (then `score RULE 0` in local.cf "
-            "for each stock rule you want off for good), or bring those copies up to date "
-            f"by hand (docs/spamassassin.md, Overlap){again}",
+    text = overlap.read_text(encoding="utf-8")
+    findings = []
+    # Left out by install, the rules SpamAssassin read then having no such rule: back
+    # now, each counts its evidence a second time while the service scores it.
+    returned = spamassassin.overlap_returned(text, stock)
+    if returned:
+        findings.append(
+            Finding(
+                False,
+                f"{overlap} leaves out {', '.join(returned)}, which the stock rules "
+                f"SpamAssassin read at install did not have and {rules_dir} has now: each "
+                "fires beside the rdns-scorer symbol scoring the same evidence, counted "
+                f"twice; `{_install_command(siteconfigpath)}` again redefines them",
+            )
         )
+    drifted = spamassassin.overlap_drift(text, stock)
+    if drifted:
+        record = spamassassin.shipped_record(overlap)  # install's note of it: goes with it
+        # A rule gone whole (Debian 13's HELO_LH_HOME after an upgrade): install leaves
+        # it out.
+        gone = [name for name in drifted if name not in stock]
+        again = (
+            f"; `{_install_command(siteconfigpath)}` again leaves out those gone "
+            f"({', '.join(gone)})"
+            if gone
+            else ""
+        )
+        findings.append(
+            Finding(
+                False,
+                f"{overlap} redefines {', '.join(drifted)} from copies of rules {rules_dir} "
+                "no longer has (an sa-update changed or dropped them): the copies override "
+                "the new rules, and one on a sub-rule that is gone never fires, not even with "
+                f"the service down. Remove {overlap} and {record} (then `score RULE 0` in "
+                "local.cf for each stock rule you want off for good), or bring those copies "
+                f"up to date by hand (docs/spamassassin.md, Overlap){again}",
+            )
+        )
+    return findings or [
+        Finding(True, f"{overlap} redefines the stock rules of {rules_dir} as they are")
     ]
 
 
