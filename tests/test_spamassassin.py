@@ -328,6 +328,17 @@ def test_overlap_switches_stock_rules_off_while_the_service_answers(
     assert ("HELO_LH_HOME" in run_spamassassin(real_dir, home, "-L").scores) is fallback
 
 
+def _debian_13_rules(rules: Path) -> Path:
+    """A copy of the stock rules at ``rules`` as Debian 13's: no HELO_LH_HOME or
+    CK_HELO_GENERIC, HELO_LH_HOME's score line kept."""
+    shutil.copytree(STOCK_RULES, rules)
+    for path in rules.rglob("*.cf"):
+        text = path.read_text(encoding="latin-1")
+        text = re.sub(r"^(header|meta)\s+(HELO_LH_HOME|CK_HELO_GENERIC)\s.*$", "", text, flags=re.M)
+        path.write_text(text, encoding="latin-1")
+    return rules
+
+
 def test_overlap_leaves_out_a_stock_rule_spamassassin_no_longer_has(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -337,12 +348,7 @@ def test_overlap_leaves_out_a_stock_rule_spamassassin_no_longer_has(
     # Stock rules as Debian 13's: those two rules gone, HELO_LH_HOME's score line kept.
     from scorer.cli import main
 
-    rules = tmp_path / "rules"
-    shutil.copytree(STOCK_RULES, rules)
-    for path in rules.rglob("*.cf"):
-        text = path.read_text(encoding="latin-1")
-        text = re.sub(r"^(header|meta)\s+(HELO_LH_HOME|CK_HELO_GENERIC)\s.*$", "", text, flags=re.M)
-        path.write_text(text, encoding="latin-1")
+    rules = _debian_13_rules(tmp_path / "rules")
     assert "score HELO_LH_HOME " in (rules / "50_scores.cf").read_text(encoding="latin-1")
     monkeypatch.setattr(integration, "stock_rules_dir", lambda: rules)
     site = with_stock_pre_files(tmp_path / "site")
@@ -373,6 +379,33 @@ def test_overlap_leaves_out_a_stock_rule_spamassassin_no_longer_has(
             raw = message(MISSING_PTR_IP, helo, None, GOOD_FROM)
             scan = run_spamassassin(directory, raw, "-L", "--configpath", str(rules))
             assert (rule in scan.scores) is (directory == shipped), (directory, rule, scan.scores)
+
+
+def test_an_edited_overlap_kept_is_not_said_to_leave_a_rule_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review): an overlap file the admin edited is kept as it is, with its
+    # redefinitions of rules the stock rules no longer have, but install said "left out
+    # HELO_LH_HOME, CK_HELO_GENERIC" of it: only the shipped version beside it does.
+    from scorer.cli import main
+
+    site = with_stock_pre_files(tmp_path / "site")
+    install(site, source_dir(), overlap=True)  # copies and all, as before an upgrade
+    overlap = site / OVERLAP
+    overlap.write_text(overlap.read_text() + "# mine\n")
+    rules = _debian_13_rules(tmp_path / "rules")
+    monkeypatch.setattr(integration, "stock_rules_dir", lambda: rules)
+    assert main(["spamassassin", "install", "--siteconfigpath", str(site), "--no-lint"]) == 0
+    out = capsys.readouterr().out
+    dist = site / f"{OVERLAP}.dist"
+    assert (
+        f"kept      {overlap}  (installed earlier with --overlap, kept up to date: delete it "
+        "to stop using it; the shipped version leaves out HELO_LH_HOME, CK_HELO_GENERIC: "
+        "not among the stock rules SpamAssassin reads (redefined, each would fire where "
+        f"SpamAssassin fires nothing); locally modified; the shipped version is in {dist})"
+    ) in out, out
+    assert re.search(r"^meta\s+HELO_LH_HOME\s", overlap.read_text(), re.M)
+    assert not re.search(r"^meta\s+HELO_LH_HOME\s", dist.read_text(), re.M)
 
 
 def test_spamassassin_t_against_the_service(real_dir: Path, scorer: ScorerProcess) -> None:

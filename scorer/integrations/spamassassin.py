@@ -284,17 +284,23 @@ def install(
     steps = []
     with tempfile.TemporaryDirectory(prefix="rdns-scorer-") as scratch:
         for name in names:
-            origin, left_out = source / name, ""
+            origin = source / name
+            gone: list[str] = []
             if name == OVERLAP and stock is not None:
                 text, gone = overlap_for_stock(origin.read_text(encoding="utf-8"), stock)
                 if gone:
                     origin = Path(scratch) / name
                     origin.write_text(text, encoding="utf-8")
-                    left_out = (
-                        f"left out {', '.join(gone)}: not among the stock rules SpamAssassin "
-                        "reads (redefined, each would fire where SpamAssassin fires nothing)"
-                    )
             step = _install_file(origin, siteconfigpath / name, config=name != PLUGIN, force=force)
+            left_out = ""
+            if gone:
+                # A file kept as the admin edited it still has whatever it redefines:
+                # only the release's version, offered beside it, leaves them out.
+                what = "the shipped version leaves" if step.action == "kept" else "left"
+                left_out = (
+                    f"{what} out {', '.join(gone)}: not among the stock rules SpamAssassin "
+                    "reads (redefined, each would fire where SpamAssassin fires nothing)"
+                )
             why = ""
             if name == OVERLAP and earlier_overlap:
                 why = (
