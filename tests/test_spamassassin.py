@@ -408,6 +408,58 @@ def test_an_edited_overlap_kept_is_not_said_to_leave_a_rule_out(
     assert not re.search(r"^meta\s+HELO_LH_HOME\s", dist.read_text(), re.M)
 
 
+def _perl_on_path(bin_dir: Path, script: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PATH holding only ``bin_dir``, with a ``perl`` there running ``script`` (sh), or no
+    perl at all (None)."""
+    bin_dir.mkdir()
+    if script is not None:
+        perl = bin_dir / "perl"
+        perl.write_text(f"#!/bin/sh\n{script}\n")
+        perl.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+
+
+@pytest.mark.parametrize(
+    ("script", "why"),
+    [
+        (None, "perl is not installed"),
+        (
+            "echo \"Can't locate Mail/SpamAssassin.pm in @INC (you may need to install the "
+            "Mail::SpamAssassin module)\" >&2; echo 'BEGIN failed' >&2; exit 2",
+            "perl exited 2: Can't locate Mail/SpamAssassin.pm in @INC (you may need to install "
+            "the Mail::SpamAssassin module)",
+        ),
+        ("exit 0", "SpamAssassin names no stock rules directory"),
+        ("printf /gone/rules", "/gone/rules, which SpamAssassin names, is no directory"),
+    ],
+    ids=["no-perl", "no-spamassassin", "says-nothing", "no-directory"],
+)
+def test_an_overlap_installed_without_the_stock_rules_says_why(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    script: str | None,
+    why: str,
+) -> None:
+    # Regression (review): where the stock rules SpamAssassin reads could not be found
+    # (no perl, no Mail::SpamAssassin, a failing or silent perl), install --overlap put
+    # the overlap file in whole without a word: on Debian 13 its copies of HELO_LH_HOME and
+    # CK_HELO_GENERIC, rules the stock rules no longer have, fire where SpamAssassin fires
+    # nothing. It goes in as shipped still, and the output says why and what it means.
+    site = with_stock_pre_files(tmp_path / "site")
+    _perl_on_path(tmp_path / "bin", script, monkeypatch)
+    argv = ["spamassassin", "install", "--siteconfigpath", str(site), "--overlap", "--no-lint"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"warning:  the stock rules SpamAssassin reads were not found ({why}): {OVERLAP} keeps "
+        "its redefinition of each rule it overlaps, and one the stock rules do not have would "
+        "fire where SpamAssassin fires nothing; install again once SpamAssassin runs "
+        "(docs/spamassassin.md, Overlap)"
+    ) in out, out
+    assert (site / OVERLAP).read_text() == (source_dir() / OVERLAP).read_text()
+
+
 def test_spamassassin_t_against_the_service(real_dir: Path, scorer: ScorerProcess) -> None:
     ip, helo, rdns, mail_from, _ = FAMILY_CASES["ptr-generic"]
     scan = run_spamassassin(real_dir, message(ip, helo, rdns, mail_from))

@@ -156,13 +156,20 @@ def overlap_returned(overlap: str, stock: Mapping[str, tuple[str, str]]) -> list
 RULES_DIR_PERL = "scalar $sa->first_existing_path(@Mail::SpamAssassin::default_rules_path)"
 
 
-def stock_rules_dir() -> Path | None:
+class StockRulesUnknown(Exception):
+    """Why the stock rules SpamAssassin reads could not be found (stock_rules_dir)."""
+
+
+def stock_rules_dir() -> Path:
     """The stock rules SpamAssassin reads (sa-update's ``/var/lib/spamassassin/<version>``
-    once there are any, else ``/usr/share/spamassassin``), as its init chooses them; None
-    where Perl or SpamAssassin is not installed or does not say."""
+    once there are any, else ``/usr/share/spamassassin``), as its init chooses them.
+
+    Raises StockRulesUnknown, saying why, where Perl or SpamAssassin is not installed,
+    fails or names no directory: install then cannot tell which redefinitions of the
+    overlap file the stock rules lack, and says so rather than go on in silence."""
     perl = shutil.which("perl")
     if perl is None:
-        return None
+        raise StockRulesUnknown("perl is not installed")
     script = (
         "use Mail::SpamAssassin; my $sa = Mail::SpamAssassin->new({"
         "userprefs_filename => '/dev/null', dont_copy_prefs => 1});"
@@ -172,12 +179,22 @@ def stock_rules_dir() -> Path | None:
         result = subprocess.run(
             [perl, "-e", script], capture_output=True, text=True, timeout=60, check=False
         )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    found = (
-        Path(result.stdout.strip()) if result.returncode == 0 and result.stdout.strip() else None
-    )
-    return found if found is not None and found.is_dir() else None
+    except OSError as error:
+        raise StockRulesUnknown(f"perl: {os_error_text(error)}") from None
+    except subprocess.TimeoutExpired:
+        raise StockRulesUnknown("perl gave no answer within 60 s") from None
+    if result.returncode != 0:
+        # Perl's first line says it: "Can't locate Mail/SpamAssassin.pm in @INC ...".
+        said = next(iter(result.stderr.strip().splitlines()), "")[:200]
+        exited = f"perl exited {result.returncode}"
+        raise StockRulesUnknown(f"{exited}: {said}" if said else exited)
+    named = result.stdout.strip()
+    if not named:
+        raise StockRulesUnknown("SpamAssassin names no stock rules directory")
+    found = Path(named)
+    if not found.is_dir():
+        raise StockRulesUnknown(f"{found}, which SpamAssassin names, is no directory")
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -619,10 +636,12 @@ def _install_command(args: argparse.Namespace) -> int:
             # command after the plugin and its config were in (asking with no token).
             refuse_what_is_in_the_way([siteconfigpath / LOCAL_EXAMPLE])
         source = Path(args.source) if args.source else source_dir()
-        stock = None
+        stock, unknown = None, None
         if args.overlap or (siteconfigpath / OVERLAP).is_file():
-            rules = stock_rules_dir()
-            stock = stock_definitions(rules) if rules is not None else None
+            try:
+                stock = stock_definitions(stock_rules_dir())
+            except StockRulesUnknown as error:
+                unknown = str(error)
         steps = install(siteconfigpath, source, overlap=args.overlap, force=args.force, stock=stock)
         warning = None
         if local is not None:
@@ -633,6 +652,15 @@ def _install_command(args: argparse.Namespace) -> int:
         return 1
     for step in steps:
         _print_step(step)
+    if unknown is not None:
+        # The overlap file then goes in with every redefinition it ships: one of a rule
+        # the stock rules lack is a rule of its own (Debian 13's HELO_LH_HOME).
+        print(
+            f"warning:  the stock rules SpamAssassin reads were not found ({unknown}): "
+            f"{OVERLAP} keeps its redefinition of each rule it overlaps, and one the stock "
+            "rules do not have would fire where SpamAssassin fires nothing; install again "
+            "once SpamAssassin runs (docs/spamassassin.md, Overlap)"
+        )
     if warning is not None:
         print(f"warning:  {siteconfigpath / LOCAL_EXAMPLE}: {warning}")
     if local is not None:
