@@ -202,8 +202,8 @@ end
 local upstreams
 local n_upstreams = 1
 local RESOLVE_RETRY = 10.0
--- get_addr() calls that go once round every address of a server name (rspamd keeps
--- no more than a few per name).
+-- The most addresses listed for one server name, and the get_addr() calls a retry
+-- makes to find one not tried (rspamd keeps no more than a few per name).
 local ADDRESSES_PER_SERVER = 16
 -- "still do not resolve" is logged at most this often (each scanning worker asks
 -- every RESOLVE_RETRY s, with or without mail: a warning each time would flood).
@@ -547,23 +547,34 @@ local function upstream_list(texts)
 end
 
 -- The addresses of a one-entry upstream list, "address:port" + `rest` (a name may
--- have an IPv4 and an IPv6). rspamd 3.4's get_addr() gives the upstream's next address
--- each time; 3.12's gives the same one until it is marked failed (its IPv4 first), so
--- an address given again is marked so: on this list, made for this alone.
+-- have several, IPv4 and IPv6), or nil when it has none: a name newer rspamd keeps
+-- unresolved (get_addr() nil), left to resolve_late. get_addr() is the only way to
+-- them, and it moves to the next address by rspamd's rotation: 3.4 goes round them in
+-- order; 3.12 moves to the next of the current address's family whose error count is
+-- no higher, and to another family only when none is (to the one with the fewest
+-- errors), so with two IPv4 addresses it went between them and never gave the IPv6
+-- one. Each address found is therefore marked failed, on this list made for this
+-- alone, fewer times than the one found before it: the last found has the fewest
+-- errors of those found, and more than one not found yet (none), so both rotations
+-- give one not found yet while there is one, and the last found again once there is
+-- none.
 local function addresses_of(list, rest)
   local found, seen = {}, {}
   for _, upstream in ipairs(list:all_upstreams()) do
-    for _ = 1, ADDRESSES_PER_SERVER do
-      local text = upstream:get_addr():to_string(true) .. rest
-      if not seen[text] then
-        seen[text] = true
-        table.insert(found, text)
-      else
+    for marks = ADDRESSES_PER_SERVER, 1, -1 do
+      local address = upstream:get_addr()
+      local text = address and address:to_string(true) .. rest
+      if not text or seen[text] then
+        break
+      end
+      seen[text] = true
+      table.insert(found, text)
+      for _ = 1, marks do
         upstream:fail(true, 'listing its addresses')
       end
     end
   end
-  return found
+  return #found > 0 and found or nil
 end
 
 -- Each entry of `entries` that `addresses_for(entry)` gives addresses for: those go

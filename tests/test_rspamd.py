@@ -2137,6 +2137,31 @@ def test_a_server_that_resolves_late_joins_those_that_did_resolve(
         assert not rspamd.lua_errors()
 
 
+def test_every_address_of_a_name_is_listed_once_and_asked(unbound: Unbound, hs_cache: Path) -> None:
+    """docs/rspamd.md: with an entry of `servers` that does not resolve at load, the
+    plugin lists the addresses of those that did. Regression (rspamd 3.12 only: it
+    fails there without the fix, run against Debian 13's rspamd as docs/rspamd.md
+    says): of a name with two IPv4 addresses and one IPv6, 3.12's get_addr() went
+    between the IPv4 ones and the list held those alone; the service on the IPv6
+    address was never asked. 3.4 goes round all three and passes either way."""
+    port = free_port()
+    fakes = tuple(
+        FakeHttp(port=port, host=host).start() for host in ("127.0.0.2", "127.0.0.3", "::1")
+    )
+    hosts = "127.0.0.1 localhost\n" + "".join(f"{fake.host} scorer-three\n" for fake in fakes)
+    conf = f'servers = ["scorer-three:{port}", "scorer-late.invalid:{port}"];'
+    try:
+        with _running(Rspamd(unbound.nameserver, conf, hs_cache, hosts=hosts)) as rspamd:
+            used = next(line for line in rspamd.log().splitlines() if "scans use " in line)
+            listed = used.split("scans use ", 1)[1].split(" until ", 1)[0].split(", ")
+            assert sorted(listed) == sorted(fake.address for fake in fakes), used
+            _assert_answered([rspamd.scan(MISSING_PTR_IP) for _ in range(9)])
+            assert _counts(fakes) == [3, 3, 3], _counts(fakes)
+    finally:
+        for fake in fakes:
+            fake.stop()
+
+
 def test_a_server_name_the_resolver_refuses_does_not_hold_the_others_back(
     unbound: Unbound, scorer: ScorerProcess, hs_cache: Path
 ) -> None:

@@ -35,10 +35,12 @@ class _Listening:
 
     port: int
     _listener: socket.socket
+    host = "127.0.0.1"
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     def start(self) -> Self:
         threading.Thread(target=self._accept, daemon=True).start()
@@ -74,11 +76,12 @@ class FakeHttp(_Listening):
     delay: float = 0.0
     error: str = "fake"
     port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"  # where it listens (an IPv6 address too: "::1")
     requests: list[Recorded] = field(default_factory=list)
     connections: int = 0
 
     def __post_init__(self) -> None:
-        self._listener = tcp_listener(self.port)
+        self._listener = tcp_listener(self.port, self.host)
         self._clients: list[socket.socket] = []
         self._lock = threading.Lock()
         self._stopped = threading.Event()
