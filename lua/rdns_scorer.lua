@@ -1101,7 +1101,14 @@ end
 for index, entry in ipairs(entries) do
   local port, text = entry[2], entry[4]
   local prefix = text:match('^(%a[%w%-]*):')
-  if text:find('/', 1, true) then
+  if text:lower():find('^service=') then
+    -- rspamd's SRV form: an upstream with no address until rspamd resolves it, whose
+    -- get_addr() crashed rspamd 3.4 and 3.12 at load (SIGSEGV); and the plugin asks
+    -- A and AAAA alone for a late name.
+    config_error('servers: rspamd\'s SRV form (service=NAME+DOMAIN) is not one the ' ..
+        'module takes; write "host:port", got %s', text)
+    return
+  elseif text:find('/', 1, true) then
     -- A URL ("http://host:port/v1/check", as the SpamAssassin plugin's rdns_scorer_url
     -- takes) or a path after the port: rspamd read it as a host name, which never
     -- resolves, and every scan failed open "until rspamd resolves them" for ever.

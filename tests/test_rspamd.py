@@ -1385,6 +1385,13 @@ def test_a_bad_setting_disables_the_module(
             "servers: the port must be 1-65535, got 127.0.0.1:70000",
         ),
         ('servers = "master-slave:";', "servers names no server"),
+        # Regression: rspamd's SRV form made an upstream with no address, and the
+        # plugin's get_addr() on it crashed rspamd at load (SIGSEGV, 3.4 and 3.12).
+        (
+            'servers = "round-robin:service=rdns-scorer+example.com";',
+            "servers: rspamd's SRV form (service=NAME+DOMAIN) is not one the module takes; "
+            'write "host:port", got service=rdns-scorer+example.com',
+        ),
         (
             'servers = "127.0.0.1:11340:x";',
             'servers: write "host:port", then maybe rspamd\'s ":priority", got 127.0.0.1:11340:x',
