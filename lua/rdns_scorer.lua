@@ -215,6 +215,10 @@ local still_logged_until = 0 -- rspamd_util.get_ticks() before which it is not s
 local all_entries = {}
 local resolved = {}
 local late_entries = {}
+-- When every entry resolved at load (the list keeps the names): the addresses each
+-- name had then, "address:port", by its place in the list; empty for a list of
+-- numbers. A retry's last resort (untried_address).
+local listed_at_load = {}
 local skip_conf -- {check_local, check_authed} for lua_util.is_skip_local_or_authed
 
 -- `value` cut to `limit` octets at most, never inside a UTF-8 character: a character
@@ -620,10 +624,18 @@ local function build_upstreams()
   end)
   if #missing == 0 then
     local texts = {}
-    for _, entry in ipairs(all_entries) do
+    for index, entry in ipairs(all_entries) do
       table.insert(texts, entry[4])
+      listed_at_load[index] = {}
+      for _, text in ipairs(resolved[entry]) do -- less the ":priority" (entry[3])
+        table.insert(listed_at_load[index], text:sub(1, #text - #entry[3]))
+      end
     end
-    return upstream_list(texts)
+    local list = upstream_list(texts)
+    if not list or #list:all_upstreams() ~= #all_entries then
+      listed_at_load = {} -- places that do not match the entries: not used
+    end
+    return list
   end
   local addresses = resolved_addresses()
   local list = upstream_list(addresses)
@@ -654,6 +666,7 @@ local function resolve_late(cfg)
     local list = #left < #late_entries and upstream_list(resolved_addresses())
     if list then
       upstreams, n_upstreams = list, #list:all_upstreams()
+      listed_at_load = {} -- a list of numbers now
       rspamd_logger.infox(cfg, '%s: servers now resolve: %s', N, table.concat(found, ', '))
     end
     late_entries = left
@@ -690,6 +703,28 @@ local function resolve_late(cfg)
   settle()
 end
 
+-- An address of `upstream` that this scan has not tried (`tried`), or nil: one the
+-- next get_addr() calls give, else one of `listed` (the addresses its name had at
+-- load, if known). rspamd 3.12's get_addr() stays in the family of the address just
+-- refused while another of that family has no more errors: of a name with two IPv4
+-- addresses and one IPv6, after both IPv4 ones refused it gave them in turn and never
+-- the IPv6 one, and every scan failed open with the service there (docs/rspamd.md).
+-- The marks of an address asked from `listed` land on the one get_addr() gave last.
+local function untried_address(upstream, listed, tried)
+  for _ = 1, ADDRESSES_PER_SERVER do
+    local server = upstream:get_addr():to_string(true)
+    if not tried[server] then
+      return server
+    end
+  end
+  for _, server in ipairs(listed or {}) do
+    if not tried[server] then
+      return server
+    end
+  end
+  return nil
+end
+
 -- Attempts this worker has sent past the rotation (retries): each takes the next
 -- of the servers a scan has not tried, in turns (see next_target).
 local retry_turns = 0
@@ -720,13 +755,10 @@ local function next_target(tried, retry, client)
     end
   end
   local untried = {} -- {upstream, address}, one per server with an address not tried
-  for _, upstream in ipairs(upstreams:all_upstreams()) do
-    for _ = 1, ADDRESSES_PER_SERVER do
-      local server = upstream:get_addr():to_string(true)
-      if not tried[server] then
-        table.insert(untried, { upstream, server })
-        break
-      end
+  for index, upstream in ipairs(upstreams:all_upstreams()) do
+    local server = untried_address(upstream, listed_at_load[index], tried)
+    if server then
+      table.insert(untried, { upstream, server })
     end
   end
   if #untried == 0 then

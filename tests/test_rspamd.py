@@ -2169,6 +2169,29 @@ def test_every_address_of_a_name_is_listed_once_and_asked(unbound: Unbound, hs_c
             fake.stop()
 
 
+def test_a_retry_reaches_the_other_family_of_a_name_with_two_addresses_of_one(
+    unbound: Unbound, hs_cache: Path
+) -> None:
+    """Regression (rspamd 3.12 only: it fails there without the fix, run against Debian
+    13's rspamd as docs/rspamd.md says): with every entry resolved the list keeps the
+    name, and a retry took the name's next address from get_addr(), which on 3.12
+    stays in the family of the one refused while another of that family has no more
+    errors. Of a name with two IPv4 addresses refusing and the service on its IPv6
+    address, every scan failed open. 3.4 goes round all three and passes either way."""
+    port = free_port()
+    service = FakeHttp(port=port, host="::1").start()
+    hosts = "127.0.0.1 localhost\n" + "".join(
+        f"{address} scorer-three\n" for address in ("127.0.0.2", "127.0.0.3", "::1")
+    )
+    conf = f'servers = "scorer-three:{port}";'
+    try:
+        with _running(Rspamd(unbound.nameserver, conf, hs_cache, hosts=hosts)) as rspamd:
+            _assert_answered([rspamd.scan(MISSING_PTR_IP) for _ in range(6)])
+            assert len(service.requests) == 6
+    finally:
+        service.stop()
+
+
 def test_a_server_name_the_resolver_refuses_does_not_hold_the_others_back(
     unbound: Unbound, scorer: ScorerProcess, hs_cache: Path
 ) -> None:
