@@ -1826,7 +1826,10 @@ def test_cli_uninstall_exit_status_and_no_configtest(
      # A rotation prefix left on an entry (regression: "round-robin:10.0.0.1:11340" was
      # asked as http://round-robin:10), or anything else after the port but a priority.
      ("round-robin:10.0.0.1:11340", None), ("failover:10.0.0.5", None),
-     ("127.0.0.1:11340:x", None), ("127.0.0.1:11340.0.0.1:11340", None)],
+     ("127.0.0.1:11340:x", None), ("127.0.0.1:11340.0.0.1:11340", None),
+     # rspamd's SRV form, which the plugin refuses (regression: it was asked as the
+     # host "service=rdns-scorer+example.com").
+     ("service=rdns-scorer+example.com", None), ("SERVICE=a+b:2", None)],
 )  # fmt: skip
 def test_check_asks_each_server_where_the_plugin_does(entry: str, url: str | None) -> None:
     assert rspamd_check.server_url(entry) == url
@@ -2030,6 +2033,14 @@ def test_check_names_a_rotation_the_plugin_refuses(
         "ok:        asked http://127.0.0.1:11342/v1/check (1 s)",
         "problem:   rspamd cannot ask `servers` entry hash:127.0.0.1:11343: a rotation "
         "(hash:) goes before the first server only",
+    ]
+    dumped = '{"servers": ["service=rdns-scorer+example.com", "127.0.0.1:11342"]}'
+    lines = _asked_by_check(tmp_path, monkeypatch, modules, dumped)
+    assert lines[1:] == [
+        "problem:   rspamd cannot ask `servers` entry service=rdns-scorer+example.com: the "
+        "plugin refuses rspamd's SRV form (service=NAME+DOMAIN), which crashed rspamd at "
+        "load: write host:port",
+        "ok:        asked http://127.0.0.1:11342/v1/check (1 s)",
     ]
     dumped = '{"servers": ["sequential:127.0.0.1:11341", "127.0.0.1:11342"]}'
     lines = _asked_by_check(tmp_path, monkeypatch, modules, dumped)

@@ -77,6 +77,10 @@ ROTATIONS = ("round-robin", "master-slave", "random", "hash")
 REFUSED_ROTATION = "sequential"
 _ROTATION_NAMES = ", ".join(f"{name}:" for name in ROTATIONS)
 _PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9-]*):")
+# rspamd's SRV form of an entry ("service=NAME+DOMAIN"), which the plugin refuses: rspamd
+# makes it an upstream with no address, and asking it for one crashed rspamd 3.4 and 3.12
+# at load (lua/rdns_scorer.lua).
+_SRV = re.compile(r"service=", re.IGNORECASE)
 
 
 def _is_rotation(name: str) -> bool:
@@ -138,8 +142,9 @@ def server_url(entry: str) -> str | None:
     ("::1") or not at all ("2001:db8::1"), or a port no TCP service has (0, above
     65535: urllib would ask 99999 as 34463), or a URL or path ("http://host:port",
     "host:port/v1/check"), or a rotation rspamd does not know ("failover:10.0.0.5")
-    or anything else after the port, which the plugin refuses: it cannot ask them."""
-    if "/" in entry:
+    or anything else after the port, or rspamd's SRV form ("service=NAME+DOMAIN"), which
+    the plugin refuses: it cannot ask them."""
+    if "/" in entry or _SRV.match(entry):
         return None
     found = _host_port(entry)
     if found is None:
@@ -181,6 +186,12 @@ def _unknown_settings_finding(section: dict[str, Any]) -> Finding | None:
 def _unusable_finding(entry: str, first: bool) -> Finding:
     """The problem with an entry server_url refuses; ``first``: the first of ``servers``,
     where a rotation prefix goes."""
+    if _SRV.match(entry):
+        return Finding(
+            False,
+            f"rspamd cannot ask `servers` entry {entry}: the plugin refuses rspamd's SRV "
+            "form (service=NAME+DOMAIN), which crashed rspamd at load: write host:port",
+        )
     prefix = _PREFIX.match(entry)
     if prefix and _host_port(entry) is None and "/" not in entry:
         name = prefix.group(1)
