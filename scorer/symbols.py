@@ -158,8 +158,9 @@ _TABLE: tuple[Symbol, ...] = (
         "RL_HELO_LITERAL_MISMATCH",
         Family.HELO,
         1.5,
-        "HELO/EHLO is an address literal that is not the client's own address (weight x "
-        "1/3 for an internal one: RFC 1918, CGNAT, ULA, link-local; or another address in "
+        "HELO/EHLO names an address that is not the client's own: an address literal, or a "
+        "bare or malformed one, which also scores RL_HELO_BARE_IP or RL_HELO_INVALID (weight "
+        "x 1/3 for an internal one: RFC 1918, CGNAT, ULA, link-local; or another address in "
         "an IPv6 client's own /64).",
         "Moderate: a literal naming another public address is a false identity, not a "
         "configuration slip; an internal one is a host behind NAT naming its inside "
@@ -171,7 +172,8 @@ _TABLE: tuple[Symbol, ...] = (
         Family.HELO,
         1.5,
         "HELO/EHLO has characters or label lengths no hostname can have, or is a "
-        "malformed address literal.",
+        "malformed address literal (one without its IPv6: tag, too; another host's "
+        "address also scores RL_HELO_LITERAL_MISMATCH).",
         "Moderate: control characters, spaces or 64+ character labels come from broken "
         "or hostile software (RFC 1035 section 2.3.4, RFC 5321 section 4.1.2).",
         "configure the mail server at {ip} to greet with a valid hostname",

@@ -499,9 +499,68 @@ async def test_a_literal_with_the_wrong_tag_does_not_hide_our_address(
         assert set(symbols) == {"RL_HELO_FORGED_LOCAL"}, helo
     # The client's own address without its tag: invalid, and the evidence spells it.
     symbols = await symbols_for(pipeline, world.CONFIRMED_IP6, helo=f"[{world.CONFIRMED_IP6}]")
+    assert set(symbols) == {"RL_HELO_INVALID"}
     assert symbols["RL_HELO_INVALID"].options[1] == (
-        f"address literal with wrong IPv6: tag (the literal is [IPv6:{world.CONFIRMED_IP6}])"
+        "IPv6 address literal without the IPv6: tag"
+        f" (RFC 5321 section 4.1.3: the literal is [IPv6:{world.CONFIRMED_IP6}])"
     )
+
+
+@pytest.mark.parametrize(
+    ("client", "helo", "problem"),
+    [(world.CONFIRMED_IP6, f"[{world.CONFIRMED_IP6}]",
+      f"IPv6 address literal without the IPv6: tag (RFC 5321 section 4.1.3: the literal is "
+      f"[IPv6:{world.CONFIRMED_IP6}])"),
+     (world.CONFIRMED_IP, f"[IPv6:{world.CONFIRMED_IP}]",
+      f"IPv4 address literal with an IPv6: tag (RFC 5321 section 4.1.3: the literal is "
+      f"[{world.CONFIRMED_IP}])"),
+     (world.CONFIRMED_IP, f"[ipv6:{world.CONFIRMED_IP}]",
+      f"IPv4 address literal with an IPv6: tag (RFC 5321 section 4.1.3: the literal is "
+      f"[{world.CONFIRMED_IP}])"),
+     # An IPv4-mapped address without the tag: the fix keeps the form it was written in.
+     (world.CONFIRMED_IP, f"[::ffff:{world.CONFIRMED_IP}]",
+      f"IPv6 address literal without the IPv6: tag (RFC 5321 section 4.1.3: the literal is "
+      f"[IPv6:::ffff:{world.CONFIRMED_IP}])")],
+)  # fmt: skip
+def test_a_literal_with_the_wrong_tag_says_which_tag_and_the_literal(
+    client: str, helo: str, problem: str
+) -> None:
+    # Regression: "address literal with wrong IPv6: tag" said neither whether the tag was
+    # missing or one too many, nor where the rule is.
+    hits = check_helo(
+        HeloFacts(parse_helo(helo)), ipaddress.ip_address(client), frozenset(), frozenset()
+    )
+    assert hits == [Hit("RL_HELO_INVALID", (f"helo={helo}", problem))]
+
+
+@pytest.mark.parametrize(
+    ("client", "wrong", "literal"),
+    [(world.CONFIRMED_IP6, "[2001:db8:1::dead]", "[IPv6:2001:db8:1::dead]"),
+     (world.CONFIRMED_IP6, "[2001:db8::dead]", "[IPv6:2001:db8::dead]"),  # its /64: a slip
+     (world.CONFIRMED_IP6, "[fd00::25]", "[IPv6:fd00::25]"),  # internal: NAT?
+     (world.CONFIRMED_IP, "[IPv6:8.8.8.8]", "[8.8.8.8]"),
+     (world.CONFIRMED_IP, "[ipv6:192.168.1.10]", "[192.168.1.10]"),
+     (world.CONFIRMED_IP, "[::ffff:8.8.8.8]", "[8.8.8.8]"),
+     (world.CONFIRMED_IP6, "[IPv6:2001:db8:1::dead%eth0]", "[IPv6:2001:db8:1::dead]"),
+     (world.CONFIRMED_IP, "[\uff18.\uff18.\uff18.\uff18]", "[8.8.8.8]")],  # fullwidth 8s
+)  # fmt: skip
+async def test_a_malformed_literal_of_another_host_scores_no_less_than_its_other_forms(
+    pipeline: Pipeline, client: str, wrong: str, literal: str
+) -> None:
+    # Regression: "[2001:db8:1::dead]" (no IPv6: tag, RFC 5321 section 4.1.3) from
+    # another client scored RL_HELO_INVALID (1.5) alone, less than the bare
+    # "2001:db8:1::dead" (RL_HELO_BARE_IP and RL_HELO_LITERAL_MISMATCH, 2.5): spelling
+    # another host's address wrong paid. It is invalid and that host's, as the
+    # well-formed literal is; so is "[IPv6:8.8.8.8]", a zone, or fullwidth digits.
+    symbols = await symbols_for(pipeline, client, helo=wrong)
+    proper = await symbols_for(pipeline, client, helo=literal)
+    bare = await symbols_for(pipeline, client, helo=literal.strip("[]").removeprefix("IPv6:"))
+    assert set(symbols) == {"RL_HELO_INVALID", "RL_HELO_LITERAL_MISMATCH"}, symbols
+    mismatch, expected = symbols["RL_HELO_LITERAL_MISMATCH"], proper["RL_HELO_LITERAL_MISMATCH"]
+    assert mismatch.options == (f"helo={wrong}", *expected.options[1:])
+    assert mismatch.score == expected.score
+    total = sum(symbol.score for symbol in symbols.values())
+    assert total >= sum(symbol.score for symbol in bare.values()) > expected.score
 
 
 async def test_our_own_address_greeting_with_our_name_is_not_forged(
@@ -1131,10 +1190,14 @@ def test_an_address_in_fullwidth_characters_is_invalid_yet_ours(helo: str) -> No
     # suffix)"), and our own address in fullwidth, bare or bracketed, slipped past
     # RL_HELO_FORGED_LOCAL. RFC 1123 section 2.1: no host name is dotted-decimal.
     facts = HeloFacts(parse_helo(helo))
-    (hit,) = check_helo(facts, PUBLIC_CLIENT, frozenset(), frozenset())
+    hit, mismatch = check_helo(facts, PUBLIC_CLIENT, frozenset(), frozenset())
     assert hit.symbol == "RL_HELO_INVALID"
     problem = "an IPv4 address (198.51.100.25) in characters other than ASCII digits and dots"
     assert hit.options[1] == problem
+    # Another host's address still, as in ASCII digits (test_a_malformed_literal_...).
+    assert mismatch == Hit(
+        "RL_HELO_LITERAL_MISMATCH", (f"helo={helo}", f"client is {PUBLIC_CLIENT}")
+    )
     ours = frozenset({ipaddress.ip_address("198.51.100.25")})
     (forged,) = check_helo(facts, PUBLIC_CLIENT, frozenset(), ours)
     assert forged.symbol == "RL_HELO_FORGED_LOCAL"

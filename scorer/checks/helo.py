@@ -78,12 +78,16 @@ def _literal(raw: str, inner: str) -> HeloName:
         )
     if (address.version == 6) != tagged:
         # RFC 5321 section 4.1.3: IPv6 literals carry the "IPv6:" tag, IPv4 ones don't.
-        # The address is kept, so one of our own is still a forgery.
-        address = unmapped(address)
+        # The address is kept, so one of our own is still a forgery, and another host's
+        # still a mismatch (_syntax_hits). The fix shown is the literal as written, with
+        # the tag put right: an untagged ::ffff:a.b.c.d keeps its form.
+        fixed = address_literal(address)
+        wrong = "with an IPv6: tag" if tagged else "without the IPv6: tag"
         problem = (
-            f"address literal with wrong IPv6: tag (the literal is {address_literal(address)})"
+            f"IPv{address.version} address literal {wrong}"
+            f" (RFC 5321 section 4.1.3: the literal is {fixed})"
         )
-        return HeloName(raw, HeloKind.INVALID, address=address, problem=problem)
+        return HeloName(raw, HeloKind.INVALID, address=unmapped(address), problem=problem)
     # [IPv6:::ffff:192.0.2.1] is the IPv4 client of a dual-stack socket, as which the
     # request's ip is read too (protocol.parse_ip).
     return HeloName(raw, HeloKind.LITERAL, address=unmapped(address))
@@ -192,21 +196,34 @@ def _syntax_hits(helo: HeloName, ip: IPAddress, also_its: frozenset[IPAddress]) 
     evidence = option(f"helo={helo.raw}")
     match helo.kind:
         case HeloKind.INVALID:
-            return [Hit("RL_HELO_INVALID", (evidence, option(helo.problem)))]
+            invalid = Hit("RL_HELO_INVALID", (evidence, option(helo.problem)))
+            return _and_mismatch(invalid, evidence, helo.address, ip, also_its)
         case HeloKind.LOCALHOST:
             return [Hit("RL_HELO_LOCALHOST", (evidence,))]
         case HeloKind.NOT_FQDN:
             return [Hit("RL_HELO_NOT_FQDN", (evidence, option(helo.problem)))]
         case HeloKind.BARE_IP:
             bare = Hit("RL_HELO_BARE_IP", (evidence, "address without [brackets]"))
-            # Another host's address is both problems: the bracketed form alone would be
-            # RL_HELO_LITERAL_MISMATCH, and leaving out the brackets must not score less.
-            mismatch = _mismatch_hit(evidence, helo.address, ip, also_its)
-            return [bare] if mismatch is None else [bare, mismatch]
+            return _and_mismatch(bare, evidence, helo.address, ip, also_its)
         case HeloKind.LITERAL:
             mismatch = _mismatch_hit(evidence, helo.address, ip, also_its)
             return [] if mismatch is None else [mismatch]
     return []
+
+
+def _and_mismatch(
+    hit: Hit,
+    evidence: str,
+    address: IPAddress | None,
+    ip: IPAddress,
+    also_its: frozenset[IPAddress],
+) -> list[Hit]:
+    """``hit`` for a greeting's wrong form, and RL_HELO_LITERAL_MISMATCH beside it when
+    the ``address`` it still names is another host's: the well-formed literal alone
+    would score that, and getting the form wrong (no brackets, a missing or misplaced
+    "IPv6:" tag, a zone, fullwidth digits) must not score less."""
+    mismatch = _mismatch_hit(evidence, address, ip, also_its)
+    return [hit] if mismatch is None else [hit, mismatch]
 
 
 def _mismatch_hit(
