@@ -209,9 +209,10 @@ local ADDRESSES_PER_SERVER = 16
 -- every RESOLVE_RETRY s, with or without mail: a warning each time would flood).
 local STILL_MISSING_LOG = 300.0
 local still_logged_until = 0 -- rspamd_util.get_ticks() before which it is not said again
--- When some entries did not resolve at load: the entries of `servers` in the order
--- written, the addresses of those that did, as "address:port" + ":priority" (entry ->
--- its addresses), and the others ({host, port, rest, text}).
+-- The entries of `servers` in the order written, the addresses of those that resolved,
+-- as "address:port" (entry -> its addresses; the numbers-only list adds each entry's
+-- ":priority"), and, when some did not resolve at load, the others ({host, port, rest,
+-- text}).
 local all_entries = {}
 local resolved = {}
 local late_entries = {}
@@ -550,8 +551,15 @@ local function upstream_list(texts)
   return nil
 end
 
--- The addresses of a one-entry upstream list, "address:port" + `rest` (a name may
--- have several, IPv4 and IPv6), or nil when it has none: a name newer rspamd keeps
+-- The address rspamd's next get_addr() gives for `upstream`, as "address:port", or nil
+-- for no upstream or one without an address (a name rspamd after 3.12 keeps unresolved).
+local function address_text(upstream)
+  local address = upstream and upstream:get_addr()
+  return address and address:to_string(true)
+end
+
+-- The addresses of a one-entry upstream list, "address:port" (a name may have
+-- several, IPv4 and IPv6), or nil when it has none: a name newer rspamd keeps
 -- unresolved (get_addr() nil), left to resolve_late. get_addr() is the only way to
 -- them, and it moves to the next address by rspamd's rotation: 3.4 goes round them in
 -- order; 3.12 moves to the next of the current address's family whose error count is
@@ -562,12 +570,11 @@ end
 -- errors of those found, and more than one not found yet (none), so both rotations
 -- give one not found yet while there is one, and the last found again once there is
 -- none.
-local function addresses_of(list, rest)
+local function addresses_of(list)
   local found, seen = {}, {}
   for _, upstream in ipairs(list:all_upstreams()) do
     for marks = ADDRESSES_PER_SERVER, 1, -1 do
-      local address = upstream:get_addr()
-      local text = address and address:to_string(true) .. rest
+      local text = address_text(upstream)
       if not text or seen[text] then
         break
       end
@@ -597,14 +604,15 @@ local function take_resolved(entries, addresses_for)
   return left, texts
 end
 
--- The addresses of the entries that resolved, in the order `servers` names them, not
--- the order they resolved in: the first is master-slave's master, and a late one is
--- the first entry as often as not.
+-- The numbers-only list's entries: the addresses of the entries that resolved, each
+-- followed by its entry's ":priority" (entry[3]), in the order `servers` names them,
+-- not the order they resolved in: the first is master-slave's master, and a late one
+-- is the first entry as often as not.
 local function resolved_addresses()
   local found = {}
   for _, entry in ipairs(all_entries) do
-    for _, text in ipairs(resolved[entry] or {}) do
-      table.insert(found, text)
+    for _, address in ipairs(resolved[entry] or {}) do
+      table.insert(found, address .. entry[3])
     end
   end
   return found
@@ -620,16 +628,13 @@ local function build_upstreams()
   all_entries = server_entries()
   late_entries, missing = take_resolved(all_entries, function(entry)
     local list = upstream_list({ entry[4] })
-    return list and addresses_of(list, entry[3])
+    return list and addresses_of(list)
   end)
   if #missing == 0 then
     local texts = {}
     for index, entry in ipairs(all_entries) do
-      table.insert(texts, entry[4])
-      listed_at_load[index] = {}
-      for _, text in ipairs(resolved[entry]) do -- less the ":priority" (entry[3])
-        table.insert(listed_at_load[index], text:sub(1, #text - #entry[3]))
-      end
+      texts[index] = entry[4]
+      listed_at_load[index] = resolved[entry]
     end
     local list = upstream_list(texts)
     if not list or #list:all_upstreams() ~= #all_entries then
@@ -682,13 +687,13 @@ local function resolve_late(cfg)
     local host, port, rest = entry[1], entry[2], entry[3]
     for _, rtype in ipairs({ 'a', 'aaaa' }) do
       waiting = waiting + 1
-      local pattern = (rtype == 'a' and '%s:%d' or '[%s]:%d') .. rest
+      local pattern = rtype == 'a' and '%s:%d' or '[%s]:%d'
       local sent = cfg:get_resolver():resolve(rtype, {
         name = host,
         callback = function(_, _, results)
           for _, address in ipairs(results or {}) do
             local text = string.format(pattern, address:to_string(), port)
-            table.insert(found, text)
+            table.insert(found, text .. rest) -- as the list has it
             settled[entry] = settled[entry] or {}
             table.insert(settled[entry], text)
           end
@@ -712,8 +717,8 @@ end
 -- The marks of an address asked from `listed` land on the one get_addr() gave last.
 local function untried_address(upstream, listed, tried)
   for _ = 1, ADDRESSES_PER_SERVER do
-    local server = upstream:get_addr():to_string(true)
-    if not tried[server] then
+    local server = address_text(upstream)
+    if server and not tried[server] then
       return server
     end
   end
@@ -748,7 +753,7 @@ local function next_target(tried, retry, client)
     local pick = ROTATIONS[rotation]
     for _ = 1, n_upstreams do
       local upstream = pick(upstreams, client)
-      local server = upstream and upstream:get_addr():to_string(true)
+      local server = address_text(upstream)
       if server and not tried[server] then
         return upstream, server
       end
