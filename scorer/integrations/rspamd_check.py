@@ -135,23 +135,58 @@ def _host_port(entry: str) -> re.Match[str] | None:
     return re.fullmatch(r"(?:\[([^\[\]]+)\]|([^:\[\]]+))(?::(\d+)(?::\d+)?)?", entry)
 
 
-def server_url(entry: str) -> str | None:
-    """``http://HOST:PORT`` for a ``servers`` entry ("host", "host:port", "[v6]",
-    "[v6]:port", each maybe with rspamd's ":priority" after the port); None for anything
-    else, such as an IPv6 address without brackets, which rspamd 3.4 reads as port 0
-    ("::1") or not at all ("2001:db8::1"), or a port no TCP service has (0, above
-    65535: urllib would ask 99999 as 34463), or a URL or path ("http://host:port",
-    "host:port/v1/check"), or a rotation rspamd does not know ("failover:10.0.0.5")
-    or anything else after the port, or rspamd's SRV form ("service=NAME+DOMAIN"), which
-    the plugin refuses: it cannot ask them."""
-    if "/" in entry or _SRV.match(entry):
-        return None
+def _address(entry: str) -> tuple[str, str] | None:
+    """The host and port of a ``servers`` entry written as _host_port reads it (the
+    default port when none is written), or None: not that form, or a port no TCP
+    service has (0, above 65535: urllib would ask 99999 as 34463)."""
     found = _host_port(entry)
     if found is None:
         return None
     host, port = found.group(1) or found.group(2), found.group(3) or str(DEFAULT_PORT)
-    if not 0 < int(port) <= 65535:
+    return (host, port) if 0 < int(port) <= 65535 else None
+
+
+def _refusal(entry: str, first: bool = False) -> str | None:
+    """Why the plugin cannot ask a ``servers`` entry, or None when it can (server_url
+    then gives its URL). ``first``: the first of ``servers``, where a rotation prefix
+    goes. Refused: anything but "host", "host:port", "[v6]", "[v6]:port", each maybe
+    with rspamd's ":priority" after the port, such as an IPv6 address without brackets,
+    which rspamd 3.4 reads as port 0 ("::1") or not at all ("2001:db8::1"), a port out
+    of range (_address), a URL or path ("http://host:port", "host:port/v1/check"), a
+    rotation rspamd does not know ("failover:10.0.0.5") or anything else after the
+    port, or rspamd's SRV form ("service=NAME+DOMAIN")."""
+    if _SRV.match(entry):
+        return (
+            "the plugin refuses rspamd's SRV form (service=NAME+DOMAIN), which crashed "
+            "rspamd at load: write host:port"
+        )
+    if "/" not in entry:
+        if _address(entry) is not None:
+            return None
+        prefix = _PREFIX.match(entry)
+        if prefix and _host_port(entry) is None:
+            name = prefix.group(1)
+            if _is_rotation(name):
+                return f"a rotation ({name}:) goes before the first server only"
+            if first:
+                return (
+                    f"{name}: is no rotation rspamd knows ({_ROTATION_NAMES}), and no "
+                    "host:port either"
+                )
+    return (
+        f"write host, host:port (a port from 1 to 65535; no URL, the path goes in `path`), "
+        f"or an IPv6 address in brackets ([::1]:{DEFAULT_PORT}; without, rspamd reads "
+        f"port 0 or nothing)"
+    )
+
+
+def server_url(entry: str) -> str | None:
+    """``http://HOST:PORT`` for a ``servers`` entry the plugin asks; None for one it
+    refuses (_refusal says why)."""
+    address = None if _refusal(entry) else _address(entry)
+    if address is None:
         return None
+    host, port = address
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
@@ -184,35 +219,9 @@ def _unknown_settings_finding(section: dict[str, Any]) -> Finding | None:
 
 
 def _unusable_finding(entry: str, first: bool) -> Finding:
-    """The problem with an entry server_url refuses; ``first``: the first of ``servers``,
-    where a rotation prefix goes."""
-    if _SRV.match(entry):
-        return Finding(
-            False,
-            f"rspamd cannot ask `servers` entry {entry}: the plugin refuses rspamd's SRV "
-            "form (service=NAME+DOMAIN), which crashed rspamd at load: write host:port",
-        )
-    prefix = _PREFIX.match(entry)
-    if prefix and _host_port(entry) is None and "/" not in entry:
-        name = prefix.group(1)
-        if _is_rotation(name):
-            return Finding(
-                False,
-                f"rspamd cannot ask `servers` entry {entry}: a rotation ({name}:) goes "
-                "before the first server only",
-            )
-        if first:
-            return Finding(
-                False,
-                f"rspamd cannot ask `servers` entry {entry}: {name}: is no rotation rspamd "
-                f"knows ({_ROTATION_NAMES}), and no host:port either",
-            )
-    return Finding(
-        False,
-        f"rspamd cannot ask `servers` entry {entry}: write host, host:port (a port from 1 "
-        f"to 65535; no URL, the path goes in `path`), or an IPv6 address in brackets "
-        f"([::1]:{DEFAULT_PORT}; without, rspamd reads port 0 or nothing)",
-    )
+    """The problem with an entry server_url refuses; ``first``: the first of
+    ``servers``."""
+    return Finding(False, f"rspamd cannot ask `servers` entry {entry}: {_refusal(entry, first)}")
 
 
 def _sequential_finding() -> Finding:
