@@ -286,7 +286,7 @@ def _module_finding(state: str | None, confdir: Path, has_section: bool) -> Find
     plugin = confdir / "plugins.d" / rspamd.PLUGIN_FILE
     # Install keeps a section installed before; without one it needs the service's
     # config, or the section it writes has no token.
-    install = _install(confdir) + ("" if has_section else " --config FILE")
+    install = _install_advice(confdir) + ("" if has_section else " --config FILE")
     if state == "enabled":
         return Finding(True, "rspamd loads the rdns_scorer module")
     if state is None:
@@ -315,7 +315,7 @@ def _plugin_finding(confdir: Path) -> Finding | None:
     plugin = confdir / "plugins.d" / rspamd.PLUGIN_FILE
     if not plugin.is_file():
         return None  # said by the module finding
-    return probe.release_finding(plugin, rspamd.shipped_plugin(), _install(confdir))
+    return probe.release_finding(plugin, rspamd.shipped_plugin(), _install_advice(confdir))
 
 
 def _override_finding(confdir: Path) -> Finding | None:
@@ -331,11 +331,11 @@ def _override_finding(confdir: Path) -> Finding | None:
         False,
         f"{override} line {line} has an rdns_scorer section, which replaces the one in "
         "rspamd.conf.local whole (not one of its keys is used): remove it (or comment it "
-        f"out) and run `{_install(confdir)} --config FILE`",
+        f"out) and run `{_install_advice(confdir)} --config FILE`",
     )
 
 
-def _install(confdir: Path) -> str:
+def _install_advice(confdir: Path) -> str:
     """The install command that puts the plugin into ``confdir``, as the advice shows it:
     with its ``--confdir`` unless that is /etc/rspamd (the advice was wrong for a copy)."""
     return f"rdns-scorer rspamd install{rspamd.confdir_option(confdir)}"
@@ -368,7 +368,7 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
     merged = merged_sections(dumped)
     section = Section.from_dump(merged, task_timeout)
     findings += filter(None, [_unknown_settings_finding(merged)])
-    token_fix = f"run `{_install(confdir)} --config FILE` with the service's config"
+    token_fix = f"run `{_install_advice(confdir)} --config FILE` with the service's config"
     # Under a shorter task_timeout (a worker's), a timeout of 7.5 s would be refused too.
     max_timeout = min(rspamd.MAX_TIMEOUT, rspamd.longest_timeout(task_timeout))
     installed = rspamd.installed_section(confdir / "rspamd.conf.local") is not None
@@ -376,7 +376,7 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
         WIRING,
         token_fix=token_fix,
         max_timeout=max_timeout,
-        installed_by=_install(confdir) if installed else "",
+        installed_by=_install_advice(confdir) if installed else "",
     )
     if section.rotation == REFUSED_ROTATION:
         findings.append(_sequential_finding())

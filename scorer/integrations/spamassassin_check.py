@@ -99,14 +99,14 @@ def _owner(path: Path) -> str:
         return "its owner"
 
 
-def _install_command(siteconfigpath: Path) -> str:
+def _install_advice(siteconfigpath: Path) -> str:
     """The install command to advise: with its --siteconfigpath unless that is
     /etc/spamassassin (the advice was wrong for another directory)."""
     return f"rdns-scorer spamassassin install{spamassassin.site_option(siteconfigpath)}"
 
 
 def _plugin_findings(view: dict[str, Any], siteconfigpath: Path) -> list[Finding]:
-    install = _install_command(siteconfigpath)
+    install = _install_advice(siteconfigpath)
     if not view["loaded"]:
         return [
             Finding(
@@ -213,7 +213,7 @@ def _overlap_findings(rules_dir: str | None, siteconfigpath: Path) -> list[Findi
                 f"{overlap} leaves out {', '.join(returned)}, which the stock rules "
                 f"SpamAssassin read at install did not have and {rules_dir} has now: each "
                 "fires beside the rdns-scorer symbol scoring the same evidence, counted "
-                f"twice; `{_install_command(siteconfigpath)}` again redefines them",
+                f"twice; `{_install_advice(siteconfigpath)}` again redefines them",
             )
         )
     drifted = spamassassin.overlap_drift(text, stock)
@@ -223,8 +223,7 @@ def _overlap_findings(rules_dir: str | None, siteconfigpath: Path) -> list[Findi
         # it out.
         gone = [name for name in drifted if name not in stock]
         again = (
-            f"; `{_install_command(siteconfigpath)}` again leaves out those gone "
-            f"({', '.join(gone)})"
+            f"; `{_install_advice(siteconfigpath)}` again leaves out those gone ({', '.join(gone)})"
             if gone
             else ""
         )
@@ -253,8 +252,7 @@ def check(siteconfigpath: Path) -> list[Finding]:
     findings = _plugin_findings(view, siteconfigpath)
     local = siteconfigpath / spamassassin.LOCAL_EXAMPLE
     installed = local.is_file() and spamassassin.is_written_by_install(local)
-    install = f"rdns-scorer spamassassin install{spamassassin.site_option(siteconfigpath)}"
-    wiring = replace(WIRING, installed_by=install if installed else "")
+    wiring = replace(WIRING, installed_by=_install_advice(siteconfigpath) if installed else "")
     for url in view["urls"]:
         parts = urllib.parse.urlsplit(url)
         base = f"{parts.scheme}://{parts.netloc}"
