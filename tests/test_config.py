@@ -12,12 +12,14 @@ import re
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvloop
 
+import scorer.files
 from scorer import app
 from scorer.config import (
     DEFAULT_PORT,
@@ -1527,6 +1529,20 @@ def test_the_install_steps_write_only_what_the_admin_changes(page: str, tmp_path
     assert config.weights == default_weights()
 
 
+def _read_as_the_service(monkeypatch: pytest.MonkeyPatch, refused: Callable[[str], bool]) -> None:
+    """Reads of the files ``refused`` says fail as they do for the service's own user,
+    rdns-scorer, the running user now: the tests run as root, whom no mode stops."""
+    reads = scorer.files.read_regular_file
+
+    def read_regular_file(path: str) -> bytes | None:
+        if refused(path):
+            raise PermissionError(13, "Permission denied", path)
+        return reads(path)
+
+    monkeypatch.setattr(scorer.files, "read_regular_file", read_regular_file)
+    monkeypatch.setattr(scorer.files, "running_user", lambda: ("rdns-scorer", "rdns-scorer"))
+
+
 def test_a_file_the_service_may_not_read_says_whose_read_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1534,8 +1550,6 @@ def test_a_file_the_service_may_not_read_says_whose_read_failed(
     # list files as its own user; "PATH: Permission denied" alone (config check as root
     # passed) left the admin to guess who could not read it. The tests run as root,
     # whom no mode stops: the reads are made to fail as they do for another user.
-    import scorer.files
-
     secret = tmp_path / "token"
     secret.write_text("t0k3n\n")
     listed = tmp_path / "allow.txt"
@@ -1543,13 +1557,7 @@ def test_a_file_the_service_may_not_read_says_whose_read_failed(
     config = tmp_path / "scorer.toml"
     config.write_text(f'[server]\ntoken_file = "{secret}"\n[allowlist]\nfiles = ["{listed}"]\n')
     denied = {str(secret), str(listed), str(config)}
-    reads = scorer.files.read_regular_file
-
-    def read_regular_file(path: str) -> bytes | None:
-        if path in denied:
-            raise PermissionError(13, "Permission denied", path)
-        return reads(path)
-
+    _read_as_the_service(monkeypatch, denied.__contains__)
     read_bytes = Path.read_bytes
 
     def path_read_bytes(self: Path) -> bytes:
@@ -1557,9 +1565,7 @@ def test_a_file_the_service_may_not_read_says_whose_read_failed(
             raise PermissionError(13, "Permission denied", str(self))
         return read_bytes(self)
 
-    monkeypatch.setattr(scorer.files, "read_regular_file", read_regular_file)
     monkeypatch.setattr(Path, "read_bytes", path_read_bytes)
-    monkeypatch.setattr(scorer.files, "running_user", lambda: ("rdns-scorer", "rdns-scorer"))
 
     def fix(path: Path) -> str:
         return (
@@ -1595,24 +1601,13 @@ def test_a_file_behind_a_directory_the_service_may_not_enter_says_so(
     # mode 0644, failed the reload with "make it readable ... chmod 640 FILE", which
     # changed nothing: the unit hides /home, /root and /run/user (ProtectHome=yes), and
     # a 0700 /root keeps the service's user out anyway. The reason is the directory.
-    import scorer.files
-
     home_list = "/home/admin/allow.txt"
     closed = tmp_path / "private"
     closed.mkdir()
     other_list = closed / "allow.txt"
     other_list.write_text("ip 192.0.2.1\n")
     config = tmp_path / "scorer.toml"
-    denied = {home_list, str(other_list)}
-    reads = scorer.files.read_regular_file
-
-    def read_regular_file(path: str) -> bytes | None:
-        if path in denied:
-            raise PermissionError(13, "Permission denied", path)
-        return reads(path)
-
-    monkeypatch.setattr(scorer.files, "read_regular_file", read_regular_file)
-    monkeypatch.setattr(scorer.files, "running_user", lambda: ("rdns-scorer", "rdns-scorer"))
+    _read_as_the_service(monkeypatch, {home_list, str(other_list)}.__contains__)
     monkeypatch.setattr(scorer.files, "may_enter", lambda d: d not in {"/home", str(closed)})
 
     config.write_text(f'[allowlist]\nfiles = ["{home_list}"]\n')
@@ -1656,18 +1651,11 @@ def test_a_file_linked_from_behind_a_closed_directory_names_the_directory(
     # "chmod 640 FILE", which changed nothing: the kernel follows the link into /home.
     # And a directory below /home the service may not enter (a 0700 /home/admin, reached
     # through /home) was blamed on the unit hiding /home, which it did not.
-    import scorer.files
-
     linked = tmp_path / "allow.txt"
     linked.symlink_to("/home/admin/allow.txt")
     config = tmp_path / "scorer.toml"
     config.write_text('[allowlist]\nfiles = ["allow.txt"]\n')
-
-    def read_regular_file(path: str) -> bytes | None:
-        raise PermissionError(13, "Permission denied", path)
-
-    monkeypatch.setattr(scorer.files, "read_regular_file", read_regular_file)
-    monkeypatch.setattr(scorer.files, "running_user", lambda: ("rdns-scorer", "rdns-scorer"))
+    _read_as_the_service(monkeypatch, lambda path: True)
     for closed, advice in (
         (
             "/home",
