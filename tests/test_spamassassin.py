@@ -328,6 +328,13 @@ def test_overlap_switches_stock_rules_off_while_the_service_answers(
     assert ("HELO_LH_HOME" in run_spamassassin(real_dir, home, "-L").scores) is fallback
 
 
+def _install_says(capsys: pytest.CaptureFixture[str], site: Path, *options: str) -> str:
+    """What `rdns-scorer spamassassin install --siteconfigpath SITE OPTIONS` prints,
+    having succeeded."""
+    assert main(["spamassassin", "install", "--siteconfigpath", str(site), *options]) == 0
+    return capsys.readouterr().out
+
+
 def _debian_13_rules(rules: Path) -> Path:
     """A copy of the stock rules at ``rules`` as Debian 13's: no HELO_LH_HOME or
     CK_HELO_GENERIC, HELO_LH_HOME's score line kept."""
@@ -346,15 +353,11 @@ def test_overlap_leaves_out_a_stock_rule_spamassassin_no_longer_has(
     # and the overlap's copies made each a rule again: HELO_LH_HOME at the score its stock
     # score line still gives it (2.0 with the service down), CK_HELO_GENERIC at 1.0.
     # Stock rules as Debian 13's: those two rules gone, HELO_LH_HOME's score line kept.
-    from scorer.cli import main
-
     rules = _debian_13_rules(tmp_path / "rules")
     assert "score HELO_LH_HOME " in (rules / "50_scores.cf").read_text(encoding="latin-1")
     monkeypatch.setattr(integration, "stock_rules_dir", lambda: rules)
     site = with_stock_pre_files(tmp_path / "site")
-    argv = ["spamassassin", "install", "--siteconfigpath", str(site), "--overlap", "--no-lint"]
-    assert main(argv) == 0
-    out = capsys.readouterr().out
+    out = _install_says(capsys, site, "--overlap", "--no-lint")
     assert (
         f"{site / OVERLAP}  (left out HELO_LH_HOME, CK_HELO_GENERIC: not among the stock "
         "rules SpamAssassin reads (redefined, each would fire where SpamAssassin fires nothing))"
@@ -366,8 +369,7 @@ def test_overlap_leaves_out_a_stock_rule_spamassassin_no_longer_has(
     assert as_installed((source_dir() / OVERLAP).read_text()) == (
         (source_dir() / OVERLAP).read_text() if "HELO_LH_HOME" in read_stock() else installed
     )
-    assert main(argv) == 0
-    assert "nothing changed" in capsys.readouterr().out
+    assert "nothing changed" in _install_says(capsys, site, "--overlap", "--no-lint")
     # SpamAssassin with those stock rules, the service not asked (-L): neither fires; the
     # overlap as shipped, copies and all, made both fire.
     shipped = with_stock_pre_files(tmp_path / "shipped")
@@ -387,16 +389,13 @@ def test_an_edited_overlap_kept_is_not_said_to_leave_a_rule_out(
     # Regression (review): an overlap file the admin edited is kept as it is, with its
     # redefinitions of rules the stock rules no longer have, but install said "left out
     # HELO_LH_HOME, CK_HELO_GENERIC" of it: only the shipped version beside it does.
-    from scorer.cli import main
-
     site = with_stock_pre_files(tmp_path / "site")
     install(site, source_dir(), overlap=True)  # copies and all, as before an upgrade
     overlap = site / OVERLAP
     overlap.write_text(overlap.read_text() + "# mine\n")
     rules = _debian_13_rules(tmp_path / "rules")
     monkeypatch.setattr(integration, "stock_rules_dir", lambda: rules)
-    assert main(["spamassassin", "install", "--siteconfigpath", str(site), "--no-lint"]) == 0
-    out = capsys.readouterr().out
+    out = _install_says(capsys, site, "--no-lint")
     dist = site / f"{OVERLAP}.dist"
     assert (
         f"kept      {overlap}  (installed earlier with --overlap, kept up to date: delete it "
@@ -448,9 +447,7 @@ def test_an_overlap_installed_without_the_stock_rules_says_why(
     # nothing. It goes in as shipped still, and the output says why and what it means.
     site = with_stock_pre_files(tmp_path / "site")
     _perl_on_path(tmp_path / "bin", script, monkeypatch)
-    argv = ["spamassassin", "install", "--siteconfigpath", str(site), "--overlap", "--no-lint"]
-    assert main(argv) == 0
-    out = capsys.readouterr().out
+    out = _install_says(capsys, site, "--overlap", "--no-lint")
     assert (
         f"warning:  the stock rules SpamAssassin reads were not found ({why}): {OVERLAP} keeps "
         "its redefinition of each rule it overlaps, and one the stock rules do not have would "
@@ -2778,23 +2775,19 @@ def test_shipped_config_sets_the_default_url() -> None:
 
 
 def test_install_command_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from scorer.cli import main
-
     target = with_stock_pre_files(tmp_path / "spamassassin")
-    argv = ["spamassassin", "install", "--siteconfigpath", str(target), "--overlap"]
-    assert main(argv) == 0
-    first = capsys.readouterr().out
+    first = _install_says(capsys, target, "--overlap")
     assert first.count("installed") == 3 and "--lint" in first and "OK" in first
     assert "restart spamd" in first
-    assert main(argv) == 0
-    second = capsys.readouterr().out
+    second = _install_says(capsys, target, "--overlap")
     assert second.count("unchanged") == 3
     # Regression: "restart spamd" was printed even when every file was unchanged.
     assert "restart spamd" not in second and "nothing changed: no restart needed" in second
     # A config changed, the plugin not: read, not loaded (it said "to load the plugin").
     (target / OVERLAP).unlink()
-    assert main(argv) == 0
-    assert "restart spamd (or amavis) to read the new config" in capsys.readouterr().out
+    assert "restart spamd (or amavis) to read the new config" in _install_says(
+        capsys, target, "--overlap"
+    )
     assert "restart spamd (or amavis) to load the plugin" in first
     for name in (PLUGIN, CONFIG):
         assert (target / name).read_bytes() == (source_dir() / name).read_bytes()
@@ -2802,14 +2795,13 @@ def test_install_command_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFix
     # An admin's edit survives a reinstall; the shipped file goes beside it.
     edited = (target / CONFIG).read_text().replace("127.0.0.1:11340", "127.0.0.1:11341")
     (target / CONFIG).write_text(edited)
-    assert main([*argv, "--no-lint"]) == 0
-    third = capsys.readouterr().out
+    third = _install_says(capsys, target, "--overlap", "--no-lint")
     assert "kept" in third and (target / CONFIG).read_text() == edited
     assert "nothing changed" in third  # spamd reads no .dist
     assert (target / (CONFIG + ".dist")).read_bytes() == (source_dir() / CONFIG).read_bytes()
-    assert main([*argv, "--no-lint", "--force"]) == 0
+    out = _install_says(capsys, target, "--overlap", "--no-lint", "--force")
     assert (target / CONFIG).read_bytes() == (source_dir() / CONFIG).read_bytes()
-    assert "restart spamd" in capsys.readouterr().out  # lint or not
+    assert "restart spamd" in out  # lint or not
 
 
 def test_a_reinstall_without_overlap_updates_the_installed_overlap_file(
@@ -2848,8 +2840,6 @@ def test_a_reinstall_without_overlap_updates_the_installed_overlap_file(
 def test_install_command_refuses_a_missing_dir_and_warns_about_a_shared_token(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from scorer.cli import main
-
     # Regression (review): a misspelt --siteconfigpath was created, installed into and
     # linted, which failed with "no loaded plugin implements 'check_main'".
     missing = tmp_path / "spamasassin"
@@ -2862,16 +2852,13 @@ def test_install_command_refuses_a_missing_dir_and_warns_about_a_shared_token(
     local = target / "rdns_scorer_local.cf"
     local.write_text("rdns_scorer_token s3cret\n")
     local.chmod(0o644)
-    argv = ["spamassassin", "install", "--siteconfigpath", str(target), "--no-lint"]
-    assert main(argv) == 0
-    warning = capsys.readouterr().out
+    warning = _install_says(capsys, target, "--no-lint")
     assert f"warning:  {local} is world-readable" in warning
     # Regression (review): it said "chmod o-r it", which on a root:root file locks a
     # spamd or amavis that is not root out: lint passes, every message goes unscored.
     assert f"chown root:GROUP {local} && chmod 640 {local}" in warning
     local.chmod(0o640)
-    assert main(argv) == 0
-    assert "warning" not in capsys.readouterr().out
+    assert "warning" not in _install_says(capsys, target, "--no-lint")
 
 
 def test_an_unedited_config_follows_upgrades(tmp_path: Path) -> None:
@@ -3102,8 +3089,7 @@ def test_only_cf_files_are_checked_for_a_token(
         (target / name).chmod(0o644)
     (target / "gone.cf").symlink_to(target / "nowhere.cf")  # cannot be read: skipped
     assert integration.world_readable_token_files(target) == []
-    assert main(["spamassassin", "install", "--siteconfigpath", str(target), "--no-lint"]) == 0
-    assert "warning" not in capsys.readouterr().out
+    assert "warning" not in _install_says(capsys, target, "--no-lint")
     # SpamAssassin reads a setting after leading blanks, a tab as a separator, and the
     # name in any case with dashes for underscores (a regression: those went unwarned).
     for name, line in (
@@ -3159,9 +3145,8 @@ def test_install_says_where_the_url_and_token_go_until_a_file_of_ours_sets_them(
     # a token then saw only refused checks).
     target = tmp_path / "site"
     target.mkdir()
-    argv = ["spamassassin", "install", "--siteconfigpath", str(target), "--no-lint"]
-    assert main(argv) == 0
-    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("next:")]
+    out = _install_says(capsys, target, "--no-lint")
+    said = [line for line in out.splitlines() if line.startswith("next:")]
     assert said == [
         f"next:     the plugin asks {integration.DEFAULT_URL} with no token; for a service "
         "elsewhere or with a token, set rdns_scorer_url and rdns_scorer_token in a file of "
@@ -3172,8 +3157,7 @@ def test_install_says_where_the_url_and_token_go_until_a_file_of_ours_sets_them(
         f"ifplugin {integration.PLUGIN_PACKAGE}\nrdns_scorer_url http://10.0.0.5:11340/v1/check\n"
         "endif\n"
     )
-    assert main(argv) == 0
-    assert "next:" not in capsys.readouterr().out
+    assert "next:" not in _install_says(capsys, target, "--no-lint")
 
 
 def test_no_lint_asks_for_no_spamassassin(
@@ -3183,9 +3167,8 @@ def test_no_lint_asks_for_no_spamassassin(
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     target = tmp_path / "site"
     target.mkdir()
-    assert main(["spamassassin", "install", "--siteconfigpath", str(target), "--no-lint"]) == 0
+    out = _install_says(capsys, target, "--no-lint")
     assert not logged.exists()
-    out = capsys.readouterr().out
     # Said as rspamd's install says --no-configtest (it said nothing): skipped, and how
     # to run it.
     assert "not found" not in out, out
@@ -3194,8 +3177,8 @@ def test_no_lint_asks_for_no_spamassassin(
         in out.splitlines()
     ), out
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    assert main(["spamassassin", "install", "--siteconfigpath", str(target)]) == 0
-    assert "spamassassin not found: skipped 'spamassassin --lint'" in capsys.readouterr().out
+    out = _install_says(capsys, target)
+    assert "spamassassin not found: skipped 'spamassassin --lint'" in out
 
 
 def test_source_dir_is_where_the_plugin_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
