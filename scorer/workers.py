@@ -26,6 +26,8 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,10 +70,10 @@ STOP_GRACE_SECONDS = 10.0
 STOP_OTHER_REQUESTS_SECONDS = 0.5
 # Past the deadline: the reply still has to be written once the verdict is in.
 CHECK_REPLY_SECONDS = 0.5
-# The supervisor reads a SIGHUP's config in a thread (_Reading), so that a file on a hung
-# network file system does not hold its loop: the stop (past the unit's TimeoutStopSec,
-# into systemd's SIGKILL of every worker), the watchdog's pings, the replacement of dead
-# workers. A reading done within this is applied at once, as before.
+# The supervisor reads a SIGHUP's config in a thread (_read_in_a_thread), so that a file
+# on a hung network file system does not hold its loop: the stop (past the unit's
+# TimeoutStopSec, into systemd's SIGKILL of every worker), the watchdog's pings, the
+# replacement of dead workers. A reading done within this is applied at once, as before.
 READING_WAIT_SECONDS = 0.5
 FORK_FAILURE_LOG_SECONDS = 60.0
 ROUND_FAILURE_LOG_SECONDS = 60.0  # a bug in the supervisor's round, logged once a minute
@@ -485,33 +487,20 @@ def _ask_parent_to_reload_peers(parent: int) -> None:
             os.kill(parent, signal.SIGUSR1)
 
 
-class _Reading:
+def _read_in_a_thread(read: Callable[[], Config]) -> Future[Config]:
     """A SIGHUP's reading of the config, in a thread of its own: a daemon one, which the
-    supervisor's exit does not wait for (the single process's: _leave_reloads_still_reading)."""
+    supervisor's exit does not wait for (the single process's: _leave_reloads_still_reading).
+    Not an executor's: the interpreter's exit joins its threads, with no time limit."""
+    reading: Future[Config] = Future()
 
-    def __init__(self, read: Callable[[], Config]) -> None:
-        self._outcome: Config | Exception | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(read,), name="config reload", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, read: Callable[[], Config]) -> None:
+    def run() -> None:
         try:
-            self._outcome = read()
+            reading.set_result(read())
         except Exception as error:  # raised where the outcome is taken (result)
-            self._outcome = error
+            reading.set_exception(error)
 
-    def done(self, wait: float = 0.0) -> bool:
-        self._thread.join(wait)
-        return not self._thread.is_alive()
-
-    def result(self) -> Config:
-        """The config read (once done); what the reading raised, raised again."""
-        if isinstance(self._outcome, Exception):
-            raise self._outcome
-        assert self._outcome is not None, "taken before it was done"
-        return self._outcome
+    threading.Thread(target=run, name="config reload", daemon=True).start()
+    return reading
 
 
 @dataclass(slots=True)
@@ -549,7 +538,7 @@ class Supervisor:
         self._exit_status = 0  # what run() returns, unless checks went unanswered (1)
         self._metrics_directory: Path | None = None
         self._handover: Handover | None = None  # in the metrics directory (scorer.handover)
-        self._reading: _Reading | None = None  # a SIGHUP's, still being read
+        self._reading: Future[Config] | None = None  # a SIGHUP's, still being read
         self._read_again = False  # a SIGHUP came during that reading
         # The workers replaced, for /metrics: a crash loop or a stuck worker that the
         # watchdog killed shows there, not only in the log (RdnsScorerWorkerRestarted).
@@ -693,12 +682,12 @@ class Supervisor:
         if self._reading is not None:
             self._read_again = True
             return
-        self._reading = _Reading(self._read)
+        self._reading = _read_in_a_thread(self._read)
         self._finish_reading(READING_WAIT_SECONDS)
 
     def _finish_reading(self, wait: float = 0.0) -> None:
         reading = self._reading
-        if reading is None or self._stopping or not reading.done(wait):
+        if reading is None or self._stopping or not wait_for([reading], wait).done:
             return
         self._reading = None
         self._reload(read=reading.result)
