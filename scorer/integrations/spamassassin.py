@@ -12,7 +12,6 @@ test checks that the shipped file carries exactly that block).
 from __future__ import annotations
 
 import argparse
-import filecmp
 import hashlib
 import os
 import re
@@ -20,7 +19,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -204,8 +202,8 @@ class Step:
     note: str = ""
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _digest(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
 
 
 def shipped_record(target: Path) -> Path:
@@ -225,40 +223,45 @@ def _unedited(target: Path) -> bool:
     """Whether ``target`` holds the release's version install last noted for it: if
     not, the admin changed it (or wrote it without install), and it is theirs."""
     record = shipped_record(target)
-    return record.exists() and record.read_text().strip() == _digest(target)
+    return record.exists() and record.read_text().strip() == _digest(target.read_bytes())
 
 
-def _install_file(source: Path, target: Path, *, config: bool, force: bool) -> Step:
-    step = _copy_unless_edited(source, target, preserve_edits=config and not force)
+def _install_file(content: bytes, target: Path, *, config: bool, force: bool) -> Step:
+    """Put the release's ``content`` of a file at ``target`` (or, for a ``config`` the
+    admin edited, beside it unless ``force``)."""
+    step = _copy_unless_edited(content, target, preserve_edits=config and not force)
     if config:
         # dpkg's conffile rule: a target that holds this release's version is ours, and
         # the next upgrade may replace it. Also when kept: one the admin replaces with
         # the .dist (taking our version) is unedited, not edited for good.
-        shipped_record(target).write_text(_digest(source) + "\n")
+        shipped_record(target).write_text(_digest(content) + "\n")
     return step
 
 
-def _put(source: Path, target: Path) -> None:
-    """``source``'s bytes at ``target`` all at once, readable by spamd and amavis (which
-    do not run as root): copied in place, a spamd starting meanwhile loaded the plugin
-    cut short, and a full disk left it so."""
-    text = source.read_text(encoding="utf-8", errors="surrogateescape")
-    replace_file(target, text, 0o644, None)
+def _put(content: bytes, target: Path) -> None:
+    """``content`` at ``target`` all at once, readable by spamd and amavis (which do not
+    run as root): copied in place, a spamd starting meanwhile loaded the plugin cut
+    short, and a full disk left it so."""
+    replace_file(target, content.decode("utf-8", errors="surrogateescape"), 0o644, None)
 
 
-def _copy_unless_edited(source: Path, target: Path, *, preserve_edits: bool) -> Step:
+def _holds(path: Path, content: bytes) -> bool:
+    return path.is_file() and path.read_bytes() == content
+
+
+def _copy_unless_edited(content: bytes, target: Path, *, preserve_edits: bool) -> Step:
     if not target.exists():
-        _put(source, target)
+        _put(content, target)
         return Step(target, "installed")
-    if filecmp.cmp(source, target, shallow=False):
+    if _holds(target, content):
         return Step(target, "unchanged")
     if preserve_edits and not _unedited(target):
         # The admin edited the config (e.g. the URL): keep it, offer ours beside it.
         dist = dist_path(target)
-        if not (dist.exists() and filecmp.cmp(source, dist, shallow=False)):
-            _put(source, dist)
+        if not _holds(dist, content):
+            _put(content, dist)
         return Step(target, "kept", f"locally modified; the shipped version is in {dist}")
-    _put(source, target)
+    _put(content, target)
     return Step(target, "updated")
 
 
@@ -299,32 +302,28 @@ def install(
     refuse_what_is_in_the_way([siteconfigpath / name for name in names])
     siteconfigpath.mkdir(parents=True, exist_ok=True)
     steps = []
-    with tempfile.TemporaryDirectory(prefix="rdns-scorer-") as scratch:
-        for name in names:
-            origin = source / name
-            gone: list[str] = []
-            if name == OVERLAP and stock is not None:
-                text, gone = overlap_for_stock(origin.read_text(encoding="utf-8"), stock)
-                if gone:
-                    origin = Path(scratch) / name
-                    origin.write_text(text, encoding="utf-8")
-            step = _install_file(origin, siteconfigpath / name, config=name != PLUGIN, force=force)
-            left_out = ""
+    for name in names:
+        content = (source / name).read_bytes()
+        gone: list[str] = []
+        if name == OVERLAP and stock is not None:
+            text, gone = overlap_for_stock(content.decode("utf-8"), stock)
             if gone:
-                # A file kept as the admin edited it still has whatever it redefines:
-                # only the release's version, offered beside it, leaves them out.
-                what = "the shipped version leaves" if step.action == "kept" else "left"
-                left_out = (
-                    f"{what} out {', '.join(gone)}: not among the stock rules SpamAssassin "
-                    "reads (redefined, each would fire where SpamAssassin fires nothing)"
-                )
-            why = ""
-            if name == OVERLAP and earlier_overlap:
-                why = (
-                    "installed earlier with --overlap, kept up to date: delete it to stop using it"
-                )
-            step = replace(step, note="; ".join(filter(None, (why, left_out, step.note))))
-            steps.append(step)
+                content = text.encode("utf-8")
+        step = _install_file(content, siteconfigpath / name, config=name != PLUGIN, force=force)
+        left_out = ""
+        if gone:
+            # A file kept as the admin edited it still has whatever it redefines: only
+            # the release's version, offered beside it, leaves them out.
+            what = "the shipped version leaves" if step.action == "kept" else "left"
+            left_out = (
+                f"{what} out {', '.join(gone)}: not among the stock rules SpamAssassin "
+                "reads (redefined, each would fire where SpamAssassin fires nothing)"
+            )
+        why = ""
+        if name == OVERLAP and earlier_overlap:
+            why = "installed earlier with --overlap, kept up to date: delete it to stop using it"
+        step = replace(step, note="; ".join(filter(None, (why, left_out, step.note))))
+        steps.append(step)
     return steps
 
 
