@@ -2705,12 +2705,13 @@ async def test_the_tcp_retry_goes_to_the_nameserver_that_truncated() -> None:
     assert truncating.tcp_queries == 1
 
 
-@pytest.mark.parametrize("tcp", [None, "close", "servfail"])
+@pytest.mark.parametrize("tcp", [None, "close", "servfail", "garbage", "truncated"])
 async def test_a_tcp_retry_that_fails_hands_over_to_the_next_nameserver(tcp: str | None) -> None:
     """Regression: a truncated reply's TCP retry that failed (nothing listening on TCP, a
-    firewall's reset, the connection closed, SERVFAIL) ended the query there, though the
-    next nameserver had not been asked: a definite failure moves on at once (RFC 1034
-    section 5.3.3), over TCP as over UDP."""
+    firewall's reset, the connection closed, SERVFAIL; and, until the forty-fourth
+    session, a reply that is not to our query or is truncated again) ended the query
+    there, though the next nameserver had not been asked: a definite failure moves on at
+    once (RFC 1034 section 5.3.3), over TCP as over UDP."""
     truncating = FaultyDns("truncated", tcp=tcp).start()
     answering = FaultyDns("address").start()
     try:

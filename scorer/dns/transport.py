@@ -580,8 +580,9 @@ class UdpTransport:
     async def _over_tcp(self, pending: _Pending, server: Nameserver, edns: bool) -> None:
         """Ask again over TCP (RFC 7766 section 5) the nameserver whose reply was
         truncated, with EDNS as the truncated query was. A definite failure there
-        (refused, cut short, SERVFAIL, any FORMERR...) is the next nameserver's turn, as
-        over UDP (RFC 1034 section 5.3.3)."""
+        (refused, cut short, SERVFAIL, any FORMERR, a reply that is not to our query or
+        is truncated again...) is the next nameserver's turn, as over UDP (RFC 1034
+        section 5.3.3)."""
         query_id = next(self._ids)
         try:
             # The query's own budget, not a new one: a lookup never outlasts ``timeout``.
@@ -601,10 +602,15 @@ class UdpTransport:
             return
         except (OSError, asyncio.IncompleteReadError, struct.error) as error:
             verdict = TryNext(network_failure(error, "TCP: "))
+        if isinstance(verdict, Verdict):
+            # Not to our query (another id or question, unparsable) or truncated again.
+            # Over UDP the real reply may still come; on this connection, which carries
+            # our one query, no other will: the nameserver (or whatever intercepts its
+            # TCP) is broken, and the next one may answer whole.
+            failure = TempFail(FailureKind.MALFORMED, f"TCP reply: {verdict.value}")
+            verdict = TryNext(failure)
         if isinstance(verdict, TryNext):
             pending.failure = verdict.failure
             self._next_or_fail(pending)
-        elif isinstance(verdict, Verdict):
-            self._finish(pending, TempFail(FailureKind.MALFORMED, f"TCP reply: {verdict.value}"))
         else:
             self._finish(pending, verdict)
