@@ -3183,17 +3183,20 @@ async def test_a_lost_datagram_demotes_no_lone_nameserver(caplog: pytest.LogCapt
 # --- EDNS fallback (RFC 6891 section 7) ---
 
 
-def test_a_formerr_without_an_opt_record_is_told_apart() -> None:
+@pytest.mark.parametrize("rcode", ["FORMERR", "NOTIMP"])
+def test_a_formerr_without_an_opt_record_is_told_apart(rcode: str) -> None:
     """wire.classify: a FORMERR without an OPT record (with or without the question) may
     come from a server that does not take EDNS (TryNext.without_opt); one with an OPT
     record comes from one that does and objects to something else; other error RCODEs
-    without one are nothing of the kind."""
-    with_opt, query_id = _response("a.example.", "A", [], rcode="FORMERR")
+    without one are nothing of the kind. So may a NOTIMP (regression: it was a definite
+    failure, though RFC 2671 section 5.3 had such servers answer NOTIMP, and Unbound
+    asks again without EDNS after one)."""
+    with_opt, query_id = _response("a.example.", "A", [], rcode=rcode)
     plain = with_opt[:10] + struct.pack("!H", 0) + with_opt[12 : -len(_opt(0, b""))]
     bare = plain[:4] + struct.pack("!H", 0) + plain[6:12]  # no question section either
     for data, without_opt in ((with_opt, False), (plain, True), (bare, True)):
         outcome = _classify(data, query_id, "a.example.", "A")
-        assert outcome == wire.TryNext(TempFail(FailureKind.MALFORMED, "FORMERR"), without_opt)
+        assert outcome == wire.TryNext(TempFail(FailureKind.MALFORMED, rcode), without_opt)
     servfail, query_id = _response("a.example.", "A", [], rcode="SERVFAIL")
     plain = servfail[:10] + struct.pack("!H", 0) + servfail[12 : -len(_opt(0, b""))]
     outcome = _classify(plain, query_id, "a.example.", "A")
@@ -3217,17 +3220,21 @@ def _edns_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if "does not take EDNS" in r.getMessage()]
 
 
+@pytest.mark.parametrize("rcode", ["formerr", "notimp"])
 async def test_a_nameserver_that_does_not_take_edns_is_asked_without_it(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, rcode: str
 ) -> None:
     """Regression: a resolver that answers FORMERR (without an OPT record) to a query with
     EDNS failed every lookup, and with one nameserver every message went unscored. It is
     asked again at once without EDNS, on no retry timer and without a retry used up; the
     queries that were already on their way with EDNS each get the same; the later
-    ones go without EDNS directly; it is logged once."""
+    ones go without EDNS directly; it is logged once. The same for NOTIMP without an OPT
+    record (RFC 2671 section 5.3's older servers; Unbound takes it so too), which failed
+    every lookup until the forty-fourth session."""
     caplog.set_level(logging.INFO, logger=transport.__name__)
     server = FaultyDns("address").start()
     server.edns = False
+    server.no_edns_rcode = rcode
     try:
         # A retransmission would go at 2 s: room for a loaded box below it (review: 0.4
         # against a 0.5 s retry timer).
@@ -3248,11 +3255,12 @@ async def test_a_nameserver_that_does_not_take_edns_is_asked_without_it(
     finally:
         server.stop()
     assert _edns_warnings(caplog) == [
-        f"nameserver {server.nameserver} does not take EDNS (FORMERR without an OPT record): "
-        "asking it without, and with EDNS again every 600s"
+        f"nameserver {server.nameserver} does not take EDNS ({rcode.upper()} without an OPT "
+        "record): asking it without, and with EDNS again every 600s"
     ]
 
 
+@pytest.mark.parametrize("rcode", ["formerr", "notimp"])
 @pytest.mark.parametrize(
     ("edns", "queries"),
     [
@@ -3261,14 +3269,15 @@ async def test_a_nameserver_that_does_not_take_edns_is_asked_without_it(
     ],
 )
 async def test_a_formerr_that_is_not_about_edns_stays_a_failure(
-    caplog: pytest.LogCaptureFixture, edns: bool, queries: tuple[int, int]
+    caplog: pytest.LogCaptureFixture, edns: bool, queries: tuple[int, int], rcode: str
 ) -> None:
     """RFC 6891 section 7 asks again without EDNS once: a FORMERR to the query without it,
     or one with an OPT record (the server understood EDNS), is a definite failure, at
-    once (no wait for the retry timer) and not handed to the plain query."""
+    once (no wait for the retry timer) and not handed to the plain query. A NOTIMP too."""
     caplog.set_level(logging.INFO, logger=transport.__name__)
-    server = FaultyDns("formerr").start()
+    server = FaultyDns(rcode).start()
     server.edns = edns
+    server.no_edns_rcode = rcode
     try:
         layer = _layer(server.nameserver, timeout=4.0)  # a retry would go at 2 s
         started = time.monotonic()
@@ -3276,7 +3285,7 @@ async def test_a_formerr_that_is_not_about_edns_stays_a_failure(
         elapsed = time.monotonic() - started
     finally:
         server.stop()
-    assert outcome == TempFail(FailureKind.MALFORMED, "FORMERR")
+    assert outcome == TempFail(FailureKind.MALFORMED, rcode.upper())
     assert elapsed < 1.5, "waited for the retry timer"
     assert (server.queries, server.edns_queries) == queries
     assert len(_edns_warnings(caplog)) == (0 if edns else 1)

@@ -26,11 +26,11 @@ nameserver has been tried and none can still answer, the last failure is the
 outcome. A truncated reply is asked again over TCP, of the nameserver that truncated
 it; a definite failure there moves on to the next nameserver too.
 
-EDNS (RFC 6891 section 7): a FORMERR without an OPT record, to a query with one, is no
-failure yet: the nameserver may not take EDNS (an old resolver, a middlebox), so the
-same question goes to it again at once without the OPT record, within the same
-timeout and without using up a retry, and its later queries go without for
-``NO_EDNS_SECONDS`` (then with EDNS again: it may have been upgraded). A FORMERR
+EDNS (RFC 6891 section 7): a FORMERR (or NOTIMP, wire._NO_EDNS_SIGNS) without an OPT
+record, to a query with one, is no failure yet: the nameserver may not take EDNS (an old
+resolver, a middlebox), so the same question goes to it again at once without the OPT
+record, within the same timeout and without using up a retry, and its later queries go
+without for ``NO_EDNS_SECONDS`` (then with EDNS again: it may have been upgraded). One
 with an OPT record, or to a query without one, is a definite failure.
 """
 
@@ -71,8 +71,8 @@ DEMOTE_SECONDS = 5.0
 # the service is one an off-path spoofer has to find once. The old socket still takes
 # the replies to its queries in flight, and is closed once they have all ended.
 QUERIES_PER_SOCKET = 1024
-# A nameserver that answered FORMERR without an OPT record to a query with one is asked
-# without EDNS for this long (RFC 6891 section 7), then with it again.
+# A nameserver that answered FORMERR (or NOTIMP) without an OPT record to a query with one
+# is asked without EDNS for this long (RFC 6891 section 7), then with it again.
 NO_EDNS_SECONDS = 600.0
 _LENGTH = struct.Struct("!H")
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class UdpTransport:
         # Those whose silence was logged, until they answer: a nameserver that stays
         # dead is asked first again after each demotion, and demoted again, but said once.
         self._said_silent: set[int] = set()
-        # Those that answered FORMERR without an OPT record to a query with one: asked
+        # Those that answered FORMERR or NOTIMP without an OPT record to a query with one: asked
         # without EDNS until then (RFC 6891 section 7); logged when first found.
         self._no_edns_until: dict[int, float] = {}
         # At least one retransmission: a lost datagram must not cost a whole timeout.
@@ -417,9 +417,9 @@ class UdpTransport:
         if len(self._outbox) == 1:
             self._loop.call_soon(self._flush)
 
-    def _without_edns(self, pending: _Pending, server: int) -> None:
-        """RFC 6891 section 7: ``server`` answered FORMERR without an OPT record to
-        ``pending``'s query with one. Asked again without it, at once: no definite
+    def _without_edns(self, pending: _Pending, server: int, rcode: str) -> None:
+        """RFC 6891 section 7: ``server`` answered ``rcode`` (FORMERR, NOTIMP) without an
+        OPT record to ``pending``'s query with one. Asked again without it, at once: no definite
         failure, no attempt used up (the retry timer counts from when this one leaves),
         the same timeout; and without EDNS for NO_EDNS_SECONDS. Never raises, as
         _attempt."""
@@ -427,9 +427,9 @@ class UdpTransport:
         if server not in self._no_edns_until:
             name = self._servers[server]
             log.warning(
-                "nameserver %s does not take EDNS (FORMERR without an OPT record): "
+                "nameserver %s does not take EDNS (%s without an OPT record): "
                 "asking it without, and with EDNS again every %gs",
-                name, NO_EDNS_SECONDS,
+                name, rcode, NO_EDNS_SECONDS,
             )  # fmt: skip
         self._no_edns_until[server] = self._loop.time() + NO_EDNS_SECONDS
         try:
@@ -568,7 +568,7 @@ class UdpTransport:
             elif isinstance(verdict, TryNext):
                 del sock.pending[query_id]
                 if verdict.without_opt and (sock, query_id) not in pending.plain:
-                    self._without_edns(pending, sock.server)
+                    self._without_edns(pending, sock.server, verdict.failure.detail)
                 else:
                     pending.failure = verdict.failure
                     self._next_or_fail(pending)

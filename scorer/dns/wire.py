@@ -9,8 +9,8 @@ objects cost more than the rest of a check (see docs/performance.md).
 NXDOMAIN vs NODATA with the negative TTL from the SOA (RFC 2308), SERVFAIL and
 REFUSED as failures, and an answer whose records do not match the question as
 MALFORMED, never as "does not exist". Queries carry an EDNS0 OPT record, except to a
-nameserver that answered one with FORMERR and no OPT record of its own: RFC 6891
-section 7, ``make_query(..., edns=False)`` and ``TryNext.without_opt``.
+nameserver that answered one with FORMERR or NOTIMP and no OPT record of its own: RFC
+6891 section 7, ``make_query(..., edns=False)`` and ``TryNext.without_opt``.
 """
 
 from __future__ import annotations
@@ -361,11 +361,11 @@ class TryNext(NamedTuple):
     ``failure`` is the outcome when none does."""
 
     failure: TempFail
-    # A FORMERR without an OPT record (RFC 6891 section 7): to a query with one, the
-    # nameserver may not take EDNS, and is asked again without it (the transport knows
-    # which query went how). Read from ARCOUNT alone: the only additional record of our
-    # query is its OPT record, so a FORMERR with additional records carries one (echoed
-    # or its own) or is something stranger than a server that does not know EDNS.
+    # A FORMERR or NOTIMP without an OPT record (_NO_EDNS_SIGNS): to a query with one,
+    # the nameserver may not take EDNS, and is asked again without it (the transport
+    # knows which query went how). Read from ARCOUNT alone: the only additional record of
+    # our query is its OPT record, so such a reply with additional records carries one
+    # (echoed or its own) or is something stranger than a server that does not know EDNS.
     without_opt: bool = False
 
 
@@ -473,13 +473,23 @@ _RCODE_FAILURES = {
     RCODE_FORMERR: TempFail(FailureKind.MALFORMED, "FORMERR"),
     RCODE_NOTIMP: TempFail(FailureKind.MALFORMED, "NOTIMP"),
 }
-_FORMERR_WITHOUT_OPT = TryNext(_RCODE_FAILURES[RCODE_FORMERR], without_opt=True)
+# The RCODEs that, without an OPT record, may say "no EDNS here". RFC 6891 section 7 has a
+# server that does not take EDNS answer FORMERR without one; RFC 2671 section 5.3, which
+# it replaced and which the servers that predate EDNS were met with, expected NOTIMP too
+# (or FORMERR, or SERVFAIL), and Unbound asks again without EDNS after either (its
+# serviced_udp_callback). Not SERVFAIL: a resolver says that of every zone it cannot
+# reach, and an EDNS-less retry of each would hide nothing but cost a round trip.
+_NO_EDNS_SIGNS = {
+    rcode: TryNext(_RCODE_FAILURES[rcode], without_opt=True)
+    for rcode in (RCODE_FORMERR, RCODE_NOTIMP)
+}
 
 
 def _error_reply(rcode: int, arcount: int) -> TryNext:
-    """The failure an error RCODE makes (a FORMERR with no additional record: maybe no EDNS)."""
-    if rcode == RCODE_FORMERR and arcount == 0:
-        return _FORMERR_WITHOUT_OPT
+    """The failure an error RCODE makes (a FORMERR or NOTIMP with no additional record:
+    maybe no EDNS)."""
+    if arcount == 0 and rcode in _NO_EDNS_SIGNS:
+        return _NO_EDNS_SIGNS[rcode]
     return TryNext(_RCODE_FAILURES.get(rcode) or TempFail(FailureKind.MALFORMED, f"rcode {rcode}"))
 
 

@@ -40,8 +40,9 @@ class FaultyDns:
     beside it) is answered whatever the mode. With ``root_delay``, the answer to
     such an SOA question goes out that many seconds late, while other questions are
     answered at once; ``others_delay`` the other way round. With ``edns`` false, a
-    server that does not take EDNS: a query with an OPT record gets FORMERR without
-    one, whatever the mode (over TCP too); ``edns_queries`` counts those with one.
+    server that does not take EDNS: a query with an OPT record gets FORMERR (or the
+    rcode ``no_edns_rcode`` names) without one, whatever the mode (over TCP too);
+    ``edns_queries`` counts those with one.
 
     ``tcp``: also listen on TCP, same port, and answer each query there as that mode
     does over UDP (``close``: read the query, then close without a reply).
@@ -62,6 +63,7 @@ class FaultyDns:
         self.root_delay = 0.0
         self.others_delay = 0.0
         self.edns = True  # read per query, as root_soa
+        self.no_edns_rcode = "formerr"
         self.edns_queries = 0
         self.host = host
         self.queries = 0
@@ -105,7 +107,7 @@ class FaultyDns:
             self.edns_queries += 1
             if not self.edns:
                 response.use_edns(False)
-                response.set_rcode(dns.rcode.FORMERR)
+                response.set_rcode(dns.rcode.from_text(self.no_edns_rcode.upper()))
                 return response.to_wire()
         if self.root_soa and _asks_the_root(data):
             response.answer.append(
