@@ -285,6 +285,15 @@ class Allowlist:
                 return f"ptr {suffix} ({option(name, 100)} is forward-confirmed)"
         return None
 
+    def applies_if_confirmed(self, ptr_name: str, helo_name: str) -> bool:
+        """Whether an entry would apply were ``ptr_name`` forward-confirmed: a ``ptr``
+        entry it is under, or a ``helo`` entry it is, that is the HELO too (``helo_name``,
+        as parse_helo reads the HELO; "" for none). For the lookup stage, which resolves
+        such names first when there are more than max_ptr_names (lookups._before_the_cut)."""
+        if ptr_name == helo_name and ptr_name in self.helo_names:
+            return True
+        return _under(ptr_name, self.ptr_suffixes) is not None
+
     def match_helo(self, helo: str | None, confirmed_names: Iterable[str]) -> str | None:
         """``helo NAME`` if the HELO is an entry and a forward-confirmed PTR name.
 

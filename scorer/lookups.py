@@ -48,31 +48,62 @@ def _forward_type(ip: IPAddress) -> dns.rdatatype.RdataType:
     return dns.rdatatype.A if ip.version == 4 else dns.rdatatype.AAAA
 
 
+# Whether an allowlist entry would apply were a PTR name (first) forward-confirmed, the
+# HELO read as the HELO checks read it (second; "" for none): the pipeline's
+# (Allowlist.applies_if_confirmed), so this stage orders the names without knowing
+# any entry.
+Vouched = Callable[[str, str], bool]
+
+
+def _no_entry(_ptr_name: str, _helo_name: str) -> bool:
+    return False
+
+
 async def _ptr_facts(
-    dns_layer: DnsLayer, request: CheckRequest, limits: Limits, deadline: float
+    dns_layer: DnsLayer, request: CheckRequest, limits: Limits, deadline: float, vouched: Vouched
 ) -> PtrFacts:
-    ip, mta_hostname = request.ip, request.hostname
+    ip = request.ip
     ptr = await dns_layer.ptr(ip, deadline)
     if not isinstance(ptr, Answer):
-        return PtrFacts(ip, ptr, mta_hostname=mta_hostname)
+        return PtrFacts(ip, ptr, mta_hostname=request.hostname)
     # A zone may repeat a name: checked once. The root ("PTR ."), an address ("PTR
     # 192.0.2.7.") and loopback ("PTR localhost.") name no host: not resolved, nor
     # given a place of max_ptr_names.
     # Sorted before the max_ptr_names cut: an answer's order is the resolver's whim (round
-    # robin), and the names checked, so the verdict, must not change with it. The name
-    # the MTA resolved goes first (written as the codec writes names): it must not fall
-    # beyond the cut for how it sorts. We resolve it ourselves all the same.
+    # robin), and the names checked, so the verdict, must not change with it.
     names = sorted({name for name in ptr.records if ptr_names_a_host(name)})
-    if mta_hostname and len(names) > limits.max_ptr_names:
-        mta_name = _as_ptr_name(mta_hostname)
-        if mta_name in names:
-            names.remove(mta_name)
-            names.insert(0, mta_name)
+    if len(names) > limits.max_ptr_names:  # only then: nothing to choose below the cut
+        names = _before_the_cut(names, request, vouched)
     checked = names[: limits.max_ptr_names]
     rdtype = _forward_type(ip)
     outcomes = await eager_gather(*(dns_layer.addresses(n, rdtype, deadline) for n in checked))
     forward = dict(zip(checked, outcomes, strict=True))
-    return PtrFacts(ip, ptr, forward, len(names) - len(checked), mta_hostname)
+    return PtrFacts(ip, ptr, forward, len(names) - len(checked), request.hostname)
+
+
+def _before_the_cut(names: list[str], request: CheckRequest, vouched: Vouched) -> list[str]:
+    """``names`` (sorted) in the order the max_ptr_names cut takes them: the names whose
+    confirmation decides something go first, so none falls beyond the cut for how it
+    sorts. The name the MTA resolved (written as the codec writes names): we resolve it
+    ourselves all the same. Then the names an allowlist entry would apply for
+    (``vouched``): a ``ptr`` entry, or a ``helo`` entry that is the HELO, needs the name
+    forward-confirmed, and the operator wrote it for this very relay (a shared host with
+    many PTR names). Then the HELO's name, the one the HELO checks' FCrDNS evidence is
+    about. Then the rest. Each group in sorted order (a stable sort of sorted names), so
+    the verdict still does not follow the answer's order."""
+    mta_name = _as_ptr_name(request.hostname) if request.hostname else None
+    # As the HELO checks and the allowlist's helo entries read it; "" (no name) never is
+    # a PTR name.
+    helo_name = parse_helo(request.helo).ascii if request.helo else ""
+
+    def place(name: str) -> int:
+        if name == mta_name:
+            return 0
+        if vouched(name, helo_name):
+            return 1
+        return 2 if name == helo_name else 3
+
+    return sorted(names, key=place)
 
 
 def _as_ptr_name(mta_hostname: str) -> str | None:
@@ -179,10 +210,16 @@ async def _none() -> None:
 
 
 async def gather_facts(
-    request: CheckRequest, dns_layer: DnsLayer, limits: Limits, deadline: float
+    request: CheckRequest,
+    dns_layer: DnsLayer,
+    limits: Limits,
+    deadline: float,
+    vouched: Vouched = _no_entry,
 ) -> Facts:
+    """The facts every check needs. ``vouched``: the PTR names to resolve first when
+    there are more than max_ptr_names (_before_the_cut)."""
     ptr, helo, mail_from = await eager_gather(
-        _ptr_facts(dns_layer, request, limits, deadline),
+        _ptr_facts(dns_layer, request, limits, deadline, vouched),
         _helo_facts(dns_layer, request.helo, request.ip, deadline) if request.helo else _none(),
         _mail_from_facts(dns_layer, request.mail_from, limits, deadline)
         if request.mail_from is not None

@@ -104,6 +104,9 @@ class Pipeline:
         self._local_ips = config.local_ips
         self._allowlist = config.allowlist_entries
         self._limits = Limits(config.dns.max_ptr_names, config.dns.max_mx_hosts)
+        # Beyond max_ptr_names, the PTR names an entry would apply for are resolved first
+        # (lookups._before_the_cut): bound once, not for every check.
+        self._vouched = self._allowlist.applies_if_confirmed
 
     def as_checked(self, request: CheckRequest) -> CheckRequest:
         """``request`` with its client as the checks see it: the site's translator's
@@ -127,7 +130,7 @@ class Pipeline:
         if allowed_from is not None:
             request = request._replace(mail_from=None)  # no lookups for it
         deadline = asyncio.get_running_loop().time() + self.config.dns.request_deadline
-        facts = await gather_facts(request, self.dns, self._limits, deadline)
+        facts = await gather_facts(request, self.dns, self._limits, deadline, self._vouched)
         return facts, self._hits(request, facts, allowed_from)
 
     def _hits(self, request: CheckRequest, facts: Facts, allowed_from: str | None) -> list[Hit]:

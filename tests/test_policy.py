@@ -112,6 +112,27 @@ async def test_helo_entry_needs_helo_equal_to_confirmed_ptr(unbound: Unbound) ->
     assert set(symbols) == {"RL_PTR_UNVERIFIED"}
 
 
+async def test_allowlist_entries_apply_to_ptr_names_beyond_max_ptr_names(unbound: Unbound) -> None:
+    # Regression: only the first max_ptr_names PTR names in sorted order were resolved,
+    # so the partner's forward-confirmed name on a shared host with 13 PTR names was
+    # never looked up: its `ptr` or `helo` entry silently did not apply, and the
+    # message was scored (RL_PTR_TEMPFAIL) instead of exempted.
+    ip, name = world.SHARED_PTR_IP, world.SHARED_PTR_NAME
+    unlisted = await symbols_for(_pipeline(unbound), ip)
+    assert set(unlisted) == {"RL_PTR_TEMPFAIL"}
+    assert "3 more PTR names not checked (max_ptr_names)" in unlisted["RL_PTR_TEMPFAIL"].options
+    by_ptr = _pipeline(unbound, ptr_suffixes=[world.SHARED_PTR_PARTNER])
+    symbols = await symbols_for(by_ptr, ip, helo="localhost")
+    assert set(symbols) == {"RL_ALLOWLISTED"}, symbols
+    assert symbols["RL_ALLOWLISTED"].options == (
+        f"ptr {world.SHARED_PTR_PARTNER} ({name} is forward-confirmed)",
+    )
+    by_helo = _pipeline(unbound, helo_names=[name])
+    symbols = await symbols_for(by_helo, ip, helo=name.upper())
+    assert set(symbols) == {"RL_ALLOWLISTED"}, symbols
+    assert symbols["RL_ALLOWLISTED"].options == (f"helo {name} (= forward-confirmed PTR)",)
+
+
 async def test_mail_from_domain_entry_covers_subdomains(unbound: Unbound) -> None:
     pipeline = _pipeline(unbound, mail_from_domains=[world.NULL_MX_DOMAIN])
     symbols = await symbols_for(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 from collections.abc import Iterator
@@ -17,9 +18,11 @@ from scorer.config import Config, config_from_mapping
 from scorer.dns.outcomes import Answer, FailureKind, Lookup, NotFound, NotFoundKind, TempFail
 from scorer.dns.wire import reverse_name
 from scorer.generic import classify
+from scorer.lookups import Limits, gather_facts
 from scorer.names import IPAddress
 from scorer.pipeline import Pipeline
 from scorer.policy import NetworkSet, parse_network, skip_hit
+from scorer.protocol import parse_request
 from scorer.symbols import SYMBOLS
 from scorer.text import OPTION_MAX_CHARS
 from tests import world
@@ -311,6 +314,67 @@ async def test_the_name_the_mta_confirmed_is_checked_whatever_its_place() -> Non
     assert sorted(layer.asked) == [
         (reverse_name(CLIENT), "PTR"), ("a.rotates.net", "A"), ("b.rotates.net", "A"),
     ]  # fmt: skip
+
+
+async def test_the_helos_name_among_the_ptr_names_is_checked_whatever_its_place(
+    unbound_config: Config,
+) -> None:
+    """Regression: with more PTR names than max_ptr_names, the HELO's name (the one the
+    HELO checks' FCrDNS evidence is about) fell beyond the cut when it sorted late, and
+    a relay greeting with its forward-confirmed PTR name got RL_PTR_TEMPFAIL."""
+    pipeline = Pipeline(unbound_config)
+    assert set(await symbols_for(pipeline, world.SHARED_PTR_IP)) == {"RL_PTR_TEMPFAIL"}
+    for helo in (world.SHARED_PTR_NAME, f"{world.SHARED_PTR_NAME.upper()}."):
+        assert await symbols_for(pipeline, world.SHARED_PTR_IP, helo=helo) == {}, helo
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2, 3, 4, 5), (5, 4, 3, 2, 1, 0), (3, 0, 5, 1, 4, 2)])
+async def test_the_names_that_decide_go_before_the_cut_in_a_fixed_order(
+    order: tuple[int, ...],
+) -> None:
+    """lookups._before_the_cut: the MTA's name, then the names an allowlist entry would
+    apply for, then the HELO's name, then the rest in sorted order; whatever the order
+    the PTR answer lists them in. A `helo` entry that is not the HELO takes no place."""
+    names = (
+        "a.order.net",
+        "b.order.net",  # a helo entry, not the HELO
+        "h.order.net",  # the HELO
+        "x.partner-a.net",  # under a ptr entry
+        "y.partner-b.net",  # under a ptr entry
+        "z.order.net",  # the MTA's name
+    )
+    config = config_from_mapping(
+        {
+            "dns": {"nameservers": ["127.0.0.1:9"]},
+            "allowlist": {
+                "ptr_suffixes": ["partner-a.net", "partner-b.net"],
+                "helo_names": ["b.order.net"],
+            },
+        }
+    )
+    vouched = config.allowlist_entries.applies_if_confirmed
+    layer = KnownAnswers(
+        {(reverse_name(CLIENT), dns.rdatatype.PTR): Answer(tuple(names[i] for i in order), 300)}
+    )
+    request = parse_request(
+        {"ip": str(CLIENT), "helo": "H.order.net", "hostname": "z.order.net."}
+    ).request
+    expected = ["z.order.net", "x.partner-a.net", "y.partner-b.net", "h.order.net", "a.order.net"]
+    for cut in range(1, len(names)):
+        deadline = asyncio.get_running_loop().time() + 2.0
+        facts = await gather_facts(request, layer, Limits(cut, 10), deadline, vouched)
+        assert list(facts.ptr.forward) == expected[:cut], cut
+        assert facts.ptr.unchecked_names == len(names) - cut
+    # Below the cut the allowlist is not asked: every name is resolved anyway.
+    asked: list[tuple[str, str]] = []
+
+    def asking(name: str, helo: str) -> bool:
+        asked.append((name, helo))
+        return vouched(name, helo)
+
+    deadline = asyncio.get_running_loop().time() + 2.0
+    facts = await gather_facts(request, layer, Limits(len(names), 10), deadline, asking)
+    assert asked == [] and sorted(facts.ptr.forward) == sorted(names)
 
 
 async def test_the_name_the_mta_confirmed_is_checked_first_in_u_labels_too() -> None:

@@ -29,6 +29,11 @@ ESCAPED_DOT_NAME = "mail.odd\\."
 ROOT_PTR_IP = "203.0.113.19"  # "PTR .": the root, no host name
 INTERNAL_PTR_IP = "203.0.113.20"  # a confirmed PTR under no public suffix
 INTERNAL_PTR_NAME = "relay.partner.corp"
+# A shared host with more PTR names than max_ptr_names (10): its partner's name, the
+# one that confirms, sorts after the hoster's twelve (which resolve nowhere).
+SHARED_PTR_IP = "203.0.113.21"
+SHARED_PTR_PARTNER = "zz-partner.net"
+SHARED_PTR_NAME = f"relay.{SHARED_PTR_PARTNER}"
 CONFIRMED_IP6 = "2001:db8::25"
 CONFIRMED_NAME6 = "mail6.good-sender.net"
 MISSING_PTR_IP6 = "2001:db8::26"
@@ -75,6 +80,8 @@ def build_zones(dead_port: int, servfail_port: int) -> Zones:
     zones.ptr(PROVIDER_IP, PROVIDER_NAME)
     zones.address(PROVIDER_NAME, PROVIDER_IP)
     zones.ptr(MANY_PTR_IP, *(f"n{i}.many-ptr.net" for i in range(15)))
+    zones.ptr(SHARED_PTR_IP, *(f"host{i:02}.shared-host.net" for i in range(12)), SHARED_PTR_NAME)
+    zones.address(SHARED_PTR_NAME, SHARED_PTR_IP)
     zones.ptr(CONFIRMED_IP6, CONFIRMED_NAME6)
     # Written out: Zones.add would take the escaped dot for the root's.
     zones.records.append(f"18.113.0.203.in-addr.arpa. 300 IN PTR {ESCAPED_DOT_NAME}.")

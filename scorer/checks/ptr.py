@@ -31,8 +31,9 @@ class PtrFacts:
     ip: IPAddress
     ptr: Lookup[str]
     # PTR name -> its A (IPv4 client) or AAAA (IPv6 client) lookup, for at most
-    # max_ptr_names names that name a host (ptr_names_a_host): the MTA's, then the first in
-    # sorted order (lookups._ptr_facts).
+    # max_ptr_names names that name a host (ptr_names_a_host): the MTA's, then those an
+    # allowlist entry would apply for, then the HELO's, then the rest, each in sorted
+    # order (lookups._before_the_cut).
     forward: dict[str, Lookup[IPAddress]] = field(default_factory=dict)
     unchecked_names: int = 0  # PTR names beyond the bound, not resolved
     # What the MTA resolved for the client (its own FCrDNS view, e.g. Postfix's
