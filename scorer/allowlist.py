@@ -19,6 +19,7 @@ spammer cannot buy an exemption by writing a PTR or a HELO:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -314,14 +315,19 @@ class Allowlist:
         confirmed: Iterable[str],
         failed: Iterable[str] = (),
         ptr_unknown: str | None = None,
+        unchecked: Iterable[str] = (),
     ) -> list[str]:
-        """Why a ``ptr`` or ``helo`` entry that names this client's PTR names (those looked
-        up) or HELO did not apply: none is forward-confirmed, or (``failed``) its forward
-        lookup failed. ``ptr_unknown``: why the PTR names are not all known (its lookup
-        failed, some beyond max_ptr_names), so a HELO that is none of ``ptr_names`` may
-        still be one. For ``rdns-scorer check``, where an admin looks when an entry they
-        wrote seems to do nothing; the reply says nothing of entries that did not match."""
+        """Why a ``ptr`` or ``helo`` entry that names this client's PTR names or HELO did
+        not apply: none of those looked up (``ptr_names``) is forward-confirmed, or
+        (``failed``) its forward lookup failed, or (``unchecked``) it is among the PTR
+        names beyond max_ptr_names, not looked up: the names entries apply for go before
+        the cut (lookups._before_the_cut), so only when there are more of those than it.
+        ``ptr_unknown``: why the PTR names are not known (its lookup failed), so a HELO
+        that is none of them may still be one. For ``rdns-scorer check``, where an admin
+        looks when an entry they wrote seems to do nothing; the reply says nothing of
+        entries that did not match."""
         names, confirmed, failed = set(ptr_names), set(confirmed), set(failed)
+        unchecked = set(unchecked)
         notes = []
         for name in sorted(names - confirmed):
             suffix = _under(name, self.ptr_suffixes)
@@ -337,6 +343,13 @@ class Allowlist:
                 f"allowlist entry `ptr {suffix}` names the PTR {option(name, 100)}, {why}: "
                 "not applied; an `ip` entry would be (docs/operations.md, Allowlists)"
             )
+        beyond = Counter(s for s in (_under(n, self.ptr_suffixes) for n in unchecked) if s)
+        for suffix, count in sorted(beyond.items()):
+            notes.append(
+                f"allowlist entry `ptr {suffix}` names PTR names of {ip} beyond [dns] "
+                f"max_ptr_names, not looked up ({count}; one may resolve back to {ip}): "
+                "raise it, or an `ip` entry would apply (docs/operations.md, Allowlists)"
+            )
         name = parse_helo(helo).ascii if helo else ""
         if name in self.helo_names and name not in confirmed:
             # A DNS failure says nothing of the HELO: the entry may apply at the next check.
@@ -344,6 +357,11 @@ class Allowlist:
                 why = (
                     f"the HELO is a PTR name of {ip} whose address lookup failed (it may "
                     f"resolve back to {ip}: check again)"
+                )
+            elif name in unchecked:
+                why = (
+                    f"the HELO is a PTR name of {ip} beyond [dns] max_ptr_names, not looked "
+                    f"up (it may resolve back to {ip}: raise it)"
                 )
             elif ptr_unknown is not None and name not in names:
                 why = (

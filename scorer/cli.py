@@ -344,17 +344,18 @@ def _allowlist_notes(
             facts.ptr.confirmed_names(),
             facts.ptr.failed_names(),
             _ptr_unknown(facts.ptr),
+            facts.ptr.names_not_looked_up(),
         )
     return notes
 
 
 def _ptr_unknown(ptr: PtrFacts) -> str | None:
-    """Why the client's PTR names are not all known, for the allowlist notes: a HELO
-    that is none of those looked up may be one of them (None: all were looked up)."""
+    """Why the client's PTR names are not known, for the allowlist notes: a HELO that
+    is none of those looked up may be one of them (None: they are). Names beyond [dns]
+    max_ptr_names are known, only not looked up: the notes name those apart
+    (PtrFacts.names_not_looked_up), and a HELO none of them is no PTR name of the client."""
     if isinstance(ptr.ptr, TempFail):
         return f"the PTR lookup failed ({describe(ptr.ptr)}); check again"
-    if ptr.unchecked_names:
-        return f"{ptr.unchecked_names} PTR names beyond [dns] max_ptr_names were not looked up"
     return None
 
 

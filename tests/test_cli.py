@@ -574,6 +574,47 @@ def test_check_does_not_blame_a_helo_entry_on_a_ptr_a_lookup_failed_for(
     assert f"note: allowlist entry `helo {helo}` not applied: {why}" in out, out
 
 
+def test_check_says_which_allowlisted_ptr_names_max_ptr_names_left_unchecked(
+    unbound: Unbound, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression: a `helo` entry whose HELO is none of the client's PTR names drew
+    # "whether the HELO is a forward-confirmed PTR name ... is not known: 3 PTR names
+    # beyond [dns] max_ptr_names were not looked up": the names beyond the cut are
+    # known (only not resolved), and one an entry applies for is resolved first.
+    ip, partner = world.SHARED_PTR_IP, world.SHARED_PTR_NAME
+    helo = "mx.not-a-ptr-name.net"
+    _config, argv = _check_with_config(tmp_path, unbound, f'[allowlist]\nhelo_names = ["{helo}"]\n')
+    assert main([*argv, "--ip", ip, "--helo", helo]) == 3  # RL_PTR_TEMPFAIL: 3 unchecked
+    out = capsys.readouterr().out
+    assert "not known" not in out, out
+    assert (
+        f"note: allowlist entry `helo {helo}` not applied: the HELO is not a "
+        f"forward-confirmed PTR name of {ip}" in out
+    ), out
+    # More names an entry applies for than max_ptr_names (the twelve under a `ptr` entry,
+    # then the HELO's, in sorted order, for one place): each entry's note says which
+    # were not looked up, not that they do not resolve back.
+    toml = (
+        "[dns]\nmax_ptr_names = 1\n[allowlist]\n"
+        f'ptr_suffixes = ["shared-host.net"]\nhelo_names = ["{partner}"]\n'
+    )
+    _config, argv = _check_with_config(tmp_path, unbound, toml)
+    assert main([*argv, "--ip", ip, "--helo", partner]) == 3
+    out = capsys.readouterr().out
+    notes = [line for line in out.splitlines() if line.startswith("note: ")]
+    assert notes == [
+        "note: allowlist entry `ptr shared-host.net` names the PTR host00.shared-host.net, "
+        f"which is not forward-confirmed (it does not resolve back to {ip}): not applied; "
+        "an `ip` entry would be (docs/operations.md, Allowlists)",
+        f"note: allowlist entry `ptr shared-host.net` names PTR names of {ip} beyond [dns] "
+        f"max_ptr_names, not looked up (11; one may resolve back to {ip}): raise it, or an "
+        "`ip` entry would apply (docs/operations.md, Allowlists)",
+        f"note: allowlist entry `helo {partner}` not applied: the HELO is a PTR name of {ip} "
+        f"beyond [dns] max_ptr_names, not looked up (it may resolve back to {ip}: raise it) "
+        "(docs/operations.md, Allowlists)",
+    ], out
+
+
 def test_check_asks_every_nameserver_given(capsys: pytest.CaptureFixture[str]) -> None:
     args = build_parser().parse_args(
         ["check", "--ip", "192.0.2.1", "--nameserver", "127.0.0.1:5301", "--nameserver", "::1"]

@@ -2507,9 +2507,12 @@ def test_an_allowlist_note_on_a_helo_a_lookup_failed_for_says_it_failed() -> Non
     (unknown,) = allowlist.unapplied(ip, helo, [], [], ptr_unknown="the PTR lookup failed")
     assert "is not known: the PTR lookup failed (docs/operations.md" in unknown
     # Known and not confirmed: said so, also beside names the bound left unchecked.
-    for unknown_why in (None, "3 PTR names beyond [dns] max_ptr_names were not looked up"):
-        (said,) = allowlist.unapplied(ip, helo, names, [], ptr_unknown=unknown_why)
+    for unchecked in ([], ["mx3.partner.example.net"]):
+        (said,) = allowlist.unapplied(ip, helo, names, [], unchecked=unchecked)
         assert "the HELO is not a forward-confirmed PTR name of 192.0.2.7" in said
+    # One of those: not looked up, and said so.
+    (beyond,) = allowlist.unapplied(ip, helo, names[:1], [], unchecked=[helo])
+    assert "the HELO is a PTR name of 192.0.2.7 beyond [dns] max_ptr_names" in beyond
 
 
 def test_a_reload_past_what_rspamd_install_can_write_says_so() -> None:

@@ -52,6 +52,13 @@ class PtrFacts:
         """PTR names whose forward lookup failed: each might have confirmed."""
         return [name for name, outcome in self.forward.items() if isinstance(outcome, TempFail)]
 
+    def names_not_looked_up(self) -> list[str]:
+        """The PTR names that name a host but were not looked up (beyond max_ptr_names),
+        sorted: ``unchecked_names`` of them."""
+        if not isinstance(self.ptr, Answer) or not self.unchecked_names:
+            return []
+        return sorted({n for n in self.ptr.records if ptr_names_a_host(n)} - self.forward.keys())
+
     def names_judged(self) -> list[str]:
         """The PTR names a verdict is about: those that confirm, else every one looked
         up; sorted, since a PTR answer's order is the resolver's whim."""
