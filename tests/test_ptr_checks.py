@@ -334,7 +334,7 @@ async def test_the_names_that_decide_go_before_the_cut_in_a_fixed_order(
 ) -> None:
     """lookups._before_the_cut: the MTA's name, then the names an allowlist entry would
     apply for, then the HELO's name, then the rest in sorted order; whatever the order
-    the PTR answer lists them in. A `helo` entry that is not the HELO takes no place."""
+    the PTR answer lists them in. A `helo` entry takes a place when it is the HELO."""
     names = (
         "a.order.net",
         "b.order.net",  # a helo entry, not the HELO
@@ -356,15 +356,19 @@ async def test_the_names_that_decide_go_before_the_cut_in_a_fixed_order(
     layer = KnownAnswers(
         {(reverse_name(CLIENT), dns.rdatatype.PTR): Answer(tuple(names[i] for i in order), 300)}
     )
-    request = parse_request(
-        {"ip": str(CLIENT), "helo": "H.order.net", "hostname": "z.order.net."}
-    ).request
-    expected = ["z.order.net", "x.partner-a.net", "y.partner-b.net", "h.order.net", "a.order.net"]
-    for cut in range(1, len(names)):
-        deadline = asyncio.get_running_loop().time() + 2.0
-        facts = await gather_facts(request, layer, Limits(cut, 10), deadline, vouched)
-        assert list(facts.ptr.forward) == expected[:cut], cut
-        assert facts.ptr.unchecked_names == len(names) - cut
+    mta, ptr_a, ptr_b, rest = "z.order.net", "x.partner-a.net", "y.partner-b.net", "a.order.net"
+    first = {
+        "H.order.net": [mta, ptr_a, ptr_b, "h.order.net", rest],
+        "b.order.net": [mta, "b.order.net", ptr_a, ptr_b, rest],  # the helo entry is the HELO
+    }
+    for helo, expected in first.items():
+        fields = {"ip": str(CLIENT), "helo": helo, "hostname": "z.order.net."}
+        request = parse_request(fields).request
+        for cut in range(1, len(expected) + 1):
+            deadline = asyncio.get_running_loop().time() + 2.0
+            facts = await gather_facts(request, layer, Limits(cut, 10), deadline, vouched)
+            assert list(facts.ptr.forward) == expected[:cut], (helo, cut)
+            assert facts.ptr.unchecked_names == len(names) - cut
     # Below the cut the allowlist is not asked: every name is resolved anyway.
     asked: list[tuple[str, str]] = []
 
