@@ -43,12 +43,14 @@ from scorer.config import (
     config_from_mapping,
     load_config,
 )
+from scorer.lookups import _before_the_cut
 from scorer.names import to_ascii
 from scorer.pipeline import Pipeline
 from scorer.policy import NetworkSet, nat64_client, parse_network, skip_hit
-from scorer.protocol import SymbolResult, parse_request
+from scorer.protocol import CheckRequest, SymbolResult, parse_request
 from scorer.scoring import score_hits
 from scorer.security import public_bind_refusal, refuse_public_without_token
+from scorer.text import option
 from scorer.workermetrics import PREFIX, SHARED_MEMORY, remove_directory
 from scorer.workers import EXIT_LISTEN_LATER, OPEN_FILES_WANTED, listen_exit_status
 from tests import world
@@ -2454,6 +2456,50 @@ def test_allowlist_and_skip_network_lookups_do_not_grow_with_the_list() -> None:
     assert large.match_ip(ipaddress.ip_address("2001:db8::25")) == "ip 2001:db8::/32"
     assert large.match_ptr(["out.mail.partner7.example.net"]) is not None
     assert large.match_ptr(["xmail.partner7.example.net"]) is None
+
+
+def test_a_hostile_ptr_answer_of_deep_names_costs_what_shallow_names_do() -> None:
+    # Regression (review): beyond max_ptr_names the lookup stage asks the allowlist of
+    # every PTR name whether an entry would apply (lookups._before_the_cut), and _under
+    # joined every suffix of a name, label by label: a PTR answer its owner fills with
+    # ~3,000 names of 127 labels (compression pointers make each 20 bytes of a TCP
+    # reply) cost ~0.3 s of the event loop per check. Only as many labels as the
+    # deepest entry has can match. Compared as a ratio within one run.
+    allowlist = Allowlist()
+    allowlist.add("ptr", "mail.partner.example.net", "test")
+    allowlist.add("from", "partner.example.net", "test")
+    deep_suffix = ".".join(["b"] * 120) + ".example"  # 127 labels with "a<n>." below
+    request = CheckRequest(ipaddress.ip_address("192.0.2.9"), "mx.sender.example.org")
+
+    def cost(names: list[str]) -> float:
+        fastest = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            _before_the_cut(names, request, allowlist.applies_if_confirmed)
+            fastest = min(fastest, time.perf_counter() - started)
+        return fastest
+
+    deep = sorted(f"a{n}.{deep_suffix}" for n in range(4_000))
+    shallow = sorted(f"a{n}.example.org" for n in range(4_000))
+    assert cost(deep) < 5 * cost(shallow)
+    # Still right: the longest entry a name is or is under, at any depth.
+    vouched = f"{deep_suffix}.mail.partner.example.net"
+    assert allowlist.applies_if_confirmed(vouched, "")
+    assert allowlist.applies_if_confirmed("mail.partner.example.net", "")
+    assert not allowlist.applies_if_confirmed("partner.example.net", "")
+    assert not allowlist.applies_if_confirmed(f"{deep_suffix}.xmail.partner.example.net", "")
+    assert allowlist.match_ptr([vouched]) == (
+        f"ptr mail.partner.example.net ({option(vouched, 100)} is forward-confirmed)"
+    )
+    allowlist.add("ptr", "out.mail.partner.example.net", "test")
+    assert allowlist.match_ptr(["x.out.mail.partner.example.net"]) == (
+        "ptr out.mail.partner.example.net (x.out.mail.partner.example.net is forward-confirmed)"
+    )
+    assert allowlist.match_from("someone@a.b.c.d.e.f.partner.example.net") == (
+        "from partner.example.net"
+    )
+    assert allowlist.match_from("someone@partner.example.net") == "from partner.example.net"
+    assert allowlist.match_from("someone@example.net") is None
 
 
 def test_a_byte_that_is_not_utf8_is_named_by_line(tmp_path: Path) -> None:
