@@ -498,6 +498,11 @@ def _read_in_a_thread(read: Callable[[], Config]) -> Future[Config]:
             reading.set_result(read())
         except Exception as error:  # raised where the outcome is taken (result)
             reading.set_exception(error)
+        finally:
+            if not reading.done():
+                # A BaseException (SystemExit from a library) ends the thread: left unset,
+                # the reading would stay "in progress" and every later SIGHUP wait for it.
+                reading.set_exception(RuntimeError("the config reading ended without a config"))
 
     threading.Thread(target=run, name="config reload", daemon=True).start()
     return reading

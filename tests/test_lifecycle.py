@@ -756,3 +756,29 @@ def test_a_sighup_during_a_slow_reading_reads_the_config_again_after_it() -> Non
 
     eventually(finished, lambda told: len(told) == 2)
     assert len(readings) == 2 and supervisor._config is readings[1]
+
+
+# The SystemExit leaves the thread as it would in the service (threading.excepthook).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_reading_ended_by_a_base_exception_is_rejected_and_later_sighups_read_again() -> None:
+    """A library's SystemExit in the reading thread: the reload is rejected, not left
+    "still reading" for ever, which would make every later SIGHUP wait for it."""
+    readings: list[Config] = []
+
+    def loader() -> Config:
+        if not readings:
+            readings.append(config_from_mapping({}))
+            raise SystemExit(3)
+        readings.append(config_from_mapping({"weights": {"RL_PTR_MISSING": 2}}))
+        return readings[-1]
+
+    supervisor = Supervisor(config_from_mapping({}), loader, "127.0.0.1", 1, 2)
+    told: list[int] = []
+    supervisor._signal_all = lambda signum, skip=0: told.append(signum)  # type: ignore[method-assign]
+    supervisor._read_for_reload()
+    eventually(lambda: supervisor._reading, lambda reading: reading is None)
+    assert supervisor._reload_failed and supervisor._config is not readings[0]
+    supervisor._read_for_reload()
+    eventually(lambda: supervisor._reading, lambda reading: reading is None)
+    assert len(readings) == 2 and supervisor._config is readings[1]
+    assert not supervisor._reload_failed
