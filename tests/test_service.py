@@ -194,6 +194,8 @@ async def test_msgpack_bin_keys_and_values_are_read_as_text(client: Client) -> N
 @pytest.mark.parametrize(
     ("body", "field"),
     [
+        # No body (Content-Length: 0): aiohttp's empty stream, read as b"" like any other.
+        (b"", "body"),
         (b"{not json", "body"),
         (b"[1, 2]", "body"),
         (b"{}", "ip"),
