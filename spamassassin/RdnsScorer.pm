@@ -96,6 +96,12 @@ use constant SMTP_WITH   => qr/ with (?:UTF8)?E?SMTP[AS]*[\s;]/i;
 # qmail's and qpsmtpd's "from REMOTEHOST (HELO NAME) (INFO@ADDRESS) by".
 use constant QMAIL_FROM  => qr/^ from (\S+) \((?:HELO|EHLO) ([^()\s]+)\) \((?:[^()\s]*\@)?(${\ IP_ADDRESS()})\) by /i;
 use constant EXCHANGE_BY => qr/ with Microsoft SMTP Server\b/i;
+# Postfix's own line: "from HELO (NAME [ADDRESS]) by HOST (Postfix) with", NAME "unknown"
+# where it had no forward-confirmed one, the address "IPv6:..." for IPv6, and its TLS
+# comments ("(using TLS... (256/256 bits) ...)", "(No client certificate requested)")
+# before "by". Postfix writes each space, parenthesis, '<', '>', '@', ';', '"' and '\' of
+# a HELO as '?': a client cannot write that shape, a recipient after it cannot move it.
+use constant POSTFIX_FROM => qr/^ from (\S+) \((\S+) \[(?:IPv6:)?(${\ IP_ADDRESS()})\]\)(?: \((?:[^()]|\([^()]*\))*\))* by \S+ \(Postfix\) with /i;
 # Where a line labels the HELO: Exim's "helo=NAME", qmail's "(HELO NAME)", qpsmtpd's
 # "(EHLO NAME)".
 use constant HELO_LABEL  => qr/[\s(](?:helo=|(?:HELO|EHLO) )/i;
@@ -675,6 +681,15 @@ sub _client {
   if (_misread_helo_literal($relay) && $line =~ QMAIL_FROM) {
     ($rdns, $helo, $ip) = ($1, $2, $3);
     $rdns = undef if lc $rdns eq 'unknown';
+  }
+  # SpamAssassin takes any line with "Exim" in it for Exim's, and read Postfix's "from
+  # [198.51.100.9] (NAME [ADDRESS])", the HELO an address literal, as Exim's "from
+  # [ADDRESS] (...)": the literal as the client's address, and the first "helo=" anywhere
+  # (in a recipient's quoted local part, RFC 5321 section 4.1.2, "u+(helo=x)(Exim)"@...,
+  # which Postfix writes whole in "for <...>") as its HELO, with no rdns. A client chose
+  # the address and HELO scored. Postfix's own part of the line is read instead.
+  if (!$misread && $line =~ POSTFIX_FROM) {
+    ($helo, $rdns, $ip) = ($1, lc $2 eq 'unknown' ? undef : $2, $3);
   }
   # SpamAssassin writes each NUL, '#', bracket, parenthesis, '<', '>' and '|' of a name as
   # '!': an rdns with one is no DNS name (OpenSMTPD's "<unknown>" for a client without

@@ -973,6 +973,41 @@ def test_qmails_question_marks_in_a_helo_are_not_taken_for_the_clients_words(
     assert fake.requests[-1].json().get("helo") == written
 
 
+# A recipient whose quoted local part (RFC 5321 section 4.1.2) says "Exim" and "helo=":
+# Postfix 3.7 takes it (recipient_delimiter "+": the mailbox "u") and writes it whole.
+_EXIM_RECIPIENT = '"u+(helo=good.example.com)(Exim 4.96)"@example.org'
+_POSTFIX_TLS = (
+    "(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\n"
+    "\t key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256)\n"
+    "\t(No client certificate requested)\n\t"
+)
+
+
+@pytest.mark.parametrize("literal", [f"[{MISSING_PTR_IP}]", f"[{CONFIRMED_IP}]"])
+@pytest.mark.parametrize("tls", ["", _POSTFIX_TLS], ids=["smtp", "starttls"])
+def test_a_postfix_line_with_exim_in_it_is_read_as_postfix_wrote_it(
+    fake_spamd: Spamd, fake: FakeHttp, literal: str, tls: str
+) -> None:
+    # Regression: SpamAssassin reads any Received line with "Exim" in it as Exim's, and
+    # Postfix's "from [LITERAL] (NAME [ADDRESS])" as Exim's "from [ADDRESS] (...)": a
+    # client saying "HELO [address of its choice]" to such a recipient was asked about
+    # as that address, with the recipient's "helo=good.example.com" for its HELO and no
+    # hostname (Postfix writes a HELO's spaces and parentheses as "?": the line below is
+    # what Postfix wrote for that session, the client's part of it all it controls).
+    line = (
+        f"Received: from {literal} ({CONFIRMED_NAME} [{CONFIRMED_IP}])\n"
+        f"\t{tls}by mx.example.org (Postfix) with ESMTP{'S' if tls else ''} id C4D732540DA\n"
+        f"\tfor <{_EXIM_RECIPIENT}>; {_DATE}\n"
+    )
+    fake_spamd.scan(_received_as(line))
+    body = fake.requests[-1].json()
+    assert (body["ip"], body.get("helo"), body.get("hostname")) == (
+        CONFIRMED_IP,
+        literal,
+        CONFIRMED_NAME,
+    )
+
+
 # A client's Received line about its own client: what the sender's own MTA writes.
 _SENDERS_OWN = (
     f"Received: from laptop ({GENERIC_NAME} [{GENERIC_IP}])\n"
