@@ -687,8 +687,9 @@ sub _client {
   # [ADDRESS] (...)": the literal as the client's address, and the first "helo=" anywhere
   # (in a recipient's quoted local part, RFC 5321 section 4.1.2, "u+(helo=x)(Exim)"@...,
   # which Postfix writes whole in "for <...>") as its HELO, with no rdns. A client chose
-  # the address and HELO scored. Postfix's own part of the line is read instead.
-  if (!$misread && $line =~ POSTFIX_FROM) {
+  # the address and HELO scored (and a private literal made the relay trusted:
+  # _misread_client). Postfix's own part of the line is read instead.
+  if ($line =~ POSTFIX_FROM) {
     ($helo, $rdns, $ip) = ($1, lc $2 eq 'unknown' ? undef : $2, $3);
   }
   # SpamAssassin writes each NUL, '#', bracket, parenthesis, '<', '>' and '|' of a name as
@@ -754,7 +755,7 @@ sub _envelope_from {
   # SpamAssassin took it, or passed it over for want of an '@' (the first word of a
   # quoted local part, '"john' of '"john doe"@example.org'), as it would have taken
   # the whole.
-  # Not past a misread qmail line (_misread_client): the line below is the client's own,
+  # Not past a misread line (_misread_client): the line below is the client's own,
   # where the sender writes what it likes ('"x y"@bank.example', which SpamAssassin passed
   # over, was read back from there and sent before delivery, with no Return-Path yet).
   my $envfrom = $below && !$misread && !$set ? $below->{envfrom} // '' : '';
@@ -835,19 +836,38 @@ sub _received_lines {
 # client's address, "HELO" as its rdns, and decides trust by the literal's address: a
 # private one ("HELO [192.168.1.2]", a spam-sending bot's LAN address) is trusted by
 # inference, and the first untrusted relay is then the line below, the client's own,
-# about its own client. Returns the first relay SpamAssassin so trusted whose ADDRESS
-# it would not have trusted, and the index of its Received line; or nothing.
+# about its own client. So with Postfix's "from [LITERAL] (NAME [ADDRESS])" on a line
+# with "Exim" in it (POSTFIX_FROM, _client). Returns the first relay SpamAssassin so
+# trusted whose ADDRESS it would not have trusted, and the index of its Received line;
+# or nothing.
 sub _misread_client {
   my ($pms, @received) = @_;
   my @trusted = @{$pms->{relays_trusted} || []};
-  my @misread = grep { _misread_helo_literal($_) } @trusted;
   # Past a relay in msa_networks SpamAssassin trusts every relay, whatever its address.
-  return if !@misread || grep { $_->{msa} } @trusted;
+  return if !@trusted || grep { $_->{msa} } @trusted;
   foreach my $index (0 .. $pms->{last_trusted_relay_index}) {
-    next if $received[$index] !~ QMAIL_FROM;
-    my ($literal, $address) = (lc $2, $3);
-    my ($relay) = grep { index($literal, lc $_->{ip}) >= 0 } @misread;
+    my ($relay, $address) = _misread_relay($received[$index], @trusted);
     return ($relay, $index) if $relay && !$relay->{auth} && !_trusted_address($pms, $address);
+  }
+  return;
+}
+
+# Of @trusted, the relay SpamAssassin made of $line with its HELO literal's address for
+# the client's, and the ADDRESS the line names; or nothing.
+sub _misread_relay {
+  my ($line, @trusted) = @_;
+  return if !defined $line;
+  if ($line =~ QMAIL_FROM) {
+    my ($literal, $address) = (lc $2, $3);
+    my ($relay) = grep { _misread_helo_literal($_) && index($literal, lc $_->{ip}) >= 0 } @trusted;
+    return ($relay, $address);
+  }
+  if ($line =~ POSTFIX_FROM) {
+    my ($literal, $address) = (lc $1, $3);
+    my ($relay) = grep {
+      lc $_->{ip} ne lc $address && $literal =~ /^\[(?:ipv6:)?\Q${\ lc $_->{ip}}\E\]\z/
+    } @trusted;
+    return ($relay, $address);
   }
   return;
 }

@@ -1045,6 +1045,34 @@ def test_a_private_helo_literal_spamassassin_trusts_is_not_passed_over(
 
 
 @pytest.mark.parametrize(
+    ("networks", "asked"),
+    [
+        ("", CONFIRMED_IP),
+        # A client the admin trusts: the relay below it is the first untrusted one.
+        (f"trusted_networks 192.168.0.0/16 {CONFIRMED_IP}\n", GENERIC_IP),
+    ],
+    ids=["inferred-trust", "trusted-client"],
+)
+def test_a_private_helo_literal_on_a_postfix_line_with_exim_in_it_is_not_passed_over(
+    fake: FakeHttp, networks: str, asked: str
+) -> None:
+    # Regression: SpamAssassin read the literal of "HELO [192.168.1.2]" on a Postfix line
+    # with "Exim" in it (a recipient's, _EXIM_RECIPIENT) as the client's private address,
+    # trusted it, and took the line below, the sender's own, for the client's.
+    ours = (
+        f"Received: from [192.168.1.2] ({CONFIRMED_NAME} [{CONFIRMED_IP}])\n"
+        f"\tby mx.example.org (Postfix) with ESMTP id C4D732540DA\n"
+        f"\tfor <{_EXIM_RECIPIENT}>; {_DATE}\n"
+    )
+    directory = site_config(f"rdns_scorer_url {fake.url}\n{networks}")
+    run_spamassassin(directory, _received_as(ours + _SENDERS_OWN))
+    assert [r.json()["ip"] for r in fake.requests] == [asked]
+    if asked == CONFIRMED_IP:
+        body = fake.requests[0].json()
+        assert (body["helo"], body["hostname"]) == ("[192.168.1.2]", CONFIRMED_NAME)
+
+
+@pytest.mark.parametrize(
     ("top", "sender"),
     [
         ("Return-Path", "ceo@bank.example"),
