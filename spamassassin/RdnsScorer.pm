@@ -101,7 +101,8 @@ use constant EXCHANGE_BY => qr/ with Microsoft SMTP Server\b/i;
 # comments ("(using TLS... (256/256 bits) ...)", "(No client certificate requested)")
 # before "by". Postfix writes each space, parenthesis, '<', '>', '@', ';', '"' and '\' of
 # a HELO as '?': a client cannot write that shape, a recipient after it cannot move it.
-use constant POSTFIX_FROM => qr/^ from (\S+) \((\S+) \[(?:IPv6:)?(${\ IP_ADDRESS()})\]\)(?: \((?:[^()]|\([^()]*\))*\))* by \S+ \(Postfix\) with /i;
+# SpamAssassin's IP_ADDRESS takes an "IPv6:" tag in, which the address sent leaves out.
+use constant POSTFIX_FROM => qr/^ from (\S+) \((\S+) \[(?:IPv6:)?((?!IPv6:)${\ IP_ADDRESS()})\]\)(?: \((?:[^()]|\([^()]*\))*\))* by \S+ \(Postfix\) with /i;
 # Where a line labels the HELO: Exim's "helo=NAME", qmail's "(HELO NAME)", qpsmtpd's
 # "(EHLO NAME)".
 use constant HELO_LABEL  => qr/[\s(](?:helo=|(?:HELO|EHLO) )/i;
