@@ -146,23 +146,24 @@ def _address(entry: str) -> tuple[str, str] | None:
     return (host, port) if 0 < int(port) <= 65535 else None
 
 
-def _refusal(entry: str, first: bool = False) -> str | None:
-    """Why the plugin cannot ask a ``servers`` entry, or None when it can (server_url
-    then gives its URL). ``first``: the first of ``servers``, where a rotation prefix
-    goes. Refused: anything but "host", "host:port", "[v6]", "[v6]:port", each maybe
-    with rspamd's ":priority" after the port, such as an IPv6 address without brackets,
-    which rspamd 3.4 reads as port 0 ("::1") or not at all ("2001:db8::1"), a port out
-    of range (_address), a URL or path ("http://host:port", "host:port/v1/check"), a
-    rotation rspamd does not know ("failover:10.0.0.5") or anything else after the
-    port, or rspamd's SRV form ("service=NAME+DOMAIN")."""
+def _read_entry(entry: str, first: bool = False) -> tuple[str, str] | str:
+    """The host and port the plugin asks for a ``servers`` entry, or why it cannot ask
+    it, from one parse of the entry. ``first``: the first of ``servers``, where a
+    rotation prefix goes. Refused: anything but "host", "host:port", "[v6]",
+    "[v6]:port", each maybe with rspamd's ":priority" after the port, such as an IPv6
+    address without brackets, which rspamd 3.4 reads as port 0 ("::1") or not at all
+    ("2001:db8::1"), a port out of range (_address), a URL or path ("http://host:port",
+    "host:port/v1/check"), a rotation rspamd does not know ("failover:10.0.0.5") or
+    anything else after the port, or rspamd's SRV form ("service=NAME+DOMAIN")."""
     if _SRV.match(entry):
         return (
             "the plugin refuses rspamd's SRV form (service=NAME+DOMAIN), which crashed "
             "rspamd at load: write host:port"
         )
     if "/" not in entry:
-        if _address(entry) is not None:
-            return None
+        address = _address(entry)
+        if address is not None:
+            return address
         prefix = _PREFIX.match(entry)
         if prefix and _host_port(entry) is None:
             name = prefix.group(1)
@@ -180,14 +181,17 @@ def _refusal(entry: str, first: bool = False) -> str | None:
     )
 
 
-def server_url(entry: str) -> str | None:
-    """``http://HOST:PORT`` for a ``servers`` entry the plugin asks; None for one it
-    refuses (_refusal says why)."""
-    address = None if _refusal(entry) else _address(entry)
-    if address is None:
-        return None
+def _url(address: tuple[str, str]) -> str:
+    """``http://HOST:PORT`` for a host and port _read_entry gives."""
     host, port = address
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def server_url(entry: str) -> str | None:
+    """``http://HOST:PORT`` for a ``servers`` entry the plugin asks; None for one it
+    refuses (_read_entry says why)."""
+    read = _read_entry(entry)
+    return None if isinstance(read, str) else _url(read)
 
 
 # The settings the plugin reads (lua/rdns_scorer.lua's `settings`, a test keeps them the
@@ -218,10 +222,9 @@ def _unknown_settings_finding(section: dict[str, Any]) -> Finding | None:
     )
 
 
-def _unusable_finding(entry: str, first: bool) -> Finding:
-    """The problem with an entry server_url refuses; ``first``: the first of
-    ``servers``."""
-    return Finding(False, f"rspamd cannot ask `servers` entry {entry}: {_refusal(entry, first)}")
+def _unusable_finding(entry: str, refusal: str) -> Finding:
+    """The problem with an entry the plugin refuses, ``refusal`` saying why (_read_entry)."""
+    return Finding(False, f"rspamd cannot ask `servers` entry {entry}: {refusal}")
 
 
 def _sequential_finding() -> Finding:
@@ -381,12 +384,12 @@ def check(confdir: Path, rspamadm: str | None = None) -> list[Finding]:
     if section.rotation == REFUSED_ROTATION:
         findings.append(_sequential_finding())
     for index, entry in enumerate(section.servers):
-        url = server_url(entry)
-        if url is None:
-            findings.append(_unusable_finding(entry, index == 0))
+        read = _read_entry(entry, index == 0)
+        if isinstance(read, str):
+            findings.append(_unusable_finding(entry, read))
         else:
             findings += probe.service_findings(
-                url, section.path, section.token, wiring, section.timeout
+                _url(read), section.path, section.token, wiring, section.timeout
             )
     return findings
 
