@@ -55,10 +55,6 @@ def _forward_type(ip: IPAddress) -> dns.rdatatype.RdataType:
 Vouched = Callable[[str, str], bool]
 
 
-def _no_entry(_ptr_name: str, _helo_name: str) -> bool:
-    return False
-
-
 async def _ptr_facts(
     dns_layer: DnsLayer, request: CheckRequest, limits: Limits, deadline: float, vouched: Vouched
 ) -> PtrFacts:
@@ -214,7 +210,7 @@ async def gather_facts(
     dns_layer: DnsLayer,
     limits: Limits,
     deadline: float,
-    vouched: Vouched = _no_entry,
+    vouched: Vouched,
 ) -> Facts:
     """The facts every check needs. ``vouched``: the PTR names to resolve first when
     there are more than max_ptr_names (_before_the_cut)."""

@@ -10,16 +10,22 @@ from typing import TypeVar
 
 import dns.rdatatype
 
+from scorer.allowlist import Allowlist
 from scorer.dns.cache import TtlCache, question_key
 from scorer.dns.layer import DnsLayer, Nameserver, Outcome
 from scorer.dns.outcomes import Answer
 from scorer.dns.wire import relative_name
+from scorer.lookups import Vouched
 from scorer.names import IPAddress
 from scorer.pipeline import Pipeline
 from scorer.protocol import SymbolResult, parse_request
 from tests.support.fakedns import dead_port
 
 T = TypeVar("T")
+
+# gather_facts's `vouched` for a service with no allowlist, as the pipeline passes it
+# (Allowlist.applies_if_confirmed of an empty one): no PTR name goes before the cut.
+NO_ALLOWLIST: Vouched = Allowlist().applies_if_confirmed
 
 # One escape of scorer.text.escape: \xNN, \uNNNN or \UNNNNNNNN.
 COMPLETE_ESCAPE = re.compile(r"\\(x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")

@@ -46,7 +46,7 @@ from scorer.report import hint_fields
 from scorer.symbols import SYMBOLS
 from scorer.text import DEFAULT_IGNORABLE_RANGES, escape
 from tests import world
-from tests.helpers import KnownAnswers, rotated, symbols_for
+from tests.helpers import NO_ALLOWLIST, KnownAnswers, rotated, symbols_for
 
 
 def _ip_address_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -806,7 +806,7 @@ async def test_a_helos_other_family_is_asked_only_when_the_first_is_not_enough(
     )
     request = parse_request({"ip": client, "helo": helo}).request
     deadline = asyncio.get_running_loop().time() + 2.0
-    facts = await gather_facts(request, layer, Limits(10, 10), deadline)
+    facts = await gather_facts(request, layer, Limits(10, 10), deadline, NO_ALLOWLIST)
     assert [rdtype for name, rdtype in layer.asked if name == helo] == asked
     assert facts.helo is not None and (facts.helo.aaaa is None) == (asked == ["A"])
 
@@ -1285,7 +1285,7 @@ async def test_a_helo_whose_first_family_is_nxdomain_has_no_address(
         """Which families of the HELO were asked, and the HELO's hits."""
         layer.asked.clear()
         deadline = asyncio.get_running_loop().time() + 2.0
-        facts = await gather_facts(request, layer, Limits(10, 10), deadline)
+        facts = await gather_facts(request, layer, Limits(10, 10), deadline, NO_ALLOWLIST)
         assert facts.helo is not None
         hits = check_helo(facts.helo, client, frozenset(), frozenset())
         return [rdtype for name, rdtype in layer.asked if name == helo], hits
@@ -1313,7 +1313,7 @@ async def test_an_nxdomain_to_aaaa_is_checked_with_a() -> None:
     )
     request = parse_request({"ip": str(IPV6_CLIENT), "helo": helo}).request
     deadline = asyncio.get_running_loop().time() + 2.0
-    facts = await gather_facts(request, layer, Limits(10, 10), deadline)
+    facts = await gather_facts(request, layer, Limits(10, 10), deadline, NO_ALLOWLIST)
     assert facts.helo is not None
     hits = check_helo(facts.helo, IPV6_CLIENT, frozenset(), frozenset())
     assert "RL_HELO_NO_ADDRESS" not in {hit.symbol for hit in hits}, hits
@@ -1335,7 +1335,7 @@ async def test_after_a_timeout_the_other_family_is_not_asked(client: IPAddress) 
     )
     request = parse_request({"ip": str(client), "helo": helo}).request
     deadline = asyncio.get_running_loop().time() + 2.0
-    facts = await gather_facts(request, layer, Limits(10, 10), deadline)
+    facts = await gather_facts(request, layer, Limits(10, 10), deadline, NO_ALLOWLIST)
     assert facts.helo is not None
     assert [rdtype for name, rdtype in layer.asked if name == helo] == [first]
     (hit,) = check_helo(facts.helo, client, frozenset(), frozenset())

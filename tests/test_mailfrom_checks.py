@@ -41,7 +41,7 @@ from scorer.pipeline import Pipeline
 from scorer.protocol import parse_request
 from scorer.text import OPTION_MAX_CHARS, escape, option
 from tests import world
-from tests.helpers import KnownAnswers, only_complete_escapes, rotated, symbols_for
+from tests.helpers import NO_ALLOWLIST, KnownAnswers, only_complete_escapes, rotated, symbols_for
 
 
 @pytest.mark.parametrize(
@@ -982,7 +982,7 @@ async def test_a_mail_host_whose_a_is_nxdomain_is_not_asked_for_aaaa(
     )
     request = parse_request({"ip": str(client), "mail_from": SENDER}).request
     deadline = asyncio.get_running_loop().time() + 2.0
-    facts = await gather_facts(request, layer, Limits(10, 10), deadline)
+    facts = await gather_facts(request, layer, Limits(10, 10), deadline, NO_ALLOWLIST)
     assert [rdtype for name, rdtype in layer.asked if rdtype in ("A", "AAAA")] == ["A"]
     assert facts.mail_from is not None
     (hit,) = check_mail_from(facts.mail_from)
@@ -1029,7 +1029,7 @@ async def test_an_mx_target_spelling_an_address_is_not_looked_up_nor_counted(
     )
     request = parse_request({"ip": str(client), "mail_from": f"u@{LITERAL_MX_DOMAIN}"}).request
     deadline = asyncio.get_running_loop().time() + 2.0
-    facts = await gather_facts(request, layer, Limits(10, 1), deadline)
+    facts = await gather_facts(request, layer, Limits(10, 1), deadline, NO_ALLOWLIST)
     assert [name for name, rdtype in layer.asked if rdtype in ("A", "AAAA")] == [host]
     assert facts.mail_from is not None
     assert [(hit.symbol, *hit.options[1:]) for hit in check_mail_from(facts.mail_from)] == judged
