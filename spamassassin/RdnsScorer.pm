@@ -846,31 +846,46 @@ sub _misread_client {
   my @trusted = @{$pms->{relays_trusted} || []};
   # Past a relay in msa_networks SpamAssassin trusts every relay, whatever its address.
   return if !@trusted || grep { $_->{msa} } @trusted;
+  # Every relay by its address (the first of each: a search of @trusted finds it first),
+  # and those a qmail line may have been misread as, read once: a line's literal is
+  # looked up. A search of @trusted for each of hundreds of trusted lines took seconds a
+  # message (a pattern compiled for each relay and line).
+  my (%at, %helo_literal_at);
+  foreach my $i (0 .. $#trusted) {
+    my $ip = lc $trusted[$i]->{ip};
+    $at{$ip} //= $i;
+    $helo_literal_at{$ip} //= $i if _misread_helo_literal($trusted[$i]);
+  }
   foreach my $index (0 .. $pms->{last_trusted_relay_index}) {
-    my ($relay, $address) = _misread_relay($received[$index], @trusted);
+    my $line = $received[$index];
+    next if !defined $line;
+    my ($relay, $address);
+    if ($line =~ QMAIL_FROM) {
+      $address = $3;
+      $relay = _relay_at_literal($2, \%helo_literal_at, \@trusted);
+    } elsif ($line =~ /^ from \[/i && $line =~ POSTFIX_FROM) {
+      # (Only a line from an address literal can be misread: most are from a name, and
+      # are passed over before the longer pattern.)
+      $address = $3;
+      $relay = _relay_at_literal($1, \%at, \@trusted, $address);
+    }
     return ($relay, $index) if $relay && !$relay->{auth} && !_trusted_address($pms, $address);
   }
   return;
 }
 
-# Of @trusted, the relay SpamAssassin made of $line with its HELO literal's address for
-# the client's, and the ADDRESS the line names; or nothing.
-sub _misread_relay {
-  my ($line, @trusted) = @_;
-  return if !defined $line;
-  if ($line =~ QMAIL_FROM) {
-    my ($literal, $address) = (lc $2, $3);
-    my ($relay) = grep { _misread_helo_literal($_) && index($literal, lc $_->{ip}) >= 0 } @trusted;
-    return ($relay, $address);
-  }
-  if ($line =~ POSTFIX_FROM) {
-    my ($literal, $address) = (lc $1, $3);
-    my ($relay) = grep {
-      lc $_->{ip} ne lc $address && $literal =~ /^\[(?:ipv6:)?\Q${\ lc $_->{ip}}\E\]\z/
-    } @trusted;
-    return ($relay, $address);
-  }
-  return;
+# Of $trusted, the first relay at the address of the address literal $literal ("[ADDR]",
+# "[IPv6:ADDR]"), as SpamAssassin takes it for a relay's (with the IPv6: tag or without:
+# its IP_ADDRESS may take the tag in), where $at says each address first is; none at
+# $except (the address the line names: read right). Or undef.
+sub _relay_at_literal {
+  my ($literal, $at, $trusted, $except) = @_;
+  my ($inside) = lc($literal) =~ /^\[(.*)\]\z/;
+  return if !defined $inside;
+  $except = lc($except // '');
+  my ($first) = sort { $a <=> $b }
+    grep { defined } map { $_ eq $except ? undef : $at->{$_} } $inside, $inside =~ /^ipv6:(.*)/;
+  return defined $first ? $trusted->[$first] : undef;
 }
 
 # Whether SpamAssassin's Received parser trusts a relay from $address that did not
