@@ -437,7 +437,10 @@ def _config_check(args: argparse.Namespace) -> int:
     # With the environment, like `serve`: the token or listen address may come from it.
     config = load_config(path)
     refuse_public_without_token(config)
-    print(f"{path}: OK")
+    # Escaped as its errors are (print_error): a name with a line break or a terminal
+    # escape in it split the line, or reached the terminal (and journald, from the unit's
+    # ExecReload) as it was.
+    print(escape_unprintable(f"{path}: OK"))
     for warning in _with_source_warnings(config).warnings():
         print_warning(f"rdns-scorer config check: warning: {warning}")
     return 0

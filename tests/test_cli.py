@@ -923,6 +923,28 @@ def test_config_check_names_the_file_it_found_ok(
     assert capsys.readouterr().out == f"{config}: OK\n"
 
 
+def test_config_check_names_an_odd_file_as_its_errors_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression (review): "FILE: OK" printed the name as it was, a line break and a
+    # terminal escape in it too (one line became two, colours changed), and a byte that
+    # is no UTF-8 as "\udce9"; the error for the same name escaped them.
+    names = {
+        "esc\x1b[31m\nx.toml": "esc\\x1b[31m\\x0ax.toml",
+        os.fsdecode(b"lat\xe9.toml"): "lat\\xe9.toml",
+    }
+    for name, shown in names.items():
+        config = tmp_path / name
+        config.write_text("")
+        assert main(["config", "check", str(config)]) == 0
+        assert capsys.readouterr().out == f"{tmp_path}/{shown}: OK\n"
+        config.unlink()
+        assert main(["config", "check", str(config)]) == 2
+        assert capsys.readouterr().err == (
+            f"rdns-scorer: config error: {tmp_path}/{shown}: No such file or directory\n"
+        )
+
+
 def test_config_commands_take_the_file_as_every_command_takes_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
