@@ -1072,6 +1072,33 @@ def test_a_private_helo_literal_on_a_postfix_line_with_exim_in_it_is_not_passed_
         assert (body["helo"], body["hostname"]) == ("[192.168.1.2]", CONFIRMED_NAME)
 
 
+@pytest.mark.parametrize("literal", ["[IPv6:::ffff:192.168.1.2]", "[IPv6:fe80::1%eth0]"])
+@pytest.mark.parametrize("mta", ["qmail", "postfix"])
+def test_a_private_helo_literal_is_found_as_spamassassin_reads_its_address(
+    fake: FakeHttp, literal: str, mta: str
+) -> None:
+    # SpamAssassin reads a literal's address without the IPv6: tag, a zone and the
+    # ::ffff: of an IPv4-mapped address (192.168.1.2, fe80::1: private, trusted by
+    # inference). Regression (review): a Postfix line's literal was compared as written,
+    # so an IPv4-mapped one passed for no misread, and the sender's own line below was
+    # taken for the client's; a qmail one's was found by a search of every relay for its
+    # address in the literal, which a lookup by address replaced
+    # (test_misread_lines_are_looked_for_in_linear_time).
+    ip, name = (MISSING_PTR_IP, "unknown") if mta == "qmail" else (CONFIRMED_IP, CONFIRMED_NAME)
+    ours = (
+        _qmail(literal, ip, "with ESMTPS")
+        if mta == "qmail"
+        else (
+            f"Received: from {literal} ({name} [{ip}])\n"
+            f"\tby mx.example.org (Postfix) with ESMTP id C4D732540DA\n"
+            f"\tfor <{_EXIM_RECIPIENT}>; {_DATE}\n"
+        )
+    )
+    directory = site_config(f"rdns_scorer_url {fake.url}\n")
+    run_spamassassin(directory, _received_as(ours + _SENDERS_OWN))
+    assert [(r.json()["ip"], r.json()["helo"]) for r in fake.requests] == [(ip, literal)]
+
+
 @pytest.mark.parametrize(
     ("top", "sender"),
     [
