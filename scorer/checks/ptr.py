@@ -152,6 +152,12 @@ def helo_option(helo_name: str, ip: IPAddress) -> str:
     return option_naming(f"helo={shown_name(helo_name)}", f" resolves to {ip}")
 
 
+def _helo_evidence(helo_name: str | None, ip: IPAddress) -> tuple[str, ...]:
+    """``helo_option``'s evidence when there is a HELO naming the client, else none.
+    Worked out only for a hit that shows it: most checks have none."""
+    return () if helo_name is None else (helo_option(helo_name, ip),)
+
+
 def check_ptr(facts: PtrFacts, helo_name: str | None = None) -> list[Hit]:
     """The PTR family's hits. ``helo_name``: the client's HELO when it resolves to the
     client (checks.helo.helo_naming), for the evidence of a PTR that does not name it
@@ -164,8 +170,8 @@ def check_ptr(facts: PtrFacts, helo_name: str | None = None) -> list[Hit]:
         # of its groups (RFC 5952 section 6 brackets an address before a port for that).
         lookup = option(f"PTR of {ip} failed: {describe(facts.ptr)}")
         return [Hit("RL_PTR_TEMPFAIL", (lookup, *mta))]
-    helo = () if helo_name is None else (helo_option(helo_name, ip),)
     if not isinstance(facts.ptr, Answer):
+        helo = _helo_evidence(helo_name, ip)
         ptr = option(f"PTR: {describe(facts.ptr)}")
         return [Hit("RL_PTR_MISSING", (f"no PTR for {ip}", ptr, *mta, *helo))]
     if not any(map(ptr_names_a_host, facts.ptr.records)):
@@ -180,13 +186,16 @@ def check_ptr(facts: PtrFacts, helo_name: str | None = None) -> list[Hit]:
             if names
         )
         shown = option(f"PTR: {spelled}") if named else "PTR: . (the root)"
+        helo = _helo_evidence(helo_name, ip)
         return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", shown, *mta, *helo))]
     confirmed = facts.confirmed_names()
     failed = facts.failed_names()
     judged = _judged_names(facts, confirmed, failed)
     generic = _generic(ip, judged) if judged else None
+    if confirmed and generic is None:
+        return []  # the usual case: no hit, so no evidence to word
     # A confirmed PTR name the HELO repeats says it already.
-    extra = (*mta, *helo) if helo_name not in confirmed else mta
+    extra = (*mta, *_helo_evidence(helo_name, ip)) if helo_name not in confirmed else mta
     if generic is not None and extra:
         generic = Hit(generic.symbol, (*generic.options, *extra), generic.confidence)
     if confirmed:
