@@ -333,8 +333,14 @@ def _bogus_reason(target: str, facts: AddressFacts) -> str | None:
 NOT_NULL_MX_TO_THE_LETTER = "names no host, RFC 7505's null MX is a lone MX 0 ."
 
 
+def _subject(domain: str) -> str:
+    """The evidence every hit on a domain leads with: the domain resolved, and its
+    U-labels if any. Worked out only for a hit: most senders have none."""
+    return option(f"domain={shown_name(domain)}")
+
+
 def _check_mx(
-    subject: str, mx: Answer[MxRecord], targets: dict[str, AddressFacts], unchecked: int
+    domain: str, mx: Answer[MxRecord], targets: dict[str, AddressFacts], unchecked: int
 ) -> Hit | None:
     if is_null_mx(mx):
         # The records as published: "MX 10 ." is no null MX to the letter of RFC 7505
@@ -343,13 +349,18 @@ def _check_mx(
         by_preference = sorted(record.preference for record in mx.records)
         published = ", ".join(f"MX {preference} ." for preference in by_preference)
         why = "RFC 7505" if by_preference == [0] else NOT_NULL_MX_TO_THE_LETTER
-        return Hit("RL_MAILFROM_NULL_MX", (subject, f"{published} ({why})"))
+        return Hit("RL_MAILFROM_NULL_MX", (_subject(domain), f"{published} ({why})"))
     reasons = {name: _bogus_reason(name, facts) for name, facts in targets.items()}
     # Usable: a public address, whatever the other family's lookup did (an A that timed
-    # out beside a public AAAA still leaves a host to deliver to).
-    usable = (r is None and has_public_host(targets[n].addresses) for n, r in reasons.items())
+    # out beside a public AAAA still leaves a host to deliver to). No reason for a host
+    # whose lookups did not fail is a public address found (_bogus_reason).
+    usable = (
+        r is None and (not targets[n].failed or has_public_host(targets[n].addresses))
+        for n, r in reasons.items()
+    )
     if not reasons or any(usable):
         return None  # at least one usable mail host (or none to judge)
+    subject = _subject(domain)
     evidence = [option_naming(f"MX {name}", f": {r}") for name, r in reasons.items() if r]
     # Hosts whose lookups failed might have been usable: named, with what failed.
     evidence += [
@@ -369,21 +380,21 @@ def _check_mx(
 
 
 def _check_implicit(
-    subject: str, domain: str, mx: Lookup[MxRecord] | None, implicit: AddressFacts | None
+    domain: str, mx: Lookup[MxRecord] | None, implicit: AddressFacts | None
 ) -> Hit | None:
     if implicit is None or mx is None:  # implicit: asked only after an MX NODATA (lookups)
         return None
+    addresses = implicit.addresses
+    # RFC 5321 section 5.1: the domain's own address is then its mail host, judged
+    # like any MX target (10.0.0.5 or 127.0.0.1 cannot receive a reply).
+    reason = _bogus_reason(domain, implicit) if addresses else None
+    if reason is None and has_public_host(addresses):
+        return None  # a usable mail host: the usual case
+    subject = _subject(domain)
     # The CNAME target a "no" can name comes from DNS: escaped and capped like any evidence.
     no_mx = option(f"no MX ({describe(mx)})")
-    addresses = implicit.addresses
-    if addresses:
-        # RFC 5321 section 5.1: the domain's own address is then its mail host, judged
-        # like any MX target (10.0.0.5 or 127.0.0.1 cannot receive a reply).
-        reason = _bogus_reason(domain, implicit)
-        if reason:
-            return Hit("RL_MAILFROM_BOGUS_MX", (subject, no_mx, f"implicit MX: {reason}"))
-        if has_public_host(addresses):
-            return None
+    if reason:
+        return Hit("RL_MAILFROM_BOGUS_MX", (subject, no_mx, f"implicit MX: {reason}"))
     if implicit.failed:
         # Only internal addresses so far (named, so the admin sees why the failure
         # mattered), and the other family's lookup failed: it might have been public.
@@ -416,30 +427,34 @@ def _special_use(sender: Sender) -> str:
     return f"a domain of a {sender.problem}, under no top-level domain"
 
 
-def check_mail_from(facts: MailFromFacts) -> list[Hit]:
-    sender = facts.sender
-    evidence = option(f"from={sender.raw}")
+def _sender_hits(sender: Sender) -> list[Hit]:
+    """The hits of a sender with no domain to resolve: by its syntax alone."""
     match sender.kind:
         case SenderKind.BAD_SYNTAX:
+            evidence = option(f"from={sender.raw}")
             return [Hit("RL_MAILFROM_BAD_SYNTAX", (evidence, option(sender.problem)))]
         case SenderKind.SPECIAL_USE:
+            evidence = option(f"from={sender.raw}")
             return [Hit("RL_MAILFROM_SPECIAL_USE", (evidence, option(_special_use(sender))))]
-        case SenderKind.NULL:
-            return []
         case SenderKind.LITERAL:
             literal = _literal_hit(option(f"domain={sender.domain}"), sender.address)
             return [literal] if literal else []
-    # The evidence every hit leads with: the domain resolved, and its U-labels if any.
-    subject = option(f"domain={shown_name(sender.domain)}")
-    mx = facts.mx
+    return []  # the null sender
+
+
+def check_mail_from(facts: MailFromFacts) -> list[Hit]:
+    sender = facts.sender
+    if sender.kind is not SenderKind.DOMAIN:
+        return _sender_hits(sender)
+    domain, mx = sender.domain, facts.mx
     if isinstance(mx, TempFail):
-        return [Hit("RL_MAILFROM_TEMPFAIL", (subject, option(f"MX: {describe(mx)}")))]
+        return [Hit("RL_MAILFROM_TEMPFAIL", (_subject(domain), option(f"MX: {describe(mx)}")))]
     if isinstance(mx, NotFound) and mx.kind is NotFoundKind.NXDOMAIN:
-        return [Hit("RL_MAILFROM_NXDOMAIN", (subject, option(f"MX: {describe(mx)}")))]
+        return [Hit("RL_MAILFROM_NXDOMAIN", (_subject(domain), option(f"MX: {describe(mx)}")))]
     hit = (
-        _check_mx(subject, mx, facts.targets, facts.unchecked_hosts)
+        _check_mx(domain, mx, facts.targets, facts.unchecked_hosts)
         if isinstance(mx, Answer)
         else None
     )
-    hit = hit or _check_implicit(subject, sender.domain, mx, facts.implicit_mx)
+    hit = hit or _check_implicit(domain, mx, facts.implicit_mx)
     return [hit] if hit else []
