@@ -193,6 +193,8 @@ NAT_SLIP_CONFIDENCE = 1 / 3
 def _syntax_hits(helo: HeloName, ip: IPAddress, also_its: frozenset[IPAddress]) -> list[Hit]:
     """The hits for the greeting's form; ``also_its``: addresses besides ``ip`` that are
     the client's own (ours, when the client is one of our addresses)."""
+    if helo.kind is HeloKind.NAME:
+        return []  # the usual case: nothing wrong with its form, no evidence to word
     evidence = option(f"helo={helo.raw}")
     match helo.kind:
         case HeloKind.INVALID:
@@ -350,11 +352,15 @@ def check_helo(
     if syntax:
         return syntax
     name = facts.helo.ascii
-    hits = [None if name in counted_by_ptr.unverified else _resolution_hit(facts, found, ip)]
+    # Asked once for both checks below. A name at the client's own address resolves to a
+    # host: _resolution_hit would find nothing to say (the usual case).
+    at_client = _at_client(found.addresses, ip)
+    said_already = at_client or name in counted_by_ptr.unverified
+    hits = [None if said_already else _resolution_hit(facts, found, ip)]
     if facts.helo.kind is HeloKind.NAME and name not in counted_by_ptr.generic:
         # A failed lookup of the client's family might have confirmed the name: judged
         # as if it had, so a big sender keeps its exemption (as a PTR name does) and a
         # DNS failure does not turn into a generic penalty.
-        confirmed = _at_client(found.addresses, ip) or isinstance(same_family, TempFail)
+        confirmed = at_client or isinstance(same_family, TempFail)
         hits.append(generic_hit("RL_HELO_GENERIC", ip, name, confirmed, "helo"))
     return [h for h in hits if h is not None]
