@@ -8,7 +8,7 @@ import ipaddress
 
 import dns.rdatatype
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from scorer.checks.helo import HeloFacts, HeloKind, check_helo, parse_helo
@@ -106,6 +106,30 @@ def test_address_named_says_no_early_only_where_taking_the_name_apart_does(text:
     inside = text.strip("[]")
     full = literal_address(inside[5:] if inside[:5].lower() == "ipv6:" else inside)
     assert address_named(text) == full
+
+
+# Labels near every edge of the rule: empty, 63 and 64 characters, a hyphen or an
+# underscore at either end, upper case and a newline (never a hostname's).
+_LABELS = st.text(alphabet="az09_-Z\n", max_size=8) | st.builds(
+    lambda char, length, end: char * length + end,
+    st.sampled_from("a-_"),
+    st.integers(0, 64),
+    st.sampled_from(["", "-", "b", "\n"]),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_LABELS, min_size=1, max_size=5).map(".".join))
+def test_hostname_problem_reads_a_name_as_its_labels_one_by_one(name: str) -> None:
+    # Its one search of the whole name against RFC 1123 section 2.1's rule label by label
+    # (letters, digits, inner hyphens, the underscore anywhere; 1-63 octets each).
+    def fine(label: str) -> bool:
+        allowed = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
+        inner = 0 < len(label) <= 63 and not label.startswith("-") and not label.endswith("-")
+        return inner and set(label) <= allowed
+
+    assume(len(name) <= 253)
+    assert (hostname_problem(name) is None) == all(map(fine, name.split(".")))
 
 
 @settings(max_examples=500, deadline=None)
