@@ -110,6 +110,8 @@ def _under(name: str, suffixes: set[str], deepest: int) -> str | None:
     the lookup stage asks this of every one (lookups._before_the_cut): an answer of
     ~3,000 names of 127 labels (20 bytes each in a TCP reply), each joined label by
     label, held the loop ~0.3 s."""
+    if not suffixes:
+        return None  # no entries of the kind (most lists): no name to take apart
     # ``name`` whole (it may be an entry itself), then its last ``deepest`` labels: no
     # parent between the two has few enough labels to be an entry.
     labels = name.rsplit(".", deepest)
@@ -315,6 +317,8 @@ class Allowlist:
         one they call invalid (a control character, an empty label: ".mx.x.org",
         "mx.x.org\r\n") equals no name, and so no entry, whatever is around the name.
         """
+        if not self.helo_names:
+            return None  # no helo entries (most lists): no HELO to read
         name = parse_helo(helo).ascii if helo else ""  # "" unless a name: never an entry
         if name in self.helo_names and name in confirmed_names:
             return f"helo {name} (= forward-confirmed PTR)"
