@@ -20,6 +20,7 @@ from scorer.checks.mailfrom import (
     has_global_address,
     is_null_mx,
     mail_hosts,
+    named_domain,
     parse_sender,
     plain_sender_domain,
     validated_sender,
@@ -36,10 +37,10 @@ from scorer.dns.outcomes import (
 )
 from scorer.dns.wire import reverse_name
 from scorer.lookups import Limits, gather_facts
-from scorer.names import IPAddress
+from scorer.names import IPAddress, literal_address
 from scorer.pipeline import Pipeline
 from scorer.protocol import parse_request
-from scorer.text import OPTION_MAX_CHARS, escape, option
+from scorer.text import OPTION_MAX_CHARS, escape, has_unsafe, option
 from tests import world
 from tests.helpers import NO_ALLOWLIST, KnownAnswers, only_complete_escapes, rotated, symbols_for
 
@@ -169,6 +170,11 @@ def test_plain_sender_fast_path_agrees_with_email_validator(address: str) -> Non
     if plain is not None:  # the fast path decided: email-validator must say the same
         validated = validated_sender(address, address)
         assert (validated.kind, validated.domain) == (SenderKind.DOMAIN, plain)
+        # parse_sender reads such an address before the checks of its characters and of
+        # its domain as a name: none of them would have said anything.
+        assert not has_unsafe(address)
+        assert named_domain(address) == plain
+        assert literal_address(plain) is None
 
 
 @pytest.mark.parametrize(

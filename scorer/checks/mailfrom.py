@@ -221,6 +221,15 @@ def parse_sender(raw: str) -> Sender:
     address = envelope_address(raw)
     if not address or address == QMAIL_NULL_SENDER:
         return Sender(raw, SenderKind.NULL)
+    plain = plain_sender_domain(address)
+    if plain is not None:
+        # The everyday sender, read at once: printable ASCII, and a domain that is a
+        # hostname (named_domain's own) and spells no address (a TLD ends in a letter),
+        # so of the checks below only the special-use one can say anything of it.
+        special = non_public_suffix(plain)
+        if special is not None:
+            return Sender(raw, SenderKind.SPECIAL_USE, domain=plain, problem=special)
+        return Sender(raw, SenderKind.DOMAIN, domain=plain)
     local, _, domain_part = address.rpartition("@")
     if has_unsafe(local):
         return Sender(raw, SenderKind.BAD_SYNTAX, problem=unsafe_reason(local))
@@ -242,9 +251,6 @@ def parse_sender(raw: str) -> Sender:
         special = non_public_suffix(domain)
         if special is not None:
             return Sender(raw, SenderKind.SPECIAL_USE, domain=domain, problem=special)
-    plain = plain_sender_domain(address)
-    if plain is not None:
-        return Sender(raw, SenderKind.DOMAIN, domain=plain)
     return validated_sender(raw, address)
 
 
