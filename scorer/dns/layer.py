@@ -17,9 +17,9 @@ import contextvars
 import ipaddress
 import logging
 import time
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import dns.rdatatype
 
@@ -438,20 +438,24 @@ class DnsLayer:
 
     # The typed questions: an answer's records are of the type asked, as wire decodes
     # each (_parse_ptr a name, _parse_a/_parse_aaaa an address, _parse_mx an MxRecord).
-    # The one place an Outcome's records are given their type, on that word.
+    # The one place an Outcome's records are given their type, on that word. Plain
+    # functions handing back lookup's own coroutine, to be awaited as it: a coroutine
+    # of their own around it cost a cached lookup a second frame and its await.
 
-    async def ptr(self, ip: IPAddress, deadline: float) -> Lookup[str]:
-        outcome = await self.lookup(reverse_name(ip), dns.rdatatype.PTR, deadline)
-        return cast("Lookup[str]", outcome)
+    def ptr(self, ip: IPAddress, deadline: float) -> Coroutine[Any, Any, Lookup[str]]:
+        outcome = self.lookup(reverse_name(ip), dns.rdatatype.PTR, deadline)
+        return cast("Coroutine[Any, Any, Lookup[str]]", outcome)
 
-    async def addresses(
+    def addresses(
         self, name: str, rdtype: dns.rdatatype.RdataType, deadline: float
-    ) -> Lookup[IPAddress]:
+    ) -> Coroutine[Any, Any, Lookup[IPAddress]]:
         """The records of ``rdtype``, A or AAAA, of ``name``."""
-        return cast("Lookup[IPAddress]", await self.lookup(name, rdtype, deadline))
+        outcome = self.lookup(name, rdtype, deadline)
+        return cast("Coroutine[Any, Any, Lookup[IPAddress]]", outcome)
 
-    async def mx(self, name: str, deadline: float) -> Lookup[MxRecord]:
-        return cast("Lookup[MxRecord]", await self.lookup(name, dns.rdatatype.MX, deadline))
+    def mx(self, name: str, deadline: float) -> Coroutine[Any, Any, Lookup[MxRecord]]:
+        outcome = self.lookup(name, dns.rdatatype.MX, deadline)
+        return cast("Coroutine[Any, Any, Lookup[MxRecord]]", outcome)
 
     async def lookup(self, name: str, rdtype: dns.rdatatype.RdataType, deadline: float) -> Outcome:
         """One cached, coalesced lookup that never raises and never outlives ``deadline``."""
