@@ -158,22 +158,27 @@ def _helo_evidence(helo_name: str | None, ip: IPAddress) -> tuple[str, ...]:
     return () if helo_name is None else (helo_option(helo_name, ip),)
 
 
+def _mta_evidence(facts: PtrFacts) -> tuple[str, ...]:
+    """The MTA's name for the client as evidence, when the request has one. Worked out
+    only for a hit that shows it: the rspamd plugin sends one with every check."""
+    return (option(f"{MTA_EVIDENCE}{facts.mta_hostname}"),) if facts.mta_hostname else ()
+
+
 def check_ptr(facts: PtrFacts, helo_name: str | None = None) -> list[Hit]:
     """The PTR family's hits. ``helo_name``: the client's HELO when it resolves to the
     client (checks.helo.helo_naming), for the evidence of a PTR that does not name it
     forward-confirmed: the name the PTR should hold, the mark of a sender that left its
     PTR to its provider (or forgot it) rather than a hijacked PC."""
     ip = facts.ip
-    mta = (option(f"{MTA_EVIDENCE}{facts.mta_hostname}"),) if facts.mta_hostname else ()
     if isinstance(facts.ptr, TempFail):
         # Not "PTR 2001:db8::1: timeout": a colon after an IPv6 address reads as one more
         # of its groups (RFC 5952 section 6 brackets an address before a port for that).
         lookup = option(f"PTR of {ip} failed: {describe(facts.ptr)}")
-        return [Hit("RL_PTR_TEMPFAIL", (lookup, *mta))]
+        return [Hit("RL_PTR_TEMPFAIL", (lookup, *_mta_evidence(facts)))]
     if not isinstance(facts.ptr, Answer):
-        helo = _helo_evidence(helo_name, ip)
         ptr = option(f"PTR: {describe(facts.ptr)}")
-        return [Hit("RL_PTR_MISSING", (f"no PTR for {ip}", ptr, *mta, *helo))]
+        named_by_others = (*_mta_evidence(facts), *_helo_evidence(helo_name, ip))
+        return [Hit("RL_PTR_MISSING", (f"no PTR for {ip}", ptr, *named_by_others))]
     if not any(map(ptr_names_a_host, facts.ptr.records)):
         # No host named: the evidence says what the PTR names instead, each name once
         # and sorted (an answer's order is the resolver's whim: the evidence must not follow it).
@@ -186,14 +191,15 @@ def check_ptr(facts: PtrFacts, helo_name: str | None = None) -> list[Hit]:
             if names
         )
         shown = option(f"PTR: {spelled}") if named else "PTR: . (the root)"
-        helo = _helo_evidence(helo_name, ip)
-        return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", shown, *mta, *helo))]
+        named_by_others = (*_mta_evidence(facts), *_helo_evidence(helo_name, ip))
+        return [Hit("RL_PTR_MISSING", (f"no PTR name for {ip}", shown, *named_by_others))]
     confirmed = facts.confirmed_names()
     failed = facts.failed_names()
     judged = _judged_names(facts, confirmed, failed)
     generic = _generic(ip, judged) if judged else None
     if confirmed and generic is None:
         return []  # the usual case: no hit, so no evidence to word
+    mta = _mta_evidence(facts)
     # A confirmed PTR name the HELO repeats says it already.
     extra = (*mta, *_helo_evidence(helo_name, ip)) if helo_name not in confirmed else mta
     if generic is not None and extra:
