@@ -2507,7 +2507,7 @@ def test_an_rcode_we_do_not_know_tries_the_next_nameserver(rcode: int) -> None:
     assert outcome == wire.TryNext(TempFail(FailureKind.MALFORMED, f"rcode {rcode}"))
 
 
-@pytest.mark.parametrize("rdtype", ["A", "AAAA", "MX", "PTR", "NS", "CNAME"])
+@pytest.mark.parametrize("rdtype", ["A", "AAAA", "MX", "PTR", "NS", "CNAME", "DNAME"])
 def test_a_broken_record_of_a_type_we_read_after_the_answer_makes_no_negative(
     rdtype: str,
 ) -> None:
@@ -3380,8 +3380,13 @@ def _classify_a(data: bytes) -> object:
         bytes.fromhex("c00c 001c 0001 0000003c 0003 000000"),  # AAAA of 3 octets
         bytes.fromhex("c00c 0005 0001 0000003c 0002 4100"),  # CNAME to a bad label type
         bytes.fromhex("c00c 000f 0001 0000003c 0002 000a"),  # MX without its exchange
+        # Found by fuzzing against dnspython (forty-fifth session): a DNAME's target is
+        # one name (RFC 6672 section 2.1), here a bad label type, then one that does not
+        # fill its RDATA.
+        bytes.fromhex("c00e 0027 0001 0000003c 0002 4100"),
+        bytes.fromhex("c00e 0027 0001 0000003c 0004 01620000"),
     ],
-    ids=["aaaa-of-3", "cname-bad-label", "short-mx"],
+    ids=["aaaa-of-3", "cname-bad-label", "short-mx", "dname-bad-label", "dname-short-name"],
 )
 def test_a_broken_record_beside_the_answer_breaks_the_packet(broken: bytes) -> None:
     # Regression (fuzzing): a record in the answer section that was not the asked type

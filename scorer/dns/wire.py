@@ -335,7 +335,9 @@ def _check_soa(data: bytes, offset: int, rdlength: int, known: _Known) -> None:
 # The records whose RDATA is checked wherever they are, beside the answer or after it:
 # every type our answers, a negative answer or a referral carry (RFC 1035 section
 # 3.2.1: RDATA is RDLENGTH octets of its type's form; a record of a type we know that
-# does not read means the packet is broken, whatever else it holds).
+# does not read means the packet is broken, whatever else it holds). The DNAME too,
+# which an answer through one carries beside the chain (RFC 6672 section 2.1: its
+# RDATA is one name).
 _RDATA_CHECKS: dict[int, Callable[[bytes, int, int, _Known], None]] = {
     TYPE_PTR: _check_name_rdata,
     TYPE_A: _check_a,
@@ -343,6 +345,7 @@ _RDATA_CHECKS: dict[int, Callable[[bytes, int, int, _Known], None]] = {
     TYPE_MX: _check_mx,
     TYPE_NS: _check_name_rdata,
     TYPE_CNAME: _check_name_rdata,
+    TYPE_DNAME: _check_name_rdata,
     TYPE_SOA: _check_soa,
 }
 
