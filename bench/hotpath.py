@@ -29,7 +29,6 @@ from scorer.metrics import Metrics  # noqa: E402
 from scorer.pipeline import Pipeline  # noqa: E402
 from scorer.protocol import (  # noqa: E402
     decode_body,
-    encode_check_reply,
     parse_labels,
     parse_request,
 )
@@ -84,7 +83,7 @@ async def _costs(nameserver: str) -> dict[str, float]:
         ),
         "metrics_observe_check": _per_call_us(lambda: metrics.observe_check(request, reply, 0.001)),
         # As served: a cached reply keeps its rendered JSON up to elapsed_ms.
-        "encode_reply_json": _per_call_us(lambda: encode_check_reply(reply, 0.004, False)),
+        "encode_reply_json": _per_call_us(lambda: reply.encoded(0.004, False)),
     }
     # Option building for a new reply (a reply-cache hit reuses it all): two symbols
     # with three options each (a generic PTR and HELO) weighted, totalled and rendered.

@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -35,9 +35,12 @@ from scorer.metrics import Metrics
 from scorer.pipeline import Pipeline
 from scorer.protocol import (
     ACCEPTED_TYPES,
+    CheckReply,
+    CheckRequest,
+    Labels,
+    ReplyKey,
     RequestError,
     decode_body,
-    encode_check_reply,
     encode_reply,
     parse_labels,
     parse_request,
@@ -103,7 +106,7 @@ class Service:
         self.started_server = config.server  # what a reload cannot change (reload_warnings)
         # With several workers: /metrics shows them all (scorer.workermetrics).
         self.shared_metrics = shared_metrics
-        self.pipeline = self._build(config, previous=None)
+        self._use(self._build(config, previous=None))
         self._loader = loader
         # POST /v1/reload's, when not ``loader`` (create_app).
         self._api_loader = api_loader or loader
@@ -129,12 +132,14 @@ class Service:
     def config(self) -> Config:
         return self.pipeline.config
 
-    @property
-    def body_limit(self) -> int:
-        """The largest check body accepted now: ``max_body_bytes``, but never above the
-        one the service started with, which aiohttp enforces (``client_max_size``) and
-        a reload cannot raise."""
-        return min(self.pipeline.config.server.max_body_bytes, self.started_body_limit)
+    def _use(self, pipeline: Pipeline) -> None:
+        """Serve with ``pipeline`` (and its config) from now on."""
+        self.pipeline = pipeline
+        # The largest check body accepted now: ``max_body_bytes``, but never above the
+        # one the service started with, which aiohttp enforces (``client_max_size``) and
+        # a reload cannot raise. Worked out here, not read per request through a
+        # property (a call each: docs/performance-history.md, forty-fifth session).
+        self.body_limit = min(pipeline.config.server.max_body_bytes, self.started_body_limit)
 
     def connection_limit(self) -> int:
         """The open connections taken now (a reload applies to the next accept)."""
@@ -181,16 +186,51 @@ class Service:
         The reply's ``elapsed_ms`` is the time from here to the verdict (decoding,
         validation and the check; not metrics, logging, encoding or HTTP).
         """
+        answered = self.answer_at_once(pipeline, body, content_type, want_msgpack)
+        return answered if isinstance(answered, tuple) else await answered
+
+    def answer_at_once(
+        self, pipeline: Pipeline, body: bytes, content_type: str, want_msgpack: bool
+    ) -> tuple[bytes, str] | Coroutine[None, None, tuple[bytes, str]]:
+        """``answer``'s reply at once for a reply-cache hit, else a coroutine that checks
+        the request and gives it. A hit, the common case, awaits nothing, and a coroutine
+        of its own cost a served warm check ~4 plain calls (docs/performance-history.md,
+        forty-fifth session)."""
         started = time.perf_counter()
         data = decode_body(body, content_type)
         request, key = parse_request(data)
         labels = parse_labels(data)
-        reply = pipeline.cached(key) or await pipeline.check_and_cache(request, key)
+        reply = pipeline.cached(key)
+        if reply is None:
+            return self._answer_new(pipeline, request, key, labels, started, want_msgpack)
+        return self._answered(request, labels, reply, started, want_msgpack)
+
+    async def _answer_new(
+        self,
+        pipeline: Pipeline,
+        request: CheckRequest,
+        key: ReplyKey,
+        labels: Labels,
+        started: float,
+        want_msgpack: bool,
+    ) -> tuple[bytes, str]:
+        reply = await pipeline.check_and_cache(request, key)
+        return self._answered(request, labels, reply, started, want_msgpack)
+
+    def _answered(
+        self,
+        request: CheckRequest,
+        labels: Labels,
+        reply: CheckReply,
+        started: float,
+        want_msgpack: bool,
+    ) -> tuple[bytes, str]:
+        """The reply to ``request``, counted and logged; ``started``: when answering began."""
         seconds = time.perf_counter() - started
         self.metrics.observe_check(request, reply, seconds)
         elapsed_ms = seconds * 1000
         log_check(request, labels, reply, elapsed_ms)
-        return encode_check_reply(reply, elapsed_ms, want_msgpack)
+        return reply.encoded(elapsed_ms, want_msgpack)
 
     def authorized(self, request: web.Request, server: ServerConfig) -> bool:
         """Whether ``request`` carries ``server``'s token (set), or one of its previous
@@ -264,7 +304,7 @@ class Service:
                         pipeline.dns.described_nameservers,
                         self.pipeline.dns.described_nameservers,
                     )
-            self.pipeline = pipeline
+            self._use(pipeline)
             if config.server.logging_settings != previous.server.logging_settings:
                 configure_logging(*config.server.logging_settings)
             warnings = config.reload_warnings(self.started_server, previous)
@@ -335,9 +375,14 @@ def media_type(content_type: str) -> str:
     return content_type.partition(";")[0].strip(" \t").lower()
 
 
-async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str]:
+def _read_check_body(
+    request: web.Request, limit: int
+) -> tuple[bytes, str] | Coroutine[None, None, tuple[bytes, str]]:
     """The body of a /v1/check request and its media type, or a RequestError (415, 413,
-    408 when it does not arrive within BODY_TIMEOUT_SECONDS)."""
+    408 when it does not arrive within BODY_TIMEOUT_SECONDS). A body that came with the
+    headers, the usual case, is taken at once; for one still on its way, a coroutine
+    that waits for it (awaiting one of its own cost a served warm check ~4 plain calls:
+    docs/performance-history.md, forty-fifth session)."""
     # aiohttp's header names (istr): a plain str key is case-folded on every lookup.
     content_type = request.headers.get(hdrs.CONTENT_TYPE, "")
     if content_type not in ACCEPTED_TYPES:  # parameters, odd case
@@ -367,24 +412,28 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
             f"Transfer-Encoding {option(transfer, 40)} is not supported (use chunked)",
             "Transfer-Encoding",
         )
-    arrived = request.content.is_eof()  # the usual case: it came with the headers
-    if not arrived:
-        if (request.content_length or 0) > limit:
-            # Refused before waiting for it (one that arrived is measured below, for free).
-            raise RequestError(body_too_large(limit), status=413)
-        if request.headers.get(hdrs.EXPECT):  # 100-continue: expect_continue took others
-            await _invite_the_body(request)
+    if request.content.is_eof():
+        # All of it is buffered: taken as it is, with no timer to arm, and not through
+        # request.read(), whose coroutine, two readany() rounds and copy cost a served
+        # warm check ~12k instructions (docs/performance.md, forty-fourth session). Its
+        # size is measured in _checked_body, where request.read() measured it against
+        # the larger client_max_size: the same 413 for the same bodies.
+        return _checked_body(request.content.read_nowait(), content_type, coding, limit)
+    return _receive_check_body(request, content_type, coding, limit)
+
+
+async def _receive_check_body(
+    request: web.Request, content_type: str, coding: str, limit: int
+) -> tuple[bytes, str]:
+    """_read_check_body's for a body still on its way."""
+    if (request.content_length or 0) > limit:
+        # Refused before waiting for it (one that arrived is measured, for free).
+        raise RequestError(body_too_large(limit), status=413)
+    if request.headers.get(hdrs.EXPECT):  # 100-continue: expect_continue took others
+        await _invite_the_body(request)
     try:
-        if arrived:
-            # All of it is buffered: taken as it is, with no timer to arm, and not through
-            # request.read(), whose coroutine, two readany() rounds and copy cost a served
-            # warm check ~12k instructions (docs/performance.md, forty-fourth session). Its
-            # size is measured below, where request.read() measured it against the larger
-            # client_max_size: the same 413 for the same bodies.
-            body = request.content.read_nowait()
-        else:
-            async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
-                body = await request.read()
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise RequestError(body_too_large(limit), status=413) from None
     except TimeoutError:
@@ -395,6 +444,11 @@ async def _read_check_body(request: web.Request, limit: int) -> tuple[bytes, str
         cause = error.__cause__
         why = cause.message if isinstance(cause, HttpProcessingError) else str(error)
         raise RequestError(f"body could not be read: {option(why, 100)}") from None
+    return _checked_body(body, content_type, coding, limit)
+
+
+def _checked_body(body: bytes, content_type: str, coding: str, limit: int) -> tuple[bytes, str]:
+    """``body`` as read, measured against ``limit`` and decoded from ``coding``."""
     if len(body) > limit:
         # A reload may have lowered the limit below aiohttp's own cap, and a chunked
         # body has no Content-Length to compare first.
@@ -426,7 +480,8 @@ async def check(service: Service, request: web.Request) -> web.Response:
     try:
         # Read before taking a slot: a client that sends headers and stalls the body
         # must not hold one of max_in_flight (the checks of everyone else would get 503).
-        body, content_type = await _read_check_body(request, service.body_limit)
+        read = _read_check_body(request, service.body_limit)
+        body, content_type = read if isinstance(read, tuple) else await read
     except RequestError as error:
         response = service.refuse(request, error.status, error.message, error.field, want_msgpack)
         if error.status in (400, 408, 413):
@@ -451,7 +506,8 @@ async def check(service: Service, request: web.Request) -> web.Response:
         return response
     service.in_flight += 1
     try:
-        payload, reply_type = await service.answer(pipeline, body, content_type, want_msgpack)
+        answered = service.answer_at_once(pipeline, body, content_type, want_msgpack)
+        payload, reply_type = answered if isinstance(answered, tuple) else await answered
     except RequestError as error:
         return service.refuse(request, error.status, error.message, error.field, want_msgpack)
     except Exception:

@@ -162,7 +162,12 @@ class Pipeline:
 
         Not a coroutine: a reply-cache hit, the common case, awaits nothing.
         """
-        entry = self._judged_replies().get_entry(key)
+        # _judged_replies() called only when the judgement changed: a call per hit was a
+        # measurable share of it (docs/performance-history.md, forty-fifth session).
+        replies = self.replies
+        if self.dns.trust_changes != self._replies_trust:
+            replies = self._judged_replies()
+        entry = replies.get_entry(key)
         return None if entry is None else entry[1]
 
     def _judged_replies(self) -> TtlCache[CheckReply]:

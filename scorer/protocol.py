@@ -119,9 +119,15 @@ class CheckReply(NamedTuple):
         body = _JSON.encode(self._payload()).encode()
         return body[:-1] + b',"elapsed_ms":'
 
-    def to_json(self, elapsed_ms: float) -> bytes:
+    def encoded(self, elapsed_ms: float, want_msgpack: bool) -> tuple[bytes, str]:
+        """The /v1/check reply body, with the time it took, and its media type."""
+        if want_msgpack:
+            return encode_reply(self.to_dict(elapsed_ms), want_msgpack)
         # Three decimals, as to_dict rounds: microseconds are noise at this scale.
-        return (self.json_head or self._render_head()) + b"%.3f}" % elapsed_ms
+        return (self.json_head or self._render_head()) + b"%.3f}" % elapsed_ms, "application/json"
+
+    def to_json(self, elapsed_ms: float) -> bytes:
+        return self.encoded(elapsed_ms, False)[0]
 
     def to_dict(self, elapsed_ms: float) -> dict[str, Any]:
         return self._payload() | {"elapsed_ms": round(float(elapsed_ms), 3)}
@@ -326,14 +332,6 @@ def parse_labels(data: dict[str, Any]) -> Labels:
     if (type(queue_id) is str or queue_id is None) and (type(user) is str or user is None):
         return queue_id and queue_id[:MAX_FIELD_CHARS], user and user[:MAX_FIELD_CHARS]
     return _optional_text(queue_id, "queue_id"), _optional_text(user, "user")
-
-
-def encode_check_reply(
-    reply: CheckReply, elapsed_ms: float, want_msgpack: bool
-) -> tuple[bytes, str]:
-    if want_msgpack:
-        return encode_reply(reply.to_dict(elapsed_ms), want_msgpack)
-    return reply.to_json(elapsed_ms), "application/json"
 
 
 def encode_reply(payload: dict[str, Any], want_msgpack: bool) -> tuple[bytes, str]:

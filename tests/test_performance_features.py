@@ -330,6 +330,20 @@ async def test_a_reply_cache_miss_is_looked_up_once(unbound: Unbound) -> None:
     assert (service.pipeline.replies.misses, service.pipeline.replies.hits) == (1, 1)
 
 
+async def test_a_reply_cache_hit_is_answered_at_once(unbound: Unbound) -> None:
+    # The handler awaits nothing for a hit: Service.answer_at_once gives its reply
+    # itself, and a coroutine only for a check still to make (forty-fifth session).
+    service = Service(_config(unbound))
+    body = json.dumps({"ip": world.CONFIRMED_IP, "helo": world.CONFIRMED_NAME}).encode()
+    missed = service.answer_at_once(service.pipeline, body, "application/json", False)
+    assert asyncio.iscoroutine(missed)
+    payload, _type = await missed
+    hit = service.answer_at_once(service.pipeline, body, "application/json", False)
+    assert isinstance(hit, tuple) and hit[1] == "application/json"
+    assert json.loads(hit[0])["symbols"] == json.loads(payload)["symbols"]
+    assert (service.pipeline.replies.misses, service.pipeline.replies.hits) == (1, 1)
+
+
 # --- memoised validation -------------------------------------------------------
 
 

@@ -1692,7 +1692,7 @@ async def test_a_bug_after_100_continue_is_still_answered_500(
     async def broken(*_args: object) -> tuple[bytes, str]:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(app[SERVICE_KEY], "answer", broken)
+    monkeypatch.setattr(app[SERVICE_KEY], "answer_at_once", broken)
     client = await aiohttp_client(app)
     body = json.dumps({"ip": "10.1.1.1"}).encode()
     status = await _post_after_100_continue(client.port, body, b"100-continue")

@@ -494,7 +494,7 @@ async def test_a_bug_in_a_check_is_a_counted_500(
         raise RuntimeError("a bug")
 
     app = create_app(unbound_config)
-    monkeypatch.setattr(app[SERVICE_KEY], "answer", broken)
+    monkeypatch.setattr(app[SERVICE_KEY], "answer_at_once", broken)
     client = await aiohttp_client(app)
     response = await client.post("/v1/check", json={"ip": world.CONFIRMED_IP, "helo": "x\x1b"})
     assert response.status == 500
