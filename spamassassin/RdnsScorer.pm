@@ -874,22 +874,28 @@ sub _misread_client {
   return;
 }
 
-# Of $trusted, the first relay at the address of the address literal $literal, read as
-# SpamAssassin reads a relay's address (Received.pm, parse_received_line: the IPv6: tag,
-# an IPv6 zone and the ::ffff: of an IPv4-mapped address dropped, so "[IPv6:::ffff:
-# 192.168.1.2]" is 192.168.1.2), where $at says each address first is; none at $except
-# (the address the line names: read right). Or undef.
+# Of $trusted, the first relay at the address of the address literal $literal, where $at
+# says each address first is; none at $except (the address the line names: read right).
+# Or undef.
 sub _relay_at_literal {
   my ($literal, $at, $trusted, $except) = @_;
   my ($ip) = $literal =~ /^\[(.*)\]\z/;
   return if !defined $ip;
+  $ip = _as_relay_address($ip);
+  return if defined $except && $ip eq _as_relay_address($except);
+  my $first = $at->{$ip};
+  return defined $first ? $trusted->[$first] : undef;
+}
+
+# $address as SpamAssassin reads a relay's address (Received.pm, parse_received_line: the
+# IPv6: tag, an IPv6 zone and the ::ffff: of an IPv4-mapped address dropped, so "IPv6:::
+# ffff:192.168.1.2" is 192.168.1.2), in lower case.
+sub _as_relay_address {
+  my ($ip) = @_;
   $ip =~ s/^ipv6://i;
   $ip =~ s/%[A-Z0-9._~-]*\z//si;
   $ip =~ s/^0*:0*:(?:0*:)*ffff:(\d+\.\d+\.\d+\.\d+)$/$1/i;
-  $ip = lc $ip;
-  return if defined $except && $ip eq lc $except;
-  my $first = $at->{$ip};
-  return defined $first ? $trusted->[$first] : undef;
+  return lc $ip;
 }
 
 # Whether SpamAssassin's Received parser trusts a relay from $address that did not

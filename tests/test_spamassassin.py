@@ -1099,6 +1099,17 @@ def test_a_private_helo_literal_is_found_as_spamassassin_reads_its_address(
     assert [(r.json()["ip"], r.json()["helo"]) for r in fake.requests] == [(ip, literal)]
 
 
+def test_a_postfix_line_from_its_own_mapped_address_is_read_right() -> None:
+    # Review: the address a Postfix line names was compared with its literal as written,
+    # the literal as SpamAssassin reads it: a client at ::ffff:192.168.1.2 greeting with
+    # that literal (read right: private, trusted) was found misread at 192.168.1.2.
+    result = subprocess.run(
+        ["perl", "-e", PMS_STUB + RELAY_AT_LITERAL, str(source_dir())],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert result.stdout.split() == ["none", "none", "found"], result.stdout + result.stderr
+
+
 @pytest.mark.parametrize(
     ("top", "sender"),
     [
@@ -1153,6 +1164,15 @@ def test_a_misread_qmail_line_past_an_msa_stays_trusted(fake: FakeHttp) -> None:
 # literal; "postfix": Postfix's from one), every relay trusted by inference, then one
 # line misread whose client's address is public: prints the index it found and the
 # seconds a call took, the best of three rounds of as many calls as 4,000 lines make.
+RELAY_AT_LITERAL = r"""
+my @trusted = ({ ip => '192.168.1.2' });
+my %at = ('192.168.1.2' => 0);
+for my $except ('::ffff:192.168.1.2', 'IPv6:0:0:0:0:0:FFFF:192.168.1.2', '198.51.100.7') {
+  my $relay = Mail::SpamAssassin::Plugin::RdnsScorer::_relay_at_literal(
+    '[IPv6:::ffff:192.168.1.2]', \%at, \@trusted, $except);
+  print $relay ? "found\n" : "none\n";
+}
+"""
 MISREAD_LINES = r"""
 my $kind = $ARGV[1];
 for my $count (@ARGV[2, 3]) {
