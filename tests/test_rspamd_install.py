@@ -1832,7 +1832,8 @@ def test_cli_uninstall_exit_status_and_no_configtest(
      ("service=rdns-scorer+example.com", None), ("SERVICE=a+b:2", None)],
 )  # fmt: skip
 def test_check_asks_each_server_where_the_plugin_does(entry: str, url: str | None) -> None:
-    assert rspamd_check.server_url(entry) == url
+    read = rspamd_check._read_entry(entry)  # what check() asks, or why it refuses
+    assert (None if isinstance(read, str) else rspamd_check._url(read)) == url
 
 
 def test_check_reads_the_section_as_the_plugin_does() -> None:
@@ -1867,7 +1868,7 @@ def test_check_reads_the_section_as_the_plugin_does() -> None:
      (["Round-Robin:[::1]:1", "b"], ["[::1]:1", "b"], "round-robin"),
      (" hash:a", ["a"], "hash"), ("random:", [], "random"),
      ("sequential:a:1", ["a:1"], "sequential"),
-     # No rotation rspamd knows: an entry (server_url refuses it), or a host and port.
+     # No rotation rspamd knows: an entry (_read_entry refuses it), or a host and port.
      ("failover:a:1", ["failover:a:1"], None), ("hash-1:11340", ["hash-1:11340"], None)],
 )  # fmt: skip
 def test_check_reads_a_rotation_prefix_as_the_plugin_does(

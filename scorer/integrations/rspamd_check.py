@@ -91,7 +91,7 @@ def _is_rotation(name: str) -> bool:
 def split_rotation(servers: str) -> tuple[str, str | None]:
     """``servers`` less a leading rotation prefix, and its name in lower case (None when
     none is written), as the plugin splits them (split_rotation): only a rotation is a
-    prefix; "failover:10.0.0.5" stays an entry, which server_url refuses."""
+    prefix; "failover:10.0.0.5" stays an entry, which _read_entry refuses."""
     text = servers.lstrip(",; \t\r\n")
     found = _PREFIX.match(text)
     if found and _is_rotation(found.group(1)):
@@ -185,13 +185,6 @@ def _url(address: tuple[str, str]) -> str:
     """``http://HOST:PORT`` for a host and port _read_entry gives."""
     host, port = address
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def server_url(entry: str) -> str | None:
-    """``http://HOST:PORT`` for a ``servers`` entry the plugin asks; None for one it
-    refuses (_read_entry says why)."""
-    read = _read_entry(entry)
-    return None if isinstance(read, str) else _url(read)
 
 
 # The settings the plugin reads (lua/rdns_scorer.lua's `settings`, a test keeps them the
